@@ -1,0 +1,15 @@
+"""atwill bench: benchmarks (see benchmarks/)."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, help="Benchmarks.")
+
+
+@app.command("api")
+def api(rounds: int = typer.Option(2000, help="Requests per measurement.")) -> None:
+    """Token issue/validation rates, image transfer ratio, flavor list rate, memory."""
+    from ..bench.api import main
+
+    main(rounds)

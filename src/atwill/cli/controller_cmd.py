@@ -1,0 +1,79 @@
+"""atwill init / serve / up: bootstrap and run the controller."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from ..config import Settings
+from ..controller import state
+from .options import DatabaseUrl, Host, Insecure, Port, PublicHost, StateDir, console, settings
+
+
+def register(app: typer.Typer) -> None:
+    app.command("init")(init)
+    app.command("serve")(serve)
+    app.command("up")(up)
+
+
+def _settings(state_dir, database_url, host, port, public_host, insecure) -> Settings:
+    return settings(state_dir, insecure, database_url=database_url, listen_host=host,
+                    port=port, public_host=public_host)
+
+
+def _initialise(conf: Settings) -> None:
+    changes = state.initialise(conf)
+    if not changes:
+        console.print(f"{conf.state_dir} is already initialised; nothing changed.")
+    for change in changes:
+        console.print(f"  {change}", highlight=False)
+
+
+def init(state_dir: StateDir = None, database_url: DatabaseUrl = None, host: Host = None,
+         port: Port = None, public_host: PublicHost = None, insecure_http: Insecure = False
+         ) -> None:
+    """Create (or complete) the state directory: database, keys, CA, admin, catalog."""
+    _initialise(_settings(state_dir, database_url, host, port, public_host, insecure_http))
+
+
+def serve(state_dir: StateDir = None, database_url: DatabaseUrl = None, host: Host = None,
+          port: Port = None, public_host: PublicHost = None, insecure_http: Insecure = False
+          ) -> None:
+    """Run the controller on an initialised state directory."""
+    run(_settings(state_dir, database_url, host, port, public_host, insecure_http))
+
+
+def up(state_dir: StateDir = None, database_url: DatabaseUrl = None, host: Host = None,
+       port: Port = None, public_host: PublicHost = None, insecure_http: Insecure = False
+       ) -> None:
+    """Initialise if needed, then run the all-in-one cloud in the foreground."""
+    conf = _settings(state_dir, database_url, host, port, public_host, insecure_http)
+    _initialise(conf)
+    console.print(f"clouds.yaml: {conf.path('clouds.yaml')}  (cloud name: atwill)")
+    console.print(f"openrc:      {conf.path('openrc')}")
+    console.print(f"try:  OS_CLIENT_CONFIG_FILE={conf.path('clouds.yaml')} "
+                  "openstack --os-cloud atwill server list", highlight=False)
+    run(conf)
+
+
+def run(conf: Settings) -> None:
+    import uvicorn
+
+    from ..controller.app import create_app
+    from ..logs import setup_logging
+
+    setup_logging(conf.log_level)
+    if not conf.path("fernet-keys").is_dir():
+        console.print(f"[red]{conf.state_dir} is not initialised; run 'atwill init'.[/red]")
+        raise typer.Exit(1)
+    ssl = {}
+    if conf.tls:
+        ssl = {"ssl_certfile": str(conf.path("pki", "controller.pem")),
+               "ssl_keyfile": str(conf.path("pki", "controller-key.pem"))}
+    logging.getLogger("atwill").info("controller listening on %s (state %s)",
+                                     conf.public_url, conf.state_dir)
+    sys.stdout.flush()
+    uvicorn.run(create_app(conf), host=conf.listen_host, port=conf.port, access_log=False,
+                log_config=None, server_header=False, **ssl)

@@ -1,0 +1,130 @@
+"""Effective configuration: defaults, then the state directory's file, then environment, then flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_FILE = "atwill.yaml"
+ENV_PREFIX = "ATWILL_"
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get("ATWILL_STATE_DIR", "/var/lib/atwill"))
+
+
+@dataclasses.dataclass
+class Settings:
+    """Every tunable of the controller; each field can come from file, env or flag."""
+
+    state_dir: Path = dataclasses.field(default_factory=default_state_dir)
+    listen_host: str = "127.0.0.1"
+    port: int = 8686
+    public_host: str = ""
+    tls: bool = True
+    database_url: str = ""
+    region: str = "RegionOne"
+    token_ttl: int = 3600
+    max_active_keys: int = 3
+    image_size_limit: int = 10 * 1024**3
+    max_request_body: int = 1024 * 1024
+    log_level: str = "info"
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    @property
+    def public_url(self) -> str:
+        host = self.public_host or self.listen_host
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1"
+        return f"{self.scheme}://{host}:{self.port}"
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.state_dir / 'atwill.db'}"
+
+    def path(self, *parts: str) -> Path:
+        return self.state_dir.joinpath(*parts)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["state_dir"] = str(self.state_dir)
+        out["public_url"] = self.public_url
+        out["database_url"] = redact_url(self.effective_database_url)
+        return out
+
+
+def redact_url(url: str) -> str:
+    """Hide a password in a database URL before it is shown or logged."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in creds else url
+
+
+def _coerce(field: dataclasses.Field, raw: Any) -> Any:
+    kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")
+    if kind == "bool":
+        if isinstance(raw, bool):
+            return raw
+        value = str(raw).strip().lower()
+        if value in ("1", "true", "yes", "on"):
+            return True
+        if value in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{field.name}: expected a boolean, got {raw!r}")
+    if kind == "int":
+        try:
+            return int(raw)
+        except (TypeError, ValueError):
+            raise ValueError(f"{field.name}: expected an integer, got {raw!r}") from None
+    if kind == "Path":
+        return Path(raw)
+    return str(raw)
+
+
+def load(state_dir: Path | None = None, **overrides: Any) -> Settings:
+    """Build the effective settings; later sources win, None overrides are ignored."""
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    values: dict[str, Any] = {}
+    env_dir = os.environ.get(ENV_PREFIX + "STATE_DIR")
+    base = Path(state_dir or overrides.get("state_dir") or env_dir or default_state_dir())
+    values["state_dir"] = base
+    config_file = base / CONFIG_FILE
+    if config_file.exists():
+        data = yaml.safe_load(config_file.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{config_file}: expected a mapping")
+        for key, raw in data.items():
+            if key not in fields or key == "state_dir":
+                raise ValueError(f"{config_file}: unknown setting {key!r}")
+            values[key] = _coerce(fields[key], raw)
+    for name, field in fields.items():
+        raw = os.environ.get(ENV_PREFIX + name.upper())
+        if raw is not None and name != "state_dir":
+            values[name] = _coerce(field, raw)
+    for name, raw in overrides.items():
+        if raw is not None and name != "state_dir":
+            if name not in fields:
+                raise ValueError(f"unknown setting {name!r}")
+            values[name] = _coerce(fields[name], raw)
+    return Settings(**values)
+
+
+def save(settings: Settings, keys: list[str]) -> None:
+    """Persist chosen settings to the state directory's file (used by init)."""
+    path = settings.path(CONFIG_FILE)
+    data: dict[str, Any] = {}
+    if path.exists():
+        data = yaml.safe_load(path.read_text()) or {}
+    for key in keys:
+        data[key] = getattr(settings, key)
+    path.write_text(yaml.safe_dump(data, sort_keys=True))

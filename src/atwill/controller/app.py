@@ -1,0 +1,44 @@
+"""The controller's ASGI app: every service mounted under one root."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+
+from ..config import Settings
+from .compute import app as compute_app
+from .context import Controller
+from .identity import app as identity_app
+from .image import app as image_app
+from .middleware import RequestContext
+
+
+MOUNTS = ("/identity", "/compute", "/image")
+
+
+def create_app(settings: Settings, ctl: Controller | None = None) -> RequestContext:
+    ctl = ctl or Controller.from_settings(settings)
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        ctl.db.dispose()
+
+    root = FastAPI(title="atwill", docs_url=None, redoc_url=None, openapi_url=None,
+                   lifespan=lifespan)
+    root.state.ctl = ctl
+    for prefix, factory in (("/identity", identity_app.create), ("/compute", compute_app.create),
+                            ("/image", image_app.create)):
+        root.mount(prefix, factory(ctl))
+
+    @root.get("/")
+    def index(request: Request) -> dict:
+        base = ctl.base_url
+        return {"name": "atwill", "services": {
+            "identity": f"{base}/identity", "compute": f"{base}/compute/v2.1",
+            "image": f"{base}/image"}}
+
+    logging.getLogger("atwill").debug("controller app built for %s", ctl.base_url)
+    return RequestContext(root, settings.max_request_body, MOUNTS)

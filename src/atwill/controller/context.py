@@ -1,0 +1,28 @@
+"""The controller's shared objects: settings, database and token keys."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..config import Settings
+from .db.session import Database
+from .keys import KeyRepository
+
+
+@dataclasses.dataclass
+class Controller:
+    settings: Settings
+    db: Database
+    keys: KeyRepository
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Controller:
+        return cls(
+            settings=settings,
+            db=Database(settings.effective_database_url),
+            keys=KeyRepository(settings.path("fernet-keys"), settings.max_active_keys),
+        )
+
+    @property
+    def base_url(self) -> str:
+        return self.settings.public_url

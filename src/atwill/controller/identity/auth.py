@@ -1,0 +1,178 @@
+"""/v3/auth: issue, validate and revoke tokens; the caller's catalog, projects, domains."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ...core.errors import BadRequest, NotFound, Unauthorized
+from ...core.passwords import verify_password
+from ...core.policy import Credentials
+from ..context import Controller
+from ..db.models import Domain, Project, RoleAssignment
+from ..service import authorize, caller, controller, json_body
+from .lookups import find_auth_user, find_domain
+from .tokens import TokenService, ValidatedToken, build_catalog, lookup_scope_project
+
+router = APIRouter()
+
+
+@router.post("/v3/auth/tokens")
+def tokens_post(request: Request, body: dict = Depends(json_body)) -> JSONResponse:
+    ctl = controller(request)
+    auth = body.get("auth")
+    if not isinstance(auth, dict) or not isinstance(auth.get("identity"), dict):
+        raise BadRequest("Invalid input: 'auth.identity' is a required object.")
+    service = TokenService(ctl)
+    with ctl.db.session() as session:
+        user, methods, expires_at, audit_id = _authenticate(ctl, session, auth["identity"])
+        project, domain = _scope(session, auth.get("scope"), user)
+        if (project or domain) and not _has_role(session, user.id, project, domain):
+            raise Unauthorized("The user has no role on the requested scope.")
+        token, validated = service.issue(session, user, project, domain, methods,
+                                         expires_at, audit_id)
+        nocatalog = "nocatalog" in request.query_params
+        body_out = service.body(session, validated, with_catalog=not nocatalog)
+    return JSONResponse(body_out, status_code=201, headers={"X-Subject-Token": token})
+
+
+def _authenticate(ctl: Controller, session: Session, identity: dict[str, Any]) -> tuple:
+    methods = identity.get("methods")
+    if not isinstance(methods, list) or not methods:
+        raise BadRequest("Invalid input: 'auth.identity.methods' must be a non-empty array.")
+    if "password" in methods:
+        password = identity.get("password")
+        user_ref = password.get("user") if isinstance(password, dict) else None
+        if not isinstance(user_ref, dict) or not isinstance(user_ref.get("password"), str):
+            raise BadRequest("Invalid input: 'password.user' with a 'password' is required.")
+        user = find_auth_user(session, user_ref)
+        if not verify_password(user.password_hash if user else None, user_ref["password"]):
+            raise Unauthorized("The request you have made requires authentication.")
+        if not user.enabled:
+            raise Unauthorized("The user is disabled.")
+        return user, ("password",), None, None
+    if "token" in methods:
+        token_ref = identity.get("token")
+        if not isinstance(token_ref, dict) or not isinstance(token_ref.get("id"), str):
+            raise BadRequest("Invalid input: 'token.id' is required.")
+        old = TokenService(ctl).validate(session, token_ref["id"])
+        methods_out = tuple(dict.fromkeys((*old.payload.methods, "token")))
+        return old.user, methods_out, old.payload.expires_at, None
+    raise Unauthorized(f"Unsupported authentication method: {', '.join(map(str, methods))}.")
+
+
+def _scope(session: Session, scope: Any, user: Any) -> tuple[Project | None, Domain | None]:
+    if scope is None:
+        if user.default_project_id:
+            project = session.get(Project, user.default_project_id)
+            if project is not None and project.enabled:
+                return project, None
+        return None, None
+    if scope == "unscoped":
+        return None, None
+    if not isinstance(scope, dict):
+        raise BadRequest("Invalid input: 'auth.scope' must be an object.")
+    if isinstance(scope.get("project"), dict):
+        project = lookup_scope_project(session, scope["project"])
+        if not project.enabled:
+            raise Unauthorized("The project is disabled.")
+        return project, None
+    if isinstance(scope.get("domain"), dict):
+        return None, find_domain(session, scope["domain"])
+    if "system" in scope:
+        raise Unauthorized("System-scoped tokens are not supported; scope to a project.")
+    raise BadRequest("Invalid input: 'auth.scope' needs a project or a domain.")
+
+
+def _has_role(session: Session, user_id: str, project: Project | None,
+              domain: Domain | None) -> bool:
+    target = (RoleAssignment.project_id == project.id if project
+              else RoleAssignment.domain_id == domain.id)
+    return session.scalar(select(RoleAssignment.id).where(
+        RoleAssignment.user_id == user_id, target).limit(1)) is not None
+
+
+def _subject(request: Request, session: Session, ctl: Controller) -> ValidatedToken:
+    subject = request.headers.get("x-subject-token")
+    if not subject:
+        raise BadRequest("The X-Subject-Token header is required.")
+    try:
+        return TokenService(ctl).validate(session, subject)
+    except Unauthorized as err:
+        raise NotFound(f"Could not find token: {err.message}") from None
+
+
+@router.get("/v3/auth/tokens")
+def tokens_get(request: Request, creds: Credentials = Depends(caller)) -> JSONResponse:
+    ctl = controller(request)
+    with ctl.db.session() as session:
+        validated = _subject(request, session, ctl)
+        _may_see_token(creds, validated)
+        nocatalog = "nocatalog" in request.query_params
+        body = TokenService(ctl).body(session, validated, with_catalog=not nocatalog)
+    subject = request.headers["x-subject-token"]
+    return JSONResponse(body, headers={"X-Subject-Token": subject})
+
+
+@router.head("/v3/auth/tokens")
+def tokens_head(request: Request, creds: Credentials = Depends(caller)) -> Response:
+    ctl = controller(request)
+    with ctl.db.session() as session:
+        _may_see_token(creds, _subject(request, session, ctl))
+    return Response(status_code=200)
+
+
+@router.delete("/v3/auth/tokens")
+def tokens_delete(request: Request, creds: Credentials = Depends(caller)) -> Response:
+    ctl = controller(request)
+    with ctl.db.session() as session:
+        validated = _subject(request, session, ctl)
+        _may_see_token(creds, validated)
+        TokenService(ctl).revoke(session, validated.payload)
+    return Response(status_code=204)
+
+
+def _may_see_token(creds: Credentials, validated: ValidatedToken) -> None:
+    """Anyone may check their own token; only admin may check somebody else's."""
+    if validated.user.id != creds.user_id and not creds.is_admin:
+        raise NotFound("Could not find token.")
+
+
+@router.get("/v3/auth/catalog")
+def catalog_get(request: Request, creds: Credentials = Depends(caller)) -> dict:
+    authorize(creds, "identity:get_auth_catalog")
+    if creds.project_id is None and creds.domain_id is None:
+        raise Unauthorized("An unscoped token has no catalog; scope it to a project.")
+    with controller(request).db.session() as session:
+        return {"catalog": build_catalog(session), "links": {"self": str(request.url)}}
+
+
+@router.get("/v3/auth/projects")
+def auth_projects_get(request: Request, creds: Credentials = Depends(caller)) -> dict:
+    authorize(creds, "identity:get_auth_projects")
+    ctl = controller(request)
+    with ctl.db.session() as session:
+        projects = _assigned(session, creds.user_id, Project, RoleAssignment.project_id)
+        base = ctl.base_url + "/identity"
+        return {"projects": [p.to_api(base) for p in projects if p.enabled],
+                "links": {"self": str(request.url), "next": None, "previous": None}}
+
+
+@router.get("/v3/auth/domains")
+def auth_domains_get(request: Request, creds: Credentials = Depends(caller)) -> dict:
+    authorize(creds, "identity:get_auth_domains")
+    ctl = controller(request)
+    with ctl.db.session() as session:
+        domains = _assigned(session, creds.user_id, Domain, RoleAssignment.domain_id)
+        base = ctl.base_url + "/identity"
+        return {"domains": [d.to_api(base) for d in domains if d.enabled],
+                "links": {"self": str(request.url), "next": None, "previous": None}}
+
+
+def _assigned(session: Session, user_id: str, model: Any, column: Any) -> list:
+    ids = select(column).where(RoleAssignment.user_id == user_id, column.is_not(None))
+    return list(session.scalars(select(model).where(model.id.in_(ids)).order_by(model.name)))

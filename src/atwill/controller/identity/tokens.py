@@ -1,0 +1,182 @@
+"""Issue, validate and revoke Fernet tokens; compute effective roles and the catalog."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+from cryptography.fernet import InvalidToken
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from ...core.errors import Unauthorized
+from ...core.policy import Credentials
+from ...core.tokens import TokenPayload, format_time, new_audit_id
+from ..context import Controller
+from ..db.base import utcnow
+from .lookups import find_domain
+from ..db.models import (
+    Domain, Endpoint, ImpliedRole, Project, Revocation, Role, RoleAssignment, Service, User,
+)
+
+
+@dataclasses.dataclass
+class ValidatedToken:
+    payload: TokenPayload
+    user: User
+    user_domain: Domain
+    project: Project | None
+    domain: Domain | None
+    roles: list[Role]
+
+    @property
+    def credentials(self) -> Credentials:
+        return Credentials(
+            user_id=self.user.id, roles=frozenset(r.name for r in self.roles),
+            project_id=self.project.id if self.project else None,
+            domain_id=self.domain.id if self.domain else None)
+
+
+def effective_roles(session: Session, user_id: str, project_id: str | None = None,
+                    domain_id: str | None = None) -> list[Role]:
+    """Roles assigned on the target plus every role they imply, transitively."""
+    if project_id is None and domain_id is None:
+        return []
+    target = (RoleAssignment.project_id == project_id if project_id
+              else RoleAssignment.domain_id == domain_id)
+    ids = set(session.scalars(select(RoleAssignment.role_id).where(
+        RoleAssignment.user_id == user_id, target)))
+    frontier = set(ids)
+    while frontier:
+        implied = set(session.scalars(select(ImpliedRole.implied_role_id).where(
+            ImpliedRole.prior_role_id.in_(frontier))))
+        frontier = implied - ids
+        ids |= implied
+    if not ids:
+        return []
+    return list(session.scalars(select(Role).where(Role.id.in_(ids)).order_by(Role.name)))
+
+
+def build_catalog(session: Session) -> list[dict[str, Any]]:
+    catalog = []
+    for service in session.scalars(select(Service).where(Service.enabled.is_(True))):
+        endpoints = session.scalars(select(Endpoint).where(
+            Endpoint.service_id == service.id, Endpoint.enabled.is_(True)))
+        catalog.append({
+            "id": service.id, "type": service.type, "name": service.name,
+            "endpoints": [{"id": e.id, "interface": e.interface, "region": e.region_id,
+                           "region_id": e.region_id, "url": e.url} for e in endpoints],
+        })
+    return catalog
+
+
+class TokenService:
+    def __init__(self, ctl: Controller) -> None:
+        self.ctl = ctl
+
+    def issue(self, session: Session, user: User, project: Project | None = None,
+              domain: Domain | None = None, methods: tuple[str, ...] = ("password",),
+              expires_at: dt.datetime | None = None,
+              audit_id: str | None = None) -> tuple[str, ValidatedToken]:
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        limit = now + dt.timedelta(seconds=self.ctl.settings.token_ttl)
+        payload = TokenPayload(
+            user_id=user.id, methods=methods, issued_at=now,
+            expires_at=min(expires_at, limit) if expires_at else limit,
+            audit_id=audit_id or new_audit_id(),
+            project_id=project.id if project else None, domain_id=domain.id if domain else None)
+        token = self.ctl.keys.fernet().encrypt(payload.pack()).decode()
+        return token, self._load(session, payload)
+
+    def decode(self, token: str) -> TokenPayload:
+        try:
+            raw = self.ctl.keys.fernet().decrypt(token.encode())
+            return TokenPayload.unpack(raw)
+        except (InvalidToken, ValueError, KeyError, TypeError):
+            raise Unauthorized("The request you have made requires authentication.") from None
+
+    def validate(self, session: Session, token: str) -> ValidatedToken:
+        payload = self.decode(token)
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        if payload.expires_at <= now:
+            raise Unauthorized("The token has expired.")
+        if self._revoked(session, payload):
+            raise Unauthorized("The token has been revoked.")
+        return self._load(session, payload)
+
+    def _revoked(self, session: Session, payload: TokenPayload) -> bool:
+        user_rule = (Revocation.user_id == payload.user_id) & (
+            Revocation.issued_before >= payload.issued_at.replace(microsecond=0)) & or_(
+            Revocation.project_id.is_(None), Revocation.project_id == payload.project_id)
+        query = select(Revocation.id).where(
+            or_(Revocation.audit_id == payload.audit_id, user_rule)).limit(1)
+        return session.scalar(query) is not None
+
+    def _load(self, session: Session, payload: TokenPayload) -> ValidatedToken:
+        denied = Unauthorized("The request you have made requires authentication.")
+        user = session.get(User, payload.user_id)
+        if user is None or not user.enabled:
+            raise denied
+        user_domain = session.get(Domain, user.domain_id)
+        project = domain = None
+        if payload.project_id:
+            project = session.get(Project, payload.project_id)
+            if project is None or not project.enabled:
+                raise denied
+        if payload.domain_id:
+            domain = session.get(Domain, payload.domain_id)
+            if domain is None or not domain.enabled:
+                raise denied
+        roles = effective_roles(session, user.id, payload.project_id, payload.domain_id)
+        if (project or domain) and not roles:
+            raise denied
+        return ValidatedToken(payload, user, user_domain, project, domain, roles)
+
+    def revoke(self, session: Session, payload: TokenPayload) -> None:
+        session.add(Revocation(audit_id=payload.audit_id, issued_before=utcnow(),
+                               expires_at=payload.expires_at))
+
+    def revoke_user(self, session: Session, user_id: str, project_id: str | None = None) -> None:
+        """Revoke every token of a user (optionally on one project) issued until now."""
+        expires = utcnow() + dt.timedelta(seconds=self.ctl.settings.token_ttl + 1)
+        session.add(Revocation(user_id=user_id, project_id=project_id,
+                               issued_before=utcnow(), expires_at=expires))
+
+    def body(self, session: Session, validated: ValidatedToken,
+             with_catalog: bool = True) -> dict[str, Any]:
+        payload, user = validated.payload, validated.user
+        token: dict[str, Any] = {
+            "methods": list(payload.methods),
+            "user": {"id": user.id, "name": user.name, "password_expires_at": None,
+                     "domain": {"id": validated.user_domain.id,
+                                "name": validated.user_domain.name}},
+            "audit_ids": [payload.audit_id],
+            "issued_at": format_time(payload.issued_at),
+            "expires_at": format_time(payload.expires_at),
+        }
+        if validated.project:
+            project = validated.project
+            pdomain = session.get(Domain, project.domain_id)
+            token["project"] = {"id": project.id, "name": project.name,
+                                "domain": {"id": pdomain.id, "name": pdomain.name}}
+            token["is_domain"] = False
+        if validated.domain:
+            token["domain"] = {"id": validated.domain.id, "name": validated.domain.name}
+        if validated.project or validated.domain:
+            token["roles"] = [{"id": r.id, "name": r.name} for r in validated.roles]
+            if with_catalog:
+                token["catalog"] = build_catalog(session)
+        return {"token": token}
+
+
+def lookup_scope_project(session: Session, scope: dict[str, Any]) -> Project:
+    if "id" in scope:
+        project = session.get(Project, str(scope["id"]))
+    else:
+        domain = find_domain(session, scope.get("domain") or {})
+        project = session.scalar(select(Project).where(
+            Project.name == str(scope.get("name")), Project.domain_id == domain.id))
+    if project is None:
+        raise Unauthorized("The project to scope to could not be found.")
+    return project

@@ -1,0 +1,155 @@
+"""What every API service shares: app construction, error rendering, auth, bodies."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..core.errors import BY_STATUS, ApiError, BadRequest, Conflict, PayloadTooLarge, Unauthorized
+from ..core.policy import Credentials, enforce
+from .context import Controller
+
+log = logging.getLogger("atwill.api")
+
+ErrorRenderer = Callable[[ApiError], dict[str, Any]]
+
+
+def keystone_error(err: ApiError) -> dict[str, Any]:
+    return {"error": {"code": err.status, "message": err.message, "title": err.title}}
+
+
+def make_service_app(ctl: Controller, render: ErrorRenderer = keystone_error,
+                     **kwargs: Any) -> FastAPI:
+    """A FastAPI app whose every error, expected or not, is JSON in the service's envelope."""
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, **kwargs)
+    app.state.ctl = ctl
+
+    def respond(err: ApiError) -> JSONResponse:
+        return JSONResponse(render(err), status_code=err.status, headers=err.headers)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, err: ApiError) -> JSONResponse:
+        return respond(err)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, err: RequestValidationError) -> JSONResponse:
+        return respond(BadRequest(describe_validation(err.errors())))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, err: StarletteHTTPException) -> JSONResponse:
+        cls = BY_STATUS.get(err.status_code, BadRequest)
+        message = "The resource could not be found." if err.status_code == 404 else str(
+            err.detail)
+        return respond(cls(message))
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(_request: Request, err: IntegrityError) -> JSONResponse:
+        return respond(Conflict("The request conflicts with an existing resource "
+                                "(a duplicate name or id, or one still in use)."))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, err: Exception) -> JSONResponse:
+        log.exception("%s unexpected error", request.scope.get("state", {}).get("request_id"))
+        failure = ApiError("An unexpected error prevented the server from fulfilling "
+                           "your request.")
+        return respond(failure)
+
+    return app
+
+
+def describe_validation(errors: Any) -> str:
+    parts = []
+    for error in errors:
+        where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query"))
+        parts.append(f"{where}: {error.get('msg')}" if where else str(error.get("msg")))
+    return "Invalid input: " + "; ".join(parts)
+
+
+def controller(request: Request) -> Controller:
+    return request.app.state.ctl
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    """The request's JSON object, read with a size cap; anything else is a 400."""
+    limit = controller(request).settings.max_request_body
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes.")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise BadRequest("The request body is empty; a JSON object is required.")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("Malformed request body: it is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise BadRequest("Malformed request body: a JSON object is required.")
+    return body
+
+
+def caller(request: Request) -> Credentials:
+    """Validate X-Auth-Token and return who is calling (401 on anything wrong)."""
+    from .identity.tokens import TokenService  # the identity service owns validation
+
+    token = request.headers.get("x-auth-token")
+    ctl = controller(request)
+    if not token:
+        raise Unauthorized("The request you have made requires authentication.",
+                           headers=_www_authenticate(ctl))
+    try:
+        with ctl.db.session() as session:
+            validated = TokenService(ctl).validate(session, token)
+    except Unauthorized as err:
+        err.headers.update(_www_authenticate(ctl))
+        raise
+    state = request.scope.setdefault("state", {})
+    state["user_id"] = validated.payload.user_id
+    state["project_id"] = validated.payload.project_id or "-"
+    return validated.credentials
+
+
+def _www_authenticate(ctl: Controller) -> dict[str, str]:
+    return {"WWW-Authenticate": f'Keystone uri="{ctl.base_url}/identity"'}
+
+
+def authorize(creds: Credentials, operation: str, **target: str | None) -> None:
+    enforce(creds, operation, **target)
+
+
+def field(body: dict[str, Any], key: str, kind: type | tuple[type, ...],
+          required: bool = False, default: Any = None, where: str = "") -> Any:
+    """One typed field of a JSON object, with a precise 400 when it is wrong."""
+    name = f"{where}.{key}" if where else key
+    if key not in body or body[key] is None:
+        if required:
+            raise BadRequest(f"Invalid input: '{name}' is a required property.")
+        return default
+    value = body[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if bool not in kinds and isinstance(value, bool) and (int in kinds or float in kinds):
+        raise BadRequest(f"Invalid input for field '{name}': {value!r} is not a number.")
+    if not isinstance(value, kinds):
+        names = " or ".join(k.__name__.replace("str", "string").replace("dict", "object")
+                            .replace("list", "array").replace("int", "integer")
+                            .replace("bool", "boolean") for k in kinds)
+        raise BadRequest(f"Invalid input for field '{name}': {value!r} is not of type {names}.")
+    return value
+
+
+def wrapped(body: dict[str, Any], key: str) -> dict[str, Any]:
+    """The object under the envelope key, e.g. {"project": {...}}."""
+    inner = body.get(key)
+    if not isinstance(inner, dict):
+        raise BadRequest(f"Invalid input: '{key}' is a required object.")
+    return inner

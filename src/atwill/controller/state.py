@@ -1,0 +1,102 @@
+"""The state directory: keys, PKI, database and the client credential files."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from pathlib import Path
+
+import yaml
+
+from .. import config, pki
+from ..config import Settings
+from .bootstrap import bootstrap
+from .context import Controller
+
+PASSWORD_FILE = "admin-password"
+
+
+def admin_password(settings: Settings) -> str:
+    """The admin password chosen at the first init (kept 0600 in the state directory)."""
+    path = settings.path(PASSWORD_FILE)
+    if path.exists():
+        return path.read_text().strip()
+    password = secrets.token_urlsafe(18)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(password + "\n")
+    return password
+
+
+def tls_hosts(settings: Settings) -> list[str]:
+    hosts = {"127.0.0.1", "localhost", "::1", socket.gethostname()}
+    for host in (settings.listen_host, settings.public_host):
+        if host and host not in ("0.0.0.0", "::"):
+            hosts.add(host)
+    return sorted(hosts)
+
+
+def initialise(settings: Settings) -> list[str]:
+    """Create or complete the state directory; returns what changed (empty: nothing)."""
+    changes: list[str] = []
+    created = not settings.state_dir.exists()
+    settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if created:
+        changes.append(f"created {settings.state_dir}")
+    if not settings.path(config.CONFIG_FILE).exists():
+        config.save(settings, ["listen_host", "port", "tls", "public_host", "database_url"])
+        changes.append(f"wrote {settings.path(config.CONFIG_FILE)}")
+    password = admin_password(settings)
+    ctl = Controller.from_settings(settings)
+    try:
+        if ctl.keys.create():
+            changes.append("created Fernet token keys")
+        pki_dir = settings.path("pki")
+        if pki.create_ca(pki_dir):
+            changes.append("created the cluster CA")
+        if pki.issue_server_cert(pki_dir, tls_hosts(settings)):
+            changes.append("issued the controller TLS certificate")
+        changes += bootstrap(ctl, password)
+    finally:
+        ctl.db.dispose()
+    changes += write_credentials(settings, password)
+    return changes
+
+
+def _write_if_changed(path: Path, text: str) -> bool:
+    if path.exists() and path.read_text() == text:
+        return False
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    return True
+
+
+def write_credentials(settings: Settings, password: str) -> list[str]:
+    """clouds.yaml (cloud 'atwill') and openrc for the admin user."""
+    auth_url = f"{settings.public_url}/identity"
+    cacert = str(settings.path("pki", "ca.pem"))
+    cloud = {
+        "auth": {"auth_url": auth_url, "username": "admin", "password": password,
+                 "project_name": "admin", "user_domain_name": "Default",
+                 "project_domain_name": "Default"},
+        "region_name": settings.region, "interface": "public", "identity_api_version": 3,
+    }
+    if settings.tls:
+        cloud["cacert"] = cacert
+    clouds = yaml.safe_dump({"clouds": {"atwill": cloud}}, sort_keys=False)
+    lines = [
+        f"export OS_AUTH_URL={auth_url}", "export OS_USERNAME=admin",
+        f"export OS_PASSWORD='{password}'", "export OS_PROJECT_NAME=admin",
+        "export OS_USER_DOMAIN_NAME=Default", "export OS_PROJECT_DOMAIN_NAME=Default",
+        "export OS_IDENTITY_API_VERSION=3", f"export OS_REGION_NAME={settings.region}",
+        "export OS_INTERFACE=public",
+    ]
+    if settings.tls:
+        lines.append(f"export OS_CACERT={cacert}")
+    changes = []
+    for name, text in (("clouds.yaml", clouds), ("openrc", "\n".join(lines) + "\n")):
+        if _write_if_changed(settings.path(name), text):
+            changes.append(f"wrote {settings.path(name)}")
+    return changes

@@ -1,0 +1,121 @@
+"""One policy table: every API operation mapped to the rule that allows it.
+
+Rules:
+  admin   - the token carries the admin role.
+  member  - admin, or the member role on the target's project.
+  reader  - admin, or any of reader/member on the target's project.
+  owner   - admin, or the caller is the target user (own keypairs, own password).
+  any     - any valid token.
+Project isolation is enforced again in the queries; the rule only says who may ask.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .errors import Forbidden
+
+RULES: dict[str, str] = {
+    # identity
+    "identity:get_auth_catalog": "any",
+    "identity:get_auth_projects": "any",
+    "identity:get_auth_domains": "any",
+    "identity:list_domains": "admin", "identity:get_domain": "reader_domain",
+    "identity:create_domain": "admin", "identity:update_domain": "admin",
+    "identity:delete_domain": "admin",
+    "identity:list_projects": "admin", "identity:get_project": "reader",
+    "identity:create_project": "admin", "identity:update_project": "admin",
+    "identity:delete_project": "admin",
+    "identity:list_user_projects": "owner",
+    "identity:list_users": "admin", "identity:get_user": "owner",
+    "identity:create_user": "admin", "identity:update_user": "admin",
+    "identity:delete_user": "admin", "identity:change_password": "owner",
+    "identity:list_roles": "any", "identity:get_role": "any",
+    "identity:create_role": "admin", "identity:update_role": "admin",
+    "identity:delete_role": "admin",
+    "identity:list_implied_roles": "admin", "identity:create_implied_role": "admin",
+    "identity:delete_implied_role": "admin",
+    "identity:list_role_assignments": "admin", "identity:create_grant": "admin",
+    "identity:revoke_grant": "admin", "identity:check_grant": "admin",
+    "identity:list_grants": "admin",
+    "identity:list_regions": "any", "identity:get_region": "any",
+    "identity:create_region": "admin", "identity:update_region": "admin",
+    "identity:delete_region": "admin",
+    "identity:list_services": "admin", "identity:get_service": "admin",
+    "identity:create_service": "admin", "identity:update_service": "admin",
+    "identity:delete_service": "admin",
+    "identity:list_endpoints": "admin", "identity:get_endpoint": "admin",
+    "identity:create_endpoint": "admin", "identity:update_endpoint": "admin",
+    "identity:delete_endpoint": "admin",
+    # compute
+    "compute:flavors:list": "any", "compute:flavors:show": "any",
+    "compute:flavors:create": "admin", "compute:flavors:update": "admin",
+    "compute:flavors:delete": "admin",
+    "compute:flavor_access:list": "admin", "compute:flavor_access:add": "admin",
+    "compute:flavor_access:remove": "admin",
+    "compute:flavor_extra_specs:index": "any", "compute:flavor_extra_specs:show": "any",
+    "compute:flavor_extra_specs:create": "admin", "compute:flavor_extra_specs:update": "admin",
+    "compute:flavor_extra_specs:delete": "admin",
+    "compute:keypairs:list": "owner", "compute:keypairs:show": "owner",
+    "compute:keypairs:create": "owner", "compute:keypairs:delete": "owner",
+    "compute:quotas:show": "reader", "compute:quotas:defaults": "any",
+    "compute:quotas:update": "admin", "compute:quotas:delete": "admin",
+    "compute:quota_classes:show": "any", "compute:quota_classes:update": "admin",
+    "compute:limits": "reader", "compute:limits:other_project": "admin",
+    "compute:availability_zone:list": "any", "compute:availability_zone:detail": "admin",
+    "compute:services:list": "admin", "compute:services:update": "admin",
+    "compute:services:delete": "admin",
+    "compute:hypervisors:list": "admin", "compute:hypervisors:show": "admin",
+    "compute:hypervisors:statistics": "admin", "compute:hypervisors:search": "admin",
+    # image
+    "image:get_images": "reader", "image:get_image": "reader",
+    "image:add_image": "member", "image:modify_image": "member",
+    "image:delete_image": "member", "image:upload_image": "member",
+    "image:download_image": "reader",
+    "image:publicize_image": "admin", "image:communitize_image": "member",
+    "image:add_member": "member", "image:delete_member": "member",
+    "image:get_members": "reader", "image:modify_member": "reader",
+    "image:deactivate": "admin", "image:reactivate": "admin",
+}
+
+READER_ROLES = frozenset({"reader", "member", "admin"})
+MEMBER_ROLES = frozenset({"member", "admin"})
+
+
+@dataclasses.dataclass(frozen=True)
+class Credentials:
+    """Who is asking: the token's user, its scope and its effective role names."""
+
+    user_id: str
+    roles: frozenset[str] = frozenset()
+    project_id: str | None = None
+    domain_id: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.roles
+
+
+def allowed(creds: Credentials, operation: str, project_id: str | None = None,
+            user_id: str | None = None, domain_id: str | None = None) -> bool:
+    """Whether creds may perform operation on a target owned by project_id/user_id."""
+    rule = RULES[operation]
+    if creds.is_admin or rule == "any":
+        return True
+    if rule == "admin":
+        return False
+    if rule == "owner":
+        return user_id is None or user_id == creds.user_id
+    if rule == "reader_domain":
+        return domain_id is not None and domain_id == creds.domain_id and bool(creds.roles)
+    if rule == "reader" and creds.project_id is None:
+        return True
+    needed = MEMBER_ROLES if rule == "member" else READER_ROLES
+    if not creds.roles & needed or creds.project_id is None:
+        return False
+    return project_id is None or project_id == creds.project_id
+
+
+def enforce(creds: Credentials, operation: str, **target: str | None) -> None:
+    if not allowed(creds, operation, **target):
+        raise Forbidden(f"Policy doesn't allow {operation} to be performed.")
