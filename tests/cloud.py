@@ -145,6 +145,23 @@ class Cloud:
         path.write_text(yaml.safe_dump(data))
         return path
 
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.state_dir / 'atwill.db'}"
+
+    def db_snapshot(self) -> dict[str, list[tuple]]:
+        """Every row of every table, to prove a rejected request changed nothing."""
+        from sqlalchemy import MetaData, create_engine, select
+
+        engine = create_engine(self.db_url())
+        try:
+            meta = MetaData()
+            meta.reflect(engine)
+            with engine.connect() as conn:
+                return {name: sorted(map(tuple, conn.execute(select(table))), key=repr)
+                        for name, table in meta.tables.items()}
+        finally:
+            engine.dispose()
+
     # clients ---------------------------------------------------------------------
     def openstack(self, *args: str, user: str = "admin", check: bool = True,
                   parse: bool = True) -> Any:
