@@ -1,0 +1,168 @@
+"""/v2/images/{id}/file: streamed upload (queued -> saving -> active) and ranged download."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from anyio import to_thread
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import StreamingResponse
+from sqlalchemy import update
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+
+from ...core import ranges
+from ...core.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    RangeNotSatisfiable,
+    UnsupportedMediaType,
+)
+from ...core.policy import Credentials
+from ..context import Controller
+from ..db.base import utcnow
+from ..db.image import Image
+from ..service import authorize, caller, controller
+from .common import find_image, media_type
+from .store import ImageStore, Upload
+
+router = APIRouter()
+# Upload chunks are gathered to this size before one write-and-hash in a thread.
+WRITE_BUFFER = 1024 * 1024
+READ_CHUNK = 256 * 1024
+
+
+@router.put("/v2/images/{image_id}/file")
+async def image_file_put(image_id: str, request: Request,
+                         creds: Credentials = Depends(caller)) -> Response:
+    ctl = controller(request)
+    limit = ctl.settings.image_size_limit
+    if media_type(request) != "application/octet-stream":
+        raise UnsupportedMediaType("Image data must be sent as application/octet-stream.")
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise (BadRequest("Invalid Content-Length.") if not declared.isdigit() else
+               PayloadTooLarge(f"Image data exceeds the size limit of {limit} bytes."))
+    await run_in_threadpool(begin_upload, ctl, creds, image_id)
+    upload = ImageStore.of(ctl).begin(image_id, limit)
+    try:
+        await receive(request, upload)
+        await run_in_threadpool(finish_upload, ctl, image_id, upload)
+    except BaseException as err:
+        # Synchronous on purpose: after a disconnect or cancellation further awaits
+        # may never run, and the image must not stay in 'saving'.
+        upload.abort()
+        requeue(ctl, image_id)
+        if isinstance(err, ClientDisconnect):
+            raise BadRequest("The client closed the connection before the upload ended.") \
+                from None
+        raise
+    return Response(status_code=204)
+
+
+def begin_upload(ctl: Controller, creds: Credentials, image_id: str) -> None:
+    """queued -> saving, atomically, so two uploads to one image cannot both proceed."""
+    with ctl.db.session() as session:
+        image = find_image(session, creds, image_id, lock=True)
+        authorize(creds, "image:upload_image", project_id=image.owner)
+        if image.status != "queued":
+            raise Conflict(f"Image {image_id} has status '{image.status}': data can only be "
+                           "uploaded to a queued image.")
+        if image.disk_format is None or image.container_format is None:
+            raise BadRequest("Properties disk_format, container_format must be set prior to "
+                             "saving data.")
+        moved = session.execute(update(Image).where(
+            Image.id == image_id, Image.status == "queued").values(status="saving"))
+        if moved.rowcount != 1:
+            raise Conflict(f"Image {image_id} is already receiving data.")
+
+
+async def receive(request: Request, upload: Upload) -> None:
+    """Stream the body to the upload's file, never holding more than one buffer."""
+    buffer = bytearray()
+    async for chunk in request.stream():
+        buffer += chunk
+        if len(buffer) >= WRITE_BUFFER:
+            await to_thread.run_sync(upload.write, bytes(buffer))
+            buffer.clear()
+    if buffer:
+        await to_thread.run_sync(upload.write, bytes(buffer))
+    await to_thread.run_sync(upload.complete)
+
+
+def finish_upload(ctl: Controller, image_id: str, upload: Upload) -> None:
+    """saving -> active with the data's size and hashes; the file appears in the same step."""
+    with ctl.db.session() as session:
+        done = session.execute(update(Image).where(
+            Image.id == image_id, Image.status == "saving").values(
+            status="active", size=upload.size, checksum=upload.md5.hexdigest(),
+            os_hash_algo="sha512", os_hash_value=upload.sha512.hexdigest(),
+            updated_at=utcnow()))
+        if done.rowcount != 1:
+            raise Conflict(f"Image {image_id} was deleted or changed during the upload.")
+        # Renamed inside the transaction: if the commit then fails the image stays
+        # unpublished and start-up housekeeping removes the stray file.
+        upload.publish(ImageStore.of(ctl).path(image_id))
+
+
+def requeue(ctl: Controller, image_id: str) -> None:
+    with ctl.db.session() as session:
+        session.execute(update(Image).where(
+            Image.id == image_id, Image.status == "saving").values(status="queued"))
+
+
+@router.get("/v2/images/{image_id}/file")
+def image_file_get(image_id: str, request: Request,
+                   creds: Credentials = Depends(caller)) -> Response:
+    ctl = controller(request)
+    with ctl.db.session() as session:
+        image = find_image(session, creds, image_id)
+        authorize(creds, "image:download_image")
+        if image.status == "deactivated" and not creds.is_admin:
+            raise Forbidden("The requested image has been deactivated. Image data download "
+                            "is forbidden.")
+        if image.status not in ("active", "deactivated"):
+            return Response(status_code=204)
+        size, checksum = image.size or 0, image.checksum
+    try:
+        handle = open(ImageStore.of(ctl).path(image_id), "rb")  # noqa: SIM115
+    except FileNotFoundError:
+        raise NotFound(f"The data of image {image_id} could not be found.") from None
+    try:
+        span = ranges.parse_range(request.headers.get("range"), size)
+    except ranges.Unsatisfiable as err:
+        handle.close()
+        raise RangeNotSatisfiable(str(err), headers={"Content-Range": f"bytes */{size}"}) \
+            from None
+    return file_response(handle, size, checksum, span)
+
+
+def file_response(handle: BinaryIO, size: int, checksum: str | None,
+                  span: tuple[int, int] | None) -> StreamingResponse:
+    first, last = span or (0, size - 1)
+    headers = {"Content-Length": str(last - first + 1), "Accept-Ranges": "bytes"}
+    if span is None:
+        if checksum:
+            headers["Content-MD5"] = checksum
+    else:
+        headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+    return StreamingResponse(chunks(handle, first, last - first + 1),
+                             status_code=206 if span else 200, headers=headers,
+                             media_type="application/octet-stream")
+
+
+def chunks(handle: BinaryIO, offset: int, length: int) -> Iterator[bytes]:
+    """The requested bytes in bounded chunks (Starlette runs this in a thread)."""
+    with handle:
+        handle.seek(offset, os.SEEK_SET)
+        while length > 0:
+            data = handle.read(min(READ_CHUNK, length))
+            if not data:
+                return
+            length -= len(data)
+            yield data
