@@ -1,0 +1,119 @@
+"""The controller API benchmark: rates and ratios measured in one run on this machine.
+
+It starts a throwaway controller (HTTPS, SQLite), then measures token issue and
+validation rates, flavor list rate, image upload and download throughput against
+a plain file copy of the same bytes, and the controller's resident memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import ssl
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from ..devcloud import Cloud
+
+CONCURRENCY = 8
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def _rate(cloud: Cloud, count: int, method: str, path: str,
+                headers: dict[str, str], json: dict | None = None, expect: int = 200) -> float:
+    """Requests per second over count requests from CONCURRENCY keep-alive connections."""
+    context = ssl.create_default_context(cafile=cloud.cacert)
+    limits = httpx.Limits(max_connections=CONCURRENCY)
+    async with httpx.AsyncClient(base_url=cloud.url, verify=context, limits=limits,
+                                 headers=headers, timeout=60) as client:
+        queue = iter(range(count))
+
+        async def worker() -> None:
+            for _ in queue:
+                resp = await client.request(method, path, json=json)
+                if resp.status_code != expect:
+                    raise RuntimeError(f"{method} {path}: {resp.status_code} {resp.text}")
+
+        await client.request(method, path, json=json)  # warm up the connection pool
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        return count / (time.perf_counter() - started)
+
+
+def _copy_rate(src: Path, dst: Path) -> float:
+    started = time.perf_counter()
+    shutil.copyfile(src, dst)
+    with open(dst, "rb+") as handle:
+        os.fsync(handle.fileno())
+    return src.stat().st_size / (time.perf_counter() - started) / 1e6
+
+
+def _image_rates(cloud: Cloud, token: str, path: Path) -> tuple[float, float]:
+    size = path.stat().st_size
+    with cloud.http(token) as client:
+        image = client.post("/image/v2/images", json={
+            "name": "bench", "disk_format": "raw", "container_format": "bare"}).json()
+        started = time.perf_counter()
+        with open(path, "rb") as handle:
+            resp = client.put(f"/image/v2/images/{image['id']}/file", content=handle,
+                              headers={"Content-Type": "application/octet-stream"})
+        resp.raise_for_status()
+        upload = size / (time.perf_counter() - started) / 1e6
+        started = time.perf_counter()
+        received = 0
+        with client.stream("GET", f"/image/v2/images/{image['id']}/file") as stream:
+            for chunk in stream.iter_bytes(1 << 20):
+                received += len(chunk)
+        download = received / (time.perf_counter() - started) / 1e6
+        client.delete(f"/image/v2/images/{image['id']}")
+    if received != size:
+        raise RuntimeError(f"downloaded {received} bytes of {size}")
+    return upload, download
+
+
+def main(rounds: int = 2000, image_mb: int = 256) -> dict[str, float]:
+    cloud = Cloud()
+    results: dict[str, float] = {}
+    try:
+        cloud.init()
+        cloud.start()
+        time.sleep(1)
+        results["rss_idle_mb"] = rss_mb(cloud.proc.pid)
+        token = cloud.token()
+        auth = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+            "name": "admin", "domain": {"id": "default"}, "password": cloud.admin_password}}},
+            "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}}
+        results["token_issue_per_s"] = asyncio.run(_rate(
+            cloud, max(rounds // 10, 50), "POST", "/identity/v3/auth/tokens", {}, auth, 201))
+        results["token_validate_per_s"] = asyncio.run(_rate(
+            cloud, rounds, "GET", "/identity/v3/auth/tokens?nocatalog",
+            {"X-Auth-Token": token, "X-Subject-Token": token}))
+        results["flavor_list_per_s"] = asyncio.run(_rate(
+            cloud, rounds, "GET", "/compute/v2.1/flavors", {"X-Auth-Token": token}))
+        with tempfile.TemporaryDirectory() as tmp:
+            src = Path(tmp) / "image.bin"
+            with open(src, "wb") as handle:
+                for _ in range(image_mb):
+                    handle.write(os.urandom(1 << 20))
+            results["plain_copy_mb_s"] = _copy_rate(src, Path(tmp) / "copy.bin")
+            upload, download = _image_rates(cloud, token, src)
+        results["image_upload_mb_s"] = upload
+        results["image_download_mb_s"] = download
+        results["image_upload_ratio"] = upload / results["plain_copy_mb_s"]
+        results["image_download_ratio"] = download / results["plain_copy_mb_s"]
+        results["rss_after_mb"] = rss_mb(cloud.proc.pid)
+    finally:
+        cloud.destroy()
+    for key, value in results.items():
+        print(f"{key:24} {value:10.2f}")
+    return results

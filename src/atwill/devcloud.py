@@ -1,0 +1,199 @@
+"""A throwaway controller on a fresh state directory, for tests and benchmarks.
+
+It runs the real `atwill serve` process and drives it with the real clients.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class CommandFailed(AssertionError):
+    def __init__(self, args: list[str], proc: subprocess.CompletedProcess) -> None:
+        super().__init__(f"{' '.join(args)} exited {proc.returncode}:\n{proc.stderr}")
+        self.returncode = proc.returncode
+        self.stderr = proc.stderr
+        self.stdout = proc.stdout
+
+
+class Cloud:
+    """One controller: its state directory, URL, admin credentials, and client helpers."""
+
+    def __init__(self, database_url: str | None = None, tls: bool = True) -> None:
+        self.state_dir = Path(tempfile.mkdtemp(prefix="atwill-test-"))
+        self.port = free_port()
+        self.database_url = database_url
+        self.tls = tls
+        self.proc: subprocess.Popen | None = None
+        self.users: dict[str, dict[str, str]] = {}
+
+    # lifecycle -----------------------------------------------------------------
+    def atwill(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        cmd = [str(BIN / "atwill"), *args, "--state-dir", str(self.state_dir)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if check and proc.returncode != 0:
+            raise CommandFailed(cmd, proc)
+        return proc
+
+    def init(self) -> subprocess.CompletedProcess:
+        args = ["init", "--port", str(self.port)]
+        if self.database_url:
+            args += ["--database-url", self.database_url]
+        if not self.tls:
+            args.append("--insecure-http")
+        return self.atwill(*args)
+
+    def start(self) -> None:
+        log = open(self.state_dir / "controller.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [str(BIN / "atwill"), "serve", "--state-dir", str(self.state_dir)],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("controller exited:\n" + self.log())
+            try:
+                with self.http() as client:
+                    client.get("/identity/v3")
+                return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError("controller did not start:\n" + self.log())
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def log(self) -> str:
+        path = self.state_dir / "controller.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    # addresses and credentials ------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def cacert(self) -> str:
+        return str(self.state_dir / "pki" / "ca.pem")
+
+    @property
+    def admin_password(self) -> str:
+        return (self.state_dir / "admin-password").read_text().strip()
+
+    def http(self, token: str | None = None) -> httpx.Client:
+        headers = {"X-Auth-Token": token} if token else {}
+        verify = ssl.create_default_context(cafile=self.cacert) if self.tls else False
+        return httpx.Client(base_url=self.url, verify=verify,
+                            headers=headers, timeout=30)
+
+    def add_user(self, name: str, password: str, project: str) -> None:
+        self.users[name] = {"password": password, "project": project}
+
+    def token(self, user: str = "admin") -> str:
+        password = self.admin_password if user == "admin" else self.users[user]["password"]
+        project = "admin" if user == "admin" else self.users[user]["project"]
+        body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+            "name": user, "domain": {"id": "default"}, "password": password}}},
+            "scope": {"project": {"name": project, "domain": {"id": "default"}}}}}
+        with self.http() as client:
+            resp = client.post("/identity/v3/auth/tokens", json=body)
+        assert resp.status_code == 201, resp.text
+        return resp.headers["X-Subject-Token"]
+
+    def clouds_yaml(self) -> Path:
+        """clouds.yaml with the admin cloud plus one cloud per added user."""
+        data = yaml.safe_load((self.state_dir / "clouds.yaml").read_text())
+        base = data["clouds"]["atwill"]
+        for name, info in self.users.items():
+            cloud = json.loads(json.dumps(base))
+            cloud["auth"].update(username=name, password=info["password"],
+                                 project_name=info["project"])
+            data["clouds"][name] = cloud
+        path = self.state_dir / "test-clouds.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return path
+
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.state_dir / 'atwill.db'}"
+
+    def db_snapshot(self) -> dict[str, list[tuple]]:
+        """Every row of every table, to prove a rejected request changed nothing."""
+        from sqlalchemy import MetaData, create_engine, select
+
+        engine = create_engine(self.db_url())
+        try:
+            meta = MetaData()
+            meta.reflect(engine)
+            with engine.connect() as conn:
+                return {name: sorted(map(tuple, conn.execute(select(table))), key=repr)
+                        for name, table in meta.tables.items()}
+        finally:
+            engine.dispose()
+
+    # clients ---------------------------------------------------------------------
+    def openstack(self, *args: str, user: str = "admin", check: bool = True,
+                  parse: bool = True) -> Any:
+        """Run the real openstack CLI; JSON-decoded output for -f json commands."""
+        cloud = "atwill" if user == "admin" else user
+        env = dict(os.environ, OS_CLIENT_CONFIG_FILE=str(self.clouds_yaml()))
+        for key in [k for k in env if k.startswith("OS_") and k != "OS_CLIENT_CONFIG_FILE"]:
+            env.pop(key)
+        cmd = [str(BIN / "openstack"), "--os-cloud", cloud, *args]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+        if check and proc.returncode != 0:
+            raise CommandFailed(cmd, proc)
+        if not check:
+            return proc
+        if parse and "-f" in args and args[args.index("-f") + 1] == "json":
+            return json.loads(proc.stdout) if proc.stdout.strip() else None
+        return proc.stdout
+
+    def sdk(self, user: str = "admin"):
+        import openstack
+
+        password = self.admin_password if user == "admin" else self.users[user]["password"]
+        project = "admin" if user == "admin" else self.users[user]["project"]
+        return openstack.connect(
+            auth_url=f"{self.url}/identity", username=user, password=password,
+            project_name=project, user_domain_id="default", project_domain_id="default",
+            region_name="RegionOne", cacert=self.cacert if self.tls else None,
+            verify=self.cacert if self.tls else False, identity_api_version="3")
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
