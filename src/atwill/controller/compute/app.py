@@ -1,10 +1,31 @@
-"""The compute service."""
+"""The compute service (Nova v2.1 subset), mounted at /compute."""
 
 from fastapi import FastAPI
 
 from ..context import Controller
 from ..service import make_service_app
+from . import (
+    aggregates,
+    availability_zones,
+    extra_specs,
+    flavor_access,
+    flavors,
+    hypervisors,
+    keypairs,
+    limits,
+    quotas,
+    services,
+    versions,
+)
+from .common import Microversions, nova_error
+
+MODULES = (versions, flavors, flavor_access, extra_specs, keypairs, quotas, limits,
+           availability_zones, services, hypervisors, aggregates)
 
 
 def create(ctl: Controller) -> FastAPI:
-    return make_service_app(ctl)
+    app = make_service_app(ctl, render=nova_error)
+    for module in MODULES:
+        app.include_router(module.router)
+    app.add_middleware(Microversions)
+    return app

@@ -1,0 +1,139 @@
+"""What the compute handlers share: Nova's error envelope, microversions, links, paging."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ...core import microversion
+from ...core.errors import ApiError, BadRequest, NotFound
+from ...core.microversion import Version
+from ...core.pagination import page, parse_limit
+from ..service import controller
+
+# Nova's Fault names by status; anything else is a computeFault.
+FAULT_NAMES = {400: "badRequest", 401: "unauthorized", 403: "forbidden", 404: "itemNotFound",
+               405: "badMethod", 409: "conflictingRequest", 413: "overLimit",
+               415: "badMediaType", 429: "overLimit", 501: "notImplemented",
+               503: "serviceUnavailable"}
+VERSION_STATE = "compute_version"
+
+
+def nova_error(err: ApiError) -> dict[str, Any]:
+    return {FAULT_NAMES.get(err.status, "computeFault"): {"code": err.status,
+                                                          "message": err.message}}
+
+
+class Microversions:
+    """Parse the requested compute microversion once; echo it on every response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+                   for k, v in scope["headers"]}
+        try:
+            version = microversion.requested(headers)
+        except ApiError as err:
+            await _reply(send, err, microversion.MIN)
+            return
+        scope.setdefault("state", {})[VERSION_STATE] = version
+
+        async def send_with_version(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + _echo(version)
+            await send(message)
+
+        await self.app(scope, receive, send_with_version)
+
+
+def _echo(version: Version) -> list[tuple[bytes, bytes]]:
+    return [(b"openstack-api-version", f"compute {version}".encode()),
+            (b"x-openstack-nova-api-version", str(version).encode()),
+            (b"vary", b"OpenStack-API-Version, X-OpenStack-Nova-API-Version")]
+
+
+async def _reply(send: Send, err: ApiError, version: Version) -> None:
+    body = json.dumps(nova_error(err)).encode()
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode()), *_echo(version)]
+    await send({"type": "http.response.start", "status": err.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def api_version(request: Request) -> Version:
+    """The microversion of this request (a FastAPI dependency)."""
+    return request.scope["state"][VERSION_STATE]
+
+
+def at_least(version: Version, minimum: str) -> bool:
+    return version >= minimum
+
+
+def require(version: Version, minimum: str, maximum: str | None = None) -> None:
+    """Nova answers 404 for a method that does not exist at the requested version."""
+    if not version >= minimum or (maximum is not None and version >= _next(maximum)):
+        raise NotFound(f"The resource could not be found at microversion {version}.")
+
+
+def _next(text: str) -> Version:
+    parsed = Version.parse(text)
+    return Version(parsed.major, parsed.minor + 1)
+
+
+def base(request: Request) -> str:
+    return controller(request).base_url + "/compute"
+
+
+def links(request: Request, collection: str, ident: str) -> list[dict[str, str]]:
+    root = base(request)
+    return [{"rel": "self", "href": f"{root}/v2.1/{collection}/{ident}"},
+            {"rel": "bookmark", "href": f"{root}/{collection}/{ident}"}]
+
+
+def paginated(request: Request, items: list, key: Any, path: str,
+              links_key: str) -> tuple[list, dict[str, Any]]:
+    """One page of items plus {links_key: [next]} when more remain (else {})."""
+    params = request.query_params
+    limit = parse_limit(params.get("limit"))
+    chunk, next_marker = page(items, key, limit, params.get("marker"))
+    if next_marker is None:
+        return chunk, {}
+    query = [(k, v) for k, v in params.multi_items() if k not in ("limit", "marker")]
+    query += [("limit", str(limit)), ("marker", next_marker)]
+    href = f"{base(request)}/v2.1/{path}?{urlencode(query)}"
+    return chunk, {links_key: [{"rel": "next", "href": href}]}
+
+
+def query_bool(request: Request, name: str) -> bool | None:
+    value = request.query_params.get(name)
+    if value is None:
+        return None
+    lowered = value.lower()
+    if lowered in ("true", "1", "yes", "t", "y", "on"):
+        return True
+    if lowered in ("false", "0", "no", "f", "n", "off"):
+        return False
+    raise BadRequest(f"Invalid value for query parameter {name}: {value!r} is not a boolean.")
+
+
+def query_int(request: Request, name: str, minimum: int = 0) -> int | None:
+    value = request.query_params.get(name)
+    if value is None:
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise BadRequest(f"Invalid value for query parameter {name}: {value!r} is not "
+                         "an integer.") from None
+    if number < minimum:
+        raise BadRequest(f"Invalid value for query parameter {name}: it must be >= {minimum}.")
+    return number

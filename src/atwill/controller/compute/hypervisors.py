@@ -1,0 +1,142 @@
+"""/os-hypervisors: list, detail, show, statistics (< 2.88), search and uptime."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+
+from ...core.errors import BadRequest, NotFound
+from ...core.microversion import Version
+from ...core.policy import Credentials
+from ..db.compute import Node
+from ..service import authorize, caller, controller
+from .common import api_version, paginated, query_bool, require
+from .nodes import all_nodes, find, is_up, shown_id
+
+router = APIRouter()
+BASE = "/v2.1/os-hypervisors"
+
+
+@router.get(BASE)
+def hypervisors_get(request: Request, creds: Credentials = Depends(caller),
+                    version: Version = Depends(api_version)) -> dict:
+    authorize(creds, "compute:hypervisors:list")
+    return _listing(request, version, detailed=False)
+
+
+@router.get(BASE + "/detail")
+def hypervisors_detail_get(request: Request, creds: Credentials = Depends(caller),
+                           version: Version = Depends(api_version)) -> dict:
+    authorize(creds, "compute:hypervisors:list")
+    return _listing(request, version, detailed=True)
+
+
+@router.get(BASE + "/statistics")
+def hypervisor_statistics_get(request: Request, creds: Credentials = Depends(caller),
+                              version: Version = Depends(api_version)) -> dict:
+    require(version, "2.1", maximum="2.87")
+    authorize(creds, "compute:hypervisors:statistics")
+    with controller(request).db.session() as session:
+        nodes = all_nodes(session)
+    total = {key: sum(getattr(n, key) for n in nodes) for key in (
+        "vcpus", "memory_mb", "local_gb", "vcpus_used", "memory_mb_used", "local_gb_used",
+        "running_vms")}
+    free_disk = total["local_gb"] - total["local_gb_used"]
+    return {"hypervisor_statistics": {
+        "count": len(nodes), **total, "free_ram_mb": total["memory_mb"] - total["memory_mb_used"],
+        "free_disk_gb": free_disk, "disk_available_least": free_disk, "current_workload": 0}}
+
+
+@router.get(BASE + "/{pattern}/search")
+@router.get(BASE + "/{pattern}/servers")
+def hypervisors_search_get(pattern: str, request: Request,
+                           creds: Credentials = Depends(caller),
+                           version: Version = Depends(api_version)) -> dict:
+    require(version, "2.1", maximum="2.52")
+    authorize(creds, "compute:hypervisors:search")
+    with controller(request).db.session() as session:
+        nodes = [n for n in all_nodes(session) if pattern in n.name]
+    if not nodes:
+        raise NotFound(f"No hypervisor matching '{pattern}' could be found.")
+    servers = request.url.path.endswith("/servers")
+    return {"hypervisors": [{**summary(n, version), **({"servers": []} if servers else {})}
+                            for n in nodes]}
+
+
+@router.get(BASE + "/{hypervisor_id}/uptime")
+def hypervisor_uptime_get(hypervisor_id: str, request: Request,
+                          creds: Credentials = Depends(caller),
+                          version: Version = Depends(api_version)) -> dict:
+    require(version, "2.1", maximum="2.87")
+    authorize(creds, "compute:hypervisors:show")
+    with controller(request).db.session() as session:
+        node = find(session, hypervisor_id, version, "id", "Hypervisor")
+    return {"hypervisor": {**summary(node, version), "uptime": None}}
+
+
+@router.get(BASE + "/{hypervisor_id}")
+def hypervisor_get(hypervisor_id: str, request: Request, creds: Credentials = Depends(caller),
+                   version: Version = Depends(api_version)) -> dict:
+    authorize(creds, "compute:hypervisors:show")
+    with_servers = version >= "2.53" and query_bool(request, "with_servers")
+    with controller(request).db.session() as session:
+        node = find(session, hypervisor_id, version, "id", "Hypervisor")
+    out = detail(node, version)
+    if version >= "2.88":
+        out["uptime"] = None
+    if with_servers:
+        out["servers"] = []
+    return {"hypervisor": out}
+
+
+def summary(node: Node, version: Version) -> dict[str, Any]:
+    return {"id": shown_id(node.id, version), "hypervisor_hostname": node.name,
+            "state": "up" if is_up(node) else "down",
+            "status": "enabled" if node.enabled else "disabled"}
+
+
+def detail(node: Node, version: Version) -> dict[str, Any]:
+    out = {**summary(node, version), "host_ip": node.host_ip,
+           "hypervisor_type": node.hypervisor_type,
+           "hypervisor_version": node.hypervisor_version,
+           "service": {"host": node.name, "id": shown_id(node.service_id, version),
+                       "disabled_reason": node.disabled_reason}}
+    if version >= "2.88":
+        return out
+    cpu_info: Any = (node.inventory or {}).get("cpu_info", {})
+    free_disk = node.local_gb - node.local_gb_used
+    out.update({
+        "vcpus": node.vcpus, "memory_mb": node.memory_mb, "local_gb": node.local_gb,
+        "vcpus_used": node.vcpus_used, "memory_mb_used": node.memory_mb_used,
+        "local_gb_used": node.local_gb_used, "running_vms": node.running_vms,
+        "free_ram_mb": node.memory_mb - node.memory_mb_used, "free_disk_gb": free_disk,
+        "disk_available_least": free_disk, "current_workload": 0,
+        # 2.28 turned cpu_info from a JSON string into an object.
+        "cpu_info": cpu_info if version >= "2.28" else json.dumps(cpu_info)})
+    return out
+
+
+def _listing(request: Request, version: Version, detailed: bool) -> dict:
+    params = request.query_params
+    pattern = params.get("hypervisor_hostname_pattern") if version >= "2.53" else None
+    if pattern is not None and ("limit" in params or "marker" in params):
+        raise BadRequest("Paging over a list of hypervisors using a hostname pattern is "
+                         "not supported.")
+    with_servers = version >= "2.53" and query_bool(request, "with_servers")
+    with controller(request).db.session() as session:
+        nodes = all_nodes(session)
+    if pattern is not None:
+        nodes = [n for n in nodes if pattern in n.name]
+        if not nodes:
+            raise NotFound(f"No hypervisor matching '{pattern}' could be found.")
+    more: dict[str, Any] = {}
+    if version >= "2.33":
+        nodes, more = paginated(request, nodes, lambda n: str(shown_id(n.id, version)),
+                                "os-hypervisors/detail" if detailed else "os-hypervisors",
+                                "hypervisors_links")
+    items = [detail(n, version) if detailed else summary(n, version) for n in nodes]
+    if with_servers:
+        items = [{**item, "servers": []} for item in items]
+    return {"hypervisors": items, **more}
