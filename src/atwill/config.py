@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 CONFIG_FILE = "atwill.yaml"
+OVERLAYS = ("wireguard", "openvpn", "none")
 ENV_PREFIX = "ATWILL_"
 
 
@@ -33,6 +34,12 @@ class Settings:
     image_size_limit: int = 10 * 1024**3
     max_request_body: int = 1024 * 1024
     log_level: str = "info"
+    overlay: str = "wireguard"
+    overlay_cidr: str = "100.72.0.0/16"
+    overlay_port: int = 51820
+    openvpn_proto: str = "udp"
+    heartbeat_interval: float = 1.0
+    heartbeat_misses: int = 5
 
     @property
     def scheme(self) -> str:
@@ -81,6 +88,11 @@ def _coerce(field: dataclasses.Field, raw: Any) -> Any:
         if value in ("0", "false", "no", "off"):
             return False
         raise ValueError(f"{field.name}: expected a boolean, got {raw!r}")
+    if kind == "float":
+        try:
+            return float(raw)
+        except (TypeError, ValueError):
+            raise ValueError(f"{field.name}: expected a number, got {raw!r}") from None
     if kind == "int":
         try:
             return int(raw)
@@ -116,7 +128,12 @@ def load(state_dir: Path | None = None, **overrides: Any) -> Settings:
             if name not in fields:
                 raise ValueError(f"unknown setting {name!r}")
             values[name] = _coerce(fields[name], raw)
-    return Settings(**values)
+    settings = Settings(**values)
+    if settings.overlay not in OVERLAYS:
+        raise ValueError(f"overlay: expected one of {', '.join(OVERLAYS)}, got {settings.overlay!r}")
+    if settings.openvpn_proto not in ("udp", "tcp"):
+        raise ValueError(f"openvpn_proto: expected udp or tcp, got {settings.openvpn_proto!r}")
+    return settings
 
 
 def save(settings: Settings, keys: list[str]) -> None:

@@ -42,11 +42,13 @@ class CommandFailed(AssertionError):
 class Cloud:
     """One controller: its state directory, URL, admin credentials, and client helpers."""
 
-    def __init__(self, database_url: str | None = None, tls: bool = True) -> None:
+    def __init__(self, database_url: str | None = None, tls: bool = True,
+                 overlay: str = "none") -> None:
         self.state_dir = Path(tempfile.mkdtemp(prefix="atwill-test-"))
         self.port = free_port()
         self.database_url = database_url
         self.tls = tls
+        self.overlay = overlay
         self.proc: subprocess.Popen | None = None
         self.users: dict[str, dict[str, str]] = {}
 
@@ -59,7 +61,7 @@ class Cloud:
         return proc
 
     def init(self) -> subprocess.CompletedProcess:
-        args = ["init", "--port", str(self.port)]
+        args = ["init", "--port", str(self.port), "--overlay", self.overlay]
         if self.database_url:
             args += ["--database-url", self.database_url]
         if not self.tls:

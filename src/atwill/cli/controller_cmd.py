@@ -9,7 +9,9 @@ import typer
 
 from ..config import Settings
 from ..controller import state
-from .options import DatabaseUrl, Host, Insecure, Port, PublicHost, StateDir, console, settings
+from .options import (
+    DatabaseUrl, Host, Insecure, Overlay, Port, PublicHost, StateDir, console, settings,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -18,9 +20,10 @@ def register(app: typer.Typer) -> None:
     app.command("up")(up)
 
 
-def _settings(state_dir, database_url, host, port, public_host, insecure) -> Settings:
+def _settings(state_dir, database_url, host, port, public_host, insecure,
+              overlay=None) -> Settings:
     return settings(state_dir, insecure, database_url=database_url, listen_host=host,
-                    port=port, public_host=public_host)
+                    port=port, public_host=public_host, overlay=overlay)
 
 
 def _initialise(conf: Settings) -> None:
@@ -32,10 +35,11 @@ def _initialise(conf: Settings) -> None:
 
 
 def init(state_dir: StateDir = None, database_url: DatabaseUrl = None, host: Host = None,
-         port: Port = None, public_host: PublicHost = None, insecure_http: Insecure = False
-         ) -> None:
+         port: Port = None, public_host: PublicHost = None, insecure_http: Insecure = False,
+         overlay: Overlay = None) -> None:
     """Create (or complete) the state directory: database, keys, CA, admin, catalog."""
-    _initialise(_settings(state_dir, database_url, host, port, public_host, insecure_http))
+    _initialise(_settings(state_dir, database_url, host, port, public_host, insecure_http,
+                          overlay))
 
 
 def serve(state_dir: StateDir = None, database_url: DatabaseUrl = None, host: Host = None,
@@ -46,10 +50,10 @@ def serve(state_dir: StateDir = None, database_url: DatabaseUrl = None, host: Ho
 
 
 def up(state_dir: StateDir = None, database_url: DatabaseUrl = None, host: Host = None,
-       port: Port = None, public_host: PublicHost = None, insecure_http: Insecure = False
-       ) -> None:
+       port: Port = None, public_host: PublicHost = None, insecure_http: Insecure = False,
+       overlay: Overlay = None) -> None:
     """Initialise if needed, then run the all-in-one cloud in the foreground."""
-    conf = _settings(state_dir, database_url, host, port, public_host, insecure_http)
+    conf = _settings(state_dir, database_url, host, port, public_host, insecure_http, overlay)
     _initialise(conf)
     console.print(f"clouds.yaml: {conf.path('clouds.yaml')}  (cloud name: atwill)")
     console.print(f"openrc:      {conf.path('openrc')}")

@@ -34,3 +34,5 @@ def settings(state_dir: Path | None, insecure: bool = False, **overrides: Any):
     except ValueError as error:
         err.print(f"[red]configuration error:[/red] {error}")
         raise typer.Exit(2) from None
+Overlay = Annotated[str | None, typer.Option(
+    "--overlay", help="Overlay between hosts: wireguard (default), openvpn or none.")]

@@ -45,7 +45,8 @@ def initialise(settings: Settings) -> list[str]:
     if created:
         changes.append(f"created {settings.state_dir}")
     if not settings.path(config.CONFIG_FILE).exists():
-        config.save(settings, ["listen_host", "port", "tls", "public_host", "database_url"])
+        config.save(settings, ["listen_host", "port", "tls", "public_host", "database_url",
+                              "overlay"])
         changes.append(f"wrote {settings.path(config.CONFIG_FILE)}")
     password = admin_password(settings)
     ctl = Controller.from_settings(settings)
