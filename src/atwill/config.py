@@ -1,4 +1,4 @@
-"""Effective configuration: defaults, then the state directory's file, then environment, then flags."""
+"""Effective configuration: defaults, then the state directory's file, environment, flags."""
 
 from __future__ import annotations
 
@@ -130,7 +130,8 @@ def load(state_dir: Path | None = None, **overrides: Any) -> Settings:
             values[name] = _coerce(fields[name], raw)
     settings = Settings(**values)
     if settings.overlay not in OVERLAYS:
-        raise ValueError(f"overlay: expected one of {', '.join(OVERLAYS)}, got {settings.overlay!r}")
+        raise ValueError(f"overlay: expected one of {', '.join(OVERLAYS)}, "
+                         f"got {settings.overlay!r}")
     if settings.openvpn_proto not in ("udp", "tcp"):
         raise ValueError(f"openvpn_proto: expected udp or tcp, got {settings.openvpn_proto!r}")
     return settings

@@ -102,3 +102,41 @@ def issue_server_cert(directory: Path, hosts: list[str], name: str = "controller
     _write_private(key_path, _key_pem(key))
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return True
+
+
+def make_key_and_csr(name: str) -> tuple[bytes, bytes]:
+    """A node's private key (PEM, stays on the node) and its certificate request."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+           .sign(key, hashes.SHA256()))
+    return _key_pem(key), csr.public_bytes(serialization.Encoding.PEM)
+
+
+def sign_client_csr(directory: Path, csr_pem: bytes, name: str,
+                    days: int = 825) -> tuple[bytes, str]:
+    """Sign a node's CSR as a client certificate for name; returns (PEM, serial hex)."""
+    csr = x509.load_pem_x509_csr(csr_pem)
+    if not csr.is_signature_valid:
+        raise ValueError("the certificate request's signature is not valid")
+    ca_cert, ca_key = load_ca(directory)
+    serial = x509.random_serial_number()
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(ca_cert.subject).public_key(csr.public_key())
+        .serial_number(serial)
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                       critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), format(serial, "x")
+
+
+def serial_of(cert_der: bytes) -> str:
+    return format(x509.load_der_x509_certificate(cert_der).serial_number, "x")

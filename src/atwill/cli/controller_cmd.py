@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 import sys
 
 import typer
@@ -10,7 +11,15 @@ import typer
 from ..config import Settings
 from ..controller import state
 from .options import (
-    DatabaseUrl, Host, Insecure, Overlay, Port, PublicHost, StateDir, console, settings,
+    DatabaseUrl,
+    Host,
+    Insecure,
+    Overlay,
+    Port,
+    PublicHost,
+    StateDir,
+    console,
+    settings,
 )
 
 
@@ -66,18 +75,23 @@ def run(conf: Settings) -> None:
     import uvicorn
 
     from ..controller.app import create_app
+    from ..controller.peercert import PeerCertProtocol
     from ..logs import setup_logging
 
     setup_logging(conf.log_level)
     if not conf.path("fernet-keys").is_dir():
         console.print(f"[red]{conf.state_dir} is not initialised; run 'atwill init'.[/red]")
         raise typer.Exit(1)
-    ssl = {}
+    tls = {}
     if conf.tls:
-        ssl = {"ssl_certfile": str(conf.path("pki", "controller.pem")),
-               "ssl_keyfile": str(conf.path("pki", "controller-key.pem"))}
+        # Client certificates are optional at the TLS layer (OpenStack clients have none)
+        # and required by the cluster API's agent calls, which read them per request.
+        tls = {"ssl_certfile": str(conf.path("pki", "controller.pem")),
+               "ssl_keyfile": str(conf.path("pki", "controller-key.pem")),
+               "ssl_ca_certs": str(conf.path("pki", "ca.pem")),
+               "ssl_cert_reqs": ssl.CERT_OPTIONAL, "http": PeerCertProtocol}
     logging.getLogger("atwill").info("controller listening on %s (state %s)",
                                      conf.public_url, conf.state_dir)
     sys.stdout.flush()
     uvicorn.run(create_app(conf), host=conf.listen_host, port=conf.port, access_log=False,
-                log_config=None, server_header=False, **ssl)
+                log_config=None, server_header=False, **tls)

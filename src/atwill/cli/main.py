@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import typer
 
-from . import bench, config_cmd, controller_cmd, keys
+from . import agent_cmd, bench, config_cmd, controller_cmd, keys, node, token
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="atwill: a cloud whose compute grows and shrinks at will.")
 controller_cmd.register(app)
+agent_cmd.register(app)
+app.add_typer(token.app, name="token")
+app.add_typer(node.app, name="node")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(keys.app, name="keys")
 app.add_typer(bench.app, name="bench")
@@ -16,3 +19,7 @@ app.add_typer(bench.app, name="bench")
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

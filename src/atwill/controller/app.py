@@ -9,28 +9,33 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Request
 
 from ..config import Settings
+from . import background
+from .cluster import app as cluster_app
 from .compute import app as compute_app
 from .context import Controller
 from .identity import app as identity_app
 from .image import app as image_app
 from .middleware import RequestContext
 
-
-MOUNTS = ("/identity", "/compute", "/image")
+MOUNTS = ("/identity", "/compute", "/image", "/cluster")
 
 
 def create_app(settings: Settings, ctl: Controller | None = None) -> RequestContext:
     ctl = ctl or Controller.from_settings(settings)
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        ctl.db.dispose()
+        tasks = background.start(ctl)
+        try:
+            yield
+        finally:
+            await background.stop(tasks)
+            ctl.db.dispose()
 
     root = FastAPI(title="atwill", docs_url=None, redoc_url=None, openapi_url=None,
                    lifespan=lifespan)
     root.state.ctl = ctl
     for prefix, factory in (("/identity", identity_app.create), ("/compute", compute_app.create),
-                            ("/image", image_app.create)):
+                            ("/image", image_app.create), ("/cluster", cluster_app.create)):
         root.mount(prefix, factory(ctl))
 
     @root.get("/")

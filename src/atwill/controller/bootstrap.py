@@ -9,7 +9,15 @@ from ..core.passwords import hash_password
 from ..core.quotas import DEFAULTS
 from .context import Controller
 from .db.models import (
-    Domain, Endpoint, ImpliedRole, Project, QuotaClass, Region, Role, RoleAssignment, Service,
+    Domain,
+    Endpoint,
+    ImpliedRole,
+    Project,
+    QuotaClass,
+    Region,
+    Role,
+    RoleAssignment,
+    Service,
     User,
 )
 from .db.session import is_initialised, migrate

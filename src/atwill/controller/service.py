@@ -27,9 +27,9 @@ def keystone_error(err: ApiError) -> dict[str, Any]:
 
 
 def make_service_app(ctl: Controller, render: ErrorRenderer = keystone_error,
-                     **kwargs: Any) -> FastAPI:
+                     openapi_url: str | None = None, **kwargs: Any) -> FastAPI:
     """A FastAPI app whose every error, expected or not, is JSON in the service's envelope."""
-    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, **kwargs)
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=openapi_url, **kwargs)
     app.state.ctl = ctl
 
     def respond(err: ApiError) -> JSONResponse:

@@ -12,6 +12,7 @@ import yaml
 from .. import config, pki
 from ..config import Settings
 from .bootstrap import bootstrap
+from .cluster.controller_peer import ensure_key
 from .context import Controller
 
 PASSWORD_FILE = "admin-password"
@@ -59,6 +60,8 @@ def initialise(settings: Settings) -> list[str]:
         if pki.issue_server_cert(pki_dir, tls_hosts(settings)):
             changes.append("issued the controller TLS certificate")
         changes += bootstrap(ctl, password)
+        if settings.overlay == "wireguard" and ensure_key(settings.state_dir):
+            changes.append("created the controller's WireGuard key")
     finally:
         ctl.db.dispose()
     changes += write_credentials(settings, password)

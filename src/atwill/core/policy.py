@@ -47,6 +47,11 @@ RULES: dict[str, str] = {
     "identity:list_endpoints": "admin", "identity:get_endpoint": "admin",
     "identity:create_endpoint": "admin", "identity:update_endpoint": "admin",
     "identity:delete_endpoint": "admin",
+    # cluster (atwill's own API)
+    "cluster:tokens:list": "admin", "cluster:tokens:create": "admin",
+    "cluster:tokens:delete": "admin",
+    "cluster:nodes:list": "admin", "cluster:nodes:show": "admin",
+    "cluster:nodes:update": "admin", "cluster:nodes:delete": "admin",
     # compute
     "compute:flavors:list": "any", "compute:flavors:show": "any",
     "compute:flavors:create": "admin", "compute:flavors:update": "admin",

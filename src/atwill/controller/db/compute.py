@@ -5,8 +5,17 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, new_uuid, utcnow
@@ -108,6 +117,12 @@ class Node(Base):
     hypervisor_version: Mapped[int] = mapped_column(Integer, default=0)
     inventory: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     forced_down: Mapped[bool] = mapped_column(Boolean, default=False)
+    overlay_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    wireguard_public_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    overlay_port: Mapped[int] = mapped_column(Integer, default=51820)
+    endpoint_host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    cert_serial: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    overlay_status: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     last_heartbeat: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)

@@ -1,15 +1,25 @@
 """Every table, imported once so the metadata is complete for migrations."""
 
 from .base import Base
+from .cluster import ClusterRevision, JoinToken, OverlayAddress, RevokedCertificate
 from .compute import Flavor, FlavorAccess, FlavorExtraSpec, Keypair, Node, Quota, QuotaClass
 from .identity import (
-    Domain, Endpoint, ImpliedRole, Project, Region, Revocation, Role, RoleAssignment, Service,
+    Domain,
+    Endpoint,
+    ImpliedRole,
+    Project,
+    Region,
+    Revocation,
+    Role,
+    RoleAssignment,
+    Service,
     User,
 )
 from .image import Image, ImageMember, ImageTag
 
 __all__ = [
-    "Base", "Domain", "Endpoint", "Flavor", "FlavorAccess", "FlavorExtraSpec", "Image",
-    "ImageMember", "ImageTag", "ImpliedRole", "Keypair", "Node", "Project", "Quota",
-    "QuotaClass", "Region", "Revocation", "Role", "RoleAssignment", "Service", "User",
+    "Base", "ClusterRevision", "Domain", "Endpoint", "Flavor", "FlavorAccess",
+    "FlavorExtraSpec", "Image", "ImageMember", "ImageTag", "ImpliedRole", "JoinToken",
+    "Keypair", "Node", "OverlayAddress", "Project", "Quota", "QuotaClass", "Region",
+    "Revocation", "RevokedCertificate", "Role", "RoleAssignment", "Service", "User",
 ]

@@ -15,10 +15,18 @@ from ...core.policy import Credentials
 from ...core.tokens import TokenPayload, format_time, new_audit_id
 from ..context import Controller
 from ..db.base import utcnow
-from .lookups import find_domain
 from ..db.models import (
-    Domain, Endpoint, ImpliedRole, Project, Revocation, Role, RoleAssignment, Service, User,
+    Domain,
+    Endpoint,
+    ImpliedRole,
+    Project,
+    Revocation,
+    Role,
+    RoleAssignment,
+    Service,
+    User,
 )
+from .lookups import find_domain
 
 
 @dataclasses.dataclass

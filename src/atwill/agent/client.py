@@ -1,0 +1,45 @@
+"""HTTP clients for the cluster API: pinned CA, and the node certificate once joined."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import httpx
+
+from ..core.errors import ApiError
+
+
+class ClusterError(Exception):
+    """The controller answered with an error; status and its message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def tls_context(ca: Path, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(ca))
+    if cert and key:
+        context.load_cert_chain(str(cert), str(key))
+    return context
+
+
+def client(url: str, context: ssl.SSLContext | bool, timeout: float = 30.0) -> httpx.Client:
+    return httpx.Client(base_url=url, verify=context, timeout=timeout)
+
+
+def check(resp: httpx.Response) -> httpx.Response:
+    """Raise ClusterError with the controller's own message for any error status."""
+    if resp.status_code < 400:
+        return resp
+    try:
+        body = resp.json()
+        message = body.get("error", {}).get("message") or str(body)
+    except ValueError:
+        message = resp.text or resp.reason_phrase
+    raise ClusterError(resp.status_code, message)
+
+
+__all__ = ["ApiError", "ClusterError", "check", "client", "tls_context"]

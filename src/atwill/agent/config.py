@@ -1,0 +1,87 @@
+"""The node's own files: agent.yaml, its key and certificates, the desired-state cache."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_NODE_DIR = Path(os.environ.get("ATWILL_NODE_DIR", "/var/lib/atwill-node"))
+
+
+@dataclasses.dataclass
+class AgentConfig:
+    state_dir: Path
+    controller_url: str
+    node_id: str
+    name: str
+    overlay_port: int = 51820
+
+    @property
+    def ca(self) -> Path:
+        return self.state_dir / "pki" / "ca.pem"
+
+    @property
+    def cert(self) -> Path:
+        return self.state_dir / "pki" / "node.pem"
+
+    @property
+    def key(self) -> Path:
+        return self.state_dir / "pki" / "node-key.pem"
+
+    @property
+    def overlay_dir(self) -> Path:
+        return self.state_dir / "overlay"
+
+    @property
+    def desired_cache(self) -> Path:
+        return self.state_dir / "desired.json"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.state_dir / "agent.pid"
+
+    @property
+    def instances_dir(self) -> Path:
+        return self.state_dir / "instances"
+
+    def save(self) -> None:
+        data = {"controller_url": self.controller_url, "node_id": self.node_id,
+                "name": self.name, "overlay_port": self.overlay_port}
+        write_private(self.state_dir / "agent.yaml", yaml.safe_dump(data).encode())
+
+    @classmethod
+    def load(cls, state_dir: Path) -> AgentConfig:
+        path = state_dir / "agent.yaml"
+        if not path.exists():
+            raise FileNotFoundError(f"{state_dir} holds no joined node (no agent.yaml); "
+                                    "run 'atwill join' first")
+        data = yaml.safe_load(path.read_text())
+        return cls(state_dir=state_dir, **data)
+
+    @staticmethod
+    def joined(state_dir: Path) -> bool:
+        return (state_dir / "agent.yaml").exists()
+
+    def cached_desired(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.desired_cache.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def cache_desired(self, desired: dict[str, Any]) -> None:
+        write_private(self.desired_cache, json.dumps(desired).encode())
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a file readable by root only, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    tmp.replace(path)

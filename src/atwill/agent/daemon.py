@@ -1,0 +1,180 @@
+"""The agent: heartbeats, the desired-state long-poll, and converging the host.
+
+Two threads talk to the controller; both back off and retry on any network
+failure, so the agent survives controller restarts and partitions. The last
+desired state is cached on disk and applied at start, so a restarted agent (or
+one cut off from the controller) keeps its host as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+import httpx
+
+from .client import ClusterError, check, client, tls_context
+from .config import AgentConfig
+from .inventory import collect, inventory_digest
+from .overlay.driver import OverlayDriver
+
+log = logging.getLogger("atwill.agent")
+MAX_BACKOFF = 10.0
+
+
+class Removed(Exception):
+    """The controller revoked this node's certificate."""
+
+
+class Agent:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.stopping = threading.Event()
+        self.removed = threading.Event()
+        self.revision = -1
+        self.interval = 1.0
+        self.overlay = OverlayDriver(config)
+        self._sent_digest: str | None = None
+        self._inventory: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+
+    # lifecycle ---------------------------------------------------------------
+    def run(self) -> int:
+        claim_pidfile(self.config)
+        signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
+        signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
+        try:
+            cached = self.config.cached_desired()
+            if cached:
+                self.apply(cached)
+            threads = [threading.Thread(target=self._loop, args=(self._beat,), daemon=True,
+                                        name="heartbeat"),
+                       threading.Thread(target=self._loop, args=(self._poll,), daemon=True,
+                                        name="desired")]
+            for thread in threads:
+                thread.start()
+            log.info("agent for node %s started (pid %d)", self.config.name, os.getpid())
+            while not self.stopping.wait(0.5):
+                pass
+            if self.removed.is_set():
+                log.warning("node %s was removed by the controller; cleaning up",
+                            self.config.name)
+                cleanup(self.config, self.overlay)
+                return 0
+            log.info("agent stopping; the host stays as it is")
+            return 0
+        finally:
+            release_pidfile(self.config)
+
+    def _loop(self, step) -> None:
+        backoff = 0.5
+        context = tls_context(self.config.ca, self.config.cert, self.config.key)
+        while not self.stopping.is_set():
+            try:
+                with client(self.config.controller_url, context, timeout=40) as http:
+                    while not self.stopping.is_set():
+                        step(http)
+                        backoff = 0.5
+            except Removed:
+                self.removed.set()
+                self.stopping.set()
+            except (httpx.HTTPError, ClusterError, OSError) as err:
+                log.warning("%s: %s; retrying in %.1fs", threading.current_thread().name,
+                            err, backoff)
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+
+    # the two conversations ------------------------------------------------------
+    def _call(self, http: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            return check(http.request(method, path, **kwargs)).json()
+        except ClusterError as err:
+            if err.status == 403 and "revoked" in err.message:
+                raise Removed() from None
+            raise
+
+    def _beat(self, http: httpx.Client) -> None:
+        inventory = self.inventory()
+        digest = inventory_digest(inventory)
+        body: dict[str, Any] = {"overlay": self.overlay.status(), "running_vms": 0}
+        if digest != self._sent_digest:
+            body["inventory"] = inventory
+        self._call(http, "POST", f"/cluster/v1/nodes/{self.config.node_id}/heartbeat",
+                   json=body)
+        self._sent_digest = digest
+        self.stopping.wait(self.interval)
+
+    def _poll(self, http: httpx.Client) -> None:
+        desired = self._call(http, "GET", f"/cluster/v1/nodes/{self.config.node_id}/desired",
+                             params={"after": self.revision, "wait": 25})
+        if desired["revision"] != self.revision:
+            self.apply(desired)
+            self.config.cache_desired(desired)
+
+    def inventory(self) -> dict[str, Any]:
+        if self._inventory is None:
+            self._inventory = collect(self.config.instances_dir)
+        return self._inventory
+
+    def apply(self, desired: dict[str, Any]) -> None:
+        """Converge the host to desired; a failure is logged and retried next revision."""
+        with self._lock:
+            try:
+                self.overlay.apply(desired)
+                self.revision = desired["revision"]
+                self.interval = float(desired.get("heartbeat_interval") or 1.0)
+                log.info("applied revision %s", desired["revision"])
+            except Exception:  # noqa: BLE001 - keep the agent alive, retry on next poll
+                log.exception("could not apply revision %s", desired.get("revision"))
+
+
+def claim_pidfile(config: AgentConfig) -> None:
+    """One agent per state directory: refuse to start beside a live one."""
+    pid = running_pid(config)
+    if pid is not None and pid != os.getpid():
+        raise RuntimeError(f"an agent (pid {pid}) already runs for {config.state_dir}")
+    config.pidfile.write_text(f"{os.getpid()}\n")
+
+
+def release_pidfile(config: AgentConfig) -> None:
+    if running_pid(config) == os.getpid():
+        config.pidfile.unlink(missing_ok=True)
+
+
+def running_pid(config: AgentConfig) -> int | None:
+    try:
+        pid = int(config.pidfile.read_text().strip())
+        os.kill(pid, 0)
+        return pid
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        return None
+    except PermissionError:
+        return pid
+
+
+def stop_running(config: AgentConfig, timeout: float = 15.0) -> None:
+    """Stop the agent of this state directory by the PID it recorded."""
+    pid = running_pid(config)
+    if pid is None or pid == os.getpid():
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and running_pid(config) == pid:
+        time.sleep(0.1)
+
+
+def cleanup(config: AgentConfig, overlay: OverlayDriver | None = None) -> None:
+    """Remove everything this node's agent made on the host, keeping only the log."""
+    (overlay or OverlayDriver(config)).teardown()
+    for path in (config.desired_cache, config.cert, config.key, config.ca,
+                 config.overlay_dir / "wg-private.key", config.state_dir / "agent.yaml"):
+        path.unlink(missing_ok=True)
+    for directory in (config.overlay_dir, config.state_dir / "pki", config.instances_dir):
+        try:
+            directory.rmdir()
+        except OSError:
+            pass

@@ -1,0 +1,107 @@
+"""Turns a desired state's overlay section into the right overlay implementation's spec."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from typing import Any
+from urllib.parse import urlparse
+
+from ..config import AgentConfig
+from .base import OverlaySpec, Peer, interface_name
+from .wireguard import WireGuard
+
+WIREGUARD_OVERHEAD = 80  # IPv6 outer header; also safe over IPv4 (60).
+DEFAULT_UNDERLAY_MTU = 1500
+
+
+def underlay_mtu(host: str) -> int:
+    """The MTU of the interface that reaches host (the controller)."""
+    try:
+        route = json.loads(subprocess.run(["ip", "-j", "route", "get", host],
+                                          capture_output=True, text=True, check=True).stdout)
+        dev = route[0]["dev"]
+        link = json.loads(subprocess.run(["ip", "-j", "link", "show", dev], capture_output=True,
+                                         text=True, check=True).stdout)
+        return int(link[0]["mtu"])
+    except (subprocess.CalledProcessError, ValueError, KeyError, IndexError, OSError):
+        return DEFAULT_UNDERLAY_MTU
+
+
+class OverlayDriver:
+    """The node's overlay: WireGuard or OpenVPN, as the controller's desired state says."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.kind: str | None = None
+        self._impl: Any = None
+        self._mtu: int | None = None
+
+    def _wireguard(self) -> WireGuard:
+        ifname = interface_name("awg-", str(self.config.state_dir.resolve()))
+        return WireGuard(self.config.overlay_dir, ifname)
+
+    def _openvpn(self) -> Any:
+        from .openvpn import OpenVPNClient  # noqa: PLC0415 - only nodes on OpenVPN need it
+
+        ifname = interface_name("aov-", str(self.config.state_dir.resolve()))
+        return OpenVPNClient(self.config.overlay_dir, ifname)
+
+    def _implementation(self, kind: str) -> Any:
+        if self._impl is None or self.kind != kind:
+            if self._impl is not None:
+                self._impl.teardown()
+            self._impl = self._wireguard() if kind == "wireguard" else self._openvpn()
+            self.kind = kind
+        return self._impl
+
+    def mtu(self) -> int:
+        if self._mtu is None:
+            host = urlparse(self.config.controller_url).hostname or "127.0.0.1"
+            self._mtu = underlay_mtu(host) - WIREGUARD_OVERHEAD
+        return self._mtu
+
+    def apply(self, desired: dict[str, Any]) -> None:
+        section = desired["overlay"]
+        kind = section["kind"]
+        if kind == "none":
+            return
+        impl = self._implementation(kind)
+        if kind == "wireguard":
+            impl.apply(self.wireguard_spec(section, impl.ifname))
+        else:
+            impl.apply(self.openvpn_spec(section, impl.ifname))
+
+    def wireguard_spec(self, section: dict[str, Any], ifname: str) -> OverlaySpec:
+        peers = [Peer(name=p["name"], public_key=p["public_key"], overlay_ip=p["overlay_ip"],
+                      endpoint=p["endpoint"], keepalive=p.get("keepalive", 25))
+                 for p in section["peers"] if p.get("public_key")]
+        return OverlaySpec(kind="wireguard", ifname=ifname, address=section["address"],
+                           prefix=section["prefix"], listen_port=section["port"],
+                           mtu=self.mtu(), peers=peers,
+                           private_key_path=self.config.overlay_dir / "wg-private.key")
+
+    def openvpn_spec(self, section: dict[str, Any], ifname: str) -> Any:
+        from .openvpn import client_spec  # noqa: PLC0415
+
+        return client_spec(self.config, section, ifname)
+
+    def status(self) -> dict[str, Any]:
+        if self._impl is None:
+            return {}
+        try:
+            return self._impl.status()
+        except Exception as err:  # noqa: BLE001 - status is best effort, reported as such
+            return {"error": str(err)}
+
+    def teardown(self) -> None:
+        for impl in filter(None, (self._impl,)):
+            impl.teardown()
+        if self._impl is None:
+            # Not started in this process: tear down whatever a previous agent left.
+            self._wireguard().teardown()
+            try:
+                self._openvpn().teardown()
+            except ImportError:
+                pass
+        self._impl = None

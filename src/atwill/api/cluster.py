@@ -1,0 +1,115 @@
+"""Schemas of atwill's own cluster API (/cluster/v1), shared by controller, agent and CLI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class JoinRequest(Strict):
+    token: str = Field(min_length=8, max_length=256)
+    name: str = Field(pattern=NAME_PATTERN)
+    csr: str = Field(min_length=64, max_length=16384, description="PEM certificate request")
+    wireguard_public_key: str | None = Field(default=None, min_length=44, max_length=44)
+    overlay_port: int = Field(default=51820, ge=1, le=65535)
+    inventory: dict[str, Any] = Field(default_factory=dict)
+
+
+class Peer(BaseModel):
+    name: str
+    public_key: str | None
+    overlay_ip: str
+    endpoint: str | None
+    keepalive: int = 25
+
+
+class OverlayState(BaseModel):
+    kind: str
+    address: str
+    prefix: int
+    port: int
+    cidr: str
+    peers: list[Peer]
+    openvpn: dict[str, Any] | None = None
+
+
+class DesiredState(BaseModel):
+    revision: int
+    node_id: str
+    name: str
+    enabled: bool
+    heartbeat_interval: float
+    overlay: OverlayState
+
+
+class JoinResponse(BaseModel):
+    node_id: str
+    name: str
+    certificate: str
+    ca: str
+    desired: DesiredState
+
+
+class Heartbeat(Strict):
+    inventory: dict[str, Any] | None = None
+    overlay: dict[str, Any] = Field(default_factory=dict)
+    running_vms: int = Field(default=0, ge=0)
+
+
+class HeartbeatReply(BaseModel):
+    revision: int
+    state: str
+
+
+class LeaveRequest(Strict):
+    force: bool = False
+
+
+class NodeView(BaseModel):
+    id: str
+    name: str
+    state: str
+    enabled: bool
+    disabled_reason: str | None
+    overlay_ip: str | None
+    endpoint: str | None
+    last_heartbeat: str | None
+    accelerator: str | None
+    vcpus: int
+    memory_mb: int
+    disk_gb: int
+    running_vms: int
+    inventory: dict[str, Any]
+
+
+class TokenCreate(Strict):
+    ttl: int = Field(default=3600, ge=1, le=30 * 86400, description="seconds")
+    uses: int = Field(default=1, ge=1, le=10000)
+    description: str = Field(default="", max_length=1024)
+
+
+class TokenView(BaseModel):
+    id: str
+    description: str
+    expires_at: str
+    uses: int
+    max_uses: int
+    state: str
+
+
+class TokenCreated(TokenView):
+    token: str
+    url: str
+    ca_hash: str
+    command: str
+
+
+class NodeAction(Strict):
+    reason: str | None = Field(default=None, max_length=255)

@@ -1,0 +1,118 @@
+"""atwill join / agent / leave: the node side."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..agent.config import DEFAULT_NODE_DIR, AgentConfig
+from ..logs import setup_logging
+from .options import console, err
+
+NodeDir = Annotated[Path, typer.Option("--state-dir", envvar="ATWILL_NODE_DIR",
+                                       help="The node's state directory.")]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("join")(join)
+    app.command("agent")(agent)
+    app.command("leave")(leave)
+
+
+def _join(url: str, token: str, ca_hash: str, state_dir: Path, name: str | None,
+          overlay_port: int, skip_prereqs: bool) -> AgentConfig:
+    from ..agent.join import JoinError
+    from ..agent.join import join as do_join
+
+    try:
+        return do_join(url, token, ca_hash, state_dir, name, overlay_port, skip_prereqs)
+    except JoinError as error:
+        err.print(f"[red]join failed:[/red] {error}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+def join(url: str = typer.Argument(..., help="The controller, https://HOST:PORT"),
+         token: str = typer.Option(..., "--token", help="A join token."),
+         ca_hash: str = typer.Option(..., "--ca-hash", help="sha256:… of the cluster CA."),
+         name: str = typer.Option(None, help="Node name (default: the host name)."),
+         overlay_port: int = typer.Option(51820, help="Overlay (WireGuard) listen port."),
+         foreground: bool = typer.Option(False, help="Run the agent in this process."),
+         skip_prereqs: bool = typer.Option(False, hidden=True),
+         state_dir: NodeDir = DEFAULT_NODE_DIR) -> None:
+    """Join this machine to a cloud as a compute node, then start its agent."""
+    config = _join(url, token, ca_hash, state_dir, name, overlay_port, skip_prereqs)
+    console.print(f"joined as {config.name} (node {config.node_id})", highlight=False)
+    if foreground:
+        raise typer.Exit(_run_agent(config))
+    pid = _spawn_agent(state_dir)
+    console.print(f"agent started (pid {pid}); log: {state_dir / 'agent.log'}")
+
+
+def _spawn_agent(state_dir: Path) -> int:
+    with open(state_dir / "agent.log", "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "atwill.cli.main", "agent",
+                                 "--state-dir", str(state_dir)], stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    return proc.pid
+
+
+def _run_agent(config: AgentConfig) -> int:
+    from ..agent.daemon import Agent
+
+    setup_logging(os.environ.get("ATWILL_LOG_LEVEL", "info"))
+    try:
+        return Agent(config).run()
+    except RuntimeError as error:
+        err.print(f"[red]{error}[/red]")
+        return 1
+
+
+def agent(state_dir: NodeDir = DEFAULT_NODE_DIR) -> None:
+    """Run the node agent (joining first when ATWILL_JOIN_URL/TOKEN/CA_HASH are set)."""
+    if not AgentConfig.joined(state_dir):
+        url, token = os.environ.get("ATWILL_JOIN_URL"), os.environ.get("ATWILL_JOIN_TOKEN")
+        pin = os.environ.get("ATWILL_JOIN_CA_HASH")
+        if not (url and token and pin):
+            err.print(f"[red]{state_dir} holds no joined node and no join settings "
+                      "(ATWILL_JOIN_URL, ATWILL_JOIN_TOKEN, ATWILL_JOIN_CA_HASH).[/red]")
+            raise typer.Exit(1)
+        port = int(os.environ.get("ATWILL_OVERLAY_PORT", "51820"))
+        config = _join(url, token, pin, state_dir, os.environ.get("ATWILL_NODE_NAME"), port,
+                       False)
+        console.print(f"autojoined as {config.name}")
+    raise typer.Exit(_run_agent(AgentConfig.load(state_dir)))
+
+
+def leave(force: bool = typer.Option(False, "--force",
+                                     help="Leave even with instances (they become ERROR)."),
+          state_dir: NodeDir = DEFAULT_NODE_DIR) -> None:
+    """Remove this node from its cloud and clean everything atwill made on this host."""
+    from ..agent.client import ClusterError, check, client, tls_context
+    from ..agent.daemon import cleanup, stop_running
+
+    try:
+        config = AgentConfig.load(state_dir)
+    except FileNotFoundError as error:
+        err.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from None
+    context = tls_context(config.ca, config.cert, config.key)
+    try:
+        with client(config.controller_url, context) as http:
+            check(http.post(f"/cluster/v1/nodes/{config.node_id}/leave",
+                            params={"force": force}))
+    except ClusterError as error:
+        if not (error.status == 403 and "revoked" in error.message):
+            err.print(f"[red]leave refused:[/red] {error.message}", highlight=False)
+            raise typer.Exit(1) from None
+    except OSError as error:
+        err.print(f"[red]cannot reach the controller:[/red] {error}")
+        raise typer.Exit(1) from None
+    stop_running(config)
+    cleanup(config)
+    console.print(f"node {config.name} left; this host is clean")

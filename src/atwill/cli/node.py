@@ -1,0 +1,65 @@
+"""atwill node: list, show, disable, enable and remove compute nodes."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+from sqlalchemy import select
+
+from ..controller.cluster import nodes
+from ..controller.db.models import Node
+from .ops import controller, print_json
+from .options import StateDir, console
+
+app = typer.Typer(no_args_is_help=True, help="Compute nodes.")
+
+
+@app.command("list")
+def list_(as_json: bool = typer.Option(False, "--json"), state_dir: StateDir = None) -> None:
+    """Nodes with state, last heartbeat, overlay address and size."""
+    with controller(state_dir) as ctl, ctl.db.session() as session:
+        views = [nodes.to_view(n) for n in session.scalars(select(Node).order_by(Node.name))]
+    if as_json:
+        print_json(views)
+        return
+    table = Table("name", "state", "enabled", "overlay", "endpoint", "accel", "vcpus",
+                  "memory_mb", "last heartbeat")
+    for v in views:
+        table.add_row(v["name"], v["state"], "yes" if v["enabled"] else "no",
+                      v["overlay_ip"] or "-", v["endpoint"] or "-", v["accelerator"] or "-",
+                      str(v["vcpus"]), str(v["memory_mb"]), v["last_heartbeat"] or "-")
+    console.print(table)
+
+
+@app.command("show")
+def show(name: str, state_dir: StateDir = None) -> None:
+    """Everything known about one node, inventory included (JSON)."""
+    with controller(state_dir) as ctl, ctl.db.session() as session:
+        print_json(nodes.to_view(nodes.find(session, name)))
+
+
+@app.command("disable")
+def disable(name: str, reason: str = typer.Option(None, help="Why (shown in listings)."),
+            state_dir: StateDir = None) -> None:
+    """Stop scheduling onto the node."""
+    with controller(state_dir) as ctl, ctl.db.session() as session:
+        nodes.set_enabled(session, nodes.find(session, name), False, reason)
+    console.print(f"node {name} disabled")
+
+
+@app.command("enable")
+def enable(name: str, state_dir: StateDir = None) -> None:
+    """Schedule onto the node again."""
+    with controller(state_dir) as ctl, ctl.db.session() as session:
+        nodes.set_enabled(session, nodes.find(session, name), True, None)
+    console.print(f"node {name} enabled")
+
+
+@app.command("remove")
+def remove(name: str, force: bool = typer.Option(
+        False, "--force", help="Remove even with instances on it (they become ERROR)."),
+        state_dir: StateDir = None) -> None:
+    """Remove the node: revoke its certificate, withdraw it from every peer."""
+    with controller(state_dir) as ctl, ctl.db.session() as session:
+        nodes.remove(session, nodes.find(session, name), force)
+    console.print(f"node {name} removed; its agent will clean up its host")

@@ -1,0 +1,83 @@
+"""/cluster/v1/nodes/{id}/…: the calls an agent makes, authenticated by its certificate."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy.orm import Session
+
+from ...api.cluster import DesiredState, Heartbeat, HeartbeatReply, LeaveRequest
+from ...core.errors import Forbidden, Unauthorized
+from ...pki import serial_of
+from ..context import Controller
+from ..db.models import Node, RevokedCertificate
+from ..peercert import client_cert
+from ..service import controller
+from . import nodes
+from .desired import desired_state
+
+router = APIRouter()
+LONG_POLL = 25.0
+
+
+def _node(session: Session, request: Request, node_id: str) -> Node:
+    der = client_cert(request.scope)
+    if der is None:
+        raise Unauthorized("This call needs the node's client certificate (mutual TLS).")
+    serial = serial_of(der)
+    if session.get(RevokedCertificate, serial) is not None:
+        raise Forbidden("This node's certificate has been revoked: the node was removed.")
+    node = session.get(Node, node_id)
+    if node is None or node.cert_serial != serial:
+        raise Forbidden("The client certificate does not belong to this node.")
+    return node
+
+
+def _desired(ctl: Controller, request: Request, node_id: str, after: int) -> dict | None:
+    with ctl.db.session() as session:
+        node = _node(session, request, node_id)
+        if nodes.revision(session) <= after:
+            return None
+        return desired_state(session, ctl, node)
+
+
+@router.get("/v1/nodes/{node_id}/desired", response_model=DesiredState,
+            summary="Long-poll the node's desired state newer than `after`")
+async def desired_get(node_id: str, request: Request,
+                      after: int = Query(default=-1, ge=-1),
+                      wait: float = Query(default=LONG_POLL, ge=0, le=60)) -> dict:
+    ctl = controller(request)
+    deadline = time.monotonic() + wait
+    while True:
+        state = await asyncio.to_thread(_desired, ctl, request, node_id, after)
+        if state is not None:
+            return state
+        if time.monotonic() >= deadline or await request.is_disconnected():
+            return await asyncio.to_thread(_current, ctl, request, node_id)
+        await asyncio.sleep(0.25)
+
+
+def _current(ctl: Controller, request: Request, node_id: str) -> dict:
+    with ctl.db.session() as session:
+        return desired_state(session, ctl, _node(session, request, node_id))
+
+
+@router.post("/v1/nodes/{node_id}/heartbeat", response_model=HeartbeatReply,
+             summary="Report liveness, inventory and overlay status")
+def heartbeat_post(node_id: str, request: Request, body: Heartbeat) -> dict:
+    ctl = controller(request)
+    source = request.client.host if request.client else ""
+    with ctl.db.session() as session:
+        node = _node(session, request, node_id)
+        nodes.heartbeat(session, node, body.inventory, body.overlay, body.running_vms, source)
+        return {"revision": nodes.revision(session), "state": node.state}
+
+
+@router.post("/v1/nodes/{node_id}/leave", status_code=204,
+             summary="The node removes itself (atwill leave)")
+def leave_post(node_id: str, request: Request, body: LeaveRequest = Depends()) -> None:
+    ctl = controller(request)
+    with ctl.db.session() as session:
+        nodes.remove(session, _node(session, request, node_id), body.force)

@@ -1,0 +1,40 @@
+"""A node's desired state: everything its agent must make true on its host."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ...core import overlay
+from ..context import Controller
+from ..db.models import Node
+from . import nodes
+from .controller_peer import controller_peer
+
+
+def desired_state(session: Session, ctl: Controller, node: Node) -> dict[str, Any]:
+    settings = ctl.settings
+    peers = [controller_peer(ctl)] if settings.overlay != "none" else []
+    for other in session.scalars(select(Node).where(Node.id != node.id).order_by(Node.name)):
+        if other.overlay_ip is None:
+            continue
+        endpoint = f"{other.endpoint_host}:{other.overlay_port}" if other.endpoint_host else None
+        peers.append({"name": other.name, "public_key": other.wireguard_public_key,
+                      "overlay_ip": other.overlay_ip, "endpoint": endpoint, "keepalive": 25})
+    state: dict[str, Any] = {
+        "revision": nodes.revision(session), "node_id": node.id, "name": node.name,
+        "enabled": node.enabled, "heartbeat_interval": settings.heartbeat_interval,
+        "overlay": {
+            "kind": settings.overlay, "address": node.overlay_ip,
+            "prefix": overlay.prefix_length(settings.overlay_cidr),
+            "port": node.overlay_port, "cidr": settings.overlay_cidr, "peers": peers,
+        },
+    }
+    if settings.overlay == "openvpn":
+        state["overlay"]["openvpn"] = {
+            "remote": settings.public_host or settings.listen_host,
+            "port": settings.overlay_port, "proto": settings.openvpn_proto,
+        }
+    return state

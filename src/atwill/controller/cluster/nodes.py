@@ -1,0 +1,142 @@
+"""Nodes: register at join, heartbeat, up/down, disable/enable, remove; the revision."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from ...core import overlay
+from ...core.errors import BadRequest, Conflict, NotFound
+from ...pki import sign_client_csr
+from ..context import Controller
+from ..db.base import iso, utcnow
+from ..db.models import ClusterRevision, Node, OverlayAddress, RevokedCertificate
+
+
+def revision(session: Session) -> int:
+    row = session.get(ClusterRevision, 1)
+    return row.revision if row else 0
+
+
+def bump(session: Session) -> int:
+    """Move the cluster revision so every agent's long-poll returns."""
+    row = session.get(ClusterRevision, 1, with_for_update=True)
+    if row is None:
+        row = ClusterRevision(id=1, revision=0)
+        session.add(row)
+    row.revision += 1
+    session.flush()
+    return row.revision
+
+
+def find(session: Session, ident: str) -> Node:
+    node = session.get(Node, ident) or session.scalar(select(Node).where(Node.name == ident))
+    if node is None:
+        raise NotFound(f"No node named or with id {ident}.")
+    return node
+
+
+def overlay_address(session: Session, cidr: str, name: str) -> str:
+    """The name's address: the one it had before, or the lowest free one."""
+    row = session.get(OverlayAddress, name)
+    if row is None:
+        used = session.scalars(select(OverlayAddress.address))
+        row = OverlayAddress(name=name, address=overlay.allocate(cidr, used))
+        session.add(row)
+        session.flush()
+    return row.address
+
+
+def apply_inventory(node: Node, inventory: dict[str, Any]) -> None:
+    node.inventory = inventory
+    node.vcpus = int(inventory.get("vcpus") or 0)
+    node.memory_mb = int(inventory.get("memory_mb") or 0)
+    node.local_gb = int(inventory.get("disk_gb") or 0)
+
+
+def register(session: Session, ctl: Controller, name: str, csr: str, wg_key: str | None,
+             overlay_port: int, inventory: dict[str, Any], source: str) -> tuple[Node, bytes]:
+    """Create the node (replacing a down one of the same name) and sign its certificate."""
+    old = session.scalar(select(Node).where(Node.name == name))
+    if old is not None:
+        if old.state == "up":
+            raise Conflict(f"A node named {name} is joined and up; remove it first "
+                           f"(atwill node remove {name}) or choose another name.")
+        forget(session, old)
+    try:
+        cert_pem, serial = sign_client_csr(ctl.settings.path("pki"), csr.encode(), name)
+    except ValueError as err:
+        raise BadRequest(f"Invalid certificate request: {err}.") from None
+    node = Node(name=name, state="up", enabled=True, host_ip=source, endpoint_host=source,
+                overlay_port=overlay_port, wireguard_public_key=wg_key, cert_serial=serial,
+                overlay_ip=overlay_address(session, ctl.settings.overlay_cidr, name),
+                last_heartbeat=utcnow())
+    apply_inventory(node, inventory)
+    session.add(node)
+    session.flush()
+    bump(session)
+    return node, cert_pem
+
+
+def forget(session: Session, node: Node) -> None:
+    """Revoke the node's certificate and delete its row: no trace in any listing."""
+    if node.cert_serial and session.get(RevokedCertificate, node.cert_serial) is None:
+        session.add(RevokedCertificate(serial=node.cert_serial, node_name=node.name))
+    session.delete(node)
+    session.flush()
+    bump(session)
+
+
+def remove(session: Session, node: Node, force: bool) -> None:
+    if node.running_vms and not force:
+        raise Conflict(f"Node {node.name} still holds {node.running_vms} instance(s); "
+                       "move or delete them first, or remove with --force (they become "
+                       "ERROR).")
+    node.enabled = False
+    forget(session, node)
+
+
+def set_enabled(session: Session, node: Node, enabled: bool, reason: str | None) -> None:
+    node.enabled = enabled
+    node.disabled_reason = None if enabled else (reason or "disabled by the operator")
+    bump(session)
+
+
+def heartbeat(session: Session, node: Node, inventory: dict[str, Any] | None,
+              overlay_status: dict[str, Any], running_vms: int, source: str) -> None:
+    node.last_heartbeat = utcnow()
+    node.state = "up"
+    node.overlay_status = overlay_status
+    node.running_vms = running_vms
+    if inventory is not None:
+        apply_inventory(node, inventory)
+    if source and source != node.endpoint_host:
+        # The node moved (or its NAT mapping changed): peers must learn the new endpoint.
+        node.endpoint_host = source
+        node.host_ip = source
+        bump(session)
+
+
+def mark_down(session: Session, interval: float, misses: int) -> list[str]:
+    """Nodes whose last heartbeat is older than misses x interval go down."""
+    limit = utcnow() - dt.timedelta(seconds=interval * misses)
+    stale = list(session.scalars(select(Node.name).where(
+        Node.state == "up", Node.last_heartbeat < limit)))
+    if stale:
+        session.execute(update(Node).where(Node.name.in_(stale)).values(state="down"))
+    return stale
+
+
+def to_view(node: Node) -> dict[str, Any]:
+    return {
+        "id": node.id, "name": node.name, "state": node.state, "enabled": node.enabled,
+        "disabled_reason": node.disabled_reason, "overlay_ip": node.overlay_ip,
+        "endpoint": f"{node.endpoint_host}:{node.overlay_port}" if node.endpoint_host else None,
+        "last_heartbeat": iso(node.last_heartbeat),
+        "accelerator": (node.inventory or {}).get("accelerator"),
+        "vcpus": node.vcpus, "memory_mb": node.memory_mb, "disk_gb": node.local_gb,
+        "running_vms": node.running_vms, "inventory": node.inventory or {},
+    }

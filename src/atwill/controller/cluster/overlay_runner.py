@@ -1,0 +1,85 @@
+"""The controller's own overlay endpoint, converged whenever the cluster revision moves."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+from sqlalchemy import select
+
+from ...core.overlay import controller_address, prefix_length
+from ..context import Controller
+from ..db.models import Node
+from . import nodes
+
+log = logging.getLogger("atwill.overlay")
+
+
+class OverlayRunner:
+    def __init__(self, ctl: Controller) -> None:
+        self.ctl = ctl
+        self.kind = ctl.settings.overlay
+        self.impl: Any = None
+
+    def _make(self) -> Any:
+        from ...agent.overlay.base import interface_name
+
+        settings = self.ctl.settings
+        directory = settings.path("overlay")
+        seed = str(settings.state_dir.resolve())
+        if self.kind == "wireguard":
+            from ...agent.overlay.wireguard import WireGuard
+
+            return WireGuard(directory, interface_name("awg-", seed))
+        from ...agent.overlay.openvpn import OpenVPNServer
+
+        return OpenVPNServer(directory, interface_name("aov-", seed))
+
+    def _snapshot(self) -> tuple[int, list[Node]]:
+        with self.ctl.db.session() as session:
+            found = list(session.scalars(select(Node).where(Node.overlay_ip.is_not(None))))
+            return nodes.revision(session), found
+
+    def _spec(self, members: list[Node]) -> Any:
+        settings = self.ctl.settings
+        if self.kind == "openvpn":
+            from ...agent.overlay.openvpn import server_spec
+
+            return server_spec(settings, self.impl.ifname, members)
+        from ...agent.overlay.base import OverlaySpec, Peer
+        from ...agent.overlay.driver import WIREGUARD_OVERHEAD, underlay_mtu
+        from .controller_peer import KEY_FILE
+
+        peers = [Peer(name=n.name, public_key=n.wireguard_public_key, overlay_ip=n.overlay_ip,
+                      endpoint=f"{n.endpoint_host}:{n.overlay_port}" if n.endpoint_host
+                      else None) for n in members if n.wireguard_public_key]
+        host = settings.public_host or settings.listen_host
+        return OverlaySpec(kind="wireguard", ifname=self.impl.ifname,
+                           address=controller_address(settings.overlay_cidr),
+                           prefix=prefix_length(settings.overlay_cidr),
+                           listen_port=settings.overlay_port,
+                           mtu=underlay_mtu(host) - WIREGUARD_OVERHEAD, peers=peers,
+                           private_key_path=settings.state_dir.joinpath(*KEY_FILE))
+
+    def converge(self, last: int | None) -> int:
+        revision, members = self._snapshot()
+        if revision != last:
+            self.impl.apply(self._spec(members))
+            log.info("controller overlay at revision %d with %d peers", revision, len(members))
+        return revision
+
+    async def run(self) -> None:
+        if os.geteuid() != 0:
+            log.warning("not root: the controller's %s overlay endpoint is not started",
+                        self.kind)
+            return
+        self.impl = self._make()
+        last: int | None = None
+        while True:
+            try:
+                last = await asyncio.to_thread(self.converge, last)
+            except Exception:  # noqa: BLE001 - retried every second
+                log.exception("could not converge the controller overlay")
+            await asyncio.sleep(1.0)

@@ -1,0 +1,47 @@
+"""Cluster tables: join tokens, overlay addresses, revoked certificates, the revision."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import DateTime, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .base import Base, new_uuid, utcnow
+
+
+class JoinToken(Base):
+    """A join token, stored as the sha256 of its secret."""
+
+    __tablename__ = "join_tokens"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    max_uses: Mapped[int] = mapped_column(Integer, default=1)
+    uses: Mapped[int] = mapped_column(Integer, default=0)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class OverlayAddress(Base):
+    """A node name's overlay address, kept across removal so a rejoin gets it back."""
+
+    __tablename__ = "overlay_addresses"
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    address: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class RevokedCertificate(Base):
+    __tablename__ = "revoked_certificates"
+    serial: Mapped[str] = mapped_column(String(64), primary_key=True)
+    node_name: Mapped[str] = mapped_column(String(255))
+    revoked_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ClusterRevision(Base):
+    """One row: moves whenever any node's desired state may have changed."""
+
+    __tablename__ = "cluster_revision"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer, default=0)
