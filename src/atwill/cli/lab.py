@@ -1,0 +1,182 @@
+"""atwill lab: many hosts on one machine (network namespaces joined by an emulated WAN)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..lab import Lab, LabError
+from ..lab.netns import NetError
+from .options import console, err
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="A lab: a controller host and node hosts in network namespaces.")
+
+Name = Annotated[str, typer.Option("--name", help="Lab name (at most 4 letters/digits).")]
+Dir = Annotated[Path | None, typer.Option(
+    "--dir", help="Lab directory (default /var/lib/atwill-lab/NAME).")]
+HostArg = Annotated[str, typer.Argument(help="Host name (ctl, node1, ...).")]
+FAILURES = (LabError, NetError, ValueError, TimeoutError, subprocess.SubprocessError)
+
+
+def _fail(error: Exception) -> typer.Exit:
+    err.print(f"[red]lab:[/red] {error}", highlight=False)
+    return typer.Exit(1)
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        raise _fail(LabError("the lab needs root (network namespaces)"))
+
+
+def _load(name: str, directory: Path | None) -> Lab:
+    _require_root()
+    try:
+        return Lab.load(name, directory)
+    except FAILURES as error:
+        raise _fail(error) from None
+
+
+@app.command()
+def up(nodes: Annotated[int, typer.Option("--nodes", min=0, help="Node hosts.")] = 1,
+       wan_delay: Annotated[str | None, typer.Option(
+           "--wan-delay", help="Delay per direction on each access link, e.g. 40ms.")] = None,
+       wan_loss: Annotated[str | None, typer.Option(
+           "--wan-loss", help="Loss per direction on each access link, e.g. 0.5%.")] = None,
+       overlay: Annotated[str, typer.Option("--overlay", help="wireguard or openvpn.")
+                          ] = "wireguard",
+       join: Annotated[bool, typer.Option("--join/--no-join",
+                                          help="Join the nodes by token.")] = True,
+       timeout: Annotated[float, typer.Option("--timeout", help="Seconds per wait.")] = 120,
+       name: Name = "lab", directory: Dir = None) -> None:
+    """Build the lab: WAN, controller host, N node hosts that join by token."""
+    _require_root()
+    try:
+        lab = Lab(name, directory)
+        lab.up(nodes, wan_delay=wan_delay, wan_loss=wan_loss, overlay=overlay, join=join,
+               timeout=timeout)
+    except FAILURES as error:
+        raise _fail(error) from None
+    console.print(f"lab {lab.name} is up: controller {lab.url}, nodes "
+                  f"{', '.join(lab.node_names()) or '(none)'}", highlight=False)
+    console.print(f"try: atwill lab exec ctl --name {lab.name} -- env OS_CLIENT_CONFIG_FILE="
+                  f"{lab.state.controller.state_dir}/clouds.yaml "
+                  "openstack --os-cloud atwill hypervisor list", highlight=False)
+
+
+@app.command()
+def down(name: Name = "lab", directory: Dir = None) -> None:
+    """Remove everything the lab created (processes, namespaces, directory), only that."""
+    _require_root()
+    lab = Lab(name, directory)
+    try:
+        lab.down()
+    except FAILURES as error:
+        raise _fail(error) from None
+    console.print(f"lab {lab.name} is down")
+
+
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json")] = False,
+           name: Name = "lab", directory: Dir = None) -> None:
+    """Hosts, namespaces, addresses, processes (alive?) and node states."""
+    info = _load(name, directory).status()
+    if as_json:
+        print(json.dumps(info, indent=2))
+        return
+    console.print(f"lab {info['name']}  {info['directory']}  WAN {info['subnet']}  "
+                  f"overlay {info['overlay']}  controller {info['controller_url']}",
+                  highlight=False)
+    nodes = {n["name"]: n for n in info.get("nodes", [])}
+    for host, h in info["hosts"].items():
+        procs = " ".join(f"{role}={p['pid']}({'alive' if p['alive'] else 'dead'})"
+                         for role, p in h["processes"].items()) or "-"
+        node = nodes.get(host, {})
+        console.print(f"  {host:<12} {h['namespace']:<18} {h['address']:<18} "
+                      f"{'PARTITIONED ' if h['partitioned'] else ''}{procs}  "
+                      f"{node.get('state', '')}", highlight=False)
+    if "nodes_error" in info:
+        console.print(f"  (node list failed: {info['nodes_error']})", highlight=False)
+
+
+def _act(name: str, directory: Path | None, action: str, *args: object, **kw: object) -> Lab:
+    lab = _load(name, directory)
+    try:
+        getattr(lab, action)(*args, **kw)
+    except FAILURES as error:
+        raise _fail(error) from None
+    return lab
+
+
+@app.command("add-node")
+def add_node(node: Annotated[str | None, typer.Option("--node", help="Host name.")] = None,
+             name: Name = "lab", directory: Dir = None) -> None:
+    """Add a node host and join it by token."""
+    lab = _load(name, directory)
+    try:
+        added = lab.add_node(node)
+    except FAILURES as error:
+        raise _fail(error) from None
+    console.print(f"{added} joined ({lab.host(added).address})", highlight=False)
+
+
+@app.command("remove-node")
+def remove_node(host: HostArg, force: Annotated[bool, typer.Option("--force")] = False,
+                keep_host: Annotated[bool, typer.Option(
+                    "--keep-host", help="Keep the host (namespace, state) after removal.")
+                ] = False, name: Name = "lab", directory: Dir = None) -> None:
+    """Remove a node from the cloud, then delete its host (unless --keep-host)."""
+    lab = _act(name, directory, "remove_node", host, force=force)
+    if not keep_host:
+        try:
+            lab.destroy_host(host)
+        except FAILURES as error:
+            raise _fail(error) from None
+    console.print(f"{host} removed", highlight=False)
+
+
+@app.command("kill-node")
+def kill_node(host: HostArg, name: Name = "lab", directory: Dir = None) -> None:
+    """Hard power-off: every process of that host killed at once."""
+    _act(name, directory, "kill_node", host)
+    console.print(f"{host} killed", highlight=False)
+
+
+@app.command("start-node")
+def start_node(host: HostArg, name: Name = "lab", directory: Dir = None) -> None:
+    """Boot a killed node again: start its agent."""
+    _act(name, directory, "start_node", host)
+    console.print(f"{host} started", highlight=False)
+
+
+@app.command()
+def partition(host: HostArg, name: Name = "lab", directory: Dir = None) -> None:
+    """Cut a host's WAN link."""
+    _act(name, directory, "partition", host)
+    console.print(f"{host} partitioned", highlight=False)
+
+
+@app.command()
+def heal(host: HostArg, name: Name = "lab", directory: Dir = None) -> None:
+    """Restore a host's WAN link."""
+    _act(name, directory, "heal", host)
+    console.print(f"{host} healed", highlight=False)
+
+
+@app.command("exec", context_settings={"allow_extra_args": True,
+                                       "ignore_unknown_options": True})
+def exec_(host: HostArg, command: Annotated[list[str], typer.Argument(
+              help="The command, after --.")],
+          name: Name = "lab", directory: Dir = None) -> None:
+    """Run a command in a host's namespace: atwill lab exec HOST -- CMD..."""
+    lab = _load(name, directory)
+    try:
+        ns = lab.namespace(host)
+    except FAILURES as error:
+        raise _fail(error) from None
+    raise typer.Exit(subprocess.call(ns.argv(command)))

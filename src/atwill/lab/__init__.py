@@ -1,0 +1,6 @@
+"""The lab: many hosts on one machine, as network namespaces joined by a netem WAN."""
+
+from .cluster import LabError
+from .lab import Lab
+
+__all__ = ["Lab", "LabError"]

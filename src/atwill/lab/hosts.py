@@ -1,0 +1,122 @@
+"""Lab hosts: a namespace each, joined to the WAN namespace's bridge by a veth.
+
+WAN emulation: `delay` and `loss` apply per direction on each host's access link
+(netem on the host's `wan0` for what it sends, and on the WAN-side end for what
+it receives). A packet between two hosts crosses two access links, so with the
+same settings everywhere the one-way delay between two hosts is 2 x delay, the
+round trip 4 x delay, and the loss 1 - (1 - loss)^2 each way.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from . import naming, processes
+from .netns import Namespace
+from .revert import Reverter
+from .state import Host, LabState
+
+HOST_IF = "wan0"
+
+
+def wan(state: LabState) -> Namespace:
+    return Namespace(state.wan_namespace)
+
+
+def namespace(host: Host) -> Namespace:
+    return Namespace(host.namespace)
+
+
+def _record_namespace(state: LabState, name: str) -> None:
+    """Record the namespace before it exists, so `down` finds it whatever happens next."""
+    if name not in state.namespaces:
+        state.namespaces.append(name)
+    state.save()
+
+
+def create_wan(state: LabState, revert: Reverter) -> None:
+    """The WAN namespace holding the bridge every access link plugs into (no address)."""
+    ns = wan(state)
+    _record_namespace(state, ns.name)
+    revert.add(lambda: delete_namespace(state, ns.name))
+    ns.create()
+    # The WAN is only a switch: no IPv6 link-local addresses, so it never speaks itself.
+    for scope in ("all", "default"):
+        ns.sysctl(f"net.ipv6.conf.{scope}.disable_ipv6", "1")
+    ns.add_bridge(state.bridge)
+
+
+def new_host(state: LabState, name: str, role: str, octet: int,
+             delay: str | None, loss: str | None) -> Host:
+    return Host(name=name, role=role, namespace=naming.namespace(state.name, name),
+                address=naming.address(state.name, octet),
+                state_dir=str(Path(state.directory) / name),
+                wan_veth=naming.wan_veth(name), delay=delay, loss=loss)
+
+
+def create_host(state: LabState, host: Host, revert: Reverter) -> None:
+    """Namespace, access link with address and netem, and an (empty) state directory."""
+    if host.name in state.hosts:
+        raise ValueError(f"host {host.name!r} already exists in lab {state.name!r}")
+    ns, wan_ns = namespace(host), wan(state)
+    if ns.exists():
+        raise ValueError(f"namespace {ns.name} already exists; not touching it")
+    state.hosts[host.name] = host
+    _record_namespace(state, ns.name)
+    revert.add(lambda: destroy_host(state, host.name))
+    ns.create()
+    wan_ns.add_veth(host.wan_veth, HOST_IF, ns)
+    wan_ns.attach(host.wan_veth, state.bridge)
+    wan_ns.link_up(host.wan_veth)
+    ns.add_address(HOST_IF, host.address)
+    ns.link_up(HOST_IF)
+    set_netem(state, host, host.delay, host.loss)
+
+
+def set_netem(state: LabState, host: Host, delay: str | None, loss: str | None) -> None:
+    """Apply delay/loss in both directions of the host's access link (None: clear)."""
+    host.delay, host.loss = delay, loss
+    for ns, dev in ((namespace(host), HOST_IF), (wan(state), host.wan_veth)):
+        if delay or loss:
+            ns.netem(dev, delay, loss)
+        else:
+            ns.clear_netem(dev)
+    state.save()
+
+
+def partition(state: LabState, host: Host) -> None:
+    """Cut the host off the WAN: its access link goes down on the WAN side."""
+    wan(state).link_down(host.wan_veth)
+
+
+def heal(state: LabState, host: Host) -> None:
+    """Reconnect the host to the WAN."""
+    wan(state).link_up(host.wan_veth)
+
+
+def is_partitioned(state: LabState, host: Host) -> bool:
+    return not wan(state).link_is_up(host.wan_veth)
+
+
+def delete_namespace(state: LabState, name: str) -> None:
+    """Kill every process left in the namespace, then delete it (its links go with it)."""
+    ns = Namespace(name)
+    processes.kill_namespace(ns)
+    ns.delete()
+    if name in state.namespaces:
+        state.namespaces.remove(name)
+    state.save()
+
+
+def destroy_host(state: LabState, name: str) -> None:
+    """Stop the host's processes, delete its namespace and state directory, forget it."""
+    host = state.hosts.get(name)
+    if host is None:
+        return
+    for proc in host.processes.values():
+        processes.kill(proc)
+    delete_namespace(state, host.namespace)
+    shutil.rmtree(host.state_dir, ignore_errors=True)
+    del state.hosts[name]
+    state.save()

@@ -1,0 +1,139 @@
+"""The lab itself, below the join commands: hosts, WAN, controller, faults, teardown."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from atwill.lab import Lab, LabError, processes
+from atwill.lab.commands import PYTHON
+from atwill.lab.netns import list_namespaces, netem_supported
+
+LAB = {"nodes": 2, "join": False, "timeout": 60}
+
+HTTPS_GET = """
+import ssl, sys, httpx
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+print(httpx.get(sys.argv[1], verify=ctx, timeout=5).status_code)
+"""
+
+
+def root_links() -> set[str]:
+    out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True,
+                         check=True, timeout=10).stdout
+    return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines()}
+
+
+def ping(lab: Lab, src: str, dst: str, count: int = 1) -> subprocess.CompletedProcess:
+    return lab.exec(src, "ping", "-n", "-c", str(count), "-i", "0.2", "-W", "1",
+                    lab.host(dst).ip, check=False, timeout=15)
+
+
+def lab_namespaces(lab: Lab) -> set[str]:
+    return {n for n in list_namespaces() if n.startswith(f"awl-{lab.name}-")}
+
+
+def test_hosts_have_their_namespace_and_address(lab: Lab) -> None:
+    assert lab_namespaces(lab) == {f"awl-{lab.name}-{h}" for h in ("wan", "ctl", "node1",
+                                                                   "node2")}
+    for host in lab.state.hosts.values():
+        out = lab.exec(host.name, "ip", "-o", "-4", "address", "show", "dev", "wan0").stdout
+        assert host.address in out
+        assert Path(host.state_dir).is_dir()
+    wan = subprocess.run(["ip", "-n", lab.state.wan_namespace, "-o", "address"],
+                         capture_output=True, text=True, check=True, timeout=10).stdout
+    assert [line for line in wan.splitlines() if " lo " not in line] == [], "no WAN address"
+
+
+def test_every_node_reaches_the_controller_over_https(lab: Lab) -> None:
+    url = lab.url + "/identity/v3"
+    for node in lab.node_names():
+        proc = lab.exec(node, PYTHON, "-c", HTTPS_GET, url, lab.ca_file, timeout=30)
+        assert proc.stdout.strip() == "200"
+
+
+def test_status_and_load_agree(lab: Lab) -> None:
+    loaded = Lab.load(lab.name, lab.directory)
+    status = loaded.status(with_nodes=False)
+    assert set(status["hosts"]) == {"ctl", "node1", "node2"}
+    assert status["hosts"]["ctl"]["processes"]["controller"]["alive"]
+    assert status["controller_url"] == lab.url
+
+
+def test_up_refuses_an_existing_lab(lab: Lab) -> None:
+    with pytest.raises(LabError, match="already exists"):
+        Lab(lab.name, lab.directory).up(1, join=False)
+
+
+@pytest.mark.skipif(not netem_supported(), reason="this kernel has no sch_netem "
+                    "(CONFIG_NET_SCH_NETEM is not set): WAN delay cannot be emulated")
+def test_wan_delay_applies_per_direction_on_each_access_link(lab: Lab) -> None:
+    try:
+        lab.set_wan("node1", delay="50ms")
+        lab.set_wan("node2", delay="50ms")
+        out = ping(lab, "node1", "node2", count=3).stdout
+        rtts = [float(x) for x in re.findall(r"time=([\d.]+) ms", out)]
+        # node1 -> node2 crosses both access links (2 x 50 ms) and so does the reply.
+        assert rtts and min(rtts) >= 4 * 50 * 0.95, out
+    finally:
+        lab.set_wan("node1")
+        lab.set_wan("node2")
+
+
+def test_partition_cuts_the_wan_and_heal_restores_it(lab: Lab) -> None:
+    assert ping(lab, "node1", "ctl").returncode == 0
+    lab.partition("node1")
+    try:
+        assert ping(lab, "node1", "ctl").returncode != 0
+        assert ping(lab, "node2", "ctl").returncode == 0, "only node1 is cut off"
+    finally:
+        lab.heal("node1")
+    lab.wait_for(lambda: ping(lab, "node1", "ctl").returncode == 0, 10, "node1 to heal")
+
+
+def test_kill_node_kills_every_process_of_the_host(lab: Lab) -> None:
+    ns = lab.namespace("node2")
+    log = Path(lab.host("node2").state_dir) / "sleepers.log"
+    procs = [processes.spawn(ns, ["sleep", "300"], log),
+             processes.spawn(ns, ["sh", "-c", "sleep 300 & sleep 300 & wait"], log)]
+    lab.wait_for(lambda: len(ns.pids()) >= 4, 10, "the sleepers to start")
+    killed = lab.kill_node("node2")
+    assert len(killed) >= 4
+    assert ns.pids() == []
+    assert not any(processes.alive(p) for p in procs)
+    assert lab.controller_alive(), "other hosts are untouched"
+
+
+def test_kill_and_start_the_controller(lab: Lab) -> None:
+    lab.kill_controller()
+    assert not lab.controller_alive()
+    lab.start_controller(timeout=60)
+    assert lab.controller_alive()
+
+
+def test_down_leaves_nothing_behind(lab_factory) -> None:
+    other = lab_factory(1, join=False, timeout=60)
+    directory = other.directory
+    recorded = [p for h in other.state.hosts.values() for p in h.processes.values()]
+    assert recorded and all(processes.alive(p) for p in recorded)
+    ours = {"wan0", other.state.bridge} | {h.wan_veth for h in other.state.hosts.values()}
+    assert not root_links() & ours, "nothing of the lab appears in the root namespace"
+    other.down()
+    assert lab_namespaces(other) == set()
+    assert not directory.exists()
+    assert not any(processes.alive(p) for p in recorded)
+    assert not root_links() & ours
+    other.down()  # a second down finds nothing to do
+
+
+def test_a_failed_up_leaves_nothing_behind(tmp_path: Path) -> None:
+    from tests.integration.conftest import unique_name
+
+    lab = Lab(unique_name(), tmp_path / "lab")
+    with pytest.raises(Exception, match="overlay"):
+        lab.up(1, overlay="bogus", join=False, timeout=30)
+    assert lab_namespaces(lab) == set()
+    assert not (tmp_path / "lab").exists()
