@@ -60,6 +60,11 @@ class _Process:
         self.statusfile = directory / f"{dev}.status"
         self.process = ChildProcess(directory / f"{dev}.pid", str(self.config))
 
+    @property
+    def ifname(self) -> str:
+        """The tun device's name (the same attribute WireGuard has)."""
+        return self.dev
+
     def _converge(self, text: str) -> bool:
         """Write the config and (re)start openvpn when it changed or is not running."""
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
