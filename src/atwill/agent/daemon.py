@@ -100,7 +100,8 @@ class Agent:
     def _beat(self, http: httpx.Client) -> None:
         inventory = self.inventory()
         digest = inventory_digest(inventory)
-        body: dict[str, Any] = {"overlay": self.overlay.status(), "running_vms": 0}
+        body: dict[str, Any] = {"overlay": self.overlay.status(), "running_vms": 0,
+                                "host": host_status()}
         if digest != self._sent_digest:
             body["inventory"] = inventory
         self._call(http, "POST", f"/cluster/v1/nodes/{self.config.node_id}/heartbeat",
@@ -130,6 +131,16 @@ class Agent:
                 log.info("applied revision %s", desired["revision"])
             except Exception:  # noqa: BLE001 - keep the agent alive, retry on next poll
                 log.exception("could not apply revision %s", desired.get("revision"))
+
+
+def host_status() -> dict[str, Any]:
+    """Uptime and load, for the hypervisor uptime that operators ask for."""
+    try:
+        uptime = float(open("/proc/uptime").read().split()[0])
+        load = [float(x) for x in open("/proc/loadavg").read().split()[:3]]
+    except (OSError, ValueError):
+        return {}
+    return {"uptime_s": uptime, "loadavg": load, "time": time.strftime("%H:%M:%S")}
 
 
 def claim_pidfile(config: AgentConfig) -> None:

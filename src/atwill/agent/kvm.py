@@ -45,9 +45,35 @@ def probe(accel: str, timeout: float = 5.0) -> bool:
     return done.returncode == SUCCESS
 
 
+CACHE_DIR = Path("/run/atwill")
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "unknown"
+
+
 @functools.cache
-def kvm_probe(timeout: float = 5.0) -> bool:
-    """True when a guest really runs under KVM; probed once per process."""
+def kvm_probe(timeout: float = 2.0) -> bool:
+    """True when a guest really runs under KVM; probed once per boot of this machine.
+
+    The tiny guest finishes in well under a second even under TCG, so two seconds
+    is ample for KVM; the answer is kept for the boot because it cannot change
+    without one, and joins and agent restarts should not wait for it again.
+    """
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return False
-    return probe("kvm", timeout)
+    cache = CACHE_DIR / f"kvm-probe-{_boot_id()}"
+    try:
+        return cache.read_text().strip() == "kvm"
+    except OSError:
+        pass
+    works = probe("kvm", timeout)
+    try:
+        CACHE_DIR.mkdir(parents=True, exist_ok=True)
+        cache.write_text("kvm\n" if works else "tcg\n")
+    except OSError:
+        pass
+    return works

@@ -60,6 +60,7 @@ class JoinResponse(BaseModel):
 class Heartbeat(Strict):
     inventory: dict[str, Any] | None = None
     overlay: dict[str, Any] = Field(default_factory=dict)
+    host: dict[str, Any] = Field(default_factory=dict, description="uptime_s, loadavg, time")
     running_vms: int = Field(default=0, ge=0)
 
 

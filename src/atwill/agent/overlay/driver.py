@@ -81,10 +81,13 @@ class OverlayDriver:
                            mtu=self.mtu(), peers=peers,
                            private_key_path=self.config.overlay_dir / "wg-private.key")
 
-    def openvpn_spec(self, section: dict[str, Any], ifname: str) -> Any:
-        from .openvpn import client_spec  # noqa: PLC0415
+    def openvpn_spec(self, section: dict[str, Any], _ifname: str) -> Any:
+        from .openvpn import ClientSpec  # noqa: PLC0415
 
-        return client_spec(self.config, section, ifname)
+        server = section["openvpn"]
+        return ClientSpec(remote=f"{server['remote']}:{server['port']}", proto=server["proto"],
+                          ca=self.config.ca, cert=self.config.cert, key=self.config.key,
+                          mtu=self.mtu())
 
     def status(self) -> dict[str, Any]:
         if self._impl is None:

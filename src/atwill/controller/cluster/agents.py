@@ -71,7 +71,8 @@ def heartbeat_post(node_id: str, request: Request, body: Heartbeat) -> dict:
     source = request.client.host if request.client else ""
     with ctl.db.session() as session:
         node = _node(session, request, node_id)
-        nodes.heartbeat(session, node, body.inventory, body.overlay, body.running_vms, source)
+        nodes.heartbeat(session, node, body.inventory, body.overlay, body.running_vms, source,
+                        body.host)
         return {"revision": nodes.revision(session), "state": node.state}
 
 

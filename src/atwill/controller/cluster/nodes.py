@@ -106,10 +106,12 @@ def set_enabled(session: Session, node: Node, enabled: bool, reason: str | None)
 
 
 def heartbeat(session: Session, node: Node, inventory: dict[str, Any] | None,
-              overlay_status: dict[str, Any], running_vms: int, source: str) -> None:
+              overlay_status: dict[str, Any], running_vms: int, source: str,
+              host_status: dict[str, Any] | None = None) -> None:
     node.last_heartbeat = utcnow()
     node.state = "up"
     node.overlay_status = overlay_status
+    node.host_status = host_status or {}
     node.running_vms = running_vms
     if inventory is not None:
         apply_inventory(node, inventory)

@@ -44,23 +44,30 @@ class OverlayRunner:
 
     def _spec(self, members: list[Node]) -> Any:
         settings = self.ctl.settings
-        if self.kind == "openvpn":
-            from ...agent.overlay.openvpn import server_spec
-
-            return server_spec(settings, self.impl.ifname, members)
-        from ...agent.overlay.base import OverlaySpec, Peer
         from ...agent.overlay.driver import WIREGUARD_OVERHEAD, underlay_mtu
+
+        host = settings.public_host or settings.listen_host
+        mtu = underlay_mtu(host) - WIREGUARD_OVERHEAD
+        if self.kind == "openvpn":
+            from ...agent.overlay.openvpn import ServerSpec
+
+            pki = settings.path("pki")
+            return ServerSpec(listen_port=settings.overlay_port, proto=settings.openvpn_proto,
+                              address=controller_address(settings.overlay_cidr),
+                              prefix=prefix_length(settings.overlay_cidr),
+                              ca=pki / "ca.pem", cert=pki / "controller.pem",
+                              key=pki / "controller-key.pem", mtu=mtu,
+                              clients={n.name: n.overlay_ip for n in members})
+        from ...agent.overlay.base import OverlaySpec, Peer
         from .controller_peer import KEY_FILE
 
         peers = [Peer(name=n.name, public_key=n.wireguard_public_key, overlay_ip=n.overlay_ip,
                       endpoint=f"{n.endpoint_host}:{n.overlay_port}" if n.endpoint_host
                       else None) for n in members if n.wireguard_public_key]
-        host = settings.public_host or settings.listen_host
         return OverlaySpec(kind="wireguard", ifname=self.impl.ifname,
                            address=controller_address(settings.overlay_cidr),
                            prefix=prefix_length(settings.overlay_cidr),
-                           listen_port=settings.overlay_port,
-                           mtu=underlay_mtu(host) - WIREGUARD_OVERHEAD, peers=peers,
+                           listen_port=settings.overlay_port, mtu=mtu, peers=peers,
                            private_key_path=settings.state_dir.joinpath(*KEY_FILE))
 
     def converge(self, last: int | None) -> int:

@@ -73,7 +73,20 @@ def hypervisor_uptime_get(hypervisor_id: str, request: Request,
     authorize(creds, "compute:hypervisors:show")
     with controller(request).db.session() as session:
         node = find(session, hypervisor_id, version, "id", "Hypervisor")
-    return {"hypervisor": {**summary(node, version), "uptime": None}}
+    return {"hypervisor": {**summary(node, version), "uptime": uptime_line(node)}}
+
+
+def uptime_line(node: Node) -> str | None:
+    """The host's uptime(1) line, as the node's agent last reported it."""
+    host = node.host_status or {}
+    if "uptime_s" not in host:
+        return None
+    minutes = int(host["uptime_s"]) // 60
+    days, rest = divmod(minutes, 1440)
+    load = ", ".join(f"{x:.2f}" for x in host.get("loadavg", [0, 0, 0])[:3])
+    when = str(host.get("time", "00:00:00"))
+    span = f"{days} days, {rest // 60}:{rest % 60:02d}" if days else f"{rest // 60}:{rest % 60:02d}"
+    return f" {when} up {span},  0 users,  load average: {load}"
 
 
 @router.get(BASE + "/{hypervisor_id}")
@@ -85,7 +98,7 @@ def hypervisor_get(hypervisor_id: str, request: Request, creds: Credentials = De
         node = find(session, hypervisor_id, version, "id", "Hypervisor")
     out = detail(node, version)
     if version >= "2.88":
-        out["uptime"] = None
+        out["uptime"] = uptime_line(node)
     if with_servers:
         out["servers"] = []
     return {"hypervisor": out}
@@ -105,7 +118,10 @@ def detail(node: Node, version: Version) -> dict[str, Any]:
                        "disabled_reason": node.disabled_reason}}
     if version >= "2.88":
         return out
-    cpu_info: Any = (node.inventory or {}).get("cpu_info", {})
+    inventory = node.inventory or {}
+    cpu_info: Any = {"arch": inventory.get("arch"), "model": inventory.get("cpu_model"),
+                     "features": inventory.get("cpu_flags", []),
+                     "accelerator": inventory.get("accelerator")}
     free_disk = node.local_gb - node.local_gb_used
     out.update({
         "vcpus": node.vcpus, "memory_mb": node.memory_mb, "local_gb": node.local_gb,

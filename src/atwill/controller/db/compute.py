@@ -123,6 +123,7 @@ class Node(Base):
     endpoint_host: Mapped[str | None] = mapped_column(String(255), nullable=True)
     cert_serial: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
     overlay_status: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    host_status: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     last_heartbeat: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 00:37:22.162282
+Create Date: 2026-11-22 00:45:53.119479
 """
 
 import sqlalchemy as sa
@@ -116,6 +116,7 @@ def upgrade() -> None:
         sa.Column("endpoint_host", sa.String(length=255), nullable=True),
         sa.Column("cert_serial", sa.String(length=64), nullable=True),
         sa.Column("overlay_status", sa.JSON(), nullable=False),
+        sa.Column("host_status", sa.JSON(), nullable=False),
         sa.Column("last_heartbeat", sa.DateTime(), nullable=True),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("updated_at", sa.DateTime(), nullable=False),

@@ -1,0 +1,244 @@
+"""The cluster API on loopback: tokens, joins and their refusals, mTLS, removal, rejoin.
+
+These run without the lab (overlay "none"): the real join, agent and leave
+commands against a real controller; the overlay itself is tested in the lab.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from atwill.agent.client import tls_context
+from tests.cloud import BIN, Cloud, unique
+
+
+class Node:
+    """A node state directory on this host, and the agent process started for it."""
+
+    def __init__(self, cloud: Cloud, tmp: Path, name: str) -> None:
+        self.cloud, self.name = cloud, name
+        self.dir = tmp / name
+        self.proc: subprocess.Popen | None = None
+
+    def join(self, token: dict, check: bool = True, ca_hash: str | None = None):
+        cmd = [str(BIN / "atwill"), "join", token["url"], "--token", token["token"],
+               "--ca-hash", ca_hash or token["ca_hash"], "--name", self.name,
+               "--state-dir", str(self.dir), "--skip-prereqs", "--foreground"]
+        self.dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.dir / "join.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        log.close()
+        if not check:
+            self.proc.wait(60)
+            return self.proc.returncode, (self.dir / "join.log").read_text()
+        wait_for(lambda: (self.dir / "agent.yaml").exists() or self.proc.poll() is not None,
+                 60, "join")
+        assert self.proc.poll() is None, (self.dir / "join.log").read_text()
+        return 0, ""
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(20)
+
+    def http(self) -> httpx.Client:
+        context = tls_context(self.dir / "pki" / "ca.pem", self.dir / "pki" / "node.pem",
+                              self.dir / "pki" / "node-key.pem")
+        return httpx.Client(base_url=self.cloud.url, verify=context, timeout=10)
+
+    def node_id(self) -> str:
+        import yaml
+
+        return yaml.safe_load((self.dir / "agent.yaml").read_text())["node_id"]
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def nodes(cloud: Cloud, tmp_path: Path) -> Iterator[list[Node]]:
+    made: list[Node] = []
+    yield made
+    for node in made:
+        node.stop()
+        if (node.dir / "agent.yaml").exists():
+            cloud.atwill("node", "remove", node.name, "--force", check=False)
+
+
+def token(cloud: Cloud, *args: str) -> dict:
+    return json.loads(cloud.atwill("token", "create", "--json", *args).stdout)
+
+
+def node_list(cloud: Cloud) -> list[dict]:
+    return json.loads(cloud.atwill("node", "list", "--json").stdout)
+
+
+def test_token_lifecycle_via_cli_and_api(cloud: Cloud) -> None:
+    made = token(cloud, "--ttl", "10m", "--uses", "3", "--description", "batch")
+    assert made["command"] == (f"atwill join {cloud.url} --token {made['token']} "
+                               f"--ca-hash {made['ca_hash']}")
+    listed = json.loads(cloud.atwill("token", "list", "--json").stdout)
+    mine = [t for t in listed if t["id"] == made["id"]][0]
+    assert mine["state"] == "valid" and mine["max_uses"] == 3 and "token" not in mine
+    with cloud.http(cloud.token()) as client:
+        via_api = client.post("/cluster/v1/tokens", json={"ttl": 60, "uses": 1})
+        assert via_api.status_code == 201 and via_api.json()["token"].startswith("atw_")
+        assert client.delete(f"/cluster/v1/tokens/{via_api.json()['id']}").status_code == 204
+        states = {t["id"]: t["state"] for t in client.get("/cluster/v1/tokens").json()}
+        assert states[via_api.json()["id"]] == "revoked"
+        assert client.post("/cluster/v1/tokens", json={"ttl": 0}).status_code == 400
+        assert client.post("/cluster/v1/tokens", json={"uses": "x"}).status_code == 400
+        spec = client.get("/cluster/v1/openapi.json").json()
+        assert "/v1/join" in spec["paths"] or "/cluster/v1/join" in str(spec["paths"])
+
+
+def test_cluster_admin_api_needs_admin(cloud: Cloud) -> None:
+    project, user = unique("p"), unique("u")
+    cloud.openstack("project", "create", project)
+    cloud.openstack("user", "create", "--password", "pw-x12345", user)
+    cloud.openstack("role", "add", "--project", project, "--user", user, "member")
+    cloud.add_user(user, "pw-x12345", project)
+    with cloud.http(cloud.token(user)) as client:
+        for method, path in (("GET", "/cluster/v1/nodes"), ("GET", "/cluster/v1/tokens"),
+                             ("POST", "/cluster/v1/tokens")):
+            resp = client.request(method, path, json={} if method == "POST" else None)
+            assert resp.status_code == 403, resp.text
+    with cloud.http() as client:
+        assert client.get("/cluster/v1/nodes").status_code == 401
+
+
+def test_join_refusals_each_say_why_and_change_nothing(cloud: Cloud, tmp_path: Path,
+                                                       nodes: list[Node]) -> None:
+    used = token(cloud, "--uses", "1")
+    first = Node(cloud, tmp_path, unique("n"))
+    nodes.append(first)
+    first.join(used)
+    before = cloud.db_snapshot()
+    expired = token(cloud, "--ttl", "1s")
+    revoked = token(cloud)
+    cloud.atwill("token", "delete", revoked["id"])
+    time.sleep(1.5)
+    before = {k: v for k, v in cloud.db_snapshot().items() if k != "nodes"}
+    cases = [(used, None, "used up"), (expired, None, "expired"), (revoked, None, "revoked"),
+             (token(cloud), "sha256:" + "0" * 64, "does not match the pinned hash")]
+    for spec, pin, message in cases:
+        other = Node(cloud, tmp_path, unique("n"))
+        code, output = other.join(spec, check=False, ca_hash=pin)
+        assert code == 1 and message in output, output
+        assert not (other.dir / "pki").exists() and not (other.dir / "agent.yaml").exists()
+    after = {k: v for k, v in cloud.db_snapshot().items() if k != "nodes"}
+    # Only the unused token made for the wrong-CA case is new.
+    assert len(after["join_tokens"]) == len(before["join_tokens"]) + 1
+    assert after["overlay_addresses"] == before["overlay_addresses"]
+    assert after["revoked_certificates"] == before["revoked_certificates"]
+
+
+def test_join_shows_in_openstack_lists_then_remove_and_rejoin(cloud: Cloud, tmp_path: Path,
+                                                              nodes: list[Node]) -> None:
+    name = unique("node")
+    node = Node(cloud, tmp_path, name)
+    nodes.append(node)
+    node.join(token(cloud))
+    wait_for(lambda: any(n["name"] == name and n["state"] == "up" for n in node_list(cloud)),
+             20, "node up")
+    hypervisors = cloud.openstack("hypervisor", "list", "-f", "json")
+    mine = [h for h in hypervisors if h["Hypervisor Hostname"] == name]
+    assert mine and mine[0]["State"] == "up"
+    services = cloud.openstack("compute", "service", "list", "-f", "json")
+    assert any(s["Host"] == name and s["Binary"] == "nova-compute" and s["State"] == "up"
+               for s in services)
+    address = [n for n in node_list(cloud) if n["name"] == name][0]["overlay_ip"]
+    node_id = node.node_id()
+    with node.http() as client:
+        assert client.post(f"/cluster/v1/nodes/{node_id}/heartbeat",
+                           json={"overlay": {}}).status_code == 200
+    cloud.atwill("node", "remove", name)
+    wait_for(lambda: node.proc.poll() is not None, 20, "agent to clean up and exit")
+    assert not (node.dir / "pki").exists() and not (node.dir / "agent.yaml").exists()
+    names = [h["Hypervisor Hostname"] for h in cloud.openstack("hypervisor", "list",
+                                                                 "-f", "json")]
+    assert name not in names
+    assert name not in [n["name"] for n in node_list(cloud)]
+    node.join(token(cloud))
+    wait_for(lambda: any(n["name"] == name and n["state"] == "up" for n in node_list(cloud)),
+             20, "node up again")
+    again = [n for n in node_list(cloud) if n["name"] == name][0]
+    assert again["overlay_ip"] == address and again["id"] != node_id
+
+
+
+
+def test_revoked_certificate_is_refused(cloud: Cloud, tmp_path: Path,
+                                        nodes: list[Node]) -> None:
+    node = Node(cloud, tmp_path, unique("node"))
+    nodes.append(node)
+    node.join(token(cloud))
+    node.stop()  # keep its files: the agent would clean them up on removal
+    node_id = node.node_id()
+    cloud.atwill("node", "remove", node.name)
+    with node.http() as client:
+        resp = client.post(f"/cluster/v1/nodes/{node_id}/heartbeat", json={"overlay": {}})
+        assert resp.status_code == 403 and "revoked" in resp.json()["error"]["message"]
+        resp = client.get(f"/cluster/v1/nodes/{node_id}/desired", params={"wait": 0})
+        assert resp.status_code == 403
+    with cloud.http() as client:  # no client certificate at all
+        resp = client.post(f"/cluster/v1/nodes/{node_id}/heartbeat", json={"overlay": {}})
+        assert resp.status_code == 401
+
+
+def test_agent_restart_and_leave(cloud: Cloud, tmp_path: Path, nodes: list[Node]) -> None:
+    node = Node(cloud, tmp_path, unique("node"))
+    nodes.append(node)
+    node.join(token(cloud))
+    node.stop()
+    count = len(node_list(cloud))
+    proc = subprocess.Popen([str(BIN / "atwill"), "agent", "--state-dir", str(node.dir)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    node.proc = proc
+    wait_for(lambda: (node.dir / "agent.pid").exists(), 20, "agent pidfile")
+    assert len(node_list(cloud)) == count
+    out = subprocess.run([str(BIN / "atwill"), "leave", "--state-dir", str(node.dir)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    proc.wait(20)
+    assert node.name not in [n["name"] for n in node_list(cloud)]
+    assert sorted(p.name for p in node.dir.iterdir()) == ["join.log"]
+
+
+def test_node_disable_enable_and_missed_heartbeats(cloud: Cloud, tmp_path: Path,
+                                                   nodes: list[Node]) -> None:
+    node = Node(cloud, tmp_path, unique("node"))
+    nodes.append(node)
+    node.join(token(cloud))
+    cloud.atwill("node", "disable", node.name, "--reason", "maintenance")
+    shown = json.loads(cloud.atwill("node", "show", node.name).stdout)
+    assert not shown["enabled"] and shown["disabled_reason"] == "maintenance"
+    services = cloud.openstack("compute", "service", "list", "-f", "json")
+    assert [s["Status"] for s in services if s["Host"] == node.name] == ["disabled"]
+    cloud.atwill("node", "enable", node.name)
+    os.killpg(node.proc.pid, signal.SIGKILL)  # the agent dies without a word
+    node.proc.wait()
+    wait_for(lambda: [n["state"] for n in node_list(cloud) if n["name"] == node.name]
+             == ["down"], 20, "node down after missed heartbeats")
+    node.proc = subprocess.Popen([str(BIN / "atwill"), "agent", "--state-dir", str(node.dir)],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 start_new_session=True)
+    wait_for(lambda: [n["state"] for n in node_list(cloud) if n["name"] == node.name]
+             == ["up"], 20, "node up again")

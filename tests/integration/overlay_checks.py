@@ -1,0 +1,58 @@
+"""Checks shared by the cluster tests in the lab."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from atwill.lab import Lab
+
+
+def overlay_ips(lab: Lab) -> dict[str, str]:
+    """Host name -> overlay address, the controller's included."""
+    ips = {n["name"]: n["overlay_ip"] for n in lab.node_list()}
+    ips["ctl"] = "100.72.0.1"
+    return ips
+
+
+def pings(lab: Lab, host: str, address: str, tries: int = 10) -> bool:
+    for _ in range(tries):
+        if lab.exec(host, "ping", "-c", "1", "-W", "1", address, check=False).returncode == 0:
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def full_mesh(lab: Lab) -> None:
+    ips = overlay_ips(lab)
+    for source in ips:
+        for target, address in ips.items():
+            if source != target:
+                assert pings(lab, source, address), f"{source} cannot reach {target} ({address})"
+
+
+def overlay_links(lab: Lab, host: str) -> list[str]:
+    """Names of the overlay interfaces in a host's namespace."""
+    out = lab.exec(host, "ip", "-j", "link", "show").stdout
+    return [link["ifname"] for link in json.loads(out)
+            if link["ifname"].startswith(("awg-", "aov-"))]
+
+
+def host_processes(lab: Lab, host: str) -> list[str]:
+    """Command names of every process still running in a host's namespace."""
+    pids = _pids(lab.namespace(host).name)
+    names = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/comm") as handle:
+                names.append(handle.read().strip())
+        except OSError:
+            pass
+    return names
+
+
+def _pids(namespace: str) -> list[str]:
+    import subprocess
+
+    out = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True, text=True)
+    return out.stdout.split()
