@@ -8,16 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from atwill.lab import Lab, LabError, processes
+from atwill.lab import Lab, LabError, processes, wanctl
 from atwill.lab.commands import PYTHON
-from atwill.lab.netns import list_namespaces, netem_supported
+from atwill.lab.netns import list_namespaces
 
 LAB = {"nodes": 2, "join": False, "timeout": 60}
 
 HTTPS_GET = """
 import ssl, sys, httpx
 ctx = ssl.create_default_context(cafile=sys.argv[2])
-print(httpx.get(sys.argv[1], verify=ctx, timeout=5).status_code)
+with httpx.Client(verify=ctx, timeout=10) as client:
+    for _ in range(int(sys.argv[3]) if len(sys.argv) > 3 else 1):
+        print(client.get(sys.argv[1]).status_code)
 """
 
 
@@ -68,19 +70,56 @@ def test_up_refuses_an_existing_lab(lab: Lab) -> None:
         Lab(lab.name, lab.directory).up(1, join=False)
 
 
-@pytest.mark.skipif(not netem_supported(), reason="this kernel has no sch_netem "
-                    "(CONFIG_NET_SCH_NETEM is not set): WAN delay cannot be emulated")
+def rtts(lab: Lab, src: str, dst: str, count: int = 5) -> list[float]:
+    """Round trips in ms, after one ping that resolves ARP (so it is not measured)."""
+    ping(lab, src, dst)
+    out = ping(lab, src, dst, count).stdout
+    return [float(x) for x in re.findall(r"time=([\d.]+) ms", out)]
+
+
+def bridge_ports(lab: Lab) -> str:
+    return subprocess.run(["ip", "-n", lab.state.wan_namespace, "-o", "link", "show",
+                           "master", lab.state.bridge], capture_output=True, text=True,
+                          check=True, timeout=10).stdout.strip()
+
+
 def test_wan_delay_applies_per_direction_on_each_access_link(lab: Lab) -> None:
     try:
-        lab.set_wan("node1", delay="50ms")
-        lab.set_wan("node2", delay="50ms")
-        out = ping(lab, "node1", "node2", count=3).stdout
-        rtts = [float(x) for x in re.findall(r"time=([\d.]+) ms", out)]
-        # node1 -> node2 crosses both access links (2 x 50 ms) and so does the reply.
-        assert rtts and min(rtts) >= 4 * 50 * 0.95, out
+        lab.set_wan("node1", delay="40ms")
+        lab.set_wan("node2", delay="40ms")
+        # node1 -> node2 crosses both access links (2 x 40 ms) and so does the reply.
+        times = rtts(lab, "node1", "node2")
+        assert len(times) == 5 and all(4 * 40 <= t < 4 * 40 + 60 for t in times), times
+        if lab.state.wan_emulated:
+            assert bridge_ports(lab) == "", "no frame may be forwarded by bridge and emulator"
     finally:
         lab.set_wan("node1")
         lab.set_wan("node2")
+
+
+def test_set_wan_changes_the_delay_live(lab: Lab) -> None:
+    try:
+        lab.set_wan("node1", delay="40ms")
+        assert all(2 * 40 <= t < 2 * 40 + 40 for t in rtts(lab, "node1", "ctl"))
+        lab.set_wan("node1", delay="10ms")
+        assert all(2 * 10 <= t < 2 * 10 + 40 for t in rtts(lab, "node1", "ctl"))
+    finally:
+        lab.set_wan("node1")
+    assert all(t < 20 for t in rtts(lab, "node1", "ctl"))
+
+
+def test_wan_loss_drops_about_that_share(lab: Lab) -> None:
+    try:
+        lab.set_wan("node1", loss="20%")
+        ping(lab, "node1", "node2")
+        out = lab.exec("node1", "ping", "-n", "-q", "-c", "200", "-i", "0.01", "-W", "1",
+                       lab.host("node2").ip, check=False, timeout=30).stdout
+    finally:
+        lab.set_wan("node1")
+    sent, received = map(int, re.search(r"(\d+) packets transmitted, (\d+) received", out)
+                         .groups())
+    # Echo and reply each cross node1's link: 1 - 0.8^2 = 36 % of round trips are lost.
+    assert sent == 200 and 0.20 < 1 - received / 200 < 0.55, out
 
 
 def test_partition_cuts_the_wan_and_heal_restores_it(lab: Lab) -> None:
@@ -137,3 +176,20 @@ def test_a_failed_up_leaves_nothing_behind(tmp_path: Path) -> None:
         lab.up(1, overlay="bogus", join=False, timeout=30)
     assert lab_namespaces(lab) == set()
     assert not (tmp_path / "lab").exists()
+
+
+def test_a_lab_with_wan_delay_and_loss_serves_https_and_goes_away(lab_factory) -> None:
+    slow = lab_factory(1, join=False, wan_delay="100ms", wan_loss="1%", timeout=60)
+    proc = slow.exec("node1", PYTHON, "-c", HTTPS_GET, slow.url + "/identity/v3",
+                     slow.ca_file, "3", timeout=60)
+    assert proc.stdout.split() == ["200"] * 3
+    extra = slow.add_node(join=False)  # hosts come and go while the WAN runs
+    assert ping(slow, extra, "ctl", count=3).returncode == 0
+    slow.destroy_host(extra)
+    if slow.state.wan_emulated:
+        assert set(wanctl.status(slow.state)["ports"]) == {"w-ctl", "w-node1"}
+    emulator = slow.state.wan_emulator
+    assert emulator is not None or not slow.state.wan_emulated
+    slow.down()
+    assert lab_namespaces(slow) == set()
+    assert emulator is None or not processes.alive(emulator)

@@ -1,4 +1,4 @@
-"""The lab: many hosts on one machine, as network namespaces joined by a netem WAN."""
+"""The lab: many hosts on one machine, as network namespaces joined by an emulated WAN."""
 
 from .cluster import LabError
 from .lab import Lab

@@ -180,7 +180,8 @@ class Cluster:
         out: dict[str, Any] = {
             "name": state.name, "directory": state.directory, "subnet": state.subnet,
             "overlay": state.overlay, "controller_url": state.controller_url,
-            "wan_namespace": state.wan_namespace, "hosts": {}}
+            "wan_namespace": state.wan_namespace,
+            "wan": "emulator" if state.wan_emulated else "bridge", "hosts": {}}
         for host in state.hosts.values():
             out["hosts"][host.name] = {
                 "role": host.role, "namespace": host.namespace, "address": host.address,

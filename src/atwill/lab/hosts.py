@@ -5,17 +5,24 @@ WAN emulation: `delay` and `loss` apply per direction on each host's access link
 it receives). A packet between two hosts crosses two access links, so with the
 same settings everywhere the one-way delay between two hosts is 2 x delay, the
 round trip 4 x delay, and the loss 1 - (1 - loss)^2 each way.
+
+On a kernel without netem the first delay or loss turns the WAN into the
+userspace emulator (wanemu.py) for the rest of the lab's life: the veths leave
+the bridge and the emulator switches frames between them with the same delay
+and loss per access link. ATWILL_LAB_WANEMU=1 chooses it even where netem exists.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
-from . import naming, processes
-from .netns import Namespace
+from . import naming, processes, wanctl
+from .netns import Namespace, netem_supported
 from .revert import Reverter
 from .state import Host, LabState
+from .wanswitch import Link
 
 HOST_IF = "wan0"
 
@@ -67,22 +74,52 @@ def create_host(state: LabState, host: Host, revert: Reverter) -> None:
     revert.add(lambda: destroy_host(state, host.name))
     ns.create()
     wan_ns.add_veth(host.wan_veth, HOST_IF, ns)
-    wan_ns.attach(host.wan_veth, state.bridge)
+    if state.wan_emulated:
+        ns.gso_max_segs(HOST_IF, 1)
+    else:
+        wan_ns.attach(host.wan_veth, state.bridge)
     wan_ns.link_up(host.wan_veth)
     ns.add_address(HOST_IF, host.address)
     ns.link_up(HOST_IF)
-    set_netem(state, host, host.delay, host.loss)
+    set_wan(state, host, host.delay, host.loss)
+
+
+def use_netem() -> bool:
+    return os.environ.get("ATWILL_LAB_WANEMU") != "1" and netem_supported()
+
+
+def set_wan(state: LabState, host: Host, delay: str | None, loss: str | None) -> None:
+    """Apply delay/loss in both directions of the host's access link (None: clear)."""
+    Link.parse(delay, loss)  # a malformed value fails here, before anything changes
+    host.delay, host.loss = delay, loss
+    state.save()
+    if state.wan_emulated:
+        wanctl.configure(state)
+    elif (delay or loss) and not use_netem():
+        use_emulator(state)
+    else:
+        set_netem(state, host, delay, loss)
 
 
 def set_netem(state: LabState, host: Host, delay: str | None, loss: str | None) -> None:
-    """Apply delay/loss in both directions of the host's access link (None: clear)."""
-    host.delay, host.loss = delay, loss
+    """netem on both ends of the host's access link (None for both: remove it)."""
     for ns, dev in ((namespace(host), HOST_IF), (wan(state), host.wan_veth)):
         if delay or loss:
             ns.netem(dev, delay, loss)
         else:
             ns.clear_netem(dev)
+
+
+def use_emulator(state: LabState) -> None:
+    """Switch the WAN from the bridge to the userspace emulator, for good."""
+    state.wan_emulated = True
     state.save()
+    wan_ns = wan(state)
+    for host in state.hosts.values():
+        # Out of the bridge first, so no frame is ever forwarded by both.
+        wan_ns.detach(host.wan_veth)
+        namespace(host).gso_max_segs(HOST_IF, 1)
+    wanctl.start(state)
 
 
 def partition(state: LabState, host: Host) -> None:
@@ -120,3 +157,5 @@ def destroy_host(state: LabState, name: str) -> None:
     shutil.rmtree(host.state_dir, ignore_errors=True)
     del state.hosts[name]
     state.save()
+    if wanctl.running(state):
+        wanctl.configure(state)

@@ -1,6 +1,7 @@
 """The Lab: a controller host and N node hosts, each a network namespace on one machine.
 
-See hosts.py for the WAN emulation (netem per direction on each access link).
+See hosts.py for the WAN emulation (netem per direction on each access link, or
+the userspace emulator where the kernel has no netem).
 Every step of `up` pushes its undo, so a failure leaves nothing behind; and
 every resource is recorded in lab.json before it is made, so `down` works on a
 lab whose `up` was killed half-way.
@@ -13,7 +14,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from . import commands, hosts, naming, processes
+from . import commands, hosts, naming, processes, wanctl
 from .cluster import Cluster, LabError
 from .netns import Namespace, list_namespaces
 from .revert import Reverter
@@ -113,6 +114,7 @@ class Lab(Cluster):
             except FileNotFoundError:
                 return
         state = self.state
+        wanctl.stop(state)  # first, so it does not chase the hosts' links as they go
         for name in list(state.hosts):
             hosts.destroy_host(state, name)
         for ns in list(state.namespaces):
@@ -176,7 +178,7 @@ class Lab(Cluster):
 
     def set_wan(self, name: str, delay: str | None = None, loss: str | None = None) -> None:
         """Change one host's access-link delay/loss (None for both: a clean link)."""
-        hosts.set_netem(self.state, self.host(name), delay, loss)
+        hosts.set_wan(self.state, self.host(name), delay, loss)
 
     # commands --------------------------------------------------------------------
     def exec(self, host: str, *cmd: str, check: bool = True, timeout: float = 60,

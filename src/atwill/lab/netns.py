@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 from collections.abc import Sequence
@@ -22,8 +23,9 @@ def run(argv: Sequence[str], check: bool = True) -> subprocess.CompletedProcess:
     return proc
 
 
+@functools.cache
 def netem_supported() -> bool:
-    """Whether `tc ... netem` works, tried on the loopback of a throwaway namespace."""
+    """Whether `tc ... netem` works, tried (once) on the loopback of a throwaway namespace."""
     probe = Namespace(f"awl-probe-{os.getpid()}")
     probe.create()
     try:
@@ -115,6 +117,14 @@ class Namespace:
     def attach(self, dev: str, bridge: str) -> None:
         """Make `dev` a port of `bridge`."""
         self.ip("link", "set", dev, "master", bridge)
+
+    def detach(self, dev: str) -> None:
+        """Take `dev` out of whatever bridge it is a port of."""
+        self.ip("link", "set", dev, "nomaster")
+
+    def gso_max_segs(self, dev: str, segs: int) -> None:
+        """Cap the segments per GSO packet on `dev` (1: the stack sends single packets)."""
+        self.ip("link", "set", dev, "gso_max_segs", str(segs))
 
     def add_address(self, dev: str, cidr: str) -> None:
         """Add an IPv4 address (CIDR notation) to an interface."""

@@ -58,6 +58,9 @@ class LabState:
     bridge: str = "br-wan"
     controller_url: str = ""
     owns_directory: bool = True
+    # Set once the WAN is the userspace emulator instead of the bridge (no netem here).
+    wan_emulated: bool = False
+    wan_emulator: Process | None = None
     namespaces: list[str] = dataclasses.field(default_factory=list)
     hosts: dict[str, Host] = dataclasses.field(default_factory=dict)
 
@@ -80,7 +83,9 @@ class LabState:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LabState:
         hosts = {k: Host.from_dict(h) for k, h in data.get("hosts", {}).items()}
-        return cls(**{**data, "hosts": hosts})
+        emulator = data.get("wan_emulator")
+        return cls(**{**data, "hosts": hosts,
+                      "wan_emulator": Process.from_dict(emulator) if emulator else None})
 
     def save(self) -> None:
         """Write atomically: a crash never leaves a half-written lab.json."""
