@@ -24,6 +24,9 @@ from .overlay.driver import OverlayDriver
 
 log = logging.getLogger("atwill.agent")
 MAX_BACKOFF = 10.0
+# Converge again this often even without a new revision: it restarts what died
+# (an OpenVPN client refused before the server knew it) and repairs tampering.
+RECONCILE_INTERVAL = 5.0
 
 
 class Removed(Exception):
@@ -40,6 +43,7 @@ class Agent:
         self.overlay = OverlayDriver(config)
         self._sent_digest: str | None = None
         self._inventory: dict[str, Any] | None = None
+        self._desired: dict[str, Any] | None = None
         self._lock = threading.Lock()
 
     # lifecycle ---------------------------------------------------------------
@@ -54,7 +58,8 @@ class Agent:
             threads = [threading.Thread(target=self._loop, args=(self._beat,), daemon=True,
                                         name="heartbeat"),
                        threading.Thread(target=self._loop, args=(self._poll,), daemon=True,
-                                        name="desired")]
+                                        name="desired"),
+                       threading.Thread(target=self._reconcile, daemon=True, name="reconcile")]
             for thread in threads:
                 thread.start()
             log.info("agent for node %s started (pid %d)", self.config.name, os.getpid())
@@ -116,19 +121,27 @@ class Agent:
             self.apply(desired)
             self.config.cache_desired(desired)
 
+    def _reconcile(self) -> None:
+        while not self.stopping.wait(RECONCILE_INTERVAL):
+            if self._desired is not None:
+                self.apply(self._desired, quiet=True)
+
     def inventory(self) -> dict[str, Any]:
         if self._inventory is None:
             self._inventory = collect(self.config.instances_dir)
         return self._inventory
 
-    def apply(self, desired: dict[str, Any]) -> None:
-        """Converge the host to desired; a failure is logged and retried next revision."""
+    def apply(self, desired: dict[str, Any], quiet: bool = False) -> None:
+        """Converge the host to desired; a failure is logged and retried by the reconciler."""
         with self._lock:
+            self._desired = desired
+            # Taken even if applying fails: the reconciler retries, the long-poll must not spin.
+            self.revision = desired["revision"]
             try:
                 self.overlay.apply(desired)
-                self.revision = desired["revision"]
                 self.interval = float(desired.get("heartbeat_interval") or 1.0)
-                log.info("applied revision %s", desired["revision"])
+                if not quiet:
+                    log.info("applied revision %s", desired["revision"])
             except Exception:  # noqa: BLE001 - keep the agent alive, retry on next poll
                 log.exception("could not apply revision %s", desired.get("revision"))
 
