@@ -24,6 +24,8 @@ def create_app(settings: Settings, ctl: Controller | None = None) -> RequestCont
     ctl = ctl or Controller.from_settings(settings)
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Before serving, no upload can be in flight: recover those a previous process cut.
+        image_app.housekeeping(ctl)
         tasks = background.start(ctl)
         try:
             yield

@@ -49,7 +49,7 @@ class RequestContext:
         try:
             if self._too_large(scope):
                 await _reject(send_with_id, 413, "Request body is larger than the limit of "
-                              f"{self.max_body} bytes.")
+                              f"{self.max_body} bytes.", scope["path"])
                 return
             await self.app(scope, receive, send_with_id)
         finally:
@@ -71,8 +71,11 @@ class RequestContext:
         return False
 
 
-async def _reject(send: Send, status: int, message: str) -> None:
-    body = json.dumps({"error": {"code": status, "message": message}}).encode()
+async def _reject(send: Send, status: int, message: str, path: str) -> None:
+    error = {"code": status, "message": message}
+    # Nova's envelope names the error; the other services use Keystone's.
+    envelope = {"overLimit": error} if path.startswith("/compute") else {"error": error}
+    body = json.dumps(envelope).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode())]})

@@ -19,7 +19,6 @@ def create(ctl: Controller) -> FastAPI:
     app = make_service_app(ctl, image_error)
     for module in (versions, schemas, listing, images, data, tags, members):
         app.include_router(module.router)
-    housekeeping(ctl)
     return app
 
 
