@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import commands, processes
-from .netns import Namespace
+from .netns import Namespace, NetError
 from .state import LabState
 from .wanswitch import QUEUE_LIMIT, Link
 
@@ -25,7 +25,7 @@ LOG = "wanemu.log"
 READY_TIMEOUT = 15
 
 
-class EmulatorError(RuntimeError):
+class EmulatorError(NetError):
     """The WAN emulator did not start or did not take its settings; the message says why."""
 
 
