@@ -1,0 +1,133 @@
+"""The node's image cache (fetched once, checksum-verified, shared) and instance overlays."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+
+from atwill.agent.host.run import run
+
+CHUNK = 1 << 20
+GIB = 1 << 30
+_IMAGE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+Fetch = Callable[[Path], None]
+
+
+class ChecksumError(ValueError):
+    """A fetched image does not match the checksum the image service gave."""
+
+
+def ensure_cached(cache_dir: Path, image_id: str, checksum_md5: str | None, fetch: Fetch,
+                  sha512: str | None = None) -> Path:
+    """cache_dir/<image_id>, fetched with fetch(temp path) once per node and verified first."""
+    if not _IMAGE_ID.fullmatch(image_id):
+        raise ValueError(f"not an image id: {image_id!r}")
+    cached = cache_dir / image_id
+    with _locked(cache_dir, image_id):
+        # Whoever held the lock before us may have fetched it already.
+        if cached.exists():
+            return cached
+        partial = cache_dir / f".{image_id}.partial"
+        try:
+            fetch(partial)
+            _verify(partial, checksum_md5, sha512)
+            partial.replace(cached)
+        finally:
+            partial.unlink(missing_ok=True)
+    return cached
+
+
+def gc(cache_dir: Path, in_use: set[str]) -> list[str]:
+    """Remove cached images no instance uses (skipping any being fetched); return their ids."""
+    removed: list[str] = []
+    if not cache_dir.is_dir():
+        return removed
+    for path in sorted(cache_dir.iterdir()):
+        if path.name.startswith(".") or path.name in in_use or not path.is_file():
+            continue
+        with _locked(cache_dir, path.name, wait=False) as held:
+            if held:
+                path.unlink(missing_ok=True)
+                removed.append(path.name)
+    return removed
+
+
+def create_overlay(base: Path, path: Path, size_gb: int, base_format: str = "qcow2") -> None:
+    """A qcow2 overlay on base, size_gb large (never smaller than base itself)."""
+    args = ["qemu-img", "create", "-q", "-f", "qcow2", "-F", base_format,
+            "-b", str(base.resolve()), str(path)]
+    # A flavor disk of 0 or below the image size means "the image's size", as in Nova.
+    if size_gb * GIB > virtual_size(base, base_format):
+        args.append(f"{size_gb}G")
+    run(args, timeout=60)
+
+
+def virtual_size(image: Path, image_format: str = "qcow2") -> int:
+    """The image's virtual disk size in bytes."""
+    done = run(["qemu-img", "info", "--output", "json", "-f", image_format, str(image)],
+               timeout=60)
+    size: int = json.loads(done.stdout)["virtual-size"]
+    return size
+
+
+def http_fetch(url: str, dest: Path, token: str | None = None,
+               client: httpx.Client | None = None, timeout: float = 60.0) -> None:
+    """Stream url (e.g. /image/v2/images/{id}/file) into dest, with an X-Auth-Token if given."""
+    headers = {"X-Auth-Token": token} if token else {}
+    owned = client is None
+    session = client or httpx.Client(timeout=timeout)
+    try:
+        with session.stream("GET", url, headers=headers) as response:
+            response.raise_for_status()
+            with dest.open("wb") as out:
+                for chunk in response.iter_bytes(CHUNK):
+                    out.write(chunk)
+    finally:
+        if owned:
+            session.close()
+
+
+def image_fetcher(image_url: str, image_id: str, token: str | None = None,
+                  client: httpx.Client | None = None) -> Fetch:
+    """A fetch for ensure_cached reading the image data from the image service at image_url."""
+    url = f"{image_url.rstrip('/')}/v2/images/{image_id}/file"
+    return lambda dest: http_fetch(url, dest, token, client)
+
+
+def _verify(path: Path, md5: str | None, sha512: str | None) -> None:
+    digests = {"md5": hashlib.md5(usedforsecurity=False), "sha512": hashlib.sha512()}
+    with path.open("rb") as data:
+        while chunk := data.read(CHUNK):
+            for digest in digests.values():
+                digest.update(chunk)
+    for name, expected in (("md5", md5), ("sha512", sha512)):
+        if expected and digests[name].hexdigest() != expected.lower():
+            raise ChecksumError(f"{path.name}: {name} {digests[name].hexdigest()}, "
+                                f"expected {expected}")
+
+
+@contextlib.contextmanager
+def _locked(cache_dir: Path, image_id: str, wait: bool = True) -> Iterator[bool]:
+    # Lock files are never removed: removing one while another process waits on it
+    # would let a third process lock a new file and fetch in parallel.
+    locks = cache_dir / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    fd = os.open(locks / image_id, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)

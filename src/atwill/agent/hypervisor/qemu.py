@@ -1,0 +1,268 @@
+"""QemuDriver: daemonized QEMU processes per instance, found again by pidfile and QMP socket."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal
+
+from atwill.agent.host.run import ChildProcess, HostCommandError, Reverter, run
+from atwill.agent.hypervisor import disks, suspend
+from atwill.agent.hypervisor.qmp import QMP, QMPError
+from atwill.agent.hypervisor.spec import InstancePaths, InstanceSpec, qemu_argv
+
+State = Literal["running", "paused", "shutoff", "suspended", "missing", "error"]
+SOCKETS_DIR = Path("/run/atwill/qmp")
+# QMP run states (query-status) as the instance states the controller knows.
+RUN_STATES: dict[str, State] = {
+    "running": "running",
+    "shutdown": "shutoff",
+    "internal-error": "error", "io-error": "error", "guest-panicked": "error",
+}
+CONSOLE_TAIL_BYTES = 1 << 20
+
+
+class DriverError(RuntimeError):
+    """An instance operation that cannot be done in the instance's present state."""
+
+
+class QemuDriver:
+    """Runs instances as daemonized QEMU processes under instances_dir/<uuid>/."""
+
+    def __init__(self, instances_dir: Path, sockets_dir: Path = SOCKETS_DIR,
+                 launcher: Sequence[str] = (), sandbox: bool = True,
+                 qmp_timeout: float = 5.0) -> None:
+        # launcher prefixes the QEMU command, e.g. ("ip", "netns", "exec", NS) in the lab.
+        self.instances_dir = instances_dir
+        self.sockets_dir = sockets_dir
+        self.launcher = list(launcher)
+        self.sandbox = sandbox
+        self.qmp_timeout = qmp_timeout
+        self._locks: dict[str, threading.RLock] = {}
+        self._guard = threading.Lock()
+
+    def paths(self, uuid: str) -> InstancePaths:
+        """Where the instance's files are (put a config drive at .config_drive)."""
+        return InstancePaths.under(self.instances_dir, self.sockets_dir, uuid)
+
+    def pid(self, uuid: str) -> int | None:
+        """The PID of the instance's QEMU process, or None."""
+        return ChildProcess(self.paths(uuid).pidfile, uuid).pid()
+
+    def start(self, spec: InstanceSpec, timeout: float = 30.0) -> None:
+        """Create what is missing (directory, overlay) and run the instance; no-op if it runs."""
+        with self._lock(spec.uuid):
+            current = self.state(spec.uuid)
+            if current in ("running", "paused", "error"):
+                return
+            if current == "suspended":
+                self._resume(spec.uuid, timeout)
+                return
+            paths = self.paths(spec.uuid)
+            with Reverter() as revert:
+                if not paths.directory.exists():
+                    paths.directory.mkdir(parents=True)
+                    revert.add(lambda: shutil.rmtree(paths.directory, ignore_errors=True))
+                paths.spec.write_text(spec.to_json())
+                if not paths.disk.exists():
+                    disks.create_overlay(spec.image_path, paths.disk, spec.disk_gb,
+                                         spec.image_format)
+                    revert.add(lambda: paths.disk.unlink(missing_ok=True))
+                self._launch(spec, paths, revert, timeout)
+
+    def stop(self, uuid: str, timeout: float = 60.0) -> None:
+        """ACPI power-off; after timeout (or at once when not running) QEMU quits anyway."""
+        with self._lock(uuid):
+            if self.pid(uuid) is None:
+                return
+            if self._status(uuid) == "running":
+                self._try(uuid, "system_powerdown")
+                if self._wait_exit(uuid, timeout):
+                    return
+            self._try(uuid, "quit")
+            if not self._wait_exit(uuid, 5.0):
+                ChildProcess(self.paths(uuid).pidfile, uuid).stop()
+            self.paths(uuid).qmp.unlink(missing_ok=True)
+
+    def reboot(self, uuid: str, hard: bool = False, timeout: float = 60.0) -> None:
+        """Soft: power off by ACPI and start again (hard if that times out); hard: reset."""
+        with self._lock(uuid):
+            if self.pid(uuid) is None:
+                self.start(self._spec(uuid), timeout)
+                return
+            if not hard and self._status(uuid) == "running":
+                # Nova's soft reboot is a clean shutdown and a fresh start, not ACPI reboot,
+                # which many guests (busybox here) treat as power-off.
+                self._try(uuid, "system_powerdown")
+                if self._wait_exit(uuid, timeout):
+                    self.start(self._spec(uuid), timeout)
+                    return
+            with QMP(self.paths(uuid).qmp, self.qmp_timeout) as qmp:
+                qmp.execute("system_reset")
+                if qmp.execute("query-status")["status"] != "running":
+                    qmp.execute("cont")
+
+    def pause(self, uuid: str) -> None:
+        """Freeze the guest's vCPUs; its memory stays in the QEMU process."""
+        self._execute(uuid, "stop")
+
+    def unpause(self, uuid: str) -> None:
+        """Let a paused guest run again."""
+        self._execute(uuid, "cont")
+
+    def suspend(self, uuid: str, timeout: float = 300.0) -> None:
+        """Save the guest's state to a file and end QEMU (Nova's managed save)."""
+        with self._lock(uuid):
+            paths = self.paths(uuid)
+            if self.pid(uuid) is None:
+                raise DriverError(f"instance {uuid} is not running")
+            if self._spec(uuid).pci_devices:
+                raise DriverError("instances with PCI passthrough cannot be suspended")
+            partial = paths.saved_state.with_name(paths.saved_state.name + ".partial")
+            try:
+                with QMP(paths.qmp, self.qmp_timeout) as qmp:
+                    before = qmp.execute("query-status")["status"]
+                    try:
+                        suspend.save_state(qmp, partial, timeout)
+                    except QMPError:
+                        if before == "running":
+                            qmp.execute("cont")
+                        raise
+                partial.replace(paths.saved_state)
+            finally:
+                partial.unlink(missing_ok=True)
+            self._try(uuid, "quit")
+            self._wait_exit(uuid, 10.0)
+            paths.qmp.unlink(missing_ok=True)
+
+    def resume(self, uuid: str, timeout: float = 120.0) -> None:
+        """Start QEMU again from the saved state and let the guest run."""
+        with self._lock(uuid):
+            self._resume(uuid, timeout)
+
+    def delete(self, uuid: str, timeout: float = 5.0) -> None:
+        """Kill QEMU by its pidfile PID and remove every file of the instance; idempotent."""
+        with self._lock(uuid):
+            paths = self.paths(uuid)
+            ChildProcess(paths.pidfile, uuid).stop(timeout)
+            paths.qmp.unlink(missing_ok=True)
+            try:
+                console = self._spec(uuid).console_log
+            except DriverError:
+                console = None
+            if console is not None:
+                console.unlink(missing_ok=True)
+            shutil.rmtree(paths.directory, ignore_errors=True)
+
+    def state(self, uuid: str) -> State:
+        """running, paused or error (QEMU alive); suspended, shutoff or missing (not)."""
+        paths = self.paths(uuid)
+        if self.pid(uuid) is not None:
+            try:
+                return RUN_STATES.get(self._status(uuid), "paused")
+            except QMPError:
+                return "error"
+        if not paths.spec.exists():
+            return "missing"
+        return "suspended" if paths.saved_state.exists() else "shutoff"
+
+    def list(self) -> dict[str, State]:
+        """Every instance under instances_dir and its state, running ones re-adopted as is."""
+        if not self.instances_dir.is_dir():
+            return {}
+        return {path.name: self.state(path.name) for path in sorted(self.instances_dir.iterdir())
+                if (path / "spec.json").exists()}
+
+    def console(self, uuid: str, length: int | None = None) -> str:
+        """The serial console log, its last length lines when given."""
+        try:
+            log = self._spec(uuid).console_log or self.paths(uuid).console_log
+            with log.open("rb") as data:
+                size = data.seek(0, 2)
+                data.seek(max(0, size - CONSOLE_TAIL_BYTES))
+                text = data.read().decode(errors="replace")
+        except (OSError, DriverError):
+            return ""
+        if length is None:
+            return text
+        return "".join(text.splitlines(keepends=True)[-length:]) if length > 0 else ""
+
+    def _resume(self, uuid: str, timeout: float) -> None:
+        if self.state(uuid) != "suspended":
+            raise DriverError(f"instance {uuid} is not suspended")
+        spec, paths = self._spec(uuid), self.paths(uuid)
+        with Reverter() as revert:
+            self._launch(spec, paths, revert, timeout, incoming=paths.saved_state)
+            with QMP(paths.qmp, self.qmp_timeout) as qmp:
+                suspend.finish_incoming(qmp, timeout)
+        # Only now is the state in a running QEMU; a failure above keeps the file to retry.
+        paths.saved_state.unlink()
+
+    def _launch(self, spec: InstanceSpec, paths: InstancePaths, revert: Reverter,
+                timeout: float, incoming: Path | None = None) -> None:
+        paths.qmp.parent.mkdir(parents=True, exist_ok=True)
+        paths.qmp.unlink(missing_ok=True)
+        argv = qemu_argv(spec, paths, incoming=incoming, sandbox=self.sandbox)
+        # -daemonize returns once QEMU is set up, with its errors on stderr if it is not.
+        run([*self.launcher, *argv], timeout=timeout)
+        revert.add(lambda: ChildProcess(paths.pidfile, spec.uuid).stop())
+        revert.add(lambda: paths.qmp.unlink(missing_ok=True))
+        if self.pid(spec.uuid) is None:
+            raise HostCommandError(argv, -1, "QEMU daemonized but is not running")
+        self._wait_qmp(spec.uuid, timeout)
+
+    def _wait_qmp(self, uuid: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._status(uuid)
+                return
+            except QMPError:
+                if time.monotonic() >= deadline or self.pid(uuid) is None:
+                    raise
+            time.sleep(0.05)
+
+    def _wait_exit(self, uuid: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.pid(uuid) is not None:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+        return True
+
+    def _status(self, uuid: str) -> str:
+        with QMP(self.paths(uuid).qmp, self.qmp_timeout) as qmp:
+            status: str = qmp.execute("query-status")["status"]
+        return status
+
+    def _execute(self, uuid: str, command: str) -> None:
+        with self._lock(uuid):
+            if self.pid(uuid) is None:
+                raise DriverError(f"instance {uuid} is not running")
+            with QMP(self.paths(uuid).qmp, self.qmp_timeout) as qmp:
+                qmp.execute(command)
+
+    def _try(self, uuid: str, command: str) -> None:
+        # QEMU may exit before it answers (quit) or be past answering; the wait decides.
+        try:
+            with QMP(self.paths(uuid).qmp, self.qmp_timeout) as qmp:
+                qmp.execute(command)
+        except QMPError:
+            pass
+
+    def _spec(self, uuid: str) -> InstanceSpec:
+        try:
+            return InstanceSpec.from_json(self.paths(uuid).spec.read_text())
+        except OSError:
+            raise DriverError(f"no instance {uuid} on this node") from None
+
+    @contextmanager
+    def _lock(self, uuid: str) -> Iterator[None]:
+        with self._guard:
+            lock = self._locks.setdefault(uuid, threading.RLock())
+        with lock:
+            yield

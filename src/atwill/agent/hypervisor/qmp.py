@@ -1,0 +1,123 @@
+"""A minimal synchronous QMP client: one UNIX socket, JSON lines, bounded waits."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+
+class QMPError(RuntimeError):
+    """QEMU answered with an error, closed the socket, or did not answer in time."""
+
+    def __init__(self, message: str, error_class: str = "") -> None:
+        self.error_class = error_class
+        super().__init__(message)
+
+
+class QMP:
+    """A QMP session; use as a context manager: greeting and capabilities on entry."""
+
+    def __init__(self, path: Path, timeout: float = 5.0) -> None:
+        self.path = path
+        self.timeout = timeout
+        self.events: list[dict[str, Any]] = []
+        self._sock: socket.socket | None = None
+        self._buffer = b""
+        self._next_id = 0
+
+    def __enter__(self) -> QMP:
+        self.connect()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def connect(self) -> None:
+        """Connect, read the greeting and leave capabilities negotiation mode."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(str(self.path))
+        except OSError as exc:
+            sock.close()
+            raise QMPError(f"cannot connect to {self.path}: {exc}") from None
+        self._sock = sock
+        greeting = self._read(time.monotonic() + self.timeout)
+        if "QMP" not in greeting:
+            self.close()
+            raise QMPError(f"no QMP greeting from {self.path}: {greeting}")
+        self.execute("qmp_capabilities")
+
+    def close(self) -> None:
+        """Close the socket; QEMU then accepts the next client."""
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def execute(self, command: str, arguments: dict[str, Any] | None = None,
+                timeout: float | None = None) -> Any:
+        """Run command and return its "return" value; events seen meanwhile are kept."""
+        self._next_id += 1
+        ident = f"atwill-{self._next_id}"
+        message: dict[str, Any] = {"execute": command, "id": ident}
+        if arguments:
+            message["arguments"] = arguments
+        self._send(message)
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            reply = self._read(deadline)
+            if "event" in reply:
+                self.events.append(reply)
+            elif reply.get("id") == ident:
+                if "error" in reply:
+                    error = reply["error"]
+                    raise QMPError(f"{command}: {error.get('desc', error)}",
+                                   error.get("class", ""))
+                return reply.get("return")
+
+    def wait_event(self, names: Iterable[str], timeout: float) -> dict[str, Any]:
+        """The first event (already seen or arriving within timeout) named in names."""
+        wanted = set(names)
+        deadline = time.monotonic() + timeout
+        while True:
+            for index, event in enumerate(self.events):
+                if event["event"] in wanted:
+                    return self.events.pop(index)
+            reply = self._read(deadline)
+            if "event" in reply:
+                self.events.append(reply)
+
+    def _send(self, message: dict[str, Any]) -> None:
+        if self._sock is None:
+            raise QMPError("not connected")
+        try:
+            self._sock.sendall(json.dumps(message).encode() + b"\n")
+        except OSError as exc:
+            raise QMPError(f"QMP send failed: {exc}") from None
+
+    def _read(self, deadline: float) -> dict[str, Any]:
+        if self._sock is None:
+            raise QMPError("not connected")
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise QMPError(f"no answer from {self.path} in time")
+            self._sock.settimeout(left)
+            try:
+                chunk = self._sock.recv(65536)
+            except TimeoutError:
+                raise QMPError(f"no answer from {self.path} in time") from None
+            except OSError as exc:
+                raise QMPError(f"QMP read failed: {exc}") from None
+            if not chunk:
+                raise QMPError(f"QEMU closed {self.path}", "Closed")
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        message: dict[str, Any] = json.loads(line)
+        return message

@@ -1,0 +1,194 @@
+"""What one instance is (InstanceSpec) and the QEMU command line that runs it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+QEMU = "qemu-system-x86_64"
+Accel = Literal["kvm", "tcg"]
+
+# Image properties (hw_*) mapped to QEMU devices; anything else is refused, not guessed.
+VIF_MODELS = {"virtio": "virtio-net-pci", "e1000": "e1000", "e1000e": "e1000e",
+              "rtl8139": "rtl8139", "ne2k_pci": "ne2k_pci"}
+VIDEO_MODELS = {"none": None, "vga": "VGA", "cirrus": "cirrus-vga", "qxl": "qxl-vga",
+                "virtio": "virtio-vga", "bochs": "bochs-display"}
+DISK_BUSES = ("virtio", "scsi", "ide", "sata")
+# pc (i440FX) is the default, as in Nova: its PIIX IDE is what small guests have drivers
+# for (ata_piix), and the config drive is an IDE CD-ROM there.
+MACHINES = ("pc", "q35")
+
+
+@dataclass(frozen=True)
+class Nic:
+    """One guest NIC: its MAC, the host tap it is plugged into, and that tap's bridge."""
+
+    mac: str
+    tap: str
+    mtu: int = 1500
+    bridge: str | None = None
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """Everything the node needs to run one instance."""
+
+    uuid: str
+    name: str
+    vcpus: int
+    memory_mb: int
+    disk_gb: int
+    image_path: Path
+    image_format: str = "qcow2"
+    nics: list[Nic] = field(default_factory=list)
+    config_drive: Path | None = None
+    accel: Accel = "tcg"
+    cpu_mode: str | None = None
+    pci_devices: list[str] = field(default_factory=list)
+    # None: console.log in the instance directory, removed with the instance.
+    console_log: Path | None = None
+    hw: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """The spec as JSON, kept beside the instance so it can be started again."""
+        return json.dumps(asdict(self), default=str, indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> InstanceSpec:
+        """The spec to_json wrote."""
+        data: dict[str, Any] = json.loads(text)
+        data["nics"] = [Nic(**nic) for nic in data.get("nics", [])]
+        for key in ("image_path", "config_drive", "console_log"):
+            if data.get(key) is not None:
+                data[key] = Path(data[key])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class InstancePaths:
+    """Where one instance's files live on the node."""
+
+    directory: Path
+    disk: Path
+    console_log: Path
+    pidfile: Path
+    qmp: Path
+    spec: Path
+    saved_state: Path
+    config_drive: Path
+
+    @classmethod
+    def under(cls, instances_dir: Path, sockets_dir: Path, uuid: str) -> InstancePaths:
+        """The layout: instances_dir/<uuid>/…, the QMP socket in sockets_dir (short paths)."""
+        directory = instances_dir / uuid
+        return cls(directory=directory, disk=directory / "disk.qcow2",
+                   console_log=directory / "console.log", pidfile=directory / "qemu.pid",
+                   qmp=sockets_dir / f"{uuid}.sock", spec=directory / "spec.json",
+                   saved_state=directory / "saved.state",
+                   config_drive=directory / "config-drive.iso")
+
+
+def escape(value: object) -> str:
+    """A value safe inside a QEMU option list, where a comma is written as two."""
+    return str(value).replace(",", ",,")
+
+
+def qemu_argv(spec: InstanceSpec, paths: InstancePaths, incoming: Path | None = None,
+              sandbox: bool = True) -> list[str]:
+    """The full QEMU command line for spec; with incoming, it loads the saved state."""
+    machine = spec.hw.get("hw_machine_type", "pc")
+    if machine not in MACHINES:
+        raise ValueError(f"unsupported hw_machine_type {machine!r}")
+    argv = [QEMU,
+            "-name", f"guest={escape(spec.name)},debug-threads=on",
+            "-uuid", spec.uuid,
+            "-machine", f"{machine},accel={spec.accel}",
+            "-cpu", cpu_model(spec),
+            "-smp", str(spec.vcpus),
+            "-m", str(spec.memory_mb),
+            "-nodefaults", "-no-user-config", "-display", "none",
+            *_video(spec), *_disk(spec, paths), *_config_drive(spec),
+            *_nics(spec), *_serial(spec, paths), *vfio_args(spec.pci_devices),
+            "-qmp", f"unix:{escape(paths.qmp)},server=on,wait=off",
+            "-daemonize", "-pidfile", str(paths.pidfile)]
+    if sandbox:
+        # elevateprivileges=deny would kill -daemonize (setsid); spawn stays allowed
+        # because suspend saves the state through an exec: migration.
+        argv += ["-sandbox", "on,obsolete=deny,resourcecontrol=deny"]
+    if incoming is not None:
+        argv += ["-incoming", f"exec:cat {_shell_quote(incoming)}"]
+    return argv
+
+
+def cpu_model(spec: InstanceSpec) -> str:
+    """-cpu: host passthrough only with KVM; under TCG the richest emulated model."""
+    if spec.accel == "kvm":
+        return "host" if spec.cpu_mode == "host-passthrough" else "qemu64"
+    return "max"
+
+
+def vfio_args(addresses: list[str]) -> list[str]:
+    """One vfio-pci device per host PCI address (full form 0000:3b:00.0)."""
+    args: list[str] = []
+    for address in addresses:
+        args += ["-device", f"vfio-pci,host={address}"]
+    return args
+
+
+def _video(spec: InstanceSpec) -> list[str]:
+    model = spec.hw.get("hw_video_model", "none")
+    if model not in VIDEO_MODELS:
+        raise ValueError(f"unsupported hw_video_model {model!r}")
+    device = VIDEO_MODELS[model]
+    return ["-vga", "none"] if device is None else ["-vga", "none", "-device", device]
+
+
+def _disk(spec: InstanceSpec, paths: InstancePaths) -> list[str]:
+    bus = spec.hw.get("hw_disk_bus", "virtio")
+    drive = ["-drive", f"file={escape(paths.disk)},format=qcow2,if=none,id=disk0,discard=unmap"]
+    if bus == "virtio":
+        return [*drive, "-device", "virtio-blk-pci,drive=disk0,bootindex=0"]
+    if bus == "scsi":
+        return [*drive, "-device", "virtio-scsi-pci,id=scsi0",
+                "-device", "scsi-hd,drive=disk0,bus=scsi0.0,bootindex=0"]
+    if bus in ("ide", "sata"):
+        return [*drive, "-device", "ide-hd,drive=disk0,bootindex=0"]
+    raise ValueError(f"unsupported hw_disk_bus {bus!r}")
+
+
+def _config_drive(spec: InstanceSpec) -> list[str]:
+    if spec.config_drive is None:
+        return []
+    # An IDE CD-ROM, as Nova attaches an iso9660 config drive; read-only either way.
+    return ["-drive", f"file={escape(spec.config_drive)},format=raw,if=none,id=config,"
+                      "media=cdrom,readonly=on",
+            "-device", "ide-cd,drive=config"]
+
+
+def _nics(spec: InstanceSpec) -> list[str]:
+    model = spec.hw.get("hw_vif_model", "virtio")
+    if model not in VIF_MODELS:
+        raise ValueError(f"unsupported hw_vif_model {model!r}")
+    args: list[str] = []
+    for index, nic in enumerate(spec.nics):
+        device = f"{VIF_MODELS[model]},netdev=net{index},mac={nic.mac}"
+        if model == "virtio" and nic.mtu != 1500:
+            # virtio-net tells the guest the MTU itself, before any DHCP answer.
+            device += f",host_mtu={nic.mtu}"
+        args += ["-netdev", f"tap,id=net{index},ifname={nic.tap},script=no,downscript=no",
+                 "-device", device]
+    return args
+
+
+def _serial(spec: InstanceSpec, paths: InstancePaths) -> list[str]:
+    log = spec.console_log or paths.console_log
+    # append=on keeps the output of earlier boots, as `console log show` expects.
+    return ["-chardev", f"file,id=serial0,path={escape(log)},append=on",
+            "-serial", "chardev:serial0"]
+
+
+def _shell_quote(path: Path) -> str:
+    # QEMU runs exec: migrations through /bin/sh -c.
+    return "'" + str(path).replace("'", "'\\''") + "'"

@@ -1,0 +1,45 @@
+"""TAP devices for guest NICs: create, plug into a bridge, delete — each idempotent."""
+
+from __future__ import annotations
+
+import subprocess
+
+from atwill.agent.host.run import run
+
+PREFIX = "tap"
+IFNAMSIZ = 15
+
+
+def tap_name(port_id: str) -> str:
+    """The tap of a port: "tap" + 12 hex digits of its id, the most IFNAMSIZ allows."""
+    return PREFIX + port_id.replace("-", "")[:IFNAMSIZ - len(PREFIX)]
+
+
+def exists(name: str, netns: str | None = None) -> bool:
+    """Whether the interface exists."""
+    return _ip(netns, "link", "show", "dev", name, check=False).returncode == 0
+
+
+def create(name: str, bridge: str | None = None, mtu: int | None = None,
+           netns: str | None = None) -> None:
+    """Make the tap (persistent, for QEMU to open), set its MTU, plug it into bridge, up."""
+    if len(name) > IFNAMSIZ:
+        raise ValueError(f"interface name {name!r} is longer than {IFNAMSIZ}")
+    if not exists(name, netns):
+        _ip(netns, "tuntap", "add", "dev", name, "mode", "tap")
+    if mtu is not None:
+        _ip(netns, "link", "set", "dev", name, "mtu", str(mtu))
+    if bridge is not None:
+        _ip(netns, "link", "set", "dev", name, "master", bridge)
+    _ip(netns, "link", "set", "dev", name, "up")
+
+
+def delete(name: str, netns: str | None = None) -> None:
+    """Remove the tap if it exists."""
+    if exists(name, netns):
+        _ip(netns, "link", "del", "dev", name, check=False)
+
+
+def _ip(netns: str | None, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    prefix = ["ip", "-n", netns] if netns else ["ip"]
+    return run([*prefix, *args], check=check)

@@ -1,0 +1,108 @@
+"""The QMP client against a scripted fake QEMU on a UNIX socket."""
+
+from __future__ import annotations
+
+import json
+import socket
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from atwill.agent.hypervisor.qmp import QMP, QMPError
+
+GREETING = {"QMP": {"version": {"qemu": {"major": 7}}, "capabilities": []}}
+Script = Callable[[dict[str, Any]], list[dict[str, Any]]]
+
+
+@pytest.fixture
+def fake_qemu() -> Iterator[Callable[[Script], Path]]:
+    """serve(script): a socket whose server answers each command with script(command)."""
+    # pytest's tmp_path can exceed the 108-byte limit of a UNIX socket path.
+    tmp = tempfile.TemporaryDirectory(prefix="awt-qmp-")
+    threads: list[threading.Thread] = []
+    servers: list[socket.socket] = []
+    received: list[dict[str, Any]] = []
+
+    def serve(script: Script) -> Path:
+        path = Path(tmp.name) / "qmp.sock"
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(str(path))
+        server.listen(1)
+        servers.append(server)
+
+        def loop() -> None:
+            conn, _ = server.accept()
+            with conn, conn.makefile("rwb") as stream:
+                stream.write(json.dumps(GREETING).encode() + b"\n")
+                stream.flush()
+                for line in stream:
+                    command = json.loads(line)
+                    received.append(command)
+                    for reply in script(command):
+                        stream.write(json.dumps(reply).encode() + b"\n")
+                    stream.flush()
+
+        thread = threading.Thread(target=loop, daemon=True)
+        thread.start()
+        threads.append(thread)
+        return path
+
+    serve.received = received  # type: ignore[attr-defined]
+    yield serve
+    for server in servers:
+        server.close()
+    for thread in threads:
+        thread.join(2)
+    tmp.cleanup()
+
+
+def answer(command: dict[str, Any]) -> list[dict[str, Any]]:
+    if command["execute"] == "query-status":
+        return [{"event": "STOP", "timestamp": {}},
+                {"return": {"status": "paused", "running": False}, "id": command["id"]}]
+    if command["execute"] == "bogus":
+        return [{"error": {"class": "CommandNotFound", "desc": "no bogus"}, "id": command["id"]}]
+    if command["execute"] == "slow":
+        return []
+    if command["execute"] == "system_reset":
+        return [{"return": {}, "id": command["id"]}, {"event": "RESET", "timestamp": {}}]
+    return [{"return": {}, "id": command["id"]}]
+
+
+def test_capabilities_then_commands_skipping_events(fake_qemu: Any) -> None:
+    with QMP(fake_qemu(answer), timeout=2) as qmp:
+        assert qmp.execute("query-status") == {"status": "paused", "running": False}
+        assert [event["event"] for event in qmp.events] == ["STOP"]
+    names = [command["execute"] for command in fake_qemu.received]
+    assert names == ["qmp_capabilities", "query-status"]
+    # Every command carries an id, and the answer is matched to it.
+    assert len({command["id"] for command in fake_qemu.received}) == 2
+
+
+def test_errors_carry_qemus_class(fake_qemu: Any) -> None:
+    with QMP(fake_qemu(answer), timeout=2) as qmp, pytest.raises(QMPError) as caught:
+        qmp.execute("bogus")
+    assert caught.value.error_class == "CommandNotFound"
+    assert "no bogus" in str(caught.value)
+
+
+def test_a_silent_qemu_times_out(fake_qemu: Any) -> None:
+    with QMP(fake_qemu(answer), timeout=2) as qmp, pytest.raises(QMPError, match="in time"):
+        qmp.execute("slow", timeout=0.2)
+
+
+def test_wait_event(fake_qemu: Any) -> None:
+    with QMP(fake_qemu(answer), timeout=2) as qmp:
+        qmp.execute("system_reset")
+        assert qmp.wait_event({"RESET"}, timeout=1)["event"] == "RESET"
+        with pytest.raises(QMPError, match="in time"):
+            qmp.wait_event({"SHUTDOWN"}, timeout=0.2)
+
+
+def test_no_socket_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(QMPError, match="cannot connect"):
+        QMP(tmp_path / "none.sock", timeout=1).connect()
