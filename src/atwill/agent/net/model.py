@@ -7,7 +7,12 @@ only ever sees them, so it can be built and tested on its own.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import types
+import typing
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -118,3 +123,35 @@ class HostPlan:
     routers: list[Router] = field(default_factory=list)
     external: External | None = None
     metadata: dict[str, dict] = field(default_factory=dict)  # fixed ip -> instance metadata
+    vtep_local: str | None = None  # this node's overlay address, the VXLAN source if given
+
+    def to_json(self) -> str:
+        """The plan as JSON (tuples become lists)."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> HostPlan:
+        """A plan from to_json's output."""
+        value = _build(cls, json.loads(text))
+        assert isinstance(value, HostPlan)
+        return value
+
+
+def _build(kind: Any, value: Any) -> Any:
+    # Rebuilds nested dataclasses and tuples from their JSON form, guided by the annotations.
+    if value is None:
+        return None
+    if dataclasses.is_dataclass(kind) and isinstance(kind, type):
+        hints = typing.get_type_hints(kind)
+        return kind(**{f.name: _build(hints[f.name], value[f.name])
+                       for f in dataclasses.fields(kind) if f.name in value})
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (types.UnionType, typing.Union):
+        return _build(next(a for a in args if a is not type(None)), value)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_build(args[0], item) for item in value)
+        return tuple(_build(a, item) for a, item in zip(args, value, strict=True))
+    if origin is list:
+        return [_build(args[0], item) for item in value]
+    return value

@@ -1,0 +1,124 @@
+"""One dnsmasq per network serving static DHCP leases to this node's ports only."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shutil
+import signal
+from pathlib import Path
+
+from atwill.agent.host.run import ChildProcess
+from atwill.agent.net.model import Network, Port
+from atwill.agent.net.names import METADATA_IP
+
+LEASE_SECONDS = 86400
+
+
+def hosts_file(ports: list[Port], network: Network) -> str:
+    """`mac,ip,hostname` lines for the network's local ports (IPv4 DHCP subnets)."""
+    dhcp = {s.id for s in network.subnets if s.enable_dhcp and s.ip_version == 4}
+    lines = []
+    for port in sorted(ports, key=lambda p: p.mac):
+        for fixed in port.fixed_ips:
+            if fixed.subnet_id in dhcp:
+                name = port.hostname or f"host-{fixed.ip_address.replace('.', '-')}"
+                lines.append(f"{port.mac.lower()},{fixed.ip_address},{name}\n")
+                break
+    return "".join(lines)
+
+
+def _tag(index: int) -> str:
+    return f"s{index}"
+
+
+def opts_file(network: Network) -> str:
+    """Per-subnet options: router, MTU, DNS servers and classless static routes."""
+    lines = []
+    for index, subnet in enumerate(network.subnets):
+        if subnet.ip_version != 4 or not subnet.enable_dhcp:
+            continue
+        tag = f"tag:{_tag(index)}"
+        gateway = subnet.gateway_ip
+        lines.append(f"{tag},option:router{',' + gateway if gateway else ''}")
+        lines.append(f"{tag},option:mtu,{network.mtu}")
+        if subnet.dns_nameservers:
+            lines.append(f"{tag},option:dns-server,{','.join(subnet.dns_nameservers)}")
+        # With option 121 clients ignore option 3, so the default route is repeated here.
+        routes = [(f"{METADATA_IP}/32", gateway or "0.0.0.0")]
+        routes += list(subnet.host_routes)
+        if gateway:
+            routes.append(("0.0.0.0/0", gateway))
+        lines.append(f"{tag},option:classless-static-route,"
+                     + ",".join(f"{d},{n}" for d, n in routes))
+    return "".join(f"{line}\n" for line in lines)
+
+
+def arguments(directory: Path, bridge: str, network: Network) -> list[str]:
+    """dnsmasq's command line for one network on one bridge."""
+    args = ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
+            "--port=0", "--no-hosts", "--no-resolv", "--bind-interfaces",
+            f"--interface={bridge}", "--except-interface=lo", "--dhcp-authoritative",
+            "--user=root", "--group=root", "--log-dhcp", "--log-facility=-",
+            f"--pid-file={directory / 'dnsmasq.pid'}",
+            f"--dhcp-hostsfile={directory / 'hosts'}", f"--dhcp-optsfile={directory / 'opts'}",
+            f"--dhcp-leasefile={directory / 'leases'}"]
+    for index, subnet in enumerate(network.subnets):
+        if subnet.ip_version != 4 or not subnet.enable_dhcp:
+            continue
+        net = ipaddress.ip_network(subnet.cidr, strict=False)
+        args.append(f"--dhcp-range=set:{_tag(index)},{net.network_address},static,"
+                    f"{net.netmask},{LEASE_SECONDS}s")
+        if not subnet.gateway_ip:
+            # The bridge has no address in such a subnet: serve it from the bridge anyway.
+            args.append(f"--shared-network={bridge},{net.network_address}")
+    return args
+
+
+class Dnsmasq:
+    """The DHCP server of one network, its files under directory."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.child = ChildProcess(directory / "pid", f"--dhcp-hostsfile={directory / 'hosts'}")
+
+    def pid(self) -> int | None:
+        """Our dnsmasq's PID, or None."""
+        return self.child.pid()
+
+    def converge(self, bridge: str, network: Network, ports: list[Port]) -> str:
+        """Write the files; start, restart (new arguments) or SIGHUP (new files) as needed."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        args = arguments(self.directory, bridge, network)
+        changed = _write(self.directory / "hosts", hosts_file(ports, network))
+        changed |= _write(self.directory / "opts", opts_file(network))
+        new_args = _write(self.directory / "args", "\0".join(args))
+        pid = self.child.pid()
+        if pid is not None and new_args:
+            self.child.stop()
+            pid = None
+        if pid is None:
+            self.child.start(args, self.directory / "log")
+            return "started"
+        if changed:
+            os.kill(pid, signal.SIGHUP)
+            return "reloaded"
+        return "unchanged"
+
+    def stop(self) -> None:
+        """Stop our dnsmasq by PID and remove its files."""
+        self.child.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _write(path: Path, text: str) -> bool:
+    """Write text if it differs; whether it did."""
+    try:
+        if path.read_text() == text:
+            return False
+    except OSError:
+        pass
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return True

@@ -1,0 +1,158 @@
+"""The metadata service at 169.254.169.254 for this node's ports, in OpenStack format.
+
+A child process (`python -m atwill.agent.net.metadata DIR`) with one listener per bridge
+(SO_BINDTODEVICE), so a requester is known by its bridge and source address even when
+networks overlap. It answers from DIR/metadata.json, which the data plane rewrites from each
+plan, so it keeps serving while the node is cut off from the controller.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from atwill.agent.host.run import ChildProcess
+from atwill.agent.net.names import METADATA_IP
+
+VERSIONS = ("2012-08-10", "2013-04-04", "2013-10-17", "2015-10-15", "2016-06-30",
+            "2016-10-06", "2017-02-22", "2018-08-27", "latest")
+
+
+def document(entry: dict[str, Any], path: str) -> tuple[str, str] | None:
+    """(content type, body) for a path, given the requester's metadata entry; None if unknown."""
+    meta = entry.get("meta_data", entry)
+    parts = [p for p in path.split("?")[0].split("/") if p]
+    if parts == ["openstack"]:
+        return "text/plain", "\n".join(VERSIONS) + "\n"
+    if len(parts) >= 2 and parts[0] == "openstack" and parts[1] in VERSIONS:
+        rest = parts[2:]
+        files = {"meta_data.json": meta, "network_data.json": entry.get("network_data", {}),
+                 "vendor_data.json": entry.get("vendor_data", {}),
+                 "vendor_data2.json": entry.get("vendor_data2", {})}
+        if not rest:
+            names = list(files) + (["user_data"] if "user_data" in entry else [])
+            return "text/plain", "\n".join(names) + "\n"
+        if rest == ["user_data"]:
+            return ("application/octet-stream", entry["user_data"]) \
+                if "user_data" in entry else None
+        if len(rest) == 1 and rest[0] in files:
+            return "application/json", json.dumps(files[rest[0]])
+        return None
+    if len(parts) >= 2 and parts[1] == "meta-data":
+        ec2 = {"instance-id": meta.get("uuid", ""), "hostname": meta.get("hostname", ""),
+               "local-hostname": meta.get("hostname", ""),
+               "local-ipv4": entry.get("local_ipv4", ""),
+               "placement/availability-zone": meta.get("availability_zone", "")}
+        key = "/".join(parts[2:])
+        if not key:
+            return "text/plain", "\n".join(ec2) + "\n"
+        return ("text/plain", str(ec2[key])) if key in ec2 else None
+    if len(parts) == 2 and parts[1] == "user-data" and "user_data" in entry:
+        return "application/octet-stream", entry["user_data"]
+    return None
+
+
+class Store:
+    """metadata.json, re-read when it changes: {bridge: {fixed ip: entry}}."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._mtime = -1.0
+        self._data: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def lookup(self, bridge: str, ip: str) -> dict[str, Any] | None:
+        """The entry for a requester, or None."""
+        with self._lock:
+            try:
+                mtime = self.path.stat().st_mtime
+                if mtime != self._mtime:
+                    self._data, self._mtime = json.loads(self.path.read_text()), mtime
+            except (OSError, ValueError):
+                pass
+            return self._data.get(bridge, {}).get(ip)
+
+
+def _server(store: Store, bridge: str, port: int) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            entry = store.lookup(bridge, self.client_address[0])
+            answer = document(entry, self.path) if entry is not None else None
+            if answer is None:
+                self.send_error(404)
+                return
+            body = answer[1].encode()
+            self.send_response(200)
+            self.send_header("Content-Type", answer[0])
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def server_bind(self) -> None:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, bridge.encode())
+            self.socket.bind(self.server_address)
+
+    return Server((METADATA_IP, port), Handler)
+
+
+def serve(directory: Path, port: int = 80) -> None:
+    """Serve every bridge listed in directory/bridges until killed."""
+    store = Store(directory / "metadata.json")
+    bridges = json.loads((directory / "bridges").read_text())
+    servers = [_server(store, bridge, port) for bridge in bridges]
+    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+class MetadataService:
+    """The metadata child process of one data plane, its files under directory."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.child = ChildProcess(directory / "pid", f"{directory}")
+
+    def pid(self) -> int | None:
+        """The server's PID, or None."""
+        return self.child.pid()
+
+    def converge(self, entries: dict[str, dict[str, Any]]) -> None:
+        """Publish entries; (re)start the server when the bridges changed (or were remade)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp = self.directory / "metadata.json.tmp"
+        tmp.write_text(json.dumps(entries, sort_keys=True))
+        tmp.replace(self.directory / "metadata.json")
+        # Listeners are bound to interface indexes: a re-created bridge needs a restart.
+        bridges = json.dumps({b: socket.if_nametoindex(b) for b in sorted(entries)})
+        path = self.directory / "bridges"
+        same = path.exists() and path.read_text() == bridges
+        if same and self.child.pid() is not None:
+            return
+        self.child.stop()
+        if not entries:
+            return
+        path.write_text(bridges)
+        self.child.start([sys.executable, "-m", "atwill.agent.net.metadata",
+                          str(self.directory)], self.directory / "log")
+
+    def stop(self) -> None:
+        """Stop the server by PID."""
+        self.child.stop()
+
+
+if __name__ == "__main__":
+    serve(Path(sys.argv[1]))
