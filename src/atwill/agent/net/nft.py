@@ -78,31 +78,36 @@ def render_bridge(plan: HostPlan, layout: Layout) -> str:
     text = [f"table bridge {TABLE} {{\n",
             *(_spoof_chain(p) for p in guarded),
             f"\tchain overlay {{\n{guard_body}\t}}\n",
+            # Our routing marks must not steer the encapsulated packet (VXLAN keeps skb->mark).
+            "\tchain to_overlay {\n\t\tmeta mark set 0\n\t\tjump overlay\n\t}\n",
             _declare("vxlans", "ifname", [_q(v) for v in vxlans]),
             _declare("gateways", "ipv4_addr", gateways),
             _map("spoof", "ifname : verdict", spoof),
             "\tchain prerouting {\n\t\ttype filter hook prerouting priority -200; policy accept;\n"
             "\t\tiifname vmap @spoof\n\t\tiifname @vxlans jump overlay\n\t}\n",
             "\tchain forward {\n\t\ttype filter hook forward priority -200; policy accept;\n"
-            "\t\toifname @vxlans jump overlay\n\t}\n",
+            "\t\toifname @vxlans jump to_overlay\n\t}\n",
             "\tchain output {\n\t\ttype filter hook output priority -200; policy accept;\n"
-            "\t\toifname @vxlans jump overlay\n\t}\n",
+            "\t\toifname @vxlans jump to_overlay\n\t}\n",
             "}\n"]
     return "".join(text)
 
 
-def _zones(layout: Layout) -> list[str]:
-    # Inside a domain both directions share its zone; towards the outside only the original
-    # direction does, so NATed replies (which arrive with no zone) still find their entry.
-    lines = []
+def _zones(layout: Layout) -> tuple[list[str], list[str]]:
+    # Inside a domain (its subnets, broadcast, the node's own services) both directions share
+    # its zone; towards the outside only the original direction does, so NATed replies (which
+    # arrive with no zone) still find their entry. Local answers (DHCP, metadata) get the zone
+    # of the bridge they leave by, or two networks' identical DHCP replies would clash.
+    pre, out = [], []
     for domain in layout.domains.values():
         bridges = _set([_q(b) for b in domain.bridges])
-        cidrs = sorted({c for c, _ in domain.cidrs if ":" not in c})
-        if cidrs:
-            lines.append(f"iifname {bridges} ip daddr {_set(cidrs)} "
-                         f"ct zone set {domain.offset} accept")
-        lines.append(f"iifname {bridges} ct original zone set {domain.offset}")
-    return lines
+        inside = sorted({c for c, _ in domain.cidrs if ":" not in c}
+                        | {"255.255.255.255", METADATA_IP})
+        pre.append(f"iifname {bridges} ip daddr {_set(inside)} "
+                   f"ct zone set {domain.offset} accept")
+        pre.append(f"iifname {bridges} ct original zone set {domain.offset}")
+        out.append(f"oifname {bridges} ct zone set {domain.offset}")
+    return pre, out
 
 
 def _floating(plan: HostPlan, layout: Layout) -> list[tuple[str, str, int, str]]:
@@ -180,7 +185,8 @@ def render_inet(plan: HostPlan, layout: Layout) -> str:
              "meta l4proto udp udp dport 67 accept",
              f"ip daddr {METADATA_IP} tcp dport 80 accept",
              "meta l4proto { icmp, ipv6-icmp } accept", "drop"]
-    chains = [("raw", "prerouting", "raw", _zones(layout)),
+    zones_in, zones_out = _zones(layout)
+    chains = [("raw", "prerouting", "raw", zones_in), ("raw_out", "output", "raw", zones_out),
               ("mangle", "prerouting", "mangle", mangle),
               ("nat_in", "prerouting", "dstnat", pre), ("nat_out", "postrouting", "srcnat", post),
               ("forward", "forward", "filter", forward), ("input", "input", "filter", local)]

@@ -33,6 +33,9 @@ class DataPlane:
         layout = build(plan, self._state("tables.json", {}))
         self._save("tables.json", {d.id: d.offset for d in layout.domains.values()})
         link.sysctl("net.ipv4.ip_forward", "1")
+        # The kernel's own answers (ICMP echo replies, resets) carry the request's mark, so
+        # they are routed in the requester's domain table, not the main one.
+        link.sysctl("net.ipv4.fwmark_reflect", "1")
         with Reverter() as revert:
             for net in layout.networks.values():
                 self._network(net, plan.vtep_local, revert)
@@ -204,12 +207,13 @@ class DataPlane:
     def _metadata(self, plan: HostPlan, layout: Layout) -> None:
         entries: dict[str, dict[str, Any]] = {}
         for port, net in layout.ports:
+            entries.setdefault(net.bridge, {})
             for fixed in port.fixed_ips:
                 entry = dict(plan.metadata.get(fixed.ip_address, {}))
+                if entry.get("port_id", port.id) != port.id:
+                    continue  # another port's, on an overlapping network
                 if entry:
                     entry.setdefault("local_ipv4", fixed.ip_address)
-                entries.setdefault(net.bridge, {})
-                if entry:
                     entries[net.bridge][fixed.ip_address] = entry
         self.metadata.converge(entries)
 
