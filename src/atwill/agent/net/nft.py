@@ -178,7 +178,7 @@ def render_inet(plan: HostPlan, layout: Layout) -> str:
     forward = ["iifname != @bridges oifname != @bridges accept",
                "ct state established,related accept", "ct state invalid drop",
                "iifname @bridges iifname . oifname != @pairs drop",
-               "oifname @bridges iifname != @bridges ct status != dnat drop",
+               "oifname @bridges iifname != @bridges ct status & dnat != dnat drop",
                "iifname . ip saddr vmap @egress4", "iifname . ip6 saddr vmap @egress6",
                "oifname . ip daddr vmap @ingress4", "oifname . ip6 daddr vmap @ingress6"]
     local = ["iifname != @bridges accept", "ct state established,related accept",
