@@ -1,0 +1,1 @@
+"""The atwill guest image: a Debian kernel and busybox on a small bootable disk."""
