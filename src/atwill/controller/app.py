@@ -16,8 +16,9 @@ from .context import Controller
 from .identity import app as identity_app
 from .image import app as image_app
 from .middleware import RequestContext
+from .network import app as network_app
 
-MOUNTS = ("/identity", "/compute", "/image", "/cluster")
+MOUNTS = ("/identity", "/compute", "/image", "/cluster", "/network")
 
 
 def create_app(settings: Settings, ctl: Controller | None = None) -> RequestContext:
@@ -37,7 +38,8 @@ def create_app(settings: Settings, ctl: Controller | None = None) -> RequestCont
                    lifespan=lifespan)
     root.state.ctl = ctl
     for prefix, factory in (("/identity", identity_app.create), ("/compute", compute_app.create),
-                            ("/image", image_app.create), ("/cluster", cluster_app.create)):
+                            ("/image", image_app.create), ("/cluster", cluster_app.create),
+                            ("/network", network_app.create)):
         root.mount(prefix, factory(ctl))
 
     @root.get("/")

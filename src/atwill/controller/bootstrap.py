@@ -21,6 +21,7 @@ from .db.models import (
     User,
 )
 from .db.session import is_initialised, migrate
+from .network.defaults import ensure_defaults
 
 ROLES = ("admin", "member", "reader")
 IMPLICATIONS = (("admin", "member"), ("member", "reader"))
@@ -32,6 +33,7 @@ def catalog_urls(base_url: str) -> dict[str, tuple[str, str]]:
         "identity": ("keystone", f"{base_url}/identity"),
         "compute": ("nova", f"{base_url}/compute/v2.1"),
         "image": ("glance", f"{base_url}/image"),
+        "network": ("neutron", f"{base_url}/network"),
     }
 
 
@@ -46,6 +48,9 @@ def bootstrap(ctl: Controller, admin_password: str) -> list[str]:
         _identity(session, admin_password, changes)
         _catalog(session, ctl, changes)
         _quota_defaults(session, changes)
+        admin = session.scalar(select(Project).where(Project.name == "admin",
+                                                     Project.domain_id == "default"))
+        changes += ensure_defaults(session, admin.id)
     return changes
 
 

@@ -16,10 +16,25 @@ from .identity import (
     User,
 )
 from .image import Image, ImageMember, ImageTag
+from .network import (
+    DefaultSecurityGroup,
+    FloatingIP,
+    IPAllocation,
+    Network,
+    NetworkQuota,
+    Port,
+    PortSecurityGroup,
+    Router,
+    SecurityGroup,
+    SecurityGroupRule,
+    Subnet,
+)
 
 __all__ = [
     "Base", "ClusterRevision", "Domain", "Endpoint", "Flavor", "FlavorAccess",
     "FlavorExtraSpec", "Image", "ImageMember", "ImageTag", "ImpliedRole", "JoinToken",
     "Keypair", "Node", "OverlayAddress", "Project", "Quota", "QuotaClass", "Region",
     "Revocation", "RevokedCertificate", "Role", "RoleAssignment", "Service", "User",
+    "DefaultSecurityGroup", "FloatingIP", "IPAllocation", "Network", "NetworkQuota", "Port",
+    "PortSecurityGroup", "Router", "SecurityGroup", "SecurityGroupRule", "Subnet",
 ]

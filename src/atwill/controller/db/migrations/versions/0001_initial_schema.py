@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 00:45:53.119479
+Create Date: 2026-11-22 01:05:59.570995
 """
 
 import sqlalchemy as sa
@@ -89,6 +89,45 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_join_tokens")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_join_tokens_token_hash")),
     )
+    op.create_table(
+        "network_quotas",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("project_id", sa.String(length=64), nullable=False),
+        sa.Column("resource", sa.String(length=64), nullable=False),
+        sa.Column("hard_limit", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_network_quotas")),
+        sa.UniqueConstraint("project_id", "resource", name=op.f("uq_network_quotas_project_id")),
+    )
+    with op.batch_alter_table("network_quotas", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_network_quotas_project_id"), ["project_id"], unique=False
+        )
+
+    op.create_table(
+        "networks",
+        sa.Column("name", sa.String(length=255), nullable=False),
+        sa.Column("admin_state_up", sa.Boolean(), nullable=False),
+        sa.Column("shared", sa.Boolean(), nullable=False),
+        sa.Column("external", sa.Boolean(), nullable=False),
+        sa.Column("network_type", sa.String(length=16), nullable=False),
+        sa.Column("physical_network", sa.String(length=64), nullable=True),
+        sa.Column("segmentation_id", sa.Integer(), nullable=True),
+        sa.Column("mtu", sa.Integer(), nullable=False),
+        sa.Column("port_security_enabled", sa.Boolean(), nullable=False),
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("project_id", sa.String(length=64), nullable=False),
+        sa.Column("description", sa.Text(), nullable=False),
+        sa.Column("tags", sa.JSON(), nullable=False),
+        sa.Column("revision_number", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_networks")),
+        sa.UniqueConstraint("physical_network", name=op.f("uq_networks_physical_network")),
+        sa.UniqueConstraint("segmentation_id", name=op.f("uq_networks_segmentation_id")),
+    )
+    with op.batch_alter_table("networks", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_networks_project_id"), ["project_id"], unique=False)
+
     op.create_table(
         "nodes",
         sa.Column("id", sa.String(length=36), nullable=False),
@@ -191,6 +230,24 @@ def upgrade() -> None:
         sa.UniqueConstraint("name", name=op.f("uq_roles_name")),
     )
     op.create_table(
+        "security_groups",
+        sa.Column("name", sa.String(length=255), nullable=False),
+        sa.Column("stateful", sa.Boolean(), nullable=False),
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("project_id", sa.String(length=64), nullable=False),
+        sa.Column("description", sa.Text(), nullable=False),
+        sa.Column("tags", sa.JSON(), nullable=False),
+        sa.Column("revision_number", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_security_groups")),
+    )
+    with op.batch_alter_table("security_groups", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_security_groups_project_id"), ["project_id"], unique=False
+        )
+
+    op.create_table(
         "services",
         sa.Column("id", sa.String(length=64), nullable=False),
         sa.Column("type", sa.String(length=255), nullable=False),
@@ -198,6 +255,21 @@ def upgrade() -> None:
         sa.Column("description", sa.Text(), nullable=False),
         sa.Column("enabled", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_services")),
+    )
+    op.create_table(
+        "default_security_groups",
+        sa.Column("project_id", sa.String(length=64), nullable=False),
+        sa.Column("security_group_id", sa.String(length=36), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["security_group_id"],
+            ["security_groups.id"],
+            name=op.f("fk_default_security_groups_security_group_id_security_groups"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("project_id", name=op.f("pk_default_security_groups")),
+        sa.UniqueConstraint(
+            "security_group_id", name=op.f("uq_default_security_groups_security_group_id")
+        ),
     )
     op.create_table(
         "endpoints",
@@ -300,6 +372,41 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("prior_role_id", "implied_role_id", name=op.f("pk_implied_roles")),
     )
     op.create_table(
+        "ports",
+        sa.Column("network_id", sa.String(length=36), nullable=False),
+        sa.Column("name", sa.String(length=255), nullable=False),
+        sa.Column("mac_address", sa.String(length=32), nullable=False),
+        sa.Column("admin_state_up", sa.Boolean(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("device_owner", sa.String(length=255), nullable=False),
+        sa.Column("device_id", sa.String(length=255), nullable=False),
+        sa.Column("host_id", sa.String(length=255), nullable=False),
+        sa.Column("port_security_enabled", sa.Boolean(), nullable=False),
+        sa.Column("allowed_address_pairs", sa.JSON(), nullable=False),
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("project_id", sa.String(length=64), nullable=False),
+        sa.Column("description", sa.Text(), nullable=False),
+        sa.Column("tags", sa.JSON(), nullable=False),
+        sa.Column("revision_number", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["network_id"],
+            ["networks.id"],
+            name=op.f("fk_ports_network_id_networks"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_ports")),
+        sa.UniqueConstraint("network_id", "mac_address", name=op.f("uq_ports_network_id")),
+    )
+    with op.batch_alter_table("ports", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_ports_device_id"), ["device_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_ports_device_owner"), ["device_owner"], unique=False)
+        batch_op.create_index(batch_op.f("ix_ports_host_id"), ["host_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_ports_network_id"), ["network_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_ports_project_id"), ["project_id"], unique=False)
+
+    op.create_table(
         "projects",
         sa.Column("id", sa.String(length=64), nullable=False),
         sa.Column("name", sa.String(length=255), nullable=False),
@@ -312,6 +419,82 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_projects")),
         sa.UniqueConstraint("domain_id", "name", name=op.f("uq_projects_domain_id")),
     )
+    op.create_table(
+        "security_group_rules",
+        sa.Column("security_group_id", sa.String(length=36), nullable=False),
+        sa.Column("direction", sa.String(length=8), nullable=False),
+        sa.Column("ethertype", sa.String(length=4), nullable=False),
+        sa.Column("protocol", sa.String(length=40), nullable=True),
+        sa.Column("port_range_min", sa.Integer(), nullable=True),
+        sa.Column("port_range_max", sa.Integer(), nullable=True),
+        sa.Column("remote_ip_prefix", sa.String(length=64), nullable=True),
+        sa.Column("remote_group_id", sa.String(length=36), nullable=True),
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("project_id", sa.String(length=64), nullable=False),
+        sa.Column("description", sa.Text(), nullable=False),
+        sa.Column("tags", sa.JSON(), nullable=False),
+        sa.Column("revision_number", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["remote_group_id"],
+            ["security_groups.id"],
+            name=op.f("fk_security_group_rules_remote_group_id_security_groups"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["security_group_id"],
+            ["security_groups.id"],
+            name=op.f("fk_security_group_rules_security_group_id_security_groups"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_security_group_rules")),
+    )
+    with op.batch_alter_table("security_group_rules", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_security_group_rules_project_id"), ["project_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_security_group_rules_remote_group_id"), ["remote_group_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_security_group_rules_security_group_id"),
+            ["security_group_id"],
+            unique=False,
+        )
+
+    op.create_table(
+        "subnets",
+        sa.Column("network_id", sa.String(length=36), nullable=False),
+        sa.Column("name", sa.String(length=255), nullable=False),
+        sa.Column("ip_version", sa.Integer(), nullable=False),
+        sa.Column("cidr", sa.String(length=64), nullable=False),
+        sa.Column("gateway_ip", sa.String(length=64), nullable=True),
+        sa.Column("allocation_pools", sa.JSON(), nullable=False),
+        sa.Column("dns_nameservers", sa.JSON(), nullable=False),
+        sa.Column("host_routes", sa.JSON(), nullable=False),
+        sa.Column("enable_dhcp", sa.Boolean(), nullable=False),
+        sa.Column("ipv6_ra_mode", sa.String(length=32), nullable=True),
+        sa.Column("ipv6_address_mode", sa.String(length=32), nullable=True),
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("project_id", sa.String(length=64), nullable=False),
+        sa.Column("description", sa.Text(), nullable=False),
+        sa.Column("tags", sa.JSON(), nullable=False),
+        sa.Column("revision_number", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["network_id"],
+            ["networks.id"],
+            name=op.f("fk_subnets_network_id_networks"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_subnets")),
+    )
+    with op.batch_alter_table("subnets", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_subnets_network_id"), ["network_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_subnets_project_id"), ["project_id"], unique=False)
+
     op.create_table(
         "users",
         sa.Column("id", sa.String(length=64), nullable=False),
@@ -330,6 +513,31 @@ def upgrade() -> None:
         sa.UniqueConstraint("domain_id", "name", name=op.f("uq_users_domain_id")),
     )
     op.create_table(
+        "ip_allocations",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("port_id", sa.String(length=36), nullable=False),
+        sa.Column("subnet_id", sa.String(length=36), nullable=False),
+        sa.Column("network_id", sa.String(length=36), nullable=False),
+        sa.Column("ip_address", sa.String(length=64), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["port_id"],
+            ["ports.id"],
+            name=op.f("fk_ip_allocations_port_id_ports"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["subnet_id"], ["subnets.id"], name=op.f("fk_ip_allocations_subnet_id_subnets")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_ip_allocations")),
+        sa.UniqueConstraint("network_id", "ip_address", name=op.f("uq_ip_allocations_network_id")),
+    )
+    with op.batch_alter_table("ip_allocations", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_ip_allocations_port_id"), ["port_id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_ip_allocations_subnet_id"), ["subnet_id"], unique=False
+        )
+
+    op.create_table(
         "keypairs",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("user_id", sa.String(length=64), nullable=False),
@@ -346,6 +554,32 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("keypairs", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_keypairs_user_id"), ["user_id"], unique=False)
+
+    op.create_table(
+        "port_security_groups",
+        sa.Column("port_id", sa.String(length=36), nullable=False),
+        sa.Column("security_group_id", sa.String(length=36), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["port_id"],
+            ["ports.id"],
+            name=op.f("fk_port_security_groups_port_id_ports"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["security_group_id"],
+            ["security_groups.id"],
+            name=op.f("fk_port_security_groups_security_group_id_security_groups"),
+        ),
+        sa.PrimaryKeyConstraint(
+            "port_id", "security_group_id", name=op.f("pk_port_security_groups")
+        ),
+    )
+    with op.batch_alter_table("port_security_groups", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_port_security_groups_security_group_id"),
+            ["security_group_id"],
+            unique=False,
+        )
 
     op.create_table(
         "role_assignments",
@@ -390,21 +624,128 @@ def upgrade() -> None:
     with op.batch_alter_table("role_assignments", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_role_assignments_user_id"), ["user_id"], unique=False)
 
+    op.create_table(
+        "routers",
+        sa.Column("name", sa.String(length=255), nullable=False),
+        sa.Column("admin_state_up", sa.Boolean(), nullable=False),
+        sa.Column("gw_port_id", sa.String(length=36), nullable=True),
+        sa.Column("enable_snat", sa.Boolean(), nullable=False),
+        sa.Column("routes", sa.JSON(), nullable=False),
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("project_id", sa.String(length=64), nullable=False),
+        sa.Column("description", sa.Text(), nullable=False),
+        sa.Column("tags", sa.JSON(), nullable=False),
+        sa.Column("revision_number", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["gw_port_id"],
+            ["ports.id"],
+            name=op.f("fk_routers_gw_port_id_ports"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_routers")),
+    )
+    with op.batch_alter_table("routers", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_routers_project_id"), ["project_id"], unique=False)
+
+    op.create_table(
+        "floating_ips",
+        sa.Column("floating_network_id", sa.String(length=36), nullable=False),
+        sa.Column("floating_port_id", sa.String(length=36), nullable=False),
+        sa.Column("floating_ip_address", sa.String(length=64), nullable=False),
+        sa.Column("port_id", sa.String(length=36), nullable=True),
+        sa.Column("fixed_ip_address", sa.String(length=64), nullable=True),
+        sa.Column("router_id", sa.String(length=36), nullable=True),
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("project_id", sa.String(length=64), nullable=False),
+        sa.Column("description", sa.Text(), nullable=False),
+        sa.Column("tags", sa.JSON(), nullable=False),
+        sa.Column("revision_number", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["floating_network_id"],
+            ["networks.id"],
+            name=op.f("fk_floating_ips_floating_network_id_networks"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["floating_port_id"], ["ports.id"], name=op.f("fk_floating_ips_floating_port_id_ports")
+        ),
+        sa.ForeignKeyConstraint(
+            ["port_id"],
+            ["ports.id"],
+            name=op.f("fk_floating_ips_port_id_ports"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["router_id"], ["routers.id"], name=op.f("fk_floating_ips_router_id_routers")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_floating_ips")),
+        sa.UniqueConstraint("floating_port_id", name=op.f("uq_floating_ips_floating_port_id")),
+    )
+    with op.batch_alter_table("floating_ips", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_floating_ips_floating_network_id"), ["floating_network_id"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_floating_ips_port_id"), ["port_id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_floating_ips_project_id"), ["project_id"], unique=False
+        )
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("floating_ips", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_floating_ips_project_id"))
+        batch_op.drop_index(batch_op.f("ix_floating_ips_port_id"))
+        batch_op.drop_index(batch_op.f("ix_floating_ips_floating_network_id"))
+
+    op.drop_table("floating_ips")
+    with op.batch_alter_table("routers", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_routers_project_id"))
+
+    op.drop_table("routers")
     with op.batch_alter_table("role_assignments", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_role_assignments_user_id"))
 
     op.drop_table("role_assignments")
+    with op.batch_alter_table("port_security_groups", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_port_security_groups_security_group_id"))
+
+    op.drop_table("port_security_groups")
     with op.batch_alter_table("keypairs", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_keypairs_user_id"))
 
     op.drop_table("keypairs")
+    with op.batch_alter_table("ip_allocations", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_ip_allocations_subnet_id"))
+        batch_op.drop_index(batch_op.f("ix_ip_allocations_port_id"))
+
+    op.drop_table("ip_allocations")
     op.drop_table("users")
+    with op.batch_alter_table("subnets", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_subnets_project_id"))
+        batch_op.drop_index(batch_op.f("ix_subnets_network_id"))
+
+    op.drop_table("subnets")
+    with op.batch_alter_table("security_group_rules", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_security_group_rules_security_group_id"))
+        batch_op.drop_index(batch_op.f("ix_security_group_rules_remote_group_id"))
+        batch_op.drop_index(batch_op.f("ix_security_group_rules_project_id"))
+
+    op.drop_table("security_group_rules")
     op.drop_table("projects")
+    with op.batch_alter_table("ports", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_ports_project_id"))
+        batch_op.drop_index(batch_op.f("ix_ports_network_id"))
+        batch_op.drop_index(batch_op.f("ix_ports_host_id"))
+        batch_op.drop_index(batch_op.f("ix_ports_device_owner"))
+        batch_op.drop_index(batch_op.f("ix_ports_device_id"))
+
+    op.drop_table("ports")
     op.drop_table("implied_roles")
     op.drop_table("image_tags")
     with op.batch_alter_table("image_members", schema=None) as batch_op:
@@ -414,7 +755,12 @@ def downgrade() -> None:
     op.drop_table("flavor_extra_specs")
     op.drop_table("flavor_access")
     op.drop_table("endpoints")
+    op.drop_table("default_security_groups")
     op.drop_table("services")
+    with op.batch_alter_table("security_groups", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_security_groups_project_id"))
+
+    op.drop_table("security_groups")
     op.drop_table("roles")
     op.drop_table("revoked_certificates")
     with op.batch_alter_table("revocations", schema=None) as batch_op:
@@ -431,6 +777,14 @@ def downgrade() -> None:
     op.drop_table("quota_classes")
     op.drop_table("overlay_addresses")
     op.drop_table("nodes")
+    with op.batch_alter_table("networks", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_networks_project_id"))
+
+    op.drop_table("networks")
+    with op.batch_alter_table("network_quotas", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_network_quotas_project_id"))
+
+    op.drop_table("network_quotas")
     op.drop_table("join_tokens")
     with op.batch_alter_table("images", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_images_owner"))

@@ -1,0 +1,164 @@
+"""Every bad network request answers a NeutronError with the right status, changing nothing."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.cloud import Cloud, unique
+
+V = "/network/v2.0"
+NOPE = str(uuid.uuid4())
+
+
+@pytest.fixture(scope="module")
+def ids(cloud: Cloud) -> dict[str, str]:
+    with cloud.http(cloud.token()) as client:
+        net = client.post(f"{V}/networks", json={"network": {"name": unique("bad")}}).json()
+        net_id = net["network"]["id"]
+        sub = client.post(f"{V}/subnets", json={"subnet": {
+            "network_id": net_id, "cidr": "10.50.0.0/24", "ip_version": 4}}).json()["subnet"]
+        group = client.post(f"{V}/security-groups", json={"security_group": {
+            "name": unique("bad")}}).json()["security_group"]
+        port = client.post(f"{V}/ports", json={"port": {"network_id": net_id, "fixed_ips": [
+            {"ip_address": "10.50.0.7"}], "security_groups": [group["id"]]}}).json()["port"]
+        rule = {"security_group_id": group["id"], "direction": "ingress", "protocol": "tcp",
+                "port_range_min": 22, "port_range_max": 22}
+        client.post(f"{V}/security-group-rules", json={"security_group_rule": rule})
+        router = client.post(f"{V}/routers", json={"router": {"name": unique("bad")}}).json()
+        client.put(f"{V}/routers/{router['router']['id']}/add_router_interface",
+                   json={"subnet_id": sub["id"]})
+    return {"net": net_id, "subnet": sub["id"], "port": port["id"], "mac": port["mac_address"],
+            "group": group["id"], "router": router["router"]["id"]}
+
+
+def subnet(**change: Any) -> dict:
+    return {"subnet": {"network_id": "{net}", "ip_version": 4, "cidr": "10.60.0.0/24",
+                       **change}}
+
+
+def rule(**change: Any) -> dict:
+    return {"security_group_rule": {"security_group_id": "{group}", "direction": "ingress",
+                                    **change}}
+
+
+CASES: list[tuple[str, str, Any, int]] = [
+    ("POST", "/networks", b"{not json", 400),
+    ("POST", "/networks", {"net": {}}, 400),
+    ("POST", "/networks", {"network": {"bogus": 1}}, 400),
+    ("POST", "/networks", {"network": {"admin_state_up": "maybe"}}, 400),
+    ("POST", "/networks", {"network": {"name": 5}}, 400),
+    ("POST", "/networks", {"network": {"provider:network_type": "vlan"}}, 400),
+    ("POST", "/networks", {"network": {"provider:network_type": "flat"}}, 400),
+    ("POST", "/networks", {"network": {"provider:network_type": "flat",
+                                       "provider:physical_network": "public"}}, 409),
+    ("POST", "/networks", {"network": {"provider:segmentation_id": 0}}, 400),
+    ("POST", "/networks", {"network": {"mtu": 10}}, 400),
+    ("POST", "/networks", b"{" + b" " * (1024 * 1024 + 10) + b"}", 413),
+    ("GET", "/networks/fabric-by-name", None, 404),
+    ("PUT", f"/networks/{NOPE}", {"network": {"name": "x"}}, 404),
+    ("DELETE", "/networks/{net}", None, 409),
+    ("GET", "/networks?sort_key=bogus", None, 400),
+    ("GET", "/networks?sort_dir=sideways", None, 400),
+    ("GET", "/networks?limit=x", None, 400),
+    ("GET", "/networks?marker=nope", None, 400),
+    ("GET", "/networks?shared=perhaps", None, 400),
+    ("POST", "/subnets", subnet(cidr="10.60.0.1/24"), 400),
+    ("POST", "/subnets", subnet(cidr="10.60.0.0/33"), 400),
+    ("POST", "/subnets", subnet(cidr="bogus"), 400),
+    ("POST", "/subnets", subnet(cidr="2001:db8::/64"), 400),
+    ("POST", "/subnets", subnet(ip_version=5), 400),
+    ("POST", "/subnets", subnet(cidr="10.50.0.128/25"), 400),
+    ("POST", "/subnets", subnet(gateway_ip="10.61.0.1"), 400),
+    ("POST", "/subnets", subnet(allocation_pools=[{"start": "10.60.1.1", "end": "10.60.1.9"}]),
+     400),
+    ("POST", "/subnets", subnet(allocation_pools=[{"start": "10.60.0.1", "end": "10.60.0.9"}]),
+     400),
+    ("POST", "/subnets", subnet(dns_nameservers=["not-an-ip"]), 400),
+    ("POST", "/subnets", subnet(host_routes=[{"destination": "x", "nexthop": "10.60.0.9"}]),
+     400),
+    ("POST", "/subnets", subnet(network_id=NOPE), 404),
+    ("DELETE", "/subnets/{subnet}", None, 409),
+    ("PUT", "/subnets/{subnet}", {"subnet": {"cidr": "10.70.0.0/24"}}, 400),
+    ("POST", "/ports", {"port": {"network_id": NOPE}}, 404),
+    ("POST", "/ports", {"port": {"network_id": "{net}", "mac_address": "{mac}"}}, 409),
+    ("POST", "/ports", {"port": {"network_id": "{net}", "mac_address": "zz"}}, 400),
+    ("POST", "/ports", {"port": {"network_id": "{net}",
+                                 "fixed_ips": [{"ip_address": "10.50.0.7"}]}}, 409),
+    ("POST", "/ports", {"port": {"network_id": "{net}",
+                                 "fixed_ips": [{"ip_address": "10.99.0.7"}]}}, 400),
+    ("POST", "/ports", {"port": {"network_id": "{net}",
+                                 "fixed_ips": [{"ip_address": "10.50.0.1"}]}}, 400),
+    ("POST", "/ports", {"port": {"network_id": "{net}", "fixed_ips": [{"subnet_id": NOPE}]}},
+     400),
+    ("POST", "/ports", {"port": {"network_id": "{net}", "fixed_ips": "10.50.0.9"}}, 400),
+    ("POST", "/ports", {"port": {"network_id": "{net}", "security_groups": [NOPE]}}, 404),
+    ("POST", "/ports", {"port": {"network_id": "{net}", "port_security_enabled": False,
+                                 "security_groups": ["{group}"]}}, 409),
+    ("POST", "/ports", {"port": {"network_id": "{net}", "allowed_address_pairs": [{}]}}, 400),
+    ("DELETE", f"/ports/{NOPE}", None, 404),
+    ("POST", "/security-group-rules", rule(protocol="tcp", port_range_min=0), 400),
+    ("POST", "/security-group-rules", rule(protocol="tcp", port_range_min=90,
+                                           port_range_max=80), 400),
+    ("POST", "/security-group-rules", rule(protocol="icmp", port_range_min=300), 400),
+    ("POST", "/security-group-rules", rule(protocol="bogus"), 400),
+    ("POST", "/security-group-rules", rule(remote_ip_prefix="::/0"), 400),
+    ("POST", "/security-group-rules", rule(ethertype="IPv6", remote_ip_prefix="10.0.0.0/8"),
+     400),
+    ("POST", "/security-group-rules", rule(direction="sideways"), 400),
+    ("POST", "/security-group-rules", rule(protocol="tcp", port_range_min=22,
+                                           port_range_max=22), 409),
+    ("POST", "/security-group-rules", rule(remote_group_id=NOPE), 404),
+    ("POST", "/security-group-rules", {"security_group_rule": {
+        "security_group_id": NOPE, "direction": "ingress"}}, 404),
+    ("DELETE", "/security-groups/{group}", None, 409),
+    ("POST", "/security-groups", {"security_group": {"name": "default"}}, 409),
+    ("PUT", "/routers/{router}/add_router_interface", {"subnet_id": "{subnet}"}, 400),
+    ("PUT", "/routers/{router}/add_router_interface", {}, 400),
+    ("PUT", "/routers/{router}/add_router_interface", {"subnet_id": NOPE}, 404),
+    ("PUT", "/routers/{router}/remove_router_interface", {"subnet_id": NOPE}, 404),
+    ("PUT", "/routers/{router}", {"router": {"external_gateway_info": {
+        "network_id": "{net}"}}}, 400),
+    ("PUT", "/routers/{router}", {"router": {"routes": [{
+        "destination": "10.9.0.0/24", "nexthop": "192.0.2.1"}]}}, 400),
+    ("DELETE", "/routers/{router}", None, 409),
+    ("POST", "/floatingips", {"floatingip": {"floating_network_id": "{net}"}}, 400),
+    ("POST", "/floatingips", {"floatingip": {"floating_network_id": NOPE}}, 404),
+    ("PUT", "/quotas/{project}", {"quota": {"network": -5}}, 400),
+    ("PUT", "/quotas/{project}", {"quota": {"bogus": 5}}, 400),
+    ("GET", "/extensions/bogus", None, 404),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{c[0]} {c[1]} {i}" for i, c in enumerate(CASES)])
+def test_bad_input_changes_nothing(cloud: Cloud, ids: dict[str, str], case: tuple) -> None:
+    method, path, body, status = case
+    with cloud.http(cloud.token()) as client:
+        token = client.headers["X-Auth-Token"]
+        project = client.get("/identity/v3/auth/tokens", headers={
+            "X-Subject-Token": token}).json()["token"]["project"]["id"]
+        values = {**ids, "project": project}
+        before = cloud.db_snapshot()
+        if isinstance(body, bytes):
+            resp = client.request(method, V + path.format(**values), content=body,
+                                  headers={"Content-Type": "application/json"})
+        else:
+            payload = None if body is None else eval_format(body, values)
+            resp = client.request(method, V + path.format(**values), json=payload)
+    assert resp.status_code == status, resp.text
+    if status != 413:
+        assert resp.json()["NeutronError"]["message"]
+    after = cloud.db_snapshot()
+    after.pop("cluster_revision", None)
+    before.pop("cluster_revision", None)
+    assert after == before
+
+
+def eval_format(value: Any, values: dict[str, str]) -> Any:
+    if isinstance(value, dict):
+        return {k: eval_format(v, values) for k, v in value.items()}
+    if isinstance(value, list):
+        return [eval_format(v, values) for v in value]
+    return value.format(**values) if isinstance(value, str) else value
