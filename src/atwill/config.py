@@ -40,6 +40,8 @@ class Settings:
     openvpn_proto: str = "udp"
     heartbeat_interval: float = 1.0
     heartbeat_misses: int = 5
+    scheduler_weigher: str = "spread"
+    pci_aliases: str = ""  # e.g. "K20m=10de:1028,T4=10de:1eb8" (name=vendor:product)
 
     @property
     def scheme(self) -> str:

@@ -19,7 +19,9 @@ import httpx
 
 from .client import ClusterError, check, client, tls_context
 from .config import AgentConfig
+from .instances import InstanceManager, remove_all
 from .inventory import collect, inventory_digest
+from .network import NetworkManager
 from .overlay.driver import OverlayDriver
 
 log = logging.getLogger("atwill.agent")
@@ -41,6 +43,8 @@ class Agent:
         self.revision = -1
         self.interval = 1.0
         self.overlay = OverlayDriver(config)
+        self.instances = InstanceManager(config)
+        self.network = NetworkManager(config)
         self._sent_digest: str | None = None
         self._inventory: dict[str, Any] | None = None
         self._desired: dict[str, Any] | None = None
@@ -105,8 +109,9 @@ class Agent:
     def _beat(self, http: httpx.Client) -> None:
         inventory = self.inventory()
         digest = inventory_digest(inventory)
-        body: dict[str, Any] = {"overlay": self.overlay.status(), "running_vms": 0,
-                                "host": host_status()}
+        body: dict[str, Any] = {"overlay": self.overlay.status(),
+                                "running_vms": self.instances.running_count(),
+                                "host": host_status(), "instances": self.instances.report()}
         if digest != self._sent_digest:
             body["inventory"] = inventory
         self._call(http, "POST", f"/cluster/v1/nodes/{self.config.node_id}/heartbeat",
@@ -139,6 +144,10 @@ class Agent:
             self.revision = desired["revision"]
             try:
                 self.overlay.apply(desired)
+                wanted = desired.get("instances", [])
+                self.instances.taps(wanted)
+                self.network.apply(desired)
+                self.instances.converge(wanted)
                 self.interval = float(desired.get("heartbeat_interval") or 1.0)
                 if not quiet:
                     log.info("applied revision %s", desired["revision"])
@@ -193,6 +202,8 @@ def stop_running(config: AgentConfig, timeout: float = 15.0) -> None:
 
 def cleanup(config: AgentConfig, overlay: OverlayDriver | None = None) -> None:
     """Remove everything this node's agent made on the host, keeping only the log."""
+    remove_all(config)
+    NetworkManager(config).teardown()
     (overlay or OverlayDriver(config)).teardown()
     for path in (config.desired_cache, config.cert, config.key, config.ca,
                  config.overlay_dir / "wg-private.key", config.state_dir / "agent.yaml"):

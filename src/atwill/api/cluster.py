@@ -47,6 +47,8 @@ class DesiredState(BaseModel):
     enabled: bool
     heartbeat_interval: float
     overlay: OverlayState
+    instances: list[dict[str, Any]] = Field(default_factory=list)
+    network: dict[str, Any] | None = None
 
 
 class JoinResponse(BaseModel):
@@ -61,6 +63,8 @@ class Heartbeat(Strict):
     inventory: dict[str, Any] | None = None
     overlay: dict[str, Any] = Field(default_factory=dict)
     host: dict[str, Any] = Field(default_factory=dict, description="uptime_s, loadavg, time")
+    instances: dict[str, dict[str, Any]] | None = Field(
+        default=None, description="instance id -> {state, error, console, reboot_serial}")
     running_vms: int = Field(default=0, ge=0)
 
 

@@ -62,13 +62,22 @@ def up(state_dir: StateDir = None, database_url: DatabaseUrl = None, host: Host 
        port: Port = None, public_host: PublicHost = None, insecure_http: Insecure = False,
        overlay: Overlay = None) -> None:
     """Initialise if needed, then run the all-in-one cloud in the foreground."""
-    conf = _settings(state_dir, database_url, host, port, public_host, insecure_http, overlay)
+    # One host: the local agent needs no overlay to reach its own controller.
+    conf = _settings(state_dir, database_url, host, port, public_host, insecure_http,
+                     overlay or "none")
     _initialise(conf)
     console.print(f"clouds.yaml: {conf.path('clouds.yaml')}  (cloud name: atwill)")
     console.print(f"openrc:      {conf.path('openrc')}")
     console.print(f"try:  OS_CLIENT_CONFIG_FILE={conf.path('clouds.yaml')} "
                   "openstack --os-cloud atwill server list", highlight=False)
-    run(conf)
+    from .up import AllInOne
+
+    companion = AllInOne(conf)
+    companion.start()
+    try:
+        run(conf)
+    finally:
+        companion.stop()
 
 
 def run(conf: Settings) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import agent_cmd, bench, config_cmd, controller_cmd, keys, lab, node, token
+from . import agent_cmd, bench, config_cmd, controller_cmd, image, keys, lab, node, token
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="atwill: a cloud whose compute grows and shrinks at will.")
@@ -13,6 +13,7 @@ agent_cmd.register(app)
 app.add_typer(token.app, name="token")
 app.add_typer(node.app, name="node")
 app.add_typer(lab.app, name="lab")
+app.add_typer(image.app, name="image")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(keys.app, name="keys")
 app.add_typer(bench.app, name="bench")

@@ -52,6 +52,13 @@ RULES: dict[str, str] = {
     "cluster:tokens:delete": "admin",
     "cluster:nodes:list": "admin", "cluster:nodes:show": "admin",
     "cluster:nodes:update": "admin", "cluster:nodes:delete": "admin",
+    # compute servers
+    "compute:servers:create": "member", "compute:servers:index": "reader",
+    "compute:servers:detail": "reader", "compute:servers:show": "reader",
+    "compute:servers:update": "member", "compute:servers:delete": "member",
+    "compute:servers:action": "member",
+    "compute:server_groups:create": "member", "compute:server_groups:index": "reader",
+    "compute:server_groups:show": "reader", "compute:server_groups:delete": "member",
     # compute
     "compute:flavors:list": "any", "compute:flavors:show": "any",
     "compute:flavors:create": "admin", "compute:flavors:update": "admin",

@@ -223,3 +223,15 @@ def parse_pci_alias(spec: str, aliases: dict[str, tuple[str, str]]) -> tuple[Pci
         vendor, product = aliases[name]
         out.append(PciRequest(name, vendor, product, number))
     return tuple(out)
+
+
+def parse_alias_config(text: str) -> dict[str, tuple[str, str]]:
+    """'K20m=10de:1028,T4=10de:1eb8' -> {name: (vendor_id, product_id)}; ValueError if bad."""
+    aliases = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, ids = part.partition("=")
+        vendor, _, product = ids.partition(":")
+        if not (name and len(vendor) == 4 and len(product) == 4):
+            raise ValueError(f"PCI alias {part!r} is not NAME=VENDOR:PRODUCT (hex ids)")
+        aliases[name] = (vendor.lower(), product.lower())
+    return aliases

@@ -6,13 +6,16 @@ import asyncio
 import time
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ...api.cluster import DesiredState, Heartbeat, HeartbeatReply, LeaveRequest
-from ...core.errors import Forbidden, Unauthorized
+from ...core.errors import Forbidden, NotFound, Unauthorized
 from ...pki import serial_of
 from ..context import Controller
-from ..db.models import Node, RevokedCertificate
+from ..db.models import Image, Instance, Node, RevokedCertificate
+from ..image.store import ImageStore
 from ..peercert import client_cert
 from ..service import controller
 from . import nodes
@@ -73,6 +76,10 @@ def heartbeat_post(node_id: str, request: Request, body: Heartbeat) -> dict:
         node = _node(session, request, node_id)
         nodes.heartbeat(session, node, body.inventory, body.overlay, body.running_vms, source,
                         body.host)
+        if body.instances is not None:
+            from ..servers.lifecycle import report  # noqa: PLC0415 - servers import cluster
+
+            report(session, ctl, node, body.instances)
         return {"revision": nodes.revision(session), "state": node.state}
 
 
@@ -82,3 +89,21 @@ def leave_post(node_id: str, request: Request, body: LeaveRequest = Depends()) -
     ctl = controller(request)
     with ctl.db.session() as session:
         nodes.remove(session, _node(session, request, node_id), body.force)
+
+
+@router.get("/v1/nodes/{node_id}/images/{image_id}", response_class=FileResponse,
+            summary="Download an image that an instance on this node boots from")
+def node_image_get(node_id: str, image_id: str, request: Request) -> FileResponse:
+    ctl = controller(request)
+    with ctl.db.session() as session:
+        node = _node(session, request, node_id)
+        needed = session.scalar(select(Instance.id).where(
+            Instance.node_id == node.id, Instance.image_id == image_id,
+            Instance.deleted.is_(False)).limit(1))
+        image = session.get(Image, image_id)
+        if needed is None or image is None or image.status != "active":
+            raise NotFound(f"No instance on this node boots from image {image_id}.")
+        checksum = image.checksum or ""
+    path = ImageStore.of(ctl).path(image_id)
+    return FileResponse(path, media_type="application/octet-stream",
+                        headers={"Content-MD5": checksum})

@@ -11,16 +11,22 @@ from . import (
     flavor_access,
     flavors,
     hypervisors,
+    instance_actions,
     keypairs,
     limits,
     quotas,
+    server_actions,
+    server_extras,
+    server_groups,
+    servers,
     services,
     versions,
 )
 from .common import Microversions, nova_error
 
 MODULES = (versions, flavors, flavor_access, extra_specs, keypairs, quotas, limits,
-           availability_zones, services, hypervisors, aggregates)
+           availability_zones, services, hypervisors, aggregates, servers, server_actions,
+           server_extras, server_groups, instance_actions)
 
 
 def create(ctl: Controller) -> FastAPI:

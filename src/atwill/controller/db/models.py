@@ -15,6 +15,9 @@ from .identity import (
     Service,
     User,
 )
+from .servers import (
+    Instance, InstanceAction, InstanceActionEvent, PciClaim, ServerGroup, ServerGroupMember,
+)
 from .image import Image, ImageMember, ImageTag
 from .network import (
     DefaultSecurityGroup,
@@ -31,6 +34,8 @@ from .network import (
 )
 
 __all__ = [
+    "Instance", "InstanceAction", "InstanceActionEvent", "PciClaim", "ServerGroup",
+    "ServerGroupMember",
     "Base", "ClusterRevision", "Domain", "Endpoint", "Flavor", "FlavorAccess",
     "FlavorExtraSpec", "Image", "ImageMember", "ImageTag", "ImpliedRole", "JoinToken",
     "Keypair", "Node", "OverlayAddress", "Project", "Quota", "QuotaClass", "Region",

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 01:05:59.570995
+Create Date: 2026-11-22 01:04:12.401534
 """
 
 import sqlalchemy as sa
@@ -75,6 +75,76 @@ def upgrade() -> None:
     with op.batch_alter_table("images", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_images_name"), ["name"], unique=False)
         batch_op.create_index(batch_op.f("ix_images_owner"), ["owner"], unique=False)
+
+    op.create_table(
+        "instance_actions",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("instance_id", sa.String(length=36), nullable=False),
+        sa.Column("action", sa.String(length=64), nullable=False),
+        sa.Column("request_id", sa.String(length=64), nullable=False),
+        sa.Column("user_id", sa.String(length=64), nullable=True),
+        sa.Column("project_id", sa.String(length=64), nullable=True),
+        sa.Column("message", sa.Text(), nullable=True),
+        sa.Column("start_time", sa.DateTime(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_instance_actions")),
+    )
+    with op.batch_alter_table("instance_actions", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_instance_actions_instance_id"), ["instance_id"], unique=False
+        )
+
+    op.create_table(
+        "instances",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("name", sa.String(length=255), nullable=False),
+        sa.Column("description", sa.Text(), nullable=True),
+        sa.Column("hostname", sa.String(length=255), nullable=False),
+        sa.Column("project_id", sa.String(length=64), nullable=False),
+        sa.Column("user_id", sa.String(length=64), nullable=False),
+        sa.Column("flavor", sa.JSON(), nullable=False),
+        sa.Column("vcpus", sa.Integer(), nullable=False),
+        sa.Column("memory_mb", sa.Integer(), nullable=False),
+        sa.Column("disk_gb", sa.Integer(), nullable=False),
+        sa.Column("image_id", sa.String(length=36), nullable=True),
+        sa.Column("key_name", sa.String(length=255), nullable=True),
+        sa.Column("key_data", sa.Text(), nullable=True),
+        sa.Column("user_data", sa.Text(), nullable=True),
+        sa.Column("meta", sa.JSON(), nullable=False),
+        sa.Column("config_drive", sa.Boolean(), nullable=False),
+        sa.Column("availability_zone", sa.String(length=255), nullable=True),
+        sa.Column("requested_networks", sa.JSON(), nullable=False),
+        sa.Column("security_groups", sa.JSON(), nullable=False),
+        sa.Column("scheduler_hints", sa.JSON(), nullable=False),
+        sa.Column("node_id", sa.String(length=36), nullable=True),
+        sa.Column("node_name", sa.String(length=255), nullable=True),
+        sa.Column("vm_state", sa.String(length=32), nullable=False),
+        sa.Column("task_state", sa.String(length=32), nullable=True),
+        sa.Column("power_state", sa.Integer(), nullable=False),
+        sa.Column("desired_power", sa.String(length=16), nullable=False),
+        sa.Column("reboot_serial", sa.Integer(), nullable=False),
+        sa.Column("reboot_hard", sa.Boolean(), nullable=False),
+        sa.Column("rebuild_serial", sa.Integer(), nullable=False),
+        sa.Column("fault", sa.JSON(), nullable=True),
+        sa.Column("console", sa.Text(), nullable=False),
+        sa.Column("retries", sa.Integer(), nullable=False),
+        sa.Column("failed_nodes", sa.JSON(), nullable=False),
+        sa.Column("pci_devices", sa.JSON(), nullable=False),
+        sa.Column("launch_index", sa.Integer(), nullable=False),
+        sa.Column("reservation_id", sa.String(length=36), nullable=False),
+        sa.Column("locked", sa.Boolean(), nullable=False),
+        sa.Column("deleted", sa.Boolean(), nullable=False),
+        sa.Column("launched_at", sa.DateTime(), nullable=True),
+        sa.Column("terminated_at", sa.DateTime(), nullable=True),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_instances")),
+    )
+    with op.batch_alter_table("instances", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_instances_deleted"), ["deleted"], unique=False)
+        batch_op.create_index(batch_op.f("ix_instances_name"), ["name"], unique=False)
+        batch_op.create_index(batch_op.f("ix_instances_node_id"), ["node_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_instances_project_id"), ["project_id"], unique=False)
 
     op.create_table(
         "join_tokens",
@@ -172,6 +242,21 @@ def upgrade() -> None:
         sa.UniqueConstraint("address", name=op.f("uq_overlay_addresses_address")),
     )
     op.create_table(
+        "pci_claims",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("node_id", sa.String(length=36), nullable=False),
+        sa.Column("address", sa.String(length=32), nullable=False),
+        sa.Column("instance_id", sa.String(length=36), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_pci_claims")),
+        sa.UniqueConstraint("node_id", "address", name=op.f("uq_pci_claims_node_id")),
+    )
+    with op.batch_alter_table("pci_claims", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_pci_claims_instance_id"), ["instance_id"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_pci_claims_node_id"), ["node_id"], unique=False)
+
+    op.create_table(
         "quota_classes",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("class_name", sa.String(length=255), nullable=False),
@@ -245,6 +330,22 @@ def upgrade() -> None:
     with op.batch_alter_table("security_groups", schema=None) as batch_op:
         batch_op.create_index(
             batch_op.f("ix_security_groups_project_id"), ["project_id"], unique=False
+        )
+
+    op.create_table(
+        "server_groups",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("name", sa.String(length=255), nullable=False),
+        sa.Column("project_id", sa.String(length=64), nullable=False),
+        sa.Column("user_id", sa.String(length=64), nullable=False),
+        sa.Column("policy", sa.String(length=32), nullable=False),
+        sa.Column("rules", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_server_groups")),
+    )
+    with op.batch_alter_table("server_groups", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_server_groups_project_id"), ["project_id"], unique=False
         )
 
     op.create_table(
@@ -372,6 +473,29 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("prior_role_id", "implied_role_id", name=op.f("pk_implied_roles")),
     )
     op.create_table(
+        "instance_action_events",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("action_id", sa.Integer(), nullable=False),
+        sa.Column("event", sa.String(length=64), nullable=False),
+        sa.Column("host", sa.String(length=255), nullable=True),
+        sa.Column("result", sa.String(length=16), nullable=True),
+        sa.Column("traceback", sa.Text(), nullable=True),
+        sa.Column("start_time", sa.DateTime(), nullable=False),
+        sa.Column("finish_time", sa.DateTime(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["action_id"],
+            ["instance_actions.id"],
+            name=op.f("fk_instance_action_events_action_id_instance_actions"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_instance_action_events")),
+    )
+    with op.batch_alter_table("instance_action_events", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_instance_action_events_action_id"), ["action_id"], unique=False
+        )
+
+    op.create_table(
         "ports",
         sa.Column("network_id", sa.String(length=36), nullable=False),
         sa.Column("name", sa.String(length=255), nullable=False),
@@ -461,6 +585,25 @@ def upgrade() -> None:
             batch_op.f("ix_security_group_rules_security_group_id"),
             ["security_group_id"],
             unique=False,
+        )
+
+    op.create_table(
+        "server_group_members",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("group_id", sa.String(length=36), nullable=False),
+        sa.Column("instance_id", sa.String(length=36), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["group_id"],
+            ["server_groups.id"],
+            name=op.f("fk_server_group_members_group_id_server_groups"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_server_group_members")),
+        sa.UniqueConstraint("instance_id", name=op.f("uq_server_group_members_instance_id")),
+    )
+    with op.batch_alter_table("server_group_members", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_server_group_members_group_id"), ["group_id"], unique=False
         )
 
     op.create_table(
@@ -731,6 +874,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_subnets_network_id"))
 
     op.drop_table("subnets")
+    with op.batch_alter_table("server_group_members", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_server_group_members_group_id"))
+
+    op.drop_table("server_group_members")
     with op.batch_alter_table("security_group_rules", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_security_group_rules_security_group_id"))
         batch_op.drop_index(batch_op.f("ix_security_group_rules_remote_group_id"))
@@ -746,6 +893,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_ports_device_id"))
 
     op.drop_table("ports")
+    with op.batch_alter_table("instance_action_events", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_instance_action_events_action_id"))
+
+    op.drop_table("instance_action_events")
     op.drop_table("implied_roles")
     op.drop_table("image_tags")
     with op.batch_alter_table("image_members", schema=None) as batch_op:
@@ -757,6 +908,10 @@ def downgrade() -> None:
     op.drop_table("endpoints")
     op.drop_table("default_security_groups")
     op.drop_table("services")
+    with op.batch_alter_table("server_groups", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_server_groups_project_id"))
+
+    op.drop_table("server_groups")
     with op.batch_alter_table("security_groups", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_security_groups_project_id"))
 
@@ -775,6 +930,11 @@ def downgrade() -> None:
 
     op.drop_table("quotas")
     op.drop_table("quota_classes")
+    with op.batch_alter_table("pci_claims", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_pci_claims_node_id"))
+        batch_op.drop_index(batch_op.f("ix_pci_claims_instance_id"))
+
+    op.drop_table("pci_claims")
     op.drop_table("overlay_addresses")
     op.drop_table("nodes")
     with op.batch_alter_table("networks", schema=None) as batch_op:
@@ -786,6 +946,17 @@ def downgrade() -> None:
 
     op.drop_table("network_quotas")
     op.drop_table("join_tokens")
+    with op.batch_alter_table("instances", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_instances_project_id"))
+        batch_op.drop_index(batch_op.f("ix_instances_node_id"))
+        batch_op.drop_index(batch_op.f("ix_instances_name"))
+        batch_op.drop_index(batch_op.f("ix_instances_deleted"))
+
+    op.drop_table("instances")
+    with op.batch_alter_table("instance_actions", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_instance_actions_instance_id"))
+
+    op.drop_table("instance_actions")
     with op.batch_alter_table("images", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_images_owner"))
         batch_op.drop_index(batch_op.f("ix_images_name"))

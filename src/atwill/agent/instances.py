@@ -1,0 +1,184 @@
+"""Converging a node's instances to the desired state, and reporting what really runs.
+
+The agent never assumes success: it reports what QEMU says (via pidfile and QMP),
+and the controller moves the server's status on that report alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .client import tls_context
+from .config import AgentConfig
+from .hypervisor import configdrive, disks, tap
+from .hypervisor.qemu import QemuDriver
+from .hypervisor.spec import InstanceSpec, Nic
+from .kvm import kvm_probe
+
+log = logging.getLogger("atwill.agent.instances")
+CONSOLE_REPORT_BYTES = 16 * 1024
+
+
+class InstanceManager:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.driver = QemuDriver(config.instances_dir)
+        self.cache_dir = config.state_dir / "images"
+        self.errors: dict[str, str] = {}
+        self.reboots: dict[str, int] = {}
+        self.rebuilds: dict[str, int] = {}
+        self._console_digest: dict[str, str] = {}
+
+    # converge ------------------------------------------------------------------
+    def taps(self, instances: list[dict[str, Any]]) -> None:
+        """Make every wanted instance's taps, so the data plane can plug them in."""
+        for inst in instances:
+            for nic in inst.get("nics", []):
+                tap.create(tap.tap_name(nic["port_id"]), mtu=nic.get("mtu"))
+
+    def converge(self, instances: list[dict[str, Any]]) -> None:
+        wanted = {i["id"]: i for i in instances}
+        for uuid in set(self.driver.list()) - set(wanted):
+            self._delete(uuid)
+        for uuid, inst in wanted.items():
+            try:
+                self._converge_one(inst)
+                self.errors.pop(uuid, None)
+            except Exception as err:  # noqa: BLE001 - reported to the controller, retried
+                log.exception("instance %s could not be converged", uuid)
+                self.errors[uuid] = f"{type(err).__name__}: {err}"
+        in_use = {i["image"]["id"] for i in instances if i.get("image")}
+        if self.cache_dir.is_dir():
+            disks.gc(self.cache_dir, in_use)
+
+    def _delete(self, uuid: str) -> None:
+        taps = self._taps_of(uuid)
+        self.driver.delete(uuid)
+        for name in taps:
+            tap.delete(name)
+        for table in (self.errors, self.reboots, self.rebuilds, self._console_digest):
+            table.pop(uuid, None)
+        log.info("instance %s deleted", uuid)
+
+    def _taps_of(self, uuid: str) -> list[str]:
+        spec = self.driver.paths(uuid).spec
+        try:
+            return [n.tap for n in InstanceSpec.from_json(spec.read_text()).nics]
+        except (OSError, ValueError, TypeError):
+            return []
+
+    def _converge_one(self, inst: dict[str, Any]) -> None:
+        uuid = inst["id"]
+        state = self.driver.state(uuid)
+        if inst["rebuild_serial"] > self.rebuilds.setdefault(uuid, inst["rebuild_serial"]) \
+                and state != "missing":
+            self.driver.delete(uuid)
+            state = "missing"
+        self.rebuilds[uuid] = inst["rebuild_serial"]
+        power = inst["power"]
+        if state == "missing":
+            if power == "running" or inst.get("building"):
+                self._create(inst)
+            self.reboots[uuid] = inst["reboot_serial"]
+            return
+        if inst["reboot_serial"] > self.reboots.setdefault(uuid, inst["reboot_serial"]):
+            if state in ("shutoff", "suspended"):
+                self.driver.start(self._spec(inst))
+            else:
+                self.driver.reboot(uuid, hard=inst.get("reboot_hard", False))
+            self.reboots[uuid] = inst["reboot_serial"]
+            return
+        self._power(uuid, state, power, inst)
+
+    def _power(self, uuid: str, state: str, power: str, inst: dict[str, Any]) -> None:
+        if power == "running":
+            if state == "paused":
+                self.driver.unpause(uuid)
+            elif state == "suspended":
+                self.driver.resume(uuid)
+            elif state in ("shutoff", "error"):
+                self.driver.start(self._spec(inst))
+        elif power == "stopped" and state in ("running", "paused"):
+            self.driver.stop(uuid)
+        elif power == "paused" and state == "running":
+            self.driver.pause(uuid)
+        elif power == "suspended" and state in ("running", "paused"):
+            self.driver.suspend(uuid)
+
+    def _create(self, inst: dict[str, Any]) -> None:
+        spec = self._spec(inst)
+        if inst.get("config_drive"):
+            configdrive.build_iso(self.driver.paths(inst["id"]).config_drive,
+                                  inst["metadata"], inst["network_data"],
+                                  (inst.get("user_data") or "").encode() or None)
+            spec = InstanceSpec(**{**spec.__dict__,
+                                   "config_drive": self.driver.paths(inst["id"]).config_drive})
+        self.driver.start(spec)
+        log.info("instance %s started", inst["id"])
+
+    def _spec(self, inst: dict[str, Any]) -> InstanceSpec:
+        image = inst.get("image") or {}
+        base = self._image(image)
+        nics = [Nic(mac=n["mac"], tap=tap.tap_name(n["port_id"]), mtu=n.get("mtu", 1500))
+                for n in inst.get("nics", [])]
+        props = {k: str(v) for k, v in (image.get("properties") or {}).items()
+                 if k.startswith("hw_")}
+        kvm = kvm_probe()
+        return InstanceSpec(
+            uuid=inst["id"], name=inst["name"], vcpus=inst["vcpus"],
+            memory_mb=inst["memory_mb"], disk_gb=max(inst["disk_gb"], 1), image_path=base,
+            image_format=image.get("disk_format") or "qcow2", nics=nics,
+            accel="kvm" if kvm else "tcg", cpu_mode="host-passthrough" if kvm else None,
+            pci_devices=list(inst.get("pci_devices") or []), hw=props)
+
+    def _image(self, image: dict[str, Any]) -> Path:
+        if not image.get("id"):
+            raise ValueError("the instance has no image")
+        url = (f"{self.config.controller_url}/cluster/v1/nodes/{self.config.node_id}"
+               f"/images/{image['id']}")
+        context = tls_context(self.config.ca, self.config.cert, self.config.key)
+
+        def fetch(dest: Path) -> None:
+            with httpx.stream("GET", url, verify=context, timeout=60) as resp:
+                resp.raise_for_status()
+                with open(dest, "wb") as out:
+                    for chunk in resp.iter_bytes(1 << 20):
+                        out.write(chunk)
+
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        return disks.ensure_cached(self.cache_dir, image["id"], image.get("checksum"), fetch,
+                                   image.get("os_hash_value"))
+
+    # report ---------------------------------------------------------------------
+    def report(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for uuid, state in self.driver.list().items():
+            entry: dict[str, Any] = {"state": state,
+                                     "reboot_serial": self.reboots.get(uuid, 0),
+                                     "rebuild_serial": self.rebuilds.get(uuid, 0)}
+            console = self.driver.console(uuid)[-CONSOLE_REPORT_BYTES:]
+            digest = hashlib.sha1(console.encode()).hexdigest()
+            if digest != self._console_digest.get(uuid):
+                entry["console"] = console
+                self._console_digest[uuid] = digest
+            out[uuid] = entry
+        for uuid, error in self.errors.items():
+            out.setdefault(uuid, {"state": "error"}).update(state="error", error=error)
+        return out
+
+    def running_count(self) -> int:
+        return sum(1 for s in self.driver.list().values() if s in ("running", "paused"))
+
+
+def remove_all(config: AgentConfig) -> None:
+    """Delete every instance of this node (leave/removal cleanup)."""
+    manager = InstanceManager(config)
+    for uuid in list(manager.driver.list()):
+        manager._delete(uuid)
+    shutil.rmtree(manager.cache_dir, ignore_errors=True)

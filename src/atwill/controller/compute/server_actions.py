@@ -1,0 +1,113 @@
+"""/servers/{id}/action: stop, start, reboot, pause, suspend, rebuild, console output."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from ...core.errors import BadRequest, Conflict
+from ...core.microversion import Version
+from ...core.policy import Credentials
+from ..cluster.nodes import bump
+from ..db.models import Instance
+from ..servers import actions, builds, states
+from ..service import authorize, caller, controller, json_body
+from .common import api_version
+
+router = APIRouter()
+POWER_ACTIONS = {"os-stop": "stop", "os-start": "start", "pause": "pause",
+                 "unpause": "unpause", "suspend": "suspend", "resume": "resume"}
+
+
+@router.post("/v2.1/servers/{server_id}/action", response_model=None)
+def server_action_post(server_id: str, request: Request, body: dict = Depends(json_body),
+                       creds: Credentials = Depends(caller),
+                       version: Version = Depends(api_version)) -> Any:
+    if len(body) != 1:
+        raise BadRequest("An action request names exactly one action.")
+    (name, args), = body.items()
+    ctl = controller(request)
+    with ctl.db.session() as session:
+        inst = builds.get(session, server_id, creds)
+        authorize(creds, "compute:servers:action", project_id=inst.project_id)
+        if name == "os-getConsoleOutput":
+            return {"output": _console(inst, args)}
+        if inst.locked and not creds.is_admin:
+            raise Conflict(f"Instance {server_id} is locked.")
+        request_id = request.scope["state"]["request_id"]
+        if name in POWER_ACTIONS:
+            _power(session, inst, name, request_id, creds)
+        elif name == "reboot":
+            _reboot(session, inst, args, request_id, creds)
+        elif name == "rebuild":
+            _rebuild(session, inst, args, request_id, creds)
+        else:
+            raise BadRequest(f"The action {name!r} is not supported by this cloud.")
+        bump(session)
+    return Response(status_code=202)
+
+
+def _check(inst: Instance, name: str, allowed: frozenset[str]) -> None:
+    if inst.task_state is not None:
+        raise Conflict(f"Cannot '{name}' instance {inst.id} while it is in task_state "
+                       f"{inst.task_state}.")
+    if inst.vm_state not in allowed:
+        raise Conflict(f"Cannot '{name}' instance {inst.id} while it is in vm_state "
+                       f"{inst.vm_state}.")
+
+
+def _power(session: Any, inst: Instance, name: str, request_id: str,
+           creds: Credentials) -> None:
+    allowed, task, power = states.ACTIONS[name]
+    _check(inst, name, allowed)
+    actions.start(session, inst.id, POWER_ACTIONS[name], request_id, creds.user_id,
+                  creds.project_id)
+    inst.task_state, inst.desired_power = task, power
+
+
+def _reboot(session: Any, inst: Instance, args: Any, request_id: str,
+            creds: Credentials) -> None:
+    kind = args.get("type") if isinstance(args, dict) else None
+    if kind not in ("SOFT", "HARD"):
+        raise BadRequest("Invalid input for reboot: type must be SOFT or HARD.")
+    allowed = states.ACTIONS["reboot"][0] if kind == "HARD" else frozenset({"active"})
+    _check(inst, "reboot", allowed)
+    actions.start(session, inst.id, "reboot", request_id, creds.user_id, creds.project_id)
+    inst.task_state = "rebooting_hard" if kind == "HARD" else "rebooting"
+    inst.vm_state = "active" if inst.vm_state != "error" or kind == "HARD" else inst.vm_state
+    inst.desired_power, inst.reboot_hard = "running", kind == "HARD"
+    inst.reboot_serial += 1
+
+
+def _rebuild(session: Any, inst: Instance, args: Any, request_id: str,
+             creds: Credentials) -> None:
+    if not isinstance(args, dict) or not isinstance(args.get("imageRef"), str):
+        raise BadRequest("Invalid input for rebuild: imageRef is required.")
+    _check(inst, "rebuild", frozenset({"active", "stopped", "error"}))
+    image = builds.find_image(session, args["imageRef"], creds)
+    actions.start(session, inst.id, "rebuild", request_id, creds.user_id, creds.project_id)
+    if isinstance(args.get("name"), str) and args["name"].strip():
+        inst.name = args["name"]
+    if isinstance(args.get("metadata"), dict):
+        inst.meta = {str(k): str(v) for k, v in args["metadata"].items()}
+    inst.image_id, inst.vm_state, inst.task_state = image.id, "active", "rebuilding"
+    inst.desired_power = "running"
+    inst.rebuild_serial += 1
+
+
+def _console(inst: Instance, args: Any) -> str:
+    length = args.get("length") if isinstance(args, dict) else None
+    text = inst.console or ""
+    if length is None:
+        return text
+    try:
+        lines = int(length)
+    except (TypeError, ValueError):
+        raise BadRequest("Invalid input for os-getConsoleOutput: length must be an "
+                         "integer.") from None
+    if lines < -1:
+        raise BadRequest("Invalid input for os-getConsoleOutput: length must be >= -1.")
+    if lines == -1:
+        return text
+    return "\n".join(text.splitlines()[-lines:]) + ("\n" if lines else "")

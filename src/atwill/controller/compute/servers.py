@@ -1,0 +1,169 @@
+"""/servers: create, list, show, update, delete."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+
+from ...core.errors import BadRequest
+from ...core.microversion import Version
+from ...core.policy import Credentials
+from ..cluster.nodes import bump
+from ..db.base import utcnow
+from ..db.models import Instance
+from ..servers import actions, builds, placement, ports, states, view
+from ..servers.locks import serialized
+from ..service import authorize, caller, controller, json_body, wrapped
+from .common import api_version, base, paginated
+from .server_input import parse_create
+
+router = APIRouter()
+
+
+@router.post("/v2.1/servers")
+def servers_post(request: Request, body: dict = Depends(json_body),
+                 creds: Credentials = Depends(caller),
+                 version: Version = Depends(api_version)) -> JSONResponse:
+    authorize(creds, "compute:servers:create", project_id=creds.project_id)
+    spec = parse_create(body, version)
+    ctl = controller(request)
+    request_id = request.scope["state"]["request_id"]
+    with serialized(ctl.db.engine.dialect.name), ctl.db.session() as session:
+        made = builds.create(session, ctl, creds, spec, request_id)
+        first = made[0]
+        out = {**view.summary(first, base(request)), "OS-DCF:diskConfig": "MANUAL",
+               "security_groups": [{"name": n} for n in first.security_groups],
+               "adminPass": secrets.token_urlsafe(9)}
+        reservation = first.reservation_id
+    if spec.get("return_reservation_id"):
+        return JSONResponse({"reservation_id": reservation}, status_code=202)
+    return JSONResponse({"server": out}, status_code=202)
+
+
+def _listing(request: Request, creds: Credentials, version: Version, detailed: bool) -> dict:
+    params = request.query_params
+    all_projects = creds.is_admin and params.get("all_tenants", "").lower() in (
+        "1", "true", "yes", "")  and "all_tenants" in params
+    query = select(Instance).order_by(Instance.created_at.desc(), Instance.id)
+    if not (creds.is_admin and params.get("deleted", "").lower() in ("true", "1")):
+        query = query.where(Instance.deleted.is_(False))
+    project = params.get("project_id") or params.get("tenant_id")
+    if not creds.is_admin or (not all_projects and not project):
+        query = query.where(Instance.project_id == creds.project_id)
+    elif project:
+        query = query.where(Instance.project_id == project)
+    ctl = controller(request)
+    with ctl.db.session() as session:
+        found = [i for i in session.scalars(query) if _matches(i, params, creds)]
+        found, more = paginated(request, found, lambda i: i.id,
+                                "servers/detail" if detailed else "servers", "servers_links")
+        if detailed:
+            items = [view.detail(session, i, version, base(request), creds) for i in found]
+        else:
+            items = [view.summary(i, base(request)) for i in found]
+    return {"servers": items, **more}
+
+
+def _matches(inst: Instance, params: Any, creds: Credentials) -> bool:
+    name = params.get("name")
+    if name:
+        try:
+            if not re.search(name, inst.name):
+                return False
+        except re.error:
+            raise BadRequest(f"Invalid regular expression for name: {name!r}.") from None
+    status = params.get("status")
+    if status and states.status(inst.vm_state, inst.task_state) != status.upper():
+        return False
+    if params.get("image") and inst.image_id != params["image"]:
+        return False
+    if params.get("flavor") and inst.flavor.get("id") != params["flavor"]:
+        return False
+    if params.get("host") and creds.is_admin and inst.node_name != params["host"]:
+        return False
+    if params.get("availability_zone") and inst.availability_zone != params["availability_zone"]:
+        return False
+    return not (params.get("reservation_id") and inst.reservation_id != params["reservation_id"])
+
+
+@router.get("/v2.1/servers")
+def servers_get(request: Request, creds: Credentials = Depends(caller),
+                version: Version = Depends(api_version)) -> dict:
+    authorize(creds, "compute:servers:index")
+    return _listing(request, creds, version, detailed=False)
+
+
+@router.get("/v2.1/servers/detail")
+def servers_detail_get(request: Request, creds: Credentials = Depends(caller),
+                       version: Version = Depends(api_version)) -> dict:
+    authorize(creds, "compute:servers:detail")
+    return _listing(request, creds, version, detailed=True)
+
+
+@router.get("/v2.1/servers/{server_id}")
+def server_get(server_id: str, request: Request, creds: Credentials = Depends(caller),
+               version: Version = Depends(api_version)) -> dict:
+    with controller(request).db.session() as session:
+        inst = builds.get(session, server_id, creds)
+        authorize(creds, "compute:servers:show", project_id=inst.project_id)
+        return {"server": view.detail(session, inst, version, base(request), creds)}
+
+
+@router.put("/v2.1/servers/{server_id}")
+def server_put(server_id: str, request: Request, body: dict = Depends(json_body),
+               creds: Credentials = Depends(caller),
+               version: Version = Depends(api_version)) -> dict:
+    data = wrapped(body, "server")
+    allowed = {"name", "description", "hostname"} if version >= "2.90" else {
+        "name", "description"}
+    unknown = set(data) - allowed - {"accessIPv4", "accessIPv6", "OS-DCF:diskConfig"}
+    if unknown:
+        raise BadRequest(f"Invalid input: additional properties are not allowed "
+                         f"({', '.join(sorted(unknown))}).")
+    with controller(request).db.session() as session:
+        inst = builds.get(session, server_id, creds)
+        authorize(creds, "compute:servers:update", project_id=inst.project_id)
+        if "name" in data:
+            if not isinstance(data["name"], str) or not data["name"].strip() or len(
+                    data["name"]) > 255:
+                raise BadRequest("Invalid input for field 'name': 1 to 255 characters.")
+            inst.name = data["name"]
+        if "description" in data:
+            if version < Version(2, 19):
+                raise BadRequest("description needs microversion 2.19 or later.")
+            if data["description"] is not None and (not isinstance(data["description"], str)
+                                                    or len(data["description"]) > 255):
+                raise BadRequest("Invalid input for field 'description'.")
+            inst.description = data["description"]
+        if "hostname" in data:
+            inst.hostname = builds.hostname_of(str(data["hostname"]))
+        session.flush()
+        return {"server": view.detail(session, inst, version, base(request), creds)}
+
+
+@router.delete("/v2.1/servers/{server_id}")
+def server_delete(server_id: str, request: Request,
+                  creds: Credentials = Depends(caller)) -> Response:
+    ctl = controller(request)
+    with serialized(ctl.db.engine.dialect.name), ctl.db.session() as session:
+        inst = builds.get(session, server_id, creds)
+        authorize(creds, "compute:servers:delete", project_id=inst.project_id)
+        if inst.locked and not creds.is_admin:
+            raise BadRequest(f"Instance {server_id} is locked.")
+        delete(session, inst, request.scope["state"]["request_id"], creds)
+    return Response(status_code=204)
+
+
+def delete(session: Any, inst: Instance, request_id: str, creds: Credentials) -> None:
+    """Soft-delete at once; the node's agent tears the VM down when its state moves."""
+    actions.start(session, inst.id, "delete", request_id, creds.user_id, creds.project_id)
+    ports.free(session, inst)
+    placement.release(session, inst)
+    inst.deleted, inst.vm_state, inst.task_state = True, "deleted", None
+    inst.terminated_at = utcnow()
+    bump(session)

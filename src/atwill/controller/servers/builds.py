@@ -1,0 +1,197 @@
+"""Creating servers: validate the request, check quotas, record, schedule, claim."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import uuid
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ...core import scheduler
+from ...core.errors import BadRequest, Forbidden, NotFound
+from ...core.policy import Credentials
+from ..compute.usage import project_limits
+from ..context import Controller
+from ..db.models import (
+    Flavor,
+    FlavorAccess,
+    Image,
+    ImageMember,
+    Instance,
+    Keypair,
+    ServerGroup,
+    ServerGroupMember,
+)
+from . import actions, lifecycle, locks
+
+HOSTNAME_BAD = re.compile(r"[^a-z0-9-]+")
+
+
+def image_properties(session: Session, inst: Instance) -> dict[str, str]:
+    image = session.get(Image, inst.image_id) if inst.image_id else None
+    return {k: str(v) for k, v in (image.properties or {}).items()} if image else {}
+
+
+def pci_requests(ctl: Controller, inst: Instance) -> tuple[scheduler.PciRequest, ...]:
+    spec = (inst.flavor.get("extra_specs") or {}).get("pci_passthrough:alias")
+    if not spec:
+        return ()
+    try:
+        return scheduler.parse_pci_alias(
+            spec, scheduler.parse_alias_config(ctl.settings.pci_aliases))
+    except ValueError as err:
+        raise BadRequest(f"Flavor {inst.flavor.get('name')}: {err}.") from None
+
+
+def find_flavor(session: Session, ref: str, creds: Credentials) -> Flavor:
+    ref = ref.rstrip("/").rsplit("/", 1)[-1]
+    flavor = session.scalar(select(Flavor).where(Flavor.flavorid == ref))
+    if flavor is None:
+        raise BadRequest(f"Flavor {ref} could not be found.")
+    if not flavor.is_public and not creds.is_admin and creds.project_id not in {
+            a.project_id for a in flavor.projects}:
+        raise BadRequest(f"Flavor {ref} could not be found.")
+    return flavor
+
+
+def find_image(session: Session, ref: str, creds: Credentials) -> Image:
+    ref = ref.rstrip("/").rsplit("/", 1)[-1]
+    image = session.get(Image, ref)
+    visible = image is not None and (
+        creds.is_admin or image.visibility in ("public", "community")
+        or image.owner == creds.project_id or session.scalar(select(ImageMember.id).where(
+            ImageMember.image_id == ref, ImageMember.member_id == creds.project_id,
+            ImageMember.status == "accepted")) is not None)
+    if not visible:
+        raise BadRequest(f"Image {ref} could not be found.")
+    if image.status != "active":
+        raise BadRequest(f"Image {ref} is not active.")
+    return image
+
+
+def check_quota(session: Session, project_id: str, count: int, flavor: Flavor) -> None:
+    """403 naming the exact quota and usage when count more servers would not fit."""
+    limits = project_limits(session, project_id)
+    live = select(Instance).where(Instance.project_id == project_id,
+                                  Instance.deleted.is_(False)).subquery()
+    used = session.execute(select(func.count(), func.coalesce(func.sum(live.c.vcpus), 0),
+                                  func.coalesce(func.sum(live.c.memory_mb), 0))
+                           .select_from(live)).one()
+    asked = {"instances": (count, used[0]), "cores": (count * flavor.vcpus, used[1]),
+             "ram": (count * flavor.ram, used[2])}
+    for resource, (wanted, in_use) in asked.items():
+        limit = limits[resource]
+        if limit != -1 and in_use + wanted > limit:
+            raise Forbidden(f"Quota exceeded for {resource}: Requested {wanted}, but already "
+                            f"used {in_use} of {limit} {resource}.")
+
+
+def hostname_of(name: str) -> str:
+    host = HOSTNAME_BAD.sub("-", name.lower()).strip("-")[:63]
+    return host or "server"
+
+
+def decode_user_data(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return base64.b64decode(value, validate=True).decode("utf-8", "replace")
+    except (binascii.Error, ValueError):
+        raise BadRequest("Invalid input: user_data is not valid base64.") from None
+
+
+def join_group(session: Session, group_id: str, inst: Instance, creds: Credentials,
+               count: int) -> None:
+    group = session.get(ServerGroup, group_id)
+    if group is None or (group.project_id != creds.project_id and not creds.is_admin):
+        raise BadRequest(f"Invalid server group {group_id}: not found.")
+    members = session.scalar(select(func.count(ServerGroupMember.id)).where(
+        ServerGroupMember.group_id == group_id)) or 0
+    limit = project_limits(session, group.project_id)["server_group_members"]
+    if limit != -1 and members + count > limit:
+        raise Forbidden(f"Quota exceeded for server_group_members: Requested {count}, but "
+                        f"already used {members} of {limit} server_group_members.")
+    session.add(ServerGroupMember(group_id=group_id, instance_id=inst.id))
+
+
+def keypair_of(session: Session, name: str | None, user_id: str) -> Keypair | None:
+    if name is None:
+        return None
+    keypair = session.scalar(select(Keypair).where(Keypair.user_id == user_id,
+                                                   Keypair.name == name))
+    if keypair is None:
+        raise BadRequest(f"Invalid key_name provided: {name}.")
+    return keypair
+
+
+def create(session: Session, ctl: Controller, creds: Credentials, spec: dict[str, Any],
+           request_id: str) -> list[Instance]:
+    """Record, quota-check, and schedule min..max servers in one transaction."""
+    from . import ports  # noqa: PLC0415 - networking joins late
+
+    locks.lock_project(session, creds.project_id or "")
+    flavor = find_flavor(session, spec["flavor"], creds)
+    image = find_image(session, spec["image"], creds) if spec.get("image") else None
+    if image is not None and flavor.disk and (image.size or 0) > flavor.disk * 1024**3:
+        raise BadRequest("Flavor's disk is too small for requested image.")
+    keypair = keypair_of(session, spec.get("key_name"), creds.user_id)
+    count = spec["max_count"]
+    try:
+        check_quota(session, creds.project_id or "", count, flavor)
+    except Forbidden:
+        if spec["min_count"] == count:
+            raise
+        count = spec["min_count"]
+        check_quota(session, creds.project_id or "", count, flavor)
+    networks = ports.validate(session, creds, spec["networks"])
+    reservation = str(uuid.uuid4())
+    made = []
+    for index in range(count):
+        name = spec["name"] if count == 1 else f"{spec['name']}-{index + 1}"
+        inst = Instance(
+            id=str(uuid.uuid4()), name=name, description=spec.get("description"),
+            hostname=hostname_of(name), project_id=creds.project_id, user_id=creds.user_id,
+            flavor=flavor_snapshot(flavor), vcpus=flavor.vcpus, memory_mb=flavor.ram,
+            disk_gb=flavor.disk, image_id=image.id if image else None,
+            key_name=keypair.name if keypair else None,
+            key_data=keypair.public_key if keypair else None,
+            user_data=decode_user_data(spec.get("user_data")), meta=spec.get("metadata") or {},
+            config_drive=bool(spec.get("config_drive")),
+            availability_zone=spec.get("availability_zone"), requested_networks=networks,
+            security_groups=spec.get("security_groups") or ["default"],
+            scheduler_hints=spec.get("hints") or {}, vm_state="building",
+            task_state="scheduling", launch_index=index, reservation_id=reservation)
+        session.add(inst)
+        session.flush()
+        if (spec.get("hints") or {}).get("group"):
+            join_group(session, spec["hints"]["group"], inst, creds, 1)
+        actions.start(session, inst.id, "create", request_id, creds.user_id, creds.project_id)
+        made.append(inst)
+    for inst in made:
+        req = lifecycle.request_for(session, inst, image_properties(session, inst),
+                                    pci_requests(ctl, inst))
+        if lifecycle.schedule(session, ctl, inst, req):
+            ports.allocate(session, ctl, inst, creds)
+    return made
+
+
+def flavor_snapshot(flavor: Flavor) -> dict[str, Any]:
+    return {"id": flavor.flavorid, "name": flavor.name, "ram": flavor.ram,
+            "vcpus": flavor.vcpus, "disk": flavor.disk, "ephemeral": flavor.ephemeral,
+            "swap": flavor.swap, "extra_specs": flavor.specs}
+
+
+def get(session: Session, server_id: str, creds: Credentials,
+        include_deleted: bool = False) -> Instance:
+    inst = session.get(Instance, server_id)
+    if inst is None or (inst.deleted and not include_deleted) or (
+            not creds.is_admin and inst.project_id != creds.project_id):
+        raise NotFound(f"Instance {server_id} could not be found.")
+    return inst
+
+
+__all__ = ["FlavorAccess", "create", "get"]

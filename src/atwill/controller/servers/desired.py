@@ -1,0 +1,83 @@
+"""The instances a node must run, as its agent needs them (full spec, no lookups)."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..db.models import Image, Instance, Node
+from ..db.network import Network, Subnet
+from . import ports
+
+
+def instances_desired(session: Session, node: Node) -> list[dict[str, Any]]:
+    found = session.scalars(select(Instance).where(
+        Instance.node_id == node.id, Instance.deleted.is_(False),
+        Instance.vm_state != "error").order_by(Instance.created_at))
+    return [instance_spec(session, inst) for inst in found]
+
+
+def instance_spec(session: Session, inst: Instance) -> dict[str, Any]:
+    image = session.get(Image, inst.image_id) if inst.image_id else None
+    nics = [_nic(session, p) for p in ports.of(session, inst)]
+    return {
+        "id": inst.id, "name": inst.name, "hostname": inst.hostname,
+        "vcpus": inst.vcpus, "memory_mb": inst.memory_mb, "disk_gb": inst.disk_gb,
+        "image": None if image is None else {
+            "id": image.id, "checksum": image.checksum, "os_hash_algo": image.os_hash_algo,
+            "os_hash_value": image.os_hash_value, "disk_format": image.disk_format,
+            "size": image.size, "properties": image.properties or {}},
+        "power": inst.desired_power, "building": inst.vm_state == "building",
+        "reboot_serial": inst.reboot_serial, "reboot_hard": inst.reboot_hard,
+        "rebuild_serial": inst.rebuild_serial, "nics": nics,
+        "config_drive": inst.config_drive, "pci_devices": inst.pci_devices or [],
+        "metadata": meta_data(inst), "network_data": network_data(nics),
+        "user_data": inst.user_data,
+    }
+
+
+def _nic(session: Session, port: Any) -> dict[str, Any]:
+    network = session.get(Network, port.network_id)
+    ips = []
+    for fixed in port.fixed_ips:
+        subnet = session.get(Subnet, fixed.subnet_id)
+        ips.append({"ip_address": fixed.ip_address, "cidr": subnet.cidr if subnet else None,
+                    "gateway_ip": subnet.gateway_ip if subnet else None,
+                    "dns": list(getattr(subnet, "dns_nameservers", None) or [])})
+    return {"port_id": port.id, "mac": port.mac_address, "network_id": port.network_id,
+            "mtu": network.mtu if network else 1400, "fixed_ips": ips}
+
+
+def meta_data(inst: Instance) -> dict[str, Any]:
+    keys = {}
+    if inst.key_name and inst.key_data:
+        keys = {inst.key_name: inst.key_data}
+    return {
+        "uuid": inst.id, "name": inst.name, "hostname": inst.hostname,
+        "availability_zone": inst.availability_zone or "nova", "project_id": inst.project_id,
+        "launch_index": inst.launch_index, "meta": inst.meta or {},
+        "public_keys": keys,
+        "keys": [{"name": k, "type": "ssh", "data": v} for k, v in keys.items()],
+        "devices": [],
+    }
+
+
+def network_data(nics: list[dict[str, Any]]) -> dict[str, Any]:
+    links, networks, dns = [], [], []
+    for index, nic in enumerate(nics):
+        link = f"tap{index}"
+        links.append({"id": link, "type": "phy", "ethernet_mac_address": nic["mac"],
+                      "mtu": nic["mtu"], "vif_id": nic["port_id"]})
+        for n, ip in enumerate(nic["fixed_ips"]):
+            if ip["cidr"] is None:
+                continue
+            net = ipaddress.ip_network(ip["cidr"])
+            kind = "ipv4_dhcp" if net.version == 4 else "ipv6_dhcp"
+            networks.append({"id": f"network{index}-{n}", "type": kind, "link": link,
+                             "network_id": nic["network_id"]})
+            dns += [d for d in ip["dns"] if d not in dns]
+    return {"links": links, "networks": networks,
+            "services": [{"type": "dns", "address": d} for d in dns]}

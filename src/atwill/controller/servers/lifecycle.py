@@ -1,0 +1,147 @@
+"""Server state transitions: scheduling, rescheduling, faults, and what agents report.
+
+Status moves only on what the node's agent reports (never on a timer): a build
+becomes ACTIVE when the agent says its QEMU process runs the guest.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ...core import scheduler
+from ..cluster.nodes import bump
+from ..context import Controller
+from ..db.base import iso, utcnow
+from ..db.models import Instance, Node, ServerGroup, ServerGroupMember
+from . import actions, placement, states
+
+log = logging.getLogger("atwill.servers")
+MAX_ATTEMPTS = 3
+CONSOLE_LIMIT = 64 * 1024
+
+
+def request_for(session: Session, inst: Instance, image_props: dict[str, str],
+                pci: tuple[scheduler.PciRequest, ...]) -> scheduler.Request:
+    hints = inst.scheduler_hints or {}
+    group = None
+    member_hosts: tuple[str, ...] = ()
+    max_per_host = None
+    group_id = session.scalar(select(ServerGroupMember.group_id).where(
+        ServerGroupMember.instance_id == inst.id))
+    if group_id:
+        group = session.get(ServerGroup, group_id)
+        others = select(ServerGroupMember.instance_id).where(
+            ServerGroupMember.group_id == group_id, ServerGroupMember.instance_id != inst.id)
+        member_hosts = tuple(n for n in session.scalars(select(Instance.node_id).where(
+            Instance.id.in_(others), Instance.deleted.is_(False))) if n)
+        max_per_host = (group.rules or {}).get("max_server_per_host")
+    return scheduler.Request(
+        vcpus=inst.vcpus, memory_mb=inst.memory_mb, disk_gb=inst.disk_gb,
+        availability_zone=inst.availability_zone, image_properties=image_props, pci=pci,
+        group_policy=group.policy if group else None, group_hosts=member_hosts,
+        group_max_per_host=max_per_host,
+        same_host=frozenset(_as_list(hints.get("same_host"))),
+        different_host=frozenset(_as_list(hints.get("different_host"))),
+        ignore_hosts=frozenset(inst.failed_nodes or []))
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+def schedule(session: Session, ctl: Controller, inst: Instance,
+             req: scheduler.Request) -> bool:
+    """Place inst on a node (claimed) or put it in ERROR with the reason."""
+    try:
+        node = placement.place(session, ctl.settings, inst, req)
+    except scheduler.NoValidHost as err:
+        fail(session, inst, 500, str(err), "conductor_schedule_and_build_instances")
+        return False
+    inst.task_state = "spawning"
+    from . import ports  # noqa: PLC0415 - networking imports servers' models
+
+    ports.bind(session, inst)
+    actions.event(session, inst.id, "conductor_schedule_and_build_instances", None)
+    log.info("server %s placed on %s", inst.id, node.name)
+    bump(session)
+    return True
+
+
+def fail(session: Session, inst: Instance, code: int, message: str, event: str,
+         host: str | None = None) -> None:
+    """ERROR with a fault saying why; resources given back."""
+    inst.vm_state, inst.task_state = "error", None
+    inst.fault = {"code": code, "message": message, "created": iso(utcnow())}
+    actions.event(session, inst.id, event, host, "Error", message)
+    placement.release(session, inst)
+    bump(session)
+
+
+def report(session: Session, ctl: Controller, node: Node, reports: dict[str, Any]) -> None:
+    """Apply an agent's view of its instances to the servers it should be running."""
+    for inst in session.scalars(select(Instance).where(Instance.node_id == node.id,
+                                                       Instance.deleted.is_(False))):
+        seen = reports.get(inst.id)
+        if isinstance(seen, dict):
+            _apply_report(session, ctl, node, inst, seen)
+
+
+def _apply_report(session: Session, ctl: Controller, node: Node, inst: Instance,
+                  seen: dict[str, Any]) -> None:
+    state = str(seen.get("state", ""))
+    if isinstance(seen.get("console"), str):
+        inst.console = seen["console"][-CONSOLE_LIMIT:]
+    inst.power_state = states.POWER_BY_AGENT.get(state, inst.power_state)
+    if state == "error":
+        _build_failed(session, ctl, node, inst, str(seen.get("error") or "the build failed"))
+        return
+    settled = states.VM_STATE_BY_AGENT.get(state)
+    if settled is None:
+        return
+    if inst.vm_state == "building":
+        if state == "running":
+            inst.vm_state, inst.task_state, inst.launched_at = "active", None, utcnow()
+            actions.event(session, inst.id, "compute__do_build_and_run_instance", node.name)
+        return
+    if int(seen.get("reboot_serial", inst.reboot_serial)) < inst.reboot_serial:
+        return  # the agent has not done the requested reboot yet
+    if int(seen.get("rebuild_serial", inst.rebuild_serial)) < inst.rebuild_serial:
+        return
+    wanted = states.SETTLED[inst.desired_power]
+    if settled == wanted:
+        if inst.vm_state != wanted or inst.task_state:
+            actions.event(session, inst.id, f"compute_{inst.task_state or 'sync'}", node.name)
+        inst.vm_state, inst.task_state = wanted, None
+    elif inst.task_state is None and inst.vm_state == "active" and settled == "stopped":
+        # The guest stopped on its own (powered off, crashed): say so, keep it stopped.
+        inst.vm_state, inst.desired_power = "stopped", "stopped"
+        actions.start(session, inst.id, "stop", "req-agent", None, inst.project_id)
+        actions.event(session, inst.id, "compute_stop_instance", node.name, "Success",
+                      "the guest stopped on its own")
+        bump(session)
+
+
+def _build_failed(session: Session, ctl: Controller, node: Node, inst: Instance,
+                  message: str) -> None:
+    if inst.vm_state != "building":
+        fail(session, inst, 500, message, "compute_error", node.name)
+        return
+    actions.event(session, inst.id, "compute__do_build_and_run_instance", node.name,
+                  "Error", message)
+    placement.release(session, inst)
+    inst.failed_nodes = [*(inst.failed_nodes or []), node.id]
+    inst.retries += 1
+    if inst.retries >= MAX_ATTEMPTS:
+        fail(session, inst, 500, f"Exceeded maximum number of retries ({MAX_ATTEMPTS}). "
+             f"Last error: {message}", "conductor_schedule_and_build_instances")
+        return
+    from .builds import image_properties, pci_requests  # noqa: PLC0415 - avoids a cycle
+
+    req = request_for(session, inst, image_properties(session, inst), pci_requests(ctl, inst))
+    schedule(session, ctl, inst, req)

@@ -1,0 +1,108 @@
+"""A server's network ports: requested at create, made and bound on schedule, freed on delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from ...core.errors import BadRequest, Conflict
+from ...core.policy import Credentials
+from ..context import Controller
+from ..db.models import Instance
+from ..db.network import Network, Port, SecurityGroup
+from ..network import access
+from ..network import ports as network_ports
+from ..network.sgdefault import ensure_default
+
+OWNER = "compute:nova"
+
+
+def validate(session: Session, creds: Credentials, networks: Any) -> list[dict[str, Any]]:
+    """The server's network requests as [{network|port, fixed_ip?, user_port?}]."""
+    if networks in (None, "auto"):
+        chosen = auto_network(session, creds)
+        return [{"network": chosen}] if chosen else []
+    if networks == "none":
+        return []
+    if not isinstance(networks, list):
+        raise BadRequest("Invalid input for field 'networks': 'auto', 'none' or a list.")
+    out = []
+    for item in networks:
+        if not isinstance(item, dict):
+            raise BadRequest("Invalid input for field 'networks': each entry is an object.")
+        if item.get("port"):
+            port = access.find(session, creds, Port, str(item["port"]))
+            if port.device_id:
+                raise Conflict(f"Port {port.id} is still in use.")
+            out.append({"port": port.id, "user_port": True})
+        elif item.get("uuid"):
+            network = access.find(session, creds, Network, str(item["uuid"]))
+            entry: dict[str, Any] = {"network": network.id}
+            if item.get("fixed_ip"):
+                entry["fixed_ip"] = str(item["fixed_ip"])
+            out.append(entry)
+        else:
+            raise BadRequest("Invalid input for field 'networks': each entry needs a uuid "
+                             "or a port.")
+    return out
+
+
+def auto_network(session: Session, creds: Credentials) -> str | None:
+    """The project's own network, else a shared one (never an external one)."""
+    query = access.query(creds, Network).where(Network.external.is_(False))
+    found = list(session.scalars(query))
+    own = [n for n in found if n.project_id == creds.project_id]
+    pick = (own or [n for n in found if n.shared])
+    return pick[0].id if pick else None
+
+
+def _group_ids(session: Session, project_id: str, names: list[str]) -> list[str]:
+    ensure_default(session, project_id)
+    ids = []
+    for name in names:
+        group = session.scalar(select(SecurityGroup).where(
+            SecurityGroup.project_id == project_id,
+            or_(SecurityGroup.id == name, SecurityGroup.name == name)))
+        if group is None:
+            raise BadRequest(f"Security group {name} not found for project {project_id}.")
+        ids.append(group.id)
+    return ids
+
+
+def allocate(session: Session, ctl: Controller, inst: Instance, creds: Credentials) -> None:
+    """Create (or take over) the ports the server asked for, bound to its node."""
+    groups = _group_ids(session, inst.project_id, inst.security_groups or ["default"])
+    for request in inst.requested_networks or []:
+        if request.get("port"):
+            port = session.get(Port, request["port"])
+            port.device_id, port.device_owner = inst.id, OWNER
+            continue
+        network = session.get(Network, request["network"])
+        wanted = [{"ip_address": request["fixed_ip"]}] if request.get("fixed_ip") else None
+        attrs = {"device_owner": OWNER, "device_id": inst.id, "name": "",
+                 "security_groups": groups if network.port_security_enabled else None}
+        network_ports.create(session, network, inst.project_id, attrs, wanted)
+    bind(session, inst)
+
+
+def of(session: Session, inst: Instance) -> list[Port]:
+    return list(session.scalars(select(Port).where(Port.device_id == inst.id)
+                                .order_by(Port.created_at, Port.id)))
+
+
+def bind(session: Session, inst: Instance) -> None:
+    for port in of(session, inst):
+        port.host_id = inst.node_name or ""
+        port.status = "DOWN"
+
+
+def free(session: Session, inst: Instance) -> None:
+    """Delete the ports made for the server; ports the user brought are only unbound."""
+    user_ports = {r["port"] for r in inst.requested_networks or [] if r.get("port")}
+    for port in of(session, inst):
+        if port.id in user_ports:
+            port.device_id, port.device_owner, port.host_id, port.status = "", "", "", "DOWN"
+        else:
+            network_ports.release(session, port)

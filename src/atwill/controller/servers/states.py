@@ -1,0 +1,47 @@
+"""Nova's server statuses from vm_state and task_state, and power states."""
+
+from __future__ import annotations
+
+POWER = {"nostate": 0, "running": 1, "paused": 3, "shutdown": 4, "crashed": 6, "suspended": 7}
+
+STATUS_BY_VM_STATE = {
+    "building": "BUILD", "active": "ACTIVE", "stopped": "SHUTOFF", "paused": "PAUSED",
+    "suspended": "SUSPENDED", "error": "ERROR", "deleted": "DELETED",
+    "soft-delete": "SOFT_DELETED", "rescued": "RESCUE", "resized": "VERIFY_RESIZE",
+}
+STATUS_BY_TASK = {
+    "rebooting": "REBOOT", "reboot_pending": "REBOOT", "reboot_started": "REBOOT",
+    "rebooting_hard": "HARD_REBOOT", "reboot_pending_hard": "HARD_REBOOT",
+    "reboot_started_hard": "HARD_REBOOT", "rebuilding": "REBUILD",
+    "rebuild_spawning": "REBUILD", "rebuild_block_device_mapping": "REBUILD",
+}
+
+# What each agent-reported VM state means for the server's vm_state.
+VM_STATE_BY_AGENT = {"running": "active", "paused": "paused", "shutoff": "stopped",
+                     "suspended": "suspended"}
+POWER_BY_AGENT = {"running": POWER["running"], "paused": POWER["paused"],
+                  "shutoff": POWER["shutdown"], "suspended": POWER["suspended"],
+                  "missing": POWER["nostate"], "error": POWER["crashed"]}
+
+
+def status(vm_state: str, task_state: str | None) -> str:
+    if vm_state == "active" and task_state in STATUS_BY_TASK:
+        return STATUS_BY_TASK[task_state]
+    return STATUS_BY_VM_STATE.get(vm_state, "UNKNOWN")
+
+
+# (action, allowed vm_states, new task_state, desired power)
+ACTIONS: dict[str, tuple[frozenset[str], str | None, str | None]] = {
+    "os-stop": (frozenset({"active", "error"}), "powering-off", "stopped"),
+    "os-start": (frozenset({"stopped"}), "powering-on", "running"),
+    "pause": (frozenset({"active"}), "pausing", "paused"),
+    "unpause": (frozenset({"paused"}), "unpausing", "running"),
+    "suspend": (frozenset({"active"}), "suspending", "suspended"),
+    "resume": (frozenset({"suspended"}), "resuming", "running"),
+    "reboot": (frozenset({"active", "stopped", "paused", "suspended", "error"}), None,
+               "running"),
+}
+
+# Which vm_state each desired power setting settles in, once the agent confirms it.
+SETTLED = {"running": "active", "stopped": "stopped", "paused": "paused",
+           "suspended": "suspended"}

@@ -1,0 +1,116 @@
+"""The server document, shaped by the requested microversion."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from ...core.microversion import Version
+from ...core.policy import Credentials
+from ..db.base import iso
+from ..db.models import Instance
+from ..db.network import Network, SecurityGroup
+from . import ports, states
+
+
+def links(base: str, collection: str, ident: str) -> list[dict[str, str]]:
+    return [{"rel": "self", "href": f"{base}/v2.1/{collection}/{ident}"},
+            {"rel": "bookmark", "href": f"{base}/{collection}/{ident}"}]
+
+
+def addresses(session: Session, inst: Instance) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for port in ports.of(session, inst):
+        network = session.get(Network, port.network_id)
+        name = network.name if network else port.network_id
+        for fixed in port.fixed_ips:
+            out.setdefault(name, []).append({
+                "version": 6 if ":" in fixed.ip_address else 4, "addr": fixed.ip_address,
+                "OS-EXT-IPS:type": "fixed", "OS-EXT-IPS-MAC:mac_addr": port.mac_address})
+    return out
+
+
+def flavor(inst: Instance, version: Version, base: str) -> dict[str, Any]:
+    snap = inst.flavor
+    if version >= "2.47":
+        return {"vcpus": snap["vcpus"], "ram": snap["ram"], "disk": snap["disk"],
+                "ephemeral": snap.get("ephemeral", 0), "swap": snap.get("swap", 0),
+                "original_name": snap["name"], "extra_specs": snap.get("extra_specs", {})}
+    return {"id": snap["id"], "links": [{"rel": "bookmark",
+                                         "href": f"{base}/flavors/{snap['id']}"}]}
+
+
+def group_names(session: Session, inst: Instance) -> list[dict[str, str]]:
+    names = []
+    for port in ports.of(session, inst):
+        for link in port.groups:
+            group = session.get(SecurityGroup, link.security_group_id)
+            if group is not None and {"name": group.name} not in names:
+                names.append({"name": group.name})
+    return names or [{"name": n} for n in inst.security_groups or []]
+
+
+def summary(inst: Instance, base: str) -> dict[str, Any]:
+    return {"id": inst.id, "name": inst.name, "links": links(base, "servers", inst.id)}
+
+
+def detail(session: Session, inst: Instance, version: Version, base: str,
+           creds: Credentials) -> dict[str, Any]:
+    host_id = hashlib.sha224(f"{inst.project_id}{inst.node_name or ''}".encode()).hexdigest() \
+        if inst.node_name else ""
+    out: dict[str, Any] = {
+        **summary(inst, base), "status": states.status(inst.vm_state, inst.task_state),
+        "tenant_id": inst.project_id, "user_id": inst.user_id, "metadata": inst.meta or {},
+        "hostId": host_id, "created": iso(inst.created_at), "updated": iso(inst.updated_at),
+        "image": {"id": inst.image_id, "links": [{"rel": "bookmark",
+                                                  "href": f"{base}/images/{inst.image_id}"}]}
+        if inst.image_id else "",
+        "flavor": flavor(inst, version, base), "addresses": addresses(session, inst),
+        "accessIPv4": "", "accessIPv6": "", "OS-DCF:diskConfig": "MANUAL", "progress": 0,
+        "OS-EXT-AZ:availability_zone": inst.availability_zone or "nova",
+        "config_drive": "True" if inst.config_drive else "", "key_name": inst.key_name,
+        "OS-SRV-USG:launched_at": iso(inst.launched_at).replace("Z", ".000000")
+        if inst.launched_at else None,
+        "OS-SRV-USG:terminated_at": iso(inst.terminated_at),
+        "security_groups": group_names(session, inst),
+        "OS-EXT-STS:task_state": inst.task_state, "OS-EXT-STS:vm_state": inst.vm_state,
+        "OS-EXT-STS:power_state": inst.power_state,
+        "os-extended-volumes:volumes_attached": [],
+    }
+    if inst.vm_state == "error" and inst.fault:
+        out["fault"] = dict(inst.fault)
+    _versioned(out, inst, version, creds)
+    return out
+
+
+def _versioned(out: dict[str, Any], inst: Instance, version: Version,
+               creds: Credentials) -> None:
+    if version >= "2.9":
+        out["locked"] = inst.locked
+    if version >= "2.16":
+        out["host_status"] = "UP" if inst.node_name else ""
+    if version >= "2.19":
+        out["description"] = inst.description
+    if version >= "2.26":
+        out["tags"] = []
+    if version >= "2.63":
+        out["trusted_image_certificates"] = None
+    if version >= "2.73":
+        out["locked_reason"] = None
+    if version >= "2.96":
+        out["pinned_availability_zone"] = inst.availability_zone
+    if creds.is_admin:
+        out.update({"OS-EXT-SRV-ATTR:host": inst.node_name,
+                    "OS-EXT-SRV-ATTR:hypervisor_hostname": inst.node_name,
+                    "OS-EXT-SRV-ATTR:instance_name": f"instance-{inst.id[:8]}"})
+        if version >= "2.3":
+            out.update({"OS-EXT-SRV-ATTR:hostname": inst.hostname,
+                        "OS-EXT-SRV-ATTR:launch_index": inst.launch_index,
+                        "OS-EXT-SRV-ATTR:reservation_id": inst.reservation_id,
+                        "OS-EXT-SRV-ATTR:user_data": None, "OS-EXT-SRV-ATTR:kernel_id": "",
+                        "OS-EXT-SRV-ATTR:ramdisk_id": "",
+                        "OS-EXT-SRV-ATTR:root_device_name": "/dev/vda"})
+    elif version >= "2.90":
+        out["OS-EXT-SRV-ATTR:hostname"] = inst.hostname
