@@ -1,0 +1,130 @@
+"""Instances end to end in the lab: real QEMU VMs on joined nodes, on tenant networks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from atwill.lab import Lab
+from tests.integration.overlay_checks import host_processes
+from tests.integration.vms import (
+    READY, first_ip, peer_check, upload_guest, wait_console, wait_status,
+)
+
+LAB = {"nodes": 2}
+
+
+@pytest.fixture(scope="module")
+def cloud(lab: Lab) -> dict[str, str]:
+    image = upload_guest(lab)
+    lab.openstack("flavor", "create", "--ram", "256", "--disk", "1", "--vcpus", "1", "m1.tiny")
+    lab.openstack("network", "create", "net1")
+    lab.openstack("subnet", "create", "--network", "net1", "--subnet-range", "10.10.0.0/24",
+                  "sub1")
+    lab.openstack("server", "group", "create", "--policy", "anti-affinity", "spread")
+    return {"image": image}
+
+
+def _create(lab: Lab, name: str, *extra: str, auth: tuple[str, ...] = ()) -> dict:
+    return lab.openstack(*auth, "server", "create", "--flavor", "m1.tiny", "--image",
+                         "atwill-guest", *extra, "--wait", name, "-f", "json")
+
+
+def test_two_vms_on_two_nodes_reach_each_other(lab: Lab, cloud: dict[str, str],
+                                               tmp_path: Path) -> None:
+    group = lab.openstack("server", "group", "show", "spread", "-f", "json")["id"]
+    vm1 = _create(lab, "vm1", "--network", "net1", "--hint", f"group={group}")
+    assert vm1["status"] == "ACTIVE"
+    address = first_ip(lab.openstack("server", "show", "vm1", "-f", "json"))
+    script = tmp_path / "peer.sh"
+    script.write_text(peer_check(address))
+    vm2 = _create(lab, "vm2", "--network", "net1", "--hint", f"group={group}",
+                  "--user-data", str(script))
+    assert vm2["status"] == "ACTIVE"
+    hosts = {lab.openstack("server", "show", n, "-f", "json")["OS-EXT-SRV-ATTR:host"]
+             for n in ("vm1", "vm2")}
+    assert hosts == {"node1", "node2"}
+    first = wait_console(lab, "vm1", READY)
+    assert vm1["id"] in first
+    seen = wait_console(lab, "vm2", "PEER-", timeout=240)
+    assert f"PEER-OK atwill-guest {vm1['id']} vm1" in seen, seen[-1500:]
+    events = lab.openstack("server", "event", "list", "vm2", "-f", "json")
+    assert [e["Action"] for e in events] == ["create"]
+
+
+def test_other_project_cannot_reach(lab: Lab, cloud: dict[str, str], tmp_path: Path) -> None:
+    lab.openstack("project", "create", "other")
+    lab.openstack("user", "create", "--password", "Other_123", "other")
+    lab.openstack("role", "add", "--project", "other", "--user", "other", "member")
+    auth = ("--os-username", "other", "--os-password", "Other_123", "--os-project-name",
+            "other")
+    lab.openstack(*auth, "network", "create", "net-b")
+    # The same addresses as the first project's network: isolation must not rely on them.
+    lab.openstack(*auth, "subnet", "create", "--network", "net-b", "--subnet-range",
+                  "10.10.0.0/24", "sub-b")
+    target = first_ip(lab.openstack("server", "show", "vm1", "-f", "json"))
+    script = tmp_path / "probe.sh"
+    script.write_text(peer_check(target).replace("seq 1 40", "seq 1 10"))
+    vm3 = _create(lab, "vm3", "--network", "net-b", "--user-data", str(script), auth=auth)
+    assert vm3["status"] == "ACTIVE"
+    seen = wait_console(lab, "vm3", "PEER-", timeout=240, auth=auth)
+    # vm3 has vm1's address on its own network: asking for it must never reach vm1.
+    vm1 = lab.openstack("server", "show", "vm1", "-f", "json")["id"]
+    assert vm1 not in seen, seen[-1500:]
+    assert "PEER-FAIL" in seen or f"PEER-OK atwill-guest {vm3['id']} vm3" in seen
+    lab.openstack(*auth, "server", "delete", "--wait", "vm3")
+
+
+def test_stop_start_reboot_delete_leave_nothing(lab: Lab, cloud: dict[str, str]) -> None:
+    vm = _create(lab, "life", "--network", "net1")
+    host = lab.openstack("server", "show", "life", "-f", "json")["OS-EXT-SRV-ATTR:host"]
+    lab.openstack("server", "stop", "life")
+    wait_status(lab, "life", "SHUTOFF")
+    lab.openstack("server", "start", "life")
+    wait_status(lab, "life", "ACTIVE")
+    lab.openstack("server", "reboot", "--hard", "life")
+    wait_status(lab, "life", "ACTIVE")
+    lab.openstack("server", "delete", "--wait", "life")
+    state = Path(lab.host(host).state_dir)
+
+    def gone() -> bool:
+        links = lab.exec(host, "ip", "-o", "link").stdout
+        procs = host_processes(lab, host)
+        return (not (state / "instances" / vm["id"]).exists()
+                and sum(1 for p in procs if p.startswith("qemu")) == _vms_left(lab, host)
+                and links.count("tap") == _vms_left(lab, host))
+
+    lab.wait_for(gone, 60, "the node to hold nothing of the deleted server")
+    actions = [e["Action"] for e in lab.openstack("server", "event", "list", vm["id"],
+                                                  "-f", "json")]
+    assert actions[0] == "delete" and "stop" in actions and "reboot" in actions
+
+
+def _vms_left(lab: Lab, host: str) -> int:
+    servers = lab.openstack("server", "list", "--all-projects", "--long", "-f", "json")
+    return sum(1 for s in servers if s.get("Host") == host)
+
+
+def test_sdk_flow(lab: Lab, cloud: dict[str, str]) -> None:
+    code = (
+        "import openstack, warnings; warnings.simplefilter('ignore');"
+        "c = openstack.connect(cloud='atwill');"
+        "net = c.network.find_network('net1');"
+        "s = c.compute.create_server(name='sdk1', flavor_id=c.compute.find_flavor('m1.tiny').id,"
+        f" image_id={cloud['image']!r}, networks=[{{'uuid': net.id}}]);"
+        "s = c.compute.wait_for_server(s, wait=180);"
+        "print(s.status);"
+        "c.compute.delete_server(s); c.compute.wait_for_delete(s, wait=120); print('deleted')")
+    import sys
+
+    out = lab.exec("ctl", sys.executable, "-c", code, timeout=400,
+                   env=_os_env(lab)).stdout.split()
+    assert out == ["ACTIVE", "deleted"]
+
+
+def _os_env(lab: Lab) -> dict[str, str]:
+    import os
+
+    return dict(os.environ, OS_CLIENT_CONFIG_FILE=str(Path(lab.state.controller.state_dir)
+                                                       / "clouds.yaml"))
