@@ -57,7 +57,8 @@ def find(session: Session, creds: Credentials, model: type[M], ident: str,
     stmt = select(model).where(model.id == ident,  # type: ignore[attr-defined]
                                visible(creds, model))
     if lock:
-        stmt = stmt.with_for_update()
+        # Lock the row itself only: eager outer joins (a router's gateway port) cannot be.
+        stmt = stmt.with_for_update(of=model)
     found = session.scalar(stmt)
     if found is None:
         name = NAMES[model]
