@@ -21,6 +21,7 @@ from ..controller.context import Controller
 
 log = logging.getLogger("atwill.up")
 GUEST_IMAGE = "atwill-guest"
+EXTERNAL_BRIDGE = "atwill-ext"
 # The seed's smaller flavors, so the first server can boot at once (TCG is slow: tiny RAM).
 FLAVORS = (("m1.tiny", 256, 1, 1), ("m1.small", 512, 5, 1), ("m1.medium", 1024, 10, 2),
            ("m1.large", 2048, 20, 2))
@@ -77,6 +78,11 @@ class AllInOne:
 
     def _start_agent(self) -> None:
         env = dict(os.environ, ATWILL_NODE_NAME=socket.gethostname().split(".")[0])
+        if not env.get("ATWILL_EXTERNAL_BRIDGE"):
+            # The external network `public` lives on a bridge atwill creates, holding the
+            # public subnet's gateway; tenants leave by the host's own routes, masqueraded
+            # (agent/net/uplink.py), so the host's interfaces stay as they are.
+            env.update(ATWILL_EXTERNAL_BRIDGE=EXTERNAL_BRIDGE, ATWILL_EXTERNAL_NAT="1")
         if not (self.node_dir / "agent.yaml").exists():
             ctl = Controller.from_settings(self.conf)
             try:

@@ -112,6 +112,10 @@ class External:
     cidr: str
     gateway_ip: str | None
     bridge: str  # the host bridge that carries the external network
+    # All-in-one: the node is the external network's gateway; tenant traffic leaves by the
+    # host's own routes (router tables have no default route, so lookups fall through to
+    # the main table) and is masqueraded on whatever interface it leaves by.
+    nat_to_host: bool = False
 
 
 @dataclass

@@ -133,9 +133,24 @@ def _nat(plan: HostPlan, layout: Layout) -> tuple[list[str], list[str]]:
                        f"dnat ip to {fip.fixed_ip}")
             post.append(f"oifname {_q(ext.bridge)} meta mark {domain.mark:#x} "
                         f"ip saddr {fip.fixed_ip} snat ip to {fip.floating_ip}")
-        if router.enable_snat:
+        if ext.nat_to_host and (router.enable_snat or router.floating_ips):
+            # One NAT per flow: towards the host's routes, floating IPs cannot be kept.
+            post.append(f"oifname != @bridges meta mark {domain.mark:#x} masquerade")
+        elif router.enable_snat:
             post.append(f"oifname {_q(ext.bridge)} meta mark {domain.mark:#x} masquerade")
     return pre, post
+
+
+def _local_floating(plan: HostPlan, layout: Layout) -> tuple[list[str], list[str]]:
+    """The host's own connections to floating IPs (which are local addresses on the
+    external bridge): DNAT in output, after a mark that routes them in the domain."""
+    route, nat = [], []
+    if plan.external is None:
+        return route, nat
+    for floating, fixed, mark, _ in _floating(plan, layout):
+        route.append(f"ip daddr {floating} meta mark set {mark:#x}")
+        nat.append(f"ip daddr {floating} dnat ip to {fixed}")
+    return route, nat
 
 
 def _port_maps(layout: Layout) -> tuple[list[str], list[str], list[str], list[str]]:
@@ -175,9 +190,16 @@ def render_inet(plan: HostPlan, layout: Layout) -> str:
     if fips:
         mangle.append(f"ip daddr @floating meta mark set ip daddr map {_set(fips)} "
                       "ct mark set meta mark")
+    outbound = [_q(b) for d in layout.domains.values()
+                if ext is not None and ext.nat_to_host and d.router
+                and d.router.external_network_id for b in d.bridges]
     forward = ["iifname != @bridges oifname != @bridges accept",
                "ct state established,related accept", "ct state invalid drop",
-               "iifname @bridges iifname . oifname != @pairs drop",
+               "iifname @bridges oifname @bridges iifname . oifname != @pairs drop",
+               # Leaving for a non-bridge: only paired (the external bridge), or by the
+               # host's routes from a domain whose router has a gateway (nat_to_host).
+               "iifname @bridges oifname != @bridges iifname != @outbound "
+               "iifname . oifname != @pairs drop",
                "oifname @bridges iifname != @bridges ct status & dnat != dnat drop",
                "iifname . ip saddr vmap @egress4", "iifname . ip6 saddr vmap @egress6",
                "oifname . ip daddr vmap @ingress4", "oifname . ip6 daddr vmap @ingress6"]
@@ -185,10 +207,13 @@ def render_inet(plan: HostPlan, layout: Layout) -> str:
              "meta l4proto udp udp dport 67 accept",
              f"ip daddr {METADATA_IP} tcp dport 80 accept",
              "meta l4proto { icmp, ipv6-icmp } accept", "drop"]
+    route_out, nat_local = _local_floating(plan, layout)
     zones_in, zones_out = _zones(layout)
     chains = [("raw", "prerouting", "raw", zones_in), ("raw_out", "output", "raw", zones_out),
               ("mangle", "prerouting", "mangle", mangle),
               ("nat_in", "prerouting", "dstnat", pre), ("nat_out", "postrouting", "srcnat", post),
+              ("route_out", "output", "mangle", route_out),
+              ("nat_local", "output", "-100", nat_local),
               ("forward", "forward", "filter", forward), ("input", "input", "filter", local)]
     text = [f"table inet {TABLE} {{\n",
             *(c for p, _ in layout.ports if p.port_security
@@ -196,13 +221,15 @@ def render_inet(plan: HostPlan, layout: Layout) -> str:
             *secgroups.group_sets(groups),
             _declare("bridges", "ifname", bridges),
             _declare("pairs", "ifname . ifname", pairs),
+            _declare("outbound", "ifname", outbound),
             _declare("floating", "ipv4_addr", [f for f, _, _, _ in _floating(plan, layout)]),
             _map("egress4", "ifname . ipv4_addr : verdict", eg4),
             _map("ingress4", "ifname . ipv4_addr : verdict", in4),
             _map("egress6", "ifname . ipv6_addr : verdict", eg6),
             _map("ingress6", "ifname . ipv6_addr : verdict", in6)]
     for name, hook, priority, lines in chains:
-        kind = "nat" if name.startswith("nat_") else "filter"
+        kind = "nat" if name.startswith("nat_") else "route" if name == "route_out" \
+            else "filter"
         body = "".join(f"\t\t{line}\n" for line in lines)
         text.append(f"\tchain {name} {{\n\t\ttype {kind} hook {hook} priority {priority}; "
                     f"policy accept;\n{body}\t}}\n")

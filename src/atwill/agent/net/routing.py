@@ -66,7 +66,9 @@ def desired_routes(domain: Domain, external: External | None,
         routes += [[dest, "via", hop] for dest, hop in router.routes]
     if uplink and external is not None:
         routes.append([external.cidr, "dev", external.bridge, "scope", "link"])
-        if external.gateway_ip:
+        if external.nat_to_host:
+            pass  # no default: the lookup falls through to the host's main table
+        elif external.gateway_ip:
             routes.append(["default", "via", external.gateway_ip, "dev", external.bridge])
         else:
             routes.append(["default", "dev", external.bridge])
