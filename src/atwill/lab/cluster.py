@@ -181,11 +181,13 @@ class Cluster:
             "name": state.name, "directory": state.directory, "subnet": state.subnet,
             "overlay": state.overlay, "controller_url": state.controller_url,
             "wan_namespace": state.wan_namespace,
+            "inet_namespace": state.inet_namespace or None,
             "wan": "emulator" if state.wan_emulated else "bridge", "hosts": {}}
         for host in state.hosts.values():
             out["hosts"][host.name] = {
                 "role": host.role, "namespace": host.namespace, "address": host.address,
                 "state_dir": host.state_dir, "delay": host.delay, "loss": host.loss,
+                "external_address": host.external_address,
                 "partitioned": hosts.is_partitioned(state, host),
                 "processes": {role: {"pid": p.pid, "alive": processes.alive(p), "log": p.log}
                               for role, p in host.processes.items()}}

@@ -54,6 +54,38 @@ def create_wan(state: LabState, revert: Reverter) -> None:
     ns.add_bridge(state.bridge)
 
 
+def inet(state: LabState) -> Namespace:
+    return Namespace(state.inet_namespace)
+
+
+def create_inet(state: LabState, revert: Reverter) -> None:
+    """The "internet": a bridge that owns the public subnet's gateway, and beyond it (on
+    lo) an address that stands for the rest of the world. Nodes join it by veth."""
+    state.inet_namespace = naming.namespace(state.name, naming.INET)
+    ns = inet(state)
+    _record_namespace(state, ns.name)
+    revert.add(lambda: delete_namespace(state, ns.name))
+    ns.create()
+    for scope in ("all", "default"):
+        ns.sysctl(f"net.ipv6.conf.{scope}.disable_ipv6", "1")
+    ns.add_bridge(naming.INET_BRIDGE)
+    prefix = naming.EXTERNAL_CIDR.prefixlen
+    ns.add_address(naming.INET_BRIDGE, f"{naming.INET_GATEWAY}/{prefix}")
+    ns.add_address("lo", f"{naming.INTERNET_IP}/32")
+
+
+def connect_inet(state: LabState, host: Host) -> None:
+    """The node's external wire: ext0 in the node (its agent bridges it), x-NODE in inet."""
+    used = {h.external_address for h in state.hosts.values() if h.external_address}
+    host.external_address = naming.external_address(used)
+    state.save()
+    ns = inet(state)
+    veth = naming.inet_veth(host.name)
+    ns.add_veth(veth, naming.NODE_EXTERNAL_PORT, namespace(host))
+    ns.attach(veth, naming.INET_BRIDGE)
+    ns.link_up(veth)
+
+
 def new_host(state: LabState, name: str, role: str, octet: int,
              delay: str | None, loss: str | None) -> Host:
     return Host(name=name, role=role, namespace=naming.namespace(state.name, name),
@@ -81,6 +113,8 @@ def create_host(state: LabState, host: Host, revert: Reverter) -> None:
     wan_ns.link_up(host.wan_veth)
     ns.add_address(HOST_IF, host.address)
     ns.link_up(HOST_IF)
+    if host.role == "node" and state.inet_namespace:
+        connect_inet(state, host)
     set_wan(state, host, host.delay, host.loss)
 
 

@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from ..agent.net.uplink import UplinkConfig
 from . import commands, hosts, naming, processes, wanctl
 from .cluster import Cluster, LabError
 from .netns import Namespace, list_namespaces
@@ -53,8 +54,13 @@ class Lab(Cluster):
 
     # building and tearing down ---------------------------------------------------
     def up(self, nodes: int = 1, wan_delay: str | None = None, wan_loss: str | None = None,
-           overlay: str = "wireguard", join: bool = True, timeout: float = 60) -> None:
-        """Build the WAN, the controller host and `nodes` node hosts, and join the nodes."""
+           overlay: str = "wireguard", join: bool = True, timeout: float = 60,
+           internet: bool = False) -> None:
+        """Build the WAN, the controller host and `nodes` node hosts, and join the nodes.
+
+        internet: also an "internet" segment (namespace NAME-inet) that every node's
+        external bridge joins, owning the public subnet's gateway (see hosts.create_inet).
+        """
         self._refuse_if_taken()
         self.wan_delay, self.wan_loss = wan_delay, wan_loss
         with Reverter() as revert:
@@ -65,6 +71,8 @@ class Lab(Cluster):
                 wan_namespace=naming.namespace(self.name, naming.WAN))
             self.state.save()
             hosts.create_wan(self.state, revert)
+            if internet:
+                hosts.create_inet(self.state, revert)
             ctl = hosts.new_host(self.state, naming.CONTROLLER, "controller",
                                  naming.CONTROLLER_OCTET, wan_delay, wan_loss)
             hosts.create_host(self.state, ctl, revert)
@@ -143,6 +151,11 @@ class Lab(Cluster):
                               self.wan_delay, self.wan_loss)
         hosts.create_host(self.state, host, revert)
         Path(host.state_dir).mkdir(mode=0o700, exist_ok=True)
+        if host.external_address:
+            # The agent's uplink: it creates br-ext, bridges ext0 into it, takes the address.
+            UplinkConfig(bridge=naming.NODE_EXTERNAL_BRIDGE, address=host.external_address,
+                         create=True, port=naming.NODE_EXTERNAL_PORT
+                         ).save(Path(host.state_dir))
         return name
 
     def add_node(self, name: str | None = None, join: bool = True,
@@ -179,6 +192,34 @@ class Lab(Cluster):
     def set_wan(self, name: str, delay: str | None = None, loss: str | None = None) -> None:
         """Change one host's access-link delay/loss (None for both: a clean link)."""
         hosts.set_wan(self.state, self.host(name), delay, loss)
+
+    # the internet -----------------------------------------------------------------
+    @property
+    def internet_ip(self) -> str:
+        """The "rest of the world" address, beyond the public subnet's gateway."""
+        self._inet()
+        return naming.INTERNET_IP
+
+    @property
+    def internet_gateway(self) -> str:
+        """The public subnet's gateway, owned by the internet namespace."""
+        self._inet()
+        return naming.INET_GATEWAY
+
+    def _inet(self) -> Namespace:
+        if not self.state.inet_namespace:
+            raise LabError(f"lab {self.name!r} has no internet segment (up(internet=True))")
+        return Namespace(self.state.inet_namespace)
+
+    def inet_exec(self, *cmd: str, check: bool = True, timeout: float = 60,
+                  input: str | None = None) -> subprocess.CompletedProcess:
+        """Run a command to completion in the internet namespace."""
+        return commands.run_in(self._inet(), cmd, check=check, timeout=timeout, input=input)
+
+    def inet_spawn(self, *argv: str, log: str = "inet.log") -> processes.Process:
+        """Start a background process in the internet namespace (stop it by its record:
+        processes.stop(proc)); `down` kills whatever is left there anyway."""
+        return processes.spawn(self._inet(), argv, self.directory / log)
 
     # commands --------------------------------------------------------------------
     def exec(self, host: str, *cmd: str, check: bool = True, timeout: float = 60,

@@ -14,6 +14,7 @@ MAX_LAB_NAME = 4
 NAMESPACE_PREFIX = "awl-"
 CONTROLLER = "ctl"
 WAN = "wan"
+INET = "inet"
 HOST_NAME = re.compile(r"^[a-z][a-z0-9-]{0,10}$")
 IFNAME_MAX = 15
 CONTROLLER_OCTET = 2
@@ -30,9 +31,9 @@ def lab_name(raw: str) -> str:
 
 def host_name(raw: str) -> str:
     """Check a host name: it becomes part of a namespace and an interface name."""
-    if not HOST_NAME.match(raw) or raw == WAN:
+    if not HOST_NAME.match(raw) or raw in (WAN, INET):
         raise ValueError(f"host name {raw!r}: expected a lower-case letter then up to 10 "
-                         f"letters, digits or '-' (and not {WAN!r})")
+                         f"letters, digits or '-' (and not {WAN!r} or {INET!r})")
     return raw
 
 
@@ -75,3 +76,34 @@ def next_node_name(existing: set[str]) -> str:
     while f"node{index}" in existing:
         index += 1
     return f"node{index}"
+
+
+# The "internet": one segment shared by every node's external bridge (docs/dataplane.md).
+# It owns the public subnet's gateway (.1) and an address beyond it that stands for the
+# rest of the world. Nodes' own uplink addresses sit outside the floating-IP pool of the
+# default public subnet (.10-.250, controller/network/defaults.py), so IPAM never hands
+# them out.
+EXTERNAL_CIDR = ipaddress.IPv4Network("203.0.113.0/24")
+INET_BRIDGE = "br-inet"
+INET_GATEWAY = "203.0.113.1"
+INTERNET_IP = "198.51.100.1"
+NODE_EXTERNAL_OCTETS = (*range(2, 10), *range(251, 255))
+NODE_EXTERNAL_BRIDGE = "br-ext"
+NODE_EXTERNAL_PORT = "ext0"
+
+
+def inet_veth(host: str) -> str:
+    """The internet-side end of a node's external link (the node side is ext0)."""
+    name = f"x-{host}"
+    assert len(name) <= IFNAME_MAX, name
+    return name
+
+
+def external_address(used: set[str]) -> str:
+    """The lowest free node uplink address (CIDR), outside the floating-IP pool."""
+    for octet in NODE_EXTERNAL_OCTETS:
+        address = f"{EXTERNAL_CIDR.network_address + octet}/{EXTERNAL_CIDR.prefixlen}"
+        if address not in used:
+            return address
+    raise ValueError(f"no node uplink address left on {EXTERNAL_CIDR} "
+                     f"(octets {NODE_EXTERNAL_OCTETS[0]}-9 and 251-254)")

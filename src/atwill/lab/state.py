@@ -29,6 +29,7 @@ class Host:
     wan_veth: str  # the WAN-side end of its access link
     delay: str | None = None
     loss: str | None = None
+    external_address: str | None = None  # CIDR on the internet segment (nodes, if any)
     processes: dict[str, Process] = dataclasses.field(default_factory=dict)
 
     @property
@@ -55,6 +56,7 @@ class LabState:
     subnet: str
     overlay: str = "wireguard"
     wan_namespace: str = ""
+    inet_namespace: str = ""  # the "internet" segment, if the lab has one
     bridge: str = "br-wan"
     controller_url: str = ""
     owns_directory: bool = True
