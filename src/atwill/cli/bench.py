@@ -14,3 +14,24 @@ def api(rounds: int = typer.Option(2000, help="Requests per measurement."),
     from ..bench.api import main
 
     main(rounds, image_mb)
+
+
+@app.command("cluster")
+def cluster(joins: int = typer.Option(5, help="Rejoins timed per WAN setting."),
+            seconds: int = typer.Option(5, help="Duration of each iperf3 run."),
+            rounds: int = typer.Option(3, help="iperf3 runs per path; the best is kept."),
+            delay: str = typer.Option("50ms", help="WAN delay per access link, second run."),
+            json_out: bool = typer.Option(False, "--json", help="Also print the figures as JSON.")
+            ) -> None:
+    """Join latency (0 ms and DELAY WAN) and overlay throughput against hand-made tunnels."""
+    import os
+
+    if os.geteuid() != 0:
+        raise typer.BadParameter("needs root: it builds labs (namespaces, tunnels)")
+    from ..bench.cluster import main
+
+    results = main(joins, seconds, rounds, delay)
+    if json_out:
+        import json
+
+        print(json.dumps(results, indent=1))
