@@ -15,15 +15,24 @@ WIREGUARD_OVERHEAD = 80  # IPv6 outer header; also safe over IPv4 (60).
 DEFAULT_UNDERLAY_MTU = 1500
 
 
+def _ip_json(*args: str) -> list[dict[str, Any]]:
+    return json.loads(subprocess.run(["ip", "-j", *args], capture_output=True, text=True,
+                                     check=True).stdout)
+
+
 def underlay_mtu(host: str) -> int:
-    """The MTU of the interface that reaches host (the controller)."""
+    """The MTU of the interface that reaches host, or that holds it when host is local."""
     try:
-        route = json.loads(subprocess.run(["ip", "-j", "route", "get", host],
-                                          capture_output=True, text=True, check=True).stdout)
-        dev = route[0]["dev"]
-        link = json.loads(subprocess.run(["ip", "-j", "link", "show", dev], capture_output=True,
-                                         text=True, check=True).stdout)
-        return int(link[0]["mtu"])
+        dev = _ip_json("route", "get", host)[0]["dev"]
+        if dev == "lo":
+            # A local address (the controller asking about itself): the interface that
+            # carries it, not loopback, sets what fits on the wire.
+            for item in _ip_json("addr", "show"):
+                if any(a.get("local") == host for a in item.get("addr_info", [])) and \
+                        item["ifname"] != "lo":
+                    dev = item["ifname"]
+        mtu = int(_ip_json("link", "show", dev)[0]["mtu"])
+        return DEFAULT_UNDERLAY_MTU if dev == "lo" else mtu
     except (subprocess.CalledProcessError, ValueError, KeyError, IndexError, OSError):
         return DEFAULT_UNDERLAY_MTU
 
