@@ -53,13 +53,16 @@ def up(nodes: Annotated[int, typer.Option("--nodes", min=0, help="Node hosts.")]
        join: Annotated[bool, typer.Option("--join/--no-join",
                                           help="Join the nodes by token.")] = True,
        timeout: Annotated[float, typer.Option("--timeout", help="Seconds per wait.")] = 120,
+       internet: Annotated[bool, typer.Option(
+           "--internet/--no-internet",
+           help="An 'internet' segment for the external network (floating IPs).")] = True,
        name: Name = "lab", directory: Dir = None) -> None:
     """Build the lab: WAN, controller host, N node hosts that join by token."""
     _require_root()
     try:
         lab = Lab(name, directory)
         lab.up(nodes, wan_delay=wan_delay, wan_loss=wan_loss, overlay=overlay, join=join,
-               timeout=timeout)
+               timeout=timeout, internet=internet)
     except FAILURES as error:
         raise _fail(error) from None
     console.print(f"lab {lab.name} is up: controller {lab.url}, nodes "
