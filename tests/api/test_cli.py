@@ -1,13 +1,14 @@
-"""The atwill command itself: init idempotency, config show, up, plain HTTP opt-in."""
+"""The atwill command itself: init idempotency, config show, plain HTTP opt-in.
+
+`atwill up` also runs a local agent as root, so it is tested in a namespace of its own
+(tests/integration/test_up.py).
+"""
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import time
 
-import httpx
 import yaml
 
 from tests.cloud import BIN, Cloud
@@ -54,29 +55,4 @@ def test_plain_http_only_when_asked() -> None:
         assert "cacert" not in (cloud.state_dir / "clouds.yaml").read_text()
         assert cloud.openstack("token", "issue", "-f", "json")["user_id"]
     finally:
-        cloud.destroy()
-
-
-def test_up_initialises_and_serves() -> None:
-    cloud = Cloud()
-    log = cloud.state_dir / "up.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [str(BIN / "atwill"), "up", "--state-dir", str(cloud.state_dir), "--port",
-             str(cloud.port)], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with cloud.http() as client:
-                    if client.get("/identity/v3").status_code == 200:
-                        break
-            except (httpx.TransportError, FileNotFoundError):
-                time.sleep(0.2)
-        text = log.read_text()
-        assert "clouds.yaml:" in text and "openrc:" in text
-        assert cloud.openstack("catalog", "list", "-f", "json")
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(10)
         cloud.destroy()

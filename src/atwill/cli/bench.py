@@ -35,3 +35,12 @@ def cluster(joins: int = typer.Option(5, help="Rejoins timed per WAN setting."),
         import json
 
         print(json.dumps(results, indent=1))
+
+
+@app.command("scheduler")
+def scheduler_bench(nodes: int = typer.Option(1000, help="Simulated nodes in the database."),
+                    placements: int = typer.Option(2000, help="Placements to time.")) -> None:
+    """Placements per second, with claims, against simulated nodes; checks no overbooking."""
+    from ..bench.scheduler import main
+
+    main(nodes, placements)

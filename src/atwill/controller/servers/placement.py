@@ -16,6 +16,7 @@ from ...core import scheduler
 from ..db.models import Instance, Node, PciClaim
 
 CPU_RATIO, RAM_RATIO, DISK_RATIO = 16.0, 1.5, 1.0
+SHORTLIST = 16  # nodes considered first; all of them only when none of these fits
 
 
 def ratios(node: Node) -> tuple[float, float, float]:
@@ -26,13 +27,10 @@ def ratios(node: Node) -> tuple[float, float, float]:
             float(inv.get("disk_allocation_ratio", DISK_RATIO)))
 
 
-def host_of(session: Session, node: Node) -> scheduler.Host:
-    claimed = set(session.scalars(select(PciClaim.address).where(PciClaim.node_id == node.id)))
+def host_of(node: Node, claimed: set[str], instances: frozenset[str]) -> scheduler.Host:
     inv = node.inventory or {}
     pci = tuple(scheduler.PciDevice(d["address"], d["vendor_id"], d["product_id"])
                 for d in inv.get("pci_devices", []) if d.get("address") not in claimed)
-    instances = frozenset(session.scalars(select(Instance.id).where(
-        Instance.node_id == node.id, Instance.deleted.is_(False))))
     cpu, ram, disk = ratios(node)
     return scheduler.Host(
         id=node.id, name=node.name, availability_zone=node.availability_zone,
@@ -44,8 +42,31 @@ def host_of(session: Session, node: Node) -> scheduler.Host:
         free_pci=pci, instances=instances)
 
 
-def hosts(session: Session) -> list[scheduler.Host]:
-    return [host_of(session, n) for n in session.scalars(select(Node).order_by(Node.name))]
+def hosts(session: Session, best_first: int | None = None,
+          strategy: str = "spread") -> list[scheduler.Host]:
+    """Nodes as the scheduler sees them, in three queries however many nodes there are.
+
+    With best_first, only that many enabled, up nodes come back, those with the most
+    free RAM (spread) or the least (pack): the usual answer at a fraction of the cost.
+    """
+    query = select(Node)
+    if best_first is not None:
+        free = Node.memory_mb * RAM_RATIO - Node.memory_mb_used
+        query = query.where(Node.enabled.is_(True), Node.state == "up",
+                            Node.forced_down.is_(False)).order_by(
+            free.desc() if strategy == "spread" else free.asc()).limit(best_first)
+    nodes = list(session.scalars(query.order_by(Node.name)))
+    ids = [n.id for n in nodes]
+    claimed: dict[str, set[str]] = {}
+    for node_id, address in session.execute(select(PciClaim.node_id, PciClaim.address)
+                                            .where(PciClaim.node_id.in_(ids))):
+        claimed.setdefault(node_id, set()).add(address)
+    placed: dict[str, set[str]] = {}
+    for node_id, inst_id in session.execute(select(Instance.node_id, Instance.id).where(
+            Instance.node_id.in_(ids), Instance.deleted.is_(False))):
+        placed.setdefault(node_id, set()).add(inst_id)
+    return [host_of(n, claimed.get(n.id, set()), frozenset(placed.get(n.id, ())))
+            for n in nodes]
 
 
 def claim(session: Session, host: scheduler.Host, inst: Instance,
@@ -94,7 +115,11 @@ def place(session: Session, settings: Settings, inst: Instance,
           req: scheduler.Request) -> Node:
     """Pick and claim a node for inst; NoValidHost says why when none fits."""
     strategy = "pack" if getattr(settings, "scheduler_weigher", "spread") == "pack" else "spread"
-    candidates = scheduler.select(hosts(session), req, strategy)
+    try:
+        candidates = scheduler.select(hosts(session, SHORTLIST, strategy), req, strategy)
+    except scheduler.NoValidHost:
+        # The shortlist is a heuristic: ask every node before saying no (and say why).
+        candidates = scheduler.select(hosts(session), req, strategy)
     for host in candidates:
         devices = claim(session, host, inst, req)
         if devices is not None:
