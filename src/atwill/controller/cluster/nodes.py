@@ -91,10 +91,19 @@ def forget(session: Session, node: Node) -> None:
 
 
 def remove(session: Session, node: Node, force: bool) -> None:
-    if node.running_vms and not force:
-        raise Conflict(f"Node {node.name} still holds {node.running_vms} instance(s); "
-                       "move or delete them first, or remove with --force (they become "
-                       "ERROR).")
+    """Remove a node; refused while it holds instances, unless force (they become ERROR)."""
+    from ..db.models import Instance  # noqa: PLC0415
+    from ..servers.lifecycle import fail  # noqa: PLC0415 - servers build on cluster
+
+    held = list(session.scalars(select(Instance).where(
+        Instance.node_id == node.id, Instance.deleted.is_(False))))
+    count = max(len(held), node.running_vms)
+    if count and not force:
+        raise Conflict(f"Node {node.name} still holds {count} instance(s); move or delete "
+                       "them first, or remove with --force (they become ERROR).")
+    for inst in held:
+        fail(session, inst, 500, f"The node {node.name} was removed while the instance "
+             "was on it.", "compute_node_removed", node.name)
     node.enabled = False
     forget(session, node)
 
