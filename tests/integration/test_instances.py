@@ -128,3 +128,18 @@ def _os_env(lab: Lab) -> dict[str, str]:
 
     return dict(os.environ, OS_CLIENT_CONFIG_FILE=str(Path(lab.state.controller.state_dir)
                                                        / "clouds.yaml"))
+
+
+def test_removing_a_node_with_instances(lab: Lab, cloud: dict[str, str]) -> None:
+    vm = _create(lab, "held", "--network", "net1")
+    host = lab.openstack("server", "show", "held", "-f", "json")["OS-EXT-SRV-ATTR:host"]
+    refused = lab.atwill_ctl("node", "remove", host, check=False)
+    assert refused.returncode == 1 and "instance(s)" in refused.stderr + refused.stdout
+    lab.atwill_ctl("node", "remove", host, "--force")
+    shown = wait_status(lab, "held", "ERROR")
+    assert f"The node {host} was removed" in str(shown["fault"])
+    lab.wait_for(lambda: not lab.agent_alive(host), 60, f"{host}'s agent to clean up")
+    assert not [p for p in host_processes(lab, host) if p.startswith("qemu")]
+    lab.openstack("server", "delete", "--wait", vm["id"])
+    lab.join(host)
+    lab.wait_node_state(host, "up", 60)
