@@ -44,3 +44,45 @@ def scheduler_bench(nodes: int = typer.Option(1000, help="Simulated nodes in the
     from ..bench.scheduler import main
 
     main(nodes, placements)
+
+
+def _needs_root() -> None:
+    import os
+
+    if os.geteuid() != 0:
+        raise typer.BadParameter("needs root: it builds labs (namespaces, tunnels)")
+
+
+def _print_json(results: dict) -> None:
+    import json
+
+    print(json.dumps(results, indent=1))
+
+
+@app.command("network")
+def network(seconds: int = typer.Option(5, help="Duration of each iperf3 run."),
+            rounds: int = typer.Option(3, help="iperf3 runs per path; the best is kept."),
+            repeats: int = typer.Option(3, help="Ports created / rules changed, timed."),
+            json_out: bool = typer.Option(False, "--json", help="Also print the figures as JSON.")
+            ) -> None:
+    """Port-to-port throughput against the bare overlay, port plumbing, rule changes."""
+    _needs_root()
+    from ..bench.network import main
+
+    results = main(seconds, rounds, repeats)
+    if json_out:
+        _print_json(results)
+
+
+@app.command("instances")
+def instances(repeats: int = typer.Option(3, help="Warm creates (and QEMU by hand), timed."),
+              big_mb: int = typer.Option(200, help="Random cold-cache image, MB (0: none)."),
+              json_out: bool = typer.Option(False, "--json", help="Also print the figures as JSON.")
+              ) -> None:
+    """Server create -> ACTIVE against QEMU by hand; cold-cache image transfer rate."""
+    _needs_root()
+    from ..bench.instances import main
+
+    results = main(repeats, big_mb)
+    if json_out:
+        _print_json(results)
