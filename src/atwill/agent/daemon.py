@@ -49,6 +49,8 @@ class Agent:
         self._inventory: dict[str, Any] | None = None
         self._desired: dict[str, Any] | None = None
         self._lock = threading.Lock()
+        # Set when instances changed, so their new state is reported at once.
+        self.beat_now = threading.Event()
 
     # lifecycle ---------------------------------------------------------------
     def run(self) -> int:
@@ -117,7 +119,8 @@ class Agent:
         self._call(http, "POST", f"/cluster/v1/nodes/{self.config.node_id}/heartbeat",
                    json=body)
         self._sent_digest = digest
-        self.stopping.wait(self.interval)
+        self.beat_now.wait(self.interval)
+        self.beat_now.clear()
 
     def _poll(self, http: httpx.Client) -> None:
         desired = self._call(http, "GET", f"/cluster/v1/nodes/{self.config.node_id}/desired",
@@ -146,8 +149,11 @@ class Agent:
                 self.overlay.apply(desired)
                 wanted = desired.get("instances", [])
                 self.instances.taps(wanted)
-                self.network.apply(desired)
+                # QEMU first: a guest needs a second before it sends its first frame, and
+                # the data plane plugs its tap meanwhile.
                 self.instances.converge(wanted)
+                self.beat_now.set()
+                self.network.apply(desired)
                 self.interval = float(desired.get("heartbeat_interval") or 1.0)
                 if not quiet:
                     log.info("applied revision %s", desired["revision"])

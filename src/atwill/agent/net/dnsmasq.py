@@ -93,10 +93,17 @@ class Dnsmasq:
         changed = _write(self.directory / "hosts", hosts_file(ports, network))
         changed |= _write(self.directory / "opts", opts_file(network))
         new_args = _write(self.directory / "args", "\0".join(args))
+        leases = self.directory / "leases"
+        kept = kept_leases(leases, hosts_file(ports, network))
         pid = self.child.pid()
-        if pid is not None and new_args:
+        # dnsmasq keeps leases in memory and re-reads only its hosts on SIGHUP: a lease of
+        # a port that left (or changed address) would block its address for a whole lease
+        # time, so it is dropped with a restart.
+        if pid is not None and (new_args or kept is not None):
             self.child.stop()
             pid = None
+        if kept is not None:
+            _write(leases, kept)
         if pid is None:
             self.child.start(args, self.directory / "log")
             return "started"
@@ -109,6 +116,18 @@ class Dnsmasq:
         """Stop our dnsmasq by PID and remove its files."""
         self.child.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def kept_leases(leases: Path, hosts: str) -> str | None:
+    """The lease file without leases the hosts file no longer gives; None if none go."""
+    try:
+        lines = leases.read_text().splitlines(keepends=True)
+    except OSError:
+        return None
+    wanted = {tuple(line.split(",")[:2]) for line in hosts.splitlines() if line}
+    kept = [line for line in lines
+            if len(line.split()) >= 3 and tuple(line.split()[1:3]) in wanted]
+    return None if len(kept) == len(lines) else "".join(kept)
 
 
 def _write(path: Path, text: str) -> bool:
