@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +160,8 @@ class InstanceManager:
     def report(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         for uuid, state in self.driver.list().items():
+            if state == "error":
+                state = self._settled_state(uuid)
             entry: dict[str, Any] = {"state": state,
                                      "reboot_serial": self.reboots.get(uuid, 0),
                                      "rebuild_serial": self.rebuilds.get(uuid, 0)}
@@ -171,6 +174,15 @@ class InstanceManager:
         for uuid, error in self.errors.items():
             out.setdefault(uuid, {"state": "error"}).update(state="error", error=error)
         return out
+
+    def _settled_state(self, uuid: str) -> str:
+        """An 'error' may only mean QMP was busy with another call: ask again before saying so."""
+        for _ in range(3):
+            time.sleep(0.3)
+            state = self.driver.state(uuid)
+            if state != "error":
+                return state
+        return "error"
 
     def running_count(self) -> int:
         return sum(1 for s in self.driver.list().values() if s in ("running", "paused"))
