@@ -11,7 +11,11 @@ import httpx
 from atwill.agent.client import tls_context
 from atwill.lab import Lab
 from tests.integration.overlay_checks import (
-    full_mesh, host_processes, overlay_ips, overlay_links, pings,
+    full_mesh,
+    host_processes,
+    overlay_ips,
+    overlay_links,
+    pings,
 )
 
 LAB = {"nodes": 3}

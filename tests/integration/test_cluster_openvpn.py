@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from atwill.lab import Lab
 from tests.integration.overlay_checks import (
-    full_mesh, host_processes, overlay_ips, overlay_links, pings,
+    full_mesh,
+    host_processes,
+    overlay_ips,
+    overlay_links,
+    pings,
 )
 
 LAB = {"nodes": 2, "overlay": "openvpn"}

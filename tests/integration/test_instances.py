@@ -9,7 +9,12 @@ import pytest
 from atwill.lab import Lab
 from tests.integration.overlay_checks import host_processes
 from tests.integration.vms import (
-    READY, first_ip, peer_check, upload_guest, wait_console, wait_status,
+    READY,
+    first_ip,
+    peer_check,
+    upload_guest,
+    wait_console,
+    wait_status,
 )
 
 LAB = {"nodes": 2}

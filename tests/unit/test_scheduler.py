@@ -1,7 +1,13 @@
 import pytest
 
 from atwill.core.scheduler import (
-    Host, NoValidHost, PciDevice, Request, filter_hosts, parse_pci_alias, select,
+    Host,
+    NoValidHost,
+    PciDevice,
+    Request,
+    filter_hosts,
+    parse_pci_alias,
+    select,
 )
 
 GPU = PciDevice("0000:3b:00.0", "10de", "1028")

@@ -15,9 +15,6 @@ from .identity import (
     Service,
     User,
 )
-from .servers import (
-    Instance, InstanceAction, InstanceActionEvent, PciClaim, ServerGroup, ServerGroupMember,
-)
 from .image import Image, ImageMember, ImageTag
 from .network import (
     DefaultSecurityGroup,
@@ -31,6 +28,14 @@ from .network import (
     SecurityGroup,
     SecurityGroupRule,
     Subnet,
+)
+from .servers import (
+    Instance,
+    InstanceAction,
+    InstanceActionEvent,
+    PciClaim,
+    ServerGroup,
+    ServerGroupMember,
 )
 
 __all__ = [
