@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ...agent.hypervisor.tap import tap_name
 from ...core import netrules
 from ..db.models import Node
 from ..db.network import (
@@ -56,7 +57,7 @@ def _port(port: Port) -> dict[str, Any]:
             "fixed_ips": [{"subnet_id": a.subnet_id, "ip_address": a.ip_address}
                           for a in port.fixed_ips],
             "device_id": port.device_id, "device_owner": port.device_owner,
-            "admin_state_up": port.admin_state_up, "tap": f"tap{port.id[:11]}",
+            "admin_state_up": port.admin_state_up, "tap": tap_name(port.id),
             "port_security_enabled": port.port_security_enabled,
             "allowed_address_pairs": port.allowed_address_pairs,
             "security_groups": sorted(g.security_group_id for g in port.groups)}

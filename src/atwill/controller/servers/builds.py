@@ -18,7 +18,6 @@ from ..compute.usage import project_limits
 from ..context import Controller
 from ..db.models import (
     Flavor,
-    FlavorAccess,
     Image,
     ImageMember,
     Instance,
@@ -193,5 +192,3 @@ def get(session: Session, server_id: str, creds: Credentials,
         raise NotFound(f"Instance {server_id} could not be found.")
     return inst
 
-
-__all__ = ["FlavorAccess", "create", "get"]
