@@ -55,6 +55,15 @@ class Settings:
         return f"{self.scheme}://{host}:{self.port}"
 
     @property
+    def overlay_url(self) -> str | None:
+        """The API as nodes reach it through the overlay (None without an overlay)."""
+        if self.overlay == "none":
+            return None
+        from .core.overlay import controller_address
+
+        return f"{self.scheme}://{controller_address(self.overlay_cidr)}:{self.port}"
+
+    @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.state_dir / 'atwill.db'}"
 

@@ -56,6 +56,12 @@ def test_two_vms_on_two_nodes_reach_each_other(lab: Lab, cloud: dict[str, str],
     assert f"PEER-OK atwill-guest {vm1['id']} vm1" in seen, seen[-1500:]
     events = lab.openstack("server", "event", "list", "vm2", "-f", "json")
     assert [e["Action"] for e in events] == ["create"]
+    # Both nodes streamed the image through the overlay (from their overlay addresses).
+    log = (Path(lab.state.controller.state_dir) / "controller.log").read_text()
+    fetches = [line.split(" sent to node ", 1)[1] for line in log.splitlines()
+               if f"image {cloud['image']} sent to node " in line]
+    assert len({f.split()[0] for f in fetches}) == 2, fetches
+    assert all(f.split(" at ", 1)[1].startswith("100.72.") for f in fetches), fetches
 
 
 def test_other_project_cannot_reach(lab: Lab, cloud: dict[str, str], tmp_path: Path) -> None:

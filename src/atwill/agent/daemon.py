@@ -148,6 +148,7 @@ class Agent:
             try:
                 self.overlay.apply(desired)
                 wanted = desired.get("instances", [])
+                self.instances.overlay_url = desired.get("controller_overlay_url")
                 self.instances.taps(wanted)
                 # QEMU first: a guest needs a second before it sends its first frame, and
                 # the data plane plugs its tap meanwhile.

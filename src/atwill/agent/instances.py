@@ -31,6 +31,8 @@ class InstanceManager:
         self.config = config
         self.driver = QemuDriver(config.instances_dir)
         self.cache_dir = config.state_dir / "images"
+        # The controller through the overlay (from the desired state), when there is one.
+        self.overlay_url: str | None = None
         self.errors: dict[str, str] = {}
         self.reboots: dict[str, int] = {}
         self.rebuilds: dict[str, int] = {}
@@ -141,8 +143,8 @@ class InstanceManager:
     def _image(self, image: dict[str, Any]) -> Path:
         if not image.get("id"):
             raise ValueError("the instance has no image")
-        url = (f"{self.config.controller_url}/cluster/v1/nodes/{self.config.node_id}"
-               f"/images/{image['id']}")
+        base = self.overlay_url or self.config.controller_url
+        url = f"{base}/cluster/v1/nodes/{self.config.node_id}/images/{image['id']}"
         context = tls_context(self.config.ca, self.config.cert, self.config.key)
 
         def fetch(dest: Path) -> None:

@@ -46,6 +46,8 @@ class DesiredState(BaseModel):
     name: str
     enabled: bool
     heartbeat_interval: float
+    controller_overlay_url: str | None = Field(
+        None, description="The controller's API through the overlay; nodes fetch images there.")
     overlay: OverlayState
     instances: list[dict[str, Any]] = Field(default_factory=list)
     network: dict[str, Any] | None = None

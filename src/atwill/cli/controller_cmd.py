@@ -83,6 +83,7 @@ def up(state_dir: StateDir = None, database_url: DatabaseUrl = None, host: Host 
 def run(conf: Settings) -> None:
     import uvicorn
 
+    from ..controller import listen
     from ..controller.app import create_app
     from ..controller.peercert import PeerCertProtocol
     from ..logs import setup_logging
@@ -102,5 +103,6 @@ def run(conf: Settings) -> None:
     logging.getLogger("atwill").info("controller listening on %s (state %s)",
                                      conf.public_url, conf.state_dir)
     sys.stdout.flush()
-    uvicorn.run(create_app(conf), host=conf.listen_host, port=conf.port, access_log=False,
-                log_config=None, server_header=False, **tls)
+    config = uvicorn.Config(create_app(conf), access_log=False, log_config=None,
+                            server_header=False, **tls)
+    uvicorn.Server(config).run(sockets=listen.sockets(conf))

@@ -11,6 +11,7 @@ import yaml
 
 from .. import config, pki
 from ..config import Settings
+from ..core.overlay import controller_address
 from .bootstrap import bootstrap
 from .cluster.controller_peer import ensure_key
 from .context import Controller
@@ -35,6 +36,9 @@ def tls_hosts(settings: Settings) -> list[str]:
     for host in (settings.listen_host, settings.public_host):
         if host and host not in ("0.0.0.0", "::"):
             hosts.add(host)
+    if settings.overlay != "none":
+        # Nodes fetch images from the controller through the overlay, by this address.
+        hosts.add(controller_address(settings.overlay_cidr))
     return sorted(hosts)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -20,6 +21,8 @@ from ..peercert import client_cert
 from ..service import controller
 from . import nodes
 from .desired import desired_state
+
+log = logging.getLogger("atwill.cluster")
 
 router = APIRouter()
 LONG_POLL = 25.0
@@ -105,5 +108,7 @@ def node_image_get(node_id: str, image_id: str, request: Request) -> FileRespons
             raise NotFound(f"No instance on this node boots from image {image_id}.")
         checksum = image.checksum or ""
     path = ImageStore.of(ctl).path(image_id)
+    peer = request.client.host if request.client else "?"
+    log.info("image %s sent to node %s at %s", image_id, node_id, peer)
     return FileResponse(path, media_type="application/octet-stream",
                         headers={"Content-MD5": checksum})

@@ -26,6 +26,8 @@ def desired_state(session: Session, ctl: Controller, node: Node) -> dict[str, An
     state: dict[str, Any] = {
         "revision": nodes.revision(session), "node_id": node.id, "name": node.name,
         "enabled": node.enabled, "heartbeat_interval": settings.heartbeat_interval,
+        # Where the node fetches images: the API through the overlay, not the underlay.
+        "controller_overlay_url": settings.overlay_url,
         "overlay": {
             "kind": settings.overlay, "address": node.overlay_ip,
             "prefix": overlay.prefix_length(settings.overlay_cidr),
