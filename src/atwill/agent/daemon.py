@@ -51,6 +51,7 @@ class Agent:
         self._lock = threading.Lock()
         # Set when instances changed, so their new state is reported at once.
         self.beat_now = threading.Event()
+        self.instances.on_started = self.beat_now.set
 
     # lifecycle ---------------------------------------------------------------
     def run(self) -> int:
@@ -146,7 +147,7 @@ class Agent:
             # Taken even if applying fails: the reconciler retries, the long-poll must not spin.
             self.revision = desired["revision"]
             try:
-                self.overlay.apply(desired)
+                self.overlay.apply(desired, verify=quiet)
                 wanted = desired.get("instances", [])
                 self.instances.overlay_url = desired.get("controller_overlay_url")
                 self.instances.taps(wanted)

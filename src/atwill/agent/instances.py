@@ -10,6 +10,7 @@ import hashlib
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,8 @@ class InstanceManager:
         self.cache_dir = config.state_dir / "images"
         # The controller through the overlay (from the desired state), when there is one.
         self.overlay_url: str | None = None
+        # Called when an instance has started: the agent reports at once (ACTIVE sooner).
+        self.on_started: Callable[[], None] = lambda: None
         self.errors: dict[str, str] = {}
         self.reboots: dict[str, int] = {}
         self.rebuilds: dict[str, int] = {}
@@ -41,9 +44,8 @@ class InstanceManager:
     # converge ------------------------------------------------------------------
     def taps(self, instances: list[dict[str, Any]]) -> None:
         """Make every wanted instance's taps, so the data plane can plug them in."""
-        for inst in instances:
-            for nic in inst.get("nics", []):
-                tap.create(tap.tap_name(nic["port_id"]), mtu=nic.get("mtu"))
+        tap.ensure({tap.tap_name(nic["port_id"]): nic.get("mtu")
+                    for inst in instances for nic in inst.get("nics", [])})
 
     def converge(self, instances: list[dict[str, Any]]) -> None:
         wanted = {i["id"]: i for i in instances}
@@ -123,6 +125,7 @@ class InstanceManager:
             spec = InstanceSpec(**{**spec.__dict__,
                                    "config_drive": self.driver.paths(inst["id"]).config_drive})
         self.driver.start(spec)
+        self.on_started()
         log.info("instance %s started", inst["id"])
 
     def _spec(self, inst: dict[str, Any]) -> InstanceSpec:

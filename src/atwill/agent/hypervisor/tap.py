@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 from atwill.agent.host.run import run
@@ -13,6 +14,22 @@ IFNAMSIZ = 15
 def tap_name(port_id: str) -> str:
     """The tap of a port: "tap" + 12 hex digits of its id, the most IFNAMSIZ allows."""
     return PREFIX + port_id.replace("-", "")[:IFNAMSIZ - len(PREFIX)]
+
+
+def links(netns: str | None = None) -> dict[str, tuple[int, bool]]:
+    """Every interface here: name -> (MTU, administratively up), in one command."""
+    out = _ip(netns, "-j", "link", "show").stdout
+    return {link["ifname"]: (int(link.get("mtu", 0)), "UP" in link.get("flags", []))
+            for link in json.loads(out or "[]")}
+
+
+def ensure(wanted: dict[str, int | None], netns: str | None = None) -> None:
+    """Make each wanted tap (name -> MTU) that is missing, down or of another MTU."""
+    present = links(netns)
+    for name, mtu in wanted.items():
+        have = present.get(name)
+        if have is None or not have[1] or (mtu is not None and have[0] != mtu):
+            create(name, mtu=mtu, netns=netns)
 
 
 def exists(name: str, netns: str | None = None) -> bool:

@@ -19,13 +19,14 @@ from ..db.models import Image, Instance, Node, RevokedCertificate
 from ..image.store import ImageStore
 from ..peercert import client_cert
 from ..service import controller
-from . import nodes
+from . import nodes, revision_signal
 from .desired import desired_state
 
 log = logging.getLogger("atwill.cluster")
 
 router = APIRouter()
 LONG_POLL = 25.0
+REREAD = 1.0  # seconds between re-reads of the revision while a long-poll waits
 
 
 def _node(session: Session, request: Request, node_id: str) -> Node:
@@ -57,12 +58,17 @@ async def desired_get(node_id: str, request: Request,
     ctl = controller(request)
     deadline = time.monotonic() + wait
     while True:
+        wakeup = revision_signal.changed.subscribe()
         state = await asyncio.to_thread(_desired, ctl, request, node_id, after)
         if state is not None:
+            revision_signal.changed.unsubscribe(wakeup)
             return state
         if time.monotonic() >= deadline or await request.is_disconnected():
+            revision_signal.changed.unsubscribe(wakeup)
             return await asyncio.to_thread(_current, ctl, request, node_id)
-        await asyncio.sleep(0.25)
+        # Woken at once by a bump in this process; re-read anyway for other replicas'.
+        await revision_signal.changed.wait(
+            wakeup, min(REREAD, max(0.0, deadline - time.monotonic())))
 
 
 def _current(ctl: Controller, request: Request, node_id: str) -> dict:

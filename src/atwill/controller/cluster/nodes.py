@@ -14,6 +14,7 @@ from ...pki import sign_client_csr
 from ..context import Controller
 from ..db.base import iso, utcnow
 from ..db.models import ClusterRevision, Node, OverlayAddress, RevokedCertificate
+from . import revision_signal
 
 
 def revision(session: Session) -> int:
@@ -29,6 +30,7 @@ def bump(session: Session) -> int:
         session.add(row)
     row.revision += 1
     session.flush()
+    revision_signal.mark(session)
     return row.revision
 
 
