@@ -6,6 +6,7 @@ import dataclasses
 
 from ..config import Settings
 from .db.session import Database
+from .identity.token_cache import TokenCache
 from .keys import KeyRepository
 
 
@@ -14,6 +15,7 @@ class Controller:
     settings: Settings
     db: Database
     keys: KeyRepository
+    tokens: TokenCache = dataclasses.field(default_factory=TokenCache)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Controller:

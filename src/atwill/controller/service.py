@@ -100,6 +100,7 @@ async def json_body(request: Request) -> dict[str, Any]:
 
 def caller(request: Request) -> Credentials:
     """Validate X-Auth-Token and return who is calling (401 on anything wrong)."""
+    from .identity import token_cache
     from .identity.tokens import TokenService  # the identity service owns validation
 
     token = request.headers.get("x-auth-token")
@@ -107,16 +108,24 @@ def caller(request: Request) -> Credentials:
     if not token:
         raise Unauthorized("The request you have made requires authentication.",
                            headers=_www_authenticate(ctl))
-    try:
-        with ctl.db.session() as session:
-            validated = TokenService(ctl).validate(session, token)
-    except Unauthorized as err:
-        err.headers.update(_www_authenticate(ctl))
-        raise
+    entry = ctl.tokens.get(token)
+    if entry is None:
+        generation = token_cache.generation()
+        try:
+            with ctl.db.session() as session:
+                validated = TokenService(ctl).validate(session, token)
+        except Unauthorized as err:
+            err.headers.update(_www_authenticate(ctl))
+            raise
+        payload = validated.payload
+        entry = token_cache.Entry(validated.credentials, payload.user_id, payload.project_id,
+                                  payload.expires_at, 0.0)
+        ctl.tokens.put(token, entry.credentials, entry.user_id, entry.project_id,
+                       entry.expires_at, generation)
     state = request.scope.setdefault("state", {})
-    state["user_id"] = validated.payload.user_id
-    state["project_id"] = validated.payload.project_id or "-"
-    return validated.credentials
+    state["user_id"] = entry.user_id
+    state["project_id"] = entry.project_id or "-"
+    return entry.credentials
 
 
 def _www_authenticate(ctl: Controller) -> dict[str, str]:

@@ -1,0 +1,75 @@
+"""The token cache: bounded in time and size, dropped at every identity commit."""
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
+
+from atwill.controller.db.base import Base
+from atwill.controller.db.models import Flavor, Revocation
+from atwill.controller.identity import token_cache
+from atwill.core.policy import Credentials
+
+CREDS = Credentials(user_id="u", roles=frozenset({"member"}), project_id="p")
+
+
+def _later(seconds: float = 3600) -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(seconds=seconds)
+
+
+def _put(cache: token_cache.TokenCache, token: str, expires: dt.datetime | None = None) -> None:
+    cache.put(token, CREDS, "u", "p", expires or _later(), token_cache.generation())
+
+
+def test_hit_then_ttl_then_token_expiry(monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = token_cache.TokenCache(ttl=30)
+    _put(cache, "t1")
+    assert cache.get("t1").credentials == CREDS
+    assert cache.get("other") is None
+    _put(cache, "t2", expires=_later(-1))
+    assert cache.get("t2") is None  # the token itself expired
+    clock = [1000.0]
+    monkeypatch.setattr(token_cache.time, "monotonic", lambda: clock[0])
+    _put(cache, "t3")
+    clock[0] += 31
+    assert cache.get("t3") is None
+
+
+def test_size_is_bounded_least_recently_used_first() -> None:
+    cache = token_cache.TokenCache(size=2)
+    _put(cache, "a")
+    _put(cache, "b")
+    cache.get("a")
+    _put(cache, "c")
+    assert cache.get("b") is None and cache.get("a") and cache.get("c")
+
+
+def test_a_validation_read_before_an_identity_change_is_not_kept() -> None:
+    cache = token_cache.TokenCache()
+    before = token_cache.generation()
+    token_cache.identity_changed()
+    cache.put("t", CREDS, "u", "p", _later(), before)
+    assert cache.get("t") is None
+
+
+def test_an_identity_commit_clears_other_commits_do_not() -> None:
+    engine = create_engine("sqlite://")
+    Base.metadata.create_all(engine)
+    cache = token_cache.TokenCache()
+    try:
+        _put(cache, "t")
+        with Session(engine) as session:
+            session.add(Flavor(flavorid="f1", name="tiny", vcpus=1, ram=64))
+            session.commit()
+        assert cache.get("t") is not None
+        with Session(engine) as session:
+            session.add(Revocation(audit_id="x", issued_before=_later(0), expires_at=_later()))
+            session.rollback()
+        assert cache.get("t") is not None
+        with Session(engine) as session:
+            session.add(Revocation(audit_id="x", issued_before=_later(0), expires_at=_later()))
+            session.commit()
+        assert cache.get("t") is None
+    finally:
+        engine.dispose()
