@@ -1,9 +1,13 @@
+import random
+
 import pytest
 
 from atwill.core.scheduler import (
+    FILTERS,
     Host,
     NoValidHost,
     PciDevice,
+    PciRequest,
     Request,
     filter_hosts,
     parse_pci_alias,
@@ -82,3 +86,43 @@ def test_server_groups_and_host_hints() -> None:
     max_two = Request(1, 1, 1, group_policy="anti-affinity", group_hosts=("a",),
                       group_max_per_host=2)
     assert len(filter_hosts(hosts, max_two)) == 2
+
+
+def every_filter(hosts: list[Host], req: Request) -> list[str] | str:
+    """filter_hosts as it was before skipping: every filter on every host."""
+    remaining, eliminated = list(hosts), []
+    for name, check in FILTERS.items():
+        before = len(remaining)
+        remaining = [h for h in remaining if check(h, req)]
+        if len(remaining) < before:
+            eliminated.append(f"{name} eliminated {before - len(remaining)} of {before}")
+        if not remaining:
+            return f"No valid host was found. {'; '.join(eliminated)}."
+    return [h.name for h in remaining]
+
+
+def test_skipped_filters_change_nothing() -> None:
+    rng = random.Random(7)
+    names = [f"h{i}" for i in range(6)]
+    for _ in range(2000):
+        hosts = [host(n, availability_zone=rng.choice(["nova", "edge"]),
+                      enabled=rng.random() > 0.1, memory_mb_used=rng.choice([0, 4096, 8192]),
+                      arch=rng.choice(["x86_64", "aarch64"]),
+                      free_pci=(GPU,) if rng.random() > 0.5 else (),
+                      instances=frozenset(rng.sample(["i1", "i2", "i3"], rng.randint(0, 2))))
+                 for n in names]
+        req = Request(
+            rng.randint(1, 4), rng.choice([512, 4096]), 10,
+            availability_zone=rng.choice([None, "", "nova", "edge"]),
+            image_properties=rng.choice([{}, {"architecture": "aarch64"}]),
+            pci=rng.choice([(), (PciRequest("K20m", "10de", "1028", 1),)]),
+            group_policy=rng.choice([None, "affinity", "anti-affinity", "soft-affinity"]),
+            group_hosts=tuple(rng.sample(names, rng.randint(0, 2))),
+            same_host=frozenset(rng.sample(["i1", "i2"], rng.randint(0, 1))),
+            different_host=frozenset(rng.sample(["i1", "i3"], rng.randint(0, 1))),
+            ignore_hosts=frozenset(rng.sample(names, rng.randint(0, 2))))
+        try:
+            got: list[str] | str = [h.name for h in filter_hosts(hosts, req)]
+        except NoValidHost as err:
+            got = str(err)
+        assert got == every_filter(hosts, req)

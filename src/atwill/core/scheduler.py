@@ -170,6 +170,21 @@ FILTERS: dict[str, Filter] = {
 }
 
 
+# Filters that pass every host unless the request asks for what they check. They are
+# skipped when it does not: they would eliminate none, so the outcome and the reason
+# are the same, and every placement is cheaper.
+ASKED: dict[str, Callable[[Request], object]] = {
+    "RetryFilter": lambda r: r.ignore_hosts,
+    "AvailabilityZoneFilter": lambda r: r.availability_zone,
+    "ImagePropertiesFilter": lambda r: r.image_properties,
+    "PciPassthroughFilter": lambda r: r.pci,
+    "ServerGroupAffinityFilter": lambda r: r.group_policy == "affinity" and r.group_hosts,
+    "ServerGroupAntiAffinityFilter": lambda r: r.group_policy == "anti-affinity",
+    "SameHostFilter": lambda r: r.same_host,
+    "DifferentHostFilter": lambda r: r.different_host,
+}
+
+
 def filter_hosts(hosts: Sequence[Host], req: Request,
                  names: Iterable[str] = tuple(FILTERS)) -> list[Host]:
     """Hosts passing every filter; NoValidHost names the filters that emptied the list."""
@@ -178,6 +193,8 @@ def filter_hosts(hosts: Sequence[Host], req: Request,
     if not remaining:
         raise NoValidHost("No valid host was found. There are no compute nodes.")
     for name in names:
+        if name in ASKED and not ASKED[name](req):
+            continue
         before = len(remaining)
         remaining = [h for h in remaining if FILTERS[name](h, req)]
         if len(remaining) < before:

@@ -3,11 +3,17 @@
 A claim is one conditional UPDATE of the node's usage counters: it succeeds only
 if the resources are still free when the row is written, so concurrent creates —
 in one process or in several controller replicas on PostgreSQL — cannot overbook.
+
+This runs on every server create, so the statements are built once and read only
+the columns the scheduler needs (Core rows, not ORM objects).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from sqlalchemy import Float, Select, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -18,73 +24,105 @@ from ..db.models import Instance, Node, PciClaim
 CPU_RATIO, RAM_RATIO, DISK_RATIO = 16.0, 1.5, 1.0
 SHORTLIST = 16  # nodes considered first; all of them only when none of these fits
 
+# The id first and the inventory last: hosts() reads them by position.
+_COLUMNS = (Node.id, Node.name, Node.availability_zone, Node.enabled, Node.state,
+            Node.forced_down, Node.vcpus, Node.vcpus_used, Node.memory_mb,
+            Node.memory_mb_used, Node.local_gb, Node.local_gb_used, Node.inventory)
+_FREE_RAM = Node.memory_mb * RAM_RATIO - Node.memory_mb_used
+_USABLE = select(*_COLUMNS).where(Node.enabled.is_(True), Node.state == "up",
+                                  Node.forced_down.is_(False))
+_QUERIES: dict[str, Select[Any]] = {
+    "all": select(*_COLUMNS).order_by(Node.name),
+    "spread": _USABLE.order_by(_FREE_RAM.desc(), Node.name).limit(bindparam("best_first")),
+    "pack": _USABLE.order_by(_FREE_RAM.asc(), Node.name).limit(bindparam("best_first")),
+}
+# Bind names must differ from the columns' own: those are reserved for the SET clause.
+_WANT_CPU, _WANT_RAM, _WANT_DISK = (bindparam("want_vcpus"), bindparam("want_ram"),
+                                    bindparam("want_disk"))
+_CLAIM = update(Node).where(
+    Node.id == bindparam("node_id"), Node.enabled.is_(True), Node.state == "up",
+    Node.vcpus_used + _WANT_CPU <= Node.vcpus * bindparam("cpu_ratio", type_=Float),
+    Node.memory_mb_used + _WANT_RAM <= Node.memory_mb * bindparam("ram_ratio", type_=Float),
+    Node.local_gb_used + _WANT_DISK <= Node.local_gb * bindparam("disk_ratio", type_=Float),
+).values(vcpus_used=Node.vcpus_used + _WANT_CPU, memory_mb_used=Node.memory_mb_used + _WANT_RAM,
+         local_gb_used=Node.local_gb_used + _WANT_DISK)
+
 
 def ratios(node: Node) -> tuple[float, float, float]:
     """Per-node allocation ratios (inventory may override the defaults)."""
-    inv = node.inventory or {}
+    return inventory_ratios(node.inventory)
+
+
+def inventory_ratios(inv: dict[str, Any] | None) -> tuple[float, float, float]:
+    inv = inv or {}
     return (float(inv.get("cpu_allocation_ratio", CPU_RATIO)),
             float(inv.get("ram_allocation_ratio", RAM_RATIO)),
             float(inv.get("disk_allocation_ratio", DISK_RATIO)))
 
 
-def host_of(node: Node, claimed: set[str], instances: frozenset[str]) -> scheduler.Host:
-    inv = node.inventory or {}
+def host_of(row: Sequence[Any], claimed: Collection[str],
+            instances: frozenset[str]) -> scheduler.Host:
+    """A row of _COLUMNS as the scheduler sees it (unpacked: a row's attributes are slow)."""
+    (node_id, name, zone, enabled, state, forced_down, vcpus, vcpus_used, memory_mb,
+     memory_mb_used, local_gb, local_gb_used, inv) = row
+    inv = inv or {}
     pci = tuple(scheduler.PciDevice(d["address"], d["vendor_id"], d["product_id"])
-                for d in inv.get("pci_devices", []) if d.get("address") not in claimed)
-    cpu, ram, disk = ratios(node)
+                for d in inv.get("pci_devices", ()) if d.get("address") not in claimed)
+    cpu, ram, disk = inventory_ratios(inv)
     return scheduler.Host(
-        id=node.id, name=node.name, availability_zone=node.availability_zone,
-        enabled=node.enabled, up=node.state == "up" and not node.forced_down,
-        vcpus=node.vcpus, vcpus_used=node.vcpus_used, memory_mb=node.memory_mb,
-        memory_mb_used=node.memory_mb_used, disk_gb=node.local_gb,
-        disk_gb_used=node.local_gb_used, cpu_ratio=cpu, ram_ratio=ram, disk_ratio=disk,
+        id=node_id, name=name, availability_zone=zone, enabled=enabled,
+        up=state == "up" and not forced_down, vcpus=vcpus, vcpus_used=vcpus_used,
+        memory_mb=memory_mb, memory_mb_used=memory_mb_used, disk_gb=local_gb,
+        disk_gb_used=local_gb_used, cpu_ratio=cpu, ram_ratio=ram, disk_ratio=disk,
         arch=inv.get("arch", "x86_64"), accelerator=inv.get("accelerator", "tcg"),
         free_pci=pci, instances=instances)
 
 
-def hosts(session: Session, best_first: int | None = None,
-          strategy: str = "spread") -> list[scheduler.Host]:
-    """Nodes as the scheduler sees them, in three queries however many nodes there are.
+def hosts(session: Session, best_first: int | None = None, strategy: str = "spread",
+          instance_ids: Collection[str] | None = None) -> list[scheduler.Host]:
+    """Nodes as the scheduler sees them, in at most three queries however many nodes there are.
 
     With best_first, only that many enabled, up nodes come back, those with the most
     free RAM (spread) or the least (pack): the usual answer at a fraction of the cost.
+    Each host's instances are all the live ones on it, or, with instance_ids, only
+    those of them (what same_host/different_host ask about; none asks no query).
     """
-    query = select(Node)
-    if best_first is not None:
-        free = Node.memory_mb * RAM_RATIO - Node.memory_mb_used
-        query = query.where(Node.enabled.is_(True), Node.state == "up",
-                            Node.forced_down.is_(False)).order_by(
-            free.desc() if strategy == "spread" else free.asc()).limit(best_first)
-    nodes = list(session.scalars(query.order_by(Node.name)))
-    ids = [n.id for n in nodes]
+    session.flush()  # what autoflush would do; the Core statements below skip the ORM
+    conn = session.connection()
+    if best_first is None:
+        rows = conn.execute(_QUERIES["all"]).all()
+    else:
+        rows = conn.execute(_QUERIES["pack" if strategy == "pack" else "spread"],
+                            {"best_first": best_first}).all()
     claimed: dict[str, set[str]] = {}
-    for node_id, address in session.execute(select(PciClaim.node_id, PciClaim.address)
-                                            .where(PciClaim.node_id.in_(ids))):
-        claimed.setdefault(node_id, set()).add(address)
+    with_pci = [r[0] for r in rows if r[-1] and r[-1].get("pci_devices")]
+    if with_pci:  # claims can only hide devices a node still lists
+        for node_id, address in conn.execute(select(PciClaim.node_id, PciClaim.address)
+                                             .where(PciClaim.node_id.in_(with_pci))):
+            claimed.setdefault(node_id, set()).add(address)
     placed: dict[str, set[str]] = {}
-    for node_id, inst_id in session.execute(select(Instance.node_id, Instance.id).where(
-            Instance.node_id.in_(ids), Instance.deleted.is_(False))):
-        placed.setdefault(node_id, set()).add(inst_id)
-    return [host_of(n, claimed.get(n.id, set()), frozenset(placed.get(n.id, ())))
-            for n in nodes]
+    if instance_ids is None or instance_ids:
+        wanted = (Instance.node_id.in_([r[0] for r in rows]) if instance_ids is None
+                  else Instance.id.in_(list(instance_ids)))
+        for node_id, inst_id in conn.execute(select(Instance.node_id, Instance.id).where(
+                wanted, Instance.deleted.is_(False))):
+            placed.setdefault(node_id, set()).add(inst_id)
+    return [host_of(r, claimed.get(r[0], ()), frozenset(placed.get(r[0], ()))) for r in rows]
 
 
 def claim(session: Session, host: scheduler.Host, inst: Instance,
           req: scheduler.Request) -> list[str] | None:
     """Take the resources on host for inst; the PCI addresses claimed, or None if it lost."""
     vcpus, ram, disk = req.vcpus, req.memory_mb, req.disk_gb
-    result = session.execute(
-        update(Node).where(
-            Node.id == host.id, Node.enabled.is_(True), Node.state == "up",
-            Node.vcpus_used + vcpus <= Node.vcpus * host.cpu_ratio,
-            Node.memory_mb_used + ram <= Node.memory_mb * host.ram_ratio,
-            Node.local_gb_used + disk <= Node.local_gb * host.disk_ratio)
-        .values(vcpus_used=Node.vcpus_used + vcpus, memory_mb_used=Node.memory_mb_used + ram,
-                local_gb_used=Node.local_gb_used + disk)
-        .execution_options(synchronize_session=False))
+    result = session.connection().execute(_CLAIM, {
+        "node_id": host.id, "want_vcpus": vcpus, "want_ram": ram, "want_disk": disk,
+        "cpu_ratio": host.cpu_ratio, "ram_ratio": host.ram_ratio,
+        "disk_ratio": host.disk_ratio})
     if result.rowcount != 1:
         return None
     devices = scheduler.pci_assignment(host, req) or []
+    if not devices:
+        return devices
     try:
         with session.begin_nested():
             for address in devices:
@@ -112,19 +150,19 @@ def release(session: Session, inst: Instance) -> None:
 
 
 def place(session: Session, settings: Settings, inst: Instance,
-          req: scheduler.Request) -> Node:
-    """Pick and claim a node for inst; NoValidHost says why when none fits."""
+          req: scheduler.Request) -> scheduler.Host:
+    """Pick and claim a node for inst (the host as chosen); NoValidHost says why when none fits."""
     strategy = "pack" if getattr(settings, "scheduler_weigher", "spread") == "pack" else "spread"
+    wanted = req.same_host | req.different_host
     try:
-        candidates = scheduler.select(hosts(session, SHORTLIST, strategy), req, strategy)
+        candidates = scheduler.select(hosts(session, SHORTLIST, strategy, wanted), req, strategy)
     except scheduler.NoValidHost:
         # The shortlist is a heuristic: ask every node before saying no (and say why).
-        candidates = scheduler.select(hosts(session), req, strategy)
+        candidates = scheduler.select(hosts(session, None, strategy, wanted), req, strategy)
     for host in candidates:
         devices = claim(session, host, inst, req)
         if devices is not None:
-            node = session.get(Node, host.id)
-            inst.node_id, inst.node_name, inst.pci_devices = node.id, node.name, devices
-            return node
+            inst.node_id, inst.node_name, inst.pci_devices = host.id, host.name, devices
+            return host
     raise scheduler.NoValidHost("No valid host was found. Every candidate was claimed by "
                                 "concurrent requests first.")
