@@ -19,13 +19,13 @@ def _later(seconds: float = 3600) -> dt.datetime:
 
 
 def _put(cache: token_cache.TokenCache, token: str, expires: dt.datetime | None = None) -> None:
-    cache.put(token, CREDS, "u", "p", expires or _later(), token_cache.generation())
+    cache.put(token, CREDS, expires or _later(), token_cache.generation())
 
 
 def test_hit_then_ttl_then_token_expiry(monkeypatch: pytest.MonkeyPatch) -> None:
     cache = token_cache.TokenCache(ttl=30)
     _put(cache, "t1")
-    assert cache.get("t1").credentials == CREDS
+    assert cache.get("t1") == CREDS
     assert cache.get("other") is None
     _put(cache, "t2", expires=_later(-1))
     assert cache.get("t2") is None  # the token itself expired
@@ -49,7 +49,7 @@ def test_a_validation_read_before_an_identity_change_is_not_kept() -> None:
     cache = token_cache.TokenCache()
     before = token_cache.generation()
     token_cache.identity_changed()
-    cache.put("t", CREDS, "u", "p", _later(), before)
+    cache.put("t", CREDS, _later(), before)
     assert cache.get("t") is None
 
 

@@ -108,8 +108,8 @@ def caller(request: Request) -> Credentials:
     if not token:
         raise Unauthorized("The request you have made requires authentication.",
                            headers=_www_authenticate(ctl))
-    entry = ctl.tokens.get(token)
-    if entry is None:
+    credentials = ctl.tokens.get(token)
+    if credentials is None:
         generation = token_cache.generation()
         try:
             with ctl.db.session() as session:
@@ -117,15 +117,12 @@ def caller(request: Request) -> Credentials:
         except Unauthorized as err:
             err.headers.update(_www_authenticate(ctl))
             raise
-        payload = validated.payload
-        entry = token_cache.Entry(validated.credentials, payload.user_id, payload.project_id,
-                                  payload.expires_at, 0.0)
-        ctl.tokens.put(token, entry.credentials, entry.user_id, entry.project_id,
-                       entry.expires_at, generation)
+        credentials = validated.credentials
+        ctl.tokens.put(token, credentials, validated.payload.expires_at, generation)
     state = request.scope.setdefault("state", {})
-    state["user_id"] = entry.user_id
-    state["project_id"] = entry.project_id or "-"
-    return entry.credentials
+    state["user_id"] = credentials.user_id
+    state["project_id"] = credentials.project_id or "-"
+    return credentials
 
 
 def _www_authenticate(ctl: Controller) -> dict[str, str]:

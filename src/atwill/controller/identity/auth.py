@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from ...core.errors import BadRequest, NotFound, Unauthorized
 from ...core.passwords import verify_password
@@ -15,6 +16,7 @@ from ...core.policy import Credentials
 from ..context import Controller
 from ..db.models import Domain, Project, RoleAssignment
 from ..service import authorize, caller, controller, json_body
+from . import token_cache
 from .lookups import find_auth_user, find_domain
 from .tokens import TokenService, ValidatedToken, build_catalog, lookup_scope_project
 
@@ -107,15 +109,29 @@ def _subject(request: Request, session: Session, ctl: Controller) -> ValidatedTo
 
 
 @router.get("/v3/auth/tokens")
-def tokens_get(request: Request, creds: Credentials = Depends(caller)) -> JSONResponse:
+async def tokens_get(request: Request, creds: Credentials = Depends(caller)) -> JSONResponse:
     ctl = controller(request)
+    subject = request.headers.get("x-subject-token", "")
+    with_catalog = "nocatalog" not in request.query_params
+    # Services validate every user request this way: the body is cached like a validation,
+    # and a cached answer needs no worker thread.
+    key = f"body:{with_catalog}:{subject}"
+    cached = ctl.tokens.get(key)
+    if cached is None:
+        cached = await run_in_threadpool(_token_body, request, ctl, key, with_catalog)
+    owner, body = cached
+    _may_see(creds, owner)
+    return JSONResponse(body, headers={"X-Subject-Token": subject})
+
+
+def _token_body(request: Request, ctl: Controller, key: str,
+                with_catalog: bool) -> tuple[str, dict[str, Any]]:
+    generation = token_cache.generation()
     with ctl.db.session() as session:
         validated = _subject(request, session, ctl)
-        _may_see_token(creds, validated)
-        nocatalog = "nocatalog" in request.query_params
-        body = TokenService(ctl).body(session, validated, with_catalog=not nocatalog)
-    subject = request.headers["x-subject-token"]
-    return JSONResponse(body, headers={"X-Subject-Token": subject})
+        body = TokenService(ctl).body(session, validated, with_catalog=with_catalog)
+    ctl.tokens.put(key, (validated.user.id, body), validated.payload.expires_at, generation)
+    return validated.user.id, body
 
 
 @router.head("/v3/auth/tokens")
@@ -137,8 +153,12 @@ def tokens_delete(request: Request, creds: Credentials = Depends(caller)) -> Res
 
 
 def _may_see_token(creds: Credentials, validated: ValidatedToken) -> None:
+    _may_see(creds, validated.user.id)
+
+
+def _may_see(creds: Credentials, owner: str) -> None:
     """Anyone may check their own token; only admin may check somebody else's."""
-    if validated.user.id != creds.user_id and not creds.is_admin:
+    if owner != creds.user_id and not creds.is_admin:
         raise NotFound("Could not find token.")
 
 

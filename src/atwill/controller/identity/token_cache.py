@@ -1,7 +1,8 @@
 """Recently validated tokens, so a request need not re-read identity from the database.
 
-An entry holds only what a request needs (who calls, on what, with which roles) and
-lives at most TTL seconds. Any committed change to identity in this process — a
+An entry holds what a request needs (who calls, on what, with which roles; or the
+token body a service asks for when it validates a user's token) and lives at most
+TTL seconds. Any committed change to identity in this process — a
 revocation, a role assignment, a user, project or domain disabled or deleted — drops
 every entry at once. A change made by another controller process sharing the
 database is seen within TTL, like Keystone's own token cache.
@@ -16,24 +17,35 @@ import time
 import weakref
 from collections import OrderedDict
 from itertools import chain
+from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from ...core.policy import Credentials
-from ..db.models import Domain, ImpliedRole, Project, Revocation, Role, RoleAssignment, User
+from ..db.models import (
+    Domain,
+    Endpoint,
+    ImpliedRole,
+    Project,
+    Region,
+    Revocation,
+    Role,
+    RoleAssignment,
+    Service,
+    User,
+)
 
 TTL = 3.0
 MAX_ENTRIES = 10_000
-IDENTITY = (User, Project, Domain, Role, RoleAssignment, ImpliedRole, Revocation)
+# What a validation or a token body reads: a commit touching any of it drops the cache.
+IDENTITY = (User, Project, Domain, Role, RoleAssignment, ImpliedRole, Revocation, Service,
+            Endpoint, Region)
 MARK = "atwill.identity_changed"
 
 
 @dataclasses.dataclass(frozen=True)
 class Entry:
-    credentials: Credentials
-    user_id: str
-    project_id: str | None
+    value: Any  # never mutated once cached
     expires_at: dt.datetime  # the token's own expiry (naive UTC)
     cached_at: float  # monotonic
 
@@ -45,27 +57,27 @@ class TokenCache:
         self._lock = threading.Lock()
         _caches.add(self)
 
-    def get(self, token: str) -> Entry | None:
+    def get(self, key: str) -> Any | None:
+        """What was kept under key (a token, or a token with a qualifier), if still good."""
         with self._lock:
-            entry = self._entries.get(token)
+            entry = self._entries.get(key)
             if entry is None:
                 return None
             now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
             if time.monotonic() - entry.cached_at > self.ttl or entry.expires_at <= now:
-                del self._entries[token]
+                del self._entries[key]
                 return None
-            self._entries.move_to_end(token)
-            return entry
+            self._entries.move_to_end(key)
+            return entry.value
 
-    def put(self, token: str, credentials: Credentials, user_id: str, project_id: str | None,
-            expires_at: dt.datetime, generation: int) -> None:
-        """Keep a validation, unless identity changed since `generation` was read."""
+    def put(self, key: str, value: Any, expires_at: dt.datetime, generation: int) -> None:
+        """Keep value until the token expires or TTL passes, unless identity changed
+        since `generation` was read (then the value may be stale already)."""
         with self._lock:
             if generation != _generation[0]:
                 return
-            self._entries[token] = Entry(credentials, user_id, project_id, expires_at,
-                                         time.monotonic())
-            self._entries.move_to_end(token)
+            self._entries[key] = Entry(value, expires_at, time.monotonic())
+            self._entries.move_to_end(key)
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
 
