@@ -9,7 +9,6 @@ import sys
 import typer
 
 from ..config import Settings
-from ..controller import state
 from .options import (
     DatabaseUrl,
     Host,
@@ -36,6 +35,8 @@ def _settings(state_dir, database_url, host, port, public_host, insecure,
 
 
 def _initialise(conf: Settings) -> None:
+    from ..controller import state  # the controller's imports: not for `atwill join`
+
     changes = state.initialise(conf)
     if not changes:
         console.print(f"{conf.state_dir} is already initialised; nothing changed.")

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import typer
 from rich.table import Table
-from sqlalchemy import select
 
-from ..controller.cluster import nodes
-from ..controller.db.models import Node
 from .ops import controller, print_json
 from .options import StateDir, console
 
@@ -17,6 +14,11 @@ app = typer.Typer(no_args_is_help=True, help="Compute nodes.")
 @app.command("list")
 def list_(as_json: bool = typer.Option(False, "--json"), state_dir: StateDir = None) -> None:
     """Nodes with state, last heartbeat, overlay address and size."""
+    from sqlalchemy import select
+
+    from ..controller.cluster import nodes
+    from ..controller.db.models import Node
+
     with controller(state_dir) as ctl, ctl.db.session() as session:
         views = [nodes.to_view(n) for n in session.scalars(select(Node).order_by(Node.name))]
     if as_json:
@@ -34,6 +36,8 @@ def list_(as_json: bool = typer.Option(False, "--json"), state_dir: StateDir = N
 @app.command("show")
 def show(name: str, state_dir: StateDir = None) -> None:
     """Everything known about one node, inventory included (JSON)."""
+    from ..controller.cluster import nodes
+
     with controller(state_dir) as ctl, ctl.db.session() as session:
         print_json(nodes.to_view(nodes.find(session, name)))
 
@@ -42,6 +46,8 @@ def show(name: str, state_dir: StateDir = None) -> None:
 def disable(name: str, reason: str = typer.Option(None, help="Why (shown in listings)."),
             state_dir: StateDir = None) -> None:
     """Stop scheduling onto the node."""
+    from ..controller.cluster import nodes
+
     with controller(state_dir) as ctl, ctl.db.session() as session:
         nodes.set_enabled(session, nodes.find(session, name), False, reason)
     console.print(f"node {name} disabled")
@@ -50,6 +56,8 @@ def disable(name: str, reason: str = typer.Option(None, help="Why (shown in list
 @app.command("enable")
 def enable(name: str, state_dir: StateDir = None) -> None:
     """Schedule onto the node again."""
+    from ..controller.cluster import nodes
+
     with controller(state_dir) as ctl, ctl.db.session() as session:
         nodes.set_enabled(session, nodes.find(session, name), True, None)
     console.print(f"node {name} enabled")
@@ -60,6 +68,8 @@ def remove(name: str, force: bool = typer.Option(
         False, "--force", help="Remove even with instances on it (they become ERROR)."),
         state_dir: StateDir = None) -> None:
     """Remove the node: revoke its certificate, withdraw it from every peer."""
+    from ..controller.cluster import nodes
+
     with controller(state_dir) as ctl, ctl.db.session() as session:
         nodes.remove(session, nodes.find(session, name), force)
     console.print(f"node {name} removed; its agent will clean up its host")

@@ -6,13 +6,15 @@ import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from ..controller.context import Controller
 from ..core.errors import ApiError
 from .options import console, err, settings
+
+if TYPE_CHECKING:
+    from ..controller.context import Controller
 
 
 @contextlib.contextmanager
@@ -23,6 +25,8 @@ def controller(state_dir: Path | None) -> Iterator[Controller]:
         err.print(f"[red]{conf.state_dir} is not an initialised controller; run 'atwill "
                   "init'.[/red]")
         raise typer.Exit(1)
+    from ..controller.context import Controller  # heavy: only when a command needs it
+
     ctl = Controller.from_settings(conf)
     try:
         yield ctl

@@ -5,9 +5,6 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from ..api.cluster import TokenCreate
-from ..controller.cluster import tokens
-from ..controller.cluster.join_command import join_details
 from .ops import controller, print_json
 from .options import StateDir, console
 
@@ -32,6 +29,10 @@ def create(ttl: str = typer.Option("1h", help="Lifetime: 90s, 15m, 1h, 2d."),
            description: str = typer.Option("", help="A note shown in 'token list'."),
            as_json: bool = typer.Option(False, "--json"), state_dir: StateDir = None) -> None:
     """Create a join token and print the complete join command."""
+    from ..api.cluster import TokenCreate
+    from ..controller.cluster import tokens
+    from ..controller.cluster.join_command import join_details
+
     try:
         spec = TokenCreate(ttl=parse_duration(ttl), uses=uses, description=description)
     except ValueError as error:
@@ -50,6 +51,8 @@ def create(ttl: str = typer.Option("1h", help="Lifetime: 90s, 15m, 1h, 2d."),
 @app.command("list")
 def list_(as_json: bool = typer.Option(False, "--json"), state_dir: StateDir = None) -> None:
     """List join tokens (their secrets are never shown again)."""
+    from ..controller.cluster import tokens
+
     with controller(state_dir) as ctl, ctl.db.session() as session:
         views = [tokens.to_view(t) for t in tokens.listing(session)]
     if as_json:
@@ -66,6 +69,8 @@ def list_(as_json: bool = typer.Option(False, "--json"), state_dir: StateDir = N
 def delete(token_id: str = typer.Argument(..., help="Id or id prefix from 'token list'."),
            state_dir: StateDir = None) -> None:
     """Revoke a join token: later joins with it are refused."""
+    from ..controller.cluster import tokens
+
     with controller(state_dir) as ctl, ctl.db.session() as session:
         token = tokens.revoke(session, token_id)
         console.print(f"token {token.id[:8]} revoked")
