@@ -1,15 +1,19 @@
-"""/v2/images/{id}/file: streamed upload (queued -> saving -> active) and ranged download."""
+"""/v2/images/{id}/file: streamed upload (queued -> saving -> active) and ranged download.
+
+store_body is also how a node uploads a server snapshot (cluster/snapshots.py).
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from anyio import to_thread
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy import update
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
@@ -41,6 +45,19 @@ READ_CHUNK = 256 * 1024
 async def image_file_put(image_id: str, request: Request,
                          creds: Credentials = Depends(caller)) -> Response:
     ctl = controller(request)
+    await store_body(ctl, request, image_id, lambda: begin_upload(ctl, creds, image_id))
+    return Response(status_code=204)
+
+
+async def store_body(ctl: Controller, request: Request, image_id: str,
+                     begin: Callable[[], object],
+                     also: Callable[[Session], None] | None = None) -> None:
+    """Store the request body as the image's data: queued -> saving -> active.
+
+    begin checks who may upload and moves the image to saving (mark_saving); also
+    runs in the transaction that makes the image active. On any failure the image
+    is queued again and the partial data removed.
+    """
     limit = ctl.settings.image_size_limit
     if media_type(request) != "application/octet-stream":
         raise UnsupportedMediaType("Image data must be sent as application/octet-stream.")
@@ -48,11 +65,11 @@ async def image_file_put(image_id: str, request: Request,
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise (BadRequest("Invalid Content-Length.") if not declared.isdigit() else
                PayloadTooLarge(f"Image data exceeds the size limit of {limit} bytes."))
-    await run_in_threadpool(begin_upload, ctl, creds, image_id)
+    await run_in_threadpool(begin)
     upload = ImageStore.of(ctl).begin(image_id, limit)
     try:
         await receive(request, upload)
-        await run_in_threadpool(finish_upload, ctl, image_id, upload)
+        await run_in_threadpool(finish_upload, ctl, image_id, upload, also)
     except BaseException as err:
         # Synchronous on purpose: after a disconnect or cancellation further awaits
         # may never run, and the image must not stay in 'saving'.
@@ -62,7 +79,6 @@ async def image_file_put(image_id: str, request: Request,
             raise BadRequest("The client closed the connection before the upload ended.") \
                 from None
         raise
-    return Response(status_code=204)
 
 
 def begin_upload(ctl: Controller, creds: Credentials, image_id: str) -> None:
@@ -76,10 +92,15 @@ def begin_upload(ctl: Controller, creds: Credentials, image_id: str) -> None:
         if image.disk_format is None or image.container_format is None:
             raise BadRequest("Properties disk_format, container_format must be set prior to "
                              "saving data.")
-        moved = session.execute(update(Image).where(
-            Image.id == image_id, Image.status == "queued").values(status="saving"))
-        if moved.rowcount != 1:
-            raise Conflict(f"Image {image_id} is already receiving data.")
+        mark_saving(session, image_id)
+
+
+def mark_saving(session: Session, image_id: str) -> None:
+    """queued -> saving in one statement: of two concurrent uploads only one moves it."""
+    moved = session.execute(update(Image).where(
+        Image.id == image_id, Image.status == "queued").values(status="saving"))
+    if moved.rowcount != 1:
+        raise Conflict(f"Image {image_id} is already receiving data.")
 
 
 async def receive(request: Request, upload: Upload) -> None:
@@ -95,7 +116,8 @@ async def receive(request: Request, upload: Upload) -> None:
     await to_thread.run_sync(upload.complete)
 
 
-def finish_upload(ctl: Controller, image_id: str, upload: Upload) -> None:
+def finish_upload(ctl: Controller, image_id: str, upload: Upload,
+                  also: Callable[[Session], None] | None = None) -> None:
     """saving -> active with the data's size and hashes; the file appears in the same step."""
     with ctl.db.session() as session:
         done = session.execute(update(Image).where(
@@ -105,6 +127,8 @@ def finish_upload(ctl: Controller, image_id: str, upload: Upload) -> None:
             updated_at=utcnow()))
         if done.rowcount != 1:
             raise Conflict(f"Image {image_id} was deleted or changed during the upload.")
+        if also is not None:
+            also(session)
         # Renamed inside the transaction: if the commit then fails the image stays
         # unpublished and start-up housekeeping removes the stray file.
         upload.publish(ImageStore.of(ctl).path(image_id))
