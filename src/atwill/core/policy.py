@@ -56,7 +56,7 @@ RULES: dict[str, str] = {
     "compute:servers:create": "member", "compute:servers:index": "reader",
     "compute:servers:detail": "reader", "compute:servers:show": "reader",
     "compute:servers:update": "member", "compute:servers:delete": "member",
-    "compute:servers:action": "member",
+    "compute:servers:action": "member", "compute:servers:create_image": "member",
     "compute:server_groups:create": "member", "compute:server_groups:index": "reader",
     "compute:server_groups:show": "reader", "compute:server_groups:delete": "member",
     # compute

@@ -1,17 +1,18 @@
-"""/servers/{id}/action: stop, start, reboot, pause, suspend, rebuild, console output."""
+"""/servers/{id}/action: stop, start, reboot, pause, suspend, rebuild, createImage, console."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
 
 from ...core.errors import BadRequest, Conflict
 from ...core.microversion import Version
 from ...core.policy import Credentials
 from ..cluster.nodes import bump
 from ..db.models import Instance
-from ..servers import actions, builds, states
+from ..servers import actions, builds, snapshots, states
 from ..service import authorize, caller, controller, json_body
 from .common import api_version
 
@@ -42,6 +43,8 @@ def server_action_post(server_id: str, request: Request, body: dict = Depends(js
             _reboot(session, inst, args, request_id, creds)
         elif name == "rebuild":
             _rebuild(session, inst, args, request_id, creds)
+        elif name == "createImage":
+            return _create_image(session, request, inst, args, creds, version)
         else:
             raise BadRequest(f"The action {name!r} is not supported by this cloud.")
         bump(session)
@@ -94,6 +97,18 @@ def _rebuild(session: Any, inst: Instance, args: Any, request_id: str,
     inst.image_id, inst.vm_state, inst.task_state = image.id, "active", "rebuilding"
     inst.desired_power = "running"
     inst.rebuild_serial += 1
+
+
+def _create_image(session: Any, request: Request, inst: Instance, args: Any,
+                  creds: Credentials, version: Version) -> Response:
+    name, meta = snapshots.parse(args)
+    authorize(creds, "compute:servers:create_image", project_id=inst.project_id)
+    image = snapshots.start(session, inst, creds, name, meta,
+                            request.scope["state"]["request_id"])
+    if version >= "2.45":
+        return JSONResponse({"image_id": image.id}, status_code=202)
+    location = f"{controller(request).base_url}/image/v2/images/{image.id}"
+    return Response(status_code=202, headers={"Location": location})
 
 
 def _console(inst: Instance, args: Any) -> str:

@@ -16,7 +16,7 @@ from ...core.policy import Credentials
 from ..cluster.nodes import bump
 from ..db.base import utcnow
 from ..db.models import Instance
-from ..servers import actions, builds, placement, ports, states, view
+from ..servers import actions, builds, placement, ports, snapshots, states, view
 from ..servers.locks import serialized
 from ..service import authorize, caller, controller, json_body, wrapped
 from .common import api_version, base, paginated
@@ -164,6 +164,7 @@ def delete(session: Any, inst: Instance, request_id: str, creds: Credentials) ->
     actions.start(session, inst.id, "delete", request_id, creds.user_id, creds.project_id)
     ports.free(session, inst)
     placement.release(session, inst)
+    snapshots.abandon(session, inst)  # Nova deletes the image of an unfinished snapshot
     inst.deleted, inst.vm_state, inst.task_state = True, "deleted", None
     inst.terminated_at = utcnow()
     bump(session)

@@ -50,6 +50,9 @@ class Instance(Base):
     launch_index: Mapped[int] = mapped_column(Integer, default=0)
     reservation_id: Mapped[str] = mapped_column(String(36), default="")
     locked: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The image a createImage asked of the node and not yet uploaded (None: no snapshot).
+    snapshot_image_id: Mapped[str | None] = mapped_column(String(36), nullable=True,
+                                                          index=True)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     launched_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     terminated_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from ..db.models import Image, Instance, Node
 from ..db.network import Network, Subnet
-from . import ports
+from . import ports, snapshots
 
 
 def instances_desired(session: Session, node: Node) -> list[dict[str, Any]]:
@@ -36,6 +36,8 @@ def instance_spec(session: Session, inst: Instance) -> dict[str, Any]:
         "config_drive": inst.config_drive, "pci_devices": inst.pci_devices or [],
         "metadata": meta_data(inst), "network_data": network_data(nics),
         "user_data": inst.user_data,
+        # A createImage the node must do: {"image_id": ...} until it uploads or fails.
+        "snapshot": snapshots.request(inst),
     }
 
 

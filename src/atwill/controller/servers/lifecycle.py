@@ -17,7 +17,7 @@ from ..cluster.nodes import bump
 from ..context import Controller
 from ..db.base import iso, utcnow
 from ..db.models import Instance, Node, ServerGroup, ServerGroupMember
-from . import actions, placement, states
+from . import actions, placement, snapshots, states
 
 log = logging.getLogger("atwill.servers")
 MAX_ATTEMPTS = 3
@@ -79,6 +79,8 @@ def fail(session: Session, inst: Instance, code: int, message: str, event: str,
     inst.vm_state, inst.task_state = "error", None
     inst.fault = {"code": code, "message": message, "created": iso(utcnow())}
     actions.event(session, inst.id, event, host, "Error", message)
+    # An error instance leaves its node's desired state: its snapshot can never come.
+    snapshots.abandon(session, inst)
     placement.release(session, inst)
     bump(session)
 
@@ -113,6 +115,8 @@ def _apply_report(session: Session, ctl: Controller, node: Node, inst: Instance,
         return  # the agent has not done the requested reboot yet
     if int(seen.get("rebuild_serial", inst.rebuild_serial)) < inst.rebuild_serial:
         return
+    if inst.task_state in states.SNAPSHOT_TASKS:
+        return  # the VM is paused while it is copied; the upload or its error ends the task
     wanted = states.SETTLED[inst.desired_power]
     if settled == wanted:
         if inst.vm_state != wanted or inst.task_state:

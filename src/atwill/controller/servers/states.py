@@ -45,3 +45,8 @@ ACTIONS: dict[str, tuple[frozenset[str], str | None, str | None]] = {
 # Which vm_state each desired power setting settles in, once the agent confirms it.
 SETTLED = {"running": "active", "stopped": "stopped", "paused": "paused",
            "suspended": "suspended"}
+
+# createImage: the vm_states Nova snapshots in, and the task_states while it runs (the
+# server keeps its status; only an agent's upload or error report ends them).
+SNAPSHOT_FROM = frozenset({"active", "stopped", "paused", "suspended"})
+SNAPSHOT_TASKS = frozenset({"image_snapshot", "image_uploading"})
