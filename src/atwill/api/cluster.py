@@ -49,7 +49,9 @@ class DesiredState(BaseModel):
     controller_overlay_url: str | None = Field(
         None, description="The controller's API through the overlay; nodes fetch images there.")
     overlay: OverlayState
-    instances: list[dict[str, Any]] = Field(default_factory=list)
+    instances: list[dict[str, Any]] = Field(
+        default_factory=list, description="Full specs; `snapshot` is a pending createImage "
+        "({image_id}) the node uploads to PUT /cluster/v1/nodes/{id}/snapshots/{image_id}.")
     network: dict[str, Any] | None = None
 
 
@@ -116,6 +118,12 @@ class TokenCreated(TokenView):
     url: str
     ca_hash: str
     command: str
+
+
+class SnapshotFailure(Strict):
+    """Why a node could not snapshot an instance or upload the image."""
+
+    message: str = Field(min_length=1, max_length=4096)
 
 
 class NodeAction(Strict):

@@ -29,7 +29,8 @@ LONG_POLL = 25.0
 REREAD = 1.0  # seconds between re-reads of the revision while a long-poll waits
 
 
-def _node(session: Session, request: Request, node_id: str) -> Node:
+def calling_node(session: Session, request: Request, node_id: str) -> Node:
+    """The node node_id, if the request's client certificate is that node's."""
     der = client_cert(request.scope)
     if der is None:
         raise Unauthorized("This call needs the node's client certificate (mutual TLS).")
@@ -44,7 +45,7 @@ def _node(session: Session, request: Request, node_id: str) -> Node:
 
 def _desired(ctl: Controller, request: Request, node_id: str, after: int) -> dict | None:
     with ctl.db.session() as session:
-        node = _node(session, request, node_id)
+        node = calling_node(session, request, node_id)
         if nodes.revision(session) <= after:
             return None
         return desired_state(session, ctl, node)
@@ -73,7 +74,7 @@ async def desired_get(node_id: str, request: Request,
 
 def _current(ctl: Controller, request: Request, node_id: str) -> dict:
     with ctl.db.session() as session:
-        return desired_state(session, ctl, _node(session, request, node_id))
+        return desired_state(session, ctl, calling_node(session, request, node_id))
 
 
 @router.post("/v1/nodes/{node_id}/heartbeat", response_model=HeartbeatReply,
@@ -82,7 +83,7 @@ def heartbeat_post(node_id: str, request: Request, body: Heartbeat) -> dict:
     ctl = controller(request)
     source = request.client.host if request.client else ""
     with ctl.db.session() as session:
-        node = _node(session, request, node_id)
+        node = calling_node(session, request, node_id)
         nodes.heartbeat(session, node, body.inventory, body.overlay, body.running_vms, source,
                         body.host)
         if body.instances is not None:
@@ -97,7 +98,7 @@ def heartbeat_post(node_id: str, request: Request, body: Heartbeat) -> dict:
 def leave_post(node_id: str, request: Request, body: LeaveRequest = Depends()) -> None:
     ctl = controller(request)
     with ctl.db.session() as session:
-        nodes.remove(session, _node(session, request, node_id), body.force)
+        nodes.remove(session, calling_node(session, request, node_id), body.force)
 
 
 @router.get("/v1/nodes/{node_id}/images/{image_id}", response_class=FileResponse,
@@ -105,7 +106,7 @@ def leave_post(node_id: str, request: Request, body: LeaveRequest = Depends()) -
 def node_image_get(node_id: str, image_id: str, request: Request) -> FileResponse:
     ctl = controller(request)
     with ctl.db.session() as session:
-        node = _node(session, request, node_id)
+        node = calling_node(session, request, node_id)
         needed = session.scalar(select(Instance.id).where(
             Instance.node_id == node.id, Instance.image_id == image_id,
             Instance.deleted.is_(False)).limit(1))
