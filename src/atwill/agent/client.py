@@ -26,7 +26,8 @@ def tls_context(ca: Path, cert: Path | None = None, key: Path | None = None) -> 
     return context
 
 
-def client(url: str, context: ssl.SSLContext | bool, timeout: float = 30.0) -> httpx.Client:
+def client(url: str, context: ssl.SSLContext | bool,
+           timeout: float | httpx.Timeout = 30.0) -> httpx.Client:
     return httpx.Client(base_url=url, verify=context, timeout=timeout)
 
 

@@ -16,12 +16,13 @@ from typing import Any
 
 import httpx
 
-from .client import tls_context
+from .client import client, tls_context
 from .config import AgentConfig
 from .hypervisor import configdrive, disks, tap
 from .hypervisor.qemu import QemuDriver
 from .hypervisor.spec import InstanceSpec, Nic
 from .kvm import kvm_probe
+from .snapshot import Snapshots
 
 log = logging.getLogger("atwill.agent.instances")
 CONSOLE_REPORT_BYTES = 16 * 1024
@@ -36,6 +37,7 @@ class InstanceManager:
         self.overlay_url: str | None = None
         # Called when an instance has started: the agent reports at once (ACTIVE sooner).
         self.on_started: Callable[[], None] = lambda: None
+        self.snapshots = Snapshots(self.driver, config.node_id, self._controller)
         self.errors: dict[str, str] = {}
         self.reboots: dict[str, int] = {}
         self.rebuilds: dict[str, int] = {}
@@ -52,6 +54,10 @@ class InstanceManager:
         for uuid in set(self.driver.list()) - set(wanted):
             self._delete(uuid)
         for uuid, inst in wanted.items():
+            if inst.get("snapshot"):
+                self.snapshots.request(uuid, inst["snapshot"]["image_id"])
+            if self.snapshots.busy(uuid):
+                continue  # its VM is stopped for the copy; the snapshot resumes it
             try:
                 self._converge_one(inst)
                 self.errors.pop(uuid, None)
@@ -142,6 +148,12 @@ class InstanceManager:
             image_format=image.get("disk_format") or "qcow2", nics=nics,
             accel="kvm" if kvm else "tcg", cpu_mode="host-passthrough" if kvm else None,
             pci_devices=list(inst.get("pci_devices") or []), hw=props)
+
+    def _controller(self) -> httpx.Client:
+        """A client to the controller, through the overlay when there is one."""
+        context = tls_context(self.config.ca, self.config.cert, self.config.key)
+        return client(self.overlay_url or self.config.controller_url, context,
+                      timeout=httpx.Timeout(60.0, read=600.0))
 
     def _image(self, image: dict[str, Any]) -> Path:
         if not image.get("id"):
