@@ -1,8 +1,9 @@
-"""atwill image: the guest image (Debian kernel + busybox) that atwill boots and tests use."""
+"""atwill image: the guest images atwill boots and tests use (small guest, Debian cloud)."""
 
 from __future__ import annotations
 
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -12,10 +13,23 @@ from .options import console, err
 
 app = typer.Typer(no_args_is_help=True, help="Guest images.")
 
-Output = Annotated[Path, typer.Option("--output", "-o", help="Where to write the qcow2 image.")]
+Output = Annotated[Path | None, typer.Option(
+    "--output", "-o", help="Where to write the qcow2 image (default: <kind>.qcow2).")]
 CacheDir = Annotated[Path | None, typer.Option(
     "--cache-dir", envvar="ATWILL_CACHE_DIR",
     help="Package and image cache (default /var/cache/atwill as root, else ~/.cache/atwill).")]
+
+
+class Kind(StrEnum):
+    """Which image to build."""
+
+    ATWILL_GUEST = "atwill-guest"
+    DEBIAN_CLOUD = "debian-cloud"
+
+
+KindOption = Annotated[Kind, typer.Option(
+    "--kind", help="atwill-guest: kernel + busybox, seconds to boot; debian-cloud: Debian 12 "
+                   "with systemd and cloud-init (needs root and mmdebstrap).")]
 
 
 @app.callback()
@@ -24,14 +38,18 @@ def image() -> None:
 
 
 @app.command("build")
-def build(output: Output = Path("atwill-guest.qcow2"), cache_dir: CacheDir = None) -> None:
-    """Build the guest image from Debian packages (cached: fast the second time)."""
+def build(output: Output = None, cache_dir: CacheDir = None,
+          kind: KindOption = Kind.ATWILL_GUEST) -> None:
+    """Build a guest image from Debian packages (cached: fast the second time)."""
     from ..agent.host.run import HostCommandError
     from ..guest.build import build_image
+    from ..guest.cloud import build_cloud_image
 
+    builder = build_cloud_image if kind is Kind.DEBIAN_CLOUD else build_image
+    output = output or Path(f"{kind.value}.qcow2")
     started = time.monotonic()
     try:
-        image = build_image(output, cache_dir, progress=lambda message: err.print(message))
+        image = builder(output, cache_dir, progress=lambda message: err.print(message))
     except (HostCommandError, OSError, ValueError) as error:
         err.print(f"[red]image build failed:[/red] {error}")
         raise typer.Exit(1) from None
