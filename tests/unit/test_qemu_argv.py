@@ -30,6 +30,9 @@ def test_basic_command_line() -> None:
     assert argv[0] == "qemu-system-x86_64"
     assert option(argv, "-name") == ["guest=demo,debug-threads=on"]
     assert option(argv, "-uuid") == [UUID]
+    # cloud-init detects OpenStack by DMI, as on Nova; the serial is the instance uuid.
+    [smbios] = option(argv, "-smbios")
+    assert "product=OpenStack Nova" in smbios and f"uuid={UUID}" in smbios
     assert option(argv, "-machine") == ["pc,accel=tcg"]
     assert option(argv, "-cpu") == ["max"]
     assert option(argv, "-smp") == ["2"]

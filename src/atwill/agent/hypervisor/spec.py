@@ -95,6 +95,10 @@ def escape(value: object) -> str:
     return str(value).replace(",", ",,")
 
 
+SMBIOS = ("type=1,manufacturer=OpenStack Foundation,product=OpenStack Nova,"
+          "family=Virtual Machine")
+
+
 def qemu_argv(spec: InstanceSpec, paths: InstancePaths, incoming: Path | None = None,
               sandbox: bool = True) -> list[str]:
     """The full QEMU command line for spec; with incoming, it loads the saved state."""
@@ -104,6 +108,9 @@ def qemu_argv(spec: InstanceSpec, paths: InstancePaths, incoming: Path | None = 
     argv = [QEMU,
             "-name", f"guest={escape(spec.name)},debug-threads=on",
             "-uuid", spec.uuid,
+            # As Nova's libvirt driver: cloud-init's OpenStack datasource (and ds-identify)
+            # only ask the metadata service of a machine whose DMI says "OpenStack Nova".
+            "-smbios", SMBIOS + f",serial={spec.uuid},uuid={spec.uuid}",
             "-machine", f"{machine},accel={spec.accel}",
             "-cpu", cpu_model(spec),
             "-smp", str(spec.vcpus),
