@@ -188,7 +188,8 @@ def test_create_image_records_the_image_and_asks_the_node(env: Env) -> None:
 def test_upload_stores_the_data_and_ends_the_task(env: Env) -> None:
     server = env.server()
     image_id = env.create_image(server, {"createImage": {"name": "snap"}}).json()["image_id"]
-    data = b"QFI\xfb" + os.urandom(300 * 1024)
+    # Larger than the 1 MiB JSON body limit: snapshot data is streamed like image data.
+    data = b"QFI\xfb" + os.urandom(3 * 1024 * 1024)
     refused = env.other.upload(image_id, data)
     assert refused.status_code == 403 and "another node" in refused.text
     assert env.other.upload(image_id, data, node_id=env.node.id).status_code == 403

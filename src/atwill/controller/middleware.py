@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import uuid
 
@@ -11,8 +12,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("atwill.access")
 
-# Paths whose bodies are streamed to disk and limited by the handler itself.
+# Paths whose bodies are streamed to disk and limited by the handler itself: image data,
+# and a node's snapshot upload (both limited by the image size limit).
 STREAMED_SUFFIXES = ("/file", "/stage")
+STREAMED = re.compile(r"/cluster/v1/nodes/[^/]+/snapshots/[^/]+")
 
 
 class RequestContext:
@@ -60,7 +63,7 @@ class RequestContext:
                 state.get("user_id", "-"), state.get("project_id", "-"))
 
     def _too_large(self, scope: Scope) -> bool:
-        if scope["path"].endswith(STREAMED_SUFFIXES):
+        if scope["path"].endswith(STREAMED_SUFFIXES) or STREAMED.fullmatch(scope["path"]):
             return False
         for name, value in scope["headers"]:
             if name == b"content-length":
