@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 from alembic import command
 from sqlalchemy import inspect, text
 
 from atwill.controller.db.session import Database, alembic_config
-from tests.conftest import fresh_database_url
 
 ROW = {"id": "i-1", "name": "vm", "hostname": "vm", "project_id": "p", "user_id": "u",
        "flavor": "{}", "vcpus": 1, "memory_mb": 64, "disk_gb": 1, "meta": "{}",
@@ -22,15 +17,6 @@ ROW = {"id": "i-1", "name": "vm", "hostname": "vm", "project_id": "p", "user_id"
        "deleted": False, "created_at": "2026-01-01 00:00:00",
        "updated_at": "2026-01-01 00:00:00"}
 
-
-@pytest.fixture
-def db(engine: str, tmp_path: Path) -> Iterator[Database]:
-    for url in fresh_database_url(engine):
-        database = Database(url or f"sqlite:///{tmp_path / 'store.db'}")
-        try:
-            yield database
-        finally:
-            database.dispose()
 
 
 def columns(db: Database) -> set[str]:

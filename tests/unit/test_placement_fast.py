@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -16,22 +14,19 @@ from atwill.controller.db.models import Instance, Node, PciClaim
 from atwill.controller.db.session import Database, migrate
 from atwill.controller.servers import placement
 from atwill.core import scheduler
-from tests.conftest import fresh_database_url
+
+
+@pytest.fixture
+def db(db: Database) -> Database:
+    """Placement tests need the schema (the conftest's db, migrated)."""
+    migrate(db.engine)
+    return db
+
 
 SPREAD, PACK = SimpleNamespace(scheduler_weigher="spread"), SimpleNamespace(
     scheduler_weigher="pack")
 GPU = {"address": "0000:3b:00.0", "vendor_id": "10de", "product_id": "1028"}
 
-
-@pytest.fixture
-def db(engine: str, tmp_path: Path) -> Iterator[Database]:
-    for url in fresh_database_url(engine):
-        database = Database(url or f"sqlite:///{tmp_path / 'placement.db'}")
-        try:
-            migrate(database.engine)
-            yield database
-        finally:
-            database.dispose()
 
 
 def add_node(db: Database, name: str, **kw: Any) -> str:

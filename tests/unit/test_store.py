@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,18 +14,6 @@ from atwill.controller.bootstrap import bootstrap
 from atwill.controller.context import Controller
 from atwill.controller.db.models import Base, Domain, Project, Role, RoleAssignment, User
 from atwill.controller.db.session import Database, alembic_config, is_initialised, migrate
-from tests.conftest import fresh_database_url
-
-
-@pytest.fixture
-def db(engine: str, tmp_path: Path) -> Iterator[Database]:
-    """A new, empty database for each test."""
-    for url in fresh_database_url(engine):
-        database = Database(url or f"sqlite:///{tmp_path / 'store.db'}")
-        try:
-            yield database
-        finally:
-            database.dispose()
 
 
 def test_migrations_match_models_and_downgrade(db: Database) -> None:

@@ -70,14 +70,18 @@ def build_image(output: Path | None = None, cache: Path | None = None,
             image.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=image.parent, prefix=".build-") as tmp:
                 _assemble(Path(tmp), kernel.root, busybox.root, version, image)
-    final = image
-    if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        partial = output.with_name(output.name + ".partial")
-        shutil.copyfile(image, partial)
-        partial.replace(output)
-        final = output
-    return Image(final, version, (kernel.ident, busybox.ident), cached)
+    return Image(copy_out(image, output), version, (kernel.ident, busybox.ident), cached)
+
+
+def copy_out(image: Path, output: Path | None) -> Path:
+    """The cached image copied whole to output (never half-written), or itself."""
+    if output is None:
+        return image
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(output.name + ".partial")
+    shutil.copyfile(image, partial)
+    partial.replace(output)
+    return output
 
 
 def kernel_version(root: Path) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..agent.host.run import run
 from . import disk, packages
-from .build import Image
+from .build import Image, copy_out
 
 # Bump when the image changes in a way the constants below do not show.
 FORMAT = "debian-cloud-1"
@@ -81,14 +81,7 @@ def build_cloud_image(output: Path | None = None, cache: Path | None = None,
             with tempfile.TemporaryDirectory(dir=image.parent, prefix=".build-") as tmp:
                 _build(Path(tmp), cache / "debs" / SUITE, image, manifest, progress)
     installed = manifest.read_text().split()
-    final = image
-    if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        partial = output.with_name(output.name + ".partial")
-        shutil.copyfile(image, partial)
-        partial.replace(output)
-        final = output
-    return Image(final, kernel_of(installed), key_packages(installed), cached)
+    return Image(copy_out(image, output), kernel_of(installed), key_packages(installed), cached)
 
 
 def cache_key() -> str:

@@ -1,0 +1,23 @@
+"""Fixtures shared by the unit tests that need a real database (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from atwill.controller.db.session import Database
+from tests.conftest import fresh_database_url
+
+
+@pytest.fixture
+def db(engine: str, tmp_path: Path) -> Iterator[Database]:
+    """A new, empty database (no schema) for each test, on each engine."""
+    for url in fresh_database_url(engine):
+        database = Database(url or f"sqlite:///{tmp_path / 'store.db'}")
+        try:
+            yield database
+        finally:
+            database.dispose()
+
