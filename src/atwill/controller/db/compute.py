@@ -11,10 +11,12 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
+    literal_column,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -127,3 +129,12 @@ class Node(Base):
     last_heartbeat: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+# The scheduler's shortlist orders usable nodes by free RAM at the default allocation
+# ratio; with these indexes the database reads the first few in order instead of sorting
+# every node. The ratio is a literal so that the query's expression matches the index's.
+DEFAULT_RAM_RATIO = "1.5"
+FREE_RAM = Node.memory_mb * literal_column(DEFAULT_RAM_RATIO) - Node.memory_mb_used
+Index("ix_nodes_free_ram_spread", FREE_RAM.desc(), Node.name)
+Index("ix_nodes_free_ram_pack", FREE_RAM, Node.name)

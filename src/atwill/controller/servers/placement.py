@@ -19,16 +19,17 @@ from sqlalchemy.orm import Session
 
 from ...config import Settings
 from ...core import scheduler
+from ..db.compute import DEFAULT_RAM_RATIO, FREE_RAM
 from ..db.models import Instance, Node, PciClaim
 
-CPU_RATIO, RAM_RATIO, DISK_RATIO = 16.0, 1.5, 1.0
+CPU_RATIO, RAM_RATIO, DISK_RATIO = 16.0, float(DEFAULT_RAM_RATIO), 1.0
 SHORTLIST = 16  # nodes considered first; all of them only when none of these fits
 
 # The id first and the inventory last: hosts() reads them by position.
 _COLUMNS = (Node.id, Node.name, Node.availability_zone, Node.enabled, Node.state,
             Node.forced_down, Node.vcpus, Node.vcpus_used, Node.memory_mb,
             Node.memory_mb_used, Node.local_gb, Node.local_gb_used, Node.inventory)
-_FREE_RAM = Node.memory_mb * RAM_RATIO - Node.memory_mb_used
+_FREE_RAM = FREE_RAM  # matches the nodes' free-RAM indexes (migration 0003)
 _USABLE = select(*_COLUMNS).where(Node.enabled.is_(True), Node.state == "up",
                                   Node.forced_down.is_(False))
 _QUERIES: dict[str, Select[Any]] = {
