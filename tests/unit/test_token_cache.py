@@ -73,3 +73,13 @@ def test_an_identity_commit_clears_other_commits_do_not() -> None:
         assert cache.get("t") is None
     finally:
         engine.dispose()
+
+
+def test_a_change_of_the_token_keys_drops_everything() -> None:
+    cache = token_cache.TokenCache()
+    cache.follow((1, 2))
+    _put(cache, "t")
+    cache.follow((1, 2))
+    assert cache.get("t") == CREDS
+    cache.follow((2, 3))
+    assert cache.get("t") is None

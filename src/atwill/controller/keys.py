@@ -57,11 +57,16 @@ class KeyRepository:
             (self.directory / str(old)).unlink()
         return primary
 
+    def stamp(self) -> tuple[int, ...]:
+        """Changes whenever a key is added, rotated or removed (by any process)."""
+        numbers = self._numbers()
+        return tuple(numbers) + tuple(
+            int((self.directory / str(n)).stat().st_mtime_ns) for n in numbers)
+
     def fernet(self) -> MultiFernet:
         """Primary first, then the others; reloaded when the files change."""
         numbers = self._numbers()
-        stamp = tuple(numbers) + tuple(
-            int((self.directory / str(n)).stat().st_mtime_ns) for n in numbers)
+        stamp = self.stamp()
         if self._fernet is None or stamp != self._stamp:
             order = sorted((n for n in numbers if n != 0), reverse=True) + [0]
             keys = [Fernet((self.directory / str(n)).read_bytes().strip()) for n in order]

@@ -108,6 +108,7 @@ def caller(request: Request) -> Credentials:
     if not token:
         raise Unauthorized("The request you have made requires authentication.",
                            headers=_www_authenticate(ctl))
+    ctl.tokens.follow(ctl.keys.stamp())
     credentials = ctl.tokens.get(token)
     if credentials is None:
         generation = token_cache.generation()

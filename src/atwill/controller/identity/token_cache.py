@@ -2,10 +2,11 @@
 
 An entry holds what a request needs (who calls, on what, with which roles; or the
 token body a service asks for when it validates a user's token) and lives at most
-TTL seconds. Any committed change to identity in this process — a
-revocation, a role assignment, a user, project or domain disabled or deleted — drops
-every entry at once. A change made by another controller process sharing the
-database is seen within TTL, like Keystone's own token cache.
+TTL seconds. Any committed change to identity in this process (a revocation, a role
+assignment, a user, project or domain disabled or deleted) drops every entry at once,
+and so does any change of the token keys (`atwill keys rotate`, run by another process,
+can retire the key a cached token was made with). A change made by another controller
+process sharing the database is seen within TTL, like Keystone's own token cache.
 """
 
 from __future__ import annotations
@@ -54,8 +55,16 @@ class TokenCache:
     def __init__(self, ttl: float = TTL, size: int = MAX_ENTRIES) -> None:
         self.ttl, self.size = ttl, size
         self._entries: OrderedDict[str, Entry] = OrderedDict()
+        self._keys_stamp: object = None
         self._lock = threading.Lock()
         _caches.add(self)
+
+    def follow(self, keys_stamp: object) -> None:
+        """Forget everything when the token keys changed (a rotation can retire a key)."""
+        with self._lock:
+            if keys_stamp != self._keys_stamp:
+                self._entries.clear()
+                self._keys_stamp = keys_stamp
 
     def get(self, key: str) -> Any | None:
         """What was kept under key (a token, or a token with a qualifier), if still good."""
