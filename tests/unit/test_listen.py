@@ -37,6 +37,8 @@ def test_overlay_socket_binds_before_its_address_exists(tmp_path: Path) -> None:
     made = listen.sockets(settings)
     try:
         assert [s.getsockname() for s in made] == [("127.0.0.1", port), ("100.72.0.1", port)]
+        # A child such as wireguard-go must not keep the port after the controller exits.
+        assert not any(s.get_inheritable() for s in made)
     finally:
         for sock in made:
             sock.close()

@@ -4,6 +4,8 @@ Nodes fetch images (and may call the cluster API) through the overlay, so the AP
 listens on the controller's overlay address. That address appears only once the
 controller's overlay interface is up, after the sockets are made: the overlay socket is
 bound with IP_FREEBIND so it can be bound before the address exists on the host.
+Neither socket is inherited: a child (wireguard-go) holding one would keep the port
+busy after the controller exits, and a restarted controller could not bind it.
 """
 
 from __future__ import annotations
@@ -42,7 +44,6 @@ def _bind(host: str, port: int, freebind: bool) -> socket.socket:
             sock.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
         sock.bind((host, port))
         sock.listen(BACKLOG)
-        sock.set_inheritable(True)
     except OSError:
         sock.close()
         raise
