@@ -17,7 +17,7 @@ class KeyRepository:
     def __init__(self, directory: Path, max_active: int = 3) -> None:
         self.directory = directory
         self.max_active = max(max_active, 2)
-        self._stamp: tuple[int, ...] = ()
+        self._stamp: tuple[tuple[int, int], ...] = ()
         self._fernet: MultiFernet | None = None
 
     def exists(self) -> bool:
@@ -57,17 +57,17 @@ class KeyRepository:
             (self.directory / str(old)).unlink()
         return primary
 
-    def stamp(self) -> tuple[int, ...]:
-        """Changes whenever a key is added, rotated or removed (by any process)."""
-        numbers = self._numbers()
-        return tuple(numbers) + tuple(
-            int((self.directory / str(n)).stat().st_mtime_ns) for n in numbers)
+    def stamp(self) -> tuple[tuple[int, int], ...]:
+        """(key number, mtime) of every key: changes whenever a key is added, rotated or
+        removed (by any process)."""
+        return tuple((n, (self.directory / str(n)).stat().st_mtime_ns)
+                     for n in self._numbers())
 
     def fernet(self) -> MultiFernet:
         """Primary first, then the others; reloaded when the files change."""
-        numbers = self._numbers()
         stamp = self.stamp()
         if self._fernet is None or stamp != self._stamp:
+            numbers = [n for n, _ in stamp]
             order = sorted((n for n in numbers if n != 0), reverse=True) + [0]
             keys = [Fernet((self.directory / str(n)).read_bytes().strip()) for n in order]
             self._fernet = MultiFernet(keys)

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from ...config import Settings
 from ...core import scheduler
-from ..db.compute import DEFAULT_RAM_RATIO, FREE_RAM
+from ..db.compute import DEFAULT_RAM_RATIO, FREE_RAM  # FREE_RAM matches the nodes' indexes
 from ..db.models import Instance, Node, PciClaim
 
 CPU_RATIO, RAM_RATIO, DISK_RATIO = 16.0, float(DEFAULT_RAM_RATIO), 1.0
@@ -29,13 +29,12 @@ SHORTLIST = 16  # nodes considered first; all of them only when none of these fi
 _COLUMNS = (Node.id, Node.name, Node.availability_zone, Node.enabled, Node.state,
             Node.forced_down, Node.vcpus, Node.vcpus_used, Node.memory_mb,
             Node.memory_mb_used, Node.local_gb, Node.local_gb_used, Node.inventory)
-_FREE_RAM = FREE_RAM  # matches the nodes' free-RAM indexes (migration 0003)
 _USABLE = select(*_COLUMNS).where(Node.enabled.is_(True), Node.state == "up",
                                   Node.forced_down.is_(False))
 _QUERIES: dict[str, Select[Any]] = {
     "all": select(*_COLUMNS).order_by(Node.name),
-    "spread": _USABLE.order_by(_FREE_RAM.desc(), Node.name).limit(bindparam("best_first")),
-    "pack": _USABLE.order_by(_FREE_RAM.asc(), Node.name).limit(bindparam("best_first")),
+    "spread": _USABLE.order_by(FREE_RAM.desc(), Node.name).limit(bindparam("best_first")),
+    "pack": _USABLE.order_by(FREE_RAM.asc(), Node.name).limit(bindparam("best_first")),
 }
 # Bind names must differ from the columns' own: those are reserved for the SET clause.
 _WANT_CPU, _WANT_RAM, _WANT_DISK = (bindparam("want_vcpus"), bindparam("want_ram"),
