@@ -53,9 +53,13 @@ class UnsupportedMediaType(ApiError):
     status, title = 415, "Unsupported Media Type"
 
 
+class TooManyRequests(ApiError):
+    status, title = 429, "Too Many Requests"
+
+
 BY_STATUS: dict[int, type[ApiError]] = {
     cls.status: cls
     for cls in (BadRequest, Unauthorized, Forbidden, NotFound, MethodNotAllowed,
                 NotAcceptable, Conflict, PayloadTooLarge, RangeNotSatisfiable,
-                UnsupportedMediaType)
+                UnsupportedMediaType, TooManyRequests)
 }
