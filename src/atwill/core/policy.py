@@ -1,11 +1,16 @@
 """One policy table: every API operation mapped to the rule that allows it.
 
 Rules:
-  admin   - the token carries the admin role.
+  admin   - a cloud admin: the admin role on a token scoped to the admin project
+            (Keystone's admin_required with is_admin_project).
   member  - admin, or the member role on the target's project.
   reader  - admin, or any of reader/member on the target's project.
   owner   - admin, or the caller is the target user (own keypairs, own password).
-  any     - any valid token.
+  any     - any scoped token.
+An unscoped token may only do what Keystone lets it do: list its own projects and
+domains, read its own user, change its own password (and get, check or revoke its
+own tokens, which need no rule). An admin of any other project is an admin of that
+project only: its admin role implies member and reader there.
 Project isolation is enforced again in the queries; the rule only says who may ask.
 """
 
@@ -113,29 +118,53 @@ RULES: dict[str, str] = {
     "network:get_agent": "admin", "network:get_extension": "any",
 }
 
+# The project the cloud is bootstrapped with (controller/bootstrap.py): its admins are
+# the cloud's admins, as Keystone's admin_project_name/admin_project_domain_name.
+ADMIN_PROJECT_NAME = "admin"
+ADMIN_PROJECT_DOMAIN_ID = "default"
+
+UNSCOPED_OPERATIONS = frozenset({
+    "identity:get_auth_projects", "identity:get_auth_domains", "identity:get_auth_catalog",
+    "identity:list_user_projects", "identity:get_user", "identity:change_password",
+})
+
 READER_ROLES = frozenset({"reader", "member", "admin"})
 MEMBER_ROLES = frozenset({"member", "admin"})
 
 
 @dataclasses.dataclass(frozen=True)
 class Credentials:
-    """Who is asking: the token's user, its scope and its effective role names."""
+    """Who is asking: the token's user, its scope and its effective role names.
+
+    is_admin_project says the token is scoped to the admin project; it is computed
+    when the token is validated (never from anything the caller sends).
+    """
 
     user_id: str
     roles: frozenset[str] = frozenset()
     project_id: str | None = None
     domain_id: str | None = None
+    is_admin_project: bool = False
 
     @property
     def is_admin(self) -> bool:
-        return "admin" in self.roles
+        """A cloud admin: the admin role on the admin project, not admin anywhere."""
+        return "admin" in self.roles and self.is_admin_project and self.project_id is not None
+
+    @property
+    def unscoped(self) -> bool:
+        return self.project_id is None and self.domain_id is None
 
 
 def allowed(creds: Credentials, operation: str, project_id: str | None = None,
             user_id: str | None = None, domain_id: str | None = None) -> bool:
     """Whether creds may perform operation on a target owned by project_id/user_id."""
     rule = RULES[operation]
-    if creds.is_admin or rule == "any":
+    if creds.is_admin:
+        return True
+    if creds.unscoped and operation not in UNSCOPED_OPERATIONS:
+        return False
+    if rule == "any":
         return True
     if rule == "admin":
         return False
@@ -143,8 +172,6 @@ def allowed(creds: Credentials, operation: str, project_id: str | None = None,
         return user_id is None or user_id == creds.user_id
     if rule == "reader_domain":
         return domain_id is not None and domain_id == creds.domain_id and bool(creds.roles)
-    if rule == "reader" and creds.project_id is None:
-        return True
     needed = MEMBER_ROLES if rule == "member" else READER_ROLES
     if not creds.roles & needed or creds.project_id is None:
         return False
@@ -152,5 +179,9 @@ def allowed(creds: Credentials, operation: str, project_id: str | None = None,
 
 
 def enforce(creds: Credentials, operation: str, **target: str | None) -> None:
-    if not allowed(creds, operation, **target):
-        raise Forbidden(f"Policy doesn't allow {operation} to be performed.")
+    if allowed(creds, operation, **target):
+        return
+    if creds.unscoped:
+        raise Forbidden(f"Policy doesn't allow {operation} to be performed with an unscoped "
+                        "token: it may only list its projects and get a project-scoped token.")
+    raise Forbidden(f"Policy doesn't allow {operation} to be performed.")

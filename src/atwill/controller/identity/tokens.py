@@ -11,7 +11,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from ...core.errors import Unauthorized
-from ...core.policy import Credentials
+from ...core.policy import ADMIN_PROJECT_DOMAIN_ID, ADMIN_PROJECT_NAME, Credentials
 from ...core.tokens import TokenPayload, format_time, new_audit_id
 from ..context import Controller
 from ..db.base import utcnow
@@ -40,10 +40,13 @@ class ValidatedToken:
 
     @property
     def credentials(self) -> Credentials:
+        project = self.project
         return Credentials(
             user_id=self.user.id, roles=frozenset(r.name for r in self.roles),
-            project_id=self.project.id if self.project else None,
-            domain_id=self.domain.id if self.domain else None)
+            project_id=project.id if project else None,
+            domain_id=self.domain.id if self.domain else None,
+            is_admin_project=project is not None and project.name == ADMIN_PROJECT_NAME
+            and project.domain_id == ADMIN_PROJECT_DOMAIN_ID)
 
 
 def effective_roles(session: Session, user_id: str, project_id: str | None = None,

@@ -37,7 +37,7 @@ def ensure_defaults(session: Session, admin_project_id: str, public_cidr: str = 
         session.flush()
         changes.append("created router router1")
     admin = Credentials(user_id="bootstrap", roles=frozenset({"admin"}),
-                        project_id=admin_project_id)
+                        project_id=admin_project_id, is_admin_project=True)
     if router.gw_port is None:
         set_gateway(session, admin, router, {"network_id": public.id})
         changes.append("set router1's gateway to public")
