@@ -6,6 +6,9 @@ import ipaddress
 from collections.abc import Iterable
 from typing import Any
 
+from . import addresses
+from .text import shown
+
 Net = ipaddress.IPv4Network | ipaddress.IPv6Network
 Addr = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -18,28 +21,31 @@ class InvalidSubnet(ValueError):
 
 
 def parse_address(text: Any, what: str = "IP address") -> Addr:
-    if not isinstance(text, str):
-        raise InvalidSubnet(f"'{text}' is not a valid {what}.")
+    """A plain address (no scope id, nothing around it), strictly parsed."""
     try:
-        return ipaddress.ip_address(text)
-    except ValueError:
-        raise InvalidSubnet(f"'{text}' is not a valid {what}.") from None
+        return addresses.ip(text)
+    except addresses.InvalidAddress:
+        raise InvalidSubnet(f"{shown(text)} is not a valid {what}.") from None
 
 
 def parse_cidr(text: Any, ip_version: int | None = None) -> Net:
-    """A subnet CIDR: well-formed, no host bits, the right family, not too small."""
-    if not isinstance(text, str) or "/" not in text:
-        raise InvalidSubnet(f"'{text}' is not a valid CIDR: expected address/prefix.")
+    """A subnet CIDR: well-formed, no host bits, the right family, not too small, not /0."""
     try:
-        net = ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        raise InvalidSubnet(f"'{text}' is not a valid CIDR.") from None
+        net = addresses.prefix(text, need_length=True)
+    except addresses.InvalidAddress:
+        raise InvalidSubnet(f"{shown(text)} is not a valid CIDR: expected address/prefix.") \
+            from None
     if net.network_address != ipaddress.ip_interface(text).ip:
-        raise InvalidSubnet(f"'{text}' isn't a recognized IP subnet cidr, '{net}' is "
+        raise InvalidSubnet(f"{shown(text)} isn't a recognized IP subnet cidr, '{net}' is "
                             "recommended: the host bits must be zero.")
     if ip_version is not None and net.version != ip_version:
         raise InvalidSubnet(f"CIDR {text} is not an IPv{ip_version} network "
                             f"(ip_version is {ip_version}).")
+    if net.prefixlen == 0:
+        # Neutron refuses a subnet covering the whole address space (it would swallow
+        # every route and every other subnet).
+        raise InvalidSubnet(f"{net} is not allowed as a subnet CIDR: the prefix length "
+                            "must be at least 1.")
     if net.prefixlen > MAX_PREFIX[net.version]:
         raise InvalidSubnet(f"CIDR {text} is too small: the prefix length must be at most "
                             f"{MAX_PREFIX[net.version]} for IPv{net.version}.")
@@ -47,11 +53,11 @@ def parse_cidr(text: Any, ip_version: int | None = None) -> Net:
 
 
 def parse_destination(text: Any) -> Net:
-    """A route destination: any prefix length, host bits zero."""
+    """A route destination: address/length, any prefix length, host bits zero."""
     try:
-        return ipaddress.ip_network(str(text), strict=True)
-    except ValueError:
-        raise InvalidSubnet(f"'{text}' is not a valid destination CIDR.") from None
+        return addresses.prefix(text, need_length=True, strict=True)
+    except addresses.InvalidAddress:
+        raise InvalidSubnet(f"{shown(text)} is not a valid destination CIDR.") from None
 
 
 def first_host(net: Net) -> Addr:
@@ -148,7 +154,8 @@ def check_fixed_ip(net: Net, text: Any, gateway: str | None,
     """A requested fixed IP: in the subnet, a host address, and not its gateway."""
     address = parse_address(text)
     if address.version != net.version or address not in net:
-        raise InvalidSubnet(f"IP address {text} is not a valid IP for the specified subnet.")
+        raise InvalidSubnet(f"IP address {shown(text)} is not a valid IP for the specified "
+                            "subnet.")
     if address == net.network_address or (net.version == 4 and
                                           address == net.broadcast_address):
         raise InvalidSubnet(f"IP address {text} is the network or broadcast address of "

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
+
+from . import addresses
+from .text import shown
 
 PROTOCOLS = {
     "ah": 51, "dccp": 33, "egp": 8, "esp": 50, "gre": 47, "hopopt": 0, "icmp": 1,
@@ -29,9 +31,10 @@ def protocol_number(protocol: Any) -> int | None:
     text = str(protocol).lower()
     if text in PROTOCOLS:
         return PROTOCOLS[text]
-    if text.isdigit() and 0 <= int(text) <= 255:
+    # isascii: str.isdigit() also takes other scripts' digits, which would be stored.
+    if text.isascii() and text.isdigit() and 0 <= int(text) <= 255:
         return int(text)
-    raise InvalidRule(f"Security group rule protocol {protocol} not supported. Only "
+    raise InvalidRule(f"Security group rule protocol {shown(protocol)} not supported. Only "
                       f"protocol values {sorted(PROTOCOLS)} and integer representations "
                       "[0 to 255] are supported.")
 
@@ -40,11 +43,12 @@ def _port(value: Any, name: str, low: int, high: int) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | str):
-        raise InvalidRule(f"Invalid value for {name}: {value!r} is not an integer.")
+        raise InvalidRule(f"Invalid value for {name}: {shown(value)} is not an integer.")
     try:
         number = int(value)
     except ValueError:
-        raise InvalidRule(f"Invalid value for {name}: {value!r} is not an integer.") from None
+        raise InvalidRule(f"Invalid value for {name}: {shown(value)} is not an "
+                          "integer.") from None
     if not low <= number <= high:
         raise InvalidRule(f"Invalid value for {name}: {number} is not in [{low}, {high}].")
     return number
@@ -79,9 +83,9 @@ def check_prefix(prefix: Any, ethertype: str) -> str | None:
     if prefix is None:
         return None
     try:
-        net = ipaddress.ip_network(str(prefix), strict=False)
-    except ValueError:
-        raise InvalidRule(f"'{prefix}' is not a valid remote_ip_prefix CIDR.") from None
+        net = addresses.prefix(prefix)
+    except addresses.InvalidAddress:
+        raise InvalidRule(f"{shown(prefix)} is not a valid remote_ip_prefix CIDR.") from None
     if f"IPv{net.version}" != ethertype:
         raise InvalidRule(f"Conflicting value ethertype {ethertype} for CIDR {prefix}.")
     return str(net)
@@ -91,18 +95,18 @@ def check_rule(data: dict[str, Any]) -> dict[str, Any]:
     """The validated, normalised writable attributes of a rule."""
     direction = data.get("direction")
     if direction not in DIRECTIONS:
-        raise InvalidRule(f"Invalid input for direction: {direction!r} is not in "
+        raise InvalidRule(f"Invalid input for direction: {shown(direction)} is not in "
                           f"{list(DIRECTIONS)}.")
     ethertype = data.get("ethertype") or "IPv4"
     if ethertype not in ETHERTYPES:
-        raise InvalidRule(f"Invalid input for ethertype: {ethertype!r} is not in "
+        raise InvalidRule(f"Invalid input for ethertype: {shown(ethertype)} is not in "
                           f"{list(ETHERTYPES)}.")
     protocol = data.get("protocol")
     if protocol is not None and not isinstance(protocol, str | int):
-        raise InvalidRule(f"Invalid input for protocol: {protocol!r}.")
+        raise InvalidRule(f"Invalid input for protocol: {shown(protocol)}.")
     number = protocol_number(protocol)
     if number == 58 and ethertype == "IPv4":
-        raise InvalidRule(f"Protocol {protocol} is only valid with ethertype IPv6.")
+        raise InvalidRule(f"Protocol {shown(protocol)} is only valid with ethertype IPv6.")
     low, high = check_ports(number, data.get("port_range_min"), data.get("port_range_max"))
     prefix = check_prefix(data.get("remote_ip_prefix"), ethertype)
     if prefix is not None and data.get("remote_group_id") is not None:

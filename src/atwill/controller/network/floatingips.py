@@ -10,8 +10,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ...core import addresses
 from ...core.errors import BadRequest, Conflict, NotFound
 from ...core.policy import Credentials
+from ...core.text import shown
 from ..db.network import FloatingIP, IPAllocation, Network, Port, Router
 from ..service import caller, controller, json_body, wrapped
 from . import access, ports, quota
@@ -49,9 +51,15 @@ def floatingips_post(request: Request, body: dict = Depends(json_body),
     network_id = data.get("floating_network_id")
     if not isinstance(network_id, str):
         raise BadRequest("Invalid input: 'floating_network_id' is required.")
-    wanted = {k: data[k] for k in ("subnet_id", "floating_ip_address") if data.get(k)}
+    wanted = {k: data[k] for k in ("subnet_id", "floating_ip_address")
+              if data.get(k) is not None}
     if "floating_ip_address" in wanted:
-        wanted["ip_address"] = wanted.pop("floating_ip_address")
+        address = addresses.ip_field(wanted.pop("floating_ip_address"), "floating_ip_address")
+        wanted["ip_address"] = str(address)
+    if not isinstance(wanted.get("subnet_id", ""), str):
+        raise BadRequest(f"Invalid input for subnet_id. Reason: {shown(data['subnet_id'])} "
+                         "is not a string.")
+    fixed_ip = _fixed_ip_address(data)
 
     def work(session: Session) -> dict[str, Any]:
         network = access.find(session, creds, Network, network_id)
@@ -73,7 +81,7 @@ def floatingips_post(request: Request, body: dict = Depends(json_body),
         session.flush()
         port.device_id = fip.id
         if data.get("port_id"):
-            associate(session, creds, fip, data["port_id"], data.get("fixed_ip_address"))
+            associate(session, creds, fip, data["port_id"], fixed_ip)
         return fip.to_api()
     return JSONResponse({"floatingip": transaction(request, work)}, status_code=201)
 
@@ -82,6 +90,7 @@ def floatingips_post(request: Request, body: dict = Depends(json_body),
 def floatingip_put(fip_id: str, request: Request, body: dict = Depends(json_body),
                    creds: Credentials = Depends(caller)) -> dict:
     data = writable(wrapped(body, "floatingip"), UPDATE, "floatingip")
+    fixed_ip = _fixed_ip_address(data)
 
     def work(session: Session) -> dict[str, Any]:
         fip = access.find(session, creds, FloatingIP, fip_id, lock=True)
@@ -92,7 +101,7 @@ def floatingip_put(fip_id: str, request: Request, body: dict = Depends(json_body
             if data["port_id"] is None:
                 fip.port_id = fip.fixed_ip_address = fip.router_id = None
             else:
-                associate(session, creds, fip, data["port_id"], data.get("fixed_ip_address"))
+                associate(session, creds, fip, data["port_id"], fixed_ip)
         fip.touch()
         session.flush()
         return fip.to_api()
@@ -112,6 +121,17 @@ def floatingip_delete(fip_id: str, request: Request,
             session.delete(port)
     transaction(request, work)
     return Response(status_code=204)
+
+
+def _fixed_ip_address(data: dict[str, Any]) -> str | None:
+    """fixed_ip_address: a plain address, and only with the port it belongs to."""
+    if data.get("fixed_ip_address") is None:
+        return None
+    address = addresses.ip_field(data["fixed_ip_address"], "fixed_ip_address")
+    if not data.get("port_id"):
+        raise BadRequest("Invalid input for operation: fixed_ip_address cannot be specified "
+                         "without a port_id.")
+    return str(address)
 
 
 def associate(session: Session, creds: Credentials, fip: FloatingIP, port_id: Any,

@@ -11,10 +11,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ...core import ipam
+from ...core import addresses, ipam
 from ...core.errors import BadRequest, Conflict
+from ...core.text import shown
 from ..db.network import IPAllocation, Network, Port, Subnet
 from .common import fault
+
+# Neutron's max_fixed_ips_per_port default.
+MAX_FIXED_IPS = 5
 
 
 def requests(raw: Any) -> list[dict[str, str]] | None:
@@ -23,11 +27,15 @@ def requests(raw: Any) -> list[dict[str, str]] | None:
         return None
     if not isinstance(raw, list):
         raise BadRequest("Invalid input for fixed_ips. Reason: a list is required.")
+    if len(raw) > MAX_FIXED_IPS:
+        raise BadRequest("Exceeded maximum amount of fixed ips per port.")
     for item in raw:
         if not isinstance(item, dict) or not item or set(item) - {"subnet_id", "ip_address"} \
                 or not all(isinstance(v, str) for v in item.values()):
-            raise BadRequest(f"Invalid input for fixed_ips. Reason: {item!r} is not a "
+            raise BadRequest(f"Invalid input for fixed_ips. Reason: {shown(item)} is not a "
                              "{subnet_id, ip_address} object.")
+        if "ip_address" in item:
+            addresses.ip_field(item["ip_address"], "fixed_ips")
     return raw
 
 
@@ -70,7 +78,7 @@ def _target(network: Network, request: dict[str, str]) -> tuple[Subnet, str | No
     if subnet_id is not None:
         raise BadRequest(f"Invalid input for operation: Failed to create port on network "
                          f"{network.id}, because fixed_ips included invalid subnet "
-                         f"{subnet_id}.")
+                         f"{shown(subnet_id)}.")
     raise BadRequest(f"Invalid input for operation: IP address {ip} is not in any subnet of "
                      f"network {network.id}.")
 
@@ -79,7 +87,7 @@ def _contains(subnet: Subnet, ip: str) -> bool:
     try:
         return ipam.parse_address(ip) in ipam.ipaddress.ip_network(subnet.cidr)
     except ipam.InvalidSubnet:
-        raise BadRequest(f"Invalid input for fixed_ips: '{ip}' is not a valid IP "
+        raise BadRequest(f"Invalid input for fixed_ips: {shown(ip)} is not a valid IP "
                          "address.") from None
 
 

@@ -56,6 +56,7 @@ def ports_post(request: Request, body: dict = Depends(json_body),
 
     def work(session: Session) -> dict[str, Any]:
         network = access.find(session, creds, Network, network_id, lock=True)
+        portattrs.check_network_owner(creds, network, attrs, wanted, "create_port")
         quota.enforce(session, project, "port")
         port = create(session, network, project, attrs, wanted)
         return port.to_api(creds.is_admin)
@@ -92,14 +93,17 @@ def port_put(port_id: str, request: Request, body: dict = Depends(json_body),
     def work(session: Session) -> dict[str, Any]:
         port = access.find(session, creds, Port, port_id, lock=True)
         access.may_write(creds, "network:update_port", port)
+        network = session.get(Network, port.network_id)
+        assert network is not None
+        portattrs.check_network_owner(creds, network, attrs, wanted, "update_port", port)
         groups = attrs.pop("security_groups", None)
         if "mac_address" in attrs and attrs["mac_address"] != port.mac_address:
             _check_mac(session, port.network_id, attrs["mac_address"])
         for key, value in attrs.items():
             setattr(port, key, value)
         if "fixed_ips" in data:
-            ipalloc.assign(session, session.get(Network, port.network_id), port,
-                           wanted or [], port.device_owner.startswith("network:router"))
+            ipalloc.assign(session, network, port, wanted or [],
+                           port.device_owner.startswith("network:router"))
         if groups is not None or "port_security_enabled" in attrs:
             current = [g.security_group_id for g in port.groups]
             _set_groups(session, port, groups if groups is not None else current,

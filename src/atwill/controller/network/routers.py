@@ -10,8 +10,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
+from ...core import addresses
 from ...core.errors import BadRequest, Conflict
 from ...core.policy import Credentials
+from ...core.text import shown
 from ..db.network import FloatingIP, Network, Port, Router
 from ..service import caller, controller, json_body, wrapped
 from . import access, ipalloc, ports, quota
@@ -23,6 +25,8 @@ UPDATE = {"name", "description", "admin_state_up", "external_gateway_info", "rou
 CREATE = UPDATE | {"project_id", "tenant_id", "tags", "flavor_id"}
 INTERFACE = "network:router_interface"
 GATEWAY = "network:router_gateway"
+# Neutron's max_routes default.
+MAX_ROUTES = 30
 
 
 @router.get("/v2.0/routers")
@@ -168,15 +172,19 @@ def _routes(session: Session, item: Router, raw: Any) -> list[dict[str, str]]:
     """Static routes whose next hop is on a subnet the router is connected to."""
     if not isinstance(raw, list):
         raise BadRequest("Invalid input for routes: a list is required.")
+    if len(raw) > MAX_ROUTES:
+        raise BadRequest(f"Unable to complete operation for {item.id}. The number of routes "
+                         f"exceeds the maximum {MAX_ROUTES}.")
     nets, out = connected(session, item), []
     for route in raw:
-        try:
-            destination = str(ipaddress.ip_network(route["destination"]))
-            nexthop = ipaddress.ip_address(route["nexthop"])
-        except (TypeError, KeyError, ValueError):
-            raise BadRequest(f"Invalid format for routes: {route!r}.") from None
+        if not isinstance(route, dict) or set(route) != {"destination", "nexthop"}:
+            raise BadRequest(f"Invalid format for routes: {shown(route)}, each route needs "
+                             "exactly destination and nexthop.")
+        destination = str(addresses.prefix_field(route["destination"], "routes destination",
+                                                 need_length=True, strict=True))
+        nexthop = addresses.ip_field(route["nexthop"], "routes nexthop")
         if not any(nexthop in net for net in nets):
-            raise BadRequest(f"Invalid format for routes: {route!r}, the nexthop is not "
+            raise BadRequest(f"Invalid format for routes: {shown(route)}, the nexthop is not "
                              "connected with router.")
         entry = {"destination": destination, "nexthop": str(nexthop)}
         if entry not in out:

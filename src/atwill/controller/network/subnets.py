@@ -142,7 +142,8 @@ def _addressing(data: dict[str, Any]) -> tuple[ipam.Net, ipam.Addr | None, list]
         if "gateway_ip" not in data:
             gateway = ipam.first_host(net)
         else:
-            gateway = data["gateway_ip"] and ipam.check_gateway(net, data["gateway_ip"])
+            gateway = None if data["gateway_ip"] is None else \
+                ipam.check_gateway(net, data["gateway_ip"])
         if data.get("allocation_pools") is None:
             return net, gateway, ipam.default_pools(net, gateway)
         return net, gateway, ipam.parse_pools(net, data["allocation_pools"], gateway)
@@ -172,12 +173,11 @@ def _options(data: dict[str, Any], net: ipam.Net, update: bool = False) -> dict[
     return out
 
 
-def _address(value: Any, what: str) -> None:
+def _address(value: Any, what: str) -> ipam.Addr:
     try:
-        ipam.parse_address(value)
-    except ipam.InvalidSubnet:
-        raise BadRequest(f"Invalid input for {what}: '{value}' is not a valid IP "
-                         "address.") from None
+        return ipam.parse_address(value)
+    except ipam.InvalidSubnet as err:
+        raise BadRequest(f"Invalid input for {what}: {err}") from None
 
 
 def _routes(routes: Any, net: ipam.Net) -> list[dict[str, str]]:
@@ -192,6 +192,6 @@ def _routes(routes: Any, net: ipam.Net) -> list[dict[str, str]]:
             destination = ipam.parse_destination(route["destination"])
         except ipam.InvalidSubnet as err:
             raise BadRequest(f"Invalid input for host_routes: {err}") from None
-        _address(route["nexthop"], "host_routes nexthop")
-        out.append({"destination": str(destination), "nexthop": route["nexthop"]})
+        nexthop = _address(route["nexthop"], "host_routes nexthop")
+        out.append({"destination": str(destination), "nexthop": str(nexthop)})
     return out
