@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -13,9 +12,22 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..core.errors import BY_STATUS, ApiError, BadRequest, Conflict, PayloadTooLarge, Unauthorized
+from ..core import json_edge
+from ..core.errors import (
+    BY_STATUS,
+    ApiError,
+    BadRequest,
+    Conflict,
+    PayloadTooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+)
 from ..core.policy import Credentials, enforce
+from ..core.text import shown
 from .context import Controller
+from .limits import BodyLimits
+
+JSON = ("application/json",)
 
 log = logging.getLogger("atwill.api")
 
@@ -31,6 +43,8 @@ def make_service_app(ctl: Controller, render: ErrorRenderer = keystone_error,
     """A FastAPI app whose every error, expected or not, is JSON in the service's envelope."""
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=openapi_url, **kwargs)
     app.state.ctl = ctl
+    # Every body is capped and checked before a route reads it, typed bodies included.
+    app.add_middleware(BodyLimits, max_body=ctl.settings.max_request_body, render=render)
 
     def respond(err: ApiError) -> JSONResponse:
         return JSONResponse(render(err), status_code=err.status, headers=err.headers)
@@ -69,8 +83,21 @@ def describe_validation(errors: Any) -> str:
     parts = []
     for error in errors:
         where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query"))
-        parts.append(f"{where}: {error.get('msg')}" if where else str(error.get("msg")))
+        # Pydantic's message may quote the input; a 64 KB value must not make a 64 KB error.
+        msg = _cut(str(error.get("msg")))
+        parts.append(f"{_cut(where)}: {msg}" if where else msg)
+        if len(parts) == MAX_REPORTED:
+            break
     return "Invalid input: " + "; ".join(parts)
+
+
+# How many validation errors, and how many characters of each, a 400 reports.
+MAX_REPORTED = 10
+MAX_PART = 200
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_PART else f"{text[:MAX_PART]}…"
 
 
 def controller(request: Request) -> Controller:
@@ -79,6 +106,21 @@ def controller(request: Request) -> Controller:
 
 async def json_body(request: Request) -> dict[str, Any]:
     """The request's JSON object, read with a size cap; anything else is a 400."""
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise BadRequest("Malformed request body: a JSON object is required.")
+    return body
+
+
+async def read_json(request: Request, media_types: tuple[str, ...] = JSON) -> Any:
+    """The request's JSON value: one of media_types (or none given), bounded size and depth.
+
+    A body without Content-Type is read as JSON, as Nova does; any other type is a 415.
+    """
+    kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if kind and kind not in media_types:
+        raise UnsupportedMediaType(f"Unsupported Content-Type {shown(kind)}: this request "
+                                   f"takes {media_types[0]}.")
     limit = controller(request).settings.max_request_body
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -89,13 +131,7 @@ async def json_body(request: Request) -> dict[str, Any]:
     raw = b"".join(chunks)
     if not raw.strip():
         raise BadRequest("The request body is empty; a JSON object is required.")
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("Malformed request body: it is not valid JSON.") from None
-    if not isinstance(body, dict):
-        raise BadRequest("Malformed request body: a JSON object is required.")
-    return body
+    return json_edge.loads(raw)
 
 
 def caller(request: Request) -> Credentials:
@@ -145,12 +181,13 @@ def field(body: dict[str, Any], key: str, kind: type | tuple[type, ...],
     value = body[key]
     kinds = kind if isinstance(kind, tuple) else (kind,)
     if bool not in kinds and isinstance(value, bool) and (int in kinds or float in kinds):
-        raise BadRequest(f"Invalid input for field '{name}': {value!r} is not a number.")
+        raise BadRequest(f"Invalid input for field '{name}': {shown(value)} is not a number.")
     if not isinstance(value, kinds):
         names = " or ".join(k.__name__.replace("str", "string").replace("dict", "object")
                             .replace("list", "array").replace("int", "integer")
                             .replace("bool", "boolean") for k in kinds)
-        raise BadRequest(f"Invalid input for field '{name}': {value!r} is not of type {names}.")
+        raise BadRequest(f"Invalid input for field '{name}': {shown(value)} is not of type "
+                         f"{names}.")
     return value
 
 
