@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from atwill.agent.net import dnsmasq, layout, names, nft, secgroups, vxlan
+from atwill.agent.net import dnsmasq, layout, names, nft, nft_inet, secgroups, vxlan
 from atwill.agent.net.model import (
     External,
     FixedIp,
@@ -97,34 +98,59 @@ def test_dnsmasq_files_and_arguments(tmp_path: Path) -> None:
     assert all(str(tmp_path) in a for a in args if a.startswith("--pid-file"))
 
 
-def test_security_group_rules_render_to_nft() -> None:
+def test_security_group_rules_render_to_nft_json() -> None:
     groups = {"sg1": GROUP}
-    assert secgroups.match(GROUP.rules[2], set(groups)) == \
-        "meta nfproto ipv4 meta l4proto tcp th dport 22 ip saddr 0.0.0.0/0"
-    assert secgroups.match(GROUP.rules[3], set(groups)) == \
-        "meta nfproto ipv4 meta l4proto icmp icmp type 8 icmp code 0"
-    assert secgroups.match(Rule("egress", "IPv4", "udp", 1000, 2000), set()) == \
-        "meta nfproto ipv4 meta l4proto udp th dport 1000-2000"
-    assert secgroups.match(GROUP.rules[4], set(groups)) is None
-    egress, ingress = secgroups.port_chains(PORT, groups)
-    assert "meta nfproto ipv4 return" in egress and egress.rstrip().endswith("}")
-    assert f"@{secgroups.set_name('sg1', 4)} accept" in ingress and "\t\tdrop\n" in ingress
+    tcp = secgroups.match_rule(GROUP.rules[2], set(groups))
+    assert tcp == [_m(_meta("nfproto"), "ipv4"), _m(_meta("l4proto"), "tcp"),
+                   _m(_pay("th", "dport"), 22),
+                   _m(_pay("ip", "saddr"), {"prefix": {"addr": "0.0.0.0", "len": 0}})]
+    icmp = secgroups.match_rule(GROUP.rules[3], set(groups))
+    assert icmp is not None and icmp[2:] == [_m(_pay("icmp", "type"), 8),
+                                             _m(_pay("icmp", "code"), 0)]
+    ranged = secgroups.match_rule(Rule("egress", "IPv4", "udp", 1000, 2000), set())
+    assert ranged is not None and ranged[-1] == _m(_pay("th", "dport"), {"range": [1000, 2000]})
+    assert secgroups.match_rule(GROUP.rules[4], set(groups)) is None
+    text = json.dumps(secgroups.port_chains(PORT, groups))
+    assert f'"@{secgroups.set_name("sg1", 4)}"' in text and '{"return": null}' in text
+    assert text.endswith('[{"drop": null}]}}}]')
+
+
+def _m(left: object, right: object, op: str = "==") -> dict[str, object]:
+    return {"match": {"op": op, "left": left, "right": right}}
+
+
+def _meta(key: str) -> dict[str, object]:
+    return {"meta": {"key": key}}
+
+
+def _pay(protocol: str, field: str) -> dict[str, object]:
+    return {"payload": {"protocol": protocol, "field": field}}
 
 
 def test_rulesets_cover_spoofing_zones_nat_and_ports() -> None:
     plan = _plan()
     built = layout.build(plan)
-    bridge_text = nft.render_bridge(plan, built)
-    assert '"tap1" : jump as_' in bridge_text
-    assert "ether saddr != { fa:16:3e:00:00:01, fa:16:3e:00:00:99 } drop" in bridge_text
-    assert "ip saddr != { 10.0.0.5, 10.0.1.0/24 } drop" in bridge_text
-    assert "arp saddr ip @gateways drop" in bridge_text and "meta mark set 0" in bridge_text
-    inet_text = nft.render_inet(plan, built)
-    bridge = built.networks["n1"].bridge
-    assert f'"{bridge}" . 10.0.0.5 : jump in_{secgroups.short("p1")}' in inet_text
-    assert "dnat ip to 10.0.0.5" in inet_text and "snat ip to 203.0.113.50" in inet_text
-    assert "masquerade" in inet_text and "ct original zone set" in inet_text
-    assert "elements = { 10.0.0.5, 10.0.0.6 }" in inet_text
+    bridge = nft.render_bridge(plan, built)
+    bridge_text = json.dumps(bridge.document())
+    assert '["tap1", {"jump": {"target": "as_' in bridge_text
+    assert '{"set": ["fa:16:3e:00:00:01", "fa:16:3e:00:00:99"]}' in bridge_text
+    assert '{"set": ["10.0.0.5", {"prefix": {"addr": "10.0.1.0", "len": 24}}]}' in bridge_text
+    assert '"right": "@gateways"' in bridge_text and '"value": 0' in bridge_text
+    assert list(bridge.ports) == ["p1"]
+    inet = nft_inet.render_inet(plan, built)
+    inet_text = json.dumps(inet.document())
+    name = built.networks["n1"].bridge
+    assert (f'[{{"concat": ["{name}", "10.0.0.5"]}}, {{"jump": {{"target": '
+            f'"in_{secgroups.short("p1")}"}}}}]') in json.dumps(inet.ports["p1"])
+    assert '{"dnat": {"family": "ip", "addr": "10.0.0.5"}}' in inet_text
+    assert '{"snat": {"family": "ip", "addr": "203.0.113.50"}}' in inet_text
+    assert '{"masquerade": null}' in inet_text and '"dir": "original"' in inet_text
+    assert '"elem": ["10.0.0.5", "10.0.0.6"]' in inet_text
+    # The node's own output path meets the ports' ingress rules (issue 11, 3b).
+    output = [c["add"]["rule"]["expr"] for c in inet.skeleton
+              if c.get("add", {}).get("rule", {}).get("chain") == "output"]
+    assert {"vmap": {"key": {"concat": [_meta("oifname"), _pay("ip", "daddr")]},
+                     "data": "@ingress4"}} in [e[0] for e in output]
 
 
 def test_port_security_off_lifts_everything() -> None:
@@ -132,5 +158,6 @@ def test_port_security_off_lifts_everything() -> None:
     plan.ports = [Port("p1", "n1", "fa:16:3e:00:00:01", (FixedIp("s1", "10.0.0.5"),), "tap1",
                        ("sg1",), port_security=False)]
     built = layout.build(plan)
-    assert "tap1" not in nft.render_bridge(plan, built)
-    assert "jump in_" not in nft.render_inet(plan, built)
+    bridge = nft.render_bridge(plan, built)
+    assert bridge.ports == {} and '"elem": ["tap1"]' in json.dumps(bridge.skeleton)
+    assert nft_inet.render_inet(plan, built).ports == {}

@@ -4,26 +4,47 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import shutil
 import signal
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from atwill.agent.host.run import ChildProcess
+from atwill.agent.net import sanitize
 from atwill.agent.net.model import Network, Port
 from atwill.agent.net.names import METADATA_IP
 
 LEASE_SECONDS = 86400
 
 
-def hosts_file(ports: list[Port], network: Network) -> str:
+_HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def _valid(check: Callable[[Any], Any], value: Any, skipped: list[str] | None) -> Any:
+    """The checked value, or None (noted in skipped): nothing unchecked reaches a file."""
+    try:
+        return check(value)
+    except ValueError as exc:
+        if skipped is not None:
+            skipped.append(str(exc))
+        return None
+
+
+def hosts_file(ports: list[Port], network: Network, skipped: list[str] | None = None) -> str:
     """`mac,ip,hostname` lines for the network's local ports (IPv4 DHCP subnets)."""
     dhcp = {s.id for s in network.subnets if s.enable_dhcp and s.ip_version == 4}
     lines = []
     for port in sorted(ports, key=lambda p: p.mac):
+        mac = _valid(sanitize.mac, port.mac, skipped)
         for fixed in port.fixed_ips:
-            if fixed.subnet_id in dhcp:
-                name = port.hostname or f"host-{fixed.ip_address.replace('.', '-')}"
-                lines.append(f"{port.mac.lower()},{fixed.ip_address},{name}\n")
+            ip = _valid(sanitize.ip, fixed.ip_address, skipped)
+            if fixed.subnet_id in dhcp and mac and ip and ":" not in ip:
+                name = port.hostname or ""
+                if not _HOSTNAME.fullmatch(name):
+                    name = f"host-{ip.replace('.', '-')}"
+                lines.append(f"{mac},{ip},{name}\n")
                 break
     return "".join(lines)
 
@@ -32,21 +53,30 @@ def _tag(index: int) -> str:
     return f"s{index}"
 
 
-def opts_file(network: Network) -> str:
+def _route(route: tuple[str, str]) -> tuple[str, str]:
+    return sanitize.prefix(route[0]), sanitize.ip(route[1])
+
+
+def opts_file(network: Network, skipped: list[str] | None = None) -> str:
     """Per-subnet options: router, MTU, DNS servers and classless static routes."""
     lines = []
     for index, subnet in enumerate(network.subnets):
         if subnet.ip_version != 4 or not subnet.enable_dhcp:
             continue
         tag = f"tag:{_tag(index)}"
-        gateway = subnet.gateway_ip
+        gateway = subnet.gateway_ip and _valid(sanitize.ip, subnet.gateway_ip, skipped)
         lines.append(f"{tag},option:router{',' + gateway if gateway else ''}")
-        lines.append(f"{tag},option:mtu,{network.mtu}")
-        if subnet.dns_nameservers:
-            lines.append(f"{tag},option:dns-server,{','.join(subnet.dns_nameservers)}")
+        lines.append(f"{tag},option:mtu,{int(network.mtu)}")
+        servers = [s for s in (_valid(sanitize.ip, d, skipped) for d in subnet.dns_nameservers)
+                   if s and ":" not in s]
+        if servers:
+            lines.append(f"{tag},option:dns-server,{','.join(servers)}")
         # With option 121 clients ignore option 3, so the default route is repeated here.
         routes = [(f"{METADATA_IP}/32", gateway or "0.0.0.0")]
-        routes += list(subnet.host_routes)
+        for pair in subnet.host_routes:
+            route = _valid(_route, pair, skipped)
+            if route and ":" not in route[0] + route[1]:
+                routes.append(route)
         if gateway:
             routes.append(("0.0.0.0/0", gateway))
         lines.append(f"{tag},option:classless-static-route,"

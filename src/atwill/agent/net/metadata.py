@@ -1,9 +1,10 @@
 """The metadata service at 169.254.169.254 for this node's ports, in OpenStack format.
 
 A child process (`python -m atwill.agent.net.metadata DIR`) with one listener per bridge
-(SO_BINDTODEVICE), so a requester is known by its bridge and source address even when
-networks overlap. It answers from DIR/metadata.json, which the data plane rewrites from each
-plan, so it keeps serving while the node is cut off from the controller.
+(SO_BINDTODEVICE), so a requester is known by its bridge, source address and MAC even when
+networks overlap (nftables admits a request only from the port's own tap and MAC). It
+answers from DIR/metadata.json, which the data plane rewrites from each plan, so it keeps
+serving while the node is cut off from the controller.
 """
 
 from __future__ import annotations
@@ -78,10 +79,33 @@ class Store:
             return self._data.get(bridge, {}).get(ip)
 
 
+def neighbour_mac(bridge: str, ip: str, table: Path = Path("/proc/net/arp")) -> str | None:
+    """The MAC the kernel resolved for ip on bridge (the requester's, since it answered)."""
+    try:
+        lines = table.read_text().splitlines()[1:]
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 6 and fields[0] == ip and fields[5] == bridge:
+            return fields[3].lower()
+    return None
+
+
+def caller_entry(store: Store, bridge: str, ip: str) -> dict[str, Any] | None:
+    """The entry of the port at (bridge, ip) if the caller also has that port's MAC."""
+    entry = store.lookup(bridge, ip)
+    # Bound to the port, not the address: the data plane lets only the port's own tap with
+    # its own MAC reach us from its address, and the neighbour MAC must be the port's too.
+    if entry is None or entry.get("mac") != neighbour_mac(bridge, ip):
+        return None
+    return entry
+
+
 def _server(store: Store, bridge: str, port: int) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            entry = store.lookup(bridge, self.client_address[0])
+            entry = caller_entry(store, bridge, self.client_address[0])
             answer = document(entry, self.path) if entry is not None else None
             if answer is None:
                 self.send_error(404)

@@ -9,7 +9,17 @@ from pathlib import Path
 from typing import Any
 
 from atwill.agent.host.run import Reverter
-from atwill.agent.net import bridge, link, names, nft, routing, secgroups, vxlan
+from atwill.agent.net import (
+    bridge,
+    link,
+    names,
+    nft,
+    nft_inet,
+    routing,
+    sanitize,
+    secgroups,
+    vxlan,
+)
 from atwill.agent.net.dnsmasq import Dnsmasq
 from atwill.agent.net.layout import Layout, NetLayout, build
 from atwill.agent.net.metadata import MetadataService
@@ -17,6 +27,15 @@ from atwill.agent.net.model import HostPlan
 
 log = logging.getLogger(__name__)
 METADATA_ADDRESS = f"{names.METADATA_IP}/32"
+
+
+class PlaneError(RuntimeError):
+    """Some pieces of the data plane failed (the others were applied); retried next time."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("data plane pieces failed: " + "; ".join(
+            f"{k}: {v}" for k, v in sorted(errors.items())))
+        self.errors = errors
 
 
 class DataPlane:
@@ -27,26 +46,62 @@ class DataPlane:
         self.node = node
         self.metadata = MetadataService(state_dir / "metadata")
 
-    def apply(self, plan: HostPlan) -> None:
-        """Make the host match the plan: create, repair and remove (only what we named)."""
+    def apply(self, plan: HostPlan) -> dict[str, str]:
+        """Make the host match the plan: create, repair and remove (only what we named).
+
+        Each piece (a network, a table, a port's rules, routing, NAT addresses, one
+        network's DHCP, metadata) is applied on its own: a failure is recorded and the
+        others still converge. Raises PlaneError naming the failed pieces at the end, so
+        the caller logs it and the next reconcile retries them."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        plan, refused = sanitize.clean(plan)
+        for problem in refused:
+            log.warning("desired state value refused: %s", problem)
+        errors: dict[str, str] = {}
         layout = build(plan, self._state("tables.json", {}))
         self._save("tables.json", {d.id: d.offset for d in layout.domains.values()})
+        self._piece(errors, "sysctl", self._sysctls)
+        for net in layout.networks.values():
+            self._piece(errors, f"network {net.network.id}", self._network_alone, net,
+                        plan.vtep_local)
+        refused_ports: set[str] = set()
+        for ruleset in (nft.render_bridge(plan, layout), nft_inet.render_inet(plan, layout)):
+            failed = self._piece(errors, f"nft {ruleset.family}", nft.apply, ruleset)
+            if failed is None:  # the whole table was refused: no secured port is admitted
+                refused_ports |= {p.id for p, _ in layout.ports if p.port_security}
+            for port_id, message in (failed or {}).items():
+                errors[f"port {port_id} rules ({ruleset.family})"] = message
+                refused_ports.add(port_id)
+        self._piece(errors, "ports", self._ports, layout, refused_ports)
+        self._piece(errors, "stale links", self._remove_stale_links, layout)
+        self._piece(errors, "routing", self._routing, plan, layout)
+        self._piece(errors, "floating ips", self._floating, plan, layout)
+        self._dhcp(plan, layout, errors)
+        self._piece(errors, "metadata", self._metadata, plan, layout)
+        self._save("errors.json", {"errors": errors, "refused": refused})
+        if errors:
+            raise PlaneError(errors)
+        return errors
+
+    def _piece(self, errors: dict[str, str], name: str, step: Any, *args: Any) -> Any:
+        """Run one piece; a failure is recorded under name (and logged), not raised."""
+        try:
+            result = step(*args)
+            return {} if result is None else result
+        except Exception as exc:  # noqa: BLE001 - one piece must not stop the others
+            log.warning("data plane piece %s failed: %s", name, exc)
+            errors[name] = f"{type(exc).__name__}: {exc}"[:500]
+            return None
+
+    def _sysctls(self) -> None:
         link.sysctl("net.ipv4.ip_forward", "1")
         # The kernel's own answers (ICMP echo replies, resets) carry the request's mark, so
         # they are routed in the requester's domain table, not the main one.
         link.sysctl("net.ipv4.fwmark_reflect", "1")
+
+    def _network_alone(self, net: NetLayout, local: str | None) -> None:
         with Reverter() as revert:
-            for net in layout.networks.values():
-                self._network(net, plan.vtep_local, revert)
-        self._ports(layout)
-        self._remove_stale_links(layout)
-        nft.replace("bridge", nft.render_bridge(plan, layout))
-        nft.replace("inet", nft.render_inet(plan, layout))
-        self._routing(plan, layout)
-        self._floating(plan, layout)
-        self._dhcp(plan, layout)
-        self._metadata(plan, layout)
+            self._network(net, local, revert)
 
     def teardown(self) -> None:
         """Remove everything apply made."""
@@ -66,7 +121,7 @@ class DataPlane:
         for item in link.show():
             if names.ours(self.node, item["ifname"]):
                 link.delete(item["ifname"])
-        for name in ("tables.json", "floating.json"):
+        for name in ("tables.json", "floating.json", "errors.json"):
             (self.state_dir / name).unlink(missing_ok=True)
 
     def status(self) -> dict[str, Any]:
@@ -75,7 +130,8 @@ class DataPlane:
         dhcp = {d.name: Dnsmasq(d).pid() for d in sorted((self.state_dir / "dhcp").glob("*"))}
         return {"links": links, "dnsmasq": dhcp, "metadata_pid": self.metadata.pid(),
                 "nft": {f: nft.present(f) for f in ("bridge", "inet")},
-                "rules": len(routing.rules()), "floating": self._state("floating.json", [])}
+                "rules": len(routing.rules()), "floating": self._state("floating.json", []),
+                "errors": self._state("errors.json", {}).get("errors", {})}
 
     def _network(self, net: NetLayout, local: str | None, revert: Reverter) -> None:
         network = net.network
@@ -132,9 +188,12 @@ class DataPlane:
         for mac in sorted(remote):
             bridge.fdb_static(net.vxlan, mac)
 
-    def _ports(self, layout: Layout) -> None:
+    def _ports(self, layout: Layout, refused: set[str]) -> None:
+        # A secured port is plugged only once its rules are in: never unfiltered.
         plugged: dict[str, set[str]] = {n.bridge: {n.vxlan} for n in layout.networks.values()}
         for port, net in layout.ports:
+            if port.id in refused:
+                continue
             plugged[net.bridge].add(port.device)
             if not link.exists(port.device):
                 log.info("port %s: device %s is not there yet", port.id, port.device)
@@ -190,7 +249,7 @@ class DataPlane:
                     link.add_address(ext_bridge, f"{address}/32")
         self._save("floating.json", {a: ext_bridge for a in sorted(fips)})
 
-    def _dhcp(self, plan: HostPlan, layout: Layout) -> None:
+    def _dhcp(self, plan: HostPlan, layout: Layout, errors: dict[str, str]) -> None:
         root = self.state_dir / "dhcp"
         wanted = set()
         for net in layout.networks.values():
@@ -199,10 +258,11 @@ class DataPlane:
             directory = root / secgroups.short(net.network.id)
             wanted.add(directory)
             ports = [p for p, n in layout.ports if n is net]
-            Dnsmasq(directory).converge(net.bridge, net.network, ports)
+            self._piece(errors, f"dhcp {net.network.id}", Dnsmasq(directory).converge,
+                        net.bridge, net.network, ports)
         for directory in sorted(root.glob("*")) if root.exists() else []:
             if directory not in wanted:
-                Dnsmasq(directory).stop()
+                self._piece(errors, f"dhcp stop {directory.name}", Dnsmasq(directory).stop)
 
     def _metadata(self, plan: HostPlan, layout: Layout) -> None:
         entries: dict[str, dict[str, Any]] = {}
@@ -214,6 +274,8 @@ class DataPlane:
                     continue  # another port's, on an overlapping network
                 if entry:
                     entry.setdefault("local_ipv4", fixed.ip_address)
+                    # Answers are bound to the port: its MAC is checked by the server too.
+                    entry["mac"] = port.mac.lower()
                     entries[net.bridge][fixed.ip_address] = entry
         self.metadata.converge(entries)
 
