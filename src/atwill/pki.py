@@ -113,8 +113,13 @@ def make_key_and_csr(name: str) -> tuple[bytes, bytes]:
     return _key_pem(key), csr.public_bytes(serialization.Encoding.PEM)
 
 
+# Node certificates are short-lived: the agent renews its own at half its life over mTLS
+# (POST /cluster/v1/nodes/{id}/certificate), so a stolen or forgotten one soon expires.
+NODE_CERT_DAYS = 14
+
+
 def sign_client_csr(directory: Path, csr_pem: bytes, name: str,
-                    days: int = 825) -> tuple[bytes, str]:
+                    days: int = NODE_CERT_DAYS) -> tuple[bytes, str]:
     """Sign a node's CSR as a client certificate for name; returns (PEM, serial hex)."""
     csr = x509.load_pem_x509_csr(csr_pem)
     if not csr.is_signature_valid:
@@ -140,3 +145,49 @@ def sign_client_csr(directory: Path, csr_pem: bytes, name: str,
 
 def serial_of(cert_der: bytes) -> str:
     return format(x509.load_der_x509_certificate(cert_der).serial_number, "x")
+
+
+def public_key_der(cert_or_csr: x509.Certificate | x509.CertificateSigningRequest) -> bytes:
+    """The subject public key (DER), to check a renewal keeps the node's key."""
+    return cert_or_csr.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def make_csr(key_pem: bytes, name: str) -> bytes:
+    """A certificate request for name from an existing private key (renewal)."""
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError("the node key is not an EC key")
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+           .sign(key, hashes.SHA256()))
+    return csr.public_bytes(serialization.Encoding.PEM)
+
+
+def write_crl(directory: Path, serials: list[str], path: Path) -> bool:
+    """Write the CA's revocation list of serials (hex) to path; True when it changed."""
+    ca_cert, ca_key = load_ca(directory)
+    wanted = sorted(set(serials))
+    stamp = path.with_name(path.name + ".serials")
+    if path.exists() and stamp.exists() and stamp.read_text() == "\n".join(wanted):
+        return False
+    now = dt.datetime.now(dt.UTC)
+    builder = (x509.CertificateRevocationListBuilder().issuer_name(ca_cert.subject)
+               .last_update(now - dt.timedelta(minutes=5))
+               .next_update(now + dt.timedelta(days=3650)))
+    for serial in wanted:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(int(serial, 16))
+            .revocation_date(now).build())
+    crl = builder.sign(ca_key, hashes.SHA256())
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+    tmp.replace(path)
+    stamp.write_text("\n".join(wanted))
+    return True
+
+
+def cert_lifetime(cert_pem: bytes) -> tuple[dt.datetime, dt.datetime]:
+    """(not before, not after) of a certificate, in UTC."""
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    return cert.not_valid_before_utc, cert.not_valid_after_utc

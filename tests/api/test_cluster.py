@@ -169,7 +169,12 @@ def test_join_shows_in_openstack_lists_then_remove_and_rejoin(cloud: Cloud, tmp_
         assert client.post(f"/cluster/v1/nodes/{node_id}/heartbeat",
                            json={"overlay": {}}).status_code == 200
     cloud.atwill("node", "remove", name)
-    wait_for(lambda: node.proc.poll() is not None, 20, "agent to clean up and exit")
+    # Told it was removed, the agent stops (its VMs stopped, disks kept) and says so.
+    wait_for(lambda: node.proc.poll() is not None, 20, "agent to stop")
+    assert (node.dir / "removed.json").exists()
+    out = subprocess.run([str(BIN / "atwill"), "leave", "--state-dir", str(node.dir)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
     assert not (node.dir / "pki").exists() and not (node.dir / "agent.yaml").exists()
     names = [h["Hypervisor Hostname"] for h in cloud.openstack("hypervisor", "list",
                                                                  "-f", "json")]
@@ -194,9 +199,9 @@ def test_revoked_certificate_is_refused(cloud: Cloud, tmp_path: Path,
     cloud.atwill("node", "remove", node.name)
     with node.http() as client:
         resp = client.post(f"/cluster/v1/nodes/{node_id}/heartbeat", json={"overlay": {}})
-        assert resp.status_code == 403 and "revoked" in resp.json()["error"]["message"]
+        assert resp.status_code == 403 and resp.json()["error"]["type"] == "node_removed"
         resp = client.get(f"/cluster/v1/nodes/{node_id}/desired", params={"wait": 0})
-        assert resp.status_code == 403
+        assert resp.status_code == 403 and resp.json()["error"]["type"] == "node_removed"
     with cloud.http() as client:  # no client certificate at all
         resp = client.post(f"/cluster/v1/nodes/{node_id}/heartbeat", json={"overlay": {}})
         assert resp.status_code == 401
@@ -242,3 +247,121 @@ def test_node_disable_enable_and_missed_heartbeats(cloud: Cloud, tmp_path: Path,
                                  start_new_session=True)
     wait_for(lambda: [n["state"] for n in node_list(cloud) if n["name"] == node.name]
              == ["up"], 20, "node up again")
+
+
+def _down_with_a_vm(cloud: Cloud, node: Node) -> str:
+    """Stop node's agent after it reported a running VM; wait until the node is down."""
+    node_id = node.node_id()
+    node.stop()
+    with node.http() as client:
+        assert client.post(f"/cluster/v1/nodes/{node_id}/heartbeat",
+                           json={"overlay": {}, "running_vms": 1}).status_code == 200
+    wait_for(lambda: [n["state"] for n in node_list(cloud) if n["name"] == node.name]
+             == ["down"], 30, "node down after missed heartbeats")
+    return node_id
+
+
+def test_down_node_with_vms_is_not_replaced_without_the_operator(
+        cloud: Cloud, tmp_path: Path, nodes: list[Node]) -> None:
+    first = Node(cloud, tmp_path / "a", unique("node"))
+    nodes.append(first)
+    first.join(token(cloud))
+    node_id = _down_with_a_vm(cloud, first)
+    before = cloud.db_snapshot()
+    second = Node(cloud, tmp_path / "b", first.name)
+    code, output = second.join(token(cloud), check=False)
+    assert code == 1 and f"Node {first.name} is down but still holds 1" in output, output
+    assert f"atwill node remove {first.name} --force" in output
+    after = cloud.db_snapshot()
+    assert after["nodes"] == before["nodes"]
+    assert after["revoked_certificates"] == before["revoked_certificates"]
+    with first.http() as client:  # the cut-off node is still itself
+        assert client.post(f"/cluster/v1/nodes/{node_id}/heartbeat",
+                           json={"overlay": {}}).status_code == 200
+    _down_with_a_vm(cloud, first)
+    refused = cloud.atwill("node", "remove", first.name, check=False)
+    assert refused.returncode != 0
+    cloud.atwill("node", "remove", first.name, "--force")
+    nodes.append(second)
+    second.join(token(cloud))
+    with first.http() as client:
+        resp = client.post(f"/cluster/v1/nodes/{node_id}/heartbeat", json={"overlay": {}})
+        assert resp.status_code == 403 and resp.json()["error"]["type"] == "node_removed"
+        assert first.name in resp.json()["error"]["message"]
+
+
+def _csr(node: Node, key_pem: bytes | None = None) -> str:
+    from atwill import pki
+
+    key = key_pem or (node.dir / "pki" / "node-key.pem").read_bytes()
+    return pki.make_csr(key, node.name).decode()
+
+
+def test_certificate_renewal(cloud: Cloud, tmp_path: Path, nodes: list[Node]) -> None:
+    from atwill import pki
+
+    node = Node(cloud, tmp_path, unique("node"))
+    nodes.append(node)
+    node.join(token(cloud))
+    node.stop()
+    node_id = node.node_id()
+    start, end = pki.cert_lifetime((node.dir / "pki" / "node.pem").read_bytes())
+    assert (end - start).days <= pki.NODE_CERT_DAYS
+    old = tmp_path / "old.pem"
+    old.write_bytes((node.dir / "pki" / "node.pem").read_bytes())
+    with node.http() as client:
+        other_key, _ = pki.make_key_and_csr(node.name)
+        resp = client.post(f"/cluster/v1/nodes/{node_id}/certificate",
+                           json={"csr": _csr(node, other_key)})
+        assert resp.status_code == 400 and "keep the node's key" in resp.text
+        resp = client.post(f"/cluster/v1/nodes/{node_id}/certificate", json={"csr": _csr(node)})
+        assert resp.status_code == 200, resp.text
+        (node.dir / "pki" / "node.pem").write_text(resp.json()["certificate"])
+    with node.http() as client:
+        assert client.post(f"/cluster/v1/nodes/{node_id}/heartbeat",
+                           json={"overlay": {}}).status_code == 200
+    context = tls_context(node.dir / "pki" / "ca.pem", old, node.dir / "pki" / "node-key.pem")
+    with httpx.Client(base_url=cloud.url, verify=context, timeout=10) as client:
+        resp = client.post(f"/cluster/v1/nodes/{node_id}/heartbeat", json={"overlay": {}})
+        assert resp.status_code == 403
+        assert resp.json()["error"]["type"] == "certificate_superseded"
+        # The answer of a renewal may be lost: the superseded certificate renews again.
+        resp = client.post(f"/cluster/v1/nodes/{node_id}/certificate", json={"csr": _csr(node)})
+        assert resp.status_code == 200, resp.text
+    cloud.atwill("node", "remove", node.name)
+    with node.http() as client:
+        resp = client.post(f"/cluster/v1/nodes/{node_id}/certificate", json={"csr": _csr(node)})
+        assert resp.status_code == 403 and resp.json()["error"]["type"] == "node_removed"
+
+
+def test_heartbeat_and_console_bounds(cloud: Cloud, tmp_path: Path, nodes: list[Node]) -> None:
+    node = Node(cloud, tmp_path, unique("node"))
+    nodes.append(node)
+    node.join(token(cloud))
+    node.stop()
+    node_id = node.node_id()
+    before = cloud.db_snapshot()["nodes"]
+
+    def chunked(size: int):
+        yield b'{"overlay": {}, "host": {"pad": "'
+        for _ in range(size // 4096):
+            yield b"x" * 4096
+        yield b'"}}'
+
+    with node.http() as client:
+        beat = f"/cluster/v1/nodes/{node_id}/heartbeat"
+        resp = client.post(beat, content=chunked(300 * 1024))  # no Content-Length
+        assert resp.status_code == 413 and "heartbeat" in resp.text, resp.text
+        pci = [{"address": f"0000:00:{i:04x}.0"} for i in range(600)]
+        resp = client.post(beat, json={"overlay": {}, "inventory": {"pci_devices": pci}})
+        assert resp.status_code == 400 and "PCI devices" in resp.text
+        resp = client.post(beat, json={"overlay": {}, "instances": {
+            str(i): {"state": "running"} for i in range(5000)}})
+        assert resp.status_code == 400 and "instances" in resp.text
+        resp = client.post(beat, content=b"[" * 10000, headers={"content-type":
+                                                                 "application/json"})
+        assert resp.status_code == 400
+        console = f"/cluster/v1/nodes/{node_id}/instances/{unique('i')}/console"
+        assert client.put(console, content=b"x" * (65 * 1024)).status_code == 413
+        assert client.put(console, content=b"hello").status_code == 404
+    assert cloud.db_snapshot()["nodes"] == before

@@ -9,14 +9,23 @@ import httpx
 
 from ..core.errors import ApiError
 
+NODE_REMOVED = "node_removed"
+CERTIFICATE_SUPERSEDED = "certificate_superseded"
+
 
 class ClusterError(Exception):
-    """The controller answered with an error; status and its message."""
+    """The controller answered with an error: status, message and its type, if any."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, kind: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        # Machine-readable (error.type): node_removed, certificate_superseded.
+        self.kind = kind
+
+    @property
+    def removed(self) -> bool:
+        return self.status == 403 and self.kind == NODE_REMOVED
 
 
 def tls_context(ca: Path, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
@@ -35,12 +44,16 @@ def check(resp: httpx.Response) -> httpx.Response:
     """Raise ClusterError with the controller's own message for any error status."""
     if resp.status_code < 400:
         return resp
+    kind = None
     try:
         body = resp.json()
-        message = body.get("error", {}).get("message") or str(body)
+        error = body.get("error") if isinstance(body, dict) else None
+        error = error if isinstance(error, dict) else {}
+        message = error.get("message") or str(body)
+        kind = error.get("type") if isinstance(error.get("type"), str) else None
     except ValueError:
         message = resp.text or resp.reason_phrase
-    raise ClusterError(resp.status_code, message)
+    raise ClusterError(resp.status_code, message, kind)
 
 
 __all__ = ["ApiError", "ClusterError", "check", "client", "tls_context"]

@@ -49,6 +49,11 @@ class AgentConfig:
     def instances_dir(self) -> Path:
         return self.state_dir / "instances"
 
+    @property
+    def removed_marker(self) -> Path:
+        """Written when the controller said this node was removed: the agent will not run."""
+        return self.state_dir / "removed.json"
+
     def save(self) -> None:
         data = {"controller_url": self.controller_url, "node_id": self.node_id,
                 "name": self.name, "overlay_port": self.overlay_port}

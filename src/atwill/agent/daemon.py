@@ -8,6 +8,7 @@ one cut off from the controller) keeps its host as it was.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -17,8 +18,9 @@ from typing import Any
 
 import httpx
 
-from .client import ClusterError, check, client, tls_context
-from .config import AgentConfig
+from . import renewal
+from .client import CERTIFICATE_SUPERSEDED, ClusterError, check, client, tls_context
+from .config import AgentConfig, write_private
 from .instances import InstanceManager, remove_all
 from .inventory import collect, inventory_digest
 from .network import NetworkManager
@@ -29,10 +31,15 @@ MAX_BACKOFF = 10.0
 # Converge again this often even without a new revision: it restarts what died
 # (an OpenVPN client refused before the server knew it) and repairs tampering.
 RECONCILE_INTERVAL = 5.0
+CONSOLE_INTERVAL = 2.0
 
 
 class Removed(Exception):
-    """The controller revoked this node's certificate."""
+    """The controller said (error type node_removed) that this node was removed."""
+
+
+class Reconnect(Exception):
+    """The node's certificate changed: reconnect with the new one at once."""
 
 
 class Agent:
@@ -49,6 +56,7 @@ class Agent:
         self._inventory: dict[str, Any] | None = None
         self._desired: dict[str, Any] | None = None
         self._lock = threading.Lock()
+        self._cert_lock = threading.Lock()
         # Set when instances changed, so their new state is reported at once.
         self.beat_now = threading.Event()
         self.instances.on_started = self.beat_now.set
@@ -59,6 +67,12 @@ class Agent:
         signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
         signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
         try:
+            if self.config.removed_marker.exists():
+                log.error("node %s was removed from its cloud; its VMs are stopped and their "
+                          "disks kept. Not starting. Run 'atwill leave' (keeps the disks) or "
+                          "'atwill leave --purge' on this host. %s", self.config.name,
+                          self.config.removed_marker.read_text().strip())
+                return 1
             cached = self.config.cached_desired()
             if cached:
                 self.apply(cached)
@@ -66,6 +80,8 @@ class Agent:
                                         name="heartbeat"),
                        threading.Thread(target=self._loop, args=(self._poll,), daemon=True,
                                         name="desired"),
+                       threading.Thread(target=self._loop, args=(self._consoles,), daemon=True,
+                                        name="console"),
                        threading.Thread(target=self._reconcile, daemon=True, name="reconcile")]
             for thread in threads:
                 thread.start()
@@ -73,9 +89,8 @@ class Agent:
             while not self.stopping.wait(0.5):
                 pass
             if self.removed.is_set():
-                log.warning("node %s was removed by the controller; cleaning up",
-                            self.config.name)
-                cleanup(self.config, self.overlay)
+                with self._lock:  # no apply may start a VM again from here on
+                    removed(self.config, self.instances, self.overlay)
                 return 0
             log.info("agent stopping; the host stays as it is")
             return 0
@@ -84,9 +99,10 @@ class Agent:
 
     def _loop(self, step) -> None:
         backoff = 0.5
-        context = tls_context(self.config.ca, self.config.cert, self.config.key)
         while not self.stopping.is_set():
             try:
+                # Made at each connection: the certificate is renewed while the agent runs.
+                context = tls_context(self.config.ca, self.config.cert, self.config.key)
                 with client(self.config.controller_url, context, timeout=40) as http:
                     while not self.stopping.is_set():
                         step(http)
@@ -94,6 +110,8 @@ class Agent:
             except Removed:
                 self.removed.set()
                 self.stopping.set()
+            except Reconnect:
+                continue
             except (httpx.HTTPError, ClusterError, OSError) as err:
                 log.warning("%s: %s; retrying in %.1fs", threading.current_thread().name,
                             err, backoff)
@@ -105,11 +123,24 @@ class Agent:
         try:
             return check(http.request(method, path, **kwargs)).json()
         except ClusterError as err:
-            if err.status == 403 and "revoked" in err.message:
+            if err.removed:
+                log.warning("the controller says node %s was removed: %s", self.config.name,
+                            err.message)
                 raise Removed() from None
+            if err.status == 403 and err.kind == CERTIFICATE_SUPERSEDED:
+                # A renewal whose answer was lost, or another thread's: renew again.
+                self._renew(http)
             raise
 
+    def _renew(self, http: httpx.Client) -> None:
+        with self._cert_lock:
+            renewal.renew(http, self.config)
+            self.overlay.credentials_changed()
+        raise Reconnect()
+
     def _beat(self, http: httpx.Client) -> None:
+        if renewal.due(self.config.cert.read_bytes()):
+            self._renew(http)
         inventory = self.inventory()
         digest = inventory_digest(inventory)
         body: dict[str, Any] = {"overlay": self.overlay.status(),
@@ -122,6 +153,27 @@ class Agent:
         self._sent_digest = digest
         self.beat_now.wait(self.interval)
         self.beat_now.clear()
+
+    def _consoles(self, http: httpx.Client) -> None:
+        """Console tails, apart from heartbeats: a flooding guest cannot delay them."""
+        for uuid, tail in self.instances.console_changes().items():
+            try:
+                self._call_raw(http, "PUT", f"/cluster/v1/nodes/{self.config.node_id}/"
+                               f"instances/{uuid}/console", content=tail.encode(),
+                               headers={"content-type": "text/plain; charset=utf-8"})
+            except ClusterError as err:
+                if err.status != 404:  # 404: no longer this node's; nothing to send
+                    raise
+            self.instances.console_sent(uuid, tail)
+        self.stopping.wait(CONSOLE_INTERVAL)
+
+    def _call_raw(self, http: httpx.Client, method: str, path: str, **kwargs: Any) -> None:
+        try:
+            check(http.request(method, path, **kwargs))
+        except ClusterError as err:
+            if err.removed:
+                raise Removed() from None
+            raise
 
     def _poll(self, http: httpx.Client) -> None:
         desired = self._call(http, "GET", f"/cluster/v1/nodes/{self.config.node_id}/desired",
@@ -208,16 +260,41 @@ def stop_running(config: AgentConfig, timeout: float = 15.0) -> None:
         time.sleep(0.1)
 
 
-def cleanup(config: AgentConfig, overlay: OverlayDriver | None = None) -> None:
-    """Remove everything this node's agent made on the host, keeping only the log."""
-    remove_all(config)
+def removed(config: AgentConfig, instances: InstanceManager, overlay: OverlayDriver) -> None:
+    """Told the node was removed: stop every VM, keep disks and state, say so, stay stopped.
+
+    A partition must never destroy guests: the controller may have removed a node that
+    was only cut off. Only the operator deletes what is kept ('atwill leave --purge').
+    """
+    stopped = instances.stop_all()
+    try:
+        overlay.teardown()  # its credentials are revoked; the name's address is reused
+    except Exception:  # noqa: BLE001 - the VMs are what matters here
+        log.exception("could not tear the overlay down")
+    note = {"removed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "stopped_instances": stopped, "instances_dir": str(config.instances_dir)}
+    write_private(config.removed_marker, (json.dumps(note) + "\n").encode())
+    log.warning("node %s was removed from its cloud: %d VM(s) stopped, their disks kept in "
+                "%s; run 'atwill leave' (keeps them) or 'atwill leave --purge' (deletes "
+                "them)", config.name, len(stopped), config.instances_dir)
+
+
+def cleanup(config: AgentConfig, overlay: OverlayDriver | None = None,
+            purge: bool = False) -> list[str]:
+    """Remove what this node's agent made on the host, but kept disks unless purge.
+
+    Returns the instances whose disks (and the image cache they need) were kept.
+    """
+    kept = remove_all(config, purge=purge)
     NetworkManager(config).teardown()
     (overlay or OverlayDriver(config)).teardown()
     for path in (config.desired_cache, config.cert, config.key, config.ca,
-                 config.overlay_dir / "wg-private.key", config.state_dir / "agent.yaml"):
+                 config.overlay_dir / "wg-private.key", config.state_dir / "agent.yaml",
+                 config.removed_marker):
         path.unlink(missing_ok=True)
     for directory in (config.overlay_dir, config.state_dir / "pki", config.instances_dir):
         try:
             directory.rmdir()
         except OSError:
             pass
+    return kept

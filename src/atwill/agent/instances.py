@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -25,7 +26,10 @@ from .kvm import kvm_probe
 from .snapshot import Snapshots
 
 log = logging.getLogger("atwill.agent.instances")
-CONSOLE_REPORT_BYTES = 16 * 1024
+# What the controller keeps of a console log: the tail sent apart from heartbeats.
+CONSOLE_REPORT_BYTES = 64 * 1024
+# Every tap an instance's port gets (hypervisor.tap.tap_name): how leftovers are found.
+TAP_RULE = re.compile(rf"{tap.PREFIX}[0-9a-f]{{{tap.IFNAMSIZ - len(tap.PREFIX)}}}")
 
 
 class InstanceManager:
@@ -45,14 +49,17 @@ class InstanceManager:
 
     # converge ------------------------------------------------------------------
     def taps(self, instances: list[dict[str, Any]]) -> None:
-        """Make every wanted instance's taps, so the data plane can plug them in."""
-        tap.ensure({tap.tap_name(nic["port_id"]): nic.get("mtu")
-                    for inst in instances for nic in inst.get("nics", [])})
+        """Make every wanted instance's taps (the data plane plugs them in); drop the rest."""
+        wanted = wanted_taps(instances)
+        tap.ensure(wanted)
+        prune_taps(set(wanted))
 
     def converge(self, instances: list[dict[str, Any]]) -> None:
         wanted = {i["id"]: i for i in instances}
         for uuid in set(self.driver.list()) - set(wanted):
             self._delete(uuid)
+        for uuid in set(self.errors) - set(wanted):
+            self.errors.pop(uuid)  # a build that never started, no longer wanted
         for uuid, inst in wanted.items():
             if inst.get("snapshot"):
                 self.snapshots.request(uuid, inst["snapshot"]["image_id"])
@@ -68,14 +75,28 @@ class InstanceManager:
         if self.cache_dir.is_dir():
             disks.gc(self.cache_dir, in_use)
 
-    def _delete(self, uuid: str) -> None:
+    def _delete(self, uuid: str, keep_disk: bool = False) -> None:
         taps = self._taps_of(uuid)
-        self.driver.delete(uuid)
+        if keep_disk:
+            self.driver.stop(uuid, timeout=STOP_TIMEOUT)
+        else:
+            self.driver.delete(uuid)
         for name in taps:
             tap.delete(name)
         for table in (self.errors, self.reboots, self.rebuilds, self._console_digest):
             table.pop(uuid, None)
-        log.info("instance %s deleted", uuid)
+        log.info("instance %s %s", uuid, "stopped, its disk kept" if keep_disk else "deleted")
+
+    def stop_all(self) -> list[str]:
+        """Stop every VM (QEMU quits), keeping disks and specs; the instances stopped."""
+        stopped = []
+        for uuid in list(self.driver.list()):
+            try:
+                self.driver.stop(uuid, timeout=STOP_TIMEOUT)
+                stopped.append(uuid)
+            except Exception:  # noqa: BLE001 - stop the others whatever one does
+                log.exception("instance %s could not be stopped", uuid)
+        return stopped
 
     def _taps_of(self, uuid: str) -> list[str]:
         spec = self.driver.paths(uuid).spec
@@ -182,15 +203,23 @@ class InstanceManager:
             entry: dict[str, Any] = {"state": state,
                                      "reboot_serial": self.reboots.get(uuid, 0),
                                      "rebuild_serial": self.rebuilds.get(uuid, 0)}
-            console = self.driver.console(uuid)[-CONSOLE_REPORT_BYTES:]
-            digest = hashlib.sha1(console.encode()).hexdigest()
-            if digest != self._console_digest.get(uuid):
-                entry["console"] = console
-                self._console_digest[uuid] = digest
             out[uuid] = entry
         for uuid, error in self.errors.items():
             out.setdefault(uuid, {"state": "error"}).update(state="error", error=error)
         return out
+
+    def console_changes(self) -> dict[str, str]:
+        """Each instance's console tail (at most 64 KiB) that changed since it was sent."""
+        out = {}
+        for uuid in self.driver.list():
+            text = self.driver.console(uuid)
+            tail = text.encode()[-CONSOLE_REPORT_BYTES:].decode(errors="ignore")
+            if hashlib.sha1(tail.encode()).hexdigest() != self._console_digest.get(uuid):
+                out[uuid] = tail
+        return out
+
+    def console_sent(self, uuid: str, tail: str) -> None:
+        self._console_digest[uuid] = hashlib.sha1(tail.encode()).hexdigest()
 
     def _settled_state(self, uuid: str) -> str:
         """An 'error' may only mean QMP was busy with another call: ask again before saying so."""
@@ -205,9 +234,40 @@ class InstanceManager:
         return sum(1 for s in self.driver.list().values() if s in ("running", "paused"))
 
 
-def remove_all(config: AgentConfig) -> None:
-    """Delete every instance of this node (leave/removal cleanup)."""
+STOP_TIMEOUT = 5.0
+
+
+def wanted_taps(instances: list[dict[str, Any]]) -> dict[str, int | None]:
+    """Tap name -> MTU of every NIC of the wanted instances."""
+    return {tap.tap_name(nic["port_id"]): nic.get("mtu")
+            for inst in instances for nic in inst.get("nics", [])}
+
+
+def prune_taps(wanted: set[str]) -> list[str]:
+    """Remove every instance tap (by the naming rule) not wanted, started VM or not."""
+    stale = sorted(name for name in tap.links() if TAP_RULE.fullmatch(name)
+                   and name not in wanted)
+    for name in stale:
+        tap.delete(name)
+        log.info("tap %s removed: no wanted instance uses it", name)
+    return stale
+
+
+def kept_instances(config: AgentConfig) -> list[str]:
+    """Instances whose files are still on this host (kept by a removal or a leave)."""
+    return sorted(QemuDriver(config.instances_dir).list())
+
+
+def remove_all(config: AgentConfig, purge: bool = True) -> list[str]:
+    """Stop every instance and remove its taps; purge: delete their disks and the cache too.
+
+    Returns the instances whose disks were kept.
+    """
     manager = InstanceManager(config)
     for uuid in list(manager.driver.list()):
-        manager._delete(uuid)
+        manager._delete(uuid, keep_disk=not purge)
+    prune_taps(set())
+    if not purge:
+        return kept_instances(config)
     shutil.rmtree(manager.cache_dir, ignore_errors=True)
+    return []

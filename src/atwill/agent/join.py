@@ -55,6 +55,12 @@ def join(url: str, token: str, ca_hash: str, state_dir: Path, name: str | None =
     if AgentConfig.joined(state_dir):
         raise JoinError(f"{state_dir} already holds a joined node; run 'atwill leave' first "
                         "or use another --state-dir")
+    kept = [p.name for p in (state_dir / "instances").glob("*/spec.json")]
+    if kept:
+        # A new node would delete them as unwanted: the operator decides first.
+        raise JoinError(f"{state_dir} keeps the disks of {len(kept)} instance(s) of a node "
+                        "that left or was removed; delete them with 'atwill leave --purge' "
+                        "(or move them away), or use another --state-dir")
     name = name or socket.gethostname().split(".")[0]
     ca_pem = fetch_ca(url, ca_hash)
     key_pem, csr_pem = pki.make_key_and_csr(name)

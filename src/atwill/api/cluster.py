@@ -128,3 +128,23 @@ class SnapshotFailure(Strict):
 
 class NodeAction(Strict):
     reason: str | None = Field(default=None, max_length=255)
+
+
+class CertificateRenewal(Strict):
+    """A new certificate request from the node's existing key, for the same node name."""
+
+    csr: str = Field(min_length=64, max_length=16384, description="PEM certificate request")
+
+
+class RenewedCertificate(BaseModel):
+    certificate: str
+    expires_at: str
+
+
+# Errors of the node-facing routes carry Keystone's envelope plus a machine-readable
+# "type" where the agent must act: {"error": {"code": 403, "title": "Forbidden",
+# "type": "node_removed", "message": ...}}. node_removed: the node was removed (its agent
+# stops its VMs and keeps their disks); certificate_superseded: a renewal replaced the
+# certificate used (the agent renews again with it).
+ERROR_NODE_REMOVED = "node_removed"
+ERROR_CERTIFICATE_SUPERSEDED = "certificate_superseded"

@@ -91,14 +91,24 @@ def agent(state_dir: NodeDir = DEFAULT_NODE_DIR) -> None:
 
 def leave(force: bool = typer.Option(False, "--force",
                                      help="Leave even with instances (they become ERROR)."),
+          purge: bool = typer.Option(False, "--purge", help="Also delete the disks of this "
+                                     "node's instances (kept otherwise, VMs stopped)."),
           state_dir: NodeDir = DEFAULT_NODE_DIR) -> None:
-    """Remove this node from its cloud and clean everything atwill made on this host."""
+    """Remove this node from its cloud and clean what atwill made on this host.
+
+    VMs are stopped and their taps removed; their disks (and the images they need) are
+    kept unless --purge. This also works on a node its controller already removed.
+    """
     from ..agent.client import ClusterError, check, client, tls_context
     from ..agent.daemon import cleanup, stop_running
 
     try:
         config = AgentConfig.load(state_dir)
     except FileNotFoundError as error:
+        if purge and (state_dir / "instances").is_dir():  # the disks a leave kept
+            cleanup(AgentConfig(state_dir, "", "", ""), purge=True)
+            console.print(f"the kept instances in {state_dir} are deleted")
+            return
         err.print(f"[red]{error}[/red]")
         raise typer.Exit(1) from None
     context = tls_context(config.ca, config.cert, config.key)
@@ -107,12 +117,17 @@ def leave(force: bool = typer.Option(False, "--force",
             check(http.post(f"/cluster/v1/nodes/{config.node_id}/leave",
                             params={"force": force}))
     except ClusterError as error:
-        if not (error.status == 403 and "revoked" in error.message):
+        if not error.removed:  # already removed by the operator: clean up all the same
             err.print(f"[red]leave refused:[/red] {error.message}", highlight=False)
             raise typer.Exit(1) from None
     except OSError as error:
         err.print(f"[red]cannot reach the controller:[/red] {error}")
         raise typer.Exit(1) from None
     stop_running(config)
-    cleanup(config)
+    kept = cleanup(config, purge=purge)
+    if kept:
+        console.print(f"node {config.name} left; the disks of {len(kept)} stopped "
+                      f"instance(s) are kept in {config.instances_dir} "
+                      "('atwill leave --purge' deletes them)")
+        return
     console.print(f"node {config.name} left; this host is clean")

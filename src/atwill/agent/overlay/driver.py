@@ -109,6 +109,14 @@ class OverlayDriver:
                           ca=self.config.ca, cert=self.config.cert, key=self.config.key,
                           mtu=self.mtu())
 
+    def credentials_changed(self) -> None:
+        """The node certificate was renewed: OpenVPN reads it only when it starts, so stop
+        its client now; the next converge (at most a few seconds) starts it with the new one.
+        WireGuard does not use the certificate."""
+        if self.kind == "openvpn" and self._impl is not None:
+            self._impl.process.stop()
+            self._applied = None
+
     def status(self) -> dict[str, Any]:
         if self._impl is None:
             return {}

@@ -9,38 +9,24 @@ import time
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from ...api.cluster import DesiredState, Heartbeat, HeartbeatReply, LeaveRequest
-from ...core.errors import Forbidden, NotFound, Unauthorized
-from ...pki import serial_of
+from ...core.errors import NotFound
+from ...core.nodereports import HEARTBEAT_BYTES, check_instance_reports, check_inventory
 from ..context import Controller
-from ..db.models import Image, Instance, Node, RevokedCertificate
+from ..db.models import Image, Instance
 from ..image.store import ImageStore
-from ..peercert import client_cert
 from ..service import controller
 from . import nodes, revision_signal
+from .bodies import read_model
 from .desired import desired_state
+from .nodecert import calling_node
 
 log = logging.getLogger("atwill.cluster")
 
 router = APIRouter()
 LONG_POLL = 25.0
 REREAD = 1.0  # seconds between re-reads of the revision while a long-poll waits
-
-
-def calling_node(session: Session, request: Request, node_id: str) -> Node:
-    """The node node_id, if the request's client certificate is that node's."""
-    der = client_cert(request.scope)
-    if der is None:
-        raise Unauthorized("This call needs the node's client certificate (mutual TLS).")
-    serial = serial_of(der)
-    if session.get(RevokedCertificate, serial) is not None:
-        raise Forbidden("This node's certificate has been revoked: the node was removed.")
-    node = session.get(Node, node_id)
-    if node is None or node.cert_serial != serial:
-        raise Forbidden("The client certificate does not belong to this node.")
-    return node
 
 
 def _desired(ctl: Controller, request: Request, node_id: str, after: int) -> dict | None:
@@ -77,10 +63,23 @@ def _current(ctl: Controller, request: Request, node_id: str) -> dict:
         return desired_state(session, ctl, calling_node(session, request, node_id))
 
 
+HEARTBEAT_DOC = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": Heartbeat.model_json_schema()}}}}
+
+
 @router.post("/v1/nodes/{node_id}/heartbeat", response_model=HeartbeatReply,
-             summary="Report liveness, inventory and overlay status")
-def heartbeat_post(node_id: str, request: Request, body: Heartbeat) -> dict:
-    ctl = controller(request)
+             openapi_extra=HEARTBEAT_DOC,
+             summary="Report liveness, inventory and overlay status (at most 256 KiB)")
+async def heartbeat_post(node_id: str, request: Request) -> dict:
+    body = await read_model(request, Heartbeat, HEARTBEAT_BYTES, "heartbeat")
+    if body.inventory is not None:
+        check_inventory(body.inventory)
+    if body.instances is not None:
+        check_instance_reports(body.instances)
+    return await asyncio.to_thread(_heartbeat, controller(request), request, node_id, body)
+
+
+def _heartbeat(ctl: Controller, request: Request, node_id: str, body: Heartbeat) -> dict:
     source = request.client.host if request.client else ""
     with ctl.db.session() as session:
         node = calling_node(session, request, node_id)
@@ -89,7 +88,10 @@ def heartbeat_post(node_id: str, request: Request, body: Heartbeat) -> dict:
         if body.instances is not None:
             from ..servers.lifecycle import report  # noqa: PLC0415 - servers import cluster
 
-            report(session, ctl, node, body.instances)
+            # Console output has its own route now; an older agent's copy is ignored here.
+            reports = {uuid: {k: v for k, v in entry.items() if k != "console"}
+                       for uuid, entry in body.instances.items()}
+            report(session, ctl, node, reports)
         return {"revision": nodes.revision(session), "state": node.state}
 
 

@@ -4,12 +4,13 @@ from fastapi import FastAPI
 
 from ..context import Controller
 from ..service import make_service_app
-from . import admin, agents, join, snapshots
+from . import admin, agents, certificates, consoles, join, snapshots
+from .nodecert import cluster_error
 
 
 def create(ctl: Controller) -> FastAPI:
-    app = make_service_app(ctl, openapi_url="/v1/openapi.json", title="atwill cluster API",
-                           version="1")
-    for module in (join, agents, snapshots, admin):
+    app = make_service_app(ctl, render=cluster_error, openapi_url="/v1/openapi.json",
+                           title="atwill cluster API", version="1")
+    for module in (join, agents, certificates, consoles, snapshots, admin):
         app.include_router(module.router)
     return app

@@ -67,6 +67,14 @@ def register(session: Session, ctl: Controller, name: str, csr: str, wg_key: str
         if old.state == "up":
             raise Conflict(f"A node named {name} is joined and up; remove it first "
                            f"(atwill node remove {name}) or choose another name.")
+        held = instances_on(session, old)
+        if held or old.running_vms:
+            # A down node may only be cut off: replacing it would orphan its guests, and
+            # they may still run. Only the operator can decide that they are lost.
+            raise Conflict(f"Node {name} is down but still holds "
+                           f"{max(len(held), old.running_vms)} instance(s); it may only be "
+                           f"cut off. To replace it, run 'atwill node remove {name} --force' "
+                           "first (its instances become ERROR), or choose another name.")
         forget(session, old)
     try:
         cert_pem, serial = sign_client_csr(ctl.settings.path("pki"), csr.encode(), name)
@@ -92,13 +100,19 @@ def forget(session: Session, node: Node) -> None:
     bump(session)
 
 
+def instances_on(session: Session, node: Node) -> list[Any]:
+    """The node's instances that are not deleted."""
+    from ..db.models import Instance  # noqa: PLC0415
+
+    return list(session.scalars(select(Instance).where(
+        Instance.node_id == node.id, Instance.deleted.is_(False))))
+
+
 def remove(session: Session, node: Node, force: bool) -> None:
     """Remove a node; refused while it holds instances, unless force (they become ERROR)."""
-    from ..db.models import Instance  # noqa: PLC0415
     from ..servers.lifecycle import fail  # noqa: PLC0415 - servers build on cluster
 
-    held = list(session.scalars(select(Instance).where(
-        Instance.node_id == node.id, Instance.deleted.is_(False))))
+    held = instances_on(session, node)
     count = max(len(held), node.running_vms)
     if count and not force:
         raise Conflict(f"Node {node.name} still holds {count} instance(s); move or delete "

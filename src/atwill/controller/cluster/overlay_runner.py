@@ -5,16 +5,39 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from ...core.overlay import controller_address, prefix_length
 from ..context import Controller
-from ..db.models import Node
+from ..db.models import Node, RevokedCertificate
 from . import nodes
+from .nodecert import superseded
 
 log = logging.getLogger("atwill.overlay")
+CRL_FILE = "crl.pem"
+
+
+def revoked_serials(session: Session) -> list[str]:
+    """Every revoked node certificate but those a renewal of a present node superseded.
+
+    A superseded certificate is of the same key as its node's current one, so refusing
+    it gains nothing, and the node's OpenVPN client keeps its tunnel until it restarts.
+    """
+    present = {n.name: n for n in session.scalars(select(Node))}
+    return [row.serial for row in session.scalars(select(RevokedCertificate))
+            if not (row.node_name in present and superseded(row, present[row.node_name]))]
+
+
+def write_crl(pki: Path, serials: list[str]) -> None:
+    """OpenVPN's crl-verify file, rewritten when the revoked serials change."""
+    from ...pki import write_crl as write
+
+    if write(pki, serials, pki / CRL_FILE):
+        log.info("certificate revocation list now holds %d serial(s)", len(serials))
 
 
 class OverlayRunner:
@@ -40,6 +63,8 @@ class OverlayRunner:
     def _snapshot(self) -> tuple[int, list[Node]]:
         with self.ctl.db.session() as session:
             found = list(session.scalars(select(Node).where(Node.overlay_ip.is_not(None))))
+            if self.kind == "openvpn":
+                write_crl(self.ctl.settings.path("pki"), revoked_serials(session))
             return nodes.revision(session), found
 
     def _spec(self, members: list[Node]) -> Any:
@@ -56,7 +81,7 @@ class OverlayRunner:
                               address=controller_address(settings.overlay_cidr),
                               prefix=prefix_length(settings.overlay_cidr),
                               ca=pki / "ca.pem", cert=pki / "controller.pem",
-                              key=pki / "controller-key.pem", mtu=mtu,
+                              key=pki / "controller-key.pem", mtu=mtu, crl=pki / CRL_FILE,
                               clients={n.name: n.overlay_ip for n in members})
         from ...agent.overlay.base import OverlaySpec, Peer
         from .controller_peer import KEY_FILE

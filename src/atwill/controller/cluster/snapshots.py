@@ -18,7 +18,7 @@ from ..db.models import Image, Instance
 from ..image.data import mark_saving, store_body
 from ..servers import snapshots
 from ..service import controller
-from .agents import calling_node
+from .nodecert import calling_node
 
 log = logging.getLogger("atwill.cluster")
 
