@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from atwill.lab import Lab
+from atwill.lab import Lab, commands
 from tests.integration.overlay_checks import host_processes
 from tests.integration.vms import (
     READY,
@@ -152,5 +152,8 @@ def test_removing_a_node_with_instances(lab: Lab, cloud: dict[str, str]) -> None
     lab.wait_for(lambda: not lab.agent_alive(host), 60, f"{host}'s agent to clean up")
     assert not [p for p in host_processes(lab, host) if p.startswith("qemu")]
     lab.openstack("server", "delete", "--wait", vm["id"])
+    # The removed node kept the disk; the operator deletes it (issue 11 item 6).
+    lab.exec(host, commands.ATWILL, "leave", "--purge", "--state-dir",
+             lab.host(host).state_dir)
     lab.join(host)
     lab.wait_node_state(host, "up", 60)
