@@ -41,6 +41,14 @@ class Settings:
     heartbeat_interval: float = 1.0
     heartbeat_misses: int = 5
     scheduler_weigher: str = "spread"
+    # Keystone's security_compliance: lock an account after this many failed password
+    # logins in a row (0: never) for lockout_duration seconds (0: until unlocked).
+    lockout_failure_attempts: int = 6
+    lockout_duration: int = 1800
+    # Password logins per client address: login_rate a second, bursts of login_burst
+    # (0 rate: unlimited); the excess gets 429 before any password hash is computed.
+    login_rate: float = 10.0
+    login_burst: int = 40
     pci_aliases: str = ""  # e.g. "K20m=10de:1028,T4=10de:1eb8" (name=vendor:product)
 
     @property

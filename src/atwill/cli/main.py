@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import agent_cmd, bench, config_cmd, controller_cmd, image, keys, lab, node, token
+from . import agent_cmd, bench, config_cmd, controller_cmd, image, keys, lab, node, token, user
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="atwill: a cloud whose compute grows and shrinks at will.")
@@ -17,6 +17,7 @@ app.add_typer(image.app, name="image")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(keys.app, name="keys")
 app.add_typer(bench.app, name="bench")
+app.add_typer(user.app, name="user")
 
 
 def main() -> None:

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, new_id, utcnow
@@ -33,12 +42,14 @@ class Project(Base):
     domain_id: Mapped[str] = mapped_column(ForeignKey("domains.id"))
     description: Mapped[str] = mapped_column(Text, default="")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
 
     def to_api(self, base_url: str) -> dict:
         return {
             "id": self.id, "name": self.name, "domain_id": self.domain_id,
             "description": self.description, "enabled": self.enabled,
-            "parent_id": self.domain_id, "is_domain": False, "tags": [], "options": {},
+            "parent_id": self.domain_id, "is_domain": False, "tags": list(self.tags or []),
+            "options": {},
             "links": {"self": f"{base_url}/v3/projects/{self.id}"},
         }
 
@@ -55,6 +66,10 @@ class User(Base):
     description: Mapped[str | None] = mapped_column(Text, nullable=True)
     default_project_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     password_changed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # Keystone's security_compliance lockout: failed password logins since the last
+    # success, and when the last one happened (changed only by atomic UPDATEs).
+    failed_auth_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    failed_auth_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
     def to_api(self, base_url: str) -> dict:
         out = {

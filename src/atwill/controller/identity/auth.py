@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -10,13 +11,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from ...core.errors import BadRequest, NotFound, Unauthorized
+from ...core.errors import BadRequest, NotFound, TooManyRequests, Unauthorized
 from ...core.passwords import verify_password
 from ...core.policy import Credentials
 from ..context import Controller
 from ..db.models import Domain, Project, RoleAssignment
 from ..service import authorize, caller, controller, json_body
-from . import token_cache
+from . import lockout, token_cache
 from .lookups import find_auth_user, find_domain
 from .tokens import TokenService, ValidatedToken, build_catalog, lookup_scope_project
 
@@ -29,6 +30,7 @@ def tokens_post(request: Request, body: dict = Depends(json_body)) -> JSONRespon
     auth = body.get("auth")
     if not isinstance(auth, dict) or not isinstance(auth.get("identity"), dict):
         raise BadRequest("Invalid input: 'auth.identity' is a required object.")
+    _throttle(request, auth["identity"])
     service = TokenService(ctl)
     with ctl.db.session() as session:
         user, methods, expires_at, audit_id = _authenticate(ctl, session, auth["identity"])
@@ -52,10 +54,15 @@ def _authenticate(ctl: Controller, session: Session, identity: dict[str, Any]) -
         if not isinstance(user_ref, dict) or not isinstance(user_ref.get("password"), str):
             raise BadRequest("Invalid input: 'password.user' with a 'password' is required.")
         user = find_auth_user(session, user_ref)
+        if user is not None:
+            lockout.refuse_if_locked(ctl.settings, user)
         if not verify_password(user.password_hash if user else None, user_ref["password"]):
+            if user is not None:
+                lockout.record_failure(ctl, user.id)
             raise Unauthorized("The request you have made requires authentication.")
         if not user.enabled:
             raise Unauthorized("The user is disabled.")
+        lockout.reset(session, user)
         return user, ("password",), None, None
     if "token" in methods:
         token_ref = identity.get("token")
@@ -65,6 +72,19 @@ def _authenticate(ctl: Controller, session: Session, identity: dict[str, Any]) -
         methods_out = tuple(dict.fromkeys((*old.payload.methods, "token")))
         return old.user, methods_out, old.payload.expires_at, None
     raise Unauthorized(f"Unsupported authentication method: {', '.join(map(str, methods))}.")
+
+
+def _throttle(request: Request, identity: dict[str, Any]) -> None:
+    """429 for a password login over its address's rate, before any hash is computed."""
+    methods = identity.get("methods")
+    if not isinstance(methods, list) or "password" not in methods:
+        return
+    source = request.client.host if request.client else "-"
+    wait = request.app.state.login_limiter.take(source)
+    if wait:
+        raise TooManyRequests("Too many password logins from this address; retry after "
+                              f"{math.ceil(wait)} s.",
+                              headers={"Retry-After": str(math.ceil(wait))})
 
 
 def _scope(session: Session, scope: Any, user: Any) -> tuple[Project | None, Domain | None]:
