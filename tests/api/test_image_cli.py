@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.cloud import Cloud, CommandFailed, unique
+from tests.imagedata import qcow2_bytes
 
 PASSWORD = "Image_pw_123"
 # openstacksdk warns about its own deprecated internals (InfluxDB support,
@@ -57,6 +58,7 @@ def names(cloud: Cloud, user: str = "admin", *args: str) -> set[str]:
 
 def test_create_show_save_set_delete(cloud: Cloud, data_file: Path, tmp_path: Path) -> None:
     name = unique("cli")
+    data_file.write_bytes(qcow2_bytes(data_file.stat().st_size))  # uploads are inspected
     image = cloud.openstack("image", "create", "--file", str(data_file), "--disk-format",
                             "qcow2", "--container-format", "bare", "--property",
                             "hw_video_model=qxl", "--public", name, "-f", "json")

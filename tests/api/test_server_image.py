@@ -26,6 +26,7 @@ from atwill.controller.db.compute import Node
 from atwill.controller.db.session import Database
 from atwill.pki import make_key_and_csr
 from tests.cloud import Cloud, unique
+from tests.imagedata import qcow2_bytes
 
 V = "/compute/v2.1"
 INVENTORY = {"vcpus": 8, "memory_mb": 8192, "disk_gb": 50}
@@ -189,7 +190,7 @@ def test_upload_stores_the_data_and_ends_the_task(env: Env) -> None:
     server = env.server()
     image_id = env.create_image(server, {"createImage": {"name": "snap"}}).json()["image_id"]
     # Larger than the 1 MiB JSON body limit: snapshot data is streamed like image data.
-    data = b"QFI\xfb" + os.urandom(3 * 1024 * 1024)
+    data = qcow2_bytes(3 * 1024 * 1024)
     refused = env.other.upload(image_id, data)
     assert refused.status_code == 403 and "another node" in refused.text
     assert env.other.upload(image_id, data, node_id=env.node.id).status_code == 403
@@ -239,7 +240,7 @@ def test_openstack_cli_waits_for_the_upload(env: Env) -> None:
     waiter.start()
     try:
         pending = _wait_for(lambda: env.node.desired(server)["snapshot"])
-        data = os.urandom(1024)
+        data = qcow2_bytes(1024)
         assert env.node.upload(pending["image_id"], data).status_code == 204
     finally:
         waiter.join(120)

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from ...core import ranges
+from ...core import imageformat, ranges
 from ...core.errors import (
     BadRequest,
     Conflict,
@@ -56,7 +56,10 @@ async def store_body(ctl: Controller, request: Request, image_id: str,
 
     begin checks who may upload and moves the image to saving (mark_saving); also
     runs in the transaction that makes the image active. On any failure the image
-    is queued again and the partial data removed.
+    is queued again and the partial data removed; data that is not its disk_format
+    or names files outside itself (core/imageformat.py) is refused with 400 and
+    the image ends 'killed', as Glance's status for data that failed: it can only
+    be deleted, so the same image cannot be retried into something else.
     """
     limit = ctl.settings.image_size_limit
     if media_type(request) != "application/octet-stream":
@@ -69,7 +72,12 @@ async def store_body(ctl: Controller, request: Request, image_id: str,
     upload = ImageStore.of(ctl).begin(image_id, limit)
     try:
         await receive(request, upload)
+        await run_in_threadpool(inspect_upload, ctl, image_id, upload)
         await run_in_threadpool(finish_upload, ctl, image_id, upload, also)
+    except imageformat.UnsafeImage as err:
+        upload.abort()
+        kill(ctl, image_id)
+        raise BadRequest(str(err)) from None
     except BaseException as err:
         # Synchronous on purpose: after a disconnect or cancellation further awaits
         # may never run, and the image must not stay in 'saving'.
@@ -132,6 +140,25 @@ def finish_upload(ctl: Controller, image_id: str, upload: Upload,
         # Renamed inside the transaction: if the commit then fails the image stays
         # unpublished and start-up housekeeping removes the stray file.
         upload.publish(ImageStore.of(ctl).path(image_id))
+
+
+def inspect_upload(ctl: Controller, image_id: str, upload: Upload) -> None:
+    """UnsafeImage unless the received data is what the image's disk_format says."""
+    with ctl.db.session() as session:
+        image = session.get(Image, image_id)
+        declared = image.disk_format if image is not None else None
+    if declared is None:
+        raise Conflict(f"Image {image_id} was deleted or changed during the upload.")
+    with open(upload.temp, "rb") as data:
+        imageformat.check(data, declared)
+
+
+def kill(ctl: Controller, image_id: str) -> None:
+    """saving -> killed: the data was refused and is gone."""
+    with ctl.db.session() as session:
+        session.execute(update(Image).where(
+            Image.id == image_id, Image.status == "saving").values(
+            status="killed", updated_at=utcnow()))
 
 
 def requeue(ctl: Controller, image_id: str) -> None:
