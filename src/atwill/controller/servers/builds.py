@@ -19,12 +19,12 @@ from ..context import Controller
 from ..db.models import (
     Flavor,
     Image,
-    ImageMember,
     Instance,
     Keypair,
     ServerGroup,
     ServerGroupMember,
 )
+from ..image import common as image_common
 from . import actions, lifecycle, locks
 
 HOSTNAME_BAD = re.compile(r"[^a-z0-9-]+")
@@ -58,15 +58,17 @@ def find_flavor(session: Session, ref: str, creds: Credentials) -> Flavor:
 
 
 def find_image(session: Session, ref: str, creds: Credentials) -> Image:
+    """The image to boot, if the caller may see it by the image service's own rule.
+
+    Nova asks Glance for the image with the caller's token, so booting follows
+    GET /v2/images/{id}: a shared image is bootable by any member, whatever the
+    member's status, and by nobody once the membership or the sharing is gone.
+    """
     ref = ref.rstrip("/").rsplit("/", 1)[-1]
-    image = session.get(Image, ref)
-    visible = image is not None and (
-        creds.is_admin or image.visibility in ("public", "community")
-        or image.owner == creds.project_id or session.scalar(select(ImageMember.id).where(
-            ImageMember.image_id == ref, ImageMember.member_id == creds.project_id,
-            ImageMember.status == "accepted")) is not None)
-    if not visible:
-        raise BadRequest(f"Image {ref} could not be found.")
+    try:
+        image = image_common.find_image(session, creds, ref)
+    except NotFound:
+        raise BadRequest(f"Image {ref} could not be found.") from None
     if image.status != "active":
         raise BadRequest(f"Image {ref} is not active.")
     return image
