@@ -11,6 +11,7 @@ import uuid
 from typing import Any
 
 from .errors import BadRequest, Forbidden, PayloadTooLarge
+from .text import shown
 
 READ_ONLY = frozenset({
     "id", "status", "size", "virtual_size", "checksum", "os_hash_algo", "os_hash_value",
@@ -29,6 +30,8 @@ CORE = frozenset({"name", "visibility", "protected", "os_hidden", "owner", "disk
 FORMATS = ("disk_format", "container_format")
 MAX_TAGS = 128
 MAX_LENGTH = 255
+# Glance's image_property_quota default: extra properties per image, beyond which 413.
+MAX_PROPERTIES = 128
 
 
 def check_writable(key: str) -> None:
@@ -94,10 +97,19 @@ def tag_list(value: Any) -> list[str]:
 def property_value(key: str, value: Any) -> str:
     """Arbitrary properties are strings with bounded names."""
     if not key or len(key) > MAX_LENGTH:
-        raise BadRequest(f"Invalid property name {key!r}: 1 to {MAX_LENGTH} characters.")
-    if not isinstance(value, str):
-        raise BadRequest(f"Invalid value for property '{key}': {value!r} is not a string.")
+        raise BadRequest(f"Invalid property name {shown(key)}: 1 to {MAX_LENGTH} characters.")
+    if not isinstance(value, str) or len(value) > MAX_LENGTH:
+        raise BadRequest(f"Invalid value for property {shown(key)}: {shown(value)} is not a "
+                         f"string of at most {MAX_LENGTH} characters.")
     return value
+
+
+def property_count(props: dict[str, str]) -> dict[str, str]:
+    """props, unless there are more than Glance's default quota allows (413)."""
+    if len(props) > MAX_PROPERTIES:
+        raise PayloadTooLarge(f"An image may have at most {MAX_PROPERTIES} properties "
+                              f"(attempted: {len(props)}).")
+    return props
 
 
 def create_fields(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -113,7 +125,7 @@ def create_fields(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]
             core[key] = core_value(key, value)
         else:
             props[key] = property_value(key, value)
-    return core, props
+    return core, property_count(props)
 
 
 def image_id(value: Any) -> str:
@@ -149,4 +161,4 @@ def changes(old: dict[str, Any], new: dict[str, Any], status: str
             core[key] = core_value(key, new[key])
         elif key in new:
             props[key] = property_value(key, new[key])
-    return core, props
+    return core, property_count(props)
