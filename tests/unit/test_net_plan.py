@@ -148,7 +148,7 @@ def test_rulesets_cover_spoofing_zones_nat_and_ports() -> None:
     assert '"elem": ["10.0.0.5", "10.0.0.6"]' in inet_text
     # The node's own output path meets the ports' ingress rules (issue 11, 3b).
     output = [c["add"]["rule"]["expr"] for c in inet.skeleton
-              if c.get("add", {}).get("rule", {}).get("chain") == "output"]
+              if c.get("add", {}).get("rule", {}).get("chain") == "to_ports"]
     assert {"vmap": {"key": {"concat": [_meta("oifname"), _pay("ip", "daddr")]},
                      "data": "@ingress4"}} in [e[0] for e in output]
 

@@ -2,7 +2,8 @@
 
 Security groups hold on every path into a port: the forward hook (from outside, from other
 ports on this node, from other nodes over VXLAN: br_netfilter shows bridged IP there) and
-the output hook (the node's own connections, including those DNATed from a floating IP).
+the postrouting hook (the node's own connections, including those DNATed from a floating
+IP; the output hook still sees their first route, to lo).
 """
 
 from __future__ import annotations
@@ -228,7 +229,9 @@ def render_inet(plan: HostPlan, layout: Layout) -> Ruleset:
               ("route_out", "route", "output", -150, route_out),
               ("nat_local", "nat", "output", -100, nat_local),
               ("forward", "filter", "forward", 0, _forward()),
-              ("output", "filter", "output", 0, _output()),
+              # In postrouting: output's rerouting after DNAT does not change the oifname
+              # that output chains see (it stays lo for a floating IP), postrouting's does.
+              ("to_ports", "filter", "postrouting", 0, _output()),
               ("input", "filter", "input", 0, local)]
     for name, kind, hook, prio, lines in chains:
         s.skeleton.append(base_chain(FAMILY, name, kind, hook, prio))
