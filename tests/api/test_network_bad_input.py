@@ -29,8 +29,9 @@ def ids(cloud: Cloud) -> dict[str, str]:
         router = client.post(f"{V}/routers", json={"router": {"name": unique("bad")}}).json()
         client.put(f"{V}/routers/{router['router']['id']}/add_router_interface",
                    json={"subnet_id": sub["id"]})
+        public = client.get(f"{V}/networks", params={"name": "public"}).json()["networks"]
     return {"net": net_id, "subnet": sub["id"], "port": port["id"], "mac": port["mac_address"],
-            "group": group["id"], "router": router["router"]["id"]}
+            "group": group["id"], "router": router["router"]["id"], "public": public[0]["id"]}
 
 
 def subnet(**change: Any) -> dict:
@@ -128,6 +129,63 @@ CASES: list[tuple[str, str, Any, int]] = [
     ("PUT", "/quotas/{project}", {"quota": {"network": -5}}, 400),
     ("PUT", "/quotas/{project}", {"quota": {"bogus": 5}}, 400),
     ("GET", "/extensions/bogus", None, 404),
+    # Issue 11, item 8: bad types and values that were TypeErrors (500) or were stored.
+    ("POST", "/networks", {"network": {"mtu": 10 ** 20}}, 400),
+    ("POST", "/networks", {"network": {"mtu": 9000}}, 400),
+    ("PUT", "/networks/{net}", {"network": {"mtu": 10 ** 20}}, 400),
+    ("POST", "/networks", {"network": {"tenant_id": []}}, 400),
+    ("POST", "/networks", {"network": {"tenant_id": {}}}, 400),
+    ("POST", "/networks", {"network": {"project_id": {}, "tenant_id": []}}, 400),
+    ("POST", "/networks", {"network": {"tenant_id": "a\nb"}}, 400),
+    ("POST", "/networks", {"network": {"tenant_id": "t" * 256}}, 400),
+    ("POST", "/subnets", subnet(tenant_id=[]), 400),
+    ("POST", "/subnets", subnet(project_id={}), 400),
+    ("POST", "/subnets", subnet(gateway_ip=""), 400),
+    ("POST", "/subnets", subnet(gateway_ip=[]), 400),
+    ("POST", "/subnets", subnet(gateway_ip={}), 400),
+    ("PUT", "/subnets/{subnet}", {"subnet": {"gateway_ip": ""}}, 400),
+    ("PUT", "/subnets/{subnet}", {"subnet": {"gateway_ip": {}}}, 400),
+    ("POST", "/ports", {"port": {"network_id": "{net}", "tenant_id": []}}, 400),
+    ("POST", "/routers", {"router": {"tenant_id": {}}}, 400),
+    ("POST", "/security-groups", {"security_group": {"tenant_id": []}}, 400),
+    ("PUT", "/security-groups/{group}", {"security_group": {"name": "default"}}, 409),
+    ("POST", "/networks", {"network": {"name": "a\u0000b"}}, 400),
+    ("POST", "/networks", {"network": {"description": "a\u001bb"}}, 400),
+    ("PUT", "/networks/{net}", {"network": {"name": "a\rb"}}, 400),
+    ("POST", "/subnets", subnet(name="a\nb"), 400),
+    ("PUT", "/subnets/{subnet}", {"subnet": {"description": "a\u0000"}}, 400),
+    ("POST", "/ports", {"port": {"network_id": "{net}", "name": "a\u0000b"}}, 400),
+    ("PUT", "/ports/{port}", {"port": {"description": "\u001b[2J"}}, 400),
+    ("PUT", "/ports/{port}", {"port": {"device_id": "a\nb"}}, 400),
+    ("POST", "/routers", {"router": {"name": "a\nb"}}, 400),
+    ("PUT", "/routers/{router}", {"router": {"description": "a\u0000"}}, 400),
+    ("POST", "/security-groups", {"security_group": {"name": "a\u0000b"}}, 400),
+    ("PUT", "/security-groups/{group}", {"security_group": {"description": "a\rb"}}, 400),
+    ("POST", "/floatingips", {"floatingip": {"floating_network_id": "{public}",
+                                             "description": "a\u0000b"}}, 400),
+    ("POST", "/floatingips", {"floatingip": {"floating_network_id": "{public}",
+                                             "fixed_ip_address": []}}, 400),
+    ("POST", "/floatingips", {"floatingip": {"floating_network_id": "{public}",
+                                             "fixed_ip_address": 5}}, 400),
+    # Issue 11, item 5: per-request bounds, as Neutron's defaults.
+    ("POST", "/networks", {"network": {"tags": [f"t{i}" for i in range(51)]}}, 400),
+    ("POST", "/networks", {"network": {"tags": ["t" * 61]}}, 400),
+    ("PUT", "/networks/{net}/tags", {"tags": [f"t{i}" for i in range(51)]}, 400),
+    ("PUT", "/networks/{net}/tags", {"tags": ["t" * 61]}, 400),
+    ("PUT", "/networks/{net}/tags/" + "t" * 61, None, 400),
+    ("PUT", "/networks/{net}/tags", {"tags": ["a\u0000b"]}, 400),
+    ("POST", "/ports", {"port": {"network_id": "{net}", "fixed_ips": [
+        {"subnet_id": "{subnet}"}] * 6}}, 400),
+    ("POST", "/ports", {"port": {"network_id": "{net}", "allowed_address_pairs": [
+        {"ip_address": f"10.50.0.{i}"} for i in range(100, 111)]}}, 400),
+    ("POST", "/subnets", subnet(dns_nameservers=[f"10.60.0.{i}" for i in range(2, 8)]), 400),
+    ("POST", "/subnets", subnet(host_routes=[{"destination": f"10.9.{i}.0/24",
+                                              "nexthop": "10.60.0.9"} for i in range(21)]),
+     400),
+    ("PUT", "/subnets/{subnet}", {"subnet": {"host_routes": [
+        {"destination": f"10.9.{i}.0/24", "nexthop": "10.50.0.9"} for i in range(21)]}}, 400),
+    ("PUT", "/routers/{router}", {"router": {"routes": [
+        {"destination": f"10.9.{i}.0/24", "nexthop": "10.50.0.9"} for i in range(31)]}}, 400),
 ]
 
 
@@ -161,3 +219,30 @@ def eval_format(value: Any, values: dict[str, str]) -> Any:
     if isinstance(value, list):
         return [eval_format(v, values) for v in value]
     return value.format(**values) if isinstance(value, str) else value
+
+
+def test_limits_and_owners_accepted(cloud: Cloud) -> None:
+    """What the bounds leave allowed: 50 tags of 60 characters (the 51st refused alone),
+    any printable tenant_id from an admin, an MTU up to the network's maximum."""
+    with cloud.http(cloud.token()) as client:
+        tags = [f"{i:02d}" + "t" * 58 for i in range(50)]
+        resp = client.post(f"{V}/networks", json={"network": {
+            "name": unique("lim"), "tags": tags, "tenant_id": "not a keystone project",
+            "mtu": 1200}})
+        assert resp.status_code == 201, resp.text
+        net = resp.json()["network"]
+        assert net["tags"] == tags and net["project_id"] == "not a keystone project"
+        assert net["mtu"] == 1200
+        resp = client.put(f"{V}/networks/{net['id']}/tags/one-more")
+        assert resp.status_code == 400, resp.text
+        assert "limit of 50" in resp.json()["NeutronError"]["message"]
+        assert client.get(f"{V}/networks/{net['id']}/tags").json()["tags"] == tags
+        assert client.delete(f"{V}/networks/{net['id']}").status_code == 204
+
+
+def test_error_messages_do_not_echo_whole_values(cloud: Cloud, ids: dict[str, str]) -> None:
+    with cloud.http(cloud.token()) as client:
+        resp = client.post(f"{V}/ports", json={"port": {"network_id": ids["net"], "fixed_ips": [
+            {"ip_address": "1" * 60000}]}})
+        assert resp.status_code == 400
+        assert len(resp.json()["NeutronError"]["message"]) < 300

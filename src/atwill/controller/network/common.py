@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from ...core import netquery
 from ...core.errors import ApiError, BadRequest, Conflict
 from ...core.pagination import page, parse_limit
+from ...core.text import clean_name
 from ..cluster.nodes import bump
 from ..service import controller
 
@@ -24,6 +25,8 @@ DEFAULT_TYPES = {400: "HTTPBadRequest", 401: "HTTPUnauthorized", 403: "HTTPForbi
                  404: "HTTPNotFound", 405: "HTTPMethodNotAllowed", 409: "HTTPConflict",
                  413: "HTTPRequestEntityTooLarge", 415: "HTTPUnsupportedMediaType"}
 ATTEMPTS = 12
+# Neutron takes 255; atwill's project_id columns hold 64 (Keystone's ids are 32).
+PROJECT_ID_LENGTH = 64
 
 
 def neutron_error(err: ApiError) -> dict[str, Any]:
@@ -47,13 +50,10 @@ def writable(data: dict[str, Any], allowed: set[str], what: str) -> dict[str, An
 
 
 def text(data: dict[str, Any], key: str, default: str = "", limit: int = 255) -> str:
-    value = data.get(key, default)
-    if value is None:
-        return default
-    if not isinstance(value, str) or len(value) > limit:
-        raise BadRequest(f"Invalid input for {key}. Reason: '{value}' is not a valid string "
-                         f"of at most {limit} characters.")
-    return value
+    """A name-like attribute: printable text of at most limit characters (no NUL, CR/LF,
+    ESC: these reach the nodes' device names, logs and terminals)."""
+    value = clean_name(data.get(key, default), key, limit)
+    return default if value is None else value
 
 
 def flag(data: dict[str, Any], key: str, default: bool) -> bool:
@@ -75,7 +75,10 @@ def string_list(data: dict[str, Any], key: str) -> list[str]:
 
 def owner(data: dict[str, Any], project_id: str | None) -> str:
     """The project a new resource belongs to: project_id/tenant_id (must agree) or the caller's."""
-    given = {data.get(k) for k in ("project_id", "tenant_id") if data.get(k) is not None}
+    # Any string Neutron would store (an admin may name a project Keystone does not know),
+    # but a string: a list or object here used to be a TypeError.
+    given = {clean_name(data.get(k), k, PROJECT_ID_LENGTH)
+             for k in ("project_id", "tenant_id") if data.get(k) is not None}
     if len(given) > 1:
         raise BadRequest("Invalid input: project_id and tenant_id do not match.")
     chosen = given.pop() if given else project_id

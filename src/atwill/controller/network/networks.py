@@ -14,7 +14,7 @@ from ...core.errors import BadRequest, Conflict
 from ...core.policy import Credentials
 from ..db.network import Network, Port, Router
 from ..service import caller, controller, json_body, wrapped
-from . import access, quota
+from . import access, quota, tags
 from .common import fault, flag, listing, one, owner, text, transaction, writable
 
 router = APIRouter()
@@ -48,12 +48,14 @@ def networks_post(request: Request, body: dict = Depends(json_body),
     project = owner(data, creds.project_id)
     access.check(creds, "network:create_network", project)
     attrs = _privileged(creds, data, _common(data))
+    attrs.pop("mtu", None)  # segment() sets it, checked against the type's maximum
     underlay = getattr(controller(request).settings, "underlay_mtu", l2.UNDERLAY_MTU)
 
     def work(session: Session) -> dict[str, Any]:
         quota.enforce(session, project, "network")
         network = Network(project_id=project, name=text(data, "name"),
-                          tags=_tags(data), **attrs, **segment(session, data, underlay))
+                          tags=tags.tag_list(data.get("tags") or []), **attrs,
+                          **segment(session, data, underlay))
         session.add(network)
         session.flush()
         return network.to_api()
@@ -137,8 +139,10 @@ def segment(session: Session, data: dict[str, Any], underlay: int) -> dict[str, 
         raise BadRequest(f"Invalid input for operation: network_type value '{kind}' not "
                          f"supported (one of {', '.join(TYPES)}).")
     maximum = l2.tenant_mtu(underlay, kind)
-    out: dict[str, Any] = {"network_type": kind, "mtu": min(data.get("mtu") or maximum,
-                                                            maximum)}
+    if (data.get("mtu") or 0) > maximum:
+        raise BadRequest(f"Invalid input for operation: Requested MTU is too big, maximum "
+                         f"is {maximum}.")
+    out: dict[str, Any] = {"network_type": kind, "mtu": data.get("mtu") or maximum}
     if kind == "flat":
         if segment is not None or not isinstance(physnet, str) or not physnet:
             raise BadRequest("Invalid input for operation: a flat network needs "
@@ -170,13 +174,6 @@ def _vni(session: Session, wanted: Any) -> int:
         raise fault(Conflict, "TunnelIdInUse", f"Unable to create the network. The tunnel ID "
                     f"{wanted} is in use.")
     return wanted
-
-
-def _tags(data: dict[str, Any]) -> list[str]:
-    tags = data.get("tags") or []
-    if not isinstance(tags, list) or not all(isinstance(t, str) and t for t in tags):
-        raise BadRequest("Invalid input for tags: a list of non-empty strings is required.")
-    return sorted(set(tags))
 
 
 def _gateways(session: Session, network: Network) -> bool:

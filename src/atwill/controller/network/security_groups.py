@@ -82,9 +82,15 @@ def group_put(group_id: str, request: Request, body: dict = Depends(json_body),
     def work(session: Session) -> dict[str, Any]:
         group = access.find(session, creds, SecurityGroup, group_id, lock=True)
         access.may_write(creds, "network:update_security_group", group)
-        if "name" in data and text(data, "name") != group.name and is_default(session, group):
+        renamed = "name" in data and text(data, "name") != group.name
+        if renamed and is_default(session, group):
             raise fault(Conflict, "SecurityGroupCannotUpdateDefault", "Updating default "
                         "security group not allowed.")
+        if renamed and data["name"] == "default":
+            # A second `default` would shadow the real one for clients that look groups up
+            # by name (Nova's boot does); Neutron's name validator refuses it on update too.
+            raise fault(Conflict, "SecurityGroupDefaultAlreadyExists", "Default security "
+                        "group already exists.")
         for key in ("name", "description"):
             if key in data:
                 setattr(group, key, text(data, key))

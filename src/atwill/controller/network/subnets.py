@@ -24,6 +24,8 @@ CREATE = UPDATE | {"network_id", "ip_version", "cidr", "project_id", "tenant_id"
                    "ipv6_ra_mode", "ipv6_address_mode", "subnetpool_id", "service_types",
                    "use_default_subnetpool", "segment_id", "tags"}
 V6_MODES = (None, "slaac", "dhcpv6-stateful", "dhcpv6-stateless")
+# Neutron's max_dns_nameservers and max_subnet_host_routes defaults.
+MAX_DNS, MAX_ROUTES = 5, 20
 
 
 @router.get("/v2.0/subnets")
@@ -155,11 +157,13 @@ def _options(data: dict[str, Any], net: ipam.Net, update: bool = False) -> dict[
     out: dict[str, Any] = {}
     if "dns_nameservers" in data or not update:
         servers = string_list(data, "dns_nameservers")
+        if len(servers) > MAX_DNS:
+            raise BadRequest(f"Unable to complete operation for subnet. The number of DNS "
+                             f"nameservers exceeds the limit {MAX_DNS}.")
         for server in servers:
             _address(server, "dns_nameservers")
-        if len(set(servers)) != len(servers) or len(servers) > 5:
-            raise BadRequest("Invalid input for dns_nameservers: at most 5 distinct "
-                             "addresses.")
+        if len(set(servers)) != len(servers):
+            raise BadRequest("Invalid input for dns_nameservers: duplicate addresses.")
         out["dns_nameservers"] = servers
     if "host_routes" in data or not update:
         out["host_routes"] = _routes(data.get("host_routes") or [], net)
@@ -183,6 +187,9 @@ def _address(value: Any, what: str) -> ipam.Addr:
 def _routes(routes: Any, net: ipam.Net) -> list[dict[str, str]]:
     if not isinstance(routes, list):
         raise BadRequest("Invalid input for host_routes: a list is required.")
+    if len(routes) > MAX_ROUTES:
+        raise BadRequest(f"Unable to complete operation for subnet. The number of host "
+                         f"routes exceeds the limit {MAX_ROUTES}.")
     out = []
     for route in routes:
         if not isinstance(route, dict) or set(route) != {"destination", "nexthop"}:

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from ...core.errors import BadRequest, NotFound
 from ...core.policy import Credentials
+from ...core.text import has_control, shown
 from ..db.network import FloatingIP, Network, Port, Router, SecurityGroup, Subnet
 from ..service import caller, controller, json_body
 from . import access
@@ -20,6 +21,8 @@ MODELS: dict[str, tuple[Any, str]] = {
     "routers": (Router, "router"), "floatingips": (FloatingIP, "floatingip"),
     "security-groups": (SecurityGroup, "security_group")}
 BASE = "/v2.0/{collection}/{resource_id}/tags"
+# Neutron's tag extension limits.
+MAX_TAGS, MAX_TAG_LENGTH = 50, 60
 
 
 def _find(session: Session, creds: Credentials, collection: str, resource_id: str,
@@ -34,10 +37,28 @@ def _find(session: Session, creds: Credentials, collection: str, resource_id: st
 
 
 def _tag(tag: Any) -> str:
-    if not isinstance(tag, str) or not tag or len(tag) > 255 or "," in tag:
-        raise BadRequest(f"Invalid tag {tag!r}: a non-empty string of at most 255 "
-                         "characters without commas is required.")
+    """Neutron's tag: a non-empty string of at most 60 characters, no commas (the list
+    filters split on them), no control characters."""
+    if not isinstance(tag, str) or not tag or len(tag) > MAX_TAG_LENGTH or "," in tag or \
+            has_control(tag):
+        raise BadRequest(f"Invalid tag {shown(tag)}: a non-empty string of at most "
+                         f"{MAX_TAG_LENGTH} characters without commas or control "
+                         "characters is required.")
     return tag
+
+
+def tag_list(tags: Any) -> list[str]:
+    """A resource's whole tag set: at most MAX_TAGS valid tags, sorted, unique."""
+    if not isinstance(tags, list):
+        raise BadRequest("Invalid input: 'tags' must be a list.")
+    wanted = sorted({_tag(t) for t in tags})
+    _check_count(len(wanted))
+    return wanted
+
+
+def _check_count(count: int) -> None:
+    if count > MAX_TAGS:
+        raise BadRequest(f"The number of tags exceed the per-resource limit of {MAX_TAGS}.")
 
 
 @router.get(BASE)
@@ -60,10 +81,7 @@ def tag_get(collection: str, resource_id: str, tag: str, request: Request,
 @router.put(BASE)
 def tags_put(collection: str, resource_id: str, request: Request,
              body: dict = Depends(json_body), creds: Credentials = Depends(caller)) -> dict:
-    tags = body.get("tags")
-    if not isinstance(tags, list):
-        raise BadRequest("Invalid input: 'tags' must be a list.")
-    wanted = sorted({_tag(t) for t in tags})
+    wanted = tag_list(body.get("tags"))
 
     def work(session: Session) -> dict:
         item = _find(session, creds, collection, resource_id, True)
@@ -80,6 +98,7 @@ def tag_put(collection: str, resource_id: str, tag: str, request: Request,
 
     def work(session: Session) -> None:
         item = _find(session, creds, collection, resource_id, True)
+        _check_count(len(set(item.tags) | {tag}))
         item.tags = sorted(set(item.tags) | {tag})
         item.touch()
     transaction(request, work, changes=False)
