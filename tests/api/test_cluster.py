@@ -365,3 +365,14 @@ def test_heartbeat_and_console_bounds(cloud: Cloud, tmp_path: Path, nodes: list[
         assert client.put(console, content=b"x" * (65 * 1024)).status_code == 413
         assert client.put(console, content=b"hello").status_code == 404
     assert cloud.db_snapshot()["nodes"] == before
+    spec = token(cloud)
+    from atwill import pki
+
+    _key, csr = pki.make_key_and_csr("big")
+    with cloud.http() as client:
+        resp = client.post("/cluster/v1/join", json={
+            "token": spec["token"], "name": unique("big"), "csr": csr.decode(),
+            "inventory": {"pci_devices": [{}] * 600}})
+        assert resp.status_code == 400 and "PCI devices" in resp.text
+    assert [t["uses"] for t in json.loads(cloud.atwill("token", "list", "--json").stdout)
+            if t["id"] == spec["id"]] == [0]

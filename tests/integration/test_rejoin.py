@@ -28,7 +28,8 @@ def test_partitioned_node_keeps_its_vm_through_a_rejoin_of_its_name(lab: Lab) ->
     lab.openstack("subnet", "create", "--network", "net1", "--subnet-range", "10.10.0.0/24",
                   "sub1")
     vm = lab.openstack("server", "create", "--flavor", "m1.tiny", "--image", "atwill-guest",
-                       "--network", "net1", "--wait", "keep", "-f", "json")
+                       "--network", "net1", "keep", "-f", "json")
+    wait_status(lab, "keep", "ACTIVE", 180)  # its fault, if any, in the failure
     wait_console(lab, "keep", READY)  # console logs come on their own route, not heartbeats
     state = Path(lab.host("node1").state_dir)
     disk = state / "instances" / vm["id"] / "disk.qcow2"

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 
 from ...api.cluster import DesiredState, JoinRequest, JoinResponse
+from ...core.nodereports import check_inventory
 from ..service import controller
 from . import nodes, tokens
 from .desired import desired_state
@@ -32,6 +33,7 @@ def ca_get(request: Request) -> PlainTextResponse:
 def join_post(request: Request, body: JoinRequest) -> dict:
     ctl = controller(request)
     source = request.client.host if request.client else ""
+    check_inventory(body.inventory)
     with ctl.db.session() as session:
         tokens.consume(session, body.token)
         node, cert = nodes.register(session, ctl, body.name, body.csr,
