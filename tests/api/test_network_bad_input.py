@@ -111,6 +111,9 @@ CASES: list[tuple[str, str, Any, int]] = [
     ("POST", "/security-group-rules", rule(protocol="tcp", port_range_min=22,
                                            port_range_max=22), 409),
     ("POST", "/security-group-rules", rule(remote_group_id=NOPE), 404),
+    ("POST", "/security-group-rules", rule(remote_group_id=[]), 400),
+    ("POST", "/security-group-rules", rule(remote_group_id={"a": 1}), 400),
+    ("POST", "/security-group-rules", rule(protocol="٦"), 400),
     ("POST", "/security-group-rules", {"security_group_rule": {
         "security_group_id": NOPE, "direction": "ingress"}}, 404),
     ("DELETE", "/security-groups/{group}", None, 409),
@@ -244,5 +247,11 @@ def test_error_messages_do_not_echo_whole_values(cloud: Cloud, ids: dict[str, st
     with cloud.http(cloud.token()) as client:
         resp = client.post(f"{V}/ports", json={"port": {"network_id": ids["net"], "fixed_ips": [
             {"ip_address": "1" * 60000}]}})
+        assert resp.status_code == 400
+        assert len(resp.json()["NeutronError"]["message"]) < 300
+        resp = client.post(f"{V}/ports", json={"port": {"network_id": "n" * 60000}})
+        assert resp.status_code == 404
+        assert len(resp.json()["NeutronError"]["message"]) < 300
+        resp = client.post(f"{V}/networks", json={"network": {"k" * 60000: 1}})
         assert resp.status_code == 400
         assert len(resp.json()["NeutronError"]["message"]) < 300

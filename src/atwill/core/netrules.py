@@ -109,6 +109,9 @@ def check_rule(data: dict[str, Any]) -> dict[str, Any]:
         raise InvalidRule(f"Protocol {shown(protocol)} is only valid with ethertype IPv6.")
     low, high = check_ports(number, data.get("port_range_min"), data.get("port_range_max"))
     prefix = check_prefix(data.get("remote_ip_prefix"), ethertype)
+    if not isinstance(data.get("remote_group_id"), str | None):
+        raise InvalidRule(f"Invalid input for remote_group_id: {shown(data['remote_group_id'])} "
+                          "is not a string.")
     if prefix is not None and data.get("remote_group_id") is not None:
         raise InvalidRule("Only remote_ip_prefix or remote_group_id may be provided.")
     return {"direction": direction, "ethertype": ethertype,

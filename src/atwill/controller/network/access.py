@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from ...core.errors import Forbidden, NotFound
 from ...core.policy import Credentials, allowed
+from ...core.text import SHOWN, shown
 from ..db.network import (
     FloatingIP,
     Network,
@@ -54,6 +55,9 @@ def query(creds: Credentials, model: type[M]) -> Select[tuple[M]]:
 def find(session: Session, creds: Credentials, model: type[M], ident: str,
          lock: bool = False) -> M:
     """The resource if the caller may see it; a Neutron 404 (never a 403) otherwise."""
+    if not isinstance(ident, str):
+        raise fault(NotFound, f"{NAMES[model]}NotFound",
+                    f"{NAMES[model]} {shown(ident)} could not be found.")
     stmt = select(model).where(model.id == ident,  # type: ignore[attr-defined]
                                visible(creds, model))
     if lock:
@@ -62,7 +66,9 @@ def find(session: Session, creds: Credentials, model: type[M], ident: str,
     found = session.scalar(stmt)
     if found is None:
         name = NAMES[model]
-        raise fault(NotFound, f"{name}NotFound", f"{name} {ident} could not be found.")
+        # Ids come from bodies too: a long one is quoted cut, not echoed whole.
+        shown_id = ident if len(ident) <= SHOWN else shown(ident)
+        raise fault(NotFound, f"{name}NotFound", f"{name} {shown_id} could not be found.")
     return found
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from ...core import netquery
 from ...core.errors import ApiError, BadRequest, Conflict
 from ...core.pagination import page, parse_limit
-from ...core.text import clean_name
+from ...core.text import clean_name, shown
 from ..cluster.nodes import bump
 from ..service import controller
 
@@ -45,7 +45,7 @@ def writable(data: dict[str, Any], allowed: set[str], what: str) -> dict[str, An
     """Refuse attributes a resource does not have, or may not change, as Neutron does."""
     unknown = sorted(set(data) - allowed)
     if unknown:
-        raise BadRequest(f"Unrecognized attribute(s) '{', '.join(unknown)}' for {what}.")
+        raise BadRequest(f"Unrecognized attribute(s) {shown(', '.join(unknown))} for {what}.")
     return data
 
 
