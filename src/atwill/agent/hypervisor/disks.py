@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 
 from atwill.agent.host.run import run
+from atwill.core import imageformat
 
 CHUNK = 1 << 20
 GIB = 1 << 30
@@ -22,8 +23,17 @@ _IMAGE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 Fetch = Callable[[Path], None]
 
 
+# Glance disk_format -> QEMU's name for it; formats not listed are never booted.
+QEMU_FORMATS = {"raw": "raw", "qcow2": "qcow2", "vmdk": "vmdk", "vhd": "vpc", "vhdx": "vhdx",
+                "vdi": "vdi", "iso": "raw", "ami": "raw"}
+
+
 class ChecksumError(ValueError):
     """A fetched image does not match the checksum the image service gave."""
+
+
+class UnsafeImageError(ValueError):
+    """A cached image is not its declared format or names files outside itself."""
 
 
 def ensure_cached(cache_dir: Path, image_id: str, checksum_md5: str | None, fetch: Fetch,
@@ -69,6 +79,48 @@ def create_overlay(base: Path, path: Path, size_gb: int, base_format: str = "qco
     if size_gb * GIB > virtual_size(base, base_format):
         args.append(f"{size_gb}G")
     run(args, timeout=60)
+
+
+def verify_image(image: Path, disk_format: str) -> str:
+    """QEMU's format name for image once it is found safe; UnsafeImageError otherwise.
+
+    The header is read first (nothing else is opened), then qemu-img, told the
+    declared format so it never guesses, must agree: no backing file, no data
+    file, one vmdk extent that is the image itself, the declared format.
+    """
+    fmt = QEMU_FORMATS.get(disk_format)
+    if fmt is None:
+        raise UnsafeImageError(f"Image {image.name}: disk_format {disk_format} cannot be "
+                               "booted on this node.")
+    try:
+        with image.open("rb") as data:
+            imageformat.check(data, disk_format)
+    except imageformat.UnsafeImage as err:
+        raise UnsafeImageError(f"Image {image.name} refused on this node: {err}") from None
+    done = run(["qemu-img", "info", "--output", "json", "-f", fmt, str(image)], timeout=60)
+    problem = info_problem(json.loads(done.stdout), fmt, image)
+    if problem:
+        raise UnsafeImageError(f"Image {image.name} refused on this node: {problem}.")
+    return fmt
+
+
+def info_problem(info: dict, fmt: str, image: Path) -> str | None:
+    """What in qemu-img's JSON description of image makes it unsafe to boot, if anything."""
+    if info.get("format") != fmt:
+        return f"qemu-img reads it as {info.get('format')}, not {fmt}"
+    if "backing-filename" in info or "full-backing-filename" in info:
+        return "it has a backing file"
+    specific = info.get("format-specific", {}).get("data", {})
+    if specific.get("data-file"):
+        return "it has an external data file"
+    if fmt == "vmdk":
+        extents = specific.get("extents", [])
+        if len(extents) != 1:
+            return f"it has {len(extents)} vmdk extents, not one"
+        named = Path(extents[0].get("filename", ""))
+        if named.resolve() != image.resolve():
+            return "its vmdk extent is not the image file itself"
+    return None
 
 
 def virtual_size(image: Path, image_format: str = "qcow2") -> int:

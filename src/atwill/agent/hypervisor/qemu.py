@@ -63,6 +63,8 @@ class QemuDriver:
                 self._resume(spec.uuid, timeout)
                 return
             paths = self.paths(spec.uuid)
+            # Before anything is made: a refused image leaves no directory, overlay or QEMU.
+            image_format = disks.verify_image(spec.image_path, spec.image_format)
             with Reverter() as revert:
                 if not paths.directory.exists():
                     paths.directory.mkdir(parents=True)
@@ -70,7 +72,7 @@ class QemuDriver:
                 paths.spec.write_text(spec.to_json())
                 if not paths.disk.exists():
                     disks.create_overlay(spec.image_path, paths.disk, spec.disk_gb,
-                                         spec.image_format)
+                                         image_format)
                     revert.add(lambda: paths.disk.unlink(missing_ok=True))
                 self._launch(spec, paths, revert, timeout)
 
