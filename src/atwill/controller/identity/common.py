@@ -9,6 +9,7 @@ from sqlalchemy import Select
 from sqlalchemy.orm import Session
 
 from ...core.errors import BadRequest, NotFound
+from ...core.text import clean_name
 from ..service import controller
 
 T = TypeVar("T")
@@ -54,10 +55,11 @@ def filtered(query: Select, model: Any, request: Request, *names: str) -> Select
 
 
 def name_of(body: dict[str, Any], where: str, required: bool = True) -> str | None:
+    """A user, project, domain or role name: printable text of 1 to 255 characters."""
     name = body.get("name")
     if name is None and not required:
         return None
     if not isinstance(name, str) or not name.strip() or len(name) > 255:
         raise BadRequest(f"Invalid input for field '{where}.name': a non-empty string "
                          "of at most 255 characters is required.")
-    return name
+    return clean_name(name, f"{where}.name")

@@ -2,17 +2,41 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import delete, select
 
 from ...core.errors import BadRequest, Conflict
 from ...core.policy import Credentials
+from ...core.text import clean_name, shown
 from ..db.models import Domain, Project, Quota
 from ..service import authorize, caller, controller, field, json_body, wrapped
 from .common import base, filtered, get_or_404, listing, name_of
 
 router = APIRouter()
+# Keystone's limits on project tags.
+MAX_TAGS, MAX_TAG_LENGTH = 80, 255
+
+
+def tags_of(data: dict[str, Any]) -> list[str]:
+    """Project tags as Keystone takes them: at most 80 strings without '/' or ','."""
+    tags = data.get("tags")
+    if tags is None:
+        return []
+    if not isinstance(tags, list):
+        raise BadRequest(f"Invalid input for field 'project.tags': {shown(tags)} is not "
+                         "an array of strings.")
+    if len(tags) > MAX_TAGS:
+        raise BadRequest(f"Invalid input for field 'project.tags': at most {MAX_TAGS} "
+                         "tags are allowed.")
+    for tag in tags:
+        clean_name(tag, "project.tags", MAX_TAG_LENGTH, required=True)
+        if not tag.strip() or "/" in tag or "," in tag:
+            raise BadRequest(f"Invalid input for field 'project.tags': {shown(tag)} must be "
+                             "non-empty and hold no '/' or ','.")
+    return list(dict.fromkeys(tags))
 
 
 @router.get("/v3/projects")
@@ -37,6 +61,7 @@ def projects_post(request: Request, body: dict = Depends(json_body),
             raise BadRequest(f"Domain {domain_id} does not exist (nested projects are "
                              "not supported; parent_id must be a domain).")
         name = name_of(data, "project")
+        tags = tags_of(data)
         if session.scalar(select(Project.id).where(Project.name == name,
                                                    Project.domain_id == domain_id)):
             raise Conflict(f"Conflict occurred attempting to store project - it is not "
@@ -44,7 +69,7 @@ def projects_post(request: Request, body: dict = Depends(json_body),
                            f"domain : {name}.")
         project = Project(name=name, domain_id=domain_id,
                           description=field(data, "description", str, default=""),
-                          enabled=field(data, "enabled", bool, default=True))
+                          enabled=field(data, "enabled", bool, default=True), tags=tags)
         session.add(project)
         session.flush()
         out = project.to_api(base(request))
@@ -72,6 +97,8 @@ def project_patch(project_id: str, request: Request, body: dict = Depends(json_b
             project.description = field(data, "description", str, default="")
         if "enabled" in data:
             project.enabled = field(data, "enabled", bool, required=True)
+        if "tags" in data:
+            project.tags = tags_of(data)
         if "domain_id" in data and data["domain_id"] != project.domain_id:
             raise BadRequest("A project cannot move to another domain.")
         session.flush()
