@@ -362,8 +362,9 @@ def test_heartbeat_and_console_bounds(cloud: Cloud, tmp_path: Path, nodes: list[
                                                                  "application/json"})
         assert resp.status_code == 400
         console = f"/cluster/v1/nodes/{node_id}/instances/{unique('i')}/console"
-        assert client.put(console, content=b"x" * (65 * 1024)).status_code == 413
-        assert client.put(console, content=b"hello").status_code == 404
+        assert client.put(console, json={"console": "x" * (65 * 1024)}).status_code == 413
+        assert client.put(console, json={"console": "é" * 40_000}).status_code == 413
+        assert client.put(console, json={"console": "hello"}).status_code == 404
     assert cloud.db_snapshot()["nodes"] == before
     spec = token(cloud)
     from atwill import pki

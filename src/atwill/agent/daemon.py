@@ -159,8 +159,7 @@ class Agent:
         for uuid, tail in self.instances.console_changes().items():
             try:
                 self._call_raw(http, "PUT", f"/cluster/v1/nodes/{self.config.node_id}/"
-                               f"instances/{uuid}/console", content=tail.encode(),
-                               headers={"content-type": "text/plain; charset=utf-8"})
+                               f"instances/{uuid}/console", json={"console": tail})
             except ClusterError as err:
                 if err.status != 404:  # 404: no longer this node's; nothing to send
                     raise

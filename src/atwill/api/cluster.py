@@ -136,6 +136,12 @@ class CertificateRenewal(Strict):
     csr: str = Field(min_length=64, max_length=16384, description="PEM certificate request")
 
 
+class ConsoleChunk(Strict):
+    """The tail of an instance's console log, at most 64 KiB of UTF-8 (replaces the last)."""
+
+    console: str
+
+
 class RenewedCertificate(BaseModel):
     certificate: str
     expires_at: str

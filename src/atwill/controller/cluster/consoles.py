@@ -11,25 +11,30 @@ import asyncio
 
 from fastapi import APIRouter, Request, Response
 
-from ...core.errors import NotFound
+from ...api.cluster import ConsoleChunk
+from ...core.errors import NotFound, PayloadTooLarge
 from ...core.nodereports import CONSOLE_BYTES
 from ..context import Controller
 from ..db.models import Instance
 from ..service import controller
-from .bodies import read_bytes
+from .bodies import read_model
 from .nodecert import calling_node
 
 router = APIRouter()
-TEXT_BODY = {"requestBody": {"required": True, "content": {"text/plain": {
-    "schema": {"type": "string", "maxLength": CONSOLE_BYTES}}}}}
+DOC = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": ConsoleChunk.model_json_schema()}}}}
+# JSON escapes can take six bytes per character of console text.
+JSON_BYTES = 6 * CONSOLE_BYTES + 1024
 
 
 @router.put("/v1/nodes/{node_id}/instances/{instance_id}/console", status_code=204,
-            response_class=Response, openapi_extra=TEXT_BODY,
+            response_class=Response, openapi_extra=DOC,
             summary="Replace the console log tail of an instance on this node (≤ 64 KiB)")
 async def console_put(node_id: str, instance_id: str, request: Request) -> Response:
-    raw = await read_bytes(request, CONSOLE_BYTES, "console log chunk")
-    text = raw.decode(errors="replace").replace("\x00", "")
+    chunk = await read_model(request, ConsoleChunk, JSON_BYTES, "console log chunk")
+    if len(chunk.console.encode(errors="replace")) > CONSOLE_BYTES:
+        raise PayloadTooLarge(f"A console log chunk is at most {CONSOLE_BYTES} bytes (UTF-8).")
+    text = chunk.console.replace("\x00", "")
     await asyncio.to_thread(_store, controller(request), request, node_id, instance_id, text)
     return Response(status_code=204)
 
