@@ -121,8 +121,9 @@ def qemu_argv(spec: InstanceSpec, paths: InstancePaths, incoming: Path | None = 
             "-qmp", f"unix:{escape(paths.qmp)},server=on,wait=off",
             "-daemonize", "-pidfile", str(paths.pidfile)]
     if sandbox:
-        # elevateprivileges=deny would kill -daemonize (setsid); spawn stays allowed
-        # because suspend saves the state through an exec: migration.
+        # On QEMU 7.2 elevateprivileges=deny makes -daemonize fail (setsid) and
+        # spawn=deny kills it (fork: "Bad system call"); spawn is also what suspend's
+        # exec: migration needs. Denying both needs a launch without -daemonize.
         argv += ["-sandbox", "on,obsolete=deny,resourcecontrol=deny"]
     if incoming is not None:
         argv += ["-incoming", f"exec:cat {_shell_quote(incoming)}"]
