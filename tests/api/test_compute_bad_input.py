@@ -20,6 +20,11 @@ def flavor(**change: Any) -> dict:
     return {"flavor": {"name": unique("bad"), "ram": 64, "vcpus": 1, "disk": 0, **change}}
 
 
+def server(**change: Any) -> dict:
+    return {"server": {"name": "ok", "flavorRef": "1", "imageRef": str(uuid.uuid4()),
+                       "networks": "none", **change}}
+
+
 # (method, path, json body or raw bytes, microversion, expected status)
 CASES: list[tuple[str, str, Any, str | None, int]] = [
     ("POST", "/flavors", b"{not json", None, 400),
@@ -108,6 +113,16 @@ CASES: list[tuple[str, str, Any, str | None, int]] = [
     ("GET", "/os-hypervisors/statistics", None, "2.88", 404),
     ("GET", "/os-hypervisors/x/search", None, "2.53", 404),
     ("GET", "/os-hypervisors?limit=x", None, "2.33", 400),
+    ("POST", f"/servers/{uuid.uuid4()}/metadata", {"metadata": {"k": "\u0000"}}, None, 400),
+    ("PUT", f"/servers/{uuid.uuid4()}/metadata", {"metadata": {"\u0007": "v"}}, None, 400),
+    ("PUT", f"/servers/{uuid.uuid4()}/metadata/k", {"meta": {"k": "a\r\n"}}, None, 400),
+    ("PUT", f"/servers/{uuid.uuid4()}", {"server": {"accessIPv4": [1]}}, None, 400),
+    ("PUT", f"/servers/{uuid.uuid4()}", {"server": {"accessIPv6": "::1%x\n"}}, None, 400),
+    ("POST", "/os-server-groups", {"server_group": {"name": "g\u0000",
+                                                    "policies": ["affinity"]}}, None, 400),
+    ("GET", "/servers?name=(a)%5C1", None, None, 400),
+    ("GET", "/servers?name=(%3F%3Da)", None, None, 400),
+    ("GET", "/servers/detail?name=" + "a" * 300, None, None, 400),
     ("GET", "/flavors", None, "2.97", 406),
     ("GET", "/flavors", None, "two", 400),
     ("GET", "/no-such-resource", None, None, 404),
@@ -153,6 +168,47 @@ def test_bad_requests_change_nothing(cloud: Cloud, names: dict[str, str]) -> Non
             fault = FAULTS[status] if status != 413 else next(iter(_json(resp)), "")
             if resp.status_code != status or fault not in _json(resp):
                 failures.append((method, path, status, resp.status_code, resp.text[:200]))
+    assert not failures, "\n".join(map(str, failures))
+    assert cloud.db_snapshot() == before
+
+
+# (change to a valid server create body, status, a word the message must hold)
+SERVER_CASES: list[tuple[dict, int, str]] = [
+    ({"name": "a\u0000b"}, 400, "'name'"), ({"name": "a\nb"}, 400, "'name'"),
+    ({"name": "\u001b[2J"}, 400, "'name'"), ({"name": "a\ud800"}, 400, "surrogate"),
+    ({"description": "a\rb"}, 400, "description"),
+    ({"accessIPv4": 5}, 400, "accessIPv4"), ({"accessIPv4": []}, 400, "accessIPv4"),
+    ({"accessIPv4": {}}, 400, "accessIPv4"), ({"accessIPv4": "::1"}, 400, "accessIPv4"),
+    ({"accessIPv4": "1.2.3.4 x"}, 400, "accessIPv4"),
+    ({"accessIPv6": "fe80::1%eth0"}, 400, "accessIPv6"),
+    ({"accessIPv6": "1.2.3.4"}, 400, "accessIPv6"),
+    ({"metadata": {"k": "a\u0000"}}, 400, "metadata"),
+    ({"metadata": {"a\nb": "v"}}, 400, "metadata"),
+    ({"metadata": {f"k{i}": "v" for i in range(1025)}}, 400, "metadata"),
+    ({"metadata": {f"k{i}": "v" for i in range(129)}}, 403, "metadata_items"),
+    ({"tags": ["t"] * 51}, 400, "tags"), ({"tags": ["a/b"]}, 400, "tags"),
+    ({"tags": "t"}, 400, "tags"), ({"tags": ["a\u0000"]}, 400, "tags"),
+    ({"security_groups": [{"name": "a\u0000"}]}, 400, "security_groups"),
+    ({"networks": [{"uuid": str(uuid.uuid4())}] * 65}, 400, "networks"),
+]
+
+
+def test_server_create_refuses_bad_fields(cloud: Cloud, names: dict[str, str]) -> None:
+    """Each bad field is named in the 400 (so it is refused for itself, not for the image)."""
+    with cloud.http(cloud.token()) as client:
+        image = client.get("/image/v2/images").json()["images"]
+        body = {"name": "ok", "flavorRef": names["existing_id"], "networks": "none",
+                "imageRef": image[0]["id"] if image else str(uuid.uuid4())}
+        before = cloud.db_snapshot()
+        failures = []
+        for change, status, word in SERVER_CASES:
+            resp = client.post(f"{V}/servers", content=json.dumps(
+                {"server": {**body, **change}}).encode(),  # ASCII escapes: surrogates pass
+                headers={"Content-Type": "application/json"})
+            message = next(iter(_json(resp).values()), {}).get("message", "")
+            if resp.status_code != status or word not in message or len(resp.text) > 500:
+                failures.append((change if len(str(change)) < 80 else "(long)",
+                                 resp.status_code, resp.text[:200]))
     assert not failures, "\n".join(map(str, failures))
     assert cloud.db_snapshot() == before
 

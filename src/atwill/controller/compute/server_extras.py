@@ -10,18 +10,14 @@ from ..cluster.nodes import bump
 from ..compute.usage import project_limits
 from ..servers import builds, ports
 from ..service import authorize, caller, controller, json_body
+from .server_input import metadata
 
 router = APIRouter()
 BASE = "/v2.1/servers/{server_id}"
 
 
 def _meta(body: dict, key: str) -> dict[str, str]:
-    value = body.get(key)
-    if not isinstance(value, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) and 0 < len(k) <= 255 and len(v) <= 255
-            for k, v in value.items()):
-        raise BadRequest(f"Invalid input: '{key}' must map strings to strings.")
-    return value
+    return metadata(body.get(key), key)
 
 
 def _update(request: Request, server_id: str, creds: Credentials, new: dict[str, str],

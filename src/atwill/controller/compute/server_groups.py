@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from ...core.errors import BadRequest, Forbidden, NotFound
 from ...core.microversion import Version
 from ...core.policy import Credentials
+from ...core.text import clean_name
 from ..db.models import Instance, ServerGroup, ServerGroupMember
 from ..service import authorize, caller, controller, json_body, wrapped
 from .common import api_version
@@ -59,8 +60,8 @@ def server_groups_post(request: Request, body: dict = Depends(json_body),
                        version: Version = Depends(api_version)) -> dict:
     authorize(creds, "compute:server_groups:create", project_id=creds.project_id)
     data = wrapped(body, "server_group")
-    name = data.get("name")
-    if not isinstance(name, str) or not name.strip() or len(name) > 255:
+    name = clean_name(data.get("name"), required=True)
+    if not name.strip():
         raise BadRequest("Invalid input for field 'name': 1 to 255 characters.")
     policy, rules = _parse(data, version)
     with controller(request).db.session() as session:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...core import addresses
 from ...core.errors import BadRequest
 from ...core.microversion import Version
+from ...core.text import clean_name, has_control, shown
 from ..service import wrapped
 
 KNOWN = {
@@ -15,17 +17,56 @@ KNOWN = {
     "hostname", "return_reservation_id", "OS-DCF:diskConfig", "accessIPv4", "accessIPv6",
     "tags", "trusted_image_certificates", "host", "hypervisor_hostname",
 }
+# Bounds on the lists a create request may carry (Nova: at most 50 tags of 60 characters);
+# the others are far above any real request and keep one body from fanning out.
+MAX_TAGS, MAX_TAG = 50, 60
+MAX_ITEMS = 64
+# Far above Nova's metadata_items quota (default 128), which is checked when storing: this
+# bound only keeps a body from carrying more than any project may be allowed.
+MAX_METADATA = 1024
 
 
 def _text(data: dict[str, Any], key: str, limit: int = 255, required: bool = False) -> Any:
-    value = data.get(key)
-    if value is None:
-        if required:
-            raise BadRequest(f"Invalid input: '{key}' is a required property.")
-        return None
-    if not isinstance(value, str) or (required and not value.strip()) or len(value) > limit:
-        raise BadRequest(f"Invalid input for field '{key}': a string of at most {limit} "
+    """A name-like field: printable text (no control characters, as Nova's schema)."""
+    value = clean_name(data.get(key), key, limit, required)
+    if required and not value.strip():
+        raise BadRequest(f"Invalid input for field '{key}': it is blank.")
+    return value
+
+
+def _base64(data: dict[str, Any], limit: int = 65535) -> str | None:
+    """user_data: base64 text, which may be broken into lines (so not a name)."""
+    value = data.get("user_data")
+    if value is not None and (not isinstance(value, str) or len(value) > limit):
+        raise BadRequest(f"Invalid input for field 'user_data': a string of at most {limit} "
                          "characters is required.")
+    return value
+
+
+def bounded(value: Any, key: str, limit: int = MAX_ITEMS) -> Any:
+    """A list or object of at most limit items (the caller checks the items)."""
+    if isinstance(value, (list, dict)) and len(value) > limit:
+        raise BadRequest(f"Invalid input for field '{key}': more than {limit} items.")
+    return value
+
+
+def access_ip(data: dict[str, Any], key: str) -> str | None:
+    """accessIPv4/accessIPv6: absent, or one address of that family as a string."""
+    value = data.get(key)
+    if value is None or value == "":
+        return None
+    return str(addresses.ip_field(value, key, 4 if key == "accessIPv4" else 6))
+
+
+def tags(data: dict[str, Any]) -> list[str]:
+    """Nova's server tags: at most 50 strings of 1 to 60 printable characters, no ',' or '/'."""
+    value = bounded(data.get("tags") or [], "tags", MAX_TAGS)
+    if not isinstance(value, list):
+        raise BadRequest("Invalid input for field 'tags': an array of strings is required.")
+    for tag in value:
+        clean_name(tag, "tags", MAX_TAG, required=True)
+        if not tag or "," in tag or "/" in tag:
+            raise BadRequest(f"Invalid input for field 'tags': {shown(tag)} is not a tag.")
     return value
 
 
@@ -55,24 +96,29 @@ def _image(data: dict[str, Any]) -> str | None:
     return image
 
 
-def _metadata(data: dict[str, Any]) -> dict[str, str]:
-    meta = data.get("metadata") or {}
-    if not isinstance(meta, dict) or not all(
+def metadata(value: Any, key: str = "metadata") -> dict[str, str]:
+    """Nova's metadata: printable keys of 1-255 and values of 0-255 characters."""
+    bounded(value, key, MAX_METADATA)
+    if not isinstance(value, dict) or not all(
             isinstance(k, str) and isinstance(v, str) and 0 < len(k) <= 255 and len(v) <= 255
-            for k, v in meta.items()):
-        raise BadRequest("Invalid input for field 'metadata': string keys and values of at "
+            for k, v in value.items()):
+        raise BadRequest(f"Invalid input for field '{key}': string keys and values of at "
                          "most 255 characters.")
-    return meta
+    for item in value.items():
+        if any(has_control(text) for text in item):
+            raise BadRequest(f"Invalid input for field '{key}': {shown(item[0])} holds a "
+                             "control character.")
+    return value
 
 
 def _security_groups(data: dict[str, Any]) -> list[str] | None:
-    groups = data.get("security_groups")
+    groups = bounded(data.get("security_groups"), "security_groups")
     if groups is None:
         return None
     if not isinstance(groups, list) or not all(
             isinstance(g, dict) and isinstance(g.get("name"), str) for g in groups):
         raise BadRequest("Invalid input for field 'security_groups': [{\"name\": ...}].")
-    return [g["name"] for g in groups]
+    return [clean_name(g["name"], "security_groups.name", required=True) for g in groups]
 
 
 def parse_create(body: dict[str, Any], version: Version) -> dict[str, Any]:
@@ -81,7 +127,11 @@ def parse_create(body: dict[str, Any], version: Version) -> dict[str, Any]:
     if unknown:
         raise BadRequest(f"Invalid input: additional properties are not allowed "
                          f"({', '.join(sorted(unknown))} were unexpected).")
-    networks = data.get("networks")
+    networks = bounded(data.get("networks"), "networks")
+    bounded(data.get("block_device_mapping_v2"), "block_device_mapping_v2")
+    for key in ("accessIPv4", "accessIPv6"):
+        access_ip(data, key)
+    tags(data)
     if networks is None and version >= "2.37":
         raise BadRequest("Invalid input: 'networks' is required from microversion 2.37.")
     if isinstance(networks, str) and networks not in ("auto", "none"):
@@ -94,8 +144,8 @@ def parse_create(body: dict[str, Any], version: Version) -> dict[str, Any]:
         "name": _text(data, "name", required=True),
         "flavor": str(data.get("flavorRef") or "") or _missing("flavorRef"),
         "image": image, "networks": networks, "key_name": _text(data, "key_name"),
-        "user_data": _text(data, "user_data", limit=65535),
-        "metadata": _metadata(data), "security_groups": _security_groups(data),
+        "user_data": _base64(data),
+        "metadata": metadata(data.get("metadata") or {}), "security_groups": _security_groups(data),
         "availability_zone": _text(data, "availability_zone"),
         "description": _text(data, "description"),
         "config_drive": bool(data.get("config_drive")),
@@ -118,8 +168,9 @@ def _hints(hints: Any) -> dict[str, Any]:
         return {}
     if not isinstance(hints, dict):
         raise BadRequest("Invalid input: scheduler hints must be an object.")
+    bounded(hints, "scheduler_hints")
     for key in ("same_host", "different_host"):
-        value = hints.get(key)
+        value = bounded(hints.get(key), key)
         if value is not None and not isinstance(value, (str, list)):
             raise BadRequest(f"Invalid input for scheduler hint {key}.")
     if hints.get("group") is not None and not isinstance(hints["group"], str):

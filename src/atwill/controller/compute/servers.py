@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 from typing import Any
 
@@ -10,9 +9,11 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
-from ...core.errors import BadRequest
+from ...core.errors import BadRequest, Forbidden
 from ...core.microversion import Version
+from ...core.name_regex import NamePattern
 from ...core.policy import Credentials
+from ...core.text import clean_name
 from ..cluster.nodes import bump
 from ..db.base import utcnow
 from ..db.models import Instance
@@ -20,7 +21,8 @@ from ..servers import actions, builds, placement, ports, snapshots, states, view
 from ..servers.locks import serialized
 from ..service import authorize, caller, controller, json_body, wrapped
 from .common import api_version, base, paginated
-from .server_input import parse_create
+from .server_input import access_ip, parse_create
+from .usage import project_limits
 
 router = APIRouter()
 
@@ -34,6 +36,7 @@ def servers_post(request: Request, body: dict = Depends(json_body),
     ctl = controller(request)
     request_id = request.scope["state"]["request_id"]
     with serialized(ctl.db.engine.dialect.name), ctl.db.session() as session:
+        check_metadata_quota(session, creds.project_id or "", spec["metadata"])
         made = builds.create(session, ctl, creds, spec, request_id)
         first = made[0]
         out = {**view.summary(first, base(request)), "OS-DCF:diskConfig": "MANUAL",
@@ -43,6 +46,14 @@ def servers_post(request: Request, body: dict = Depends(json_body),
     if spec.get("return_reservation_id"):
         return JSONResponse({"reservation_id": reservation}, status_code=202)
     return JSONResponse({"server": out}, status_code=202)
+
+
+def check_metadata_quota(session: Any, project_id: str, meta: dict[str, str]) -> None:
+    """Nova's metadata_items quota on a new server: a 403 past the project's limit."""
+    limit = project_limits(session, project_id)["metadata_items"]
+    if limit != -1 and len(meta) > limit:
+        raise Forbidden(f"Quota exceeded for metadata_items: Requested {len(meta)}, but the "
+                        f"limit is {limit}.")
 
 
 def _listing(request: Request, creds: Credentials, version: Version, detailed: bool) -> dict:
@@ -59,7 +70,8 @@ def _listing(request: Request, creds: Credentials, version: Version, detailed: b
         query = query.where(Instance.project_id == project)
     ctl = controller(request)
     with ctl.db.session() as session:
-        found = [i for i in session.scalars(query) if _matches(i, params, creds)]
+        name = NamePattern(params["name"]) if params.get("name") else None
+        found = [i for i in session.scalars(query) if _matches(i, params, creds, name)]
         found, more = paginated(request, found, lambda i: i.id,
                                 "servers/detail" if detailed else "servers", "servers_links")
         if detailed:
@@ -69,14 +81,10 @@ def _listing(request: Request, creds: Credentials, version: Version, detailed: b
     return {"servers": items, **more}
 
 
-def _matches(inst: Instance, params: Any, creds: Credentials) -> bool:
-    name = params.get("name")
-    if name:
-        try:
-            if not re.search(name, inst.name):
-                return False
-        except re.error:
-            raise BadRequest(f"Invalid regular expression for name: {name!r}.") from None
+def _matches(inst: Instance, params: Any, creds: Credentials,
+             name: NamePattern | None) -> bool:
+    if name is not None and not name.search(inst.name):
+        return False
     status = params.get("status")
     if status and states.status(inst.vm_state, inst.task_state) != status.upper():
         return False
@@ -125,21 +133,20 @@ def server_put(server_id: str, request: Request, body: dict = Depends(json_body)
     if unknown:
         raise BadRequest(f"Invalid input: additional properties are not allowed "
                          f"({', '.join(sorted(unknown))}).")
+    for key in ("accessIPv4", "accessIPv6"):
+        access_ip(data, key)
     with controller(request).db.session() as session:
         inst = builds.get(session, server_id, creds)
         authorize(creds, "compute:servers:update", project_id=inst.project_id)
         if "name" in data:
-            if not isinstance(data["name"], str) or not data["name"].strip() or len(
-                    data["name"]) > 255:
+            name = clean_name(data["name"], required=True)
+            if not name.strip():
                 raise BadRequest("Invalid input for field 'name': 1 to 255 characters.")
-            inst.name = data["name"]
+            inst.name = name
         if "description" in data:
             if version < Version(2, 19):
                 raise BadRequest("description needs microversion 2.19 or later.")
-            if data["description"] is not None and (not isinstance(data["description"], str)
-                                                    or len(data["description"]) > 255):
-                raise BadRequest("Invalid input for field 'description'.")
-            inst.description = data["description"]
+            inst.description = clean_name(data["description"], "description")
         if "hostname" in data:
             inst.hostname = builds.hostname_of(str(data["hostname"]))
         session.flush()
