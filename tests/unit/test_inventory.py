@@ -71,3 +71,15 @@ def test_no_pci_bus(tmp_path: Path) -> None:
 def test_probe_guest_is_a_boot_sector() -> None:
     assert len(kvm.BOOT_SECTOR) == 512 and kvm.BOOT_SECTOR.endswith(b"\x55\xaa")
     assert kvm.SUCCESS == 99
+
+
+def test_kvm_needs_the_cpus_virtualization_flags(tmp_path: Path) -> None:
+    # A CPU without vmx/svm can still run the real-mode probe under KVM, but not a guest.
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu vme de pse sse2 hypervisor\n")
+    assert not kvm.hardware_virtualization(cpuinfo)
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu vmx sse2\n")
+    assert kvm.hardware_virtualization(cpuinfo)
+    cpuinfo.write_text("flags\t\t: fpu svm\n")
+    assert kvm.hardware_virtualization(cpuinfo)
+    assert not kvm.hardware_virtualization(tmp_path / "missing")

@@ -56,7 +56,7 @@ class InstanceManager:
 
     def converge(self, instances: list[dict[str, Any]]) -> None:
         wanted = {i["id"]: i for i in instances}
-        for uuid in set(self.driver.list()) - set(wanted):
+        for uuid in set(self.driver.uuids()) - set(wanted):
             self._delete(uuid)
         for uuid in set(self.errors) - set(wanted):
             self.errors.pop(uuid)  # a build that never started, no longer wanted
@@ -90,7 +90,7 @@ class InstanceManager:
     def stop_all(self) -> list[str]:
         """Stop every VM (QEMU quits), keeping disks and specs; the instances stopped."""
         stopped = []
-        for uuid in list(self.driver.list()):
+        for uuid in self.driver.uuids():
             try:
                 self.driver.stop(uuid, timeout=STOP_TIMEOUT)
                 stopped.append(uuid)
@@ -203,6 +203,8 @@ class InstanceManager:
             entry: dict[str, Any] = {"state": state,
                                      "reboot_serial": self.reboots.get(uuid, 0),
                                      "rebuild_serial": self.rebuilds.get(uuid, 0)}
+            if state == "error":
+                entry["error"] = "QEMU is in an error state or does not answer its monitor"
             out[uuid] = entry
         for uuid, error in self.errors.items():
             out.setdefault(uuid, {"state": "error"}).update(state="error", error=error)
@@ -211,7 +213,9 @@ class InstanceManager:
     def console_changes(self) -> dict[str, str]:
         """Each instance's console tail (at most 64 KiB) that changed since it was sent."""
         out = {}
-        for uuid in self.driver.list():
+        # Not driver.list(): asking each QMP socket for its state from this thread would
+        # collide with the heartbeat's own query (QMP takes one client at a time).
+        for uuid in self.driver.uuids():
             text = self.driver.console(uuid)
             tail = text.encode()[-CONSOLE_REPORT_BYTES:].decode(errors="ignore")
             if hashlib.sha1(tail.encode()).hexdigest() != self._console_digest.get(uuid):
@@ -264,7 +268,7 @@ def remove_all(config: AgentConfig, purge: bool = True) -> list[str]:
     Returns the instances whose disks were kept.
     """
     manager = InstanceManager(config)
-    for uuid in list(manager.driver.list()):
+    for uuid in manager.driver.uuids():
         manager._delete(uuid, keep_disk=not purge)
     prune_taps(set())
     if not purge:

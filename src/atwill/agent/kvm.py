@@ -46,6 +46,22 @@ def probe(accel: str, timeout: float = 5.0) -> bool:
 
 
 CACHE_DIR = Path("/run/atwill")
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def hardware_virtualization(cpuinfo: Path = CPUINFO) -> bool:
+    """Whether the CPU advertises VT-x or AMD-V (vmx/svm), as cpu-checker's kvm-ok asks.
+
+    Seen here: /dev/kvm works and the real-mode boot sector runs, yet on a CPU without
+    vmx/svm flags a real guest stops in QEMU's 'internal-error' state under KVM.
+    """
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return False
+    flags = {word for line in text.splitlines() if line.startswith("flags")
+             for word in line.split(":", 1)[-1].split()}
+    return bool(flags & {"vmx", "svm"})
 
 
 def _boot_id() -> str:
@@ -63,9 +79,10 @@ def kvm_probe(timeout: float = 2.0) -> bool:
     is ample for KVM; the answer is kept for the boot because it cannot change
     without one, and joins and agent restarts should not wait for it again.
     """
-    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK) or not hardware_virtualization():
         return False
-    cache = CACHE_DIR / f"kvm-probe-{_boot_id()}"
+    # v2: answers cached before the CPU-flag check may say "kvm" where guests fail.
+    cache = CACHE_DIR / f"kvm-probe-v2-{_boot_id()}"
     try:
         return cache.read_text().strip() == "kvm"
     except OSError:

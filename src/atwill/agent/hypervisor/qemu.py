@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import threading
 import time
@@ -15,6 +16,7 @@ from atwill.agent.hypervisor import disks, suspend
 from atwill.agent.hypervisor.qmp import QMP, QMPError
 from atwill.agent.hypervisor.spec import InstancePaths, InstanceSpec, qemu_argv
 
+log = logging.getLogger("atwill.agent.qemu")
 State = Literal["running", "paused", "shutoff", "suspended", "missing", "error"]
 SOCKETS_DIR = Path("/run/atwill/qmp")
 # QMP run states (query-status) as the instance states the controller knows.
@@ -165,19 +167,27 @@ class QemuDriver:
         paths = self.paths(uuid)
         if self.pid(uuid) is not None:
             try:
-                return RUN_STATES.get(self._status(uuid), "paused")
+                status = self._status(uuid)
             except QMPError:
-                return "error"
+                return "error"  # possibly only busy: the agent asks again before reporting
+            state = RUN_STATES.get(status, "paused")
+            if state == "error":
+                log.warning("instance %s: QEMU status %s", uuid, status)
+            return state
         if not paths.spec.exists():
             return "missing"
         return "suspended" if paths.saved_state.exists() else "shutoff"
 
     def list(self) -> dict[str, State]:
         """Every instance under instances_dir and its state, running ones re-adopted as is."""
+        return {uuid: self.state(uuid) for uuid in self.uuids()}
+
+    def uuids(self) -> list[str]:
+        """Every instance under instances_dir, without asking QEMU anything."""
         if not self.instances_dir.is_dir():
-            return {}
-        return {path.name: self.state(path.name) for path in sorted(self.instances_dir.iterdir())
-                if (path / "spec.json").exists()}
+            return []
+        return [path.name for path in sorted(self.instances_dir.iterdir())
+                if (path / "spec.json").exists()]
 
     def console(self, uuid: str, length: int | None = None) -> str:
         """The serial console log, its last length lines when given."""
