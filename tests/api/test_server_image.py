@@ -323,3 +323,16 @@ def _wait_for(get: Any, timeout: float = 60) -> Any:
             return value
         time.sleep(0.3)
     raise AssertionError("timed out")
+
+
+def test_a_node_refusing_the_build_is_named_in_the_fault(env: Env) -> None:
+    # The zone has one node: the retry finds no other, and the fault must still say why
+    # the node refused (an unsafe image, say), not only "No valid host was found".
+    server_id = env.server(active=False)
+    env.node.beat({server_id: {"state": "error",
+                               "error": "UnsafeImageError: image refused on this node"}})
+    shown = env.show(server_id)
+    assert shown["status"] == "ERROR"
+    assert "No valid host was found" in shown["fault"]["message"]
+    assert "UnsafeImageError: image refused on this node" in shown["fault"]["message"]
+    assert env.node.name in shown["fault"]["message"]

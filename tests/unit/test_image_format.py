@@ -105,6 +105,11 @@ def test_vmdk_descriptor_naming_a_host_file_is_refused() -> None:
     (SPARSE.replace("monolithicSparse", "monolithicFlat"), "create type 'monolithicFlat'"),
     (SPARSE + 'parentFileNameHint="/etc/shadow"\n', "parent"),
     ('# Disk DescriptorFile\ncreateType="monolithicSparse"\n', "0 extents"),
+    # The review's bypass: QEMU finds the commented createType first and parses "+2048".
+    ('#createType="monolithicFlat"\ncreateType="monolithicSparse"\nRDONLY 100 SPARSE "self"\n'
+     'RW +2048 FLAT "/var/lib/atwill-agent/node-key.pem" 0\n', "create type"),
+    (SPARSE + '#RW 2048 FLAT "/etc/shadow" 0\n', "2 extents"),
+    (SPARSE + '# parentFileNameHint="/etc/shadow"\n', "parent"),
 ])
 def test_sparse_vmdk_with_bad_embedded_descriptor(descriptor: str, problem: str) -> None:
     with pytest.raises(UnsafeImage, match=problem):
@@ -118,6 +123,9 @@ def test_sparse_vmdk_with_one_sparse_extent_passes() -> None:
 def test_vmdk_without_descriptor_or_cowd_is_refused() -> None:
     header = bytearray(512)
     header[0:4] = b"KDMV"
+    with pytest.raises(UnsafeImage, match="no capacity"):
+        check(io.BytesIO(bytes(header)), "vmdk")
+    struct.pack_into("<Q", header, 12, 2048)
     with pytest.raises(UnsafeImage, match="no embedded descriptor"):
         check(io.BytesIO(bytes(header)), "vmdk")
     with pytest.raises(UnsafeImage, match="COWD"):

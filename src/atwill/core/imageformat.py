@@ -30,7 +30,7 @@ QCOW2_EXT_DATA_FILE = 0x44415441
 QCOW2_EXT_END = 0
 # The vmdk create types whose data lives in the one file itself.
 VMDK_SELF_CONTAINED = ("monolithicSparse", "streamOptimized")
-EXTENT = re.compile(r'^\s*(RW|RDONLY|NOACCESS)\s+\d+\s+(\S+)(?:\s+"([^"]*)")?', re.MULTILINE)
+EXTENT_ACCESS = ("RW", "RDONLY", "NOACCESS")
 # Declared formats whose data is plain bytes: nothing QEMU could interpret.
 RAW_LIKE = ("raw", "ami", "ari", "aki")
 
@@ -140,7 +140,11 @@ def vmdk_problems(data: BinaryIO, head: bytes) -> list[str]:
         return ["vmdk descriptor file names extents outside the image"]
     if len(head) < 44:
         return ["vmdk header is truncated"]
+    (capacity,) = struct.unpack_from("<Q", head, 12)
     offset, length = struct.unpack_from("<QQ", head, 28)
+    if capacity == 0:
+        # QEMU then reads the embedded descriptor's extents instead of this file's grains.
+        return ["vmdk sparse header has no capacity"]
     if offset == 0 or length == 0:
         return ["vmdk image has no embedded descriptor"]
     if length * SECTOR > MAX_DESCRIPTOR:
@@ -150,18 +154,26 @@ def vmdk_problems(data: BinaryIO, head: bytes) -> list[str]:
 
 
 def descriptor_problems(text: str) -> list[str]:
-    """A vmdk descriptor's create type, extents and parent, checked."""
+    """A vmdk descriptor's create type, extents and parent, checked as QEMU reads them.
+
+    QEMU finds createType with a substring search (a commented copy counts) and takes
+    extent lines loosely ("RW +2048 FLAT …" parses), so every mention counts here.
+    """
     problems: list[str] = []
-    create = re.search(r'^\s*createType\s*=\s*"([^"]*)"', text, re.MULTILINE)
-    if create is None or create.group(1) not in VMDK_SELF_CONTAINED:
-        kind = create.group(1) if create else "none"
+    types = re.findall(r'createType\s*=\s*"([^"]*)"', text)
+    if text.count("createType") != 1 or len(types) != 1 or types[0] not in VMDK_SELF_CONTAINED:
+        kind = types[0] if len(types) == 1 else f"{len(types)} create types"
         problems.append(f"vmdk create type {kind[:32]!r} is not a single self-contained file")
-    extents = EXTENT.findall(text)
+    extents = [line for line in text.splitlines()
+               if line.lstrip().lstrip("#").lstrip().startswith(EXTENT_ACCESS)]
     if len(extents) != 1:
         problems.append(f"vmdk image has {len(extents)} extents, not one")
-    elif extents[0][1] != "SPARSE" or "/" in extents[0][2]:
-        problems.append("vmdk extent is not the sparse image file itself")
-    if re.search(r"^\s*parentFileNameHint\s*=", text, re.MULTILINE):
+    else:
+        fields = extents[0].split()
+        name = extents[0].split('"')[1] if extents[0].count('"') == 2 else None
+        if len(fields) < 3 or fields[2] != "SPARSE" or name is None or "/" in name:
+            problems.append("vmdk extent is not the sparse image file itself")
+    if "parentFileNameHint" in text:
         problems.append("vmdk image has a parent (backing) file")
     return problems
 

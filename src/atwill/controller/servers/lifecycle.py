@@ -56,12 +56,17 @@ def _as_list(value: Any) -> list[str]:
 
 
 def schedule(session: Session, ctl: Controller, inst: Instance,
-             req: scheduler.Request) -> bool:
-    """Place inst on a node (claimed) or put it in ERROR with the reason."""
+             req: scheduler.Request, last_error: str | None = None) -> bool:
+    """Place inst on a node (claimed) or put it in ERROR with the reason.
+
+    last_error: why the previous attempt failed on its node, kept in the fault when no
+    other node can take the retry (else a refused image would read "No valid host").
+    """
     try:
         node = placement.place(session, ctl.settings, inst, req)
     except scheduler.NoValidHost as err:
-        fail(session, inst, 500, str(err), "conductor_schedule_and_build_instances")
+        message = str(err) if last_error is None else f"{err} Last error: {last_error}"
+        fail(session, inst, 500, message, "conductor_schedule_and_build_instances")
         return False
     inst.task_state = "spawning"
     from . import ports  # noqa: PLC0415 - networking imports servers' models
@@ -148,4 +153,4 @@ def _build_failed(session: Session, ctl: Controller, node: Node, inst: Instance,
     from .builds import image_properties, pci_requests  # noqa: PLC0415 - avoids a cycle
 
     req = request_for(session, inst, image_properties(session, inst), pci_requests(ctl, inst))
-    schedule(session, ctl, inst, req)
+    schedule(session, ctl, inst, req, last_error=f"{message} (on {node.name})")
