@@ -49,6 +49,9 @@ class Settings:
     # (0 rate: unlimited); the excess gets 429 before any password hash is computed.
     login_rate: float = 10.0
     login_burst: int = 40
+    # Password hashes computed at once by one controller process, whatever the sources
+    # (each argon2 check holds ~19 MiB); past it a check waits up to 5 s, then gets 429.
+    password_checks: int = 4
     pci_aliases: str = ""  # e.g. "K20m=10de:1028,T4=10de:1eb8" (name=vendor:product)
 
     @property

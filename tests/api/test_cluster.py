@@ -328,6 +328,10 @@ def test_certificate_renewal(cloud: Cloud, tmp_path: Path, nodes: list[Node]) ->
         # The answer of a renewal may be lost: the superseded certificate renews again.
         resp = client.post(f"/cluster/v1/nodes/{node_id}/certificate", json={"csr": _csr(node)})
         assert resp.status_code == 200, resp.text
+        # Only the certificate the latest renewal replaced renews: not this one again.
+        resp = client.post(f"/cluster/v1/nodes/{node_id}/certificate", json={"csr": _csr(node)})
+        assert resp.status_code == 403, resp.text
+        assert resp.json()["error"].get("type") != "certificate_superseded"
     cloud.atwill("node", "remove", node.name)
     with node.http() as client:
         resp = client.post(f"/cluster/v1/nodes/{node_id}/certificate", json={"csr": _csr(node)})

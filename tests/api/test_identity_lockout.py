@@ -70,3 +70,24 @@ def test_unknown_user_and_unlock_of_nobody(lcloud: Cloud) -> None:
     _fail(lcloud, unique("nobody"), ATTEMPTS + 1)
     proc = lcloud.atwill("user", "unlock", unique("nobody"), check=False)
     assert proc.returncode == 1 and "no user" in proc.stderr
+
+
+def test_password_change_guesses_are_counted(lcloud: Cloud) -> None:
+    # A stolen token must not be a way to guess the user's password without a lockout.
+    name = unique("change")
+    user_id = make_user(lcloud, lcloud.token(), name, "right-pw-3")
+    with lcloud.http() as client:
+        token = login(client, name, "right-pw-3").headers["X-Subject-Token"]
+        for _ in range(ATTEMPTS):
+            resp = client.post(f"/identity/v3/users/{user_id}/password",
+                               headers={"X-Auth-Token": token},
+                               json={"user": {"original_password": "guess",
+                                              "password": "new-pw-3"}})
+            assert resp.status_code == 401, resp.text
+        resp = client.post(f"/identity/v3/users/{user_id}/password",
+                           headers={"X-Auth-Token": token},
+                           json={"user": {"original_password": "right-pw-3",
+                                          "password": "new-pw-3"}})
+        assert resp.status_code == 401
+        assert resp.json()["error"]["message"].startswith("The account is locked for user: ")
+        assert login(client, name, "right-pw-3").status_code == 401

@@ -44,3 +44,23 @@ def test_memory_is_bounded() -> None:
 def test_zero_rate_is_off() -> None:
     buckets = TokenBuckets(rate=0, burst=1, clock=Clock())
     assert all(buckets.take("a") == 0.0 for _ in range(100))
+
+
+def test_ipv6_sources_share_their_64() -> None:
+    from atwill.core.ratelimit import source_key
+
+    assert source_key("2001:db8:1:2::1") == source_key("2001:db8:1:2:ffff::9")
+    assert source_key("2001:db8:1:2::1") != source_key("2001:db8:1:3::1")
+    assert source_key("192.0.2.7") == "192.0.2.7"
+    assert source_key("::ffff:192.0.2.7") == "192.0.2.7"
+    assert source_key("testclient") == "testclient"
+
+
+def test_slots_bound_concurrent_checks() -> None:
+    from atwill.core.ratelimit import Slots
+
+    slots = Slots(2, wait=0.01)
+    with slots.held() as first, slots.held() as second, slots.held() as third:
+        assert (first, second, third) == (True, True, False)
+    with slots.held() as again:
+        assert again

@@ -104,6 +104,9 @@ def run(conf: Settings) -> None:
     logging.getLogger("atwill").info("controller listening on %s (state %s)",
                                      conf.public_url, conf.state_dir)
     sys.stdout.flush()
+    # No proxy_headers: uvicorn would otherwise take a client's address from
+    # X-Forwarded-For when the connection comes from 127.0.0.1, and the login rate
+    # limit is keyed on that address.
     config = uvicorn.Config(create_app(conf), access_log=False, log_config=None,
-                            server_header=False, **tls)
+                            server_header=False, proxy_headers=False, **tls)
     uvicorn.Server(config).run(sockets=listen.sockets(conf))

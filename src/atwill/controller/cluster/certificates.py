@@ -12,6 +12,7 @@ import logging
 
 from cryptography import x509
 from fastapi import APIRouter, Request
+from sqlalchemy import func, select
 
 from ...api.cluster import CertificateRenewal, RenewedCertificate
 from ...core.errors import BadRequest
@@ -50,8 +51,13 @@ def certificate_post(node_id: str, request: Request, body: CertificateRenewal) -
         old = node.cert_serial
         if old and session.get(RevokedCertificate, old) is None:
             # Strictly after the node's creation (times are stored to the second): that is
-            # what tells a superseded certificate from one revoked by an earlier removal.
-            when = max(utcnow(), node.created_at + dt.timedelta(seconds=1))
+            # what tells a superseded certificate from one revoked by an earlier removal;
+            # and after this node's previous renewal, so the latest one is unambiguous.
+            second = dt.timedelta(seconds=1)
+            previous = session.scalar(select(func.max(RevokedCertificate.revoked_at)).where(
+                RevokedCertificate.node_name == node.name))
+            when = max(utcnow(), node.created_at + second,
+                       previous + second if previous else node.created_at)
             session.add(RevokedCertificate(serial=old, node_name=node.name, revoked_at=when))
         node.cert_serial = serial
         nodes.bump(session)

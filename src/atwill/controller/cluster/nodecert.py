@@ -7,6 +7,7 @@ certificate on ``certificate_superseded``. No caller matches on message text.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Any
 
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from ...core.errors import ApiError, Forbidden, Unauthorized
 from ...pki import serial_of
+from ..db.base import utcnow
 from ..db.models import Node, RevokedCertificate
 from ..peercert import client_cert
 from ..service import keystone_error
@@ -24,6 +26,8 @@ log = logging.getLogger("atwill.cluster")
 
 NODE_REMOVED = "node_removed"
 CERTIFICATE_SUPERSEDED = "certificate_superseded"
+# How long the certificate a renewal replaced may still renew (its answer may be lost).
+RENEWAL_GRACE = dt.timedelta(days=1)
 
 
 class NodeRemoved(Forbidden):
@@ -68,7 +72,7 @@ def calling_node(session: Session, request: Request, node_id: str,
                           f"certificate {serial} is revoked. Its agent stops its VMs and "
                           "keeps their disks until the operator runs 'atwill leave' "
                           "(or 'atwill leave --purge') on that host.")
-    if revoked is not None and superseded(revoked, node):
+    if revoked is not None and superseded(session, revoked, node):
         if allow_superseded:
             return node
         raise CertificateSuperseded(f"Certificate {serial} of node {node.name} was replaced "
@@ -76,10 +80,25 @@ def calling_node(session: Session, request: Request, node_id: str,
     raise Forbidden("The client certificate does not belong to this node.")
 
 
-def superseded(revoked: RevokedCertificate, node: Node) -> bool:
-    """Revoked by a renewal of this very node, not by the removal of an earlier one.
+def superseded(session: Session, revoked: RevokedCertificate, node: Node) -> bool:
+    """The certificate this node's latest renewal replaced, within the grace period.
 
-    A removal revokes before the next node of that name is created; a renewal revokes
-    after. An earlier node's certificate therefore never passes for this node's.
+    Only that one, so a renewal whose answer was lost can be asked again, but a leaked
+    older certificate of the node's key never renews. A removal revokes before the next
+    node of that name is created, a renewal after: an earlier node's certificate never
+    passes for this node's.
     """
-    return revoked.node_name == node.name and revoked.revoked_at > node.created_at
+    if revoked.node_name != node.name or revoked.revoked_at <= node.created_at:
+        return False
+    if utcnow() - revoked.revoked_at > RENEWAL_GRACE:
+        return False
+    return latest_replaced(session, node) == revoked.serial
+
+
+def latest_replaced(session: Session, node: Node) -> str | None:
+    """The serial of the certificate this node's latest renewal replaced, if any."""
+    return session.scalar(
+        select(RevokedCertificate.serial)
+        .where(RevokedCertificate.node_name == node.name,
+               RevokedCertificate.revoked_at > node.created_at)
+        .order_by(RevokedCertificate.revoked_at.desc()).limit(1))

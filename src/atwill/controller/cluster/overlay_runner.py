@@ -29,7 +29,8 @@ def revoked_serials(session: Session) -> list[str]:
     """
     present = {n.name: n for n in session.scalars(select(Node))}
     return [row.serial for row in session.scalars(select(RevokedCertificate))
-            if not (row.node_name in present and superseded(row, present[row.node_name]))]
+            if not (row.node_name in present
+                    and superseded(session, row, present[row.node_name]))]
 
 
 def write_crl(pki: Path, serials: list[str]) -> None:

@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from ...core.errors import BadRequest, NotFound, TooManyRequests, Unauthorized
-from ...core.passwords import verify_password
 from ...core.policy import Credentials
+from ...core.ratelimit import Slots, source_key
 from ..context import Controller
 from ..db.models import Domain, Project, RoleAssignment
 from ..service import authorize, caller, controller, json_body
@@ -33,7 +33,8 @@ def tokens_post(request: Request, body: dict = Depends(json_body)) -> JSONRespon
     _throttle(request, auth["identity"])
     service = TokenService(ctl)
     with ctl.db.session() as session:
-        user, methods, expires_at, audit_id = _authenticate(ctl, session, auth["identity"])
+        user, methods, expires_at, audit_id = _authenticate(
+            ctl, session, auth["identity"], request.app.state.password_slots)
         project, domain = _scope(session, auth.get("scope"), user)
         if (project or domain) and not _has_role(session, user.id, project, domain):
             raise Unauthorized("The user has no role on the requested scope.")
@@ -44,7 +45,8 @@ def tokens_post(request: Request, body: dict = Depends(json_body)) -> JSONRespon
     return JSONResponse(body_out, status_code=201, headers={"X-Subject-Token": token})
 
 
-def _authenticate(ctl: Controller, session: Session, identity: dict[str, Any]) -> tuple:
+def _authenticate(ctl: Controller, session: Session, identity: dict[str, Any],
+                  slots: Slots) -> tuple:
     methods = identity.get("methods")
     if not isinstance(methods, list) or not methods:
         raise BadRequest("Invalid input: 'auth.identity.methods' must be a non-empty array.")
@@ -54,11 +56,7 @@ def _authenticate(ctl: Controller, session: Session, identity: dict[str, Any]) -
         if not isinstance(user_ref, dict) or not isinstance(user_ref.get("password"), str):
             raise BadRequest("Invalid input: 'password.user' with a 'password' is required.")
         user = find_auth_user(session, user_ref)
-        if user is not None:
-            lockout.refuse_if_locked(ctl.settings, user)
-        if not verify_password(user.password_hash if user else None, user_ref["password"]):
-            if user is not None:
-                lockout.record_failure(ctl, user.id)
+        if not lockout.password_matches(ctl, slots, user, user_ref["password"]):
             raise Unauthorized("The request you have made requires authentication.")
         if not user.enabled:
             raise Unauthorized("The user is disabled.")
@@ -79,7 +77,12 @@ def _throttle(request: Request, identity: dict[str, Any]) -> None:
     methods = identity.get("methods")
     if not isinstance(methods, list) or "password" not in methods:
         return
-    source = request.client.host if request.client else "-"
+    throttle(request)
+
+
+def throttle(request: Request) -> None:
+    """429 once the client's address (its /64 for IPv6) is over its password rate."""
+    source = source_key(request.client.host) if request.client else "-"
     wait = request.app.state.login_limiter.take(source)
     if wait:
         raise TooManyRequests("Too many password logins from this address; retry after "

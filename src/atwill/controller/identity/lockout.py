@@ -14,8 +14,10 @@ from sqlalchemy import and_, case, update
 from sqlalchemy.orm import Session
 
 from ...config import Settings
-from ...core.errors import Unauthorized
+from ...core.errors import TooManyRequests, Unauthorized
 from ...core.lockout import is_locked, locked_message
+from ...core.passwords import verify_password
+from ...core.ratelimit import Slots
 from ..context import Controller
 from ..db.base import utcnow
 from ..db.models import User
@@ -26,6 +28,21 @@ def refuse_if_locked(settings: Settings, user: User) -> None:
     if is_locked(user.failed_auth_count or 0, user.failed_auth_at, utcnow(),
                  settings.lockout_failure_attempts, settings.lockout_duration):
         raise Unauthorized(locked_message(user.id))
+
+
+def password_matches(ctl: Controller, slots: Slots, user: User | None, password: str) -> bool:
+    """Verify a password as logins and password changes must: refused while the user is
+    locked, in one of the bounded hashing slots, a failure counted."""
+    if user is not None:
+        refuse_if_locked(ctl.settings, user)
+    with slots.held() as got:
+        if not got:
+            raise TooManyRequests("Too many password checks in progress; retry shortly.",
+                                  headers={"Retry-After": "1"})
+        matched = verify_password(user.password_hash if user else None, password)
+    if not matched and user is not None:
+        record_failure(ctl, user.id)
+    return matched
 
 
 def record_failure(ctl: Controller, user_id: str) -> None:

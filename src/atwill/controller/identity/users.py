@@ -9,11 +9,13 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from ...core.errors import BadRequest, Conflict, Unauthorized
-from ...core.passwords import hash_password, verify_password
+from ...core.passwords import hash_password
 from ...core.policy import Credentials
 from ..db.base import utcnow
 from ..db.models import Domain, Project, RoleAssignment, User
 from ..service import authorize, caller, controller, field, json_body, wrapped
+from . import lockout
+from .auth import throttle
 from .common import base, filtered, get_or_404, listing, name_of
 from .tokens import TokenService
 
@@ -128,9 +130,10 @@ def user_password_post(user_id: str, request: Request, body: dict = Depends(json
     if not password:
         raise BadRequest("Invalid input: 'user.password' is a required property.")
     ctl = controller(request)
+    throttle(request)
     with ctl.db.session() as session:
         user = get_or_404(session, User, user_id, "user")
-        if not verify_password(user.password_hash, original):
+        if not lockout.password_matches(ctl, request.app.state.password_slots, user, original):
             raise Unauthorized("The original password is not correct.")
         user.password_hash = hash_password(password)
         user.password_changed_at = utcnow()
