@@ -121,17 +121,21 @@ async def read_json(request: Request, media_types: tuple[str, ...] = JSON) -> An
     if kind and kind not in media_types:
         raise UnsupportedMediaType(f"Unsupported Content-Type {shown(kind)}: this request "
                                    f"takes {media_types[0]}.")
-    limit = controller(request).settings.max_request_body
+    raw = await read_bytes(request, controller(request).settings.max_request_body)
+    if not raw.strip():
+        raise BadRequest("The request body is empty; a JSON object is required.")
+    return json_edge.loads(raw)
+
+
+async def read_bytes(request: Request, limit: int, what: str = "request body") -> bytes:
+    """The whole body, refused with a 413 the moment it passes limit (chunked ones too)."""
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes.")
+            raise PayloadTooLarge(f"The {what} is larger than the limit of {limit} bytes.")
         chunks.append(chunk)
-    raw = b"".join(chunks)
-    if not raw.strip():
-        raise BadRequest("The request body is empty; a JSON object is required.")
-    return json_edge.loads(raw)
+    return b"".join(chunks)
 
 
 def caller(request: Request) -> Credentials:
