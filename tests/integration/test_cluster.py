@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 
 from atwill.agent.client import tls_context
-from atwill.lab import Lab, commands
+from atwill.lab import Lab
 from tests.integration.overlay_checks import (
     full_mesh,
     host_processes,
@@ -51,10 +51,9 @@ def test_remove_then_rejoin_keeps_name_and_address(lab: Lab, tmp_path: Path) -> 
     node_id = json.loads(lab.atwill_ctl("node", "show", "node3").stdout)["id"]
     node3_key = [n for n in lab.node_list() if n["name"] == "node3"][0]
     lab.remove_node("node3")
-    # Told it was removed, the agent stops (no VM here to stop) and waits for the operator.
-    lab.wait_for(lambda: not lab.agent_alive("node3"), 30, "node3's agent to stop")
-    assert (state / "removed.json").exists()
-    lab.exec("node3", commands.ATWILL, "leave", "--state-dir", str(state))
+    # Told it was removed while it held no instances, the agent cleans up and exits.
+    lab.wait_for(lambda: not lab.agent_alive("node3"), 30, "node3's agent to clean up and exit")
+    assert not (state / "removed.json").exists() and not (state / "agent.yaml").exists()
     assert "node3" not in [h["Hypervisor Hostname"] for h in
                            lab.openstack("hypervisor", "list", "-f", "json")]
     assert "node3" not in [s["Host"] for s in

@@ -21,7 +21,7 @@ import httpx
 from . import renewal
 from .client import CERTIFICATE_SUPERSEDED, ClusterError, check, client, tls_context
 from .config import AgentConfig, write_private
-from .instances import InstanceManager, remove_all
+from .instances import InstanceManager, kept_instances, remove_all
 from .inventory import collect, inventory_digest
 from .network import NetworkManager
 from .overlay.driver import OverlayDriver
@@ -266,6 +266,12 @@ def removed(config: AgentConfig, instances: InstanceManager, overlay: OverlayDri
     was only cut off. Only the operator deletes what is kept ('atwill leave --purge').
     """
     stopped = instances.stop_all()
+    if not stopped and not kept_instances(config):
+        # Nothing to keep: leave as 'atwill leave' would, so the host can simply join again.
+        cleanup(config, overlay)
+        log.warning("node %s was removed from its cloud; it held no instances, so what its "
+                    "agent made on this host was removed too", config.name)
+        return
     try:
         overlay.teardown()  # its credentials are revoked; the name's address is reused
     except Exception:  # noqa: BLE001 - the VMs are what matters here

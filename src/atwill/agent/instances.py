@@ -259,7 +259,7 @@ def prune_taps(wanted: set[str]) -> list[str]:
 
 def kept_instances(config: AgentConfig) -> list[str]:
     """Instances whose files are still on this host (kept by a removal or a leave)."""
-    return sorted(QemuDriver(config.instances_dir).list())
+    return QemuDriver(config.instances_dir).uuids()
 
 
 def remove_all(config: AgentConfig, purge: bool = True) -> list[str]:
