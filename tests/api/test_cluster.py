@@ -169,12 +169,9 @@ def test_join_shows_in_openstack_lists_then_remove_and_rejoin(cloud: Cloud, tmp_
         assert client.post(f"/cluster/v1/nodes/{node_id}/heartbeat",
                            json={"overlay": {}}).status_code == 200
     cloud.atwill("node", "remove", name)
-    # Told it was removed, the agent stops (its VMs stopped, disks kept) and says so.
-    wait_for(lambda: node.proc.poll() is not None, 20, "agent to stop")
-    assert (node.dir / "removed.json").exists()
-    out = subprocess.run([str(BIN / "atwill"), "leave", "--state-dir", str(node.dir)],
-                         capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
+    # Told it was removed while it held no instances, the agent cleans up and exits.
+    wait_for(lambda: node.proc.poll() is not None, 20, "agent to clean up and exit")
+    assert not (node.dir / "removed.json").exists()
     assert not (node.dir / "pki").exists() and not (node.dir / "agent.yaml").exists()
     names = [h["Hypervisor Hostname"] for h in cloud.openstack("hypervisor", "list",
                                                                  "-f", "json")]
