@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import ssl
 import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 import typer
 
 from ..agent.config import DEFAULT_NODE_DIR, AgentConfig
@@ -111,7 +113,12 @@ def leave(force: bool = typer.Option(False, "--force",
             return
         err.print(f"[red]{error}[/red]")
         raise typer.Exit(1) from None
-    context = tls_context(config.ca, config.cert, config.key)
+    try:
+        context = tls_context(config.ca, config.cert, config.key)
+    except (OSError, ssl.SSLError) as error:
+        err.print(f"[red]cannot load this node's certificates in {config.ca.parent}:[/red] "
+                  f"{error}", highlight=False)
+        raise typer.Exit(1) from None
     try:
         with client(config.controller_url, context) as http:
             check(http.post(f"/cluster/v1/nodes/{config.node_id}/leave",
@@ -120,8 +127,9 @@ def leave(force: bool = typer.Option(False, "--force",
         if not error.removed:  # already removed by the operator: clean up all the same
             err.print(f"[red]leave refused:[/red] {error.message}", highlight=False)
             raise typer.Exit(1) from None
-    except OSError as error:
-        err.print(f"[red]cannot reach the controller:[/red] {error}")
+    except (OSError, httpx.TransportError) as error:  # httpx's errors are no OSError
+        err.print(f"[red]cannot reach the controller at {config.controller_url}:[/red] "
+                  f"{error}", highlight=False)
         raise typer.Exit(1) from None
     stop_running(config)
     kept = cleanup(config, purge=purge)

@@ -18,6 +18,7 @@ from .options import (
     PublicHost,
     StateDir,
     console,
+    err,
     settings,
 )
 
@@ -101,6 +102,12 @@ def run(conf: Settings) -> None:
                "ssl_keyfile": str(conf.path("pki", "controller-key.pem")),
                "ssl_ca_certs": str(conf.path("pki", "ca.pem")),
                "ssl_cert_reqs": ssl.CERT_OPTIONAL, "http": PeerCertProtocol}
+    try:  # bound before saying "listening", so a taken port is the only line printed
+        sockets = listen.sockets(conf)
+    except OSError as error:
+        err.print(f"[red]cannot listen on {conf.listen_host}:{conf.port}:[/red] "
+                  f"{error.strerror or error}", highlight=False)
+        raise typer.Exit(1) from None
     logging.getLogger("atwill").info("controller listening on %s (state %s)",
                                      conf.public_url, conf.state_dir)
     sys.stdout.flush()
@@ -109,4 +116,4 @@ def run(conf: Settings) -> None:
     # limit is keyed on that address.
     config = uvicorn.Config(create_app(conf), access_log=False, log_config=None,
                             server_header=False, proxy_headers=False, **tls)
-    uvicorn.Server(config).run(sockets=listen.sockets(conf))
+    uvicorn.Server(config).run(sockets=sockets)

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from ..lab import Lab, LabError
+from ..lab.commands import CommandError
 from ..lab.netns import NetError
 from .options import console, err
 
@@ -21,7 +22,9 @@ Name = Annotated[str, typer.Option("--name", help="Lab name (at most 4 letters/d
 Dir = Annotated[Path | None, typer.Option(
     "--dir", help="Lab directory (default /var/lib/atwill-lab/NAME).")]
 HostArg = Annotated[str, typer.Argument(help="Host name (ctl, node1, ...).")]
-FAILURES = (LabError, NetError, ValueError, TimeoutError, subprocess.SubprocessError)
+# CommandError: an atwill command run in a lab host refused (e.g. removing a busy node).
+FAILURES = (LabError, CommandError, NetError, ValueError, TimeoutError,
+            subprocess.SubprocessError)
 
 
 def _fail(error: Exception) -> typer.Exit:

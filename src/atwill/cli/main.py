@@ -5,9 +5,20 @@ from __future__ import annotations
 import typer
 
 from . import agent_cmd, bench, config_cmd, controller_cmd, image, keys, lab, node, token, user
+from .failures import DEBUG_ENV, Group
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
+app = typer.Typer(cls=Group, no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False,
                   help="atwill: a cloud whose compute grows and shrinks at will.")
+
+
+@app.callback()
+def options(debug: bool = typer.Option(
+        False, "--debug", envvar=DEBUG_ENV,
+        help="Show the full trace of an unexpected error.")) -> None:
+    """atwill: a cloud whose compute grows and shrinks at will."""
+
+
 controller_cmd.register(app)
 agent_cmd.register(app)
 app.add_typer(token.app, name="token")

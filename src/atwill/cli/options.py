@@ -11,7 +11,8 @@ from rich.console import Console
 from .. import config
 
 console = Console()
-err = Console(stderr=True)
+# Messages are never wrapped: one failure, one line, whatever the terminal's width.
+err = Console(stderr=True, soft_wrap=True)
 
 StateDir = Annotated[Path | None, typer.Option(
     "--state-dir", envvar="ATWILL_STATE_DIR",
