@@ -99,6 +99,8 @@ class Agent:
 
     def _loop(self, step) -> None:
         backoff = 0.5
+        failing: str | None = None  # the failure being retried, logged once
+        name = threading.current_thread().name
         while not self.stopping.is_set():
             try:
                 # Made at each connection: the certificate is renewed while the agent runs.
@@ -106,6 +108,9 @@ class Agent:
                 with client(self.config.controller_url, context, timeout=40) as http:
                     while not self.stopping.is_set():
                         step(http)
+                        if failing is not None:
+                            log.info("%s: the controller answers again", name)
+                            failing = None
                         backoff = 0.5
             except Removed:
                 self.removed.set()
@@ -113,8 +118,11 @@ class Agent:
             except Reconnect:
                 continue
             except (httpx.HTTPError, ClusterError, OSError) as err:
-                log.warning("%s: %s; retrying in %.1fs", threading.current_thread().name,
-                            err, backoff)
+                # A controller down for an hour is one warning, not one a beat: the same
+                # failure again is DEBUG, a new one (or the recovery) is said once.
+                level = logging.DEBUG if str(err) == failing else logging.WARNING
+                log.log(level, "%s: %s; retrying in %.1fs", name, err, backoff)
+                failing = str(err)
                 self.stopping.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
 

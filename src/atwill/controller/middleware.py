@@ -16,6 +16,9 @@ log = logging.getLogger("atwill.access")
 # and a node's snapshot upload (both limited by the image size limit).
 STREAMED_SUFFIXES = ("/file", "/stage")
 STREAMED = re.compile(r"/cluster/v1/nodes/[^/]+/snapshots/[^/]+")
+# What every agent calls all the time (a heartbeat a second, the long-poll, console
+# tails): logged at DEBUG when it succeeds, so the log shows changes, not the beat.
+ROUTINE = re.compile(r"/cluster/v1/nodes/[^/]+/(heartbeat|desired|instances/[^/]+/console)")
 
 
 class RequestContext:
@@ -57,7 +60,9 @@ class RequestContext:
             await self.app(scope, receive, send_with_id)
         finally:
             state = scope["state"]
-            log.info(
+            routine = 0 < status < 400 and ROUTINE.fullmatch(scope["path"])
+            log.log(
+                logging.DEBUG if routine else logging.INFO,
                 "%s %s %s %s %.1fms user=%s project=%s", request_id, scope["method"],
                 scope["path"], status, (time.perf_counter() - started) * 1000,
                 state.get("user_id", "-"), state.get("project_id", "-"))
