@@ -70,8 +70,8 @@ def tags(data: dict[str, Any]) -> list[str]:
     return value
 
 
-def _count(data: dict[str, Any], key: str) -> int:
-    value = data.get(key, 1)
+def _count(data: dict[str, Any], key: str, default: int = 1) -> int:
+    value = data.get(key, default)
     if isinstance(value, str) and value.isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -149,7 +149,9 @@ def parse_create(body: dict[str, Any], version: Version) -> dict[str, Any]:
         "availability_zone": _text(data, "availability_zone"),
         "description": _text(data, "description"),
         "config_drive": bool(data.get("config_drive")),
-        "min_count": _count(data, "min_count"), "max_count": _count(data, "max_count"),
+        # Nova: a missing max_count is min_count, so min_count alone asks for exactly that.
+        "min_count": _count(data, "min_count"),
+        "max_count": _count(data, "max_count", _count(data, "min_count")),
         "return_reservation_id": bool(data.get("return_reservation_id")),
         "hints": _hints(body.get("os:scheduler_hints") or body.get(
             "OS-SCH-HNT:scheduler_hints")),

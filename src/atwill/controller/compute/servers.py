@@ -39,9 +39,7 @@ def servers_post(request: Request, body: dict = Depends(json_body),
         check_metadata_quota(session, creds.project_id or "", spec["metadata"])
         made = builds.create(session, ctl, creds, spec, request_id)
         first = made[0]
-        out = {**view.summary(first, base(request)), "OS-DCF:diskConfig": "MANUAL",
-               "security_groups": [{"name": n} for n in first.security_groups],
-               "adminPass": secrets.token_urlsafe(9)}
+        out = view.created(first, base(request), secrets.token_urlsafe(9))
         reservation = first.reservation_id
     if spec.get("return_reservation_id"):
         return JSONResponse({"reservation_id": reservation}, status_code=202)

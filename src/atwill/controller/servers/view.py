@@ -56,6 +56,14 @@ def summary(inst: Instance, base: str) -> dict[str, Any]:
     return {"id": inst.id, "name": inst.name, "links": links(base, "servers", inst.id)}
 
 
+def created(inst: Instance, base: str, admin_pass: str) -> dict[str, Any]:
+    """Nova's create answer: only these keys (Tempest's create_server forbids others)."""
+    return {"id": inst.id, "links": links(base, "servers", inst.id),
+            "OS-DCF:diskConfig": "MANUAL",
+            "security_groups": [{"name": n} for n in inst.security_groups],
+            "adminPass": admin_pass}
+
+
 def detail(session: Session, inst: Instance, version: Version, base: str,
            creds: Credentials) -> dict[str, Any]:
     host_id = hashlib.sha224(f"{inst.project_id}{inst.node_name or ''}".encode()).hexdigest() \
