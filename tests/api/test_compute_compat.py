@@ -125,3 +125,31 @@ def test_min_count_alone_means_that_many(cloud: Cloud, env: dict[str, str]) -> N
     _delete(cloud, token, [s["id"] for s in made])
 
 
+@pytest.mark.parametrize(("image", "flavor", "message"), [
+    ("ram", "flavor_id", "Flavor's memory is too small for requested image."),
+    ("ram", "zero", "Flavor's memory is too small for requested image."),
+    ("disk", "flavor_id", "Flavor's disk is smaller than the minimum size specified in image "
+     "metadata. Flavor disk is 1073741824 bytes, minimum size is 5368709120 bytes."),
+])
+def test_image_minimums_are_enforced(cloud: Cloud, env: dict[str, str], image: str,
+                                     flavor: str, message: str) -> None:
+    body = _body(env, image)
+    body["server"]["flavorRef"] = env[flavor]
+    before = cloud.db_snapshot()
+    with cloud.http(cloud.token(env["user"])) as client:
+        resp = client.post(f"{V}/servers", json=body, headers=mv("2.96"))
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["badRequest"]["message"] == message
+    assert cloud.db_snapshot() == before
+
+
+def test_zero_disk_flavor_skips_min_disk(cloud: Cloud, env: dict[str, str]) -> None:
+    body = _body(env, "disk")
+    body["server"]["flavorRef"] = env["zero"]
+    token = cloud.token(env["user"])
+    with cloud.http(token) as client:
+        resp = client.post(f"{V}/servers", json=body, headers=mv("2.96"))
+    assert resp.status_code == 202, resp.text
+    _delete(cloud, token, [resp.json()["server"]["id"]])
+
+

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ...core import scheduler
+from ...core import imagefit, scheduler
 from ...core.errors import BadRequest, Forbidden, NotFound
 from ...core.policy import Credentials
 from ..compute.usage import project_limits
@@ -137,8 +137,8 @@ def create(session: Session, ctl: Controller, creds: Credentials, spec: dict[str
     locks.lock_project(session, creds.project_id or "")
     flavor = find_flavor(session, spec["flavor"], creds)
     image = find_image(session, spec["image"], creds) if spec.get("image") else None
-    if image is not None and flavor.disk and (image.size or 0) > flavor.disk * 1024**3:
-        raise BadRequest("Flavor's disk is too small for requested image.")
+    if image is not None:
+        imagefit.check_fits(flavor.ram, flavor.disk, image.size, image.min_ram, image.min_disk)
     keypair = keypair_of(session, spec.get("key_name"), creds.user_id)
     count = spec["max_count"]
     try:
