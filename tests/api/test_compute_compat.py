@@ -153,3 +153,19 @@ def test_zero_disk_flavor_skips_min_disk(cloud: Cloud, env: dict[str, str]) -> N
     _delete(cloud, token, [resp.json()["server"]["id"]])
 
 
+def test_versions_list_v20_then_v21(cloud: Cloud) -> None:
+    with cloud.http() as client:
+        listed = client.get("/compute/")
+        v20 = client.get("/compute/v2/")
+    assert listed.status_code == 200
+    versions = listed.json()["versions"]
+    assert [(v["id"], v["status"]) for v in versions] == [("v2.0", "SUPPORTED"),
+                                                          ("v2.1", "CURRENT")]
+    assert versions[0]["version"] == "" and versions[0]["min_version"] == ""
+    assert versions[1]["min_version"] == "2.1"
+    # Tempest's list_versions schema: no other keys; media-types only in one version's view.
+    for entry in versions:
+        assert set(entry) == {"id", "status", "version", "min_version", "updated", "links"}
+    assert v20.status_code == 200 and v20.json()["version"]["id"] == "v2.0"
+
+
