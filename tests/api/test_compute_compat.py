@@ -3,6 +3,7 @@ and the server's security groups (os-security-groups, add/removeSecurityGroup)."
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -169,3 +170,110 @@ def test_versions_list_v20_then_v21(cloud: Cloud) -> None:
     assert v20.status_code == 200 and v20.json()["version"]["id"] == "v2.0"
 
 
+# Security groups of a server -------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def placed(cloud: Cloud, env: dict[str, str]) -> dict[str, str]:
+    """A server scheduled to the module's node, with a port on the member's network."""
+    name = unique("sgsrv")
+    cloud.openstack("server", "create", "--flavor", env["flavor"], "--image", env["plain"],
+                    "--network", env["net"], "--availability-zone", env["zone"], name,
+                    user=env["user"])
+    server = cloud.openstack("server", "show", name, "-f", "json", user=env["user"])
+    ports = cloud.openstack("port", "list", "--server", server["id"], "-f", "json",
+                            user=env["user"])
+    assert len(ports) == 1, (server.get("fault"), ports)
+    web = cloud.openstack("security group", "create", unique("web"), "-f", "json",
+                          user=env["user"])
+    cloud.openstack("security group rule", "create", "--protocol", "tcp", "--dst-port", "80",
+                    web["id"], user=env["user"])
+    return {"id": server["id"], "port": ports[0]["ID"], "web": web["id"],
+            "web_name": web["name"]}
+
+
+def _port_groups(cloud: Cloud, env: dict[str, str], port: str) -> set[str]:
+    shown = cloud.openstack("port", "show", port, "-f", "json", user=env["user"])
+    return set(shown["security_group_ids"])
+
+
+def _server_groups(cloud: Cloud, token: str, server: str) -> list[dict]:
+    with cloud.http(token) as client:
+        resp = client.get(f"{V}/servers/{server}/os-security-groups")
+    assert resp.status_code == 200, resp.text
+    assert set(resp.json()) == {"security_groups"}
+    return resp.json()["security_groups"]
+
+
+def test_os_security_groups_shape(cloud: Cloud, env: dict[str, str],
+                                  placed: dict[str, str]) -> None:
+    groups = _server_groups(cloud, cloud.token(env["user"]), placed["id"])
+    assert [g["name"] for g in groups] == ["default"]
+    for group in groups:
+        assert set(group) == GROUP_KEYS and group["tenant_id"]
+        for rule in group["rules"]:
+            assert set(rule) == RULE_KEYS and rule["parent_group_id"] == group["id"]
+    # Neutron's default group: ingress only from itself, shown with the group's name.
+    assert {r["group"].get("name") for r in groups[0]["rules"]} == {"default"}
+
+
+def test_add_and_remove_security_group_with_the_cli(cloud: Cloud, env: dict[str, str],
+                                                    placed: dict[str, str]) -> None:
+    user, token = env["user"], cloud.token(env["user"])
+    cloud.openstack("server", "add", "security", "group", placed["id"], placed["web_name"],
+                    user=user)
+    assert placed["web"] in _port_groups(cloud, env, placed["port"])
+    web = next(g for g in _server_groups(cloud, token, placed["id"])
+               if g["id"] == placed["web"])
+    assert [(r["ip_protocol"], r["from_port"], r["to_port"], r["ip_range"])
+            for r in web["rules"]] == [("tcp", 80, 80, {"cidr": "0.0.0.0/0"})]
+    shown = cloud.openstack("server", "show", placed["id"], "-f", "json", user=user)
+    assert {g["name"] for g in shown["security_groups"]} == {"default", placed["web_name"]}
+    cloud.openstack("server", "remove", "security", "group", placed["id"], placed["web"],
+                    user=user)
+    assert placed["web"] not in _port_groups(cloud, env, placed["port"])
+    assert [g["name"] for g in _server_groups(cloud, token, placed["id"])] == ["default"]
+
+
+def _action(cloud: Cloud, token: str, server: str, body: object) -> tuple[int, str]:
+    with cloud.http(token) as client:
+        resp = client.post(f"{V}/servers/{server}/action", content=json.dumps(body),
+                           headers={"Content-Type": "application/json"})
+    assert "Traceback" not in resp.text
+    return resp.status_code, resp.text
+
+
+def test_security_group_action_errors(cloud: Cloud, env: dict[str, str],
+                                      placed: dict[str, str]) -> None:
+    token = cloud.token(env["user"])
+    before = cloud.db_snapshot()
+    cases = [
+        ({"addSecurityGroup": {"name": "no-such-group"}}, 404),
+        ({"removeSecurityGroup": {"name": "no-such-group"}}, 404),
+        ({"addSecurityGroup": {"name": "default"}}, 400),  # already on the server
+        ({"removeSecurityGroup": {"name": placed["web"]}}, 404),  # not on the server
+        ({"addSecurityGroup": {}}, 400),
+        ({"addSecurityGroup": {"name": " "}}, 400),
+        ({"addSecurityGroup": "default"}, 400),
+    ]
+    for body, status in cases:
+        assert _action(cloud, token, placed["id"], body)[0] == status, body
+    assert cloud.db_snapshot() == before
+
+
+def test_another_projects_member_gets_404(cloud: Cloud, env: dict[str, str],
+                                          placed: dict[str, str]) -> None:
+    other, project = unique("other"), unique("oproj")
+    cloud.openstack("project", "create", project)
+    cloud.openstack("user", "create", "--password", "pw-" + other, other)
+    cloud.openstack("role", "add", "--project", project, "--user", other, "member")
+    cloud.add_user(other, "pw-" + other, project)
+    token = cloud.token(other)
+    with cloud.http(token) as client:
+        listed = client.get(f"{V}/servers/{placed['id']}/os-security-groups")
+    assert listed.status_code == 404
+    before = cloud.db_snapshot()
+    assert _action(cloud, token, placed["id"], {"addSecurityGroup": {"name": "default"}})[0] \
+        == 404
+    assert _action(cloud, token, placed["id"],
+                   {"removeSecurityGroup": {"name": "default"}})[0] == 404
+    assert cloud.db_snapshot() == before

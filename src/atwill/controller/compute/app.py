@@ -18,6 +18,7 @@ from . import (
     server_actions,
     server_extras,
     server_groups,
+    server_security_groups,
     servers,
     services,
     versions,
@@ -26,7 +27,7 @@ from .common import Microversions, nova_error
 
 MODULES = (versions, flavors, flavor_access, extra_specs, keypairs, quotas, limits,
            availability_zones, services, hypervisors, aggregates, servers, server_actions,
-           server_extras, server_groups, instance_actions)
+           server_extras, server_groups, server_security_groups, instance_actions)
 
 
 def create(ctl: Controller) -> FastAPI:

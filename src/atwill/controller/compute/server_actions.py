@@ -1,4 +1,4 @@
-"""/servers/{id}/action: stop, start, reboot, pause, suspend, rebuild, createImage, console."""
+"""/servers/{id}/action: power, reboot, rebuild, createImage, console, security groups."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from ..cluster.nodes import bump
 from ..db.models import Instance
 from ..servers import actions, builds, snapshots, states
 from ..service import authorize, caller, controller, json_body
+from . import server_security_groups
 from .common import api_version
 
 router = APIRouter()
@@ -43,6 +44,10 @@ def server_action_post(server_id: str, request: Request, body: dict = Depends(js
             _reboot(session, inst, args, request_id, creds)
         elif name == "rebuild":
             _rebuild(session, inst, args, request_id, creds)
+        elif name == "addSecurityGroup":
+            server_security_groups.add(session, inst, args)
+        elif name == "removeSecurityGroup":
+            server_security_groups.remove(session, inst, args)
         elif name == "createImage":
             return _create_image(session, request, inst, args, creds, version)
         else:
