@@ -8,7 +8,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -28,7 +28,18 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_size=8, max_overflow=16, pool_pre_ping=True)
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        # The driver atwill[postgres] installs; SQLAlchemy's default would be psycopg2.
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    try:
+        return create_engine(parsed, pool_size=8, max_overflow=16, pool_pre_ping=True)
+    except ModuleNotFoundError as error:
+        # The driver is an extra: say how to get it rather than show an import trace.
+        extra = " (pip install 'atwill[postgres]')" if parsed.get_backend_name() \
+            == "postgresql" else ""
+        raise ValueError(f"the database URL needs the {parsed.get_backend_name()} driver "
+                         f"{error.name!r}, which is not installed{extra}") from None
 
 
 def alembic_config(url: str) -> Config:
