@@ -69,6 +69,13 @@ class Cloud:
             args.append("--insecure-http")
         return self.atwill(*args)
 
+    def configure(self, **settings: Any) -> None:
+        """Set controller settings in atwill.yaml (after init, before start)."""
+        path = self.state_dir / "atwill.yaml"
+        data = yaml.safe_load(path.read_text()) or {}
+        data.update(settings)
+        path.write_text(yaml.safe_dump(data))
+
     def start(self) -> None:
         log = open(self.state_dir / "controller.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import yaml
 
 from tests.cloud import Cloud
 from tests.conftest import fresh_database_url
@@ -18,10 +17,7 @@ def own_cloud(engine: str, **settings: Any) -> Iterator[Cloud]:
         cloud = Cloud(url)
         try:
             cloud.init()
-            path = cloud.state_dir / "atwill.yaml"
-            data = yaml.safe_load(path.read_text()) or {}
-            data.update(settings)
-            path.write_text(yaml.safe_dump(data))
+            cloud.configure(**settings)
             cloud.start()
             yield cloud
         finally:
