@@ -89,7 +89,7 @@ class ChildProcess:
             pid = int(self.pidfile.read_text().split()[0])
         except (OSError, ValueError, IndexError):
             return None
-        return pid if _alive(pid) and self.marker in _argv(pid) else None
+        return pid if alive(pid) and self.marker in _argv(pid) else None
 
     def start(self, args: Sequence[str], logfile: Path,
               env: Mapping[str, str] | None = None) -> int:
@@ -109,7 +109,7 @@ class ChildProcess:
             raise HostCommandError(args, 127, str(exc)) from None
         # Right after the spawn /proc/PID/cmdline can still be empty; wait so pid() knows it.
         deadline = time.monotonic() + 2
-        while self.marker not in _argv(pid) and _alive(pid) and time.monotonic() < deadline:
+        while self.marker not in _argv(pid) and alive(pid) and time.monotonic() < deadline:
             time.sleep(0.005)
         tmp = self.pidfile.with_suffix(".pid.tmp")
         tmp.write_text(f"{pid}\n")
@@ -131,7 +131,8 @@ def _argv(pid: int) -> list[str]:
         return []
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether pid is a process that has not exited (zombies count as exited)."""
     _reap(pid)
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -157,7 +158,7 @@ def _terminate(pid: int, timeout: float) -> None:
             return
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not _alive(pid):
+            if not alive(pid):
                 return
             time.sleep(0.02)
     raise HostCommandError([f"kill {pid}"], -1, f"process {pid} survived SIGKILL")

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
-from atwill.agent.host.run import ChildProcess, HostCommandError, Reverter, run
+from atwill.agent.host.run import ChildProcess, HostCommandError, Reverter, alive, run
 from atwill.agent.hypervisor import disks, suspend
 from atwill.agent.hypervisor.qmp import QMP, QMPError
 from atwill.agent.hypervisor.spec import InstancePaths, InstanceSpec, qemu_argv
@@ -239,11 +239,14 @@ class QemuDriver:
             time.sleep(0.05)
 
     def _wait_exit(self, uuid: str, timeout: float) -> bool:
+        """Wait until QEMU has exited. Its pidfile (and argv) go before the process does,
+        so the PID seen first is watched too: a start right after must find the disk free."""
         deadline = time.monotonic() + timeout
-        while self.pid(uuid) is not None:
+        pid = self.pid(uuid)
+        while self.pid(uuid) is not None or (pid is not None and alive(pid)):
             if time.monotonic() >= deadline:
                 return False
-            time.sleep(0.1)
+            time.sleep(0.05)
         return True
 
     def _status(self, uuid: str) -> str:
