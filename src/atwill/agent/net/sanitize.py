@@ -8,13 +8,12 @@ reported; it never reaches a rendered config.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import re
 from typing import Any
 
 from atwill.agent.net.model import HostPlan, Network, Port, Router, Rule, SecurityGroup, Subnet
+from atwill.core import addresses
 
-_ADDRESS = re.compile(r"[0-9A-Fa-f:.]{2,45}")
 _MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 _IFNAME = re.compile(r"[A-Za-z0-9_.-]{1,15}")
 PROTOCOLS = {"tcp", "udp", "sctp", "icmp", "icmpv6", "ipv6-icmp", "any", ""}
@@ -22,20 +21,12 @@ PROTOCOLS = {"tcp", "udp", "sctp", "icmp", "icmpv6", "ipv6-icmp", "any", ""}
 
 def ip(value: Any) -> str:
     """A plain IPv4/IPv6 address, canonical; ValueError for anything else (scope ids too)."""
-    if not isinstance(value, str) or not _ADDRESS.fullmatch(value):
-        raise ValueError(f"not an address: {value!r:.80}")
-    return str(ipaddress.ip_address(value))
+    return str(addresses.ip(value))
 
 
 def prefix(value: Any) -> str:
     """An address or CIDR, canonical (host bits cleared); ValueError otherwise."""
-    if not isinstance(value, str):
-        raise ValueError(f"not a prefix: {value!r:.80}")
-    address, slash, length = value.partition("/")
-    if slash and not length.isdigit():
-        raise ValueError(f"not a prefix: {value!r:.80}")
-    ip(address)
-    return str(ipaddress.ip_network(value, strict=False))
+    return str(addresses.prefix(value))
 
 
 def mac(value: Any) -> str:
