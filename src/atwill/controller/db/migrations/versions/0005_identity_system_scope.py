@@ -1,7 +1,7 @@
-"""identity
+"""identity: system-scope role assignments
 
 Revision ID: 0005
-Revises:  system-scope role assignments:0004
+Revises: 0004
 Create Date: 2026-12-05 21:30:00.000000
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa  # noqa: F401  (used once the schema change is written)
 from alembic import op  # noqa: F401
 
 revision = "0005"
-down_revision = " system-scope role assignments:0004"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

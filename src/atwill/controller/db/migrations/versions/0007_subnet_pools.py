@@ -1,7 +1,7 @@
-"""network
+"""network: subnet pools and subnets allocated from them
 
 Revision ID: 0007
-Revises:  subnet pools and subnets allocated from them:0006
+Revises: 0006
 Create Date: 2026-12-05 21:30:00.000000
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa  # noqa: F401  (used once the schema change is written)
 from alembic import op  # noqa: F401
 
 revision = "0007"
-down_revision = " subnet pools and subnets allocated from them:0006"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
