@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 from ..core.passwords import hash_password
 from ..core.quotas import DEFAULTS
 from .context import Controller
+from .db.identity import SystemRoleAssignment
 from .db.models import (
     Domain,
     Endpoint,
@@ -90,6 +91,9 @@ def _identity(session: Session, admin_password: str, changes: list[str]) -> None
         changes.append("created user admin")
     _get_or_add(session, RoleAssignment, changes, "admin role for admin on project admin",
                 user_id=user.id, project_id=project.id, role_id=roles["admin"].id)
+    # As keystone-manage bootstrap: the admin is also admin on the system (cloud admin).
+    _get_or_add(session, SystemRoleAssignment, changes, "admin role for admin on the system",
+                user_id=user.id, role_id=roles["admin"].id)
 
 
 def _catalog(session: Session, ctl: Controller, changes: list[str]) -> None:

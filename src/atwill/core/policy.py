@@ -12,6 +12,12 @@ domains, read its own user, change its own password (and get, check or revoke it
 own tokens, which need no rule). An admin of any other project is an admin of that
 project only: its admin role implies member and reader there.
 Project isolation is enforced again in the queries; the rule only says who may ask.
+
+System scope (Keystone's "scope": {"system": {"all": true}}): the admin role on the
+system makes a cloud admin, like the admin role on the admin project; a system reader
+(or member) may perform every read operation on any project's resources and nothing
+else. A system-scoped token has no project, so creating what a project owns needs a
+project-scoped token.
 """
 
 from __future__ import annotations
@@ -43,6 +49,11 @@ RULES: dict[str, str] = {
     "identity:list_role_assignments": "admin", "identity:create_grant": "admin",
     "identity:revoke_grant": "admin", "identity:check_grant": "admin",
     "identity:list_grants": "admin",
+    "identity:get_auth_system": "any",
+    "identity:list_system_grants_for_user": "admin",
+    "identity:check_system_grant_for_user": "admin",
+    "identity:create_system_grant_for_user": "admin",
+    "identity:revoke_system_grant_for_user": "admin",
     "identity:list_regions": "any", "identity:get_region": "any",
     "identity:create_region": "admin", "identity:update_region": "admin",
     "identity:delete_region": "admin",
@@ -125,11 +136,30 @@ ADMIN_PROJECT_DOMAIN_ID = "default"
 
 UNSCOPED_OPERATIONS = frozenset({
     "identity:get_auth_projects", "identity:get_auth_domains", "identity:get_auth_catalog",
+    "identity:get_auth_system",
     "identity:list_user_projects", "identity:get_user", "identity:change_password",
 })
 
 READER_ROLES = frozenset({"reader", "member", "admin"})
 MEMBER_ROLES = frozenset({"member", "admin"})
+
+# An operation is a read when its verb (first word of its last part) is one of these.
+READ_VERBS = frozenset({"list", "get", "show", "index", "detail", "statistics", "search",
+                        "check", "defaults", "download"})
+READS_WITHOUT_VERB = frozenset({"compute:limits", "compute:limits:other_project"})
+# Reads a system reader is still refused: join tokens are credentials, not inventory.
+SECRET_READS = frozenset({"cluster:tokens:list"})
+# Operations whose new resource belongs to the caller's project: with no target
+# project a system-scoped token is refused them (Nova and Neutron scope_types project).
+PROJECT_OPERATIONS = frozenset({"compute:servers:create", "compute:server_groups:create"})
+
+
+def is_read(operation: str) -> bool:
+    """Whether operation only reads (what a system reader may do everywhere)."""
+    verb = operation.rsplit(":", 1)[-1].split("_", 1)[0]
+    if operation in READS_WITHOUT_VERB:
+        return True
+    return verb in READ_VERBS and operation not in SECRET_READS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,7 +167,8 @@ class Credentials:
     """Who is asking: the token's user, its scope and its effective role names.
 
     is_admin_project says the token is scoped to the admin project; it is computed
-    when the token is validated (never from anything the caller sends).
+    when the token is validated (never from anything the caller sends). system says
+    the token is system-scoped, and roles are then the user's roles on the system.
     """
 
     user_id: str
@@ -145,25 +176,42 @@ class Credentials:
     project_id: str | None = None
     domain_id: str | None = None
     is_admin_project: bool = False
+    system: bool = False
 
     @property
     def is_admin(self) -> bool:
-        """A cloud admin: the admin role on the admin project, not admin anywhere."""
-        return "admin" in self.roles and self.is_admin_project and self.project_id is not None
+        """A cloud admin: admin on the system or on the admin project, not admin anywhere."""
+        if "admin" not in self.roles:
+            return False
+        return self.system or (self.is_admin_project and self.project_id is not None)
+
+    @property
+    def system_reader(self) -> bool:
+        """A system-scoped token with a reader role: reads every project, changes nothing."""
+        return self.system and bool(self.roles & READER_ROLES)
+
+    @property
+    def reads_all(self) -> bool:
+        """Whether reads may cross projects: a cloud admin or a system reader."""
+        return self.is_admin or self.system_reader
 
     @property
     def unscoped(self) -> bool:
-        return self.project_id is None and self.domain_id is None
+        return self.project_id is None and self.domain_id is None and not self.system
 
 
 def allowed(creds: Credentials, operation: str, project_id: str | None = None,
             user_id: str | None = None, domain_id: str | None = None) -> bool:
     """Whether creds may perform operation on a target owned by project_id/user_id."""
     rule = RULES[operation]
+    if creds.system and operation in PROJECT_OPERATIONS and project_id is None:
+        return False
     if creds.is_admin:
         return True
     if creds.unscoped and operation not in UNSCOPED_OPERATIONS:
         return False
+    if creds.system:
+        return _system_allowed(creds, operation, rule, user_id)
     if rule == "any":
         return True
     if rule == "admin":
@@ -178,9 +226,23 @@ def allowed(creds: Credentials, operation: str, project_id: str | None = None,
     return project_id is None or project_id == creds.project_id
 
 
+def _system_allowed(creds: Credentials, operation: str, rule: str,
+                    user_id: str | None) -> bool:
+    """A system-scoped non-admin: any read with a reader role, else only its own things."""
+    if rule == "any":
+        return True
+    if rule == "owner" and (user_id is None or user_id == creds.user_id):
+        return True
+    return creds.system_reader and is_read(operation)
+
+
 def enforce(creds: Credentials, operation: str, **target: str | None) -> None:
     if allowed(creds, operation, **target):
         return
+    if creds.system and operation in PROJECT_OPERATIONS:
+        raise Forbidden(f"Policy doesn't allow {operation} to be performed with a "
+                        "system-scoped token: the new resource needs a project; use a "
+                        "project-scoped token.")
     if creds.unscoped:
         raise Forbidden(f"Policy doesn't allow {operation} to be performed with an unscoped "
                         "token: it may only list its projects and get a project-scoped token.")

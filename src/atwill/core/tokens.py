@@ -24,6 +24,8 @@ class TokenPayload:
     audit_id: str
     project_id: str | None = None
     domain_id: str | None = None
+    # Keystone's system scope; its only target is "all".
+    system: bool = False
 
     def pack(self) -> bytes:
         data = {
@@ -35,6 +37,8 @@ class TokenPayload:
             data["p"] = self.project_id
         if self.domain_id:
             data["d"] = self.domain_id
+        if self.system:
+            data["s"] = "all"
         return json.dumps(data, separators=(",", ":")).encode()
 
     @classmethod
@@ -45,10 +49,13 @@ class TokenPayload:
             issued_at=dt.datetime.fromtimestamp(data["i"], dt.UTC).replace(tzinfo=None),
             expires_at=dt.datetime.fromtimestamp(data["e"], dt.UTC).replace(tzinfo=None),
             audit_id=data["a"], project_id=data.get("p"), domain_id=data.get("d"),
+            system=data.get("s") == "all",
         )
 
     @property
     def scope(self) -> str:
+        if self.system:
+            return "system"
         return "project" if self.project_id else "domain" if self.domain_id else "unscoped"
 
 

@@ -121,6 +121,16 @@ class RoleAssignment(Base):
     role_id: Mapped[str] = mapped_column(ForeignKey("roles.id", ondelete="CASCADE"))
 
 
+class SystemRoleAssignment(Base):
+    """A user's role on the system (Keystone's system scope; its only target is 'all')."""
+
+    __tablename__ = "system_role_assignments"
+    __table_args__ = (UniqueConstraint("user_id", "role_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    role_id: Mapped[str] = mapped_column(ForeignKey("roles.id", ondelete="CASCADE"))
+
+
 class Region(Base):
     __tablename__ = "regions"
     id: Mapped[str] = mapped_column(String(255), primary_key=True)

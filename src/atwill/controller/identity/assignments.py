@@ -13,6 +13,7 @@ from ...core.policy import Credentials
 from ..db.models import Domain, Project, Role, RoleAssignment, User
 from ..service import authorize, caller, controller
 from .common import base, bool_query, get_or_404
+from .system_assignments import system_assignments, system_filter
 from .tokens import TokenService
 
 router = APIRouter()
@@ -110,14 +111,17 @@ def assignments_get(request: Request, creds: Credentials = Depends(caller)) -> d
                         ("role.id", RoleAssignment.role_id)):
         if params.get(key):
             query = query.where(column == params[key])
-    if "scope.system" in params:
-        return {"role_assignments": [], "links": {"self": str(request.url)}}
+    on_system = system_filter(params)
     names = bool_query(params.get("include_names"), "include_names") or False
     if params.get("scope.OS-INHERIT:inherited_to"):
         raise BadRequest("Inherited role assignments are not supported.")
     with controller(request).db.session() as session:
-        rows = list(session.scalars(query.order_by(RoleAssignment.id)))
-        out = [_assignment(session, request, a, names) for a in rows]
+        out = []
+        if not on_system:
+            rows = list(session.scalars(query.order_by(RoleAssignment.id)))
+            out = [_assignment(session, request, a, names) for a in rows]
+        if on_system is not False:
+            out += system_assignments(session, base(request), params, names)
     return {"role_assignments": out, "links": {"self": str(request.url)}}
 
 

@@ -19,6 +19,7 @@ from ..db.models import Domain, Project, RoleAssignment
 from ..service import authorize, caller, controller, json_body
 from . import lockout, token_cache
 from .lookups import find_auth_user, find_domain
+from .system import system_roles, system_scope
 from .tokens import TokenService, ValidatedToken, build_catalog, lookup_scope_project
 
 router = APIRouter()
@@ -35,11 +36,13 @@ def tokens_post(request: Request, body: dict = Depends(json_body)) -> JSONRespon
     with ctl.db.session() as session:
         user, methods, expires_at, audit_id = _authenticate(
             ctl, session, auth["identity"], request.app.state.password_slots)
-        project, domain = _scope(session, auth.get("scope"), user)
+        project, domain, system = _scope(session, auth.get("scope"), user)
+        if system and not system_roles(session, user.id):
+            raise Unauthorized(f"User {user.id} has no access to the system.")
         if (project or domain) and not _has_role(session, user.id, project, domain):
             raise Unauthorized("The user has no role on the requested scope.")
         token, validated = service.issue(session, user, project, domain, methods,
-                                         expires_at, audit_id)
+                                         expires_at, audit_id, system)
         nocatalog = "nocatalog" in request.query_params
         body_out = service.body(session, validated, with_catalog=not nocatalog)
     return JSONResponse(body_out, status_code=201, headers={"X-Subject-Token": token})
@@ -90,27 +93,29 @@ def throttle(request: Request) -> None:
                               headers={"Retry-After": str(math.ceil(wait))})
 
 
-def _scope(session: Session, scope: Any, user: Any) -> tuple[Project | None, Domain | None]:
+def _scope(session: Session, scope: Any,
+           user: Any) -> tuple[Project | None, Domain | None, bool]:
+    """The requested scope: (project, domain, system), at most one of them set."""
     if scope is None:
         if user.default_project_id:
             project = session.get(Project, user.default_project_id)
             if project is not None and project.enabled:
-                return project, None
-        return None, None
+                return project, None, False
+        return None, None, False
     if scope == "unscoped":
-        return None, None
+        return None, None, False
     if not isinstance(scope, dict):
         raise BadRequest("Invalid input: 'auth.scope' must be an object.")
+    if "system" in scope:
+        return None, None, system_scope(scope)
     if isinstance(scope.get("project"), dict):
         project = lookup_scope_project(session, scope["project"])
         if not project.enabled:
             raise Unauthorized("The project is disabled.")
-        return project, None
+        return project, None, False
     if isinstance(scope.get("domain"), dict):
-        return None, find_domain(session, scope["domain"])
-    if "system" in scope:
-        raise Unauthorized("System-scoped tokens are not supported; scope to a project.")
-    raise BadRequest("Invalid input: 'auth.scope' needs a project or a domain.")
+        return None, find_domain(session, scope["domain"]), False
+    raise BadRequest("Invalid input: 'auth.scope' needs a project, a domain or the system.")
 
 
 def _has_role(session: Session, user_id: str, project: Project | None,
@@ -143,7 +148,7 @@ async def tokens_get(request: Request, creds: Credentials = Depends(caller)) -> 
     if cached is None:
         cached = await run_in_threadpool(_token_body, request, ctl, key, with_catalog)
     owner, body = cached
-    _may_see(creds, owner)
+    _may_see(creds, owner, reading=True)
     return JSONResponse(body, headers={"X-Subject-Token": subject})
 
 
@@ -161,7 +166,7 @@ def _token_body(request: Request, ctl: Controller, key: str,
 def tokens_head(request: Request, creds: Credentials = Depends(caller)) -> Response:
     ctl = controller(request)
     with ctl.db.session() as session:
-        _may_see_token(creds, _subject(request, session, ctl))
+        _may_see(creds, _subject(request, session, ctl).user.id, reading=True)
     return Response(status_code=200)
 
 
@@ -179,16 +184,18 @@ def _may_see_token(creds: Credentials, validated: ValidatedToken) -> None:
     _may_see(creds, validated.user.id)
 
 
-def _may_see(creds: Credentials, owner: str) -> None:
-    """Anyone may check their own token; only admin may check somebody else's."""
-    if owner != creds.user_id and not creds.is_admin:
-        raise NotFound("Could not find token.")
+def _may_see(creds: Credentials, owner: str, reading: bool = False) -> None:
+    """Anyone may check their own token; only admin (or, to read, a system reader) may
+    check somebody else's, as Keystone's validate_token and revoke_token rules."""
+    if owner == creds.user_id or creds.is_admin or (reading and creds.system_reader):
+        return
+    raise NotFound("Could not find token.")
 
 
 @router.get("/v3/auth/catalog")
 def catalog_get(request: Request, creds: Credentials = Depends(caller)) -> dict:
     authorize(creds, "identity:get_auth_catalog")
-    if creds.project_id is None and creds.domain_id is None:
+    if creds.unscoped:
         raise Unauthorized("An unscoped token has no catalog; scope it to a project.")
     with controller(request).db.session() as session:
         return {"catalog": build_catalog(session), "links": {"self": str(request.url)}}

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from ..db.identity import SystemRoleAssignment
 from ..db.models import (
     Domain,
     Endpoint,
@@ -40,7 +41,7 @@ TTL = 3.0
 MAX_ENTRIES = 10_000
 # What a validation or a token body reads: a commit touching any of it drops the cache.
 IDENTITY = (User, Project, Domain, Role, RoleAssignment, ImpliedRole, Revocation, Service,
-            Endpoint, Region)
+            Endpoint, Region, SystemRoleAssignment)
 MARK = "atwill.identity_changed"
 
 

@@ -24,6 +24,7 @@ from ..db.models import (
     Role,
     RoleAssignment,
     Service,
+    SystemRoleAssignment,
     User,
 )
 from .lookups import find_domain
@@ -46,18 +47,22 @@ class ValidatedToken:
             project_id=project.id if project else None,
             domain_id=self.domain.id if self.domain else None,
             is_admin_project=project is not None and project.name == ADMIN_PROJECT_NAME
-            and project.domain_id == ADMIN_PROJECT_DOMAIN_ID)
+            and project.domain_id == ADMIN_PROJECT_DOMAIN_ID, system=self.payload.system)
 
 
 def effective_roles(session: Session, user_id: str, project_id: str | None = None,
-                    domain_id: str | None = None) -> list[Role]:
+                    domain_id: str | None = None, system: bool = False) -> list[Role]:
     """Roles assigned on the target plus every role they imply, transitively."""
-    if project_id is None and domain_id is None:
+    if system:
+        ids = set(session.scalars(select(SystemRoleAssignment.role_id).where(
+            SystemRoleAssignment.user_id == user_id)))
+    elif project_id is None and domain_id is None:
         return []
-    target = (RoleAssignment.project_id == project_id if project_id
-              else RoleAssignment.domain_id == domain_id)
-    ids = set(session.scalars(select(RoleAssignment.role_id).where(
-        RoleAssignment.user_id == user_id, target)))
+    else:
+        target = (RoleAssignment.project_id == project_id if project_id
+                  else RoleAssignment.domain_id == domain_id)
+        ids = set(session.scalars(select(RoleAssignment.role_id).where(
+            RoleAssignment.user_id == user_id, target)))
     frontier = set(ids)
     while frontier:
         implied = set(session.scalars(select(ImpliedRole.implied_role_id).where(
@@ -88,15 +93,16 @@ class TokenService:
 
     def issue(self, session: Session, user: User, project: Project | None = None,
               domain: Domain | None = None, methods: tuple[str, ...] = ("password",),
-              expires_at: dt.datetime | None = None,
-              audit_id: str | None = None) -> tuple[str, ValidatedToken]:
+              expires_at: dt.datetime | None = None, audit_id: str | None = None,
+              system: bool = False) -> tuple[str, ValidatedToken]:
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         limit = now + dt.timedelta(seconds=self.ctl.settings.token_ttl)
         payload = TokenPayload(
             user_id=user.id, methods=methods, issued_at=now,
             expires_at=min(expires_at, limit) if expires_at else limit,
             audit_id=audit_id or new_audit_id(),
-            project_id=project.id if project else None, domain_id=domain.id if domain else None)
+            project_id=project.id if project else None, domain_id=domain.id if domain else None,
+            system=system)
         token = self.ctl.keys.fernet().encrypt(payload.pack()).decode()
         return token, self._load(session, payload)
 
@@ -139,8 +145,9 @@ class TokenService:
             domain = session.get(Domain, payload.domain_id)
             if domain is None or not domain.enabled:
                 raise denied
-        roles = effective_roles(session, user.id, payload.project_id, payload.domain_id)
-        if (project or domain) and not roles:
+        roles = effective_roles(session, user.id, payload.project_id, payload.domain_id,
+                                payload.system)
+        if (project or domain or payload.system) and not roles:
             raise denied
         return ValidatedToken(payload, user, user_domain, project, domain, roles)
 
@@ -174,7 +181,9 @@ class TokenService:
             token["is_domain"] = False
         if validated.domain:
             token["domain"] = {"id": validated.domain.id, "name": validated.domain.name}
-        if validated.project or validated.domain:
+        if payload.system:
+            token["system"] = {"all": True}
+        if validated.project or validated.domain or payload.system:
             token["roles"] = [{"id": r.id, "name": r.name} for r in validated.roles]
             if with_catalog:
                 token["catalog"] = build_catalog(session)
