@@ -53,6 +53,9 @@ class Settings:
     # (each argon2 check holds ~19 MiB); past it a check waits up to 5 s, then gets 429.
     password_checks: int = 4
     pci_aliases: str = ""  # e.g. "K20m=10de:1028,T4=10de:1eb8" (name=vendor:product)
+    # The external network `public` (CIDR); empty: `atwill up` picks one clear of the
+    # host's routes, addresses, resolvers and package mirrors; `init` uses 203.0.113.0/24.
+    public_range: str = ""
 
     @property
     def scheme(self) -> str:

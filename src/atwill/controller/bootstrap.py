@@ -51,7 +51,8 @@ def bootstrap(ctl: Controller, admin_password: str) -> list[str]:
         _quota_defaults(session, changes)
         admin = session.scalar(select(Project).where(Project.name == "admin",
                                                      Project.domain_id == "default"))
-        changes += ensure_defaults(session, admin.id)
+        public = {"public_cidr": ctl.settings.public_range} if ctl.settings.public_range else {}
+        changes += ensure_defaults(session, admin.id, **public)
     return changes
 
 
