@@ -19,6 +19,7 @@ from . import (
     server_extras,
     server_groups,
     server_security_groups,
+    server_tags,
     servers,
     services,
     versions,
@@ -27,7 +28,8 @@ from .common import Microversions, nova_error
 
 MODULES = (versions, flavors, flavor_access, extra_specs, keypairs, quotas, limits,
            availability_zones, services, hypervisors, aggregates, servers, server_actions,
-           server_extras, server_groups, server_security_groups, instance_actions)
+           server_extras, server_groups, server_security_groups, server_tags,
+           instance_actions)
 
 
 def create(ctl: Controller) -> FastAPI:

@@ -1,4 +1,5 @@
-"""/servers/{id}/action: power, reboot, rebuild, createImage, console, security groups."""
+"""/servers/{id}/action: power, reboot, rebuild, createImage, console, security groups,
+lock and unlock."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
-from ...core.errors import BadRequest, Conflict
+from ...core import serverlock
+from ...core.errors import BadRequest, Conflict, Forbidden
 from ...core.microversion import Version
 from ...core.policy import Credentials
 from ..cluster.nodes import bump
@@ -20,6 +22,8 @@ from .common import api_version
 router = APIRouter()
 POWER_ACTIONS = {"os-stop": "stop", "os-start": "start", "pause": "pause",
                  "unpause": "unpause", "suspend": "suspend", "resume": "resume"}
+# Nova checks the lock in these actions' compute API; the others work on a locked server.
+UNLOCKED_ONLY = {*POWER_ACTIONS, "reboot", "rebuild", "createImage"}
 
 
 @router.post("/v2.1/servers/{server_id}/action", response_model=None)
@@ -35,10 +39,12 @@ def server_action_post(server_id: str, request: Request, body: dict = Depends(js
         authorize(creds, "compute:servers:action", project_id=inst.project_id)
         if name == "os-getConsoleOutput":
             return {"output": _console(inst, args)}
-        if inst.locked and not creds.is_admin:
-            raise Conflict(f"Instance {server_id} is locked.")
+        if name in UNLOCKED_ONLY:
+            refuse_locked(inst, creds)
         request_id = request.scope["state"]["request_id"]
-        if name in POWER_ACTIONS:
+        if name in ("lock", "unlock"):
+            _lock(session, inst, name, args, request_id, creds, version)
+        elif name in POWER_ACTIONS:
             _power(session, inst, name, request_id, creds)
         elif name == "reboot":
             _reboot(session, inst, args, request_id, creds)
@@ -54,6 +60,31 @@ def server_action_post(server_id: str, request: Request, body: dict = Depends(js
             raise BadRequest(f"The action {name!r} is not supported by this cloud.")
         bump(session)
     return Response(status_code=202)
+
+
+def refuse_locked(inst: Instance, creds: Credentials) -> None:
+    """Nova's check_instance_lock: a locked instance is the admins' alone (409)."""
+    if inst.locked and not creds.is_admin:
+        raise Conflict(f"Instance {inst.id} is locked")
+
+
+def _lock(session: Any, inst: Instance, name: str, args: Any, request_id: str,
+          creds: Credentials, version: Version) -> None:
+    if name == "lock":
+        reason = serverlock.reason(args, version >= "2.73")
+        side = serverlock.locked_by(inst.project_id, creds.project_id)
+        if inst.locked and side == "owner":
+            return  # Nova: the owner locking again changes nothing and records nothing
+        inst.locked, inst.locked_by = True, side
+        inst.locked_reason = reason or inst.locked_reason
+    else:
+        if not serverlock.may_unlock(inst.locked_by, inst.project_id, creds.project_id,
+                                     creds.is_admin):
+            raise Forbidden("Policy doesn't allow os_compute_api:os-lock-server:unlock:"
+                            "unlock_override to be performed.")
+        inst.locked, inst.locked_by, inst.locked_reason = False, None, None
+    actions.start(session, inst.id, name, request_id, creds.user_id, creds.project_id)
+    actions.event(session, inst.id, f"api_{name}", None)
 
 
 def _check(inst: Instance, name: str, allowed: frozenset[str]) -> None:

@@ -10,6 +10,7 @@ from ..cluster.nodes import bump
 from ..compute.usage import project_limits
 from ..servers import builds, ports
 from ..service import authorize, caller, controller, json_body
+from .server_actions import refuse_locked
 from .server_input import metadata
 
 router = APIRouter()
@@ -25,6 +26,7 @@ def _update(request: Request, server_id: str, creds: Credentials, new: dict[str,
     with controller(request).db.session() as session:
         inst = builds.get(session, server_id, creds)
         authorize(creds, "compute:servers:update", project_id=inst.project_id)
+        refuse_locked(inst, creds)
         meta = dict(new) if replace else {**(inst.meta or {}), **new}
         limit = project_limits(session, inst.project_id)["metadata_items"]
         if limit != -1 and len(meta) > limit:
@@ -79,6 +81,7 @@ def metadata_key_delete(server_id: str, key: str, request: Request,
     with controller(request).db.session() as session:
         inst = builds.get(session, server_id, creds)
         authorize(creds, "compute:servers:update", project_id=inst.project_id)
+        refuse_locked(inst, creds)
         if key not in (inst.meta or {}):
             raise NotFound(f"Metadata item {key} was not found.")
         inst.meta = {k: v for k, v in inst.meta.items() if k != key}

@@ -131,7 +131,9 @@ def parse_create(body: dict[str, Any], version: Version) -> dict[str, Any]:
     bounded(data.get("block_device_mapping_v2"), "block_device_mapping_v2")
     for key in ("accessIPv4", "accessIPv6"):
         access_ip(data, key)
-    tags(data)
+    if "tags" in data and not version >= "2.52":
+        raise BadRequest("Invalid input: additional properties are not allowed ('tags' was "
+                         "unexpected; tags at create need microversion 2.52).")
     if networks is None and version >= "2.37":
         raise BadRequest("Invalid input: 'networks' is required from microversion 2.37.")
     if isinstance(networks, str) and networks not in ("auto", "none"):
@@ -153,6 +155,7 @@ def parse_create(body: dict[str, Any], version: Version) -> dict[str, Any]:
         "min_count": _count(data, "min_count"),
         "max_count": _count(data, "max_count", _count(data, "min_count")),
         "return_reservation_id": bool(data.get("return_reservation_id")),
+        "tags": list(dict.fromkeys(tags(data))),
         "hints": _hints(body.get("os:scheduler_hints") or body.get(
             "OS-SCH-HNT:scheduler_hints")),
     }

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
+from ...core import servertags
 from ...core.errors import BadRequest, Forbidden
 from ...core.microversion import Version
 from ...core.name_regex import NamePattern
@@ -20,7 +21,8 @@ from ..db.models import Instance
 from ..servers import actions, builds, placement, ports, snapshots, states, view
 from ..servers.locks import serialized
 from ..service import authorize, caller, controller, json_body, wrapped
-from .common import api_version, base, paginated
+from .common import api_version, base, paginated, query_bool
+from .server_actions import refuse_locked
 from .server_input import access_ip, parse_create
 from .usage import project_limits
 
@@ -56,20 +58,24 @@ def check_metadata_quota(session: Any, project_id: str, meta: dict[str, str]) ->
 
 def _listing(request: Request, creds: Credentials, version: Version, detailed: bool) -> dict:
     params = request.query_params
-    all_projects = creds.is_admin and params.get("all_tenants", "").lower() in (
+    all_projects = creds.reads_all and params.get("all_tenants", "").lower() in (
         "1", "true", "yes", "")  and "all_tenants" in params
     query = select(Instance).order_by(Instance.created_at.desc(), Instance.id)
     if not (creds.is_admin and params.get("deleted", "").lower() in ("true", "1")):
         query = query.where(Instance.deleted.is_(False))
     project = params.get("project_id") or params.get("tenant_id")
-    if not creds.is_admin or (not all_projects and not project):
+    if not creds.reads_all or (not all_projects and not project):
         query = query.where(Instance.project_id == creds.project_id)
     elif project:
         query = query.where(Instance.project_id == project)
+    if version >= "2.73" and "locked" in params:
+        query = query.where(Instance.locked.is_(query_bool(request, "locked")))
+    tag_filters = servertags.parse_filters(params) if version >= "2.26" else {}
     ctl = controller(request)
     with ctl.db.session() as session:
         name = NamePattern(params["name"]) if params.get("name") else None
-        found = [i for i in session.scalars(query) if _matches(i, params, creds, name)]
+        found = [i for i in session.scalars(query) if _matches(i, params, creds, name)
+                 and servertags.matches(i.tags or [], tag_filters)]
         found, more = paginated(request, found, lambda i: i.id,
                                 "servers/detail" if detailed else "servers", "servers_links")
         if detailed:
@@ -158,8 +164,7 @@ def server_delete(server_id: str, request: Request,
     with serialized(ctl.db.engine.dialect.name), ctl.db.session() as session:
         inst = builds.get(session, server_id, creds)
         authorize(creds, "compute:servers:delete", project_id=inst.project_id)
-        if inst.locked and not creds.is_admin:
-            raise BadRequest(f"Instance {server_id} is locked.")
+        refuse_locked(inst, creds)
         delete(session, inst, request.scope["state"]["request_id"], creds)
     return Response(status_code=204)
 

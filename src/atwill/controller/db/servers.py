@@ -50,6 +50,11 @@ class Instance(Base):
     launch_index: Mapped[int] = mapped_column(Integer, default=0)
     reservation_id: Mapped[str] = mapped_column(String(36), default="")
     locked: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Nova's locked_by: 'owner' (the instance's project locked it) or 'admin' (another
+    # project's admin did, so the owner cannot unlock it).
+    locked_by: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    locked_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
     # The image a createImage asked of the node and not yet uploaded (None: no snapshot).
     snapshot_image_id: Mapped[str | None] = mapped_column(String(36), nullable=True,
                                                           index=True)

@@ -165,7 +165,8 @@ def create(session: Session, ctl: Controller, creds: Credentials, spec: dict[str
             availability_zone=spec.get("availability_zone"), requested_networks=networks,
             security_groups=spec.get("security_groups") or ["default"],
             scheduler_hints=spec.get("hints") or {}, vm_state="building",
-            task_state="scheduling", launch_index=index, reservation_id=reservation)
+            task_state="scheduling", launch_index=index, reservation_id=reservation,
+            tags=list(spec.get("tags") or []))
         session.add(inst)
         session.flush()
         if (spec.get("hints") or {}).get("group"):
@@ -190,7 +191,7 @@ def get(session: Session, server_id: str, creds: Credentials,
         include_deleted: bool = False) -> Instance:
     inst = session.get(Instance, server_id)
     if inst is None or (inst.deleted and not include_deleted) or (
-            not creds.is_admin and inst.project_id != creds.project_id):
+            not creds.reads_all and inst.project_id != creds.project_id):
         raise NotFound(f"Instance {server_id} could not be found.")
     return inst
 

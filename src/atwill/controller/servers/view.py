@@ -102,11 +102,11 @@ def _versioned(out: dict[str, Any], inst: Instance, version: Version,
     if version >= "2.19":
         out["description"] = inst.description
     if version >= "2.26":
-        out["tags"] = []
+        out["tags"] = list(inst.tags or [])
     if version >= "2.63":
         out["trusted_image_certificates"] = None
     if version >= "2.73":
-        out["locked_reason"] = None
+        out["locked_reason"] = inst.locked_reason
     if version >= "2.96":
         out["pinned_availability_zone"] = inst.availability_zone
     if creds.is_admin:
