@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import datetime as dt
 import hashlib
 import re
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
 SSH_TYPES = ("ssh-rsa", "ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
              "ecdsa-sha2-nistp521")
@@ -19,6 +21,10 @@ _NAME = re.compile(r"^(?! )[a-zA-Z0-9. _-]+(?<! )$")
 # 2.92 widened the allowed names to include '@' (keys named after user@host).
 _NAME_2_92 = re.compile(r"^(?! )[a-zA-Z0-9@. _-]+(?<! )$")
 MAX_PUBLIC_KEY = 16384
+# Microsoft's User Principal Name: WinRM maps a client certificate to a user through it,
+# which is what Nova's generated x509 keypairs are for.
+_UPN = ObjectIdentifier("1.3.6.1.4.1.311.20.2.3")
+X509_DAYS = 3650
 
 
 class InvalidKey(ValueError):
@@ -79,7 +85,6 @@ def x509_fingerprint(certificate: str) -> str:
     return ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
 
 
-
 def fingerprint(key_type: str, public_key: str) -> str:
     if key_type == "x509":
         return x509_fingerprint(public_key)
@@ -100,3 +105,33 @@ def generate(comment: str = "Generated-by-atwill", algorithm: str = "ed25519") -
                                            serialization.PublicFormat.OpenSSH).decode()
     public = f"{public} {comment}"
     return Generated(private, public, ssh_fingerprint(public))
+
+
+def _upn_value(name: str) -> bytes:
+    """DER of a UTF8String, the form a UPN otherName carries."""
+    data = name.encode()
+    if len(data) < 128:
+        return bytes([0x0C, len(data)]) + data
+    size = len(data).to_bytes((len(data).bit_length() + 7) // 8, "big")
+    return bytes([0x0C, 0x80 | len(size)]) + size + data
+
+
+def generate_x509(user_id: str) -> Generated:
+    """Nova's generated x509 keypair: a self-signed RSA client certificate for the user
+    (CN and UPN name them); the certificate is the public key, the PKCS#8 key is returned
+    once, and the fingerprint is the certificate's."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, user_id)])
+    now = dt.datetime.now(dt.UTC)
+    upn = x509.OtherName(_UPN, _upn_value(f"{user_id}@localhost"))
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now + dt.timedelta(days=X509_DAYS))
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]),
+                           critical=False)
+            .add_extension(x509.SubjectAlternativeName([upn]), critical=False)
+            .sign(key, hashes.SHA256()))
+    public = cert.public_bytes(serialization.Encoding.PEM).decode()
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    return Generated(private, public, x509_fingerprint(public))

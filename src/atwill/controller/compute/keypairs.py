@@ -1,4 +1,4 @@
-"""/os-keypairs: per-user SSH (and x509) keys; import, generate (< 2.92), list, show, delete."""
+"""/os-keypairs: per-user SSH and x509 keys; import, generate (< 2.92), list, show, delete."""
 
 from __future__ import annotations
 
@@ -58,7 +58,10 @@ def keypairs_post(request: Request, body: dict = Depends(json_body),
     authorize(creds, "compute:keypairs:create", user_id=user_id)
     name, key_type, public_key = _parse(data, version)
     generated = None
-    if public_key is None:
+    if public_key is None and key_type == "x509":
+        generated = keys.generate_x509(user_id)
+        public_key = generated.public_key
+    elif public_key is None:
         generated = keys.generate(comment=f"Generated-by-atwill-{name}".replace(" ", "-"))
         public_key = generated.public_key
     fingerprint = _fingerprint(key_type, public_key)
@@ -138,9 +141,6 @@ def _parse(data: dict[str, Any], version: Version) -> tuple[str, str, str | None
         if version >= "2.92":
             raise BadRequest("Invalid input: 'public_key' is required from microversion "
                              "2.92; the server no longer generates keys.")
-        if key_type == "x509":
-            raise BadRequest("Generating x509 keypairs is not supported; import a PEM "
-                             "certificate as public_key instead.")
     elif not isinstance(public_key, str):
         raise BadRequest("Invalid input for field/attribute public_key: a string is required.")
     return name, key_type, public_key
