@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy import select
 
@@ -48,16 +50,33 @@ def instance_action_get(server_id: str, request_id: str, request: Request,
         action = session.scalar(select(InstanceAction).where(
             InstanceAction.instance_id == inst.id, InstanceAction.request_id == request_id))
         if action is None:
-            raise NotFound(f"Action for request_id {request_id} on instance {server_id} "
-                           "not found.")
-        events = session.scalars(select(InstanceActionEvent).where(
-            InstanceActionEvent.action_id == action.id).order_by(InstanceActionEvent.id))
+            raise NotFound(f"Action {request_id} not found")
         out = _action(action, version)
-        out["events"] = [{"event": e.event, "start_time": iso(e.start_time),
-                          "finish_time": iso(e.finish_time), "result": e.result,
-                          **({"host": e.host or "", "hostId": ""} if version >= "2.62"
-                             else {}),
-                          **({"traceback": e.traceback} if creds.is_admin else {}),
-                          **({"details": e.traceback} if version >= "2.84" else {})}
-                         for e in events]
+        # Nova: admins always see events; the owner sees them from 2.51, without traceback.
+        if creds.is_admin or version >= "2.51":
+            events = session.scalars(select(InstanceActionEvent).where(
+                InstanceActionEvent.action_id == action.id).order_by(InstanceActionEvent.id))
+            out["events"] = [_event(e, inst.project_id, version, creds) for e in events]
         return {"instanceAction": out}
+
+
+def _event(e: InstanceActionEvent, project_id: str, version: Version,
+           creds: Credentials) -> dict:
+    out = {"event": e.event, "start_time": iso(e.start_time),
+           "finish_time": iso(e.finish_time), "result": e.result}
+    if creds.is_admin:
+        out["traceback"] = e.traceback
+    if version >= "2.62":
+        if creds.is_admin:
+            out["host"] = e.host or ""
+        out["hostId"] = host_id(project_id, e.host)
+    if version >= "2.84":
+        out["details"] = e.traceback
+    return out
+
+
+def host_id(project_id: str, host: str | None) -> str:
+    """Nova's obfuscated host: sha224 of project and host, '' when there is no host."""
+    if not host:
+        return ""
+    return hashlib.sha224(f"{project_id}{host}".encode()).hexdigest()
