@@ -28,6 +28,7 @@ from .network import (
     SecurityGroup,
     SecurityGroupRule,
     Subnet,
+    SubnetPool,
 )
 from .servers import (
     Instance,
@@ -47,4 +48,5 @@ __all__ = [
     "Revocation", "RevokedCertificate", "Role", "RoleAssignment", "Service", "User",
     "DefaultSecurityGroup", "FloatingIP", "IPAllocation", "Network", "NetworkQuota", "Port",
     "PortSecurityGroup", "Router", "SecurityGroup", "SecurityGroupRule", "Subnet",
+    "SubnetPool",
 ]

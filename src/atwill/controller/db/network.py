@@ -85,6 +85,9 @@ class Subnet(Standard, Base):
     enable_dhcp: Mapped[bool] = mapped_column(Boolean, default=True)
     ipv6_ra_mode: Mapped[str | None] = mapped_column(String(32), nullable=True)
     ipv6_address_mode: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # No foreign key: deleting a pool is refused in the API while subnets use it, and
+    # SQLite could only add the constraint by rebuilding the table.
+    subnetpool_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
     network: Mapped[Network] = relationship(back_populates="subnets", lazy="joined")
 
     def to_api(self) -> dict[str, Any]:
@@ -93,8 +96,24 @@ class Subnet(Standard, Base):
                 "gateway_ip": self.gateway_ip, "allocation_pools": self.allocation_pools,
                 "dns_nameservers": self.dns_nameservers, "host_routes": self.host_routes,
                 "enable_dhcp": self.enable_dhcp, "ipv6_ra_mode": self.ipv6_ra_mode,
-                "ipv6_address_mode": self.ipv6_address_mode, "subnetpool_id": None,
-                "segment_id": None, "service_types": [], "dns_publish_fixed_ip": False}
+                "ipv6_address_mode": self.ipv6_address_mode,
+                "subnetpool_id": self.subnetpool_id, "segment_id": None, "service_types": [],
+                "dns_publish_fixed_ip": False, "router:external": self.network.external}
+
+
+class SubnetPool(Standard, Base):
+    """Address space subnets are allocated from (prefixes are stored merged)."""
+
+    __tablename__ = "subnetpools"
+    name: Mapped[str] = mapped_column(String(255), default="")
+    ip_version: Mapped[int] = mapped_column(Integer)
+    prefixes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    default_prefixlen: Mapped[int] = mapped_column(Integer)
+    min_prefixlen: Mapped[int] = mapped_column(Integer)
+    max_prefixlen: Mapped[int] = mapped_column(Integer)
+    default_quota: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    shared: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class Port(Standard, Base):

@@ -19,13 +19,24 @@ from ..db.network import (
     SecurityGroup,
     SecurityGroupRule,
     Subnet,
+    SubnetPool,
 )
 from .common import fault
 
 M = TypeVar("M")
 NAMES = {Network: "Network", Subnet: "Subnet", Port: "Port", Router: "Router",
          FloatingIP: "FloatingIP", SecurityGroup: "SecurityGroup",
-         SecurityGroupRule: "SecurityGroupRule"}
+         SecurityGroupRule: "SecurityGroupRule", SubnetPool: "SubnetPool"}
+# Subnet pool operations are judged by the rule of their subnet or network counterpart
+# (Neutron's defaults are the same: member for CRUD on one's own, admin to share or make
+# a pool the default), while errors still name the operation asked for.
+SAME_RULE = {"network:get_subnetpool": "network:get_subnet",
+             "network:create_subnetpool": "network:create_subnet",
+             "network:update_subnetpool": "network:update_subnet",
+             "network:delete_subnetpool": "network:delete_subnet",
+             "network:create_subnetpool:shared": "network:create_network:shared",
+             "network:create_subnetpool:is_default": "network:create_network:shared",
+             "network:update_subnetpool:is_default": "network:create_network:shared"}
 
 
 def own(creds: Credentials, model: Any) -> ColumnElement[bool]:
@@ -34,13 +45,15 @@ def own(creds: Credentials, model: Any) -> ColumnElement[bool]:
 
 def visible(creds: Credentials, model: Any) -> ColumnElement[bool]:
     """The filter every query on model applies for this caller."""
-    if creds.is_admin:
+    if creds.reads_all:
         return true()
     if model is Network:
         return or_(own(creds, Network), Network.shared, Network.external)
     if model is Subnet:
         public = select(Network.id).where(or_(Network.shared, Network.external))
         return or_(own(creds, Subnet), Subnet.network_id.in_(public))
+    if model is SubnetPool:
+        return or_(own(creds, SubnetPool), SubnetPool.shared)
     if model is SecurityGroupRule:
         mine = select(SecurityGroup.id).where(own(creds, SecurityGroup))
         return or_(own(creds, SecurityGroupRule), SecurityGroupRule.security_group_id.in_(mine))
@@ -74,7 +87,7 @@ def find(session: Session, creds: Credentials, model: type[M], ident: str,
 
 def check(creds: Credentials, operation: str, project_id: str | None) -> None:
     """Neutron's policy failure: 403 with the operation named."""
-    if not allowed(creds, operation, project_id=project_id):
+    if not allowed(creds, SAME_RULE.get(operation, operation), project_id=project_id):
         raise fault(Forbidden, "PolicyNotAuthorized",
                     f"(rule:{operation.removeprefix('network:')}) is disallowed by policy. "
                     f"Policy doesn't allow {operation} to be performed.")

@@ -17,14 +17,15 @@ from . import (
     routers,
     rules,
     security_groups,
+    subnetpools,
     subnets,
     tags,
     versions,
 )
 from .common import neutron_error
 
-MODULES = (versions, extensions, networks, subnets, ports, routers, interfaces, floatingips,
-           security_groups, rules, quotas, agents, tags)
+MODULES = (versions, extensions, networks, subnetpools, subnets, ports, routers, interfaces,
+           floatingips, security_groups, rules, quotas, agents, tags)
 
 
 def create(ctl: Controller) -> FastAPI:

@@ -19,6 +19,8 @@ EXTENSIONS = {
                 "application."),
     "external-net": ("Neutron external network", "Adds external network attribute to "
                      "network resource."),
+    "default-subnetpools": ("Default Subnetpools", "Provides ability to mark and use a "
+                            "subnetpool as the default."),
     "extraroute": ("Neutron Extra Route", "Extra routes configuration for L3 router."),
     "ext-gw-mode": ("Neutron L3 Configurable external gateway mode",
                     "Extension of the router abstraction for specifying whether SNAT "
@@ -36,6 +38,10 @@ EXTENSIONS = {
     "router": ("Neutron L3 Router", "Router abstraction for basic L3 forwarding between L2 "
                "Neutron networks and access to external networks via a NAT gateway."),
     "security-group": ("security-group", "The security groups extension."),
+    "subnet_allocation": ("Subnet Allocation", "Enables allocation of subnets from a "
+                          "subnet pool."),
+    "subnet-external-network": ("Subnet External Network", "Informs if the subnet is "
+                                "associated to an external network."),
     "standard-attr-description": ("standard-attr-description", "Extension to add "
                                   "descriptions to standard attributes."),
     "standard-attr-revisions": ("Resource revision numbers", "This extension will display "

@@ -14,7 +14,7 @@ from ...core.errors import BadRequest, Conflict
 from ...core.policy import Credentials
 from ..db.network import Network, Port, Router
 from ..service import caller, controller, json_body, wrapped
-from . import access, quota, tags
+from . import access, bulk, tags
 from .common import fault, flag, listing, one, owner, text, transaction, writable
 
 router = APIRouter()
@@ -44,22 +44,32 @@ def network_get(network_id: str, request: Request, creds: Credentials = Depends(
 @router.post("/v2.0/networks")
 def networks_post(request: Request, body: dict = Depends(json_body),
                   creds: Credentials = Depends(caller)) -> JSONResponse:
-    data = writable(wrapped(body, "network"), CREATE, "network")
+    many, items = bulk.items(body, "network", "networks")
+    plans = [_plan(creds, item) for item in items]
+    underlay = getattr(controller(request).settings, "underlay_mtu", l2.UNDERLAY_MTU)
+
+    def work(session: Session) -> list[dict[str, Any]]:
+        bulk.enforce_quota(session, (project for project, _, _ in plans), "network")
+        made = []
+        for project, data, attrs in plans:
+            network = Network(project_id=project, name=text(data, "name"),
+                              tags=tags.tag_list(data.get("tags") or []), **attrs,
+                              **segment(session, data, underlay))
+            session.add(network)
+            session.flush()
+            made.append(network.to_api())
+        return made
+    return bulk.respond(transaction(request, work), many, "network", "networks")
+
+
+def _plan(creds: Credentials, item: dict[str, Any]) -> tuple[str, dict, dict]:
+    """One network's owner, body and checked attributes, before any write."""
+    data = writable(item, CREATE, "network")
     project = owner(data, creds.project_id)
     access.check(creds, "network:create_network", project)
     attrs = _privileged(creds, data, _common(data))
     attrs.pop("mtu", None)  # segment() sets it, checked against the type's maximum
-    underlay = getattr(controller(request).settings, "underlay_mtu", l2.UNDERLAY_MTU)
-
-    def work(session: Session) -> dict[str, Any]:
-        quota.enforce(session, project, "network")
-        network = Network(project_id=project, name=text(data, "name"),
-                          tags=tags.tag_list(data.get("tags") or []), **attrs,
-                          **segment(session, data, underlay))
-        session.add(network)
-        session.flush()
-        return network.to_api()
-    return JSONResponse({"network": transaction(request, work)}, status_code=201)
+    return project, data, attrs
 
 
 @router.put("/v2.0/networks/{network_id}")

@@ -14,7 +14,7 @@ from ...core.errors import BadRequest, Conflict
 from ...core.policy import Credentials
 from ..db.network import FloatingIP, Network, Port, PortSecurityGroup
 from ..service import caller, controller, json_body, wrapped
-from . import access, ipalloc, portattrs, quota
+from . import access, bulk, ipalloc, portattrs
 from .common import fault, listing, one, owner, transaction, writable
 from .sgdefault import ensure_default, groups_for
 
@@ -45,7 +45,24 @@ def port_get(port_id: str, request: Request, creds: Credentials = Depends(caller
 @router.post("/v2.0/ports")
 def ports_post(request: Request, body: dict = Depends(json_body),
                creds: Credentials = Depends(caller)) -> JSONResponse:
-    data = writable(wrapped(body, "port"), CREATE, "port")
+    many, items = bulk.items(body, "port", "ports")
+    plans = [_plan(creds, item) for item in items]
+
+    def work(session: Session) -> list[dict[str, Any]]:
+        bulk.enforce_quota(session, (plan[1] for plan in plans), "port")
+        made = []
+        for network_id, project, attrs, wanted in plans:
+            network = access.find(session, creds, Network, network_id, lock=True)
+            portattrs.check_network_owner(creds, network, attrs, wanted, "create_port")
+            made.append(create(session, network, project, attrs, wanted).to_api(
+                creds.is_admin))
+        return made
+    return bulk.respond(transaction(request, work), many, "port", "ports")
+
+
+def _plan(creds: Credentials, item: dict[str, Any]) -> tuple[str, str, dict, Any]:
+    """One port's network, owner, checked attributes and fixed IP requests."""
+    data = writable(item, CREATE, "port")
     project = owner(data, creds.project_id)
     access.check(creds, "network:create_port", project)
     attrs = portattrs.parse(creds, data)
@@ -53,14 +70,7 @@ def ports_post(request: Request, body: dict = Depends(json_body),
     network_id = data.get("network_id")
     if not isinstance(network_id, str):
         raise BadRequest("Invalid input: 'network_id' is required.")
-
-    def work(session: Session) -> dict[str, Any]:
-        network = access.find(session, creds, Network, network_id, lock=True)
-        portattrs.check_network_owner(creds, network, attrs, wanted, "create_port")
-        quota.enforce(session, project, "port")
-        port = create(session, network, project, attrs, wanted)
-        return port.to_api(creds.is_admin)
-    return JSONResponse({"port": transaction(request, work)}, status_code=201)
+    return network_id, project, attrs, wanted
 
 
 def create(session: Session, network: Network, project: str, attrs: dict[str, Any],

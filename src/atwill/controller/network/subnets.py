@@ -14,7 +14,7 @@ from ...core.errors import BadRequest, Conflict, Forbidden
 from ...core.policy import Credentials
 from ..db.network import IPAllocation, Network, Subnet
 from ..service import caller, controller, json_body, wrapped
-from . import access, quota
+from . import access, bulk, subnetalloc, tags
 from .common import fault, flag, listing, one, owner, string_list, text, transaction, writable
 
 router = APIRouter()
@@ -22,7 +22,7 @@ UPDATE = {"name", "description", "gateway_ip", "allocation_pools", "dns_nameserv
           "host_routes", "enable_dhcp"}
 CREATE = UPDATE | {"network_id", "ip_version", "cidr", "project_id", "tenant_id",
                    "ipv6_ra_mode", "ipv6_address_mode", "subnetpool_id", "service_types",
-                   "use_default_subnetpool", "segment_id", "tags"}
+                   "use_default_subnetpool", "segment_id", "tags", "prefixlen"}
 V6_MODES = (None, "slaac", "dhcpv6-stateful", "dhcpv6-stateless")
 # Neutron's max_dns_nameservers and max_subnet_host_routes defaults.
 MAX_DNS, MAX_ROUTES = 5, 20
@@ -46,35 +46,52 @@ def subnet_get(subnet_id: str, request: Request, creds: Credentials = Depends(ca
 @router.post("/v2.0/subnets")
 def subnets_post(request: Request, body: dict = Depends(json_body),
                  creds: Credentials = Depends(caller)) -> JSONResponse:
-    data = writable(wrapped(body, "subnet"), CREATE, "subnet")
+    many, items = bulk.items(body, "subnet", "subnets")
+    plans = [_plan(creds, item) for item in items]
+
+    def work(session: Session) -> list[dict[str, Any]]:
+        bulk.enforce_quota(session, (project for project, _ in plans), "subnet")
+        return [_create(session, creds, project, data) for project, data in plans]
+    return bulk.respond(_guarded(request, work), many, "subnet", "subnets")
+
+
+def _plan(creds: Credentials, item: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    data = writable(item, CREATE, "subnet")
     project = owner(data, creds.project_id)
     access.check(creds, "network:create_subnet", project)
-    if data.get("subnetpool_id") or data.get("use_default_subnetpool") or \
-            data.get("segment_id") or data.get("service_types"):
-        raise BadRequest("Subnet pools, segments and service types are not supported; "
-                         "give a cidr.")
-    net, gateway, pools = _addressing(data)
+    if data.get("segment_id") or data.get("service_types"):
+        raise BadRequest("Segments and service types are not supported.")
+    _network_id(data)
+    return project, data
 
-    def work(session: Session) -> dict[str, Any]:
-        network = access.find(session, creds, Network, _network_id(data), lock=True)
-        if network.project_id != project and not creds.is_admin:
-            raise fault(Forbidden, "PolicyNotAuthorized", f"Project {project} is not allowed "
-                        f"to create a subnet on network {network.id}, which it does not own.")
-        clash = ipam.overlapping(net, [s.cidr for s in network.subnets])
-        if clash:
-            raise BadRequest(f"Invalid input for operation: Requested subnet with cidr: {net} "
-                             f"for network: {network.id} overlaps with another subnet "
-                             f"({clash}).")
-        quota.enforce(session, project, "subnet")
-        subnet = Subnet(network_id=network.id, project_id=project, name=text(data, "name"),
-                        description=text(data, "description"), ip_version=net.version,
-                        cidr=str(net), gateway_ip=gateway and str(gateway),
-                        allocation_pools=ipam.pools_api(pools), **_options(data, net))
-        session.add(subnet)
-        session.flush()
-        network.touch()
-        return subnet.to_api()
-    return JSONResponse({"subnet": transaction(request, work)}, status_code=201)
+
+def _create(session: Session, creds: Credentials, project: str,
+            data: dict[str, Any]) -> dict[str, Any]:
+    network = access.find(session, creds, Network, _network_id(data), lock=True)
+    if network.project_id != project and not creds.is_admin:
+        raise fault(Forbidden, "PolicyNotAuthorized", f"Project {project} is not allowed "
+                    f"to create a subnet on network {network.id}, which it does not own.")
+    pool = subnetalloc.pool_for(session, creds, data)
+    if pool is not None:
+        cidr = subnetalloc.carve(session, pool, data, project, network)
+        data = {**data, "ip_version": pool.ip_version, "cidr": cidr}
+    net, gateway, pools = _addressing(data)
+    # Queried, not network.subnets: earlier subnets of the same bulk request count too.
+    clash = ipam.overlapping(net, session.scalars(select(Subnet.cidr).where(
+        Subnet.network_id == network.id)))
+    if clash:
+        raise BadRequest(f"Invalid input for operation: Requested subnet with cidr: {net} "
+                         f"for network: {network.id} overlaps with another subnet "
+                         f"({clash}).")
+    subnet = Subnet(network_id=network.id, project_id=project, name=text(data, "name"),
+                    description=text(data, "description"), ip_version=net.version,
+                    cidr=str(net), gateway_ip=gateway and str(gateway),
+                    allocation_pools=ipam.pools_api(pools), subnetpool_id=pool and pool.id,
+                    tags=tags.tag_list(data.get("tags") or []), **_options(data, net))
+    session.add(subnet)
+    session.flush()
+    network.touch()
+    return subnet.to_api()
 
 
 @router.put("/v2.0/subnets/{subnet_id}")

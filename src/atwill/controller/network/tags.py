@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from ...core.errors import BadRequest, NotFound
 from ...core.policy import Credentials
 from ...core.text import has_control, shown
-from ..db.network import FloatingIP, Network, Port, Router, SecurityGroup, Subnet
+from ..db.network import FloatingIP, Network, Port, Router, SecurityGroup, Subnet, SubnetPool
 from ..service import caller, controller, json_body
 from . import access
 from .common import fault, transaction
@@ -19,7 +19,8 @@ router = APIRouter()
 MODELS: dict[str, tuple[Any, str]] = {
     "networks": (Network, "network"), "subnets": (Subnet, "subnet"), "ports": (Port, "port"),
     "routers": (Router, "router"), "floatingips": (FloatingIP, "floatingip"),
-    "security-groups": (SecurityGroup, "security_group")}
+    "security-groups": (SecurityGroup, "security_group"),
+    "subnetpools": (SubnetPool, "subnetpool")}
 BASE = "/v2.0/{collection}/{resource_id}/tags"
 # Neutron's tag extension limits.
 MAX_TAGS, MAX_TAG_LENGTH = 50, 60
