@@ -15,6 +15,7 @@ from ...core.policy import ADMIN_PROJECT_DOMAIN_ID, ADMIN_PROJECT_NAME, Credenti
 from ...core.tokens import TokenPayload, format_time, new_audit_id
 from ..context import Controller
 from ..db.base import utcnow
+from ..db.identity import SystemRoleAssignment
 from ..db.models import (
     Domain,
     Endpoint,
@@ -24,7 +25,6 @@ from ..db.models import (
     Role,
     RoleAssignment,
     Service,
-    SystemRoleAssignment,
     User,
 )
 from .lookups import find_domain
