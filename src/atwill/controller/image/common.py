@@ -39,7 +39,7 @@ def owned(creds: Credentials) -> ColumnElement:
 
 def visible(creds: Credentials) -> ColumnElement | None:
     """Images the caller may see one by one (None: all of them, for admins)."""
-    if creds.is_admin:
+    if creds.reads_all:
         return None
     return or_(owned(creds), Image.visibility.in_(("public", "community")), member_of(creds))
 
@@ -47,7 +47,7 @@ def visible(creds: Credentials) -> ColumnElement | None:
 def listed(creds: Credentials, visibility: str | None, member_status: str) -> ColumnElement:
     """Images a list shows: Glance's rules, never another project's private images."""
     statuses = None if member_status == "all" else (member_status,)
-    if creds.is_admin:
+    if creds.reads_all:
         return Image.visibility == visibility if visibility not in (None, "all") else \
             Image.id.is_not(None)
     if visibility == "public":
