@@ -20,6 +20,7 @@ from atwill.agent.hypervisor import configdrive, tap
 from atwill.agent.hypervisor.configdrive import PortInfo
 from atwill.agent.hypervisor.qemu import QemuDriver
 from atwill.agent.hypervisor.spec import QEMU, InstanceSpec, Nic
+from atwill.core import guest_ids
 
 pytestmark = [pytest.mark.host,
               pytest.mark.skipif(shutil.which(QEMU) is None, reason="needs QEMU"),
@@ -83,6 +84,7 @@ def lab() -> Iterator[Lab]:
     tag = uuid.uuid4().hex[:6]
     netns = f"awt-qd-{tag}"
     root = Path(tempfile.mkdtemp(prefix=f"awt-qd-{tag}-", dir="/tmp"))
+    root.chmod(0o711)  # QEMU's own user passes through to its disk (never lists)
     driver = QemuDriver(root / "instances", sockets_dir=root / "qmp",
                         launcher=["ip", "netns", "exec", netns])
     state = Lab(netns, root, driver, [], [])
@@ -151,6 +153,19 @@ def make_spec(lab: Lab, guest: Guest, config_drive: bool = True) -> InstanceSpec
                         nics=[nic], config_drive=cd, accel="tcg")
 
 
+def assert_unprivileged(pid: int, disk: Path) -> int:
+    """QEMU runs as its instance's own user (the disk's owner), with no capability; its uid."""
+    status = dict(line.split(":", 1) for line in
+                  Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    uid, gid = status["Uid"].split()[0], status["Gid"].split()[0]
+    assert guest_ids.in_block(int(uid)) and guest_ids.in_block(int(gid))
+    assert status["Uid"].split() == [uid] * 4 and status["Gid"].split() == [gid] * 4
+    assert int(status["CapEff"], 16) == 0 and int(status["CapPrm"], 16) == 0
+    assert status["Groups"].split() in ([], [gid])
+    assert disk.stat().st_uid == int(uid) and disk.stat().st_mode & 0o077 == 0
+    return int(uid)
+
+
 def boots(driver: QemuDriver, instance: str, guest: Guest) -> int:
     return driver.console(instance).count(guest.boot_marker)
 
@@ -165,6 +180,7 @@ def test_lifecycle(lab: Lab, guest: Guest) -> None:
     pid = driver.pid(spec.uuid)
     assert pid is not None
     lab.pids.append(pid)
+    uid = assert_unprivileged(pid, driver.paths(spec.uuid).disk)
     ready = wait_for(lambda: guest.ready in driver.console(spec.uuid), BOOT_WAIT, "ready line")
     print(f"launch {launch:.2f} s, ready line after {ready:.1f} s")
     if guest.acpi:
@@ -231,6 +247,7 @@ def test_lifecycle(lab: Lab, guest: Guest) -> None:
     resumed = driver.pid(spec.uuid)
     assert resumed is not None
     lab.pids.append(resumed)
+    assert assert_unprivileged(resumed, driver.paths(spec.uuid).disk) == uid
     assert boots(driver, spec.uuid, guest) == 4  # resumed, not booted again
 
     driver.delete(spec.uuid)

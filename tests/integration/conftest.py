@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,16 +34,22 @@ def unique_name() -> str:
 
 
 @pytest.fixture(scope="module")
-def lab_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFactory]:
+def lab_factory() -> Iterator[LabFactory]:
     """make(nodes=2, wan_delay=None, wan_loss=None, overlay="wireguard", join=True) -> Lab.
 
     Every lab made is taken down when the module ends, whatever happened.
     """
     labs: list[Lab] = []
+    roots: list[Path] = []
 
     def make(nodes: int = 1, **options: Any) -> Lab:
         name = unique_name()
-        lab = Lab(name, tmp_path_factory.mktemp(f"lab-{name}") / "lab")
+        # Not under pytest's 0700 directory: the nodes' QEMU, dnsmasq and metadata users
+        # must pass through every parent of a node's state directory, as on a real host.
+        root = Path(tempfile.mkdtemp(prefix=f"atwill-lab-{name}-", dir="/tmp"))
+        root.chmod(0o711)
+        roots.append(root)
+        lab = Lab(name, root / "lab")
         labs.append(lab)
         lab.up(nodes, **options)
         return lab
@@ -55,6 +63,8 @@ def lab_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFactory
                 lab.down()
             except Exception as error:  # noqa: BLE001 - take every lab down, then report
                 errors.append(f"{lab.name}: {error!r}")
+        for root in roots:
+            shutil.rmtree(root, ignore_errors=True)
         assert not errors, errors
 
 

@@ -124,11 +124,13 @@ def test_commas_in_the_name_are_escaped() -> None:
         "guest=a,,b=c,debug-threads=on"]
 
 
-def test_sandbox_and_incoming() -> None:
-    argv = qemu_argv(spec(), PATHS, incoming=Path("/x/it's.state"))
+def test_sandbox_incoming_and_runas() -> None:
+    argv = qemu_argv(spec(), PATHS, incoming=True, run_as="atwill-qemu")
     assert option(argv, "-sandbox") == ["on,obsolete=deny,resourcecontrol=deny"]
-    assert option(argv, "-incoming") == ["exec:cat '/x/it'\\''s.state'"]
-    assert "-sandbox" not in qemu_argv(spec(), PATHS, sandbox=False)
+    assert option(argv, "-incoming") == ["defer"]
+    assert option(argv, "-runas") == ["atwill-qemu"]
+    plain = qemu_argv(spec(), PATHS, sandbox=False)
+    assert "-sandbox" not in plain and "-runas" not in plain and "-incoming" not in plain
 
 
 def test_spec_survives_json() -> None:

@@ -35,6 +35,9 @@ TAP_RULE = re.compile(rf"{tap.PREFIX}[0-9a-f]{{{tap.IFNAMSIZ - len(tap.PREFIX)}}
 class InstanceManager:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
+        # QEMU, dnsmasq and the metadata service run as users of their own, which must be
+        # able to pass through the state directory (0711: nothing in it can be listed).
+        config.state_dir.chmod(0o711)
         self.driver = QemuDriver(config.instances_dir)
         self.cache_dir = config.state_dir / "images"
         # The controller through the overlay (from the desired state), when there is one.

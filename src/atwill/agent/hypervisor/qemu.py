@@ -13,6 +13,7 @@ from typing import Literal
 
 from atwill.agent.host.run import ChildProcess, HostCommandError, Reverter, alive, run
 from atwill.agent.hypervisor import disks, suspend
+from atwill.agent.hypervisor.confine import confine
 from atwill.agent.hypervisor.qmp import QMP, QMPError
 from atwill.agent.hypervisor.spec import InstancePaths, InstanceSpec, qemu_argv
 
@@ -37,12 +38,14 @@ class QemuDriver:
 
     def __init__(self, instances_dir: Path, sockets_dir: Path = SOCKETS_DIR,
                  launcher: Sequence[str] = (), sandbox: bool = True,
-                 qmp_timeout: float = 5.0) -> None:
-        # launcher prefixes the QEMU command, e.g. ("ip", "netns", "exec", NS) in the lab.
+                 qmp_timeout: float = 5.0, unprivileged: bool = True) -> None:
+        # launcher prefixes the QEMU command, e.g. ("ip", "netns", "exec", NS) in the lab;
+        # unprivileged: QEMU drops root for a user of the instance's own (confine.py).
         self.instances_dir = instances_dir
         self.sockets_dir = sockets_dir
         self.launcher = list(launcher)
         self.sandbox = sandbox
+        self.unprivileged = unprivileged
         self.qmp_timeout = qmp_timeout
         self._locks: dict[str, threading.RLock] = {}
         self._guard = threading.Lock()
@@ -208,19 +211,24 @@ class QemuDriver:
             raise DriverError(f"instance {uuid} is not suspended")
         spec, paths = self._spec(uuid), self.paths(uuid)
         with Reverter() as revert:
-            self._launch(spec, paths, revert, timeout, incoming=paths.saved_state)
+            self._launch(spec, paths, revert, timeout, incoming=True)
             with QMP(paths.qmp, self.qmp_timeout) as qmp:
-                suspend.finish_incoming(qmp, timeout)
+                suspend.load_state(qmp, paths.saved_state, timeout)
         # Only now is the state in a running QEMU; a failure above keeps the file to retry.
         paths.saved_state.unlink()
 
     def _launch(self, spec: InstanceSpec, paths: InstancePaths, revert: Reverter,
-                timeout: float, incoming: Path | None = None) -> None:
+                timeout: float, incoming: bool = False) -> None:
         paths.qmp.parent.mkdir(parents=True, exist_ok=True)
         paths.qmp.unlink(missing_ok=True)
-        argv = qemu_argv(spec, paths, incoming=incoming, sandbox=self.sandbox)
+        run_as = confine(spec, paths, self.instances_dir) if self.unprivileged else None
+        argv = qemu_argv(spec, paths, incoming=incoming, sandbox=self.sandbox, run_as=run_as)
+        limits = []
+        if run_as is not None and spec.pci_devices:
+            # VFIO pins all guest memory; only root may lock more than RLIMIT_MEMLOCK.
+            limits = ["prlimit", f"--memlock={(spec.memory_mb + 1024) << 20}"]
         # -daemonize returns once QEMU is set up, with its errors on stderr if it is not.
-        run([*self.launcher, *argv], timeout=timeout)
+        run([*self.launcher, *limits, *argv], timeout=timeout)
         revert.add(lambda: ChildProcess(paths.pidfile, spec.uuid).stop())
         revert.add(lambda: paths.qmp.unlink(missing_ok=True))
         if self.pid(spec.uuid) is None:

@@ -61,14 +61,15 @@ class QMP:
             self._sock = None
 
     def execute(self, command: str, arguments: dict[str, Any] | None = None,
-                timeout: float | None = None) -> Any:
-        """Run command and return its "return" value; events seen meanwhile are kept."""
+                timeout: float | None = None, fd: int | None = None) -> Any:
+        """Run command and return its "return" value; events seen meanwhile are kept.
+        With fd, the descriptor travels with the command (SCM_RIGHTS), as getfd needs."""
         self._next_id += 1
         ident = f"atwill-{self._next_id}"
         message: dict[str, Any] = {"execute": command, "id": ident}
         if arguments:
             message["arguments"] = arguments
-        self._send(message)
+        self._send(message, fd)
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         while True:
             reply = self._read(deadline)
@@ -93,11 +94,16 @@ class QMP:
             if "event" in reply:
                 self.events.append(reply)
 
-    def _send(self, message: dict[str, Any]) -> None:
+    def _send(self, message: dict[str, Any], fd: int | None = None) -> None:
         if self._sock is None:
             raise QMPError("not connected")
+        data = json.dumps(message).encode() + b"\n"
         try:
-            self._sock.sendall(json.dumps(message).encode() + b"\n")
+            if fd is not None:
+                # QEMU takes the descriptor that arrived with the command's bytes.
+                sent = socket.send_fds(self._sock, [data], [fd])
+                data = data[sent:]
+            self._sock.sendall(data)
         except OSError as exc:
             raise QMPError(f"QMP send failed: {exc}") from None
 

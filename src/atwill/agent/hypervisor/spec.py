@@ -99,9 +99,10 @@ SMBIOS = ("type=1,manufacturer=OpenStack Foundation,product=OpenStack Nova,"
           "family=Virtual Machine")
 
 
-def qemu_argv(spec: InstanceSpec, paths: InstancePaths, incoming: Path | None = None,
-              sandbox: bool = True) -> list[str]:
-    """The full QEMU command line for spec; with incoming, it loads the saved state."""
+def qemu_argv(spec: InstanceSpec, paths: InstancePaths, incoming: bool = False,
+              sandbox: bool = True, run_as: str | None = None) -> list[str]:
+    """The full QEMU command line for spec. With incoming, QEMU waits for a saved state
+    (migrate-incoming over QMP); with run_as, it drops root once its files are open."""
     machine = spec.hw.get("hw_machine_type", "pc")
     if machine not in MACHINES:
         raise ValueError(f"unsupported hw_machine_type {machine!r}")
@@ -122,11 +123,17 @@ def qemu_argv(spec: InstanceSpec, paths: InstancePaths, incoming: Path | None = 
             "-daemonize", "-pidfile", str(paths.pidfile)]
     if sandbox:
         # On QEMU 7.2 elevateprivileges=deny makes -daemonize fail (setsid) and
-        # spawn=deny kills it (fork: "Bad system call"); spawn is also what suspend's
-        # exec: migration needs. Denying both needs a launch without -daemonize.
+        # spawn=deny kills it (fork: "Bad system call"). Denying both needs a launch
+        # without -daemonize. elevateprivileges must stay allowed for -runas's setuid.
         argv += ["-sandbox", "on,obsolete=deny,resourcecontrol=deny"]
-    if incoming is not None:
-        argv += ["-incoming", f"exec:cat {_shell_quote(incoming)}"]
+    if run_as is not None:
+        # QEMU opens every disk, tap, chardev and socket as root, then becomes run_as: the
+        # guest-facing process holds no capability and can open no root-only file.
+        argv += ["-runas", run_as]
+    if incoming:
+        # The saved state arrives as a file descriptor over QMP (getfd): a QEMU that is no
+        # longer root cannot open the state file itself, and no shell is involved.
+        argv += ["-incoming", "defer"]
     return argv
 
 
@@ -195,8 +202,3 @@ def _serial(spec: InstanceSpec, paths: InstancePaths) -> list[str]:
     # append=on keeps the output of earlier boots, as `console log show` expects.
     return ["-chardev", f"file,id=serial0,path={escape(log)},append=on",
             "-serial", "chardev:serial0"]
-
-
-def _shell_quote(path: Path) -> str:
-    # QEMU runs exec: migrations through /bin/sh -c.
-    return "'" + str(path).replace("'", "'\\''") + "'"
