@@ -22,7 +22,8 @@ from .middleware import STREAMED, STREAMED_SUFFIXES
 
 # Media types a JSON body may be sent with; a route may accept fewer (see json_body).
 # No Content-Type at all is read as JSON, as Nova does.
-JSON_TYPES = ("application/json", "application/openstack-images-v2.1-json-patch")
+JSON_TYPES = ("application/json", "application/openstack-images-v2.1-json-patch",
+              "application/openstack-images-v2.0-json-patch")
 CHECKED_METHODS = ("POST", "PUT", "PATCH")
 
 

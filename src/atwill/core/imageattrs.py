@@ -42,6 +42,18 @@ def check_writable(key: str) -> None:
         raise Forbidden(f"Attribute '{key}' is reserved.")
 
 
+def check_patchable(op: str, key: str) -> None:
+    """403 for a patch operation on an attribute no client may change.
+
+    Images here have no locations to show (Glance's show_multiple_locations is
+    off by default), so /locations is refused as Glance refuses it then.
+    """
+    if key == "locations":
+        verb = "update" if op == "replace" else op
+        raise Forbidden(f"It's not allowed to {verb} locations if locations are invisible.")
+    check_writable(key)
+
+
 def core_value(key: str, value: Any) -> Any:
     """The validated value of one writable core attribute (400 when it is wrong)."""
     if key == "name":
@@ -153,7 +165,7 @@ def changes(old: dict[str, Any], new: dict[str, Any], status: str
                 props[key] = new[key]
             continue
         if key in CORE and key not in new:
-            raise Forbidden(f"Property '{key}' may not be removed.")
+            raise Forbidden(f"Property {key} may not be removed.")
         check_writable(key)
         if key in CORE:
             if key in FORMATS and status != "queued":

@@ -103,7 +103,8 @@ RULES: dict[str, str] = {
     "image:publicize_image": "admin", "image:communitize_image": "member",
     "image:add_member": "member", "image:delete_member": "member",
     "image:get_members": "reader", "image:modify_member": "reader",
-    "image:deactivate": "admin", "image:reactivate": "admin",
+    # Glance: "role:admin or (role:member and project_id:%(project_id)s)" (the owner).
+    "image:deactivate": "member", "image:reactivate": "member",
     "network:get_network": "reader", "network:create_network": "member",
     "network:update_network": "member", "network:delete_network": "member",
     "network:create_network:shared": "admin", "network:create_network:external": "admin",

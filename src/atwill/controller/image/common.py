@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import Request
 from sqlalchemy import ColumnElement, and_, exists, false, or_, select
 from sqlalchemy.orm import Session
 
-from ...core.errors import ApiError, BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
+from ...core import json_edge, jsonpatch
+from ...core.errors import ApiError, BadRequest, NotFound, UnsupportedMediaType
 from ...core.policy import Credentials
 from ..db.image import Image, ImageMember
-from ..service import controller
-
-PATCH_TYPES = ("application/openstack-images-v2.1-json-patch",
-               "application/openstack-images-v2.0-json-patch")
+from ..service import controller, read_bytes
 
 
 def image_error(err: ApiError) -> dict[str, Any]:
@@ -81,22 +78,18 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
-async def patch_body(request: Request) -> list[Any]:
-    """A JSON-patch document: the right media type, bounded size, a JSON array."""
-    if media_type(request) not in PATCH_TYPES:
-        raise UnsupportedMediaType(
-            f"Unsupported Content-Type {media_type(request) or 'none'!r}: image updates take "
-            f"{PATCH_TYPES[0]}.")
-    limit = controller(request).settings.max_request_body
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > limit:
-            raise PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes.")
+async def patch_body(request: Request) -> list[dict[str, Any]]:
+    """A JSON-patch document of either of Glance's dialects, as RFC 6902 operations."""
+    kind = media_type(request)
+    if kind not in jsonpatch.MEDIA_TYPES:
+        allowed = ", ".join(sorted(jsonpatch.MEDIA_TYPES))
+        raise UnsupportedMediaType(f"Image PATCH expects Content-Type one of: {allowed}",
+                                   headers={"Accept-Patch": allowed})
+    raw = await read_bytes(request, controller(request).settings.max_request_body)
+    body = json_edge.loads(raw)
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("Malformed request body: it is not valid JSON.") from None
-    if not isinstance(body, list):
-        raise BadRequest("A JSON patch must be an array of operations.")
-    return body
+        ops = jsonpatch.parse(body, kind)
+    except jsonpatch.PatchError as err:
+        raise BadRequest(str(err)) from None
+    request.state.patch_dialect = kind
+    return ops

@@ -54,20 +54,18 @@ def image_get(image_id: str, request: Request, creds: Credentials = Depends(call
 @router.patch("/v2/images/{image_id}")
 def image_patch(image_id: str, request: Request, creds: Credentials = Depends(caller),
                 ops: list = Depends(patch_body)) -> dict:
-    try:
-        for root in jsonpatch.roots(jsonpatch.validate(ops)):
-            imageattrs.check_writable(root)
-    except jsonpatch.PatchError as err:
-        raise BadRequest(str(err)) from None
+    for op in ops:
+        imageattrs.check_patchable(op["op"], jsonpatch.root(op))
     with controller(request).db.session() as session:
         image = find_image(session, creds, image_id, lock=True)
         authorize(creds, "image:modify_image", project_id=image.owner)
         old = image.to_api()
-        core, props = imageattrs.changes(old, patched(old, ops), image.status)
+        new = patched(old, ops, request.state.patch_dialect)
+        core, props = imageattrs.changes(old, new, image.status)
         if "visibility" in core:
             check_visibility(creds, core["visibility"], image.owner)
         if "owner" in core and not creds.is_admin:
-            raise Forbidden("Only an administrator may change the owner of an image.")
+            raise Forbidden("Owner can't be updated by non admin.")
         update(image, core, props)
         session.flush()
         return image.to_api()
@@ -99,7 +97,8 @@ def image_action(image_id: str, action: str, request: Request,
         image = find_image(session, creds, image_id, lock=True)
         authorize(creds, f"image:{action}", project_id=image.owner)
         if image.status not in (source, target):
-            raise BadRequest(f"Not allowed to {action} image in status '{image.status}'.")
+            # Glance answers 403 here (its domain raises Forbidden), not 400 or 409.
+            raise Forbidden(f"Not allowed to {action} image in status '{image.status}'")
         if image.status != target:
             image.status = target
             image.updated_at = utcnow()
@@ -111,11 +110,9 @@ def check_visibility(creds: Credentials, visibility: str, owner: str | None) -> 
         authorize(creds, VISIBILITY_RULES[visibility], project_id=owner)
 
 
-def patched(doc: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]:
+def patched(doc: dict[str, Any], ops: list[dict[str, Any]], dialect: str) -> dict[str, Any]:
     try:
-        return jsonpatch.apply(doc, ops)
-    except jsonpatch.PatchError as err:
-        raise BadRequest(str(err)) from None
+        return jsonpatch.apply(doc, ops, dialect)
     except jsonpatch.PatchConflict as err:
         raise Conflict(str(err)) from None
 
