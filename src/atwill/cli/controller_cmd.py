@@ -1,10 +1,12 @@
-"""atwill init / serve / up: bootstrap and run the controller."""
+"""atwill init / serve: bootstrap and run the controller (`up` is in up.py)."""
 
 from __future__ import annotations
 
 import logging
 import ssl
 import sys
+from collections.abc import Callable
+from types import FrameType
 
 import typer
 
@@ -26,7 +28,6 @@ from .options import (
 def register(app: typer.Typer) -> None:
     app.command("init")(init)
     app.command("serve")(serve)
-    app.command("up")(up)
 
 
 def _settings(state_dir, database_url, host, port, public_host, insecure,
@@ -60,29 +61,10 @@ def serve(state_dir: StateDir = None, database_url: DatabaseUrl = None, host: Ho
     run(_settings(state_dir, database_url, host, port, public_host, insecure_http))
 
 
-def up(state_dir: StateDir = None, database_url: DatabaseUrl = None, host: Host = None,
-       port: Port = None, public_host: PublicHost = None, insecure_http: Insecure = False,
-       overlay: Overlay = None) -> None:
-    """Initialise if needed, then run the all-in-one cloud in the foreground."""
-    # One host: the local agent needs no overlay to reach its own controller.
-    conf = _settings(state_dir, database_url, host, port, public_host, insecure_http,
-                     overlay or "none")
-    _initialise(conf)
-    console.print(f"clouds.yaml: {conf.path('clouds.yaml')}  (cloud name: atwill)")
-    console.print(f"openrc:      {conf.path('openrc')}")
-    console.print(f"try:  OS_CLIENT_CONFIG_FILE={conf.path('clouds.yaml')} "
-                  "openstack --os-cloud atwill server list", highlight=False)
-    from .up import AllInOne
-
-    companion = AllInOne(conf)
-    companion.start()
-    try:
-        run(conf)
-    finally:
-        companion.stop()
-
-
-def run(conf: Settings) -> None:
+def run(conf: Settings, on_exit: Callable[[], None] | None = None,
+        graceful: float | None = None) -> None:
+    """Serve until a signal; on_exit runs at the signal, graceful bounds the wait for
+    requests still running (None: as long as they take)."""
     import uvicorn
 
     from ..controller import listen
@@ -115,5 +97,15 @@ def run(conf: Settings) -> None:
     # X-Forwarded-For when the connection comes from 127.0.0.1, and the login rate
     # limit is keyed on that address.
     config = uvicorn.Config(create_app(conf), access_log=False, log_config=None,
-                            server_header=False, proxy_headers=False, **tls)
-    uvicorn.Server(config).run(sockets=sockets)
+                            server_header=False, proxy_headers=False,
+                            timeout_graceful_shutdown=graceful, **tls)
+    server = uvicorn.Server(config)
+    if on_exit is not None:
+        handle_exit = server.handle_exit
+
+        def exiting(sig: int, frame: FrameType | None) -> None:
+            on_exit()
+            handle_exit(sig, frame)
+
+        server.handle_exit = exiting  # type: ignore[method-assign]
+    server.run(sockets=sockets)

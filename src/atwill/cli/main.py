@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import typer
 
-from . import agent_cmd, bench, config_cmd, controller_cmd, image, keys, lab, node, token, user
+from . import (
+    agent_cmd,
+    bench,
+    config_cmd,
+    controller_cmd,
+    down,
+    image,
+    keys,
+    lab,
+    node,
+    token,
+    up,
+    user,
+)
 from .failures import DEBUG_ENV, Group
 
 app = typer.Typer(cls=Group, no_args_is_help=True, add_completion=False,
@@ -20,6 +33,8 @@ def options(debug: bool = typer.Option(
 
 
 controller_cmd.register(app)
+app.command("up")(up.up)
+down.register(app)
 agent_cmd.register(app)
 app.add_typer(token.app, name="token")
 app.add_typer(node.app, name="node")
