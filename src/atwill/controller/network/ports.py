@@ -14,7 +14,7 @@ from ...core.errors import BadRequest, Conflict
 from ...core.policy import Credentials
 from ..db.network import FloatingIP, Network, Port, PortSecurityGroup
 from ..service import caller, controller, json_body, wrapped
-from . import access, bulk, ipalloc, portattrs
+from . import access, bulk, ipalloc, portattrs, status
 from .common import fault, listing, one, owner, transaction, writable
 from .sgdefault import ensure_default, groups_for
 
@@ -30,7 +30,8 @@ SYSTEM_OWNERS = ("network:router_interface", "network:router_gateway", "network:
 def ports_get(request: Request, creds: Credentials = Depends(caller)) -> dict:
     access.check(creds, "network:get_port", None)
     with controller(request).db.session() as session:
-        items = [p.to_api(creds.is_admin) for p in session.scalars(access.query(creds, Port))]
+        items = status.views(session, list(session.scalars(access.query(creds, Port))),
+                             creds.is_admin)
     return listing(request, "ports", items)
 
 
@@ -39,7 +40,7 @@ def port_get(port_id: str, request: Request, creds: Credentials = Depends(caller
     access.check(creds, "network:get_port", None)
     with controller(request).db.session() as session:
         port = access.find(session, creds, Port, port_id)
-        return one(request, "port", port.to_api(creds.is_admin))
+        return one(request, "port", status.views(session, [port], creds.is_admin)[0])
 
 
 @router.post("/v2.0/ports")
@@ -121,7 +122,7 @@ def port_put(port_id: str, request: Request, body: dict = Depends(json_body),
         portattrs.check_pairs(port)
         port.touch()
         session.flush()
-        return port.to_api(creds.is_admin)
+        return status.views(session, [port], creds.is_admin)[0]
     return {"port": transaction(request, work)}
 
 

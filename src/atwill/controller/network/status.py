@@ -1,12 +1,18 @@
-"""Port status as reported by agents (the API only ever sets DOWN at creation)."""
+"""Port status: observed from the instance a port serves, or as an agent recorded it."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..db.network import Port
+from ..db.servers import Instance
 
 STATUSES = ("ACTIVE", "DOWN", "BUILD", "ERROR")
+# Nova's power_state RUNNING, set from the node's report that QEMU runs the instance.
+RUNNING = 1
 
 
 def set_port_status(session: Session, port_id: str, status: str) -> bool:
@@ -24,3 +30,24 @@ def set_port_status(session: Session, port_id: str, status: str) -> bool:
         port.touch()
         session.flush()
     return True
+
+
+def observed(session: Session, ports: list[Port]) -> dict[str, str]:
+    """Status of instance ports: ACTIVE while the instance runs on the node the port is
+    bound to (the node plumbs a port's tap before it starts the VM, and reports the VM
+    running only once QEMU runs with it), DOWN otherwise."""
+    bound = [p for p in ports if p.device_owner.startswith("compute:") and p.host_id]
+    if not bound:
+        return {}
+    running = set(session.execute(select(Instance.id, Instance.node_name).where(
+        Instance.id.in_({p.device_id for p in bound}), Instance.power_state == RUNNING,
+        Instance.deleted.is_(False))).tuples())
+    return {p.id: "ACTIVE" if (p.device_id, p.host_id) in running else "DOWN"
+            for p in bound}
+
+
+def views(session: Session, ports: list[Port], admin: bool) -> list[dict[str, Any]]:
+    """Ports as the API shows them, with the observed status of instance ports."""
+    seen = observed(session, ports)
+    return [{**p.to_api(admin), **({"status": seen[p.id]} if p.id in seen else {})}
+            for p in ports]
