@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -131,15 +133,20 @@ class Lab:
 
 
 @pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
+def lab() -> Iterator[Lab]:
     if os.geteuid() != 0:
         pytest.skip("needs root")
     if shutil.which("dnsmasq") is None or shutil.which("busybox") is None:
         pytest.skip("needs dnsmasq and busybox (udhcpc)")
-    lab = Lab(uuid.uuid4().hex[:6], tmp_path)
+    # Not under pytest's 0700 directory: dnsmasq's and the metadata service's own users
+    # must pass through every parent of the node's state directory, as on a real host.
+    root = Path(tempfile.mkdtemp(prefix="awt-dp-", dir="/tmp"))
+    root.chmod(0o711)
+    lab = Lab(uuid.uuid4().hex[:6], root)
     try:
         yield lab
     finally:
+        shutil.rmtree(root, ignore_errors=True)
         for proc in lab.procs:
             proc.kill()
             proc.wait(timeout=5)
@@ -151,6 +158,18 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
                 except ProcessLookupError:
                     pass
             run(["ip", "netns", "del", ns.name], check=False)
+
+
+def _user(pid: int) -> str:
+    """The name of the user a process runs as, real and effective alike."""
+    ids = next(line.split()[1:] for line in Path(f"/proc/{pid}/status").read_text()
+               .splitlines() if line.startswith("Uid:"))
+    assert len(set(ids)) == 1, ids
+    return pwd.getpwuid(int(ids[0])).pw_name
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
 
 
 def _underlay(lab: Lab, count: int) -> tuple[Ns, list[Ns]]:
@@ -326,6 +345,11 @@ def test_dataplane_end_to_end(lab: Lab) -> None:
     for index, node in enumerate(nodes):
         status = lab.call(node, f"n{index}", "status")
         pids = [p for p in status["dnsmasq"].values() if p] + [status["metadata_pid"]]
+        # Neither daemon keeps root: each runs as a system user of its own.
+        for pid in status["dnsmasq"].values():
+            assert _user(pid) == "atwill-dhcp"
+        assert _user(status["metadata_pid"]) == "atwill-meta"
+        assert _mode(lab.directory / f"n{index}" / "metadata") == 0o750
         done = lab.call(node, f"n{index}", "teardown")
         assert done["links"] == [] and done["rules"] == 0 and done["metadata_pid"] is None
         assert done["nft"] == {"bridge": False, "inet": False} and done["dnsmasq"] == {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import re
 import shutil
@@ -11,12 +12,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from atwill.agent.host import accounts
 from atwill.agent.host.run import ChildProcess
 from atwill.agent.net import sanitize
 from atwill.agent.net.model import Network, Port
 from atwill.agent.net.names import METADATA_IP
 
 LEASE_SECONDS = 86400
+log = logging.getLogger("atwill.agent.dnsmasq")
+_WARNED: set[Path] = set()
 
 
 _HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
@@ -84,12 +88,15 @@ def opts_file(network: Network, skipped: list[str] | None = None) -> str:
     return "".join(f"{line}\n" for line in lines)
 
 
-def arguments(directory: Path, bridge: str, network: Network) -> list[str]:
-    """dnsmasq's command line for one network on one bridge."""
+def arguments(directory: Path, bridge: str, network: Network,
+              user: str | None = None) -> list[str]:
+    """dnsmasq's command line for one network on one bridge. With user, dnsmasq drops
+    root once its sockets, pid and lease files are open (keeping only what DHCP needs)."""
+    owner = user or "root"
     args = ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
             "--port=0", "--no-hosts", "--no-resolv", "--bind-interfaces",
             f"--interface={bridge}", "--except-interface=lo", "--dhcp-authoritative",
-            "--user=root", "--group=root", "--log-dhcp", "--log-facility=-",
+            f"--user={owner}", f"--group={owner}", "--log-dhcp", "--log-facility=-",
             f"--pid-file={directory / 'dnsmasq.pid'}",
             f"--dhcp-hostsfile={directory / 'hosts'}", f"--dhcp-optsfile={directory / 'opts'}",
             f"--dhcp-leasefile={directory / 'leases'}"]
@@ -118,8 +125,10 @@ class Dnsmasq:
 
     def converge(self, bridge: str, network: Network, ports: list[Port]) -> str:
         """Write the files; start, restart (new arguments) or SIGHUP (new files) as needed."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        args = arguments(self.directory, bridge, network)
+        account = _account(self.directory)
+        # Its own group reads the hosts and options files again on SIGHUP; nobody else.
+        accounts.share_directory(self.directory, account)
+        args = arguments(self.directory, bridge, network, account.name if account else None)
         changed = _write(self.directory / "hosts", hosts_file(ports, network))
         changed |= _write(self.directory / "opts", opts_file(network))
         new_args = _write(self.directory / "args", "\0".join(args))
@@ -146,6 +155,17 @@ class Dnsmasq:
         """Stop our dnsmasq by PID and remove its files."""
         self.child.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _account(directory: Path) -> accounts.Account | None:
+    """dnsmasq's own account, if it can reach directory (else dnsmasq stays root)."""
+    if not accounts.searchable(directory.parent):
+        if directory.parent not in _WARNED:
+            _WARNED.add(directory.parent)
+            log.warning("dnsmasq runs as root: other users cannot pass through %s",
+                        directory.parent)
+        return None
+    return accounts.unprivileged(accounts.DHCP_USER)
 
 
 def kept_leases(leases: Path, hosts: str) -> str | None:

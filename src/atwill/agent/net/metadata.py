@@ -10,6 +10,9 @@ serving while the node is cut off from the controller.
 from __future__ import annotations
 
 import json
+import logging
+import os
+import pwd
 import socket
 import sys
 import threading
@@ -17,9 +20,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from atwill.agent.host import accounts
 from atwill.agent.host.run import ChildProcess
 from atwill.agent.net.names import METADATA_IP
 
+log = logging.getLogger("atwill.agent.metadata")
 VERSIONS = ("2012-08-10", "2013-04-04", "2013-10-17", "2015-10-15", "2016-06-30",
             "2016-10-06", "2017-02-22", "2018-08-27", "latest")
 
@@ -131,16 +136,29 @@ def _server(store: Store, bridge: str, port: int) -> ThreadingHTTPServer:
     return Server((METADATA_IP, port), Handler)
 
 
-def serve(directory: Path, port: int = 80) -> None:
-    """Serve every bridge listed in directory/bridges until killed."""
+def serve(directory: Path, port: int = 80, user: str | None = None) -> None:
+    """Serve every bridge listed in directory/bridges until killed; with user, as that
+    user once the listeners are bound (port 80 and SO_BINDTODEVICE need root)."""
     store = Store(directory / "metadata.json")
     bridges = json.loads((directory / "bridges").read_text())
     servers = [_server(store, bridge, port) for bridge in bridges]
+    if user is not None:
+        drop_privileges(user)
     threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+
+
+def drop_privileges(user: str) -> None:
+    """Become user for good: no supplementary groups, no capabilities, no way back."""
+    entry = pwd.getpwnam(user)
+    os.setgroups([])
+    os.setgid(entry.pw_gid)
+    os.setuid(entry.pw_uid)
+    if os.getuid() != entry.pw_uid or os.geteuid() != entry.pw_uid:
+        raise SystemExit(f"metadata service: could not become {user}")
 
 
 class MetadataService:
@@ -149,6 +167,7 @@ class MetadataService:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.child = ChildProcess(directory / "pid", f"{directory}")
+        self._warned = False
 
     def pid(self) -> int | None:
         """The server's PID, or None."""
@@ -156,7 +175,10 @@ class MetadataService:
 
     def converge(self, entries: dict[str, dict[str, Any]]) -> None:
         """Publish entries; (re)start the server when the bridges changed (or were remade)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        account = self._account()
+        # The entries hold every instance's user data: the server's group reads them, and
+        # no other user (0750 directory).
+        accounts.share_directory(self.directory, account)
         tmp = self.directory / "metadata.json.tmp"
         tmp.write_text(json.dumps(entries, sort_keys=True))
         tmp.replace(self.directory / "metadata.json")
@@ -170,13 +192,24 @@ class MetadataService:
         if not entries:
             return
         path.write_text(bridges)
+        user = [account.name] if account is not None else []
         self.child.start([sys.executable, "-m", "atwill.agent.net.metadata",
-                          str(self.directory)], self.directory / "log")
+                          str(self.directory), *user], self.directory / "log")
 
     def stop(self) -> None:
         """Stop the server by PID."""
         self.child.stop()
 
+    def _account(self) -> accounts.Account | None:
+        """The server's own account, if it can reach the directory (else it stays root)."""
+        if not accounts.searchable(self.directory.parent):
+            if not self._warned:
+                self._warned = True
+                log.warning("the metadata service runs as root: other users cannot pass "
+                            "through %s", self.directory.parent)
+            return None
+        return accounts.unprivileged(accounts.METADATA_USER)
+
 
 if __name__ == "__main__":
-    serve(Path(sys.argv[1]))
+    serve(Path(sys.argv[1]), user=sys.argv[2] if len(sys.argv) > 2 else None)
