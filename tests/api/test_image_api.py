@@ -210,7 +210,7 @@ def test_upload_to_image_without_formats(client: httpx.Client) -> None:
 
 def test_patch_tags_and_properties(client: httpx.Client) -> None:
     image = create(client, tags=["a"], p="1")
-    ops = [{"op": "add", "path": "/tags", "value": ["b", "a"]}, {"op": "remove", "path": "/p"},
+    ops = [{"op": "add", "path": "/tags/0", "value": "b"}, {"op": "remove", "path": "/p"},
            {"op": "add", "path": "/q", "value": "2"},
            {"op": "replace", "path": "/min_disk", "value": 3}]
     resp = client.patch(f"/v2/images/{image['id']}", json=ops, headers=PATCH)

@@ -16,6 +16,11 @@ DOC = {"name": "a", "tags": ["x", "y"], "k": "v"}
     ([{"op": "remove", "path": "/k"}], {"name": "a", "tags": ["x", "y"]}),
     ([{"op": "add", "path": "/a~1b", "value": "1"}], {**DOC, "a/b": "1"}),
     ([{"op": "add", "path": "/ k ", "value": "w"}], {**DOC, "k": "w"}),
+    # openstacksdk's diffs (add_tag, then update_image); Glance refuses these.
+    ([{"op": "add", "path": "/tags/0", "value": "z"}], {**DOC, "tags": ["z", "x", "y"]}),
+    ([{"op": "add", "path": "/tags/-", "value": "z"}], {**DOC, "tags": ["x", "y", "z"]}),
+    ([{"op": "remove", "path": "/tags/1"}], {**DOC, "tags": ["x"]}),
+    ([{"op": "replace", "path": "/tags/0", "value": "w"}], {**DOC, "tags": ["w", "y"]}),
 ])
 def test_v21(ops: list, expected: dict) -> None:
     assert jsonpatch.apply(DOC, jsonpatch.parse(ops, V21), V21) == expected
@@ -49,9 +54,12 @@ def test_v20(ops: list, expected: dict) -> None:
     ([{"op": "add", "path": "/k/", "value": 1}], V21, 'Pointer `/k/` end with "/".'),
     ([{"op": "add", "path": "/", "value": 1}], V21, "does not contains valid token."),
     ([{"op": "add", "path": "/a~2", "value": 1}], V21, 'contains "~" not part of'),
-    ([{"op": "add", "path": "/tags/0", "value": "z"}], V21,
-     "Invalid JSON pointer for this resource: '/tags/0'"),
-    ([{"op": "remove", "path": "/tags/1"}], V21, "Invalid JSON pointer for this resource"),
+    ([{"op": "add", "path": "/k/0", "value": "z"}], V21,
+     "Invalid JSON pointer for this resource: '/k/0'"),
+    ([{"op": "remove", "path": "/tags/x"}], V21, "Invalid JSON pointer for this resource"),
+    ([{"op": "remove", "path": "/tags/01"}], V21, "Invalid JSON pointer for this resource"),
+    ([{"op": "add", "path": "/tags/0/1", "value": "z"}], V21,
+     "Invalid JSON pointer for this resource"),
     ([{"op": "replace", "path": "/locations/0", "value": {}}], V21,
      "Invalid JSON pointer for this resource: '/locations/0'"),
     ([{"op": "add", "path": "/k"}], V21, 'Operation "add" requires a member named "value".'),
@@ -82,6 +90,8 @@ def test_locations_keep_glance_depth() -> None:
     ([{"remove": "/missing"}], V20, "Property missing does not exist."),
     ([{"add": "/k", "value": "w"}], V20, "Property k already present."),
     ([{"add": "/name", "value": "w"}], V20, "Property name already present."),
+    ([{"op": "remove", "path": "/tags/2"}], V21, "Property tags/2 does not exist."),
+    ([{"op": "add", "path": "/tags/3", "value": "z"}], V21, "Property tags/3 does not exist."),
 ])
 def test_conflict(ops: list, dialect: str, message: str) -> None:
     with pytest.raises(PatchConflict, match=message):

@@ -12,6 +12,10 @@ What stays hand-written, and why the library does not fit there:
   move, copy or test), pointers to a top-level attribute only (except
   ``/locations/N``), no empty segments (RFC 6901 allows ``//``), and Glance's
   own 400 messages, which clients print;
+- one leniency Glance lacks: ``/tags/N`` and ``/tags/-``. openstacksdk diffs the
+  image it holds, so ``add_tag`` followed by ``update_image`` sends
+  ``{"op": "add", "path": "/tags/0", ...}``, which Glance refuses with a 400;
+  the library applies such list paths as RFC 6902 says;
 - the 2.0 dialect's ``add`` refuses an attribute that is already there (409),
   where RFC 6902's ``add`` replaces it.
 """
@@ -29,8 +33,11 @@ V20 = "application/openstack-images-v2.0-json-patch"
 V21 = "application/openstack-images-v2.1-json-patch"
 MEDIA_TYPES = (V20, V21)
 OPS = ("add", "remove", "replace")
-# Glance's path depth per operation: one segment everywhere but /locations/N.
-DEPTH = {"locations": {"add": 2, "remove": 2, "replace": 1}}
+# Path depths per attribute and operation: one segment but for /locations/N (as
+# Glance) and /tags/N (see above).
+DEPTHS = {"locations": {"add": (2,), "remove": (2,), "replace": (1,)},
+          "tags": {"add": (1, 2), "remove": (1, 2), "replace": (1, 2)}}
+LIST_INDEX = re.compile(r"^(0|[1-9][0-9]*|-)$")
 
 
 class PatchError(ValueError):
@@ -55,7 +62,8 @@ def operation(raw: Any, media_type: str) -> dict[str, Any]:
         raise PatchError("Operations must be JSON objects.")
     op, pointer = _op_v21(raw) if media_type == V21 else _op_v20(raw)
     parts = decode(pointer)
-    if len(parts) != DEPTH.get(parts[0], {}).get(op, 1):
+    depths = DEPTHS.get(parts[0], {}).get(op, (1,))
+    if len(parts) not in depths or (len(parts) == 2 and not LIST_INDEX.match(parts[1])):
         raise PatchError(f"Invalid JSON pointer for this resource: '/{'/'.join(parts)}'")
     out = {"op": op, "path": jsonpointer.JsonPointer.from_parts(parts).path}
     if op != "remove":
@@ -123,5 +131,6 @@ def apply(doc: dict[str, Any], ops: list[dict[str, Any]],
             # One operation at a time, so a conflict names the attribute it hit.
             result = rfc6902.apply_patch(result, [op], in_place=True)
         except (rfc6902.JsonPatchConflict, jsonpointer.JsonPointerException):
-            raise PatchConflict(f"Property {name} does not exist.") from None
+            where = "/".join(jsonpointer.JsonPointer(op["path"]).parts)
+            raise PatchConflict(f"Property {where} does not exist.") from None
     return result
