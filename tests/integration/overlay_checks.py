@@ -51,6 +51,19 @@ def host_processes(lab: Lab, host: str) -> list[str]:
     return names
 
 
+def host_process_users(lab: Lab, host: str) -> list[tuple[str, int]]:
+    """(command name, real uid) of every process running in a host's namespace."""
+    found = []
+    for pid in _pids(lab.namespace(host).name):
+        try:
+            with open(f"/proc/{pid}/status") as handle:
+                status = dict(line.split(":", 1) for line in handle if ":" in line)
+        except OSError:
+            continue
+        found.append((status["Name"].strip(), int(status["Uid"].split()[0])))
+    return found
+
+
 def _pids(namespace: str) -> list[str]:
     import subprocess
 

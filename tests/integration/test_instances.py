@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pwd
 from pathlib import Path
 
 import pytest
 
+from atwill.core import guest_ids
 from atwill.lab import Lab, commands
-from tests.integration.overlay_checks import host_processes
+from tests.integration.overlay_checks import host_process_users, host_processes
 from tests.integration.vms import (
     READY,
     first_ip,
@@ -62,6 +64,14 @@ def test_two_vms_on_two_nodes_reach_each_other(lab: Lab, cloud: dict[str, str],
                if f"image {cloud['image']} sent to node " in line]
     assert len({f.split()[0] for f in fetches}) == 2, fetches
     assert all(f.split(" at ", 1)[1].startswith("100.72.") for f in fetches), fetches
+    # No guest-facing helper keeps root: QEMU as a user of its own instance, dnsmasq and
+    # the metadata service (a python process besides the agent) as their system users.
+    for host in ("node1", "node2"):
+        users = host_process_users(lab, host)
+        qemu = [uid for name, uid in users if name.startswith("qemu-system")]
+        assert len(qemu) == 1 and guest_ids.in_block(qemu[0]), users
+        assert ("dnsmasq", pwd.getpwnam("atwill-dhcp").pw_uid) in users, users
+        assert any(uid == pwd.getpwnam("atwill-meta").pw_uid for _, uid in users), users
 
 
 def test_other_project_cannot_reach(lab: Lab, cloud: dict[str, str], tmp_path: Path) -> None:

@@ -100,7 +100,9 @@ class Lab(Cluster):
 
     def _make_directory(self, revert: Reverter) -> bool:
         owns = not self.directory.exists()
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # 0711: the nodes' QEMU, dnsmasq and metadata users pass through to their files, as
+        # through /var/lib on a real host; nothing here can be listed by them.
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o711)
         revert.add(lambda: self._remove_directory(owns))
         return owns
 
