@@ -125,7 +125,7 @@ def _apply_report(session: Session, ctl: Controller, node: Node, inst: Instance,
     wanted = states.SETTLED[inst.desired_power]
     if settled == wanted:
         if inst.vm_state != wanted or inst.task_state:
-            actions.event(session, inst.id, f"compute_{inst.task_state or 'sync'}", node.name)
+            actions.event(session, inst.id, states.event_name(inst.task_state), node.name)
         inst.vm_state, inst.task_state = wanted, None
     elif inst.task_state is None and inst.vm_state == "active" and settled == "stopped":
         # The guest stopped on its own (powered off, crashed): say so, keep it stopped.

@@ -50,3 +50,17 @@ SETTLED = {"running": "active", "stopped": "stopped", "paused": "paused",
 # server keeps its status; only an agent's upload or error report ends them).
 SNAPSHOT_FROM = frozenset({"active", "stopped", "paused", "suspended"})
 SNAPSHOT_TASKS = frozenset({"image_snapshot", "image_uploading"})
+
+# The compute-side event Nova records when each task finishes (os-instance-actions).
+EVENT_BY_TASK = {
+    "powering-off": "compute_stop_instance", "powering-on": "compute_start_instance",
+    "pausing": "compute_pause_instance", "unpausing": "compute_unpause_instance",
+    "suspending": "compute_suspend_instance", "resuming": "compute_resume_instance",
+    "rebooting": "compute_reboot_instance", "rebooting_hard": "compute_reboot_instance",
+    "rebuilding": "compute_rebuild_instance",
+}
+
+
+def event_name(task_state: str | None) -> str:
+    """Nova's event for a finished task; other settlements keep a descriptive name."""
+    return EVENT_BY_TASK.get(task_state or "", f"compute_{task_state or 'sync'}")
