@@ -106,7 +106,8 @@ def down(state_dir: StateDir = None, purge: bool = typer.Option(
     what = "stopped atwill up; " if stopped else ""
     if purge:
         shutil.rmtree(conf.state_dir)
-        console.print(f"{what}this host is clean; {conf.state_dir} is deleted", highlight=False)
+        console.print(f"{what}this host is clean; {conf.state_dir} is deleted", highlight=False,
+                      soft_wrap=True)
         return
     disks = f" (the disks of {len(kept)} server(s) kept)" if kept else ""
     console.print(f"{what}this host is clean; {conf.state_dir} is kept{disks}; "
