@@ -23,6 +23,7 @@ from .hypervisor import configdrive, disks, tap
 from .hypervisor.qemu import QemuDriver
 from .hypervisor.spec import InstanceSpec, Nic
 from .kvm import kvm_probe
+from .lanes import Lanes
 from .snapshot import Snapshots
 
 log = logging.getLogger("atwill.agent.instances")
@@ -49,6 +50,8 @@ class InstanceManager:
         self.reboots: dict[str, int] = {}
         self.rebuilds: dict[str, int] = {}
         self._console_digest: dict[str, str] = {}
+        # Each instance's operations in a lane of its own; a finished one reports at once.
+        self.lanes = Lanes(on_done=lambda: self.on_started())
 
     # converge ------------------------------------------------------------------
     def taps(self, instances: list[dict[str, Any]]) -> None:
@@ -58,22 +61,19 @@ class InstanceManager:
         prune_taps(set(wanted))
 
     def converge(self, instances: list[dict[str, Any]]) -> None:
+        """Start bringing each instance to what is wanted, each in its own lane: returns
+        without waiting; a busy instance is brought there by a later converge."""
         wanted = {i["id"]: i for i in instances}
         for uuid in set(self.driver.uuids()) - set(wanted):
-            self._delete(uuid)
+            self.lanes.submit(uuid, self._delete, uuid)
         for uuid in set(self.errors) - set(wanted):
-            self.errors.pop(uuid)  # a build that never started, no longer wanted
+            self.errors.pop(uuid, None)  # a build that never started, no longer wanted
         for uuid, inst in wanted.items():
             if inst.get("snapshot"):
                 self.snapshots.request(uuid, inst["snapshot"]["image_id"])
             if self.snapshots.busy(uuid):
                 continue  # its VM is stopped for the copy; the snapshot resumes it
-            try:
-                self._converge_one(inst)
-                self.errors.pop(uuid, None)
-            except Exception as err:  # noqa: BLE001 - reported to the controller, retried
-                log.exception("instance %s could not be converged", uuid)
-                self.errors[uuid] = f"{type(err).__name__}: {err}"
+            self.lanes.submit(uuid, self._converge_reported, inst)
         in_use = {i["image"]["id"] for i in instances if i.get("image")}
         if self.cache_dir.is_dir():
             disks.gc(self.cache_dir, in_use)
@@ -92,6 +92,7 @@ class InstanceManager:
 
     def stop_all(self) -> list[str]:
         """Stop every VM (QEMU quits), keeping disks and specs; the instances stopped."""
+        self.lanes.wait(timeout=STOP_TIMEOUT * 4)  # a start in flight ends first
         stopped = []
         for uuid in self.driver.uuids():
             try:
@@ -107,6 +108,15 @@ class InstanceManager:
             return [n.tap for n in InstanceSpec.from_json(spec.read_text()).nics]
         except (OSError, ValueError, TypeError):
             return []
+
+    def _converge_reported(self, inst: dict[str, Any]) -> None:
+        uuid = inst["id"]
+        try:
+            self._converge_one(inst)
+            self.errors.pop(uuid, None)
+        except Exception as err:  # noqa: BLE001 - reported to the controller, retried
+            log.exception("instance %s could not be converged", uuid)
+            self.errors[uuid] = f"{type(err).__name__}: {err}"
 
     def _converge_one(self, inst: dict[str, Any]) -> None:
         uuid = inst["id"]
