@@ -1,4 +1,4 @@
-"""servers: shelved state and other server fields
+"""cluster: fence devices per node (agents, options, secrets encrypted), fencing levels
 
 Revision ID: 0010
 Revises: 0009
