@@ -127,6 +127,35 @@ class Node(Base):
     overlay_status: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     host_status: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     last_heartbeat: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    # What the HA monitor concluded from heartbeat age: up | suspect | down (core/ha_health).
+    health: Mapped[str] = mapped_column(String(16), default="up", server_default="up")
+    health_changed_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    # Fencing of a down node: None (not tried) | pending | ok | failed. fenced_at is set
+    # only once the node is known powered off (or forced down / confirmed by an operator);
+    # evacuation never starts before it, and a rejoin clears all four.
+    fence_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    fence_method: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    fence_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    fenced_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class Evacuation(Base):
+    """An instance rebuilt away from a failed node; its stale copy there is still to go."""
+
+    __tablename__ = "evacuations"
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    instance_id: Mapped[str] = mapped_column(String(36), index=True)
+    source_node_id: Mapped[str] = mapped_column(String(36), index=True)
+    source_node_name: Mapped[str] = mapped_column(String(255))
+    dest_node_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # pending (asked) | rebuilding (placed elsewhere) | done | failed
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    reason: Mapped[str] = mapped_column(String(16), default="manual")  # manual | auto
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # When the source node's agent reported the local copy destroyed.
+    cleaned_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 

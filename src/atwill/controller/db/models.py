@@ -2,7 +2,16 @@
 
 from .base import Base
 from .cluster import ClusterRevision, JoinToken, OverlayAddress, RevokedCertificate
-from .compute import Flavor, FlavorAccess, FlavorExtraSpec, Keypair, Node, Quota, QuotaClass
+from .compute import (
+    Evacuation,
+    Flavor,
+    FlavorAccess,
+    FlavorExtraSpec,
+    Keypair,
+    Node,
+    Quota,
+    QuotaClass,
+)
 from .identity import (
     Domain,
     Endpoint,
@@ -42,7 +51,7 @@ from .servers import (
 __all__ = [
     "Instance", "InstanceAction", "InstanceActionEvent", "PciClaim", "ServerGroup",
     "ServerGroupMember",
-    "Base", "ClusterRevision", "Domain", "Endpoint", "Flavor", "FlavorAccess",
+    "Base", "ClusterRevision", "Domain", "Endpoint", "Evacuation", "Flavor", "FlavorAccess",
     "FlavorExtraSpec", "Image", "ImageMember", "ImageTag", "ImpliedRole", "JoinToken",
     "Keypair", "Node", "OverlayAddress", "Project", "Quota", "QuotaClass", "Region",
     "Revocation", "RevokedCertificate", "Role", "RoleAssignment", "Service", "User",
