@@ -3,6 +3,9 @@
 from .base import Base
 from .cluster import ClusterRevision, JoinToken, OverlayAddress, RevokedCertificate
 from .compute import (
+    Aggregate,
+    AggregateHost,
+    AggregateMetadata,
     Evacuation,
     Flavor,
     FlavorAccess,
@@ -12,6 +15,7 @@ from .compute import (
     Quota,
     QuotaClass,
 )
+from .fencing import FenceDevice, FenceEvent
 from .identity import (
     Domain,
     Endpoint,
@@ -49,9 +53,11 @@ from .servers import (
 )
 
 __all__ = [
+    "Aggregate", "AggregateHost", "AggregateMetadata",
     "Instance", "InstanceAction", "InstanceActionEvent", "PciClaim", "ServerGroup",
     "ServerGroupMember",
     "Base", "ClusterRevision", "Domain", "Endpoint", "Evacuation", "Flavor", "FlavorAccess",
+    "FenceDevice", "FenceEvent",
     "FlavorExtraSpec", "Image", "ImageMember", "ImageTag", "ImpliedRole", "JoinToken",
     "Keypair", "Node", "OverlayAddress", "Project", "Quota", "QuotaClass", "Region",
     "Revocation", "RevokedCertificate", "Role", "RoleAssignment", "Service", "User",
