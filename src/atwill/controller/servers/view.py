@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ...core.microversion import Version
 from ...core.policy import Credentials
 from ..db.base import iso
 from ..db.models import Instance
-from ..db.network import Network, SecurityGroup
+from ..db.network import FloatingIP, Network, SecurityGroup
 from . import ports, states
 
 
@@ -21,15 +22,26 @@ def links(base: str, collection: str, ident: str) -> list[dict[str, str]]:
 
 
 def addresses(session: Session, inst: Instance) -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = {}
+    """Nova's addresses: per network, the ports' fixed IPs, then the floating IPs on them."""
+    fixed: dict[str, list[dict[str, Any]]] = {}
+    floating: dict[str, list[dict[str, Any]]] = {}
     for port in ports.of(session, inst):
         network = session.get(Network, port.network_id)
         name = network.name if network else port.network_id
-        for fixed in port.fixed_ips:
-            out.setdefault(name, []).append({
-                "version": 6 if ":" in fixed.ip_address else 4, "addr": fixed.ip_address,
-                "OS-EXT-IPS:type": "fixed", "OS-EXT-IPS-MAC:mac_addr": port.mac_address})
-    return out
+        for ip in port.fixed_ips:
+            fixed.setdefault(name, []).append(_address(ip.ip_address, "fixed", port.mac_address))
+        fips = session.scalars(select(FloatingIP).where(FloatingIP.port_id == port.id)
+                               .order_by(FloatingIP.created_at, FloatingIP.id))
+        for fip in fips:
+            floating.setdefault(name, []).append(
+                _address(fip.floating_ip_address, "floating", port.mac_address))
+    return {name: fixed.get(name, []) + floating.get(name, [])
+            for name in dict.fromkeys([*fixed, *floating])}
+
+
+def _address(addr: str, kind: str, mac: str) -> dict[str, Any]:
+    return {"version": 6 if ":" in addr else 4, "addr": addr, "OS-EXT-IPS:type": kind,
+            "OS-EXT-IPS-MAC:mac_addr": mac}
 
 
 def flavor(inst: Instance, version: Version, base: str) -> dict[str, Any]:
