@@ -1,4 +1,4 @@
-"""Compute tables: flavors with extra specs and access, keypairs, quotas, nodes."""
+"""Compute tables: flavors with extra specs and access, keypairs, quotas, nodes, aggregates."""
 
 from __future__ import annotations
 
@@ -16,8 +16,12 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    bindparam,
+    event,
     literal_column,
+    select,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, new_uuid, utcnow
@@ -167,3 +171,64 @@ DEFAULT_RAM_RATIO = "1.5"
 FREE_RAM = Node.memory_mb * literal_column(DEFAULT_RAM_RATIO) - Node.memory_mb_used
 Index("ix_nodes_free_ram_spread", FREE_RAM.desc(), Node.name)
 Index("ix_nodes_free_ram_pack", FREE_RAM, Node.name)
+
+
+class Aggregate(Base):
+    """A host aggregate: a named group of nodes with metadata (one key may be its zone)."""
+
+    __tablename__ = "aggregates"
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True, default=new_uuid)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    hosts: Mapped[list[AggregateHost]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="AggregateHost.id")
+    metadata_items: Mapped[list[AggregateMetadata]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="AggregateMetadata.key")
+
+    @property
+    def meta(self) -> dict[str, str]:
+        return {m.key: m.value for m in self.metadata_items}
+
+    @property
+    def availability_zone(self) -> str | None:
+        return self.meta.get("availability_zone")
+
+
+class AggregateHost(Base):
+    """A node in an aggregate, by name as in Nova, so a node that rejoins stays in it."""
+
+    __tablename__ = "aggregate_hosts"
+    __table_args__ = (UniqueConstraint("aggregate_id", "host"),)
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    aggregate_id: Mapped[int] = mapped_column(
+        ForeignKey("aggregates.id", ondelete="CASCADE"), index=True)
+    host: Mapped[str] = mapped_column(String(255), index=True)
+
+
+class AggregateMetadata(Base):
+    __tablename__ = "aggregate_metadata"
+    __table_args__ = (UniqueConstraint("aggregate_id", "key"),)
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    aggregate_id: Mapped[int] = mapped_column(
+        ForeignKey("aggregates.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(String(255))
+    value: Mapped[str] = mapped_column(String(255))
+
+
+AGGREGATE_ZONE = (
+    select(AggregateMetadata.value)
+    .join(AggregateHost, AggregateHost.aggregate_id == AggregateMetadata.aggregate_id)
+    .where(AggregateMetadata.key == "availability_zone", AggregateHost.host == bindparam("host"))
+    .limit(1))
+
+
+@event.listens_for(Node, "before_insert")
+def _zone_from_aggregates(_mapper: Any, connection: Connection, node: Node) -> None:
+    # Node.availability_zone is kept equal to its aggregates' zone (every reader, the
+    # scheduler's index included, reads the column). Aggregates name hosts, and a node that
+    # rejoins is a new row: it takes its zone back here, whoever inserts it.
+    zone = connection.scalar(AGGREGATE_ZONE, {"host": node.name})
+    if zone is not None:
+        node.availability_zone = zone
