@@ -9,7 +9,7 @@ from atwill.controller.db.session import Database, alembic_config
 
 NOW = "'2026-01-01 00:00:00'"
 HEALTH_COLUMNS = {"health", "health_changed_at", "fence_state", "fence_method",
-                  "fence_message", "fenced_at"}
+                  "fence_message", "fenced_at", "heartbeat_gap_peak"}
 
 
 def test_node_health_up_and_down(db: Database) -> None:
@@ -33,7 +33,8 @@ def test_node_health_up_and_down(db: Database) -> None:
             f"INSERT INTO evacuations (instance_id, source_node_id, source_node_name, status, "
             f"reason, created_at, updated_at) VALUES ('i1', 'n1', 'old', 'pending', 'auto', "
             f"{NOW}, {NOW})"))
-        assert conn.scalar(text("SELECT count(*) FROM evacuations WHERE cleaned_at IS NULL")) == 1
+        row = conn.execute(text("SELECT stop_after, cleaned_at FROM evacuations")).one()
+        assert (bool(row[0]), row[1]) == (False, None)
     command.downgrade(cfg, "0008")
     assert "evacuations" not in inspect(db.engine).get_table_names()
     assert not HEALTH_COLUMNS & {c["name"] for c in inspect(db.engine).get_columns("nodes")}

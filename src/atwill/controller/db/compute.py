@@ -18,6 +18,7 @@ from sqlalchemy import (
     UniqueConstraint,
     bindparam,
     event,
+    false,
     literal_column,
     select,
 )
@@ -141,6 +142,9 @@ class Node(Base):
     fence_method: Mapped[str | None] = mapped_column(String(64), nullable=True)
     fence_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     fenced_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    # The longest recent gap between two heartbeats (seconds, decaying): a node on a slow,
+    # lossy link gets a longer down threshold than one on a LAN (core/ha_health).
+    heartbeat_gap_peak: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
@@ -158,6 +162,8 @@ class Evacuation(Base):
     status: Mapped[str] = mapped_column(String(16), default="pending")
     reason: Mapped[str] = mapped_column(String(16), default="manual")  # manual | auto
     message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Microversion 2.95: a server evacuated while stopped is stopped again once rebuilt.
+    stop_after: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # When the source node's agent reported the local copy destroyed.
     cleaned_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

@@ -25,6 +25,8 @@ def upgrade() -> None:
     op.add_column("nodes", sa.Column("fence_method", sa.String(length=64), nullable=True))
     op.add_column("nodes", sa.Column("fence_message", sa.Text(), nullable=True))
     op.add_column("nodes", sa.Column("fenced_at", sa.DateTime(), nullable=True))
+    op.add_column("nodes", sa.Column("heartbeat_gap_peak", sa.Float(), nullable=False,
+                                     server_default="0"))
     op.create_table(
         "evacuations",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -35,6 +37,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("reason", sa.String(length=16), nullable=False),
         sa.Column("message", sa.Text(), nullable=True),
+        sa.Column("stop_after", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.Column("cleaned_at", sa.DateTime(), nullable=True),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("updated_at", sa.DateTime(), nullable=False),
@@ -52,6 +55,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_evacuations_source_node_id"))
         batch_op.drop_index(batch_op.f("ix_evacuations_instance_id"))
     op.drop_table("evacuations")
-    for column in ("fenced_at", "fence_message", "fence_method", "fence_state",
-                   "health_changed_at", "health"):
+    for column in ("heartbeat_gap_peak", "fenced_at", "fence_message", "fence_method",
+                   "fence_state", "health_changed_at", "health"):
         op.drop_column("nodes", column)
