@@ -1,0 +1,70 @@
+"""A node's health from the age of its last heartbeat, and Nova's host_status.
+
+A fixed threshold cannot both detect a powered-off LAN node in under 3 s and
+stay quiet on a lossy, 300 ms link, where TCP retransmissions stretch a gap
+between two heartbeats to 2-3 s. So each node's threshold grows with the
+longest gap it showed recently (a peak that decays a little at every beat):
+a LAN node keeps the floor, a node behind a poor link gets room for its own
+worst recent gap times a margin.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+UP, SUSPECT, DOWN = "up", "suspect", "down"
+
+
+@dataclasses.dataclass(frozen=True)
+class Thresholds:
+    """Seconds of silence before a node is suspect, then down (the floor)."""
+
+    suspect_after: float = 1.6
+    down_after: float = 2.6
+    # The down threshold is at least peak_margin x the node's recent longest gap...
+    peak_margin: float = 2.5
+    # ...but never more than this, so that one stall long ago does not blind detection.
+    down_ceiling: float = 10.0
+    # Each heartbeat keeps this share of the previous peak (minutes of memory).
+    peak_decay: float = 0.999
+
+
+def next_peak(peak: float, gap: float | None, t: Thresholds) -> float:
+    """The decayed peak gap after a heartbeat that came gap seconds after the last one."""
+    decayed = peak * t.peak_decay
+    if gap is None or gap < 0:
+        return decayed
+    # A gap as long as the ceiling was an outage, not the link's jitter: not learnt.
+    return max(decayed, gap) if gap < t.down_ceiling else decayed
+
+
+def down_threshold(peak: float, t: Thresholds) -> float:
+    """Silence after which this node is down, given its recent peak gap."""
+    return min(max(t.down_after, peak * t.peak_margin), t.down_ceiling)
+
+
+def classify(age: float, peak: float, t: Thresholds) -> str:
+    """up, suspect or down for a node silent for age seconds."""
+    limit = down_threshold(peak, t)
+    if age > limit:
+        return DOWN
+    if age > min(t.suspect_after, limit):
+        return SUSPECT
+    return UP
+
+
+def host_status(forced_down: bool, enabled: bool, alive: bool, fenced: bool) -> str:
+    """Nova's host_status (2.16): forced down is DOWN, disabled is MAINTENANCE, a host
+    that does not report is UNKNOWN. A node known powered off (fenced) is DOWN too:
+    unlike a silent one, it is known not to run anything."""
+    if forced_down or fenced:
+        return "DOWN"
+    if not enabled:
+        return "MAINTENANCE"
+    return "UP" if alive else "UNKNOWN"
+
+
+def ha_enabled(metadata: dict[str, str] | None) -> bool:
+    """Masakari's convention, as an opt-out: HA_Enabled=False (any case) excludes it."""
+    value = (metadata or {}).get("HA_Enabled")
+    return value is None or str(value).strip().lower() not in ("false", "0", "no", "off")
