@@ -68,6 +68,9 @@ RULES: dict[str, str] = {
     "cluster:tokens:delete": "admin",
     "cluster:nodes:list": "admin", "cluster:nodes:show": "admin",
     "cluster:nodes:update": "admin", "cluster:nodes:delete": "admin",
+    "cluster:fence:list": "admin", "cluster:fence:show": "admin",
+    "cluster:fence:update": "admin", "cluster:fence:test": "admin",
+    "cluster:fence:fence": "admin", "cluster:fence:confirm": "admin",
     # compute servers
     "compute:servers:create": "member", "compute:servers:index": "reader",
     "compute:servers:detail": "reader", "compute:servers:show": "reader",
@@ -97,6 +100,12 @@ RULES: dict[str, str] = {
     "compute:services:delete": "admin",
     "compute:hypervisors:list": "admin", "compute:hypervisors:show": "admin",
     "compute:hypervisors:statistics": "admin", "compute:hypervisors:search": "admin",
+    "compute:aggregates:index": "admin", "compute:aggregates:show": "admin",
+    "compute:aggregates:create": "admin", "compute:aggregates:update": "admin",
+    "compute:aggregates:delete": "admin", "compute:aggregates:add_host": "admin",
+    "compute:aggregates:remove_host": "admin", "compute:aggregates:set_metadata": "admin",
+    "compute:simple_tenant_usage:list": "admin", "compute:simple_tenant_usage:show": "reader",
+    "controller:metrics:get": "admin",
     # image
     "image:get_images": "reader", "image:get_image": "reader",
     "image:add_image": "member", "image:modify_image": "member",
@@ -150,8 +159,9 @@ MEMBER_ROLES = frozenset({"member", "admin"})
 READ_VERBS = frozenset({"list", "get", "show", "index", "detail", "statistics", "search",
                         "check", "defaults", "download"})
 READS_WITHOUT_VERB = frozenset({"compute:limits", "compute:limits:other_project"})
-# Reads a system reader is still refused: join tokens are credentials, not inventory.
-SECRET_READS = frozenset({"cluster:tokens:list"})
+# Reads a system reader is still refused: join tokens are credentials, not inventory;
+# fence devices name BMCs and their users.
+SECRET_READS = frozenset({"cluster:tokens:list", "cluster:fence:list", "cluster:fence:show"})
 # Operations whose new resource belongs to the caller's project: with no target
 # project a system-scoped token is refused them (Nova and Neutron scope_types project).
 PROJECT_OPERATIONS = frozenset({"compute:servers:create", "compute:server_groups:create"})
