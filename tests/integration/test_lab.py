@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import re
 import subprocess
+import threading
+import uuid
 from pathlib import Path
 
 import pytest
 
+from atwill.agent.hypervisor.qemu import SOCKETS_DIR
 from atwill.lab import Lab, LabError, processes, wanctl
 from atwill.lab.commands import PYTHON
 from atwill.lab.netns import list_namespaces
@@ -153,16 +156,34 @@ def test_kill_and_start_the_controller(lab: Lab) -> None:
     assert lab.controller_alive()
 
 
-def test_down_leaves_nothing_behind(lab_factory) -> None:
-    other = lab_factory(1, join=False, timeout=60)
-    directory = other.directory
-    recorded = [p for h in other.state.hosts.values() for p in h.processes.values()]
-    assert recorded and all(processes.alive(p) for p in recorded)
-    ours = {"wan0", other.state.bridge} | {h.wan_veth for h in other.state.hosts.values()}
-    assert not root_links() & ours, "nothing of the lab appears in the root namespace"
-    other.down()
+def test_down_leaves_nothing_behind(tmp_path: Path) -> None:
+    from tests.integration.conftest import unique_name
+
+    tmp_path.chmod(0o711)
+    other = Lab(unique_name(), tmp_path / "made" / "by-up" / "lab")
+    sockets: list[Path] = []
+    try:
+        other.up(1, join=False, timeout=60)
+        recorded = [p for h in other.state.hosts.values() for p in h.processes.values()]
+        assert recorded and all(processes.alive(p) for p in recorded)
+        ours = {"wan0", other.state.bridge} | {h.wan_veth for h in other.state.hosts.values()}
+        assert not root_links() & ours, "nothing of the lab appears in the root namespace"
+        # A VM killed with its node leaves its QMP socket in the /run every host shares.
+        instance, stranger = str(uuid.uuid4()), str(uuid.uuid4())
+        (Path(other.host("node1").state_dir) / "instances" / instance).mkdir(parents=True)
+        sockets = [SOCKETS_DIR / f"{u}.sock" for u in (instance, stranger)]
+        SOCKETS_DIR.mkdir(parents=True, exist_ok=True)
+        for path in sockets:
+            path.touch()
+        other.down()
+        assert not sockets[0].exists(), "the lab's VM's QMP socket is removed"
+        assert sockets[1].exists(), "a socket of no instance of this lab stays"
+    finally:
+        other.down()
+        for path in sockets:
+            path.unlink(missing_ok=True)
     assert lab_namespaces(other) == set()
-    assert not directory.exists()
+    assert not (tmp_path / "made").exists(), "no empty directory is left"
     assert not any(processes.alive(p) for p in recorded)
     assert not root_links() & ours
     other.down()  # a second down finds nothing to do
@@ -171,11 +192,11 @@ def test_down_leaves_nothing_behind(lab_factory) -> None:
 def test_a_failed_up_leaves_nothing_behind(tmp_path: Path) -> None:
     from tests.integration.conftest import unique_name
 
-    lab = Lab(unique_name(), tmp_path / "lab")
+    lab = Lab(unique_name(), tmp_path / "new" / "lab")
     with pytest.raises(Exception, match="overlay"):
         lab.up(1, overlay="bogus", join=False, timeout=30)
     assert lab_namespaces(lab) == set()
-    assert not (tmp_path / "lab").exists()
+    assert list(tmp_path.iterdir()) == [], "not even the parent up made is left"
 
 
 def test_a_lab_with_wan_delay_and_loss_serves_https_and_goes_away(lab_factory) -> None:
@@ -196,3 +217,31 @@ def test_a_lab_with_wan_delay_and_loss_serves_https_and_goes_away(lab_factory) -
     slow.down()
     assert lab_namespaces(slow) == set()
     assert emulator is None or not processes.alive(emulator)
+
+
+def test_a_removed_node_comes_back_at_once_under_its_name(lab: Lab) -> None:
+    name = lab.add_node("again")
+    wan = lab.state.wan_namespace
+    link = f"w-{name}"
+    try:
+        lab.remove_node(name)
+        lab.destroy_host(name)
+        assert link not in wan_links(lab), "its WAN link goes with the host, at once"
+        # As when the kernel tears a deleted namespace's links down in the background:
+        # the old link still holds the name for a while.
+        subprocess.run(["ip", "-n", wan, "link", "add", link, "type", "veth", "peer", "name",
+                        "lingers"], check=True, timeout=10)
+        threading.Timer(3, subprocess.run, [["ip", "-n", wan, "link", "del", link]],
+                        {"timeout": 10}).start()
+        assert lab.add_node(name, timeout=60) == name
+        assert lab.node_states()[name] == "up"
+    finally:
+        if name in lab.state.hosts:
+            lab.remove_node(name, force=True)
+            lab.destroy_host(name)
+
+
+def wan_links(lab: Lab) -> set[str]:
+    out = subprocess.run(["ip", "-n", lab.state.wan_namespace, "-o", "link"],
+                         capture_output=True, text=True, check=True, timeout=10).stdout
+    return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines()}

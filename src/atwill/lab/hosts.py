@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 from . import naming, processes, wanctl
@@ -25,6 +26,9 @@ from .state import Host, LabState
 from .wanswitch import Link
 
 HOST_IF = "wan0"
+# A deleted namespace's links are torn down by the kernel in the background (seconds, a
+# minute or two on a loaded machine); a new host of the same name waits at most this long.
+LINK_WAIT = 120.0
 
 
 def wan(state: LabState) -> Namespace:
@@ -101,6 +105,7 @@ def create_host(state: LabState, host: Host, revert: Reverter) -> None:
     ns, wan_ns = namespace(host), wan(state)
     if ns.exists():
         raise ValueError(f"namespace {ns.name} already exists; not touching it")
+    wait_links_gone(state, host.name)
     state.hosts[host.name] = host
     _record_namespace(state, ns.name)
     revert.add(lambda: destroy_host(state, host.name))
@@ -180,6 +185,43 @@ def delete_namespace(state: LabState, name: str) -> None:
     state.save()
 
 
+def _outer_links(state: LabState, name: str) -> list[tuple[Namespace, str]]:
+    """The far ends of a host's links: they live on in other namespaces by its name."""
+    links = [(wan(state), naming.wan_veth(name))]
+    if state.inet_namespace:
+        links.append((inet(state), naming.inet_veth(name)))
+    return links
+
+
+def wait_links_gone(state: LabState, name: str, timeout: float = LINK_WAIT) -> None:
+    """Wait (bounded) until no link of an earlier host of this name is left."""
+    deadline = time.monotonic() + timeout
+    while left := [f"{dev} in {ns.name}" for ns, dev in _outer_links(state, name)
+                   if ns.exists() and ns.link_exists(dev)]:
+        if time.monotonic() >= deadline:
+            raise ValueError(f"the links of an earlier host {name!r} are still there after "
+                             f"{timeout:g}s ({', '.join(left)}); try again later")
+        time.sleep(0.2)
+
+
+def remove_qmp_sockets(state: LabState, host: Host) -> None:
+    """The QMP sockets of the host's instances: they are in the /run all hosts share.
+
+    An instance another host also has (evacuated, rebuilt there) keeps its socket.
+    """
+    from ..agent.hypervisor.qemu import QemuDriver
+
+    def uuids(h: Host) -> set[str]:
+        instances = Path(h.state_dir) / "instances"
+        return {d.name for d in instances.iterdir() if d.is_dir()} if instances.is_dir() \
+            else set()
+
+    others = set().union(*(uuids(h) for h in state.hosts.values() if h.name != host.name))
+    driver = QemuDriver(Path(host.state_dir) / "instances")
+    for uuid in uuids(host) - others:
+        driver.paths(uuid).qmp.unlink(missing_ok=True)
+
+
 def destroy_host(state: LabState, name: str) -> None:
     """Stop the host's processes, delete its namespace and state directory, forget it."""
     host = state.hosts.get(name)
@@ -187,7 +229,13 @@ def destroy_host(state: LabState, name: str) -> None:
         return
     for proc in host.processes.values():
         processes.kill(proc)
+    processes.kill_namespace(namespace(host))
+    # Deleting a veth end removes its peer at once, unlike the namespace's own teardown.
+    for ns, dev in _outer_links(state, name):
+        if ns.exists():
+            ns.delete_link(dev)
     delete_namespace(state, host.namespace)
+    remove_qmp_sockets(state, host)
     shutil.rmtree(host.state_dir, ignore_errors=True)
     del state.hosts[name]
     state.save()

@@ -64,11 +64,11 @@ class Lab(Cluster):
         self._refuse_if_taken()
         self.wan_delay, self.wan_loss = wan_delay, wan_loss
         with Reverter() as revert:
-            owns = self._make_directory(revert)
+            owns, parents = self._make_directory(revert)
             self._state = LabState(
                 name=self.name, directory=str(self.directory),
                 subnet=str(naming.subnet(self.name)), overlay=overlay, owns_directory=owns,
-                wan_namespace=naming.namespace(self.name, naming.WAN))
+                made_parents=parents, wan_namespace=naming.namespace(self.name, naming.WAN))
             self.state.save()
             hosts.create_wan(self.state, revert)
             if internet:
@@ -98,17 +98,24 @@ class Lab(Cluster):
         if self.directory.exists() and any(self.directory.iterdir()):
             raise LabError(f"{self.directory} exists and is not empty; choose another --dir")
 
-    def _make_directory(self, revert: Reverter) -> bool:
+    def _make_directory(self, revert: Reverter) -> tuple[bool, list[str]]:
+        """Make the lab's directory; returns whether it is ours and the parents we made."""
         owns = not self.directory.exists()
+        parents = [str(p) for p in self.directory.absolute().parents if not p.exists()]
         # 0711: the nodes' QEMU, dnsmasq and metadata users pass through to their files, as
         # through /var/lib on a real host; nothing here can be listed by them.
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o711)
-        revert.add(lambda: self._remove_directory(owns))
-        return owns
+        revert.add(lambda: self._remove_directory(owns, parents))
+        return owns, parents
 
-    def _remove_directory(self, owns: bool) -> None:
+    def _remove_directory(self, owns: bool, parents: list[str] | None = None) -> None:
         if owns:
             shutil.rmtree(self.directory, ignore_errors=True)
+            for parent in parents or ():  # deepest first; another lab's stay
+                try:
+                    Path(parent).rmdir()
+                except OSError:
+                    break
             return
         for child in self.directory.iterdir():  # a directory we were given stays
             if child.is_dir():
@@ -129,7 +136,7 @@ class Lab(Cluster):
             hosts.destroy_host(state, name)
         for ns in list(state.namespaces):
             hosts.delete_namespace(state, ns)
-        self._remove_directory(state.owns_directory)
+        self._remove_directory(state.owns_directory, state.made_parents)
         self._state = None
 
     # hosts -----------------------------------------------------------------------

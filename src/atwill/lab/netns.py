@@ -95,6 +95,15 @@ class Namespace:
         flags = self.ip("-o", "link", "show", dev).stdout.split("<", 1)[1].split(">", 1)[0]
         return "UP" in flags.split(",")
 
+    def link_exists(self, dev: str) -> bool:
+        """Whether an interface of that name is in the namespace."""
+        return self.ip("link", "show", "dev", dev, check=False).returncode == 0
+
+    def delete_link(self, dev: str) -> None:
+        """Delete an interface (a veth takes its peer with it, at once); absent is fine."""
+        if self.link_exists(dev):
+            self.ip("link", "delete", "dev", dev, check=False)
+
     def links(self) -> list[str]:
         """Names of the interfaces in the namespace."""
         out = self.ip("-o", "link", "show").stdout

@@ -60,6 +60,8 @@ class LabState:
     bridge: str = "br-wan"
     controller_url: str = ""
     owns_directory: bool = True
+    # Parents of the directory that `up` made (deepest first); `down` removes them if empty.
+    made_parents: list[str] = dataclasses.field(default_factory=list)
     # Set once the WAN is the userspace emulator instead of the bridge (no netem here).
     wan_emulated: bool = False
     wan_emulator: Process | None = None
