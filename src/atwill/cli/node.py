@@ -5,10 +5,12 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
+from . import node_fence
 from .ops import controller, print_json
 from .options import StateDir, console
 
 app = typer.Typer(no_args_is_help=True, help="Compute nodes.")
+app.add_typer(node_fence.app, name="fence")
 
 
 @app.command("list")

@@ -131,3 +131,12 @@ def _mark(node: Node, result: FenceResult) -> FenceResult:
     node.fence_message = result.message
     node.fenced_at = utcnow()
     return result
+
+
+def status(session: Session, node: Node) -> dict[str, Any]:
+    """The node's fencing as show returns it: state, devices (masked) and latest records."""
+    return {"node": node.name, "fence_state": node.fence_state,
+            "fence_method": node.fence_method, "fence_message": node.fence_message,
+            "fenced_at": iso(node.fenced_at),
+            "devices": [devices.to_view(d) for d in devices.listing(session, node.name)],
+            "history": history(session, node.name)}
