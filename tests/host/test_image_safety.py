@@ -10,19 +10,29 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from atwill.agent import snapshot
+from atwill.agent.host.run import run
 from atwill.agent.hypervisor import disks
 from atwill.agent.hypervisor.qemu import QemuDriver
+from atwill.agent.hypervisor.qmp import QMP
 from atwill.agent.hypervisor.spec import QEMU, InstanceSpec
+from atwill.core import guest_ids
 
 pytestmark = [pytest.mark.host,
               pytest.mark.skipif(shutil.which(QEMU) is None, reason="needs QEMU"),
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
+
+
+def _uid(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
 
 
 def qemu_img(*args: str | Path) -> None:
@@ -30,12 +40,19 @@ def qemu_img(*args: str | Path) -> None:
 
 
 @pytest.fixture
-def driver(tmp_path: Path) -> Iterator[QemuDriver]:
-    made = QemuDriver(tmp_path / "instances", sockets_dir=tmp_path / "qmp")
-    yield made
-    # Only instances of this test live here: stop any that started (by their pidfiles).
-    for instance in made.list():
-        made.delete(instance)
+def driver() -> Iterator[QemuDriver]:
+    # Short (a UNIX socket path has 107 bytes) and searchable: QEMU drops to the instance's
+    # own user, who must pass through to the disk, as on a node.
+    root = Path(tempfile.mkdtemp(prefix="awt-is-", dir="/tmp"))
+    root.chmod(0o711)
+    made = QemuDriver(root / "instances", sockets_dir=root / "qmp")
+    try:
+        yield made
+    finally:
+        # Only instances of this test live here: stop any that started (by their pidfiles).
+        for instance in made.list():
+            made.delete(instance)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def spec_for(image: Path, disk_format: str) -> InstanceSpec:
@@ -100,15 +117,64 @@ def test_qemu_img_disagreeing_with_the_header_is_refused(tmp_path: Path) -> None
     ("qcow2", (), "qcow2"), ("raw", (), "raw"), ("vmdk", (), "vmdk"),
     ("vpc", ("-o", "subformat=fixed"), "vhd"),
 ])
-def test_good_cached_image_starts(driver: QemuDriver, tmp_path: Path, fmt: str,
+def test_good_cached_image_starts(driver: QemuDriver, fmt: str,
                                   options: tuple[str, ...], disk_format: str) -> None:
-    image = tmp_path / "good"
+    image = driver.instances_dir.parent / "good"
     qemu_img("-f", fmt, *options, image, "1M")
+    image.chmod(0o600)  # as the node's cache keeps it: lent to the image's group at start
     spec = spec_for(image, disk_format)
     driver.start(spec)
     try:
-        assert driver.pid(spec.uuid) is not None
+        pid = driver.pid(spec.uuid)
+        assert pid is not None
         assert driver.paths(spec.uuid).disk.exists()
+        # QEMU dropped root (it reads the base image through its group).
+        assert guest_ids.in_block(_uid(pid))
+        assert image.stat().st_mode & 0o777 == 0o640
     finally:
         driver.delete(spec.uuid)
     assert driver.pid(spec.uuid) is None
+
+
+def _pattern_image(path: Path, byte: bytes) -> None:
+    path.write_bytes(byte * (1 << 20))
+
+
+def test_a_tampered_instance_disk_never_chooses_what_root_opens(driver: QemuDriver) -> None:
+    # The instance's own QEMU can write its disk's header (an escaped guest runs as that
+    # user): the backing file it names is ignored, an external data file is refused.
+    root = driver.instances_dir.parent
+    base, secret = root / "base.raw", root / "node-key.raw"
+    _pattern_image(base, b"B")
+    _pattern_image(secret, b"S")
+    spec = spec_for(base, "raw")
+    driver.start(spec)
+    disk = driver.paths(spec.uuid).disk
+    driver.stop(spec.uuid, timeout=1)
+    subprocess.run(["qemu-img", "rebase", "-u", "-F", "raw", "-b", str(secret), str(disk)],
+                   check=True)
+    driver.start(spec)
+    try:
+        with QMP(driver.paths(spec.uuid).qmp) as qmp:
+            [block] = [b for b in qmp.execute("query-block") if b.get("inserted")]
+        chain = block["inserted"]["image"]["backing-image"]["filename"]
+        assert chain == str(base), block
+        # The snapshot's copy flattens onto the real base, not the name in the header.
+        out = root / "snap.qcow2"
+        run(snapshot.convert_command(disk, base, "raw", out, None))
+        flat = root / "flat.raw"
+        subprocess.run(["qemu-img", "convert", "-f", "qcow2", "-O", "raw", str(out),
+                        str(flat)], check=True)
+        assert flat.read_bytes()[:4096] == b"B" * 4096
+    finally:
+        driver.stop(spec.uuid, timeout=1)
+    # An external data file (host root would open it read-write) is refused before QEMU.
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-o",
+                    f"data_file={secret},data_file_raw=on", str(disk), "1M"], check=True)
+    _pattern_image(secret, b"S")  # (qemu-img create zeroed it)
+    with pytest.raises(disks.UnsafeImageError, match="external data file"):
+        driver.start(spec)
+    assert driver.pid(spec.uuid) is None
+    with pytest.raises(disks.UnsafeImageError, match="external data file"):
+        snapshot.take(driver, spec.uuid, root / "never.qcow2")
+    assert secret.read_bytes()[:4096] == b"S" * 4096

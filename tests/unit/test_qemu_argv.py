@@ -48,8 +48,12 @@ def test_basic_command_line() -> None:
 
 def test_disk_is_virtio_on_the_overlay() -> None:
     argv = qemu_argv(spec(), PATHS)
+    # The backing image is given explicitly: the overlay's header never chooses it.
+    base = spec()
     assert option(argv, "-drive") == [
-        f"file={PATHS.disk},format=qcow2,if=none,id=disk0,discard=unmap"]
+        f"file={PATHS.disk},format=qcow2,if=none,id=disk0,discard=unmap,"
+        f"backing.driver={base.image_format},backing.file.driver=file,"
+        f"backing.file.filename={base.image_path}"]
     assert "virtio-blk-pci,drive=disk0,bootindex=0" in option(argv, "-device")
 
 

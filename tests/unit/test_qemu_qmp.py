@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from atwill.agent.hypervisor.qmp import QMP, QMPError
+from atwill.agent.hypervisor.qmp import MAX_MESSAGE, QMP, QMPError, run_state
 
 GREETING = {"QMP": {"version": {"qemu": {"major": 7}}, "capabilities": []}}
 Script = Callable[[dict[str, Any]], list[dict[str, Any]]]
@@ -35,6 +35,12 @@ def fake_qemu() -> Iterator[Callable[[Script], Path]]:
         servers.append(server)
 
         def loop() -> None:
+            try:
+                talk()
+            except OSError:
+                pass  # the client hung up on us (as it does on a flood): the test decides
+
+        def talk() -> None:
             conn, _ = server.accept()
             with conn, conn.makefile("rwb") as stream:
                 stream.write(json.dumps(GREETING).encode() + b"\n")
@@ -43,7 +49,9 @@ def fake_qemu() -> Iterator[Callable[[Script], Path]]:
                     command = json.loads(line)
                     received.append(command)
                     for reply in script(command):
-                        stream.write(json.dumps(reply).encode() + b"\n")
+                        # bytes go out as they are: what a guest that took over QEMU sends
+                        raw = reply if isinstance(reply, bytes) else json.dumps(reply).encode()
+                        stream.write(raw + b"\n")
                     stream.flush()
 
         thread = threading.Thread(target=loop, daemon=True)
@@ -106,3 +114,31 @@ def test_wait_event(fake_qemu: Any) -> None:
 def test_no_socket_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(QMPError, match="cannot connect"):
         QMP(tmp_path / "none.sock", timeout=1).connect()
+
+
+def hostile(command: dict[str, Any]) -> list[Any]:
+    name = command["execute"]
+    if name == "query-status":
+        return [{"return": ["not", "a", "status"], "id": command["id"]}]
+    if name == "garbage":
+        return [b"{not json"]
+    if name == "array":
+        return [b"[1, 2]"]
+    if name == "flood":
+        return [b"x" * (MAX_MESSAGE + 65536)]
+    if name == "odd-error":
+        return [{"error": "just a string", "id": command["id"]}]
+    return [{"return": {}, "id": command["id"]}]
+
+
+@pytest.mark.parametrize("command", ["garbage", "array", "flood", "odd-error"])
+def test_a_hostile_qemu_gives_qmp_errors_only(fake_qemu: Any, command: str) -> None:
+    # Anything else (ValueError, TypeError, MemoryError) would escape the agent's state
+    # queries and stop its heartbeat for every instance of the node.
+    with QMP(fake_qemu(hostile), timeout=2) as qmp, pytest.raises(QMPError):
+        qmp.execute(command)
+
+
+def test_a_malformed_run_state_is_a_qmp_error(fake_qemu: Any) -> None:
+    with QMP(fake_qemu(hostile), timeout=2) as qmp, pytest.raises(QMPError, match="status"):
+        run_state(qmp)

@@ -63,6 +63,9 @@ class Agent:
 
     # lifecycle ---------------------------------------------------------------
     def run(self) -> int:
+        # Everything the agent writes is root's alone unless it says otherwise: files
+        # shared with the node's helpers are given their modes where they are made.
+        os.umask(0o077)
         claim_pidfile(self.config)
         signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
         signal.signal(signal.SIGINT, lambda *_: self.stopping.set())

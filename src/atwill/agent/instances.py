@@ -204,6 +204,7 @@ class InstanceManager:
                         out.write(chunk)
 
         self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self.cache_dir.chmod(0o711)  # QEMU's users reach their base image; none lists them
         return disks.ensure_cached(self.cache_dir, image["id"], image.get("checksum"), fetch,
                                    image.get("os_hash_value"))
 

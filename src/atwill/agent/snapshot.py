@@ -11,16 +11,20 @@ not reach the controller is kept and sent again, without stopping the guest agai
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 
+from ..core.imageformat import QEMU_FORMATS
 from .client import ClusterError, check
-from .host.run import Reverter, run
+from .host.run import HostCommandError, Reverter, run
+from .hypervisor import confine, disks
 from .hypervisor.qemu import DriverError, QemuDriver
-from .hypervisor.qmp import QMP
+from .hypervisor.qmp import QMP, run_state
+from .hypervisor.spec import escape
 
 log = logging.getLogger("atwill.agent.snapshot")
 CONVERT_TIMEOUT = 3600.0
@@ -34,15 +38,39 @@ def take(driver: QemuDriver, uuid: str, dest: Path, timeout: float = CONVERT_TIM
         raise DriverError(f"instance {uuid} has no disk on this node")
     with Reverter() as revert:
         revert.add(lambda: dest.unlink(missing_ok=True))
+        spec = driver.spec(uuid)
         resume = _stop(driver, uuid)
         try:
-            # -U: QEMU holds the image's lock while it lives, even with its vCPUs stopped.
-            run(["qemu-img", "convert", "-U", "-f", "qcow2", "-O", "qcow2", str(disk),
-                 str(dest)], timeout=timeout)
+            disks.verify_overlay(disk)
+            run(convert_command(disk, spec.image_path, spec.image_format, dest,
+                                confine.disk_owner(disk)), timeout=timeout)
         finally:
             if resume:
                 with QMP(driver.paths(uuid).qmp, driver.qmp_timeout) as qmp:
                     qmp.execute("cont")
+
+
+def convert_command(disk: Path, base: Path, base_format: str, dest: Path,
+                    owner: int | None) -> list[str]:
+    """qemu-img flattening disk onto base into dest. The backing image is named, never
+    read from disk's header (the instance's QEMU can write it); with owner (the instance's
+    user), qemu-img runs as that user, so it can read nothing the instance could not, and
+    dest is made beforehand as that user's."""
+    opts = ",".join([
+        "driver=qcow2", f"file.driver=file,file.filename={escape(disk)}",
+        f"backing.driver={escape(QEMU_FORMATS.get(base_format, base_format))}",
+        f"backing.file.driver=file,backing.file.filename={escape(base)}"])
+    # -U: QEMU holds the image's lock while it lives, even with its vCPUs stopped.
+    command = ["qemu-img", "convert", "-U", "--image-opts", opts, "-O", "qcow2", str(dest)]
+    if owner is None:
+        return command
+    try:
+        os.close(os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        os.chown(dest, owner, -1)
+    except OSError as err:
+        raise HostCommandError(command, 1, f"cannot make {dest}: {err.strerror}") from None
+    return ["setpriv", f"--reuid={owner}", f"--regid={disk.stat().st_gid}", "--clear-groups",
+            "--no-new-privs", *command]
 
 
 def _stop(driver: QemuDriver, uuid: str) -> bool:
@@ -50,7 +78,7 @@ def _stop(driver: QemuDriver, uuid: str) -> bool:
     if driver.pid(uuid) is None:
         return False
     with QMP(driver.paths(uuid).qmp, driver.qmp_timeout) as qmp:
-        if qmp.execute("query-status")["status"] != "running":
+        if run_state(qmp) != "running":
             return False
         qmp.execute("stop")
     return True

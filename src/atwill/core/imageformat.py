@@ -16,6 +16,9 @@ from typing import BinaryIO
 
 # Enough for every header and the ISO 9660 volume descriptor at 32 KiB.
 HEAD_BYTES = 64 * 1024
+# Glance disk_format -> QEMU's name for it; formats not listed are never booted.
+QEMU_FORMATS = {"raw": "raw", "qcow2": "qcow2", "vmdk": "vmdk", "vhd": "vpc", "vhdx": "vhdx",
+                "vdi": "vdi", "iso": "raw", "ami": "raw"}
 # A vmdk's embedded descriptor is a few hundred bytes; anything larger is refused.
 MAX_DESCRIPTOR = 64 * 1024
 SECTOR = 512
@@ -97,6 +100,15 @@ def matches(declared: str, found: str) -> bool:
         # An ISO is raw bytes too (hybrid installer images are booted as raw disks).
         return found in ("raw", "iso") if declared == "raw" else found == "raw"
     return declared == found
+
+
+def overlay_problems(head: bytes) -> list[str]:
+    """What is unsafe in an instance's own qcow2 disk, which its QEMU (the tenant, if the
+    guest escapes) can rewrite: anything but the backing file, which QEMU is always given
+    explicitly, so the name in the header is never followed."""
+    if head[:4] != QCOW2_MAGIC:
+        return ["the instance disk is not a qcow2 image"]
+    return [p for p in qcow2_problems(head) if p != "qcow2 image has a backing file"]
 
 
 def qcow2_problems(head: bytes) -> list[str]:

@@ -43,9 +43,10 @@ def _lookup(name: str) -> Account | None:
 
 
 def unprivileged(name: str) -> Account | None:
-    """The account `name`, made if missing; None when this process cannot switch to it."""
+    """The account `name`, made if missing; None when this process cannot switch to it
+    (asked again next time: a passing failure does not leave a helper root for good)."""
     with _guard:
-        if name not in _made:
+        if _made.get(name) is None:
             _made[name] = _ensure(name)
         return _made[name]
 
@@ -89,7 +90,22 @@ def share_directory(directory: Path, account: Account | None) -> None:
     """Let account read directory (0750, its group); with no account, root alone (0700)."""
     directory.mkdir(parents=True, exist_ok=True)
     if account is None:
+        os.chown(directory, 0, 0)
         directory.chmod(0o700)
         return
     os.chown(directory, 0, account.gid)
     directory.chmod(0o750)
+
+
+def publish(path: Path, text: str) -> None:
+    """Replace path with text, readable by the group of its directory (share_directory's
+    helper account) and by nobody else; written aside first, so a reader never sees half."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+    try:
+        os.write(fd, text.encode())
+        os.fchown(fd, 0, path.parent.stat().st_gid)
+        os.fchmod(fd, 0o640)
+    finally:
+        os.close(fd)
+    tmp.replace(path)

@@ -7,12 +7,20 @@ become its own (0600/0400), the base image readable by the image's group (0640),
 directories on the way searchable but not listable (0711). Everything else in the
 instance's directory stays root's and 0600: a user who owned the directory could replace
 spec.json, which names the files the next start opens as root.
+
+What that user can write, the disk's qcow2 header above all, is never trusted by root:
+QEMU gets the backing image explicitly (spec.py), the header is checked before each start
+and snapshot (disks.verify_overlay), the snapshot's qemu-img runs as the instance's user,
+and no process of that user survives its QEMU (kill_strays).
 """
 
 from __future__ import annotations
 
+import grp
 import logging
 import os
+import pwd
+import signal
 import stat
 from pathlib import Path
 
@@ -28,6 +36,9 @@ def confine(spec: InstanceSpec, paths: InstancePaths, instances_dir: Path) -> st
     logged), when this process is not root or a file lies where no other user can reach."""
     if os.geteuid() != 0:
         return None
+    # Ours to open up (made 0700 under the agent's umask): pass through, never list.
+    instances_dir.chmod(0o711)
+    paths.directory.chmod(0o711)
     files = [paths.disk, spec.image_path] + ([spec.config_drive] if spec.config_drive else [])
     blocked = [str(f.parent) for f in files if not accounts.searchable(f.parent)]
     if blocked:
@@ -36,28 +47,33 @@ def confine(spec: InstanceSpec, paths: InstancePaths, instances_dir: Path) -> st
         return None
     uid = instance_uid(spec.uuid, paths.disk, instances_dir)
     gid = image_gid(spec.image_path)
-    paths.directory.chmod(0o711)
+    kill_strays(uid)
     _own(paths.disk, uid, gid, 0o600)
     if spec.config_drive is not None and spec.config_drive.exists():
         # (A missing one is QEMU's to report, as it is when QEMU stays root.)
         _own(spec.config_drive, uid, gid, 0o400)
+    # Root's alone: the spec names what the next start opens as root; the console may
+    # hold passwords cloud-init printed. QEMU appends to the console file made here.
+    paths.spec.chmod(0o600)
+    console = spec.console_log or paths.console_log
+    os.close(os.open(console, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    console.chmod(0o600)
     if not spec.image_path.stat().st_mode & stat.S_IROTH:
         # A base image nobody else may read (the node's own cache) is lent to its group.
         os.chown(spec.image_path, -1, gid)
         spec.image_path.chmod(0o640)
-    for private in (paths.spec, paths.console_log):
-        if private.exists():
-            private.chmod(0o600)
     return f"{uid}:{gid}"
 
 
 def instance_uid(uuid: str, disk: Path, instances_dir: Path) -> int:
-    """The instance's user: the one its disk already has, else a free one of our block."""
+    """The instance's user: the one its disk already has, else a free one of our block
+    (no other instance's, no running process's, none the name service knows)."""
     owner = _owner(disk)
     if owner is not None:
         return owner
     taken = {_owner(other / disk.name) for other in _siblings(instances_dir, uuid)}
-    return guest_ids.pick(uuid, {t for t in taken if t is not None})
+    taken |= running_uids()
+    return guest_ids.pick(uuid, lambda uid: uid in taken or _known_user(uid))
 
 
 def image_gid(image: Path) -> int:
@@ -67,7 +83,68 @@ def image_gid(image: Path) -> int:
         return current
     taken = {other.stat().st_gid for other in image.parent.iterdir()
              if other != image and other.is_file()}
-    return guest_ids.pick(image.name, taken)
+    return guest_ids.pick(image.name, lambda gid: gid in taken or _known_group(gid))
+
+
+def disk_owner(disk: Path) -> int | None:
+    """The instance user that owns disk, if its QEMU was confined."""
+    return _owner(disk)
+
+
+def kill_strays(uid: int) -> list[int]:
+    """SIGKILL every process of an instance's user: an escaped guest's QEMU may have left
+    children that would go on writing its disk after QEMU is gone. The uid is the
+    instance's alone, so these are the instance's processes and nobody else's."""
+    killed = []
+    for pid, owner in _processes():
+        if owner == uid and guest_ids.in_block(uid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            except ProcessLookupError:
+                pass
+    if killed:
+        log.warning("killed %d leftover process(es) of instance user %d", len(killed), uid)
+    return killed
+
+
+def running_uids() -> set[int]:
+    """The real uids of every running process."""
+    return {owner for _, owner in _processes()}
+
+
+def _processes() -> list[tuple[int, int]]:
+    # From status, not the owner of /proc/PID: a process that dropped root is not
+    # dumpable, and the kernel then shows its /proc entries as root's.
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                status = (entry / "status").read_text()
+            except OSError:
+                continue
+            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+            if fields.get("State", "").split()[:1] == ["Z"]:
+                continue  # exited, only not reaped: it runs nothing
+            if "Uid" in fields:
+                found.append((int(entry.name), int(fields["Uid"].split()[0])))
+    return found
+
+
+def _known_user(uid: int) -> bool:
+    try:
+        pwd.getpwuid(uid)
+    except KeyError:
+        return False
+    return True
+
+
+def _known_group(gid: int) -> bool:
+    try:
+        grp.getgrgid(gid)
+    except KeyError:
+        return False
+    return True
 
 
 def _owner(path: Path) -> int | None:

@@ -13,8 +13,8 @@ from typing import Literal
 
 from atwill.agent.host.run import ChildProcess, HostCommandError, Reverter, alive, run
 from atwill.agent.hypervisor import disks, suspend
-from atwill.agent.hypervisor.confine import confine
-from atwill.agent.hypervisor.qmp import QMP, QMPError
+from atwill.agent.hypervisor.confine import confine, disk_owner, kill_strays
+from atwill.agent.hypervisor.qmp import QMP, QMPError, run_state
 from atwill.agent.hypervisor.spec import InstancePaths, InstanceSpec, qemu_argv
 
 log = logging.getLogger("atwill.agent.qemu")
@@ -89,11 +89,12 @@ class QemuDriver:
             if self._status(uuid) == "running":
                 self._try(uuid, "system_powerdown")
                 if self._wait_exit(uuid, timeout):
+                    self._gone(uuid)
                     return
             self._try(uuid, "quit")
             if not self._wait_exit(uuid, 5.0):
                 ChildProcess(self.paths(uuid).pidfile, uuid).stop()
-            self.paths(uuid).qmp.unlink(missing_ok=True)
+            self._gone(uuid)
 
     def reboot(self, uuid: str, hard: bool = False, timeout: float = 60.0) -> None:
         """Soft: power off by ACPI and start again (hard if that times out); hard: reset."""
@@ -110,7 +111,7 @@ class QemuDriver:
                     return
             with QMP(self.paths(uuid).qmp, self.qmp_timeout) as qmp:
                 qmp.execute("system_reset")
-                if qmp.execute("query-status")["status"] != "running":
+                if run_state(qmp) != "running":
                     qmp.execute("cont")
 
     def pause(self, uuid: str) -> None:
@@ -132,7 +133,7 @@ class QemuDriver:
             partial = paths.saved_state.with_name(paths.saved_state.name + ".partial")
             try:
                 with QMP(paths.qmp, self.qmp_timeout) as qmp:
-                    before = qmp.execute("query-status")["status"]
+                    before = run_state(qmp)
                     try:
                         suspend.save_state(qmp, partial, timeout)
                     except QMPError:
@@ -144,7 +145,7 @@ class QemuDriver:
                 partial.unlink(missing_ok=True)
             self._try(uuid, "quit")
             self._wait_exit(uuid, 10.0)
-            paths.qmp.unlink(missing_ok=True)
+            self._gone(uuid)
 
     def resume(self, uuid: str, timeout: float = 120.0) -> None:
         """Start QEMU again from the saved state and let the guest run."""
@@ -156,7 +157,7 @@ class QemuDriver:
         with self._lock(uuid):
             paths = self.paths(uuid)
             ChildProcess(paths.pidfile, uuid).stop(timeout)
-            paths.qmp.unlink(missing_ok=True)
+            self._gone(uuid)
             try:
                 console = self._spec(uuid).console_log
             except DriverError:
@@ -221,19 +222,34 @@ class QemuDriver:
                 timeout: float, incoming: bool = False) -> None:
         paths.qmp.parent.mkdir(parents=True, exist_ok=True)
         paths.qmp.unlink(missing_ok=True)
+        # The disk's header is the instance's to write; root opens the disk next.
+        disks.verify_overlay(paths.disk)
         run_as = confine(spec, paths, self.instances_dir) if self.unprivileged else None
         argv = qemu_argv(spec, paths, incoming=incoming, sandbox=self.sandbox, run_as=run_as)
         limits = []
         if run_as is not None and spec.pci_devices:
             # VFIO pins all guest memory; only root may lock more than RLIMIT_MEMLOCK.
             limits = ["prlimit", f"--memlock={(spec.memory_mb + 1024) << 20}"]
+        # No setuid program can give an escaped guest's QEMU (or its children) root back.
+        no_new_privs = ["setpriv", "--no-new-privs"]
         # -daemonize returns once QEMU is set up, with its errors on stderr if it is not.
-        run([*self.launcher, *limits, *argv], timeout=timeout)
+        run([*self.launcher, *limits, *no_new_privs, *argv], timeout=timeout)
         revert.add(lambda: ChildProcess(paths.pidfile, spec.uuid).stop())
         revert.add(lambda: paths.qmp.unlink(missing_ok=True))
         if self.pid(spec.uuid) is None:
             raise HostCommandError(argv, -1, "QEMU daemonized but is not running")
         self._wait_qmp(spec.uuid, timeout)
+
+    def _gone(self, uuid: str) -> None:
+        """After QEMU has exited: no process of the instance's user is left, and neither
+        its socket nor its pidfile (QEMU, no longer root, cannot remove them itself)."""
+        paths = self.paths(uuid)
+        owner = disk_owner(paths.disk)
+        if owner is not None:
+            kill_strays(owner)
+        if self.pid(uuid) is None:
+            paths.pidfile.unlink(missing_ok=True)
+        paths.qmp.unlink(missing_ok=True)
 
     def _wait_qmp(self, uuid: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -259,7 +275,7 @@ class QemuDriver:
 
     def _status(self, uuid: str) -> str:
         with QMP(self.paths(uuid).qmp, self.qmp_timeout) as qmp:
-            status: str = qmp.execute("query-status")["status"]
+            status: str = run_state(qmp)
         return status
 
     def _execute(self, uuid: str, command: str) -> None:
@@ -276,6 +292,10 @@ class QemuDriver:
                 qmp.execute(command)
         except QMPError:
             pass
+
+    def spec(self, uuid: str) -> InstanceSpec:
+        """The spec the instance was last started with (DriverError if there is none)."""
+        return self._spec(uuid)
 
     def _spec(self, uuid: str) -> InstanceSpec:
         try:

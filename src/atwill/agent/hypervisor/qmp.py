@@ -1,4 +1,12 @@
-"""A minimal synchronous QMP client: one UNIX socket, JSON lines, bounded waits."""
+"""A minimal synchronous QMP client: one UNIX socket, JSON lines, bounded waits.
+
+Hand-written rather than QEMU's `qemu.qmp`: that library is asyncio-based, and its
+synchronous wrapper (`qemu.qmp.legacy`) runs an event loop per connection, which the
+agent's threads (one lane per instance, the heartbeat, snapshots) would each have to own;
+it also buffers what QEMU sends without a bound. The agent needs only connect, negotiate,
+execute with a deadline, wait for an event and pass a descriptor (getfd), every read
+bounded in time and size, every malformed answer a QMPError: about a hundred lines.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +17,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+MAX_MESSAGE = 1 << 20
 
 
 class QMPError(RuntimeError):
@@ -77,9 +87,9 @@ class QMP:
                 self.events.append(reply)
             elif reply.get("id") == ident:
                 if "error" in reply:
-                    error = reply["error"]
-                    raise QMPError(f"{command}: {error.get('desc', error)}",
-                                   error.get("class", ""))
+                    error = reply["error"] if isinstance(reply["error"], dict) else {}
+                    raise QMPError(f"{command}: {error.get('desc', reply['error'])}",
+                                   str(error.get("class", "")))
                 return reply.get("return")
 
     def wait_event(self, names: Iterable[str], timeout: float) -> dict[str, Any]:
@@ -124,6 +134,25 @@ class QMP:
             if not chunk:
                 raise QMPError(f"QEMU closed {self.path}", "Closed")
             self._buffer += chunk
+            if len(self._buffer) > MAX_MESSAGE and b"\n" not in self._buffer:
+                # QEMU's answers are small; a guest that took over its QEMU must not make
+                # the root agent buffer without end.
+                raise QMPError(f"QMP message from {self.path} over {MAX_MESSAGE} bytes")
         line, self._buffer = self._buffer.split(b"\n", 1)
-        message: dict[str, Any] = json.loads(line)
+        try:
+            message = json.loads(line)
+        except ValueError:
+            raise QMPError(f"QMP sent something that is not JSON on {self.path}") from None
+        if not isinstance(message, dict):
+            raise QMPError(f"QMP sent a JSON {type(message).__name__}, not an object")
         return message
+
+
+def run_state(qmp: QMP) -> str:
+    """The guest's run state (query-status), checked: it comes from a process the guest
+    may control, and a malformed answer must be a QMPError like any other failure."""
+    reply = qmp.execute("query-status")
+    status = reply.get("status") if isinstance(reply, dict) else None
+    if not isinstance(status, str):
+        raise QMPError("query-status answered without a status")
+    return status

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from atwill.core.imageformat import QEMU_FORMATS
+
 QEMU = "qemu-system-x86_64"
 Accel = Literal["kvm", "tcg"]
 
@@ -162,7 +164,13 @@ def _video(spec: InstanceSpec) -> list[str]:
 
 def _disk(spec: InstanceSpec, paths: InstancePaths) -> list[str]:
     bus = spec.hw.get("hw_disk_bus", "virtio")
-    drive = ["-drive", f"file={escape(paths.disk)},format=qcow2,if=none,id=disk0,discard=unmap"]
+    # The backing image is named here, never taken from the overlay's header: the header
+    # is the instance's to write, and a name or format in it must not pick what QEMU opens.
+    driver = QEMU_FORMATS.get(spec.image_format, spec.image_format)
+    backing = (f"backing.driver={escape(driver)},"
+               f"backing.file.driver=file,backing.file.filename={escape(spec.image_path)}")
+    drive = ["-drive", f"file={escape(paths.disk)},format=qcow2,if=none,id=disk0,"
+             f"discard=unmap,{backing}"]
     if bus == "virtio":
         return [*drive, "-device", "virtio-blk-pci,drive=disk0,bootindex=0"]
     if bus == "scsi":

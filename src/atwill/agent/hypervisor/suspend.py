@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from atwill.agent.hypervisor.qmp import QMP, QMPError
+from atwill.agent.hypervisor.qmp import QMP, QMPError, run_state
 
 # QEMU throttles migrations to 32 MiB/s by default; a save to a local file need not wait.
 SAVE_BANDWIDTH = 8 << 30
@@ -34,6 +34,7 @@ def save_state(qmp: QMP, target: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
         progress = qmp.execute("query-migrate")
+        progress = progress if isinstance(progress, dict) else {}
         status = progress.get("status")
         if status == "completed":
             return
@@ -57,7 +58,7 @@ def finish_incoming(qmp: QMP, timeout: float) -> None:
     """Wait until QEMU has loaded a saved state (-incoming), then let the guest run."""
     deadline = time.monotonic() + timeout
     while True:
-        status = qmp.execute("query-status")["status"]
+        status = run_state(qmp)
         if status == "running":
             return
         # A state saved from a paused guest loads as paused (QEMU keeps the source's run state).

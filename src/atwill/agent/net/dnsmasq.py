@@ -187,7 +187,5 @@ def _write(path: Path, text: str) -> bool:
             return False
     except OSError:
         pass
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    accounts.publish(path, text)
     return True

@@ -179,9 +179,7 @@ class MetadataService:
         # The entries hold every instance's user data: the server's group reads them, and
         # no other user (0750 directory).
         accounts.share_directory(self.directory, account)
-        tmp = self.directory / "metadata.json.tmp"
-        tmp.write_text(json.dumps(entries, sort_keys=True))
-        tmp.replace(self.directory / "metadata.json")
+        accounts.publish(self.directory / "metadata.json", json.dumps(entries, sort_keys=True))
         # Listeners are bound to interface indexes: a re-created bridge needs a restart.
         bridges = json.dumps({b: socket.if_nametoindex(b) for b in sorted(entries)})
         path = self.directory / "bridges"

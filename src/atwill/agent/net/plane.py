@@ -53,7 +53,11 @@ class DataPlane:
         network's DHCP, metadata) is applied on its own: a failure is recorded and the
         others still converge. Raises PlaneError naming the failed pieces at the end, so
         the caller logs it and the next reconcile retries them."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        for directory in (self.state_dir, self.state_dir / "dhcp"):
+            # dnsmasq's and the metadata service's users pass through to their own
+            # directories (0750 to their group); nothing here can be listed by them.
+            directory.mkdir(parents=True, exist_ok=True)
+            directory.chmod(0o711)
         plan, refused = sanitize.clean(plan)
         for problem in refused:
             log.warning("desired state value refused: %s", problem)
