@@ -40,6 +40,13 @@ class Settings:
     openvpn_proto: str = "udp"
     heartbeat_interval: float = 1.0
     heartbeat_misses: int = 5
+    # HA (core/ha_health): seconds of heartbeat silence before a node is suspect, then
+    # down (a floor: a node on a lossy link gets more); how often the monitor looks; and
+    # whether a down node that is fenced has its instances evacuated automatically.
+    ha_suspect_after: float = 1.6
+    ha_down_after: float = 2.6
+    ha_poll_interval: float = 0.2
+    ha_auto_evacuate: bool = True
     scheduler_weigher: str = "spread"
     # Keystone's security_compliance: lock an account after this many failed password
     # logins in a row (0: never) for lockout_duration seconds (0: until unlocked).

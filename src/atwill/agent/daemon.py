@@ -78,7 +78,10 @@ class Agent:
                 return 1
             cached = self.config.cached_desired()
             if cached:
-                self.apply(cached)
+                # Until the controller answers, only VMs that survived keep running: one
+                # that stopped with its host may have been evacuated and run elsewhere.
+                self.apply({**cached, "instances": self.instances.still_running(
+                    cached.get("instances", []))})
             threads = [threading.Thread(target=self._loop, args=(self._beat,), daemon=True,
                                         name="heartbeat"),
                        threading.Thread(target=self._loop, args=(self._poll,), daemon=True,
@@ -215,7 +218,7 @@ class Agent:
                 self.instances.taps(wanted)
                 # QEMU first: a guest needs a second before it sends its first frame, and
                 # the data plane plugs its tap meanwhile.
-                self.instances.converge(wanted)
+                self.instances.converge(wanted, desired.get("destroy", ()))
                 self.beat_now.set()
                 self.network.apply(desired)
                 self.interval = float(desired.get("heartbeat_interval") or 1.0)

@@ -11,7 +11,7 @@ import logging
 import re
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,8 @@ class InstanceManager:
         self.reboots: dict[str, int] = {}
         self.rebuilds: dict[str, int] = {}
         self._console_digest: dict[str, str] = {}
+        # Instances present here that the controller neither wants nor destroys.
+        self.kept: set[str] = set()
         # Each instance's operations in a lane of its own; a finished one reports at once.
         self.lanes = Lanes(on_done=lambda: self.on_started())
 
@@ -60,12 +62,22 @@ class InstanceManager:
         tap.ensure(wanted)
         prune_taps(set(wanted))
 
-    def converge(self, instances: list[dict[str, Any]]) -> None:
+    def converge(self, instances: list[dict[str, Any]], destroy: Collection[str] = ()) -> None:
         """Start bringing each instance to what is wanted, each in its own lane: returns
-        without waiting; a busy instance is brought there by a later converge."""
+        without waiting; a busy instance is brought there by a later converge.
+
+        Only what the controller names in destroy (deleted, or evacuated to another node)
+        is destroyed; any other instance it does not list is stopped with its disk kept:
+        an unknown instance's disk may be the only copy of someone's data."""
         wanted = {i["id"]: i for i in instances}
         for uuid in set(self.driver.uuids()) - set(wanted):
-            self.lanes.submit(uuid, self._delete, uuid)
+            if uuid in destroy:
+                self.kept.discard(uuid)
+                self.lanes.submit(uuid, self._delete, uuid)
+            elif uuid not in self.kept and self.lanes.submit(uuid, self._delete, uuid, True):
+                self.kept.add(uuid)
+                log.warning("instance %s is not this node's to run: stopped, disk kept", uuid)
+        self.kept &= set(self.driver.uuids()) - set(wanted)
         for uuid in set(self.errors) - set(wanted):
             self.errors.pop(uuid, None)  # a build that never started, no longer wanted
         for uuid, inst in wanted.items():
@@ -89,6 +101,11 @@ class InstanceManager:
         for table in (self.errors, self.reboots, self.rebuilds, self._console_digest):
             table.pop(uuid, None)
         log.info("instance %s %s", uuid, "stopped, its disk kept" if keep_disk else "deleted")
+
+    def still_running(self, instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Those of instances whose VM runs: all a desired state cached before a restart
+        may keep, since the instance may have been rebuilt elsewhere meanwhile."""
+        return [i for i in instances if self.driver.state(i["id"]) in ("running", "paused")]
 
     def stop_all(self) -> list[str]:
         """Stop every VM (QEMU quits), keeping disks and specs; the instances stopped."""

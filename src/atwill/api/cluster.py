@@ -53,6 +53,9 @@ class DesiredState(BaseModel):
         default_factory=list, description="Full specs; `snapshot` is a pending createImage "
         "({image_id}) the node uploads to PUT /cluster/v1/nodes/{id}/snapshots/{image_id}.")
     network: dict[str, Any] | None = None
+    destroy: list[str] = Field(
+        default_factory=list, description="Instances whose local copy the node destroys "
+        "(deleted, or evacuated away); any other instance it does not run keeps its disk.")
 
 
 class JoinResponse(BaseModel):
@@ -96,6 +99,13 @@ class NodeView(BaseModel):
     disk_gb: int
     running_vms: int
     inventory: dict[str, Any]
+    # HA (migration 0009): health from heartbeats, and whether the node is fenced.
+    forced_down: bool = False
+    health: str = "up"
+    fence_state: str | None = None
+    fence_method: str | None = None
+    fence_message: str | None = None
+    fenced_at: str | None = None
 
 
 class TokenCreate(Strict):

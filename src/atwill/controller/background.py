@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
+import time
 
 from sqlalchemy import text
 
-from .cluster import nodes
 from .cluster.overlay_runner import OverlayRunner
 from .context import Controller
+from .db.base import utcnow
+from .db.models import Node
+from .ha import monitor as ha_monitor
 
 log = logging.getLogger("atwill.background")
 MONITOR_LOCK = 0x617477  # "atw"
@@ -42,21 +46,37 @@ def _leader(ctl: Controller, session) -> bool:
                                {"k": MONITOR_LOCK}))
 
 
-def _check(ctl: Controller) -> list[str]:
-    settings = ctl.settings
+def _check(ctl: Controller, since: dt.datetime) -> list[str]:
+    """One pass: detect, fence what needs it (each in its own transaction), evacuate."""
     with ctl.db.session() as session:
         if not _leader(ctl, session):
             return []
-        return nodes.mark_down(session, settings.heartbeat_interval, settings.heartbeat_misses)
+        down = [n.name for n in ha_monitor.detect(session, ctl, since)]
+        to_fence = ha_monitor.needs_fencing(session)
+    for node_id in to_fence:
+        with ctl.db.session() as session:
+            node = session.get(Node, node_id)
+            if node is not None and node.fence_state == "pending":
+                ha_monitor.fence(ctl, session, node)
+    if ctl.settings.ha_auto_evacuate:
+        with ctl.db.session() as session:
+            if _leader(ctl, session):
+                ha_monitor.auto_evacuate(session, ctl)
+                ha_monitor.finish(session)
+    return down
 
 
 async def monitor(ctl: Controller) -> None:
-    """Mark nodes down after the configured number of missed heartbeats."""
+    """Detect failed nodes from heartbeat age; fence them; evacuate their instances."""
+    period = ctl.settings.ha_poll_interval
+    since, last = utcnow(), time.monotonic()
     while True:
+        if time.monotonic() - last > max(1.0, 5 * period):
+            # This loop was stalled (a busy host): silence is counted again from now.
+            since = utcnow()
+        last = time.monotonic()
         try:
-            for name in await asyncio.to_thread(_check, ctl):
-                log.warning("node %s is down: %d heartbeats missed", name,
-                            ctl.settings.heartbeat_misses)
+            await asyncio.to_thread(_check, ctl, since)
         except Exception:  # noqa: BLE001 - a database hiccup must not end the loop
             log.exception("node monitor failed; retrying")
-        await asyncio.sleep(ctl.settings.heartbeat_interval)
+        await asyncio.sleep(period)

@@ -83,6 +83,9 @@ def _heartbeat(ctl: Controller, request: Request, node_id: str, body: Heartbeat)
     source = request.client.host if request.client else ""
     with ctl.db.session() as session:
         node = calling_node(session, request, node_id)
+        from ..ha.monitor import returned  # noqa: PLC0415 - ha builds on cluster
+
+        returned(session, node, body.instances)
         nodes.heartbeat(session, node, body.inventory, body.overlay, body.running_vms, source,
                         body.host)
         if body.instances is not None:

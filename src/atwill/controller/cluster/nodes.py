@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ...core import overlay
+from ...core import ha_health, overlay
 from ...core.errors import BadRequest, Conflict, NotFound
 from ...pki import sign_client_csr
 from ..context import Controller
@@ -133,7 +132,11 @@ def set_enabled(session: Session, node: Node, enabled: bool, reason: str | None)
 def heartbeat(session: Session, node: Node, inventory: dict[str, Any] | None,
               overlay_status: dict[str, Any], running_vms: int, source: str,
               host_status: dict[str, Any] | None = None) -> None:
-    node.last_heartbeat = utcnow()
+    now = utcnow()
+    gap = (now - node.last_heartbeat).total_seconds() if node.last_heartbeat else None
+    node.heartbeat_gap_peak = ha_health.next_peak(node.heartbeat_gap_peak or 0.0, gap,
+                                                  ha_health.Thresholds())
+    node.last_heartbeat = now
     node.state = "up"
     node.overlay_status = overlay_status
     node.host_status = host_status or {}
@@ -147,16 +150,6 @@ def heartbeat(session: Session, node: Node, inventory: dict[str, Any] | None,
         bump(session)
 
 
-def mark_down(session: Session, interval: float, misses: int) -> list[str]:
-    """Nodes whose last heartbeat is older than misses x interval go down."""
-    limit = utcnow() - dt.timedelta(seconds=interval * misses)
-    stale = list(session.scalars(select(Node.name).where(
-        Node.state == "up", Node.last_heartbeat < limit)))
-    if stale:
-        session.execute(update(Node).where(Node.name.in_(stale)).values(state="down"))
-    return stale
-
-
 def to_view(node: Node) -> dict[str, Any]:
     return {
         "id": node.id, "name": node.name, "state": node.state, "enabled": node.enabled,
@@ -166,4 +159,7 @@ def to_view(node: Node) -> dict[str, Any]:
         "accelerator": (node.inventory or {}).get("accelerator"),
         "vcpus": node.vcpus, "memory_mb": node.memory_mb, "disk_gb": node.local_gb,
         "running_vms": node.running_vms, "inventory": node.inventory or {},
+        "forced_down": node.forced_down, "health": node.health,
+        "fence_state": node.fence_state, "fence_method": node.fence_method,
+        "fence_message": node.fence_message, "fenced_at": iso(node.fenced_at),
     }

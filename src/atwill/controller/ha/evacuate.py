@@ -1,0 +1,112 @@
+"""Evacuation: rebuild a failed node's instances on other nodes, never while it may run.
+
+An instance leaves its node only when that node is down and known not to run
+it: forced down by an operator (Nova's forced_down) or fenced (powered off by a
+fence device, or confirmed off). It is rebuilt from its image by the scheduler
+(group policies kept); its ports are bound to the new node, so fixed and
+floating addresses follow. The old node's copy is destroyed when it returns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ...core import scheduler
+from ...core.errors import BadRequest, Conflict, NotFound
+from ..context import Controller
+from ..db.models import Evacuation, Instance, Node
+from ..servers import actions, lifecycle, placement, ports
+
+log = logging.getLogger("atwill.ha")
+EVACUABLE = frozenset({"active", "stopped", "error"})
+DISK_LOST = ("its local disk on {node} is lost: rebuilt from image {image} (no shared "
+             "storage)")
+
+
+def is_fenced(node: Node) -> bool:
+    return node.fenced_at is not None and node.fence_state == "ok"
+
+
+def refuse_unless_safe(node: Node) -> None:
+    """Nova's 409 while the source may still run the instance, and ours until it is fenced."""
+    if node.forced_down:
+        return  # the operator vouches that it is off, as Nova takes it
+    if node.state == "up":
+        raise Conflict(f"Compute service of {node.name} is still in use.")
+    if not is_fenced(node):
+        raise Conflict(f"Compute service of {node.name} is still in use. It stopped "
+                       "reporting but is not known to be off; force it down (openstack "
+                       f"compute service set --down {node.name} nova-compute) or confirm "
+                       f"it off (atwill node fence confirm {node.name}) first.")
+
+
+def target_hosts(session: Session, source: Node, host: str | None) -> frozenset[str]:
+    """Node ids the scheduler must skip: the source, and all but host when one is named."""
+    if host is None:
+        return frozenset({source.id})
+    target = session.scalar(select(Node).where(Node.name == host))
+    if target is None:
+        raise NotFound(f"Compute host {host} not found.")
+    if target.id == source.id:
+        raise BadRequest("The target host can't be the same one.")
+    return frozenset(session.scalars(select(Node.id).where(Node.id != target.id)))
+
+
+def evacuate(session: Session, ctl: Controller, inst: Instance, *, host: str | None = None,
+             reason: str = "manual", request_id: str = "req-ha", user_id: str | None = None,
+             keep_stopped: bool = False) -> Evacuation:
+    """Move inst off its (down, fenced) node; the caller has checked the policy."""
+    source = session.get(Node, inst.node_id) if inst.node_id else None
+    if source is None:
+        raise Conflict(f"Instance {inst.id} has no compute host to evacuate from.")
+    refuse_unless_safe(source)
+    if inst.task_state is not None:
+        raise Conflict(f"Cannot 'evacuate' instance {inst.id} while it is in task_state "
+                       f"{inst.task_state}")
+    if inst.vm_state not in EVACUABLE:
+        raise Conflict(f"Cannot 'evacuate' instance {inst.id} while it is in vm_state "
+                       f"{inst.vm_state}")
+    ignore = target_hosts(session, source, host)
+    record = Evacuation(instance_id=inst.id, source_node_id=source.id,
+                        source_node_name=source.name, reason=reason,
+                        stop_after=keep_stopped and inst.vm_state == "stopped")
+    session.add(record)
+    latest = actions.latest(session, inst.id)
+    if reason != "auto" or latest is None or latest.action != "evacuate":
+        actions.start(session, inst.id, "evacuate", request_id, user_id, inst.project_id)
+    _place(session, ctl, inst, source, ignore, record)
+    session.flush()
+    return record
+
+
+def _place(session: Session, ctl: Controller, inst: Instance, source: Node,
+           ignore: frozenset[str], record: Evacuation) -> None:
+    from ..servers.builds import image_properties, pci_requests  # noqa: PLC0415 - cycle
+
+    was = inst.vm_state
+    placement.release(session, inst)
+    req = lifecycle.request_for(session, inst, image_properties(session, inst),
+                                pci_requests(ctl, inst))
+    req = dataclasses.replace(req, ignore_hosts=req.ignore_hosts | ignore)
+    try:
+        node = placement.place(session, ctl.settings, inst, req)
+    except scheduler.NoValidHost as err:
+        record.status, record.message = "failed", str(err)
+        lifecycle.fail(session, inst, 500, f"Evacuation from {source.name} failed: {err}",
+                       "conductor_rebuild_server", source.name)
+        log.error("evacuation of %s from %s failed: %s", inst.id, source.name, err)
+        return
+    ports.bind(session, inst)
+    detail = DISK_LOST.format(node=source.name, image=inst.image_id)
+    actions.event(session, inst.id, "conductor_rebuild_server", node.name, "Success",
+                  f"evacuated from {source.name} ({record.reason}); {detail}")
+    inst.vm_state, inst.task_state, inst.fault = "active", "rebuilding", None
+    inst.power_state, inst.desired_power = 0, "running"
+    inst.rebuild_serial += 1
+    record.status, record.dest_node_name = "rebuilding", node.name
+    log.warning("instance %s (%s) evacuated from %s to %s; %s", inst.id, was, source.name,
+                node.name, detail)

@@ -1,0 +1,166 @@
+"""The HA monitor's steps: detect (heartbeat age), fence, evacuate, finish, and a return.
+
+Each step is one short transaction; fencing runs between them, since a fence
+agent may take seconds. Evacuation never starts before the node is fenced.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ...core import ha_health
+from ..cluster.nodes import bump
+from ..context import Controller
+from ..db.base import utcnow
+from ..db.models import Evacuation, Instance, Node
+from ..servers import actions
+from . import evacuate
+
+log = logging.getLogger("atwill.ha")
+
+
+def thresholds(ctl: Controller) -> ha_health.Thresholds:
+    s = ctl.settings
+    return ha_health.Thresholds(suspect_after=s.ha_suspect_after, down_after=s.ha_down_after)
+
+
+def detect(session: Session, ctl: Controller, since: dt.datetime) -> list[Node]:
+    """Move each node's health with its silence; the nodes that went down now.
+
+    Silence is counted from since at the earliest: after a controller restart (or a
+    stalled monitor) no node is down before it had the time to be heard.
+    """
+    now, limits, newly_down = utcnow(), thresholds(ctl), []
+    for node in session.scalars(select(Node).where(Node.last_heartbeat.is_not(None))
+                                .order_by(Node.name)):
+        heard = max(node.last_heartbeat, since)
+        health = ha_health.classify((now - heard).total_seconds(),
+                                    node.heartbeat_gap_peak or 0.0, limits)
+        if health == node.health or (health != ha_health.DOWN and node.state == "down"):
+            continue  # a down node comes back by heartbeating (returned), not by a timer
+        node.health, node.health_changed_at = health, now
+        if health == ha_health.DOWN:
+            node.state = "down"
+            newly_down.append(node)
+            _tell_instances(session, node, (now - heard).total_seconds())
+    if newly_down:
+        bump(session)
+    return newly_down
+
+
+def _tell_instances(session: Session, node: Node, silence: float) -> None:
+    """Open the evacuate action of each HA instance: detect, fence, rebuild are its events."""
+    log.warning("node %s is down: no heartbeat for %.1f s", node.name, silence)
+    for inst in _held(session, node):
+        if ha_health.ha_enabled(inst.meta):
+            actions.start(session, inst.id, "evacuate", f"req-ha-{node.name}"[:64], None,
+                          inst.project_id)
+            actions.event(session, inst.id, "ha_host_down", node.name, "Error",
+                          f"node {node.name} sent no heartbeat for {silence:.1f} s")
+
+
+def _held(session: Session, node: Node) -> list[Instance]:
+    return list(session.scalars(select(Instance).where(
+        Instance.node_id == node.id, Instance.deleted.is_(False))))
+
+
+def needs_fencing(session: Session) -> list[str]:
+    """Down nodes nobody vouched for yet: marked pending, so one attempt runs."""
+    found = list(session.scalars(select(Node).where(
+        Node.health == ha_health.DOWN, Node.state == "down", Node.forced_down.is_(False),
+        Node.fence_state.is_(None))))
+    for node in found:
+        node.fence_state = "pending"
+    return [n.id for n in found]
+
+
+def fence(ctl: Controller, session: Session, node: Node) -> bool:
+    """Power the node off through the fencing module; the operator is told on failure."""
+    try:
+        from ..fencing.api import fence_node  # noqa: PLC0415 - optional until built
+    except ImportError:
+        node.fence_state = "failed"
+        node.fence_message = (f"no fencing is available; once {node.name} is off, force it "
+                              f"down or run 'atwill node fence confirm {node.name}'")
+        ok = False
+    else:
+        ok = fence_node(ctl, session, node).ok
+    if not ok:
+        log.error("node %s is down but NOT fenced, so nothing is evacuated: %s", node.name,
+                  node.fence_message)
+    for inst in _held(session, node):
+        if ha_health.ha_enabled(inst.meta):
+            actions.event(session, inst.id, "ha_fence_node", node.name,
+                          "Success" if ok else "Error",
+                          node.fence_message if ok else f"not evacuated: {node.fence_message}")
+    return ok
+
+
+def auto_evacuate(session: Session, ctl: Controller) -> int:
+    """Evacuate the HA instances of every down node that is fenced or forced down."""
+    count = 0
+    for node in session.scalars(select(Node).where(Node.health == ha_health.DOWN,
+                                                   Node.state == "down")):
+        if not (node.forced_down or evacuate.is_fenced(node)):
+            continue
+        for inst in _held(session, node):
+            if not ha_health.ha_enabled(inst.meta) or inst.task_state is not None \
+                    or inst.vm_state not in evacuate.EVACUABLE:
+                continue
+            evacuate.evacuate(session, ctl, inst, reason="auto", keep_stopped=True,
+                              request_id=f"req-ha-{node.name}"[:64])
+            count += 1
+    if count:
+        bump(session)
+    return count
+
+
+def finish(session: Session) -> None:
+    """Evacuations whose instance runs on its new node are done (2.95: stopped again)."""
+    for record in session.scalars(select(Evacuation).where(Evacuation.status == "rebuilding")):
+        inst = session.get(Instance, record.instance_id)
+        if inst is None or inst.deleted or inst.node_name != record.dest_node_name:
+            record.status = "failed"
+            continue
+        if inst.task_state is not None:
+            continue
+        record.status = "done"
+        if record.stop_after and inst.vm_state == "active":
+            inst.task_state, inst.desired_power = "powering-off", "stopped"
+            bump(session)
+
+
+def returned(session: Session, node: Node, reports: dict[str, Any] | None) -> None:
+    """A heartbeat: a down node is back (unfenced); its destroyed stale copies are noted."""
+    if node.health == ha_health.DOWN or node.state == "down":
+        log.warning("node %s is back (it was %s)", node.name,
+                    "fenced" if evacuate.is_fenced(node) else "down, not fenced")
+        node.health, node.health_changed_at = ha_health.UP, utcnow()
+        node.fence_state = node.fence_method = node.fence_message = None
+        node.fenced_at = None
+    elif node.health != ha_health.UP:
+        node.health, node.health_changed_at = ha_health.UP, utcnow()
+    if reports is None:
+        return
+    for record in session.scalars(select(Evacuation).where(
+            Evacuation.source_node_id == node.id, Evacuation.cleaned_at.is_(None))):
+        if record.instance_id not in reports:
+            record.cleaned_at = utcnow()
+            log.info("node %s no longer holds evacuated instance %s", node.name,
+                     record.instance_id)
+
+
+def stale_copies(session: Session, node: Node) -> list[str]:
+    """Instances whose copy on node must be destroyed: evacuated away, or deleted there."""
+    moved = set(session.scalars(select(Evacuation.instance_id).where(
+        Evacuation.source_node_id == node.id, Evacuation.cleaned_at.is_(None))))
+    recent = utcnow() - dt.timedelta(days=7)
+    deleted = set(session.scalars(select(Instance.id).where(
+        Instance.deleted.is_(True), Instance.node_name == node.name,
+        Instance.terminated_at > recent)))
+    return sorted(moved | deleted)
