@@ -8,7 +8,15 @@ eliminated how many hosts.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from .aggregate_filters import (
+    AGGREGATE_SCOPE,
+    CAPABILITIES_SCOPE,
+    aggregate_extra_specs_filter,
+    capabilities_filter,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +55,11 @@ class Host:
     accelerator: str = "tcg"
     free_pci: tuple[PciDevice, ...] = ()
     instances: frozenset[str] = frozenset()  # instance ids on the host
+    # Loaded only for requests whose flavor asks about them (controller/servers/host_facts).
+    aggregate_metadata: Mapping[str, frozenset[str]] = dataclasses.field(
+        default_factory=dict, hash=False, compare=False)
+    capabilities: Mapping[str, Any] = dataclasses.field(
+        default_factory=dict, hash=False, compare=False)
 
     def free_vcpus(self) -> float:
         return self.vcpus * self.cpu_ratio - self.vcpus_used
@@ -72,6 +85,7 @@ class Request:
     same_host: frozenset[str] = frozenset()  # instance ids
     different_host: frozenset[str] = frozenset()
     ignore_hosts: frozenset[str] = frozenset()  # host ids that failed this request already
+    extra_specs: Mapping[str, str] = dataclasses.field(default_factory=dict)  # the flavor's
 
 
 class NoValidHost(Exception):
@@ -161,6 +175,8 @@ FILTERS: dict[str, Filter] = {
     "CoreFilter": core_filter,
     "RamFilter": ram_filter,
     "DiskFilter": disk_filter,
+    "AggregateInstanceExtraSpecsFilter": aggregate_extra_specs_filter,
+    "ComputeCapabilitiesFilter": capabilities_filter,
     "ImagePropertiesFilter": image_properties_filter,
     "PciPassthroughFilter": pci_passthrough_filter,
     "ServerGroupAffinityFilter": affinity_filter,
@@ -177,12 +193,19 @@ ASKED: dict[str, Callable[[Request], object]] = {
     "RetryFilter": lambda r: r.ignore_hosts,
     "AvailabilityZoneFilter": lambda r: r.availability_zone,
     "ImagePropertiesFilter": lambda r: r.image_properties,
+    "AggregateInstanceExtraSpecsFilter": lambda r: asks(r, AGGREGATE_SCOPE),
+    "ComputeCapabilitiesFilter": lambda r: asks(r, CAPABILITIES_SCOPE),
     "PciPassthroughFilter": lambda r: r.pci,
     "ServerGroupAffinityFilter": lambda r: r.group_policy == "affinity" and r.group_hosts,
     "ServerGroupAntiAffinityFilter": lambda r: r.group_policy == "anti-affinity",
     "SameHostFilter": lambda r: r.same_host,
     "DifferentHostFilter": lambda r: r.different_host,
 }
+
+
+def asks(req: Request, scope: str) -> bool:
+    """Whether the request's flavor has extra specs under scope."""
+    return any(k.startswith(scope + ":") for k in req.extra_specs)
 
 
 def filter_hosts(hosts: Sequence[Host], req: Request,

@@ -21,6 +21,7 @@ from ...config import Settings
 from ...core import scheduler
 from ..db.compute import DEFAULT_RAM_RATIO, FREE_RAM  # FREE_RAM matches the nodes' indexes
 from ..db.models import Instance, Node, PciClaim
+from . import host_facts
 
 CPU_RATIO, RAM_RATIO, DISK_RATIO = 16.0, float(DEFAULT_RAM_RATIO), 1.0
 SHORTLIST = 16  # nodes considered first; all of them only when none of these fits
@@ -154,11 +155,14 @@ def place(session: Session, settings: Settings, inst: Instance,
     """Pick and claim a node for inst (the host as chosen); NoValidHost says why when none fits."""
     strategy = "pack" if getattr(settings, "scheduler_weigher", "spread") == "pack" else "spread"
     wanted = req.same_host | req.different_host
+    req = host_facts.with_flavor_specs(req, inst)
     try:
-        candidates = scheduler.select(hosts(session, SHORTLIST, strategy, wanted), req, strategy)
+        candidates = scheduler.select(host_facts.enrich(
+            session, hosts(session, SHORTLIST, strategy, wanted), req), req, strategy)
     except scheduler.NoValidHost:
         # The shortlist is a heuristic: ask every node before saying no (and say why).
-        candidates = scheduler.select(hosts(session, None, strategy, wanted), req, strategy)
+        candidates = scheduler.select(host_facts.enrich(
+            session, hosts(session, None, strategy, wanted), req), req, strategy)
     for host in candidates:
         devices = claim(session, host, inst, req)
         if devices is not None:

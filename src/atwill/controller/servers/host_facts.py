@@ -1,0 +1,56 @@
+"""What the aggregate and capability filters need of each host, loaded only when asked.
+
+Most flavors ask neither, so placement reads these two extra queries only for
+requests whose flavor has `aggregate_instance_extra_specs:` or `capabilities:` specs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ...core import scheduler
+from ...core.aggregate_filters import (
+    AGGREGATE_SCOPE,
+    CAPABILITIES_SCOPE,
+    capabilities_of,
+    metadata_values,
+)
+from ..db.models import AggregateHost, AggregateMetadata, Instance, Node
+
+
+def with_flavor_specs(req: scheduler.Request, inst: Instance) -> scheduler.Request:
+    """req carrying the flavor's extra specs (the instance keeps the flavor it was given)."""
+    specs = (inst.flavor or {}).get("extra_specs") or {}
+    return dataclasses.replace(req, extra_specs=dict(specs)) if specs else req
+
+
+def enrich(session: Session, hosts: Sequence[scheduler.Host],
+           req: scheduler.Request) -> list[scheduler.Host]:
+    """hosts with their aggregates' metadata and their capabilities, where req asks."""
+    want_meta = scheduler.asks(req, AGGREGATE_SCOPE)
+    want_caps = scheduler.asks(req, CAPABILITIES_SCOPE)
+    if not hosts or not (want_meta or want_caps):
+        return list(hosts)
+    metadata: dict[str, list[tuple[str, str]]] = {}
+    if want_meta:
+        for host, key, value in session.execute(
+                select(AggregateHost.host, AggregateMetadata.key, AggregateMetadata.value)
+                .join(AggregateMetadata,
+                      AggregateMetadata.aggregate_id == AggregateHost.aggregate_id)
+                .where(AggregateHost.host.in_([h.name for h in hosts]))):
+            metadata.setdefault(host, []).append((key, value))
+    nodes: dict[str, dict] = {}
+    if want_caps:
+        for node_id, hv_type, hv_version, inventory in session.execute(
+                select(Node.id, Node.hypervisor_type, Node.hypervisor_version, Node.inventory)
+                .where(Node.id.in_([h.id for h in hosts]))):
+            nodes[node_id] = {"hypervisor_type": hv_type, "hypervisor_version": hv_version,
+                              "inventory": inventory}
+    return [dataclasses.replace(
+        h, aggregate_metadata=metadata_values(metadata.get(h.name, ())),
+        capabilities=capabilities_of(h, nodes.get(h.id, {})) if want_caps else {})
+        for h in hosts]
