@@ -9,16 +9,15 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
 
 from atwill.agent.host.run import ChildProcess, HostCommandError, Reverter, alive, run
 from atwill.agent.hypervisor import disks, suspend
+from atwill.agent.hypervisor.base import State
 from atwill.agent.hypervisor.confine import confine, disk_owner, kill_strays
 from atwill.agent.hypervisor.qmp import QMP, QMPError, run_state
 from atwill.agent.hypervisor.spec import InstancePaths, InstanceSpec, qemu_argv
 
 log = logging.getLogger("atwill.agent.qemu")
-State = Literal["running", "paused", "shutoff", "suspended", "missing", "error"]
 SOCKETS_DIR = Path("/run/atwill/qmp")
 # QMP run states (query-status) as the instance states the controller knows.
 RUN_STATES: dict[str, State] = {
@@ -34,7 +33,8 @@ class DriverError(RuntimeError):
 
 
 class QemuDriver:
-    """Runs instances as daemonized QEMU processes under instances_dir/<uuid>/."""
+    """Runs instances as daemonized QEMU processes under instances_dir/<uuid>/
+    (a base.Hypervisor)."""
 
     def __init__(self, instances_dir: Path, sockets_dir: Path = SOCKETS_DIR,
                  launcher: Sequence[str] = (), sandbox: bool = True,
