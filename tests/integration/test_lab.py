@@ -68,6 +68,24 @@ def test_status_and_load_agree(lab: Lab) -> None:
     assert status["controller_url"] == lab.url
 
 
+def test_a_lab_has_the_defaults_of_atwill_up_unless_bare(lab_factory) -> None:
+    seeded = lab_factory(0, join=False, bare=False, timeout=60)
+    names = {f["Name"] for f in seeded.openstack("flavor", "list", "-f", "json")}
+    assert names == {"m1.tiny", "m1.small", "m1.medium", "m1.large"}
+    images = seeded.openstack("image", "list", "-f", "json")
+    assert [(i["Name"], i["Status"]) for i in images] == [("atwill-guest", "active")]
+    networks = {n["Name"] for n in seeded.openstack("network", "list", "-f", "json")}
+    assert networks == {"public", "private"}
+    assert [r["Name"] for r in seeded.openstack("router", "list", "-f", "json")] == ["router1"]
+    seeded.seed_defaults()  # a second seeding keeps what is there
+    assert len(seeded.openstack("image", "list", "-f", "json")) == 1
+
+
+def test_a_bare_lab_has_no_flavors_and_no_image(lab: Lab) -> None:
+    assert lab.openstack("flavor", "list", "-f", "json") == []
+    assert lab.openstack("image", "list", "-f", "json") == []
+
+
 def test_up_refuses_an_existing_lab(lab: Lab) -> None:
     with pytest.raises(LabError, match="already exists"):
         Lab(lab.name, lab.directory).up(1, join=False)

@@ -59,13 +59,20 @@ def up(nodes: Annotated[int, typer.Option("--nodes", min=0, help="Node hosts.")]
        internet: Annotated[bool, typer.Option(
            "--internet/--no-internet",
            help="An 'internet' segment for the external network (floating IPs).")] = True,
+       bare: Annotated[bool, typer.Option(
+           "--bare", help="No flavors and no guest image (atwill up's m1.* and "
+           "atwill-guest are made otherwise).")] = False,
        name: Name = "lab", directory: Dir = None) -> None:
-    """Build the lab: WAN, controller host, N node hosts that join by token."""
+    """Build the lab: WAN, controller host, N node hosts that join by token.
+
+    The cloud gets what 'atwill up' gives: flavors m1.tiny…m1.large, the image
+    atwill-guest, the networks public and private, and router1.
+    """
     _require_root()
     try:
         lab = Lab(name, directory)
         lab.up(nodes, wan_delay=wan_delay, wan_loss=wan_loss, overlay=overlay, join=join,
-               timeout=timeout, internet=internet)
+               timeout=timeout, internet=internet, bare=bare)
     except FAILURES as error:
         raise _fail(error) from None
     console.print(f"lab {lab.name} is up: controller {lab.url}, nodes "

@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 import threading
@@ -18,7 +17,8 @@ from typing import Annotated
 import httpx
 import typer
 
-from .. import config
+from .. import cloud_defaults, config
+from ..cloud_defaults import GUEST_IMAGE
 from ..config import Settings
 from ..core import public_range
 from . import down as down_cmd
@@ -34,11 +34,7 @@ from .options import (
 )
 
 log = logging.getLogger("atwill.up")
-GUEST_IMAGE = "atwill-guest"
 EXTERNAL_BRIDGE = "atwill-ext"
-# The seed's smaller flavors, so the first server can boot at once (TCG is slow: tiny RAM).
-FLAVORS = (("m1.tiny", 256, 1, 1), ("m1.small", 512, 5, 1), ("m1.medium", 1024, 10, 2),
-           ("m1.large", 2048, 20, 2))
 # After Ctrl-C, requests still running (an agent's long-poll) get this long to finish.
 GRACEFUL_SECONDS = 2.0
 
@@ -217,11 +213,7 @@ class AllInOne:
                 log.exception("all-in-one setup failed")
 
     def _client(self, token: str | None = None) -> httpx.Client:
-        verify = ssl.create_default_context(cafile=str(self.conf.path("pki", "ca.pem"))) \
-            if self.conf.tls else False
-        headers = {"X-Auth-Token": token} if token else {}
-        return httpx.Client(base_url=self.conf.public_url, verify=verify, headers=headers,
-                            timeout=120)
+        return cloud_defaults.client(self.conf, token)
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + 60
@@ -268,40 +260,10 @@ class AllInOne:
                  self.node_dir / "agent.log")
 
     def _admin_token(self) -> str:
-        password = self.conf.path("admin-password").read_text().strip()
-        body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
-            "name": "admin", "domain": {"id": "default"}, "password": password}}},
-            "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}}
-        with self._client() as client:
-            resp = client.post("/identity/v3/auth/tokens", json=body)
-            resp.raise_for_status()
-            return resp.headers["X-Subject-Token"]
+        return cloud_defaults.admin_token(self.conf)
 
     def _flavors(self, token: str) -> None:
-        with self._client(token) as client:
-            have = {f["name"] for f in client.get("/compute/v2.1/flavors",
-                                                  params={"is_public": "None"}).json()["flavors"]}
-            for name, ram, disk, vcpus in FLAVORS:
-                if name not in have:
-                    client.post("/compute/v2.1/flavors", json={"flavor": {
-                        "name": name, "ram": ram, "disk": disk, "vcpus": vcpus}})
+        cloud_defaults.flavors(self.conf, token)
 
     def _guest_image(self, token: str) -> None:
-        from ..guest.build import build_image
-
-        with self._client(token) as client:
-            found = client.get("/image/v2/images", params={"name": GUEST_IMAGE}).json()
-            if any(i["status"] == "active" for i in found["images"]):
-                return
-            log.info("building the guest image (first time: fetches Debian packages)")
-            path = build_image().path
-            image = client.post("/image/v2/images", json={
-                "name": GUEST_IMAGE, "disk_format": "qcow2", "container_format": "bare",
-                "visibility": "public"}).json()
-            with open(path, "rb") as data:
-                client.put(f"/image/v2/images/{image['id']}/file", content=data,
-                           headers={"Content-Type": "application/octet-stream"}
-                           ).raise_for_status()
-            log.info("uploaded the guest image as %s", GUEST_IMAGE)
-
-
+        cloud_defaults.guest_image(self.conf, token)

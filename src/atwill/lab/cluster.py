@@ -71,6 +71,15 @@ class Cluster:
         self.state.controller_url = f"https://{ctl.ip}:{commands.CONTROLLER_PORT}"
         self.state.save()
 
+    def seed_defaults(self) -> str:
+        """The flavors and guest image `atwill up` gives, through the controller's API."""
+        from ..guest.build import build_image
+
+        build_image()  # here, where package mirrors are reachable; the seeder finds it cached
+        ctl = self.state.controller
+        return commands.run_in(hosts.namespace(ctl), commands.seed(ctl.state_dir),
+                               timeout=300).stdout
+
     def controller_alive(self) -> bool:
         proc = self.state.controller.processes.get("controller")
         return proc is not None and processes.alive(proc)

@@ -72,6 +72,11 @@ def serve(state_dir: str) -> list[str]:
     return [ATWILL, "serve", "--state-dir", state_dir]
 
 
+def seed(state_dir: str) -> list[str]:
+    """Seed a running controller with up's flavors and guest image (cloud_defaults.py)."""
+    return [PYTHON, "-m", "atwill.cloud_defaults", state_dir]
+
+
 def token_create(state_dir: str, ttl: str = "10m") -> list[str]:
     return [ATWILL, "token", "create", "--state-dir", state_dir, "--ttl", ttl,
             "--uses", "1", "--json"]

@@ -55,11 +55,13 @@ class Lab(Cluster):
     # building and tearing down ---------------------------------------------------
     def up(self, nodes: int = 1, wan_delay: str | None = None, wan_loss: str | None = None,
            overlay: str = "wireguard", join: bool = True, timeout: float = 60,
-           internet: bool = False) -> None:
+           internet: bool = False, bare: bool = False) -> None:
         """Build the WAN, the controller host and `nodes` node hosts, and join the nodes.
 
         internet: also an "internet" segment (namespace NAME-inet) that every node's
         external bridge joins, owning the public subnet's gateway (see hosts.create_inet).
+        bare: without the flavors and guest image `atwill up` gives a cloud (the networks
+        public, private and router1 are made by `atwill init` either way).
         """
         self._refuse_if_taken()
         self.wan_delay, self.wan_loss = wan_delay, wan_loss
@@ -78,6 +80,8 @@ class Lab(Cluster):
             hosts.create_host(self.state, ctl, revert)
             self._init_controller(ctl, overlay)
             self.start_controller(timeout)
+            if not bare:
+                self.seed_defaults()
             names = [self._new_node(revert) for _ in range(nodes)]
             if join:
                 for name in names:
