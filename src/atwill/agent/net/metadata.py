@@ -5,6 +5,11 @@ A child process (`python -m atwill.agent.net.metadata DIR`) with one listener pe
 networks overlap (nftables admits a request only from the port's own tap and MAC). It
 answers from DIR/metadata.json, which the data plane rewrites from each plan, so it keeps
 serving while the node is cut off from the controller.
+
+It is the standard library's threading HTTP server, not an ASGI app on the controller's
+stack: the process binds one socket per bridge with SO_BINDTODEVICE as root and then
+drops root for good, answers a handful of GETs per boot, and should stay small on every
+node (no event loop, no web framework to import in a process per node).
 """
 
 from __future__ import annotations
