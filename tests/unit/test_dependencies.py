@@ -13,8 +13,9 @@ import pytest
 from atwill.controller.db.session import make_engine
 
 ROOT = Path(__file__).resolve().parents[2]
-# Imported only by the test harness and benchmarks, which need the test extra anyway.
-FROM_TEST_EXTRA = {"openstack"}
+# Imported only by the test harness, benchmarks and the lab (its virtual BMC), which need
+# the test extra anyway.
+FROM_TEST_EXTRA = {"openstack", "pyghmi"}
 
 
 def declared(requirements: list[str]) -> set[str]:
