@@ -75,3 +75,19 @@ def remove(name: str, force: bool = typer.Option(
     with controller(state_dir) as ctl, ctl.db.session() as session:
         nodes.remove(session, nodes.find(session, name), force)
     console.print(f"node {name} removed; its agent will clean up its host")
+
+
+@app.command("evacuate")
+def evacuate(name: str, host: str = typer.Option(None, help="Rebuild them all on this node."),
+             state_dir: StateDir = None) -> None:
+    """Rebuild every instance of a down node that is fenced or forced down elsewhere."""
+    from ..controller.cluster import nodes
+    from ..controller.ha.evacuate import evacuate_node
+
+    with controller(state_dir) as ctl, ctl.db.session() as session:
+        results = evacuate_node(session, ctl, nodes.find(session, name), host)
+    for r in results:
+        console.print(f"{r['server']}: {'accepted' if r['accepted'] == 'True' else 'refused'}"
+                      f" ({r['message']})")
+    if not results:
+        console.print(f"node {name} holds no instance")

@@ -76,6 +76,7 @@ RULES: dict[str, str] = {
     "compute:servers:detail": "reader", "compute:servers:show": "reader",
     "compute:servers:update": "member", "compute:servers:delete": "member",
     "compute:servers:action": "member", "compute:servers:create_image": "member",
+    "compute:servers:evacuate": "admin", "cluster:nodes:evacuate": "admin",
     "compute:servers:create:forced_host": "admin",
     "compute:servers:create:requested_destination": "admin",
     "compute:server_groups:create": "member", "compute:server_groups:index": "reader",

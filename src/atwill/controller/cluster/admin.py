@@ -88,3 +88,15 @@ def node_delete(ident: str, request: Request, force: bool = Query(default=False)
     with controller(request).db.session() as session:
         nodes.remove(session, nodes.find(session, ident), force)
     return Response(status_code=204)
+
+
+@router.post("/v1/nodes/{ident}/evacuate", summary="Rebuild every instance of a down, "
+             "fenced (or forced down) node on other nodes")
+def node_evacuate(ident: str, request: Request, host: str | None = Query(default=None),
+                  creds: Credentials = Depends(caller)) -> dict:
+    authorize(creds, "cluster:nodes:evacuate")
+    from ..ha.evacuate import evacuate_node  # noqa: PLC0415 - ha builds on cluster
+
+    ctl = controller(request)
+    with ctl.db.session() as session:
+        return {"evacuations": evacuate_node(session, ctl, nodes.find(session, ident), host)}

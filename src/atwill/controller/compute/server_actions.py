@@ -16,7 +16,7 @@ from ..cluster.nodes import bump
 from ..db.models import Instance
 from ..servers import actions, builds, snapshots, states
 from ..service import authorize, caller, controller, json_body
-from . import server_security_groups
+from . import server_evacuate, server_security_groups
 from .common import api_version
 
 router = APIRouter()
@@ -56,6 +56,8 @@ def server_action_post(server_id: str, request: Request, body: dict = Depends(js
             server_security_groups.remove(session, inst, args)
         elif name == "createImage":
             return _create_image(session, request, inst, args, creds, version)
+        elif name == "evacuate":
+            return server_evacuate.run(session, ctl, inst, args, request_id, creds, version)
         else:
             raise BadRequest(f"The action {name!r} is not supported by this cloud.")
         bump(session)

@@ -16,7 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ...core import scheduler
-from ...core.errors import BadRequest, Conflict, NotFound
+from ...core.errors import ApiError, BadRequest, Conflict, NotFound
+from ..cluster.nodes import bump
 from ..context import Controller
 from ..db.models import Evacuation, Instance, Node
 from ..servers import actions, lifecycle, placement, ports
@@ -110,3 +111,23 @@ def _place(session: Session, ctl: Controller, inst: Instance, source: Node,
     record.status, record.dest_node_name = "rebuilding", node.name
     log.warning("instance %s (%s) evacuated from %s to %s; %s", inst.id, was, source.name,
                 node.name, detail)
+
+
+def evacuate_node(session: Session, ctl: Controller, node: Node,
+                  host: str | None = None) -> list[dict[str, str]]:
+    """Nova's host-evacuate: every instance of node, each with its own outcome."""
+    refuse_unless_safe(node)
+    held = session.scalars(select(Instance).where(
+        Instance.node_id == node.id, Instance.deleted.is_(False)).order_by(Instance.created_at))
+    results = []
+    for inst in list(held):
+        try:
+            with session.begin_nested():
+                record = evacuate(session, ctl, inst, host=host, reason="manual",
+                                  request_id=f"req-evacuate-{node.name}"[:64])
+            results.append({"server": inst.id, "accepted": str(record.status != "failed"),
+                            "message": record.message or f"to {record.dest_node_name}"})
+        except ApiError as err:
+            results.append({"server": inst.id, "accepted": "False", "message": str(err)})
+    bump(session)
+    return results

@@ -102,15 +102,29 @@ def detail(session: Session, inst: Instance, version: Version, base: str,
     if inst.vm_state == "error" and inst.fault:
         out["fault"] = dict(inst.fault)
     _versioned(out, inst, version, creds)
+    if "host_status" in out:
+        out["host_status"] = host_status(session, inst)
     return out
+
+
+def host_status(session: Session, inst: Instance) -> str:
+    """Nova's UP / UNKNOWN / DOWN / MAINTENANCE of the instance's node ("" without one)."""
+    from ...core.ha_health import host_status as status  # noqa: PLC0415
+    from ..db.models import Node  # noqa: PLC0415
+
+    node = session.get(Node, inst.node_id) if inst.node_id else None
+    if node is None:
+        return ""
+    return status(node.forced_down, node.enabled, node.state == "up",
+                  node.fenced_at is not None and node.fence_state == "ok")
 
 
 def _versioned(out: dict[str, Any], inst: Instance, version: Version,
                creds: Credentials) -> None:
     if version >= "2.9":
         out["locked"] = inst.locked
-    if version >= "2.16":
-        out["host_status"] = "UP" if inst.node_name else ""
+    if version >= "2.16" and creds.is_admin:
+        out["host_status"] = ""  # set by detail() from the node, for admins only (Nova)
     if version >= "2.19":
         out["description"] = inst.description
     if version >= "2.26":
