@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...core import addresses
+from ...core import addresses, hostforce
 from ...core.errors import BadRequest
 from ...core.microversion import Version
 from ...core.text import clean_name, has_control, shown
@@ -134,6 +134,9 @@ def parse_create(body: dict[str, Any], version: Version) -> dict[str, Any]:
     if "tags" in data and not version >= "2.52":
         raise BadRequest("Invalid input: additional properties are not allowed ('tags' was "
                          "unexpected; tags at create need microversion 2.52).")
+    if ("host" in data or "hypervisor_hostname" in data) and not version >= "2.74":
+        raise BadRequest("Invalid input: additional properties are not allowed ('host' and "
+                         "'hypervisor_hostname' need microversion 2.74).")
     if networks is None and version >= "2.37":
         raise BadRequest("Invalid input: 'networks' is required from microversion 2.37.")
     if isinstance(networks, str) and networks not in ("auto", "none"):
@@ -148,7 +151,10 @@ def parse_create(body: dict[str, Any], version: Version) -> dict[str, Any]:
         "image": image, "networks": networks, "key_name": _text(data, "key_name"),
         "user_data": _base64(data),
         "metadata": metadata(data.get("metadata") or {}), "security_groups": _security_groups(data),
-        "availability_zone": _text(data, "availability_zone"),
+        "destination": hostforce.requested(
+            hostforce.parse_zone(_text(data, "availability_zone")),
+            _text(data, "host", required="host" in data),
+            _text(data, "hypervisor_hostname", required="hypervisor_hostname" in data)),
         "description": _text(data, "description"),
         "config_drive": bool(data.get("config_drive")),
         # Nova: a missing max_count is min_count, so min_count alone asks for exactly that.

@@ -35,6 +35,11 @@ def servers_post(request: Request, body: dict = Depends(json_body),
                  version: Version = Depends(api_version)) -> JSONResponse:
     authorize(creds, "compute:servers:create", project_id=creds.project_id)
     spec = parse_create(body, version)
+    if spec["destination"].host is not None:
+        # Nova's create:forced_host (the zone form) and create:requested_destination (2.74).
+        authorize(creds, "compute:servers:create:forced_host" if spec["destination"].forced
+                  else "compute:servers:create:requested_destination",
+                  project_id=creds.project_id)
     ctl = controller(request)
     request_id = request.scope["state"]["request_id"]
     with serialized(ctl.db.engine.dialect.name), ctl.db.session() as session:

@@ -5,7 +5,17 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, new_uuid, utcnow
@@ -58,6 +68,13 @@ class Instance(Base):
     # The image a createImage asked of the node and not yet uploaded (None: no snapshot).
     snapshot_image_id: Mapped[str | None] = mapped_column(String(36), nullable=True,
                                                           index=True)
+    # The node a create named (None: any), and whether it bypasses the filters (the
+    # availability_zone ZONE:HOST form) or only narrows them (2.74's host).
+    requested_host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    force_host: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # A shelved server's snapshot: unshelve boots it, then deletes it.
+    shelved_image_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    shelved_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     launched_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     terminated_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)

@@ -21,6 +21,7 @@ from ..db.models import (
     Image,
     Instance,
     Keypair,
+    Node,
     ServerGroup,
     ServerGroupMember,
 )
@@ -140,6 +141,10 @@ def create(session: Session, ctl: Controller, creds: Credentials, spec: dict[str
     if image is not None:
         imagefit.check_fits(flavor.ram, flavor.disk, image.size, image.min_ram, image.min_disk)
     keypair = keypair_of(session, spec.get("key_name"), creds.user_id)
+    dest = spec["destination"]
+    if dest.host is not None and session.scalar(
+            select(Node.id).where(Node.name == dest.host)) is None:
+        raise BadRequest(f"Compute host {dest.host} could not be found.")
     count = spec["max_count"]
     try:
         check_quota(session, creds.project_id or "", count, flavor)
@@ -162,7 +167,8 @@ def create(session: Session, ctl: Controller, creds: Credentials, spec: dict[str
             key_data=keypair.public_key if keypair else None,
             user_data=decode_user_data(spec.get("user_data")), meta=spec.get("metadata") or {},
             config_drive=bool(spec.get("config_drive")),
-            availability_zone=spec.get("availability_zone"), requested_networks=networks,
+            availability_zone=dest.zone, requested_host=dest.host, force_host=dest.forced,
+            requested_networks=networks,
             security_groups=spec.get("security_groups") or ["default"],
             scheduler_hints=spec.get("hints") or {}, vm_state="building",
             task_state="scheduling", launch_index=index, reservation_id=reservation,

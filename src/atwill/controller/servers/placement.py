@@ -40,13 +40,20 @@ _QUERIES: dict[str, Select[Any]] = {
 # Bind names must differ from the columns' own: those are reserved for the SET clause.
 _WANT_CPU, _WANT_RAM, _WANT_DISK = (bindparam("want_vcpus"), bindparam("want_ram"),
                                     bindparam("want_disk"))
-_CLAIM = update(Node).where(
-    Node.id == bindparam("node_id"), Node.enabled.is_(True), Node.state == "up",
+_FITS = (
     Node.vcpus_used + _WANT_CPU <= Node.vcpus * bindparam("cpu_ratio", type_=Float),
     Node.memory_mb_used + _WANT_RAM <= Node.memory_mb * bindparam("ram_ratio", type_=Float),
     Node.local_gb_used + _WANT_DISK <= Node.local_gb * bindparam("disk_ratio", type_=Float),
-).values(vcpus_used=Node.vcpus_used + _WANT_CPU, memory_mb_used=Node.memory_mb_used + _WANT_RAM,
-         local_gb_used=Node.local_gb_used + _WANT_DISK)
+)
+_TAKE = {"vcpus_used": Node.vcpus_used + _WANT_CPU,
+         "memory_mb_used": Node.memory_mb_used + _WANT_RAM,
+         "local_gb_used": Node.local_gb_used + _WANT_DISK}
+_CLAIM = update(Node).where(Node.id == bindparam("node_id"), Node.enabled.is_(True),
+                            Node.state == "up", *_FITS).values(_TAKE)
+# An admin's forced host may be a disabled node (Nova's way to use one kept out of
+# scheduling); it must still be up and have room.
+_CLAIM_FORCED = update(Node).where(Node.id == bindparam("node_id"), Node.state == "up",
+                                   *_FITS).values(_TAKE)
 
 
 def ratios(node: Node) -> tuple[float, float, float]:
@@ -112,10 +119,10 @@ def hosts(session: Session, best_first: int | None = None, strategy: str = "spre
 
 
 def claim(session: Session, host: scheduler.Host, inst: Instance,
-          req: scheduler.Request) -> list[str] | None:
+          req: scheduler.Request, forced: bool = False) -> list[str] | None:
     """Take the resources on host for inst; the PCI addresses claimed, or None if it lost."""
     vcpus, ram, disk = req.vcpus, req.memory_mb, req.disk_gb
-    result = session.connection().execute(_CLAIM, {
+    result = session.connection().execute(_CLAIM_FORCED if forced else _CLAIM, {
         "node_id": host.id, "want_vcpus": vcpus, "want_ram": ram, "want_disk": disk,
         "cpu_ratio": host.cpu_ratio, "ram_ratio": host.ram_ratio,
         "disk_ratio": host.disk_ratio})
@@ -156,17 +163,37 @@ def place(session: Session, settings: Settings, inst: Instance,
     strategy = "pack" if getattr(settings, "scheduler_weigher", "spread") == "pack" else "spread"
     wanted = req.same_host | req.different_host
     req = host_facts.with_flavor_specs(req, inst)
-    try:
-        candidates = scheduler.select(host_facts.enrich(
-            session, hosts(session, SHORTLIST, strategy, wanted), req), req, strategy)
-    except scheduler.NoValidHost:
-        # The shortlist is a heuristic: ask every node before saying no (and say why).
-        candidates = scheduler.select(host_facts.enrich(
-            session, hosts(session, None, strategy, wanted), req), req, strategy)
+    if inst.requested_host is not None:
+        candidates = _requested(session, inst, req, strategy, wanted)
+    else:
+        try:
+            candidates = scheduler.select(host_facts.enrich(
+                session, hosts(session, SHORTLIST, strategy, wanted), req), req, strategy)
+        except scheduler.NoValidHost:
+            # The shortlist is a heuristic: ask every node before saying no (and say why).
+            candidates = scheduler.select(host_facts.enrich(
+                session, hosts(session, None, strategy, wanted), req), req, strategy)
     for host in candidates:
-        devices = claim(session, host, inst, req)
+        devices = claim(session, host, inst, req, forced=inst.force_host)
         if devices is not None:
             inst.node_id, inst.node_name, inst.pci_devices = host.id, host.name, devices
             return host
     raise scheduler.NoValidHost("No valid host was found. Every candidate was claimed by "
                                 "concurrent requests first.")
+
+
+def _requested(session: Session, inst: Instance, req: scheduler.Request, strategy: str,
+               wanted: Collection[str]) -> list[scheduler.Host]:
+    """The one node the create named: forced (no filters, as Nova's force_hosts) or
+    requested (2.74: the filters still judge it). A node that failed it is not retried."""
+    found = [h for h in hosts(session, None, strategy, wanted)
+             if h.name == inst.requested_host and h.id not in req.ignore_hosts]
+    if not found:  # gone, or it failed this server's build already
+        raise scheduler.NoValidHost(f"No valid host was found. Host {inst.requested_host} "
+                                    "is not available.")
+    if not inst.force_host:
+        return scheduler.select(host_facts.enrich(session, found, req), req, strategy)
+    if not [h for h in found if h.up]:
+        raise scheduler.NoValidHost(f"No valid host was found. The forced host "
+                                    f"{inst.requested_host} is not up.")
+    return found
