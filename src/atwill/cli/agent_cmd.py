@@ -12,12 +12,16 @@ from typing import Annotated
 import httpx
 import typer
 
+from ..agent import autojoin
 from ..agent.config import DEFAULT_NODE_DIR, AgentConfig
 from ..logs import setup_logging
 from .options import console, err
 
 NodeDir = Annotated[Path, typer.Option("--state-dir", envvar="ATWILL_NODE_DIR",
                                        help="The node's state directory.")]
+JoinConfig = Annotated[Path, typer.Option(
+    "--join-config", envvar="ATWILL_JOIN_CONFIG",
+    help="KEY=VALUE file with the join settings, read when the node has not joined.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -75,19 +79,30 @@ def _run_agent(config: AgentConfig) -> int:
         return 1
 
 
-def agent(state_dir: NodeDir = DEFAULT_NODE_DIR) -> None:
-    """Run the node agent (joining first when ATWILL_JOIN_URL/TOKEN/CA_HASH are set)."""
+def agent(state_dir: NodeDir = DEFAULT_NODE_DIR,
+          join_config: JoinConfig = autojoin.DEFAULT_CONFIG) -> None:
+    """Run the node agent; a host that has not joined joins first (autojoin).
+
+    The join settings are ATWILL_JOIN_URL, ATWILL_JOIN_TOKEN, ATWILL_JOIN_CA_HASH (and
+    optionally ATWILL_JOIN_NAME, ATWILL_OVERLAY_PORT), from the environment or the
+    --join-config file. A failing join is retried with backoff, never given up.
+    """
+    setup_logging(os.environ.get("ATWILL_LOG_LEVEL", "info"))
     if not AgentConfig.joined(state_dir):
-        url, token = os.environ.get("ATWILL_JOIN_URL"), os.environ.get("ATWILL_JOIN_TOKEN")
-        pin = os.environ.get("ATWILL_JOIN_CA_HASH")
-        if not (url and token and pin):
-            err.print(f"[red]{state_dir} holds no joined node and no join settings "
-                      "(ATWILL_JOIN_URL, ATWILL_JOIN_TOKEN, ATWILL_JOIN_CA_HASH).[/red]")
+        try:
+            settings = autojoin.JoinSettings.find(os.environ, join_config)
+        except (autojoin.SettingsError, OSError) as error:
+            err.print(f"[red]cannot autojoin:[/red] {error}", highlight=False)
+            raise typer.Exit(1) from None
+        if settings is None:
+            err.print(f"[red]{state_dir} holds no joined node and there are no join settings "
+                      f"({', '.join(autojoin.REQUIRED)} in the environment or "
+                      f"{join_config}).[/red]", highlight=False)
             raise typer.Exit(1)
-        port = int(os.environ.get("ATWILL_OVERLAY_PORT", "51820"))
-        config = _join(url, token, pin, state_dir, os.environ.get("ATWILL_NODE_NAME"), port,
-                       False)
-        console.print(f"autojoined as {config.name}")
+        try:
+            autojoin.autojoin(settings, state_dir)
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
     raise typer.Exit(_run_agent(AgentConfig.load(state_dir)))
 
 
