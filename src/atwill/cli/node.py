@@ -1,13 +1,20 @@
-"""atwill node: list, show, disable, enable and remove compute nodes."""
+"""atwill node: list, show, disable, enable and remove compute nodes; install-service."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import NoReturn
 
 import typer
 from rich.table import Table
 
+from ..agent import autojoin, service
+from ..agent.config import DEFAULT_NODE_DIR
 from . import node_fence
+from .agent_cmd import NodeDir
 from .ops import controller, print_json
-from .options import StateDir, console
+from .options import StateDir, console, err
 
 app = typer.Typer(no_args_is_help=True, help="Compute nodes.")
 app.add_typer(node_fence.app, name="fence")
@@ -91,3 +98,54 @@ def evacuate(name: str, host: str = typer.Option(None, help="Rebuild them all on
                       f" ({r['message']})")
     if not results:
         console.print(f"node {name} holds no instance")
+
+
+@app.command("install-service")
+def install_service(
+        url: str = typer.Option(None, "--url", help="Also write the join settings: the "
+                                "controller, https://HOST:PORT."),
+        token: str = typer.Option(None, "--token", help="A join token (with --url)."),
+        ca_hash: str = typer.Option(None, "--ca-hash", help="sha256:… of the cluster CA."),
+        name: str = typer.Option(None, "--name", help="Node name (default: the host name)."),
+        env_file: Path = typer.Option(autojoin.DEFAULT_CONFIG, "--env-file",
+                                      help="The join settings file the unit reads."),
+        unit_dir: Path = typer.Option(service.UNIT_DIR, "--unit-dir",
+                                      help="Where the unit is written."),
+        state_dir: NodeDir = DEFAULT_NODE_DIR) -> None:
+    """Write the systemd unit that runs 'atwill agent' at boot (which joins first if needed).
+
+    With --url, --token and --ca-hash it also writes them to --env-file (mode 0600).
+    """
+    join = {"ATWILL_JOIN_URL": url, "ATWILL_JOIN_TOKEN": token, "ATWILL_JOIN_CA_HASH": ca_hash}
+    given = [key for key, value in join.items() if value]
+    if given and len(given) < len(join) or (name and not given):
+        fail("--url, --token and --ca-hash go together (and --name with them)")
+    unit = unit_dir / service.UNIT_NAME
+    try:
+        if given:
+            values = {**join, **({"ATWILL_JOIN_NAME": name} if name else {})}
+            _write(env_file, service.env_text({k: v for k, v in values.items() if v}), 0o600)
+            console.print(f"wrote the join settings to {env_file}", highlight=False)
+        _write(unit, service.unit_text(service.atwill_program(), state_dir.absolute(),
+                                       env_file.absolute()), 0o644)
+    except (OSError, ValueError) as error:
+        fail(f"cannot install the service: {error}")
+    console.print(f"wrote {unit}; start it with: systemctl daemon-reload && "
+                  f"systemctl enable --now {service.UNIT_NAME}", highlight=False,
+                  soft_wrap=True)
+
+
+def fail(message: str) -> NoReturn:
+    err.print(f"[red]{message}[/red]", highlight=False)
+    raise typer.Exit(1)
+
+
+def _write(path: Path, text: str, mode: int) -> None:
+    """Write whole or not at all, with its mode from the start (the token is a secret)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)

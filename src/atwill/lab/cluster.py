@@ -6,9 +6,10 @@ Lab inherits these methods; they use its hosts, `exec` and `wait_for`.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -121,10 +122,12 @@ class Cluster:
         proc = self.host(name).processes.get("agent")
         return proc is not None and processes.alive(proc)
 
-    def _spawn_agent(self, host: Host, argv: list[str]) -> processes.Process:
+    def _spawn_agent(self, host: Host, argv: list[str],
+                     env: Mapping[str, str] | None = None) -> processes.Process:
         if self.agent_alive(host.name):
             raise LabError(f"the agent of {host.name} is already running")
-        proc = processes.spawn(hosts.namespace(host), argv, Path(host.state_dir) / "agent.log")
+        proc = processes.spawn(hosts.namespace(host), argv, Path(host.state_dir) / "agent.log",
+                               env)
         host.processes["agent"] = proc
         self.state.save()
         return proc
@@ -136,6 +139,23 @@ class Cluster:
         argv = commands.join(token.get("url") or self.url, token["token"], token["ca_hash"],
                              host.name, host.state_dir)
         return self._spawn_agent(host, argv)
+
+    def join_settings(self, name: str | None = None) -> dict[str, str]:
+        """ATWILL_JOIN_* for a new one-use token: what cloud-init writes on a new host."""
+        token = json.loads(self._token_json())
+        settings = {"ATWILL_JOIN_URL": token.get("url") or self.url,
+                    "ATWILL_JOIN_TOKEN": token["token"], "ATWILL_JOIN_CA_HASH": token["ca_hash"]}
+        # Lab hosts share the machine's host name, the default node name: name them.
+        return {**settings, "ATWILL_JOIN_NAME": name} if name else settings
+
+    def boot_agent(self, name: str, settings: Mapping[str, str],
+                   argv: list[str] | None = None) -> processes.Process:
+        """Start the host's agent as its boot would (`argv`, default `atwill agent`), with
+        no ATWILL_* variables but `settings`: it joins by itself (autojoin)."""
+        host = self.host(name)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ATWILL_")}
+        return self._spawn_agent(host, argv or commands.agent(host.state_dir),
+                                 {**env, **settings})
 
     def _token_json(self) -> str:
         ctl = self.state.controller

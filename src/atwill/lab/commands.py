@@ -88,7 +88,9 @@ def join(url: str, token: str, ca_hash: str, name: str, state_dir: str) -> list[
 
 
 def agent(state_dir: str) -> list[str]:
-    return [ATWILL, "agent", "--state-dir", state_dir]
+    # Lab hosts share the machine's /etc: each reads its join settings from its own dir.
+    return [ATWILL, "agent", "--state-dir", state_dir, "--join-config",
+            str(Path(state_dir) / "join.env")]
 
 
 def node_remove(name: str, state_dir: str, force: bool) -> list[str]:
