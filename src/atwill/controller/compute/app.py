@@ -22,6 +22,7 @@ from . import (
     server_tags,
     servers,
     services,
+    simple_tenant_usage,
     versions,
 )
 from .common import Microversions, nova_error
@@ -29,7 +30,7 @@ from .common import Microversions, nova_error
 MODULES = (versions, flavors, flavor_access, extra_specs, keypairs, quotas, limits,
            availability_zones, services, hypervisors, aggregates, servers, server_actions,
            server_extras, server_groups, server_security_groups, server_tags,
-           instance_actions)
+           instance_actions, simple_tenant_usage)
 
 
 def create(ctl: Controller) -> FastAPI:

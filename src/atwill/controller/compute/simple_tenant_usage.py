@@ -1,0 +1,81 @@
+"""/os-simple-tenant-usage: each project's instance hours, vCPU, RAM and disk hours.
+
+Figures come from the instance records (launch and termination times), deleted
+instances included, as Nova's; 2.40 pages over instances with limit and marker.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from sqlalchemy import or_, select
+
+from ...core import tenant_usage
+from ...core.microversion import Version
+from ...core.policy import Credentials
+from ..db.base import utcnow
+from ..db.models import Instance
+from ..service import authorize, caller, controller
+from .common import api_version, paginated, query_bool
+
+router = APIRouter()
+BASE = "/v2.1/os-simple-tenant-usage"
+
+
+@router.get(BASE)
+def tenant_usages_get(request: Request, creds: Credentials = Depends(caller),
+                      version: Version = Depends(api_version)) -> dict:
+    authorize(creds, "compute:simple_tenant_usage:list")
+    start, stop, now = _window(request)
+    detailed = bool(query_bool(request, "detailed"))
+    records, more = _records(request, version, start, stop, None, "tenant_usages_links")
+    usages = tenant_usage.by_project(records, start, stop, now, detailed)
+    return {"tenant_usages": usages, **more}
+
+
+@router.get(BASE + "/{project_id}")
+def tenant_usage_get(project_id: str, request: Request, creds: Credentials = Depends(caller),
+                     version: Version = Depends(api_version)) -> dict:
+    authorize(creds, "compute:simple_tenant_usage:show", project_id=project_id)
+    start, stop, now = _window(request)
+    records, more = _records(request, version, start, stop, project_id, "tenant_usage_links")
+    usages = tenant_usage.by_project(records, start, stop, now, detailed=True)
+    # Nova answers an empty object for a project with no usage in the window.
+    return {"tenant_usage": usages[0] if usages else {}, **more}
+
+
+def _window(request: Request) -> tuple[dt.datetime, dt.datetime, dt.datetime]:
+    now = utcnow()
+    params = request.query_params
+    start = tenant_usage.parse_time(params.get("start"), now)
+    stop = tenant_usage.parse_time(params.get("end"), now + dt.timedelta(microseconds=1))
+    tenant_usage.window(start, stop)
+    return start, stop, now
+
+
+def _records(request: Request, version: Version, start: dt.datetime, stop: dt.datetime,
+             project_id: str | None, links_key: str
+             ) -> tuple[list[tenant_usage.Record], dict[str, Any]]:
+    query = select(Instance).where(
+        Instance.launched_at.is_not(None), Instance.launched_at < stop,
+        or_(Instance.terminated_at.is_(None), Instance.terminated_at > start)
+    ).order_by(Instance.created_at, Instance.id)
+    if project_id is not None:
+        query = query.where(Instance.project_id == project_id)
+    with controller(request).db.session() as session:
+        rows = [_record(inst) for inst in session.scalars(query)]
+    if not version >= "2.40":
+        return rows, {}
+    path = BASE.removeprefix("/v2.1/") + ("" if project_id is None else f"/{project_id}")
+    return paginated(request, rows, lambda r: r.instance_id, path, links_key)
+
+
+def _record(inst: Instance) -> tenant_usage.Record:
+    flavor = inst.flavor or {}
+    return tenant_usage.Record(
+        instance_id=inst.id, name=inst.name, project_id=inst.project_id,
+        flavor=flavor.get("name", ""), vcpus=inst.vcpus, memory_mb=inst.memory_mb,
+        local_gb=inst.disk_gb + int(flavor.get("ephemeral") or 0), state=inst.vm_state,
+        launched_at=inst.launched_at or inst.created_at, terminated_at=inst.terminated_at)
