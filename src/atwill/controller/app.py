@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Request
 
 from ..config import Settings
-from . import background
+from . import background, metrics
 from .cluster import app as cluster_app
 from .compute import app as compute_app
 from .context import Controller
@@ -41,6 +41,7 @@ def create_app(settings: Settings, ctl: Controller | None = None) -> RequestCont
                             ("/image", image_app.create), ("/cluster", cluster_app.create),
                             ("/network", network_app.create)):
         root.mount(prefix, factory(ctl))
+    metrics.install(root, ctl)
 
     @root.get("/")
     def index(request: Request) -> dict:

@@ -1,0 +1,176 @@
+"""/metrics: the controller's API traffic and the cloud's state in Prometheus' text format.
+
+Who may scrape (not the public: it names every node and counts every project's
+instances): a cloud admin's X-Auth-Token, or a scraper's own credential sent as
+`Authorization: Bearer …` and kept in STATE_DIR/metrics-token (Prometheus reads it
+with `authorization: {credentials_file: …}`), so a scraper needs no Keystone user.
+
+Traffic is counted as it passes; the cloud's state (nodes, instances, heartbeats)
+is read from the database at each scrape, so every replica reports the same state.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..core.errors import ApiError, Unauthorized
+from .context import Controller
+from .db.base import utcnow
+from .db.models import Instance, Node
+from .service import authorize, caller, keystone_error
+
+SERVICES = frozenset({"identity", "compute", "image", "network", "cluster", "metrics"})
+TOKEN_FILE = "metrics-token"
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+BUILD_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800)
+
+
+class Metrics:
+    """One registry per controller app (tests build several apps in one process)."""
+
+    def __init__(self, ctl: Controller) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(CloudState(ctl, self))  # first: it feeds the build histogram
+        self.requests = Counter("atwill_api_requests", "API requests answered, by service, "
+                                "method and status code.", ["service", "method", "code"],
+                                registry=self.registry)
+        self.latency = Histogram("atwill_api_request_duration_seconds", "Time to answer an "
+                                 "API request, by service.", ["service"],
+                                 buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.builds = Histogram("atwill_instance_build_duration_seconds", "Time from a "
+                                "server's create to its guest running, for builds finished "
+                                "since this controller started.", buckets=BUILD_BUCKETS,
+                                registry=self.registry)
+
+
+def service_of(path: str) -> str:
+    first = path.split("/", 2)[1] if path.startswith("/") else ""
+    return first if first in SERVICES else "other"
+
+
+class Instrumented:
+    """ASGI middleware counting each request and timing it, by service and status."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, status = time.perf_counter(), 500
+
+        async def send_seen(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_seen)
+        finally:
+            service = service_of(scope["path"])
+            self.metrics.requests.labels(service, scope["method"], str(status)).inc()
+            self.metrics.latency.labels(service).observe(time.perf_counter() - started)
+
+
+class CloudState(Collector):
+    """Nodes by state, heartbeat age per node, instances by state and node."""
+
+    def __init__(self, ctl: Controller, metrics: Metrics) -> None:
+        self.ctl, self.metrics = ctl, metrics
+        self.watermark = utcnow()  # builds finished before this process are not observed
+        self.observed: set[str] = set()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        now = utcnow()
+        nodes = GaugeMetricFamily("atwill_nodes", "Compute nodes by state.", labels=["state"])
+        age = GaugeMetricFamily("atwill_node_heartbeat_age_seconds", "Seconds since each "
+                                "node's last heartbeat.", labels=["node"])
+        instances = GaugeMetricFamily("atwill_instances", "Live instances by state and node.",
+                                      labels=["state", "node"])
+        counts = {"up": 0, "down": 0, "disabled": 0}
+        with self.ctl.db.session() as session:
+            for name, state, enabled, beat in session.execute(
+                    select(Node.name, Node.state, Node.enabled, Node.last_heartbeat)):
+                key = "disabled" if not enabled else state
+                counts[key] = counts.get(key, 0) + 1
+                if beat is not None:
+                    age.add_metric([name], max((now - beat).total_seconds(), 0.0))
+            for state, node, count in session.execute(
+                    select(Instance.vm_state, Instance.node_name, func.count(Instance.id))
+                    .where(Instance.deleted.is_(False))
+                    .group_by(Instance.vm_state, Instance.node_name)):
+                instances.add_metric([state, node or ""], count)
+            self._observe_builds(session)
+        for state, count in sorted(counts.items()):
+            nodes.add_metric([state], count)
+        yield from (nodes, age, instances)
+
+    def _observe_builds(self, session: Session) -> None:
+        rows = session.execute(
+            select(Instance.id, Instance.created_at, Instance.launched_at)
+            .where(Instance.launched_at >= self.watermark))
+        newest = self.watermark
+        for ident, created, launched in rows:
+            if ident in self.observed:
+                continue
+            self.metrics.builds.observe(max((launched - created).total_seconds(), 0.0))
+            self.observed.add(ident)
+            newest = max(newest, launched)
+        if newest > self.watermark:
+            # Only the newest second's ids can show up again; forget the rest.
+            self.watermark = newest
+            self.observed = set(session.scalars(
+                select(Instance.id).where(Instance.launched_at >= newest)))
+
+
+def install(root: FastAPI, ctl: Controller) -> None:
+    """Count root's requests and serve /metrics on it."""
+    metrics = Metrics(ctl)
+    root.add_middleware(Instrumented, metrics=metrics)
+
+    @root.get("/metrics", include_in_schema=False)
+    def metrics_get(request: Request) -> Response:
+        try:
+            admit(request, ctl)
+        except ApiError as err:
+            return JSONResponse(keystone_error(err), status_code=err.status,
+                                headers=err.headers)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def admit(request: Request, ctl: Controller) -> None:
+    """The scraper's own bearer credential, or a cloud admin's token; else 401/403."""
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        secret = scrape_secret(ctl.settings.path(TOKEN_FILE))
+        if secret and hmac.compare_digest(header[7:].strip().encode(), secret.encode()):
+            return
+        raise Unauthorized("The metrics credential is not valid.")
+    authorize(caller(request), "controller:metrics:get")
+
+
+def scrape_secret(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except FileNotFoundError:
+        return None

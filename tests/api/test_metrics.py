@@ -1,0 +1,148 @@
+"""/metrics on the controller: who may scrape, what it holds, and a real Prometheus reading it.
+
+The real Prometheus (Debian's `prometheus`) is used when installed; without it the
+test parses the exposition with prometheus_client's own parser only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import delete
+
+from atwill.controller.db.servers import Instance
+from atwill.controller.db.session import Database
+from tests.api.aggregate_nodes import JoinedNode
+from tests.cloud import Cloud, unique
+
+
+def samples(text: str) -> dict[tuple[str, frozenset], float]:
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+@pytest.fixture(scope="module")
+def node(cloud: Cloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[JoinedNode]:
+    """A joined node holding one instance that finished building 42 s after its create."""
+    made = JoinedNode(cloud, tmp_path_factory.mktemp("metrics"), "metricsnode")
+    made.beat()
+    db = Database(cloud.db_url())
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+    inst = Instance(name=unique("metricsvm"), project_id="p", user_id="u", vcpus=1,
+                    memory_mb=64, disk_gb=1, node_id=made.id, node_name=made.name,
+                    vm_state="active", created_at=now - dt.timedelta(seconds=42),
+                    launched_at=now + dt.timedelta(seconds=5))
+    with db.session() as session:
+        session.add(inst)
+        session.flush()
+        ident = inst.id
+    try:
+        yield made
+    finally:
+        with db.session() as session:
+            session.execute(delete(Instance).where(Instance.id == ident))
+        db.dispose()
+        made.remove()
+
+
+def test_only_admins_and_the_scrapers_credential(cloud: Cloud) -> None:
+    project, user = unique("metproj"), unique("metuser")
+    cloud.openstack("project", "create", project)
+    cloud.openstack("user", "create", "--password", "pw-" + user, user)
+    cloud.openstack("role", "add", "--project", project, "--user", user, "member")
+    cloud.add_user(user, "pw-" + user, project)
+    secret = cloud.state_dir / "metrics-token"
+    try:
+        with cloud.http() as client:
+            assert client.get("/metrics").status_code == 401
+            assert client.get("/metrics", headers={"Authorization": "Bearer x"}
+                              ).status_code == 401
+            secret.write_text("s3cret-scraper\n")
+            assert client.get("/metrics", headers={"Authorization": "Bearer nope"}
+                              ).status_code == 401
+            ok = client.get("/metrics", headers={"Authorization": "Bearer s3cret-scraper"})
+            assert ok.status_code == 200 and "atwill_nodes" in ok.text
+        with cloud.http(cloud.token(user)) as client:
+            refused = client.get("/metrics")
+            assert refused.status_code == 403 and "metrics" in refused.json()["error"]["message"]
+    finally:
+        secret.unlink(missing_ok=True)
+        cloud.openstack("user", "delete", user)
+        cloud.openstack("project", "delete", project)
+
+
+def test_exposition_holds_traffic_nodes_instances_and_builds(cloud: Cloud,
+                                                             node: JoinedNode) -> None:
+    time.sleep(6)  # the instance's launch is after the controller started watching
+    node.beat()  # a node is down within seconds without heartbeats
+    with cloud.http(cloud.token()) as client:
+        assert client.get("/compute/v2.1/os-aggregates/424242").status_code == 404
+        resp = client.get("/metrics")
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/plain")
+    found = samples(resp.text)
+    assert found[("atwill_nodes", frozenset({("state", "up")}))] >= 1
+    age = found[("atwill_node_heartbeat_age_seconds", frozenset({("node", node.name)}))]
+    assert 0 <= age < 120
+    assert found[("atwill_instances", frozenset({("state", "active"),
+                                                 ("node", node.name)}))] == 1
+    assert found[("atwill_api_requests_total", frozenset({
+        ("service", "compute"), ("method", "GET"), ("code", "404")}))] >= 1
+    assert found[("atwill_api_request_duration_seconds_count",
+                  frozenset({("service", "compute")}))] >= 1
+    assert found[("atwill_instance_build_duration_seconds_count", frozenset())] >= 1
+    assert found[("atwill_instance_build_duration_seconds_bucket",
+                  frozenset({("le", "30.0")}))] < found[
+        ("atwill_instance_build_duration_seconds_bucket", frozenset({("le", "60.0")}))]
+
+
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus is not installed")
+def test_a_real_prometheus_scrapes_it(cloud: Cloud, node: JoinedNode, tmp_path: Path) -> None:
+    secret = cloud.state_dir / "metrics-token"
+    secret.write_text("prometheus-scraper")
+    (tmp_path / "cred").write_text("prometheus-scraper")
+    target = cloud.url.split("://", 1)[1]
+    (tmp_path / "prometheus.yml").write_text(
+        "global: {scrape_interval: 1s}\nscrape_configs:\n  - job_name: atwill\n"
+        f"    scheme: {cloud.url.split('://', 1)[0]}\n"
+        f"    tls_config: {{ca_file: {cloud.cacert}}}\n"
+        f"    authorization: {{credentials_file: {tmp_path / 'cred'}}}\n"
+        f"    static_configs: [{{targets: ['{target}']}}]\n")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}",
+         f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        node.beat()
+        query = f'atwill_node_heartbeat_age_seconds{{node="{node.name}"}}'
+        assert _query(port, query) < 120
+        assert _query(port, 'sum(atwill_api_requests_total{service="metrics"})') >= 1
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        secret.unlink(missing_ok=True)
+
+
+def _query(port: int, expr: str) -> float:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            body = httpx.get(f"http://127.0.0.1:{port}/api/v1/query",
+                             params={"query": expr}, timeout=5).json()
+            if body["data"]["result"]:
+                return float(body["data"]["result"][0]["value"][1])
+        except (httpx.HTTPError, ValueError):
+            pass  # not listening yet, or 503 "Service Unavailable" while it starts
+        time.sleep(1)
+    raise AssertionError(f"Prometheus never had {expr}")
