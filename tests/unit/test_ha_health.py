@@ -65,6 +65,8 @@ def test_powered_off_lan_node_is_down_within_3s() -> None:
 def test_threshold_is_bounded_and_outages_are_not_learnt() -> None:
     assert ha_health.down_threshold(100.0, T) == T.down_ceiling
     assert ha_health.next_peak(1.0, 30.0, T) < 1.0  # an outage's gap is not jitter
+    assert ha_health.next_peak(0.0, 8.0, T) == 0.0  # nor the wait before the first beat
+    assert ha_health.next_peak(1.0, 2.4, T) == 2.4
     assert ha_health.next_peak(1.0, None, T) < 1.0
 
 

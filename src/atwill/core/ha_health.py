@@ -34,8 +34,9 @@ def next_peak(peak: float, gap: float | None, t: Thresholds) -> float:
     decayed = peak * t.peak_decay
     if gap is None or gap < 0:
         return decayed
-    # A gap as long as the ceiling was an outage, not the link's jitter: not learnt.
-    return max(decayed, gap) if gap < t.down_ceiling else decayed
+    # A gap past the node's down threshold was an outage (or the wait between a join and
+    # the agent's start), not the link's jitter: learning it would blind detection.
+    return max(decayed, gap) if gap <= down_threshold(peak, t) else decayed
 
 
 def down_threshold(peak: float, t: Thresholds) -> float:
