@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,8 +33,8 @@ def joined(cloud: Cloud, tmp_path: Path) -> Iterator[Node]:
 @pytest.fixture
 def virtual_bmc(tmp_path: Path) -> Iterator[tuple[int, str]]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "atwill.lab.bmc", "--memory", "--dir",
-                             str(tmp_path), "--address", "127.0.0.1", "--port", str(port)],
+    proc = subprocess.Popen(bmc.command("--memory", "--dir", str(tmp_path), "--address",
+                                        "127.0.0.1", "--port", str(port)),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
     while not (tmp_path / "bmc-password").exists() and time.monotonic() < deadline:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,8 +21,8 @@ pytestmark = pytest.mark.skipif(shutil.which("fence_ipmilan", path="/usr/sbin:/s
 def server(tmp_path: Path) -> Iterator[tuple[int, str]]:
     """A memory-only virtual BMC on loopback: (port, password)."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "atwill.lab.bmc", "--memory", "--dir",
-                             str(tmp_path), "--address", "127.0.0.1", "--port", str(port)],
+    proc = subprocess.Popen(bmc.command("--memory", "--dir", str(tmp_path), "--address",
+                                        "127.0.0.1", "--port", str(port)),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
     while not (tmp_path / "bmc-password").exists() and time.monotonic() < deadline:

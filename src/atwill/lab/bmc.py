@@ -14,6 +14,8 @@ import argparse
 import logging
 import secrets
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Protocol
 
@@ -69,8 +71,39 @@ class LabNodeTarget:
     def power_on(self) -> None:
         lab = self._lab()
         if not lab.namespace(self.node).pids():
+            _forget_dead_agent(Path(lab.host(self.node).state_dir))
             lab.start_node(self.node)
             log.warning("power on %s: agent started", self.node)
+
+
+def _forget_dead_agent(state_dir: Path) -> None:
+    """Drop the agent's pidfile when its process is gone or a zombie.
+
+    A machine that lost power lost its process table too; here an agent killed by
+    the BMC stays a zombie until the process that started it reaps it, and the new
+    agent would take that for a live one and refuse to start.
+    """
+    pidfile = state_dir / "agent.pid"
+    try:
+        pid = int(pidfile.read_text().strip())
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (OSError, ValueError):
+        pidfile.unlink(missing_ok=True)
+        return
+    if stat.rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+        pidfile.unlink(missing_ok=True)
+
+
+def _reap_forever(interval: float = 0.5) -> None:
+    """Collect the agents this BMC started once they die (no zombies of ours)."""
+    from . import processes
+
+    while True:
+        try:
+            processes.reap()
+        except KeyError:  # reaped by the other thread at the same moment
+            pass
+        time.sleep(interval)
 
 
 def make_bmc(target: PowerTarget, address: str, port: int, username: str, password: str):
@@ -119,6 +152,11 @@ def fence_options(directory: Path, octet: int) -> dict[str, str]:
             "password": password(directory), "lanplus": "1"}
 
 
+def command(*args: str) -> list[str]:
+    """The argv of a BMC process (-c, not -m: atwill.lab imports this module first)."""
+    return [sys.executable, "-c", "from atwill.lab.bmc import main; main()", *args]
+
+
 def start(lab, node: str) -> None:
     """Start the node's BMC in the controller host's namespace and record it there."""
     from . import hosts, processes
@@ -126,8 +164,8 @@ def start(lab, node: str) -> None:
     ctl, host = lab.state.controller, lab.host(node)
     password(lab.directory)
     octet = int(host.ip.rsplit(".", 1)[1])
-    argv = [sys.executable, "-m", "atwill.lab.bmc", "--lab", lab.name, "--dir",
-            str(lab.directory), "--node", node, "--address", address(octet)]
+    argv = command("--lab", lab.name, "--dir", str(lab.directory), "--node", node,
+                   "--address", address(octet))
     proc = processes.spawn(hosts.namespace(ctl), argv, lab.directory / f"bmc-{node}.log")
     ctl.processes[ROLE_PREFIX + node] = proc
     lab.state.save()
@@ -160,6 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     target: PowerTarget = (MemoryTarget() if args.memory
                            else LabNodeTarget(args.lab, args.dir, args.node))
     bmc = make_bmc(target, args.address, args.port, USERNAME, password(args.dir))
+    threading.Thread(target=_reap_forever, daemon=True).start()
     log.warning("virtual BMC of %s on %s:%d", args.node or "memory", args.address, args.port)
     bmc.listen()
 

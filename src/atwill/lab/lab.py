@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..agent.net.uplink import UplinkConfig
-from . import commands, hosts, naming, processes, wanctl
+from . import bmc, commands, hosts, naming, processes, wanctl
 from .cluster import Cluster, LabError
 from .netns import Namespace, list_namespaces
 from .revert import Reverter
@@ -33,6 +33,9 @@ class Lab(Cluster):
         self._state: LabState | None = None
         self.wan_delay: str | None = None
         self.wan_loss: str | None = None
+        # Nodes that join get their virtual BMC as fence device (fence_ipmilan), so a
+        # killed node can be fenced with no configuration.
+        self.fence_devices = True
 
     @classmethod
     def load(cls, name: str = "lab", directory: Path | str | None = None) -> Lab:
@@ -88,6 +91,7 @@ class Lab(Cluster):
                     self.join(name)
                 for name in names:
                     self.wait_node_state(name, "up", timeout)
+                    self.register_fence_device(name)
             revert.success()
 
     def _refuse_if_taken(self) -> None:
@@ -163,6 +167,8 @@ class Lab(Cluster):
         host = hosts.new_host(self.state, name, "node", naming.next_octet(used),
                               self.wan_delay, self.wan_loss)
         hosts.create_host(self.state, host, revert)
+        bmc.start(self, name)  # fencing: the node's virtual IPMI BMC, on the controller host
+        revert.add(lambda: bmc.stop(self, name))
         Path(host.state_dir).mkdir(mode=0o700, exist_ok=True)
         if host.external_address:
             # The agent's uplink: it creates br-ext, bridges ext0 into it, takes the address.
@@ -179,11 +185,21 @@ class Lab(Cluster):
             if join:
                 self.join(name)
                 self.wait_node_state(name, "up", timeout)
+                self.register_fence_device(name)
             revert.success()
         return name
 
+    def register_fence_device(self, name: str) -> None:
+        """Make the node's virtual BMC its fence device (unless fence_devices is False)."""
+        if self.fence_devices:
+            octet = int(self.host(name).ip.rsplit(".", 1)[1])
+            pairs = [f"{k}={v}" for k, v in bmc.fence_options(self.directory, octet).items()]
+            self.atwill_ctl("node", "fence", "set", name, "--agent", "fence_ipmilan",
+                            "--name", "bmc", *[a for p in pairs for a in ("--option", p)])
+
     def destroy_host(self, name: str) -> None:
         """Power the host off for good: its processes, namespace and state directory go."""
+        bmc.stop(self, name)
         hosts.destroy_host(self.state, self.host(name).name)
 
     def kill_node(self, name: str) -> list[int]:
