@@ -16,7 +16,7 @@ from ..cluster.nodes import bump
 from ..db.models import Instance
 from ..servers import actions, builds, snapshots, states
 from ..service import authorize, caller, controller, json_body
-from . import server_evacuate, server_security_groups
+from . import server_evacuate, server_rebuild, server_security_groups
 from .common import api_version
 
 router = APIRouter()
@@ -49,7 +49,7 @@ def server_action_post(server_id: str, request: Request, body: dict = Depends(js
         elif name == "reboot":
             _reboot(session, inst, args, request_id, creds)
         elif name == "rebuild":
-            _rebuild(session, inst, args, request_id, creds)
+            return server_rebuild.run(session, request, inst, args, creds, version)
         elif name == "addSecurityGroup":
             server_security_groups.add(session, inst, args)
         elif name == "removeSecurityGroup":
@@ -119,22 +119,6 @@ def _reboot(session: Any, inst: Instance, args: Any, request_id: str,
     inst.vm_state = "active" if inst.vm_state != "error" or kind == "HARD" else inst.vm_state
     inst.desired_power, inst.reboot_hard = "running", kind == "HARD"
     inst.reboot_serial += 1
-
-
-def _rebuild(session: Any, inst: Instance, args: Any, request_id: str,
-             creds: Credentials) -> None:
-    if not isinstance(args, dict) or not isinstance(args.get("imageRef"), str):
-        raise BadRequest("Invalid input for rebuild: imageRef is required.")
-    _check(inst, "rebuild", frozenset({"active", "stopped", "error"}))
-    image = builds.find_image(session, args["imageRef"], creds)
-    actions.start(session, inst.id, "rebuild", request_id, creds.user_id, creds.project_id)
-    if isinstance(args.get("name"), str) and args["name"].strip():
-        inst.name = args["name"]
-    if isinstance(args.get("metadata"), dict):
-        inst.meta = {str(k): str(v) for k, v in args["metadata"].items()}
-    inst.image_id, inst.vm_state, inst.task_state = image.id, "active", "rebuilding"
-    inst.desired_power = "running"
-    inst.rebuild_serial += 1
 
 
 def _create_image(session: Any, request: Request, inst: Instance, args: Any,

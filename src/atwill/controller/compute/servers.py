@@ -128,7 +128,8 @@ def server_get(server_id: str, request: Request, creds: Credentials = Depends(ca
     with controller(request).db.session() as session:
         inst = builds.get(session, server_id, creds)
         authorize(creds, "compute:servers:show", project_id=inst.project_id)
-        return {"server": view.detail(session, inst, version, base(request), creds)}
+        return {"server": view.detail(session, inst, version, base(request), creds,
+                                      show=True)}
 
 
 @router.put("/v2.1/servers/{server_id}")
@@ -158,8 +159,18 @@ def server_put(server_id: str, request: Request, body: dict = Depends(json_body)
             inst.description = clean_name(data["description"], "description")
         if "hostname" in data:
             inst.hostname = builds.hostname_of(str(data["hostname"]))
+        # The node's desired state carries the name and hostname to the guest's metadata.
+        bump(session)
         session.flush()
-        return {"server": view.detail(session, inst, version, base(request), creds)}
+        return {"server": one_server(session, inst, version, base(request), creds)}
+
+
+def one_server(session: Any, inst: Instance, version: Version, url: str,
+               creds: Credentials) -> dict[str, Any]:
+    """Update's and rebuild's answer: Nova's short view before 2.75, the full one after."""
+    if version >= "2.75":
+        return view.detail(session, inst, version, url, creds, show=True)
+    return view.partial(session, inst, version, url)
 
 
 @router.delete("/v2.1/servers/{server_id}")

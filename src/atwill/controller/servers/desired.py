@@ -30,7 +30,10 @@ def instance_spec(session: Session, inst: Instance) -> dict[str, Any]:
             "id": image.id, "checksum": image.checksum, "os_hash_algo": image.os_hash_algo,
             "os_hash_value": image.os_hash_value, "disk_format": image.disk_format,
             "size": image.size, "properties": image.properties or {}},
-        "power": inst.desired_power, "building": inst.vm_state == "building",
+        # "building" also while rebuilding: the agent creates the new disk and guest even
+        # for a stopped server (then stops it, as its power says).
+        "power": inst.desired_power,
+        "building": inst.vm_state == "building" or inst.task_state == "rebuilding",
         "reboot_serial": inst.reboot_serial, "reboot_hard": inst.reboot_hard,
         "rebuild_serial": inst.rebuild_serial, "nics": nics,
         "config_drive": inst.config_drive, "pci_devices": inst.pci_devices or [],

@@ -24,9 +24,14 @@ POWER_BY_AGENT = {"running": POWER["running"], "paused": POWER["paused"],
                   "missing": POWER["nostate"], "error": POWER["crashed"]}
 
 
+REBUILD_TASKS = frozenset({"rebuilding", "rebuild_spawning", "rebuild_block_device_mapping"})
+
+
 def status(vm_state: str, task_state: str | None) -> str:
     if vm_state == "active" and task_state in STATUS_BY_TASK:
         return STATUS_BY_TASK[task_state]
+    if vm_state in ("stopped", "error") and task_state in REBUILD_TASKS:
+        return "REBUILD"  # Nova's state map: a stopped server rebuilds in place
     return STATUS_BY_VM_STATE.get(vm_state, "UNKNOWN")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from typing import Any
 
@@ -11,7 +12,7 @@ from sqlalchemy.orm import Session
 from ...core.microversion import Version
 from ...core.policy import Credentials
 from ..db.base import iso
-from ..db.models import Instance
+from ..db.models import Instance, ServerGroupMember
 from ..db.network import FloatingIP, Network, SecurityGroup
 from . import ports, states
 
@@ -76,10 +77,15 @@ def created(inst: Instance, base: str, admin_pass: str) -> dict[str, Any]:
             "adminPass": admin_pass}
 
 
-def detail(session: Session, inst: Instance, version: Version, base: str,
-           creds: Credentials) -> dict[str, Any]:
+def _common(session: Session, inst: Instance, version: Version, base: str,
+            extended: bool) -> dict[str, Any]:
+    """The keys every full server view has (Tempest's common_show_server)."""
     host_id = hashlib.sha224(f"{inst.project_id}{inst.node_name or ''}".encode()).hexdigest() \
         if inst.node_name else ""
+    found = addresses(session, inst)
+    if not extended:  # Nova's extend_address=False: version and addr only
+        found = {net: [{"version": a["version"], "addr": a["addr"]} for a in items]
+                 for net, items in found.items()}
     out: dict[str, Any] = {
         **summary(inst, base), "status": states.status(inst.vm_state, inst.task_state),
         "tenant_id": inst.project_id, "user_id": inst.user_id, "metadata": inst.meta or {},
@@ -87,8 +93,46 @@ def detail(session: Session, inst: Instance, version: Version, base: str,
         "image": {"id": inst.image_id, "links": [{"rel": "bookmark",
                                                   "href": f"{base}/images/{inst.image_id}"}]}
         if inst.image_id else "",
-        "flavor": flavor(inst, version, base), "addresses": addresses(session, inst),
+        "flavor": flavor(inst, version, base), "addresses": found,
         "accessIPv4": "", "accessIPv6": "", "OS-DCF:diskConfig": "MANUAL", "progress": 0,
+    }
+    if inst.vm_state == "error" and inst.fault:
+        out["fault"] = dict(inst.fault)
+    return out
+
+
+def partial(session: Session, inst: Instance, version: Version, base: str) -> dict[str, Any]:
+    """Nova's update and rebuild answers before 2.75: the common keys and the versioned
+    ones Tempest's update_server/rebuild_server name (no extended attributes)."""
+    out = _common(session, inst, version, base, extended=False)
+    if version >= "2.9":
+        out["locked"] = inst.locked
+    if version >= "2.19":
+        out["description"] = inst.description
+    if version >= "2.26":
+        out["tags"] = list(inst.tags or [])
+    if version >= "2.63":
+        out["trusted_image_certificates"] = None
+    if version >= "2.71":
+        out["server_groups"] = server_groups(session, inst)
+    if version >= "2.73":
+        out["locked_reason"] = inst.locked_reason
+    return out
+
+
+def server_groups(session: Session, inst: Instance) -> list[str]:
+    """2.71: the server group the server is in (at most one)."""
+    group = session.scalar(select(ServerGroupMember.group_id).where(
+        ServerGroupMember.instance_id == inst.id))
+    return [group] if group else []
+
+
+def detail(session: Session, inst: Instance, version: Version, base: str,
+           creds: Credentials, show: bool = False) -> dict[str, Any]:
+    """The full server; show: one server's view (show, update, rebuild), which from 2.71
+    names its server groups where a listing does not."""
+    out: dict[str, Any] = {
+        **_common(session, inst, version, base, extended=True),
         "OS-EXT-AZ:availability_zone": inst.availability_zone or "nova",
         "config_drive": "True" if inst.config_drive else "", "key_name": inst.key_name,
         "OS-SRV-USG:launched_at": iso(inst.launched_at).replace("Z", ".000000")
@@ -99,9 +143,9 @@ def detail(session: Session, inst: Instance, version: Version, base: str,
         "OS-EXT-STS:power_state": inst.power_state,
         "os-extended-volumes:volumes_attached": [],
     }
-    if inst.vm_state == "error" and inst.fault:
-        out["fault"] = dict(inst.fault)
     _versioned(out, inst, version, creds)
+    if show and version >= "2.71":
+        out["server_groups"] = server_groups(session, inst)
     if "host_status" in out:
         out["host_status"] = host_status(session, inst)
     return out
@@ -117,6 +161,11 @@ def host_status(session: Session, inst: Instance) -> str:
         return ""
     return status(node.forced_down, node.enabled, node.state == "up",
                   node.fenced_at is not None and node.fence_state == "ok")
+
+
+def user_data(inst: Instance) -> str | None:
+    """The server's user data as Nova shows it: base64, or None."""
+    return base64.b64encode(inst.user_data.encode()).decode() if inst.user_data else None
 
 
 def _versioned(out: dict[str, Any], inst: Instance, version: Version,
@@ -143,7 +192,8 @@ def _versioned(out: dict[str, Any], inst: Instance, version: Version,
             out.update({"OS-EXT-SRV-ATTR:hostname": inst.hostname,
                         "OS-EXT-SRV-ATTR:launch_index": inst.launch_index,
                         "OS-EXT-SRV-ATTR:reservation_id": inst.reservation_id,
-                        "OS-EXT-SRV-ATTR:user_data": None, "OS-EXT-SRV-ATTR:kernel_id": "",
+                        "OS-EXT-SRV-ATTR:user_data": user_data(inst),
+                        "OS-EXT-SRV-ATTR:kernel_id": "",
                         "OS-EXT-SRV-ATTR:ramdisk_id": "",
                         "OS-EXT-SRV-ATTR:root_device_name": "/dev/vda"})
     elif version >= "2.90":
