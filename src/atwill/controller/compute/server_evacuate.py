@@ -68,7 +68,8 @@ def run(session: Session, ctl: Controller, inst: Instance, args: Any, request_id
     """Evacuate inst (admin only, as Nova's default policy); 200 as Nova answers."""
     authorize(creds, "compute:servers:evacuate", project_id=inst.project_id)
     body = parse(args, version)
-    evacuate.evacuate(session, ctl, inst, host=body.get("host"), reason="manual",
+    evacuate.evacuate(session, ctl, inst, host=body.get("host"),
+                      force=bool(body.get("force")), reason="manual",
                       request_id=request_id, user_id=creds.user_id,
                       keep_stopped=version >= "2.95")
     bump(session)

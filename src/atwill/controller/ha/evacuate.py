@@ -45,21 +45,19 @@ def refuse_unless_safe(node: Node) -> None:
                        f"it off (atwill node fence confirm {node.name}) first.")
 
 
-def target_hosts(session: Session, source: Node, host: str | None) -> frozenset[str]:
-    """Node ids the scheduler must skip: the source, and all but host when one is named."""
+def check_target(session: Session, source: Node, host: str | None) -> None:
     if host is None:
-        return frozenset({source.id})
+        return
     target = session.scalar(select(Node).where(Node.name == host))
     if target is None:
         raise NotFound(f"Compute host {host} not found.")
     if target.id == source.id:
         raise BadRequest("The target host can't be the same one.")
-    return frozenset(session.scalars(select(Node.id).where(Node.id != target.id)))
 
 
 def evacuate(session: Session, ctl: Controller, inst: Instance, *, host: str | None = None,
-             reason: str = "manual", request_id: str = "req-ha", user_id: str | None = None,
-             keep_stopped: bool = False) -> Evacuation:
+             force: bool = False, reason: str = "manual", request_id: str = "req-ha",
+             user_id: str | None = None, keep_stopped: bool = False) -> Evacuation:
     """Move inst off its (down, fenced) node; the caller has checked the policy."""
     source = session.get(Node, inst.node_id) if inst.node_id else None
     if source is None:
@@ -71,7 +69,7 @@ def evacuate(session: Session, ctl: Controller, inst: Instance, *, host: str | N
     if inst.vm_state not in EVACUABLE:
         raise Conflict(f"Cannot 'evacuate' instance {inst.id} while it is in vm_state "
                        f"{inst.vm_state}")
-    ignore = target_hosts(session, source, host)
+    check_target(session, source, host)
     record = Evacuation(instance_id=inst.id, source_node_id=source.id,
                         source_node_name=source.name, reason=reason,
                         stop_after=keep_stopped and inst.vm_state == "stopped")
@@ -79,20 +77,26 @@ def evacuate(session: Session, ctl: Controller, inst: Instance, *, host: str | N
     latest = actions.latest(session, inst.id)
     if reason != "auto" or latest is None or latest.action != "evacuate":
         actions.start(session, inst.id, "evacuate", request_id, user_id, inst.project_id)
-    _place(session, ctl, inst, source, ignore, record)
+    # As Nova's reset_forced_destinations: the host the server was created on is dead;
+    # only the host named here (if any) constrains the scheduler, and only this once.
+    inst.requested_host, inst.force_host = host, force and host is not None
+    try:
+        _place(session, ctl, inst, source, record)
+    finally:
+        inst.requested_host, inst.force_host = None, False
     session.flush()
     return record
 
 
 def _place(session: Session, ctl: Controller, inst: Instance, source: Node,
-           ignore: frozenset[str], record: Evacuation) -> None:
+           record: Evacuation) -> None:
     from ..servers.builds import image_properties, pci_requests  # noqa: PLC0415 - cycle
 
     was = inst.vm_state
     placement.release(session, inst)
     req = lifecycle.request_for(session, inst, image_properties(session, inst),
                                 pci_requests(ctl, inst))
-    req = dataclasses.replace(req, ignore_hosts=req.ignore_hosts | ignore)
+    req = dataclasses.replace(req, ignore_hosts=req.ignore_hosts | {source.id})
     try:
         node = placement.place(session, ctl.settings, inst, req)
     except scheduler.NoValidHost as err:

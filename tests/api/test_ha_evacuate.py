@@ -1,0 +1,197 @@
+"""Detection, fencing refusal, forced down, evacuation and the return of the old node.
+
+Two nodes join through the real join API; a small fake agent per node heartbeats
+and reports every instance of its desired state as running (no QEMU here: the
+lab test boots real VMs). Node A then falls silent, as a powered-off node does.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.api.aggregate_nodes import JoinedNode
+from tests.cloud import Cloud, unique
+
+V = "/compute/v2.1"
+
+
+class FakeAgent:
+    """Beats every 0.3 s, reporting what its desired state asks as running."""
+
+    def __init__(self, node: JoinedNode) -> None:
+        self.node, self.stopping = node, threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def desired(self) -> dict[str, Any]:
+        with self.node.http() as client:
+            return client.get(f"/cluster/v1/nodes/{self.node.id}/desired").json()
+
+    def _run(self) -> None:
+        while not self.stopping.wait(0.3):
+            wanted = self.desired().get("instances", [])
+            self.node.beat({i["id"]: {"state": "running", "reboot_serial": i["reboot_serial"],
+                                      "rebuild_serial": i["rebuild_serial"]} for i in wanted})
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(10)
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def mv(version: str) -> dict[str, str]:
+    return {"OpenStack-API-Version": f"compute {version}"}
+
+
+@pytest.fixture()
+def pair(cloud: Cloud, tmp_path: Path) -> Iterator[tuple[JoinedNode, JoinedNode, str]]:
+    a, b = JoinedNode(cloud, tmp_path, "hanode-a"), JoinedNode(cloud, tmp_path, "hanode-b")
+    data = tmp_path / "disk.img"
+    data.write_bytes(os.urandom(64 * 1024))
+    image = cloud.openstack("image", "create", "--file", str(data), "--disk-format", "raw",
+                            "--container-format", "bare", unique("haimg"), "-f", "json")["id"]
+    cloud.openstack("flavor", "create", "--ram", "64", "--disk", "1", "--vcpus", "1",
+                    image + "-flavor")
+    try:
+        yield a, b, image
+    finally:
+        for server in cloud.openstack("server", "list", "--all-projects", "-f", "json"):
+            if server["Name"].startswith("hasrv"):
+                cloud.openstack("server", "delete", server["ID"])
+        cloud.openstack("compute", "service", "set", "--up", a.name, "nova-compute",
+                        check=False)
+        a.remove()
+        b.remove()
+        cloud.openstack("image", "delete", image)
+        cloud.openstack("flavor", "delete", image + "-flavor")
+
+
+def node_view(cloud: Cloud, name: str) -> dict[str, Any]:
+    with cloud.http(cloud.token()) as client:
+        return client.get(f"/cluster/v1/nodes/{name}").json()
+
+
+def test_evacuation_after_failure_and_return(cloud: Cloud, pair: tuple) -> None:
+    a, b, image = pair
+    agents = {a.name: FakeAgent(a), b.name: FakeAgent(b)}
+    try:
+        _scenario(cloud, a, b, image, agents)
+    finally:
+        for agent in agents.values():
+            agent.stop()
+
+
+def _boot(cloud: Cloud, image: str, host: str, *extra: str) -> dict[str, Any]:
+    flavor = image + "-flavor"
+    net = cloud.openstack("network", "list", "--name", "private", "-f", "json")[0]["ID"]
+    made = cloud.openstack("server", "create", "--flavor", flavor, "--image", image,
+                           "--nic", f"net-id={net}", "--availability-zone", f"nova:{host}",
+                           *extra, unique("hasrv"), "-f", "json")
+    return wait_for(lambda: (s := cloud.openstack("server", "show", made["id"], "-f", "json"))
+                    ["status"] == "ACTIVE" and s, 30, "server ACTIVE")
+
+
+def _scenario(cloud: Cloud, a: JoinedNode, b: JoinedNode, image: str,
+              agents: dict[str, FakeAgent]) -> None:
+    ha = _boot(cloud, image, a.name)
+    manual = _boot(cloud, image, a.name, "--property", "HA_Enabled=False")
+    token = cloud.token()
+    with cloud.http(token) as client:
+        def show(sid: str, version: str = "2.16") -> dict[str, Any]:
+            return client.get(f"{V}/servers/{sid}", headers=mv(version)).json()["server"]
+
+        def evacuate(sid: str, body: dict[str, Any], version: str) -> Any:
+            return client.post(f"{V}/servers/{sid}/action", json={"evacuate": body},
+                               headers=mv(version))
+
+        assert show(ha["id"])["host_status"] == "UP"
+        addresses = show(ha["id"], "2.1")["addresses"]
+        assert addresses
+        assert "host_status" not in show(ha["id"], "2.15")
+        # A live node's instance cannot be evacuated (Nova's 409); bad bodies are 400.
+        refused = evacuate(ha["id"], {}, "2.14")
+        assert refused.status_code == 409, refused.text
+        assert f"Compute service of {a.name} is still in use." in refused.text
+        for body, version in (({}, "2.1"), ({"onSharedStorage": False}, "2.14"),
+                              ({"host": b.name, "force": True}, "2.68"),
+                              ({"force": True}, "2.29"), ({"host": 5}, "2.14"),
+                              ({"onSharedStorage": True}, "2.1")):
+            bad = evacuate(ha["id"], body, version)
+            assert bad.status_code == 400, (body, version, bad.text)
+        assert show(ha["id"], "2.1")["OS-EXT-SRV-ATTR:host"] == a.name
+
+        # Node A falls silent: down within seconds, not fenced (no device), nothing moves.
+        agents[a.name].stop()
+        silent = time.monotonic()
+        wait_for(lambda: node_view(cloud, a.name)["health"] == "down", 10, "A down")
+        detected = time.monotonic() - silent
+        print(f"\ndetection: {detected:.2f} s")
+        assert detected < 5.0
+        view = wait_for(lambda: (v := node_view(cloud, a.name))["fence_state"] == "failed"
+                        and v, 10, "fencing failed")
+        assert "fence confirm" in view["fence_message"]
+        assert show(ha["id"])["host_status"] == "UNKNOWN"
+        assert show(ha["id"], "2.1")["OS-EXT-SRV-ATTR:host"] == a.name
+        refused = evacuate(ha["id"], {}, "2.14")
+        assert refused.status_code == 409 and "not known to be off" in refused.text
+        events = {e["event"]: e for e in _events(cloud, ha["id"])}
+        assert set(events) == {"ha_host_down", "ha_fence_node"}
+        assert events["ha_fence_node"]["result"] == "Error"
+        assert "not evacuated" in events["ha_fence_node"]["details"]
+
+        # Forced down (Nova's --down): the HA server is rebuilt on B with its address.
+        cloud.openstack("compute", "service", "set", "--down", a.name, "nova-compute")
+        moved = wait_for(lambda: (s := show(ha["id"], "2.1"))["OS-EXT-SRV-ATTR:host"]
+                         == b.name and s["status"] == "ACTIVE" and s, 20, "HA server on B")
+        assert moved["addresses"] == addresses
+        assert show(manual["id"])["host_status"] == "DOWN"  # HA_Enabled=False: stays
+        names = [e["event"] for e in _events(cloud, ha["id"])]
+        assert {"conductor_rebuild_server", "compute_rebuild_instance"} <= set(names)
+        rebuild = next(e for e in _events(cloud, ha["id"])
+                       if e["event"] == "conductor_rebuild_server")
+        assert "local disk on" in rebuild["details"] and "is lost" in rebuild["details"]
+
+        # The opted-out server by hand, at 2.1: Nova's adminPass answer.
+        done = evacuate(manual["id"], {"onSharedStorage": False}, "2.1")
+        assert done.status_code == 200 and "adminPass" in done.json(), done.text
+        wait_for(lambda: show(manual["id"], "2.1")["status"] == "ACTIVE"
+                 and show(manual["id"], "2.1")["OS-EXT-SRV-ATTR:host"] == b.name, 20,
+                 "manual evacuation")
+
+        # A returns: its desired state names both copies to destroy and runs neither.
+        desired = FakeAgent.desired(agents[a.name])
+        assert sorted(desired["destroy"]) == sorted([ha["id"], manual["id"]])
+        assert desired["instances"] == []
+        a.beat({ha["id"]: {"state": "shutoff"}})  # one copy still there, one destroyed
+        assert FakeAgent.desired(agents[a.name])["destroy"] == [ha["id"]]
+        a.beat({})  # both destroyed
+        assert FakeAgent.desired(agents[a.name])["destroy"] == []
+        back = node_view(cloud, a.name)
+        assert back["health"] == "up" and back["fence_state"] is None
+        assert back["forced_down"]  # Nova: only the operator brings it --up
+
+
+def _events(cloud: Cloud, sid: str) -> list[dict[str, Any]]:
+    with cloud.http(cloud.token()) as client:
+        actions = client.get(f"{V}/servers/{sid}/os-instance-actions",
+                             headers=mv("2.84")).json()["instanceActions"]
+        evac = next(x for x in actions if x["action"] == "evacuate")
+        shown = client.get(f"{V}/servers/{sid}/os-instance-actions/{evac['request_id']}",
+                           headers=mv("2.84")).json()["instanceAction"]
+    return shown["events"]
