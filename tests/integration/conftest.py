@@ -54,6 +54,9 @@ def lab_factory() -> Iterator[LabFactory]:
         root.chmod(0o711)
         roots.append(root)
         lab = Lab(name, root / "lab")
+        # fence=False: nodes get no fence device, so a partitioned node is never powered
+        # off (the HA monitor's fencing fails, nothing is evacuated): the autonomous case.
+        lab.fence_devices = options.pop("fence", True)
         labs.append(lab)
         lab.up(nodes, **options)
         return lab

@@ -22,7 +22,7 @@ from tests.integration.vms import (
     wait_status,
 )
 
-LAB = {"nodes": 2, "internet": True}
+LAB = {"nodes": 2, "internet": True, "fence": False}  # partitions must not power off
 AUTH = ("--os-username", "fab", "--os-password", "Fabric_123", "--os-project-name", "fabric")
 
 # The "internet host": answers every GET with the client's address, and logs each request.

@@ -10,7 +10,7 @@ from atwill.lab import Lab, commands
 from tests.integration.overlay_checks import host_processes
 from tests.integration.vms import READY, upload_guest, wait_console, wait_status
 
-LAB = {"nodes": 1}
+LAB = {"nodes": 1, "fence": False}  # a partitioned node must not be powered off
 
 
 def _join_as(lab: Lab, host: str, name: str) -> tuple[int, str]:
