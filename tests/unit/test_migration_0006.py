@@ -6,6 +6,7 @@ from alembic import command
 from sqlalchemy import inspect, text
 
 from atwill.controller.db.session import Database, alembic_config
+from tests.unit.migration_rows import insert_instance
 
 NEW = {"locked_by", "locked_reason", "tags"}
 
@@ -19,15 +20,7 @@ def test_lock_and_tag_columns_up_and_down(db: Database) -> None:
     command.upgrade(cfg, "0005")
     assert not NEW & columns(db)
     with db.engine.begin() as conn:
-        conn.execute(text(
-            "INSERT INTO instances (id, name, hostname, project_id, user_id, flavor, vcpus, "
-            "memory_mb, disk_gb, meta, config_drive, requested_networks, security_groups, "
-            "scheduler_hints, vm_state, power_state, desired_power, reboot_serial, "
-            "reboot_hard, rebuild_serial, console, retries, failed_nodes, pci_devices, "
-            "launch_index, reservation_id, locked, deleted, created_at, updated_at) VALUES "
-            "('i', 'vm', 'vm', 'p', 'u', '{}', 1, 64, 1, '{}', false, '[]', '[]', '{}', "
-            "'active', 1, 'running', 0, false, 0, '', 0, '[]', '[]', 0, '', true, false, "
-            "'2026-01-01 00:00:00', '2026-01-01 00:00:00')"))
+        insert_instance(conn, locked=True)
     command.upgrade(cfg, "0006")
     assert NEW <= columns(db)
     with db.engine.begin() as conn:
