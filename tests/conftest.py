@@ -54,6 +54,9 @@ def cloud(database_url: str | None) -> Iterator[Cloud]:
     instance = Cloud(database_url)
     try:
         instance.init()
+        # Its test nodes fall silent between tests: HA must not evacuate their servers
+        # under other tests (test_ha_evacuate has a controller of its own with it on).
+        instance.configure(ha_auto_evacuate=False)
         instance.start()
         yield instance
     finally:

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from tests.api.aggregate_nodes import JoinedNode
+from tests.api.lockout_cloud import own_cloud
 from tests.cloud import Cloud, unique
 
 V = "/compute/v2.1"
@@ -57,6 +58,12 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
 
 def mv(version: str) -> dict[str, str]:
     return {"OpenStack-API-Version": f"compute {version}"}
+
+
+@pytest.fixture(scope="module")
+def cloud(engine: str) -> Iterator[Cloud]:
+    """A controller of its own with automatic evacuation on (the shared one has it off)."""
+    yield from own_cloud(engine, ha_auto_evacuate=True)
 
 
 @pytest.fixture()
