@@ -21,6 +21,7 @@ import pwd
 import socket
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -147,6 +148,9 @@ def serve(directory: Path, port: int = 80, user: str | None = None) -> None:
     store = Store(directory / "metadata.json")
     bridges = json.loads((directory / "bridges").read_text())
     servers = [_server(store, bridge, port) for bridge in bridges]
+    # The agent waits for this before it calls the plan applied: a guest that asks at once
+    # must not meet a closed port.
+    (directory / "listening").write_text(str(os.getpid()))
     if user is not None:
         drop_privileges(user)
     threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers]
@@ -196,8 +200,23 @@ class MetadataService:
             return
         path.write_text(bridges)
         user = [account.name] if account is not None else []
+        marker = self.directory / "listening"
+        marker.unlink(missing_ok=True)
         self.child.start([sys.executable, "-m", "atwill.agent.net.metadata",
                           str(self.directory), *user], self.directory / "log")
+        self._await_listening(marker)
+
+    def _await_listening(self, marker: Path, timeout: float = 15.0) -> None:
+        """Wait (bounded) until the child has bound its listeners, or has died."""
+        deadline = time.monotonic() + timeout
+        while not marker.exists() and time.monotonic() < deadline:
+            if self.child.pid() is None:
+                log.warning("the metadata service ended at start; see %s",
+                            self.directory / "log")
+                return
+            time.sleep(0.05)
+        if not marker.exists():
+            log.warning("the metadata service is not listening after %.0f s", timeout)
 
     def stop(self) -> None:
         """Stop the server by PID."""
