@@ -1,12 +1,15 @@
-"""Nodes joined through the real join API, without an agent, for aggregate and usage tests.
+"""Nodes joined through the real join API, without an agent.
 
-The test speaks for each node with its client certificate (heartbeats), as
-test_server_image does; the node row is the one the join made.
+The test speaks for each node with its client certificate (heartbeats, reports); the
+node row is the one the join made. keep_beating() repeats the last report in the
+background as an agent would, so the node stays up however slow the test between beats
+(the controller's monitor marks a silent node down within seconds).
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,10 @@ class JoinedNode:
         self.id = resp.json()["node_id"]
         (tmp / f"{self.name}.pem").write_text(resp.json()["certificate"])
         (tmp / f"{self.name}-key.pem").write_bytes(key)
+        self._report: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._beater: threading.Thread | None = None
 
     def http(self) -> httpx.Client:
         context = tls_context(Path(self.cloud.cacert), self.dir / f"{self.name}.pem",
@@ -43,10 +50,34 @@ class JoinedNode:
         return httpx.Client(base_url=self.cloud.url, verify=context, timeout=30)
 
     def beat(self, instances: dict[str, Any] | None = None) -> None:
-        with self.http() as client:
-            resp = client.post(f"/cluster/v1/nodes/{self.id}/heartbeat",
-                               json={"overlay": {}, "instances": instances or {}})
+        """Report instances (all of them: the report replaces the last one)."""
+        with self._lock:
+            self._report = dict(instances or {})
+            resp = self._post()
         assert resp.status_code == 200, resp.text
 
+    def _post(self) -> httpx.Response:
+        with self.http() as client:
+            return client.post(f"/cluster/v1/nodes/{self.id}/heartbeat",
+                               json={"overlay": {}, "instances": self._report})
+
+    def keep_beating(self, every: float = 0.5) -> None:
+        """Repeat the last report every `every` seconds until stop_beating()."""
+        def loop() -> None:
+            while not self._stop.wait(every):
+                with self._lock:
+                    try:
+                        self._post()
+                    except httpx.HTTPError:
+                        pass  # the controller restarting; the next beat tells
+        self._beater = threading.Thread(target=loop, name=f"beat-{self.name}", daemon=True)
+        self._beater.start()
+
+    def stop_beating(self) -> None:
+        self._stop.set()
+        if self._beater is not None:
+            self._beater.join(timeout=30)
+
     def remove(self) -> None:
+        self.stop_beating()
         self.cloud.atwill("node", "remove", self.name, "--force", check=False)

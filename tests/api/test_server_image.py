@@ -8,7 +8,6 @@ The snapshot itself, on a real VM, is tested in tests/host/test_snapshot.py.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import threading
 import time
@@ -21,10 +20,9 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from atwill.agent.client import tls_context
 from atwill.controller.db.compute import Node
 from atwill.controller.db.session import Database
-from atwill.pki import make_key_and_csr
+from tests.api.aggregate_nodes import JoinedNode
 from tests.cloud import Cloud, unique
 from tests.imagedata import qcow2_bytes
 
@@ -36,21 +34,11 @@ def mv(version: str) -> dict[str, str]:
     return {"OpenStack-API-Version": f"compute {version}"}
 
 
-class FakeNode:
-    """A node joined with its own key and certificate, in an availability zone of its own."""
+class FakeNode(JoinedNode):
+    """A joined node in an availability zone of its own, kept up by background beats."""
 
     def __init__(self, cloud: Cloud, tmp: Path, zone: str) -> None:
-        self.cloud, self.name, self.dir = cloud, unique("snapnode"), tmp
-        key, csr = make_key_and_csr(self.name)
-        token = json.loads(cloud.atwill("token", "create", "--json").stdout)["token"]
-        with cloud.http() as client:
-            resp = client.post("/cluster/v1/join", json={
-                "token": token, "name": self.name, "csr": csr.decode(),
-                "inventory": INVENTORY})
-        assert resp.status_code == 201, resp.text
-        self.id = resp.json()["node_id"]
-        (tmp / f"{self.name}.pem").write_text(resp.json()["certificate"])
-        (tmp / f"{self.name}-key.pem").write_bytes(key)
+        super().__init__(cloud, tmp, "snapnode", INVENTORY)
         db = Database(cloud.db_url())
         try:
             with db.session() as session:
@@ -58,17 +46,7 @@ class FakeNode:
                     availability_zone=zone))
         finally:
             db.dispose()
-
-    def http(self) -> httpx.Client:
-        context = tls_context(Path(self.cloud.cacert), self.dir / f"{self.name}.pem",
-                              self.dir / f"{self.name}-key.pem")
-        return httpx.Client(base_url=self.cloud.url, verify=context, timeout=30)
-
-    def beat(self, instances: dict[str, Any] | None = None) -> None:
-        with self.http() as client:
-            resp = client.post(f"/cluster/v1/nodes/{self.id}/heartbeat",
-                               json={"overlay": {}, "instances": instances or {}})
-        assert resp.status_code == 200, resp.text
+        self.keep_beating()
 
     def desired(self, server_id: str) -> dict[str, Any]:
         with self.http() as client:
@@ -155,7 +133,7 @@ def env(cloud: Cloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]
         yield Env(cloud, nodes[0], nodes[1], zone, flavor, image, user, project_id)
     finally:
         for node in nodes:
-            cloud.atwill("node", "remove", node.name, "--force", check=False)
+            node.remove()
 
 
 def test_create_image_records_the_image_and_asks_the_node(env: Env) -> None:
