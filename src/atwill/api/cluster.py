@@ -56,6 +56,8 @@ class DesiredState(BaseModel):
     destroy: list[str] = Field(
         default_factory=list, description="Instances whose local copy the node destroys "
         "(deleted, or evacuated away); any other instance it does not run keeps its disk.")
+    storage: dict[str, Any] | None = Field(
+        None, description="A storage node's volumes, snapshots and exports to keep.")
 
 
 class JoinResponse(BaseModel):
@@ -73,6 +75,9 @@ class Heartbeat(Strict):
     instances: dict[str, dict[str, Any]] | None = Field(
         default=None, description="instance id -> {state, error, console, reboot_serial}")
     running_vms: int = Field(default=0, ge=0)
+    volumes: dict[str, dict[str, Any]] | None = Field(
+        default=None, description="A storage node's volumes: volume id -> {state, size_gb, "
+        "error, snapshots, exports} (docs: notes/volume-contract)")
 
 
 class HeartbeatReply(BaseModel):
