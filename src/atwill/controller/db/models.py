@@ -15,6 +15,7 @@ from .compute import (
     Quota,
     QuotaClass,
 )
+from .dashboard import DashboardSession
 from .fencing import FenceDevice, FenceEvent
 from .identity import (
     Domain,
@@ -57,7 +58,7 @@ __all__ = [
     "Instance", "InstanceAction", "InstanceActionEvent", "PciClaim", "ServerGroup",
     "ServerGroupMember",
     "Base", "ClusterRevision", "Domain", "Endpoint", "Evacuation", "Flavor", "FlavorAccess",
-    "FenceDevice", "FenceEvent",
+    "DashboardSession", "FenceDevice", "FenceEvent",
     "FlavorExtraSpec", "Image", "ImageMember", "ImageTag", "ImpliedRole", "JoinToken",
     "Keypair", "Node", "OverlayAddress", "Project", "Quota", "QuotaClass", "Region",
     "Revocation", "RevokedCertificate", "Role", "RoleAssignment", "Service", "User",
