@@ -44,6 +44,7 @@ from .network import (
     Subnet,
     SubnetPool,
 )
+from .orchestration import Stack, StackEvent, StackResource
 from .servers import (
     Instance,
     InstanceAction,
@@ -65,4 +66,5 @@ __all__ = [
     "DefaultSecurityGroup", "FloatingIP", "IPAllocation", "Network", "NetworkQuota", "Port",
     "PortSecurityGroup", "Router", "SecurityGroup", "SecurityGroupRule", "Subnet",
     "SubnetPool",
+    "Stack", "StackEvent", "StackResource",
 ]
