@@ -53,6 +53,14 @@ from .servers import (
     ServerGroup,
     ServerGroupMember,
 )
+from .volume import (
+    Volume,
+    VolumeAttachment,
+    VolumeQuota,
+    VolumeQuotaClass,
+    VolumeSnapshot,
+    VolumeType,
+)
 
 __all__ = [
     "Aggregate", "AggregateHost", "AggregateMetadata",
@@ -67,4 +75,6 @@ __all__ = [
     "PortSecurityGroup", "Router", "SecurityGroup", "SecurityGroupRule", "Subnet",
     "SubnetPool",
     "Stack", "StackEvent", "StackResource",
+    "Volume", "VolumeAttachment", "VolumeQuota", "VolumeQuotaClass", "VolumeSnapshot",
+    "VolumeType",
 ]
