@@ -1,0 +1,97 @@
+"""Peers' view of a silent node, and the lease that makes an isolated node fence itself.
+
+A node the controller no longer hears is either dead (its peers stopped hearing
+it too) or partitioned from the controller only (its peers still hear it). A
+node without a BMC is fenced by a lease: its agent kills its HA-protected VMs
+once it has not renewed the lease (a heartbeat answered 200) for `lease`
+seconds AND it hears fewer than half of the peers it probes. The controller may
+count such a node as fenced only when it can prove that both hold on the node,
+so the two rules below mirror each other:
+
+- the agent counts a peer as heard only from answers to its own probes (proof
+  that the peer received one of its probes), and
+- peers report when they last had any sign of the node (an answer, or a probe
+  from it), so their reports never make the node look more silent than it
+  sees itself.
+
+Thus when more than half of the node's probe set reports silence longer than
+HEARD_WITHIN + margin, the node's agent has seen fewer than half of its peers
+for at least `margin` seconds (less one-way delay), and has killed its VMs if
+its lease also ran out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+DEAD, PARTITIONED, UNKNOWN = "dead", "partitioned", "unknown"
+# UDP port of the agents' peer echo, on their overlay addresses.
+PROBE_PORT = 51871
+# Peers each agent probes, at most (every node is probed by as many).
+PROBES = 8
+# A peer that answered within this many seconds is heard.
+HEARD_WITHIN = 3.0
+
+
+def probe_set(node_ids: Sequence[str], me: str, k: int = PROBES) -> list[str]:
+    """The peers me probes: its ring neighbours in node_ids' sorted order.
+
+    Symmetric (a probes b exactly when b probes a), so each node is probed by as
+    many peers as it probes, and deterministic, so the controller knows the set.
+    """
+    ring = sorted(set(node_ids) | {me})
+    others = len(ring) - 1
+    if others <= k:
+        return [n for n in ring if n != me]
+    at, half = ring.index(me), max(k // 2, 1)
+    chosen = {ring[(at + step) % len(ring)] for d in range(1, half + 1) for step in (d, -d)}
+    chosen.discard(me)
+    return sorted(chosen)
+
+
+def heard_count(ages: Iterable[float | None], within: float = HEARD_WITHIN) -> int:
+    """How many peers answered within `within` seconds (None: never answered)."""
+    return sum(1 for age in ages if age is not None and age < within)
+
+
+def lease_expired(now: float, renewed_at: float | None, lease: float) -> bool:
+    """Whether the lease, renewed (sent) at renewed_at on a monotonic clock, ran out."""
+    return lease > 0 and (renewed_at is None or now - renewed_at >= lease)
+
+
+def must_fence_self(now: float, renewed_at: float | None, lease: float,
+                    answer_ages: Mapping[str, float | None]) -> bool:
+    """The agent's rule: the lease ran out and fewer than half of its peers answer.
+
+    A controller outage (peers still answer each other) kills nothing. A node with
+    no peers never fences itself: it cannot tell isolation from an outage, and a
+    lone node has nowhere to be evacuated to.
+    """
+    if not answer_ages or not lease_expired(now, renewed_at, lease):
+        return False
+    return heard_count(answer_ages.values()) * 2 < len(answer_ages)
+
+
+def view(probed: Sequence[str], reports: Mapping[str, float], margin: float) -> str:
+    """The controller's verdict on a silent node from its fresh peers' reports.
+
+    probed: the peers the node said it probes (its last heartbeat); reports: fresh
+    reporter id -> seconds since it last heard the node, as of now. DEAD when more
+    than half of the probe set has not heard it for HEARD_WITHIN + margin (so its
+    agent has seen fewer than half of them for at least margin); PARTITIONED when
+    a fresh peer still hears it; else UNKNOWN (no proof either way).
+    """
+    members = set(probed)
+    silent = sum(1 for peer, age in reports.items()
+                 if peer in members and age >= HEARD_WITHIN + margin)
+    if members and silent * 2 > len(members):
+        return DEAD
+    if any(age < HEARD_WITHIN for age in reports.values()):
+        return PARTITIONED
+    return UNKNOWN
+
+
+def age_now(reported: float, report_age: float) -> float:
+    """A reported silence, aged by the time since the report arrived (an underestimate:
+    the report was measured before it was sent)."""
+    return max(reported, 0.0) + max(report_age, 0.0)
