@@ -17,9 +17,10 @@ from typing import Any
 
 import httpx
 
+from ..core.volume_devices import Volume, VolumeSpecError
 from .client import client, tls_context
 from .config import AgentConfig
-from .hypervisor import configdrive, disks, tap
+from .hypervisor import configdrive, disks, tap, volumes
 from .hypervisor.qemu import QemuDriver
 from .hypervisor.spec import InstanceSpec, Nic
 from .kvm import kvm_probe
@@ -49,6 +50,8 @@ class InstanceManager:
         self.errors: dict[str, str] = {}
         self.reboots: dict[str, int] = {}
         self.rebuilds: dict[str, int] = {}
+        # Each instance's volumes as last converged: id -> "attached" | "error: …".
+        self.volumes: dict[str, dict[str, str]] = {}
         self._console_digest: dict[str, str] = {}
         # Instances present here that the controller neither wants nor destroys.
         self.kept: set[str] = set()
@@ -98,7 +101,8 @@ class InstanceManager:
             self.driver.delete(uuid)
         for name in taps:
             tap.delete(name)
-        for table in (self.errors, self.reboots, self.rebuilds, self._console_digest):
+        for table in (self.errors, self.reboots, self.rebuilds, self._console_digest,
+                      self.volumes):
             table.pop(uuid, None)
         log.info("instance %s %s", uuid, "stopped, its disk kept" if keep_disk else "deleted")
 
@@ -134,6 +138,20 @@ class InstanceManager:
         except Exception as err:  # noqa: BLE001 - reported to the controller, retried
             log.exception("instance %s could not be converged", uuid)
             self.errors[uuid] = f"{type(err).__name__}: {err}"
+        if "volumes" in inst and self.driver.state(uuid) != "missing":
+            self._sync_volumes(inst)
+
+    def _sync_volumes(self, inst: dict[str, Any]) -> None:
+        """Hot-plug or unplug (or, stopped, keep for the next start) the instance's
+        volumes; a volume's failure is that volume's, never the instance's."""
+        uuid = inst["id"]
+        wanted, refused = parse_volumes(inst.get("volumes") or [])
+        try:
+            outcome = self.driver.sync_volumes(uuid, wanted)
+        except Exception as err:  # noqa: BLE001 - reported per volume, retried
+            log.exception("instance %s: volumes could not be converged", uuid)
+            outcome = {v.volume_id: f"error: {type(err).__name__}: {err}" for v in wanted}
+        self.volumes[uuid] = {**outcome, **refused}
 
     def _converge_one(self, inst: dict[str, Any]) -> None:
         uuid = inst["id"]
@@ -198,7 +216,17 @@ class InstanceManager:
             memory_mb=inst["memory_mb"], disk_gb=max(inst["disk_gb"], 1), image_path=base,
             image_format=image.get("disk_format") or "qcow2", nics=nics,
             accel="kvm" if kvm else "tcg", cpu_mode="host-passthrough" if kvm else None,
-            pci_devices=list(inst.get("pci_devices") or []), hw=props)
+            pci_devices=list(inst.get("pci_devices") or []), hw=props,
+            volumes=parse_volumes(inst.get("volumes") or [])[0],
+            volume_creds=self._volume_creds())
+
+    def _volume_creds(self) -> Path | None:
+        """Every QEMU gets the NBD client credentials at start (before it drops root):
+        a volume hot-plugged later only names them."""
+        if not self.config.key.exists():
+            return None
+        return volumes.client_creds(self.config.state_dir / "pki" / "nbd-client",
+                                    self.config.ca, self.config.cert, self.config.key)
 
     def _controller(self) -> httpx.Client:
         """A client to the controller, through the overlay when there is one."""
@@ -236,6 +264,8 @@ class InstanceManager:
                                      "rebuild_serial": self.rebuilds.get(uuid, 0)}
             if state == "error":
                 entry["error"] = "QEMU is in an error state or does not answer its monitor"
+            if uuid in self.volumes:
+                entry["volumes"] = dict(self.volumes[uuid])
             out[uuid] = entry
         for uuid, error in self.errors.items():
             out.setdefault(uuid, {"state": "error"}).update(state="error", error=error)
@@ -270,6 +300,17 @@ class InstanceManager:
 
 
 STOP_TIMEOUT = 5.0
+
+
+def parse_volumes(entries: list[dict[str, Any]]) -> tuple[list[Volume], dict[str, str]]:
+    """The desired volumes that can be attached, and an error for each that cannot."""
+    wanted, refused = [], {}
+    for entry in entries:
+        try:
+            wanted.append(Volume.from_desired(entry))
+        except VolumeSpecError as err:
+            refused[str(entry.get("volume_id"))] = f"error: {err}"
+    return wanted, refused
 
 
 def wanted_taps(instances: list[dict[str, Any]]) -> dict[str, int | None]:

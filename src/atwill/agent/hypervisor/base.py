@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from atwill.agent.hypervisor.spec import InstancePaths, InstanceSpec
+from atwill.core.volume_devices import Volume
 
 State = Literal["running", "paused", "shutoff", "suspended", "missing", "error"]
 
@@ -64,3 +65,13 @@ class Hypervisor(Protocol):
 
     def console(self, uuid: str, length: int | None = None) -> str:
         """The serial console log (its last length lines)."""
+
+    def attach_volume(self, uuid: str, volume: Volume) -> None:
+        """Hot-plug volume into a running instance, or keep it for the next start."""
+
+    def detach_volume(self, uuid: str, volume_id: str) -> None:
+        """Take the volume out of the instance (the guest must release it) and forget it."""
+
+    def sync_volumes(self, uuid: str, wanted: list[Volume]) -> dict[str, str]:
+        """Attach and detach until the instance has exactly wanted; each volume's outcome
+        ("attached" or "error: …") by id, a volume detached not listed."""

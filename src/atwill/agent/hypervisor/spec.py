@@ -7,7 +7,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from atwill.core import volume_devices
 from atwill.core.imageformat import QEMU_FORMATS
+from atwill.core.volume_devices import Volume
 
 QEMU = "qemu-system-x86_64"
 Accel = Literal["kvm", "tcg"]
@@ -52,6 +54,10 @@ class InstanceSpec:
     # None: console.log in the instance directory, removed with the instance.
     console_log: Path | None = None
     hw: dict[str, str] = field(default_factory=dict)
+    # Volumes attached over NBD (hot-plugged ones are written back here, so a restart
+    # keeps them), and the root-only directory of the node's NBD client credentials.
+    volumes: list[Volume] = field(default_factory=list)
+    volume_creds: Path | None = None
 
     def to_json(self) -> str:
         """The spec as JSON, kept beside the instance so it can be started again."""
@@ -62,7 +68,8 @@ class InstanceSpec:
         """The spec to_json wrote."""
         data: dict[str, Any] = json.loads(text)
         data["nics"] = [Nic(**nic) for nic in data.get("nics", [])]
-        for key in ("image_path", "config_drive", "console_log"):
+        data["volumes"] = [Volume(**volume) for volume in data.get("volumes", [])]
+        for key in ("image_path", "config_drive", "console_log", "volume_creds"):
             if data.get(key) is not None:
                 data[key] = Path(data[key])
         return cls(**data)
@@ -119,7 +126,7 @@ def qemu_argv(spec: InstanceSpec, paths: InstancePaths, incoming: bool = False,
             "-smp", str(spec.vcpus),
             "-m", str(spec.memory_mb),
             "-nodefaults", "-no-user-config", "-display", "none",
-            *_video(spec), *_disk(spec, paths), *_config_drive(spec),
+            *_video(spec), *_disk(spec, paths), *_volumes(spec), *_config_drive(spec),
             *_nics(spec), *_serial(spec, paths), *vfio_args(spec.pci_devices),
             "-qmp", f"unix:{escape(paths.qmp)},server=on,wait=off",
             "-daemonize", "-pidfile", str(paths.pidfile)]
@@ -162,7 +169,14 @@ def _video(spec: InstanceSpec) -> list[str]:
     return ["-vga", "none"] if device is None else ["-vga", "none", "-device", device]
 
 
+def _volumes(spec: InstanceSpec) -> list[str]:
+    creds = None if spec.volume_creds is None else str(spec.volume_creds)
+    return volume_devices.command_line(spec.volumes, creds)
+
+
 def _disk(spec: InstanceSpec, paths: InstancePaths) -> list[str]:
+    if volume_devices.boots_from_volume(spec.volumes):
+        return []  # booted from a volume: no local disk, as Nova's boot from volume
     bus = spec.hw.get("hw_disk_bus", "virtio")
     # The backing image is named here, never taken from the overlay's header: the header
     # is the instance's to write, and a name or format in it must not pick what QEMU opens.

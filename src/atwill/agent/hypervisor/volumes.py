@@ -1,0 +1,167 @@
+"""Hot-plugging NBD volumes into a running QEMU, and taking them out again, over QMP.
+
+QEMU's monitor takes one client at a time and the heartbeat asks every instance's QEMU
+for its state: no session here is held while the guest is waited for. A detach sends
+device_del, then looks (in short sessions) until the device is gone, for a bounded time;
+a guest that never lets go of the disk is reported as an error for that volume, and the
+next converge asks again. Only the instance's own lane waits meanwhile (lanes.py).
+
+The NBD client authenticates with the node's cluster certificate. The key is read by QEMU
+as root, from a directory only root can enter, before -runas drops to the instance's user
+(checked against QEMU 7.2: an object-add of tls-creds-x509 after the drop fails with
+"Permission denied", the one given on the command line works for every later
+blockdev-add). Residual risk: the key is in every QEMU's memory, so a guest that escapes
+into its QEMU on node N holds node N's client identity: it can reach every export attached
+to node N (and the controller's node API as node N) until the certificate expires.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Collection
+from pathlib import Path
+from typing import Any
+
+from atwill.agent.hypervisor.qmp import QMP, QMPError
+from atwill.core import volume_devices as vd
+
+log = logging.getLogger("atwill.agent.volumes")
+# How long a guest gets to release a disk (ACPI unplug); Nova's libvirt driver waits
+# about this long before it retries the detach.
+DETACH_TIMEOUT = 20.0
+POLL = 0.2
+
+
+class VolumeError(RuntimeError):
+    """A volume could not be attached or detached; the message is for the report."""
+
+
+class Volumes:
+    """Attach and detach volumes of one running QEMU, reached through its QMP socket."""
+
+    def __init__(self, qmp_path: Path, qmp_timeout: float = 5.0,
+                 detach_timeout: float = DETACH_TIMEOUT) -> None:
+        self.qmp_path = qmp_path
+        self.qmp_timeout = qmp_timeout
+        self.detach_timeout = detach_timeout
+
+    def present(self) -> tuple[set[str], set[str]]:
+        """(device ids, block node names) of this module's making that QEMU has now."""
+        with self._session() as qmp:
+            return self._devices(qmp), self._nodes(qmp)
+
+    def converge(self, wanted: list[vd.Volume], known: Collection[str] = ()) -> dict[str, str]:
+        """Attach what is wanted and missing, detach what is present and not wanted; the
+        outcome by volume id: "attached" or "error: …" (a volume detached is not listed).
+        known: ids that may be attached (QEMU's names hold only part of an id), to name
+        a failed detach by. An error of one volume never stops the others."""
+        devices, nodes = self.present()
+        attach, remove = vd.plan(wanted, devices, nodes)
+        outcome = {v.volume_id: "attached" for v in wanted}
+        for volume in attach:
+            outcome[volume.volume_id] = _attempt(lambda v=volume: self.attach(v))
+        names = {vd.node_name(i)[len(vd.NODE_PREFIX):]: i for i in known}
+        for digits in remove:
+            result = _attempt(lambda d=digits: self.detach(d))
+            if result != "attached":
+                outcome[names.get(digits, vd.DEVICE_PREFIX + digits)] = result
+        return outcome
+
+    def attach(self, volume: vd.Volume) -> None:
+        """blockdev-add (the NBD connection and TLS handshake happen here) and device_add;
+        a device that cannot be added leaves no block node behind."""
+        with self._session() as qmp:
+            if volume.node_name not in self._nodes(qmp):
+                try:
+                    qmp.execute("blockdev-add", vd.blockdev(volume), timeout=30.0)
+                except QMPError as err:
+                    raise VolumeError(f"cannot connect to {volume.host}:{volume.port} "
+                                      f"export {volume.export}: {_reason(err)}") from None
+            try:
+                qmp.execute("device_add", vd.device(volume))
+            except QMPError as err:
+                _quietly(qmp, "blockdev-del", {"node-name": volume.node_name})
+                raise VolumeError(f"cannot add the disk to the guest: {_reason(err)}") from None
+        log.info("volume %s attached from %s:%s", volume.volume_id, volume.host, volume.port)
+
+    def detach(self, digits: str) -> None:
+        """device_del, wait (bounded) until the guest has released the device, then
+        blockdev-del, which closes the NBD connection."""
+        device, node = vd.DEVICE_PREFIX + digits, vd.NODE_PREFIX + digits
+        with self._session() as qmp:
+            if device in self._devices(qmp):
+                try:
+                    qmp.execute("device_del", {"id": device})
+                except QMPError as err:
+                    # An unplug already asked for is still pending: wait for it as well.
+                    log.info("device_del %s: %s", device, err)
+        deadline = time.monotonic() + self.detach_timeout
+        while self._has_device(device):
+            if time.monotonic() >= deadline:
+                raise VolumeError(f"the guest did not release the disk within "
+                                  f"{self.detach_timeout:.0f} s")
+            time.sleep(POLL)
+        with self._session() as qmp:
+            if node in self._nodes(qmp):
+                try:
+                    qmp.execute("blockdev-del", {"node-name": node})
+                except QMPError as err:
+                    raise VolumeError(f"cannot close the volume: {_reason(err)}") from None
+        log.info("volume device %s detached", device)
+
+    def _has_device(self, device: str) -> bool:
+        with self._session() as qmp:
+            return device in self._devices(qmp)
+
+    def _session(self) -> QMP:
+        return QMP(self.qmp_path, self.qmp_timeout)
+
+    @staticmethod
+    def _devices(qmp: QMP) -> set[str]:
+        listed = qmp.execute("qom-list", {"path": "/machine/peripheral"})
+        names = [p.get("name") for p in listed if isinstance(p, dict)] \
+            if isinstance(listed, list) else []
+        return vd.ours((n for n in names if isinstance(n, str)), vd.DEVICE_PREFIX)
+
+    @staticmethod
+    def _nodes(qmp: QMP) -> set[str]:
+        listed = qmp.execute("query-named-block-nodes", {"flat": True})
+        names = [n.get("node-name") for n in listed if isinstance(n, dict)] \
+            if isinstance(listed, list) else []
+        return vd.ours((n for n in names if isinstance(n, str)), vd.NODE_PREFIX)
+
+
+def client_creds(directory: Path, ca: Path, cert: Path, key: Path) -> Path:
+    """The directory QEMU's tls-creds-x509 (endpoint=client) reads: the node's own CA,
+    certificate and key under the names QEMU wants, as links, so a renewed certificate is
+    what the next QEMU start loads. Root's alone (0700): no instance user can enter it."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    for name, target in (("ca-cert.pem", ca), ("client-cert.pem", cert),
+                         ("client-key.pem", key)):
+        link = directory / name
+        if not link.is_symlink() or Path(link.readlink()) != target:
+            link.unlink(missing_ok=True)
+            link.symlink_to(target)
+    return directory
+
+
+def _attempt(action: Callable[[], None]) -> str:
+    try:
+        action()
+    except (VolumeError, QMPError) as err:
+        return f"error: {err}"
+    return "attached"
+
+
+def _reason(err: QMPError) -> str:
+    # "blockdev-add: The certificate hasn't got a known issuer" -> the part after the verb.
+    return str(err).split(": ", 1)[-1]
+
+
+def _quietly(qmp: QMP, command: str, arguments: dict[str, Any]) -> None:
+    try:
+        qmp.execute(command, arguments)
+    except QMPError as err:
+        log.warning("%s %s: %s", command, arguments, err)
