@@ -100,6 +100,8 @@ def _hints(conf: Settings) -> None:
                   soft_wrap=True)
     console.print(f"openrc:      {conf.path('openrc')}", highlight=False, soft_wrap=True)
     console.print(f"public:      {conf.public_range} (the external network)", highlight=False)
+    console.print(f"dashboard:   {conf.public_url}/dashboard  (log in as admin)", highlight=False,
+                  soft_wrap=True)
     console.print("try:", highlight=False)
     console.print(f"  export OS_CLIENT_CONFIG_FILE={clouds} OS_CLOUD=atwill", highlight=False,
                   soft_wrap=True)

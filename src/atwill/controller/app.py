@@ -7,18 +7,20 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
 
 from ..config import Settings
 from . import background, metrics
 from .cluster import app as cluster_app
 from .compute import app as compute_app
 from .context import Controller
+from .dashboard import app as dashboard_app
 from .identity import app as identity_app
 from .image import app as image_app
 from .middleware import RequestContext
 from .network import app as network_app
 
-MOUNTS = ("/identity", "/compute", "/image", "/cluster", "/network")
+MOUNTS = ("/identity", "/compute", "/image", "/cluster", "/network", "/dashboard")
 
 
 def create_app(settings: Settings, ctl: Controller | None = None) -> RequestContext:
@@ -41,10 +43,14 @@ def create_app(settings: Settings, ctl: Controller | None = None) -> RequestCont
                             ("/image", image_app.create), ("/cluster", cluster_app.create),
                             ("/network", network_app.create)):
         root.mount(prefix, factory(ctl))
+    # The dashboard calls the services above in-process, with the browser's token.
+    root.mount("/dashboard", dashboard_app.create(ctl, api=root))
     metrics.install(root, ctl)
 
-    @root.get("/")
-    def index(request: Request) -> dict:
+    @root.get("/", response_model=None)
+    def index(request: Request) -> dict | Response:
+        if "text/html" in request.headers.get("accept", ""):
+            return RedirectResponse("/dashboard/", status_code=303)
         base = ctl.base_url
         return {"name": "atwill", "services": {
             "identity": f"{base}/identity", "compute": f"{base}/compute/v2.1",

@@ -1,0 +1,107 @@
+"""What every page needs: the session, the form and its CSRF check, rendering."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from ..context import Controller
+from . import sessions
+from .client import Api
+from .sessions import Sess
+
+TEMPLATES = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
+                        autoescape=select_autoescape(default=True), trim_blocks=True,
+                        lstrip_blocks=True)
+# Pages load only their own scripts and styles; nothing frames them.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+                               "frame-ancestors 'none'; form-action 'self'",
+    "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin", "Cache-Control": "no-store",
+}
+FORM_LIMIT = 256 * 1024
+
+
+class LoginRequired(Exception):
+    """No valid session: the browser goes to the login page."""
+
+
+class CsrfFailed(Exception):
+    """A POST without the session's CSRF token."""
+
+
+class Form:
+    def __init__(self, fields: dict[str, list[str]]) -> None:
+        self.fields = fields
+
+    def get(self, name: str, default: str = "") -> str:
+        values = self.fields.get(name)
+        return values[0].strip() if values else default
+
+    def getlist(self, name: str) -> list[str]:
+        return [v for v in self.fields.get(name, []) if v]
+
+
+def ctl_of(request: Request) -> Controller:
+    return request.app.state.ctl
+
+
+def base(request: Request) -> str:
+    return request.scope.get("root_path", "")
+
+
+def source(request: Request) -> tuple[str, int]:
+    client = request.client
+    return (client.host, client.port) if client else ("127.0.0.1", 0)
+
+
+def current(request: Request) -> Sess:
+    sess = sessions.load(ctl_of(request), request.cookies.get(sessions.COOKIE))
+    if sess is None:
+        raise LoginRequired
+    request.state.sess = sess
+    return sess
+
+
+def api(request: Request, sess: Sess | None = None) -> Api:
+    return Api(request.app.state.api, sess.token if sess else None, source(request))
+
+
+async def form(request: Request) -> Form:
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > FORM_LIMIT:
+            break
+    return Form(parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True))
+
+
+async def checked_form(request: Request, sess: Sess) -> Form:
+    """The posted form, after its CSRF token matched the session's (else 403)."""
+    data = await form(request)
+    if not sess.csrf_ok(data.get("csrf") or request.headers.get("x-csrf-token")):
+        raise CsrfFailed
+    return data
+
+
+def check_header(request: Request, sess: Sess) -> None:
+    if not sess.csrf_ok(request.headers.get("x-csrf-token")):
+        raise CsrfFailed
+
+
+def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    sess = getattr(request.state, "sess", None)
+    html = TEMPLATES.get_template(name).render(
+        base=base(request), sess=sess, csrf=sess.csrf if sess else "", path=request.url.path,
+        **context)
+    return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+
+
+def redirect(request: Request, where: str) -> RedirectResponse:
+    return RedirectResponse(base(request) + where, status_code=303)
