@@ -47,6 +47,12 @@ class Settings:
     ha_down_after: float = 2.6
     ha_poll_interval: float = 0.2
     ha_auto_evacuate: bool = True
+    # Self-fencing of nodes without a BMC (core/peer_view): an agent that has not renewed
+    # its lease for ha_lease seconds while it hears fewer than half of its peers kills its
+    # HA VMs; the controller counts it fenced after ha_lease + ha_lease_margin of silence
+    # on its own clock. 0 turns self-fencing off.
+    ha_lease: float = 6.0
+    ha_lease_margin: float = 2.0
     scheduler_weigher: str = "spread"
     # Keystone's security_compliance: lock an account after this many failed password
     # logins in a row (0: never) for lockout_duration seconds (0: until unlocked).

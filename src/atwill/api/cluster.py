@@ -58,6 +58,10 @@ class DesiredState(BaseModel):
         "(deleted, or evacuated away); any other instance it does not run keeps its disk.")
     storage: dict[str, Any] | None = Field(
         None, description="A storage node's volumes, snapshots and exports to keep.")
+    ha: dict[str, Any] | None = Field(
+        None, description="Self-fencing: {lease (s), protected (instance ids), peers "
+        "([{id, address}] to probe), port}; the agent kills the protected instances when "
+        "its lease runs out while it hears fewer than half of its peers (core/peer_view).")
 
 
 class JoinResponse(BaseModel):
@@ -78,6 +82,9 @@ class Heartbeat(Strict):
     volumes: dict[str, dict[str, Any]] | None = Field(
         default=None, description="A storage node's volumes: volume id -> {state, size_gb, "
         "error, snapshots, exports} (docs: notes/volume-contract)")
+    peers: dict[str, float] | None = Field(
+        default=None, max_length=64, description="node id -> seconds since the node last "
+        "had a sign of that peer (an answer or a probe); the keys are the peers it probes")
 
 
 class HeartbeatReply(BaseModel):

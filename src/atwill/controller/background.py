@@ -18,6 +18,7 @@ from .cluster.overlay_runner import OverlayRunner
 from .context import Controller
 from .db.base import utcnow
 from .db.models import Node
+from .ha import lease as ha_lease
 from .ha import monitor as ha_monitor
 
 log = logging.getLogger("atwill.background")
@@ -58,6 +59,9 @@ def _check(ctl: Controller, since: dt.datetime) -> list[str]:
             node = session.get(Node, node_id)
             if node is not None and node.fence_state == "pending":
                 ha_monitor.fence(ctl, session, node)
+    with ctl.db.session() as session:
+        if _leader(ctl, session):
+            ha_lease.fence_by_lease(session, ctl, since)
     if ctl.settings.ha_auto_evacuate:
         with ctl.db.session() as session:
             if _leader(ctl, session):

@@ -83,11 +83,12 @@ def _heartbeat(ctl: Controller, request: Request, node_id: str, body: Heartbeat)
     source = request.client.host if request.client else ""
     with ctl.db.session() as session:
         node = calling_node(session, request, node_id)
+        from ..ha.lease import host_report  # noqa: PLC0415 - ha builds on cluster
         from ..ha.monitor import returned  # noqa: PLC0415 - ha builds on cluster
 
         returned(session, node, body.instances)
         nodes.heartbeat(session, node, body.inventory, body.overlay, body.running_vms, source,
-                        body.host)
+                        host_report(body.host, body.peers))
         if body.instances is not None:
             from ..servers.lifecycle import report  # noqa: PLC0415 - servers import cluster
 

@@ -34,6 +34,7 @@ def desired_state(session: Session, ctl: Controller, node: Node) -> dict[str, An
             "port": node.overlay_port, "cidr": settings.overlay_cidr, "peers": peers,
         },
     }
+    from ..ha.lease import desired_block  # noqa: PLC0415 - ha builds on servers
     from ..ha.monitor import stale_copies  # noqa: PLC0415 - ha builds on servers
     from ..network.desired import network_desired  # noqa: PLC0415
     from ..servers.desired import instances_desired  # noqa: PLC0415 - servers import cluster
@@ -41,6 +42,7 @@ def desired_state(session: Session, ctl: Controller, node: Node) -> dict[str, An
     state["instances"] = instances_desired(session, node)
     state["destroy"] = stale_copies(session, node)
     state["network"] = network_desired(session, node)
+    state["ha"] = desired_block(session, ctl, node)
     if settings.overlay == "openvpn":
         state["overlay"]["openvpn"] = {
             "remote": settings.public_host or settings.listen_host,

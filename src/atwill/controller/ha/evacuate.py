@@ -15,7 +15,7 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ...core import scheduler
+from ...core import ha_health, scheduler
 from ...core.errors import ApiError, BadRequest, Conflict, NotFound
 from ..cluster.nodes import bump
 from ..context import Controller
@@ -63,6 +63,12 @@ def evacuate(session: Session, ctl: Controller, inst: Instance, *, host: str | N
     if source is None:
         raise Conflict(f"Instance {inst.id} has no compute host to evacuate from.")
     refuse_unless_safe(source)
+    if source.fence_method == "lease" and not source.forced_down \
+            and not ha_health.ha_enabled(inst.meta):
+        # A node fenced by lease killed only its HA instances: this one may still run.
+        raise Conflict(f"Compute service of {source.name} is still in use. It fenced itself "
+                       "by lease, which stops only HA-enabled instances; force it down or "
+                       f"confirm it off (atwill node fence confirm {source.name}) first.")
     if inst.task_state is not None:
         raise Conflict(f"Cannot 'evacuate' instance {inst.id} while it is in task_state "
                        f"{inst.task_state}")

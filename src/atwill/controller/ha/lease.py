@@ -1,0 +1,130 @@
+"""Self-fencing by lease, for nodes without a working fence device (core/peer_view).
+
+The agent learns its lease, its HA-protected instances and the peers it probes
+from the "ha" block of its desired state, and reports in each heartbeat how long
+ago it last heard each peer. That report is kept in the node's host_status JSON
+column (key "peers"), beside the uptime it already holds: every controller
+replica, and a restarted controller, sees it without a migration. A node whose
+last heartbeat had no "peers" key runs an agent that does not fence itself, and
+is never counted fenced by lease.
+
+A down node whose fencing failed (or that has no device) counts as fenced once
+its peers' reports prove it isolated (DEAD) and lease + margin seconds passed
+since its last heartbeat on the controller's clock. A node its peers still hear
+(PARTITIONED) is neither fenced nor evacuated: its VMs may well be serving.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ...core import ha_health, peer_view
+from ..context import Controller
+from ..db.base import utcnow
+from ..db.models import FenceEvent, Instance, Node
+from ..servers import actions
+
+log = logging.getLogger("atwill.ha")
+PEERS_KEY = "peers"
+LEASE_KEY = "ha_lease"  # the lease the agent says it counts (host_status)
+# The controller waits at least this long past the lease, whatever the settings say:
+# the agent checks its lease twice a second and SIGKILL takes a moment.
+MIN_MARGIN = 1.0
+PARTITIONED = "partitioned from the controller, peers still hear it"
+
+
+def host_report(host: dict[str, Any], peers: dict[str, float] | None) -> dict[str, Any]:
+    """What a heartbeat stores in nodes.host_status: the host's figures and its peers."""
+    if peers is None:
+        return host
+    return {**host, PEERS_KEY: {str(k): float(v) for k, v in peers.items()}}
+
+
+def desired_block(session: Session, ctl: Controller, node: Node) -> dict[str, Any]:
+    """The desired state's "ha": lease, protected instances and the peers to probe."""
+    rows = session.execute(select(Node.id, Node.overlay_ip).where(Node.overlay_ip.is_not(None)))
+    address = {node_id: ip for node_id, ip in rows}
+    chosen = peer_view.probe_set(list(address), node.id)
+    held = session.scalars(select(Instance).where(Instance.node_id == node.id,
+                                                  Instance.deleted.is_(False)))
+    return {"lease": max(ctl.settings.ha_lease, 0.0), "port": peer_view.PROBE_PORT,
+            "protected": sorted(i.id for i in held if ha_health.ha_enabled(i.meta)),
+            "peers": [{"id": peer, "address": address[peer]} for peer in chosen]}
+
+
+def lease_of(ctl: Controller, node: Node) -> float:
+    """The longer of the lease the controller hands out and the one the agent reported."""
+    told = (node.host_status or {}).get(LEASE_KEY)
+    reported = float(told) if isinstance(told, int | float) else 0.0
+    return max(ctl.settings.ha_lease, reported)
+
+
+def verdict(node: Node, reporters: list[Node], now: dt.datetime, margin: float) -> str:
+    """dead / partitioned / unknown, from the reports of the peers the controller hears."""
+    probed = (node.host_status or {}).get(PEERS_KEY)
+    reports = {}
+    for peer in reporters:
+        seen = (peer.host_status or {}).get(PEERS_KEY) or {}
+        if node.id in seen and peer.last_heartbeat is not None:
+            since = (now - peer.last_heartbeat).total_seconds()
+            reports[peer.id] = peer_view.age_now(float(seen[node.id]), since)
+    return peer_view.view(list(probed or ()), reports, margin)
+
+
+def fence_by_lease(session: Session, ctl: Controller, since: dt.datetime) -> list[str]:
+    """Count isolated, silent nodes fenced once their lease and the margin are over."""
+    if ctl.settings.ha_lease <= 0:
+        return []
+    candidates = list(session.scalars(select(Node).where(
+        Node.health == ha_health.DOWN, Node.state == "down", Node.forced_down.is_(False),
+        Node.fence_state == "failed", Node.last_heartbeat.is_not(None))))
+    candidates = [n for n in candidates if PEERS_KEY in (n.host_status or {})]
+    if not candidates:
+        return []
+    now, margin = utcnow(), max(ctl.settings.ha_lease_margin, MIN_MARGIN)
+    reporters = list(session.scalars(select(Node).where(Node.state == "up")))
+    fenced = []
+    for node in candidates:
+        found = verdict(node, reporters, now, margin)
+        silence = (now - max(node.last_heartbeat, since)).total_seconds()
+        lease = lease_of(ctl, node)
+        if found == peer_view.PARTITIONED:
+            _partitioned(session, node)
+        elif found == peer_view.DEAD and silence >= lease + margin:
+            _fenced(session, node, f"fenced by lease: no heartbeat for {silence:.1f} s "
+                    f"(lease {lease:g} s + margin {margin:g} s) and most of its peers no "
+                    "longer hear it, so its agent has killed its HA instances")
+            fenced.append(node.name)
+    return fenced
+
+
+def _partitioned(session: Session, node: Node) -> None:
+    message = (f"{PARTITIONED}: not fenced, nothing is evacuated; once {node.name} is off, "
+               f"run 'atwill node fence confirm {node.name}'")
+    if node.fence_message == message:
+        return  # said once
+    node.fence_message = message
+    log.warning("node %s is %s; its VMs may still run, nothing is evacuated", node.name,
+                PARTITIONED)
+    for inst in _ha_instances(session, node):
+        actions.event(session, inst.id, "ha_partitioned", node.name, "Error", message)
+
+
+def _fenced(session: Session, node: Node, message: str) -> None:
+    node.fence_state, node.fence_method, node.fence_message = "ok", "lease", message
+    node.fenced_at = utcnow()
+    session.add(FenceEvent(node_name=node.name, action="lease", ok=True, message=message))
+    log.warning("node %s %s", node.name, message)
+    for inst in _ha_instances(session, node):
+        actions.event(session, inst.id, "ha_fence_node", node.name, "Success", message)
+
+
+def _ha_instances(session: Session, node: Node) -> list[Instance]:
+    held = session.scalars(select(Instance).where(Instance.node_id == node.id,
+                                                  Instance.deleted.is_(False)))
+    return [i for i in held if ha_health.ha_enabled(i.meta)]
