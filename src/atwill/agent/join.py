@@ -42,7 +42,8 @@ def fetch_ca(url: str, expected_hash: str) -> bytes:
 
 
 def join(url: str, token: str, ca_hash: str, state_dir: Path, name: str | None = None,
-         overlay_port: int = 51820, skip_prereqs: bool = False) -> AgentConfig:
+         overlay_port: int = 51820, skip_prereqs: bool = False,
+         aggregates: list[str] | None = None) -> AgentConfig:
     url = url.rstrip("/")
     if not url.startswith("https://"):
         raise JoinError("the controller URL must be https:// (nodes authenticate with mutual "
@@ -67,7 +68,7 @@ def join(url: str, token: str, ca_hash: str, state_dir: Path, name: str | None =
     wg_private, wg_public = generate_keypair()
     body = {"token": token, "name": name, "csr": csr_pem.decode(),
             "wireguard_public_key": wg_public, "overlay_port": overlay_port,
-            "inventory": collect(state_dir / "instances")}
+            "inventory": collect(state_dir / "instances"), "aggregates": aggregates or []}
     with tempfile.NamedTemporaryFile(suffix=".pem") as ca_file:
         ca_file.write(ca_pem)
         ca_file.flush()

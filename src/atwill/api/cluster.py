@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -13,6 +13,10 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+AggregateNames = list[Annotated[str, Field(min_length=1, max_length=255)]]
+AGGREGATES_HELP = "Host aggregates (names) the node is put into when it joins."
+
+
 class JoinRequest(Strict):
     token: str = Field(min_length=8, max_length=256)
     name: str = Field(pattern=NAME_PATTERN)
@@ -20,6 +24,8 @@ class JoinRequest(Strict):
     wireguard_public_key: str | None = Field(default=None, min_length=44, max_length=44)
     overlay_port: int = Field(default=51820, ge=1, le=65535)
     inventory: dict[str, Any] = Field(default_factory=dict)
+    aggregates: AggregateNames = Field(default_factory=list, max_length=32,
+                                       description=AGGREGATES_HELP)
 
 
 class Peer(BaseModel):
@@ -124,6 +130,8 @@ class TokenCreate(Strict):
     ttl: int = Field(default=3600, ge=1, le=30 * 86400, description="seconds")
     uses: int = Field(default=1, ge=1, le=10000)
     description: str = Field(default="", max_length=1024)
+    aggregates: AggregateNames = Field(default_factory=list, max_length=32,
+                                       description=AGGREGATES_HELP)
 
 
 class TokenView(BaseModel):
@@ -133,6 +141,7 @@ class TokenView(BaseModel):
     uses: int
     max_uses: int
     state: str
+    aggregates: list[str] = Field(default_factory=list)
 
 
 class TokenCreated(TokenView):

@@ -31,12 +31,13 @@ def register(app: typer.Typer) -> None:
 
 
 def _join(url: str, token: str, ca_hash: str, state_dir: Path, name: str | None,
-          overlay_port: int, skip_prereqs: bool) -> AgentConfig:
+          overlay_port: int, skip_prereqs: bool, aggregates: list[str]) -> AgentConfig:
     from ..agent.join import JoinError
     from ..agent.join import join as do_join
 
     try:
-        return do_join(url, token, ca_hash, state_dir, name, overlay_port, skip_prereqs)
+        return do_join(url, token, ca_hash, state_dir, name, overlay_port, skip_prereqs,
+                       aggregates)
     except JoinError as error:
         err.print(f"[red]join failed:[/red] {error}", highlight=False)
         raise typer.Exit(1) from None
@@ -47,11 +48,14 @@ def join(url: str = typer.Argument(..., help="The controller, https://HOST:PORT"
          ca_hash: str = typer.Option(..., "--ca-hash", help="sha256:… of the cluster CA."),
          name: str = typer.Option(None, help="Node name (default: the host name)."),
          overlay_port: int = typer.Option(51820, help="Overlay (WireGuard) listen port."),
+         aggregate: list[str] = typer.Option(  # noqa: B008
+             [], "--aggregate", help="A host aggregate to join (repeatable; it must exist)."),
          foreground: bool = typer.Option(False, help="Run the agent in this process."),
          skip_prereqs: bool = typer.Option(False, hidden=True),
          state_dir: NodeDir = DEFAULT_NODE_DIR) -> None:
     """Join this machine to a cloud as a compute node, then start its agent."""
-    config = _join(url, token, ca_hash, state_dir, name, overlay_port, skip_prereqs)
+    config = _join(url, token, ca_hash, state_dir, name, overlay_port, skip_prereqs,
+                   aggregate)
     console.print(f"joined as {config.name} (node {config.node_id})", highlight=False)
     if foreground:
         raise typer.Exit(_run_agent(config))

@@ -27,6 +27,8 @@ def parse_duration(text: str) -> int:
 def create(ttl: str = typer.Option("1h", help="Lifetime: 90s, 15m, 1h, 2d."),
            uses: int = typer.Option(1, help="How many joins it allows."),
            description: str = typer.Option("", help="A note shown in 'token list'."),
+           aggregate: list[str] = typer.Option(  # noqa: B008
+               [], "--aggregate", help="A host aggregate the node joins (repeatable)."),
            as_json: bool = typer.Option(False, "--json"), state_dir: StateDir = None) -> None:
     """Create a join token and print the complete join command."""
     from ..api.cluster import TokenCreate
@@ -34,17 +36,21 @@ def create(ttl: str = typer.Option("1h", help="Lifetime: 90s, 15m, 1h, 2d."),
     from ..controller.cluster.join_command import join_details
 
     try:
-        spec = TokenCreate(ttl=parse_duration(ttl), uses=uses, description=description)
+        spec = TokenCreate(ttl=parse_duration(ttl), uses=uses, description=description,
+                           aggregates=aggregate)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     with controller(state_dir) as ctl, ctl.db.session() as session:
-        secret, token = tokens.create(session, spec.ttl, spec.uses, spec.description)
+        secret, token = tokens.create(session, spec.ttl, spec.uses, spec.description,
+                                      spec.aggregates)
         view = {**tokens.to_view(token), **join_details(ctl.settings, secret)}
     if as_json:
         print_json(view)
         return
+    into = f" into aggregate(s) {', '.join(view['aggregates'])}" if view["aggregates"] else ""
     console.print(f"token {view['id'][:8]} valid until {view['expires_at']} for "
-                  f"{spec.uses} join(s). On the new node, as root, run:", highlight=False)
+                  f"{spec.uses} join(s){into}. On the new node, as root, run:",
+                  highlight=False)
     console.print(view["command"], highlight=False, soft_wrap=True)
 
 
@@ -58,10 +64,10 @@ def list_(as_json: bool = typer.Option(False, "--json"), state_dir: StateDir = N
     if as_json:
         print_json(views)
         return
-    table = Table("id", "state", "uses", "expires", "description")
+    table = Table("id", "state", "uses", "expires", "aggregates", "description")
     for v in views:
         table.add_row(v["id"][:8], v["state"], f"{v['uses']}/{v['max_uses']}",
-                      v["expires_at"], v["description"])
+                      v["expires_at"], ", ".join(v["aggregates"]), v["description"])
     console.print(table)
 
 

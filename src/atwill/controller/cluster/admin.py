@@ -27,7 +27,8 @@ def tokens_post(request: Request, body: TokenCreate,
     authorize(creds, "cluster:tokens:create")
     ctl = controller(request)
     with ctl.db.session() as session:
-        secret, token = tokens.create(session, body.ttl, body.uses, body.description)
+        secret, token = tokens.create(session, body.ttl, body.uses, body.description,
+                                      body.aggregates)
         view = tokens.to_view(token)
     return {**view, **join_details(ctl.settings, secret)}
 

@@ -8,7 +8,7 @@ from fastapi.responses import PlainTextResponse
 from ...api.cluster import DesiredState, JoinRequest, JoinResponse
 from ...core.nodereports import check_inventory
 from ..service import controller
-from . import nodes, tokens
+from . import join_aggregates, nodes, tokens
 from .desired import desired_state
 
 router = APIRouter()
@@ -35,7 +35,11 @@ def join_post(request: Request, body: JoinRequest) -> dict:
     source = request.client.host if request.client else ""
     check_inventory(body.inventory)
     with ctl.db.session() as session:
-        tokens.consume(session, body.token)
+        token = tokens.consume(session, body.token)
+        # Checked before the node is made; a refusal rolls the token's use back too.
+        aggs = join_aggregates.resolve(session, [*token.aggregates, *body.aggregates])
+        join_aggregates.check_zones(session, body.name, aggs)
+        join_aggregates.add_host(session, body.name, aggs)
         node, cert = nodes.register(session, ctl, body.name, body.csr,
                                     body.wireguard_public_key, body.overlay_port,
                                     body.inventory, source)

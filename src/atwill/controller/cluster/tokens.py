@@ -12,16 +12,23 @@ from sqlalchemy.orm import Session
 from ...core.errors import Forbidden, NotFound
 from ..db.base import iso, utcnow
 from ..db.models import JoinToken
+from . import join_aggregates
 
 
 def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create(session: Session, ttl: int, uses: int, description: str) -> tuple[str, JoinToken]:
+def create(session: Session, ttl: int, uses: int, description: str,
+           aggregates: list[str] | None = None) -> tuple[str, JoinToken]:
+    """A new token; the aggregates it carries must exist and agree on one zone."""
+    refused = "Cannot create the join token"
+    aggs = join_aggregates.resolve(session, aggregates or [], refused)
+    join_aggregates.check_zones(session, None, aggs, refused)
     secret = "atw_" + secrets.token_urlsafe(24)
     token = JoinToken(token_hash=digest(secret), description=description, max_uses=uses,
-                      expires_at=utcnow() + dt.timedelta(seconds=ttl))
+                      expires_at=utcnow() + dt.timedelta(seconds=ttl),
+                      aggregates=[a.name for a in aggs])
     session.add(token)
     session.flush()
     return secret, token
@@ -41,7 +48,8 @@ def state(token: JoinToken, now: dt.datetime | None = None) -> str:
 def to_view(token: JoinToken) -> dict:
     return {"id": token.id, "description": token.description,
             "expires_at": iso(token.expires_at), "uses": token.uses,
-            "max_uses": token.max_uses, "state": state(token)}
+            "max_uses": token.max_uses, "state": state(token),
+            "aggregates": list(token.aggregates or [])}
 
 
 def listing(session: Session) -> list[JoinToken]:

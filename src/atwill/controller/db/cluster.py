@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import DateTime, Integer, String, Text
+from sqlalchemy import JSON, DateTime, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, new_uuid, utcnow
@@ -22,6 +22,8 @@ class JoinToken(Base):
     uses: Mapped[int] = mapped_column(Integer, default=0)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # Host aggregates (names) a node that joins with this token is put into.
+    aggregates: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
 
 
 class OverlayAddress(Base):
