@@ -1,0 +1,250 @@
+"""NBD exports: one qemu-storage-daemon per (volume, client node), TLS from the cluster CA.
+
+Each daemon serves one volume to the one node whose certificate (cluster CA, CN = the
+node's name) it admits: `tls-creds-x509` with verify-peer and an `authz-simple` on that
+CN. Revoking an export stops its daemon by PID, which drops the client's connection at
+once; that is storage fencing. Each export keeps a directory (its record, pidfile, QMP
+socket, TLS files, log) under storage/.exports, so an agent that restarts finds its
+daemons and their ports again.
+
+The daemon runs as uid 0 without any capability (bounding set, inheritable and ambient
+sets emptied, no_new_privs). QEMU 7.2's storage daemon cannot open a volume it is handed
+as a descriptor (its QMP has no add-fd and its file driver no fd option), so another
+user could only open the volume by path, which would need the 0600 root files and the
+node's key opened up to it. Without capabilities it still opens root's files, but no
+file of any other user (guest disks, helpers' files), signals no other user's process,
+and cannot mount, load modules or use raw sockets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import re
+import shutil
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from atwill.agent.host.run import ChildProcess, HostCommandError, Reverter
+from atwill.agent.hypervisor.qmp import QMP, QMPError
+
+log = logging.getLogger("atwill.agent.storage")
+
+DAEMON = "qemu-storage-daemon"
+PORTS = range(10809, 11000)
+NODE = "vol0"
+# No capability at all, and none to regain through a setuid program.
+NO_CAPS = ["setpriv", "--no-new-privs", "--inh-caps=-all", "--ambient-caps=-all",
+           "--bounding-set=-all", "--"]
+_CN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+START_TIMEOUT = 10.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Export:
+    """One volume served to one client node."""
+
+    volume_id: str
+    node_id: str
+    client_cn: str
+    host: str
+    port: int
+
+
+def export_key(volume_id: str, node_id: str) -> str:
+    """The export's directory name: short, as the QMP socket path inside must be."""
+    return hashlib.sha256(f"{volume_id}/{node_id}".encode()).hexdigest()[:16]
+
+
+def choose_port(taken: set[int], ports: range = PORTS, preferred: int | None = None,
+                free: Callable[[int], bool] = lambda port: True) -> int:
+    """preferred if it is in ports and not taken, else the lowest port neither taken nor busy."""
+    if preferred is not None and preferred in ports and preferred not in taken:
+        return preferred
+    for port in ports:
+        if port not in taken and free(port):
+            return port
+    raise RuntimeError(f"no free export port in {ports.start}-{ports.stop - 1}")
+
+
+def opt(value: str) -> str:
+    """value as one QEMU option value (a comma is doubled, or it would end the value)."""
+    return value.replace(",", ",,")
+
+
+def daemon_argv(export: Export, image: Path, directory: Path) -> list[str]:
+    """The qemu-storage-daemon command line serving image as export.volume_id."""
+    if not _CN.fullmatch(export.client_cn):
+        raise ValueError(f"not a node name: {export.client_cn!r}")
+    socket.inet_pton(socket.AF_INET6 if ":" in export.host else socket.AF_INET, export.host)
+    return [
+        *NO_CAPS, DAEMON,
+        "--chardev", qmp_chardev(directory),
+        "--monitor", "chardev=qmp0",
+        "--object", f"tls-creds-x509,id=tls0,dir={opt(str(directory / 'tls'))},"
+                    "endpoint=server,verify-peer=on",
+        "--object", f"authz-simple,id=authz0,identity=CN={export.client_cn}",
+        "--blockdev", f"driver=file,node-name=file0,filename={opt(str(image))}",
+        "--blockdev", f"driver=qcow2,node-name={NODE},file=file0",
+        "--nbd-server", f"addr.type=inet,addr.host={export.host},addr.port={export.port},"
+                        "tls-creds=tls0,tls-authz=authz0",
+        "--export", f"type=nbd,id=exp0,node-name={NODE},name={export.volume_id},writable=on",
+    ]
+
+
+def export_args(volume_id: str) -> dict[str, object]:
+    """QMP block-export-add's arguments for the export daemon_argv makes."""
+    return {"type": "nbd", "id": "exp0", "node-name": NODE, "name": volume_id, "writable": True}
+
+
+def qmp_chardev(directory: Path) -> str:
+    """The daemon's QMP socket option: also the argv word that tells its PID is ours."""
+    return f"socket,id=qmp0,path={opt(str(directory / 'qmp.sock'))},server=on,wait=off"
+
+
+def port_free(host: str) -> Callable[[int], bool]:
+    """Whether a port can be bound on host now (another program may hold one of ours)."""
+    def free(port: int) -> bool:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError:
+                return False
+        return True
+    return free
+
+
+class Exports:
+    """The node's exports, found again from their directories under root."""
+
+    def __init__(self, root: Path, ca: Path, cert: Path, key: Path,
+                 ports: range = PORTS) -> None:
+        self.root = root
+        self.credentials = {"ca-cert.pem": ca, "server-cert.pem": cert, "server-key.pem": key}
+        self.ports = ports
+
+    def directory(self, volume_id: str, node_id: str) -> Path:
+        return self.root / export_key(volume_id, node_id)
+
+    def records(self) -> dict[tuple[str, str], Export]:
+        """Every export with a record on disk, running or not."""
+        found: dict[tuple[str, str], Export] = {}
+        if not self.root.is_dir():
+            return found
+        for directory in self.root.iterdir():
+            try:
+                export = Export(**json.loads((directory / "export.json").read_text()))
+            except (OSError, ValueError, TypeError):
+                continue
+            found[(export.volume_id, export.node_id)] = export
+        return found
+
+    def running(self, export: Export) -> int | None:
+        """The PID of export's daemon, if it runs."""
+        return self._child(self.directory(export.volume_id, export.node_id)).pid()
+
+    def ensure(self, volume_id: str, node_id: str, client_cn: str, host: str,
+               image: Path) -> Export:
+        """Serve image to the node client_cn as volume_id; the same port while it runs."""
+        records = self.records()
+        current = records.get((volume_id, node_id))
+        if current is not None and self.running(current) is not None \
+                and (current.client_cn, current.host) == (client_cn, host):
+            return current
+        if current is not None:
+            self.revoke(volume_id, node_id)
+        taken = {e.port for key, e in records.items() if key != (volume_id, node_id)}
+        port = choose_port(taken, self.ports, current.port if current else None,
+                           port_free(host))
+        export = Export(volume_id, node_id, client_cn, host, port)
+        self._start(export, image)
+        return export
+
+    def revoke(self, volume_id: str, node_id: str) -> None:
+        """Stop the export's daemon (its client is cut off at once) and forget it."""
+        directory = self.directory(volume_id, node_id)
+        self._child(directory).stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+    def resize(self, export: Export, size_bytes: int) -> None:
+        """Grow the volume under a running export, keeping its daemon, port and TLS.
+
+        QEMU 7.2's NBD export does not share the resize permission, and NBD tells a client
+        the size only when it connects: the export is dropped (its client reconnects, with
+        reconnect-delay), the node grown, and the export added again.
+        """
+        path = self.directory(export.volume_id, export.node_id) / "qmp.sock"
+        with QMP(path, timeout=30.0) as monitor:
+            monitor.execute("block-export-del", {"id": "exp0", "mode": "hard"})
+            monitor.wait_event(["BLOCK_EXPORT_DELETED"], 30.0)
+            try:
+                monitor.execute("block_resize", {"node-name": NODE, "size": size_bytes})
+            finally:
+                monitor.execute("block-export-add", export_args(export.volume_id))
+
+    def backup(self, export: Export, target: Path, timeout: float = 3600.0) -> None:
+        """Copy the exported volume, as it is at this instant, into the empty qcow2 target."""
+        path = self.directory(export.volume_id, export.node_id) / "qmp.sock"
+        with QMP(path, timeout=30.0) as monitor:
+            monitor.execute("blockdev-add", {"driver": "qcow2", "node-name": "backup0",
+                                             "file": {"driver": "file",
+                                                      "filename": str(target)}})
+            try:
+                monitor.execute("blockdev-backup", {"job-id": "backup0", "device": NODE,
+                                                    "target": "backup0", "sync": "full"})
+                event = monitor.wait_event(["BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED"],
+                                           timeout)
+            finally:
+                monitor.execute("blockdev-del", {"node-name": "backup0"})
+        data = event.get("data", {})
+        if event["event"] != "BLOCK_JOB_COMPLETED" or data.get("error"):
+            raise RuntimeError(f"backup of {export.volume_id} failed: "
+                               f"{data.get('error', event['event'])}")
+
+    def _child(self, directory: Path) -> ChildProcess:
+        return ChildProcess(directory / "daemon.pid", qmp_chardev(directory))
+
+    def _start(self, export: Export, image: Path) -> None:
+        directory = self.directory(export.volume_id, export.node_id)
+        with Reverter() as revert:
+            revert.add(lambda: shutil.rmtree(directory, ignore_errors=True))
+            (directory / "tls").mkdir(parents=True, mode=0o700)
+            directory.chmod(0o700)
+            for name, source in self.credentials.items():
+                shutil.copyfile(source, directory / "tls" / name)
+                (directory / "tls" / name).chmod(0o600)
+            child = self._child(directory)
+            child.start(daemon_argv(export, image, directory), directory / "log")
+            revert.add(child.stop)
+            self._wait_ready(directory, child)
+            (directory / "export.json").write_text(json.dumps(dataclasses.asdict(export)))
+        log.info("exported volume %s to node %s on %s:%d", export.volume_id,
+                 export.client_cn, export.host, export.port)
+
+    def _wait_ready(self, directory: Path, child: ChildProcess) -> None:
+        # The QMP greeting comes once every command-line option is set up (or has failed).
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if child.pid() is None:
+                break
+            try:
+                with QMP(directory / "qmp.sock", timeout=2.0) as monitor:
+                    monitor.execute("query-block-exports")
+                return
+            except QMPError:
+                time.sleep(0.05)
+        problem = _tail(directory / "log") or "it did not answer in time"
+        raise HostCommandError([DAEMON], -1, problem)
+
+
+def _tail(path: Path) -> str:
+    try:
+        return " ".join(path.read_text(errors="replace").split()[-60:])
+    except OSError:
+        return ""

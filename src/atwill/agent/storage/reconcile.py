@@ -1,0 +1,299 @@
+"""The storage node's converge: volumes, snapshots and exports as the desired state says.
+
+Order matters for safety: exports nobody wants are revoked first (fencing must not wait
+for a slow copy), then what is not wanted is deleted, then volumes are made (volumes with
+no source or an image first, so the clones and volumes from snapshots of this same
+desired state find their source), their snapshots taken, grown, and exported.
+A volume that failed to be made, a snapshot that failed, an extend that failed are not
+tried again (Cinder's error states are final until the user deletes); a failed export is
+tried again at each converge (a port taken by someone else passes).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from atwill.agent.hypervisor import disks
+from atwill.agent.storage.exports import PORTS, Export, Exports
+from atwill.agent.storage.volumes import GIB, VolumeStore, check_id, making
+
+log = logging.getLogger("atwill.agent.storage")
+
+# fetch(image source, destination path): the image's bytes written to the path.
+FetchImage = Callable[[dict[str, Any], Path], None]
+
+
+def export_host(desired: dict[str, Any]) -> str:
+    """Where exports listen: the node's overlay address, else the loopback (all-in-one)."""
+    overlay = desired.get("overlay") or {}
+    if overlay.get("kind") not in (None, "none") and overlay.get("address"):
+        return str(overlay["address"])
+    return "127.0.0.1"
+
+
+def free_gb(available: int, files: list[tuple[int, int]]) -> int:
+    """GiB still free once every volume and snapshot (virtual, allocated bytes) is full."""
+    promised = sum(max(0, virtual - allocated) for virtual, allocated in files)
+    return max(0, available - promised) // GIB
+
+
+class StorageManager:
+    """The volumes of one storage path, converged and reported."""
+
+    def __init__(self, path: Path, ca: Path, cert: Path, key: Path, fetch: FetchImage,
+                 ports: range = PORTS) -> None:
+        self.store = VolumeStore(path)
+        self.exports = Exports(path / ".exports", ca, cert, key, ports)
+        self.cache_dir = path / ".images"
+        self.fetch = fetch
+        self._guard = threading.Lock()
+        self._busy: dict[str, str] = {}  # volume id -> "creating" | "extending"
+        self._failed: dict[str, str] = {}  # volume id -> why it is in error
+        self._failed_size: dict[str, int] = {}  # volume id -> the extend that failed
+        self._snap_failed: dict[str, str] = {}
+        self._export_failed: dict[tuple[str, str], str] = {}
+        self._sizes: dict[str, int] = {}  # volume id -> virtual size in bytes
+        self._owner: dict[str, str] = {}  # snapshot id -> its volume id
+        self._wanted_gb: dict[str, int] = {}  # volume id -> its size in the desired state
+
+    # converge -------------------------------------------------------------------
+    def converge(self, desired: dict[str, Any], host: str) -> None:
+        """Make the storage path hold what desired (the "storage" key) lists, and no more."""
+        volumes = {check_id(v["id"]): v for v in desired.get("volumes") or []}
+        snapshots = {check_id(s): vid for vid, v in volumes.items()
+                     for s in v.get("snapshots") or []}
+        self.store.prepare()
+        self._owner = snapshots
+        self._wanted_gb = {vid: int(v["size_gb"]) for vid, v in volumes.items()}
+        self._revoke(volumes)
+        self._delete(volumes, snapshots)
+        first = [v for v in volumes.values() if (v.get("source") or {}).get("type")
+                 in (None, "image")]
+        for volume in first + [v for v in volumes.values() if v not in first]:
+            self._converge_volume(volume, volumes, snapshots, host)
+        disks.gc(self.cache_dir, self._images_wanted(volumes))
+
+    def _revoke(self, volumes: dict[str, dict[str, Any]]) -> None:
+        for (vid, node), _ in self.exports.records().items():
+            wanted = {e["node_id"] for e in (volumes.get(vid) or {}).get("exports") or []}
+            if node not in wanted:
+                self.exports.revoke(vid, node)
+                self._export_failed.pop((vid, node), None)
+                log.info("revoked the export of volume %s to node %s", vid, node)
+
+    def _delete(self, volumes: dict[str, Any], snapshots: dict[str, str]) -> None:
+        for sid in self.store.snapshots() - snapshots.keys():
+            self.store.delete_snapshot(sid)
+            log.info("deleted snapshot %s", sid)
+        for vid in self.store.volumes() - volumes.keys():
+            self.store.delete_volume(vid)
+            log.info("deleted volume %s", vid)
+        for table in (self._failed, self._failed_size, self._sizes):
+            for vid in set(table) - volumes.keys():
+                table.pop(vid)
+        for sid in set(self._snap_failed) - snapshots.keys():
+            self._snap_failed.pop(sid)
+
+    def _converge_volume(self, volume: dict[str, Any], volumes: dict[str, Any],
+                         snapshots: dict[str, str], host: str) -> None:
+        vid = volume["id"]
+        if vid in self._failed and vid not in self._failed_size:
+            return  # making it failed: error until deleted
+        try:
+            if vid not in self.store.volumes():
+                if not self._create(volume, volumes, snapshots):
+                    return
+            if vid not in self._sizes:
+                self._sizes[vid] = self.store.size_bytes(self.store.volume(vid), shared=True)
+            self._exports(volume, host)
+            self._snapshots(volume)
+            self._extend(volume)
+        except Exception as err:  # noqa: BLE001 - one volume's failure is its own
+            log.warning("volume %s: %s", vid, err)
+            if vid not in self.store.volumes():
+                self._failed[vid] = str(err)
+
+    def _create(self, volume: dict[str, Any], volumes: dict[str, Any],
+                snapshots: dict[str, str]) -> bool:
+        """Make the volume; False when its source is not there yet (made later)."""
+        vid, size, source = volume["id"], int(volume["size_gb"]), volume.get("source") or {}
+        kind = source.get("type")
+        if kind == "volume" and check_id(source["id"]) not in self.store.volumes() \
+                or kind == "snapshot" and check_id(source["id"]) not in self.store.snapshots():
+            if source["id"] in volumes or source["id"] in snapshots:
+                return False
+            raise FileNotFoundError(f"{kind} {source['id']} is not on this storage node")
+        with self._state(vid, "creating"):
+            if kind is None:
+                self.store.create_blank(vid, size)
+            elif kind == "image":
+                image = self._image(source)
+                self.store.create_from_image(vid, size, image, source.get("disk_format", ""))
+            elif kind == "volume":
+                self.store.create_from_volume(vid, size, source["id"])
+            elif kind == "snapshot":
+                self.store.create_from_snapshot(vid, size, source["id"])
+            else:
+                raise ValueError(f"unknown volume source {kind!r}")
+        log.info("made volume %s (%s GiB, from %s)", vid, size, kind or "nothing")
+        return True
+
+    def _image(self, source: dict[str, Any]) -> Path:
+        self.cache_dir.mkdir(mode=0o700, exist_ok=True)
+        return disks.ensure_cached(self.cache_dir, source["id"], source.get("checksum"),
+                                   lambda dest: self.fetch(source, dest),
+                                   source.get("os_hash_value"))
+
+    def _snapshots(self, volume: dict[str, Any]) -> None:
+        vid = volume["id"]
+        present = self.store.snapshots()
+        for sid in volume.get("snapshots") or []:
+            if sid in present or sid in self._snap_failed:
+                continue
+            try:
+                self._take(vid, sid)
+            except Exception as err:  # noqa: BLE001 - the snapshot is in error, not the volume
+                log.warning("snapshot %s of volume %s: %s", sid, vid, err)
+                self._snap_failed[sid] = str(err)
+
+    def _take(self, vid: str, sid: str) -> None:
+        live = self._live(vid)
+        with self._state(sid, "creating"):
+            if live is None:
+                self.store.take_snapshot(vid, sid)
+                return
+            # Exported: its daemon copies it at one instant, while its client writes on.
+            with making(self.store.snapshot(sid)) as partial:
+                self.store.blank_like(vid, partial)
+                self.exports.backup(live, partial)
+
+    def _extend(self, volume: dict[str, Any]) -> None:
+        vid, wanted = volume["id"], int(volume["size_gb"]) * GIB
+        if wanted <= self._sizes[vid] or self._failed_size.get(vid) == wanted:
+            return
+        try:
+            with self._state(vid, "extending"):
+                live = self._live(vid)
+                if live is None:
+                    self.store.resize(vid, int(volume["size_gb"]))
+                else:
+                    self.exports.resize(live, wanted)
+        except Exception as err:
+            self._failed[vid], self._failed_size[vid] = f"extend failed: {err}", wanted
+            raise
+        self._failed.pop(vid, None)
+        self._failed_size.pop(vid, None)
+        self._sizes[vid] = wanted
+
+    def _exports(self, volume: dict[str, Any], host: str) -> None:
+        for export in volume.get("exports") or []:
+            key = (volume["id"], export["node_id"])
+            try:
+                self.exports.ensure(volume["id"], export["node_id"], export["client_cn"], host,
+                                    self.store.volume(volume["id"]))
+                self._export_failed.pop(key, None)
+            except Exception as err:  # noqa: BLE001 - tried again at the next converge
+                log.warning("export of volume %s to %s: %s", volume["id"],
+                            export.get("client_cn"), err)
+                self._export_failed[key] = str(err)
+
+    def _live(self, vid: str) -> Export | None:
+        for (volume, _), export in self.exports.records().items():
+            if volume == vid and self.exports.running(export) is not None:
+                return export
+        return None
+
+    def _images_wanted(self, volumes: dict[str, Any]) -> set[str]:
+        on_disk = self.store.volumes()
+        return {v["source"]["id"] for vid, v in volumes.items()
+                if (v.get("source") or {}).get("type") == "image" and vid not in on_disk
+                and vid not in self._failed}
+
+    def _state(self, ident: str, state: str) -> _Busy:
+        return _Busy(self, ident, state)
+
+    # report ---------------------------------------------------------------------
+    def report(self) -> dict[str, dict[str, Any]]:
+        """The heartbeat's "volumes": each volume on disk (or being made, or failed)."""
+        with self._guard:
+            busy = dict(self._busy)
+        on_disk, snaps = self.store.volumes(), self.store.snapshots()
+        exports: dict[str, dict[str, Any]] = {}
+        for (vid, node), export in self.exports.records().items():
+            if self.exports.running(export) is not None:
+                exports.setdefault(vid, {})[node] = {"port": export.port, "host": export.host}
+        out: dict[str, dict[str, Any]] = {}
+        for vid in on_disk | self._failed.keys() | {i for i in busy if i not in self._owner}:
+            entry: dict[str, Any] = {"state": busy.get(vid) or "available",
+                                     "size_gb": self._size_gb(vid),
+                                     "snapshots": {}, "exports": exports.get(vid, {})}
+            if vid in self._failed:
+                entry.update(state="error", error=self._failed[vid])
+            failed = {n: m for (v, n), m in self._export_failed.items() if v == vid}
+            if failed:
+                entry["export_errors"] = failed
+            out[vid] = entry
+        for sid, vid in self._owner.items():
+            state = busy.get(sid) or ("error" if sid in self._snap_failed
+                                      else "available" if sid in snaps else None)
+            if state and vid in out:
+                out[vid]["snapshots"][sid] = state
+        return out
+
+    def _size_gb(self, vid: str) -> int:
+        if vid in self._sizes:
+            return self._sizes[vid] // GIB
+        return self._wanted_gb.get(vid, 0)
+
+    def inventory(self) -> dict[str, Any]:
+        """The inventory's "storage": where, how large, how much is still free."""
+        self.store.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fs = os.statvfs(self.store.root)
+        files = []
+        for vid in self.store.volumes():
+            allocated = _allocated(self.store.volume(vid))
+            files.append((self._sizes.get(vid, allocated), allocated))
+        return {"path": str(self.store.root), "total_gb": fs.f_blocks * fs.f_frsize // GIB,
+                "free_gb": free_gb(fs.f_bavail * fs.f_frsize, files), "formats": ["qcow2"]}
+
+
+class _Busy:
+    """Marks ident as busy (creating, extending) in the report while the work runs."""
+
+    def __init__(self, manager: StorageManager, ident: str, state: str) -> None:
+        self.manager, self.ident, self.state = manager, ident, state
+
+    def __enter__(self) -> None:
+        with self.manager._guard:
+            self.manager._busy[self.ident] = self.state
+
+    def __exit__(self, *exc: object) -> None:
+        with self.manager._guard:
+            self.manager._busy.pop(self.ident, None)
+
+
+def _allocated(path: Path) -> int:
+    try:
+        return path.stat().st_blocks * 512
+    except OSError:
+        return 0
+
+
+def controller_fetch(base_url: Callable[[], str], node_id: str,
+                     context: Callable[[], Any]) -> FetchImage:
+    """Fetch images as instances do: GET /cluster/v1/nodes/{me}/images/{id}, node mTLS."""
+    def fetch(source: dict[str, Any], dest: Path) -> None:
+        url = f"{base_url()}/cluster/v1/nodes/{node_id}/images/{source['id']}"
+        with httpx.stream("GET", url, verify=context(), timeout=60) as resp:
+            resp.raise_for_status()
+            with open(dest, "wb") as out:
+                for chunk in resp.iter_bytes(1 << 20):
+                    out.write(chunk)
+    return fetch
