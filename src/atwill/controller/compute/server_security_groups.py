@@ -13,6 +13,7 @@ from ...core.novasecgroups import nova_group
 from ...core.policy import Credentials
 from ..db.models import Instance
 from ..db.network import Port, PortSecurityGroup, SecurityGroup
+from ..network import views
 from ..network.sgdefault import ensure_default
 from ..servers import builds, ports
 from ..service import authorize, caller, controller
@@ -29,7 +30,7 @@ def server_groups_get(server_id: str, request: Request,
         groups = _groups_of(session, inst)
         remotes = {g.id: {"name": g.name, "tenant_id": g.project_id} for g in session.scalars(
             select(SecurityGroup).where(SecurityGroup.id.in_(_remote_ids(groups))))}
-        shown = [nova_group(g.to_api(), remotes) for g in groups]
+        shown = [nova_group(views.security_group(g), remotes) for g in groups]
     # Nova sorts by (tenant_id, name).
     return {"security_groups": sorted(shown, key=lambda g: (g["tenant_id"], g["name"]))}
 

@@ -26,13 +26,6 @@ class Domain(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
 
-    def to_api(self, base_url: str) -> dict:
-        return {
-            "id": self.id, "name": self.name, "description": self.description,
-            "enabled": self.enabled, "tags": [], "options": {},
-            "links": {"self": f"{base_url}/v3/domains/{self.id}"},
-        }
-
 
 class Project(Base):
     __tablename__ = "projects"
@@ -43,15 +36,6 @@ class Project(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     tags: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
-
-    def to_api(self, base_url: str) -> dict:
-        return {
-            "id": self.id, "name": self.name, "domain_id": self.domain_id,
-            "description": self.description, "enabled": self.enabled,
-            "parent_id": self.domain_id, "is_domain": False, "tags": list(self.tags or []),
-            "options": {},
-            "links": {"self": f"{base_url}/v3/projects/{self.id}"},
-        }
 
 
 class User(Base):
@@ -71,30 +55,12 @@ class User(Base):
     failed_auth_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     failed_auth_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
-    def to_api(self, base_url: str) -> dict:
-        out = {
-            "id": self.id, "name": self.name, "domain_id": self.domain_id,
-            "enabled": self.enabled, "password_expires_at": None, "options": {},
-            "links": {"self": f"{base_url}/v3/users/{self.id}"},
-        }
-        for key in ("email", "description", "default_project_id"):
-            if getattr(self, key) is not None:
-                out[key] = getattr(self, key)
-        return out
-
 
 class Role(Base):
     __tablename__ = "roles"
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(255), unique=True)
     description: Mapped[str | None] = mapped_column(Text, nullable=True)
-
-    def to_api(self, base_url: str) -> dict:
-        return {
-            "id": self.id, "name": self.name, "domain_id": None,
-            "description": self.description, "options": {},
-            "links": {"self": f"{base_url}/v3/roles/{self.id}"},
-        }
 
 
 class ImpliedRole(Base):
@@ -137,13 +103,6 @@ class Region(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     parent_region_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
-    def to_api(self, base_url: str) -> dict:
-        return {
-            "id": self.id, "description": self.description,
-            "parent_region_id": self.parent_region_id,
-            "links": {"self": f"{base_url}/v3/regions/{self.id}"},
-        }
-
 
 class Service(Base):
     __tablename__ = "services"
@@ -152,13 +111,6 @@ class Service(Base):
     name: Mapped[str] = mapped_column(String(255))
     description: Mapped[str] = mapped_column(Text, default="")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
-
-    def to_api(self, base_url: str) -> dict:
-        return {
-            "id": self.id, "type": self.type, "name": self.name,
-            "description": self.description, "enabled": self.enabled,
-            "links": {"self": f"{base_url}/v3/services/{self.id}"},
-        }
 
 
 class Endpoint(Base):
@@ -169,14 +121,6 @@ class Endpoint(Base):
     region_id: Mapped[str] = mapped_column(ForeignKey("regions.id"))
     url: Mapped[str] = mapped_column(Text)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
-
-    def to_api(self, base_url: str) -> dict:
-        return {
-            "id": self.id, "service_id": self.service_id, "interface": self.interface,
-            "region_id": self.region_id, "region": self.region_id, "url": self.url,
-            "enabled": self.enabled,
-            "links": {"self": f"{base_url}/v3/endpoints/{self.id}"},
-        }
 
 
 class Revocation(Base):

@@ -17,7 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .base import Base, iso, new_uuid, utcnow
+from .base import Base, new_uuid, utcnow
 
 
 class Image(Base):
@@ -46,24 +46,6 @@ class Image(Base):
     members: Mapped[list[ImageMember]] = relationship(
         cascade="all, delete-orphan", lazy="selectin")
 
-    def to_api(self) -> dict[str, Any]:
-        """Glance's image document: core attributes with the properties beside them."""
-        out: dict[str, Any] = dict(self.properties or {})
-        out.update({
-            "id": self.id, "name": self.name, "status": self.status,
-            "visibility": self.visibility, "protected": self.protected,
-            "os_hidden": self.os_hidden, "owner": self.owner,
-            "disk_format": self.disk_format, "container_format": self.container_format,
-            "min_disk": self.min_disk, "min_ram": self.min_ram, "size": self.size,
-            "virtual_size": self.virtual_size, "checksum": self.checksum,
-            "os_hash_algo": self.os_hash_algo, "os_hash_value": self.os_hash_value,
-            "tags": [t.value for t in self.tags],
-            "created_at": iso(self.created_at), "updated_at": iso(self.updated_at),
-            "self": f"/v2/images/{self.id}", "file": f"/v2/images/{self.id}/file",
-            "schema": "/v2/schemas/image",
-        })
-        return out
-
 
 class ImageTag(Base):
     __tablename__ = "image_tags"
@@ -82,8 +64,3 @@ class ImageMember(Base):
     status: Mapped[str] = mapped_column(String(16), default="pending")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
-
-    def to_api(self) -> dict[str, Any]:
-        return {"image_id": self.image_id, "member_id": self.member_id,
-                "status": self.status, "created_at": iso(self.created_at),
-                "updated_at": iso(self.updated_at), "schema": "/v2/schemas/member"}

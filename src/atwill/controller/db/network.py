@@ -4,7 +4,6 @@ security groups and rules, and network quotas."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -18,7 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .base import Base, iso, new_uuid, utcnow
+from .base import Base, new_uuid, utcnow
 
 
 class Standard:
@@ -36,12 +35,6 @@ class Standard:
         self.revision_number += 1
         self.updated_at = utcnow()
 
-    def standard(self) -> dict[str, Any]:
-        return {"id": self.id, "project_id": self.project_id, "tenant_id": self.project_id,
-                "description": self.description, "tags": list(self.tags or []),
-                "revision_number": self.revision_number, "created_at": iso(self.created_at),
-                "updated_at": iso(self.updated_at)}
-
 
 class Network(Standard, Base):
     __tablename__ = "networks"
@@ -58,17 +51,6 @@ class Network(Standard, Base):
     subnets: Mapped[list[Subnet]] = relationship(
         back_populates="network", cascade="all, delete-orphan", lazy="selectin",
         order_by="Subnet.created_at")
-
-    def to_api(self) -> dict[str, Any]:
-        return {**self.standard(), "name": self.name, "admin_state_up": self.admin_state_up,
-                "status": "ACTIVE", "shared": self.shared, "router:external": self.external,
-                "provider:network_type": self.network_type,
-                "provider:physical_network": self.physical_network,
-                "provider:segmentation_id": self.segmentation_id, "mtu": self.mtu,
-                "port_security_enabled": self.port_security_enabled,
-                "subnets": [s.id for s in self.subnets], "availability_zone_hints": [],
-                "availability_zones": ["nova"], "ipv4_address_scope": None,
-                "ipv6_address_scope": None, "is_default": False}
 
 
 class Subnet(Standard, Base):
@@ -89,16 +71,6 @@ class Subnet(Standard, Base):
     # SQLite could only add the constraint by rebuilding the table.
     subnetpool_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
     network: Mapped[Network] = relationship(back_populates="subnets", lazy="joined")
-
-    def to_api(self) -> dict[str, Any]:
-        return {**self.standard(), "name": self.name, "network_id": self.network_id,
-                "ip_version": self.ip_version, "cidr": self.cidr,
-                "gateway_ip": self.gateway_ip, "allocation_pools": self.allocation_pools,
-                "dns_nameservers": self.dns_nameservers, "host_routes": self.host_routes,
-                "enable_dhcp": self.enable_dhcp, "ipv6_ra_mode": self.ipv6_ra_mode,
-                "ipv6_address_mode": self.ipv6_address_mode,
-                "subnetpool_id": self.subnetpool_id, "segment_id": None, "service_types": [],
-                "dns_publish_fixed_ip": False, "router:external": self.network.external}
 
 
 class SubnetPool(Standard, Base):
@@ -135,23 +107,6 @@ class Port(Standard, Base):
     groups: Mapped[list[PortSecurityGroup]] = relationship(
         cascade="all, delete-orphan", lazy="selectin")
 
-    def to_api(self, admin: bool = False) -> dict[str, Any]:
-        out = {**self.standard(), "name": self.name, "network_id": self.network_id,
-               "mac_address": self.mac_address, "admin_state_up": self.admin_state_up,
-               "status": self.status, "device_owner": self.device_owner,
-               "device_id": self.device_id,
-               "fixed_ips": [{"subnet_id": a.subnet_id, "ip_address": a.ip_address}
-                             for a in self.fixed_ips],
-               "security_groups": sorted(g.security_group_id for g in self.groups),
-               "port_security_enabled": self.port_security_enabled,
-               "allowed_address_pairs": self.allowed_address_pairs,
-               "binding:vnic_type": "normal", "extra_dhcp_opts": []}
-        if admin:
-            out.update({"binding:host_id": self.host_id,
-                        "binding:vif_type": "tap" if self.host_id else "unbound",
-                        "binding:vif_details": {}, "binding:profile": {}})
-        return out
-
 
 class IPAllocation(Base):
     """One fixed IP of a port; unique per network, so no address is handed out twice."""
@@ -184,18 +139,6 @@ class Router(Standard, Base):
     routes: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
     gw_port: Mapped[Port | None] = relationship(lazy="joined")
 
-    def to_api(self) -> dict[str, Any]:
-        gateway = None
-        if self.gw_port is not None:
-            gateway = {"network_id": self.gw_port.network_id, "enable_snat": self.enable_snat,
-                       "external_fixed_ips": [{"subnet_id": a.subnet_id,
-                                               "ip_address": a.ip_address}
-                                              for a in self.gw_port.fixed_ips]}
-        return {**self.standard(), "name": self.name, "admin_state_up": self.admin_state_up,
-                "status": "ACTIVE", "external_gateway_info": gateway, "routes": self.routes,
-                "availability_zone_hints": [], "availability_zones": ["nova"],
-                "distributed": True, "ha": False, "flavor_id": None}
-
 
 class FloatingIP(Standard, Base):
     __tablename__ = "floating_ips"
@@ -207,13 +150,6 @@ class FloatingIP(Standard, Base):
     fixed_ip_address: Mapped[str | None] = mapped_column(String(64), nullable=True)
     router_id: Mapped[str | None] = mapped_column(ForeignKey("routers.id"), nullable=True)
 
-    def to_api(self) -> dict[str, Any]:
-        return {**self.standard(), "floating_network_id": self.floating_network_id,
-                "floating_ip_address": self.floating_ip_address, "port_id": self.port_id,
-                "fixed_ip_address": self.fixed_ip_address, "router_id": self.router_id,
-                "status": "ACTIVE" if self.port_id else "DOWN", "port_forwardings": [],
-                "dns_domain": "", "dns_name": "", "qos_policy_id": None}
-
 
 class SecurityGroup(Standard, Base):
     __tablename__ = "security_groups"
@@ -222,10 +158,6 @@ class SecurityGroup(Standard, Base):
     rules: Mapped[list[SecurityGroupRule]] = relationship(
         cascade="all, delete-orphan", lazy="selectin", order_by="SecurityGroupRule.created_at",
         foreign_keys="SecurityGroupRule.security_group_id")
-
-    def to_api(self) -> dict[str, Any]:
-        return {**self.standard(), "name": self.name, "stateful": self.stateful,
-                "shared": False, "security_group_rules": [r.to_api() for r in self.rules]}
 
 
 class DefaultSecurityGroup(Base):
@@ -249,15 +181,6 @@ class SecurityGroupRule(Standard, Base):
     remote_ip_prefix: Mapped[str | None] = mapped_column(String(64), nullable=True)
     remote_group_id: Mapped[str | None] = mapped_column(
         ForeignKey("security_groups.id", ondelete="CASCADE"), nullable=True, index=True)
-
-    def to_api(self) -> dict[str, Any]:
-        return {**self.standard(), "security_group_id": self.security_group_id,
-                "direction": self.direction, "ethertype": self.ethertype,
-                "protocol": self.protocol, "port_range_min": self.port_range_min,
-                "port_range_max": self.port_range_max,
-                "remote_ip_prefix": self.remote_ip_prefix,
-                "remote_group_id": self.remote_group_id, "remote_address_group_id": None,
-                "normalized_cidr": self.remote_ip_prefix, "belongs_to_default_sg": None}
 
 
 class NetworkQuota(Base):

@@ -12,6 +12,7 @@ from ...core.errors import BadRequest, NotFound
 from ...core.policy import Credentials
 from ..db.models import Domain, Project, Role, RoleAssignment, User
 from ..service import authorize, caller, controller
+from . import views
 from .common import base, bool_query, get_or_404
 from .system_assignments import system_assignments, system_filter
 from .tokens import TokenService
@@ -94,7 +95,7 @@ def grants_get(kind: str, target_id: str, user_id: str, request: Request,
         _load(session, kind, target_id, user_id)
         ids = [g.role_id for g in session.scalars(_grant_query(kind, target_id, user_id))]
         roles = session.scalars(select(Role).where(Role.id.in_(ids)).order_by(Role.name))
-        return {"roles": [r.to_api(base(request)) for r in roles],
+        return {"roles": [views.role(r, base(request)) for r in roles],
                 "links": {"self": str(request.url), "next": None, "previous": None}}
 
 

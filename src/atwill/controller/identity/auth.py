@@ -17,7 +17,7 @@ from ...core.ratelimit import Slots, source_key
 from ..context import Controller
 from ..db.models import Domain, Project, RoleAssignment
 from ..service import authorize, caller, controller, json_body
-from . import lockout, token_cache
+from . import lockout, token_cache, views
 from .lookups import find_auth_user, find_domain
 from .system import system_roles, system_scope
 from .tokens import TokenService, ValidatedToken, build_catalog, lookup_scope_project
@@ -208,7 +208,7 @@ def auth_projects_get(request: Request, creds: Credentials = Depends(caller)) ->
     with ctl.db.session() as session:
         projects = _assigned(session, creds.user_id, Project, RoleAssignment.project_id)
         base = ctl.base_url + "/identity"
-        return {"projects": [p.to_api(base) for p in projects if p.enabled],
+        return {"projects": [views.project(p, base) for p in projects if p.enabled],
                 "links": {"self": str(request.url), "next": None, "previous": None}}
 
 
@@ -219,7 +219,7 @@ def auth_domains_get(request: Request, creds: Credentials = Depends(caller)) -> 
     with ctl.db.session() as session:
         domains = _assigned(session, creds.user_id, Domain, RoleAssignment.domain_id)
         base = ctl.base_url + "/identity"
-        return {"domains": [d.to_api(base) for d in domains if d.enabled],
+        return {"domains": [views.domain(d, base) for d in domains if d.enabled],
                 "links": {"self": str(request.url), "next": None, "previous": None}}
 
 

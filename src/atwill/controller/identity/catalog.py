@@ -12,6 +12,7 @@ from ...core.errors import BadRequest, Conflict
 from ...core.policy import Credentials
 from ..db.models import Endpoint, Region, Service
 from ..service import authorize, caller, controller, field, json_body, wrapped
+from . import views
 from .common import base, filtered, get_or_404, listing
 
 router = APIRouter()
@@ -23,7 +24,7 @@ def regions_get(request: Request, creds: Credentials = Depends(caller)) -> dict:
     authorize(creds, "identity:list_regions")
     with controller(request).db.session() as session:
         query = filtered(select(Region), Region, request, "parent_region_id")
-        items = [r.to_api(base(request)) for r in session.scalars(query.order_by(Region.id))]
+        items = [views.region(r, base(request)) for r in session.scalars(query.order_by(Region.id))]
     return listing(request, "regions", items)
 
 
@@ -45,7 +46,7 @@ def regions_post(request: Request, body: dict = Depends(json_body),
                         parent_region_id=parent)
         session.add(region)
         session.flush()
-        out = region.to_api(base(request))
+        out = views.region(region, base(request))
     return JSONResponse({"region": out}, status_code=201)
 
 
@@ -53,8 +54,8 @@ def regions_post(request: Request, body: dict = Depends(json_body),
 def region_get(region_id: str, request: Request, creds: Credentials = Depends(caller)) -> dict:
     authorize(creds, "identity:get_region")
     with controller(request).db.session() as session:
-        return {"region": get_or_404(session, Region, region_id, "region").to_api(
-            base(request))}
+        found = get_or_404(session, Region, region_id, "region")
+        return {"region": views.region(found, base(request))}
 
 
 @router.patch("/v3/regions/{region_id}")
@@ -66,7 +67,7 @@ def region_patch(region_id: str, request: Request, body: dict = Depends(json_bod
         region = get_or_404(session, Region, region_id, "region")
         if "description" in data:
             region.description = field(data, "description", str, default="")
-        return {"region": region.to_api(base(request))}
+        return {"region": views.region(region, base(request))}
 
 
 @router.delete("/v3/regions/{region_id}")
@@ -86,7 +87,8 @@ def services_get(request: Request, creds: Credentials = Depends(caller)) -> dict
     authorize(creds, "identity:list_services")
     with controller(request).db.session() as session:
         query = filtered(select(Service), Service, request, "type", "name")
-        items = [s.to_api(base(request)) for s in session.scalars(query.order_by(Service.type))]
+        rows = session.scalars(query.order_by(Service.type))
+        items = [views.service(s, base(request)) for s in rows]
     return listing(request, "services", items)
 
 
@@ -102,7 +104,7 @@ def services_post(request: Request, body: dict = Depends(json_body),
     with controller(request).db.session() as session:
         session.add(service)
         session.flush()
-        out = service.to_api(base(request))
+        out = views.service(service, base(request))
     return JSONResponse({"service": out}, status_code=201)
 
 
@@ -110,8 +112,8 @@ def services_post(request: Request, body: dict = Depends(json_body),
 def service_get(service_id: str, request: Request, creds: Credentials = Depends(caller)) -> dict:
     authorize(creds, "identity:get_service")
     with controller(request).db.session() as session:
-        return {"service": get_or_404(session, Service, service_id, "service").to_api(
-            base(request))}
+        found = get_or_404(session, Service, service_id, "service")
+        return {"service": views.service(found, base(request))}
 
 
 @router.patch("/v3/services/{service_id}")
@@ -125,7 +127,7 @@ def service_patch(service_id: str, request: Request, body: dict = Depends(json_b
                           ("enabled", bool)):
             if key in data:
                 setattr(service, key, field(data, key, kind, required=True))
-        return {"service": service.to_api(base(request))}
+        return {"service": views.service(service, base(request))}
 
 
 @router.delete("/v3/services/{service_id}")
@@ -144,7 +146,8 @@ def endpoints_get(request: Request, creds: Credentials = Depends(caller)) -> dic
         query = filtered(select(Endpoint), Endpoint, request, "service_id", "interface")
         if request.query_params.get("region_id"):
             query = query.where(Endpoint.region_id == request.query_params["region_id"])
-        items = [e.to_api(base(request)) for e in session.scalars(query.order_by(Endpoint.url))]
+        rows = session.scalars(query.order_by(Endpoint.url))
+        items = [views.endpoint(e, base(request)) for e in rows]
     return listing(request, "endpoints", items)
 
 
@@ -182,7 +185,7 @@ def endpoints_post(request: Request, body: dict = Depends(json_body),
         endpoint = Endpoint(**_endpoint_fields(session, data, partial=False))
         session.add(endpoint)
         session.flush()
-        out = endpoint.to_api(base(request))
+        out = views.endpoint(endpoint, base(request))
     return JSONResponse({"endpoint": out}, status_code=201)
 
 
@@ -191,8 +194,8 @@ def endpoint_get(endpoint_id: str, request: Request,
                  creds: Credentials = Depends(caller)) -> dict:
     authorize(creds, "identity:get_endpoint")
     with controller(request).db.session() as session:
-        return {"endpoint": get_or_404(session, Endpoint, endpoint_id, "endpoint").to_api(
-            base(request))}
+        found = get_or_404(session, Endpoint, endpoint_id, "endpoint")
+        return {"endpoint": views.endpoint(found, base(request))}
 
 
 @router.patch("/v3/endpoints/{endpoint_id}")
@@ -204,7 +207,7 @@ def endpoint_patch(endpoint_id: str, request: Request, body: dict = Depends(json
         endpoint = get_or_404(session, Endpoint, endpoint_id, "endpoint")
         for key, value in _endpoint_fields(session, data, partial=True).items():
             setattr(endpoint, key, value)
-        return {"endpoint": endpoint.to_api(base(request))}
+        return {"endpoint": views.endpoint(endpoint, base(request))}
 
 
 @router.delete("/v3/endpoints/{endpoint_id}")

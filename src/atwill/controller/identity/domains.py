@@ -10,6 +10,7 @@ from ...core.errors import BadRequest, Forbidden
 from ...core.policy import Credentials
 from ..db.models import Domain
 from ..service import authorize, caller, controller, field, json_body, wrapped
+from . import views
 from .common import base, filtered, get_or_404, listing, name_of
 
 router = APIRouter()
@@ -20,7 +21,8 @@ def domains_get(request: Request, creds: Credentials = Depends(caller)) -> dict:
     authorize(creds, "identity:list_domains")
     with controller(request).db.session() as session:
         query = filtered(select(Domain), Domain, request, "name", "enabled")
-        items = [d.to_api(base(request)) for d in session.scalars(query.order_by(Domain.name))]
+        rows = session.scalars(query.order_by(Domain.name))
+        items = [views.domain(d, base(request)) for d in rows]
     return listing(request, "domains", items)
 
 
@@ -35,7 +37,7 @@ def domains_post(request: Request, body: dict = Depends(json_body),
     with controller(request).db.session() as session:
         session.add(domain)
         session.flush()
-        out = domain.to_api(base(request))
+        out = views.domain(domain, base(request))
     return JSONResponse({"domain": out}, status_code=201)
 
 
@@ -43,8 +45,8 @@ def domains_post(request: Request, body: dict = Depends(json_body),
 def domain_get(domain_id: str, request: Request, creds: Credentials = Depends(caller)) -> dict:
     authorize(creds, "identity:get_domain", domain_id=domain_id)
     with controller(request).db.session() as session:
-        return {"domain": get_or_404(session, Domain, domain_id, "domain").to_api(
-            base(request))}
+        found = get_or_404(session, Domain, domain_id, "domain")
+        return {"domain": views.domain(found, base(request))}
 
 
 @router.patch("/v3/domains/{domain_id}")
@@ -64,7 +66,7 @@ def domain_patch(domain_id: str, request: Request, body: dict = Depends(json_bod
                 raise Forbidden("The default domain cannot be disabled.")
             domain.enabled = enabled
         session.flush()
-        return {"domain": domain.to_api(base(request))}
+        return {"domain": views.domain(domain, base(request))}
 
 
 @router.delete("/v3/domains/{domain_id}")

@@ -13,6 +13,7 @@ from ...core.policy import Credentials
 from ...core.text import clean_name, shown
 from ..db.models import Domain, Project, Quota
 from ..service import authorize, caller, controller, field, json_body, wrapped
+from . import views
 from .common import base, filtered, get_or_404, listing, name_of
 
 router = APIRouter()
@@ -44,7 +45,8 @@ def projects_get(request: Request, creds: Credentials = Depends(caller)) -> dict
     authorize(creds, "identity:list_projects")
     with controller(request).db.session() as session:
         query = filtered(select(Project), Project, request, "name", "domain_id", "enabled")
-        items = [p.to_api(base(request)) for p in session.scalars(query.order_by(Project.name))]
+        rows = session.scalars(query.order_by(Project.name))
+        items = [views.project(p, base(request)) for p in rows]
     return listing(request, "projects", items)
 
 
@@ -72,7 +74,7 @@ def projects_post(request: Request, body: dict = Depends(json_body),
                           enabled=field(data, "enabled", bool, default=True), tags=tags)
         session.add(project)
         session.flush()
-        out = project.to_api(base(request))
+        out = views.project(project, base(request))
     return JSONResponse({"project": out}, status_code=201)
 
 
@@ -80,8 +82,8 @@ def projects_post(request: Request, body: dict = Depends(json_body),
 def project_get(project_id: str, request: Request, creds: Credentials = Depends(caller)) -> dict:
     authorize(creds, "identity:get_project", project_id=project_id)
     with controller(request).db.session() as session:
-        return {"project": get_or_404(session, Project, project_id, "project").to_api(
-            base(request))}
+        found = get_or_404(session, Project, project_id, "project")
+        return {"project": views.project(found, base(request))}
 
 
 @router.patch("/v3/projects/{project_id}")
@@ -102,7 +104,7 @@ def project_patch(project_id: str, request: Request, body: dict = Depends(json_b
         if "domain_id" in data and data["domain_id"] != project.domain_id:
             raise BadRequest("A project cannot move to another domain.")
         session.flush()
-        return {"project": project.to_api(base(request))}
+        return {"project": views.project(project, base(request))}
 
 
 @router.delete("/v3/projects/{project_id}")

@@ -10,6 +10,7 @@ from ...core.errors import BadRequest, Conflict, Forbidden, NotFound
 from ...core.policy import Credentials
 from ..db.models import ImpliedRole, Role
 from ..service import authorize, caller, controller, field, json_body, wrapped
+from . import views
 from .common import base, filtered, get_or_404, listing, name_of
 
 router = APIRouter()
@@ -21,7 +22,7 @@ def roles_get(request: Request, creds: Credentials = Depends(caller)) -> dict:
     authorize(creds, "identity:list_roles")
     with controller(request).db.session() as session:
         query = filtered(select(Role), Role, request, "name")
-        items = [r.to_api(base(request)) for r in session.scalars(query.order_by(Role.name))]
+        items = [views.role(r, base(request)) for r in session.scalars(query.order_by(Role.name))]
     return listing(request, "roles", items)
 
 
@@ -40,7 +41,7 @@ def roles_post(request: Request, body: dict = Depends(json_body),
         role = Role(name=name, description=field(data, "description", str))
         session.add(role)
         session.flush()
-        out = role.to_api(base(request))
+        out = views.role(role, base(request))
     return JSONResponse({"role": out}, status_code=201)
 
 
@@ -48,7 +49,7 @@ def roles_post(request: Request, body: dict = Depends(json_body),
 def role_get(role_id: str, request: Request, creds: Credentials = Depends(caller)) -> dict:
     authorize(creds, "identity:get_role")
     with controller(request).db.session() as session:
-        return {"role": get_or_404(session, Role, role_id, "role").to_api(base(request))}
+        return {"role": views.role(get_or_404(session, Role, role_id, "role"), base(request))}
 
 
 @router.patch("/v3/roles/{role_id}")
@@ -65,7 +66,7 @@ def role_patch(role_id: str, request: Request, body: dict = Depends(json_body),
         if "description" in data:
             role.description = field(data, "description", str)
         session.flush()
-        return {"role": role.to_api(base(request))}
+        return {"role": views.role(role, base(request))}
 
 
 @router.delete("/v3/roles/{role_id}")

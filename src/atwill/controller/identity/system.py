@@ -18,6 +18,7 @@ from ...core.policy import Credentials
 from ..db.identity import SystemRoleAssignment
 from ..db.models import Role, User
 from ..service import authorize, caller, controller
+from . import views
 from .common import base, get_or_404, listing
 from .tokens import TokenService
 
@@ -96,7 +97,7 @@ def system_grants_get(user_id: str, request: Request,
         get_or_404(session, User, user_id, "user")
         ids = system_roles(session, user_id)
         roles = session.scalars(select(Role).where(Role.id.in_(ids)).order_by(Role.name))
-        items = [r.to_api(base(request)) for r in roles]
+        items = [views.role(r, base(request)) for r in roles]
     return listing(request, "roles", items)
 
 

@@ -74,17 +74,35 @@ def effective_roles(session: Session, user_id: str, project_id: str | None = Non
     return list(session.scalars(select(Role).where(Role.id.in_(ids)).order_by(Role.name)))
 
 
-def build_catalog(session: Session) -> list[dict[str, Any]]:
+def build_catalog(session: Session, project_id: str | None = None) -> list[dict[str, Any]]:
     catalog = []
     for service in session.scalars(select(Service).where(Service.enabled.is_(True))):
         endpoints = session.scalars(select(Endpoint).where(
             Endpoint.service_id == service.id, Endpoint.enabled.is_(True)))
+        urls = [(e, endpoint_url(e.url, project_id)) for e in endpoints]
         catalog.append({
             "id": service.id, "type": service.type, "name": service.name,
             "endpoints": [{"id": e.id, "interface": e.interface, "region": e.region_id,
-                           "region_id": e.region_id, "url": e.url} for e in endpoints],
+                           "region_id": e.region_id, "url": url} for e, url in urls if url],
         })
     return catalog
+
+
+PROJECT_TEMPLATES = ("%(project_id)s", "$(project_id)s", "%(tenant_id)s", "$(tenant_id)s")
+
+
+def endpoint_url(url: str, project_id: str | None) -> str | None:
+    """An endpoint URL with the token's project filled in, as Keystone's catalog does.
+
+    Orchestration's URL names the project; without a project scope it is left out.
+    """
+    if not any(t in url for t in PROJECT_TEMPLATES):
+        return url
+    if project_id is None:
+        return None
+    for template in PROJECT_TEMPLATES:
+        url = url.replace(template, project_id)
+    return url
 
 
 class TokenService:
@@ -186,7 +204,8 @@ class TokenService:
         if validated.project or validated.domain or payload.system:
             token["roles"] = [{"id": r.id, "name": r.name} for r in validated.roles]
             if with_catalog:
-                token["catalog"] = build_catalog(session)
+                token["catalog"] = build_catalog(
+                    session, validated.project.id if validated.project else None)
         return {"token": token}
 
 

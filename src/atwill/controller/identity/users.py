@@ -14,7 +14,7 @@ from ...core.policy import Credentials
 from ..db.base import utcnow
 from ..db.models import Domain, Project, RoleAssignment, User
 from ..service import authorize, caller, controller, field, json_body, wrapped
-from . import lockout
+from . import lockout, views
 from .auth import throttle
 from .common import base, filtered, get_or_404, listing, name_of
 from .tokens import TokenService
@@ -35,7 +35,7 @@ def users_get(request: Request, creds: Credentials = Depends(caller)) -> dict:
     authorize(creds, "identity:list_users")
     with controller(request).db.session() as session:
         query = filtered(select(User), User, request, "name", "domain_id", "enabled")
-        items = [u.to_api(base(request)) for u in session.scalars(query.order_by(User.name))]
+        items = [views.user(u, base(request)) for u in session.scalars(query.order_by(User.name))]
     return listing(request, "users", items)
 
 
@@ -63,7 +63,7 @@ def users_post(request: Request, body: dict = Depends(json_body),
                     default_project_id=project_id)
         session.add(user)
         session.flush()
-        out = user.to_api(base(request))
+        out = views.user(user, base(request))
     return JSONResponse({"user": out}, status_code=201)
 
 
@@ -71,7 +71,7 @@ def users_post(request: Request, body: dict = Depends(json_body),
 def user_get(user_id: str, request: Request, creds: Credentials = Depends(caller)) -> dict:
     authorize(creds, "identity:get_user", user_id=user_id)
     with controller(request).db.session() as session:
-        return {"user": get_or_404(session, User, user_id, "user").to_api(base(request))}
+        return {"user": views.user(get_or_404(session, User, user_id, "user"), base(request))}
 
 
 @router.patch("/v3/users/{user_id}")
@@ -103,7 +103,7 @@ def user_patch(user_id: str, request: Request, body: dict = Depends(json_body),
         if revoke:
             TokenService(ctl).revoke_user(session, user.id)
         session.flush()
-        return {"user": user.to_api(base(request))}
+        return {"user": views.user(user, base(request))}
 
 
 @router.delete("/v3/users/{user_id}")
@@ -150,5 +150,6 @@ def user_projects_get(user_id: str, request: Request,
         ids = select(RoleAssignment.project_id).where(RoleAssignment.user_id == user_id)
         query = filtered(select(Project).where(Project.id.in_(ids)), Project, request,
                          "name", "domain_id", "enabled")
-        items = [p.to_api(base(request)) for p in session.scalars(query.order_by(Project.name))]
+        rows = session.scalars(query.order_by(Project.name))
+        items = [views.project(p, base(request)) for p in rows]
     return listing(request, "projects", items)

@@ -13,6 +13,7 @@ from ...core.policy import Credentials
 from ..db.base import utcnow
 from ..db.image import Image, ImageTag
 from ..service import authorize, caller, controller, json_body
+from . import views
 from .common import find_image, patch_body
 from .store import ImageStore
 
@@ -40,7 +41,7 @@ def images_post(request: Request, creds: Credentials = Depends(caller),
                       tags=[ImageTag(value=t) for t in tags])
         session.add(image)
         session.flush()
-        out = image.to_api()
+        out = views.image(image)
     return JSONResponse(out, status_code=201, headers={"Location": _location(request, out)})
 
 
@@ -48,7 +49,7 @@ def images_post(request: Request, creds: Credentials = Depends(caller),
 def image_get(image_id: str, request: Request, creds: Credentials = Depends(caller)) -> dict:
     authorize(creds, "image:get_image")
     with controller(request).db.session() as session:
-        return find_image(session, creds, image_id).to_api()
+        return views.image(find_image(session, creds, image_id))
 
 
 @router.patch("/v2/images/{image_id}")
@@ -59,7 +60,7 @@ def image_patch(image_id: str, request: Request, creds: Credentials = Depends(ca
     with controller(request).db.session() as session:
         image = find_image(session, creds, image_id, lock=True)
         authorize(creds, "image:modify_image", project_id=image.owner)
-        old = image.to_api()
+        old = views.image(image)
         new = patched(old, ops, request.state.patch_dialect)
         core, props = imageattrs.changes(old, new, image.status)
         if "visibility" in core:
@@ -68,7 +69,7 @@ def image_patch(image_id: str, request: Request, creds: Credentials = Depends(ca
             raise Forbidden("Owner can't be updated by non admin.")
         update(image, core, props)
         session.flush()
-        return image.to_api()
+        return views.image(image)
 
 
 @router.delete("/v2/images/{image_id}")

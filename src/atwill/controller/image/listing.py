@@ -16,6 +16,7 @@ from ...core.imagequery import ImageQuery
 from ...core.policy import Credentials
 from ..db.image import Image, ImageTag
 from ..service import authorize, caller, controller
+from . import views
 from .common import listed, visible
 
 router = APIRouter()
@@ -47,7 +48,7 @@ def images_get(request: Request, creds: Credentials = Depends(caller)) -> dict:
         order = [SORT_COLUMNS[k].asc() if d == "asc" else SORT_COLUMNS[k].desc()
                  for k, d in query.sort]
         rows = session.scalars(stmt.order_by(*order).limit(query.limit + 1)).all()
-        items = [image.to_api() for image in rows[: query.limit]]
+        items = [views.image(image) for image in rows[: query.limit]]
     kept = imagequery.query_string(pairs)
     body: dict[str, Any] = {"images": items, "first": _link(kept),
                             "schema": "/v2/schemas/images"}

@@ -10,6 +10,7 @@ from ...core.policy import Credentials
 from ..db.base import utcnow
 from ..db.image import Image, ImageMember
 from ..service import authorize, caller, controller, field, json_body
+from . import views
 from .common import find_image
 
 router = APIRouter()
@@ -25,7 +26,7 @@ def members_get(image_id: str, request: Request, creds: Credentials = Depends(ca
         if not owns(creds, image):
             # A member sees its own membership, never who else the image is shared with.
             members = [m for m in members if m.member_id == creds.project_id]
-        return {"members": [m.to_api() for m in members], "schema": "/v2/schemas/members"}
+        return {"members": [views.member(m) for m in members], "schema": "/v2/schemas/members"}
 
 
 @router.post("/v2/images/{image_id}/members")
@@ -42,7 +43,7 @@ def members_post(image_id: str, request: Request, creds: Credentials = Depends(c
         member = ImageMember(image_id=image.id, member_id=member_id, status="pending")
         image.members.append(member)
         session.flush()
-        return member.to_api()
+        return views.member(member)
 
 
 @router.get("/v2/images/{image_id}/members/{member_id}")
@@ -53,7 +54,7 @@ def member_get(image_id: str, member_id: str, request: Request,
         image = shared_image(session, creds, image_id)
         if not owns(creds, image) and member_id != creds.project_id:
             raise NotFound(f"Member {member_id} not found for image {image_id}.")
-        return find_member(image, member_id).to_api()
+        return views.member(find_member(image, member_id))
 
 
 @router.put("/v2/images/{image_id}/members/{member_id}")
@@ -70,7 +71,7 @@ def member_put(image_id: str, member_id: str, request: Request,
             raise Forbidden("Only the member itself may accept or reject a shared image.")
         member.status = status
         member.updated_at = utcnow()
-        return member.to_api()
+        return views.member(member)
 
 
 @router.delete("/v2/images/{image_id}/members/{member_id}")

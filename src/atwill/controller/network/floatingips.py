@@ -16,7 +16,7 @@ from ...core.policy import Credentials
 from ...core.text import shown
 from ..db.network import FloatingIP, IPAllocation, Network, Port, Router
 from ..service import caller, controller, json_body, wrapped
-from . import access, ports, quota
+from . import access, ports, quota, views
 from .common import fault, listing, one, owner, text, transaction, writable
 from .routers import INTERFACE
 
@@ -30,7 +30,7 @@ CREATE = UPDATE | {"floating_network_id", "floating_ip_address", "subnet_id", "p
 def floatingips_get(request: Request, creds: Credentials = Depends(caller)) -> dict:
     access.check(creds, "network:get_floatingip", None)
     with controller(request).db.session() as session:
-        items = [f.to_api() for f in session.scalars(access.query(creds, FloatingIP))]
+        items = [views.floating_ip(f) for f in session.scalars(access.query(creds, FloatingIP))]
     return listing(request, "floatingips", items)
 
 
@@ -39,7 +39,7 @@ def floatingip_get(fip_id: str, request: Request, creds: Credentials = Depends(c
     access.check(creds, "network:get_floatingip", None)
     with controller(request).db.session() as session:
         fip = access.find(session, creds, FloatingIP, fip_id)
-        return one(request, "floatingip", fip.to_api())
+        return one(request, "floatingip", views.floating_ip(fip))
 
 
 @router.post("/v2.0/floatingips")
@@ -82,7 +82,7 @@ def floatingips_post(request: Request, body: dict = Depends(json_body),
         port.device_id = fip.id
         if data.get("port_id"):
             associate(session, creds, fip, data["port_id"], fixed_ip)
-        return fip.to_api()
+        return views.floating_ip(fip)
     return JSONResponse({"floatingip": transaction(request, work)}, status_code=201)
 
 
@@ -104,7 +104,7 @@ def floatingip_put(fip_id: str, request: Request, body: dict = Depends(json_body
                 associate(session, creds, fip, data["port_id"], fixed_ip)
         fip.touch()
         session.flush()
-        return fip.to_api()
+        return views.floating_ip(fip)
     return {"floatingip": transaction(request, work)}
 
 

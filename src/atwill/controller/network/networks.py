@@ -14,7 +14,7 @@ from ...core.errors import BadRequest, Conflict
 from ...core.policy import Credentials
 from ..db.network import Network, Port, Router
 from ..service import caller, controller, json_body, wrapped
-from . import access, bulk, tags
+from . import access, bulk, tags, views
 from .common import fault, flag, listing, one, owner, text, transaction, writable
 
 router = APIRouter()
@@ -30,7 +30,7 @@ IN_USE_OWNERS = ("network:router_interface", "network:router_gateway", "network:
 def networks_get(request: Request, creds: Credentials = Depends(caller)) -> dict:
     access.check(creds, "network:get_network", None)
     with controller(request).db.session() as session:
-        items = [n.to_api() for n in session.scalars(access.query(creds, Network))]
+        items = [views.network(n) for n in session.scalars(access.query(creds, Network))]
     return listing(request, "networks", items)
 
 
@@ -38,7 +38,8 @@ def networks_get(request: Request, creds: Credentials = Depends(caller)) -> dict
 def network_get(network_id: str, request: Request, creds: Credentials = Depends(caller)) -> dict:
     access.check(creds, "network:get_network", None)
     with controller(request).db.session() as session:
-        return one(request, "network", access.find(session, creds, Network, network_id).to_api())
+        found = access.find(session, creds, Network, network_id)
+        return one(request, "network", views.network(found))
 
 
 @router.post("/v2.0/networks")
@@ -57,7 +58,7 @@ def networks_post(request: Request, body: dict = Depends(json_body),
                               **segment(session, data, underlay))
             session.add(network)
             session.flush()
-            made.append(network.to_api())
+            made.append(views.network(network))
         return made
     return bulk.respond(transaction(request, work), many, "network", "networks")
 
@@ -91,7 +92,7 @@ def network_put(network_id: str, request: Request, body: dict = Depends(json_bod
         if "name" in data:
             network.name = text(data, "name")
         network.touch()
-        return network.to_api()
+        return views.network(network)
     return {"network": transaction(request, work)}
 
 

@@ -14,7 +14,7 @@ from ...core.errors import BadRequest, Conflict
 from ...core.policy import Credentials
 from ..db.network import FloatingIP, Network, Port, PortSecurityGroup
 from ..service import caller, controller, json_body, wrapped
-from . import access, bulk, ipalloc, portattrs, status
+from . import access, bulk, ipalloc, portattrs, status, views
 from .common import fault, listing, one, owner, transaction, writable
 from .sgdefault import ensure_default, groups_for
 
@@ -55,8 +55,8 @@ def ports_post(request: Request, body: dict = Depends(json_body),
         for network_id, project, attrs, wanted in plans:
             network = access.find(session, creds, Network, network_id, lock=True)
             portattrs.check_network_owner(creds, network, attrs, wanted, "create_port")
-            made.append(create(session, network, project, attrs, wanted).to_api(
-                creds.is_admin))
+            port = create(session, network, project, attrs, wanted)
+            made.append(views.port(port, creds.is_admin))
         return made
     return bulk.respond(transaction(request, work), many, "port", "ports")
 

@@ -16,7 +16,7 @@ from ...core.policy import Credentials
 from ...core.text import shown
 from ..db.network import FloatingIP, Network, Port, Router
 from ..service import caller, controller, json_body, wrapped
-from . import access, ipalloc, ports, quota
+from . import access, ipalloc, ports, quota, views
 from .common import fault, flag, listing, one, owner, text, transaction, writable
 
 router = APIRouter()
@@ -33,7 +33,7 @@ MAX_ROUTES = 30
 def routers_get(request: Request, creds: Credentials = Depends(caller)) -> dict:
     access.check(creds, "network:get_router", None)
     with controller(request).db.session() as session:
-        items = [r.to_api() for r in session.scalars(access.query(creds, Router))]
+        items = [views.router(r) for r in session.scalars(access.query(creds, Router))]
     return listing(request, "routers", items)
 
 
@@ -41,7 +41,7 @@ def routers_get(request: Request, creds: Credentials = Depends(caller)) -> dict:
 def router_get(router_id: str, request: Request, creds: Credentials = Depends(caller)) -> dict:
     access.check(creds, "network:get_router", None)
     with controller(request).db.session() as session:
-        return one(request, "router", access.find(session, creds, Router, router_id).to_api())
+        return one(request, "router", views.router(access.find(session, creds, Router, router_id)))
 
 
 @router.post("/v2.0/routers")
@@ -62,7 +62,7 @@ def routers_post(request: Request, body: dict = Depends(json_body),
             set_gateway(session, creds, item, data["external_gateway_info"])
         if data.get("routes"):
             item.routes = _routes(session, item, data["routes"])
-        return item.to_api()
+        return views.router(item)
     return JSONResponse({"router": transaction(request, work)}, status_code=201)
 
 
@@ -85,7 +85,7 @@ def router_put(router_id: str, request: Request, body: dict = Depends(json_body)
             item.routes = _routes(session, item, data["routes"])
         item.touch()
         session.flush()
-        return item.to_api()
+        return views.router(item)
     return {"router": transaction(request, work)}
 
 

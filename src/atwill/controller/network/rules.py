@@ -13,7 +13,7 @@ from ...core.errors import BadRequest, Conflict
 from ...core.policy import Credentials
 from ..db.network import SecurityGroup, SecurityGroupRule
 from ..service import caller, controller, json_body, wrapped
-from . import access, quota
+from . import access, quota, views
 from .common import fault, listing, one, owner, text, transaction, writable
 from .sgdefault import ensure_default
 
@@ -29,7 +29,8 @@ def rules_get(request: Request, creds: Credentials = Depends(caller)) -> dict:
 
     def work(session: Session) -> list[dict[str, Any]]:
         ensure_default(session, creds.project_id)
-        return [r.to_api() for r in session.scalars(access.query(creds, SecurityGroupRule))]
+        rows = session.scalars(access.query(creds, SecurityGroupRule))
+        return [views.security_group_rule(r) for r in rows]
     return listing(request, "security_group_rules", transaction(request, work, changes=False))
 
 
@@ -38,7 +39,7 @@ def rule_get(rule_id: str, request: Request, creds: Credentials = Depends(caller
     access.check(creds, "network:get_security_group_rule", None)
     with controller(request).db.session() as session:
         rule = access.find(session, creds, SecurityGroupRule, rule_id)
-        return one(request, "security_group_rule", rule.to_api())
+        return one(request, "security_group_rule", views.security_group_rule(rule))
 
 
 @router.post("/v2.0/security-group-rules")
@@ -62,7 +63,7 @@ def rules_post(request: Request, body: dict = Depends(json_body),
         if attrs["remote_group_id"] is not None:
             access.find(session, creds, SecurityGroup, attrs["remote_group_id"])
         for rule in group.rules:
-            if netrules.same_rule(attrs, rule.to_api()):
+            if netrules.same_rule(attrs, views.security_group_rule(rule)):
                 raise fault(Conflict, "SecurityGroupRuleExists", f"Security group rule "
                             f"already exists. Rule id is {rule.id}.")
         quota.enforce(session, project, "security_group_rule")
@@ -71,7 +72,7 @@ def rules_post(request: Request, body: dict = Depends(json_body),
         group.rules.append(rule)
         group.touch()
         session.flush()
-        return rule.to_api()
+        return views.security_group_rule(rule)
     return JSONResponse({"security_group_rule": transaction(request, work)}, status_code=201)
 
 

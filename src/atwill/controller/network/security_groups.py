@@ -14,7 +14,7 @@ from ...core.errors import Conflict
 from ...core.policy import Credentials
 from ..db.network import PortSecurityGroup, SecurityGroup
 from ..service import caller, json_body, wrapped
-from . import access, quota
+from . import access, quota, views
 from .common import fault, flag, listing, one, owner, params, text, transaction, writable
 from .sgdefault import add_rules, ensure_default, is_default
 
@@ -34,7 +34,7 @@ def groups_get(request: Request, creds: Credentials = Depends(caller)) -> dict:
 
     def work(session: Session) -> list[dict[str, Any]]:
         ensure_default(session, creds.project_id)
-        return [g.to_api() for g in session.scalars(stmt)]
+        return [views.security_group(g) for g in session.scalars(stmt)]
     return listing(request, "security_groups", transaction(request, work, changes=False))
 
 
@@ -44,7 +44,7 @@ def group_get(group_id: str, request: Request, creds: Credentials = Depends(call
 
     def work(session: Session) -> dict[str, Any]:
         ensure_default(session, creds.project_id)
-        return access.find(session, creds, SecurityGroup, group_id).to_api()
+        return views.security_group(access.find(session, creds, SecurityGroup, group_id))
     return one(request, "security_group", transaction(request, work, changes=False))
 
 
@@ -70,7 +70,7 @@ def groups_post(request: Request, body: dict = Depends(json_body),
         add_rules(group, [r for r in netrules.default_rules(group.id)
                           if r["direction"] == "egress"])
         session.flush()
-        return group.to_api()
+        return views.security_group(group)
     return JSONResponse({"security_group": transaction(request, work)}, status_code=201)
 
 
@@ -97,7 +97,7 @@ def group_put(group_id: str, request: Request, body: dict = Depends(json_body),
         if "stateful" in data:
             group.stateful = flag(data, "stateful", True)
         group.touch()
-        return group.to_api()
+        return views.security_group(group)
     return {"security_group": transaction(request, work)}
 
 

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from ..db.network import Port
 from ..db.servers import Instance
+from .views import port as port_view
 
 STATUSES = ("ACTIVE", "DOWN", "BUILD", "ERROR")
 # Nova's power_state RUNNING, set from the node's report that QEMU runs the instance.
@@ -49,5 +50,5 @@ def observed(session: Session, ports: list[Port]) -> dict[str, str]:
 def views(session: Session, ports: list[Port], admin: bool) -> list[dict[str, Any]]:
     """Ports as the API shows them, with the observed status of instance ports."""
     seen = observed(session, ports)
-    return [{**p.to_api(admin), **({"status": seen[p.id]} if p.id in seen else {})}
+    return [{**port_view(p, admin), **({"status": seen[p.id]} if p.id in seen else {})}
             for p in ports]

@@ -14,7 +14,7 @@ from ...core.errors import BadRequest, Conflict
 from ...core.policy import Credentials
 from ..db.network import Subnet, SubnetPool
 from ..service import caller, controller, json_body, wrapped
-from . import access, tags
+from . import access, tags, views
 from .common import fault, flag, listing, one, owner, text, transaction, writable
 
 router = APIRouter()
@@ -25,7 +25,7 @@ CREATE = UPDATE | {"shared", "project_id", "tenant_id", "tags"}
 
 
 def view(pool: SubnetPool) -> dict[str, Any]:
-    return {**pool.standard(), "name": pool.name, "ip_version": pool.ip_version,
+    return {**views.standard(pool), "name": pool.name, "ip_version": pool.ip_version,
             "prefixes": list(pool.prefixes), "default_prefixlen": pool.default_prefixlen,
             "min_prefixlen": pool.min_prefixlen, "max_prefixlen": pool.max_prefixlen,
             "default_quota": pool.default_quota, "shared": pool.shared,

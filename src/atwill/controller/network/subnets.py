@@ -14,7 +14,7 @@ from ...core.errors import BadRequest, Conflict, Forbidden
 from ...core.policy import Credentials
 from ..db.network import IPAllocation, Network, Subnet
 from ..service import caller, controller, json_body, wrapped
-from . import access, bulk, subnetalloc, tags
+from . import access, bulk, subnetalloc, tags, views
 from .common import fault, flag, listing, one, owner, string_list, text, transaction, writable
 
 router = APIRouter()
@@ -32,7 +32,7 @@ MAX_DNS, MAX_ROUTES = 5, 20
 def subnets_get(request: Request, creds: Credentials = Depends(caller)) -> dict:
     access.check(creds, "network:get_subnet", None)
     with controller(request).db.session() as session:
-        items = [s.to_api() for s in session.scalars(access.query(creds, Subnet))]
+        items = [views.subnet(s) for s in session.scalars(access.query(creds, Subnet))]
     return listing(request, "subnets", items)
 
 
@@ -40,7 +40,7 @@ def subnets_get(request: Request, creds: Credentials = Depends(caller)) -> dict:
 def subnet_get(subnet_id: str, request: Request, creds: Credentials = Depends(caller)) -> dict:
     access.check(creds, "network:get_subnet", None)
     with controller(request).db.session() as session:
-        return one(request, "subnet", access.find(session, creds, Subnet, subnet_id).to_api())
+        return one(request, "subnet", views.subnet(access.find(session, creds, Subnet, subnet_id)))
 
 
 @router.post("/v2.0/subnets")
@@ -91,7 +91,7 @@ def _create(session: Session, creds: Credentials, project: str,
     session.add(subnet)
     session.flush()
     network.touch()
-    return subnet.to_api()
+    return views.subnet(subnet)
 
 
 @router.put("/v2.0/subnets/{subnet_id}")
@@ -117,7 +117,7 @@ def subnet_put(subnet_id: str, request: Request, body: dict = Depends(json_body)
             if key in data:
                 setattr(subnet, key, text(data, key))
         subnet.touch()
-        return subnet.to_api()
+        return views.subnet(subnet)
     return {"subnet": _guarded(request, work)}
 
 
