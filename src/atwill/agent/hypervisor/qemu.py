@@ -17,7 +17,7 @@ from atwill.agent.hypervisor.base import State
 from atwill.agent.hypervisor.confine import confine, disk_owner, kill_strays
 from atwill.agent.hypervisor.qmp import QMP, QMPError, run_state
 from atwill.agent.hypervisor.spec import InstancePaths, InstanceSpec, qemu_argv
-from atwill.agent.hypervisor.volumes import Volumes
+from atwill.agent.hypervisor.volumes import DETACH_TIMEOUT, Volumes
 from atwill.core.volume_devices import NODE_PREFIX, Volume, boots_from_volume, node_name
 
 log = logging.getLogger("atwill.agent.qemu")
@@ -50,6 +50,8 @@ class QemuDriver:
         self.sandbox = sandbox
         self.unprivileged = unprivileged
         self.qmp_timeout = qmp_timeout
+        # How long a guest gets to release a volume being detached (volumes.py).
+        self.detach_timeout = DETACH_TIMEOUT
         self._locks: dict[str, threading.RLock] = {}
         self._guard = threading.Lock()
 
@@ -211,7 +213,7 @@ class QemuDriver:
             return outcome
 
     def _volumes(self, uuid: str) -> Volumes:
-        return Volumes(self.paths(uuid).qmp, self.qmp_timeout)
+        return Volumes(self.paths(uuid).qmp, self.qmp_timeout, self.detach_timeout)
 
     def _save_volumes(self, spec: InstanceSpec, volumes: list[Volume]) -> None:
         if volumes != spec.volumes:

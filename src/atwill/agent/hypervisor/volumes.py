@@ -31,6 +31,7 @@ log = logging.getLogger("atwill.agent.volumes")
 # about this long before it retries the detach.
 DETACH_TIMEOUT = 20.0
 POLL = 0.2
+RELEASE_TIMEOUT = 10.0
 
 
 class VolumeError(RuntimeError):
@@ -102,13 +103,26 @@ class Volumes:
                 raise VolumeError(f"the guest did not release the disk within "
                                   f"{self.detach_timeout:.0f} s")
             time.sleep(POLL)
-        with self._session() as qmp:
-            if node in self._nodes(qmp):
-                try:
-                    qmp.execute("blockdev-del", {"node-name": node})
-                except QMPError as err:
-                    raise VolumeError(f"cannot close the volume: {_reason(err)}") from None
+        # The device leaves the QOM tree a moment before it lets go of its block node.
+        deadline = time.monotonic() + RELEASE_TIMEOUT
+        while not self._close(node):
+            if time.monotonic() >= deadline:
+                raise VolumeError(f"the volume's block node {node} stays in use")
+            time.sleep(POLL)
         log.info("volume device %s detached", device)
+
+    def _close(self, node: str) -> bool:
+        """blockdev-del (the NBD connection closes); False while the node is in use."""
+        with self._session() as qmp:
+            if node not in self._nodes(qmp):
+                return True
+            try:
+                qmp.execute("blockdev-del", {"node-name": node})
+            except QMPError as err:
+                if "in use" in str(err):
+                    return False
+                raise VolumeError(f"cannot close the volume: {_reason(err)}") from None
+        return True
 
     def _has_device(self, device: str) -> bool:
         with self._session() as qmp:

@@ -1,0 +1,279 @@
+"""NBD volumes in real guests: a real qemu-storage-daemon serves each export with TLS x509
+from a CA made here (atwill.pki); the guest's own shell reports the disks it sees."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from atwill import pki
+from atwill.agent.config import AgentConfig
+from atwill.agent.host.run import run
+from atwill.agent.hypervisor import configdrive, tap, volumes
+from atwill.agent.hypervisor.configdrive import PortInfo
+from atwill.agent.hypervisor.spec import QEMU, InstanceSpec, Nic
+from atwill.agent.hypervisor.volumes import VolumeError
+from atwill.agent.instances import InstanceManager
+from atwill.core.volume_devices import Volume
+from tests.host import test_qemu_driver as qd
+
+pytestmark = [pytest.mark.host,
+              pytest.mark.skipif(shutil.which(QEMU) is None, reason="needs QEMU"),
+              pytest.mark.skipif(shutil.which("qemu-storage-daemon") is None,
+                                 reason="needs qemu-storage-daemon"),
+              pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
+
+lab = qd.lab
+guest = qd.guest
+STORAGE = "10.77.0.1"  # the lab bridge's address: the exports listen in the lab namespace
+CLIENT_CN = "compute-test"
+# Runs in the guest (user data, in the background): each new virtio disk beyond vda is
+# announced with its serial and its first bytes, written to at 4 KiB and read back
+# (O_DIRECT, so from the export, not the guest's cache); a disk that goes is announced.
+WATCHER = b"""#!/bin/sh
+exec > /dev/ttyS0 2>&1
+seen=""
+while true; do
+  now=""
+  for d in /sys/block/vd*; do
+    n=${d##*/}
+    [ "$n" = vda ] && continue
+    [ -e "$d" ] || continue
+    now="$now $n"
+    case " $seen " in *" $n "*) continue;; esac
+    s=$(cat "$d/serial" 2>/dev/null)
+    echo "atwill-vol: add $n serial=$s"
+    echo "atwill-vol: head $n $(dd if=/dev/$n bs=512 count=1 2>/dev/null | tr -cd a-z0-9-)"
+    printf 'written-by-guest-%s' "$n" | dd of=/dev/$n bs=512 seek=8 conv=notrunc,fsync \
+      2>/dev/null
+    echo "atwill-vol: back $n $(dd if=/dev/$n bs=512 skip=8 count=1 iflag=direct \
+      2>/dev/null | tr -cd a-z0-9-)"
+  done
+  for n in $seen; do
+    case " $now " in *" $n "*) ;; *) echo "atwill-vol: gone $n";; esac
+  done
+  seen=$now
+  sleep 0.3
+done
+"""
+
+
+@dataclass
+class Storage:
+    """A CA, this node's client identity, and qemu-storage-daemon exports in the lab."""
+
+    root: Path
+    netns: str
+    config: AgentConfig
+    daemons: list[Path] = field(default_factory=list)
+
+    def server_dir(self, ca_dir: Path) -> Path:
+        """server-cert.pem etc. for STORAGE, signed by the CA in ca_dir."""
+        pki.issue_server_cert(ca_dir, [STORAGE], name="storage")
+        directory = ca_dir / "server"
+        directory.mkdir(mode=0o700, exist_ok=True)
+        for name, source in (("ca-cert.pem", "ca.pem"), ("server-cert.pem", "storage.pem"),
+                             ("server-key.pem", "storage-key.pem")):
+            shutil.copy(ca_dir / source, directory / name)
+        return directory
+
+    def export(self, port: int, ca_dir: Path, fill: str | None = None) -> Volume:
+        """A new 64 MiB volume served on port with the CA of ca_dir (its first 512 bytes
+        `fill` when given); the Volume entry a compute node gets for it."""
+        volume_id = str(uuid.uuid4())
+        image = self.root / f"{volume_id}.qcow2"
+        run(["qemu-img", "create", "-q", "-f", "qcow2", str(image), "64M"])
+        if fill is not None:
+            run(["qemu-io", "-f", "qcow2", "-c", f"write -P {ord(fill)} 0 512", str(image)])
+        pidfile = self.root / f"qsd-{port}.pid"
+        run(["ip", "netns", "exec", self.netns, "qemu-storage-daemon",
+             "--blockdev", f"driver=file,filename={image},node-name=file0",
+             "--blockdev", "driver=qcow2,file=file0,node-name=vol0",
+             "--object", f"tls-creds-x509,id=tls0,dir={self.server_dir(ca_dir)},"
+                         "endpoint=server,verify-peer=on",
+             "--object", f"authz-simple,id=authz0,identity=CN={CLIENT_CN}",
+             "--nbd-server", f"addr.type=inet,addr.host={STORAGE},addr.port={port},"
+                             "tls-creds=tls0,tls-authz=authz0",
+             "--export", f"type=nbd,id=exp0,node-name=vol0,name={volume_id},writable=on",
+             "--pidfile", str(pidfile), "--daemonize"])
+        self.daemons.append(pidfile)
+        return Volume.from_desired({"volume_id": volume_id, "serial": volume_id,
+                                    "host": STORAGE, "port": port, "export": volume_id})
+
+    def stop(self, pidfile: Path) -> None:
+        """Stop the daemon of pidfile, by its PID (checked to be ours)."""
+        try:
+            pid = int(pidfile.read_text())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return
+        if str(pidfile).encode() in cmdline:
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if Path(f"/proc/{pid}").exists():
+                os.kill(pid, signal.SIGKILL)
+
+    def read(self, volume: Volume, offset: int, length: int) -> bytes:
+        """Bytes of the volume's file (its daemon stopped first: the data is on disk)."""
+        self.stop(self.root / f"qsd-{volume.port}.pid")
+        raw = self.root / f"{volume.volume_id}.raw"
+        run(["qemu-img", "convert", "-f", "qcow2", "-O", "raw",
+             str(self.root / f"{volume.volume_id}.qcow2"), str(raw)])
+        try:
+            with raw.open("rb") as data:
+                data.seek(offset)
+                return data.read(length)
+        finally:
+            raw.unlink()
+
+
+@pytest.fixture
+def storage(lab: qd.Lab) -> Iterator[Storage]:
+    root = lab.root / "storage"
+    root.mkdir(mode=0o700)
+    ca_dir = root / "ca"
+    pki.create_ca(ca_dir)
+    state = root / "node"
+    (state / "pki").mkdir(parents=True, mode=0o700)
+    key, csr = pki.make_key_and_csr(CLIENT_CN)
+    cert, _ = pki.sign_client_csr(ca_dir, csr, CLIENT_CN)
+    config = AgentConfig(state_dir=state, controller_url="https://127.0.0.1:1",
+                         node_id=str(uuid.uuid4()), name=CLIENT_CN)
+    config.key.write_bytes(key)
+    config.key.chmod(0o600)
+    config.cert.write_bytes(cert)
+    shutil.copy(ca_dir / "ca.pem", config.ca)
+    made = Storage(root, lab.netns, config)
+    try:
+        yield made
+    finally:
+        for pidfile in made.daemons:
+            made.stop(pidfile)
+
+
+def boot(lab: qd.Lab, guest: qd.Guest, storage: Storage,
+         attached: list[Volume] = ()) -> InstanceSpec:
+    """A running guest with the disk watcher, its volumes (if any) on the command line."""
+    if not guest.acpi:
+        pytest.skip("needs the atwill guest image (a shell to look at its disks)")
+    instance, port = str(uuid.uuid4()), str(uuid.uuid4())
+    nic = Nic("fa:16:3e:" + ":".join(instance[i:i + 2] for i in (0, 2, 4)),
+              tap.tap_name(port), 1500, "br0")
+    tap.create(nic.tap, bridge=nic.bridge, netns=lab.netns)
+    cd = lab.driver.paths(instance).config_drive
+    cd.parent.mkdir(parents=True)
+    configdrive.build_iso(cd, configdrive.meta_data(instance, "vm", "vm", "proj", {}),
+                          configdrive.network_data([PortInfo(port, nic.mac, "net-1")]),
+                          WATCHER)
+    creds = volumes.client_creds(storage.config.state_dir / "pki" / "nbd-client",
+                                 storage.config.ca, storage.config.cert, storage.config.key)
+    lab.started.append(instance)
+    spec = InstanceSpec(uuid=instance, name="vm", vcpus=1, memory_mb=192, disk_gb=1,
+                        image_path=guest.path, image_format=guest.image_format, nics=[nic],
+                        config_drive=cd, accel="tcg", volumes=list(attached),
+                        volume_creds=creds)
+    lab.driver.start(spec)
+    pid = lab.driver.pid(instance)
+    assert pid is not None
+    lab.pids.append(pid)
+    qd.wait_for(lambda: guest.ready in lab.driver.console(instance), qd.BOOT_WAIT, "ready")
+    return spec
+
+
+def seen(lab: qd.Lab, instance: str, line: str, timeout: float = 60) -> None:
+    qd.wait_for(lambda: line in lab.driver.console(instance), timeout, repr(line))
+
+
+def manager_for(lab: qd.Lab, storage: Storage) -> InstanceManager:
+    """The agent's instance manager on the lab's driver (QEMU in the lab namespace)."""
+    manager = InstanceManager(storage.config)
+    manager.driver = lab.driver
+    return manager
+
+
+def converge(manager: InstanceManager, spec: InstanceSpec,
+             wanted: list[Volume]) -> dict[str, str]:
+    """One converge of the instance as the desired state lists it; its reported volumes."""
+    manager.converge([{"id": spec.uuid, "power": "running", "rebuild_serial": 0,
+                       "reboot_serial": 0,
+                       "volumes": [{"volume_id": v.volume_id, "serial": v.serial,
+                                    "device": "/dev/vdb", "host": v.host, "port": v.port,
+                                    "export": v.export, "boot_index": None,
+                                    "read_only": False} for v in wanted]}])
+    assert manager.lanes.wait(timeout=120)
+    report = manager.report()[spec.uuid]
+    assert report["state"] == "running", report
+    volumes_seen: dict[str, str] = report["volumes"]
+    return volumes_seen
+
+
+def test_hot_plug_write_detach_and_a_foreign_ca(lab: qd.Lab, guest: qd.Guest,
+                                                storage: Storage) -> None:
+    spec = boot(lab, guest, storage)
+    manager = manager_for(lab, storage)
+    volume = storage.export(10809, storage.root / "ca")
+
+    assert converge(manager, spec, [volume]) == {volume.volume_id: "attached"}
+    # The guest shows the first 20 characters of the serial (virtio-blk's limit).
+    seen(lab, spec.uuid, f"atwill-vol: add vdb serial={volume.volume_id[:20]}")
+    seen(lab, spec.uuid, "atwill-vol: back vdb written-by-guest-vdb")
+    assert volume in lab.driver.spec(spec.uuid).volumes  # kept for the next start
+
+    # The instance's user cannot read the key QEMU authenticates with.
+    uid = qd.assert_unprivileged(lab.driver.pid(spec.uuid) or 0,
+                                 lab.driver.paths(spec.uuid).disk)
+    creds = storage.config.state_dir / "pki" / "nbd-client"
+    for path in (creds / "client-key.pem", storage.config.key):
+        denied = run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+                      "cat", str(path)], check=False)
+        assert denied.returncode != 0 and "Permission denied" in denied.stderr
+        assert b"PRIVATE KEY" in path.read_bytes()  # (root can: the file is there)
+
+    assert converge(manager, spec, []) == {}
+    seen(lab, spec.uuid, "atwill-vol: gone vdb")
+    assert lab.driver.spec(spec.uuid).volumes == []
+    # What the guest wrote is in the volume on the storage side.
+    assert storage.read(volume, 4096, 21) == b"written-by-guest-vdb\0"
+
+    # A storage node whose certificate another CA signed is refused, and said so.
+    foreign = storage.root / "other-ca"
+    pki.create_ca(foreign, name="some other CA")
+    stranger = storage.export(10810, foreign)
+    report = converge(manager, spec, [stranger])
+    assert report[stranger.volume_id].startswith("error: cannot connect to "
+                                                 f"{STORAGE}:10810"), report
+    assert "certificate hasn't got a known issuer" in report[stranger.volume_id]
+    assert lab.driver.spec(spec.uuid).volumes == []
+    assert "atwill-vol: add" not in lab.driver.console(spec.uuid).split("gone vdb")[-1]
+
+
+def test_cold_attach_and_a_guest_that_holds_on(lab: qd.Lab, guest: qd.Guest,
+                                               storage: Storage) -> None:
+    volume = storage.export(10811, storage.root / "ca", fill="q")
+    spec = boot(lab, guest, storage, attached=[volume])
+    seen(lab, spec.uuid, f"atwill-vol: add vdb serial={volume.volume_id[:20]}")
+    seen(lab, spec.uuid, "atwill-vol: head vdb " + "q" * 64)
+
+    # A guest that does not release the disk (paused here) costs a bounded wait and an
+    # error for that volume; the disk stays attached, and the next converge finishes.
+    lab.driver.detach_timeout = 2.0
+    lab.driver.pause(spec.uuid)
+    took = time.monotonic()
+    with pytest.raises(VolumeError, match="did not release the disk within 2 s"):
+        lab.driver.detach_volume(spec.uuid, volume.volume_id)
+    assert time.monotonic() - took < 10
+    assert volume in lab.driver.spec(spec.uuid).volumes
+    lab.driver.unpause(spec.uuid)
+    seen(lab, spec.uuid, "atwill-vol: gone vdb")
+    assert lab.driver.sync_volumes(spec.uuid, []) == {}
+    assert lab.driver.spec(spec.uuid).volumes == []
