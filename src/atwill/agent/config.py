@@ -20,6 +20,12 @@ class AgentConfig:
     node_id: str
     name: str
     overlay_port: int = 51820
+    # Where this node keeps volumes: set, it is a storage node (agent/storage).
+    storage_path: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.storage_path is not None:
+            self.storage_path = Path(self.storage_path)
 
     @property
     def ca(self) -> Path:
@@ -57,6 +63,8 @@ class AgentConfig:
     def save(self) -> None:
         data = {"controller_url": self.controller_url, "node_id": self.node_id,
                 "name": self.name, "overlay_port": self.overlay_port}
+        if self.storage_path is not None:
+            data["storage_path"] = str(self.storage_path)
         write_private(self.state_dir / "agent.yaml", yaml.safe_dump(data).encode())
 
     @classmethod

@@ -25,6 +25,8 @@ from .instances import InstanceManager, kept_instances, remove_all
 from .inventory import collect, inventory_digest
 from .network import NetworkManager
 from .overlay.driver import OverlayDriver
+from .storage.node import storage_manager
+from .storage.reconcile import export_host
 
 log = logging.getLogger("atwill.agent")
 MAX_BACKOFF = 10.0
@@ -52,6 +54,9 @@ class Agent:
         self.overlay = OverlayDriver(config)
         self.instances = InstanceManager(config)
         self.network = NetworkManager(config)
+        # Set on a storage node: its volumes are converged and reported too.
+        self.storage = storage_manager(
+            config, lambda: self.instances.overlay_url or config.controller_url)
         self._sent_digest: str | None = None
         self._inventory: dict[str, Any] | None = None
         self._desired: dict[str, Any] | None = None
@@ -80,6 +85,10 @@ class Agent:
             if cached:
                 # Until the controller answers, only VMs that survived keep running: one
                 # that stopped with its host may have been evacuated and run elsewhere.
+                if self.storage is not None and "storage" in cached:
+                    # Nor is an export served again that may have been revoked meanwhile.
+                    cached = {**cached, "storage": self.storage.still_exported(
+                        cached["storage"])}
                 self.apply({**cached, "instances": self.instances.still_running(
                     cached.get("instances", []))})
             threads = [threading.Thread(target=self._loop, args=(self._beat,), daemon=True,
@@ -96,6 +105,8 @@ class Agent:
                 pass
             if self.removed.is_set():
                 with self._lock:  # no apply may start a VM again from here on
+                    if self.storage is not None:
+                        self.storage.revoke_all()  # its volumes stay on disk
                     removed(self.config, self.instances, self.overlay)
                 return 0
             log.info("agent stopping; the host stays as it is")
@@ -160,6 +171,8 @@ class Agent:
         body: dict[str, Any] = {"overlay": self.overlay.status(),
                                 "running_vms": self.instances.running_count(),
                                 "host": host_status(), "instances": self.instances.report()}
+        if self.storage is not None:
+            body["volumes"] = self.storage.report()
         if digest != self._sent_digest:
             body["inventory"] = inventory
         self._call(http, "POST", f"/cluster/v1/nodes/{self.config.node_id}/heartbeat",
@@ -203,6 +216,9 @@ class Agent:
     def inventory(self) -> dict[str, Any]:
         if self._inventory is None:
             self._inventory = collect(self.config.instances_dir)
+        if self.storage is not None:
+            # Free space changes as volumes are made: sent whenever a GiB of it changes.
+            return {**self._inventory, "storage": self.storage.inventory()}
         return self._inventory
 
     def apply(self, desired: dict[str, Any], quiet: bool = False) -> None:
@@ -221,11 +237,24 @@ class Agent:
                 self.instances.converge(wanted, desired.get("destroy", ()))
                 self.beat_now.set()
                 self.network.apply(desired)
+                self._storage(desired)
                 self.interval = float(desired.get("heartbeat_interval") or 1.0)
                 if not quiet:
                     log.info("applied revision %s", desired["revision"])
             except Exception:  # noqa: BLE001 - keep the agent alive, retry on next poll
                 log.exception("could not apply revision %s", desired.get("revision"))
+
+
+    def _storage(self, desired: dict[str, Any]) -> None:
+        # No "storage" key: a controller that does not manage volumes here, so nothing
+        # is deleted; a failure is the storage's own, instances converge all the same.
+        if self.storage is None or "storage" not in desired:
+            return
+        try:
+            self.storage.converge(desired["storage"] or {}, export_host(desired))
+        except Exception:  # noqa: BLE001 - retried by the reconciler
+            log.exception("could not converge the storage of revision %s",
+                          desired.get("revision"))
 
 
 def host_status() -> dict[str, Any]:

@@ -17,13 +17,15 @@ GIB = 1 << 30
 
 
 def collect(instances_dir: Path, sysfs: Path = Path("/sys"), proc: Path = Path("/proc"),
-            kvm: Callable[[], bool] = kvm_probe) -> dict[str, Any]:
-    """The inventory a node reports when it joins and whenever it changes."""
+            kvm: Callable[[], bool] = kvm_probe,
+            storage: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The inventory a node reports when it joins and whenever it changes; a storage node's
+    has "storage" (agent/storage: its path, total and free GiB, formats)."""
     cpus = _cpuinfo(proc / "cpuinfo")
     instances_dir.mkdir(parents=True, exist_ok=True)
     fs = os.statvfs(instances_dir)
     first = cpus[0] if cpus else {}
-    return {
+    inventory = {
         "hostname": socket.gethostname(),
         "arch": platform.machine(),
         "vcpus": len(cpus) or os.cpu_count() or 1,
@@ -34,6 +36,9 @@ def collect(instances_dir: Path, sysfs: Path = Path("/sys"), proc: Path = Path("
         "accelerator": "kvm" if kvm() else "tcg",
         "pci_devices": pci_devices(sysfs),
     }
+    if storage is not None:
+        inventory["storage"] = storage
+    return inventory
 
 
 def inventory_digest(inventory: dict[str, Any]) -> str:

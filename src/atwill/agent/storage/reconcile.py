@@ -14,11 +14,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 from atwill.agent.hypervisor import disks
 from atwill.agent.storage.exports import PORTS, Export, Exports
@@ -254,14 +252,26 @@ class StorageManager:
 
     def inventory(self) -> dict[str, Any]:
         """The inventory's "storage": where, how large, how much is still free."""
-        self.store.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fs = os.statvfs(self.store.root)
         files = []
         for vid in self.store.volumes():
             allocated = _allocated(self.store.volume(vid))
             files.append((self._sizes.get(vid, allocated), allocated))
-        return {"path": str(self.store.root), "total_gb": fs.f_blocks * fs.f_frsize // GIB,
-                "free_gb": free_gb(fs.f_bavail * fs.f_frsize, files), "formats": ["qcow2"]}
+        return storage_inventory(self.store.root, files)
+
+    def still_exported(self, desired: dict[str, Any]) -> dict[str, Any]:
+        """desired with only the exports that still run: an agent starting from its cache
+        must not serve again a volume the controller may have revoked meanwhile (fencing)."""
+        running = {key for key, export in self.exports.records().items()
+                   if self.exports.running(export) is not None}
+        return {**desired, "volumes": [
+            {**v, "exports": [e for e in v.get("exports") or []
+                              if (v["id"], e["node_id"]) in running]}
+            for v in desired.get("volumes") or []]}
+
+    def revoke_all(self) -> None:
+        """Stop every export (the node left its cloud); the volumes stay."""
+        for vid, node in self.exports.records():
+            self.exports.revoke(vid, node)
 
 
 class _Busy:
@@ -279,21 +289,16 @@ class _Busy:
             self.manager._busy.pop(self.ident, None)
 
 
+def storage_inventory(root: Path, files: Sequence[tuple[int, int]] = ()) -> dict[str, Any]:
+    """A storage node's inventory entry for root, given its files' (virtual, allocated)."""
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fs = os.statvfs(root)
+    return {"path": str(root), "total_gb": fs.f_blocks * fs.f_frsize // GIB,
+            "free_gb": free_gb(fs.f_bavail * fs.f_frsize, list(files)), "formats": ["qcow2"]}
+
+
 def _allocated(path: Path) -> int:
     try:
         return path.stat().st_blocks * 512
     except OSError:
         return 0
-
-
-def controller_fetch(base_url: Callable[[], str], node_id: str,
-                     context: Callable[[], Any]) -> FetchImage:
-    """Fetch images as instances do: GET /cluster/v1/nodes/{me}/images/{id}, node mTLS."""
-    def fetch(source: dict[str, Any], dest: Path) -> None:
-        url = f"{base_url()}/cluster/v1/nodes/{node_id}/images/{source['id']}"
-        with httpx.stream("GET", url, verify=context(), timeout=60) as resp:
-            resp.raise_for_status()
-            with open(dest, "wb") as out:
-                for chunk in resp.iter_bytes(1 << 20):
-                    out.write(chunk)
-    return fetch

@@ -1,0 +1,78 @@
+"""The agent as a storage node: its config, inventory, and when it converges the storage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from atwill.agent import daemon
+from atwill.agent.config import AgentConfig
+from atwill.agent.storage.reconcile import StorageManager
+
+
+def config(tmp_path: Path, storage: Path | None) -> AgentConfig:
+    cfg = AgentConfig(state_dir=tmp_path / "state", controller_url="https://c:1",
+                      node_id="n1", name="stor1", storage_path=storage)
+    cfg.save()
+    return cfg
+
+
+def test_the_storage_path_is_kept_in_agent_yaml(tmp_path: Path) -> None:
+    cfg = config(tmp_path, tmp_path / "vols")
+    assert AgentConfig.load(cfg.state_dir).storage_path == tmp_path / "vols"
+    plain = config(tmp_path / "other", None)
+    assert "storage_path" not in yaml.safe_load((plain.state_dir / "agent.yaml").read_text())
+    assert AgentConfig.load(plain.state_dir).storage_path is None
+
+
+def test_only_a_storage_node_reports_storage(tmp_path: Path) -> None:
+    agent = daemon.Agent(config(tmp_path, tmp_path / "vols"))
+    storage = agent.inventory()["storage"]
+    assert storage["path"] == str(tmp_path / "vols") and storage["formats"] == ["qcow2"]
+    assert storage["total_gb"] >= storage["free_gb"] >= 0
+    assert agent.storage is not None and agent.storage.report() == {}
+    other = daemon.Agent(config(tmp_path / "other", None))
+    assert other.storage is None and "storage" not in other.inventory()
+
+
+class FakeStorage:
+    def __init__(self) -> None:
+        self.calls: list[tuple[dict[str, Any], str]] = []
+
+    def converge(self, desired: dict[str, Any], host: str) -> None:
+        self.calls.append((desired, host))
+
+
+@pytest.fixture
+def agent(tmp_path: Path) -> daemon.Agent:
+    made = daemon.Agent(config(tmp_path, tmp_path / "vols"))
+    made.overlay.apply = lambda desired, verify=False: None  # type: ignore[method-assign]
+    made.instances.taps = lambda wanted: None  # type: ignore[method-assign]
+    made.instances.converge = lambda wanted, destroy=(): None  # type: ignore[method-assign]
+    made.network.apply = lambda desired: None  # type: ignore[method-assign]
+    made.storage = FakeStorage()  # type: ignore[assignment]
+    return made
+
+
+def test_no_storage_key_deletes_nothing(agent: daemon.Agent) -> None:
+    agent.apply({"revision": 1, "instances": []})
+    assert agent.storage.calls == []  # type: ignore[union-attr]
+
+
+def test_storage_converges_on_the_overlay_address(agent: daemon.Agent) -> None:
+    wanted = {"volumes": [{"id": "v1", "size_gb": 1}]}
+    agent.apply({"revision": 2, "storage": wanted,
+                 "overlay": {"kind": "wireguard", "address": "10.99.0.7"}})
+    assert agent.storage.calls == [(wanted, "10.99.0.7")]  # type: ignore[union-attr]
+
+
+def test_a_cached_state_serves_no_export_again(tmp_path: Path) -> None:
+    manager = StorageManager(tmp_path / "vols", tmp_path / "ca", tmp_path / "c", tmp_path / "k",
+                             lambda source, dest: None)
+    cached = {"volumes": [{"id": "v1", "size_gb": 1, "snapshots": ["s1"],
+                           "exports": [{"node_id": "a", "client_cn": "node-a"}]}]}
+    assert manager.still_exported(cached) == {
+        "volumes": [{"id": "v1", "size_gb": 1, "snapshots": ["s1"], "exports": []}]}
