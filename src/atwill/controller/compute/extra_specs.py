@@ -1,15 +1,22 @@
-"""/flavors/{id}/os-extra_specs: any string key (hw:*, pci_passthrough:alias, ...)."""
+"""/flavors/{id}/os-extra_specs: any string key (hw:*, pci_passthrough:alias, ...).
+
+From microversion 2.86 keys and values are validated as Nova does (core/extra_spec_rules);
+below it any well-formed key and value is stored, as Nova stores them.
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy import select
 
+from ...core import extra_spec_rules
 from ...core import flavors as rules
 from ...core.errors import BadRequest, NotFound
+from ...core.microversion import Version
 from ...core.policy import Credentials
 from ..db.compute import Flavor, FlavorExtraSpec
 from ..service import authorize, caller, controller, json_body
+from .common import api_version
 from .flavor_shape import get_flavor
 
 router = APIRouter()
@@ -26,9 +33,10 @@ def extra_specs_get(flavor_id: str, request: Request,
 
 @router.post(PATH)
 def extra_specs_post(flavor_id: str, request: Request, body: dict = Depends(json_body),
-                     creds: Credentials = Depends(caller)) -> dict:
+                     creds: Credentials = Depends(caller),
+                     version: Version = Depends(api_version)) -> dict:
     authorize(creds, "compute:flavor_extra_specs:create")
-    specs = _parse(body.get("extra_specs"))
+    specs = _parse(body.get("extra_specs"), version)
     with controller(request).db.session() as session:
         flavor = get_flavor(session, creds, flavor_id)
         for key, value in specs.items():
@@ -49,12 +57,13 @@ def extra_spec_get(flavor_id: str, key: str, request: Request,
 
 @router.put(PATH + "/{key}")
 def extra_spec_put(flavor_id: str, key: str, request: Request,
-                   body: dict = Depends(json_body), creds: Credentials = Depends(caller)) -> dict:
+                   body: dict = Depends(json_body), creds: Credentials = Depends(caller),
+                   version: Version = Depends(api_version)) -> dict:
     authorize(creds, "compute:flavor_extra_specs:update")
     if list(body) != [key]:
         raise BadRequest("Request body and URI mismatch: the body must hold exactly the "
                          "key named in the URI.")
-    specs = _parse(body)
+    specs = _parse(body, version)
     with controller(request).db.session() as session:
         _store(get_flavor(session, creds, flavor_id), key, specs[key])
     return specs
@@ -74,11 +83,15 @@ def extra_spec_delete(flavor_id: str, key: str, request: Request,
     return {}
 
 
-def _parse(specs: object) -> dict[str, str]:
+def _parse(specs: object, version: Version) -> dict[str, str]:
     try:
-        return rules.parse_specs(specs)
+        parsed = rules.parse_specs(specs)
     except rules.InvalidFlavor as err:
         raise BadRequest(str(err)) from None
+    if version >= "2.86":
+        for key, value in parsed.items():
+            extra_spec_rules.validate(key, value)
+    return parsed
 
 
 def _store(flavor: Flavor, key: str, value: str) -> None:
