@@ -7,10 +7,12 @@ from typing import Any
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
-from atwill.agent import daemon
+from atwill.agent import autojoin, daemon, join
 from atwill.agent.config import AgentConfig
 from atwill.agent.storage.reconcile import StorageManager
+from atwill.cli.main import app
 
 
 def config(tmp_path: Path, storage: Path | None) -> AgentConfig:
@@ -76,3 +78,45 @@ def test_a_cached_state_serves_no_export_again(tmp_path: Path) -> None:
                            "exports": [{"node_id": "a", "client_cn": "node-a"}]}]}
     assert manager.still_exported(cached) == {
         "volumes": [{"id": "v1", "size_gb": 1, "snapshots": ["s1"], "exports": []}]}
+
+
+def test_join_settings_name_the_storage(tmp_path: Path) -> None:
+    env = {"ATWILL_JOIN_URL": "https://c:1", "ATWILL_JOIN_TOKEN": "t",
+           "ATWILL_JOIN_CA_HASH": "sha256:x", "ATWILL_JOIN_STORAGE": "/srv/volumes"}
+    settings = autojoin.JoinSettings.find(env, tmp_path / "none.env")
+    assert settings is not None and settings.storage == Path("/srv/volumes")
+    calls: list[dict[str, Any]] = []
+
+    def join_once(*args: object, **kwargs: Any) -> AgentConfig:
+        calls.append(kwargs)
+        return config(tmp_path, Path("/srv/volumes"))
+
+    autojoin.autojoin(settings, tmp_path / "state", join_once, lambda delay: None)
+    assert calls == [{"storage": Path("/srv/volumes")}]
+
+
+def test_join_refuses_a_storage_path_that_is_a_file(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    with pytest.raises(join.JoinError, match="exists and is not a directory"):
+        join.join("https://c:1", "t", "sha256:x", tmp_path / "state", skip_prereqs=True,
+                  storage=not_a_dir)
+    assert not (tmp_path / "state").exists()
+
+
+def test_atwill_join_takes_a_storage_path(monkeypatch: pytest.MonkeyPatch,
+                                          tmp_path: Path) -> None:
+    seen: list[Path | None] = []
+
+    def fake_join(*args: object, storage: Path | None = None) -> AgentConfig:
+        seen.append(storage)
+        raise join.JoinError("stop here")
+
+    monkeypatch.setattr(join, "join", fake_join)
+    runner = CliRunner()
+    args = ["join", "https://c:1", "--token", "t", "--ca-hash", "h", "--state-dir",
+            str(tmp_path)]
+    assert runner.invoke(app, [*args, "--storage", "/srv/a"]).exit_code == 1
+    assert runner.invoke(app, args, env={"ATWILL_JOIN_STORAGE": "/srv/b"}).exit_code == 1
+    assert runner.invoke(app, args, env={"ATWILL_JOIN_STORAGE": ""}).exit_code == 1
+    assert seen == [Path("/srv/a"), Path("/srv/b"), None]

@@ -59,6 +59,7 @@ class JoinSettings:
     ca_hash: str
     name: str | None = None
     overlay_port: int = 51820
+    storage: Path | None = None  # ATWILL_JOIN_STORAGE: a storage node keeps volumes there
 
     @classmethod
     def find(cls, environ: Mapping[str, str], path: Path) -> JoinSettings | None:
@@ -77,7 +78,9 @@ class JoinSettings:
         return cls(url=values["ATWILL_JOIN_URL"], token=values["ATWILL_JOIN_TOKEN"],
                    ca_hash=values["ATWILL_JOIN_CA_HASH"],
                    name=values.get("ATWILL_JOIN_NAME") or values.get("ATWILL_NODE_NAME"),
-                   overlay_port=int(port))
+                   overlay_port=int(port),
+                   storage=Path(values["ATWILL_JOIN_STORAGE"])
+                   if values.get("ATWILL_JOIN_STORAGE") else None)
 
 
 def delays(first: float = FIRST_DELAY, cap: float = MAX_DELAY) -> Iterator[float]:
@@ -98,8 +101,9 @@ def autojoin(settings: JoinSettings, state_dir: Path,
     said: str | None = None
     for attempt, delay in enumerate(delays(), 1):
         try:
+            extra = {"storage": settings.storage} if settings.storage else {}
             config = join_once(settings.url, settings.token, settings.ca_hash, state_dir,
-                               settings.name, settings.overlay_port)
+                               settings.name, settings.overlay_port, **extra)
         except (JoinError, OSError) as error:
             reason = " ".join(str(error).split())  # one line, whatever the message held
             if reason != said:

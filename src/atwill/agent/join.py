@@ -14,6 +14,7 @@ from .client import ClusterError, check, client, tls_context
 from .config import AgentConfig, write_private
 from .inventory import collect
 from .overlay.wireguard import generate_keypair
+from .storage.node import join_inventory, storage_problem
 
 
 class JoinError(Exception):
@@ -43,7 +44,7 @@ def fetch_ca(url: str, expected_hash: str) -> bytes:
 
 def join(url: str, token: str, ca_hash: str, state_dir: Path, name: str | None = None,
          overlay_port: int = 51820, skip_prereqs: bool = False,
-         aggregates: list[str] | None = None) -> AgentConfig:
+         aggregates: list[str] | None = None, storage: Path | None = None) -> AgentConfig:
     url = url.rstrip("/")
     if not url.startswith("https://"):
         raise JoinError("the controller URL must be https:// (nodes authenticate with mutual "
@@ -53,6 +54,9 @@ def join(url: str, token: str, ca_hash: str, state_dir: Path, name: str | None =
         if missing:
             raise JoinError("this host is missing what a node needs:\n"
                             + prereqs.format_missing(missing))
+    storage = storage.absolute() if storage is not None else None
+    if storage is not None and (problem := storage_problem(storage)):
+        raise JoinError(problem)
     if AgentConfig.joined(state_dir):
         raise JoinError(f"{state_dir} already holds a joined node; run 'atwill leave' first "
                         "or use another --state-dir")
@@ -68,7 +72,8 @@ def join(url: str, token: str, ca_hash: str, state_dir: Path, name: str | None =
     wg_private, wg_public = generate_keypair()
     body = {"token": token, "name": name, "csr": csr_pem.decode(),
             "wireguard_public_key": wg_public, "overlay_port": overlay_port,
-            "inventory": collect(state_dir / "instances"), "aggregates": aggregates or []}
+            "inventory": collect(state_dir / "instances", storage=join_inventory(storage)
+                                 if storage else None), "aggregates": aggregates or []}
     with tempfile.NamedTemporaryFile(suffix=".pem") as ca_file:
         ca_file.write(ca_pem)
         ca_file.flush()
@@ -86,7 +91,7 @@ def join(url: str, token: str, ca_hash: str, state_dir: Path, name: str | None =
     write_private(state_dir / "pki" / "node.pem", reply["certificate"].encode())
     write_private(state_dir / "overlay" / "wg-private.key", (wg_private + "\n").encode())
     config = AgentConfig(state_dir=state_dir, controller_url=url, node_id=reply["node_id"],
-                         name=reply["name"], overlay_port=overlay_port)
+                         name=reply["name"], overlay_port=overlay_port, storage_path=storage)
     config.cache_desired(reply["desired"])
     config.save()
     return config

@@ -3,6 +3,7 @@ controller (as instances fetch theirs)."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,26 @@ import httpx
 
 from atwill.agent.client import tls_context
 from atwill.agent.config import AgentConfig
-from atwill.agent.storage.reconcile import FetchImage, StorageManager
+from atwill.agent.storage.exports import DAEMON
+from atwill.agent.storage.reconcile import FetchImage, StorageManager, storage_inventory
+
+TOOLS = ("qemu-img", DAEMON, "setpriv")
+
+
+def storage_problem(path: Path) -> str | None:
+    """Why this host cannot keep volumes at path, if it cannot (checked at join)."""
+    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    if missing:
+        return (f"a storage node needs {', '.join(missing)} (Debian: apt install "
+                "qemu-utils qemu-block-extra util-linux)")
+    if path.exists() and not path.is_dir():
+        return f"the storage path {path} exists and is not a directory"
+    return None
+
+
+def join_inventory(path: Path) -> dict[str, Any]:
+    """The inventory's "storage" at join, before any volume was made."""
+    return storage_inventory(path)
 
 
 def storage_manager(config: AgentConfig, base_url: Callable[[], str]) -> StorageManager | None:

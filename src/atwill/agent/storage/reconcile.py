@@ -291,8 +291,8 @@ class _Busy:
 
 def storage_inventory(root: Path, files: Sequence[tuple[int, int]] = ()) -> dict[str, Any]:
     """A storage node's inventory entry for root, given its files' (virtual, allocated)."""
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fs = os.statvfs(root)
+    # Before the first converge (at join) root may not exist yet: its file system does.
+    fs = os.statvfs(next(p for p in (root, *root.parents) if p.exists()))
     return {"path": str(root), "total_gb": fs.f_blocks * fs.f_frsize // GIB,
             "free_gb": free_gb(fs.f_bavail * fs.f_frsize, list(files)), "formats": ["qcow2"]}
 
