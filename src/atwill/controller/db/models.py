@@ -53,6 +53,7 @@ from .servers import (
     ServerGroup,
     ServerGroupMember,
 )
+from .usage_events import UsageEvent
 from .volume import (
     Volume,
     VolumeAttachment,
@@ -77,4 +78,5 @@ __all__ = [
     "Stack", "StackEvent", "StackResource",
     "Volume", "VolumeAttachment", "VolumeQuota", "VolumeQuotaClass", "VolumeSnapshot",
     "VolumeType",
+    "UsageEvent",
 ]
