@@ -36,6 +36,18 @@ LEASE_KEY = "ha_lease"  # the lease the agent says it counts (host_status)
 # the agent checks its lease twice a second and SIGKILL takes a moment.
 MIN_MARGIN = 1.0
 PARTITIONED = "partitioned from the controller, peers still hear it"
+# Stored times (db.base.utcnow) drop their microseconds: a heartbeat may have come up to
+# this much later than its stored time, so silences are counted from that later bound.
+STORED_RESOLUTION = dt.timedelta(seconds=1)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def _silence(now: dt.datetime, stored: dt.datetime) -> float:
+    """Seconds since a stored heartbeat time, never more than really passed."""
+    return max((now - stored - STORED_RESOLUTION).total_seconds(), 0.0)
 
 
 def host_report(host: dict[str, Any], peers: dict[str, float] | None) -> dict[str, Any]:
@@ -71,8 +83,8 @@ def verdict(node: Node, reporters: list[Node], now: dt.datetime, margin: float) 
     for peer in reporters:
         seen = (peer.host_status or {}).get(PEERS_KEY) or {}
         if node.id in seen and peer.last_heartbeat is not None:
-            since = (now - peer.last_heartbeat).total_seconds()
-            reports[peer.id] = peer_view.age_now(float(seen[node.id]), since)
+            reports[peer.id] = peer_view.age_now(float(seen[node.id]),
+                                                 _silence(now, peer.last_heartbeat))
     return peer_view.view(list(probed or ()), reports, margin)
 
 
@@ -86,12 +98,12 @@ def fence_by_lease(session: Session, ctl: Controller, since: dt.datetime) -> lis
     candidates = [n for n in candidates if PEERS_KEY in (n.host_status or {})]
     if not candidates:
         return []
-    now, margin = utcnow(), max(ctl.settings.ha_lease_margin, MIN_MARGIN)
+    now, margin = _now(), max(ctl.settings.ha_lease_margin, MIN_MARGIN)
     reporters = list(session.scalars(select(Node).where(Node.state == "up")))
     fenced = []
     for node in candidates:
         found = verdict(node, reporters, now, margin)
-        silence = (now - max(node.last_heartbeat, since)).total_seconds()
+        silence = _silence(now, max(node.last_heartbeat, since))
         lease = lease_of(ctl, node)
         if found == peer_view.PARTITIONED:
             _partitioned(session, node)
