@@ -254,6 +254,12 @@ def test_hot_plug_write_detach_and_a_foreign_ca(lab: qd.Lab, guest: qd.Guest,
                                                  f"{STORAGE}:10810"), report
     assert "certificate hasn't got a known issuer" in report[stranger.volume_id]
     assert lab.driver.spec(spec.uuid).volumes == []
+    # An export nobody serves is refused before QEMU is asked (its blockdev-add would
+    # hold the monitor, and the guest, until TCP gives up).
+    nobody = Volume.from_desired({"volume_id": str(uuid.uuid4()), "host": STORAGE,
+                                  "port": 10812})
+    report = converge(manager, spec, [nobody])
+    assert report[nobody.volume_id].startswith(f"error: cannot reach {STORAGE}:10812"), report
     assert "atwill-vol: add" not in lab.driver.console(spec.uuid).split("gone vdb")[-1]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -17,7 +18,7 @@ from atwill.agent.hypervisor.base import State
 from atwill.agent.hypervisor.confine import confine, disk_owner, kill_strays
 from atwill.agent.hypervisor.qmp import QMP, QMPError, run_state
 from atwill.agent.hypervisor.spec import InstancePaths, InstanceSpec, qemu_argv
-from atwill.agent.hypervisor.volumes import DETACH_TIMEOUT, Volumes
+from atwill.agent.hypervisor.volumes import DETACH_TIMEOUT, VolumeError, Volumes
 from atwill.core.volume_devices import NODE_PREFIX, Volume, boots_from_volume, node_name
 
 log = logging.getLogger("atwill.agent.qemu")
@@ -213,7 +214,18 @@ class QemuDriver:
             return outcome
 
     def _volumes(self, uuid: str) -> Volumes:
-        return Volumes(self.paths(uuid).qmp, self.qmp_timeout, self.detach_timeout)
+        return Volumes(self.paths(uuid).qmp, self.qmp_timeout, self.detach_timeout,
+                       self._probe if self.launcher else None)
+
+    def _probe(self, host: str, port: int) -> None:
+        """Whether the export answers where QEMU runs (the launcher's namespace)."""
+        code = ("import socket, sys\n"
+                "socket.create_connection((sys.argv[1], int(sys.argv[2])), 5).close()")
+        try:
+            run([*self.launcher, sys.executable, "-c", code, host, str(port)], timeout=15)
+        except HostCommandError as err:
+            last = err.stderr.splitlines()[-1:] or [f"exit {err.returncode}"]
+            raise VolumeError(f"cannot reach {host}:{port}: {last[0]}") from None
 
     def _save_volumes(self, spec: InstanceSpec, volumes: list[Volume]) -> None:
         if volumes != spec.volumes:

@@ -18,6 +18,7 @@ to node N (and the controller's node API as node N) until the certificate expire
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Callable, Collection
 from pathlib import Path
@@ -32,6 +33,7 @@ log = logging.getLogger("atwill.agent.volumes")
 DETACH_TIMEOUT = 20.0
 POLL = 0.2
 RELEASE_TIMEOUT = 10.0
+PROBE_TIMEOUT = 5.0
 
 
 class VolumeError(RuntimeError):
@@ -42,10 +44,12 @@ class Volumes:
     """Attach and detach volumes of one running QEMU, reached through its QMP socket."""
 
     def __init__(self, qmp_path: Path, qmp_timeout: float = 5.0,
-                 detach_timeout: float = DETACH_TIMEOUT) -> None:
+                 detach_timeout: float = DETACH_TIMEOUT,
+                 probe: Callable[[str, int], None] | None = None) -> None:
         self.qmp_path = qmp_path
         self.qmp_timeout = qmp_timeout
         self.detach_timeout = detach_timeout
+        self.probe = probe or reachable
 
     def present(self) -> tuple[set[str], set[str]]:
         """(device ids, block node names) of this module's making that QEMU has now."""
@@ -72,6 +76,9 @@ class Volumes:
     def attach(self, volume: vd.Volume) -> None:
         """blockdev-add (the NBD connection and TLS handshake happen here) and device_add;
         a device that cannot be added leaves no block node behind."""
+        # QEMU 7.2 connects inside blockdev-add holding its main loop: an export that
+        # does not answer would freeze the monitor and the guest until TCP gives up.
+        self.probe(volume.host, volume.port)
         with self._session() as qmp:
             if volume.node_name not in self._nodes(qmp):
                 try:
@@ -144,6 +151,14 @@ class Volumes:
         names = [n.get("node-name") for n in listed if isinstance(n, dict)] \
             if isinstance(listed, list) else []
         return vd.ours((n for n in names if isinstance(n, str)), vd.NODE_PREFIX)
+
+
+def reachable(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> None:
+    """VolumeError unless a TCP connection to host:port opens within timeout."""
+    try:
+        socket.create_connection((host, port), timeout).close()
+    except OSError as err:
+        raise VolumeError(f"cannot reach {host}:{port}: {err}") from None
 
 
 def client_creds(directory: Path, ca: Path, cert: Path, key: Path) -> Path:
