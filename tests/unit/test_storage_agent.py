@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,8 @@ from typer.testing import CliRunner
 
 from atwill.agent import autojoin, daemon, join
 from atwill.agent.config import AgentConfig
+from atwill.agent.storage import node
+from atwill.agent.storage.exports import export_key
 from atwill.agent.storage.reconcile import StorageManager
 from atwill.cli.main import app
 
@@ -120,3 +123,23 @@ def test_atwill_join_takes_a_storage_path(monkeypatch: pytest.MonkeyPatch,
     assert runner.invoke(app, args, env={"ATWILL_JOIN_STORAGE": "/srv/b"}).exit_code == 1
     assert runner.invoke(app, args, env={"ATWILL_JOIN_STORAGE": ""}).exit_code == 1
     assert seen == [Path("/srv/a"), Path("/srv/b"), None]
+
+
+def test_an_all_in_one_node_joined_before_becomes_a_storage_node(tmp_path: Path) -> None:
+    cfg = config(tmp_path, None)
+    node.make_storage_node(cfg.state_dir, tmp_path / "vols")
+    assert AgentConfig.load(cfg.state_dir).storage_path == tmp_path / "vols"
+    node.make_storage_node(cfg.state_dir, tmp_path / "elsewhere")  # kept once set
+    assert AgentConfig.load(cfg.state_dir).storage_path == tmp_path / "vols"
+
+
+def test_a_node_going_down_forgets_its_exports(tmp_path: Path) -> None:
+    cfg = config(tmp_path, tmp_path / "vols")
+    record = tmp_path / "vols" / ".exports" / export_key("v1", "n")
+    record.mkdir(parents=True)
+    (record / "export.json").write_text(json.dumps(
+        {"volume_id": "v1", "node_id": "n", "client_cn": "a", "host": "127.0.0.1",
+         "port": 10809}))
+    node.stop_exports(cfg)
+    assert not record.exists()
+    node.stop_exports(config(tmp_path / "other", None))  # no storage: nothing to do

@@ -56,6 +56,7 @@ def clean_node(node_dir: Path, purge: bool = False) -> list[str]:
     from ..agent.instances import remove_all
     from ..agent.network import NetworkManager
     from ..agent.overlay.driver import OverlayDriver
+    from ..agent.storage.node import stop_exports
 
     if not node_dir.is_dir():
         return []
@@ -64,6 +65,7 @@ def clean_node(node_dir: Path, purge: bool = False) -> list[str]:
     except FileNotFoundError:  # stopped before it joined: its name is still the host's
         config = AgentConfig(node_dir, "", "", node_name())
     stop_running(config)
+    stop_exports(config)  # no volume is served once the node is down
     if purge:
         return cleanup(config, purge=True)
     kept = remove_all(config, purge=False)

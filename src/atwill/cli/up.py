@@ -236,7 +236,14 @@ class AllInOne:
             # public subnet's gateway; tenants leave by the host's own routes, masqueraded
             # (agent/net/uplink.py), so the host's interfaces stay as they are.
             env.update(ATWILL_EXTERNAL_BRIDGE=EXTERNAL_BRIDGE, ATWILL_EXTERNAL_NAT="1")
-        if not (self.node_dir / "agent.yaml").exists():
+        # The all-in-one node keeps the cloud's volumes too (a storage node).
+        volumes = self.node_dir / "volumes"
+        if (self.node_dir / "agent.yaml").exists():
+            from ..agent.storage.node import make_storage_node
+
+            make_storage_node(self.node_dir, volumes)
+        else:
+            env.update(ATWILL_JOIN_STORAGE=str(volumes))
             from ..controller.cluster import tokens
             from ..controller.cluster.join_command import join_details
             from ..controller.context import Controller

@@ -12,7 +12,7 @@ import httpx
 
 from atwill.agent.client import tls_context
 from atwill.agent.config import AgentConfig
-from atwill.agent.storage.exports import DAEMON
+from atwill.agent.storage.exports import DAEMON, Exports
 from atwill.agent.storage.reconcile import FetchImage, StorageManager, storage_inventory
 
 TOOLS = ("qemu-img", DAEMON, "setpriv")
@@ -53,3 +53,21 @@ def controller_fetch(config: AgentConfig, base_url: Callable[[], str]) -> FetchI
                 for chunk in resp.iter_bytes(1 << 20):
                     out.write(chunk)
     return fetch
+
+
+def make_storage_node(state_dir: Path, path: Path) -> None:
+    """Give an already joined node (an older all-in-one cloud's) a storage path, once;
+    its agent reports the storage in the inventory of its next heartbeat."""
+    config = AgentConfig.load(state_dir)
+    if config.storage_path is None:
+        config.storage_path = path
+        config.save()
+
+
+def stop_exports(config: AgentConfig) -> None:
+    """Stop every export of a node whose agent is stopped for good (its volumes stay)."""
+    if config.storage_path is None:
+        return
+    exports = Exports(config.storage_path / ".exports", config.ca, config.cert, config.key)
+    for volume, node in exports.records():
+        exports.revoke(volume, node)
