@@ -23,8 +23,10 @@ from .client import CERTIFICATE_SUPERSEDED, ClusterError, check, client, tls_con
 from .config import AgentConfig, write_private
 from .instances import InstanceManager, kept_instances, remove_all
 from .inventory import collect, inventory_digest
+from .lease import Lease
 from .network import NetworkManager
 from .overlay.driver import OverlayDriver
+from .peers import PeerProber
 from .storage.node import storage_manager
 from .storage.reconcile import export_host
 
@@ -65,6 +67,9 @@ class Agent:
         # Set when instances changed, so their new state is reported at once.
         self.beat_now = threading.Event()
         self.instances.on_started = self.beat_now.set
+        # Self-fencing (agent/lease.py): peer probes, and the lease renewed by heartbeats.
+        self.prober = PeerProber(config.node_id)
+        self.lease = Lease(config.state_dir, self.prober, self.instances.driver.pid)
 
     # lifecycle ---------------------------------------------------------------
     def run(self) -> int:
@@ -97,7 +102,11 @@ class Agent:
                                         name="desired"),
                        threading.Thread(target=self._loop, args=(self._consoles,), daemon=True,
                                         name="console"),
-                       threading.Thread(target=self._reconcile, daemon=True, name="reconcile")]
+                       threading.Thread(target=self._reconcile, daemon=True, name="reconcile"),
+                       threading.Thread(target=self.prober.run, args=(self.stopping,),
+                                        daemon=True, name="peers"),
+                       threading.Thread(target=self.lease.run, args=(self.stopping,),
+                                        daemon=True, name="lease")]
             for thread in threads:
                 thread.start()
             log.info("agent for node %s started (pid %d)", self.config.name, os.getpid())
@@ -110,6 +119,7 @@ class Agent:
                     removed(self.config, self.instances, self.overlay)
                 return 0
             log.info("agent stopping; the host stays as it is")
+            self.lease.hand_over()
             return 0
         finally:
             release_pidfile(self.config)
@@ -175,11 +185,28 @@ class Agent:
             body["volumes"] = self.storage.report()
         if digest != self._sent_digest:
             body["inventory"] = inventory
+        sent = time.monotonic()
+        ha = (self._desired or {}).get("ha")
+        if ha is not None:  # a controller that reads peers (an older one refuses the key)
+            body["peers"] = self.prober.report(sent)
+            body["host"] = {**body["host"], "ha_lease": self.lease.lease}
         self._call(http, "POST", f"/cluster/v1/nodes/{self.config.node_id}/heartbeat",
                    json=body)
         self._sent_digest = digest
+        self.lease.renewed(sent)
+        if self.lease.fenced:
+            self._after_self_fencing(http)
         self.beat_now.wait(self.interval)
         self.beat_now.clear()
+
+    def _after_self_fencing(self, http: httpx.Client) -> None:
+        """Back in touch after killing HA VMs: run what a desired state asked for now says
+        (evacuated ones are in its destroy list), never what a cached or older one said."""
+        desired = self._call(http, "GET", f"/cluster/v1/nodes/{self.config.node_id}/desired",
+                             params={"after": -1, "wait": 0})
+        self.lease.unfence()
+        self.apply(desired)
+        self.config.cache_desired(desired)
 
     def _consoles(self, http: httpx.Client) -> None:
         """Console tails, apart from heartbeats: a flooding guest cannot delay them."""
@@ -202,10 +229,10 @@ class Agent:
             raise
 
     def _poll(self, http: httpx.Client) -> None:
+        asked = time.monotonic()
         desired = self._call(http, "GET", f"/cluster/v1/nodes/{self.config.node_id}/desired",
                              params={"after": self.revision, "wait": 25})
-        if desired["revision"] != self.revision:
-            self.apply(desired)
+        if desired["revision"] != self.revision and self.apply(desired, asked=asked):
             self.config.cache_desired(desired)
 
     def _reconcile(self) -> None:
@@ -221,15 +248,21 @@ class Agent:
             return {**self._inventory, "storage": self.storage.inventory()}
         return self._inventory
 
-    def apply(self, desired: dict[str, Any], quiet: bool = False) -> None:
-        """Converge the host to desired; a failure is logged and retried by the reconciler."""
+    def apply(self, desired: dict[str, Any], quiet: bool = False,
+              asked: float | None = None) -> bool:
+        """Converge the host to desired; a failure is logged and retried by the reconciler.
+        False when desired, asked for at `asked`, predates the end of a self-fencing."""
         with self._lock:
+            wanted = self.lease.allowed(desired.get("instances", []), asked)
+            if wanted is None:
+                return False
             self._desired = desired
             # Taken even if applying fails: the reconciler retries, the long-poll must not spin.
             self.revision = desired["revision"]
             try:
                 self.overlay.apply(desired, verify=quiet)
-                wanted = desired.get("instances", [])
+                self.prober.configure(desired.get("ha"))
+                self.lease.configure(desired.get("ha"))
                 self.instances.overlay_url = desired.get("controller_overlay_url")
                 self.instances.taps(wanted)
                 # QEMU first: a guest needs a second before it sends its first frame, and
@@ -243,6 +276,7 @@ class Agent:
                     log.info("applied revision %s", desired["revision"])
             except Exception:  # noqa: BLE001 - keep the agent alive, retry on next poll
                 log.exception("could not apply revision %s", desired.get("revision"))
+            return True
 
 
     def _storage(self, desired: dict[str, Any]) -> None:
