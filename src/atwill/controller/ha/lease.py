@@ -64,9 +64,17 @@ def desired_block(session: Session, ctl: Controller, node: Node) -> dict[str, An
     chosen = peer_view.probe_set(list(address), node.id)
     held = session.scalars(select(Instance).where(Instance.node_id == node.id,
                                                   Instance.deleted.is_(False)))
-    return {"lease": max(ctl.settings.ha_lease, 0.0), "port": peer_view.PROBE_PORT,
+    return {"lease": lease_setting(ctl), "port": peer_view.PROBE_PORT,
             "protected": sorted(i.id for i in held if ha_health.ha_enabled(i.meta)),
             "peers": [{"id": peer, "address": address[peer]} for peer in chosen]}
+
+
+def lease_setting(ctl: Controller) -> float:
+    """The lease handed out; none over OpenVPN, whose node-to-node traffic goes through the
+    controller's hub: a controller outage would silence the peers too and kill every VM."""
+    if ctl.settings.overlay == "openvpn":
+        return 0.0
+    return max(ctl.settings.ha_lease, 0.0)
 
 
 def lease_of(ctl: Controller, node: Node) -> float:
@@ -90,7 +98,7 @@ def verdict(node: Node, reporters: list[Node], now: dt.datetime, margin: float) 
 
 def fence_by_lease(session: Session, ctl: Controller, since: dt.datetime) -> list[str]:
     """Count isolated, silent nodes fenced once their lease and the margin are over."""
-    if ctl.settings.ha_lease <= 0:
+    if lease_setting(ctl) <= 0:
         return []
     candidates = list(session.scalars(select(Node).where(
         Node.health == ha_health.DOWN, Node.state == "down", Node.forced_down.is_(False),
