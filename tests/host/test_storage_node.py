@@ -11,6 +11,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -70,6 +71,7 @@ class Cloud:
 
     def converge(self, volumes: list[dict[str, Any]]) -> dict[str, Any]:
         self.manager.converge({"volumes": volumes}, "127.0.0.1")
+        assert self.manager.wait(120)
         return self.manager.report()
 
 
@@ -81,7 +83,7 @@ def cloud() -> Iterator[Cloud]:
     try:
         yield made
     finally:
-        made.manager.converge({"volumes": []}, "127.0.0.1")
+        made.converge([])
         assert made.manager.exports.records() == {}
         shutil.rmtree(root)
 
@@ -264,3 +266,24 @@ def _established(port: int) -> bool:
     done = subprocess.run(["ss", "-Htn", "state", "established", f"( sport = :{port} )"],
                           capture_output=True, text=True, check=True)
     return bool(done.stdout.strip())
+
+
+def test_a_slow_copy_holds_up_nothing(cloud: Cloud) -> None:
+    ident, vid = image(cloud, "raw"), str(uuid.uuid4())
+    release = threading.Event()
+    fetch = cloud.fetch
+
+    def slow(source: dict[str, Any], dest: Path) -> None:
+        assert release.wait(60)
+        fetch(source, dest)
+
+    cloud.manager.fetch = slow
+    wanted = [vol(vid, 1, {"type": "image", "id": ident, "disk_format": "raw"})]
+    started = time.monotonic()
+    cloud.manager.converge({"volumes": wanted}, "127.0.0.1")
+    cloud.manager.converge({"volumes": wanted}, "127.0.0.1")  # the lane is busy: no wait
+    assert time.monotonic() - started < 5
+    assert cloud.manager.report()[vid]["state"] == "creating"
+    release.set()
+    assert cloud.manager.wait(60)
+    assert cloud.manager.report()[vid]["state"] == "available"

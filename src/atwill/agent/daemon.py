@@ -67,6 +67,8 @@ class Agent:
         # Set when instances changed, so their new state is reported at once.
         self.beat_now = threading.Event()
         self.instances.on_started = self.beat_now.set
+        if self.storage is not None:
+            self.storage.lanes.on_done = self.beat_now.set  # a volume made: reported at once
         # Self-fencing (agent/lease.py): peer probes, and the lease renewed by heartbeats.
         self.prober = PeerProber(config.node_id)
         self.lease = Lease(config.state_dir, self.prober, self.instances.driver.pid)

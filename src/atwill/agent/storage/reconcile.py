@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from atwill.agent.hypervisor import disks
+from atwill.agent.lanes import Lanes
 from atwill.agent.storage.exports import PORTS, Export, Exports
 from atwill.agent.storage.volumes import GIB, VolumeStore, check_id, making
 
@@ -60,6 +61,14 @@ class StorageManager:
         self._sizes: dict[str, int] = {}  # volume id -> virtual size in bytes
         self._owner: dict[str, str] = {}  # snapshot id -> its volume id
         self._wanted_gb: dict[str, int] = {}  # volume id -> its size in the desired state
+        self._latest: dict[str, dict[str, Any]] = {}  # the last desired volumes, by id
+        # Copies take minutes: each volume's work runs in a lane of its own, so the agent
+        # (and a revocation, which converge does first and at once) never waits for one.
+        self.lanes = Lanes(workers=2)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until no volume work runs; whether that happened within timeout."""
+        return self.lanes.wait(timeout)
 
     # converge -------------------------------------------------------------------
     def converge(self, desired: dict[str, Any], host: str) -> None:
@@ -74,8 +83,11 @@ class StorageManager:
         self._delete(volumes, snapshots)
         first = [v for v in volumes.values() if (v.get("source") or {}).get("type")
                  in (None, "image")]
+        self._latest = volumes
         for volume in first + [v for v in volumes.values() if v not in first]:
-            self._converge_volume(volume, volumes, snapshots, host)
+            # A busy volume is brought to what is wanted then by a later converge.
+            self.lanes.submit(volume["id"], self._converge_volume, volume, volumes, snapshots,
+                              host)
         disks.gc(self.cache_dir, self._images_wanted(volumes))
 
     def _revoke(self, volumes: dict[str, dict[str, Any]]) -> None:
@@ -191,7 +203,10 @@ class StorageManager:
         self._sizes[vid] = wanted
 
     def _exports(self, volume: dict[str, Any], host: str) -> None:
-        for export in volume.get("exports") or []:
+        # The latest wish, not the one the lane started with: an export revoked while the
+        # volume was being copied must not be served again (fencing).
+        latest = self._latest.get(volume["id"]) or {}
+        for export in latest.get("exports") or []:
             key = (volume["id"], export["node_id"])
             try:
                 self.exports.ensure(volume["id"], export["node_id"], export["client_cn"], host,
