@@ -19,8 +19,9 @@ from .identity import app as identity_app
 from .image import app as image_app
 from .middleware import RequestContext
 from .network import app as network_app
+from .orchestration import app as orchestration_app
 
-MOUNTS = ("/identity", "/compute", "/image", "/cluster", "/network", "/dashboard")
+MOUNTS = ("/identity", "/compute", "/image", "/cluster", "/network", "/orchestration", "/dashboard")
 
 
 def create_app(settings: Settings, ctl: Controller | None = None) -> RequestContext:
@@ -29,6 +30,7 @@ def create_app(settings: Settings, ctl: Controller | None = None) -> RequestCont
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # Before serving, no upload can be in flight: recover those a previous process cut.
         image_app.housekeeping(ctl)
+        orchestration_app.housekeeping(ctl)
         tasks = background.start(ctl)
         try:
             yield
@@ -45,6 +47,10 @@ def create_app(settings: Settings, ctl: Controller | None = None) -> RequestCont
         root.mount(prefix, factory(ctl))
     # The dashboard calls the services above in-process, with the browser's token.
     root.mount("/dashboard", dashboard_app.create(ctl, api=root))
+    # The engine makes resources through the services above, in-process, as the owner.
+    orchestration = orchestration_app.create(ctl)
+    root.mount("/orchestration", orchestration)
+    orchestration_app.serve_through(orchestration, root)
     metrics.install(root, ctl)
 
     @root.get("/", response_model=None)

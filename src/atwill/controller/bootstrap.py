@@ -35,6 +35,8 @@ def catalog_urls(base_url: str) -> dict[str, tuple[str, str]]:
         "compute": ("nova", f"{base_url}/compute/v2.1"),
         "image": ("glance", f"{base_url}/image"),
         "network": ("neutron", f"{base_url}/network"),
+        # Heat's URL names the project; the token's catalog fills it in, as Keystone's.
+        "orchestration": ("heat", f"{base_url}/orchestration/v1/%(project_id)s"),
     }
 
 

@@ -1,0 +1,1 @@
+"""The orchestration service (Heat's v1 API subset) and its engine, mounted at /orchestration."""

@@ -1,0 +1,124 @@
+"""/v1/{project_id}/stacks: create, list, show (302 by name), delete, outputs, template."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse, RedirectResponse
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from ...core.errors import Conflict, NotFound
+from ..db.base import new_uuid
+from ..db.orchestration import Stack, StackResource
+from ..service import controller, json_body
+from . import store, views
+from .common import allow, engine
+from .prepare import Prepared, check_name, prepare
+
+router = APIRouter()
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+@router.post("/v1/{project_id}/stacks", status_code=201)
+async def stacks_create(project_id: str, request: Request) -> dict[str, Any]:
+    creds = allow(request, project_id, "stacks:create", True)
+    body = await json_body(request)
+    ctl = controller(request)
+    name = check_name(body.get("stack_name"))
+    ready = await run_in_threadpool(prepare, ctl, body, new_uuid(), name, project_id,
+                                    creds.user_id)
+    stack = await run_in_threadpool(_insert, request, ready, body)
+    engine(request).launch(stack["id"], engine(request).create)
+    return {"stack": stack}
+
+
+def _insert(request: Request, ready: Prepared, body: dict[str, Any]) -> dict[str, Any]:
+    ctl, state = controller(request), ready.state
+    with ctl.db.session() as session:
+        taken = session.scalar(select(Stack.id).where(
+            Stack.project_id == state.project_id, Stack.name == state.name))
+        if taken:
+            raise Conflict(f"The Stack ({state.name}) already exists.")
+        tags = body.get("tags") or []
+        stack = Stack(id=state.id, name=state.name, project_id=state.project_id,
+                      user_id=state.user_id, action="CREATE", status="IN_PROGRESS",
+                      status_reason="Stack CREATE started", template=ready.template,
+                      files=ready.files, environment=ready.environment,
+                      parameters=state.values, disable_rollback=state.disable_rollback,
+                      timeout_mins=body.get("timeout_mins"),
+                      tags=tags.split(",") if isinstance(tags, str) else list(tags))
+        session.add(stack)
+        session.flush()
+        for name in ready.active:
+            session.add(StackResource(stack_id=stack.id, name=name,
+                                      type=state.tmpl.resources[name].type))
+        store.event(session, stack, stack.name, store.STACK_TYPE, stack.id, "CREATE",
+                    "IN_PROGRESS", "Stack CREATE started")
+        url = views.stack_url(ctl.base_url, stack)
+        return {"id": stack.id, "links": [{"href": url, "rel": "self"}]}
+
+
+@router.get("/v1/{project_id}/stacks")
+def stacks_list(project_id: str, request: Request) -> dict[str, Any]:
+    creds = allow(request, project_id, "stacks:index", False)
+    ctl, query = controller(request), request.query_params
+    with ctl.db.session() as session:
+        rows = select(Stack).where(Stack.parent_id.is_(None)).order_by(Stack.created_at.desc())
+        if not (creds.is_admin and query.get("global_tenant", "").lower() == "true"):
+            rows = rows.where(Stack.project_id == project_id)
+        if query.get("name"):
+            rows = rows.where(Stack.name.in_(query.getlist("name")))
+        stacks = [views.summary(ctl.base_url, s) for s in session.scalars(rows)]
+    wanted = query.getlist("status")
+    if wanted:
+        stacks = [s for s in stacks if s["stack_status"].split("_", 1)[-1] in wanted]
+    return {"stacks": stacks}
+
+
+def split(rest: str) -> tuple[str, str | None, list[str]]:
+    """Heat's stack identity in a path: NAME_OR_ID[/ID] then what follows."""
+    parts = [p for p in rest.split("/") if p]
+    if not parts:
+        raise NotFound("The resource could not be found.")
+    if len(parts) >= 2 and UUID.fullmatch(parts[1]):
+        return parts[0], parts[1], parts[2:]
+    return parts[0], None, parts[1:]
+
+
+@router.get("/v1/{project_id}/stacks/{rest:path}")
+def stack_get(project_id: str, rest: str, request: Request) -> Response:
+    allow(request, project_id, "stacks:show", False)
+    ident, stack_id, tail = split(rest)
+    ctl = controller(request)
+    with ctl.db.session() as session:
+        stack = store.find(session, project_id, ident, stack_id)
+        if stack_id is None and not tail:
+            return RedirectResponse(views.stack_url(ctl.base_url, stack), status_code=302)
+        from .reads import read  # resources, events and outputs live beside the stack
+
+        return JSONResponse(read(request, session, stack, tail))
+
+
+@router.delete("/v1/{project_id}/stacks/{rest:path}", status_code=204)
+async def stack_delete(project_id: str, rest: str, request: Request) -> Response:
+    allow(request, project_id, "stacks:delete", True)
+    ident, stack_id, tail = split(rest)
+    if tail:
+        raise NotFound("The resource could not be found.")
+    ctl = controller(request)
+
+    def mark() -> str:
+        with ctl.db.session() as session:
+            stack = store.find(session, project_id, ident, stack_id)
+            stack.action, stack.status = "DELETE", "IN_PROGRESS"
+            stack.status_reason = "Stack DELETE started"
+            store.event(session, stack, stack.name, store.STACK_TYPE, stack.id, "DELETE",
+                        "IN_PROGRESS", "Stack DELETE started")
+            return stack.id
+
+    found = await run_in_threadpool(mark)
+    engine(request).launch(found, engine(request).delete)
+    return Response(status_code=204)

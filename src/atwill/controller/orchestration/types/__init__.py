@@ -1,0 +1,13 @@
+"""Resource types: each maps a Heat type's properties onto calls of atwill's own APIs."""
+
+from __future__ import annotations
+
+from .base import Prop, ResourceType
+from .heat import HEAT_TYPES
+from .neutron import NEUTRON_TYPES
+from .nova import NOVA_TYPES
+
+REGISTRY: dict[str, ResourceType] = {t.name: t for t in (*HEAT_TYPES, *NEUTRON_TYPES,
+                                                         *NOVA_TYPES)}
+
+__all__ = ["REGISTRY", "Prop", "ResourceType"]

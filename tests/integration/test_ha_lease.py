@@ -1,0 +1,99 @@
+"""Self-fencing in the lab: a node without a fence device is cut off (WAN link down, so
+from the controller and its peers). Its agent kills its HA server's QEMU when its lease
+runs out, before the controller, which counts it fenced by lease, rebuilds the server on
+the other node; a sampler listing QEMU processes per instance across the lab every
+100 ms never sees two copies. Healed, the node destroys only its stale copy."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+from atwill.lab import Lab
+from tests.integration.vms import upload_guest, wait_status
+
+LAB = {"nodes": 2, "fence": False}  # no BMC: the lease is the only fencing
+
+
+class QemuSampler:
+    """Every 100 ms: the hosts (network namespaces) running a QEMU of the instance."""
+
+    def __init__(self, lab: Lab, uuid: str) -> None:
+        self.uuid, self.stopping = uuid.encode(), threading.Event()
+        self.netns = {os.stat(f"/run/netns/{lab.namespace(h).name}").st_ino: h
+                      for h in ("node1", "node2")}
+        self.samples: list[tuple[float, list[str]]] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def hosts(self) -> list[str]:
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if not Path(f"/proc/{pid}/comm").read_text().startswith("qemu"):
+                    continue
+                if self.uuid in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    found.append(self.netns.get(os.stat(f"/proc/{pid}/ns/net").st_ino, "?"))
+            except OSError:
+                continue
+        return sorted(found)
+
+    def _run(self) -> None:
+        while not self.stopping.wait(0.1):
+            self.samples.append((time.monotonic(), self.hosts()))
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(10)
+
+    def first(self, since: float, check) -> float | None:
+        return next((t for t, hosts in self.samples if t >= since and check(hosts)), None)
+
+
+def _node(lab: Lab, name: str) -> dict:
+    return json.loads(lab.atwill_ctl("node", "show", name).stdout)
+
+
+def test_isolated_node_kills_its_vm_before_it_runs_elsewhere(lab: Lab) -> None:
+    upload_guest(lab)
+    lab.openstack("flavor", "create", "--ram", "256", "--disk", "1", "--vcpus", "1", "m1.ls")
+    lab.openstack("network", "create", "lsnet")
+    lab.openstack("subnet", "create", "--network", "lsnet", "--subnet-range", "10.31.0.0/24",
+                  "lssub")
+    made = lab.openstack("server", "create", "--flavor", "m1.ls", "--image", "atwill-guest",
+                         "--network", "lsnet", "--availability-zone", "nova:node1", "leased",
+                         "-f", "json")
+    wait_status(lab, "leased", "ACTIVE", 180)
+    stale = Path(lab.host("node1").state_dir) / "instances" / made["id"]
+    sampler = QemuSampler(lab, made["id"])
+    try:
+        lab.wait_for(lambda: sampler.hosts() == ["node1"], 30, "QEMU on node1")
+        cut = time.monotonic()
+        lab.partition("node1")
+        lab.wait_for(lambda: (s := lab.openstack("server", "show", "leased", "-f", "json"))
+                     ["status"] == "ACTIVE" and s["OS-EXT-SRV-ATTR:host"] == "node2", 180,
+                     "leased ACTIVE on node2")
+        moved = time.monotonic() - cut
+        fenced = _node(lab, "node1")
+        assert fenced["fence_method"] == "lease", fenced
+        lab.wait_for(lambda: sampler.hosts() == ["node2"], 30, "QEMU on node2")
+        killed = sampler.first(cut, lambda hosts: "node1" not in hosts)
+        started = sampler.first(cut, lambda hosts: "node2" in hosts)
+        assert killed is not None and started is not None and killed < started
+        print(f"\nself-fencing: QEMU killed on node1 {killed - cut:.1f} s after the cut, "
+              f"running on node2 {started - cut:.1f} s, ACTIVE there {moved:.1f} s")
+
+        lab.heal("node1")
+        lab.wait_for(lambda: not stale.exists(), 120, "node1 to destroy its stale copy")
+        lab.wait_for(lambda: _node(lab, "node1")["health"] == "up", 60, "node1 back")
+        time.sleep(3)  # the returned node must not start its copy again
+    finally:
+        sampler.stop()
+    twice = [(round(t - cut, 1), hosts) for t, hosts in sampler.samples if len(hosts) > 1]
+    assert not twice, twice
+    assert sampler.samples[-1][1] == ["node2"]
+    assert len(sampler.samples) > 100
+    lab.openstack("server", "delete", "--wait", made["id"])
