@@ -17,11 +17,12 @@ import pytest
 from atwill import pki
 from atwill.agent.config import AgentConfig
 from atwill.agent.host.run import run
-from atwill.agent.hypervisor import configdrive, tap, volumes
+from atwill.agent.hypervisor import configdrive, confine, tap, volumes
 from atwill.agent.hypervisor.configdrive import PortInfo
 from atwill.agent.hypervisor.spec import QEMU, InstanceSpec, Nic
 from atwill.agent.hypervisor.volumes import VolumeError
 from atwill.agent.instances import InstanceManager
+from atwill.core import guest_ids
 from atwill.core.volume_devices import Volume
 from tests.host import test_qemu_driver as qd
 
@@ -40,6 +41,7 @@ CLIENT_CN = "compute-test"
 # (O_DIRECT, so from the export, not the guest's cache); a disk that goes is announced.
 WATCHER = b"""#!/bin/sh
 exec > /dev/ttyS0 2>&1
+echo "atwill-vol: root serial=$(cat /sys/block/vda/serial 2>/dev/null)"
 seen=""
 while true; do
   now=""
@@ -85,12 +87,16 @@ class Storage:
             shutil.copy(ca_dir / source, directory / name)
         return directory
 
-    def export(self, port: int, ca_dir: Path, fill: str | None = None) -> Volume:
-        """A new 64 MiB volume served on port with the CA of ca_dir (its first 512 bytes
-        `fill` when given); the Volume entry a compute node gets for it."""
+    def export(self, port: int, ca_dir: Path, fill: str | None = None,
+               source: Path | None = None, boot_index: int | None = None) -> Volume:
+        """A new 64 MiB volume (a copy of source when given) served on port with the CA of
+        ca_dir (its first 512 bytes `fill` when given); the Volume a compute node gets."""
         volume_id = str(uuid.uuid4())
         image = self.root / f"{volume_id}.qcow2"
-        run(["qemu-img", "create", "-q", "-f", "qcow2", str(image), "64M"])
+        if source is None:
+            run(["qemu-img", "create", "-q", "-f", "qcow2", str(image), "64M"])
+        else:
+            run(["qemu-img", "convert", "-O", "qcow2", str(source), str(image)], timeout=120)
         if fill is not None:
             run(["qemu-io", "-f", "qcow2", "-c", f"write -P {ord(fill)} 0 512", str(image)])
         pidfile = self.root / f"qsd-{port}.pid"
@@ -106,7 +112,8 @@ class Storage:
              "--pidfile", str(pidfile), "--daemonize"])
         self.daemons.append(pidfile)
         return Volume.from_desired({"volume_id": volume_id, "serial": volume_id,
-                                    "host": STORAGE, "port": port, "export": volume_id})
+                                    "host": STORAGE, "port": port, "export": volume_id,
+                                    "boot_index": boot_index})
 
     def stop(self, pidfile: Path) -> None:
         """Stop the daemon of pidfile, by its PID (checked to be ours)."""
@@ -179,7 +186,8 @@ def boot(lab: qd.Lab, guest: qd.Guest, storage: Storage,
                                  storage.config.ca, storage.config.cert, storage.config.key)
     lab.started.append(instance)
     spec = InstanceSpec(uuid=instance, name="vm", vcpus=1, memory_mb=192, disk_gb=1,
-                        image_path=guest.path, image_format=guest.image_format, nics=[nic],
+                        image_path=None if any(v.boot_index == 0 for v in attached)
+                        else guest.path, image_format=guest.image_format, nics=[nic],
                         config_drive=cd, accel="tcg", volumes=list(attached),
                         volume_creds=creds)
     lab.driver.start(spec)
@@ -283,3 +291,28 @@ def test_cold_attach_and_a_guest_that_holds_on(lab: qd.Lab, guest: qd.Guest,
     seen(lab, spec.uuid, "atwill-vol: gone vdb")
     assert lab.driver.sync_volumes(spec.uuid, []) == {}
     assert lab.driver.spec(spec.uuid).volumes == []
+
+
+def test_boot_from_volume(lab: qd.Lab, guest: qd.Guest, storage: Storage) -> None:
+    if not guest.acpi:
+        pytest.skip("needs the atwill guest image")
+    root = storage.export(10813, storage.root / "ca", source=guest.path, boot_index=0)
+    spec = boot(lab, guest, storage, attached=[root])
+    # The guest runs from the volume (its only disk, vda, has the volume's serial) ...
+    seen(lab, spec.uuid, f"atwill-vol: root serial={root.volume_id[:20]}")
+    paths = lab.driver.paths(spec.uuid)
+    assert not paths.disk.exists()  # ... and the node has no disk of it
+    pid = lab.driver.pid(spec.uuid)
+    assert pid is not None
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    assert not any("id=disk0" in arg for arg in argv)
+    status = dict(line.split(":", 1) for line in
+                  Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    uid = int(status["Uid"].split()[0])
+    assert guest_ids.in_block(uid) and int(status["CapEff"], 16) == 0
+    record = paths.directory / "runas"
+    assert record.stat().st_uid == 0 and record.stat().st_mode & 0o077 == 0
+
+    lab.driver.delete(spec.uuid)
+    assert not paths.directory.exists()
+    assert not any(owner == uid for _, owner in confine._processes())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -98,6 +99,9 @@ def test_boot_from_volume_has_no_local_disk() -> None:
 def test_the_spec_keeps_its_volumes() -> None:
     original = spec([vd.Volume.from_desired(entry(read_only=True))])
     assert InstanceSpec.from_json(original.to_json()) == original
+    booted = replace(spec([vd.Volume.from_desired(entry(boot_index=0))]), image_path=None)
+    assert InstanceSpec.from_json(booted.to_json()) == booted
+    assert not any("id=disk0" in d for d in option(qemu_argv(booted, PATHS), "-drive"))
 
 
 def test_plan_attaches_missing_and_removes_unwanted() -> None:

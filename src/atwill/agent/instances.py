@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from ..core.volume_devices import Volume, VolumeSpecError
+from ..core.volume_devices import Volume, VolumeSpecError, boots_from_volume
 from .client import client, tls_context
 from .config import AgentConfig
 from .hypervisor import configdrive, disks, tap, volumes
@@ -205,7 +205,9 @@ class InstanceManager:
 
     def _spec(self, inst: dict[str, Any]) -> InstanceSpec:
         image = inst.get("image") or {}
-        base = self._image(image)
+        wanted, _ = parse_volumes(inst.get("volumes") or [])
+        # Booted from a volume: the storage node made it from the image, not this node.
+        base = None if boots_from_volume(wanted) else self._image(image)
         nics = [Nic(mac=n["mac"], tap=tap.tap_name(n["port_id"]), mtu=n.get("mtu", 1500))
                 for n in inst.get("nics", [])]
         props = {k: str(v) for k, v in (image.get("properties") or {}).items()
@@ -217,7 +219,7 @@ class InstanceManager:
             image_format=image.get("disk_format") or "qcow2", nics=nics,
             accel="kvm" if kvm else "tcg", cpu_mode="host-passthrough" if kvm else None,
             pci_devices=list(inst.get("pci_devices") or []), hw=props,
-            volumes=parse_volumes(inst.get("volumes") or [])[0],
+            volumes=wanted,
             volume_creds=self._volume_creds())
 
     def _volume_creds(self) -> Path | None:

@@ -65,7 +65,7 @@ RULES: dict[str, str] = {
     "identity:delete_endpoint": "admin",
     # cluster (atwill's own API)
     "cluster:tokens:list": "admin", "cluster:tokens:create": "admin",
-    "cluster:tokens:delete": "admin",
+    "cluster:tokens:delete": "admin", "cluster:usage_events:list": "admin",
     "cluster:nodes:list": "admin", "cluster:nodes:show": "admin",
     "cluster:nodes:update": "admin", "cluster:nodes:delete": "admin",
     "cluster:fence:list": "admin", "cluster:fence:show": "admin",

@@ -39,16 +39,20 @@ def confine(spec: InstanceSpec, paths: InstancePaths, instances_dir: Path) -> st
     # Ours to open up (made 0700 under the agent's umask): pass through, never list.
     instances_dir.chmod(0o711)
     paths.directory.chmod(0o711)
-    files = [paths.disk, spec.image_path] + ([spec.config_drive] if spec.config_drive else [])
+    # Booted from a volume: no disk and no base image here, only what NBD brings.
+    local = [paths.disk, spec.image_path] if spec.image_path is not None else []
+    files = local + ([spec.config_drive] if spec.config_drive else [])
     blocked = [str(f.parent) for f in files if not accounts.searchable(f.parent)]
     if blocked:
         log.warning("instance %s: QEMU runs as root, since other users cannot pass through "
                     "%s (each directory up to / needs o+x)", spec.uuid, ", ".join(blocked))
         return None
     uid = instance_uid(spec.uuid, paths.disk, instances_dir)
-    gid = image_gid(spec.image_path)
+    gid = image_gid(spec.image_path) if spec.image_path is not None \
+        else guest_ids.pick(f"volume:{spec.uuid}", _known_group)
     kill_strays(uid)
-    _own(paths.disk, uid, gid, 0o600)
+    if spec.image_path is not None:
+        _own(paths.disk, uid, gid, 0o600)
     if spec.config_drive is not None and spec.config_drive.exists():
         # (A missing one is QEMU's to report, as it is when QEMU stays root.)
         _own(spec.config_drive, uid, gid, 0o400)
@@ -58,7 +62,7 @@ def confine(spec: InstanceSpec, paths: InstancePaths, instances_dir: Path) -> st
     console = spec.console_log or paths.console_log
     os.close(os.open(console, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
     console.chmod(0o600)
-    if not spec.image_path.stat().st_mode & stat.S_IROTH:
+    if spec.image_path is not None and not spec.image_path.stat().st_mode & stat.S_IROTH:
         # A base image nobody else may read (the node's own cache) is lent to its group.
         os.chown(spec.image_path, -1, gid)
         spec.image_path.chmod(0o640)

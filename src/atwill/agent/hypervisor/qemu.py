@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from atwill.agent.config import write_private
@@ -19,6 +20,7 @@ from atwill.agent.hypervisor.confine import confine, disk_owner, kill_strays
 from atwill.agent.hypervisor.qmp import QMP, QMPError, run_state
 from atwill.agent.hypervisor.spec import InstancePaths, InstanceSpec, qemu_argv
 from atwill.agent.hypervisor.volumes import DETACH_TIMEOUT, VolumeError, Volumes
+from atwill.core import guest_ids
 from atwill.core.volume_devices import NODE_PREFIX, Volume, boots_from_volume, node_name
 
 log = logging.getLogger("atwill.agent.qemu")
@@ -30,6 +32,7 @@ RUN_STATES: dict[str, State] = {
     "internal-error": "error", "io-error": "error", "guest-panicked": "error",
 }
 CONSOLE_TAIL_BYTES = 1 << 20
+RUNAS_FILE = "runas"
 
 
 class DriverError(RuntimeError):
@@ -73,19 +76,22 @@ class QemuDriver:
             if current == "suspended":
                 self._resume(spec.uuid, timeout)
                 return
-            if boots_from_volume(spec.volumes):
-                # The command line can (spec.py), but confinement keys the instance's user
-                # on its local disk (confine.py): not without one yet.
-                raise DriverError("booting from a volume is not supported on this node yet")
             paths = self.paths(spec.uuid)
+            local = not boots_from_volume(spec.volumes)
+            if not local:
+                spec = replace(spec, image_path=None)  # a boot volume: no disk here
+            if local and spec.image_path is None:
+                raise DriverError(f"instance {spec.uuid} has neither an image nor a boot "
+                                  "volume")
             # Before anything is made: a refused image leaves no directory, overlay or QEMU.
-            image_format = disks.verify_image(spec.image_path, spec.image_format)
+            image_format = disks.verify_image(spec.image_path, spec.image_format) \
+                if local and spec.image_path is not None else spec.image_format
             with Reverter() as revert:
                 if not paths.directory.exists():
                     paths.directory.mkdir(parents=True)
                     revert.add(lambda: shutil.rmtree(paths.directory, ignore_errors=True))
                 paths.spec.write_text(spec.to_json())
-                if not paths.disk.exists():
+                if local and spec.image_path is not None and not paths.disk.exists():
                     disks.create_overlay(spec.image_path, paths.disk, spec.disk_gb,
                                          image_format)
                     revert.add(lambda: paths.disk.unlink(missing_ok=True))
@@ -289,8 +295,12 @@ class QemuDriver:
         paths.qmp.parent.mkdir(parents=True, exist_ok=True)
         paths.qmp.unlink(missing_ok=True)
         # The disk's header is the instance's to write; root opens the disk next.
-        disks.verify_overlay(paths.disk)
+        if not boots_from_volume(spec.volumes):
+            disks.verify_overlay(paths.disk)
         run_as = confine(spec, paths, self.instances_dir) if self.unprivileged else None
+        if run_as is not None:
+            # Without a local disk nothing else records the instance's user (_gone).
+            write_private(paths.directory / RUNAS_FILE, run_as.encode())
         argv = qemu_argv(spec, paths, incoming=incoming, sandbox=self.sandbox, run_as=run_as)
         limits = []
         if run_as is not None and spec.pci_devices:
@@ -310,7 +320,7 @@ class QemuDriver:
         """After QEMU has exited: no process of the instance's user is left, and neither
         its socket nor its pidfile (QEMU, no longer root, cannot remove them itself)."""
         paths = self.paths(uuid)
-        owner = disk_owner(paths.disk)
+        owner = disk_owner(paths.disk) or _recorded_user(paths.directory / RUNAS_FILE)
         if owner is not None:
             kill_strays(owner)
         if self.pid(uuid) is None:
@@ -375,3 +385,12 @@ class QemuDriver:
             lock = self._locks.setdefault(uuid, threading.RLock())
         with lock:
             yield
+
+
+def _recorded_user(path: Path) -> int | None:
+    """The uid of the "uid:gid" QEMU last ran as, if it is one of the instance block."""
+    try:
+        uid = int(path.read_text().split(":")[0])
+    except (OSError, ValueError):
+        return None
+    return uid if guest_ids.in_block(uid) else None

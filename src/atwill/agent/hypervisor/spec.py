@@ -44,7 +44,8 @@ class InstanceSpec:
     vcpus: int
     memory_mb: int
     disk_gb: int
-    image_path: Path
+    # None when the instance boots from a volume (boot_index 0): no base image, no disk.
+    image_path: Path | None
     image_format: str = "qcow2"
     nics: list[Nic] = field(default_factory=list)
     config_drive: Path | None = None
@@ -175,7 +176,7 @@ def _volumes(spec: InstanceSpec) -> list[str]:
 
 
 def _disk(spec: InstanceSpec, paths: InstancePaths) -> list[str]:
-    if volume_devices.boots_from_volume(spec.volumes):
+    if spec.image_path is None or volume_devices.boots_from_volume(spec.volumes):
         return []  # booted from a volume: no local disk, as Nova's boot from volume
     bus = spec.hw.get("hw_disk_bus", "virtio")
     # The backing image is named here, never taken from the overlay's header: the header
