@@ -16,6 +16,7 @@ from . import (
     node,
     token,
     up,
+    usage,
     user,
 )
 from .failures import DEBUG_ENV, Group
@@ -44,6 +45,7 @@ app.add_typer(config_cmd.app, name="config")
 app.add_typer(keys.app, name="keys")
 app.add_typer(bench.app, name="bench")
 app.add_typer(user.app, name="user")
+app.add_typer(usage.app, name="usage")
 
 
 def main() -> None:

@@ -5,13 +5,14 @@ from fastapi import FastAPI
 from ..context import Controller
 from ..fencing import routes as fencing
 from ..service import make_service_app
-from . import admin, agents, certificates, consoles, join, snapshots
+from . import admin, agents, certificates, consoles, join, snapshots, usage_events
 from .nodecert import cluster_error
 
 
 def create(ctl: Controller) -> FastAPI:
     app = make_service_app(ctl, render=cluster_error, openapi_url="/v1/openapi.json",
                            title="atwill cluster API", version="1")
-    for module in (join, agents, certificates, consoles, snapshots, admin, fencing):
+    for module in (join, agents, certificates, consoles, snapshots, admin, fencing,
+                   usage_events):
         app.include_router(module.router)
     return app
