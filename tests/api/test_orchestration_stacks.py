@@ -155,3 +155,106 @@ def test_network_stack_create_show_outputs_resources_events_delete(env: Env) -> 
     env.stack("delete", "--yes", "--wait", name)
     assert env.stack("show", name, check=False).returncode != 0
     assert env.rows(*TABLES) == before
+
+
+def test_bad_parameters_are_refused_as_heat_and_make_nothing(env: Env) -> None:
+    before = env.rows(*TABLES)
+    path = env.template(NETWORK_STACK)
+    bad = env.stack("create", "-t", path, "--parameter", "key_name=k", "--parameter",
+                    "ssh_port=70000", unique("bad"), check=False)
+    assert bad.returncode != 0
+    assert "Parameter 'ssh_port' is invalid: 70000 is out of range (min: 1, max: 65535)" in (
+        bad.stderr)
+    missing = env.stack("create", "-t", path, unique("bad"), check=False)
+    assert "The Parameter (key_name) was not provided." in missing.stderr
+    unknown = env.stack("create", "-t", path, "--parameter", "key_name=k", "--parameter",
+                        "nope=1", unique("bad"), check=False)
+    assert "The Parameter (nope) was not defined in template." in unknown.stderr
+    assert env.rows(*TABLES) == before
+
+
+def test_unknown_types_and_functions_are_named_and_make_nothing(env: Env) -> None:
+    before = env.rows(*TABLES)
+    body = {"heat_template_version": "2016-10-14", "resources": {
+        "net": {"type": "OS::Neutron::Net"},
+        "odd": {"type": "OS::Atwill::Nonesuch"}}}
+    failed = env.stack("create", "-t", env.template(body), unique("bad"), check=False)
+    assert "The Resource Type (OS::Atwill::Nonesuch) could not be found." in failed.stderr
+    body["resources"]["odd"] = {"type": "OS::Heat::Value", "properties": {
+        "value": {"yaql": {"expression": "1"}}}}
+    failed = env.stack("create", "-t", env.template(body), unique("bad"), check=False)
+    assert 'The function "yaql" (in resources.odd.properties.value)' in failed.stderr
+    body["resources"]["odd"] = {"type": "OS::Heat::Value", "properties": {
+        "value": {"list_concat": [[1], [2]]}}}
+    failed = env.stack("create", "-t", env.template(body), unique("bad"), check=False)
+    assert '"list_concat" (in resources.odd.properties.value) is not supported in ' \
+        "heat_template_version 2016-10-14" in failed.stderr
+    body["resources"]["odd"] = {"type": "OS::Neutron::Net", "properties": {"nmae": "x"}}
+    failed = env.stack("create", "-t", env.template(body), unique("bad"), check=False)
+    assert "Property error: resources.odd.properties: Unknown Property nmae" in failed.stderr
+    assert env.rows(*TABLES) == before
+
+
+def test_template_validate_describes_parameters(env: Env) -> None:
+    shown = env.cloud.openstack("orchestration", "template", "validate", "-t",
+                                env.template(NETWORK_STACK), "-f", "json", user=env.user)
+    assert shown["Description"] == NETWORK_STACK["description"]
+    assert shown["Parameters"]["ssh_port"] == {
+        "Type": "Number", "Description": "", "Label": "ssh_port", "NoEcho": "false",
+        "Default": 22, "MinValue": 1, "MaxValue": 65535}
+    bad = env.cloud.openstack("orchestration", "template", "validate", "-t",
+                              env.template({"heat_template_version": "2099-01-01"}),
+                              user=env.user, check=False)
+    assert bad.returncode != 0 and "The template version is invalid" in bad.stderr
+
+
+def test_resource_types(env: Env) -> None:
+    types = env.cloud.openstack("orchestration", "resource", "type", "list", "-f", "json",
+                                user=env.user)
+    names = {t["Resource Type"] for t in types}
+    assert {"OS::Nova::Server", "OS::Neutron::Net", "OS::Heat::RandomString"} <= names
+    shown = env.cloud.openstack("orchestration", "resource", "type", "show",
+                                "OS::Neutron::Subnet", "-f", "json", user=env.user)
+    assert shown["properties"]["cidr"]["type"] == "string"
+
+
+FAILING = {
+    "heat_template_version": "2021-04-16",
+    "resources": {
+        "net": {"type": "OS::Neutron::Net"},
+        "words": {"type": "OS::Heat::RandomString"},
+        "subnet": {"type": "OS::Neutron::Subnet", "depends_on": "words", "properties": {
+            "network": {"get_resource": "net"}, "cidr": "10.9.0.0/33"}},
+    },
+}
+
+
+def test_a_failing_resource_fails_the_stack_and_rollback_leaves_nothing(env: Env) -> None:
+    env.cloud.openstack("security", "group", "list", user=env.user)
+    before = env.rows("networks", "subnets")
+    name = unique("failing")
+    kept = env.stack("create", "-t", env.template(FAILING), "--wait", name, check=False)
+    assert kept.returncode != 0
+    shown = env.stack("show", name, "-f", "json")
+    assert shown["stack_status"] == "CREATE_FAILED"
+    assert shown["stack_status_reason"].startswith(
+        "Resource CREATE failed: BadRequest: resources.subnet: ")
+    resources = {r["resource_name"]: r["resource_status"]
+                 for r in env.stack("resource", "list", name, "-f", "json")}
+    assert resources == {"net": "CREATE_COMPLETE", "words": "CREATE_COMPLETE",
+                         "subnet": "CREATE_FAILED"}
+    env.stack("delete", "--yes", "--wait", name)
+    assert env.rows("networks", "subnets") == before
+    rolled = unique("rolled")
+    env.stack("create", "-t", env.template(FAILING), "--enable-rollback", "--wait", rolled,
+              check=False)
+    shown = env.stack("show", rolled, "-f", "json")
+    assert shown["stack_status"] == "ROLLBACK_COMPLETE"
+    assert shown["stack_status_reason"] == "Stack ROLLBACK completed successfully"
+    assert env.stack("resource", "list", rolled, "-f", "json") == []
+    assert env.rows("networks", "subnets") == before
+    statuses = [e["resource_status"] for e in env.stack("event", "list", rolled, "-f", "json")
+                if e["resource_name"] == rolled]
+    assert statuses == ["CREATE_IN_PROGRESS", "CREATE_FAILED", "ROLLBACK_IN_PROGRESS",
+                        "ROLLBACK_COMPLETE"]
+    env.stack("delete", "--yes", "--wait", rolled)

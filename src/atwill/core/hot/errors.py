@@ -21,7 +21,11 @@ class UnknownUserParameter(BadRequest):
     heat_type = "UnknownUserParameter"
 
 
-class ResourceTypeNotFound(NotFound):
+class ResourceTypeNotFound(StackValidationFailed):
+    heat_type = "StackValidationFailed"
+
+
+class StackNotFound(NotFound):
     heat_type = "EntityNotFound"
 
 
