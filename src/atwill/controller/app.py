@@ -19,9 +19,11 @@ from .identity import app as identity_app
 from .image import app as image_app
 from .middleware import RequestContext
 from .network import app as network_app
+from .volume import app as volume_app
 from .orchestration import app as orchestration_app
 
-MOUNTS = ("/identity", "/compute", "/image", "/cluster", "/network", "/orchestration", "/dashboard")
+MOUNTS = ("/identity", "/compute", "/image", "/cluster", "/network", "/orchestration",
+          "/volume", "/dashboard")
 
 
 def create_app(settings: Settings, ctl: Controller | None = None) -> RequestContext:
@@ -43,7 +45,7 @@ def create_app(settings: Settings, ctl: Controller | None = None) -> RequestCont
     root.state.ctl = ctl
     for prefix, factory in (("/identity", identity_app.create), ("/compute", compute_app.create),
                             ("/image", image_app.create), ("/cluster", cluster_app.create),
-                            ("/network", network_app.create)):
+                            ("/network", network_app.create), ("/volume", volume_app.create)):
         root.mount(prefix, factory(ctl))
     # The dashboard calls the services above in-process, with the browser's token.
     root.mount("/dashboard", dashboard_app.create(ctl, api=root))

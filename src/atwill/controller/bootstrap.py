@@ -37,6 +37,10 @@ def catalog_urls(base_url: str) -> dict[str, tuple[str, str]]:
         "network": ("neutron", f"{base_url}/network"),
         # Heat's URL names the project; the token's catalog fills it in, as Keystone's.
         "orchestration": ("heat", f"{base_url}/orchestration/v1/%(project_id)s"),
+        # Block Storage v3 without a project id in the URL (Cinder 3.67): the official
+        # type, which openstacksdk and the CLI look up first, and devstack's alias.
+        "block-storage": ("cinder", f"{base_url}/volume/v3"),
+        "volumev3": ("cinderv3", f"{base_url}/volume/v3"),
     }
 
 

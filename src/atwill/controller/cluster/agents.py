@@ -76,6 +76,10 @@ async def heartbeat_post(node_id: str, request: Request) -> dict:
         check_inventory(body.inventory)
     if body.instances is not None:
         check_instance_reports(body.instances)
+    if body.volumes is not None:
+        from ..volume.report import check_volume_reports  # noqa: PLC0415
+
+        check_volume_reports(body.volumes)
     return await asyncio.to_thread(_heartbeat, controller(request), request, node_id, body)
 
 
@@ -96,6 +100,11 @@ def _heartbeat(ctl: Controller, request: Request, node_id: str, body: Heartbeat)
             reports = {uuid: {k: v for k, v in entry.items() if k != "console"}
                        for uuid, entry in body.instances.items()}
             report(session, ctl, node, reports)
+        if body.volumes is not None:
+            from ..volume.report import storage_report  # noqa: PLC0415 - volume builds on cluster
+
+            if storage_report(session, node, body.volumes):
+                nodes.bump(session)
         return {"revision": nodes.revision(session), "state": node.state}
 
 
@@ -116,6 +125,10 @@ def node_image_get(node_id: str, image_id: str, request: Request) -> FileRespons
         needed = session.scalar(select(Instance.id).where(
             Instance.node_id == node.id, Instance.image_id == image_id,
             Instance.deleted.is_(False)).limit(1))
+        if needed is None:
+            from ..volume.desired import image_needed  # noqa: PLC0415
+
+            needed = image_id if image_needed(session, node.id, image_id) else None
         image = session.get(Image, image_id)
         if needed is None or image is None or image.status != "active":
             raise NotFound(f"No instance on this node boots from image {image_id}.")

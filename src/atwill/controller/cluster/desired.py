@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ...core import overlay
+from ...core.volume_placement import storage_of
 from ..context import Controller
 from ..db.models import Node
 from . import nodes
@@ -42,6 +43,10 @@ def desired_state(session: Session, ctl: Controller, node: Node) -> dict[str, An
     state["instances"] = instances_desired(session, node)
     state["destroy"] = stale_copies(session, node)
     state["network"] = network_desired(session, node)
+    if storage_of(node.inventory) is not None:
+        from ..volume.desired import storage_desired  # noqa: PLC0415 - volume builds on cluster
+
+        state["storage"] = storage_desired(session, node)
     state["ha"] = desired_block(session, ctl, node)
     if settings.overlay == "openvpn":
         state["overlay"]["openvpn"] = {
