@@ -241,16 +241,9 @@ def test_revoking_drops_a_connected_client(cloud: Cloud) -> None:
     vid = str(uuid.uuid4())
     port = cloud.converge([vol(vid, exports=[{"node_id": "id-a", "client_cn": "node-a"}])]
                           )[vid]["exports"]["id-a"]["port"]
-    client = subprocess.Popen(
-        ["qemu-io", "--object", f"tls-creds-x509,id=tls0,dir={cloud.a},endpoint=client",
-         "--image-opts", f"driver=nbd,host=127.0.0.1,port={port},export={vid},"
-                         "tls-creds=tls0,tls-hostname=stor1"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    client = _client(cloud, port, vid)
     try:
-        deadline = time.monotonic() + 10
-        while not _established(port) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert _established(port), "the client never connected"
+        _wait_established(port)
         report = cloud.converge([vol(vid)])
         assert report[vid]["exports"] == {} and not _established(port)
         out, _ = client.communicate("read 0 4k\nquit\n", timeout=30)
@@ -287,3 +280,45 @@ def test_a_slow_copy_holds_up_nothing(cloud: Cloud) -> None:
     release.set()
     assert cloud.manager.wait(60)
     assert cloud.manager.report()[vid]["state"] == "available"
+
+
+def test_a_renewed_certificate_is_served_once_no_client_is_connected(cloud: Cloud) -> None:
+    vid = str(uuid.uuid4())
+    wanted = [vol(vid, exports=[{"node_id": "id-a", "client_cn": "node-a"}])]
+    port = cloud.converge(wanted)[vid]["exports"]["id-a"]["port"]
+    record = cloud.manager.exports.records()[(vid, "id-a")]
+    first = cloud.manager.exports.running(record)
+    client = _client(cloud, port, vid)
+    try:
+        _wait_established(port)
+        # The agent renews its certificate (same key, as renewal does).
+        storage = cloud.root / "stor1-ca"
+        key = (storage / "client-key.pem").read_bytes()
+        cert, _ = pki.sign_client_csr(cloud.root / "ca", pki.make_csr(key, "stor1"), "stor1")
+        (storage / "client-cert.pem").write_bytes(cert)
+        cloud.converge(wanted)
+        assert cloud.manager.exports.running(record) == first  # its client is connected
+    finally:
+        client.communicate("quit\n", timeout=30)
+    deadline = time.monotonic() + 10
+    while _established(port) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert cloud.converge(wanted)[vid]["exports"]["id-a"]["port"] == port
+    assert cloud.manager.exports.running(record) not in (None, first)
+    assert nbd_io(cloud.a, port, vid, "read 0 4k").returncode == 0
+
+
+def _client(cloud: Cloud, port: int, vid: str) -> subprocess.Popen[str]:
+    """node A's qemu-io, connected and waiting for commands on its stdin."""
+    return subprocess.Popen(
+        ["qemu-io", "--object", f"tls-creds-x509,id=tls0,dir={cloud.a},endpoint=client",
+         "--image-opts", f"driver=nbd,host=127.0.0.1,port={port},export={vid},"
+                         "tls-creds=tls0,tls-hostname=stor1"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_established(port: int) -> None:
+    deadline = time.monotonic() + 10
+    while not _established(port) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _established(port), "the client never connected"

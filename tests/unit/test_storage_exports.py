@@ -110,3 +110,15 @@ def test_node_certificates_can_serve_exports_under_their_name(tmp_path: Path) ->
     assert set(usage) == {ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH}
     names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert names.get_values_for_type(x509.DNSName) == ["stor1"]
+
+
+TCP = """  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid
+   0: 0100007F:2A49 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0
+   1: 0100007F:2A4A 0100007F:D3C2 01 00000000:00000000 00:00000000 00000000     0
+"""
+
+
+def test_a_client_is_connected_only_on_an_established_connection() -> None:
+    assert exports.connected(10826, TCP)  # 0x2A4A, ESTABLISHED
+    assert not exports.connected(10825, TCP)  # 0x2A49, only listening
+    assert not exports.connected(10809, TCP)

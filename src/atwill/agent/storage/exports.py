@@ -155,7 +155,8 @@ class Exports:
         records = self.records()
         current = records.get((volume_id, node_id))
         if current is not None and self.running(current) is not None \
-                and (current.client_cn, current.host) == (client_cn, host):
+                and (current.client_cn, current.host) == (client_cn, host) \
+                and not self._renewed(current):
             return current
         if current is not None:
             self.revoke(volume_id, node_id)
@@ -207,6 +208,18 @@ class Exports:
             raise RuntimeError(f"backup of {export.volume_id} failed: "
                                f"{data.get('error', event['event'])}")
 
+    def _renewed(self, export: Export) -> bool:
+        """Whether the node's certificate was renewed since the daemon loaded it, and the
+        daemon may be restarted with the new one: QEMU 7.2 reads it once, and once the old
+        one expires a client could not connect again. Not while its client is connected."""
+        served = self.directory(export.volume_id, export.node_id) / "tls" / "server-cert.pem"
+        try:
+            if served.read_bytes() == self.credentials["server-cert.pem"].read_bytes():
+                return False
+        except OSError:
+            return False
+        return not connected(export.port, _proc_net_tcp())
+
     def _child(self, directory: Path) -> ChildProcess:
         return ChildProcess(directory / "daemon.pid", qmp_chardev(directory))
 
@@ -241,6 +254,26 @@ class Exports:
                 time.sleep(0.05)
         problem = _tail(directory / "log") or "it did not answer in time"
         raise HostCommandError([DAEMON], -1, problem)
+
+
+def connected(port: int, tables: str) -> bool:
+    """Whether /proc/net/tcp{,6} text (tables) holds an established connection to port."""
+    for line in tables.splitlines():
+        fields = line.split()
+        if len(fields) > 3 and ":" in fields[1] and fields[3] == "01":
+            if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                return True
+    return False
+
+
+def _proc_net_tcp() -> str:
+    text = ""
+    for name in ("tcp", "tcp6"):
+        try:
+            text += Path(f"/proc/net/{name}").read_text()
+        except OSError:
+            pass
+    return text
 
 
 def _tail(path: Path) -> str:
