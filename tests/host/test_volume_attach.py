@@ -36,6 +36,7 @@ lab = qd.lab
 guest = qd.guest
 STORAGE = "10.77.0.1"  # the lab bridge's address: the exports listen in the lab namespace
 CLIENT_CN = "compute-test"
+STORAGE_NAME = "storage-test"  # the storage node's name: its certificate's SAN
 # Runs in the guest (user data, in the background): each new virtio disk beyond vda is
 # announced with its serial and its first bytes, written to at 4 KiB and read back
 # (O_DIRECT, so from the export, not the guest's cache); a disk that goes is announced.
@@ -78,13 +79,16 @@ class Storage:
     daemons: list[Path] = field(default_factory=list)
 
     def server_dir(self, ca_dir: Path) -> Path:
-        """server-cert.pem etc. for STORAGE, signed by the CA in ca_dir."""
-        pki.issue_server_cert(ca_dir, [STORAGE], name="storage")
+        """The storage node's TLS files as it serves them: its own node certificate (CN and
+        SAN DNS STORAGE_NAME), signed by the CA in ca_dir."""
         directory = ca_dir / "server"
-        directory.mkdir(mode=0o700, exist_ok=True)
-        for name, source in (("ca-cert.pem", "ca.pem"), ("server-cert.pem", "storage.pem"),
-                             ("server-key.pem", "storage-key.pem")):
-            shutil.copy(ca_dir / source, directory / name)
+        if not directory.exists():
+            key, csr = pki.make_key_and_csr(STORAGE_NAME)
+            cert, _ = pki.sign_client_csr(ca_dir, csr, STORAGE_NAME)
+            directory.mkdir(mode=0o700)
+            (directory / "server-key.pem").write_bytes(key)
+            (directory / "server-cert.pem").write_bytes(cert)
+            shutil.copy(ca_dir / "ca.pem", directory / "ca-cert.pem")
         return directory
 
     def export(self, port: int, ca_dir: Path, fill: str | None = None,
@@ -113,7 +117,7 @@ class Storage:
         self.daemons.append(pidfile)
         return Volume.from_desired({"volume_id": volume_id, "serial": volume_id,
                                     "host": STORAGE, "port": port, "export": volume_id,
-                                    "boot_index": boot_index})
+                                    "boot_index": boot_index, "tls_hostname": STORAGE_NAME})
 
     def stop(self, pidfile: Path) -> None:
         """Stop the daemon of pidfile, by its PID (checked to be ours)."""
@@ -217,7 +221,8 @@ def converge(manager: InstanceManager, spec: InstanceSpec,
                        "volumes": [{"volume_id": v.volume_id, "serial": v.serial,
                                     "device": "/dev/vdb", "host": v.host, "port": v.port,
                                     "export": v.export, "boot_index": None,
-                                    "read_only": False} for v in wanted]}])
+                                    "read_only": False, "tls_hostname": v.tls_hostname}
+                                   for v in wanted]}])
     assert manager.lanes.wait(timeout=120)
     report = manager.report()[spec.uuid]
     assert report["state"] == "running", report

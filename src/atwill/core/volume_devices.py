@@ -21,6 +21,7 @@ DEVICE_PREFIX = "vol-"
 # QEMU keeps block node names in 32 bytes with the NUL: 24 hex digits of the volume id
 # keep them well under that, and two volumes of one guest never share them in practice.
 ID_DIGITS = 24
+RECONNECT_DELAY = 10  # seconds
 
 
 class VolumeSpecError(ValueError):
@@ -97,6 +98,9 @@ def blockdev(volume: Volume, creds_id: str = CREDS_ID) -> dict[str, Any]:
         # which a storage node's other clients (or a later attach elsewhere) cannot see.
         "cache": {"direct": True, "no-flush": False},
         "read-only": volume.read_only,
+        # A storage node that restarts (or a dropped overlay link) costs the guest a wait,
+        # not I/O errors; a revoked export (fencing) never comes back, so requests fail.
+        "reconnect-delay": RECONNECT_DELAY,
     }
     if volume.tls_hostname:
         args["tls-hostname"] = volume.tls_hostname

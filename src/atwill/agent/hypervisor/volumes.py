@@ -13,6 +13,9 @@ as root, from a directory only root can enter, before -runas drops to the instan
 blockdev-add). Residual risk: the key is in every QEMU's memory, so a guest that escapes
 into its QEMU on node N holds node N's client identity: it can reach every export attached
 to node N (and the controller's node API as node N) until the certificate expires.
+The credentials are read once, at QEMU's start: after the node's certificate is renewed
+(renewal.py), a running QEMU still presents the one it started with, and once that has
+expired it can open no new NBD connection (a hot-plug, a reconnect) until it restarts.
 """
 
 from __future__ import annotations
