@@ -19,8 +19,8 @@ from .identity import app as identity_app
 from .image import app as image_app
 from .middleware import RequestContext
 from .network import app as network_app
-from .volume import app as volume_app
 from .orchestration import app as orchestration_app
+from .volume import app as volume_app
 
 MOUNTS = ("/identity", "/compute", "/image", "/cluster", "/network", "/orchestration",
           "/volume", "/dashboard")
@@ -47,8 +47,8 @@ def create_app(settings: Settings, ctl: Controller | None = None) -> RequestCont
                             ("/image", image_app.create), ("/cluster", cluster_app.create),
                             ("/network", network_app.create), ("/volume", volume_app.create)):
         root.mount(prefix, factory(ctl))
-    # The dashboard calls the services above in-process, with the browser's token.
-    root.mount("/dashboard", dashboard_app.create(ctl, api=root))
+    dashboard = dashboard_app.create(ctl)
+    root.mount("/dashboard", dashboard)
     # The engine makes resources through the services above, in-process, as the owner.
     orchestration = orchestration_app.create(ctl)
     root.mount("/orchestration", orchestration)
@@ -65,4 +65,8 @@ def create_app(settings: Settings, ctl: Controller | None = None) -> RequestCont
             "image": f"{base}/image"}}
 
     logging.getLogger("atwill").debug("controller app built for %s", ctl.base_url)
-    return RequestContext(root, settings.max_request_body, MOUNTS)
+    app = RequestContext(root, settings.max_request_body, MOUNTS)
+    # The dashboard calls the services in-process, with the browser's token, through the
+    # same request ids, log lines and body limits as any client.
+    dashboard.state.api = app
+    return app

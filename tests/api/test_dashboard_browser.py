@@ -1,0 +1,272 @@
+"""The dashboard in a real browser: Debian's headless chromium driven through selenium.
+
+One browser for the module; the controller is the shared test controller, its node an
+agent-less FakeNode that the test speaks for. Screenshots of the main pages at 1280x800
+and 390x844 go to a temporary directory (printed, not kept in the tree).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.api.aggregate_nodes import JoinedNode
+from tests.api.test_server_image import FakeNode
+from tests.cloud import Cloud, unique
+from tests.imagedata import qcow2_bytes
+
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and DRIVER),
+    reason="chromium and chromium-driver are not installed (scripts/install installs them)")
+SIZES = {"wide": (1280, 800), "phone": (390, 844)}
+D = "/dashboard"
+
+
+@dataclass
+class Env:
+    cloud: Cloud
+    driver: Any
+    node: FakeNode
+    zone: str
+    flavor: str
+    image: str
+    user: str
+    shots: Path
+    tmp: Path
+
+    def go(self, path: str) -> None:
+        self.driver.get(self.cloud.url + D + path)
+
+    def login(self, user: str) -> None:
+        from selenium.webdriver.common.by import By
+
+        self.driver.delete_all_cookies()
+        self.go("/login")
+        info = self.cloud.users.get(user)
+        fields = {"user": user, "password": info["password"] if info else
+                  self.cloud.admin_password, "project": info["project"] if info else "admin"}
+        for name, value in fields.items():
+            box = self.driver.find_element(By.ID, name)
+            box.clear()
+            box.send_keys(value)
+        self.driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+        self.wait(lambda: "Overview of" in self.driver.page_source)
+
+    def wait(self, check: Any, timeout: float = 30) -> Any:
+        from selenium.common.exceptions import TimeoutException
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        try:
+            return WebDriverWait(self.driver, timeout, poll_frequency=0.1).until(
+                lambda _driver: check())
+        except TimeoutException:
+            body = self.driver.page_source[:3000]
+            raise AssertionError(f"timed out on {self.driver.current_url}:\n{body}") from None
+
+    def shoot(self, name: str) -> None:
+        for size, (width, height) in SIZES.items():
+            self.driver.set_window_size(width, height)
+            self.driver.save_screenshot(str(self.shots / f"{name}-{size}.png"))
+        self.driver.set_window_size(*SIZES["wide"])
+
+
+def make_driver() -> Any:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--ignore-certificate-errors", "--window-size=1280,800"):
+        options.add_argument(arg)
+    return webdriver.Chrome(service=Service(DRIVER), options=options)
+
+
+@pytest.fixture(scope="module")
+def env(cloud: Cloud, engine: str,
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    if engine != "sqlite":
+        pytest.skip("the browser flows run once, on SQLite: the dashboard's own store is "
+                    "tested on both engines in test_dashboard_session.py")
+    tmp = tmp_path_factory.mktemp("dashboard")
+    shots = Path(os.environ.get("ATWILL_DASHBOARD_SHOTS") or tmp_path_factory.mktemp("shots"))
+    zone = unique("dashaz")
+    node = FakeNode(cloud, tmp, zone)
+    flavor = unique("dashflv")
+    flavor = cloud.openstack("flavor", "create", "--ram", "64", "--disk", "1", "--vcpus", "1",
+                             flavor, "-f", "json")["id"]
+    data = tmp / "base.img"
+    data.write_bytes(qcow2_bytes(64 * 1024))
+    image = cloud.openstack("image", "create", "--file", str(data), "--disk-format", "qcow2",
+                            "--public", unique("dashimg"), "-f", "json")["id"]
+    project, user = unique("dashbproj"), unique("dashbuser")
+    cloud.openstack("project", "create", project)
+    cloud.openstack("user", "create", "--password", "pw-" + user, user)
+    cloud.openstack("role", "add", "--project", project, "--user", user, "member")
+    cloud.add_user(user, "pw-" + user, project)
+    driver = make_driver()
+    try:
+        yield Env(cloud, driver, node, zone, flavor, image, user, shots, tmp)
+    finally:
+        driver.quit()
+        print(f"dashboard screenshots: {shots}")
+        node.remove()
+        cloud.openstack("image", "delete", image)
+        cloud.openstack("flavor", "delete", flavor)
+        cloud.openstack("user", "delete", user)
+        cloud.openstack("project", "delete", project)
+
+
+def by(kind: str, value: str) -> tuple[str, str]:
+    from selenium.webdriver.common.by import By
+
+    return {"id": By.ID, "css": By.CSS_SELECTOR, "xpath": By.XPATH}[kind], value
+
+
+def fill(env: Env, fields: dict[str, str]) -> None:
+    for element_id, value in fields.items():
+        box = env.driver.find_element(*by("id", element_id))
+        box.clear()
+        box.send_keys(value)
+
+
+def choose(env: Env, element_id: str, value: str) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    Select(env.driver.find_element(*by("id", element_id))).select_by_value(value)
+
+
+def cell(env: Env, row_id: str, column: str) -> str:
+    found = env.driver.find_elements(
+        *by("css", f'tr[data-id="{row_id}"] td[data-col="{column}"]'))
+    return found[0].text if found else ""
+
+
+def mark_page(env: Env) -> None:
+    env.driver.execute_script("window.atwillSamePage = true")
+
+
+def same_page(env: Env) -> bool:
+    return env.driver.execute_script("return window.atwillSamePage === true")
+
+
+def test_member_launches_an_instance_that_turns_active_without_reloading(env: Env) -> None:
+    env.login(env.user)
+    env.shoot("overview")
+    env.go("/instances")
+    name = unique("dashvm")
+    env.driver.find_element(*by("css", "[data-open=launch]")).click()
+    fill(env, {"l-name": name, "l-userdata": "#!/bin/sh\necho hello\n"})
+    choose(env, "l-image", env.image)
+    choose(env, "l-flavor", env.flavor)
+    choose(env, "l-zone", env.zone)
+    env.shoot("launch")
+    env.driver.find_element(*by("css", "#launch button[type=submit]")).click()
+    link = env.wait(lambda: env.driver.find_elements(*by("xpath", f"//a[.='{name}']")))
+    server_id = link[0].find_element(*by("xpath", "./ancestor::tr")).get_attribute("data-id")
+    try:
+        assert cell(env, server_id, "status") == "BUILD"
+        mark_page(env)
+        env.node.beat({server_id: {"state": "running", "rebuild_serial": 0}})
+        env.wait(lambda: cell(env, server_id, "status") == "ACTIVE")
+        assert same_page(env), "the page reloaded instead of updating live"
+        env.shoot("instances")
+        env.go(f"/instances/{server_id}")
+        assert env.driver.find_element(*by("id", "status")).text == "ACTIVE"
+        assert env.driver.find_element(*by("id", "console-title")).text == "Console log"
+        env.shoot("instance")
+    finally:
+        env.cloud.openstack("server", "delete", server_id)
+        env.node.beat({})
+
+
+def test_member_creates_and_deletes_a_network_with_a_subnet(env: Env) -> None:
+    env.login(env.user)
+    env.go("/networks")
+    name = unique("dashnet")
+    fill(env, {"n-name": name, "n-subnet": name + "-sub", "n-cidr": "10.91.0.0/24"})
+    env.driver.find_element(*by("xpath", "//button[.='Create network']")).click()
+    env.wait(lambda: "10.91.0.0/24" in env.driver.page_source and name in
+             env.driver.page_source)
+    network = env.cloud.openstack("network", "show", name, "-f", "json", user=env.user)
+    subnet = env.cloud.openstack("subnet", "show", network["subnets"][0], "-f", "json",
+                                 user=env.user)
+    assert subnet["cidr"] == "10.91.0.0/24" and subnet["name"] == name + "-sub"
+    env.shoot("networks")
+    env.driver.find_element(*by("css", f'button[aria-label="Delete network {name}"]')).click()
+    env.driver.switch_to.alert.accept()
+    env.wait(lambda: name not in env.driver.page_source)
+    assert env.cloud.openstack("network", "list", "--name", name, "-f", "json",
+                               user=env.user) == []
+    assert env.cloud.openstack("subnet", "list", "--name", name + "-sub", "-f", "json",
+                               user=env.user) == []
+
+
+def test_member_uploads_an_image(env: Env) -> None:
+    env.login(env.user)
+    env.go("/images")
+    name = unique("dashup")
+    data = qcow2_bytes(700 * 1024)
+    path = env.tmp / "upload.qcow2"
+    path.write_bytes(data)
+    fill(env, {"i-name": name})
+    choose(env, "i-format", "qcow2")
+    env.driver.find_element(*by("id", "i-file")).send_keys(str(path))
+    env.driver.find_element(*by("xpath", "//button[.='Upload']")).click()
+    env.wait(lambda: env.driver.find_elements(*by("xpath", f"//td[.='{name}']")))
+    image = env.cloud.openstack("image", "show", name, "-f", "json", user=env.user)
+    try:
+        assert image["status"] == "active" and image["size"] == len(data)
+        env.shoot("images")
+    finally:
+        env.cloud.openstack("image", "delete", image["id"])
+
+
+def test_member_has_no_operator_pages_and_a_forced_url_is_403(env: Env) -> None:
+    env.login(env.user)
+    assert not env.driver.find_elements(*by("css", 'a[href$="/admin/nodes"]'))
+    env.go("/admin/nodes")
+    assert env.driver.find_element(*by("css", "h1")).text == "Forbidden (403)"
+
+
+def test_admin_sees_a_node_join_and_leave_live_and_makes_a_join_token(env: Env) -> None:
+    env.login("admin")
+    env.go("/admin/nodes")
+    mark_page(env)
+    node = JoinedNode(env.cloud, env.tmp, "dashlive")
+    try:
+        env.wait(lambda: cell(env, node.id, "name") == node.name)
+        env.shoot("nodes")
+    finally:
+        node.remove()
+    env.wait(lambda: cell(env, node.id, "name") == "")
+    assert same_page(env), "the page reloaded instead of updating live"
+    description = unique("dashtoken")
+    fill(env, {"t-desc": description})
+    env.driver.find_element(*by("xpath", "//button[.='Create join token']")).click()
+    command = env.wait(lambda: env.driver.find_element(*by("id", "join-command")))
+    assert command.get_attribute("value").startswith("atwill join ")
+    revoke = f"//tr[td[.='{description}']]//button[.='Revoke']"
+    env.driver.find_element(*by("xpath", revoke)).click()
+    env.wait(lambda: not env.driver.find_elements(*by("xpath", revoke)))
+    with env.cloud.http(env.cloud.token()) as client:
+        tokens = {t["description"]: t["state"] for t in client.get("/cluster/v1/tokens").json()}
+    assert tokens[description] == "revoked"
+
+
+def test_logout_and_the_old_cookie_no_longer_works(env: Env) -> None:
+    env.login(env.user)
+    cookie = env.driver.get_cookie("atwill_dashboard")
+    env.driver.find_element(*by("xpath", "//button[.='Log out']")).click()
+    env.wait(lambda: env.driver.current_url.endswith("/dashboard/login"))
+    env.driver.add_cookie({k: cookie[k] for k in ("name", "value", "path", "secure",
+                                                  "httpOnly")})
+    env.go("/instances")
+    env.wait(lambda: env.driver.current_url.endswith("/dashboard/login"))
