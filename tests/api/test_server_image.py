@@ -271,7 +271,9 @@ def test_bad_bodies_change_nothing(env: Env, idle: str, body: Any, status: int,
 
 def test_wrong_states_and_projects_change_nothing(env: Env, idle: str) -> None:
     building = env.server(active=False)
-    failed = env.server(active=False, zone=unique("nowhere"))
+    failed = env.server(active=False)
+    # Its only node fails the build: no other node in the zone takes the retry (ERROR).
+    env.node.beat({failed: {"state": "error", "error": "the build failed"}})
     active = idle
     other = unique("snapother")
     env.cloud.openstack("project", "create", other)

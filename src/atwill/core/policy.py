@@ -79,6 +79,7 @@ RULES: dict[str, str] = {
     "compute:servers:evacuate": "admin", "cluster:nodes:evacuate": "admin",
     "compute:servers:create:forced_host": "admin",
     "compute:servers:create:requested_destination": "admin",
+    "compute:servers:unshelve_to_host": "admin", "compute:servers:shelve_offload": "admin",
     "compute:server_groups:create": "member", "compute:server_groups:index": "reader",
     "compute:server_groups:show": "reader", "compute:server_groups:delete": "member",
     # compute

@@ -8,7 +8,7 @@ import time
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from ...api.cluster import DesiredState, Heartbeat, HeartbeatReply, LeaveRequest
 from ...core.errors import NotFound
@@ -123,8 +123,9 @@ def node_image_get(node_id: str, image_id: str, request: Request) -> FileRespons
     with ctl.db.session() as session:
         node = calling_node(session, request, node_id)
         needed = session.scalar(select(Instance.id).where(
-            Instance.node_id == node.id, Instance.image_id == image_id,
-            Instance.deleted.is_(False)).limit(1))
+            Instance.node_id == node.id, Instance.deleted.is_(False),
+            # an unshelved server boots from its shelve snapshot
+            or_(Instance.image_id == image_id, Instance.shelved_image_id == image_id)).limit(1))
         if needed is None:
             from ..volume.desired import image_needed  # noqa: PLC0415
 

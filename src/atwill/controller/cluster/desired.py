@@ -41,7 +41,9 @@ def desired_state(session: Session, ctl: Controller, node: Node) -> dict[str, An
     from ..servers.desired import instances_desired  # noqa: PLC0415 - servers import cluster
 
     state["instances"] = instances_desired(session, node)
-    state["destroy"] = stale_copies(session, node)
+    from ..servers.shelve import offloaded_copies  # noqa: PLC0415
+
+    state["destroy"] = sorted({*stale_copies(session, node), *offloaded_copies(session, node)})
     state["network"] = network_desired(session, node)
     if storage_of(node.inventory) is not None:
         from ..volume.desired import storage_desired  # noqa: PLC0415 - volume builds on cluster

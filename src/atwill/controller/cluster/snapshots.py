@@ -59,7 +59,7 @@ def _begin(ctl: Controller, request: Request, node_id: str, image_id: str) -> No
             raise Conflict(f"Image {image_id} has status '{image.status}': it is already "
                            "being uploaded.")
         mark_saving(session, image_id)
-        inst.task_state = "image_uploading"
+        snapshots.uploading(inst)
 
 
 def _pending(session: Session, request: Request, node_id: str, image_id: str) -> Instance:

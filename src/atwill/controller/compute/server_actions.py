@@ -16,14 +16,15 @@ from ..cluster.nodes import bump
 from ..db.models import Instance
 from ..servers import actions, builds, snapshots, states
 from ..service import authorize, caller, controller, json_body
-from . import server_evacuate, server_rebuild, server_security_groups
+from . import server_evacuate, server_rebuild, server_security_groups, server_shelve
 from .common import api_version
 
 router = APIRouter()
 POWER_ACTIONS = {"os-stop": "stop", "os-start": "start", "pause": "pause",
                  "unpause": "unpause", "suspend": "suspend", "resume": "resume"}
 # Nova checks the lock in these actions' compute API; the others work on a locked server.
-UNLOCKED_ONLY = {*POWER_ACTIONS, "reboot", "rebuild", "createImage"}
+UNLOCKED_ONLY = {*POWER_ACTIONS, "reboot", "rebuild", "createImage",
+                 *server_shelve.NAMES}
 
 
 @router.post("/v2.1/servers/{server_id}/action", response_model=None)
@@ -58,6 +59,8 @@ def server_action_post(server_id: str, request: Request, body: dict = Depends(js
             return _create_image(session, request, inst, args, creds, version)
         elif name == "evacuate":
             return server_evacuate.run(session, ctl, inst, args, request_id, creds, version)
+        elif name in server_shelve.NAMES:
+            server_shelve.run(session, ctl, inst, name, args, request_id, creds, version)
         else:
             raise BadRequest(f"The action {name!r} is not supported by this cloud.")
         bump(session)

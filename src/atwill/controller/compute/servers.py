@@ -18,7 +18,7 @@ from ...core.text import clean_name
 from ..cluster.nodes import bump
 from ..db.base import utcnow
 from ..db.models import Instance
-from ..servers import actions, builds, placement, ports, snapshots, states, view
+from ..servers import actions, builds, placement, ports, shelve, snapshots, states, view
 from ..servers.locks import serialized
 from ..service import authorize, caller, controller, json_body, wrapped
 from .common import api_version, base, paginated, query_bool
@@ -181,6 +181,7 @@ def server_delete(server_id: str, request: Request,
         inst = builds.get(session, server_id, creds)
         authorize(creds, "compute:servers:delete", project_id=inst.project_id)
         refuse_locked(inst, creds)
+        shelve.drop_image(session, ctl, inst)  # Nova deletes a shelved server's snapshot
         delete(session, inst, request.scope["state"]["request_id"], creds)
     return Response(status_code=204)
 

@@ -26,7 +26,7 @@ from ..db.models import (
     ServerGroupMember,
 )
 from ..image import common as image_common
-from . import actions, lifecycle, locks
+from . import actions, lifecycle, locks, zones
 
 HOSTNAME_BAD = re.compile(r"[^a-z0-9-]+")
 
@@ -142,6 +142,8 @@ def create(session: Session, ctl: Controller, creds: Credentials, spec: dict[str
         imagefit.check_fits(flavor.ram, flavor.disk, image.size, image.min_ram, image.min_disk)
     keypair = keypair_of(session, spec.get("key_name"), creds.user_id)
     dest = spec["destination"]
+    if dest.zone is not None and not dest.forced:  # a forced host skips it, as in Nova
+        zones.require(session, dest.zone)
     if dest.host is not None and session.scalar(
             select(Node.id).where(Node.name == dest.host)) is None:
         raise BadRequest(f"Compute host {dest.host} could not be found.")

@@ -21,7 +21,9 @@ def instances_desired(session: Session, node: Node) -> list[dict[str, Any]]:
 
 
 def instance_spec(session: Session, inst: Instance) -> dict[str, Any]:
-    image = session.get(Image, inst.image_id) if inst.image_id else None
+    # An unshelved server boots from its shelve snapshot.
+    image_id = inst.shelved_image_id or inst.image_id
+    image = session.get(Image, image_id) if image_id else None
     nics = [_nic(session, p) for p in ports.of(session, inst)]
     return {
         "id": inst.id, "name": inst.name, "hostname": inst.hostname,
@@ -33,7 +35,8 @@ def instance_spec(session: Session, inst: Instance) -> dict[str, Any]:
         # "building" also while rebuilding: the agent creates the new disk and guest even
         # for a stopped server (then stops it, as its power says).
         "power": inst.desired_power,
-        "building": inst.vm_state == "building" or inst.task_state == "rebuilding",
+        "building": inst.vm_state == "building" or inst.task_state in ("rebuilding",
+                                                                        "spawning"),
         "reboot_serial": inst.reboot_serial, "reboot_hard": inst.reboot_hard,
         "rebuild_serial": inst.rebuild_serial, "nics": nics,
         "config_drive": inst.config_drive, "pci_devices": inst.pci_devices or [],

@@ -17,7 +17,7 @@ from ..cluster.nodes import bump
 from ..context import Controller
 from ..db.base import iso, utcnow
 from ..db.models import Instance, Node, ServerGroup, ServerGroupMember
-from . import actions, placement, snapshots, states
+from . import actions, placement, shelve, snapshots, states
 
 log = logging.getLogger("atwill.servers")
 MAX_ATTEMPTS = 3
@@ -105,6 +105,9 @@ def _apply_report(session: Session, ctl: Controller, node: Node, inst: Instance,
     if isinstance(seen.get("console"), str):
         inst.console = seen["console"][-CONSOLE_LIMIT:]
     inst.power_state = states.POWER_BY_AGENT.get(state, inst.power_state)
+    if inst.vm_state == "shelved_offloaded":
+        shelve.report(session, ctl, node, inst, seen)
+        return
     if state == "error":
         _build_failed(session, ctl, node, inst, str(seen.get("error") or "the build failed"))
         return
@@ -120,7 +123,7 @@ def _apply_report(session: Session, ctl: Controller, node: Node, inst: Instance,
         return  # the agent has not done the requested reboot yet
     if int(seen.get("rebuild_serial", inst.rebuild_serial)) < inst.rebuild_serial:
         return
-    if inst.task_state in states.SNAPSHOT_TASKS:
+    if inst.task_state in states.SNAPSHOT_TASKS | states.SHELVING_TASKS:
         return  # the VM is paused while it is copied; the upload or its error ends the task
     wanted = states.SETTLED[inst.desired_power]
     if settled == wanted:

@@ -117,15 +117,29 @@ def pending(session: Session, image_id: str, lock: bool = False) -> Instance | N
     return session.scalar(query.with_for_update() if lock else query)
 
 
+def uploading(inst: Instance) -> None:
+    """The node began to upload the data."""
+    shelving = inst.task_state in states.SHELVING_TASKS
+    inst.task_state = "shelving_image_uploading" if shelving else "image_uploading"
+
+
 def uploaded(session: Session, inst: Instance) -> None:
-    """The node stored the data: the snapshot is done."""
+    """The node stored the data: the snapshot is done (a shelve goes on to offload)."""
+    if inst.task_state in states.SHELVING_TASKS:
+        from . import shelve  # noqa: PLC0415 - shelve builds on this module
+
+        shelve.snapshotted(session, inst)
+        return
     _end(session, inst)
     actions.event(session, inst.id, EVENT, inst.node_name)
 
 
 def failed(session: Session, inst: Instance, message: str) -> None:
-    """The node could not make or upload it: the image is deleted, as Nova does."""
-    actions.event(session, inst.id, EVENT, inst.node_name, "Error", message)
+    """The node could not make or upload it: the image is deleted, as Nova does (a shelve
+    ends with the server as it was, Nova's reverted task state)."""
+    shelving = inst.task_state in states.SHELVING_TASKS
+    actions.event(session, inst.id, "compute_shelve_instance" if shelving else EVENT,
+                  inst.node_name, "Error", message)
     abandon(session, inst)
 
 
@@ -142,6 +156,6 @@ def abandon(session: Session, inst: Instance) -> None:
 
 def _end(session: Session, inst: Instance) -> None:
     inst.snapshot_image_id = None
-    if inst.task_state in states.SNAPSHOT_TASKS:
+    if inst.task_state in states.SNAPSHOT_TASKS | states.SHELVING_TASKS:
         inst.task_state = None
     bump(session)

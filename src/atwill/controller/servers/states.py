@@ -8,6 +8,7 @@ STATUS_BY_VM_STATE = {
     "building": "BUILD", "active": "ACTIVE", "stopped": "SHUTOFF", "paused": "PAUSED",
     "suspended": "SUSPENDED", "error": "ERROR", "deleted": "DELETED",
     "soft-delete": "SOFT_DELETED", "rescued": "RESCUE", "resized": "VERIFY_RESIZE",
+    "shelved": "SHELVED", "shelved_offloaded": "SHELVED_OFFLOADED",
 }
 STATUS_BY_TASK = {
     "rebooting": "REBOOT", "reboot_pending": "REBOOT", "reboot_started": "REBOOT",
@@ -55,6 +56,9 @@ SETTLED = {"running": "active", "stopped": "stopped", "paused": "paused",
 # server keeps its status; only an agent's upload or error report ends them).
 SNAPSHOT_FROM = frozenset({"active", "stopped", "paused", "suspended"})
 SNAPSHOT_TASKS = frozenset({"image_snapshot", "image_uploading"})
+# shelve's snapshot (servers/shelve.py): the same machinery under Nova's shelving names.
+SHELVING_TASKS = frozenset({"shelving", "shelving_image_pending_upload",
+                            "shelving_image_uploading"})
 
 # The compute-side event Nova records when each task finishes (os-instance-actions).
 EVENT_BY_TASK = {
