@@ -60,6 +60,7 @@ def test_blockdev_and_device_arguments() -> None:
     assert args["server"] == {"type": "inet", "host": "10.9.0.3", "port": "10809"}
     assert args["export"] == VOL and args["read-only"] is True
     assert "tls-hostname" not in args
+    assert args["reconnect-delay"] == vd.RECONNECT_DELAY  # a storage restart is a wait
     assert vd.device(volume) == {"driver": "virtio-blk-pci", "id": volume.device_id,
                                  "drive": volume.node_name, "serial": VOL, "bootindex": 1}
     named = vd.Volume.from_desired(entry(tls_hostname="storage-1"))

@@ -37,6 +37,7 @@ DETACH_TIMEOUT = 20.0
 POLL = 0.2
 RELEASE_TIMEOUT = 10.0
 PROBE_TIMEOUT = 5.0
+ERROR_CHARS = 1024
 
 
 class VolumeError(RuntimeError):
@@ -183,7 +184,8 @@ def _attempt(action: Callable[[], None]) -> str:
     try:
         action()
     except (VolumeError, QMPError) as err:
-        return f"error: {err}"
+        # QEMU's words (which a guest in control of its QEMU may choose) stay short.
+        return f"error: {err}"[:ERROR_CHARS]
     return "attached"
 
 
