@@ -72,9 +72,12 @@ class Env:
 
     def shoot(self, name: str) -> None:
         for size, (width, height) in SIZES.items():
-            self.driver.set_window_size(width, height)
+            # The viewport itself, as a phone has it (a window size includes its frame).
+            self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+                "width": width, "height": height, "deviceScaleFactor": 1,
+                "mobile": size == "phone"})
             self.driver.save_screenshot(str(self.shots / f"{name}-{size}.png"))
-        self.driver.set_window_size(*SIZES["wide"])
+        self.driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
 def make_driver() -> Any:
