@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 AGGREGATE_SCOPE = "aggregate_instance_extra_specs"
 CAPABILITIES_SCOPE = "capabilities"
+TENANT_KEY = "filter_tenant_id"  # any key starting so (filter_tenant_id2, …) counts, as Nova
 
 
 def scoped(specs: Mapping[str, str], scope: str) -> dict[str, str]:
@@ -43,6 +44,15 @@ def aggregate_extra_specs_filter(host: Host, req: Request) -> bool:
         if not values or not any(match(v, wanted) for v in values):
             return False
     return True
+
+
+def tenant_isolation_filter(host: Host, req: Request) -> bool:
+    """AggregateMultiTenancyIsolation: a host in aggregates naming projects (filter_tenant_id,
+    comma-separated, or several such keys) takes only those projects' servers; others are
+    open to every project, as in Nova."""
+    allowed = {v for key, values in host.aggregate_metadata.items()
+               if key.startswith(TENANT_KEY) for v in values}
+    return not allowed or req.project_id in allowed
 
 
 def capabilities_filter(host: Host, req: Request) -> bool:

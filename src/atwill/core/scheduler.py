@@ -16,6 +16,7 @@ from .aggregate_filters import (
     CAPABILITIES_SCOPE,
     aggregate_extra_specs_filter,
     capabilities_filter,
+    tenant_isolation_filter,
 )
 
 
@@ -86,6 +87,7 @@ class Request:
     different_host: frozenset[str] = frozenset()
     ignore_hosts: frozenset[str] = frozenset()  # host ids that failed this request already
     extra_specs: Mapping[str, str] = dataclasses.field(default_factory=dict)  # the flavor's
+    project_id: str | None = None  # the server's (AggregateMultiTenancyIsolation)
 
 
 class NoValidHost(Exception):
@@ -176,6 +178,7 @@ FILTERS: dict[str, Filter] = {
     "RamFilter": ram_filter,
     "DiskFilter": disk_filter,
     "AggregateInstanceExtraSpecsFilter": aggregate_extra_specs_filter,
+    "AggregateMultiTenancyIsolation": tenant_isolation_filter,
     "ComputeCapabilitiesFilter": capabilities_filter,
     "ImagePropertiesFilter": image_properties_filter,
     "PciPassthroughFilter": pci_passthrough_filter,

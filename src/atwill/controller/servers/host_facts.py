@@ -1,7 +1,9 @@
 """What the aggregate and capability filters need of each host, loaded only when asked.
 
-Most flavors ask neither, so placement reads these two extra queries only for
-requests whose flavor has `aggregate_instance_extra_specs:` or `capabilities:` specs.
+Most flavors ask neither, so placement reads all of a host's aggregate metadata and its
+capabilities only for requests whose flavor has `aggregate_instance_extra_specs:` or
+`capabilities:` specs; otherwise only the `filter_tenant_id*` keys that tenant isolation
+needs (an index lookup that finds nothing on most clouds).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from ...core import scheduler
 from ...core.aggregate_filters import (
     AGGREGATE_SCOPE,
     CAPABILITIES_SCOPE,
+    TENANT_KEY,
     capabilities_of,
     metadata_values,
 )
@@ -33,16 +36,18 @@ def enrich(session: Session, hosts: Sequence[scheduler.Host],
     """hosts with their aggregates' metadata and their capabilities, where req asks."""
     want_meta = scheduler.asks(req, AGGREGATE_SCOPE)
     want_caps = scheduler.asks(req, CAPABILITIES_SCOPE)
-    if not hosts or not (want_meta or want_caps):
-        return list(hosts)
+    if not hosts:
+        return []
     metadata: dict[str, list[tuple[str, str]]] = {}
-    if want_meta:
-        for host, key, value in session.execute(
-                select(AggregateHost.host, AggregateMetadata.key, AggregateMetadata.value)
-                .join(AggregateMetadata,
-                      AggregateMetadata.aggregate_id == AggregateHost.aggregate_id)
-                .where(AggregateHost.host.in_([h.name for h in hosts]))):
-            metadata.setdefault(host, []).append((key, value))
+    query = (select(AggregateHost.host, AggregateMetadata.key, AggregateMetadata.value)
+             .join(AggregateMetadata, AggregateMetadata.aggregate_id == AggregateHost.aggregate_id)
+             .where(AggregateHost.host.in_([h.name for h in hosts])))
+    if not want_meta:
+        query = query.where(AggregateMetadata.key.startswith(TENANT_KEY, autoescape=True))
+    for host, key, value in session.execute(query):
+        metadata.setdefault(host, []).append((key, value))
+    if not (metadata or want_caps):
+        return list(hosts)
     nodes: dict[str, dict] = {}
     if want_caps:
         for node_id, hv_type, hv_version, inventory in session.execute(

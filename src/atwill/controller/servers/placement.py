@@ -10,6 +10,7 @@ the columns the scheduler needs (Core rows, not ORM objects).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection, Sequence
 from typing import Any
 
@@ -162,7 +163,8 @@ def place(session: Session, settings: Settings, inst: Instance,
     """Pick and claim a node for inst (the host as chosen); NoValidHost says why when none fits."""
     strategy = "pack" if getattr(settings, "scheduler_weigher", "spread") == "pack" else "spread"
     wanted = req.same_host | req.different_host
-    req = host_facts.with_flavor_specs(req, inst)
+    req = dataclasses.replace(host_facts.with_flavor_specs(req, inst),
+                              project_id=inst.project_id)
     if inst.requested_host is not None:
         candidates = _requested(session, inst, req, strategy, wanted)
     else:
