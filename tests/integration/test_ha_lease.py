@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -15,7 +16,11 @@ from pathlib import Path
 from atwill.lab import Lab
 from tests.integration.vms import upload_guest, wait_status
 
-LAB = {"nodes": 2, "fence": False}  # no BMC: the lease is the only fencing
+# No BMC: the lease is the only fencing. Three nodes: with two, the survivor hears none of
+# its (one) peers while the other is cut off, and a heartbeat stalled past the lease (a
+# busy host) makes it fence itself too: safe, but its VMs stop.
+LAB = {"nodes": 3, "fence": False}
+HOSTS = ("node1", "node2", "node3")
 
 
 class QemuSampler:
@@ -24,7 +29,7 @@ class QemuSampler:
     def __init__(self, lab: Lab, uuid: str) -> None:
         self.uuid, self.stopping = uuid.encode(), threading.Event()
         self.netns = {os.stat(f"/run/netns/{lab.namespace(h).name}").st_ino: h
-                      for h in ("node1", "node2")}
+                      for h in HOSTS}
         self.samples: list[tuple[float, list[str]]] = []
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -33,7 +38,7 @@ class QemuSampler:
         found = []
         for pid in filter(str.isdigit, os.listdir("/proc")):
             try:
-                if not Path(f"/proc/{pid}/comm").read_text().startswith("qemu"):
+                if not Path(f"/proc/{pid}/comm").read_text().startswith("qemu-system"):
                     continue
                 if self.uuid in Path(f"/proc/{pid}/cmdline").read_bytes():
                     found.append(self.netns.get(os.stat(f"/proc/{pid}/ns/net").st_ino, "?"))
@@ -51,6 +56,23 @@ class QemuSampler:
 
     def first(self, since: float, check) -> float | None:
         return next((t for t, hosts in self.samples if t >= since and check(hosts)), None)
+
+
+ECHO = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(3)
+s.sendto(b"AWP1 P %s n0nce", ("%s", 51871))
+print(s.recv(512).decode())
+"""
+
+
+def _echo(lab: Lab, source: str, target: str) -> bool:
+    """A probe from source's overlay address, as its agent sends one, answered by target."""
+    nodes = {n["name"]: n for n in lab.node_list()}
+    code = ECHO % (nodes[source]["id"], nodes[target]["overlay_ip"])
+    out = lab.exec(source, sys.executable, "-c", code, check=False).stdout.strip()
+    return out == f"AWP1 A {nodes[target]['id']} n0nce"
 
 
 def _node(lab: Lab, name: str) -> dict:
@@ -71,20 +93,23 @@ def test_isolated_node_kills_its_vm_before_it_runs_elsewhere(lab: Lab) -> None:
     sampler = QemuSampler(lab, made["id"])
     try:
         lab.wait_for(lambda: sampler.hosts() == ["node1"], 30, "QEMU on node1")
+        assert _echo(lab, "node2", "node1")  # the agents' peer probes work on the overlay
         cut = time.monotonic()
         lab.partition("node1")
-        lab.wait_for(lambda: (s := lab.openstack("server", "show", "leased", "-f", "json"))
-                     ["status"] == "ACTIVE" and s["OS-EXT-SRV-ATTR:host"] == "node2", 180,
-                     "leased ACTIVE on node2")
+        shown = lab.wait_for(
+            lambda: (s := lab.openstack("server", "show", "leased", "-f", "json"))
+            ["status"] == "ACTIVE" and s["OS-EXT-SRV-ATTR:host"] != "node1" and s, 180,
+            "leased ACTIVE on another node")
+        target = shown["OS-EXT-SRV-ATTR:host"]
         moved = time.monotonic() - cut
         fenced = _node(lab, "node1")
         assert fenced["fence_method"] == "lease", fenced
-        lab.wait_for(lambda: sampler.hosts() == ["node2"], 30, "QEMU on node2")
+        lab.wait_for(lambda: sampler.hosts() == [target], 30, f"QEMU on {target}")
         killed = sampler.first(cut, lambda hosts: "node1" not in hosts)
-        started = sampler.first(cut, lambda hosts: "node2" in hosts)
+        started = sampler.first(cut, lambda hosts: target in hosts)
         assert killed is not None and started is not None and killed < started
         print(f"\nself-fencing: QEMU killed on node1 {killed - cut:.1f} s after the cut, "
-              f"running on node2 {started - cut:.1f} s, ACTIVE there {moved:.1f} s")
+              f"running on {target} {started - cut:.1f} s, ACTIVE there {moved:.1f} s")
 
         lab.heal("node1")
         lab.wait_for(lambda: not stale.exists(), 120, "node1 to destroy its stale copy")
@@ -92,8 +117,12 @@ def test_isolated_node_kills_its_vm_before_it_runs_elsewhere(lab: Lab) -> None:
         time.sleep(3)  # the returned node must not start its copy again
     finally:
         sampler.stop()
-    twice = [(round(t - cut, 1), hosts) for t, hosts in sampler.samples if len(hosts) > 1]
-    assert not twice, twice
-    assert sampler.samples[-1][1] == ["node2"]
+    changes = [(round(t - cut, 1), hosts) for i, (t, hosts) in enumerate(sampler.samples)
+               if i == 0 or hosts != sampler.samples[i - 1][1]]
+    # Two hosts at once is the failure; one host may show a QEMU and its short-lived child.
+    twice = [(round(t - cut, 1), hosts) for t, hosts in sampler.samples
+             if len(set(hosts)) > 1]
+    assert not twice, (twice, changes)
+    assert set(sampler.samples[-1][1]) == {target}, changes
     assert len(sampler.samples) > 100
     lab.openstack("server", "delete", "--wait", made["id"])
