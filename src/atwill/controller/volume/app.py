@@ -9,6 +9,7 @@ from ..service import make_service_app
 from . import (
     quotas,
     services,
+    snapshots,
     types,
     versions,
     volume_actions,
@@ -18,8 +19,8 @@ from . import (
 )
 from .common import VolumeRequests, cinder_error
 
-MODULES = (versions, types, volumes, volume_actions, volume_metadata, quotas, zones,
-           services)
+MODULES = (versions, types, volumes, volume_actions, volume_metadata, snapshots, quotas,
+           zones, services)
 
 
 def create(ctl: Controller) -> FastAPI:

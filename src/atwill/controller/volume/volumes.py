@@ -189,7 +189,8 @@ def start_delete(session: Session, vol: Volume, cascade: bool, force: bool = Fal
                          "be migrating, attached, belong to a group, have snapshots, awaiting "
                          "a transfer, or be disassociated from snapshots after volume "
                          "transfer.")
-    if cascade and any(s.status not in ("available", "error") for s in snaps):
+    if not force and cascade and any(s.status not in ("available", "error", "deleting")
+                                     for s in snaps):
         raise BadRequest("Invalid volume: Snapshot of volume not in a state that allows "
                          "cascade delete.")
     if vol.node_id is None:
