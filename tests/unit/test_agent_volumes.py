@@ -11,6 +11,8 @@ import pytest
 from atwill.agent import instances
 from atwill.agent.config import AgentConfig
 from atwill.agent.hypervisor import volumes
+from atwill.agent.hypervisor.qemu import QemuDriver
+from atwill.agent.hypervisor.spec import InstanceSpec
 from atwill.core.volume_devices import Volume
 
 VOL = "0b6c4c3e-7a57-4bd4-8d6e-3c1a4a0e9f01"
@@ -91,3 +93,23 @@ def test_client_credentials_are_root_only_links(tmp_path: Path) -> None:
                          tmp_path / "node-key.pem")
     assert sorted(p.name for p in made.iterdir()) == \
         ["ca-cert.pem", "client-cert.pem", "client-key.pem"]
+
+
+def test_a_suspended_instance_keeps_its_volumes(tmp_path: Path) -> None:
+    # The saved state names the guest's devices: a resume needs the same volumes.
+    driver = QemuDriver(tmp_path / "instances", sockets_dir=tmp_path / "qmp")
+    held = Volume.from_desired(_entry(VOL))
+    spec = InstanceSpec(uuid="i", name="vm", vcpus=1, memory_mb=128, disk_gb=1,
+                        image_path=tmp_path / "img", volumes=[held])
+    paths = driver.paths("i")
+    paths.directory.mkdir(parents=True)
+    paths.spec.write_text(spec.to_json())
+    paths.saved_state.write_bytes(b"state")
+    new = Volume.from_desired(_entry(BAD))
+    outcome = driver.sync_volumes("i", [new])
+    assert outcome == {VOL: "error: the instance is suspended; resume it first",
+                       BAD: "error: the instance is suspended; resume it first"}
+    assert driver.spec("i").volumes == [held]
+    paths.saved_state.unlink()  # stopped, not suspended: the next start has them
+    assert driver.sync_volumes("i", [new]) == {BAD: "attached"}
+    assert driver.spec("i").volumes == [new]

@@ -208,6 +208,8 @@ class QemuDriver:
             spec = self._spec(uuid)
             if not wanted and not spec.volumes:
                 return {}  # the common case: no QMP round trip on every converge
+            if self.pid(uuid) is None and self.paths(uuid).saved_state.exists():
+                return _suspended_volumes(spec.volumes, wanted)
             if self.pid(uuid) is None:
                 self._save_volumes(spec, wanted)
                 return {v.volume_id: "attached" for v in wanted}
@@ -385,6 +387,18 @@ class QemuDriver:
             lock = self._locks.setdefault(uuid, threading.RLock())
         with lock:
             yield
+
+
+def _suspended_volumes(held: list[Volume], wanted: list[Volume]) -> dict[str, str]:
+    """A suspended guest's saved state names its devices: the resume needs the very same
+    ones, so its volumes change only once it runs again."""
+    have = {v.volume_id for v in held}
+    outcome = {v.volume_id: "attached" for v in held}
+    changing = [v.volume_id for v in wanted if v.volume_id not in have]
+    changing += [i for i in have if i not in {v.volume_id for v in wanted}]
+    for volume_id in changing:
+        outcome[volume_id] = "error: the instance is suspended; resume it first"
+    return outcome
 
 
 def _recorded_user(path: Path) -> int | None:
