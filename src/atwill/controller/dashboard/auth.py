@@ -45,10 +45,10 @@ async def login_post(request: Request) -> Response:
     user, domain = data.get("user"), data.get("domain") or "Default"
     project = data.get("project")
     fields = {"user": user, "domain": domain, "project": project}
-    if not user or not data.get("password"):
+    if not user or not data.raw("password"):
         return _login_page(request, 400, "User name and password are required.", **fields)
     try:
-        token_id, token = await _password_token(request, user, data.get("password"),
+        token_id, token = await _password_token(request, user, data.raw("password"),
                                                 domain, project)
     except ApiError as error:
         message = "Wrong user name, password or project." if error.status == 401 \

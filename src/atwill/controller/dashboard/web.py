@@ -12,7 +12,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from ..context import Controller
 from . import sessions
-from .client import Api
+from .client import Api, ApiError
 from .sessions import Sess
 
 TEMPLATES = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -43,6 +43,11 @@ class Form:
     def get(self, name: str, default: str = "") -> str:
         values = self.fields.get(name)
         return values[0].strip() if values else default
+
+    def raw(self, name: str) -> str:
+        """Unstripped, for passwords."""
+        values = self.fields.get(name)
+        return values[0] if values else ""
 
     def getlist(self, name: str) -> list[str]:
         return [v for v in self.fields.get(name, []) if v]
@@ -78,7 +83,7 @@ async def form(request: Request) -> Form:
     async for chunk in request.stream():
         body += chunk
         if len(body) > FORM_LIMIT:
-            break
+            raise ApiError(413, f"The form is larger than the limit of {FORM_LIMIT} bytes.")
     return Form(parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True))
 
 
