@@ -1,9 +1,10 @@
 """Autojoin: `atwill agent` on a host that has not joined joins by itself, then runs.
 
 The join settings come from the environment (ATWILL_JOIN_URL, ATWILL_JOIN_TOKEN,
-ATWILL_JOIN_CA_HASH, optionally ATWILL_JOIN_NAME or ATWILL_NODE_NAME and
-ATWILL_OVERLAY_PORT) or from a KEY=VALUE file, /etc/atwill/join.env by default (what
-cloud-init writes and the systemd unit names); the environment wins. A join that fails
+ATWILL_JOIN_CA_HASH, optionally ATWILL_JOIN_NAME or ATWILL_NODE_NAME, ATWILL_OVERLAY_PORT
+and ATWILL_JOIN_AGGREGATES, host aggregates as `atwill join --aggregate`) or from a
+KEY=VALUE file, /etc/atwill/join.env by default (what cloud-init writes and the systemd
+unit names); the environment wins. A join that fails
 (a wrong or used-up token, the controller not up yet) is logged once per distinct reason
 and retried with a growing, capped delay, so a boot-time service never crash-loops.
 """
@@ -60,6 +61,7 @@ class JoinSettings:
     name: str | None = None
     overlay_port: int = 51820
     storage: Path | None = None  # ATWILL_JOIN_STORAGE: a storage node keeps volumes there
+    aggregates: tuple[str, ...] = ()  # ATWILL_JOIN_AGGREGATES: names, comma-separated
 
     @classmethod
     def find(cls, environ: Mapping[str, str], path: Path) -> JoinSettings | None:
@@ -80,7 +82,9 @@ class JoinSettings:
                    name=values.get("ATWILL_JOIN_NAME") or values.get("ATWILL_NODE_NAME"),
                    overlay_port=int(port),
                    storage=Path(values["ATWILL_JOIN_STORAGE"])
-                   if values.get("ATWILL_JOIN_STORAGE") else None)
+                   if values.get("ATWILL_JOIN_STORAGE") else None,
+                   aggregates=tuple(a.strip() for a in values.get(
+                       "ATWILL_JOIN_AGGREGATES", "").split(",") if a.strip()))
 
 
 def delays(first: float = FIRST_DELAY, cap: float = MAX_DELAY) -> Iterator[float]:
@@ -101,7 +105,9 @@ def autojoin(settings: JoinSettings, state_dir: Path,
     said: str | None = None
     for attempt, delay in enumerate(delays(), 1):
         try:
-            extra = {"storage": settings.storage} if settings.storage else {}
+            extra: dict[str, object] = {"storage": settings.storage} if settings.storage else {}
+            if settings.aggregates:
+                extra["aggregates"] = list(settings.aggregates)
             config = join_once(settings.url, settings.token, settings.ca_hash, state_dir,
                                settings.name, settings.overlay_port, **extra)
         except (JoinError, OSError) as error:
