@@ -143,3 +143,22 @@ def test_a_node_going_down_forgets_its_exports(tmp_path: Path) -> None:
     node.stop_exports(cfg)
     assert not record.exists()
     node.stop_exports(config(tmp_path / "other", None))  # no storage: nothing to do
+
+
+class RecordingExports:
+    def __init__(self) -> None:
+        self.ensured: list[str] = []
+
+    def ensure(self, volume_id: str, node_id: str, *args: object) -> None:
+        self.ensured.append(node_id)
+
+
+def test_a_lane_serves_no_export_revoked_while_it_worked(tmp_path: Path) -> None:
+    manager = StorageManager(tmp_path / "vols", tmp_path / "ca", tmp_path / "c", tmp_path / "k",
+                             lambda source, dest: None)
+    recording = RecordingExports()
+    manager.exports = recording  # type: ignore[assignment]
+    old = {"id": "v1", "size_gb": 1, "exports": [{"node_id": "a", "client_cn": "node-a"}]}
+    manager._latest = {"v1": {**old, "exports": [{"node_id": "b", "client_cn": "node-b"}]}}
+    manager._exports(old, "127.0.0.1")  # the lane began with the wish that named node a
+    assert recording.ensured == ["b"]

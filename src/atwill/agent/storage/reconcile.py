@@ -65,6 +65,7 @@ class StorageManager:
         # Copies take minutes: each volume's work runs in a lane of its own, so the agent
         # (and a revocation, which converge does first and at once) never waits for one.
         self.lanes = Lanes(workers=2)
+        self._export_lock = threading.Lock()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until no volume work runs; whether that happened within timeout."""
@@ -79,11 +80,13 @@ class StorageManager:
         self.store.prepare()
         self._owner = snapshots
         self._wanted_gb = {vid: int(v["size_gb"]) for vid, v in volumes.items()}
-        self._revoke(volumes)
+        with self._export_lock:
+            # Under the lock: no lane serves an export from the wish this one replaces.
+            self._latest = volumes
+            self._revoke(volumes)
         self._delete(volumes, snapshots)
         first = [v for v in volumes.values() if (v.get("source") or {}).get("type")
                  in (None, "image")]
-        self._latest = volumes
         for volume in first + [v for v in volumes.values() if v not in first]:
             # A busy volume is brought to what is wanted then by a later converge.
             self.lanes.submit(volume["id"], self._converge_volume, volume, volumes, snapshots,
@@ -205,17 +208,22 @@ class StorageManager:
     def _exports(self, volume: dict[str, Any], host: str) -> None:
         # The latest wish, not the one the lane started with: an export revoked while the
         # volume was being copied must not be served again (fencing).
-        latest = self._latest.get(volume["id"]) or {}
-        for export in latest.get("exports") or []:
+        for export in self._wanted_exports(volume["id"]):
             key = (volume["id"], export["node_id"])
             try:
-                self.exports.ensure(volume["id"], export["node_id"], export["client_cn"], host,
-                                    self.store.volume(volume["id"]))
+                with self._export_lock:
+                    if export not in self._wanted_exports(volume["id"]):
+                        continue  # revoked meanwhile
+                    self.exports.ensure(volume["id"], export["node_id"], export["client_cn"],
+                                        host, self.store.volume(volume["id"]))
                 self._export_failed.pop(key, None)
             except Exception as err:  # noqa: BLE001 - tried again at the next converge
                 log.warning("export of volume %s to %s: %s", volume["id"],
                             export.get("client_cn"), err)
                 self._export_failed[key] = str(err)
+
+    def _wanted_exports(self, vid: str) -> list[dict[str, str]]:
+        return list((self._latest.get(vid) or {}).get("exports") or [])
 
     def _live(self, vid: str) -> Export | None:
         for (volume, _), export in self.exports.records().items():
