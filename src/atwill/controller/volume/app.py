@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from ..context import Controller
 from ..service import make_service_app
 from . import (
+    attachments,
     quotas,
     services,
     snapshots,
@@ -20,7 +21,7 @@ from . import (
 from .common import VolumeRequests, cinder_error
 
 MODULES = (versions, types, volumes, volume_actions, volume_metadata, snapshots, quotas,
-           zones, services)
+           zones, services, attachments)
 
 
 def create(ctl: Controller) -> FastAPI:

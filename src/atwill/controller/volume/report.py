@@ -52,6 +52,8 @@ def _volume(session: Session, vol: Volume, entry: dict[str, Any] | None) -> bool
         new = "available"
     elif vol.status == "extending" and state == "error":
         new = "error_extending"
+    elif vol.status == "detaching" and not vol.exports:
+        new = "available"
     if new == vol.status:
         return False
     vol.status, vol.updated_at = new, utcnow()

@@ -1,0 +1,218 @@
+"""/v3/attachments (Cinder 3.27+, complete at 3.44): a volume exported over NBD to the
+compute node named by the connector; connection_info from the storage node's report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ...core.errors import BadRequest, NotFound
+from ...core.microversion import Version
+from ...core.policy import Credentials
+from ..cluster.nodes import bump
+from ..db.base import utcnow
+from ..db.models import Node
+from ..db.volume import Volume, VolumeAttachment
+from ..service import controller, json_body, wrapped
+from .access import find_volume
+from .common import api_version, can_read, require_member, stamp, who
+
+router = APIRouter()
+A = "/v3/attachments"
+
+
+def _require(version: Version, minimum: str) -> None:
+    if not version >= minimum:
+        raise NotFound(f"The resource could not be found at microversion {version}.")
+
+
+def connection_info(vol: Volume, att: VolumeAttachment) -> dict[str, Any] | None:
+    if att.node_id is None:
+        return None
+    export = vol.exports.get(att.node_id) or {}
+    return {"driver_volume_type": "nbd", "attachment_id": att.id, "volume_id": vol.id,
+            "serial": vol.id,
+            "data": {"host": export.get("host"), "port": export.get("port"),
+                     "export": vol.id, "tls": True, "client_cn": att.node_name,
+                     "access_mode": att.attach_mode, "ready": bool(export)}}
+
+
+def view(vol: Volume, att: VolumeAttachment, detail: bool = True) -> dict[str, Any]:
+    body: dict[str, Any] = {"id": att.id, "status": att.status, "instance": att.instance_id,
+                            "volume_id": att.volume_id}
+    if detail:
+        body.update(attached_at=stamp(att.attached_at), detached_at=None,
+                    attach_mode=att.attach_mode, connection_info=connection_info(vol, att))
+    return body
+
+
+def _connect(session: Session, vol: Volume, att: VolumeAttachment, connector: Any) -> None:
+    if not isinstance(connector, dict) or not isinstance(connector.get("host"), str):
+        raise BadRequest("Invalid input received: the connector must be an object with the "
+                         "compute node's name as 'host'.")
+    node = session.scalar(select(Node).where(Node.name == connector["host"]))
+    if node is None:
+        raise BadRequest(f"Invalid input received: connector host "
+                         f"{connector['host'][:64]!r} is not a node of this cloud.")
+    att.connector = {k: v for k, v in connector.items() if isinstance(v, str | int | bool)}
+    att.node_id, att.node_name, att.status = node.id, node.name, "attaching"
+    if isinstance(connector.get("mountpoint"), str):
+        att.device = connector["mountpoint"][:255]
+    vol.status = "attaching"
+
+
+def _find(session: Session, creds: Credentials, attachment_id: str) -> VolumeAttachment:
+    att = session.get(VolumeAttachment, attachment_id)
+    if att is None or not can_read(creds, att.project_id):
+        raise NotFound(f"Volume attachment could not be found with filter: attachment_id = "
+                       f"{attachment_id[:64]}.")
+    return att
+
+
+@router.post(A)
+def attachment_post(request: Request, body: dict = Depends(json_body),
+                    creds: Credentials = Depends(who),
+                    version: Version = Depends(api_version)) -> dict:
+    _require(version, "3.27")
+    data = wrapped(body, "attachment")
+    if not isinstance(data.get("volume_uuid"), str):
+        raise BadRequest("Invalid input: 'volume_uuid' is a required property.")
+    instance = data.get("instance_uuid")
+    if instance is not None and not isinstance(instance, str):
+        raise BadRequest("Invalid input: 'instance_uuid' must be a string.")
+    mode = data.get("mode", "rw") if version >= "3.54" else "rw"
+    if mode not in ("rw", "ro"):
+        raise BadRequest("Invalid input received: Invalid attachment mode: must be 'rw' or "
+                         "'ro'.")
+    with controller(request).db.session() as session:
+        vol = find_volume(session, creds, data["volume_uuid"], lock=True)
+        require_member(creds, vol.project_id, "volume:attachment_create")
+        _check_attachable(session, vol, mode)
+        att = VolumeAttachment(volume_id=vol.id, instance_id=instance,
+                               project_id=vol.project_id, status="reserved", attach_mode=mode)
+        vol.status = "reserved" if vol.status == "available" else vol.status
+        if data.get("connector"):
+            _connect(session, vol, att, data["connector"])
+        session.add(att)
+        session.flush()
+        vol.updated_at = utcnow()
+        bump(session)
+        return {"attachment": view(vol, att)}
+
+
+def _check_attachable(session: Session, vol: Volume, mode: str) -> None:
+    others = session.scalar(select(VolumeAttachment.id).where(
+        VolumeAttachment.volume_id == vol.id).limit(1))
+    if vol.status not in ("available", "in-use", "reserved") or (
+            others is not None and not vol.multiattach):
+        raise BadRequest(f"Invalid volume: Volume {vol.id} status must be available or "
+                         f"downloading to reserve, but the current status is {vol.status}.")
+    if vol.readonly and mode == "rw":
+        raise BadRequest(f"Invalid volume: Volume {vol.id} is read-only; attach it with "
+                         "mode 'ro'.")
+
+
+@router.put(A + "/{attachment_id}")
+def attachment_put(attachment_id: str, request: Request, body: dict = Depends(json_body),
+                   creds: Credentials = Depends(who),
+                   version: Version = Depends(api_version)) -> dict:
+    _require(version, "3.27")
+    data = wrapped(body, "attachment")
+    if not data.get("connector"):
+        raise BadRequest("Invalid input: 'connector' is a required property.")
+    with controller(request).db.session() as session:
+        att = _find(session, creds, attachment_id)
+        vol = find_volume(session, creds, att.volume_id, lock=True)
+        require_member(creds, vol.project_id, "volume:attachment_update")
+        if att.status == "attached":
+            raise BadRequest(f"Invalid volume: attachment {att.id} is already connected.")
+        _connect(session, vol, att, data["connector"])
+        att.updated_at = vol.updated_at = utcnow()
+        bump(session)
+        return {"attachment": view(vol, att)}
+
+
+@router.post(A + "/{attachment_id}/action", status_code=204)
+def attachment_action_post(attachment_id: str, request: Request,
+                           body: dict = Depends(json_body), creds: Credentials = Depends(who),
+                           version: Version = Depends(api_version)) -> Response:
+    _require(version, "3.44")
+    if list(body) != ["os-complete"]:
+        raise BadRequest("There is no such action: " + ", ".join(k[:64] for k in body))
+    with controller(request).db.session() as session:
+        att = _find(session, creds, attachment_id)
+        vol = find_volume(session, creds, att.volume_id, lock=True)
+        require_member(creds, vol.project_id, "volume:attachment_complete")
+        if att.node_id is None:
+            raise BadRequest(f"Invalid volume: attachment {att.id} has no connector yet.")
+        att.status, att.attached_at = "attached", att.attached_at or utcnow()
+        vol.status, vol.updated_at = "in-use", utcnow()
+        bump(session)
+    return Response(status_code=204)
+
+
+@router.delete(A + "/{attachment_id}")
+def attachment_delete(attachment_id: str, request: Request,
+                      creds: Credentials = Depends(who),
+                      version: Version = Depends(api_version)) -> dict:
+    _require(version, "3.27")
+    with controller(request).db.session() as session:
+        att = _find(session, creds, attachment_id)
+        vol = find_volume(session, creds, att.volume_id, lock=True)
+        require_member(creds, vol.project_id, "volume:attachment_delete")
+        session.delete(att)
+        session.flush()
+        left = session.scalars(select(VolumeAttachment).where(
+            VolumeAttachment.volume_id == vol.id)).all()
+        if any(a.status == "attached" for a in left):
+            vol.status = "in-use"
+        elif left:
+            vol.status = "reserved"
+        else:
+            # The export is revoked now; until the storage node says so, it is detaching.
+            vol.status = "detaching" if att.node_id in vol.exports else "available"
+        vol.updated_at = utcnow()
+        bump(session)
+        return {"attachments": [view(vol, a, detail=False) for a in left]}
+
+
+def _listing(request: Request, creds: Credentials, detail: bool) -> dict:
+    with controller(request).db.session() as session:
+        query = select(VolumeAttachment).order_by(VolumeAttachment.created_at.desc())
+        if not (creds.reads_all and request.query_params.get("all_tenants")):
+            query = query.where(VolumeAttachment.project_id == creds.project_id)
+        for key, column in (("volume_id", VolumeAttachment.volume_id),
+                            ("instance_id", VolumeAttachment.instance_id),
+                            ("status", VolumeAttachment.status)):
+            if request.query_params.get(key):
+                query = query.where(column == request.query_params[key])
+        atts = session.scalars(query).all()
+        vols = {v.id: v for v in session.scalars(select(Volume).where(
+            Volume.id.in_({a.volume_id for a in atts})))}
+        return {"attachments": [view(vols[a.volume_id], a, detail) for a in atts]}
+
+
+@router.get(A)
+def attachments_get(request: Request, creds: Credentials = Depends(who),
+                    version: Version = Depends(api_version)) -> dict:
+    _require(version, "3.27")
+    return _listing(request, creds, detail=False)
+
+
+@router.get(A + "/detail")
+def attachments_detail_get(request: Request, creds: Credentials = Depends(who),
+                           version: Version = Depends(api_version)) -> dict:
+    _require(version, "3.27")
+    return _listing(request, creds, detail=True)
+
+
+@router.get(A + "/{attachment_id}")
+def attachment_get(attachment_id: str, request: Request, creds: Credentials = Depends(who),
+                   version: Version = Depends(api_version)) -> dict:
+    _require(version, "3.27")
+    with controller(request).db.session() as session:
+        att = _find(session, creds, attachment_id)
+        return {"attachment": view(session.get(Volume, att.volume_id), att)}
