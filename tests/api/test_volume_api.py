@@ -194,3 +194,52 @@ def test_zones_and_services(cloud: Cloud, storage: StorageNode) -> None:
     hosts = {s["Host"]: s for s in services if s["Binary"] == "cinder-volume"}
     assert hosts[f"{storage.name}@atwill"]["State"] == "up"
     assert any(s["Binary"] == "cinder-scheduler" for s in services)
+
+
+# Tempest's volume schemas (additionalProperties: false): what create answers at 3.0, and
+# what show adds for an admin (the tenant, host and migration extensions).
+CREATE_KEYS = {"id", "name", "description", "status", "size", "availability_zone",
+               "created_at", "updated_at", "volume_type", "snapshot_id", "source_volid",
+               "metadata", "links", "user_id", "bootable", "encrypted", "replication_status",
+               "consistencygroup_id", "multiattach", "migration_status", "attachments"}
+SHOW_ADMIN_KEYS = CREATE_KEYS | {"os-vol-tenant-attr:tenant_id", "os-vol-host-attr:host",
+                                 "os-vol-mig-status-attr:migstat",
+                                 "os-vol-mig-status-attr:name_id"}
+SNAPSHOT_KEYS = {"status", "description", "created_at", "name", "volume_id", "metadata", "id",
+                 "size", "updated_at"}
+SNAPSHOT_SHOW_KEYS = SNAPSHOT_KEYS | {"os-extended-snapshot-attributes:progress",
+                                      "os-extended-snapshot-attributes:project_id"}
+
+
+def test_shapes_as_tempest(cloud: Cloud, storage: StorageNode) -> None:
+    with cloud.http(cloud.token()) as client:
+        made = client.post(f"{V3}/volumes", json={"volume": {"size": 1}})
+        assert made.status_code == 202
+        vol = made.json()["volume"]
+        try:
+            assert set(vol) == CREATE_KEYS and vol["bootable"] == "false"
+            storage.converge()
+            shown = client.get(f"{V3}/volumes/{vol['id']}").json()["volume"]
+            assert set(shown) == SHOW_ADMIN_KEYS
+            assert shown["os-vol-host-attr:host"] == f"{storage.name}@atwill#atwill"
+            newer = client.get(f"{V3}/volumes/{vol['id']}", headers=mv("3.70")).json()["volume"]
+            assert set(newer) - SHOW_ADMIN_KEYS == {
+                "group_id", "provider_id", "service_uuid", "shared_targets", "volume_type_id",
+                "consumes_quota"}
+            listed = client.get(f"{V3}/volumes").json()["volumes"]
+            assert all(set(v) == {"id", "name", "links"} for v in listed)
+            snap = client.post(f"{V3}/snapshots", json={"snapshot": {"volume_id": vol["id"]}})
+            assert snap.status_code == 202 and set(snap.json()["snapshot"]) == SNAPSHOT_KEYS
+            sid = snap.json()["snapshot"]["id"]
+            storage.converge()
+            assert set(client.get(f"{V3}/snapshots/{sid}").json()["snapshot"]) == \
+                SNAPSHOT_SHOW_KEYS
+            assert all(set(s) == SNAPSHOT_KEYS
+                       for s in client.get(f"{V3}/snapshots").json()["snapshots"])
+            assert client.delete(f"{V3}/snapshots/{sid}").status_code == 202
+            storage.converge()
+            vtype = client.get(f"{V3}/types/default").json()["volume_type"]
+            assert set(vtype) == {"id", "name", "description", "is_public", "extra_specs",
+                                  "os-volume-type-access:is_public"}
+        finally:
+            gone(cloud, storage, vol["id"])

@@ -41,10 +41,10 @@ def attachments_of(session: Session, volume_ids: list[str]) -> dict[str, list]:
 
 
 def render(request, session: Session, vols: list[Volume], version: Version,
-           creds: Credentials) -> list[dict]:
+           creds: Credentials, extended: bool = True) -> list[dict]:
     from .views import volume_view  # noqa: PLC0415 - views import common only
 
     types = {t.id: t for t in session.scalars(select(VolumeType))}
     atts = attachments_of(session, [v.id for v in vols])
-    return [volume_view(request, v, types[v.volume_type_id], atts[v.id], version, creds)
-            for v in vols]
+    return [volume_view(request, v, types[v.volume_type_id], atts[v.id], version, creds,
+                        extended) for v in vols]

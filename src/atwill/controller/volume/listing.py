@@ -125,4 +125,4 @@ def snapshots(request: Request, creds: Credentials, version: Version, detail: bo
         rows = session.scalars(scoped(request, creds, VolumeSnapshot)).all()
         items = ordered([s for s in rows if matches(s, request, "meta")], sort_order(request))
         return paged(request, items, "snapshots",
-                     lambda chunk: [snapshot_view(s, version, creds) for s in chunk], version)
+                     lambda chunk: [snapshot_view(s, version, detail) for s in chunk], version)

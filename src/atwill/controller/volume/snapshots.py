@@ -67,7 +67,7 @@ def snapshot_post(request: Request, body: dict = Depends(json_body),
         session.add(snap)
         session.flush()
         bump(session)
-        view = snapshot_view(snap, version, creds)
+        view = snapshot_view(snap, version, extended=False)
     return JSONResponse({"snapshot": view}, status_code=202)
 
 
@@ -88,7 +88,7 @@ def snapshot_get(snapshot_id: str, request: Request, creds: Credentials = Depend
                  version: Version = Depends(api_version)) -> dict:
     with controller(request).db.session() as session:
         return {"snapshot": snapshot_view(find_snapshot(session, creds, snapshot_id),
-                                          version, creds)}
+                                          version)}
 
 
 @router.put(S + "/{snapshot_id}")
@@ -107,7 +107,7 @@ def snapshot_put(snapshot_id: str, request: Request, body: dict = Depends(json_b
         if "description" in data or "display_description" in data:
             snap.description = _text(data, "description", "display_description")
         snap.updated_at = utcnow()
-        return {"snapshot": snapshot_view(snap, version, creds)}
+        return {"snapshot": snapshot_view(snap, version, extended=False)}
 
 
 @router.delete(S + "/{snapshot_id}", status_code=202)

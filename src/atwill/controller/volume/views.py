@@ -21,7 +21,8 @@ def volume_summary(request: Request, vol: Volume) -> dict[str, Any]:
 
 def volume_view(request: Request, vol: Volume, vtype: VolumeType,
                 attachments: list[VolumeAttachment], version: Version,
-                creds: Credentials) -> dict[str, Any]:
+                creds: Credentials, extended: bool = True) -> dict[str, Any]:
+    """Show and detail carry the extension attributes; create and update do not."""
     body: dict[str, Any] = {
         "id": vol.id, "name": vol.name, "description": vol.description,
         "status": vol.status, "size": vol.size, "availability_zone": vol.availability_zone,
@@ -33,11 +34,12 @@ def volume_view(request: Request, vol: Volume, vtype: VolumeType,
         "encrypted": False, "replication_status": None, "consistencygroup_id": None,
         "multiattach": vol.multiattach, "migration_status": None,
         "attachments": [attachment_summary(a) for a in attachments if a.status in ATTACHED],
-        "os-vol-tenant-attr:tenant_id": vol.project_id,
     }
-    if vol.image_meta:
+    if extended:
+        body["os-vol-tenant-attr:tenant_id"] = vol.project_id
+    if extended and vol.image_meta:
         body["volume_image_metadata"] = dict(vol.image_meta)
-    if creds.is_admin:
+    if extended and creds.is_admin:
         body["os-vol-host-attr:host"] = f"{vol.node_name}@atwill#atwill" if vol.node_name \
             else None
         body["os-vol-mig-status-attr:migstat"] = None
@@ -72,14 +74,15 @@ def attachment_summary(att: VolumeAttachment) -> dict[str, Any]:
 
 
 def snapshot_view(snap: VolumeSnapshot, version: Version,
-                  creds: Credentials) -> dict[str, Any]:
+                  extended: bool = True) -> dict[str, Any]:
+    """Show and detail carry the extended attributes; create, update and list do not."""
     body: dict[str, Any] = {
         "id": snap.id, "name": snap.name, "description": snap.description,
         "status": snap.status, "size": snap.size, "volume_id": snap.volume_id,
         "created_at": stamp(snap.created_at), "updated_at": stamp(snap.updated_at),
         "metadata": dict(snap.meta),
     }
-    if creds.is_admin:
+    if extended:
         body["os-extended-snapshot-attributes:project_id"] = snap.project_id
         body["os-extended-snapshot-attributes:progress"] = (
             "100%" if snap.status == "available" else "0%")

@@ -122,7 +122,7 @@ def volume_post(request: Request, body: dict = Depends(json_body),
     with controller(request).db.session() as session:
         vol = _new_volume(session, creds, data)
         bump(session)
-        view = render(request, session, [vol], version, creds)[0]
+        view = render(request, session, [vol], version, creds, extended=False)[0]
     return JSONResponse({"volume": view}, status_code=202)
 
 
@@ -164,7 +164,7 @@ def volume_put(volume_id: str, request: Request, body: dict = Depends(json_body)
         if "metadata" in data:
             vol.meta = metadata(data["metadata"] or {})
         vol.updated_at = utcnow()
-        return {"volume": render(request, session, [vol], version, creds)[0]}
+        return {"volume": render(request, session, [vol], version, creds, extended=False)[0]}
 
 
 @router.delete(V + "/{volume_id}", status_code=202)
