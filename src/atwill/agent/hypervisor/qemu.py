@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -19,7 +18,7 @@ from atwill.agent.hypervisor.base import State
 from atwill.agent.hypervisor.confine import confine, disk_owner, kill_strays
 from atwill.agent.hypervisor.qmp import QMP, QMPError, run_state
 from atwill.agent.hypervisor.spec import InstancePaths, InstanceSpec, qemu_argv
-from atwill.agent.hypervisor.volumes import DETACH_TIMEOUT, VolumeError, Volumes
+from atwill.agent.hypervisor.volumes import DETACH_TIMEOUT, Volumes, probe_in, suspended_outcome
 from atwill.core import guest_ids
 from atwill.core.volume_devices import NODE_PREFIX, Volume, boots_from_volume, node_name
 
@@ -209,7 +208,7 @@ class QemuDriver:
             if not wanted and not spec.volumes:
                 return {}  # the common case: no QMP round trip on every converge
             if self.pid(uuid) is None and self.paths(uuid).saved_state.exists():
-                return _suspended_volumes(spec.volumes, wanted)
+                return suspended_outcome(spec.volumes, wanted)
             if self.pid(uuid) is None:
                 self._save_volumes(spec, wanted)
                 return {v.volume_id: "attached" for v in wanted}
@@ -223,17 +222,7 @@ class QemuDriver:
 
     def _volumes(self, uuid: str) -> Volumes:
         return Volumes(self.paths(uuid).qmp, self.qmp_timeout, self.detach_timeout,
-                       self._probe if self.launcher else None)
-
-    def _probe(self, host: str, port: int) -> None:
-        """Whether the export answers where QEMU runs (the launcher's namespace)."""
-        code = ("import socket, sys\n"
-                "socket.create_connection((sys.argv[1], int(sys.argv[2])), 5).close()")
-        try:
-            run([*self.launcher, sys.executable, "-c", code, host, str(port)], timeout=15)
-        except HostCommandError as err:
-            last = err.stderr.splitlines()[-1:] or [f"exit {err.returncode}"]
-            raise VolumeError(f"cannot reach {host}:{port}: {last[0]}") from None
+                       probe_in(self.launcher) if self.launcher else None)
 
     def _save_volumes(self, spec: InstanceSpec, volumes: list[Volume]) -> None:
         if volumes != spec.volumes:
@@ -387,18 +376,6 @@ class QemuDriver:
             lock = self._locks.setdefault(uuid, threading.RLock())
         with lock:
             yield
-
-
-def _suspended_volumes(held: list[Volume], wanted: list[Volume]) -> dict[str, str]:
-    """A suspended guest's saved state names its devices: the resume needs the very same
-    ones, so its volumes change only once it runs again."""
-    have = {v.volume_id for v in held}
-    outcome = {v.volume_id: "attached" for v in held}
-    changing = [v.volume_id for v in wanted if v.volume_id not in have]
-    changing += [i for i in have if i not in {v.volume_id for v in wanted}]
-    for volume_id in changing:
-        outcome[volume_id] = "error: the instance is suspended; resume it first"
-    return outcome
 
 
 def _recorded_user(path: Path) -> int | None:

@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import logging
 import socket
+import sys
 import time
 from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
+from atwill.agent.host.run import HostCommandError, run
 from atwill.agent.hypervisor.qmp import QMP, QMPError
 from atwill.core import volume_devices as vd
+from atwill.core.volume_devices import Volume
 
 log = logging.getLogger("atwill.agent.volumes")
 # How long a guest gets to release a disk (ACPI unplug); Nova's libvirt driver waits
@@ -163,6 +166,32 @@ def reachable(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> None:
         socket.create_connection((host, port), timeout).close()
     except OSError as err:
         raise VolumeError(f"cannot reach {host}:{port}: {err}") from None
+
+
+def suspended_outcome(held: list[Volume], wanted: list[Volume]) -> dict[str, str]:
+    """A suspended guest's saved state names its devices: the resume needs the very same
+    ones, so its volumes change only once it runs again."""
+    have = {v.volume_id for v in held}
+    outcome = {v.volume_id: "attached" for v in held}
+    changing = [v.volume_id for v in wanted if v.volume_id not in have]
+    changing += [i for i in have if i not in {v.volume_id for v in wanted}]
+    for volume_id in changing:
+        outcome[volume_id] = "error: the instance is suspended; resume it first"
+    return outcome
+
+
+def probe_in(launcher: list[str]) -> Callable[[str, int], None]:
+    """reachable(), run where QEMU runs (behind launcher, e.g. in a network namespace)."""
+    code = ("import socket, sys\n"
+            "socket.create_connection((sys.argv[1], int(sys.argv[2])), 5).close()")
+
+    def probe(host: str, port: int) -> None:
+        try:
+            run([*launcher, sys.executable, "-c", code, host, str(port)], timeout=15)
+        except HostCommandError as err:
+            last = err.stderr.splitlines()[-1:] or [f"exit {err.returncode}"]
+            raise VolumeError(f"cannot reach {host}:{port}: {last[0]}") from None
+    return probe
 
 
 def client_creds(directory: Path, ca: Path, cert: Path, key: Path) -> Path:
