@@ -75,6 +75,18 @@ def _echo(lab: Lab, source: str, target: str) -> bool:
     return out == f"AWP1 A {nodes[target]['id']} n0nce"
 
 
+def _clues(lab: Lab, host: str, uuid: str) -> list[str]:
+    """What the host's agent and the controller said about the instance and fencing."""
+    shown = lab.openstack("server", "show", uuid, "-f", "json")
+    lines = [f"server: {shown['status']} on {shown['OS-EXT-SRV-ATTR:host']}"]
+    for log in (Path(lab.host(host).state_dir) / "agent.log",
+                Path(lab.host("ctl").state_dir) / "controller.log"):
+        text = log.read_text(errors="replace").splitlines() if log.exists() else []
+        lines += [f"{log.name}: {line}" for line in text
+                  if uuid in line or "fenc" in line.lower() or "lease" in line.lower()][-25:]
+    return lines
+
+
 def _node(lab: Lab, name: str) -> dict:
     return json.loads(lab.atwill_ctl("node", "show", name).stdout)
 
@@ -111,6 +123,7 @@ def test_isolated_node_kills_its_vm_before_it_runs_elsewhere(lab: Lab) -> None:
         print(f"\nself-fencing: QEMU killed on node1 {killed - cut:.1f} s after the cut, "
               f"running on {target} {started - cut:.1f} s, ACTIVE there {moved:.1f} s")
 
+        assert set(sampler.hosts()) == {target}
         lab.heal("node1")
         lab.wait_for(lambda: not stale.exists(), 120, "node1 to destroy its stale copy")
         lab.wait_for(lambda: _node(lab, "node1")["health"] == "up", 60, "node1 back")
@@ -123,6 +136,9 @@ def test_isolated_node_kills_its_vm_before_it_runs_elsewhere(lab: Lab) -> None:
     twice = [(round(t - cut, 1), hosts) for t, hosts in sampler.samples
              if len(set(hosts)) > 1]
     assert not twice, (twice, changes)
-    assert set(sampler.samples[-1][1]) == {target}, changes
+    # Only that node1 runs no copy: in the lab, whose namespaces share one process table,
+    # node1's cleanup of its copy kills the instance user's processes (confine.kill_strays),
+    # and the copy on the other node runs as the same user (a lab-only artifact).
+    assert "node1" not in sampler.samples[-1][1], (changes, _clues(lab, target, made["id"]))
     assert len(sampler.samples) > 100
     lab.openstack("server", "delete", "--wait", made["id"])
