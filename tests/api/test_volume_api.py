@@ -243,3 +243,40 @@ def test_shapes_as_tempest(cloud: Cloud, storage: StorageNode) -> None:
                                   "os-volume-type-access:is_public"}
         finally:
             gone(cloud, storage, vol["id"])
+
+
+def test_projects_are_isolated_and_admin_actions_refused(cloud: Cloud,
+                                                         storage: StorageNode) -> None:
+    member = make_user(cloud, "member")
+    mine = cloud.openstack("volume", "create", "--size", "1", unique("iso"), "-f", "json",
+                           user=member)
+    theirs = cloud.openstack("volume", "create", "--size", "1", unique("adm"), "-f", "json")
+    try:
+        storage.converge()
+        listed = [v["ID"] for v in cloud.openstack("volume", "list", "-f", "json", user=member)]
+        assert mine["id"] in listed and theirs["id"] not in listed
+        everyone = [v["ID"] for v in cloud.openstack("volume", "list", "--all-projects", "-f",
+                                                     "json")]
+        assert {mine["id"], theirs["id"]} <= set(everyone)
+        before = rows(cloud)
+        with cloud.http(cloud.token(member)) as client:
+            assert client.get(f"{V3}/volumes/{theirs['id']}").status_code == 404
+            assert client.delete(f"{V3}/volumes/{theirs['id']}").status_code == 404
+            reset = client.post(f"{V3}/volumes/{mine['id']}/action",
+                                json={"os-reset_status": {"status": "error"}})
+            assert reset.status_code == 403
+            project_id = client.get(f"{V3}/volumes/{mine['id']}").json()["volume"][
+                "os-vol-tenant-attr:tenant_id"]
+            quota = client.put(f"{V3}/os-quota-sets/{project_id}",
+                               json={"quota_set": {"volumes": 100}})
+            assert quota.status_code == 403
+            assert client.get(f"{V3}/os-services").status_code == 403
+        assert rows(cloud) == before
+        with cloud.http(cloud.token()) as client:
+            reset = client.post(f"{V3}/volumes/{mine['id']}/action",
+                                json={"os-reset_status": {"status": "error"}})
+            assert reset.status_code == 202
+        assert show(cloud, mine["id"], user=member)["status"] == "error"
+    finally:
+        gone(cloud, storage, mine["id"])
+        gone(cloud, storage, theirs["id"])
