@@ -75,8 +75,11 @@ def launch_body(data: Any) -> dict[str, Any]:
         server["security_groups"] = [{"name": g} for g in groups]
     if data.get("zone"):
         server["availability_zone"] = data.get("zone")
-    if data.get("user_data"):
-        server["user_data"] = base64.b64encode(data.get("user_data").encode()).decode()
+    if data.raw("user_data"):
+        # As typed (a script's final newline is part of it), but with the Unix line ends
+        # that a browser's text area replaced by CRLF: "#!/bin/sh\r" runs nothing.
+        text = data.raw("user_data").replace("\r\n", "\n")
+        server["user_data"] = base64.b64encode(text.encode()).decode()
     return {"server": server}
 
 
