@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.cloud import Cloud, CommandFailed, unique
+from tests.cloud import Cloud, unique
 
 NETWORK_STACK = {
     "heat_template_version": "2018-08-31",
@@ -52,7 +52,7 @@ NETWORK_STACK = {
             "template": "net=$NET cidr=$CIDR", "params": {
                 "$NET": {"get_attr": ["net", "name"]},
                 "$CIDR": {"get_attr": ["subnet", "cidr"]}}}}},
-        "password_length": {"value": {"str_split": ["x", {"get_attr": ["password", "value"]}]}},
+        "password_length": {"value": {"str_split": [",", {"get_attr": ["password", "value"]}]}},
     },
 }
 
@@ -258,3 +258,75 @@ def test_a_failing_resource_fails_the_stack_and_rollback_leaves_nothing(env: Env
     assert statuses == ["CREATE_IN_PROGRESS", "CREATE_FAILED", "ROLLBACK_IN_PROGRESS",
                         "ROLLBACK_COMPLETE"]
     env.stack("delete", "--yes", "--wait", rolled)
+
+
+UPDATABLE = {
+    "heat_template_version": "2021-04-16",
+    "parameters": {"net_name": {"type": "string"}, "cidr": {"type": "string"}},
+    "resources": {
+        "net": {"type": "OS::Neutron::Net", "properties": {"name": {"get_param": "net_name"}}},
+        "subnet": {"type": "OS::Neutron::Subnet", "properties": {
+            "network": {"get_resource": "net"}, "cidr": {"get_param": "cidr"}}},
+        "label": {"type": "OS::Heat::Value", "properties": {"value": {"get_param": "cidr"}}},
+    },
+    "outputs": {"label": {"value": {"get_attr": ["label", "value"]}}},
+}
+
+
+def test_update_in_place_and_by_replacement(env: Env) -> None:
+    env.cloud.openstack("security", "group", "list", user=env.user)
+    before = env.rows("networks", "subnets")
+    name, net_name = unique("upd"), unique("updnet")
+    env.create("-t", env.template(UPDATABLE), "--parameter", f"net_name={net_name}",
+               "--parameter", "cidr=10.61.0.0/24", name)
+
+    def physical() -> dict[str, str]:
+        return {r["resource_name"]: r["physical_resource_id"]
+                for r in env.stack("resource", "list", name, "-f", "json")}
+
+    first = physical()
+    # A network's name may change in place (Heat's update_allowed): same network.
+    env.stack("update", "--existing", "--parameter", f"net_name={net_name}-2", "--wait",
+              name)
+    shown = env.stack("show", name, "-f", "json")
+    assert shown["stack_status"] == "UPDATE_COMPLETE", shown
+    assert shown["stack_status_reason"] == "Stack UPDATE completed successfully"
+    assert physical() == first
+    assert f"{net_name}-2" in env.networks()
+    # A subnet's cidr may not: a new subnet replaces the old one, which is deleted.
+    env.stack("update", "--existing", "--parameter", "cidr=10.62.0.0/24", "--wait", name)
+    second = physical()
+    assert second["net"] == first["net"] and second["subnet"] != first["subnet"]
+    subnets = env.cloud.openstack("subnet", "list", "-f", "json", user=env.user)
+    assert [s["Subnet"] for s in subnets if s["Network"] == first["net"]] == ["10.62.0.0/24"]
+    outputs = env.stack("output", "show", name, "label", "-f", "json")
+    assert outputs["output_value"] == "10.62.0.0/24"
+    # A full update (PUT) with a template that drops a resource deletes it.
+    smaller = {**UPDATABLE, "resources": {k: v for k, v in UPDATABLE["resources"].items()
+                                          if k != "label"}, "outputs": {}}
+    env.stack("update", "-t", env.template(smaller), "--parameter", f"net_name={net_name}",
+              "--parameter", "cidr=10.62.0.0/24", "--wait", name)
+    assert set(physical()) == {"net", "subnet"}
+    assert physical()["subnet"] == second["subnet"]
+    env.stack("delete", "--yes", "--wait", name)
+    assert env.rows("networks", "subnets") == before
+
+
+def test_resource_group_of_five(env: Env) -> None:
+    env.cloud.openstack("security", "group", "list", user=env.user)
+    before = env.rows("networks")
+    name = unique("group")
+    body = {"heat_template_version": "2021-04-16", "resources": {"nets": {
+        "type": "OS::Heat::ResourceGroup", "properties": {"count": 5, "resource_def": {
+            "type": "OS::Neutron::Net", "properties": {"name": f"{name}-%index%"}}}}},
+        "outputs": {"ids": {"value": {"get_attr": ["nets", "refs"]}},
+                    "names": {"value": {"get_attr": ["nets", "name"]}},
+                    "third": {"value": {"get_attr": ["nets", "resource.2.name"]}}}}
+    assert env.create("-t", env.template(body), name)["stack_status"] == "CREATE_COMPLETE"
+    shown = env.stack("show", name, "-f", "json")
+    outputs = {o["output_key"]: o["output_value"] for o in shown["outputs"]}
+    assert outputs["names"] == [f"{name}-{i}" for i in range(5)]
+    assert outputs["third"] == f"{name}-2" and len(set(outputs["ids"])) == 5
+    assert sorted(n for n in env.networks() if n.startswith(name)) == outputs["names"]
+    env.stack("delete", "--yes", "--wait", name)
+    assert env.rows("networks") == before

@@ -49,10 +49,8 @@ def create_app(settings: Settings, ctl: Controller | None = None) -> RequestCont
         root.mount(prefix, factory(ctl))
     dashboard = dashboard_app.create(ctl)
     root.mount("/dashboard", dashboard)
-    # The engine makes resources through the services above, in-process, as the owner.
     orchestration = orchestration_app.create(ctl)
     root.mount("/orchestration", orchestration)
-    orchestration_app.serve_through(orchestration, root)
     metrics.install(root, ctl)
 
     @root.get("/", response_model=None)
@@ -69,4 +67,6 @@ def create_app(settings: Settings, ctl: Controller | None = None) -> RequestCont
     # The dashboard calls the services in-process, with the browser's token, through the
     # same request ids, log lines and body limits as any client.
     dashboard.state.api = app
+    # The orchestration engine makes resources through the same app, as the stack's owner.
+    orchestration_app.serve_through(orchestration, app)
     return app

@@ -27,6 +27,10 @@ class StackState:
     disable_rollback: bool = True
     made: dict[str, Made] = field(default_factory=dict)
     configs: dict[str, str] = field(default_factory=dict)
+    # What each made resource was made as (type, properties): an update's baseline.
+    stored: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
+    # Resources an update replaced: deleted once the update has made their successors.
+    replaced: list[tuple[str, Made]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.evaluate = Evaluator(self)

@@ -122,3 +122,63 @@ async def stack_delete(project_id: str, rest: str, request: Request) -> Response
     found = await run_in_threadpool(mark)
     engine(request).launch(found, engine(request).delete)
     return Response(status_code=204)
+
+
+@router.put("/v1/{project_id}/stacks/{rest:path}", status_code=202)
+@router.patch("/v1/{project_id}/stacks/{rest:path}", status_code=202)
+async def stack_update(project_id: str, rest: str, request: Request) -> Response:
+    creds = allow(request, project_id, "stacks:update", True)
+    ident, stack_id, tail = split(rest)
+    if tail:
+        raise NotFound("The resource could not be found.")
+    body, ctl = await json_body(request), controller(request)
+    existing = request.method == "PATCH"
+
+    def begin() -> tuple[str, dict[str, Any], dict[str, Any]]:
+        with ctl.db.session() as session:
+            stack = store.find(session, project_id, ident, stack_id)
+            if stack.status == "IN_PROGRESS":
+                raise Conflict(f"Stack {stack.name} is {stack.action}_IN_PROGRESS: an update "
+                               "waits for it to finish.")
+            merged = _merged(stack, body) if existing else body
+            ready = prepare(ctl, merged, stack.id, stack.name, project_id, creds.user_id)
+            old = (dict(stack.template), dict(stack.environment or {}))
+            _apply(session, stack, ready, merged)
+            return stack.id, *old
+
+    found, old_raw, old_env = await run_in_threadpool(begin)
+    eng = engine(request)
+    from . import updates  # the update walk builds on the engine's create and delete
+
+    eng.launch(found, lambda sid: updates.run(eng, sid, old_raw, old_env))
+    return Response(status_code=202)
+
+
+def _merged(stack: Stack, body: dict[str, Any]) -> dict[str, Any]:
+    """PATCH (--existing): the stack's template, parameters and files unless replaced."""
+    env = dict(stack.environment or {})
+    new_env = body.get("environment") or {}
+    if isinstance(new_env, dict):
+        for key, value in new_env.items():
+            env[key] = {**env.get(key, {}), **value} if isinstance(value, dict) else value
+    return {**body, "template": body.get("template") or stack.template,
+            "files": {**stack.files, **(body.get("files") or {})}, "environment": env,
+            "parameters": {**stack.parameters, **(body.get("parameters") or {})},
+            "disable_rollback": body.get("disable_rollback", stack.disable_rollback)}
+
+
+def _apply(session: Any, stack: Stack, ready: Prepared, body: dict[str, Any]) -> None:
+    stack.template, stack.files, stack.environment = ready.template, ready.files, (
+        ready.environment)
+    stack.parameters = ready.state.values
+    stack.disable_rollback = ready.state.disable_rollback
+    stack.action, stack.status = "UPDATE", "IN_PROGRESS"
+    stack.status_reason = "Stack UPDATE started"
+    have = set(session.scalars(select(StackResource.name).where(
+        StackResource.stack_id == stack.id)))
+    for name in ready.active:
+        if name not in have:
+            session.add(StackResource(stack_id=stack.id, name=name,
+                                      type=ready.state.tmpl.resources[name].type))
+    store.event(session, stack, stack.name, store.STACK_TYPE, stack.id, "UPDATE",
+                "IN_PROGRESS", "Stack UPDATE started")

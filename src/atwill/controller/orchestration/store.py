@@ -71,6 +71,14 @@ def set_resource(ctl: Controller, stack_id: str, name: str, action: str, status:
         event(session, stack, name, row.type, row.physical_id, action, status, reason)
 
 
+def retype(ctl: Controller, stack_id: str, name: str, kind: str) -> None:
+    with ctl.db.session() as session:
+        row = session.scalar(select(StackResource).where(
+            StackResource.stack_id == stack_id, StackResource.name == name))
+        if row is not None:
+            row.type = kind
+
+
 def drop_resources(ctl: Controller, stack_id: str, names: list[str]) -> None:
     with ctl.db.session() as session:
         session.execute(delete(StackResource).where(StackResource.stack_id == stack_id,
@@ -93,6 +101,7 @@ def state_of(stack: Stack, rows: list[StackResource], region: str) -> StackState
     for row in rows:
         if row.physical_id is not None:
             state.made[row.name] = Made(row.physical_id, dict(row.data))
+            state.stored[row.name] = (row.type, dict(row.properties))
             if "config" in row.data:
                 state.configs[row.physical_id] = row.data["config"]
     return state

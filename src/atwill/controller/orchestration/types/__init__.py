@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from .base import Prop, ResourceType
+from .group import ResourceGroup
 from .heat import HEAT_TYPES
 from .neutron import NEUTRON_TYPES
 from .nova import NOVA_TYPES
 
 REGISTRY: dict[str, ResourceType] = {t.name: t for t in (*HEAT_TYPES, *NEUTRON_TYPES,
-                                                         *NOVA_TYPES)}
+                                                         *NOVA_TYPES,
+                                                         ResourceGroup())}
 
 __all__ = ["REGISTRY", "Prop", "ResourceType"]
