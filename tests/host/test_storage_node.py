@@ -276,6 +276,9 @@ def test_a_slow_copy_holds_up_nothing(cloud: Cloud) -> None:
     cloud.manager.converge({"volumes": wanted}, "127.0.0.1")
     cloud.manager.converge({"volumes": wanted}, "127.0.0.1")  # the lane is busy: no wait
     assert time.monotonic() - started < 5
+    deadline = time.monotonic() + 30  # the lane starts soon (the machine may be busy)
+    while vid not in cloud.manager.report() and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert cloud.manager.report()[vid]["state"] == "creating"
     release.set()
     assert cloud.manager.wait(60)

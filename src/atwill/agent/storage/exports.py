@@ -176,9 +176,10 @@ class Exports:
     def resize(self, export: Export, size_bytes: int) -> None:
         """Grow the volume under a running export, keeping its daemon, port and TLS.
 
-        QEMU 7.2's NBD export does not share the resize permission, and NBD tells a client
-        the size only when it connects: the export is dropped (its client reconnects, with
-        reconnect-delay), the node grown, and the export added again.
+        QEMU 7.2's NBD export does not share the resize permission: the export is dropped
+        (its client reconnects, with reconnect-delay), the node grown, the export added
+        again. That client keeps the size it had (QEMU 7.2, checked): its guest sees the
+        new size at its next attach.
         """
         path = self.directory(export.volume_id, export.node_id) / "qmp.sock"
         with QMP(path, timeout=30.0) as monitor:
