@@ -48,6 +48,8 @@ use_dynamic_credentials = False
 test_accounts_file = {accounts}
 default_credentials_domain_name = Default
 [identity]
+user_lockout_failure_attempts = 2
+user_lockout_duration = 5
 uri_v3 = {cloud.url}/identity/v3
 auth_version = v3
 ca_certificates_file = {cloud.cacert}
@@ -129,6 +131,13 @@ def accounts(cloud: Cloud, path: Path, projects: int = 5) -> None:
             rows.append(f"- username: {user}\n  project_name: {where}\n"
                         f"  password: {password}\n  roles: [{role}]\n"
                         + ("  types: [admin]\n" if role == "admin" else ""))
+    # Tempest also asks for system-scoped readers and admins (Keystone's system scope).
+    for role in ("reader", "admin"):
+        user, password = f"tempest-system-{role}", f"pw-tempest-system-{role}"
+        openstack(cloud, "user", "create", "--or-show", "--password", password, user)
+        openstack(cloud, "role", "add", "--system", "all", "--user", user, role)
+        rows.append(f"- username: {user}\n  system: all\n  password: {password}\n"
+                    f"  roles: [{role}]\n")
     path.write_text("".join(rows))
 
 
@@ -170,6 +179,10 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="atwill-tempest-"))
     try:
         cloud.init()
+        # Tempest logs in thousands of times from one address, faster than the default
+        # login rate limit allows; the lockout matches what tempest.conf tells its tests.
+        cloud.configure(login_rate=1000.0, login_burst=1000, password_checks=8,
+                        lockout_failure_attempts=2, lockout_duration=5)
         cloud.start()
         refs = boot_refs(cloud)
         # A workspace registry of its own: nothing is left in ~/.tempest.

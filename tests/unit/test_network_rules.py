@@ -36,7 +36,7 @@ def test_bad_rules(data: dict, message: str) -> None:
 
 
 def test_rules_are_normalised() -> None:
-    out = netrules.check_rule(rule(protocol="TCP", port_range_min="22",
+    out = netrules.check_rule(rule(protocol="TCP", port_range_min="22", port_range_max=22,
                                    remote_ip_prefix="10.1.2.3/8"))
     assert out["protocol"] == "tcp" and out["port_range_min"] == out["port_range_max"] == 22
     assert out["remote_ip_prefix"] == "10.0.0.0/8"

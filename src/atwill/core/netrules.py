@@ -54,6 +54,14 @@ def _port(value: Any, name: str, low: int, high: int) -> int | None:
     return number
 
 
+def _tcp_port(value: Any, name: str) -> int | None:
+    number = _port(value, name, -(2**31), 2**31)
+    if number is not None and not 1 <= number <= 65535:
+        # Neutron's wording, which clients match: "Invalid value for port N".
+        raise InvalidRule(f"Invalid value for port {number} ({name}): not in [1, 65535].")
+    return number
+
+
 def check_ports(number: int | None, low: Any, high: Any) -> tuple[int | None, int | None]:
     """port_range_min/max: ports for TCP-like protocols, type/code for ICMP."""
     if number in ICMP_PROTOCOLS:
@@ -68,12 +76,9 @@ def check_ports(number: int | None, low: Any, high: Any) -> tuple[int | None, in
     if number not in PORT_PROTOCOLS:
         raise InvalidRule("Port ranges are only supported for the TCP, UDP, UDP-Lite, SCTP "
                           "and DCCP protocols; the rule's protocol must be one of them.")
-    first = _port(low, "port_range_min", 1, 65535)
-    last = _port(high, "port_range_max", 1, 65535)
-    if first is None or last is None:
-        first, last = first or last, last or first
-    assert first is not None and last is not None
-    if first > last:
+    first, last = _tcp_port(low, "port_range_min"), _tcp_port(high, "port_range_max")
+    # Neutron refuses a range with one end missing, with the same message as a reversed one.
+    if first is None or last is None or first > last:
         raise InvalidRule("For TCP/UDP protocols, port_range_min must be <= port_range_max.")
     return first, last
 

@@ -54,12 +54,17 @@ def filtered(query: Select, model: Any, request: Request, *names: str) -> Select
     return query
 
 
+# Keystone's schemas: project and domain names up to 64 characters, others up to 255.
+NAME_LIMITS = {"project": 64, "domain": 64}
+
+
 def name_of(body: dict[str, Any], where: str, required: bool = True) -> str | None:
-    """A user, project, domain or role name: printable text of 1 to 255 characters."""
+    """A user, project, domain or role name: printable text of 1 to 64 or 255 characters."""
     name = body.get("name")
     if name is None and not required:
         return None
-    if not isinstance(name, str) or not name.strip() or len(name) > 255:
+    limit = NAME_LIMITS.get(where, 255)
+    if not isinstance(name, str) or not name.strip() or len(name) > limit:
         raise BadRequest(f"Invalid input for field '{where}.name': a non-empty string "
-                         "of at most 255 characters is required.")
+                         f"of at most {limit} characters is required.")
     return clean_name(name, f"{where}.name")

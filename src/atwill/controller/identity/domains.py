@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
-from ...core.errors import BadRequest, Forbidden
+from ...core.errors import Forbidden
 from ...core.policy import Credentials
 from ..db.models import Domain
 from ..service import authorize, caller, controller, field, json_body, wrapped
@@ -78,6 +78,8 @@ def domain_delete(domain_id: str, request: Request,
         if domain.id == "default":
             raise Forbidden("The default domain cannot be deleted.")
         if domain.enabled:
-            raise BadRequest("Disable the domain before deleting it.")
+            # Keystone answers 403 here, not 400.
+            raise Forbidden("Cannot delete a domain that is enabled, please disable it "
+                            "first.")
         session.delete(domain)
     return Response(status_code=204)

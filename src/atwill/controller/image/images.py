@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from ...core import imageattrs, jsonpatch
-from ...core.errors import BadRequest, Conflict, Forbidden
+from ...core.errors import BadRequest, Conflict, Forbidden, NotFound
 from ...core.policy import Credentials
 from ..db.base import utcnow
 from ..db.image import Image, ImageTag
@@ -50,6 +50,12 @@ def image_get(image_id: str, request: Request, creds: Credentials = Depends(call
     authorize(creds, "image:get_image")
     with controller(request).db.session() as session:
         return views.image(find_image(session, creds, image_id))
+
+
+@router.api_route("/v2/images/", methods=["GET", "DELETE"], include_in_schema=False)
+def image_without_id(creds: Credentials = Depends(caller)) -> None:
+    # Glance has no route for an empty id: 404, not the list (a trailing-slash redirect).
+    raise NotFound("The resource could not be found.")
 
 
 @router.patch("/v2/images/{image_id}")
