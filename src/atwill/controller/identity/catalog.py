@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from ...core.errors import BadRequest, Conflict
 from ...core.policy import Credentials
+from ...core.text import shown
 from ..db.models import Endpoint, Region, Service
 from ..service import authorize, caller, controller, field, json_body, wrapped
 from . import views
@@ -168,8 +169,12 @@ def _endpoint_fields(session: Any, data: dict[str, Any], partial: bool) -> dict[
         get_or_404(session, Service, out["service_id"], "service")
     region = data.get("region_id") or data.get("region")
     if region is not None or not partial:
-        if not isinstance(region, str) or session.get(Region, region) is None:
-            raise BadRequest(f"Region {region!r} does not exist.")
+        if not isinstance(region, str) or not region.strip() or len(region) > 255:
+            raise BadRequest(f"Invalid region {shown(region)}.")
+        if session.get(Region, region) is None:
+            # As Keystone does: an endpoint naming a region it lacks creates the region.
+            session.add(Region(id=region, description=""))
+            session.flush()
         out["region_id"] = region
     if "enabled" in data:
         out["enabled"] = field(data, "enabled", bool, required=True)
