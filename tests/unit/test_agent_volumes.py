@@ -113,3 +113,18 @@ def test_a_suspended_instance_keeps_its_volumes(tmp_path: Path) -> None:
     paths.saved_state.unlink()  # stopped, not suspended: the next start has them
     assert driver.sync_volumes("i", [new]) == {BAD: "attached"}
     assert driver.spec("i").volumes == [new]
+
+
+def test_only_a_qemu_started_with_volumes_gets_the_node_key(tmp_path: Path) -> None:
+    config = AgentConfig(state_dir=tmp_path, controller_url="https://c:1", node_id="n",
+                         name="node1")
+    for path in (config.ca, config.cert, config.key):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("pem")
+    manager = instances.InstanceManager(config)
+    manager._image = lambda image: tmp_path / "base.img"  # type: ignore[method-assign]
+    inst = {"id": "i", "name": "i", "vcpus": 1, "memory_mb": 64, "disk_gb": 1,
+            "image": {"id": "img"}, "nics": []}
+    assert manager._spec(inst).volume_creds is None
+    with_volume = manager._spec({**inst, "volumes": [_entry(VOL)]})
+    assert with_volume.volume_creds is not None and with_volume.volume_creds.is_dir()

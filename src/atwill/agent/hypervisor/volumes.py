@@ -10,9 +10,13 @@ The NBD client authenticates with the node's cluster certificate. The key is rea
 as root, from a directory only root can enter, before -runas drops to the instance's user
 (checked against QEMU 7.2: an object-add of tls-creds-x509 after the drop fails with
 "Permission denied", the one given on the command line works for every later
-blockdev-add). Residual risk: the key is in every QEMU's memory, so a guest that escapes
-into its QEMU on node N holds node N's client identity: it can reach every export attached
-to node N (and the controller's node API as node N) until the certificate expires.
+blockdev-add). So only a QEMU started with volumes is given them (instances.py): one
+started without refuses a hot-plug until it restarts. Residual risk: the key is in the
+memory of each QEMU started with volumes, so a guest that escapes into such a QEMU on
+node N holds node N's identity: it can reach every export attached to node N (and the
+controller's node API as node N) until the certificate expires. The fix is a
+per-instance NBD client certificate (clientAuth only, refused by the node API) that the
+exports authorise instead of the node's name; not built yet.
 The credentials are read once, at QEMU's start: after the node's certificate is renewed
 (renewal.py), a running QEMU still presents the one it started with, and once that has
 expired it can open no new NBD connection (a hot-plug, a reconnect) until it restarts.
