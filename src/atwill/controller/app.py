@@ -22,8 +22,12 @@ from .network import app as network_app
 from .orchestration import app as orchestration_app
 from .volume import app as volume_app
 
-MOUNTS = ("/identity", "/compute", "/image", "/cluster", "/network", "/orchestration",
-          "/volume", "/dashboard")
+# The JSON APIs, each a sub-app of its own; the dashboard (forms and pages) is apart.
+APIS = (("/identity", identity_app.create), ("/compute", compute_app.create),
+        ("/image", image_app.create), ("/cluster", cluster_app.create),
+        ("/network", network_app.create), ("/volume", volume_app.create),
+        ("/orchestration", orchestration_app.create))
+MOUNTS = (*(prefix for prefix, _ in APIS), "/dashboard")
 
 
 def create_app(settings: Settings, ctl: Controller | None = None) -> RequestContext:
@@ -43,14 +47,12 @@ def create_app(settings: Settings, ctl: Controller | None = None) -> RequestCont
     root = FastAPI(title="atwill", docs_url=None, redoc_url=None, openapi_url=None,
                    lifespan=lifespan)
     root.state.ctl = ctl
-    for prefix, factory in (("/identity", identity_app.create), ("/compute", compute_app.create),
-                            ("/image", image_app.create), ("/cluster", cluster_app.create),
-                            ("/network", network_app.create), ("/volume", volume_app.create)):
-        root.mount(prefix, factory(ctl))
+    apps = {prefix: factory(ctl) for prefix, factory in APIS}
+    for prefix, sub in apps.items():
+        root.mount(prefix, sub)
+    orchestration = apps["/orchestration"]
     dashboard = dashboard_app.create(ctl)
     root.mount("/dashboard", dashboard)
-    orchestration = orchestration_app.create(ctl)
-    root.mount("/orchestration", orchestration)
     metrics.install(root, ctl)
 
     @root.get("/", response_model=None)
