@@ -168,6 +168,9 @@ def _merged(stack: Stack, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _apply(session: Any, stack: Stack, ready: Prepared, body: dict[str, Any]) -> None:
+    # The engine acts as the stack's user: after an update that is the caller, so a member
+    # cannot have the new template made with the rights of whoever created the stack.
+    stack.user_id = ready.state.user_id
     stack.template, stack.files, stack.environment = ready.template, ready.files, (
         ready.environment)
     stack.parameters = ready.state.values

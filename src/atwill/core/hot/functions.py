@@ -5,11 +5,15 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from .errors import StackValidationFailed
 from .versions import FUNCTIONS
+
+# What one repeat may produce: a few long lists would otherwise multiply into millions.
+MAX_REPEAT = 10_000
 
 
 class Context(Protocol):
@@ -137,6 +141,11 @@ class Evaluator:
             raise StackValidationFailed('The values of the "for_each" argument to "repeat" '
                                         "must be lists")
         keys = list(for_each)
+        sizes = [len(for_each[k]) for k in keys]
+        size = math.prod(sizes) if arg.get("permutations", True) else min(sizes, default=0)
+        if size > MAX_REPEAT:
+            raise StackValidationFailed(f'"repeat" would make {size} items (at most '
+                                        f"{MAX_REPEAT})")
         if arg.get("permutations", True):
             combos = itertools.product(*(for_each[k] for k in keys))
         else:

@@ -20,6 +20,10 @@ class Prop:
     update_allowed: bool = False
     description: str = ""
     allowed: tuple[Any, ...] = ()
+    # Heat's range constraint; also what keeps one template from asking the controller for
+    # a billion resources or a string of gigabytes.
+    low: int | None = None
+    high: int | None = None
 
 
 @dataclass
@@ -76,6 +80,7 @@ class ResourceType:
                 raise StackValidationFailed(
                     f'Property error: {where}.{key}: "{value}" is not an allowed value '
                     f'[{", ".join(map(str, spec.allowed))}]')
+            _check_range(f"{where}.{key}", value, spec)
 
     def with_defaults(self, props: dict[str, Any]) -> dict[str, Any]:
         out = {k: v.default for k, v in self.properties.items() if v.default is not None}
@@ -142,3 +147,13 @@ def _numeric(value: Any) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _check_range(where: str, value: Any, spec: Prop) -> None:
+    if spec.low is None and spec.high is None or not _numeric(value):
+        return
+    number = float(value)
+    if (spec.low is not None and number < spec.low) or \
+            (spec.high is not None and number > spec.high):
+        raise StackValidationFailed(f"Property error: {where}: {value} is out of range "
+                                    f"(min: {spec.low}, max: {spec.high})")

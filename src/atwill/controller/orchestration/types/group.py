@@ -21,9 +21,14 @@ def _indexed(value: Any, var: str, index: int) -> Any:
     return value
 
 
+MAX_MEMBERS = 1000
+PARALLEL = 4  # members made at once, as the engine's own bound on a stack
+
+
 class ResourceGroup(ResourceType):
     name = "OS::Heat::ResourceGroup"
-    properties = {"count": Prop("integer", default=1),
+    # Heat's max_resources_per_stack (1000) bounds a group too.
+    properties = {"count": Prop("integer", default=1, low=0, high=MAX_MEMBERS),
                   "resource_def": Prop("map", required=True),
                   "index_var": Prop("string", default="%index%"),
                   "removal_policies": Prop("list", default=[])}
@@ -52,7 +57,13 @@ class ResourceGroup(ResourceType):
         definition, var = props["resource_def"], props["index_var"]
         made: dict[str, Made] = {}
 
+        limit = asyncio.Semaphore(PARALLEL)
+
         async def one(index: int) -> None:
+            async with limit:
+                await make(index)
+
+        async def make(index: int) -> None:
             mprops = member.with_defaults(_indexed(definition.get("properties") or {},
                                                    var, index))
             mscope = Scope(scope.stack_name, scope.stack_id,

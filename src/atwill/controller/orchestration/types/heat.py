@@ -48,7 +48,7 @@ class Value(ResourceType):
 
 class RandomString(ResourceType):
     name = "OS::Heat::RandomString"
-    properties = {"length": Prop("integer", default=32),
+    properties = {"length": Prop("integer", default=32, low=1, high=512),
                   "sequence": Prop("string", allowed=tuple(SEQUENCES)),
                   "character_classes": Prop("list"), "character_sequences": Prop("list"),
                   "salt": Prop("string", update_allowed=True)}
