@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -115,4 +116,29 @@ def test_bad_attachments_change_nothing(cloud: Cloud,
                                  headers=mv("3.54")).status_code == 200
         assert show(cloud, vid)["status"] == "available"
     finally:
+        gone(cloud, storage, vid)
+
+
+def test_a_removed_node_is_exported_nothing(cloud: Cloud,
+                                            nodes: tuple[StorageNode, JoinedNode],
+                                            tmp_path: Path) -> None:
+    """Review finding: the export outlived its node; a node joining under the removed
+    node's name (another id) must not inherit it either."""
+    storage, _compute = nodes
+    leaving = JoinedNode(cloud, tmp_path, "attgone")
+    vid = available_volume(cloud, storage)
+    try:
+        with cloud.http(cloud.token()) as client:
+            made = client.post(A, json={"attachment": {
+                "volume_uuid": vid, "instance_uuid": str(uuid.uuid4()),
+                "connector": {"host": leaving.name}}}, headers=mv("3.44"))
+            assert made.status_code == 200, made.text
+            assert storage.wanted()[vid]["exports"] == [{"node_id": leaving.id,
+                                                         "client_cn": leaving.name}]
+            leaving.remove()
+            assert storage.wanted()[vid]["exports"] == []
+            client.delete(f"{A}/{made.json()['attachment']['id']}", headers=mv("3.44"))
+            storage.converge()
+    finally:
+        leaving.remove()
         gone(cloud, storage, vid)

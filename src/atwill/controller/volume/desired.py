@@ -26,9 +26,13 @@ def storage_desired(session: Session, node: Node) -> dict[str, Any]:
                 VolumeSnapshot.volume_id.in_(ids), VolumeSnapshot.status != "deleting")
                 .order_by(VolumeSnapshot.created_at, VolumeSnapshot.id)):
             snaps[snap.volume_id].append(snap.id)
-        for att in session.scalars(select(VolumeAttachment).where(
-                VolumeAttachment.volume_id.in_(ids), VolumeAttachment.status.in_(EXPORTED),
-                VolumeAttachment.node_id.is_not(None)).order_by(VolumeAttachment.created_at)):
+        # Only to a node that is still the one attached: a removed node (its row gone) or
+        # a new node that joined under its name (another id) is served nothing.
+        for att in session.scalars(select(VolumeAttachment).join(
+                Node, (Node.id == VolumeAttachment.node_id)
+                & (Node.name == VolumeAttachment.node_name)).where(
+                VolumeAttachment.volume_id.in_(ids), VolumeAttachment.status.in_(EXPORTED))
+                .order_by(VolumeAttachment.created_at)):
             entry = {"node_id": att.node_id, "client_cn": att.node_name}
             if entry not in exports[att.volume_id]:
                 exports[att.volume_id].append(entry)

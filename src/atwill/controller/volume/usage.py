@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from ...core import volume_quotas
 from ..db.volume import Volume, VolumeQuota, VolumeQuotaClass, VolumeSnapshot, VolumeType
+from ..servers import locks
 
 
 def type_names(session: Session) -> list[str]:
@@ -57,6 +58,8 @@ def project_usage(session: Session, project_id: str) -> dict[str, int]:
 def charge(session: Session, project_id: str, type_name: str, volumes: int = 0,
            snapshots: int = 0, gigabytes: int = 0, size: int | None = None) -> None:
     """Refuse (413, Cinder's words) what would take the project past a limit."""
+    # Concurrent creates of one project must not all pass on the same usage figures.
+    locks.lock_project(session, project_id)
     limits = project_limits(session, project_id)
     if size is not None:
         volume_quotas.check_size(size, limits)
