@@ -7,7 +7,7 @@ import time
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
-from atwill.controller.cluster.revision_signal import RevisionSignal, changed, mark
+from atwill.controller.revision_signal import RevisionSignal, changed, mark
 
 
 def test_a_notify_from_another_thread_wakes_the_waiter() -> None:

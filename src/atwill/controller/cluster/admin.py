@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from ...api.cluster import NodeAction, NodeView, TokenCreate, TokenCreated, TokenView
 from ...core.policy import Credentials
+from ..ha.evacuate import evacuate_node
 from ..service import authorize, caller, controller
 from . import nodes, tokens
 from .join_command import join_details
@@ -96,7 +97,6 @@ def node_delete(ident: str, request: Request, force: bool = Query(default=False)
 def node_evacuate(ident: str, request: Request, host: str | None = Query(default=None),
                   creds: Credentials = Depends(caller)) -> dict:
     authorize(creds, "cluster:nodes:evacuate")
-    from ..ha.evacuate import evacuate_node  # noqa: PLC0415 - ha builds on cluster
 
     ctl = controller(request)
     with ctl.db.session() as session:

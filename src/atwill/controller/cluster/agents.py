@@ -13,11 +13,18 @@ from sqlalchemy import or_, select
 from ...api.cluster import DesiredState, Heartbeat, HeartbeatReply, LeaveRequest
 from ...core.errors import NotFound
 from ...core.nodereports import HEARTBEAT_BYTES, check_instance_reports, check_inventory
+from .. import revision_signal
 from ..context import Controller
 from ..db.models import Image, Instance
+from ..ha.lease import host_report
+from ..ha.monitor import returned
 from ..image.store import ImageStore
+from ..revision import bump, revision
+from ..servers.lifecycle import report
 from ..service import controller
-from . import nodes, revision_signal
+from ..volume.desired import image_needed
+from ..volume.report import check_volume_reports, storage_report
+from . import nodes
 from .bodies import read_model
 from .desired import desired_state
 from .nodecert import calling_node
@@ -32,7 +39,7 @@ REREAD = 1.0  # seconds between re-reads of the revision while a long-poll waits
 def _desired(ctl: Controller, request: Request, node_id: str, after: int) -> dict | None:
     with ctl.db.session() as session:
         node = calling_node(session, request, node_id)
-        if nodes.revision(session) <= after:
+        if revision(session) <= after:
             return None
         return desired_state(session, ctl, node)
 
@@ -77,8 +84,6 @@ async def heartbeat_post(node_id: str, request: Request) -> dict:
     if body.instances is not None:
         check_instance_reports(body.instances)
     if body.volumes is not None:
-        from ..volume.report import check_volume_reports  # noqa: PLC0415
-
         check_volume_reports(body.volumes)
     return await asyncio.to_thread(_heartbeat, controller(request), request, node_id, body)
 
@@ -87,25 +92,19 @@ def _heartbeat(ctl: Controller, request: Request, node_id: str, body: Heartbeat)
     source = request.client.host if request.client else ""
     with ctl.db.session() as session:
         node = calling_node(session, request, node_id)
-        from ..ha.lease import host_report  # noqa: PLC0415 - ha builds on cluster
-        from ..ha.monitor import returned  # noqa: PLC0415 - ha builds on cluster
 
         returned(session, node, body.instances)
         nodes.heartbeat(session, node, body.inventory, body.overlay, body.running_vms, source,
                         host_report(body.host, body.peers))
         if body.instances is not None:
-            from ..servers.lifecycle import report  # noqa: PLC0415 - servers import cluster
-
             # Console output has its own route now; an older agent's copy is ignored here.
             reports = {uuid: {k: v for k, v in entry.items() if k != "console"}
                        for uuid, entry in body.instances.items()}
             report(session, ctl, node, reports)
         if body.volumes is not None:
-            from ..volume.report import storage_report  # noqa: PLC0415 - volume builds on cluster
-
             if storage_report(session, node, body.volumes):
-                nodes.bump(session)
-        return {"revision": nodes.revision(session), "state": node.state}
+                bump(session)
+        return {"revision": revision(session), "state": node.state}
 
 
 @router.post("/v1/nodes/{node_id}/leave", status_code=204,
@@ -127,8 +126,6 @@ def node_image_get(node_id: str, image_id: str, request: Request) -> FileRespons
             # an unshelved server boots from its shelve snapshot
             or_(Instance.image_id == image_id, Instance.shelved_image_id == image_id)).limit(1))
         if needed is None:
-            from ..volume.desired import image_needed  # noqa: PLC0415
-
             needed = image_id if image_needed(session, node.id, image_id) else None
         image = session.get(Image, image_id)
         if needed is None or image is None or image.status != "active":

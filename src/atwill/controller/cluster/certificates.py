@@ -20,8 +20,8 @@ from ...pki import cert_lifetime, public_key_der, sign_client_csr
 from ..db.base import iso, utcnow
 from ..db.models import RevokedCertificate
 from ..peercert import client_cert
+from ..revision import bump
 from ..service import controller
-from . import nodes
 from .nodecert import calling_node
 
 log = logging.getLogger("atwill.cluster")
@@ -60,7 +60,7 @@ def certificate_post(node_id: str, request: Request, body: CertificateRenewal) -
                        previous + second if previous else node.created_at)
             session.add(RevokedCertificate(serial=old, node_name=node.name, revoked_at=when))
         node.cert_serial = serial
-        nodes.bump(session)
+        bump(session)
         name = node.name
     expires = cert_lifetime(pem)[1].replace(tzinfo=None)
     log.info("node %s renewed its certificate: %s replaces %s, until %s", name, serial, old,

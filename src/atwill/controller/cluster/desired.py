@@ -11,7 +11,13 @@ from ...core import overlay
 from ...core.volume_placement import storage_of
 from ..context import Controller
 from ..db.models import Node
-from . import nodes
+from ..ha.lease import desired_block
+from ..ha.monitor import stale_copies
+from ..network.desired import network_desired
+from ..revision import revision
+from ..servers.desired import instances_desired
+from ..servers.shelve import offloaded_copies
+from ..volume.desired import storage_desired
 from .controller_peer import controller_peer
 
 
@@ -25,7 +31,7 @@ def desired_state(session: Session, ctl: Controller, node: Node) -> dict[str, An
         peers.append({"name": other.name, "public_key": other.wireguard_public_key,
                       "overlay_ip": other.overlay_ip, "endpoint": endpoint, "keepalive": 25})
     state: dict[str, Any] = {
-        "revision": nodes.revision(session), "node_id": node.id, "name": node.name,
+        "revision": revision(session), "node_id": node.id, "name": node.name,
         "enabled": node.enabled, "heartbeat_interval": settings.heartbeat_interval,
         # Where the node fetches images: the API through the overlay, not the underlay.
         "controller_overlay_url": settings.overlay_url,
@@ -35,19 +41,12 @@ def desired_state(session: Session, ctl: Controller, node: Node) -> dict[str, An
             "port": node.overlay_port, "cidr": settings.overlay_cidr, "peers": peers,
         },
     }
-    from ..ha.lease import desired_block  # noqa: PLC0415 - ha builds on servers
-    from ..ha.monitor import stale_copies  # noqa: PLC0415 - ha builds on servers
-    from ..network.desired import network_desired  # noqa: PLC0415
-    from ..servers.desired import instances_desired  # noqa: PLC0415 - servers import cluster
 
     state["instances"] = instances_desired(session, node)
-    from ..servers.shelve import offloaded_copies  # noqa: PLC0415
 
     state["destroy"] = sorted({*stale_copies(session, node), *offloaded_copies(session, node)})
     state["network"] = network_desired(session, node)
     if storage_of(node.inventory) is not None:
-        from ..volume.desired import storage_desired  # noqa: PLC0415 - volume builds on cluster
-
         state["storage"] = storage_desired(session, node)
     state["ha"] = desired_block(session, ctl, node)
     if settings.overlay == "openvpn":

@@ -1,4 +1,4 @@
-"""Nodes: register at join, heartbeat, up/down, disable/enable, remove; the revision."""
+"""Nodes: register at join, heartbeat, up/down, disable/enable, remove."""
 
 from __future__ import annotations
 
@@ -12,25 +12,9 @@ from ...core.errors import BadRequest, Conflict, NotFound
 from ...pki import sign_client_csr
 from ..context import Controller
 from ..db.base import iso, utcnow
-from ..db.models import ClusterRevision, Node, OverlayAddress, RevokedCertificate
-from . import revision_signal
-
-
-def revision(session: Session) -> int:
-    row = session.get(ClusterRevision, 1)
-    return row.revision if row else 0
-
-
-def bump(session: Session) -> int:
-    """Move the cluster revision so every agent's long-poll returns."""
-    row = session.get(ClusterRevision, 1, with_for_update=True)
-    if row is None:
-        row = ClusterRevision(id=1, revision=0)
-        session.add(row)
-    row.revision += 1
-    session.flush()
-    revision_signal.mark(session)
-    return row.revision
+from ..db.models import Instance, Node, OverlayAddress, RevokedCertificate
+from ..revision import bump
+from ..servers.lifecycle import fail
 
 
 def find(session: Session, ident: str) -> Node:
@@ -101,16 +85,12 @@ def forget(session: Session, node: Node) -> None:
 
 def instances_on(session: Session, node: Node) -> list[Any]:
     """The node's instances that are not deleted."""
-    from ..db.models import Instance  # noqa: PLC0415
-
     return list(session.scalars(select(Instance).where(
         Instance.node_id == node.id, Instance.deleted.is_(False))))
 
 
 def remove(session: Session, node: Node, force: bool) -> None:
     """Remove a node; refused while it holds instances, unless force (they become ERROR)."""
-    from ..servers.lifecycle import fail  # noqa: PLC0415 - servers build on cluster
-
     held = instances_on(session, node)
     count = max(len(held), node.running_vms)
     if count and not force:

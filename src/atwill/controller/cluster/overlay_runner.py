@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from ...core.overlay import controller_address, prefix_length
 from ..context import Controller
 from ..db.models import Node, RevokedCertificate
-from . import nodes
+from ..revision import revision
 from .nodecert import superseded
 
 log = logging.getLogger("atwill.overlay")
@@ -66,7 +66,7 @@ class OverlayRunner:
             found = list(session.scalars(select(Node).where(Node.overlay_ip.is_not(None))))
             if self.kind == "openvpn":
                 write_crl(self.ctl.settings.path("pki"), revoked_serials(session))
-            return nodes.revision(session), found
+            return revision(session), found
 
     def _spec(self, members: list[Node]) -> Any:
         settings = self.ctl.settings

@@ -12,8 +12,8 @@ from ...core import serverlock
 from ...core.errors import BadRequest, Conflict, Forbidden
 from ...core.microversion import Version
 from ...core.policy import Credentials
-from ..cluster.nodes import bump
 from ..db.models import Instance
+from ..revision import bump
 from ..servers import actions, builds, snapshots, states
 from ..service import authorize, caller, controller, json_body
 from . import server_evacuate, server_rebuild, server_security_groups, server_shelve

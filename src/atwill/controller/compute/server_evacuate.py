@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session
 from ...core.errors import BadRequest
 from ...core.microversion import Version
 from ...core.policy import Credentials
-from ..cluster.nodes import bump
 from ..context import Controller
 from ..db.models import Instance
 from ..ha import evacuate
+from ..revision import bump
 from ..service import authorize
 
 

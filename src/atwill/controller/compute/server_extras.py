@@ -6,8 +6,8 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from ...core.errors import BadRequest, NotFound
 from ...core.policy import Credentials
-from ..cluster.nodes import bump
 from ..compute.usage import project_limits
+from ..revision import bump
 from ..servers import builds, ports
 from ..service import authorize, caller, controller, json_body
 from .server_actions import refuse_locked

@@ -15,9 +15,9 @@ from ...core.errors import BadRequest, Conflict, Forbidden
 from ...core.microversion import Version
 from ...core.policy import Credentials
 from ...core.text import clean_name
-from ..cluster.nodes import bump
 from ..compute.usage import project_limits
 from ..db.models import Instance
+from ..revision import bump
 from ..servers import actions, builds, view
 from .common import base
 from .server_input import access_ip, metadata

@@ -15,9 +15,9 @@ from ...core.microversion import Version
 from ...core.name_regex import NamePattern
 from ...core.policy import Credentials
 from ...core.text import clean_name
-from ..cluster.nodes import bump
 from ..db.base import utcnow
 from ..db.models import Instance
+from ..revision import bump
 from ..servers import actions, builds, placement, ports, shelve, snapshots, states, view
 from ..servers.locks import serialized
 from ..service import authorize, caller, controller, json_body, wrapped

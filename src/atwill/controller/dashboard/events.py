@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 
-from ..cluster import revision_signal
+from .. import revision_signal
 from .client import ApiError
 
 REREAD = 2.0

@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 
 from ...core import ha_health, scheduler
 from ...core.errors import ApiError, BadRequest, Conflict, NotFound
-from ..cluster.nodes import bump
 from ..context import Controller
 from ..db.models import Evacuation, Instance, Node
+from ..revision import bump
 from ..servers import actions, lifecycle, placement, ports
 
 log = logging.getLogger("atwill.ha")

@@ -14,10 +14,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ...core import ha_health
-from ..cluster.nodes import bump
 from ..context import Controller
 from ..db.base import utcnow
 from ..db.models import Evacuation, Instance, Node
+from ..revision import bump
 from ..servers import actions
 from . import evacuate
 

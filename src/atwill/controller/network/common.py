@@ -16,7 +16,7 @@ from ...core import netquery
 from ...core.errors import ApiError, BadRequest, Conflict
 from ...core.pagination import page, parse_limit
 from ...core.text import clean_name, shown
-from ..cluster.nodes import bump
+from ..revision import bump
 from ..service import controller
 
 T = TypeVar("T")

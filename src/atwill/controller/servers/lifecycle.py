@@ -13,10 +13,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ...core import scheduler
-from ..cluster.nodes import bump
 from ..context import Controller
 from ..db.base import iso, utcnow
 from ..db.models import Instance, Node, ServerGroup, ServerGroupMember
+from ..revision import bump
 from . import actions, placement, shelve, snapshots, states
 
 log = logging.getLogger("atwill.servers")

@@ -18,10 +18,10 @@ from sqlalchemy.orm import Session
 from ...core import scheduler
 from ...core.errors import Conflict
 from ...core.policy import Credentials
-from ..cluster.nodes import bump
 from ..context import Controller
 from ..db.base import utcnow
 from ..db.models import Image, Instance, InstanceAction, InstanceActionEvent, Node
+from ..revision import bump
 from . import actions, placement, snapshots, states
 
 SHELVE_FROM = frozenset({"active", "stopped", "paused", "suspended"})

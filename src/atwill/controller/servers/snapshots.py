@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 from ...core import imageattrs
 from ...core.errors import BadRequest, Conflict, Forbidden
 from ...core.policy import Credentials
-from ..cluster.nodes import bump
 from ..compute.usage import project_limits
 from ..db.models import Image, Instance, Project, User
+from ..revision import bump
 from . import actions, states
 
 EVENT = "compute_snapshot_instance"

@@ -12,10 +12,10 @@ from sqlalchemy.orm import Session
 from ...core.errors import BadRequest, NotFound
 from ...core.microversion import Version
 from ...core.policy import Credentials
-from ..cluster.nodes import bump
 from ..db.base import utcnow
 from ..db.models import Node
 from ..db.volume import Volume, VolumeAttachment
+from ..revision import bump
 from ..service import controller, json_body, wrapped
 from .access import find_volume
 from .common import api_version, can_read, require_member, stamp, who

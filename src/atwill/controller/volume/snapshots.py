@@ -11,9 +11,9 @@ from ...core.errors import BadRequest, NotFound
 from ...core.microversion import Version
 from ...core.policy import Credentials
 from ...core.text import clean_name
-from ..cluster.nodes import bump
 from ..db.base import utcnow
 from ..db.volume import VolumeSnapshot, VolumeType
+from ..revision import bump
 from ..service import controller, json_body, wrapped
 from . import listing, placement
 from .access import find_snapshot, find_volume

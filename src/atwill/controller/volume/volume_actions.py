@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session
 from ...core.errors import BadRequest
 from ...core.microversion import Version
 from ...core.policy import Credentials
-from ..cluster.nodes import bump
 from ..db.base import utcnow
 from ..db.volume import Volume, VolumeType
+from ..revision import bump
 from ..service import controller, json_body
 from . import placement
 from .access import find_volume

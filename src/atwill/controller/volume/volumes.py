@@ -13,9 +13,9 @@ from ...core.errors import BadRequest
 from ...core.microversion import Version
 from ...core.policy import Credentials
 from ...core.text import clean_name
-from ..cluster.nodes import bump
 from ..db.base import utcnow
 from ..db.volume import Volume, VolumeAttachment, VolumeSnapshot
+from ..revision import bump
 from ..service import controller, json_body, wrapped
 from . import listing, placement, sources
 from .access import find_volume, render
