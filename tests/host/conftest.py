@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from atwill.agent.host.run import run
+from atwill.hostlib.run import run
 
 # Runs in a namespace: builds the overlay object and spec from JSON, calls one method, and
 # prints the status, so tests drive the real classes where the real interfaces live.
@@ -32,7 +32,7 @@ def build(cls, values):
             continue
         value = values[f.name]
         if f.name == "peers":
-            from atwill.agent.overlay.base import Peer
+            from atwill.hostlib.overlay.base import Peer
             value = [Peer(**peer) for peer in value]
         elif "Path" in str(f.type) and value is not None:
             value = Path(value)

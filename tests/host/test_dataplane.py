@@ -23,7 +23,6 @@ from typing import Any
 
 import pytest
 
-from atwill.agent.host.run import run
 from atwill.agent.net.model import (
     External,
     FixedIp,
@@ -37,6 +36,7 @@ from atwill.agent.net.model import (
     SecurityGroup,
     Subnet,
 )
+from atwill.hostlib.run import run
 
 pytestmark = pytest.mark.host
 

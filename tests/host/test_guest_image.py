@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from atwill.agent.host.run import run
 from atwill.guest.build import build_image
+from atwill.hostlib.run import run
 
 pytestmark = [
     pytest.mark.host,

@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 
 from atwill.agent import snapshot
-from atwill.agent.host.run import run
 from atwill.agent.hypervisor import disks
 from atwill.agent.hypervisor.qemu import QemuDriver
 from atwill.agent.hypervisor.qmp import QMP
 from atwill.agent.hypervisor.spec import QEMU, InstanceSpec
 from atwill.core import guest_ids
+from atwill.hostlib.run import run
 
 pytestmark = [pytest.mark.host,
               pytest.mark.skipif(shutil.which(QEMU) is None, reason="needs QEMU"),

@@ -13,12 +13,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from atwill import pki
-from atwill.agent.host.run import run
-from atwill.agent.overlay.openvpn import ClientSpec, ServerSpec
+from atwill.hostlib.overlay.openvpn import ClientSpec, ServerSpec
+from atwill.hostlib.run import run
 from tests.host.conftest import Host
 
 pytestmark = pytest.mark.host
-MODULE = "atwill.agent.overlay.openvpn"
+MODULE = "atwill.hostlib.overlay.openvpn"
 PORT = 1194
 
 

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from atwill.agent.host.run import ChildProcess, HostCommandError, run
 from atwill.agent.hypervisor import configdrive, tap
 from atwill.agent.hypervisor.configdrive import PortInfo
 from atwill.agent.hypervisor.qemu import QemuDriver
 from atwill.agent.hypervisor.spec import QEMU, InstanceSpec, Nic
 from atwill.core import guest_ids
+from atwill.hostlib.run import ChildProcess, HostCommandError, run
 
 pytestmark = [pytest.mark.host,
               pytest.mark.skipif(shutil.which(QEMU) is None, reason="needs QEMU"),

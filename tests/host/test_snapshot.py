@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from atwill.agent import snapshot
-from atwill.agent.host.run import HostCommandError, run
 from atwill.agent.hypervisor import tap
 from atwill.agent.hypervisor.qemu import DriverError
 from atwill.agent.hypervisor.spec import QEMU, InstanceSpec
+from atwill.hostlib.run import HostCommandError, run
 from tests.host import test_qemu_driver as qd
 
 pytestmark = [pytest.mark.host,

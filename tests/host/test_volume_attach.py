@@ -16,7 +16,6 @@ import pytest
 
 from atwill import pki
 from atwill.agent.config import AgentConfig
-from atwill.agent.host.run import run
 from atwill.agent.hypervisor import configdrive, confine, tap, volumes
 from atwill.agent.hypervisor.configdrive import PortInfo
 from atwill.agent.hypervisor.spec import QEMU, InstanceSpec, Nic
@@ -24,6 +23,7 @@ from atwill.agent.hypervisor.volumes import VolumeError
 from atwill.agent.instances import InstanceManager
 from atwill.core import guest_ids
 from atwill.core.volume_devices import Volume
+from atwill.hostlib.run import run
 from tests.host import test_qemu_driver as qd
 
 pytestmark = [pytest.mark.host,

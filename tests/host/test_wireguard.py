@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from atwill.agent.host.run import ChildProcess, run
-from atwill.agent.overlay.base import OverlaySpec, Peer, interface_name
-from atwill.agent.overlay.wireguard import SOCKET_DIR, generate_keypair
+from atwill.hostlib.overlay.base import OverlaySpec, Peer, interface_name
+from atwill.hostlib.overlay.wireguard import SOCKET_DIR, generate_keypair
+from atwill.hostlib.run import ChildProcess, run
 from tests.host.conftest import Host
 
 pytestmark = pytest.mark.host
-MODULE, CLS = "atwill.agent.overlay.wireguard", "WireGuard"
+MODULE, CLS = "atwill.hostlib.overlay.wireguard", "WireGuard"
 PORT = 51820
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from atwill.agent.host.run import run
 from atwill.agent.hypervisor import configdrive
 from atwill.agent.hypervisor.configdrive import PortInfo
+from atwill.hostlib.run import run
 
 UUID = "5b0c3e38-6d5e-4c1f-9a59-1f0c2f1d7e11"
 PORT = "8d2f8a8e-0b7c-4f54-9d3e-6a1f2b3c4d5e"

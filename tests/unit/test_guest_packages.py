@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from atwill.agent.host.run import HostCommandError
 from atwill.guest import disk, packages
+from atwill.hostlib.run import HostCommandError
 
 SHOW_META = """Package: linux-image-amd64
 Source: linux-signed-amd64 (6.1.192+2)

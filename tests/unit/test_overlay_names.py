@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from atwill.agent.overlay.base import interface_name
-from atwill.agent.overlay.wireguard import generate_keypair, public_key_of
+from atwill.hostlib.overlay.base import interface_name
+from atwill.hostlib.overlay.wireguard import generate_keypair, public_key_of
 
 
 def test_interface_name_is_stable_short_and_distinct() -> None:

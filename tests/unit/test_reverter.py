@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from atwill.agent.host.run import ChildProcess, HostCommandError, Reverter, run
+from atwill.hostlib.run import ChildProcess, HostCommandError, Reverter, run
 
 
 def test_fail_undoes_in_reverse_and_survives_a_failing_undo() -> None:

@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from atwill.agent.overlay_driver import OverlayDriver
+
 from . import renewal
 from .client import CERTIFICATE_SUPERSEDED, ClusterError, check, client, tls_context
 from .config import AgentConfig, write_private
@@ -25,7 +27,6 @@ from .instances import InstanceManager, kept_instances, remove_all
 from .inventory import collect, inventory_digest
 from .lease import Lease
 from .network import NetworkManager
-from .overlay.driver import OverlayDriver
 from .peers import PeerProber
 from .storage.node import storage_manager
 from .storage.reconcile import export_host

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import httpx
 
+from atwill.hostlib.overlay.wireguard import generate_keypair
+
 from .. import pki
 from . import prereqs
 from .client import ClusterError, check, client, tls_context
 from .config import AgentConfig, write_private
 from .inventory import collect
-from .overlay.wireguard import generate_keypair
 from .storage.node import join_inventory, storage_problem
 
 

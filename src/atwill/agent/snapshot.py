@@ -18,9 +18,10 @@ from pathlib import Path
 
 import httpx
 
+from atwill.hostlib.run import HostCommandError, Reverter, run
+
 from ..core.imageformat import QEMU_FORMATS
 from .client import ClusterError, check
-from .host.run import HostCommandError, Reverter, run
 from .hypervisor import confine, disks
 from .hypervisor.qemu import DriverError, QemuDriver
 from .hypervisor.qmp import QMP, run_state

@@ -15,7 +15,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..agent.overlay.wireguard import SOCKET_DIR, generate_keypair
+from atwill.hostlib.overlay.wireguard import SOCKET_DIR, generate_keypair
+
 from ..lab import commands, processes
 from ..lab.netns import Namespace
 

@@ -51,11 +51,12 @@ def clean_node(node_dir: Path, purge: bool = False) -> list[str]:
     The node stays joined (its certificate and agent.yaml are kept), so the next
     `atwill up` brings its servers back. purge: the node's files go too.
     """
+    from atwill.agent.overlay_driver import OverlayDriver
+
     from ..agent.config import AgentConfig
     from ..agent.daemon import cleanup, stop_running
     from ..agent.instances import remove_all
     from ..agent.network import NetworkManager
-    from ..agent.overlay.driver import OverlayDriver
     from ..agent.storage.node import stop_exports
 
     if not node_dir.is_dir():

@@ -25,8 +25,9 @@ DEBUG_ENV = "ATWILL_DEBUG"
 
 def _known() -> tuple[type[BaseException], ...]:
     """The failures a user can meet; imported lazily, as `atwill join` needs no controller."""
+    from atwill.hostlib.run import HostCommandError
+
     from ..agent.client import ClusterError
-    from ..agent.host.run import HostCommandError
     from ..agent.join import JoinError
     from ..lab.cluster import LabError
     from ..lab.commands import CommandError

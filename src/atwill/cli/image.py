@@ -41,7 +41,8 @@ def image() -> None:
 def build(output: Output = None, cache_dir: CacheDir = None,
           kind: KindOption = Kind.ATWILL_GUEST) -> None:
     """Build a guest image from Debian packages (cached: fast the second time)."""
-    from ..agent.host.run import HostCommandError
+    from atwill.hostlib.run import HostCommandError
+
     from ..guest.build import build_image
     from ..guest.cloud import build_cloud_image
 

@@ -14,7 +14,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from ..agent.host.run import run
+from atwill.hostlib.run import run
+
 from . import disk, packages
 from .build import Image, copy_out
 

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..agent.host.run import run
+from atwill.hostlib.run import run
 
 # A fixed volume id and file times keep the disk the same from build to build.
 VOLUME_ID = "41745769"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from ..agent.host.run import run
+from atwill.hostlib.run import run
 
 # What the guest needs beyond the built-in drivers of Debian's kernel: virtio for the
 # disk and network, ATA + SCSI CD-ROM + ISO 9660 (or VFAT) for a config drive, and the

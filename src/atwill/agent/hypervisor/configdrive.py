@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from atwill.agent.host.run import run
 from atwill.agent.hypervisor.tap import tap_name
+from atwill.hostlib.run import run
 
 LABEL = "config-2"
 # cloud-init reads "latest" first; 2012-08-10 is the oldest version Nova publishes.

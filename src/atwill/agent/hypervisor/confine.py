@@ -24,9 +24,9 @@ import signal
 import stat
 from pathlib import Path
 
-from atwill.agent.host import accounts
 from atwill.agent.hypervisor.spec import InstancePaths, InstanceSpec
 from atwill.core import guest_ids
+from atwill.hostlib import accounts
 
 log = logging.getLogger("atwill.agent.qemu")
 

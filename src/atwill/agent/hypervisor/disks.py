@@ -13,8 +13,8 @@ from pathlib import Path
 
 import httpx
 
-from atwill.agent.host.run import run
 from atwill.core import imageformat
+from atwill.hostlib.run import run
 
 CHUNK = 1 << 20
 GIB = 1 << 30

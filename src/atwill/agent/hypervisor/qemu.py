@@ -12,7 +12,6 @@ from dataclasses import replace
 from pathlib import Path
 
 from atwill.agent.config import write_private
-from atwill.agent.host.run import ChildProcess, HostCommandError, Reverter, alive, run
 from atwill.agent.hypervisor import disks, suspend
 from atwill.agent.hypervisor.base import State
 from atwill.agent.hypervisor.confine import confine, disk_owner, kill_strays
@@ -21,6 +20,7 @@ from atwill.agent.hypervisor.spec import InstancePaths, InstanceSpec, qemu_argv
 from atwill.agent.hypervisor.volumes import DETACH_TIMEOUT, Volumes, probe_in, suspended_outcome
 from atwill.core import guest_ids
 from atwill.core.volume_devices import NODE_PREFIX, Volume, boots_from_volume, node_name
+from atwill.hostlib.run import ChildProcess, HostCommandError, Reverter, alive, run
 
 log = logging.getLogger("atwill.agent.qemu")
 SOCKETS_DIR = Path("/run/atwill/qmp")

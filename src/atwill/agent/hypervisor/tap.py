@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-from atwill.agent.host.run import run
+from atwill.hostlib.run import run
 
 PREFIX = "tap"
 IFNAMSIZ = 15

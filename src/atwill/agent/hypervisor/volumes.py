@@ -32,10 +32,10 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
-from atwill.agent.host.run import HostCommandError, run
 from atwill.agent.hypervisor.qmp import QMP, QMPError
 from atwill.core import volume_devices as vd
 from atwill.core.volume_devices import Volume
+from atwill.hostlib.run import HostCommandError, run
 
 log = logging.getLogger("atwill.agent.volumes")
 # How long a guest gets to release a disk (ACPI unplug); Nova's libvirt driver waits

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from atwill.agent.host.run import run
+from atwill.hostlib.run import run
 
 
 def set_port(ifname: str, learning: bool) -> None:

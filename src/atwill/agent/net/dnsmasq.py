@@ -12,11 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from atwill.agent.host import accounts
-from atwill.agent.host.run import ChildProcess
 from atwill.agent.net import sanitize
 from atwill.agent.net.model import Network, Port
 from atwill.agent.net.names import METADATA_IP
+from atwill.hostlib import accounts
+from atwill.hostlib.run import ChildProcess
 
 LEASE_SECONDS = 86400
 log = logging.getLogger("atwill.agent.dnsmasq")

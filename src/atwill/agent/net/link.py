@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from atwill.agent.host.run import HostCommandError, run
+from atwill.hostlib.run import HostCommandError, run
 
 
 def show(ifname: str | None = None) -> list[dict[str, Any]]:

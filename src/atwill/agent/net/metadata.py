@@ -26,9 +26,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from atwill.agent.host import accounts
-from atwill.agent.host.run import ChildProcess
 from atwill.agent.net.names import METADATA_IP
+from atwill.hostlib import accounts
+from atwill.hostlib.run import ChildProcess
 
 log = logging.getLogger("atwill.agent.metadata")
 VERSIONS = ("2012-08-10", "2013-04-04", "2013-10-17", "2015-10-15", "2016-06-30",

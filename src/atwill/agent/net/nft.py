@@ -21,7 +21,6 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from atwill.agent.host.run import run
 from atwill.agent.net import secgroups
 from atwill.agent.net.layout import Layout
 from atwill.agent.net.model import HostPlan, Port
@@ -47,6 +46,7 @@ from atwill.agent.net.nftexpr import (
     replace_table,
     rule,
 )
+from atwill.hostlib.run import run
 
 Command = dict[str, Any]
 

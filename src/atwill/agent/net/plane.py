@@ -8,7 +8,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from atwill.agent.host.run import Reverter
 from atwill.agent.net import (
     bridge,
     link,
@@ -24,6 +23,7 @@ from atwill.agent.net.dnsmasq import Dnsmasq
 from atwill.agent.net.layout import Layout, NetLayout, build
 from atwill.agent.net.metadata import MetadataService
 from atwill.agent.net.model import HostPlan
+from atwill.hostlib.run import Reverter
 
 log = logging.getLogger(__name__)
 METADATA_ADDRESS = f"{names.METADATA_IP}/32"

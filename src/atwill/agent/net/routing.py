@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from atwill.agent.host.run import run
 from atwill.agent.net import names
 from atwill.agent.net.layout import Domain
 from atwill.agent.net.model import External
+from atwill.hostlib.run import run
 
 
 def ours(table: int) -> bool:

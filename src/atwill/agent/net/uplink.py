@@ -33,9 +33,9 @@ from typing import Any
 
 import yaml
 
-from atwill.agent.host.run import run
 from atwill.agent.net import link
 from atwill.agent.net.model import External
+from atwill.hostlib.run import run
 
 log = logging.getLogger(__name__)
 CONFIG_FILE = "external.yaml"

@@ -29,8 +29,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from atwill.agent.host.run import ChildProcess, HostCommandError, Reverter
 from atwill.agent.hypervisor.qmp import QMP, QMPError
+from atwill.hostlib.run import ChildProcess, HostCommandError, Reverter
 
 log = logging.getLogger("atwill.agent.storage")
 

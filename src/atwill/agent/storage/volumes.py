@@ -17,8 +17,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from atwill.agent.host.run import Reverter, run
 from atwill.agent.hypervisor import disks
+from atwill.hostlib.run import Reverter, run
 
 GIB = 1 << 30
 SUFFIX = ".qcow2"

@@ -14,7 +14,7 @@ KEY_FILE = ("overlay", "wg-private.key")
 
 def ensure_key(state_dir: Path) -> bool:
     """Make the controller's WireGuard private key once; True when it was made."""
-    from ...agent.overlay.wireguard import generate_keypair
+    from atwill.hostlib.overlay.wireguard import generate_keypair
 
     path = state_dir.joinpath(*KEY_FILE)
     if path.exists():
@@ -28,7 +28,7 @@ def ensure_key(state_dir: Path) -> bool:
 
 @functools.lru_cache(maxsize=8)
 def _public_key(path: Path, _mtime: int) -> str | None:
-    from ...agent.overlay.wireguard import public_key_of
+    from atwill.hostlib.overlay.wireguard import public_key_of
 
     return public_key_of(path.read_text().strip())
 

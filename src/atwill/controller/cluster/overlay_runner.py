@@ -48,16 +48,16 @@ class OverlayRunner:
         self.impl: Any = None
 
     def _make(self) -> Any:
-        from ...agent.overlay.base import interface_name
+        from atwill.hostlib.overlay.base import interface_name
 
         settings = self.ctl.settings
         directory = settings.path("overlay")
         seed = str(settings.state_dir.resolve())
         if self.kind == "wireguard":
-            from ...agent.overlay.wireguard import WireGuard
+            from atwill.hostlib.overlay.wireguard import WireGuard
 
             return WireGuard(directory, interface_name("awg-", seed))
-        from ...agent.overlay.openvpn import OpenVPNServer
+        from atwill.hostlib.overlay.openvpn import OpenVPNServer
 
         return OpenVPNServer(directory, interface_name("aov-", seed))
 
@@ -70,12 +70,12 @@ class OverlayRunner:
 
     def _spec(self, members: list[Node]) -> Any:
         settings = self.ctl.settings
-        from ...agent.overlay.driver import WIREGUARD_OVERHEAD, underlay_mtu
+        from atwill.hostlib.overlay.mtu import WIREGUARD_OVERHEAD, underlay_mtu
 
         host = settings.public_host or settings.listen_host
         mtu = underlay_mtu(host) - WIREGUARD_OVERHEAD
         if self.kind == "openvpn":
-            from ...agent.overlay.openvpn import ServerSpec
+            from atwill.hostlib.overlay.openvpn import ServerSpec
 
             pki = settings.path("pki")
             return ServerSpec(listen_port=settings.overlay_port, proto=settings.openvpn_proto,
@@ -84,7 +84,8 @@ class OverlayRunner:
                               ca=pki / "ca.pem", cert=pki / "controller.pem",
                               key=pki / "controller-key.pem", mtu=mtu, crl=pki / CRL_FILE,
                               clients={n.name: n.overlay_ip for n in members})
-        from ...agent.overlay.base import OverlaySpec, Peer
+        from atwill.hostlib.overlay.base import OverlaySpec, Peer
+
         from .controller_peer import KEY_FILE
 
         peers = [Peer(name=n.name, public_key=n.wireguard_public_key, overlay_ip=n.overlay_ip,

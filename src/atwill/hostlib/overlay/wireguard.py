@@ -12,8 +12,8 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from atwill.agent.host.run import ChildProcess, HostCommandError, Reverter, run
-from atwill.agent.overlay.base import OverlaySpec
+from atwill.hostlib.overlay.base import OverlaySpec
+from atwill.hostlib.run import ChildProcess, HostCommandError, Reverter, run
 
 KERNEL = "kernel"
 USERSPACE = "wireguard-go"

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from atwill.agent.host.run import ChildProcess, HostCommandError, run
+from atwill.hostlib.run import ChildProcess, HostCommandError, run
 
 Proto = Literal["udp", "tcp"]
 CIPHERS = "AES-256-GCM:AES-128-GCM"

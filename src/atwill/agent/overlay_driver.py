@@ -2,39 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
 from typing import Any
 from urllib.parse import urlparse
 
-from ..config import AgentConfig
-from .base import OverlaySpec, Peer, interface_name
-from .wireguard import WireGuard
-
-WIREGUARD_OVERHEAD = 80  # IPv6 outer header; also safe over IPv4 (60).
-DEFAULT_UNDERLAY_MTU = 1500
-
-
-def _ip_json(*args: str) -> list[dict[str, Any]]:
-    return json.loads(subprocess.run(["ip", "-j", *args], capture_output=True, text=True,
-                                     check=True).stdout)
-
-
-def underlay_mtu(host: str) -> int:
-    """The MTU of the interface that reaches host, or that holds it when host is local."""
-    try:
-        dev = _ip_json("route", "get", host)[0]["dev"]
-        if dev == "lo":
-            # A local address (the controller asking about itself): the interface that
-            # carries it, not loopback, sets what fits on the wire.
-            for item in _ip_json("addr", "show"):
-                if any(a.get("local") == host for a in item.get("addr_info", [])) and \
-                        item["ifname"] != "lo":
-                    dev = item["ifname"]
-        mtu = int(_ip_json("link", "show", dev)[0]["mtu"])
-        return DEFAULT_UNDERLAY_MTU if dev == "lo" else mtu
-    except (subprocess.CalledProcessError, ValueError, KeyError, IndexError, OSError):
-        return DEFAULT_UNDERLAY_MTU
+from atwill.agent.config import AgentConfig
+from atwill.hostlib.overlay.base import OverlaySpec, Peer, interface_name
+from atwill.hostlib.overlay.mtu import WIREGUARD_OVERHEAD, underlay_mtu
+from atwill.hostlib.overlay.wireguard import WireGuard
 
 
 class OverlayDriver:
@@ -52,7 +26,7 @@ class OverlayDriver:
         return WireGuard(self.config.overlay_dir, ifname)
 
     def _openvpn(self) -> Any:
-        from .openvpn import OpenVPNClient  # noqa: PLC0415 - only nodes on OpenVPN need it
+        from atwill.hostlib.overlay.openvpn import OpenVPNClient  # noqa: PLC0415 - only nodes on OpenVPN need it
 
         ifname = interface_name("aov-", str(self.config.state_dir.resolve()))
         return OpenVPNClient(self.config.overlay_dir, ifname)
@@ -102,7 +76,7 @@ class OverlayDriver:
                            private_key_path=self.config.overlay_dir / "wg-private.key")
 
     def openvpn_spec(self, section: dict[str, Any], _ifname: str) -> Any:
-        from .openvpn import ClientSpec  # noqa: PLC0415
+        from atwill.hostlib.overlay.openvpn import ClientSpec  # noqa: PLC0415
 
         server = section["openvpn"]
         return ClientSpec(remote=f"{server['remote']}:{server['port']}", proto=server["proto"],
