@@ -375,7 +375,7 @@ def cleanup(config: AgentConfig, overlay: OverlayDriver | None = None,
     (overlay or OverlayDriver(config)).teardown()
     for path in (config.desired_cache, config.cert, config.key, config.ca,
                  config.overlay_dir / "wg-private.key", config.state_dir / "agent.yaml",
-                 config.removed_marker):
+                 config.state_dir / "lease.json", config.removed_marker):
         path.unlink(missing_ok=True)
     for directory in (config.overlay_dir, config.state_dir / "pki", config.instances_dir):
         try:
