@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from .core.ha_policy import POLICIES as HA_POLICIES
+
 CONFIG_FILE = "atwill.yaml"
 OVERLAYS = ("wireguard", "openvpn", "none")
 ENV_PREFIX = "ATWILL_"
@@ -47,6 +49,9 @@ class Settings:
     ha_down_after: float = 2.6
     ha_poll_interval: float = 0.2
     ha_auto_evacuate: bool = True
+    # The HA policy of nodes whose aggregates name none (core/ha_policy): evacuate,
+    # manual or autonomous; aggregate metadata ha_policy=... sets it per zone or group.
+    ha_policy: str = "evacuate"
     # Self-fencing of nodes without a BMC (core/peer_view): an agent that has not renewed
     # its lease for ha_lease seconds while it hears fewer than half of its peers kills its
     # HA VMs; the controller counts it fenced after ha_lease + ha_lease_margin of silence
@@ -167,6 +172,9 @@ def load(state_dir: Path | None = None, **overrides: Any) -> Settings:
                 raise ValueError(f"unknown setting {name!r}")
             values[name] = _coerce(fields[name], raw)
     settings = Settings(**values)
+    if settings.ha_policy not in HA_POLICIES:
+        raise ValueError(f"ha_policy: expected one of {', '.join(HA_POLICIES)}, "
+                         f"got {settings.ha_policy!r}")
     if settings.overlay not in OVERLAYS:
         raise ValueError(f"overlay: expected one of {', '.join(OVERLAYS)}, "
                          f"got {settings.overlay!r}")

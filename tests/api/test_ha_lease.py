@@ -210,3 +210,94 @@ def test_partitioned_node_is_never_fenced_by_lease_nor_evacuated(
     said = events(cloud, ha["id"])
     assert said["ha_partitioned"]["result"] == "Error"
     assert "conductor_rebuild_server" not in said
+
+
+def _policy(cloud: Cloud, node: JoinedNode, policy: str) -> str:
+    """An aggregate holding node with ha_policy=policy (the CLI's create, then set)."""
+    name = unique(f"ha-{policy}")
+    cloud.openstack("aggregate", "create", "--property", f"ha_policy={policy}", name)
+    cloud.openstack("aggregate", "add", "host", name, node.name)
+    return name
+
+
+def _drop(cloud: Cloud, aggregate: str, node: JoinedNode) -> None:
+    cloud.openstack("aggregate", "remove", "host", aggregate, node.name)
+    cloud.openstack("aggregate", "delete", aggregate)
+
+
+def test_an_unknown_ha_policy_is_refused(cloud: Cloud) -> None:
+    name = unique("ha-bad")
+    agg = cloud.openstack("aggregate", "create", name, "-f", "json")
+    try:
+        with cloud.http(cloud.token()) as client:
+            resp = client.post(f"/compute/v2.1/os-aggregates/{agg['id']}/action", json={
+                "set_metadata": {"metadata": {"ha_policy": "sometimes"}}})
+        assert resp.status_code == 400, resp.text
+        assert "expected one of evacuate, manual, autonomous" in resp.text
+        shown = cloud.openstack("aggregate", "show", name, "-f", "json")
+        assert "ha_policy" not in (shown.get("properties") or {})
+    finally:
+        cloud.openstack("aggregate", "delete", name)
+
+
+def test_autonomous_node_is_neither_fenced_nor_evacuated(
+        cloud: Cloud, trio: tuple[Trio, str]) -> None:
+    """An edge node cut off entirely: its agent gets nothing to kill, the controller
+    fences nothing and moves nothing, however long the silence."""
+    nodes, image = trio
+    aggregate = _policy(cloud, nodes.a, "autonomous")
+    try:
+        ha = boot(cloud, image, nodes.a.name)
+        block = wait_for(lambda: (b := nodes.agents[0].desired()["ha"])["lease"] and b, 5,
+                         "the ha block")
+        assert block["protected"] == []  # the lease kills nothing on an autonomous node
+        nodes.agents[0].stop()
+        nodes.a_silent_since = silent = time.monotonic()  # its peers lose it too
+        view = wait_for(lambda: (v := node_view(cloud, nodes.a.name))["fence_state"]
+                        and v, 10, "the monitor's verdict")
+        assert view["fence_state"] == "skipped", view
+        assert "policy autonomous" in view["fence_message"]
+        time.sleep(max(0.0, silent + LEASE + MARGIN + 2.0 - time.monotonic()))
+        view = node_view(cloud, nodes.a.name)
+        assert view["fence_state"] == "skipped" and view["fenced_at"] is None
+        server = show(cloud, ha["id"])
+        assert server["OS-EXT-SRV-ATTR:host"] == nodes.a.name
+        assert server["status"] == "ACTIVE"
+        headers = {"OpenStack-API-Version": "compute 2.84"}
+        with cloud.http(cloud.token()) as client:
+            listed = client.get(f"{V}/servers/{ha['id']}/os-instance-actions",
+                                headers=headers).json()["instanceActions"]
+        assert "evacuate" not in [a["action"] for a in listed]
+    finally:
+        _drop(cloud, aggregate, nodes.a)
+
+
+def test_manual_node_is_fenced_but_not_evacuated(cloud: Cloud,
+                                                 trio: tuple[Trio, str]) -> None:
+    nodes, image = trio
+    aggregate = _policy(cloud, nodes.a, "manual")
+    try:
+        ha = boot(cloud, image, nodes.a.name)
+        block = wait_for(lambda: (b := nodes.agents[0].desired()["ha"])["protected"] and b,
+                         5, "the ha block")
+        assert block["protected"] == [ha["id"]]  # fenced as under evacuate
+        nodes.agents[0].stop()
+        nodes.a_silent_since = time.monotonic()
+        wait_for(lambda: node_view(cloud, nodes.a.name)["fence_state"] == "ok",
+                 LEASE + MARGIN + 10, "fenced by lease")
+        time.sleep(2.0)  # several monitor passes: auto-evacuation would have started
+        server = show(cloud, ha["id"])
+        assert server["OS-EXT-SRV-ATTR:host"] == nodes.a.name
+        assert server["host_status"] == "DOWN"  # known off: the operator may evacuate
+        headers = {"OpenStack-API-Version": "compute 2.84"}
+        with cloud.http(cloud.token()) as client:
+            listed = client.get(f"{V}/servers/{ha['id']}/os-instance-actions",
+                                headers=headers).json()["instanceActions"]
+            assert "evacuate" not in [a["action"] for a in listed]
+            moved = client.post(f"{V}/servers/{ha['id']}/action", json={"evacuate": {}},
+                                headers={"OpenStack-API-Version": "compute 2.14"})
+        assert moved.status_code == 200, moved.text  # the operator's evacuate works
+        wait_for(lambda: (s := show(cloud, ha["id"]))["status"] == "ACTIVE"
+                 and s["OS-EXT-SRV-ATTR:host"] != nodes.a.name, 20, "moved by hand")
+    finally:
+        _drop(cloud, aggregate, nodes.a)

@@ -87,6 +87,11 @@ def fabric(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[
     server = lab.inet_spawn(sys.executable, "-c", SERVER, str(log))
     try:
         upload_guest(lab)
+        # An edge site: a node cut off keeps its VMs (the autonomous HA policy), where
+        # under the default policy its agent would fence itself once its lease ran out.
+        lab.openstack("aggregate", "create", "--property", "ha_policy=autonomous", "edge")
+        for node in lab.node_names():
+            lab.openstack("aggregate", "add", "host", "edge", node)
         lab.openstack("flavor", "create", "--ram", "256", "--disk", "1", "--vcpus", "1",
                       "m1.tiny")
         lab.openstack("project", "create", "fabric")

@@ -53,7 +53,7 @@ def _check(ctl: Controller, since: dt.datetime) -> list[str]:
         if not _leader(ctl, session):
             return []
         down = [n.name for n in ha_monitor.detect(session, ctl, since)]
-        to_fence = ha_monitor.needs_fencing(session)
+        to_fence = ha_monitor.needs_fencing(session, ctl)
     for node_id in to_fence:
         with ctl.db.session() as session:
             node = session.get(Node, node_id)

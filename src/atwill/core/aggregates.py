@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from . import ha_policy
 from .errors import BadRequest
 from .text import clean_name, shown
 
@@ -44,6 +45,8 @@ def metadata_changes(value: Any) -> dict[str, str | None]:
                              "must be 1 to 255 letters, digits, spaces or -_:./ characters.")
         if key == ZONE_KEY and item is not None:
             changes[key] = zone_name(item)
+        elif key == ha_policy.KEY and item is not None:
+            changes[key] = ha_policy.check(item)
         elif item is None:
             changes[key] = None
         else:

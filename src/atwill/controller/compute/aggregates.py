@@ -14,12 +14,14 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from ...core import aggregates as rules
+from ...core import ha_policy
 from ...core.errors import BadRequest, Conflict, NotFound
 from ...core.microversion import Version
 from ...core.policy import Credentials
 from ...core.text import clean_name
 from ..db.base import utcnow
 from ..db.models import Aggregate, AggregateHost, AggregateMetadata, Instance, Node
+from ..revision import bump
 from ..service import authorize, caller, controller, json_body, wrapped
 from .common import api_version
 
@@ -120,6 +122,8 @@ def aggregate_action_post(aggregate_id: str, request: Request, body: dict = Depe
             (_add_host if action == "add_host" else _remove_host)(session, agg, host or "")
         agg.updated_at = utcnow()
         session.flush()
+        if ha_policy.KEY in agg.meta or ha_policy.KEY in (data.get("metadata") or {}):
+            bump(session)  # the nodes' desired "ha" blocks follow their policy
         return {"aggregate": shape(agg, version)}
 
 

@@ -23,11 +23,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ...core import ha_health, peer_view
+from ...core import ha_health, ha_policy, peer_view
 from ..context import Controller
 from ..db.base import utcnow
 from ..db.models import FenceEvent, Instance, Node
 from ..servers import actions
+from . import policy as policies
 
 log = logging.getLogger("atwill.ha")
 PEERS_KEY = "peers"
@@ -64,8 +65,10 @@ def desired_block(session: Session, ctl: Controller, node: Node) -> dict[str, An
     chosen = peer_view.probe_set(list(address), node.id)
     held = session.scalars(select(Instance).where(Instance.node_id == node.id,
                                                   Instance.deleted.is_(False)))
+    # Under a policy that never fences (autonomous), nothing is the lease's to kill.
+    guarded = ha_policy.fences(policies.of_node(session, ctl, node.name))
     return {"lease": lease_setting(ctl), "port": peer_view.PROBE_PORT,
-            "protected": sorted(i.id for i in held if ha_health.ha_enabled(i.meta)),
+            "protected": sorted(i.id for i in held if guarded and ha_health.ha_enabled(i.meta)),
             "peers": [{"id": peer, "address": address[peer]} for peer in chosen]}
 
 

@@ -13,13 +13,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ...core import ha_health
+from ...core import ha_health, ha_policy
 from ..context import Controller
 from ..db.base import utcnow
 from ..db.models import Evacuation, Instance, Node
 from ..revision import bump
 from ..servers import actions
 from . import evacuate
+from . import policy as ha_policies
 
 log = logging.getLogger("atwill.ha")
 
@@ -47,21 +48,27 @@ def detect(session: Session, ctl: Controller, since: dt.datetime) -> list[Node]:
         if health == ha_health.DOWN:
             node.state = "down"
             newly_down.append(node)
-            _tell_instances(session, node, (now - heard).total_seconds())
+            _tell_instances(session, ctl, node, (now - heard).total_seconds())
     if newly_down:
         bump(session)
     return newly_down
 
 
-def _tell_instances(session: Session, node: Node, silence: float) -> None:
-    """Open the evacuate action of each HA instance: detect, fence, rebuild are its events."""
-    log.warning("node %s is down: no heartbeat for %.1f s", node.name, silence)
+def _tell_instances(session: Session, ctl: Controller, node: Node, silence: float) -> None:
+    """Open the evacuate action of each HA instance: detect, fence, rebuild are its events.
+    Under a policy that moves nothing, the event says so instead."""
+    policy = ha_policies.of_node(session, ctl, node.name)
+    log.warning("node %s is down: no heartbeat for %.1f s (HA policy %s)", node.name,
+                silence, policy)
+    said = f"node {node.name} sent no heartbeat for {silence:.1f} s"
+    if not ha_policy.evacuates(policy):
+        said += f"; {ha_policy.why_not(policy, node.name)}"
     for inst in _held(session, node):
         if ha_health.ha_enabled(inst.meta):
-            actions.start(session, inst.id, "evacuate", f"req-ha-{node.name}"[:64], None,
-                          inst.project_id)
-            actions.event(session, inst.id, "ha_host_down", node.name, "Error",
-                          f"node {node.name} sent no heartbeat for {silence:.1f} s")
+            if ha_policy.evacuates(policy):
+                actions.start(session, inst.id, "evacuate", f"req-ha-{node.name}"[:64], None,
+                              inst.project_id)
+            actions.event(session, inst.id, "ha_host_down", node.name, "Error", said)
 
 
 def _held(session: Session, node: Node) -> list[Instance]:
@@ -69,14 +76,23 @@ def _held(session: Session, node: Node) -> list[Instance]:
         Instance.node_id == node.id, Instance.deleted.is_(False))))
 
 
-def needs_fencing(session: Session) -> list[str]:
-    """Down nodes nobody vouched for yet: marked pending, so one attempt runs."""
+def needs_fencing(session: Session, ctl: Controller) -> list[str]:
+    """Down nodes nobody vouched for yet: marked pending, so one attempt runs. A node
+    whose policy fences nothing (autonomous) is marked skipped, with the reason."""
     found = list(session.scalars(select(Node).where(
         Node.health == ha_health.DOWN, Node.state == "down", Node.forced_down.is_(False),
         Node.fence_state.is_(None))))
+    pending = []
     for node in found:
-        node.fence_state = "pending"
-    return [n.id for n in found]
+        policy = ha_policies.of_node(session, ctl, node.name)
+        if ha_policy.fences(policy):
+            node.fence_state = "pending"
+            pending.append(node.id)
+        else:
+            node.fence_state, node.fence_message = "skipped", ha_policy.why_not(
+                policy, node.name)
+            log.warning("node %s is down and not fenced: %s", node.name, node.fence_message)
+    return pending
 
 
 def fence(ctl: Controller, session: Session, node: Node) -> bool:
@@ -102,11 +118,15 @@ def fence(ctl: Controller, session: Session, node: Node) -> bool:
 
 
 def auto_evacuate(session: Session, ctl: Controller) -> int:
-    """Evacuate the HA instances of every down node that is fenced or forced down."""
-    count = 0
+    """Evacuate the HA instances of every down node that is fenced or forced down, unless
+    its policy leaves that to the operator."""
+    count, policies = 0, None
     for node in session.scalars(select(Node).where(Node.health == ha_health.DOWN,
                                                    Node.state == "down")):
         if not (node.forced_down or evacuate.is_fenced(node)):
+            continue
+        policies = ha_policies.of_nodes(session, ctl) if policies is None else policies
+        if not ha_policy.evacuates(policies.get(node.name, ctl.settings.ha_policy)):
             continue
         for inst in _held(session, node):
             if not ha_health.ha_enabled(inst.meta) or inst.task_state is not None \
