@@ -23,6 +23,7 @@ from .config import AgentConfig
 from .hypervisor import configdrive, disks, tap, volumes
 from .hypervisor.qemu import QemuDriver
 from .hypervisor.spec import InstanceSpec, Nic
+from .instance_metrics import InstanceMetrics
 from .kvm import kvm_probe
 from .lanes import Lanes
 from .snapshot import Snapshots
@@ -57,6 +58,8 @@ class InstanceManager:
         self.kept: set[str] = set()
         # Each instance's operations in a lane of its own; a finished one reports at once.
         self.lanes = Lanes(on_done=lambda: self.on_started())
+        # Each running instance's CPU, memory, disk and network counters, for Prometheus.
+        self.metrics = InstanceMetrics(self.driver)
 
     # converge ------------------------------------------------------------------
     def taps(self, instances: list[dict[str, Any]]) -> None:
@@ -272,7 +275,10 @@ class InstanceManager:
                 entry["error"] = "QEMU is in an error state or does not answer its monitor"
             if uuid in self.volumes:
                 entry["volumes"] = dict(self.volumes[uuid])
+            if state in ("running", "paused") and (sample := self.metrics.sample(uuid)):
+                entry["metrics"] = sample
             out[uuid] = entry
+        self.metrics.forget(set(out))
         for uuid, error in self.errors.items():
             out.setdefault(uuid, {"state": "error"}).update(state="error", error=error)
         return out
