@@ -7,6 +7,8 @@ the event stream, static caching), checked on what the APIs then hold.
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -15,8 +17,10 @@ from tests.api.dashboard_web import D, WebUser
 from tests.cloud import Cloud, unique
 from tests.imagedata import qcow2_bytes
 
-PAGES = ("/", "/instances", "/images", "/networks", "/routers", "/floating-ips",
-         "/security-groups", "/keypairs", "/projects")
+PAGES = ("/", "/instances", "/images", "/volumes", "/stacks", "/networks", "/routers",
+         "/floating-ips", "/security-groups", "/keypairs", "/projects")
+OPERATOR_PAGES = ("/admin", "/admin/nodes", "/admin/hypervisors", "/admin/projects",
+                  "/admin/users", "/admin/flavors")
 
 
 @pytest.fixture(scope="module")
@@ -152,3 +156,141 @@ def test_static_files_are_cached(cloud: Cloud) -> None:
         resp = client.get(f"{D}/static/dashboard.js")
     assert resp.status_code == 200 and "EventSource" in resp.text
     assert resp.headers["cache-control"] == "public, max-age=3600"
+
+
+def test_member_is_refused_every_operator_page(cloud: Cloud, web: WebUser) -> None:
+    overview = web.client.get(f"{D}/")
+    assert "/admin" not in overview.text  # no operator link in the menu
+    for path in OPERATOR_PAGES:
+        resp = web.client.get(D + path)
+        assert resp.status_code == 403, (path, resp.status_code)
+        assert "Forbidden (403)" in resp.text
+    name = unique("dashmemflv")
+    refused = web.post("/admin/flavors", {"name": name, "vcpus": "1", "ram": "64",
+                                          "disk": "1"})
+    assert refused.status_code == 403
+    assert not [f for f in cloud.openstack("flavor", "list", "--all", "-f", "json")
+                if f["Name"] == name]
+    project = unique("dashmemproj")
+    assert web.post("/admin/projects", {"name": project}).status_code == 403
+    assert project not in {p["Name"] for p in cloud.openstack("project", "list", "-f", "json")}
+
+
+def test_operator_pages_render_for_the_admin(cloud: Cloud) -> None:
+    admin = WebUser(cloud)
+    try:
+        admin.login_as("admin")
+        for path in OPERATOR_PAGES:
+            resp = admin.client.get(D + path)
+            assert resp.status_code == 200, (path, resp.text[-500:])
+        assert "Operator overview" in admin.client.get(f"{D}/admin").text
+    finally:
+        admin.close()
+
+
+def test_volume_create_show_delete_and_a_bad_size(cloud: Cloud, web: WebUser,
+                                                  member: str) -> None:
+    name = unique("dashvol")
+    bad = web.post("/volumes", {"name": name, "size": "lots"})
+    assert bad.status_code == 400
+    assert "Size (GB) must be a whole number of at least 1, not &#39;lots&#39;" in bad.text
+    assert web.post("/volumes", {"name": name, "size": "1"}, csrf=None).status_code == 403
+    assert cloud.openstack("volume", "list", "-f", "json", user=member) == []
+    assert web.post("/volumes", {"name": name, "size": "1",
+                                 "description": "from the dashboard"}).status_code == 303
+    made = cloud.openstack("volume", "show", name, "-f", "json", user=member)
+    assert made["size"] == 1 and made["description"] == "from the dashboard"
+    assert name in web.client.get(f"{D}/volumes").text
+    shown = web.client.get(f"{D}/volumes/{made['id']}")
+    assert shown.status_code == 200 and made["id"] in shown.text
+    assert web.post(f"/volumes/{made['id']}/delete", {}).status_code == 303
+    assert cloud.openstack("volume", "list", "-f", "json", user=member) == []
+
+
+def test_another_projects_volume_is_not_found(cloud: Cloud, web: WebUser) -> None:
+    theirs = cloud.openstack("volume", "create", "--size", "1", unique("dashadminvol"),
+                             "-f", "json")
+    try:
+        shown = web.client.get(f"{D}/volumes/{theirs['id']}")
+        assert shown.status_code == 404 and "Not found (404)" in shown.text
+        assert web.post(f"/volumes/{theirs['id']}/delete", {}).status_code == 404
+        assert cloud.openstack("volume", "show", theirs["id"], "-f", "json")["id"] == \
+            theirs["id"]
+    finally:
+        cloud.openstack("volume", "delete", theirs["id"])
+
+
+STACK = {"heat_template_version": "2018-08-31",
+         "resources": {"secret": {"type": "OS::Heat::RandomString",
+                                  "properties": {"length": 8}}}}
+
+
+def stack_status(client: object, url: str) -> str | None:
+    resp = client.get(url, follow_redirects=True)  # type: ignore[attr-defined]
+    return None if resp.status_code == 404 else resp.json()["stack"]["stack_status"]
+
+
+def test_stack_list_show_and_delete(cloud: Cloud, web: WebUser, member: str) -> None:
+    project_id = cloud.openstack("project", "show", cloud.users[member]["project"],
+                                 "-f", "json")["id"]
+    name = unique("dashstack")
+    base = f"/orchestration/v1/{project_id}/stacks"
+    with cloud.http(cloud.token(member)) as client:
+        made = client.post(base, json={"stack_name": name, "template": STACK})
+        assert made.status_code == 201, made.text
+        stack_id = made.json()["stack"]["id"]
+        try:
+            assert name in web.client.get(f"{D}/stacks").text
+            page = web.client.get(f"{D}/stacks/{stack_id}")
+            assert page.status_code == 200, page.text[-500:]
+            assert "OS::Heat::RandomString" in page.text  # its resource
+            assert "Stack CREATE started" in page.text  # its first event
+            missing = web.client.get(f"{D}/stacks/{uuid.uuid4()}")
+            assert missing.status_code == 404 and "could not be found" in missing.text
+            assert web.post(f"/stacks/{stack_id}/delete", {}).status_code == 303
+        finally:
+            deadline = time.monotonic() + 30
+            while stack_status(client, f"{base}/{stack_id}") not in (None, "DELETE_COMPLETE"):
+                assert time.monotonic() < deadline, "the stack was not deleted"
+                time.sleep(0.1)
+
+
+def test_operator_makes_and_removes_a_project_a_user_and_a_flavor(cloud: Cloud) -> None:
+    admin = WebUser(cloud)
+    project, user, flavor = unique("dashopproj"), unique("dashopuser"), unique("dashopflv")
+    try:
+        admin.login_as("admin")
+        assert admin.post("/admin/projects", {"name": project}).status_code == 303
+        made = cloud.openstack("project", "show", project, "-f", "json")
+        member_role = cloud.openstack("role", "show", "member", "-f", "json")["id"]
+        no_password = admin.post("/admin/users", {"name": user, "project": made["id"]})
+        assert no_password.status_code == 400 and "needs a password" in no_password.text
+        assert admin.post("/admin/users", {"name": user, "password": "pw-" + user,
+                                           "project": made["id"],
+                                           "role": member_role}).status_code == 303
+        assigned = cloud.openstack("role", "assignment", "list", "--user", user,
+                                   "--project", project, "--names", "-f", "json")
+        assert [a["Role"] for a in assigned] == ["member"]
+        bad = admin.post("/admin/flavors", {"name": flavor, "vcpus": "1", "ram": "-5",
+                                            "disk": "1"})
+        assert bad.status_code == 400 and "RAM (MiB) must be a whole number" in bad.text
+        assert admin.post("/admin/flavors", {"name": flavor, "vcpus": "2", "ram": "128",
+                                             "disk": "3"}).status_code == 303
+        shown = cloud.openstack("flavor", "show", flavor, "-f", "json")
+        assert (shown["vcpus"], shown["ram"], shown["disk"]) == (2, 128, 3)
+        assert flavor in admin.client.get(f"{D}/admin/flavors").text
+        users = {u["Name"]: u["ID"] for u in cloud.openstack("user", "list", "-f", "json")}
+        assert admin.post(f"/admin/users/{users[user]}/delete", {}).status_code == 303
+        assert admin.post(f"/admin/flavors/{shown['id']}/delete", {}).status_code == 303
+        assert admin.post(f"/admin/projects/{made['id']}/delete", {}).status_code == 303
+    finally:
+        admin.close()
+    assert user not in {u["Name"] for u in cloud.openstack("user", "list", "-f", "json")}
+    assert project not in {p["Name"] for p in cloud.openstack("project", "list", "-f", "json")}
+    assert flavor not in {f["Name"] for f in cloud.openstack("flavor", "list", "--all",
+                                                             "-f", "json")}
+
+
+def test_console_of_an_unknown_server_is_not_found(web: WebUser) -> None:
+    assert web.client.get(f"{D}/instances/{uuid.uuid4()}/console").status_code == 404
+    assert web.client.get(f"{D}/instances/{uuid.uuid4()}/console/events").status_code == 404

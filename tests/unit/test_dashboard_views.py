@@ -5,12 +5,17 @@ from __future__ import annotations
 import base64
 
 import httpx
+import pytest
 
-from atwill.controller.dashboard.client import error_message
+from atwill.controller.dashboard.accounts import user_body
+from atwill.controller.dashboard.client import ApiError, error_message
+from atwill.controller.dashboard.flavors import flavor_body
 from atwill.controller.dashboard.instances import launch_body, row
+from atwill.controller.dashboard.operator import node_states
 from atwill.controller.dashboard.overview import bar
 from atwill.controller.dashboard.sessions import key_of, new_secret
-from atwill.controller.dashboard.web import Form
+from atwill.controller.dashboard.volumes import attached_to
+from atwill.controller.dashboard.web import TEMPLATES, Form, whole_number
 
 
 def test_usage_bars_cap_at_full_and_show_unlimited() -> None:
@@ -55,3 +60,45 @@ def test_the_cookie_value_is_not_its_key() -> None:
     cookie = new_secret()
     assert len(cookie) == 43 and key_of(cookie) != cookie and len(key_of(cookie)) == 64
     assert new_secret() != cookie
+
+
+def test_whole_numbers_from_a_form_say_which_field_is_wrong() -> None:
+    form = Form({"size": [" 12 "], "bad": ["1.5"], "neg": ["-1"], "zero": ["0"]})
+    assert whole_number(form, "size", "Size (GB)", 1) == 12
+    for name in ("bad", "neg", "zero", "missing"):
+        with pytest.raises(ApiError) as refused:
+            whole_number(form, name, "Size (GB)", 1)
+        assert refused.value.status == 400
+        assert refused.value.message.startswith("Size (GB) must be a whole number of at least 1")
+
+
+def test_flavor_and_user_bodies_from_their_forms() -> None:
+    flavor = flavor_body(Form({"name": ["tiny"], "vcpus": ["1"], "ram": ["64"],
+                               "disk": ["0"], "private": ["on"]}))["flavor"]
+    assert flavor == {"name": "tiny", "vcpus": 1, "ram": 64, "disk": 0, "id": None,
+                      "os-flavor-access:is_public": False}
+    with pytest.raises(ApiError, match="needs a name"):
+        flavor_body(Form({"vcpus": ["1"], "ram": ["64"], "disk": ["0"]}))
+    user = user_body(Form({"name": ["ann"], "password": [" secret "], "project": ["p1"]}))
+    assert user["user"]["password"] == " secret " and user["user"]["default_project_id"] == "p1"
+    with pytest.raises(ApiError, match="needs a password"):
+        user_body(Form({"name": ["ann"]}))
+
+
+def test_node_states_and_volume_attachments_as_shown() -> None:
+    nodes = [{"state": "up", "enabled": True}, {"state": "up", "enabled": False},
+             {"state": "down", "enabled": True}, {"state": "up", "enabled": True}]
+    assert node_states(nodes) == {"disabled": 1, "down": 1, "up": 2}
+    assert attached_to({"attachments": [{"server_id": "a"}, {"server_id": "b"}]}) == "a, b"
+    assert attached_to({"attachments": []}) == ""
+
+
+def test_the_shared_list_macros_carry_the_csrf_token_and_escape_names() -> None:
+    page = TEMPLATES.from_string(
+        '{% import "macros.html" as ui with context %}'
+        '{% call ui.table(["Name"]) %}<tr><td>x</td>'
+        '<td>{{ ui.delete("/volumes/v1/delete", "volume", name) }}</td></tr>{% endcall %}')
+    html = page.render(base="/dashboard", csrf="tok", name="<b>")
+    assert 'action="/dashboard/volumes/v1/delete"' in html
+    assert 'name="csrf" value="tok"' in html and "<b>" not in html
+    assert '<th scope="col"><span class="sr">Actions</span></th>' in html

@@ -10,7 +10,21 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..context import Controller
-from . import auth, images, instances, networks, operator, overview, security, sessions
+from . import (
+    accounts,
+    auth,
+    console,
+    flavors,
+    images,
+    instances,
+    networks,
+    operator,
+    overview,
+    security,
+    sessions,
+    stacks,
+    volumes,
+)
 from .client import ApiError
 from .sessions import COOKIE
 from .web import CsrfFailed, LoginRequired, base, redirect, render
@@ -39,7 +53,8 @@ def create(ctl: Controller, api: ASGIApp | None = None) -> FastAPI:
     app.state.ctl = ctl
     app.state.api = api
     app.mount("/static", CachedStatic(StaticFiles(directory=STATIC)), name="static")
-    for module in (auth, overview, instances, images, networks, security, operator):
+    for module in (auth, overview, console, instances, images, volumes, stacks, networks,
+                   security, operator, accounts, flavors):
         app.include_router(module.router)
 
     @app.exception_handler(LoginRequired)

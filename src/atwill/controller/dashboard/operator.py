@@ -1,4 +1,4 @@
-"""Operator pages: nodes (live), join tokens, hypervisors and aggregates.
+"""Operator pages: the overview, nodes (live), join tokens, hypervisors and aggregates.
 
 Nothing here checks roles: the cluster and compute APIs refuse a member's token,
 and the page answers with their 403.
@@ -13,7 +13,7 @@ from fastapi.responses import Response
 
 from . import events
 from .client import COMPUTE, Api
-from .web import api, checked_form, current, redirect, render
+from .web import api, checked_form, current, redirect, render, require_operator
 
 router = APIRouter(prefix="/admin")
 NODES = "/cluster/v1/nodes"
@@ -30,6 +30,31 @@ def node_row(node: dict[str, Any]) -> dict[str, Any]:
 
 async def node_rows(client: Api) -> list[dict[str, Any]]:
     return [node_row(n) for n in await client.get(NODES)]
+
+
+def node_states(nodes: list[dict[str, Any]]) -> dict[str, int]:
+    """How many nodes are in each state, a disabled one counted apart."""
+    counts: dict[str, int] = {}
+    for node in nodes:
+        state = node["state"] if node["enabled"] else "disabled"
+        counts[state] = counts.get(state, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+@router.get("")
+async def overview_get(request: Request) -> Response:
+    sess = current(request)
+    client = await require_operator(request, sess)
+    nodes = await client.get(NODES)
+    counts = {
+        "Projects": len((await client.get("/identity/v3/projects"))["projects"]),
+        "Users": len((await client.get("/identity/v3/users"))["users"]),
+        "Flavors": len((await client.get("/compute/v2.1/flavors",
+                                         params={"is_public": "None"}))["flavors"]),
+        "Instances": sum(n["running_vms"] for n in nodes)}
+    return render(request, "admin/overview.html", nodes=nodes, states=node_states(nodes),
+                  counts=counts, vcpus=sum(n["vcpus"] for n in nodes),
+                  memory=sum(n["memory_mb"] for n in nodes))
 
 
 @router.get("/nodes")

@@ -95,6 +95,26 @@ async def checked_form(request: Request, sess: Sess) -> Form:
     return data
 
 
+async def require_operator(request: Request, sess: Sess) -> Api:
+    """The session's client, once the API agreed the user is a cloud admin (else its 403).
+
+    Listing projects is the identity API's admin-only read: asking it (for one row) makes
+    the pages' gate the API's own policy, not a second copy of it.
+    """
+    client = api(request, sess)
+    await client.get("/identity/v3/projects", params={"name": sess.project_name or ""})
+    return client
+
+
+def whole_number(data: Form, name: str, label: str, low: int = 0) -> int:
+    """A form field that must be a whole number of at least low: 400 with its label if not."""
+    text = data.get(name)
+    if not text.isdigit() or int(text) < low:
+        raise ApiError(400, f"{label} must be a whole number of at least {low}, "
+                            f"not {text[:40]!r}.")
+    return int(text)
+
+
 def check_header(request: Request, sess: Sess) -> None:
     if not sess.csrf_ok(request.headers.get("x-csrf-token")):
         raise CsrfFailed

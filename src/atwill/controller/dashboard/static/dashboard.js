@@ -18,6 +18,7 @@ document.addEventListener("DOMContentLoaded", function () {
   });
 
   document.querySelectorAll("table[data-live]").forEach(live);
+  document.querySelectorAll("pre[data-follow]").forEach(follow);
   var upload = document.querySelector("form[data-upload]");
   if (upload) { upload.addEventListener("submit", function (e) { send(e, upload); }); }
 
@@ -61,6 +62,22 @@ document.addEventListener("DOMContentLoaded", function () {
       });
       return tr;
     }
+  }
+
+  // A console log followed live: each message is its whole tail; the view stays at
+  // the bottom unless the reader scrolled up to read.
+  function follow(pre) {
+    var source = new EventSource(pre.dataset.follow);
+    var state = document.getElementById("follow-state");
+    source.onmessage = function (message) {
+      var atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+      pre.textContent = JSON.parse(message.data).output;
+      if (atEnd) { pre.scrollTop = pre.scrollHeight; }
+    };
+    source.addEventListener("end", function () {
+      source.close();
+      if (state) { state.textContent = "No longer following: reload the page."; }
+    });
   }
 
   function send(event, form) {
