@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ...core import microversion
 from ...core.errors import ApiError, BadRequest, NotFound
 from ...core.microversion import Version
 from ...core.pagination import page, parse_limit
+from ..microversion_middleware import MicroversionMiddleware
 from ..service import controller
 
 # Nova's Fault names by status; anything else is a computeFault.
@@ -28,45 +27,21 @@ def nova_error(err: ApiError) -> dict[str, Any]:
                                                           "message": err.message}}
 
 
-class Microversions:
+class Microversions(MicroversionMiddleware):
     """Parse the requested compute microversion once; echo it on every response."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    state_key, minimum = VERSION_STATE, microversion.MIN
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
-                   for k, v in scope["headers"]}
-        try:
-            version = microversion.requested(headers)
-        except ApiError as err:
-            await _reply(send, err, microversion.MIN)
-            return
-        scope.setdefault("state", {})[VERSION_STATE] = version
+    def parse(self, headers: dict[str, str]) -> Version:
+        return microversion.requested(headers)
 
-        async def send_with_version(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = list(message.get("headers", [])) + _echo(version)
-            await send(message)
+    def echo(self, version: Version) -> list[tuple[bytes, bytes]]:
+        return [(b"openstack-api-version", f"compute {version}".encode()),
+                (b"x-openstack-nova-api-version", str(version).encode()),
+                (b"vary", b"OpenStack-API-Version, X-OpenStack-Nova-API-Version")]
 
-        await self.app(scope, receive, send_with_version)
-
-
-def _echo(version: Version) -> list[tuple[bytes, bytes]]:
-    return [(b"openstack-api-version", f"compute {version}".encode()),
-            (b"x-openstack-nova-api-version", str(version).encode()),
-            (b"vary", b"OpenStack-API-Version, X-OpenStack-Nova-API-Version")]
-
-
-async def _reply(send: Send, err: ApiError, version: Version) -> None:
-    body = json.dumps(nova_error(err)).encode()
-    headers = [(b"content-type", b"application/json"),
-               (b"content-length", str(len(body)).encode()), *_echo(version)]
-    await send({"type": "http.response.start", "status": err.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    def render(self, err: ApiError) -> dict[str, Any]:
+        return nova_error(err)
 
 
 def api_version(request: Request) -> Version:

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any
 
 from fastapi import Depends, Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from ...core import volume_microversion
 from ...core.errors import ApiError, BadRequest, Forbidden
 from ...core.microversion import Version
 from ...core.policy import MEMBER_ROLES, READER_ROLES, Credentials
 from ..compute.common import nova_error
+from ..microversion_middleware import MicroversionMiddleware
 from ..service import caller, controller
 
 VERSION_STATE, PROJECT_STATE = "volume_version", "volume_url_project"
@@ -34,33 +34,23 @@ def cinder_error(err: ApiError) -> dict[str, Any]:
     return nova_error(err)
 
 
-class VolumeRequests:
+class VolumeRequests(MicroversionMiddleware):
     """Take the optional project id out of the path and parse the microversion once."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    state_key, minimum = VERSION_STATE, volume_microversion.MIN
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        state = scope.setdefault("state", {})
+    def parse(self, headers: dict[str, str]) -> Version:
+        return volume_microversion.requested(headers)
+
+    def echo(self, version: Version) -> list[tuple[bytes, bytes]]:
+        return [(b"openstack-api-version", f"volume {version}".encode()),
+                (b"vary", b"OpenStack-API-Version")]
+
+    def render(self, err: ApiError) -> dict[str, Any]:
+        return cinder_error(err)
+
+    def rewrite(self, scope: Scope, state: dict[str, Any]) -> None:
         _strip_project(scope, state)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
-                   for k, v in scope["headers"]}
-        try:
-            version = volume_microversion.requested(headers)
-        except ApiError as err:
-            await _reply(send, err, volume_microversion.MIN)
-            return
-        state[VERSION_STATE] = version
-
-        async def send_with_version(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = list(message.get("headers", [])) + _echo(version)
-            await send(message)
-
-        await self.app(scope, receive, send_with_version)
 
 
 def _strip_project(scope: Scope, state: dict[str, Any]) -> None:
@@ -75,19 +65,6 @@ def _strip_project(scope: Scope, state: dict[str, Any]) -> None:
         new_path = prefix + rest
         scope["path"] = new_path
         scope["raw_path"] = new_path.encode()
-
-
-def _echo(version: Version) -> list[tuple[bytes, bytes]]:
-    return [(b"openstack-api-version", f"volume {version}".encode()),
-            (b"vary", b"OpenStack-API-Version")]
-
-
-async def _reply(send: Send, err: ApiError, version: Version) -> None:
-    body = json.dumps(cinder_error(err)).encode()
-    headers = [(b"content-type", b"application/json"),
-               (b"content-length", str(len(body)).encode()), *_echo(version)]
-    await send({"type": "http.response.start", "status": err.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 def api_version(request: Request) -> Version:
