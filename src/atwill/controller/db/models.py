@@ -30,6 +30,7 @@ from .identity import (
     User,
 )
 from .image import Image, ImageMember, ImageTag
+from .live_migrations import Migration
 from .network import (
     DefaultSecurityGroup,
     FloatingIP,
@@ -79,4 +80,5 @@ __all__ = [
     "Volume", "VolumeAttachment", "VolumeQuota", "VolumeQuotaClass", "VolumeSnapshot",
     "VolumeType",
     "UsageEvent",
+    "Migration",
 ]

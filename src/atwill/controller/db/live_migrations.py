@@ -1,0 +1,52 @@
+"""Nova's migration records (os-migrations), for now made by live migrations only."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import BigInteger, Boolean, DateTime, Integer, String, Text, false
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .base import Base, new_uuid, utcnow
+
+
+class Migration(Base):
+    """One move of an instance between nodes, with its progress as the source reports it."""
+
+    __tablename__ = "migrations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True, default=new_uuid)
+    instance_uuid: Mapped[str] = mapped_column(String(36), index=True)
+    source_compute: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    source_node: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    source_node_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    dest_compute: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    dest_node: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    dest_node_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    # The destination's overlay address (Nova: the destination host's IP).
+    dest_host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    status: Mapped[str] = mapped_column(String(32), default="queued", index=True)
+    migration_type: Mapped[str] = mapped_column(String(32), default="live-migration")
+    old_instance_type_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    new_instance_type_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    memory_total: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    memory_processed: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    memory_remaining: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    disk_total: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    disk_processed: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    disk_remaining: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # What the destination's agent reported once its incoming QEMU waits: the port of
+    # its NBD export of the new disk, and of QEMU's incoming migration stream.
+    nbd_port: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    incoming_port: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Asked by force_complete (pause the guest so it converges) and by abort.
+    force_complete: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                 server_default=false())
+    abort_requested: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                  server_default=false())
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    user_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    project_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True,
+                                                           onupdate=utcnow)
