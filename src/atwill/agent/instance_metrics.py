@@ -40,7 +40,11 @@ class InstanceMetrics:
         kept = self._last.get(uuid)
         if kept is not None and now - kept[0] < self.every:
             return kept[1]
-        reading = self._read(uuid)
+        try:
+            reading = self._read(uuid)
+        except Exception:  # noqa: BLE001 - a reading must never cost the node its heartbeat
+            log.warning("instance %s: reading its counters failed", uuid, exc_info=True)
+            reading = {}
         if reading:
             self._last[uuid] = (now, reading)
             return reading

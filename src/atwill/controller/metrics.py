@@ -35,6 +35,8 @@ from ..core.errors import ApiError, Unauthorized
 from .context import Controller
 from .db.base import utcnow
 from .db.models import Instance, Node
+from .metrics_inventory import Inventory
+from .metrics_placements import PLACEMENTS
 from .service import authorize, caller, keystone_error
 
 SERVICES = frozenset({"identity", "compute", "image", "network", "cluster", "metrics"})
@@ -49,6 +51,8 @@ class Metrics:
     def __init__(self, ctl: Controller) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(CloudState(ctl, self))  # first: it feeds the build histogram
+        self.registry.register(Inventory(ctl))
+        self.registry.register(PLACEMENTS)
         self.requests = Counter("atwill_api_requests", "API requests answered, by service, "
                                 "method and status code.", ["service", "method", "code"],
                                 registry=self.registry)

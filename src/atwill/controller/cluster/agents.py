@@ -11,6 +11,7 @@ from fastapi.responses import FileResponse
 from sqlalchemy import or_, select
 
 from ...api.cluster import DesiredState, Heartbeat, HeartbeatReply, LeaveRequest
+from ...core import instance_counters
 from ...core.errors import NotFound
 from ...core.nodereports import HEARTBEAT_BYTES, check_instance_reports, check_inventory
 from .. import revision_signal
@@ -19,6 +20,7 @@ from ..db.models import Image, Instance
 from ..ha.lease import host_report
 from ..ha.monitor import returned
 from ..image.store import ImageStore
+from ..metrics_relay import RELAY
 from ..revision import bump, revision
 from ..servers.lifecycle import report
 from ..service import controller
@@ -83,6 +85,7 @@ async def heartbeat_post(node_id: str, request: Request) -> dict:
         check_inventory(body.inventory)
     if body.instances is not None:
         check_instance_reports(body.instances)
+        instance_counters.check_reports(body.instances)
     if body.volumes is not None:
         check_volume_reports(body.volumes)
     return await asyncio.to_thread(_heartbeat, controller(request), request, node_id, body)
@@ -101,6 +104,7 @@ def _heartbeat(ctl: Controller, request: Request, node_id: str, body: Heartbeat)
             reports = {uuid: {k: v for k, v in entry.items() if k != "console"}
                        for uuid, entry in body.instances.items()}
             report(session, ctl, node, reports)
+            RELAY.record(node.id, body.instances)  # for /metrics (metrics_relay.py)
         if body.volumes is not None:
             if storage_report(session, node, body.volumes):
                 bump(session)

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from ...config import Settings
 from ...core import scheduler
+from .. import metrics_placements
 from ..db.compute import DEFAULT_RAM_RATIO, FREE_RAM  # FREE_RAM matches the nodes' indexes
 from ..db.models import Instance, Node, PciClaim
 from . import host_facts
@@ -161,6 +162,17 @@ def release(session: Session, inst: Instance) -> None:
 def place(session: Session, settings: Settings, inst: Instance,
           req: scheduler.Request) -> scheduler.Host:
     """Pick and claim a node for inst (the host as chosen); NoValidHost says why when none fits."""
+    try:
+        host = _place(session, settings, inst, req)
+    except scheduler.NoValidHost:
+        metrics_placements.counted("no_valid_host")
+        raise
+    metrics_placements.counted("placed")
+    return host
+
+
+def _place(session: Session, settings: Settings, inst: Instance,
+           req: scheduler.Request) -> scheduler.Host:
     strategy = "pack" if getattr(settings, "scheduler_weigher", "spread") == "pack" else "spread"
     wanted = req.same_host | req.different_host
     req = dataclasses.replace(host_facts.with_flavor_specs(req, inst),
