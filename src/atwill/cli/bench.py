@@ -86,3 +86,27 @@ def instances(repeats: int = typer.Option(3, help="Warm creates (and QEMU by han
     results = main(repeats, big_mb)
     if json_out:
         _print_json(results)
+
+
+@app.command("ha")
+def ha(sizes: str = typer.Option("1,10", help="Servers per power loss, comma separated."),
+       repeats: int = typer.Option(3, min=1, max=20, help="Power losses per size."),
+       lossy_seconds: float = typer.Option(90, min=10, max=900,
+                                           help="Length of the lossy-link run."),
+       budget: float = typer.Option(720, help="Seconds after which no repetition starts "
+                                              "(each size keeps at least one)."),
+       json_out: bool = typer.Option(False, "--json", help="Also print the figures as JSON.")
+       ) -> None:
+    """Power loss -> HA servers ACTIVE elsewhere (detection, fencing, rebuild); lossy link."""
+    _needs_root()
+    try:
+        counts = tuple(int(n) for n in sizes.split(","))
+    except ValueError:
+        raise typer.BadParameter("sizes: comma-separated whole numbers, e.g. 1,10") from None
+    if not counts or any(n < 1 or n > 20 for n in counts):
+        raise typer.BadParameter("sizes: each between 1 and 20")
+    from ..bench.ha import main
+
+    results = main(counts, repeats, lossy_seconds, budget_s=budget)
+    if json_out:
+        _print_json(results)

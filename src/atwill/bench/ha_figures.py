@@ -1,0 +1,125 @@
+"""The HA benchmark's figures: phases from the poller's samples, counts from the logs,
+medians and p95, and the printed table (see ha.py)."""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+from typing import Any
+
+Results = dict[str, Any]
+VICTIM = "node1"
+# Published defaults, not measured here: Masakari's host monitor (60 s of monitoring, then
+# wait_period_after_service_update 180 s) and Proxmox VE's HA (about 2 minutes).
+PUBLISHED = (("Masakari (60 s monitoring + 180 s wait)", 240.0),
+             ("Proxmox VE HA (about 2 min)", 120.0))
+GOAL_TOTAL_S, GOAL_DETECT_S = 15.0, 3.0
+
+
+def percentile(values: list[float], share: float) -> float:
+    """Nearest-rank percentile (with 3 samples, p95 is the largest)."""
+    ordered = sorted(values)
+    return ordered[max(math.ceil(share * len(ordered)) - 1, 0)]
+
+
+def split(samples: list, cut: float, victim: str) -> dict[str, float | None]:
+    """Seconds from the cut to: node seen down, fenced, every server ACTIVE elsewhere."""
+    out: dict[str, float | None] = {"detect": None, "fence": None, "active": None}
+    for when, servers in samples:
+        on_victim = [s for s in servers if s[2] == victim]
+        if out["detect"] is None and any(s[3] != "UP" for s in on_victim):
+            out["detect"] = when - cut
+        if out["fence"] is None and any(s[3] == "DOWN" for s in on_victim):
+            out["fence"] = when - cut
+        if servers and all(s[1] == "ACTIVE" and s[2] != victim for s in servers):
+            out["active"] = when - cut
+            break
+    # A node fenced between two samples is seen DOWN before it was seen UNKNOWN.
+    if out["detect"] is None:
+        out["detect"] = out["fence"]
+    return out
+
+
+def events_in_order(events: list[list]) -> bool:
+    """detect -> fence (Success) -> rebuild, by the events' own (second) timestamps."""
+    first = {}
+    for name, started, result in events:
+        first.setdefault(name, (started, result))
+    need = ("ha_host_down", "ha_fence_node", "conductor_rebuild_server")
+    if any(name not in first for name in need) or first["ha_fence_node"][1] != "Success":
+        return False
+    times = [first[name][0] for name in need]
+    return times == sorted(times)
+
+
+LOG_PATTERNS = {
+    "detections": r"node {node} is down: no heartbeat",
+    "fence_attempts": r"node {node} (NOT )?fenced",
+    "evacuations": r"evacuated from {node} to",
+}
+
+
+def log_counts(controller_log: str, agent_log: str, node: str) -> dict[str, int]:
+    """What the controller did about node, and whether its agent fenced itself."""
+    counts = {key: len(re.findall(pattern.format(node=re.escape(node)), controller_log))
+              for key, pattern in LOG_PATTERNS.items()}
+    counts["self_fencings"] = agent_log.count("SELF-FENCING")
+    return counts
+
+
+
+def summarize(r: Results) -> None:
+    """Median and p95 of each phase and of the total, per size."""
+    r["summary"] = {}
+    for count, runs in r["power_loss"].items():
+        done = [s for s in runs if None not in (s["detect"], s["fence"], s["active"])]
+        phases = {"detection": [s["detect"] for s in done],
+                  "fencing": [s["fence"] - s["detect"] for s in done],
+                  "rebuild": [s["active"] - s["fence"] for s in done],
+                  "total": [s["active"] for s in done]}
+        r["summary"][count] = {
+            "runs": len(runs), "completed": len(done),
+            "events_in_order": all(s["events_in_order"] for s in runs),
+            **{f"{k}_median_s": statistics.median(v) for k, v in phases.items() if v},
+            **{f"{k}_p95_s": percentile(v, 0.95) for k, v in phases.items() if v}}
+
+
+def _phase(s: dict[str, Any], key: str) -> str:
+    if f"{key}_median_s" not in s:
+        return f"{'-':>13}"
+    return f"{s[f'{key}_median_s']:6.2f} {s[f'{key}_p95_s']:6.2f}"
+
+
+def _goal(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def print_report(r: Results) -> None:
+    lines = ["", "Power loss -> every HA instance ACTIVE on another node (seconds from the cut; "
+             "3-node lab, fence_ipmilan against the node's virtual BMC; polled every 0.2 s)",
+             f"  {'N':>3} {'runs':>5}   {'detection':>13} {'fencing':>13} {'rebuild':>13} "
+             f"{'total':>13}   events in order",
+             f"  {'':>3} {'':>5}   " + " ".join([f"{'median':>6} {'p95':>6}"] * 4)]
+    for count, s in r["summary"].items():
+        lines.append(f"  {count:>3} {s['completed']:>2}/{s['runs']:<2}   "
+                     + " ".join(_phase(s, k) for k in ("detection", "fencing", "rebuild",
+                                                       "total"))
+                     + f"   {'yes' if s['events_in_order'] else 'NO'}")
+        if "total_median_s" in s:
+            lines.append(f"      goal total <= {GOAL_TOTAL_S:g} s: "
+                         f"{_goal(s['total_p95_s'] <= GOAL_TOTAL_S)} (p95), detection <= "
+                         f"{GOAL_DETECT_S:g} s: {_goal(s['detection_p95_s'] <= GOAL_DETECT_S)}")
+    lines.append("  published defaults, not measured here: " + "; ".join(
+        f"{name} ~{secs:g} s" for name, secs in PUBLISHED))
+    f = r["lossy"]
+    rtt = f"{f['rtt_ms']:.0f} ms" if f["rtt_ms"] is not None else "no answer"
+    lines += ["", f"False positives: {f['servers']} HA servers on {VICTIM}, its link "
+              f"{f['delay']} delay and {f['loss']} loss each way (ping RTT {rtt}) for "
+              f"{f['seconds']:g} s",
+              f"  node not UP in {f['not_up_samples']} of {f['samples']} samples; "
+              f"detections {f['detections']}, fence attempts {f['fence_attempts']}, "
+              f"evacuations {f['evacuations']}, self-fencings {f['self_fencings']}, servers "
+              f"moved {f['moved']} (expected: all 0); health after: {f['health_after']}",
+              f"  whole run {r['elapsed_s']:.0f} s"]
+    print("\n".join(lines))
