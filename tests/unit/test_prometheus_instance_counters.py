@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from atwill.agent import instances
+from atwill.agent.config import AgentConfig
 from atwill.agent.hypervisor.spec import InstancePaths, Nic
 from atwill.agent.instance_metrics import InstanceMetrics
 from atwill.controller.metrics_relay import CounterRelay
@@ -107,6 +109,9 @@ class FakeDriver:
     def spec(self, uuid: str) -> Any:
         return type("Spec", (), {"nics": self.nics})()
 
+    def list(self) -> dict[str, str]:
+        return {"vm": "running" if self.running else "shutoff", "off": "shutoff"}
+
 
 @pytest.fixture
 def qmp_dir() -> Iterator[Path]:
@@ -164,3 +169,17 @@ def test_a_silent_monitor_costs_only_the_disk_counters(qmp_dir: Path) -> None:
     reading = InstanceMetrics(driver, every=0).sample("vm")
     assert reading is not None and "disk_read_bytes" not in reading
     assert reading["net_rx_bytes"] == reading["net_tx_bytes"] == 0
+
+
+def test_the_heartbeat_report_carries_a_running_instances_counters(qmp_dir: Path) -> None:
+    driver = FakeDriver(qmp_dir)
+    manager = instances.InstanceManager(AgentConfig(
+        state_dir=qmp_dir, controller_url="https://c:1", node_id="n", name="node1"))
+    manager.driver = driver  # type: ignore[assignment]
+    manager.metrics = InstanceMetrics(driver)
+    report = manager.report()
+    assert set(report["vm"]["metrics"]) <= set(counters.KEYS)
+    assert report["vm"]["metrics"]["cpu_seconds"] > 0 and "metrics" not in report["off"]
+    counters.check_reports(report)  # what the controller accepts
+    driver.running = False
+    assert "metrics" not in manager.report()["vm"]
