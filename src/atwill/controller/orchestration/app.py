@@ -11,7 +11,7 @@ from starlette.types import ASGIApp
 from ..context import Controller
 from ..db.orchestration import Stack, StackResource
 from ..service import make_service_app
-from . import stacks, store, templates, versions
+from . import actions, stacks, store, templates, versions
 from .common import heat_error
 from .engine import Engine
 
@@ -21,7 +21,7 @@ log = logging.getLogger("atwill.orchestration")
 def create(ctl: Controller) -> FastAPI:
     app = make_service_app(ctl, render=heat_error)
     app.state.engine = Engine(ctl)
-    for module in (versions, templates, stacks):
+    for module in (versions, templates, actions, stacks):
         app.include_router(module.router)
     return app
 

@@ -19,9 +19,13 @@ from .types.base import Made, Scope
 
 log = logging.getLogger("atwill.orchestration")
 
-# Resources acted on at once per stack, and how often a pending one is looked at.
+# Resources acted on at once per stack, and how often a pending one is looked at: soon at
+# first (most finish within a few calls), then less often (servers take seconds).
 CONCURRENCY = 4
-POLL = 0.5
+POLL_FIRST, POLL_MAX = 0.05, 1.0
+# Heat's stack_action_timeout, used when a stack gives no timeout_mins.
+DEFAULT_TIMEOUT_MINS = 60
+TIMED_OUT = "Timed out"
 
 
 class StepFailed(Exception):
@@ -38,6 +42,10 @@ class Engine:
         self.app: ASGIApp | None = None  # the controller's whole app, set when mounted
         self.tasks: dict[str, set[asyncio.Task]] = {}
         self.aborting: set[str] = set()
+        # Stacks whose current action a user cancelled: with rollback (True) or without.
+        self.cancelled: dict[str, bool] = {}
+        # Seconds in one of timeout_mins' minutes (unit tests shorten it).
+        self.minute = 60.0
 
     async def db(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         return await asyncio.to_thread(fn, self.ctl, *args, **kw)
@@ -68,6 +76,22 @@ class Engine:
         finally:
             self.aborting.discard(stack_id)
 
+    def cancel(self, stack_id: str, rollback: bool) -> None:
+        """Stop starting resources and abort waiting ones; the action then fails."""
+        self.cancelled[stack_id] = rollback
+        self.aborting.add(stack_id)
+
+    def settle_cancel(self, stack_id: str) -> bool | None:
+        """Whether the action just ended was cancelled (with rollback), and forget it."""
+        if stack_id not in self.cancelled:
+            return None
+        self.aborting.discard(stack_id)
+        return self.cancelled.pop(stack_id)
+
+    def start_clock(self, state: StackState) -> None:
+        mins = state.timeout_mins if state.timeout_mins else DEFAULT_TIMEOUT_MINS
+        state.deadline = asyncio.get_running_loop().time() + mins * self.minute
+
     async def api_for(self, state: StackState) -> Api:
         def mint(ctl: Controller) -> str:
             with ctl.db.session() as session:
@@ -82,21 +106,24 @@ class Engine:
         state, _props = await self.db(store.load, stack_id)
         api = await self.api_for(state)
         try:
+            self.start_clock(state)
             failure = await self.walk(state, api, state.active(), self.create_one)
+            cancelled = self.settle_cancel(stack_id)
             if failure is None:
                 await self.db(store.set_stack, stack_id, "CREATE", "COMPLETE",
                               "Stack CREATE completed successfully")
                 return
-            await self.db(store.set_stack, stack_id, "CREATE", "FAILED",
-                          f"Resource CREATE failed: {failure}")
-            if not state.disable_rollback and stack_id not in self.aborting:
-                await self.rollback(state, api, failure)
+            reason = failed_reason("CREATE", failure, cancelled)
+            await self.db(store.set_stack, stack_id, "CREATE", "FAILED", reason)
+            if stack_id in self.aborting:
+                return  # deleted while being made: the delete removes what was made
+            if cancelled or (cancelled is None and not state.disable_rollback):
+                await self.rollback(state, api, reason)
         finally:
             await api.close()
 
-    async def rollback(self, state: StackState, api: Api, failure: str) -> None:
-        await self.db(store.set_stack, state.id, "ROLLBACK", "IN_PROGRESS",
-                      f"Resource CREATE failed: {failure}")
+    async def rollback(self, state: StackState, api: Api, reason: str) -> None:
+        await self.db(store.set_stack, state.id, "ROLLBACK", "IN_PROGRESS", reason)
         failed = await self.remove(state, api, "ROLLBACK")
         if failed:
             await self.db(store.set_stack, state.id, "ROLLBACK", "FAILED",
@@ -122,6 +149,7 @@ class Engine:
 
     async def remove(self, state: StackState, api: Api, action: str) -> str | None:
         """Delete every made resource, dependants first; the first failure, if any."""
+        state.deadline = None  # a delete or rollback is not bound by the action's timeout
         present = set(state.made)
         deps = graph.reverse(graph.dependencies(state.tmpl, present))
 
@@ -152,7 +180,13 @@ class Engine:
                     running[asyncio.ensure_future(gated(name))] = name
             if not running:
                 return failure if failure or not pending else "Aborted: stopped"
-            finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            left = None if state.deadline is None else (
+                state.deadline - asyncio.get_running_loop().time())
+            finished, _ = await asyncio.wait(running, timeout=left,
+                                             return_when=asyncio.FIRST_COMPLETED)
+            if not finished:
+                await self.time_out(state, running)
+                return TIMED_OUT
             for task in finished:
                 name = running.pop(task)
                 err = task.exception()
@@ -162,12 +196,20 @@ class Engine:
                     failure = str(err) if isinstance(err, StepFailed | Aborted) else (
                         f"{type(err).__name__}: resources.{name}: {err}")
 
+    async def time_out(self, state: StackState, running: dict[asyncio.Future, str]) -> None:
+        """Stop what is still running and mark it failed, as Heat on a stack timeout."""
+        for task in running:
+            task.cancel()
+        await asyncio.wait(running)
+        for name in running.values():
+            await self.db(store.fail_in_progress, state.id, name, "Timed out")
+
     # Actions on single resources.
     async def create_one(self, state: StackState, api: Api, name: str) -> None:
         rtype = state.type_of(name)
         await self.db(store.set_resource, state.id, name, "CREATE", "IN_PROGRESS",
                       "state changed")
-        scope = Scope(state.name, state.id, name, state.configs)
+        scope = Scope(state.name, state.id, name, state.configs, state.project_id)
         props: dict[str, Any] = {}
         try:
             props = rtype.with_defaults(state.evaluate(state.tmpl.resources[name].properties))
@@ -198,10 +240,12 @@ class Engine:
 
     async def until(self, state: StackState, ready: Callable[[], Awaitable[bool]],
                     abortable: bool = True) -> None:
+        pause = POLL_FIRST
         while not await ready():
             if abortable and state.id in self.aborting:
                 raise Aborted("Operation cancelled")
-            await asyncio.sleep(POLL)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, POLL_MAX)
 
     async def fail(self, state: StackState, name: str, action: str, err: Exception,
                    made: Made | None, props: dict[str, Any] | None) -> None:
@@ -212,3 +256,12 @@ class Engine:
         await self.db(store.set_resource, state.id, name, action, "FAILED", reason,
                       made=made, properties=props)
         raise StepFailed(reason)
+
+
+def failed_reason(action: str, failure: str, cancelled: bool | None) -> str:
+    """Heat's stack_status_reason for a failed action."""
+    if failure == TIMED_OUT:
+        return f"{action.title()} timed out"
+    if cancelled is not None:
+        return f"Stack {action} cancelled"
+    return f"Resource {action} failed: {failure}"

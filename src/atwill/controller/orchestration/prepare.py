@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from ...core.errors import BadRequest
 from ...core.hot import params as hot_params
 from ...core.hot import template as hot_template
 from ...core.hot.errors import StackValidationFailed
@@ -34,6 +35,19 @@ def check_name(name: Any) -> str:
             f'Invalid stack name {name} must contain only alphanumeric or "_-." characters, '
             "must start with alpha and must be 255 characters or less.")
     return name
+
+
+def check_timeout(value: Any) -> int | None:
+    """timeout_mins as Heat's API reads it: a non-negative integer, or absent."""
+    if value is None:
+        return None
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise BadRequest("Only integer is acceptable by 'timeout_mins'.") from None
+    if number < 0:
+        raise BadRequest("Only non-negative integer is acceptable by 'timeout_mins'.")
+    return number
 
 
 def load_template(raw: Any) -> dict[str, Any]:
@@ -92,5 +106,6 @@ def prepare(ctl: Controller, body: dict[str, Any], stack_id: str, name: str,
     values = hot_params.resolve(tmpl.parameters, given, env.get("parameter_defaults") or {})
     disable = body.get("disable_rollback", True)
     state = StackState(stack_id, name, project_id, user_id, tmpl, values, files,
-                       ctl.settings.region, bool(disable))
+                       ctl.settings.region, bool(disable),
+                       check_timeout(body.get("timeout_mins")), environment=env)
     return Prepared(raw, files, env, state, validate(state))

@@ -25,12 +25,19 @@ class StackState:
     files: dict[str, Any]
     region: str
     disable_rollback: bool = True
+    timeout_mins: int | None = None
+    # When the current action times out (the event loop's clock), if it may.
+    deadline: float | None = None
+    environment: dict[str, Any] = field(default_factory=dict)
+    # Every resource row the stack has, made or not.
+    rows: set[str] = field(default_factory=set)
     made: dict[str, Made] = field(default_factory=dict)
     configs: dict[str, str] = field(default_factory=dict)
     # What each made resource was made as (type, properties): an update's baseline.
     stored: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
-    # Resources an update replaced: deleted once the update has made their successors.
-    replaced: list[tuple[str, Made]] = field(default_factory=list)
+    # Resources an update replaced (name, type, made, properties): deleted once the update
+    # has made their successors, or put back if it rolls back.
+    replaced: list[tuple[str, str, Made, dict[str, Any]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.evaluate = Evaluator(self)

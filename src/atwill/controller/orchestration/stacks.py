@@ -48,7 +48,7 @@ def _insert(request: Request, ready: Prepared, body: dict[str, Any]) -> dict[str
                       status_reason="Stack CREATE started", template=ready.template,
                       files=ready.files, environment=ready.environment,
                       parameters=state.values, disable_rollback=state.disable_rollback,
-                      timeout_mins=body.get("timeout_mins"),
+                      timeout_mins=state.timeout_mins,
                       tags=tags.split(",") if isinstance(tags, str) else list(tags))
         session.add(stack)
         session.flush()
@@ -106,6 +106,11 @@ def stack_get(project_id: str, rest: str, request: Request) -> Response:
 async def stack_delete(project_id: str, rest: str, request: Request) -> Response:
     allow(request, project_id, "stacks:delete", True)
     ident, stack_id, tail = split(rest)
+    if tail == ["abandon"]:
+        # Heat answers abandon only with enable_stack_abandon, which is off by default.
+        from .actions import NotSupported
+
+        raise NotSupported("Stack Abandon is not supported.")
     if tail:
         raise NotFound("The resource could not be found.")
     ctl = controller(request)
@@ -134,7 +139,7 @@ async def stack_update(project_id: str, rest: str, request: Request) -> Response
     body, ctl = await json_body(request), controller(request)
     existing = request.method == "PATCH"
 
-    def begin() -> tuple[str, dict[str, Any], dict[str, Any]]:
+    def begin() -> tuple[str, dict[str, Any]]:
         with ctl.db.session() as session:
             stack = store.find(session, project_id, ident, stack_id)
             if stack.status == "IN_PROGRESS":
@@ -142,15 +147,18 @@ async def stack_update(project_id: str, rest: str, request: Request) -> Response
                                "waits for it to finish.")
             merged = _merged(stack, body) if existing else body
             ready = prepare(ctl, merged, stack.id, stack.name, project_id, creds.user_id)
-            old = (dict(stack.template), dict(stack.environment or {}))
+            # What a rollback goes back to.
+            old = {"template": dict(stack.template), "environment": dict(
+                stack.environment or {}), "files": dict(stack.files),
+                "parameters": dict(stack.parameters)}
             _apply(session, stack, ready, merged)
-            return stack.id, *old
+            return stack.id, old
 
-    found, old_raw, old_env = await run_in_threadpool(begin)
+    found, old = await run_in_threadpool(begin)
     eng = engine(request)
     from . import updates  # the update walk builds on the engine's create and delete
 
-    eng.launch(found, lambda sid: updates.run(eng, sid, old_raw, old_env))
+    eng.launch(found, lambda sid: updates.run(eng, sid, old))
     return Response(status_code=202)
 
 
@@ -175,6 +183,8 @@ def _apply(session: Any, stack: Stack, ready: Prepared, body: dict[str, Any]) ->
         ready.environment)
     stack.parameters = ready.state.values
     stack.disable_rollback = ready.state.disable_rollback
+    if "timeout_mins" in body:
+        stack.timeout_mins = ready.state.timeout_mins
     stack.action, stack.status = "UPDATE", "IN_PROGRESS"
     stack.status_reason = "Stack UPDATE started"
     have = set(session.scalars(select(StackResource.name).where(

@@ -71,6 +71,44 @@ def set_resource(ctl: Controller, stack_id: str, name: str, action: str, status:
         event(session, stack, name, row.type, row.physical_id, action, status, reason)
 
 
+def fail_in_progress(ctl: Controller, stack_id: str, name: str, why: str) -> None:
+    """A resource whose action was stopped part-way: FAILED, with why."""
+    with ctl.db.session() as session:
+        stack = session.get(Stack, stack_id)
+        row = session.scalar(select(StackResource).where(
+            StackResource.stack_id == stack_id, StackResource.name == name))
+        if stack is None or row is None or row.status != "IN_PROGRESS":
+            return
+        row.status, row.status_reason = "FAILED", f"{row.action} aborted ({why})"
+        event(session, stack, name, row.type, row.physical_id, row.action, "FAILED",
+              row.status_reason)
+
+
+def restore_resource(ctl: Controller, stack_id: str, name: str, kind: str, made: Made,
+                     properties: dict[str, Any]) -> None:
+    """Put back what a rolled-back update replaced."""
+    with ctl.db.session() as session:
+        stack = session.get(Stack, stack_id)
+        row = session.scalar(select(StackResource).where(
+            StackResource.stack_id == stack_id, StackResource.name == name))
+        if stack is None or row is None:
+            return
+        row.type, row.physical_id, row.data = kind, made.physical_id, dict(made.data)
+        row.properties, row.updated_at = properties, utcnow()
+        row.action, row.status, row.status_reason = "ROLLBACK", "COMPLETE", "state changed"
+        event(session, stack, name, kind, made.physical_id, "ROLLBACK", "COMPLETE",
+              "state changed")
+
+
+def restore_stack(ctl: Controller, stack_id: str, old: dict[str, Any]) -> None:
+    """The template, environment, files and parameters from before a failed update."""
+    with ctl.db.session() as session:
+        stack = session.get(Stack, stack_id)
+        if stack is not None:
+            stack.template, stack.environment = old["template"], old["environment"]
+            stack.files, stack.parameters = old["files"], old["parameters"]
+
+
 def retype(ctl: Controller, stack_id: str, name: str, kind: str) -> None:
     with ctl.db.session() as session:
         row = session.scalar(select(StackResource).where(
@@ -96,9 +134,11 @@ def state_of(stack: Stack, rows: list[StackResource], region: str) -> StackState
     """The engine's view of a stored stack, its made resources loaded from their rows."""
     state = StackState(stack.id, stack.name, stack.project_id, stack.user_id,
                        hot_template.parse(stack.template), dict(stack.parameters),
-                       dict(stack.files), region, stack.disable_rollback)
-    registry_types(state.tmpl, (stack.environment or {}).get("resource_registry") or {})
+                       dict(stack.files), region, stack.disable_rollback,
+                       stack.timeout_mins, environment=dict(stack.environment or {}))
+    registry_types(state.tmpl, state.environment.get("resource_registry") or {})
     for row in rows:
+        state.rows.add(row.name)
         if row.physical_id is not None:
             state.made[row.name] = Made(row.physical_id, dict(row.data))
             state.stored[row.name] = (row.type, dict(row.properties))

@@ -8,7 +8,7 @@ from ...core.errors import ApiError
 from ...core.hot import graph
 from ...core.hot import template as hot_template
 from . import store
-from .engine import Engine
+from .engine import Engine, failed_reason
 from .prepare import registry_types
 from .scope import StackState, type_named
 from .services import Api, ResourceFailure
@@ -40,7 +40,8 @@ async def update_one(engine: Engine, state: StackState, api: Api, name: str) -> 
     if how == "keep":
         return
     if how == "replace":
-        state.replaced.append((state.stored[name][0], state.made.pop(name)))
+        old_kind, old_props = state.stored[name]
+        state.replaced.append((name, old_kind, state.made.pop(name), old_props))
         await engine.db(store.retype, state.id, name, state.tmpl.resources[name].type)
         await engine.create_one(state, api, name)
         return
@@ -49,7 +50,8 @@ async def update_one(engine: Engine, state: StackState, api: Api, name: str) -> 
     try:
         rtype.check(name, props)
         made = await rtype.update(api, state.made[name], props, changed,
-                                  Scope(state.name, state.id, name, state.configs))
+                                  Scope(state.name, state.id, name, state.configs,
+                                        state.project_id))
     except (ResourceFailure, ApiError) as err:
         await engine.fail(state, name, "UPDATE", err, state.made[name], None)
     state.made[name] = made
@@ -57,37 +59,83 @@ async def update_one(engine: Engine, state: StackState, api: Api, name: str) -> 
                     made=made, properties=props)
 
 
-async def run(engine: Engine, stack_id: str, old_raw: dict[str, Any],
-              old_env: dict[str, Any]) -> None:
+async def run(engine: Engine, stack_id: str, old: dict[str, Any]) -> None:
+    """Update the stack to its stored template; on failure roll back to old, if asked."""
     state, _props = await engine.db(store.load, stack_id)
     api = await engine.api_for(state)
     try:
+        engine.start_clock(state)
         failure = await engine.walk(state, api, state.active(),
                                     lambda s, a, n: update_one(engine, s, a, n))
+        cancelled = engine.settle_cancel(stack_id)
         if failure is None:
-            failure = await _retire(engine, state, api, old_raw, old_env)
+            failure = await _retire(engine, state, api, old["template"], old["environment"])
+        if not failure:
+            await engine.db(store.set_stack, stack_id, "UPDATE", "COMPLETE",
+                            "Stack UPDATE completed successfully")
+            return
+        reason = failed_reason("UPDATE", failure, cancelled)
+        await engine.db(store.set_stack, stack_id, "UPDATE", "FAILED", reason)
+        if cancelled or (cancelled is None and not state.disable_rollback):
+            await rollback(engine, state, api, reason, old)
     finally:
         await api.close()
+
+
+async def rollback(engine: Engine, failed: StackState, api: Api, reason: str,
+                   old: dict[str, Any]) -> None:
+    """Back to the template before the update: replaced resources put back, in-place changes
+    undone, and what the update added deleted (Heat's ROLLBACK of an UPDATE)."""
+    await engine.db(store.set_stack, failed.id, "ROLLBACK", "IN_PROGRESS", reason)
+    failure = await _restore_replaced(engine, failed, api)
+    if failure is None:
+        await engine.db(store.restore_stack, failed.id, old)
+        back, _props = await engine.db(store.load, failed.id)
+        failure = await engine.walk(back, api, back.active(),
+                                    lambda s, a, n: update_one(engine, s, a, n))
+        if failure is None:
+            failure = await _retire(engine, back, api, failed.tmpl.raw, failed.environment)
     if failure:
-        await engine.db(store.set_stack, stack_id, "UPDATE", "FAILED",
-                        f"Resource UPDATE failed: {failure}")
-    else:
-        await engine.db(store.set_stack, stack_id, "UPDATE", "COMPLETE",
-                        "Stack UPDATE completed successfully")
+        await engine.db(store.set_stack, failed.id, "ROLLBACK", "FAILED",
+                        f"Resource ROLLBACK failed: {failure}")
+        return
+    await engine.db(store.set_stack, failed.id, "ROLLBACK", "COMPLETE",
+                    "Stack ROLLBACK completed successfully")
+
+
+async def _restore_replaced(engine: Engine, state: StackState, api: Api) -> str | None:
+    """Delete the successors an update made for replaced resources; put the old ones back."""
+    for name, kind, made, props in state.replaced:
+        successor = state.made.pop(name, None)
+        try:
+            if successor is not None:
+                await _delete(engine, state, api, state.type_of(name).name, successor)
+        except (ResourceFailure, ApiError) as err:
+            return f"{type(err).__name__}: resources.{name}: {getattr(err, 'message', err)}"
+        await engine.db(store.restore_resource, state.id, name, kind, made, props)
+    state.replaced.clear()
+    return None
+
+
+async def _delete(engine: Engine, state: StackState, api: Api, kind: str, made: Any) -> None:
+    rtype = type_named(kind)
+    await rtype.delete(api, made)
+    await engine.until(state, lambda: rtype.deleted(api, made), abortable=False)
 
 
 async def _retire(engine: Engine, state: StackState, api: Api, old_raw: dict[str, Any],
                   old_env: dict[str, Any]) -> str | None:
     """Delete what the new template dropped (in the old order) and what was replaced."""
-    for kind, made in state.replaced:
+    for name, kind, made, _props in state.replaced:
         try:
-            rtype = type_named(kind)
-            await rtype.delete(api, made)
-            await engine.until(state, lambda r=rtype, m=made: r.deleted(api, m),
-                               abortable=False)
+            await _delete(engine, state, api, kind, made)
         except (ResourceFailure, ApiError) as err:
-            return f"{type(err).__name__}: {getattr(err, 'message', err)}"
-    dropped = [n for n in state.made if n not in state.active()]
+            return f"{type(err).__name__}: resources.{name}: {getattr(err, 'message', err)}"
+    state.replaced.clear()
+    active = set(state.active())
+    await engine.db(store.drop_resources, state.id,
+                    [n for n in state.rows if n not in active and n not in state.made])
+    dropped = [n for n in state.made if n not in active]
     if not dropped:
         return None
     old = hot_template.parse(old_raw)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from .base import Prop, ResourceType
+from .cinder import CINDER_TYPES
 from .group import ResourceGroup
 from .heat import HEAT_TYPES
 from .neutron import NEUTRON_TYPES
 from .nova import NOVA_TYPES
+from .wait import WAIT_TYPES
 
 REGISTRY: dict[str, ResourceType] = {t.name: t for t in (*HEAT_TYPES, *NEUTRON_TYPES,
-                                                         *NOVA_TYPES,
+                                                         *NOVA_TYPES, *WAIT_TYPES,
+                                                         *CINDER_TYPES,
                                                          ResourceGroup())}
 
 __all__ = ["REGISTRY", "Prop", "ResourceType"]

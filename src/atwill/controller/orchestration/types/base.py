@@ -42,6 +42,7 @@ class Scope:
     stack_id: str
     resource_name: str
     configs: dict[str, str] = field(default_factory=dict)
+    project_id: str = ""
 
 
 class ResourceType:
