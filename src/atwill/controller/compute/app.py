@@ -20,6 +20,7 @@ from . import (
     server_groups,
     server_security_groups,
     server_tags,
+    server_volumes,
     servers,
     services,
     simple_tenant_usage,
@@ -30,7 +31,7 @@ from .common import Microversions, nova_error
 MODULES = (versions, flavors, flavor_access, extra_specs, keypairs, quotas, limits,
            availability_zones, services, hypervisors, aggregates, servers, server_actions,
            server_extras, server_groups, server_security_groups, server_tags,
-           instance_actions, simple_tenant_usage)
+           server_volumes, instance_actions, simple_tenant_usage)
 
 
 def create(ctl: Controller) -> FastAPI:

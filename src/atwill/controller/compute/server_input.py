@@ -9,6 +9,7 @@ from ...core.errors import BadRequest
 from ...core.microversion import Version
 from ...core.text import clean_name, has_control, shown
 from ..service import wrapped
+from . import server_volumes_boot
 
 KNOWN = {
     "name", "flavorRef", "imageRef", "networks", "key_name", "user_data", "metadata",
@@ -79,23 +80,6 @@ def _count(data: dict[str, Any], key: str, default: int = 1) -> int:
     return value
 
 
-def _image(data: dict[str, Any]) -> str | None:
-    """imageRef, or the image of a local boot block device mapping (clients send both)."""
-    image = data.get("imageRef") or None
-    for bdm in data.get("block_device_mapping_v2") or []:
-        if not isinstance(bdm, dict):
-            raise BadRequest("Invalid input for block_device_mapping_v2.")
-        if bdm.get("destination_type") == "volume" or bdm.get("source_type") in (
-                "volume", "snapshot"):
-            raise BadRequest("Volumes are not supported by this cloud yet; boot from an "
-                             "image to a local disk.")
-        if bdm.get("source_type") == "image" and image is None:
-            image = bdm.get("uuid")
-    if image is not None and not isinstance(image, str):
-        raise BadRequest("Invalid input for field 'imageRef'.")
-    return image
-
-
 def metadata(value: Any, key: str = "metadata") -> dict[str, str]:
     """Nova's metadata: printable keys of 1-255 and values of 0-255 characters."""
     bounded(value, key, MAX_METADATA)
@@ -141,14 +125,15 @@ def parse_create(body: dict[str, Any], version: Version) -> dict[str, Any]:
         raise BadRequest("Invalid input: 'networks' is required from microversion 2.37.")
     if isinstance(networks, str) and networks not in ("auto", "none"):
         raise BadRequest("Invalid input for field 'networks': 'auto', 'none' or a list.")
-    image = _image(data)
-    if image is None:
-        raise BadRequest("Invalid input: 'imageRef' is required (booting from volumes is not "
-                         "supported).")
+    image, volumes = server_volumes_boot.parse(data)
+    if image is None and not any(v["boot_index"] == 0 for v in volumes):
+        raise BadRequest("Invalid input: 'imageRef' is required, or a block device mapping "
+                         "with boot_index 0 to boot from a volume.")
     spec = {
         "name": _text(data, "name", required=True),
         "flavor": str(data.get("flavorRef") or "") or _missing("flavorRef"),
-        "image": image, "networks": networks, "key_name": _text(data, "key_name"),
+        "image": image, "block_devices": volumes, "networks": networks,
+        "key_name": _text(data, "key_name"),
         "user_data": _base64(data),
         "metadata": metadata(data.get("metadata") or {}), "security_groups": _security_groups(data),
         "destination": hostforce.requested(

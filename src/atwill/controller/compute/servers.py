@@ -21,6 +21,7 @@ from ..revision import bump
 from ..servers import actions, builds, placement, ports, shelve, snapshots, states, view
 from ..servers.locks import serialized
 from ..service import authorize, caller, controller, json_body, wrapped
+from . import server_volumes_state
 from .common import api_version, base, paginated, query_bool
 from .server_actions import refuse_locked
 from .server_input import access_ip, parse_create
@@ -192,6 +193,7 @@ def delete(session: Any, inst: Instance, request_id: str, creds: Credentials) ->
     ports.free(session, inst)
     placement.release(session, inst)
     snapshots.abandon(session, inst)  # Nova deletes the image of an unfinished snapshot
+    server_volumes_state.on_server_delete(session, inst)
     inst.deleted, inst.vm_state, inst.task_state = True, "deleted", None
     inst.terminated_at = utcnow()
     bump(session)

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from ...core import imagefit, scheduler
 from ...core.errors import BadRequest, Forbidden, NotFound
 from ...core.policy import Credentials
+from ..compute import server_volumes_boot
 from ..compute.usage import project_limits
 from ..context import Controller
 from ..db.models import (
@@ -181,11 +182,13 @@ def create(session: Session, ctl: Controller, creds: Credentials, spec: dict[str
             join_group(session, spec["hints"]["group"], inst, creds, 1)
         actions.start(session, inst.id, "create", request_id, creds.user_id, creds.project_id)
         made.append(inst)
+    server_volumes_boot.check_count(spec.get("block_devices") or [], count)
     for inst in made:
         req = lifecycle.request_for(session, inst, image_properties(session, inst),
                                     pci_requests(ctl, inst))
         if lifecycle.schedule(session, ctl, inst, req):
             ports.allocate(session, ctl, inst, creds)
+        server_volumes_boot.attach_all(session, creds, inst, spec.get("block_devices") or [])
     return made
 
 

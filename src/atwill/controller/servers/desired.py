@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ..compute import server_volumes_state
 from ..db.models import Image, Instance, Node
 from ..db.network import Network, Subnet
 from . import ports, snapshots
@@ -17,7 +18,9 @@ def instances_desired(session: Session, node: Node) -> list[dict[str, Any]]:
     found = session.scalars(select(Instance).where(
         Instance.node_id == node.id, Instance.deleted.is_(False),
         Instance.vm_state != "error").order_by(Instance.created_at))
-    return [instance_spec(session, inst) for inst in found]
+    # A server booting from a volume starts once the volume is made and exported to it.
+    return [instance_spec(session, inst) for inst in found
+            if not server_volumes_state.boot_pending(session, inst)]
 
 
 def instance_spec(session: Session, inst: Instance) -> dict[str, Any]:
@@ -25,7 +28,7 @@ def instance_spec(session: Session, inst: Instance) -> dict[str, Any]:
     image_id = inst.shelved_image_id or inst.image_id
     image = session.get(Image, image_id) if image_id else None
     nics = [_nic(session, p) for p in ports.of(session, inst)]
-    return {
+    spec = {
         "id": inst.id, "name": inst.name, "hostname": inst.hostname,
         "vcpus": inst.vcpus, "memory_mb": inst.memory_mb, "disk_gb": inst.disk_gb,
         "image": None if image is None else {
@@ -45,6 +48,10 @@ def instance_spec(session: Session, inst: Instance) -> dict[str, Any]:
         # A createImage the node must do: {"image_id": ...} until it uploads or fails.
         "snapshot": snapshots.request(inst),
     }
+    volumes = server_volumes_state.desired(session, inst)
+    if volumes is not None:  # an instance that never had a volume: no key, no QMP work
+        spec["volumes"] = volumes
+    return spec
 
 
 def _nic(session: Session, port: Any) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ...core import scheduler
+from ..compute import server_volumes_state
 from ..context import Controller
 from ..db.base import iso, utcnow
 from ..db.models import Instance, Node, ServerGroup, ServerGroupMember
@@ -97,6 +98,7 @@ def report(session: Session, ctl: Controller, node: Node, reports: dict[str, Any
         seen = reports.get(inst.id)
         if isinstance(seen, dict):
             _apply_report(session, ctl, node, inst, seen)
+            server_volumes_state.report(session, inst, seen)
 
 
 def _apply_report(session: Session, ctl: Controller, node: Node, inst: Instance,
@@ -108,6 +110,8 @@ def _apply_report(session: Session, ctl: Controller, node: Node, inst: Instance,
     if inst.vm_state == "shelved_offloaded":
         shelve.report(session, ctl, node, inst, seen)
         return
+    if inst.task_state == "migrating":
+        return  # the migration's own reports move it on (live_migration_agents.py)
     if state == "error":
         _build_failed(session, ctl, node, inst, str(seen.get("error") or "the build failed"))
         return

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from ...core.microversion import Version
 from ...core.policy import Credentials
+from ..compute import server_volumes_state
 from ..db.base import iso
 from ..db.models import Instance, ServerGroupMember
 from ..db.network import FloatingIP, Network, SecurityGroup
@@ -141,7 +142,8 @@ def detail(session: Session, inst: Instance, version: Version, base: str,
         "security_groups": group_names(session, inst),
         "OS-EXT-STS:task_state": inst.task_state, "OS-EXT-STS:vm_state": inst.vm_state,
         "OS-EXT-STS:power_state": inst.power_state,
-        "os-extended-volumes:volumes_attached": [],
+        "os-extended-volumes:volumes_attached": server_volumes_state.volumes_attached(
+            session, inst, version >= "2.3"),
     }
     _versioned(out, inst, version, creds)
     if show and version >= "2.71":

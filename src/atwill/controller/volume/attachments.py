@@ -13,7 +13,7 @@ from ...core.errors import BadRequest, NotFound
 from ...core.microversion import Version
 from ...core.policy import Credentials
 from ..db.base import utcnow
-from ..db.models import Node
+from ..db.models import Instance, Node
 from ..db.volume import Volume, VolumeAttachment
 from ..revision import bump
 from ..service import controller, json_body, wrapped
@@ -49,7 +49,8 @@ def view(vol: Volume, att: VolumeAttachment, detail: bool = True) -> dict[str, A
     return body
 
 
-def _connect(session: Session, vol: Volume, att: VolumeAttachment, connector: Any) -> None:
+def _connect(session: Session, vol: Volume, att: VolumeAttachment, connector: Any,
+             creds: Credentials) -> None:
     if not isinstance(connector, dict) or not isinstance(connector.get("host"), str):
         raise BadRequest("Invalid input received: the connector must be an object with the "
                          "compute node's name as 'host'.")
@@ -57,11 +58,36 @@ def _connect(session: Session, vol: Volume, att: VolumeAttachment, connector: An
     if node is None:
         raise BadRequest(f"Invalid input received: connector host "
                          f"{connector['host'][:64]!r} is not a node of this cloud.")
+    _check_target(session, creds, att, node)
     att.connector = {k: v for k, v in connector.items() if isinstance(v, str | int | bool)}
     att.node_id, att.node_name, att.status = node.id, node.name, "attaching"
     if isinstance(connector.get("mountpoint"), str):
         att.device = connector["mountpoint"][:255]
     vol.status = "attaching"
+
+
+def _check_target(session: Session, creds: Credentials, att: VolumeAttachment,
+                  node: Node) -> None:
+    """The export goes to the node that runs the attachment's server: a member may not have
+    a volume served to any other node (an admin may, for an attachment without a server)."""
+    inst = session.get(Instance, att.instance_id) if att.instance_id else None
+    if inst is None:
+        if not creds.is_admin:
+            raise BadRequest("Invalid input received: a connector needs the instance_uuid "
+                             "of a server of this project.")
+        return
+    if inst.node_id != node.id:
+        raise BadRequest(f"Invalid input received: connector host {node.name!r} is not the "
+                         f"compute node of instance {inst.id}.")
+
+
+def _instance(session: Session, creds: Credentials, vol: Volume, instance_id: str) -> None:
+    """Cinder trusts Nova here; atwill's callers are users, so the server must be theirs
+    (and in the volume's project, an admin's too)."""
+    inst = session.get(Instance, instance_id)
+    if inst is None or inst.deleted or inst.project_id != vol.project_id or (
+            not creds.is_admin and inst.project_id != creds.project_id):
+        raise NotFound(f"Instance {instance_id[:64]} could not be found.")
 
 
 def _find(session: Session, creds: Credentials, attachment_id: str) -> VolumeAttachment:
@@ -90,12 +116,14 @@ def attachment_post(request: Request, body: dict = Depends(json_body),
     with controller(request).db.session() as session:
         vol = find_volume(session, creds, data["volume_uuid"], lock=True)
         require_member(creds, vol.project_id, "volume:attachment_create")
+        if instance is not None:
+            _instance(session, creds, vol, instance)
         _check_attachable(session, vol, mode)
         att = VolumeAttachment(volume_id=vol.id, instance_id=instance,
                                project_id=vol.project_id, status="reserved", attach_mode=mode)
         vol.status = "reserved" if vol.status == "available" else vol.status
         if data.get("connector"):
-            _connect(session, vol, att, data["connector"])
+            _connect(session, vol, att, data["connector"], creds)
         session.add(att)
         session.flush()
         vol.updated_at = utcnow()
@@ -129,7 +157,7 @@ def attachment_put(attachment_id: str, request: Request, body: dict = Depends(js
         require_member(creds, vol.project_id, "volume:attachment_update")
         if att.status == "attached":
             raise BadRequest(f"Invalid volume: attachment {att.id} is already connected.")
-        _connect(session, vol, att, data["connector"])
+        _connect(session, vol, att, data["connector"], creds)
         att.updated_at = vol.updated_at = utcnow()
         bump(session)
         return {"attachment": view(vol, att)}

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from ...core.errors import BadRequest
 from ..db.base import utcnow
 from ..db.models import Node
-from ..db.volume import Volume, VolumeSnapshot
+from ..db.volume import Volume, VolumeAttachment, VolumeSnapshot
 
 log = logging.getLogger("atwill.volume")
 ERROR_CHARS = 1024
@@ -47,6 +47,9 @@ def _volume(session: Session, vol: Volume, entry: dict[str, Any] | None) -> bool
     new = vol.status
     if vol.status in BUILDING and state in ("available", "error"):
         new = state
+        if new == "available" and session.scalar(select(VolumeAttachment.id).where(
+                VolumeAttachment.volume_id == vol.id).limit(1)) is not None:
+            new = "attaching"  # made for a server booting from it (compute/server_volumes)
     elif vol.status == "extending" and state == "available" and isinstance(size, int) \
             and size >= vol.size:
         new = "available"

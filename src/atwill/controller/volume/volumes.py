@@ -50,7 +50,7 @@ def _text(data: dict[str, Any], key: str, old: str) -> str | None:
     return clean_name(value, key, 255)
 
 
-def _new_volume(session: Session, creds: Credentials, data: dict[str, Any]) -> Volume:
+def new_volume(session: Session, creds: Credentials, data: dict[str, Any]) -> Volume:
     unknown = sorted(set(data) - CREATE_KEYS)
     if unknown:
         raise BadRequest(f"Invalid input: additional properties are not allowed "
@@ -120,7 +120,7 @@ def volume_post(request: Request, body: dict = Depends(json_body),
     require_member(creds, creds.project_id, "volume:create")
     data = wrapped(body, "volume")
     with controller(request).db.session() as session:
-        vol = _new_volume(session, creds, data)
+        vol = new_volume(session, creds, data)
         bump(session)
         view = render(request, session, [vol], version, creds, extended=False)[0]
     return JSONResponse({"volume": view}, status_code=202)

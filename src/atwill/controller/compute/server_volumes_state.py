@@ -1,0 +1,182 @@
+"""Nova's volume attachments as rows: attach, detach, what the compute node must plug in,
+how its report settles them, and what a server's deletion does to its volumes.
+
+Nova's block device mapping and Cinder's attachment are one row (VolumeAttachment); the
+storage node exports an attachment that is attaching, attached or detaching
+(volume/desired.py), the compute node is given it once that export is reported.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ...core.errors import BadRequest
+from ..db.base import utcnow
+from ..db.models import Instance
+from ..db.volume import Volume, VolumeAttachment
+from ..revision import bump
+from ..volume.volumes import start_delete
+
+# What the compute node is asked to plug in (the export permitting).
+PLUGGED = ("attaching", "attached")
+# What Nova lists as the server's volumes (a detach not yet confirmed included).
+LISTED = ("attaching", "attached", "detaching")
+ROOT_DEVICE = "/dev/vda"
+# bdm_uuid (2.89) is not stored: it is derived from the attachment, stable and distinct.
+BDM_NAMESPACE = uuid.UUID("6b0d5f4e-2f43-4c0e-9a55-0c1c4ad0b7a1")
+
+
+def bdm_uuid(att: VolumeAttachment) -> str:
+    return str(uuid.uuid5(BDM_NAMESPACE, att.id))
+
+
+def of_server(session: Session, instance_id: str,
+              statuses: tuple[str, ...] = LISTED) -> list[VolumeAttachment]:
+    return list(session.scalars(select(VolumeAttachment).where(
+        VolumeAttachment.instance_id == instance_id, VolumeAttachment.status.in_(statuses))
+        .order_by(VolumeAttachment.created_at, VolumeAttachment.id)))
+
+
+def next_device(used: list[str | None]) -> str:
+    """The first free /dev/vdX after the root disk (Nova picks the name, whatever the
+    caller asked for: the guest names its disks itself)."""
+    for letter in "bcdefghijklmnopqrstuvwxyz":
+        name = f"/dev/vd{letter}"
+        if name not in used:
+            return name
+    raise BadRequest("No free device name is left on this server for another volume.")
+
+
+def attach(session: Session, inst: Instance, vol: Volume, tag: str | None,
+           delete_on_termination: bool) -> VolumeAttachment:
+    """Reserve an available volume for the server (os-volume_attachments)."""
+    if any(a.volume_id == vol.id for a in of_server(session, inst.id)):
+        raise BadRequest(f"Invalid volume: volume {vol.id} already attached")
+    if vol.status != "available":
+        raise BadRequest(f"Invalid volume: volume '{vol.id}' status must be 'available'. "
+                         f"Currently in '{vol.status}'")
+    return add(session, inst, vol, tag, delete_on_termination, None)
+
+
+def add(session: Session, inst: Instance, vol: Volume, tag: str | None,
+        delete_on_termination: bool, boot_index: int | None) -> VolumeAttachment:
+    """The attachment row on the server's node; the storage node exports it there (a new
+    volume once it is made: it stays creating until then)."""
+    taken = session.scalar(select(VolumeAttachment.id).where(
+        VolumeAttachment.volume_id == vol.id).limit(1))
+    if taken is not None and not vol.multiattach:
+        raise BadRequest(f"Invalid volume: volume {vol.id} is attached to another server.")
+    used = [ROOT_DEVICE, *(a.device for a in of_server(session, inst.id))]
+    device = ROOT_DEVICE if boot_index == 0 else next_device(used)
+    att = VolumeAttachment(
+        volume_id=vol.id, instance_id=inst.id, project_id=vol.project_id,
+        status="attaching", attach_mode="ro" if vol.readonly else "rw",
+        connector={"host": inst.node_name}, node_id=inst.node_id, node_name=inst.node_name,
+        device=device, boot_index=boot_index, delete_on_termination=delete_on_termination,
+        tag=tag)
+    session.add(att)
+    if vol.status == "available":
+        vol.status = "attaching"
+    vol.updated_at = utcnow()
+    session.flush()
+    return att
+
+
+def boot_pending(session: Session, inst: Instance) -> bool:
+    """Whether a server booting from a volume must wait for it: its node cannot start it
+    before the volume is made and exported there."""
+    if inst.vm_state != "building":
+        return False
+    for att in of_server(session, inst.id, statuses=PLUGGED):
+        if att.boot_index == 0:
+            vol = session.get(Volume, att.volume_id)
+            export = (vol.exports or {}).get(att.node_id) if vol is not None else None
+            return not (export and export.get("host") and export.get("port"))
+    return False
+
+
+def detach(session: Session, att: VolumeAttachment) -> None:
+    """Ask the node to unplug; the row goes when its report no longer lists the volume."""
+    vol = session.get(Volume, att.volume_id)
+    att.status, att.updated_at = "detaching", utcnow()
+    if vol is not None:
+        vol.status, vol.updated_at = "detaching", utcnow()
+
+
+def _release(session: Session, att: VolumeAttachment) -> Volume | None:
+    """Drop the row; the volume is available once its export is gone too."""
+    vol = session.get(Volume, att.volume_id)
+    session.delete(att)
+    session.flush()
+    if vol is not None:
+        vol.status = "detaching" if att.node_id in (vol.exports or {}) else "available"
+        vol.updated_at = utcnow()
+    return vol
+
+
+def desired(session: Session, inst: Instance) -> list[dict[str, Any]] | None:
+    """The instance's `volumes` for its node (volume-contract); None when it has none."""
+    atts = of_server(session, inst.id)
+    if not atts:
+        return None
+    out = []
+    for att in atts:
+        vol = session.get(Volume, att.volume_id)
+        export = (vol.exports or {}).get(att.node_id) if vol is not None else None
+        if att.status not in PLUGGED or att.node_id != inst.node_id or not export \
+                or not export.get("host") or not export.get("port"):
+            continue  # not exported to this node yet (or being detached)
+        out.append({"volume_id": vol.id, "serial": vol.id, "device": att.device,
+                    "host": export["host"], "port": export["port"], "export": vol.id,
+                    "boot_index": att.boot_index, "read_only": att.attach_mode == "ro",
+                    "tls_hostname": vol.node_name})
+    return out
+
+
+def report(session: Session, inst: Instance, seen: dict[str, Any]) -> None:
+    """Settle the instance's attachments from its node's report ("volumes")."""
+    reported = seen.get("volumes")
+    reported = reported if isinstance(reported, dict) else {}
+    changed = False
+    for att in of_server(session, inst.id):
+        outcome = reported.get(att.volume_id)
+        if att.status == "attaching" and outcome == "attached":
+            vol = session.get(Volume, att.volume_id)
+            att.status, att.attached_at, att.updated_at = "attached", utcnow(), utcnow()
+            if vol is not None:
+                vol.status, vol.updated_at = "in-use", utcnow()
+            changed = True
+        elif att.status == "attaching" and isinstance(outcome, str) \
+                and outcome.startswith("error"):
+            # As Nova: a failed attach is rolled back, the volume is free again.
+            _release(session, att)
+            changed = True
+        elif att.status == "detaching" and outcome is None:
+            _release(session, att)
+            changed = True
+    if changed:
+        bump(session)
+
+
+def on_server_delete(session: Session, inst: Instance) -> None:
+    """A deleted server lets its volumes go; delete_on_termination ones are deleted."""
+    for att in of_server(session, inst.id, statuses=(*LISTED, "reserved")):
+        dispose = att.delete_on_termination
+        vol = _release(session, att)
+        if vol is not None and dispose:
+            start_delete(session, vol, cascade=True, force=True)
+
+
+def volumes_attached(session: Session, inst: Instance, with_flag: bool) -> list[dict]:
+    """The server's os-extended-volumes:volumes_attached (delete_on_termination at 2.3)."""
+    out: list[dict[str, Any]] = []
+    for att in of_server(session, inst.id):
+        entry: dict[str, Any] = {"id": att.volume_id}
+        if with_flag:
+            entry["delete_on_termination"] = att.delete_on_termination
+        out.append(entry)
+    return out
