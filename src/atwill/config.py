@@ -74,6 +74,10 @@ class Settings:
     # The external network `public` (CIDR); empty: `atwill up` picks one clear of the
     # host's routes, addresses, resolvers and package mirrors; `init` uses 203.0.113.0/24.
     public_range: str = ""
+    # Peer clouds (X-Scope): how long a call to a peer may take before the request gets a
+    # 503 naming it, and how long what a peer vouched for a token is trusted (at most 30 s).
+    peer_timeout: float = 5.0
+    peer_token_cache: float = 30.0
 
     @property
     def scheme(self) -> str:

@@ -14,6 +14,7 @@ from . import (
     keys,
     lab,
     node,
+    peer,
     token,
     up,
     usage,
@@ -46,6 +47,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(bench.app, name="bench")
 app.add_typer(user.app, name="user")
 app.add_typer(usage.app, name="usage")
+app.add_typer(peer.app, name="peer")
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from .image import app as image_app
 from .middleware import RequestContext
 from .network import app as network_app
 from .orchestration import app as orchestration_app
+from .peers.middleware import ScopeMiddleware
 from .volume import app as volume_app
 
 # The JSON APIs, each a sub-app of its own; the dashboard (forms and pages) is apart.
@@ -65,7 +66,8 @@ def create_app(settings: Settings, ctl: Controller | None = None) -> RequestCont
             "image": f"{base}/image"}}
 
     logging.getLogger("atwill").debug("controller app built for %s", ctl.base_url)
-    app = RequestContext(root, settings.max_request_body, MOUNTS)
+    # X-Scope: services answered by peer clouds, and peers' users mapped here.
+    app = RequestContext(ScopeMiddleware(root, ctl), settings.max_request_body, MOUNTS)
     # The dashboard calls the services in-process, with the browser's token, through the
     # same request ids, log lines and body limits as any client.
     dashboard.state.api = app

@@ -21,6 +21,7 @@ from ..ha.lease import host_report
 from ..ha.monitor import returned
 from ..image.store import ImageStore
 from ..metrics_relay import RELAY
+from ..peers.images import node_download
 from ..revision import bump, revision
 from ..servers.lifecycle import report
 from ..service import controller
@@ -132,6 +133,9 @@ def node_image_get(node_id: str, image_id: str, request: Request) -> FileRespons
         if needed is None:
             needed = image_id if image_needed(session, node.id, image_id) else None
         image = session.get(Image, image_id)
+        if needed is not None and image is None and (
+                relayed := node_download(ctl, session, image_id)) is not None:
+            return relayed  # a peer cloud's image (X-Scope), streamed from the peer
         if needed is None or image is None or image.status != "active":
             raise NotFound(f"No instance on this node boots from image {image_id}.")
         checksum = image.checksum or ""

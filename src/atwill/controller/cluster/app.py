@@ -4,6 +4,7 @@ from fastapi import FastAPI
 
 from ..context import Controller
 from ..fencing import routes as fencing
+from ..peers import routes as peers
 from ..service import make_service_app
 from . import admin, agents, certificates, consoles, join, snapshots, usage_events
 from .nodecert import cluster_error
@@ -13,6 +14,6 @@ def create(ctl: Controller) -> FastAPI:
     app = make_service_app(ctl, render=cluster_error, openapi_url="/v1/openapi.json",
                            title="atwill cluster API", version="1")
     for module in (join, agents, certificates, consoles, snapshots, admin, fencing,
-                   usage_events):
+                   usage_events, peers):
         app.include_router(module.router)
     return app

@@ -46,6 +46,7 @@ from .network import (
     SubnetPool,
 )
 from .orchestration import Stack, StackEvent, StackResource
+from .peers import Peer, PeerImage, PeerMapping, PeerToken
 from .servers import (
     Instance,
     InstanceAction,
@@ -81,4 +82,5 @@ __all__ = [
     "VolumeType",
     "UsageEvent",
     "Migration",
+    "Peer", "PeerImage", "PeerMapping", "PeerToken",
 ]

@@ -27,6 +27,7 @@ from ..db.models import (
     ServerGroupMember,
 )
 from ..image import common as image_common
+from ..peers.images import scoped_image
 from . import actions, lifecycle, locks, zones
 
 HOSTNAME_BAD = re.compile(r"[^a-z0-9-]+")
@@ -67,6 +68,8 @@ def find_image(session: Session, ref: str, creds: Credentials) -> Image:
     member's status, and by nobody once the membership or the sharing is gone.
     """
     ref = ref.rstrip("/").rsplit("/", 1)[-1]
+    if (peer_image := scoped_image(session, ref)) is not None:
+        return peer_image  # X-Scope {"image": peer}: the peer's image, checked there
     try:
         image = image_common.find_image(session, creds, ref)
     except NotFound:

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from ..compute import server_volumes_state
 from ..db.models import Image, Instance, Node
 from ..db.network import Network, Subnet
+from ..peers.images import spec_image
 from . import ports, snapshots
 
 
@@ -28,10 +29,11 @@ def instance_spec(session: Session, inst: Instance) -> dict[str, Any]:
     image_id = inst.shelved_image_id or inst.image_id
     image = session.get(Image, image_id) if image_id else None
     nics = [_nic(session, p) for p in ports.of(session, inst)]
+    peer_image = spec_image(session, image_id) if image is None else None
     spec = {
         "id": inst.id, "name": inst.name, "hostname": inst.hostname,
         "vcpus": inst.vcpus, "memory_mb": inst.memory_mb, "disk_gb": inst.disk_gb,
-        "image": None if image is None else {
+        "image": peer_image if image is None else {
             "id": image.id, "checksum": image.checksum, "os_hash_algo": image.os_hash_algo,
             "os_hash_value": image.os_hash_value, "disk_format": image.disk_format,
             "size": image.size, "properties": image.properties or {}},

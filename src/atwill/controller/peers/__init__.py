@@ -1,0 +1,1 @@
+"""Peer clouds: pairing, identity mapping, and the X-Scope that sends services to them."""
