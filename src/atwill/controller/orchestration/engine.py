@@ -92,6 +92,13 @@ class Engine:
         mins = state.timeout_mins if state.timeout_mins else DEFAULT_TIMEOUT_MINS
         state.deadline = asyncio.get_running_loop().time() + mins * self.minute
 
+    def scope(self, state: StackState, name: str) -> Scope:
+        async def adopt(child_id: str) -> None:
+            await self.db(store.adopt, child_id, state.id)
+
+        return Scope(state.name, state.id, name, state.configs, state.project_id,
+                     state.files, adopt)
+
     async def api_for(self, state: StackState) -> Api:
         def mint(ctl: Controller) -> str:
             with ctl.db.session() as session:
@@ -209,7 +216,7 @@ class Engine:
         rtype = state.type_of(name)
         await self.db(store.set_resource, state.id, name, "CREATE", "IN_PROGRESS",
                       "state changed")
-        scope = Scope(state.name, state.id, name, state.configs, state.project_id)
+        scope = self.scope(state, name)
         props: dict[str, Any] = {}
         try:
             props = rtype.with_defaults(state.evaluate(state.tmpl.resources[name].properties))

@@ -14,6 +14,7 @@ from ...core.hot import template as hot_template
 from ...core.hot.errors import StackValidationFailed
 from ..context import Controller
 from .scope import StackState, validate
+from .types.nested import is_template_type
 
 NAME = re.compile(r"[a-zA-Z][a-zA-Z0-9_.-]{0,254}")
 ENV_KEYS = {"parameters", "parameter_defaults", "resource_registry", "event_sinks",
@@ -78,17 +79,22 @@ def load_environment(raw: Any) -> dict[str, Any]:
     return raw
 
 
-def registry_types(tmpl: hot_template.Template, registry: dict[str, Any]) -> None:
-    """Apply resource_registry aliases (type -> type); template files are not nested yet."""
+def registry_types(tmpl: hot_template.Template, registry: dict[str, Any],
+                   files: dict[str, Any] | None = None) -> None:
+    """Apply resource_registry aliases: a type, or a template sent in the files."""
     for res in tmpl.resources.values():
         seen = set()
         while res.type in registry and res.type not in seen:
             seen.add(res.type)
             target = registry[res.type]
-            if not isinstance(target, str) or target.endswith((".yaml", ".yml", ".template")):
+            if not isinstance(target, str):
                 raise StackValidationFailed(
-                    f"The resource_registry entry for {res.type} names a template "
-                    f"({target}): nested stacks are not supported by atwill yet.")
+                    f"The resource_registry entry for {res.type} must name a type or a "
+                    "template file.")
+            if is_template_type(target) and target not in (files or {}):
+                raise StackValidationFailed(
+                    f"Could not fetch remote template \"{target}\": it is not in the files "
+                    "sent with the stack.")
             res.type = target
 
 
@@ -100,7 +106,7 @@ def prepare(ctl: Controller, body: dict[str, Any], stack_id: str, name: str,
         raise StackValidationFailed("files must be a map of names to contents")
     env = load_environment(body.get("environment"))
     tmpl = hot_template.parse(raw)
-    registry_types(tmpl, env.get("resource_registry") or {})
+    registry_types(tmpl, env.get("resource_registry") or {}, files)
     given = dict(env.get("parameters") or {})
     given.update(body.get("parameters") or {})
     values = hot_params.resolve(tmpl.parameters, given, env.get("parameter_defaults") or {})

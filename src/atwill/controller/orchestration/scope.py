@@ -12,6 +12,7 @@ from ...core.hot.errors import ResourceTypeNotFound, StackValidationFailed
 from ...core.hot.functions import Evaluator
 from .types import REGISTRY
 from .types.base import Made, ResourceType
+from .types.nested import TemplateResource, is_template_type
 
 
 @dataclass
@@ -70,7 +71,7 @@ class StackState:
         return str(self.files[name])
 
     def type_of(self, name: str) -> ResourceType:
-        return type_named(self.tmpl.resources[name].type)
+        return type_named(self.tmpl.resources[name].type, self.files)
 
     def active(self) -> list[str]:
         """The resources whose condition holds (the others are not part of the stack)."""
@@ -92,16 +93,19 @@ class StackState:
         return out
 
 
-def type_named(kind: str) -> ResourceType:
-    if kind not in REGISTRY:
-        raise ResourceTypeNotFound(f"The Resource Type ({kind}) could not be found.")
-    return REGISTRY[kind]
+def type_named(kind: str, files: dict[str, Any] | None = None) -> ResourceType:
+    """A registered type, or a template resource whose template came in the files."""
+    if kind in REGISTRY:
+        return REGISTRY[kind]
+    if files and kind in files and is_template_type(kind):
+        return TemplateResource(kind, files[kind])
+    raise ResourceTypeNotFound(f"The Resource Type ({kind}) could not be found.")
 
 
 def validate(state: StackState) -> list[str]:
     """Check every resource's type and properties before anything is made."""
     for res in state.tmpl.resources.values():
-        rtype = type_named(res.type)
+        rtype = type_named(res.type, state.files)
         rtype.check(res.name, res.properties)
     for name in state.tmpl.conditions:
         state.conditions(name)

@@ -109,6 +109,14 @@ def restore_stack(ctl: Controller, stack_id: str, old: dict[str, Any]) -> None:
             stack.files, stack.parameters = old["files"], old["parameters"]
 
 
+def adopt(ctl: Controller, child_id: str, parent_id: str) -> None:
+    """A nested stack: hidden from the project's list, shown under its parent."""
+    with ctl.db.session() as session:
+        child = session.get(Stack, child_id)
+        if child is not None:
+            child.parent_id = parent_id
+
+
 def retype(ctl: Controller, stack_id: str, name: str, kind: str) -> None:
     with ctl.db.session() as session:
         row = session.scalar(select(StackResource).where(
@@ -136,7 +144,7 @@ def state_of(stack: Stack, rows: list[StackResource], region: str) -> StackState
                        hot_template.parse(stack.template), dict(stack.parameters),
                        dict(stack.files), region, stack.disable_rollback,
                        stack.timeout_mins, environment=dict(stack.environment or {}))
-    registry_types(state.tmpl, state.environment.get("resource_registry") or {})
+    registry_types(state.tmpl, state.environment.get("resource_registry") or {}, state.files)
     for row in rows:
         state.rows.add(row.name)
         if row.physical_id is not None:

@@ -12,7 +12,6 @@ from .engine import Engine, failed_reason
 from .prepare import registry_types
 from .scope import StackState, type_named
 from .services import Api, ResourceFailure
-from .types.base import Scope
 
 
 def changes(state: StackState, name: str, props: dict[str, Any]) -> tuple[str, set[str]]:
@@ -24,7 +23,7 @@ def changes(state: StackState, name: str, props: dict[str, Any]) -> tuple[str, s
     changed = {k for k in set(props) | set(old_props) if props.get(k) != old_props.get(k)}
     if not changed:
         return "keep", changed
-    rtype = type_named(kind)
+    rtype = type_named(kind, state.files)
     allowed = all(k in rtype.properties and rtype.properties[k].update_allowed
                   for k in changed)
     return ("update" if allowed else "replace"), changed
@@ -50,8 +49,7 @@ async def update_one(engine: Engine, state: StackState, api: Api, name: str) -> 
     try:
         rtype.check(name, props)
         made = await rtype.update(api, state.made[name], props, changed,
-                                  Scope(state.name, state.id, name, state.configs,
-                                        state.project_id))
+                                  engine.scope(state, name))
     except (ResourceFailure, ApiError) as err:
         await engine.fail(state, name, "UPDATE", err, state.made[name], None)
     state.made[name] = made
@@ -109,7 +107,8 @@ async def _restore_replaced(engine: Engine, state: StackState, api: Api) -> str 
         successor = state.made.pop(name, None)
         try:
             if successor is not None:
-                await _delete(engine, state, api, state.type_of(name).name, successor)
+                await _delete(engine, state, api, state.tmpl.resources[name].type,
+                              successor)
         except (ResourceFailure, ApiError) as err:
             return f"{type(err).__name__}: resources.{name}: {getattr(err, 'message', err)}"
         await engine.db(store.restore_resource, state.id, name, kind, made, props)
@@ -118,7 +117,7 @@ async def _restore_replaced(engine: Engine, state: StackState, api: Api) -> str 
 
 
 async def _delete(engine: Engine, state: StackState, api: Api, kind: str, made: Any) -> None:
-    rtype = type_named(kind)
+    rtype = type_named(kind, state.files)
     await rtype.delete(api, made)
     await engine.until(state, lambda: rtype.deleted(api, made), abortable=False)
 
@@ -139,7 +138,7 @@ async def _retire(engine: Engine, state: StackState, api: Api, old_raw: dict[str
     if not dropped:
         return None
     old = hot_template.parse(old_raw)
-    registry_types(old, old_env.get("resource_registry") or {})
+    registry_types(old, old_env.get("resource_registry") or {}, state.files)
     retired = StackState(state.id, state.name, state.project_id, state.user_id, old,
                          state.values, state.files, state.region)
     retired.made = {n: state.made[n] for n in dropped}

@@ -6,6 +6,7 @@ from .base import Prop, ResourceType
 from .cinder import CINDER_TYPES
 from .group import ResourceGroup
 from .heat import HEAT_TYPES
+from .nested import NestedStack
 from .neutron import NEUTRON_TYPES
 from .nova import NOVA_TYPES
 from .wait import WAIT_TYPES
@@ -13,6 +14,6 @@ from .wait import WAIT_TYPES
 REGISTRY: dict[str, ResourceType] = {t.name: t for t in (*HEAT_TYPES, *NEUTRON_TYPES,
                                                          *NOVA_TYPES, *WAIT_TYPES,
                                                          *CINDER_TYPES,
-                                                         ResourceGroup())}
+                                                         ResourceGroup(), NestedStack())}
 
 __all__ = ["REGISTRY", "Prop", "ResourceType"]

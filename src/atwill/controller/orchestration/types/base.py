@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,10 @@ class Scope:
     resource_name: str
     configs: dict[str, str] = field(default_factory=dict)
     project_id: str = ""
+    # The files sent with the stack (nested templates), and how a nested stack made for
+    # this resource is marked as the stack's child.
+    files: dict[str, Any] = field(default_factory=dict)
+    adopt: Callable[[str], Awaitable[None]] | None = None
 
 
 class ResourceType:
