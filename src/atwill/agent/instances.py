@@ -26,6 +26,7 @@ from .hypervisor.spec import InstanceSpec, Nic
 from .instance_metrics import InstanceMetrics
 from .kvm import kvm_probe
 from .lanes import Lanes
+from .live_migrations import LiveMigrations
 from .snapshot import Snapshots
 
 log = logging.getLogger("atwill.agent.instances")
@@ -60,6 +61,8 @@ class InstanceManager:
         self.lanes = Lanes(on_done=lambda: self.on_started())
         # Each running instance's CPU, memory, disk and network counters, for Prometheus.
         self.metrics = InstanceMetrics(self.driver)
+        # Instances this node sends or receives in a live migration (live_migrations.py).
+        self.migrations = LiveMigrations(self)
 
     # converge ------------------------------------------------------------------
     def taps(self, instances: list[dict[str, Any]]) -> None:
@@ -86,7 +89,10 @@ class InstanceManager:
         self.kept &= set(self.driver.uuids()) - set(wanted)
         for uuid in set(self.errors) - set(wanted):
             self.errors.pop(uuid, None)  # a build that never started, no longer wanted
+        self.migrations.prune(set(wanted))
         for uuid, inst in wanted.items():
+            if self.migrations.handles(inst):
+                continue  # its migration's lane alone acts on it
             if inst.get("snapshot"):
                 self.snapshots.request(uuid, inst["snapshot"]["image_id"])
             if self.snapshots.busy(uuid):
@@ -281,6 +287,7 @@ class InstanceManager:
         self.metrics.forget(set(out))
         for uuid, error in self.errors.items():
             out.setdefault(uuid, {"state": "error"}).update(state="error", error=error)
+        self.migrations.annotate(out)
         return out
 
     def console_changes(self) -> dict[str, str]:

@@ -1,0 +1,171 @@
+"""This node's part in live migrations: receiving ("incoming") or sending ("migrate_to").
+
+Each runs in its instance's lane, so no converge touches the instance meanwhile (a
+source's guest paused by the switch-over must never be resumed here), and is reported
+in the instance's heartbeat entry until the controller stops speaking of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from ..core.nodereports import REPORT_ERROR_CHARS
+from ..hostlib.run import Reverter
+from .hypervisor import configdrive, disks
+from .hypervisor.migration import (
+    Aborted,
+    Order,
+    connected,
+    free_ports,
+    receive,
+    send,
+    stop_serving,
+)
+from .hypervisor.qmp import QMP
+from .hypervisor.spec import InstanceSpec
+
+if TYPE_CHECKING:
+    from .instances import InstanceManager
+
+log = logging.getLogger("atwill.agent.migrations")
+# Nova's live_migration_completion_timeout: 800 s per GiB of memory and disk to move.
+SECONDS_PER_GIB = 800
+START_TIMEOUT = 30.0
+
+
+class LiveMigrations:
+    def __init__(self, manager: InstanceManager) -> None:
+        self.manager, self.driver = manager, manager.driver
+        self.incoming: dict[str, dict[str, Any]] = {}  # what each receiving lane reported
+        self.outgoing: dict[str, dict[str, Any]] = {}  # what each sending lane reported
+        self.orders: dict[str, Order] = {}  # the latest migrate_to (abort, force) per uuid
+        self._guard = threading.Lock()
+
+    def handles(self, inst: dict[str, Any]) -> bool:
+        """Take inst over while a migration speaks of it; whether converge must leave it."""
+        uuid = inst["id"]
+        if "incoming" in inst:
+            if self.incoming.get(uuid, {}).get("migration") != inst["incoming"]["migration"]:
+                self.manager.lanes.submit(uuid, self._receive, inst)
+            return True
+        if "migrate_to" in inst:
+            order = Order.of(inst["migrate_to"])
+            with self._guard:
+                self.orders[uuid] = order
+            if self.outgoing.get(uuid, {}).get("migration") != order.migration:
+                self.manager.lanes.submit(uuid, self._send, inst, order.migration)
+            return True
+        with self._guard:
+            self.orders.pop(uuid, None)
+        self.outgoing.pop(uuid, None)
+        arrived = self.incoming.pop(uuid, {})
+        if "nbd_port" in arrived:
+            # It arrived: this node runs it now; its disk is no longer exported.
+            self.manager.lanes.submit(uuid, self._arrived, uuid)
+            return True
+        return False
+
+    def prune(self, wanted: set[str]) -> None:
+        """Forget migrations of instances the controller no longer lists here: a source's
+        once the guest moved, a destination's once the migration failed."""
+        for table in (self.incoming, self.outgoing):
+            for uuid in set(table) - wanted:
+                table.pop(uuid, None)
+
+    def annotate(self, report: dict[str, dict[str, Any]]) -> None:
+        """Add each migration's state to its instance's heartbeat entry."""
+        for uuid, entry in list(self.incoming.items()):
+            report.setdefault(uuid, {"state": "paused"})["incoming"] = dict(entry)
+        for uuid, entry in list(self.outgoing.items()):
+            report.setdefault(uuid, {"state": "running"})["migration"] = dict(entry)
+
+    # destination ---------------------------------------------------------------
+    def _receive(self, inst: dict[str, Any]) -> None:
+        uuid, order = inst["id"], inst["incoming"]
+        try:
+            if self.driver.state(uuid) != "missing":
+                # A copy left by an earlier attempt: the instance runs on its source.
+                self.driver.delete(uuid)
+            listen = order.get("listen")
+            if not listen:
+                raise RuntimeError("this node has no overlay address to receive on")
+            spec = self._incoming_spec(inst)
+            nbd_port, port = free_ports(listen)
+            self._launch(spec)
+            with QMP(self.driver.paths(uuid).qmp, self.driver.qmp_timeout) as qmp:
+                receive(qmp, listen, nbd_port, port)
+            self.incoming[uuid] = {"migration": order["migration"], "nbd_port": nbd_port,
+                                   "port": port}
+            log.info("instance %s: waiting for migration %s on %s:%s (disk on :%s)", uuid,
+                     order["migration"], listen, port, nbd_port)
+        except Exception as err:  # noqa: BLE001 - reported; the controller fails it
+            log.exception("instance %s: cannot receive migration %s", uuid,
+                          order["migration"])
+            self.driver.delete(uuid)
+            self.incoming[uuid] = {"migration": order["migration"],
+                                   "error": f"{type(err).__name__}: {err}"[
+                                       :REPORT_ERROR_CHARS]}
+        self.manager.on_started()  # tell the controller now
+
+    def _incoming_spec(self, inst: dict[str, Any]) -> InstanceSpec:
+        spec = self.manager._spec(inst)  # noqa: SLF001 - the same devices as a start
+        if spec.volumes or spec.image_path is None:
+            raise RuntimeError("instances with volumes cannot be live-migrated yet")
+        if inst.get("config_drive"):
+            path = self.driver.paths(inst["id"]).config_drive
+            path.parent.mkdir(parents=True, exist_ok=True)
+            configdrive.build_iso(path, inst["metadata"], inst["network_data"],
+                                  (inst.get("user_data") or "").encode() or None)
+            spec = replace(spec, config_drive=path)
+        return spec
+
+    def _launch(self, spec: InstanceSpec) -> None:
+        """Start QEMU with spec's devices and a new disk on the same base, waiting for
+        the guest's state (-incoming defer) instead of booting it."""
+        paths = self.driver.paths(spec.uuid)
+        assert spec.image_path is not None
+        image_format = disks.verify_image(spec.image_path, spec.image_format)
+        with Reverter() as revert:
+            paths.directory.mkdir(parents=True, exist_ok=True)
+            revert.add(lambda: shutil.rmtree(paths.directory, ignore_errors=True))
+            paths.spec.write_text(spec.to_json())
+            disks.create_overlay(spec.image_path, paths.disk, spec.disk_gb, image_format)
+            self.driver._launch(spec, paths, revert, START_TIMEOUT,  # noqa: SLF001
+                                incoming=True)
+
+    def _arrived(self, uuid: str) -> None:
+        stop_serving(connected(self.driver.paths(uuid).qmp, self.driver.qmp_timeout))
+        log.info("instance %s arrived: its disk export is stopped", uuid)
+
+    # source --------------------------------------------------------------------
+    def _send(self, inst: dict[str, Any], migration: int) -> None:
+        uuid = inst["id"]
+        state: dict[str, Any] = {"migration": migration, "status": "running"}
+        self.outgoing[uuid] = state
+        gib = max(1.0, (inst["memory_mb"] / 1024) + inst.get("disk_gb", 0))
+        execute = connected(self.driver.paths(uuid).qmp, self.driver.qmp_timeout)
+        try:
+            send(execute, lambda: self._order(uuid, migration), state.update,
+                 SECONDS_PER_GIB * gib)
+            state["status"] = "completed"
+            log.info("instance %s: migration %s completed", uuid, migration)
+        except Aborted:
+            state["status"] = "cancelled"
+            log.info("instance %s: migration %s cancelled", uuid, migration)
+        except Exception as err:  # noqa: BLE001 - reported; the guest keeps running here
+            log.exception("instance %s: migration %s failed", uuid, migration)
+            state.update(status="failed",
+                         error=f"{type(err).__name__}: {err}"[:REPORT_ERROR_CHARS])
+        self.manager.on_started()
+
+    def _order(self, uuid: str, migration: int) -> Order:
+        with self._guard:
+            order = self.orders.get(uuid)
+        if order is None or order.migration != migration:
+            # The controller no longer asks for this migration (it gave up on it).
+            return Order(migration=migration, host="", nbd_port=0, port=0, abort=True)
+        return order
