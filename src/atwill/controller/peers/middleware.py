@@ -61,7 +61,7 @@ class ScopeMiddleware:
             return
         peer, own_token = target
         await proxy.forward(scope, receive, send, peer, self.ctl.settings.peer_timeout,
-                            own_token)
+                            own_token, self.ctl.base_url)
 
     async def _prepare(self, scope: Scope, service: str,
                        headers: Headers) -> tuple[PeerRef, bool] | None:

@@ -15,13 +15,14 @@ from . import client
 # Not relayed: hop-by-hop headers, what the relay sets itself, and the scope (the peer
 # serves the request itself; it never relays it further).
 DROPPED = {"host", "content-length", "transfer-encoding", "connection", "keep-alive",
-           "x-scope", client.CREDENTIAL_HEADER.lower(), "upgrade", "te", "trailer"}
+           "x-scope", client.CREDENTIAL_HEADER.lower(), "upgrade", "te", "trailer",
+           "accept-encoding"}
 DROPPED_BACK = {"content-length", "transfer-encoding", "connection", "keep-alive",
                 "x-openstack-request-id", "x-compute-request-id"}
 
 
 async def forward(scope: Scope, receive: Receive, send: Send, peer: Any, timeout: float,
-                  own_token: bool) -> None:
+                  own_token: bool, local_url: str) -> None:
     """Send the request to the peer (as a peer, unless the token is the peer's own)."""
     headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]
                if k.decode("latin-1").lower() not in DROPPED]
@@ -43,6 +44,15 @@ async def forward(scope: Scope, receive: Receive, send: Send, peer: Any, timeout
     try:
         back = [(k.lower(), v) for k, v in resp.headers.raw if k.decode("latin-1").lower()
                 not in DROPPED_BACK]
+        if "json" in resp.headers.get("content-type", "") and not resp.headers.get(
+                "content-encoding"):
+            # Links name the peer's own URL: they must lead the client back through here.
+            body = (await resp.aread()).replace(peer.url.encode(), local_url.encode())
+            back.append((b"content-length", str(len(body)).encode()))
+            await send({"type": "http.response.start", "status": resp.status_code,
+                        "headers": back})
+            await send({"type": "http.response.body", "body": body})
+            return
         await send({"type": "http.response.start", "status": resp.status_code,
                     "headers": back})
         async for chunk in resp.aiter_raw():
