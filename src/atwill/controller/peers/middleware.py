@@ -87,7 +87,8 @@ class ScopeMiddleware:
         if issuer is not None and token:
             state["peer_credentials"] = await anyio.to_thread.run_sync(
                 self._credentials, issuer, token)
-        if service == "compute" and "network" in wanted:
+        creating = scope["method"] == "POST" and scope["path"].endswith("/servers")
+        if service == "compute" and creating and "network" in wanted:
             raise BadRequest("A server here cannot use a network of a peer cloud "
                              f"({wanted['network']}): tenant networks do not cross clouds.")
         if service == "compute" and "image" in wanted and token:

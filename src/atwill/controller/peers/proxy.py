@@ -31,10 +31,10 @@ async def forward(scope: Scope, receive: Receive, send: Send, peer: Any, timeout
     http = httpx.AsyncClient(base_url=peer.url, verify=client.tls(peer.ca_pem),
                              timeout=timeout)
     has_body = scope["method"] not in ("GET", "HEAD", "DELETE")
-    request = http.build_request(
-        scope["method"], scope.get("root_path", "") + scope["path"],
-        params=scope.get("query_string", b"").decode("latin-1"), headers=headers,
-        content=_body(receive) if has_body else None)
+    query = scope.get("query_string", b"").decode("latin-1")
+    path = scope.get("root_path", "") + scope["path"] + (f"?{query}" if query else "")
+    request = http.build_request(scope["method"], path, headers=headers,
+                                 content=_body(receive) if has_body else None)
     try:
         resp = await http.send(request, stream=True)
     except httpx.HTTPError as err:

@@ -62,6 +62,8 @@ def accept(session: Session, settings: Settings, body: dict[str, Any]) -> dict[s
     fields = {k: body.get(k) for k in ("token", "url", "ca", "credential")}
     if not all(isinstance(v, str) and v for v in fields.values()):
         raise BadRequest("Pairing needs token, url, ca and credential (strings).")
+    if not fields["url"].startswith("https://"):
+        raise BadRequest("A peer's URL must be https:// (its CA is pinned).")
     services = body.get("services") or []
     if not isinstance(services, list) or not all(isinstance(s, str) for s in services):
         raise BadRequest("services must be a list of service types.")
