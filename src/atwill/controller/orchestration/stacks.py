@@ -145,7 +145,10 @@ async def stack_update(project_id: str, rest: str, request: Request) -> Response
             if stack.status == "IN_PROGRESS":
                 raise Conflict(f"Stack {stack.name} is {stack.action}_IN_PROGRESS: an update "
                                "waits for it to finish.")
-            merged = _merged(stack, body) if existing else body
+            # Without disable_rollback (the CLI's --rollback keep) the stack's value stays.
+            merged = _merged(stack, body) if existing else {
+                **body, "disable_rollback": body.get("disable_rollback",
+                                                     stack.disable_rollback)}
             ready = prepare(ctl, merged, stack.id, stack.name, project_id, creds.user_id)
             # What a rollback goes back to.
             old = {"template": dict(stack.template), "environment": dict(
