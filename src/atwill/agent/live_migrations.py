@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.nodereports import REPORT_ERROR_CHARS
 from ..hostlib.run import Reverter
+from .config import write_private
 from .hypervisor import configdrive, disks
 from .hypervisor.migration import (
     Aborted,
@@ -95,7 +96,7 @@ class LiveMigrations:
                 raise RuntimeError("this node has no overlay address to receive on")
             spec = self._incoming_spec(inst)
             nbd_port, port = free_ports(listen)
-            self._launch(spec)
+            self._launch(spec, str(order.get("console") or ""))
             with QMP(self.driver.paths(uuid).qmp, self.driver.qmp_timeout) as qmp:
                 receive(qmp, listen, nbd_port, port)
             self.incoming[uuid] = {"migration": order["migration"], "nbd_port": nbd_port,
@@ -123,7 +124,7 @@ class LiveMigrations:
             spec = replace(spec, config_drive=path)
         return spec
 
-    def _launch(self, spec: InstanceSpec) -> None:
+    def _launch(self, spec: InstanceSpec, console: str) -> None:
         """Start QEMU with spec's devices and a new disk on the same base, waiting for
         the guest's state (-incoming defer) instead of booting it."""
         paths = self.driver.paths(spec.uuid)
@@ -134,6 +135,9 @@ class LiveMigrations:
             revert.add(lambda: shutil.rmtree(paths.directory, ignore_errors=True))
             paths.spec.write_text(spec.to_json())
             disks.create_overlay(spec.image_path, paths.disk, spec.disk_gb, image_format)
+            # QEMU appends to it: `console log show` goes on from the source's output.
+            log_file = spec.console_log or paths.console_log
+            write_private(log_file, console.encode())
             self.driver._launch(spec, paths, revert, START_TIMEOUT,  # noqa: SLF001
                                 incoming=True)
 

@@ -77,6 +77,11 @@ RULES: dict[str, str] = {
     "compute:servers:update": "member", "compute:servers:delete": "member",
     "compute:servers:action": "member", "compute:servers:create_image": "member",
     "compute:servers:evacuate": "admin", "cluster:nodes:evacuate": "admin",
+    # live migration (Nova's defaults: all admin)
+    "compute:servers:migrate_live": "admin", "compute:migrations:index": "admin",
+    "compute:servers:migrations:index": "admin", "compute:servers:migrations:show": "admin",
+    "compute:servers:migrations:delete": "admin",
+    "compute:servers:migrations:force_complete": "admin",
     "compute:servers:create:forced_host": "admin",
     "compute:servers:create:requested_destination": "admin",
     "compute:servers:unshelve_to_host": "admin", "compute:servers:shelve_offload": "admin",

@@ -23,6 +23,7 @@ from ..image.store import ImageStore
 from ..metrics_relay import RELAY
 from ..peers.images import node_download
 from ..revision import bump, revision
+from ..servers import live_migration_agents
 from ..servers.lifecycle import report
 from ..service import controller
 from ..volume.desired import image_needed
@@ -105,6 +106,7 @@ def _heartbeat(ctl: Controller, request: Request, node_id: str, body: Heartbeat)
             reports = {uuid: {k: v for k, v in entry.items() if k != "console"}
                        for uuid, entry in body.instances.items()}
             report(session, ctl, node, reports)
+            live_migration_agents.report(session, node, reports)
             RELAY.record(node.id, body.instances)  # for /metrics (metrics_relay.py)
         if body.volumes is not None:
             if storage_report(session, node, body.volumes):
@@ -132,6 +134,8 @@ def node_image_get(node_id: str, image_id: str, request: Request) -> FileRespons
             or_(Instance.image_id == image_id, Instance.shelved_image_id == image_id)).limit(1))
         if needed is None:
             needed = image_id if image_needed(session, node.id, image_id) else None
+        if needed is None and live_migration_agents.receives_image(session, node, image_id):
+            needed = image_id  # the destination of a live migration (its base image)
         image = session.get(Image, image_id)
         if needed is not None and image is None and (
                 relayed := node_download(ctl, session, image_id)) is not None:

@@ -15,6 +15,7 @@ from ..ha.lease import desired_block
 from ..ha.monitor import stale_copies
 from ..network.desired import network_desired
 from ..revision import revision
+from ..servers import live_migration_agents
 from ..servers.desired import instances_desired
 from ..servers.shelve import offloaded_copies
 from ..volume.desired import storage_desired
@@ -43,8 +44,11 @@ def desired_state(session: Session, ctl: Controller, node: Node) -> dict[str, An
     }
 
     state["instances"] = instances_desired(session, node)
+    live_migration_agents.annotate(session, node, state["instances"])
+    state["instances"] += live_migration_agents.incoming(session, node)
 
-    state["destroy"] = sorted({*stale_copies(session, node), *offloaded_copies(session, node)})
+    state["destroy"] = sorted({*stale_copies(session, node), *offloaded_copies(session, node),
+                               *live_migration_agents.leftovers(session, node)})
     state["network"] = network_desired(session, node)
     if storage_of(node.inventory) is not None:
         state["storage"] = storage_desired(session, node)

@@ -18,6 +18,7 @@ from . import (
     server_actions,
     server_extras,
     server_groups,
+    server_migrations,
     server_security_groups,
     server_tags,
     server_volumes,
@@ -31,7 +32,7 @@ from .common import Microversions, nova_error
 MODULES = (versions, flavors, flavor_access, extra_specs, keypairs, quotas, limits,
            availability_zones, services, hypervisors, aggregates, servers, server_actions,
            server_extras, server_groups, server_security_groups, server_tags,
-           server_volumes, instance_actions, simple_tenant_usage)
+           server_volumes, instance_actions, simple_tenant_usage, server_migrations)
 
 
 def create(ctl: Controller) -> FastAPI:

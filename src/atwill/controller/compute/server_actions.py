@@ -16,7 +16,13 @@ from ..db.models import Instance
 from ..revision import bump
 from ..servers import actions, builds, snapshots, states
 from ..service import authorize, caller, controller, json_body
-from . import server_evacuate, server_rebuild, server_security_groups, server_shelve
+from . import (
+    server_evacuate,
+    server_migrations,
+    server_rebuild,
+    server_security_groups,
+    server_shelve,
+)
 from .common import api_version
 
 router = APIRouter()
@@ -24,7 +30,7 @@ POWER_ACTIONS = {"os-stop": "stop", "os-start": "start", "pause": "pause",
                  "unpause": "unpause", "suspend": "suspend", "resume": "resume"}
 # Nova checks the lock in these actions' compute API; the others work on a locked server.
 UNLOCKED_ONLY = {*POWER_ACTIONS, "reboot", "rebuild", "createImage",
-                 *server_shelve.NAMES}
+                 *server_shelve.NAMES, "os-migrateLive"}
 
 
 @router.post("/v2.1/servers/{server_id}/action", response_model=None)
@@ -59,6 +65,9 @@ def server_action_post(server_id: str, request: Request, body: dict = Depends(js
             return _create_image(session, request, inst, args, creds, version)
         elif name == "evacuate":
             return server_evacuate.run(session, ctl, inst, args, request_id, creds, version)
+        elif name == "os-migrateLive":
+            return server_migrations.run_live(session, ctl, inst, args, request_id, creds,
+                                              version)
         elif name in server_shelve.NAMES:
             server_shelve.run(session, ctl, inst, name, args, request_id, creds, version)
         else:

@@ -15,6 +15,7 @@ STATUS_BY_TASK = {
     "rebooting_hard": "HARD_REBOOT", "reboot_pending_hard": "HARD_REBOOT",
     "reboot_started_hard": "HARD_REBOOT", "rebuilding": "REBUILD",
     "rebuild_spawning": "REBUILD", "rebuild_block_device_mapping": "REBUILD",
+    "migrating": "MIGRATING",
 }
 
 # What each agent-reported VM state means for the server's vm_state.

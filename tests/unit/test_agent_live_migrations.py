@@ -1,0 +1,68 @@
+"""agent/live_migrations: which converges a migration takes over, and what is reported."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from atwill.agent.live_migrations import LiveMigrations
+
+
+class FakeLanes:
+    def __init__(self) -> None:
+        self.submitted: list[tuple[str, str]] = []
+
+    def submit(self, key: str, work: Any, *args: Any) -> bool:
+        self.submitted.append((key, work.__name__))
+        return True
+
+
+def manager() -> SimpleNamespace:
+    return SimpleNamespace(driver=SimpleNamespace(), lanes=FakeLanes(),
+                           on_started=lambda: None)
+
+
+ORDER = {"migration": 4, "host": "100.72.0.3", "nbd_port": 1, "port": 2, "downtime_ms": 300,
+         "bandwidth": 0, "abort": False, "force_complete": False}
+
+
+def test_a_sending_instance_is_never_converged_and_its_order_follows() -> None:
+    m = manager()
+    lm = LiveMigrations(m)  # type: ignore[arg-type]
+    inst = {"id": "i", "migrate_to": ORDER}
+    assert lm.handles(inst) and m.lanes.submitted == [("i", "_send")]
+    lm.outgoing["i"] = {"migration": 4, "status": "running"}
+    assert lm.handles({"id": "i", "migrate_to": {**ORDER, "abort": True}})
+    assert m.lanes.submitted == [("i", "_send")]  # not sent twice
+    assert lm._order("i", 4).abort and lm._order("i", 3).abort  # a stale one is aborted
+    report: dict[str, Any] = {"i": {"state": "paused"}}
+    lm.annotate(report)
+    assert report["i"] == {"state": "paused", "migration": {"migration": 4,
+                                                            "status": "running"}}
+    # The guest moved: the controller lists it no more here; its migration is forgotten.
+    lm.prune(set())
+    assert lm.outgoing == {}
+
+
+def test_a_received_instance_stops_its_export_once_it_is_ours() -> None:
+    m = manager()
+    lm = LiveMigrations(m)  # type: ignore[arg-type]
+    inst = {"id": "i", "incoming": {"migration": 4, "listen": "100.72.0.3"}}
+    assert lm.handles(inst) and m.lanes.submitted == [("i", "_receive")]
+    lm.incoming["i"] = {"migration": 4, "nbd_port": 5, "port": 6}
+    assert lm.handles(inst) and len(m.lanes.submitted) == 1
+    assert lm.handles({"id": "i"})  # completed: it is this node's now
+    assert m.lanes.submitted[-1] == ("i", "_arrived") and lm.incoming == {}
+    assert not lm.handles({"id": "i"})  # from then on an instance like any other
+
+
+def test_a_failed_preparation_is_reported_then_forgotten() -> None:
+    lm = LiveMigrations(manager())  # type: ignore[arg-type]
+    lm.incoming["i"] = {"migration": 4, "error": "RuntimeError: no room"}
+    report: dict[str, Any] = {}
+    lm.annotate(report)
+    assert report == {"i": {"state": "paused", "incoming": lm.incoming["i"]}}
+    assert not lm.handles({"id": "i"})  # failed: nothing to stop, converge as usual
+    lm.incoming["j"] = {"migration": 5, "error": "x"}
+    lm.prune({"i"})
+    assert lm.incoming == {}
