@@ -346,6 +346,9 @@ def test_boot_from_volume_cli(env: Env) -> None:
     servers: list[str] = []
     made: list[str] = []
     try:
+        with pytest.raises(CommandFailed, match="not bootable"):
+            _boot(env, user, "--volume", vid)
+        env.cloud.openstack("volume", "set", "--bootable", vid, user=user)
         servers.append(_boot(env, user, "--volume", vid))
         server = servers[0]
         assert show(env.cloud, vid)["status"] == "attaching"

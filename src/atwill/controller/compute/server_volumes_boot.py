@@ -111,6 +111,8 @@ def attach_all(session: Session, creds: Credentials, inst: Instance,
             if vol.status != "available":
                 raise BadRequest(f"Invalid volume: volume '{vol.id}' status must be "
                                  f"'available'. Currently in '{vol.status}'")
+            if mapping["boot_index"] == 0 and not vol.bootable:
+                raise BadRequest(f"Block Device {vol.id} is not bootable.")
         else:
             data: dict[str, Any] = {"size": mapping["size"], "name": ""}
             key = {"image": "imageRef", "snapshot": "snapshot_id"}.get(mapping["source"])

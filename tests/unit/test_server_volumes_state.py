@@ -1,0 +1,105 @@
+"""Nova's attachments as rows: what the compute node is given, and how its report and a
+server's deletion settle them (SQLite; the API tier drives the same through the nodes)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.orm import Session
+
+from atwill.controller.compute import server_volumes_state as st
+from atwill.controller.db.models import Base, Instance, Node
+from atwill.controller.db.session import Database
+from atwill.controller.db.volume import Volume, VolumeType
+from atwill.core.errors import BadRequest
+
+EXPORT = {"host": "10.0.0.1", "port": 10809}
+
+
+@pytest.fixture
+def session(tmp_path: Path) -> Iterator[Session]:
+    db = Database(f"sqlite:///{tmp_path / 'volumes.db'}")
+    Base.metadata.create_all(db.engine)
+    try:
+        with db.session() as session:
+            yield session
+    finally:
+        db.dispose()
+
+
+def _world(session: Session, **volume: Any) -> tuple[Node, Instance, Volume]:
+    node = Node(name="c1")
+    session.add(node)
+    session.flush()
+    inst = Instance(name="s", hostname="s", project_id="p", user_id="u", flavor={}, vcpus=1,
+                    memory_mb=64, disk_gb=1, node_id=node.id, node_name=node.name,
+                    vm_state="active")
+    vtype = VolumeType(name="__DEFAULT__")
+    session.add_all([inst, vtype])
+    session.flush()
+    vol = Volume(project_id="p", user_id="u", size=1, volume_type_id=vtype.id, node_id="sn",
+                 node_name="stor1", meta={}, image_meta={},
+                 **{"status": "available", "exports": {}, **volume})
+    session.add(vol)
+    session.flush()
+    return node, inst, vol
+
+
+def test_attach_export_report_detach(session: Session) -> None:
+    node, inst, vol = _world(session)
+    assert st.desired(session, inst) is None  # never had a volume: no key at all
+    att = st.attach(session, inst, vol, "t", True)
+    assert (st.desired(session, inst), vol.status, att.device) == ([], "attaching", "/dev/vdb")
+    vol.exports = {node.id: EXPORT}
+    assert st.desired(session, inst) == [{
+        "volume_id": vol.id, "serial": vol.id, "device": "/dev/vdb", "host": "10.0.0.1",
+        "port": 10809, "export": vol.id, "boot_index": None, "read_only": False,
+        "tls_hostname": "stor1"}]
+    st.report(session, inst, {"state": "running", "volumes": {vol.id: "attached"}})
+    assert (att.status, vol.status) == ("attached", "in-use")
+    assert st.volumes_attached(session, inst, True) == [{"id": vol.id,
+                                                          "delete_on_termination": True}]
+    with pytest.raises(BadRequest, match="already attached"):
+        st.attach(session, inst, vol, None, False)
+    st.detach(session, att)
+    assert (st.desired(session, inst), vol.status) == ([], "detaching")
+    st.report(session, inst, {"state": "running", "volumes": {vol.id: "attached"}})
+    assert st.of_server(session, inst.id) == [att]  # the node still holds it
+    st.report(session, inst, {"state": "running", "volumes": {}})
+    assert st.of_server(session, inst.id) == []
+    assert vol.status == "detaching"  # until the storage node drops the export
+
+
+def test_a_failed_attach_is_rolled_back(session: Session) -> None:
+    _node, inst, vol = _world(session)
+    st.attach(session, inst, vol, None, False)
+    st.report(session, inst, {"volumes": {vol.id: "error: no route"}})
+    assert (st.of_server(session, inst.id), vol.status) == ([], "available")
+
+
+def test_server_delete_frees_and_deletes_on_termination(session: Session) -> None:
+    node, inst, vol = _world(session)
+    other = Volume(project_id="p", user_id="u", size=1, volume_type_id=vol.volume_type_id,
+                   status="available", node_id="sn", node_name="stor1", meta={},
+                   image_meta={}, exports={node.id: EXPORT})
+    session.add(other)
+    session.flush()
+    st.attach(session, inst, vol, None, False)
+    st.attach(session, inst, other, None, True)
+    st.on_server_delete(session, inst)
+    assert st.of_server(session, inst.id) == []
+    assert (vol.status, other.status) == ("available", "deleting")
+
+
+def test_a_boot_volume_holds_the_build_until_exported(session: Session) -> None:
+    node, inst, vol = _world(session, status="creating")
+    inst.vm_state = "building"
+    att = st.add(session, inst, vol, None, True, 0)
+    assert (att.device, vol.status) == ("/dev/vda", "creating")
+    assert st.boot_pending(session, inst)
+    vol.exports = {node.id: EXPORT}
+    assert not st.boot_pending(session, inst)
+    assert st.desired(session, inst)[0]["boot_index"] == 0
