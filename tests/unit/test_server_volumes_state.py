@@ -14,6 +14,7 @@ from atwill.controller.compute import server_volumes_state as st
 from atwill.controller.db.models import Base, Instance, Node
 from atwill.controller.db.session import Database
 from atwill.controller.db.volume import Volume, VolumeType
+from atwill.controller.volume.desired import storage_desired
 from atwill.core.errors import BadRequest
 
 EXPORT = {"host": "10.0.0.1", "port": 10809}
@@ -103,3 +104,24 @@ def test_a_boot_volume_holds_the_build_until_exported(session: Session) -> None:
     vol.exports = {node.id: EXPORT}
     assert not st.boot_pending(session, inst)
     assert st.desired(session, inst)[0]["boot_index"] == 0
+
+
+def test_exports_follow_the_server_to_its_new_node(session: Session) -> None:
+    node, inst, vol = _world(session)
+    storage = Node(id="sn", name="stor1")
+    moved = Node(name="c2")
+    session.add_all([storage, moved])
+    session.flush()
+    st.attach(session, inst, vol, None, False)
+    wanted = storage_desired(session, storage)["volumes"][0]["exports"]
+    assert wanted == [{"node_id": node.id, "client_cn": "c1"}]
+    inst.node_id, inst.node_name = moved.id, moved.name  # evacuated
+    wanted = storage_desired(session, storage)["volumes"][0]["exports"]
+    assert wanted == [{"node_id": moved.id, "client_cn": "c2"}]
+    vol.exports = {node.id: EXPORT}
+    assert st.desired(session, inst) == []  # the old node's export is not the new one's
+    vol.exports = {moved.id: EXPORT}
+    assert st.desired(session, inst)[0]["host"] == "10.0.0.1"
+    st.report(session, inst, {"volumes": {vol.id: "attached"}})
+    (att,) = st.of_server(session, inst.id)
+    assert (att.node_id, att.node_name, att.status) == (moved.id, "c2", "attached")

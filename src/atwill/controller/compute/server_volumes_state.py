@@ -93,10 +93,17 @@ def boot_pending(session: Session, inst: Instance) -> bool:
         return False
     for att in of_server(session, inst.id, statuses=PLUGGED):
         if att.boot_index == 0:
-            vol = session.get(Volume, att.volume_id)
-            export = (vol.exports or {}).get(att.node_id) if vol is not None else None
-            return not (export and export.get("host") and export.get("port"))
+            return _export(session.get(Volume, att.volume_id), inst) is None
     return False
+
+
+def _export(vol: Volume | None, inst: Instance) -> dict[str, Any] | None:
+    """The storage node's export of the volume to the node running the server (exports
+    follow the server: volume/desired.py), once it reported one."""
+    export = (vol.exports or {}).get(inst.node_id) if vol is not None else None
+    if not isinstance(export, dict) or not export.get("host") or not export.get("port"):
+        return None
+    return export
 
 
 def detach(session: Session, att: VolumeAttachment) -> None:
@@ -126,9 +133,8 @@ def desired(session: Session, inst: Instance) -> list[dict[str, Any]] | None:
     out = []
     for att in atts:
         vol = session.get(Volume, att.volume_id)
-        export = (vol.exports or {}).get(att.node_id) if vol is not None else None
-        if att.status not in PLUGGED or att.node_id != inst.node_id or not export \
-                or not export.get("host") or not export.get("port"):
+        export = _export(vol, inst)
+        if att.status not in PLUGGED or export is None:
             continue  # not exported to this node yet (or being detached)
         out.append({"volume_id": vol.id, "serial": vol.id, "device": att.device,
                     "host": export["host"], "port": export["port"], "export": vol.id,
@@ -144,6 +150,9 @@ def report(session: Session, inst: Instance, seen: dict[str, Any]) -> None:
     changed = False
     for att in of_server(session, inst.id):
         outcome = reported.get(att.volume_id)
+        if att.node_id != inst.node_id:  # the server moved (evacuated): its node reports
+            att.node_id, att.node_name = inst.node_id, inst.node_name
+            changed = True
         if att.status == "attaching" and outcome == "attached":
             vol = session.get(Volume, att.volume_id)
             att.status, att.attached_at, att.updated_at = "attached", utcnow(), utcnow()

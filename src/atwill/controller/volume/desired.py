@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..db.models import Node
+from ..db.models import Instance, Node
 from ..db.volume import Volume, VolumeAttachment, VolumeSnapshot
 
 # Attachments whose compute node may connect to the export.
@@ -26,16 +26,10 @@ def storage_desired(session: Session, node: Node) -> dict[str, Any]:
                 VolumeSnapshot.volume_id.in_(ids), VolumeSnapshot.status != "deleting")
                 .order_by(VolumeSnapshot.created_at, VolumeSnapshot.id)):
             snaps[snap.volume_id].append(snap.id)
-        # Only to a node that is still the one attached: a removed node (its row gone) or
-        # a new node that joined under its name (another id) is served nothing.
-        for att in session.scalars(select(VolumeAttachment).join(
-                Node, (Node.id == VolumeAttachment.node_id)
-                & (Node.name == VolumeAttachment.node_name)).where(
-                VolumeAttachment.volume_id.in_(ids), VolumeAttachment.status.in_(EXPORTED))
-                .order_by(VolumeAttachment.created_at)):
-            entry = {"node_id": att.node_id, "client_cn": att.node_name}
-            if entry not in exports[att.volume_id]:
-                exports[att.volume_id].append(entry)
+        for vid, node_id, node_name in _targets(session, ids):
+            entry = {"node_id": node_id, "client_cn": node_name}
+            if entry not in exports[vid]:
+                exports[vid].append(entry)
     return {"volumes": [{"id": v.id, "size_gb": v.size, "format": "qcow2",
                          "source": v.source, "snapshots": snaps[v.id],
                          "exports": exports[v.id]} for v in vols]}
@@ -47,3 +41,22 @@ def image_needed(session: Session, node_id: str, image_id: str) -> bool:
     return session.scalar(select(Volume.id).where(
         Volume.node_id == node_id, Volume.image_id == image_id,
         Volume.status.in_(("creating", "downloading"))).limit(1)) is not None
+
+
+def _targets(session: Session, volume_ids: list[str]) -> list[tuple[str, str, str]]:
+    """(volume, node id, node name) of each export: a server's attachment goes to the node
+    that runs the server now (it follows an evacuation or a move), any other to the node
+    of its connector. Only to a node that still has its row and name: a removed node, or a
+    new node that joined under its name (another id), is served nothing."""
+    found = session.execute(select(VolumeAttachment, Instance.node_id, Instance.node_name)
+                            .outerjoin(Instance, Instance.id == VolumeAttachment.instance_id)
+                            .where(VolumeAttachment.volume_id.in_(volume_ids),
+                                   VolumeAttachment.status.in_(EXPORTED))
+                            .order_by(VolumeAttachment.created_at))
+    wanted = []
+    for att, inst_node, inst_name in found:
+        node_id, name = (inst_node, inst_name) if inst_node else (att.node_id, att.node_name)
+        wanted.append((att.volume_id, node_id, name))
+    names = {n.id: n.name for n in session.scalars(select(Node).where(
+        Node.id.in_({node_id for _, node_id, _ in wanted if node_id})))}
+    return [t for t in wanted if t[1] and names.get(t[1]) == t[2]]
