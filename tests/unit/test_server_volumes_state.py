@@ -122,6 +122,13 @@ def test_exports_follow_the_server_to_its_new_node(session: Session) -> None:
     assert st.desired(session, inst) == []  # the old node's export is not the new one's
     vol.exports = {moved.id: EXPORT}
     assert st.desired(session, inst)[0]["host"] == "10.0.0.1"
+    inst.vm_state, inst.task_state = "active", "rebuilding"  # as an evacuation
+    att = st.of_server(session, inst.id)[0]
+    att.boot_index = 0
+    assert not st.boot_pending(session, inst)
+    vol.exports = {node.id: EXPORT}
+    assert st.boot_pending(session, inst)
+    vol.exports = {moved.id: EXPORT}
     st.report(session, inst, {"volumes": {vol.id: "attached"}})
     (att,) = st.of_server(session, inst.id)
     assert (att.node_id, att.node_name, att.status) == (moved.id, "c2", "attached")

@@ -88,8 +88,9 @@ def add(session: Session, inst: Instance, vol: Volume, tag: str | None,
 
 def boot_pending(session: Session, inst: Instance) -> bool:
     """Whether a server booting from a volume must wait for it: its node cannot start it
-    before the volume is made and exported there."""
-    if inst.vm_state != "building":
+    before the volume is made and exported there (a build, or an evacuation's rebuild on
+    the new node)."""
+    if inst.vm_state != "building" and inst.task_state != "rebuilding":
         return False
     for att in of_server(session, inst.id, statuses=PLUGGED):
         if att.boot_index == 0:
