@@ -355,7 +355,7 @@ def test_boot_from_volume_cli(env: Env) -> None:
         assert server not in _listed(env)  # the node waits for the export
         env.storage.converge(host="10.99.0.9")
         spec = env.spec(server)
-        assert spec["image"] is None
+        assert (spec["image"], spec["disk_gb"]) == (None, 0)  # no local root disk
         assert [(v["volume_id"], v["device"], v["boot_index"]) for v in spec["volumes"]] == [
             (vid, "/dev/vda", 0)]
         env.report(server, {vid: "attached"})

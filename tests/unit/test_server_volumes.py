@@ -93,5 +93,7 @@ def test_two_boot_volumes_and_many_servers_on_one_volume_are_refused() -> None:
         boot.parse({"block_device_mapping_v2": [{**two, "uuid": VOL}, {**two, "uuid": IMAGE}]})
     _, maps = boot.parse({"block_device_mapping_v2": [{**two, "uuid": VOL}]})
     boot.check_count(maps, 1)
+    assert boot.local_disk(20, {"block_devices": maps}) == 0
+    assert boot.local_disk(20, {"block_devices": []}) == 20
     with pytest.raises(BadRequest):
         boot.check_count(maps, 2)

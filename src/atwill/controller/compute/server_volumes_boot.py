@@ -95,6 +95,14 @@ def parse(data: dict[str, Any]) -> tuple[str | None, list[dict[str, Any]]]:
     return image, mappings
 
 
+def local_disk(flavor_disk: int, spec: dict[str, Any]) -> int:
+    """The node's disk a server takes: none when a volume is its root disk (the volume
+    counts against the volume quotas, on the storage node)."""
+    if any(m["boot_index"] == 0 for m in spec.get("block_devices") or []):
+        return 0
+    return flavor_disk
+
+
 def check_count(mappings: list[dict[str, Any]], count: int) -> None:
     if count > 1 and any(m["source"] == "volume" for m in mappings):
         raise BadRequest("Block Device Mapping is Invalid: one volume cannot be the disk of "
