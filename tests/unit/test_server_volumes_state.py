@@ -61,6 +61,9 @@ def test_attach_export_report_detach(session: Session) -> None:
         "tls_hostname": "stor1"}]
     st.report(session, inst, {"state": "running", "volumes": {vol.id: "attached"}})
     assert (att.status, vol.status) == ("attached", "in-use")
+    vol.exports = {}  # the storage node restarting: the guest keeps its disk
+    assert [v["port"] for v in st.desired(session, inst)] == [10809]
+    vol.exports = {node.id: EXPORT}
     assert st.volumes_attached(session, inst, True) == [{"id": vol.id,
                                                           "delete_on_termination": True}]
     with pytest.raises(BadRequest, match="already attached"):

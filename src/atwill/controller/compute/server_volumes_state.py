@@ -98,6 +98,16 @@ def boot_pending(session: Session, inst: Instance) -> bool:
     return False
 
 
+def _kept(att: VolumeAttachment, inst: Instance) -> dict[str, Any] | None:
+    """The export an attached volume was plugged in with: a storage node restarting
+    reports no exports for a while, and the guest's NBD client reconnects to the same
+    port (stable while exported) rather than losing its disk to a hot-unplug."""
+    kept = (att.connector or {}).get("export") if att.status == "attached" else None
+    if isinstance(kept, dict) and kept.get("node_id") == inst.node_id:
+        return kept
+    return None
+
+
 def _export(vol: Volume | None, inst: Instance) -> dict[str, Any] | None:
     """The storage node's export of the volume to the node running the server (exports
     follow the server: volume/desired.py), once it reported one."""
@@ -134,7 +144,7 @@ def desired(session: Session, inst: Instance) -> list[dict[str, Any]] | None:
     out = []
     for att in atts:
         vol = session.get(Volume, att.volume_id)
-        export = _export(vol, inst)
+        export = _export(vol, inst) or _kept(att, inst)
         if att.status not in PLUGGED or export is None:
             continue  # not exported to this node yet (or being detached)
         out.append({"volume_id": vol.id, "serial": vol.id, "device": att.device,
@@ -157,6 +167,10 @@ def report(session: Session, inst: Instance, seen: dict[str, Any]) -> None:
         if att.status == "attaching" and outcome == "attached":
             vol = session.get(Volume, att.volume_id)
             att.status, att.attached_at, att.updated_at = "attached", utcnow(), utcnow()
+            export = _export(vol, inst)
+            if export is not None:
+                att.connector = {**(att.connector or {}), "export": {
+                    "node_id": inst.node_id, "host": export["host"], "port": export["port"]}}
             if vol is not None:
                 vol.status, vol.updated_at = "in-use", utcnow()
             changed = True
