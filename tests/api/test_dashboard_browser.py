@@ -130,7 +130,8 @@ def env(cloud: Cloud, engine: str,
 def by(kind: str, value: str) -> tuple[str, str]:
     from selenium.webdriver.common.by import By
 
-    return {"id": By.ID, "css": By.CSS_SELECTOR, "xpath": By.XPATH}[kind], value
+    return {"id": By.ID, "css": By.CSS_SELECTOR, "xpath": By.XPATH,
+            "link text": By.LINK_TEXT}[kind], value
 
 
 def fill(env: Env, fields: dict[str, str]) -> None:
@@ -185,6 +186,16 @@ def test_member_launches_an_instance_that_turns_active_without_reloading(env: En
         assert env.driver.find_element(*by("id", "status")).text == "ACTIVE"
         assert env.driver.find_element(*by("id", "console-title")).text == "Console log"
         env.shoot("instance")
+        env.driver.find_element(*by("link text", "Follow the console live")).click()
+        env.wait(lambda: env.driver.find_elements(*by("id", "console")))
+        mark_page(env)
+        line = unique("login")
+        with env.node.http() as client:
+            sent = client.put(f"/cluster/v1/nodes/{env.node.id}/instances/{server_id}/console",
+                              json={"console": f"booting\n{line}: ready\n"})
+        assert sent.status_code == 204, sent.text
+        env.wait(lambda: f"{line}: ready" in env.driver.find_element(*by("id", "console")).text)
+        assert same_page(env), "the console page reloaded instead of following"
     finally:
         env.cloud.openstack("server", "delete", server_id)
         env.node.beat({})
@@ -235,8 +246,9 @@ def test_member_uploads_an_image(env: Env) -> None:
 def test_member_has_no_operator_pages_and_a_forced_url_is_403(env: Env) -> None:
     env.login(env.user)
     assert not env.driver.find_elements(*by("css", 'a[href$="/admin/nodes"]'))
-    env.go("/admin/nodes")
-    assert env.driver.find_element(*by("css", "h1")).text == "Forbidden (403)"
+    for path in ("/admin", "/admin/nodes", "/admin/flavors", "/admin/users"):
+        env.go(path)
+        assert env.driver.find_element(*by("css", "h1")).text == "Forbidden (403)", path
 
 
 def test_admin_sees_a_node_join_and_leave_live_and_makes_a_join_token(env: Env) -> None:
@@ -273,3 +285,49 @@ def test_logout_and_the_old_cookie_no_longer_works(env: Env) -> None:
                                                   "httpOnly")})
     env.go("/instances")
     env.wait(lambda: env.driver.current_url.endswith("/dashboard/login"))
+
+
+def test_member_creates_and_deletes_a_volume(env: Env) -> None:
+    env.login(env.user)
+    env.go("/volumes")
+    name = unique("dashvol")
+    fill(env, {"v-name": name, "v-size": "0"})
+    env.driver.find_element(*by("xpath", "//button[.='Create volume']")).click()
+    env.wait(lambda: "Size (GB) must be a whole number of at least 1" in
+             env.driver.find_element(*by("css", "p.error")).text)
+    env.go("/volumes")
+    fill(env, {"v-name": name, "v-size": "1"})
+    env.driver.find_element(*by("xpath", "//button[.='Create volume']")).click()
+    env.wait(lambda: env.driver.find_elements(*by("xpath", f"//a[.='{name}']")))
+    volume = env.cloud.openstack("volume", "show", name, "-f", "json", user=env.user)
+    assert volume["size"] == 1
+    env.shoot("volumes")
+    env.driver.find_element(*by("css", f'button[aria-label="Delete volume {name}"]')).click()
+    env.driver.switch_to.alert.accept()
+    env.wait(lambda: name not in env.driver.page_source)
+    assert env.cloud.openstack("volume", "list", "-f", "json", user=env.user) == []
+
+
+def test_admin_sees_the_operator_overview_and_makes_and_removes_a_flavor(env: Env) -> None:
+    env.login("admin")
+    env.driver.find_element(*by("link text", "Operator")).click()
+    env.wait(lambda: env.driver.find_element(*by("css", "h1")).text == "Operator overview")
+    assert env.node.name in env.driver.page_source  # the module's node, in the node table
+    env.shoot("operator")
+    env.go("/admin/flavors")
+    name = unique("dashflavor")
+    fill(env, {"f-name": name, "f-vcpus": "2", "f-ram": "lots", "f-disk": "1"})
+    env.driver.find_element(*by("xpath", "//button[.='Create flavor']")).click()
+    env.wait(lambda: "RAM (MiB) must be a whole number" in env.driver.page_source)
+    env.go("/admin/flavors")
+    fill(env, {"f-name": name, "f-vcpus": "2", "f-ram": "96", "f-disk": "1"})
+    env.driver.find_element(*by("xpath", "//button[.='Create flavor']")).click()
+    env.wait(lambda: env.driver.find_elements(*by("xpath", f"//td[.='{name}']")))
+    flavor = env.cloud.openstack("flavor", "show", name, "-f", "json")
+    assert (flavor["vcpus"], flavor["ram"]) == (2, 96)
+    env.shoot("flavors")
+    env.driver.find_element(*by("css", f'button[aria-label="Delete flavor {name}"]')).click()
+    env.driver.switch_to.alert.accept()
+    env.wait(lambda: not env.driver.find_elements(*by("xpath", f"//td[.='{name}']")))
+    assert name not in {f["Name"] for f in env.cloud.openstack("flavor", "list", "--all",
+                                                               "-f", "json")}
