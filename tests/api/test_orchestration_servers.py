@@ -26,7 +26,7 @@ def wait_for(check: Any, what: str, timeout: float = 60) -> Any:
         found = check()
         if found:
             return found
-        time.sleep(0.5)
+        time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
 
 
@@ -39,17 +39,18 @@ def setup(cloud: Cloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
     data.write_bytes(os.urandom(64 * 1024))
     flavor = unique("heatflv")
     cloud.openstack("flavor", "create", "--ram", "64", "--disk", "1", "--vcpus", "1", flavor)
+    image_name = unique("heatimg")
     image = cloud.openstack("image", "create", "--file", str(data), "--disk-format", "raw",
-                            "--container-format", "bare", "--public", unique("heatimg"),
+                            "--container-format", "bare", "--public", image_name,
                             "-f", "json")["id"]
     project, user = unique("heatsrvproj"), unique("heatsrvuser")
-    cloud.openstack("project", "create", project)
+    project_id = cloud.openstack("project", "create", project, "-f", "json")["id"]
     cloud.openstack("user", "create", "--password", "pw-" + user, user)
     cloud.openstack("role", "add", "--project", project, "--user", user, "member")
     cloud.add_user(user, "pw-" + user, project)
     try:
         yield {"node": node, "zone": zone, "flavor": flavor, "image": image, "user": user,
-               "tmp": tmp}
+               "tmp": tmp, "image_name": image_name, "project_id": project_id}
     finally:
         node.remove()
         cloud.openstack("image", "delete", image)
@@ -81,6 +82,19 @@ def template(setup: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# Seed 003's "Simple example", as written but for the image and flavor names.
+SEED_SIMPLE = """\
+heat_template_version: 2015-04-30
+description: Simple template to deploy a single compute instance
+resources:
+ my_instance:
+   type: OS::Nova::Server
+   properties:
+     image: centos7
+     flavor: m1.small
+"""
+
+
 def test_server_stack_completes_when_the_node_runs_it(cloud: Cloud,
                                                       setup: dict[str, Any]) -> None:
     user, name = setup["user"], unique("srvstack")
@@ -93,21 +107,41 @@ def test_server_stack_completes_when_the_node_runs_it(cloud: Cloud,
     stack("create", "-t", str(path), "--parameter", f"flavor={setup['flavor']}",
           "--parameter", f"image={setup['image']}", "--parameter", f"zone={setup['zone']}",
           name)
+    # Seed 003's simple template beside it (the node is the only one up to run it).
+    seed, seed_path = unique("seed003"), Path(setup["tmp"]) / "seed003.yaml"
+    seed_path.write_text(SEED_SIMPLE.replace("centos7", setup["image_name"]).replace(
+        "m1.small", setup["flavor"]))
+    stack("create", "-t", str(seed_path), seed)
 
-    def server_id() -> str | None:
-        status = stack("show", name, "-f", "json")
-        assert status["stack_status"] == "CREATE_IN_PROGRESS", status["stack_status_reason"]
-        rows = {r["resource_name"]: r for r in stack("resource", "list", name, "-f", "json")}
-        return rows["server"]["physical_resource_id"] or None
+    api = cloud.http(cloud.token(user))
+    base = f"/orchestration/v1/{setup['project_id']}/stacks"
 
-    server = wait_for(server_id, "the server to be made")
-    time.sleep(1.5)
+    def status(stack_name: str) -> dict[str, Any] | None:
+        resp = api.get(f"{base}/{stack_name}", follow_redirects=True)
+        return resp.json()["stack"] if resp.status_code == 200 else None
+
+    def server_id(stack_name: str, resource: str) -> str | None:
+        shown = status(stack_name)
+        assert shown["stack_status"] == "CREATE_IN_PROGRESS", shown["stack_status_reason"]
+        rows = api.get(f"{base}/{stack_name}/resources", follow_redirects=True).json()
+        return {r["resource_name"]: r["physical_resource_id"]
+                for r in rows["resources"]}[resource] or None
+
+    def ended(stack_name: str) -> dict[str, Any] | bool:
+        shown = status(stack_name)
+        return shown["stack_status"] != "CREATE_IN_PROGRESS" and shown
+
+    server = wait_for(lambda: server_id(name, "server"), "the server to be made")
+    seed_server = wait_for(lambda: server_id(seed, "my_instance"), "the seed's server")
+    # The engine looks at a building server several times a second: it must keep waiting.
+    time.sleep(0.5)
     assert stack("show", name, "-f", "json")["stack_status"] == "CREATE_IN_PROGRESS"
     shown = cloud.openstack("server", "show", server, "-f", "json", user=user)
     assert shown["status"] == "BUILD"
-    setup["node"].beat({server: {"state": "running", "rebuild_serial": 0}})
-    done = wait_for(lambda: (s := stack("show", name, "-f", "json"))["stack_status"] !=
-                    "CREATE_IN_PROGRESS" and s, "the stack to complete")
+    setup["node"].beat({server: {"state": "running", "rebuild_serial": 0},
+                        seed_server: {"state": "running", "rebuild_serial": 0}})
+    assert wait_for(lambda: ended(name), "the stack")["stack_status"] == "CREATE_COMPLETE"
+    done = stack("show", name, "-f", "json")
     assert done["stack_status"] == "CREATE_COMPLETE", done
     outputs = {o["output_key"]: o["output_value"] for o in done["outputs"]}
     assert outputs["address"].startswith("10.77.0.")
@@ -118,8 +152,12 @@ def test_server_stack_completes_when_the_node_runs_it(cloud: Cloud,
     assert body["OS-EXT-SRV-ATTR:user_data"]
     net = {r["resource_name"]: r["physical_resource_id"]
            for r in stack("resource", "list", name, "-f", "json")}["net"]
+    seeded = wait_for(lambda: ended(seed), "the seed's stack")
+    assert seeded["stack_status"] == "CREATE_COMPLETE", seeded
     setup["node"].beat({})
-    stack("delete", "--yes", "--wait", name)
+    stack("delete", "--yes", name, seed)
+    wait_for(lambda: status(name) is None and status(seed) is None, "the stacks' deletion")
+    api.close()
     listed = cloud.openstack("server", "list", "-f", "json", user=user)
     assert server not in [s["ID"] for s in listed]
     assert net not in [n["ID"] for n in cloud.openstack("network", "list", "-f", "json",

@@ -7,13 +7,17 @@ member, so what the stack makes belongs to the member's project.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
+from sqlalchemy import MetaData, create_engine, select
+from sqlalchemy.engine import Engine
 
 from tests.cloud import Cloud, unique
 
@@ -59,18 +63,22 @@ NETWORK_STACK = {
 
 @dataclass
 class Env:
+    """The CLI for what is judged; plain HTTP as the same user for waiting and reading back."""
+
     cloud: Cloud
     user: str
     project_id: str
     tmp: Path
+    api: httpx.Client
+    db: Engine
 
     def stack(self, *args: str, check: bool = True) -> Any:
         return self.cloud.openstack("stack", *args, user=self.user, check=check)
 
     def create(self, *args: str) -> dict[str, Any]:
         """stack create --wait: the event log the CLI prints, then the stack as JSON."""
-        out = self.cloud.openstack("stack", "create", "--wait", *args, "-f", "json",
-                                   user=self.user, parse=False)
+        out = self.cloud.openstack("stack", "create", "--wait", "--poll", "1", *args,
+                                   "-f", "json", user=self.user, parse=False)
         return json.loads(out[out.index("\n{") + 1:])
 
     def template(self, body: dict[str, Any], name: str = "t.yaml") -> str:
@@ -78,25 +86,81 @@ class Env:
         path.write_text(yaml.safe_dump(body))
         return str(path)
 
+    def get(self, path: str, **params: Any) -> httpx.Response:
+        return self.api.get(f"/orchestration/v1/{self.project_id}/{path}", params=params,
+                            follow_redirects=True)
+
+    def shown(self, name: str) -> dict[str, Any] | None:
+        resp = self.get(f"stacks/{name}")
+        if resp.status_code == 404:
+            return None
+        assert resp.status_code == 200, resp.text
+        return resp.json()["stack"]
+
+    def wait(self, name: str, gone: bool = False, action: str = "") -> dict[str, Any] | None:
+        """The stack once its action (or the given one: a rollback follows a failure) has
+        ended, or None once deleted; polled every 50 ms."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            stack = self.shown(name)
+            if stack is None:
+                return None
+            status = stack["stack_status"]
+            if not gone and not status.endswith("_IN_PROGRESS") and status.startswith(
+                    action):
+                return stack
+            time.sleep(0.05)
+        raise AssertionError(f"stack {name} still in progress: {stack}")
+
+    def delete(self, name: str) -> None:
+        """stack delete (no --wait: heatclient would poll every 5 s); gone within 60 s."""
+        self.stack("delete", "--yes", name)
+        assert self.wait(name, gone=True) is None
+
+    def resources(self, name: str) -> dict[str, dict[str, Any]]:
+        resp = self.get(f"stacks/{name}/resources")
+        return {r["resource_name"]: r for r in resp.json()["resources"]}
+
+    def physical(self, name: str) -> dict[str, str]:
+        return {n: r["physical_resource_id"] for n, r in self.resources(name).items()}
+
+    def outputs(self, name: str) -> dict[str, Any]:
+        stack = self.shown(name) or {}
+        return {o["output_key"]: o.get("output_value") for o in stack.get("outputs", [])}
+
     def networks(self) -> list[str]:
-        return [n["Name"] for n in self.cloud.openstack("network", "list", "-f", "json",
-                                                        user=self.user)]
+        return [n["name"] for n in self.api.get("/network/v2.0/networks").json()["networks"]]
 
     def rows(self, *tables: str) -> dict[str, list[tuple]]:
-        snap = self.cloud.db_snapshot()
-        return {t: snap.get(t, []) for t in tables}
+        """Every row of these tables: what a test must leave as it found it."""
+        meta = MetaData()
+        meta.reflect(self.db, only=list(tables))
+        with self.db.connect() as conn:
+            return {t: sorted(map(tuple, conn.execute(select(meta.tables[t]))), key=repr)
+                    for t in tables}
 
 
 @pytest.fixture(scope="module")
 def env(cloud: Cloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    project, user = unique("heatproj"), unique("heatuser")
+    yield from make_env(cloud, tmp_path_factory, "heat")
+
+
+def make_env(cloud: Cloud, tmp_path_factory: pytest.TempPathFactory,
+             prefix: str) -> Iterator[Env]:
+    project, user = unique(f"{prefix}proj"), unique(f"{prefix}user")
     project_id = cloud.openstack("project", "create", project, "-f", "json")["id"]
     cloud.openstack("user", "create", "--password", "pw-" + user, user)
     cloud.openstack("role", "add", "--project", project, "--user", user, "member")
     cloud.add_user(user, "pw-" + user, project)
+    db = create_engine(cloud.db_url())
     try:
-        yield Env(cloud, user, project_id, tmp_path_factory.mktemp("heat"))
+        with cloud.http(cloud.token(user)) as api:
+            # The project's default security group exists before, as Neutron makes it on
+            # sight: tests compare rows before and after.
+            api.get("/network/v2.0/security-groups")
+            yield Env(cloud, user, project_id, tmp_path_factory.mktemp(prefix), api, db)
     finally:
+        db.dispose()
         cloud.openstack("user", "delete", user)
         cloud.openstack("project", "delete", project)
 
@@ -117,8 +181,6 @@ def test_version_discovery_and_catalog(env: Env) -> None:
 
 def test_network_stack_create_show_outputs_resources_events_delete(env: Env) -> None:
     name, key = unique("netstack"), unique("heatkey")
-    # The project's default security group exists before, as Neutron makes it on sight.
-    env.cloud.openstack("security", "group", "list", user=env.user)
     before = env.rows(*TABLES)
     made = env.create("-t", env.template(NETWORK_STACK), "--parameter", f"key_name={key}",
                       name)
@@ -147,13 +209,12 @@ def test_network_stack_create_show_outputs_resources_events_delete(env: Env) -> 
     assert events[-1]["resource_status"] == "CREATE_COMPLETE"
     assert ("subnet", "CREATE_COMPLETE") in [(e["resource_name"], e["resource_status"])
                                               for e in events]
-    keypair = env.cloud.openstack("keypair", "show", key, "-f", "json", user=env.user)
-    assert keypair["name"] == key
+    keypair = env.api.get(f"/compute/v2.1/os-keypairs/{key}")
+    assert keypair.status_code == 200 and keypair.json()["keypair"]["name"] == key
     template = env.stack("template", "show", name, "-f", "json")
     assert template["resources"]["net"]["type"] == "OS::Neutron::Net"
     assert name in [s["Stack Name"] for s in env.stack("list", "-f", "json")]
-    env.stack("delete", "--yes", "--wait", name)
-    assert env.stack("show", name, check=False).returncode != 0
+    env.delete(name)
     assert env.rows(*TABLES) == before
 
 
@@ -230,34 +291,31 @@ FAILING = {
 
 
 def test_a_failing_resource_fails_the_stack_and_rollback_leaves_nothing(env: Env) -> None:
-    env.cloud.openstack("security", "group", "list", user=env.user)
     before = env.rows("networks", "subnets")
-    name = unique("failing")
-    kept = env.stack("create", "-t", env.template(FAILING), "--wait", name, check=False)
+    name, rolled = unique("failing"), unique("rolled")
+    # Both at once: the one without rollback through `create --wait` (which must fail).
+    env.stack("create", "-t", env.template(FAILING), "--enable-rollback", rolled)
+    kept = env.stack("create", "-t", env.template(FAILING), "--wait", "--poll", "1", name,
+                     check=False)
     assert kept.returncode != 0
-    shown = env.stack("show", name, "-f", "json")
+    shown = env.wait(name)
     assert shown["stack_status"] == "CREATE_FAILED"
     assert shown["stack_status_reason"].startswith(
         "Resource CREATE failed: BadRequest: resources.subnet: ")
-    resources = {r["resource_name"]: r["resource_status"]
-                 for r in env.stack("resource", "list", name, "-f", "json")}
+    resources = {n: r["resource_status"] for n, r in env.resources(name).items()}
     assert resources == {"net": "CREATE_COMPLETE", "words": "CREATE_COMPLETE",
                          "subnet": "CREATE_FAILED"}
-    env.stack("delete", "--yes", "--wait", name)
-    assert env.rows("networks", "subnets") == before
-    rolled = unique("rolled")
-    env.stack("create", "-t", env.template(FAILING), "--enable-rollback", "--wait", rolled,
-              check=False)
-    shown = env.stack("show", rolled, "-f", "json")
+    env.delete(name)
+    shown = env.wait(rolled, action="ROLLBACK")
     assert shown["stack_status"] == "ROLLBACK_COMPLETE"
     assert shown["stack_status_reason"] == "Stack ROLLBACK completed successfully"
-    assert env.stack("resource", "list", rolled, "-f", "json") == []
+    assert env.resources(rolled) == {}
     assert env.rows("networks", "subnets") == before
     statuses = [e["resource_status"] for e in env.stack("event", "list", rolled, "-f", "json")
                 if e["resource_name"] == rolled]
     assert statuses == ["CREATE_IN_PROGRESS", "CREATE_FAILED", "ROLLBACK_IN_PROGRESS",
                         "ROLLBACK_COMPLETE"]
-    env.stack("delete", "--yes", "--wait", rolled)
+    env.delete(rolled)
 
 
 UPDATABLE = {
@@ -273,47 +331,53 @@ UPDATABLE = {
 }
 
 
-def test_update_in_place_and_by_replacement(env: Env) -> None:
-    env.cloud.openstack("security", "group", "list", user=env.user)
+def test_update_in_place_by_replacement_and_rolled_back(env: Env) -> None:
     before = env.rows("networks", "subnets")
     name, net_name = unique("upd"), unique("updnet")
-    env.create("-t", env.template(UPDATABLE), "--parameter", f"net_name={net_name}",
-               "--parameter", "cidr=10.61.0.0/24", name)
-
-    def physical() -> dict[str, str]:
-        return {r["resource_name"]: r["physical_resource_id"]
-                for r in env.stack("resource", "list", name, "-f", "json")}
-
-    first = physical()
+    env.stack("create", "-t", env.template(UPDATABLE), "--parameter", f"net_name={net_name}",
+              "--parameter", "cidr=10.61.0.0/24", name)
+    assert env.wait(name)["stack_status"] == "CREATE_COMPLETE"
+    first = env.physical(name)
     # A network's name may change in place (Heat's update_allowed): same network.
-    env.stack("update", "--existing", "--parameter", f"net_name={net_name}-2", "--wait",
-              name)
-    shown = env.stack("show", name, "-f", "json")
+    env.stack("update", "--existing", "--parameter", f"net_name={net_name}-2", name)
+    shown = env.wait(name)
     assert shown["stack_status"] == "UPDATE_COMPLETE", shown
     assert shown["stack_status_reason"] == "Stack UPDATE completed successfully"
-    assert physical() == first
+    assert env.physical(name) == first
     assert f"{net_name}-2" in env.networks()
     # A subnet's cidr may not: a new subnet replaces the old one, which is deleted.
-    env.stack("update", "--existing", "--parameter", "cidr=10.62.0.0/24", "--wait", name)
-    second = physical()
+    env.stack("update", "--existing", "--parameter", "cidr=10.62.0.0/24", name)
+    assert env.wait(name)["stack_status"] == "UPDATE_COMPLETE"
+    second = env.physical(name)
     assert second["net"] == first["net"] and second["subnet"] != first["subnet"]
-    subnets = env.cloud.openstack("subnet", "list", "-f", "json", user=env.user)
-    assert [s["Subnet"] for s in subnets if s["Network"] == first["net"]] == ["10.62.0.0/24"]
-    outputs = env.stack("output", "show", name, "label", "-f", "json")
-    assert outputs["output_value"] == "10.62.0.0/24"
+    subnets = env.api.get("/network/v2.0/subnets", params={"network_id": first["net"]})
+    assert [s["cidr"] for s in subnets.json()["subnets"]] == ["10.62.0.0/24"]
+    assert env.outputs(name)["label"] == "10.62.0.0/24"
+    # A failing update with rollback enabled: the renamed network is named back, the
+    # replaced subnet put back, and the stack is ROLLBACK_COMPLETE (as Heat).
+    env.stack("update", "--existing", "--rollback", "enabled", "--parameter",
+              f"net_name={net_name}-3", "--parameter", "cidr=10.63.0.0/33", name)
+    shown = env.wait(name, action="ROLLBACK")
+    assert shown["stack_status"] == "ROLLBACK_COMPLETE", shown
+    assert env.physical(name) == second
+    assert f"{net_name}-2" in env.networks() and f"{net_name}-3" not in env.networks()
+    assert env.outputs(name)["label"] == "10.62.0.0/24"
+    statuses = [e["resource_status"] for e in env.get(f"stacks/{name}/events").json()["events"]
+                if e["resource_name"] == name]
+    assert statuses[-4:] == ["UPDATE_IN_PROGRESS", "UPDATE_FAILED", "ROLLBACK_IN_PROGRESS",
+                             "ROLLBACK_COMPLETE"]
     # A full update (PUT) with a template that drops a resource deletes it.
     smaller = {**UPDATABLE, "resources": {k: v for k, v in UPDATABLE["resources"].items()
                                           if k != "label"}, "outputs": {}}
     env.stack("update", "-t", env.template(smaller), "--parameter", f"net_name={net_name}",
-              "--parameter", "cidr=10.62.0.0/24", "--wait", name)
-    assert set(physical()) == {"net", "subnet"}
-    assert physical()["subnet"] == second["subnet"]
-    env.stack("delete", "--yes", "--wait", name)
+              "--parameter", "cidr=10.62.0.0/24", name)
+    assert env.wait(name)["stack_status"] == "UPDATE_COMPLETE"
+    assert env.physical(name) == {"net": second["net"], "subnet": second["subnet"]}
+    env.delete(name)
     assert env.rows("networks", "subnets") == before
 
 
 def test_resource_group_of_five(env: Env) -> None:
-    env.cloud.openstack("security", "group", "list", user=env.user)
     before = env.rows("networks")
     name = unique("group")
     body = {"heat_template_version": "2021-04-16", "resources": {"nets": {
@@ -322,11 +386,11 @@ def test_resource_group_of_five(env: Env) -> None:
         "outputs": {"ids": {"value": {"get_attr": ["nets", "refs"]}},
                     "names": {"value": {"get_attr": ["nets", "name"]}},
                     "third": {"value": {"get_attr": ["nets", "resource.2.name"]}}}}
-    assert env.create("-t", env.template(body), name)["stack_status"] == "CREATE_COMPLETE"
-    shown = env.stack("show", name, "-f", "json")
-    outputs = {o["output_key"]: o["output_value"] for o in shown["outputs"]}
+    env.stack("create", "-t", env.template(body), name)
+    assert env.wait(name)["stack_status"] == "CREATE_COMPLETE"
+    outputs = env.outputs(name)
     assert outputs["names"] == [f"{name}-{i}" for i in range(5)]
     assert outputs["third"] == f"{name}-2" and len(set(outputs["ids"])) == 5
     assert sorted(n for n in env.networks() if n.startswith(name)) == outputs["names"]
-    env.stack("delete", "--yes", "--wait", name)
+    env.delete(name)
     assert env.rows("networks") == before
