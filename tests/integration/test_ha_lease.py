@@ -2,7 +2,11 @@
 from the controller and its peers). Its agent kills its HA server's QEMU when its lease
 runs out, before the controller, which counts it fenced by lease, rebuilds the server on
 the other node; a sampler listing QEMU processes per instance across the lab every
-100 ms never sees two copies. Healed, the node destroys only its stale copy."""
+100 ms never sees two copies. Healed, the node destroys only its stale copy.
+
+First, the same node on a flapping link (5 % loss and 150 ms each way, so 300 ms round
+trips) for LOSSY_S seconds: it is never down, never fenced (by the controller or by its
+own lease), nothing is evacuated, and its QEMU runs on throughout."""
 
 from __future__ import annotations
 
@@ -11,8 +15,12 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
+from atwill.bench.ha_figures import log_counts
 from atwill.lab import Lab
 from tests.integration.vms import upload_guest, wait_status
 
@@ -21,6 +29,7 @@ from tests.integration.vms import upload_guest, wait_status
 # busy host) makes it fence itself too: safe, but its VMs stop.
 LAB = {"nodes": 3, "fence": False}
 HOSTS = ("node1", "node2", "node3")
+LOSSY_S = 40
 
 
 class QemuSampler:
@@ -91,7 +100,9 @@ def _node(lab: Lab, name: str) -> dict:
     return json.loads(lab.atwill_ctl("node", "show", name).stdout)
 
 
-def test_isolated_node_kills_its_vm_before_it_runs_elsewhere(lab: Lab) -> None:
+@pytest.fixture(scope="module")
+def leased(lab: Lab) -> Iterator[dict]:
+    """An HA server on node1 (HA by default), shared by the tests here."""
     upload_guest(lab)
     lab.openstack("flavor", "create", "--ram", "256", "--disk", "1", "--vcpus", "1", "m1.ls")
     lab.openstack("network", "create", "lsnet")
@@ -101,6 +112,55 @@ def test_isolated_node_kills_its_vm_before_it_runs_elsewhere(lab: Lab) -> None:
                          "--network", "lsnet", "--availability-zone", "nova:node1", "leased",
                          "-f", "json")
     wait_status(lab, "leased", "ACTIVE", 180)
+    yield made
+    lab.openstack("server", "delete", "--wait", made["id"])
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+def _since(path: Path, offset: int) -> str:
+    with path.open("rb") as f:
+        f.seek(offset)
+        return f.read().decode(errors="replace")
+
+
+def test_flapping_link_neither_fences_nor_evacuates(lab: Lab, leased: dict) -> None:
+    logs = (Path(lab.host("ctl").state_dir) / "controller.log",
+            Path(lab.host("node1").state_dir) / "agent.log")
+    marks = [_size(log) for log in logs]
+    sampler = QemuSampler(lab, leased["id"])
+    seen: list[str] = []
+    try:
+        lab.wait_for(lambda: sampler.hosts() == ["node1"], 30, "QEMU on node1")
+        started = time.monotonic()
+        lab.set_wan("node1", delay="150ms", loss="5%")
+        try:
+            while time.monotonic() - started < LOSSY_S:
+                shown = _node(lab, "node1")  # about a second per look
+                seen.append(f"{shown['state']}/{shown['health']}/{shown['fence_state']}")
+        finally:
+            lab.set_wan("node1")
+    finally:
+        sampler.stop()
+    counts = log_counts(_since(logs[0], marks[0]), _since(logs[1], marks[1]), "node1")
+    print(f"\nflapping link for {LOSSY_S} s: node1 seen {sorted(set(seen))} in {len(seen)} "
+          f"looks, {counts}")
+    assert counts == dict.fromkeys(counts, 0), (counts, _clues(lab, "node1", leased["id"]))
+    assert len(seen) >= LOSSY_S // 4 and all(s.startswith("up/") and s.endswith("/None")
+                                             for s in seen), seen
+    # QEMU ran on node1 alone, all along; the server was never touched.
+    assert len(sampler.samples) > LOSSY_S * 5
+    assert {frozenset(hosts) for _, hosts in sampler.samples} == {frozenset({"node1"})}
+    events = lab.openstack("server", "event", "list", leased["id"], "-f", "json")
+    assert [e["Action"] for e in events] == ["create"], events
+    shown = lab.openstack("server", "show", leased["id"], "-f", "json")
+    assert (shown["status"], shown["OS-EXT-SRV-ATTR:host"]) == ("ACTIVE", "node1")
+
+
+def test_isolated_node_kills_its_vm_before_it_runs_elsewhere(lab: Lab, leased: dict) -> None:
+    made = leased
     stale = Path(lab.host("node1").state_dir) / "instances" / made["id"]
     sampler = QemuSampler(lab, made["id"])
     try:
@@ -141,4 +201,3 @@ def test_isolated_node_kills_its_vm_before_it_runs_elsewhere(lab: Lab) -> None:
     # and the copy on the other node runs as the same user (a lab-only artifact).
     assert "node1" not in sampler.samples[-1][1], (changes, _clues(lab, target, made["id"]))
     assert len(sampler.samples) > 100
-    lab.openstack("server", "delete", "--wait", made["id"])
