@@ -29,6 +29,13 @@ def test_split_counts_a_node_fenced_between_two_samples_as_detected_then() -> No
     assert figures.split(samples, CUT, "node1") == {"detect": 1.0, "fence": 1.0, "active": 2.0}
 
 
+def test_split_takes_servers_leaving_the_node_as_fenced_when_down_is_never_seen() -> None:
+    samples = [_sample(2.5, ("a", "ACTIVE", "node1", "UNKNOWN"), ("b", "ACTIVE", "node1", "UP")),
+               _sample(3.0, ("a", "REBUILD", "node2", "UP"), ("b", "REBUILD", "node3", "UP")),
+               _sample(4.5, ("a", "ACTIVE", "node2", "UP"), ("b", "ACTIVE", "node3", "UP"))]
+    assert figures.split(samples, CUT, "node1") == {"detect": 2.5, "fence": 3.0, "active": 4.5}
+
+
 def test_split_leaves_what_never_happened_unset() -> None:
     samples = [_sample(1.0, ("a", "ACTIVE", "node1", "UNKNOWN"))]
     assert figures.split(samples, CUT, "node1") == {"detect": 1.0, "fence": None,

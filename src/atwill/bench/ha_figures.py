@@ -24,13 +24,17 @@ def percentile(values: list[float], share: float) -> float:
 
 
 def split(samples: list, cut: float, victim: str) -> dict[str, float | None]:
-    """Seconds from the cut to: node seen down, fenced, every server ACTIVE elsewhere."""
+    """Seconds from the cut to: node seen down, fenced (servers DOWN or moved), every
+    server ACTIVE elsewhere."""
     out: dict[str, float | None] = {"detect": None, "fence": None, "active": None}
     for when, servers in samples:
         on_victim = [s for s in servers if s[2] == victim]
-        if out["detect"] is None and any(s[3] != "UP" for s in on_victim):
+        if out["detect"] is None and any(s[3] in ("UNKNOWN", "DOWN") for s in on_victim):
             out["detect"] = when - cut
-        if out["fence"] is None and any(s[3] == "DOWN" for s in on_victim):
+        # The monitor evacuates in the pass that fenced the node, so its servers are
+        # seldom seen DOWN on it: their leaving it says the fence agent answered "off".
+        if out["fence"] is None and (any(s[3] == "DOWN" for s in on_victim)
+                                     or len(on_victim) < len(servers)):
             out["fence"] = when - cut
         if servers and all(s[1] == "ACTIVE" and s[2] != victim for s in servers):
             out["active"] = when - cut
