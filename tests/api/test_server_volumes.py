@@ -375,7 +375,7 @@ def test_boot_from_volume_cli(env: Env) -> None:
                 "volumeAttachments"]
         made.append(att["volumeId"])
         new = show(env.cloud, made[0])
-        assert (new["status"], new["bootable"]) == ("creating", "true")
+        assert (new["status"], new["bootable"]) == ("creating", True)
         assert servers[1] not in _listed(env)
         env.storage.converge()
         assert show(env.cloud, made[0])["status"] == "attaching"
