@@ -24,6 +24,9 @@ from atwill.controller.db.session import Database
 from tests.api.aggregate_nodes import JoinedNode
 from tests.cloud import Cloud, unique
 
+# The instance the module's node holds, by node name.
+INSTANCES: dict[str, str] = {}
+
 
 def samples(text: str) -> dict[tuple[str, frozenset], float]:
     return {(s.name, frozenset(s.labels.items())): s.value
@@ -45,6 +48,7 @@ def node(cloud: Cloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Joi
         session.add(inst)
         session.flush()
         ident = inst.id
+    INSTANCES[made.name] = ident
     try:
         yield made
     finally:
@@ -124,10 +128,15 @@ def test_a_real_prometheus_scrapes_it(cloud: Cloud, node: JoinedNode, tmp_path: 
          f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        node.beat()
+        ident = INSTANCES[node.name]
+        node.beat({ident: {"state": "running", "metrics": {"cpu_seconds": 7.5}}})
         query = f'atwill_node_heartbeat_age_seconds{{node="{node.name}"}}'
         assert _query(port, query) < 120
         assert _query(port, 'sum(atwill_api_requests_total{service="metrics"})') >= 1
+        assert _query(port, f'atwill_node_vcpus{{node="{node.name}"}}') == 8
+        # A node's own reading of its instance, relayed from its heartbeat.
+        assert _query(port, f'atwill_instance_cpu_seconds_total{{instance_id="{ident}"}}'
+                      ) == 7.5
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -1,0 +1,177 @@
+"""/metrics per node and per instance: the hypervisor figures, the scheduler's decisions,
+and the counters a node reports for its instances (relayed from its heartbeats).
+
+The node is joined through the real join API and speaks with its certificate; the
+server is created with the real CLI and placed by the scheduler on that node.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.api.aggregate_nodes import JoinedNode
+from tests.cloud import Cloud, unique
+
+MIB, GIB = 2 ** 20, 2 ** 30
+COUNTERS = {"cpu_seconds": 12.5, "memory_rss_bytes": 70 * MIB, "disk_read_bytes": 4096,
+            "disk_write_bytes": 512, "net_rx_bytes": 1000, "net_tx_bytes": 2000}
+# OSC's hypervisor show parses the uptime line an agent's host report makes.
+HOST = {"uptime_s": 3600, "loadavg": [0.1, 0.2, 0.3], "time": "05:00:00"}
+
+
+def scrape(cloud: Cloud) -> dict[tuple[str, frozenset], float]:
+    with cloud.http(cloud.token()) as client:
+        resp = client.get("/metrics")
+    assert resp.status_code == 200, resp.text
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(resp.text) for s in family.samples}
+
+
+def labelled(found: dict[tuple[str, frozenset], float], name: str, **labels: str) -> float:
+    return found[(name, frozenset(labels.items()))]
+
+
+@dataclass
+class Env:
+    cloud: Cloud
+    node: JoinedNode
+    server: dict
+    image: str
+    placed_before: float
+
+    def report(self, **entry: object) -> None:
+        """A heartbeat reporting the server running, with its host's uptime as an agent's."""
+        with self.node.http() as client:
+            resp = client.post(f"/cluster/v1/nodes/{self.node.id}/heartbeat", json={
+                "overlay": {}, "host": HOST,
+                "instances": {self.server["id"]: {"state": "running", **entry}}})
+        assert resp.status_code == 200, resp.text
+
+
+@pytest.fixture(scope="module")
+def env(cloud: Cloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    """A server placed on a joined node that reports it running, with its counters."""
+    tmp = tmp_path_factory.mktemp("metricsnodes")
+    node = JoinedNode(cloud, tmp, "metricshost")
+    flavor = unique("metflv")
+    cloud.openstack("flavor", "create", "--ram", "64", "--disk", "1", "--vcpus", "1", flavor)
+    (tmp / "disk.img").write_bytes(os.urandom(64 * 1024))
+    image = cloud.openstack("image", "create", "--file", str(tmp / "disk.img"),
+                            "--disk-format", "raw", "--container-format", "bare",
+                            unique("metimg"), "-f", "json")["id"]
+    placed = labelled(scrape(cloud), "atwill_scheduler_placements_total", result="placed")
+    node.beat()
+    server = cloud.openstack("server", "create", "--flavor", flavor, "--image", image,
+                             "--no-network", unique("metsrv"), "-f", "json")
+    try:
+        deadline = time.monotonic() + 20
+        while not (shown := cloud.openstack("server", "show", server["id"], "-f", "json")
+                   )["OS-EXT-SRV-ATTR:host"]:
+            assert time.monotonic() < deadline and shown["status"] != "ERROR", shown
+            time.sleep(0.2)
+        assert shown["OS-EXT-SRV-ATTR:host"] == node.name, shown
+        made = Env(cloud, node, shown, image, placed)
+        made.report(metrics=COUNTERS)
+        yield made
+    finally:
+        cloud.openstack("server", "delete", server["id"])
+        cloud.openstack("flavor", "delete", flavor)
+        cloud.openstack("image", "delete", image)
+        node.remove()
+
+
+def test_placements_are_counted_by_result(env: Env) -> None:
+    cloud = env.cloud
+    found = scrape(cloud)
+    assert labelled(found, "atwill_scheduler_placements_total", result="placed") \
+        >= env.placed_before + 1
+    failed = labelled(found, "atwill_scheduler_placements_total", result="no_valid_host")
+    big = unique("metbig")
+    # More disk than any node has (the disk ratio is 1; vCPUs and RAM are overcommitted).
+    cloud.openstack("flavor", "create", "--ram", "64", "--disk", "4000", "--vcpus", "1", big)
+    try:
+        env.node.beat()
+        name = unique("metnvh")
+        cloud.openstack("server", "create", "--flavor", big, "--image", env.image,
+                        "--no-network", name)
+        deadline = time.monotonic() + 20
+        while (shown := cloud.openstack("server", "show", name, "-f", "json")
+               )["status"] != "ERROR":
+            assert time.monotonic() < deadline, shown
+            time.sleep(0.2)
+        assert "No valid host" in shown["fault"]["message"], shown
+        cloud.openstack("server", "delete", shown["id"])
+    finally:
+        cloud.openstack("flavor", "delete", big)
+    assert labelled(scrape(cloud), "atwill_scheduler_placements_total",
+                    result="no_valid_host") == failed + 1
+
+
+def test_node_figures_are_what_the_hypervisor_api_shows(env: Env) -> None:
+    cloud, name = env.cloud, env.node.name
+    env.report(metrics=COUNTERS)  # up again, however long the tests before took
+    found = scrape(cloud)
+    hyp = cloud.openstack("--os-compute-api-version", "2.87", "hypervisor", "show", name,
+                          "-f", "json")
+    stats = cloud.openstack("--os-compute-api-version", "2.87", "hypervisor", "stats",
+                            "show", "-f", "json")
+    for metric, field, scale in (
+            ("vcpus", "vcpus", 1), ("vcpus_used", "vcpus_used", 1),
+            ("memory_bytes", "memory_mb", MIB), ("memory_used_bytes", "memory_mb_used", MIB),
+            ("disk_bytes", "local_gb", GIB), ("disk_used_bytes", "local_gb_used", GIB),
+            ("running_vms", "running_vms", 1)):
+        assert labelled(found, f"atwill_node_{metric}", node=name) == hyp[field] * scale
+        total = sum(v for (n, _), v in found.items() if n == f"atwill_node_{metric}")
+        assert total == stats[field] * scale, metric
+    assert hyp["vcpus_used"] == 1 and hyp["memory_mb_used"] == 64  # the server's claim
+    assert labelled(found, "atwill_node_up", node=name) == (hyp["state"] == "up") == 1
+    assert labelled(found, "atwill_node_enabled", node=name) == 1
+    assert labelled(found, "atwill_node_instances", node=name) == 1
+    assert labelled(found, "atwill_node_health", node=name, health="up") == 1
+    assert labelled(found, "atwill_node_health", node=name, health="down") == 0
+
+
+def test_a_nodes_counters_for_its_instance_are_relayed(env: Env) -> None:
+    ident, node = env.server["id"], env.node.name
+    env.report(metrics=COUNTERS)
+    found = scrape(env.cloud)
+    labels = {"instance_id": ident, "project_id": env.server["project_id"], "node": node}
+    for name, value in (("cpu_seconds_total", 12.5), ("disk_read_bytes_total", 4096),
+                        ("disk_written_bytes_total", 512), ("network_receive_bytes_total",
+                                                            1000),
+                        ("network_transmit_bytes_total", 2000),
+                        ("memory_resident_bytes", 70 * MIB), ("vcpus", 1),
+                        ("memory_bytes", 64 * MIB), ("disk_bytes", GIB)):
+        assert labelled(found, f"atwill_instance_{name}", **labels) == value, name
+    assert labelled(found, "atwill_instance_state", **labels, state="active") == 1
+    # A report without the counters (QEMU stopped, an older agent): the series go.
+    env.report()
+    found = scrape(env.cloud)
+    assert ("atwill_instance_cpu_seconds_total", frozenset(labels.items())) not in found
+    assert labelled(found, "atwill_instance_vcpus", **labels) == 1
+
+
+@pytest.mark.parametrize(("metrics", "words"), [
+    ({"cpu_seconds": 1, "fan_rpm": 3}, "unknown keys (fan_rpm)"),
+    ({"net_rx_bytes": -5}, "net_rx_bytes"),
+    ("lots", "not an object"),
+])
+def test_bad_counters_are_refused_and_change_nothing(env: Env, metrics: object,
+                                                     words: str) -> None:
+    env.report(metrics=COUNTERS)
+    with env.node.http() as client:
+        resp = client.post(f"/cluster/v1/nodes/{env.node.id}/heartbeat", json={
+            "overlay": {}, "instances": {env.server["id"]: {"state": "shutoff",
+                                                            "metrics": metrics}}})
+    assert resp.status_code == 400 and words in resp.text, resp.text
+    found = scrape(env.cloud)
+    labels = {"instance_id": env.server["id"], "project_id": env.server["project_id"],
+              "node": env.node.name}
+    assert labelled(found, "atwill_instance_cpu_seconds_total", **labels) == 12.5
+    assert labelled(found, "atwill_instance_state", **labels, state="active") == 1
