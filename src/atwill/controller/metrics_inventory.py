@@ -77,7 +77,7 @@ class Inventory(Collector):
 
 
 def _instance_counts(session: Session) -> dict[str, int]:
-    return dict(session.execute(  # type: ignore[arg-type]
+    return dict(session.execute(
         select(Instance.node_id, func.count(Instance.id))
         .where(Instance.deleted.is_(False), Instance.node_id.is_not(None))
         .group_by(Instance.node_id)).all())
