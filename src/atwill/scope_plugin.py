@@ -67,7 +67,9 @@ def install(raw: str | None) -> None:
 class ScopeAction(argparse.Action):
     def __call__(self, parser: Any, namespace: Any, values: Any,
                  option_string: str | None = None) -> None:
-        setattr(namespace, self.dest, values)
+        # Kept as a dict: openstack.config str.format()s every string option, and a JSON
+        # string's braces would be read as format fields.
+        setattr(namespace, self.dest, json.loads(values))
         install(values)
 
 
@@ -75,8 +77,11 @@ def build_option_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     env = os.environ.get("OS_SCOPE") or None
     if env:
         install(checked(env))
+        # Consumed here: openstack.config reads every OS_* variable into the cloud's config
+        # and str.format()s it, and the JSON's braces would be read as format fields.
+        os.environ.pop("OS_SCOPE")
     parser.add_argument(
-        "--os-scope", "--scope", metavar="<scope>", dest="os_scope", default=env,
+        "--os-scope", "--scope", metavar="<scope>", dest="os_scope", default=None,
         type=checked, action=ScopeAction,
         help='Which cloud serves each service, as JSON: {"image": "CloudTwo"} '
              "(Env: OS_SCOPE). Sent as the X-Scope header (atwill peer clouds).")

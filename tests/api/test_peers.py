@@ -1,0 +1,253 @@
+"""Collaborating clouds (seed 002): two controllers paired as peers, X-Scope across them.
+
+CloudOne and CloudTwo are two real controllers on loopback, one pair for the module.
+CloudOne's node is joined without an agent (the test reads its desired state and fetches
+its image as the agent would).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.api.aggregate_nodes import JoinedNode
+from tests.api.lockout_cloud import make_user
+from tests.cloud import Cloud, CommandFailed
+from tests.conftest import fresh_database_url
+
+SCOPE_TWO = json.dumps({"image": "CloudTwo"})
+
+
+@dataclass
+class Pair:
+    one: Cloud
+    two: Cloud
+    node: JoinedNode
+    one_image: str
+    two_image: str
+    two_md5: str
+    alice: str  # a CloudTwo user in project alicep, mapped into CloudOne's fromtwo
+    bob: str  # a CloudTwo user in the same project, not mapped
+    fromtwo: str  # CloudOne's project for CloudTwo's mapped users
+
+
+def _cloud(engine: str, **settings: object) -> Iterator[Cloud]:
+    for url in fresh_database_url(engine):
+        cloud = Cloud(url)
+        try:
+            cloud.init()
+            cloud.configure(**settings)
+            cloud.start()
+            yield cloud
+        finally:
+            cloud.destroy()
+
+
+def _image(cloud: Cloud, data: Path, *extra: str) -> str:
+    return cloud.openstack("image", "create", "--file", str(data), "--disk-format", "raw",
+                           "--container-format", "bare", *extra, "cirros-0.6-x86_64-disk",
+                           "-f", "json")["id"]
+
+
+def _pair(one: Cloud, two: Cloud) -> None:
+    made = json.loads(two.atwill("peer", "token", "create", "--name", "CloudOne",
+                                 "--json").stdout)
+    one.atwill("peer", "add", "CloudTwo", made["url"], "--ca-hash", made["ca_hash"],
+               "--token", made["token"])
+
+
+def _user(cloud: Cloud, project_id: str, name: str) -> str:
+    admin = cloud.token()
+    make_user(cloud, admin, name, "s3cret-pass")
+    cloud.openstack("role", "add", "--user", name, "--project", project_id, "member")
+    cloud.add_user(name, "s3cret-pass", "alicep")
+    return cloud.token(name)
+
+
+@pytest.fixture(scope="module")
+def pair(engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+    tmp = tmp_path_factory.mktemp("peers")
+    # CloudOne asks its peers with a short timeout and never caches what they vouched for
+    # (so a revocation at CloudTwo shows at once); CloudTwo keeps the defaults.
+    ones = _cloud(engine, peer_timeout=1.0, peer_token_cache=0, ha_auto_evacuate=False)
+    twos = _cloud(engine)
+    one, two = next(ones), next(twos)
+    try:
+        _pair(one, two)
+        data = tmp / "disk.img"
+        data.write_bytes(os.urandom(64 * 1024))
+        one_image = _image(one, data)
+        two_image = _image(two, data, "--public")
+        # CloudOne's users act at CloudTwo in a project of CloudTwo's own.
+        two.openstack("project", "create", "fromone")
+        two.atwill("peer", "map", "CloudOne", "--remote-project", "admin",
+                   "--local-project", "fromone", "--role", "member")
+        alicep = two.openstack("project", "create", "alicep", "-f", "json")["id"]
+        fromtwo = one.openstack("project", "create", "fromtwo", "-f", "json")["id"]
+        one.atwill("peer", "map", "CloudTwo", "--remote-project", "alicep",
+                   "--remote-user", "alice", "--local-project", "fromtwo", "--role", "member")
+        alice, bob = _user(two, alicep, "alice"), _user(two, alicep, "bob")
+        one.openstack("flavor", "create", "--ram", "64", "--disk", "1", "--vcpus", "1",
+                      "m1.tiny")
+        two.openstack("flavor", "create", "--ram", "128", "--disk", "1", "--vcpus", "1",
+                      "m1.two")
+        node = JoinedNode(one, tmp, "peernode")
+        node.keep_beating()  # the HA monitor marks a silent node down within seconds
+        yield Pair(one, two, node, one_image, two_image,
+                   hashlib.md5(data.read_bytes(), usedforsecurity=False).hexdigest(),
+                   alice, bob, fromtwo)
+        node.stop_beating()
+    finally:
+        for gen in (ones, twos):
+            gen.close()
+
+
+def test_peers_listed_on_both_sides(pair: Pair) -> None:
+    (two,) = json.loads(pair.one.atwill("peer", "list", "--json").stdout)
+    (one,) = json.loads(pair.two.atwill("peer", "list", "--json").stdout)
+    assert (two["name"], two["url"], one["name"], one["url"]) == (
+        "CloudTwo", pair.two.url, "CloudOne", pair.one.url)
+    assert "image" in two["services"]
+    with pair.one.http(pair.one.token()) as client:
+        shown = client.get("/cluster/v1/peers/CloudTwo").json()["peer"]
+    (rule,) = shown["mappings"]
+    assert (rule["remote_project"], rule["remote_user"], rule["role"],
+            rule["local_project_id"]) == ("alicep", "alice", "member", pair.fromtwo)
+
+
+def test_pairing_refuses_a_used_token_and_a_wrong_ca(pair: Pair) -> None:
+    made = json.loads(pair.two.atwill("peer", "token", "create", "--name", "Third",
+                                      "--json").stdout)
+    wrong = "sha256:" + "0" * 64
+    with pytest.raises(CommandFailed) as failed:
+        pair.one.atwill("peer", "add", "Third", made["url"], "--ca-hash", wrong,
+                        "--token", made["token"])
+    assert "does not match the pinned hash" in " ".join(failed.value.stderr.split())
+    _pair_third = ["peer", "add", "Third", made["url"], "--ca-hash", made["ca_hash"],
+                   "--token", made["token"]]
+    pair.one.atwill(*_pair_third)
+    try:
+        with pytest.raises(CommandFailed) as failed:
+            pair.one.atwill(*[a if a != "Third" else "Fourth" for a in _pair_third])
+        assert "peer token is used" in " ".join(failed.value.stderr.split())
+    finally:
+        pair.one.atwill("peer", "remove", "Third")
+        pair.two.atwill("peer", "remove", "Third")
+    names = [p["name"] for p in json.loads(pair.one.atwill("peer", "list", "--json").stdout)]
+    assert names == ["CloudTwo"]
+
+
+def test_image_list_scoped_to_the_peer(pair: Pair) -> None:
+    ids_one = [i["ID"] for i in pair.one.openstack("image", "list", "-f", "json")]
+    ids_two = [i["ID"] for i in pair.two.openstack("image", "list", "-f", "json")]
+    assert ids_one == [pair.one_image] and ids_two == [pair.two_image]
+    scoped = pair.one.openstack("--os-scope", SCOPE_TWO, "image", "list", "-f", "json")
+    assert [i["ID"] for i in scoped] == [pair.two_image]
+    shown = pair.one.openstack("--scope", SCOPE_TWO, "image", "show", pair.two_image,
+                               "-f", "json")
+    assert (shown["id"], shown["checksum"]) == (pair.two_image, pair.two_md5)
+
+
+def test_compute_scoped_to_the_peer(pair: Pair) -> None:
+    local = pair.one.openstack("flavor", "list", "-f", "json")
+    scoped = pair.one.openstack("--os-scope", json.dumps({"compute": "CloudTwo"}), "flavor",
+                                "list", "-f", "json")
+    assert [f["Name"] for f in local] == ["m1.tiny"]
+    assert [f["Name"] for f in scoped] == ["m1.two"]
+
+
+@pytest.mark.parametrize(("scope", "message"), [
+    ('{"image": "CloudThree"}', "not a peer of this cloud"),
+    ('{"baremetal": "CloudTwo"}', "names the service 'baremetal'"),
+    ('["image"]', "must be a JSON object"),
+])
+def test_bad_scope_is_400(pair: Pair, scope: str, message: str) -> None:
+    with pair.one.http(pair.one.token()) as client:
+        resp = client.get("/image/v2/images", headers={"X-Scope": scope})
+    assert resp.status_code == 400, resp.text
+    assert message in resp.json()["error"]["message"]
+
+
+def test_server_boots_here_from_the_peers_image(pair: Pair) -> None:
+    # Seed 002's command as written: --scope after the command, the peer's image id.
+    made = pair.one.openstack("server", "create", "my-vm", "--scope", SCOPE_TWO, "--image",
+                              pair.two_image, "--flavor", "m1.tiny", "--no-network",
+                              "-f", "json")
+    try:
+        assert made["image"] == f"cirros-0.6-x86_64-disk ({pair.two_image})"
+        with pair.node.http() as client:
+            desired = client.get(f"/cluster/v1/nodes/{pair.node.id}/desired",
+                                 params={"wait": 0}).json()
+            (spec,) = [i for i in desired["instances"] if i["id"] == made["id"]]
+            assert (spec["image"]["id"], spec["image"]["checksum"]) == (
+                pair.two_image, pair.two_md5)
+            data = client.get(f"/cluster/v1/nodes/{pair.node.id}/images/{pair.two_image}")
+        assert data.status_code == 200
+        assert hashlib.md5(data.content, usedforsecurity=False).hexdigest() == pair.two_md5
+        # CloudOne's image list and CloudTwo's are unchanged by the cross-cloud boot.
+        assert [i["ID"] for i in pair.one.openstack("image", "list", "-f", "json")] == [
+            pair.one_image]
+        assert [i["ID"] for i in pair.two.openstack("image", "list", "-f", "json")] == [
+            pair.two_image]
+    finally:
+        pair.one.openstack("server", "delete", made["id"])
+
+
+def test_peer_users_act_only_as_mapped(pair: Pair) -> None:
+    identity_two = {"X-Scope": json.dumps({"identity": "CloudTwo"})}
+    admin_project = pair.one.openstack("project", "show", "admin", "-f", "json")["id"]
+    with pair.one.http(pair.alice) as client:
+        own = client.get(f"/compute/v2.1/os-quota-sets/{pair.fromtwo}", headers=identity_two)
+        other = client.get(f"/compute/v2.1/os-quota-sets/{admin_project}",
+                           headers=identity_two)
+        servers = client.get("/compute/v2.1/servers", headers=identity_two)
+        elsewhere = client.get("/cluster/v1/peers", headers=identity_two)
+    assert (own.status_code, servers.status_code) == (200, 200), own.text
+    assert other.status_code == 403, other.text  # only in the mapped project
+    assert elsewhere.status_code == 401  # the cluster API takes no peer's token
+    with pair.one.http(pair.bob) as client:
+        refused = client.get("/compute/v2.1/servers", headers=identity_two)
+    assert refused.status_code == 403
+    assert "No mapping lets user bob" in refused.json()["forbidden"]["message"]
+
+
+def test_revoked_peer_token_stops_working(pair: Pair) -> None:
+    token = pair.two.token("alice")
+    identity_two = {"X-Scope": json.dumps({"identity": "CloudTwo"})}
+    with pair.one.http(token) as client:
+        assert client.get("/compute/v2.1/servers", headers=identity_two).status_code == 200
+    with pair.two.http(token) as client:
+        assert client.delete("/identity/v3/auth/tokens",
+                             headers={"X-Subject-Token": token}).status_code == 204
+    with pair.one.http(token) as client:
+        assert client.get("/compute/v2.1/servers", headers=identity_two).status_code == 401
+
+
+def test_unreachable_peer_is_a_fast_503(pair: Pair) -> None:
+    # A peer that accepts connections and never answers: the worst case for a timeout.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        pair.one.atwill("peer", "set", "CloudTwo", "--url",
+                        f"https://127.0.0.1:{silent.getsockname()[1]}")
+        try:
+            with pair.one.http(pair.one.token()) as client:
+                started = time.monotonic()
+                cut = client.get("/image/v2/images", headers={"X-Scope": SCOPE_TWO})
+                elapsed = time.monotonic() - started
+                local = client.get("/image/v2/images")
+        finally:
+            pair.one.atwill("peer", "set", "CloudTwo", "--url", pair.two.url)
+    assert cut.status_code == 503, cut.text
+    assert "CloudTwo" in cut.json()["error"]["message"] and elapsed < 3
+    assert [i["id"] for i in local.json()["images"]] == [pair.one_image]
+    healed = pair.one.openstack("--os-scope", SCOPE_TWO, "image", "list", "-f", "json")
+    assert [i["ID"] for i in healed] == [pair.two_image]
