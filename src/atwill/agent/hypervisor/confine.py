@@ -71,13 +71,18 @@ def confine(spec: InstanceSpec, paths: InstancePaths, instances_dir: Path) -> st
 
 def instance_uid(uuid: str, disk: Path, instances_dir: Path) -> int:
     """The instance's user: the one its disk already has, else a free one of our block
-    (no other instance's, no running process's, none the name service knows)."""
+    (no other instance's, no running process's, none the name service knows).
+
+    The id is hashed from the node's instances directory too: where nodes share one
+    process table (the lab's hosts), an instance rebuilt on another node must not get
+    the user of its old copy, whose removal kills that user's processes."""
     owner = _owner(disk)
     if owner is not None:
         return owner
     taken = {_owner(other / disk.name) for other in _siblings(instances_dir, uuid)}
     taken |= running_uids()
-    return guest_ids.pick(uuid, lambda uid: uid in taken or _known_user(uid))
+    return guest_ids.pick(f"{instances_dir.resolve()}/{uuid}",
+                          lambda uid: uid in taken or _known_user(uid))
 
 
 def image_gid(image: Path) -> int:
