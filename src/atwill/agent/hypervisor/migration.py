@@ -11,6 +11,7 @@ wrote on its source travels.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import socket
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ TARGET = "atwill-migration-target"
 JOB = "atwill-migration-mirror"
 UNTHROTTLED = 8 << 30  # bytes/s: QEMU's migration default (128 MiB/s) is a cap we don't want
 POLL = 0.2
+log = logging.getLogger("atwill.agent.migrations")
 
 
 def free_ports(host: str, count: int = 2) -> list[int]:
@@ -104,6 +106,8 @@ def send(execute: Execute, order: Callable[[], Order],
     """On the source: mirror, migrate, switch over; raise (the guest still running here)
     if anything fails, the controller aborts, or it takes over timeout seconds."""
     first = order()
+    log.info("migration %s: mirroring the disk to %s:%s", first.migration, first.host,
+             first.nbd_port)
     deadline = time.monotonic() + timeout
     paused: list[bool] = []  # set when force-complete paused the guest, even if it fails
     try:
@@ -113,6 +117,8 @@ def send(execute: Execute, order: Callable[[], Order],
         execute("blockdev-mirror", {"job-id": JOB, "device": DRIVE, "target": TARGET,
                                     "sync": "top"})
         _mirror_ready(execute, order, progress, deadline)
+        log.info("migration %s: disk mirrored to %s; migrating the memory", first.migration,
+                 first.host)
         execute("migrate-set-capabilities", {"capabilities": [
             {"capability": "auto-converge", "state": True}]})
         execute("migrate-set-parameters", {"downtime-limit": first.downtime_ms,
