@@ -119,6 +119,17 @@ def test_cli(cloud: Cloud, nodes: list[Node]) -> None:
     assert {n.name for n in nodes} <= names
     shown = cloud.openstack("hypervisor", "show", a.name, "-f", "json")
     assert shown["id"] == a.id and shown["host_ip"] == "10.0.0.1"
+    # Before 2.88 the CLI asks os-hypervisors/{id}/uptime: a node that never said its
+    # uptime answers Nova's 501, which the CLI skips (a null made it fail).
+    older = cloud.openstack("--os-compute-api-version", "2.87", "hypervisor", "show",
+                            a.name, "-f", "json")
+    assert older["host_ip"] == "10.0.0.1" and "uptime" not in older
+    with cloud.http(cloud.token()) as client:
+        uptime = client.get(f"/compute/v2.1/os-hypervisors/{older['id']}/uptime",
+                            headers=mv("2.87"))
+    assert uptime.status_code == 501, uptime.text
+    assert uptime.json()["notImplemented"]["message"] == (
+        "Virt driver does not implement uptime function.")
     stats = cloud.openstack("hypervisor", "stats", "show", "-f", "json")
     assert stats["count"] >= 2
     services = {s["Host"]: s for s in cloud.openstack("compute", "service", "list", "-f",

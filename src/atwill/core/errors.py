@@ -57,6 +57,12 @@ class TooManyRequests(ApiError):
     status, title = 429, "Too Many Requests"
 
 
+class NotImplementedByHost(ApiError):
+    """What a host cannot tell (Nova's 501 from a virt driver without the call)."""
+
+    status, title = 501, "Not Implemented"
+
+
 BY_STATUS: dict[int, type[ApiError]] = {
     cls.status: cls
     for cls in (BadRequest, Unauthorized, Forbidden, NotFound, MethodNotAllowed,

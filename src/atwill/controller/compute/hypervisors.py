@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
-from ...core.errors import BadRequest, NotFound
+from ...core.errors import BadRequest, NotFound, NotImplementedByHost
 from ...core.microversion import Version
 from ...core.policy import Credentials
 from ..db.compute import Node
@@ -73,7 +73,11 @@ def hypervisor_uptime_get(hypervisor_id: str, request: Request,
     authorize(creds, "compute:hypervisors:show")
     with controller(request).db.session() as session:
         node = find(session, hypervisor_id, version, "id", "Hypervisor")
-    return {"hypervisor": {**summary(node, version), "uptime": uptime_line(node)}}
+    uptime = uptime_line(node)
+    if uptime is None:
+        # Nova's answer for a host that cannot tell; the CLI's `hypervisor show` skips it.
+        raise NotImplementedByHost("Virt driver does not implement uptime function.")
+    return {"hypervisor": {**summary(node, version), "uptime": uptime}}
 
 
 def uptime_line(node: Node) -> str | None:
