@@ -15,7 +15,7 @@ ROW = ("INSERT INTO migrations (uuid, instance_uuid, status, migration_type, cre
 
 def test_migrations_table_up_and_down(db: Database) -> None:
     cfg = alembic_config(db.engine.url.render_as_string(hide_password=False))
-    command.upgrade(cfg, "0017")
+    command.upgrade(cfg, "0015")
     assert "migrations" not in inspect(db.engine).get_table_names()
     command.upgrade(cfg, "0018")
     with db.engine.begin() as conn:
@@ -26,5 +26,5 @@ def test_migrations_table_up_and_down(db: Database) -> None:
         assert (row[0], bool(row[1]), bool(row[2]), row[3]) == (1, False, False, None)
     with pytest.raises(IntegrityError), db.engine.begin() as conn:
         conn.execute(text(ROW), {"u": "m1"})  # the uuid is unique
-    command.downgrade(cfg, "0017")
+    command.downgrade(cfg, "0015")
     assert "migrations" not in inspect(db.engine).get_table_names()
