@@ -78,7 +78,7 @@ def cloud(database_url: str | None) -> Iterator[Cloud]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Deselect the PostgreSQL runs of modules outside POSTGRES_MODULES."""
+    """Deselect the PostgreSQL runs of API modules outside POSTGRES_MODULES."""
     if os.environ.get("ATWILL_TEST_ALL_ENGINES") == "1":
         return
     kept, dropped = [], []
@@ -86,7 +86,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         spec = getattr(item, "callspec", None)
         module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
         on_postgres = spec is not None and spec.params.get("engine") == "postgres"
-        (dropped if on_postgres and module not in POSTGRES_MODULES else kept).append(item)
+        api = "/tests/api/" in str(item.fspath)
+        (dropped if api and on_postgres and module not in POSTGRES_MODULES
+         else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
