@@ -117,6 +117,7 @@ def test_console_is_not_in_the_instance_report(tmp_path: Path) -> None:
     manager = instances.InstanceManager(config(tmp_path))
     manager.driver.list = lambda: {"i1": "running"}  # type: ignore[method-assign]
     manager.driver.uuids = lambda: ["i1"]  # type: ignore[method-assign]
+    manager.driver.state = lambda uuid: "running"  # type: ignore[method-assign]
     manager.driver.console = lambda uuid, length=None: "boot\n" * 50_000  # type: ignore
     report = manager.report()
     assert report == {"i1": {"state": "running", "reboot_serial": 0, "rebuild_serial": 0}}

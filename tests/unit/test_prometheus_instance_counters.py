@@ -112,6 +112,12 @@ class FakeDriver:
     def list(self) -> dict[str, str]:
         return {"vm": "running" if self.running else "shutoff", "off": "shutoff"}
 
+    def uuids(self) -> list[str]:
+        return list(self.list())
+
+    def state(self, uuid: str) -> str:
+        return self.list()[uuid]
+
 
 @pytest.fixture
 def qmp_dir() -> Iterator[Path]:

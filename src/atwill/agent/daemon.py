@@ -181,9 +181,10 @@ class Agent:
             self._renew(http)
         inventory = self.inventory()
         digest = inventory_digest(inventory)
+        report = self.instances.report()
         body: dict[str, Any] = {"overlay": self.overlay.status(),
-                                "running_vms": self.instances.running_count(),
-                                "host": host_status(), "instances": self.instances.report()}
+                                "running_vms": self.instances.running_count(report),
+                                "host": host_status(), "instances": report}
         if self.storage is not None:
             body["volumes"] = self.storage.report()
         if digest != self._sent_digest:

@@ -10,7 +10,6 @@ import hashlib
 import logging
 import re
 import shutil
-import time
 from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from .hypervisor import configdrive, disks, tap, volumes
 from .hypervisor.qemu import QemuDriver
 from .hypervisor.spec import InstanceSpec, Nic
 from .instance_metrics import InstanceMetrics
+from .instance_states import InstanceStates
 from .kvm import kvm_probe
 from .lanes import Lanes
 from .live_migrations import LiveMigrations
@@ -43,6 +43,8 @@ class InstanceManager:
         # able to pass through the state directory (0711: nothing in it can be listed).
         config.state_dir.chmod(0o711)
         self.driver = QemuDriver(config.instances_dir)
+        # The heartbeat's view of each VM, never waiting long on a busy QEMU monitor.
+        self.states = InstanceStates(lambda uuid: self.driver.state(uuid))
         self.cache_dir = config.state_dir / "images"
         # The controller through the overlay (from the desired state), when there is one.
         self.overlay_url: str | None = None
@@ -271,9 +273,7 @@ class InstanceManager:
     # report ---------------------------------------------------------------------
     def report(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
-        for uuid, state in self.driver.list().items():
-            if state == "error":
-                state = self._settled_state(uuid)
+        for uuid, state in self.states.states(self.driver.uuids()).items():
             entry: dict[str, Any] = {"state": state,
                                      "reboot_serial": self.reboots.get(uuid, 0),
                                      "rebuild_serial": self.rebuilds.get(uuid, 0)}
@@ -305,17 +305,10 @@ class InstanceManager:
     def console_sent(self, uuid: str, tail: str) -> None:
         self._console_digest[uuid] = hashlib.sha1(tail.encode()).hexdigest()
 
-    def _settled_state(self, uuid: str) -> str:
-        """An 'error' may only mean QMP was busy with another call: ask again before saying so."""
-        for _ in range(3):
-            time.sleep(0.3)
-            state = self.driver.state(uuid)
-            if state != "error":
-                return state
-        return "error"
-
-    def running_count(self) -> int:
-        return sum(1 for s in self.driver.list().values() if s in ("running", "paused"))
+    @staticmethod
+    def running_count(report: dict[str, dict[str, Any]]) -> int:
+        """The VMs of a report that run (or are paused)."""
+        return sum(1 for entry in report.values() if entry["state"] in ("running", "paused"))
 
 
 STOP_TIMEOUT = 5.0
