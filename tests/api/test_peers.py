@@ -20,7 +20,7 @@ import pytest
 
 from tests.api.aggregate_nodes import JoinedNode
 from tests.api.lockout_cloud import make_user
-from tests.cloud import Cloud, CommandFailed
+from tests.cloud import Cloud, CommandFailed, unique
 from tests.conftest import fresh_database_url
 
 SCOPE_TWO = json.dumps({"image": "CloudTwo"})
@@ -199,6 +199,39 @@ def test_server_boots_here_from_the_peers_image(pair: Pair) -> None:
             pair.two_image]
     finally:
         pair.one.openstack("server", "delete", made["id"])
+
+
+def test_an_image_id_is_never_both_local_and_a_peers(pair: Pair) -> None:
+    """Review finding: a member could make a local image under a peer image's id (or a
+    peer answer with a local image's id), and servers booted from the peer's image then
+    ran the local bytes."""
+    made = pair.one.openstack("server", "create", unique("idvm"), "--scope", SCOPE_TWO,
+                              "--image", pair.two_image, "--flavor", "m1.tiny",
+                              "--no-network", "-f", "json")
+    pair.one.openstack("server", "delete", made["id"])
+    with pair.one.http(pair.one.token()) as client:
+        taken = client.post("/image/v2/images", json={
+            "id": pair.two_image, "name": "twin", "disk_format": "raw",
+            "container_format": "bare"})
+    assert taken.status_code == 409, taken.text
+    # CloudTwo's image under the id of one of CloudOne's own: booting it is refused.
+    with pair.two.http(pair.two.token()) as client:
+        twin = client.post("/image/v2/images", json={
+            "id": pair.one_image, "name": "twin", "disk_format": "raw",
+            "container_format": "bare", "visibility": "public"})
+        assert twin.status_code == 201, twin.text
+        client.put(f"/image/v2/images/{pair.one_image}/file", content=b"x" * 512,
+                   headers={"Content-Type": "application/octet-stream"})
+    flavor = pair.one.openstack("flavor", "show", "m1.tiny", "-f", "json")["id"]
+    before = pair.one.openstack("server", "list", "--all-projects", "-f", "json")
+    with pair.one.http(pair.one.token()) as client:
+        resp = client.post("/compute/v2.1/servers", headers={"X-Scope": SCOPE_TWO}, json={
+            "server": {"name": "twinvm", "imageRef": pair.one_image, "flavorRef": flavor,
+                       "networks": "none"}})
+    assert resp.status_code == 409, resp.text
+    assert "has the id of an image of this cloud" in resp.text
+    assert pair.one.openstack("server", "list", "--all-projects", "-f", "json") == before
+    pair.two.openstack("image", "delete", pair.one_image)
 
 
 def test_peer_users_act_only_as_mapped(pair: Pair) -> None:

@@ -12,6 +12,7 @@ from ...core.errors import BadRequest, Conflict, Forbidden, NotFound
 from ...core.policy import Credentials
 from ..db.base import utcnow
 from ..db.image import Image, ImageTag
+from ..db.peers import PeerImage
 from ..service import authorize, caller, controller, json_body
 from . import views
 from .common import find_image, patch_body
@@ -35,7 +36,10 @@ def images_post(request: Request, creds: Credentials = Depends(caller),
     check_visibility(creds, core.get("visibility", "shared"), owner)
     tags = core.pop("tags", [])
     with controller(request).db.session() as session:
-        if "id" in core and session.get(Image, core["id"]) is not None:
+        if "id" in core and (session.get(Image, core["id"]) is not None
+                             or session.get(PeerImage, core["id"]) is not None):
+            # A peer image's id too: servers booted from it must never find a local
+            # image of someone else's making under the same id.
             raise Conflict(f"Image with identifier {core['id']} already exists!")
         image = Image(**core, owner=owner, properties=props,
                       tags=[ImageTag(value=t) for t in tags])

@@ -13,7 +13,8 @@ import httpx
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
-from ...core.errors import BadRequest
+from ...core.errors import BadRequest, Conflict
+from ...core.text import shown
 from ..context import Controller
 from ..db.base import utcnow
 from ..db.models import Image
@@ -44,6 +45,7 @@ def scoped_image(session: Session, ref: str) -> Image | None:
         raise BadRequest(f"Image {ref} could not be found in the peer cloud {peer.name} "
                          f"(HTTP {resp.status_code}).")
     data = resp.json()
+    _check_identity(session, peer, ref, data)
     if data.get("status") != "active":
         raise BadRequest(f"Image {ref} of the peer cloud {peer.name} is not active.")
     props = {k: v for k, v in data.items() if k.startswith(KEPT) and isinstance(v, str)}
@@ -59,6 +61,22 @@ def scoped_image(session: Session, ref: str) -> Image | None:
         setattr(row, key, value)
     session.add(row)
     return Image(id=data["id"], status="active", **fields)
+
+
+def _check_identity(session: Session, peer: Any, ref: str, data: dict[str, Any]) -> None:
+    """One id, one image: a peer answering for another id, an id this cloud's own images
+    use, or one another peer's image holds, is refused (each would let a server boot
+    bytes other than the image its user named)."""
+    if data.get("id") != ref:
+        raise BadRequest(f"The peer cloud {peer.name} answered for image "
+                         f"{shown(data.get('id'))} when asked for {ref}: refused.")
+    if session.get(Image, ref) is not None:
+        raise Conflict(f"Image {ref} of the peer cloud {peer.name} has the id of an image "
+                       "of this cloud: refused.")
+    held = session.get(PeerImage, ref)
+    if held is not None and held.peer_id != peer.id:
+        raise Conflict(f"Image {ref} of the peer cloud {peer.name} has the id of another "
+                       "peer cloud's image: refused.")
 
 
 def spec_image(session: Session, image_id: str | None) -> dict[str, Any] | None:
