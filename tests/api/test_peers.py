@@ -37,6 +37,7 @@ class Pair:
     alice: str  # a CloudTwo user in project alicep, mapped into CloudOne's fromtwo
     bob: str  # a CloudTwo user in the same project, not mapped
     fromtwo: str  # CloudOne's project for CloudTwo's mapped users
+    carol: str  # a CloudOne member (of its admin project, not a cloud admin) acting at CloudTwo
 
 
 def _cloud(engine: str, **settings: object) -> Iterator[Cloud]:
@@ -95,6 +96,10 @@ def pair(engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair
         one.atwill("peer", "map", "CloudTwo", "--remote-project", "alicep",
                    "--remote-user", "alice", "--local-project", "fromtwo", "--role", "member")
         alice, bob = _user(two, alicep, "alice"), _user(two, alicep, "bob")
+        # Cloud admins' tokens never go to a peer: CloudOne's user there is a member.
+        make_user(one, one.token(), "carol", "s3cret-pass")
+        one.openstack("role", "add", "--user", "carol", "--project", "admin", "member")
+        one.add_user("carol", "s3cret-pass", "admin")
         one.openstack("flavor", "create", "--ram", "64", "--disk", "1", "--vcpus", "1",
                       "m1.tiny")
         two.openstack("flavor", "create", "--ram", "128", "--disk", "1", "--vcpus", "1",
@@ -103,7 +108,7 @@ def pair(engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair
         node.keep_beating()  # the HA monitor marks a silent node down within seconds
         yield Pair(one, two, node, one_image, two_image,
                    hashlib.md5(data.read_bytes(), usedforsecurity=False).hexdigest(),
-                   alice, bob, fromtwo)
+                   alice, bob, fromtwo, one.token("carol"))
         node.stop_beating()
     finally:
         for gen in (ones, twos):
@@ -149,17 +154,18 @@ def test_image_list_scoped_to_the_peer(pair: Pair) -> None:
     ids_one = [i["ID"] for i in pair.one.openstack("image", "list", "-f", "json")]
     ids_two = [i["ID"] for i in pair.two.openstack("image", "list", "-f", "json")]
     assert ids_one == [pair.one_image] and ids_two == [pair.two_image]
-    scoped = pair.one.openstack("--os-scope", SCOPE_TWO, "image", "list", "-f", "json")
+    scoped = pair.one.openstack("--os-scope", SCOPE_TWO, "image", "list", "-f", "json",
+                                user="carol")
     assert [i["ID"] for i in scoped] == [pair.two_image]
     shown = pair.one.openstack("--scope", SCOPE_TWO, "image", "show", pair.two_image,
-                               "-f", "json")
+                               "-f", "json", user="carol")
     assert (shown["id"], shown["checksum"]) == (pair.two_image, pair.two_md5)
 
 
 def test_compute_scoped_to_the_peer(pair: Pair) -> None:
     local = pair.one.openstack("flavor", "list", "-f", "json")
     scoped = pair.one.openstack("--os-scope", json.dumps({"compute": "CloudTwo"}), "flavor",
-                                "list", "-f", "json")
+                                "list", "-f", "json", user="carol")
     assert [f["Name"] for f in local] == ["m1.tiny"]
     assert [f["Name"] for f in scoped] == ["m1.two"]
 
@@ -180,7 +186,7 @@ def test_server_boots_here_from_the_peers_image(pair: Pair) -> None:
     # Seed 002's command as written: --scope after the command, the peer's image id.
     made = pair.one.openstack("server", "create", "my-vm", "--scope", SCOPE_TWO, "--image",
                               pair.two_image, "--flavor", "m1.tiny", "--no-network",
-                              "-f", "json")
+                              "-f", "json", user="carol")
     try:
         assert made["image"] == f"cirros-0.6-x86_64-disk ({pair.two_image})"
         with pair.node.http() as client:
@@ -198,7 +204,21 @@ def test_server_boots_here_from_the_peers_image(pair: Pair) -> None:
         assert [i["ID"] for i in pair.two.openstack("image", "list", "-f", "json")] == [
             pair.two_image]
     finally:
-        pair.one.openstack("server", "delete", made["id"])
+        pair.one.openstack("server", "delete", made["id"], user="carol")
+
+
+def test_an_admins_token_is_never_relayed(pair: Pair) -> None:
+    """Review finding: a peer given a cloud admin's token could replay it here."""
+    before = pair.one.openstack("server", "list", "--all-projects", "-f", "json")
+    with pair.one.http(pair.one.token()) as client:
+        listed = client.get("/image/v2/images", headers={"X-Scope": SCOPE_TWO})
+        booted = client.post("/compute/v2.1/servers", headers={"X-Scope": SCOPE_TWO}, json={
+            "server": {"name": "adminvm", "imageRef": pair.two_image, "flavorRef": "1",
+                       "networks": "none"}})
+    for resp in (listed, booted):
+        assert resp.status_code == 403, resp.text
+        assert "is not sent to the peer cloud CloudTwo" in resp.text
+    assert pair.one.openstack("server", "list", "--all-projects", "-f", "json") == before
 
 
 def test_an_image_id_is_never_both_local_and_a_peers(pair: Pair) -> None:
@@ -207,8 +227,8 @@ def test_an_image_id_is_never_both_local_and_a_peers(pair: Pair) -> None:
     ran the local bytes."""
     made = pair.one.openstack("server", "create", unique("idvm"), "--scope", SCOPE_TWO,
                               "--image", pair.two_image, "--flavor", "m1.tiny",
-                              "--no-network", "-f", "json")
-    pair.one.openstack("server", "delete", made["id"])
+                              "--no-network", "-f", "json", user="carol")
+    pair.one.openstack("server", "delete", made["id"], user="carol")
     with pair.one.http(pair.one.token()) as client:
         taken = client.post("/image/v2/images", json={
             "id": pair.two_image, "name": "twin", "disk_format": "raw",
@@ -224,7 +244,7 @@ def test_an_image_id_is_never_both_local_and_a_peers(pair: Pair) -> None:
                    headers={"Content-Type": "application/octet-stream"})
     flavor = pair.one.openstack("flavor", "show", "m1.tiny", "-f", "json")["id"]
     before = pair.one.openstack("server", "list", "--all-projects", "-f", "json")
-    with pair.one.http(pair.one.token()) as client:
+    with pair.one.http(pair.carol) as client:
         resp = client.post("/compute/v2.1/servers", headers={"X-Scope": SCOPE_TWO}, json={
             "server": {"name": "twinvm", "imageRef": pair.one_image, "flavorRef": flavor,
                        "networks": "none"}})
@@ -272,7 +292,7 @@ def test_unreachable_peer_is_a_fast_503(pair: Pair) -> None:
         pair.one.atwill("peer", "set", "CloudTwo", "--url",
                         f"https://127.0.0.1:{silent.getsockname()[1]}")
         try:
-            with pair.one.http(pair.one.token()) as client:
+            with pair.one.http(pair.carol) as client:
                 started = time.monotonic()
                 cut = client.get("/image/v2/images", headers={"X-Scope": SCOPE_TWO})
                 elapsed = time.monotonic() - started
@@ -282,5 +302,6 @@ def test_unreachable_peer_is_a_fast_503(pair: Pair) -> None:
     assert cut.status_code == 503, cut.text
     assert "CloudTwo" in cut.json()["error"]["message"] and elapsed < 3
     assert [i["id"] for i in local.json()["images"]] == [pair.one_image]
-    healed = pair.one.openstack("--os-scope", SCOPE_TWO, "image", "list", "-f", "json")
+    healed = pair.one.openstack("--os-scope", SCOPE_TWO, "image", "list", "-f", "json",
+                                user="carol")
     assert [i["ID"] for i in healed] == [pair.two_image]

@@ -12,9 +12,10 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ...core import scope as xscope
-from ...core.errors import ApiError, BadRequest, Unauthorized
+from ...core.errors import ApiError, BadRequest, Forbidden, Unauthorized
 from ..context import Controller
 from ..db.peers import Peer
+from ..identity.tokens import TokenService
 from . import images, proxy, registry, trust
 from .client import CREDENTIAL_HEADER
 
@@ -82,6 +83,8 @@ class ScopeMiddleware:
             if issuer is not None and issuer.name != target.name:
                 raise BadRequest(f"A token of the peer cloud {issuer.name} cannot be carried "
                                  f"on to {target.name}.")
+            if issuer is None:
+                await anyio.to_thread.run_sync(self._refuse_privileged, token, target.name)
             return target, issuer is not None
         state = scope.setdefault("state", {})
         if issuer is not None and token:
@@ -92,9 +95,27 @@ class ScopeMiddleware:
             raise BadRequest("A server here cannot use a network of a peer cloud "
                              f"({wanted['network']}): tenant networks do not cross clouds.")
         if service == "compute" and "image" in wanted and token:
+            await anyio.to_thread.run_sync(self._refuse_privileged, token, wanted["image"])
             state["peer_image"] = (peers[wanted["image"]], token,
                                    self.ctl.settings.peer_timeout)
         return None
+
+    def _refuse_privileged(self, token: str | None, peer: str) -> None:
+        """A cloud admin's or a system-scoped token is never handed to a peer cloud: the
+        peer could replay it here with all its power (review finding). Members' tokens
+        are, as OpenStackoid's; what a peer may do with them is what they may do."""
+        if not token:
+            return
+        credentials = self.ctl.tokens.get(token)
+        if credentials is None:
+            try:
+                with self.ctl.db.session() as session:
+                    credentials = TokenService(self.ctl).validate(session, token).credentials
+            except ApiError:
+                return  # an invalid token: the peer (or the handler here) answers 401
+        if credentials.is_admin or credentials.system:
+            raise Forbidden(f"A cloud administrator's or system-scoped token is not sent to "
+                            f"the peer cloud {peer}: act there with a member's token.")
 
     def _load(self, names: set[str], credential: str | None
               ) -> tuple[dict[str, PeerRef], PeerRef | None]:
