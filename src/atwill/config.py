@@ -52,6 +52,9 @@ class Settings:
     # The HA policy of nodes whose aggregates name none (core/ha_policy): evacuate,
     # manual or autonomous; aggregate metadata ha_policy=... sets it per zone or group.
     ha_policy: str = "evacuate"
+    # Live migration (os-migrateLive) is off until its NBD and memory streams are
+    # encrypted and limited to the two nodes, and it has passed on real VMs in the lab.
+    live_migration: bool = False
     # Self-fencing of nodes without a BMC (core/peer_view): an agent that has not renewed
     # its lease for ha_lease seconds while it hears fewer than half of its peers kills its
     # HA VMs; the controller counts it fenced after ha_lease + ha_lease_margin of silence

@@ -276,3 +276,15 @@ def test_another_projects_member_gets_404(cloud: Cloud, env: dict[str, str],
     assert _action(cloud, token, placed["id"],
                    {"removeSecurityGroup": {"name": "default"}})[0] == 404
     assert cloud.db_snapshot() == before
+
+
+def test_live_migration_is_off_by_default(cloud: Cloud, env: dict[str, str],
+                                          placed: dict[str, str]) -> None:
+    before = cloud.db_snapshot()
+    with cloud.http(cloud.token()) as client:
+        resp = client.post(f"{V}/servers/{placed['id']}/action", headers=mv("2.30"),
+                           json={"os-migrateLive": {"host": None, "block_migration": "auto"}})
+    assert resp.status_code == 400, resp.text
+    assert "live migration is turned off on this cloud" in resp.json()["badRequest"]["message"]
+    assert cloud.db_snapshot() == before
+

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.api.aggregate_nodes import JoinedNode
+from tests.api.lockout_cloud import own_cloud
 from tests.cloud import Cloud, CommandFailed, unique
 
 V = "/compute/v2.1"
@@ -120,6 +121,12 @@ class Pair:
     def desired_of(self, node: JoinedNode) -> dict[str, Any]:
         with node.http() as client:
             return client.get(f"/cluster/v1/nodes/{node.id}/desired").json()
+
+
+@pytest.fixture(scope="module")
+def cloud(engine: str) -> Iterator[Cloud]:
+    """A controller of its own with live migration on (it is off by default)."""
+    yield from own_cloud(engine, live_migration=True, ha_auto_evacuate=False)
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,10 @@ IN_PROGRESS = frozenset({"queued", "preparing", "running", "post-migrating"})
 # The vm_states Nova live-migrates from (ACTIVE and PAUSED servers).
 LIVE_FROM = frozenset({"active", "paused"})
 DOWNTIME_MS = 300  # Nova's live_migration_downtime default, and QEMU's own limit
+# Why live migration is off by default (settings.live_migration).
+NOT_READY = ("the destination's disk export and the memory stream are neither encrypted "
+             "nor limited to the source node yet, and the copy of a running disk has not "
+             "passed on real VMs.")
 NO_SHARED_STORAGE = ("is not on shared storage: Shared storage live-migration requires "
                      "either shared storage or boot-from-volume with no local disks.")
 

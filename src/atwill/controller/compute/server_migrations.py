@@ -28,6 +28,9 @@ def run_live(session: Session, ctl: Controller, inst: Instance, args: Any, reque
     """The os-migrateLive action (admin only, as Nova's default policy): 202."""
     authorize(creds, "compute:servers:migrate_live", project_id=inst.project_id)
     body = migration_states.parse_live(args, version)
+    if not ctl.settings.live_migration:
+        raise BadRequest(f"Migration pre-check error: live migration is turned off on this "
+                         f"cloud (setting live_migration): {migration_states.NOT_READY}")
     if body.block_migration is False:
         raise BadRequest(f"{inst.id} {migration_states.NO_SHARED_STORAGE}")
     live_migration.start(session, ctl, inst, body, request_id, creds, version)
