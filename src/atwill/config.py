@@ -55,6 +55,8 @@ class Settings:
     # Live migration (os-migrateLive) is off until its NBD and memory streams are
     # encrypted and limited to the two nodes, and it has passed on real VMs in the lab.
     live_migration: bool = False
+    # Heat's max_stacks_per_tenant: stacks of one project, nested ones included.
+    max_stacks_per_project: int = 100
     # Self-fencing of nodes without a BMC (core/peer_view): an agent that has not renewed
     # its lease for ha_lease seconds while it hears fewer than half of its peers kills its
     # HA VMs; the controller counts it fenced after ha_lease + ha_lease_margin of silence

@@ -7,12 +7,13 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
-from sqlalchemy import select
+from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
-from ...core.errors import Conflict, NotFound
+from ...core.errors import BadRequest, Conflict, NotFound
 from ..db.base import new_uuid
 from ..db.orchestration import Stack, StackResource
+from ..servers import locks
 from ..service import controller, json_body
 from . import store, views
 from .common import allow, engine
@@ -37,11 +38,22 @@ async def stacks_create(project_id: str, request: Request) -> dict[str, Any]:
 
 def _insert(request: Request, ready: Prepared, body: dict[str, Any]) -> dict[str, Any]:
     ctl, state = controller(request), ready.state
-    with ctl.db.session() as session:
+    # The count and the insert see each other (a nested template makes its children at
+    # once): one transaction at a time per project.
+    with locks.serialized(ctl.db.engine.dialect.name), ctl.db.session() as session:
+        locks.lock_project(session, state.project_id)
         taken = session.scalar(select(Stack.id).where(
             Stack.project_id == state.project_id, Stack.name == state.name))
         if taken:
             raise Conflict(f"The Stack ({state.name}) already exists.")
+        held = session.scalar(select(func.count(Stack.id)).where(
+            Stack.project_id == state.project_id))
+        if held >= ctl.settings.max_stacks_per_project:
+            # Heat's max_stacks_per_tenant, nested stacks included: it also bounds a
+            # template whose nested stacks nest themselves (review finding).
+            raise BadRequest("You have reached the maximum stacks per tenant, "
+                             f"{ctl.settings.max_stacks_per_project}. Please delete some "
+                             "stacks.")
         tags = body.get("tags") or []
         stack = Stack(id=state.id, name=state.name, project_id=state.project_id,
                       user_id=state.user_id, action="CREATE", status="IN_PROGRESS",
