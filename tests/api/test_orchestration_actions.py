@@ -126,6 +126,13 @@ def test_wait_condition_signalled_by_curl_a_timeout_and_a_cancelled_update(
     url = signal_url(env, name, "wait_handle")
     with env.cloud.http("not-the-handle-token") as stranger:
         assert stranger.post(url, json={"status": "SUCCESS"}).status_code == 401
+        # Review findings: no stack name is confirmed to a stranger, and a token outside
+        # ASCII is refused like any wrong one (it was a 500).
+        nowhere = url.replace(name, "no-such-stack")
+        assert stranger.post(nowhere, json={"status": "SUCCESS"}).status_code == 401
+        odd = stranger.post(url, json={"status": "SUCCESS"},
+                            headers={"X-Auth-Token": "t\u00e9ken".encode()})
+        assert odd.status_code == 401, odd.text
     token = curl.split("X-Auth-Token: ", 1)[1].split("'", 1)[0]
     with env.cloud.http(token) as guest:
         odd = guest.post(url, json={"status": "MAYBE"})

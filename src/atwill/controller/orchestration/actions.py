@@ -20,6 +20,8 @@ from .prepare import check_name, prepare
 from .types.wait import normalised
 
 router = APIRouter()
+# Signals one wait condition handle keeps (a count of 1000 is already a large fleet).
+MAX_SIGNALS = 1000
 
 
 class NotSupported(BadRequest):
@@ -103,11 +105,17 @@ async def resource_signal(project_id: str, ident: str, stack_id: str | None, nam
 
     def record() -> None:
         with ctl.db.session() as session:
-            stack = store.find(session, project_id, ident, stack_id)
+            try:
+                stack = store.find(session, project_id, ident, stack_id)
+            except NotFound:
+                # An outsider learns nothing of another project's stack names.
+                allow(request, project_id, "resource:signal", True)
+                raise
             row = session.scalar(select(StackResource).where(
                 StackResource.stack_id == stack.id, StackResource.name == name))
             data = dict(row.data or {}) if row is not None else {}
-            if not (data.get("token") and hmac.compare_digest(data["token"], token)):
+            if not (data.get("token") and hmac.compare_digest(
+                    data["token"].encode(), token.encode())):
                 allow(request, project_id, "resource:signal", True)
             if row is None:
                 raise NotFound(f"The Resource ({name}) could not be found in Stack "
@@ -115,6 +123,8 @@ async def resource_signal(project_id: str, ident: str, stack_id: str | None, nam
             if row.type != "OS::Heat::WaitConditionHandle":
                 raise NotSupported(f"Signal resource during {row.action} is not supported.")
             signals = list(data.get("signals") or [])
+            if len(signals) >= MAX_SIGNALS:
+                raise BadRequest(f"The handle {name} holds {MAX_SIGNALS} signals already.")
             try:
                 signals.append(normalised(body, len(signals)))
             except ValueError as err:
