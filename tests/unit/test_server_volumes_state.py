@@ -98,6 +98,28 @@ def test_server_delete_frees_and_deletes_on_termination(session: Session) -> Non
     assert (vol.status, other.status) == ("available", "deleting")
 
 
+def test_delete_on_termination_spares_other_projects_and_shared_volumes(
+        session: Session) -> None:
+    node, inst, vol = _world(session)
+    vol.project_id = "q"  # an admin attached project q's volume to p's server
+    shared = Volume(project_id="p", user_id="u", size=1, volume_type_id=vol.volume_type_id,
+                    status="available", node_id="sn", node_name="stor1", meta={},
+                    image_meta={}, exports={}, multiattach=True)
+    twin = Instance(name="t", hostname="t", project_id="p", user_id="u", flavor={}, vcpus=1,
+                    memory_mb=64, disk_gb=1, node_id=node.id, node_name=node.name,
+                    vm_state="active")
+    session.add_all([shared, twin])
+    session.flush()
+    st.attach(session, inst, vol, None, True)
+    st.attach(session, inst, shared, None, True)
+    shared.status = "available"  # as if held through Cinder's attachments API too
+    st.attach(session, twin, shared, None, False)
+    st.on_server_delete(session, inst)
+    assert st.of_server(session, inst.id) == []
+    assert vol.status != "deleting" and shared.status != "deleting"
+    assert [a.volume_id for a in st.of_server(session, twin.id)] == [shared.id]
+
+
 def test_a_boot_volume_holds_the_build_until_exported(session: Session) -> None:
     node, inst, vol = _world(session, status="creating")
     inst.vm_state = "building"

@@ -191,8 +191,20 @@ def on_server_delete(session: Session, inst: Instance) -> None:
     for att in of_server(session, inst.id, statuses=(*LISTED, "reserved")):
         dispose = att.delete_on_termination
         vol = _release(session, att)
-        if vol is not None and dispose:
+        if vol is not None and dispose and _only_ours(session, vol, inst):
             start_delete(session, vol, cascade=True, force=True)
+
+
+def _only_ours(session: Session, vol: Volume, inst: Instance) -> bool:
+    """delete_on_termination deletes the server's project's volume, and only once no other
+    attachment holds it (review finding: the flag on a shared or another project's
+    volume deleted it under its other users)."""
+    if vol.project_id != inst.project_id:
+        return False
+    others = session.scalar(select(VolumeAttachment.id).where(
+        VolumeAttachment.volume_id == vol.id, VolumeAttachment.instance_id != inst.id,
+        VolumeAttachment.status.in_((*LISTED, "reserved"))).limit(1))
+    return others is None
 
 
 def volumes_attached(session: Session, inst: Instance, with_flag: bool) -> list[dict]:
