@@ -19,9 +19,8 @@ from pathlib import Path
 import pytest
 
 from tests.api.aggregate_nodes import JoinedNode
-from tests.api.lockout_cloud import make_user
+from tests.api.lockout_cloud import make_user, own_cloud
 from tests.cloud import Cloud, CommandFailed, unique
-from tests.conftest import fresh_database_url
 
 SCOPE_TWO = json.dumps({"image": "CloudTwo"})
 
@@ -38,18 +37,6 @@ class Pair:
     bob: str  # a CloudTwo user in the same project, not mapped
     fromtwo: str  # CloudOne's project for CloudTwo's mapped users
     carol: str  # a CloudOne member (of its admin project, not a cloud admin) acting at CloudTwo
-
-
-def _cloud(engine: str, **settings: object) -> Iterator[Cloud]:
-    for url in fresh_database_url(engine):
-        cloud = Cloud(url)
-        try:
-            cloud.init()
-            cloud.configure(**settings)
-            cloud.start()
-            yield cloud
-        finally:
-            cloud.destroy()
 
 
 def _image(cloud: Cloud, data: Path, *extra: str) -> str:
@@ -78,8 +65,8 @@ def pair(engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair
     tmp = tmp_path_factory.mktemp("peers")
     # CloudOne asks its peers with a short timeout and never caches what they vouched for
     # (so a revocation at CloudTwo shows at once); CloudTwo keeps the defaults.
-    ones = _cloud(engine, peer_timeout=1.0, peer_token_cache=0, ha_auto_evacuate=False)
-    twos = _cloud(engine)
+    ones = own_cloud(engine, peer_timeout=1.0, peer_token_cache=0, ha_auto_evacuate=False)
+    twos = own_cloud(engine)
     one, two = next(ones), next(twos)
     try:
         _pair(one, two)
