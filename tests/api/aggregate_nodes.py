@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +83,14 @@ class JoinedNode:
     def remove(self) -> None:
         self.stop_beating()
         self.cloud.atwill("node", "remove", self.name, "--force", check=False)
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    """check()'s first true answer, polled every 0.1 s; fails after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.aggregate_nodes import JoinedNode
+from tests.api.aggregate_nodes import JoinedNode, wait_for
 from tests.api.lockout_cloud import own_cloud
 from tests.cloud import Cloud, unique
 
@@ -63,16 +63,6 @@ class PeerAgent:
     def stop(self) -> None:
         self.stopping.set()
         self.thread.join(10)
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 import os
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.api.aggregate_nodes import JoinedNode
+from tests.api.aggregate_nodes import JoinedNode, wait_for
 from tests.api.lockout_cloud import own_cloud
 from tests.cloud import Cloud, CommandFailed, unique
 
@@ -74,16 +73,6 @@ class MigratingAgent:
     def stop(self) -> None:
         self.stopping.set()
         self.thread.join(10)
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def mv(version: str) -> dict[str, str]:
