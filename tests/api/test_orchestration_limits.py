@@ -1,5 +1,6 @@
-"""A template whose nested stacks nest themselves stops at the project's stack limit
-(Heat's max_stacks_per_tenant) instead of growing without end (review finding)."""
+"""A template whose nested stacks nest themselves is refused at create (Heat's
+max_nested_stack_depth, 5); nested stacks within it still stop at the project's stack limit
+(Heat's max_stacks_per_tenant) instead of growing without end (review findings)."""
 
 from __future__ import annotations
 
@@ -35,13 +36,48 @@ def _stacks(env: Env) -> int:
                                  "project_id = :p"), {"p": env.project_id}).scalar_one()
 
 
-def test_a_self_nesting_template_stops_at_the_stack_limit(env: Env) -> None:
+def test_a_self_nesting_template_is_refused_at_create_with_heats_depth_limit(env: Env) -> None:
     # Sent as the API takes it (heatclient itself recurses forever reading such files).
     name = unique("bomb")
     with env.cloud.http(env.cloud.token(env.user)) as client:
         resp = client.post(f"/orchestration/v1/{env.project_id}/stacks", json={
             "stack_name": name, "template": BOMB,
             "files": {"bomb.yaml": yaml.safe_dump(BOMB)}})
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"] == {
+        "message": "Request limit exceeded: Recursion depth exceeds 5.",
+        "type": "RequestLimitExceeded", "traceback": None}
+    assert _stacks(env) == 0
+
+
+def test_a_template_through_another_nesting_itself_is_refused_by_the_cli(env: Env) -> None:
+    # Through the CLI: a file template whose registry alias names the top template again.
+    top = {"heat_template_version": "2021-04-16", "resources": {"inner": {"type": "My::Ping"}}}
+    ping = {"heat_template_version": "2021-04-16", "resources": {"back": {"type": "pong.yaml"}}}
+    pong = {"heat_template_version": "2021-04-16", "resources": {"again": {"type": "My::Ping"}}}
+    tmp = env.tmp
+    (tmp / "ping.yaml").write_text(yaml.safe_dump(ping))
+    (tmp / "pong.yaml").write_text(yaml.safe_dump(pong))
+    (tmp / "top.yaml").write_text(yaml.safe_dump(top))
+    (tmp / "env.yaml").write_text(yaml.safe_dump(
+        {"resource_registry": {"My::Ping": str(tmp / "ping.yaml")}}))
+    failed = env.stack("create", "-t", str(tmp / "top.yaml"), "-e", str(tmp / "env.yaml"),
+                       unique("pingpong"), check=False)
+    assert failed.returncode != 0
+    assert "Recursion depth exceeds 5." in failed.stderr, failed.stderr
+    assert "Traceback" not in failed.stderr
+    assert _stacks(env) == 0
+
+
+def test_the_stack_limit_still_bounds_nested_stacks(env: Env) -> None:
+    # Within the depth limit, a wide template meets the project's stack limit instead.
+    leaf = {"heat_template_version": "2021-04-16", "resources": {}}
+    wide = {"heat_template_version": "2021-04-16", "resources": {
+        f"r{i}": {"type": "leaf.yaml"} for i in range(LIMIT + 1)}}
+    name = unique("wide")
+    with env.cloud.http(env.cloud.token(env.user)) as client:
+        resp = client.post(f"/orchestration/v1/{env.project_id}/stacks", json={
+            "stack_name": name, "template": wide, "files": {"leaf.yaml": yaml.safe_dump(leaf)}})
     assert resp.status_code == 201, resp.text
     shown = env.wait(name)
     assert shown["stack_status"] == "CREATE_FAILED", shown

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from ...core.errors import BadRequest
+from ...core.hot import nesting
 from ...core.hot import params as hot_params
 from ...core.hot import template as hot_template
 from ...core.hot.errors import StackValidationFailed
@@ -106,6 +107,7 @@ def prepare(ctl: Controller, body: dict[str, Any], stack_id: str, name: str,
         raise StackValidationFailed("files must be a map of names to contents")
     env = load_environment(body.get("environment"))
     tmpl = hot_template.parse(raw)
+    nesting.check(raw, files, env.get("resource_registry") or {})
     registry_types(tmpl, env.get("resource_registry") or {}, files)
     given = dict(env.get("parameters") or {})
     given.update(body.get("parameters") or {})
