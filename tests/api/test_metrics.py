@@ -98,10 +98,11 @@ def test_exposition_holds_traffic_nodes_instances_and_builds(cloud: Cloud,
     assert 0 <= age < 120
     assert found[("atwill_instances", frozenset({("state", "active"),
                                                  ("node", node.name)}))] == 1
+    route = ("route", "/compute/v2.1/os-aggregates/{aggregate_id}")
     assert found[("atwill_api_requests_total", frozenset({
-        ("service", "compute"), ("method", "GET"), ("code", "404")}))] >= 1
+        ("service", "compute"), route, ("method", "GET"), ("code", "404")}))] >= 1
     assert found[("atwill_api_request_duration_seconds_count",
-                  frozenset({("service", "compute")}))] >= 1
+                  frozenset({("service", "compute"), route}))] >= 1
     assert found[("atwill_instance_build_duration_seconds_count", frozenset())] >= 1
     assert found[("atwill_instance_build_duration_seconds_bucket",
                   frozenset({("le", "30.0")}))] < found[
@@ -155,3 +156,36 @@ def _query(port: int, expr: str) -> float:
             pass  # not listening yet, or 503 "Service Unavailable" while it starts
         time.sleep(1)
     raise AssertionError(f"Prometheus never had {expr}")
+
+
+def test_reconcile_passes_and_token_cache_lookups(cloud: Cloud, node: JoinedNode) -> None:
+    """A node's reconcile figures come from its heartbeat's host report; the token cache's
+    lookups are counted as the API validates the same token again."""
+    report = {"buckets": [3, 5, 6, 6, 7, 7, 8, 8, 8, 8, 8, 9], "sum": 41.5, "count": 10,
+              "failures": 2}
+    with node.http() as client:
+        resp = client.post(f"/cluster/v1/nodes/{node.id}/heartbeat", json={
+            "overlay": {}, "host": {"uptime_s": 60, "reconcile": report}})
+    assert resp.status_code == 200, resp.text
+    with cloud.http(cloud.token()) as client:
+        before = samples(client.get("/metrics").text)
+        for _ in range(3):
+            assert client.get("/compute/v2.1/os-aggregates").status_code == 200
+        found = samples(client.get("/metrics").text)
+    name, at = "atwill_node_reconcile_duration_seconds", ("node", node.name)
+    assert found[(f"{name}_bucket", frozenset({at, ("le", "0.05")}))] == 5
+    assert found[(f"{name}_bucket", frozenset({at, ("le", "+Inf")}))] == 10
+    assert found[(f"{name}_count", frozenset({at}))] == 10
+    assert found[(f"{name}_sum", frozenset({at}))] == 41.5
+    assert found[("atwill_node_reconcile_failures_total", frozenset({at}))] == 2
+    hits = ("atwill_token_cache_lookups_total", frozenset({("result", "hit")}))
+    assert found[hits] >= before.get(hits, 0) + 3
+    assert found[("atwill_token_cache_entries", frozenset())] >= 1
+    # Nonsense in a report (not cumulative) drops that node's series, never the scrape.
+    with node.http() as client:
+        client.post(f"/cluster/v1/nodes/{node.id}/heartbeat", json={
+            "overlay": {}, "host": {"reconcile": {**report, "buckets": [9] + [1] * 11}}})
+    with cloud.http(cloud.token()) as client:
+        resp = client.get("/metrics")
+    assert resp.status_code == 200
+    assert (f"{name}_count", frozenset({at})) not in samples(resp.text)

@@ -20,6 +20,8 @@ import httpx
 
 from atwill.agent.overlay_driver import OverlayDriver
 
+from ..core.reconcile_timing import REPORT_KEY as RECONCILE_KEY
+from ..core.reconcile_timing import ReconcileTimes
 from . import renewal
 from .client import CERTIFICATE_SUPERSEDED, ClusterError, check, client, tls_context
 from .config import AgentConfig, write_private
@@ -73,6 +75,8 @@ class Agent:
         # Self-fencing (agent/lease.py): peer probes, and the lease renewed by heartbeats.
         self.prober = PeerProber(config.node_id)
         self.lease = Lease(config.state_dir, self.prober, self.instances.driver.pid)
+        # Every pass of apply(), timed for the operator (core/reconcile_timing.py).
+        self.reconciles = ReconcileTimes()
 
     # lifecycle ---------------------------------------------------------------
     def run(self) -> int:
@@ -184,7 +188,9 @@ class Agent:
         report = self.instances.report()
         body: dict[str, Any] = {"overlay": self.overlay.status(),
                                 "running_vms": self.instances.running_count(report),
-                                "host": host_status(), "instances": report}
+                                "host": {**host_status(),
+                                         RECONCILE_KEY: self.reconciles.report()},
+                                "instances": report}
         if self.storage is not None:
             body["volumes"] = self.storage.report()
         if digest != self._sent_digest:
@@ -263,6 +269,7 @@ class Agent:
             self._desired = desired
             # Taken even if applying fails: the reconciler retries, the long-poll must not spin.
             self.revision = desired["revision"]
+            started, failed = time.monotonic(), True
             try:
                 self.overlay.apply(desired, verify=quiet)
                 self.prober.configure(desired.get("ha"))
@@ -274,25 +281,28 @@ class Agent:
                 self.instances.converge(wanted, desired.get("destroy", ()))
                 self.beat_now.set()
                 self.network.apply(desired)
-                self._storage(desired)
+                failed = not self._storage(desired)
                 self.interval = float(desired.get("heartbeat_interval") or 1.0)
                 if not quiet:
                     log.info("applied revision %s", desired["revision"])
             except Exception:  # noqa: BLE001 - keep the agent alive, retry on next poll
                 log.exception("could not apply revision %s", desired.get("revision"))
+            self.reconciles.observe(time.monotonic() - started, failed)
             return True
 
 
-    def _storage(self, desired: dict[str, Any]) -> None:
+    def _storage(self, desired: dict[str, Any]) -> bool:
         # No "storage" key: a controller that does not manage volumes here, so nothing
         # is deleted; a failure is the storage's own, instances converge all the same.
         if self.storage is None or "storage" not in desired:
-            return
+            return True
         try:
             self.storage.converge(desired["storage"] or {}, export_host(desired))
         except Exception:  # noqa: BLE001 - retried by the reconciler
             log.exception("could not converge the storage of revision %s",
                           desired.get("revision"))
+            return False
+        return True
 
 
 def host_status() -> dict[str, Any]:

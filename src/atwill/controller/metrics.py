@@ -29,6 +29,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..core.errors import ApiError, Unauthorized
@@ -37,11 +38,13 @@ from .db.base import utcnow
 from .db.models import Instance, Node
 from .metrics_inventory import Inventory
 from .metrics_placements import PLACEMENTS
+from .metrics_tokens import count_lookups
 from .service import authorize, caller, keystone_error
 
 SERVICES = frozenset({"identity", "compute", "image", "network", "cluster", "metrics"})
 TOKEN_FILE = "metrics-token"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+UNMATCHED = "unmatched"
 BUILD_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800)
 
 
@@ -54,20 +57,34 @@ class Metrics:
         self.registry.register(Inventory(ctl))
         self.registry.register(PLACEMENTS)
         self.requests = Counter("atwill_api_requests", "API requests answered, by service, "
-                                "method and status code.", ["service", "method", "code"],
+                                "route (its path template), method and status code.",
+                                ["service", "route", "method", "code"],
                                 registry=self.registry)
         self.latency = Histogram("atwill_api_request_duration_seconds", "Time to answer an "
-                                 "API request, by service.", ["service"],
+                                 "API request, by service and route.", ["service", "route"],
                                  buckets=LATENCY_BUCKETS, registry=self.registry)
         self.builds = Histogram("atwill_instance_build_duration_seconds", "Time from a "
                                 "server's create to its guest running, for builds finished "
                                 "since this controller started.", buckets=BUILD_BUCKETS,
                                 registry=self.registry)
+        self.tokens = count_lookups(ctl, self.registry)
 
 
 def service_of(path: str) -> str:
     first = path.split("/", 2)[1] if path.startswith("/") else ""
     return first if first in SERVICES else "other"
+
+
+def route_of(scope: Scope) -> str:
+    """The template of the route that answered (`/compute/v2.1/servers/{server_id}`), so
+    the label has one value per route, not per id; UNMATCHED when no route took it."""
+    route = scope.get("route")
+    template = getattr(route, "path_format", None)
+    if not isinstance(template, str) or isinstance(route, Mount):
+        return UNMATCHED
+    # A mounted service's routes are relative to its mount, which root_path holds.
+    mounted = scope.get("root_path", "")[len(scope.get("app_root_path", "")):]
+    return mounted + template
 
 
 class Instrumented:
@@ -91,9 +108,9 @@ class Instrumented:
         try:
             await self.app(scope, receive, send_seen)
         finally:
-            service = service_of(scope["path"])
-            self.metrics.requests.labels(service, scope["method"], str(status)).inc()
-            self.metrics.latency.labels(service).observe(time.perf_counter() - started)
+            service, route = service_of(scope["path"]), route_of(scope)
+            self.metrics.requests.labels(service, route, scope["method"], str(status)).inc()
+            self.metrics.latency.labels(service, route).observe(time.perf_counter() - started)
 
 
 class CloudState(Collector):

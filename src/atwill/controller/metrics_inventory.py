@@ -22,6 +22,7 @@ from ..core.ha_health import DOWN, SUSPECT, UP
 from .compute.nodes import all_nodes, is_up
 from .context import Controller
 from .db.models import Instance, Node
+from .metrics_reconcile import reconcile_families
 from .metrics_relay import RELAY, CounterRelay
 
 MIB, GIB = 2 ** 20, 2 ** 30
@@ -68,6 +69,7 @@ class Inventory(Collector):
         with self.ctl.db.session() as session:
             nodes = all_nodes(session)
             yield from node_families(nodes, _instance_counts(session))
+            yield from reconcile_families(nodes)
             rows = session.execute(select(
                 Instance.id, Instance.project_id, Instance.node_id, Instance.node_name,
                 Instance.vm_state, Instance.vcpus, Instance.memory_mb, Instance.disk_gb)
