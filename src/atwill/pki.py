@@ -170,11 +170,21 @@ def make_csr(key_pem: bytes, name: str) -> bytes:
 
 def write_crl(directory: Path, serials: list[str], path: Path) -> bool:
     """Write the CA's revocation list of serials (hex) to path; True when it changed."""
-    ca_cert, ca_key = load_ca(directory)
     wanted = sorted(set(serials))
     stamp = path.with_name(path.name + ".serials")
     if path.exists() and stamp.exists() and stamp.read_text() == "\n".join(wanted):
         return False
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(crl_pem(directory, wanted))
+    tmp.replace(path)
+    stamp.write_text("\n".join(wanted))
+    return True
+
+
+def crl_pem(directory: Path, serials: list[str]) -> bytes:
+    """The CA's revocation list (PEM) of serials (hex)."""
+    ca_cert, ca_key = load_ca(directory)
+    wanted = sorted(set(serials))
     now = dt.datetime.now(dt.UTC)
     builder = (x509.CertificateRevocationListBuilder().issuer_name(ca_cert.subject)
                .last_update(now - dt.timedelta(minutes=5))
@@ -183,12 +193,13 @@ def write_crl(directory: Path, serials: list[str], path: Path) -> bool:
         builder = builder.add_revoked_certificate(
             x509.RevokedCertificateBuilder().serial_number(int(serial, 16))
             .revocation_date(now).build())
-    crl = builder.sign(ca_key, hashes.SHA256())
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
-    tmp.replace(path)
-    stamp.write_text("\n".join(wanted))
-    return True
+    return builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+
+def crl_serials(pem: bytes) -> frozenset[str]:
+    """The serials (hex) a PEM revocation list holds (ValueError if it is none): two lists
+    signed at different times differ in their bytes, not in what they revoke."""
+    return frozenset(format(r.serial_number, "x") for r in x509.load_pem_x509_crl(pem))
 
 
 def cert_lifetime(cert_pem: bytes) -> tuple[dt.datetime, dt.datetime]:

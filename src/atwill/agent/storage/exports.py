@@ -2,8 +2,12 @@
 
 Each daemon serves one volume to the one node whose certificate (cluster CA, CN = the
 node's name) it admits: `tls-creds-x509` with verify-peer and an `authz-simple` on that
-CN. Revoking an export stops its daemon by PID, which drops the client's connection at
-once; that is storage fencing. Each export keeps a directory (its record, pidfile, QMP
+DN. The controller's list of removed nodes' certificates is loaded as ca-crl.pem, since a
+new node may join under a removed node's name: the daemon is restarted with a changed
+list once its client is not connected (a connected client was admitted as the one node
+the export is for, and a removal revokes that node's exports at once).
+Revoking an export stops its daemon by PID, which drops the client's connection at once;
+that is storage fencing. Each export keeps a directory (its record, pidfile, QMP
 socket, TLS files, log) under storage/.exports, so an agent that restarts finds its
 daemons and their ports again.
 
@@ -29,6 +33,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from atwill import pki
 from atwill.agent.hypervisor.qmp import QMP, QMPError
 from atwill.hostlib.run import ChildProcess, HostCommandError, Reverter
 
@@ -76,10 +81,17 @@ def opt(value: str) -> str:
     return value.replace(",", ",,")
 
 
+def client_dn(name: str) -> str:
+    """The distinguished name QEMU's authz-simple compares (GnuTLS's form of the subject
+    of a node certificate, which holds the node's name alone)."""
+    if not _CN.fullmatch(name):
+        raise ValueError(f"not a node name: {name!r}")
+    return f"CN={name}"
+
+
 def daemon_argv(export: Export, image: Path, directory: Path) -> list[str]:
     """The qemu-storage-daemon command line serving image as export.volume_id."""
-    if not _CN.fullmatch(export.client_cn):
-        raise ValueError(f"not a node name: {export.client_cn!r}")
+    identity = client_dn(export.client_cn)
     socket.inet_pton(socket.AF_INET6 if ":" in export.host else socket.AF_INET, export.host)
     return [
         *NO_CAPS, DAEMON,
@@ -87,7 +99,7 @@ def daemon_argv(export: Export, image: Path, directory: Path) -> list[str]:
         "--monitor", "chardev=qmp0",
         "--object", f"tls-creds-x509,id=tls0,dir={opt(str(directory / 'tls'))},"
                     "endpoint=server,verify-peer=on",
-        "--object", f"authz-simple,id=authz0,identity=CN={export.client_cn}",
+        "--object", f"authz-simple,id=authz0,identity={opt(identity)}",
         "--blockdev", f"driver=file,node-name=file0,filename={opt(str(image))}",
         "--blockdev", f"driver=qcow2,node-name={NODE},file=file0",
         "--nbd-server", f"addr.type=inet,addr.host={export.host},addr.port={export.port},"
@@ -128,6 +140,20 @@ class Exports:
         self.root = root
         self.credentials = {"ca-cert.pem": ca, "server-cert.pem": cert, "server-key.pem": key}
         self.ports = ports
+        self.crl: bytes | None = None  # the revocation list new daemons load
+
+    def set_crl(self, pem: str | bytes | None) -> None:
+        """The controller's revocation list for the daemons started (or restarted) next;
+        one that does not parse is ignored (QEMU would refuse to start with it)."""
+        data = pem.encode() if isinstance(pem, str) else pem
+        try:
+            if data is not None:
+                pki.crl_serials(data)
+        except ValueError:
+            log.warning("the controller's certificate revocation list does not parse; "
+                        "exports keep the one they have")
+            return
+        self.crl = data
 
     def directory(self, volume_id: str, node_id: str) -> Path:
         return self.root / export_key(volume_id, node_id)
@@ -156,7 +182,7 @@ class Exports:
         current = records.get((volume_id, node_id))
         if current is not None and self.running(current) is not None \
                 and (current.client_cn, current.host) == (client_cn, host) \
-                and not self._renewed(current):
+                and not self._stale(current):
             return current
         if current is not None:
             self.revoke(volume_id, node_id)
@@ -209,15 +235,19 @@ class Exports:
             raise RuntimeError(f"backup of {export.volume_id} failed: "
                                f"{data.get('error', event['event'])}")
 
-    def _renewed(self, export: Export) -> bool:
-        """Whether the node's certificate was renewed since the daemon loaded it, and the
-        daemon may be restarted with the new one: QEMU 7.2 reads it once, and once the old
-        one expires a client could not connect again. Not while its client is connected."""
-        served = self.directory(export.volume_id, export.node_id) / "tls" / "server-cert.pem"
+    def _stale(self, export: Export) -> bool:
+        """Whether the node's certificate was renewed, or the revocation list changed, since
+        the daemon loaded them, and it may be restarted with the new ones: QEMU 7.2 reads
+        them once (and once the old certificate expires a client could not connect again).
+        Not while its client is connected."""
+        tls = self.directory(export.volume_id, export.node_id) / "tls"
         try:
-            if served.read_bytes() == self.credentials["server-cert.pem"].read_bytes():
-                return False
+            renewed = (tls / "server-cert.pem").read_bytes() \
+                != self.credentials["server-cert.pem"].read_bytes()
         except OSError:
+            return False
+        listed = self.crl is not None and served_serials(tls) != pki.crl_serials(self.crl)
+        if not (renewed or listed):
             return False
         return not connected(export.port, _proc_net_tcp())
 
@@ -233,6 +263,8 @@ class Exports:
             for name, source in self.credentials.items():
                 shutil.copyfile(source, directory / "tls" / name)
                 (directory / "tls" / name).chmod(0o600)
+            if self.crl is not None:
+                _write_private(directory / "tls" / "ca-crl.pem", self.crl)
             child = self._child(directory)
             child.start(daemon_argv(export, image, directory), directory / "log")
             revert.add(child.stop)
@@ -255,6 +287,19 @@ class Exports:
                 time.sleep(0.05)
         problem = _tail(directory / "log") or "it did not answer in time"
         raise HostCommandError([DAEMON], -1, problem)
+
+
+def served_serials(tls: Path) -> frozenset[str] | None:
+    """The serials the revocation list in a daemon's TLS directory holds; None if none."""
+    try:
+        return pki.crl_serials((tls / "ca-crl.pem").read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
+    path.chmod(0o600)
 
 
 def connected(port: int, tables: str) -> bool:

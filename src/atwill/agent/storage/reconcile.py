@@ -78,6 +78,7 @@ class StorageManager:
         snapshots = {check_id(s): vid for vid, v in volumes.items()
                      for s in v.get("snapshots") or []}
         self.store.prepare()
+        self.exports.set_crl(desired.get("crl"))
         self._owner = snapshots
         self._wanted_gb = {vid: int(v["size_gb"]) for vid, v in volumes.items()}
         with self._export_lock:

@@ -51,7 +51,7 @@ def desired_state(session: Session, ctl: Controller, node: Node) -> dict[str, An
                                *live_migration_agents.leftovers(session, node)})
     state["network"] = network_desired(session, node)
     if storage_of(node.inventory) is not None:
-        state["storage"] = storage_desired(session, node)
+        state["storage"] = storage_desired(session, node, settings.path("pki"))
     state["ha"] = desired_block(session, ctl, node)
     if settings.overlay == "openvpn":
         state["overlay"]["openvpn"] = {

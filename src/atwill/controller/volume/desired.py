@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -9,12 +10,14 @@ from sqlalchemy.orm import Session
 
 from ..db.models import Instance, Node
 from ..db.volume import Volume, VolumeAttachment, VolumeSnapshot
+from .export_crl import export_crl
 
 # Attachments whose compute node may connect to the export.
 EXPORTED = ("attaching", "attached", "detaching")
 
 
-def storage_desired(session: Session, node: Node) -> dict[str, Any]:
+def storage_desired(session: Session, node: Node, pki: Path | None = None) -> dict[str, Any]:
+    """The node's volumes and exports, with the revocation list its exports load (crl)."""
     vols = session.scalars(select(Volume).where(
         Volume.node_id == node.id, Volume.status != "deleting").order_by(Volume.created_at,
                                                                          Volume.id)).all()
@@ -32,7 +35,8 @@ def storage_desired(session: Session, node: Node) -> dict[str, Any]:
                 exports[vid].append(entry)
     return {"volumes": [{"id": v.id, "size_gb": v.size, "format": "qcow2",
                          "source": v.source, "snapshots": snaps[v.id],
-                         "exports": exports[v.id]} for v in vols]}
+                         "exports": exports[v.id]} for v in vols],
+            "crl": export_crl(session, pki) if pki is not None else None}
 
 
 def image_needed(session: Session, node_id: str, image_id: str) -> bool:
