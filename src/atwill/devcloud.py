@@ -23,6 +23,8 @@ from typing import Any
 import httpx
 import yaml
 
+from atwill.devcloud_forkserver import cli_forks
+
 BIN = Path(sys.executable).parent
 
 
@@ -44,12 +46,13 @@ class Cloud:
     """One controller: its state directory, URL, admin credentials, and client helpers."""
 
     def __init__(self, database_url: str | None = None, tls: bool = True,
-                 overlay: str = "none") -> None:
+                 overlay: str = "none", workers: int = 1) -> None:
         self.state_dir = Path(tempfile.mkdtemp(prefix="atwill-test-"))
         self.port = free_port()
         self.database_url = database_url
         self.tls = tls
         self.overlay = overlay
+        self.workers = workers  # controller processes; more cost CI time
         self.proc: subprocess.Popen | None = None
         self.users: dict[str, dict[str, str]] = {}
 
@@ -79,7 +82,8 @@ class Cloud:
     def start(self) -> None:
         log = open(self.state_dir / "controller.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [str(BIN / "atwill"), "serve", "--state-dir", str(self.state_dir)],
+            [str(BIN / "atwill"), "serve", "--state-dir", str(self.state_dir),
+             "--workers", str(self.workers)],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         deadline = time.monotonic() + 30
@@ -189,7 +193,10 @@ class Cloud:
         for key in [k for k in env if k.startswith("OS_") and k != "OS_CLIENT_CONFIG_FILE"]:
             env.pop(key)
         cmd = [str(BIN / "openstack"), "--os-cloud", cloud, *args]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+        if os.environ.get("ATWILL_TEST_CLI_FORK", "1") == "1":
+            proc = cli_forks().run(cmd, env, timeout=120)
+        else:
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
         if check and proc.returncode != 0:
             raise CommandFailed(cmd, proc)
         if not check:
