@@ -9,10 +9,14 @@ import pytest
 
 from atwill.controller.dashboard.accounts import user_body
 from atwill.controller.dashboard.client import ApiError, error_message
+from atwill.controller.dashboard.cluster_map import view
 from atwill.controller.dashboard.flavors import flavor_body
 from atwill.controller.dashboard.instances import launch_body, row
+from atwill.controller.dashboard.node_page import disable_body
 from atwill.controller.dashboard.operator import node_states
 from atwill.controller.dashboard.overview import bar
+from atwill.controller.dashboard.quotas import limits_from, quota_rows
+from atwill.controller.dashboard.roles import assignment_row, grant_target
 from atwill.controller.dashboard.sessions import key_of, new_secret
 from atwill.controller.dashboard.volumes import attached_to
 from atwill.controller.dashboard.web import TEMPLATES, Form, whole_number
@@ -102,3 +106,59 @@ def test_the_shared_list_macros_carry_the_csrf_token_and_escape_names() -> None:
     assert 'action="/dashboard/volumes/v1/delete"' in html
     assert 'name="csrf" value="tok"' in html and "<b>" not in html
     assert '<th scope="col"><span class="sr">Actions</span></th>' in html
+
+
+def test_quota_rows_and_limits_from_the_operator_form() -> None:
+    detail = {"id": "p", "cores": {"limit": 20, "in_use": 3, "reserved": 0},
+              "instances": {"limit": -1, "in_use": 2, "reserved": 0},
+              "gigabytes___DEFAULT__": {"limit": -1, "in_use": 0}}
+    rows = quota_rows(detail, "in_use")
+    assert [(r["label"], r["used"], r["limit"]) for r in rows] == [
+        ("Instances", 2, -1), ("VCPUs", 3, 20), ("Volume storage (GB), type __DEFAULT__", 0, -1)]
+    form = Form({"cores": ["8"], "instances": ["-1"], "other": ["5"]})
+    assert limits_from(form, ["cores", "instances", "ram"]) == {"cores": 8, "instances": -1}
+    for bad in ("lots", "-2", "1.5", "99999999999", ""):
+        with pytest.raises(ApiError) as refused:
+            limits_from(Form({"ram": ["64"], "cores": [bad]}), ["ram", "cores"])
+        assert refused.value.status == 400
+        assert refused.value.message.startswith("VCPUs: the limit must be a whole number")
+    with pytest.raises(ApiError, match="named no limit"):
+        limits_from(Form({"other": ["1"]}), ["cores"])
+
+
+def test_role_grants_need_all_three_and_domain_grants_are_not_rows() -> None:
+    with pytest.raises(ApiError) as refused:
+        grant_target(Form({"user": ["u1"], "role": [""]}))
+    assert refused.value.status == 400
+    assert refused.value.message.startswith("Choose a project, a role:")
+    assert grant_target(Form({"user": ["u1"], "project": ["p1"], "role": ["r1"]})) == \
+        "/identity/v3/projects/p1/users/u1/roles/r1"
+    entry = {"role": {"id": "r1", "name": "member"}, "user": {"id": "u1", "name": "ann"},
+             "scope": {"project": {"id": "p1", "name": "web"}}}
+    assert assignment_row(entry) == {"user_id": "u1", "user": "ann", "project_id": "p1",
+                                     "project": "web", "role_id": "r1", "role": "member"}
+    assert assignment_row({**entry, "scope": {"domain": {"id": "default"}}}) is None
+    assert assignment_row({**entry, "scope": {"system": {"all": True}}}) is None
+
+
+def test_the_cluster_map_view_counts_instances_per_node() -> None:
+    nodes = [{"id": "a", "name": "na", "state": "up", "enabled": True, "overlay_ip": "10.9.0.2",
+              "health": "up", "fence_state": None}]
+    servers = [{"id": str(i), "name": f"vm{i:02}", "host": "na"} for i in range(10)]
+    servers.append({"id": "x", "name": "lost", "host": None})
+    drawn = view(nodes, servers, "wireguard")
+    assert drawn["nodes"][0]["instances"][:2] == ["vm00", "vm01"]
+    assert len(drawn["nodes"][0]["instances"]) == 10 and drawn["unplaced"] == 1
+    assert [line["up"] for line in drawn["links"]] == [True]
+    html = TEMPLATES.get_template("admin/map_view.html").render(base="", map=drawn,
+                                                                 log=["<b>x</b>"])
+    assert "and 2 more" in html and "&lt;b&gt;x&lt;/b&gt;" in html
+    assert 'class="link up"' in html and 'data-node="a"' in html
+
+
+def test_a_node_s_disable_reason_is_checked_before_the_api_is_asked() -> None:
+    assert disable_body("") == {"reason": None}
+    assert disable_body("new disks") == {"reason": "new disks"}
+    with pytest.raises(ApiError) as refused:
+        disable_body("x" * 256)
+    assert refused.value.status == 400 and "at most 255" in refused.value.message

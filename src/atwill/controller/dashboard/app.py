@@ -13,13 +13,17 @@ from ..context import Controller
 from . import (
     accounts,
     auth,
+    cluster_map,
     console,
     flavors,
     images,
     instances,
     networks,
+    node_page,
     operator,
     overview,
+    quotas,
+    roles,
     security,
     sessions,
     stacks,
@@ -54,7 +58,8 @@ def create(ctl: Controller, api: ASGIApp | None = None) -> FastAPI:
     app.state.api = api
     app.mount("/static", CachedStatic(StaticFiles(directory=STATIC)), name="static")
     for module in (auth, overview, console, instances, images, volumes, stacks, networks,
-                   security, operator, accounts, flavors):
+                   security, operator, node_page, accounts, flavors, roles, quotas,
+                   cluster_map):
         app.include_router(module.router)
 
     @app.exception_handler(LoginRequired)

@@ -19,6 +19,7 @@ document.addEventListener("DOMContentLoaded", function () {
 
   document.querySelectorAll("table[data-live]").forEach(live);
   document.querySelectorAll("pre[data-follow]").forEach(follow);
+  document.querySelectorAll("[data-live-html]").forEach(liveHtml);
   var upload = document.querySelector("form[data-upload]");
   if (upload) { upload.addEventListener("submit", function (e) { send(e, upload); }); }
 
@@ -62,6 +63,13 @@ document.addEventListener("DOMContentLoaded", function () {
       });
       return tr;
     }
+  }
+
+  // A part rendered by the server (escaped there) and replaced whole on each change.
+  function liveHtml(element) {
+    var source = new EventSource(element.dataset.liveHtml);
+    source.onmessage = function (message) { element.innerHTML = JSON.parse(message.data).html; };
+    source.addEventListener("end", function () { source.close(); });
   }
 
   // A console log followed live: each message is its whole tail; the view stays at
