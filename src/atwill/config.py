@@ -83,6 +83,8 @@ class Settings:
     # 503 naming it, and how long what a peer vouched for a token is trusted (at most 30 s).
     peer_timeout: float = 5.0
     peer_token_cache: float = 30.0
+    # Controller worker processes serving the API over the same socket (0: one per core).
+    workers: int = 0
 
     @property
     def scheme(self) -> str:
@@ -94,6 +96,10 @@ class Settings:
         if host in ("0.0.0.0", "::"):
             host = "127.0.0.1"
         return f"{self.scheme}://{host}:{self.port}"
+
+    @property
+    def effective_workers(self) -> int:
+        return self.workers or len(os.sched_getaffinity(0)) or 1
 
     @property
     def overlay_url(self) -> str | None:
@@ -187,6 +193,8 @@ def load(state_dir: Path | None = None, **overrides: Any) -> Settings:
     if settings.overlay not in OVERLAYS:
         raise ValueError(f"overlay: expected one of {', '.join(OVERLAYS)}, "
                          f"got {settings.overlay!r}")
+    if not 0 <= settings.workers <= 256:
+        raise ValueError(f"workers: expected 0 (one per core) to 256, got {settings.workers}")
     if settings.openvpn_proto not in ("udp", "tcp"):
         raise ValueError(f"openvpn_proto: expected udp or tcp, got {settings.openvpn_proto!r}")
     return settings

@@ -7,6 +7,7 @@ import ssl
 import sys
 from collections.abc import Callable
 from types import FrameType
+from typing import Annotated, Any
 
 import typer
 
@@ -24,6 +25,10 @@ from .options import (
     settings,
 )
 
+Workers = Annotated[int | None, typer.Option(
+    "--workers", min=0, max=256, help="Processes serving the API over one socket (default: "
+    "workers in atwill.yaml, else one per core; 0: one per core).")]
+
 
 def register(app: typer.Typer) -> None:
     app.command("init")(init)
@@ -31,9 +36,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _settings(state_dir, database_url, host, port, public_host, insecure,
-              overlay=None) -> Settings:
+              overlay=None, workers=None) -> Settings:
     return settings(state_dir, insecure, database_url=database_url, listen_host=host,
-                    port=port, public_host=public_host, overlay=overlay)
+                    port=port, public_host=public_host, overlay=overlay, workers=workers)
 
 
 def _initialise(conf: Settings) -> None:
@@ -55,50 +60,80 @@ def init(state_dir: StateDir = None, database_url: DatabaseUrl = None, host: Hos
 
 
 def serve(state_dir: StateDir = None, database_url: DatabaseUrl = None, host: Host = None,
-          port: Port = None, public_host: PublicHost = None, insecure_http: Insecure = False
-          ) -> None:
+          port: Port = None, public_host: PublicHost = None, insecure_http: Insecure = False,
+          workers: Workers = None) -> None:
     """Run the controller on an initialised state directory."""
-    run(_settings(state_dir, database_url, host, port, public_host, insecure_http))
+    run(_settings(state_dir, database_url, host, port, public_host, insecure_http,
+                  workers=workers))
 
 
 def run(conf: Settings, on_exit: Callable[[], None] | None = None,
         graceful: float | None = None) -> None:
     """Serve until a signal; on_exit runs at the signal, graceful bounds the wait for
     requests still running (None: as long as they take)."""
-    import uvicorn
-
     from ..controller import listen
-    from ..controller.app import create_app
-    from ..controller.peercert import PeerCertProtocol
     from ..logs import setup_logging
 
     setup_logging(conf.log_level)
     if not conf.path("fernet-keys").is_dir():
         console.print(f"[red]{conf.state_dir} is not initialised; run 'atwill init'.[/red]")
         raise typer.Exit(1)
-    tls = {}
-    if conf.tls:
-        # Client certificates are optional at the TLS layer (OpenStack clients have none)
-        # and required by the cluster API's agent calls, which read them per request.
-        tls = {"ssl_certfile": str(conf.path("pki", "controller.pem")),
-               "ssl_keyfile": str(conf.path("pki", "controller-key.pem")),
-               "ssl_ca_certs": str(conf.path("pki", "ca.pem")),
-               "ssl_cert_reqs": ssl.CERT_OPTIONAL, "http": PeerCertProtocol}
     try:  # bound before saying "listening", so a taken port is the only line printed
         sockets = listen.sockets(conf)
     except OSError as error:
         err.print(f"[red]cannot listen on {conf.listen_host}:{conf.port}:[/red] "
                   f"{error.strerror or error}", highlight=False)
         raise typer.Exit(1) from None
-    logging.getLogger("atwill").info("controller listening on %s (state %s)",
-                                     conf.public_url, conf.state_dir)
+    workers = conf.effective_workers
+    logging.getLogger("atwill").info("controller listening on %s (state %s, %d worker%s)",
+                                     conf.public_url, conf.state_dir, workers,
+                                     "" if workers == 1 else "s")
     sys.stdout.flush()
+    if workers == 1:
+        _serve(conf, sockets, graceful, on_exit, housekeeping=True)
+        return
+    from ..controller.app import clean_up
+    from ..controller.context import Controller
+    from ..controller.prefork import Prefork
+
+    # Once, before any worker serves: afterwards an upload may be in flight in one.
+    ctl = Controller.from_settings(conf)
+    try:
+        clean_up(ctl)
+    finally:
+        ctl.db.dispose()  # no connection crosses the fork
+    status = Prefork(workers, lambda: _serve(conf, sockets, graceful, None,
+                                             housekeeping=False), on_exit).run()
+    if status:
+        raise typer.Exit(status)
+
+
+def _tls(conf: Settings) -> dict[str, Any]:
+    if not conf.tls:
+        return {}
+    from ..controller.peercert import PeerCertProtocol
+
+    # Client certificates are optional at the TLS layer (OpenStack clients have none)
+    # and required by the cluster API's agent calls, which read them per request.
+    return {"ssl_certfile": str(conf.path("pki", "controller.pem")),
+            "ssl_keyfile": str(conf.path("pki", "controller-key.pem")),
+            "ssl_ca_certs": str(conf.path("pki", "ca.pem")),
+            "ssl_cert_reqs": ssl.CERT_OPTIONAL, "http": PeerCertProtocol}
+
+
+def _serve(conf: Settings, sockets: list, graceful: float | None,
+           on_exit: Callable[[], None] | None, housekeeping: bool) -> None:
+    """One process serving the app on the sockets until a signal."""
+    import uvicorn
+
+    from ..controller.app import create_app
+
     # No proxy_headers: uvicorn would otherwise take a client's address from
     # X-Forwarded-For when the connection comes from 127.0.0.1, and the login rate
     # limit is keyed on that address.
-    config = uvicorn.Config(create_app(conf), access_log=False, log_config=None,
-                            server_header=False, proxy_headers=False,
-                            timeout_graceful_shutdown=graceful, **tls)
+    config = uvicorn.Config(create_app(conf, housekeeping=housekeeping), access_log=False,
+                            log_config=None, server_header=False, proxy_headers=False,
+                            timeout_graceful_shutdown=graceful, **_tls(conf))
     server = uvicorn.Server(config)
     if on_exit is not None:
         handle_exit = server.handle_exit

@@ -22,6 +22,7 @@ from ..cloud_defaults import GUEST_IMAGE
 from ..config import Settings
 from ..core import public_range
 from . import down as down_cmd
+from .controller_cmd import Workers
 from .options import (
     DatabaseUrl,
     Host,
@@ -58,7 +59,8 @@ def openstack_command() -> str:
 
 def up(state_dir: StateDir = None, database_url: DatabaseUrl = None, host: Host = None,
        port: Port = None, public_host: PublicHost = None, insecure_http: Insecure = False,
-       overlay: UpOverlay = None, public_cidr: PublicRange = None) -> None:
+       overlay: UpOverlay = None, public_cidr: PublicRange = None,
+       workers: Workers = None) -> None:
     """Initialise if needed, then run the all-in-one cloud in the foreground.
 
     Ctrl-C (or 'atwill down' from another shell) stops it and removes what it set up on
@@ -67,7 +69,7 @@ def up(state_dir: StateDir = None, database_url: DatabaseUrl = None, host: Host 
     from .controller_cmd import _initialise, _settings, run
 
     conf = _settings(state_dir, database_url, host, port, public_host, insecure_http,
-                     overlay or "none")
+                     overlay or "none", workers)
     conf.public_range = _public_range(conf, public_cidr)
     conf.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:

@@ -31,13 +31,15 @@ APIS = (("/identity", identity_app.create), ("/compute", compute_app.create),
 MOUNTS = (*(prefix for prefix, _ in APIS), "/dashboard")
 
 
-def create_app(settings: Settings, ctl: Controller | None = None) -> RequestContext:
+def create_app(settings: Settings, ctl: Controller | None = None,
+               housekeeping: bool = True) -> RequestContext:
+    """housekeeping=False: a worker among several, whose parent did it before forking."""
     ctl = ctl or Controller.from_settings(settings)
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # Before serving, no upload can be in flight: recover those a previous process cut.
-        image_app.housekeeping(ctl)
-        orchestration_app.housekeeping(ctl)
+        if housekeeping:
+            clean_up(ctl)
         tasks = background.start(ctl)
         try:
             yield
@@ -74,3 +76,9 @@ def create_app(settings: Settings, ctl: Controller | None = None) -> RequestCont
     # The orchestration engine makes resources through the same app, as the stack's owner.
     orchestration_app.serve_through(orchestration, app)
     return app
+
+
+def clean_up(ctl: Controller) -> None:
+    """What a previous controller process left half done (before anything is served)."""
+    image_app.housekeeping(ctl)
+    orchestration_app.housekeeping(ctl)

@@ -1,7 +1,13 @@
 """The controller's background loops: node monitor and the controller's overlay peer.
 
-With SQLite there is one controller process. With PostgreSQL several replicas
-may run; each loop then runs in the one replica holding an advisory lock.
+A controller serves from several worker processes; the loops run in the one worker
+holding an exclusive lock on LEADER_FILE in the state directory (fcntl.flock, held for
+the life of that process and dropped by the kernel when it dies). The others try again
+every TAKEOVER seconds, so a dead leader's loops resume in another worker within about
+that. With PostgreSQL several controllers may share the database: the monitor's passes
+then also take an advisory lock, so one controller at a time decides which node is down.
+Every worker (leader or not) follows the others' revision bumps and identity changes
+through files in the state directory (revision_signal, identity/token_cache).
 """
 
 from __future__ import annotations
@@ -9,11 +15,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import fcntl
 import logging
+import os
 import time
+from pathlib import Path
 
 from sqlalchemy import text
 
+from . import revision_signal
 from .cluster.overlay_runner import OverlayRunner
 from .context import Controller
 from .db.base import utcnow
@@ -23,13 +33,19 @@ from .ha import monitor as ha_monitor
 
 log = logging.getLogger("atwill.background")
 MONITOR_LOCK = 0x617477  # "atw"
+LEADER_FILE = "controller-leader.lock"
+REVISION_FILE = "revision.stamp"
+IDENTITY_FILE = "identity.stamp"
+TAKEOVER = 1.0  # seconds between a follower's tries for the leader lock
 
 
 def start(ctl: Controller) -> list[asyncio.Task]:
-    tasks = [asyncio.create_task(monitor(ctl), name="node-monitor")]
-    if ctl.settings.overlay != "none":
-        tasks.append(asyncio.create_task(OverlayRunner(ctl).run(), name="overlay"))
-    return tasks
+    """This worker's tasks: following the other workers, and leading when it can."""
+    ctl.tokens.share(ctl.settings.path(IDENTITY_FILE))
+    revision = ctl.settings.path(REVISION_FILE)
+    revision_signal.share(revision)
+    return [asyncio.create_task(revision_signal.follow(revision), name="revision-follow"),
+            asyncio.create_task(lead(ctl), name="leader")]
 
 
 async def stop(tasks: list[asyncio.Task]) -> None:
@@ -38,6 +54,43 @@ async def stop(tasks: list[asyncio.Task]) -> None:
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
+
+
+def try_lock(path: Path) -> int | None:
+    """An fd holding the exclusive lock on path, or None if another process holds it.
+
+    The fd is not inherited (PEP 446): a child such as wireguard-go keeping it would
+    keep the lock after this process died.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+async def lead(ctl: Controller) -> None:
+    """Wait for the leader lock, then run the loops until cancelled (at shutdown)."""
+    path = ctl.settings.path(LEADER_FILE)
+    fd = try_lock(path)
+    while fd is None:
+        await asyncio.sleep(TAKEOVER)
+        fd = try_lock(path)
+    log.info("worker %d runs the background loops (node monitor%s)", os.getpid(),
+             "" if ctl.settings.overlay == "none" else ", overlay")
+    tasks = [asyncio.create_task(monitor(ctl), name="node-monitor")]
+    if ctl.settings.overlay != "none":
+        tasks.append(asyncio.create_task(OverlayRunner(ctl).run(), name="overlay"))
+    try:
+        await asyncio.Event().wait()  # leader until this worker stops
+    finally:
+        await stop(tasks)
+        os.close(fd)
 
 
 def _leader(ctl: Controller, session) -> bool:

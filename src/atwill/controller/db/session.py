@@ -1,9 +1,15 @@
-"""Engine and session factory; SQLite gets WAL, foreign keys and a busy timeout."""
+"""Engine and session factory; SQLite gets WAL, foreign keys and a busy timeout.
+
+Several controller worker processes share one SQLite file: WAL lets them read while one
+writes, and a writer waits up to BUSY_TIMEOUT seconds for another's commit. A session
+opened inside immediate() begins with BEGIN IMMEDIATE (see servers/locks.py).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 from alembic import command
@@ -12,12 +18,27 @@ from sqlalchemy import Engine, create_engine, event, inspect, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+BUSY_TIMEOUT = 30  # seconds
+# Set by immediate(); taken by the first session opened in its block.
+_immediate: ContextVar[list[bool] | None] = ContextVar("atwill_immediate", default=None)
+
+
+@contextmanager
+def immediate() -> Iterator[None]:
+    """The next session opened in this block (this thread or task) takes SQLite's write
+    lock at its start. Only the first: a nested session waiting for it would wait for
+    the busy timeout."""
+    token = _immediate.set([True])
+    try:
+        yield
+    finally:
+        _immediate.reset(token)
 
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
-                               pool_size=8, max_overflow=16)
+        engine = create_engine(url, pool_size=8, max_overflow=16, connect_args={
+            "check_same_thread": False, "timeout": BUSY_TIMEOUT})
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record):  # noqa: ANN001
@@ -74,6 +95,7 @@ class Database:
         """One transaction: committed on success, rolled back on any error."""
         with self.sessions() as session:
             try:
+                _begin(session)
                 yield session
                 session.commit()
             except BaseException:
@@ -82,3 +104,11 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _begin(session: Session) -> None:
+    wanted = _immediate.get()
+    if wanted and wanted[0] and session.get_bind().dialect.name == "sqlite":
+        wanted[0] = False
+        # pysqlite begins only before a write; this begins now, with the write lock.
+        session.connection().exec_driver_sql("BEGIN IMMEDIATE")

@@ -3,10 +3,16 @@
 An entry holds what a request needs (who calls, on what, with which roles; or the
 token body a service asks for when it validates a user's token) and lives at most
 TTL seconds. Any committed change to identity in this process (a revocation, a role
-assignment, a user, project or domain disabled or deleted) drops every entry at once,
-and so does any change of the token keys (`atwill keys rotate`, run by another process,
-can retire the key a cached token was made with). A change made by another controller
-process sharing the database is seen within TTL, like Keystone's own token cache.
+assignment, a user, project or domain disabled or deleted, a password changed) drops
+every entry at once, and so does any change of the token keys (`atwill keys rotate`,
+run by another process, can retire the key a cached token was made with).
+
+The controller's other worker processes hear of such a change through a file in the
+state directory (worker_stamp), touched after the commit and stat'ed by follow() at
+every authenticated request: a request that reaches another worker after the change
+was answered never gets a cached entry from before it. A change made by a controller
+on another machine sharing the database is seen within TTL, like Keystone's own token
+cache.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import time
 import weakref
 from collections import OrderedDict
 from itertools import chain
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
@@ -36,6 +43,7 @@ from ..db.models import (
     Service,
     User,
 )
+from ..worker_stamp import Stamp, WorkerStamp
 
 TTL = 3.0
 MAX_ENTRIES = 10_000
@@ -57,15 +65,25 @@ class TokenCache:
         self.ttl, self.size = ttl, size
         self._entries: OrderedDict[str, Entry] = OrderedDict()
         self._keys_stamp: object = None
+        self._shared: WorkerStamp | None = None
+        self._shared_stamp: Stamp = None
         self._lock = threading.Lock()
         _caches.add(self)
 
-    def follow(self, keys_stamp: object) -> None:
-        """Forget everything when the token keys changed (a rotation can retire a key)."""
+    def share(self, path: Path | None) -> None:
+        """Tell other workers of identity changes through `path`, and follow theirs."""
         with self._lock:
-            if keys_stamp != self._keys_stamp:
+            self._shared = WorkerStamp(path) if path is not None else None
+            self._shared_stamp = self._shared.read() if self._shared else None
+
+    def follow(self, keys_stamp: object) -> None:
+        """Forget everything when the token keys changed (a rotation can retire a key) or
+        another worker changed identity."""
+        shared = self._shared.read() if self._shared is not None else None
+        with self._lock:
+            if keys_stamp != self._keys_stamp or shared != self._shared_stamp:
                 self._entries.clear()
-                self._keys_stamp = keys_stamp
+                self._keys_stamp, self._shared_stamp = keys_stamp, shared
 
     def get(self, key: str) -> Any | None:
         """What was kept under key (a token, or a token with a qualifier), if still good."""
@@ -95,6 +113,14 @@ class TokenCache:
         with self._lock:
             self._entries.clear()
 
+    def changed(self) -> None:
+        """Identity changed here: forget, and tell the other workers. (The next follow()
+        here forgets again: an entry put meanwhile may predate another worker's change
+        told in the same file.)"""
+        if self._shared is not None:
+            self._shared.touch()
+        self.clear()
+
 
 _caches: weakref.WeakSet[TokenCache] = weakref.WeakSet()
 # Bumped at every identity commit: a validation read before it must not be cached after.
@@ -109,7 +135,7 @@ def generation() -> int:
 def identity_changed() -> None:
     _generation[0] += 1
     for cache in list(_caches):
-        cache.clear()
+        cache.changed()
 
 
 @event.listens_for(Session, "after_flush")

@@ -1,29 +1,31 @@
 """Serializing the few transactions that must see each other (quota checks, claims).
 
-SQLite has one writer at a time, but a transaction that read before another
-committed cannot write afterwards ("database is locked"), so in the single
-SQLite process these sections take a process lock. On PostgreSQL a transaction
-advisory lock per project serializes quota checks across replicas, and claims
-rely on conditional updates.
+SQLite has one writer at a time, but a transaction that read before another committed
+may decide on what it read (capacity left, a quota) after the other wrote. The sections
+here therefore begin their transaction with BEGIN IMMEDIATE: SQLite's write lock is
+taken before the first read and held to commit, which serializes them across every
+thread and worker process sharing the file (waiting up to the busy timeout); no Python
+lock is held. On PostgreSQL a transaction advisory lock per project serializes quota
+checks across replicas, and claims rely on conditional updates.
 """
 
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-_sqlite_lock = threading.RLock()
+from ..db.session import immediate
 
 
 @contextlib.contextmanager
 def serialized(dialect: str) -> Iterator[None]:
-    """Hold around a whole transaction on SQLite; a no-op elsewhere."""
+    """Around a whole transaction: on SQLite the next session opened in it begins
+    IMMEDIATE (db/session.py); a no-op elsewhere."""
     if dialect == "sqlite":
-        with _sqlite_lock:
+        with immediate():
             yield
     else:
         yield

@@ -1,0 +1,123 @@
+"""Serving the controller from several worker processes over the same listening sockets.
+
+The parent binds the sockets and forks; each worker builds its own app (database pool,
+caches, background tasks) and runs uvicorn on the inherited sockets, with the same TLS
+setup as a single process (the peer-certificate protocol is a class, which a fork keeps
+and uvicorn's spawn-based multiprocess mode would have to import). The kernel spreads
+connections over the workers. The parent only supervises: a worker that dies is
+replaced after RESTART_DELAY; a signal is passed on to every worker, which finish their
+requests as a single process would; the parent then re-raises it, as uvicorn does.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+import traceback
+from collections.abc import Callable
+from types import FrameType
+
+log = logging.getLogger("atwill.controller")
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+RESTART_DELAY = 1.0
+# Workers dying within EARLY seconds of their start, this many times in a row: the
+# controller cannot start (a bad database URL, say); the parent gives up.
+EARLY, EARLY_LIMIT = 5.0, 5
+
+
+class Prefork:
+    """count workers each running serve(); on_exit runs at the first signal."""
+
+    def __init__(self, count: int, serve: Callable[[], None],
+                 on_exit: Callable[[], None] | None = None) -> None:
+        self.count, self.serve, self.on_exit = count, serve, on_exit
+        self.children: dict[int, float] = {}  # pid: monotonic start
+        self.signals: list[int] = []
+        self.early = 0
+
+    def run(self) -> int:
+        """Until a signal and every worker's exit; the exit status for the parent."""
+        original = {sig: signal.signal(sig, self._signalled) for sig in SIGNALS}
+        try:
+            for _ in range(self.count):
+                self._spawn()
+            status = self._supervise()
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+        if self.signals:
+            signal.raise_signal(self.signals[0])
+        return status
+
+    def _signalled(self, sig: int, _frame: FrameType | None) -> None:
+        if not self.signals and self.on_exit is not None:
+            self.on_exit()
+        self.signals.append(sig)
+        self._kill(signal.SIGTERM)
+
+    def _kill(self, sig: int) -> None:
+        for pid in list(self.children):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def _spawn(self) -> None:
+        pid = os.fork()
+        if pid == 0:
+            os._exit(self._child())
+        self.children[pid] = time.monotonic()
+        if self.signals:  # one came between the fork and the line above
+            os.kill(pid, signal.SIGTERM)
+        log.info("controller worker %d started", pid)
+
+    def _child(self) -> int:
+        for sig in SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+        try:
+            self.serve()
+        except SystemExit as done:
+            return done.code if isinstance(done.code, int) else 1
+        except BaseException:  # noqa: BLE001 - said on stderr; the parent restarts it
+            traceback.print_exc()
+            return 1
+        return 0
+
+    def _supervise(self) -> int:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            started = self.children.pop(pid, None)
+            if started is None or self.signals:
+                continue
+            log.warning("controller worker %d ended (%s); starting another", pid,
+                        describe(status))
+            self.early = self.early + 1 if time.monotonic() - started < EARLY else 0
+            if self.early >= EARLY_LIMIT:
+                log.error("controller workers keep failing at start; stopping")
+                self._kill(signal.SIGTERM)
+                self._reap()
+                return 1
+            time.sleep(RESTART_DELAY)
+            if not self.signals:
+                self._spawn()
+        return 0
+
+    def _reap(self) -> None:
+        while self.children:
+            try:
+                pid, _ = os.waitpid(-1, 0)
+            except ChildProcessError:
+                return
+            self.children.pop(pid, None)
+
+
+def describe(status: int) -> str:
+    """A wait status in words: 'exit 1', 'signal 9'."""
+    if os.WIFSIGNALED(status):
+        return f"signal {os.WTERMSIG(status)}"
+    return f"exit {os.waitstatus_to_exitcode(status)}"
