@@ -1,0 +1,147 @@
+"""The cloud profile of `atwill apply`: read with line numbers, checked, planned."""
+
+from __future__ import annotations
+
+import pytest
+
+from atwill.core.profile import ProfileError, load
+from atwill.core.profile_plan import plan, summary
+
+PROFILE = """\
+version: 1
+projects:
+  - name: fabric
+    description: GPU fabric
+    quotas: {cores: 200, instances: 50, floating_ips: 50, ram: 1048576}
+roles:
+  - name: fabric
+users:
+  - name: fabric
+    password: Fabric_123
+    default_project: fabric
+    roles: [{project: fabric, role: fabric}]
+flavors:
+  - {name: g1.2xlarge, vcpus: 12, ram: 32768, disk: 40,
+     extra_specs: {"pci_passthrough:alias": "K20m:1"}}
+  - {name: ds1G, state: absent}
+networks:
+  - name: private
+    project: fabric
+    subnets:
+      - {name: private-subnet, cidr: 10.9.0.0/24, dns_nameservers: [10.0.0.53]}
+routers:
+  - {name: r1, project: fabric, external_gateway: public, interfaces: [private-subnet]}
+security_groups:
+  - name: default
+    project: fabric
+    rules:
+      - {protocol: icmp, remote_ip_prefix: 0.0.0.0/0}
+      - {protocol: tcp, port_range_min: 1, port_range_max: 65535}
+"""
+
+
+def empty() -> dict:
+    from atwill.core.profile import KINDS
+
+    state: dict = {k: {} for k in KINDS}
+    state["roles"] = {n: {"name": n, "_id": n} for n in ("admin", "member")}
+    state["networks"]["admin/public"] = {"name": "public", "project": "admin",
+                                         "external": True, "_id": "pub"}
+    state["projects"]["admin"] = {"name": "admin", "_id": "a", "description": ""}
+    return state
+
+
+def test_a_profile_is_flattened_with_keys_and_normalised_rules() -> None:
+    prof = load(PROFILE, "cloud.yaml")
+    assert set(prof.present["subnets"]) == {"fabric/private-subnet"}
+    assert prof.present["subnets"]["fabric/private-subnet"]["network"] == "private"
+    assert prof.absent["flavors"] == {"ds1G"}
+    rules = prof.present["security_groups"]["fabric/default"]["rules"]
+    assert {"direction": "ingress", "ethertype": "IPv4", "protocol": "icmp",
+            "port_range_min": None, "port_range_max": None, "remote_ip_prefix": None,
+            "remote_group": None} in rules
+    assert prof.where[("networks", "fabric/private")] == "cloud.yaml:18: networks[0]"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("flavors:\n  - name: a\n    vcpus: zero\n",
+     "cloud.yaml:3: flavors[0].vcpus: must be an integer of at least 1, not 'zero'"),
+    ("networks:\n  - name: n\n    project: p\n    subnets:\n      - {name: s, cidr: 10.0.0.1/24}\n",
+     "cloud.yaml:5: networks[0].subnets[0].cidr: '10.0.0.1/24' is not a CIDR"),
+    ("projects:\n  - name: p\n    colour: red\n",
+     "cloud.yaml:3: projects[0].colour: unknown field"),
+    ("projects:\n  - name: p\n    quotas: {cpus: 3}\n", "projects[0].quotas: unknown quota cpus"),
+    ("routers:\n  - name: r\n", "cloud.yaml:2: routers[0]: project is required"),
+    ("servers: []\n", "cloud.yaml:1: servers: unknown section"),
+    ("projects:\n  - name: p\n  - name: p\n", "cloud.yaml:3: projects[1]: projects p is "
+     "already at cloud.yaml:2: projects[0]"),
+    ("projects:\n  - name: p\n    name: q\n", "cloud.yaml:3: name is given twice"),
+    ("projects: [\n", "cloud.yaml:2: not valid YAML"),
+    ("security_groups:\n  - name: g\n    project: p\n    rules: [{protocol: tcp, "
+     "remote_ip_prefix: 10.0.0.0/8, remote_group: g}]\n",
+     "cloud.yaml:4: security_groups[0].rules: a rule has remote_ip_prefix or remote_group"),
+])
+def test_bad_files_say_file_line_and_field(text: str, message: str) -> None:
+    with pytest.raises(ProfileError) as caught:
+        load(text, "cloud.yaml")
+    assert message in caught.value.message
+
+
+def test_the_plan_creates_in_dependency_order_and_names_missing_references() -> None:
+    steps = plan(load(PROFILE), empty())
+    order = [(s.action, s.kind) for s in steps]
+    assert order == [("create", "roles"), ("create", "projects"), ("create", "users"),
+                     ("create", "flavors"), ("create", "networks"), ("create", "subnets"),
+                     ("create", "routers"), ("create", "security_groups")]
+    assert summary(steps) == "8 to create, 0 to change, 0 to replace, 0 to delete"
+    state = empty()
+    del state["networks"]["admin/public"]
+    with pytest.raises(ProfileError, match="routers\\[0\\]: network public does not exist"):
+        plan(load(PROFILE), state)
+
+
+def test_only_given_fields_are_compared_and_immutable_ones_replace_or_refuse() -> None:
+    state = empty()
+    state["flavors"]["m1"] = {"name": "m1", "_id": "f1", "vcpus": 1, "ram": 512, "disk": 1,
+                              "description": "kept", "extra_specs": {}}
+    state["flavors"]["old"] = {"name": "old", "_id": "f2", "vcpus": 1, "ram": 512}
+    same = load("flavors:\n  - {name: m1, vcpus: 1, ram: 512}\n")
+    assert plan(same, state) == []
+    more = load("flavors:\n  - {name: m1, vcpus: 2, extra_specs: {a: b}}\n"
+                "  - {name: old, state: absent}\n  - {name: gone, state: absent}\n")
+    steps = plan(more, state)
+    assert [(s.action, s.key) for s in steps] == [("replace", "m1"), ("delete", "old")]
+    assert steps[0].describe() == "± flavor m1: vcpus 1 -> 2; extra_specs {} -> {'a': 'b'}"
+    state["subnets"]["admin/s"] = {"name": "s", "_id": "s1", "project": "admin",
+                                   "network": "public", "cidr": "10.0.0.0/24"}
+    moved = load("networks:\n  - name: public\n    project: admin\n    subnets:\n"
+                 "      - {name: s, cidr: 10.1.0.0/24}\n")
+    with pytest.raises(ProfileError, match="subnets\\[0\\].cidr: cannot change"):
+        plan(moved, state)
+
+
+def test_quotas_compare_only_the_given_names_and_ids_are_ignored() -> None:
+    state = empty()
+    state["projects"]["admin"]["quotas"] = {"cores": 20, "ram": 51200}
+    assert plan(load("projects:\n  - {name: admin, quotas: {cores: 20}}\n"), state) == []
+    steps = plan(load("projects:\n  - {name: admin, quotas: {cores: 40}}\n"), state)
+    assert steps[0].changes == {"quotas": ({"cores": 20}, {"cores": 40})}
+    state["security_groups"]["admin/g"] = {"name": "g", "project": "admin", "_id": "g1",
+                                           "rules": [{"direction": "egress",
+                                                      "ethertype": "IPv4", "protocol": None,
+                                                      "port_range_min": None,
+                                                      "port_range_max": None,
+                                                      "remote_ip_prefix": None,
+                                                      "remote_group": None, "_id": "r1"}]}
+    same = load("security_groups:\n  - {name: g, project: admin, rules: "
+                "[{direction: egress, remote_ip_prefix: 0.0.0.0/0}]}\n")
+    assert plan(same, state) == []
+
+
+def test_a_new_user_needs_existing_or_listed_projects_and_roles() -> None:
+    bad = load("users:\n  - {name: u, roles: [{project: nowhere, role: member}]}\n")
+    with pytest.raises(ProfileError, match="cloud.yaml:2: users\\[0\\]: project nowhere"):
+        plan(bad, empty())
+    flavor = load("flavors:\n  - {name: f, vcpus: 1}\n")
+    with pytest.raises(ProfileError, match="flavors\\[0\\]: ram is needed to create it"):
+        plan(flavor, empty())
