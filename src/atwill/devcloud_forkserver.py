@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -110,9 +111,7 @@ class ForkServer:
                 self.proc.wait()
         self.proc = None
         if self.dir is not None:
-            for path in self.dir.iterdir():
-                path.unlink()
-            self.dir.rmdir()
+            shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
 
 
@@ -142,6 +141,14 @@ def serve() -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     sys.stdout.write("ready\n")
     sys.stdout.flush()
+    try:
+        _accept(listener)
+    finally:
+        # Also when the test process was killed before it could close() the server.
+        shutil.rmtree(Path(path).parent, ignore_errors=True)
+
+
+def _accept(listener: socket.socket) -> None:
     while True:
         ready, _, _ = select.select([listener, sys.stdin], [], [])
         if sys.stdin in ready and not sys.stdin.buffer.read1(1):
