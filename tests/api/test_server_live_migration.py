@@ -159,6 +159,10 @@ def test_live_migration_with_the_cli(pair: Pair) -> None:
     orders = [i["migrate_to"] for d in pair.agents[a.name].seen
               for i in d["instances"] if i["id"] == server and "migrate_to" in i]
     b_overlay = pair.desired_of(b)["overlay"]["address"]
+    # Both ends, and they alone, get the migration's own TLS key.
+    key = orders[0].pop("tls") if orders else None
+    assert key == incoming[0]["tls"] and len(key["key"]) == 64
+    assert key["username"] == f"atwill-migration-{record['Id']}"
     assert orders and orders[0] == {
         "migration": record["Id"], "host": b_overlay, "nbd_port": 10809, "port": 49152,
         "downtime_ms": 300, "bandwidth": 0, "force_complete": False, "abort": False}

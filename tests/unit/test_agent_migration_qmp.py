@@ -3,6 +3,8 @@ destination, against a scripted QEMU (the lab test migrates a real one)."""
 
 from __future__ import annotations
 
+import stat
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,7 +12,9 @@ import pytest
 from atwill.agent.hypervisor import migration
 from atwill.agent.hypervisor.qmp import QMPError
 
-ORDER = migration.Order(migration=3, host="100.72.0.9", nbd_port=10809, port=49152)
+TLS = {"username": "atwill-migration-3", "key": "ab" * 32}
+ORDER = migration.Order(migration=3, host="100.72.0.9", nbd_port=10809, port=49152, tls=TLS)
+KEYS = Path("/i/migration-tls")
 
 
 class FakeQemu:
@@ -57,15 +61,25 @@ def fast(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_migration_mirrors_then_migrates_then_cancels_the_mirror() -> None:
     qemu, seen = FakeQemu(), {}
-    migration.send(qemu, lambda: ORDER, seen.update, timeout=30)
-    assert qemu.names() == ["blockdev-add", "blockdev-mirror", "migrate-set-capabilities",
-                            "migrate-set-parameters", "migrate", "block-job-cancel",
-                            "blockdev-del"]
+    migration.send(qemu, lambda: ORDER, seen.update, timeout=30, keys=KEYS)
+    assert qemu.names() == ["object-add", "blockdev-add", "blockdev-mirror",
+                            "migrate-set-capabilities", "migrate-set-parameters", "migrate",
+                            "block-job-cancel", "blockdev-del", "migrate-set-parameters",
+                            "object-del"]
     calls = dict(qemu.calls)
+    # The mirror and the stream are TLS with this migration's key.
+    assert calls["object-add"] == {"qom-type": "tls-creds-psk", "id": migration.CREDS,
+                                   "dir": str(KEYS), "endpoint": "client",
+                                   "username": "atwill-migration-3"}
+    assert calls["blockdev-add"]["tls-creds"] == migration.CREDS
+    assert next(c for c in qemu.calls if c[0] == "migrate-set-parameters") == (
+        "migrate-set-parameters", {
+        "downtime-limit": 300, "max-bandwidth": migration.UNTHROTTLED,
+        "tls-creds": migration.CREDS})
+    assert calls["object-del"] == {"id": migration.CREDS}
     assert calls["blockdev-add"]["server"] == {"type": "inet", "host": "100.72.0.9",
                                                "port": "10809"}
     assert calls["blockdev-mirror"]["sync"] == "top"
-    assert calls["migrate-set-parameters"]["downtime-limit"] == 300
     assert calls["migrate"] == {"uri": "tcp:100.72.0.9:49152"}
     assert seen["memory_total"] == 10 and seen["disk_remaining"] == 0
 
@@ -74,9 +88,10 @@ def test_a_migration_mirrors_then_migrates_then_cancels_the_mirror() -> None:
 def test_a_failed_migration_leaves_the_source_as_it_was(ending: str) -> None:
     qemu = FakeQemu(ending=ending)
     with pytest.raises(QMPError, match=ending):
-        migration.send(qemu, lambda: ORDER, lambda _: None, timeout=30)
+        migration.send(qemu, lambda: ORDER, lambda _: None, timeout=30, keys=KEYS)
     names = qemu.names()
-    assert names[-3:] == ["migrate_cancel", "block-job-cancel", "blockdev-del"]
+    assert names[-5:] == ["migrate_cancel", "block-job-cancel", "blockdev-del",
+                          "migrate-set-parameters", "object-del"]
     assert "cont" not in names and qemu.status == "running"
 
 
@@ -84,11 +99,11 @@ def test_abort_and_force_complete() -> None:
     qemu = FakeQemu(polls=1000, ending="never")
     orders = iter([ORDER] * 5 + [migration.Order(**{**ORDER.__dict__, "abort": True})] * 99)
     with pytest.raises(migration.Aborted):
-        migration.send(qemu, lambda: next(orders), lambda _: None, timeout=30)
+        migration.send(qemu, lambda: next(orders), lambda _: None, timeout=30, keys=KEYS)
     assert "migrate_cancel" in qemu.names()
     forced = migration.Order(**{**ORDER.__dict__, "force_complete": True})
     qemu = FakeQemu(polls=3)
-    migration.send(qemu, lambda: forced, lambda _: None, timeout=30)
+    migration.send(qemu, lambda: forced, lambda _: None, timeout=30, keys=KEYS)
     assert "stop" in qemu.names() and "cont" not in qemu.names()
 
 
@@ -96,17 +111,68 @@ def test_a_paused_guest_runs_again_after_a_failure() -> None:
     forced = migration.Order(**{**ORDER.__dict__, "force_complete": True})
     qemu = FakeQemu(polls=3, ending="failed")
     with pytest.raises(QMPError):
-        migration.send(qemu, lambda: forced, lambda _: None, timeout=30)
+        migration.send(qemu, lambda: forced, lambda _: None, timeout=30, keys=KEYS)
     assert qemu.names()[-1] == "cont" and qemu.status == "running"
 
 
 def test_timeout_aborts() -> None:
     qemu = FakeQemu(polls=10**9, ending="never")
     with pytest.raises(QMPError, match="in time"):
-        migration.send(qemu, lambda: ORDER, lambda _: None, timeout=0)
+        migration.send(qemu, lambda: ORDER, lambda _: None, timeout=0, keys=KEYS)
     assert "migrate_cancel" in qemu.names()
 
 
 def test_free_ports_are_distinct() -> None:
     first, second = migration.free_ports("127.0.0.1")
     assert first != second and first > 0
+
+
+@pytest.mark.parametrize("tls", [None, {"username": "u"}, {"username": "a:b", "key": "ab" * 32},
+                                 {"username": "u", "key": "short"}])
+def test_no_migration_without_its_tls_key(tls: Any) -> None:
+    qemu = FakeQemu()
+    order = migration.Order(**{**ORDER.__dict__, "tls": tls})
+    with pytest.raises(ValueError, match="TLS key"):
+        migration.send(qemu, lambda: order, lambda _: None, timeout=30, keys=KEYS)
+    assert qemu.calls == []  # nothing was sent, in the clear or otherwise
+
+
+class FakeMonitor:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    def execute(self, command: str, arguments: Any = None, timeout: float = 0) -> Any:
+        self.calls.append((command, arguments))
+        if command == "query-block":
+            return [{"device": migration.DRIVE, "inserted": {"node-name": "n0"}}]
+        return {}
+
+
+def test_the_destination_accepts_only_tls_with_the_key() -> None:
+    qmp = FakeMonitor()
+    migration.receive(qmp, "100.72.0.9", 10809, 49152, KEYS)  # type: ignore[arg-type]
+    calls = [(c, a) for c, a in qmp.calls if c != "query-block"]
+    assert calls == [
+        ("object-add", {"qom-type": "tls-creds-psk", "id": migration.CREDS,
+                        "dir": str(KEYS), "endpoint": "server"}),
+        ("nbd-server-start", {"addr": {"type": "inet", "data": {
+            "host": "100.72.0.9", "port": "10809"}}, "tls-creds": migration.CREDS}),
+        ("block-export-add", {"type": "nbd", "id": migration.EXPORT, "name": migration.DRIVE,
+                              "node-name": "n0", "writable": True}),
+        ("migrate-set-parameters", {"tls-creds": migration.CREDS}),
+        ("migrate-incoming", {"uri": "tcp:100.72.0.9:49152"})]
+    stopped = FakeQemu()
+    migration.stop_serving(stopped)
+    assert stopped.names() == ["block-export-del", "nbd-server-stop",
+                               "migrate-set-parameters", "object-del"]
+
+
+def test_the_key_file_is_for_qemus_user_alone(tmp_path: Path) -> None:
+    disk = tmp_path / "disk.qcow2"
+    disk.write_bytes(b"")
+    keys = migration.key_directory(tmp_path, disk, migration.Tls.of(TLS))
+    assert (keys / "keys.psk").read_text() == f"atwill-migration-3:{'ab' * 32}\n"
+    assert stat.S_IMODE(keys.stat().st_mode) == 0o700
+    assert stat.S_IMODE((keys / "keys.psk").stat().st_mode) == 0o400
+    assert (keys / "keys.psk").stat().st_uid == disk.stat().st_uid
+    assert migration.key_directory(tmp_path, disk, migration.Tls.of(TLS)) == keys  # again

@@ -3,6 +3,8 @@
 Each runs in its instance's lane, so no converge touches the instance meanwhile (a
 source's guest paused by the switch-over must never be resumed here), and is reported
 in the instance's heartbeat entry until the controller stops speaking of it.
+Both ends use the migration's own TLS key from the controller (hypervisor/migration.py);
+an order without one is refused.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from .hypervisor import configdrive, disks
 from .hypervisor.migration import (
     Aborted,
     Order,
+    Tls,
     connected,
     free_ports,
+    key_directory,
     receive,
     send,
     stop_serving,
@@ -94,11 +98,17 @@ class LiveMigrations:
             listen = order.get("listen")
             if not listen:
                 raise RuntimeError("this node has no overlay address to receive on")
+            tls = Tls.of(order.get("tls"))
             spec = self._incoming_spec(inst)
             nbd_port, port = free_ports(listen)
             self._launch(spec, str(order.get("console") or ""))
-            with QMP(self.driver.paths(uuid).qmp, self.driver.qmp_timeout) as qmp:
-                receive(qmp, listen, nbd_port, port)
+            paths = self.driver.paths(uuid)
+            keys = key_directory(paths.directory, paths.disk, tls)
+            try:
+                with QMP(paths.qmp, self.driver.qmp_timeout) as qmp:
+                    receive(qmp, listen, nbd_port, port, keys)
+            finally:
+                shutil.rmtree(keys, ignore_errors=True)
             self.incoming[uuid] = {"migration": order["migration"], "nbd_port": nbd_port,
                                    "port": port}
             log.info("instance %s: waiting for migration %s on %s:%s (disk on :%s)", uuid,
@@ -151,10 +161,14 @@ class LiveMigrations:
         state: dict[str, Any] = {"migration": migration, "status": "running"}
         self.outgoing[uuid] = state
         gib = max(1.0, (inst["memory_mb"] / 1024) + inst.get("disk_gb", 0))
-        execute = connected(self.driver.paths(uuid).qmp, self.driver.qmp_timeout)
+        paths = self.driver.paths(uuid)
+        execute = connected(paths.qmp, self.driver.qmp_timeout)
+        keys = None
         try:
+            keys = key_directory(paths.directory, paths.disk,
+                                 Tls.of(self._order(uuid, migration).tls))
             send(execute, lambda: self._order(uuid, migration), state.update,
-                 SECONDS_PER_GIB * gib)
+                 SECONDS_PER_GIB * gib, keys)
             state["status"] = "completed"
             log.info("instance %s: migration %s completed", uuid, migration)
         except Aborted:
@@ -164,6 +178,9 @@ class LiveMigrations:
             log.exception("instance %s: migration %s failed", uuid, migration)
             state.update(status="failed",
                          error=f"{type(err).__name__}: {err}"[:REPORT_ERROR_CHARS])
+        finally:
+            if keys is not None:
+                shutil.rmtree(keys, ignore_errors=True)
         self.manager.on_started()
 
     def _order(self, uuid: str, migration: int) -> Order:

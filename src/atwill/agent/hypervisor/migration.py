@@ -6,12 +6,23 @@ ready, and cancels the mirror after the switch-over.
 The disk is mirrored with sync=top: the destination's new disk is an overlay on the
 same base image (fetched and checksummed as for any start), so only what the guest
 wrote on its source travels.
+
+Both connections (the disk mirror's NBD and the memory stream) are TLS with a key the
+controller made for this migration alone and gave to its two nodes only (TLS-PSK, with
+(EC)DHE): a host that reaches the destination's ports can neither feed it a guest nor
+write its disk, and none reads the stream. Not the nodes' x509 certificates: QEMU reads
+those only at its start, before it drops root (volumes.py), so a running guest's QEMU
+could use one only if every QEMU held its node's key all along. The key file is made
+for QEMU's own user, read once by object-add, and removed when the step is over.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import re
+import shutil
 import socket
 import time
 from collections.abc import Callable
@@ -24,9 +35,59 @@ DRIVE = "disk0"  # the instance disk's drive id (spec._disk)
 EXPORT = "atwill-migration"
 TARGET = "atwill-migration-target"
 JOB = "atwill-migration-mirror"
+CREDS = "atwill-migration-tls"
 UNTHROTTLED = 8 << 30  # bytes/s: QEMU's migration default (128 MiB/s) is a cap we don't want
 POLL = 0.2
 log = logging.getLogger("atwill.agent.migrations")
+_USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+_KEY = re.compile(r"[0-9a-f]{32,128}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Tls:
+    """A migration's TLS identity from the controller: the key both of its nodes hold."""
+
+    username: str
+    key: str
+
+    @classmethod
+    def of(cls, data: object) -> Tls:
+        """The "tls" of an order, checked: without one there is no migration."""
+        if not isinstance(data, dict):
+            raise ValueError("the controller gave this migration no TLS key; "
+                             "it is not migrated in the clear")
+        username, key = data.get("username"), data.get("key")
+        if not isinstance(username, str) or not _USERNAME.fullmatch(username) \
+                or not isinstance(key, str) or not _KEY.fullmatch(key):
+            raise ValueError("the migration's TLS key is malformed")
+        return cls(username, key)
+
+
+def creds_args(directory: Path, endpoint: str, username: str | None = None
+               ) -> dict[str, Any]:
+    """object-add's arguments for the migration's TLS-PSK credentials (keys.psk in
+    directory); the client names the key it uses."""
+    args: dict[str, Any] = {"qom-type": "tls-creds-psk", "id": CREDS, "dir": str(directory),
+                            "endpoint": endpoint}
+    if username is not None:
+        args["username"] = username
+    return args
+
+
+def key_directory(instance_dir: Path, owner_of: Path, tls: Tls) -> Path:
+    """A directory holding only keys.psk, for QEMU's user (the owner of owner_of, the
+    instance's disk) and root: QEMU reads it after it dropped root."""
+    directory = instance_dir / "migration-tls"
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(mode=0o700)
+    path = directory / "keys.psk"
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400), "w") as out:
+        out.write(f"{tls.username}:{tls.key}\n")
+    if os.geteuid() == 0:
+        owner = owner_of.stat()
+        for made in (directory, path):
+            os.chown(made, owner.st_uid, owner.st_gid)
+    return directory
 
 
 def free_ports(host: str, count: int = 2) -> list[int]:
@@ -51,12 +112,15 @@ def _node_of(qmp: QMP, drive: str) -> str:
     raise QMPError(f"QEMU has no drive {drive}")
 
 
-def receive(qmp: QMP, host: str, nbd_port: int, port: int) -> None:
-    """On the destination (QEMU started with -incoming defer): export the new disk, wait."""
+def receive(qmp: QMP, host: str, nbd_port: int, port: int, keys: Path) -> None:
+    """On the destination (QEMU started with -incoming defer): export the new disk, wait;
+    both over TLS with the key in the directory keys."""
+    qmp.execute("object-add", creds_args(keys, "server"))
     qmp.execute("nbd-server-start", {"addr": {"type": "inet", "data": {
-        "host": host, "port": str(nbd_port)}}})
+        "host": host, "port": str(nbd_port)}}, "tls-creds": CREDS})
     qmp.execute("block-export-add", {"type": "nbd", "id": EXPORT, "name": DRIVE,
                                      "node-name": _node_of(qmp, DRIVE), "writable": True})
+    qmp.execute("migrate-set-parameters", {"tls-creds": CREDS})
     qmp.execute("migrate-incoming", {"uri": f"tcp:{host}:{port}"})
 
 
@@ -65,6 +129,7 @@ def stop_serving(execute: Execute) -> None:
     (either may be gone already, after an agent restart)."""
     _quietly(execute, "block-export-del", {"id": EXPORT})
     _quietly(execute, "nbd-server-stop")
+    _drop_creds(execute)
 
 
 @dataclasses.dataclass
@@ -79,6 +144,7 @@ class Order:
     bandwidth: int = 0
     abort: bool = False
     force_complete: bool = False
+    tls: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, data: dict[str, Any]) -> Order:
@@ -102,18 +168,22 @@ def connected(path: Path, timeout: float) -> Execute:
 
 
 def send(execute: Execute, order: Callable[[], Order],
-         progress: Callable[[dict[str, Any]], None], timeout: float) -> None:
-    """On the source: mirror, migrate, switch over; raise (the guest still running here)
-    if anything fails, the controller aborts, or it takes over timeout seconds."""
+         progress: Callable[[dict[str, Any]], None], timeout: float, keys: Path) -> None:
+    """On the source: mirror, migrate, switch over, over TLS with the key in the directory
+    keys; raise (the guest still running here) if anything fails, the controller aborts,
+    or it takes over timeout seconds."""
     first = order()
+    tls = Tls.of(first.tls)
     log.info("migration %s: mirroring the disk to %s:%s", first.migration, first.host,
              first.nbd_port)
     deadline = time.monotonic() + timeout
     paused: list[bool] = []  # set when force-complete paused the guest, even if it fails
     try:
+        execute("object-add", creds_args(keys, "client", tls.username))
         execute("blockdev-add", {"driver": "nbd", "node-name": TARGET, "export": DRIVE,
                                  "server": {"type": "inet", "host": first.host,
-                                            "port": str(first.nbd_port)}})
+                                            "port": str(first.nbd_port)},
+                                 "tls-creds": CREDS})
         execute("blockdev-mirror", {"job-id": JOB, "device": DRIVE, "target": TARGET,
                                     "sync": "top"})
         _mirror_ready(execute, order, progress, deadline)
@@ -122,7 +192,8 @@ def send(execute: Execute, order: Callable[[], Order],
         execute("migrate-set-capabilities", {"capabilities": [
             {"capability": "auto-converge", "state": True}]})
         execute("migrate-set-parameters", {"downtime-limit": first.downtime_ms,
-                                           "max-bandwidth": first.bandwidth or UNTHROTTLED})
+                                           "max-bandwidth": first.bandwidth or UNTHROTTLED,
+                                           "tls-creds": CREDS})
         execute("migrate", {"uri": f"tcp:{first.host}:{first.port}"})
         _migrate(execute, order, progress, deadline, paused)
     except BaseException:
@@ -134,6 +205,7 @@ def send(execute: Execute, order: Callable[[], Order],
         _wait_job_gone(execute, time.monotonic() + 30)
     except QMPError:
         pass
+    _drop_creds(execute)
 
 
 def _jobs(execute: Execute) -> dict[str, dict[str, Any]]:
@@ -206,5 +278,12 @@ def _roll_back(execute: Execute, paused_by_us: bool) -> None:
         _wait_job_gone(execute, time.monotonic() + 10)
     except QMPError:
         pass
+    _drop_creds(execute)
     if paused_by_us:
         _quietly(execute, "cont")
+
+
+def _drop_creds(execute: Execute) -> None:
+    """No migration is left set to use the key, nor the key in QEMU (each may be gone)."""
+    _quietly(execute, "migrate-set-parameters", {"tls-creds": ""})
+    _quietly(execute, "object-del", {"id": CREDS})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 
 from sqlalchemy import BigInteger, Boolean, DateTime, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
@@ -45,6 +46,10 @@ class Migration(Base):
     abort_requested: Mapped[bool] = mapped_column(Boolean, default=False,
                                                   server_default=false())
     message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The pre-shared key of this migration's TLS (memory stream and disk mirror), given
+    # to its source and destination only; never shown by the API.
+    tls_key: Mapped[str | None] = mapped_column(String(64), nullable=True,
+                                                default=lambda: secrets.token_hex(32))
     user_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     project_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)

@@ -52,7 +52,8 @@ def incoming(session: Session, node: Node) -> list[dict[str, Any]]:
         spec["building"], spec["snapshot"] = False, None
         # The console so far: the destination's log goes on from it (one log per server).
         spec["incoming"] = {"migration": record.id, "listen": node.overlay_ip,
-                            "console": (inst.console or "")[-CONSOLE_BYTES:]}
+                            "console": (inst.console or "")[-CONSOLE_BYTES:],
+                            "tls": tls(record)}
         out.append(spec)
     return out
 
@@ -78,7 +79,16 @@ def annotate(session: Session, node: Node, instances: list[dict[str, Any]]) -> N
             "migration": record.id, "host": record.dest_host, "nbd_port": record.nbd_port,
             "port": record.incoming_port, "downtime_ms": migration_states.DOWNTIME_MS,
             "bandwidth": BANDWIDTH, "force_complete": record.force_complete,
-            "abort": record.abort_requested}
+            "abort": record.abort_requested, "tls": tls(record)}
+
+
+def tls(record: Migration) -> dict[str, str] | None:
+    """The migration's own TLS identity (a pre-shared key), for its two nodes alone: no
+    other host can feed the destination or read the stream (agent/hypervisor/migration.py).
+    None for a migration recorded before there were keys; its agents refuse it."""
+    if not record.tls_key:
+        return None
+    return {"username": f"atwill-migration-{record.id}", "key": record.tls_key}
 
 
 def leftovers(session: Session, node: Node) -> list[str]:
