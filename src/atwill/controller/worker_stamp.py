@@ -14,7 +14,8 @@ from pathlib import Path
 
 MAX_BYTES = 1 << 20
 
-Stamp = tuple[int, int] | None
+# (inode, size, change time): the time only tells a reused inode from its last use.
+Stamp = tuple[int, int, int] | None
 
 
 class WorkerStamp:
@@ -27,7 +28,7 @@ class WorkerStamp:
             st = os.stat(self.path)
         except OSError:
             return None
-        return st.st_ino, st.st_size
+        return st.st_ino, st.st_size, st.st_ctime_ns
 
     def touch(self) -> Stamp:
         """Say "changed" to every process reading this file; what it looks like after.
@@ -49,7 +50,7 @@ class WorkerStamp:
         if st.st_size > MAX_BYTES:
             self._restart()
             return self.read()
-        return st.st_ino, st.st_size
+        return st.st_ino, st.st_size, st.st_ctime_ns
 
     def _restart(self) -> None:
         fresh = self.path.with_name(f"{self.path.name}.{os.getpid()}")
