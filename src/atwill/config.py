@@ -52,8 +52,8 @@ class Settings:
     # The HA policy of nodes whose aggregates name none (core/ha_policy): evacuate,
     # manual or autonomous; aggregate metadata ha_policy=... sets it per zone or group.
     ha_policy: str = "evacuate"
-    # Live migration (os-migrateLive) is off until its NBD and memory streams are
-    # encrypted and limited to the two nodes, and it has passed on real VMs in the lab.
+    # Live migration (os-migrateLive) is off until its disk mirror has passed on real VMs
+    # in the lab (its streams are TLS with a key of each migration's own).
     live_migration: bool = False
     # Heat's max_stacks_per_tenant: stacks of one project, nested ones included.
     max_stacks_per_project: int = 100

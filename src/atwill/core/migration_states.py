@@ -16,9 +16,8 @@ IN_PROGRESS = frozenset({"queued", "preparing", "running", "post-migrating"})
 LIVE_FROM = frozenset({"active", "paused"})
 DOWNTIME_MS = 300  # Nova's live_migration_downtime default, and QEMU's own limit
 # Why live migration is off by default (settings.live_migration).
-NOT_READY = ("the destination's disk export and the memory stream are neither encrypted "
-             "nor limited to the source node yet, and the copy of a running disk has not "
-             "passed on real VMs.")
+NOT_READY = ("the copy of a running disk (the disk mirror) has not yet passed on real "
+             "VMs in the lab.")
 NO_SHARED_STORAGE = ("is not on shared storage: Shared storage live-migration requires "
                      "either shared storage or boot-from-volume with no local disks.")
 
