@@ -6,6 +6,7 @@ import typer
 
 from . import (
     agent_cmd,
+    apply_cmd,
     bench,
     config_cmd,
     controller_cmd,
@@ -38,6 +39,7 @@ controller_cmd.register(app)
 app.command("up")(up.up)
 down.register(app)
 agent_cmd.register(app)
+apply_cmd.register(app)
 app.add_typer(token.app, name="token")
 app.add_typer(node.app, name="node")
 app.add_typer(lab.app, name="lab")
