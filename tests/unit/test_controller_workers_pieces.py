@@ -151,3 +151,35 @@ def test_the_parent_gives_up_when_workers_die_at_start(
     parent = prefork.Prefork(1, lambda: os._exit(1))
     assert parent.run() == 1
     assert prefork.describe(256) == "exit 1" and prefork.describe(9) == "signal 9"
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_workers_die_with_a_parent_killed_outright(tmp_path: Path) -> None:
+    started = tmp_path / "worker"
+
+    def serve() -> None:
+        started.write_text(str(os.getpid()))
+        time.sleep(30)
+
+    parent = os.fork()
+    if parent == 0:
+        try:
+            prefork.Prefork(1, serve).run()
+        finally:
+            os._exit(0)
+    deadline = time.monotonic() + 10
+    while not started.exists() or not started.read_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    worker = int(started.read_text())
+    os.kill(parent, signal.SIGKILL)
+    os.waitpid(parent, 0)
+    while not _gone(worker):  # it would hold the port against a restart
+        assert time.monotonic() < deadline, "the worker outlived its parent"
+        time.sleep(0.02)

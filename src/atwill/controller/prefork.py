@@ -6,11 +6,14 @@ setup as a single process (the peer-certificate protocol is a class, which a for
 and uvicorn's spawn-based multiprocess mode would have to import). The kernel spreads
 connections over the workers. The parent only supervises: a worker that dies is
 replaced after RESTART_DELAY; a signal is passed on to every worker, which finish their
-requests as a single process would; the parent then re-raises it, as uvicorn does.
+requests as a single process would; the parent then re-raises it, as uvicorn does. A
+parent killed outright (SIGKILL, a crash) takes its workers with it (PR_SET_PDEATHSIG):
+a worker left behind would hold the port and the leader lock against a restart.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -25,6 +28,7 @@ RESTART_DELAY = 1.0
 # Workers dying within EARLY seconds of their start, this many times in a row: the
 # controller cannot start (a bad database URL, say); the parent gives up.
 EARLY, EARLY_LIMIT = 5.0, 5
+PR_SET_PDEATHSIG = 1
 
 
 class Prefork:
@@ -65,8 +69,10 @@ class Prefork:
                 pass
 
     def _spawn(self) -> None:
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:
+            die_with(parent)
             os._exit(self._child())
         self.children[pid] = time.monotonic()
         if self.signals:  # one came between the fork and the line above
@@ -114,6 +120,16 @@ class Prefork:
             except ChildProcessError:
                 return
             self.children.pop(pid, None)
+
+
+def die_with(parent: int) -> None:
+    """Be killed when the parent dies (Linux); exit now if it already has."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: a crashed parent leaves workers
+        return
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def describe(status: int) -> str:
