@@ -69,7 +69,9 @@ def init(state_dir: str, host: str, overlay: str) -> list[str]:
 
 
 def serve(state_dir: str) -> list[str]:
-    return [ATWILL, "serve", "--state-dir", state_dir]
+    # One worker: /metrics relays the heartbeat counters its own process received
+    # (metrics_relay), which a scrape of another worker would not show.
+    return [ATWILL, "serve", "--state-dir", state_dir, "--workers", "1"]
 
 
 def seed(state_dir: str) -> list[str]:
