@@ -74,13 +74,21 @@ def try_lock(path: Path) -> int | None:
     return fd
 
 
+def _try_lock_or_say(path: Path) -> int | None:
+    try:
+        return try_lock(path)
+    except OSError as error:  # the state directory unwritable: say so, keep trying
+        log.warning("cannot take the leader lock %s: %s", path, error)
+        return None
+
+
 async def lead(ctl: Controller) -> None:
     """Wait for the leader lock, then run the loops until cancelled (at shutdown)."""
     path = ctl.settings.path(LEADER_FILE)
-    fd = try_lock(path)
+    fd = _try_lock_or_say(path)
     while fd is None:
         await asyncio.sleep(TAKEOVER)
-        fd = try_lock(path)
+        fd = _try_lock_or_say(path)
     log.info("worker %d runs the background loops (node monitor%s)", os.getpid(),
              "" if ctl.settings.overlay == "none" else ", overlay")
     tasks = [asyncio.create_task(monitor(ctl), name="node-monitor")]
