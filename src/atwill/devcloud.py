@@ -58,7 +58,10 @@ class Cloud:
     # lifecycle -----------------------------------------------------------------
     def atwill(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         cmd = [str(BIN / "atwill"), *args, "--state-dir", str(self.state_dir)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if os.environ.get("ATWILL_TEST_CLI_FORK", "1") == "1":
+            proc = cli_forks("atwill").run(cmd, dict(os.environ), timeout=120)
+        else:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if check and proc.returncode != 0:
             raise CommandFailed(cmd, proc)
         return proc

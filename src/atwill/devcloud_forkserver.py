@@ -1,11 +1,13 @@
-"""The real `openstack` CLI for tests, run in processes forked from one that imported it.
+"""The real `openstack` and `atwill` CLIs for tests, run in processes forked from one
+that has imported them.
 
 A fresh `openstack` process spends about 0.8 s of CPU importing openstackclient,
-openstacksdk and keystoneauth and scanning their plugins before it sends a request
-(measured on the 2-core CI machine, where the API tier runs over a thousand of them).
-A fork server imports all that once; each command then runs in a child forked from it,
-with its own arguments, environment, working directory, stdin, stdout and stderr, through
-the same `openstackclient.shell.main` as the console script, and exits like it.
+openstacksdk and keystoneauth and scanning their plugins before it sends a request, and
+`atwill token create` 1 s importing SQLAlchemy, Alembic and the models (measured on the
+2-core CI machine, where the API tier runs over a thousand such commands). A fork server
+per program imports all that once; each command then runs in a child forked from it, with
+its own arguments, environment, working directory, stdin, stdout and stderr, through the
+console script's own entry point, and exits as the console script would.
 """
 
 from __future__ import annotations
@@ -24,20 +26,31 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Callable
+from importlib import import_module
+from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
 BIN = Path(sys.executable).parent
-# The command modules the tests use, imported ahead; others load on first use as usual.
-WARM_GROUPS = ("openstack.cli", "openstack.common", "openstack.compute.v2",
-               "openstack.identity.v3", "openstack.image.v2", "openstack.network.v2",
-               "openstack.volume.v3", "openstack.orchestration.v1", "openstack.cli.base",
-               "openstack.cli.extension")
+# What each program imports ahead: its modules, and the entry point groups of its command
+# plugins. Anything else loads on first use, as in a fresh process.
+WARM: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "openstack": (("openstackclient.shell",), (
+        "openstack.cli", "openstack.common", "openstack.compute.v2", "openstack.identity.v3",
+        "openstack.image.v2", "openstack.network.v2", "openstack.volume.v3",
+        "openstack.orchestration.v1", "openstack.cli.base", "openstack.cli.extension")),
+    "atwill": (("atwill.cli.main", "atwill.controller.state",
+                "atwill.controller.cluster.tokens"), ()),
+}
 
 
 class ForkServer:
-    """One warm interpreter (started lazily) serving `openstack` runs over a Unix socket."""
+    """One warm interpreter (started lazily) running a program's commands, asked over a
+    Unix socket."""
 
-    def __init__(self) -> None:
+    def __init__(self, program: str = "openstack") -> None:
+        self.program = program
         self.dir: Path | None = None
         self.proc: subprocess.Popen | None = None
         self.lock = threading.Lock()
@@ -47,13 +60,13 @@ class ForkServer:
         log = open(self.dir / "server.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-c", "from atwill.devcloud_forkserver import serve; serve()",
-             str(self.dir / "sock")],
+             str(self.dir / "sock"), self.program],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env)
         log.close()
         assert self.proc.stdout is not None
         if self.proc.stdout.readline() != b"ready\n":
             self.proc.wait(30)
-            raise RuntimeError("openstack fork server did not start:\n"
+            raise RuntimeError(f"{self.program} fork server did not start:\n"
                                + (self.dir / "server.log").read_text(errors="replace"))
 
     def run(self, args: list[str], env: dict[str, str],
@@ -115,13 +128,12 @@ class ForkServer:
             self.dir = None
 
 
-def warm() -> None:
-    """Import what every `openstack` command imports, and the commands the tests use."""
-    from importlib.metadata import entry_points
-
-    import openstackclient.shell  # noqa: F401
-
-    for group in WARM_GROUPS:
+def warm(program: str) -> None:
+    """Import what the program's commands import."""
+    modules, groups = WARM[program]
+    for name in modules:
+        import_module(name)
+    for group in groups:
         for point in entry_points(group=group):
             with contextlib.suppress(Exception):
                 point.load()
@@ -129,12 +141,14 @@ def warm() -> None:
 
 def serve() -> None:
     """Fork one child per connection; exit when stdin closes (the tests ended)."""
-    path = sys.argv[1]
+    path, program = sys.argv[1:3]
     # As in the console script: its directory heads sys.path (entry points are found by
     # scanning sys.path), and cliff names the program after argv[0] at import.
     sys.path[0] = str(BIN)
-    sys.argv = [str(BIN / "openstack")]
-    warm()
+    sys.argv = [str(BIN / program)]
+    warm(program)
+    (point,) = entry_points(group="console_scripts", name=program)
+    main = point.load()
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(path)
     listener.listen(64)
@@ -142,13 +156,13 @@ def serve() -> None:
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     try:
-        _accept(listener)
+        _accept(listener, main)
     finally:
         # Also when the test process was killed before it could close() the server.
         shutil.rmtree(Path(path).parent, ignore_errors=True)
 
 
-def _accept(listener: socket.socket) -> None:
+def _accept(listener: socket.socket, main: Callable[[], Any]) -> None:
     while True:
         ready, _, _ = select.select([listener, sys.stdin], [], [])
         if sys.stdin in ready and not sys.stdin.buffer.read1(1):
@@ -159,18 +173,20 @@ def _accept(listener: socket.socket) -> None:
             if os.fork() == 0:
                 listener.close()
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                _child(conn)
+                _child(conn, main)
             conn.close()
 
 
-def _child(conn: socket.socket) -> None:
+def _child(conn: socket.socket, main: Callable[[], Any]) -> None:
     code = 1
     try:
         request = json.loads(conn.makefile("rb").readline())
         conn.sendall(f"{os.getpid()}\n".encode())
         _redirect(request)
-        code = _main(request["argv"])
+        code = _exit_status(main)
     finally:
+        with contextlib.suppress(Exception):
+            atexit._run_exitfuncs()  # as the interpreter does at exit (logging, pools)
         with contextlib.suppress(Exception):
             sys.stdout.flush()
             sys.stderr.flush()
@@ -191,15 +207,13 @@ def _redirect(request: dict) -> None:
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
-    sys.argv = [str(BIN / "openstack"), *request["argv"][1:]]
+    sys.argv = [str(BIN / Path(request["argv"][0]).name), *request["argv"][1:]]
 
 
-def _main(argv: list[str]) -> int:
+def _exit_status(main: Callable[[], Any]) -> int:
     """What `sys.exit(main())` in the console script makes of main()'s outcome."""
-    from openstackclient.shell import main
-
     try:
-        result = main(argv[1:])
+        result = main()
     except SystemExit as exit_:
         result = exit_.code
     except BaseException:  # noqa: BLE001 - the interpreter prints it and exits 1
@@ -213,13 +227,12 @@ def _main(argv: list[str]) -> int:
     return 1
 
 
-_server: ForkServer | None = None
+_servers: dict[str, ForkServer] = {}
 
 
-def cli_forks() -> ForkServer:
-    """This process's fork server, closed when the process exits."""
-    global _server
-    if _server is None:
-        _server = ForkServer()
-        atexit.register(_server.close)
-    return _server
+def cli_forks(program: str = "openstack") -> ForkServer:
+    """This process's fork server for the program, closed when the process exits."""
+    if program not in _servers:
+        _servers[program] = ForkServer(program)
+        atexit.register(_servers[program].close)
+    return _servers[program]

@@ -1,4 +1,4 @@
-"""The forked `openstack` CLI answers exactly as a fresh `openstack` process does."""
+"""The forked `openstack` and `atwill` CLIs answer exactly as fresh processes do."""
 
 from __future__ import annotations
 
@@ -26,9 +26,11 @@ def forks() -> Iterator[ForkServer]:
         server.close()
 
 
-def both(forks: ForkServer, args: list[str], env: dict[str, str]) -> tuple[tuple, tuple]:
-    fresh = subprocess.run([OSC, *args], capture_output=True, text=True, env=env, timeout=60)
-    forked = forks.run([OSC, *args], env, timeout=60)
+def both(forks: ForkServer, args: list[str], env: dict[str, str],
+         program: str = OSC) -> tuple[tuple, tuple]:
+    fresh = subprocess.run([program, *args], capture_output=True, text=True, env=env,
+                           timeout=60)
+    forked = forks.run([program, *args], env, timeout=60)
     return ((fresh.returncode, fresh.stdout, fresh.stderr),
             (forked.returncode, forked.stdout, forked.stderr))
 
@@ -70,3 +72,16 @@ def test_a_hung_command_is_killed_at_its_timeout(forks: ForkServer) -> None:
         assert time.monotonic() - started < 10
     # The server goes on serving.
     assert forks.run([OSC, "--version"], env, timeout=60).returncode == 0
+
+
+def test_the_atwill_cli_too(tmp_path: Path) -> None:
+    server = ForkServer("atwill")
+    try:
+        atwill = str(BIN / "atwill")
+        fresh, forked = both(server, ["token", "--help"], dict(os.environ), atwill)
+        assert fresh == forked and fresh[0] == 0 and "create" in fresh[1]
+        missing = ["token", "list", "--state-dir", str(tmp_path / "none")]
+        fresh, forked = both(server, missing, dict(os.environ), atwill)
+        assert fresh == forked and fresh[0] != 0 and fresh[1] + fresh[2]
+    finally:
+        server.close()
