@@ -70,7 +70,10 @@ def test_a_profile_is_flattened_with_keys_and_normalised_rules() -> None:
      "cloud.yaml:5: networks[0].subnets[0].cidr: '10.0.0.1/24' is not a CIDR"),
     ("projects:\n  - name: p\n    colour: red\n",
      "cloud.yaml:3: projects[0].colour: unknown field"),
-    ("projects:\n  - name: p\n    quotas: {cpus: 3}\n", "projects[0].quotas: unknown quota cpus"),
+    ("projects:\n  - name: p\n    quotas: {cpus: 3}\n",
+     "cloud.yaml:3: projects[0].quotas.cpus: unknown quota cpus"),
+    ("projects:\n  - name: p\n    quotas:\n      ram: 1\n      cores: lots\n",
+     "cloud.yaml:5: projects[0].quotas.cores: must be an integer of at least -1, not 'lots'"),
     ("routers:\n  - name: r\n", "cloud.yaml:2: routers[0]: project is required"),
     ("servers: []\n", "cloud.yaml:1: servers: unknown section"),
     ("projects:\n  - name: p\n  - name: p\n", "cloud.yaml:3: projects[1]: projects p is "
@@ -79,7 +82,7 @@ def test_a_profile_is_flattened_with_keys_and_normalised_rules() -> None:
     ("projects: [\n", "cloud.yaml:2: not valid YAML"),
     ("security_groups:\n  - name: g\n    project: p\n    rules: [{protocol: tcp, "
      "remote_ip_prefix: 10.0.0.0/8, remote_group: g}]\n",
-     "cloud.yaml:4: security_groups[0].rules: a rule has remote_ip_prefix or remote_group"),
+     "cloud.yaml:4: security_groups[0].rules[0]: a rule has remote_ip_prefix or remote_group"),
 ])
 def test_bad_files_say_file_line_and_field(text: str, message: str) -> None:
     with pytest.raises(ProfileError) as caught:

@@ -131,6 +131,12 @@ def _add(profile: Profile, kind: str, item: Any, path: str, parent: str,
                                f"{', '.join(sorted(schema.FIELDS[kind]))})")
         try:
             entry[name] = check(value)
+        except schema.Nested as err:
+            inner = _line(value, err.key) if isinstance(value, dict) else (
+                _line(value[err.key]) if isinstance(value, list) else 0)
+            label = f"[{err.key}]" if isinstance(value, list) else f".{err.key}"
+            raise ProfileError(f"{profile.source}:{inner or _line(item, name)}: {path}.{name}"
+                               f"{label}: {err}") from None
         except ValueError as err:
             raise ProfileError(f"{spot}: {err}") from None
     for needed in ("name", "project") if kind in PROJECT_KINDS else ("name",):

@@ -34,6 +34,14 @@ CONTAINER_FORMATS = ("bare", "ovf", "aki", "ari", "ami", "ova", "docker", "compr
 Check = Callable[[Any], Any]
 
 
+class Nested(ValueError):
+    """A problem with one item of a map or list: its key or index, for the line number."""
+
+    def __init__(self, key: Any, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
 def text(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"must be a non-empty string, not {value!r}")
@@ -95,8 +103,11 @@ def quotas(value: Any) -> dict[str, int]:
         raise ValueError("must be a mapping of quota names to numbers (-1: unlimited)")
     for key, number in value.items():
         if key not in QUOTAS:
-            raise ValueError(f"unknown quota {key} (known: {', '.join(sorted(QUOTAS))})")
-        count(-1)(number)
+            raise Nested(key, f"unknown quota {key} (known: {', '.join(sorted(QUOTAS))})")
+        try:
+            count(-1)(number)
+        except ValueError as err:
+            raise Nested(key, str(err)) from None
     return dict(value)
 
 
@@ -175,7 +186,13 @@ def cidr_loose(value: Any) -> str:
 def rules(value: Any) -> list[dict[str, Any]]:
     if not isinstance(value, list):
         raise ValueError("must be a list of rules")
-    return sorted((rule(r) for r in value), key=repr)
+    out = []
+    for index, item in enumerate(value):
+        try:
+            out.append(rule(item))
+        except ValueError as err:
+            raise Nested(index, str(err)) from None
+    return sorted(out, key=repr)
 
 
 FIELDS: dict[str, dict[str, Check]] = {
