@@ -14,6 +14,7 @@ from atwill.agent.client import tls_context
 from atwill.agent.config import AgentConfig
 from atwill.agent.storage.exports import DAEMON, Exports
 from atwill.agent.storage.reconcile import FetchImage, StorageManager, storage_inventory
+from atwill.agent.storage.uploads import Controller
 
 TOOLS = ("qemu-img", DAEMON, "setpriv")
 
@@ -39,7 +40,9 @@ def storage_manager(config: AgentConfig, base_url: Callable[[], str]) -> Storage
     if config.storage_path is None:
         return None
     fetch = controller_fetch(config, base_url)
-    return StorageManager(config.storage_path, config.ca, config.cert, config.key, fetch)
+    uploader = Controller(config.node_id, base_url, config.ca, config.cert, config.key)
+    return StorageManager(config.storage_path, config.ca, config.cert, config.key, fetch,
+                          uploader=uploader)
 
 
 def controller_fetch(config: AgentConfig, base_url: Callable[[], str]) -> FetchImage:

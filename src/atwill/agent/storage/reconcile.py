@@ -21,6 +21,7 @@ from typing import Any
 from atwill.agent.hypervisor import disks
 from atwill.agent.lanes import Lanes
 from atwill.agent.storage.exports import PORTS, Export, Exports
+from atwill.agent.storage.uploads import Backup, Controller, VolumeUploads
 from atwill.agent.storage.volumes import GIB, VolumeStore, check_id, making
 
 log = logging.getLogger("atwill.agent.storage")
@@ -47,7 +48,7 @@ class StorageManager:
     """The volumes of one storage path, converged and reported."""
 
     def __init__(self, path: Path, ca: Path, cert: Path, key: Path, fetch: FetchImage,
-                 ports: range = PORTS) -> None:
+                 ports: range = PORTS, uploader: Controller | None = None) -> None:
         self.store = VolumeStore(path)
         self.exports = Exports(path / ".exports", ca, cert, key, ports)
         self.cache_dir = path / ".images"
@@ -66,6 +67,8 @@ class StorageManager:
         # (and a revocation, which converge does first and at once) never waits for one.
         self.lanes = Lanes(workers=2)
         self._export_lock = threading.Lock()
+        # Volumes copied into images (os-volume_upload_image), sent with uploader.
+        self.uploads = VolumeUploads(path / ".uploads", uploader)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until no volume work runs; whether that happened within timeout."""
@@ -86,6 +89,7 @@ class StorageManager:
             self._latest = volumes
             self._revoke(volumes)
         self._delete(volumes, snapshots)
+        self.uploads.retain(volumes)
         first = [v for v in volumes.values() if (v.get("source") or {}).get("type")
                  in (None, "image")]
         for volume in first + [v for v in volumes.values() if v not in first]:
@@ -129,6 +133,7 @@ class StorageManager:
             self._exports(volume, host)
             self._snapshots(volume)
             self._extend(volume)
+            self.uploads.run(volume, self.store.volume(vid), self._backup(vid))
         except Exception as err:  # noqa: BLE001 - one volume's failure is its own
             log.warning("volume %s: %s", vid, err)
             if vid not in self.store.volumes():
@@ -222,6 +227,17 @@ class StorageManager:
                 log.warning("export of volume %s to %s: %s", volume["id"],
                             export.get("client_cn"), err)
                 self._export_failed[key] = str(err)
+
+    def _backup(self, vid: str) -> Backup | None:
+        """How to copy an exported volume at one instant (through its daemon), or None."""
+        live = self._live(vid)
+        if live is None:
+            return None
+
+        def backup(target: Path) -> None:
+            self.store.blank_like(vid, target)
+            self.exports.backup(live, target)
+        return backup
 
     def _wanted_exports(self, vid: str) -> list[dict[str, str]]:
         return list((self._latest.get(vid) or {}).get("exports") or [])

@@ -6,7 +6,16 @@ from ..context import Controller
 from ..fencing import routes as fencing
 from ..peers import routes as peers
 from ..service import make_service_app
-from . import admin, agents, certificates, consoles, join, snapshots, usage_events
+from . import (
+    admin,
+    agents,
+    certificates,
+    consoles,
+    join,
+    snapshots,
+    usage_events,
+    volume_uploads,
+)
 from .nodecert import cluster_error
 
 
@@ -14,6 +23,6 @@ def create(ctl: Controller) -> FastAPI:
     app = make_service_app(ctl, render=cluster_error, openapi_url="/v1/openapi.json",
                            title="atwill cluster API", version="1")
     for module in (join, agents, certificates, consoles, snapshots, admin, fencing,
-                   usage_events, peers):
+                   usage_events, peers, volume_uploads):
         app.include_router(module.router)
     return app

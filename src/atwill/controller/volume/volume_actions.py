@@ -1,5 +1,5 @@
 """POST /v3/volumes/{id}/action: extend, reset status, bootable, readonly, force delete,
-image metadata."""
+image metadata, upload to image (volume_upload.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from ..db.base import utcnow
 from ..db.volume import Volume, VolumeType
 from ..revision import bump
 from ..service import controller, json_body
-from . import placement
+from . import placement, volume_upload
 from .access import find_volume
 from .common import api_version, body_bool, require_admin, require_member, who
 from .metadata_input import metadata
@@ -110,6 +110,11 @@ def _unset_image_meta(session: Session, creds: Credentials, vol: Volume, arg: An
     vol.image_meta = {k: v for k, v in vol.image_meta.items() if k != key}
 
 
+def _upload_image(session: Session, creds: Credentials, vol: Volume, arg: Any,
+                  version: Version) -> dict:
+    return volume_upload.start(session, creds, vol, volume_upload.parse(arg, version), version)
+
+
 def _show_image_meta(session: Session, creds: Credentials, vol: Volume, arg: Any,
                      version: Version) -> dict:
     return {"metadata": dict(vol.image_meta)}
@@ -121,6 +126,7 @@ ACTIONS: dict[str, tuple[Action, int]] = {
     "os-force_delete": (_force_delete, 202), "os-set_image_metadata": (_set_image_meta, 200),
     "os-unset_image_metadata": (_unset_image_meta, 200),
     "os-show_image_metadata": (_show_image_meta, 200),
+    "os-volume_upload_image": (_upload_image, 202),
 }
 
 
