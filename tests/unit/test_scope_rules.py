@@ -10,7 +10,8 @@ from atwill.core.scope_rules import (
     shadow_user_id,
 )
 
-ALICE = RemoteIdentity("u1", "alice", "p1", "research")
+DEFAULT = ("default", "Default")
+ALICE = RemoteIdentity("u1", "alice", "p1", "research", DEFAULT, DEFAULT)
 RULES = [Rule("research", "*", "local-any", "reader"),
          Rule("p1", "alice", "local-alice", "member"),
          Rule("other", "*", "local-other", "member")]
@@ -18,13 +19,31 @@ RULES = [Rule("research", "*", "local-any", "reader"),
 
 def test_a_users_own_rule_wins_over_the_projects_wildcard() -> None:
     assert matching(RULES, ALICE) == RULES[1]
-    bob = RemoteIdentity("u2", "bob", "p1", "research")
+    bob = RemoteIdentity("u2", "bob", "p1", "research", DEFAULT, DEFAULT)
     assert matching(RULES, bob) == RULES[0]
 
 
 def test_no_rule_for_another_project() -> None:
     assert matching(RULES, RemoteIdentity("u1", "alice", "p9", "elsewhere")) is None
     assert matching([], ALICE) is None
+
+
+def test_names_match_only_in_the_rules_domain() -> None:
+    """Review finding: a same-named project or user of another domain at the peer was
+    mapped as if it were the one the rule names."""
+    other = ("d2", "Elsewhere")
+    twin = RemoteIdentity("u7", "alice", "p7", "research", other, other)
+    assert matching(RULES, twin) is None
+    # The right project, but a same-named user of another domain: only the wildcard.
+    visitor = RemoteIdentity("u7", "alice", "p1", "research", other, DEFAULT)
+    assert matching(RULES, visitor) == RULES[0]
+    # A peer that does not say the domains: names match nothing, ids still do.
+    silent = RemoteIdentity("u1", "alice", "p1", "research")
+    assert matching(RULES, silent) is None
+    assert matching([Rule("p1", "u1", "l", "member")], silent) is not None
+    elsewhere = [Rule("research", "alice", "l", "member", "Elsewhere", "d2")]
+    assert matching(elsewhere, twin) == elsewhere[0]
+    assert matching(elsewhere, ALICE) is None
 
 
 def test_shadow_ids_are_stable_and_per_peer() -> None:

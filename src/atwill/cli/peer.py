@@ -87,7 +87,8 @@ def show(name: str, as_json: bool = typer.Option(False, "--json"),
     for key in ("name", "url", "ca_hash", "services", "created_at"):
         console.print(f"{key}: {view[key]}", highlight=False)
     for m in view["mappings"]:
-        console.print(f"map {m['id'][:8]}: {m['remote_user']} in {m['remote_project']} -> "
+        console.print(f"map {m['id'][:8]}: {m['remote_user']}@{m['remote_user_domain']} in "
+                      f"{m['remote_project']}@{m['remote_domain']} -> "
                       f"{m['role']} on {m['local_project_id']}", highlight=False)
 
 
@@ -118,6 +119,12 @@ def map_(name: str,
                                             help="The project at the peer (name or id)."),
          remote_user: str = typer.Option("*", "--remote-user",
                                          help="A user of it (name or id), or * for any."),
+         remote_domain: str = typer.Option(
+             "Default", "--remote-domain",
+             help="The peer's domain (name or id) the remote project's name is in."),
+         remote_user_domain: str | None = typer.Option(
+             None, "--remote-user-domain",
+             help="The peer's domain of the remote user's name (default: --remote-domain)."),
          local_project: str = typer.Option(..., "--local-project",
                                            help="The project here (name or id)."),
          role: str = typer.Option("member", "--role", help="The role they have here."),
@@ -128,7 +135,7 @@ def map_(name: str,
     with controller(state_dir) as ctl, ctl.db.session() as session:
         view = trust.mapping_view(trust.add_mapping(
             session, registry.find(session, name), remote_project, remote_user,
-            local_project, role))
+            local_project, role, remote_domain, remote_user_domain))
     if as_json:
         print_json(view)
         return

@@ -1,8 +1,11 @@
 """Peer identities: the mapping rules a local admin writes, and the brief trust cache.
 
-A peer's user is known by what the peer vouches for (user and project, by id and
-name); a rule maps a peer project and one user of it (or '*', any) to a local project
-and role, Keystone-federation-like. A rule naming the user wins over '*'.
+A peer's user is known by what the peer vouches for (user and project, by id, and by
+name within their domains); a rule maps a peer project and one user of it (or '*', any)
+to a local project and role, Keystone-federation-like. A rule naming the user wins over
+'*'. A name means something only in its domain: a rule matches a name only in the
+domain it names (by id or name), so a same-named project or user of another domain at
+the peer is not mapped (review finding).
 """
 
 from __future__ import annotations
@@ -26,6 +29,10 @@ class RemoteIdentity:
     user_name: str
     project_id: str
     project_name: str
+    # (id, name) of each one's domain; empty when the peer did not say (names then match
+    # nothing, ids still do).
+    user_domain: tuple[str, str] = ("", "")
+    project_domain: tuple[str, str] = ("", "")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,13 +41,27 @@ class Rule:
     remote_user: str
     local_project_id: str
     role: str
+    # The domain (id or name, at the peer) the rule's project and user names are in.
+    project_domain: str = "Default"
+    user_domain: str = "Default"
+
+
+def names(value: str, domain: str, own_id: str, own_name: str,
+          own_domain: tuple[str, str]) -> bool:
+    """value names this project or user: its id, or its name in the rule's domain."""
+    if value == own_id:
+        return True
+    return bool(domain) and value == own_name and domain in own_domain
 
 
 def matching(rules: Iterable[Rule], who: RemoteIdentity) -> Rule | None:
     """The rule that applies to who: the user's own rule first, then the project's '*'."""
-    in_project = [r for r in rules if r.remote_project in (who.project_id, who.project_name)]
+    in_project = [r for r in rules if names(r.remote_project, r.project_domain,
+                                            who.project_id, who.project_name,
+                                            who.project_domain)]
     for rule in in_project:
-        if rule.remote_user in (who.user_id, who.user_name):
+        if names(rule.remote_user, rule.user_domain, who.user_id, who.user_name,
+                 who.user_domain):
             return rule
     return next((r for r in in_project if r.remote_user == ANY), None)
 

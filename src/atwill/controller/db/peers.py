@@ -28,8 +28,9 @@ class Peer(Base):
     url: Mapped[str] = mapped_column(String(255))
     ca_pem: Mapped[str] = mapped_column(Text)
     ca_hash: Mapped[str] = mapped_column(String(80))
-    # What this cloud sends when it calls the peer; the peer keeps only its hash.
-    credential: Mapped[str] = mapped_column(String(128))
+    # What this cloud sends when it calls the peer (the peer keeps only its hash), sealed
+    # with a key kept outside the database (peers/seal.py); NULL: paired before sealing.
+    credential_sealed: Mapped[str | None] = mapped_column(Text, nullable=True)
     # The sha256 of what the peer sends when it calls this cloud.
     inbound_hash: Mapped[str] = mapped_column(String(64), unique=True)
     services: Mapped[list[str]] = mapped_column(JSON, default=list)
@@ -56,13 +57,18 @@ class PeerMapping(Base):
     """A peer's users (one, or '*') in a peer project act here in a project with a role."""
 
     __tablename__ = "peer_mappings"
-    __table_args__ = (UniqueConstraint("peer_id", "remote_project", "remote_user",
+    __table_args__ = (UniqueConstraint("peer_id", "remote_project_domain", "remote_project",
+                                       "remote_user_domain", "remote_user",
                                        name="uq_peer_mappings_rule"),)
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
     peer_id: Mapped[str] = mapped_column(ForeignKey("peers.id", ondelete="CASCADE"),
                                          index=True)
     remote_project: Mapped[str] = mapped_column(String(255))
     remote_user: Mapped[str] = mapped_column(String(255))
+    # The peer's domains (id or name) the names above are in: a name names nothing
+    # outside its domain.
+    remote_project_domain: Mapped[str] = mapped_column(String(255), default="Default")
+    remote_user_domain: Mapped[str] = mapped_column(String(255), default="Default")
     local_project_id: Mapped[str] = mapped_column(String(64))
     role: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
@@ -84,7 +90,8 @@ class PeerImage(Base):
     min_ram: Mapped[int] = mapped_column(Integer, default=0)
     min_disk: Mapped[int] = mapped_column(Integer, default=0)
     properties: Mapped[dict] = mapped_column(JSON, default=dict)
-    # The token of the last caller who booted from it: the node's fetch goes to the peer
-    # as that caller, as Nova downloads from Glance with the user's token.
-    fetch_token: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The token of the last caller who booted from it (the node's fetch goes to the peer
+    # as that caller, as Nova downloads from Glance with the user's token), sealed as the
+    # peer's credential is.
+    fetch_token_sealed: Mapped[str | None] = mapped_column(Text, nullable=True)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import secrets
 import ssl
@@ -10,8 +11,27 @@ import httpx
 
 from ...core.scope import PeerUnavailable
 from ..db.peers import Peer
+from .seal import Sealer
 
 CREDENTIAL_HEADER = "X-Atwill-Peer"
+
+
+@dataclasses.dataclass(frozen=True)
+class PeerRef:
+    """A peer's row, detached, its credential unsealed, for use outside a session."""
+
+    id: str
+    name: str
+    url: str
+    ca_pem: str
+    credential: str = dataclasses.field(repr=False)
+    services: tuple[str, ...]
+
+    @classmethod
+    def of(cls, peer: Peer, sealer: Sealer) -> PeerRef:
+        return cls(peer.id, peer.name, peer.url, peer.ca_pem,
+                   sealer.unseal(peer.credential_sealed, peer.name),
+                   tuple(peer.services or ()))
 
 
 def new_secret() -> str:
@@ -27,12 +47,12 @@ def tls(ca_pem: str) -> ssl.SSLContext:
     return ssl.create_default_context(cadata=ca_pem)
 
 
-def sync_client(peer: Peer, timeout: float) -> httpx.Client:
+def sync_client(peer: PeerRef, timeout: float) -> httpx.Client:
     return httpx.Client(base_url=peer.url, verify=tls(peer.ca_pem), timeout=timeout,
                         headers={CREDENTIAL_HEADER: peer.credential})
 
 
-def async_client(peer: Peer, timeout: float) -> httpx.AsyncClient:
+def async_client(peer: PeerRef, timeout: float) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=peer.url, verify=tls(peer.ca_pem), timeout=timeout,
                              headers={CREDENTIAL_HEADER: peer.credential})
 

@@ -19,12 +19,12 @@ from ..context import Controller
 from ..db.base import utcnow
 from ..db.models import Image
 from ..db.peers import Peer, PeerImage
-from . import client
+from . import client, seal
 
 log = logging.getLogger("atwill.peers")
 
-# (peer, caller's token, timeout) while a compute request is scoped {"image": peer}.
-PEER_IMAGE: contextvars.ContextVar[tuple[Any, str, float] | None] = contextvars.ContextVar(
+# (peer, caller's token, timeout, sealer) while a compute request is scoped {"image": peer}.
+PEER_IMAGE: contextvars.ContextVar[tuple[Any, str, float, Any] | None] = contextvars.ContextVar(
     "atwill_peer_image", default=None)
 KEPT = ("hw_", "os_type", "os_distro", "os_version")
 
@@ -35,7 +35,7 @@ def scoped_image(session: Session, ref: str) -> Image | None:
     scoped = PEER_IMAGE.get()
     if scoped is None:
         return None
-    peer, token, timeout = scoped
+    peer, token, timeout, sealer = scoped
     try:
         with client.sync_client(peer, timeout) as http:
             resp = http.get(f"/image/v2/images/{ref}", headers={"X-Auth-Token": token})
@@ -56,7 +56,7 @@ def scoped_image(session: Session, ref: str) -> Image | None:
               "min_ram": data.get("min_ram") or 0, "min_disk": data.get("min_disk") or 0,
               "properties": props}
     row = session.get(PeerImage, data["id"]) or PeerImage(id=data["id"])
-    for key, value in {**fields, "peer_id": peer.id, "fetch_token": token,
+    for key, value in {**fields, "peer_id": peer.id, "fetch_token_sealed": sealer.seal(token),
                        "updated_at": utcnow()}.items():
         setattr(row, key, value)
     session.add(row)
@@ -95,8 +95,12 @@ def node_download(ctl: Controller, session: Session, image_id: str) -> Streaming
     peer = session.get(Peer, row.peer_id) if row else None
     if row is None or peer is None:
         return None
-    ref = (peer.url, peer.ca_pem, peer.credential, peer.name, row.fetch_token or "",
-           row.checksum)
+    sealer = seal.of(ctl.settings)
+    if not row.fetch_token_sealed:
+        raise Conflict(f"Image {image_id} of the peer cloud {peer.name} has no token to fetch "
+                       "it with (dropped by migration 0023): boot a server from it again.")
+    ref = (peer.url, peer.ca_pem, sealer.unseal(peer.credential_sealed, peer.name), peer.name,
+           sealer.unseal(row.fetch_token_sealed, peer.name), row.checksum)
     return StreamingResponse(_relay(ctl.settings.peer_timeout, image_id, *ref),
                              media_type="application/octet-stream",
                              headers={"Content-MD5": row.checksum or ""})

@@ -4,8 +4,6 @@ that peer and acts here under its mapped identity; the rest goes on locally unto
 
 from __future__ import annotations
 
-import dataclasses
-
 import anyio
 from sqlalchemy import select
 from starlette.datastructures import Headers
@@ -16,30 +14,14 @@ from ...core.errors import ApiError, BadRequest, Forbidden, Unauthorized
 from ..context import Controller
 from ..db.peers import Peer
 from ..identity.tokens import TokenService
-from . import images, proxy, registry, trust
-from .client import CREDENTIAL_HEADER
-
-
-@dataclasses.dataclass(frozen=True)
-class PeerRef:
-    """A peer's row, detached, for use outside a database session."""
-
-    id: str
-    name: str
-    url: str
-    ca_pem: str
-    credential: str
-    services: tuple[str, ...]
-
-    @classmethod
-    def of(cls, peer: Peer) -> PeerRef:
-        return cls(peer.id, peer.name, peer.url, peer.ca_pem, peer.credential,
-                   tuple(peer.services or ()))
+from . import images, proxy, registry, seal, trust
+from .client import CREDENTIAL_HEADER, PeerRef
 
 
 class ScopeMiddleware:
     def __init__(self, app: ASGIApp, ctl: Controller) -> None:
         self.app, self.ctl = app, ctl
+        self.sealer = seal.of(ctl.settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         service = xscope.service_of(scope["path"]) if scope["type"] == "http" else None
@@ -94,10 +76,12 @@ class ScopeMiddleware:
         if service == "compute" and creating and "network" in wanted:
             raise BadRequest("A server here cannot use a network of a peer cloud "
                              f"({wanted['network']}): tenant networks do not cross clouds.")
-        if service == "compute" and "image" in wanted and token:
+        # A server, or a volume, made here from a peer's image (metadata at create, the
+        # node's download streamed from the peer).
+        if service in ("compute", "volume") and "image" in wanted and token:
             await anyio.to_thread.run_sync(self._refuse_privileged, token, wanted["image"])
             state["peer_image"] = (peers[wanted["image"]], token,
-                                   self.ctl.settings.peer_timeout)
+                                   self.ctl.settings.peer_timeout, self.sealer)
         return None
 
     def _refuse_privileged(self, token: str | None, peer: str) -> None:
@@ -121,11 +105,11 @@ class ScopeMiddleware:
               ) -> tuple[dict[str, PeerRef], PeerRef | None]:
         with self.ctl.db.session() as session:
             found = session.scalars(select(Peer).where(Peer.name.in_(names))) if names else []
-            peers = {p.name: PeerRef.of(p) for p in found}
+            peers = {p.name: PeerRef.of(p, self.sealer) for p in found}
             issuer = registry.by_credential(session, credential) if credential else None
-            return peers, PeerRef.of(issuer) if issuer else None
+            return peers, PeerRef.of(issuer, self.sealer) if issuer else None
 
     def _credentials(self, peer: PeerRef, token: str) -> object:
-        who = trust.ask_issuer(self.ctl, peer, token)  # type: ignore[arg-type]
+        who = trust.ask_issuer(self.ctl, peer, token)
         with self.ctl.db.session() as session:
-            return trust.credentials_for(session, peer, who)  # type: ignore[arg-type]
+            return trust.credentials_for(session, peer.id, peer.name, who)

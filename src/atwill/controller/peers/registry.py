@@ -19,6 +19,7 @@ from ...pki import ca_hash
 from ..cluster import tokens as join_tokens
 from ..db.base import iso, utcnow
 from ..db.peers import Peer, PeerToken
+from . import seal
 from .client import digest, new_secret, tls
 
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
@@ -77,7 +78,8 @@ def accept(session: Session, settings: Settings, body: dict[str, Any]) -> dict[s
     # The pairing cloud sends `theirs` when it calls here; here sends its `credential`.
     theirs = new_secret()
     session.add(Peer(name=token.peer_name, url=fields["url"].rstrip("/"), ca_pem=fields["ca"],
-                     ca_hash=pin, credential=fields["credential"], inbound_hash=digest(theirs),
+                     ca_hash=pin, credential_sealed=seal.of(settings).seal(fields["credential"]),
+                     inbound_hash=digest(theirs),
                      services=services))
     return {"credential": theirs, "services": SERVICES}
 
@@ -106,7 +108,8 @@ def pair(session: Session, settings: Settings, name: str, url: str, pin: str,
                          f"{_message(resp)}")
     answer = resp.json()
     peer = Peer(name=name, url=url, ca_pem=ca_pem, ca_hash=pin.strip().lower(),
-                credential=answer["credential"], inbound_hash=digest(mine),
+                credential_sealed=seal.of(settings).seal(answer["credential"]),
+                inbound_hash=digest(mine),
                 services=list(answer.get("services") or []))
     session.add(peer)
     session.flush()

@@ -113,8 +113,10 @@ def peer_delete(name: str, request: Request) -> Response:
 def mappings_post(name: str, request: Request, body: dict = Depends(json_body)) -> dict:
     args = [field(body, k, str, required=True)
             for k in ("remote_project", "remote_user", "local_project", "role")]
+    domains = [field(body, "remote_domain", str, default="Default"),
+               field(body, "remote_user_domain", str, default=None)]
     with controller(request).db.session() as session:
-        mapping = trust.add_mapping(session, registry.find(session, name), *args)
+        mapping = trust.add_mapping(session, registry.find(session, name), *args, *domains)
         return {"mapping": trust.mapping_view(mapping)}
 
 

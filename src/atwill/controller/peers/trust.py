@@ -9,16 +9,17 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ...core.errors import BadRequest, Forbidden, NotFound, Unauthorized
+from ...core.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from ...core.policy import Credentials
 from ...core.scope_rules import ANY, RemoteIdentity, Rule, TrustCache, matching, shadow_user_id
 from ...core.text import clean_name
 from ...core.tokens import format_time
 from ..context import Controller
-from ..db.identity import ImpliedRole, Project, Role, User
+from ..db.identity import Domain, ImpliedRole, Project, Role, User
 from ..db.peers import Peer, PeerMapping
 from ..identity.tokens import TokenService
 from . import client
+from .client import PeerRef
 
 _caches: dict[int, TrustCache] = {}
 
@@ -39,12 +40,32 @@ def vouch(session: Session, ctl: Controller, token: str) -> dict[str, Any]:
     if validated.project is None:
         raise NotFound("This cloud vouches only for project-scoped tokens.")
     user: User = validated.user
-    return {"user": {"id": user.id, "name": user.name},
-            "project": {"id": validated.project.id, "name": validated.project.name},
+    project: Project = validated.project
+    # Names mean something only in their domain: the receiving cloud's rules match a
+    # name only together with its domain (Keystone's token body says them the same way).
+    return {"user": {"id": user.id, "name": user.name,
+                     "domain": _domain(session, user.domain_id)},
+            "project": {"id": project.id, "name": project.name,
+                        "domain": _domain(session, project.domain_id)},
             "expires_at": format_time(validated.payload.expires_at)}
 
 
-def ask_issuer(ctl: Controller, peer: Peer, token: str) -> RemoteIdentity:
+def _domain(session: Session, domain_id: str) -> dict[str, str]:
+    domain = session.get(Domain, domain_id)
+    return {"id": domain_id, "name": domain.name if domain else ""}
+
+
+def _identity(data: dict[str, Any]) -> RemoteIdentity:
+    def domain(of: dict[str, Any]) -> tuple[str, str]:
+        found = of.get("domain") if isinstance(of.get("domain"), dict) else {}
+        return str(found.get("id") or ""), str(found.get("name") or "")
+
+    user, project = data["user"], data["project"]
+    return RemoteIdentity(user["id"], user["name"], project["id"], project["name"],
+                          domain(user), domain(project))
+
+
+def ask_issuer(ctl: Controller, peer: PeerRef, token: str) -> RemoteIdentity:
     """What the peer says about its token, cached briefly; 401 if it does not vouch."""
     cache = cache_of(ctl)
     known = cache.get(peer.id, token)
@@ -59,24 +80,25 @@ def ask_issuer(ctl: Controller, peer: Peer, token: str) -> RemoteIdentity:
     if resp.status_code != 200:
         raise Unauthorized(f"The peer cloud {peer.name} does not vouch for this token "
                            "(unknown, expired or revoked there).")
-    data = resp.json()
-    who = RemoteIdentity(data["user"]["id"], data["user"]["name"], data["project"]["id"],
-                         data["project"]["name"])
+    who = _identity(resp.json())
     cache.put(peer.id, token, who)
     return who
 
 
-def credentials_for(session: Session, peer: Peer, who: RemoteIdentity) -> Credentials:
+def credentials_for(session: Session, peer_id: str, peer_name: str,
+                    who: RemoteIdentity) -> Credentials:
     """The local identity a peer's user acts as; 403 when no rule maps them."""
-    rules = [Rule(m.remote_project, m.remote_user, m.local_project_id, m.role)
-             for m in session.scalars(select(PeerMapping).where(PeerMapping.peer_id == peer.id))]
+    rules = [Rule(m.remote_project, m.remote_user, m.local_project_id, m.role,
+                  m.remote_project_domain, m.remote_user_domain)
+             for m in session.scalars(select(PeerMapping).where(PeerMapping.peer_id == peer_id))]
     rule = matching(rules, who)
     project = session.get(Project, rule.local_project_id) if rule else None
     if rule is None or project is None or not project.enabled:
         raise Forbidden(f"No mapping lets user {who.user_name} of project {who.project_name} "
-                        f"at the peer cloud {peer.name} act in this cloud.")
+                        f"(domain {who.project_domain[1] or who.project_domain[0] or '?'}) "
+                        f"at the peer cloud {peer_name} act in this cloud.")
     # Never the cloud's admin through a peer, whatever the role: is_admin_project is off.
-    return Credentials(user_id=shadow_user_id(peer.id, who.user_id),
+    return Credentials(user_id=shadow_user_id(peer_id, who.user_id),
                        roles=frozenset(implied_roles(session, rule.role)),
                        project_id=project.id)
 
@@ -95,9 +117,13 @@ def implied_roles(session: Session, name: str) -> set[str]:
 
 
 def add_mapping(session: Session, peer: Peer, remote_project: str, remote_user: str,
-                local_project: str, role: str) -> PeerMapping:
+                local_project: str, role: str, remote_domain: str = "Default",
+                remote_user_domain: str | None = None) -> PeerMapping:
     remote_project = clean_name(remote_project, "remote_project", required=True) or ""
     remote_user = clean_name(remote_user, "remote_user", required=True) or ANY
+    remote_domain = clean_name(remote_domain, "remote_domain", required=True) or ""
+    remote_user_domain = clean_name(remote_user_domain or remote_domain,
+                                    "remote_user_domain", required=True) or ""
     project = session.get(Project, local_project) or session.scalar(
         select(Project).where(Project.name == local_project,
                               Project.domain_id == "default"))
@@ -106,8 +132,15 @@ def add_mapping(session: Session, peer: Peer, remote_project: str, remote_user: 
                          "or id).")
     if session.scalar(select(Role.id).where(Role.name == role)) is None:
         raise BadRequest(f"No role named {role!r}.")
+    key = {"peer_id": peer.id, "remote_project": remote_project, "remote_user": remote_user,
+           "remote_project_domain": remote_domain, "remote_user_domain": remote_user_domain}
+    if session.scalar(select(PeerMapping.id).filter_by(**key)) is not None:
+        raise Conflict(f"Peer {peer.name} has a mapping for user {remote_user} of project "
+                       f"{remote_project} (domain {remote_domain}) already.")
     mapping = PeerMapping(peer_id=peer.id, remote_project=remote_project,
-                          remote_user=remote_user, local_project_id=project.id, role=role)
+                          remote_user=remote_user, remote_project_domain=remote_domain,
+                          remote_user_domain=remote_user_domain,
+                          local_project_id=project.id, role=role)
     session.add(mapping)
     session.flush()
     return mapping
@@ -120,5 +153,8 @@ def mappings(session: Session, peer: Peer) -> list[PeerMapping]:
 
 def mapping_view(mapping: PeerMapping) -> dict[str, Any]:
     return {"id": mapping.id, "remote_project": mapping.remote_project,
-            "remote_user": mapping.remote_user, "local_project_id": mapping.local_project_id,
+            "remote_domain": mapping.remote_project_domain,
+            "remote_user": mapping.remote_user,
+            "remote_user_domain": mapping.remote_user_domain,
+            "local_project_id": mapping.local_project_id,
             "role": mapping.role}
