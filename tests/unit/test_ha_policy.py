@@ -42,3 +42,18 @@ def test_the_setting_is_checked(tmp_path) -> None:
     assert config.load(tmp_path, ha_policy="autonomous").ha_policy == "autonomous"
     with pytest.raises(ValueError, match="ha_policy: expected one of"):
         config.load(tmp_path, ha_policy="maybe")
+
+
+def test_ha_reserved_is_a_boolean_written_as_an_operator_may() -> None:
+    assert aggregates.metadata_changes({"ha_reserved": "True"}) == {"ha_reserved": "true"}
+    assert aggregates.metadata_changes({"ha_reserved": " no "}) == {"ha_reserved": "false"}
+    assert aggregates.metadata_changes({"ha_reserved": None}) == {"ha_reserved": None}
+    for bad in ("spare", "", 1):
+        with pytest.raises(BadRequest, match="Invalid ha_reserved .*expected true or false"):
+            aggregates.metadata_changes({"ha_reserved": bad})
+
+
+def test_a_host_is_a_spare_when_any_of_its_aggregates_says_so() -> None:
+    assert ha_policy.reserved({"ha_reserved": frozenset({"false", "true"})})
+    assert not ha_policy.reserved({"ha_reserved": frozenset({"false"})})
+    assert not ha_policy.reserved({})

@@ -126,3 +126,15 @@ def test_skipped_filters_change_nothing() -> None:
         except NoValidHost as err:
             got = str(err)
         assert got == every_filter(hosts, req)
+
+
+def test_spare_nodes_take_only_evacuations_and_take_them_first() -> None:
+    spare = host("spare", memory_mb=2048, aggregate_metadata={"ha_reserved": frozenset({"true"})})
+    hosts = [spare, host("b", memory_mb_used=4096), host("c")]
+    assert [h.name for h in select(hosts, Request(1, 512, 1))] == ["c", "b"]
+    assert [h.name for h in select(hosts, Request(1, 512, 1, evacuation=True))] == [
+        "spare", "c", "b"]
+    with pytest.raises(NoValidHost, match="ReservedHostFilter eliminated 1 of 1"):
+        select([spare], Request(1, 512, 1))
+    # a full spare is filtered out by its resources, and the others still take the evacuee
+    assert [h.name for h in select(hosts, Request(1, 4096, 1, evacuation=True))] == ["c", "b"]

@@ -47,6 +47,8 @@ def metadata_changes(value: Any) -> dict[str, str | None]:
             changes[key] = zone_name(item)
         elif key == ha_policy.KEY and item is not None:
             changes[key] = ha_policy.check(item)
+        elif key == ha_policy.RESERVED_KEY and item is not None:
+            changes[key] = ha_policy.check_reserved(item)
         elif item is None:
             changes[key] = None
         else:

@@ -13,6 +13,13 @@ zone or on any other group of hosts:
   moved; the node never fences itself, so its VMs keep serving through a partition and
   carry on untouched when it heals.
 
+Spare nodes (Masakari's reserved hosts) wait for failures: a node in an aggregate with
+`ha_reserved=true` takes no new server, resize or migration, and an evacuation tries
+it before every other node, so a failure neither waits for room nor crowds the
+survivors:
+
+    openstack aggregate set --property ha_reserved=true spares
+
 A node in several groups that name different policies takes the one that does least
 on its own (autonomous, then manual): an operator who marked a site autonomous never
 sees it fenced because of some other grouping. A value the API refused cannot be
@@ -21,11 +28,14 @@ stored, so an unknown one (an older row) counts as the cloud's default.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from .errors import BadRequest
+from .text import shown
 
 KEY = "ha_policy"
+RESERVED_KEY = "ha_reserved"
+_TRUE, _FALSE = frozenset({"true", "yes", "1", "on"}), frozenset({"false", "no", "0", "off"})
 EVACUATE, MANUAL, AUTONOMOUS = "evacuate", "manual", "autonomous"
 POLICIES = (EVACUATE, MANUAL, AUTONOMOUS)  # from most to least automatic
 
@@ -35,6 +45,18 @@ def check(value: object) -> str:
     if value not in POLICIES:
         raise BadRequest(f"Invalid {KEY} {value!r}: expected one of {', '.join(POLICIES)}.")
     return str(value)
+
+
+def check_reserved(value: object) -> str:
+    """ha_reserved as an operator may set it (any case of true/false, yes/no, on/off, 1/0)."""
+    if not isinstance(value, str) or value.strip().lower() not in _TRUE | _FALSE:
+        raise BadRequest(f"Invalid {RESERVED_KEY} {shown(value)}: expected true or false.")
+    return "true" if value.strip().lower() in _TRUE else "false"
+
+
+def reserved(metadata: Mapping[str, Iterable[str]]) -> bool:
+    """Whether a host whose aggregates carry metadata is a spare kept for evacuations."""
+    return any(v.strip().lower() in _TRUE for v in metadata.get(RESERVED_KEY, ()))
 
 
 def of_node(values: Iterable[str | None], default: str) -> str:

@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from . import ha_policy
 from .aggregate_filters import (
     AGGREGATE_SCOPE,
     CAPABILITIES_SCOPE,
@@ -88,6 +89,7 @@ class Request:
     ignore_hosts: frozenset[str] = frozenset()  # host ids that failed this request already
     extra_specs: Mapping[str, str] = dataclasses.field(default_factory=dict)  # the flavor's
     project_id: str | None = None  # the server's (AggregateMultiTenancyIsolation)
+    evacuation: bool = False  # spare nodes (ha_reserved) take only evacuations
 
 
 class NoValidHost(Exception):
@@ -170,8 +172,14 @@ def different_host_filter(host: Host, req: Request) -> bool:
     return not (req.different_host & host.instances)
 
 
+def reserved_host_filter(host: Host, req: Request) -> bool:
+    """Spare nodes wait for failures: only an evacuation may land on one."""
+    return req.evacuation or not ha_policy.reserved(host.aggregate_metadata)
+
+
 FILTERS: dict[str, Filter] = {
     "RetryFilter": retry_filter,
+    "ReservedHostFilter": reserved_host_filter,
     "ComputeFilter": compute_filter,
     "AvailabilityZoneFilter": availability_zone_filter,
     "CoreFilter": core_filter,
@@ -240,7 +248,8 @@ def weigh(hosts: Sequence[Host], req: Request, strategy: str = "spread") -> list
             soft = req.group_hosts.count(host.id)
         free = (host.free_ram() - req.memory_mb, host.free_vcpus() - req.vcpus)
         sign = -1 if strategy == "spread" else 1
-        return (soft, sign * free[0], sign * free[1], host.name)
+        spare = 0 if req.evacuation and ha_policy.reserved(host.aggregate_metadata) else 1
+        return (spare, soft, sign * free[0], sign * free[1], host.name)
 
     return sorted(hosts, key=key)
 

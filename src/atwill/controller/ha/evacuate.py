@@ -102,7 +102,8 @@ def _place(session: Session, ctl: Controller, inst: Instance, source: Node,
     placement.release(session, inst)
     req = lifecycle.request_for(session, inst, image_properties(session, inst),
                                 pci_requests(ctl, inst))
-    req = dataclasses.replace(req, ignore_hosts=req.ignore_hosts | {source.id})
+    req = dataclasses.replace(req, ignore_hosts=req.ignore_hosts | {source.id},
+                              evacuation=True)
     try:
         node = placement.place(session, ctl.settings, inst, req)
     except scheduler.NoValidHost as err:

@@ -3,7 +3,8 @@
 Most flavors ask neither, so placement reads all of a host's aggregate metadata and its
 capabilities only for requests whose flavor has `aggregate_instance_extra_specs:` or
 `capabilities:` specs; otherwise only the `filter_tenant_id*` keys that tenant isolation
-needs (an index lookup that finds nothing on most clouds).
+needs and the `ha_reserved` key that keeps spare nodes for evacuations (an index lookup
+that finds nothing on most clouds).
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from ...core import scheduler
+from ...core import ha_policy, scheduler
 from ...core.aggregate_filters import (
     AGGREGATE_SCOPE,
     CAPABILITIES_SCOPE,
@@ -42,8 +43,9 @@ def enrich(session: Session, hosts: Sequence[scheduler.Host],
     query = (select(AggregateHost.host, AggregateMetadata.key, AggregateMetadata.value)
              .join(AggregateMetadata, AggregateMetadata.aggregate_id == AggregateHost.aggregate_id)
              .where(AggregateHost.host.in_([h.name for h in hosts])))
-    if not want_meta:
-        query = query.where(AggregateMetadata.key.startswith(TENANT_KEY, autoescape=True))
+    if not want_meta:  # only what the filters that always run read
+        query = query.where(or_(AggregateMetadata.key.startswith(TENANT_KEY, autoescape=True),
+                                AggregateMetadata.key == ha_policy.RESERVED_KEY))
     for host, key, value in session.execute(query):
         metadata.setdefault(host, []).append((key, value))
     if not (metadata or want_caps):

@@ -179,6 +179,9 @@ def _place(session: Session, settings: Settings, inst: Instance,
                               project_id=inst.project_id)
     if inst.requested_host is not None:
         candidates = _requested(session, inst, req, strategy, wanted)
+    elif req.evacuation:  # rare, and the spares it prefers may be anywhere in the list
+        candidates = scheduler.select(host_facts.enrich(
+            session, hosts(session, None, strategy, wanted), req), req, strategy)
     else:
         try:
             candidates = scheduler.select(host_facts.enrich(
