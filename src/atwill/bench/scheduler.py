@@ -8,6 +8,7 @@ conditional UPDATE in its own transaction. At the end, no node may be overbooked
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
 import uuid
@@ -20,6 +21,7 @@ from ..controller.db.models import Instance, Node
 from ..controller.db.session import Database, migrate
 from ..controller.servers import placement
 from ..core import scheduler
+from .fleet import fresh_database
 
 
 def _nodes(db: Database, count: int) -> None:
@@ -54,9 +56,14 @@ def _overbooked(db: Database) -> int:
         return bad
 
 
-def main(nodes: int = 1000, placements: int = 2000) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as tmp:
-        db = Database(f"sqlite:///{Path(tmp) / 'bench.db'}")
+def main(nodes: int = 1000, placements: int = 2000,
+         database_url: str | None = None) -> dict[str, float]:
+    """On SQLite in a temporary directory, or on a fresh PostgreSQL database made (and
+    dropped) with database_url, a URL allowed to create databases."""
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        url = (stack.enter_context(fresh_database(database_url)) if database_url
+               else f"sqlite:///{Path(tmp) / 'bench.db'}")
+        db = Database(url)
         try:
             migrate(db.engine)
             _nodes(db, nodes)
@@ -67,7 +74,8 @@ def main(nodes: int = 1000, placements: int = 2000) -> dict[str, float]:
             elapsed = time.perf_counter() - started
             results = {"nodes": nodes, "placements": placements, "placed": placed,
                        "placements_per_s": placements / elapsed,
-                       "overbooked_nodes": _overbooked(db)}
+                       "overbooked_nodes": _overbooked(db),
+                       "engine": db.engine.dialect.name}
         finally:
             db.dispose()
     for key, value in results.items():

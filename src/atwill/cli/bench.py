@@ -39,11 +39,31 @@ def cluster(joins: int = typer.Option(5, help="Rejoins timed per WAN setting."),
 
 @app.command("scheduler")
 def scheduler_bench(nodes: int = typer.Option(1000, help="Simulated nodes in the database."),
-                    placements: int = typer.Option(2000, help="Placements to time.")) -> None:
+                    placements: int = typer.Option(2000, help="Placements to time."),
+                    database_url: str = typer.Option(None, help="PostgreSQL URL allowed to "
+                                                     "create databases (default: SQLite).")
+                    ) -> None:
     """Placements per second, with claims, against simulated nodes; checks no overbooking."""
     from ..bench.scheduler import main
 
-    main(nodes, placements)
+    main(nodes, placements, database_url)
+
+
+@app.command("fleet")
+def fleet(nodes: int = typer.Option(50, help="SIMULATED nodes (500 and 2000 for the README)."),
+          seconds: float = typer.Option(10.0, help="Length of each measured phase."),
+          concerned: int = typer.Option(50, help="Nodes with ports in the changed group."),
+          workers: int = typer.Option(1, help="Controller worker processes."),
+          database_url: str = typer.Option(None, help="PostgreSQL URL allowed to create "
+                                           "databases (default $ATWILL_TEST_PG_URL)."),
+          json_out: bool = typer.Option(False, "--json", help="Also print the figures as JSON.")
+          ) -> None:
+    """SIMULATED nodes at 1 Hz on PostgreSQL: controller CPU/heartbeat, p99, change fan-out."""
+    from ..bench.fleet import main
+
+    results = main(nodes, seconds, concerned, workers, database_url)
+    if json_out:
+        _print_json(results)
 
 
 def _needs_root() -> None:
