@@ -6,13 +6,17 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import Request
+from sqlalchemy import Select
+from sqlalchemy.orm import Session
 
 from ...core import microversion
 from ...core.errors import ApiError, BadRequest, NotFound
 from ...core.microversion import Version
 from ...core.pagination import page, parse_limit
+from .. import sqlpage
 from ..microversion_middleware import MicroversionMiddleware
 from ..service import controller
+from ..sqlpage import Key
 
 # Nova's Fault names by status; anything else is a computeFault.
 FAULT_NAMES = {400: "badRequest", 401: "unauthorized", 403: "forbidden", 404: "itemNotFound",
@@ -84,6 +88,31 @@ def paginated(request: Request, items: list, key: Any, path: str,
         return chunk, {}
     query = [(k, v) for k, v in params.multi_items() if k not in ("limit", "marker")]
     query += [("limit", str(limit)), ("marker", next_marker)]
+    href = f"{base(request)}/v2.1/{path}?{urlencode(query)}"
+    return chunk, {links_key: [{"rel": "next", "href": href}]}
+
+
+def sql_paginated(request: Request, session: Session, stmt: Select, keys: list[Key],
+                  ident: Any, path: str, links_key: str,
+                  accept: Any = None, marker_of: Any = None) -> tuple[list, dict[str, Any]]:
+    """paginated(), read from SQL: only the page (and one row to know more remain).
+
+    ident is the column a marker names (or marker -> where clause); marker_of gives a
+    row's marker (its id)."""
+    params = request.query_params
+    limit = parse_limit(params.get("limit"))
+    start = None
+    if params.get("marker") is not None:
+        where = ident(params["marker"]) if callable(ident) else ident == params["marker"]
+        start = sqlpage.marker_values(session, stmt, keys, where)
+        if start is None:
+            raise BadRequest(f"marker [{params['marker']}] not found")
+    chunk, more = sqlpage.rows(session, stmt, keys, limit, start, accept)
+    if not (more and chunk):
+        return chunk, {}
+    query = [(k, v) for k, v in params.multi_items() if k not in ("limit", "marker")]
+    last = chunk[-1]
+    query += [("limit", str(limit)), ("marker", str(marker_of(last) if marker_of else last.id))]
     href = f"{base(request)}/v2.1/{path}?{urlencode(query)}"
     return chunk, {links_key: [{"rel": "next", "href": href}]}
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 
 from ...core import flavors as rules
 from ...core.errors import BadRequest, Conflict
@@ -12,7 +12,8 @@ from ...core.policy import Credentials
 from ..db.base import new_uuid
 from ..db.compute import Flavor
 from ..service import authorize, caller, controller, json_body, wrapped
-from .common import api_version, paginated, query_bool, query_int, require
+from ..sqlpage import Key
+from .common import api_version, query_bool, query_int, require, sql_paginated
 from .flavor_shape import get_flavor, to_api, visible
 
 router = APIRouter()
@@ -120,16 +121,13 @@ def _listing(request: Request, creds: Credentials, version: Version, detail: boo
             query = query.where(Flavor.ram >= min_ram)
         if min_disk is not None:
             query = query.where(Flavor.disk >= min_disk)
-        attr = rules.SORT_KEYS[sort_key]
-        found = sorted(session.scalars(query), key=lambda f: _sort_value(f, attr),
-                       reverse=sort_dir == "desc")
-        chunk, more = paginated(request, found, lambda f: f.flavorid,
-                                "flavors/detail" if detail else "flavors", "flavors_links")
+        column = getattr(Flavor, rules.SORT_KEYS[sort_key])
+        # Only description may be NULL: those sort first; the row id breaks ties, as Nova's.
+        if column.expression.nullable:
+            column = func.coalesce(column, "")
+        keys = [Key(column, desc=sort_dir == "desc"), Key(Flavor.id, desc=sort_dir == "desc")]
+        chunk, more = sql_paginated(request, session, query, keys, Flavor.flavorid,
+                                    "flavors/detail" if detail else "flavors", "flavors_links",
+                                    marker_of=lambda f: f.flavorid)
         items = [to_api(f, request, version, detail) for f in chunk]
     return {"flavors": items, **more}
-
-
-def _sort_value(flavor: Flavor, attr: str) -> tuple:
-    # Only description may be NULL; sort those first, and break ties by row id like Nova.
-    value = getattr(flavor, attr)
-    return (value is not None, value if value is not None else "", flavor.id)

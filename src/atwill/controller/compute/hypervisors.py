@@ -6,13 +6,16 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
+from sqlalchemy import select
 
 from ...core.errors import BadRequest, NotFound, NotImplementedByHost
 from ...core.microversion import Version
 from ...core.policy import Credentials
+from .. import sqlpage
 from ..db.compute import Node
 from ..service import authorize, caller, controller
-from .common import api_version, paginated, query_bool, require
+from ..sqlpage import Key
+from .common import api_version, query_bool, require, sql_paginated
 from .nodes import all_nodes, find, is_up, shown_id
 
 router = APIRouter()
@@ -138,6 +141,15 @@ def detail(node: Node, version: Version) -> dict[str, Any]:
     return out
 
 
+def _marker_where(version: Version) -> Any:
+    """A marker names a node by its uuid, or before 2.53 by the integer shown for it (the
+    first seven hex digits of that uuid)."""
+    if version >= "2.53":
+        return Node.id
+    return lambda marker: Node.id.startswith(
+        f"{int(marker):07x}" if marker.isdigit() and int(marker) < 16**7 else "-")
+
+
 def _listing(request: Request, version: Version, detailed: bool) -> dict:
     params = request.query_params
     pattern = params.get("hypervisor_hostname_pattern") if version >= "2.53" else None
@@ -145,17 +157,21 @@ def _listing(request: Request, version: Version, detailed: bool) -> dict:
         raise BadRequest("Paging over a list of hypervisors using a hostname pattern is "
                          "not supported.")
     with_servers = version >= "2.53" and query_bool(request, "with_servers")
-    with controller(request).db.session() as session:
-        nodes = all_nodes(session)
+    stmt = select(Node)
     if pattern is not None:
-        nodes = [n for n in nodes if pattern in n.name]
-        if not nodes:
-            raise NotFound(f"No hypervisor matching '{pattern}' could be found.")
-    more: dict[str, Any] = {}
-    if version >= "2.33":
-        nodes, more = paginated(request, nodes, lambda n: str(shown_id(n.id, version)),
-                                "os-hypervisors/detail" if detailed else "os-hypervisors",
-                                "hypervisors_links")
+        stmt = stmt.where(Node.name.contains(pattern, autoescape=True))
+    keys = [Key(Node.created_at), Key(Node.name), Key(Node.id)]
+    with controller(request).db.session() as session:
+        more: dict[str, Any] = {}
+        if version >= "2.33":
+            nodes, more = sql_paginated(
+                request, session, stmt, keys, _marker_where(version),
+                "os-hypervisors/detail" if detailed else "os-hypervisors",
+                "hypervisors_links", marker_of=lambda n: shown_id(n.id, version))
+        else:
+            nodes = list(session.scalars(stmt.order_by(*sqlpage.ordered(keys))))
+    if pattern is not None and not nodes:
+        raise NotFound(f"No hypervisor matching '{pattern}' could be found.")
     items = [detail(n, version) if detailed else summary(n, version) for n in nodes]
     if with_servers:
         items = [{**item, "servers": []} for item in items]

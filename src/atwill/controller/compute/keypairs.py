@@ -17,7 +17,8 @@ from ..db.base import iso
 from ..db.compute import Keypair
 from ..db.models import User
 from ..service import authorize, caller, controller, json_body, wrapped
-from .common import api_version, paginated
+from ..sqlpage import Key
+from .common import api_version, sql_paginated
 from .usage import check
 
 router = APIRouter()
@@ -27,13 +28,15 @@ router = APIRouter()
 def keypairs_get(request: Request, creds: Credentials = Depends(caller),
                  version: Version = Depends(api_version)) -> dict:
     user_id = _target(request, creds, version, "compute:keypairs:list")
-    with controller(request).db.session() as session:
-        found = list(session.scalars(select(Keypair).where(Keypair.user_id == user_id)
-                                     .order_by(Keypair.name)))
+    stmt = select(Keypair).where(Keypair.user_id == user_id)
     more: dict[str, Any] = {}
-    if version >= "2.35":
-        found, more = paginated(request, found, lambda k: k.name, "os-keypairs",
-                                "keypairs_links")
+    with controller(request).db.session() as session:
+        if version >= "2.35":
+            found, more = sql_paginated(request, session, stmt, [Key(Keypair.name)],
+                                        Keypair.name, "os-keypairs", "keypairs_links",
+                                        marker_of=lambda k: k.name)
+        else:
+            found = list(session.scalars(stmt.order_by(Keypair.name)))
     return {"keypairs": [{"keypair": _summary(k, version)} for k in found], **more}
 
 

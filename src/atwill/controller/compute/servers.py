@@ -7,22 +7,19 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
 
-from ...core import servertags
 from ...core.errors import BadRequest, Forbidden
 from ...core.microversion import Version
-from ...core.name_regex import NamePattern
 from ...core.policy import Credentials
 from ...core.text import clean_name
 from ..db.base import utcnow
 from ..db.models import Instance
 from ..revision import bump
-from ..servers import actions, builds, placement, ports, shelve, snapshots, states, view
+from ..servers import actions, builds, placement, ports, shelve, snapshots, view
 from ..servers.locks import serialized
 from ..service import authorize, caller, controller, json_body, wrapped
-from . import server_volumes_state
-from .common import api_version, base, paginated, query_bool
+from . import server_listing, server_volumes_state
+from .common import api_version, base
 from .server_actions import refuse_locked
 from .server_input import access_ip, parse_create
 from .usage import project_limits
@@ -62,65 +59,18 @@ def check_metadata_quota(session: Any, project_id: str, meta: dict[str, str]) ->
                         f"limit is {limit}.")
 
 
-def _listing(request: Request, creds: Credentials, version: Version, detailed: bool) -> dict:
-    params = request.query_params
-    all_projects = creds.reads_all and params.get("all_tenants", "").lower() in (
-        "1", "true", "yes", "")  and "all_tenants" in params
-    query = select(Instance).order_by(Instance.created_at.desc(), Instance.id)
-    if not (creds.is_admin and params.get("deleted", "").lower() in ("true", "1")):
-        query = query.where(Instance.deleted.is_(False))
-    project = params.get("project_id") or params.get("tenant_id")
-    if not creds.reads_all or (not all_projects and not project):
-        query = query.where(Instance.project_id == creds.project_id)
-    elif project:
-        query = query.where(Instance.project_id == project)
-    if version >= "2.73" and "locked" in params:
-        query = query.where(Instance.locked.is_(query_bool(request, "locked")))
-    tag_filters = servertags.parse_filters(params) if version >= "2.26" else {}
-    ctl = controller(request)
-    with ctl.db.session() as session:
-        name = NamePattern(params["name"]) if params.get("name") else None
-        found = [i for i in session.scalars(query) if _matches(i, params, creds, name)
-                 and servertags.matches(i.tags or [], tag_filters)]
-        found, more = paginated(request, found, lambda i: i.id,
-                                "servers/detail" if detailed else "servers", "servers_links")
-        if detailed:
-            items = [view.detail(session, i, version, base(request), creds) for i in found]
-        else:
-            items = [view.summary(i, base(request)) for i in found]
-    return {"servers": items, **more}
-
-
-def _matches(inst: Instance, params: Any, creds: Credentials,
-             name: NamePattern | None) -> bool:
-    if name is not None and not name.search(inst.name):
-        return False
-    status = params.get("status")
-    if status and states.status(inst.vm_state, inst.task_state) != status.upper():
-        return False
-    if params.get("image") and inst.image_id != params["image"]:
-        return False
-    if params.get("flavor") and inst.flavor.get("id") != params["flavor"]:
-        return False
-    if params.get("host") and creds.is_admin and inst.node_name != params["host"]:
-        return False
-    if params.get("availability_zone") and inst.availability_zone != params["availability_zone"]:
-        return False
-    return not (params.get("reservation_id") and inst.reservation_id != params["reservation_id"])
-
-
 @router.get("/v2.1/servers")
 def servers_get(request: Request, creds: Credentials = Depends(caller),
                 version: Version = Depends(api_version)) -> dict:
     authorize(creds, "compute:servers:index")
-    return _listing(request, creds, version, detailed=False)
+    return server_listing.listing(request, creds, version, detailed=False)
 
 
 @router.get("/v2.1/servers/detail")
 def servers_detail_get(request: Request, creds: Credentials = Depends(caller),
                        version: Version = Depends(api_version)) -> dict:
     authorize(creds, "compute:servers:detail")
-    return _listing(request, creds, version, detailed=True)
+    return server_listing.listing(request, creds, version, detailed=True)
 
 
 @router.get("/v2.1/servers/{server_id}")

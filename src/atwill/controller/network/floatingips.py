@@ -17,8 +17,9 @@ from ...core.text import shown
 from ..db.network import FloatingIP, IPAllocation, Network, Port, Router
 from ..service import caller, controller, json_body, wrapped
 from . import access, ports, quota, views
-from .common import fault, listing, one, owner, text, transaction, writable
+from .common import fault, one, owner, text, transaction, writable
 from .routers import INTERFACE
+from .sql_listing import sql_listing
 
 router = APIRouter()
 UPDATE = {"port_id", "fixed_ip_address", "description"}
@@ -30,8 +31,8 @@ CREATE = UPDATE | {"floating_network_id", "floating_ip_address", "subnet_id", "p
 def floatingips_get(request: Request, creds: Credentials = Depends(caller)) -> dict:
     access.check(creds, "network:get_floatingip", None)
     with controller(request).db.session() as session:
-        items = [views.floating_ip(f) for f in session.scalars(access.query(creds, FloatingIP))]
-    return listing(request, "floatingips", items)
+        return sql_listing(request, session, "floatingips", access.query(creds, FloatingIP),
+                           FloatingIP, lambda s, rows: [views.floating_ip(f) for f in rows])
 
 
 @router.get("/v2.0/floatingips/{fip_id}")

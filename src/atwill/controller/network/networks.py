@@ -15,7 +15,8 @@ from ...core.policy import Credentials
 from ..db.network import Network, Port, Router
 from ..service import caller, controller, json_body, wrapped
 from . import access, bulk, tags, views
-from .common import fault, flag, listing, one, owner, text, transaction, writable
+from .common import fault, flag, one, owner, text, transaction, writable
+from .sql_listing import sql_listing
 
 router = APIRouter()
 UPDATE = {"name", "description", "admin_state_up", "shared", "router:external",
@@ -30,8 +31,8 @@ IN_USE_OWNERS = ("network:router_interface", "network:router_gateway", "network:
 def networks_get(request: Request, creds: Credentials = Depends(caller)) -> dict:
     access.check(creds, "network:get_network", None)
     with controller(request).db.session() as session:
-        items = [views.network(n) for n in session.scalars(access.query(creds, Network))]
-    return listing(request, "networks", items)
+        return sql_listing(request, session, "networks", access.query(creds, Network), Network,
+                           lambda s, rows: [views.network(n) for n in rows])
 
 
 @router.get("/v2.0/networks/{network_id}")

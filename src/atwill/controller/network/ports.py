@@ -15,8 +15,9 @@ from ...core.policy import Credentials
 from ..db.network import FloatingIP, Network, Port, PortSecurityGroup
 from ..service import caller, controller, json_body, wrapped
 from . import access, bulk, ipalloc, portattrs, status, views
-from .common import fault, listing, one, owner, transaction, writable
+from .common import fault, one, owner, transaction, writable
 from .sgdefault import ensure_default, groups_for
+from .sql_listing import sql_listing
 
 router = APIRouter()
 UPDATE = {"name", "description", "admin_state_up", "fixed_ips", "device_owner", "device_id",
@@ -30,9 +31,9 @@ SYSTEM_OWNERS = ("network:router_interface", "network:router_gateway", "network:
 def ports_get(request: Request, creds: Credentials = Depends(caller)) -> dict:
     access.check(creds, "network:get_port", None)
     with controller(request).db.session() as session:
-        items = status.views(session, list(session.scalars(access.query(creds, Port))),
-                             creds.is_admin)
-    return listing(request, "ports", items)
+        return sql_listing(request, session, "ports", access.query(creds, Port), Port,
+                           lambda s, rows: status.views(s, rows, creds.is_admin),
+                           computed=("status",))
 
 
 @router.get("/v2.0/ports/{port_id}")

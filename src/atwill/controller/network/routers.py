@@ -17,7 +17,8 @@ from ...core.text import shown
 from ..db.network import FloatingIP, Network, Port, Router
 from ..service import caller, controller, json_body, wrapped
 from . import access, ipalloc, ports, quota, views
-from .common import fault, flag, listing, one, owner, text, transaction, writable
+from .common import fault, flag, one, owner, text, transaction, writable
+from .sql_listing import sql_listing
 
 router = APIRouter()
 UPDATE = {"name", "description", "admin_state_up", "external_gateway_info", "routes",
@@ -33,8 +34,8 @@ MAX_ROUTES = 30
 def routers_get(request: Request, creds: Credentials = Depends(caller)) -> dict:
     access.check(creds, "network:get_router", None)
     with controller(request).db.session() as session:
-        items = [views.router(r) for r in session.scalars(access.query(creds, Router))]
-    return listing(request, "routers", items)
+        return sql_listing(request, session, "routers", access.query(creds, Router), Router,
+                           lambda s, rows: [views.router(r) for r in rows])
 
 
 @router.get("/v2.0/routers/{router_id}")

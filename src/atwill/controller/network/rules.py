@@ -14,8 +14,9 @@ from ...core.policy import Credentials
 from ..db.network import SecurityGroup, SecurityGroupRule
 from ..service import caller, controller, json_body, wrapped
 from . import access, quota, views
-from .common import fault, listing, one, owner, text, transaction, writable
+from .common import fault, one, owner, text, transaction, writable
 from .sgdefault import ensure_default
+from .sql_listing import sql_listing
 
 router = APIRouter()
 CREATE = {"security_group_id", "direction", "ethertype", "protocol", "port_range_min",
@@ -27,11 +28,12 @@ CREATE = {"security_group_id", "direction", "ethertype", "protocol", "port_range
 def rules_get(request: Request, creds: Credentials = Depends(caller)) -> dict:
     access.check(creds, "network:get_security_group_rule", None)
 
-    def work(session: Session) -> list[dict[str, Any]]:
+    def work(session: Session) -> dict[str, Any]:
         ensure_default(session, creds.project_id)
-        rows = session.scalars(access.query(creds, SecurityGroupRule))
-        return [views.security_group_rule(r) for r in rows]
-    return listing(request, "security_group_rules", transaction(request, work, changes=False))
+        return sql_listing(request, session, "security_group_rules",
+                           access.query(creds, SecurityGroupRule), SecurityGroupRule,
+                           lambda s, rows: [views.security_group_rule(r) for r in rows])
+    return transaction(request, work, changes=False)
 
 
 @router.get("/v2.0/security-group-rules/{rule_id}")

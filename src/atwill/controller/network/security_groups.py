@@ -15,8 +15,9 @@ from ...core.policy import Credentials
 from ..db.network import PortSecurityGroup, SecurityGroup
 from ..service import caller, json_body, wrapped
 from . import access, quota, views
-from .common import fault, flag, listing, one, owner, params, text, transaction, writable
+from .common import fault, flag, one, owner, params, text, transaction, writable
 from .sgdefault import add_rules, ensure_default, is_default
+from .sql_listing import sql_listing
 
 router = APIRouter()
 UPDATE = {"name", "description", "stateful"}
@@ -32,10 +33,11 @@ def groups_get(request: Request, creds: Credentials = Depends(caller)) -> dict:
         # Clients look groups up by name: `default` must be the caller's own only.
         stmt = stmt.where(access.own(creds, SecurityGroup))
 
-    def work(session: Session) -> list[dict[str, Any]]:
+    def work(session: Session) -> dict[str, Any]:
         ensure_default(session, creds.project_id)
-        return [views.security_group(g) for g in session.scalars(stmt)]
-    return listing(request, "security_groups", transaction(request, work, changes=False))
+        return sql_listing(request, session, "security_groups", stmt, SecurityGroup,
+                           lambda s, rows: [views.security_group(g) for g in rows])
+    return transaction(request, work, changes=False)
 
 
 @router.get("/v2.0/security-groups/{group_id}")

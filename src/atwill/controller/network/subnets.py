@@ -15,7 +15,8 @@ from ...core.policy import Credentials
 from ..db.network import IPAllocation, Network, Subnet
 from ..service import caller, controller, json_body, wrapped
 from . import access, bulk, subnetalloc, tags, views
-from .common import fault, flag, listing, one, owner, string_list, text, transaction, writable
+from .common import fault, flag, one, owner, string_list, text, transaction, writable
+from .sql_listing import sql_listing
 
 router = APIRouter()
 UPDATE = {"name", "description", "gateway_ip", "allocation_pools", "dns_nameservers",
@@ -32,8 +33,8 @@ MAX_DNS, MAX_ROUTES = 5, 20
 def subnets_get(request: Request, creds: Credentials = Depends(caller)) -> dict:
     access.check(creds, "network:get_subnet", None)
     with controller(request).db.session() as session:
-        items = [views.subnet(s) for s in session.scalars(access.query(creds, Subnet))]
-    return listing(request, "subnets", items)
+        return sql_listing(request, session, "subnets", access.query(creds, Subnet), Subnet,
+                           lambda s, rows: [views.subnet(n) for n in rows])
 
 
 @router.get("/v2.0/subnets/{subnet_id}")
