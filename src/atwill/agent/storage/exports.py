@@ -141,19 +141,19 @@ class Exports:
         self.credentials = {"ca-cert.pem": ca, "server-cert.pem": cert, "server-key.pem": key}
         self.ports = ports
         self.crl: bytes | None = None  # the revocation list new daemons load
+        self._revoked: frozenset[str] | None = None  # what it revokes
 
     def set_crl(self, pem: str | bytes | None) -> None:
         """The controller's revocation list for the daemons started (or restarted) next;
         one that does not parse is ignored (QEMU would refuse to start with it)."""
         data = pem.encode() if isinstance(pem, str) else pem
         try:
-            if data is not None:
-                pki.crl_serials(data)
+            revoked = None if data is None else pki.crl_serials(data)
         except ValueError:
             log.warning("the controller's certificate revocation list does not parse; "
                         "exports keep the one they have")
             return
-        self.crl = data
+        self.crl, self._revoked = data, revoked
 
     def directory(self, volume_id: str, node_id: str) -> Path:
         return self.root / export_key(volume_id, node_id)
@@ -246,7 +246,7 @@ class Exports:
                 != self.credentials["server-cert.pem"].read_bytes()
         except OSError:
             return False
-        listed = self.crl is not None and served_serials(tls) != pki.crl_serials(self.crl)
+        listed = self._revoked is not None and served_serials(tls) != self._revoked
         if not (renewed or listed):
             return False
         return not connected(export.port, _proc_net_tcp())
