@@ -63,19 +63,61 @@ def database_url(engine: str) -> Iterator[str | None]:
     yield from fresh_database_url(engine)
 
 
+class SharedClouds:
+    """The session's controllers, one per engine, each started when first asked for.
+
+    They hang off no parametrized fixture: pytest tears a session fixture down whenever
+    the `engine` parameter flips, and under xdist's loadscope it flips twice per module
+    run on both engines (SQLite, PostgreSQL, then SQLite for the next module), which
+    restarted the shared controller each time.
+    """
+
+    def __init__(self) -> None:
+        self.made: dict[str, Cloud] = {}
+        self.failed: dict[str, Exception] = {}
+        self.databases: list[Iterator[str | None]] = []
+
+    def get(self, engine: str) -> Cloud:
+        if engine in self.failed:
+            raise self.failed[engine]
+        if engine not in self.made:
+            database = fresh_database_url(engine)
+            url = next(database)  # skips the test when PostgreSQL is not there
+            self.databases.append(database)
+            instance = Cloud(url)
+            try:
+                instance.init()
+                # Its test nodes fall silent between tests: HA must not evacuate their
+                # servers under other tests (test_ha_evacuate has its own with it on).
+                instance.configure(ha_auto_evacuate=False)
+                instance.start()
+            except Exception as error:
+                instance.destroy()
+                self.failed[engine] = error
+                raise
+            self.made[engine] = instance
+        return self.made[engine]
+
+    def close(self) -> None:
+        for instance in self.made.values():
+            instance.destroy()
+        for database in self.databases:
+            database.close()  # drops a PostgreSQL database
+
+
 @pytest.fixture(scope="session")
-def cloud(database_url: str | None) -> Iterator[Cloud]:
-    """A running controller for a whole session, per database engine."""
-    instance = Cloud(database_url)
+def shared_clouds() -> Iterator[SharedClouds]:
+    clouds = SharedClouds()
     try:
-        instance.init()
-        # Its test nodes fall silent between tests: HA must not evacuate their servers
-        # under other tests (test_ha_evacuate has a controller of its own with it on).
-        instance.configure(ha_auto_evacuate=False)
-        instance.start()
-        yield instance
+        yield clouds
     finally:
-        instance.destroy()
+        clouds.close()
+
+
+@pytest.fixture(scope="session")
+def cloud(engine: str, shared_clouds: SharedClouds) -> Cloud:
+    """A running controller for a whole session, per database engine."""
+    return shared_clouds.get(engine)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
