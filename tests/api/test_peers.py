@@ -292,3 +292,110 @@ def test_unreachable_peer_is_a_fast_503(pair: Pair) -> None:
     healed = pair.one.openstack("--os-scope", SCOPE_TWO, "image", "list", "-f", "json",
                                 user="carol")
     assert [i["ID"] for i in healed] == [pair.two_image]
+
+
+def _elsewhere(two: Cloud) -> tuple[dict[str, str], str]:
+    """At CloudTwo, a domain 'elsewhere' with its own project 'alicep' and user 'alice'
+    (a member of it): the names of the mapped ones, in another domain."""
+    with two.http(two.token()) as client:
+        domain = client.post("/identity/v3/domains", json={"domain": {"name": "elsewhere"}})
+        made = {"domain": domain.json()["domain"]["id"]}
+        made["project"] = client.post("/identity/v3/projects", json={"project": {
+            "name": "alicep", "domain_id": made["domain"]}}).json()["project"]["id"]
+        made["user"] = client.post("/identity/v3/users", json={"user": {
+            "name": "alice", "domain_id": made["domain"],
+            "password": "s3cret-pass"}}).json()["user"]["id"]
+        role = client.get("/identity/v3/roles", params={"name": "member"}).json()["roles"]
+        assert client.put(f"/identity/v3/projects/{made['project']}/users/{made['user']}"
+                          f"/roles/{role[0]['id']}").status_code == 204
+        resp = client.post("/identity/v3/auth/tokens", json={"auth": {"identity": {
+            "methods": ["password"], "password": {"user": {
+                "name": "alice", "domain": {"name": "elsewhere"}, "password": "s3cret-pass"}}},
+            "scope": {"project": {"name": "alicep", "domain": {"name": "elsewhere"}}}}})
+    assert resp.status_code == 201, resp.text
+    return made, resp.headers["X-Subject-Token"]
+
+
+def _drop_elsewhere(two: Cloud, made: dict[str, str]) -> None:
+    with two.http(two.token()) as client:
+        client.delete(f"/identity/v3/users/{made['user']}")
+        client.delete(f"/identity/v3/projects/{made['project']}")
+        client.patch(f"/identity/v3/domains/{made['domain']}",
+                     json={"domain": {"enabled": False}})
+        assert client.delete(f"/identity/v3/domains/{made['domain']}").status_code == 204
+
+
+def test_same_names_in_another_domain_are_not_mapped(pair: Pair) -> None:
+    """Review finding: rules named a peer's project and user without their domain, so a
+    same-named project and user of another domain at the peer acted as the mapped ones."""
+    made, token = _elsewhere(pair.two)
+    identity_two = {"X-Scope": json.dumps({"identity": "CloudTwo"})}
+    try:
+        with pair.one.http(token) as client:
+            twin = client.get(f"/compute/v2.1/os-quota-sets/{pair.fromtwo}",
+                              headers=identity_two)
+        with pair.one.http(pair.alice) as client:
+            mapped = client.get(f"/compute/v2.1/os-quota-sets/{pair.fromtwo}",
+                                headers=identity_two)
+    finally:
+        _drop_elsewhere(pair.two, made)
+    assert mapped.status_code == 200, mapped.text
+    assert twin.status_code == 403, twin.text
+    assert "(domain elsewhere)" in twin.json()["forbidden"]["message"]
+    (rule,) = json.loads(pair.one.atwill("peer", "show", "CloudTwo", "--json").stdout)[
+        "mappings"]
+    assert (rule["remote_domain"], rule["remote_user_domain"]) == ("Default", "Default")
+
+
+def test_mapping_a_rule_twice_is_409(pair: Pair) -> None:
+    with pair.one.http(pair.one.token()) as client:
+        resp = client.post("/cluster/v1/peers/CloudTwo/mappings", json={
+            "remote_project": "alicep", "remote_user": "alice", "local_project": "fromtwo",
+            "role": "member"})
+    assert resp.status_code == 409, resp.text
+    assert "has a mapping for user alice" in resp.text
+
+
+def test_peer_secrets_are_sealed_in_the_database(pair: Pair) -> None:
+    """Review finding: the peer's credential and the caller's token a node fetches a peer
+    image with were kept in plaintext: a copy of the database gave both away."""
+    flavor = pair.one.openstack("flavor", "show", "m1.tiny", "-f", "json")["id"]
+    with pair.one.http(pair.carol) as client:  # with a token the test knows
+        made = client.post("/compute/v2.1/servers", headers={"X-Scope": SCOPE_TWO}, json={
+            "server": {"name": unique("sealvm"), "imageRef": pair.two_image,
+                       "flavorRef": flavor, "networks": "none"}}).json()["server"]
+    try:
+        with pair.node.http() as client:  # the node's fetch unseals what it needs
+            data = client.get(f"/cluster/v1/nodes/{pair.node.id}/images/{pair.two_image}")
+        assert hashlib.md5(data.content, usedforsecurity=False).hexdigest() == pair.two_md5
+        dump = repr(pair.one.db_snapshot())
+    finally:
+        pair.one.openstack("server", "delete", made["id"], user="carol")
+    assert "atwp_" not in dump and pair.carol not in dump
+    # What is sealed opens with the key derived from CloudOne's CA key, and only so.
+    from atwill.controller.peers.client import digest
+    from atwill.controller.peers.seal import Sealer
+
+    (peer,) = [r for r in pair.one.db_snapshot()["peers"] if "CloudTwo" in r]
+    (sealed,) = [v for v in peer if isinstance(v, str) and v.startswith("gAAAA")]
+    credential = Sealer(pair.one.state_dir / "pki").unseal(sealed, "CloudTwo")
+    inbound = [r for r in pair.two.db_snapshot()["peers"] if "CloudOne" in r]
+    assert digest(credential) in inbound[0]
+
+
+def test_volume_from_the_peers_image(pair: Pair) -> None:
+    """Issue 16: a volume from a peer's image, where block storage exists (here without a
+    storage node: it is made and placed, its image is the peer's)."""
+    with pair.one.http(pair.carol) as client:
+        made = client.post("/volume/v3/volumes", headers={"X-Scope": SCOPE_TWO}, json={
+            "volume": {"size": 1, "imageRef": pair.two_image, "name": unique("pv")}})
+        assert made.status_code == 202, made.text
+        vid = made.json()["volume"]["id"]
+        try:
+            shown = client.get(f"/volume/v3/volumes/{vid}").json()["volume"]
+        finally:
+            assert client.delete(f"/volume/v3/volumes/{vid}").status_code == 202
+    meta = shown["volume_image_metadata"]
+    assert (meta["image_id"], meta["image_name"], meta["checksum"]) == (
+        pair.two_image, "cirros-0.6-x86_64-disk", pair.two_md5)
+    assert shown["bootable"] == "true"

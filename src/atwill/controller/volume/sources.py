@@ -12,6 +12,7 @@ from ...core.policy import Credentials
 from ..db.models import Image
 from ..db.volume import Volume, VolumeSnapshot
 from ..image.common import find_image
+from ..peers.images import scoped_image
 from .common import can_read
 
 GIB = 1024**3
@@ -54,8 +55,10 @@ def from_volume(session: Session, creds: Credentials, src_id: Any, vol: Volume) 
 def from_image(session: Session, creds: Credentials, image_ref: Any, vol: Volume) -> None:
     if not isinstance(image_ref, str):
         raise BadRequest("Invalid image identifier or unable to access requested image.")
+    # X-Scope {"image": peer}: the peer's image (peers/images.py), else one of this cloud.
+    image: Image | None = scoped_image(session, image_ref)
     try:
-        image: Image = find_image(session, creds, image_ref)
+        image = image or find_image(session, creds, image_ref)
     except ApiError:
         raise NotFound(f"Image {image_ref[:64]} could not be found.") from None
     if image.status != "active":
