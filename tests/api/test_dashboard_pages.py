@@ -18,9 +18,10 @@ from tests.cloud import Cloud, unique
 from tests.imagedata import qcow2_bytes
 
 PAGES = ("/", "/instances", "/images", "/volumes", "/stacks", "/networks", "/routers",
-         "/floating-ips", "/security-groups", "/keypairs", "/projects")
+         "/floating-ips", "/security-groups", "/keypairs", "/projects", "/quotas")
 OPERATOR_PAGES = ("/admin", "/admin/nodes", "/admin/hypervisors", "/admin/projects",
-                  "/admin/users", "/admin/flavors")
+                  "/admin/users", "/admin/flavors", "/admin/roles", "/admin/quotas",
+                  "/admin/map")
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +162,7 @@ def test_static_files_are_cached(cloud: Cloud) -> None:
 def test_member_is_refused_every_operator_page(cloud: Cloud, web: WebUser) -> None:
     overview = web.client.get(f"{D}/")
     assert "/admin" not in overview.text  # no operator link in the menu
-    for path in OPERATOR_PAGES:
+    for path in (*OPERATOR_PAGES, "/admin/map/events", f"/admin/nodes/{uuid.uuid4()}"):
         resp = web.client.get(D + path)
         assert resp.status_code == 403, (path, resp.status_code)
         assert "Forbidden (403)" in resp.text
@@ -173,6 +174,8 @@ def test_member_is_refused_every_operator_page(cloud: Cloud, web: WebUser) -> No
                 if f["Name"] == name]
     project = unique("dashmemproj")
     assert web.post("/admin/projects", {"name": project}).status_code == 403
+    assert web.post("/admin/roles", {"name": project}).status_code == 403
+    assert project not in {r["Name"] for r in cloud.openstack("role", "list", "-f", "json")}
     assert project not in {p["Name"] for p in cloud.openstack("project", "list", "-f", "json")}
 
 
@@ -294,3 +297,123 @@ def test_operator_makes_and_removes_a_project_a_user_and_a_flavor(cloud: Cloud) 
 def test_console_of_an_unknown_server_is_not_found(web: WebUser) -> None:
     assert web.client.get(f"{D}/instances/{uuid.uuid4()}/console").status_code == 404
     assert web.client.get(f"{D}/instances/{uuid.uuid4()}/console/events").status_code == 404
+
+
+def assignments(cloud: Cloud, user: str) -> list[str]:
+    found = cloud.openstack("role", "assignment", "list", "--user", user, "--names",
+                            "-f", "json")
+    return sorted(f"{a['Role']}@{a['Project'].split('@')[0]}" for a in found)
+
+
+def test_operator_makes_grants_revokes_and_deletes_a_role(cloud: Cloud, member: str) -> None:
+    admin, role = WebUser(cloud), unique("dashrole")
+    project = cloud.users[member]["project"]
+    before = assignments(cloud, member)
+    try:
+        admin.login_as("admin")
+        empty = admin.post("/admin/roles", {"name": "  "})
+        assert empty.status_code == 400 and "A role needs a name." in empty.text
+        assert admin.post("/admin/roles", {"name": role}, csrf="forged").status_code == 403
+        assert role not in {r["Name"] for r in cloud.openstack("role", "list", "-f", "json")}
+        assert admin.post("/admin/roles", {"name": role,
+                                           "description": "from the dashboard"}).status_code \
+            == 303
+        made = cloud.openstack("role", "show", role, "-f", "json")
+        assert made["description"] == "from the dashboard"
+        duplicate = admin.post("/admin/roles", {"name": role})
+        assert duplicate.status_code == 409 and "Duplicate entry" in duplicate.text
+        ids = {"user": cloud.openstack("user", "show", member, "-f", "json")["id"],
+               "project": cloud.openstack("project", "show", project, "-f", "json")["id"],
+               "role": made["id"]}
+        half = admin.post("/admin/roles/grant", {"user": ids["user"], "role": ids["role"]})
+        assert half.status_code == 400 and "Choose a project:" in half.text
+        wrong = admin.post("/admin/roles/grant", {**ids, "project": uuid.uuid4().hex})
+        assert wrong.status_code == 404
+        assert assignments(cloud, member) == before
+        assert admin.post("/admin/roles/grant", ids).status_code == 303
+        assert assignments(cloud, member) == sorted([*before, f"{role}@{project}"])
+        page = admin.client.get(f"{D}/admin/roles").text
+        assert f'Revoke {role} on {project} from {member}' in page
+        assert admin.post("/admin/roles/revoke", ids).status_code == 303
+        assert assignments(cloud, member) == before
+        builtin = cloud.openstack("role", "show", "member", "-f", "json")["id"]
+        kept = admin.post(f"/admin/roles/{builtin}/delete", {})
+        assert kept.status_code == 403 and "cannot be deleted" in kept.text
+        assert admin.post(f"/admin/roles/{made['id']}/delete", {}).status_code == 303
+    finally:
+        admin.close()
+    assert role not in {r["Name"] for r in cloud.openstack("role", "list", "-f", "json")}
+
+
+def quota_of(cloud: Cloud, path: str) -> dict:
+    with cloud.http(cloud.token()) as client:
+        resp = client.get(path)
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+def test_quotas_shown_to_the_member_and_set_by_the_operator(cloud: Cloud, web: WebUser,
+                                                            member: str) -> None:
+    project_id = cloud.openstack("project", "show", cloud.users[member]["project"],
+                                 "-f", "json")["id"]
+    compute = f"/compute/v2.1/os-quota-sets/{project_id}"
+    network = f"/network/v2.0/quotas/{project_id}"
+    page = web.client.get(f"{D}/quotas")
+    assert page.status_code == 200
+    for title in ("Compute", "Network", "Block storage", "VCPUs", "Floating IPs"):
+        assert f">{title}<" in page.text, title
+    refused = web.post(f"/admin/quotas/{project_id}/compute", {"cores": "1000"})
+    assert refused.status_code == 403
+    before = quota_of(cloud, compute)["quota_set"]
+    admin = WebUser(cloud)
+    try:
+        admin.login_as("admin")
+        shown = admin.client.get(f"{D}/admin/quotas", params={"project": project_id})
+        assert shown.status_code == 200 and f'name="cores" value="{before["cores"]}"' in \
+            shown.text
+        bad = admin.post(f"/admin/quotas/{project_id}/compute",
+                         {"instances": "3", "cores": "lots"})
+        assert bad.status_code == 400
+        assert "VCPUs: the limit must be a whole number from -1" in bad.text
+        assert admin.post(f"/admin/quotas/{project_id}/nova", {"cores": "1"}).status_code \
+            == 404
+        assert admin.post(f"/admin/quotas/{project_id}/compute", {"cores": "3"},
+                          csrf=None).status_code == 403
+        assert quota_of(cloud, compute)["quota_set"] == before
+        made = admin.post(f"/admin/quotas/{project_id}/compute",
+                          {"instances": "3", "cores": "-1"})
+        assert made.status_code == 303
+        assert made.headers["location"].endswith(f"/admin/quotas?project={project_id}")
+        after = quota_of(cloud, compute)["quota_set"]
+        assert (after["instances"], after["cores"]) == (3, -1)
+        assert admin.post(f"/admin/quotas/{project_id}/network",
+                          {"floatingip": "2"}).status_code == 303
+        assert quota_of(cloud, network)["quota"]["floatingip"] == 2
+        assert "3 of 3" not in web.client.get(f"{D}/quotas").text  # nothing used yet
+        assert ">3<" in web.client.get(f"{D}/quotas").text
+        missing = admin.client.get(f"{D}/admin/quotas", params={"project": "nope"})
+        assert missing.status_code == 404
+    finally:
+        admin.close()
+        with cloud.http(cloud.token()) as client:
+            assert client.delete(compute).status_code == 202
+            assert client.delete(network).status_code == 204
+    assert quota_of(cloud, compute)["quota_set"] == before
+
+
+def test_the_cluster_map_draws_nodes_and_streams_its_html(cloud: Cloud) -> None:
+    admin = WebUser(cloud)
+    try:
+        admin.login_as("admin")
+        page = admin.client.get(f"{D}/admin/map")
+        assert page.status_code == 200 and '<svg class="map"' in page.text
+        assert "Changes since this page opened" in page.text
+        with admin.client.stream("GET", f"{D}/admin/map/events") as resp:
+            assert resp.headers["content-type"].startswith("text/event-stream")
+            for line in resp.iter_lines():
+                if line.startswith("data: "):
+                    html = json.loads(line[6:])["html"]
+                    assert '<svg class="map"' in html and "controller" in html
+                    break
+    finally:
+        admin.close()

@@ -13,7 +13,7 @@ from atwill.controller.dashboard.cluster_map import view
 from atwill.controller.dashboard.flavors import flavor_body
 from atwill.controller.dashboard.instances import launch_body, row
 from atwill.controller.dashboard.node_page import disable_body
-from atwill.controller.dashboard.operator import node_states
+from atwill.controller.dashboard.operator import node_row, node_states
 from atwill.controller.dashboard.overview import bar
 from atwill.controller.dashboard.quotas import limits_from, quota_rows
 from atwill.controller.dashboard.roles import assignment_row, grant_target
@@ -162,3 +162,14 @@ def test_a_node_s_disable_reason_is_checked_before_the_api_is_asked() -> None:
     with pytest.raises(ApiError) as refused:
         disable_body("x" * 256)
     assert refused.value.status == 400 and "at most 255" in refused.value.message
+
+
+def test_a_node_row_shows_what_its_hypervisor_has_claimed() -> None:
+    node = {"id": "n1", "name": "n1", "state": "up", "enabled": False, "overlay_ip": None,
+            "vcpus": 8, "memory_mb": 4096, "disk_gb": 100, "running_vms": 2,
+            "last_heartbeat": None}
+    used = {"vcpus_used": 3, "memory_mb_used": 512, "local_gb_used": 20}
+    cells = node_row(node, used)["cells"]
+    assert cells["resources"] == "3 of 8 VCPU, 512 of 4096 MiB, 20 of 100 GB"
+    assert cells["state"] == "up (disabled)" and cells["vms"] == "2"
+    assert node_row(node)["cells"]["resources"] == "8 VCPU, 4096 MiB, 100 GB"

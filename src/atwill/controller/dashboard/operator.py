@@ -20,16 +20,27 @@ NODES = "/cluster/v1/nodes"
 TOKENS = "/cluster/v1/tokens"
 
 
-def node_row(node: dict[str, Any]) -> dict[str, Any]:
+def node_row(node: dict[str, Any], used: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A node's row; `used` is its hypervisor's detail (claimed VCPUs, RAM and disk)."""
     state = node["state"] + ("" if node["enabled"] else " (disabled)")
+    used = used or {}
+    resources = ", ".join(
+        f"{used[key]} of {node[total]} {unit}" if key in used else f"{node[total]} {unit}"
+        for key, total, unit in (("vcpus_used", "vcpus", "VCPU"),
+                                 ("memory_mb_used", "memory_mb", "MiB"),
+                                 ("local_gb_used", "disk_gb", "GB")))
     return {"id": node["id"], "cells": {
         "name": node["name"], "state": state, "overlay": node.get("overlay_ip") or "",
-        "resources": f"{node['vcpus']} VCPU, {node['memory_mb']} MiB, {node['disk_gb']} GB",
-        "vms": str(node["running_vms"]), "heartbeat": node.get("last_heartbeat") or ""}}
+        "resources": resources, "vms": str(node["running_vms"]),
+        "heartbeat": node.get("last_heartbeat") or ""}}
 
 
 async def node_rows(client: Api) -> list[dict[str, Any]]:
-    return [node_row(n) for n in await client.get(NODES)]
+    nodes = await client.get(NODES)
+    found = (await client.get("/compute/v2.1/os-hypervisors/detail",
+                              headers=COMPUTE))["hypervisors"]
+    used = {h["hypervisor_hostname"]: h for h in found}
+    return [node_row(n, used.get(n["name"])) for n in nodes]
 
 
 def node_states(nodes: list[dict[str, Any]]) -> dict[str, int]:
