@@ -130,3 +130,24 @@ def ha(sizes: str = typer.Option("1,10", help="Servers per power loss, comma sep
     results = main(counts, repeats, lossy_seconds, budget_s=budget)
     if json_out:
         _print_json(results)
+
+
+@app.command("scope")
+def scope(rounds: int = typer.Option(30, min=3, max=1000, help="Requests timed per figure."),
+          image_mb: int = typer.Option(64, min=1, max=2048, help="Size of the image moved."),
+          delays: str = typer.Option("0,50", help="WAN delays (ms each way), comma separated."),
+          json_out: bool = typer.Option(False, "--json", help="Also print the figures as JSON.")
+          ) -> None:
+    """X-Scope between two controllers: scoped image show vs direct, cross-cloud fetch vs
+    local, for each WAN delay."""
+    try:
+        wanted = tuple(int(d) for d in delays.split(","))
+    except ValueError:
+        raise typer.BadParameter("delays: comma-separated milliseconds, e.g. 0,50") from None
+    if not wanted or any(d < 0 or d > 1000 for d in wanted):
+        raise typer.BadParameter("delays: each between 0 and 1000 ms")
+    from ..bench.scope import main
+
+    results = main(rounds, image_mb, wanted)
+    if json_out:
+        _print_json(results)
