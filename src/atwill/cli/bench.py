@@ -132,6 +132,20 @@ def ha(sizes: str = typer.Option("1,10", help="Servers per power loss, comma sep
         _print_json(results)
 
 
+@app.command("dashboard")
+def dashboard(instances: int = typer.Option(200, min=1, max=2000,
+                                            help="Instances in the list (rows, no nodes)."),
+              rounds: int = typer.Option(20, min=3, max=500, help="Page loads timed."),
+              json_out: bool = typer.Option(False, "--json", help="Also print the figures as JSON.")
+              ) -> None:
+    """Instance list page with N instances: server time against the JSON API list."""
+    from ..bench.dashboard import main
+
+    results = main(instances, rounds)
+    if json_out:
+        _print_json(results)
+
+
 @app.command("scope")
 def scope(rounds: int = typer.Option(30, min=3, max=1000, help="Requests timed per figure."),
           image_mb: int = typer.Option(64, min=1, max=2048, help="Size of the image moved."),
