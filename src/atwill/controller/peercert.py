@@ -30,6 +30,18 @@ class PeerCertProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
 
             self.app = app
 
+    def shutdown(self) -> None:
+        """Drop an idle keep-alive connection at once when the server stops.
+
+        Closing it cleanly over TLS waits for the client's close_notify (up to asyncio's
+        30 s ssl_shutdown_timeout), which an idle client never sends: a controller told to
+        stop hung until it was killed whenever an SDK session was open.
+        """
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.abort()
+        else:
+            super().shutdown()  # a request in flight finishes, then the connection closes
+
 
 def client_cert(scope: dict[str, Any]) -> bytes | None:
     chain = (scope.get("extensions") or {}).get("tls", {}).get("client_cert_chain") or []
