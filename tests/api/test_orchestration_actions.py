@@ -241,6 +241,17 @@ def test_nested_stacks_from_files_registry_and_os_heat_stack(env: Env) -> None:
     children = env.physical(name)
     child = env.get(f"stacks/{children['stack']}").json()["stack"]
     assert child["parent"] == shown["id"] and child["stack_status"] == "CREATE_COMPLETE"
+    # resource list --nested-depth: the children's resources under their parent resource.
+    rows = env.get(f"stacks/{name}/resources", nested_depth=1).json()["resources"]
+    assert sorted((r.get("parent_resource") or "", r["resource_name"]) for r in rows) == [
+        ("", "aliased"), ("", "direct"), ("", "stack"), ("aliased", "net"),
+        ("direct", "net"), ("stack", "net")]
+    assert len(env.get(f"stacks/{name}/resources").json()["resources"]) == 3
+    cli = env.stack("resource", "list", "--nested-depth", "2", name, "-f", "json")
+    assert sorted(r["stack_name"].rsplit("-", 1)[0] for r in cli
+                  if r["resource_name"] == "net") == [
+        f"{name}-aliased", f"{name}-direct", f"{name}-stack"]
+    assert env.get(f"stacks/{name}/resources", nested_depth="x").status_code == 400
     missing = env.stack("create", "-t", str(folder / "parent.yaml"), unique("nested"),
                         check=False)
     assert "The Resource Type (My::Net) could not be found." in missing.stderr

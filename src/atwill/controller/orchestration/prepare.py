@@ -14,6 +14,7 @@ from ...core.hot import params as hot_params
 from ...core.hot import template as hot_template
 from ...core.hot.errors import StackValidationFailed
 from ..context import Controller
+from . import constraints
 from .scope import StackState, validate
 from .types.nested import is_template_type
 
@@ -112,6 +113,7 @@ def prepare(ctl: Controller, body: dict[str, Any], stack_id: str, name: str,
     given = dict(env.get("parameters") or {})
     given.update(body.get("parameters") or {})
     values = hot_params.resolve(tmpl.parameters, given, env.get("parameter_defaults") or {})
+    constraints.check(ctl, project_id, user_id, tmpl.parameters, values)
     disable = body.get("disable_rollback", True)
     state = StackState(stack_id, name, project_id, user_id, tmpl, values, files,
                        ctl.settings.region, bool(disable),

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ...core.errors import BadRequest, NotFound
+from ...core.hot import nesting
 from ..db.orchestration import Stack, StackEvent, StackResource
 from ..service import controller
 from . import store, views
@@ -55,7 +56,8 @@ def _resources(request: Request, session: Session, base: str, stack: Stack,
                rows: list[StackResource], rest: list[str]) -> dict[str, Any]:
     if not rest:
         detail = request.query_params.get("with_detail", "").lower() == "true"
-        return {"resources": [views.resource(base, stack, r, detail) for r in rows]}
+        depth = _depth(request.query_params.get("nested_depth"))
+        return {"resources": _listing(session, base, stack, rows, detail, depth)}
     match = [r for r in rows if r.name == rest[0]]
     if not match:
         raise NotFound(f"The Resource ({rest[0]}) could not be found in Stack {stack.name}.")
@@ -66,6 +68,42 @@ def _resources(request: Request, session: Session, base: str, stack: Stack,
     if rest[1:] == ["metadata"]:
         return {"metadata": {}}
     raise NotFound("The resource could not be found.")
+
+
+def _depth(raw: str | None) -> int:
+    """nested_depth as Heat reads it: a non-negative integer, at most the nesting limit."""
+    if raw in (None, ""):
+        return 0
+    try:
+        depth = int(raw)
+    except ValueError:
+        raise BadRequest("Only integer is acceptable by 'nested_depth'.") from None
+    if depth < 0:
+        raise BadRequest("Only non-negative integer is acceptable by 'nested_depth'.")
+    return min(depth, nesting.MAX_DEPTH)
+
+
+def _listing(session: Session, base: str, stack: Stack, rows: list[StackResource],
+             detail: bool, depth: int, parent: str | None = None) -> list[dict[str, Any]]:
+    """The stack's resources, then, depth levels down, those of its nested stacks (each
+    with parent_resource, as Heat lists them)."""
+    out = []
+    children = {c.id: c for c in session.scalars(select(Stack).where(
+        Stack.parent_id == stack.id))} if depth else {}
+    for row in rows:
+        shown = views.resource(base, stack, row, detail)
+        if parent is not None:
+            shown["parent_resource"] = parent
+        out.append(shown)
+        child = children.get(row.physical_id or "")
+        if child is None:
+            continue
+        shown["links"].append({"href": views.stack_url(base, child), "rel": "nested"})
+        inner = list(session.scalars(select(StackResource).where(
+            StackResource.stack_id == child.id).order_by(StackResource.created_at,
+                                                         StackResource.name)))
+        out += _listing(session, base, child, inner, detail, depth - 1, row.name)
+    return out
 
 
 def _events(request: Request, session: Session, base: str, stack: Stack,
