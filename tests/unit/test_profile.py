@@ -127,7 +127,8 @@ def test_quotas_compare_only_the_given_names_and_ids_are_ignored() -> None:
     state = empty()
     state["projects"]["admin"]["quotas"] = {"cores": 20, "ram": 51200}
     assert plan(load("projects:\n  - {name: admin, quotas: {cores: 20}}\n"), state) == []
-    steps = plan(load("projects:\n  - {name: admin, quotas: {cores: 40}}\n"), state)
+    steps = plan(load("projects:\n  - {name: admin, quotas: {cores: 40, ram: 51200}}\n"),
+                 state)
     assert steps[0].changes == {"quotas": ({"cores": 20}, {"cores": 40})}
     state["security_groups"]["admin/g"] = {"name": "g", "project": "admin", "_id": "g1",
                                            "rules": [{"direction": "egress",

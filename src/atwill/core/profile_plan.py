@@ -49,8 +49,12 @@ def diff(kind: str, want: dict[str, Any], have: dict[str, Any]) -> dict[str, tup
             continue
         old = plain(have.get(name))
         if name == "quotas":
-            old = {k: (old or {}).get(k) for k in value}
-        if old != value:
+            # Only the quotas that differ: the others are neither shown nor set.
+            moved = [k for k in value if (old or {}).get(k) != value[k]]
+            if moved:
+                changes[name] = ({k: (old or {}).get(k) for k in moved},
+                                 {k: value[k] for k in moved})
+        elif old != value:
             changes[name] = (old, value)
     return changes
 
