@@ -6,11 +6,12 @@ import json
 import os
 import subprocess
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from ..lab import Lab, LabError
+from ..lab.clouds import Clouds
 from ..lab.commands import CommandError
 from ..lab.netns import NetError
 from .options import console, err
@@ -62,6 +63,10 @@ def up(nodes: Annotated[int, typer.Option("--nodes", min=0, help="Node hosts.")]
        bare: Annotated[bool, typer.Option(
            "--bare", help="No flavors and no guest image (atwill up's m1.* and "
            "atwill-guest are made otherwise).")] = False,
+       clouds: Annotated[int, typer.Option(
+           "--clouds", min=1, max=2, help="2: two independent clouds paired as peers "
+           "(CloudOne, CloudTwo; labs NAME1, NAME2), N nodes each, joined only by a link "
+           "between their WANs (lab partition-clouds / heal-clouds).")] = 1,
        name: Name = "lab", directory: Dir = None) -> None:
     """Build the lab: WAN, controller host, N node hosts that join by token.
 
@@ -69,6 +74,10 @@ def up(nodes: Annotated[int, typer.Option("--nodes", min=0, help="Node hosts.")]
     atwill-guest, the networks public and private, and router1.
     """
     _require_root()
+    if clouds == 2:
+        _up_clouds(name, directory, nodes, wan_delay=wan_delay, wan_loss=wan_loss,
+                   overlay=overlay, join=join, internet=internet, bare=bare)
+        return
     try:
         lab = Lab(name, directory)
         lab.up(nodes, wan_delay=wan_delay, wan_loss=wan_loss, overlay=overlay, join=join,
@@ -193,3 +202,48 @@ def exec_(host: HostArg, command: Annotated[list[str], typer.Argument(
     except FAILURES as error:
         raise _fail(error) from None
     raise typer.Exit(subprocess.call(ns.argv(command)))
+
+
+# Two clouds (issue 16) ---------------------------------------------------------------
+def _up_clouds(name: str, directory: Path | None, nodes: int, **options: Any) -> None:
+    pair = Clouds(name, directory)
+    try:
+        pair.up((nodes, nodes), **options)
+    except FAILURES as error:
+        raise _fail(error) from None
+    console.print(f"clouds are up: CloudOne lab {pair.one.name} at {pair.one.url}, CloudTwo "
+                  f"lab {pair.two.name} at {pair.two.url}; CloudOne has CloudTwo as a peer "
+                  "(map users with 'atwill peer map' on each)", highlight=False)
+
+
+def _clouds(name: str, directory: Path | None) -> Clouds:
+    _require_root()
+    try:
+        return Clouds.load(name, directory)
+    except FAILURES as error:
+        raise _fail(error) from None
+
+
+@app.command("partition-clouds")
+def partition_clouds(name: Name = "lab", directory: Dir = None) -> None:
+    """Cut the link between the two clouds of 'lab up --clouds 2'."""
+    _clouds(name, directory).partition()
+    console.print("the clouds are cut apart", highlight=False)
+
+
+@app.command("heal-clouds")
+def heal_clouds(name: Name = "lab", directory: Dir = None) -> None:
+    """Restore the link between the two clouds."""
+    _clouds(name, directory).heal()
+    console.print("the clouds are joined again", highlight=False)
+
+
+@app.command("down-clouds")
+def down_clouds(name: Name = "lab", directory: Dir = None) -> None:
+    """Take both clouds of 'lab up --clouds 2' down (everything they made, only that)."""
+    _require_root()
+    try:
+        Clouds(name, directory).down()
+    except FAILURES as error:
+        raise _fail(error) from None
+    console.print("both clouds are down", highlight=False)
