@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from atwill.core import guest_ids
-from atwill.lab import Lab, commands
+from atwill.lab import Lab, commands, processes
 from tests.integration.overlay_checks import host_process_users, host_processes
 from tests.integration.vms import (
     READY,
@@ -167,3 +167,89 @@ def test_removing_a_node_with_instances(lab: Lab, cloud: dict[str, str]) -> None
              lab.host(host).state_dir)
     lab.join(host)
     lab.wait_node_state(host, "up", 60)
+
+
+def test_a_node_joined_into_an_aggregate_takes_the_flavors_asking_for_it(
+        lab: Lab, cloud: dict[str, str]) -> None:
+    """`atwill join --aggregate gpu` puts the node in that aggregate, and a flavor asking
+    for it (aggregate_instance_extra_specs) is placed there only, however the spread
+    weigher would rather use the emptier nodes."""
+    lab.openstack("aggregate", "create", "--property", "gpu=true", "gpu")
+    name = lab.add_node(join=False)
+    servers: list[str] = []
+    try:
+        token = lab.join_settings()
+        lab.boot_agent(name, {}, [*commands.join(
+            token["ATWILL_JOIN_URL"], token["ATWILL_JOIN_TOKEN"], token["ATWILL_JOIN_CA_HASH"],
+            name, lab.host(name).state_dir), "--aggregate", "gpu"])
+        lab.wait_node_state(name, "up", 60)
+        assert lab.openstack("aggregate", "show", "gpu", "-f", "json")["hosts"] == [name]
+        lab.openstack("flavor", "create", "--ram", "128", "--disk", "1", "--vcpus", "1",
+                      "--property", "aggregate_instance_extra_specs:gpu=true", "g1.tiny")
+        for server in ("gpu1", "gpu2"):
+            servers.append(server)
+            lab.openstack("server", "create", "--flavor", "g1.tiny", "--image",
+                          "atwill-guest", "--no-network", "--wait", server)
+            made = lab.openstack("server", "show", server, "-f", "json")
+            assert made["status"] == "ACTIVE" and made["OS-EXT-SRV-ATTR:host"] == name, made
+    finally:
+        for server in servers:
+            lab.openstack("server", "delete", "--wait", server, check=False)
+        lab.openstack("flavor", "delete", "g1.tiny", check=False)
+        lab.openstack("aggregate", "remove", "host", "gpu", name, check=False)
+        if name in lab.node_states():
+            lab.remove_node(name, force=True)
+        lab.destroy_host(name)
+        lab.openstack("aggregate", "delete", "gpu", check=False)
+
+
+def test_a_real_prometheus_scrapes_the_controller_and_the_nodes(lab: Lab,
+                                                                tmp_path: Path) -> None:
+    """Debian's prometheus, in the controller host's namespace on its loopback, scrapes
+    /metrics with the scraper's credential; its query API answers for a controller series
+    and for the reconcile passes a real agent timed and sent with its heartbeats."""
+    ctl = lab.state.controller
+    secret = Path(ctl.state_dir) / "metrics-token"
+    secret.write_text("lab-prometheus\n")
+    (tmp_path / "cred").write_text("lab-prometheus")
+    scheme, target = lab.url.split("://", 1)
+    (tmp_path / "prometheus.yml").write_text(
+        "global: {scrape_interval: 1s}\nscrape_configs:\n  - job_name: atwill\n"
+        f"    scheme: {scheme}\n    tls_config: {{ca_file: {lab.ca_file}}}\n"
+        f"    authorization: {{credentials_file: {tmp_path / 'cred'}}}\n"
+        f"    static_configs: [{{targets: ['{target}']}}]\n")
+    port = 19090
+    proc = processes.spawn(lab.namespace(ctl.name), [
+        "prometheus", f"--config.file={tmp_path / 'prometheus.yml'}",
+        f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
+        tmp_path / "prometheus.log")
+    try:
+        node = lab.node_names()[0]
+        assert _promql(lab, port, 'sum(atwill_api_requests_total{service="metrics"})') >= 1
+        assert _promql(lab, port, f'atwill_node_up{{node="{node}"}}') == 1
+        assert _promql(lab, port, "atwill_node_reconcile_duration_seconds_count"
+                                  f'{{node="{node}"}}') >= 1
+    finally:
+        processes.stop(proc)
+        secret.unlink(missing_ok=True)
+
+
+_QUERY = """
+import json, sys, urllib.parse, urllib.request
+url = "http://127.0.0.1:%s/api/v1/query?" + urllib.parse.urlencode({"query": sys.argv[1]})
+try:
+    body = json.load(urllib.request.urlopen(url, timeout=5))
+    print(body["data"]["result"][0]["value"][1] if body["data"]["result"] else "")
+except OSError:
+    print("")
+"""
+
+
+def _promql(lab: Lab, port: int, expr: str) -> float:
+    """Ask the Prometheus in the controller host's namespace until it has expr."""
+    import sys
+
+    def answer() -> str:
+        return lab.exec("ctl", sys.executable, "-c", _QUERY % port, expr).stdout.strip()
+
+    return float(lab.wait_for(answer, 60, f"Prometheus to have {expr}", interval=1))
