@@ -147,10 +147,27 @@ def choose(env: Env, element_id: str, value: str) -> None:
     Select(env.driver.find_element(*by("id", element_id))).select_by_value(value)
 
 
+def choose_text(env: Env, element_id: str, text: str) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    Select(env.driver.find_element(*by("id", element_id))).select_by_visible_text(text)
+
+
+def text_of(env: Env, css: str) -> str:
+    # In one script: a live part or the page may be replaced between a find and a read.
+    return env.driver.execute_script(
+        "var e = document.querySelector(arguments[0]); return e ? e.innerText : '';", css)
+
+
+def heading(env: Env) -> str:
+    return text_of(env, "h1")
+
+
 def cell(env: Env, row_id: str, column: str) -> str:
-    found = env.driver.find_elements(
-        *by("css", f'tr[data-id="{row_id}"] td[data-col="{column}"]'))
-    return found[0].text if found else ""
+    # Read in one script: a live table may drop the row between a find and a read.
+    return env.driver.execute_script(
+        "var c = document.querySelector(arguments[0]); return c ? c.innerText : '';",
+        f'tr[data-id="{row_id}"] td[data-col="{column}"]')
 
 
 def mark_page(env: Env) -> None:
@@ -246,7 +263,8 @@ def test_member_uploads_an_image(env: Env) -> None:
 def test_member_has_no_operator_pages_and_a_forced_url_is_403(env: Env) -> None:
     env.login(env.user)
     assert not env.driver.find_elements(*by("css", 'a[href$="/admin/nodes"]'))
-    for path in ("/admin", "/admin/nodes", "/admin/flavors", "/admin/users"):
+    for path in ("/admin", "/admin/nodes", "/admin/flavors", "/admin/users", "/admin/roles",
+                 "/admin/quotas", "/admin/map", f"/admin/nodes/{env.node.id}"):
         env.go(path)
         assert env.driver.find_element(*by("css", "h1")).text == "Forbidden (403)", path
 
@@ -331,3 +349,130 @@ def test_admin_sees_the_operator_overview_and_makes_and_removes_a_flavor(env: En
     env.wait(lambda: not env.driver.find_elements(*by("xpath", f"//td[.='{name}']")))
     assert name not in {f["Name"] for f in env.cloud.openstack("flavor", "list", "--all",
                                                                "-f", "json")}
+
+
+def test_admin_makes_grants_revokes_and_deletes_a_role(env: Env) -> None:
+    # A user of its own: revoking a grant revokes the user's tokens of that second, which
+    # would log the module's member out of the next test.
+    user = unique("dashrolu")
+    env.cloud.openstack("user", "create", "--password", "pw-" + user, user)
+    try:
+        _grant_and_revoke(env, user)
+    finally:
+        env.cloud.openstack("user", "delete", user)
+
+
+def _grant_and_revoke(env: Env, user: str) -> None:
+    env.login("admin")
+    env.go("/admin/roles")
+    env.driver.find_element(*by("xpath", "//button[.='Grant role']")).click()
+    env.wait(lambda: heading(env) == "Bad request (400)")
+    assert "Choose a user, a project, a role" in env.driver.page_source
+    role, project = unique("dashbrole"), env.cloud.users[env.user]["project"]
+    env.go("/admin/roles")
+    fill(env, {"r-name": role})
+    env.driver.find_element(*by("xpath", "//button[.='Create role']")).click()
+    env.wait(lambda: env.driver.find_elements(*by("xpath", f"//td[.='{role}']")))
+    choose_text(env, "g-user", user)
+    choose_text(env, "g-project", project)
+    choose_text(env, "g-role", role)
+    env.driver.find_element(*by("xpath", "//button[.='Grant role']")).click()
+    revoke = f'button[aria-label="Revoke {role} on {project} from {user}"]'
+    env.wait(lambda: env.driver.find_elements(*by("css", revoke)))
+    held = env.cloud.openstack("role", "assignment", "list", "--user", user, "--names",
+                               "-f", "json")
+    assert role in {a["Role"] for a in held}
+    env.shoot("roles")
+    env.driver.find_element(*by("css", revoke)).click()
+    env.driver.switch_to.alert.accept()
+    env.wait(lambda: not env.driver.find_elements(*by("css", revoke)))
+    env.driver.find_element(*by("css", f'button[aria-label="Delete role {role}"]')).click()
+    env.driver.switch_to.alert.accept()
+    env.wait(lambda: not env.driver.find_elements(*by("xpath", f"//td[.='{role}']")))
+    assert role not in {r["Name"] for r in env.cloud.openstack("role", "list", "-f", "json")}
+
+
+def test_member_reads_quotas_and_admin_changes_one(env: Env) -> None:
+    env.login(env.user)
+    env.go("/quotas")
+    assert heading(env) == f"Quotas of {env.cloud.users[env.user]['project']}"
+    assert env.driver.find_elements(*by("xpath", "//td[.='Floating IPs']"))
+    env.shoot("quotas")
+    project_id = env.cloud.openstack("project", "show", env.cloud.users[env.user]["project"],
+                                     "-f", "json")["id"]
+    env.login("admin")
+    try:
+        env.go(f"/admin/quotas?project={project_id}")
+        fill(env, {"q-compute-instances": "many"})
+        env.driver.find_element(*by("xpath", "//button[.='Save compute quotas']")).click()
+        env.wait(lambda: heading(env) == "Bad request (400)")
+        assert "Instances: the limit must be a whole number" in env.driver.page_source
+        env.go(f"/admin/quotas?project={project_id}")
+        fill(env, {"q-compute-instances": "7"})
+        env.driver.find_element(*by("xpath", "//button[.='Save compute quotas']")).click()
+        env.wait(lambda: env.driver.execute_script(
+            "var e = document.getElementById('q-compute-instances'); return e && e.value;")
+            == "7")
+        env.shoot("admin-quotas")
+        with env.cloud.http(env.cloud.token()) as client:
+            shown = client.get(f"/compute/v2.1/os-quota-sets/{project_id}").json()
+        assert shown["quota_set"]["instances"] == 7
+    finally:
+        with env.cloud.http(env.cloud.token()) as client:
+            client.delete(f"/compute/v2.1/os-quota-sets/{project_id}")
+
+
+def test_admin_cluster_map_shows_instances_and_a_node_joining_and_leaving_live(env: Env
+                                                                               ) -> None:
+    env.login("admin")
+    name = unique("dashmapvm")
+    server = env.cloud.openstack("server", "create", "--flavor", env.flavor, "--image",
+                                 env.image, "--availability-zone", env.zone, "--no-network",
+                                 name, "-f", "json")
+    try:
+        env.go("/admin/map")
+        assert heading(env) == "Cluster map"
+        row = f'#map-nodes tr[data-id="{env.node.id}"] td[data-col="instances"]'
+        env.wait(lambda: name in text_of(env, row))
+        mark_page(env)
+        node = JoinedNode(env.cloud, env.tmp, "dashmap")
+        try:
+            env.wait(lambda: f"Node {node.name} joined" in text_of(env, "#map-log"))
+            assert env.driver.find_elements(*by("css", f'g[data-node="{node.id}"]'))
+            env.shoot("map")
+        finally:
+            node.remove()
+        env.wait(lambda: f"Node {node.name} left." in text_of(env, "#map-log"))
+        assert not env.driver.find_elements(*by("css", f'g[data-node="{node.id}"]'))
+        assert same_page(env), "the map reloaded instead of updating live"
+    finally:
+        env.cloud.openstack("server", "delete", server["id"])
+
+
+def test_admin_disables_enables_and_removes_a_node_from_its_page(env: Env) -> None:
+    env.login("admin")
+    node = JoinedNode(env.cloud, env.tmp, "dashrm")
+    try:
+        env.go("/admin/nodes")
+        env.wait(lambda: env.driver.find_elements(*by("link text", node.name)))[0].click()
+        env.wait(lambda: heading(env) == f"Node {node.name}")
+        fill(env, {"n-reason": "x" * 300})
+        env.driver.find_element(*by("xpath", "//button[.='Disable scheduling']")).click()
+        env.wait(lambda: heading(env) == "Bad request (400)")
+        assert "at most 255" in env.driver.page_source
+        with env.cloud.http(env.cloud.token()) as client:
+            assert client.get(f"/cluster/v1/nodes/{node.id}").json()["enabled"] is True
+        env.go(f"/admin/nodes/{node.id}")
+        fill(env, {"n-reason": "new disks"})
+        env.driver.find_element(*by("xpath", "//button[.='Disable scheduling']")).click()
+        env.wait(lambda: text_of(env, "#enabled") == "disabled: new disks")
+        env.shoot("node")
+        env.driver.find_element(*by("xpath", "//button[.='Enable scheduling']")).click()
+        env.wait(lambda: text_of(env, "#enabled") == "enabled")
+        env.driver.find_element(*by("xpath", "//button[.='Remove node']")).click()
+        env.driver.switch_to.alert.accept()
+        env.wait(lambda: heading(env) == "Nodes")
+        with env.cloud.http(env.cloud.token()) as client:
+            assert client.get(f"/cluster/v1/nodes/{node.id}").status_code == 404
+    finally:
+        node.remove()
