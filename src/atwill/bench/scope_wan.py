@@ -57,9 +57,15 @@ class DelayRelay:
         except OSError:
             client_w.close()
             return
-        with contextlib.suppress(asyncio.CancelledError):  # stop() ends every connection
-            await asyncio.gather(self._pipe(client_r, peer_w), self._pipe(peer_r, client_w),
-                                 return_exceptions=True)
+        try:
+            with contextlib.suppress(asyncio.CancelledError):  # stop() ends every connection
+                await asyncio.gather(self._pipe(client_r, peer_w),
+                                     self._pipe(peer_r, client_w), return_exceptions=True)
+        finally:
+            for writer in (client_w, peer_w):
+                writer.close()
+                with contextlib.suppress(OSError, asyncio.CancelledError):
+                    await writer.wait_closed()
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue(QUEUE_CHUNKS)
