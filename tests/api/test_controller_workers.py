@@ -156,8 +156,7 @@ def test_a_change_in_one_worker_wakes_a_long_poll_held_in_the_other(
 def test_creates_racing_through_both_workers_never_overbook(
         cloud: Cloud, tmp_path: Path) -> None:
     project, user = unique("wkproj"), unique("wkuser")
-    cloud.openstack("project", "create", project)
-    cloud.openstack("quota", "set", "--instances", "3", project)
+    project_id = cloud.openstack("project", "create", project, "-f", "json")["id"]
     cloud.openstack("user", "create", "--password", "pw-" + user, user)
     cloud.openstack("role", "add", "--project", project, "--user", user, "member")
     cloud.add_user(user, "pw-" + user, project)
@@ -171,24 +170,27 @@ def test_creates_racing_through_both_workers_never_overbook(
     node = JoinedNode(cloud, tmp_path, "wkfull", {**INVENTORY, "disk_gb": 2})  # room for 2
     node.beat()
     node.keep_beating()
-    token = cloud.token(user)
+    token, admin = cloud.token(user), cloud.token()
     conns = [conn for _ in range(4) for conn in by_worker(cloud).values()]
     body = {"server": {"name": "race", "flavorRef": flavor, "imageRef": image,
                        "networks": "none"}}
     try:
-        with ThreadPoolExecutor(len(conns)) as pool:
-            answers = list(pool.map(lambda c: c.call(
-                "POST", f"{C}/servers", token, body,
-                {"OpenStack-API-Version": "compute 2.37"}), conns))
-        statuses = sorted(status for status, _ in answers)
-        assert statuses == [202] * 3 + [403] * (len(conns) - 3), answers
-        admin = cloud.token()
+        # Each round frees one instance of quota, and all race for it through both workers.
+        for instances in (1, 2, 3):
+            status, _ = conns[0].call("PUT", f"{C}/os-quota-sets/{project_id}", admin,
+                                      {"quota_set": {"instances": instances}})
+            assert status == 200
+            with ThreadPoolExecutor(len(conns)) as pool:
+                answers = list(pool.map(lambda c: c.call(
+                    "POST", f"{C}/servers", token, body,
+                    {"OpenStack-API-Version": "compute 2.37"}), conns))
+            statuses = sorted(status for status, _ in answers)
+            assert statuses == [202] + [403] * (len(conns) - 1), answers
         with cloud.http(admin) as client:
             hyp = [h for h in client.get(f"{C}/os-hypervisors/detail").json()["hypervisors"]
                    if h["hypervisor_hostname"] == node.name][0]
             placed = [s for s in client.get(f"{C}/servers/detail", params={
-                "all_tenants": "1", "project_id": cloud.openstack(
-                    "project", "show", project, "-f", "json")["id"]}).json()["servers"]
+                "all_tenants": "1", "project_id": project_id}).json()["servers"]
                 if s["OS-EXT-SRV-ATTR:host"]]
         assert hyp["local_gb_used"] == 2 and len(placed) == 2, (hyp, placed)
     finally:
