@@ -59,3 +59,9 @@ def test_changes_say_joins_leaves_state_changes_and_moves() -> None:
     assert changes(before, after) == [
         "Node n-a: up → fenced.", "Node n-c joined (up).", "Node n-b left.",
         "Instance web moved from n-a to n-c."]
+
+
+def test_every_node_label_fits_below_its_node() -> None:
+    places = layout([str(n) for n in range(7)])
+    # Two label lines reach 50 px below a node's centre (admin/map_view.html).
+    assert all(y + 50 < HEIGHT and y - 18 > 0 for y in (p[1] for p in places.values()))

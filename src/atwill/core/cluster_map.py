@@ -51,7 +51,8 @@ def links(nodes: list[dict[str, Any]], overlay: str) -> list[Link]:
 def layout(ids: list[str]) -> dict[str, tuple[int, int]]:
     """The controller in the middle, the nodes evenly on a circle around it, first on top."""
     centre = (WIDTH // 2, HEIGHT // 2)
-    radius = min(WIDTH, HEIGHT) * 0.38
+    # Room below each node for its two lines of label.
+    radius = min(WIDTH, HEIGHT) * 0.34
     places = {CONTROLLER: centre}
     for index, ident in enumerate(ids):
         angle = 2 * math.pi * index / max(len(ids), 1) - math.pi / 2
