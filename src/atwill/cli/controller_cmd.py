@@ -78,19 +78,20 @@ def run(conf: Settings, on_exit: Callable[[], None] | None = None,
     if not conf.path("fernet-keys").is_dir():
         console.print(f"[red]{conf.state_dir} is not initialised; run 'atwill init'.[/red]")
         raise typer.Exit(1)
+    workers = conf.effective_workers
     try:  # bound before saying "listening", so a taken port is the only line printed
-        sockets = listen.sockets(conf)
+        # Several workers: a set of sockets each on the same port (controller/prefork.py).
+        slots = [listen.sockets(conf, reuse_port=workers > 1) for _ in range(workers)]
     except OSError as error:
         err.print(f"[red]cannot listen on {conf.listen_host}:{conf.port}:[/red] "
                   f"{error.strerror or error}", highlight=False)
         raise typer.Exit(1) from None
-    workers = conf.effective_workers
     logging.getLogger("atwill").info("controller listening on %s (state %s, %d worker%s)",
                                      conf.public_url, conf.state_dir, workers,
                                      "" if workers == 1 else "s")
     sys.stdout.flush()
     if workers == 1:
-        _serve(conf, sockets, graceful, on_exit, housekeeping=True)
+        _serve(conf, slots[0], graceful, on_exit, housekeeping=True)
         return
     from ..controller.app import clean_up
     from ..controller.context import Controller
@@ -102,8 +103,13 @@ def run(conf: Settings, on_exit: Callable[[], None] | None = None,
         clean_up(ctl)
     finally:
         ctl.db.dispose()  # no connection crosses the fork
-    status = Prefork(workers, lambda: _serve(conf, sockets, graceful, None,
-                                             housekeeping=False), on_exit).run()
+    def serve_slot(slot: int) -> None:
+        for other in slots[:slot] + slots[slot + 1:]:
+            for sock in other:
+                sock.close()
+        _serve(conf, slots[slot], graceful, None, housekeeping=False)
+
+    status = Prefork(workers, serve_slot, on_exit).run()
     if status:
         raise typer.Exit(status)
 

@@ -34,12 +34,14 @@ def addresses(settings: Settings) -> list[str]:
     return wanted
 
 
-def _bind(host: str, port: int, freebind: bool) -> socket.socket:
+def _bind(host: str, port: int, freebind: bool, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ipaddress.ip_address(host or "0.0.0.0").version == 6 \
         else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:  # one set of sockets per worker process (controller/prefork.py)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if freebind:
             sock.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
         sock.bind((host, port))
@@ -50,13 +52,13 @@ def _bind(host: str, port: int, freebind: bool) -> socket.socket:
     return sock
 
 
-def sockets(settings: Settings) -> list[socket.socket]:
+def sockets(settings: Settings, reuse_port: bool = False) -> list[socket.socket]:
     """Bound, listening sockets; the configured one must bind, the overlay one may not."""
     hosts = addresses(settings)
-    made = [_bind(hosts[0], settings.port, freebind=False)]
+    made = [_bind(hosts[0], settings.port, freebind=False, reuse_port=reuse_port)]
     for host in hosts[1:]:
         try:
-            made.append(_bind(host, settings.port, freebind=True))
+            made.append(_bind(host, settings.port, freebind=True, reuse_port=reuse_port))
         except OSError as err:
             log.warning("not listening on the overlay address %s:%d: %s", host,
                         settings.port, err)

@@ -1,14 +1,17 @@
 """Serving the controller from several worker processes over the same listening sockets.
 
 The parent binds the sockets and forks; each worker builds its own app (database pool,
-caches, background tasks) and runs uvicorn on the inherited sockets, with the same TLS
+caches, background tasks) and runs uvicorn on inherited sockets, with the same TLS
 setup as a single process (the peer-certificate protocol is a class, which a fork keeps
-and uvicorn's spawn-based multiprocess mode would have to import). The kernel spreads
-connections over the workers. The parent only supervises: a worker that dies is
-replaced after RESTART_DELAY; a signal is passed on to every worker, which finish their
-requests as a single process would; the parent then re-raises it, as uvicorn does. A
-parent killed outright (SIGKILL, a crash) takes its workers with it (PR_SET_PDEATHSIG):
-a worker left behind would hold the port and the leader lock against a restart.
+and uvicorn's spawn-based multiprocess mode would have to import). Each worker slot
+has sockets of its own on the same port (SO_REUSEPORT), held by the parent too, so the
+kernel spreads connections evenly (one shared socket gave most of them to whichever
+worker was awake) and those meant for a dead worker wait for its replacement. The
+parent only supervises: a worker that dies is replaced after RESTART_DELAY; a signal
+is passed on to every worker, which finish their requests as a single process would;
+the parent then re-raises it, as uvicorn does. A parent killed outright (SIGKILL, a
+crash) takes its workers with it (PR_SET_PDEATHSIG): a worker left behind would hold
+the port and the leader lock against a restart.
 """
 
 from __future__ import annotations
@@ -32,12 +35,13 @@ PR_SET_PDEATHSIG = 1
 
 
 class Prefork:
-    """count workers each running serve(); on_exit runs at the first signal."""
+    """count workers each running serve(slot), slot 0..count-1 (a replacement takes the
+    dead worker's slot); on_exit runs at the first signal."""
 
-    def __init__(self, count: int, serve: Callable[[], None],
+    def __init__(self, count: int, serve: Callable[[int], None],
                  on_exit: Callable[[], None] | None = None) -> None:
         self.count, self.serve, self.on_exit = count, serve, on_exit
-        self.children: dict[int, float] = {}  # pid: monotonic start
+        self.children: dict[int, tuple[float, int]] = {}  # pid: (monotonic start, slot)
         self.signals: list[int] = []
         self.early = 0
 
@@ -45,8 +49,8 @@ class Prefork:
         """Until a signal and every worker's exit; the exit status for the parent."""
         original = {sig: signal.signal(sig, self._signalled) for sig in SIGNALS}
         try:
-            for _ in range(self.count):
-                self._spawn()
+            for slot in range(self.count):
+                self._spawn(slot)
             status = self._supervise()
         finally:
             for sig, handler in original.items():
@@ -68,22 +72,22 @@ class Prefork:
             except ProcessLookupError:
                 pass
 
-    def _spawn(self) -> None:
+    def _spawn(self, slot: int) -> None:
         parent = os.getpid()
         pid = os.fork()
         if pid == 0:
             die_with(parent)
-            os._exit(self._child())
-        self.children[pid] = time.monotonic()
+            os._exit(self._child(slot))
+        self.children[pid] = (time.monotonic(), slot)
         if self.signals:  # one came between the fork and the line above
             os.kill(pid, signal.SIGTERM)
         log.info("controller worker %d started", pid)
 
-    def _child(self) -> int:
+    def _child(self, slot: int) -> int:
         for sig in SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
         try:
-            self.serve()
+            self.serve(slot)
         except SystemExit as done:
             return done.code if isinstance(done.code, int) else 1
         except BaseException:  # noqa: BLE001 - said on stderr; the parent restarts it
@@ -97,9 +101,10 @@ class Prefork:
                 pid, status = os.waitpid(-1, 0)
             except ChildProcessError:
                 break
-            started = self.children.pop(pid, None)
-            if started is None or self.signals:
+            child = self.children.pop(pid, None)
+            if child is None or self.signals:
                 continue
+            started, slot = child
             log.warning("controller worker %d ended (%s); starting another", pid,
                         describe(status))
             self.early = self.early + 1 if time.monotonic() - started < EARLY else 0
@@ -110,7 +115,7 @@ class Prefork:
                 return 1
             time.sleep(RESTART_DELAY)
             if not self.signals:
-                self._spawn()
+                self._spawn(slot)
         return 0
 
     def _reap(self) -> None:
