@@ -14,9 +14,10 @@ zone or on any other group of hosts:
   carry on untouched when it heals.
 
 Spare nodes (Masakari's reserved hosts) wait for failures: a node in an aggregate with
-`ha_reserved=true` takes no new server, resize or migration, and an evacuation tries
-it before every other node, so a failure neither waits for room nor crowds the
-survivors:
+`ha_reserved=true` takes no new server, resize or migration, even one that names it
+(2.74's host), and an evacuation tries it before every other node, so a failure neither
+waits for room nor crowds the survivors. An admin's forced host (zone:host) skips every
+filter, this one too, as in Nova:
 
     openstack aggregate set --property ha_reserved=true spares
 
