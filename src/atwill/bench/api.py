@@ -1,9 +1,11 @@
 """The controller API benchmark: rates and ratios measured in one run on this machine.
 
-It starts a throwaway controller (HTTPS, SQLite), then measures token issue and
-validation rates (GETs with wrk when it is installed, against the version document as
-the same-run baseline), flavor list rate, image upload and download throughput against
-a plain file copy of the same bytes, and the controller's resident memory.
+It starts a throwaway controller (HTTPS, SQLite) once per worker count asked (1 and 2:
+`atwill serve --workers N`), then measures token issue and validation rates (GETs with
+wrk when it is installed, against the version document as the same-run baseline),
+flavor list rate and the controller's resident memory (all its processes), and with
+the first count only, image upload and download throughput against a plain file copy
+of the same bytes. Rates carry a `_wN` suffix; `_wN_vs_w1` is N workers against one.
 """
 
 from __future__ import annotations
@@ -24,11 +26,20 @@ from ..devcloud import Cloud
 CONCURRENCY = 8
 
 
+RATES = ("token_issue_per_s", "version_doc_per_s", "token_validate_per_s",
+         "flavor_list_per_s")
+
+
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    """Resident memory of pid and its children (the worker processes)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    pids = [pid, *map(int, children.read_text().split())] if children.exists() else [pid]
+    total = 0.0
+    for one in pids:
+        for line in Path(f"/proc/{one}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) / 1024
+    return total
 
 
 async def _rate(cloud: Cloud, count: int, method: str, path: str,
@@ -103,9 +114,39 @@ def _image_rates(cloud: Cloud, token: str, path: Path) -> tuple[float, float]:
     return upload, download
 
 
-def main(rounds: int = 2000, image_mb: int = 256) -> dict[str, float]:
-    cloud = Cloud()
-    results: dict[str, float] = {}
+def _api_rates(cloud: Cloud, rounds: int, token: str) -> dict[str, float]:
+    auth = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "name": "admin", "domain": {"id": "default"}, "password": cloud.admin_password}}},
+        "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}}
+    results = {"token_issue_per_s": asyncio.run(_rate(
+        cloud, max(rounds // 10, 50), "POST", "/identity/v3/auth/tokens", {}, auth, 201))}
+    # The baseline: the cheapest answer the controller gives (no token, no database).
+    results["version_doc_per_s"] = _get_rate(cloud, rounds, "/identity/v3", {})
+    results["token_validate_per_s"] = _get_rate(
+        cloud, rounds, "/identity/v3/auth/tokens?nocatalog",
+        {"X-Auth-Token": token, "X-Subject-Token": token})
+    results["token_validate_ratio"] = (results["token_validate_per_s"]
+                                       / results["version_doc_per_s"])
+    results["flavor_list_per_s"] = _get_rate(
+        cloud, rounds, "/compute/v2.1/flavors", {"X-Auth-Token": token})
+    return results
+
+
+def _image_figures(cloud: Cloud, token: str, image_mb: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "image.bin"
+        with open(src, "wb") as handle:
+            for _ in range(image_mb):
+                handle.write(os.urandom(1 << 20))
+        copy = _copy_rate(src, Path(tmp) / "copy.bin")
+        upload, download = _image_rates(cloud, token, src)
+    return {"plain_copy_mb_s": copy, "image_upload_mb_s": upload,
+            "image_download_mb_s": download, "image_upload_ratio": upload / copy,
+            "image_download_ratio": download / copy}
+
+
+def _one_controller(workers: int, rounds: int, image_mb: int) -> dict[str, float]:
+    cloud = Cloud(workers=workers)
     try:
         cloud.init()
         # The per-address login limit (10/s) would answer most of the issue loop with
@@ -113,36 +154,28 @@ def main(rounds: int = 2000, image_mb: int = 256) -> dict[str, float]:
         cloud.configure(login_rate=0)
         cloud.start()
         time.sleep(1)
-        results["rss_idle_mb"] = rss_mb(cloud.proc.pid)
+        results = {"rss_idle_mb": rss_mb(cloud.proc.pid)}
         token = cloud.token()
-        auth = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
-            "name": "admin", "domain": {"id": "default"}, "password": cloud.admin_password}}},
-            "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}}
-        results["token_issue_per_s"] = asyncio.run(_rate(
-            cloud, max(rounds // 10, 50), "POST", "/identity/v3/auth/tokens", {}, auth, 201))
-        # The baseline: the cheapest answer the controller gives (no token, no database).
-        results["version_doc_per_s"] = _get_rate(cloud, rounds, "/identity/v3", {})
-        results["token_validate_per_s"] = _get_rate(
-            cloud, rounds, "/identity/v3/auth/tokens?nocatalog",
-            {"X-Auth-Token": token, "X-Subject-Token": token})
-        results["token_validate_ratio"] = (results["token_validate_per_s"]
-                                           / results["version_doc_per_s"])
-        results["flavor_list_per_s"] = _get_rate(
-            cloud, rounds, "/compute/v2.1/flavors", {"X-Auth-Token": token})
-        with tempfile.TemporaryDirectory() as tmp:
-            src = Path(tmp) / "image.bin"
-            with open(src, "wb") as handle:
-                for _ in range(image_mb):
-                    handle.write(os.urandom(1 << 20))
-            results["plain_copy_mb_s"] = _copy_rate(src, Path(tmp) / "copy.bin")
-            upload, download = _image_rates(cloud, token, src)
-        results["image_upload_mb_s"] = upload
-        results["image_download_mb_s"] = download
-        results["image_upload_ratio"] = upload / results["plain_copy_mb_s"]
-        results["image_download_ratio"] = download / results["plain_copy_mb_s"]
+        results.update(_api_rates(cloud, rounds, token))
+        if image_mb:
+            results.update(_image_figures(cloud, token, image_mb))
         results["rss_after_mb"] = rss_mb(cloud.proc.pid)
+        return results
     finally:
         cloud.destroy()
+
+
+def main(rounds: int = 2000, image_mb: int = 256,
+         workers: tuple[int, ...] = (1, 2)) -> dict[str, float]:
+    results: dict[str, float] = {}
+    for index, count in enumerate(workers):
+        measured = _one_controller(count, rounds, image_mb if index == 0 else 0)
+        results.update({f"{key}_w{count}": value for key, value in measured.items()})
+    base = workers[0]
+    for count in workers[1:]:
+        for key in RATES:
+            results[f"{key}_w{count}_vs_w{base}"] = (results[f"{key}_w{count}"]
+                                                      / results[f"{key}_w{base}"])
     for key, value in results.items():
-        print(f"{key:24} {value:10.2f}")
+        print(f"{key:34} {value:10.2f}")
     return results

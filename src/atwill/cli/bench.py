@@ -9,11 +9,20 @@ app = typer.Typer(no_args_is_help=True, help="Benchmarks.")
 
 @app.command("api")
 def api(rounds: int = typer.Option(2000, help="Requests per measurement."),
-        image_mb: int = typer.Option(256, help="Size of the image to move.")) -> None:
+        image_mb: int = typer.Option(256, help="Size of the image to move."),
+        workers: str = typer.Option("1,2", help="Controller worker counts to measure, "
+                                                "comma separated (ratios against the first).")
+        ) -> None:
     """Token issue/validation rates, image transfer ratio, flavor list rate, memory."""
+    try:
+        counts = tuple(int(n) for n in workers.split(","))
+    except ValueError:
+        raise typer.BadParameter("workers: comma-separated whole numbers, e.g. 1,2") from None
+    if not counts or any(n < 1 or n > 64 for n in counts):
+        raise typer.BadParameter("workers: each between 1 and 64")
     from ..bench.api import main
 
-    main(rounds, image_mb)
+    main(rounds, image_mb, counts)
 
 
 @app.command("cluster")
