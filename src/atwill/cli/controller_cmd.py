@@ -79,6 +79,8 @@ def run(conf: Settings, on_exit: Callable[[], None] | None = None,
         console.print(f"[red]{conf.state_dir} is not initialised; run 'atwill init'.[/red]")
         raise typer.Exit(1)
     workers = conf.effective_workers
+    if workers > 1:
+        _share_metrics(conf)
     try:  # bound before saying "listening", so a taken port is the only line printed
         # Several workers: a set of sockets each on the same port (controller/prefork.py).
         slots = [listen.sockets(conf, reuse_port=workers > 1) for _ in range(workers)]
@@ -112,6 +114,25 @@ def run(conf: Settings, on_exit: Callable[[], None] | None = None,
     status = Prefork(workers, serve_slot, on_exit).run()
     if status:
         raise typer.Exit(status)
+
+
+def _share_metrics(conf: Settings) -> None:
+    """prometheus_client's multiprocess mode for the workers (controller/metrics.py): its
+    directory, emptied of a previous run's counts, named before any worker imports it."""
+    import datetime as dt
+    import os
+    import shutil
+
+    if "prometheus_client" in sys.modules:  # too late: its mode is chosen at import
+        logging.getLogger("atwill").warning("/metrics counts per worker: prometheus_client "
+                                            "was imported before the workers")
+        return
+    shared = conf.path("prometheus-multiproc")
+    shutil.rmtree(shared, ignore_errors=True)
+    shared.mkdir(mode=0o700)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(shared)
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+    os.environ["ATWILL_METRICS_SINCE"] = now.isoformat()
 
 
 def _tls(conf: Settings) -> dict[str, Any]:

@@ -7,11 +7,19 @@ with `authorization: {credentials_file: …}`), so a scraper needs no Keystone u
 
 Traffic is counted as it passes; the cloud's state (nodes, instances, heartbeats)
 is read from the database at each scrape, so every replica reports the same state.
+A controller serving from several worker processes (`atwill serve --workers N`) runs
+prometheus_client in its multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set by serve
+before the workers import it): each worker's counts go to its own files there and a
+scrape of any worker sums them all; the build histogram is then computed from the
+database at each scrape (since the controller started), as each worker observing the
+builds it noticed would count one build once per worker.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hmac
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,8 +33,10 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.routing import Mount
@@ -38,7 +48,7 @@ from .db.base import utcnow
 from .db.models import Instance, Node
 from .metrics_inventory import Inventory
 from .metrics_placements import PLACEMENTS
-from .metrics_tokens import count_lookups
+from .metrics_tokens import CacheSize, count_lookups
 from .service import authorize, caller, keystone_error
 
 SERVICES = frozenset({"identity", "compute", "image", "network", "cluster", "metrics"})
@@ -46,6 +56,17 @@ TOKEN_FILE = "metrics-token"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 UNMATCHED = "unmatched"
 BUILD_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800)
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+SINCE_ENV = "ATWILL_METRICS_SINCE"  # when `atwill serve` started its workers (ISO 8601)
+
+
+def multiprocess_dir() -> str | None:
+    """The directory the workers' counts share, when serving from several processes."""
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+BUILD_HELP = ("Time from a server's create to its guest running, for builds finished since "
+              "this controller started.")
 
 
 class Metrics:
@@ -53,9 +74,13 @@ class Metrics:
 
     def __init__(self, ctl: Controller) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(CloudState(ctl, self))  # first: it feeds the build histogram
-        self.registry.register(Inventory(ctl))
-        self.registry.register(PLACEMENTS)
+        shared = multiprocess_dir()
+        state = CloudState(ctl, self)
+        self.registry.register(state)  # first: it feeds the build histogram
+        inventory = Inventory(ctl)
+        self.registry.register(inventory)
+        if shared is None:
+            self.registry.register(PLACEMENTS)
         self.requests = Counter("atwill_api_requests", "API requests answered, by service, "
                                 "route (its path template), method and status code.",
                                 ["service", "route", "method", "code"],
@@ -63,11 +88,18 @@ class Metrics:
         self.latency = Histogram("atwill_api_request_duration_seconds", "Time to answer an "
                                  "API request, by service and route.", ["service", "route"],
                                  buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.builds = Histogram("atwill_instance_build_duration_seconds", "Time from a "
-                                "server's create to its guest running, for builds finished "
-                                "since this controller started.", buckets=BUILD_BUCKETS,
-                                registry=self.registry)
+        self.builds = None if shared is not None else Histogram(
+            "atwill_instance_build_duration_seconds", BUILD_HELP, buckets=BUILD_BUCKETS,
+            registry=self.registry)
         self.tokens = count_lookups(ctl, self.registry)
+        # What a scrape answers: the counts of every worker (their files, this one's
+        # included), not this worker's objects in self.registry.
+        self.answer = self.registry
+        if shared is not None:
+            self.answer = CollectorRegistry(auto_describe=False)
+            MultiProcessCollector(self.answer, path=shared)
+            for collector in (state, inventory, CacheSize(self.tokens)):
+                self.answer.register(collector)
 
 
 def service_of(path: str) -> str:
@@ -121,7 +153,7 @@ class CloudState(Collector):
         self.watermark = utcnow()  # builds finished before this process are not observed
         self.observed: set[str] = set()
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         now = utcnow()
         nodes = GaugeMetricFamily("atwill_nodes", "Compute nodes by state.", labels=["state"])
         age = GaugeMetricFamily("atwill_node_heartbeat_age_seconds", "Seconds since each "
@@ -141,12 +173,16 @@ class CloudState(Collector):
                     .where(Instance.deleted.is_(False))
                     .group_by(Instance.vm_state, Instance.node_name)):
                 instances.add_metric([state, node or ""], count)
-            self._observe_builds(session)
+            builds = (self._observe_builds(session) if self.metrics.builds is not None
+                      else build_family(session, shared_since()))
         for state, count in sorted(counts.items()):
             nodes.add_metric([state], count)
         yield from (nodes, age, instances)
+        if builds is not None:
+            yield builds
 
     def _observe_builds(self, session: Session) -> None:
+        assert self.metrics.builds is not None
         rows = session.execute(
             select(Instance.id, Instance.created_at, Instance.launched_at)
             .where(Instance.launched_at >= self.watermark))
@@ -164,6 +200,32 @@ class CloudState(Collector):
                 select(Instance.id).where(Instance.launched_at >= newest)))
 
 
+def shared_since() -> dt.datetime:
+    """When serve started the workers: every worker counts builds from the same moment."""
+    try:
+        return dt.datetime.fromisoformat(os.environ[SINCE_ENV])
+    except (KeyError, ValueError):
+        return utcnow()
+
+
+def build_family(session: Session, since: dt.datetime) -> HistogramMetricFamily:
+    """The build histogram of every build finished since `since`, from the database."""
+    counts, total, seen = [0] * len(BUILD_BUCKETS), 0.0, 0
+    for created, launched in session.execute(
+            select(Instance.created_at, Instance.launched_at)
+            .where(Instance.launched_at >= since)):
+        took = max((launched - created).total_seconds(), 0.0)
+        total, seen = total + took, seen + 1
+        for index, bound in enumerate(BUILD_BUCKETS):
+            if took <= bound:
+                counts[index] += 1
+    family = HistogramMetricFamily("atwill_instance_build_duration_seconds", BUILD_HELP)
+    buckets = [(floatToGoString(bound), count) for bound, count in zip(BUILD_BUCKETS, counts,
+                                                                        strict=True)]
+    family.add_metric([], [*buckets, ("+Inf", seen)], total)
+    return family
+
+
 def install(root: FastAPI, ctl: Controller) -> None:
     """Count root's requests and serve /metrics on it."""
     metrics = Metrics(ctl)
@@ -176,7 +238,7 @@ def install(root: FastAPI, ctl: Controller) -> None:
         except ApiError as err:
             return JSONResponse(keystone_error(err), status_code=err.status,
                                 headers=err.headers)
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(metrics.answer), media_type=CONTENT_TYPE_LATEST)
 
 
 def admit(request: Request, ctl: Controller) -> None:

@@ -23,7 +23,7 @@ from .compute.nodes import all_nodes, is_up
 from .context import Controller
 from .db.models import Instance, Node
 from .metrics_reconcile import reconcile_families
-from .metrics_relay import RELAY, CounterRelay
+from .metrics_relay import CounterRelay, FileRelay, relay_for
 
 MIB, GIB = 2 ** 20, 2 ** 30
 # (metric, help, Node column, scale)
@@ -62,8 +62,8 @@ INSTANCE_LABELS = ["instance_id", "project_id", "node"]
 class Inventory(Collector):
     """Per node: state, health, resources, instances; per instance: state, size, counters."""
 
-    def __init__(self, ctl: Controller, relay: CounterRelay = RELAY) -> None:
-        self.ctl, self.relay = ctl, relay
+    def __init__(self, ctl: Controller, relay: CounterRelay | FileRelay | None = None) -> None:
+        self.ctl, self.relay = ctl, relay if relay is not None else relay_for(ctl)
 
     def collect(self) -> Iterator[Metric]:
         with self.ctl.db.session() as session:
@@ -109,7 +109,7 @@ def node_families(nodes: list[Node], instances: dict[str, int]) -> Iterator[Metr
     yield from (family for family, _, _ in gauges)
 
 
-def instance_families(rows: list[Any], relay: CounterRelay) -> Iterator[Metric]:
+def instance_families(rows: list[Any], relay: CounterRelay | FileRelay) -> Iterator[Metric]:
     state = GaugeMetricFamily("atwill_instance_state", "1 for the instance's present "
                               "vm_state.", labels=[*INSTANCE_LABELS, "state"])
     sizes = [(GaugeMetricFamily(f"atwill_instance_{what}", text, labels=INSTANCE_LABELS),

@@ -20,7 +20,7 @@ from ..db.models import Image, Instance
 from ..ha.lease import host_report
 from ..ha.monitor import returned
 from ..image.store import ImageStore
-from ..metrics_relay import RELAY
+from ..metrics_relay import relay_for
 from ..peers.images import node_download
 from ..revision import bump, revision
 from ..servers import live_migration_agents
@@ -107,7 +107,7 @@ def _heartbeat(ctl: Controller, request: Request, node_id: str, body: Heartbeat)
                        for uuid, entry in body.instances.items()}
             report(session, ctl, node, reports)
             live_migration_agents.report(session, node, reports)
-            RELAY.record(node.id, body.instances)  # for /metrics (metrics_relay.py)
+            relay_for(ctl).record(node.id, body.instances)  # for /metrics (metrics_relay.py)
         if body.volumes is not None:
             if storage_report(session, node, body.volumes):
                 bump(session)
