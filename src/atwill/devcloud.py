@@ -46,12 +46,13 @@ class Cloud:
     """One controller: its state directory, URL, admin credentials, and client helpers."""
 
     def __init__(self, database_url: str | None = None, tls: bool = True,
-                 overlay: str = "none") -> None:
+                 overlay: str = "none", workers: int = 1) -> None:
         self.state_dir = Path(tempfile.mkdtemp(prefix="atwill-test-"))
         self.port = free_port()
         self.database_url = database_url
         self.tls = tls
         self.overlay = overlay
+        self.workers = workers  # controller processes; more cost CI time
         self.proc: subprocess.Popen | None = None
         self.users: dict[str, dict[str, str]] = {}
 
@@ -84,7 +85,8 @@ class Cloud:
     def start(self) -> None:
         log = open(self.state_dir / "controller.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [str(BIN / "atwill"), "serve", "--state-dir", str(self.state_dir)],
+            [str(BIN / "atwill"), "serve", "--state-dir", str(self.state_dir),
+             "--workers", str(self.workers)],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         deadline = time.monotonic() + 30
