@@ -83,3 +83,20 @@ def test_a_change_of_the_token_keys_drops_everything() -> None:
     assert cache.get("t") == CREDS
     cache.follow((2, 3))
     assert cache.get("t") is None
+
+
+def test_a_validation_read_before_another_workers_change_is_not_kept(tmp_path) -> None:
+    """Review finding: a request that began validating before another worker's revocation
+    stored its stale answer once a second request had consumed the stamp's change."""
+    from atwill.controller.worker_stamp import WorkerStamp
+
+    cache = token_cache.TokenCache()
+    cache.share(tmp_path / "identity.stamp")
+    cache.follow("keys")
+    before = token_cache.generation()  # the slow request starts validating here
+    WorkerStamp(tmp_path / "identity.stamp").touch()  # another worker revokes
+    cache.follow("keys")  # a second request here sees the change first
+    cache.put("t", CREDS, _later(), before)  # the slow one ends
+    assert cache.get("t") is None
+    _put(cache, "t")  # a validation begun after the change is kept
+    assert cache.get("t") == CREDS

@@ -84,6 +84,9 @@ class TokenCache:
             if keys_stamp != self._keys_stamp or shared != self._shared_stamp:
                 self._entries.clear()
                 self._keys_stamp, self._shared_stamp = keys_stamp, shared
+                # A validation under way here may have read identity before that change:
+                # its put() must be refused, as after a change made in this process.
+                _generation[0] += 1
 
     def get(self, key: str) -> Any | None:
         """What was kept under key (a token, or a token with a qualifier), if still good."""
