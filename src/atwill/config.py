@@ -70,10 +70,12 @@ class Settings:
     lockout_duration: int = 1800
     # Password logins per client address: login_rate a second, bursts of login_burst
     # (0 rate: unlimited); the excess gets 429 before any password hash is computed.
+    # With several workers each keeps its share (cli/controller_cmd.per_worker_limits).
     login_rate: float = 10.0
     login_burst: int = 40
-    # Password hashes computed at once by one controller process, whatever the sources
-    # (each argon2 check holds ~19 MiB); past it a check waits up to 5 s, then gets 429.
+    # Password hashes computed at once by one controller (its workers share them out),
+    # whatever the sources (each argon2 check holds ~19 MiB); past it a check waits up
+    # to 5 s, then gets 429.
     password_checks: int = 4
     pci_aliases: str = ""  # e.g. "K20m=10de:1028,T4=10de:1eb8" (name=vendor:product)
     # The external network `public` (CIDR); empty: `atwill up` picks one clear of the

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import ssl
 import sys
 from collections.abc import Callable
@@ -67,6 +69,16 @@ def serve(state_dir: StateDir = None, database_url: DatabaseUrl = None, host: Ho
                   workers=workers))
 
 
+def per_worker_limits(conf: Settings, workers: int) -> Settings:
+    """The login throttles each worker keeps in its own memory, cut to its share: the
+    kernel spreads a client's connections over the workers (SO_REUSEPORT), so together
+    they allow about what the settings say, not workers times as much."""
+    return dataclasses.replace(
+        conf, login_rate=conf.login_rate / workers,
+        login_burst=max(1, math.ceil(conf.login_burst / workers)),
+        password_checks=max(1, conf.password_checks // workers))
+
+
 def run(conf: Settings, on_exit: Callable[[], None] | None = None,
         graceful: float | None = None) -> None:
     """Serve until a signal; on_exit runs at the signal, graceful bounds the wait for
@@ -81,6 +93,7 @@ def run(conf: Settings, on_exit: Callable[[], None] | None = None,
     workers = conf.effective_workers
     if workers > 1:
         _share_metrics(conf)
+        conf = per_worker_limits(conf, workers)
     try:  # bound before saying "listening", so a taken port is the only line printed
         # Several workers: a set of sockets each on the same port (controller/prefork.py).
         slots = [listen.sockets(conf, reuse_port=workers > 1) for _ in range(workers)]
