@@ -54,6 +54,10 @@ def test_one_scrape_counts_the_requests_of_both_workers(cloud: Cloud) -> None:  
                                               method="GET", code="200") + 8, conn.pid
             assert value(found, "atwill_api_request_duration_seconds_count", **route) == \
                 value(was, "atwill_api_request_duration_seconds_count", **route) + 8
+        # Each worker's cache holds the admin token now: the scrapes sum both caches.
+        entries = {scrape(conn, token)[("atwill_token_cache_entries", frozenset())]
+                   for conn in conns.values()}
+        assert len(entries) == 1 and entries.pop() >= 2
     finally:
         for conn in conns.values():
             conn.close()
@@ -113,6 +117,11 @@ def test_counters_relayed_to_one_worker_are_scraped_from_the_other(
                       if key[0] == "atwill_instance_cpu_seconds_total"
                       and labels.items() <= dict(key[1]).items()}
             assert list(series.values()) == [reading["cpu_seconds"]], (receiver, other)
+        # The build, launched by the running report, is counted once, not once per worker.
+        builds = [value(scrape(as_admin[pid], token),
+                        "atwill_instance_build_duration_seconds_count")
+                  for pid in (*as_admin, *as_admin)]
+        assert builds[0] >= 1 and len(set(builds)) == 1, builds
         relayed = cloud.state_dir / "metrics-relay"
         assert json.loads((relayed / node.id).read_text())[placed.server] == reading
         assert oct((relayed / node.id).stat().st_mode & 0o777) == oct(0o600)

@@ -34,7 +34,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 from sqlalchemy import func, select
@@ -48,7 +48,7 @@ from .db.base import utcnow
 from .db.models import Instance, Node
 from .metrics_inventory import Inventory
 from .metrics_placements import PLACEMENTS
-from .metrics_tokens import CacheSize, count_lookups
+from .metrics_tokens import count_lookups
 from .service import authorize, caller, keystone_error
 
 SERVICES = frozenset({"identity", "compute", "image", "network", "cluster", "metrics"})
@@ -91,15 +91,32 @@ class Metrics:
         self.builds = None if shared is not None else Histogram(
             "atwill_instance_build_duration_seconds", BUILD_HELP, buckets=BUILD_BUCKETS,
             registry=self.registry)
-        self.tokens = count_lookups(ctl, self.registry)
+        self.tokens = count_lookups(ctl, self.registry, shared=shared is not None)
         # What a scrape answers: the counts of every worker (their files, this one's
         # included), not this worker's objects in self.registry.
         self.answer = self.registry
         if shared is not None:
             self.answer = CollectorRegistry(auto_describe=False)
             MultiProcessCollector(self.answer, path=shared)
-            for collector in (state, inventory, CacheSize(self.tokens)):
+            for collector in (state, inventory):
                 self.answer.register(collector)
+        self.shared = shared
+
+    def exposition(self) -> bytes:
+        if self.shared is not None:
+            forget_dead_workers(self.shared)
+        return generate_latest(self.answer)
+
+
+def forget_dead_workers(shared: str) -> None:
+    """A replaced worker's live gauges (its cache entries) leave the sum; its counts stay,
+    as they happened."""
+    for name in os.listdir(shared):
+        if not name.startswith("gauge_live"):
+            continue
+        pid = name.rsplit("_", 1)[-1].removesuffix(".db")
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            mark_process_dead(int(pid), shared)
 
 
 def service_of(path: str) -> str:
@@ -238,7 +255,7 @@ def install(root: FastAPI, ctl: Controller) -> None:
         except ApiError as err:
             return JSONResponse(keystone_error(err), status_code=err.status,
                                 headers=err.headers)
-        return Response(generate_latest(metrics.answer), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 def admit(request: Request, ctl: Controller) -> None:
