@@ -17,7 +17,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ...core.errors import BadRequest, Forbidden
+from ...core import imageattrs
+from ...core.errors import ApiError, BadRequest, Forbidden
 from ...core.microversion import Version
 from ...core.policy import Credentials
 from ..db.base import new_uuid, utcnow
@@ -72,6 +73,25 @@ def parse(arg: Any, version: Version) -> dict[str, Any]:
             "protected": body_bool(arg.get("protected", False), "protected")}
 
 
+def image_properties(meta: dict[str, Any]) -> dict[str, str]:
+    """The volume's image metadata the new image may carry: what a client could write to
+    Glance itself (no read-only, reserved or os_glance* names such as direct_url or
+    locations, no core attribute, strings of bounded length), at most Glance's quota."""
+    props: dict[str, str] = {}
+    for key, value in meta.items():
+        if key in CORE or key in imageattrs.CORE:
+            continue
+        try:
+            imageattrs.check_writable(key)
+            props[key] = imageattrs.property_value(key, value)
+        except ApiError:
+            continue  # not an image property: Cinder's copy would be refused by Glance
+    if len(props) > imageattrs.MAX_PROPERTIES:
+        raise BadRequest(f"Invalid volume: its image metadata has {len(props)} properties; "
+                         f"an image may have at most {imageattrs.MAX_PROPERTIES}.")
+    return props
+
+
 def start(session: Session, creds: Credentials, vol: Volume, params: dict[str, Any],
           version: Version) -> dict[str, Any]:
     """Make the queued image, move the volume to uploading; Cinder's answer."""
@@ -90,7 +110,7 @@ def start(session: Session, creds: Credentials, vol: Volume, params: dict[str, A
                   visibility=params["visibility"], protected=params["protected"],
                   owner=vol.project_id, disk_format=params["disk_format"],
                   container_format=params["container_format"], min_disk=vol.size,
-                  properties={k: v for k, v in vol.image_meta.items() if k not in CORE})
+                  properties=image_properties(vol.image_meta))
     session.add(image)
     vol.source = {**(vol.source or {}), UPLOAD_KEY: {
         "image_id": image.id, "disk_format": params["disk_format"], "then": vol.status}}
