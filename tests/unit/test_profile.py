@@ -80,6 +80,12 @@ def test_a_profile_is_flattened_with_keys_and_normalised_rules() -> None:
      "already at cloud.yaml:2: projects[0]"),
     ("projects:\n  - name: p\n    name: q\n", "cloud.yaml:3: name is given twice"),
     ("projects: [\n", "cloud.yaml:2: not valid YAML"),
+    # review finding: an image file outside the profile's directory (an absolute path
+    # or '..') would be uploaded from wherever it points, as the admin running apply
+    ("images:\n  - {name: i, file: /var/lib/atwill/pki/ca-key.pem}\n",
+     "cloud.yaml:2: images[0].file: must be a path relative to the profile's directory"),
+    ("images:\n  - {name: i, file: sub/../../x.img}\n",
+     "cloud.yaml:2: images[0].file: must be a path relative"),
     ("security_groups:\n  - name: g\n    project: p\n    rules: [{protocol: tcp, "
      "remote_ip_prefix: 10.0.0.0/8, remote_group: g}]\n",
      "cloud.yaml:4: security_groups[0].rules[0]: a rule has remote_ip_prefix or remote_group"),
@@ -149,3 +155,16 @@ def test_a_new_user_needs_existing_or_listed_projects_and_roles() -> None:
     flavor = load("flavors:\n  - {name: f, vcpus: 1}\n")
     with pytest.raises(ProfileError, match="flavors\\[0\\]: ram is needed to create it"):
         plan(flavor, empty())
+
+
+def test_an_image_file_reached_through_a_link_out_of_the_directory_is_refused(tmp_path) -> None:
+    from atwill.cli.apply_api import ApplyError
+    from atwill.cli.apply_kinds import inside
+
+    (tmp_path / "profile").mkdir()
+    (tmp_path / "profile" / "guest.img").write_bytes(b"x")
+    (tmp_path / "secret").write_bytes(b"key")
+    (tmp_path / "profile" / "link.img").symlink_to(tmp_path / "secret")
+    assert inside(tmp_path / "profile", "guest.img") == tmp_path / "profile" / "guest.img"
+    with pytest.raises(ApplyError, match="leads out of the profile's directory"):
+        inside(tmp_path / "profile", "link.img")

@@ -4,10 +4,12 @@ through the APIs, recording the undo of each request (see apply_steps)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.profile_plan import Step
 from . import apply_network
+from .apply_api import ApplyError
 
 if TYPE_CHECKING:
     from .apply_steps import Executor
@@ -158,6 +160,15 @@ def _specs(ex: Executor, name: str, fid: str, old: dict[str, str],
             "POST", "compute", base, {"extra_specs": {k: old[k]}}))
 
 
+def inside(base: Path, name: str) -> Path:
+    """base/name, refused if a symbolic link on the way leads out of base."""
+    path = (base / name).resolve()
+    if not path.is_relative_to(base.resolve()):
+        raise ApplyError(f"image file {name} leads out of the profile's directory "
+                         f"({path}); copy the image beside the profile")
+    return path
+
+
 def images(ex: Executor, step: Step) -> None:
     want = step.want or {}
     if step.action == "delete":
@@ -165,7 +176,7 @@ def images(ex: Executor, step: Step) -> None:
         return
     fields = ["visibility", "min_disk", "min_ram", "protected"]
     if step.action == "create":
-        path = ex.base / want["file"]
+        path = inside(ex.base, want["file"])
         body = {"name": step.key, "disk_format": want.get("disk_format", "qcow2"),
                 "container_format": want.get("container_format", "bare"),
                 **{k: want[k] for k in fields[:3] if k in want}}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
+from pathlib import PurePosixPath
 from typing import Any
 
 TOP = ("projects", "roles", "users", "flavors", "images", "networks", "routers",
@@ -45,6 +46,16 @@ class Nested(ValueError):
 def text(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"must be a non-empty string, not {value!r}")
+    return value
+
+
+def relative_file(value: Any) -> str:
+    """A file beside the profile or under its directory: a profile from elsewhere must not
+    make an admin upload /etc/shadow or the cloud's CA key as a public image."""
+    path = PurePosixPath(text(value))
+    if path.is_absolute() or ".." in path.parts:
+        raise ValueError(f"must be a path relative to the profile's directory, without "
+                         f"'..', not {value!r}")
     return value
 
 
@@ -206,7 +217,7 @@ FIELDS: dict[str, dict[str, Check]] = {
                 "ephemeral": count(0), "swap": count(0), "is_public": flag,
                 "description": optional(description), "extra_specs": string_map,
                 "state": state},
-    "images": {"name": text, "file": text, "disk_format": one_of(*DISK_FORMATS),
+    "images": {"name": text, "file": relative_file, "disk_format": one_of(*DISK_FORMATS),
                "container_format": one_of(*CONTAINER_FORMATS),
                "visibility": one_of("public", "private", "shared", "community"),
                "min_disk": count(0), "min_ram": count(0), "protected": flag,
