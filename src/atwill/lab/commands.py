@@ -69,8 +69,9 @@ def init(state_dir: str, host: str, overlay: str) -> list[str]:
 
 
 def serve(state_dir: str) -> list[str]:
-    # One worker: /metrics relays the heartbeat counters its own process received
-    # (metrics_relay), which a scrape of another worker would not show.
+    # One worker: the lab shares two cores among many hosts, and its tests are about
+    # nodes and guests; several workers are tested by tests/api/test_controller_workers.py
+    # and test_metrics_workers.py.
     return [ATWILL, "serve", "--state-dir", state_dir, "--workers", "1"]
 
 
