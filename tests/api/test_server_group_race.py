@@ -3,9 +3,11 @@
 Creates into one group fired at the same moment from threads, against a controller of
 the module's own holding exactly two nodes joined through the real join API: with one
 member of an anti-affinity group already on node A, only one of them may take node B
-and the others fail with NoValidHost; an empty affinity group's racing members all end
-on one node. A group check made on what the transaction read before another create
-committed would let two members share a node (or split an affinity group).
+and the others fail with NoValidHost. A group check made on what the transaction read
+before another create committed would let two members share a node (on PostgreSQL the
+per-project lock in servers/builds.py is what prevents it). Affinity is not raced here:
+the weigher sends every racer that saw no member to the same node, so such a test
+could not tell a lost lock.
 """
 
 from __future__ import annotations
@@ -125,11 +127,3 @@ def test_racing_creates_never_share_a_node_in_an_anti_affinity_group(env: Env) -
         assert placed == {a.name: 1, b.name: 1}
         assert len(env.members(group)) == RACERS + 1
 
-
-def test_racing_creates_into_an_empty_affinity_group_land_together(env: Env) -> None:
-    for _ in range(ROUNDS):
-        group = env.group("affinity")
-        raced = env.race(group)
-        assert all(s["status"] != "ERROR" for s in raced), [s.get("fault") for s in raced]
-        hosts = {host(s) for s in raced}
-        assert len(hosts) == 1 and hosts <= {n.name for n in env.nodes}, hosts
