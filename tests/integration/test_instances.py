@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import pwd
+import time
 from pathlib import Path
 
 import pytest
@@ -87,6 +89,7 @@ def test_other_project_cannot_reach(lab: Lab, cloud: dict[str, str], tmp_path: P
     target = first_ip(lab.openstack("server", "show", "vm1", "-f", "json"))
     script = tmp_path / "probe.sh"
     script.write_text(peer_check(target).replace("seq 1 40", "seq 1 10"))
+    started = time.time()
     vm3 = _create(lab, "vm3", "--network", "net-b", "--user-data", str(script), auth=auth)
     assert vm3["status"] == "ACTIVE"
     seen = wait_console(lab, "vm3", "PEER-", timeout=240, auth=auth)
@@ -95,6 +98,23 @@ def test_other_project_cannot_reach(lab: Lab, cloud: dict[str, str], tmp_path: P
     assert vm1 not in seen, seen[-1500:]
     assert "PEER-FAIL" in seen or f"PEER-OK atwill-guest {vm3['id']} vm3" in seen
     lab.openstack(*auth, "server", "delete", "--wait", "vm3")
+    _usage_matches_the_lifetime(lab, vm3["id"], time.time() - started)
+
+
+def _usage_matches_the_lifetime(lab: Lab, server: str, lifetime: float) -> None:
+    """Project other's one server (256 MiB, 1 vCPU, 1 GB) lived at most `lifetime` s:
+    Nova's usage counts it from its launch to its deletion."""
+    today = dt.datetime.now(dt.UTC).date()
+    usage = lab.openstack("usage", "show", "--project", "other", "--start",
+                          str(today - dt.timedelta(days=1)), "--end",
+                          str(today + dt.timedelta(days=1)), "-f", "json")
+    hours = float(usage["CPU Hours"])
+    (entry,) = usage["Servers"]  # the CLI's JSON keeps Nova's server_usages
+    assert (entry["instance_id"], entry["state"]) == (server, "terminated"), entry
+    assert entry["ended_at"] and 0 < entry["hours"] <= lifetime / 3600, (entry, lifetime)
+    assert 0 < hours <= lifetime / 3600 + 0.005, (usage, lifetime)
+    assert float(usage["RAM MB-Hours"]) == pytest.approx(256 * hours, abs=1.5), usage
+    assert float(usage["Disk GB-Hours"]) == pytest.approx(hours, abs=0.006), usage
 
 
 def test_stop_start_reboot_delete_leave_nothing(lab: Lab, cloud: dict[str, str]) -> None:
