@@ -91,3 +91,17 @@ def test_unknown_marker_has_no_values(session):
     scoped = select(Thing).where(Thing.size == 0)
     assert sqlpage.marker_values(session, scoped, KEYS, Thing.id == "t001") is None
     assert sqlpage.marker_values(session, scoped, KEYS, Thing.id == "t003") == ["n3", 0, "t003"]
+
+
+def test_repeated_sort_keys_are_dropped_and_too_many_refused(session):
+    """Review finding: `sort=id,id,…` (300 keys) built megabytes of SQL for one page."""
+    from atwill.core.errors import BadRequest
+
+    repeated = [*KEYS, Key(Thing.id), Key(func.coalesce(Thing.name, "")), Key(Thing.size)]
+    assert len(sqlpage.distinct(repeated)) == 3
+    start = sqlpage.marker_values(session, select(Thing), repeated, Thing.id == "t010")
+    assert len(start) == 3
+    chunk, _ = sqlpage.rows(session, select(Thing), repeated, 5, start)
+    assert chunk == sqlpage.rows(session, select(Thing), KEYS, 5, start)[0]
+    with pytest.raises(BadRequest, match="Too many sort keys: 33 given"):
+        sqlpage.rows(session, select(Thing), [Key(Thing.id)] * 33, 5)

@@ -14,8 +14,13 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, or_
 from sqlalchemy.orm import Session
 
+from ..core.errors import BadRequest
+
 # Rows read per round trip when a filter can only be judged in Python.
 BATCH = 200
+# Sort keys one list may be given (each a column of one table, so a few dozen at most):
+# the marker's condition grows with the square of their number.
+MAX_KEYS = 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,6 +29,23 @@ class Key:
 
     expr: Any
     desc: bool = False
+
+
+def distinct(keys: Sequence[Key]) -> list[Key]:
+    """keys without the repeats of an earlier one (a repeat orders nothing more), and a
+    400 past MAX_KEYS: `sort=id,id,…` must not make the marker's condition explode."""
+    if len(keys) > MAX_KEYS:
+        raise BadRequest(f"Too many sort keys: {len(keys)} given, at most {MAX_KEYS}.")
+    kept: list[Key] = []
+    for key in keys:
+        if not any(_clause(key.expr).compare(_clause(k.expr)) for k in kept):
+            kept.append(key)
+    return kept
+
+
+def _clause(expr: Any) -> Any:
+    """The SQL expression of an ORM attribute (Thing.id), or expr itself."""
+    return expr.__clause_element__() if hasattr(expr, "__clause_element__") else expr
 
 
 def after(keys: Sequence[Key], values: Sequence[Any]) -> ColumnElement[bool]:
@@ -37,6 +59,7 @@ def after(keys: Sequence[Key], values: Sequence[Any]) -> ColumnElement[bool]:
 
 
 def ordered(keys: Sequence[Key]) -> list[Any]:
+    keys = distinct(keys)
     return [k.expr.desc() if k.desc else k.expr.asc() for k in keys]
 
 
@@ -44,6 +67,7 @@ def marker_values(session: Session, stmt: Select, keys: Sequence[Key],
                   where: ColumnElement[bool]) -> list[Any] | None:
     """The sort values of the marker row (the one where selects) within stmt, so within
     what the caller may see; None when stmt holds no such row."""
+    keys = distinct(keys)
     probe = stmt.order_by(None).with_only_columns(*(k.expr for k in keys))
     row = session.execute(probe.where(where).limit(1)).first()
     return None if row is None else list(row)
@@ -58,6 +82,7 @@ def rows(session: Session, stmt: Select, keys: Sequence[Key], limit: int,
     read in batches until the page is full, so a selective filter costs more reads but
     never one read of everything.
     """
+    keys = distinct(keys)
     width = limit + 1 if accept is None else max(limit + 1, BATCH)
     base = stmt.order_by(None).add_columns(*(k.expr for k in keys)).order_by(*ordered(keys))
     kept: list[Any] = []
