@@ -175,14 +175,19 @@ def test_one_change_is_planned_and_applied_in_place(run: Runner, names: Names) -
 
 def test_export_applied_back_changes_nothing(run: Runner, names: Names) -> None:
     path = run.tmp / "export.yaml"
-    run.atwill("export", "-o", str(path))
-    exported = yaml.safe_load(path.read_text())
-    mine = [p for p in exported["projects"] if p["name"] == names.project]
-    assert mine and mine[0]["quotas"]["cores"] == 100
-    nets = [n for n in exported["networks"] if n["name"] == names.network]
-    assert nets[0]["subnets"][0]["cidr"] == "10.77.0.0/24"
-    out = run.atwill("apply", str(path)).stdout
-    assert out.strip() == f"No changes: the cloud matches {path}.", out
+    with run.cloud.http(run.cloud.token()) as client:  # queued: no data, no formats yet
+        queued = client.post("/image/v2/images", json={"name": unique("queued")}).json()
+    try:
+        run.atwill("export", "-o", str(path))
+        exported = yaml.safe_load(path.read_text())
+        mine = [p for p in exported["projects"] if p["name"] == names.project]
+        assert mine and mine[0]["quotas"]["cores"] == 100
+        nets = [n for n in exported["networks"] if n["name"] == names.network]
+        assert nets[0]["subnets"][0]["cidr"] == "10.77.0.0/24"
+        out = run.atwill("apply", str(path)).stdout
+        assert out.strip() == f"No changes: the cloud matches {path}.", out
+    finally:
+        run.cloud.openstack("image", "delete", queued["id"])
 
 
 def test_a_bad_file_names_line_and_field_and_changes_nothing(run: Runner,

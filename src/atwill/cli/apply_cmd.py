@@ -40,18 +40,23 @@ def apply(path: Path = typer.Argument(..., help="The profile (cloud.yaml)."),
             "quotas" in p for p in wanted.present["projects"].values()))
         steps = plan(wanted, current)
         if not steps:
-            console.print(f"No changes: the cloud matches {path}.", highlight=False)
+            _say(f"No changes: the cloud matches {path}.")
             return
-        console.print(f"Plan: {summary(steps)}.", highlight=False)
+        _say(f"Plan: {summary(steps)}.")
         for step in steps:
-            console.print(f"  {step.describe()}", highlight=False, markup=False)
+            _say(f"  {step.describe()}")
         if dry_run:
             return
-        Executor(api, current, path.parent, lambda line: console.print(
-            line, highlight=False, markup=False)).run(steps)
-        console.print(f"Applied: {summary(steps)}.", highlight=False)
+        Executor(api, current, path.parent, _say).run(steps)
+        _say(f"Applied: {summary(steps)}.")
     finally:
         api.close()
+
+
+def _say(line: str) -> None:
+    """One line as it is: no markup read in names or paths, never wrapped (scripts and
+    tests read these lines whole, whatever the terminal's width)."""
+    console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 def export(output: Path = typer.Option(None, "--output", "-o",
@@ -66,7 +71,7 @@ def export(output: Path = typer.Option(None, "--output", "-o",
         api.close()
     if output:
         output.write_text(text)
-        console.print(f"wrote {output}", highlight=False)
+        _say(f"wrote {output}")
     else:
         typer.echo(text, nl=False)
 
@@ -99,6 +104,8 @@ def exported(state: profiles.State) -> dict[str, Any]:
             continue
         items = networks if kind == "networks" else [
             _bare(e) for _, e in sorted(state[kind].items())]
+        if kind == "images":  # an image never uploaded has no formats yet: say nothing
+            items = [{k: v for k, v in i.items() if v is not None} for i in items]
         if items:
             out[kind] = items
     return out
