@@ -14,8 +14,9 @@ from atwill.controller.db.session import make_engine
 
 ROOT = Path(__file__).resolve().parents[2]
 # Imported only by the test harness, benchmarks and the lab (its virtual BMC), which need
-# the test extra anyway.
-FROM_TEST_EXTRA = {"openstack", "pyghmi"}
+# the test extra anyway; and psycopg by `bench fleet`, which runs on PostgreSQL and so
+# needs the postgres extra (the controller itself reaches it through SQLAlchemy's URL).
+FROM_TEST_EXTRA = {"openstack", "pyghmi", "psycopg"}
 
 
 def declared(requirements: list[str]) -> set[str]:
