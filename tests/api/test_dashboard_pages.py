@@ -427,3 +427,17 @@ def test_the_cluster_map_draws_nodes_and_streams_its_html(cloud: Cloud) -> None:
                     break
     finally:
         admin.close()
+
+
+def test_the_menu_offers_stacks_only_while_the_catalog_has_orchestration(
+        cloud: Cloud, web: WebUser) -> None:
+    (heat,) = [s["ID"] for s in cloud.openstack("service", "list", "-f", "json")
+               if s["Type"] == "orchestration"]
+    assert f'href="{D}/stacks"' in web.client.get(D + "/").text
+    cloud.openstack("service", "set", "--disable", heat)
+    try:
+        menu = web.client.get(D + "/").text
+        assert f'href="{D}/stacks"' not in menu and f'href="{D}/volumes"' in menu
+    finally:
+        cloud.openstack("service", "set", "--enable", heat)
+    assert f'href="{D}/stacks"' in web.client.get(D + "/").text

@@ -9,8 +9,10 @@ from urllib.parse import parse_qs
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy import select
 
 from ..context import Controller
+from ..db.models import Service
 from . import sessions
 from .client import Api, ApiError
 from .sessions import Sess
@@ -120,11 +122,20 @@ def check_header(request: Request, sess: Sess) -> None:
         raise CsrfFailed
 
 
+def catalog_types(ctl: Controller) -> frozenset[str]:
+    """The service types of the catalog's enabled services: the menu offers Volumes and
+    Stacks only where block storage and orchestration are in it (an operator may have
+    deleted or disabled them, as in Horizon's dashboards)."""
+    with ctl.db.session() as session:
+        return frozenset(session.scalars(select(Service.type).where(
+            Service.enabled.is_(True))))
+
+
 def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
     sess = getattr(request.state, "sess", None)
     html = TEMPLATES.get_template(name).render(
         base=base(request), sess=sess, csrf=sess.csrf if sess else "", path=request.url.path,
-        **context)
+        services=catalog_types(ctl_of(request)) if sess else frozenset(), **context)
     return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
 
 
