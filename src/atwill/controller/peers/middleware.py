@@ -90,6 +90,7 @@ class ScopeMiddleware:
         are, as OpenStackoid's; what a peer may do with them is what they may do."""
         if not token:
             return
+        self.ctl.tokens.follow(self.ctl.keys.stamp())  # another worker's role change
         credentials = self.ctl.tokens.get(token)
         if credentials is None:
             try:
