@@ -83,7 +83,10 @@ def quota_set_put(project_id: str, request: Request, body: dict = Depends(json_b
     with controller(request).db.session() as session:
         _check_project(session, project_id)
         if not force:
-            _check_usage(project_usage(session, project_id, creds.user_id), wanted)
+            # Key pairs belong to users: only the user named (Nova's ?user_id=) is
+            # counted, never the caller's own (an admin's key pairs are not the project's).
+            _check_usage(project_usage(session, project_id,
+                                       request.query_params.get("user_id")), wanted)
         for resource, limit in wanted.items():
             row = session.scalar(select(Quota).where(Quota.project_id == project_id,
                                                      Quota.resource == resource))
