@@ -177,6 +177,13 @@ def test_export_applied_back_changes_nothing(run: Runner, names: Names) -> None:
     path = run.tmp / "export.yaml"
     with run.cloud.http(run.cloud.token()) as client:  # queued: no data, no formats yet
         queued = client.post("/image/v2/images", json={"name": unique("queued")}).json()
+    # A router on a subnet without a name (a profile names what it links: left out).
+    router = unique("unnamed")
+    net = os_json(run.cloud, "network", "create", router)["id"]
+    subnet = os_json(run.cloud, "subnet", "create", "--network", net, "--subnet-range",
+                     "10.78.0.0/24", "")["id"]
+    run.cloud.openstack("router", "create", router)
+    run.cloud.openstack("router", "add", "subnet", router, subnet)
     try:
         run.atwill("export", "-o", str(path))
         exported = yaml.safe_load(path.read_text())
@@ -188,6 +195,9 @@ def test_export_applied_back_changes_nothing(run: Runner, names: Names) -> None:
         assert out.strip() == f"No changes: the cloud matches {path}.", out
     finally:
         run.cloud.openstack("image", "delete", queued["id"])
+        run.cloud.openstack("router", "remove", "subnet", router, subnet)
+        run.cloud.openstack("router", "delete", router)
+        run.cloud.openstack("network", "delete", net)
 
 
 def test_a_bad_file_names_line_and_field_and_changes_nothing(run: Runner,

@@ -129,6 +129,8 @@ def _routers(api: Api, state: State, key: Any, nets: dict[str, str],
         gateway = (r.get("external_gateway_info") or {}).get("network_id")
         inside = sorted(subnets.get(ip["subnet_id"], ip["subnet_id"]) for p in ports
                         if p.get("device_id") == r["id"] for ip in p.get("fixed_ips") or [])
+        if "" in inside or (gateway and not nets.get(gateway)):
+            continue  # on an unnamed subnet or network: a profile names what it links
         state["routers"][key(r)] = {
             "name": r["name"], "_id": r["id"], "project": key(r).split("/")[0],
             "external_gateway": nets.get(gateway) if gateway else None,
