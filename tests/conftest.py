@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
+from atwill.devcloud import fresh_database
 from tests.cloud import Cloud
 
 ENGINES = ["sqlite", "postgres"]
@@ -40,17 +40,8 @@ def fresh_database_url(engine: str) -> Iterator[str | None]:
     admin_url = postgres_url()
     if not admin_url:
         pytest.skip("ATWILL_TEST_PG_URL is not set (the test command starts PostgreSQL)")
-    import psycopg
-
-    name = f"atwill_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = admin_url.rsplit("/", 1)[0]
-    try:
-        yield f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://", 1)
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database(admin_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="session", params=ENGINES)

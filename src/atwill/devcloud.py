@@ -5,6 +5,7 @@ It runs the real `atwill serve` process and drives it with the real clients.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ import tempfile
 import time
 import uuid
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -218,6 +220,22 @@ class Cloud:
             project_name=project, user_domain_id="default", project_domain_id="default",
             region_name="RegionOne", cacert=self.cacert if self.tls else None,
             verify=self.cacert if self.tls else False, identity_api_version="3")
+
+
+@contextlib.contextmanager
+def fresh_database(admin_url: str, prefix: str = "atwill_test") -> Iterator[str]:
+    """A new PostgreSQL database (SQLAlchemy URL) made with admin_url, dropped afterwards."""
+    import psycopg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = admin_url.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://", 1)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def unique(prefix: str) -> str:

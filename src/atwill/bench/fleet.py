@@ -46,7 +46,6 @@ import ssl
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,7 +53,7 @@ from typing import Any
 import httpx
 
 from ..agent.client import tls_context
-from ..devcloud import Cloud
+from ..devcloud import Cloud, fresh_database
 from ..pki import make_key_and_csr
 
 INVENTORY = {"vcpus": 8, "memory_mb": 16384, "disk_gb": 200, "arch": "x86_64",
@@ -80,22 +79,6 @@ class Stats:
     # (monotonic time, node name, new revision?, rule seen?) per long-poll return
     polls: list[tuple[float, str, bool, bool]] = field(default_factory=list)
     marker: re.Pattern[str] | None = None
-
-
-@contextlib.contextmanager
-def fresh_database(admin_url: str) -> Iterator[str]:
-    """A new PostgreSQL database for the run, dropped afterwards."""
-    import psycopg
-
-    name = f"atwill_fleet_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = admin_url.rsplit("/", 1)[0]
-    try:
-        yield f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://", 1)
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def join(cloud: Cloud, count: int, tmp: Path) -> list[SimNode]:
@@ -326,7 +309,7 @@ def main(nodes: int = 50, seconds: float = 10.0, concerned: int = 50, workers: i
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # two connections per node
     concerned = min(concerned, max(1, nodes // 2))
-    with fresh_database(admin_url) as url, tempfile.TemporaryDirectory() as tmp:
+    with fresh_database(admin_url, "atwill_fleet") as url, tempfile.TemporaryDirectory() as tmp:
         cloud = Cloud(database_url=url, workers=workers)
         try:
             cloud.init()

@@ -21,7 +21,7 @@ from ..controller.db.models import Instance, Node
 from ..controller.db.session import Database, migrate
 from ..controller.servers import placement
 from ..core import scheduler
-from .fleet import fresh_database
+from ..devcloud import fresh_database
 
 
 def _nodes(db: Database, count: int) -> None:

@@ -52,14 +52,19 @@ def snapshot_error_post(node_id: str, image_id: str, request: Request,
 def _begin(ctl: Controller, request: Request, node_id: str, image_id: str) -> None:
     with ctl.db.session() as session:
         inst = _pending(session, request, node_id, image_id)
-        image = session.get(Image, image_id)
-        if image is None:
-            raise NotFound(f"Image {image_id} was deleted before its data was uploaded.")
-        if image.status != "queued":
-            raise Conflict(f"Image {image_id} has status '{image.status}': it is already "
-                           "being uploaded.")
-        mark_saving(session, image_id)
+        begin_node_upload(session, image_id)
         snapshots.uploading(inst)
+
+
+def begin_node_upload(session: Session, image_id: str) -> None:
+    """The image a node is about to send (a snapshot, a volume's copy): queued -> saving."""
+    image = session.get(Image, image_id)
+    if image is None:
+        raise NotFound(f"Image {image_id} was deleted before its data was uploaded.")
+    if image.status != "queued":
+        raise Conflict(f"Image {image_id} has status '{image.status}': it is already "
+                       "being uploaded.")
+    mark_saving(session, image_id)
 
 
 def _pending(session: Session, request: Request, node_id: str, image_id: str) -> Instance:

@@ -15,16 +15,15 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy.orm import Session
 
 from ...api.cluster import SnapshotFailure
-from ...core.errors import Conflict, Forbidden, NotFound
+from ...core.errors import Forbidden, NotFound
 from ..context import Controller
-from ..db.models import Image
 from ..db.volume import Volume
-from ..image.data import mark_saving, store_body
+from ..image.data import store_body
 from ..revision import bump
 from ..service import controller
 from ..volume import volume_upload
 from .nodecert import calling_node
-from .snapshots import QCOW2_BODY
+from .snapshots import QCOW2_BODY, begin_node_upload
 
 log = logging.getLogger("atwill.cluster")
 
@@ -60,13 +59,7 @@ def volume_upload_error_post(node_id: str, image_id: str, request: Request,
 def _begin(ctl: Controller, request: Request, node_id: str, image_id: str) -> None:
     with ctl.db.session() as session:
         _pending(session, request, node_id, image_id)
-        image = session.get(Image, image_id)
-        if image is None:
-            raise NotFound(f"Image {image_id} was deleted before its data was uploaded.")
-        if image.status != "queued":
-            raise Conflict(f"Image {image_id} has status '{image.status}': it is already "
-                           "being uploaded.")
-        mark_saving(session, image_id)
+        begin_node_upload(session, image_id)
 
 
 def _pending(session: Session, request: Request, node_id: str, image_id: str) -> Volume:
