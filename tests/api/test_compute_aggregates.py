@@ -101,7 +101,7 @@ def test_refusals_change_nothing(cloud: Cloud, pair: list[JoinedNode]) -> None:
         second = client.post(V, json={"aggregate": {"name": other, "availability_zone": "z2"}})
         agg2 = second.json()["aggregate"]["id"]
         client.post(f"{V}/{agg}/action", json={"add_host": {"host": a.name}})
-        before = cloud.db_snapshot()
+        before = _settled(cloud.db_snapshot())
         cases = [
             (client.post(V, json={"aggregate": {"name": name}}), 409, "already exists"),
             (client.post(V, json={"aggregate": {"name": "x", "availability_zone": "a:b"}}),
@@ -129,7 +129,7 @@ def test_refusals_change_nothing(cloud: Cloud, pair: list[JoinedNode]) -> None:
         for resp, status, text in cases:
             assert resp.status_code == status, resp.text
             assert text in next(iter(resp.json().values()))["message"], resp.text
-        assert cloud.db_snapshot() == before
+        assert _settled(cloud.db_snapshot()) == before
         # Metadata null unsets; a host may be in a second aggregate of the same zone.
         meta = client.post(f"{V}/{agg2}/action", json={"set_metadata": {"metadata": {
             "k": "v", "availability_zone": "z1"}}}).json()["aggregate"]["metadata"]
@@ -164,3 +164,10 @@ def test_only_admins(cloud: Cloud) -> None:
     finally:
         cloud.openstack("user", "delete", user)
         cloud.openstack("project", "delete", project)
+
+
+def _settled(snapshot: dict) -> dict:
+    """The rows a refused request could change: not what the HA monitor writes on its own
+    meanwhile (fence events, the revision, the nodes' health) about a test node gone quiet."""
+    return {k: v for k, v in snapshot.items()
+            if k not in ("fence_events", "cluster_revision", "nodes")}
