@@ -1,4 +1,4 @@
-"""Cluster tables: join tokens, overlay addresses, revoked certificates, the revision."""
+"""Cluster tables: join tokens, overlay addresses, revoked certificates, the revisions."""
 
 from __future__ import annotations
 
@@ -42,8 +42,19 @@ class RevokedCertificate(Base):
 
 
 class ClusterRevision(Base):
-    """One row: moves whenever any node's desired state may have changed."""
+    """One row: the clock every change moves (revision), and the clock of the last change
+    that concerned every node (everyone_at); a node's revision is the later of that and
+    its own NodeRevision."""
 
     __tablename__ = "cluster_revision"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer, default=0)
+    everyone_at: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class NodeRevision(Base):
+    """The clock of the last change that concerned this node alone (or a few nodes)."""
+
+    __tablename__ = "node_revisions"
+    node_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     revision: Mapped[int] = mapped_column(Integer, default=0)

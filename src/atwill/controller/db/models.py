@@ -1,7 +1,13 @@
 """Every table, imported once so the metadata is complete for migrations."""
 
 from .base import Base
-from .cluster import ClusterRevision, JoinToken, OverlayAddress, RevokedCertificate
+from .cluster import (
+    ClusterRevision,
+    JoinToken,
+    NodeRevision,
+    OverlayAddress,
+    RevokedCertificate,
+)
 from .compute import (
     Aggregate,
     AggregateHost,
@@ -77,6 +83,7 @@ __all__ = [
     "DefaultSecurityGroup", "FloatingIP", "IPAllocation", "Network", "NetworkQuota", "Port",
     "PortSecurityGroup", "Router", "SecurityGroup", "SecurityGroupRule", "Subnet",
     "SubnetPool",
+    "NodeRevision",
     "Stack", "StackEvent", "StackResource",
     "Volume", "VolumeAttachment", "VolumeQuota", "VolumeQuotaClass", "VolumeSnapshot",
     "VolumeType",
