@@ -1,16 +1,19 @@
 """os-volume_upload_image through the real CLI (`openstack image create --volume`): the
 volume goes uploading, its storage node uploads the copy, the image becomes active and
 the volume available again; Cinder's refusals (in-use without force, not available,
-bad fields) change nothing; a node's failure puts the volume back and deletes the image."""
+bad fields) change nothing; a node's failure puts the volume back and deletes the image;
+force-deleting an uploading volume deletes its unfinished image, before or during the copy."""
 
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from tests.api.aggregate_nodes import wait_for
 from tests.api.volume_nodes import StorageNode
 from tests.cloud import Cloud, unique
 
@@ -135,3 +138,65 @@ def test_a_forced_upload_that_fails_on_the_node(cloud: Cloud, storage: StorageNo
         assert client.get(f"/image/v2/images/{image_id}").status_code == 404
         assert client.get(f"{V3}/volumes/{volume}").json()["volume"]["status"] == "in-use"
         client.post(url, json={"os-reset_status": {"status": "available"}})
+
+
+def start_upload(cloud: Cloud, volume: str) -> str:
+    made = cloud.openstack("image", "create", "--volume", volume, unique("gone"), "-f", "json")
+    return made["image_id"]
+
+
+def force_delete(cloud: Cloud, volume: str) -> None:
+    with cloud.http(cloud.token()) as client:
+        resp = client.post(f"{V3}/volumes/{volume}/action", json={"os-force_delete": {}})
+    assert resp.status_code == 202, resp.text
+
+
+def leftovers(cloud: Cloud, image_id: str) -> list[str]:
+    store = cloud.state_dir / "images"
+    return [p.name for p in store.iterdir() if image_id in p.name] if store.is_dir() else []
+
+
+def test_force_delete_while_queued_deletes_the_image(cloud: Cloud, storage: StorageNode,
+                                                     volume: str) -> None:
+    image_id = start_upload(cloud, volume)
+    force_delete(cloud, volume)
+    with cloud.http(cloud.token()) as client:
+        assert client.get(f"/image/v2/images/{image_id}").status_code == 404
+        assert client.get(f"{V3}/volumes/{volume}").json()["volume"]["status"] == "deleting"
+    assert volume not in storage.wanted()
+    # The node's copy, arriving late, is refused and leaves nothing.
+    assert upload(storage, image_id).status_code == 404
+    assert leftovers(cloud, image_id) == []
+
+
+def test_force_delete_during_the_copy_discards_it(cloud: Cloud, storage: StorageNode,
+                                                  volume: str) -> None:
+    image_id = start_upload(cloud, volume)
+    go_on, answer = threading.Event(), {}
+
+    def body() -> Iterator[bytes]:
+        yield DATA
+        go_on.wait(30)
+        yield DATA
+
+    def send() -> None:
+        with storage.http() as node:
+            answer["resp"] = node.put(
+                f"/cluster/v1/nodes/{storage.id}/volume-uploads/{image_id}/file",
+                content=body(), headers={"Content-Type": "application/octet-stream"})
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        with cloud.http(cloud.token()) as client:
+            wait_for(lambda: client.get(f"/image/v2/images/{image_id}").json().get("status")
+                     == "saving", 30, "the copy to begin")
+            force_delete(cloud, volume)
+            assert client.get(f"/image/v2/images/{image_id}").status_code == 404
+    finally:
+        go_on.set()
+        sender.join(60)
+    assert answer["resp"].status_code == 409, answer["resp"].text
+    assert leftovers(cloud, image_id) == []
+    with cloud.http(cloud.token()) as client:
+        assert client.get(f"/image/v2/images/{image_id}").status_code == 404

@@ -146,6 +146,23 @@ def finish(session: Session, vol: Volume) -> None:
 def failed(session: Session, vol: Volume, image_id: str) -> None:
     """The node could not copy it: the volume is back, the unfinished image deleted."""
     finish(session, vol)
+    _drop_unfinished(session, image_id)
+
+
+def abandon(session: Session, vol: Volume) -> None:
+    """The volume is force-deleted while uploading: its unfinished image goes with it.
+
+    An image still queued or saving would otherwise stay forever, its data never to come
+    (the volume leaves the node's desired state, and a copy arriving later finds no pending
+    upload: 404; one arriving mid-stream finds its image gone and is discarded). An upload
+    that already made the image active has finished: that image is the user's."""
+    upload = (vol.source or {}).get(UPLOAD_KEY) or {}
+    finish(session, vol)
+    if isinstance(upload.get("image_id"), str):
+        _drop_unfinished(session, upload["image_id"])
+
+
+def _drop_unfinished(session: Session, image_id: str) -> None:
     image = session.get(Image, image_id)
     if image is not None and image.status in ("queued", "saving", "killed"):
         session.delete(image)

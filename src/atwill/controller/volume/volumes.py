@@ -17,7 +17,7 @@ from ..db.base import utcnow
 from ..db.volume import Volume, VolumeAttachment, VolumeSnapshot
 from ..revision import bump
 from ..service import controller, json_body, wrapped
-from . import listing, placement, sources
+from . import listing, placement, sources, volume_upload
 from .access import find_volume, render
 from .common import api_version, body_bool, require_member, who
 from .metadata_input import metadata
@@ -193,6 +193,8 @@ def start_delete(session: Session, vol: Volume, cascade: bool, force: bool = Fal
                                      for s in snaps):
         raise BadRequest("Invalid volume: Snapshot of volume not in a state that allows "
                          "cascade delete.")
+    if vol.status == "uploading":
+        volume_upload.abandon(session, vol)
     if vol.node_id is None:
         # Never placed: nothing is on any disk.
         session.execute(delete(VolumeSnapshot).where(VolumeSnapshot.volume_id == vol.id))
