@@ -80,6 +80,8 @@ def test_a_migration_mirrors_then_migrates_then_cancels_the_mirror() -> None:
     assert calls["blockdev-add"]["server"] == {"type": "inet", "host": "100.72.0.9",
                                                "port": "10809"}
     assert calls["blockdev-mirror"]["sync"] == "top"
+    # Guest writes reach both disks once the mirror is ready: equal at the switch-over.
+    assert calls["blockdev-mirror"]["copy-mode"] == "write-blocking"
     assert calls["migrate"] == {"uri": "tcp:100.72.0.9:49152"}
     assert seen["memory_total"] == 10 and seen["disk_remaining"] == 0
 

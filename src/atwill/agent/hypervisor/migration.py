@@ -184,8 +184,12 @@ def send(execute: Execute, order: Callable[[], Order],
                                  "server": {"type": "inet", "host": first.host,
                                             "port": str(first.nbd_port)},
                                  "tls-creds": CREDS})
+        # write-blocking: once the mirror is ready, a guest write completes only when the
+        # destination holds it too, so the disks are equal at the switch-over (the
+        # destination runs the guest as soon as the memory arrives) and a busy disk
+        # cannot keep the mirror from converging.
         execute("blockdev-mirror", {"job-id": JOB, "device": DRIVE, "target": TARGET,
-                                    "sync": "top"})
+                                    "sync": "top", "copy-mode": "write-blocking"})
         _mirror_ready(execute, order, progress, deadline)
         log.info("migration %s: disk mirrored to %s; migrating the memory", first.migration,
                  first.host)
@@ -239,6 +243,9 @@ def _migrate(execute: Execute, order: Callable[[], Order],
                   "memory_remaining": int(ram.get("remaining", 0))})
         status = state.get("status")
         if status == "completed":
+            # QEMU's own figures, for the operator and `atwill bench migration`.
+            log.info("migration completed: downtime %s ms, total %s ms, %s bytes of memory",
+                     state.get("downtime"), state.get("total-time"), ram.get("transferred"))
             return
         if status in ("failed", "cancelled"):
             raise QMPError(f"the migration {status}: {state.get('error-desc', status)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 import threading
@@ -24,6 +25,9 @@ from atwill.hostlib.run import ChildProcess, HostCommandError, Reverter, alive, 
 
 log = logging.getLogger("atwill.agent.qemu")
 SOCKETS_DIR = Path("/run/atwill/qmp")
+# A node in the default state directory keeps its sockets where they always were (the
+# QEMUs running across an agent upgrade stay reachable).
+DEFAULT_INSTANCES_DIR = Path("/var/lib/atwill/instances")
 # QMP run states (query-status) as the instance states the controller knows.
 RUN_STATES: dict[str, State] = {
     "running": "running",
@@ -34,6 +38,21 @@ CONSOLE_TAIL_BYTES = 1 << 20
 RUNAS_FILE = "runas"
 
 
+def sockets_of(instances_dir: Path) -> Path:
+    """Where the QMP sockets of instances_dir's QEMUs go: a directory of that node's own.
+
+    Two nodes on one machine (a lab, a test) both run an instance while it live-migrates
+    between them; in one directory the destination's socket replaced the source's, so the
+    source agent steered the destination's QEMU (its disk mirror aimed at itself) and lost
+    its own guest's monitor once the destination's copy was gone. Short: sun_path holds
+    107 bytes, and a node's state directory may be long.
+    """
+    if instances_dir.absolute() == DEFAULT_INSTANCES_DIR:
+        return SOCKETS_DIR
+    digest = hashlib.sha256(str(instances_dir.absolute()).encode()).hexdigest()[:12]
+    return SOCKETS_DIR / digest
+
+
 class DriverError(RuntimeError):
     """An instance operation that cannot be done in the instance's present state."""
 
@@ -42,13 +61,13 @@ class QemuDriver:
     """Runs instances as daemonized QEMU processes under instances_dir/<uuid>/
     (a base.Hypervisor)."""
 
-    def __init__(self, instances_dir: Path, sockets_dir: Path = SOCKETS_DIR,
+    def __init__(self, instances_dir: Path, sockets_dir: Path | None = None,
                  launcher: Sequence[str] = (), sandbox: bool = True,
                  qmp_timeout: float = 5.0, unprivileged: bool = True) -> None:
         # launcher prefixes the QEMU command, e.g. ("ip", "netns", "exec", NS) in the lab;
         # unprivileged: QEMU drops root for a user of the instance's own (confine.py).
         self.instances_dir = instances_dir
-        self.sockets_dir = sockets_dir
+        self.sockets_dir = sockets_dir or sockets_of(instances_dir)
         self.launcher = list(launcher)
         self.sandbox = sandbox
         self.unprivileged = unprivileged
