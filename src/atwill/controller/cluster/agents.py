@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
+from collections import OrderedDict
+from pathlib import Path
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse
@@ -15,6 +18,7 @@ from ...core import instance_counters
 from ...core.errors import NotFound
 from ...core.nodereports import HEARTBEAT_BYTES, check_instance_reports, check_inventory
 from .. import revision_signal
+from ..background import REVISION_FILE
 from ..context import Controller
 from ..db.models import Image, Instance
 from ..ha.lease import host_report
@@ -22,7 +26,7 @@ from ..ha.monitor import returned
 from ..image.store import ImageStore
 from ..metrics_relay import relay_for
 from ..peers.images import node_download
-from ..revision import bump, revision
+from ..revision import bump, changes_since, node_revision, revision
 from ..servers import live_migration_agents
 from ..servers.lifecycle import report
 from ..service import controller
@@ -37,15 +41,63 @@ log = logging.getLogger("atwill.cluster")
 
 router = APIRouter()
 LONG_POLL = 25.0
-REREAD = 1.0  # seconds between re-reads of the revision while a long-poll waits
+REREAD = 1.0  # seconds between re-reads of the revision where no follower resolves bumps
+SNAPSHOTS = 4096  # nodes whose last desired state this worker keeps
+
+
+class Snapshots:
+    """Each node's last desired state built here, with its revision: what a long-poll that
+    saw no change answers (the agent ignores a body whose revision it has)."""
+
+    def __init__(self, size: int = SNAPSHOTS) -> None:
+        self._size, self._lock = size, threading.Lock()
+        self._kept: OrderedDict[str, tuple[int, dict]] = OrderedDict()
+
+    def get(self, node_id: str, rev: int) -> dict | None:
+        with self._lock:
+            kept = self._kept.get(node_id)
+            return kept[1] if kept is not None and kept[0] == rev else None
+
+    def put(self, node_id: str, state: dict) -> dict:
+        with self._lock:
+            self._kept[node_id] = (state["revision"], state)
+            self._kept.move_to_end(node_id)
+            while len(self._kept) > self._size:
+                self._kept.popitem(last=False)
+        return state
+
+
+_snapshots = Snapshots()
+
+
+class MovedNodes:
+    """A worker's resolver for revision_signal: the nodes whose revision moved since the
+    clock it last saw (read first when made, so nothing committed after is missed)."""
+
+    def __init__(self, ctl: Controller) -> None:
+        self.db = ctl.db
+        with self.db.session() as session:
+            self.seen = revision(session)
+
+    def __call__(self) -> set[str] | None:
+        with self.db.session() as session:
+            self.seen, nodes = changes_since(session, self.seen)
+        return nodes
+
+
+def _stamp(ctl: Controller) -> Path:
+    return ctl.settings.path(REVISION_FILE)
 
 
 def _desired(ctl: Controller, request: Request, node_id: str, after: int) -> dict | None:
+    revision_signal.watch(_stamp(ctl), lambda: MovedNodes(ctl))
     with ctl.db.session() as session:
         node = calling_node(session, request, node_id)
-        if revision(session) <= after:
+        # An `after` beyond the clock was never given out here (a database restored from
+        # a backup, another cloud's): the agent gets the whole state at once.
+        if node_revision(session, node.id) <= after <= revision(session):
             return None
-        return desired_state(session, ctl, node)
+        return _snapshots.put(node.id, desired_state(session, ctl, node))
 
 
 @router.get("/v1/nodes/{node_id}/desired", response_model=DesiredState,
@@ -56,7 +108,7 @@ async def desired_get(node_id: str, request: Request,
     ctl = controller(request)
     deadline = time.monotonic() + wait
     while True:
-        wakeup = revision_signal.changed.subscribe()
+        wakeup = revision_signal.changed.subscribe(node_id)
         state = await asyncio.to_thread(_desired, ctl, request, node_id, after)
         if state is not None:
             revision_signal.changed.unsubscribe(wakeup)
@@ -64,14 +116,20 @@ async def desired_get(node_id: str, request: Request,
         if time.monotonic() >= deadline or await request.is_disconnected():
             revision_signal.changed.unsubscribe(wakeup)
             return await asyncio.to_thread(_current, ctl, request, node_id)
-        # Woken at once by a bump in this process; re-read anyway for other replicas'.
-        await revision_signal.changed.wait(
-            wakeup, min(REREAD, max(0.0, deadline - time.monotonic())))
+        # Woken at once by a bump for this node in any worker of this controller (the
+        # follower resolves the others'); without a follower, re-read now and then.
+        pause = deadline - time.monotonic()
+        if not revision_signal.watched(_stamp(ctl)):
+            pause = min(REREAD, pause)
+        await revision_signal.changed.wait(wakeup, max(0.0, pause))
 
 
 def _current(ctl: Controller, request: Request, node_id: str) -> dict:
     with ctl.db.session() as session:
-        return desired_state(session, ctl, calling_node(session, request, node_id))
+        node = calling_node(session, request, node_id)
+        kept = _snapshots.get(node.id, node_revision(session, node.id))
+        return kept if kept is not None else _snapshots.put(
+            node.id, desired_state(session, ctl, node))
 
 
 HEARTBEAT_DOC = {"requestBody": {"required": True, "content": {"application/json": {
@@ -110,8 +168,9 @@ def _heartbeat(ctl: Controller, request: Request, node_id: str, body: Heartbeat)
             relay_for(ctl).record(node.id, body.instances)  # for /metrics (metrics_relay.py)
         if body.volumes is not None:
             if storage_report(session, node, body.volumes):
-                bump(session)
-        return {"revision": revision(session), "state": node.state}
+                # The servers on its volumes follow from the volume rows (node_scope).
+                bump(session, nodes={node.id})
+        return {"revision": node_revision(session, node.id), "state": node.state}
 
 
 @router.post("/v1/nodes/{node_id}/leave", status_code=204,

@@ -14,7 +14,7 @@ from ..db.models import Node
 from ..ha.lease import desired_block
 from ..ha.monitor import stale_copies
 from ..network.desired import network_desired
-from ..revision import revision
+from ..revision import node_revision
 from ..servers import live_migration_agents
 from ..servers.desired import instances_desired
 from ..servers.shelve import offloaded_copies
@@ -24,6 +24,7 @@ from .controller_peer import controller_peer
 
 def desired_state(session: Session, ctl: Controller, node: Node) -> dict[str, Any]:
     settings = ctl.settings
+    rev = node_revision(session, node.id)  # before what it covers is read
     peers = [controller_peer(ctl)] if settings.overlay != "none" else []
     for other in session.scalars(select(Node).where(Node.id != node.id).order_by(Node.name)):
         if other.overlay_ip is None:
@@ -32,7 +33,7 @@ def desired_state(session: Session, ctl: Controller, node: Node) -> dict[str, An
         peers.append({"name": other.name, "public_key": other.wireguard_public_key,
                       "overlay_ip": other.overlay_ip, "endpoint": endpoint, "keepalive": 25})
     state: dict[str, Any] = {
-        "revision": revision(session), "node_id": node.id, "name": node.name,
+        "revision": rev, "node_id": node.id, "name": node.name,
         "enabled": node.enabled, "heartbeat_interval": settings.heartbeat_interval,
         # Where the node fetches images: the API through the overlay, not the underlay.
         "controller_overlay_url": settings.overlay_url,

@@ -57,4 +57,4 @@ class NodeRevision(Base):
 
     __tablename__ = "node_revisions"
     node_id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    revision: Mapped[int] = mapped_column(Integer, default=0)
+    revision: Mapped[int] = mapped_column(Integer, default=0, index=True)

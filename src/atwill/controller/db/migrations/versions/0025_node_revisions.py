@@ -30,9 +30,12 @@ def upgrade() -> None:
         sa.Column("node_id", sa.String(36), primary_key=True),
         sa.Column("revision", sa.Integer(), nullable=False),
     )
+    # Each worker asks now and then which nodes moved past the clock it last saw.
+    op.create_index("ix_node_revisions_revision", "node_revisions", ["revision"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_node_revisions_revision", table_name="node_revisions")
     op.drop_table("node_revisions")
     if op.get_bind().dialect.name == "sqlite":
         op.execute("ALTER TABLE cluster_revision DROP COLUMN everyone_at")
