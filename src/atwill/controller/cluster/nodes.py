@@ -106,7 +106,7 @@ def remove(session: Session, node: Node, force: bool) -> None:
 def set_enabled(session: Session, node: Node, enabled: bool, reason: str | None) -> None:
     node.enabled = enabled
     node.disabled_reason = None if enabled else (reason or "disabled by the operator")
-    bump(session)
+    bump(session, nodes={node.id})
 
 
 def heartbeat(session: Session, node: Node, inventory: dict[str, Any] | None,

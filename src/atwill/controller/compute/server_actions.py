@@ -72,7 +72,7 @@ def server_action_post(server_id: str, request: Request, body: dict = Depends(js
             server_shelve.run(session, ctl, inst, name, args, request_id, creds, version)
         else:
             raise BadRequest(f"The action {name!r} is not supported by this cloud.")
-        bump(session)
+        bump(session, of=inst, action=name)
     return Response(status_code=202)
 
 

@@ -32,7 +32,7 @@ def _update(request: Request, server_id: str, creds: Credentials, new: dict[str,
         if limit != -1 and len(meta) > limit:
             raise BadRequest(f"Quota exceeded for metadata_items: {len(meta)} of {limit}.")
         inst.meta = meta
-        bump(session)
+        bump(session, of=inst)
         return meta
 
 
@@ -85,7 +85,7 @@ def metadata_key_delete(server_id: str, key: str, request: Request,
         if key not in (inst.meta or {}):
             raise NotFound(f"Metadata item {key} was not found.")
         inst.meta = {k: v for k, v in inst.meta.items() if k != key}
-        bump(session)
+        bump(session, of=inst)
     return Response(status_code=204)
 
 

@@ -130,7 +130,7 @@ def run(session: Any, request: Request, inst: Instance, args: Any, creds: Creden
     if inst.vm_state != "stopped":
         inst.vm_state, inst.desired_power = "active", "running"
     inst.rebuild_serial += 1
-    bump(session)
+    bump(session, of=inst)
     session.flush()
     password = fields.get("adminPass") or secrets.token_urlsafe(9)
     url = base(request)

@@ -133,7 +133,7 @@ def volume_attachments_post(server_id: str, request: Request,
         att = state.attach(session, inst, vol, wanted["tag"], wanted["delete_on_termination"])
         actions.start(session, inst.id, "attach_volume", request.scope["state"]["request_id"],
                       creds.user_id, creds.project_id)
-        bump(session)
+        bump(session, of=inst)
         return {"volumeAttachment": view(att, version, created=True)}
 
 
@@ -162,7 +162,7 @@ def volume_attachment_put(server_id: str, volume_id: str, request: Request,
         authorize(creds, "compute:servers:action", project_id=inst.project_id)
         refuse_locked(inst, creds)
         _update(att, data)
-        bump(session)
+        bump(session, of=inst)
     return Response(status_code=202)
 
 
@@ -198,5 +198,5 @@ def volume_attachment_delete(server_id: str, volume_id: str, request: Request,
         state.detach(session, att)
         actions.start(session, inst.id, "detach_volume", request.scope["state"]["request_id"],
                       creds.user_id, creds.project_id)
-        bump(session)
+        bump(session, of=inst)
     return Response(status_code=202)

@@ -183,7 +183,7 @@ def report(session: Session, inst: Instance, seen: dict[str, Any]) -> None:
             _release(session, att)
             changed = True
     if changed:
-        bump(session)
+        bump(session, of=inst)
 
 
 def on_server_delete(session: Session, inst: Instance) -> None:

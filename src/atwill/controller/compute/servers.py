@@ -111,7 +111,7 @@ def server_put(server_id: str, request: Request, body: dict = Depends(json_body)
         if "hostname" in data:
             inst.hostname = builds.hostname_of(str(data["hostname"]))
         # The node's desired state carries the name and hostname to the guest's metadata.
-        bump(session)
+        bump(session, of=inst)
         session.flush()
         return {"server": one_server(session, inst, version, base(request), creds)}
 
@@ -146,4 +146,4 @@ def delete(session: Any, inst: Instance, request_id: str, creds: Credentials) ->
     server_volumes_state.on_server_delete(session, inst)
     inst.deleted, inst.vm_state, inst.task_state = True, "deleted", None
     inst.terminated_at = utcnow()
-    bump(session)
+    bump(session, of=inst)

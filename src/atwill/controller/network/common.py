@@ -137,7 +137,7 @@ def transaction(request: Request, work: Callable[[Session], T], changes: bool = 
             with db.session() as session:
                 result = work(session)
                 if changes:
-                    bump(session)
+                    bump(session, touched=True)
                 return result
         except (IntegrityError, OperationalError) as err:
             if isinstance(err, OperationalError) and "locked" not in str(err).lower():

@@ -75,7 +75,7 @@ def schedule(session: Session, ctl: Controller, inst: Instance,
     ports.bind(session, inst)
     actions.event(session, inst.id, "conductor_schedule_and_build_instances", None)
     log.info("server %s placed on %s", inst.id, node.name)
-    bump(session)
+    bump(session, of=inst)
     return True
 
 
@@ -140,7 +140,7 @@ def _apply_report(session: Session, ctl: Controller, node: Node, inst: Instance,
         actions.start(session, inst.id, "stop", "req-agent", None, inst.project_id)
         actions.event(session, inst.id, "compute_stop_instance", node.name, "Success",
                       "the guest stopped on its own")
-        bump(session)
+        bump(session, of=inst)
 
 
 def _build_failed(session: Session, ctl: Controller, node: Node, inst: Instance,

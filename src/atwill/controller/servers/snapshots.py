@@ -78,7 +78,7 @@ def start(session: Session, inst: Instance, creds: Credentials, name: str,
     actions.start(session, inst.id, "createImage", request_id, creds.user_id,
                   creds.project_id)
     inst.task_state, inst.snapshot_image_id = "image_snapshot", image.id
-    bump(session)
+    bump(session, of=inst)
     return image
 
 
@@ -158,4 +158,4 @@ def _end(session: Session, inst: Instance) -> None:
     inst.snapshot_image_id = None
     if inst.task_state in states.SNAPSHOT_TASKS | states.SHELVING_TASKS:
         inst.task_state = None
-    bump(session)
+    bump(session, of=inst)
