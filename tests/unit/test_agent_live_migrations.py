@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
+from atwill.agent.hypervisor.spec import InstancePaths
 from atwill.agent.live_migrations import LiveMigrations
 
 
@@ -66,3 +71,32 @@ def test_a_failed_preparation_is_reported_then_forgotten() -> None:
     lm.incoming["j"] = {"migration": 5, "error": "x"}
     lm.prune({"i"})
     assert lm.incoming == {}
+
+
+def test_the_destination_keeps_its_key_until_the_guest_arrived(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GnuTLS reads a server's PSK file at each handshake (the mirror's, then the memory
+    stream's): removed once the destination was prepared, the handshakes failed."""
+    from atwill.agent import live_migrations as module
+
+    paths = InstancePaths.under(tmp_path / "instances", tmp_path / "qmp", "i")
+    paths.directory.mkdir(parents=True)
+    paths.disk.write_bytes(b"")
+    driver = SimpleNamespace(state=lambda uuid: "missing", paths=lambda uuid: paths,
+                             qmp_timeout=1.0)
+    m = SimpleNamespace(driver=driver, lanes=FakeLanes(), on_started=lambda: None)
+    lm = LiveMigrations(m)  # type: ignore[arg-type]
+    monkeypatch.setattr(lm, "_incoming_spec", lambda inst: None)
+    monkeypatch.setattr(lm, "_launch", lambda spec, console: None)
+    monkeypatch.setattr(module, "free_ports", lambda host: [5, 6])
+    monkeypatch.setattr(module, "QMP", lambda path, timeout: contextlib.nullcontext())
+    monkeypatch.setattr(module, "receive", lambda *args: None)
+    monkeypatch.setattr(module, "stop_serving", lambda execute: None)
+    lm._receive({"id": "i", "incoming": {"migration": 4, "listen": "100.72.0.3",
+                                         "tls": {"username": "atwill-migration-4",
+                                                 "key": "ab" * 32}}})
+    assert lm.incoming["i"] == {"migration": 4, "nbd_port": 5, "port": 6}
+    key = paths.directory / "migration-tls" / "keys.psk"
+    assert key.read_text() == f"atwill-migration-4:{'ab' * 32}\n"
+    lm._arrived("i")
+    assert not key.parent.exists()

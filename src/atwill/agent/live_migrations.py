@@ -24,6 +24,7 @@ from .hypervisor.migration import (
     Order,
     Tls,
     connected,
+    forget_keys,
     free_ports,
     key_directory,
     receive,
@@ -103,12 +104,11 @@ class LiveMigrations:
             nbd_port, port = free_ports(listen)
             self._launch(spec, str(order.get("console") or ""))
             paths = self.driver.paths(uuid)
+            # Kept until the guest arrived (or the copy is deleted with its directory): a
+            # server's PSK file is read by GnuTLS at each handshake, not by object-add.
             keys = key_directory(paths.directory, paths.disk, tls)
-            try:
-                with QMP(paths.qmp, self.driver.qmp_timeout) as qmp:
-                    receive(qmp, listen, nbd_port, port, keys)
-            finally:
-                shutil.rmtree(keys, ignore_errors=True)
+            with QMP(paths.qmp, self.driver.qmp_timeout) as qmp:
+                receive(qmp, listen, nbd_port, port, keys)
             self.incoming[uuid] = {"migration": order["migration"], "nbd_port": nbd_port,
                                    "port": port}
             log.info("instance %s: waiting for migration %s on %s:%s (disk on :%s)", uuid,
@@ -152,7 +152,9 @@ class LiveMigrations:
                                 incoming=True)
 
     def _arrived(self, uuid: str) -> None:
-        stop_serving(connected(self.driver.paths(uuid).qmp, self.driver.qmp_timeout))
+        paths = self.driver.paths(uuid)
+        stop_serving(connected(paths.qmp, self.driver.qmp_timeout))
+        forget_keys(paths.directory)
         log.info("instance %s arrived: its disk export is stopped", uuid)
 
     # source --------------------------------------------------------------------

@@ -13,7 +13,10 @@ controller made for this migration alone and gave to its two nodes only (TLS-PSK
 write its disk, and none reads the stream. Not the nodes' x509 certificates: QEMU reads
 those only at its start, before it drops root (volumes.py), so a running guest's QEMU
 could use one only if every QEMU held its node's key all along. The key file is made
-for QEMU's own user, read once by object-add, and removed when the step is over.
+for QEMU's own user and removed when the step is over: on the source once object-add
+read it (a client's key is read then), on the destination once the guest arrived (GnuTLS
+reads a server's key file at each handshake: removed earlier, the mirror's TLS handshake
+failed, "The TLS connection was non-properly terminated").
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ EXPORT = "atwill-migration"
 TARGET = "atwill-migration-target"
 JOB = "atwill-migration-mirror"
 CREDS = "atwill-migration-tls"
+KEYS = "migration-tls"  # the key's directory in the instance's
 UNTHROTTLED = 8 << 30  # bytes/s: QEMU's migration default (128 MiB/s) is a cap we don't want
 POLL = 0.2
 log = logging.getLogger("atwill.agent.migrations")
@@ -77,7 +81,7 @@ def creds_args(directory: Path, endpoint: str, username: str | None = None
 def key_directory(instance_dir: Path, owner_of: Path, tls: Tls) -> Path:
     """A directory holding only keys.psk, for QEMU's user (the owner of owner_of, the
     instance's disk) and root: QEMU reads it after it dropped root."""
-    directory = instance_dir / "migration-tls"
+    directory = instance_dir / KEYS
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(mode=0o700)
     path = directory / "keys.psk"
@@ -88,6 +92,11 @@ def key_directory(instance_dir: Path, owner_of: Path, tls: Tls) -> Path:
         for made in (directory, path):
             os.chown(made, owner.st_uid, owner.st_gid)
     return directory
+
+
+def forget_keys(instance_dir: Path) -> None:
+    """Remove the migration's key directory (key_directory), if any is left."""
+    shutil.rmtree(instance_dir / KEYS, ignore_errors=True)
 
 
 def free_ports(host: str, count: int = 2) -> list[int]:
