@@ -64,6 +64,10 @@ class Settings:
     ha_lease: float = 6.0
     ha_lease_margin: float = 2.0
     scheduler_weigher: str = "spread"
+    # Nova's resize_confirm_window (a finished resize is confirmed after this many
+    # seconds; 0: never) and allow_resize_to_same_host.
+    resize_confirm_window: float = 0.0
+    allow_resize_to_same_host: bool = False
     # Keystone's security_compliance: lock an account after this many failed password
     # logins in a row (0: never) for lockout_duration seconds (0: until unlocked).
     lockout_failure_attempts: int = 6

@@ -30,6 +30,7 @@ from .db.base import utcnow
 from .db.models import Node
 from .ha import lease as ha_lease
 from .ha import monitor as ha_monitor
+from .servers import resize as servers_resize
 
 log = logging.getLogger("atwill.background")
 MONITOR_LOCK = 0x617477  # "atw"
@@ -128,6 +129,10 @@ def _check(ctl: Controller, since: dt.datetime) -> list[str]:
             if _leader(ctl, session):
                 ha_monitor.auto_evacuate(session, ctl)
                 ha_monitor.finish(session)
+    if ctl.settings.resize_confirm_window > 0:
+        with ctl.db.session() as session:
+            if _leader(ctl, session):
+                servers_resize.auto_confirm(session, ctl.settings.resize_confirm_window)
     return down
 
 

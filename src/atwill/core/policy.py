@@ -79,6 +79,7 @@ RULES: dict[str, str] = {
     "compute:servers:evacuate": "admin", "cluster:nodes:evacuate": "admin",
     # live migration (Nova's defaults: all admin)
     "compute:servers:migrate_live": "admin", "compute:migrations:index": "admin",
+    "compute:servers:migrate": "admin",
     "compute:servers:migrations:index": "admin", "compute:servers:migrations:show": "admin",
     "compute:servers:migrations:delete": "admin",
     "compute:servers:migrations:force_complete": "admin",

@@ -10,6 +10,7 @@ from . import (
     admin,
     agents,
     certificates,
+    cold_migrations,
     consoles,
     join,
     snapshots,
@@ -23,6 +24,6 @@ def create(ctl: Controller) -> FastAPI:
     app = make_service_app(ctl, render=cluster_error, openapi_url="/v1/openapi.json",
                            title="atwill cluster API", version="1")
     for module in (join, agents, certificates, consoles, snapshots, admin, fencing,
-                   usage_events, peers, volume_uploads):
+                   usage_events, peers, volume_uploads, cold_migrations):
         app.include_router(module.router)
     return app

@@ -17,6 +17,7 @@ from ..network.desired import network_desired
 from ..revision import node_revision
 from ..servers import live_migration_agents
 from ..servers.desired import instances_desired
+from ..servers.resize_agents import shape_desired
 from ..servers.shelve import offloaded_copies
 from ..volume.desired import storage_desired
 from .controller_peer import controller_peer
@@ -59,4 +60,5 @@ def desired_state(session: Session, ctl: Controller, node: Node) -> dict[str, An
             "remote": settings.public_host or settings.listen_host,
             "port": settings.overlay_port, "proto": settings.openvpn_proto,
         }
+    shape_desired(session, node, state)
     return state

@@ -20,6 +20,7 @@ from . import (
     server_evacuate,
     server_migrations,
     server_rebuild,
+    server_resize,
     server_security_groups,
     server_shelve,
 )
@@ -30,7 +31,7 @@ POWER_ACTIONS = {"os-stop": "stop", "os-start": "start", "pause": "pause",
                  "unpause": "unpause", "suspend": "suspend", "resume": "resume"}
 # Nova checks the lock in these actions' compute API; the others work on a locked server.
 UNLOCKED_ONLY = {*POWER_ACTIONS, "reboot", "rebuild", "createImage",
-                 *server_shelve.NAMES, "os-migrateLive"}
+                 *server_shelve.NAMES, "os-migrateLive", *server_resize.NAMES}
 
 
 @router.post("/v2.1/servers/{server_id}/action", response_model=None)
@@ -68,6 +69,8 @@ def server_action_post(server_id: str, request: Request, body: dict = Depends(js
         elif name == "os-migrateLive":
             return server_migrations.run_live(session, ctl, inst, args, request_id, creds,
                                               version)
+        elif name in server_resize.NAMES:
+            server_resize.run(session, ctl, inst, name, args, request_id, creds, version)
         elif name in server_shelve.NAMES:
             server_shelve.run(session, ctl, inst, name, args, request_id, creds, version)
         else:

@@ -1,11 +1,12 @@
-"""Nova's migration records (os-migrations), for now made by live migrations only."""
+"""Nova's migration records (os-migrations): live migrations, cold migrations, resizes."""
 
 from __future__ import annotations
 
 import datetime as dt
 import secrets
+from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Integer, String, Text, false
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, new_uuid, utcnow
@@ -50,6 +51,11 @@ class Migration(Base):
     # to its source and destination only; never shown by the API.
     tls_key: Mapped[str | None] = mapped_column(String(64), nullable=True,
                                                 default=lambda: secrets.token_hex(32))
+    # A cold migration's or resize's flavors as snapshotted (the instance's flavor before,
+    # and the one it gets on the destination), and when it finished (VERIFY_RESIZE).
+    old_flavor: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    new_flavor: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     user_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     project_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)

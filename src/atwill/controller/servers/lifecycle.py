@@ -18,7 +18,7 @@ from ..context import Controller
 from ..db.base import iso, utcnow
 from ..db.models import Instance, Node, ServerGroup, ServerGroupMember
 from ..revision import bump
-from . import actions, placement, shelve, snapshots, states
+from . import actions, placement, resize_agents, shelve, snapshots, states
 
 log = logging.getLogger("atwill.servers")
 MAX_ATTEMPTS = 3
@@ -112,6 +112,8 @@ def _apply_report(session: Session, ctl: Controller, node: Node, inst: Instance,
         return
     if inst.task_state == "migrating":
         return  # the migration's own reports move it on (live_migration_agents.py)
+    if resize_agents.report(session, node, inst, state):
+        return  # a cold migration or resize moves it on (resize_agents.py)
     if state == "error":
         _build_failed(session, ctl, node, inst, str(seen.get("error") or "the build failed"))
         return

@@ -16,7 +16,11 @@ STATUS_BY_TASK = {
     "reboot_started_hard": "HARD_REBOOT", "rebuilding": "REBUILD",
     "rebuild_spawning": "REBUILD", "rebuild_block_device_mapping": "REBUILD",
     "migrating": "MIGRATING",
+    "resize_prep": "RESIZE", "resize_migrating": "RESIZE", "resize_migrated": "RESIZE",
+    "resize_finish": "RESIZE",
 }
+RESIZE_TASKS = frozenset({"resize_prep", "resize_migrating", "resize_migrated",
+                          "resize_finish"})
 
 # What each agent-reported VM state means for the server's vm_state.
 VM_STATE_BY_AGENT = {"running": "active", "paused": "paused", "shutoff": "stopped",
@@ -34,6 +38,10 @@ def status(vm_state: str, task_state: str | None) -> str:
         return STATUS_BY_TASK[task_state]
     if vm_state in ("stopped", "error") and task_state in REBUILD_TASKS:
         return "REBUILD"  # Nova's state map: a stopped server rebuilds in place
+    if vm_state == "stopped" and task_state in RESIZE_TASKS:
+        return "RESIZE"
+    if vm_state == "resized" and task_state == "resize_reverting":
+        return "REVERT_RESIZE"
     return STATUS_BY_VM_STATE.get(vm_state, "UNKNOWN")
 
 
