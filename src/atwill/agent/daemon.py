@@ -24,6 +24,7 @@ from ..core.reconcile_timing import REPORT_KEY as RECONCILE_KEY
 from ..core.reconcile_timing import ReconcileTimes
 from . import renewal
 from .client import CERTIFICATE_SUPERSEDED, ClusterError, check, client, tls_context
+from .cold_migrations import ColdMigrations
 from .config import AgentConfig, write_private
 from .instances import InstanceManager, kept_instances, remove_all
 from .inventory import collect, inventory_digest
@@ -59,6 +60,9 @@ class Agent:
         self.overlay = OverlayDriver(config)
         self.instances = InstanceManager(config)
         self.network = NetworkManager(config)
+        # Disks this node sends or receives in a cold migration or resize.
+        self.cold = ColdMigrations(self.instances.driver, config.node_id,
+                                   self.instances._controller)
         # Set on a storage node: its volumes are converged and reported too.
         self.storage = storage_manager(
             config, lambda: self.instances.overlay_url or config.controller_url)
@@ -279,6 +283,7 @@ class Agent:
                 # QEMU first: a guest needs a second before it sends its first frame, and
                 # the data plane plugs its tap meanwhile.
                 self.instances.converge(wanted, desired.get("destroy", ()))
+                self.cold.converge(desired.get("cold_migrations"), desired.get("destroy", ()))
                 self.beat_now.set()
                 self.network.apply(desired)
                 failed = not self._storage(desired)
