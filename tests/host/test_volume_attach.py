@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from atwill import pki
 from atwill.agent.config import AgentConfig
@@ -173,7 +174,7 @@ def storage(lab: qd.Lab) -> Iterator[Storage]:
 
 
 def boot(lab: qd.Lab, guest: qd.Guest, storage: Storage,
-         attached: list[Volume] = ()) -> InstanceSpec:
+         attached: list[Volume] = (), creds: Path | None = None) -> InstanceSpec:
     """A running guest with the disk watcher, its volumes (if any) on the command line."""
     if not guest.acpi:
         pytest.skip("needs the atwill guest image (a shell to look at its disks)")
@@ -186,8 +187,9 @@ def boot(lab: qd.Lab, guest: qd.Guest, storage: Storage,
     configdrive.build_iso(cd, configdrive.meta_data(instance, "vm", "vm", "proj", {}),
                           configdrive.network_data([PortInfo(port, nic.mac, "net-1")]),
                           WATCHER)
-    creds = volumes.client_creds(storage.config.state_dir / "pki" / "nbd-client",
-                                 storage.config.ca, storage.config.cert, storage.config.key)
+    creds = creds or volumes.client_creds(storage.config.state_dir / "pki" / "nbd-client",
+                                          storage.config.ca, storage.config.cert,
+                                          storage.config.key)
     lab.started.append(instance)
     spec = InstanceSpec(uuid=instance, name="vm", vcpus=1, memory_mb=192, disk_gb=1,
                         image_path=None if any(v.boot_index == 0 for v in attached)
@@ -265,7 +267,8 @@ def test_hot_plug_write_detach_and_a_foreign_ca(lab: qd.Lab, guest: qd.Guest,
     report = converge(manager, spec, [stranger])
     assert report[stranger.volume_id].startswith("error: cannot connect to "
                                                  f"{STORAGE}:10810"), report
-    assert "certificate hasn't got a known issuer" in report[stranger.volume_id]
+    assert "certificate is refused: unable to get local issuer certificate" \
+        in report[stranger.volume_id]
     assert lab.driver.spec(spec.uuid).volumes == []
     # An export nobody serves is refused before QEMU is asked (its blockdev-add would
     # hold the monitor, and the guest, until TCP gives up).
@@ -321,3 +324,21 @@ def test_boot_from_volume(lab: qd.Lab, guest: qd.Guest, storage: Storage) -> Non
     lab.driver.delete(spec.uuid)
     assert not paths.directory.exists()
     assert not any(owner == uid for _, owner in confine._processes())
+
+
+def test_a_removed_storage_node_is_refused(lab: qd.Lab, guest: qd.Guest,
+                                           storage: Storage) -> None:
+    """The storage node's certificate is in the controller's list of removed nodes (a new
+    node could hold its name and address): the compute node's QEMU refuses it."""
+    ca_dir = storage.root / "ca"
+    served = (storage.server_dir(ca_dir) / "server-cert.pem").read_bytes()
+    serial = format(x509.load_pem_x509_certificate(served).serial_number, "x")
+    manager = manager_for(lab, storage)
+    manager.set_volume_crl(pki.crl_pem(ca_dir, [serial]).decode())
+    spec = boot(lab, guest, storage, creds=manager._volume_creds())
+    volume = storage.export(10814, ca_dir)
+    report = converge(manager, spec, [volume])
+    assert report[volume.volume_id].startswith(f"error: cannot connect to {STORAGE}:10814"), \
+        report
+    assert "certificate is refused: certificate revoked" in report[volume.volume_id], report
+    assert lab.driver.spec(spec.uuid).volumes == []

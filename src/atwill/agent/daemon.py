@@ -279,6 +279,7 @@ class Agent:
                 self.prober.configure(desired.get("ha"))
                 self.lease.configure(desired.get("ha"))
                 self.instances.overlay_url = desired.get("controller_overlay_url")
+                self.instances.set_volume_crl(desired.get("volume_crl"))
                 self.instances.taps(wanted)
                 # QEMU first: a guest needs a second before it sends its first frame, and
                 # the data plane plugs its tap meanwhile.

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from .. import pki
 from ..core.volume_devices import Volume, VolumeSpecError, boots_from_volume
 from .client import client, tls_context
 from .config import AgentConfig
@@ -65,6 +66,21 @@ class InstanceManager:
         self.metrics = InstanceMetrics(self.driver)
         # Instances this node sends or receives in a live migration (live_migrations.py).
         self.migrations = LiveMigrations(self)
+        # The controller's list of removed nodes' certificates: a storage node's certificate
+        # is checked against it before QEMU connects to an export (nbd_check.py).
+        self.volume_crl: bytes | None = None
+
+    def set_volume_crl(self, pem: str | None) -> None:
+        """Keep the controller's revocation list for the next checks of an export; one that
+        does not parse is ignored (every check would fail on it)."""
+        if pem is None:
+            return
+        try:
+            pki.crl_serials(pem.encode())
+        except ValueError:
+            log.warning("the controller's certificate revocation list does not parse")
+            return
+        self.volume_crl = pem.encode()
 
     # converge ------------------------------------------------------------------
     def taps(self, instances: list[dict[str, Any]]) -> None:
@@ -243,7 +259,8 @@ class InstanceManager:
         if not self.config.key.exists():
             return None
         return volumes.client_creds(self.config.state_dir / "pki" / "nbd-client",
-                                    self.config.ca, self.config.cert, self.config.key)
+                                    self.config.ca, self.config.cert, self.config.key,
+                                    self.volume_crl)
 
     def _controller(self) -> httpx.Client:
         """A client to the controller, through the overlay when there is one."""

@@ -64,6 +64,9 @@ class DesiredState(BaseModel):
         "(deleted, or evacuated away); any other instance it does not run keeps its disk.")
     storage: dict[str, Any] | None = Field(
         None, description="A storage node's volumes, snapshots and exports to keep.")
+    volume_crl: str | None = Field(
+        None, description="The revocation list (PEM) of removed nodes' certificates that "
+        "a node with volumes checks storage nodes against before QEMU connects to an export.")
     ha: dict[str, Any] | None = Field(
         None, description="Self-fencing: {lease (s), protected (instance ids), peers "
         "([{id, address}] to probe), port}; the agent kills the protected instances when "

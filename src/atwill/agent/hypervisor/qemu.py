@@ -18,7 +18,14 @@ from atwill.agent.hypervisor.base import State
 from atwill.agent.hypervisor.confine import confine, disk_owner, kill_strays
 from atwill.agent.hypervisor.qmp import QMP, QMPError, run_state
 from atwill.agent.hypervisor.spec import InstancePaths, InstanceSpec, qemu_argv
-from atwill.agent.hypervisor.volumes import DETACH_TIMEOUT, Volumes, probe_in, suspended_outcome
+from atwill.agent.hypervisor.volumes import (
+    DETACH_TIMEOUT,
+    VolumeError,
+    Volumes,
+    checker,
+    probe_in,
+    suspended_outcome,
+)
 from atwill.core import guest_ids
 from atwill.core.volume_devices import NODE_PREFIX, Volume, boots_from_volume, node_name
 from atwill.hostlib.run import ChildProcess, HostCommandError, Reverter, alive, run
@@ -104,6 +111,7 @@ class QemuDriver:
             # Before anything is made: a refused image leaves no directory, overlay or QEMU.
             image_format = disks.verify_image(spec.image_path, spec.image_format) \
                 if local and spec.image_path is not None else spec.image_format
+            self.check_exports(spec)
             with Reverter() as revert:
                 if not paths.directory.exists():
                     paths.directory.mkdir(parents=True)
@@ -239,9 +247,21 @@ class QemuDriver:
                                         if outcome[v.volume_id] == "attached"), *held])
             return outcome
 
+    def check_exports(self, spec: InstanceSpec) -> None:
+        """VolumeError unless every export spec starts with passes the check a hot-plug
+        makes (volumes.checker): QEMU itself would admit a revoked storage node."""
+        creds = spec.volume_creds
+        probe = probe_in(self.launcher, creds) if self.launcher else checker(creds)
+        for volume in spec.volumes:
+            try:
+                probe(volume)
+            except VolumeError as err:
+                raise DriverError(f"volume {volume.volume_id}: {err}") from None
+
     def _volumes(self, uuid: str) -> Volumes:
+        creds = self._spec(uuid).volume_creds
         return Volumes(self.paths(uuid).qmp, self.qmp_timeout, self.detach_timeout,
-                       probe_in(self.launcher) if self.launcher else None)
+                       probe_in(self.launcher, creds) if self.launcher else None, creds)
 
     def _save_volumes(self, spec: InstanceSpec, volumes: list[Volume]) -> None:
         if volumes != spec.volumes:

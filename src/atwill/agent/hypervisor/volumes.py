@@ -32,6 +32,7 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
+from atwill.agent.hypervisor import nbd_check
 from atwill.agent.hypervisor.qmp import QMP, QMPError
 from atwill.core import volume_devices as vd
 from atwill.core.volume_devices import Volume
@@ -56,11 +57,12 @@ class Volumes:
 
     def __init__(self, qmp_path: Path, qmp_timeout: float = 5.0,
                  detach_timeout: float = DETACH_TIMEOUT,
-                 probe: Callable[[str, int], None] | None = None) -> None:
+                 probe: Callable[[Volume], None] | None = None,
+                 creds: Path | None = None) -> None:
         self.qmp_path = qmp_path
         self.qmp_timeout = qmp_timeout
         self.detach_timeout = detach_timeout
-        self.probe = probe or reachable
+        self.probe = probe or checker(creds)
 
     def present(self) -> tuple[set[str], set[str]]:
         """(device ids, block node names) of this module's making that QEMU has now."""
@@ -88,8 +90,9 @@ class Volumes:
         """blockdev-add (the NBD connection and TLS handshake happen here) and device_add;
         a device that cannot be added leaves no block node behind."""
         # QEMU 7.2 connects inside blockdev-add holding its main loop: an export that
-        # does not answer would freeze the monitor and the guest until TCP gives up.
-        self.probe(volume.host, volume.port)
+        # does not answer would freeze the monitor and the guest until TCP gives up. The
+        # probe also refuses a revoked storage node, which QEMU would admit (nbd_check.py).
+        self.probe(volume)
         with self._session() as qmp:
             if volume.node_name not in self._nodes(qmp):
                 try:
@@ -184,24 +187,50 @@ def suspended_outcome(held: list[Volume], wanted: list[Volume]) -> dict[str, str
     return outcome
 
 
-def probe_in(launcher: list[str]) -> Callable[[str, int], None]:
-    """reachable(), run where QEMU runs (behind launcher, e.g. in a network namespace)."""
-    code = ("import socket, sys\n"
-            "socket.create_connection((sys.argv[1], int(sys.argv[2])), 5).close()")
-
-    def probe(host: str, port: int) -> None:
+def checker(creds: Path | None) -> Callable[[Volume], None]:
+    """The check before QEMU connects: the export's certificate (nbd_check.py) when there
+    are client credentials, else that it answers at all."""
+    def probe(volume: Volume) -> None:
+        if creds is None:
+            reachable(volume.host, volume.port)
+            return
         try:
-            run([*launcher, sys.executable, "-c", code, host, str(port)], timeout=15)
-        except HostCommandError as err:
-            last = err.stderr.splitlines()[-1:] or [f"exit {err.returncode}"]
-            raise VolumeError(f"cannot reach {host}:{port}: {last[0]}") from None
+            nbd_check.check(volume.host, volume.port, volume.tls_hostname, creds,
+                            PROBE_TIMEOUT)
+        except nbd_check.CheckFailed as err:
+            raise VolumeError(str(err)) from None
     return probe
 
 
-def client_creds(directory: Path, ca: Path, cert: Path, key: Path) -> Path:
+def probe_in(launcher: list[str], creds: Path | None = None) -> Callable[[Volume], None]:
+    """checker(creds), run where QEMU runs (behind launcher, e.g. in a network namespace)."""
+    code = ("import socket, sys\n"
+            "socket.create_connection((sys.argv[1], int(sys.argv[2])), 5).close()")
+
+    def probe(volume: Volume) -> None:
+        where = [volume.host, str(volume.port)]
+        argv = ["-c", code, *where] if creds is None else \
+            ["-m", nbd_check.__name__, *where, volume.tls_hostname or "-", str(creds)]
+        try:
+            run([*launcher, sys.executable, *argv], timeout=15)
+        except HostCommandError as err:
+            last = (err.stderr.splitlines()[-1:] or [f"exit {err.returncode}"])[0]
+            # nbd_check says what failed itself; the bare connection says nothing.
+            raise VolumeError(last if creds else f"cannot reach {where[0]}:{where[1]}: "
+                              f"{last}") from None
+    return probe
+
+
+def client_creds(directory: Path, ca: Path, cert: Path, key: Path,
+                 crl: bytes | None = None) -> Path:
     """The directory QEMU's tls-creds-x509 (endpoint=client) reads: the node's own CA,
     certificate and key under the names QEMU wants, as links, so a renewed certificate is
-    what the next QEMU start loads. Root's alone (0700): no instance user can enter it."""
+    what the next QEMU start loads. Root's alone (0700): no instance user can enter it.
+
+    crl (the controller's list of removed nodes' certificates) becomes ca-crl.pem, which
+    the agent's check before each connection QEMU makes reads (nbd_check.py): a removed
+    storage node (whose name and address a new node may have taken) is refused. QEMU's
+    client itself loads no revocation list."""
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     directory.chmod(0o700)
     for name, target in (("ca-cert.pem", ca), ("client-cert.pem", cert),
@@ -210,6 +239,12 @@ def client_creds(directory: Path, ca: Path, cert: Path, key: Path) -> Path:
         if not link.is_symlink() or Path(link.readlink()) != target:
             link.unlink(missing_ok=True)
             link.symlink_to(target)
+    listed = directory / "ca-crl.pem"
+    if crl is not None and (not listed.exists() or listed.read_bytes() != crl):
+        partial = directory / ".ca-crl.pem.new"
+        partial.write_bytes(crl)
+        partial.chmod(0o600)
+        partial.replace(listed)  # a QEMU starting meanwhile reads the old list or the new
     return directory
 
 

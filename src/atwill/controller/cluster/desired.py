@@ -19,7 +19,7 @@ from ..servers import live_migration_agents
 from ..servers.desired import instances_desired
 from ..servers.resize_agents import shape_desired
 from ..servers.shelve import offloaded_copies
-from ..volume.desired import storage_desired
+from ..volume.desired import client_crl, storage_desired
 from .controller_peer import controller_peer
 
 
@@ -49,6 +49,7 @@ def desired_state(session: Session, ctl: Controller, node: Node) -> dict[str, An
     live_migration_agents.annotate(session, node, state["instances"])
     state["instances"] += live_migration_agents.incoming(session, node)
 
+    state["volume_crl"] = client_crl(session, state["instances"], settings.path("pki"))
     state["destroy"] = sorted({*stale_copies(session, node), *offloaded_copies(session, node),
                                *live_migration_agents.leftovers(session, node)})
     state["network"] = network_desired(session, node)

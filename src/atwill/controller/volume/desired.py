@@ -39,6 +39,15 @@ def storage_desired(session: Session, node: Node, pki: Path | None = None) -> di
             "crl": export_crl(session, pki) if pki is not None else None}
 
 
+def client_crl(session: Session, instances: list[dict[str, Any]], pki: Path) -> str | None:
+    """The revocation list a compute node's NBD clients load (their ca-crl.pem), so that a
+    removed storage node's certificate is refused as the exports refuse a removed client's;
+    None for a node without volumes (or a controller without the CA key)."""
+    if not any(inst.get("volumes") for inst in instances):
+        return None
+    return export_crl(session, pki)
+
+
 def image_needed(session: Session, node_id: str, image_id: str) -> bool:
     """Whether a volume being built on this node is made from the image (the node may
     then download it like an instance's image)."""
