@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.api.aggregate_nodes import JoinedNode
 from tests.cloud import BIN, Cloud, unique
 
 
@@ -227,6 +228,50 @@ def test_a_failure_midway_undoes_what_the_apply_made(run: Runner, names: Names) 
     assert "The 3 change(s) this apply had made were undone." in proc.stderr
     for kind in ("project", "role", "flavor"):
         assert run.cloud.openstack(kind, "show", tag, check=False).returncode != 0, kind
+
+
+def test_zones_with_hosts_and_ha_policy_apply_once_export_and_refuse_bad_values(
+        run: Runner, tmp_path: Path) -> None:
+    cloud, node = run.cloud, JoinedNode(run.cloud, tmp_path, "zonenode")
+    zone, spare = unique("edge"), unique("spare")
+    profile = {"availability_zones": [
+        {"name": zone, "hosts": [node.name], "ha_policy": "autonomous"},
+        {"name": spare, "ha_reserved": True}]}
+    try:
+        out = run.apply(profile).stdout
+        assert "Applied: 2 to create" in out, out
+        agg = os_json(cloud, "aggregate", "show", zone)
+        assert (agg["availability_zone"], agg["hosts"]) == (zone, [node.name]), agg
+        assert agg["properties"] == {"ha_policy": "autonomous"}, agg
+        assert os_json(cloud, "aggregate", "show", spare)["properties"] == {
+            "ha_reserved": "true"}
+        assert "No changes" in run.apply(profile).stdout
+        run.atwill("export", "-o", str(tmp_path / "export.yaml"))
+        exported = yaml.safe_load((tmp_path / "export.yaml").read_text())
+        assert {"name": zone, "hosts": [node.name], "ha_policy": "autonomous",
+                "ha_reserved": False} in exported["availability_zones"], exported
+        assert "No changes" in run.atwill("apply", str(tmp_path / "export.yaml")).stdout
+        before = os_json(cloud, "aggregate", "list", "--long")
+        for bad, said in (
+                ({"name": zone, "ha_policy": "sometimes"},
+                 "availability_zones[0].ha_policy: must be one of evacuate, manual, "
+                 "autonomous, not 'sometimes'"),
+                ({"name": unique("z"), "hosts": [node.name, "no-such-node"]},
+                 "availability_zones[0]: compute host no-such-node does not exist")):
+            proc = run.apply({"availability_zones": [bad]}, check=False)
+            assert proc.returncode == 1 and said in proc.stderr, proc.stderr
+        assert os_json(cloud, "aggregate", "list", "--long") == before
+        profile["availability_zones"][0].update(hosts=[], ha_policy="manual")
+        out = run.apply(profile).stdout
+        assert (f"~ availability zone {zone}: ha_policy autonomous -> manual; hosts "
+                f"['{node.name}'] -> []") in out, out
+        agg = os_json(cloud, "aggregate", "show", zone)
+        assert (agg["hosts"], agg["properties"]) == ([], {"ha_policy": "manual"}), agg
+    finally:
+        run.apply({"availability_zones": [{"name": zone, "state": "absent"},
+                                          {"name": spare, "state": "absent"}]})
+        node.remove()
+    assert cloud.openstack("aggregate", "show", zone, check=False).returncode != 0
 
 
 def test_state_absent_deletes_in_dependency_order(run: Runner, names: Names) -> None:

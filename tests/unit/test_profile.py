@@ -168,3 +168,57 @@ def test_an_image_file_reached_through_a_link_out_of_the_directory_is_refused(tm
     assert inside(tmp_path / "profile", "guest.img") == tmp_path / "profile" / "guest.img"
     with pytest.raises(ApplyError, match="leads out of the profile's directory"):
         inside(tmp_path / "profile", "link.img")
+
+
+ZONES = """\
+availability_zones:
+  - {name: edge, hosts: [node2, node1, node1], ha_policy: autonomous}
+  - {name: core, ha_reserved: true}
+"""
+
+
+def _zoned() -> dict:
+    state = empty()
+    state["_compute_hosts"] = {n: {"name": n} for n in ("node1", "node2")}
+    return state
+
+
+def test_zones_name_their_hosts_and_ha_policy_and_compare_as_the_cloud_reads_them() -> None:
+    prof = load(ZONES)
+    assert prof.present["availability_zones"]["edge"] == {
+        "name": "edge", "hosts": ["node1", "node2"], "ha_policy": "autonomous"}
+    steps = plan(prof, _zoned())
+    assert [(s.action, s.key) for s in steps] == [("create", "core"), ("create", "edge")]
+    state = _zoned()
+    state["availability_zones"] = {
+        "edge": {"name": "edge", "_id": 1, "hosts": ["node1", "node2"],
+                 "ha_policy": "autonomous", "ha_reserved": False},
+        "core": {"name": "core", "_id": 2, "hosts": [], "ha_policy": None,
+                 "ha_reserved": True}}
+    assert plan(prof, state) == []
+    moved = load("availability_zones:\n  - {name: edge, hosts: [node1], ha_policy: manual}\n")
+    (step,) = plan(moved, state)
+    assert step.describe() == ("~ availability zone edge: hosts ['node1', 'node2'] -> "
+                               "['node1']; ha_policy autonomous -> manual")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("availability_zones:\n  - name: edge\n    ha_policy: sometimes\n",
+     "cloud.yaml:3: availability_zones[0].ha_policy: must be one of evacuate, manual, "
+     "autonomous, not 'sometimes'"),
+    ("availability_zones:\n  - {name: edge, ha_reserved: maybe}\n",
+     "cloud.yaml:2: availability_zones[0].ha_reserved: must be true or false"),
+    ("availability_zones:\n  - {name: edge, hosts: node1}\n",
+     "cloud.yaml:2: availability_zones[0].hosts: must be a list of strings"),
+])
+def test_bad_zones_are_refused_with_file_line_and_field(text: str, message: str) -> None:
+    with pytest.raises(ProfileError) as caught:
+        load(text, "cloud.yaml")
+    assert message in caught.value.message
+
+
+def test_a_zone_may_only_list_hosts_the_cloud_has() -> None:
+    bad = load("availability_zones:\n  - {name: edge, hosts: [node1, node9]}\n")
+    with pytest.raises(ProfileError, match="cloud.yaml:2: availability_zones\\[0\\]: "
+                                           "compute host node9 does not exist"):
+        plan(bad, _zoned())

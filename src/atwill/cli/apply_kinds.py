@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.profile_plan import Step
-from . import apply_network
+from . import apply_network, apply_zones
 from .apply_api import ApplyError
 
 if TYPE_CHECKING:
@@ -205,6 +205,7 @@ def _patch_image(ex: Executor, name: str, iid: str, new: dict[str, Any],
 
 
 HANDLERS = {"roles": roles, "projects": projects, "users": users, "flavors": flavors,
-            "images": images, "networks": apply_network.networks,
+            "images": images, "availability_zones": apply_zones.availability_zones,
+            "networks": apply_network.networks,
             "subnets": apply_network.subnets, "routers": apply_network.routers,
             "security_groups": apply_network.security_groups}

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..core.profile import KINDS, State
 from ..core.profile_schema import QUOTAS, rule
+from . import apply_zones
 from .apply_api import Api
 
 ROUTER_PORTS = "network:router_interface"
@@ -23,6 +24,7 @@ def read(api: Api, with_quotas: bool = True) -> State:
             entry["quotas"] = quotas(api, entry["_id"])
     _flavors(api, state)
     _images(api, state, projects)
+    apply_zones.read(api, state)
     _network(api, state, projects)
     return state
 

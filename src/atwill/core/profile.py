@@ -1,8 +1,9 @@
 """A cloud profile (`atwill apply`'s file) read, checked and flattened, with line numbers.
 
-The file lists projects, roles, users, flavors, images, networks (with their subnets),
-routers and security groups. Each entry is keyed by its name (within its project for
-networks, subnets, routers and security groups); `state: absent` asks for its deletion.
+The file lists projects, roles, users, flavors, images, availability zones (their hosts
+and HA policy), networks (with their subnets), routers and security groups. Each entry
+is keyed by its name (within its project for networks, subnets, routers and security
+groups); `state: absent` asks for its deletion.
 Any error names the file, the line and the field, and nothing is read from the cloud
 before the whole file has passed.
 """
@@ -16,8 +17,8 @@ import yaml
 
 from . import profile_schema as schema
 
-KINDS = ("roles", "projects", "users", "flavors", "images", "networks", "subnets",
-         "routers", "security_groups")
+KINDS = ("roles", "projects", "users", "flavors", "images", "availability_zones", "networks",
+         "subnets", "routers", "security_groups")
 # The kinds named per project: their key is "project/name".
 PROJECT_KINDS = frozenset({"networks", "subnets", "routers", "security_groups"})
 

@@ -3,8 +3,8 @@
 Only the fields an entry gives are compared (a profile that leaves out a flavor's
 description does not clear it); lists and maps it gives (rules, interfaces, roles, extra
 specs) are compared whole. Creates and changes run in dependency order (roles, projects,
-users, flavors, images, networks, subnets, routers, security groups), deletions after
-them in the reverse order.
+users, flavors, images, availability zones, networks, subnets, routers, security groups),
+deletions after them in the reverse order.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from .profile import KINDS, Profile, ProfileError, State
 from .profile_schema import CREATE_ONLY, FIXED, REPLACED
 
 SIGNS = {"create": "+", "update": "~", "replace": "±", "delete": "-"}
+# Not a kind: the compute hosts the cloud has (by name), which zones may list.
+COMPUTE_HOSTS = "_compute_hosts"
 NEEDED = {"flavors": ("vcpus", "ram"), "subnets": ("cidr",), "images": ("file",)}
 
 
@@ -137,6 +139,10 @@ def check_references(profile: Profile, current: State) -> None:
                  f"network {router['external_gateway']}")
         for name in router.get("interfaces") or []:
             need(_named(subnets, name), "routers", key, f"subnet {name}")
+    hosts = current.get(COMPUTE_HOSTS, {})
+    for key, zone in profile.present["availability_zones"].items():
+        for host in zone.get("hosts") or []:
+            need(host in hosts, "availability_zones", key, f"compute host {host}")
     for key, group in profile.present["security_groups"].items():
         project = group["project"]
         for rule in group.get("rules") or []:

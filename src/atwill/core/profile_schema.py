@@ -11,8 +11,10 @@ from collections.abc import Callable
 from pathlib import PurePosixPath
 from typing import Any
 
-TOP = ("projects", "roles", "users", "flavors", "images", "networks", "routers",
-       "security_groups")
+from .ha_policy import POLICIES
+
+TOP = ("projects", "roles", "users", "flavors", "images", "availability_zones", "networks",
+       "routers", "security_groups")
 
 # Quota names in the profile, and the service and name each is set through.
 QUOTAS = {
@@ -222,6 +224,11 @@ FIELDS: dict[str, dict[str, Check]] = {
                "visibility": one_of("public", "private", "shared", "community"),
                "min_disk": count(0), "min_ram": count(0), "protected": flag,
                "state": state},
+    # An availability zone is the aggregate of its name (Nova's availability_zone), with
+    # the HA monitor's policy for its nodes as that aggregate's metadata (core/ha_policy).
+    "availability_zones": {"name": text, "hosts": lambda v: sorted(set(strings(v))),
+                           "ha_policy": optional(one_of(*POLICIES)), "ha_reserved": flag,
+                           "state": state},
     "networks": {"name": text, "project": text, "shared": flag, "external": flag,
                  "description": description, "state": state},
     "subnets": {"name": text, "cidr": cidr, "ip_version": one_of(4, 6),
