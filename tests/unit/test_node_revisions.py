@@ -14,6 +14,7 @@ from atwill.controller import revision_signal
 from atwill.controller.cluster.agents import MovedNodes
 from atwill.controller.db.models import (
     ClusterRevision,
+    Flavor,
     Instance,
     Network,
     Node,
@@ -53,6 +54,7 @@ def nodes(rdb: Database) -> Iterator[dict[str, str]]:
                       Instance, NodeRevision, Node):
             session.execute(delete(table))
         session.execute(delete(ClusterRevision))
+        session.execute(delete(Flavor).where(Flavor.name == "rev-x"))
 
 
 def revs(db: Database, ids: dict[str, str]) -> dict[str, int]:
@@ -153,8 +155,7 @@ def test_rows_a_network_change_cannot_place_concern_every_node(
         rdb: Database, nodes: dict[str, str]) -> None:
     before = revs(rdb, nodes)
     with rdb.session() as session:
-        session.add(Instance(name="x", project_id="p", user_id="u", vcpus=1, memory_mb=1,
-                             disk_gb=1))
+        session.add(Flavor(flavorid="rev-x", name="rev-x", ram=1, vcpus=1))
         bump(session, touched=True)
     assert all(v > before[k] for k, v in revs(rdb, nodes).items())
 
@@ -173,7 +174,16 @@ def test_a_server_change_concerns_its_node_and_a_move_every_node(
     assert stopped["a"] > before["a"] and stopped["b"] == before["b"] == stopped["c"]
     with rdb.session() as session:
         bump(session, of=session.get(Instance, inst.id), action="os-migrateLive")
-    assert all(v > stopped[k] for k, v in revs(rdb, nodes).items())
+    moved = revs(rdb, nodes)
+    assert all(v > stopped[k] for k, v in moved.items())
+    # Deleted: its resources given back (no node any more), the node that had it
+    # destroys it, and no other node hears of it.
+    with rdb.session() as session:
+        inst = session.get(Instance, inst.id)
+        inst.node_id, inst.deleted = None, True
+        bump(session, of=inst)
+    deleted = revs(rdb, nodes)
+    assert deleted["a"] > moved["a"] and deleted["b"] == moved["b"] == deleted["c"]
 
 
 def test_another_worker_resolves_what_moved_since_the_clock_it_saw(

@@ -102,6 +102,11 @@ def _track(t: Touched, obj: Any, deleted: bool) -> None:
         t.volumes.add(obj.volume_id)
         t.instances |= _values(obj, "instance_id")
         t.nodes |= _values(obj, "node_id")
+    elif isinstance(obj, Instance):
+        # Its nodes, before and after (placed, released, moved); to a network change a
+        # server's row is still one it cannot place.
+        t.nodes |= _values(obj, "node_id")
+        t.others.add("Instance")
     elif type(obj).__name__ not in UNSEEN:
         t.others.add(type(obj).__name__)
 
@@ -180,10 +185,15 @@ def _volume_nodes(session: Session, t: Touched) -> set[str]:
 
 
 def of_instance(session: Session, inst: Instance, action: str | None = None) -> Nodes:
-    """The nodes a change to this server concerns: its node and those of its volumes;
-    every node while it has none, or moves (or is about to, by this action)."""
-    if inst.node_id is None or (action is not None and action not in ONE_NODE_ACTIONS):
+    """The nodes a change to this server concerns: its node and those of its volumes (a
+    deleted one's: the node that destroys it); every node while it has none, or moves
+    (or is about to, by this action)."""
+    if action is not None and action not in ONE_NODE_ACTIONS:
         return None
+    if inst.node_id is None:
+        if not inst.deleted or not inst.node_name:
+            return None
+        return set(session.scalars(select(Node.id).where(Node.name == inst.node_name)))
     if inst.vm_state == "resized" or any(w in (inst.task_state or "") for w in MOVES):
         return None
     moving = session.scalar(select(Migration.id).where(
