@@ -52,9 +52,9 @@ class Settings:
     # The HA policy of nodes whose aggregates name none (core/ha_policy): evacuate,
     # manual or autonomous; aggregate metadata ha_policy=... sets it per zone or group.
     ha_policy: str = "evacuate"
-    # Live migration (os-migrateLive) is off until its disk mirror has passed on real VMs
-    # in the lab (its streams are TLS with a key of each migration's own).
-    live_migration: bool = False
+    # Live migration (os-migrateLive; its streams are TLS with a key of each migration's
+    # own); an operator may turn it off (400 "Migration pre-check error").
+    live_migration: bool = True
     # Heat's max_stacks_per_tenant: stacks of one project, nested ones included.
     max_stacks_per_project: int = 100
     # Self-fencing of nodes without a BMC (core/peer_view): an agent that has not renewed

@@ -114,8 +114,8 @@ class Pair:
 
 @pytest.fixture(scope="module")
 def cloud(engine: str) -> Iterator[Cloud]:
-    """A controller of its own with live migration on (it is off by default)."""
-    yield from own_cloud(engine, live_migration=True, ha_auto_evacuate=False)
+    """A controller of its own (live migration is on by default)."""
+    yield from own_cloud(engine, ha_auto_evacuate=False)
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import pwd
+import re
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from atwill.lab import Lab, commands, processes
 from tests.integration.overlay_checks import host_process_users, host_processes
 from tests.integration.vms import (
     READY,
+    console,
     first_ip,
     peer_check,
     upload_guest,
@@ -169,6 +171,84 @@ def _os_env(lab: Lab) -> dict[str, str]:
 
     return dict(os.environ, OS_CLIENT_CONFIG_FILE=str(Path(lab.state.controller.state_dir)
                                                        / "clouds.yaml"))
+
+
+# User data: write this boot's id on the disk past the image's filesystem (512 MiB in),
+# then count seconds on the console with it.
+MARKER = ("#!/bin/sh\n"
+          "b=$(cat /proc/sys/kernel/random/boot_id)\n"
+          "printf 'ATWILL-MARK-%s' \"$b\" | dd of=/dev/vda bs=4096 seek=131072 conv=notrunc\n"
+          "sync\n"
+          "i=0\n"
+          "while true; do i=$((i+1)); echo \"TICK $i $b\" > /dev/console; sleep 1; done\n")
+
+
+def _ticks(text: str) -> list[tuple[int, str]]:
+    return [(int(n), boot) for n, boot in re.findall(r"TICK (\d+) ([0-9a-f-]{36})", text)]
+
+
+def _migration_trace(lab: Lab, server: str) -> str:
+    """What the API and both agents said of the migration, for a failure."""
+    out = [str(lab.openstack("--os-compute-api-version", "2.80", "server", "migration",
+                             "list", "--server", server, "-f", "json")),
+           str(lab.openstack("server", "show", server, "-f", "json"))]
+    for host in ("node1", "node2"):
+        text = (Path(lab.host(host).state_dir) / "agent.log").read_text(errors="replace")
+        out += [f"--- {host}"] + [line for line in text.splitlines()
+                                  if "migrat" in line or "Error" in line][-30:]
+    return "\n".join(out)
+
+
+def test_live_migration_keeps_the_guest_its_boot_and_its_disk(
+        lab: Lab, cloud: dict[str, str], tmp_path: Path) -> None:
+    script = tmp_path / "marker.sh"
+    script.write_text(MARKER)
+    vm = _create(lab, "moving", "--network", "net1", "--user-data", str(script))
+    source = lab.openstack("server", "show", "moving", "-f", "json")["OS-EXT-SRV-ATTR:host"]
+    target = "node2" if source == "node1" else "node1"
+    before = _ticks(wait_console(lab, "moving", "TICK 2 ", timeout=120))
+    boot = before[0][1]
+    lab.openstack("--os-compute-api-version", "2.30", "server", "migrate",
+                  "--live-migration", "--host", target, "moving")
+
+    def moved() -> bool:
+        shown = lab.openstack("server", "show", "moving", "-f", "json")
+        return shown["status"] == "ACTIVE" and shown["OS-EXT-SRV-ATTR:host"] == target
+
+    try:
+        lab.wait_for(moved, 90, f"the server ACTIVE on {target}", interval=1)
+    except TimeoutError:
+        raise AssertionError(_migration_trace(lab, "moving")) from None
+    (record,) = lab.openstack("server", "migration", "list", "--server", "moving",
+                              "-f", "json")
+    assert (record["Status"], record["Source Compute"], record["Dest Compute"]) == (
+        "completed", source, target), record
+    # The same boot goes on counting over there (a new boot would count from 1 with a new
+    # id after a second ready line); the destination's console goes on from the source's.
+    last = before[-1][0]
+    later = lab.wait_for(lambda: [t for t in _ticks(console(lab, "moving")) if t[0] > last + 2],
+                         30, "the guest counting on its new node")
+    text = console(lab, "moving")
+    counted = [n for n, _ in _ticks(text)]
+    assert text.count(READY) == 1 and {b for _, b in _ticks(text)} == {boot}, text[-1500:]
+    assert counted == sorted(set(counted)) and later, text[-1500:]
+    # What the guest wrote on its disk after boot, on the source, is in the destination's.
+    disk = Path(lab.host(target).state_dir) / "instances" / vm["id"] / "disk.qcow2"
+    assert f"ATWILL-MARK-{boot}".encode() in disk.read_bytes()
+    # Nothing is left on the source: no files, no QEMU, no tap.
+    state = Path(lab.host(source).state_dir)
+
+    def left_nothing() -> bool:
+        others = _vms_left(lab, source)  # the module's other servers there, if any
+        return (not (state / "instances" / vm["id"]).exists()
+                and sum(1 for p in host_processes(lab, source) if p.startswith("qemu"))
+                == others and lab.exec(source, "ip", "-o", "link").stdout.count("tap")
+                == others)
+
+    lab.wait_for(left_nothing, 30, f"{source} to hold nothing of the migrated server")
+    log = (state / "agent.log").read_text(errors="replace")
+    print("QEMU's figures:", re.findall(r"migration completed: .*", log))
+    lab.openstack("server", "delete", "--wait", "moving")
 
 
 def test_removing_a_node_with_instances(lab: Lab, cloud: dict[str, str]) -> None:

@@ -15,9 +15,6 @@ IN_PROGRESS = frozenset({"queued", "preparing", "running", "post-migrating"})
 # The vm_states Nova live-migrates from (ACTIVE and PAUSED servers).
 LIVE_FROM = frozenset({"active", "paused"})
 DOWNTIME_MS = 300  # Nova's live_migration_downtime default, and QEMU's own limit
-# Why live migration is off by default (settings.live_migration).
-NOT_READY = ("the copy of a running disk (the disk mirror) has not yet passed on real "
-             "VMs in the lab.")
 NO_SHARED_STORAGE = ("is not on shared storage: Shared storage live-migration requires "
                      "either shared storage or boot-from-volume with no local disks.")
 

@@ -29,8 +29,8 @@ def run_live(session: Session, ctl: Controller, inst: Instance, args: Any, reque
     authorize(creds, "compute:servers:migrate_live", project_id=inst.project_id)
     body = migration_states.parse_live(args, version)
     if not ctl.settings.live_migration:
-        raise BadRequest(f"Migration pre-check error: live migration is turned off on this "
-                         f"cloud (setting live_migration): {migration_states.NOT_READY}")
+        raise BadRequest("Migration pre-check error: live migration is turned off on this "
+                         "cloud (setting live_migration).")
     if body.block_migration is False:
         raise BadRequest(f"{inst.id} {migration_states.NO_SHARED_STORAGE}")
     live_migration.start(session, ctl, inst, body, request_id, creds, version)
