@@ -15,6 +15,7 @@ network, servers, volume and HA packages, which all move it, so none imports ano
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 
 from sqlalchemy import event, select
@@ -24,8 +25,9 @@ from . import node_scope, revision_signal
 from .db.models import ClusterRevision, Instance, NodeRevision
 
 CONCERN = "atwill.revision_concern"
-# Set by a test or a benchmark to compare with the old behaviour: every change for all.
-EVERY_CHANGE_FOR_ALL = False
+# ATWILL_NODE_REVISIONS=off: every change for every node, long-polls re-reading each
+# second and no snapshots, as before per-node revisions (bench fleet compares the two).
+EVERY_CHANGE_FOR_ALL = os.environ.get("ATWILL_NODE_REVISIONS", "on") == "off"
 
 
 class _Everyone:

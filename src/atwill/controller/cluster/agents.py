@@ -17,6 +17,7 @@ from ...api.cluster import DesiredState, Heartbeat, HeartbeatReply, LeaveRequest
 from ...core import instance_counters
 from ...core.errors import NotFound
 from ...core.nodereports import HEARTBEAT_BYTES, check_instance_reports, check_inventory
+from .. import revision as revision_module
 from .. import revision_signal
 from ..background import REVISION_FILE
 from ..context import Controller
@@ -90,7 +91,8 @@ def _stamp(ctl: Controller) -> Path:
 
 
 def _desired(ctl: Controller, request: Request, node_id: str, after: int) -> dict | None:
-    revision_signal.watch(_stamp(ctl), lambda: MovedNodes(ctl))
+    if not revision_module.EVERY_CHANGE_FOR_ALL:
+        revision_signal.watch(_stamp(ctl), lambda: MovedNodes(ctl))
     with ctl.db.session() as session:
         node = calling_node(session, request, node_id)
         # An `after` beyond the clock was never given out here (a database restored from
@@ -128,8 +130,9 @@ def _current(ctl: Controller, request: Request, node_id: str) -> dict:
     with ctl.db.session() as session:
         node = calling_node(session, request, node_id)
         kept = _snapshots.get(node.id, node_revision(session, node.id))
-        return kept if kept is not None else _snapshots.put(
-            node.id, desired_state(session, ctl, node))
+        if kept is not None and not revision_module.EVERY_CHANGE_FOR_ALL:
+            return kept
+        return _snapshots.put(node.id, desired_state(session, ctl, node))
 
 
 HEARTBEAT_DOC = {"requestBody": {"required": True, "content": {"application/json": {
