@@ -48,6 +48,9 @@ class Settings:
     ha_suspect_after: float = 1.6
     ha_down_after: float = 2.6
     ha_poll_interval: float = 0.2
+    # A late node (past ha_suspect_after) that most of its overlay peers have not heard
+    # for this many seconds is down at once (core/ha_confirm); 0: heartbeats alone.
+    ha_peer_confirm: float = 1.5
     ha_auto_evacuate: bool = True
     # The HA policy of nodes whose aggregates name none (core/ha_policy): evacuate,
     # manual or autonomous; aggregate metadata ha_policy=... sets it per zone or group.

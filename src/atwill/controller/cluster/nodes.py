@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from sqlalchemy import select
@@ -112,7 +113,9 @@ def set_enabled(session: Session, node: Node, enabled: bool, reason: str | None)
 def heartbeat(session: Session, node: Node, inventory: dict[str, Any] | None,
               overlay_status: dict[str, Any], running_vms: int, source: str,
               host_status: dict[str, Any] | None = None) -> None:
-    now = utcnow()
+    # To the microsecond: whole seconds made a 1.03 s gap 2 s, which doubled the node's
+    # HA down threshold (core/ha_health), and rounded every silence down.
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     gap = (now - node.last_heartbeat).total_seconds() if node.last_heartbeat else None
     node.heartbeat_gap_peak = ha_health.next_peak(node.heartbeat_gap_peak or 0.0, gap,
                                                   ha_health.Thresholds())

@@ -13,13 +13,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ...core import ha_health, ha_policy
+from ...core import ha_confirm, ha_health, ha_policy
 from ..context import Controller
 from ..db.base import utcnow
 from ..db.models import Evacuation, Instance, Node
 from ..revision import bump
 from ..servers import actions
 from . import evacuate
+from . import lease as ha_lease
 from . import policy as ha_policies
 
 log = logging.getLogger("atwill.ha")
@@ -34,24 +35,49 @@ def detect(session: Session, ctl: Controller, since: dt.datetime) -> list[Node]:
     """Move each node's health with its silence; the nodes that went down now.
 
     Silence is counted from since at the earliest: after a controller restart (or a
-    stalled monitor) no node is down before it had the time to be heard.
+    stalled monitor) no node is down before it had the time to be heard. A late node
+    that most of its peers no longer hear is down before its own threshold
+    (core/ha_confirm).
     """
-    now, limits, newly_down = utcnow(), thresholds(ctl), []
-    for node in session.scalars(select(Node).where(Node.last_heartbeat.is_not(None))
-                                .order_by(Node.name)):
-        heard = max(node.last_heartbeat, since)
-        health = ha_health.classify((now - heard).total_seconds(),
-                                    node.heartbeat_gap_peak or 0.0, limits)
+    now, limits, newly_down = _now(), thresholds(ctl), []
+    nodes = list(session.scalars(select(Node).where(Node.last_heartbeat.is_not(None))
+                                 .order_by(Node.name)))
+    reports = _peer_reports(nodes, now)
+    for node in nodes:
+        silence = (now - max(node.last_heartbeat, since)).total_seconds()
+        health = ha_health.classify(silence, node.heartbeat_gap_peak or 0.0, limits)
+        if health != ha_health.DOWN and ha_confirm.confirmed_down(
+                silence, limits.suspect_after, ctl.settings.ha_peer_confirm,
+                list((node.host_status or {}).get(ha_lease.PEERS_KEY) or ()),
+                reports.get(node.id, {})):
+            health = ha_health.DOWN
         if health == node.health or (health != ha_health.DOWN and node.state == "down"):
             continue  # a down node comes back by heartbeating (returned), not by a timer
-        node.health, node.health_changed_at = health, now
+        node.health, node.health_changed_at = health, utcnow()
         if health == ha_health.DOWN:
             node.state = "down"
             newly_down.append(node)
-            _tell_instances(session, ctl, node, (now - heard).total_seconds())
+            _tell_instances(session, ctl, node, silence)
     if newly_down:
         bump(session)
     return newly_down
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def _peer_reports(nodes: list[Node], now: dt.datetime) -> dict[str, dict[str, float]]:
+    """node id -> {fresh reporter id: the silence it last reported about the node}."""
+    out: dict[str, dict[str, float]] = {}
+    for peer in nodes:
+        if peer.state != "up" or (now - peer.last_heartbeat).total_seconds() \
+                > ha_confirm.FRESH_WITHIN:
+            continue
+        for node_id, age in ((peer.host_status or {}).get(ha_lease.PEERS_KEY) or {}).items():
+            if isinstance(age, int | float):
+                out.setdefault(node_id, {})[peer.id] = float(age)
+    return out
 
 
 def _tell_instances(session: Session, ctl: Controller, node: Node, silence: float) -> None:

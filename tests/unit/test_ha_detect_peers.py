@@ -1,0 +1,114 @@
+"""Detection (controller/ha/monitor.detect): heartbeat times to the microsecond, and a late
+node that most of its peers no longer hear is down before its own grown threshold."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from atwill.config import Settings
+from atwill.controller.cluster import nodes
+from atwill.controller.context import Controller
+from atwill.controller.db.models import Base, Node
+from atwill.controller.db.session import Database
+from atwill.controller.ha import monitor
+from atwill.core import ha_confirm
+
+# A node whose recent longest gap was 1.4 s: down only after 2.5 x 1.4 = 3.5 s of silence.
+PEAK = 1.4
+SINCE = dt.datetime(2000, 1, 1)
+
+
+@pytest.fixture
+def ctl(tmp_path: Path) -> Iterator[Controller]:
+    db = Database(f"sqlite:///{tmp_path / 'ha.db'}")
+    Base.metadata.create_all(db.engine)
+    yield Controller(settings=Settings(state_dir=tmp_path), db=db, keys=None)  # type: ignore[arg-type]
+    db.dispose()
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def _lab(ctl: Controller, silence: float, peer_says: tuple[float, ...],
+         peer_heard_ago: float = 0.3) -> None:
+    """node0 silent for `silence` s, probing n1 and n2, which report peer_says about it."""
+    now = _now()
+    with ctl.db.session() as session:
+        victim = Node(id="n0", name="node0", state="up", health="up",
+                      heartbeat_gap_peak=PEAK, last_heartbeat=now - dt.timedelta(seconds=silence),
+                      host_status={"peers": {"n1": 0.2, "n2": 0.4}})
+        session.add(victim)
+        for i, said in enumerate(peer_says, start=1):
+            session.add(Node(id=f"n{i}", name=f"node{i}", state="up", health="up",
+                             last_heartbeat=now - dt.timedelta(seconds=peer_heard_ago),
+                             host_status={"peers": {"n0": said}}))
+
+
+def _detect(ctl: Controller) -> tuple[list[str], str]:
+    with ctl.db.session() as session:
+        down = [n.name for n in monitor.detect(session, ctl, SINCE)]
+    with ctl.db.session() as session:
+        return down, session.get(Node, "n0").health
+
+
+def test_peers_that_no_longer_hear_a_late_node_make_it_down_before_its_threshold(
+        ctl: Controller) -> None:
+    _lab(ctl, 2.0, (1.6, 1.8))
+    assert _detect(ctl) == (["node0"], "down")
+
+
+@pytest.mark.parametrize(("peer_says", "heard_ago"), [
+    ((0.3, 1.8), 0.3),   # one of its two peers still hears it: a lossy link, not a death
+    ((1.6, 1.8), 2.5),   # the peers' own reports are stale
+    ((1.0, 1.2), 0.3),   # the peers missed a probe or so, under the confirm time
+])
+def test_without_fresh_peer_word_a_late_node_waits_for_its_own_threshold(
+        ctl: Controller, peer_says: tuple[float, ...], heard_ago: float) -> None:
+    _lab(ctl, 2.0, peer_says, heard_ago)
+    assert _detect(ctl) == ([], "suspect")
+
+
+def test_peers_do_not_shorten_the_suspect_time(ctl: Controller) -> None:
+    _lab(ctl, 1.2, (5.0, 5.0))
+    assert _detect(ctl) == ([], "up")
+
+
+def test_the_rule_is_off_at_zero(ctl: Controller) -> None:
+    ctl.settings = dataclasses.replace(ctl.settings, ha_peer_confirm=0.0)
+    _lab(ctl, 2.0, (5.0, 5.0))
+    assert _detect(ctl) == ([], "suspect")
+
+
+def test_a_node_past_its_own_threshold_is_down_without_peers(ctl: Controller) -> None:
+    _lab(ctl, PEAK * 2.5 + 0.2, ())
+    assert _detect(ctl) == (["node0"], "down")
+
+
+def test_heartbeat_gaps_are_measured_to_the_microsecond(ctl: Controller) -> None:
+    # In whole seconds, a 1.03 s gap read 1 or 2 s, and a 2 s peak put the node's down
+    # threshold at 5 s.
+    with ctl.db.session() as session:
+        node = Node(id="n0", name="node0", state="up",
+                    last_heartbeat=_now() - dt.timedelta(seconds=1.03))
+        session.add(node)
+        session.flush()
+        nodes.heartbeat(session, node, None, {}, 0, "")
+    with ctl.db.session() as session:
+        node = session.get(Node, "n0")
+        assert node.last_heartbeat.microsecond != 0
+        assert node.heartbeat_gap_peak == pytest.approx(1.03, abs=0.05)
+
+
+def test_confirmed_down_needs_most_of_the_probe_set() -> None:
+    probed = ["a", "b", "c"]
+    assert ha_confirm.confirmed_down(2.0, 1.6, 1.5, probed, {"a": 1.5, "b": 2.0})
+    assert not ha_confirm.confirmed_down(2.0, 1.6, 1.5, probed, {"a": 1.5, "b": 1.4})
+    # Reports from nodes outside its probe set do not count.
+    assert not ha_confirm.confirmed_down(2.0, 1.6, 1.5, probed, {"a": 9, "x": 9, "y": 9})
+    assert not ha_confirm.confirmed_down(2.0, 1.6, 1.5, [], {"a": 9})
