@@ -30,8 +30,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..config import Settings
 from ..guest.build import build_image
 from ..lab import Lab, commands, naming
+from . import ha_rounds
 from .cluster import temporary_lab
 from .ha_figures import VICTIM, events_in_order, log_counts, print_report, split, summarize
 from .signals import sigterm_unwinds
@@ -230,20 +232,29 @@ def _ping_avg(out: str) -> float | None:
 
 def main(sizes: tuple[int, ...] = (1, 10), repeats: int = 3, lossy_s: float = 90,
          delay: str = "150ms", loss: str = "5%", lossy_servers: int = 2,
-         budget_s: float = 720) -> Results:
-    """Run everything (repetitions stop early past budget_s); print the table."""
+         budget_s: float = 720, rounds: int = 3, before_after: bool = True) -> Results:
+    """Run everything (repetitions stop early past budget_s); print the table.
+
+    before_after: the largest size again with the peers' confirmation off
+    (ha_peer_confirm 0, the controller restarted), for a ratio from the same run."""
     results: Results = {"sizes": list(sizes), "repeats": repeats, "power_loss": {}}
     started = time.monotonic()
     with sigterm_unwinds(), temporary_lab(nodes=1 + len(SPARES), bare=True) as lab:
         bench = HaBench(lab)
         bench.setup()
         for count in sizes:
-            runs: list[dict[str, Any]] = []
-            results["power_loss"][str(count)] = runs
-            for _ in range(repeats):
-                if runs and time.monotonic() - started > budget_s:
-                    break
-                runs.append(bench.power_loss(count))
+            results["power_loss"][str(count)] = _repeat(bench, count, repeats, started,
+                                                        budget_s)
+        if before_after:
+            ha_rounds.set_controller(bench, ha_peer_confirm=0)
+            before = {"power_loss": {str(sizes[-1]): _repeat(bench, sizes[-1], repeats,
+                                                              started, budget_s)}}
+            ha_rounds.set_controller(bench, ha_peer_confirm=Settings().ha_peer_confirm)
+            summarize(before)
+            results["before"] = before
+        if rounds:
+            results["partition_rounds"] = ha_rounds.partition_rounds(
+                bench, VICTIM, rounds, budget_s=rounds * 60)
         results["lossy"] = bench.lossy(lossy_servers, lossy_s, delay, loss)
     results["elapsed_s"] = time.monotonic() - started
     summarize(results)
@@ -251,3 +262,11 @@ def main(sizes: tuple[int, ...] = (1, 10), repeats: int = 3, lossy_s: float = 90
     return results
 
 
+def _repeat(bench: HaBench, count: int, repeats: int, started: float,
+            budget_s: float) -> list[dict[str, Any]]:
+    runs: list[dict[str, Any]] = []
+    for _ in range(repeats):
+        if runs and time.monotonic() - started > budget_s:
+            break
+        runs.append(bench.power_loss(count))
+    return runs

@@ -71,8 +71,6 @@ def log_counts(controller_log: str, agent_log: str, node: str) -> dict[str, int]
     counts["self_fencings"] = agent_log.count("SELF-FENCING")
     return counts
 
-
-
 def summarize(r: Results) -> None:
     """Median and p95 of each phase and of the total, per size."""
     r["summary"] = {}
@@ -116,6 +114,7 @@ def print_report(r: Results) -> None:
                          f"{GOAL_DETECT_S:g} s: {_goal(s['detection_p95_s'] <= GOAL_DETECT_S)}")
     lines.append("  published defaults, not measured here: " + "; ".join(
         f"{name} ~{secs:g} s" for name, secs in PUBLISHED))
+    lines += _before_after(r) + _rounds(r)
     f = r["lossy"]
     rtt = f"{f['rtt_ms']:.0f} ms" if f["rtt_ms"] is not None else "no answer"
     lines += ["", f"False positives: {f['servers']} HA servers on {VICTIM}, its link "
@@ -127,3 +126,33 @@ def print_report(r: Results) -> None:
               f"moved {f['moved']} (expected: all 0); health after: {f['health_after']}",
               f"  whole run {r['elapsed_s']:.0f} s"]
     print("\n".join(lines))
+
+
+def _before_after(r: Results) -> list[str]:
+    """Detection with the peers' confirmation (this run) against without (same run)."""
+    if "before" not in r:
+        return []
+    count = next(iter(r["before"]["summary"]))
+    was, now = r["before"]["summary"][count], r["summary"].get(count, {})
+    if "detection_median_s" not in was or "detection_median_s" not in now:
+        return ["", f"Before/after (N = {count}): incomplete runs"]
+    ratio = {k: now[f"{k}_s"] / was[f"{k}_s"] for k in ("detection_median", "detection_p95",
+                                                        "total_median")}
+    r["before_after"] = ratio
+    return ["", f"Detection, N = {count}, same run: peers' confirmation off (ha_peer_confirm "
+            f"0) median {was['detection_median_s']:.2f} s, p95 {was['detection_p95_s']:.2f} s "
+            f"-> on {now['detection_median_s']:.2f} s, {now['detection_p95_s']:.2f} s: "
+            f"{ratio['detection_median']:.2f}x / {ratio['detection_p95']:.2f}x "
+            f"(total median {ratio['total_median']:.2f}x)"]
+
+
+def _rounds(r: Results) -> list[str]:
+    p = r.get("partition_rounds")
+    if not p:
+        return []
+    moved = [x["active_elsewhere_s"] for x in p["per_round"]]
+    return ["", f"Partition/heal: {p['rounds']} of {p['asked']} rounds in {p['elapsed_s']:g} s "
+            f"(cut -> ACTIVE elsewhere {moved} s); QEMU sampled every 0.1 s on every host: "
+            f"{p['double_copy_samples']} of {p['samples']} samples with an instance twice "
+            f"(expected 0); rounds whose agents kept a stray copy: "
+            f"{p['rounds_with_stray_state']}"]

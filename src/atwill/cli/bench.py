@@ -124,6 +124,10 @@ def ha(sizes: str = typer.Option("1,10", help="Servers per power loss, comma sep
                                            help="Length of the lossy-link run."),
        budget: float = typer.Option(720, help="Seconds after which no repetition starts "
                                               "(each size keeps at least one)."),
+       rounds: int = typer.Option(3, min=0, max=20, help="Partition/heal rounds sampled "
+                                  "for double copies (0: none)."),
+       before_after: bool = typer.Option(True, help="The largest size again with the peers' "
+                                         "confirmation off, for a ratio."),
        json_out: bool = typer.Option(False, "--json", help="Also print the figures as JSON.")
        ) -> None:
     """Power loss -> HA servers ACTIVE elsewhere (detection, fencing, rebuild); lossy link."""
@@ -136,7 +140,8 @@ def ha(sizes: str = typer.Option("1,10", help="Servers per power loss, comma sep
         raise typer.BadParameter("sizes: each between 1 and 20")
     from ..bench.ha import main
 
-    results = main(counts, repeats, lossy_seconds, budget_s=budget)
+    results = main(counts, repeats, lossy_seconds, budget_s=budget, rounds=rounds,
+                   before_after=before_after)
     if json_out:
         _print_json(results)
 
