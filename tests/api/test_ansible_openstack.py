@@ -1,9 +1,12 @@
 """Ansible's openstack.cloud collection (shipped in PyPI's `ansible`) against atwill.
 
 A project member's playbook makes a network, subnet, router (gateway on `public`),
-security group and rule, keypair and a server (on a fake node that reports it running),
-checked with the real openstack CLI; a second run reports changed=0 (the collection
-decides; the API must let it see that nothing differs); a third run deletes it all.
+security group and rule, keypair, a volume, two servers (on a fake node that reports them
+running and their volumes attached, beside a fake storage node that exports volumes), the
+volume attached to the first server and a floating IP on it from `public` through the
+router; all checked with the real openstack CLI. A second run reports changed=0 (the
+collection decides; the API must let it see that nothing differs); a third run detaches
+and deletes it all (the floating IP with its server).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from tests.api.test_server_image import FakeNode
+from tests.api.volume_nodes import StorageNode
 from tests.cloud import BIN, Cloud, unique
 
 
@@ -33,6 +37,15 @@ def public_key() -> str:
 def tasks(state: str) -> list[dict[str, Any]]:
     """The playbook's tasks in making order (reversed to delete)."""
     common = {"cloud": "{{ cloud }}", "state": state}
+
+    def server(name: str) -> dict[str, Any]:
+        return {"openstack.cloud.server": {
+            **common, "name": f"{{{{ prefix }}}}-{name}", "image": "{{ image }}",
+            "flavor": "{{ flavor }}", "network": "{{ prefix }}-net",
+            "availability_zone": "{{ zone }}", "key_name": "{{ prefix }}-key",
+            "security_groups": ["{{ prefix }}-sg"], "auto_ip": False, "timeout": 60,
+            "delete_ips": True}}
+
     made = [
         {"openstack.cloud.network": {**common, "name": "{{ prefix }}-net"}},
         {"openstack.cloud.subnet": {**common, "name": "{{ prefix }}-subnet",
@@ -49,14 +62,21 @@ def tasks(state: str) -> list[dict[str, Any]]:
             "port_range_min": 22, "port_range_max": 22, "remote_ip_prefix": "0.0.0.0/0"}},
         {"openstack.cloud.keypair": {**common, "name": "{{ prefix }}-key",
                                      "public_key": "{{ public_key }}"}},
-        {"openstack.cloud.server": {
-            **common, "name": "{{ prefix }}-vm", "image": "{{ image }}",
-            "flavor": "{{ flavor }}", "network": "{{ prefix }}-net",
-            "availability_zone": "{{ zone }}", "key_name": "{{ prefix }}-key",
-            "security_groups": ["{{ prefix }}-sg"], "auto_ip": False, "timeout": 60}},
+        {"openstack.cloud.volume": {**common, "name": "{{ prefix }}-data", "size": 1,
+                                    "timeout": 60}},
+        server("vm"), server("vm2"),
+        {"openstack.cloud.server_volume": {**common, "server": "{{ prefix }}-vm",
+                                           "volume": "{{ prefix }}-data", "timeout": 60}},
+        {"openstack.cloud.floating_ip": {**common, "server": "{{ prefix }}-vm",
+                                         "network": "public",
+                                         "nat_destination": "{{ prefix }}-net",
+                                         "purge": True, "timeout": 60}},
     ]
+    # Deleting, the rule goes with its group, and the floating IP (which the module can
+    # only find by its address) with its server (delete_ips).
     return made if state == "present" else [t for t in reversed(made)
-                                            if "security_group_rule" not in str(t)]
+                                            if "security_group_rule" not in str(t)
+                                            and "floating_ip" not in str(t)]
 
 
 def playbook(state: str) -> list[dict[str, Any]]:
@@ -64,13 +84,17 @@ def playbook(state: str) -> list[dict[str, Any]]:
              "tasks": tasks(state)}]
 
 
-def keep_running(node: FakeNode, stop: threading.Event) -> None:
-    """Report every server placed on the node as running, as an agent would."""
+def keep_running(node: FakeNode, storage: StorageNode, stop: threading.Event) -> None:
+    """Act as both nodes' agents: every volume made and exported, every server placed on
+    the compute node running with the volumes its desired state gives it attached."""
     while not stop.wait(0.2):
+        storage.converge()
         with node.http() as client:
             state = client.get(f"/cluster/v1/nodes/{node.id}/desired",
                                params={"wait": 0}).json()
-        node.beat({i["id"]: {"state": "running", "rebuild_serial": i.get("rebuild_serial", 0)}
+        node.beat({i["id"]: {"state": "running", "rebuild_serial": i.get("rebuild_serial", 0),
+                             "volumes": {v["volume_id"]: "attached"
+                                         for v in i.get("volumes") or []}}
                    for i in state["instances"]})
 
 
@@ -78,9 +102,10 @@ def keep_running(node: FakeNode, stop: threading.Event) -> None:
 def setup(cloud: Cloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("ansible")
     zone, flavor, image = unique("ansaz"), unique("ansflv"), unique("ansimg")
-    node = FakeNode(cloud, tmp, zone)
+    node, storage = FakeNode(cloud, tmp, zone), StorageNode(cloud, tmp, "ansstor")
+    storage.keep_beating()
     stop = threading.Event()
-    runner = threading.Thread(target=keep_running, args=(node, stop), daemon=True)
+    runner = threading.Thread(target=keep_running, args=(node, storage, stop), daemon=True)
     runner.start()
     data = tmp / "base.img"
     data.write_bytes(os.urandom(64 * 1024))
@@ -100,6 +125,7 @@ def setup(cloud: Cloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
         stop.set()
         runner.join(timeout=10)
         node.remove()
+        storage.remove()
         cloud.openstack("image", "delete", image_id)
         cloud.openstack("flavor", "delete", flavor)
         cloud.openstack("user", "delete", user)
@@ -147,28 +173,43 @@ def test_playbook_makes_then_changes_nothing_then_deletes(cloud: Cloud,
         return cloud.openstack(*args, "-f", "json", user=user, check=check)
 
     first = play(cloud, setup, "present")
-    assert first["changed"] == 7 and first["failed"] == 0, first
+    assert first["changed"] == 11 and first["failed"] == 0, first
     subnet = show("subnet", "show", f"{prefix}-subnet")
     assert subnet["cidr"] == "10.78.0.0/24" and subnet["dns_nameservers"] == ["10.0.0.53"]
     router = show("router", "show", f"{prefix}-router")
     assert subnet["id"] in str(router["interfaces_info"])
-    assert router["external_gateway_info"]["network_id"] == show("network", "show",
-                                                                 "public")["id"]
+    public = show("network", "show", "public")["id"]
+    assert router["external_gateway_info"]["network_id"] == public
     rules = show("security", "group", "rule", "list", f"{prefix}-sg", "--ingress")
     assert [(r["IP Protocol"], r["Port Range"]) for r in rules] == [("tcp", "22:22")]
     assert show("keypair", "show", f"{prefix}-key")["type"] == "ssh"
-    server = show("server", "show", f"{prefix}-vm")
-    assert server["status"] == "ACTIVE", server
-    assert server["key_name"] == f"{prefix}-key"
-    assert "10.78.0." in str(server["addresses"])
+    servers = {n: show("server", "show", f"{prefix}-{n}") for n in ("vm", "vm2")}
+    for server in servers.values():
+        assert server["status"] == "ACTIVE", server
+        assert server["key_name"] == f"{prefix}-key"
+        assert "10.78.0." in str(server["addresses"])
+    volume = show("volume", "show", f"{prefix}-data")
+    assert volume["status"] == "in-use", volume
+    assert [a["server_id"] for a in volume["attachments"]] == [servers["vm"]["id"]]
+    (fip,) = show("floating", "ip", "list", "--port", _port(show, servers["vm"]["id"]))
+    assert fip["Floating Network"] == public and fip["Fixed IP Address"].startswith("10.78.0.")
+    assert fip["Floating IP Address"] in str(show("server", "show", f"{prefix}-vm")[
+        "addresses"])
 
     again = play(cloud, setup, "present")
-    assert again == {"ok": 7, "changed": 0, "unreachable": 0, "failed": 0}, again
+    assert again == {"ok": 11, "changed": 0, "unreachable": 0, "failed": 0}, again
 
     gone = play(cloud, setup, "absent")
-    assert gone["changed"] == 6 and gone["failed"] == 0, gone
-    for kind, name in (("server", "vm"), ("keypair", "key"), ("router", "router"),
-                       ("security group", "sg"), ("subnet", "subnet"), ("network", "net")):
+    assert gone["changed"] == 9 and gone["failed"] == 0, gone
+    for kind, name in (("server", "vm"), ("server", "vm2"), ("volume", "data"),
+                       ("keypair", "key"), ("router", "router"), ("security group", "sg"),
+                       ("subnet", "subnet"), ("network", "net")):
         found = cloud.openstack(*kind.split(), "show", f"{prefix}-{name}", user=user,
                                 check=False)
         assert found.returncode != 0, kind
+    assert show("floating", "ip", "list") == []
+
+
+def _port(show: Any, server_id: str) -> str:
+    (port,) = show("port", "list", "--device-id", server_id)
+    return port["ID"]
