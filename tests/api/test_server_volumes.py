@@ -117,8 +117,7 @@ def test_cli_attach_list_detach_through_the_nodes(env: Env) -> None:
         assert (added["Volume ID"], added["Server ID"], added["Device"], added["Tag"],
                 added["Delete On Termination"]) == (vid, server, "/dev/vdb", "data", True)
         assert show(env.cloud, vid)["status"] == "attaching"
-        assert env.storage.wanted()[vid]["exports"] == [{"node_id": env.compute.id,
-                                                         "client_cn": env.compute.name}]
+        assert env.storage.export_targets(vid) == [(env.compute.id, env.compute.name, 1)]
         assert env.spec(server)["volumes"] == []  # no export reported yet
         env.storage.converge(host="10.99.0.7")
         assert env.spec(server)["volumes"] == [{

@@ -57,8 +57,7 @@ def test_attach_connect_complete_detach(cloud: Cloud,
             assert put.status_code == 200, put.text
             info = put.json()["attachment"]["connection_info"]
             assert info["driver_volume_type"] == "nbd" and info["data"]["ready"] is False
-            assert storage.wanted()[vid]["exports"] == [{"node_id": compute.id,
-                                                         "client_cn": compute.name}]
+            assert storage.export_targets(vid) == [(compute.id, compute.name, 1)]
             storage.converge(host="10.99.0.5")
             detail = client.get(f"{A}/{att['id']}", headers=mv("3.44")).json()["attachment"]
             data = detail["connection_info"]["data"]
@@ -131,8 +130,7 @@ def test_a_removed_node_is_exported_nothing(cloud: Cloud,
             made = client.post(A, json={"attachment": {
                 "volume_uuid": vid, "connector": {"host": leaving.name}}}, headers=mv("3.44"))
             assert made.status_code == 200, made.text
-            assert storage.wanted()[vid]["exports"] == [{"node_id": leaving.id,
-                                                         "client_cn": leaving.name}]
+            assert storage.export_targets(vid) == [(leaving.id, leaving.name, 1)]
             leaving.remove()
             assert storage.wanted()[vid]["exports"] == []
             client.delete(f"{A}/{made.json()['attachment']['id']}", headers=mv("3.44"))

@@ -43,6 +43,11 @@ class StorageNode(JoinedNode):
     def wanted(self) -> dict[str, dict[str, Any]]:
         return {v["id"]: v for v in self.desired()["storage"]["volumes"]}
 
+    def export_targets(self, vid: str) -> list[tuple[str, str, int]]:
+        """(node id, node name, how many attachment keys it admits) of each export."""
+        return [(e["node_id"], e["client_cn"], len(e["psk"] or ()))
+                for e in self.wanted()[vid]["exports"]]
+
     def converge(self, host: str = "10.99.0.5") -> dict[str, dict[str, Any]]:
         """Make every desired volume, snapshot and export exist, as a healthy agent."""
         wanted = self.wanted()

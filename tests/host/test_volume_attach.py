@@ -19,9 +19,10 @@ from atwill import pki
 from atwill.agent.config import AgentConfig
 from atwill.agent.hypervisor import configdrive, confine, tap, volumes
 from atwill.agent.hypervisor.configdrive import PortInfo
-from atwill.agent.hypervisor.spec import QEMU, InstanceSpec, Nic
+from atwill.agent.hypervisor.spec import QEMU, InstanceSpec, Nic, psk_dir
 from atwill.agent.hypervisor.volumes import VolumeError
 from atwill.agent.instances import InstanceManager
+from atwill.agent.storage import exports
 from atwill.core import guest_ids
 from atwill.core.volume_devices import Volume
 from atwill.hostlib.run import run
@@ -93,9 +94,12 @@ class Storage:
         return directory
 
     def export(self, port: int, ca_dir: Path, fill: str | None = None,
-               source: Path | None = None, boot_index: int | None = None) -> Volume:
+               source: Path | None = None, boot_index: int | None = None,
+               psk: tuple[str, str] | None = None) -> Volume:
         """A new 64 MiB volume (a copy of source when given) served on port with the CA of
-        ca_dir (its first 512 bytes `fill` when given); the Volume a compute node gets."""
+        ca_dir (its first 512 bytes `fill` when given); the Volume a compute node gets.
+        psk (identity, key): served as the storage agent serves an attachment's own
+        identity (exports.daemon_argv), to that key alone."""
         volume_id = str(uuid.uuid4())
         image = self.root / f"{volume_id}.qcow2"
         if source is None:
@@ -105,20 +109,32 @@ class Storage:
         if fill is not None:
             run(["qemu-io", "-f", "qcow2", "-c", f"write -P {ord(fill)} 0 512", str(image)])
         pidfile = self.root / f"qsd-{port}.pid"
+        if psk is None:
+            tls = ["--object", f"tls-creds-x509,id=tls0,dir={self.server_dir(ca_dir)},"
+                               "endpoint=server,verify-peer=on",
+                   "--object", f"authz-simple,id=authz0,identity=CN={CLIENT_CN}",
+                   "--nbd-server", f"addr.type=inet,addr.host={STORAGE},addr.port={port},"
+                                   "tls-creds=tls0,tls-authz=authz0"]
+        else:
+            export = exports.Export(volume_id, "n", CLIENT_CN, STORAGE, port,
+                                    (f"{psk[0]}:{psk[1]}",))
+            keys = self.root / f"psk-{port}" / "tls"
+            keys.mkdir(parents=True, mode=0o700)
+            (keys / "keys.psk").write_text(export.psk[0] + "\n")
+            argv = exports.daemon_argv(export, image, keys.parent)
+            tls = argv[argv.index("--object"):argv.index("--object") + 2] + \
+                argv[argv.index("--nbd-server"):argv.index("--nbd-server") + 2]
         run(["ip", "netns", "exec", self.netns, "qemu-storage-daemon",
              "--blockdev", f"driver=file,filename={image},node-name=file0",
-             "--blockdev", "driver=qcow2,file=file0,node-name=vol0",
-             "--object", f"tls-creds-x509,id=tls0,dir={self.server_dir(ca_dir)},"
-                         "endpoint=server,verify-peer=on",
-             "--object", f"authz-simple,id=authz0,identity=CN={CLIENT_CN}",
-             "--nbd-server", f"addr.type=inet,addr.host={STORAGE},addr.port={port},"
-                             "tls-creds=tls0,tls-authz=authz0",
+             "--blockdev", "driver=qcow2,file=file0,node-name=vol0", *tls,
              "--export", f"type=nbd,id=exp0,node-name=vol0,name={volume_id},writable=on",
              "--pidfile", str(pidfile), "--daemonize"])
         self.daemons.append(pidfile)
         return Volume.from_desired({"volume_id": volume_id, "serial": volume_id,
                                     "host": STORAGE, "port": port, "export": volume_id,
-                                    "boot_index": boot_index, "tls_hostname": STORAGE_NAME})
+                                    "boot_index": boot_index, "tls_hostname": STORAGE_NAME,
+                                    "psk": {"identity": psk[0], "key": psk[1]}
+                                    if psk else None})
 
     def stop(self, pidfile: Path) -> None:
         """Stop the daemon of pidfile, by its PID (checked to be ours)."""
@@ -174,7 +190,8 @@ def storage(lab: qd.Lab) -> Iterator[Storage]:
 
 
 def boot(lab: qd.Lab, guest: qd.Guest, storage: Storage,
-         attached: list[Volume] = (), creds: Path | None = None) -> InstanceSpec:
+         attached: list[Volume] = (), creds: Path | None = None,
+         node_key: bool = True) -> InstanceSpec:
     """A running guest with the disk watcher, its volumes (if any) on the command line."""
     if not guest.acpi:
         pytest.skip("needs the atwill guest image (a shell to look at its disks)")
@@ -195,7 +212,7 @@ def boot(lab: qd.Lab, guest: qd.Guest, storage: Storage,
                         image_path=None if any(v.boot_index == 0 for v in attached)
                         else guest.path, image_format=guest.image_format, nics=[nic],
                         config_drive=cd, accel="tcg", volumes=list(attached),
-                        volume_creds=creds)
+                        volume_creds=creds if node_key else None)
     lab.driver.start(spec)
     pid = lab.driver.pid(instance)
     assert pid is not None
@@ -223,7 +240,9 @@ def converge(manager: InstanceManager, spec: InstanceSpec,
                        "volumes": [{"volume_id": v.volume_id, "serial": v.serial,
                                     "device": "/dev/vdb", "host": v.host, "port": v.port,
                                     "export": v.export, "boot_index": None,
-                                    "read_only": False, "tls_hostname": v.tls_hostname}
+                                    "read_only": False, "tls_hostname": v.tls_hostname,
+                                    "psk": {"identity": v.psk_identity, "key": v.psk_key}
+                                    if v.psk_key else None}
                                    for v in wanted]}])
     assert manager.lanes.wait(timeout=120)
     report = manager.report()[spec.uuid]
@@ -342,3 +361,32 @@ def test_a_removed_storage_node_is_refused(lab: qd.Lab, guest: qd.Guest,
         report
     assert "certificate is refused: certificate revoked" in report[volume.volume_id], report
     assert lab.driver.spec(spec.uuid).volumes == []
+
+
+def test_each_attachment_has_its_own_key(lab: qd.Lab, guest: qd.Guest,
+                                         storage: Storage) -> None:
+    """A QEMU holds no node key, only its attachments' own (TLS-PSK): its export admits
+    it, another attachment's export does not."""
+    spec = boot(lab, guest, storage, node_key=False)
+    manager = manager_for(lab, storage)
+    mine, other = ("atwill-att-mine", "a1" * 32), ("atwill-att-other", "b2" * 32)
+    volume = storage.export(10815, storage.root / "ca", fill="k", psk=mine)
+    assert converge(manager, spec, [volume]) == {volume.volume_id: "attached"}
+    seen(lab, spec.uuid, "atwill-vol: head vdb " + "k" * 64)
+    seen(lab, spec.uuid, "atwill-vol: back vdb written-by-guest-vdb")
+    argv = Path(f"/proc/{lab.driver.pid(spec.uuid)}/cmdline").read_bytes().decode()
+    assert "tls-creds-x509" not in argv  # no node certificate, no node key
+    keys = psk_dir(lab.driver.paths(spec.uuid))
+    assert not keys.exists() or not any(keys.iterdir())  # read by QEMU, then removed
+
+    # Another instance's export admits its own attachment's key, not this one's.
+    theirs = storage.export(10816, storage.root / "ca", psk=other)
+    stolen = Volume(**{**theirs.__dict__, "psk_identity": mine[0], "psk_key": mine[1]})
+    report = converge(manager, spec, [volume, stolen])
+    assert report[volume.volume_id] == "attached"
+    assert report[stolen.volume_id].startswith(f"error: cannot connect to {STORAGE}:10816"), \
+        report
+
+    assert converge(manager, spec, []) == {}
+    seen(lab, spec.uuid, "atwill-vol: gone vdb")
+    assert storage.read(volume, 4096, 21) == b"written-by-guest-vdb\0"

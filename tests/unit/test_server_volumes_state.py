@@ -55,10 +55,13 @@ def test_attach_export_report_detach(session: Session) -> None:
     att = st.attach(session, inst, vol, "t", True)
     assert (st.desired(session, inst), vol.status, att.device) == ([], "attaching", "/dev/vdb")
     vol.exports = {node.id: EXPORT}
+    # The attachment's own NBD identity: a key of its own, not the node's certificate.
+    assert len(att.nbd_key) == 64 and int(att.nbd_key, 16) >= 0
     assert st.desired(session, inst) == [{
         "volume_id": vol.id, "serial": vol.id, "device": "/dev/vdb", "host": "10.0.0.1",
         "port": 10809, "export": vol.id, "boot_index": None, "read_only": False,
-        "tls_hostname": "stor1"}]
+        "tls_hostname": "stor1",
+        "psk": {"identity": f"atwill-att-{att.id}", "key": att.nbd_key}}]
     st.report(session, inst, {"state": "running", "volumes": {vol.id: "attached"}})
     assert (att.status, vol.status) == ("attached", "in-use")
     vol.exports = {}  # the storage node restarting: the guest keeps its disk
@@ -137,12 +140,16 @@ def test_exports_follow_the_server_to_its_new_node(session: Session) -> None:
     moved = Node(name="c2")
     session.add_all([storage, moved])
     session.flush()
-    st.attach(session, inst, vol, None, False)
+    att = st.attach(session, inst, vol, None, False)
+    key = [f"atwill-att-{att.id}:{att.nbd_key}"]  # the export admits that key alone
     wanted = storage_desired(session, storage)["volumes"][0]["exports"]
-    assert wanted == [{"node_id": node.id, "client_cn": "c1"}]
+    assert wanted == [{"node_id": node.id, "client_cn": "c1", "psk": key}]
     inst.node_id, inst.node_name = moved.id, moved.name  # evacuated
     wanted = storage_desired(session, storage)["volumes"][0]["exports"]
-    assert wanted == [{"node_id": moved.id, "client_cn": "c2"}]
+    assert wanted == [{"node_id": moved.id, "client_cn": "c2", "psk": key}]
+    att.nbd_key = None  # made before migration 0026: the node's certificate
+    wanted = storage_desired(session, storage)["volumes"][0]["exports"]
+    assert wanted == [{"node_id": moved.id, "client_cn": "c2", "psk": None}]
     vol.exports = {node.id: EXPORT}
     assert st.desired(session, inst) == []  # the old node's export is not the new one's
     vol.exports = {moved.id: EXPORT}

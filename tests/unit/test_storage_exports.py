@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,17 @@ def test_a_client_is_connected_only_on_an_established_connection() -> None:
     assert exports.connected(10826, TCP)  # 0x2A4A, ESTABLISHED
     assert not exports.connected(10825, TCP)  # 0x2A49, only listening
     assert not exports.connected(10809, TCP)
+
+
+def test_an_export_for_attachment_keys_admits_those_keys_alone() -> None:
+    keys = exports.psk_lines([f"atwill-att-b:{'b' * 64}", f"atwill-att-a:{'a' * 64}"])
+    assert keys == (f"atwill-att-a:{'a' * 64}", f"atwill-att-b:{'b' * 64}")
+    argv = daemon_argv(replace(EXPORT, psk=keys), Path("/v/x.qcow2"), Path("/v/.exports/k"))
+    assert _values(argv, "--object") == [
+        "tls-creds-psk,id=tls0,dir=/v/.exports/k/tls,endpoint=server"]
+    assert _values(argv, "--nbd-server") == [
+        "addr.type=inet,addr.host=10.99.0.3,addr.port=10811,tls-creds=tls0"]
+    assert exports.psk_lines(None) == ()
+    for bad in ("atwill-att-a", [f"a:{'A' * 64}"], [f"a b:{'a' * 64}"], ["x:1234"], [1]):
+        with pytest.raises(ValueError, match="identity:hexkey"):
+            exports.psk_lines(bad)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from atwill.agent.hypervisor import volumes
 from atwill.agent.hypervisor.spec import InstancePaths, InstanceSpec, qemu_argv
 from atwill.agent.instances import parse_volumes
 from atwill.core import volume_devices as vd
@@ -121,3 +122,32 @@ def test_parse_volumes_reports_the_malformed_one() -> None:
     wanted, refused = parse_volumes([entry(), entry(volume_id=OTHER, port=70000)])
     assert [v.volume_id for v in wanted] == [VOL]
     assert refused[OTHER].startswith("error: ") and "70000" in refused[OTHER]
+
+
+def test_an_attachment_with_its_own_key() -> None:
+    key = {"identity": "atwill-att-1", "key": "0f" * 32}
+    volume = vd.Volume.from_desired(entry(psk=key, tls_hostname="stor1"))
+    assert (volume.psk_identity, volume.psk_key) == ("atwill-att-1", "0f" * 32)
+    args = vd.blockdev(volume)
+    assert args["tls-creds"] == volume.creds_id == "psk-" + VOL.replace("-", "")[:24]
+    assert "tls-hostname" not in args  # the key proves the server; no certificate
+    assert vd.psk_line(volume) == f"atwill-att-1:{'0f' * 32}\n"
+    # Started with it: its own credentials object, and no node key needed at all.
+    argv = qemu_argv(spec([volume], creds=None), PATHS)
+    objects = [json.loads(o) for o in option(argv, "-object") if o.startswith("{")]
+    assert objects == [{"qom-type": "tls-creds-psk", "id": volume.creds_id,
+                        "endpoint": "client", "username": "atwill-att-1",
+                        "dir": f"{PATHS.directory}/nbd-psk/{VOL.replace('-', '')[:24]}"}]
+    for bad in ({"identity": "a,b", "key": "0f" * 32}, {"identity": "a", "key": "zz" * 32},
+                {"identity": "a"}, "atwill-att-1"):
+        with pytest.raises(vd.VolumeSpecError, match="psk"):
+            vd.Volume.from_desired(entry(psk=bad))
+
+
+def test_an_attachment_key_file_is_its_qemu_users_alone(tmp_path: Path) -> None:
+    volume = vd.Volume.from_desired(entry(psk={"identity": "atwill-att-1", "key": "0f" * 32}))
+    made = volumes.write_psk(tmp_path / "nbd-psk", volume)
+    assert (made / "keys.psk").read_text() == vd.psk_line(volume)
+    assert made.stat().st_mode & 0o777 == 0o700
+    assert (made / "keys.psk").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "nbd-psk").stat().st_mode & 0o777 == 0o711

@@ -247,15 +247,16 @@ class InstanceManager:
             accel="kvm" if kvm else "tcg", cpu_mode="host-passthrough" if kvm else None,
             pci_devices=list(inst.get("pci_devices") or []), hw=props,
             volumes=wanted,
-            volume_creds=self._volume_creds() if wanted else None)
+            # The node's key only for attachments without their own (made before 0026).
+            volume_creds=self._volume_creds() if any(not v.psk_key for v in wanted)
+            else None)
 
     def _volume_creds(self) -> Path | None:
         """The NBD client credentials, read by QEMU at start (before it drops root).
 
-        Only a QEMU started with volumes gets them: they are the node's own key, and a
-        guest escaping into a QEMU that holds them would act as this node. One without
-        them refuses a hot-plug until it restarts (a per-instance NBD identity would
-        lift that; see volumes.py)."""
+        Only a QEMU started with a volume attached before migration 0026 gets them: they
+        are the node's own key, and a guest escaping into a QEMU that holds them would act
+        as this node. Later attachments bring their own keys (volumes.py)."""
         if not self.config.key.exists():
             return None
         return volumes.client_creds(self.config.state_dir / "pki" / "nbd-client",

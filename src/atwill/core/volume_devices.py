@@ -8,6 +8,7 @@ the agent later finds in a running QEMU to detach all agree. Pure: no QMP, no fi
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,6 +23,11 @@ DEVICE_PREFIX = "vol-"
 # keep them well under that, and two volumes of one guest never share them in practice.
 ID_DIGITS = 24
 RECONNECT_DELAY = 10  # seconds
+# An attachment's own NBD identity (TLS-PSK): the username QEMU presents and its key.
+PSK_PREFIX = "psk-"
+PSK_FILE = "keys.psk"
+_PSK_IDENTITY = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
+_PSK_KEY = re.compile(r"[0-9a-f]{64}")
 
 
 class VolumeSpecError(ValueError):
@@ -41,6 +47,10 @@ class Volume:
     read_only: bool = False
     # The name the storage node's certificate must carry; by default the address itself.
     tls_hostname: str | None = None
+    # The attachment's own identity (TLS-PSK) in place of the node's certificate: only
+    # this instance's QEMU holds it, and the export admits the attachments made to it.
+    psk_identity: str | None = None
+    psk_key: str | None = None
 
     @classmethod
     def from_desired(cls, entry: dict[str, Any]) -> Volume:
@@ -59,19 +69,49 @@ class Volume:
         boot_index = entry.get("boot_index")
         if boot_index is not None and (not isinstance(boot_index, int) or boot_index < 0):
             raise VolumeSpecError(f"volume {volume_id}: boot_index {boot_index!r}")
+        identity, key = _psk(volume_id, entry.get("psk"))
         return cls(volume_id=volume_id, host=host, port=port,
                    export=str(entry.get("export") or volume_id),
                    serial=str(entry.get("serial") or volume_id),
                    boot_index=boot_index, read_only=bool(entry.get("read_only")),
-                   tls_hostname=entry.get("tls_hostname") or None)
+                   tls_hostname=entry.get("tls_hostname") or None,
+                   psk_identity=identity, psk_key=key)
 
     @property
     def node_name(self) -> str:
         return node_name(self.volume_id)
 
     @property
+    def creds_id(self) -> str:
+        """The QOM id of the TLS credentials its NBD client uses."""
+        return PSK_PREFIX + _digits(self.volume_id) if self.psk_key else CREDS_ID
+
+    @property
     def device_id(self) -> str:
         return device_id(self.volume_id)
+
+
+def _psk(volume_id: str, given: Any) -> tuple[str | None, str | None]:
+    if given is None:
+        return None, None
+    if not isinstance(given, dict) or not isinstance(given.get("identity"), str) \
+            or not isinstance(given.get("key"), str) \
+            or not _PSK_IDENTITY.fullmatch(given["identity"]) \
+            or not _PSK_KEY.fullmatch(given["key"]):
+        raise VolumeSpecError(f"volume {volume_id}: psk must be an identity and 64 hex digits")
+    return given["identity"], given["key"]
+
+
+def psk_line(volume: Volume) -> str:
+    """The attachment's line of a keys.psk file (QEMU's "username:hexkey")."""
+    return f"{volume.psk_identity}:{volume.psk_key}\n"
+
+
+def psk_object(volume: Volume, directory: str) -> dict[str, Any]:
+    """object-add's arguments (also -object's JSON) of the attachment's own client
+    credentials, read from directory/keys.psk when they are made."""
+    return {"qom-type": "tls-creds-psk", "id": volume.creds_id, "endpoint": "client",
+            "dir": directory, "username": volume.psk_identity}
 
 
 def _digits(volume_id: str) -> str:
@@ -88,12 +128,12 @@ def device_id(volume_id: str) -> str:
     return DEVICE_PREFIX + _digits(volume_id)
 
 
-def blockdev(volume: Volume, creds_id: str = CREDS_ID) -> dict[str, Any]:
+def blockdev(volume: Volume) -> dict[str, Any]:
     """The blockdev-add arguments (also -blockdev's JSON) of the volume's NBD client."""
     args: dict[str, Any] = {
         "driver": "nbd", "node-name": volume.node_name,
         "server": {"type": "inet", "host": volume.host, "port": str(volume.port)},
-        "export": volume.export, "tls-creds": creds_id,
+        "export": volume.export, "tls-creds": volume.creds_id,
         # Writes go to the storage node as the guest issues them: no cache on this node,
         # which a storage node's other clients (or a later attach elsewhere) cannot see.
         "cache": {"direct": True, "no-flush": False},
@@ -102,7 +142,7 @@ def blockdev(volume: Volume, creds_id: str = CREDS_ID) -> dict[str, Any]:
         # not I/O errors; a revoked export (fencing) never comes back, so requests fail.
         "reconnect-delay": RECONNECT_DELAY,
     }
-    if volume.tls_hostname:
+    if volume.tls_hostname and not volume.psk_key:
         args["tls-hostname"] = volume.tls_hostname
     return args
 
@@ -117,22 +157,33 @@ def device(volume: Volume) -> dict[str, Any]:
 
 
 def command_line(volumes: Iterable[Volume], creds_dir: str | None,
-                 creds_id: str = CREDS_ID) -> list[str]:
-    """-object (client credentials), -blockdev and -device for a start: the object is
-    there whenever creds_dir is, so that volumes attached later can name it."""
+                 psk_dir: str | None = None) -> list[str]:
+    """-object (client credentials), -blockdev and -device for a start: the node's object
+    is there whenever creds_dir is, so that volumes attached later can name it; an
+    attachment with its own identity gets its object, read from psk_dir/<its digits>."""
     args: list[str] = []
     if creds_dir is not None:
-        args += ["-object", json.dumps({"qom-type": "tls-creds-x509", "id": creds_id,
+        args += ["-object", json.dumps({"qom-type": "tls-creds-x509", "id": CREDS_ID,
                                         "dir": creds_dir, "endpoint": "client",
                                         "verify-peer": True})]
     for volume in volumes:
-        if creds_dir is None:
+        if volume.psk_key:
+            if psk_dir is None:
+                raise VolumeSpecError(f"volume {volume.volume_id}: no directory for its key")
+            args += ["-object", json.dumps(psk_object(
+                volume, f"{psk_dir}/{psk_dirname(volume)}"))]
+        elif creds_dir is None:
             raise VolumeSpecError(f"volume {volume.volume_id}: this node has no client "
                                   "credentials for NBD")
         # JSON, not key=value: nothing in a value (an export name, a serial) can add a key.
-        args += ["-blockdev", json.dumps(blockdev(volume, creds_id)),
+        args += ["-blockdev", json.dumps(blockdev(volume)),
                  "-device", json.dumps(device(volume))]
     return args
+
+
+def psk_dirname(volume: Volume) -> str:
+    """The directory (under the instance's psk_dir) its keys.psk is read from."""
+    return _digits(volume.volume_id)
 
 
 def boots_from_volume(volumes: Iterable[Volume]) -> bool:

@@ -17,7 +17,7 @@ from atwill.agent.hypervisor import disks, suspend
 from atwill.agent.hypervisor.base import State
 from atwill.agent.hypervisor.confine import confine, disk_owner, kill_strays
 from atwill.agent.hypervisor.qmp import QMP, QMPError, run_state
-from atwill.agent.hypervisor.spec import InstancePaths, InstanceSpec, qemu_argv
+from atwill.agent.hypervisor.spec import InstancePaths, InstanceSpec, psk_dir, qemu_argv
 from atwill.agent.hypervisor.volumes import (
     DETACH_TIMEOUT,
     VolumeError,
@@ -25,6 +25,7 @@ from atwill.agent.hypervisor.volumes import (
     checker,
     probe_in,
     suspended_outcome,
+    write_psk,
 )
 from atwill.core import guest_ids
 from atwill.core.volume_devices import NODE_PREFIX, Volume, boots_from_volume, node_name
@@ -259,9 +260,10 @@ class QemuDriver:
                 raise DriverError(f"volume {volume.volume_id}: {err}") from None
 
     def _volumes(self, uuid: str) -> Volumes:
-        creds = self._spec(uuid).volume_creds
-        return Volumes(self.paths(uuid).qmp, self.qmp_timeout, self.detach_timeout,
-                       probe_in(self.launcher, creds) if self.launcher else None, creds)
+        creds, paths = self._spec(uuid).volume_creds, self.paths(uuid)
+        return Volumes(paths.qmp, self.qmp_timeout, self.detach_timeout,
+                       probe_in(self.launcher, creds) if self.launcher else None, creds,
+                       psk_dir(paths), _recorded_owner(paths.directory / RUNAS_FILE))
 
     def _save_volumes(self, spec: InstanceSpec, volumes: list[Volume]) -> None:
         if volumes != spec.volumes:
@@ -338,8 +340,15 @@ class QemuDriver:
             limits = ["prlimit", f"--memlock={(spec.memory_mb + 1024) << 20}"]
         # No setuid program can give an escaped guest's QEMU (or its children) root back.
         no_new_privs = ["setpriv", "--no-new-privs"]
-        # -daemonize returns once QEMU is set up, with its errors on stderr if it is not.
-        run([*self.launcher, *limits, *no_new_privs, *argv], timeout=timeout)
+        # -daemonize returns once QEMU is set up, with its errors on stderr if it is not:
+        # it has read the attachments' keys (as root), which are not left on disk.
+        try:
+            for volume in spec.volumes:
+                if volume.psk_key:
+                    write_psk(psk_dir(paths), volume)
+            run([*self.launcher, *limits, *no_new_privs, *argv], timeout=timeout)
+        finally:
+            shutil.rmtree(psk_dir(paths), ignore_errors=True)
         revert.add(lambda: ChildProcess(paths.pidfile, spec.uuid).stop())
         revert.add(lambda: paths.qmp.unlink(missing_ok=True))
         if self.pid(spec.uuid) is None:
@@ -415,6 +424,15 @@ class QemuDriver:
             lock = self._locks.setdefault(uuid, threading.RLock())
         with lock:
             yield
+
+
+def _recorded_owner(path: Path) -> tuple[int, int] | None:
+    """The "uid:gid" QEMU last ran as, if its uid is one of the instance block."""
+    try:
+        uid, gid = (int(part) for part in path.read_text().split(":"))
+    except (OSError, ValueError):
+        return None
+    return (uid, gid) if guest_ids.in_block(uid) else None
 
 
 def _recorded_user(path: Path) -> int | None:

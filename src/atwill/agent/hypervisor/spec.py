@@ -127,7 +127,7 @@ def qemu_argv(spec: InstanceSpec, paths: InstancePaths, incoming: bool = False,
             "-smp", str(spec.vcpus),
             "-m", str(spec.memory_mb),
             "-nodefaults", "-no-user-config", "-display", "none",
-            *_video(spec), *_disk(spec, paths), *_volumes(spec), *_config_drive(spec),
+            *_video(spec), *_disk(spec, paths), *_volumes(spec, paths), *_config_drive(spec),
             *_nics(spec), *_serial(spec, paths), *vfio_args(spec.pci_devices),
             "-qmp", f"unix:{escape(paths.qmp)},server=on,wait=off",
             "-daemonize", "-pidfile", str(paths.pidfile)]
@@ -170,9 +170,14 @@ def _video(spec: InstanceSpec) -> list[str]:
     return ["-vga", "none"] if device is None else ["-vga", "none", "-device", device]
 
 
-def _volumes(spec: InstanceSpec) -> list[str]:
+def _volumes(spec: InstanceSpec, paths: InstancePaths) -> list[str]:
     creds = None if spec.volume_creds is None else str(spec.volume_creds)
-    return volume_devices.command_line(spec.volumes, creds)
+    return volume_devices.command_line(spec.volumes, creds, str(psk_dir(paths)))
+
+
+def psk_dir(paths: InstancePaths) -> Path:
+    """Where the attachments' keys are while QEMU reads them (qemu.py removes them)."""
+    return paths.directory / "nbd-psk"
 
 
 def _disk(spec: InstanceSpec, paths: InstancePaths) -> list[str]:

@@ -6,25 +6,29 @@ device_del, then looks (in short sessions) until the device is gone, for a bound
 a guest that never lets go of the disk is reported as an error for that volume, and the
 next converge asks again. Only the instance's own lane waits meanwhile (lanes.py).
 
-The NBD client authenticates with the node's cluster certificate. The key is read by QEMU
-as root, from a directory only root can enter, before -runas drops to the instance's user
-(checked against QEMU 7.2: an object-add of tls-creds-x509 after the drop fails with
-"Permission denied", the one given on the command line works for every later
-blockdev-add). So only a QEMU started with volumes is given them (instances.py): one
-started without refuses a hot-plug until it restarts. Residual risk: the key is in the
-memory of each QEMU started with volumes, so a guest that escapes into such a QEMU on
-node N holds node N's identity: it can reach every export attached to node N (and the
-controller's node API as node N) until the certificate expires. The fix is a
-per-instance NBD client certificate (clientAuth only, refused by the node API) that the
-exports authorise instead of the node's name; not built yet.
-The credentials are read once, at QEMU's start: after the node's certificate is renewed
-(renewal.py), a running QEMU still presents the one it started with, and once that has
-expired it can open no new NBD connection (a hot-plug, a reconnect) until it restarts.
+Each attachment made since migration 0026 has an identity of its own: a TLS pre-shared
+key the controller gives only to the instance's node and the export (which admits the
+keys of the attachments made to it, nothing else). Its QEMU gets the key as an object of
+its own: on the command line at a start (read as root, before -runas drops it), or by
+object-add at a hot-plug from a file only the instance's user can read; either file is
+removed once QEMU has read it. So a guest that escapes into its QEMU holds its own
+attachments' keys alone: no other instance's volumes, and not the node's identity.
+
+Attachments made before have no key and use the node's cluster certificate (QEMU reads
+that key as root at its start: an object-add of tls-creds-x509 after the drop fails with
+"Permission denied", checked against QEMU 7.2), so only a QEMU started with such a volume
+holds the node's key, and one started without refuses to hot-plug such a volume until
+it restarts. Its credentials are read once, at QEMU's start: after the node's
+certificate is renewed (renewal.py), a running QEMU still presents the one it started
+with. QEMU's NBD client loads no revocation list: nbd_check.py checks the storage node's
+certificate before each connection QEMU is asked to make.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import socket
 import sys
 import time
@@ -58,11 +62,14 @@ class Volumes:
     def __init__(self, qmp_path: Path, qmp_timeout: float = 5.0,
                  detach_timeout: float = DETACH_TIMEOUT,
                  probe: Callable[[Volume], None] | None = None,
-                 creds: Path | None = None) -> None:
+                 creds: Path | None = None, keys: Path | None = None,
+                 owner: tuple[int, int] | None = None) -> None:
         self.qmp_path = qmp_path
         self.qmp_timeout = qmp_timeout
         self.detach_timeout = detach_timeout
         self.probe = probe or checker(creds)
+        # Where an attachment's key is handed to QEMU, and QEMU's user (-runas uid, gid).
+        self.keys, self.owner = keys, owner
 
     def present(self) -> tuple[set[str], set[str]]:
         """(device ids, block node names) of this module's making that QEMU has now."""
@@ -95,15 +102,18 @@ class Volumes:
         self.probe(volume)
         with self._session() as qmp:
             if volume.node_name not in self._nodes(qmp):
+                self._identity(qmp, volume)
                 try:
                     qmp.execute("blockdev-add", vd.blockdev(volume), timeout=30.0)
                 except QMPError as err:
+                    self._forget(qmp, volume.creds_id)
                     raise VolumeError(f"cannot connect to {volume.host}:{volume.port} "
                                       f"export {volume.export}: {_reason(err)}") from None
             try:
                 qmp.execute("device_add", vd.device(volume))
             except QMPError as err:
                 _quietly(qmp, "blockdev-del", {"node-name": volume.node_name})
+                self._forget(qmp, volume.creds_id)
                 raise VolumeError(f"cannot add the disk to the guest: {_reason(err)}") from None
         log.info("volume %s attached from %s:%s", volume.volume_id, volume.host, volume.port)
 
@@ -133,17 +143,44 @@ class Volumes:
         log.info("volume device %s detached", device)
 
     def _close(self, node: str) -> bool:
-        """blockdev-del (the NBD connection closes); False while the node is in use."""
+        """blockdev-del (the NBD connection closes) and the attachment's own credentials;
+        False while the node is in use."""
         with self._session() as qmp:
-            if node not in self._nodes(qmp):
-                return True
-            try:
-                qmp.execute("blockdev-del", {"node-name": node})
-            except QMPError as err:
-                if "in use" in str(err):
-                    return False
-                raise VolumeError(f"cannot close the volume: {_reason(err)}") from None
+            if node in self._nodes(qmp):
+                try:
+                    qmp.execute("blockdev-del", {"node-name": node})
+                except QMPError as err:
+                    if "in use" in str(err):
+                        return False
+                    raise VolumeError(f"cannot close the volume: {_reason(err)}") from None
+            self._forget(qmp, vd.PSK_PREFIX + node[len(vd.NODE_PREFIX):])
         return True
+
+    def _identity(self, qmp: QMP, volume: Volume) -> None:
+        """The attachment's own credentials, made in the running QEMU from a key file only
+        its user can read, which is removed once QEMU has read it (QEMU keeps the key in
+        memory for reconnects). A QEMU started without the node's key can take it."""
+        if not volume.psk_key:
+            return
+        if self.keys is None:
+            raise VolumeError("this instance has no place for its attachment keys")
+        self._forget(qmp, volume.creds_id)  # a half-made attach's leftover
+        directory = write_psk(self.keys, volume, self.owner)
+        try:
+            qmp.execute("object-add", vd.psk_object(volume, str(directory)))
+        except QMPError as err:
+            raise VolumeError(f"cannot load the attachment's key: {_reason(err)}") from None
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+
+    @staticmethod
+    def _forget(qmp: QMP, creds_id: str) -> None:
+        if not creds_id.startswith(vd.PSK_PREFIX):
+            return
+        try:
+            qmp.execute("object-del", {"id": creds_id})
+        except QMPError:
+            pass  # none was made (or its block node is gone with it)
 
     def _has_device(self, device: str) -> bool:
         with self._session() as qmp:
@@ -191,7 +228,8 @@ def checker(creds: Path | None) -> Callable[[Volume], None]:
     """The check before QEMU connects: the export's certificate (nbd_check.py) when there
     are client credentials, else that it answers at all."""
     def probe(volume: Volume) -> None:
-        if creds is None:
+        if creds is None or volume.psk_key:
+            # An attachment's own key proves the storage node as much as it proves us.
             reachable(volume.host, volume.port)
             return
         try:
@@ -209,15 +247,16 @@ def probe_in(launcher: list[str], creds: Path | None = None) -> Callable[[Volume
 
     def probe(volume: Volume) -> None:
         where = [volume.host, str(volume.port)]
-        argv = ["-c", code, *where] if creds is None else \
+        bare = creds is None or bool(volume.psk_key)
+        argv = ["-c", code, *where] if bare else \
             ["-m", nbd_check.__name__, *where, volume.tls_hostname or "-", str(creds)]
         try:
             run([*launcher, sys.executable, *argv], timeout=15)
         except HostCommandError as err:
             last = (err.stderr.splitlines()[-1:] or [f"exit {err.returncode}"])[0]
             # nbd_check says what failed itself; the bare connection says nothing.
-            raise VolumeError(last if creds else f"cannot reach {where[0]}:{where[1]}: "
-                              f"{last}") from None
+            raise VolumeError(f"cannot reach {where[0]}:{where[1]}: {last}" if bare
+                              else last) from None
     return probe
 
 
@@ -245,6 +284,24 @@ def client_creds(directory: Path, ca: Path, cert: Path, key: Path,
         partial.write_bytes(crl)
         partial.chmod(0o600)
         partial.replace(listed)  # a QEMU starting meanwhile reads the old list or the new
+    return directory
+
+
+def write_psk(keys: Path, volume: Volume, owner: tuple[int, int] | None = None) -> Path:
+    """keys/<volume's digits>/keys.psk holding the attachment's key, readable by owner
+    (QEMU's user; root's when None) and nobody else; the directory, for QEMU's dir=."""
+    keys.mkdir(exist_ok=True)
+    keys.chmod(0o711)  # QEMU's user passes through (the umask would have closed it)
+    directory = keys / vd.psk_dirname(volume)
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(mode=0o700)
+    path = directory / vd.PSK_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(vd.psk_line(volume))
+    if owner is not None:
+        for made in (directory, path):
+            os.chown(made, *owner)
     return directory
 
 

@@ -46,6 +46,7 @@ NODE = "vol0"
 NO_CAPS = ["setpriv", "--no-new-privs", "--inh-caps=-all", "--ambient-caps=-all",
            "--bounding-set=-all", "--"]
 _CN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+_PSK_LINE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}:[0-9a-f]{64}")
 START_TIMEOUT = 10.0
 
 
@@ -58,6 +59,9 @@ class Export:
     client_cn: str
     host: str
     port: int
+    # The attachments' own identities ("identity:hexkey", QEMU's keys.psk lines): when
+    # given, the export admits these keys alone, not the node's certificate.
+    psk: tuple[str, ...] = ()
 
 
 def export_key(volume_id: str, node_id: str) -> str:
@@ -89,21 +93,37 @@ def client_dn(name: str) -> str:
     return f"CN={name}"
 
 
+def psk_lines(given: object) -> tuple[str, ...]:
+    """The desired export's attachment keys as keys.psk lines; ValueError if malformed."""
+    if given is None:
+        return ()
+    if not isinstance(given, list) or not all(
+            isinstance(line, str) and _PSK_LINE.fullmatch(line) for line in given):
+        raise ValueError("an export's psk must be a list of identity:hexkey")
+    return tuple(sorted(given))
+
+
 def daemon_argv(export: Export, image: Path, directory: Path) -> list[str]:
     """The qemu-storage-daemon command line serving image as export.volume_id."""
-    identity = client_dn(export.client_cn)
     socket.inet_pton(socket.AF_INET6 if ":" in export.host else socket.AF_INET, export.host)
+    tls = opt(str(directory / "tls"))
+    if export.psk:
+        # keys.psk holds the keys of the attachments made to this export, nothing else.
+        creds, authz = [f"tls-creds-psk,id=tls0,dir={tls},endpoint=server"], ""
+    else:
+        identity = client_dn(export.client_cn)
+        creds = [f"tls-creds-x509,id=tls0,dir={tls},endpoint=server,verify-peer=on",
+                 "--object", f"authz-simple,id=authz0,identity={opt(identity)}"]
+        authz = ",tls-authz=authz0"
     return [
         *NO_CAPS, DAEMON,
         "--chardev", qmp_chardev(directory),
         "--monitor", "chardev=qmp0",
-        "--object", f"tls-creds-x509,id=tls0,dir={opt(str(directory / 'tls'))},"
-                    "endpoint=server,verify-peer=on",
-        "--object", f"authz-simple,id=authz0,identity={opt(identity)}",
+        "--object", *creds,
         "--blockdev", f"driver=file,node-name=file0,filename={opt(str(image))}",
         "--blockdev", f"driver=qcow2,node-name={NODE},file=file0",
         "--nbd-server", f"addr.type=inet,addr.host={export.host},addr.port={export.port},"
-                        "tls-creds=tls0,tls-authz=authz0",
+                        f"tls-creds=tls0{authz}",
         "--export", f"type=nbd,id=exp0,node-name={NODE},name={export.volume_id},writable=on",
     ]
 
@@ -165,7 +185,8 @@ class Exports:
             return found
         for directory in self.root.iterdir():
             try:
-                export = Export(**json.loads((directory / "export.json").read_text()))
+                data = json.loads((directory / "export.json").read_text())
+                export = Export(**{**data, "psk": tuple(data.get("psk", ()))})
             except (OSError, ValueError, TypeError):
                 continue
             found[(export.volume_id, export.node_id)] = export
@@ -176,12 +197,14 @@ class Exports:
         return self._child(self.directory(export.volume_id, export.node_id)).pid()
 
     def ensure(self, volume_id: str, node_id: str, client_cn: str, host: str,
-               image: Path) -> Export:
-        """Serve image to the node client_cn as volume_id; the same port while it runs."""
+               image: Path, psk: tuple[str, ...] = ()) -> Export:
+        """Serve image to the node client_cn (or to the holders of the psk keys) as
+        volume_id; the same port while it runs. Changed keys restart the daemon: a
+        client whose key is gone is cut off, one whose key stays reconnects."""
         records = self.records()
         current = records.get((volume_id, node_id))
         if current is not None and self.running(current) is not None \
-                and (current.client_cn, current.host) == (client_cn, host) \
+                and (current.client_cn, current.host, current.psk) == (client_cn, host, psk) \
                 and not self._stale(current):
             return current
         if current is not None:
@@ -189,7 +212,7 @@ class Exports:
         taken = {e.port for key, e in records.items() if key != (volume_id, node_id)}
         port = choose_port(taken, self.ports, current.port if current else None,
                            port_free(host))
-        export = Export(volume_id, node_id, client_cn, host, port)
+        export = Export(volume_id, node_id, client_cn, host, port, psk)
         self._start(export, image)
         return export
 
@@ -260,11 +283,15 @@ class Exports:
             revert.add(lambda: shutil.rmtree(directory, ignore_errors=True))
             (directory / "tls").mkdir(parents=True, mode=0o700)
             directory.chmod(0o700)
-            for name, source in self.credentials.items():
-                shutil.copyfile(source, directory / "tls" / name)
-                (directory / "tls" / name).chmod(0o600)
-            if self.crl is not None:
-                _write_private(directory / "tls" / "ca-crl.pem", self.crl)
+            if export.psk:
+                _write_private(directory / "tls" / "keys.psk",
+                               "".join(f"{line}\n" for line in export.psk).encode())
+            else:
+                for name, source in self.credentials.items():
+                    shutil.copyfile(source, directory / "tls" / name)
+                    (directory / "tls" / name).chmod(0o600)
+                if self.crl is not None:
+                    _write_private(directory / "tls" / "ca-crl.pem", self.crl)
             child = self._child(directory)
             child.start(daemon_argv(export, image, directory), directory / "log")
             revert.add(child.stop)

@@ -20,7 +20,7 @@ from typing import Any
 
 from atwill.agent.hypervisor import disks
 from atwill.agent.lanes import Lanes
-from atwill.agent.storage.exports import PORTS, Export, Exports
+from atwill.agent.storage.exports import PORTS, Export, Exports, psk_lines
 from atwill.agent.storage.uploads import Backup, Controller, VolumeUploads
 from atwill.agent.storage.volumes import GIB, VolumeStore, check_id, making
 
@@ -221,7 +221,8 @@ class StorageManager:
                     if export not in self._wanted_exports(volume["id"]):
                         continue  # revoked meanwhile
                     self.exports.ensure(volume["id"], export["node_id"], export["client_cn"],
-                                        host, self.store.volume(volume["id"]))
+                                        host, self.store.volume(volume["id"]),
+                                        psk_lines(export.get("psk")))
                 self._export_failed.pop(key, None)
             except Exception as err:  # noqa: BLE001 - tried again at the next converge
                 log.warning("export of volume %s to %s: %s", volume["id"],

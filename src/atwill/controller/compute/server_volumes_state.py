@@ -19,6 +19,7 @@ from ..db.base import utcnow
 from ..db.models import Instance
 from ..db.volume import Volume, VolumeAttachment
 from ..revision import bump
+from ..volume.desired import attachment_psk
 from ..volume.volumes import start_delete
 
 # What the compute node is asked to plug in (the export permitting).
@@ -150,7 +151,7 @@ def desired(session: Session, inst: Instance) -> list[dict[str, Any]] | None:
         out.append({"volume_id": vol.id, "serial": vol.id, "device": att.device,
                     "host": export["host"], "port": export["port"], "export": vol.id,
                     "boot_index": att.boot_index, "read_only": att.attach_mode == "ro",
-                    "tls_hostname": vol.node_name})
+                    "tls_hostname": vol.node_name, "psk": attachment_psk(att)})
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text
@@ -94,6 +95,10 @@ class VolumeAttachment(Base):
     attached_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    # The attachment's own NBD identity (TLS pre-shared key, hex): only its instance's QEMU
+    # and the export get it (migration 0026). None: made before, the node's certificate.
+    nbd_key: Mapped[str | None] = mapped_column(String(64), nullable=True,
+                                                default=lambda: secrets.token_hex(32))
 
 
 class VolumeQuota(Base):

@@ -29,10 +29,8 @@ def storage_desired(session: Session, node: Node, pki: Path | None = None) -> di
                 VolumeSnapshot.volume_id.in_(ids), VolumeSnapshot.status != "deleting")
                 .order_by(VolumeSnapshot.created_at, VolumeSnapshot.id)):
             snaps[snap.volume_id].append(snap.id)
-        for vid, node_id, node_name in _targets(session, ids):
-            entry = {"node_id": node_id, "client_cn": node_name}
-            if entry not in exports[vid]:
-                exports[vid].append(entry)
+        for vid, node_id, node_name, keys in _targets(session, ids):
+            _admit(exports[vid], node_id, node_name, keys)
     return {"volumes": [{"id": v.id, "size_gb": v.size, "format": "qcow2",
                          "source": v.source, "snapshots": snaps[v.id],
                          "exports": exports[v.id]} for v in vols],
@@ -56,7 +54,32 @@ def image_needed(session: Session, node_id: str, image_id: str) -> bool:
         Volume.status.in_(("creating", "downloading"))).limit(1)) is not None
 
 
-def _targets(session: Session, volume_ids: list[str]) -> list[tuple[str, str, str]]:
+def psk_identity(att: VolumeAttachment) -> str:
+    """The name an attachment's QEMU presents with its key (TLS-PSK username)."""
+    return f"atwill-att-{att.id}"
+
+
+def attachment_psk(att: VolumeAttachment) -> dict[str, str] | None:
+    """The attachment's own NBD identity for its compute node; None for one made before
+    migration 0026 (its QEMU presents the node's certificate)."""
+    return {"identity": psk_identity(att), "key": att.nbd_key} if att.nbd_key else None
+
+
+def _admit(entries: list[dict[str, Any]], node_id: str, node_name: str,
+           key: str | None) -> None:
+    """Add an attachment to its node's export: the export admits the keys of the
+    attachments made to it (psk), or the node's certificate if one of them has none."""
+    entry = next((e for e in entries if e["node_id"] == node_id), None)
+    if entry is None:
+        entry = {"node_id": node_id, "client_cn": node_name, "psk": []}
+        entries.append(entry)
+    if key is None:
+        entry["psk"] = None  # one attachment without a key: the node's certificate
+    elif entry["psk"] is not None:
+        entry["psk"].append(key)
+
+
+def _targets(session: Session, volume_ids: list[str]) -> list[tuple[str, str, str, str | None]]:
     """(volume, node id, node name) of each export: a server's attachment goes to the node
     that runs the server now (it follows an evacuation or a move), any other to the node
     of its connector. Only to a node that still has its row and name: a removed node, or a
@@ -69,7 +92,9 @@ def _targets(session: Session, volume_ids: list[str]) -> list[tuple[str, str, st
     wanted = []
     for att, inst_node, inst_name in found:
         node_id, name = (inst_node, inst_name) if inst_node else (att.node_id, att.node_name)
-        wanted.append((att.volume_id, node_id, name))
+        psk = attachment_psk(att)
+        wanted.append((att.volume_id, node_id, name,
+                       f"{psk['identity']}:{psk['key']}" if psk else None))
     names = {n.id: n.name for n in session.scalars(select(Node).where(
-        Node.id.in_({node_id for _, node_id, _ in wanted if node_id})))}
+        Node.id.in_({t[1] for t in wanted if t[1]})))}
     return [t for t in wanted if t[1] and names.get(t[1]) == t[2]]
