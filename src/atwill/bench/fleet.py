@@ -55,6 +55,7 @@ import httpx
 from ..agent.client import tls_context
 from ..devcloud import Cloud, fresh_database
 from ..pki import make_key_and_csr
+from .fleet_report import MODES, node_revisions, ratios, report
 
 INVENTORY = {"vcpus": 8, "memory_mb": 16384, "disk_gb": 200, "arch": "x86_64",
              "cpu_model": "simulated", "accelerator": "tcg"}
@@ -302,6 +303,8 @@ async def run(cloud: Cloud, nodes: list[SimNode], seconds: float, concerned: int
 
 def main(nodes: int = 50, seconds: float = 10.0, concerned: int = 50, workers: int = 1,
          database_url: str | None = None) -> dict[str, Any]:
+    """The fleet measured twice on one database and one set of joined nodes: before (every
+    change for every node, ATWILL_NODE_REVISIONS=off) and after (per-node revisions)."""
     admin_url = database_url or os.environ.get("ATWILL_TEST_PG_URL")
     if not admin_url:
         raise SystemExit("bench fleet needs PostgreSQL: --database-url or ATWILL_TEST_PG_URL "
@@ -309,36 +312,25 @@ def main(nodes: int = 50, seconds: float = 10.0, concerned: int = 50, workers: i
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # two connections per node
     concerned = min(concerned, max(1, nodes // 2))
+    results: dict[str, Any] = {"nodes": nodes, "workers": workers}
     with fresh_database(admin_url, "atwill_fleet") as url, tempfile.TemporaryDirectory() as tmp:
         cloud = Cloud(database_url=url, workers=workers)
         try:
             cloud.init()
-            cloud.start()
-            began = time.monotonic()
-            sims = join(cloud, nodes, Path(tmp))
-            print(f"{nodes} SIMULATED nodes joined in {time.monotonic() - began:.1f} s "
-                  f"(controller: {workers} worker(s), PostgreSQL)", flush=True)
-            results = asyncio.run(run(cloud, sims, seconds, concerned, admin_url, url))
+            sims: list[SimNode] = []
+            for mode in MODES:
+                with node_revisions(mode):
+                    cloud.start()
+                if not sims:
+                    began = time.monotonic()
+                    sims = join(cloud, nodes, Path(tmp))
+                    print(f"{nodes} SIMULATED nodes joined in {time.monotonic() - began:.1f}"
+                          f" s (controller: {workers} worker(s), PostgreSQL)", flush=True)
+                results[mode] = asyncio.run(run(cloud, sims, seconds, concerned, admin_url,
+                                                url))
+                cloud.stop()
         finally:
             cloud.destroy()
-    results["workers"] = workers
+    results["ratios"] = ratios(results[MODES[0]], results[MODES[1]])
     report(results)
     return results
-
-
-def report(results: dict[str, Any]) -> None:
-    print(f"fleet of {results['nodes']} SIMULATED nodes (1 Hz heartbeats, real cluster API "
-          f"over mTLS; controller {results['workers']} worker(s) on PostgreSQL)")
-    for phase in ("heartbeats_only", "with_long_polls"):
-        f = results[phase]
-        print(f"  {phase:16} {f['heartbeats_per_s']:7.1f} beats/s  controller "
-              f"{f['controller_cpu_ms_per_heartbeat']:.2f} ms CPU/beat "
-              f"({100 * f['controller_cpu_core_share']:.0f} % of a core), PostgreSQL "
-              f"{f['postgres_cpu_ms_per_heartbeat']:.2f} ms/beat, latency p50 "
-              f"{f['latency_p50_ms']} ms p99 {f['latency_p99_ms']} ms, errors {f['errors']}, "
-              f"generator {100 * f['generator_cpu_core_share']:.0f} % of a core")
-    sg = results["security_group_change"]
-    print(f"  security-group rule: API call {sg['api_call_s']} s; reached "
-          f"{sg['reached']}/{sg['concerned_nodes']} concerned nodes, median "
-          f"{sg['reach_median_s']} s, last {sg['reach_max_s']} s; woke "
-          f"{sg['other_nodes_woken']} of {sg['other_nodes']} other nodes' long-polls")

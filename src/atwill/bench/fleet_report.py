@@ -1,0 +1,70 @@
+"""bench fleet: the two modes it measures in one run, their ratios, and the printout."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+# Before: one revision for the whole cluster (every change for every node, long-polls
+# re-reading it each second); after: per-node revisions.
+MODES = ("before", "after")
+SWITCH = "ATWILL_NODE_REVISIONS"
+
+
+@contextlib.contextmanager
+def node_revisions(mode: str) -> Iterator[None]:
+    """The environment a controller started in here inherits, for that mode."""
+    old = os.environ.get(SWITCH)
+    os.environ[SWITCH] = "off" if mode == "before" else "on"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(SWITCH, None)
+        else:
+            os.environ[SWITCH] = old
+
+
+def _ratio(after: float | None, before: float | None) -> float | None:
+    if after is None or before is None or before == 0:
+        return None
+    return round(after / before, 2)
+
+
+def ratios(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float | None]:
+    """after ÷ before for each figure (beats/s up is better; CPU, latency, reach down)."""
+    out: dict[str, float | None] = {}
+    for phase in ("heartbeats_only", "with_long_polls"):
+        for key in ("heartbeats_per_s", "controller_cpu_ms_per_heartbeat",
+                    "postgres_cpu_ms_per_heartbeat", "latency_p99_ms"):
+            out[f"{phase}.{key}"] = _ratio(after[phase][key], before[phase][key])
+    sg_before, sg_after = before["security_group_change"], after["security_group_change"]
+    for key in ("reached", "reach_median_s", "reach_max_s", "other_nodes_woken"):
+        out[f"security_group_change.{key}"] = _ratio(sg_after[key], sg_before[key])
+    return out
+
+
+def report(results: dict[str, Any]) -> None:
+    print(f"fleet of {results['nodes']} SIMULATED nodes (1 Hz heartbeats, real cluster API "
+          f"over mTLS; controller {results['workers']} worker(s) on PostgreSQL)")
+    for mode in MODES:
+        print(f" {mode} ({'one cluster revision' if mode == 'before' else 'per-node revisions'})")
+        for phase in ("heartbeats_only", "with_long_polls"):
+            f = results[mode][phase]
+            print(f"  {phase:16} {f['heartbeats_per_s']:7.1f} beats/s  controller "
+                  f"{f['controller_cpu_ms_per_heartbeat']:.2f} ms CPU/beat "
+                  f"({100 * f['controller_cpu_core_share']:.0f} % of a core), PostgreSQL "
+                  f"{f['postgres_cpu_ms_per_heartbeat']:.2f} ms/beat, latency p50 "
+                  f"{f['latency_p50_ms']} ms p99 {f['latency_p99_ms']} ms, errors "
+                  f"{f['errors']}, generator {100 * f['generator_cpu_core_share']:.0f} % "
+                  "of a core")
+        sg = results[mode]["security_group_change"]
+        print(f"  security-group rule: API call {sg['api_call_s']} s; reached "
+              f"{sg['reached']}/{sg['concerned_nodes']} concerned nodes, median "
+              f"{sg['reach_median_s']} s, last {sg['reach_max_s']} s; woke "
+              f"{sg['other_nodes_woken']} of {sg['other_nodes']} other nodes' long-polls")
+    print(" after ÷ before (same run):")
+    for key, value in results["ratios"].items():
+        print(f"  {key:52} {value}")
