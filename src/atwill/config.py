@@ -94,6 +94,10 @@ class Settings:
     peer_token_cache: float = 30.0
     # Controller worker processes serving the API over the same socket (0: one per core).
     workers: int = 0
+    # Every controller of this cloud (on one PostgreSQL), comma-separated URLs: agents
+    # learn them from their desired state and fail over between them (agent/client.py).
+    # This controller's own public URL is always among them.
+    controller_urls: str = ""
 
     @property
     def scheme(self) -> str:
@@ -105,6 +109,12 @@ class Settings:
         if host in ("0.0.0.0", "::"):
             host = "127.0.0.1"
         return f"{self.scheme}://{host}:{self.port}"
+
+    @property
+    def controllers(self) -> list[str]:
+        """Every controller's URL, this one's first when no list names it."""
+        listed = [u.strip().rstrip("/") for u in self.controller_urls.split(",") if u.strip()]
+        return listed if self.public_url in listed else [self.public_url, *listed]
 
     @property
     def effective_workers(self) -> int:

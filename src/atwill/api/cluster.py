@@ -54,6 +54,9 @@ class DesiredState(BaseModel):
     heartbeat_interval: float
     controller_overlay_url: str | None = Field(
         None, description="The controller's API through the overlay; nodes fetch images there.")
+    controllers: list[str] = Field(
+        default_factory=list, description="Every controller's URL (one PostgreSQL); the "
+        "agent keeps them and fails over between them.")
     overlay: OverlayState
     instances: list[dict[str, Any]] = Field(
         default_factory=list, description="Full specs; `snapshot` is a pending createImage "

@@ -35,6 +35,9 @@ Workers = Annotated[int | None, typer.Option(
 def register(app: typer.Typer) -> None:
     app.command("init")(init)
     app.command("serve")(serve)
+    from . import controller_bundle
+
+    app.add_typer(controller_bundle.app, name="controller")
 
 
 def _settings(state_dir, database_url, host, port, public_host, insecure,

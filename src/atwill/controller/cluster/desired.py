@@ -38,6 +38,8 @@ def desired_state(session: Session, ctl: Controller, node: Node) -> dict[str, An
         "enabled": node.enabled, "heartbeat_interval": settings.heartbeat_interval,
         # Where the node fetches images: the API through the overlay, not the underlay.
         "controller_overlay_url": settings.overlay_url,
+        # Every controller of the cloud: the agent fails over between them.
+        "controllers": settings.controllers,
         "overlay": {
             "kind": settings.overlay, "address": node.overlay_ip,
             "prefix": overlay.prefix_length(settings.overlay_cidr),
