@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import ssl
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
 
 from ..core.errors import ApiError
 
+log = logging.getLogger("atwill.agent")
 NODE_REMOVED = "node_removed"
+CONNECT_TIMEOUT = 5.0
 CERTIFICATE_SUPERSEDED = "certificate_superseded"
 
 
@@ -35,9 +40,17 @@ def tls_context(ca: Path, cert: Path | None = None, key: Path | None = None) -> 
     return context
 
 
-def client(url: str, context: ssl.SSLContext | bool,
+def client(url: str | Sequence[str], context: ssl.SSLContext | bool,
            timeout: float | httpx.Timeout = 30.0) -> httpx.Client:
-    return httpx.Client(base_url=url, verify=context, timeout=timeout)
+    """A client of one controller, or of the first that answers of several (Failover)."""
+    urls = [url] if isinstance(url, str) else list(url)
+    if len(urls) == 1:
+        return httpx.Client(base_url=urls[0], verify=context, timeout=timeout)
+    if not isinstance(timeout, httpx.Timeout):
+        # A dead machine does not refuse a connection: give up on it soon.
+        timeout = httpx.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout))
+    return httpx.Client(base_url=preferred(urls), timeout=timeout,
+                        transport=Failover(urls, context))
 
 
 def check(resp: httpx.Response) -> httpx.Response:
@@ -56,4 +69,60 @@ def check(resp: httpx.Response) -> httpx.Response:
     raise ClusterError(resp.status_code, message, kind)
 
 
-__all__ = ["ApiError", "ClusterError", "check", "client", "tls_context"]
+class Failover(httpx.BaseTransport):
+    """Sends each request to the controller that answered last, else to the next one.
+
+    A request that could not connect is sent to the next controller (nothing of it
+    reached the first); a GET whose connection broke (a controller killed under a
+    long-poll) is asked again of the next. The controller that answers is remembered
+    for every client of the same list (the agent's threads each make their own).
+    """
+
+    def __init__(self, urls: list[str], context: ssl.SSLContext | bool) -> None:
+        self.urls = urls
+        self.transport = httpx.HTTPTransport(verify=context)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        first = preferred(self.urls)
+        order = self.urls[self.urls.index(first):] + self.urls[:self.urls.index(first)]
+        for number, url in enumerate(order):
+            target = httpx.URL(url)
+            request.url = request.url.copy_with(scheme=target.scheme, host=target.host,
+                                                port=target.port)
+            request.headers["Host"] = target.netloc.decode("ascii")
+            try:
+                response = self.transport.handle_request(request)
+            except (httpx.ConnectError, httpx.ConnectTimeout,
+                    httpx.RemoteProtocolError, httpx.ReadError) as error:
+                retry = isinstance(error, httpx.ConnectError | httpx.ConnectTimeout) \
+                    or request.method == "GET"
+                if not retry or number == len(order) - 1:
+                    raise
+                log.warning("controller %s: %s; trying %s", url, error or type(error).__name__,
+                            order[number + 1])
+                continue
+            _remember(self.urls, url)
+            return response
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+_lock = threading.Lock()
+_answered: dict[tuple[str, ...], str] = {}
+
+
+def preferred(urls: list[str]) -> str:
+    """The controller of urls that answered last (the first until one did)."""
+    with _lock:
+        url = _answered.get(tuple(urls))
+    return url if url in urls else urls[0]
+
+
+def _remember(urls: list[str], url: str) -> None:
+    with _lock:
+        _answered[tuple(urls)] = url
+
+
+__all__ = ["ApiError", "ClusterError", "Failover", "check", "client", "tls_context"]

@@ -22,10 +22,14 @@ class AgentConfig:
     overlay_port: int = 51820
     # Where this node keeps volumes: set, it is a storage node (agent/storage).
     storage_path: Path | None = None
+    # Every controller of the cloud (the desired state's `controllers`; the one it joined
+    # first until it hears of others): heartbeats and long-polls fail over between them.
+    controller_urls: list[str] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.storage_path is not None:
             self.storage_path = Path(self.storage_path)
+        self.controller_urls = _urls([*self.controller_urls]) or [self.controller_url]
 
     @property
     def ca(self) -> Path:
@@ -62,7 +66,8 @@ class AgentConfig:
 
     def save(self) -> None:
         data = {"controller_url": self.controller_url, "node_id": self.node_id,
-                "name": self.name, "overlay_port": self.overlay_port}
+                "name": self.name, "overlay_port": self.overlay_port,
+                "controller_urls": self.controller_urls}
         if self.storage_path is not None:
             data["storage_path"] = str(self.storage_path)
         write_private(self.state_dir / "agent.yaml", yaml.safe_dump(data).encode())
@@ -88,6 +93,29 @@ class AgentConfig:
 
     def cache_desired(self, desired: dict[str, Any]) -> None:
         write_private(self.desired_cache, json.dumps(desired).encode())
+        self.learn_controllers(desired.get("controllers"))
+
+    def learn_controllers(self, urls: Any) -> bool:
+        """Keep the controllers a desired state lists (saved when they changed); an
+        answer without any (an older controller) keeps what the node knew."""
+        listed = _urls(urls) if isinstance(urls, list) else []
+        if not listed or listed == self.controller_urls:
+            return False
+        self.controller_urls = listed
+        if self.joined(self.state_dir):  # at join, save() follows
+            self.save()
+        return True
+
+
+def _urls(urls: list[Any]) -> list[str]:
+    """https:// URLs, without trailing slashes or repeats, in their order."""
+    seen: list[str] = []
+    for url in urls:
+        if isinstance(url, str) and url.startswith(("https://", "http://")):
+            url = url.rstrip("/")
+            if url not in seen:
+                seen.append(url)
+    return seen
 
 
 def write_private(path: Path, data: bytes) -> None:

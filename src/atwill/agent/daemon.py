@@ -143,7 +143,7 @@ class Agent:
             try:
                 # Made at each connection: the certificate is renewed while the agent runs.
                 context = tls_context(self.config.ca, self.config.cert, self.config.key)
-                with client(self.config.controller_url, context, timeout=40) as http:
+                with client(self.config.controller_urls, context, timeout=40) as http:
                     while not self.stopping.is_set():
                         step(http)
                         if failing is not None:

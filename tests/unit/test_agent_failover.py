@@ -1,0 +1,117 @@
+"""The agent's client fails over between controllers (agent/client.py Failover), and
+agent.yaml keeps the controllers a desired state lists (agent/config.py)."""
+
+from __future__ import annotations
+
+import http.server
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from atwill.agent import client as agent_client
+from atwill.agent.config import AgentConfig
+from atwill.devcloud import free_port
+
+
+class _Answer(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        self._answer()
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self._answer()
+
+    def _answer(self) -> None:
+        body = f"{self.server.server_port} {self.headers['Host']}".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def live() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Answer)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+@pytest.fixture
+def hangs_up() -> Iterator[str]:
+    """Accepts a connection, reads the request and closes it without an answer (a
+    controller killed under a long-poll)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            conn.close()
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock.shutdown(socket.SHUT_RDWR)  # wakes accept(); close() alone does not
+    sock.close()
+    thread.join(timeout=5)
+
+
+def test_a_request_that_cannot_connect_goes_to_the_next_controller(live: str) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    urls = [dead, live]
+    with agent_client.client(urls, False) as http:
+        resp = http.post("/cluster/v1/nodes/x/heartbeat", json={"a": 1})
+    port = live.rsplit(":", 1)[1]
+    assert resp.text == f"{port} 127.0.0.1:{port}"  # sent there, with its Host header
+    assert agent_client.preferred(urls) == live
+    # The next client of the same list starts with the one that answered.
+    with agent_client.client(urls, False) as http:
+        assert str(http.base_url).rstrip("/") == live
+
+
+def test_a_get_whose_connection_broke_is_asked_again_of_the_next(
+        live: str, hangs_up: str) -> None:
+    with agent_client.client([hangs_up, live], False) as http:
+        assert http.get("/cluster/v1/nodes/x/desired").status_code == 200
+
+
+def test_a_post_whose_connection_broke_is_not_sent_twice(live: str, hangs_up: str) -> None:
+    with agent_client.client([hangs_up, live], False) as http, \
+            pytest.raises(httpx.RemoteProtocolError):
+        http.post("/cluster/v1/nodes/x/heartbeat", json={})
+
+
+def test_every_controller_down_is_the_last_error_without_a_loop() -> None:
+    urls = [f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"]
+    with agent_client.client(urls, False) as http, pytest.raises(httpx.ConnectError):
+        http.get("/")
+
+
+def test_agent_yaml_keeps_the_controllers_a_desired_state_lists(tmp_path: Path) -> None:
+    old = {"controller_url": "https://a:8686", "node_id": "n1", "name": "n"}
+    (tmp_path / "agent.yaml").write_text(yaml.safe_dump(old))  # before the list existed
+    config = AgentConfig.load(tmp_path)
+    assert config.controller_urls == ["https://a:8686"]
+    config.cache_desired({"revision": 1, "controllers": ["https://a:8686/", "https://b:8686",
+                                                         "https://b:8686", 7, "ftp://c"]})
+    assert AgentConfig.load(tmp_path).controller_urls == ["https://a:8686", "https://b:8686"]
+    # An answer without the list (an older controller) keeps what the node knew.
+    assert not config.learn_controllers(None)
+    config.cache_desired({"revision": 2})
+    assert AgentConfig.load(tmp_path).controller_urls == ["https://a:8686", "https://b:8686"]
