@@ -20,7 +20,7 @@ class NetworkManager:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
         net_dir = config.state_dir / "net"
-        self.plane = DataPlane(net_dir, config.name)
+        self.plane = DataPlane(net_dir, config.name, config.controller_url, config.ca)
         self.uplink = Uplink(UplinkConfig.load(config.state_dir), net_dir)
 
     @property

@@ -26,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from atwill.agent.net import metadata_signal
 from atwill.agent.net.names import METADATA_IP
 from atwill.hostlib import accounts
 from atwill.hostlib.run import ChildProcess
@@ -113,7 +114,8 @@ def caller_entry(store: Store, bridge: str, ip: str) -> dict[str, Any] | None:
     return entry
 
 
-def _server(store: Store, bridge: str, port: int) -> ThreadingHTTPServer:
+def _server(store: Store, bridge: str, port: int,
+            directory: Path | None = None) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             entry = caller_entry(store, bridge, self.client_address[0])
@@ -124,6 +126,25 @@ def _server(store: Store, bridge: str, port: int) -> ThreadingHTTPServer:
             body = answer[1].encode()
             self.send_response(200)
             self.send_header("Content-Type", answer[0])
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            """A wait condition signal from a known port, relayed (metadata_signal)."""
+            size = int(self.headers.get("Content-Length") or 0)
+            if (directory is None or not metadata_signal.is_signal(self.path)
+                    or caller_entry(store, bridge, self.client_address[0]) is None):
+                self.send_error(404)
+                return
+            if size > metadata_signal.MAX_BODY:
+                self.send_error(413)
+                return
+            status, body = metadata_signal.forward(
+                directory, self.path, self.headers.get("X-Auth-Token", ""),
+                self.rfile.read(size))
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -147,7 +168,7 @@ def serve(directory: Path, port: int = 80, user: str | None = None) -> None:
     user once the listeners are bound (port 80 and SO_BINDTODEVICE need root)."""
     store = Store(directory / "metadata.json")
     bridges = json.loads((directory / "bridges").read_text())
-    servers = [_server(store, bridge, port) for bridge in bridges]
+    servers = [_server(store, bridge, port, directory) for bridge in bridges]
     # The agent waits for this before it calls the plan applied: a guest that asks at once
     # must not meet a closed port.
     (directory / "listening").write_text(str(os.getpid()))
@@ -173,8 +194,11 @@ def drop_privileges(user: str) -> None:
 class MetadataService:
     """The metadata child process of one data plane, its files under directory."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, controller_url: str | None = None,
+                 ca: Path | None = None) -> None:
         self.directory = directory
+        # Where guests' wait condition signals are relayed (metadata_signal).
+        self.controller_url, self.ca = controller_url, ca
         self.child = ChildProcess(directory / "pid", f"{directory}")
         self._warned = False
 
@@ -189,6 +213,9 @@ class MetadataService:
         # no other user (0750 directory).
         accounts.share_directory(self.directory, account)
         accounts.publish(self.directory / "metadata.json", json.dumps(entries, sort_keys=True))
+        for name, text in metadata_signal.controller_files(self.controller_url,
+                                                           self.ca).items():
+            accounts.publish(self.directory / name, text)
         # Listeners are bound to interface indexes: a re-created bridge needs a restart.
         bridges = json.dumps({b: socket.if_nametoindex(b) for b in sorted(entries)})
         path = self.directory / "bridges"

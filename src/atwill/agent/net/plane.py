@@ -41,10 +41,11 @@ class PlaneError(RuntimeError):
 class DataPlane:
     """Bridges, VXLAN, DHCP, metadata, routing and nftables of one node, under state_dir."""
 
-    def __init__(self, state_dir: Path, node: str) -> None:
+    def __init__(self, state_dir: Path, node: str, controller_url: str | None = None,
+                 ca: Path | None = None) -> None:
         self.state_dir = state_dir
         self.node = node
-        self.metadata = MetadataService(state_dir / "metadata")
+        self.metadata = MetadataService(state_dir / "metadata", controller_url, ca)
 
     def apply(self, plan: HostPlan) -> dict[str, str]:
         """Make the host match the plan: create, repair and remove (only what we named).
