@@ -251,6 +251,81 @@ def test_live_migration_keeps_the_guest_its_boot_and_its_disk(
     lab.openstack("server", "delete", "--wait", "moving")
 
 
+def _throttle(lab: Lab, host: str, towards: str, rate: str | None) -> None:
+    """Cap what host sends towards another host's underlay address (None: lift the cap);
+    the rest of its traffic (its heartbeats to the controller) is left alone."""
+    tc = ("tc", "qdisc", "del", "dev", "wan0", "root")
+    if rate is None:
+        lab.exec(host, *tc, check=False)
+        return
+    for args in (("qdisc", "add", "dev", "wan0", "root", "handle", "1:", "htb", "default",
+                  "10"),
+                 ("class", "add", "dev", "wan0", "parent", "1:", "classid", "1:10", "htb",
+                  "rate", "10gbit"),
+                 ("class", "add", "dev", "wan0", "parent", "1:", "classid", "1:30", "htb",
+                  "rate", rate, "ceil", rate),
+                 ("filter", "add", "dev", "wan0", "parent", "1:", "protocol", "ip", "prio",
+                  "1", "u32", "match", "ip", "dst", f"{lab.host(towards).ip}/32", "flowid",
+                  "1:30")):
+        lab.exec(host, "tc", *args)
+
+
+def test_an_aborted_live_migration_leaves_the_guest_running_on_its_source(
+        lab: Lab, cloud: dict[str, str], tmp_path: Path) -> None:
+    script = tmp_path / "marker.sh"
+    script.write_text(MARKER)
+    vm = _create(lab, "stays", "--network", "net1", "--user-data", str(script))
+    source = lab.openstack("server", "show", "stays", "-f", "json")["OS-EXT-SRV-ATTR:host"]
+    target = "node2" if source == "node1" else "node1"
+    boot = _ticks(wait_console(lab, "stays", "TICK 1 ", timeout=120))[0][1]
+    # At 8 Mbit/s the guest's ~100 MB of memory take minutes: it is aborted on its way.
+    _throttle(lab, source, target, "8mbit")
+    try:
+        lab.openstack("--os-compute-api-version", "2.30", "server", "migrate",
+                      "--live-migration", "--host", target, "stays")
+        (record,) = lab.wait_for(
+            lambda: [m for m in lab.openstack("server", "migration", "list", "--server",
+                                              "stays", "-f", "json")
+                     if m["Status"] == "running"], 60, "the migration running")
+        log = Path(lab.host(source).state_dir) / "agent.log"
+        lab.wait_for(lambda: f"migration {record['Id']}: disk mirrored" in log.read_text(
+            errors="replace"), 60, "the source migrating the memory")
+        lab.openstack("--os-compute-api-version", "2.24", "server", "migration", "abort",
+                      "stays", str(record["Id"]))
+
+        def cancelled() -> dict | None:
+            shown = lab.openstack("server", "show", "stays", "-f", "json")
+            (now,) = lab.openstack("server", "migration", "list", "--server", "stays",
+                                   "-f", "json")
+            return shown if now["Status"] == "cancelled" and not shown.get(
+                "OS-EXT-STS:task_state") else None
+
+        try:
+            shown = lab.wait_for(cancelled, 60, "the migration cancelled", interval=1)
+        except TimeoutError:
+            raise AssertionError(_migration_trace(lab, "stays")) from None
+    finally:
+        _throttle(lab, source, target, None)
+    assert (shown["status"], shown["OS-EXT-SRV-ATTR:host"]) == ("ACTIVE", source), shown
+    # The same guest runs on where it was (not paused: it goes on counting).
+    last = _ticks(console(lab, "stays"))[-1][0]
+    lab.wait_for(lambda: _ticks(console(lab, "stays"))[-1][0] > last + 1, 30,
+                 "the guest counting on its source")
+    assert {b for _, b in _ticks(console(lab, "stays"))} == {boot}
+    # Nothing of it is left on the destination: no files, no QEMU, no tap.
+    state = Path(lab.host(target).state_dir)
+
+    def left_nothing() -> bool:
+        others = _vms_left(lab, target)
+        return (not (state / "instances" / vm["id"]).exists()
+                and sum(1 for p in host_processes(lab, target) if p.startswith("qemu"))
+                == others and lab.exec(target, "ip", "-o", "link").stdout.count("tap")
+                == others)
+
+    lab.wait_for(left_nothing, 30, f"{target} to hold nothing of the server")
+    lab.openstack("server", "delete", "--wait", "stays")
+
+
 def test_removing_a_node_with_instances(lab: Lab, cloud: dict[str, str]) -> None:
     vm = _create(lab, "held", "--network", "net1")
     host = lab.openstack("server", "show", "held", "-f", "json")["OS-EXT-SRV-ATTR:host"]
