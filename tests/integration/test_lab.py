@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from atwill.agent.hypervisor.qemu import SOCKETS_DIR
+from atwill.agent.hypervisor.qemu import SOCKETS_DIR, QemuDriver
 from atwill.lab import Lab, LabError, processes, wanctl
 from atwill.lab.commands import PYTHON
 from atwill.lab.netns import list_namespaces
@@ -188,13 +188,14 @@ def test_down_leaves_nothing_behind(tmp_path: Path) -> None:
         assert not root_links() & ours, "nothing of the lab appears in the root namespace"
         # A VM killed with its node leaves its QMP socket in the /run every host shares.
         instance, stranger = str(uuid.uuid4()), str(uuid.uuid4())
-        (Path(other.host("node1").state_dir) / "instances" / instance).mkdir(parents=True)
-        sockets = [SOCKETS_DIR / f"{u}.sock" for u in (instance, stranger)]
-        SOCKETS_DIR.mkdir(parents=True, exist_ok=True)
+        instances = Path(other.host("node1").state_dir) / "instances"
+        (instances / instance).mkdir(parents=True)
+        sockets = [QemuDriver(instances).paths(instance).qmp, SOCKETS_DIR / f"{stranger}.sock"]
         for path in sockets:
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.touch()
         other.down()
-        assert not sockets[0].exists(), "the lab's VM's QMP socket is removed"
+        assert not sockets[0].parent.exists(), "the lab's VM's QMP socket is removed"
         assert sockets[1].exists(), "a socket of no instance of this lab stays"
     finally:
         other.down()

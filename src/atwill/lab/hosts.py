@@ -209,7 +209,7 @@ def remove_qmp_sockets(state: LabState, host: Host) -> None:
 
     An instance another host also has (evacuated, rebuilt there) keeps its socket.
     """
-    from ..agent.hypervisor.qemu import QemuDriver
+    from ..agent.hypervisor.qemu import SOCKETS_DIR, QemuDriver
 
     def uuids(h: Host) -> set[str]:
         instances = Path(h.state_dir) / "instances"
@@ -220,6 +220,8 @@ def remove_qmp_sockets(state: LabState, host: Host) -> None:
     driver = QemuDriver(Path(host.state_dir) / "instances")
     for uuid in uuids(host) - others:
         driver.paths(uuid).qmp.unlink(missing_ok=True)
+    if driver.sockets_dir != SOCKETS_DIR:  # the host's own directory (qemu.sockets_of)
+        shutil.rmtree(driver.sockets_dir, ignore_errors=True)
 
 
 def destroy_host(state: LabState, name: str) -> None:
