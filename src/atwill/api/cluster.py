@@ -74,6 +74,10 @@ class DesiredState(BaseModel):
         None, description="Self-fencing: {lease (s), protected (instance ids), peers "
         "([{id, address}] to probe), port}; the agent kills the protected instances when "
         "its lease runs out while it hears fewer than half of its peers (core/peer_view).")
+    cold_migrations: dict[str, Any] | None = Field(
+        None, description="Cold migrations and resizes: send [{migration, instance}] (PUT "
+        "the stopped instance's disk to .../cold-migrations/{migration}/file) and receive "
+        "[{migration, instance, disk_gb, local}] (GET it, grow it, POST .../received).")
 
 
 class JoinResponse(BaseModel):
