@@ -1,12 +1,22 @@
-"""atwill node: list, show, disable, enable and remove compute nodes; install-service."""
+"""atwill node: list, show, disable, enable, drain, restore and remove compute nodes;
+install-service."""
 
 from __future__ import annotations
 
 import os
+import sys
+import time
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from ..agent import autojoin, service
@@ -75,13 +85,97 @@ def enable(name: str, state_dir: StateDir = None) -> None:
 @app.command("remove")
 def remove(name: str, force: bool = typer.Option(
         False, "--force", help="Remove even with instances on it (they become ERROR)."),
+        drain_first: bool = typer.Option(
+            False, "--drain", help="Move its instances away first (atwill node drain)."),
+        parallel: int = typer.Option(2, min=1, max=16, help="With --drain: moves at once."),
         state_dir: StateDir = None) -> None:
-    """Remove the node: revoke its certificate, withdraw it from every peer."""
+    """Remove the node: revoke its certificate, withdraw it from every peer.
+
+    A node holding instances is refused unless --drain (or, on a terminal, when you
+    agree to drain it first) or --force."""
+    from ..controller.cluster import nodes
+
+    with controller(state_dir) as ctl:
+        with ctl.db.session() as session:
+            node = nodes.find(session, name)
+            held = max(len(nodes.instances_on(session, node)), node.running_vms)
+        if held and not force:
+            if not drain_first and not _ask(f"Node {name} holds {held} instance(s); drain "
+                                            "it (move them away) first?"):
+                fail(f"Node {name} still holds {held} instance(s): drain it first "
+                     f"(atwill node remove {name} --drain), move or delete them, or remove "
+                     "with --force (they become ERROR).")
+            _drain(ctl, name, parallel, 3600.0)
+            _settle(ctl, name)
+        with ctl.db.session() as session:
+            nodes.remove(session, nodes.find(session, name), force)
+    console.print(f"node {name} removed; its agent will clean up its host")
+
+
+def _ask(question: str) -> bool:
+    """A yes/no on a terminal; never asked (no) when stdin is not one."""
+    return sys.stdin.isatty() and typer.confirm(question, default=False)
+
+
+def _settle(ctl: Any, name: str, timeout: float = 60.0) -> None:
+    """Wait for the node's own count of running guests to reach 0 (its next heartbeats)."""
+    from ..controller.cluster import nodes
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with ctl.db.session() as session:
+            if not nodes.find(session, name).running_vms:
+                return
+        time.sleep(1.0)
+
+
+@app.command("drain")
+def drain(name: str,
+          parallel: int = typer.Option(2, min=1, max=16, help="Instances moving at once."),
+          timeout: float = typer.Option(3600.0, min=1.0, help="Give up after (seconds)."),
+          state_dir: StateDir = None) -> None:
+    """Disable the node (reason "draining") and move every instance away.
+
+    Live migration where it can, cold migration (then confirmed) where it cannot; the
+    scheduler picks each destination. Run again, it continues with what is left. Exits 1
+    naming the instances it could not move, and why."""
+    with controller(state_dir) as ctl:
+        _drain(ctl, name, parallel, timeout)
+    console.print(f"node {name} is drained; 'atwill node restore {name}' brings it back")
+
+
+def _drain(ctl: Any, name: str, parallel: int, timeout: float) -> None:
+    from ..controller.cluster import drain as draining
+    from ..controller.cluster import nodes
+
+    with ctl.db.session() as session:
+        run = draining.begin(session, nodes.find(session, name), parallel)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[now]}"), TimeElapsedColumn(), console=console,
+                  transient=not console.is_terminal) as bar:
+        task = bar.add_task(f"draining {name}", total=run.total or 1, now="")
+
+        def report(p: Any) -> None:
+            now = f"moving: {', '.join(p.moving)}" if p.moving else ""
+            bar.update(task, total=p.total or 1, completed=p.done if p.total else 1, now=now)
+
+        result = draining.run_until_done(ctl, run, report, timeout=timeout)
+    if result.stuck:
+        for server, why in result.stuck:
+            err.print(f"[red]{server}[/red]: {why}", highlight=False)
+        fail(f"{len(result.stuck)} instance(s) could not be moved off {name}; it stays "
+             "disabled (draining): run 'atwill node drain' again to retry.")
+
+
+@app.command("restore")
+def restore(name: str, state_dir: StateDir = None) -> None:
+    """Schedule onto a drained (or disabled) node again."""
+    from ..controller.cluster import drain as draining
     from ..controller.cluster import nodes
 
     with controller(state_dir) as ctl, ctl.db.session() as session:
-        nodes.remove(session, nodes.find(session, name), force)
-    console.print(f"node {name} removed; its agent will clean up its host")
+        draining.restore(session, nodes.find(session, name))
+    console.print(f"node {name} restored: instances may be scheduled onto it again")
 
 
 @app.command("evacuate")

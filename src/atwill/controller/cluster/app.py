@@ -12,6 +12,7 @@ from . import (
     certificates,
     cold_migrations,
     consoles,
+    drain_api,
     join,
     snapshots,
     usage_events,
@@ -24,6 +25,6 @@ def create(ctl: Controller) -> FastAPI:
     app = make_service_app(ctl, render=cluster_error, openapi_url="/v1/openapi.json",
                            title="atwill cluster API", version="1")
     for module in (join, agents, certificates, consoles, snapshots, admin, fencing,
-                   usage_events, peers, volume_uploads, cold_migrations):
+                   usage_events, peers, volume_uploads, cold_migrations, drain_api):
         app.include_router(module.router)
     return app

@@ -1,0 +1,106 @@
+"""Draining a node (atwill node drain, the cluster API's drain and restore) between two
+agent-less nodes whose small fake agents carry live migrations through (no QEMU here:
+the lab test drains a node of real guests)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.api.aggregate_nodes import JoinedNode, wait_for
+from tests.api.test_server_live_migration import Pair
+from tests.cloud import Cloud, unique
+
+NODES = "/cluster/v1/nodes"
+
+
+@pytest.fixture(scope="module")
+def pair(cloud: Cloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+    tmp = tmp_path_factory.mktemp("drain")
+    a, b = JoinedNode(cloud, tmp, "drain-a"), JoinedNode(cloud, tmp, "drain-b")
+    data = tmp / "disk.img"
+    data.write_bytes(os.urandom(64 * 1024))
+    image = cloud.openstack("image", "create", "--file", str(data), "--disk-format", "raw",
+                            "--container-format", "bare", unique("drainimg"), "-f",
+                            "json")["id"]
+    cloud.openstack("flavor", "create", "--ram", "64", "--disk", "1", "--vcpus", "1",
+                    image + "-flavor")
+    made = Pair(cloud, a, b, image)
+    try:
+        yield made
+    finally:
+        for server in cloud.openstack("server", "list", "--all-projects", "-f", "json"):
+            if server["Name"].startswith("lmsrv"):
+                cloud.openstack("server", "delete", "--wait", server["ID"])
+        for agent in made.agents.values():
+            agent.stop()
+        a.remove()
+        b.remove()
+        cloud.openstack("image", "delete", image)
+        cloud.openstack("flavor", "delete", image + "-flavor")
+
+
+def call(cloud: Cloud, method: str, path: str, **kw: Any) -> tuple[int, Any]:
+    with cloud.http(cloud.token()) as client:
+        resp = client.request(method, path, **kw)
+    return resp.status_code, resp.json()
+
+
+def service(cloud: Cloud, host: str) -> dict[str, Any]:
+    (found,) = cloud.openstack("compute", "service", "list", "--host", host, "--long",
+                               "-f", "json")
+    return found
+
+
+def test_bad_drain_requests_are_refused_and_change_nothing(pair: Pair) -> None:
+    cloud, a = pair.cloud, pair.a
+    assert call(cloud, "POST", f"{NODES}/no-such-node/drain")[0] == 404
+    assert call(cloud, "POST", f"{NODES}/no-such-node/restore")[0] == 404
+    for body in ({"parallel": 0}, {"parallel": "x"}, {"paralel": 2}):
+        status, answer = call(cloud, "POST", f"{NODES}/{a.name}/drain", json=body)
+        assert status == 400, (body, answer)
+    assert call(cloud, "GET", f"{NODES}/{a.name}")[1]["enabled"] is True
+
+
+def test_drain_names_what_it_cannot_move_then_resumes_moves_all_and_restores(
+        pair: Pair) -> None:
+    cloud, a, b = pair.cloud, pair.a, pair.b
+    servers = [pair.boot(a.name), pair.boot(a.name)]
+    names = {pair.show(s)["name"] for s in servers}
+    # With the only other node disabled, nothing can go: the CLI names both, and why.
+    cloud.openstack("compute", "service", "set", "--disable", "--disable-reason", "maint",
+                    b.name, "nova-compute")
+    try:
+        proc = cloud.atwill("node", "drain", a.name, "--timeout", "30", check=False)
+    finally:
+        cloud.openstack("compute", "service", "set", "--enable", b.name, "nova-compute")
+    assert proc.returncode == 1, proc.stderr
+    for name in names:
+        assert name in proc.stderr
+    assert "cold migration failed" in proc.stderr and "No valid host" in proc.stderr
+    assert (service(cloud, a.name)["Status"], service(cloud, a.name)["Disabled Reason"]) \
+        == ("disabled", "draining")
+    assert {pair.show(s)["OS-EXT-SRV-ATTR:host"] for s in servers} == {a.name}
+    # Through the API (the dashboard's button): it starts over, and both go live to b.
+    status, view = call(cloud, "POST", f"{NODES}/{a.name}/drain")
+    assert status == 202 and view["draining"] is True and view["instances"] == 2
+    done = wait_for(lambda: (v := call(cloud, "GET", f"{NODES}/{a.name}/drain")[1])[
+        "finished"] and v["done"] == 2 and v, 30, "the drain to finish")
+    assert (done["instances"], done["stuck"], done["moving"]) == (0, [], [])
+    for server in servers:
+        pair.wait_server(server, b.name)
+        kinds = [(m["Type"], m["Status"]) for m in pair.migrations(server)]
+        assert ("live-migration", "completed") in kinds
+    # Again: nothing left, nothing started.
+    before = sum(len(pair.migrations(s)) for s in servers)
+    status, view = call(cloud, "POST", f"{NODES}/{a.name}/drain")
+    assert status == 202 and view["instances"] == 0
+    wait_for(lambda: call(cloud, "GET", f"{NODES}/{a.name}/drain")[1]["finished"], 10,
+             "the second drain to end")
+    assert sum(len(pair.migrations(s)) for s in servers) == before
+    status, view = call(cloud, "POST", f"{NODES}/{a.name}/restore")
+    assert status == 200 and view["draining"] is False
+    assert call(cloud, "GET", f"{NODES}/{a.name}")[1]["enabled"] is True
