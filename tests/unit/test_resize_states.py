@@ -35,7 +35,9 @@ def test_migrate_body_per_microversion() -> None:
 
 def test_flavor_refusals() -> None:
     rs.check_flavors(SMALL, BIG)
-    rs.check_flavors(BIG, {**SMALL, "disk": 0})  # 0: the image's size, allowed
+    rs.check_flavors({**SMALL, "disk": 0}, BIG)  # from the image's size: allowed
+    with pytest.raises(BadRequest, match="zero disk flavor"):
+        rs.check_flavors(BIG, {**BIG, "id": "3", "disk": 0})
     with pytest.raises(BadRequest, match="must change flavor"):
         rs.check_flavors(SMALL, dict(SMALL))
     with pytest.raises(BadRequest, match="Unable to resize disk down"):

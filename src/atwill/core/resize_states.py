@@ -89,12 +89,15 @@ def check_null_body(name: str, args: Any) -> None:
 
 
 def check_flavors(old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
-    """Nova's refusals of a new flavor: the same one, or a smaller root disk (400)."""
+    """Nova's refusals of a new flavor: the same one, a smaller or a zero root disk (400,
+    for servers with a local disk, all of this cloud's resizable ones)."""
     if old.get("id") == new.get("id"):
         raise BadRequest("When resizing, instances must change flavor!")
     old_disk, new_disk = int(old.get("disk") or 0), int(new.get("disk") or 0)
-    # A flavor disk of 0 means "the image's size": Nova lets either side be 0.
-    if old_disk and new_disk and new_disk < old_disk:
+    # A flavor disk of 0 means "the image's size", which may be smaller than the disk.
+    if old_disk and not new_disk:
+        raise BadRequest("Resize error: Resize to zero disk flavor is not allowed.")
+    if old_disk and new_disk < old_disk:
         raise BadRequest("Resize error: Unable to resize disk down.")
 
 

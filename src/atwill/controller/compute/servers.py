@@ -15,7 +15,7 @@ from ...core.text import clean_name
 from ..db.base import utcnow
 from ..db.models import Instance
 from ..revision import bump
-from ..servers import actions, builds, placement, ports, shelve, snapshots, view
+from ..servers import actions, builds, placement, ports, resize, shelve, snapshots, view
 from ..servers.locks import serialized
 from ..service import authorize, caller, controller, json_body, wrapped
 from . import server_listing, server_volumes_state
@@ -141,6 +141,7 @@ def delete(session: Any, inst: Instance, request_id: str, creds: Credentials) ->
     """Soft-delete at once; the node's agent tears the VM down when its state moves."""
     actions.start(session, inst.id, "delete", request_id, creds.user_id, creds.project_id)
     ports.free(session, inst)
+    resize.on_server_delete(session, inst)
     placement.release(session, inst)
     snapshots.abandon(session, inst)  # Nova deletes the image of an unfinished snapshot
     server_volumes_state.on_server_delete(session, inst)

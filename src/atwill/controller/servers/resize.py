@@ -213,3 +213,20 @@ def auto_confirm(session: Session, window: float) -> int:
         confirmed(session, inst, record)
         done += 1
     return done
+
+
+def on_server_delete(session: Session, inst: Instance) -> None:
+    """A server deleted during a resize: the claim held for it elsewhere goes too (the
+    destination's before it finished; the source's in VERIFY_RESIZE, which Nova confirms)."""
+    record = current(session, inst, {*resize_states.MOVING, "finished"})
+    if record is None:
+        return
+    if record.status == "finished":
+        old, node_id, record.status = record.old_flavor or {}, record.source_node_id, \
+            "confirmed"
+    else:
+        old, node_id, record.status = record.new_flavor or {}, record.dest_node_id, "error"
+        record.message = "the server was deleted"
+    if node_id:
+        placement.release_counters(session, node_id, int(old.get("vcpus", 0)),
+                                   int(old.get("ram", 0)), int(old.get("disk") or 0))

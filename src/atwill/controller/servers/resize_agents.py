@@ -171,7 +171,7 @@ def report(session: Session, node: Node, inst: Instance, state: str) -> bool:
     if inst.task_state not in ("resize_finish", resize_states.REVERTING):
         return False
     if state != "running" and inst.desired_power == "running":
-        return True
+        return state != "error"  # a copy that cannot start: ERROR, as any failed start
     record = _latest(session, inst)
     if record is None:
         inst.task_state = None
