@@ -28,7 +28,18 @@ def full_mesh(lab: Lab) -> None:
     for source in ips:
         for target, address in ips.items():
             if source != target:
-                assert pings(lab, source, address), f"{source} cannot reach {target} ({address})"
+                assert pings(lab, source, address), (
+                    f"{source} cannot reach {target} ({address}):\n{overlay_state(lab, source)}"
+                    f"\n{overlay_state(lab, target)}")
+
+
+def overlay_state(lab: Lab, host: str) -> str:
+    """What a failed reachability check needs to be understood: the host's WireGuard peers."""
+    shown = [lab.exec(host, "wg", "show", link, check=False).stdout
+             for link in overlay_links(lab, host)]
+    log = lab.directory / host / "agent.log"
+    tail = log.read_text()[-4000:] if log.exists() else "no agent log"
+    return "\n".join(shown or ["no overlay interface"]) + f"\n--- {host}'s agent log ---\n{tail}"
 
 
 def overlay_links(lab: Lab, host: str) -> list[str]:
