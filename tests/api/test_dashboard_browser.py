@@ -476,3 +476,23 @@ def test_admin_disables_enables_and_removes_a_node_from_its_page(env: Env) -> No
             assert client.get(f"/cluster/v1/nodes/{node.id}").status_code == 404
     finally:
         node.remove()
+
+
+def test_admin_drains_and_restores_a_node_from_its_page(env: Env) -> None:
+    env.login("admin")
+    node = JoinedNode(env.cloud, env.tmp, "dashdrain")
+    try:
+        node.beat()
+        env.go(f"/admin/nodes/{node.id}")
+        env.wait(lambda: text_of(env, "#drain-state") == "Not draining.")
+        env.driver.find_element(*by("xpath", "//button[.='Drain']")).click()
+        env.driver.switch_to.alert.accept()
+        env.wait(lambda: text_of(env, "#enabled") == "disabled: draining")
+        env.wait(lambda: text_of(env, "#drain-state") == "Drained: no instance is left on it.")
+        with env.cloud.http(env.cloud.token()) as client:
+            assert client.get(f"/cluster/v1/nodes/{node.id}/drain").json()["draining"]
+        env.driver.find_element(*by("xpath", "//button[.='Restore']")).click()
+        env.wait(lambda: text_of(env, "#enabled") == "enabled")
+        assert text_of(env, "#drain-state") == "Not draining."
+    finally:
+        node.remove()

@@ -104,3 +104,27 @@ def test_drain_names_what_it_cannot_move_then_resumes_moves_all_and_restores(
     status, view = call(cloud, "POST", f"{NODES}/{a.name}/restore")
     assert status == 200 and view["draining"] is False
     assert call(cloud, "GET", f"{NODES}/{a.name}")[1]["enabled"] is True
+
+
+def test_a_node_drains_itself_with_its_own_certificate_before_it_leaves(pair: Pair) -> None:
+    cloud, a, b = pair.cloud, pair.a, pair.b
+    path = f"{NODES}/{a.id}/leave/drain"
+    with cloud.http(cloud.token()) as client:  # a token is not the node's certificate
+        assert client.post(path).status_code == 401
+    with b.http() as client:  # nor is another node's
+        assert client.post(path).status_code == 403
+    assert call(cloud, "GET", f"{NODES}/{a.name}")[1]["enabled"] is True
+    server = pair.boot(a.name)
+    try:
+        refused = cloud.atwill("node", "remove", a.name, check=False)  # stdin: no terminal
+        assert refused.returncode == 1 and f"atwill node remove {a.name} --drain" in \
+            refused.stderr.replace("\n", " "), refused.stderr
+        with a.http() as client:
+            started = client.post(path)
+            assert started.status_code == 202 and started.json()["draining"] is True
+            wait_for(lambda: client.get(path).json()["instances"] == 0, 30,
+                     "the node's own drain")
+        pair.wait_server(server, b.name)
+    finally:
+        call(cloud, "POST", f"{NODES}/{a.name}/restore")
+        cloud.openstack("server", "delete", "--wait", server)

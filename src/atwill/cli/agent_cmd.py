@@ -118,14 +118,17 @@ def leave(force: bool = typer.Option(False, "--force",
                                      help="Leave even with instances (they become ERROR)."),
           purge: bool = typer.Option(False, "--purge", help="Also delete the disks of this "
                                      "node's instances (kept otherwise, VMs stopped)."),
+          drain: bool = typer.Option(False, "--drain", help="Move its instances to other "
+                                     "nodes first (asked on a terminal)."),
           state_dir: NodeDir = DEFAULT_NODE_DIR) -> None:
     """Remove this node from its cloud and clean what atwill made on this host.
 
     VMs are stopped and their taps removed; their disks (and the images they need) are
     kept unless --purge. This also works on a node its controller already removed.
     """
-    from ..agent.client import ClusterError, check, client, tls_context
+    from ..agent.client import ClusterError, client, tls_context
     from ..agent.daemon import cleanup, stop_running
+    from . import leave_drain
 
     try:
         config = AgentConfig.load(state_dir)
@@ -144,8 +147,7 @@ def leave(force: bool = typer.Option(False, "--force",
         raise typer.Exit(1) from None
     try:
         with client(config.controller_url, context) as http:
-            check(http.post(f"/cluster/v1/nodes/{config.node_id}/leave",
-                            params={"force": force}))
+            leave_drain.leave(http, config.node_id, force, drain)
     except ClusterError as error:
         if not error.removed:  # already removed by the operator: clean up all the same
             err.print(f"[red]leave refused:[/red] {error.message}", highlight=False)

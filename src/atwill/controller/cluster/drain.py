@@ -96,8 +96,7 @@ def guests(session: Session, run: Run) -> list[Guest]:
 
 def _start(ctl: Controller, run: Run, decision: drain_plan.Decision) -> None:
     """Start one move in a transaction of its own; a refusal is remembered with its why."""
-    kind = {drain_plan.LIVE: "live-migration", drain_plan.COLD: "migration",
-            drain_plan.CONFIRM: "migration"}[decision.action]
+    kind = "live-migration" if decision.action == drain_plan.LIVE else "migration"
     request_id = f"req-drain-{run.node_name}"[:64]
     try:
         with ctl.db.session() as session:
@@ -120,7 +119,8 @@ def _start(ctl: Controller, run: Run, decision: drain_plan.Decision) -> None:
     except ApiError as err:
         log.info("drain of %s: %s of %s refused: %s", run.node_name, decision.action,
                  decision.guest.id, err)
-        run.refused[decision.guest.id] = Attempt(kind, "error", str(err))
+        if decision.action != drain_plan.CONFIRM:  # (auto-confirm may have been first)
+            run.refused[decision.guest.id] = Attempt(kind, "error", str(err))
 
 
 def step(ctl: Controller, run: Run) -> Progress:

@@ -19,6 +19,7 @@ from ...core.policy import Credentials
 from ..context import Controller
 from ..service import authorize, caller, controller
 from . import drain, nodes
+from .nodecert import calling_node
 
 router = APIRouter()
 log = logging.getLogger("atwill.cluster.drain")
@@ -44,7 +45,26 @@ def _drive(ctl: Controller, run: drain.Run) -> None:
 def _view(ctl: Controller, ident: str) -> dict:
     with ctl.db.session() as session:
         node = nodes.find(session, ident)
-        return drain.view(_runs.get(node.id), node, len(nodes.instances_on(session, node)))
+        thread = _threads.get(node.id)
+        return {**drain.view(_runs.get(node.id), node, len(nodes.instances_on(session, node))),
+                "running": bool(thread and thread.is_alive())}
+
+
+def _start(ctl: Controller, ident: str, parallel: int) -> dict:
+    """Start a run unless one runs in this process; the drain's view."""
+    with _lock:
+        with ctl.db.session() as session:
+            node = nodes.find(session, ident)
+            thread = _threads.get(node.id)
+            start = None
+            if thread is None or not thread.is_alive():
+                run = drain.begin(session, node, parallel)
+                _runs[node.id] = run
+                start = _threads[node.id] = threading.Thread(
+                    target=_drive, args=(ctl, run), name=f"drain-{node.name}", daemon=True)
+        if start is not None:
+            start.start()
+    return _view(ctl, ident)
 
 
 @router.post("/v1/nodes/{ident}/drain", status_code=202,
@@ -52,22 +72,24 @@ def _view(ctl: Controller, ident: str) -> dict:
 def node_drain(ident: str, request: Request, body: DrainRequest | None = None,
                creds: Credentials = Depends(caller)) -> dict:
     authorize(creds, "cluster:nodes:update")
+    return _start(controller(request), ident, (body or DrainRequest()).parallel)
+
+
+@router.post("/v1/nodes/{node_id}/leave/drain", status_code=202,
+             summary="The node drains itself before it leaves (atwill leave --drain)")
+def leave_drain(node_id: str, request: Request) -> dict:
     ctl = controller(request)
-    with _lock:
-        with ctl.db.session() as session:
-            node = nodes.find(session, ident)
-            thread = _threads.get(node.id)
-            if thread is None or not thread.is_alive():
-                run = drain.begin(session, node, (body or DrainRequest()).parallel)
-                _runs[node.id] = run
-                _threads[node.id] = threading.Thread(target=_drive, args=(ctl, run),
-                                                     name=f"drain-{node.name}", daemon=True)
-                start = _threads[node.id]
-            else:
-                start = None
-        if start is not None:
-            start.start()
-    return _view(ctl, ident)
+    with ctl.db.session() as session:
+        calling_node(session, request, node_id)
+    return _start(ctl, node_id, DrainRequest().parallel)
+
+
+@router.get("/v1/nodes/{node_id}/leave/drain", summary="How far the node's own drain is")
+def leave_drain_get(node_id: str, request: Request) -> dict:
+    ctl = controller(request)
+    with ctl.db.session() as session:
+        calling_node(session, request, node_id)
+    return _view(ctl, node_id)
 
 
 @router.get("/v1/nodes/{ident}/drain", summary="How far a node's drain is")
