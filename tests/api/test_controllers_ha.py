@@ -77,6 +77,14 @@ def test_the_second_controller_holds_the_same_keys_and_its_own_certificate(
         (pair.a.state_dir / "pki/controller-key.pem").read_bytes()
 
 
+def test_init_on_the_added_controller_is_refused_and_the_catalog_stays(pair: Pair) -> None:
+    proc = pair.b.atwill("init", check=False)
+    assert proc.returncode == 1 and "added from a bundle" in proc.stderr
+    with pair.b.http(pair.b.token()) as client:
+        urls = {e["url"] for e in client.get("/identity/v3/endpoints").json()["endpoints"]}
+    assert urls and all(u.startswith(pair.a.url) for u in urls)
+
+
 def test_a_bundle_refused_for_a_wrong_passphrase_changes_nothing(
         pair: Pair, tmp_path: Path) -> None:
     bundle, secret = tmp_path / "b.bundle", tmp_path / "pass"

@@ -47,6 +47,9 @@ def test_a_bundle_carries_the_shared_keys_and_settings_not_the_machines_own(
     assert (settings.database_url, settings.region) == ("postgresql://u:p@db/atwill", "R2")
     assert (settings.port, settings.public_host, settings.workers) == (9000, "b.example", 0)
     assert settings.controllers == ["https://b.example:9000", "https://a.example:8686"]
+    # Its certificate must also name the catalog's host (a load balancer or DNS name).
+    assert bundle.cloud_host(new) == "a.example"
+    assert bundle.cloud_host(tmp_path / "a") is None
 
 
 def test_a_wrong_passphrase_or_an_altered_bundle_is_refused(tmp_path: Path) -> None:

@@ -76,7 +76,8 @@ def add(bundle_file: Annotated[Path, typer.Option("--bundle", help="From export-
     urls = bundle.join_urls(conf.controller_urls, conf.public_url)
     changes += _save_urls(conf, urls)
     conf = settings(directory)
-    if pki.issue_server_cert(conf.path("pki"), tls_hosts(conf)):
+    hosts = [*tls_hosts(conf), *filter(None, [bundle.cloud_host(directory)])]
+    if pki.issue_server_cert(conf.path("pki"), hosts):
         changes.append("issued this controller's TLS certificate from the cloud's CA")
     changes += write_credentials(conf, admin_password(conf))
     for change in changes:
@@ -93,3 +94,15 @@ def _save_urls(conf, urls: str) -> list[str]:  # noqa: ANN001 - config.Settings
 
     config.save(dataclasses.replace(conf, controller_urls=urls), ["controller_urls"])
     return [f"controller_urls: {urls}"]
+
+
+def refuse_added(state_dir: Path | None) -> None:
+    """`init` on a controller made by `add` would move the shared catalog to its URL."""
+    from ..controller.ha_controllers_bundle import ADDED_FILE
+
+    directory = settings(state_dir).state_dir
+    if (directory / ADDED_FILE).exists():
+        err.print(f"[red]{directory} is a controller added from a bundle: 'atwill init' "
+                  "would point the cloud's catalog at it. Run 'atwill serve'; to make "
+                  "another cloud, use an empty --state-dir.[/red]", highlight=False)
+        raise typer.Exit(1)

@@ -60,6 +60,9 @@ def init(state_dir: StateDir = None, database_url: DatabaseUrl = None, host: Hos
          port: Port = None, public_host: PublicHost = None, insecure_http: Insecure = False,
          overlay: Overlay = None) -> None:
     """Create (or complete) the state directory: database, keys, CA, admin, catalog."""
+    from .controller_bundle import refuse_added
+
+    refuse_added(state_dir)
     _initialise(_settings(state_dir, database_url, host, port, public_host, insecure_http,
                           overlay))
 

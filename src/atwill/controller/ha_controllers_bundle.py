@@ -35,6 +35,8 @@ SHARED_FILES = ("pki/ca.pem", "pki/ca-key.pem", "fence.key", "metrics-token",
 SHARED_DIRS = ("fernet-keys",)
 # Settings of one machine: not carried over.
 OWN_SETTINGS = ("listen_host", "port", "public_host", "workers")
+# Written by install(): `atwill init` there would move the catalog to this controller.
+ADDED_FILE = "controller-added.json"
 
 
 class BundleError(Exception):
@@ -66,7 +68,9 @@ def collect(settings: Settings) -> dict[str, Any]:
     raw = yaml.safe_load(settings.path(CONFIG_FILE).read_text()) or {}
     shared = {k: v for k, v in raw.items() if k not in OWN_SETTINGS}
     shared["controller_urls"] = ",".join(settings.controllers)
-    return {"files": files, "settings": shared}
+    # The catalog's URL (made by this controller's init): every controller's certificate
+    # names its host, so a load balancer or DNS name there may send clients to any.
+    return {"files": files, "settings": shared, "cloud_url": settings.public_url}
 
 
 def seal(content: dict[str, Any], passphrase: str) -> bytes:
@@ -131,7 +135,17 @@ def install(content: dict[str, Any], state_dir: Path, own: dict[str, Any]) -> li
             handle.write(base64.b64decode(encoded))
     values = {**content["settings"], **{k: v for k, v in own.items() if v is not None}}
     (state_dir / CONFIG_FILE).write_text(yaml.safe_dump(values, sort_keys=True))
+    (state_dir / ADDED_FILE).write_text(json.dumps({"cloud_url": content.get("cloud_url")}))
     return [f"wrote {len(content['files'])} shared files and {CONFIG_FILE} in {state_dir}"]
+
+
+def cloud_host(state_dir: Path) -> str | None:
+    """The catalog URL's host of a controller made from a bundle (None: not one)."""
+    try:
+        url = json.loads((state_dir / ADDED_FILE).read_text()).get("cloud_url") or ""
+    except (FileNotFoundError, ValueError, AttributeError):
+        return None
+    return url.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]") or None
 
 
 def join_urls(listed: str, url: str) -> str:
