@@ -251,6 +251,41 @@ def test_live_migration_keeps_the_guest_its_boot_and_its_disk(
     lab.openstack("server", "delete", "--wait", "moving")
 
 
+def test_draining_a_node_moves_its_guests_away_and_restore_brings_it_back(
+        lab: Lab, cloud: dict[str, str]) -> None:
+    group = lab.openstack("server", "group", "show", "spread", "-f", "json")["members"]
+    pinned = {s["Name"] for s in lab.openstack("server", "list", "--all-projects", "--long",
+                                                "-f", "json")
+              if s["Host"] == "node1" and s["ID"] in group}  # anti-affinity keeps them
+    names = ["drain1", "drain2"]
+    for name in names:
+        lab.openstack("server", "create", "--flavor", "m1.tiny", "--image", "atwill-guest",
+                      "--network", "net1", "--availability-zone", "nova:node1", name,
+                      "-f", "json")
+    for name in names:
+        wait_status(lab, name, "ACTIVE")
+    try:
+        drained = lab.atwill_ctl("node", "drain", "node1", check=False, timeout=300)
+        assert drained.returncode == (1 if pinned else 0), drained.stderr
+        for name in pinned:  # named, with the scheduler's refusal
+            assert name in drained.stderr and "No valid host" in drained.stderr
+        for name in names:
+            shown = lab.openstack("server", "show", name, "-f", "json")
+            assert (shown["status"], shown["OS-EXT-SRV-ATTR:host"]) == ("ACTIVE", "node2")
+        assert _vms_left(lab, "node1") == len(pinned)
+        lab.wait_for(lambda: sum(p.startswith("qemu") for p in host_processes(lab, "node1"))
+                     == len(pinned), 30, "node1 to run no moved guest")
+        (svc,) = lab.openstack("compute", "service", "list", "--host", "node1", "--long",
+                               "-f", "json")
+        assert (svc["Status"], svc["Disabled Reason"]) == ("disabled", "draining")
+    finally:
+        lab.atwill_ctl("node", "restore", "node1")
+        for name in names:
+            lab.openstack("server", "delete", "--wait", name)
+    (svc,) = lab.openstack("compute", "service", "list", "--host", "node1", "-f", "json")
+    assert svc["Status"] == "enabled"
+
+
 def _throttle(lab: Lab, host: str, towards: str, rate: str | None) -> None:
     """Cap what host sends towards another host's underlay address (None: lift the cap);
     the rest of its traffic (its heartbeats to the controller) is left alone."""
