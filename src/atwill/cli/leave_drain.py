@@ -47,7 +47,7 @@ def _drain(http: httpx.Client, path: str) -> None:
     with Progress(TextColumn("[bold]draining this node"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[now]}"), console=console) as bar:
         task = bar.add_task("drain", total=view["total"] or 1, now="")
-        while view["running"] or view["instances"] and not view["stuck"] and view["draining"]:
+        while view["running"]:
             time.sleep(1.0)
             view = check(http.get(path)).json()
             bar.update(task, total=view["total"] or 1, completed=view["done"],
