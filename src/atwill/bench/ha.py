@@ -246,15 +246,23 @@ def main(sizes: tuple[int, ...] = (1, 10), repeats: int = 3, lossy_s: float = 90
             results["power_loss"][str(count)] = _repeat(bench, count, repeats, started,
                                                         budget_s)
         if before_after:
-            ha_rounds.set_controller(bench, ha_peer_confirm=0)
-            before = {"power_loss": {str(sizes[-1]): _repeat(bench, sizes[-1], repeats,
-                                                              started, budget_s)}}
-            ha_rounds.set_controller(bench, ha_peer_confirm=Settings().ha_peer_confirm)
-            summarize(before)
-            results["before"] = before
+            try:
+                ha_rounds.set_controller(bench, ha_peer_confirm=0)
+                before = {"power_loss": {str(sizes[-1]): _repeat(bench, sizes[-1], repeats,
+                                                                  started, budget_s)}}
+                ha_rounds.set_controller(bench, ha_peer_confirm=Settings().ha_peer_confirm)
+                summarize(before)
+                results["before"] = before
+            except (RuntimeError, TimeoutError) as err:  # the figures above are kept
+                results["before_error"] = str(err)
+                print(f"before/after not measured: {err}", file=sys.stderr, flush=True)
         if rounds:
-            results["partition_rounds"] = ha_rounds.partition_rounds(
-                bench, VICTIM, rounds, budget_s=rounds * 60)
+            try:
+                results["partition_rounds"] = ha_rounds.partition_rounds(
+                    bench, VICTIM, rounds, budget_s=rounds * 60)
+            except (RuntimeError, TimeoutError) as err:
+                results["rounds_error"] = str(err)
+                print(f"partition rounds failed: {err}", file=sys.stderr, flush=True)
         results["lossy"] = bench.lossy(lossy_servers, lossy_s, delay, loss)
     results["elapsed_s"] = time.monotonic() - started
     summarize(results)

@@ -94,8 +94,20 @@ def set_controller(bench: HaBench, **settings: Any) -> None:
     path.write_text(yaml.safe_dump(data))
     lab.stop_controller()
     lab.start_controller()
-    lab.wait_for(lambda: all(n.get("health") == "up" for n in _nodes(bench)), 60,
-                 "every node up after the controller's restart")
+    try:
+        lab.wait_for(lambda: all(n.get("health") == "up" for n in _nodes(bench)), 60,
+                     "every node up after the controller's restart")
+    except TimeoutError as err:
+        seen = [(n["name"], n["state"], n["health"], n["fence_state"], n["last_heartbeat"])
+                for n in _nodes(bench)]
+        lines = _tail(Path(lab.state.controller.state_dir) / "controller.log")
+        for name in lab.node_names():
+            lines += [f"{name}: {x}" for x in _tail(Path(lab.host(name).state_dir) / "agent.log")]
+        raise RuntimeError(f"{err}: {seen}\n" + "\n".join(lines)) from None
+
+
+def _tail(path: Path, count: int = 25) -> list[str]:
+    return path.read_text(errors="replace").splitlines()[-count:] if path.exists() else []
 
 
 def _nodes(bench: HaBench) -> list[dict[str, Any]]:
