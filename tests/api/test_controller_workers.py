@@ -124,6 +124,9 @@ def test_a_change_in_one_worker_wakes_a_long_poll_held_in_the_other(
     try:
         desired = f"/cluster/v1/nodes/{node.id}/desired"
         for _ in range(3):
+            status, made = changing.call("POST", "/network/v2.0/networks", admin,
+                                         body={"network": {"name": unique("wknet")}})
+            assert status == 201, made
             status, state = polling.call("GET", f"{desired}?wait=0")
             assert status == 200, state
             answer: dict[str, float] = {}
@@ -136,14 +139,19 @@ def test_a_change_in_one_worker_wakes_a_long_poll_held_in_the_other(
             holder.start()
             time.sleep(0.3)  # the long-poll is waiting in its worker
             assert holder.is_alive()
-            status, made = changing.call("POST", "/network/v2.0/networks", admin,
-                                         body={"network": {"name": unique("wknet")}})
+            # A port bound to the node: a change that concerns it (a network alone, with
+            # no port on the node, concerns no node and wakes none).
+            status, port = changing.call("POST", "/network/v2.0/ports", admin, body={"port": {
+                "network_id": made["network"]["id"], "binding:host_id": node.name}})
             changed_at = time.monotonic()
-            assert status == 201, made
+            assert status == 201, port
             holder.join(20)
             assert answer["state"][0] == 200
             assert answer["state"][1]["revision"] > state["revision"]
             assert answer["at"] - changed_at < WAKE_BOUND, answer["at"] - changed_at
+            status, _ = changing.call("DELETE", f"/network/v2.0/ports/{port['port']['id']}",
+                                      admin)
+            assert status == 204
             status, _ = changing.call("DELETE", f"/network/v2.0/networks/"
                                       f"{made['network']['id']}", admin)
             assert status == 204

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -151,6 +152,19 @@ def test_a_port_moved_off_a_node_concerns_it_and_the_other_ports_nodes(
     assert all(v > before[k] for k, v in revs(rdb, nodes).items())
 
 
+def test_a_new_port_with_its_defaults_unset_concerns_its_node(
+        rdb: Database, nodes: dict[str, str]) -> None:
+    with rdb.session() as session:
+        net = Network(mtu=1450)
+        session.add(net)
+    before = revs(rdb, nodes)
+    with rdb.session() as session:
+        session.add(Port(network_id=net.id, mac_address="fa:16:3e:00:00:09", host_id="rev-b"))
+        bump(session, touched=True)
+    after = revs(rdb, nodes)
+    assert after["b"] > before["b"] and after["a"] == before["a"] == after["c"]
+
+
 def test_rows_a_network_change_cannot_place_concern_every_node(
         rdb: Database, nodes: dict[str, str]) -> None:
     before = revs(rdb, nodes)
@@ -251,3 +265,32 @@ def test_a_notify_reaches_waiters_on_another_thread_by_node() -> None:
 
     assert asyncio.run(scenario()) == (True, False)
     assert signal.waiting() == 0
+
+
+def test_a_follower_wakes_only_the_nodes_another_worker_moved(tmp_path: Path) -> None:
+    from atwill.controller.worker_stamp import WorkerStamp
+
+    path = tmp_path / "revision.stamp"
+    asked: list[int] = []
+
+    def resolver() -> set[str]:
+        asked.append(1)
+        return {"n1"}
+
+    async def scenario() -> tuple[bool, bool]:
+        revision_signal.share(path)
+        revision_signal.watch(path, lambda: resolver)
+        follower = asyncio.create_task(revision_signal.follow(path))
+        mine = revision_signal.changed.subscribe("n1")
+        other = revision_signal.changed.subscribe("n2")
+        WorkerStamp(path).touch()  # as another worker's commit does
+        await revision_signal.changed.wait(mine, 5.0)
+        woke = mine.is_set(), other.is_set()
+        revision_signal.changed.unsubscribe(other)
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
+        return woke
+
+    assert asyncio.run(scenario()) == (True, False)
+    assert asked and not revision_signal.watched(path)

@@ -70,7 +70,8 @@ def _track_port(t: Touched, port: Port, deleted: bool) -> None:
     t.ports.add(port.id)
     t.networks |= _values(port, "network_id")
     t.hosts |= _values(port, "host_id")
-    if port.device_owner.startswith("network:router"):
+    # Before its INSERT a new row's column defaults are not applied yet (None).
+    if (port.device_owner or "").startswith("network:router"):
         t.routers |= _values(port, "device_id")
     if deleted:  # its group rows go with it: the groups' members change
         t.groups |= {g.security_group_id for g in port.groups}

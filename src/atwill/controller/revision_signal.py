@@ -126,8 +126,12 @@ def watch(path: Path, make: Callable[[], Resolver]) -> None:
     """Resolve the other workers' bumps told through path into the nodes they concern
     (a resolver from make(), once per path; only where path is shared)."""
     with _shared_lock:
-        if path in _shared and path not in _resolvers:
-            _resolvers[path] = make()
+        if path not in _shared or path in _resolvers:
+            return
+    resolver = make()  # outside the lock: it reads the database
+    with _shared_lock:
+        if path in _shared:
+            _resolvers.setdefault(path, resolver)
 
 
 def _told(path: Path, stamp: Stamp) -> bool:
