@@ -10,6 +10,7 @@ cannot place concerns everyone.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +32,9 @@ from .db.network import (
 )
 from .db.volume import Volume, VolumeAttachment
 
+log = logging.getLogger("atwill.revision")
 TRACK = "atwill.node_scope"
+EVERY = "*"  # in Touched.nodes: a row could not be placed, every node is concerned
 Nodes = set[str] | None  # None: every node
 # Actions on a server that change its own node's desired state only (beside the rows
 # followed here, e.g. a security group's ports): the others may move it or its disk.
@@ -117,13 +120,15 @@ def _before_flush(session: Session, _context: Any, _instances: Any) -> None:
     touched = session.info.get(TRACK)
     if touched is None:
         touched = session.info[TRACK] = Touched()
-    for obj in session.new:
-        _track(touched, obj, False)
-    for obj in session.dirty:
-        if session.is_modified(obj, include_collections=False):
-            _track(touched, obj, False)
-    for obj in session.deleted:
-        _track(touched, obj, True)
+    changed = [(o, False) for o in session.new] + [(o, True) for o in session.deleted] + [
+        (o, False) for o in session.dirty if session.is_modified(o, include_collections=False)]
+    for obj, deleted in changed:
+        try:
+            _track(touched, obj, deleted)
+        except Exception:  # noqa: BLE001 - a row it cannot read concerns every node
+            log.exception("could not tell which nodes a %s concerns", type(obj).__name__)
+            touched.others.add(type(obj).__name__)
+            touched.nodes.add(EVERY)
 
 
 @event.listens_for(Session, "after_commit")
@@ -136,7 +141,7 @@ def touched(session: Session, strict: bool) -> Nodes:
     """The nodes the rows changed so far in this transaction concern. Strict: rows of a
     kind not followed here make it every node (else the caller named what they concern)."""
     t: Touched = session.info.get(TRACK) or Touched()
-    if strict and t.others:
+    if (strict and t.others) or EVERY in t.nodes:
         return None
     return _resolve(session, t)
 
