@@ -19,7 +19,7 @@ from collections.abc import Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ...core import drain_plan, migration_states
+from ...core import drain_plan, migration_states, resize_states
 from ...core.drain_plan import Attempt, Guest, Progress
 from ...core.errors import ApiError, Conflict
 from ...core.microversion import Version
@@ -153,6 +153,16 @@ def run_until_done(ctl: Controller, run: Run, report: Callable[[Progress], None]
                                        + tuple((n, "still moving at the timeout")
                                                for n in left if n in progress.moving))
         time.sleep(interval)
+
+
+def moving_from(session: Session, node: Node) -> bool:
+    """Whether a migration from the draining node is under way (or waits for confirm)."""
+    if not draining(node):
+        return False
+    statuses = migration_states.IN_PROGRESS | resize_states.MOVING | {"finished"}
+    return session.scalar(select(Migration.id).where(
+        Migration.source_node_id == node.id, Migration.status.in_(sorted(statuses))).limit(1)) \
+        is not None
 
 
 def view(run: Run | None, node: Node, held: int) -> dict:

@@ -46,8 +46,10 @@ def _view(ctl: Controller, ident: str) -> dict:
     with ctl.db.session() as session:
         node = nodes.find(session, ident)
         thread = _threads.get(node.id)
+        # A run in another worker process shows as its migrations under way.
+        running = bool(thread and thread.is_alive()) or drain.moving_from(session, node)
         return {**drain.view(_runs.get(node.id), node, len(nodes.instances_on(session, node))),
-                "running": bool(thread and thread.is_alive())}
+                "running": running}
 
 
 def _start(ctl: Controller, ident: str, parallel: int) -> dict:
