@@ -14,6 +14,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -26,6 +27,7 @@ from atwill.agent.client import check
 from atwill.agent.config import AgentConfig
 from atwill.agent.daemon import Agent
 from atwill.controller.identity.token_cache import TTL
+from atwill.controller.revision_signal import RECHECK
 from tests.api.aggregate_nodes import JoinedNode, wait_for
 from tests.cloud import BIN, Cloud
 from tests.conftest import fresh_database_url
@@ -117,6 +119,30 @@ def test_a_revocation_on_one_controller_is_refused_by_the_other_within_the_ttl(
     revoked = time.monotonic()
     wait_for(lambda: _validate(pair.b, admin, victim) == 404, TTL + 2, "B refusing it")
     assert time.monotonic() - revoked <= TTL + 1
+
+
+def test_a_change_through_one_controller_wakes_a_long_poll_held_on_the_other(
+        pair: Pair, tmp_path: Path) -> None:
+    node = JoinedNode(pair.a, tmp_path, "hawake")
+    node.cloud = pair.b  # its long-polls go to B
+    try:
+        with node.http() as client:
+            url = f"/cluster/v1/nodes/{node.id}/desired"
+            revision = client.get(url, params={"wait": 0}).json()["revision"]
+            with ThreadPoolExecutor(1) as pool:
+                held = pool.submit(client.get, url, params={"after": revision, "wait": 15},
+                                   timeout=30)
+                time.sleep(0.5)  # held before the change is made
+                assert not held.done()
+                node.cloud = pair.a
+                node.cloud.atwill("node", "disable", node.name)  # committed outside B
+                changed = time.monotonic()
+                answer = held.result(30)
+        assert time.monotonic() - changed <= RECHECK + 1.5
+        assert answer.json()["enabled"] is False and answer.json()["revision"] > revision
+    finally:
+        node.cloud = pair.a
+        node.remove()
 
 
 def _agent_loop(config: AgentConfig, step: Callable[[httpx.Client], None],

@@ -49,7 +49,7 @@ def client(url: str | Sequence[str], context: ssl.SSLContext | bool,
     if not isinstance(timeout, httpx.Timeout):
         # A dead machine does not refuse a connection: give up on it soon.
         timeout = httpx.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout))
-    return httpx.Client(base_url=preferred(urls), timeout=timeout,
+    return httpx.Client(base_url=preferred(urls), timeout=timeout, verify=context,
                         transport=Failover(urls, context))
 
 
