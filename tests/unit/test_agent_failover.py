@@ -115,3 +115,12 @@ def test_agent_yaml_keeps_the_controllers_a_desired_state_lists(tmp_path: Path) 
     assert not config.learn_controllers(None)
     config.cache_desired({"revision": 2})
     assert AgentConfig.load(tmp_path).controller_urls == ["https://a:8686", "https://b:8686"]
+
+
+def test_after_the_last_controller_failed_the_first_is_tried_again(live: str) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    urls = [live, dead]
+    agent_client._remember(urls, dead)  # the node had failed over to the second
+    with agent_client.client(urls, False) as http:
+        assert http.get("/").status_code == 200
+    assert agent_client.preferred(urls) == live
