@@ -117,6 +117,20 @@ def instances(repeats: int = typer.Option(3, help="Warm creates (and QEMU by han
         _print_json(results)
 
 
+@app.command("volumes")
+def volumes(size_mb: int = typer.Option(256, min=16, max=8192, help="Volume size, MiB."),
+            rounds: int = typer.Option(3, min=1, max=20, help="Runs per case; the best kept."),
+            json_out: bool = typer.Option(False, "--json", help="Also print the figures as JSON.")
+            ) -> None:
+    """Sequential MB/s and 4 KiB IOPS through a volume's NBD export (TLS-PSK) vs local."""
+    _needs_root()
+    from ..bench.volumes import main
+
+    results = main(size_mb, rounds)
+    if json_out:
+        _print_json(results)
+
+
 @app.command("ha")
 def ha(sizes: str = typer.Option("1,10", help="Servers per power loss, comma separated."),
        repeats: int = typer.Option(3, min=1, max=20, help="Power losses per size."),
@@ -177,5 +191,27 @@ def scope(rounds: int = typer.Option(30, min=3, max=1000, help="Requests timed p
     from ..bench.scope import main
 
     results = main(rounds, image_mb, wanted)
+    if json_out:
+        _print_json(results)
+
+
+@app.command("migration")
+def migration(sizes: str = typer.Option("256", help="Guest memory sizes, MiB, comma separated "
+                                        "(an idle and a memory-dirtying guest each)."),
+              budget: float = typer.Option(1500, min=60, max=7200, help="Seconds after "
+                                           "which no further case starts."),
+              json_out: bool = typer.Option(False, "--json", help="Also print the figures "
+                                            "as JSON.")) -> None:
+    """Live migration downtime, total time and bytes against the same migration by hand."""
+    _needs_root()
+    try:
+        counts = tuple(int(n) for n in sizes.split(","))
+    except ValueError:
+        raise typer.BadParameter("sizes: comma-separated MiB, e.g. 256,1024") from None
+    if not counts or any(n < 64 or n > 4096 for n in counts):
+        raise typer.BadParameter("sizes: each between 64 and 4096 MiB")
+    from ..bench.migration import main
+
+    results = main(counts, budget)
     if json_out:
         _print_json(results)
