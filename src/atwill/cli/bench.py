@@ -117,6 +117,20 @@ def instances(repeats: int = typer.Option(3, help="Warm creates (and QEMU by han
         _print_json(results)
 
 
+@app.command("volumes")
+def volumes(size_mb: int = typer.Option(256, min=16, max=8192, help="Volume size, MiB."),
+            rounds: int = typer.Option(3, min=1, max=20, help="Runs per case; the best kept."),
+            json_out: bool = typer.Option(False, "--json", help="Also print the figures as JSON.")
+            ) -> None:
+    """Sequential MB/s and 4 KiB IOPS through a volume's NBD export (TLS-PSK) vs local."""
+    _needs_root()
+    from ..bench.volumes import main
+
+    results = main(size_mb, rounds)
+    if json_out:
+        _print_json(results)
+
+
 @app.command("ha")
 def ha(sizes: str = typer.Option("1,10", help="Servers per power loss, comma separated."),
        repeats: int = typer.Option(3, min=1, max=20, help="Power losses per size."),
