@@ -22,7 +22,7 @@ class ResourceFailure(Exception):
 
 
 KINDS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
-         409: "Conflict", 413: "OverLimit"}
+         409: "Conflict", 413: "OverLimit", 500: "InternalServerError"}
 
 
 def mint_token(ctl: Controller, session: Session, user_id: str, project_id: str) -> str:
@@ -56,7 +56,10 @@ class Api:
     """One owner's view of the cloud's services, answered by the controller's own app."""
 
     def __init__(self, app: ASGIApp, base_url: str, token: str) -> None:
-        transport = httpx.ASGITransport(app=app)
+        # A service's unexpected error is its 500 answer, which fails the resource as any
+        # refusal does: raised here, it escaped the engine and left the resource
+        # IN_PROGRESS until the stack timed out.
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         self.client = httpx.AsyncClient(transport=transport, base_url=base_url, timeout=60,
                                         headers={"X-Auth-Token": token})
 
