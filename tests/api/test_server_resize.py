@@ -128,7 +128,8 @@ class Pair:
 
 @pytest.fixture(scope="module")
 def cloud(engine: str) -> Iterator[Cloud]:
-    yield from own_cloud(engine, ha_auto_evacuate=False, resize_confirm_window=60)
+    yield from own_cloud(engine, ha_auto_evacuate=False, resize_confirm_window=60,
+                         allow_resize_to_same_host=True)
 
 
 @pytest.fixture(scope="module")
@@ -366,3 +367,24 @@ def test_deleting_a_resized_server_frees_both_nodes(pair: Pair) -> None:
     cloud.openstack("server", "delete", "--wait", server)
     assert (_vcpus_used(cloud, a.name), _vcpus_used(cloud, b.name)) == (0, 0)
     assert server in pair.destroyed(a)
+
+
+def test_resize_on_its_own_node_when_allowed(pair: Pair) -> None:
+    """allow_resize_to_same_host (on in this module): with the other node disabled the
+    server is resized where it is; nothing is sent, the same disk grows."""
+    cloud, a, b = pair.cloud, pair.a, pair.b
+    server = pair.boot(a.name)
+    cloud.openstack("compute", "service", "set", "--disable", b.name, "nova-compute")
+    try:
+        cloud.openstack("server", "resize", "--flavor", f"{pair.image}-big", server)
+        pair.wait(server, "VERIFY_RESIZE", a.name)
+    finally:
+        cloud.openstack("compute", "service", "set", "--enable", b.name, "nova-compute")
+    record = pair.migration(server)
+    assert (record["Source Compute"], record["Dest Compute"]) == (a.name, a.name)
+    assert _vcpus_used(cloud, a.name) == 3  # both flavors held until confirm
+    assert [d for d in pair.agents[a.name].got.values() if d] == []  # nothing fetched
+    cloud.openstack("server", "resize", "confirm", server)
+    pair.wait(server, "ACTIVE", a.name)
+    assert _vcpus_used(cloud, a.name) == 2 and server not in pair.destroyed(a)
+    cloud.openstack("server", "delete", "--wait", server)
