@@ -317,15 +317,15 @@ def main(nodes: int = 50, seconds: float = 10.0, concerned: int = 50, workers: i
         cloud = Cloud(database_url=url, workers=workers)
         try:
             cloud.init()
-            sims: list[SimNode] = []
-            for mode in MODES:
+            cloud.start()
+            began = time.monotonic()
+            sims = join(cloud, nodes, Path(tmp))
+            print(f"{nodes} SIMULATED nodes joined in {time.monotonic() - began:.1f} s "
+                  f"(controller: {workers} worker(s), PostgreSQL)", flush=True)
+            cloud.stop()
+            for mode in MODES:  # each from a fresh start, the nodes silent since the last
                 with node_revisions(mode):
                     cloud.start()
-                if not sims:
-                    began = time.monotonic()
-                    sims = join(cloud, nodes, Path(tmp))
-                    print(f"{nodes} SIMULATED nodes joined in {time.monotonic() - began:.1f}"
-                          f" s (controller: {workers} worker(s), PostgreSQL)", flush=True)
                 results[mode] = asyncio.run(run(cloud, sims, seconds, concerned, admin_url,
                                                 url))
                 cloud.stop()
