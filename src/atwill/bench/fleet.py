@@ -19,18 +19,17 @@ Figures, each from its own phase of one run:
 
 The load generator shares the machine: its own CPU and the heartbeat rate it reached
 are printed, so a run where it, not the controller, was the limit says so.
-Figures (2026-12-06, 2 vCPUs shared with other sessions' tests, bench and controller at
-nice 19, one controller worker): 500 nodes — the controller saturates one core at 212
-heartbeats/s (3.97 ms controller CPU + 0.80 ms PostgreSQL CPU per heartbeat, p99 10.4 s
-from queueing); with every long-poll open, 50 beats/s (their 1 s re-reads take the core);
-a rule reached the 50 concerned nodes in 2.8 s median (4.0 s last) and woke 40 of the 450
-others within 5 s (the revision is global: all are woken, the saturated controller just
-answers them later). 2000 nodes — joins took 224 s; 146 beats/s (5.0 ms CPU each), p99
-14.6 s (29.4 s with long-polls); the rule reached none of its nodes within 5 s.
-500 nodes on 2 workers: 312 heartbeats/s (3.6 ms CPU each, p99 4.4 s), 45/s with the
-long-polls; the rule reached 25 of its 50 nodes within 5 s and woke 214 others.
-Goal (issue 19): 2000 nodes at < 50 % of one core, a targeted change in < 1 s waking
-no other node — missed by far.
+Each run measures the fleet twice, from a restarted controller each time: with one
+cluster revision (before: ATWILL_NODE_REVISIONS=off, every change for every node, long-polls
+re-reading it each second) and with per-node revisions (after), and prints after / before.
+Figures (2026-12-06, 2 vCPUs shared with other sessions, one controller worker), 500 nodes:
+the rule for 50 nodes woke 0 of the 450 others after (20 within 5 s before) and reached 39
+of its 50 within 5 s, median 2.7 s (none before). Heartbeats alone saturate the core either
+way (208 / 218 beats/s, 4.53 / 4.20 ms CPU each); with the long-polls open 33.6 / 50 beats/s,
+the saturated controller's HA monitor marking late nodes down (a change for every node).
+Earlier, one revision: 2000 nodes 146 beats/s (5.0 ms each, p99 14.6 s); 500 nodes on two
+workers 312 beats/s (3.6 ms). Goal (issue 19): 2000 nodes at < 50 % of one core, a targeted
+change in < 1 s waking no other node — waking no other met, the rest missed.
 """
 
 from __future__ import annotations
