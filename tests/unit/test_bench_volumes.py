@@ -1,25 +1,28 @@
-"""bench volumes' pure parts: qemu-img bench's report read, figures, arguments."""
+"""bench volumes' pure parts: the qemu-io scripts and the figures."""
 
 from __future__ import annotations
+
+import sys
 
 import pytest
 
 from atwill.bench import volumes as bv
 
 
-def test_the_reported_time_is_read() -> None:
-    out = "Sending 256 requests, 1048576 bytes each, 8 in parallel\nRun completed in 0.512 " \
-          "seconds.\n"
-    assert bv.seconds_of(out) == 0.512
-    with pytest.raises(ValueError, match="no time"):
-        bv.seconds_of("qemu-img: Could not open 'x'")
-
-
-def test_figures_and_arguments() -> None:
+def test_scripts_queue_requests_then_flush() -> None:
     seq_write, small_read = bv.CASES[1], bv.CASES[2]
-    assert bv.figure(seq_write, 256, 0.5) == 512.0  # MB/s
-    assert bv.figure(small_read, 20000, 2.0) == 10000  # IOPS
-    argv = bv.bench_argv(["-f", "qcow2", "/v"], seq_write, 256)
-    assert argv == ["qemu-img", "bench", "-f", "qcow2", "/v", "-c", "256", "-s", "1048576",
-                    "-d", "8", "-w", "--pattern=90"]
-    assert "-w" not in bv.bench_argv(["/v"], small_read, 10)
+    assert bv.script(seq_write, 2) == ("aio_write -q -P 90 0 1048576\n"
+                                       "aio_write -q -P 90 1048576 1048576\naio_flush\nquit\n")
+    assert bv.script(small_read, 2) == "aio_read -q 0 4096\naio_read -q 4096 4096\n" \
+        "aio_flush\nquit\n"
+
+
+def test_figures() -> None:
+    assert bv.figure(bv.CASES[0], 256, 0.5) == 512.0  # MB/s
+    assert bv.figure(bv.CASES[3], 20000, 2.0) == 10000  # IOPS
+
+
+def test_a_failed_run_is_an_error() -> None:
+    assert bv.timed([sys.executable, "-c", "import sys; sys.stdin.read()"], "quit\n") < 30
+    with pytest.raises(RuntimeError, match="boom"):
+        bv.timed([sys.executable, "-c", "import sys; sys.exit('boom')"], "")
