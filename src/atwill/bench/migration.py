@@ -211,6 +211,7 @@ def main(sizes: tuple[int, ...] = (256,), budget: float = 1500) -> Results:
                         results["skipped"][name] = f"over the {budget:g} s budget"
                         continue
                     results["cases"][name] = bench.case(name, size, script)
+                    print(name, json.dumps(results["cases"][name]), file=sys.stderr)
             results["accel"] = _accel(lab)
             results["poller_error"] = bench.poller_error
     print_report(results)

@@ -32,7 +32,7 @@ TIMEOUT = 300
 
 
 def _paths(root: Path, name: str) -> InstancePaths:
-    paths = InstancePaths.under(root / name, root / "qmp", name + "-" + uuid.uuid4().hex[:8])
+    paths = InstancePaths.under(root / name, root / "qmp", str(uuid.uuid4()))
     paths.directory.mkdir(parents=True)
     paths.qmp.parent.mkdir(parents=True, exist_ok=True)
     return paths
