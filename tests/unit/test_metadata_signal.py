@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -81,3 +83,31 @@ def test_without_a_controller_or_an_answer_the_guest_is_told_502(tmp_path: Path)
     _configure(tmp_path, "http://127.0.0.1:9")
     status, body = metadata_signal.forward(tmp_path, PATH, "good", b"{}")
     assert status == 502 and b"did not answer" in body
+
+
+NO_IMPORTS = """
+import json, sys
+from pathlib import Path
+from atwill.agent.net import metadata_signal
+
+class Refuse:
+    # The metadata service once it runs as its own user: the interpreter's library may
+    # be unreadable, so nothing not imported yet can be.
+    def find_spec(self, name, path=None, target=None):
+        raise ImportError(f"cannot read {name}")
+
+sys.meta_path.insert(0, Refuse())
+directory = Path(sys.argv[1])
+(directory / "controller.json").write_text(json.dumps({"url": "http://localhost:9"}))
+print(*metadata_signal.forward(directory, sys.argv[2], "t", b"{}"))
+"""
+
+
+def test_a_relay_by_host_name_needs_no_import_after_start(tmp_path: Path) -> None:
+    """Before: resolving the controller's name imported the idna codec, which the service
+    could not read as its own user; the guest's connection was dropped unanswered."""
+    proc = subprocess.run([sys.executable, "-c", NO_IMPORTS, str(tmp_path), PATH],
+                          capture_output=True, text=True, timeout=30)
+    # Refused by the closed port: the name was resolved and a connection tried.
+    assert proc.stdout.startswith("502 ") and "refused" in proc.stdout, (
+        proc.stdout + proc.stderr[-2000:])

@@ -10,6 +10,10 @@ controller checks the token, so the relay adds no authority of its own.
 
 from __future__ import annotations
 
+# The service imports what a relay needs before it drops root: as its own user it may
+# not read the interpreter's library (a pyenv under /root), and resolving a host name
+# imports the idna codec on first use ("LookupError: unknown encoding: idna" in the lab).
+import encodings.idna  # noqa: F401
 import json
 import re
 import ssl
@@ -54,5 +58,5 @@ def forward(directory: Path, path: str, token: str, body: bytes) -> tuple[int, b
     except urllib.error.HTTPError as err:
         with err:
             return err.code, err.read(MAX_BODY)
-    except OSError as err:
+    except Exception as err:  # noqa: BLE001 - the guest is told, whatever went wrong
         return 502, json.dumps({"error": f"the controller did not answer: {err}"}).encode()
