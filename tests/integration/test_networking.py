@@ -16,6 +16,7 @@ from atwill.agent.net import routing
 from atwill.lab import Lab, processes
 from tests.integration.vms import (
     READY,
+    console,
     first_ip,
     upload_guest,
     wait_console,
@@ -199,6 +200,111 @@ def test_floating_ip_reachable_from_outside_until_disassociated(
     lab.wait_for(lambda: "FAIL" in _fetch(lab, f"http://{address}/"), 60,
                  f"{address} to stop answering after disassociation")
     fabric["fip"] = address
+
+
+# A guest signals the stack's wait condition handle through its node's metadata service
+# (agent/net/metadata_signal): the handle's endpoint is on the controller, which tenant
+# networks do not reach, so the script keeps only the endpoint's path.
+SIGNAL_SCRIPT = """#!/bin/sh
+url='%endpoint%'
+h=$(hostname)
+body=$(printf '{"status": "SUCCESS", "reason": "%s up", "data": "%s"}' "$h" "$h")
+for i in $(seq 1 60); do
+  timeout 10 wget -q -O- --header 'X-Auth-Token: %token%' \\
+    --header 'Content-Type: application/json' --post-data "$body" \\
+    "http://169.254.169.254/${url#*://*/}" && { echo SIGNAL-SENT > /dev/console; exit 0; }
+  sleep 2
+done
+echo SIGNAL-FAIL > /dev/console
+"""
+
+
+def _stack_template(tag: str) -> dict:
+    """A network behind a router, two servers that signal one wait condition, and a
+    floating IP on the first."""
+    signal = {"str_replace": {"template": SIGNAL_SCRIPT, "params": {
+        "%endpoint%": {"get_attr": ["handle", "endpoint"]},
+        "%token%": {"get_attr": ["handle", "token"]}}}}
+
+    def server(name: str, network: dict) -> dict:
+        return {"type": "OS::Nova::Server", "depends_on": "iface", "properties": {
+            "name": f"{tag}-{name}", "image": "atwill-guest", "flavor": "m1.tiny",
+            "networks": [network], "user_data_format": "RAW", "user_data": signal}}
+
+    return {"heat_template_version": "2018-08-31", "resources": {
+        "net": {"type": "OS::Neutron::Net"},
+        "subnet": {"type": "OS::Neutron::Subnet", "properties": {
+            "network": {"get_resource": "net"}, "cidr": "10.60.0.0/24"}},
+        "router": {"type": "OS::Neutron::Router", "properties": {
+            "external_gateway_info": {"network": "public"}}},
+        "iface": {"type": "OS::Neutron::RouterInterface", "properties": {
+            "router": {"get_resource": "router"}, "subnet": {"get_resource": "subnet"}}},
+        "port": {"type": "OS::Neutron::Port", "properties": {
+            "network": {"get_resource": "net"},
+            "fixed_ips": [{"subnet": {"get_resource": "subnet"}}]}},
+        "handle": {"type": "OS::Heat::WaitConditionHandle"},
+        "ready": {"type": "OS::Heat::WaitCondition", "properties": {
+            "handle": {"get_resource": "handle"}, "count": 2, "timeout": 400}},
+        "a": server("a", {"port": {"get_resource": "port"}}),
+        "b": server("b", {"network": {"get_resource": "net"}}),
+        "fip": {"type": "OS::Neutron::FloatingIP", "depends_on": "iface", "properties": {
+            "floating_network": "public", "port_id": {"get_resource": "port"}}}},
+        "outputs": {
+            "address": {"value": {"get_attr": ["fip", "floating_ip_address"]}},
+            "signals": {"value": {"get_attr": ["ready", "data"]}}}}
+
+
+def _settled(lab: Lab, stack: str, timeout: float) -> dict:
+    """The stack once it is no longer in progress (or as it is when time runs out)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        shown = lab.openstack(*AUTH, "stack", "show", stack, "-f", "json")
+        if not shown["stack_status"].endswith("IN_PROGRESS") or time.monotonic() > deadline:
+            return shown
+        time.sleep(3)
+
+
+def _why(lab: Lab, shown: dict) -> str:
+    """What a stack that did not complete shows: its reason, resources and guests' consoles."""
+    resources = lab.openstack(*AUTH, "stack", "resource", "list", "hs", "-f", "json")
+    consoles = {n: console(lab, n, *AUTH)[-1200:] for n in ("hs-a", "hs-b")
+                if lab.openstack(*AUTH, "server", "show", n, check=False).returncode == 0}
+    return (f"{shown['stack_status']}: {shown.get('stack_status_reason')}\n"
+            f"{[(r['resource_name'], r['resource_status']) for r in resources]}\n{consoles}")
+
+
+def _owned(lab: Lab) -> dict[str, list[str]]:
+    """The ids of the project's servers, networks, routers, ports and floating IPs."""
+    return {kind: sorted(i["ID"] for i in lab.openstack(*AUTH, *kind.split(), "list",
+                                                         "-f", "json"))
+            for kind in ("server", "network", "router", "port", "floating ip")}
+
+
+def test_heat_stack_completes_when_both_guests_signal_and_answers(
+        lab: Lab, fabric: dict[str, str], tmp_path: Path) -> None:
+    template = tmp_path / "stack.yaml"
+    template.write_text(json.dumps(_stack_template("hs")))
+    before = _owned(lab)
+    started = time.monotonic()
+    try:
+        lab.openstack(*AUTH, "stack", "create", "-t", str(template), "--timeout", "10", "hs")
+        shown = _settled(lab, "hs", 480)
+        print(f"stack {shown['stack_status']} in {time.monotonic() - started:.1f}s")
+        assert shown["stack_status"] == "CREATE_COMPLETE", _why(lab, shown)
+        outputs = {o["output_key"]: o["output_value"] for o in lab.openstack(
+            *AUTH, "stack", "show", "hs", "-f", "json")["outputs"]}
+        signals = outputs["signals"]
+        signals = json.loads(signals) if isinstance(signals, str) else signals
+        # Both guests' own signals (their hostnames), not one guest's twice.
+        assert sorted(signals.values()) == ["hs-a", "hs-b"], outputs
+        for name in ("hs-a", "hs-b"):
+            assert "SIGNAL-SENT" in wait_console(lab, name, "SIGNAL-", auth=AUTH)
+        server = lab.openstack(*AUTH, "server", "show", "hs-a", "-f", "json")["id"]
+        lab.wait_for(lambda: f"atwill-guest {server} hs-a" in _fetch(
+            lab, f"http://{outputs['address']}/"), 60, "hs-a through the stack's floating IP")
+    finally:
+        lab.openstack(*AUTH, "stack", "delete", "--yes", "--wait", "hs", timeout=300)
+    assert _owned(lab) == before
 
 
 def _snapshot(lab: Lab, host: str) -> dict[str, object]:
