@@ -22,7 +22,9 @@ are printed, so a run where it, not the controller, was the limit says so.
 Each run measures the fleet twice, from a restarted controller each time: with one
 cluster revision (before: ATWILL_NODE_REVISIONS=off, every change for every node, long-polls
 re-reading it each second) and with per-node revisions (after), and prints after / before.
-Figures (2026-12-06, 2 vCPUs shared with other sessions, one controller worker), 500 nodes:
+Figures (2026-12-06, 2 vCPUs shared with other sessions, one controller worker): 200
+nodes with the long-polls open, after / before 3.39x the beats/s (173.6) at 0.29x the CPU
+per beat (5.57 ms); the rule woke 0 of 150 others (118 before) and reached all 50. 500 nodes:
 the rule for 50 nodes woke 0 of the 450 others after (20 within 5 s before) and reached 39
 of its 50 within 5 s, median 2.7 s (none before). Heartbeats alone saturate the core either
 way (208 / 218 beats/s, 4.53 / 4.20 ms CPU each); with the long-polls open 33.6 / 50 beats/s,
