@@ -24,11 +24,6 @@ from . import lease as ha_lease
 from . import policy as ha_policies
 
 log = logging.getLogger("atwill.ha")
-# After this process starts, agents that were backing off while the controller was away
-# (agent/daemon.MAX_BACKOFF, 10 s) come back within that time: silence is counted from
-# then at the earliest, or a controller restart would fence nodes that are fine.
-RECONNECT = dt.timedelta(seconds=10.0)
-STARTED = dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 def thresholds(ctl: Controller) -> ha_health.Thresholds:
@@ -40,13 +35,11 @@ def detect(session: Session, ctl: Controller, since: dt.datetime) -> list[Node]:
     """Move each node's health with its silence; the nodes that went down now.
 
     Silence is counted from since at the earliest: after a controller restart (or a
-    stalled monitor) no node is down before it had the time to be heard, nor in the
-    seconds after this controller started (RECONNECT). A late node
+    stalled monitor) no node is down before it had the time to be heard. A late node
     that most of its peers no longer hear is down before its own threshold
     (core/ha_confirm).
     """
     now, limits, newly_down = _now(), thresholds(ctl), []
-    since = max(since, STARTED + RECONNECT)
     nodes = list(session.scalars(select(Node).where(Node.last_heartbeat.is_not(None))
                                  .order_by(Node.name)))
     reports = _peer_reports(nodes, now)
