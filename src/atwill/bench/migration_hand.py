@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import tempfile
 import time
 import uuid
 from dataclasses import replace
@@ -32,7 +33,11 @@ TIMEOUT = 300
 
 
 def _paths(root: Path, name: str) -> InstancePaths:
-    paths = InstancePaths.under(root / name, root / "qmp", str(uuid.uuid4()))
+    # QMP's socket in /tmp/amh-*: a UNIX socket path must stay under 108 bytes.
+    sockets = Path(tempfile.mkdtemp(prefix="amh-", dir="/tmp"))
+    (root / "sockets").mkdir(parents=True, exist_ok=True)
+    (root / "sockets" / name).write_text(str(sockets))
+    paths = InstancePaths.under(root / name, sockets, str(uuid.uuid4()))
     paths.directory.mkdir(parents=True)
     paths.qmp.parent.mkdir(parents=True, exist_ok=True)
     return paths
@@ -100,7 +105,8 @@ def run(lab: Lab, spec_file: Path, source: str, target: str, address: str, port:
     """Migrate by hand a copy of the instance of spec_file from source to target
     (listening on address:port); QEMU's figures and the bench's own wall time."""
     model = InstanceSpec.from_json(spec_file.read_text())
-    src, dst = _paths(root, "src"), _paths(root, "dst")
+    src = _paths(root, "src")
+    dst = _paths(root, "dst")
     try:
         _start(lab, source, model, src, incoming=False)
         console = src.directory / "console.log"
@@ -124,4 +130,6 @@ def run(lab: Lab, spec_file: Path, source: str, target: str, address: str, port:
     finally:
         _stop(src)
         _stop(dst)
+        for made in (src, dst):
+            shutil.rmtree(made.qmp.parent, ignore_errors=True)
         shutil.rmtree(root, ignore_errors=True)
