@@ -37,7 +37,7 @@ def _now() -> dt.datetime:
 
 
 def _lab(ctl: Controller, silence: float, peer_says: tuple[float, ...],
-         peer_heard_ago: float = 0.3) -> None:
+         peer_heard_ago: float = 0.3, never_heard: bool = False) -> None:
     """node0 silent for `silence` s, probing n1 and n2, which report peer_says about it."""
     now = _now()
     with ctl.db.session() as session:
@@ -48,7 +48,8 @@ def _lab(ctl: Controller, silence: float, peer_says: tuple[float, ...],
         for i, said in enumerate(peer_says, start=1):
             session.add(Node(id=f"n{i}", name=f"node{i}", state="up", health="up",
                              last_heartbeat=now - dt.timedelta(seconds=peer_heard_ago),
-                             host_status={"peers": {"n0": said}}))
+                             host_status={"peers": {"n0": said},
+                                          "peers_never_heard": ["n0"] if never_heard else []}))
 
 
 def _detect(ctl: Controller) -> tuple[list[str], str]:
@@ -72,6 +73,15 @@ def test_peers_that_no_longer_hear_a_late_node_make_it_down_before_its_threshold
 def test_without_fresh_peer_word_a_late_node_waits_for_its_own_threshold(
         ctl: Controller, peer_says: tuple[float, ...], heard_ago: float) -> None:
     _lab(ctl, 2.0, peer_says, heard_ago)
+    down, health = _detect(ctl)
+    assert not down and health != "down"
+
+
+def test_peers_that_never_heard_a_late_node_do_not_confirm_it_down(ctl: Controller) -> None:
+    """A node just joined over a 400 ms, lossy WAN: its peers' overlay path to it is not up
+    yet, so they report it silent since they started probing. Their word must not turn a
+    1.6 s heartbeat gap into a fence (the lab's WAN test saw node1 powered off so)."""
+    _lab(ctl, 2.0, (9.0, 9.0), never_heard=True)
     down, health = _detect(ctl)
     assert not down and health != "down"
 

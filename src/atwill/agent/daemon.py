@@ -20,6 +20,7 @@ import httpx
 
 from atwill.agent.overlay_driver import OverlayDriver
 
+from ..core import peer_view
 from ..core.reconcile_timing import REPORT_KEY as RECONCILE_KEY
 from ..core.reconcile_timing import ReconcileTimes
 from . import renewal
@@ -203,7 +204,8 @@ class Agent:
         ha = (self._desired or {}).get("ha")
         if ha is not None:  # a controller that reads peers (an older one refuses the key)
             body["peers"] = self.prober.report(sent)
-            body["host"] = {**body["host"], "ha_lease": self.lease.lease}
+            body["host"] = {**body["host"], "ha_lease": self.lease.lease,
+                            peer_view.NEVER_HEARD_KEY: self.prober.never_heard()}
         self._call(http, "POST", f"/cluster/v1/nodes/{self.config.node_id}/heartbeat",
                    json=body)
         self._sent_digest = digest

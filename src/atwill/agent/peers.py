@@ -65,6 +65,12 @@ class PeerProber:
         with self._lock:
             return {p: round(now - self._seen.get(p, self._started), 2) for p in self._peers}
 
+    def never_heard(self) -> list[str]:
+        """The probed peers of which no sign ever came: their report is no evidence that
+        they went silent (core/ha_confirm), only that the path never worked."""
+        with self._lock:
+            return sorted(p for p in self._peers if p not in self._seen)
+
     def run(self, stopping: threading.Event) -> None:
         """Probe every PROBE_INTERVAL and answer in between, until stopping."""
         next_probe = time.monotonic()

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 DEAD, PARTITIONED, UNKNOWN = "dead", "partitioned", "unknown"
 # UDP port of the agents' peer echo, on their overlay addresses.
 PROBE_PORT = 51871
+NEVER_HEARD_KEY = "peers_never_heard"  # heartbeat host figures: the probed peers never heard
 # Peers each agent probes, at most (every node is probed by as many).
 PROBES = 8
 # A peer that answered within this many seconds is heard.

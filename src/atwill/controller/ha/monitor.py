@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ...core import ha_confirm, ha_health, ha_policy
+from ...core import ha_confirm, ha_health, ha_policy, peer_view
 from ..context import Controller
 from ..db.base import utcnow
 from ..db.models import Evacuation, Instance, Node
@@ -82,8 +82,11 @@ def _peer_reports(nodes: list[Node], now: dt.datetime) -> dict[str, dict[str, fl
         if peer.state != "up" or (now - peer.last_heartbeat).total_seconds() \
                 > ha_confirm.FRESH_WITHIN:
             continue
+        never = set((peer.host_status or {}).get(peer_view.NEVER_HEARD_KEY) or ())
         for node_id, age in ((peer.host_status or {}).get(ha_lease.PEERS_KEY) or {}).items():
-            if isinstance(age, int | float):
+            # A peer that never heard the node (a new node, an overlay path still being
+            # set up: 400 ms round trips take a while) says nothing of a silence.
+            if isinstance(age, int | float) and node_id not in never:
                 out.setdefault(node_id, {})[peer.id] = float(age)
     return out
 
