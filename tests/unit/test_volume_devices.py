@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -151,3 +153,25 @@ def test_an_attachment_key_file_is_its_qemu_users_alone(tmp_path: Path) -> None:
     assert made.stat().st_mode & 0o777 == 0o700
     assert (made / "keys.psk").stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "nbd-psk").stat().st_mode & 0o777 == 0o711
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
+def test_handing_a_key_to_qemus_user_follows_no_symlink_it_could_plant(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review finding: once the directory was QEMU's user's, that user could swap keys.psk
+    for a symlink, and root's chown by path then gave it any file of the host."""
+    victim = tmp_path / "victim"
+    victim.write_text("root's")
+    volume = vd.Volume.from_desired(entry(psk={"identity": "atwill-att-1", "key": "0f" * 32}))
+    real_chown = os.chown
+
+    def chown_then_swap(path: Any, uid: int, gid: int, **kwargs: Any) -> None:
+        real_chown(path, uid, gid, **kwargs)
+        key = Path(path) / "keys.psk"
+        if key.exists() and not key.is_symlink():  # QEMU's user plants its link now
+            key.unlink()
+            key.symlink_to(victim)
+
+    monkeypatch.setattr(volumes.os, "chown", chown_then_swap)
+    volumes.write_psk(tmp_path / "nbd-psk", volume, owner=(65534, 65534))
+    assert (victim.stat().st_uid, victim.stat().st_gid) == (0, 0)

@@ -296,12 +296,16 @@ def write_psk(keys: Path, volume: Volume, owner: tuple[int, int] | None = None) 
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(mode=0o700)
     path = directory / vd.PSK_FILE
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as out:
         out.write(vd.psk_line(volume))
+        if owner is not None:
+            # The file by its descriptor, then the directory last: once QEMU's user owns
+            # the directory it could swap the key for a symlink that a chown by path
+            # would follow (review finding: root chowning /etc/shadow to the guest's user).
+            os.fchown(out.fileno(), *owner)
     if owner is not None:
-        for made in (directory, path):
-            os.chown(made, *owner)
+        os.chown(directory, *owner, follow_symlinks=False)
     return directory
 
 
