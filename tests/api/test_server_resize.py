@@ -388,3 +388,34 @@ def test_resize_on_its_own_node_when_allowed(pair: Pair) -> None:
     pair.wait(server, "ACTIVE", a.name)
     assert _vcpus_used(cloud, a.name) == 2 and server not in pair.destroyed(a)
     cloud.openstack("server", "delete", "--wait", server)
+
+
+def test_a_revert_must_fit_the_quota(pair: Pair) -> None:
+    """Review finding: resize down, fill the freed cores, revert — over quota. Nova
+    checks the revert's growth against the quota; so do we (403, nothing changes)."""
+    cloud, a, b = pair.cloud, pair.a, pair.b
+    server = pair.boot(a.name, "big")
+    slim = f"{pair.image}-slim"  # the big one's disk, one core less
+    cloud.openstack("flavor", "create", "--vcpus", "1", "--ram", "64", "--disk", "2", slim)
+    cloud.openstack("server", "resize", "--flavor", slim, server)
+    pair.wait(server, "VERIFY_RESIZE", b.name)
+    with cloud.http(cloud.token()) as client:
+        project = client.get(f"{V}/servers/{server}").json()["server"]["tenant_id"]
+        used = client.get(f"{V}/os-quota-sets/{project}/detail").json()[
+            "quota_set"]["cores"]["in_use"]
+        assert client.put(f"{V}/os-quota-sets/{project}",
+                          json={"quota_set": {"cores": used}}).status_code == 200
+        try:
+            resp = client.post(f"{V}/servers/{server}/action", json={"revertResize": None})
+            assert resp.status_code == 403, resp.text
+            assert "Quota exceeded for cores: Requested 1" in resp.text, resp.text
+            shown = pair.show(server)
+            assert (shown["status"], shown[HOST]) == ("VERIFY_RESIZE", b.name)
+            assert pair.migration(server)["Status"] == "finished"
+        finally:
+            assert client.delete(f"{V}/os-quota-sets/{project}").status_code == 202
+    cloud.openstack("server", "resize", "revert", server)
+    shown = pair.wait(server, "ACTIVE", a.name)
+    assert f"{pair.image}-big" in str(shown["flavor"])
+    cloud.openstack("server", "delete", "--wait", server)
+    cloud.openstack("flavor", "delete", slim)

@@ -28,7 +28,7 @@ from ..db.models import (
 )
 from ..image import common as image_common
 from ..peers.images import scoped_image
-from . import actions, lifecycle, locks, zones
+from . import actions, lifecycle, locks, resize_usage, zones
 
 HOSTNAME_BAD = re.compile(r"[^a-z0-9-]+")
 
@@ -87,8 +87,10 @@ def check_quota(session: Session, project_id: str, count: int, flavor: Flavor) -
     used = session.execute(select(func.count(), func.coalesce(func.sum(live.c.vcpus), 0),
                                   func.coalesce(func.sum(live.c.memory_mb), 0))
                            .select_from(live)).one()
-    asked = {"instances": (count, used[0]), "cores": (count * flavor.vcpus, used[1]),
-             "ram": (count * flavor.ram, used[2])}
+    pending = resize_usage.pending_growth(session, project_id)
+    asked = {"instances": (count, used[0]),
+             "cores": (count * flavor.vcpus, used[1] + pending["cores"]),
+             "ram": (count * flavor.ram, used[2] + pending["ram"])}
     for resource, (wanted, in_use) in asked.items():
         limit = limits[resource]
         if limit != -1 and in_use + wanted > limit:

@@ -23,7 +23,7 @@ from ..context import Controller
 from ..db.base import utcnow
 from ..db.models import Flavor, Instance, Migration, Node
 from ..revision import bump
-from . import actions, lifecycle, placement, ports
+from . import actions, lifecycle, placement, ports, resize_usage
 
 log = logging.getLogger("atwill.servers.resize")
 
@@ -67,8 +67,10 @@ def _check_quota(session: Session, inst: Instance, new: dict[str, Any]) -> None:
     used = session.execute(select(func.coalesce(func.sum(Instance.vcpus), 0),
                                   func.coalesce(func.sum(Instance.memory_mb), 0)).where(
         Instance.project_id == inst.project_id, Instance.deleted.is_(False))).one()
+    pending = resize_usage.pending_growth(session, inst.project_id)
     resize_states.check_upsize(deltas, project_limits(session, inst.project_id),
-                               {"cores": int(used[0]), "ram": int(used[1])})
+                               {"cores": int(used[0]) + pending["cores"],
+                                "ram": int(used[1]) + pending["ram"]})
 
 
 def start(session: Session, ctl: Controller, inst: Instance, new: dict[str, Any] | None,
@@ -183,6 +185,9 @@ def confirmed(session: Session, inst: Instance, record: Migration) -> None:
 def revert(session: Session, inst: Instance, request_id: str, user_id: str | None) -> None:
     """Back to the source with the old flavor; its agent starts the kept copy again."""
     record = _finished(session, inst, "revertResize")
+    # Back to the old flavor is a resize too: a downsize reverted must fit the quota the
+    # project may have filled meanwhile (Nova checks it, "a revert might go over quota").
+    _check_quota(session, inst, record.old_flavor or inst.flavor or {})
     actions.start(session, inst.id, "revertResize", request_id, user_id, inst.project_id)
     new = record.new_flavor or {}
     if record.dest_node_id:
