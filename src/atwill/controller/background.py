@@ -31,6 +31,7 @@ from .db.models import Node
 from .ha import lease as ha_lease
 from .ha import monitor as ha_monitor
 from .servers import resize as servers_resize
+from .servers import resize_transfers
 
 log = logging.getLogger("atwill.background")
 MONITOR_LOCK = 0x617477  # "atw"
@@ -38,6 +39,7 @@ LEADER_FILE = "controller-leader.lock"
 REVISION_FILE = "revision.stamp"
 IDENTITY_FILE = "identity.stamp"
 TAKEOVER = 1.0  # seconds between a follower's tries for the leader lock
+TRANSFER_SWEEPER = resize_transfers.Sweeper()
 
 
 def start(ctl: Controller) -> list[asyncio.Task]:
@@ -133,6 +135,10 @@ def _check(ctl: Controller, since: dt.datetime) -> list[str]:
         with ctl.db.session() as session:
             if _leader(ctl, session):
                 servers_resize.auto_confirm(session, ctl.settings.resize_confirm_window)
+    if TRANSFER_SWEEPER.due():
+        with ctl.db.session() as session:
+            if _leader(ctl, session):
+                resize_transfers.sweep(ctl, session)
     return down
 
 

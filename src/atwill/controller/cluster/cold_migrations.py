@@ -52,13 +52,17 @@ async def cold_migration_disk_put(node_id: str, migration: str, request: Request
     final.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     upload = Upload(final.with_name(f".upload-{uuid.uuid4().hex}"),
                     ctl.settings.image_size_limit)
+    published = False
     try:
         await receive(request, upload)
         upload.publish(final)
+        published = True
         await run_in_threadpool(_step, ctl, request, node_id, migration, "source",
                                 resize_agents.sent)
     except BaseException:
         upload.abort()
+        if published:  # the server went meanwhile: nobody will fetch this copy
+            final.unlink(missing_ok=True)
         raise
     log.info("cold migration %s: node %s uploaded the disk", migration, node_id)
     return Response(status_code=204)
