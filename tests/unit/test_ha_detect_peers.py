@@ -22,6 +22,7 @@ from atwill.core import ha_confirm
 # A node whose recent longest gap was 1.4 s: down only after 2.5 x 1.4 = 3.5 s of silence.
 PEAK = 1.4
 SINCE = dt.datetime(2000, 1, 1)
+HEARD = {"agent_heard": True}
 
 
 @pytest.fixture
@@ -43,12 +44,12 @@ def _lab(ctl: Controller, silence: float, peer_says: tuple[float, ...],
     with ctl.db.session() as session:
         victim = Node(id="n0", name="node0", state="up", health="up",
                       heartbeat_gap_peak=PEAK, last_heartbeat=now - dt.timedelta(seconds=silence),
-                      host_status={"peers": {"n1": 0.2, "n2": 0.4}})
+                      host_status={**HEARD, "peers": {"n1": 0.2, "n2": 0.4}})
         session.add(victim)
         for i, said in enumerate(peer_says, start=1):
             session.add(Node(id=f"n{i}", name=f"node{i}", state="up", health="up",
                              last_heartbeat=now - dt.timedelta(seconds=peer_heard_ago),
-                             host_status={"peers": {"n0": said},
+                             host_status={**HEARD, "peers": {"n0": said},
                                           "peers_never_heard": ["n0"] if never_heard else []}))
 
 
@@ -84,6 +85,24 @@ def test_peers_that_never_heard_a_late_node_do_not_confirm_it_down(ctl: Controll
     _lab(ctl, 2.0, (9.0, 9.0), never_heard=True)
     down, health = _detect(ctl)
     assert not down and health != "down"
+
+
+def test_a_joined_node_whose_agent_was_never_heard_has_time_to_start(
+        ctl: Controller) -> None:
+    """The lab's WAN test: node1 joined, its agent took 2.7 s over 400 ms lossy links to
+    send its first heartbeat, and was found down and powered off meanwhile."""
+    now = _now()
+    with ctl.db.session() as session:
+        for i, (joined_ago, status) in enumerate(((5.0, {}), (40.0, {}), (5.0, HEARD))):
+            session.add(Node(id=f"n{i}", name=f"node{i}", state="up", health="up",
+                             last_heartbeat=now - dt.timedelta(seconds=joined_ago),
+                             host_status=status))
+        session.add(Node(id="n9", name="node9", state="up", health="up",
+                         last_heartbeat=now, host_status=HEARD))
+    with ctl.db.session() as session:
+        down = sorted(n.name for n in monitor.detect(session, ctl, SINCE))
+    # Past the grace, or once heard, a silent node is down as ever.
+    assert down == ["node1", "node2"]
 
 
 def test_peers_do_not_shorten_the_suspect_time(ctl: Controller) -> None:

@@ -13,6 +13,10 @@ from __future__ import annotations
 import dataclasses
 
 UP, SUSPECT, DOWN = "up", "suspect", "down"
+# A node joined whose agent has not sent its first heartbeat yet is starting (fetching
+# the CA, its overlay's first handshakes: seconds over a 400 ms lossy WAN), not silent:
+# it is down only past this. It runs nothing yet, so waiting risks no double copy.
+JOIN_GRACE = 30.0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -32,6 +32,7 @@ from . import policy as policies
 
 log = logging.getLogger("atwill.ha")
 PEERS_KEY = "peers"
+HEARD_KEY = "agent_heard"  # set by every heartbeat: the agent has started
 LEASE_KEY = "ha_lease"  # the lease the agent says it counts (host_status)
 # The controller waits at least this long past the lease, whatever the settings say:
 # the agent checks its lease twice a second and SIGKILL takes a moment.
@@ -52,10 +53,11 @@ def _silence(now: dt.datetime, stored: dt.datetime) -> float:
 
 
 def host_report(host: dict[str, Any], peers: dict[str, float] | None) -> dict[str, Any]:
-    """What a heartbeat stores in nodes.host_status: the host's figures and its peers."""
+    """What a heartbeat stores in nodes.host_status: the host's figures and its peers,
+    and that the node's agent was heard (a node only joined has none of it)."""
     if peers is None:
-        return host
-    return {**host, PEERS_KEY: {str(k): float(v) for k, v in peers.items()}}
+        return {**host, HEARD_KEY: True}
+    return {**host, HEARD_KEY: True, PEERS_KEY: {str(k): float(v) for k, v in peers.items()}}
 
 
 def desired_block(session: Session, ctl: Controller, node: Node) -> dict[str, Any]:

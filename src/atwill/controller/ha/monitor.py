@@ -53,6 +53,9 @@ def detect(session: Session, ctl: Controller, since: dt.datetime) -> list[Node]:
             # The controller hears none of the other up nodes either (it is draining its
             # connections at shutdown, or its own link is down): deaf, it judges nobody.
             continue
+        started = (node.host_status or {}).get(ha_lease.HEARD_KEY)
+        if not started and silence <= ha_health.JOIN_GRACE:
+            continue  # joined, but its agent was never heard: still starting
         health = ha_health.classify(silence, node.heartbeat_gap_peak or 0.0, limits)
         if health != ha_health.DOWN and ha_confirm.confirmed_down(
                 silence, limits.suspect_after, ctl.settings.ha_peer_confirm,
