@@ -111,3 +111,13 @@ def test_a_relay_by_host_name_needs_no_import_after_start(tmp_path: Path) -> Non
     # Refused by the closed port: the name was resolved and a connection tried.
     assert proc.stdout.startswith("502 ") and "refused" in proc.stdout, (
         proc.stdout + proc.stderr[-2000:])
+
+
+@pytest.mark.parametrize(("header", "size"), [
+    (None, 0), ("", 0), ("12", 12), (" 7 ", 7), (str(metadata_signal.MAX_BODY), 65536),
+    ("-1", None), ("+5", None), ("1e3", None), ("abc", None),
+    (str(metadata_signal.MAX_BODY + 1), None)])
+def test_only_a_bounded_content_length_is_read(header: str | None, size: int | None) -> None:
+    """Review finding: Content-Length -1 passed the size check and read(-1) read until the
+    guest closed the connection."""
+    assert metadata_signal.body_size(header) == size

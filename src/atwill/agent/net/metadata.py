@@ -117,6 +117,7 @@ def caller_entry(store: Store, bridge: str, ip: str) -> dict[str, Any] | None:
 def _server(store: Store, bridge: str, port: int,
             directory: Path | None = None) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
+        timeout = 10  # seconds: a guest that stops sending midway holds no thread for ever
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             entry = caller_entry(store, bridge, self.client_address[0])
             answer = document(entry, self.path) if entry is not None else None
@@ -132,13 +133,14 @@ def _server(store: Store, bridge: str, port: int,
 
         def do_POST(self) -> None:  # noqa: N802 - http.server's naming
             """A wait condition signal from a known port, relayed (metadata_signal)."""
-            size = int(self.headers.get("Content-Length") or 0)
+            size = metadata_signal.body_size(self.headers.get("Content-Length"))
             if (directory is None or not metadata_signal.is_signal(self.path)
                     or caller_entry(store, bridge, self.client_address[0]) is None):
                 self.send_error(404)
                 return
-            if size > metadata_signal.MAX_BODY:
-                self.send_error(413)
+            if size is None:
+                self.send_error(413 if (self.headers.get("Content-Length") or "").strip()
+                                .isdigit() else 400)
                 return
             status, body = metadata_signal.forward(
                 directory, self.path, self.headers.get("X-Auth-Token", ""),
