@@ -81,6 +81,8 @@ def test_a_cached_state_serves_no_export_again(tmp_path: Path) -> None:
                            "exports": [{"node_id": "a", "client_cn": "node-a"}]}]}
     assert manager.still_exported(cached) == {
         "volumes": [{"id": "v1", "size_gb": 1, "snapshots": ["s1"], "exports": []}]}
+    # A storage node whose cache holds "storage": null restarted (it crashed on it).
+    assert manager.still_exported(None) is None
 
 
 def test_join_settings_name_the_storage(tmp_path: Path) -> None:

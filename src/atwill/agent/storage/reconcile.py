@@ -299,9 +299,12 @@ class StorageManager:
             files.append((self._sizes.get(vid, allocated), allocated))
         return storage_inventory(self.store.root, files)
 
-    def still_exported(self, desired: dict[str, Any]) -> dict[str, Any]:
+    def still_exported(self, desired: dict[str, Any] | None) -> dict[str, Any] | None:
         """desired with only the exports that still run: an agent starting from its cache
-        must not serve again a volume the controller may have revoked meanwhile (fencing)."""
+        must not serve again a volume the controller may have revoked meanwhile (fencing).
+        A cached `"storage": null` (no volumes managed here yet) stays None."""
+        if desired is None:
+            return None
         running = {key for key, export in self.exports.records().items()
                    if self.exports.running(export) is not None}
         return {**desired, "volumes": [
