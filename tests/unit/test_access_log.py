@@ -88,7 +88,8 @@ def test_an_agent_retrying_the_same_failure_warns_once(
     monkeypatch.setattr(daemon, "tls_context", lambda *args: None)
     monkeypatch.setattr(daemon, "client", lambda *args, **kw: contextlib.nullcontext())
     agent = object.__new__(daemon.Agent)
-    agent.config = SimpleNamespace(ca=None, cert=None, key=None, controller_url="x")
+    agent.config = SimpleNamespace(ca=None, cert=None, key=None, controller_url="x",
+                                   controller_urls=["x"])
     agent.stopping = Instant()
     outcomes = [httpx.ConnectError("refused")] * 5 + [None, httpx.ConnectError("refused"),
                                                        None, "stop"]
