@@ -38,14 +38,20 @@ def _check(session: Session, inst: Instance) -> Node:
     if inst.vm_state not in migration_states.LIVE_FROM:
         raise Conflict(f"Cannot 'os-migrateLive' instance {inst.id} while it is in "
                        f"vm_state {inst.vm_state}")
+    source = up_source(session, inst)
+    if inst.pci_devices:
+        raise BadRequest(f"Migration pre-check error: instance {inst.id} has PCI "
+                         "passthrough devices, which cannot be live-migrated.")
+    return source
+
+
+def up_source(session: Session, inst: Instance) -> Node:
+    """The node an instance moves from (any kind of migration), which must be up."""
     source = session.get(Node, inst.node_id) if inst.node_id else None
     if source is None:
         raise Conflict(f"Instance {inst.id} has no compute host to migrate from.")
     if source.state != "up":
         raise BadRequest(f"Compute service of {source.name} is unavailable at this time.")
-    if inst.pci_devices:
-        raise BadRequest(f"Migration pre-check error: instance {inst.id} has PCI "
-                         "passthrough devices, which cannot be live-migrated.")
     return source
 
 

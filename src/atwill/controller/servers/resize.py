@@ -23,7 +23,7 @@ from ..context import Controller
 from ..db.base import utcnow
 from ..db.models import Flavor, Instance, Migration, Node
 from ..revision import bump
-from . import actions, lifecycle, placement, ports, resize_usage
+from . import actions, lifecycle, live_migration, placement, ports, resize_usage
 
 log = logging.getLogger("atwill.servers.resize")
 
@@ -48,11 +48,7 @@ def current(session: Session, inst: Instance, statuses: frozenset[str] | set[str
 
 
 def _source(session: Session, inst: Instance) -> Node:
-    source = session.get(Node, inst.node_id) if inst.node_id else None
-    if source is None:
-        raise Conflict(f"Instance {inst.id} has no compute host to migrate from.")
-    if source.state != "up":
-        raise BadRequest(f"Compute service of {source.name} is unavailable at this time.")
+    source = live_migration.up_source(session, inst)
     if inst.pci_devices:
         raise BadRequest(f"Instance {inst.id} has PCI passthrough devices; moving them "
                          "cold is not supported by this cloud yet.")
