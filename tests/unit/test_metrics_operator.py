@@ -161,3 +161,31 @@ def test_requests_are_labelled_by_route_template() -> None:
     assert found[("r_total", frozenset({("service", "other"), ("route", UNMATCHED),
                                         ("method", "GET"), ("code", "404")}))] == 1
     assert found[("l_count", frozenset({("service", "compute"), ("route", route)}))] == 2
+
+
+def test_a_request_is_counted_before_its_last_byte_is_sent() -> None:
+    """A client that has its answer finds it in the next scrape (the count used to follow
+    the response, and a scrape right after it missed the last request: CI, session 8)."""
+    registry = CollectorRegistry()
+    metrics = SimpleNamespace(
+        requests=Counter("r", "r", ["service", "route", "method", "code"], registry=registry),
+        latency=Histogram("l", "l", ["service", "route"], registry=registry))
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"a", "more_body": True})
+        await send({"type": "http.response.body", "body": b"b"})
+
+    seen: list[float] = []
+
+    async def send(message: Any) -> None:
+        if message["type"] == "http.response.body":
+            key = ("r_total", frozenset({("service", "other"), ("route", UNMATCHED),
+                                         ("method", "GET"), ("code", "200")}))
+            seen.append(samples(registry).get(key, 0.0))
+
+    scope = {"type": "http", "path": "/x", "method": "GET"}
+    asyncio.run(Instrumented(app, metrics)(scope, None, send))
+    assert seen == [0.0, 1.0]
+    assert samples(registry)[("l_count", frozenset({("service", "other"),
+                                                    ("route", UNMATCHED)}))] == 1

@@ -146,20 +146,31 @@ class Instrumented:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started, status = time.perf_counter(), 500
+        started, status, counted = time.perf_counter(), 500, False
+
+        def count() -> None:
+            nonlocal counted
+            if counted:
+                return
+            counted = True
+            service, route = service_of(scope["path"]), route_of(scope)
+            self.metrics.requests.labels(service, route, scope["method"], str(status)).inc()
+            self.metrics.latency.labels(service, route).observe(time.perf_counter() - started)
 
         async def send_seen(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                # Counted before the last byte leaves: a client that has its answer
+                # finds it in the next scrape.
+                count()
             await send(message)
 
         try:
             await self.app(scope, receive, send_seen)
         finally:
-            service, route = service_of(scope["path"]), route_of(scope)
-            self.metrics.requests.labels(service, route, scope["method"], str(status)).inc()
-            self.metrics.latency.labels(service, route).observe(time.perf_counter() - started)
+            count()
 
 
 class CloudState(Collector):
