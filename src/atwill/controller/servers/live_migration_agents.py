@@ -8,6 +8,9 @@
 3. completed: the instance (and its ports) move to the destination, the source's copy
    is destroyed. On any failure the instance stays on its source as it was, and the
    destination's copy is destroyed.
+
+A destination whose node goes down meanwhile (its agent gone: nothing there would adopt
+the guest) is given up: the source is told to cancel, and the migration ends in error.
 """
 
 from __future__ import annotations
@@ -113,6 +116,8 @@ def report(session: Session, node: Node, reports: dict[str, Any]) -> None:
             if inst is not None:  # deleted meanwhile (Nova allows it): the claim goes too
                 finish_failed(session, inst, record, "error", "the server was deleted")
             continue
+        if record.source_node_id == node.id and _give_up_lost(session, inst, record):
+            continue
         if not isinstance(entry, dict):
             continue
         if record.dest_node_id == node.id:
@@ -135,6 +140,29 @@ def _destination(session: Session, inst: Instance, record: Migration, seen: Any)
         bump(session)
 
 
+def lost_destination(record: Migration) -> str:
+    return f"the destination {record.dest_compute} went down during the migration"
+
+
+def _give_up_lost(session: Session, inst: Instance, record: Migration) -> bool:
+    """Whether the migration ended because its destination's node is down. A running one
+    is only asked to stop: the source alone knows whether the guest already switched
+    over, so its report ends it (in error, with the reason kept here)."""
+    if record.dest_node_id is None or record.abort_requested:
+        return False
+    dest = session.get(Node, record.dest_node_id)  # None: removed with --force meanwhile
+    if dest is not None and dest.state != "down":
+        return False
+    if record.status == "preparing":  # the source was never told to send
+        finish_failed(session, inst, record, "error", lost_destination(record))
+        return True
+    record.abort_requested, record.message = True, lost_destination(record)
+    log.warning("live migration %s of %s: %s; the source is told to cancel", record.id,
+                inst.id, record.message)
+    bump(session)
+    return False
+
+
 def _source(session: Session, inst: Instance, record: Migration, seen: Any) -> None:
     if not isinstance(seen, dict) or seen.get("migration") != record.id:
         return
@@ -145,6 +173,8 @@ def _source(session: Session, inst: Instance, record: Migration, seen: Any) -> N
     status = seen.get("status")
     if status == "completed":
         finish_completed(session, inst, record)
+    elif status == "cancelled" and record.message == lost_destination(record):
+        finish_failed(session, inst, record, "error", record.message)
     elif status in ("failed", "cancelled"):
         error = seen.get("error")
         finish_failed(session, inst, record, "error" if status == "failed" else "cancelled",

@@ -1,0 +1,86 @@
+"""A live migration whose destination's node goes down: the source is told to cancel,
+and the migration ends in error with the reason, the guest staying on its source."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
+
+from atwill.controller.db.models import Instance, Migration, Node
+from atwill.controller.servers.live_migration_agents import annotate, report
+
+
+@pytest.fixture
+def session() -> Iterator[Session]:
+    engine = create_engine("sqlite://")
+    Migration.metadata.create_all(engine)
+    with Session(engine) as s:
+        yield s
+    engine.dispose()
+
+
+def _made(session: Session, status: str) -> tuple[Node, Node, Instance, Migration]:
+    src, dst = Node(name="node1"), Node(name="node2", overlay_ip="10.99.0.2")
+    session.add_all([src, dst])
+    session.flush()
+    inst = Instance(name="vm", project_id="p", user_id="u", vcpus=1, memory_mb=256,
+                    disk_gb=1, vm_state="active", task_state="migrating", node_id=src.id,
+                    node_name=src.name)
+    session.add(inst)
+    session.flush()
+    record = Migration(instance_uuid=inst.id, source_compute="node1", source_node_id=src.id,
+                       dest_compute="node2", dest_node_id=dst.id, dest_host="10.99.0.2",
+                       status=status, nbd_port=10809, incoming_port=49152)
+    session.add(record)
+    session.flush()
+    return src, dst, inst, record
+
+
+def _running(record: Migration) -> dict:
+    return {record.instance_uuid: {"state": "running",
+                                   "migration": {"migration": record.id, "status": "running"}}}
+
+
+def test_a_running_migration_to_a_down_node_is_cancelled_by_its_source_then_in_error(
+        session: Session) -> None:
+    src, dst, inst, record = _made(session, "running")
+    report(session, src, _running(record))
+    assert (record.status, record.abort_requested) == ("running", False)  # destination up
+    dst.state = "down"
+    report(session, src, _running(record))
+    assert (record.status, record.abort_requested) == ("running", True)
+    spec = [{"id": inst.id}]
+    annotate(session, src, spec)
+    assert spec[0]["migrate_to"]["abort"] is True  # what the source's agent is given
+    cancelled = {inst.id: {"migration": {"migration": record.id, "status": "cancelled"}}}
+    report(session, src, cancelled)
+    assert record.status == "error" and "node2 went down" in (record.message or "")
+    assert (inst.node_id, inst.task_state) == (src.id, None)
+
+
+def test_a_switch_over_before_the_cancel_still_completes(session: Session) -> None:
+    src, dst, inst, record = _made(session, "running")
+    dst.state = "down"
+    report(session, src, _running(record))
+    done = {inst.id: {"migration": {"migration": record.id, "status": "completed"}}}
+    report(session, src, done)  # the guest already runs there: it is where it is
+    assert (record.status, inst.node_id) == ("completed", dst.id)
+
+
+def test_a_preparing_migration_to_a_down_node_ends_at_once(session: Session) -> None:
+    src, dst, inst, record = _made(session, "preparing")
+    dst.state = "down"
+    report(session, src, {})
+    assert record.status == "error" and "went down" in (record.message or "")
+    assert inst.task_state is None and inst.node_id == src.id
+
+
+def test_a_user_abort_stays_cancelled(session: Session) -> None:
+    src, _, inst, record = _made(session, "running")
+    record.abort_requested = True
+    report(session, src, {inst.id: {"migration": {"migration": record.id,
+                                                  "status": "cancelled"}}})
+    assert record.status == "cancelled"
