@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from ..core.restart_notice import DEFAULT_SECONDS as DEFAULT_RESTART_NOTICE
+
 DEFAULT_NODE_DIR = Path(os.environ.get("ATWILL_NODE_DIR", "/var/lib/atwill-node"))
 
 
@@ -25,6 +27,8 @@ class AgentConfig:
     # Every controller of the cloud (the desired state's `controllers`; the one it joined
     # first until it hears of others): heartbeats and long-polls fail over between them.
     controller_urls: list[str] = dataclasses.field(default_factory=list)
+    # Seconds a deliberately stopped agent says it will be back within (restart_notice.py).
+    restart_notice: float = DEFAULT_RESTART_NOTICE
 
     def __post_init__(self) -> None:
         if self.storage_path is not None:
@@ -70,6 +74,8 @@ class AgentConfig:
                 "controller_urls": self.controller_urls}
         if self.storage_path is not None:
             data["storage_path"] = str(self.storage_path)
+        if self.restart_notice != DEFAULT_RESTART_NOTICE:
+            data["restart_notice"] = self.restart_notice
         write_private(self.state_dir / "agent.yaml", yaml.safe_dump(data).encode())
 
     @classmethod

@@ -23,7 +23,7 @@ from atwill.agent.overlay_driver import OverlayDriver
 from ..core import peer_view
 from ..core.reconcile_timing import REPORT_KEY as RECONCILE_KEY
 from ..core.reconcile_timing import ReconcileTimes
-from . import renewal
+from . import renewal, restart_notice
 from .client import CERTIFICATE_SUPERSEDED, ClusterError, check, client, tls_context
 from .cold_migrations import ColdMigrations
 from .config import AgentConfig, write_private
@@ -72,6 +72,8 @@ class Agent:
         self._desired: dict[str, Any] | None = None
         self._lock = threading.Lock()
         self._cert_lock = threading.Lock()
+        # Held while a heartbeat is sent: the restart notice waits for it (restart_notice.py).
+        self._beat_lock = threading.Lock()
         # Set when instances changed, so their new state is reported at once.
         self.beat_now = threading.Event()
         self.instances.on_started = self.beat_now.set
@@ -131,10 +133,21 @@ class Agent:
                     removed(self.config, self.instances, self.overlay)
                 return 0
             log.info("agent stopping; the host stays as it is")
-            self.lease.hand_over()
+            self.lease.hand_over(self._restart_notice())
             return 0
         finally:
             release_pidfile(self.config)
+
+    def _restart_notice(self) -> float | None:
+        """Tell the controller that this agent restarts, once no heartbeat is in flight
+        (one that landed after the notice would end it): the notice's deadline, or None."""
+        if not self._beat_lock.acquire(timeout=restart_notice.TIMEOUT):
+            log.warning("a heartbeat is still in flight: no restart notice is given")
+            return None
+        try:
+            return restart_notice.give(self.config, restart_notice.configured(self.config))
+        finally:
+            self._beat_lock.release()
 
     def _loop(self, step) -> None:
         backoff = 0.5
@@ -206,8 +219,11 @@ class Agent:
             body["peers"] = self.prober.report(sent)
             body["host"] = {**body["host"], "ha_lease": self.lease.lease,
                             peer_view.NEVER_HEARD_KEY: self.prober.never_heard()}
-        self._call(http, "POST", f"/cluster/v1/nodes/{self.config.node_id}/heartbeat",
-                   json=body)
+        with self._beat_lock:
+            if self.stopping.is_set():
+                return  # a beat landing after the restart notice would end it
+            self._call(http, "POST", f"/cluster/v1/nodes/{self.config.node_id}/heartbeat",
+                       json=body)
         self._sent_digest = digest
         self.lease.renewed(sent)
         if self.lease.fenced:

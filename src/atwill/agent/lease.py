@@ -127,15 +127,21 @@ class Lease:
         try:
             data = json.loads(self.path.read_text())
             if data.get("boot_id") == _boot_id():
-                return min(float(data["renewed_at"]), time.monotonic())
+                # A restart notice (hand_over) holds the lease to its deadline; counted
+                # from now at the latest, so the next renewal is seen as one.
+                held = max(float(data["renewed_at"]), float(data.get("notice_until") or 0))
+                return min(held, time.monotonic())
         except (OSError, ValueError, KeyError, TypeError):
             pass
         return None
 
-    def _save(self, sent: float) -> None:
+    def _save(self, sent: float, notice_until: float | None = None) -> None:
         tmp = self.path.with_suffix(".tmp")
+        data = {"boot_id": _boot_id(), "renewed_at": sent}
+        if notice_until is not None:
+            data["notice_until"] = notice_until
         with contextlib.suppress(OSError):
-            tmp.write_text(json.dumps({"boot_id": _boot_id(), "renewed_at": sent}))
+            tmp.write_text(json.dumps(data))
             tmp.replace(self.path)
 
     def _feed(self) -> None:
@@ -160,18 +166,24 @@ class Lease:
             self._watchdog = None
 
 
-    def hand_over(self) -> None:
+    def hand_over(self, notice_until: float | None = None) -> None:
         """The agent stops (an upgrade, a restart) while its VMs run on: a small keeper
         process kills the protected ones when the lease runs out, unless a new agent
         renewed it meanwhile. Without it, a stopped agent's node looks dead (its peers
-        stop hearing it) and would be evacuated while its VMs still run."""
+        stop hearing it) and would be evacuated while its VMs still run.
+
+        notice_until: the deadline (monotonic) of the restart notice the controller
+        accepted; it counts the lease from there, so the keeper and the next agent do."""
         with self._lock:
             lease, renewed = self.lease, self.renewed_at
             pids = [(uuid, self.pid_of(uuid)) for uuid in sorted(self.protected)]
+        if notice_until is not None:
+            self._save(renewed if renewed is not None else 0.0, notice_until)
         pids = [(uuid, pid) for uuid, pid in pids if pid is not None]
         if lease <= 0 or not pids:
             return
-        deadline = (renewed if renewed is not None else time.monotonic()) + lease
+        held = renewed if renewed is not None else time.monotonic()
+        deadline = max(held, notice_until or 0.0) + lease
         args = [sys.executable, "-m", "atwill.agent.lease", str(self.path), str(deadline),
                 str(renewed or 0.0), *(f"{uuid}={pid}" for uuid, pid in pids)]
         os.posix_spawn(sys.executable, args, os.environ, setsid=True)

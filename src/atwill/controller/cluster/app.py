@@ -14,6 +14,7 @@ from . import (
     consoles,
     drain_api,
     join,
+    restart_notice,
     snapshots,
     usage_events,
     volume_uploads,
@@ -25,6 +26,6 @@ def create(ctl: Controller) -> FastAPI:
     app = make_service_app(ctl, render=cluster_error, openapi_url="/v1/openapi.json",
                            title="atwill cluster API", version="1")
     for module in (join, agents, certificates, consoles, snapshots, admin, fencing,
-                   usage_events, peers, volume_uploads, cold_migrations, drain_api):
+                   usage_events, peers, volume_uploads, cold_migrations, drain_api, restart_notice):
         app.include_router(module.router)
     return app

@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ...core import ha_health, ha_policy, peer_view
+from ...core import ha_health, ha_policy, peer_view, restart_notice
 from ..context import Controller
 from ..db.base import utcnow
 from ..db.models import FenceEvent, Instance, Node
@@ -116,7 +116,9 @@ def fence_by_lease(session: Session, ctl: Controller, since: dt.datetime) -> lis
     fenced = []
     for node in candidates:
         found = verdict(node, reporters, now, margin)
-        silence = _silence(now, max(node.last_heartbeat, since))
+        # From a restart notice's deadline: the agent's keeper counts its lease from there.
+        heard = restart_notice.heard_at(node.last_heartbeat, node.host_status)
+        silence = _silence(now, max(heard, since))
         lease = lease_of(ctl, node)
         if found == peer_view.PARTITIONED:
             _partitioned(session, node)

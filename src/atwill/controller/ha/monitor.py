@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ...core import ha_confirm, ha_health, ha_policy, peer_view
+from ...core import ha_confirm, ha_health, ha_policy, peer_view, restart_notice
 from ..context import Controller
 from ..db.base import utcnow
 from ..db.models import Evacuation, Instance, Node
@@ -37,31 +37,34 @@ def detect(session: Session, ctl: Controller, since: dt.datetime) -> list[Node]:
     Silence is counted from since at the earliest: after a controller restart (or a
     stalled monitor) no node is down before it had the time to be heard. A late node
     that most of its peers no longer hear is down before its own threshold
-    (core/ha_confirm).
+    (core/ha_confirm). A node whose agent announced a restart is not judged until the
+    notice's deadline, and its silence counts from there (core/restart_notice).
     """
     now, limits, newly_down = _now(), thresholds(ctl), []
     nodes = list(session.scalars(select(Node).where(Node.last_heartbeat.is_not(None))
                                  .order_by(Node.name)))
     reports = _peer_reports(nodes, now)
     silences = {n.id: (now - max(n.last_heartbeat, since)).total_seconds() for n in nodes}
+    # A restarting node counts as unheard here: when it is the only other node, the
+    # controller cannot tell its own deafness from that node's restart, and judges nobody.
     up = [n for n in nodes if n.state == "up"]
     heard = sum(1 for n in up if silences[n.id] <= limits.suspect_after)
     for node in nodes:
-        silence = silences[node.id]
+        if _restarting(node, now):
+            continue
+        heard_at = restart_notice.heard_at(node.last_heartbeat, node.host_status) \
+            if _noticed(node) else node.last_heartbeat
+        silence = (now - max(heard_at, since)).total_seconds()
         mine = node.state == "up"
-        if len(up) - mine > 0 and heard - (mine and silence <= limits.suspect_after) == 0:
+        if len(up) - mine > 0 and heard - (mine and silences[node.id] <= limits.suspect_after
+                                           ) == 0:
             # The controller hears none of the other up nodes either (it is draining its
             # connections at shutdown, or its own link is down): deaf, it judges nobody.
             continue
         started = (node.host_status or {}).get(ha_lease.HEARD_KEY)
         if not started and silence <= ha_health.JOIN_GRACE:
             continue  # joined, but its agent was never heard: still starting
-        health = ha_health.classify(silence, node.heartbeat_gap_peak or 0.0, limits)
-        if health != ha_health.DOWN and ha_confirm.confirmed_down(
-                silence, limits.suspect_after, ctl.settings.ha_peer_confirm,
-                list((node.host_status or {}).get(ha_lease.PEERS_KEY) or ()),
-                reports.get(node.id, {})):
-            health = ha_health.DOWN
+        health = _health(ctl, node, silence, limits, reports.get(node.id, {}))
         if health == node.health or (health != ha_health.DOWN and node.state == "down"):
             continue  # a down node comes back by heartbeating (returned), not by a timer
         node.health, node.health_changed_at = health, utcnow()
@@ -72,6 +75,38 @@ def detect(session: Session, ctl: Controller, since: dt.datetime) -> list[Node]:
     if newly_down:
         bump(session)
     return newly_down
+
+
+def _health(ctl: Controller, node: Node, silence: float, limits: ha_health.Thresholds,
+            reports: dict[str, float]) -> str:
+    health = ha_health.classify(silence, node.heartbeat_gap_peak or 0.0, limits)
+    if health != ha_health.DOWN and ha_confirm.confirmed_down(
+            silence, limits.suspect_after, ctl.settings.ha_peer_confirm,
+            list((node.host_status or {}).get(ha_lease.PEERS_KEY) or ()), reports):
+        health = ha_health.DOWN
+    if health == ha_health.UP and _noticed(node):
+        # Past its deadline but not yet late: still restarting, not heard up.
+        health = restart_notice.RESTARTING
+    return health
+
+
+def _noticed(node: Node) -> bool:
+    """The node's agent announced a restart and was not heard since (the operator's
+    forced down overrides a notice)."""
+    return not node.forced_down and restart_notice.deadline(node.host_status) is not None
+
+
+def _restarting(node: Node, now: dt.datetime) -> bool:
+    """While its notice holds, an up node is RESTARTING: not judged, whatever its
+    silence or its peers say (its agent, which answers their probes, is away too)."""
+    if node.state != "up" or not _noticed(node) or not restart_notice.holds(
+            node.host_status, now):
+        return False
+    if node.health != restart_notice.RESTARTING:
+        node.health, node.health_changed_at = restart_notice.RESTARTING, utcnow()
+        log.warning("node %s: %s; it is neither fenced nor evacuated meanwhile", node.name,
+                    restart_notice.describe(node.host_status))
+    return True
 
 
 def _now() -> dt.datetime:
@@ -101,6 +136,8 @@ def _tell_instances(session: Session, ctl: Controller, node: Node, silence: floa
     log.warning("node %s is down: no heartbeat for %.1f s (HA policy %s)", node.name,
                 silence, policy)
     said = f"node {node.name} sent no heartbeat for {silence:.1f} s"
+    if _noticed(node):
+        said += f" past its notice's deadline ({restart_notice.describe(node.host_status)})"
     if not ha_policy.evacuates(policy):
         said += f"; {ha_policy.why_not(policy, node.name)}"
     for inst in _held(session, node):

@@ -161,7 +161,9 @@ def host_status(session: Session, inst: Instance) -> str:
     node = session.get(Node, inst.node_id) if inst.node_id else None
     if node is None:
         return ""
-    return status(node.forced_down, node.enabled, node.state == "up",
+    # A node whose agent announced a restart does not report: UNKNOWN, as in Nova.
+    return status(node.forced_down, node.enabled,
+                  node.state == "up" and node.health != "restarting",
                   node.fenced_at is not None and node.fence_state == "ok")
 
 
