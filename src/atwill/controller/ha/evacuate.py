@@ -2,9 +2,11 @@
 
 An instance leaves its node only when that node is down and known not to run
 it: forced down by an operator (Nova's forced_down) or fenced (powered off by a
-fence device, or confirmed off). It is rebuilt from its image by the scheduler
-(group policies kept); its ports are bound to the new node, so fixed and
-floating addresses follow. The old node's copy is destroyed when it returns.
+fence device, or confirmed off). It is rebuilt by the scheduler (group policies
+kept): from its image when it has a local disk (lost with the node), from its boot
+volume when it has one (the same volume, exported to the new node and no longer to the
+old one: storage fencing); its volumes and ports follow it, so its data, fixed and
+floating addresses stay. The old node's copy is destroyed when it returns.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from ...core import ha_health, scheduler
 from ...core.errors import ApiError, BadRequest, Conflict, NotFound
+from ..compute import server_volumes_state
 from ..context import Controller
 from ..db.models import Evacuation, Instance, Node
 from ..revision import bump
@@ -26,6 +29,7 @@ log = logging.getLogger("atwill.ha")
 EVACUABLE = frozenset({"active", "stopped", "error"})
 DISK_LOST = ("its local disk on {node} is lost: rebuilt from image {image} (no shared "
              "storage)")
+VOLUME_KEPT = "booted from its volume {volume} again (the same volume, not a copy)"
 
 
 def is_fenced(node: Node) -> bool:
@@ -113,7 +117,8 @@ def _place(session: Session, ctl: Controller, inst: Instance, source: Node,
         log.error("evacuation of %s from %s failed: %s", inst.id, source.name, err)
         return
     ports.bind(session, inst)
-    detail = DISK_LOST.format(node=source.name, image=inst.image_id)
+    detail = rebuild_detail(source.name, inst.image_id, [
+        (a.volume_id, a.boot_index) for a in server_volumes_state.of_server(session, inst.id)])
     actions.event(session, inst.id, "conductor_rebuild_server", node.name, "Success",
                   f"evacuated from {source.name} ({record.reason}); {detail}")
     inst.vm_state, inst.task_state, inst.fault = "active", "rebuilding", None
@@ -122,6 +127,20 @@ def _place(session: Session, ctl: Controller, inst: Instance, source: Node,
     record.status, record.dest_node_name = "rebuilding", node.name
     log.warning("instance %s (%s) evacuated from %s to %s; %s", inst.id, was, source.name,
                 node.name, detail)
+
+
+def rebuild_detail(source: str, image: str | None,
+                   volumes: list[tuple[str, int | None]]) -> str:
+    """What an evacuation keeps and what it loses, for the instance's event: volumes
+    (id, boot index) stay, a local disk does not."""
+    boot = next((vid for vid, index in volumes if index == 0), None)
+    detail = VOLUME_KEPT.format(volume=boot) if boot is not None \
+        else DISK_LOST.format(node=source, image=image)
+    others = [vid for vid, index in volumes if index != 0]
+    if others:
+        detail += f"; its volume{'s' if len(others) > 1 else ''} {', '.join(others)} " \
+                  f"follow{'' if len(others) > 1 else 's'} it"
+    return detail
 
 
 def evacuate_node(session: Session, ctl: Controller, node: Node,
