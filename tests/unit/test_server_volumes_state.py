@@ -164,3 +164,24 @@ def test_exports_follow_the_server_to_its_new_node(session: Session) -> None:
     st.report(session, inst, {"volumes": {vol.id: "attached"}})
     (att,) = st.of_server(session, inst.id)
     assert (att.node_id, att.node_name, att.status) == (moved.id, "c2", "attached")
+
+
+def test_an_evacuated_server_keeps_its_volume_through_a_storage_restart(
+        session: Session) -> None:
+    """Plugged in on the node it was evacuated to, the volume stays in its desired state
+    while the storage node restarts (reporting no exports for a while), as it did on the
+    node it was first attached on: the guest keeps its (boot) disk."""
+    node, inst, vol = _world(session)
+    moved = Node(name="c2")
+    session.add(moved)
+    session.flush()
+    att = st.add(session, inst, vol, None, False, 0)
+    vol.exports = {node.id: EXPORT}
+    st.report(session, inst, {"volumes": {vol.id: "attached"}})
+    assert att.status == "attached"
+    inst.node_id, inst.node_name = moved.id, moved.name  # evacuated
+    vol.exports = {moved.id: {"host": "10.0.0.1", "port": 10810}}
+    st.report(session, inst, {"volumes": {vol.id: "attached"}})
+    vol.exports = {}  # the storage node restarting
+    assert [(v["volume_id"], v["port"]) for v in st.desired(session, inst)] == [
+        (vol.id, 10810)]

@@ -109,6 +109,16 @@ def _kept(att: VolumeAttachment, inst: Instance) -> dict[str, Any] | None:
     return None
 
 
+def _keep(att: VolumeAttachment, vol: Volume | None, inst: Instance) -> bool:
+    """Remember the export the volume is plugged in with on the server's node (_kept)."""
+    export = _export(vol, inst)
+    if export is None:
+        return False
+    att.connector = {**(att.connector or {}), "export": {
+        "node_id": inst.node_id, "host": export["host"], "port": export["port"]}}
+    return True
+
+
 def _export(vol: Volume | None, inst: Instance) -> dict[str, Any] | None:
     """The storage node's export of the volume to the node running the server (exports
     follow the server: volume/desired.py), once it reported one."""
@@ -168,13 +178,14 @@ def report(session: Session, inst: Instance, seen: dict[str, Any]) -> None:
         if att.status == "attaching" and outcome == "attached":
             vol = session.get(Volume, att.volume_id)
             att.status, att.attached_at, att.updated_at = "attached", utcnow(), utcnow()
-            export = _export(vol, inst)
-            if export is not None:
-                att.connector = {**(att.connector or {}), "export": {
-                    "node_id": inst.node_id, "host": export["host"], "port": export["port"]}}
+            _keep(att, vol, inst)
             if vol is not None:
                 vol.status, vol.updated_at = "in-use", utcnow()
             changed = True
+        elif att.status == "attached" and outcome == "attached" and _kept(att, inst) is None:
+            # Plugged in on the node it moved to (an evacuation): the export kept is this
+            # node's from now on, or a storage node's restart would unplug it here.
+            changed |= _keep(att, session.get(Volume, att.volume_id), inst)
         elif att.status == "attaching" and isinstance(outcome, str) \
                 and outcome.startswith("error"):
             # As Nova: a failed attach is rolled back, the volume is free again.
