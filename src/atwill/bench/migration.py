@@ -173,7 +173,8 @@ class MigBench:
                     gap_ms=fig.longest_gap_ms(fig.replies(text)), replies=len(
                         fig.replies(text)))
 
-    def hand(self, server: dict[str, Any], target: str, marker: str) -> dict[str, Any]:
+    def hand(self, server: dict[str, Any], target: str, marker: str,
+             script: str | None) -> dict[str, Any]:
         """The baseline, on the server's new node (its spec.json is there now) to the
         node it left."""
         spec = (Path(self.lab.host(target).state_dir) / "instances" / server["id"]
@@ -182,14 +183,14 @@ class MigBench:
                        if n["name"] == server["host"])
         return migration_hand.run(self.lab, spec, target, server["host"], address,
                                   49152 + os.getpid() % 1000,
-                                  self.workdir / f"hand-{server['id']}", marker)
+                                  self.workdir / f"hand-{server['id']}", marker, script)
 
     def case(self, name: str, size: int, script: str | None) -> dict[str, Any]:
         server = self.boot(name, size, script)
         target = "node2" if server["host"] == "node1" else "node1"
         try:
             run = self.migrate(server, target)
-            hand = self.hand(server, target, DIRTYING if script else READY)
+            hand = self.hand(server, target, DIRTYING if script else READY, script)
         finally:
             self.lab.openstack("server", "delete", "--wait", server["id"], timeout=TIMEOUT)
         return {"atwill": fig.with_ratios(run, hand), "hand": hand,

@@ -1,13 +1,14 @@
 """The migration benchmark's baseline: the same QEMU migration by hand, between two nodes.
 
 From a running instance's spec.json: the agent's own qemu_argv for the same guest (image,
-memory, vCPUs, accelerator, a copy of its config drive, so the same user data runs), no
-NIC, a new uuid and a qcow2 overlay of its own on each side. The source starts in one
-node's namespace; once its console shows `marker`, the destination starts in the other
-(-incoming defer, migrate-incoming on the node's overlay address, as the agent does) and
-the source migrates with the agent's settings (auto-converge, 300 ms downtime limit, no
-bandwidth cap), polled every 20 ms. Neither the disk mirror nor TLS: those are atwill's
-own costs, which the ratios show. Both QEMUs are stopped by PID and their files removed.
+memory, vCPUs, accelerator; a config drive carrying the same user data, which the
+instance read from the metadata service through its NIC), no NIC, a new uuid and a qcow2
+overlay of its own on each side. The source starts in one node's namespace; once its
+console shows `marker`, the destination starts in the other (-incoming defer,
+migrate-incoming on the node's overlay address, as the agent does) and the source
+migrates with the agent's settings (auto-converge, 300 ms downtime limit, no bandwidth
+cap), polled every 20 ms. Neither the disk mirror nor TLS: those are atwill's own costs,
+which the ratios show. Both QEMUs are stopped by PID and their files removed.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..agent.hypervisor import disks
+from ..agent.hypervisor import configdrive, disks
 from ..agent.hypervisor.migration import UNTHROTTLED
 from ..agent.hypervisor.qmp import QMP, QMPError
 from ..agent.hypervisor.spec import InstancePaths, InstanceSpec, qemu_argv
@@ -44,9 +45,14 @@ def _paths(root: Path, name: str) -> InstancePaths:
 
 
 def _start(lab: Lab, node: str, model: InstanceSpec, paths: InstancePaths,
-           incoming: bool) -> InstanceSpec:
+           incoming: bool, user_data: str | None) -> InstanceSpec:
     config = None
-    if model.config_drive is not None:
+    if user_data is not None:
+        # Without a NIC the guest has no metadata service: its user data comes this way.
+        config = paths.config_drive
+        configdrive.build_iso(config, {"uuid": paths.directory.name, "name": "bench-hand",
+                                       "hostname": "bench-hand"}, {}, user_data.encode())
+    elif model.config_drive is not None:
         config = shutil.copyfile(model.config_drive, paths.config_drive)
     spec = replace(model, uuid=paths.directory.name, name="bench-hand", nics=[],
                    config_drive=config, console_log=None, volumes=[])
@@ -100,19 +106,28 @@ def _follow(qmp_path: Path) -> dict[str, Any]:
     raise TimeoutError(f"hand-made migration not completed after {TIMEOUT} s")
 
 
+def _running(qmp_path: Path) -> str | None:
+    # Once the source says "completed" the destination still loads the last pages.
+    with QMP(qmp_path, 10) as qmp:
+        status = qmp.execute("query-status")["status"]
+    return status if status == "running" else None
+
+
 def run(lab: Lab, spec_file: Path, source: str, target: str, address: str, port: int,
-        root: Path, marker: str, timeout: float = 180) -> dict[str, Any]:
+        root: Path, marker: str, user_data: str | None = None,
+        timeout: float = 180) -> dict[str, Any]:
     """Migrate by hand a copy of the instance of spec_file from source to target
-    (listening on address:port); QEMU's figures and the bench's own wall time."""
+    (listening on address:port), the guest given user_data; QEMU's figures and the
+    bench's own wall time."""
     model = InstanceSpec.from_json(spec_file.read_text())
     src = _paths(root, "src")
     dst = _paths(root, "dst")
     try:
-        _start(lab, source, model, src, incoming=False)
+        _start(lab, source, model, src, False, user_data)
         console = src.directory / "console.log"
         _wait(f"no {marker!r} on the console", lambda: marker in console.read_text(
             errors="replace"), timeout)
-        _start(lab, target, model, dst, incoming=True)
+        _start(lab, target, model, dst, True, user_data)
         with QMP(dst.qmp, 10) as qmp:
             qmp.execute("migrate-incoming", {"uri": f"tcp:{address}:{port}"})
         with QMP(src.qmp, 10) as qmp:
@@ -124,8 +139,8 @@ def run(lab: Lab, spec_file: Path, source: str, target: str, address: str, port:
             qmp.execute("migrate", {"uri": f"tcp:{address}:{port}"})
         figures = _follow(src.qmp)
         figures["wall_s"] = time.monotonic() - start
-        with QMP(dst.qmp, 10) as qmp:
-            figures["dest_status"] = qmp.execute("query-status")["status"]
+        figures["dest_status"] = _wait("the destination not running", lambda: _running(
+            dst.qmp), 30)
         return figures
     finally:
         _stop(src)
