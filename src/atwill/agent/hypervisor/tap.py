@@ -17,8 +17,10 @@ def tap_name(port_id: str) -> str:
 
 
 def links(netns: str | None = None) -> dict[str, tuple[int, bool]]:
-    """Every interface here: name -> (MTU, administratively up), in one command."""
-    out = _ip(netns, "-j", "link", "show").stdout
+    """Every TUN/TAP device here: name -> (MTU, administratively up), in one command.
+    Only those: another interface under a tap's name (a veth some tool plugged in for a
+    port, as `atwill bench` does) is not a guest's, and not the agent's to remove."""
+    out = _ip(netns, "-j", "link", "show", "type", "tun").stdout
     return {link["ifname"]: (int(link.get("mtu", 0)), "UP" in link.get("flags", []))
             for link in json.loads(out or "[]")}
 
