@@ -14,7 +14,7 @@ from ...core.microversion import Version
 from ...core.policy import Credentials
 from ..db.models import Instance
 from ..revision import bump
-from ..servers import actions, builds, snapshots, states
+from ..servers import actions, builds, instance_state, snapshots, states
 from ..service import authorize, caller, controller, json_body
 from . import (
     server_evacuate,
@@ -104,19 +104,10 @@ def _lock(session: Any, inst: Instance, name: str, args: Any, request_id: str,
     actions.event(session, inst.id, f"api_{name}", None)
 
 
-def _check(inst: Instance, name: str, allowed: frozenset[str]) -> None:
-    if inst.task_state is not None:
-        raise Conflict(f"Cannot '{name}' instance {inst.id} while it is in task_state "
-                       f"{inst.task_state}.")
-    if inst.vm_state not in allowed:
-        raise Conflict(f"Cannot '{name}' instance {inst.id} while it is in vm_state "
-                       f"{inst.vm_state}.")
-
-
 def _power(session: Any, inst: Instance, name: str, request_id: str,
            creds: Credentials) -> None:
     allowed, task, power = states.ACTIONS[name]
-    _check(inst, name, allowed)
+    instance_state.check(inst, name, allowed)
     actions.start(session, inst.id, POWER_ACTIONS[name], request_id, creds.user_id,
                   creds.project_id)
     inst.task_state, inst.desired_power = task, power
@@ -128,7 +119,7 @@ def _reboot(session: Any, inst: Instance, args: Any, request_id: str,
     if kind not in ("SOFT", "HARD"):
         raise BadRequest("Invalid input for reboot: type must be SOFT or HARD.")
     allowed = states.ACTIONS["reboot"][0] if kind == "HARD" else frozenset({"active"})
-    _check(inst, "reboot", allowed)
+    instance_state.check(inst, "reboot", allowed)
     actions.start(session, inst.id, "reboot", request_id, creds.user_id, creds.project_id)
     inst.task_state = "rebooting_hard" if kind == "HARD" else "rebooting"
     inst.vm_state = "active" if inst.vm_state != "error" or kind == "HARD" else inst.vm_state

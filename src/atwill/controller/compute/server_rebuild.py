@@ -18,7 +18,7 @@ from ...core.text import clean_name
 from ..compute.usage import project_limits
 from ..db.models import Instance
 from ..revision import bump
-from ..servers import actions, builds, view
+from ..servers import actions, builds, instance_state, view
 from .common import base
 from .server_input import access_ip, metadata
 
@@ -107,12 +107,7 @@ def run(session: Any, request: Request, inst: Instance, args: Any, creds: Creden
         version: Version) -> JSONResponse:
     """Check, record the action, ask the node for the new disk; answer as Nova."""
     fields = parse(args, version)
-    if inst.task_state is not None:
-        raise Conflict(f"Cannot 'rebuild' instance {inst.id} while it is in task_state "
-                       f"{inst.task_state}")
-    if inst.vm_state not in REBUILDABLE:
-        raise Conflict(f"Cannot 'rebuild' instance {inst.id} while it is in vm_state "
-                       f"{inst.vm_state}")
+    instance_state.check(inst, "rebuild", REBUILDABLE)
     if inst.node_id is None:
         raise Conflict(f"Cannot 'rebuild' instance {inst.id}: it was never placed on a host "
                        "(delete it and create it again).")

@@ -8,11 +8,11 @@ from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy.orm import Session
 
 from ...core import servertags
-from ...core.errors import BadRequest, Conflict, NotFound
+from ...core.errors import BadRequest, NotFound
 from ...core.microversion import Version
 from ...core.policy import Credentials
 from ..db.models import Instance
-from ..servers import builds
+from ..servers import builds, instance_state
 from ..service import authorize, caller, controller, json_body
 from .common import api_version, base, require
 
@@ -31,8 +31,7 @@ def _server(session: Session, server_id: str, creds: Credentials, version: Versi
         return inst
     authorize(creds, "compute:servers:update", project_id=inst.project_id)
     if inst.vm_state not in TAGGABLE:
-        raise Conflict(f"Cannot '{change}' instance {inst.id} while it is in vm_state "
-                       f"{inst.vm_state}")
+        raise instance_state.refused(inst, change, "vm_state", inst.vm_state)
     return inst
 
 

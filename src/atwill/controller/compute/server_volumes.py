@@ -21,7 +21,7 @@ from ...core.text import clean_name
 from ..db.models import Instance
 from ..db.volume import VolumeAttachment
 from ..revision import bump
-from ..servers import actions, builds
+from ..servers import actions, builds, instance_state
 from ..service import authorize, caller, controller, json_body, wrapped
 from ..volume.access import find_volume
 from . import server_volumes_state as state
@@ -59,12 +59,9 @@ def _server(session: Session, server_id: str, creds: Credentials, change: str | 
         return inst
     authorize(creds, "compute:servers:action", project_id=inst.project_id)
     refuse_locked(inst, creds)
-    if inst.vm_state not in CHANGEABLE or inst.node_id is None:
-        raise Conflict(f"Cannot '{change}' instance {inst.id} while it is in vm_state "
-                       f"{inst.vm_state}")
-    if inst.task_state is not None:
-        raise Conflict(f"Cannot '{change}' instance {inst.id} while it is in task_state "
-                       f"{inst.task_state}")
+    if inst.node_id is None:  # never placed: no node to attach on
+        raise instance_state.refused(inst, change, "vm_state", inst.vm_state)
+    instance_state.check(inst, change, CHANGEABLE)
     return inst
 
 

@@ -16,26 +16,24 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ...core import resize_states, scheduler
-from ...core.errors import BadRequest, Conflict
+from ...core.errors import BadRequest
 from ...core.policy import Credentials
 from ..compute.usage import project_limits
 from ..context import Controller
 from ..db.base import utcnow
 from ..db.models import Flavor, Instance, Migration, Node
 from ..revision import bump
-from . import actions, lifecycle, live_migration, placement, ports, resize_usage
+from . import (
+    actions,
+    instance_state,
+    lifecycle,
+    live_migration,
+    placement,
+    ports,
+    resize_usage,
+)
 
 log = logging.getLogger("atwill.servers.resize")
-
-
-def check_state(inst: Instance, name: str, allowed: frozenset[str]) -> None:
-    """Nova's check_instance_state: an allowed vm_state and no task, or 409."""
-    if inst.vm_state not in allowed:
-        raise Conflict(f"Cannot '{name}' instance {inst.id} while it is in vm_state "
-                       f"{inst.vm_state}")
-    if inst.task_state is not None:
-        raise Conflict(f"Cannot '{name}' instance {inst.id} while it is in task_state "
-                       f"{inst.task_state}")
 
 
 def current(session: Session, inst: Instance, statuses: frozenset[str] | set[str],
@@ -75,7 +73,7 @@ def start(session: Session, ctl: Controller, inst: Instance, new: dict[str, Any]
 
     new: the new flavor's snapshot (None: a cold migration, the flavor stays)."""
     name = "migrate" if new is None else "resize"
-    check_state(inst, name, resize_states.RESIZE_FROM)
+    instance_state.check(inst, name, resize_states.RESIZE_FROM)
     source = _source(session, inst)
     old = dict(inst.flavor or {})
     if new is not None:
@@ -152,7 +150,7 @@ def apply_flavor(inst: Instance, flavor: dict[str, Any]) -> None:
 
 
 def _finished(session: Session, inst: Instance, name: str) -> Migration:
-    check_state(inst, name, frozenset({"resized"}))
+    instance_state.check(inst, name, frozenset({"resized"}))
     record = current(session, inst, {"finished"})
     if record is None:
         raise BadRequest(f"Instance {inst.id} has not been resized.")

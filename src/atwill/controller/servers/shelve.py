@@ -16,13 +16,12 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from ...core import scheduler
-from ...core.errors import Conflict
 from ...core.policy import Credentials
 from ..context import Controller
 from ..db.base import utcnow
 from ..db.models import Image, Instance, InstanceAction, InstanceActionEvent, Node
 from ..revision import bump
-from . import actions, placement, snapshots, states
+from . import actions, instance_state, placement, snapshots, states
 
 SHELVE_FROM = frozenset({"active", "stopped", "paused", "suspended"})
 UNSHELVE_FROM = frozenset({"shelved", "shelved_offloaded"})
@@ -30,14 +29,7 @@ SHELVE_EVENT, OFFLOAD_EVENT = "compute_shelve_instance", "compute_shelve_offload
 UNSHELVE_EVENT = "compute_unshelve_instance"
 
 
-def check(inst: Instance, name: str, allowed: frozenset[str]) -> None:
-    """Nova's check_instance_state (an allowed vm_state, then no task) as its 409."""
-    if inst.vm_state not in allowed:
-        raise Conflict(f"Cannot '{name}' instance {inst.id} while it is in vm_state "
-                       f"{inst.vm_state}")
-    if inst.task_state is not None:
-        raise Conflict(f"Cannot '{name}' instance {inst.id} while it is in task_state "
-                       f"{inst.task_state}")
+check = instance_state.check
 
 
 def shelve(session: Session, inst: Instance, creds: Credentials, request_id: str) -> Image:

@@ -15,12 +15,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ...core import imageattrs
-from ...core.errors import BadRequest, Conflict, Forbidden
+from ...core.errors import BadRequest, Forbidden
 from ...core.policy import Credentials
 from ..compute.usage import project_limits
 from ..db.models import Image, Instance, Project, User
 from ..revision import bump
-from . import actions, states
+from . import actions, instance_state, states
 
 EVENT = "compute_snapshot_instance"
 # Nova's metadata keys (parameter_types.metadata).
@@ -64,11 +64,7 @@ def parse(args: Any) -> tuple[str, dict[str, str]]:
 def start(session: Session, inst: Instance, creds: Credentials, name: str,
           meta: dict[str, str], request_id: str) -> Image:
     """Record the queued image and ask the instance's node for its data."""
-    if inst.vm_state not in states.SNAPSHOT_FROM or inst.task_state is not None:
-        attr, state = (("vm_state", inst.vm_state) if inst.vm_state not in states.SNAPSHOT_FROM
-                       else ("task_state", inst.task_state))
-        raise Conflict(f"Cannot 'createImage' instance {inst.id} while it is in {attr} "
-                       f"{state}.")
+    instance_state.check(inst, "createImage", states.SNAPSHOT_FROM)
     limit = project_limits(session, inst.project_id)["metadata_items"]
     if meta and limit != -1 and len(meta) > limit:
         raise Forbidden("Image metadata limit exceeded")
