@@ -1,5 +1,8 @@
 """A node's power is cut: its server runs again on another node with its fixed IP, and when
-the node boots again it destroys only its stale copy. Detection and total times are printed."""
+the node boots again it destroys only its stale copy. Detection and total times are printed.
+A server booted from a volume (kept by a third node, a storage node) keeps what its
+guest wrote on that volume when its node's power is cut: it boots on the same volume on
+the other node, and the storage node no longer serves the fenced node."""
 
 from __future__ import annotations
 
@@ -7,9 +10,11 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from atwill.lab import Lab
 from tests.integration.overlay_checks import host_processes
-from tests.integration.vms import upload_guest, wait_status
+from tests.integration.vms import upload_guest, wait_console, wait_status
 
 LAB = {"nodes": 2}
 
@@ -18,12 +23,17 @@ def _node(lab: Lab, name: str) -> dict:
     return json.loads(lab.atwill_ctl("node", "show", name).stdout)
 
 
-def test_killed_node_is_evacuated_and_cleans_up_on_return(lab: Lab) -> None:
+@pytest.fixture(scope="module")
+def base(lab: Lab) -> None:
+    """The guest image, flavor m1.ha and network hanet (they go with the module's lab)."""
     upload_guest(lab)
     lab.openstack("flavor", "create", "--ram", "256", "--disk", "1", "--vcpus", "1", "m1.ha")
     lab.openstack("network", "create", "hanet")
     lab.openstack("subnet", "create", "--network", "hanet", "--subnet-range", "10.30.0.0/24",
                   "hasub")
+
+
+def test_killed_node_is_evacuated_and_cleans_up_on_return(lab: Lab, base: None) -> None:
     moved = lab.openstack("server", "create", "--flavor", "m1.ha", "--image", "atwill-guest",
                           "--network", "hanet", "--availability-zone", "nova:node1", "moved",
                           "-f", "json")
@@ -60,3 +70,67 @@ def test_killed_node_is_evacuated_and_cleans_up_on_return(lab: Lab) -> None:
     assert not qemus, qemus
     lab.openstack("compute", "service", "set", "--up", "node1", "nova-compute")
     lab.openstack("server", "delete", "--wait", moved["id"], stays["id"])
+
+
+# The guest boots from the volume (its FAT boot disk fills the first 16 MiB): at 512 MiB,
+# past it, the first boot writes a marker, and a later boot reads it back.
+MARK_SECTOR = 1048576
+VOLUME_SCRIPT = f"""#!/bin/sh
+got=$(dd if=/dev/vda bs=512 skip={MARK_SECTOR} count=1 2>/dev/null | tr -cd A-Za-z0-9-)
+case "$got" in
+  HAVOL-*) echo "VOLUME-HAS $got" ;;
+  *) m=HAVOL-$(cut -c1-8 /proc/sys/kernel/random/uuid)
+     printf %s "$m" | dd of=/dev/vda bs=512 seek={MARK_SECTOR} conv=sync,notrunc,fsync \\
+       2>/dev/null && echo "VOLUME-WROTE $m" ;;
+esac
+"""
+
+
+def _storage_node(lab: Lab, name: str) -> Path:
+    """A node that keeps volumes, joined as cloud-init would join it; its storage path."""
+    lab.add_node(name, join=False)
+    path = Path(lab.host(name).state_dir) / "volumes"
+    lab.boot_agent(name, {**lab.join_settings(name), "ATWILL_JOIN_STORAGE": str(path)})
+    lab.wait_node_state(name, "up", 60)
+    return path
+
+
+def _exported_to(path: Path) -> set[str]:
+    """The node ids the storage node's export records (one per served node) name."""
+    return {json.loads(p.read_text())["node_id"] for p in path.glob(".exports/*/export.json")}
+
+
+def test_volume_backed_server_keeps_its_data_across_evacuation(lab: Lab, base: None) -> None:
+    store = _storage_node(lab, "node3")
+    script = Path(lab.directory) / "havol-user-data.sh"
+    script.write_text(VOLUME_SCRIPT)
+    made = lab.openstack("server", "create", "--flavor", "m1.ha", "--image", "atwill-guest",
+                         "--boot-from-volume", "1", "--network", "hanet",
+                         "--availability-zone", "nova:node1", "--user-data", str(script),
+                         "withvol", "-f", "json")
+    wait_status(lab, "withvol", "ACTIVE", 180)
+    # From now on it runs no servers (its exports go on): the evacuation goes to node2.
+    lab.openstack("compute", "service", "set", "--disable", "node3", "nova-compute")
+    wrote = wait_console(lab, "withvol", "VOLUME-WROTE ", 120)
+    marker = wrote.split("VOLUME-WROTE ", 1)[1].split()[0]
+    volume = lab.openstack("server", "show", "withvol", "-f", "json")["volumes_attached"]
+    ids = {n: _node(lab, n)["id"] for n in ("node1", "node2")}
+    assert _exported_to(store) == {ids["node1"]}
+
+    cut = time.monotonic()
+    lab.kill_node("node1")
+    lab.wait_for(lambda: (s := lab.openstack("server", "show", "withvol", "-f", "json"))
+                 ["status"] == "ACTIVE" and s["OS-EXT-SRV-ATTR:host"] == "node2", 120,
+                 "withvol ACTIVE on node2")
+    total = time.monotonic() - cut
+    # The same volume, no copy; the fenced node is served no more (storage fencing).
+    assert lab.openstack("server", "show", "withvol", "-f", "json")["volumes_attached"] \
+        == volume
+    assert _exported_to(store) == {ids["node2"]}
+    # Written on node1 before its power was cut, read back by the guest booted on node2.
+    wait_console(lab, "withvol", f"VOLUME-HAS {marker}", 120)
+    print(f"\nHA volume: power cut to ACTIVE on node2 {total:.1f} s")
+
+    lab.start_node("node1")
+    lab.wait_for(lambda: _node(lab, "node1")["health"] == "up", 60, "node1 back")
+    lab.openstack("server", "delete", "--wait", made["id"])

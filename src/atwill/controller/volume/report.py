@@ -40,9 +40,7 @@ def _volume(session: Session, vol: Volume, entry: dict[str, Any] | None) -> bool
         return True
     if entry is None:
         return False
-    exports = entry.get("exports")
-    if isinstance(exports, dict) and exports != vol.exports:
-        vol.exports = {k: v for k, v in exports.items() if isinstance(v, dict)}
+    moved = _exports(vol, entry.get("exports"))
     state, size = entry.get("state"), entry.get("size_gb")
     new = vol.status
     if vol.status in BUILDING and state in ("available", "error"):
@@ -58,11 +56,25 @@ def _volume(session: Session, vol: Volume, entry: dict[str, Any] | None) -> bool
     elif vol.status == "detaching" and not vol.exports:
         new = "available"
     if new == vol.status:
-        return False
+        return moved
     vol.status, vol.updated_at = new, utcnow()
     error = entry.get("error")
     vol.error = error[:ERROR_CHARS] if new.startswith("error") and isinstance(error, str) \
         else None
+    return True
+
+
+def _exports(vol: Volume, reported: Any) -> bool:
+    """Take the reported exports; whether they changed. A change alone concerns the
+    server's node, which is given the volume once its export runs (server_volumes_state):
+    a hot-plug, or an evacuation's rebuild on its boot volume, waits for it. Unbumped, that
+    node's long-poll slept on (the lab's evacuated server never booted on its new node)."""
+    if not isinstance(reported, dict):
+        return False
+    exports = {k: v for k, v in reported.items() if isinstance(v, dict)}
+    if exports == (vol.exports or {}):
+        return False
+    vol.exports = exports
     return True
 
 
