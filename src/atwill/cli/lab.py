@@ -13,6 +13,7 @@ import typer
 from ..lab import Lab, LabError
 from ..lab.clouds import Clouds
 from ..lab.commands import CommandError
+from ..lab.database import DatabaseError
 from ..lab.netns import NetError
 from .options import console, err
 
@@ -24,7 +25,7 @@ Dir = Annotated[Path | None, typer.Option(
     "--dir", help="Lab directory (default /var/lib/atwill-lab/NAME).")]
 HostArg = Annotated[str, typer.Argument(help="Host name (ctl, node1, ...).")]
 # CommandError: an atwill command run in a lab host refused (e.g. removing a busy node).
-FAILURES = (LabError, CommandError, NetError, ValueError, TimeoutError,
+FAILURES = (LabError, CommandError, NetError, DatabaseError, ValueError, TimeoutError,
             subprocess.SubprocessError)
 
 
@@ -52,8 +53,9 @@ def up(nodes: Annotated[int, typer.Option("--nodes", min=0, help="Node hosts.")]
            "--wan-delay", help="Delay per direction on each access link, e.g. 40ms.")] = None,
        wan_loss: Annotated[str | None, typer.Option(
            "--wan-loss", help="Loss per direction on each access link, e.g. 0.5%.")] = None,
-       overlay: Annotated[str, typer.Option("--overlay", help="wireguard or openvpn.")
-                          ] = "wireguard",
+       overlay: Annotated[str | None, typer.Option(
+           "--overlay", help="wireguard (default), openvpn, or none (the default, and the "
+           "only one, with several controllers).")] = None,
        join: Annotated[bool, typer.Option("--join/--no-join",
                                           help="Join the nodes by token.")] = True,
        timeout: Annotated[float, typer.Option("--timeout", help="Seconds per wait.")] = 120,
@@ -67,8 +69,15 @@ def up(nodes: Annotated[int, typer.Option("--nodes", min=0, help="Node hosts.")]
            "--clouds", min=1, max=2, help="2: two independent clouds paired as peers "
            "(CloudOne, CloudTwo; labs NAME1, NAME2), N nodes each, joined only by a link "
            "between their WANs (lab partition-clouds / heal-clouds).")] = 1,
+       controllers: Annotated[int, typer.Option(
+           "--controllers", min=1, max=7, help="Controller hosts (ctl, ctl2, ...): the "
+           "first initialises the cloud, the others are added from its bundle; they need "
+           "--database postgresql (docs/controllers.md).")] = 1,
+       database: Annotated[str, typer.Option(
+           "--database", help="sqlite (in the controller's state directory) or postgresql "
+           "(in a host of its own, pg, from Debian's package).")] = "sqlite",
        name: Name = "lab", directory: Dir = None) -> None:
-    """Build the lab: WAN, controller host, N node hosts that join by token.
+    """Build the lab: WAN, controller host(s), N node hosts that join by token.
 
     The cloud gets what 'atwill up' gives: flavors m1.tiny…m1.large, the image
     atwill-guest, the networks public and private, and router1.
@@ -76,16 +85,20 @@ def up(nodes: Annotated[int, typer.Option("--nodes", min=0, help="Node hosts.")]
     _require_root()
     if clouds == 2:
         _up_clouds(name, directory, nodes, wan_delay=wan_delay, wan_loss=wan_loss,
-                   overlay=overlay, join=join, internet=internet, bare=bare)
+                   overlay=overlay or "wireguard", join=join, internet=internet, bare=bare)
         return
     try:
         lab = Lab(name, directory)
         lab.up(nodes, wan_delay=wan_delay, wan_loss=wan_loss, overlay=overlay, join=join,
-               timeout=timeout, internet=internet, bare=bare)
+               timeout=timeout, internet=internet, bare=bare, controllers=controllers,
+               database=database)
     except FAILURES as error:
         raise _fail(error) from None
-    console.print(f"lab {lab.name} is up: controller {lab.url}, nodes "
-                  f"{', '.join(lab.node_names()) or '(none)'}", highlight=False)
+    urls = ", ".join(lab.controller_url_of(h.name) for h in lab.state.controllers())
+    cloud = f" (the cloud's name {lab.state.cloud_host})" if lab.state.cloud_host else ""
+    console.print(f"lab {lab.name} is up: controller {urls}{cloud}, database "
+                  f"{lab.state.database}, nodes {', '.join(lab.node_names()) or '(none)'}",
+                  highlight=False)
     console.print(f"try: atwill lab exec ctl --name {lab.name} -- env OS_CLIENT_CONFIG_FILE="
                   f"{lab.state.controller.state_dir}/clouds.yaml "
                   "openstack --os-cloud atwill hypervisor list", highlight=False)
@@ -112,7 +125,9 @@ def status(as_json: Annotated[bool, typer.Option("--json")] = False,
         print(json.dumps(info, indent=2))
         return
     console.print(f"lab {info['name']}  {info['directory']}  WAN {info['subnet']}  "
-                  f"overlay {info['overlay']}  controller {info['controller_url']}",
+                  f"overlay {info['overlay']}  controller {info['controller_url']}  "
+                  f"database {info['database']}"
+                  + (f"  cloud {info['cloud_host']}" if info["cloud_host"] else ""),
                   highlight=False)
     nodes = {n["name"]: n for n in info.get("nodes", [])}
     for host, h in info["hosts"].items():

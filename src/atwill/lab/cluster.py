@@ -64,11 +64,17 @@ class Cluster:
 
     # controller --------------------------------------------------------------
     def _init_controller(self, ctl: Host, overlay: str) -> None:
-        """`atwill init` for the controller host (it only writes files, so it runs here)."""
-        proc = subprocess.run(commands.init(ctl.state_dir, ctl.ip, overlay),
-                              capture_output=True, text=True, timeout=120)
-        if proc.returncode != 0:
-            raise commands.CommandError(commands.init(ctl.state_dir, ctl.ip, overlay), proc)
+        """`atwill init` for the controller host (it only writes files, so it runs here;
+        on PostgreSQL it runs in the host, which reaches the database's host)."""
+        state = self.state
+        argv = commands.init(ctl.state_dir, ctl.ip, overlay, state.database_url or None,
+                             state.cloud_host or None)
+        if state.database_url:
+            commands.run_in(hosts.namespace(ctl), argv, timeout=180)
+        else:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+            if proc.returncode != 0:
+                raise commands.CommandError(argv, proc)
         self.state.controller_url = f"https://{ctl.ip}:{commands.CONTROLLER_PORT}"
         self.state.save()
 
@@ -81,35 +87,40 @@ class Cluster:
         return commands.run_in(hosts.namespace(ctl), commands.seed(ctl.state_dir),
                                timeout=300).stdout
 
-    def controller_alive(self) -> bool:
-        proc = self.state.controller.processes.get("controller")
+    def controller_alive(self, name: str = "ctl") -> bool:
+        proc = self.host(name).processes.get("controller")
         return proc is not None and processes.alive(proc)
 
-    def start_controller(self, timeout: float = 60) -> None:
-        """Start `atwill serve` in the controller host and wait until it answers HTTPS."""
-        ctl = self.state.controller
-        if self.controller_alive():
-            raise LabError("the controller is already running")
+    def controller_url_of(self, name: str = "ctl") -> str:
+        """A controller's own URL (the first's is `url`)."""
+        return f"https://{self.host(name).ip}:{commands.CONTROLLER_PORT}"
+
+    def start_controller(self, timeout: float = 60, name: str = "ctl") -> None:
+        """Start `atwill serve` in a controller host and wait until it answers HTTPS."""
+        ctl = self.host(name)
+        if self.controller_alive(name):
+            raise LabError(f"the controller {name} is already running")
         log = Path(ctl.state_dir) / "controller.log"
         ctl.processes["controller"] = processes.spawn(
             hosts.namespace(ctl), commands.serve(ctl.state_dir), log)
         self.state.save()
+        url = self.controller_url_of(name)
 
         def ready() -> bool:
-            if not self.controller_alive():
+            if not self.controller_alive(name):
                 raise LabError(f"the controller exited; {log}:\n{_tail(str(log))}")
             ns = hosts.namespace(ctl)
-            return commands.https_status(ns, self.url + "/identity/v3", self.ca_file) == 200
+            return commands.https_status(ns, url + "/identity/v3", self.ca_file) == 200
 
-        self.wait_for(ready, timeout, "the controller to answer on " + self.url)
+        self.wait_for(ready, timeout, "the controller to answer on " + url)
 
-    def kill_controller(self) -> None:
-        """SIGKILL the controller process (a crash)."""
-        processes.kill(self._process(self.state.controller, "controller"))
+    def kill_controller(self, name: str = "ctl") -> None:
+        """SIGKILL a controller process (a crash), by the PID the lab started."""
+        processes.kill(self._process(self.host(name), "controller"))
 
-    def stop_controller(self) -> None:
-        """SIGTERM the controller process and wait for it to exit."""
-        processes.stop(self._process(self.state.controller, "controller"))
+    def stop_controller(self, name: str = "ctl") -> None:
+        """SIGTERM a controller process and wait for it to exit."""
+        processes.stop(self._process(self.host(name), "controller"))
 
     # agents ------------------------------------------------------------------
     def _process(self, host: Host, role: str) -> processes.Process:
@@ -209,6 +220,7 @@ class Cluster:
         out: dict[str, Any] = {
             "name": state.name, "directory": state.directory, "subnet": state.subnet,
             "overlay": state.overlay, "controller_url": state.controller_url,
+            "database": state.database, "cloud_host": state.cloud_host or None,
             "wan_namespace": state.wan_namespace,
             "inet_namespace": state.inet_namespace or None,
             "wan": "emulator" if state.wan_emulated else "bridge", "hosts": {}}

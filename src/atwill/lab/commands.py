@@ -63,9 +63,24 @@ def parse(stdout: str) -> Any:
     return json.loads(stdout) if stdout.strip() else None
 
 
-def init(state_dir: str, host: str, overlay: str) -> list[str]:
+def init(state_dir: str, host: str, overlay: str, database_url: str | None = None,
+         public_host: str | None = None) -> list[str]:
     return [ATWILL, "init", "--state-dir", state_dir, "--host", host,
-            "--port", str(CONTROLLER_PORT), "--overlay", overlay]
+            "--port", str(CONTROLLER_PORT), "--overlay", overlay,
+            *(["--database-url", database_url] if database_url else []),
+            *(["--public-host", public_host] if public_host else [])]
+
+
+def export_bundle(state_dir: str, target: str, passphrase_file: str) -> list[str]:
+    return [ATWILL, "controller", "export-bundle", target, "--state-dir", state_dir,
+            "--passphrase-file", passphrase_file]
+
+
+def add_controller(state_dir: str, bundle: str, passphrase_file: str, host: str) -> list[str]:
+    """Another controller from a bundle, listening on and named by its own address."""
+    return [ATWILL, "controller", "add", "--bundle", bundle, "--state-dir", state_dir,
+            "--passphrase-file", passphrase_file, "--host", host, "--public-host", host,
+            "--port", str(CONTROLLER_PORT)]
 
 
 def serve(state_dir: str) -> list[str]:

@@ -26,6 +26,9 @@ from .state import Host, LabState
 from .wanswitch import Link
 
 HOST_IF = "wan0"
+# `ip netns exec NS` bind-mounts the files of ETC_NETNS/NS over /etc: a lab host's own
+# hosts file, which names the cloud (state.cloud_host) with one address per controller.
+ETC_NETNS = Path("/etc/netns")
 # A deleted namespace's links are torn down by the kernel in the background (seconds, a
 # minute or two on a loaded machine); a new host of the same name waits at most this long.
 LINK_WAIT = 120.0
@@ -120,7 +123,37 @@ def create_host(state: LabState, host: Host, revert: Reverter) -> None:
     ns.link_up(HOST_IF)
     if host.role == "node" and state.inet_namespace:
         connect_inet(state, host)
+    write_names(state)
     set_wan(state, host, host.delay, host.loss)
+
+
+def cloud_names(state: LabState) -> str:
+    """The machine's hosts file plus the cloud's name at every controller's address."""
+    base = Path("/etc/hosts").read_text() if Path("/etc/hosts").exists() else ""
+    lines = [f"{h.ip} {state.cloud_host}\n" for h in state.controllers()]
+    return base.rstrip("\n") + f"\n# atwill lab {state.name}: the cloud's name\n" + \
+        "".join(lines)
+
+
+def write_names(state: LabState) -> None:
+    """Every host's hosts file, rewritten in place (a running process's bind mount keeps
+    the file's inode, so it sees the new controller too)."""
+    if not state.cloud_host:
+        return
+    text = cloud_names(state)
+    for host in state.hosts.values():
+        directory = ETC_NETNS / host.namespace
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(directory / "hosts", "w") as out:
+            out.write(text)
+
+
+def remove_names(name: str) -> None:
+    shutil.rmtree(ETC_NETNS / name, ignore_errors=True)
+    try:
+        ETC_NETNS.rmdir()  # only if no other namespace has files there
+    except OSError:
+        pass
 
 
 def use_netem() -> bool:
@@ -180,6 +213,8 @@ def delete_namespace(state: LabState, name: str) -> None:
     ns = Namespace(name)
     processes.kill_namespace(ns)
     ns.delete()
+    if state.cloud_host:
+        remove_names(name)
     if name in state.namespaces:
         state.namespaces.remove(name)
     state.save()

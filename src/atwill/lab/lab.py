@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ..agent.net.uplink import UplinkConfig
-from . import bmc, commands, hosts, naming, processes, wanctl
+from . import bmc, commands, database, hosts, naming, processes, wanctl
+from . import controllers as lab_controllers
 from .cluster import Cluster, LabError
 from .netns import Namespace, list_namespaces
 from .revert import Reverter
@@ -57,15 +58,20 @@ class Lab(Cluster):
 
     # building and tearing down ---------------------------------------------------
     def up(self, nodes: int = 1, wan_delay: str | None = None, wan_loss: str | None = None,
-           overlay: str = "wireguard", join: bool = True, timeout: float = 60,
-           internet: bool = False, bare: bool = False) -> None:
-        """Build the WAN, the controller host and `nodes` node hosts, and join the nodes.
+           overlay: str | None = None, join: bool = True, timeout: float = 60,
+           internet: bool = False, bare: bool = False, controllers: int = 1,
+           database: str = "sqlite") -> None:
+        """Build the WAN, the controller host(s) and `nodes` node hosts, and join the nodes.
 
         internet: also an "internet" segment (namespace NAME-inet) that every node's
         external bridge joins, owning the public subnet's gateway (see hosts.create_inet).
         bare: without the flavors and guest image `atwill up` gives a cloud (the networks
         public, private and router1 are made by `atwill init` either way).
+        controllers, database: several controllers on PostgreSQL in its own host
+        (controllers.py); overlay defaults to wireguard, or none with several controllers.
         """
+        overlay = overlay or ("none" if controllers > 1 else "wireguard")
+        lab_controllers.check(controllers, database, overlay)
         self._refuse_if_taken()
         self.wan_delay, self.wan_loss = wan_delay, wan_loss
         with Reverter() as revert:
@@ -73,18 +79,20 @@ class Lab(Cluster):
             self._state = LabState(
                 name=self.name, directory=str(self.directory),
                 subnet=str(naming.subnet(self.name)), overlay=overlay, owns_directory=owns,
-                made_parents=parents, wan_namespace=naming.namespace(self.name, naming.WAN))
+                made_parents=parents, wan_namespace=naming.namespace(self.name, naming.WAN),
+                database=database,
+                cloud_host=naming.cloud_host(self.name) if controllers > 1 else "")
             self.state.save()
             hosts.create_wan(self.state, revert)
             if internet:
                 hosts.create_inet(self.state, revert)
-            ctl = hosts.new_host(self.state, naming.CONTROLLER, "controller",
-                                 naming.CONTROLLER_OCTET, wan_delay, wan_loss)
-            hosts.create_host(self.state, ctl, revert)
-            self._init_controller(ctl, overlay)
-            self.start_controller(timeout)
+            if database == "postgresql":
+                lab_controllers.up_database(self, revert, timeout)
+            self._up_first_controller(overlay, controllers, revert, timeout)
             if not bare:
-                self.seed_defaults()
+                self.seed_defaults()  # before ctl2: the image is uploaded through ctl
+            for index in range(2, controllers + 1):
+                lab_controllers.add_controller(self, index, revert, timeout)
             names = [self._new_node(revert) for _ in range(nodes)]
             if join:
                 for name in names:
@@ -93,6 +101,17 @@ class Lab(Cluster):
                     self.wait_node_state(name, "up", timeout)
                     self.register_fence_device(name)
             revert.success()
+
+    def _up_first_controller(self, overlay: str, controllers: int, revert: Reverter,
+                             timeout: float) -> None:
+        ctl = hosts.new_host(self.state, naming.CONTROLLER, "controller",
+                             naming.CONTROLLER_OCTET, self.wan_delay, self.wan_loss)
+        hosts.create_host(self.state, ctl, revert)
+        self._init_controller(ctl, overlay)
+        if controllers > 1:
+            lab_controllers.set_controller_urls(
+                ctl.state_dir, lab_controllers.planned_urls(self.name, controllers))
+        self.start_controller(timeout)
 
     def _refuse_if_taken(self) -> None:
         if (self.directory / STATE_FILE).exists():
@@ -140,7 +159,10 @@ class Lab(Cluster):
                 return
         state = self.state
         wanctl.stop(state)  # first, so it does not chase the hosts' links as they go
-        for name in list(state.hosts):
+        # The database last, and cleanly (its shared memory goes with a clean stop).
+        for name in sorted(state.hosts, key=lambda n: state.hosts[n].role == "database"):
+            if "postgres" in state.hosts[name].processes:
+                database.stop(state.hosts[name].processes["postgres"])
             hosts.destroy_host(state, name)
         for ns in list(state.namespaces):
             hosts.delete_namespace(state, ns)

@@ -19,6 +19,10 @@ HOST_NAME = re.compile(r"^[a-z][a-z0-9-]{0,10}$")
 IFNAME_MAX = 15
 CONTROLLER_OCTET = 2
 FIRST_NODE_OCTET = 10
+# Several controllers (ctl, ctl2, ...) take .2 to .8; PostgreSQL's host is .9.
+MAX_CONTROLLERS = 7
+DATABASE = "pg"
+DATABASE_OCTET = 9
 
 
 def lab_name(raw: str) -> str:
@@ -59,6 +63,24 @@ def address(lab: str, octet: int) -> str:
     if not 1 < octet < 255:
         raise ValueError(f"no address left on {net}")
     return f"{net.network_address + octet}/{net.prefixlen}"
+
+
+def controller_name(index: int) -> str:
+    """The controller hosts: ctl (the first, whose init made the cloud), then ctl2, ctl3..."""
+    if not 1 <= index <= MAX_CONTROLLERS:
+        raise ValueError(f"a lab has 1 to {MAX_CONTROLLERS} controllers, not {index}")
+    return CONTROLLER if index == 1 else f"{CONTROLLER}{index}"
+
+
+def controller_octet(index: int) -> int:
+    controller_name(index)  # checks the range
+    return CONTROLLER_OCTET + index - 1
+
+
+def cloud_host(lab: str) -> str:
+    """The name of a lab cloud with several controllers: every lab host resolves it to
+    every controller's address (its /etc/netns hosts file), as a DNS name would."""
+    return f"cloud.{lab}.lab"
 
 
 def next_octet(used: set[int]) -> int:

@@ -22,7 +22,7 @@ class Host:
     """One host of the lab: its namespace, WAN address, state directory and processes."""
 
     name: str
-    role: str  # "controller" or "node"
+    role: str  # "controller", "node" or "database"
     namespace: str
     address: str  # CIDR on the lab WAN
     state_dir: str
@@ -59,6 +59,12 @@ class LabState:
     inet_namespace: str = ""  # the "internet" segment, if the lab has one
     bridge: str = "br-wan"
     controller_url: str = ""
+    # "sqlite" (in the controller's state directory) or "postgresql" (its own host, pg).
+    database: str = "sqlite"
+    database_url: str = ""
+    # Set with several controllers: the catalog's host name, resolved by every lab host
+    # to every controller (naming.cloud_host).
+    cloud_host: str = ""
     owns_directory: bool = True
     # Parents of the directory that `up` made (deepest first); `down` removes them if empty.
     made_parents: list[str] = dataclasses.field(default_factory=list)
@@ -75,6 +81,9 @@ class LabState:
     @property
     def controller(self) -> Host:
         return self.hosts["ctl"]
+
+    def controllers(self) -> list[Host]:
+        return [h for h in self.hosts.values() if h.role == "controller"]
 
     def nodes(self) -> list[Host]:
         return [h for h in self.hosts.values() if h.role == "node"]
