@@ -43,3 +43,14 @@ def test_ratios_to_the_hand_made_migration() -> None:
     assert fig.ratio(1, 0) is None and fig.ratio(None, 2) is None
     text = fig.table({"idle": run, "hand": hand})
     assert "idle" in text.splitlines()[1] and " 3.00" in text.splitlines()[1]
+
+
+def test_missing_figures_keep_the_columns_aligned() -> None:
+    hand = {"downtime_ms": 110, "total_ms": 1421, "bytes": 92753710}
+    lines = fig.table({"idle": fig.with_ratios({"downtime_ms": 125, "gap_ms": 416.0,
+                                                "total_ms": 1699, "api_s": 3.03,
+                                                "bytes": 95159114}, hand),
+                       "idle hand": hand}).splitlines()
+    assert len({len(line) for line in lines}) == 1, lines
+    assert lines[2].split() == ["idle", "hand", "110", "-", "1421", "-", "88.5", "-", "-",
+                                "-"]

@@ -82,6 +82,7 @@ class MigBench:
         self.lab, self.stack, self.workdir = lab, stack, workdir
         self.net = NetBench(lab)
         self.poller: PortHost | None = None
+        self.accel = "unknown"  # the guests' accelerator, as the agent chose it
 
     def setup(self, sizes: tuple[int, ...]) -> None:
         self.net.setup()
@@ -179,6 +180,7 @@ class MigBench:
         node it left."""
         spec = (Path(self.lab.host(target).state_dir) / "instances" / server["id"]
                 / "spec.json")
+        self.accel = json.loads(spec.read_text()).get("accel", "unknown")
         address = next(n["overlay_ip"] for n in self.lab.node_list()
                        if n["name"] == server["host"])
         return migration_hand.run(self.lab, spec, target, server["host"], address,
@@ -213,16 +215,10 @@ def main(sizes: tuple[int, ...] = (256,), budget: float = 1500) -> Results:
                         continue
                     results["cases"][name] = bench.case(name, size, script)
                     print(name, json.dumps(results["cases"][name]), file=sys.stderr)
-            results["accel"] = _accel(lab)
+            results["accel"] = bench.accel
             results["poller_error"] = bench.poller_error
     print_report(results)
     return results
-
-
-def _accel(lab: Lab) -> str:
-    out = lab.exec("node1", "sh", "-c", "test -w /dev/kvm && echo kvm || echo tcg",
-                   check=False).stdout.strip()
-    return out or "unknown"
 
 
 def print_report(r: Results) -> None:
@@ -231,7 +227,7 @@ def print_report(r: Results) -> None:
         rows[name] = case["atwill"]
         rows[name + " hand"] = case["hand"]
     print(f"\nLive migration, atwill vs the same QEMU migration by hand (node1<->node2 over "
-          f"the overlay; /dev/kvm in the nodes: {r.get('accel')})")
+          f"the overlay; accelerator: {r.get('accel')})")
     print(fig.table(rows))
     if r.get("poller_error"):
         print(f"  no polling client: {r['poller_error']}")

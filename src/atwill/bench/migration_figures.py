@@ -58,7 +58,10 @@ def _seconds(ms: float | None) -> float | None:
 
 
 def _fmt(value: Any, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
+    if value is None:  # a dash in the column's width, so the next columns stay aligned
+        width = spec[:len(spec) - len(spec.lstrip("0123456789"))]
+        return format("-", ">" + width)
+    return format(value, spec)
 
 
 def table(rows: dict[str, dict[str, Any]]) -> str:
