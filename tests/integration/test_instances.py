@@ -361,6 +361,79 @@ def test_an_aborted_live_migration_leaves_the_guest_running_on_its_source(
     lab.openstack("server", "delete", "--wait", "stays")
 
 
+def _listening(lab: Lab, host: str) -> set[int]:
+    out = lab.exec(host, "ss", "-Hltn").stdout
+    return {int(m) for m in re.findall(r":(\d+)\s", out)}
+
+
+def test_killing_the_destination_agent_mid_migration_leaves_the_guest_on_its_source(
+        lab: Lab, cloud: dict[str, str], tmp_path: Path) -> None:
+    script = tmp_path / "marker.sh"
+    script.write_text(MARKER)
+    vm = _create(lab, "orphan", "--network", "net1", "--user-data", str(script))
+    source = lab.openstack("server", "show", "orphan", "-f", "json")["OS-EXT-SRV-ATTR:host"]
+    target = "node2" if source == "node1" else "node1"
+    boot = _ticks(wait_console(lab, "orphan", "TICK 1 ", timeout=120))[0][1]
+    # Down, the destination is not powered off by its fence device (autonomous): the
+    # module's other guests there live on, and its agent is what the test restarts.
+    lab.openstack("aggregate", "create", "--property", "ha_policy=autonomous", "kept-up")
+    lab.openstack("aggregate", "add", "host", "kept-up", target)
+    _throttle(lab, source, target, "8mbit")  # minutes to copy: killed on its way
+    try:
+        lab.openstack("--os-compute-api-version", "2.30", "server", "migrate",
+                      "--live-migration", "--host", target, "orphan")
+        (record,) = lab.wait_for(
+            lambda: [m for m in lab.openstack("server", "migration", "list", "--server",
+                                              "orphan", "-f", "json")
+                     if m["Status"] == "running"], 60, "the migration running")
+        log = Path(lab.host(source).state_dir) / "agent.log"
+        lab.wait_for(lambda: f"migration {record['Id']}: disk mirrored" in log.read_text(
+            errors="replace"), 60, "the source migrating the memory")
+        dest_log = (Path(lab.host(target).state_dir) / "agent.log").read_text(errors="replace")
+        ports = {int(p) for p in re.findall(
+            rf"waiting for migration {record['Id']} on [\d.]+:(\d+) \(disk on :(\d+)\)",
+            dest_log)[-1]}
+        # The disk's export listens (the memory's listener closes once connected).
+        assert ports & _listening(lab, target), dest_log[-1500:]
+        lab.kill_agent(target)
+        try:
+            ended = lab.wait_for(lambda: [m for m in lab.openstack(
+                "server", "migration", "list", "--server", "orphan", "-f", "json")
+                if m["Status"] in ("error", "failed")], 60, "the migration in error")
+        except TimeoutError:
+            raise AssertionError(_migration_trace(lab, "orphan")) from None
+        finally:
+            lab.start_agent(target)
+    finally:
+        _throttle(lab, source, target, None)
+        lab.openstack("aggregate", "remove", "host", "kept-up", target)
+        lab.openstack("aggregate", "delete", "kept-up")
+    assert ended[0]["Id"] == record["Id"]
+    shown = wait_status(lab, "orphan", "ACTIVE")
+    assert (shown["OS-EXT-SRV-ATTR:host"], shown.get("OS-EXT-STS:task_state")) == (
+        source, None), shown
+    last = _ticks(console(lab, "orphan"))[-1][0]
+    lab.wait_for(lambda: _ticks(console(lab, "orphan"))[-1][0] > last + 1, 30,
+                 "the guest counting on its source")
+    assert {b for _, b in _ticks(console(lab, "orphan"))} == {boot}
+    # Once its agent is back, the destination holds nothing of it: no QEMU, no disk, no
+    # export, no tap; and the node is up again for the module's next tests.
+    state = Path(lab.host(target).state_dir)
+
+    def left_nothing() -> bool:
+        others = _vms_left(lab, target)
+        return (not (state / "instances" / vm["id"]).exists()
+                and sum(1 for p in host_processes(lab, target) if p.startswith("qemu"))
+                == others and lab.exec(target, "ip", "-o", "link").stdout.count("tap")
+                == others and not ports & _listening(lab, target))
+
+    lab.wait_for(left_nothing, 60, f"{target} to hold nothing of the server")
+    lab.wait_for(lambda: lab.openstack("compute", "service", "list", "--host", target,
+                                       "-f", "json")[0]["State"] == "up", 60,
+                 f"{target} up again")
+    lab.openstack("server", "delete", "--wait", "orphan")
+
+
 def test_removing_a_node_with_instances(lab: Lab, cloud: dict[str, str]) -> None:
     vm = _create(lab, "held", "--network", "net1")
     host = lab.openstack("server", "show", "held", "-f", "json")["OS-EXT-SRV-ATTR:host"]
