@@ -84,3 +84,11 @@ def test_a_user_abort_stays_cancelled(session: Session) -> None:
     report(session, src, {inst.id: {"migration": {"migration": record.id,
                                                   "status": "cancelled"}}})
     assert record.status == "cancelled"
+
+
+def test_a_destination_removed_meanwhile_is_lost_too(session: Session) -> None:
+    src, dst, inst, record = _made(session, "running")
+    session.delete(dst)  # `atwill node remove --force` while the migration ran
+    session.flush()
+    report(session, src, _running(record))
+    assert record.abort_requested and "went down" in (record.message or "")
