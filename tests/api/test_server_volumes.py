@@ -280,6 +280,33 @@ def test_server_delete_frees_or_deletes_its_volumes(env: Env) -> None:
         gone(env.cloud, env.storage, dropped)
 
 
+def _revision(node: FakeNode) -> int:
+    with node.http() as client:
+        return client.get(f"/cluster/v1/nodes/{node.id}/desired",
+                          params={"wait": 0}).json()["revision"]
+
+
+def test_an_export_reported_wakes_the_servers_node(env: Env) -> None:
+    """The export alone changes (the volume stays attaching): the compute node's revision
+    moves, or its long-poll never brings it the volume to plug in."""
+    user = env.users[0]
+    server, vid = env.server(user), env.volume(user)
+    try:
+        env.cloud.openstack("server", "add", "volume", server, vid, user=user)
+        before = _revision(env.compute)
+        assert env.spec(server)["volumes"] == []
+        env.storage.converge(host="10.99.0.8")
+        assert show(env.cloud, vid)["status"] == "attaching"
+        assert _revision(env.compute) > before
+        assert [v["host"] for v in env.spec(server)["volumes"]] == ["10.99.0.8"]
+        settled = _revision(env.compute)
+        env.storage.converge(host="10.99.0.8")  # the same exports again: nothing moves
+        assert _revision(env.compute) == settled
+    finally:
+        env.delete_server(server)
+        gone(env.cloud, env.storage, vid)
+
+
 def test_a_failed_attach_is_rolled_back(env: Env) -> None:
     user = env.users[0]
     server, vid = env.server(user), env.volume(user)
