@@ -272,16 +272,29 @@ class InstanceManager:
     def _image(self, image: dict[str, Any]) -> Path:
         if not image.get("id"):
             raise ValueError("the instance has no image")
-        base = self.overlay_url or self.config.controller_url
-        url = f"{base}/cluster/v1/nodes/{self.config.node_id}/images/{image['id']}"
+        path = f"/cluster/v1/nodes/{self.config.node_id}/images/{image['id']}"
         context = tls_context(self.config.ca, self.config.cert, self.config.key)
+        # Several controllers share the image files (docs/controllers.md): a download
+        # cut by a dying controller goes on from the next one, not as a build failure
+        # (that would reschedule the server while this node retries it: two copies).
+        first = self.overlay_url or self.config.controller_url
+        bases = [first] if self.overlay_url else \
+            [first, *(u for u in self.config.controller_urls if u != first)]
 
         def fetch(dest: Path) -> None:
-            with httpx.stream("GET", url, verify=context, timeout=60) as resp:
-                resp.raise_for_status()
-                with open(dest, "wb") as out:
-                    for chunk in resp.iter_bytes(1 << 20):
-                        out.write(chunk)
+            for index, base in enumerate(bases):
+                try:
+                    with httpx.stream("GET", base + path, verify=context, timeout=60) as resp:
+                        resp.raise_for_status()
+                        with open(dest, "wb") as out:
+                            for chunk in resp.iter_bytes(1 << 20):
+                                out.write(chunk)
+                    return
+                except httpx.TransportError as error:
+                    if index == len(bases) - 1:
+                        raise
+                    log.warning("image %s from %s failed (%s); trying %s", image["id"], base,
+                                error, bases[index + 1])
 
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.cache_dir.chmod(0o711)  # QEMU's users reach their base image; none lists them
