@@ -1,0 +1,215 @@
+"""Two controllers of one cloud on PostgreSQL in the lab (`lab up --controllers 2
+--database postgresql`, docs/controllers.md): one controller is killed while servers are
+being created, nodes heartbeat and a client lists servers; nothing is lost, no node is
+marked down, no instance is created twice, and the survivor runs the background loops.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from atwill.lab import Lab, commands
+from atwill.lab.naming import cloud_host
+
+# fence=False: a node whose agent is killed at the end is marked down by the survivor but
+# not powered off by a BMC (the agent is what dies, not the host).
+LAB = {"nodes": 2, "controllers": 2, "database": "postgresql", "fence": False}
+SERVERS = 4
+KILL_AFTER = 2  # servers whose create was answered before the first controller dies
+WINDOW = 90  # the client's bound, seconds
+
+# The client: an openstacksdk program on a lab host, using the lab's clouds.yaml (the
+# cloud's name, one address per controller). One thread creates servers one after the
+# other; a create whose connection broke is looked up by name and sent again only if the
+# server does not exist (Nova has no idempotency key; this is what a careful client
+# does). Another lists servers and hypervisors all along (retrying a broken connection,
+# keystoneauth's connect_retries) and says which servers it knew of were missing.
+CLIENT = r"""
+import json, sys, threading, time
+import openstack
+
+count, deadline = int(sys.argv[1]), time.monotonic() + float(sys.argv[2])
+out = threading.Lock()
+created, done = {}, threading.Event()
+
+def say(**event):
+    with out:
+        print(json.dumps(event), flush=True)
+
+def create():
+    conn = openstack.connect(cloud="atwill")
+    image = conn.image.find_image("blank").id
+    flavor = conn.compute.find_flavor("blank").id
+    network = conn.network.find_network("private").id
+    for index in range(count):
+        name = f"ha{index}"
+        for attempt in range(5):
+            try:
+                server = conn.compute.create_server(name=name, image_id=image,
+                    flavor_id=flavor, networks=[{"uuid": network}])
+                created[name] = server.id
+                say(created=name, id=server.id, attempt=attempt)
+                break
+            except Exception as error:
+                say(create_error=name, error=type(error).__name__)
+            found = []
+            while not found and time.monotonic() < deadline:
+                try:
+                    found = [s.id for s in conn.compute.servers() if s.name == name]
+                    break
+                except Exception as error:
+                    say(lookup_error=name, error=type(error).__name__)
+            if found:
+                created[name] = found[0]
+                say(created=name, id=found[0], attempt=attempt, found=True)
+                break
+    done.set()
+
+def watch():
+    conn = openstack.connect(cloud="atwill", connect_retries=3)
+    rounds = 0
+    while time.monotonic() < deadline and (not done.is_set() or rounds < 3):
+        known = dict(created)
+        rounds += done.is_set()
+        try:
+            listed = {s.name: s.id for s in conn.compute.servers()}
+            down = [h.name for h in conn.compute.hypervisors(details=True)
+                    if h.state != "up"]
+        except Exception as error:
+            say(list_error=type(error).__name__, detail=str(error)[:200])
+            continue
+        missing = [n for n, i in known.items() if listed.get(n) != i]
+        say(listed=len(listed), missing=missing, down=down)
+
+threads = [threading.Thread(target=create), threading.Thread(target=watch)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+say(finished=True)
+"""
+
+
+def _connections(lab: Lab, host: str) -> set[str]:
+    """Peer addresses of the established connections to the API port in a host."""
+    out = lab.exec(host, "ss", "-Htn", "state", "established",
+                   f"( sport = :{commands.CONTROLLER_PORT} )").stdout
+    return {line.split()[-1].rsplit(":", 1)[0] for line in out.splitlines() if line.strip()}
+
+
+def _node_ips(lab: Lab) -> set[str]:
+    return {h.ip for h in lab.state.nodes()}
+
+
+def _qemus(lab: Lab, uuid: str) -> list[tuple[str, int]]:
+    """(node, pid) of every QEMU of this instance in the lab."""
+    found = []
+    for node in lab.node_names():
+        for pid in lab.namespace(node).pids():
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv[0].endswith(b"qemu-system-x86_64") and uuid.encode() in argv:
+                found.append((node, pid))
+    return found
+
+
+def _trace(lab: Lab, uuid: str) -> str:
+    """What every controller and agent logged about one instance (for a failure)."""
+    lines = []
+    for host in lab.state.hosts.values():
+        for name in ("controller.log", "agent.log"):
+            path = Path(host.state_dir) / name
+            if path.exists():
+                lines += [f"{host.name}: {line}" for line in
+                          path.read_text(errors="replace").splitlines() if uuid in line]
+    return "\n".join(lines)
+
+
+def _log(lab: Lab, host: str) -> str:
+    return (Path(lab.host(host).state_dir) / "controller.log").read_text(errors="replace")
+
+
+def test_the_cloud_has_two_controllers_on_postgresql_in_its_own_host(lab: Lab) -> None:
+    pg = lab.host("pg")
+    postgres = pg.processes["postgres"]
+    assert postgres.pid in lab.namespace("pg").pids()  # its own host, the PID we started
+    assert lab.state.database_url.startswith("postgresql://atwill:") and \
+        f"@{pg.ip}:5432/" in lab.state.database_url
+    ctl, ctl2 = (Path(lab.host(n).state_dir) for n in ("ctl", "ctl2"))
+    assert (ctl2 / "controller-added.json").exists()  # `controller add --bundle`
+    assert (ctl2 / "fernet-keys/0").read_bytes() == (ctl / "fernet-keys/0").read_bytes()
+    catalog = lab.openstack("endpoint", "list", "-f", "json")
+    assert {e["URL"].split("/")[2] for e in catalog} == {f"{cloud_host(lab.name)}:8686"}
+    for node in lab.node_names():
+        agent = (Path(lab.host(node).state_dir) / "agent.yaml").read_text()
+        for name in ("ctl", "ctl2"):
+            assert lab.controller_url_of(name) in agent
+
+
+def test_a_controller_killed_while_creating_loses_nothing(lab: Lab) -> None:
+    blank = lab.directory / "blank.raw"
+    blank.write_bytes(bytes(1 << 20))  # boots nothing: the smallest guest, idle in its BIOS
+    lab.openstack("image", "create", "--file", str(blank), "--disk-format", "raw",
+                  "--container-format", "bare", "blank")
+    lab.openstack("flavor", "create", "--ram", "64", "--disk", "1", "--vcpus", "1", "blank")
+    # The agents and the client talk to the first controller (the name's first address).
+    lab.wait_for(lambda: _node_ips(lab) <= _connections(lab, "ctl"), 15, "nodes on ctl")
+    env = commands.openstack_env(Path(lab.host("ctl").state_dir) / "clouds.yaml")
+    argv = [commands.PYTHON, "-c", CLIENT, str(SERVERS), str(WINDOW)]
+    events: list[dict] = []
+    killed = 0  # events before the kill
+    with open(lab.directory / "client.log", "w") as errors, subprocess.Popen(
+            lab.namespace("ctl").argv(argv), stdout=subprocess.PIPE, stderr=errors,
+            text=True, env=env) as client:
+        assert client.stdout is not None
+        for line in client.stdout:
+            events.append(json.loads(line))
+            if not killed and sum("created" in e for e in events) >= KILL_AFTER:
+                lab.kill_controller("ctl")  # by the PID the lab started
+                killed = len(events)
+    print("\n".join(map(json.dumps, events)))  # shown if the test fails
+    assert client.returncode == 0, (lab.directory / "client.log").read_text()[-3000:]
+    assert killed and not lab.controller_alive("ctl")
+    lists = [e for e in events if "listed" in e]
+    assert lists and not [e for e in lists if e["missing"]], events  # nothing lost
+    assert not [e for e in events if "list_error" in e], events
+    assert not [e for e in lists if e["down"]], events  # no node was down at any list
+    created = {e["created"]: e["id"] for e in events if "created" in e}
+    assert sorted(created) == [f"ha{i}" for i in range(SERVERS)], events
+    after = events[killed:]  # the survivor answered creates and lists
+    assert len([e for e in after if "created" in e]) >= SERVERS - KILL_AFTER
+    assert [e for e in after if "listed" in e]
+    # The nodes moved to the survivor; every server is built there, each exactly once.
+    lab.wait_for(lambda: _node_ips(lab) <= _connections(lab, "ctl2"), 15, "nodes on ctl2")
+
+    def built() -> list[dict] | None:
+        servers = lab.openstack("server", "list", "-f", "json")
+        return servers if all(s["Status"] == "ACTIVE" for s in servers) else None
+
+    servers = lab.wait_for(built, 90, "every server ACTIVE", interval=1)
+    assert sorted((s["Name"], s["ID"]) for s in servers) == sorted(created.items())
+    twice = {uuid: _qemus(lab, uuid) for uuid in created.values()
+             if len(_qemus(lab, uuid)) != 1}
+    if twice:  # the whole story, untruncated
+        pytest.fail(f"not one QEMU each: {twice}\n" +
+                    "\n".join(_trace(lab, uuid) for uuid in twice), pytrace=False)
+    assert lab.node_states() == {"node1": "up", "node2": "up"}
+    assert "is down" not in _log(lab, "ctl") + _log(lab, "ctl2")
+
+
+def test_the_survivor_runs_the_node_monitor(lab: Lab) -> None:
+    """With ctl dead, only ctl2's background loops can mark a silent node down."""
+    assert not lab.controller_alive("ctl")
+    lab.kill_agent("node2")  # by the PID the lab started; its guests keep running
+    lab.wait_node_state("node2", "down", 15)
+    assert "node node2 is down" in _log(lab, "ctl2")
+    lab.start_agent("node2")
+    lab.wait_node_state("node2", "up", 30)
+    assert "node node2 is back" in _log(lab, "ctl2")
+
