@@ -144,11 +144,15 @@ class MigBench:
         the source's log."""
         self.ensure_poller()
         ping = None
+        # A file, not a pipe read at the end: ping blocks once a pipe's 64 KiB are full
+        # (~840 replies, 17 s), and the gap of a longer migration went unseen.
+        replies = self.workdir / f"ping-{server['id']}.txt"
         if self.poller is not None:
             _wait_ping(self.poller, server["ip"])
-            ping = subprocess.Popen(self.poller.ns.argv(
-                ["ping", "-D", "-n", "-i", "0.02", "-W", "1", "-w", str(TIMEOUT),
-                 server["ip"]]), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            with replies.open("w") as out_file:
+                ping = subprocess.Popen(self.poller.ns.argv(
+                    ["ping", "-D", "-n", "-i", "0.02", "-W", "1", "-w", str(TIMEOUT),
+                     server["ip"]]), stdout=out_file, stderr=subprocess.STDOUT)
         before = len(fig.qemu_completed(self.agent_log(server["host"])))
         try:
             ctl = self.lab.state.controller
@@ -164,7 +168,8 @@ class MigBench:
             text = ""
             if ping is not None:
                 ping.send_signal(signal.SIGINT)
-                text = ping.communicate(timeout=10)[0]
+                ping.wait(timeout=10)
+                text = replies.read_text(errors="replace")
         if api["status"] != "ACTIVE" or api["host"] != target:
             raise RuntimeError(f"migration of {server['id']}: {api}")
         figures = self.lab.wait_for(
