@@ -95,9 +95,27 @@ def _storage_node(lab: Lab, name: str) -> Path:
     return path
 
 
-def _exported_to(path: Path) -> set[str]:
-    """The node ids the storage node's export records (one per served node) name."""
-    return {json.loads(p.read_text())["node_id"] for p in path.glob(".exports/*/export.json")}
+def _exports(path: Path) -> dict[str, tuple[dict, str]]:
+    """The storage node's exports by the node they serve: (record, the key line it admits)."""
+    found = {}
+    for record in path.glob(".exports/*/export.json"):
+        export = json.loads(record.read_text())
+        found[export["node_id"]] = (export, (record.parent / "tls" / "keys.psk").read_text())
+    return found
+
+
+def _nbd_read(lab: Lab, host: str, export: dict, psk_line: str) -> bool:
+    """Whether the export lets host read its first sector with the key of psk_line."""
+    identity = psk_line.split(":", 1)[0]
+    keys = Path(lab.directory) / f"nbd-client-{host}"
+    keys.mkdir(mode=0o700, exist_ok=True)
+    (keys / "keys.psk").write_text(psk_line)
+    done = lab.exec(host, "qemu-io", "-r", "--object",
+                    f"tls-creds-psk,id=t0,endpoint=client,dir={keys},username={identity}",
+                    "--image-opts", f"driver=nbd,server.type=inet,server.host={export['host']},"
+                    f"server.port={export['port']},export={export['volume_id']},tls-creds=t0",
+                    "-c", "read 0 512", check=False, timeout=30)
+    return done.returncode == 0 and "read 512/512" in done.stdout
 
 
 def test_volume_backed_server_keeps_its_data_across_evacuation(lab: Lab, base: None) -> None:
@@ -115,7 +133,8 @@ def test_volume_backed_server_keeps_its_data_across_evacuation(lab: Lab, base: N
     marker = wrote.split("VOLUME-WROTE ", 1)[1].split()[0]
     volume = lab.openstack("server", "show", "withvol", "-f", "json")["volumes_attached"]
     ids = {n: _node(lab, n)["id"] for n in ("node1", "node2")}
-    assert _exported_to(store) == {ids["node1"]}
+    ((node, (_, old_key)),) = _exports(store).items()
+    assert node == ids["node1"]
 
     cut = time.monotonic()
     lab.kill_node("node1")
@@ -126,7 +145,12 @@ def test_volume_backed_server_keeps_its_data_across_evacuation(lab: Lab, base: N
     # The same volume, no copy; the fenced node is served no more (storage fencing).
     assert lab.openstack("server", "show", "withvol", "-f", "json")["volumes_attached"] \
         == volume
-    assert _exported_to(store) == {ids["node2"]}
+    ((node, (export, new_key)),) = _exports(store).items()
+    assert node == ids["node2"] and new_key != old_key
+    # The key node1's QEMU held (a node not quite dead would still have it) is refused;
+    # the new one is admitted (tried from node2, whose network surely reaches the export).
+    assert not _nbd_read(lab, "node2", export, old_key)
+    assert _nbd_read(lab, "node2", export, new_key)
     # Written on node1 before its power was cut, read back by the guest booted on node2.
     wait_console(lab, "withvol", f"VOLUME-HAS {marker}", 120)
     print(f"\nHA volume: power cut to ACTIVE on node2 {total:.1f} s")
@@ -134,3 +158,7 @@ def test_volume_backed_server_keeps_its_data_across_evacuation(lab: Lab, base: N
     lab.start_node("node1")
     lab.wait_for(lambda: _node(lab, "node1")["health"] == "up", 60, "node1 back")
     lab.openstack("server", "delete", "--wait", made["id"])
+    (vid,) = [v["id"] for v in volume]  # kept (no delete on termination): deleted here
+    lab.wait_for(lambda: lab.openstack("volume", "show", vid, "-f", "json")["status"]
+                 == "available", 60, "the volume let go")
+    lab.openstack("volume", "delete", vid)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import secrets
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -117,6 +118,7 @@ def _place(session: Session, ctl: Controller, inst: Instance, source: Node,
         log.error("evacuation of %s from %s failed: %s", inst.id, source.name, err)
         return
     ports.bind(session, inst)
+    _rekey(session, inst)
     detail = rebuild_detail(source.name, inst.image_id, [
         (a.volume_id, a.boot_index) for a in server_volumes_state.of_server(session, inst.id)])
     actions.event(session, inst.id, "conductor_rebuild_server", node.name, "Success",
@@ -127,6 +129,16 @@ def _place(session: Session, ctl: Controller, inst: Instance, source: Node,
     record.status, record.dest_node_name = "rebuilding", node.name
     log.warning("instance %s (%s) evacuated from %s to %s; %s", inst.id, was, source.name,
                 node.name, detail)
+
+
+def _rekey(session: Session, inst: Instance) -> None:
+    """New NBD keys for the instance's attachments. An export admits keys, not nodes, and
+    a fenced node that is not quite dead still holds the old ones in its QEMU: the export
+    to the new node must refuse them (storage fencing). Attachments made before migration
+    0026 have none: their exports admit the new node's certificate alone."""
+    for att in server_volumes_state.of_server(session, inst.id):
+        if att.nbd_key is not None:
+            att.nbd_key = secrets.token_hex(32)
 
 
 def rebuild_detail(source: str, image: str | None,
