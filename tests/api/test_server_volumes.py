@@ -456,3 +456,32 @@ def test_bad_boot_mappings_change_nothing(env: Env) -> None:
         assert rows(env.cloud) == before
     finally:
         gone(env.cloud, env.storage, vid)
+
+
+def test_a_boot_volume_in_error_fails_the_build(env: Env) -> None:
+    """As Nova: the server goes to ERROR (not BUILD for ever) when its boot volume cannot
+    be made, whether no storage node has room or the storage node fails to make it."""
+    user = env.users[0]
+    servers: list[str] = []
+    made: list[str] = []
+    try:
+        servers.append(_boot(env, user, "--image", env.image, "--boot-from-volume", "150"))
+        servers.append(_boot(env, user, "--image", env.image, "--boot-from-volume", "1"))
+        with env.client(user) as client:
+            for server in servers:
+                (att,) = client.get(f"{V}/servers/{server}/os-volume_attachments").json()[
+                    "volumeAttachments"]
+                made.append(att["volumeId"])
+        assert show(env.cloud, made[0])["status"] == "error"  # no room on any node
+        env.storage.report({made[1]: {"state": "error", "size_gb": 1, "snapshots": {},
+                                      "exports": {}, "error": "qemu-img: no space"}})
+        for server in servers:
+            shown = env.cloud.openstack("server", "show", server, "-f", "json", user=user)
+            assert shown["status"] == "ERROR", shown
+            assert "did not finish being created" in shown["fault"]["message"], shown
+            assert server not in _listed(env)
+    finally:
+        for server in servers:
+            env.delete_server(server)
+        for volume in made:
+            gone(env.cloud, env.storage, volume)

@@ -129,3 +129,5 @@ def attach_all(session: Session, creds: Credentials, inst: Instance,
             vol = new_volume(session, creds, data)
         state.add(session, inst, vol, mapping["tag"], mapping["delete_on_termination"],
                   mapping["boot_index"])
+        if vol.status == "error":  # no storage node could take it
+            state.fail_boots_on(session, vol)

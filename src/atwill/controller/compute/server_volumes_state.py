@@ -27,6 +27,8 @@ PLUGGED = ("attaching", "attached")
 # What Nova lists as the server's volumes (a detach not yet confirmed included).
 LISTED = ("attaching", "attached", "detaching")
 ROOT_DEVICE = "/dev/vda"
+BOOT_FAILED = ("Build of instance {inst} aborted: Volume {vol} did not finish being created "
+               "even after we waited 0 seconds or 1 attempts. And its status is error.")
 # bdm_uuid (2.89) is not stored: it is derived from the attachment, stable and distinct.
 BDM_NAMESPACE = uuid.UUID("6b0d5f4e-2f43-4c0e-9a55-0c1c4ad0b7a1")
 
@@ -97,6 +99,21 @@ def boot_pending(session: Session, inst: Instance) -> bool:
         if att.boot_index == 0:
             return _export(session.get(Volume, att.volume_id), inst) is None
     return False
+
+
+def fail_boots_on(session: Session, vol: Volume) -> None:
+    """A volume in error that servers wait for as their boot disk (a build, an
+    evacuation's rebuild): they go to ERROR with Nova's fault, not BUILD for ever."""
+    from ..servers import lifecycle  # noqa: PLC0415 - lifecycle imports this module
+
+    waiting = session.scalars(select(Instance).join(
+        VolumeAttachment, VolumeAttachment.instance_id == Instance.id).where(
+        VolumeAttachment.volume_id == vol.id, VolumeAttachment.boot_index == 0,
+        Instance.deleted.is_(False)))
+    for inst in list(waiting):
+        if inst.vm_state == "building" or inst.task_state == "rebuilding":
+            lifecycle.fail(session, inst, 500, BOOT_FAILED.format(inst=inst.id, vol=vol.id),
+                           "compute__do_build_and_run_instance", inst.node_name)
 
 
 def _kept(att: VolumeAttachment, inst: Instance) -> dict[str, Any] | None:

@@ -61,6 +61,10 @@ def _volume(session: Session, vol: Volume, entry: dict[str, Any] | None) -> bool
     error = entry.get("error")
     vol.error = error[:ERROR_CHARS] if new.startswith("error") and isinstance(error, str) \
         else None
+    if new == "error":
+        from ..compute.server_volumes_state import fail_boots_on  # noqa: PLC0415 - cycle
+
+        fail_boots_on(session, vol)
     return True
 
 
