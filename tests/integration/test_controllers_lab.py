@@ -26,8 +26,10 @@ WINDOW = 90  # the client's bound, seconds
 # cloud's name, one address per controller). One thread creates servers one after the
 # other; a create whose connection broke is looked up by name and sent again only if the
 # server does not exist (Nova has no idempotency key; this is what a careful client
-# does). Another lists servers and hypervisors all along (retrying a broken connection,
-# keystoneauth's connect_retries) and says which servers it knew of were missing.
+# does). Another lists servers and hypervisors all along (keystoneauth's connect_retries
+# take a refused connection to the next address) and says which servers it knew of were
+# missing; a list whose answer was cut mid-body by the kill fails (keystoneauth does not
+# retry that) and the next one is asked at once.
 CLIENT = r"""
 import json, sys, threading, time
 import openstack
@@ -178,7 +180,8 @@ def test_a_controller_killed_while_creating_loses_nothing(lab: Lab) -> None:
     assert killed and not lab.controller_alive("ctl")
     lists = [e for e in events if "listed" in e]
     assert lists and not [e for e in lists if e["missing"]], events  # nothing lost
-    assert not [e for e in events if "list_error" in e], events
+    cut = [i for i, e in enumerate(events) if "list_error" in e]
+    assert len(cut) <= 1 and all(i >= killed for i in cut), events  # the one in flight
     assert not [e for e in lists if e["down"]], events  # no node was down at any list
     created = {e["created"]: e["id"] for e in events if "created" in e}
     assert sorted(created) == [f"ha{i}" for i in range(SERVERS)], events
