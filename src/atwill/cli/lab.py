@@ -191,6 +191,22 @@ def start_node(host: HostArg, name: Name = "lab", directory: Dir = None) -> None
     console.print(f"{host} started", highlight=False)
 
 
+@app.command("kill-controller")
+def kill_controller(host: Annotated[str, typer.Argument(help="ctl, ctl2, ...")] = "ctl",
+                    name: Name = "lab", directory: Dir = None) -> None:
+    """SIGKILL a controller process (a crash), by the PID the lab started."""
+    _act(name, directory, "kill_controller", host)
+    console.print(f"the controller of {host} killed", highlight=False)
+
+
+@app.command("start-controller")
+def start_controller(host: Annotated[str, typer.Argument(help="ctl, ctl2, ...")] = "ctl",
+                     name: Name = "lab", directory: Dir = None) -> None:
+    """Start a controller process again and wait until it answers."""
+    _act(name, directory, "start_controller", name=host)
+    console.print(f"the controller of {host} answers", highlight=False)
+
+
 @app.command()
 def partition(host: HostArg, name: Name = "lab", directory: Dir = None) -> None:
     """Cut a host's WAN link."""
