@@ -19,7 +19,8 @@ ENGINES = ["sqlite", "postgres"]
 POSTGRES_MODULES = frozenset({
     "test_bad_input_edge", "test_compute_bad_input", "test_identity_input",
     "test_network_bad_input", "test_image_bodies", "test_servers", "test_cluster",
-    "test_ha_evacuate", "test_ha_lease", "test_identity_lockout", "test_identity_tokens",
+    "test_ha_evacuate", "test_ha_lease", "test_ha_restart", "test_identity_lockout",
+    "test_identity_tokens",
     "test_network_ipam", "test_network_bulk", "test_tenant_isolation", "test_volume_api",
     "test_compute_aggregates", "test_network_security", "test_usage_events",
     "test_join_aggregates", "test_dashboard_session",
