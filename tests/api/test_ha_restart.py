@@ -20,6 +20,7 @@ import pytest
 
 from tests.api.aggregate_nodes import JoinedNode, wait_for
 from tests.api.lockout_cloud import own_cloud
+from tests.api.test_cluster import Node, token
 from tests.api.test_ha_lease import PeerAgent, node_view, show
 from tests.cloud import Cloud, unique
 
@@ -183,3 +184,27 @@ def test_bad_or_foreign_notices_are_refused_and_change_nothing(
     assert resp.status_code == 401, resp.text
     nodes.silence(a)  # no notice was kept: A is down as after a crash
     wait_for(lambda: node_view(cloud, a.name)["health"] == "down", 10, "A down")
+
+
+def test_a_real_agent_gives_its_notice_on_sigterm(cloud: Cloud, engine: str,
+                                                  tmp_path: Path) -> None:
+    """`atwill agent` itself: stopped with SIGTERM, its node is restarting, not down."""
+    if engine == "postgres":
+        pytest.skip("the agent's side does not depend on the database engine")
+    node = Node(cloud, tmp_path, unique("rstagent"))
+    node.join(token(cloud))
+    try:
+        joined = node_view(cloud, node.name)["last_heartbeat"]
+        wait_for(lambda: node_view(cloud, node.name)["last_heartbeat"] != joined, 20,
+                 "the agent's first heartbeat")
+        node.stop()  # SIGTERM, and the agent exits
+        stopped = time.monotonic()
+        wait_for(lambda: node_view(cloud, node.name)["health"] == "restarting", 5,
+                 "the node restarting")
+        time.sleep(max(0.0, stopped + 3.5 - time.monotonic()))
+        view = node_view(cloud, node.name)
+        assert (view["health"], view["state"], view["fence_state"]) == ("restarting", "up",
+                                                                        None)
+    finally:
+        node.stop()
+        cloud.atwill("node", "remove", node.name, "--force", check=False)
