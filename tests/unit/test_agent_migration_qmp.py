@@ -178,3 +178,13 @@ def test_the_key_file_is_for_qemus_user_alone(tmp_path: Path) -> None:
     assert stat.S_IMODE((keys / "keys.psk").stat().st_mode) == 0o400
     assert (keys / "keys.psk").stat().st_uid == disk.stat().st_uid
     assert migration.key_directory(tmp_path, disk, migration.Tls.of(TLS)) == keys  # again
+
+
+def test_the_switch_over_is_told_before_the_source_tidies_up() -> None:
+    qemu = FakeQemu()
+    told: list[list[str]] = []
+    migration.send(qemu, lambda: ORDER, lambda _: None, timeout=30, keys=KEYS,
+                   switched=lambda: told.append(qemu.names()))
+    (before,) = told
+    assert before[-1] == "migrate" and "block-job-cancel" not in before
+    assert "block-job-cancel" in qemu.names()[len(before):]

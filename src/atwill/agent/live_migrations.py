@@ -170,19 +170,28 @@ class LiveMigrations:
             keys = key_directory(paths.directory, paths.disk,
                                  Tls.of(self._order(uuid, migration).tls))
             send(execute, lambda: self._order(uuid, migration), state.update,
-                 SECONDS_PER_GIB * gib, keys)
-            state["status"] = "completed"
+                 SECONDS_PER_GIB * gib, keys, lambda: self._switched(uuid, state))
             log.info("instance %s: migration %s completed", uuid, migration)
         except Aborted:
             state["status"] = "cancelled"
             log.info("instance %s: migration %s cancelled", uuid, migration)
         except Exception as err:  # noqa: BLE001 - reported; the guest keeps running here
-            log.exception("instance %s: migration %s failed", uuid, migration)
-            state.update(status="failed",
-                         error=f"{type(err).__name__}: {err}"[:REPORT_ERROR_CHARS])
+            if state.get("status") == "completed":  # only the tidying: the guest moved
+                log.exception("instance %s: migration %s completed, its mirror not tidied",
+                              uuid, migration)
+            else:
+                log.exception("instance %s: migration %s failed", uuid, migration)
+                state.update(status="failed",
+                             error=f"{type(err).__name__}: {err}"[:REPORT_ERROR_CHARS])
         finally:
             if keys is not None:
                 shutil.rmtree(keys, ignore_errors=True)
+        self.manager.on_started()
+
+    def _switched(self, uuid: str, state: dict[str, Any]) -> None:
+        """The guest runs on the destination: said at once, so the controller moves its
+        ports while this node tidies the mirror (the guest's network follows then)."""
+        state["status"] = "completed"
         self.manager.on_started()
 
     def _order(self, uuid: str, migration: int) -> Order:

@@ -42,6 +42,9 @@ CREDS = "atwill-migration-tls"
 KEYS = "migration-tls"  # the key's directory in the instance's
 UNTHROTTLED = 8 << 30  # bytes/s: QEMU's migration default (128 MiB/s) is a cap we don't want
 POLL = 0.2
+# The memory phase is followed closer: the switch-over is reported (and the guest's
+# network follows it) only once this poll sees "completed".
+MEMORY_POLL = 0.05
 log = logging.getLogger("atwill.agent.migrations")
 _USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _KEY = re.compile(r"[0-9a-f]{32,128}")
@@ -177,10 +180,12 @@ def connected(path: Path, timeout: float) -> Execute:
 
 
 def send(execute: Execute, order: Callable[[], Order],
-         progress: Callable[[dict[str, Any]], None], timeout: float, keys: Path) -> None:
+         progress: Callable[[dict[str, Any]], None], timeout: float, keys: Path,
+         switched: Callable[[], None] = lambda: None) -> None:
     """On the source: mirror, migrate, switch over, over TLS with the key in the directory
     keys; raise (the guest still running here) if anything fails, the controller aborts,
-    or it takes over timeout seconds."""
+    or it takes over timeout seconds. switched is called as soon as the guest runs on the
+    destination, before the source's mirror and key are tidied away."""
     first = order()
     tls = Tls.of(first.tls)
     log.info("migration %s: mirroring the disk to %s:%s", first.migration, first.host,
@@ -213,6 +218,7 @@ def send(execute: Execute, order: Callable[[], Order],
         _roll_back(execute, bool(paused))
         raise
     # The guest runs on the destination now: what is left here is tidied, never undone.
+    switched()
     try:
         execute("block-job-cancel", {"device": JOB})
         _wait_job_gone(execute, time.monotonic() + 30)
@@ -263,7 +269,7 @@ def _migrate(execute: Execute, order: Callable[[], Order],
                 (execute("query-status") or {}).get("status") == "running":
             execute("stop")  # Nova's force-complete: a paused guest dirties nothing
             paused.append(True)
-        time.sleep(POLL)
+        time.sleep(min(POLL, MEMORY_POLL))
 
 
 def _check(order: Callable[[], Order], deadline: float, what: str) -> None:
