@@ -122,3 +122,30 @@ def test_the_controllers_share_one_image_directory(tmp_path: Path) -> None:
     (other / "images" / "own").touch()
     with pytest.raises(OSError):  # a controller's own images are never thrown away
         share_images(str(first), str(other))
+
+
+class FakeLab:
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def kill_controller(self, *args: object) -> None:
+        self.calls.append(("kill", *args))
+
+    def start_controller(self, *args: object) -> None:
+        self.calls.append(("start", *args))
+
+
+def test_the_lab_commands_kill_and_start_a_named_controller(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from atwill.cli import lab as lab_cli
+
+    fake = FakeLab()
+    monkeypatch.setattr(lab_cli, "_load", lambda name, directory: fake)
+    runner = CliRunner()
+    for args in (["kill-controller", "ctl2"], ["start-controller", "ctl2"],
+                 ["start-controller"]):
+        result = runner.invoke(lab_cli.app, args)
+        assert result.exit_code == 0, result.output
+    assert fake.calls == [("kill", "ctl2"), ("start", 120, "ctl2"), ("start", 120, "ctl")]

@@ -203,7 +203,7 @@ def kill_controller(host: Annotated[str, typer.Argument(help="ctl, ctl2, ...")] 
 def start_controller(host: Annotated[str, typer.Argument(help="ctl, ctl2, ...")] = "ctl",
                      name: Name = "lab", directory: Dir = None) -> None:
     """Start a controller process again and wait until it answers."""
-    _act(name, directory, "start_controller", name=host)
+    _act(name, directory, "start_controller", 120, host)  # timeout, host
     console.print(f"the controller of {host} answers", highlight=False)
 
 
