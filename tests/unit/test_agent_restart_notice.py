@@ -109,7 +109,8 @@ def test_sigterm_sends_the_notice_and_holds_the_lease(tmp_path: Path, controller
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
     assert controller.posts == [("/cluster/v1/nodes/n1/restart-notice",
-                                 {"seconds": 42.0, "reason": "agent restarting"})]
+                                 {"seconds": 42.0, "reason": "agent restarting",
+                                  "agent_run": agent.run_id})]
     kept = json.loads((tmp_path / "lease.json").read_text())
     assert kept["notice_until"] == pytest.approx(time.monotonic() + 42, abs=5)
 

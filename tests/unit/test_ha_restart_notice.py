@@ -131,3 +131,41 @@ def test_the_lease_counts_from_the_notice_deadline(ctl: Controller) -> None:
         node.host_status = {**node.host_status, restart_notice.KEY: None}
     with ctl.db.session() as session:
         assert ha_lease.fence_by_lease(session, ctl, SINCE) == ["node0"]
+
+
+def test_a_late_heartbeat_of_the_run_that_gave_the_notice_keeps_it() -> None:
+    """A heartbeat sent before the notice but landing after it must not end the notice:
+    the controller would count the lease from it while the stopped agent's lease keeper
+    lets the VMs run until the deadline plus the lease (a double run)."""
+    from types import SimpleNamespace
+
+    from atwill.controller.cluster import nodes
+
+    now, run = _now(), "0123456789abcdef"
+    notice = restart_notice.record(now, 60, "r", run)
+    node = SimpleNamespace(last_heartbeat=now, heartbeat_gap_peak=0.0, state="up",
+                           overlay_status={}, endpoint_host="10.0.0.1", running_vms=0,
+                           host_status={"uptime_s": 1.0, restart_notice.KEY: notice})
+    nodes.heartbeat(None, node, None, {}, 1, "10.0.0.1",  # type: ignore[arg-type]
+                    {"uptime_s": 2.0, restart_notice.RUN_KEY: run})
+    assert node.host_status[restart_notice.KEY] == notice
+    assert node.host_status["uptime_s"] == 2.0
+    nodes.heartbeat(None, node, None, {}, 1, "10.0.0.1",  # type: ignore[arg-type]
+                    {"uptime_s": 3.0, restart_notice.RUN_KEY: "fedcba9876543210"})
+    assert restart_notice.KEY not in node.host_status  # the restarted agent ends it
+    # A notice past its deadline, or one without a run (an older agent), is not kept.
+    late = {restart_notice.KEY: restart_notice.record(now - dt.timedelta(seconds=61), 60,
+                                                      "r", run)}
+    assert restart_notice.KEY not in restart_notice.after_heartbeat(
+        late, {restart_notice.RUN_KEY: run}, now)
+    anonymous = {restart_notice.KEY: restart_notice.record(now, 60, "r")}
+    assert restart_notice.KEY not in restart_notice.after_heartbeat(
+        anonymous, {restart_notice.RUN_KEY: run}, now)
+
+
+@pytest.mark.parametrize("run", [5, "", "abc", "ABCDEF0123", "g" * 16, "a" * 65])
+def test_a_notice_names_its_run_in_hex_or_is_refused(run: object) -> None:
+    with pytest.raises(BadRequest):
+        restart_notice.run_of({"seconds": 60, restart_notice.RUN_KEY: run})
+    assert restart_notice.run_of({"seconds": 60}) is None
+    assert restart_notice.run_of({restart_notice.RUN_KEY: "a" * 16}) == "a" * 16

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import signal
 import threading
 import time
@@ -21,6 +22,7 @@ import httpx
 from atwill.agent.overlay_driver import OverlayDriver
 
 from ..core import peer_view
+from ..core import restart_notice as core_notice
 from ..core.reconcile_timing import REPORT_KEY as RECONCILE_KEY
 from ..core.reconcile_timing import ReconcileTimes
 from . import renewal, restart_notice
@@ -56,6 +58,9 @@ class Agent:
         self.config = config
         self.stopping = threading.Event()
         self.removed = threading.Event()
+        # This process's run, named in its heartbeats and its restart notice (a late
+        # heartbeat of this run must not end the notice: core/restart_notice).
+        self.run_id = secrets.token_hex(8)
         self.revision = -1
         self.interval = 1.0
         self.overlay = OverlayDriver(config)
@@ -145,7 +150,8 @@ class Agent:
             log.warning("a heartbeat is still in flight: no restart notice is given")
             return None
         try:
-            return restart_notice.give(self.config, restart_notice.configured(self.config))
+            return restart_notice.give(self.config, restart_notice.configured(self.config),
+                                       self.run_id)
         finally:
             self._beat_lock.release()
 
@@ -207,7 +213,8 @@ class Agent:
         body: dict[str, Any] = {"overlay": self.overlay.status(),
                                 "running_vms": self.instances.running_count(report),
                                 "host": {**host_status(),
-                                         RECONCILE_KEY: self.reconciles.report()},
+                                         RECONCILE_KEY: self.reconciles.report(),
+                                         core_notice.RUN_KEY: self.run_id},
                                 "instances": report}
         if self.storage is not None:
             body["volumes"] = self.storage.report()

@@ -37,7 +37,7 @@ def configured(config: AgentConfig) -> float:
     return restart_notice.bounded(seconds)
 
 
-def give(config: AgentConfig, seconds: float) -> float | None:
+def give(config: AgentConfig, seconds: float, run: str | None = None) -> float | None:
     """Send the notice; the monotonic time by which the agent promised to be back (its
     lease keeper waits for it), or None when no notice was given."""
     if seconds <= 0:
@@ -47,7 +47,8 @@ def give(config: AgentConfig, seconds: float) -> float | None:
         context = tls_context(config.ca, config.cert, config.key)
         with client(config.controller_urls, context, timeout=TIMEOUT) as http:
             check(http.post(f"/cluster/v1/nodes/{config.node_id}/restart-notice",
-                            json={"seconds": seconds, "reason": REASON}))
+                            json={"seconds": seconds, "reason": REASON,
+                                  **({restart_notice.RUN_KEY: run} if run else {})}))
     except (httpx.HTTPError, ClusterError, OSError) as err:
         log.warning("could not tell the controller that this agent restarts (%s): the node "
                     "is fenced if its agent is not back within the HA down threshold", err)

@@ -31,6 +31,12 @@ DEFAULT_SECONDS = 60.0
 MAX_SECONDS = 600.0
 MIN_SECONDS = 1.0
 MAX_REASON = 255
+# Each agent process names its run in its heartbeats and its notice: a heartbeat of the
+# run that gave the notice (sent before it, delayed on the way) must not end it, or the
+# controller would count the lease from that heartbeat while the stopped agent's lease
+# keeper lets the VMs run until the notice's deadline plus the lease.
+RUN_KEY = "agent_run"
+_RUN_CHARS = frozenset("0123456789abcdef")
 _FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
@@ -45,7 +51,7 @@ def parse(body: Any) -> tuple[float, str]:
     """seconds and reason from a notice's body; BadRequest for anything else."""
     if not isinstance(body, Mapping):
         raise BadRequest("Malformed restart notice: a JSON object is required.")
-    unknown = sorted(set(body) - {"seconds", "reason"})
+    unknown = sorted(set(body) - {"seconds", "reason", RUN_KEY})
     if unknown:
         raise BadRequest(f"Unknown field(s) in the restart notice: {', '.join(unknown)}.")
     seconds = body.get("seconds")
@@ -60,11 +66,36 @@ def parse(body: Any) -> tuple[float, str]:
     return float(seconds), reason.strip() or "agent restarting"
 
 
-def record(now: dt.datetime, seconds: float, reason: str) -> dict[str, Any]:
-    """What host_status keeps: the deadline on the controller's clock, and why."""
+def run_of(body: Mapping[str, Any]) -> str | None:
+    """The agent run named in a notice's body (optional: an older agent names none)."""
+    run = body.get(RUN_KEY)
+    if run is None:
+        return None
+    if not isinstance(run, str) or not 8 <= len(run) <= 64 or not set(run) <= _RUN_CHARS:
+        raise BadRequest(f"Invalid input for field {RUN_KEY}: 8 to 64 lowercase hex digits "
+                         "are required.")
+    return run
+
+
+def record(now: dt.datetime, seconds: float, reason: str,
+           run: str | None = None) -> dict[str, Any]:
+    """What host_status keeps: the deadline on the controller's clock, why, and which
+    agent run gave it."""
     until = now + dt.timedelta(seconds=seconds)
-    return {"given_at": now.strftime(_FORMAT), "until": until.strftime(_FORMAT),
-            "seconds": seconds, "reason": reason}
+    notice = {"given_at": now.strftime(_FORMAT), "until": until.strftime(_FORMAT),
+              "seconds": seconds, "reason": reason}
+    return notice if run is None else {**notice, RUN_KEY: run}
+
+
+def after_heartbeat(previous: Mapping[str, Any] | None, report: Mapping[str, Any],
+                    now: dt.datetime) -> dict[str, Any]:
+    """The host_status a heartbeat leaves: its report, which ends a notice, except for a
+    late heartbeat of the very run that gave a notice still holding: that one keeps it."""
+    notice = (previous or {}).get(KEY)
+    if isinstance(notice, Mapping) and holds(previous, now) \
+            and notice.get(RUN_KEY) is not None and notice.get(RUN_KEY) == report.get(RUN_KEY):
+        return {**report, KEY: dict(notice)}
+    return dict(report)
 
 
 def deadline(host_status: Mapping[str, Any] | None) -> dt.datetime | None:

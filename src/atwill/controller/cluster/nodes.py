@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ...core import ha_health, overlay
+from ...core import ha_health, overlay, restart_notice
 from ...core.errors import BadRequest, Conflict, NotFound
 from ...pki import sign_client_csr
 from ..context import Controller
@@ -122,7 +122,7 @@ def heartbeat(session: Session, node: Node, inventory: dict[str, Any] | None,
     node.last_heartbeat = now
     node.state = "up"
     node.overlay_status = overlay_status
-    node.host_status = host_status or {}
+    node.host_status = restart_notice.after_heartbeat(node.host_status, host_status or {}, now)
     node.running_vms = running_vms
     if inventory is not None:
         apply_inventory(node, inventory)

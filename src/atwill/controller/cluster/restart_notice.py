@@ -29,7 +29,8 @@ DOC = {"requestBody": {"required": True, "content": {"application/json": {"schem
     "properties": {
         "seconds": {"type": "number", "minimum": restart_notice.MIN_SECONDS,
                     "maximum": restart_notice.MAX_SECONDS},
-        "reason": {"type": "string", "maxLength": restart_notice.MAX_REASON}}}}}}}
+        "reason": {"type": "string", "maxLength": restart_notice.MAX_REASON},
+        restart_notice.RUN_KEY: {"type": "string", "pattern": "^[0-9a-f]{8,64}$"}}}}}}}
 
 
 @router.post("/v1/nodes/{node_id}/restart-notice", openapi_extra=DOC,
@@ -42,13 +43,15 @@ async def restart_notice_post(node_id: str, request: Request) -> dict[str, Any]:
 def _give(ctl: Controller, request: Request, node_id: str, raw: bytes) -> dict[str, Any]:
     with ctl.db.session() as session:
         node = calling_node(session, request, node_id)
-        seconds, reason = restart_notice.parse(json_edge.loads(raw))
+        body = json_edge.loads(raw)
+        seconds, reason = restart_notice.parse(body)
+        run = restart_notice.run_of(body)
         if node.state != "up" or node.forced_down:
             # Fencing or evacuation may be under way: a notice must not stop them.
             raise Conflict(f"Node {node.name} is down (or forced down); a restart notice "
                            "cannot hold off what follows.")
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-        notice = restart_notice.record(now, seconds, reason)
+        notice = restart_notice.record(now, seconds, reason, run)
         node.host_status = {**(node.host_status or {}), restart_notice.KEY: notice}
         log.warning("node %s: its agent restarts (%s), back within %g s; it is not fenced "
                     "before %s", node.name, reason, seconds, notice["until"])
