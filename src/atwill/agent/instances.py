@@ -53,6 +53,10 @@ class InstanceManager:
         self.on_started: Callable[[], None] = lambda: None
         self.snapshots = Snapshots(self.driver, config.node_id, self._controller)
         self.errors: dict[str, str] = {}
+        # Builds that failed here: the controller reschedules each on its reported error,
+        # so this node never tries it again (a retry racing the reschedule ran the server
+        # on two nodes while the controller was unreachable). Forgotten once unwanted.
+        self.failed_builds: set[str] = set()
         self.reboots: dict[str, int] = {}
         self.rebuilds: dict[str, int] = {}
         # Each instance's volumes as last converged: id -> "attached" | "error: …".
@@ -107,6 +111,7 @@ class InstanceManager:
         self.kept &= set(self.driver.uuids()) - set(wanted)
         for uuid in set(self.errors) - set(wanted):
             self.errors.pop(uuid, None)  # a build that never started, no longer wanted
+        self.failed_builds &= set(wanted)
         self.migrations.prune(set(wanted))
         for uuid, inst in wanted.items():
             if self.migrations.handles(inst):
@@ -115,6 +120,8 @@ class InstanceManager:
                 self.snapshots.request(uuid, inst["snapshot"]["image_id"])
             if self.snapshots.busy(uuid):
                 continue  # its VM is stopped for the copy; the snapshot resumes it
+            if uuid in self.failed_builds and inst.get("building"):
+                continue  # its error is reported; the controller places it elsewhere
             self.lanes.submit(uuid, self._converge_reported, inst)
         in_use = {i["image"]["id"] for i in instances if i.get("image")}
         if self.cache_dir.is_dir():
@@ -159,12 +166,16 @@ class InstanceManager:
 
     def _converge_reported(self, inst: dict[str, Any]) -> None:
         uuid = inst["id"]
+        building = bool(inst.get("building")) and self.driver.state(uuid) == "missing"
         try:
             self._converge_one(inst)
             self.errors.pop(uuid, None)
-        except Exception as err:  # noqa: BLE001 - reported to the controller, retried
+        except Exception as err:  # noqa: BLE001 - reported to the controller (a build is
+            # rescheduled elsewhere on it; anything else is retried here)
             log.exception("instance %s could not be converged", uuid)
             self.errors[uuid] = f"{type(err).__name__}: {err}"
+            if building:
+                self.failed_builds.add(uuid)
         if "volumes" in inst and self.driver.state(uuid) != "missing":
             self._sync_volumes(inst)
 
