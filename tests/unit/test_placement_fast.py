@@ -25,6 +25,7 @@ def db(db: Database) -> Database:
 
 SPREAD, PACK = SimpleNamespace(scheduler_weigher="spread"), SimpleNamespace(
     scheduler_weigher="pack")
+REQ = scheduler.Request(1, 512, 1)
 GPU = {"address": "0000:3b:00.0", "vendor_id": "10de", "product_id": "1028"}
 
 
@@ -74,6 +75,23 @@ def test_shortlist_is_usable_nodes_best_first(db: Database) -> None:
     assert [h.name for h in every] == ["a", "b", "c", "down", "forced", "off"]
     assert [(h.enabled, h.up) for h in every[3:]] == [(True, False), (True, False),
                                                         (False, True)]
+
+
+def test_a_node_whose_agent_restarts_takes_nothing_new(db: Database) -> None:
+    """Its restart notice holds (health restarting): no one is there to build, and the
+    notice may end in a fence; neither the shortlist, the full scan nor a claim takes it."""
+    node = add_node(db, "restarting", health="restarting")
+    with db.session() as s:
+        assert placement.hosts(s, 2) == []
+        (host,) = placement.hosts(s)
+        assert not host.up
+        inst = new_instance(s, REQ)
+        assert placement.claim(s, host, inst, REQ) is None
+        assert placement.claim(s, host, inst, REQ, forced=True) is None
+    assert "restarting" not in str(place(db, REQ))
+    with db.session() as s:
+        s.get(Node, node).health = "up"
+    assert place(db, REQ).node_name == "restarting"
 
 
 def test_host_fields_ratios_and_free_pci(db: Database) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from ...config import Settings
 from ...core import scheduler
+from ...core.restart_notice import RESTARTING
 from .. import metrics_placements
 from ..db.compute import DEFAULT_RAM_RATIO, FREE_RAM  # FREE_RAM matches the nodes' indexes
 from ..db.models import Instance, Node, PciClaim
@@ -30,10 +31,13 @@ SHORTLIST = 16  # nodes considered first; all of them only when none of these fi
 
 # The id first and the inventory last: hosts() reads them by position.
 _COLUMNS = (Node.id, Node.name, Node.availability_zone, Node.enabled, Node.state,
-            Node.forced_down, Node.vcpus, Node.vcpus_used, Node.memory_mb,
+            Node.forced_down, Node.health, Node.vcpus, Node.vcpus_used, Node.memory_mb,
             Node.memory_mb_used, Node.local_gb, Node.local_gb_used, Node.inventory)
+# A node whose agent restarts (its restart notice holds) takes nothing new: nobody is
+# there to build it, and its notice may end in a fence (core/restart_notice).
+_ANSWERS = Node.health != RESTARTING
 _USABLE = select(*_COLUMNS).where(Node.enabled.is_(True), Node.state == "up",
-                                  Node.forced_down.is_(False))
+                                  Node.forced_down.is_(False), _ANSWERS)
 _QUERIES: dict[str, Select[Any]] = {
     "all": select(*_COLUMNS).order_by(Node.name),
     "spread": _USABLE.order_by(FREE_RAM.desc(), Node.name).limit(bindparam("best_first")),
@@ -51,11 +55,11 @@ _TAKE = {"vcpus_used": Node.vcpus_used + _WANT_CPU,
          "memory_mb_used": Node.memory_mb_used + _WANT_RAM,
          "local_gb_used": Node.local_gb_used + _WANT_DISK}
 _CLAIM = update(Node).where(Node.id == bindparam("node_id"), Node.enabled.is_(True),
-                            Node.state == "up", *_FITS).values(_TAKE)
+                            Node.state == "up", _ANSWERS, *_FITS).values(_TAKE)
 # An admin's forced host may be a disabled node (Nova's way to use one kept out of
 # scheduling); it must still be up and have room.
 _CLAIM_FORCED = update(Node).where(Node.id == bindparam("node_id"), Node.state == "up",
-                                   *_FITS).values(_TAKE)
+                                   _ANSWERS, *_FITS).values(_TAKE)
 
 
 def ratios(node: Node) -> tuple[float, float, float]:
@@ -73,7 +77,7 @@ def inventory_ratios(inv: dict[str, Any] | None) -> tuple[float, float, float]:
 def host_of(row: Sequence[Any], claimed: Collection[str],
             instances: frozenset[str]) -> scheduler.Host:
     """A row of _COLUMNS as the scheduler sees it (unpacked: a row's attributes are slow)."""
-    (node_id, name, zone, enabled, state, forced_down, vcpus, vcpus_used, memory_mb,
+    (node_id, name, zone, enabled, state, forced_down, health, vcpus, vcpus_used, memory_mb,
      memory_mb_used, local_gb, local_gb_used, inv) = row
     inv = inv or {}
     pci = tuple(scheduler.PciDevice(d["address"], d["vendor_id"], d["product_id"])
@@ -81,7 +85,8 @@ def host_of(row: Sequence[Any], claimed: Collection[str],
     cpu, ram, disk = inventory_ratios(inv)
     return scheduler.Host(
         id=node_id, name=name, availability_zone=zone, enabled=enabled,
-        up=state == "up" and not forced_down, vcpus=vcpus, vcpus_used=vcpus_used,
+        up=state == "up" and not forced_down and health != RESTARTING,
+        vcpus=vcpus, vcpus_used=vcpus_used,
         memory_mb=memory_mb, memory_mb_used=memory_mb_used, disk_gb=local_gb,
         disk_gb_used=local_gb_used, cpu_ratio=cpu, ram_ratio=ram, disk_ratio=disk,
         arch=inv.get("arch", "x86_64"), accelerator=inv.get("accelerator", "tcg"),
