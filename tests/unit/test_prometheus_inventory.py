@@ -50,8 +50,11 @@ def test_nodes_and_instances_with_their_relayed_counters(db: Database) -> None:
               memory_mb_used=512, local_gb=100, local_gb_used=10, running_vms=1)
     down = Node(id=str(uuid.uuid4()), name="n-down", state="down", health="down",
                 enabled=False, vcpus=4, memory_mb=1024, local_gb=20)
+    # Its agent restarts, its notice holds (core/restart_notice).
+    back = Node(id=str(uuid.uuid4()), name="n-back", health="restarting", vcpus=4,
+                memory_mb=1024, local_gb=20)
     running, queued = instance(up), instance(None, "building")
-    add(db, up, down, running, queued, instance(up, "deleted", deleted=True))
+    add(db, up, down, back, running, queued, instance(up, "deleted", deleted=True))
     relay = CounterRelay()
     relay.record(up.id, {running.id: {"metrics": {"cpu_seconds": 3.5, "net_tx_bytes": 9,
                                                   "memory_rss_bytes": 300 * MIB}},
@@ -68,6 +71,9 @@ def test_nodes_and_instances_with_their_relayed_counters(db: Database) -> None:
     assert value("atwill_node_enabled", node="n-down") == 0
     assert value("atwill_node_health", node="n-down", health="down") == 1
     assert value("atwill_node_health", node="n-down", health="up") == 0
+    assert value("atwill_node_health", node="n-down", health="restarting") == 0
+    assert value("atwill_node_health", node="n-back", health="restarting") == 1
+    assert value("atwill_node_health", node="n-back", health="up") == 0
     assert value("atwill_node_vcpus_used", node="n-up") == 2
     assert value("atwill_node_memory_bytes", node="n-up") == 4096 * MIB
     assert value("atwill_node_disk_used_bytes", node="n-up") == 10 * GIB

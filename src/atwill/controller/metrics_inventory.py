@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..core.ha_health import DOWN, SUSPECT, UP
+from ..core.restart_notice import RESTARTING
 from .compute.nodes import all_nodes, is_up
 from .context import Controller
 from .db.models import Instance, Node
@@ -100,7 +101,7 @@ def node_families(nodes: list[Node], instances: dict[str, int]) -> Iterator[Metr
     for node in nodes:
         up.add_metric([node.name], 1 if is_up(node) else 0)
         enabled.add_metric([node.name], 1 if node.enabled else 0)
-        for state in (UP, SUSPECT, DOWN):
+        for state in (UP, SUSPECT, DOWN, RESTARTING):
             health.add_metric([node.name, state], 1 if node.health == state else 0)
         count.add_metric([node.name], instances.get(node.id, 0))
         for family, column, scale in gauges:
