@@ -5,6 +5,7 @@ store_body is also how a node uploads a server snapshot (cluster/snapshots.py).
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
@@ -36,9 +37,12 @@ from .common import find_image, media_type
 from .store import ImageStore, Upload
 
 router = APIRouter()
-# Upload chunks are gathered to this size before one write-and-hash in a thread.
-WRITE_BUFFER = 1024 * 1024
-READ_CHUNK = 256 * 1024
+# Upload chunks are gathered into batches of BATCH bytes, hashed and written by the
+# upload's threads while the event loop receives up to DEPTH batches ahead; a download
+# is read in chunks of READ_CHUNK, one thread hop each (256 KiB chunks halved its rate).
+BATCH = 1024 * 1024
+DEPTH = 4
+READ_CHUNK = 1024 * 1024
 
 
 @router.put("/v2/images/{image_id}/file")
@@ -112,16 +116,31 @@ def mark_saving(session: Session, image_id: str) -> None:
 
 
 async def receive(request: Request, upload: Upload) -> None:
-    """Stream the body to the upload's file, never holding more than one buffer."""
-    buffer = bytearray()
+    """Stream the body to the upload's file, holding at most DEPTH + 1 batches.
+
+    The event loop gathers the next batch while the upload's threads hash and write
+    the ones before it.
+    """
+    batch: list[bytes] = []
+    held = 0
     async for chunk in request.stream():
-        buffer += chunk
-        if len(buffer) >= WRITE_BUFFER:
-            await to_thread.run_sync(upload.write, bytes(buffer))
-            buffer.clear()
-    if buffer:
-        await to_thread.run_sync(upload.write, bytes(buffer))
+        batch.append(chunk)
+        held += len(chunk)
+        if held >= BATCH:
+            upload.feed(b"".join(batch))
+            batch, held = [], 0
+            await caught_up(upload, DEPTH)
+    if batch:
+        upload.feed(b"".join(batch))
+    await caught_up(upload, 0)
     await to_thread.run_sync(upload.complete)
+
+
+async def caught_up(upload: Upload, depth: int) -> None:
+    """At most depth batches are still queued (an error of one before is raised here)."""
+    while len(upload.pending) > 2 * depth:
+        await asyncio.wrap_future(upload.pending[0])
+        upload.pending.popleft().result()
 
 
 def finish_upload(ctl: Controller, image_id: str, upload: Upload,

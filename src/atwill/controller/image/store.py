@@ -13,6 +13,8 @@ import hashlib
 import logging
 import os
 import uuid
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from sqlalchemy import select, update
@@ -51,7 +53,14 @@ class ImageStore:
 
 
 class Upload:
-    """One upload in progress: a temporary file and the hashes of what was written."""
+    """One upload in progress: a temporary file and the hashes of what was written.
+
+    Data arrives in batches (feed). Each upload has two lanes, one thread each: md5
+    and the file write in one, sha512 in the other; hashlib and file writes release
+    the GIL for buffers this large, so both hashes run while the event loop receives
+    the next batches. A lane takes its batches in order, so data and hashes stay in
+    order however many batches wait.
+    """
 
     def __init__(self, temp: Path, limit: int) -> None:
         self.temp = temp
@@ -59,26 +68,50 @@ class Upload:
         self.size = 0
         self.md5 = hashlib.md5(usedforsecurity=False)
         self.sha512 = hashlib.sha512()
-        self.handle = open(temp, "xb")  # noqa: SIM115 - closed by finish() or abort()
+        self.pending: deque[Future[None]] = deque()
+        self.handle = open(temp, "xb")  # noqa: SIM115 - closed by complete() or abort()
+        self.lanes = (ThreadPoolExecutor(1, thread_name_prefix="image-md5"),
+                      ThreadPoolExecutor(1, thread_name_prefix="image-sha512"))
 
-    def write(self, data: bytes) -> None:
+    def feed(self, data: bytes) -> None:
+        """Queue data to be hashed and written (PayloadTooLarge past the limit)."""
         self.size += len(data)
         if self.size > self.limit:
             raise PayloadTooLarge(f"Image data exceeds the size limit of {self.limit} bytes.")
+        self.pending.append(self.lanes[0].submit(self._md5_and_write, data))
+        self.pending.append(self.lanes[1].submit(self.sha512.update, data))
+
+    def settle(self) -> None:
+        """Wait for every queued batch; raise the first error one of them raised."""
+        done, _ = wait(self.pending)
+        self.pending.clear()
+        for future in done:
+            future.result()
+
+    def _md5_and_write(self, data: bytes) -> None:
         self.md5.update(data)
-        self.sha512.update(data)
         self.handle.write(data)
 
     def complete(self) -> None:
-        """Flush the data to disk before the image may become active."""
+        """Flush the data to disk (one fsync) before the image may become active."""
+        try:
+            self.settle()
+        finally:
+            self._stop_lanes()
         self.handle.flush()
         os.fsync(self.handle.fileno())
         self.handle.close()
+
+    def _stop_lanes(self) -> None:
+        # A batch still being written would write to a closed (or reused) descriptor.
+        for lane in self.lanes:
+            lane.shutdown(wait=True, cancel_futures=True)
 
     def publish(self, final: Path) -> None:
         os.replace(self.temp, final)
 
     def abort(self) -> None:
+        self._stop_lanes()
         self.handle.close()
         with contextlib.suppress(FileNotFoundError):
             self.temp.unlink()

@@ -1,0 +1,91 @@
+"""Image uploads hash and write in their own threads, in order, and clean up on failure."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from atwill.controller.image.store import ImageStore, Upload
+from atwill.core.errors import PayloadTooLarge
+
+
+def begin(tmp_path: Path, limit: int = 1 << 30) -> Upload:
+    return ImageStore(tmp_path / "images").begin("image", limit)
+
+
+class HeldHash:
+    """A hash whose updates wait for a gate and note the thread they ran in."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.gate, self.threads = inner, threading.Event(), []
+
+    def update(self, data: bytes) -> None:
+        self.threads.append(threading.get_ident())
+        assert self.gate.wait(30)
+        self.inner.update(data)
+
+
+def test_batches_of_any_size_keep_order_size_and_hashes(tmp_path: Path) -> None:
+    data = os.urandom(3 << 20) + b"tail"
+    upload = begin(tmp_path)
+    for start, end in ((0, 1), (1, (1 << 20) + 7), ((1 << 20) + 7, 3 << 20), (3 << 20, None)):
+        upload.feed(data[start:end])
+    upload.complete()
+    assert upload.temp.read_bytes() == data
+    assert upload.size == len(data)
+    assert upload.md5.hexdigest() == hashlib.md5(data, usedforsecurity=False).hexdigest()
+    assert upload.sha512.hexdigest() == hashlib.sha512(data).hexdigest()
+
+
+def test_feed_returns_while_the_data_is_still_being_hashed(tmp_path: Path) -> None:
+    upload = begin(tmp_path)
+    held = HeldHash(upload.md5)
+    upload.md5 = held  # type: ignore[assignment]
+    upload.feed(b"a" * 4096)
+    upload.feed(b"b" * 4096)
+    assert not upload.pending[0].done()  # the caller (the event loop) was not held
+    held.gate.set()
+    upload.complete()
+    assert threading.get_ident() not in held.threads
+    assert held.inner.hexdigest() == hashlib.md5(b"a" * 4096 + b"b" * 4096).hexdigest()
+    assert upload.temp.read_bytes() == b"a" * 4096 + b"b" * 4096
+
+
+def test_data_past_the_limit_is_refused_before_it_is_queued(tmp_path: Path) -> None:
+    upload = begin(tmp_path, limit=10)
+    upload.feed(b"12345")
+    with pytest.raises(PayloadTooLarge):
+        upload.feed(b"678901")
+    assert len(upload.pending) == 2  # only the first batch: one job per lane
+    upload.abort()
+    assert not upload.temp.exists()
+
+
+def test_abort_waits_for_the_batch_in_flight_and_removes_the_file(tmp_path: Path) -> None:
+    upload = begin(tmp_path)
+    held = HeldHash(upload.md5)
+    upload.md5 = held  # type: ignore[assignment]
+    for _ in range(3):
+        upload.feed(b"x" * 8192)
+    aborting = threading.Thread(target=upload.abort)
+    aborting.start()
+    held.gate.set()
+    aborting.join(30)
+    assert not aborting.is_alive()
+    assert all(job.done() for job in upload.pending)
+    assert upload.handle.closed and not upload.temp.exists()
+
+
+def test_a_failed_write_is_raised_by_complete(tmp_path: Path) -> None:
+    upload = begin(tmp_path)
+    upload.handle.close()  # as a disk error would, the lane's write fails
+    upload.feed(b"data" * 1024)
+    with pytest.raises(ValueError, match="closed file"):
+        upload.complete()
+    upload.abort()
+    assert not upload.temp.exists()
