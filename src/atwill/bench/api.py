@@ -5,7 +5,8 @@ It starts a throwaway controller (HTTPS, SQLite) once per worker count asked (1 
 wrk when it is installed, against the version document as the same-run baseline),
 flavor list rate and the controller's resident memory (all its processes), and with
 the first count only, image upload and download throughput against a plain file copy
-of the same bytes. Rates carry a `_wN` suffix; `_wN_vs_w1` is N workers against one.
+of the same bytes (`--image-only`: that alone). Rates carry a `_wN` suffix;
+`_wN_vs_w1` is N workers against one.
 """
 
 from __future__ import annotations
@@ -91,26 +92,63 @@ def _copy_rate(src: Path, dst: Path) -> float:
     return src.stat().st_size / (time.perf_counter() - started) / 1e6
 
 
+def _new_image(client: httpx.Client) -> str:
+    resp = client.post("/image/v2/images", json={
+        "name": "bench", "disk_format": "raw", "container_format": "bare"})
+    resp.raise_for_status()
+    return str(resp.json()["id"])
+
+
 def _image_rates(cloud: Cloud, token: str, path: Path) -> tuple[float, float]:
+    """Upload and download MB/s through httpx (a Python client, as the SDK is)."""
     size = path.stat().st_size
     with cloud.http(token) as client:
-        image = client.post("/image/v2/images", json={
-            "name": "bench", "disk_format": "raw", "container_format": "bare"}).json()
+        image = _new_image(client)
         started = time.perf_counter()
         with open(path, "rb") as handle:
-            resp = client.put(f"/image/v2/images/{image['id']}/file", content=handle,
+            resp = client.put(f"/image/v2/images/{image}/file", content=handle,
                               headers={"Content-Type": "application/octet-stream"})
         resp.raise_for_status()
         upload = size / (time.perf_counter() - started) / 1e6
         started = time.perf_counter()
         received = 0
-        with client.stream("GET", f"/image/v2/images/{image['id']}/file") as stream:
+        with client.stream("GET", f"/image/v2/images/{image}/file") as stream:
             for chunk in stream.iter_bytes(1 << 20):
                 received += len(chunk)
         download = received / (time.perf_counter() - started) / 1e6
-        client.delete(f"/image/v2/images/{image['id']}")
+        client.delete(f"/image/v2/images/{image}")
     if received != size:
         raise RuntimeError(f"downloaded {received} bytes of {size}")
+    return upload, download
+
+
+def _curl(cloud: Cloud, token: str, args: list[str]) -> tuple[float, float]:
+    """(seconds, bytes) of one curl transfer, as curl itself measured them."""
+    out = subprocess.run(
+        ["curl", "-sS", "--fail", "--cacert", cloud.cacert, "-H", f"X-Auth-Token: {token}",
+         "-o", "/dev/null", "-w", "%{time_total} %{size_upload} %{size_download}", *args],
+        capture_output=True, text=True, timeout=600, check=True).stdout.split()
+    return float(out[0]), max(float(out[1]), float(out[2]))
+
+
+def _curl_image_rates(cloud: Cloud, token: str, path: Path) -> tuple[float, float]:
+    """Upload and download MB/s through curl (C, like cp): what the controller can do
+    when the client is not the bottleneck (a Python client's TLS and parsing are)."""
+    size = path.stat().st_size
+    with cloud.http(token) as client:
+        image = _new_image(client)
+        url = f"{cloud.url}/image/v2/images/{image}/file"
+        try:
+            seconds, sent = _curl(cloud, token, [
+                "-X", "PUT", "-T", str(path), "-H", "Content-Type: application/octet-stream",
+                url])
+            upload = sent / seconds / 1e6
+            seconds, received = _curl(cloud, token, [url])
+            download = received / seconds / 1e6
+        finally:
+            client.delete(f"/image/v2/images/{image}")
+    if received != size or sent != size:
+        raise RuntimeError(f"curl moved {sent} and {received} bytes of {size}")
     return upload, download
 
 
@@ -133,19 +171,29 @@ def _api_rates(cloud: Cloud, rounds: int, token: str) -> dict[str, float]:
 
 
 def _image_figures(cloud: Cloud, token: str, image_mb: int) -> dict[str, float]:
+    """Transfer rates against a plain copy (cp + fsync) of the same bytes in the same run:
+    through httpx (`image_*_py_*`) and, when it is installed, through curl (`image_*`,
+    the controller's own figures: as for wrk and GETs, a Python client is the bottleneck)."""
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "image.bin"
         with open(src, "wb") as handle:
             for _ in range(image_mb):
                 handle.write(os.urandom(1 << 20))
         copy = _copy_rate(src, Path(tmp) / "copy.bin")
-        upload, download = _image_rates(cloud, token, src)
-    return {"plain_copy_mb_s": copy, "image_upload_mb_s": upload,
-            "image_download_mb_s": download, "image_upload_ratio": upload / copy,
-            "image_download_ratio": download / copy}
+        rates = {"_py": _image_rates(cloud, token, src)}
+        if shutil.which("curl"):
+            rates[""] = _curl_image_rates(cloud, token, src)
+    results = {"plain_copy_mb_s": copy}
+    for suffix, (upload, download) in rates.items():
+        results.update({
+            f"image_upload{suffix}_mb_s": upload, f"image_download{suffix}_mb_s": download,
+            f"image_upload{suffix}_ratio": upload / copy,
+            f"image_download{suffix}_ratio": download / copy})
+    return results
 
 
-def _one_controller(workers: int, rounds: int, image_mb: int) -> dict[str, float]:
+def _one_controller(workers: int, rounds: int, image_mb: int,
+                    api: bool = True) -> dict[str, float]:
     cloud = Cloud(workers=workers)
     try:
         cloud.init()
@@ -156,7 +204,8 @@ def _one_controller(workers: int, rounds: int, image_mb: int) -> dict[str, float
         time.sleep(1)
         results = {"rss_idle_mb": rss_mb(cloud.proc.pid)}
         token = cloud.token()
-        results.update(_api_rates(cloud, rounds, token))
+        if api:
+            results.update(_api_rates(cloud, rounds, token))
         if image_mb:
             results.update(_image_figures(cloud, token, image_mb))
         results["rss_after_mb"] = rss_mb(cloud.proc.pid)
@@ -166,10 +215,14 @@ def _one_controller(workers: int, rounds: int, image_mb: int) -> dict[str, float
 
 
 def main(rounds: int = 2000, image_mb: int = 256,
-         workers: tuple[int, ...] = (1, 2)) -> dict[str, float]:
+         workers: tuple[int, ...] = (1, 2), image_only: bool = False) -> dict[str, float]:
+    """image_only: the image transfer figures alone, with the first worker count."""
     results: dict[str, float] = {}
+    if image_only:
+        workers = workers[:1]
     for index, count in enumerate(workers):
-        measured = _one_controller(count, rounds, image_mb if index == 0 else 0)
+        measured = _one_controller(count, rounds, image_mb if index == 0 else 0,
+                                   api=not image_only)
         results.update({f"{key}_w{count}": value for key, value in measured.items()})
     base = workers[0]
     for count in workers[1:]:

@@ -11,7 +11,9 @@ app = typer.Typer(no_args_is_help=True, help="Benchmarks.")
 def api(rounds: int = typer.Option(2000, help="Requests per measurement."),
         image_mb: int = typer.Option(256, help="Size of the image to move."),
         workers: str = typer.Option("1,2", help="Controller worker counts to measure, "
-                                                "comma separated (ratios against the first).")
+                                                "comma separated (ratios against the first)."),
+        image_only: bool = typer.Option(False, "--image-only",
+                                        help="Only the image transfer figures (first count).")
         ) -> None:
     """Token issue/validation rates, image transfer ratio, flavor list rate, memory."""
     try:
@@ -22,7 +24,7 @@ def api(rounds: int = typer.Option(2000, help="Requests per measurement."),
         raise typer.BadParameter("workers: each between 1 and 64")
     from ..bench.api import main
 
-    main(rounds, image_mb, counts)
+    main(rounds, image_mb, counts, image_only)
 
 
 @app.command("cluster")
