@@ -23,8 +23,9 @@ from ...core.errors import ApiError, BadRequest, Conflict, NotFound
 from ..compute import server_volumes_state
 from ..context import Controller
 from ..db.models import Evacuation, Instance, Node
+from ..db.volume import Volume
 from ..revision import bump
-from ..servers import actions, lifecycle, placement, ports
+from ..servers import actions, instance_state, lifecycle, placement, ports
 
 log = logging.getLogger("atwill.ha")
 EVACUABLE = frozenset({"active", "stopped", "error"})
@@ -74,12 +75,7 @@ def evacuate(session: Session, ctl: Controller, inst: Instance, *, host: str | N
         raise Conflict(f"Compute service of {source.name} is still in use. It fenced itself "
                        "by lease, which stops only HA-enabled instances; force it down or "
                        f"confirm it off (atwill node fence confirm {source.name}) first.")
-    if inst.task_state is not None:
-        raise Conflict(f"Cannot 'evacuate' instance {inst.id} while it is in task_state "
-                       f"{inst.task_state}")
-    if inst.vm_state not in EVACUABLE:
-        raise Conflict(f"Cannot 'evacuate' instance {inst.id} while it is in vm_state "
-                       f"{inst.vm_state}")
+    instance_state.check(inst, "evacuate", EVACUABLE)
     check_target(session, source, host)
     record = Evacuation(instance_id=inst.id, source_node_id=source.id,
                         source_node_name=source.name, reason=reason,
@@ -105,6 +101,13 @@ def _place(session: Session, ctl: Controller, inst: Instance, source: Node,
 
     was = inst.vm_state
     placement.release(session, inst)
+    stranded = unreachable_volumes(session, inst, source)
+    if stranded:
+        record.status, record.message = "failed", stranded
+        lifecycle.fail(session, inst, 500, f"Evacuation from {source.name} failed: "
+                       f"{stranded}", "conductor_rebuild_server", source.name)
+        log.error("evacuation of %s from %s failed: %s", inst.id, source.name, stranded)
+        return
     req = lifecycle.request_for(session, inst, image_properties(session, inst),
                                 pci_requests(ctl, inst))
     req = dataclasses.replace(req, ignore_hosts=req.ignore_hosts | {source.id},
@@ -129,6 +132,23 @@ def _place(session: Session, ctl: Controller, inst: Instance, source: Node,
     record.status, record.dest_node_name = "rebuilding", node.name
     log.warning("instance %s (%s) evacuated from %s to %s; %s", inst.id, was, source.name,
                 node.name, detail)
+
+
+def unreachable_volumes(session: Session, inst: Instance, source: Node) -> str | None:
+    """Why the instance cannot run elsewhere now: a volume of its on a storage node that
+    is down (the failed node itself, when it served storage too), else None. Placed
+    anyway, it would wait in REBUILD for a disk no node serves; ERROR says so, and the
+    operator evacuates it again once that node is back."""
+    for att in server_volumes_state.of_server(session, inst.id):
+        volume = session.get(Volume, att.volume_id)
+        if volume is None or volume.node_id is None:
+            continue
+        storage = source if volume.node_id == source.id else session.get(Node, volume.node_id)
+        if storage is None or storage.id == source.id or storage.state != "up":
+            where = volume.node_name or volume.node_id
+            return (f"its volume {volume.id} is on storage node {where}, which is down; "
+                    "evacuate it again once that node is back")
+    return None
 
 
 def _rekey(session: Session, inst: Instance) -> None:
