@@ -6,8 +6,7 @@ store_body is also how a node uploads a server snapshot (cluster/snapshots.py).
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import BinaryIO
 
 from anyio import to_thread
@@ -34,15 +33,14 @@ from ..db.base import utcnow
 from ..db.image import Image
 from ..service import authorize, caller, controller
 from .common import find_image, media_type
+from .readahead import read_ahead
 from .store import ImageStore, Upload
 
 router = APIRouter()
 # Upload chunks are gathered into batches of BATCH bytes, hashed and written by the
-# upload's threads while the event loop receives up to DEPTH batches ahead; a download
-# is read in chunks of READ_CHUNK, one thread hop each (256 KiB chunks halved its rate).
+# upload's threads while the event loop receives up to DEPTH batches ahead.
 BATCH = 1024 * 1024
 DEPTH = 4
-READ_CHUNK = 1024 * 1024
 
 
 @router.put("/v2/images/{image_id}/file")
@@ -221,18 +219,6 @@ def file_response(handle: BinaryIO, size: int, checksum: str | None,
             headers["Content-MD5"] = checksum
     else:
         headers["Content-Range"] = f"bytes {first}-{last}/{size}"
-    return StreamingResponse(chunks(handle, first, last - first + 1),
+    return StreamingResponse(read_ahead(handle, first, last - first + 1),
                              status_code=206 if span else 200, headers=headers,
                              media_type="application/octet-stream")
-
-
-def chunks(handle: BinaryIO, offset: int, length: int) -> Iterator[bytes]:
-    """The requested bytes in bounded chunks (Starlette runs this in a thread)."""
-    with handle:
-        handle.seek(offset, os.SEEK_SET)
-        while length > 0:
-            data = handle.read(min(READ_CHUNK, length))
-            if not data:
-                return
-            length -= len(data)
-            yield data
