@@ -21,8 +21,8 @@ class NoVMs:
         return "missing"
 
 
-def _inst(uuid: str, building: bool = True) -> dict[str, Any]:
-    return {"id": uuid, "power": "running", "building": building, "rebuild_serial": 0,
+def _inst(uuid: str, building: bool = True, serial: int = 0) -> dict[str, Any]:
+    return {"id": uuid, "power": "running", "building": building, "rebuild_serial": serial,
             "reboot_serial": 0, "image": None}
 
 
@@ -47,3 +47,7 @@ def test_a_failed_build_waits_for_the_controller(tmp_path: Path) -> None:
     manager.converge([_inst("a")])  # placed here again later: a new build
     assert manager.lanes.wait(timeout=5)
     assert tried == ["a", "a"]
+    # Never seen unwanted (cut off meanwhile), but evacuated back here: a new build.
+    manager.converge([_inst("a", serial=1)])
+    assert manager.lanes.wait(timeout=5)
+    assert tried == ["a", "a", "a"]

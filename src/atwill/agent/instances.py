@@ -10,6 +10,7 @@ import hashlib
 import logging
 import re
 import shutil
+import threading
 from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
@@ -55,8 +56,9 @@ class InstanceManager:
         self.errors: dict[str, str] = {}
         # Builds that failed here: the controller reschedules each on its reported error,
         # so this node never tries it again (a retry racing the reschedule ran the server
-        # on two nodes while the controller was unreachable). Forgotten once unwanted.
-        self.failed_builds: set[str] = set()
+        # on two nodes while the controller was unreachable). Forgotten once unwanted, or
+        # when a new rebuild (an evacuation back here) asks for a new build: id -> serial.
+        self.failed_builds: dict[str, int] = {}
         self.reboots: dict[str, int] = {}
         self.rebuilds: dict[str, int] = {}
         # Each instance's volumes as last converged: id -> "attached" | "error: …".
@@ -65,7 +67,9 @@ class InstanceManager:
         # Instances present here that the controller neither wants nor destroys.
         self.kept: set[str] = set()
         # Each instance's operations in a lane of its own; a finished one reports at once.
-        self.lanes = Lanes(on_done=lambda: self.on_started())
+        self.lanes = Lanes(on_done=self._lane_done)
+        # Set in a lane whose converge found its instance as wanted: nothing to report.
+        self._unchanged = threading.local()
         # Each running instance's CPU, memory, disk and network counters, for Prometheus.
         self.metrics = InstanceMetrics(self.driver)
         # Instances this node sends or receives in a live migration (live_migrations.py).
@@ -111,7 +115,8 @@ class InstanceManager:
         self.kept &= set(self.driver.uuids()) - set(wanted)
         for uuid in set(self.errors) - set(wanted):
             self.errors.pop(uuid, None)  # a build that never started, no longer wanted
-        self.failed_builds &= set(wanted)
+        for uuid in set(self.failed_builds) - set(wanted):
+            del self.failed_builds[uuid]
         self.migrations.prune(set(wanted))
         for uuid, inst in wanted.items():
             if self.migrations.handles(inst):
@@ -120,7 +125,7 @@ class InstanceManager:
                 self.snapshots.request(uuid, inst["snapshot"]["image_id"])
             if self.snapshots.busy(uuid):
                 continue  # its VM is stopped for the copy; the snapshot resumes it
-            if uuid in self.failed_builds and inst.get("building"):
+            if inst.get("building") and self.failed_builds.get(uuid) == inst["rebuild_serial"]:
                 continue  # its error is reported; the controller places it elsewhere
             self.lanes.submit(uuid, self._converge_reported, inst)
         in_use = {i["image"]["id"] for i in instances if i.get("image")}
@@ -164,20 +169,32 @@ class InstanceManager:
         except (OSError, ValueError, TypeError):
             return []
 
+    def _lane_done(self) -> None:
+        # Every revision converges every instance; a beat for each that was already as
+        # wanted only took the cores from the starts being reported.
+        if getattr(self._unchanged, "set", False):
+            self._unchanged.set = False
+            return
+        self.on_started()
+
     def _converge_reported(self, inst: dict[str, Any]) -> None:
         uuid = inst["id"]
         building = bool(inst.get("building")) and self.driver.state(uuid) == "missing"
+        before = (self.errors.get(uuid), self.volumes.get(uuid))
+        acted = True
         try:
-            self._converge_one(inst)
+            acted = self._converge_one(inst)
             self.errors.pop(uuid, None)
         except Exception as err:  # noqa: BLE001 - reported to the controller (a build is
             # rescheduled elsewhere on it; anything else is retried here)
             log.exception("instance %s could not be converged", uuid)
             self.errors[uuid] = f"{type(err).__name__}: {err}"
             if building:
-                self.failed_builds.add(uuid)
+                self.failed_builds[uuid] = inst["rebuild_serial"]
         if "volumes" in inst and self.driver.state(uuid) != "missing":
             self._sync_volumes(inst)
+        self._unchanged.set = not acted and before == (self.errors.get(uuid),
+                                                       self.volumes.get(uuid))
 
     def _sync_volumes(self, inst: dict[str, Any]) -> None:
         """Hot-plug or unplug (or, stopped, keep for the next start) the instance's
@@ -191,30 +208,34 @@ class InstanceManager:
             outcome = {v.volume_id: f"error: {type(err).__name__}: {err}" for v in wanted}
         self.volumes[uuid] = {**outcome, **refused}
 
-    def _converge_one(self, inst: dict[str, Any]) -> None:
+    def _converge_one(self, inst: dict[str, Any]) -> bool:
+        """Bring the instance to what is wanted; whether that changed something still to
+        be reported."""
         uuid = inst["id"]
         state = self.driver.state(uuid)
-        if inst["rebuild_serial"] > self.rebuilds.setdefault(uuid, inst["rebuild_serial"]) \
-                and state != "missing":
+        rebuilt = inst["rebuild_serial"] > self.rebuilds.setdefault(
+            uuid, inst["rebuild_serial"]) and state != "missing"
+        if rebuilt:
             self.driver.delete(uuid)
             state = "missing"
         self.rebuilds[uuid] = inst["rebuild_serial"]
         power = inst["power"]
         if state == "missing":
-            if power == "running" or inst.get("building"):
+            created = power == "running" or bool(inst.get("building"))
+            if created:
                 self._create(inst)
             self.reboots[uuid] = inst["reboot_serial"]
-            return
+            return rebuilt and not created  # a start reports itself (on_started)
         if inst["reboot_serial"] > self.reboots.setdefault(uuid, inst["reboot_serial"]):
             if state in ("shutoff", "suspended"):
                 self.driver.start(self._spec(inst))
             else:
                 self.driver.reboot(uuid, hard=inst.get("reboot_hard", False))
             self.reboots[uuid] = inst["reboot_serial"]
-            return
-        self._power(uuid, state, power, inst)
+            return True
+        return self._power(uuid, state, power, inst)
 
-    def _power(self, uuid: str, state: str, power: str, inst: dict[str, Any]) -> None:
+    def _power(self, uuid: str, state: str, power: str, inst: dict[str, Any]) -> bool:
         if power == "running":
             if state == "paused":
                 self.driver.unpause(uuid)
@@ -222,23 +243,31 @@ class InstanceManager:
                 self.driver.resume(uuid)
             elif state in ("shutoff", "error"):
                 self.driver.start(self._spec(inst))
+            else:
+                return False
         elif power == "stopped" and state in ("running", "paused"):
             self.driver.stop(uuid)
         elif power == "paused" and state == "running":
             self.driver.pause(uuid)
         elif power == "suspended" and state in ("running", "paused"):
             self.driver.suspend(uuid)
+        else:
+            return False
+        return True
 
     def _create(self, inst: dict[str, Any]) -> None:
         spec = self._spec(inst)
+        __import__("atwill._trace_tmp")._trace_tmp.t("spec made (image)")
         if inst.get("config_drive"):
             configdrive.build_iso(self.driver.paths(inst["id"]).config_drive,
                                   inst["metadata"], inst["network_data"],
                                   (inst.get("user_data") or "").encode() or None)
             spec = InstanceSpec(**{**spec.__dict__,
                                    "config_drive": self.driver.paths(inst["id"]).config_drive})
+        __import__("atwill._trace_tmp")._trace_tmp.t("config drive made")
         self.driver.start(spec)
         self.on_started()
+        __import__("atwill._trace_tmp")._trace_tmp.t("driver.start done")
         log.info("instance %s started", inst["id"])
 
     def _spec(self, inst: dict[str, Any]) -> InstanceSpec:
