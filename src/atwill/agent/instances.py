@@ -257,17 +257,14 @@ class InstanceManager:
 
     def _create(self, inst: dict[str, Any]) -> None:
         spec = self._spec(inst)
-        __import__("atwill._trace_tmp")._trace_tmp.t("spec made (image)")
         if inst.get("config_drive"):
             configdrive.build_iso(self.driver.paths(inst["id"]).config_drive,
                                   inst["metadata"], inst["network_data"],
                                   (inst.get("user_data") or "").encode() or None)
             spec = InstanceSpec(**{**spec.__dict__,
                                    "config_drive": self.driver.paths(inst["id"]).config_drive})
-        __import__("atwill._trace_tmp")._trace_tmp.t("config drive made")
         self.driver.start(spec)
         self.on_started()
-        __import__("atwill._trace_tmp")._trace_tmp.t("driver.start done")
         log.info("instance %s started", inst["id"])
 
     def _spec(self, inst: dict[str, Any]) -> InstanceSpec:
