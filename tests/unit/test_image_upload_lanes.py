@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from atwill.controller.image import store
 from atwill.controller.image.store import ImageStore, Upload
 from atwill.core.errors import PayloadTooLarge
 
@@ -89,3 +90,21 @@ def test_a_failed_write_is_raised_by_complete(tmp_path: Path) -> None:
         upload.complete()
     upload.abort()
     assert not upload.temp.exists()
+
+
+def test_each_batch_is_sent_to_disk_as_written(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    ranges: list[tuple[int, int]] = []
+    real = store.start_writeback
+
+    def noted(fd: int, offset: int, length: int) -> None:
+        ranges.append((offset, length))
+        real(fd, offset, length)
+
+    monkeypatch.setattr(store, "start_writeback", noted)
+    upload = begin(tmp_path)
+    for size in (3, 70000, 1 << 20):
+        upload.feed(b"z" * size)
+    upload.complete()
+    assert ranges == [(0, 3), (3, 70000), (70003, 1 << 20)]
+    assert upload.temp.stat().st_size == 70003 + (1 << 20)
