@@ -155,6 +155,8 @@ def test_a_node_back_within_its_notice_is_never_down_and_reports_again(
     on_a = boot(cloud, image, a.name)
     nodes.silence(a)
     assert notice(a, {"seconds": 60}).status_code == 200
+    again = notice(a, {"seconds": 600})  # only a heartbeat ends a notice: no chain of them
+    assert again.status_code == 409 and "already gave" in again.json()["error"]["message"]
     time.sleep(3.0)  # past the 2.6 s threshold
     assert node_view(cloud, a.name)["health"] == "restarting"
     assert show(cloud, on_a["id"])["host_status"] == "UNKNOWN"
@@ -170,7 +172,8 @@ def test_bad_or_foreign_notices_are_refused_and_change_nothing(
     nodes, _ = two
     a, b = nodes.nodes
     for body in ({}, {"seconds": 0}, {"seconds": 601}, {"seconds": "60"}, {"seconds": True},
-                 {"seconds": 60, "node": a.id}, [60], None):
+                 {"seconds": 60, "node": a.id}, [60], None, {"seconds": 10 ** 400},
+                 {"seconds": 60, "agent_run": "not hex"}):
         resp = notice(b, body)
         assert resp.status_code == 400, (body, resp.text)
         assert resp.json()["error"]["message"]

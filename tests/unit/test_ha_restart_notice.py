@@ -31,7 +31,7 @@ def _now() -> dt.datetime:
     [], "60", {}, {"seconds": "60"}, {"seconds": True}, {"seconds": 0}, {"seconds": 0.5},
     {"seconds": 601}, {"seconds": float("nan")}, {"seconds": 60, "node": "other"},
     {"seconds": 60, "reason": 5}, {"seconds": 60, "reason": "x" * 256},
-    {"seconds": 60, "reason": "bad\nline"},
+    {"seconds": 60, "reason": "bad\nline"}, {"seconds": 10 ** 400},
 ])
 def test_bad_notices_are_refused(body: object) -> None:
     with pytest.raises(BadRequest):
@@ -153,6 +153,11 @@ def test_a_late_heartbeat_of_the_run_that_gave_the_notice_keeps_it() -> None:
     nodes.heartbeat(None, node, None, {}, 1, "10.0.0.1",  # type: ignore[arg-type]
                     {"uptime_s": 3.0, restart_notice.RUN_KEY: "fedcba9876543210"})
     assert restart_notice.KEY not in node.host_status  # the restarted agent ends it
+    # A heartbeat cannot give itself a notice (past the route's bounds and checks).
+    forged = {"until": "9999-01-01T00:00:00.000000Z", restart_notice.RUN_KEY: run}
+    nodes.heartbeat(None, node, None, {}, 1, "10.0.0.1",  # type: ignore[arg-type]
+                    {restart_notice.KEY: forged, restart_notice.RUN_KEY: run})
+    assert restart_notice.KEY not in node.host_status
     # A notice past its deadline, or one without a run (an older agent), is not kept.
     late = {restart_notice.KEY: restart_notice.record(now - dt.timedelta(seconds=61), 60,
                                                       "r", run)}

@@ -81,6 +81,8 @@ class Agent:
         self._beat_lock = threading.Lock()
         # Set when instances changed, so their new state is reported at once.
         self.beat_now = threading.Event()
+        self._urgent = False  # this beat was asked for at once (beat_now), not timed
+        self._overlay_seen: tuple[float, dict[str, Any]] | None = None
         self.instances.on_started = self.beat_now.set
         if self.storage is not None:
             self.storage.lanes.on_done = self.beat_now.set  # a volume made: reported at once
@@ -210,7 +212,7 @@ class Agent:
         inventory = self.inventory()
         digest = inventory_digest(inventory)
         report = self.instances.report()
-        body: dict[str, Any] = {"overlay": self.overlay.status(),
+        body: dict[str, Any] = {"overlay": self._overlay_report(),
                                 "running_vms": self.instances.running_count(report),
                                 "host": {**host_status(),
                                          RECONCILE_KEY: self.reconciles.report(),
@@ -235,8 +237,17 @@ class Agent:
         self.lease.renewed(sent)
         if self.lease.fenced:
             self._after_self_fencing(http)
-        self.beat_now.wait(self.interval)
+        self._urgent = self.beat_now.wait(self.interval)
         self.beat_now.clear()
+
+    def _overlay_report(self) -> dict[str, Any]:
+        """The overlay's status; a beat sent at once for a change (a VM started) reuses one
+        read less than an interval ago: its `ip link` and `wg show` were on the way to
+        ACTIVE, and the next timed beat reads it again."""
+        now, seen = time.monotonic(), self._overlay_seen
+        if not self._urgent or seen is None or now - seen[0] >= self.interval:
+            seen = self._overlay_seen = (now, self.overlay.status())
+        return seen[1]
 
     def _after_self_fencing(self, http: httpx.Client) -> None:
         """Back in touch after killing HA VMs: run what a desired state asked for now says

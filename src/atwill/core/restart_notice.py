@@ -55,8 +55,9 @@ def parse(body: Any) -> tuple[float, str]:
     if unknown:
         raise BadRequest(f"Unknown field(s) in the restart notice: {', '.join(unknown)}.")
     seconds = body.get("seconds")
+    # The range first: math.isfinite overflows on a huge int (400 digits: a 500).
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) \
-            or not math.isfinite(seconds) or not MIN_SECONDS <= seconds <= MAX_SECONDS:
+            or not MIN_SECONDS <= seconds <= MAX_SECONDS or not math.isfinite(seconds):
         raise BadRequest(f"Invalid input for field seconds: a number from {MIN_SECONDS:g} "
                          f"to {MAX_SECONDS:g} is required.")
     reason = body.get("reason", "agent restarting")
@@ -90,12 +91,15 @@ def record(now: dt.datetime, seconds: float, reason: str,
 def after_heartbeat(previous: Mapping[str, Any] | None, report: Mapping[str, Any],
                     now: dt.datetime) -> dict[str, Any]:
     """The host_status a heartbeat leaves: its report, which ends a notice, except for a
-    late heartbeat of the very run that gave a notice still holding: that one keeps it."""
+    late heartbeat of the very run that gave a notice still holding: that one keeps it.
+    A notice never comes from the report itself: only the notice route (its bounds and
+    checks) gives one."""
+    kept = {key: value for key, value in report.items() if key != KEY}
     notice = (previous or {}).get(KEY)
     if isinstance(notice, Mapping) and holds(previous, now) \
-            and notice.get(RUN_KEY) is not None and notice.get(RUN_KEY) == report.get(RUN_KEY):
-        return {**report, KEY: dict(notice)}
-    return dict(report)
+            and notice.get(RUN_KEY) is not None and notice.get(RUN_KEY) == kept.get(RUN_KEY):
+        kept[KEY] = dict(notice)
+    return kept
 
 
 def deadline(host_status: Mapping[str, Any] | None) -> dt.datetime | None:

@@ -51,6 +51,12 @@ def _give(ctl: Controller, request: Request, node_id: str, raw: bytes) -> dict[s
             raise Conflict(f"Node {node.name} is down (or forced down); a restart notice "
                            "cannot hold off what follows.")
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        if restart_notice.holds(node.host_status, now):
+            # Only a heartbeat ends a notice: notices one after another would hold off
+            # fencing for ever (and, while the node counts as unheard, others' too).
+            raise Conflict(f"Node {node.name} already gave a restart notice "
+                           f"({restart_notice.describe(node.host_status)}); a heartbeat "
+                           "of its restarted agent ends it.")
         notice = restart_notice.record(now, seconds, reason, run)
         node.host_status = {**(node.host_status or {}), restart_notice.KEY: notice}
         log.warning("node %s: its agent restarts (%s), back within %g s; it is not fenced "
