@@ -149,3 +149,28 @@ def test_the_lab_commands_kill_and_start_a_named_controller(
         result = runner.invoke(lab_cli.app, args)
         assert result.exit_code == 0, result.output
     assert fake.calls == [("kill", "ctl2"), ("start", 120, "ctl2"), ("start", 120, "ctl")]
+
+
+def test_the_database_password_stays_off_command_lines_and_out_of_readable_files(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A command line is readable by every local user in /proc; lab.json holds the URL."""
+    from atwill.lab import cluster, commands
+
+    url = "postgresql://atwill:s3cret@172.31.9.9:5432/atwill"
+    state = LabState(name="ab", directory=str(tmp_path), subnet="172.31.9.0/24",
+                     database="postgresql", database_url=url)
+    state.save()
+    assert (tmp_path / "lab.json").stat().st_mode & 0o777 == 0o600
+    assert LabState.load(tmp_path).database_url == url
+    ran: list[tuple[list[str], dict[str, str]]] = []
+    monkeypatch.setattr(commands, "run_in", lambda ns, argv, **kw: ran.append(
+        (list(argv), dict(kw.get("env") or {}))))
+    monkeypatch.setattr(cluster.hosts, "namespace", lambda host: None)
+    ctl = Host(name="ctl", role="controller", namespace="awl-ab-ctl",
+               address="172.31.9.2/24", state_dir=str(tmp_path / "ctl"), wan_veth="w-ctl")
+    lab = Lab("ab", tmp_path)
+    lab._state = state
+    lab._init_controller(ctl, "none")
+    (argv, env), = ran
+    assert "s3cret" not in " ".join(argv)
+    assert env[commands.DATABASE_URL_ENV] == url

@@ -18,7 +18,9 @@ StateDir = Annotated[Path | None, typer.Option(
     "--state-dir", envvar="ATWILL_STATE_DIR",
     help="State directory (default /var/lib/atwill).")]
 DatabaseUrl = Annotated[str | None, typer.Option(
-    "--database-url", help="SQLAlchemy URL; default SQLite in the state directory.")]
+    "--database-url", envvar="ATWILL_DATABASE_URL",
+    help="SQLAlchemy URL; default SQLite in the state directory (ATWILL_DATABASE_URL keeps "
+         "a password off the command line).")]
 Host = Annotated[str | None, typer.Option("--host", help="Address to listen on.")]
 Port = Annotated[int | None, typer.Option("--port", help="Port to listen on.")]
 PublicHost = Annotated[str | None, typer.Option(

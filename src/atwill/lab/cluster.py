@@ -67,10 +67,10 @@ class Cluster:
         """`atwill init` for the controller host (it only writes files, so it runs here;
         on PostgreSQL it runs in the host, which reaches the database's host)."""
         state = self.state
-        argv = commands.init(ctl.state_dir, ctl.ip, overlay, state.database_url or None,
-                             state.cloud_host or None)
+        argv = commands.init(ctl.state_dir, ctl.ip, overlay, state.cloud_host or None)
         if state.database_url:
-            commands.run_in(hosts.namespace(ctl), argv, timeout=180)
+            env = {**os.environ, commands.DATABASE_URL_ENV: state.database_url}
+            commands.run_in(hosts.namespace(ctl), argv, timeout=180, env=env)
         else:
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
             if proc.returncode != 0:

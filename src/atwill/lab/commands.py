@@ -63,11 +63,13 @@ def parse(stdout: str) -> Any:
     return json.loads(stdout) if stdout.strip() else None
 
 
-def init(state_dir: str, host: str, overlay: str, database_url: str | None = None,
-         public_host: str | None = None) -> list[str]:
+DATABASE_URL_ENV = "ATWILL_DATABASE_URL"  # its password stays off command lines (/proc)
+
+
+def init(state_dir: str, host: str, overlay: str, public_host: str | None = None) -> list[str]:
+    """`atwill init`; a database URL goes in the environment (DATABASE_URL_ENV)."""
     return [ATWILL, "init", "--state-dir", state_dir, "--host", host,
             "--port", str(CONTROLLER_PORT), "--overlay", overlay,
-            *(["--database-url", database_url] if database_url else []),
             *(["--public-host", public_host] if public_host else [])]
 
 

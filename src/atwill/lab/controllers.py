@@ -14,6 +14,7 @@ shared storage docs/controllers.md asks for, standing in for an NFS mount.
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -97,8 +98,9 @@ def add_controller(lab: Lab, index: int, revert: Reverter, timeout: float) -> st
     hosts.create_host(state, host, revert)
     secret = Path(state.directory) / "bundle-passphrase"
     bundle = Path(state.directory) / f"{name}.bundle"
-    secret.write_text(secrets.token_urlsafe(24))
-    secret.chmod(0o600)
+    secret.unlink(missing_ok=True)
+    with os.fdopen(os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+        out.write(secrets.token_urlsafe(24))  # never readable by others, even briefly
     try:
         commands.run_in(hosts.namespace(first),
                         commands.export_bundle(first.state_dir, str(bundle), str(secret)))

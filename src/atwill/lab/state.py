@@ -103,7 +103,10 @@ class LabState:
     def save(self) -> None:
         """Write atomically: a crash never leaves a half-written lab.json."""
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        tmp.unlink(missing_ok=True)
+        # 0600: it may hold the lab database's password.
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+            out.write(json.dumps(self.to_dict(), indent=2) + "\n")
         os.replace(tmp, self.path)
 
     @classmethod
