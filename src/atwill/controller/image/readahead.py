@@ -1,4 +1,10 @@
-"""Image downloads read ahead: the next chunk is read in a thread while this one is sent."""
+"""Image downloads read ahead: the next chunk is read in a thread while this one is sent.
+
+Not sendfile: the controller's TLS is Python's ssl under asyncio/uvloop, which encrypts
+in user space through a memory BIO, so file pages must pass through the process anyway;
+kernel TLS would need a socket BIO and OP_ENABLE_KTLS (Python 3.12+), and uvicorn has no
+zero-copy send. Each chunk is read once (os.pread) and handed to the transport as is.
+"""
 
 from __future__ import annotations
 
