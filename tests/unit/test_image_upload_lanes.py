@@ -12,7 +12,7 @@ import pytest
 
 from atwill.controller.image import store
 from atwill.controller.image.store import ImageStore, Upload
-from atwill.core.errors import PayloadTooLarge
+from atwill.core.errors import PayloadTooLarge, ServiceUnavailable
 
 
 def begin(tmp_path: Path, limit: int = 1 << 30) -> Upload:
@@ -63,23 +63,46 @@ def test_data_past_the_limit_is_refused_before_it_is_queued(tmp_path: Path) -> N
     with pytest.raises(PayloadTooLarge):
         upload.feed(b"678901")
     assert len(upload.pending) == 2  # only the first batch: one job per lane
-    upload.abort()
+    upload.abort().result(5)
     assert not upload.temp.exists()
 
 
-def test_abort_waits_for_the_batch_in_flight_and_removes_the_file(tmp_path: Path) -> None:
+def test_abort_returns_at_once_and_the_file_goes_after_the_batch_in_flight(
+        tmp_path: Path) -> None:
+    """The event loop calls abort: it must not wait for a slow disk (every request of the
+    worker would); the write lane closes and removes the file once its batch ends."""
     upload = begin(tmp_path)
     held = HeldHash(upload.md5)
     upload.md5 = held  # type: ignore[assignment]
     for _ in range(3):
         upload.feed(b"x" * 8192)
-    aborting = threading.Thread(target=upload.abort)
-    aborting.start()
+    while not held.threads:  # the first batch is in flight, held
+        threading.Event().wait(0.01)
+    closing = upload.abort()
+    assert not closing.done() and upload.temp.exists()  # returned while the batch waits
     held.gate.set()
-    aborting.join(30)
-    assert not aborting.is_alive()
-    assert all(job.done() for job in upload.pending)
+    closing.result(30)
     assert upload.handle.closed and not upload.temp.exists()
+    jobs = list(upload.pending)  # md5+write, sha512, md5+write, ...: the held lane's rest
+    assert [jobs[2].cancelled(), jobs[4].cancelled()] == [True, True]
+
+
+def test_uploads_past_the_limit_are_refused_with_503_until_one_ends(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store, "_SLOTS", threading.BoundedSemaphore(2))
+    first, second = begin(tmp_path), ImageStore(tmp_path / "images").begin("other", 10)
+    with pytest.raises(ServiceUnavailable) as refused:
+        ImageStore(tmp_path / "images").begin("third", 10)
+    assert refused.value.headers == {"Retry-After": "5"}
+    assert sorted(p.name.split("-")[2] for p in (tmp_path / "images").iterdir()) == [
+        "image", "other"]  # the refused one left no file
+    first.abort().result(5)
+    second.complete()
+    third = ImageStore(tmp_path / "images").begin("third", 10)
+    third.abort().result(5)
+    fourth, fifth = (ImageStore(tmp_path / "images").begin(n, 10) for n in ("4", "5"))
+    for upload in (fourth, fifth):
+        upload.abort().result(5)
 
 
 def test_a_failed_write_is_raised_by_complete(tmp_path: Path) -> None:
@@ -88,7 +111,7 @@ def test_a_failed_write_is_raised_by_complete(tmp_path: Path) -> None:
     upload.feed(b"data" * 1024)
     with pytest.raises(ValueError, match="closed file"):
         upload.complete()
-    upload.abort()
+    assert upload.abort().done()  # the lanes were stopped: removed at once
     assert not upload.temp.exists()
 
 

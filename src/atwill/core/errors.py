@@ -57,6 +57,10 @@ class TooManyRequests(ApiError):
     status, title = 429, "Too Many Requests"
 
 
+class ServiceUnavailable(ApiError):
+    status, title = 503, "Service Unavailable"
+
+
 class NotImplementedByHost(ApiError):
     """What a host cannot tell (Nova's 501 from a virt driver without the call)."""
 
@@ -67,5 +71,5 @@ BY_STATUS: dict[int, type[ApiError]] = {
     cls.status: cls
     for cls in (BadRequest, Unauthorized, Forbidden, NotFound, MethodNotAllowed,
                 NotAcceptable, Conflict, PayloadTooLarge, RangeNotSatisfiable,
-                UnsupportedMediaType, TooManyRequests)
+                UnsupportedMediaType, TooManyRequests, ServiceUnavailable)
 }

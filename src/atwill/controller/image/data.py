@@ -70,8 +70,12 @@ async def store_body(ctl: Controller, request: Request, image_id: str,
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise (BadRequest("Invalid Content-Length.") if not declared.isdigit() else
                PayloadTooLarge(f"Image data exceeds the size limit of {limit} bytes."))
-    await run_in_threadpool(begin)
-    upload = ImageStore.of(ctl).begin(image_id, limit)
+    upload = ImageStore.of(ctl).begin(image_id, limit)  # before 'saving': it may refuse
+    try:
+        await run_in_threadpool(begin)
+    except BaseException:
+        upload.abort()
+        raise
     try:
         await receive(request, upload)
         await run_in_threadpool(inspect_upload, ctl, image_id, upload)
