@@ -94,8 +94,9 @@ class InstanceManager:
     def taps(self, instances: list[dict[str, Any]]) -> None:
         """Make every wanted instance's taps (the data plane plugs them in); drop the rest."""
         wanted = wanted_taps(instances)
-        tap.ensure(wanted)
-        prune_taps(set(wanted))
+        present = tap.links()  # read once for both: this runs before every start
+        tap.ensure(wanted, present=present)
+        prune_taps(set(wanted), present)
 
     def converge(self, instances: list[dict[str, Any]], destroy: Collection[str] = ()) -> None:
         """Start bringing each instance to what is wanted, each in its own lane: returns
@@ -399,9 +400,11 @@ def wanted_taps(instances: list[dict[str, Any]]) -> dict[str, int | None]:
             for inst in instances for nic in inst.get("nics", [])}
 
 
-def prune_taps(wanted: set[str]) -> list[str]:
-    """Remove every instance tap (by the naming rule) not wanted, started VM or not."""
-    stale = sorted(name for name in tap.links() if TAP_RULE.fullmatch(name)
+def prune_taps(wanted: set[str], present: Collection[str] | None = None) -> list[str]:
+    """Remove every instance tap (by the naming rule) not wanted, started VM or not;
+    `present`: the taps here (read now if not given)."""
+    stale = sorted(name for name in (tap.links() if present is None else present)
+                   if TAP_RULE.fullmatch(name)
                    and name not in wanted)
     for name in stale:
         tap.delete(name)

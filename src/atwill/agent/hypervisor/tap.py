@@ -25,9 +25,11 @@ def links(netns: str | None = None) -> dict[str, tuple[int, bool]]:
             for link in json.loads(out or "[]")}
 
 
-def ensure(wanted: dict[str, int | None], netns: str | None = None) -> None:
-    """Make each wanted tap (name -> MTU) that is missing, down or of another MTU."""
-    present = links(netns)
+def ensure(wanted: dict[str, int | None], netns: str | None = None,
+           present: dict[str, tuple[int, bool]] | None = None) -> None:
+    """Make each wanted tap (name -> MTU) that is missing, down or of another MTU;
+    `present`: what links() said just before (one `ip` run fewer)."""
+    present = links(netns) if present is None else present
     for name, mtu in wanted.items():
         have = present.get(name)
         if have is None or not have[1] or (mtu is not None and have[0] != mtu):
@@ -44,13 +46,14 @@ def create(name: str, bridge: str | None = None, mtu: int | None = None,
     """Make the tap (persistent, for QEMU to open), set its MTU, plug it into bridge, up."""
     if len(name) > IFNAMSIZ:
         raise ValueError(f"interface name {name!r} is longer than {IFNAMSIZ}")
-    if not exists(name, netns):
-        _ip(netns, "tuntap", "add", "dev", name, "mode", "tap")
-    if mtu is not None:
-        _ip(netns, "link", "set", "dev", name, "mtu", str(mtu))
-    if bridge is not None:
-        _ip(netns, "link", "set", "dev", name, "master", bridge)
-    _ip(netns, "link", "set", "dev", name, "up")
+    # Added first, asked only if that fails (an interface of that name is kept as it
+    # is): each `ip` run here is milliseconds on the way to a VM's start.
+    if _ip(netns, "tuntap", "add", "dev", name, "mode", "tap", check=False).returncode:
+        if not exists(name, netns):
+            _ip(netns, "tuntap", "add", "dev", name, "mode", "tap")  # raises, with ip's error
+    more = [*(["mtu", str(mtu)] if mtu is not None else []),
+            *(["master", bridge] if bridge is not None else [])]
+    _ip(netns, "link", "set", "dev", name, *more, "up")
 
 
 def delete(name: str, netns: str | None = None) -> None:
