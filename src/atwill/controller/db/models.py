@@ -21,6 +21,7 @@ from .compute import (
     Quota,
     QuotaClass,
 )
+from .controllers import ControllerRecord
 from .dashboard import DashboardSession
 from .fencing import FenceDevice, FenceEvent
 from .identity import (
@@ -90,4 +91,5 @@ __all__ = [
     "UsageEvent",
     "Migration",
     "Peer", "PeerImage", "PeerMapping", "PeerToken",
+    "ControllerRecord",
 ]
