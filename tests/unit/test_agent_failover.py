@@ -108,8 +108,9 @@ def test_agent_yaml_keeps_the_controllers_a_desired_state_lists(tmp_path: Path) 
     (tmp_path / "agent.yaml").write_text(yaml.safe_dump(old))  # before the list existed
     config = AgentConfig.load(tmp_path)
     assert config.controller_urls == ["https://a:8686"]
+    # (A list holding anything but https URLs is refused whole: test_agent_controller_urls.)
     config.cache_desired({"revision": 1, "controllers": ["https://a:8686/", "https://b:8686",
-                                                         "https://b:8686", 7, "ftp://c"]})
+                                                         "https://b:8686"]})
     assert AgentConfig.load(tmp_path).controller_urls == ["https://a:8686", "https://b:8686"]
     # An answer without the list (an older controller) keeps what the node knew.
     assert not config.learn_controllers(None)

@@ -5,14 +5,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ..core import controller_urls as urls_policy
 from ..core.restart_notice import DEFAULT_SECONDS as DEFAULT_RESTART_NOTICE
 
 DEFAULT_NODE_DIR = Path(os.environ.get("ATWILL_NODE_DIR", "/var/lib/atwill-node"))
+_saving = threading.Lock()  # one agent.yaml writer at a time (the agent's threads)
 
 
 @dataclasses.dataclass
@@ -76,7 +80,8 @@ class AgentConfig:
             data["storage_path"] = str(self.storage_path)
         if self.restart_notice != DEFAULT_RESTART_NOTICE:
             data["restart_notice"] = self.restart_notice
-        write_private(self.state_dir / "agent.yaml", yaml.safe_dump(data).encode())
+        with _saving:
+            write_durable(self.state_dir / "agent.yaml", yaml.safe_dump(data).encode())
 
     @classmethod
     def load(cls, state_dir: Path) -> AgentConfig:
@@ -102,9 +107,11 @@ class AgentConfig:
         self.learn_controllers(desired.get("controllers"))
 
     def learn_controllers(self, urls: Any) -> bool:
-        """Keep the controllers a desired state lists (saved when they changed); an
-        answer without any (an older controller) keeps what the node knew."""
-        listed = _urls(urls) if isinstance(urls, list) else []
+        """Keep the controllers a desired state lists (saved when they changed). An answer
+        without any (an older controller), an empty list, or one that is too long or
+        holds anything but https URLs (core/controller_urls.accepted) keeps what the
+        node knew: the node is never left without a controller."""
+        listed = urls_policy.accepted(urls)
         if not listed or listed == self.controller_urls:
             return False
         self.controller_urls = listed
@@ -122,6 +129,27 @@ def _urls(urls: list[Any]) -> list[str]:
             if url not in seen:
                 seen.append(url)
     return seen
+
+
+def write_durable(path: Path, data: bytes) -> None:
+    """Replace a file readable by root only, atomically and durably: a reader (or a crash)
+    sees the old file or the new one whole, never a mix, even with two writers."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # the rename itself survives a power cut
+    finally:
+        os.close(directory)
 
 
 def write_private(path: Path, data: bytes) -> None:
