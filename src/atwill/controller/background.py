@@ -23,7 +23,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from . import revision_signal
+from . import controllers, revision_signal
 from .cluster.overlay_runner import OverlayRunner
 from .context import Controller
 from .db.base import utcnow
@@ -94,7 +94,8 @@ async def lead(ctl: Controller) -> None:
         fd = _try_lock_or_say(path)
     log.info("worker %d runs the background loops (node monitor%s)", os.getpid(),
              "" if ctl.settings.overlay == "none" else ", overlay")
-    tasks = [asyncio.create_task(monitor(ctl), name="node-monitor")]
+    tasks = [asyncio.create_task(monitor(ctl), name="node-monitor"),
+             asyncio.create_task(controllers.keep_registered(ctl), name="controllers")]
     if ctl.settings.overlay != "none":
         tasks.append(asyncio.create_task(OverlayRunner(ctl).run(), name="overlay"))
     try:

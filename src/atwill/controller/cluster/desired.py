@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from ...core import overlay
 from ...core.volume_placement import storage_of
 from ..context import Controller
+from ..controllers import listed as listed_controllers
 from ..db.models import Node
 from ..ha.lease import desired_block
 from ..ha.monitor import stale_copies
@@ -38,8 +39,9 @@ def desired_state(session: Session, ctl: Controller, node: Node) -> dict[str, An
         "enabled": node.enabled, "heartbeat_interval": settings.heartbeat_interval,
         # Where the node fetches images: the API through the overlay, not the underlay.
         "controller_overlay_url": settings.overlay_url,
-        # Every controller of the cloud: the agent fails over between them.
-        "controllers": settings.controllers,
+        # Every live controller of the cloud (registered, and configured): the agent
+        # fails over between them.
+        "controllers": listed_controllers(session, settings),
         "overlay": {
             "kind": settings.overlay, "address": node.overlay_ip,
             "prefix": overlay.prefix_length(settings.overlay_cidr),
