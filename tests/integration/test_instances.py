@@ -342,23 +342,33 @@ def test_an_aborted_live_migration_leaves_the_guest_running_on_its_source(
     finally:
         _throttle(lab, source, target, None)
     assert (shown["status"], shown["OS-EXT-SRV-ATTR:host"]) == ("ACTIVE", source), shown
-    # The same guest runs on where it was (not paused: it goes on counting).
-    last = _ticks(console(lab, "stays"))[-1][0]
-    lab.wait_for(lambda: _ticks(console(lab, "stays"))[-1][0] > last + 1, 30,
-                 "the guest counting on its source")
-    assert {b for _, b in _ticks(console(lab, "stays"))} == {boot}
+    _counts_on(lab, "stays", boot)
     # Nothing of it is left on the destination: no files, no QEMU, no tap.
-    state = Path(lab.host(target).state_dir)
+    _holds_nothing(lab, target, vm["id"], 30)
+    lab.openstack("server", "delete", "--wait", "stays")
+
+
+def _counts_on(lab: Lab, name: str, boot: str) -> None:
+    """The same guest (boot) runs where it was, not paused: it goes on counting."""
+    last = _ticks(console(lab, name))[-1][0]
+    lab.wait_for(lambda: _ticks(console(lab, name))[-1][0] > last + 1, 30,
+                 "the guest counting on its source")
+    assert {b for _, b in _ticks(console(lab, name))} == {boot}
+
+
+def _holds_nothing(lab: Lab, host: str, vm_id: str, timeout: float,
+                   ports: frozenset[int] | set[int] = frozenset()) -> None:
+    """host keeps nothing of the server: no files, no QEMU, no tap, none of ports open."""
+    state = Path(lab.host(host).state_dir)
 
     def left_nothing() -> bool:
-        others = _vms_left(lab, target)
-        return (not (state / "instances" / vm["id"]).exists()
-                and sum(1 for p in host_processes(lab, target) if p.startswith("qemu"))
-                == others and lab.exec(target, "ip", "-o", "link").stdout.count("tap")
-                == others)
+        others = _vms_left(lab, host)
+        return (not (state / "instances" / vm_id).exists()
+                and sum(1 for p in host_processes(lab, host) if p.startswith("qemu"))
+                == others and lab.exec(host, "ip", "-o", "link").stdout.count("tap")
+                == others and not (ports and ports & _listening(lab, host)))
 
-    lab.wait_for(left_nothing, 30, f"{target} to hold nothing of the server")
-    lab.openstack("server", "delete", "--wait", "stays")
+    lab.wait_for(left_nothing, timeout, f"{host} to hold nothing of the server")
 
 
 def _listening(lab: Lab, host: str) -> set[int]:
@@ -412,22 +422,10 @@ def test_killing_the_destination_agent_mid_migration_leaves_the_guest_on_its_sou
     shown = wait_status(lab, "orphan", "ACTIVE")
     assert (shown["OS-EXT-SRV-ATTR:host"], shown.get("OS-EXT-STS:task_state")) == (
         source, None), shown
-    last = _ticks(console(lab, "orphan"))[-1][0]
-    lab.wait_for(lambda: _ticks(console(lab, "orphan"))[-1][0] > last + 1, 30,
-                 "the guest counting on its source")
-    assert {b for _, b in _ticks(console(lab, "orphan"))} == {boot}
+    _counts_on(lab, "orphan", boot)
     # Once its agent is back, the destination holds nothing of it: no QEMU, no disk, no
     # export, no tap; and the node is up again for the module's next tests.
-    state = Path(lab.host(target).state_dir)
-
-    def left_nothing() -> bool:
-        others = _vms_left(lab, target)
-        return (not (state / "instances" / vm["id"]).exists()
-                and sum(1 for p in host_processes(lab, target) if p.startswith("qemu"))
-                == others and lab.exec(target, "ip", "-o", "link").stdout.count("tap")
-                == others and not ports & _listening(lab, target))
-
-    lab.wait_for(left_nothing, 60, f"{target} to hold nothing of the server")
+    _holds_nothing(lab, target, vm["id"], 60, ports)
     lab.wait_for(lambda: lab.openstack("compute", "service", "list", "--host", target,
                                        "-f", "json")[0]["State"] == "up", 60,
                  f"{target} up again")
