@@ -32,9 +32,11 @@ WINDOW = dt.timedelta(seconds=30)  # a row older than this is a controller gone
 
 
 def register(session: Session, url: str, now: dt.datetime | None = None) -> bool:
-    """Record that the controller at url is alive now; True if it was not listed before
-    (then every node is told)."""
+    """Record that the controller at url is alive now; True if it was not listed before.
+    Every node is then told, unless no other controller is live: alone, a controller
+    already lists itself (controller_urls.merged), so the list does not change."""
     now = now or utcnow()
+    others = [u for u in live(session, now) if u != url]
     row = session.scalar(select(ControllerRecord).where(ControllerRecord.public_url == url))
     if row is None:
         session.add(ControllerRecord(public_url=url, started_at=now, last_seen=now))
@@ -44,7 +46,7 @@ def register(session: Session, url: str, now: dt.datetime | None = None) -> bool
         if appeared:
             row.started_at = now
         row.last_seen = max(row.last_seen, now)
-    if appeared:
+    if appeared and others:
         bump(session)
     return appeared
 
