@@ -218,3 +218,15 @@ def test_patch_tags_and_properties(client: httpx.Client) -> None:
     body = resp.json()
     assert sorted(body["tags"]) == ["a", "b"] and "p" not in body
     assert body["q"] == "2" and body["min_disk"] == 3
+
+
+def test_info_import_and_stores(client: httpx.Client, cloud: Cloud) -> None:
+    # No interoperable import methods (upload only), one store: Glance's answers.
+    resp = client.get("/v2/info/import")
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == {"import-methods": {"description": "Import methods available.",
+                                              "type": "array", "value": []}}
+    stores = client.get("/v2/info/stores")
+    assert stores.status_code == 404 and stores.json()["error"]["message"]
+    with cloud.http() as http:
+        assert http.get("/image/v2/info/import").status_code == 401

@@ -138,3 +138,35 @@ def test_validator_catches_extras() -> None:
     assert errors({"a": 1}, member) == ["/a: 1 is not of type ['string']"]
     image = {"properties": {}, "additionalProperties": {"type": "string"}}
     assert errors({"p": None}, image) == ["/p: None is not of type ['string']"]
+
+
+# Each metadefs schema Glance serves, and the name inside it (what Tempest checks).
+METADEF_NAMES = {"namespace": "namespace", "namespaces": "namespaces",
+                 "resource_type": "resource_type_association",
+                 "resource_types": "resource_type_associations", "object": "object",
+                 "objects": "objects", "property": "property", "properties": "properties",
+                 "tag": "tag", "tags": "tags"}
+
+
+def test_metadef_schemas_have_glances_shape(client: httpx.Client) -> None:
+    served = {}
+    for path, name in METADEF_NAMES.items():
+        resp = client.get(f"/v2/schemas/metadefs/{path}")
+        assert resp.status_code == 200, (path, resp.text)
+        served[path] = resp.json()
+        assert served[path]["name"] == name
+    assert served["namespace"]["required"] == ["namespace"]
+    assert served["namespace"]["additionalProperties"] is False
+    assert "property" in served["namespace"]["definitions"]
+    # Collections hold their members (properties by name) with the definitions on top.
+    assert served["namespaces"]["properties"]["namespaces"]["items"]["name"] == "namespace"
+    assert "definitions" in served["namespaces"]
+    assert "definitions" not in served["namespaces"]["properties"]["namespaces"]["items"]
+    keyed = served["properties"]["properties"]["properties"]["additionalProperties"]
+    assert keyed["required"] == ["type", "title"]
+    assert served["property"]["required"] == ["type", "title", "name"]
+    doc = {"namespace": "OS::Compute::Quota", "display_name": "Quota", "visibility": "public",
+           "protected": True, "tags": [{"name": "t"}], "created_at": "2026-01-01T00:00:00Z"}
+    assert errors(doc, served["namespace"]) == []
+    assert errors({**doc, "visibility": "shared"}, served["namespace"]) != []
+    assert client.get("/v2/schemas/metadefs/nothing").status_code == 404

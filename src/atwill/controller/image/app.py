@@ -9,7 +9,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..context import Controller
 from ..service import make_service_app
-from . import data, images, listing, members, schemas, store, tags, versions
+from . import data, images, info, listing, members, schemas, store, tags, versions
 from .common import image_error
 
 log = logging.getLogger("atwill.image")
@@ -17,7 +17,7 @@ log = logging.getLogger("atwill.image")
 
 def create(ctl: Controller) -> FastAPI:
     app = make_service_app(ctl, image_error)
-    for module in (versions, schemas, listing, images, data, tags, members):
+    for module in (versions, schemas, info, listing, images, data, tags, members):
         app.include_router(module.router)
     return app
 

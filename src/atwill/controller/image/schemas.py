@@ -14,6 +14,7 @@ from fastapi import APIRouter
 
 from ...core import imageattrs
 from ...core.errors import NotFound
+from . import metadef_schemas
 
 router = APIRouter()
 
@@ -99,3 +100,10 @@ def schema_get(name: str) -> dict:
     if name not in SCHEMAS:
         raise NotFound(f"No schema named {name}.")
     return SCHEMAS[name]
+
+
+@router.get("/v2/schemas/metadefs/{name}")
+def metadef_schema_get(name: str) -> dict:
+    if name not in metadef_schemas.SCHEMAS:
+        raise NotFound(f"No schema named metadefs/{name}.")
+    return metadef_schemas.SCHEMAS[name]
