@@ -25,7 +25,7 @@ POSTGRES_MODULES = frozenset({
     "test_compute_aggregates", "test_network_security", "test_usage_events",
     "test_join_aggregates", "test_dashboard_session",
     "test_image_upload",
-    "test_controller_workers", "test_server_group_race",
+    "test_controller_workers", "test_server_group_race", "test_controller_registry",
 })
 
 
