@@ -82,9 +82,9 @@ def add(bundle_file: Annotated[Path, typer.Option("--bundle", help="From export-
     changes += write_credentials(conf, admin_password(conf))
     for change in changes:
         console.print(f"  {change}", highlight=False)
-    console.print(f"Controllers: {urls}. Add {conf.public_url} to controller_urls on the "
-                  "others too (atwill.yaml, then restart them), and run 'atwill serve' "
-                  "here.", highlight=False)
+    console.print(f"Controllers: {urls}. Run 'atwill serve' here: this controller "
+                  "registers itself in the shared database and every node learns it "
+                  "within seconds (nothing to change on the others).", highlight=False)
 
 
 def _save_urls(conf, urls: str) -> list[str]:  # noqa: ANN001 - config.Settings
