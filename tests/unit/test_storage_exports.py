@@ -26,8 +26,8 @@ def _values(argv: list[str], option: str) -> list[str]:
 def test_the_daemon_admits_only_the_client_node_over_tls() -> None:
     argv = daemon_argv(EXPORT, Path("/v/x.qcow2"), Path("/v/.exports/k"))
     objects = _values(argv, "--object")
-    assert "tls-creds-x509,id=tls0,dir=/v/.exports/k/tls,endpoint=server,verify-peer=on" \
-        in objects
+    assert "tls-creds-x509,id=tls0,dir=/v/.exports/k/tls,endpoint=server,verify-peer=on," \
+        f"priority={exports.TLS_PRIORITY}" in objects
     assert "authz-simple,id=authz0,identity=CN=compute-1" in objects
     assert _values(argv, "--nbd-server") == [
         "addr.type=inet,addr.host=10.99.0.3,addr.port=10811,tls-creds=tls0,tls-authz=authz0"]
@@ -36,6 +36,16 @@ def test_the_daemon_admits_only_the_client_node_over_tls() -> None:
     # Without any capability, and never able to get one back.
     assert argv[:argv.index("qemu-storage-daemon")] == exports.NO_CAPS
     assert "--no-new-privs" in argv and "--bounding-set=-all" in argv
+
+
+def test_the_export_picks_aes_gcm_first_for_every_client() -> None:
+    """Its order, not the client's: a PSK session would otherwise take ChaCha20 (GnuTLS
+    cannot pair an external PSK with AES-256-GCM's SHA-384), half as fast on AES-NI."""
+    words = exports.TLS_PRIORITY.split(":")
+    assert words[:2] == ["NORMAL", "%SERVER_PRECEDENCE"]
+    ciphers = [w for w in words if w.startswith("+")]
+    assert ciphers[0] == "+AES-128-GCM" and "-CIPHER-ALL" in words
+    assert "," not in exports.TLS_PRIORITY  # one QEMU option value
 
 
 def test_commas_in_paths_do_not_end_an_option() -> None:
@@ -130,7 +140,8 @@ def test_an_export_for_attachment_keys_admits_those_keys_alone() -> None:
     assert keys == (f"atwill-att-a:{'a' * 64}", f"atwill-att-b:{'b' * 64}")
     argv = daemon_argv(replace(EXPORT, psk=keys), Path("/v/x.qcow2"), Path("/v/.exports/k"))
     assert _values(argv, "--object") == [
-        "tls-creds-psk,id=tls0,dir=/v/.exports/k/tls,endpoint=server"]
+        f"tls-creds-psk,id=tls0,dir=/v/.exports/k/tls,endpoint=server,"
+        f"priority={exports.TLS_PRIORITY}"]
     assert _values(argv, "--nbd-server") == [
         "addr.type=inet,addr.host=10.99.0.3,addr.port=10811,tls-creds=tls0"]
     assert exports.psk_lines(None) == ()
