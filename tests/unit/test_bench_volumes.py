@@ -26,3 +26,19 @@ def test_a_failed_run_is_an_error() -> None:
     assert bv.timed([sys.executable, "-c", "import sys; sys.stdin.read()"], "quit\n") < 30
     with pytest.raises(RuntimeError, match="boom"):
         bv.timed([sys.executable, "-c", "import sys; sys.exit('boom')"], "")
+
+
+def test_both_sides_run_with_the_same_cache_mode() -> None:
+    targets = {"local": ["qemu-io", "-f", "qcow2", "/x"], "export": ["qemu-io", "--image-opts"]}
+    assert bv.cached(targets, "writeback") == {
+        "local": ["qemu-io", "-t", "writeback", "-f", "qcow2", "/x"],
+        "export": ["qemu-io", "-t", "writeback", "--image-opts"]}
+    assert bv.MODES == ("writeback", "writethrough")
+
+
+def test_writethrough_runs_the_write_cases_with_fewer_small_requests() -> None:
+    assert [(c[0], n) for c, n in bv.cases("writeback", 256)] == [
+        ("seq-read", 256), ("seq-write", 256), ("4k-read", bv.SMALL_REQUESTS),
+        ("4k-write", bv.SMALL_REQUESTS)]
+    assert [(c[0], n) for c, n in bv.cases("writethrough", 256)] == [
+        ("seq-write", 256), ("4k-write", bv.SMALL_WRITETHROUGH)]
