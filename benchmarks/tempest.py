@@ -103,6 +103,10 @@ ipv6 = False
 api_extensions = all
 [validation]
 run_validation = False
+[oslo_concurrency]
+# Tempest's default, /tmp/tempest-lock, keeps the account allocations of a killed run: the
+# same accounts (same hashes) then stay taken and whole test classes fail in setUpClass.
+lock_path = {accounts.parent}/lock
 """
 
 
