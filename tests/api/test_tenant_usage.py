@@ -122,6 +122,10 @@ def test_refusals(cloud: Cloud, projects: tuple[str, str]) -> None:
                                 headers={"OpenStack-API-Version": "compute 2.40"})
         for resp in (backwards, garbage, marker):
             assert resp.status_code == 400 and resp.json()["badRequest"]["message"]
+        with cloud.http(cloud.token()) as client:
+            # An empty project id (Tempest's negative test) is a 404, never the list.
+            empty = client.get(f"{V}/", params=WINDOW)
+        assert empty.status_code == 404 and empty.json()["itemNotFound"]["message"]
         with cloud.http(cloud.token(user)) as client:
             own = client.get(f"{V}/{projects[1]}", params=WINDOW)
             assert own.status_code == 200 and own.json()["tenant_usage"]["total_hours"] > 0

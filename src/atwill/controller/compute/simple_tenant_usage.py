@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from sqlalchemy import or_, select
 
 from ...core import tenant_usage
+from ...core.errors import NotFound
 from ...core.microversion import Version
 from ...core.policy import Credentials
 from ..db.base import utcnow
@@ -33,6 +34,13 @@ def tenant_usages_get(request: Request, creds: Credentials = Depends(caller),
     records, more = _records(request, version, start, stop, None, "tenant_usages_links")
     usages = tenant_usage.by_project(records, start, stop, now, detailed)
     return {"tenant_usages": usages, **more}
+
+
+@router.get(BASE + "/")
+def tenant_usage_empty_get(creds: Credentials = Depends(caller)) -> dict:
+    """A show with an empty project id is Nova's 404, not (via a slash redirect) the list."""
+    authorize(creds, "compute:simple_tenant_usage:show", project_id=creds.project_id)
+    raise NotFound("No project id was given in the URL.")
 
 
 @router.get(BASE + "/{project_id}")
