@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import delete
 
 from atwill.controller.db.compute import Node
+from atwill.controller.db.servers import Instance
 from atwill.controller.db.session import Database
 from tests.cloud import Cloud, unique
 
@@ -140,6 +141,57 @@ def test_cli(cloud: Cloud, nodes: list[Node]) -> None:
     assert {"Zone Name": "nova", "Zone Status": "available"} in zones
     long = cloud.openstack("availability", "zone", "list", "--long", "-f", "json")
     assert any(z["Host Name"] == a.name for z in long)
+
+
+def test_hosts(cloud: Cloud, nodes: list[Node]) -> None:
+    """os-hosts (until 2.42, what `openstack host list/show/set` use) over the nodes."""
+    a, b = nodes
+    hosts = "/compute/v2.1/os-hosts"
+    db = Database(cloud.db_url())
+    rows = [Instance(name=unique("h"), project_id=p, user_id="u", vcpus=2, memory_mb=512,
+                     disk_gb=5, flavor={"ephemeral": 1}, vm_state="active", node_id=a.id)
+            for p in ("proj-b", "proj-a", "proj-a")]
+    with db.session() as session:
+        session.add_all(rows)
+    try:
+        with cloud.http(cloud.token()) as client:
+            listed = client.get(hosts).json()["hosts"]
+            zoned = client.get(hosts, params={"zone": b.availability_zone}).json()["hosts"]
+            shown = client.get(f"{hosts}/{a.name}").json()["host"]
+            off = client.put(f"{hosts}/{a.name}", json={"status": "Disable"})
+            node_off = client.get("/compute/v2.1/os-services", params={"host": a.name})
+            on = client.put(f"{hosts}/{a.name}", json={"status": "enable"})
+            refused = [client.put(f"{hosts}/{a.name}", json=body).status_code for body in (
+                {}, {"status": "eNable"}, {"status": "on"}, {"status": "enable", "x": 1})]
+            maintenance = client.put(f"{hosts}/{a.name}", json={"maintenance_mode": "enable"})
+            power = client.get(f"{hosts}/{a.name}/reboot")
+            missing = [client.get(f"{hosts}/no-such-host").status_code,
+                       client.get(f"{hosts}/no-such-host/startup").status_code,
+                       client.put(f"{hosts}/no-such-host", json={"status": "enable"}).status_code,
+                       client.get(hosts, headers=mv("2.43")).status_code]
+    finally:
+        with db.session() as session:
+            session.execute(delete(Instance).where(Instance.id.in_([r.id for r in rows])))
+        db.dispose()
+    assert {"host_name": a.name, "service": "compute", "zone": "nova"} in listed
+    assert zoned == [{"host_name": b.name, "service": "compute",
+                      "zone": b.availability_zone}]
+    by_project = {r["resource"]["project"]: r["resource"] for r in shown}
+    assert [r["resource"]["project"] for r in shown] == [
+        "(total)", "(used_now)", "(used_max)", "proj-a", "proj-b"]
+    assert by_project["(total)"] == {"host": a.name, "project": "(total)", "cpu": 16,
+                                     "memory_mb": 32768, "disk_gb": 100}
+    assert (by_project["(used_now)"]["cpu"], by_project["(used_now)"]["disk_gb"]) == (4, 10)
+    assert by_project["(used_max)"]["cpu"] == 6 and by_project["(used_max)"]["disk_gb"] == 18
+    assert by_project["proj-a"]["memory_mb"] == 1024
+    assert off.json() == {"host": a.name, "status": "disabled"}
+    assert node_off.json()["services"][0]["status"] == "disabled"
+    assert on.json() == {"host": a.name, "status": "enabled"}
+    assert refused == [400, 400, 400, 400]
+    assert maintenance.status_code == 501 and power.status_code == 501
+    assert missing == [404, 404, 404, 404]
+    assert {"Host Name": a.name, "Service": "compute", "Zone": "nova"} in cloud.openstack(
+        "host", "list", "-f", "json")
 
 
 def test_delete_service_removes_the_node(cloud: Cloud) -> None:

@@ -10,6 +10,7 @@ from . import (
     extra_specs,
     flavor_access,
     flavors,
+    hosts,
     hypervisors,
     instance_actions,
     keypairs,
@@ -30,7 +31,7 @@ from . import (
 from .common import Microversions, nova_error
 
 MODULES = (versions, flavors, flavor_access, extra_specs, keypairs, quotas, limits,
-           availability_zones, services, hypervisors, aggregates, servers, server_actions,
+           availability_zones, services, hypervisors, hosts, aggregates, servers, server_actions,
            server_extras, server_groups, server_security_groups, server_tags,
            server_volumes, instance_actions, simple_tenant_usage, server_migrations)
 
