@@ -111,7 +111,7 @@ class Storage:
         pidfile = self.root / f"qsd-{port}.pid"
         if psk is None:
             tls = ["--object", f"tls-creds-x509,id=tls0,dir={self.server_dir(ca_dir)},"
-                               "endpoint=server,verify-peer=on",
+                               f"endpoint=server,verify-peer=on,priority={exports.TLS_PRIORITY}",
                    "--object", f"authz-simple,id=authz0,identity=CN={CLIENT_CN}",
                    "--nbd-server", f"addr.type=inet,addr.host={STORAGE},addr.port={port},"
                                    "tls-creds=tls0,tls-authz=authz0"]
@@ -122,8 +122,11 @@ class Storage:
             keys.mkdir(parents=True, mode=0o700)
             (keys / "keys.psk").write_text(export.psk[0] + "\n")
             argv = exports.daemon_argv(export, image, keys.parent)
-            tls = argv[argv.index("--object"):argv.index("--object") + 2] + \
-                argv[argv.index("--nbd-server"):argv.index("--nbd-server") + 2]
+            # Its own listening socket (exports.LISTEN_FD) is made by the agent, outside
+            # this namespace: here the daemon binds the address itself.
+            tls = argv[argv.index("--object"):argv.index("--object") + 2] + [
+                "--nbd-server", f"addr.type=inet,addr.host={STORAGE},addr.port={port},"
+                                "tls-creds=tls0"]
         run(["ip", "netns", "exec", self.netns, "qemu-storage-daemon",
              "--blockdev", f"driver=file,filename={image},node-name=file0",
              "--blockdev", "driver=qcow2,file=file0,node-name=vol0", *tls,

@@ -27,7 +27,7 @@ def test_the_export_authorises_exactly_the_client_nodes_dn() -> None:
             client_dn(bad)
     argv = daemon_argv(EXPORT, Path("/v/vol"), Path("/e/x"))
     assert "authz-simple,id=authz0,identity=CN=node-a" in argv
-    server = next(a for a in argv if a.startswith("addr.type=inet"))
+    server = next(a for a in argv if a.startswith("addr.type=fd"))
     assert "tls-creds=tls0" in server and "tls-authz=authz0" in server
     assert any("endpoint=server,verify-peer=on" in a for a in argv)
 

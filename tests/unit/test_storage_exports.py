@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def test_the_daemon_admits_only_the_client_node_over_tls() -> None:
         f"priority={exports.TLS_PRIORITY}" in objects
     assert "authz-simple,id=authz0,identity=CN=compute-1" in objects
     assert _values(argv, "--nbd-server") == [
-        "addr.type=inet,addr.host=10.99.0.3,addr.port=10811,tls-creds=tls0,tls-authz=authz0"]
+        "addr.type=fd,addr.str=3,tls-creds=tls0,tls-authz=authz0"]
     assert _values(argv, "--export") == [
         f"type=nbd,id=exp0,node-name=vol0,name={EXPORT.volume_id},writable=on"]
     # Without any capability, and never able to get one back.
@@ -46,6 +47,19 @@ def test_the_export_picks_aes_gcm_first_for_every_client() -> None:
     ciphers = [w for w in words if w.startswith("+")]
     assert ciphers[0] == "+AES-128-GCM" and "-CIPHER-ALL" in words
     assert "," not in exports.TLS_PRIORITY  # one QEMU option value
+
+
+def test_the_daemon_listens_with_nagle_off_for_every_client() -> None:
+    """The socket handed to the daemon (exports.LISTEN_FD) has TCP_NODELAY, and so has
+    each connection it accepts: QEMU 7.2's NBD server sets no option of its own."""
+    with exports.listener("127.0.0.1", 0) as sock:
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        with socket.create_connection(sock.getsockname()[:2], timeout=5):
+            accepted, _ = sock.accept()
+            with accepted:
+                assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    with exports.listener("127.0.0.1", 0) as busy, pytest.raises(OSError):
+        exports.listener("127.0.0.1", busy.getsockname()[1])
 
 
 def test_commas_in_paths_do_not_end_an_option() -> None:
@@ -143,7 +157,7 @@ def test_an_export_for_attachment_keys_admits_those_keys_alone() -> None:
         f"tls-creds-psk,id=tls0,dir=/v/.exports/k/tls,endpoint=server,"
         f"priority={exports.TLS_PRIORITY}"]
     assert _values(argv, "--nbd-server") == [
-        "addr.type=inet,addr.host=10.99.0.3,addr.port=10811,tls-creds=tls0"]
+        "addr.type=fd,addr.str=3,tls-creds=tls0"]
     assert exports.psk_lines(None) == ()
     for bad in ("atwill-att-a", [f"a:{'A' * 64}"], [f"a b:{'a' * 64}"], ["x:1234"], [1]):
         with pytest.raises(ValueError, match="identity:hexkey"):

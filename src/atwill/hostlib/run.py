@@ -92,13 +92,16 @@ class ChildProcess:
         return pid if alive(pid) and self.marker in _argv(pid) else None
 
     def start(self, args: Sequence[str], logfile: Path,
-              env: Mapping[str, str] | None = None) -> int:
-        """Start args in a new session with output to logfile, and write the pidfile."""
+              env: Mapping[str, str] | None = None,
+              fds: Mapping[int, int] | None = None) -> int:
+        """Start args in a new session with output to logfile, and write the pidfile;
+        fds maps descriptor numbers in the child to ours it inherits (as dup2 does)."""
         full_env = {**os.environ, **(env or {})}
-        actions = [
+        actions: list[tuple] = [
             (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
             (os.POSIX_SPAWN_OPEN, 1, str(logfile), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
             (os.POSIX_SPAWN_DUP2, 1, 2),
+            *((os.POSIX_SPAWN_DUP2, ours, theirs) for theirs, ours in (fds or {}).items()),
         ]
         try:
             # posix_spawn leaves no Popen object behind whose finaliser would warn while the
