@@ -138,3 +138,20 @@ def test_quota_and_limits_shapes(cloud: Cloud, version: str, present: set,
     assert ("maxTotalFloatingIps" in absolute) == (version == "2.1")
     assert ("maxPersonality" in absolute) == (version != "2.57")
     assert limits["limits"]["rate"] == []
+
+
+def test_extensions_list_what_is_served(cloud: Cloud) -> None:
+    """Nova v2.1's compatibility list of extensions: the served ones, Nova's names."""
+    with cloud.http(cloud.token()) as client:
+        listed = client.get("/compute/v2.1/extensions")
+        hosts = client.get("/compute/v2.1/extensions/os-hosts")
+        unserved = client.get("/compute/v2.1/extensions/os-consoles")
+    assert listed.status_code == 200
+    keys = {"name", "alias", "description", "namespace", "updated", "links"}
+    assert all(set(ext) == keys for ext in listed.json()["extensions"])
+    assert hosts.json()["extension"]["name"] == "Hosts"
+    assert hosts.json()["extension"]["updated"] == "2014-12-03T00:00:00Z"
+    assert unserved.status_code == 404 and unserved.json()["itemNotFound"]["message"]
+    shown = cloud.openstack("extension", "list", "--compute", "-f", "json")
+    assert {"Name": "Keypairs", "Alias": "os-keypairs",
+            "Description": "Keypair Support."} in shown

@@ -104,6 +104,7 @@ RULES: dict[str, str] = {
     "compute:quota_classes:show": "any", "compute:quota_classes:update": "admin",
     "compute:limits": "reader", "compute:limits:other_project": "admin",
     "compute:availability_zone:list": "any", "compute:availability_zone:detail": "admin",
+    "compute:extensions:list": "any",
     "compute:services:list": "admin", "compute:services:update": "admin",
     "compute:services:delete": "admin",
     "compute:hypervisors:list": "admin", "compute:hypervisors:show": "admin",

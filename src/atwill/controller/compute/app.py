@@ -7,6 +7,7 @@ from ..service import make_service_app
 from . import (
     aggregates,
     availability_zones,
+    extensions,
     extra_specs,
     flavor_access,
     flavors,
@@ -30,7 +31,7 @@ from . import (
 )
 from .common import Microversions, nova_error
 
-MODULES = (versions, flavors, flavor_access, extra_specs, keypairs, quotas, limits,
+MODULES = (versions, extensions, flavors, flavor_access, extra_specs, keypairs, quotas, limits,
            availability_zones, services, hypervisors, hosts, aggregates, servers, server_actions,
            server_extras, server_groups, server_security_groups, server_tags,
            server_volumes, instance_actions, simple_tenant_usage, server_migrations)
