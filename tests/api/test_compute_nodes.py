@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import delete
@@ -157,6 +158,9 @@ def test_hosts(cloud: Cloud, nodes: list[Node]) -> None:
         with cloud.http(cloud.token()) as client:
             listed = client.get(hosts).json()["hosts"]
             zoned = client.get(hosts, params={"zone": b.availability_zone}).json()["hosts"]
+            blank = client.get(hosts, params={"zone": ""}).json()["hosts"]
+            internal = client.get(hosts, params={"zone": "internal"}).json()["hosts"]
+            client_404 = client.get(f"{hosts}/{urlsplit(cloud.url).hostname}").status_code
             shown = client.get(f"{hosts}/{a.name}").json()["host"]
             off = client.put(f"{hosts}/{a.name}", json={"status": "Disable"})
             node_off = client.get("/compute/v2.1/os-services", params={"host": a.name})
@@ -174,6 +178,11 @@ def test_hosts(cloud: Cloud, nodes: list[Node]) -> None:
             session.execute(delete(Instance).where(Instance.id.in_([r.id for r in rows])))
         db.dispose()
     assert {"host_name": a.name, "service": "compute", "zone": "nova"} in listed
+    controller = urlsplit(cloud.url).hostname
+    assert {"host_name": controller, "service": "scheduler", "zone": "internal"} in listed
+    assert blank == listed and {"host_name": controller, "service": "conductor",
+                                "zone": "internal"} in internal
+    assert client_404 == 404  # a controller is no compute host to show
     assert zoned == [{"host_name": b.name, "service": "compute",
                       "zone": b.availability_zone}]
     by_project = {r["resource"]["project"]: r["resource"] for r in shown}

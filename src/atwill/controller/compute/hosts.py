@@ -1,10 +1,12 @@
 """/os-hosts (removed at 2.43, still what `openstack host list/show/set` call): the compute
-nodes as hosts; a host's resources per project; enable/disable; no maintenance or power."""
+nodes and the live controllers (conductor, scheduler) as hosts; a compute host's resources
+per project; enable/disable; no maintenance mode or power actions."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy import select
@@ -13,6 +15,7 @@ from sqlalchemy.orm import Session
 from ...core.errors import BadRequest, NotFound, NotImplementedByHost
 from ...core.microversion import Version
 from ...core.policy import Credentials
+from .. import controllers
 from ..db.compute import Node
 from ..db.servers import Instance
 from ..service import authorize, caller, controller, json_body
@@ -24,6 +27,7 @@ BASE = "/v2.1/os-hosts"
 LAST = "2.42"
 SWITCH = {"enable", "disable"}  # Nova accepts these in lower, Title and UPPER case
 POWER_ACTIONS = ("startup", "shutdown", "reboot")
+INTERNAL = "internal"  # Nova's zone of services that are not nova-compute
 
 
 @router.get(BASE)
@@ -31,11 +35,16 @@ def hosts_get(request: Request, creds: Credentials = Depends(caller),
               version: Version = Depends(api_version)) -> dict:
     require(version, "2.1", maximum=LAST)
     authorize(creds, "compute:hypervisors:list")
-    zone = request.query_params.get("zone")
+    zone = request.query_params.get("zone")  # empty means every zone, as in Nova
     with controller(request).db.session() as session:
-        nodes = [n for n in all_nodes(session) if zone is None or n.availability_zone == zone]
-    return {"hosts": [{"host_name": n.name, "service": "compute",
-                       "zone": n.availability_zone} for n in nodes]}
+        hosts = [{"host_name": n.name, "service": "compute", "zone": n.availability_zone}
+                 for n in all_nodes(session)]
+        # Nova lists every service's host: a controller is its conductor and scheduler.
+        for url in sorted(controllers.live(session)):
+            name = urlsplit(url).hostname or url
+            hosts += [{"host_name": name, "service": service, "zone": INTERNAL}
+                      for service in ("conductor", "scheduler")]
+    return {"hosts": [h for h in hosts if not zone or h["zone"] == zone]}
 
 
 @router.get(BASE + "/{host}")
