@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -42,3 +43,11 @@ def test_writethrough_runs_the_write_cases_with_fewer_small_requests() -> None:
         ("4k-write", bv.SMALL_REQUESTS)]
     assert [(c[0], n) for c, n in bv.cases("writethrough", 256)] == [
         ("seq-write", 256), ("4k-write", bv.SMALL_WRITETHROUGH)]
+
+
+def test_the_plain_export_is_the_agents_daemon_without_tls() -> None:
+    argv = bv.plain_argv(Path("/v/p.qcow2"), Path("/v/plain"), 7)
+    assert "--object" not in argv and not any("tls" in word for word in argv)
+    assert argv[argv.index("--nbd-server") + 1] == "addr.type=fd,addr.str=7"
+    assert "driver=file,node-name=file0,filename=/v/p.qcow2" in argv
+    assert argv[argv.index("--export") + 1].endswith("writable=on")

@@ -9,6 +9,8 @@ against `qemu-io` on an identical qcow2 file opened directly. Each run is a scri
 asynchronous requests ended by a flush, timed on the wall clock less the same tool's
 start-up with an empty script (the TLS handshake stays out of both). Same run, same
 disk, same page cache: the ratio is what the export (NBD, TLS, one more process) costs.
+A third target, "plain", is the same daemon and options without TLS (on a third copy),
+so that plain_ratio less ratio is what TLS costs.
 The overlay link (WireGuard) and the guest's virtio path are not in it.
 
 "4 KiB" runs queue 4 KiB requests at consecutive offsets, all at once (the script has no
@@ -27,15 +29,17 @@ limit). Only the write cases differ, so only they run twice.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..agent.storage.exports import Exports
+from ..agent.storage.exports import Export, Exports, daemon_argv, listener
 from ..hostlib.run import run
 
 VOLUME_ID = "0b7c2a5e-bench-4222-8333-944455556666"
@@ -87,7 +91,34 @@ def cases(mode: str, size_mb: int) -> list[tuple[tuple[str, int, bool], int]]:
             for case in CASES if mode == "writeback" or case[2]]
 
 
-def _targets(tmp: Path, port: int, key: str) -> dict[str, list[str]]:
+def plain_argv(image: Path, directory: Path, fd: int) -> list[str]:
+    """The export's daemon command line (exports.daemon_argv) without TLS, listening on
+    our descriptor fd: for the figure that tells TLS's cost."""
+    argv = daemon_argv(Export(VOLUME_ID, "plain", "plain", "127.0.0.1", 0, ("-",)), image,
+                       directory)
+    at = argv.index("--object")
+    del argv[at:at + 2]
+    argv[argv.index("--nbd-server") + 1] = f"addr.type=fd,addr.str={fd}"
+    return argv
+
+
+@contextlib.contextmanager
+def _plain_export(tmp: Path) -> Iterator[int]:
+    """The port of a daemon serving tmp/plain.qcow2 without TLS while in the block."""
+    (tmp / "plain").mkdir(mode=0o700)
+    with listener("127.0.0.1", 0) as sock:
+        daemon = subprocess.Popen(plain_argv(tmp / "plain.qcow2", tmp / "plain", sock.fileno()),
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, pass_fds=[sock.fileno()])
+        port = sock.getsockname()[1]
+    try:
+        yield port
+    finally:
+        daemon.terminate()
+        daemon.wait(30)
+
+
+def _targets(tmp: Path, port: int, key: str, plain: int) -> dict[str, list[str]]:
     keys = tmp / "client"
     keys.mkdir(mode=0o700)
     (keys / "keys.psk").write_text(f"{IDENTITY}:{key}\n")
@@ -96,7 +127,9 @@ def _targets(tmp: Path, port: int, key: str) -> dict[str, list[str]]:
            f"export={VOLUME_ID},tls-creds=tls0")
     return {"local": ["qemu-io", "-f", "qcow2", str(tmp / "local.qcow2")],
             "export": ["qemu-io", "--object", f"tls-creds-psk,id=tls0,endpoint=client,"
-                       f"dir={keys},username={IDENTITY}", "--image-opts", nbd]}
+                       f"dir={keys},username={IDENTITY}", "--image-opts", nbd],
+            "plain": ["qemu-io", "--image-opts", nbd.replace(f"port={port}", f"port={plain}")
+                      .replace(",tls-creds=tls0", "")]}
 
 
 def _measure(targets: dict[str, list[str]], size_mb: int, rounds: int,
@@ -112,19 +145,22 @@ def _measure(targets: dict[str, list[str]], size_mb: int, rounds: int,
             best[name] = figure(case, count, max(took, 1e-3))
         unit = "MB/s" if case[1] >= MIB else "IOPS"
         out[case[0]] = {"unit": unit, **best,
-                        "ratio": round(best["export"] / best["local"], 2)}
+                        "ratio": round(best["export"] / best["local"], 2),
+                        "plain_ratio": round(best["plain"] / best["local"], 2)}
         print(f"{mode:>12} {case[0]:>10}: export {best['export']} {unit}, "
-              f"local {best['local']} {unit}, ratio {out[case[0]]['ratio']}")
+              f"local {best['local']} {unit}, ratio {out[case[0]]['ratio']} "
+              f"(without TLS {out[case[0]]['plain_ratio']})")
     return out
 
 
 def main(size_mb: int = 256, rounds: int = 3) -> dict[str, Any]:
-    """Figures by cache mode and case: export and local (MB/s or IOPS), their ratio."""
+    """Figures by cache mode and case: export, plain (no TLS) and local (MB/s or IOPS),
+    and the ratios of the first two to local."""
     tmp = Path(tempfile.mkdtemp(prefix="atwill-bench-volumes-"))
     key = secrets.token_hex(32)
     exports = Exports(tmp / "exports", tmp / "none", tmp / "none", tmp / "none")
     try:
-        for name in ("local.qcow2", "exported.qcow2"):
+        for name in ("local.qcow2", "exported.qcow2", "plain.qcow2"):
             run(["qemu-img", "create", "-q", "-f", "qcow2", str(tmp / name), f"{size_mb}M"])
             # Written once, so reads read data and writes overwrite allocated clusters.
             run(["qemu-io", "-f", "qcow2", "-c", f"write -P 0x5a 0 {size_mb}M",
@@ -132,10 +168,11 @@ def main(size_mb: int = 256, rounds: int = 3) -> dict[str, Any]:
         export = exports.ensure(VOLUME_ID, "bench", "bench", "127.0.0.1",
                                 tmp / "exported.qcow2", (f"{IDENTITY}:{key}",))
         try:
-            targets = _targets(tmp, export.port, key)
-            results = {"size_mb": size_mb, "rounds": rounds, "transport": "loopback",
-                       "tls": "psk", **{mode: _measure(targets, size_mb, rounds, mode)
-                                        for mode in MODES}}
+            with _plain_export(tmp) as plain:
+                targets = _targets(tmp, export.port, key, plain)
+                results = {"size_mb": size_mb, "rounds": rounds, "transport": "loopback",
+                           "tls": "psk", **{mode: _measure(targets, size_mb, rounds, mode)
+                                            for mode in MODES}}
         finally:
             exports.revoke(VOLUME_ID, "bench")
     finally:
