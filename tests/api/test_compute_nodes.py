@@ -112,6 +112,12 @@ def test_availability_zones(cloud: Cloud, nodes: list[Node]) -> None:
     assert zones[b.availability_zone]["zoneState"]["available"] is False
     hosts = {z["zoneName"]: z["hosts"] for z in detail["availabilityZoneInfo"]}
     assert hosts["nova"][a.name]["nova-compute"]["active"] is True
+    # Nova's detail also shows its other services' zone: a controller's conductor/scheduler.
+    assert "internal" not in zones
+    controller = hosts["internal"][urlsplit(cloud.url).hostname]
+    assert set(controller) == {"nova-conductor", "nova-scheduler"}
+    assert controller["nova-scheduler"]["available"] is True
+    assert controller["nova-scheduler"]["updated_at"].endswith("Z")
 
 
 def test_cli(cloud: Cloud, nodes: list[Node]) -> None:

@@ -1,13 +1,20 @@
-"""/os-availability-zone and /detail, derived from the compute nodes' zones."""
+"""/os-availability-zone and /detail, derived from the compute nodes' zones (the detail
+also shows the controllers in Nova's zone 'internal')."""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from ...core.policy import Credentials
+from .. import controllers
+from ..db.base import iso, utcnow
 from ..db.compute import Node
+from ..db.models import ControllerRecord
 from ..service import authorize, caller, controller
 from .nodes import BINARY, all_nodes, is_up, updated_at
 
@@ -30,10 +37,27 @@ def availability_zones_detail_get(request: Request,
     authorize(creds, "compute:availability_zone:detail")
     with controller(request).db.session() as session:
         zones = _zones(all_nodes(session))
+        internal = _internal(session)
     return {"availabilityZoneInfo": [
         {"zoneName": name, "zoneState": {"available": _available(nodes)},
          "hosts": {n.name: {BINARY: _service(n)} for n in nodes}}
-        for name, nodes in zones.items()]}
+        for name, nodes in zones.items()] + internal}
+
+
+def _internal(session: Session) -> list[dict[str, Any]]:
+    """Nova's detail also shows the zone of its other services: here each live controller,
+    as the conductor and scheduler it is."""
+    since = utcnow() - controllers.WINDOW
+    rows = session.scalars(select(ControllerRecord).where(ControllerRecord.last_seen >= since)
+                           .order_by(ControllerRecord.public_url))
+    hosts: dict[str, Any] = {}
+    for row in rows:
+        state = {"available": True, "active": True, "updated_at": iso(row.last_seen)}
+        hosts[urlsplit(row.public_url).hostname or row.public_url] = {
+            "nova-conductor": state, "nova-scheduler": state}
+    if not hosts:
+        return []
+    return [{"zoneName": "internal", "zoneState": {"available": True}, "hosts": hosts}]
 
 
 def _zones(nodes: list[Node]) -> dict[str, list[Node]]:
