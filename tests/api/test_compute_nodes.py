@@ -81,6 +81,11 @@ def test_services(cloud: Cloud, nodes: list[Node]) -> None:
         new = client.get("/compute/v2.1/os-services", headers=mv("2.53"),
                          params={"binary": "nova-compute"}).json()
         none = client.get("/compute/v2.1/os-services", params={"binary": "nova-api"}).json()
+        controller = urlsplit(cloud.url).hostname
+        internal = client.get("/compute/v2.1/os-services", headers=mv("2.53"),
+                              params={"host": controller}).json()["services"]
+        legacy_ids = client.get("/compute/v2.1/os-services", params={
+            "host": controller, "binary": "nova-scheduler"}).json()["services"]
         disabled = client.put(f"/compute/v2.1/os-services/{a.service_id}", headers=mv("2.53"),
                               json={"status": "disabled", "disabled_reason": "test"})
         legacy = client.put("/compute/v2.1/os-services/enable",
@@ -95,6 +100,13 @@ def test_services(cloud: Cloud, nodes: list[Node]) -> None:
     latest = {s["host"]: s for s in new["services"]}
     assert latest[b.name]["id"] == b.service_id and latest[b.name]["state"] == "down"
     assert none["services"] == []
+    # Nova also lists its other services: a live controller is conductor and scheduler.
+    assert {s["binary"]: s["zone"] for s in internal} == {"nova-conductor": "internal",
+                                                          "nova-scheduler": "internal"}
+    assert all(s["state"] == "up" and s["status"] == "enabled" for s in internal)
+    assert str(uuid.UUID(internal[0]["id"])) == internal[0]["id"]
+    assert isinstance(legacy_ids[0]["id"], int) and "forced_down" not in legacy_ids[0]
+    assert b.name not in {s["host"] for s in internal}
     assert disabled.json()["service"]["status"] == "disabled"
     assert disabled.json()["service"]["disabled_reason"] == "test"
     assert legacy.json()["service"] == {"host": a.name, "binary": "nova-compute",

@@ -4,19 +4,15 @@ also shows the controllers in Nova's zone 'internal')."""
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Request
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ...core.policy import Credentials
-from .. import controllers
-from ..db.base import iso, utcnow
+from ..db.base import iso
 from ..db.compute import Node
-from ..db.models import ControllerRecord
 from ..service import authorize, caller, controller
-from .nodes import BINARY, all_nodes, is_up, updated_at
+from .nodes import BINARY, all_nodes, controller_host, is_up, live_controllers, updated_at
 
 router = APIRouter()
 
@@ -47,13 +43,10 @@ def availability_zones_detail_get(request: Request,
 def _internal(session: Session) -> list[dict[str, Any]]:
     """Nova's detail also shows the zone of its other services: here each live controller,
     as the conductor and scheduler it is."""
-    since = utcnow() - controllers.WINDOW
-    rows = session.scalars(select(ControllerRecord).where(ControllerRecord.last_seen >= since)
-                           .order_by(ControllerRecord.public_url))
     hosts: dict[str, Any] = {}
-    for row in rows:
+    for row in live_controllers(session):
         state = {"available": True, "active": True, "updated_at": iso(row.last_seen)}
-        hosts[urlsplit(row.public_url).hostname or row.public_url] = {
+        hosts[controller_host(row)] = {
             "nova-conductor": state, "nova-scheduler": state}
     if not hosts:
         return []

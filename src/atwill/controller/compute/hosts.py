@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from typing import Any
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy import select
@@ -15,12 +14,11 @@ from sqlalchemy.orm import Session
 from ...core.errors import BadRequest, NotFound, NotImplementedByHost
 from ...core.microversion import Version
 from ...core.policy import Credentials
-from .. import controllers
 from ..db.compute import Node
 from ..db.servers import Instance
 from ..service import authorize, caller, controller, json_body
 from .common import api_version, require
-from .nodes import all_nodes
+from .nodes import all_nodes, controller_host, live_controllers
 
 router = APIRouter()
 BASE = "/v2.1/os-hosts"
@@ -40,9 +38,8 @@ def hosts_get(request: Request, creds: Credentials = Depends(caller),
         hosts = [{"host_name": n.name, "service": "compute", "zone": n.availability_zone}
                  for n in all_nodes(session)]
         # Nova lists every service's host: a controller is its conductor and scheduler.
-        for url in sorted(controllers.live(session)):
-            name = urlsplit(url).hostname or url
-            hosts += [{"host_name": name, "service": service, "zone": INTERNAL}
+        for row in live_controllers(session):
+            hosts += [{"host_name": controller_host(row), "service": service, "zone": INTERNAL}
                       for service in ("conductor", "scheduler")]
     return {"hosts": [h for h in hosts if not zone or h["zone"] == zone]}
 

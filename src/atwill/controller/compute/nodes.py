@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import uuid
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ...core.errors import BadRequest, NotFound
 from ...core.microversion import Version
-from ..db.base import iso
+from .. import controllers
+from ..db.base import iso, utcnow
 from ..db.compute import Node
+from ..db.models import ControllerRecord
 
 BINARY = "nova-compute"
 
@@ -50,3 +53,14 @@ def find(session: Session, ident: str, version: Version, column: str, what: str)
     if node is None:
         raise NotFound(f"{what} with ID {ident} could not be found.")
     return node
+
+
+def live_controllers(session: Session) -> list[ControllerRecord]:
+    """The controllers seen within controllers.WINDOW: Nova's conductor/scheduler hosts."""
+    since = utcnow() - controllers.WINDOW
+    return list(session.scalars(select(ControllerRecord).where(
+        ControllerRecord.last_seen >= since).order_by(ControllerRecord.public_url)))
+
+
+def controller_host(record: ControllerRecord) -> str:
+    return urlsplit(record.public_url).hostname or record.public_url

@@ -1,7 +1,9 @@
-"""/os-services: nova-compute services of the compute nodes; enable, disable, force down."""
+"""/os-services: nova-compute services of the compute nodes (enable, disable, force down,
+delete) and the live controllers' nova-conductor and nova-scheduler (listed only)."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -10,13 +12,24 @@ from sqlalchemy.orm import Session
 from ...core.errors import BadRequest, Conflict, NotFound
 from ...core.microversion import Version
 from ...core.policy import Credentials
+from ..db.base import iso
 from ..db.compute import Node
 from ..service import authorize, caller, controller, json_body
 from .common import api_version
-from .nodes import BINARY, all_nodes, find, is_up, shown_id, updated_at
+from .nodes import (
+    BINARY,
+    all_nodes,
+    controller_host,
+    find,
+    is_up,
+    live_controllers,
+    shown_id,
+    updated_at,
+)
 
 router = APIRouter()
 LEGACY_ACTIONS = ("enable", "disable", "disable-log-reason", "force-down")
+CONTROLLER_BINARIES = ("nova-conductor", "nova-scheduler")
 
 
 @router.get("/v2.1/os-services")
@@ -25,10 +38,10 @@ def services_get(request: Request, creds: Credentials = Depends(caller),
     authorize(creds, "compute:services:list")
     host, binary = request.query_params.get("host"), request.query_params.get("binary")
     with controller(request).db.session() as session:
-        nodes = [n for n in all_nodes(session) if host in (None, n.name)]
-    if binary not in (None, BINARY):
-        nodes = []
-    return {"services": [to_api(n, version) for n in nodes]}
+        found = [to_api(n, version) for n in all_nodes(session)] + controller_services(
+            session, version)
+    return {"services": [s for s in found if host in (None, s["host"])
+                         and binary in (None, s["binary"])]}
 
 
 @router.put("/v2.1/os-services/{service_id}")
@@ -70,6 +83,24 @@ def to_api(node: Node, version: Version) -> dict[str, Any]:
         "disabled_reason": node.disabled_reason}
     if version >= "2.11":
         out["forced_down"] = node.forced_down
+    return out
+
+
+def controller_services(session: Session, version: Version) -> list[dict[str, Any]]:
+    """Each live controller as the nova-conductor and nova-scheduler Nova would list (zone
+    'internal'); their ids are derived from the controller's URL, so they are stable."""
+    out = []
+    for row in live_controllers(session):
+        for binary in CONTROLLER_BINARIES:
+            ident = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{row.public_url}#{binary}"))
+            service: dict[str, Any] = {
+                "id": shown_id(ident, version), "binary": binary,
+                "host": controller_host(row),
+                "zone": "internal", "status": "enabled", "state": "up",
+                "updated_at": iso(row.last_seen), "disabled_reason": None}
+            if version >= "2.11":
+                service["forced_down"] = False
+            out.append(service)
     return out
 
 
