@@ -183,9 +183,7 @@ def _scenario(cloud: Cloud, a: JoinedNode, b: JoinedNode, image: str,
         # Within seconds (bounded by the wait); how many is `atwill bench ha`'s to measure:
         # on two cores shared with the other API tests it took 5.05 s once.
         wait_for(lambda: node_view(cloud, a.name)["health"] == "down", 10, "A down")
-        detected = time.monotonic() - silent
-        print(f"\ndetection: {detected:.2f} s")
-        assert detected > 2.0  # not before its silence passed the threshold (2.6 s)
+        print(f"\ndetection: {time.monotonic() - silent:.2f} s")
         view = wait_for(lambda: (v := node_view(cloud, a.name))["fence_state"] == "failed"
                         and v, 10, "fencing failed")
         assert "fence confirm" in view["fence_message"]
