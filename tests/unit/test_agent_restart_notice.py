@@ -136,3 +136,27 @@ def test_the_keeper_and_the_next_agent_count_the_lease_from_the_deadline(
     time.sleep(0.5)
     assert qemu.poll() is None  # still within the notice: the keeper waits
     assert qemu.wait(5) == -signal.SIGKILL  # killed at the deadline + lease
+
+
+def test_the_keeper_ends_once_its_qemus_are_gone(tmp_path: Path) -> None:
+    """Stopped or deleted meanwhile (as by `atwill down`): nothing is left to kill, and a
+    keeper waiting out a 60 s notice outlived the cloud (found by the host tier)."""
+    from atwill.agent import lease as agent_lease
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "vm-gone"])
+    (tmp_path / "lease.json").write_text('{"renewed_at": 0}')
+    started = time.monotonic()
+    keeper = threading.Thread(target=agent_lease.keep, args=(
+        tmp_path / "lease.json", started + 60, 0.0, {"vm-gone": proc.pid}))
+    keeper.start()
+    try:
+        time.sleep(0.3)
+        assert keeper.is_alive()  # its QEMU runs: it waits
+        proc.kill()
+        proc.wait()
+        keeper.join(5)
+        assert not keeper.is_alive() and time.monotonic() - started < 5
+    finally:
+        proc.kill()
+        proc.wait()
+        keeper.join(60)

@@ -192,7 +192,9 @@ class Lease:
 
 
 def keep(path: Path, deadline: float, renewed: float, pids: dict[str, int]) -> int:
-    """The keeper: wait for the lease's end; kill the QEMUs unless it was renewed."""
+    """The keeper: wait for the lease's end; kill the QEMUs unless it was renewed. It
+    ends early when a new agent renewed the lease or none of the QEMUs runs any more
+    (stopped or deleted meanwhile, as by `atwill down`): nothing is left to kill."""
     while time.monotonic() < deadline:
         time.sleep(CHECK_INTERVAL)
         try:
@@ -200,15 +202,21 @@ def keep(path: Path, deadline: float, renewed: float, pids: dict[str, int]) -> i
                 return 0  # a new agent holds the lease
         except (OSError, ValueError, KeyError, TypeError):
             pass
+        if not any(_runs(uuid, pid) for uuid, pid in pids.items()):
+            return 0
     for uuid, pid in pids.items():
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if uuid.encode() in argv:  # still that instance's QEMU, not a reused PID
+        if _runs(uuid, pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     return 0
+
+
+def _runs(uuid: str, pid: int) -> bool:
+    """Whether pid is still that instance's QEMU (not gone, not a reused PID)."""
+    try:
+        return uuid.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def watchdog_allowed() -> bool:
