@@ -18,7 +18,11 @@ from tests.integration.overlay_checks import (
     pings,
 )
 
-LAB = {"nodes": 3}
+# No fence device: the agent-restart test leaves node1's agent dead for ~5 s, past the HA
+# down threshold (2.6 s), and its BMC then powered node1 off (its WireGuard with it) in
+# the middle of a test about re-adopting that WireGuard (found by the full run). Fencing
+# has its own tests (test_fencing, test_ha).
+LAB = {"nodes": 3, "fence": False}
 HEARTBEAT_MISSES = 5
 
 
