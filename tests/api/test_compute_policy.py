@@ -57,6 +57,13 @@ MATRIX: list[tuple[str, str, str, Any, str, dict[str, tuple[int, int]]]] = [
      {"admin": (OK, OK), "member": (NO, NO), "reader": (NO, NO)}),
     ("hypervisor statistics", "GET", "/os-hypervisors/statistics", None, "2.87",
      {"admin": (OK, OK), "member": (NO, NO), "reader": (NO, NO)}),
+    ("hosts", "GET", "/os-hosts", None, "2.1",
+     {"admin": (OK, OK), "member": (NO, NO), "reader": (NO, NO)}),
+    ("host update", "PUT", "/os-hosts/no-such-host", {"status": "enable"}, "2.1",
+     {"admin": (GONE, GONE), "member": (NO, NO), "reader": (NO, NO)}),
+    ("host power action", "GET", "/os-hosts/no-such-host/reboot", None, "2.1",
+     {"admin": (GONE, GONE), "member": (NO, NO), "reader": (NO, NO)}),
+    ("extensions", "GET", "/extensions", None, "2.1", dict.fromkeys(ROLES, (OK, OK))),
 ]
 
 
