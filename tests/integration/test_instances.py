@@ -7,6 +7,7 @@ import pwd
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -316,15 +317,7 @@ def test_an_aborted_live_migration_leaves_the_guest_running_on_its_source(
     # At 8 Mbit/s the guest's ~100 MB of memory take minutes: it is aborted on its way.
     _throttle(lab, source, target, "8mbit")
     try:
-        lab.openstack("--os-compute-api-version", "2.30", "server", "migrate",
-                      "--live-migration", "--host", target, "stays")
-        (record,) = lab.wait_for(
-            lambda: [m for m in lab.openstack("server", "migration", "list", "--server",
-                                              "stays", "-f", "json")
-                     if m["Status"] == "running"], 60, "the migration running")
-        log = Path(lab.host(source).state_dir) / "agent.log"
-        lab.wait_for(lambda: f"migration {record['Id']}: disk mirrored" in log.read_text(
-            errors="replace"), 60, "the source migrating the memory")
+        record = _migrating_memory(lab, "stays", source, target)
         lab.openstack("--os-compute-api-version", "2.24", "server", "migration", "abort",
                       "stays", str(record["Id"]))
 
@@ -346,6 +339,21 @@ def test_an_aborted_live_migration_leaves_the_guest_running_on_its_source(
     # Nothing of it is left on the destination: no files, no QEMU, no tap.
     _holds_nothing(lab, target, vm["id"], 30)
     lab.openstack("server", "delete", "--wait", "stays")
+
+
+def _migrating_memory(lab: Lab, name: str, source: str, target: str) -> dict[str, Any]:
+    """Live-migrate name to target; its record once the source has mirrored the disk and
+    sends the memory."""
+    lab.openstack("--os-compute-api-version", "2.30", "server", "migrate",
+                  "--live-migration", "--host", target, name)
+    (record,) = lab.wait_for(
+        lambda: [m for m in lab.openstack("server", "migration", "list", "--server",
+                                          name, "-f", "json")
+                 if m["Status"] == "running"], 60, "the migration running")
+    log = Path(lab.host(source).state_dir) / "agent.log"
+    lab.wait_for(lambda: f"migration {record['Id']}: disk mirrored" in log.read_text(
+        errors="replace"), 60, "the source migrating the memory")
+    return record
 
 
 def _counts_on(lab: Lab, name: str, boot: str) -> None:
@@ -390,15 +398,7 @@ def test_killing_the_destination_agent_mid_migration_leaves_the_guest_on_its_sou
     lab.openstack("aggregate", "add", "host", "kept-up", target)
     _throttle(lab, source, target, "8mbit")  # minutes to copy: killed on its way
     try:
-        lab.openstack("--os-compute-api-version", "2.30", "server", "migrate",
-                      "--live-migration", "--host", target, "orphan")
-        (record,) = lab.wait_for(
-            lambda: [m for m in lab.openstack("server", "migration", "list", "--server",
-                                              "orphan", "-f", "json")
-                     if m["Status"] == "running"], 60, "the migration running")
-        log = Path(lab.host(source).state_dir) / "agent.log"
-        lab.wait_for(lambda: f"migration {record['Id']}: disk mirrored" in log.read_text(
-            errors="replace"), 60, "the source migrating the memory")
+        record = _migrating_memory(lab, "orphan", source, target)
         dest_log = (Path(lab.host(target).state_dir) / "agent.log").read_text(errors="replace")
         ports = {int(p) for p in re.findall(
             rf"waiting for migration {record['Id']} on [\d.]+:(\d+) \(disk on :(\d+)\)",
