@@ -19,7 +19,7 @@ from ...core.microversion import Version
 from ...core.policy import Credentials
 from ..context import Controller
 from ..db.models import Instance, Migration, Node
-from . import actions, lifecycle, placement
+from . import actions, instance_state, lifecycle, placement
 
 log = logging.getLogger("atwill.servers.migration")
 
@@ -32,12 +32,7 @@ def in_progress(session: Session, inst: Instance) -> Migration | None:
 
 def _check(session: Session, inst: Instance) -> Node:
     """Nova's checks before a live migration: 409 for the server's state, 400 for hosts."""
-    if inst.task_state is not None:
-        raise Conflict(f"Cannot 'os-migrateLive' instance {inst.id} while it is in "
-                       f"task_state {inst.task_state}")
-    if inst.vm_state not in migration_states.LIVE_FROM:
-        raise Conflict(f"Cannot 'os-migrateLive' instance {inst.id} while it is in "
-                       f"vm_state {inst.vm_state}")
+    instance_state.check(inst, "os-migrateLive", migration_states.LIVE_FROM)
     source = up_source(session, inst)
     if inst.pci_devices:
         raise BadRequest(f"Migration pre-check error: instance {inst.id} has PCI "
@@ -137,8 +132,7 @@ def get(session: Session, inst: Instance, migration_id: str) -> Migration:
 
 def _migrating(inst: Instance, what: str) -> None:
     if inst.task_state != "migrating":
-        raise Conflict(f"Cannot '{what}' instance {inst.id} while it is in task_state "
-                       f"{inst.task_state}")
+        raise instance_state.refused(inst, what, "task_state", inst.task_state)
 
 
 def abort(session: Session, inst: Instance, record: Migration, version: Version,
