@@ -72,14 +72,21 @@ class ResizingAgent:
                 resp = client.post(f"{path}/received")
                 assert resp.status_code == 204, resp.text
                 self.got[item["migration"]] = data
-        self.node.beat({i["id"]: {
-            "state": "shutoff" if i["power"] == "stopped" else "running",
-            "reboot_serial": i["reboot_serial"], "rebuild_serial": i["rebuild_serial"]}
-            for i in desired.get("instances", [])})
+        self.node.beat({i["id"]: _reported(i) for i in desired.get("instances", [])})
 
     def stop(self) -> None:
         self.stopping.set()
         self.thread.join(10)
+
+
+def _reported(spec: dict[str, Any]) -> dict[str, Any]:
+    """An instance as its agent reports it: running (or shut off when stopped), with the
+    volumes it was given plugged in (test_volume_move_keys.py)."""
+    entry = {"state": "shutoff" if spec["power"] == "stopped" else "running",
+             "reboot_serial": spec["reboot_serial"], "rebuild_serial": spec["rebuild_serial"]}
+    if "volumes" in spec:
+        entry["volumes"] = dict.fromkeys((v["volume_id"] for v in spec["volumes"]), "attached")
+    return entry
 
 
 def mv(version: str) -> dict[str, str]:

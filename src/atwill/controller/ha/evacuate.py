@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import secrets
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -26,6 +25,7 @@ from ..db.models import Evacuation, Instance, Node
 from ..db.volume import Volume
 from ..revision import bump
 from ..servers import actions, instance_state, lifecycle, placement, ports
+from ..volume import attachment_keys
 
 log = logging.getLogger("atwill.ha")
 EVACUABLE = frozenset({"active", "stopped", "error"})
@@ -121,7 +121,9 @@ def _place(session: Session, ctl: Controller, inst: Instance, source: Node,
         log.error("evacuation of %s from %s failed: %s", inst.id, source.name, err)
         return
     ports.bind(session, inst)
-    _rekey(session, inst)
+    # New NBD keys: the fenced node, if not quite dead, still holds the old ones in its
+    # QEMU, and the export to the new node must refuse them (storage fencing).
+    attachment_keys.moved(session, inst, source.id)
     detail = rebuild_detail(source.name, inst.image_id, [
         (a.volume_id, a.boot_index) for a in server_volumes_state.of_server(session, inst.id)])
     actions.event(session, inst.id, "conductor_rebuild_server", node.name, "Success",
@@ -149,16 +151,6 @@ def unreachable_volumes(session: Session, inst: Instance, source: Node) -> str |
             return (f"its volume {volume.id} is on storage node {where}, which is down; "
                     "evacuate it again once that node is back")
     return None
-
-
-def _rekey(session: Session, inst: Instance) -> None:
-    """New NBD keys for the instance's attachments. An export admits keys, not nodes, and
-    a fenced node that is not quite dead still holds the old ones in its QEMU: the export
-    to the new node must refuse them (storage fencing). Attachments made before migration
-    0026 have none: their exports admit the new node's certificate alone."""
-    for att in server_volumes_state.of_server(session, inst.id):
-        if att.nbd_key is not None:
-            att.nbd_key = secrets.token_hex(32)
 
 
 def rebuild_detail(source: str, image: str | None,

@@ -23,6 +23,7 @@ from ..context import Controller
 from ..db.base import utcnow
 from ..db.models import Flavor, Instance, Migration, Node
 from ..revision import bump
+from ..volume import attachment_keys
 from . import (
     actions,
     instance_state,
@@ -189,6 +190,7 @@ def revert(session: Session, inst: Instance, request_id: str, user_id: str | Non
                                    int(new.get("ram", 0)), int(new.get("disk") or 0))
     apply_flavor(inst, record.old_flavor or inst.flavor)
     inst.node_id, inst.node_name = record.source_node_id, record.source_compute
+    attachment_keys.moved(session, inst, record.dest_node_id)  # the destination's go stale
     ports.bind(session, inst)
     inst.task_state, record.status = resize_states.REVERTING, "reverting"
     actions.event(session, inst.id, "compute_revert_resize", record.dest_compute)

@@ -31,6 +31,7 @@ from ..context import Controller
 from ..db.base import utcnow
 from ..db.models import Instance, Migration, Node
 from ..revision import bump
+from ..volume import attachment_keys
 from . import actions, placement, ports
 from .resize import apply_flavor
 
@@ -132,6 +133,7 @@ def received(session: Session, inst: Instance, record: Migration) -> None:
         raise Conflict(f"Migration {record.uuid}: the disk was not sent yet.")
     apply_flavor(inst, record.new_flavor or inst.flavor)
     inst.node_id, inst.node_name = record.dest_node_id, record.dest_compute
+    attachment_keys.moved(session, inst, record.source_node_id)  # the source's go stale
     ports.bind(session, inst)
     record.status, inst.task_state = "finished", "resize_finish"
     if inst.desired_power != "running":

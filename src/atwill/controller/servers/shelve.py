@@ -21,6 +21,7 @@ from ..context import Controller
 from ..db.base import utcnow
 from ..db.models import Image, Instance, InstanceAction, InstanceActionEvent, Node
 from ..revision import bump
+from ..volume import attachment_keys
 from . import actions, instance_state, placement, snapshots, states
 
 SHELVE_FROM = frozenset({"active", "stopped", "paused", "suspended"})
@@ -111,6 +112,7 @@ def unshelve(session: Session, ctl: Controller, inst: Instance, creds: Credentia
         bump(session)
         return
     actions.event(session, inst.id, "schedule_instances", None)
+    attachment_keys.moved(session, inst, None)  # its volumes' keys were the old node's
     inst.task_state = "spawning"
     ports.bind(session, inst)
     bump(session)
