@@ -92,12 +92,13 @@ class Api:
 
     async def find(self, plural: str, ref: str, base: str = "/network/v2.0") -> dict[str, Any]:
         """A network-API object by id or by unique name, as Heat's name-or-id properties."""
-        singular = plural[:-1]
+        key = plural.replace("-", "_")  # security-groups in the path, security_groups in bodies
+        singular = key[:-1]
         found = await self.call("GET", f"{base}/{plural}/{ref}", ok_missing=True)
         if found:
             return found[singular]
         matches = await self.client.get(f"{base}/{plural}", params={"name": ref})
-        items = matches.json().get(plural, []) if matches.status_code == 200 else []
+        items = matches.json().get(key, []) if matches.status_code == 200 else []
         if len(items) == 1:
             return items[0]
         if not items:

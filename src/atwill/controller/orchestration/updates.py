@@ -26,7 +26,7 @@ def changes(state: StackState, name: str, props: dict[str, Any]) -> tuple[str, s
     rtype = type_named(kind, state.files)
     allowed = all(k in rtype.properties and rtype.properties[k].update_allowed
                   for k in changed)
-    return ("update" if allowed else "replace"), changed
+    return ("update" if allowed and not rtype.replaces(props, changed) else "replace"), changed
 
 
 async def update_one(engine: Engine, state: StackState, api: Api, name: str) -> None:

@@ -115,6 +115,11 @@ class ResourceType:
     async def deleted(self, api: Api, made: Made) -> bool:
         return True
 
+    def replaces(self, props: dict[str, Any], changed: set[str]) -> bool:
+        """Whether changes to update_allowed properties still need a replacement, as an
+        update policy property may ask (OS::Nova::Server's user_data_update_policy)."""
+        return False
+
     async def update(self, api: Api, made: Made, props: dict[str, Any],
                      changed: set[str], scope: Scope) -> Made:
         """Apply changed update_allowed properties in place; the default has nothing to do."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from typing import Any
 
@@ -87,16 +88,24 @@ class Server(ResourceType):
     name = "OS::Nova::Server"
     properties = {
         "name": Prop("string", update_allowed=True), "image": Prop("string"),
-        "flavor": Prop("string", required=True), "key_name": Prop("string"),
-        "networks": Prop("list", default=[]), "user_data": Prop("string", default=""),
+        "flavor": Prop("string", required=True, update_allowed=True),
+        "key_name": Prop("string"), "networks": Prop("list", default=[]),
+        "user_data": Prop("string", default="", update_allowed=True),
         "user_data_format": Prop("string", default="HEAT_CFNTOOLS",
                                  allowed=("HEAT_CFNTOOLS", "RAW", "SOFTWARE_CONFIG")),
         "metadata": Prop("map", update_allowed=True), "scheduler_hints": Prop("map"),
         "security_groups": Prop("list", default=[]), "availability_zone": Prop("string"),
         "config_drive": Prop("boolean"), "block_device_mapping_v2": Prop("list"),
         "admin_pass": Prop("string"), "software_config_transport": Prop("string"),
-        "flavor_update_policy": Prop("string"), "image_update_policy": Prop("string"),
-        "user_data_update_policy": Prop("string"),
+        # Heat's defaults: a new flavor resizes the server (confirmed once VERIFY_RESIZE),
+        # new user_data replaces it. An image change replaces it too (Heat rebuilds).
+        "flavor_update_policy": Prop("string", default="RESIZE", update_allowed=True,
+                                     allowed=("RESIZE", "REPLACE")),
+        "image_update_policy": Prop("string", default="REBUILD", update_allowed=True,
+                                    allowed=("REBUILD", "REPLACE",
+                                             "REBUILD_PRESERVE_EPHEMERAL")),
+        "user_data_update_policy": Prop("string", default="REPLACE", update_allowed=True,
+                                        allowed=("REPLACE", "IGNORE")),
     }
     attributes = {k: k for k in ("first_address", "addresses", "networks", "name",
                                  "instance_name", "accessIPv4", "accessIPv6",
@@ -145,9 +154,15 @@ class Server(ResourceType):
     async def deleted(self, api: Api, made: Made) -> bool:
         return await api.call("GET", f"{C}/servers/{made.physical_id}", ok_missing=True) is None
 
+    def replaces(self, props: dict[str, Any], changed: set[str]) -> bool:
+        return ("flavor" in changed and props.get("flavor_update_policy") == "REPLACE") or (
+            "user_data" in changed and props.get("user_data_update_policy") != "IGNORE")
+
     async def update(self, api: Api, made: Made, props: dict[str, Any],
                      changed: set[str], scope: Scope) -> Made:
         data = dict(made.data)
+        if "flavor" in changed:
+            await _resize(api, made.physical_id, str(props["flavor"]))
         if "name" in changed and props.get("name"):
             await api.put(f"{C}/servers/{made.physical_id}", {"server": {"name": props["name"]}})
             data["name"] = props["name"]
@@ -155,6 +170,30 @@ class Server(ResourceType):
             await api.put(f"{C}/servers/{made.physical_id}/metadata",
                           {"metadata": props.get("metadata") or {}})
         return Made(made.physical_id, data)
+
+
+async def _resize(api: Api, server_id: str, flavor: str) -> None:
+    """Heat's RESIZE policy: resize, wait for VERIFY_RESIZE, confirm, wait for ACTIVE."""
+    url = f"{C}/servers/{server_id}"
+    await api.post(f"{url}/action", {"resize": {"flavorRef": await _flavor(api, flavor)}})
+    await _until(api, url, {"RESIZE", "ACTIVE"}, "VERIFY_RESIZE",
+                 f"Resizing to '{flavor}' failed, status '{{}}'")
+    await api.post(f"{url}/action", {"confirmResize": None})
+    await _until(api, url, {"VERIFY_RESIZE"}, "ACTIVE",
+                 f"Confirm resize for server {server_id} failed, status '{{}}'")
+
+
+async def _until(api: Api, url: str, waiting: set[str], done: str, failed: str) -> None:
+    """Poll the server until status done; another status than waiting fails, as Heat."""
+    pause = 0.1
+    while True:
+        status = (await api.get(url, headers=mv("2.37")))["server"]["status"]
+        if status == done:
+            return
+        if status not in waiting:
+            raise ResourceFailure("Error", failed.format(status))
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 2.0)
 
 
 def _server_attributes(server: dict[str, Any]) -> dict[str, Any]:
