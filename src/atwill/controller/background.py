@@ -1,4 +1,4 @@
-"""The controller's background loops: node monitor and the controller's overlay peer.
+"""The controller's background loops: node monitor, drains, the controller's overlay peer.
 
 A controller serves from several worker processes; the loops run in the one worker
 holding an exclusive lock on LEADER_FILE in the state directory (fcntl.flock, held for
@@ -24,6 +24,7 @@ from pathlib import Path
 from sqlalchemy import text
 
 from . import controllers, revision_signal
+from .cluster import drain_loop
 from .cluster.overlay_runner import OverlayRunner
 from .context import Controller
 from .db.base import utcnow
@@ -95,7 +96,8 @@ async def lead(ctl: Controller) -> None:
     log.info("worker %d runs the background loops (node monitor%s)", os.getpid(),
              "" if ctl.settings.overlay == "none" else ", overlay")
     tasks = [asyncio.create_task(monitor(ctl), name="node-monitor"),
-             asyncio.create_task(controllers.keep_registered(ctl), name="controllers")]
+             asyncio.create_task(controllers.keep_registered(ctl), name="controllers"),
+             asyncio.create_task(drain_loop.run(ctl), name="drains")]
     if ctl.settings.overlay != "none":
         tasks.append(asyncio.create_task(OverlayRunner(ctl).run(), name="overlay"))
     try:

@@ -6,6 +6,16 @@ database, asks core/drain_plan what to do, and starts it through the same functi
 the API's os-migrateLive, migrate and confirmResize: the scheduler picks every
 destination, so anti-affinity and the other filters hold. Each start is a transaction
 of its own; a refusal is remembered by this run (a new run tries it again).
+
+The drain itself is a row of node_drains (db/drains.py): when it began, how many it
+moves at once, its last progress, and which process runs it. A process steps a drain
+only while it holds that row's claim (a conditional UPDATE, refreshed at every step), so
+one process at a time moves a node's instances; any other (the API's view, a second
+`atwill node drain`) only reads its progress. A claim whose process died, or that was
+not refreshed for STALE seconds, is taken over: the leader's drain loop (drain_loop.py)
+resumes every unfinished drain of a node still draining, so a controller restart or a
+leader takeover continues it with no request. Restore deletes the row and re-enables
+the node; the runner stops at its next step.
 """
 
 from __future__ import annotations
@@ -13,19 +23,24 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import os
+import secrets
+import socket
 import time
 from collections.abc import Callable
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from ...core import drain_plan, migration_states, resize_states
+from ...core import drain_plan, migration_states
 from ...core.drain_plan import Attempt, Guest, Progress
 from ...core.errors import ApiError, Conflict
 from ...core.microversion import Version
 from ...core.policy import Credentials
 from ..context import Controller
 from ..db.base import utcnow
+from ..db.drains import NodeDrain
 from ..db.models import Instance, Migration, Node
 from ..revision import bump
 from ..servers import live_migration, resize
@@ -33,6 +48,13 @@ from . import nodes
 
 log = logging.getLogger("atwill.cluster.drain")
 LIVE_VERSION = Version(2, 34)  # a scheduling failure is the migration's (error), not a 400
+STALE = 15.0  # seconds without a step after which another process takes a drain over
+HOST = socket.gethostname()[:40]
+
+
+def runner_id() -> str:
+    """This process, as a drain's claim names it: host/pid/random."""
+    return f"{HOST}/{os.getpid()}/{secrets.token_hex(4)}"
 
 
 @dataclasses.dataclass
@@ -47,26 +69,136 @@ class Run:
     parallel: int = 2
     refused: dict[str, Attempt] = dataclasses.field(default_factory=dict)
     last: Progress | None = None
+    runner: str = dataclasses.field(default_factory=runner_id)
 
 
 def draining(node: Node) -> bool:
     return not node.enabled and node.disabled_reason == drain_plan.REASON
 
 
+def _store(p: Progress) -> dict[str, Any]:
+    return {"total": p.total, "done": p.done, "moving": list(p.moving),
+            "stuck": [list(s) for s in p.stuck], "queued": p.queued}
+
+
+def stored(row: NodeDrain | None) -> Progress | None:
+    """The progress its runner last recorded."""
+    if row is None or not row.progress:
+        return None
+    p = row.progress
+    return Progress(total=p["total"], done=p["done"], moving=tuple(p["moving"]),
+                    stuck=tuple((n, r) for n, r in p["stuck"]), queued=p["queued"])
+
+
+def _record(session: Session, node: Node, parallel: int) -> NodeDrain:
+    """A new run of the node's drain, from now (a same-second migration is still ours)."""
+    held = len(nodes.instances_on(session, node))
+    row = session.get(NodeDrain, node.id) or NodeDrain(node_id=node.id)
+    start = Progress(total=held, done=0, moving=(), stuck=(), queued=held)
+    row.since, row.parallel, row.total = utcnow() - dt.timedelta(seconds=1), parallel, held
+    row.progress, row.runner, row.seen_at = _store(start), None, None
+    row.finished_at = None if held else utcnow()
+    session.add(row)
+    session.flush()
+    return row
+
+
+def _claimed(row: NodeDrain, now: dt.datetime) -> bool:
+    """Whether a live process (other than a dead one here) runs the drain."""
+    if row.runner is None or row.seen_at is None:
+        return False
+    return row.seen_at >= now - dt.timedelta(seconds=STALE) and not _dead(row.runner)
+
+
+def _dead(runner: str) -> bool:
+    """A runner of this host whose process is gone."""
+    host, _, rest = runner.partition("/")
+    pid = rest.partition("/")[0]
+    if host != HOST or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # another user's process: alive
+        return False
+    return False
+
+
+def resume(node: Node, row: NodeDrain, runner: str | None = None) -> Run:
+    """A run continuing the recorded drain (what was refused to the last one is retried)."""
+    run = Run(node.id, node.name, row.since, row.total, row.parallel, last=stored(row))
+    if runner is not None:
+        run.runner = runner
+    return run
+
+
 def begin(session: Session, node: Node, parallel: int = 2) -> Run:
-    """Disable the node for draining (again: the same) and start a run from now."""
+    """Disable the node for draining; a new run from now, or the recorded one if it has
+    not finished (the same if a live process runs it: this one then only watches)."""
     if node.state != "up":
         raise Conflict(f"Node {node.name} is {node.state}: its instances cannot be migrated "
                        f"away; evacuate them instead (atwill node evacuate {node.name}).")
+    row = session.get(NodeDrain, node.id)
+    if draining(node) and row is not None and row.finished_at is None:
+        if not _claimed(row, utcnow()):
+            row.parallel = parallel
+        return resume(node, row)
     if not draining(node):
         nodes.set_enabled(session, node, False, drain_plan.REASON)
-    since = utcnow() - dt.timedelta(seconds=1)  # a same-second migration is still ours
-    return Run(node.id, node.name, since, len(nodes.instances_on(session, node)), parallel)
+    return resume(node, _record(session, node, parallel))
 
 
 def restore(session: Session, node: Node) -> None:
     """Schedule onto the node again; a run still going stops at its next step."""
     nodes.set_enabled(session, node, True, None)
+    row = session.get(NodeDrain, node.id)
+    if row is not None:
+        session.delete(row)
+
+
+def claim(session: Session, run: Run) -> bool:
+    """Take (or keep) the drain's claim for this run's process; False if another live
+    process holds it, or the drain has finished."""
+    now = utcnow()
+    row = session.get(NodeDrain, run.node_id)
+    if row is None or row.finished_at is not None:
+        return False
+    free = [NodeDrain.runner.is_(None), NodeDrain.runner == run.runner,
+            NodeDrain.seen_at < now - dt.timedelta(seconds=STALE)]
+    if row.runner is not None and _dead(row.runner):
+        free.append(NodeDrain.runner == row.runner)
+    done = session.execute(update(NodeDrain).where(
+        NodeDrain.node_id == run.node_id, NodeDrain.finished_at.is_(None), or_(*free))
+        .values(runner=run.runner, seen_at=now).execution_options(synchronize_session=False))
+    if not done.rowcount:
+        return False
+    if row.runner != run.runner:
+        log.info("drain of %s run by %s (was %s)", run.node_name, run.runner, row.runner)
+    return True
+
+
+def _save(ctl: Controller, run: Run, progress: Progress) -> None:
+    """Record the progress while this process still holds the claim; a finished drain
+    gives its claim up."""
+    now = utcnow()
+    finished = progress.finished
+    with ctl.db.session() as session:
+        session.execute(update(NodeDrain).where(
+            NodeDrain.node_id == run.node_id, NodeDrain.runner == run.runner,
+            NodeDrain.since == run.since)
+            .values(progress=_store(progress), seen_at=now,
+                    finished_at=now if finished else None,
+                    runner=None if finished else run.runner)
+            .execution_options(synchronize_session=False))
+
+
+def release(ctl: Controller, run: Run) -> None:
+    """Give up the claim (another process may take the drain over at once)."""
+    with ctl.db.session() as session:
+        session.execute(update(NodeDrain).where(
+            NodeDrain.node_id == run.node_id, NodeDrain.runner == run.runner)
+            .values(runner=None).execution_options(synchronize_session=False))
 
 
 def guests(session: Session, run: Run) -> list[Guest]:
@@ -124,52 +256,62 @@ def _start(ctl: Controller, run: Run, decision: drain_plan.Decision) -> None:
 
 
 def step(ctl: Controller, run: Run) -> Progress:
-    """Start what can start now; the progress as it stands."""
+    """Start what can start now if this process runs the drain; the progress as it
+    stands (as its runner recorded it, if another process runs it)."""
     with ctl.db.session() as session:
         node = session.get(Node, run.node_id)
-        if node is None or not draining(node):
+        row = session.get(NodeDrain, run.node_id)
+        if node is None or not draining(node) or row is None:
             raise Conflict(f"Node {run.node_name} is no longer draining (restored, "
                            "re-enabled or removed).")
+        if row.since != run.since:  # a new run began since (a drain after it ended)
+            run.since, run.total, run.refused = row.since, row.total, {}
+        run.parallel = row.parallel
+        if not claim(session, run):
+            run.last = stored(row) or run.last or Progress(run.total, 0, (), (), run.total)
+            if row.finished_at is not None and not run.last.finished:
+                run.last = dataclasses.replace(run.last, moving=(), queued=0)
+            return run.last
         decisions = drain_plan.plan(guests(session, run), run.parallel)
     for d in decisions:
         if d.action in (drain_plan.LIVE, drain_plan.COLD, drain_plan.CONFIRM):
             _start(ctl, run, d)
     run.last = drain_plan.progress(decisions, run.total)
+    _save(ctl, run, run.last)
     return run.last
 
 
 def run_until_done(ctl: Controller, run: Run, report: Callable[[Progress], None],
                    interval: float = 1.0, timeout: float = 3600.0) -> Progress:
-    """Step until nothing moves or waits any more (or timeout: what is left is stuck)."""
+    """Step until nothing moves or waits any more (or timeout: what is left is stuck, and
+    the claim is given up, so the controller's drain loop carries the drain on)."""
     deadline = time.monotonic() + timeout
-    while True:
-        progress = step(ctl, run)
-        report(progress)
-        if progress.finished:
-            return progress
-        if time.monotonic() > deadline:
-            left = progress.moving + tuple(n for n, _ in progress.stuck)
-            return dataclasses.replace(progress, moving=(), queued=0, stuck=progress.stuck
-                                       + tuple((n, "still moving at the timeout")
-                                               for n in left if n in progress.moving))
-        time.sleep(interval)
+    try:
+        while True:
+            progress = step(ctl, run)
+            report(progress)
+            if progress.finished:
+                return progress
+            if time.monotonic() > deadline:
+                left = progress.moving + tuple(n for n, _ in progress.stuck)
+                return dataclasses.replace(
+                    progress, moving=(), queued=0, stuck=progress.stuck + tuple(
+                        (n, "still moving at the timeout") for n in left
+                        if n in progress.moving))
+            time.sleep(interval)
+    finally:
+        release(ctl, run)
 
 
-def moving_from(session: Session, node: Node) -> bool:
-    """Whether a migration from the draining node is under way (or waits for confirm)."""
-    if not draining(node):
-        return False
-    statuses = migration_states.IN_PROGRESS | resize_states.MOVING | {"finished"}
-    return session.scalar(select(Migration.id).where(
-        Migration.source_node_id == node.id, Migration.status.in_(sorted(statuses))).limit(1)) \
-        is not None
-
-
-def view(run: Run | None, node: Node, held: int) -> dict:
-    """The drain as the cluster API shows it."""
-    p = run.last if run is not None else None
+def view(session: Session, node: Node, held: int) -> dict:
+    """The drain as the cluster API shows it (from the database: any process can)."""
+    row = session.get(NodeDrain, node.id) if draining(node) else None
+    p = stored(row)
+    finished = row.finished_at is not None if row is not None else not held
     return {"node": node.name, "draining": draining(node), "instances": held,
             "total": p.total if p else held, "done": p.done if p else 0,
             "moving": list(p.moving) if p else [], "queued": p.queued if p else 0,
             "stuck": [{"server": n, "reason": r} for n, r in p.stuck] if p else [],
-            "finished": (p.finished if p else not held)}
+            "finished": finished,
+            # Under way: recorded and not finished (the leader's loop runs it if no one does).
+            "running": draining(node) and not finished}

@@ -1,20 +1,17 @@
 """/cluster/v1/nodes/{node}/drain and /restore for operators (what the dashboard calls).
 
-POST drain disables the node (reason "draining") and moves its instances away in a
-thread of this controller process (cluster/drain.py); GET shows how far it is. POST
-again while it runs changes nothing; after a restart (or once it ended), it continues
-with what is left. POST restore enables the node, which stops a running drain.
+POST drain disables the node (reason "draining") and records the drain in the database
+(cluster/drain.py); the leader's drain loop (drain_loop.py) moves its instances away, in
+whichever worker or controller leads, and goes on after a restart. GET shows how far it
+is, from the database, in any worker. POST again while it runs changes nothing; once it
+ended, it starts over with what is left. POST restore enables the node, which stops it.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
-
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from ...core.errors import ApiError
 from ...core.policy import Credentials
 from ..context import Controller
 from ..service import authorize, caller, controller
@@ -22,10 +19,6 @@ from . import drain, nodes
 from .nodecert import calling_node
 
 router = APIRouter()
-log = logging.getLogger("atwill.cluster.drain")
-_runs: dict[str, drain.Run] = {}  # node id -> this process's latest run
-_threads: dict[str, threading.Thread] = {}
-_lock = threading.Lock()
 
 
 class DrainRequest(BaseModel):
@@ -33,39 +26,16 @@ class DrainRequest(BaseModel):
     parallel: int = Field(default=2, ge=1, le=16, description="Instances moving at once.")
 
 
-def _drive(ctl: Controller, run: drain.Run) -> None:
-    try:
-        drain.run_until_done(ctl, run, lambda _: None)
-    except ApiError as err:  # restored (or removed) while it ran
-        log.info("drain of %s ended: %s", run.node_name, err)
-    except Exception:  # noqa: BLE001 - a thread's failure must be logged, not lost
-        log.exception("drain of %s failed", run.node_name)
-
-
 def _view(ctl: Controller, ident: str) -> dict:
     with ctl.db.session() as session:
         node = nodes.find(session, ident)
-        thread = _threads.get(node.id)
-        # A run in another worker process shows as its migrations under way.
-        running = bool(thread and thread.is_alive()) or drain.moving_from(session, node)
-        return {**drain.view(_runs.get(node.id), node, len(nodes.instances_on(session, node))),
-                "running": running}
+        return drain.view(session, node, len(nodes.instances_on(session, node)))
 
 
 def _start(ctl: Controller, ident: str, parallel: int) -> dict:
-    """Start a run unless one runs in this process; the drain's view."""
-    with _lock:
-        with ctl.db.session() as session:
-            node = nodes.find(session, ident)
-            thread = _threads.get(node.id)
-            start = None
-            if thread is None or not thread.is_alive():
-                run = drain.begin(session, node, parallel)
-                _runs[node.id] = run
-                start = _threads[node.id] = threading.Thread(
-                    target=_drive, args=(ctl, run), name=f"drain-{node.name}", daemon=True)
-        if start is not None:
-            start.start()
+    """Record the drain (or leave the one under way as it is); its view."""
+    with ctl.db.session() as session:
+        drain.begin(session, nodes.find(session, ident), parallel)
     return _view(ctl, ident)
 
 

@@ -23,6 +23,7 @@ from .compute import (
 )
 from .controllers import ControllerRecord
 from .dashboard import DashboardSession
+from .drains import NodeDrain
 from .fencing import FenceDevice, FenceEvent
 from .identity import (
     Domain,
@@ -77,7 +78,7 @@ __all__ = [
     "Instance", "InstanceAction", "InstanceActionEvent", "PciClaim", "ServerGroup",
     "ServerGroupMember",
     "Base", "ClusterRevision", "Domain", "Endpoint", "Evacuation", "Flavor", "FlavorAccess",
-    "DashboardSession", "FenceDevice", "FenceEvent",
+    "DashboardSession", "FenceDevice", "FenceEvent", "NodeDrain",
     "FlavorExtraSpec", "Image", "ImageMember", "ImageTag", "ImpliedRole", "JoinToken",
     "Keypair", "Node", "OverlayAddress", "Project", "Quota", "QuotaClass", "Region",
     "Revocation", "RevokedCertificate", "Role", "RoleAssignment", "Service", "User",
