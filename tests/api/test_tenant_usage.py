@@ -6,10 +6,11 @@ import datetime as dt
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import delete
+from sqlalchemy import delete, func, select, update
 
 from atwill.controller.db.servers import Instance
 from atwill.controller.db.session import Database
+from atwill.controller.db.usage_events import UsageEvent
 from tests.cloud import Cloud, unique
 
 V = "/compute/v2.1/os-simple-tenant-usage"
@@ -75,6 +76,86 @@ def test_exact_figures_for_one_project(cloud: Cloud, projects: tuple[str, str]) 
         "terminated", "2020-01-01T18:00:00", 12 * 3600)
     assert servers["running"]["state"] == "active" and servers["running"]["ended_at"] is None
     assert servers["running"]["flavor"] == "m1.test"
+
+
+def lived(hour: float) -> dt.datetime:
+    return dt.datetime(2021, 3, 1) + dt.timedelta(hours=hour)
+
+
+# (hour, the instance's fields after that step): written one commit each, as the
+# controller writes them, so the usage event log records them; its times are then set
+# to the script's. create → active → stop → start → resize (2 vCPUs) → confirm →
+# shelve → offload → unshelve (launched_at moves, as Nova's) → delete.
+LIFE: list[tuple[float, dict]] = [
+    (1, {"vm_state": "active", "launched_at": lived(1), "node_name": "usage-node"}),
+    (3, {"vm_state": "stopped"}), (4, {"vm_state": "active"}),
+    (5, {"vm_state": "resized", "vcpus": 2, "memory_mb": 1024, "disk_gb": 20,
+         "flavor": {"name": "m1.bigger", "ephemeral": 0}}),
+    (6, {"vm_state": "active"}), (8, {"vm_state": "shelved"}),
+    (8.5, {"vm_state": "shelved_offloaded", "node_name": None}),
+    (11, {"vm_state": "active", "launched_at": lived(11), "node_name": "usage-node"}),
+    (12, {"vm_state": "deleted", "deleted": True, "terminated_at": lived(12)}),
+]
+
+
+def test_figures_follow_the_lifecycle_events(cloud: Cloud) -> None:
+    """Stop/start bills on, a resize bills each size for its own hours, the offloaded
+    time is not billed, and the unshelve's new launched_at loses nothing before it."""
+    project = unique("lifeproj")  # the usage API filters rows by id: no Keystone project
+    db = Database(cloud.db_url())
+    try:
+        with db.session() as session:
+            inst = Instance(name="lifecycle", project_id=project, user_id="u", vcpus=1,
+                            memory_mb=512, disk_gb=10, flavor={"name": "m1.test"},
+                            vm_state="building", created_at=lived(0))
+            session.add(inst)
+            session.flush()
+            ident = inst.id
+        _stamp(db, ident, 0)
+        for hour, fields in LIFE:
+            with db.session() as session:
+                row = session.get(Instance, ident)
+                for key, value in fields.items():
+                    setattr(row, key, value)
+            _stamp(db, ident, hour)
+        with db.session() as session:
+            kinds = list(session.scalars(select(UsageEvent.event_type).where(
+                UsageEvent.instance_id == ident).order_by(UsageEvent.id)))
+        assert kinds.count("compute.instance.resize") == 1 and len(kinds) == 11, kinds
+        day = {"start": "2021-03-01T00:00:00", "end": "2021-03-02T00:00:00"}
+        with cloud.http(cloud.token()) as client:
+            usage = client.get(f"{V}/{project}", params=day).json()["tenant_usage"]
+            late = client.get(f"{V}/{project}", params={
+                "start": "2021-03-01T04:30:00", "end": "2021-03-01T11:30:00"}
+            ).json()["tenant_usage"]
+        # Billed: [1, 5) at 1 vCPU, 512 MB, 10 GB; [5, 8.5) and [11, 12) at 2, 1024, 20.
+        assert usage["total_hours"] == pytest.approx(4 + 3.5 + 1)
+        assert usage["total_vcpus_usage"] == pytest.approx(4 * 1 + 4.5 * 2)
+        assert usage["total_memory_mb_usage"] == pytest.approx(4 * 512 + 4.5 * 1024)
+        assert usage["total_local_gb_usage"] == pytest.approx(4 * 10 + 4.5 * 20)
+        (server,) = usage["server_usages"]
+        assert (server["started_at"], server["ended_at"], server["state"]) == (
+            "2021-03-01T01:00:00", "2021-03-01T12:00:00", "terminated")
+        assert (server["vcpus"], server["flavor"], server["uptime"]) == (
+            2, "m1.bigger", 11 * 3600)
+        # A window cuts the spans: 0.5 h at 1 vCPU, then 3.5 h + 0.5 h at 2.
+        assert late["total_vcpus_usage"] == pytest.approx(0.5 + 2 * 4)
+        assert late["total_hours"] == pytest.approx(0.5 + 4)
+    finally:
+        with db.session() as session:
+            session.execute(delete(UsageEvent).where(UsageEvent.instance_id == ident))
+            session.execute(delete(Instance).where(Instance.id == ident))
+        db.dispose()
+
+
+def _stamp(db: Database, ident: str, hour: float) -> None:
+    """Give the events not stamped yet (those of the last step) the script's time."""
+    with db.session() as session:
+        stamped = session.scalar(select(func.max(UsageEvent.id)).where(
+            UsageEvent.instance_id == ident, UsageEvent.occurred_at < lived(24)))
+        session.execute(update(UsageEvent).where(
+            UsageEvent.instance_id == ident, UsageEvent.id > (stamped or 0)
+        ).values(occurred_at=lived(hour)))
 
 
 def test_list_for_every_project_and_paging(cloud: Cloud, projects: tuple[str, str]) -> None:

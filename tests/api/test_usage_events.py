@@ -5,6 +5,7 @@ API; the test speaks for its agent.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
 from collections.abc import Iterator
@@ -109,6 +110,35 @@ def test_a_lifecycle_is_recorded_in_order(env: Env) -> None:
     assert page + rest == found
     assert events(env.cloud, project_id=env.project_id,
                   event_type="compute.instance.delete")[-1]["instance_id"] == server
+
+
+def test_usage_follows_the_recorded_lifecycle(env: Env) -> None:
+    """os-simple-tenant-usage bills the server of a real create → stop → start → delete
+    from its launch to its delete, stopped time included (Nova's rule), within a second
+    of what its events say."""
+    server = lifecycle(env)
+    found = events(env.cloud, instance_id=server)
+
+    def when(event: dict) -> dt.datetime:
+        return dt.datetime.strptime(event["occurred_at"], "%Y-%m-%dT%H:%M:%S.%fZ")
+    launched = when(next(e for e in found if e["state"] == "active"))
+    deleted = when(found[-1])
+    today = dt.datetime.now(dt.UTC).date()
+    window = {"start": str(today - dt.timedelta(days=1)),
+              "end": str(today + dt.timedelta(days=1))}
+    with env.cloud.http(env.cloud.token()) as client:
+        resp = client.get(f"/compute/v2.1/os-simple-tenant-usage/{env.project_id}",
+                          params=window)
+    assert resp.status_code == 200, resp.text
+    (mine,) = [s for s in resp.json()["tenant_usage"]["server_usages"]
+               if s["instance_id"] == server]
+    assert mine["state"] == "terminated"
+    started = dt.datetime.fromisoformat(mine["started_at"])
+    ended = dt.datetime.fromisoformat(mine["ended_at"])
+    assert abs((started - launched).total_seconds()) < 1
+    assert abs((ended - deleted).total_seconds()) < 1
+    assert mine["hours"] == pytest.approx((ended - started).total_seconds() / 3600,
+                                          abs=1e-9)
 
 
 def test_export_to_a_jsonl_file_and_a_webhook(env: Env, tmp_path: Path) -> None:

@@ -1,8 +1,10 @@
-"""Simple tenant usage as Nova reckons it: hours from launch to termination in a window.
+"""Simple tenant usage: hours from launch to termination in a window, as Nova's shapes.
 
-An instance counts from launched_at (never-launched ones do not count) until
+An instance counts from its first launch (never-launched ones do not count) until
 terminated_at, or the window's end while it lives; stop/start does not pause the
-clock, as in Nova, since the instance keeps its resources on its node.
+clock, as in Nova, since the instance keeps its resources on its node. Given its spans
+(usage_timeline.py: from the lifecycle events) the figures follow each resize and skip
+the time it was shelved and offloaded, where Nova's would not.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import Any
 
 from .errors import BadRequest
 from .text import shown
+from .usage_timeline import Span
+from .usage_timeline import hours as span_hours
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,8 +30,15 @@ class Record:
     memory_mb: int
     local_gb: int
     state: str
-    launched_at: dt.datetime
+    launched_at: dt.datetime  # the first launch
     terminated_at: dt.datetime | None
+    spans: tuple[Span, ...] | None = None  # None: launch to termination at this size
+
+    def billed(self) -> tuple[Span, ...]:
+        if self.spans is not None:
+            return self.spans
+        return (Span(self.launched_at, self.terminated_at, self.vcpus, self.memory_mb,
+                     self.local_gb),)
 
 
 def parse_time(value: str | None, now: dt.datetime) -> dt.datetime:
@@ -50,10 +61,20 @@ def window(start: dt.datetime, stop: dt.datetime) -> None:
 
 
 def hours(rec: Record, start: dt.datetime, stop: dt.datetime) -> float:
-    """Hours of rec's life inside [start, stop)."""
-    begin = max(rec.launched_at, start)
-    end = min(rec.terminated_at or stop, stop)
-    return max((end - begin).total_seconds(), 0.0) / 3600.0
+    """Billed hours of rec's life inside [start, stop)."""
+    return sum(span_hours(span, start, stop) for span in rec.billed())
+
+
+def resource_hours(rec: Record, start: dt.datetime, stop: dt.datetime
+                   ) -> tuple[float, float, float]:
+    """(vCPU, RAM MB, local GB) hours of rec inside [start, stop), each span at its size."""
+    out = [0.0, 0.0, 0.0]
+    for span in rec.billed():
+        part = span_hours(span, start, stop)
+        out[0] += part * span.vcpus
+        out[1] += part * span.memory_mb
+        out[2] += part * span.local_gb
+    return out[0], out[1], out[2]
 
 
 def stamp(value: dt.datetime | None) -> str | None:
@@ -83,9 +104,10 @@ def by_project(records: Iterable[Record], start: dt.datetime, stop: dt.datetime,
             "total_vcpus_usage": 0.0, "total_memory_mb_usage": 0.0, "total_hours": 0.0,
             "start": stamp(start), "stop": stamp(stop),
             **({"server_usages": []} if detailed else {})})
-        total["total_local_gb_usage"] += usage["hours"] * rec.local_gb
-        total["total_vcpus_usage"] += usage["hours"] * rec.vcpus
-        total["total_memory_mb_usage"] += usage["hours"] * rec.memory_mb
+        vcpu_hours, ram_hours, disk_hours = resource_hours(rec, start, stop)
+        total["total_local_gb_usage"] += disk_hours
+        total["total_vcpus_usage"] += vcpu_hours
+        total["total_memory_mb_usage"] += ram_hours
         total["total_hours"] += usage["hours"]
         if detailed:
             total["server_usages"].append(usage)
