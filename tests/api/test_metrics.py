@@ -7,6 +7,7 @@ test parses the exposition with prometheus_client's own parser only.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import shutil
 import socket
 import subprocess
@@ -21,6 +22,7 @@ from sqlalchemy import delete
 
 from atwill.controller.db.servers import Instance
 from atwill.controller.db.session import Database
+from atwill.controller.db.usage_events import UsageEvent
 from tests.api.aggregate_nodes import JoinedNode
 from tests.cloud import Cloud, unique
 
@@ -53,6 +55,7 @@ def node(cloud: Cloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Joi
         yield made
     finally:
         with db.session() as session:
+            session.execute(delete(UsageEvent).where(UsageEvent.instance_id == ident))
             session.execute(delete(Instance).where(Instance.id == ident))
         db.dispose()
         made.remove()
@@ -142,6 +145,53 @@ def test_a_real_prometheus_scrapes_it(cloud: Cloud, node: JoinedNode, tmp_path: 
         proc.terminate()
         proc.wait(timeout=30)
         secret.unlink(missing_ok=True)
+
+
+# Prometheus' naming rules (prometheus.io/docs/practices/naming): snake case under the
+# application's prefix, base units (seconds, bytes) spelled out as the last word before
+# _total / _bucket…, never milliseconds or kilobytes; counters end in _total.
+NAME = re.compile(r"^atwill_[a-z][a-z0-9_]*[a-z0-9]$")
+NOT_BASE_UNITS = re.compile(r"_(ms|us|ns|millis|milliseconds|microseconds|minutes|hours|"
+                            r"kb|mb|gb|kib|mib|gib|kilobytes|megabytes|percent|secs?)"
+                            r"(_|$)")
+
+
+def test_names_follow_prometheus_conventions(cloud: Cloud, node: JoinedNode) -> None:
+    """Every family, with every kind of series present (a node's relayed instance
+    counters and reconcile passes), passes promtool's lint and the naming rules."""
+    ident = INSTANCES[node.name]
+    node.beat({ident: {"state": "running", "metrics": {
+        "cpu_seconds": 3.0, "memory_rss_bytes": 2 ** 20, "disk_read_bytes": 1,
+        "disk_write_bytes": 2, "net_rx_bytes": 3, "net_tx_bytes": 4}}})
+    with node.http() as client:
+        client.post(f"/cluster/v1/nodes/{node.id}/heartbeat", json={
+            "overlay": {}, "instances": {ident: {"state": "running", "metrics": {
+                "cpu_seconds": 3.0}}},
+            "host": {"reconcile": {"buckets": [1] * 12, "sum": 0.1, "count": 1,
+                                   "failures": 0}}})
+    with cloud.http(cloud.token()) as client:
+        text = client.get("/metrics").text
+    families = list(text_string_to_metric_families(text))
+    names = {f.name: f.type for f in families}
+    for wanted in ("atwill_api_requests", "atwill_api_request_duration_seconds",
+                   "atwill_instance_cpu_seconds", "atwill_node_reconcile_duration_seconds",
+                   "atwill_scheduler_placements", "atwill_token_cache_lookups"):
+        assert wanted in names, sorted(names)
+    atwill = {n: t for n, t in names.items() if n.startswith("atwill_")}
+    bad = [n for n in atwill if not NAME.match(n) or NOT_BASE_UNITS.search(n)]
+    assert not bad, bad
+    # The parser drops a counter's _total from its family name; its samples keep it.
+    counted = {s.name for f in families if f.type == "counter" and f.name in atwill
+               for s in f.samples}
+    assert counted and all(n.endswith(("_total", "_created")) for n in counted), counted
+    assert all(n.endswith("_seconds") for n, t in atwill.items() if t == "histogram")
+    assert all(f"# HELP {n}" in text for n in atwill), "a family without HELP"
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        return
+    lint = subprocess.run([promtool, "check", "metrics"], input=text, text=True,
+                          capture_output=True, timeout=60, check=False)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
 def _query(port: int, expr: str) -> float:
