@@ -16,6 +16,9 @@ import yaml
 
 from tests.api.aggregate_nodes import JoinedNode
 from tests.cloud import BIN, Cloud, unique
+from tests.imagedata import qcow2_bytes
+
+GUEST = qcow2_bytes(64 * 1024)  # the images' file, beside the profile
 
 
 @dataclass
@@ -28,21 +31,26 @@ class Names:
     network: str
     subnet: str
     router: str
+    gpu_image: str
+    image: str
 
 
 @pytest.fixture(scope="module")
 def names() -> Names:
     tag = unique("ap").split("-")[1]
     return Names(f"fabric-{tag}", f"fabric-{tag}", f"fabric-{tag}", f"m1.16xl-{tag}",
-                 f"g1.2xl-{tag}", f"net-{tag}", f"sub-{tag}", f"rtr-{tag}")
+                 f"g1.2xl-{tag}", f"net-{tag}", f"sub-{tag}", f"rtr-{tag}",
+                 f"fedora.21.gpu-{tag}", f"centos7-{tag}")
 
 
 def seed_profile(n: Names, cores: int = 200) -> dict:
     """Seed 003's admin script: a project with quotas, a user and role, the flavors (one
-    with a PCI alias), a network behind a router, the default group opened."""
+    with a PCI alias), public images (one with the seed's properties), a network behind a
+    router, the default group opened."""
     return {"version": 1,
             "projects": [{"name": n.project, "description": "GPU fabric", "quotas": {
-                "cores": cores, "instances": 50, "floating_ips": 50, "ram": 1048576}}],
+                "cores": cores, "instances": 50, "floating_ips": 50, "gigabytes": 4096,
+                "ram": 1048576}}],
             "roles": [{"name": n.role}],
             "users": [{"name": n.user, "password": "Fabric_123", "default_project": n.project,
                        "roles": [{"project": n.project, "role": n.role},
@@ -50,6 +58,11 @@ def seed_profile(n: Names, cores: int = 200) -> dict:
             "flavors": [{"name": n.flavor, "vcpus": 96, "ram": 262144, "disk": 160},
                         {"name": n.gpu_flavor, "vcpus": 12, "ram": 32768, "disk": 40,
                          "extra_specs": {"pci_passthrough:alias": "K20m:1"}}],
+            "images": [{"name": n.gpu_image, "file": "guest.qcow2", "disk_format": "qcow2",
+                        "container_format": "bare", "visibility": "public",
+                        "properties": {"hw_video_model": "qxl", "configure_x": "true"}},
+                       {"name": n.image, "file": "guest.qcow2", "disk_format": "qcow2",
+                        "container_format": "bare", "visibility": "public"}],
             "networks": [{"name": n.network, "project": n.project, "subnets": [
                 {"name": n.subnet, "cidr": "10.77.0.0/24", "dns_nameservers": ["10.0.0.53"]}]}],
             "routers": [{"name": n.router, "project": n.project, "external_gateway": "public",
@@ -69,6 +82,7 @@ def absent(n: Names) -> dict:
             "roles": [{"name": n.role, "state": "absent"}],
             "users": [{"name": n.user, "state": "absent"}],
             "flavors": [{"name": f, "state": "absent"} for f in (n.flavor, n.gpu_flavor)],
+            "images": [{"name": i, "state": "absent"} for i in (n.gpu_image, n.image)],
             "networks": [{"name": n.network, "project": n.project, "state": "absent",
                           "subnets": [{"name": n.subnet, "state": "absent"}]}],
             "routers": [{"name": n.router, "project": n.project, "state": "absent"}],
@@ -104,6 +118,7 @@ class Runner:
 def run(cloud: Cloud, names: Names, tmp_path_factory: pytest.TempPathFactory
         ) -> Iterator[Runner]:
     runner = Runner(cloud, tmp_path_factory.mktemp("apply"))
+    (runner.tmp / "guest.qcow2").write_bytes(GUEST)
     try:
         yield runner
     finally:
@@ -121,7 +136,7 @@ def quota(cloud: Cloud, project: str) -> dict[str, int]:
 
 def test_dry_run_prints_the_plan_and_changes_nothing(run: Runner, names: Names) -> None:
     out = run.apply(seed_profile(names), "--dry-run").stdout
-    assert "Plan: 9 to create, 0 to change, 0 to replace, 0 to delete." in out, out
+    assert "Plan: 11 to create, 0 to change, 0 to replace, 0 to delete." in out, out
     assert f"+ project {names.project}" in out
     assert f"+ security group {names.project}/default" in out
     found = run.cloud.openstack("project", "show", names.project, check=False)
@@ -131,12 +146,18 @@ def test_dry_run_prints_the_plan_and_changes_nothing(run: Runner, names: Names) 
 def test_seed_profile_applies_then_applies_again_without_change(run: Runner,
                                                                 names: Names) -> None:
     out = run.apply(seed_profile(names)).stdout
-    assert "[9/9]" in out and "Applied: 9 to create" in out, out
+    assert "[11/11]" in out and "Applied: 11 to create" in out, out
     cloud = run.cloud
     project = os_json(cloud, "project", "show", names.project)
     assert project["description"] == "GPU fabric"
     limits = quota(cloud, names.project)
-    assert (limits["cores"], limits["instances"], limits["ram"]) == (200, 50, 1048576)
+    assert (limits["cores"], limits["instances"], limits["ram"], limits["gigabytes"]) == (
+        200, 50, 1048576, 4096)
+    image = os_json(cloud, "image", "show", names.gpu_image)
+    assert (image["visibility"], image["disk_format"], image["size"]) == (
+        "public", "qcow2", len(GUEST))
+    assert {k: image["properties"].get(k) for k in ("hw_video_model", "configure_x")} == {
+        "hw_video_model": "qxl", "configure_x": "true"}, image
     with cloud.http(cloud.token()) as client:
         neutron = client.get(f"/network/v2.0/quotas/{project['id']}").json()["quota"]
     assert neutron["floatingip"] == 50
@@ -164,13 +185,16 @@ def test_seed_profile_applies_then_applies_again_without_change(run: Runner,
 def test_one_change_is_planned_and_applied_in_place(run: Runner, names: Names) -> None:
     changed = seed_profile(names, cores=100)
     changed["flavors"][1]["extra_specs"]["hw:cpu_policy"] = "dedicated"
+    changed["images"][0]["properties"] = {"hw_video_model": "vga"}
     out = run.apply(changed).stdout
-    assert "Plan: 0 to create, 2 to change, 0 to replace, 0 to delete." in out, out
+    assert "Plan: 0 to create, 3 to change, 0 to replace, 0 to delete." in out, out
     assert (f"~ project {names.project}: quotas {{'cores': 200}} -> {{'cores': 100}}"
             in out), out
     assert quota(run.cloud, names.project)["cores"] == 100
     assert os_json(run.cloud, "flavor", "show", names.gpu_flavor)["properties"] == {
         "pci_passthrough:alias": "K20m:1", "hw:cpu_policy": "dedicated"}
+    props = os_json(run.cloud, "image", "show", names.gpu_image)["properties"]
+    assert props.get("hw_video_model") == "vga" and "configure_x" not in props, props
     assert "No changes" in run.apply(changed).stdout
 
 
@@ -235,21 +259,24 @@ def test_zones_with_hosts_and_ha_policy_apply_once_export_and_refuse_bad_values(
     cloud, node = run.cloud, JoinedNode(run.cloud, tmp_path, "zonenode")
     zone, spare = unique("edge"), unique("spare")
     profile = {"availability_zones": [
-        {"name": zone, "hosts": [node.name], "ha_policy": "autonomous"},
+        {"name": zone, "hosts": [node.name], "ha_policy": "autonomous",
+         "metadata": {"gpu": "K20m", "rack": "r1"}},
         {"name": spare, "ha_reserved": True}]}
     try:
         out = run.apply(profile).stdout
         assert "Applied: 2 to create" in out, out
         agg = os_json(cloud, "aggregate", "show", zone)
         assert (agg["availability_zone"], agg["hosts"]) == (zone, [node.name]), agg
-        assert agg["properties"] == {"ha_policy": "autonomous"}, agg
+        assert agg["properties"] == {"ha_policy": "autonomous", "gpu": "K20m",
+                                     "rack": "r1"}, agg
         assert os_json(cloud, "aggregate", "show", spare)["properties"] == {
             "ha_reserved": "true"}
         assert "No changes" in run.apply(profile).stdout
         run.atwill("export", "-o", str(tmp_path / "export.yaml"))
         exported = yaml.safe_load((tmp_path / "export.yaml").read_text())
         assert {"name": zone, "hosts": [node.name], "ha_policy": "autonomous",
-                "ha_reserved": False} in exported["availability_zones"], exported
+                "ha_reserved": False, "metadata": {"gpu": "K20m", "rack": "r1"}} in exported[
+            "availability_zones"], exported
         assert "No changes" in run.atwill("apply", str(tmp_path / "export.yaml")).stdout
         before = os_json(cloud, "aggregate", "list", "--long")
         for bad, said in (
@@ -261,12 +288,14 @@ def test_zones_with_hosts_and_ha_policy_apply_once_export_and_refuse_bad_values(
             proc = run.apply({"availability_zones": [bad]}, check=False)
             assert proc.returncode == 1 and said in proc.stderr, proc.stderr
         assert os_json(cloud, "aggregate", "list", "--long") == before
-        profile["availability_zones"][0].update(hosts=[], ha_policy="manual")
+        profile["availability_zones"][0].update(hosts=[], ha_policy="manual",
+                                                metadata={"gpu": "K40"})
         out = run.apply(profile).stdout
         assert (f"~ availability zone {zone}: ha_policy autonomous -> manual; hosts "
                 f"['{node.name}'] -> []") in out, out
         agg = os_json(cloud, "aggregate", "show", zone)
-        assert (agg["hosts"], agg["properties"]) == ([], {"ha_policy": "manual"}), agg
+        assert (agg["hosts"], agg["properties"]) == ([], {"ha_policy": "manual",
+                                                          "gpu": "K40"}), agg
     finally:
         run.apply({"availability_zones": [{"name": zone, "state": "absent"},
                                           {"name": spare, "state": "absent"}]})
@@ -276,7 +305,7 @@ def test_zones_with_hosts_and_ha_policy_apply_once_export_and_refuse_bad_values(
 
 def test_state_absent_deletes_in_dependency_order(run: Runner, names: Names) -> None:
     out = run.apply(absent(names)).stdout
-    assert "Applied: 0 to create, 0 to change, 0 to replace, 9 to delete." in out, out
+    assert "Applied: 0 to create, 0 to change, 0 to replace, 11 to delete." in out, out
     for kind, name in (("project", names.project), ("user", names.user),
                        ("flavor", names.gpu_flavor), ("network", names.network),
                        ("router", names.router)):

@@ -210,11 +210,28 @@ def test_zones_name_their_hosts_and_ha_policy_and_compare_as_the_cloud_reads_the
      "cloud.yaml:2: availability_zones[0].ha_reserved: must be true or false"),
     ("availability_zones:\n  - {name: edge, hosts: node1}\n",
      "cloud.yaml:2: availability_zones[0].hosts: must be a list of strings"),
+    ("availability_zones:\n  - {name: edge, metadata: {ha_policy: manual}}\n",
+     "cloud.yaml:2: availability_zones[0].metadata.ha_policy: ha_policy is set by the "
+     "zone's own field, not its metadata"),
+    ("availability_zones:\n  - {name: edge, metadata: [gpu]}\n",
+     "cloud.yaml:2: availability_zones[0].metadata: must be a mapping"),
 ])
 def test_bad_zones_are_refused_with_file_line_and_field(text: str, message: str) -> None:
     with pytest.raises(ProfileError) as caught:
         load(text, "cloud.yaml")
     assert message in caught.value.message
+
+
+def test_zone_metadata_is_compared_whole() -> None:
+    state = _zoned()
+    state["availability_zones"] = {"edge": {
+        "name": "edge", "_id": 1, "hosts": [], "ha_policy": None, "ha_reserved": False,
+        "metadata": {"gpu": "K20m", "rack": "r1"}}}
+    same = load("availability_zones:\n  - {name: edge, metadata: {rack: r1, gpu: K20m}}\n")
+    assert plan(same, state) == []
+    (step,) = plan(load("availability_zones:\n  - {name: edge, metadata: {gpu: K40}}\n"),
+                   state)
+    assert step.changes == {"metadata": ({"gpu": "K20m", "rack": "r1"}, {"gpu": "K40"})}
 
 
 def test_a_zone_may_only_list_hosts_the_cloud_has() -> None:

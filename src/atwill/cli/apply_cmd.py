@@ -104,10 +104,11 @@ def exported(state: profiles.State) -> dict[str, Any]:
             continue
         items = networks if kind == "networks" else [
             _bare(e) for _, e in sorted(state[kind].items())]
-        # An image never uploaded has no formats yet, a zone may name no HA policy: say
-        # nothing of them.
+        # An image never uploaded has no formats yet, a zone may name no HA policy and
+        # have no other metadata: say nothing of them.
         if kind in ("images", "availability_zones"):
-            items = [{k: v for k, v in i.items() if v is not None} for i in items]
+            items = [{k: v for k, v in i.items() if v is not None and v != {}}
+                     for i in items]
         if items:
             out[kind] = items
     return out

@@ -179,7 +179,8 @@ def images(ex: Executor, step: Step) -> None:
         path = inside(ex.base, want["file"])
         body = {"name": step.key, "disk_format": want.get("disk_format", "qcow2"),
                 "container_format": want.get("container_format", "bare"),
-                **{k: want[k] for k in fields[:3] if k in want}}
+                **{k: want[k] for k in fields[:3] if k in want},
+                **(want.get("properties") or {})}
         iid = ex.api.call("POST", "image", "/images", body)["id"]
         ex.did(f"image {step.key}", lambda: ex.api.call("DELETE", "image", f"/images/{iid}"))
         with path.open("rb") as data:
@@ -189,8 +190,28 @@ def images(ex: Executor, step: Step) -> None:
             _patch_image(ex, step.key, iid, {"protected": True}, {"protected": False})
         return
     new = {k: v[1] for k, v in step.changes.items() if k in fields}
-    _patch_image(ex, step.key, step.have["_id"], new,
-                 {k: step.have.get(k) for k in new})
+    if new:
+        _patch_image(ex, step.key, step.have["_id"], new,
+                     {k: step.have.get(k) for k in new})
+    if "properties" in step.changes:
+        _image_properties(ex, step.key, step.have["_id"], *step.changes["properties"])
+
+
+def _image_properties(ex: Executor, name: str, iid: str, old: dict[str, str],
+                      new: dict[str, str]) -> None:
+    """The image's properties made new's: added or replaced ('add' does both for a
+    property), removed when new leaves them out; undone the other way round."""
+    def patch(have: dict[str, str], want: dict[str, str]) -> None:
+        ops = [{"op": "add", "path": f"/{k}", "value": v} for k, v in want.items()
+               if have.get(k) != v]
+        ops += [{"op": "remove", "path": f"/{k}"} for k in have if k not in want]
+        if ops:
+            ex.api.call("PATCH", "image", f"/images/{iid}", content=json.dumps(ops),
+                        headers={"Content-Type":
+                                 "application/openstack-images-v2.1-json-patch"})
+
+    patch(old or {}, new or {})
+    ex.did(f"properties of image {name}", lambda: patch(new or {}, old or {}))
 
 
 def _patch_image(ex: Executor, name: str, iid: str, new: dict[str, Any],

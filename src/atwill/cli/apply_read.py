@@ -79,6 +79,15 @@ def _flavors(api: Api, state: State) -> None:
                                                                        or {})}
 
 
+# Glance's own fields of an image; the others are its properties (seed 003's
+# hw_video_model, configure_x).
+IMAGE_FIELDS = frozenset({
+    "id", "name", "status", "visibility", "protected", "os_hidden", "checksum",
+    "os_hash_algo", "os_hash_value", "owner", "size", "virtual_size", "min_ram", "min_disk",
+    "created_at", "updated_at", "tags", "self", "file", "schema", "disk_format",
+    "container_format", "direct_url", "locations", "stores"})
+
+
 def _images(api: Api, state: State, projects: dict[str, str]) -> None:
     path: str | None = "/images?limit=500"
     while path:
@@ -89,7 +98,9 @@ def _images(api: Api, state: State, projects: dict[str, str]) -> None:
                 "disk_format": i.get("disk_format"),
                 "container_format": i.get("container_format"),
                 "visibility": i.get("visibility"), "min_disk": i.get("min_disk") or 0,
-                "min_ram": i.get("min_ram") or 0, "protected": bool(i.get("protected"))})
+                "min_ram": i.get("min_ram") or 0, "protected": bool(i.get("protected")),
+                "properties": {k: str(v) for k, v in i.items() if k not in IMAGE_FIELDS
+                               and not k.startswith("os_glance")}})
         path = page.get("next", "").removeprefix("/v2") or None
 
 

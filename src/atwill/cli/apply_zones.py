@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from .apply_steps import Executor
 
 AGG = "/os-aggregates"
+# Metadata keys that are fields of the zone itself, not of its `metadata`.
+OWN_KEYS = ("availability_zone", ha_policy.KEY, ha_policy.RESERVED_KEY)
 
 
 def read(api: Api, state: State) -> None:
@@ -32,7 +34,8 @@ def read(api: Api, state: State) -> None:
         state["availability_zones"][zone] = {
             "name": zone, "_id": agg["id"], "hosts": sorted(agg.get("hosts") or []),
             "ha_policy": meta.get(ha_policy.KEY),
-            "ha_reserved": ha_policy.reserved({k: [v] for k, v in meta.items()})}
+            "ha_reserved": ha_policy.reserved({k: [v] for k, v in meta.items()}),
+            "metadata": {k: v for k, v in meta.items() if k not in OWN_KEYS}}
 
 
 def _action(ex: Executor, agg_id: Any, name: str, body: dict[str, Any]) -> None:
@@ -50,8 +53,12 @@ def _hosts(ex: Executor, zone: str, agg_id: Any, old: list[str], new: list[str])
                lambda h=host: _action(ex, agg_id, "add_host", {"host": h}))
 
 
-def _metadata(want: dict[str, Any]) -> dict[str, str | None]:
+def _metadata(want: dict[str, Any], old: dict[str, Any]) -> dict[str, str | None]:
+    """The set_metadata body that takes old to want (None unsets a key)."""
     out: dict[str, str | None] = {}
+    if "metadata" in want:
+        out.update({k: None for k in old.get("metadata") or {}})
+        out.update(want["metadata"] or {})
     if "ha_policy" in want:
         out[ha_policy.KEY] = want["ha_policy"]
     if "ha_reserved" in want:
@@ -61,12 +68,13 @@ def _metadata(want: dict[str, Any]) -> dict[str, str | None]:
 
 def _set_metadata(ex: Executor, zone: str, agg_id: Any, new: dict[str, Any],
                   old: dict[str, Any]) -> None:
-    meta = _metadata(new)
+    meta = _metadata(new, old)
     if not meta:
         return
     _action(ex, agg_id, "set_metadata", {"metadata": meta})
-    back = {k: v for k, v in _metadata(old).items() if k in meta}
-    ex.did(f"HA policy of zone {zone}",
+    before = _metadata({**old, "metadata": old.get("metadata") or {}}, {})
+    back = {k: before.get(k) for k in meta}
+    ex.did(f"metadata of zone {zone}",
            lambda: _action(ex, agg_id, "set_metadata", {"metadata": back}))
 
 
@@ -84,11 +92,12 @@ def availability_zones(ex: Executor, step: Step) -> None:
         ex.did(f"zone {step.key}", lambda: ex.api.call("DELETE", "compute", f"{AGG}/{agg_id}"))
         ex.current["availability_zones"][step.key] = {"name": step.key, "_id": agg_id}
         _hosts(ex, step.key, agg_id, [], want.get("hosts") or [])
-        _set_metadata(ex, step.key, agg_id, want, {"ha_policy": None, "ha_reserved": False})
+        _set_metadata(ex, step.key, agg_id, want, {"ha_policy": None, "ha_reserved": False,
+                                                   "metadata": {}})
         return
     agg_id = have["_id"]
     if "hosts" in step.changes:
         _hosts(ex, step.key, agg_id, *step.changes["hosts"])
-    names = [n for n in ("ha_policy", "ha_reserved") if n in step.changes]
+    names = [n for n in ("ha_policy", "ha_reserved", "metadata") if n in step.changes]
     _set_metadata(ex, step.key, agg_id, {n: want[n] for n in names},
                   {n: have.get(n) for n in names})

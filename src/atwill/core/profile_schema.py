@@ -111,6 +111,16 @@ def string_map(value: Any) -> dict[str, str]:
     return {text(str(k)): str(v) for k, v in value.items()}
 
 
+def zone_metadata(value: Any) -> dict[str, str]:
+    """An aggregate's other metadata (for AggregateInstanceExtraSpecsFilter and the like);
+    its zone and HA keys are fields of their own."""
+    out = string_map(value)
+    for key in out:
+        if key in ("availability_zone", "ha_policy", "ha_reserved"):
+            raise Nested(key, f"{key} is set by the zone's own field, not its metadata")
+    return out
+
+
 def quotas(value: Any) -> dict[str, int]:
     if not isinstance(value, dict):
         raise ValueError("must be a mapping of quota names to numbers (-1: unlimited)")
@@ -223,12 +233,12 @@ FIELDS: dict[str, dict[str, Check]] = {
                "container_format": one_of(*CONTAINER_FORMATS),
                "visibility": one_of("public", "private", "shared", "community"),
                "min_disk": count(0), "min_ram": count(0), "protected": flag,
-               "state": state},
+               "properties": string_map, "state": state},
     # An availability zone is the aggregate of its name (Nova's availability_zone), with
     # the HA monitor's policy for its nodes as that aggregate's metadata (core/ha_policy).
     "availability_zones": {"name": text, "hosts": lambda v: sorted(set(strings(v))),
                            "ha_policy": optional(one_of(*POLICIES)), "ha_reserved": flag,
-                           "state": state},
+                           "metadata": zone_metadata, "state": state},
     "networks": {"name": text, "project": text, "shared": flag, "external": flag,
                  "description": description, "state": state},
     "subnets": {"name": text, "cidr": cidr, "ip_version": one_of(4, 6),
