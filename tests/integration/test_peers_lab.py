@@ -57,6 +57,29 @@ with httpx.Client(base_url=url, verify=ssl.create_default_context(cafile=ca),
     print(json.dumps([resp.status_code, time.monotonic() - started, resp.text]))
 """
 
+# Run in CloudOne's controller host: alice's CloudTwo token works at CloudOne, is revoked at
+# CloudTwo, then asked for at CloudOne until refused; prints the statuses and the seconds
+# from the revocation to the first 401.
+REVOKED_AT_HOME = """
+import json, ssl, sys, time, httpx
+issuer, url, ca_one, ca_two = sys.argv[1:5]
+auth = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+    "name": "alice", "domain": {"name": "Default"}, "password": "s3cret-pass"}}},
+    "scope": {"project": {"name": "alicep", "domain": {"name": "Default"}}}}}
+two = httpx.Client(base_url=issuer, verify=ssl.create_default_context(cafile=ca_two), timeout=30)
+one = httpx.Client(base_url=url, verify=ssl.create_default_context(cafile=ca_one), timeout=30)
+token = two.post("/identity/v3/auth/tokens", json=auth).headers["X-Subject-Token"]
+headers = {"X-Auth-Token": token, "X-Scope": json.dumps({"identity": "CloudTwo"})}
+before = one.get("/compute/v2.1/servers", headers=headers).status_code
+revoked = two.delete("/identity/v3/auth/tokens",
+                     headers={"X-Auth-Token": token, "X-Subject-Token": token}).status_code
+started, status = time.monotonic(), before
+while status != 401 and time.monotonic() - started < 60:
+    time.sleep(0.5)
+    status = one.get("/compute/v2.1/servers", headers=headers).status_code
+print(json.dumps([before, revoked, status, time.monotonic() - started]))
+"""
+
 
 def _member(lab: Lab, name: str, project: str) -> None:
     lab.openstack("user", "create", "--password", "s3cret-pass", name)
@@ -132,6 +155,12 @@ def test_seed_002_and_the_clouds_cut_apart(clouds: Clouds) -> None:
     assert _peer_user_status(clouds, "alice", "alicep", quota + fromtwo) == 200
     assert _peer_user_status(clouds, "alice", "alicep", quota + admin) == 403
     assert _peer_user_status(clouds, "bob", "alicep", quota + fromtwo) == 403
+    # A token revoked at CloudTwo stops working at CloudOne within the cache time
+    # (peer_token_cache, 30 s by default).
+    before, revoked, after, elapsed = json.loads(one.exec(
+        "ctl", labcmd.PYTHON, "-c", REVOKED_AT_HOME, two.url, one.url, one.ca_file,
+        two.ca_file).stdout)
+    assert (before, revoked, after) == (200, 204, 401) and elapsed < 30 + 2, elapsed
 
     # Cut apart: local work goes on on both sides; the scoped request is a fast 503.
     clouds.partition()

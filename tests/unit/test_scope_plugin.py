@@ -61,3 +61,11 @@ def test_bad_scope_is_refused(sent: list[dict[str, Any]], bad: str,
     with pytest.raises(SystemExit):
         parser().parse_args(["--os-scope", bad])
     assert "--os-scope" in capsys.readouterr().err
+
+
+def test_the_stock_cli_finds_the_plugin_by_its_entry_point() -> None:
+    from importlib.metadata import entry_points
+
+    (found,) = [e for e in entry_points(group="openstack.cli.extension")
+                if e.name == "atwill_scope"]
+    assert found.load() is scope_plugin
