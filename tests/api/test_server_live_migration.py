@@ -55,6 +55,9 @@ class MigratingAgent:
             entry["incoming"] = {"migration": mid, "error": "no room for the disk"} \
                 if ending == "prepare-fails" else {"migration": mid, "nbd_port": 10809,
                                                     "port": 49152}
+            if inst["incoming"].get("source_lost"):  # asked whether the guest arrived
+                entry["incoming"] = {**entry["incoming"], "arrived": True} \
+                    if ending == "arrives" else {"migration": mid, "error": "not arrived"}
         elif "migrate_to" in inst:
             order = inst["migrate_to"]
             status = {"completed": "completed", "failed": "failed"}.get(ending, "running")
@@ -260,6 +263,49 @@ def test_failure_keeps_the_server_on_its_source(pair: Pair, ending: str) -> None
     (event,) = [e for e in _events(cloud, server, "live-migration")
                 if e["event"] == "compute_live_migration"]
     assert event["result"] == "Error"
+
+
+@pytest.mark.parametrize("arrived", [True, False], ids=["arrived", "not-arrived"])
+def test_a_source_known_off_mid_migration_is_settled_by_its_destination(
+        pair: Pair, arrived: bool) -> None:
+    """The source goes silent while it sends, and is then forced down (known off): it
+    will report nothing more, so the destination is asked. A guest it runs has arrived
+    (the migration completes, the server is there); otherwise the migration ends in error
+    and the server is left on its source, no longer migrating, for HA to rebuild."""
+    cloud, a, b = pair.cloud, pair.a, pair.b
+    server = pair.boot(a.name)
+    pair.ending[server] = "arrives" if arrived else "runs"
+    cloud.openstack("server", "migrate", "--live-migration", "--host", b.name, server)
+    (record,) = wait_for(lambda: [m for m in pair.migrations(server)
+                                  if m["Status"] == "running"], 20, "a running migration")
+    pair.agents[a.name].paused.set()  # the source's power is cut: it says no more
+    try:
+        wait_for(lambda: cloud.openstack("compute", "service", "list", "--host", a.name,
+                                         "-f", "json")[0]["State"] == "down", 30,
+                 f"{a.name} down")
+        # Only silent, it may still run the guest: nothing is settled yet.
+        assert pair.migrations(server)[0]["Status"] == "running"
+        cloud.openstack("compute", "service", "set", "--down", a.name, "nova-compute")
+        ended = wait_for(lambda: (m := pair.migrations(server)[0])["Status"] in (
+            "completed", "error") and m, 30, "the migration settled")
+        shown = pair.show(server)
+        assert ended["Id"] == record["Id"]
+        assert (ended["Status"], shown[HOST], shown["OS-EXT-STS:task_state"]) == (
+            ("completed", b.name, None) if arrived else ("error", a.name, None)), shown
+        asked = [i["incoming"] for d in pair.agents[b.name].seen for i in d["instances"]
+                 if i["id"] == server and "incoming" in i]
+        assert asked[-1].get("source_lost") is True
+        if arrived:
+            assert server not in pair.desired_of(b)["destroy"]
+        else:
+            assert server in pair.desired_of(b)["destroy"]
+    finally:
+        cloud.openstack("compute", "service", "set", "--up", a.name, "nova-compute")
+        pair.agents[a.name].paused.clear()
+        wait_for(lambda: cloud.openstack("compute", "service", "list", "--host", a.name,
+                                         "-f", "json")[0]["State"] == "up", 30,
+                 f"{a.name} up again")
+        cloud.openstack("server", "delete", "--wait", server)  # the module's quota is 10
 
 
 BAD = [  # (version, body, status, words in the message)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import pwd
 import re
 import time
@@ -430,6 +431,55 @@ def test_killing_the_destination_agent_mid_migration_leaves_the_guest_on_its_sou
                                        "-f", "json")[0]["State"] == "up", 60,
                  f"{target} up again")
     lab.openstack("server", "delete", "--wait", "orphan")
+
+
+def test_power_cut_of_the_source_mid_migration_fences_it_and_rebuilds_the_guest_once(
+        lab: Lab, cloud: dict[str, str], tmp_path: Path) -> None:
+    """The source loses power while it sends the memory: its BMC fences it and HA rebuilds
+    the server on the only other node — the migration's destination, which holds the
+    incoming QEMU of that very server. It must end with one guest there, booted anew from
+    the image, and the migration in error; the source, powered on, keeps nothing of it."""
+    script = tmp_path / "marker.sh"
+    script.write_text(MARKER)
+    vm = _create(lab, "cutoff", "--network", "net1", "--user-data", str(script))
+    source = lab.openstack("server", "show", "cutoff", "-f", "json")["OS-EXT-SRV-ATTR:host"]
+    target = "node2" if source == "node1" else "node1"
+    boot = _ticks(wait_console(lab, "cutoff", "TICK 1 ", timeout=120))[0][1]
+    _throttle(lab, source, target, "8mbit")  # minutes to copy: cut on its way
+    powered_off = False
+    try:
+        record = _migrating_memory(lab, "cutoff", source, target)
+        lab.kill_node(source)
+        powered_off = True
+        try:
+            lab.wait_for(lambda: (s := lab.openstack(
+                "server", "show", "cutoff", "-f", "json"))["status"] == "ACTIVE"
+                and s["OS-EXT-SRV-ATTR:host"] == target
+                and not s.get("OS-EXT-STS:task_state") and s, 120,
+                f"cutoff rebuilt on {target}")
+        except TimeoutError:
+            raise AssertionError(_migration_trace(lab, "cutoff")) from None
+        (ended,) = lab.openstack("server", "migration", "list", "--server", "cutoff",
+                                 "-f", "json")
+        assert (ended["Id"], ended["Status"]) == (record["Id"], "error"), ended
+        assert _node(lab, source)["fence_state"] == "ok", _node(lab, source)
+        # A new boot from the image (the local disk went with the source), counting.
+        rebooted = lab.wait_for(lambda: {b for _, b in _ticks(console(lab, "cutoff"))}
+                                - {boot}, 120, "the rebuilt guest counting")
+        assert len(rebooted) == 1, rebooted
+        qemus = [p for p in host_processes(lab, target) if p.startswith("qemu")]
+        assert len(qemus) == _vms_left(lab, target) == 1, qemus
+    finally:
+        _throttle(lab, source, target, None)
+        if powered_off:
+            lab.start_node(source)
+            lab.wait_node_state(source, "up", 120)
+    _holds_nothing(lab, source, vm["id"], 120)
+    lab.openstack("server", "delete", "--wait", "cutoff")
+
+
+def _node(lab: Lab, name: str) -> dict:
+    return json.loads(lab.atwill_ctl("node", "show", name).stdout)
 
 
 def test_removing_a_node_with_instances(lab: Lab, cloud: dict[str, str]) -> None:

@@ -55,7 +55,13 @@ class LiveMigrations:
         """Take inst over while a migration speaks of it; whether converge must leave it."""
         uuid = inst["id"]
         if "incoming" in inst:
-            if self.incoming.get(uuid, {}).get("migration") != inst["incoming"]["migration"]:
+            order, seen = inst["incoming"], self.incoming.get(uuid, {})
+            if order.get("source_lost"):
+                if seen.get("migration") != order["migration"] or not (
+                        "arrived" in seen or "error" in seen):
+                    self.manager.lanes.submit(uuid, self._settle_lost, uuid,
+                                              order["migration"])
+            elif seen.get("migration") != order["migration"]:
                 self.manager.lanes.submit(uuid, self._receive, inst)
             return True
         if "migrate_to" in inst:
@@ -151,7 +157,49 @@ class LiveMigrations:
             self.driver._launch(spec, paths, revert, START_TIMEOUT,  # noqa: SLF001
                                 incoming=True)
 
+    def _settle_lost(self, uuid: str, migration: int) -> None:
+        """The source went off mid-migration (the controller knows it fenced): the guest
+        is here if this QEMU runs it (the stream had ended), else it never will be, and
+        the copy goes. A monitor that does not answer is asked again at the next pass."""
+        seen = self.incoming.get(uuid, {})
+        if seen.get("migration") == migration and ("arrived" in seen or "error" in seen):
+            return
+        status = self._incoming_status(uuid)
+        if status is None:
+            return
+        if status == "running":
+            self.incoming[uuid] = {**seen, "migration": migration, "arrived": True}
+            log.warning("instance %s: its source went down after the guest arrived here "
+                        "(migration %s)", uuid, migration)
+        else:
+            self.driver.delete(uuid)
+            self.incoming[uuid] = {"migration": migration, "error": (
+                f"the guest had not arrived (its QEMU here was {status})")}
+            log.warning("instance %s: its source went down before the guest arrived "
+                        "(migration %s); the copy here is deleted", uuid, migration)
+        self.manager.on_started()
+
+    def _incoming_status(self, uuid: str) -> str | None:
+        """QEMU's run state of a copy this node receives ("gone" without its process);
+        None when its monitor does not answer."""
+        if self.driver.pid(uuid) is None:
+            return "gone"
+        try:
+            return self.driver._status(uuid)  # noqa: SLF001 - the raw state: inmigrate
+        except Exception:  # noqa: BLE001 - busy or dying: asked again
+            log.warning("instance %s: no answer from its QEMU's monitor", uuid,
+                        exc_info=True)
+            return None
+
     def _arrived(self, uuid: str) -> None:
+        if self._incoming_status(uuid) == "inmigrate":
+            # The migration ended without the guest (its source went away), and the
+            # server was placed here again: this copy never ran; converge builds it.
+            self.driver.delete(uuid)
+            self.incoming.pop(uuid, None)
+            log.warning("instance %s: the migrated guest never arrived; the copy is deleted",
+                        uuid)
+            return
         paths = self.driver.paths(uuid)
         stop_serving(connected(paths.qmp, self.driver.qmp_timeout))
         forget_keys(paths.directory)

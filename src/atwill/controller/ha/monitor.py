@@ -18,7 +18,7 @@ from ..context import Controller
 from ..db.base import utcnow
 from ..db.models import Evacuation, Instance, Node
 from ..revision import bump
-from ..servers import actions
+from ..servers import actions, live_migration_agents
 from . import evacuate
 from . import lease as ha_lease
 from . import policy as ha_policies
@@ -74,6 +74,9 @@ def detect(session: Session, ctl: Controller, since: dt.datetime) -> list[Node]:
             _tell_instances(session, ctl, node, silence)
     if newly_down:
         bump(session)
+    # A live migration whose source is known off (fenced last pass, or forced down)
+    # hears nothing more from it: its destination says whether the guest arrived.
+    live_migration_agents.settle_lost_sources(session)
     return newly_down
 
 

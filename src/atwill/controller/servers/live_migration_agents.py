@@ -11,6 +11,9 @@
 
 A destination whose node goes down meanwhile (its agent gone: nothing there would adopt
 the guest) is given up: the source is told to cancel, and the migration ends in error.
+A source known off meanwhile (fenced, or forced down) reports nothing more, so the
+destination is asked: a guest its QEMU runs has arrived (the migration completes there),
+any other copy is deleted (the migration ends in error, and HA may rebuild the server).
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ def incoming(session: Session, node: Node) -> list[dict[str, Any]]:
         spec["incoming"] = {"migration": record.id, "listen": node.overlay_ip,
                             "console": (inst.console or "")[-CONSOLE_BYTES:],
                             "tls": tls(record)}
+        if record.message == lost_source(record):
+            spec["incoming"]["source_lost"] = True
         out.append(spec)
     return out
 
@@ -129,6 +134,14 @@ def report(session: Session, node: Node, reports: dict[str, Any]) -> None:
 def _destination(session: Session, inst: Instance, record: Migration, seen: Any) -> None:
     if not isinstance(seen, dict) or seen.get("migration") != record.id:
         return
+    if record.message == lost_source(record):
+        if seen.get("arrived") is True and record.status == "running":
+            log.warning("live migration %s of %s: its guest arrived on %s before the source "
+                        "went down", record.id, inst.id, record.dest_compute)
+            finish_completed(session, inst, record)
+        elif isinstance(seen.get("error"), str):
+            finish_failed(session, inst, record, "error", f"{record.message}; {seen['error']}")
+        return
     if isinstance(seen.get("error"), str):
         finish_failed(session, inst, record, "error",
                       f"the destination could not prepare: {seen['error']}")
@@ -138,6 +151,37 @@ def _destination(session: Session, inst: Instance, record: Migration, seen: Any)
         record.nbd_port, record.incoming_port, record.status = nbd, port, "running"
         actions.event(session, inst.id, "compute_pre_live_migration", record.dest_compute)
         bump(session)
+
+
+def lost_source(record: Migration) -> str:
+    return f"the source {record.source_compute} went down during the migration"
+
+
+def settle_lost_sources(session: Session) -> None:
+    """Migrations whose source node is known off: a preparing one ends in error (nothing
+    was sent); a running one is marked, and its destination asked whether the guest
+    arrived (its report ends it). Until then the server keeps task state migrating, so
+    HA does not rebuild it while its guest may run on the destination."""
+    from ..ha.evacuate import is_fenced  # noqa: PLC0415 - ha imports servers
+
+    for record in session.scalars(select(Migration).where(
+            Migration.status.in_(("preparing", "running")))):
+        source = session.get(Node, record.source_node_id) if record.source_node_id else None
+        if source is None or source.state != "down" or not (
+                source.forced_down or is_fenced(source)) or record.message == lost_source(
+                record):
+            continue
+        inst = session.get(Instance, record.instance_uuid)
+        dest = session.get(Node, record.dest_node_id) if record.dest_node_id else None
+        if inst is None:
+            continue
+        if record.status == "preparing" or dest is None or dest.state == "down":
+            finish_failed(session, inst, record, "error", lost_source(record))
+            continue
+        record.message = lost_source(record)
+        log.warning("live migration %s of %s: %s; %s is asked whether the guest arrived",
+                    record.id, inst.id, record.message, record.dest_compute)
+        bump(session, [dest.id])
 
 
 def lost_destination(record: Migration) -> str:
