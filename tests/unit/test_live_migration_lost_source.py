@@ -1,0 +1,104 @@
+"""A live migration whose source is known off (fenced or forced down) mid-way: its
+destination says whether the guest arrived, and that settles the migration."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
+
+from atwill.controller.db.models import Instance, Migration, Node
+from atwill.controller.servers.live_migration_agents import (
+    incoming,
+    lost_source,
+    report,
+    settle_lost_sources,
+)
+
+
+@pytest.fixture
+def session() -> Iterator[Session]:
+    engine = create_engine("sqlite://")
+    Migration.metadata.create_all(engine)
+    with Session(engine) as s:
+        yield s
+    engine.dispose()
+
+
+def _made(session: Session, status: str = "running") -> tuple[Node, Node, Instance,
+                                                               Migration]:
+    src, dst = Node(name="node1"), Node(name="node2", overlay_ip="10.99.0.2")
+    session.add_all([src, dst])
+    session.flush()
+    inst = Instance(name="vm", project_id="p", user_id="u", vcpus=1, memory_mb=256,
+                    disk_gb=1, vm_state="active", task_state="migrating", node_id=src.id,
+                    node_name=src.name)
+    session.add(inst)
+    session.flush()
+    record = Migration(instance_uuid=inst.id, source_compute="node1", source_node_id=src.id,
+                       dest_compute="node2", dest_node_id=dst.id, dest_host="10.99.0.2",
+                       status=status, nbd_port=10809, incoming_port=49152)
+    session.add(record)
+    session.flush()
+    return src, dst, inst, record
+
+
+def _fenced(node: Node) -> None:
+    node.state, node.fence_state = "down", "ok"
+    node.fenced_at = dt.datetime(2026, 12, 6)
+
+
+def _asked(session: Session, dst: Node, inst: Instance) -> dict:
+    (spec,) = [s for s in incoming(session, dst) if s["id"] == inst.id]
+    return spec["incoming"]
+
+
+def _says(record: Migration, **incoming_entry: object) -> dict:
+    return {record.instance_uuid: {"state": "paused", "incoming": {
+        "migration": record.id, **incoming_entry}}}
+
+
+def test_a_silent_source_not_known_off_settles_nothing(session: Session) -> None:
+    src, dst, inst, record = _made(session)
+    src.state = "down"  # silent, perhaps only cut off: it may still run the guest
+    settle_lost_sources(session)
+    assert (record.status, record.message, inst.task_state) == ("running", None, "migrating")
+    assert "source_lost" not in _asked(session, dst, inst)
+
+
+def test_the_destination_that_runs_the_guest_completes_the_migration(session: Session) -> None:
+    src, dst, inst, record = _made(session)
+    _fenced(src)
+    settle_lost_sources(session)
+    assert (record.status, record.message) == ("running", lost_source(record))
+    assert _asked(session, dst, inst)["source_lost"] is True
+    report(session, dst, _says(record, nbd_port=10809, port=49152))  # not answered yet
+    assert record.status == "running"
+    report(session, dst, _says(record, nbd_port=10809, port=49152, arrived=True))
+    assert (record.status, inst.node_id, inst.task_state) == ("completed", dst.id, None)
+
+
+def test_a_guest_that_never_arrived_ends_the_migration_in_error(session: Session) -> None:
+    src, dst, inst, record = _made(session)
+    src.state, src.forced_down = "down", True  # the operator vouches that it is off
+    settle_lost_sources(session)
+    report(session, dst, _says(record, error="the guest had not arrived"))
+    assert (record.status, inst.node_id, inst.task_state) == ("error", src.id, None)
+    assert "node1 went down during the migration" in (record.message or "")
+    settle_lost_sources(session)  # once settled, nothing more
+    assert record.status == "error"
+
+
+@pytest.mark.parametrize("case", ["preparing", "destination down"])
+def test_with_nothing_sent_or_nobody_to_ask_it_ends_at_once(session: Session,
+                                                            case: str) -> None:
+    src, dst, inst, record = _made(session, "preparing" if case == "preparing" else "running")
+    _fenced(src)
+    if case == "destination down":
+        dst.state = "down"
+    settle_lost_sources(session)
+    assert (record.status, record.message, inst.task_state) == (
+        "error", lost_source(record), None)
