@@ -14,6 +14,7 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from sqlalchemy import update
@@ -22,9 +23,10 @@ from atwill.controller.db.compute import Node
 from atwill.controller.db.session import Database
 from tests.api.aggregate_nodes import JoinedNode, wait_for
 from tests.api.lockout_cloud import own_cloud
-from tests.api.test_server_resize import Pair
+from tests.api.test_server_resize import HOST, Pair
 from tests.api.volume_nodes import StorageNode
 from tests.cloud import Cloud, unique
+from tests.imagedata import qcow2_bytes
 
 V = "/compute/v2.1"
 
@@ -76,13 +78,22 @@ class Env:
         assert resp.status_code == 200, resp.text
         return json.dumps(resp.json())
 
-    def plugged(self, node: JoinedNode, server: str) -> list[str]:
-        """The "identity:key" of each volume node is asked to plug into server."""
+    def spec(self, node: JoinedNode, server: str) -> dict[str, Any] | None:
+        """What node's desired state says of server (None: nothing)."""
         with node.http() as client:
             state = client.get(f"/cluster/v1/nodes/{node.id}/desired",
                                params={"wait": 0}).json()
-        spec = next(i for i in state["instances"] if i["id"] == server)
+        return next((i for i in state["instances"] if i["id"] == server), None)
+
+    def plugged(self, node: JoinedNode, server: str) -> list[str]:
+        """The "identity:key" of each volume node is asked to plug into server."""
+        spec = self.spec(node, server) or {}
         return [f"{v['psk']['identity']}:{v['psk']['key']}" for v in spec.get("volumes", [])]
+
+    def action(self, server: str, body: dict[str, Any]) -> None:
+        with self.cloud.http(self.cloud.token()) as client:
+            resp = client.post(f"{V}/servers/{server}/action", json=body)
+        assert resp.status_code == 202, resp.text
 
     def holds_no_key(self, key: str, *nodes: JoinedNode) -> None:
         secret = key.split(":", 1)[1]
@@ -221,5 +232,32 @@ def test_an_evacuation_goes_through_the_same_rekeying(env: Env) -> None:
     finally:
         env.cloud.openstack("compute", "service", "set", "--up", a.name, "nova-compute")
     after = env.only_key(vid, b)
+    assert after != before
+    env.holds_no_key(before, a, b)
+
+
+def test_a_shelved_server_is_exported_nothing_and_unshelved_with_new_keys(env: Env) -> None:
+    """Offloaded, the server runs nowhere: the node it left is no longer served its
+    volumes; unshelved (on whichever node), its attachments have new keys."""
+    pair, a, b = env.pair, env.pair.a, env.pair.b
+    server, vid = pair.boot(a.name), env.volume()
+    env.attach(server, vid)
+    before = env.only_key(vid, a)
+    env.action(server, {"shelve": None})
+    pending = wait_for(lambda: (env.spec(a, server) or {}).get("snapshot"), 30, "snapshot")
+    with a.http() as client:  # the node uploads the shelve snapshot
+        resp = client.put(f"/cluster/v1/nodes/{a.id}/snapshots/{pending['image_id']}",
+                          content=qcow2_bytes(1024),
+                          headers={"Content-Type": "application/octet-stream"})
+    assert resp.status_code == 204, resp.text
+    wait_for(lambda: pair.show(server)["status"] == "SHELVED_OFFLOADED", 30, "offloaded")
+    assert env.exports(vid) == []
+    env.holds_no_key(before, a, b)
+
+    env.action(server, {"unshelve": None})
+    shown = wait_for(lambda: (lambda s: s["status"] == "ACTIVE" and s)(pair.show(server)),
+                     30, "unshelved")
+    node = a if shown[HOST] == a.name else b
+    after = env.only_key(vid, node)
     assert after != before
     env.holds_no_key(before, a, b)

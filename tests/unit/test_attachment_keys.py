@@ -103,3 +103,14 @@ def test_a_deleted_server_leaves_no_export(session: Session) -> None:
     attachment_keys.moved(session, inst, a.id)
     st.on_server_delete(session, inst)
     assert _admitted(session, stor)[v1.id] == []
+
+
+def test_an_offloaded_server_is_exported_nothing(session: Session) -> None:
+    """Shelved offloaded, the server runs nowhere: not exported to the node it left (its
+    attachment's connector node), whose QEMU held the key."""
+    a, _, stor, inst, (v1, _) = _world(session)
+    st.attach(session, inst, v1, None, False)
+    inst.node_id, inst.node_name = None, None
+    assert _admitted(session, stor)[v1.id] == []
+    inst.node_id, inst.node_name = a.id, a.name  # unshelved onto the same node
+    assert attachment_keys.moved(session, inst, None) == 1

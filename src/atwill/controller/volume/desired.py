@@ -80,18 +80,20 @@ def _admit(entries: list[dict[str, Any]], node_id: str, node_name: str,
 
 
 def _targets(session: Session, volume_ids: list[str]) -> list[tuple[str, str, str, str | None]]:
-    """(volume, node id, node name) of each export: a server's attachment goes to the node
-    that runs the server now (it follows an evacuation or a move), any other to the node
+    """(volume, node id, node name, key) of each export: a server's attachment goes to the
+    node that runs the server now (it follows an evacuation or a move), none while it runs
+    nowhere (shelved offloaded: not to the node it left), any other attachment to the node
     of its connector. Only to a node that still has its row and name: a removed node, or a
     new node that joined under its name (another id), is served nothing."""
-    found = session.execute(select(VolumeAttachment, Instance.node_id, Instance.node_name)
+    found = session.execute(select(VolumeAttachment, Instance.id, Instance.node_id,
+                                   Instance.node_name)
                             .outerjoin(Instance, Instance.id == VolumeAttachment.instance_id)
                             .where(VolumeAttachment.volume_id.in_(volume_ids),
                                    VolumeAttachment.status.in_(EXPORTED))
                             .order_by(VolumeAttachment.created_at))
     wanted = []
-    for att, inst_node, inst_name in found:
-        node_id, name = (inst_node, inst_name) if inst_node else (att.node_id, att.node_name)
+    for att, inst_id, inst_node, inst_name in found:
+        node_id, name = (inst_node, inst_name) if inst_id else (att.node_id, att.node_name)
         psk = attachment_psk(att)
         wanted.append((att.volume_id, node_id, name,
                        f"{psk['identity']}:{psk['key']}" if psk else None))
