@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import typer
+from sqlalchemy.exc import SQLAlchemyError
 
-from ..controller.keys import KeyRepository
 from .options import StateDir, console, err, settings
 
 app = typer.Typer(no_args_is_help=True, help="Token keys.")
@@ -12,12 +12,22 @@ app = typer.Typer(no_args_is_help=True, help="Token keys.")
 
 @app.command("rotate")
 def rotate(state_dir: StateDir = None) -> None:
-    """Promote the staged key to primary and stage a new one; old tokens stay valid."""
-    conf = settings(state_dir)
-    repo = KeyRepository(conf.path("fernet-keys"), conf.max_active_keys)
+    """Promote the staged key to primary and stage a new one; old tokens stay valid.
+
+    The keys are in the database: this rotates them for every controller sharing it."""
+    from ..controller.context import Controller
+    from ..controller.keys import RECHECK
+
+    ctl = Controller.from_settings(settings(state_dir))
     try:
-        primary = repo.rotate()
-    except RuntimeError as error:
-        err.print(f"[red]{error}[/red]")
+        shared = ctl.keys.shared()
+        primary = ctl.keys.rotate()
+    except (RuntimeError, ValueError, OSError, SQLAlchemyError) as error:
+        err.print(f"[red]{error}[/red]", highlight=False)
         raise typer.Exit(1) from None
+    finally:
+        ctl.db.dispose()
     console.print(f"rotated: key {primary} is now primary")
+    if shared:
+        console.print(f"(in the database: every controller encrypts with it within {RECHECK:g} s)",
+                      highlight=False)

@@ -40,6 +40,7 @@ def create_app(settings: Settings, ctl: Controller | None = None,
         # Before serving, no upload can be in flight: recover those a previous process cut.
         if housekeeping:
             clean_up(ctl)
+        ctl.keys.prepare()  # the token keys, imported into the database at the first start
         tasks = background.start(ctl)
         try:
             yield

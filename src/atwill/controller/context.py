@@ -8,6 +8,7 @@ from ..config import Settings
 from .db.session import Database
 from .identity.token_cache import TokenCache
 from .keys import KeyRepository
+from .peers import seal
 
 
 @dataclasses.dataclass
@@ -19,11 +20,11 @@ class Controller:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Controller:
-        return cls(
-            settings=settings,
-            db=Database(settings.effective_database_url),
-            keys=KeyRepository(settings.path("fernet-keys"), settings.max_active_keys),
-        )
+        db = Database(settings.effective_database_url)
+        # The keys live in the database, sealed with the cluster CA's key (keys.py).
+        keys = KeyRepository(settings.path("fernet-keys"), settings.max_active_keys, db=db,
+                             sealer=seal.of(settings))
+        return cls(settings=settings, db=db, keys=keys)
 
     @property
     def base_url(self) -> str:

@@ -63,6 +63,7 @@ from .servers import (
     ServerGroup,
     ServerGroupMember,
 )
+from .token_keys import TokenKey
 from .usage_events import UsageEvent
 from .volume import (
     Volume,
@@ -93,4 +94,5 @@ __all__ = [
     "Migration",
     "Peer", "PeerImage", "PeerMapping", "PeerToken",
     "ControllerRecord",
+    "TokenKey",
 ]

@@ -1,0 +1,179 @@
+"""The Fernet keys in the database (controller/keys.py): imported from the state
+directory's files at the first start, sealed at rest, rotated for every controller."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from alembic import command
+from cryptography.fernet import InvalidToken
+from sqlalchemy import inspect, select
+from sqlalchemy.exc import OperationalError
+
+from atwill import pki
+from atwill.controller.db.session import Database, alembic_config, migrate
+from atwill.controller.db.token_keys import TokenKey
+from atwill.controller.keys import KeyRepository
+from atwill.controller.peers.seal import Sealer
+
+RECHECK = 0.2
+
+
+def _state(root: Path, ca_from: Path | None = None) -> Path:
+    """A controller's state directory with the cluster CA (the first one's, if given)."""
+    root.mkdir()
+    if ca_from is None:
+        pki.create_ca(root / "pki")
+    else:
+        shutil.copytree(ca_from / "pki", root / "pki")
+    return root
+
+
+def _repo(state: Path, db: Database, recheck: float = RECHECK) -> KeyRepository:
+    return KeyRepository(state / "fernet-keys", 3, db=db, sealer=Sealer(state / "pki"),
+                         recheck=recheck)
+
+
+def _sealed(db: Database) -> dict[int, str]:
+    with db.session() as session:
+        return {k.number: k.sealed for k in session.scalars(select(TokenKey))}
+
+
+def test_files_before_the_migration_then_imported_sealed(db: Database,
+                                                          tmp_path: Path) -> None:
+    state = _state(tmp_path / "a")
+    cfg = alembic_config(db.engine.url.render_as_string(hide_password=False))
+    command.upgrade(cfg, "0028")
+    repo = _repo(state, db)
+    assert repo.create()
+    before = repo.fernet().encrypt(b"issued before the upgrade")
+    assert not repo.shared()
+    command.upgrade(cfg, "head")
+    db.engine.dispose()
+    repo.prepare()
+    assert repo.shared()
+    sealed = _sealed(db)
+    assert sorted(sealed) == [0, 1]
+    for number, value in sealed.items():  # sealed: the key itself is not in the row
+        assert (state / "fernet-keys" / str(number)).read_bytes().strip().decode() \
+            not in value
+    assert repo.fernet().decrypt(before) == b"issued before the upgrade"
+    # A second start imports nothing more; a new process reads the table.
+    repo.prepare()
+    assert _sealed(db) == sealed
+    assert _repo(state, db).fernet().decrypt(before) == b"issued before the upgrade"
+    db.engine.dispose()
+    command.downgrade(cfg, "0028")
+    assert not inspect(db.engine).has_table("token_keys")
+
+
+def test_rotation_on_one_controller_reaches_the_other(db: Database, tmp_path: Path) -> None:
+    migrate(db.engine)
+    a_state = _state(tmp_path / "a")
+    b_state = _state(tmp_path / "b", ca_from=a_state)
+    a, b = _repo(a_state, db), _repo(b_state, db)
+    a.create()
+    a.prepare()
+    b.prepare()  # no files of its own: the table's keys
+    old = a.fernet().encrypt(b"old")
+    stamp = b.stamp()
+    assert a.rotate() == 2
+    # a encrypts with the key b still holds as staged: valid on b at once.
+    after = a.fernet().encrypt(b"after")
+    assert b.fernet().decrypt(after) == b"after"
+    time.sleep(RECHECK * 1.5)
+    assert b.stamp() != stamp
+    assert a.fernet().decrypt(b.fernet().encrypt(b"from b")) == b"from b"
+    assert b.rotate() == 3  # on either one
+    assert sorted(_sealed(db)) == [0, 2, 3]
+    time.sleep(RECHECK * 1.5)
+    for repo in (a, b):
+        with pytest.raises(InvalidToken):
+            repo.fernet().decrypt(old)
+        assert repo.fernet().decrypt(after) == b"after"
+    assert not (b_state / "fernet-keys").exists()  # nothing written to b's files
+
+
+def test_a_rotation_here_is_seen_at_once(db: Database, tmp_path: Path) -> None:
+    """The CLI rotates in its own process; this state directory's workers see it at their
+    next call, not after RECHECK."""
+    migrate(db.engine)
+    state = _state(tmp_path / "a")
+    serving, cli = _repo(state, db, recheck=60), _repo(state, db, recheck=60)
+    serving.create()
+    serving.prepare()
+    stamp = serving.stamp()
+    cli.rotate()
+    assert serving.stamp() != stamp
+
+
+def test_concurrent_first_starts_import_once(db: Database, tmp_path: Path) -> None:
+    migrate(db.engine)
+    first = _state(tmp_path / "a")
+    repos = [_repo(first, db)]
+    for name in ("b", "c", "d"):  # bundle copies: the same files, the same CA
+        state = _state(tmp_path / name, ca_from=first)
+        repos.append(_repo(state, db))
+    repos[0].create()
+    for repo in repos[1:]:
+        shutil.copytree(first / "fernet-keys", repo.directory)
+    errors: list[BaseException] = []
+
+    def start(repo: KeyRepository) -> None:
+        try:
+            repo.prepare()
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=start, args=(r,)) for r in repos]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert sorted(_sealed(db)) == [0, 1]
+    token = repos[0].fernet().encrypt(b"x")
+    assert all(r.fernet().decrypt(token) == b"x" for r in repos)
+
+
+def test_another_ca_key_is_refused_clearly(db: Database, tmp_path: Path) -> None:
+    migrate(db.engine)
+    a = _repo(_state(tmp_path / "a"), db)
+    a.create()
+    a.prepare()
+    stranger = _repo(_state(tmp_path / "b"), db)
+    with pytest.raises(RuntimeError, match="another cluster CA key"):
+        stranger.prepare()
+
+
+def test_an_unreadable_database_keeps_the_keys_loaded(db: Database, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      caplog: pytest.LogCaptureFixture
+                                                      ) -> None:
+    migrate(db.engine)
+    repo = _repo(_state(tmp_path / "a"), db, recheck=0)
+    repo.create()
+    repo.prepare()
+    token = repo.fernet().encrypt(b"x")
+
+    def down() -> None:
+        raise OperationalError("SELECT", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(repo, "_rows", down)
+    assert repo.fernet().decrypt(token) == b"x"
+    assert "cannot read the token keys" in caplog.text
+
+
+def test_rotate_imports_first_when_the_table_is_empty(db: Database, tmp_path: Path) -> None:
+    """`atwill keys rotate` run after the upgrade, before any controller started."""
+    migrate(db.engine)
+    repo = _repo(_state(tmp_path / "a"), db)
+    repo.create()
+    before = KeyRepository(repo.directory).fernet().encrypt(b"x")
+    assert repo.rotate() == 2
+    assert sorted(_sealed(db)) == [0, 1, 2]
+    assert repo.fernet().decrypt(before) == b"x"
