@@ -110,3 +110,24 @@ def test_capabilities_match_what_the_node_reported(env: Env) -> None:
     failed = env.server(never)
     assert failed["status"] == "ERROR"
     assert "ComputeCapabilitiesFilter eliminated" in str(failed["fault"])
+
+
+def test_bad_scheduler_specs_are_refused_at_flavor_update(env: Env) -> None:
+    """From 2.86, as Nova: a capability no host reports is a 400 and nothing is stored;
+    any aggregate metadata key and a nested capability are taken."""
+    flavor = env.cloud.openstack("flavor", "show", env.flavor(), "-f", "json")["id"]
+    path = f"{V}/flavors/{flavor}/os-extra_specs"
+    at = {"OpenStack-API-Version": "compute 2.86"}
+    with env.cloud.http(env.cloud.token()) as client:
+        for bad in ({"capabilities:no_such_thing": "1"},
+                    {"capabilities:vcpus_total:nested": "1"},
+                    {"aggregate_instance_extra_specs:gpu": env.tag,
+                     "capabilities:colour": "red"}):
+            resp = client.post(path, json={"extra_specs": bad}, headers=at)
+            assert resp.status_code == 400, resp.text
+            assert "does not appear to be a valid extra spec" in resp.text, resp.text
+        assert client.get(path).json() == {"extra_specs": {}}
+        good = {"aggregate_instance_extra_specs:any_key": "<in> t4",
+                "capabilities:cpu_info:model": env.model}
+        resp = client.post(path, json={"extra_specs": good}, headers=at)
+        assert resp.status_code == 200 and resp.json() == {"extra_specs": good}, resp.text
