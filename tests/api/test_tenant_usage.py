@@ -54,6 +54,7 @@ def projects(cloud: Cloud) -> Iterator[tuple[str, str]]:
         yield ids
     finally:
         with db.session() as session:
+            session.execute(delete(UsageEvent).where(UsageEvent.instance_id.in_(made)))
             session.execute(delete(Instance).where(Instance.id.in_(made)))
         db.dispose()
         for name in names:
