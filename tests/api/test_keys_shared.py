@@ -6,17 +6,21 @@ its keys in the same table and rotates as before.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 
+from atwill import pki
 from atwill.controller.identity.token_cache import TTL
 from atwill.controller.keys import RECHECK
 from tests.api.aggregate_nodes import wait_for
-from tests.cloud import Cloud
+from tests.cloud import BIN, Cloud
 from tests.conftest import fresh_database_url
 
 PASSPHRASE = "a passphrase for the test bundle"
@@ -118,5 +122,24 @@ def test_on_sqlite_one_controller_rotates_as_before() -> None:
         cloud.atwill("keys", "rotate")
         assert _validate(cloud, old) == 404
         assert [n for n, _ in _rows(cloud)] == [0, 3, 4]
+    finally:
+        cloud.destroy()
+
+
+def test_a_controller_with_another_ca_key_refuses_to_start_in_one_line(
+        tmp_path: Path) -> None:
+    cloud = Cloud()
+    try:
+        cloud.init()
+        cloud.start()  # imports the key files, sealed with this CA's key
+        cloud.stop()
+        pki.create_ca(tmp_path / "other")
+        shutil.copy(tmp_path / "other" / "ca-key.pem", cloud.state_dir / "pki" / "ca-key.pem")
+        proc = subprocess.run(
+            [str(BIN / "atwill"), "serve", "--state-dir", str(cloud.state_dir)],
+            capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 1
+        assert "sealed with another cluster CA key" in proc.stderr + proc.stdout
+        assert "Traceback" not in proc.stderr + proc.stdout
     finally:
         cloud.destroy()

@@ -91,6 +91,7 @@ def run(conf: Settings, on_exit: Callable[[], None] | None = None,
     requests still running (None: as long as they take)."""
     from ..controller import listen
     from ..logs import setup_logging
+    from . import keys
 
     setup_logging(conf.log_level)
     if not conf.path("fernet-keys").is_dir():
@@ -100,6 +101,7 @@ def run(conf: Settings, on_exit: Callable[[], None] | None = None,
     if workers > 1:
         _share_metrics(conf)
         conf = per_worker_limits(conf, workers)
+    keys.prepare(conf)  # a wrong CA key is one line here, not a worker's traceback
     try:  # bound before saying "listening", so a taken port is the only line printed
         # Several workers: a set of sockets each on the same port (controller/prefork.py).
         slots = [listen.sockets(conf, reuse_port=workers > 1) for _ in range(workers)]
