@@ -136,6 +136,14 @@ def test_refusals_change_nothing(cloud: Cloud, pair: list[JoinedNode]) -> None:
         assert meta == {"k": "v", "availability_zone": "z1"}
         assert client.post(f"{V}/{agg2}/action", json={"add_host": {"host": a.name}}
                            ).status_code == 200
+        # Moving one of its aggregates to another zone would put the host in two: refused.
+        for moved in (client.put(f"{V}/{agg2}", json={"aggregate": {
+                "availability_zone": "z9"}}),
+                client.post(f"{V}/{agg2}/action", json={"set_metadata": {"metadata": {
+                    "availability_zone": "z9"}}})):
+            assert moved.status_code == 400, moved.text
+            assert "already in availability zone(s) ['z1']" in moved.text, moved.text
+        assert a.name in zones(cloud)["z1"] and "z9" not in zones(cloud)
         unset = client.post(f"{V}/{agg2}/action", json={"set_metadata": {"metadata": {
             "k": None}}}).json()["aggregate"]
         assert unset["metadata"] == {"availability_zone": "z1"} and unset["hosts"] == [a.name]
