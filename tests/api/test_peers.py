@@ -24,6 +24,7 @@ import pytest
 
 from tests.api.aggregate_nodes import JoinedNode
 from tests.api.lockout_cloud import make_user, own_cloud
+from tests.api.volume_nodes import StorageNode
 from tests.cloud import BIN, Cloud, CommandFailed, unique
 
 SCOPE_TWO = json.dumps({"image": "CloudTwo"})
@@ -591,3 +592,39 @@ def test_map_and_unmap_from_the_cli(pair: Pair) -> None:
         pair.one.atwill("peer", "map", "CloudTwo", "--remote-project", "x",
                         "--local-project", "nosuchproject")
     assert "No local project 'nosuchproject'" in " ".join(failed.value.stderr.split())
+
+
+def test_a_storage_node_builds_a_volume_from_the_peers_image(pair: Pair,
+                                                             tmp_path: Path) -> None:
+    """Issue 16: the volume's bytes come from CloudTwo, streamed to the storage node through
+    CloudOne and checked. Last in the module: a node with storage and compute joins
+    CloudOne for this test only (servers of other tests must land on pair.node)."""
+    storage = StorageNode(pair.one, tmp_path, prefix="peerstor")
+    storage.keep_beating()
+    try:
+        with pair.one.http(pair.carol) as client:
+            made = client.post("/volume/v3/volumes", headers={"X-Scope": SCOPE_TWO}, json={
+                "volume": {"size": 1, "imageRef": pair.two_image, "name": unique("pv")}})
+        assert made.status_code == 202, made.text
+        vid = made.json()["volume"]["id"]
+        try:
+            source = storage.wanted()[vid]["source"]
+            assert (source["type"], source["id"], source["checksum"]) == (
+                "image", pair.two_image, pair.two_md5)
+            with storage.http() as client:
+                got = client.get(f"/cluster/v1/nodes/{storage.id}/images/{pair.two_image}")
+            assert got.status_code == 200, got.text
+            assert hashlib.md5(got.content, usedforsecurity=False).hexdigest() == pair.two_md5
+            storage.converge()
+            with pair.one.http(pair.carol) as client:
+                shown = client.get(f"/volume/v3/volumes/{vid}").json()["volume"]
+            assert shown["status"] == "available" and shown["bootable"] == "true"
+        finally:
+            with pair.one.http(pair.one.token()) as client:
+                forced = client.post(f"/volume/v3/volumes/{vid}/action",
+                                     json={"os-force_delete": {}})
+                assert forced.status_code in (202, 404), forced.text
+                storage.converge()
+                assert client.get(f"/volume/v3/volumes/{vid}").status_code == 404
+    finally:
+        storage.remove()
