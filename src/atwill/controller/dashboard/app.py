@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..context import Controller
 from . import (
     accounts,
+    attachments,
     auth,
     cluster_map,
     console,
@@ -34,6 +35,9 @@ from .sessions import COOKIE
 from .web import CsrfFailed, LoginRequired, base, redirect, render
 
 STATIC = Path(__file__).parent / "static"
+# Every page module; each has its `router`.
+MODULES = (auth, overview, console, instances, images, volumes, attachments, stacks, networks,
+           security, operator, node_page, accounts, flavors, roles, quotas, cluster_map)
 
 
 class CachedStatic:
@@ -57,9 +61,7 @@ def create(ctl: Controller, api: ASGIApp | None = None) -> FastAPI:
     app.state.ctl = ctl
     app.state.api = api
     app.mount("/static", CachedStatic(StaticFiles(directory=STATIC)), name="static")
-    for module in (auth, overview, console, instances, images, volumes, stacks, networks,
-                   security, operator, node_page, accounts, flavors, roles, quotas,
-                   cluster_map):
+    for module in MODULES:
         app.include_router(module.router)
 
     @app.exception_handler(LoginRequired)

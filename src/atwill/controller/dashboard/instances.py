@@ -8,9 +8,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from . import events
+from . import attachments, events
 from .client import COMPUTE, Api, ApiError
-from .web import api, checked_form, current, redirect, render
+from .web import api, catalog_types, checked_form, ctl_of, current, redirect, render
 
 router = APIRouter()
 SERVERS = "/compute/v2.1/servers"
@@ -103,11 +103,23 @@ async def instance_get(server_id: str, request: Request) -> Response:
     except ApiError as error:
         console = f"(no console log: {error.message})"
     ips = (await client.get("/network/v2.0/floatingips"))["floatingips"]
+    ports = {p["id"] for p in (await client.get("/network/v2.0/ports",
+                                                 params={"device_id": server_id}))["ports"]}
     return render(request, "instance.html", server=server, row=row(server),
-                  console=console,
+                  console=console, volumes=await volume_section(request, client, server),
                   free_ips=[ip for ip in ips if not ip.get("port_id")],
-                  its_ips=[ip for ip in ips if ip.get("port_id")
-                           and ip.get("fixed_ip_address") in row(server)["cells"]["addresses"]])
+                  its_ips=[ip for ip in ips if ip.get("port_id") in ports])
+
+
+async def volume_section(request: Request, client: Api,
+                         server: dict[str, Any]) -> dict[str, Any] | None:
+    """The instance's volumes and the project's free ones; None without block storage."""
+    if not {"block-storage", "volumev3"} & catalog_types(ctl_of(request)):
+        return None
+    section = await attachments.server_volumes(client, server["id"])
+    if server["status"] not in attachments.ATTACHABLE:
+        section["free"] = []
+    return section
 
 
 @router.post("/instances/{server_id}/action")

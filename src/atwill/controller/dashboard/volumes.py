@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from . import attachments
 from .web import api, checked_form, current, redirect, render, whole_number
 
 router = APIRouter()
@@ -43,9 +44,13 @@ async def volumes_post(request: Request) -> Response:
 @router.get("/volumes/{volume_id}")
 async def volume_get(volume_id: str, request: Request) -> Response:
     sess = current(request)
-    volume = (await api(request, sess).get(f"{VOLUMES}/{volume_id}"))["volume"]
-    volume["attached_to"] = attached_to(volume)
-    return render(request, "volume.html", volume=volume)
+    client = api(request, sess)
+    volume = (await client.get(f"{VOLUMES}/{volume_id}"))["volume"]
+    servers = await attachments.servers_by_id(client)
+    return render(request, "volume.html", volume=volume,
+                  attached=attachments.volume_attachments(volume, servers),
+                  servers=attachments.attachable_servers(servers)
+                  if volume["status"] == "available" else [])
 
 
 @router.post("/volumes/{volume_id}/delete")
