@@ -2,7 +2,8 @@
 
 One browser for the module; the controller is the shared test controller, its node an
 agent-less FakeNode that the test speaks for. Screenshots of the main pages at 1280x800
-and 390x844 go to a temporary directory (printed, not kept in the tree).
+and 390x844 go to a temporary directory (printed, not kept in the tree); at each size
+the page must not be wider than the screen.
 """
 
 from __future__ import annotations
@@ -26,6 +27,18 @@ pytestmark = pytest.mark.skipif(
     not (CHROMIUM and DRIVER),
     reason="chromium and chromium-driver are not installed (scripts/install installs them)")
 SIZES = {"wide": (1280, 800), "phone": (390, 844)}
+# The outermost elements that reach past the screen's right edge, to name in a failure.
+WIDEST = """
+var w = arguments[0] + 1, out = [];
+document.querySelectorAll("body *").forEach(function (e) {
+  if (e.getBoundingClientRect().right > w &&
+      e.parentElement.getBoundingClientRect().right <= w) {
+    out.push(e.tagName + "#" + e.id + "." + e.className + " " +
+             Math.round(e.getBoundingClientRect().right));
+  }
+});
+return out.slice(0, 8);
+"""
 D = "/dashboard"
 
 
@@ -77,6 +90,11 @@ class Env:
                 "width": width, "height": height, "deviceScaleFactor": 1,
                 "mobile": size == "phone"})
             self.driver.save_screenshot(str(self.shots / f"{name}-{size}.png"))
+            # Nothing wider than the screen: wide tables scroll inside their own box.
+            overflow = self.driver.execute_script(
+                "return document.documentElement.scrollWidth")
+            assert overflow <= width, (f"{name} is {overflow} px wide at {size} ({width} px); "
+                                       f"too wide: {self.driver.execute_script(WIDEST, width)}")
         self.driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
@@ -286,6 +304,14 @@ def test_admin_sees_a_node_join_and_leave_live_and_makes_a_join_token(env: Env) 
     env.driver.find_element(*by("xpath", "//button[.='Create join token']")).click()
     command = env.wait(lambda: env.driver.find_element(*by("id", "join-command")))
     assert command.get_attribute("value").startswith("atwill join ")
+    env.driver.find_element(*by("xpath", "//button[.='Copy']")).click()
+    # Copied, or (a clipboard refused to a headless browser) selected for Ctrl+C.
+    env.wait(lambda: text_of(env, "#copy-state") in ("Copied.",
+                                                    "Selected: press Ctrl+C to copy."))
+    selected = env.driver.execute_script(
+        "var t = document.getElementById('join-command');"
+        "return t.value.substring(t.selectionStart, t.selectionEnd);")
+    assert selected == command.get_attribute("value")
     revoke = f"//tr[td[.='{description}']]//button[.='Revoke']"
     env.driver.find_element(*by("xpath", revoke)).click()
     env.wait(lambda: not env.driver.find_elements(*by("xpath", revoke)))
@@ -496,3 +522,161 @@ def test_admin_drains_and_restores_a_node_from_its_page(env: Env) -> None:
         assert text_of(env, "#drain-state") == "Not draining."
     finally:
         node.remove()
+
+
+def test_member_gives_an_instance_a_floating_ip_and_snapshots_it(env: Env) -> None:
+    net, fip, server_id = unique("dashfipnet"), None, None
+    router = unique("dashfiprt")
+
+    def osc(*args: str) -> Any:
+        return env.cloud.openstack(*args, user=env.user)
+
+    osc("network", "create", net)
+    osc("subnet", "create", "--network", net, "--subnet-range", "10.94.0.0/24", net)
+    osc("router", "create", router)
+    osc("router", "set", router, "--external-gateway", "public")
+    osc("router", "add", "subnet", router, net)
+    try:
+        server_id = osc("server", "create", "--flavor", env.flavor, "--image", env.image,
+                        "--network", net, "--availability-zone", env.zone,
+                        unique("dashfipvm"), "-f", "json")["id"]
+        env.node.beat({server_id: {"state": "running"}})
+        fip = osc("floating ip", "create", "public", "-f", "json")
+        address = fip["floating_ip_address"]
+        env.login(env.user)
+        env.go(f"/instances/{server_id}")
+        assert text_of(env, "#floating-ips") == "–"
+        choose(env, "floating_ip", fip["id"])
+        env.driver.find_element(*by("xpath", "//button[.='Associate']")).click()
+        env.wait(lambda: address in text_of(env, "#floating-ips"))
+        shown = osc("floating ip", "show", fip["id"], "-f", "json")
+        assert shown["port_id"] and shown["fixed_ip_address"].startswith("10.94.0.")
+        env.shoot("instance-floating-ip")
+        env.driver.find_element(*by("xpath", f"//button[.='Disassociate {address}']")).click()
+        env.wait(lambda: text_of(env, "#floating-ips") == "–")
+        assert osc("floating ip", "show", fip["id"], "-f", "json")["port_id"] is None
+        snapshot = unique("dashsnap")
+        fill(env, {"snapshot_name": snapshot})
+        env.driver.find_element(*by("xpath", "//button[.='Snapshot']")).click()
+        env.wait(lambda: text_of(env, "#task") == "image_snapshot")
+        (image,) = osc("image", "list", "--name", snapshot, "-f", "json")
+        try:
+            sent = env.node.upload(image["ID"], qcow2_bytes(64 * 1024))
+            assert sent.status_code == 204, sent.text
+            env.go("/images")
+            row = f"//tr[td[.='{snapshot}']]/td[2]"
+            assert env.driver.find_element(*by("xpath", row)).text == "active"
+        finally:
+            osc("image", "delete", image["ID"])
+        env.go(f"/instances/{server_id}")
+        env.driver.find_element(*by("xpath", "//button[.='Stop']")).click()
+        env.wait(lambda: text_of(env, "#task") == "powering-off")
+        env.node.beat({server_id: {"state": "shutoff"}})
+        env.go(f"/instances/{server_id}")
+        assert text_of(env, "#status") == "SHUTOFF"
+        env.driver.find_element(*by("xpath", "//button[.='Start']")).click()
+        env.wait(lambda: text_of(env, "#task") == "powering-on")
+    finally:
+        if fip:
+            osc("floating ip", "delete", fip["id"])
+        if server_id:
+            env.cloud.openstack("server", "delete", server_id)
+            env.node.beat({})
+        osc("router", "remove", "subnet", router, net)
+        osc("router", "delete", router)
+        osc("network", "delete", net)
+
+
+def test_member_attaches_a_volume_on_its_page_and_detaches_it_on_the_instance_s(
+        env: Env) -> None:
+    from tests.api.test_volume_api import gone
+    from tests.api.volume_nodes import StorageNode
+
+    storage = StorageNode(env.cloud, env.tmp, "dashstor")
+    storage.keep_beating()
+    server_id = vid = None
+    try:
+        name, vol = unique("dashattvm"), unique("dashattvol")
+        server_id = env.cloud.openstack(
+            "server", "create", "--flavor", env.flavor, "--image", env.image, "--no-network",
+            "--availability-zone", env.zone, name, "-f", "json", user=env.user)["id"]
+        env.node.beat({server_id: {"state": "running", "volumes": {}}})
+        vid = env.cloud.openstack("volume", "create", "--size", "1", vol, "-f", "json",
+                                  user=env.user)["id"]
+        storage.converge()
+        env.login(env.user)
+        env.go("/volumes")
+        env.driver.find_element(*by("link text", vol)).click()
+        env.wait(lambda: heading(env) == f"Volume {vol}")
+        choose(env, "a-server", server_id)
+        env.driver.find_element(*by("xpath", "//button[.='Attach']")).click()
+        env.wait(lambda: text_of(env, "#status") == "attaching")
+        storage.converge()
+        env.node.beat({server_id: {"state": "running", "volumes": {vid: "attached"}}})
+        env.go(f"/volumes/{vid}")
+        assert text_of(env, "#status") == "in-use"
+        assert text_of(env, "#attached") == f"{name} (/dev/vdb)"
+        env.shoot("volume-attached")
+        env.go(f"/instances/{server_id}")
+        env.driver.find_element(*by("css", f'button[aria-label="Detach volume {vol}"]')).click()
+        env.driver.switch_to.alert.accept()
+        env.wait(lambda: heading(env) == f"Instance {name}")
+        env.node.beat({server_id: {"state": "running", "volumes": {}}})
+        storage.converge()
+        env.go(f"/instances/{server_id}")
+        assert "No volume attached." in text_of(env, "#volumes")
+        assert env.cloud.openstack("volume", "show", vid, "-f", "json",
+                                   user=env.user)["status"] == "available"
+    finally:
+        if server_id:
+            env.cloud.openstack("server", "delete", server_id)
+            env.node.beat({})
+        if vid:
+            gone(env.cloud, storage, vid)
+        storage.remove()
+
+
+def active(env: Env) -> Any:
+    return env.driver.execute_script("return document.activeElement")
+
+
+def tab_to(env: Env, css: str, most: int = 80) -> None:
+    """Press Tab until the element is focused, as a keyboard user reaches it."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    target = env.driver.find_element(*by("css", css))
+    for _ in range(most):
+        if active(env) == target:
+            return
+        ActionChains(env.driver).send_keys(Keys.TAB).perform()
+    raise AssertionError(f"{css} is not reached by the Tab key")
+
+
+def test_a_keyboard_user_logs_in_and_opens_and_closes_the_launch_dialog(env: Env) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    env.driver.delete_all_cookies()
+    env.go("/login")
+    info = env.cloud.users[env.user]
+    tab_to(env, "#user")
+    keys = ActionChains(env.driver)
+    for text in (env.user, info["password"], info["project"]):
+        keys.send_keys(text).send_keys(Keys.TAB)
+    keys.send_keys(Keys.ENTER).perform()  # in the domain field: Enter submits the form
+    env.wait(lambda: "Overview of" in env.driver.page_source)
+    env.go("/instances")
+    # The first Tab reaches the skip link, which takes the focus past the menu.
+    ActionChains(env.driver).send_keys(Keys.TAB).perform()
+    assert text_of(env, ":focus") == "Skip to content"
+    tab_to(env, "[data-open=launch]")
+    ActionChains(env.driver).send_keys(Keys.ENTER).perform()
+    env.wait(lambda: env.driver.execute_script(
+        "return document.getElementById('launch').open"))
+    focused = env.driver.execute_script(
+        "return document.getElementById('launch').contains(document.activeElement)")
+    assert focused, "the dialog opened without taking the focus"
+    ActionChains(env.driver).send_keys(Keys.ESCAPE).perform()
+    env.wait(lambda: not env.driver.execute_script(
+        "return document.getElementById('launch').open"))

@@ -7,6 +7,7 @@ the event stream, static caching), checked on what the APIs then hold.
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -152,11 +153,19 @@ def test_instance_events_stream_the_list(web: WebUser) -> None:
                 break
 
 
-def test_static_files_are_cached(cloud: Cloud) -> None:
+def test_static_files_are_cached_under_a_versioned_url(cloud: Cloud) -> None:
     with cloud.http() as client:
-        resp = client.get(f"{D}/static/dashboard.js")
-    assert resp.status_code == 200 and "EventSource" in resp.text
-    assert resp.headers["cache-control"] == "public, max-age=3600"
+        login = client.get(f"{D}/login").text
+        (script,) = re.findall(r'<script src="([^"]+)"', login)
+        (style,) = re.findall(r'<link rel="stylesheet" href="([^"]+)"', login)
+        for url in (script, style):
+            # The version is the files' content hash: an upgrade changes the URL.
+            assert re.fullmatch(rf"{D}/static/dashboard\.(js|css)\?v=[0-9a-f]{{12}}", url)
+            resp = client.get(url)
+            assert resp.status_code == 200
+            assert resp.headers["cache-control"] == "public, max-age=3600"
+        assert "EventSource" in client.get(script).text
+    assert login.count("?v=") == 2
 
 
 def test_member_is_refused_every_operator_page(cloud: Cloud, web: WebUser) -> None:
@@ -441,3 +450,34 @@ def test_the_menu_offers_stacks_only_while_the_catalog_has_orchestration(
     finally:
         cloud.openstack("service", "set", "--enable", heat)
     assert f'href="{D}/stacks"' in web.client.get(D + "/").text
+
+
+def test_member_allocates_and_releases_a_floating_ip(cloud: Cloud, web: WebUser,
+                                                     member: str) -> None:
+    public = cloud.openstack("network", "show", "public", "-f", "json")["id"]
+    page = web.client.get(f"{D}/floating-ips")
+    assert f'<option value="{public}">public</option>' in page.text
+    assert web.post("/floating-ips", {"network": public}, csrf=None).status_code == 403
+    assert cloud.openstack("floating ip", "list", "-f", "json", user=member) == []
+    assert web.post("/floating-ips", {"network": public}).status_code == 303
+    (made,) = cloud.openstack("floating ip", "list", "-f", "json", user=member)
+    address = made["Floating IP Address"]
+    assert f'aria-label="Release {address}"' in web.client.get(f"{D}/floating-ips").text
+    assert web.post(f"/floating-ips/{made['ID']}/delete", {}).status_code == 303
+    assert cloud.openstack("floating ip", "list", "-f", "json", user=member) == []
+
+
+def test_the_flavor_page_shows_extra_specs(cloud: Cloud) -> None:
+    name = unique("dashspec")
+    flavor = cloud.openstack("flavor", "create", "--ram", "64", "--disk", "1", "--property",
+                             "hw:cpu_policy=dedicated", name, "-f", "json")["id"]
+    admin = WebUser(cloud)
+    try:
+        admin.login_as("admin")
+        page = admin.client.get(f"{D}/admin/flavors").text
+        row = page[page.index(f'<tr data-id="{flavor}">'):]
+        row = row[:row.index("</tr>")]
+        assert "<code>hw:cpu_policy=dedicated</code>" in row
+    finally:
+        admin.close()
+        cloud.openstack("flavor", "delete", flavor)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -28,6 +29,11 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin", "Cache-Control": "no-store",
 }
 FORM_LIMIT = 256 * 1024
+# The static files' version, in their URLs: a browser caches them (an hour) but asks
+# again as soon as an upgrade changes them.
+STATIC_VERSION = hashlib.sha256(b"".join(
+    f.read_bytes() for f in sorted((Path(__file__).parent / "static").iterdir())
+)).hexdigest()[:12]
 
 
 class LoginRequired(Exception):
@@ -135,6 +141,7 @@ def render(request: Request, name: str, status: int = 200, **context: Any) -> HT
     sess = getattr(request.state, "sess", None)
     html = TEMPLATES.get_template(name).render(
         base=base(request), sess=sess, csrf=sess.csrf if sess else "", path=request.url.path,
+        static_version=STATIC_VERSION,
         services=catalog_types(ctl_of(request)) if sess else frozenset(), **context)
     return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
 

@@ -17,6 +17,25 @@ document.addEventListener("DOMContentLoaded", function () {
     });
   });
 
+  // Copy a read-only text (the join command): selected first, so Ctrl+C works too
+  // where the browser refuses the clipboard.
+  document.querySelectorAll("[data-copy]").forEach(function (button) {
+    var text = document.getElementById(button.dataset.copy);
+    var state = document.getElementById("copy-state");
+    button.addEventListener("click", function () {
+      text.focus();
+      text.select();
+      var said = function (message) { if (state) { state.textContent = message; } };
+      if (navigator.clipboard) {
+        navigator.clipboard.writeText(text.value).then(
+          function () { said("Copied."); },
+          function () { said("Selected: press Ctrl+C to copy."); });
+      } else {
+        said("Selected: press Ctrl+C to copy.");
+      }
+    });
+  });
+
   document.querySelectorAll("table[data-live]").forEach(live);
   document.querySelectorAll("pre[data-follow]").forEach(follow);
   document.querySelectorAll("[data-live-html]").forEach(liveHtml);
