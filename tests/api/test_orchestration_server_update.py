@@ -1,6 +1,7 @@
 """Stack update of an OS::Nova::Server with the real CLI, as Heat: a new flavor resizes the
-server in place (flavor_update_policy RESIZE: resize, VERIFY_RESIZE, confirm), new
-user_data replaces it (user_data_update_policy REPLACE), and IGNORE keeps it.
+server in place (flavor_update_policy RESIZE: resize, VERIFY_RESIZE, confirm), a new image
+rebuilds it (image_update_policy REBUILD), new user_data replaces it
+(user_data_update_policy REPLACE), and IGNORE keeps it.
 
 One joined node, agent-less, whose small fake agent (tests/api/test_server_resize.py) does
 what the real one does for a resize; its own cloud, as resizing to the same host is
@@ -44,6 +45,7 @@ TEMPLATE = {
 class Setup:
     env: Env
     image: str
+    other_image: str
     small: str
     big: str
 
@@ -64,17 +66,21 @@ def setup(cloud: Cloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Se
     image = cloud.openstack("image", "create", "--file", str(data), "--disk-format", "raw",
                             "--container-format", "bare", "--public", unique("heatrzimg"),
                             "-f", "json")["id"]
+    other = cloud.openstack("image", "create", "--file", str(data), "--disk-format", "raw",
+                            "--container-format", "bare", "--public", unique("heatrzimg2"),
+                            "-f", "json")["id"]
     small, big = unique("heatrz-small"), unique("heatrz-big")
     cloud.openstack("flavor", "create", "--vcpus", "1", "--ram", "64", "--disk", "1", small)
     cloud.openstack("flavor", "create", "--vcpus", "2", "--ram", "128", "--disk", "2", big)
     envs = make_env(cloud, tmp_path_factory, "heatrz")
     try:
-        yield Setup(next(envs), image, small, big)
+        yield Setup(next(envs), image, other, small, big)
     finally:
         envs.close()
         agent.stop()
         node.remove()
         cloud.openstack("image", "delete", image)
+        cloud.openstack("image", "delete", other)
         cloud.openstack("flavor", "delete", small)
         cloud.openstack("flavor", "delete", big)
 
@@ -83,7 +89,7 @@ def server_show(env: Env, server: str) -> dict:
     return env.cloud.openstack("server", "show", server, "-f", "json")
 
 
-def test_flavor_change_resizes_in_place_and_user_data_change_replaces(setup: Setup) -> None:
+def test_flavor_resizes_image_rebuilds_and_user_data_replaces(setup: Setup) -> None:
     env = setup.env
     before = env.rows("orchestration_stacks", "networks", "subnets")
     name = unique("rzstack")
@@ -106,6 +112,13 @@ def test_flavor_change_resizes_in_place_and_user_data_change_replaces(setup: Set
     events = [(e["resource_name"], e["resource_status"])
               for e in env.get(f"stacks/{name}/events").json()["events"]]
     assert ("server", "UPDATE_COMPLETE") in events
+    # The image: rebuilt, the same server.
+    env.stack("update", "--existing", "--parameter", f"image={setup.other_image}", name)
+    shown = env.wait(name)
+    assert shown["stack_status"] == "UPDATE_COMPLETE", shown
+    assert env.physical(name)["server"] == first
+    server = server_show(env, first)
+    assert server["status"] == "ACTIVE" and setup.other_image in str(server["image"]), server
     # The user_data: a new server replaces the old one, which is deleted.
     env.stack("update", "--existing", "--parameter", "boot=#!/bin/sh\necho two", name)
     shown = env.wait(name)

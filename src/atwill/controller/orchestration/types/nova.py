@@ -87,7 +87,8 @@ class ServerGroup(ResourceType):
 class Server(ResourceType):
     name = "OS::Nova::Server"
     properties = {
-        "name": Prop("string", update_allowed=True), "image": Prop("string"),
+        "name": Prop("string", update_allowed=True),
+        "image": Prop("string", update_allowed=True),
         "flavor": Prop("string", required=True, update_allowed=True),
         "key_name": Prop("string"), "networks": Prop("list", default=[]),
         "user_data": Prop("string", default="", update_allowed=True),
@@ -98,7 +99,7 @@ class Server(ResourceType):
         "config_drive": Prop("boolean"), "block_device_mapping_v2": Prop("list"),
         "admin_pass": Prop("string"), "software_config_transport": Prop("string"),
         # Heat's defaults: a new flavor resizes the server (confirmed once VERIFY_RESIZE),
-        # new user_data replaces it. An image change replaces it too (Heat rebuilds).
+        # a new image rebuilds it, new user_data replaces it.
         "flavor_update_policy": Prop("string", default="RESIZE", update_allowed=True,
                                      allowed=("RESIZE", "REPLACE")),
         "image_update_policy": Prop("string", default="REBUILD", update_allowed=True,
@@ -156,13 +157,18 @@ class Server(ResourceType):
 
     def replaces(self, props: dict[str, Any], changed: set[str]) -> bool:
         return ("flavor" in changed and props.get("flavor_update_policy") == "REPLACE") or (
-            "user_data" in changed and props.get("user_data_update_policy") != "IGNORE")
+            "image" in changed and props.get("image_update_policy") == "REPLACE") or (
+            "user_data" in changed and props.get("user_data_update_policy") != "IGNORE") or (
+            "image" in changed and not props.get("image"))
 
     async def update(self, api: Api, made: Made, props: dict[str, Any],
                      changed: set[str], scope: Scope) -> Made:
         data = dict(made.data)
         if "flavor" in changed:
             await _resize(api, made.physical_id, str(props["flavor"]))
+        if "image" in changed:
+            await _rebuild(api, made.physical_id, str(props["image"]),
+                           props.get("image_update_policy") == "REBUILD_PRESERVE_EPHEMERAL")
         if "name" in changed and props.get("name"):
             await api.put(f"{C}/servers/{made.physical_id}", {"server": {"name": props["name"]}})
             data["name"] = props["name"]
@@ -181,6 +187,16 @@ async def _resize(api: Api, server_id: str, flavor: str) -> None:
     await api.post(f"{url}/action", {"confirmResize": None})
     await _until(api, url, {"VERIFY_RESIZE"}, "ACTIVE",
                  f"Confirm resize for server {server_id} failed, status '{{}}'")
+
+
+async def _rebuild(api: Api, server_id: str, image: str, preserve: bool) -> None:
+    """Heat's REBUILD policies: rebuild with the new image, wait for ACTIVE again."""
+    url = f"{C}/servers/{server_id}"
+    body: dict[str, Any] = {"imageRef": await _image(api, image)}
+    if preserve:
+        body["preserve_ephemeral"] = True
+    await api.post(f"{url}/action", {"rebuild": body})
+    await _until(api, url, {"REBUILD"}, "ACTIVE", "Rebuilding server failed, status '{}'")
 
 
 async def _until(api: Api, url: str, waiting: set[str], done: str, failed: str) -> None:
