@@ -162,6 +162,9 @@ def test_compute_scoped_to_the_peer(pair: Pair) -> None:
                                 "list", "-f", "json", user="carol")
     assert [f["Name"] for f in local] == ["m1.tiny"]
     assert [f["Name"] for f in scoped] == ["m1.two"]
+    shown = pair.one.openstack("--os-scope", json.dumps({"compute": "CloudTwo"}), "flavor",
+                               "show", "m1.two", "-f", "json", user="carol")
+    assert (shown["name"], shown["ram"]) == ("m1.two", 128)
 
 
 @pytest.mark.parametrize(("scope", "message"), [
@@ -294,6 +297,7 @@ def test_unreachable_peer_is_a_fast_503(pair: Pair) -> None:
     a 503 naming the peer; a peer's token cannot be checked either (503, not 401); local
     requests made while the scoped one waits are answered at once."""
     alice = pair.two.token("alice")  # fresh: never vouched for, never cached
+    flavor = pair.one.openstack("flavor", "show", "m1.tiny", "-f", "json")["id"]
     identity_two = {"X-Scope": json.dumps({"identity": "CloudTwo"})}
     # A peer that accepts connections and never answers: the worst case for a timeout.
     with socket.socket() as silent, ThreadPoolExecutor(1) as pool:
@@ -316,6 +320,13 @@ def test_unreachable_peer_is_a_fast_503(pair: Pair) -> None:
             cut, cut_done = waiting.result()
             with pair.one.http(alice) as client:
                 unchecked = client.get("/compute/v2.1/servers", headers=identity_two)
+            before = pair.one.openstack("server", "list", "--all-projects", "-f", "json")
+            with pair.one.http(pair.carol) as client:  # seed 002's boot, the peer silent
+                booted = client.post("/compute/v2.1/servers", headers={
+                    "X-Scope": SCOPE_TWO}, json={"server": {
+                        "name": "cutvm", "imageRef": pair.two_image, "flavorRef": flavor,
+                        "networks": "none"}})
+            after = pair.one.openstack("server", "list", "--all-projects", "-f", "json")
         finally:
             pair.one.atwill("peer", "set", "CloudTwo", "--url", pair.two.url)
     assert cut.status_code == 503, cut.text
@@ -325,6 +336,9 @@ def test_unreachable_peer_is_a_fast_503(pair: Pair) -> None:
     assert [i["id"] for i in local.json()["images"]] == [pair.one_image]
     assert unchecked.status_code == 503, unchecked.text
     assert "CloudTwo" in unchecked.text
+    assert booted.status_code == 503, booted.text
+    assert "The peer cloud CloudTwo" in booted.json()["serviceUnavailable"]["message"]
+    assert after == before  # nothing made
     healed = pair.one.openstack("--os-scope", SCOPE_TWO, "image", "list", "-f", "json",
                                 user="carol")
     assert [i["ID"] for i in healed] == [pair.two_image]
@@ -474,6 +488,9 @@ def test_booting_in_the_peer_from_here(pair: Pair) -> None:
         scoped = pair.one.openstack("--os-scope", json.dumps({"compute": "CloudTwo"}),
                                     "server", "list", "-f", "json", user="carol")
         assert {s["ID"] for s in scoped} == ids
+        shown = pair.one.openstack("--os-scope", both, "server", "show", made["id"],
+                                   "-f", "json", user="carol")
+        assert (shown["id"], shown["name"]) == (made["id"], made["name"])
     finally:
         for sid in ids:
             pair.one.openstack("--os-scope", both, "server", "delete", sid, user="carol")
@@ -492,8 +509,9 @@ def test_peer_networks_are_listed_but_never_attached_here(pair: Pair) -> None:
         local = pair.one.openstack("network", "list", "-f", "json", user="carol")
         assert net["id"] not in {n["ID"] for n in local}
         fromone = pair.two.openstack("project", "show", "fromone", "-f", "json")["id"]
-        shown = pair.two.openstack("network", "show", net["id"], "-f", "json")
-        assert shown["project_id"] == fromone
+        shown = pair.one.openstack("--os-scope", scope, "network", "show", net["id"],
+                                   "-f", "json", user="carol")
+        assert (shown["id"], shown["project_id"]) == (net["id"], fromone)
         flavor = pair.one.openstack("flavor", "show", "m1.tiny", "-f", "json")["id"]
         before = pair.one.openstack("server", "list", "--all-projects", "-f", "json")
         with pair.one.http(pair.carol) as client:
