@@ -1,7 +1,8 @@
 """Orchestration with the real CLI: one stack with each resource type the other modules do
 not make (OS::Nova::Flavor and ServerGroup, OS::Neutron::Port, SecurityGroupRule,
 FloatingIP and FloatingIPAssociation, OS::Heat::SoftwareConfig, MultipartMime and None),
-read back through the APIs, and deleted without a trace.
+read back through the APIs, and deleted without a trace; then parameter_groups,
+parameter_defaults, conditions across an update, `stack resource show` and the 302.
 
 The stack is the cloud admin's (in the admin project), as only admins make flavors.
 """
@@ -118,3 +119,47 @@ def test_each_remaining_type_is_made_read_back_and_deleted(env: Env) -> None:
     env.delete(name)
     assert openstack("flavor", "show", ids["flavor"], check=False).returncode != 0
     assert env.rows(*TABLES) == before
+
+
+GROUPED = {
+    "heat_template_version": "2016-10-14",
+    "parameter_groups": [{"label": "sizes", "description": "How big",
+                          "parameters": ["size", "wide"]}],
+    "parameters": {"size": {"type": "number"}, "wide": {"type": "boolean", "default": False}},
+    "conditions": {"is_wide": {"equals": [{"get_param": "wide"}, True]}},
+    "resources": {
+        "sized": {"type": "OS::Heat::Value", "properties": {"value": {"if": [
+            "is_wide", {"get_param": "size"}, 1]}}},
+        "only_wide": {"type": "OS::Heat::None", "condition": "is_wide"},
+    },
+    "outputs": {"sized": {"value": {"get_attr": ["sized", "value"]}}},
+}
+
+
+def test_groups_defaults_conditions_resource_show_and_the_redirect(env: Env) -> None:
+    path = env.template(GROUPED)
+    shown = env.cloud.openstack("orchestration", "template", "validate", "-t", path,
+                                "-f", "json")
+    assert shown["ParameterGroups"] == GROUPED["parameter_groups"]
+    # The environment's parameter_defaults fill what the template has no default for.
+    environment = env.tmp / f"{unique('env')}.yaml"
+    environment.write_text("parameter_defaults:\n  size: 7\n")
+    name = unique("grouped")
+    env.stack("create", "-t", path, "-e", str(environment), name)
+    made = env.wait(name)
+    assert made["stack_status"] == "CREATE_COMPLETE", made["stack_status_reason"]
+    assert env.outputs(name) == {"sized": 1} and set(env.physical(name)) == {"sized"}
+    env.stack("update", "--existing", "--parameter", "wide=true", name)
+    assert env.wait(name)["stack_status"] == "UPDATE_COMPLETE"
+    assert env.outputs(name) == {"sized": 7} and set(env.physical(name)) == {
+        "sized", "only_wide"}
+    resource = env.stack("resource", "show", name, "sized", "-f", "json")
+    assert (resource["resource_name"], resource["resource_type"],
+            resource["resource_status"]) == ("sized", "OS::Heat::Value", "UPDATE_COMPLETE")
+    assert resource["attributes"]["value"] == 7
+    # By name alone, Heat answers 302 to the stack's own URL, which heatclient follows.
+    direct = env.api.get(f"/orchestration/v1/{env.project_id}/stacks/{name}")
+    assert direct.status_code == 302
+    assert direct.headers["location"].endswith(
+        f"/orchestration/v1/{env.project_id}/stacks/{name}/{made['id']}")
+    env.delete(name)
