@@ -173,7 +173,7 @@ class KeyRepository:
     def prepare(self) -> None:
         """Before serving: import the key files when the table holds none (the first
         start after migration 0029), then load the keys."""
-        if self.shared():
+        if self.shared() and not self._rows():  # the lock only when there is work
             with self._locked() as session:
                 if not session.scalar(select(func.count()).select_from(TokenKey)):
                     self._import(session)
