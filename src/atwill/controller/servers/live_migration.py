@@ -17,6 +17,7 @@ from ...core import migration_states, scheduler
 from ...core.errors import BadRequest, Conflict, NotFound
 from ...core.microversion import Version
 from ...core.policy import Credentials
+from ..compute import server_volumes_state
 from ..context import Controller
 from ..db.models import Instance, Migration, Node
 from . import actions, instance_state, lifecycle, placement
@@ -37,6 +38,12 @@ def _check(session: Session, inst: Instance) -> Node:
     if inst.pci_devices:
         raise BadRequest(f"Migration pre-check error: instance {inst.id} has PCI "
                          "passthrough devices, which cannot be live-migrated.")
+    if server_volumes_state.of_server(session, inst.id, (*server_volumes_state.LISTED,
+                                                         "reserved")):
+        # The agents cannot move a guest's NBD disks yet (agent/live_migrations.py): said
+        # here rather than by a migration failing on the destination.
+        raise BadRequest(f"Migration pre-check error: instance {inst.id} has volumes "
+                         "attached, which cannot be live-migrated yet; cold-migrate it.")
     return source
 
 
