@@ -31,6 +31,7 @@ from . import (
     live_migration,
     placement,
     ports,
+    resize_pci,
     resize_usage,
 )
 
@@ -47,11 +48,7 @@ def current(session: Session, inst: Instance, statuses: frozenset[str] | set[str
 
 
 def _source(session: Session, inst: Instance) -> Node:
-    source = live_migration.up_source(session, inst)
-    if inst.pci_devices:
-        raise BadRequest(f"Instance {inst.id} has PCI passthrough devices; moving them "
-                         "cold is not supported by this cloud yet.")
-    return source
+    return live_migration.up_source(session, inst)
 
 
 def _check_quota(session: Session, inst: Instance, new: dict[str, Any]) -> None:
@@ -170,6 +167,7 @@ def confirmed(session: Session, inst: Instance, record: Migration) -> None:
     if record.source_node_id:
         placement.release_counters(session, record.source_node_id, int(old.get("vcpus", 0)),
                                    int(old.get("ram", 0)), int(old.get("disk") or 0))
+    resize_pci.settle(session, inst)  # the source's PCI devices go
     record.status = "confirmed"
     inst.vm_state = resize_states.settled_vm_state(inst.desired_power)
     actions.event(session, inst.id, "compute_confirm_resize", record.source_compute)
@@ -189,7 +187,9 @@ def revert(session: Session, inst: Instance, request_id: str, user_id: str | Non
         placement.release_counters(session, record.dest_node_id, int(new.get("vcpus", 0)),
                                    int(new.get("ram", 0)), int(new.get("disk") or 0))
     apply_flavor(inst, record.old_flavor or inst.flavor)
+    resize_pci.arrive(session, inst, record.source_node_id)  # its kept PCI devices
     inst.node_id, inst.node_name = record.source_node_id, record.source_compute
+    resize_pci.settle(session, inst)  # the destination's go
     attachment_keys.moved(session, inst, record.dest_node_id)  # the destination's go stale
     ports.bind(session, inst)
     inst.task_state, record.status = resize_states.REVERTING, "reverting"

@@ -32,7 +32,7 @@ from ..db.base import utcnow
 from ..db.models import Instance, Migration, Node
 from ..revision import bump
 from ..volume import attachment_keys
-from . import actions, placement, ports
+from . import actions, placement, ports, resize_pci
 from .resize import apply_flavor
 
 log = logging.getLogger("atwill.servers.resize")
@@ -132,6 +132,7 @@ def received(session: Session, inst: Instance, record: Migration) -> None:
                                         and record.source_node_id != record.dest_node_id):
         raise Conflict(f"Migration {record.uuid}: the disk was not sent yet.")
     apply_flavor(inst, record.new_flavor or inst.flavor)
+    resize_pci.arrive(session, inst, record.dest_node_id)  # the devices claimed there
     inst.node_id, inst.node_name = record.dest_node_id, record.dest_compute
     attachment_keys.moved(session, inst, record.source_node_id)  # the source's go stale
     ports.bind(session, inst)
@@ -156,6 +157,7 @@ def failed(session: Session, inst: Instance, record: Migration, message: str) ->
     if record.dest_node_id:
         placement.release_counters(session, record.dest_node_id, int(new.get("vcpus", 0)),
                                    int(new.get("ram", 0)), int(new.get("disk") or 0))
+    resize_pci.settle(session, inst)  # the destination's PCI devices too
     record.status, record.message = "error", message[:REPORT_ERROR_CHARS]
     inst.task_state = None
     actions.event(session, inst.id, "compute_resize_instance", record.source_compute,
