@@ -137,9 +137,24 @@ def test_pairing_refuses_a_used_token_and_a_wrong_ca(pair: Pair) -> None:
         with pytest.raises(CommandFailed) as failed:
             pair.one.atwill(*[a if a != "Third" else "Fourth" for a in _pair_third])
         assert "peer token is used" in " ".join(failed.value.stderr.split())
+        # A second pairing of the same two clouds is trusted for what its own mappings
+        # allow (none at CloudTwo); removed at CloudTwo, its credential is refused there;
+        # removed here, it is no longer a cloud a scope may name.
+        third = {"X-Scope": json.dumps({"image": "Third"})}
+        with pair.one.http(pair.carol) as client:
+            unmapped = client.get("/image/v2/images", headers=third)
+            pair.two.atwill("peer", "remove", "Third")
+            forgotten = client.get("/image/v2/images", headers=third)
+            pair.one.atwill("peer", "remove", "Third")
+            unknown = client.get("/image/v2/images", headers=third)
+        assert unmapped.status_code == 403, unmapped.text
+        assert "No mapping lets user carol" in unmapped.text
+        assert forgotten.status_code == 401, forgotten.text
+        assert "peer credential is not known" in forgotten.text
+        assert unknown.status_code == 400 and "not a peer of this cloud" in unknown.text
     finally:
-        pair.one.atwill("peer", "remove", "Third")
-        pair.two.atwill("peer", "remove", "Third")
+        pair.one.atwill("peer", "remove", "Third", check=False)
+        pair.two.atwill("peer", "remove", "Third", check=False)
     names = [p["name"] for p in json.loads(pair.one.atwill("peer", "list", "--json").stdout)]
     assert names == ["CloudTwo"]
 
