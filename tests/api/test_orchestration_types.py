@@ -141,6 +141,12 @@ def test_groups_defaults_conditions_resource_show_and_the_redirect(env: Env) -> 
     shown = env.cloud.openstack("orchestration", "template", "validate", "-t", path,
                                 "-f", "json")
     assert shown["ParameterGroups"] == GROUPED["parameter_groups"]
+    bad = env.template({**GROUPED, "parameter_groups": [{"label": "sizes",
+                                                         "parameters": ["size", "tall"]}]})
+    refused = env.stack("create", "-t", bad, unique("grouped"), check=False)
+    assert refused.returncode != 0
+    assert ("Parameter Groups error: parameter_groups.sizes: The grouped parameter tall does "
+            "not reference a valid parameter.") in refused.stderr, refused.stderr
     # The environment's parameter_defaults fill what the template has no default for.
     environment = env.tmp / f"{unique('env')}.yaml"
     environment.write_text("parameter_defaults:\n  size: 7\n")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import params, versions
+from . import groups, params, versions
 from .errors import InvalidTemplateReference, StackValidationFailed
 from .functions import function_of
 
@@ -66,6 +66,7 @@ def parse(raw: Any) -> Template:
         if not isinstance(out, dict) or "value" not in out:
             raise StackValidationFailed(f'Each output definition must contain a "value" key. '
                                         f"(output {name})")
+    groups.check(raw.get("parameter_groups"), schemas)
     tmpl = Template(version, str(raw.get("description", "")), schemas, resources, outputs,
                     _map(raw, "conditions"), raw.get("parameter_groups") or [], raw)
     _check_references(tmpl)
