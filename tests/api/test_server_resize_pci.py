@@ -151,6 +151,27 @@ def test_no_free_device_elsewhere_changes_nothing_and_live_stays_refused(
         cloud.openstack("server", "delete", "--wait", s)
 
 
+def test_a_failed_move_and_a_delete_mid_move_release_the_devices(pair: Pair) -> None:
+    cloud, a, b = pair.cloud, pair.a, pair.b
+    server = pair.boot(a.name)
+    pair.agents[b.name].fail.add(server)  # B cannot receive its disk
+    try:
+        cloud.openstack("server", "migrate", server)
+        wait_for(lambda: pair.migration(server)["Status"] == "error", 30, "the failure")
+    finally:
+        pair.agents[b.name].fail.discard(server)
+    pair.wait(server, "ACTIVE", a.name)
+    assert claims(cloud, server) == {(a.name, GPU_A)} and devices(a, server) == [GPU_A]
+    # Deleted in VERIFY_RESIZE: both nodes' devices are free.
+    cloud.openstack("server", "migrate", server)
+    pair.wait(server, "VERIFY_RESIZE", b.name)
+    cloud.openstack("server", "delete", "--wait", server)
+    assert claims(cloud, server) == set()
+    both = [pair.boot(a.name), pair.boot(b.name)]
+    for s in both:
+        cloud.openstack("server", "delete", "--wait", s)
+
+
 def test_a_drain_cold_migrates_a_pci_server(pair: Pair) -> None:
     cloud, a, b = pair.cloud, pair.a, pair.b
     server = pair.boot(a.name)
