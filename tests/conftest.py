@@ -27,7 +27,7 @@ POSTGRES_MODULES = frozenset({
     "test_image_upload",
     "test_controller_workers", "test_server_group_race", "test_controller_registry",
     "test_tenant_usage", "test_aggregate_scheduling", "test_metrics", "test_usage_events_restart",
-    "test_usage_shelve",
+    "test_usage_shelve", "test_usage_resize",
 })
 
 
