@@ -36,8 +36,9 @@ def _check(session: Session, inst: Instance) -> Node:
     instance_state.check(inst, "os-migrateLive", migration_states.LIVE_FROM)
     source = up_source(session, inst)
     if inst.pci_devices:
-        raise BadRequest(f"Migration pre-check error: instance {inst.id} has PCI "
-                         "passthrough devices, which cannot be live-migrated.")
+        # Nova's words (conductor's _check_can_migrate_pci); cold migration moves them.
+        raise BadRequest("Migration pre-check error: non-VIF related PCI requests for "
+                         "instance are not allowed for live migration.")
     if server_volumes_state.of_server(session, inst.id, (*server_volumes_state.LISTED,
                                                          "reserved")):
         # The agents cannot move a guest's NBD disks yet (agent/live_migrations.py): said
