@@ -1,7 +1,8 @@
 """Stack update of an OS::Nova::Server with the real CLI, as Heat: a new flavor resizes the
 server in place (flavor_update_policy RESIZE: resize, VERIFY_RESIZE, confirm), a new image
 rebuilds it (image_update_policy REBUILD), new user_data replaces it
-(user_data_update_policy REPLACE), and IGNORE keeps it.
+(user_data_update_policy REPLACE), and IGNORE keeps it; new metadata is set in place.
+The server has a key, metadata and a server group as its scheduler hint.
 
 One joined node, agent-less, whose small fake agent (tests/api/test_server_resize.py) does
 what the real one does for a resize; its own cloud, as resizing to the same host is
@@ -27,8 +28,13 @@ TEMPLATE = {
     "heat_template_version": "2021-04-16",
     "parameters": {"flavor": {"type": "string"}, "image": {"type": "string"},
                    "boot": {"type": "string"},
-                   "boot_policy": {"type": "string", "default": "REPLACE"}},
+                   "boot_policy": {"type": "string", "default": "REPLACE"},
+                   "role": {"type": "string", "default": "web"}},
     "resources": {
+        "key": {"type": "OS::Nova::KeyPair", "properties": {
+            "name": {"list_join": ["-", [{"get_param": "OS::stack_name"}, "key"]]}}},
+        "group": {"type": "OS::Nova::ServerGroup", "properties": {
+            "policies": ["affinity"]}},  # one node: the replacement beside the old
         "net": {"type": "OS::Neutron::Net"},
         "subnet": {"type": "OS::Neutron::Subnet", "properties": {
             "network": {"get_resource": "net"}, "cidr": "10.78.0.0/24"}},
@@ -36,7 +42,9 @@ TEMPLATE = {
             "flavor": {"get_param": "flavor"}, "image": {"get_param": "image"},
             "networks": [{"network": {"get_resource": "net"}}],
             "user_data_format": "RAW", "user_data": {"get_param": "boot"},
-            "user_data_update_policy": {"get_param": "boot_policy"}}},
+            "user_data_update_policy": {"get_param": "boot_policy"},
+            "key_name": {"get_resource": "key"}, "metadata": {"role": {"get_param": "role"}},
+            "scheduler_hints": {"group": {"get_resource": "group"}}}},
     },
 }
 
@@ -99,10 +107,20 @@ def test_flavor_resizes_image_rebuilds_and_user_data_replaces(setup: Setup) -> N
     shown = env.wait(name)
     assert shown["stack_status"] == "CREATE_COMPLETE", shown
     first = env.physical(name)["server"]
+    server = server_show(env, first)
+    assert server["key_name"] == f"{name}-key" and server["properties"] == {"role": "web"}
+    group = env.cloud.openstack("server", "group", "show", env.physical(name)["group"],
+                                "-f", "json")
+    assert group["members"] == [first], group
+    # The metadata: changed in place.
+    env.stack("update", "--existing", "--parameter", "role=db", name)
+    assert env.wait(name)["stack_status"] == "UPDATE_COMPLETE"
+    assert env.physical(name)["server"] == first
+    assert server_show(env, first)["properties"] == {"role": "db"}
     # The flavor: resized and confirmed by the engine, the same server.
     env.stack("update", "--existing", "--parameter", f"flavor={setup.big}", name)
     shown = env.wait(name)
-    assert shown["stack_status"] == "UPDATE_COMPLETE", shown
+    assert shown["stack_status"] == "UPDATE_COMPLETE", shown["stack_status_reason"]
     assert env.physical(name)["server"] == first
     server = server_show(env, first)
     assert server["status"] == "ACTIVE" and setup.big in str(server["flavor"]), server
@@ -115,14 +133,14 @@ def test_flavor_resizes_image_rebuilds_and_user_data_replaces(setup: Setup) -> N
     # The image: rebuilt, the same server.
     env.stack("update", "--existing", "--parameter", f"image={setup.other_image}", name)
     shown = env.wait(name)
-    assert shown["stack_status"] == "UPDATE_COMPLETE", shown
+    assert shown["stack_status"] == "UPDATE_COMPLETE", shown["stack_status_reason"]
     assert env.physical(name)["server"] == first
     server = server_show(env, first)
     assert server["status"] == "ACTIVE" and setup.other_image in str(server["image"]), server
     # The user_data: a new server replaces the old one, which is deleted.
     env.stack("update", "--existing", "--parameter", "boot=#!/bin/sh\necho two", name)
     shown = env.wait(name)
-    assert shown["stack_status"] == "UPDATE_COMPLETE", shown
+    assert shown["stack_status"] == "UPDATE_COMPLETE", shown["stack_status_reason"]
     second = env.physical(name)["server"]
     assert second != first
     assert env.cloud.openstack("server", "show", first, check=False).returncode != 0
@@ -131,7 +149,7 @@ def test_flavor_resizes_image_rebuilds_and_user_data_replaces(setup: Setup) -> N
     env.stack("update", "--existing", "--parameter", "boot=#!/bin/sh\necho three",
               "--parameter", "boot_policy=IGNORE", name)
     shown = env.wait(name)
-    assert shown["stack_status"] == "UPDATE_COMPLETE", shown
+    assert shown["stack_status"] == "UPDATE_COMPLETE", shown["stack_status_reason"]
     assert env.physical(name)["server"] == second
     # A policy Heat does not know is refused before anything changes.
     bad = dict(TEMPLATE, resources=dict(TEMPLATE["resources"]))
