@@ -143,6 +143,9 @@ def test_flavor_resizes_image_rebuilds_and_user_data_replaces(setup: Setup) -> N
     assert shown["stack_status"] == "UPDATE_COMPLETE", shown["stack_status_reason"]
     second = env.physical(name)["server"]
     assert second != first
+    group = env.cloud.openstack("server", "group", "show", env.physical(name)["group"],
+                                "-f", "json")
+    assert group["members"] == [second], group
     assert env.cloud.openstack("server", "show", first, check=False).returncode != 0
     assert setup.big in str(server_show(env, second)["flavor"])
     # user_data_update_policy IGNORE: the change is taken, the server kept.
