@@ -280,3 +280,33 @@ def test_a_server_with_volumes_is_not_live_migrated(env: Env) -> None:
                            headers=version).json()["migrations"]
     assert found == [] and pair.show(server)["status"] == "ACTIVE"
     assert env.only_key(vid, a) == before
+
+
+def test_a_build_retried_on_another_node_gets_new_keys(env: Env) -> None:
+    """A server booting from a volume whose build failed on one node is rescheduled on
+    another: the failed node's QEMU may have read the keys, the export refuses them."""
+    pair, a, b = env.pair, env.pair.a, env.pair.b
+    vid = env.volume()
+    env.cloud.openstack("volume", "set", "--bootable", vid)
+    flavor = env.cloud.openstack("flavor", "show", f"{pair.image}-small", "-f", "json")["id"]
+    with env.cloud.http(env.cloud.token()) as client:
+        resp = client.post(f"{V}/servers", headers={"OpenStack-API-Version": "compute 2.37"},
+                           json={"server": {
+                               "name": unique("mkbfv"), "flavorRef": flavor,
+                               "networks": "none", "availability_zone": "nova",
+                               "block_device_mapping_v2": [{
+                                   "boot_index": 0, "uuid": vid, "source_type": "volume",
+                                   "destination_type": "volume"}]}})
+    assert resp.status_code == 202, resp.text
+    server = resp.json()["server"]["id"]
+    first = wait_for(lambda: pair.show(server)[HOST], 30, "placed")  # no host forced
+    failed, other = (a, b) if first == a.name else (b, a)
+    before = env.only_key(vid, failed)  # not reported exported: not told to start it yet
+    failed.beat({server: {"state": "error", "error": "qemu: cannot start"}})
+    wait_for(lambda: pair.show(server)[HOST] == other.name, 30, "rescheduled")
+    after = env.only_key(vid, other)
+    assert after != before
+    env.holds_no_key(before, a, b)
+    env.storage.converge()  # exported to the other node: it starts it
+    pair.wait(server, "ACTIVE", other.name)
+    assert env.plugged(other, server) == [after]

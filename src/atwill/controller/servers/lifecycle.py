@@ -18,6 +18,7 @@ from ..context import Controller
 from ..db.base import iso, utcnow
 from ..db.models import Instance, Node, ServerGroup, ServerGroupMember
 from ..revision import bump
+from ..volume import attachment_keys
 from . import actions, placement, resize_agents, shelve, snapshots, states
 
 log = logging.getLogger("atwill.servers")
@@ -162,4 +163,5 @@ def _build_failed(session: Session, ctl: Controller, node: Node, inst: Instance,
     from .builds import image_properties, pci_requests  # noqa: PLC0415 - avoids a cycle
 
     req = request_for(session, inst, image_properties(session, inst), pci_requests(ctl, inst))
-    schedule(session, ctl, inst, req, last_error=f"{message} (on {node.name})")
+    if schedule(session, ctl, inst, req, last_error=f"{message} (on {node.name})"):
+        attachment_keys.moved(session, inst, node.id)  # the failed node's QEMU read them
