@@ -5,10 +5,11 @@ An export admits keys, not nodes (volume/desired.py), and the node a server left
 knows the old keys (its QEMU keeps them in memory to reconnect; a fenced node may not be
 quite dead). With new keys the export to the new node refuses it: storage fencing for an
 evacuation, and no credentials left valid on the old node after a cold migration, a
-resize to another host or its revert, or an unshelve. Every such move calls moved() (the
-one place keys are changed); each is followed by a fresh QEMU on the new node, which
-reads the new key at its start. A live migration never moves a server with volumes: the
-agents refuse to prepare one (agent/live_migrations.py).
+resize to another host or its revert, an unshelve, or a build retried elsewhere. Every
+such move calls moved() (the one place keys are changed); each is followed by a fresh
+QEMU on the new node, which reads the new key at its start. A live migration never moves
+a server with volumes: the API refuses it (servers/live_migration.py), as the agents
+would (agent/live_migrations.py).
 """
 
 from __future__ import annotations
