@@ -54,7 +54,10 @@ def seed_profile(n: Names, cores: int = 200) -> dict:
             "roles": [{"name": n.role}],
             "users": [{"name": n.user, "password": "Fabric_123", "default_project": n.project,
                        "roles": [{"project": n.project, "role": n.role},
-                                 {"project": n.project, "role": "member"}]}],
+                                 {"project": n.project, "role": "member"}]},
+                      # "openstack role add --project fabric --user admin fabric": the
+                      # admin's grants in other projects are left as they are.
+                      {"name": "admin", "roles": [{"project": n.project, "role": n.role}]}],
             "flavors": [{"name": n.flavor, "vcpus": 96, "ram": 262144, "disk": 160},
                         {"name": n.gpu_flavor, "vcpus": 12, "ram": 32768, "disk": 40,
                          "extra_specs": {"pci_passthrough:alias": "K20m:1"}}],
@@ -136,7 +139,7 @@ def quota(cloud: Cloud, project: str) -> dict[str, int]:
 
 def test_dry_run_prints_the_plan_and_changes_nothing(run: Runner, names: Names) -> None:
     out = run.apply(seed_profile(names), "--dry-run").stdout
-    assert "Plan: 11 to create, 0 to change, 0 to replace, 0 to delete." in out, out
+    assert "Plan: 11 to create, 1 to change, 0 to replace, 0 to delete." in out, out
     assert f"+ project {names.project}" in out
     assert f"+ security group {names.project}/default" in out
     found = run.cloud.openstack("project", "show", names.project, check=False)
@@ -146,7 +149,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(run: Runner, names: Names) 
 def test_seed_profile_applies_then_applies_again_without_change(run: Runner,
                                                                 names: Names) -> None:
     out = run.apply(seed_profile(names)).stdout
-    assert "[11/11]" in out and "Applied: 11 to create" in out, out
+    assert "[12/12]" in out and "Applied: 11 to create, 1 to change" in out, out
     cloud = run.cloud
     project = os_json(cloud, "project", "show", names.project)
     assert project["description"] == "GPU fabric"
@@ -167,6 +170,9 @@ def test_seed_profile_applies_then_applies_again_without_change(run: Runner,
     grants = os_json(cloud, "role", "assignment", "list", "--user", names.user, "--project",
                      names.project, "--names")
     assert {g["Role"] for g in grants} == {names.role, "member"}
+    grants = os_json(cloud, "role", "assignment", "list", "--user", "admin", "--names")
+    assert {(g["Role"], g["Project"].split("@")[0]) for g in grants} >= {
+        ("admin", "admin"), (names.role, names.project)}, grants
     subnet = os_json(cloud, "subnet", "show", names.subnet)
     assert subnet["cidr"] == "10.77.0.0/24" and subnet["dns_nameservers"] == ["10.0.0.53"]
     router = os_json(cloud, "router", "show", names.router)

@@ -239,3 +239,22 @@ def test_a_zone_may_only_list_hosts_the_cloud_has() -> None:
     with pytest.raises(ProfileError, match="cloud.yaml:2: availability_zones\\[0\\]: "
                                            "compute host node9 does not exist"):
         plan(bad, _zoned())
+
+
+def test_a_users_grants_in_projects_the_profile_does_not_name_are_left_alone() -> None:
+    state = empty()
+    state["projects"]["fabric"] = {"name": "fabric", "_id": "f", "description": ""}
+    state["roles"]["fabric"] = {"name": "fabric", "_id": "fr"}
+    state["users"]["admin"] = {"name": "admin", "_id": "u", "roles": [
+        {"project": "admin", "role": "admin"}, {"project": "other", "role": "member"}]}
+    # Seed 003: "openstack role add --project fabric --user admin fabric".
+    seed = "users:\n  - name: admin\n    roles: [{project: fabric, role: fabric}]\n"
+    (step,) = plan(load(seed), state)
+    assert step.changes == {"roles": ([], [{"project": "fabric", "role": "fabric"}])}
+    state["users"]["admin"]["roles"].append({"project": "fabric", "role": "fabric"})
+    assert plan(load(seed), state) == []
+    # A project the profile names is the profile's: grants there it does not list go.
+    named = seed.replace("[{project: fabric, role: fabric}]", "[]") + (
+        "projects:\n  - {name: fabric}\n")
+    (step,) = plan(load(named), state)
+    assert step.changes == {"roles": ([{"project": "fabric", "role": "fabric"}], [])}

@@ -84,7 +84,7 @@ def plan(profile: Profile, current: State) -> list[Step]:
                                        "to create it")
                 steps.append(Step("create", kind, key, want))
                 continue
-            changes = diff(kind, want, have)
+            changes = diff(kind, want, _in_scope(profile, kind, want, have))
             fixed = sorted(set(changes) & FIXED.get(kind, set()))
             if fixed:
                 raise ProfileError(f"{profile.place(kind, key)}.{fixed[0]}: cannot change "
@@ -98,6 +98,18 @@ def plan(profile: Profile, current: State) -> list[Step]:
             if key in current[kind]:
                 steps.append(Step("delete", kind, key, None, current[kind][key]))
     return steps
+
+
+def _in_scope(profile: Profile, kind: str, want: dict[str, Any],
+              have: dict[str, Any]) -> dict[str, Any]:
+    """have as the profile may change it: a user's grants in projects the profile does not
+    name are left alone (seed 003 grants its admin a role in one project: listing that one
+    must not revoke the admin's own role on the admin project)."""
+    if kind != "users" or "roles" not in want:
+        return have
+    named = set(profile.present["projects"]) | set(profile.absent["projects"]) | {
+        g["project"] for g in want["roles"]}
+    return {**have, "roles": [g for g in have.get("roles") or [] if g["project"] in named]}
 
 
 def summary(steps: list[Step]) -> str:
