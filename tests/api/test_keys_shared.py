@@ -79,7 +79,10 @@ def _refused_everywhere(pair: Pair, token: str) -> bool:
 def test_a_rotation_on_one_controller_holds_for_both(pair: Pair) -> None:
     rows = _rows(pair.a)
     assert [n for n, _ in rows] == [0, 1]  # imported from a's files at its first start
-    files = {(pair.a.state_dir / "fernet-keys" / str(n)).read_text().strip() for n in (0, 1)}
+    # The files, renamed once imported (never imported again, review finding).
+    assert not (pair.a.state_dir / "fernet-keys").exists()
+    files = {(pair.a.state_dir / "fernet-keys.imported" / str(n)).read_text().strip()
+             for n in (0, 1)}
     assert not any(key in sealed for key in files for _, sealed in rows)
     before_a, before_b = pair.a.token(), pair.b.token()
 
@@ -143,3 +146,27 @@ def test_a_controller_with_another_ca_key_refuses_to_start_in_one_line(
         assert "Traceback" not in proc.stderr + proc.stdout
     finally:
         cloud.destroy()
+
+
+def test_a_rotation_with_another_ca_key_is_refused_and_both_keep_serving(
+        pair: Pair, tmp_path: Path) -> None:
+    """Review finding: `atwill keys rotate` on a controller with another pki/ca-key.pem
+    sealed a new staged key with it; within RECHECK every authenticated request on every
+    controller was a 500, and restarts failed. Now refused, one line, nothing written."""
+    stranger = tmp_path / "stranger"  # b's settings (the database), another CA key
+    stranger.mkdir(mode=0o700)
+    shutil.copy(pair.b.state_dir / "atwill.yaml", stranger / "atwill.yaml")
+    pki.create_ca(stranger / "pki")
+    before = _rows(pair.a)
+    token = pair.a.token()
+    proc = subprocess.run([str(BIN / "atwill"), "keys", "rotate", "--state-dir",
+                           str(stranger)], capture_output=True, text=True, timeout=60)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert "another cluster CA key" in out and "Traceback" not in out
+    assert _rows(pair.a) == before
+    time.sleep(RECHECK + 0.5)
+    for cloud in (pair.a, pair.b):
+        for _ in range(3):  # any worker
+            assert _validate(cloud, token) == 200
+    assert "Traceback" not in pair.a.log() + pair.b.log()

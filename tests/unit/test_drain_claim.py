@@ -6,6 +6,8 @@ with the reason "draining" that has none."""
 from __future__ import annotations
 
 import datetime as dt
+import os
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,6 +85,30 @@ def test_the_claim_of_a_dead_process_of_this_host_is_taken_at_once(ctl: Controll
     assert claim(ctl, run("elsewhere/3/dd"))
     assert not drain._dead(f"{drain.HOST}/1/ee")  # pid 1 lives
     assert not drain._dead("otherhost/999999999/ff")  # another host's: not judged here
+
+
+def test_a_live_claim_of_another_container_with_this_hostname_is_kept(
+        ctl: Controller) -> None:
+    """Review finding: a runner counted as dead here when its hostname matched and its
+    PID was absent locally, so two controllers in containers with one hostname took each
+    other's live claim. The host is now the machine id, the boot and the PID namespace."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    name = socket.gethostname()
+    # Named by the hostname alone (another container's, or before host_id): alive here.
+    assert not drain._dead(f"{name[:40]}/{gone.pid}/cc")
+    twin = drain.host_id(name, "another-machine-id", "boot", "pid:[1]")
+    assert twin.split("@")[0] == drain.HOST.split("@")[0] and twin != drain.HOST
+    for runner in (f"{twin}/{gone.pid}/cc", f"{name[:40]}/{gone.pid}/cc"):
+        assert not drain._dead(runner)
+        set_row(ctl, runner=runner, seen_at=utcnow())
+        assert not claim(ctl, run("elsewhere/5/hh"))  # alive until stale
+    machine = Path("/etc/machine-id").read_text().strip() if Path(
+        "/etc/machine-id").exists() else name
+    boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    assert drain.HOST == drain.host_id(name, machine, boot, os.readlink("/proc/self/ns/pid"))
+    assert drain.host_id(name, machine, "another boot", "pid:[1]") != drain.HOST
+    assert len(drain.runner_id()) <= 64  # node_drains.runner
 
 
 def test_a_finished_or_restored_drain_is_claimed_by_nobody(ctl: Controller) -> None:

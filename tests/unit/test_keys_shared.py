@@ -10,15 +10,16 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from cryptography.fernet import InvalidToken
-from sqlalchemy import inspect, select
+from cryptography.fernet import Fernet, InvalidToken
+from sqlalchemy import delete, inspect, select, update
 from sqlalchemy.exc import OperationalError
 
 from atwill import pki
 from atwill.controller.db.session import Database, alembic_config, migrate
 from atwill.controller.db.token_keys import TokenKey
 from atwill.controller.keys import KeyRepository
-from atwill.controller.peers.seal import Sealer
+from atwill.controller.peers.seal import TOKEN_KEYS, Sealer
+from atwill.core.scope import PeerUnavailable
 
 RECHECK = 0.2
 
@@ -34,8 +35,8 @@ def _state(root: Path, ca_from: Path | None = None) -> Path:
 
 
 def _repo(state: Path, db: Database, recheck: float = RECHECK) -> KeyRepository:
-    return KeyRepository(state / "fernet-keys", 3, db=db, sealer=Sealer(state / "pki"),
-                         recheck=recheck)
+    return KeyRepository(state / "fernet-keys", 3, db=db,
+                         sealer=Sealer(state / "pki", TOKEN_KEYS), recheck=recheck)
 
 
 def _sealed(db: Database) -> dict[int, str]:
@@ -51,6 +52,8 @@ def test_files_before_the_migration_then_imported_sealed(db: Database,
     repo = _repo(state, db)
     assert repo.create()
     before = repo.fernet().encrypt(b"issued before the upgrade")
+    files = {n: (state / "fernet-keys" / str(n)).read_bytes().strip().decode()
+             for n in (0, 1)}
     assert not repo.shared()
     command.upgrade(cfg, "head")
     db.engine.dispose()
@@ -59,8 +62,9 @@ def test_files_before_the_migration_then_imported_sealed(db: Database,
     sealed = _sealed(db)
     assert sorted(sealed) == [0, 1]
     for number, value in sealed.items():  # sealed: the key itself is not in the row
-        assert (state / "fernet-keys" / str(number)).read_bytes().strip().decode() \
-            not in value
+        assert files[number] not in value
+    assert not (state / "fernet-keys").exists()  # renamed once imported
+    assert (state / "fernet-keys.imported" / "0").read_text().strip() == files[0]
     assert repo.fernet().decrypt(before) == b"issued before the upgrade"
     # A second start imports nothing more; a new process reads the table.
     repo.prepare()
@@ -177,3 +181,115 @@ def test_rotate_imports_first_when_the_table_is_empty(db: Database, tmp_path: Pa
     assert repo.rotate() == 2
     assert sorted(_sealed(db)) == [0, 1, 2]
     assert repo.fernet().decrypt(before) == b"x"
+
+
+def _stranger(db: Database, tmp_path: Path) -> KeyRepository:
+    """A controller of the same database whose state directory has another CA key."""
+    return _repo(_state(tmp_path / "stranger"), db)
+
+
+def test_a_rotation_with_another_ca_key_writes_nothing(db: Database, tmp_path: Path,
+                                                        caplog: pytest.LogCaptureFixture
+                                                        ) -> None:
+    """Review finding: `atwill keys rotate` with another pki/ca-key.pem copied row 0 and
+    sealed a new staged key with its own CA key; every controller then failed (500)."""
+    migrate(db.engine)
+    good = _repo(_state(tmp_path / "a"), db, recheck=0)
+    good.create()
+    good.prepare()
+    token = good.fernet().encrypt(b"x")
+    before = _sealed(db)
+    with pytest.raises(RuntimeError, match="token key 0 .* another cluster CA key"):
+        _stranger(db, tmp_path).rotate()
+    assert _sealed(db) == before
+    assert good.fernet().decrypt(token) == b"x"
+    assert "cannot read the token keys" not in caplog.text
+
+
+@pytest.mark.parametrize("damage", ["another CA key", "not a Fernet key", "not sealed"])
+def test_a_bad_row_keeps_the_keys_loaded_and_refuses_a_start(
+        db: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        damage: str) -> None:
+    """Review finding: a row that cannot be opened made every request a 500 (RuntimeError
+    or ValueError out of fernet()): the keys loaded stay, logged once; a start refuses."""
+    migrate(db.engine)
+    state = _state(tmp_path / "a")
+    good = _repo(state, db, recheck=0)
+    good.create()
+    good.prepare()
+    token = good.fernet().encrypt(b"x")
+    if damage == "another CA key":
+        sealed = _stranger(db, tmp_path).sealer.seal(Fernet.generate_key().decode())  # type: ignore[union-attr]
+    elif damage == "not a Fernet key":
+        sealed = good.sealer.seal("not a key")  # type: ignore[union-attr]
+    else:
+        sealed = "garbage"
+    with db.session() as session:
+        session.execute(update(TokenKey).where(TokenKey.number == 0).values(sealed=sealed))
+    for _ in range(3):
+        assert good.fernet().decrypt(token) == b"x"
+    assert caplog.text.count("cannot read the token keys") == 1
+    with pytest.raises(RuntimeError, match="token key 0"):
+        _repo(state, db).prepare()
+    with pytest.raises(RuntimeError, match="token key 0"):
+        _repo(state, db).rotate()
+    with db.session() as session:
+        assert session.get(TokenKey, 0).sealed == sealed  # type: ignore[union-attr]
+
+
+def test_a_token_key_copied_into_a_peer_credential_does_not_open(db: Database,
+                                                                 tmp_path: Path) -> None:
+    """Review finding: token keys and peer secrets shared one sealing key, so a database
+    writer could copy token_keys.sealed into peers.credential_sealed and have the key
+    sent to a peer URL of theirs. Each has its own HKDF label now."""
+    migrate(db.engine)
+    state = _state(tmp_path / "a")
+    repo = _repo(state, db)
+    repo.create()
+    repo.prepare()
+    peers = Sealer(state / "pki")
+    with pytest.raises(PeerUnavailable, match="another CA"):
+        peers.unseal(_sealed(db)[1], "evil")
+    assert peers.unseal(peers.seal("peer secret"), "p") == "peer secret"  # unchanged label
+    with pytest.raises(ValueError, match="own label"):
+        KeyRepository(state / "fernet-keys", db=db, sealer=peers)
+    # A table sealed by a development build under the peers' label: refused clearly.
+    with db.session() as session:
+        for number in (0, 1):
+            session.execute(update(TokenKey).where(TokenKey.number == number).values(
+                sealed=peers.seal(Fernet.generate_key().decode())))
+    with pytest.raises(RuntimeError, match="peer secrets' label"):
+        _repo(state, db).prepare()
+
+
+def test_imported_files_are_never_imported_again(db: Database, tmp_path: Path) -> None:
+    """Review finding: the key files stayed after the import and were never rotated, so a
+    table emptied later brought long-retired keys back at the next start."""
+    migrate(db.engine)
+    state = _state(tmp_path / "a")
+    repo = _repo(state, db)
+    repo.create()
+    repo.prepare()
+    assert not repo.directory.exists() and (state / "fernet-keys.imported").is_dir()
+    assert not repo.create()  # `atwill init` again: the table holds the keys
+    assert not repo.directory.exists()
+    repo.rotate()
+    with db.session() as session:
+        session.execute(delete(TokenKey))
+    with pytest.raises(RuntimeError, match="run 'atwill init'"):
+        _repo(state, db).prepare()
+    assert repo.create()  # init then makes new keys, imported at the next start
+    fresh = _repo(state, db)
+    fresh.prepare()
+    assert sorted(_sealed(db)) == [0, 1]
+    assert not repo.directory.exists()
+    assert sorted(p.name for p in (state / "fernet-keys.imported").iterdir()) == ["0", "1"]
+
+
+def test_rotate_before_any_start_imports_and_renames(db: Database, tmp_path: Path) -> None:
+    migrate(db.engine)
+    repo = _repo(_state(tmp_path / "a"), db)
+    repo.create()
+    repo.rotate()
+    assert not repo.directory.exists()
+    assert (repo.directory.parent / "fernet-keys.imported").is_dir()

@@ -90,11 +90,12 @@ def run(conf: Settings, on_exit: Callable[[], None] | None = None,
     """Serve until a signal; on_exit runs at the signal, graceful bounds the wait for
     requests still running (None: as long as they take)."""
     from ..controller import listen
+    from ..controller.keys import initialised
     from ..logs import setup_logging
     from . import keys
 
     setup_logging(conf.log_level)
-    if not conf.path("fernet-keys").is_dir():
+    if not initialised(conf.path("fernet-keys")):  # the key files, or imported
         console.print(f"[red]{conf.state_dir} is not initialised; run 'atwill init'.[/red]")
         raise typer.Exit(1)
     workers = conf.effective_workers

@@ -45,7 +45,7 @@ def prepare(conf: Settings) -> None:
     ctl = Controller.from_settings(conf)
     try:
         ctl.keys.prepare()
-    except (RuntimeError, SQLAlchemyError) as error:
+    except (RuntimeError, ValueError, OSError, SQLAlchemyError) as error:
         err.print(f"[red]token keys: {str(error).splitlines()[0]}[/red]", highlight=False)
         raise typer.Exit(1) from None
     finally:

@@ -23,7 +23,7 @@ class Controller:
         db = Database(settings.effective_database_url)
         # The keys live in the database, sealed with the cluster CA's key (keys.py).
         keys = KeyRepository(settings.path("fernet-keys"), settings.max_active_keys, db=db,
-                             sealer=seal.of(settings))
+                             sealer=seal.of(settings, seal.TOKEN_KEYS))
         return cls(settings=settings, db=db, keys=keys)
 
     @property

@@ -27,12 +27,15 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from ..config import CONFIG_FILE, Settings
+from .keys import initialised
 
 FORMAT = "atwill-controller-bundle/1"
 # Files of the state directory every controller must hold alike (relative paths).
 SHARED_FILES = ("pki/ca.pem", "pki/ca-key.pem", "fence.key", "metrics-token",
                 "admin-password", "overlay/wg-private.key")
-SHARED_DIRS = ("fernet-keys",)
+# The token keys' files (imported into the database at the first start: then renamed, and
+# carried only so that the new controller counts as initialised; it never reads them).
+SHARED_DIRS = ("fernet-keys", "fernet-keys.imported")
 # Settings of one machine: not carried over.
 OWN_SETTINGS = ("listen_host", "port", "public_host", "workers")
 # Written by install(): `atwill init` there would move the catalog to this controller.
@@ -55,12 +58,13 @@ def collect(settings: Settings) -> dict[str, Any]:
     if not settings.effective_database_url.startswith("postgresql"):
         raise BundleError("several controllers share one PostgreSQL database; this one "
                           "uses SQLite (set database_url to a postgresql:// URL)")
-    if not settings.path("fernet-keys").is_dir():
+    if not initialised(settings.path("fernet-keys")):
         raise BundleError(f"{settings.state_dir} is not initialised; run 'atwill init'")
     files: dict[str, str] = {}
     paths = [settings.path(rel) for rel in SHARED_FILES]
     for directory in SHARED_DIRS:
-        paths += sorted(p for p in settings.path(directory).iterdir() if p.is_file())
+        if settings.path(directory).is_dir():
+            paths += sorted(p for p in settings.path(directory).iterdir() if p.is_file())
     for path in paths:
         if path.exists():
             files[str(path.relative_to(settings.state_dir))] = \
@@ -122,7 +126,7 @@ def read_private(path: Path) -> bytes:
 def install(content: dict[str, Any], state_dir: Path, own: dict[str, Any]) -> list[str]:
     """Write the shared files and settings into a new state directory, with this
     machine's own settings (own: listen_host, port, public_host); returns the changes."""
-    if (state_dir / CONFIG_FILE).exists() or (state_dir / "fernet-keys").exists():
+    if (state_dir / CONFIG_FILE).exists() or initialised(state_dir / "fernet-keys"):
         raise BundleError(f"{state_dir} already holds a controller; use an empty directory")
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     for rel, encoded in sorted(content["files"].items()):

@@ -6,21 +6,29 @@ and every key in between still decrypts tokens issued before the last rotation.
 Where they live:
 - A controller's keys (a repository given its database): the table token_keys (migration
   0029), shared by every controller of that database, each key sealed with the key
-  derived from the cluster CA's private key (peers/seal.py). Every controller holds that
-  CA key in its state directory; the database does not, so a copy of it yields no key.
+  derived from the cluster CA's private key for this purpose (peers/seal.py TOKEN_KEYS:
+  not the peers' secrets' key, so a sealed token key copied into a peer's credential
+  cannot be opened and sent away). Every controller holds that CA key in its state
+  directory; the database does not, so a copy of it yields no key.
 - Without a database, or while the table does not exist yet (before migration 0029):
   STATE_DIR/fernet-keys/, one file per key, as Keystone's. `atwill init` still writes the
   first two keys there.
 - prepare() (every controller process before it serves) and rotate() import those files
   into the table when it holds no key: a state directory made before 0029 keeps every
   token it issued. The first controller to get the table's lock imports; the others then
-  find rows and use them. The files are not read again once the table holds keys.
+  find rows and use them. Once the table holds keys, prepare() and rotate() rename the
+  directory fernet-keys.imported (never read again, nor rotated): a table emptied later
+  is refused at the next start ("run 'atwill init'", which then makes new keys) instead
+  of bringing long-retired keys back. init() writes no files when the table holds keys.
 
 A rotation (`atwill keys rotate` on any controller) writes the table, and every process
 of every controller re-reads it at most every RECHECK seconds (one query of a few rows,
 never per request), and at once when this state directory's `fernet-keys.changed` says a
 rotation was made here (rotate() appends to it; a stat() per request, as the token cache's
-worker stamp). A process that cannot read the table keeps the keys it has and logs why.
+worker stamp). A process that cannot read the table, or cannot open what it reads (a
+row sealed with another CA key, a corrupt row), keeps the keys it has and logs why, once:
+never a 500. A start with no keys loaded refuses in one line. A rotation opens every row
+first and writes nothing when one cannot be opened.
 The staged key is what makes the delay harmless: a controller that rotated encrypts with
 the key the others still hold as staged.
 """
@@ -30,6 +38,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -45,15 +54,26 @@ from sqlalchemy.orm import Session
 from .db.base import utcnow
 from .db.session import immediate
 from .db.token_keys import TokenKey
+from .peers.seal import INFO as PEER_SECRETS
+from .peers.seal import TOKEN_KEYS, Sealer
 from .worker_stamp import WorkerStamp
 
 if TYPE_CHECKING:
     from .db.session import Database
-    from .peers.seal import Sealer
 
 RECHECK = 2.0  # seconds: how stale another controller's view of the keys can be
 CHANGED = ".changed"  # beside the directory: fernet-keys.changed
+IMPORTED = ".imported"  # the directory once the table holds keys: fernet-keys.imported
 log = logging.getLogger(__name__)
+
+
+def imported(directory: Path) -> Path:
+    return directory.with_name(directory.name + IMPORTED)
+
+
+def initialised(directory: Path) -> bool:
+    """`atwill init` made this state directory's keys (still files, or imported)."""
+    return directory.is_dir() or imported(directory).is_dir()
 
 
 class KeyRepository:
@@ -61,6 +81,8 @@ class KeyRepository:
                  sealer: Sealer | None = None, recheck: float = RECHECK) -> None:
         if db is not None and sealer is None:
             raise ValueError("keys kept in the database need a sealer")
+        if sealer is not None and sealer.info != TOKEN_KEYS:
+            raise ValueError("token keys are sealed under their own label (seal.TOKEN_KEYS)")
         self.directory = directory
         self.max_active = max(max_active, 2)
         self.db, self.sealer, self.recheck = db, sealer, recheck
@@ -71,6 +93,7 @@ class KeyRepository:
         self._seen: object = None  # the .changed file at the last load
         self._table = False  # token_keys exists (once seen, it stays)
         self._lock = threading.Lock()
+        self._failed = ""  # the last reason the keys could not be reloaded (logged once)
 
     # -- the files -------------------------------------------------------------------
 
@@ -98,8 +121,9 @@ class KeyRepository:
 
     def create(self) -> bool:
         """Make the staged and the first primary key files; False when they exist already
-        (a controller imports them into the database at its start)."""
-        if self.exists():
+        (a controller imports them into the database at its start) or the database holds
+        the keys."""
+        if self.exists() or (self.shared() and self._rows()):
             return False
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._write(0, Fernet.generate_key())
@@ -141,15 +165,38 @@ class KeyRepository:
         assert self.sealer is not None
         return self.sealer.seal(key.decode())
 
-    def _unseal(self, sealed: str) -> bytes:
+    def _unseal(self, number: int, sealed: str) -> bytes:
+        """The key of a row, checked to be a Fernet key; RuntimeError (one line) when it
+        cannot be opened."""
         assert self.sealer is not None
         try:
-            return self.sealer.fernet().decrypt(sealed.encode())
+            key = self.sealer.fernet().decrypt(sealed.encode())
         except InvalidToken:
+            if self._sealed_for_peers(sealed):
+                raise RuntimeError(
+                    "the token keys in the database were sealed under the peer secrets' "
+                    "label (a development build of migration 0029): delete the rows of "
+                    "token_keys, rename fernet-keys.imported back to fernet-keys and "
+                    "start again") from None
             raise RuntimeError(
-                f"the token keys in the database were sealed with another cluster CA key "
-                f"than {self.sealer.path}: every controller of this database needs the "
-                "same pki/ca-key.pem (atwill controller export-bundle / add)") from None
+                f"token key {number} in the database was sealed with another cluster CA "
+                f"key than {self.sealer.path} (or altered): every controller of this "
+                "database needs the same pki/ca-key.pem (atwill controller "
+                "export-bundle / add)") from None
+        try:
+            Fernet(key)
+        except ValueError:
+            raise RuntimeError(f"token key {number} in the database is not a Fernet key "
+                               "(altered)") from None
+        return key
+
+    def _sealed_for_peers(self, sealed: str) -> bool:
+        assert self.sealer is not None
+        try:
+            Sealer(self.sealer.path.parent, PEER_SECRETS).fernet().decrypt(sealed.encode())
+        except InvalidToken:
+            return False
+        return True
 
     def _import(self, session: Session) -> int:
         """This state directory's key files into the empty table; how many."""
@@ -179,6 +226,24 @@ class KeyRepository:
                     self._import(session)
         self._checked = -math.inf
         self._current()
+        self._retire_files()
+
+    def _retire_files(self) -> None:
+        """The files renamed once the table holds keys: never imported again."""
+        if not self.directory.is_dir() or not self.shared() or not self._rows():
+            return
+        target = imported(self.directory)
+        try:
+            if target.is_dir():  # a former import's; the table holds none of those keys
+                shutil.rmtree(target)
+            self.directory.rename(target)
+        except FileNotFoundError:
+            return  # another process of this state directory renamed it
+        except OSError as error:
+            log.warning("cannot rename %s to %s: %s", self.directory, target, error)
+            return
+        log.info("the token keys are in the database: %s renamed %s", self.directory,
+                 target.name)
 
     def _rotate_table(self) -> int:
         with self._locked() as session:
@@ -188,6 +253,8 @@ class KeyRepository:
             rows = {key.number: key for key in session.scalars(select(TokenKey))}
             if 0 not in rows:
                 raise RuntimeError("the database holds no staged token key (number 0)")
+            for number, row in rows.items():  # nothing written unless all open here
+                self._unseal(number, row.sealed)
             primary = max(rows) + 1
             session.add(TokenKey(number=primary, sealed=rows[0].sealed, created_at=utcnow()))
             rows[0].sealed, rows[0].created_at = self._seal(Fernet.generate_key()), utcnow()
@@ -201,9 +268,12 @@ class KeyRepository:
     def rotate(self) -> int:
         """Promote the staged key, stage a new one, drop the oldest; returns the new
         primary. In the table when it exists: for every controller of the database."""
-        primary = self._rotate_table() if self.shared() else self._rotate_files()
+        shared = self.shared()
+        primary = self._rotate_table() if shared else self._rotate_files()
         self.changed.touch()  # this controller's processes: at their next request
         self._checked = -math.inf
+        if shared:
+            self._retire_files()
         return primary
 
     def _load(self) -> None:
@@ -213,7 +283,7 @@ class KeyRepository:
         if version == self._version:
             return
         if rows:
-            keys = {number: self._unseal(sealed) for number, sealed in rows}
+            keys = {number: self._unseal(number, sealed) for number, sealed in rows}
         else:
             keys = self._files()
         if not keys:
@@ -239,11 +309,16 @@ class KeyRepository:
             self._checked, self._seen = time.monotonic(), seen
             try:
                 self._load()
-            except SQLAlchemyError as error:
+            except (SQLAlchemyError, RuntimeError, ValueError) as error:
                 if self._fernet is None:
                     raise
-                log.warning("cannot read the token keys (keeping those loaded): %s",
-                            str(error).splitlines()[0])
+                reason = (str(error).splitlines() or [type(error).__name__])[0]
+                if reason != self._failed:  # once, not every RECHECK
+                    log.warning("cannot read the token keys (keeping those loaded): %s",
+                                reason)
+                self._failed = reason
+            else:
+                self._failed = ""
         finally:
             self._lock.release()
 

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import logging
 import os
 import secrets
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import or_, select, update
@@ -49,11 +51,36 @@ from . import nodes
 log = logging.getLogger("atwill.cluster.drain")
 LIVE_VERSION = Version(2, 34)  # a scheduling failure is the migration's (error), not a 400
 STALE = 15.0  # seconds without a step after which another process takes a drain over
-HOST = socket.gethostname()[:40]
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return ""
+
+
+def host_id(hostname: str, machine_id: str, boot_id: str, pid_ns: str) -> str:
+    """Where a PID means one process: the hostname (to read) and a digest of the machine
+    id, the boot and the PID namespace. Two containers with the same hostname differ in
+    their machine id or PID namespace; the same machine after a reboot in its boot id."""
+    digest = hashlib.sha256(f"{machine_id}|{boot_id}|{pid_ns}".encode()).hexdigest()
+    return f"{hostname[:24]}@{digest[:12]}"
+
+
+def _pid_namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
+HOST = host_id(socket.gethostname(), _read("/etc/machine-id") or socket.gethostname(),
+               _read("/proc/sys/kernel/random/boot_id"), _pid_namespace())
 
 
 def runner_id() -> str:
-    """This process, as a drain's claim names it: host/pid/random."""
+    """This process, as a drain's claim names it: host/pid/random (host: host_id)."""
     return f"{HOST}/{os.getpid()}/{secrets.token_hex(4)}"
 
 
@@ -111,7 +138,9 @@ def _claimed(row: NodeDrain, now: dt.datetime) -> bool:
 
 
 def _dead(runner: str) -> bool:
-    """A runner of this host whose process is gone."""
+    """A runner of this host (machine, boot and PID namespace: host_id) whose process is
+    gone. Another host's, or one named by its hostname alone (before host_id), is only
+    taken over once stale."""
     host, _, rest = runner.partition("/")
     pid = rest.partition("/")[0]
     if host != HOST or not pid.isdigit():
