@@ -58,6 +58,10 @@ class Settings:
     # Live migration (os-migrateLive; its streams are TLS with a key of each migration's
     # own); an operator may turn it off (400 "Migration pre-check error").
     live_migration: bool = True
+    # Nova's live_migration_permit_post_copy: a migration that does not converge (force
+    # complete, the completion timeout) switches to post-copy instead of pausing the guest
+    # or aborting; nodes then need vm.unprivileged_userfaultfd=1 (QEMU 7.2 runs unprivileged).
+    live_migration_permit_post_copy: bool = False
     # Heat's max_stacks_per_tenant: stacks of one project, nested ones included.
     max_stacks_per_project: int = 100
     # Self-fencing of nodes without a BMC (core/peer_view): an agent that has not renewed

@@ -168,7 +168,9 @@ def test_live_migration_with_the_cli(pair: Pair) -> None:
     assert key["username"] == f"atwill-migration-{record['Id']}"
     assert orders and orders[0] == {
         "migration": record["Id"], "host": b_overlay, "nbd_port": 10809, "port": 49152,
-        "downtime_ms": 300, "bandwidth": 0, "force_complete": False, "abort": False}
+        "downtime_ms": 300, "bandwidth": 0, "force_complete": False, "abort": False,
+        "post_copy": False}  # setting live_migration_permit_post_copy (default off)
+    assert incoming[0]["post_copy"] is False
     # The source's copy goes; the destination runs it as its own; its port moved along.
     assert server in pair.desired_of(a)["destroy"]
     theirs = pair.desired_of(b)

@@ -83,6 +83,7 @@ def test_the_destination_keeps_its_key_until_the_guest_arrived(
     paths.directory.mkdir(parents=True)
     paths.disk.write_bytes(b"")
     driver = SimpleNamespace(state=lambda uuid: "missing", paths=lambda uuid: paths,
+                             pid=lambda uuid: None,
                              qmp_timeout=1.0)
     m = SimpleNamespace(driver=driver, lanes=FakeLanes(), on_started=lambda: None)
     lm = LiveMigrations(m)  # type: ignore[arg-type]
@@ -90,7 +91,7 @@ def test_the_destination_keeps_its_key_until_the_guest_arrived(
     monkeypatch.setattr(lm, "_launch", lambda spec, console: None)
     monkeypatch.setattr(module, "free_ports", lambda host: [5, 6])
     monkeypatch.setattr(module, "QMP", lambda path, timeout: contextlib.nullcontext())
-    monkeypatch.setattr(module, "receive", lambda *args: None)
+    monkeypatch.setattr(module, "receive", lambda *args, **kwargs: None)
     monkeypatch.setattr(module, "stop_serving", lambda execute: None)
     lm._receive({"id": "i", "incoming": {"migration": 4, "listen": "100.72.0.3",
                                          "tls": {"username": "atwill-migration-4",

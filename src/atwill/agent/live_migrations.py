@@ -114,7 +114,8 @@ class LiveMigrations:
             # server's PSK file is read by GnuTLS at each handshake, not by object-add.
             keys = key_directory(paths.directory, paths.disk, tls)
             with QMP(paths.qmp, self.driver.qmp_timeout) as qmp:
-                receive(qmp, listen, nbd_port, port, keys)
+                receive(qmp, listen, nbd_port, port, keys,
+                        post_copy=order.get("post_copy") is True)
             self.incoming[uuid] = {"migration": order["migration"], "nbd_port": nbd_port,
                                    "port": port}
             log.info("instance %s: waiting for migration %s on %s:%s (disk on :%s)", uuid,
@@ -185,11 +186,21 @@ class LiveMigrations:
         if self.driver.pid(uuid) is None:
             return "gone"
         try:
-            return self.driver._status(uuid)  # noqa: SLF001 - the raw state: inmigrate
+            status = self.driver._status(uuid)  # noqa: SLF001 - the raw state: inmigrate
+            if status == "running" and self._in_post_copy(uuid):
+                # It runs, but part of its memory is still on the source: not arrived.
+                return "running in post-copy"
+            return status
         except Exception:  # noqa: BLE001 - busy or dying: asked again
             log.warning("instance %s: no answer from its QEMU's monitor", uuid,
                         exc_info=True)
             return None
+
+    def _in_post_copy(self, uuid: str) -> bool:
+        """Whether this incoming QEMU still pulls pages from its source (post-copy)."""
+        execute = connected(self.driver.paths(uuid).qmp, self.driver.qmp_timeout)
+        status = str((execute("query-migrate") or {}).get("status", ""))
+        return status.startswith("postcopy")
 
     def _arrived(self, uuid: str) -> None:
         if self._incoming_status(uuid) == "inmigrate":

@@ -11,7 +11,10 @@ from .errors import BadRequest
 from .microversion import Version
 
 # Nova's in-progress live migration statuses (the server migrations API shows only these).
-IN_PROGRESS = frozenset({"queued", "preparing", "running", "post-migrating"})
+IN_PROGRESS = frozenset({"queued", "preparing", "running", "post-migrating",
+                         "running (post-copy)"})
+# Nova's status of a live migration switched to post-copy: neither aborted nor forced.
+POST_COPY = "running (post-copy)"
 # The vm_states Nova live-migrates from (ACTIVE and PAUSED servers).
 LIVE_FROM = frozenset({"active", "paused"})
 DOWNTIME_MS = 300  # Nova's live_migration_downtime default, and QEMU's own limit

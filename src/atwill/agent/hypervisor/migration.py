@@ -17,6 +17,18 @@ for QEMU's own user and removed when the step is over: on the source once object
 read it (a client's key is read then), on the destination once the guest arrived (GnuTLS
 reads a server's key file at each handshake: removed earlier, the mirror's TLS handshake
 failed, "The TLS connection was non-properly terminated").
+
+Post-copy (Nova's live_migration_permit_post_copy, an opt-in: the order's "post_copy")
+gives both QEMUs the postcopy-ram capability before the stream starts; the migration
+starts in pre-copy as always, and where it would pause the guest (force-complete) or
+give up (the completion timeout) the source calls migrate-start-postcopy instead: the
+guest runs on the destination at once and the pages it still lacks are pulled from the
+source. From then on it cannot be aborted nor rolled back (QEMU: a failure of either
+side then loses the guest). With TLS it works as pre-copy (the return path is in the same
+TLS session); the disk is already equal on both ends by then (the write-blocking mirror).
+The destination's QEMU needs userfaultfd: QEMU 7.2 runs under its own user without
+capabilities, so the node needs vm.unprivileged_userfaultfd=1 (QEMU refuses the
+capability otherwise, and the destination reports that).
 """
 
 from __future__ import annotations
@@ -124,9 +136,18 @@ def _node_of(qmp: QMP, drive: str) -> str:
     raise QMPError(f"QEMU has no drive {drive}")
 
 
-def receive(qmp: QMP, host: str, nbd_port: int, port: int, keys: Path) -> None:
+def receive(qmp: QMP, host: str, nbd_port: int, port: int, keys: Path,
+            post_copy: bool = False) -> None:
     """On the destination (QEMU started with -incoming defer): export the new disk, wait;
-    both over TLS with the key in the directory keys."""
+    both over TLS with the key in the directory keys; ready for post-copy if asked."""
+    if post_copy:
+        try:
+            qmp.execute("migrate-set-capabilities", {"capabilities": [
+                {"capability": "postcopy-ram", "state": True}]})
+        except QMPError as err:
+            raise QMPError(f"post-copy is permitted but this node's QEMU cannot receive "
+                           f"it ({err}); QEMU's user needs userfaultfd: sysctl "
+                           "vm.unprivileged_userfaultfd=1") from err
     qmp.execute("object-add", creds_args(keys, "server"))
     qmp.execute("nbd-server-start", {"addr": {"type": "inet", "data": {
         "host": host, "port": str(nbd_port)}}, "tls-creds": CREDS})
@@ -157,6 +178,7 @@ class Order:
     abort: bool = False
     force_complete: bool = False
     tls: dict[str, Any] | None = None
+    post_copy: bool = False  # permitted: force-complete and the timeout switch to it
 
     @classmethod
     def of(cls, data: dict[str, Any]) -> Order:
@@ -165,6 +187,20 @@ class Order:
 
 class Aborted(Exception):
     """The controller asked to abort (DELETE /servers/{id}/migrations/{mid})."""
+
+
+class PostCopyFailed(QMPError):
+    """The migration failed after it switched to post-copy: the guest is lost (neither
+    end has all of it); the source's copy is left paused, never resumed."""
+
+
+@dataclasses.dataclass
+class _Run:
+    """What send did to the guest, for its roll-back: paused it (force-complete without
+    post-copy), or switched to post-copy (no roll-back then)."""
+
+    paused: bool = False
+    post_copy: bool = False
 
 
 Execute = Callable[..., Any]  # (command, arguments=None) -> QEMU's return value
@@ -191,7 +227,7 @@ def send(execute: Execute, order: Callable[[], Order],
     log.info("migration %s: mirroring the disk to %s:%s", first.migration, first.host,
              first.nbd_port)
     deadline = time.monotonic() + timeout
-    paused: list[bool] = []  # set when force-complete paused the guest, even if it fails
+    run = _Run()  # what was done to the guest, even if it fails
     try:
         execute("object-add", creds_args(keys, "client", tls.username))
         execute("blockdev-add", {"driver": "nbd", "node-name": TARGET, "export": DRIVE,
@@ -208,14 +244,20 @@ def send(execute: Execute, order: Callable[[], Order],
         log.info("migration %s: disk mirrored to %s; migrating the memory", first.migration,
                  first.host)
         execute("migrate-set-capabilities", {"capabilities": [
-            {"capability": "auto-converge", "state": True}]})
+            {"capability": "auto-converge", "state": True},
+            *([{"capability": "postcopy-ram", "state": True}] if first.post_copy else [])]})
         execute("migrate-set-parameters", {"downtime-limit": first.downtime_ms,
                                            "max-bandwidth": first.bandwidth or UNTHROTTLED,
                                            "tls-creds": CREDS})
         execute("migrate", {"uri": f"tcp:{first.host}:{first.port}"})
-        _migrate(execute, order, progress, deadline, paused)
+        _migrate(execute, order, progress, deadline, run)
     except BaseException:
-        _roll_back(execute, bool(paused))
+        if run.post_copy:
+            # Nothing to roll back to: the guest ran on the destination meanwhile.
+            _quietly(execute, "block-job-cancel", {"device": JOB, "force": True})
+            _drop_creds(execute)
+        else:
+            _roll_back(execute, run.paused)
         raise
     # The guest runs on the destination now: what is left here is tidied, never undone.
     switched()
@@ -248,8 +290,8 @@ def _mirror_ready(execute: Execute, order: Callable[[], Order],
 
 def _migrate(execute: Execute, order: Callable[[], Order],
              progress: Callable[[dict[str, Any]], None], deadline: float,
-             paused: list[bool]) -> None:
-    """Follow the migration to completion (paused gets True if the guest was paused)."""
+             run: _Run) -> None:
+    """Follow the migration to completion; run says what was done to the guest."""
     while True:
         state = execute("query-migrate") or {}
         ram = state.get("ram") or {}
@@ -259,17 +301,39 @@ def _migrate(execute: Execute, order: Callable[[], Order],
         status = state.get("status")
         if status == "completed":
             # QEMU's own figures, for the operator and `atwill bench migration`.
-            log.info("migration completed: downtime %s ms, total %s ms, %s bytes of memory",
-                     state.get("downtime"), state.get("total-time"), ram.get("transferred"))
+            log.info("migration completed: downtime %s ms, total %s ms, %s bytes of memory%s",
+                     state.get("downtime"), state.get("total-time"), ram.get("transferred"),
+                     f", {ram.get('postcopy-requests', 0)} pages asked in post-copy"
+                     if run.post_copy else "")
             return
+        if run.post_copy and status in ("failed", "cancelled", "postcopy-paused"):
+            # postcopy-paused waits for a recovery (migrate-recover) that is not done here.
+            raise PostCopyFailed(f"the migration {status} in post-copy: "
+                                 f"{state.get('error-desc', status)}; the guest is lost")
         if status in ("failed", "cancelled"):
             raise QMPError(f"the migration {status}: {state.get('error-desc', status)}")
-        _check(order, deadline, "migrating the memory")
-        if order().force_complete and not paused and \
-                (execute("query-status") or {}).get("status") == "running":
-            execute("stop")  # Nova's force-complete: a paused guest dirties nothing
-            paused.append(True)
+        if not run.post_copy:
+            current = order()
+            if current.post_copy and not current.abort and (
+                    current.force_complete or time.monotonic() >= deadline):
+                # Nova: a permitted post-copy replaces the pause, and the timeout's abort.
+                _start_post_copy(execute, progress, run)
+                continue
+            _check(order, deadline, "migrating the memory")
+            if current.force_complete and not run.paused and \
+                    (execute("query-status") or {}).get("status") == "running":
+                execute("stop")  # Nova's force-complete: a paused guest dirties nothing
+                run.paused = True
+        # In post-copy neither abort nor the timeout applies: it can only complete.
         time.sleep(min(POLL, MEMORY_POLL))
+
+
+def _start_post_copy(execute: Execute, progress: Callable[[dict[str, Any]], None],
+                     run: _Run) -> None:
+    execute("migrate-start-postcopy")
+    run.post_copy = True
+    progress({"post_copy": True})
+    log.info("migration switched to post-copy: the guest runs on the destination")
 
 
 def _check(order: Callable[[], Order], deadline: float, what: str) -> None:

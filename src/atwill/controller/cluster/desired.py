@@ -50,8 +50,9 @@ def desired_state(session: Session, ctl: Controller, node: Node) -> dict[str, An
     }
 
     state["instances"] = instances_desired(session, node)
-    live_migration_agents.annotate(session, node, state["instances"])
-    state["instances"] += live_migration_agents.incoming(session, node)
+    post_copy = settings.live_migration_permit_post_copy
+    live_migration_agents.annotate(session, node, state["instances"], post_copy)
+    state["instances"] += live_migration_agents.incoming(session, node, post_copy)
 
     state["volume_crl"] = client_crl(session, state["instances"], settings.path("pki"))
     state["destroy"] = sorted({*stale_copies(session, node), *offloaded_copies(session, node),

@@ -14,6 +14,11 @@ the guest) is given up: the source is told to cancel, and the migration ends in 
 A source known off meanwhile (fenced, or forced down) reports nothing more, so the
 destination is asked: a guest its QEMU runs has arrived (the migration completes there),
 any other copy is deleted (the migration ends in error, and HA may rebuild the server).
+
+With live_migration_permit_post_copy both orders say "post_copy": a migration that does
+not converge switches to post-copy (agent/hypervisor/migration.py); the source reports
+it, and the migration is "running (post-copy)" as in Nova: it cannot be aborted nor
+forced any more (400), only complete, or fail with the guest lost.
 """
 
 from __future__ import annotations
@@ -36,19 +41,21 @@ from .desired import instance_spec
 log = logging.getLogger("atwill.servers.migration")
 BANDWIDTH = 0  # bytes/s; 0: QEMU's migration is not throttled (its default is 128 MiB/s)
 FORGET_AFTER = dt.timedelta(days=7)
+RUNNING = ("running", migration_states.POST_COPY)
 PROGRESS = ("memory_total", "memory_processed", "memory_remaining", "disk_total",
             "disk_processed", "disk_remaining")
 
 
 def _active(session: Session, node: Node) -> list[Migration]:
     return list(session.scalars(select(Migration).where(
-        Migration.status.in_(("preparing", "running")),
+        Migration.status.in_(("preparing", *RUNNING)),
         or_(Migration.source_node_id == node.id, Migration.dest_node_id == node.id))
         .order_by(Migration.id)))
 
 
-def incoming(session: Session, node: Node) -> list[dict[str, Any]]:
-    """The instances node is to receive, each with "incoming" saying from which migration."""
+def incoming(session: Session, node: Node, post_copy: bool = False) -> list[dict[str, Any]]:
+    """The instances node is to receive, each with "incoming" saying from which migration
+    (and whether post-copy is permitted: its QEMU then gets ready for it)."""
     out = []
     for record in _active(session, node):
         inst = session.get(Instance, record.instance_uuid)
@@ -59,7 +66,7 @@ def incoming(session: Session, node: Node) -> list[dict[str, Any]]:
         # The console so far: the destination's log goes on from it (one log per server).
         spec["incoming"] = {"migration": record.id, "listen": node.overlay_ip,
                             "console": (inst.console or "")[-CONSOLE_BYTES:],
-                            "tls": tls(record)}
+                            "tls": tls(record), "post_copy": post_copy}
         if record.message == lost_source(record):
             spec["incoming"]["source_lost"] = True
         out.append(spec)
@@ -76,18 +83,20 @@ def receives_image(session: Session, node: Node, image_id: str) -> bool:
     return False
 
 
-def annotate(session: Session, node: Node, instances: list[dict[str, Any]]) -> None:
-    """Give each instance node is sending away its "migrate_to" (once the target waits)."""
+def annotate(session: Session, node: Node, instances: list[dict[str, Any]],
+             post_copy: bool = False) -> None:
+    """Give each instance node is sending away its "migrate_to" (once the target waits),
+    saying whether it may switch to post-copy (setting live_migration_permit_post_copy)."""
     by_id = {i["id"]: i for i in instances}
     for record in _active(session, node):
         spec = by_id.get(record.instance_uuid)
-        if record.source_node_id != node.id or spec is None or record.status != "running":
+        if record.source_node_id != node.id or spec is None or record.status not in RUNNING:
             continue
         spec["migrate_to"] = {
             "migration": record.id, "host": record.dest_host, "nbd_port": record.nbd_port,
             "port": record.incoming_port, "downtime_ms": migration_states.DOWNTIME_MS,
             "bandwidth": BANDWIDTH, "force_complete": record.force_complete,
-            "abort": record.abort_requested, "tls": tls(record)}
+            "abort": record.abort_requested, "tls": tls(record), "post_copy": post_copy}
 
 
 def tls(record: Migration) -> dict[str, str] | None:
@@ -135,7 +144,7 @@ def _destination(session: Session, inst: Instance, record: Migration, seen: Any)
     if not isinstance(seen, dict) or seen.get("migration") != record.id:
         return
     if record.message == lost_source(record):
-        if seen.get("arrived") is True and record.status == "running":
+        if seen.get("arrived") is True and record.status in RUNNING:
             log.warning("live migration %s of %s: its guest arrived on %s before the source "
                         "went down", record.id, inst.id, record.dest_compute)
             finish_completed(session, inst, record)
@@ -165,7 +174,7 @@ def settle_lost_sources(session: Session) -> None:
     from ..ha.evacuate import is_fenced  # noqa: PLC0415 - ha imports servers
 
     for record in session.scalars(select(Migration).where(
-            Migration.status.in_(("preparing", "running")))):
+            Migration.status.in_(("preparing", *RUNNING)))):
         source = session.get(Node, record.source_node_id) if record.source_node_id else None
         if source is None or source.state != "down" or not (
                 source.forced_down or is_fenced(source)) or record.message == lost_source(
@@ -215,6 +224,10 @@ def _source(session: Session, inst: Instance, record: Migration, seen: Any) -> N
         if isinstance(value, int) and 0 <= value < 1 << 62:
             setattr(record, key, value)
     status = seen.get("status")
+    if seen.get("post_copy") is True and record.status == "running":
+        # The guest runs on the destination now; the rest of its memory follows.
+        record.status = migration_states.POST_COPY
+        log.info("live migration %s of %s switched to post-copy", record.id, inst.id)
     if status == "completed":
         finish_completed(session, inst, record)
     elif status == "cancelled" and record.message == lost_destination(record):
@@ -252,7 +265,7 @@ def finish_completed(session: Session, inst: Instance, record: Migration) -> Non
 def finish_failed(session: Session, inst: Instance, record: Migration, status: str,
                   message: str) -> None:
     """The guest stays on its source as it was; the destination's claim is given back."""
-    if record.dest_node_id and record.status in ("preparing", "running"):
+    if record.dest_node_id and record.status in ("preparing", *RUNNING):
         placement.release_counters(session, record.dest_node_id, inst.vcpus,
                                    inst.memory_mb, inst.disk_gb)
     record.status, record.message = status, message[:REPORT_ERROR_CHARS]
