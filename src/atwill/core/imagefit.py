@@ -8,7 +8,8 @@ GIB = 1024**3
 
 
 def check_fits(flavor_ram_mb: int, flavor_disk_gb: int, image_size: int | None,
-               image_min_ram_mb: int | None, image_min_disk_gb: int | None) -> None:
+               image_min_ram_mb: int | None, image_min_disk_gb: int | None,
+               virtual_size: int | None = None) -> None:
     """A 400 with Nova's exact message when the flavor is too small for the image.
 
     A flavor disk of 0 skips the disk checks, as Nova does: the root disk then
@@ -19,9 +20,10 @@ def check_fits(flavor_ram_mb: int, flavor_disk_gb: int, image_size: int | None,
     dest = flavor_disk_gb * GIB
     if dest == 0:
         return
-    if (image_size or 0) > dest:
-        raise BadRequest(f"Flavor's disk is too small for requested image. Flavor disk is "
-                         f"{dest} bytes, image is {image_size} bytes.")
+    for size in (image_size, virtual_size):  # Nova checks both when the image says
+        if (size or 0) > dest:
+            raise BadRequest(f"Flavor's disk is too small for requested image. Flavor disk "
+                             f"is {dest} bytes, image is {size} bytes.")
     min_disk = (image_min_disk_gb or 0) * GIB
     if min_disk > dest:
         raise BadRequest(f"Flavor's disk is smaller than the minimum size specified in image "

@@ -39,6 +39,11 @@ class UnsafeImageError(ValueError):
     """A cached image is not its declared format or names files outside itself."""
 
 
+class ImageTooLargeError(ValueError):
+    """An image's virtual disk is larger than the disk it is to fill (a flavor's root
+    disk, a volume): growing past what was asked (and billed) is refused."""
+
+
 def ensure_cached(cache_dir: Path, image_id: str, checksum_md5: str | None, fetch: Fetch,
                   sha512: str | None = None) -> Path:
     """cache_dir/<image_id>, fetched with fetch(temp path) once per node and verified first."""
@@ -76,13 +81,28 @@ def gc(cache_dir: Path, in_use: set[str]) -> list[str]:
 
 
 def create_overlay(base: Path, path: Path, size_gb: int, base_format: str = "qcow2") -> None:
-    """A qcow2 overlay on base, size_gb large (never smaller than base itself)."""
+    """A qcow2 overlay on base, size_gb large; a flavor disk of 0 means "the image's
+    size", as in Nova. An image larger than a flavor disk that is not 0 is refused
+    (ImageTooLargeError): Nova refuses it at the API, but the API may not know the size
+    (a peer's image metadata can lie) and the node reads it from the file itself."""
     args = ["qemu-img", "create", "-q", "-f", "qcow2", "-F", base_format,
             "-b", str(base.resolve()), str(path)]
-    # A flavor disk of 0 or below the image size means "the image's size", as in Nova.
-    if size_gb * GIB > virtual_size(base, base_format):
+    size = check_fits(base, base_format, size_gb, "flavor's root disk") if size_gb > 0 \
+        else virtual_size(base, base_format)
+    if size_gb * GIB > size:
         args.append(f"{size_gb}G")
     run(args, timeout=60)
+
+
+def check_fits(image: Path, fmt: str, size_gb: int, disk: str) -> int:
+    """image's virtual size (qemu-img's, read as fmt) once it fits in size_gb GiB;
+    ImageTooLargeError, naming disk ("volume", ...), when it does not."""
+    size = virtual_size(image, fmt)
+    if size > size_gb * GIB:
+        raise ImageTooLargeError(
+            f"Image {image.name} refused on this node: its virtual size is {size} bytes "
+            f"({-(-size // GIB)} GiB), larger than the {disk} of {size_gb} GiB.")
+    return size
 
 
 def verify_image(image: Path, disk_format: str) -> str:

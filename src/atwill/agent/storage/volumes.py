@@ -73,8 +73,13 @@ class VolumeStore:
                 timeout=60)
 
     def create_from_image(self, ident: str, size_gb: int, image: Path, disk_format: str) -> None:
-        """A volume holding image (raw or qcow2, checked as for booting), at least size_gb."""
+        """A volume holding image (raw or qcow2, checked as for booting), size_gb large.
+
+        An image whose virtual size (read here, not the image service's word) exceeds
+        size_gb is refused (disks.ImageTooLargeError) before anything is copied: a small
+        file may describe a disk of terabytes, which the volume would become."""
         fmt = disks.verify_image(image, disk_format)
+        disks.check_fits(image, fmt, size_gb, "volume")
         self._copy(image, fmt, self.volume(ident), size_gb)
 
     def create_from_volume(self, ident: str, size_gb: int, source: str) -> None:
@@ -120,7 +125,12 @@ class VolumeStore:
             raise FileNotFoundError(f"{source.name} is not on this storage node")
         with making(target) as partial:
             _convert(source, fmt, partial, shared)
-            if size_gb * GIB > self.size_bytes(partial):
+            made = self.size_bytes(partial)
+            if made > size_gb * GIB:  # never larger than asked, whatever the source
+                raise disks.ImageTooLargeError(
+                    f"{source.name} refused on this node: its virtual size is {made} bytes, "
+                    f"larger than the volume of {size_gb} GiB.")
+            if size_gb * GIB > made:
                 run(["qemu-img", "resize", "-q", "-f", "qcow2", str(partial), f"{size_gb}G"],
                     timeout=60)
 

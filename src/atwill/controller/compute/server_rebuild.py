@@ -116,7 +116,7 @@ def run(session: Any, request: Request, inst: Instance, args: Any, creds: Creden
     except BadRequest:
         raise BadRequest("Cannot find image for rebuild") from None
     imagefit.check_fits(inst.memory_mb, inst.disk_gb, image.size, image.min_ram,
-                        image.min_disk)
+                        image.min_disk, image.virtual_size)
     _apply(session, inst, fields, creds)
     actions.start(session, inst.id, "rebuild", request.scope["state"]["request_id"],
                   creds.user_id, creds.project_id)

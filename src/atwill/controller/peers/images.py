@@ -60,7 +60,11 @@ def scoped_image(session: Session, ref: str) -> Image | None:
                        "updated_at": utcnow()}.items():
         setattr(row, key, value)
     session.add(row)
-    return Image(id=data["id"], status="active", **fields)
+    # The peer's virtual size is checked against the flavor or volume here (a 400 as in
+    # Nova and Cinder); the peer may lie, so the node checks the file itself too.
+    virtual = data.get("virtual_size")
+    return Image(id=data["id"], status="active", **fields,
+                 virtual_size=virtual if isinstance(virtual, int) and virtual > 0 else None)
 
 
 def _check_identity(session: Session, peer: Any, ref: str, data: dict[str, Any]) -> None:

@@ -145,7 +145,8 @@ def create(session: Session, ctl: Controller, creds: Credentials, spec: dict[str
     flavor = find_flavor(session, spec["flavor"], creds)
     image = find_image(session, spec["image"], creds) if spec.get("image") else None
     if image is not None:
-        imagefit.check_fits(flavor.ram, flavor.disk, image.size, image.min_ram, image.min_disk)
+        imagefit.check_fits(flavor.ram, flavor.disk, image.size, image.min_ram, image.min_disk,
+                            image.virtual_size)
     keypair = keypair_of(session, spec.get("key_name"), creds.user_id)
     dest = spec["destination"]
     if dest.zone is not None and not dest.forced:  # a forced host skips it, as in Nova

@@ -66,10 +66,16 @@ def from_image(session: Session, creds: Credentials, image_ref: Any, vol: Volume
     if image.disk_format not in ("qcow2", "raw"):
         raise BadRequest(f"Invalid image: disk format {image.disk_format} is not supported; "
                          "use qcow2 or raw.")
-    needed = max(image.min_disk or 0, math.ceil((image.virtual_size or image.size or 0) / GIB))
+    needed = max(image.min_disk or 0, math.ceil((image.size or 0) / GIB))
     if needed > vol.size:
         raise BadRequest(f"Invalid input received: Size of specified image {needed} GB is "
                          f"larger than volume size {vol.size} GB.")
+    # Cinder's check_virtual_size (ImageUnacceptable, a 400); the storage node checks the
+    # file's own virtual size again (agent/storage/volumes.py): metadata may lie.
+    virtual = math.ceil((image.virtual_size or 0) / GIB)
+    if virtual > vol.size:
+        raise BadRequest(f"Image {image.id} is unacceptable: Image virtual size is "
+                         f"{virtual}GB and doesn't fit in a volume of size {vol.size}GB.")
     vol.image_id, vol.bootable = image.id, True
     vol.source = {"type": "image", "id": image.id, "disk_format": image.disk_format,
                   "checksum": image.checksum, "os_hash_value": image.os_hash_value}
