@@ -93,3 +93,12 @@ def test_an_undo_that_fails_is_named() -> None:
     api.call = flaky  # type: ignore[method-assign]
     with pytest.raises(ApplyFailed, match=r"Undoing failed for: role r \(DELETE /roles: 503"):
         ex.run(steps)
+
+
+def test_image_property_names_are_json_pointers() -> None:
+    """A property with '/' or '~' in its name patches that property, not a path below it
+    (review finding)."""
+    from atwill.cli.apply_kinds import _pointer
+
+    assert _pointer("hw_video_model") == "/hw_video_model"
+    assert _pointer("a/b~c") == "/a~1b~0c"

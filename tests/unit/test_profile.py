@@ -86,6 +86,15 @@ def test_a_profile_is_flattened_with_keys_and_normalised_rules() -> None:
      "cloud.yaml:2: images[0].file: must be a path relative to the profile's directory"),
     ("images:\n  - {name: i, file: sub/../../x.img}\n",
      "cloud.yaml:2: images[0].file: must be a path relative"),
+    # review finding: a property named like a field of Glance's overrode the checked field
+    # (properties are merged after them at create, so visibility: private turned public)
+    ("images:\n  - {name: i, visibility: private, properties: {visibility: public}}\n",
+     "cloud.yaml:2: images[0].properties.visibility: visibility is an image field of "
+     "Glance's, not a property (set it as the image's own field)"),
+    ("images:\n  - {name: i, properties: {id: 5d3ca4ea-07b5-4a45-bb7b-1f0f3b6a2f6c}}\n",
+     "cloud.yaml:2: images[0].properties.id: id is an image field of Glance's"),
+    ("images:\n  - {name: i, properties: {os_glance_import_task: x}}\n",
+     "images[0].properties.os_glance_import_task: os_glance_import_task is an image field"),
     ("security_groups:\n  - name: g\n    project: p\n    rules: [{protocol: tcp, "
      "remote_ip_prefix: 10.0.0.0/8, remote_group: g}]\n",
      "cloud.yaml:4: security_groups[0].rules[0]: a rule has remote_ip_prefix or remote_group"),

@@ -202,9 +202,9 @@ def _image_properties(ex: Executor, name: str, iid: str, old: dict[str, str],
     """The image's properties made new's: added or replaced ('add' does both for a
     property), removed when new leaves them out; undone the other way round."""
     def patch(have: dict[str, str], want: dict[str, str]) -> None:
-        ops = [{"op": "add", "path": f"/{k}", "value": v} for k, v in want.items()
+        ops = [{"op": "add", "path": _pointer(k), "value": v} for k, v in want.items()
                if have.get(k) != v]
-        ops += [{"op": "remove", "path": f"/{k}"} for k in have if k not in want]
+        ops += [{"op": "remove", "path": _pointer(k)} for k in have if k not in want]
         if ops:
             ex.api.call("PATCH", "image", f"/images/{iid}", content=json.dumps(ops),
                         headers={"Content-Type":
@@ -212,6 +212,11 @@ def _image_properties(ex: Executor, name: str, iid: str, old: dict[str, str],
 
     patch(old or {}, new or {})
     ex.did(f"properties of image {name}", lambda: patch(new or {}, old or {}))
+
+
+def _pointer(key: str) -> str:
+    """key as a JSON pointer (RFC 6901): '~' and '/' escaped, so a property names itself."""
+    return "/" + key.replace("~", "~0").replace("/", "~1")
 
 
 def _patch_image(ex: Executor, name: str, iid: str, new: dict[str, Any],

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core.profile import KINDS, State
-from ..core.profile_schema import QUOTAS, rule
+from ..core.profile_schema import IMAGE_FIELDS, QUOTAS, rule
 from . import apply_zones
 from .apply_api import Api
 
@@ -79,13 +79,6 @@ def _flavors(api: Api, state: State) -> None:
                                                                        or {})}
 
 
-# Glance's own fields of an image; the others are its properties (seed 003's
-# hw_video_model, configure_x).
-IMAGE_FIELDS = frozenset({
-    "id", "name", "status", "visibility", "protected", "os_hidden", "checksum",
-    "os_hash_algo", "os_hash_value", "owner", "size", "virtual_size", "min_ram", "min_disk",
-    "created_at", "updated_at", "tags", "self", "file", "schema", "disk_format",
-    "container_format", "direct_url", "locations", "stores"})
 
 
 def _images(api: Api, state: State, projects: dict[str, str]) -> None:

@@ -111,6 +111,29 @@ def string_map(value: Any) -> dict[str, str]:
     return {text(str(k)): str(v) for k, v in value.items()}
 
 
+# Glance's own fields of an image; the others are its properties (seed 003's
+# hw_video_model, configure_x).
+IMAGE_FIELDS = frozenset({
+    "id", "name", "status", "visibility", "protected", "os_hidden", "checksum",
+    "os_hash_algo", "os_hash_value", "owner", "size", "virtual_size", "min_ram", "min_disk",
+    "created_at", "updated_at", "tags", "self", "file", "schema", "disk_format",
+    "container_format", "direct_url", "locations", "stores"})
+IMAGES_OWN = frozenset({"name", "disk_format", "container_format", "visibility", "min_disk",
+                        "min_ram", "protected"})  # what a profile's image sets as fields
+
+
+def image_properties(value: Any) -> dict[str, str]:
+    """An image's own properties: never one of Glance's fields (a 'visibility: public'
+    there would override the checked field) nor Glance's reserved os_glance* keys."""
+    out = string_map(value)
+    for key in out:
+        if key in IMAGE_FIELDS or key.startswith("os_glance"):
+            raise Nested(key, f"{key} is an image field of Glance's, not a property"
+                         + (" (set it as the image's own field)" if key in IMAGES_OWN
+                            else ""))
+    return out
+
+
 def zone_metadata(value: Any) -> dict[str, str]:
     """An aggregate's other metadata (for AggregateInstanceExtraSpecsFilter and the like);
     its zone and HA keys are fields of their own."""
@@ -233,7 +256,7 @@ FIELDS: dict[str, dict[str, Check]] = {
                "container_format": one_of(*CONTAINER_FORMATS),
                "visibility": one_of("public", "private", "shared", "community"),
                "min_disk": count(0), "min_ram": count(0), "protected": flag,
-               "properties": string_map, "state": state},
+               "properties": image_properties, "state": state},
     # An availability zone is the aggregate of its name (Nova's availability_zone), with
     # the HA monitor's policy for its nodes as that aggregate's metadata (core/ha_policy).
     "availability_zones": {"name": text, "hosts": lambda v: sorted(set(strings(v))),
