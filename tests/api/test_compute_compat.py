@@ -146,11 +146,27 @@ def test_image_minimums_are_enforced(cloud: Cloud, env: dict[str, str], image: s
 def test_zero_disk_flavor_skips_min_disk(cloud: Cloud, env: dict[str, str]) -> None:
     body = _body(env, "disk")
     body["server"]["flavorRef"] = env["zero"]
-    token = cloud.token(env["user"])
+    token = cloud.token()  # an admin: Nova's zero_disk_flavor policy
     with cloud.http(token) as client:
         resp = client.post(f"{V}/servers", json=body, headers=mv("2.96"))
     assert resp.status_code == 202, resp.text
     _delete(cloud, token, [resp.json()["server"]["id"]])
+
+
+def test_zero_disk_flavor_is_for_volume_backed_servers_of_members(
+        cloud: Cloud, env: dict[str, str]) -> None:
+    """The root disk of a zero-disk flavor takes the image's virtual size, however large:
+    a member gets Nova's 403 for an image-backed server, and nothing is made (review
+    finding: a 10 TiB virtual size booted billed as 0 GB)."""
+    body = _body(env)
+    body["server"]["flavorRef"] = env["zero"]
+    before = cloud.db_snapshot()
+    with cloud.http(cloud.token(env["user"])) as client:
+        resp = client.post(f"{V}/servers", json=body, headers=mv("2.96"))
+    assert resp.status_code == 403, resp.text
+    assert resp.json()["forbidden"]["message"] == (
+        "Only volume-backed servers are allowed for flavors with zero disk.")
+    assert cloud.db_snapshot() == before
 
 
 def test_versions_list_v20_then_v21(cloud: Cloud) -> None:

@@ -147,6 +147,12 @@ def create(session: Session, ctl: Controller, creds: Credentials, spec: dict[str
     if image is not None:
         imagefit.check_fits(flavor.ram, flavor.disk, image.size, image.min_ram, image.min_disk,
                             image.virtual_size)
+        if flavor.disk == 0 and not creds.is_admin and not any(
+                v.get("boot_index") == 0 for v in spec.get("block_devices") or []):
+            # Nova's zero_disk_flavor policy (admin only): the root disk would take the
+            # image's virtual size, however large, billed as nothing.
+            raise Forbidden("Only volume-backed servers are allowed for flavors with zero "
+                            "disk.")
     keypair = keypair_of(session, spec.get("key_name"), creds.user_id)
     dest = spec["destination"]
     if dest.zone is not None and not dest.forced:  # a forced host skips it, as in Nova
