@@ -8,10 +8,13 @@ server is created with the real CLI and placed by the scheduler on that node.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -175,3 +178,83 @@ def test_bad_counters_are_refused_and_change_nothing(env: Env, metrics: object,
               "node": env.node.name}
     assert labelled(found, "atwill_instance_cpu_seconds_total", **labels) == 12.5
     assert labelled(found, "atwill_instance_state", **labels, state="active") == 1
+
+
+# What an agent reads of its host (agent/host_metrics.py), as its heartbeat sends it.
+HOST_FIGURES = {
+    "cpu_seconds": {"user": 120.5, "nice": 1.0, "system": 30.25, "idle": 9000.0,
+                    "iowait": 2.0, "irq": 0.0, "softirq": 0.5, "steal": 0.0},
+    "memory_total_bytes": 16 * GIB, "memory_available_bytes": 9 * GIB,
+    "load1": 0.5, "load5": 0.25, "load15": 0.125,
+    "filesystem_size_bytes": 100 * GIB, "filesystem_avail_bytes": 40 * GIB,
+    "overlay_receive_bytes": 123456, "overlay_transmit_bytes": 654321}
+HOST_SERIES = {
+    "atwill_node_memory_total_bytes": 16 * GIB, "atwill_node_memory_available_bytes": 9 * GIB,
+    "atwill_node_load1": 0.5, "atwill_node_load5": 0.25, "atwill_node_load15": 0.125,
+    "atwill_node_filesystem_size_bytes": 100 * GIB,
+    "atwill_node_filesystem_avail_bytes": 40 * GIB,
+    "atwill_node_overlay_receive_bytes_total": 123456,
+    "atwill_node_overlay_transmit_bytes_total": 654321}
+
+
+def _host_beat(env: Env, figures: object) -> httpx.Response:
+    with env.node.http() as client:
+        return client.post(f"/cluster/v1/nodes/{env.node.id}/heartbeat", json={
+            "overlay": {}, "host": {**HOST, "metrics": figures},
+            "instances": {env.server["id"]: {"state": "running", "metrics": COUNTERS}}})
+
+
+def test_a_nodes_own_host_figures_are_exposed(env: Env) -> None:
+    resp = _host_beat(env, HOST_FIGURES)
+    assert resp.status_code == 200, resp.text
+    with env.cloud.http(env.cloud.token()) as client:
+        text = client.get("/metrics").text
+    found = {(s.name, frozenset(s.labels.items())): s.value
+             for family in text_string_to_metric_families(text) for s in family.samples}
+    node = env.node.name
+    for mode, seconds in HOST_FIGURES["cpu_seconds"].items():  # type: ignore[attr-defined]
+        assert labelled(found, "atwill_node_cpu_seconds_total", node=node, mode=mode) \
+            == seconds, mode
+    for name, wanted in HOST_SERIES.items():
+        assert labelled(found, name, node=node) == wanted, name
+    # The figures do not take the place of the offered ones (the hypervisor's).
+    assert labelled(found, "atwill_node_memory_bytes", node=node) == 8192 * MIB
+    # OSC's hypervisor uptime still reads the same host report.
+    hyp = env.cloud.openstack("--os-compute-api-version", "2.87", "hypervisor", "show",
+                              node, "-f", "json")
+    assert hyp["state"] == "up", hyp
+    promtool = shutil.which("promtool")
+    if promtool is not None:
+        lint = subprocess.run([promtool, "check", "metrics"], input=text, text=True,
+                              capture_output=True, timeout=60, check=False)
+        assert lint.returncode == 0, lint.stdout + lint.stderr
+    # A heartbeat without them (an older agent): the series go, nothing stale stays.
+    env.report(metrics=COUNTERS)
+    found = scrape(env.cloud)
+    assert not [key for key in found if key[0].startswith(tuple(HOST_SERIES))
+                and ("node", node) in key[1]]
+
+
+def test_forged_host_figures_are_trimmed_never_refused(env: Env) -> None:
+    forged = {**HOST_FIGURES, "load1": -2, "memory_total_bytes": 2 ** 70,
+              "load5": "high", "fan_rpm": 3000,
+              "cpu_seconds": {"user": 5.0, "idle": -1,
+                              **{f"cpu{i}_{'x' * 20}": i for i in range(4000)}},
+              **{f"extra{i}": i for i in range(2000)}}
+    resp = _host_beat(env, forged)
+    assert resp.status_code == 200, resp.text  # the heartbeat (liveness) goes through
+    found = scrape(env.cloud)
+    node = env.node.name
+    cpu = {dict(key[1])["mode"]: value for key, value in found.items()
+           if key[0] == "atwill_node_cpu_seconds_total" and ("node", node) in key[1]}
+    assert cpu == {"user": 5.0}
+    for name in ("atwill_node_load1", "atwill_node_load5", "atwill_node_memory_total_bytes"):
+        assert (name, frozenset({("node", node)})) not in found, name
+    assert labelled(found, "atwill_node_load15", node=node) == 0.125
+    assert not [key for key in found if "fan" in key[0] or "extra" in key[0]]
+    for figures in ("lots", [1, 2, 3], None, 7):
+        assert _host_beat(env, figures).status_code == 200, figures
+    # Past the heartbeat's bound: refused as too large, never a 500.
+    resp = _host_beat(env, {"cpu_seconds": {f"m{i}": i for i in range(40000)}})
+    assert resp.status_code == 413, resp.text
+    assert _host_beat(env, HOST_FIGURES).status_code == 200

@@ -23,12 +23,14 @@ from atwill.agent.overlay_driver import OverlayDriver
 
 from ..core import peer_view
 from ..core import restart_notice as core_notice
+from ..core.host_figures import REPORT_KEY as HOST_FIGURES_KEY
 from ..core.reconcile_timing import REPORT_KEY as RECONCILE_KEY
 from ..core.reconcile_timing import ReconcileTimes
 from . import renewal, restart_notice
 from .client import CERTIFICATE_SUPERSEDED, ClusterError, check, client, tls_context
 from .cold_migrations import ColdMigrations
 from .config import AgentConfig, write_private
+from .host_metrics import HostMetrics, overlay_interface
 from .instances import InstanceManager, kept_instances, remove_all
 from .inventory import collect, inventory_digest
 from .lease import Lease
@@ -91,6 +93,8 @@ class Agent:
         self.lease = Lease(config.state_dir, self.prober, self.instances.driver.pid)
         # Every pass of apply(), timed for the operator (core/reconcile_timing.py).
         self.reconciles = ReconcileTimes()
+        # The host's own usage for /metrics (agent/host_metrics.py).
+        self.host_metrics = HostMetrics(config.instances_dir, overlay_interface(self.overlay))
 
     # lifecycle ---------------------------------------------------------------
     def run(self) -> int:
@@ -216,6 +220,7 @@ class Agent:
                                 "running_vms": self.instances.running_count(report),
                                 "host": {**host_status(),
                                          RECONCILE_KEY: self.reconciles.report(),
+                                         HOST_FIGURES_KEY: self.host_metrics.sample(),
                                          core_notice.RUN_KEY: self.run_id},
                                 "instances": report}
         if self.storage is not None:

@@ -91,7 +91,8 @@ class JoinResponse(BaseModel):
 class Heartbeat(Strict):
     inventory: dict[str, Any] | None = None
     overlay: dict[str, Any] = Field(default_factory=dict)
-    host: dict[str, Any] = Field(default_factory=dict, description="uptime_s, loadavg, time")
+    host: dict[str, Any] = Field(default_factory=dict, description="uptime_s, loadavg, time, "
+                                 "reconcile, metrics (core/host_figures)")
     instances: dict[str, dict[str, Any]] | None = Field(
         default=None, description="instance id -> {state, error, console, reboot_serial}")
     running_vms: int = Field(default=0, ge=0)

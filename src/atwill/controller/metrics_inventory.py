@@ -23,6 +23,7 @@ from ..core.restart_notice import RESTARTING
 from .compute.nodes import all_nodes, is_up
 from .context import Controller
 from .db.models import Instance, Node
+from .metrics_host import host_families
 from .metrics_reconcile import reconcile_families
 from .metrics_relay import CounterRelay, FileRelay, relay_for
 
@@ -71,6 +72,7 @@ class Inventory(Collector):
             nodes = all_nodes(session)
             yield from node_families(nodes, _instance_counts(session))
             yield from reconcile_families(nodes)
+            yield from host_families(nodes)
             rows = session.execute(select(
                 Instance.id, Instance.project_id, Instance.node_id, Instance.node_name,
                 Instance.vm_state, Instance.vcpus, Instance.memory_mb, Instance.disk_gb)

@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse
 from sqlalchemy import or_, select
 
 from ...api.cluster import DesiredState, Heartbeat, HeartbeatReply, LeaveRequest
-from ...core import instance_counters
+from ...core import host_figures, instance_counters
 from ...core.errors import NotFound
 from ...core.nodereports import HEARTBEAT_BYTES, check_instance_reports, check_inventory
 from .. import revision as revision_module
@@ -151,6 +151,9 @@ async def heartbeat_post(node_id: str, request: Request) -> dict:
         instance_counters.check_reports(body.instances)
     if body.volumes is not None:
         check_volume_reports(body.volumes)
+    if host_figures.REPORT_KEY in body.host:  # kept with the node: only what is sound
+        if (figures := host_figures.accepted(body.host.pop(host_figures.REPORT_KEY))):
+            body.host[host_figures.REPORT_KEY] = figures
     return await asyncio.to_thread(_heartbeat, controller(request), request, node_id, body)
 
 
