@@ -4,43 +4,22 @@ the lab test drains a node of real guests)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.api.aggregate_nodes import JoinedNode, wait_for
-from tests.api.test_server_live_migration import Pair
-from tests.cloud import Cloud, unique
+from tests.api.aggregate_nodes import wait_for
+from tests.api.test_server_live_migration import Pair, migrating_pair
+from tests.cloud import Cloud
 
 NODES = "/cluster/v1/nodes"
 
 
 @pytest.fixture(scope="module")
 def pair(cloud: Cloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
-    tmp = tmp_path_factory.mktemp("drain")
-    a, b = JoinedNode(cloud, tmp, "drain-a"), JoinedNode(cloud, tmp, "drain-b")
-    data = tmp / "disk.img"
-    data.write_bytes(os.urandom(64 * 1024))
-    image = cloud.openstack("image", "create", "--file", str(data), "--disk-format", "raw",
-                            "--container-format", "bare", unique("drainimg"), "-f",
-                            "json")["id"]
-    cloud.openstack("flavor", "create", "--ram", "64", "--disk", "1", "--vcpus", "1",
-                    image + "-flavor")
-    made = Pair(cloud, a, b, image)
-    try:
+    with migrating_pair(cloud, tmp_path_factory.mktemp("drain"), "drain") as made:
         yield made
-    finally:
-        for server in cloud.openstack("server", "list", "--all-projects", "-f", "json"):
-            if server["Name"].startswith("lmsrv"):
-                cloud.openstack("server", "delete", "--wait", server["ID"])
-        for agent in made.agents.values():
-            agent.stop()
-        a.remove()
-        b.remove()
-        cloud.openstack("image", "delete", image)
-        cloud.openstack("flavor", "delete", image + "-flavor")
 
 
 def call(cloud: Cloud, method: str, path: str, **kw: Any) -> tuple[int, Any]:

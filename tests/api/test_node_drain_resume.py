@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from tests.api.aggregate_nodes import JoinedNode, wait_for
+from tests.api.aggregate_nodes import wait_for
 from tests.api.lockout_cloud import own_cloud
 from tests.api.test_node_drain import NODES, call
-from tests.api.test_server_live_migration import MigratingAgent, Pair
-from tests.cloud import Cloud, unique
+from tests.api.test_server_live_migration import MigratingAgent, Pair, migrating_pair
+from tests.cloud import Cloud
 
 
 @pytest.fixture(scope="module")
@@ -31,30 +31,12 @@ def cloud(engine: str) -> Iterator[Cloud]:
 
 @pytest.fixture(scope="module")
 def pair(cloud: Cloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
-    tmp = tmp_path_factory.mktemp("drainresume")
-    a, b = JoinedNode(cloud, tmp, "dres-a"), JoinedNode(cloud, tmp, "dres-b")
-    data = tmp / "disk.img"
-    data.write_bytes(os.urandom(64 * 1024))
-    image = cloud.openstack("image", "create", "--file", str(data), "--disk-format", "raw",
-                            "--container-format", "bare", unique("dresimg"), "-f",
-                            "json")["id"]
-    cloud.openstack("flavor", "create", "--ram", "64", "--disk", "1", "--vcpus", "1",
-                    image + "-flavor")
-    made = Pair(cloud, a, b, image)
-    try:
-        yield made
-    finally:
-        call(cloud, "POST", f"{NODES}/{a.name}/restore")
-        made.ending.clear()  # every migration still held completes
-        for server in cloud.openstack("server", "list", "--all-projects", "-f", "json"):
-            if server["Name"].startswith("lmsrv"):
-                cloud.openstack("server", "delete", "--wait", server["ID"])
-        for agent in made.agents.values():
-            agent.stop()
-        a.remove()
-        b.remove()
-        cloud.openstack("image", "delete", image)
-        cloud.openstack("flavor", "delete", image + "-flavor")
+    with migrating_pair(cloud, tmp_path_factory.mktemp("drainresume"), "dres") as made:
+        try:
+            yield made
+        finally:
+            call(cloud, "POST", f"{NODES}/{made.a.name}/restore")
+            made.ending.clear()  # every migration still held completes
 
 
 def drain_view(pair: Pair) -> dict[str, Any]:

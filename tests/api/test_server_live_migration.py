@@ -8,10 +8,12 @@ asked to abort), each as the test tells it (no QEMU here: the lab test migrates 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -121,14 +123,16 @@ def cloud(engine: str) -> Iterator[Cloud]:
     yield from own_cloud(engine, ha_auto_evacuate=False)
 
 
-@pytest.fixture(scope="module")
-def pair(cloud: Cloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
-    tmp = tmp_path_factory.mktemp("lm")
-    a, b = JoinedNode(cloud, tmp, "lmnode-a"), JoinedNode(cloud, tmp, "lmnode-b")
+@contextlib.contextmanager
+def migrating_pair(cloud: Cloud, tmp: Path, prefix: str) -> Iterator[Pair]:
+    """Two agent-less nodes with fake migrating agents, an image and its flavor; the
+    servers named lmsrv* go with them."""
+    a, b = JoinedNode(cloud, tmp, f"{prefix}-a"), JoinedNode(cloud, tmp, f"{prefix}-b")
     data = tmp / "disk.img"
     data.write_bytes(os.urandom(64 * 1024))
     image = cloud.openstack("image", "create", "--file", str(data), "--disk-format", "raw",
-                            "--container-format", "bare", unique("lmimg"), "-f", "json")["id"]
+                            "--container-format", "bare", unique(f"{prefix}img"), "-f",
+                            "json")["id"]
     cloud.openstack("flavor", "create", "--ram", "64", "--disk", "1", "--vcpus", "1",
                     image + "-flavor")
     made = Pair(cloud, a, b, image)
@@ -144,6 +148,12 @@ def pair(cloud: Cloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pai
         b.remove()
         cloud.openstack("image", "delete", image)
         cloud.openstack("flavor", "delete", image + "-flavor")
+
+
+@pytest.fixture(scope="module")
+def pair(cloud: Cloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+    with migrating_pair(cloud, tmp_path_factory.mktemp("lm"), "lmnode") as made:
+        yield made
 
 
 def test_live_migration_with_the_cli(pair: Pair) -> None:
