@@ -680,3 +680,152 @@ def test_a_keyboard_user_logs_in_and_opens_and_closes_the_launch_dialog(env: Env
     ActionChains(env.driver).send_keys(Keys.ESCAPE).perform()
     env.wait(lambda: not env.driver.execute_script(
         "return document.getElementById('launch').open"))
+
+
+def test_member_reboots_and_hard_reboots_an_instance_from_its_page(env: Env) -> None:
+    """Each button reaches Nova with its type; the status goes back to ACTIVE live."""
+    server_id = env.cloud.openstack(
+        "server", "create", "--flavor", env.flavor, "--image", env.image, "--no-network",
+        "--availability-zone", env.zone, unique("dashrbvm"), "-f", "json",
+        user=env.user)["id"]
+    try:
+        # The node reports the reboots it has done: none yet, so each stays pending.
+        env.node.beat({server_id: {"state": "running", "reboot_serial": 0}})
+        env.login(env.user)
+        for serial, (label, status, hard) in enumerate(
+                (("Reboot", "REBOOT", False), ("Hard reboot", "HARD_REBOOT", True)), 1):
+            env.go(f"/instances/{server_id}")
+            env.wait(lambda: text_of(env, "#status") == "ACTIVE", timeout=10)
+            env.driver.find_element(*by("xpath", f"//button[.='{label}']")).click()
+            env.wait(lambda s=status: text_of(env, "#status") == s)
+            wanted = env.node.desired(server_id)
+            assert (wanted["reboot_serial"], wanted["reboot_hard"]) == (serial, hard)
+            mark_page(env)
+            env.node.beat({server_id: {"state": "running", "reboot_serial": serial}})
+            env.wait(lambda: text_of(env, "#status") == "ACTIVE" and
+                     text_of(env, "#task") == "–", timeout=10)
+            assert same_page(env), "the instance page reloaded instead of updating live"
+        with env.cloud.http(env.cloud.token(env.user)) as client:
+            found = client.get(f"/compute/v2.1/servers/{server_id}/os-instance-actions")
+        assert [a["action"] for a in found.json()["instanceActions"]].count("reboot") == 2
+    finally:
+        env.cloud.openstack("server", "delete", server_id)
+        env.node.beat({})
+
+
+# Every value the upload's progress bar takes, kept across the page's reload at the end.
+WATCH_PROGRESS = """
+sessionStorage.removeItem("atwillProgress");
+var bar = document.getElementById("i-progress"), seen = [];
+new MutationObserver(function () {
+  seen.push(bar.hidden ? -1 : Number(bar.value));
+  sessionStorage.setItem("atwillProgress", JSON.stringify(seen));
+}).observe(bar, {attributes: true, attributeFilter: ["value", "hidden"]});
+"""
+
+
+def test_the_image_upload_progress_bar_advances_and_completes(env: Env) -> None:
+    env.login(env.user)
+    env.go("/images")
+    name = unique("dashprog")
+    path = env.tmp / "progress.qcow2"
+    path.write_bytes(qcow2_bytes(4 * 1024 * 1024))
+    fill(env, {"i-name": name})
+    choose(env, "i-format", "qcow2")
+    env.driver.find_element(*by("id", "i-file")).send_keys(str(path))
+    env.driver.execute_script(WATCH_PROGRESS)
+    # About two seconds at 2 MB/s, so the browser reports the upload as it goes.
+    env.driver.execute_cdp_cmd("Network.enable", {})
+    env.driver.execute_cdp_cmd("Network.emulateNetworkConditions", {
+        "offline": False, "latency": 0, "downloadThroughput": -1,
+        "uploadThroughput": 2 * 1024 * 1024})
+    try:
+        env.driver.find_element(*by("xpath", "//button[.='Upload']")).click()
+        env.wait(lambda: env.driver.find_elements(*by("xpath", f"//td[.='{name}']")),
+                 timeout=15)
+    finally:
+        env.driver.execute_cdp_cmd("Network.emulateNetworkConditions", {
+            "offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+        env.driver.execute_cdp_cmd("Network.disable", {})
+    seen = env.driver.execute_script(
+        "return JSON.parse(sessionStorage.getItem('atwillProgress') || '[]')")
+    print(f"progress bar values: {seen}")
+    image = env.cloud.openstack("image", "show", name, "-f", "json", user=env.user)
+    try:
+        assert image["status"] == "active" and image["size"] == 4 * 1024 * 1024
+        shown = [v for v in seen if v >= 0]
+        assert shown == sorted(shown), f"the bar went backwards: {seen}"
+        assert any(0 < v < 100 for v in shown), f"the bar never showed a part done: {seen}"
+        assert shown[-1] == 100, f"the bar did not reach 100: {seen}"
+    finally:
+        env.cloud.openstack("image", "delete", image["id"])
+
+
+def test_member_deletes_a_security_group_rule_from_its_page(env: Env) -> None:
+    group = unique("dashsgdel")
+    made = env.cloud.openstack("security group", "create", group, "-f", "json", user=env.user)
+    try:
+        kept = env.cloud.openstack(
+            "security group rule", "create", "--protocol", "tcp", "--dst-port", "22",
+            "--remote-ip", "192.0.2.0/24", group, "-f", "json", user=env.user)
+        gone = env.cloud.openstack(
+            "security group rule", "create", "--protocol", "tcp", "--dst-port", "80",
+            "--remote-ip", "198.51.100.0/24", group, "-f", "json", user=env.user)
+        env.login(env.user)
+        env.go("/security-groups")
+        label = (f"Delete rule ingress IPv4 tcp ports 80–80 remote 198.51.100.0/24 "
+                 f"of {group}")
+        env.driver.find_element(*by("css", f'button[aria-label="{label}"]')).click()
+        env.driver.switch_to.alert.accept()
+        env.wait(lambda: not env.driver.find_elements(*by("css", f'tr[data-id="{gone["id"]}"]'))
+                 and env.driver.find_elements(*by("css", f'tr[data-id="{kept["id"]}"]')))
+        rules = env.cloud.openstack("security group rule", "list", made["id"], "-f", "json",
+                                    user=env.user)
+        assert {r["ID"] for r in rules} >= {kept["id"]}
+        assert gone["id"] not in {r["ID"] for r in rules}
+    finally:
+        env.cloud.openstack("security group", "delete", made["id"], user=env.user)
+
+
+# Counts what the page's own scripts ask for, installed before they run.
+COUNT_REQUESTS = """
+window.atwillAsked = {fetch: 0, xhr: 0, sources: []};
+var realFetch = window.fetch;
+window.fetch = function () {
+  window.atwillAsked.fetch += 1; return realFetch.apply(this, arguments); };
+var realOpen = XMLHttpRequest.prototype.open;
+XMLHttpRequest.prototype.open = function () {
+  window.atwillAsked.xhr += 1; return realOpen.apply(this, arguments); };
+var RealSource = window.EventSource;
+window.EventSource = function (url, init) {
+  window.atwillAsked.sources.push(String(url)); return new RealSource(url, init); };
+window.EventSource.prototype = RealSource.prototype;
+"""
+
+
+def test_the_instance_list_updates_by_one_event_stream_not_by_polling(env: Env) -> None:
+    import time
+
+    env.login(env.user)
+    script = env.driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument",
+                                        {"source": COUNT_REQUESTS})["identifier"]
+    try:
+        env.go("/instances")
+        env.wait(lambda: env.driver.execute_script("return document.readyState") == "complete")
+        loaded = env.driver.execute_script(
+            "return performance.getEntriesByType('resource').map(e => e.name)")
+        time.sleep(5)
+        later = env.driver.execute_script(
+            "return performance.getEntriesByType('resource')"
+            ".map(e => [e.name, e.initiatorType])")
+        asked = env.driver.execute_script("return window.atwillAsked")
+    finally:
+        env.driver.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument",
+                                   {"identifier": script})
+    print(f"requests by the page's scripts: {asked}; resources: {len(later)}")
+    assert asked["fetch"] == 0 and asked["xhr"] == 0, asked
+    assert [s.removeprefix(env.cloud.url) for s in asked["sources"]] == [
+        f"{D}/instances/events"], asked
+    # Over five seconds nothing more was fetched: no request repeated by a timer.
+    assert [name for name, _kind in later] == loaded, later
+    assert not [n for n, kind in later if kind in ("fetch", "xmlhttprequest")], later

@@ -481,3 +481,48 @@ def test_the_flavor_page_shows_extra_specs(cloud: Cloud) -> None:
     finally:
         admin.close()
         cloud.openstack("flavor", "delete", flavor)
+
+
+def test_volumes_are_hidden_and_explained_without_block_storage(cloud: Cloud,
+                                                                 web: WebUser) -> None:
+    block = [s["ID"] for s in cloud.openstack("service", "list", "-f", "json")
+             if s["Type"] in ("block-storage", "volumev3")]
+    assert block and f'href="{D}/volumes"' in web.client.get(D + "/").text
+    for service in block:
+        cloud.openstack("service", "set", "--disable", service)
+    try:
+        menu = web.client.get(D + "/").text
+        assert f'href="{D}/volumes"' not in menu and f'href="{D}/instances"' in menu
+        for path in ("/volumes", f"/volumes/{uuid.uuid4()}"):
+            page = web.client.get(D + path)
+            assert page.status_code == 404, (path, page.text[-500:])
+            assert "catalog has no block storage service" in page.text
+            assert f'href="{D}/volumes"' not in page.text
+        refused = web.post("/volumes", {"name": unique("dashnovol"), "size": "1"})
+        assert refused.status_code == 404
+        # An instance's page leaves out its volume section.
+        assert web.client.get(D + "/instances").status_code == 200
+    finally:
+        for service in block:
+            cloud.openstack("service", "set", "--enable", service)
+    assert f'href="{D}/volumes"' in web.client.get(D + "/").text
+    assert web.client.get(D + "/volumes").status_code == 200
+
+
+def test_member_cannot_delete_another_projects_security_group_rule(
+        cloud: Cloud, web: WebUser, member: str) -> None:
+    group = cloud.openstack("security group", "create", unique("dashadmsg"), "-f", "json")
+    try:
+        rule = cloud.openstack("security group rule", "create", "--protocol", "tcp",
+                               "--dst-port", "443", group["id"], "-f", "json")
+        # As in Neutron: another project's rule is not found (404), not forbidden.
+        refused = web.post(f"/security-group-rules/{rule['id']}/delete", {})
+        assert refused.status_code == 404, refused.text[-500:]
+        with cloud.http(cloud.token(member)) as client:
+            direct = client.delete(f"/network/v2.0/security-group-rules/{rule['id']}")
+        assert direct.status_code == 404, direct.text
+        assert direct.json()["NeutronError"]["type"] == "SecurityGroupRuleNotFound", direct.text
+        assert rule["id"] in {r["ID"] for r in cloud.openstack(
+            "security group rule", "list", group["id"], "-f", "json")}
+    finally:
+        cloud.openstack("security group", "delete", group["id"])

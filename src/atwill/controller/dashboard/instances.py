@@ -10,7 +10,7 @@ from fastapi.responses import Response
 
 from . import attachments, events
 from .client import COMPUTE, Api, ApiError
-from .web import api, catalog_types, checked_form, ctl_of, current, redirect, render
+from .web import TEMPLATES, api, catalog_types, checked_form, ctl_of, current, redirect, render
 
 router = APIRouter()
 SERVERS = "/compute/v2.1/servers"
@@ -106,9 +106,30 @@ async def instance_get(server_id: str, request: Request) -> Response:
     ports = {p["id"] for p in (await client.get("/network/v2.0/ports",
                                                  params={"device_id": server_id}))["ports"]}
     return render(request, "instance.html", server=server, row=row(server),
+                  facts_html=facts_fragment(server),
                   console=console, volumes=await volume_section(request, client, server),
                   free_ips=[ip for ip in ips if not ip.get("port_id")],
                   its_ips=[ip for ip in ips if ip.get("port_id") in ports])
+
+
+def facts_fragment(server: dict[str, Any]) -> str:
+    """The instance's facts (status and task among them), rendered for the page and its
+    live part alike."""
+    return TEMPLATES.get_template("instance_facts.html").render(server=server, row=row(server))
+
+
+@router.get("/instances/{server_id}/events")
+async def instance_events(server_id: str, request: Request) -> Response:
+    """The instance's facts pushed when they change: its status turns ACTIVE after a
+    reboot, or SHUTOFF after a stop, without the page reloading."""
+    sess = current(request)
+    client = api(request, sess)
+
+    async def fetch() -> dict[str, str]:
+        server = (await client.get(f"{SERVERS}/{server_id}", headers=COMPUTE))["server"]
+        return {"html": facts_fragment(server)}
+
+    return events.stream(request, fetch)
 
 
 async def volume_section(request: Request, client: Api,

@@ -8,10 +8,20 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from . import attachments
-from .web import api, checked_form, current, redirect, render, whole_number
+from .client import ApiError
+from .web import api, catalog_types, checked_form, ctl_of, current, redirect, render, whole_number
 
 router = APIRouter()
 VOLUMES = "/volume/v3/volumes"
+BLOCK_STORAGE = frozenset({"block-storage", "volumev3"})
+
+
+def require_block_storage(request: Request) -> None:
+    """A 404 that says why where the catalog has no enabled block-storage service (the
+    menu then hides Volumes): a forced or bookmarked URL is not a 500 or an empty list."""
+    if not BLOCK_STORAGE & catalog_types(ctl_of(request)):
+        raise ApiError(404, "This cloud's catalog has no block storage service "
+                            "(block-storage, volumev3): there are no volumes to show.")
 
 
 def attached_to(volume: dict[str, Any]) -> str:
@@ -22,6 +32,7 @@ def attached_to(volume: dict[str, Any]) -> str:
 @router.get("/volumes")
 async def volumes_get(request: Request) -> Response:
     sess = current(request)
+    require_block_storage(request)
     found = (await api(request, sess).get(f"{VOLUMES}/detail"))["volumes"]
     for volume in found:
         volume["attached_to"] = attached_to(volume)
@@ -32,6 +43,7 @@ async def volumes_get(request: Request) -> Response:
 @router.post("/volumes")
 async def volumes_post(request: Request) -> Response:
     sess = current(request)
+    require_block_storage(request)
     data = await checked_form(request, sess)
     body: dict[str, Any] = {"size": whole_number(data, "size", "Size (GB)", 1),
                             "name": data.get("name") or None}
@@ -44,6 +56,7 @@ async def volumes_post(request: Request) -> Response:
 @router.get("/volumes/{volume_id}")
 async def volume_get(volume_id: str, request: Request) -> Response:
     sess = current(request)
+    require_block_storage(request)
     client = api(request, sess)
     volume = (await client.get(f"{VOLUMES}/{volume_id}"))["volume"]
     servers = await attachments.servers_by_id(client)
@@ -56,6 +69,7 @@ async def volume_get(volume_id: str, request: Request) -> Response:
 @router.post("/volumes/{volume_id}/delete")
 async def volume_delete(volume_id: str, request: Request) -> Response:
     sess = current(request)
+    require_block_storage(request)
     await checked_form(request, sess)
     await api(request, sess).delete(f"{VOLUMES}/{volume_id}")
     return redirect(request, "/volumes")
