@@ -33,6 +33,9 @@ class ResizingAgent:
         self.got: dict[str, bytes] = {}  # migration -> the bytes fetched
         self.errors: list[str] = []
         self.fail: set[str] = set()  # instances whose disk this node fails to receive
+        # migration -> (instance, whether withheld) for each same-node revert put back
+        self.reverted: dict[str, tuple[str, bool]] = {}
+        self.confirmed: dict[str, str] = {}  # migration -> instance, same-node confirms
         self.paused, self.stopping = threading.Event(), threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -72,6 +75,15 @@ class ResizingAgent:
                 resp = client.post(f"{path}/received")
                 assert resp.status_code == 204, resp.text
                 self.got[item["migration"]] = data
+            wanted = {i["id"] for i in desired.get("instances", [])}
+            for item in block.get("revert_local", []):  # the kept disk put back
+                if item["migration"] not in self.reverted:
+                    resp = client.post(f"{base}/cold-migrations/{item['migration']}/reverted")
+                    assert resp.status_code == 204, resp.text
+                    self.reverted[item["migration"]] = (item["instance"],
+                                                        item["instance"] not in wanted)
+            for item in block.get("confirm_local", []):  # the kept disk deleted
+                self.confirmed[item["migration"]] = item["instance"]
         self.node.beat({i["id"]: _reported(i) for i in desired.get("instances", [])})
 
     def stop(self) -> None:
@@ -391,9 +403,48 @@ def test_resize_on_its_own_node_when_allowed(pair: Pair) -> None:
     assert (record["Source Compute"], record["Dest Compute"]) == (a.name, a.name)
     assert _vcpus_used(cloud, a.name) == 3  # both flavors held until confirm
     assert [d for d in pair.agents[a.name].got.values() if d] == []  # nothing fetched
+    assert server not in pair.agents[a.name].confirmed.values()
     cloud.openstack("server", "resize", "confirm", server)
     pair.wait(server, "ACTIVE", a.name)
     assert _vcpus_used(cloud, a.name) == 2 and server not in pair.destroyed(a)
+    # The node is told to delete the disk it kept for a revert (agent/cold_migrations.py).
+    wait_for(lambda: server in pair.agents[a.name].confirmed.values(), 10, "confirm_local")
+    assert server not in [i for i, _ in pair.agents[a.name].reverted.values()]
+    cloud.openstack("server", "delete", "--wait", server)
+
+
+def test_a_revert_on_its_own_node_puts_its_kept_disk_back(pair: Pair) -> None:
+    """A same-node resize reverted: the instance is withheld (stopped) while its node puts
+    back the disk it kept before growing it, then starts again with its old flavor."""
+    cloud, a, b = pair.cloud, pair.a, pair.b
+    server = pair.boot(a.name)
+    cloud.openstack("compute", "service", "set", "--disable", b.name, "nova-compute")
+    try:
+        cloud.openstack("server", "resize", "--flavor", f"{pair.image}-big", server)
+        pair.wait(server, "VERIFY_RESIZE", a.name)
+    finally:
+        cloud.openstack("compute", "service", "set", "--enable", b.name, "nova-compute")
+    cloud.openstack("server", "resize", "revert", server)
+    shown = pair.wait(server, "ACTIVE", a.name)
+    assert f"{pair.image}-small" in str(shown["flavor"])
+    assert pair.migration(server)["Status"] == "reverted"
+    # Put back once, while the instance was out of the node's instances (stopped).
+    assert [w for i, w in pair.agents[a.name].reverted.values() if i == server] == [True]
+    assert server not in pair.destroyed(a) and _vcpus_used(cloud, a.name) == 1
+    assert "compute_finish_revert_resize" in _events(cloud, server, "revertResize")
+    with a.http() as client:
+        block = client.get(f"/cluster/v1/nodes/{a.id}/desired").json()["cold_migrations"]
+    assert server not in {i["instance"] for k in ("revert_local", "confirm_local")
+                          for i in block[k]}
+    # The node alone says its disk is back: another node is refused.
+    ((mid, _),) = [(m, v) for m, v in pair.agents[a.name].reverted.items()
+                   if v[0] == server]
+    with b.http() as client:
+        resp = client.post(f"/cluster/v1/nodes/{b.id}/cold-migrations/{mid}/reverted")
+    assert resp.status_code == 403, resp.text
+    with a.http() as client:
+        resp = client.post(f"/cluster/v1/nodes/{a.id}/cold-migrations/{mid}/reverted")
+    assert resp.status_code == 409, resp.text  # said already
     cloud.openstack("server", "delete", "--wait", server)
 
 

@@ -7,13 +7,24 @@ destination fetches that disk into the instance's directory, grows it to the new
 flavor's root size and says so; the instance is then in its instances and starts on the
 same base image, fetched as for any instance. Either says why if it cannot. Each step
 runs in a thread of its own, once per migration, so converging goes on meanwhile.
+
+Resized on its own node ("local"), the instance's disk is grown in place; as Nova's
+libvirt driver does, the node first keeps the disk as it was (disk.pre-resize-<migration>
+beside it, copied under a temporary name, synced, then renamed). A revert (revert_local;
+the instance is withheld, so stopped) renames that copy back over the disk and says so,
+whatever the guest wrote since is lost as in Nova; a confirm (confirm_local) deletes it;
+a deleted instance takes it with its directory. Renames alone move it, so an agent
+restarted at any point neither loses the disk nor restores it twice.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import shutil
+import stat
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator
@@ -32,6 +43,8 @@ log = logging.getLogger("atwill.agent.cold_migrations")
 STOP_WAIT = 30.0  # the converge powers the guest off (ACPI, then quit after 5 s)
 CHUNK = 1 << 20
 GIB = 1 << 30
+KEEP_TIMEOUT = 6 * 3600.0  # copying a large overlay on a slow disk (a reflink: instant)
+KEPT_PREFIX = "disk.pre-resize-"
 
 
 def grow(disk: Path, size_gb: int) -> None:
@@ -43,6 +56,56 @@ def grow(disk: Path, size_gb: int) -> None:
     info = json.loads(run(["qemu-img", "info", "--output", "json", name], timeout=60).stdout)
     if size_gb * GIB > int(info["virtual-size"]):
         run(["qemu-img", "resize", "-q", name, f"{size_gb}G"], timeout=60)
+
+
+def kept_path(disk: Path, migration: str) -> Path:
+    """Where a same-node resize keeps the disk as it was, named by its migration (a later
+    resize's copy is never another's to restore or delete)."""
+    if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", migration):
+        raise ValueError(f"not a migration id: {migration!r}")
+    return disk.with_name(KEPT_PREFIX + migration)
+
+
+def keep(disk: Path, kept: Path) -> bool:
+    """Copy disk (stopped) to kept, with its owner and mode; whether a copy was made. Once:
+    a copy already there is the disk as it was before any growing (the rename is last)."""
+    if kept.exists():
+        return False
+    if not disk.exists():
+        raise FileNotFoundError(f"instance {disk.parent.name} has no disk on this node")
+    partial = kept.with_name(f".{kept.name}.partial")
+    try:
+        run(["cp", "--reflink=auto", "--sparse=always", "--", str(disk), str(partial)],
+            timeout=KEEP_TIMEOUT)
+        info = disk.stat()
+        if os.geteuid() == 0:
+            os.chown(partial, info.st_uid, info.st_gid)
+        partial.chmod(stat.S_IMODE(info.st_mode))
+        _fsync(partial)
+        partial.replace(kept)
+        _fsync(kept.parent)
+    finally:
+        partial.unlink(missing_ok=True)
+    return True
+
+
+def restore(disk: Path, kept: Path) -> bool:
+    """Put the kept copy back as the disk (one rename); whether there was one to put back
+    (none: restored already, or never kept by an older agent)."""
+    try:
+        kept.replace(disk)
+    except FileNotFoundError:
+        return False
+    _fsync(disk.parent)
+    return True
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class ColdMigrations:
@@ -63,6 +126,10 @@ class ColdMigrations:
             self._start("send", item, self._send)
         for item in block.get("receive") or []:
             self._start("receive", item, self._receive)
+        for item in block.get("revert_local") or []:
+            self._start("revert", item, self._revert_local)
+        for item in block.get("confirm_local") or []:
+            self._start("confirm", item, self._confirm_local)
         self._drop_received(destroy)
 
     def _start(self, kind: str, item: dict[str, Any], step: Callable[[dict], None]) -> None:
@@ -83,15 +150,19 @@ class ColdMigrations:
             if err.status == 409:  # done already (a retry whose first answer was lost)
                 log.info("cold migration %s: %s", key, err.message)
                 answered = True
+            elif not _reports_errors(key):
+                log.warning("cold migration %s: %s", key, err.message)
+                answered = err.status < 500  # else retried at the next converge
             else:
                 log.warning("cold migration %s failed: %s", key, err.message)
                 answered = self._report_error(item, err.message[:4096])
         except httpx.TransportError as err:
             log.warning("cold migration %s: the controller is out of reach (%s); will "
                         "retry", key, err)
-        except Exception as err:  # noqa: BLE001 - every failure is reported
+        except Exception as err:  # noqa: BLE001 - a send or receive says why
             log.exception("cold migration %s failed", key)
-            answered = self._report_error(item, f"{type(err).__name__}: {err}"[:4096])
+            if _reports_errors(key):
+                answered = self._report_error(item, f"{type(err).__name__}: {err}"[:4096])
         finally:
             with self._lock:
                 self.running.discard(key)
@@ -126,6 +197,13 @@ class ColdMigrations:
         paths = self.driver.paths(uuid)
         if item.get("local"):
             self._wait_stopped(uuid)  # resized on its own node: the same disk grows
+            kept = kept_path(paths.disk, item["migration"])
+            keep(paths.disk, kept)
+            try:
+                grow(paths.disk, int(item.get("disk_gb") or 0))
+            except BaseException:
+                restore(paths.disk, kept)  # failed: the instance stays as it was
+                raise
         else:
             paths.directory.mkdir(parents=True, exist_ok=True)
             partial = paths.directory / ".disk.partial"
@@ -142,10 +220,34 @@ class ColdMigrations:
                 partial.replace(paths.disk)
             finally:
                 partial.unlink(missing_ok=True)
-        grow(paths.disk, int(item.get("disk_gb") or 0))
+            grow(paths.disk, int(item.get("disk_gb") or 0))
         with self.client() as http:
             check(http.post(self._path(item, "received")))
         log.info("cold migration %s: the disk of %s was received", item["migration"], uuid)
+
+    def _revert_local(self, item: dict[str, Any]) -> None:
+        """A resize on this node reverted: its kept disk goes back (the instance is withheld
+        until the controller hears it, then starts with its old flavor)."""
+        uuid = item["instance"]
+        self._wait_stopped(uuid)
+        disk = self.driver.paths(uuid).disk
+        if restore(disk, kept_path(disk, item["migration"])):
+            log.info("cold migration %s: the disk of %s is back as it was before the "
+                     "resize", item["migration"], uuid)
+        else:
+            log.warning("cold migration %s: no disk of %s was kept before the resize (or "
+                        "it was put back already)", item["migration"], uuid)
+        with self.client() as http:
+            check(http.post(self._path(item, "reverted")))
+
+    def _confirm_local(self, item: dict[str, Any]) -> None:
+        """A resize on this node confirmed: its kept disk is deleted."""
+        disk = self.driver.paths(item["instance"]).disk
+        kept = kept_path(disk, item["migration"])
+        if kept.exists():
+            kept.unlink(missing_ok=True)
+            log.info("cold migration %s: the disk of %s kept for a revert was deleted",
+                     item["migration"], item["instance"])
 
     def _report_error(self, item: dict[str, Any], message: str) -> bool:
         """Say why; whether the controller got it (a 4xx: the step is over anyway)."""
@@ -165,6 +267,12 @@ class ColdMigrations:
             directory = self.driver.paths(uuid).directory
             if directory.is_dir() and not self.driver.paths(uuid).spec.exists():
                 shutil.rmtree(directory, ignore_errors=True)
+
+
+def _reports_errors(key: str) -> bool:
+    """Whether a failed step is reported (which ends the migration in error): a send or a
+    receive; a revert or confirm, past VERIFY_RESIZE, is retried at the next converge."""
+    return key.startswith(("send:", "receive:"))
 
 
 def _chunks(path: Path) -> Iterator[bytes]:

@@ -96,6 +96,14 @@ def cold_migration_received_post(node_id: str, migration: str, request: Request)
     return Response(status_code=204)
 
 
+@router.post(BASE + "/reverted", status_code=204, response_class=Response,
+             summary="Say the disk kept for a resize on this node is back: it starts again")
+def cold_migration_reverted_post(node_id: str, migration: str, request: Request) -> Response:
+    with controller(request).db.session() as session:
+        resize_agents.restored(session, calling_node(session, request, node_id), migration)
+    return Response(status_code=204)
+
+
 @router.post(BASE + "/error", status_code=204, response_class=Response,
              summary="Report that sending or receiving the disk failed on this node")
 def cold_migration_error_post(node_id: str, migration: str, request: Request,

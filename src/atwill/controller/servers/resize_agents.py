@@ -8,10 +8,13 @@
    cold_migrations.receive; its agent fetches the disk, grows it to the new flavor's
    root size and says so: the instance, its ports and its new flavor move to the
    destination (resize_finish), whose agent starts it; running, it is VERIFY_RESIZE.
-   On the same node (allow_resize_to_same_host) nothing is sent: the disk is grown.
+   On the same node (allow_resize_to_same_host) nothing is sent: the disk is grown,
+   the node keeping it as it was first.
 3. confirm destroys the source's copy; revert destroys the destination's, and the
    source starts its kept copy again. A failure before 2 ends leaves the instance on its
-   source as it was (error), the destination's claim and copy given up.
+   source as it was (error), the destination's claim and copy given up. On the same
+   node, confirm_local deletes the kept disk; revert_local (the instance withheld until
+   the node says it put the kept disk back: reverted) restores it.
 """
 
 from __future__ import annotations
@@ -52,8 +55,18 @@ def _moving(session: Session, node: Node) -> list[Migration]:
         .order_by(Migration.id)))
 
 
+def _local(session: Session, node: Node, status: str) -> list[Migration]:
+    """node's resizes on itself in status (a confirmed one for a week, its kept disk's
+    deletion retried by an agent restarted meanwhile)."""
+    return list(session.scalars(select(Migration).where(
+        Migration.migration_type.in_(TYPES), Migration.status == status,
+        Migration.source_node_id == node.id, Migration.dest_node_id == node.id,
+        Migration.created_at > utcnow() - FORGET_AFTER).order_by(Migration.id)))
+
+
 def desired(session: Session, node: Node) -> dict[str, list[dict[str, Any]]]:
-    """What node sends and receives: its cold_migrations block."""
+    """What node sends and receives, and the disks it kept for a resize on itself that it
+    puts back or deletes: its cold_migrations block."""
     send, receive = [], []
     for record in _moving(session, node):
         same = record.source_node_id == record.dest_node_id
@@ -65,12 +78,17 @@ def desired(session: Session, node: Node) -> dict[str, list[dict[str, Any]]]:
         if record.dest_node_id == node.id and ready:
             disk = int((record.new_flavor or {}).get("disk") or 0)
             receive.append({**item, "disk_gb": disk, "local": same})
-    return {"send": send, "receive": receive}
+    return {"send": send, "receive": receive, **{
+        f"{name}_local": [{"migration": r.uuid, "instance": r.instance_uuid}
+                          for r in _local(session, node, status)]
+        for name, status in (("revert", "reverting"), ("confirm", "confirmed"))}}
 
 
 def withheld(session: Session, node: Node) -> set[str]:
-    """Instances node keeps stopped (not in its instances) while their disk is moved."""
-    return {r.instance_uuid for r in _moving(session, node) if r.source_node_id == node.id}
+    """Instances node keeps stopped (not in its instances) while their disk is moved, or
+    put back by a revert on the same node."""
+    return {r.instance_uuid for r in _moving(session, node) if r.source_node_id == node.id
+            } | {r.instance_uuid for r in _local(session, node, "reverting")}
 
 
 def receiving(session: Session, node: Node) -> set[str]:
@@ -174,6 +192,8 @@ def report(session: Session, node: Node, inst: Instance, state: str) -> bool:
         return True  # the source stopped it for the copy
     if inst.task_state not in ("resize_finish", resize_states.REVERTING):
         return False
+    if inst.task_state == resize_states.REVERTING and _restoring(session, inst):
+        return True  # its own node puts its old disk back first (restored)
     if state != "running" and inst.desired_power == "running":
         return state != "error"  # a copy that cannot start: ERROR, as any failed start
     record = _latest(session, inst)
@@ -188,6 +208,30 @@ def report(session: Session, node: Node, inst: Instance, state: str) -> bool:
     actions.event(session, inst.id, "compute_finish_revert_resize", node.name)
     bump(session)
     return True
+
+
+def _restoring(session: Session, inst: Instance) -> bool:
+    record = _latest(session, inst)
+    return record is not None and record.status == "reverting" \
+        and record.source_node_id == record.dest_node_id
+
+
+def restored(session: Session, node: Node, migration: str) -> None:
+    """node put back the disk it kept for a resize on itself: the revert goes on as from
+    another node (its instance starts there again; report() ends it). The migration is
+    reverted, as Nova's destination says before its source starts the instance."""
+    record = session.scalar(select(Migration).where(Migration.uuid == migration)
+                            .with_for_update())
+    if record is None or record.migration_type not in TYPES:
+        raise NotFound(f"Migration {migration} is not a cold migration or resize.")
+    if not record.source_node_id == record.dest_node_id == node.id:
+        raise Forbidden(f"Migration {migration} is not a resize on this node.")
+    if record.status != "reverting":
+        raise Conflict(f"Migration {migration} has status {record.status}.")
+    record.status = "reverted"
+    log.info("%s %s of %s: its disk is back on %s", record.migration_type, record.id,
+             record.instance_uuid, node.name)
+    bump(session)
 
 
 def _latest(session: Session, inst: Instance) -> Migration | None:
