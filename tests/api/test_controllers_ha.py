@@ -49,19 +49,22 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
             a.init()
             a.configure(controller_urls=f"{a.url},{b.url}", ha_auto_evacuate=False)
             a.start()
-            tmp = tmp_path_factory.mktemp("ctlbundle")
-            secret = tmp / "passphrase"
-            secret.write_text(PASSPHRASE)
-            bundle = tmp / "cloud.bundle"
-            a.atwill("controller", "export-bundle", str(bundle), "--passphrase-file",
-                     str(secret))
-            b.atwill("controller", "add", "--bundle", str(bundle), "--port", str(b.port),
-                     "--passphrase-file", str(secret))
-            b.start()
+            add_by_bundle(a, b, tmp_path_factory.mktemp("ctlbundle"))
             yield Pair(a, b)
         finally:
             a.destroy()
             b.destroy()
+
+
+def add_by_bundle(a: Cloud, b: Cloud, tmp: Path) -> None:
+    """Start b as another controller of a's cloud, from a's bundle (docs/controllers.md)."""
+    secret = tmp / "passphrase"
+    secret.write_text(PASSPHRASE)
+    bundle = tmp / "cloud.bundle"
+    a.atwill("controller", "export-bundle", str(bundle), "--passphrase-file", str(secret))
+    b.atwill("controller", "add", "--bundle", str(bundle), "--port", str(b.port),
+             "--passphrase-file", str(secret))
+    b.start()
 
 
 def _validate(cloud: Cloud, token: str, subject: str) -> int:

@@ -20,10 +20,9 @@ from atwill import pki
 from atwill.controller.identity.token_cache import TTL
 from atwill.controller.keys import RECHECK
 from tests.api.aggregate_nodes import wait_for
+from tests.api.test_controllers_ha import add_by_bundle
 from tests.cloud import BIN, Cloud
 from tests.conftest import fresh_database_url
-
-PASSPHRASE = "a passphrase for the test bundle"
 
 
 @dataclass
@@ -39,15 +38,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
         try:
             a.init()
             a.start()
-            tmp = tmp_path_factory.mktemp("keysbundle")
-            secret = tmp / "passphrase"
-            secret.write_text(PASSPHRASE)
-            bundle = tmp / "cloud.bundle"
-            a.atwill("controller", "export-bundle", str(bundle), "--passphrase-file",
-                     str(secret))
-            b.atwill("controller", "add", "--bundle", str(bundle), "--port", str(b.port),
-                     "--passphrase-file", str(secret))
-            b.start()
+            add_by_bundle(a, b, tmp_path_factory.mktemp("keysbundle"))
             yield Pair(a, b)
         finally:
             a.destroy()
