@@ -218,7 +218,7 @@ def test_member_launches_an_instance_that_turns_active_without_reloading(env: En
         assert same_page(env), "the page reloaded instead of updating live"
         env.shoot("instances")
         env.go(f"/instances/{server_id}")
-        assert env.driver.find_element(*by("id", "status")).text == "ACTIVE"
+        assert env.wait(lambda: text_of(env, "#status") == "ACTIVE")  # a live part
         assert env.driver.find_element(*by("id", "console-title")).text == "Console log"
         env.shoot("instance")
         env.driver.find_element(*by("link text", "Follow the console live")).click()

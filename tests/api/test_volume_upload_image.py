@@ -166,7 +166,8 @@ def test_force_delete_while_queued_deletes_the_image(cloud: Cloud, storage: Stor
     assert volume not in storage.wanted()
     # The node's copy, arriving late, is refused and leaves nothing.
     assert upload(storage, image_id).status_code == 404
-    assert leftovers(cloud, image_id) == []
+    # A refused upload's file is removed off the event loop, just after the answer.
+    wait_for(lambda: leftovers(cloud, image_id) == [], 10, "no upload file left")
 
 
 def test_force_delete_during_the_copy_discards_it(cloud: Cloud, storage: StorageNode,
@@ -197,6 +198,7 @@ def test_force_delete_during_the_copy_discards_it(cloud: Cloud, storage: Storage
         go_on.set()
         sender.join(60)
     assert answer["resp"].status_code == 409, answer["resp"].text
-    assert leftovers(cloud, image_id) == []
+    # A refused upload's file is removed off the event loop, just after the answer.
+    wait_for(lambda: leftovers(cloud, image_id) == [], 10, "no upload file left")
     with cloud.http(cloud.token()) as client:
         assert client.get(f"/image/v2/images/{image_id}").status_code == 404
