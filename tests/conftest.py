@@ -26,9 +26,8 @@ POSTGRES_MODULES = frozenset({
     "test_join_aggregates", "test_dashboard_session",
     "test_image_upload",
     "test_controller_workers", "test_server_group_race", "test_controller_registry",
-    "test_tenant_usage", "test_aggregate_scheduling", "test_metrics", "test_usage_events_restart",
-    "test_usage_shelve", "test_usage_resize",
-})
+    "test_tenant_usage", "test_aggregate_scheduling", "test_metrics",
+})  # test_usage_{events_restart,shelve,resize}: the figures are engine-free (core/usage_timeline)
 
 
 def postgres_url() -> str | None:
