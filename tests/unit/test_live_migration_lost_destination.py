@@ -20,6 +20,7 @@ from atwill.controller.servers.live_migration_agents import (
     report,
     settle_lost_sources,
 )
+from tests.unit.migration_rows import made
 
 
 @pytest.fixture
@@ -31,21 +32,6 @@ def session() -> Iterator[Session]:
     engine.dispose()
 
 
-def _made(session: Session, status: str) -> tuple[Node, Node, Instance, Migration]:
-    src, dst = Node(name="node1"), Node(name="node2", overlay_ip="10.99.0.2")
-    session.add_all([src, dst])
-    session.flush()
-    inst = Instance(name="vm", project_id="p", user_id="u", vcpus=1, memory_mb=256,
-                    disk_gb=1, vm_state="active", task_state="migrating", node_id=src.id,
-                    node_name=src.name)
-    session.add(inst)
-    session.flush()
-    record = Migration(instance_uuid=inst.id, source_compute="node1", source_node_id=src.id,
-                       dest_compute="node2", dest_node_id=dst.id, dest_host="10.99.0.2",
-                       status=status, nbd_port=10809, incoming_port=49152)
-    session.add(record)
-    session.flush()
-    return src, dst, inst, record
 
 
 def _running(record: Migration) -> dict:
@@ -55,7 +41,7 @@ def _running(record: Migration) -> dict:
 
 def test_a_running_migration_to_a_down_node_is_cancelled_by_its_source_then_in_error(
         session: Session) -> None:
-    src, dst, inst, record = _made(session, "running")
+    src, dst, inst, record = made(session, "running")
     report(session, src, _running(record))
     assert (record.status, record.abort_requested) == ("running", False)  # destination up
     dst.state = "down"
@@ -71,7 +57,7 @@ def test_a_running_migration_to_a_down_node_is_cancelled_by_its_source_then_in_e
 
 
 def test_a_switch_over_before_the_cancel_still_completes(session: Session) -> None:
-    src, dst, inst, record = _made(session, "running")
+    src, dst, inst, record = made(session, "running")
     dst.state = "down"
     report(session, src, _running(record))
     done = {inst.id: {"migration": {"migration": record.id, "status": "completed"}}}
@@ -80,7 +66,7 @@ def test_a_switch_over_before_the_cancel_still_completes(session: Session) -> No
 
 
 def test_a_preparing_migration_to_a_down_node_ends_at_once(session: Session) -> None:
-    src, dst, inst, record = _made(session, "preparing")
+    src, dst, inst, record = made(session, "preparing")
     dst.state = "down"
     report(session, src, {})
     assert record.status == "error" and "went down" in (record.message or "")
@@ -88,7 +74,7 @@ def test_a_preparing_migration_to_a_down_node_ends_at_once(session: Session) -> 
 
 
 def test_a_user_abort_stays_cancelled(session: Session) -> None:
-    src, _, inst, record = _made(session, "running")
+    src, _, inst, record = made(session, "running")
     record.abort_requested = True
     report(session, src, {inst.id: {"migration": {"migration": record.id,
                                                   "status": "cancelled"}}})
@@ -96,7 +82,7 @@ def test_a_user_abort_stays_cancelled(session: Session) -> None:
 
 
 def test_a_destination_removed_meanwhile_is_lost_too(session: Session) -> None:
-    src, dst, inst, record = _made(session, "running")
+    src, dst, inst, record = made(session, "running")
     session.delete(dst)  # `atwill node remove --force` while the migration ran
     session.flush()
     report(session, src, _running(record))
@@ -120,7 +106,7 @@ def _says(record: Migration, **incoming_entry: object) -> dict:
 
 
 def test_a_silent_source_not_known_off_settles_nothing(session: Session) -> None:
-    src, dst, inst, record = _made(session, "running")
+    src, dst, inst, record = made(session, "running")
     src.state = "down"  # silent, perhaps only cut off: it may still run the guest
     settle_lost_sources(session)
     assert (record.status, record.message, inst.task_state) == ("running", None, "migrating")
@@ -128,7 +114,7 @@ def test_a_silent_source_not_known_off_settles_nothing(session: Session) -> None
 
 
 def test_the_destination_that_runs_the_guest_completes_the_migration(session: Session) -> None:
-    src, dst, inst, record = _made(session, "running")
+    src, dst, inst, record = made(session, "running")
     _fenced(src)
     settle_lost_sources(session)
     assert (record.status, record.message) == ("running", lost_source(record))
@@ -140,7 +126,7 @@ def test_the_destination_that_runs_the_guest_completes_the_migration(session: Se
 
 
 def test_a_guest_that_never_arrived_ends_the_migration_in_error(session: Session) -> None:
-    src, dst, inst, record = _made(session, "running")
+    src, dst, inst, record = made(session, "running")
     src.state, src.forced_down = "down", True  # the operator vouches that it is off
     settle_lost_sources(session)
     report(session, dst, _says(record, error="the guest had not arrived"))
@@ -153,7 +139,7 @@ def test_a_guest_that_never_arrived_ends_the_migration_in_error(session: Session
 @pytest.mark.parametrize("case", ["preparing", "destination down"])
 def test_with_nothing_sent_or_nobody_to_ask_it_ends_at_once(session: Session,
                                                             case: str) -> None:
-    src, dst, inst, record = _made(session, "preparing" if case == "preparing" else "running")
+    src, dst, inst, record = made(session, "preparing" if case == "preparing" else "running")
     _fenced(src)
     if case == "destination down":
         dst.state = "down"

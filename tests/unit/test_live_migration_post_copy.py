@@ -21,6 +21,7 @@ from atwill.controller.servers.live_migration_agents import annotate, incoming, 
 from atwill.core import migration_states
 from atwill.core.errors import BadRequest
 from atwill.core.microversion import Version
+from tests.unit.migration_rows import made
 
 TLS = {"username": "atwill-migration-3", "key": "ab" * 32}
 ORDER = migration.Order(migration=3, host="100.72.0.9", nbd_port=10809, port=49152, tls=TLS,
@@ -176,20 +177,7 @@ def session() -> Iterator[Session]:
 
 
 def _made(session: Session) -> tuple[Node, Node, Instance, Migration]:
-    src, dst = Node(name="node1"), Node(name="node2", overlay_ip="10.99.0.2")
-    session.add_all([src, dst])
-    session.flush()
-    inst = Instance(name="vm", project_id="p", user_id="u", vcpus=1, memory_mb=256,
-                    disk_gb=1, vm_state="active", task_state="migrating", node_id=src.id,
-                    node_name=src.name)
-    session.add(inst)
-    session.flush()
-    record = Migration(instance_uuid=inst.id, source_compute="node1", source_node_id=src.id,
-                       dest_compute="node2", dest_node_id=dst.id, dest_host="10.99.0.2",
-                       status="running", nbd_port=10809, incoming_port=49152)
-    session.add(record)
-    session.flush()
-    return src, dst, inst, record
+    return made(session, "running")
 
 
 @pytest.mark.parametrize("permitted", [True, False])
