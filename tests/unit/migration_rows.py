@@ -1,25 +1,21 @@
-"""A live migration's rows for the controller's unit tests: two nodes, a migrating
-instance on the first, and its migration to the second."""
+"""Rows as the schema had them before a migration, for the migration tests to carry over."""
 
 from __future__ import annotations
 
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, text
 
-from atwill.controller.db.models import Instance, Migration, Node
+INSTANCE_COLUMNS = (
+    "id, name, hostname, project_id, user_id, flavor, vcpus, memory_mb, disk_gb, meta, "
+    "config_drive, requested_networks, security_groups, scheduler_hints, vm_state, "
+    "power_state, desired_power, reboot_serial, reboot_hard, rebuild_serial, console, "
+    "retries, failed_nodes, pci_devices, launch_index, reservation_id, locked, deleted, "
+    "created_at, updated_at")
 
 
-def made(session: Session, status: str) -> tuple[Node, Node, Instance, Migration]:
-    src, dst = Node(name="node1"), Node(name="node2", overlay_ip="10.99.0.2")
-    session.add_all([src, dst])
-    session.flush()
-    inst = Instance(name="vm", project_id="p", user_id="u", vcpus=1, memory_mb=256,
-                    disk_gb=1, vm_state="active", task_state="migrating", node_id=src.id,
-                    node_name=src.name)
-    session.add(inst)
-    session.flush()
-    record = Migration(instance_uuid=inst.id, source_compute="node1", source_node_id=src.id,
-                       dest_compute="node2", dest_node_id=dst.id, dest_host="10.99.0.2",
-                       status=status, nbd_port=10809, incoming_port=49152)
-    session.add(record)
-    session.flush()
-    return src, dst, inst, record
+def insert_instance(conn: Connection, locked: bool = False) -> None:
+    """One active instance 'i' with the columns of migration 0005 (and later) only."""
+    conn.execute(text(
+        f"INSERT INTO instances ({INSTANCE_COLUMNS}) VALUES "
+        "('i', 'vm', 'vm', 'p', 'u', '{}', 1, 64, 1, '{}', false, '[]', '[]', '{}', "
+        "'active', 1, 'running', 0, false, 0, '', 0, '[]', '[]', 0, '', :locked, false, "
+        "'2026-01-01 00:00:00', '2026-01-01 00:00:00')"), {"locked": locked})

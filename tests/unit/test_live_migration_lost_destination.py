@@ -20,7 +20,7 @@ from atwill.controller.servers.live_migration_agents import (
     report,
     settle_lost_sources,
 )
-from tests.unit.migration_rows import made
+from tests.unit.live_migration_rows import made
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from atwill.controller.servers.live_migration_agents import annotate, incoming, 
 from atwill.core import migration_states
 from atwill.core.errors import BadRequest
 from atwill.core.microversion import Version
-from tests.unit.migration_rows import made
+from tests.unit.live_migration_rows import made
 
 TLS = {"username": "atwill-migration-3", "key": "ab" * 32}
 ORDER = migration.Order(migration=3, host="100.72.0.9", nbd_port=10809, port=49152, tls=TLS,
