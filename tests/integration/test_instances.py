@@ -377,7 +377,15 @@ def _holds_nothing(lab: Lab, host: str, vm_id: str, timeout: float,
                 == others and lab.exec(host, "ip", "-o", "link").stdout.count("tap")
                 == others and not (ports and ports & _listening(lab, host)))
 
-    lab.wait_for(left_nothing, timeout, f"{host} to hold nothing of the server")
+    try:
+        lab.wait_for(left_nothing, timeout, f"{host} to hold nothing of the server")
+    except TimeoutError as err:
+        log = (state / "agent.log").read_text(errors="replace").splitlines()
+        raise AssertionError(
+            f"{err}\nfiles: {(state / 'instances' / vm_id).exists()}; servers there: "
+            f"{_vms_left(lab, host)}; processes: {host_processes(lab, host)}\nlinks: "
+            f"{lab.exec(host, 'ip', '-o', 'link').stdout}\nlistening: "
+            f"{_listening(lab, host)}\n" + "\n".join(log[-40:])) from None
 
 
 def _listening(lab: Lab, host: str) -> set[int]:

@@ -101,3 +101,41 @@ def test_the_destination_keeps_its_key_until_the_guest_arrived(
     assert key.read_text() == f"atwill-migration-4:{'ab' * 32}\n"
     lm._arrived("i")
     assert not key.parent.exists()
+
+
+def test_a_destination_still_loading_the_last_state_keeps_its_guest(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The source reports completed once it sent the last state; the QEMU here may still
+    be in inmigrate, loading it. Taken for a copy that never arrived, it was deleted and
+    the server booted anew from its image (a CI run saw a fresh console after a move)."""
+    from atwill.agent import live_migrations as module
+
+    paths = InstancePaths.under(tmp_path / "instances", tmp_path / "qmp", "i")
+    states = iter(["inmigrate", "inmigrate", "running"])
+    deleted: list[str] = []
+    driver = SimpleNamespace(paths=lambda uuid: paths, pid=lambda uuid: 1, qmp_timeout=1.0,
+                             _status=lambda uuid: next(states), delete=deleted.append)
+    lm = LiveMigrations(SimpleNamespace(driver=driver))  # type: ignore[arg-type]
+    monkeypatch.setattr(lm, "_in_post_copy", lambda uuid: False)
+    stopped: list[str] = []
+    monkeypatch.setattr(module, "connected", lambda path, timeout: "qmp")
+    monkeypatch.setattr(module, "stop_serving", stopped.append)
+    monkeypatch.setattr(module.time, "sleep", lambda s: None)
+    lm._arrived("i")
+    assert (deleted, stopped) == ([], ["qmp"])
+
+
+def test_a_copy_that_stays_in_inmigrate_past_the_grace_is_deleted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from atwill.agent import live_migrations as module
+
+    paths = InstancePaths.under(tmp_path / "instances", tmp_path / "qmp", "i")
+    deleted: list[str] = []
+    driver = SimpleNamespace(paths=lambda uuid: paths, pid=lambda uuid: 1, qmp_timeout=1.0,
+                             _status=lambda uuid: "inmigrate", delete=deleted.append)
+    lm = LiveMigrations(SimpleNamespace(driver=driver))  # type: ignore[arg-type]
+    clock = iter(range(0, 100, 5))
+    monkeypatch.setattr(module.time, "monotonic", lambda: float(next(clock)))
+    monkeypatch.setattr(module.time, "sleep", lambda s: None)
+    lm._arrived("i")
+    assert deleted == ["i"]

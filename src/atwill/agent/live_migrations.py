@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
+import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,8 @@ log = logging.getLogger("atwill.agent.migrations")
 # Nova's live_migration_completion_timeout: 800 s per GiB of memory and disk to move.
 SECONDS_PER_GIB = 800
 START_TIMEOUT = 30.0
+# How long a destination's QEMU may take to load the guest's last state and run it.
+ARRIVAL_GRACE = 15.0
 
 
 class LiveMigrations:
@@ -203,7 +206,7 @@ class LiveMigrations:
         return status.startswith("postcopy")
 
     def _arrived(self, uuid: str) -> None:
-        if self._incoming_status(uuid) == "inmigrate":
+        if self._still_incoming(uuid):
             # The migration ended without the guest (its source went away), and the
             # server was placed here again: this copy never ran; converge builds it.
             self.driver.delete(uuid)
@@ -215,6 +218,17 @@ class LiveMigrations:
         stop_serving(connected(paths.qmp, self.driver.qmp_timeout))
         forget_keys(paths.directory)
         log.info("instance %s arrived: its disk export is stopped", uuid)
+
+    def _still_incoming(self, uuid: str) -> bool:
+        """Whether this copy never took the guest. The source reports its migration
+        completed once it sent the last state; the QEMU here may still be loading it
+        (seconds on a loaded TCG host), so it is given ARRIVAL_GRACE to start running."""
+        deadline = time.monotonic() + ARRIVAL_GRACE
+        while self._incoming_status(uuid) == "inmigrate":
+            if time.monotonic() >= deadline:
+                return True
+            time.sleep(0.2)
+        return False
 
     # source --------------------------------------------------------------------
     def _send(self, inst: dict[str, Any], migration: int) -> None:
