@@ -111,6 +111,11 @@ class Node(Base):
     state: Mapped[str] = mapped_column(String(16), default="up")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     disabled_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The node's cinder-volume service, apart from its nova-compute one (Cinder's services
+    # are separate): a disabled one takes no new volumes (volume/placement.py).
+    volume_disabled: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                  server_default=false())
+    volume_disabled_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     availability_zone: Mapped[str] = mapped_column(String(255), default="nova")
     host_ip: Mapped[str] = mapped_column(String(64), default="")
     vcpus: Mapped[int] = mapped_column(Integer, default=0)

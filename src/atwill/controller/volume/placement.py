@@ -1,4 +1,9 @@
-"""Placing a volume on a storage node: the nodes whose inventory offers storage."""
+"""Placing a volume on a storage node: the nodes whose inventory offers storage.
+
+A node takes new volumes while its cinder-volume service is enabled (Node.volume_disabled,
+set through the Block Storage os-services); its nova-compute flags (Node.enabled) are the
+compute scheduler's alone, as Cinder's and Nova's services are separate.
+"""
 
 from __future__ import annotations
 
@@ -30,7 +35,7 @@ def allocated(session: Session, node_id: str) -> int:
 def backends(session: Session) -> list[Backend]:
     return [Backend(n.id, n.name, free_gb(n.inventory), allocated(session, n.id))
             for n in storage_nodes(session)
-            if n.enabled and n.state == "up" and not n.forced_down]
+            if not n.volume_disabled and n.state == "up" and not n.forced_down]
 
 
 def place(session: Session, vol: Volume) -> None:
@@ -40,6 +45,14 @@ def place(session: Session, vol: Volume) -> None:
         vol.status, vol.error = "error", NO_BACKEND
         return
     vol.node_id, vol.node_name = chosen.node_id, chosen.name
+
+
+def takes_copy(session: Session, node_id: str, size_gb: int) -> bool:
+    """Whether the node holding a source can make a size_gb copy of it: its volume service
+    enabled (Cinder's scheduler sends a clone to its source's backend, and finds none when
+    that service is disabled) and room enough."""
+    node = session.get(Node, node_id)
+    return node is not None and not node.volume_disabled and room_on(session, node_id) >= size_gb
 
 
 def room_on(session: Session, node_id: str) -> int:

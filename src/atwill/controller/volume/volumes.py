@@ -101,8 +101,9 @@ def _sourced(session: Session, creds: Credentials, data: dict[str, Any], vol: Vo
     if parent is not None:
         # A copy is made by the node holding its source, from its own files.
         vol.bootable, vol.image_meta = parent.bootable, dict(parent.image_meta)
-        vol.node_id, vol.node_name = parent.node_id, parent.node_name
-        if placement.room_on(session, parent.node_id) < vol.size:
+        if placement.takes_copy(session, parent.node_id, vol.size):
+            vol.node_id, vol.node_name = parent.node_id, parent.node_name
+        else:  # on no node, as place() leaves it: no storage node is asked to make it
             vol.status, vol.error = "error", placement.NO_BACKEND
     else:
         placement.place(session, vol)

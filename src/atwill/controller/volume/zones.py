@@ -1,4 +1,4 @@
-"""/v3/os-availability-zone: the zones of the enabled storage nodes."""
+"""/v3/os-availability-zone: the zones of the storage nodes whose volume service is enabled."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ router = APIRouter()
 @router.get("/v3/os-availability-zone")
 def zones_get(request: Request, _creds: Credentials = Depends(who)) -> dict:
     with controller(request).db.session() as session:
-        nodes = [n for n in storage_nodes(session) if n.enabled]
+        nodes = [n for n in storage_nodes(session) if not n.volume_disabled]
         up = any(n.state == "up" and not n.forced_down for n in nodes)
     # Every storage node serves Cinder's default zone (node zones are compute aggregates).
     zones = [{"zoneName": "nova", "zoneState": {"available": up}}] if nodes else []

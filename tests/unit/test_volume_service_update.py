@@ -1,0 +1,65 @@
+"""Block Storage os-services enable/disable bodies, checked as Cinder checks them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from atwill.core.errors import BadRequest
+from atwill.core.volume_service_update import parse
+
+HOST = {"host": "node1@atwill", "binary": "cinder-volume"}
+
+
+def test_enable_clears_the_reason_and_echoes_cinders_body() -> None:
+    update = parse("enable", HOST)
+    assert (update.host, update.binary, update.disabled) == ("node1@atwill", "cinder-volume",
+                                                             False)
+    assert update.sets_reason and update.reason is None
+    assert update.echo == {"disabled": False, "status": "enabled", "host": "node1@atwill",
+                           "service": "", "binary": "cinder-volume"}
+
+
+def test_disable_keeps_the_reason_and_log_reason_sets_it() -> None:
+    plain = parse("disable", HOST)
+    assert plain.disabled and not plain.sets_reason
+    assert "disabled_reason" not in plain.echo and plain.echo["status"] == "disabled"
+    logged = parse("disable-log-reason", {**HOST, "disabled_reason": " maintenance "})
+    assert logged.disabled and logged.sets_reason and logged.reason == " maintenance "
+    assert logged.echo["disabled_reason"] == " maintenance "
+    bare = parse("disable-log-reason", HOST)  # Cinder: no reason is a null reason
+    assert bare.sets_reason and bare.reason is None
+    assert parse("disable-log-reason", {**HOST, "disabled_reason": "x" * 255}).reason
+
+
+def test_the_deprecated_service_key_names_the_binary() -> None:
+    update = parse("disable", {"host": "node1", "service": "cinder-volume"})
+    assert update.binary == "cinder-volume"
+    assert (update.echo["service"], update.echo["binary"]) == ("cinder-volume", "")
+    both = parse("enable", {"host": "h", "binary": "cinder-volume", "service": "other"})
+    assert both.binary == "cinder-volume"
+
+
+@pytest.mark.parametrize(("action", "body", "message"), [
+    ("freeze", HOST, "Unknown action"),
+    ("enable", {"host": "node1@atwill"}, "'binary' is a required property"),
+    ("enable", {"binary": "cinder-volume"}, "Host field is missing."),
+    ("enable", {"binary": "cinder-volume", "host": None}, "Host field is missing."),
+    ("enable", {**HOST, "bogus": 1}, "('bogus' was unexpected)"),
+    ("disable", {**HOST, "disabled_reason": "x"}, "('disabled_reason' was unexpected)"),
+    ("enable", {"host": 5, "binary": "cinder-volume"}, "5 is not of type 'string'"),
+    ("enable", {"host": "a b", "binary": "cinder-volume"}, "does not match"),
+    ("enable", {"host": "h" * 256, "binary": "cinder-volume"}, "too long"),
+    ("enable", {"host": "h", "binary": ""}, "should be non-empty"),
+    ("enable", {"host": "h", "binary": ["cinder-volume"]}, "is not of type 'string'"),
+    ("enable", {**HOST, "cluster": 3}, "field/attribute cluster"),
+    ("disable-log-reason", {**HOST, "disabled_reason": 7}, "7 is not of type 'string'"),
+    ("disable-log-reason", {**HOST, "disabled_reason": None}, "is not of type 'string'"),
+    ("disable-log-reason", {**HOST, "disabled_reason": "   "}, "minimum character"),
+    ("disable-log-reason", {**HOST, "disabled_reason": "x" * 256}, "more than 255"),
+])
+def test_bad_bodies_are_cinders_400s(action: str, body: dict[str, Any], message: str) -> None:
+    with pytest.raises(BadRequest) as caught:
+        parse(action, body)
+    assert message in caught.value.message
