@@ -13,6 +13,7 @@ from tests.api.volume_nodes import StorageNode
 from tests.cloud import Cloud, unique
 
 V3 = "/volume/v3"
+MV = {"OpenStack-API-Version": "volume 3.44"}
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +138,41 @@ def test_no_enabled_volume_service_is_no_valid_backend(
         assert with_room["id"] in nodes[0].wanted()
     finally:
         gone(cloud, with_room["id"], *nodes)
+
+
+def test_a_volume_on_a_disabled_node_attaches_and_detaches(
+        cloud: Cloud, nodes: tuple[StorageNode, StorageNode]) -> None:
+    roomy, small = nodes  # the small node is a compute node too: the attachment's target
+    host = f"{roomy.name}@atwill"
+    vid = create(cloud)["id"]
+    attachments = f"{V3}/attachments"
+    try:
+        assert vid in roomy.wanted()
+        roomy.converge()
+        cloud.openstack("volume", "service", "set", "--disable", host, "cinder-volume")
+        with cloud.http(cloud.token()) as client:
+            made = client.post(attachments, json={"attachment": {"volume_uuid": vid}},
+                               headers=MV)
+            assert made.status_code == 200, made.text
+            att = made.json()["attachment"]["id"]
+            put = client.put(f"{attachments}/{att}", headers=MV, json={
+                "attachment": {"connector": {"host": small.name, "platform": "x86_64"}}})
+            assert put.status_code == 200, put.text
+            assert [e["node_id"] for e in roomy.wanted()[vid]["exports"]] == [small.id]
+            roomy.converge()
+            done = client.post(f"{attachments}/{att}/action", json={"os-complete": {}},
+                               headers=MV)
+            assert done.status_code == 204, done.text
+            assert cloud.openstack("volume", "show", vid, "-f", "json")["status"] == "in-use"
+            left = client.delete(f"{attachments}/{att}", headers=MV)
+            assert left.status_code == 200, left.text
+            assert roomy.wanted()[vid]["exports"] == []
+            roomy.converge()
+            assert cloud.openstack("volume", "show", vid, "-f", "json")["status"] == \
+                "available"
+    finally:
+        cloud.openstack("volume", "service", "set", "--enable", host, "cinder-volume")
+        gone(cloud, vid, roomy, small)
 
 
 def state(cloud: Cloud) -> tuple[dict, dict]:
