@@ -236,3 +236,40 @@ def _events(cloud: Cloud, sid: str) -> list[dict[str, Any]]:
         shown = client.get(f"{V}/servers/{sid}/os-instance-actions/{evac['request_id']}",
                            headers=mv("2.84")).json()["instanceAction"]
     return shown["events"]
+
+
+def test_a_failed_evacuation_keeps_the_only_copy_on_the_node_that_returns(
+        cloud: Cloud, pair: tuple) -> None:
+    """No other host may take the server (anti-affinity with its sibling on B): its
+    evacuation fails and it stays on A in ERROR, as Nova leaves it. When A returns, its
+    copy there is the only one: it must not be in A's destroy list (a lab run of a power
+    cut saw A destroy such a server's disk)."""
+    a, b, image = pair
+    agents = {a.name: FakeAgent(a), b.name: FakeAgent(b)}
+    group = cloud.openstack("server", "group", "create", "--policy", "anti-affinity",
+                            unique("hagroup"), "-f", "json")["id"]
+    try:
+        kept = _boot(cloud, image, a.name, "--hint", f"group={group}")
+        _boot(cloud, image, b.name, "--hint", f"group={group}")
+        agents[a.name].stop()
+        cloud.openstack("compute", "service", "set", "--down", a.name, "nova-compute")
+        failed = wait_for(lambda: (s := cloud.openstack("server", "show", kept["id"], "-f",
+                                                        "json"))["status"] == "ERROR" and s,
+                          20, "the evacuation failed")
+        assert failed["OS-EXT-SRV-ATTR:host"] == a.name, failed
+        assert "ServerGroupAntiAffinityFilter" in str(failed["fault"]), failed["fault"]
+        a.beat({kept["id"]: {"state": "shutoff"}})  # A is back, its copy stopped
+        desired = FakeAgent.desired(agents[a.name])
+        assert kept["id"] not in desired["destroy"], desired["destroy"]
+        assert desired["instances"] == []  # ERROR on a forced-down node: kept, not run
+        a.beat({})  # and still not forgotten once the copy stopped reporting
+        assert kept["id"] not in FakeAgent.desired(agents[a.name])["destroy"]
+    finally:
+        for agent in agents.values():
+            agent.stop()
+        cloud.openstack("compute", "service", "set", "--up", a.name, "nova-compute",
+                        check=False)
+        for server in cloud.openstack("server", "list", "--all-projects", "-f", "json"):
+            if server["Name"].startswith("hasrv"):
+                cloud.openstack("server", "delete", server["ID"])
+        cloud.openstack("server", "group", "delete", group)

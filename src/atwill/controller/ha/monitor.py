@@ -256,9 +256,13 @@ def returned(session: Session, node: Node, reports: dict[str, Any] | None) -> No
 
 
 def stale_copies(session: Session, node: Node) -> list[str]:
-    """Instances whose copy on node must be destroyed: evacuated away, or deleted there."""
-    moved = set(session.scalars(select(Evacuation.instance_id).where(
-        Evacuation.source_node_id == node.id, Evacuation.cleaned_at.is_(None))))
+    """Instances whose copy on node must be destroyed: evacuated away, or deleted there.
+    As Nova's _destroy_evacuated_instances: a failed evacuation left the server on node
+    (in ERROR, no other host took it), and its copy there is the only one it has."""
+    moved = set(session.scalars(select(Evacuation.instance_id).join(
+        Instance, Instance.id == Evacuation.instance_id).where(
+        Evacuation.source_node_id == node.id, Evacuation.cleaned_at.is_(None),
+        Evacuation.status != "failed", Instance.node_id.is_distinct_from(node.id))))
     recent = utcnow() - dt.timedelta(days=7)
     deleted = set(session.scalars(select(Instance.id).where(
         Instance.deleted.is_(True), Instance.node_name == node.name,
