@@ -11,7 +11,8 @@ start-up with an empty script (the TLS handshake stays out of both). Same run, s
 disk, same page cache: the ratio is what the export (NBD, TLS, one more process) costs.
 A third target, "plain", is the same daemon and options without TLS (on a third copy),
 so that plain_ratio less ratio is what TLS costs.
-The overlay link (WireGuard) and the guest's virtio path are not in it.
+The overlay link (WireGuard) and the guest's virtio path are not in it: volumes_guest.py
+(`--guest`) measures from inside a guest over a lab's overlay.
 
 "4 KiB" runs queue 4 KiB requests at consecutive offsets, all at once (the script has no
 random pattern): IOPS of small requests, not of seeks.

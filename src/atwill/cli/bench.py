@@ -52,12 +52,13 @@ def cluster(joins: int = typer.Option(5, help="Rejoins timed per WAN setting."),
 def scheduler_bench(nodes: int = typer.Option(1000, help="Simulated nodes in the database."),
                     placements: int = typer.Option(2000, help="Placements to time."),
                     database_url: str = typer.Option(None, help="PostgreSQL URL allowed to "
-                                                     "create databases (default: SQLite).")
+                                                     "create databases (default: SQLite)."),
+                    workers: int = typer.Option(1, help="Processes placing at once.")
                     ) -> None:
     """Placements per second, with claims, against simulated nodes; checks no overbooking."""
     from ..bench.scheduler import main
 
-    main(nodes, placements, database_url)
+    main(nodes, placements, database_url, workers)
 
 
 @app.command("fleet")
@@ -122,13 +123,29 @@ def instances(repeats: int = typer.Option(3, help="Warm creates (and QEMU by han
 @app.command("volumes")
 def volumes(size_mb: int = typer.Option(256, min=16, max=8192, help="Volume size, MiB."),
             rounds: int = typer.Option(3, min=1, max=20, help="Runs per case; the best kept."),
+            guest: bool = typer.Option(False, "--guest", help="dd inside a guest instead: a "
+                                       "volume over a lab's overlay vs the guest's local disk."),
+            guest_mib: int = typer.Option(64, min=8, max=512, help="--guest: MiB per "
+                                          "sequential run."),
+            small: int = typer.Option(1024, min=16, max=65536, help="--guest: 4 KiB requests "
+                                      "per one-at-a-time run."),
+            random: int = typer.Option(200, min=16, max=5000, help="--guest: 4 KiB requests "
+                                       "(one dd each) per random run."),
             json_out: bool = typer.Option(False, "--json", help="Also print the figures as JSON.")
             ) -> None:
-    """Sequential MB/s and 4 KiB IOPS through a volume's NBD export (TLS-PSK) vs local."""
+    """Sequential MB/s and 4 KiB IOPS through a volume's NBD export (TLS-PSK) vs local;
+    with --guest, in a guest over the overlay vs its local disk."""
     _needs_root()
-    from ..bench.volumes import main
+    if guest:
+        from ..bench.volumes_guest import main as in_guest
 
-    results = main(size_mb, rounds)
+        if small > guest_mib * 256:
+            raise typer.BadParameter("--small: at most --guest-mib × 256 requests of 4 KiB")
+        results = in_guest(guest_mib, small, random, rounds)
+    else:
+        from ..bench.volumes import main
+
+        results = main(size_mb, rounds)
     if json_out:
         _print_json(results)
 
