@@ -103,6 +103,8 @@ CASES: list[tuple[str, str, Any, str | None, int]] = [
     ("PUT", "/os-services/not-a-uuid", {"status": "disabled"}, "2.53", 400),
     ("PUT", f"/os-services/{uuid.uuid4()}", {"status": "disabled"}, "2.53", 404),
     ("PUT", f"/os-services/{uuid.uuid4()}", {"status": "sideways"}, "2.53", 400),
+    ("PUT", f"/os-services/{uuid.uuid4()}", {"status": "disabled",
+                                             "disabled_reason": "a\u0000b"}, "2.53", 400),
     ("PUT", f"/os-services/{uuid.uuid4()}", {"status": "enabled"}, "2.1", 404),
     ("PUT", "/os-services/enable", {"host": "nowhere", "binary": "nova-compute"}, "2.1", 404),
     ("PUT", "/os-services/disable", {"binary": "nova-compute"}, "2.1", 400),

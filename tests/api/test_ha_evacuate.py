@@ -250,7 +250,7 @@ def test_a_failed_evacuation_keeps_the_only_copy_on_the_node_that_returns(
                             unique("hagroup"), "-f", "json")["id"]
     try:
         kept = _boot(cloud, image, a.name, "--hint", f"group={group}")
-        _boot(cloud, image, b.name, "--hint", f"group={group}")
+        sibling = _boot(cloud, image, b.name, "--hint", f"group={group}")
         agents[a.name].stop()
         cloud.openstack("compute", "service", "set", "--down", a.name, "nova-compute")
         failed = wait_for(lambda: (s := cloud.openstack("server", "show", kept["id"], "-f",
@@ -264,6 +264,18 @@ def test_a_failed_evacuation_keeps_the_only_copy_on_the_node_that_returns(
         assert desired["instances"] == []  # ERROR on a forced-down node: kept, not run
         a.beat({})  # and still not forgotten once the copy stopped reporting
         assert kept["id"] not in FakeAgent.desired(agents[a.name])["destroy"]
+        # Once B may take it (its sibling gone), evacuating it again works, as in Nova
+        # (it was 409 "no compute host": the failure had forgotten its host), and only
+        # then is A's copy destroyed.
+        cloud.openstack("server", "delete", "--wait", sibling["id"])
+        with cloud.http(cloud.token()) as client:
+            again = client.post(f"{V}/servers/{kept['id']}/action", json={"evacuate": {}},
+                                headers=mv("2.14"))
+        assert again.status_code == 200, again.text
+        wait_for(lambda: (s := cloud.openstack("server", "show", kept["id"], "-f", "json"))
+                 ["status"] == "ACTIVE" and s["OS-EXT-SRV-ATTR:host"] == b.name, 20,
+                 "evacuated to B at last")
+        assert FakeAgent.desired(agents[a.name])["destroy"] == [kept["id"]]
     finally:
         for agent in agents.values():
             agent.stop()

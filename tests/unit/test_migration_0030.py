@@ -32,7 +32,9 @@ def test_nodes_get_volume_service_flags(db: Database) -> None:
     with db.engine.begin() as conn:
         row = conn.execute(text("SELECT enabled, volume_disabled, volume_disabled_reason "
                                 "FROM nodes")).one()
-        assert (bool(row[0]), bool(row[1]), row[2]) == (False, False, None)
+        # Disabled before the upgrade (the only way then to keep volumes off it): its
+        # volume service starts disabled too, for the same reason.
+        assert (bool(row[0]), bool(row[1]), row[2]) == (False, True, "kernel")
         conn.execute(text("UPDATE nodes SET volume_disabled = :t, volume_disabled_reason = "
                           "'disk swap'"), {"t": True})
     command.downgrade(cfg, "0029")

@@ -58,6 +58,9 @@ def test_the_deprecated_service_key_names_the_binary() -> None:
     ("disable-log-reason", {**HOST, "disabled_reason": None}, "is not of type 'string'"),
     ("disable-log-reason", {**HOST, "disabled_reason": "   "}, "minimum character"),
     ("disable-log-reason", {**HOST, "disabled_reason": "x" * 256}, "more than 255"),
+    # NUL was a 500 on PostgreSQL (a review found it); ESC reached admins' terminals.
+    ("disable-log-reason", {**HOST, "disabled_reason": "a\u0000b"}, "control characters"),
+    ("disable-log-reason", {**HOST, "disabled_reason": "a\x1b[2Jb"}, "control characters"),
 ])
 def test_bad_bodies_are_cinders_400s(action: str, body: dict[str, Any], message: str) -> None:
     with pytest.raises(BadRequest) as caught:

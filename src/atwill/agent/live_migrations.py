@@ -224,9 +224,10 @@ class LiveMigrations:
         completed once it sent the last state; the QEMU here may still be loading it
         (seconds on a loaded TCG host), so it is given ARRIVAL_GRACE to start running."""
         deadline = time.monotonic() + ARRIVAL_GRACE
-        while self._incoming_status(uuid) == "inmigrate":
+        while (status := self._incoming_status(uuid)) in ("inmigrate", None):
+            # None: its monitor did not answer (busy loading it): asked again.
             if time.monotonic() >= deadline:
-                return True
+                return status == "inmigrate"
             time.sleep(0.2)
         return False
 

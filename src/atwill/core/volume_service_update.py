@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import BadRequest
+from .text import has_control
 
 ACTIONS = ("enable", "disable", "disable-log-reason")
 REASON_MAX = 255  # Cinder's services.disabled_reason column and its schema
@@ -66,6 +67,9 @@ def _reason(body: dict[str, Any]) -> str | None:
     if len(value) > REASON_MAX:
         raise BadRequest(f"Invalid input received: disabled_reason has more than "
                          f"{REASON_MAX} characters.")
+    if has_control(value):  # NUL is a 500 on PostgreSQL; ESC would reach admins' terminals
+        raise BadRequest("Invalid input received: disabled_reason may not hold control "
+                         "characters.")
     return value
 
 

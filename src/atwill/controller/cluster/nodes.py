@@ -105,8 +105,11 @@ def remove(session: Session, node: Node, force: bool) -> None:
 
 
 def set_enabled(session: Session, node: Node, enabled: bool, reason: str | None) -> None:
-    node.enabled = enabled
+    """The whole node (`atwill node disable`, the cluster API, a drain): its nova-compute
+    and its cinder-volume both; their os-services APIs switch one each."""
+    node.enabled, node.volume_disabled = enabled, not enabled
     node.disabled_reason = None if enabled else (reason or "disabled by the operator")
+    node.volume_disabled_reason = node.disabled_reason
     bump(session, nodes={node.id})
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from ...core.errors import BadRequest, Conflict, NotFound
 from ...core.microversion import Version
 from ...core.policy import Credentials
+from ...core.text import has_control
 from ..db.base import iso
 from ..db.compute import Node
 from ..service import authorize, caller, controller, json_body
@@ -114,9 +115,10 @@ def _parse_update(body: dict[str, Any]) -> dict[str, Any]:
     if "disabled_reason" in body and body.get("status") != "disabled":
         raise BadRequest("Specifying 'disabled_reason' with status 'enabled' is invalid.")
     reason = body.get("disabled_reason")
-    if reason is not None and (not isinstance(reason, str) or len(reason) > 255):
+    if reason is not None and (not isinstance(reason, str) or len(reason) > 255
+                               or has_control(reason)):
         raise BadRequest("Invalid input for field/attribute disabled_reason: a string of "
-                         "at most 255 characters.")
+                         "at most 255 characters, without control characters.")
     if "forced_down" in body and not isinstance(body["forced_down"], bool):
         raise BadRequest("Invalid input for field/attribute forced_down: a boolean.")
     return body

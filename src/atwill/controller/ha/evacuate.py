@@ -66,6 +66,10 @@ def evacuate(session: Session, ctl: Controller, inst: Instance, *, host: str | N
              user_id: str | None = None, keep_stopped: bool = False) -> Evacuation:
     """Move inst off its (down, fenced) node; the caller has checked the policy."""
     source = session.get(Node, inst.node_id) if inst.node_id else None
+    if source is None and inst.vm_state == "error" and inst.node_name:
+        # A failed evacuation (or rebuild) gave its claim back but left it on that host,
+        # as Nova does: evacuating it again once a node can take it must work.
+        source = session.scalar(select(Node).where(Node.name == inst.node_name))
     if source is None:
         raise Conflict(f"Instance {inst.id} has no compute host to evacuate from.")
     refuse_unless_safe(source)

@@ -10,7 +10,7 @@ import datetime as dt
 import logging
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from ...core import ha_confirm, ha_health, ha_policy, peer_view, restart_notice
@@ -229,6 +229,9 @@ def finish(session: Session) -> None:
             continue
         if inst.task_state is not None:
             continue
+        if inst.vm_state == "error" or inst.node_id is None:
+            record.status = "failed"  # its rebuild there failed: the old copy is kept
+            continue
         record.status = "done"
         if record.stop_after and inst.vm_state == "active":
             inst.task_state, inst.desired_power = "powering-off", "stopped"
@@ -257,12 +260,15 @@ def returned(session: Session, node: Node, reports: dict[str, Any] | None) -> No
 
 def stale_copies(session: Session, node: Node) -> list[str]:
     """Instances whose copy on node must be destroyed: evacuated away, or deleted there.
-    As Nova's _destroy_evacuated_instances: a failed evacuation left the server on node
-    (in ERROR, no other host took it), and its copy there is the only one it has."""
+    An evacuated server's copy goes once the server is deleted or placed on another node;
+    while it is on none (its evacuation, or its rebuild elsewhere, failed: ERROR, as
+    Nova's failed migration record keeps it in _destroy_evacuated_instances) or on this
+    node again, the copy here may be the only one it has and is kept."""
     moved = set(session.scalars(select(Evacuation.instance_id).join(
         Instance, Instance.id == Evacuation.instance_id).where(
         Evacuation.source_node_id == node.id, Evacuation.cleaned_at.is_(None),
-        Evacuation.status != "failed", Instance.node_id.is_distinct_from(node.id))))
+        or_(Instance.deleted.is_(True),
+            Instance.node_id.is_not(None) & (Instance.node_id != node.id)))))
     recent = utcnow() - dt.timedelta(days=7)
     deleted = set(session.scalars(select(Instance.id).where(
         Instance.deleted.is_(True), Instance.node_name == node.name,

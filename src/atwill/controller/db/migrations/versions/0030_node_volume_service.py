@@ -7,8 +7,9 @@ Create Date: 2026-12-06 21:30:00.000000
 Before, the Block Storage os-services and volume placement read the node's compute flags
 (enabled, disabled_reason), so disabling nova-compute also stopped the node taking
 volumes. Cinder keeps the two apart: cinder-volume is enabled or disabled on its own
-(PUT /v3/os-services/{enable,disable,disable-log-reason}). Existing nodes start with
-their volume service enabled, whatever their compute service says.
+(PUT /v3/os-services/{enable,disable,disable-log-reason}). A node disabled before the
+upgrade (then the only way to keep volumes off it) starts with its volume service
+disabled too, for the same reason, so the upgrade puts no new volume on it.
 """
 
 import sqlalchemy as sa
@@ -26,6 +27,8 @@ def upgrade() -> None:
     op.add_column("nodes", sa.Column("volume_disabled", sa.Boolean(), nullable=False,
                                      server_default=sa.false()))
     op.add_column("nodes", sa.Column("volume_disabled_reason", sa.Text(), nullable=True))
+    op.execute("UPDATE nodes SET volume_disabled = true, volume_disabled_reason = "
+               "disabled_reason WHERE enabled = false")
 
 
 def downgrade() -> None:
