@@ -14,7 +14,7 @@ import dataclasses
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import Float, Select, bindparam, select, update
+from sqlalchemy import Float, Integer, Select, bindparam, literal_column, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -33,15 +33,24 @@ SHORTLIST = 16  # nodes considered first; all of them only when none of these fi
 _COLUMNS = (Node.id, Node.name, Node.availability_zone, Node.enabled, Node.state,
             Node.forced_down, Node.health, Node.vcpus, Node.vcpus_used, Node.memory_mb,
             Node.memory_mb_used, Node.local_gb, Node.local_gb_used, Node.inventory)
+_INVENTORY = len(_COLUMNS) - 1
 # A node whose agent restarts (its restart notice holds) takes nothing new: nobody is
 # there to build it, and its notice may end in a fence (core/restart_notice).
-_ANSWERS = Node.health != RESTARTING
-_USABLE = select(*_COLUMNS).where(Node.enabled.is_(True), Node.state == "up",
-                                  Node.forced_down.is_(False), _ANSWERS)
+# Constants are written into the SQL, not bound: psycopg prepares a statement run five
+# times, and PostgreSQL's generic plan for `health <> $1` (every node has the same health)
+# guesses that no node is left, so it sorted every node rather than read the free-RAM
+# index (0.8 ms instead of 0.05 ms at 1,000 nodes); the LIMIT likewise.
+_ANSWERS = Node.health != literal_column(f"'{RESTARTING}'")
+_UP = Node.state == literal_column("'up'")
+# The shortlist also says which of its nodes have the aggregate keys the filters that
+# always run read (host_facts.GUARDED), instead of a second query for them.
+_USABLE = select(*_COLUMNS, host_facts.GUARDED).where(Node.enabled.is_(True), _UP,
+                                                      Node.forced_down.is_(False), _ANSWERS)
+_BEST_FIRST = bindparam("best_first", type_=Integer, literal_execute=True)
 _QUERIES: dict[str, Select[Any]] = {
     "all": select(*_COLUMNS).order_by(Node.name),
-    "spread": _USABLE.order_by(FREE_RAM.desc(), Node.name).limit(bindparam("best_first")),
-    "pack": _USABLE.order_by(FREE_RAM.asc(), Node.name).limit(bindparam("best_first")),
+    "spread": _USABLE.order_by(FREE_RAM.desc(), Node.name).limit(_BEST_FIRST),
+    "pack": _USABLE.order_by(FREE_RAM.asc(), Node.name).limit(_BEST_FIRST),
 }
 # Bind names must differ from the columns' own: those are reserved for the SET clause.
 _WANT_CPU, _WANT_RAM, _WANT_DISK = (bindparam("want_vcpus"), bindparam("want_ram"),
@@ -55,10 +64,10 @@ _TAKE = {"vcpus_used": Node.vcpus_used + _WANT_CPU,
          "memory_mb_used": Node.memory_mb_used + _WANT_RAM,
          "local_gb_used": Node.local_gb_used + _WANT_DISK}
 _CLAIM = update(Node).where(Node.id == bindparam("node_id"), Node.enabled.is_(True),
-                            Node.state == "up", _ANSWERS, *_FITS).values(_TAKE)
+                            _UP, _ANSWERS, *_FITS).values(_TAKE)
 # An admin's forced host may be a disabled node (Nova's way to use one kept out of
 # scheduling); it must still be up and have room.
-_CLAIM_FORCED = update(Node).where(Node.id == bindparam("node_id"), Node.state == "up",
+_CLAIM_FORCED = update(Node).where(Node.id == bindparam("node_id"), _UP,
                                    _ANSWERS, *_FITS).values(_TAKE)
 
 
@@ -78,7 +87,7 @@ def host_of(row: Sequence[Any], claimed: Collection[str],
             instances: frozenset[str]) -> scheduler.Host:
     """A row of _COLUMNS as the scheduler sees it (unpacked: a row's attributes are slow)."""
     (node_id, name, zone, enabled, state, forced_down, health, vcpus, vcpus_used, memory_mb,
-     memory_mb_used, local_gb, local_gb_used, inv) = row
+     memory_mb_used, local_gb, local_gb_used, inv) = row[:_INVENTORY + 1]
     inv = inv or {}
     pci = tuple(scheduler.PciDevice(d["address"], d["vendor_id"], d["product_id"])
                 for d in inv.get("pci_devices", ()) if d.get("address") not in claimed)
@@ -102,15 +111,25 @@ def hosts(session: Session, best_first: int | None = None, strategy: str = "spre
     Each host's instances are all the live ones on it, or, with instance_ids, only
     those of them (what same_host/different_host ask about; none asks no query).
     """
+    return _hosts(session, best_first, strategy, instance_ids)[0]
+
+
+def _hosts(session: Session, best_first: int | None, strategy: str,
+           instance_ids: Collection[str] | None
+           ) -> tuple[list[scheduler.Host], frozenset[str] | None]:
+    """hosts(), and with best_first the names of those host_facts.GUARDED holds for
+    (None without: the full list does not read it, host_facts.enrich asks every host)."""
     session.flush()  # what autoflush would do; the Core statements below skip the ORM
     conn = session.connection()
+    guarded: frozenset[str] | None = None
     if best_first is None:
         rows = conn.execute(_QUERIES["all"]).all()
     else:
         rows = conn.execute(_QUERIES["pack" if strategy == "pack" else "spread"],
                             {"best_first": best_first}).all()
+        guarded = frozenset(r[1] for r in rows if r[-1])
     claimed: dict[str, set[str]] = {}
-    with_pci = [r[0] for r in rows if r[-1] and r[-1].get("pci_devices")]
+    with_pci = [r[0] for r in rows if r[_INVENTORY] and r[_INVENTORY].get("pci_devices")]
     if with_pci:  # claims can only hide devices a node still lists
         for node_id, address in conn.execute(select(PciClaim.node_id, PciClaim.address)
                                              .where(PciClaim.node_id.in_(with_pci))):
@@ -122,7 +141,8 @@ def hosts(session: Session, best_first: int | None = None, strategy: str = "spre
         for node_id, inst_id in conn.execute(select(Instance.node_id, Instance.id).where(
                 wanted, Instance.deleted.is_(False))):
             placed.setdefault(node_id, set()).add(inst_id)
-    return [host_of(r, claimed.get(r[0], ()), frozenset(placed.get(r[0], ()))) for r in rows]
+    return ([host_of(r, claimed.get(r[0], ()), frozenset(placed.get(r[0], ()))) for r in rows],
+            guarded)
 
 
 def claim(session: Session, host: scheduler.Host, inst: Instance,
@@ -189,8 +209,9 @@ def _place(session: Session, settings: Settings, inst: Instance,
             session, hosts(session, None, strategy, wanted), req), req, strategy)
     else:
         try:
-            candidates = scheduler.select(host_facts.enrich(
-                session, hosts(session, SHORTLIST, strategy, wanted), req), req, strategy)
+            shortlist, guarded = _hosts(session, SHORTLIST, strategy, wanted)
+            candidates = scheduler.select(host_facts.enrich(session, shortlist, req, guarded),
+                                          req, strategy)
         except scheduler.NoValidHost:
             # The shortlist is a heuristic: ask every node before saying no (and say why).
             candidates = scheduler.select(host_facts.enrich(
