@@ -47,12 +47,12 @@ def place(session: Session, vol: Volume) -> None:
     vol.node_id, vol.node_name = chosen.node_id, chosen.name
 
 
-def takes_copy(session: Session, node_id: str, size_gb: int) -> bool:
+def takes_copy(session: Session, node_id: str | None, size_gb: int) -> bool:
     """Whether the node holding a source can make a size_gb copy of it: its volume service
     enabled (Cinder's scheduler sends a clone to its source's backend, and finds none when
     that service is disabled) and room enough."""
-    node = session.get(Node, node_id)
-    return node is not None and not node.volume_disabled and room_on(session, node_id) >= size_gb
+    node = session.get(Node, node_id) if node_id is not None else None
+    return node is not None and not node.volume_disabled and room_on(session, node.id) >= size_gb
 
 
 def room_on(session: Session, node_id: str) -> int:
