@@ -6,7 +6,10 @@ wrk when it is installed, against the version document as the same-run baseline)
 flavor list rate and the controller's resident memory (all its processes), and with
 the first count only, image upload and download throughput against a plain file copy
 of the same bytes (`--image-only`: that alone). Rates carry a `_wN` suffix;
-`_wN_vs_w1` is N workers against one.
+`_wN_vs_w1` is N workers against one. `--keystone`: then a real Keystone from PyPI with
+the last worker count (bench/keystone.py), measured back to back with the same load;
+`*_vs_keystone_{nocache,cached}` is atwill's figure at that count over Keystone's, as
+PyPI ships it (no cache) and with its in-process cache on.
 """
 
 from __future__ import annotations
@@ -215,7 +218,8 @@ def _one_controller(workers: int, rounds: int, image_mb: int,
 
 
 def main(rounds: int = 2000, image_mb: int = 256,
-         workers: tuple[int, ...] = (1, 2), image_only: bool = False) -> dict[str, float]:
+         workers: tuple[int, ...] = (1, 2), image_only: bool = False,
+         keystone: bool = False) -> dict[str, float]:
     """image_only: the image transfer figures alone, with the first worker count."""
     results: dict[str, float] = {}
     if image_only:
@@ -229,6 +233,21 @@ def main(rounds: int = 2000, image_mb: int = 256,
         for key in RATES:
             results[f"{key}_w{count}_vs_w{base}"] = (results[f"{key}_w{count}"]
                                                       / results[f"{key}_w{base}"])
+    verdicts: list[str] = []
+    if keystone and not image_only:
+        from . import keystone as ks
+
+        last = workers[-1]
+        ours = {key: results[f"{key}_w{last}"] for key in ks.MEASURED}
+        for variant, cache in ks.VARIANTS.items():
+            label = f"keystone_{variant}"
+            measured = ks.measure(last, rounds, cache)
+            results.update({f"{label}_{key}_w{last}": value for key, value in measured.items()})
+            ratio = ks.ratios(ours, measured, label)
+            results.update({f"{key}_w{last}": value for key, value in ratio.items()})
+            verdicts += ks.verdicts(ratio, label)
     for key, value in results.items():
-        print(f"{key:34} {value:10.2f}")
+        print(f"{key:50} {value:10.2f}")
+    for line in verdicts:
+        print(line)
     return results

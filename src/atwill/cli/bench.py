@@ -13,7 +13,11 @@ def api(rounds: int = typer.Option(2000, help="Requests per measurement."),
         workers: str = typer.Option("1,2", help="Controller worker counts to measure, "
                                                 "comma separated (ratios against the first)."),
         image_only: bool = typer.Option(False, "--image-only",
-                                        help="Only the image transfer figures (first count).")
+                                        help="Only the image transfer figures (first count)."),
+        keystone: bool = typer.Option(False, "--keystone",
+                                      help="Also a real Keystone from PyPI (its own venv, "
+                                           "cached), same load, last worker count: "
+                                           "atwill / Keystone ratios.")
         ) -> None:
     """Token issue/validation rates, image transfer ratio, flavor list rate, memory."""
     try:
@@ -24,7 +28,7 @@ def api(rounds: int = typer.Option(2000, help="Requests per measurement."),
         raise typer.BadParameter("workers: each between 1 and 64")
     from ..bench.api import main
 
-    main(rounds, image_mb, counts, image_only)
+    main(rounds, image_mb, counts, image_only, keystone)
 
 
 @app.command("cluster")
