@@ -6,7 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.orm import Session
 
+from atwill.controller.db.base import Base
 from atwill.controller.db.session import Database
 from tests.conftest import fresh_database_url
 
@@ -21,3 +23,15 @@ def db(engine: str, tmp_path: Path) -> Iterator[Database]:
         finally:
             database.dispose()
 
+
+
+@pytest.fixture
+def session(tmp_path: Path) -> Iterator[Session]:
+    """A session on a new SQLite database with the whole schema (no migrations)."""
+    db = Database(f"sqlite:///{tmp_path / 'schema.db'}")
+    Base.metadata.create_all(db.engine)
+    try:
+        with db.session() as session:
+            yield session
+    finally:
+        db.dispose()

@@ -4,29 +4,13 @@ same through cold migration, resize, revert and evacuation: test_volume_move_key
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 from sqlalchemy.orm import Session
 
 from atwill.controller.compute import server_volumes_state as st
-from atwill.controller.db.models import Base, Instance, Node
-from atwill.controller.db.session import Database
+from atwill.controller.db.models import Instance, Node
 from atwill.controller.db.volume import Volume, VolumeType
 from atwill.controller.volume import attachment_keys
 from atwill.controller.volume.desired import storage_desired
-
-
-@pytest.fixture
-def session(tmp_path: Path) -> Iterator[Session]:
-    db = Database(f"sqlite:///{tmp_path / 'keys.db'}")
-    Base.metadata.create_all(db.engine)
-    try:
-        with db.session() as session:
-            yield session
-    finally:
-        db.dispose()
 
 
 def _world(session: Session) -> tuple[Node, Node, Node, Instance, list[Volume]]:

@@ -6,16 +6,13 @@ small file billed as what was asked. The peer may lie: the nodes check the file 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy.orm import Session
 
-from atwill.controller.db.models import Base
 from atwill.controller.db.peers import Peer, PeerImage
-from atwill.controller.db.session import Database
 from atwill.controller.db.volume import Volume
 from atwill.controller.peers import client, images
 from atwill.controller.volume import sources
@@ -26,16 +23,6 @@ from atwill.core.policy import Credentials
 IMAGE = "0b7c1b2e-36a4-4a9b-9d43-3c1e6f1c2d10"
 TIB10 = 10 * 1024**4
 
-
-@pytest.fixture
-def session(tmp_path: Path) -> Iterator[Session]:
-    db = Database(f"sqlite:///{tmp_path / 'peer.db'}")
-    Base.metadata.create_all(db.engine)
-    try:
-        with db.session() as session:
-            yield session
-    finally:
-        db.dispose()
 
 
 class Sealer:

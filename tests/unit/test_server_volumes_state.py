@@ -3,32 +3,19 @@ server's deletion settle them (SQLite; the API tier drives the same through the 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session
 
 from atwill.controller.compute import server_volumes_state as st
-from atwill.controller.db.models import Base, Instance, Node
-from atwill.controller.db.session import Database
+from atwill.controller.db.models import Instance, Node
 from atwill.controller.db.volume import Volume, VolumeType
 from atwill.controller.volume.desired import storage_desired
 from atwill.core.errors import BadRequest
 
 EXPORT = {"host": "10.0.0.1", "port": 10809}
 
-
-@pytest.fixture
-def session(tmp_path: Path) -> Iterator[Session]:
-    db = Database(f"sqlite:///{tmp_path / 'volumes.db'}")
-    Base.metadata.create_all(db.engine)
-    try:
-        with db.session() as session:
-            yield session
-    finally:
-        db.dispose()
 
 
 def _world(session: Session, **volume: Any) -> tuple[Node, Instance, Volume]:
