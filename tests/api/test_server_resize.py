@@ -388,17 +388,24 @@ def test_deleting_a_resized_server_frees_both_nodes(pair: Pair) -> None:
     assert server in pair.destroyed(a)
 
 
+def _resize_on_its_own_node(pair: Pair, server: str) -> None:
+    """Resize server to the big flavor on node a, node b disabled meanwhile."""
+    pair.cloud.openstack("compute", "service", "set", "--disable", pair.b.name,
+                         "nova-compute")
+    try:
+        pair.cloud.openstack("server", "resize", "--flavor", f"{pair.image}-big", server)
+        pair.wait(server, "VERIFY_RESIZE", pair.a.name)
+    finally:
+        pair.cloud.openstack("compute", "service", "set", "--enable", pair.b.name,
+                             "nova-compute")
+
+
 def test_resize_on_its_own_node_when_allowed(pair: Pair) -> None:
     """allow_resize_to_same_host (on in this module): with the other node disabled the
     server is resized where it is; nothing is sent, the same disk grows."""
-    cloud, a, b = pair.cloud, pair.a, pair.b
+    cloud, a = pair.cloud, pair.a
     server = pair.boot(a.name)
-    cloud.openstack("compute", "service", "set", "--disable", b.name, "nova-compute")
-    try:
-        cloud.openstack("server", "resize", "--flavor", f"{pair.image}-big", server)
-        pair.wait(server, "VERIFY_RESIZE", a.name)
-    finally:
-        cloud.openstack("compute", "service", "set", "--enable", b.name, "nova-compute")
+    _resize_on_its_own_node(pair, server)
     record = pair.migration(server)
     assert (record["Source Compute"], record["Dest Compute"]) == (a.name, a.name)
     assert _vcpus_used(cloud, a.name) == 3  # both flavors held until confirm
@@ -418,12 +425,7 @@ def test_a_revert_on_its_own_node_puts_its_kept_disk_back(pair: Pair) -> None:
     back the disk it kept before growing it, then starts again with its old flavor."""
     cloud, a, b = pair.cloud, pair.a, pair.b
     server = pair.boot(a.name)
-    cloud.openstack("compute", "service", "set", "--disable", b.name, "nova-compute")
-    try:
-        cloud.openstack("server", "resize", "--flavor", f"{pair.image}-big", server)
-        pair.wait(server, "VERIFY_RESIZE", a.name)
-    finally:
-        cloud.openstack("compute", "service", "set", "--enable", b.name, "nova-compute")
+    _resize_on_its_own_node(pair, server)
     cloud.openstack("server", "resize", "revert", server)
     shown = pair.wait(server, "ACTIVE", a.name)
     assert f"{pair.image}-small" in str(shown["flavor"])
