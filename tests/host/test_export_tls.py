@@ -24,6 +24,7 @@ from atwill import pki
 from atwill.agent.hypervisor import migration
 from atwill.agent.hypervisor.qmp import QMP
 from atwill.agent.storage.reconcile import StorageManager
+from tests.host.qemu_stop import quit_or_kill
 
 pytestmark = [pytest.mark.host,
               pytest.mark.skipif(shutil.which("qemu-storage-daemon") is None,
@@ -162,14 +163,7 @@ class Qemu:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        """quit (the disk's qcow2 tables are written out), else kill."""
-        try:
-            with QMP(self.qmp, 10) as qmp:
-                qmp.execute("quit")
-            self.process.wait(10)
-        except Exception:  # noqa: BLE001 - it is killed then
-            self.process.kill()
-            self.process.wait()
+        quit_or_kill(self.qmp, self.process)
 
 
 def test_a_migration_stream_and_its_mirror_need_the_migrations_key(cloud: Cloud) -> None:

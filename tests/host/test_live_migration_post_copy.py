@@ -23,6 +23,7 @@ import pytest
 
 from atwill.agent.hypervisor import migration
 from atwill.agent.hypervisor.qmp import QMP, QMPError
+from tests.host.qemu_stop import quit_or_kill
 
 pytestmark = [pytest.mark.host,
               pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None,
@@ -76,14 +77,7 @@ class Qemu:
         return int(str(out).split()[-1], 16)
 
     def stop(self) -> None:
-        """quit (the disk's qcow2 tables are written out), else kill."""
-        try:
-            with QMP(self.qmp, 10) as qmp:
-                qmp.execute("quit")
-            self.process.wait(10)
-        except Exception:  # noqa: BLE001 - it is killed then
-            self.process.kill()
-            self.process.wait()
+        quit_or_kill(self.qmp, self.process)
 
 
 @pytest.fixture
