@@ -6,10 +6,8 @@ the guest arrived, and that settles the migration."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from atwill.controller.db.models import Instance, Migration, Node
@@ -22,14 +20,7 @@ from atwill.controller.servers.live_migration_agents import (
 )
 from tests.unit.live_migration_rows import made
 
-
-@pytest.fixture
-def session() -> Iterator[Session]:
-    engine = create_engine("sqlite://")
-    Migration.metadata.create_all(engine)
-    with Session(engine) as s:
-        yield s
-    engine.dispose()
+# session: tests/unit/conftest.py
 
 
 

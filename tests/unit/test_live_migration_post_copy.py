@@ -5,12 +5,10 @@ guest this way)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from atwill.agent.hypervisor import migration
@@ -167,13 +165,7 @@ def test_a_destination_without_userfaultfd_says_so() -> None:
 
 
 # controller ----------------------------------------------------------------------------
-@pytest.fixture
-def session() -> Iterator[Session]:
-    engine = create_engine("sqlite://")
-    Migration.metadata.create_all(engine)
-    with Session(engine) as s:
-        yield s
-    engine.dispose()
+# session: tests/unit/conftest.py
 
 
 def _made(session: Session) -> tuple[Node, Node, Instance, Migration]:
