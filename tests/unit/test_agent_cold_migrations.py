@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from atwill.agent.cold_migrations import ColdMigrations, grow
-from atwill.agent.hypervisor.qemu import QemuDriver
+from tests.unit.cold_migration_agents import agent, settle
 
 UUID = "3f6c1b9e-0000-4000-8000-000000000001"
 
@@ -64,16 +63,7 @@ class FakeController:
 
 
 def _agent(tmp_path: Path, name: str, fake: FakeController) -> ColdMigrations:
-    driver = QemuDriver(tmp_path / name / "instances", sockets_dir=tmp_path / name)
-    return ColdMigrations(driver, name, lambda: httpx.Client(
-        base_url="https://ctl", transport=httpx.MockTransport(fake.handle)))
-
-
-def _settle(agent: ColdMigrations) -> None:
-    deadline = time.monotonic() + 10
-    while agent.running and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not agent.running
+    return agent(tmp_path, name, fake.handle)
 
 
 def test_the_disk_goes_from_source_to_destination_and_grows(tmp_path: Path) -> None:
@@ -84,15 +74,15 @@ def test_the_disk_goes_from_source_to_destination_and_grows(tmp_path: Path) -> N
     _qcow2(disk, "64M")
     item = {"migration": "m1", "instance": UUID}
     source.converge({"send": [item], "receive": []})
-    _settle(source)
+    settle(source)
     assert fake.disks["m1"] == disk.read_bytes() and disk.exists()  # kept for a revert
     dest.converge({"send": [], "receive": [{**item, "disk_gb": 1, "local": False}]})
-    _settle(dest)
+    settle(dest)
     received = dest.driver.paths(UUID).disk
     assert _virtual_size(received) == 1 << 30
     assert fake.calls == [("PUT", "file"), ("GET", "file"), ("POST", "received")]
     dest.converge({"send": [], "receive": [{**item, "disk_gb": 1}]})  # done once
-    _settle(dest)
+    settle(dest)
     assert len(fake.calls) == 3
     # Reverted: the destination's copy (never started, no spec) goes when destroyed.
     dest.converge({}, destroy=[UUID])
@@ -106,6 +96,6 @@ def test_a_failed_receive_is_reported(tmp_path: Path, local: bool) -> None:
     dest = _agent(tmp_path, "b", fake)
     dest.converge({"receive": [{"migration": "m2", "instance": UUID, "disk_gb": 1,
                                 "local": local}]})
-    _settle(dest)
+    settle(dest)
     assert fake.calls[-1] == ("POST", "error")
     assert not dest.driver.paths(UUID).disk.exists()

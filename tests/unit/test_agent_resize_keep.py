@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from atwill.agent.cold_migrations import ColdMigrations, keep, kept_path, restore
-from atwill.agent.hypervisor.qemu import QemuDriver
+from tests.unit.cold_migration_agents import agent, settle
 
 UUID = "3f6c1b9e-0000-4000-8000-000000000002"
 MIG = "7d0c6a52-1111-4000-8000-00000000000a"
@@ -56,16 +55,7 @@ class FakeController:
 
 
 def _agent(tmp_path: Path, fake: FakeController) -> ColdMigrations:
-    driver = QemuDriver(tmp_path / "instances", sockets_dir=tmp_path)
-    return ColdMigrations(driver, "n1", lambda: httpx.Client(
-        base_url="https://ctl", transport=httpx.MockTransport(fake.handle)))
-
-
-def _settle(agent: ColdMigrations) -> None:
-    deadline = time.monotonic() + 20
-    while agent.running and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not agent.running
+    return agent(tmp_path, "n1", fake.handle)
 
 
 RECEIVE = {"receive": [{"migration": MIG, "instance": UUID, "disk_gb": 1, "local": True}]}
@@ -103,7 +93,7 @@ def test_grow_keep_then_revert_puts_the_disk_back(tmp_path: Path) -> None:
     _disk(disk)
     original = disk.read_bytes()
     agent.converge(RECEIVE)
-    _settle(agent)
+    settle(agent)
     kept = kept_path(disk, MIG)
     assert _virtual_size(disk) == 1 << 30 and kept.read_bytes() == original
     assert _reads(disk, 0xA5)  # the grown disk has the data
@@ -114,17 +104,17 @@ def test_grow_keep_then_revert_puts_the_disk_back(tmp_path: Path) -> None:
     assert not _reads(disk, 0xA5)
     revert = {"revert_local": [{"migration": MIG, "instance": UUID}]}
     agent.converge(revert)
-    _settle(agent)
+    settle(agent)
     assert _virtual_size(disk) == 64 << 20 and disk.read_bytes() == original
     assert _reads(disk, 0xA5) and not kept.exists()
     assert fake.calls == [("POST", "received"), ("POST", "reverted")]
     agent.converge(revert)  # done once
-    _settle(agent)
+    settle(agent)
     assert len(fake.calls) == 2
     # An agent restarted before the controller heard it: said again, nothing restored.
     again = _agent(tmp_path, fake)
     again.converge(revert)
-    _settle(again)
+    settle(again)
     assert fake.calls[-1] == ("POST", "reverted") and disk.read_bytes() == original
 
 
@@ -138,7 +128,7 @@ def test_a_restart_between_keep_and_grow_keeps_the_original(tmp_path: Path) -> N
     keep(disk, kept)
     subprocess.run(["qemu-img", "resize", "-q", str(disk), "512M"], check=True)
     agent.converge(RECEIVE)  # the step again, after a restart mid-grow
-    _settle(agent)
+    settle(agent)
     assert kept.read_bytes() == original and _virtual_size(disk) == 1 << 30
 
 
@@ -148,21 +138,21 @@ def test_confirm_deletes_the_kept_disk(tmp_path: Path) -> None:
     disk = agent.driver.paths(UUID).disk
     _disk(disk)
     agent.converge(RECEIVE)
-    _settle(agent)
+    settle(agent)
     kept = kept_path(disk, MIG)
     other = kept_path(disk, "7d0c6a52-1111-4000-8000-00000000000b")  # a later resize's
     other.write_bytes(b"x")
     confirm = {"confirm_local": [{"migration": MIG, "instance": UUID}]}
     agent.converge(confirm)
-    _settle(agent)
+    settle(agent)
     assert not kept.exists() and other.exists() and _virtual_size(disk) == 1 << 30
     assert fake.calls == [("POST", "received")]  # nothing to say
     again = _agent(tmp_path, fake)
     again.converge(confirm)  # again after a restart: nothing to do
-    _settle(again)
+    settle(again)
     gone = {"confirm_local": [{"migration": MIG, "instance": "3f6c1b9e-dead"}]}
     agent.converge(gone)  # a deleted instance: no directory made
-    _settle(agent)
+    settle(agent)
     assert not agent.driver.paths("3f6c1b9e-dead").directory.exists()
 
 
@@ -180,7 +170,7 @@ def test_a_failed_grow_puts_the_disk_back_and_is_reported(tmp_path: Path,
         raise OSError("no space left")
     monkeypatch.setattr("atwill.agent.cold_migrations.grow", broken)
     agent.converge(RECEIVE)
-    _settle(agent)
+    settle(agent)
     assert disk.read_bytes() == original and not kept_path(disk, MIG).exists()
     assert fake.calls == [("POST", "error")]
 
@@ -193,14 +183,14 @@ def test_a_revert_the_controller_did_not_hear_is_retried(tmp_path: Path) -> None
     _disk(disk)
     revert = {"revert_local": [{"migration": MIG, "instance": UUID}]}
     agent.converge(revert)
-    _settle(agent)
+    settle(agent)
     assert fake.calls == [("POST", "reverted")]  # never reported as the migration's error
     fake.status = 204
     agent.converge(revert)
-    _settle(agent)
+    settle(agent)
     assert fake.calls == [("POST", "reverted")] * 2
     agent.converge(revert)
-    _settle(agent)
+    settle(agent)
     assert len(fake.calls) == 2
 
 
