@@ -61,6 +61,7 @@ class JoinSettings:
     name: str | None = None
     overlay_port: int = 51820
     storage: Path | None = None  # ATWILL_JOIN_STORAGE: a storage node keeps volumes there
+    storage_vg: str | None = None  # ATWILL_JOIN_STORAGE_VG: ... or in this LVM thin pool
     aggregates: tuple[str, ...] = ()  # ATWILL_JOIN_AGGREGATES: names, comma-separated
 
     @classmethod
@@ -83,6 +84,7 @@ class JoinSettings:
                    overlay_port=int(port),
                    storage=Path(values["ATWILL_JOIN_STORAGE"])
                    if values.get("ATWILL_JOIN_STORAGE") else None,
+                   storage_vg=values.get("ATWILL_JOIN_STORAGE_VG") or None,
                    aggregates=tuple(a.strip() for a in values.get(
                        "ATWILL_JOIN_AGGREGATES", "").split(",") if a.strip()))
 
@@ -106,6 +108,8 @@ def autojoin(settings: JoinSettings, state_dir: Path,
     for attempt, delay in enumerate(delays(), 1):
         try:
             extra: dict[str, object] = {"storage": settings.storage} if settings.storage else {}
+            if settings.storage_vg:
+                extra["storage_vg"] = settings.storage_vg
             if settings.aggregates:
                 extra["aggregates"] = list(settings.aggregates)
             config = join_once(settings.url, settings.token, settings.ca_hash, state_dir,

@@ -28,6 +28,8 @@ class AgentConfig:
     overlay_port: int = 51820
     # Where this node keeps volumes: set, it is a storage node (agent/storage).
     storage_path: Path | None = None
+    # "VG/POOL": volumes are thin LVs of that pool (storage_path keeps the working files).
+    storage_vg: str | None = None
     # Every controller of the cloud (the desired state's `controllers`; the one it joined
     # first until it hears of others): heartbeats and long-polls fail over between them.
     controller_urls: list[str] = dataclasses.field(default_factory=list)
@@ -78,6 +80,8 @@ class AgentConfig:
                 "controller_urls": self.controller_urls}
         if self.storage_path is not None:
             data["storage_path"] = str(self.storage_path)
+        if self.storage_vg is not None:
+            data["storage_vg"] = self.storage_vg
         if self.restart_notice != DEFAULT_RESTART_NOTICE:
             data["restart_notice"] = self.restart_notice
         with _saving:

@@ -45,7 +45,8 @@ def fetch_ca(url: str, expected_hash: str) -> bytes:
 
 def join(url: str, token: str, ca_hash: str, state_dir: Path, name: str | None = None,
          overlay_port: int = 51820, skip_prereqs: bool = False,
-         aggregates: list[str] | None = None, storage: Path | None = None) -> AgentConfig:
+         aggregates: list[str] | None = None, storage: Path | None = None,
+         storage_vg: str | None = None) -> AgentConfig:
     url = url.rstrip("/")
     if not url.startswith("https://"):
         raise JoinError("the controller URL must be https:// (nodes authenticate with mutual "
@@ -55,8 +56,10 @@ def join(url: str, token: str, ca_hash: str, state_dir: Path, name: str | None =
         if missing:
             raise JoinError("this host is missing what a node needs:\n"
                             + prereqs.format_missing(missing))
+    if storage_vg is not None and storage is None:
+        storage = state_dir / "storage"  # an LVM node's working files (exports, cache)
     storage = storage.absolute() if storage is not None else None
-    if storage is not None and (problem := storage_problem(storage)):
+    if storage is not None and (problem := storage_problem(storage, storage_vg)):
         raise JoinError(problem)
     if AgentConfig.joined(state_dir):
         raise JoinError(f"{state_dir} already holds a joined node; run 'atwill leave' first "
@@ -73,7 +76,8 @@ def join(url: str, token: str, ca_hash: str, state_dir: Path, name: str | None =
     wg_private, wg_public = generate_keypair()
     body = {"token": token, "name": name, "csr": csr_pem.decode(),
             "wireguard_public_key": wg_public, "overlay_port": overlay_port,
-            "inventory": collect(state_dir / "instances", storage=join_inventory(storage)
+            "inventory": collect(state_dir / "instances",
+                                 storage=join_inventory(storage, storage_vg)
                                  if storage else None), "aggregates": aggregates or []}
     with tempfile.NamedTemporaryFile(suffix=".pem") as ca_file:
         ca_file.write(ca_pem)
@@ -92,7 +96,8 @@ def join(url: str, token: str, ca_hash: str, state_dir: Path, name: str | None =
     write_private(state_dir / "pki" / "node.pem", reply["certificate"].encode())
     write_private(state_dir / "overlay" / "wg-private.key", (wg_private + "\n").encode())
     config = AgentConfig(state_dir=state_dir, controller_url=url, node_id=reply["node_id"],
-                         name=reply["name"], overlay_port=overlay_port, storage_path=storage)
+                         name=reply["name"], overlay_port=overlay_port, storage_path=storage,
+                         storage_vg=storage_vg)
     config.cache_desired(reply["desired"])
     config.save()
     return config

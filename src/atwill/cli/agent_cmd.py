@@ -32,13 +32,14 @@ def register(app: typer.Typer) -> None:
 
 def _join(url: str, token: str, ca_hash: str, state_dir: Path, name: str | None,
           overlay_port: int, skip_prereqs: bool, aggregates: list[str],
-          storage: Path | None = None) -> AgentConfig:
+          storage: Path | None = None, storage_vg: str | None = None) -> AgentConfig:
     from ..agent.join import JoinError
     from ..agent.join import join as do_join
 
     try:
         return do_join(url, token, ca_hash, state_dir, name, overlay_port, skip_prereqs,
-                       aggregates, storage=storage)
+                       aggregates, storage=storage,
+                       **({"storage_vg": storage_vg} if storage_vg else {}))
     except JoinError as error:
         err.print(f"[red]join failed:[/red] {error}", highlight=False)
         raise typer.Exit(1) from None
@@ -54,12 +55,16 @@ def join(url: str = typer.Argument(..., help="The controller, https://HOST:PORT"
          storage: Path = typer.Option(
              None, "--storage", envvar="ATWILL_JOIN_STORAGE",
              help="Also keep volumes in this directory (a storage node)."),
+         storage_vg: str = typer.Option(
+             None, "--storage-vg", envvar="ATWILL_JOIN_STORAGE_VG",
+             help="Keep volumes as LVM thin volumes of VG[/POOL] (pool default VG-pool); "
+                  "--storage then holds only the working files."),
          foreground: bool = typer.Option(False, help="Run the agent in this process."),
          skip_prereqs: bool = typer.Option(False, hidden=True),
          state_dir: NodeDir = DEFAULT_NODE_DIR) -> None:
     """Join this machine to a cloud as a compute node, then start its agent."""
     config = _join(url, token, ca_hash, state_dir, name, overlay_port, skip_prereqs,
-                   aggregate, storage)
+                   aggregate, storage, storage_vg)
     console.print(f"joined as {config.name} (node {config.node_id})", highlight=False)
     if foreground:
         raise typer.Exit(_run_agent(config))
@@ -92,8 +97,9 @@ def agent(state_dir: NodeDir = DEFAULT_NODE_DIR,
     """Run the node agent; a host that has not joined joins first (autojoin).
 
     The join settings are ATWILL_JOIN_URL, ATWILL_JOIN_TOKEN, ATWILL_JOIN_CA_HASH (and
-    optionally ATWILL_JOIN_NAME, ATWILL_OVERLAY_PORT, ATWILL_JOIN_STORAGE), from the
-    environment or the --join-config file. A failing join is retried with backoff, never given up.
+    optionally ATWILL_JOIN_NAME, ATWILL_OVERLAY_PORT, ATWILL_JOIN_STORAGE,
+    ATWILL_JOIN_STORAGE_VG), from the environment or the --join-config file. A failing
+    join is retried with backoff, never given up.
     """
     setup_logging(os.environ.get("ATWILL_LOG_LEVEL", "info"))
     if not AgentConfig.joined(state_dir):

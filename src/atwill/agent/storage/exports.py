@@ -35,6 +35,7 @@ from pathlib import Path
 
 from atwill import pki
 from atwill.agent.hypervisor.qmp import QMP, QMPError
+from atwill.core.lvm import image_blockdevs
 from atwill.hostlib.run import ChildProcess, HostCommandError, Reverter
 
 log = logging.getLogger("atwill.agent.storage")
@@ -134,8 +135,8 @@ def daemon_argv(export: Export, image: Path, directory: Path) -> list[str]:
         "--chardev", qmp_chardev(directory),
         "--monitor", "chardev=qmp0",
         "--object", *creds,
-        "--blockdev", f"driver=file,node-name=file0,filename={opt(str(image))}",
-        "--blockdev", f"driver=qcow2,node-name={NODE},file=file0",
+        # A qcow2 file, or an LVM thin LV (/dev/VG/LV) as raw on host_device.
+        *(word for value in image_blockdevs(str(image)) for word in ("--blockdev", value)),
         "--nbd-server", f"addr.type=fd,addr.str={LISTEN_FD},tls-creds=tls0{authz}",
         "--export", f"type=nbd,id=exp0,node-name={NODE},name={export.volume_id},writable=on",
     ]

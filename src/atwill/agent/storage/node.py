@@ -1,5 +1,8 @@
 """The storage manager as the agent builds it: its node's certificate, images from the
-controller (as instances fetch theirs)."""
+controller (as instances fetch theirs), and its backend: sparse qcow2 files under the
+storage path, or thin LVs of a volume group's thin pool when `storage_vg` is set
+(`atwill join --storage-vg VG[/POOL]`), the storage path then keeping only the working
+files (exports, image cache, uploads)."""
 
 from __future__ import annotations
 
@@ -13,26 +16,49 @@ import httpx
 from atwill.agent.client import tls_context
 from atwill.agent.config import AgentConfig
 from atwill.agent.storage.exports import DAEMON, Exports
+from atwill.agent.storage.lvm_volumes import LvmStore, pool_problem
 from atwill.agent.storage.reconcile import FetchImage, StorageManager, storage_inventory
 from atwill.agent.storage.uploads import Controller
+from atwill.core import lvm
 
 TOOLS = ("qemu-img", DAEMON, "setpriv")
 
 
-def storage_problem(path: Path) -> str | None:
-    """Why this host cannot keep volumes at path, if it cannot (checked at join)."""
+def storage_problem(path: Path, vg: str | None = None) -> str | None:
+    """Why this host cannot keep volumes at path (or in the thin pool vg names, with its
+    working files at path), if it cannot (checked at join)."""
     missing = [tool for tool in TOOLS if shutil.which(tool) is None]
     if missing:
         return (f"a storage node needs {', '.join(missing)} (Debian: apt install "
                 "qemu-utils qemu-block-extra util-linux)")
     if path.exists() and not path.is_dir():
         return f"the storage path {path} exists and is not a directory"
-    return None
+    if vg is None:
+        return None
+    try:
+        pool = lvm.ThinPool.parse(vg)
+    except ValueError as err:
+        return f"--storage-vg: {err}"
+    missing = [tool for tool in lvm.TOOLS if shutil.which(tool) is None]
+    if missing:
+        return f"an LVM storage node needs {', '.join(missing)} (Debian: apt install lvm2)"
+    if not Path("/dev/mapper/control").exists():
+        return "an LVM storage node needs device-mapper (no /dev/mapper/control here)"
+    return pool_problem(pool)
 
 
-def join_inventory(path: Path) -> dict[str, Any]:
+def join_inventory(path: Path, vg: str | None = None) -> dict[str, Any]:
     """The inventory's "storage" at join, before any volume was made."""
+    if vg is not None:
+        return LvmStore(lvm.ThinPool.parse(vg), path).inventory()
     return storage_inventory(path)
+
+
+def volume_store(config: AgentConfig) -> LvmStore | None:
+    """The LVM thin store of a node configured with a volume group, else None (files)."""
+    if config.storage_vg is None or config.storage_path is None:
+        return None
+    return LvmStore(lvm.ThinPool.parse(config.storage_vg), config.storage_path)
 
 
 def storage_manager(config: AgentConfig, base_url: Callable[[], str]) -> StorageManager | None:
@@ -42,7 +68,7 @@ def storage_manager(config: AgentConfig, base_url: Callable[[], str]) -> Storage
     fetch = controller_fetch(config, base_url)
     uploader = Controller(config.node_id, base_url, config.ca, config.cert, config.key)
     return StorageManager(config.storage_path, config.ca, config.cert, config.key, fetch,
-                          uploader=uploader)
+                          uploader=uploader, store=volume_store(config))
 
 
 def controller_fetch(config: AgentConfig, base_url: Callable[[], str]) -> FetchImage:

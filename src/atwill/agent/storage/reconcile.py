@@ -21,6 +21,7 @@ from typing import Any
 from atwill.agent.hypervisor import disks
 from atwill.agent.lanes import Lanes
 from atwill.agent.storage.exports import PORTS, Export, Exports, psk_lines
+from atwill.agent.storage.lvm_volumes import LvmStore
 from atwill.agent.storage.uploads import Backup, Controller, VolumeUploads
 from atwill.agent.storage.volumes import GIB, VolumeStore, check_id, making
 
@@ -45,11 +46,13 @@ def free_gb(available: int, files: list[tuple[int, int]]) -> int:
 
 
 class StorageManager:
-    """The volumes of one storage path, converged and reported."""
+    """The volumes of one storage path (or of an LVM thin pool, with its working files
+    under that path), converged and reported."""
 
     def __init__(self, path: Path, ca: Path, cert: Path, key: Path, fetch: FetchImage,
-                 ports: range = PORTS, uploader: Controller | None = None) -> None:
-        self.store = VolumeStore(path)
+                 ports: range = PORTS, uploader: Controller | None = None,
+                 store: VolumeStore | LvmStore | None = None) -> None:
+        self.store: VolumeStore | LvmStore = store or VolumeStore(path)
         self.exports = Exports(path / ".exports", ca, cert, key, ports)
         self.cache_dir = path / ".images"
         self.fetch = fetch
@@ -129,7 +132,7 @@ class StorageManager:
                 if not self._create(volume, volumes, snapshots):
                     return
             if vid not in self._sizes:
-                self._sizes[vid] = self.store.size_bytes(self.store.volume(vid), shared=True)
+                self._sizes[vid] = self.store.volume_size(vid)
             self._exports(volume, host)
             self._snapshots(volume)
             self._extend(volume)
@@ -185,7 +188,7 @@ class StorageManager:
     def _take(self, vid: str, sid: str) -> None:
         live = self._live(vid)
         with self._state(sid, "creating"):
-            if live is None:
+            if live is None or self.store.snapshots_live:
                 self.store.take_snapshot(vid, sid)
                 return
             # Exported: its daemon copies it at one instant, while its client writes on.
@@ -203,6 +206,7 @@ class StorageManager:
                 if live is None:
                     self.store.resize(vid, int(volume["size_gb"]))
                 else:
+                    self.store.grow_under_export(vid, int(volume["size_gb"]))
                     self.exports.resize(live, wanted)
         except Exception as err:
             self._failed[vid], self._failed_size[vid] = f"extend failed: {err}", wanted
@@ -220,6 +224,7 @@ class StorageManager:
                 with self._export_lock:
                     if export not in self._wanted_exports(volume["id"]):
                         continue  # revoked meanwhile
+                    self.store.activate(volume["id"])
                     self.exports.ensure(volume["id"], export["node_id"], export["client_cn"],
                                         host, self.store.volume(volume["id"]),
                                         psk_lines(export.get("psk")))
@@ -230,7 +235,11 @@ class StorageManager:
                 self._export_failed[key] = str(err)
 
     def _backup(self, vid: str) -> Backup | None:
-        """How to copy an exported volume at one instant (through its daemon), or None."""
+        """How to copy an exported volume at one instant (through its daemon), or None.
+        An LV is always copied through a thin snapshot of it (uploads read qcow2)."""
+        if isinstance(self.store, LvmStore):
+            store = self.store
+            return lambda target: store.copy_to_qcow2(vid, target)
         live = self._live(vid)
         if live is None:
             return None
@@ -293,6 +302,8 @@ class StorageManager:
 
     def inventory(self) -> dict[str, Any]:
         """The inventory's "storage": where, how large, how much is still free."""
+        if isinstance(self.store, LvmStore):
+            return self.store.inventory()
         files = []
         for vid in self.store.volumes():
             allocated = _allocated(self.store.volume(vid))
@@ -338,7 +349,8 @@ def storage_inventory(root: Path, files: Sequence[tuple[int, int]] = ()) -> dict
     # Before the first converge (at join) root may not exist yet: its file system does.
     fs = os.statvfs(next(p for p in (root, *root.parents) if p.exists()))
     return {"path": str(root), "total_gb": fs.f_blocks * fs.f_frsize // GIB,
-            "free_gb": free_gb(fs.f_bavail * fs.f_frsize, list(files)), "formats": ["qcow2"]}
+            "free_gb": free_gb(fs.f_bavail * fs.f_frsize, list(files)), "formats": ["qcow2"],
+            "backend": "file"}
 
 
 def _allocated(path: Path) -> int:

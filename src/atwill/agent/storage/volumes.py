@@ -36,7 +36,14 @@ def check_id(ident: str) -> str:
 
 
 class VolumeStore:
-    """Volumes and snapshots under one directory (0700 root, files 0600 root)."""
+    """Volumes and snapshots under one directory (0700 root, files 0600 root).
+
+    The LVM thin backend (lvm_volumes.LvmStore) answers the same calls."""
+
+    backend = "file"
+    formats = ("qcow2",)
+    # A copy of an exported volume goes through its export's daemon (Exports.backup).
+    snapshots_live = False
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -112,6 +119,16 @@ class VolumeStore:
         done = run([*args, *(["-U"] if shared else []), str(path)], timeout=60)
         size: int = json.loads(done.stdout)["virtual-size"]
         return size
+
+    def volume_size(self, ident: str) -> int:
+        """The volume's virtual size in bytes (a daemon may hold it open)."""
+        return self.size_bytes(self.volume(ident), shared=True)
+
+    def grow_under_export(self, ident: str, size_gb: int) -> None:
+        """Nothing to do before an export's daemon grows a qcow2 it holds."""
+
+    def activate(self, ident: str) -> None:
+        """A file needs no activation before it is exported."""
 
     def delete_volume(self, ident: str) -> None:
         self.volume(ident).unlink(missing_ok=True)
