@@ -39,6 +39,9 @@ class Settings:
     overlay: str = "wireguard"
     overlay_cidr: str = "100.72.0.0/16"
     overlay_port: int = 51820
+    # This controller's own address on the overlay (one of core/overlay.controller_slots;
+    # empty: the first, as a cloud's first controller). `controller add` picks a free one.
+    overlay_address: str = ""
     openvpn_proto: str = "udp"
     heartbeat_interval: float = 1.0
     heartbeat_misses: int = 5
@@ -125,13 +128,18 @@ class Settings:
         return self.workers or len(os.sched_getaffinity(0)) or 1
 
     @property
+    def overlay_ip(self) -> str:
+        """This controller's address on the overlay."""
+        from .core.overlay import controller_address
+
+        return self.overlay_address.strip() or controller_address(self.overlay_cidr)
+
+    @property
     def overlay_url(self) -> str | None:
         """The API as nodes reach it through the overlay (None without an overlay)."""
         if self.overlay == "none":
             return None
-        from .core.overlay import controller_address
-
-        return f"{self.scheme}://{controller_address(self.overlay_cidr)}:{self.port}"
+        return f"{self.scheme}://{self.overlay_ip}:{self.port}"
 
     @property
     def effective_database_url(self) -> str:

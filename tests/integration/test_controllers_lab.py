@@ -2,6 +2,9 @@
 --database postgresql`, docs/controllers.md): one controller is killed while servers are
 being created, nodes heartbeat and a client lists servers; nothing is lost, no node is
 marked down, no instance is created twice, and the survivor runs the background loops.
+The cloud runs on the WireGuard overlay: each controller is a peer of its own (its own key
+and overlay address), every node peers with both, and the nodes' heartbeats and
+long-polls go through the overlay, to ctl2's overlay address once ctl is dead.
 """
 
 from __future__ import annotations
@@ -11,13 +14,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from atwill.lab import Lab, commands
 from atwill.lab.naming import cloud_host
 
 # fence=False: a node whose agent is killed at the end is marked down by the survivor but
 # not powered off by a BMC (the agent is what dies, not the host).
-LAB = {"nodes": 2, "controllers": 2, "database": "postgresql", "fence": False}
+LAB = {"nodes": 2, "controllers": 2, "database": "postgresql", "fence": False,
+       "overlay": "wireguard"}
 SERVERS = 4
 KILL_AFTER = 2  # servers whose create was answered before the first controller dies
 WINDOW = 90  # the client's bound, seconds
@@ -103,8 +108,20 @@ def _connections(lab: Lab, host: str) -> set[str]:
     return {line.split()[-1].rsplit(":", 1)[0] for line in out.splitlines() if line.strip()}
 
 
+def _desired(lab: Lab, node: str) -> dict:
+    return json.loads((Path(lab.host(node).state_dir) / "desired.json").read_text())
+
+
 def _node_ips(lab: Lab) -> set[str]:
-    return {h.ip for h in lab.state.nodes()}
+    """The nodes' overlay addresses: where their connections to a controller come from."""
+    return {_desired(lab, node)["overlay"]["address"] for node in lab.node_names()}
+
+
+def _overlay_url(lab: Lab, controller: str) -> str:
+    """A controller's API through the overlay, by the address it was given."""
+    settings = yaml.safe_load((Path(lab.host(controller).state_dir) / "atwill.yaml")
+                              .read_text())
+    return f"https://{settings.get('overlay_address') or '100.72.0.1'}:8686"
 
 
 def _qemus(lab: Lab, uuid: str) -> list[tuple[str, int]]:
@@ -149,10 +166,22 @@ def test_the_cloud_has_two_controllers_on_postgresql_in_its_own_host(lab: Lab) -
     assert (ctl2 / keys).read_bytes() == (ctl / keys).read_bytes()
     catalog = lab.openstack("endpoint", "list", "-f", "json")
     assert {e["URL"].split("/")[2] for e in catalog} == {f"{cloud_host(lab.name)}:8686"}
+    # Each controller is a WireGuard peer of its own: its own key (a bundle carries none)
+    # and its own overlay address, and every node peers with both.
+    key = "overlay/wg-private.key"
+    assert (ctl2 / key).read_bytes() != (ctl / key).read_bytes()
+    overlay = [_overlay_url(lab, name) for name in ("ctl", "ctl2")]
+    assert overlay[0] != overlay[1]
     for node in lab.node_names():
-        agent = (Path(lab.host(node).state_dir) / "agent.yaml").read_text()
+        agent = yaml.safe_load((Path(lab.host(node).state_dir) / "agent.yaml").read_text())
+        assert agent["controller_urls"][:2] == overlay  # failed over between first
         for name in ("ctl", "ctl2"):
-            assert lab.controller_url_of(name) in agent
+            assert lab.controller_url_of(name) in agent["controller_urls"]
+        peers = _desired(lab, node)["overlay"]["peers"]
+        controllers = {p["overlay_ip"]: p["public_key"] for p in peers
+                       if p["name"].startswith("controller")}
+        assert sorted(controllers) == sorted(u.split("/")[2].split(":")[0] for u in overlay)
+        assert len(set(controllers.values())) == 2
 
 
 def test_a_controller_killed_while_creating_loses_nothing(lab: Lab) -> None:
@@ -161,8 +190,10 @@ def test_a_controller_killed_while_creating_loses_nothing(lab: Lab) -> None:
     lab.openstack("image", "create", "--file", str(blank), "--disk-format", "raw",
                   "--container-format", "bare", "blank")
     lab.openstack("flavor", "create", "--ram", "64", "--disk", "1", "--vcpus", "1", "blank")
-    # The agents and the client talk to the first controller (the name's first address).
-    lab.wait_for(lambda: _node_ips(lab) <= _connections(lab, "ctl"), 15, "nodes on ctl")
+    # The client talks to the first controller (the name's first address), the agents to
+    # it too, through the overlay (from their overlay addresses).
+    lab.wait_for(lambda: _node_ips(lab) <= _connections(lab, "ctl"), 15,
+                 "nodes on ctl through the overlay")
     env = commands.openstack_env(Path(lab.host("ctl").state_dir) / "clouds.yaml")
     argv = [commands.PYTHON, "-c", CLIENT, str(SERVERS), str(WINDOW)]
     events: list[dict] = []
@@ -189,8 +220,11 @@ def test_a_controller_killed_while_creating_loses_nothing(lab: Lab) -> None:
     after = events[killed:]  # the survivor answered creates and lists
     assert len([e for e in after if "created" in e]) >= SERVERS - KILL_AFTER
     assert [e for e in after if "listed" in e]
-    # The nodes moved to the survivor; every server is built there, each exactly once.
-    lab.wait_for(lambda: _node_ips(lab) <= _connections(lab, "ctl2"), 15, "nodes on ctl2")
+    # The nodes (joined through ctl) moved to the survivor through the overlay: their
+    # heartbeats and long-polls reach ctl2's overlay address; every server is built
+    # there, each exactly once.
+    lab.wait_for(lambda: _node_ips(lab) <= _connections(lab, "ctl2"), 15,
+                 "nodes on ctl2 through the overlay")
 
     def built() -> list[dict] | None:
         servers = lab.openstack("server", "list", "-f", "json")

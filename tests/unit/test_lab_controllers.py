@@ -32,7 +32,7 @@ def test_the_first_controller_lists_every_controller() -> None:
 
 @pytest.mark.parametrize(("controllers", "kind", "overlay", "message"), [
     (2, "sqlite", "none", "--database postgresql"),
-    (2, "postgresql", "wireguard", "--overlay none"),
+    (2, "postgresql", "openvpn", "--overlay wireguard or none"),
     (1, "mysql", "wireguard", "expected one of sqlite, postgresql"),
     (9, "postgresql", "none", "1 to 7 controllers"),
 ])
@@ -48,6 +48,7 @@ def test_refused_before_anything_is_built(tmp_path: Path, controllers: int, kind
 
 def test_one_controller_on_either_database_is_fine() -> None:
     check(1, "sqlite", "wireguard")
+    check(2, "postgresql", "wireguard")  # each controller its own WireGuard peer
     check(1, "postgresql", "openvpn")
     check(2, "postgresql", "none")
 

@@ -169,8 +169,12 @@ class Agent:
             try:
                 # Made at each connection: the certificate is renewed while the agent runs.
                 context = tls_context(self.config.ca, self.config.cert, self.config.key)
-                with client(self.config.controller_urls, context, timeout=40) as http:
-                    while not self.stopping.is_set():
+                urls = list(self.config.controller_urls)
+                with client(urls, context, timeout=40) as http:
+                    # A new list of controllers (learned from a desired state): the next
+                    # connection is made with it, from its first (the overlay's, with
+                    # several controllers on one: core/overlay_peers.failover_list).
+                    while not self.stopping.is_set() and urls == self.config.controller_urls:
                         step(http)
                         if failing is not None:
                             log.info("%s: the controller answers again", name)

@@ -315,9 +315,9 @@ class InstanceManager:
         # Several controllers share the image files (docs/controllers.md): a download
         # cut by a dying controller goes on from the next one, not as a build failure
         # (that would reschedule the server while this node retries it: two copies).
+        # With several controllers on the overlay, the list holds their overlay URLs first.
         first = self.overlay_url or self.config.controller_url
-        bases = [first] if self.overlay_url else \
-            [first, *(u for u in self.config.controller_urls if u != first)]
+        bases = [first, *(u for u in self.config.controller_urls if u != first)]
 
         def fetch(dest: Path) -> None:
             for index, base in enumerate(bases):

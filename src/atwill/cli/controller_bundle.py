@@ -75,6 +75,7 @@ def add(bundle_file: Annotated[Path, typer.Option("--bundle", help="From export-
     conf = settings(directory)
     urls = bundle.join_urls(conf.controller_urls, conf.public_url)
     changes += _save_urls(conf, urls)
+    changes += _own_overlay_peer(settings(directory))
     conf = settings(directory)
     hosts = [*tls_hosts(conf), *filter(None, [bundle.cloud_host(directory)])]
     if pki.issue_server_cert(conf.path("pki"), hosts):
@@ -94,6 +95,24 @@ def _save_urls(conf, urls: str) -> list[str]:  # noqa: ANN001 - config.Settings
 
     config.save(dataclasses.replace(conf, controller_urls=urls), ["controller_urls"])
     return [f"controller_urls: {urls}"]
+
+
+def _own_overlay_peer(conf) -> list[str]:  # noqa: ANN001 - config.Settings
+    """WireGuard: this controller's own key and a free controller address of the overlay."""
+    import dataclasses
+
+    from .. import config
+    from ..controller.cluster.controller_peer import claim_address, ensure_key
+
+    if conf.overlay != "wireguard":
+        return []
+    address, warning = claim_address(conf)
+    if warning:
+        err.print(f"[yellow]{warning}: {address}; set overlay_address in atwill.yaml if "
+                  "another controller holds it[/yellow]", highlight=False)
+    config.save(dataclasses.replace(conf, overlay_address=address), ["overlay_address"])
+    ensure_key(conf.state_dir)
+    return [f"overlay_address: {address} (this controller's WireGuard peer, its own key)"]
 
 
 def refuse_added(state_dir: Path | None) -> None:

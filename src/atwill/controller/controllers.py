@@ -14,13 +14,15 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..config import Settings
-from ..core import controller_urls
+from ..core import controller_urls, overlay_peers
+from .cluster.controller_peer import controller_peers_of, own_record
 from .context import Controller
 from .db.base import utcnow
 from .db.models import ControllerRecord
@@ -31,22 +33,31 @@ REFRESH = 5.0  # seconds between a controller's refreshes of its row
 WINDOW = dt.timedelta(seconds=30)  # a row older than this is a controller gone
 
 
-def register(session: Session, url: str, now: dt.datetime | None = None) -> bool:
-    """Record that the controller at url is alive now; True if it was not listed before.
-    Every node is then told, unless no other controller is live: alone, a controller
-    already lists itself (controller_urls.merged), so the list does not change."""
+def register(session: Session, url: str, now: dt.datetime | None = None,
+             overlay: dict[str, Any] | None = None) -> bool:
+    """Record that the controller at url is alive now, with its overlay peer (the
+    ControllerRecord overlay_* columns, controller_peer.own_record); True if it was not
+    listed before. Every node is then told (as when its overlay peer changed), unless
+    no other controller is live: alone, a controller already lists itself
+    (controller_urls.merged) and is already its nodes' peer."""
     now = now or utcnow()
     others = [u for u in live(session, now) if u != url]
     row = session.scalar(select(ControllerRecord).where(ControllerRecord.public_url == url))
+    changed = False
     if row is None:
-        session.add(ControllerRecord(public_url=url, started_at=now, last_seen=now))
+        row = ControllerRecord(public_url=url, started_at=now, last_seen=now)
+        session.add(row)
         appeared = True
     else:
         appeared = row.last_seen < now - WINDOW
         if appeared:
             row.started_at = now
         row.last_seen = max(row.last_seen, now)
-    if appeared and others:
+    for column, value in (overlay or {}).items():
+        if getattr(row, column) != value:
+            setattr(row, column, value)
+            changed = True
+    if (appeared or changed) and others:
         bump(session)
     return appeared
 
@@ -72,27 +83,60 @@ def deregister(session: Session, url: str) -> bool:
 
 def live(session: Session, now: dt.datetime | None = None) -> list[str]:
     """The public URLs of the controllers seen within WINDOW."""
+    return [row.public_url for row in live_rows(session, now)]
+
+
+def live_rows(session: Session, now: dt.datetime | None = None) -> list[ControllerRecord]:
+    """The rows of the controllers seen within WINDOW."""
     since = (now or utcnow()) - WINDOW
-    return list(session.scalars(select(ControllerRecord.public_url).where(
+    return list(session.scalars(select(ControllerRecord).where(
         ControllerRecord.last_seen >= since)))
 
 
-def listed(session: Session, settings: Settings) -> list[str]:
-    """The controllers an agent is told of: configured ones first (a seed, an override),
-    then the live registered ones (core/controller_urls.merged)."""
+def listed(session: Session, settings: Settings, overlay_urls: list[str] | None = None,
+           registered: list[str] | None = None) -> list[str]:
+    """The controllers an agent is told of: the controllers' URLs through the overlay
+    first (when several controllers are its peers, core/overlay_peers), then the
+    configured ones (a seed, an override), then the live registered ones
+    (core/controller_urls.merged)."""
     configured = [u for u in settings.controller_urls.split(",") if u.strip()]
-    return controller_urls.merged(configured, live(session), settings.public_url)
+    underlay = controller_urls.merged(
+        configured, live(session) if registered is None else registered, settings.public_url)
+    return overlay_peers.failover_list(
+        [u for u in overlay_urls or () if controller_urls.valid(u)], underlay)
 
 
 def refresh(ctl: Controller) -> None:
     """One refresh: this controller's row, then the rows of controllers gone."""
+    overlay = own_record(ctl.settings)
     with ctl.db.session() as session:
-        if register(session, ctl.settings.public_url):
+        if register(session, ctl.settings.public_url, overlay=overlay):
             log.info("controller %s registered", ctl.settings.public_url)
+    with ctl.db.session() as session:
+        check_own_peer(ctl, live_rows(session))
     with ctl.db.session() as session:
         if gone := sweep(session):
             log.info("%d controller(s) not seen for %ds removed from the list", gone,
                      WINDOW.total_seconds())
+
+
+_said: set[str] = set()  # the overlay clashes already logged (once each)
+
+
+def check_own_peer(ctl: Controller, rows: list[ControllerRecord]) -> None:
+    """Log once when another controller holds this one's overlay address or key: nodes
+    are then given the older holder, not this controller (controller_peer)."""
+    overlay = own_record(ctl.settings)
+    if overlay["overlay_key"] is None:
+        return
+    peers = controller_peers_of(ctl, rows)
+    if any(p["public_key"] == overlay["overlay_key"] for p in peers):
+        return
+    if overlay["overlay_ip"] not in _said:
+        _said.add(overlay["overlay_ip"])
+        log.error("another controller holds this controller's overlay address %s (or "
+                  "key): nodes do not peer with this one; set another overlay_address "
+                  "(docs/controllers.md)", overlay["overlay_ip"])
 
 
 async def keep_registered(ctl: Controller) -> None:

@@ -4,8 +4,9 @@ Controllers on one PostgreSQL agree on everything the database holds; what lives
 state directory and must be the same on each is listed here: the Fernet token keys (a
 token made by one validates on another), the cluster CA and its key (node certificates,
 the peer sealing key), the fence secrets key, the metrics scrape token, the admin
-password (clouds.yaml) and the controller's overlay key, and the settings in atwill.yaml
-but those of one machine (where it listens, its own public name, its workers). Each
+password (clouds.yaml), and the settings in atwill.yaml but those of one machine (where it
+listens, its own public name, its workers, its overlay address). Each controller makes
+its own overlay key (a WireGuard peer of its own, cluster/controller_peer.py). Each
 controller keeps its own TLS certificate, issued from the shared CA for its names.
 
 `atwill controller export-bundle` seals them with a passphrase (scrypt, then Fernet:
@@ -31,13 +32,14 @@ from .keys import initialised
 
 FORMAT = "atwill-controller-bundle/1"
 # Files of the state directory every controller must hold alike (relative paths).
+# Not the overlay key: each controller is a WireGuard peer of its own (controller_peer).
 SHARED_FILES = ("pki/ca.pem", "pki/ca-key.pem", "fence.key", "metrics-token",
-                "admin-password", "overlay/wg-private.key")
+                "admin-password")
 # The token keys' files (imported into the database at the first start: then renamed, and
 # carried only so that the new controller counts as initialised; it never reads them).
 SHARED_DIRS = ("fernet-keys", "fernet-keys.imported")
 # Settings of one machine: not carried over.
-OWN_SETTINGS = ("listen_host", "port", "public_host", "workers")
+OWN_SETTINGS = ("listen_host", "port", "public_host", "workers", "overlay_address")
 # Written by install(): `atwill init` there would move the catalog to this controller.
 ADDED_FILE = "controller-added.json"
 

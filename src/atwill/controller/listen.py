@@ -15,7 +15,6 @@ import logging
 import socket
 
 from ..config import Settings
-from ..core.overlay import controller_address
 
 log = logging.getLogger("atwill.controller")
 WILDCARDS = ("0.0.0.0", "::", "")
@@ -28,7 +27,7 @@ def addresses(settings: Settings) -> list[str]:
     """Where the API listens: the configured host, and the overlay address unless covered."""
     wanted = [settings.listen_host]
     if settings.overlay != "none" and settings.listen_host not in WILDCARDS:
-        overlay = controller_address(settings.overlay_cidr)
+        overlay = settings.overlay_ip
         if overlay != settings.listen_host:
             wanted.append(overlay)
     return wanted

@@ -11,7 +11,7 @@ import yaml
 
 from .. import config, pki
 from ..config import Settings
-from ..core.overlay import controller_address
+from ..core.overlay import controller_slots
 from .bootstrap import bootstrap
 from .cluster.controller_peer import ensure_key
 from .context import Controller
@@ -37,8 +37,11 @@ def tls_hosts(settings: Settings) -> list[str]:
         if host and host not in ("0.0.0.0", "::"):
             hosts.add(host)
     if settings.overlay != "none":
-        # Nodes fetch images from the controller through the overlay, by this address.
-        hosts.add(controller_address(settings.overlay_cidr))
+        # Nodes reach the controller through the overlay by its address there: every
+        # controller slot is named (any controller may hold any; they share the CA
+        # anyway), so a controller's certificate stays valid whichever it is given.
+        hosts.update(controller_slots(settings.overlay_cidr))
+        hosts.add(settings.overlay_ip)
     return sorted(hosts)
 
 

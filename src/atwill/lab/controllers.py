@@ -6,7 +6,10 @@ catalog and clouds.yaml name it; every lab host resolves it to every controller,
 DNS name with one address per controller would: openstacksdk and the agents try the
 next address when one refuses); ctl2... are added from ctl's bundle, as an operator
 would on another machine (`atwill controller export-bundle` / `add`). Nodes join by the
-cloud's name and learn every controller's URL from their desired state.
+cloud's name and learn every controller's URL from their desired state. On the WireGuard
+overlay each controller is a peer of its own (its own key; `controller add` claims it a
+free controller address of the overlay), and nodes fail over between the controllers'
+overlay URLs first.
 
 The controllers share the image directory (ctl2's images/ is a link to ctl's): the
 shared storage docs/controllers.md asks for, standing in for an NFS mount.
@@ -39,9 +42,10 @@ def check(controllers: int, database_kind: str, overlay: str) -> None:
     if controllers > 1 and database_kind != "postgresql":
         raise LabError("several controllers share one PostgreSQL database: add "
                        "--database postgresql")
-    if controllers > 1 and overlay != "none":
-        raise LabError(f"several controllers cannot share the {overlay} overlay (it knows "
-                       "one controller peer, docs/controllers.md): use --overlay none")
+    if controllers > 1 and overlay == "openvpn":
+        raise LabError("several controllers cannot share the openvpn overlay (it knows "
+                       "one controller, docs/controllers.md): use --overlay wireguard "
+                       "or none")
 
 
 def controller_url(host_ip: str) -> str:

@@ -7,10 +7,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ...core import overlay
+from ...core import overlay, overlay_peers
 from ...core.volume_placement import storage_of
 from ..context import Controller
 from ..controllers import listed as listed_controllers
+from ..controllers import live_rows as live_controllers
 from ..db.models import Node
 from ..ha.lease import desired_block
 from ..ha.monitor import stale_copies
@@ -21,19 +22,27 @@ from ..servers.desired import instances_desired
 from ..servers.resize_agents import shape_desired
 from ..servers.shelve import offloaded_copies
 from ..volume.desired import client_crl, storage_desired
-from .controller_peer import controller_peer
+from .controller_peer import controller_peers_of
 
 
 def desired_state(session: Session, ctl: Controller, node: Node) -> dict[str, Any]:
     settings = ctl.settings
     rev = node_revision(session, node.id)  # before what it covers is read
-    peers = [controller_peer(ctl)] if settings.overlay != "none" else []
+    registry = live_controllers(session)
+    # Every live controller is a peer (its key and address only from the registry that
+    # controllers alone write); then the other nodes, none in a controller's place.
+    controllers = controller_peers_of(ctl, registry)
+    nodes = []
     for other in session.scalars(select(Node).where(Node.id != node.id).order_by(Node.name)):
         if other.overlay_ip is None:
             continue
         endpoint = f"{other.endpoint_host}:{other.overlay_port}" if other.endpoint_host else None
-        peers.append({"name": other.name, "public_key": other.wireguard_public_key,
+        nodes.append({"name": other.name, "public_key": other.wireguard_public_key,
                       "overlay_ip": other.overlay_ip, "endpoint": endpoint, "keepalive": 25})
+    nodes = overlay_peers.node_peers(nodes, controllers, settings.overlay_cidr)
+    # Several controllers on the overlay: agents fail over between their overlay URLs.
+    through_overlay = overlay_peers.overlay_urls(controllers) if len(controllers) > 1 else []
+    peers = [{k: v for k, v in p.items() if k != "overlay_url"} for p in controllers] + nodes
     state: dict[str, Any] = {
         "revision": rev, "node_id": node.id, "name": node.name,
         "enabled": node.enabled, "heartbeat_interval": settings.heartbeat_interval,
@@ -41,7 +50,8 @@ def desired_state(session: Session, ctl: Controller, node: Node) -> dict[str, An
         "controller_overlay_url": settings.overlay_url,
         # Every live controller of the cloud (registered, and configured): the agent
         # fails over between them.
-        "controllers": listed_controllers(session, settings),
+        "controllers": listed_controllers(session, settings, through_overlay,
+                                          [row.public_url for row in registry]),
         "overlay": {
             "kind": settings.overlay, "address": node.overlay_ip,
             "prefix": overlay.prefix_length(settings.overlay_cidr),

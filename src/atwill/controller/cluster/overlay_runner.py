@@ -11,7 +11,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ...core.overlay import controller_address, prefix_length
+from ...core.overlay import prefix_length
+from ...core.overlay_peers import node_peers
 from ..context import Controller
 from ..db.models import Node, RevokedCertificate
 from ..revision import revision
@@ -79,20 +80,28 @@ class OverlayRunner:
 
             pki = settings.path("pki")
             return ServerSpec(listen_port=settings.overlay_port, proto=settings.openvpn_proto,
-                              address=controller_address(settings.overlay_cidr),
+                              address=settings.overlay_ip,
                               prefix=prefix_length(settings.overlay_cidr),
                               ca=pki / "ca.pem", cert=pki / "controller.pem",
                               key=pki / "controller-key.pem", mtu=mtu, crl=pki / CRL_FILE,
                               clients={n.name: n.overlay_ip for n in members})
         from atwill.hostlib.overlay.base import OverlaySpec, Peer
 
-        from .controller_peer import KEY_FILE
+        from .controller_peer import KEY_FILE, public_key
 
-        peers = [Peer(name=n.name, public_key=n.wireguard_public_key, overlay_ip=n.overlay_ip,
-                      endpoint=f"{n.endpoint_host}:{n.overlay_port}" if n.endpoint_host
-                      else None) for n in members if n.wireguard_public_key]
+        # A node never in a controller's place: not with this controller's key, not at a
+        # controller's address (core/overlay_peers.node_peers).
+        own = [{"public_key": public_key(settings.state_dir), "overlay_ip": settings.overlay_ip}]
+        nodes = node_peers([{"name": n.name, "public_key": n.wireguard_public_key,
+                             "overlay_ip": n.overlay_ip,
+                             "endpoint": f"{n.endpoint_host}:{n.overlay_port}"
+                             if n.endpoint_host else None}
+                            for n in members if n.wireguard_public_key],
+                           own, settings.overlay_cidr)
+        peers = [Peer(name=n["name"], public_key=n["public_key"], overlay_ip=n["overlay_ip"],
+                      endpoint=n["endpoint"]) for n in nodes]
         return OverlaySpec(kind="wireguard", ifname=self.impl.ifname,
-                           address=controller_address(settings.overlay_cidr),
+                           address=settings.overlay_ip,
                            prefix=prefix_length(settings.overlay_cidr),
                            listen_port=settings.overlay_port, mtu=mtu, peers=peers,
                            private_key_path=settings.state_dir.joinpath(*KEY_FILE))
@@ -109,6 +118,12 @@ class OverlayRunner:
             log.warning("not root: the controller's %s overlay endpoint is not started",
                         self.kind)
             return
+        if self.kind == "wireguard":
+            from .controller_peer import ensure_key
+
+            # A controller added from a bundle makes its own key (bundles carry none).
+            if await asyncio.to_thread(ensure_key, self.ctl.settings.state_dir):
+                log.info("made this controller's WireGuard key")
         self.impl = self._make()
         last: int | None = None
         while True:

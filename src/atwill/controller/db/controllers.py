@@ -19,3 +19,9 @@ class ControllerRecord(Base):
     public_url: Mapped[str] = mapped_column(String(255), unique=True)
     started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     last_seen: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    # Its own overlay peer (migration 0031; core/overlay_peers.py checks them): none
+    # without an overlay.
+    overlay_ip: Mapped[str | None] = mapped_column(String(45), nullable=True)
+    overlay_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    overlay_endpoint: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    overlay_url: Mapped[str | None] = mapped_column(String(255), nullable=True)
