@@ -8,6 +8,7 @@ from ..context import Controller
 from ..service import make_service_app
 from . import (
     attachments,
+    pools,
     quotas,
     services,
     snapshots,
@@ -21,7 +22,7 @@ from . import (
 from .common import VolumeRequests, cinder_error
 
 MODULES = (versions, types, volumes, volume_actions, volume_metadata, snapshots, quotas,
-           zones, services, attachments)
+           zones, services, attachments, pools)
 
 
 def create(ctl: Controller) -> FastAPI:
