@@ -22,6 +22,7 @@ from atwill.agent.config import AgentConfig
 from atwill.agent.storage import node
 from atwill.agent.storage.exports import Export, daemon_argv
 from atwill.agent.storage.lvm_volumes import LvmStore
+from atwill.agent.storage.reconcile import StorageManager
 from atwill.agent.storage.volumes import VolumeStore
 from atwill.cli.main import app
 from atwill.core.lvm import GIB, LvmNameError, ThinPool
@@ -174,3 +175,18 @@ def test_an_unsafe_id_runs_no_command(tmp_path: Path, ident: str) -> None:
         with pytest.raises(LvmNameError):
             call()
     assert recorder.calls == []
+
+
+def test_a_failing_lvs_never_breaks_the_heartbeat(tmp_path: Path) -> None:
+    recorder = Recorder(fail="lvs")
+    store = LvmStore(POOL, tmp_path, recorder)
+    inventory = store.inventory()  # no listing yet: no room, and why
+    assert (inventory["total_gb"], inventory["free_gb"], inventory["backend"]) == (0, 0, "lvm")
+    assert "failed on purpose" in inventory["error"]
+    manager = StorageManager(tmp_path, tmp_path / "ca", tmp_path / "c", tmp_path / "k",
+                             lambda source, dest: None, store=store)
+    assert manager.report() == {}
+    recorder.fail = None
+    assert store.volumes() == {"src"}
+    recorder.fail = "lvs"  # lvs fails for a moment: its last listing stands
+    assert store.volumes() == {"src"} and manager.report()["src"]["state"] == "available"

@@ -12,14 +12,17 @@ writes with O_DIRECT, and LVM suspends the device (flushing it) for the snapshot
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from atwill.agent.hypervisor import disks
 from atwill.core import lvm
-from atwill.hostlib.run import Reverter, run
+from atwill.hostlib.run import HostCommandError, Reverter, run
 
+log = logging.getLogger("atwill.agent.storage")
 COPY_TIMEOUT = 3600
 LVM_TIMEOUT = 120
 
@@ -37,6 +40,10 @@ class LvmStore:
 
     def __init__(self, pool: lvm.ThinPool, root: Path, runner: Runner = run) -> None:
         self.pool, self.root, self._run = pool, root, runner
+        # The last listing lvs gave: the heartbeat's report and inventory use it when lvs
+        # fails for a moment (a node whose report failed would look down, and be fenced).
+        self._listed: list[lvm.LogicalVolume] | None = None
+        self._listing = threading.Lock()
 
     # names ---------------------------------------------------------------------------------
     def volume(self, ident: str) -> Path:
@@ -49,7 +56,20 @@ class LvmStore:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def _lvs(self) -> list[lvm.LogicalVolume]:
-        return lvm.parse_lvs(self._run(lvm.lvs_argv(self.pool), timeout=LVM_TIMEOUT).stdout)
+        """The volume group's LVs now; the last listing when lvs fails (it raises when
+        there never was one)."""
+        try:
+            listed = lvm.parse_lvs(self._run(lvm.lvs_argv(self.pool),
+                                             timeout=LVM_TIMEOUT).stdout)
+        except (HostCommandError, ValueError) as err:
+            with self._listing:
+                if self._listed is None:
+                    raise
+                log.warning("lvs failed (%s); using its last listing", err)
+                return self._listed
+        with self._listing:
+            self._listed = listed
+        return listed
 
     def volumes(self) -> set[str]:
         return set(lvm.ours(self._lvs(), self.pool, lvm.VOLUME_PREFIX))
@@ -147,11 +167,16 @@ class LvmStore:
 
     # report --------------------------------------------------------------------------------
     def inventory(self, sizes: Mapping[str, int] | None = None) -> dict[str, Any]:
-        """The inventory's "storage": the thin pool's size and what is still free in it."""
-        total, free = lvm.capacity(self._lvs(), self.pool)
-        return {"path": str(self.root), "backend": self.backend, "volume_group": self.pool.vg,
-                "thin_pool": self.pool.pool, "total_gb": total, "free_gb": free,
-                "formats": list(self.formats)}
+        """The inventory's "storage": the thin pool's size and what is still free in it
+        (none, with the reason, when the pool cannot be read: no volume is placed here)."""
+        body: dict[str, Any] = {"path": str(self.root), "backend": self.backend,
+                                "volume_group": self.pool.vg, "thin_pool": self.pool.pool,
+                                "formats": list(self.formats)}
+        try:
+            total, free = lvm.capacity(self._lvs(), self.pool)
+        except (HostCommandError, LookupError, ValueError) as err:
+            return {**body, "total_gb": 0, "free_gb": 0, "error": str(err)[:500]}
+        return {**body, "total_gb": total, "free_gb": free}
 
 
 def pool_problem(pool: lvm.ThinPool, runner: Runner = run) -> str | None:

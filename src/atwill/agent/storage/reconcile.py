@@ -66,6 +66,7 @@ class StorageManager:
         self._owner: dict[str, str] = {}  # snapshot id -> its volume id
         self._wanted_gb: dict[str, int] = {}  # volume id -> its size in the desired state
         self._latest: dict[str, dict[str, Any]] = {}  # the last desired volumes, by id
+        self._reported: dict[str, dict[str, Any]] = {}  # the last report made
         # Copies take minutes: each volume's work runs in a lane of its own, so the agent
         # (and a revocation, which converge does first and at once) never waits for one.
         self.lanes = Lanes(workers=2)
@@ -272,7 +273,11 @@ class StorageManager:
         """The heartbeat's "volumes": each volume on disk (or being made, or failed)."""
         with self._guard:
             busy = dict(self._busy)
-        on_disk, snaps = self.store.volumes(), self.store.snapshots()
+        try:
+            on_disk, snaps = self.store.volumes(), self.store.snapshots()
+        except Exception as err:  # noqa: BLE001 - a failed heartbeat would look like a dead node
+            log.warning("cannot list the volumes (%s); the last report stands", err)
+            return self._reported
         exports: dict[str, dict[str, Any]] = {}
         for (vid, node), export in self.exports.records().items():
             if self.exports.running(export) is not None:
@@ -293,6 +298,7 @@ class StorageManager:
                                       else "available" if sid in snaps else None)
             if state and vid in out:
                 out[vid]["snapshots"][sid] = state
+        self._reported = out
         return out
 
     def _size_gb(self, vid: str) -> int:
