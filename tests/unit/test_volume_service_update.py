@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from atwill.core.errors import BadRequest
+from atwill.core.errors import BadRequest, NotFound
 from atwill.core.volume_service_update import parse
 
 HOST = {"host": "node1@atwill", "binary": "cinder-volume"}
@@ -42,7 +42,6 @@ def test_the_deprecated_service_key_names_the_binary() -> None:
 
 
 @pytest.mark.parametrize(("action", "body", "message"), [
-    ("freeze", HOST, "Unknown action"),
     ("enable", {"host": "node1@atwill"}, "'binary' is a required property"),
     ("enable", {"binary": "cinder-volume"}, "Host field is missing."),
     ("enable", {"binary": "cinder-volume", "host": None}, "Host field is missing."),
@@ -66,3 +65,10 @@ def test_bad_bodies_are_cinders_400s(action: str, body: dict[str, Any], message:
     with pytest.raises(BadRequest) as caught:
         parse(action, body)
     assert message in caught.value.message
+
+
+@pytest.mark.parametrize("action", ["nosuch", "Enable", "disable-log", ""])
+def test_unknown_actions_are_cinders_404(action: str) -> None:
+    with pytest.raises(NotFound) as caught:
+        parse(action, HOST)
+    assert caught.value.message == "Unknown action"

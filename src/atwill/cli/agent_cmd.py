@@ -121,7 +121,9 @@ def agent(state_dir: NodeDir = DEFAULT_NODE_DIR,
 
 
 def leave(force: bool = typer.Option(False, "--force",
-                                     help="Leave even with instances (they become ERROR)."),
+                                     help="Leave even with instances (they become ERROR) "
+                                     "or volumes and snapshots (kept in error, on no node, "
+                                     "for their owners to delete; their data is lost)."),
           purge: bool = typer.Option(False, "--purge", help="Also delete the disks of this "
                                      "node's instances (kept otherwise, VMs stopped)."),
           drain: bool = typer.Option(False, "--drain", help="Move its instances to other "

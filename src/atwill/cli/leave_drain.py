@@ -14,6 +14,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from ..agent.client import ClusterError, check
 from .options import console, err
 
+# The error type of a refusal for the node's volumes (controller/volume/node_removal.py).
+HOLDS_VOLUMES = "node_holds_volumes"
+
 
 def leave(http: httpx.Client, node_id: str, force: bool, drain: bool) -> None:
     """Leave; a node refused for its instances drains first if asked (or agreed to)."""
@@ -22,8 +25,8 @@ def leave(http: httpx.Client, node_id: str, force: bool, drain: bool) -> None:
         check(http.post(path, params={"force": force}))
         return
     except ClusterError as error:
-        if error.status != 409 or force:
-            raise
+        if error.status != 409 or force or error.kind == HOLDS_VOLUMES:
+            raise  # a drain moves instances, not a storage node's volumes
         asked = drain or (sys.stdin.isatty() and typer.confirm(
             f"{error.message}\nDrain this node (move its instances away) first?",
             default=False))

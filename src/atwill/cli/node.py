@@ -84,7 +84,9 @@ def enable(name: str, state_dir: StateDir = None) -> None:
 
 @app.command("remove")
 def remove(name: str, force: bool = typer.Option(
-        False, "--force", help="Remove even with instances on it (they become ERROR)."),
+        False, "--force", help="Remove even with instances, volumes or snapshots on it: the "
+        "instances become ERROR; the volumes and snapshots are kept in error, on no node "
+        "(their data, on its disk, is lost), for their owners to delete."),
         drain_first: bool = typer.Option(
             False, "--drain", help="Move its instances away first (atwill node drain)."),
         parallel: int = typer.Option(2, min=1, max=16, help="With --drain: moves at once."),
@@ -92,13 +94,19 @@ def remove(name: str, force: bool = typer.Option(
     """Remove the node: revoke its certificate, withdraw it from every peer.
 
     A node holding instances is refused unless --drain (or, on a terminal, when you
-    agree to drain it first) or --force."""
+    agree to drain it first) or --force. A storage node holding volumes or snapshots is
+    refused unless --force (a drain does not move them: delete them, or upload them to
+    images first)."""
     from ..controller.cluster import nodes
+    from ..controller.volume import node_removal
 
     with controller(state_dir) as ctl:
         with ctl.db.session() as session:
             node = nodes.find(session, name)
             held = max(len(nodes.instances_on(session, node)), node.running_vms)
+            volumes = node_removal.held(session, node)
+            if volumes and not force:
+                fail(node_removal.refusal(node, volumes))
         if held and not force:
             if not drain_first and not _ask(f"Node {name} holds {held} instance(s); drain "
                                             "it (move them away) first?"):

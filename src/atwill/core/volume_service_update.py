@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import BadRequest
+from .errors import BadRequest, NotFound
 from .text import has_control
 
 ACTIONS = ("enable", "disable", "disable-log-reason")
@@ -76,7 +76,8 @@ def _reason(body: dict[str, Any]) -> str | None:
 def parse(action: str, body: dict[str, Any]) -> ServiceUpdate:
     """The update asked by PUT os-services/{action} with this JSON object, or a 400."""
     if action not in ACTIONS:
-        raise BadRequest("Invalid input received: Unknown action")
+        # Cinder's answer to an action it does not route (contrib/services.py's).
+        raise NotFound("Unknown action")
     allowed = _KEYS | ({"disabled_reason"} if action == "disable-log-reason" else set())
     extra = sorted(set(body) - allowed)
     if extra:

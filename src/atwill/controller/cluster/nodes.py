@@ -16,6 +16,7 @@ from ..db.base import iso, utcnow
 from ..db.models import Instance, Node, OverlayAddress, RevokedCertificate
 from ..revision import bump
 from ..servers.lifecycle import fail
+from ..volume import node_removal
 
 
 def find(session: Session, ident: str) -> Node:
@@ -91,7 +92,10 @@ def instances_on(session: Session, node: Node) -> list[Any]:
 
 
 def remove(session: Session, node: Node, force: bool) -> None:
-    """Remove a node; refused while it holds instances, unless force (they become ERROR)."""
+    """Remove a node; refused while it holds instances, volumes or snapshots, unless force
+    (instances become ERROR; volumes and snapshots error, on no node: volume/node_removal)."""
+    if not force:  # first: moving instances away (a drain) would not help them
+        node_removal.check(session, node)
     held = instances_on(session, node)
     count = max(len(held), node.running_vms)
     if count and not force:
@@ -100,6 +104,7 @@ def remove(session: Session, node: Node, force: bool) -> None:
     for inst in held:
         fail(session, inst, 500, f"The node {node.name} was removed while the instance "
              "was on it.", "compute_node_removed", node.name)
+    node_removal.orphan(session, node)
     node.enabled = False
     forget(session, node)
 

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from ..db.models import Instance, Node
 from ..db.volume import Volume, VolumeAttachment, VolumeSnapshot
+from . import placement
 from .export_crl import export_crl
 
 # Attachments whose compute node may connect to the export.
@@ -28,7 +29,8 @@ def storage_desired(session: Session, node: Node, pki: Path | None = None) -> di
         for snap in session.scalars(select(VolumeSnapshot).where(
                 VolumeSnapshot.volume_id.in_(ids), VolumeSnapshot.status != "deleting")
                 .order_by(VolumeSnapshot.created_at, VolumeSnapshot.id)):
-            snaps[snap.volume_id].append(snap.id)
+            if not placement.unscheduled(snap):
+                snaps[snap.volume_id].append(snap.id)
         for vid, node_id, node_name, keys in _targets(session, ids):
             _admit(exports[vid], node_id, node_name, keys)
     return {"volumes": [{"id": v.id, "size_gb": v.size, "format": "qcow2",

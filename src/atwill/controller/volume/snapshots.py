@@ -12,7 +12,7 @@ from ...core.microversion import Version
 from ...core.policy import Credentials
 from ...core.text import clean_name
 from ..db.base import utcnow
-from ..db.volume import VolumeSnapshot, VolumeType
+from ..db.volume import Volume, VolumeSnapshot, VolumeType
 from ..revision import bump
 from ..service import controller, json_body, wrapped
 from . import listing, placement
@@ -56,16 +56,21 @@ def snapshot_post(request: Request, body: dict = Depends(json_body),
                              f"current status is: {vol.status}.")
         vtype = session.get(VolumeType, vol.volume_type_id)
         charge(session, vol.project_id, vtype.name, snapshots=1, gigabytes=vol.size)
-        if vol.node_id is None or placement.room_on(session, vol.node_id) < vol.size:
-            raise BadRequest(f"Invalid volume: the storage node of volume {vol.id} has no "
-                             "room for a snapshot of it.")
+        # Cinder's scheduler checks the volume's backend (create_snapshot): with its service
+        # disabled or down, or no room, the snapshot is accepted and left in error (its
+        # quota kept until it is deleted), and no node is asked to make it.
+        placed = placement.claim_on(session, vol.node_id, vol.size)
         snap = VolumeSnapshot(volume_id=vol.id, project_id=vol.project_id,
-                              user_id=creds.user_id, size=vol.size, status="creating",
+                              user_id=creds.user_id, size=vol.size,
+                              status="creating" if placed else "error",
                               name=_text(data, "name", "display_name"),
                               description=_text(data, "description", "display_description"),
                               meta=metadata(data.get("metadata") or {}))
         session.add(snap)
         session.flush()
+        if not placed:
+            snap.error = placement.SNAPSHOT_NO_BACKEND.format(
+                id=snap.id, host=f"{vol.node_name}@atwill")
         bump(session)
         view = snapshot_view(snap, version, extended=False)
     return JSONResponse({"snapshot": view}, status_code=202)
@@ -119,7 +124,12 @@ def snapshot_delete(snapshot_id: str, request: Request,
         if snap.status not in ("available", "error"):
             raise BadRequest("Invalid snapshot: Volume Snapshot status must be available or "
                              "error and must not be part of a group.")
-        snap.status, snap.updated_at = "deleting", utcnow()
+        vol = session.get(Volume, snap.volume_id)
+        if placement.unscheduled(snap) or vol is None or vol.node_id is None:
+            # On no node's disk (never made, or its node was removed): nothing to wait for.
+            session.delete(snap)
+        else:
+            snap.status, snap.updated_at = "deleting", utcnow()
         bump(session)
     return Response(status_code=202)
 

@@ -3,6 +3,7 @@ image metadata, upload to image (volume_upload.py)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,7 @@ from .metadata_input import metadata
 from .usage import charge
 from .volumes import start_delete
 
+log = logging.getLogger("atwill.volume")
 router = APIRouter()
 STATUSES = ("creating", "available", "deleting", "error", "error_deleting", "error_managing",
             "managing", "attaching", "in-use", "detaching", "maintenance", "reserved",
@@ -52,9 +54,13 @@ def _extend(session: Session, creds: Credentials, vol: Volume, arg: Any,
     delta = new_size - vol.size
     vtype = session.get(VolumeType, vol.volume_type_id)
     charge(session, vol.project_id, vtype.name, gigabytes=delta, size=new_size)
-    if vol.node_id is None or placement.room_on(session, vol.node_id) < delta:
-        raise BadRequest(f"Invalid volume: the storage node of volume {vol.id} has no room "
-                         f"for {delta} more GiB.")
+    if not placement.claim_on(session, vol.node_id, delta):
+        # Cinder's scheduler (extend_volume) finds no backend: its volume service disabled
+        # or down, or no room. The request was accepted (202); the volume goes back to its
+        # status at its old size and the quota is not taken (Cinder rolls it back).
+        log.warning("extend of volume %s to %s GiB: no valid backend (node %s)", vol.id,
+                    new_size, vol.node_name)
+        return
     vol.size, vol.status = new_size, "extending"
 
 
