@@ -147,6 +147,10 @@ def serve() -> None:
     sys.path[0] = str(BIN)
     sys.argv = [str(BIN / program)]
     warm(program)
+    if program == "openstack":
+        from atwill.devcloud_quickpoll import install
+
+        install()  # `--wait` polls every 0.2 s, not 5 s
     (point,) = entry_points(group="console_scripts", name=program)
     main = point.load()
     listener = socket.socket(socket.AF_UNIX)

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from atwill.devcloud_forkserver import cli_forks
 from tests.cloud import BIN, Cloud, unique
 
 PW = "pw-System-123"
@@ -27,7 +28,10 @@ def system_cli(cloud: Cloud, user: str, *args: str, check: bool = True) -> Any:
            "--os-user-domain-id", "default", "--os-system-scope", "all",
            "--os-region-name", "RegionOne",
            *(["--os-cacert", cloud.cacert] if cloud.tls else []), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    if os.environ.get("ATWILL_TEST_CLI_FORK", "1") == "1":  # as Cloud.openstack runs it
+        proc = cli_forks().run(cmd, env, timeout=120)
+    else:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     if not check:
         return proc
     assert proc.returncode == 0, proc.stderr
