@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.api.admin_api import admin_token, network_id, show_server
 from tests.api.aggregate_nodes import JoinedNode, wait_for
 from tests.api.lockout_cloud import own_cloud
 from tests.cloud import Cloud, unique
@@ -80,7 +81,7 @@ def pair(cloud: Cloud, tmp_path: Path) -> Iterator[tuple[JoinedNode, JoinedNode,
 
 
 def node_view(cloud: Cloud, name: str) -> dict[str, Any]:
-    with cloud.http(cloud.token()) as client:
+    with cloud.http(admin_token(cloud)) as client:
         return client.get(f"/cluster/v1/nodes/{name}").json()
 
 
@@ -118,15 +119,14 @@ def test_spare_node_takes_only_evacuations(cloud: Cloud, pair: tuple, tmp_path: 
         named = cloud.openstack("--os-compute-api-version", "2.74", "server", "create",
                                 "--flavor", flavor, "--image", image, "--network", "private",
                                 "--host", spare.name, unique("hasrv"), "-f", "json")
-        failed = wait_for(lambda: (s := cloud.openstack("server", "show", named["id"], "-f",
-                                                        "json"))["status"] == "ERROR" and s,
-                          30, "the server named for the spare in ERROR")
+        failed = wait_for(lambda: (s := show_server(cloud, named["id"]))["status"] == "ERROR"
+                          and s, 30, "the server named for the spare in ERROR")
         assert "ReservedHostFilter eliminated 1 of 1" in str(failed["fault"])
 
         agents[a.name].stop()
         cloud.openstack("compute", "service", "set", "--down", a.name, "nova-compute")
-        wait_for(lambda: cloud.openstack("server", "show", ha["id"], "-f", "json")
-                 ["OS-EXT-SRV-ATTR:host"] == spare.name, 20, "the HA server on the spare")
+        wait_for(lambda: show_server(cloud, ha["id"])["OS-EXT-SRV-ATTR:host"] == spare.name, 20,
+                 "the HA server on the spare")
     finally:
         for agent in agents.values():
             agent.stop()
@@ -136,14 +136,15 @@ def test_spare_node_takes_only_evacuations(cloud: Cloud, pair: tuple, tmp_path: 
 
 
 def _boot(cloud: Cloud, image: str, host: str, *extra: str) -> dict[str, Any]:
+    """Created with the CLI; waited for over HTTP (admin_api: a look costs a GET)."""
     flavor = image + "-flavor"
-    net = cloud.openstack("network", "list", "--name", "private", "-f", "json")[0]["ID"]
+    net = network_id(cloud, "private")
     made = cloud.openstack("server", "create", "--flavor", flavor, "--image", image,
                            "--nic", f"net-id={net}",
                            *(("--availability-zone", f"nova:{host}") if host else ()), *extra,
                            unique("hasrv"), "-f", "json")
-    shown = wait_for(lambda: (s := cloud.openstack("server", "show", made["id"], "-f", "json"))
-                     ["status"] in ("ACTIVE", "ERROR") and s, 30, "server ACTIVE")
+    shown = wait_for(lambda: (s := show_server(cloud, made["id"]))["status"] in ("ACTIVE", "ERROR")
+                     and s, 30, "server ACTIVE")
     assert shown["status"] == "ACTIVE", shown.get("fault")
     return shown
 
@@ -152,8 +153,7 @@ def _scenario(cloud: Cloud, a: JoinedNode, b: JoinedNode, image: str,
               agents: dict[str, FakeAgent]) -> None:
     ha = _boot(cloud, image, a.name)
     manual = _boot(cloud, image, a.name, "--property", "HA_Enabled=False")
-    token = cloud.token()
-    with cloud.http(token) as client:
+    with cloud.http(admin_token(cloud)) as client:
         def show(sid: str, version: str = "2.16") -> dict[str, Any]:
             return client.get(f"{V}/servers/{sid}", headers=mv(version)).json()["server"]
 
@@ -229,7 +229,7 @@ def _scenario(cloud: Cloud, a: JoinedNode, b: JoinedNode, image: str,
 
 
 def _events(cloud: Cloud, sid: str) -> list[dict[str, Any]]:
-    with cloud.http(cloud.token()) as client:
+    with cloud.http(admin_token(cloud)) as client:
         actions = client.get(f"{V}/servers/{sid}/os-instance-actions",
                              headers=mv("2.84")).json()["instanceActions"]
         evac = next(x for x in actions if x["action"] == "evacuate")
@@ -253,10 +253,10 @@ def test_a_failed_evacuation_keeps_the_only_copy_on_the_node_that_returns(
         sibling = _boot(cloud, image, b.name, "--hint", f"group={group}")
         agents[a.name].stop()
         cloud.openstack("compute", "service", "set", "--down", a.name, "nova-compute")
-        failed = wait_for(lambda: (s := cloud.openstack("server", "show", kept["id"], "-f",
-                                                        "json"))["status"] == "ERROR" and s,
-                          20, "the evacuation failed")
-        assert failed["OS-EXT-SRV-ATTR:host"] == a.name, failed
+        wait_for(lambda: show_server(cloud, kept["id"])["status"] == "ERROR", 20,
+                 "the evacuation failed")
+        failed = cloud.openstack("server", "show", kept["id"], "-f", "json")  # as users see it
+        assert failed["status"] == "ERROR" and failed["OS-EXT-SRV-ATTR:host"] == a.name, failed
         assert "ServerGroupAntiAffinityFilter" in str(failed["fault"]), failed["fault"]
         a.beat({kept["id"]: {"state": "shutoff"}})  # A is back, its copy stopped
         desired = FakeAgent.desired(agents[a.name])
@@ -268,13 +268,12 @@ def test_a_failed_evacuation_keeps_the_only_copy_on_the_node_that_returns(
         # (it was 409 "no compute host": the failure had forgotten its host), and only
         # then is A's copy destroyed.
         cloud.openstack("server", "delete", "--wait", sibling["id"])
-        with cloud.http(cloud.token()) as client:
+        with cloud.http(admin_token(cloud)) as client:
             again = client.post(f"{V}/servers/{kept['id']}/action", json={"evacuate": {}},
                                 headers=mv("2.14"))
         assert again.status_code == 200, again.text
-        wait_for(lambda: (s := cloud.openstack("server", "show", kept["id"], "-f", "json"))
-                 ["status"] == "ACTIVE" and s["OS-EXT-SRV-ATTR:host"] == b.name, 20,
-                 "evacuated to B at last")
+        wait_for(lambda: (s := show_server(cloud, kept["id"]))["status"] == "ACTIVE"
+                 and s["OS-EXT-SRV-ATTR:host"] == b.name, 20, "evacuated to B at last")
         assert FakeAgent.desired(agents[a.name])["destroy"] == [kept["id"]]
     finally:
         for agent in agents.values():

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.api.admin_api import show_server
 from tests.api.aggregate_nodes import JoinedNode, wait_for
 from tests.api.lockout_cloud import own_cloud
 from tests.api.test_cluster import Node, token
@@ -101,8 +102,8 @@ def boot(cloud: Cloud, image: str, host: str) -> dict[str, Any]:
     made = cloud.openstack("server", "create", "--flavor", image + "-flavor", "--image", image,
                            "--network", "private", "--availability-zone", f"nova:{host}",
                            unique("rstsrv"), "-f", "json")
-    return wait_for(lambda: (s := cloud.openstack("server", "show", made["id"], "-f", "json"))
-                    ["status"] == "ACTIVE" and s, 30, "server ACTIVE")
+    return wait_for(lambda: (s := show_server(cloud, made["id"]))["status"] == "ACTIVE" and s, 30,
+                    "server ACTIVE")  # over HTTP (admin_api: a look costs a GET)
 
 
 def notice(node: JoinedNode, body: Any, node_id: str | None = None) -> Any:

@@ -1,0 +1,41 @@
+"""The admin's view over plain HTTP, for tests that poll.
+
+A look through the `openstack` CLI costs a forked process, a password login and a
+catalog (0.25-0.4 s on the loaded CI machine) and each cloud.token() an argon2 check;
+a test waiting for a state it does not test the CLI on looks here instead: one admin
+token per controller, one GET per look.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.cloud import Cloud
+
+V = "/compute/v2.1"
+_tokens: dict[tuple[str, str], str] = {}
+
+
+def admin_token(cloud: Cloud) -> str:
+    """The admin's token for this controller, issued once (a restart keeps it valid)."""
+    key = (cloud.url, str(cloud.state_dir))
+    if key not in _tokens:
+        _tokens[key] = cloud.token()
+    return _tokens[key]
+
+
+def show_server(cloud: Cloud, server_id: str, version: str = "2.47") -> dict[str, Any]:
+    """GET /servers/{id} as the admin: the fields `openstack server show` prints (status,
+    fault, OS-EXT-SRV-ATTR:host, ...)."""
+    with cloud.http(admin_token(cloud)) as client:
+        resp = client.get(f"{V}/servers/{server_id}",
+                          headers={"OpenStack-API-Version": f"compute {version}"})
+    assert resp.status_code == 200, resp.text
+    return resp.json()["server"]
+
+
+def network_id(cloud: Cloud, name: str) -> str:
+    """The id of the (first) network called name, as `network list --name` lists it."""
+    with cloud.http(admin_token(cloud)) as client:
+        found = client.get("/network/v2.0/networks", params={"name": name}).json()
+    return found["networks"][0]["id"]
