@@ -247,3 +247,78 @@ def test_bad_inputs_change_nothing(cloud: Cloud, nodes: tuple[StorageNode, Stora
             resp = client.put(f"{V3}/os-services/enable", json=good)
             assert resp.json() == {"disabled": False, "status": "enabled", "host": host,
                                    "service": "", "binary": "cinder-volume"}
+
+
+def test_freeze_and_thaw_as_cinder(cloud: Cloud, nodes: tuple[StorageNode, StorageNode]) -> None:
+    roomy, small = nodes
+    host = f"{roomy.name}@atwill"
+    vid = create(cloud)["id"]
+    made = [vid]
+    frozen_msg = "Modification operations are not allowed on frozen storage backends."
+
+    def services(client) -> dict:
+        return {s["host"]: s for s in client.get(f"{V3}/os-services").json()["services"]}
+
+    try:
+        assert vid in roomy.wanted()
+        roomy.converge()
+        with cloud.http(cloud.token()) as client:
+            resp = client.put(f"{V3}/os-services/freeze", json={"host": host})
+            assert (resp.status_code, resp.content) == (200, b"")
+            listed = services(client)[host]
+            assert (listed["frozen"], listed["status"], listed["disabled_reason"]) == \
+                (True, "disabled", "frozen")
+            again = client.put(f"{V3}/os-services/freeze", json={"host": roomy.name})
+            assert again.status_code == 400
+            assert again.json()["badRequest"]["message"] == (
+                "Invalid input received: No service could be changed: frozen in "
+                f"['{host}'] must be False to failover.")
+            # Management operations on its volumes are refused, forced or not.
+            for resp in (client.delete(f"{V3}/volumes/{vid}"),
+                         client.post(f"{V3}/volumes/{vid}/action", json={"os-force_delete": {}}),
+                         client.post(f"{V3}/snapshots", json={"snapshot": {"volume_id": vid}})):
+                assert resp.status_code == 400, resp.text
+                assert frozen_msg in resp.json()["badRequest"]["message"]
+            # Enabled again, it stays frozen: it takes no new volume.
+            client.put(f"{V3}/os-services/enable", json={"host": host, "binary": "cinder-volume"})
+            assert services(client)[host]["frozen"] is True
+            other = create(cloud)
+            made.append(other["id"])
+            assert other["id"] in small.wanted() and other["id"] not in roomy.wanted()
+            # Bad bodies, unknown hosts, and a failover (no replication here): Cinder's 400s.
+            mv326 = {"OpenStack-API-Version": "volume 3.26"}
+            cases = [
+                ("thaw", {}, {}, "Host field is missing."),
+                ("thaw", {"host": host, "bogus": 1}, {}, "('bogus' was unexpected)"),
+                ("thaw", {"host": "nosuch"}, {}, "No service found with host=nosuch"),
+                ("thaw", {"cluster": "c1"}, mv326, "No service found with cluster=c1"),
+                ("thaw", {"host": host, "cluster": "c1"}, mv326,
+                 "One and only one of cluster and host must be set."),
+                ("failover_host", {"host": host}, {},
+                 "replication_status in ['" + host + "'] must be ['enabled', 'failed-over'] "
+                 "and must be up to failover."),
+            ]
+            for action, body, headers, message in cases:
+                resp = client.put(f"{V3}/os-services/{action}", json=body, headers=headers)
+                assert resp.status_code == 400, (action, body, resp.text)
+                assert message in resp.json()["badRequest"]["message"], (action, body)
+            assert services(client)[host]["frozen"] is True
+        member = make_user(cloud, "member")
+        with cloud.http(cloud.token(member)) as client:
+            refused = client.put(f"{V3}/os-services/thaw", json={"host": host})
+            assert refused.status_code == 403 and "volume:thaw_host" in refused.text
+        with cloud.http(cloud.token()) as client:
+            resp = client.put(f"{V3}/os-services/thaw", json={"host": host})
+            assert (resp.status_code, resp.content) == (200, b"")
+            listed = services(client)[host]
+            assert (listed["frozen"], listed["status"], listed["disabled_reason"]) == \
+                (False, "enabled", "")
+            again = client.put(f"{V3}/os-services/thaw", json={"host": host})
+            assert again.status_code == 400 and "frozen in" in again.text \
+                and "must be True to failover." in again.text
+    finally:
+        with cloud.http(cloud.token()) as client:
+            client.put(f"{V3}/os-services/thaw", json={"host": host})
+            client.put(f"{V3}/os-services/enable", json={"host": host, "binary": "cinder-volume"})
+        for made_id in made:
+            gone(cloud, made_id, roomy, small)

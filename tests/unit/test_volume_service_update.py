@@ -72,3 +72,21 @@ def test_unknown_actions_are_cinders_404(action: str) -> None:
     with pytest.raises(NotFound) as caught:
         parse(action, HOST)
     assert caught.value.message == "Unknown action"
+
+
+def test_freeze_bodies_are_cinders() -> None:
+    from atwill.core.volume_service_update import parse_backend
+
+    act = parse_backend("freeze", {"host": "node1@atwill"}, clustered=False)
+    assert (act.host, act.cluster) == ("node1@atwill", None)
+    # Before 3.26 a cluster is not read: the host is still required.
+    with pytest.raises(BadRequest, match="Host field is missing."):
+        parse_backend("thaw", {"cluster": "c"}, clustered=False)
+    assert parse_backend("thaw", {"cluster": "c"}, clustered=True).cluster == "c"
+    with pytest.raises(BadRequest, match="One and only one of cluster and host"):
+        parse_backend("thaw", {"cluster": "c", "host": "h"}, clustered=True)
+    with pytest.raises(BadRequest, match="'backend_id' was unexpected"):
+        parse_backend("freeze", {"host": "h", "backend_id": "b"}, clustered=False)
+    assert parse_backend("failover_host", {"host": "h", "backend_id": "b"}, False).host == "h"
+    with pytest.raises(BadRequest, match="It must be a string or null"):
+        parse_backend("freeze", {"host": "h", "cluster": 3}, clustered=True)

@@ -16,6 +16,11 @@ from .errors import BadRequest, NotFound
 from .text import has_control
 
 ACTIONS = ("enable", "disable", "disable-log-reason")
+# Replication's actions on a backend (Cinder's api/v3/services.py): freeze and thaw are
+# done (controller/volume/freeze.py); failover_host is refused as Cinder refuses it for a
+# backend without replication.
+BACKEND_ACTIONS = ("freeze", "thaw", "failover_host")
+REPLICATION_CLUSTER = "3.26"  # from it a body may name a cluster instead of a host
 REASON_MAX = 255  # Cinder's services.disabled_reason column and its schema
 _HOST = re.compile(r"^[a-zA-Z0-9-._#@:/+]*$")  # Cinder's parameter_types.hostname
 _KEYS = {"host", "binary", "service", "cluster"}
@@ -71,6 +76,36 @@ def _reason(body: dict[str, Any]) -> str | None:
         raise BadRequest("Invalid input received: disabled_reason may not hold control "
                          "characters.")
     return value
+
+
+@dataclass(frozen=True)
+class BackendAction:
+    action: str
+    host: str | None
+    cluster: str | None  # only from 3.26; exactly one of the two is set
+
+
+def parse_backend(action: str, body: dict[str, Any], clustered: bool) -> BackendAction:
+    """PUT os-services/{freeze,thaw,failover_host}'s body, checked as Cinder's schemas
+    (freeze_and_thaw, failover_host) and common.get_cluster_host; clustered: the request's
+    microversion is at least 3.26."""
+    allowed = {"host", "cluster"} | ({"backend_id"} if action == "failover_host" else set())
+    extra = sorted(set(body) - allowed)
+    if extra:
+        listed = ", ".join(repr(k) for k in extra)
+        raise BadRequest(f"Invalid input for field/attribute None. Additional properties are "
+                         f"not allowed ({listed} {'was' if len(extra) == 1 else 'were'} "
+                         "unexpected)")
+    for key in ("cluster", "backend_id"):
+        if body.get(key) is not None and not isinstance(body[key], str):
+            raise _invalid(key, body[key], "It must be a string or null")
+    host = _name(body, "host")
+    cluster = body.get("cluster") if clustered else None
+    if bool(cluster) == bool(host):
+        raise BadRequest("Invalid input received: " + (
+            "One and only one of cluster and host must be set." if clustered
+            else "Host field is missing."))
+    return BackendAction(action, host, cluster or None)
 
 
 def parse(action: str, body: dict[str, Any]) -> ServiceUpdate:

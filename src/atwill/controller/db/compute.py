@@ -116,6 +116,8 @@ class Node(Base):
     volume_disabled: Mapped[bool] = mapped_column(Boolean, default=False,
                                                   server_default=false())
     volume_disabled_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Cinder's services.frozen (os-services freeze/thaw, volume/freeze.py).
+    volume_frozen: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     availability_zone: Mapped[str] = mapped_column(String(255), default="nova")
     host_ip: Mapped[str] = mapped_column(String(64), default="")
     vcpus: Mapped[int] = mapped_column(Integer, default=0)

@@ -44,8 +44,9 @@ def storage_nodes(session: Session) -> list[Node]:
 def takes_new(node: Node | None) -> bool:
     """Whether Cinder's scheduler would consider the node's backend: its service enabled
     (and not frozen: a freeze disables it) and up."""
-    return node is not None and not node.volume_disabled and node.state == "up" \
-        and not node.forced_down and storage_of(node.inventory) is not None
+    return node is not None and not node.volume_disabled and not node.volume_frozen \
+        and node.state == "up" and not node.forced_down \
+        and storage_of(node.inventory) is not None
 
 
 def lock_nodes(session: Session, node_ids: Iterable[str]) -> None:

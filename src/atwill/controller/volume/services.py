@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy.orm import Session
 
 from ...core import volume_service_update
@@ -20,14 +20,17 @@ from ...core.policy import Credentials
 from ..db.base import utcnow
 from ..db.compute import Node
 from ..service import controller, json_body
+from . import freeze
 from .common import api_version, require_admin, stamp, who
 from .placement import storage_nodes
 
 router = APIRouter()
+BACKEND_POLICIES = {"freeze": "volume:freeze_host", "thaw": "volume:thaw_host",
+                    "failover_host": "volume:failover_host"}
 
 
 def _service(binary: str, host: str, enabled: bool, up: bool, updated: Any,
-             reason: str | None, version: Version) -> dict[str, Any]:
+             reason: str | None, version: Version, frozen: bool = False) -> dict[str, Any]:
     body: dict[str, Any] = {
         "binary": binary, "host": host, "zone": "nova",
         "status": "enabled" if enabled else "disabled", "state": "up" if up else "down",
@@ -36,7 +39,7 @@ def _service(binary: str, host: str, enabled: bool, up: bool, updated: Any,
     if version >= "3.7":
         body["cluster"] = None
     if binary == "cinder-volume":
-        body.update(replication_status="disabled", active_backend_id=None, frozen=False)
+        body.update(replication_status="disabled", active_backend_id=None, frozen=frozen)
         if version >= "3.49":
             body["backend_state"] = "up" if up else "down"
     return body
@@ -51,7 +54,7 @@ def services_get(request: Request, creds: Credentials = Depends(who),
                              None, version)]
         services += [_service("cinder-volume", f"{n.name}@atwill", not n.volume_disabled,
                               n.state == "up" and not n.forced_down, n.last_heartbeat,
-                              n.volume_disabled_reason, version)
+                              n.volume_disabled_reason, version, n.volume_frozen)
                      for n in storage_nodes(session)]
     params = request.query_params
     return {"services": [s for s in services
@@ -59,10 +62,19 @@ def services_get(request: Request, creds: Credentials = Depends(who),
                          and params.get("host") in (None, s["host"], s["host"].split("@")[0])]}
 
 
-@router.put("/v3/os-services/{action}")
+@router.put("/v3/os-services/{action}", response_model=None)
 def services_put(action: str, request: Request, creds: Credentials = Depends(who),
-                 body: dict = Depends(json_body)) -> dict:
-    """Cinder's enable / disable / disable-log-reason of a cinder-volume service."""
+                 body: dict = Depends(json_body),
+                 version: Version = Depends(api_version)) -> dict | Response:
+    """Cinder's enable / disable / disable-log-reason of a cinder-volume service, and its
+    freeze / thaw (failover_host refused: no replication)."""
+    if action in volume_service_update.BACKEND_ACTIONS:
+        require_admin(creds, BACKEND_POLICIES[action])
+        act = volume_service_update.parse_backend(
+            action, body, version >= volume_service_update.REPLICATION_CLUSTER)
+        with controller(request).db.session() as session:
+            freeze.apply(session, act)
+        return Response(status_code=200)  # Cinder's: 200, no body
     require_admin(creds, "volume_extension:services:update")
     update = volume_service_update.parse(action, body)
     with controller(request).db.session() as session:

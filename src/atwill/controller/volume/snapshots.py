@@ -15,7 +15,7 @@ from ..db.base import utcnow
 from ..db.volume import Volume, VolumeSnapshot, VolumeType
 from ..revision import bump
 from ..service import controller, json_body, wrapped
-from . import listing, placement
+from . import freeze, listing, placement
 from .access import find_snapshot, find_volume
 from .common import api_version, body_bool, require_admin, require_member, who
 from .metadata_input import metadata
@@ -49,6 +49,7 @@ def snapshot_post(request: Request, body: dict = Depends(json_body),
     with controller(request).db.session() as session:
         vol = find_volume(session, creds, data["volume_id"], lock=True)
         require_member(creds, vol.project_id, "volume:create_snapshot")
+        freeze.assert_not_frozen(session, vol.node_id)
         # From 3.66 an in-use volume is snapshotted without force (Cinder too).
         allowed = ("available", "in-use") if force or version >= "3.66" else ("available",)
         if vol.status not in allowed:
@@ -121,10 +122,11 @@ def snapshot_delete(snapshot_id: str, request: Request,
     with controller(request).db.session() as session:
         snap = find_snapshot(session, creds, snapshot_id)
         require_member(creds, snap.project_id, "volume:delete_snapshot")
+        vol = session.get(Volume, snap.volume_id)
+        freeze.assert_not_frozen(session, vol.node_id if vol is not None else None)
         if snap.status not in ("available", "error"):
             raise BadRequest("Invalid snapshot: Volume Snapshot status must be available or "
                              "error and must not be part of a group.")
-        vol = session.get(Volume, snap.volume_id)
         if placement.unscheduled(snap) or vol is None or vol.node_id is None:
             # On no node's disk (never made, or its node was removed): nothing to wait for.
             session.delete(snap)

@@ -17,7 +17,7 @@ from ..db.base import utcnow
 from ..db.volume import Volume, VolumeAttachment, VolumeSnapshot
 from ..revision import bump
 from ..service import controller, json_body, wrapped
-from . import listing, placement, sources, volume_upload
+from . import freeze, listing, placement, sources, volume_upload
 from .access import find_volume, render
 from .common import api_version, body_bool, require_member, who
 from .metadata_input import metadata
@@ -180,6 +180,7 @@ def volume_delete(volume_id: str, request: Request, creds: Credentials = Depends
 
 
 def start_delete(session: Session, vol: Volume, cascade: bool, force: bool = False) -> None:
+    freeze.assert_not_frozen(session, vol.node_id)  # forced too, as Cinder
     snaps = session.scalars(select(VolumeSnapshot).where(
         VolumeSnapshot.volume_id == vol.id)).all()
     attached = session.scalar(select(VolumeAttachment.id).where(
