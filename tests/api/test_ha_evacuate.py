@@ -57,15 +57,26 @@ def cloud(engine: str) -> Iterator[Cloud]:
     yield from own_cloud(engine, ha_auto_evacuate=True)
 
 
-@pytest.fixture()
-def pair(cloud: Cloud, tmp_path: Path) -> Iterator[tuple[JoinedNode, JoinedNode, str]]:
-    a, b = JoinedNode(cloud, tmp_path, "hanode-a"), JoinedNode(cloud, tmp_path, "hanode-b")
-    data = tmp_path / "disk.img"
+@pytest.fixture(scope="module")
+def image(cloud: Cloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The module's image, and its flavor named after it."""
+    data = tmp_path_factory.mktemp("haimg") / "disk.img"
     data.write_bytes(os.urandom(64 * 1024))
-    image = cloud.openstack("image", "create", "--file", str(data), "--disk-format", "raw",
-                            "--container-format", "bare", unique("haimg"), "-f", "json")["id"]
+    made = cloud.openstack("image", "create", "--file", str(data), "--disk-format", "raw",
+                           "--container-format", "bare", unique("haimg"), "-f", "json")["id"]
     cloud.openstack("flavor", "create", "--ram", "64", "--disk", "1", "--vcpus", "1",
-                    image + "-flavor")
+                    made + "-flavor")
+    try:
+        yield made
+    finally:
+        cloud.openstack("image", "delete", made)
+        cloud.openstack("flavor", "delete", made + "-flavor")
+
+
+@pytest.fixture()
+def pair(cloud: Cloud, tmp_path: Path,
+         image: str) -> Iterator[tuple[JoinedNode, JoinedNode, str]]:
+    a, b = JoinedNode(cloud, tmp_path, "hanode-a"), JoinedNode(cloud, tmp_path, "hanode-b")
     try:
         yield a, b, image
     finally:
@@ -76,8 +87,6 @@ def pair(cloud: Cloud, tmp_path: Path) -> Iterator[tuple[JoinedNode, JoinedNode,
                         check=False)
         a.remove()
         b.remove()
-        cloud.openstack("image", "delete", image)
-        cloud.openstack("flavor", "delete", image + "-flavor")
 
 
 def node_view(cloud: Cloud, name: str) -> dict[str, Any]:

@@ -99,14 +99,24 @@ class Trio:
             node.remove()
 
 
-@pytest.fixture()
-def trio(cloud: Cloud, tmp_path: Path) -> Iterator[tuple[Trio, str]]:
-    data = tmp_path / "disk.img"
+@pytest.fixture(scope="module")
+def image(cloud: Cloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The module's image, and its flavor named after it."""
+    data = tmp_path_factory.mktemp("leaseimg") / "disk.img"
     data.write_bytes(os.urandom(64 * 1024))
-    image = cloud.openstack("image", "create", "--file", str(data), "--disk-format", "raw",
-                            "--container-format", "bare", unique("leaseimg"), "-f", "json")["id"]
+    made = cloud.openstack("image", "create", "--file", str(data), "--disk-format", "raw",
+                           "--container-format", "bare", unique("leaseimg"), "-f", "json")["id"]
     cloud.openstack("flavor", "create", "--ram", "64", "--disk", "1", "--vcpus", "1",
-                    image + "-flavor")
+                    made + "-flavor")
+    try:
+        yield made
+    finally:
+        cloud.openstack("image", "delete", made)
+        cloud.openstack("flavor", "delete", made + "-flavor")
+
+
+@pytest.fixture()
+def trio(cloud: Cloud, tmp_path: Path, image: str) -> Iterator[tuple[Trio, str]]:
     nodes = Trio(cloud, tmp_path)
     try:
         yield nodes, image
@@ -115,8 +125,6 @@ def trio(cloud: Cloud, tmp_path: Path) -> Iterator[tuple[Trio, str]]:
             if server["Name"].startswith("leasesrv"):
                 cloud.openstack("server", "delete", server["ID"])
         nodes.close()
-        cloud.openstack("image", "delete", image)
-        cloud.openstack("flavor", "delete", image + "-flavor")
 
 
 def boot(cloud: Cloud, image: str, host: str, *extra: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.api.admin_api import admin_token
 from tests.api.aggregate_nodes import wait_for
 from tests.api.test_server_live_migration import Pair, migrating_pair
 from tests.cloud import Cloud
@@ -23,7 +24,7 @@ def pair(cloud: Cloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pai
 
 
 def call(cloud: Cloud, method: str, path: str, **kw: Any) -> tuple[int, Any]:
-    with cloud.http(cloud.token()) as client:
+    with cloud.http(admin_token(cloud)) as client:  # one login per controller
         resp = client.request(method, path, **kw)
     return resp.status_code, resp.json()
 

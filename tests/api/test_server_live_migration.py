@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.api.admin_api import network_id, show_server
 from tests.api.aggregate_nodes import JoinedNode, wait_for
 from tests.api.lockout_cloud import own_cloud
 from tests.cloud import Cloud, CommandFailed, unique
@@ -92,8 +93,7 @@ class Pair:
                        b.name: MigratingAgent(b, self.ending)}
 
     def boot(self, host: str) -> str:
-        net = self.cloud.openstack("network", "list", "--name", "private", "-f",
-                                   "json")[0]["ID"]
+        net = network_id(self.cloud, "private")
         made = self.cloud.openstack(
             "server", "create", "--flavor", self.image + "-flavor", "--image", self.image,
             "--nic", f"net-id={net}", "--availability-zone", f"nova:{host}",
@@ -105,8 +105,12 @@ class Pair:
         return self.cloud.openstack("server", "show", server, "-f", "json")
 
     def wait_server(self, server: str, host: str) -> dict[str, Any]:
-        return wait_for(lambda: (s := self.show(server))["status"] == "ACTIVE"
-                        and s[HOST] == host and s, 30, f"{server} ACTIVE on {host}")
+        """Waited for over HTTP (admin_api: a look costs a GET); then the CLI's show."""
+        wait_for(lambda: (s := show_server(self.cloud, server))["status"] == "ACTIVE"
+                 and s[HOST] == host, 30, f"{server} ACTIVE on {host}")
+        shown = self.show(server)
+        assert shown["status"] == "ACTIVE" and shown[HOST] == host, shown
+        return shown
 
     def migrations(self, server: str) -> list[dict[str, Any]]:
         return self.cloud.openstack("server", "migration", "list", "--server", server,
