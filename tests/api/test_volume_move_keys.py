@@ -263,25 +263,6 @@ def test_a_shelved_server_is_exported_nothing_and_unshelved_with_new_keys(env: E
     env.holds_no_key(before, a, b)
 
 
-def test_a_server_with_volumes_is_not_live_migrated(env: Env) -> None:
-    """The agents cannot move its NBD disks live: refused before anything is recorded
-    (it never changes node with its old keys), as Nova's pre-check errors are."""
-    pair, a = env.pair, env.pair.a
-    server, vid = pair.boot(a.name), env.volume()
-    env.attach(server, vid)
-    before = env.only_key(vid, a)
-    with env.cloud.http(env.cloud.token()) as client:
-        version = {"OpenStack-API-Version": "compute 2.30"}
-        resp = client.post(f"{V}/servers/{server}/action", headers=version,
-                           json={"os-migrateLive": {"host": None, "block_migration": "auto"}})
-        assert resp.status_code == 400, resp.text
-        assert "has volumes attached, which cannot be live-migrated" in resp.text
-        found = client.get(f"{V}/os-migrations", params={"instance_uuid": server},
-                           headers=version).json()["migrations"]
-    assert found == [] and pair.show(server)["status"] == "ACTIVE"
-    assert env.only_key(vid, a) == before
-
-
 def test_a_build_retried_on_another_node_gets_new_keys(env: Env) -> None:
     """A server booting from a volume whose build failed on one node is rescheduled on
     another: the failed node's QEMU may have read the keys, the export refuses them."""

@@ -4,11 +4,14 @@ A server booted from a volume (kept by a third node, a storage node) keeps what 
 guest wrote on that volume when its node's power is cut: it boots on the same volume on
 the other node, and the storage node no longer serves the fenced node. An image-booted
 server's data volume (hot-plugged) follows it: rebuilt from its image on the other node, the
-same volume is attached there and the fresh guest reads back what it wrote before the cut."""
+same volume is attached there and the fresh guest reads back what it wrote before the cut.
+A server booted from a volume live-migrates on the same export: its guest reads and writes
+on through the destination, no copy is made, and the source's key is refused after."""
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -16,7 +19,7 @@ import pytest
 
 from atwill.lab import Lab
 from tests.integration.overlay_checks import host_processes
-from tests.integration.vms import upload_guest, wait_console, wait_status
+from tests.integration.vms import READY, console, upload_guest, wait_console, wait_status
 
 LAB = {"nodes": 2}
 
@@ -251,3 +254,110 @@ def test_data_volume_of_image_booted_server_follows_it_across_evacuation(
     lab.wait_for(lambda: lab.openstack("volume", "show", vid, "-f", "json")["status"]
                  == "available", 60, "the data volume let go")
     lab.openstack("volume", "delete", vid)
+
+
+# A guest booted from a volume writes a marker on it at boot, then each second reads it
+# back past the cache (O_DIRECT) and writes its count next to it: before, during and after
+# a live migration, both through whichever node runs it.
+LIVE_SCRIPT = f"""#!/bin/sh
+m=LMVOL-$(cut -c1-8 /proc/sys/kernel/random/uuid)
+printf %s "$m" | dd of=/dev/vda bs=512 seek={MARK_SECTOR} conv=sync,notrunc,fsync 2>/dev/null \\
+  && echo "LMVOL-WROTE $m" > /dev/console
+i=0
+while true; do
+  i=$((i+1))
+  got=$(dd if=/dev/vda bs=512 skip={MARK_SECTOR} count=1 iflag=direct 2>/dev/null \\
+        | tr -cd A-Za-z0-9-)
+  printf %s "$m-$i-end" | dd of=/dev/vda bs=512 seek={MARK_SECTOR + 1} \\
+    conv=sync,notrunc,fsync 2>/dev/null
+  echo "LMVOL-READ $got $i" > /dev/console
+  sleep 1
+done
+"""
+
+
+def _reads(text: str, marker: str) -> list[int]:
+    return [int(n) for n in re.findall(rf"LMVOL-READ {marker} (\d+)", text)]
+
+
+def test_volume_backed_server_live_migrates_on_the_same_export(lab: Lab, base: None) -> None:
+    """Live migration of a server booted from a volume (servers/live_migration_volumes.py):
+    the destination plugs in the same export (no copy of the volume is made), the guest
+    reads its marker and writes on through it, and the source's key is refused after."""
+    if "node3" in lab.state.hosts:
+        store = Path(lab.host("node3").state_dir) / "volumes"
+        lab.openstack("compute", "service", "set", "--enable", "node3", "nova-compute")
+    else:
+        store = _storage_node(lab, "node3")
+    script = Path(lab.directory) / "lmvol-user-data.sh"
+    script.write_text(LIVE_SCRIPT)
+    made = lab.openstack("server", "create", "--flavor", "m1.ha", "--image", "atwill-guest",
+                         "--boot-from-volume", "1", "--network", "hanet",
+                         "--availability-zone", "nova:node1", "--user-data", str(script),
+                         "livevol", "-f", "json")
+    wait_status(lab, "livevol", "ACTIVE", 180)
+    lab.openstack("compute", "service", "set", "--disable", "node3", "nova-compute")
+    wrote = wait_console(lab, "livevol", "LMVOL-WROTE ", 120)
+    marker = wrote.split("LMVOL-WROTE ", 1)[1].split()[0]
+    lab.wait_for(lambda: len(_reads(console(lab, "livevol"), marker)) >= 2, 60,
+                 "the guest reading its marker")
+    ids = {n: _node(lab, n)["id"] for n in ("node1", "node2")}
+    ((node, (export, old_key)),) = _exports(store).items()
+    assert node == ids["node1"]
+    files = sorted(p.name for p in store.iterdir() if not p.name.startswith("."))
+
+    start = time.monotonic()
+    lab.openstack("--os-compute-api-version", "2.30", "server", "migrate",
+                  "--live-migration", "--host", "node2", "livevol")
+    try:
+        lab.wait_for(lambda: (s := lab.openstack("server", "show", "livevol", "-f", "json"))
+                     ["status"] == "ACTIVE" and s["OS-EXT-SRV-ATTR:host"] == "node2", 120,
+                     "livevol ACTIVE on node2", interval=1)
+    except TimeoutError:
+        raise AssertionError(_live_trace(lab, "livevol")) from None
+    took = time.monotonic() - start
+    (record,) = lab.openstack("server", "migration", "list", "--server", "livevol",
+                              "-f", "json")
+    assert record["Status"] == "completed", record
+    last = max(_reads(console(lab, "livevol"), marker))
+    # The same boot reads its marker on through node2, and writes its count there.
+    text = lab.wait_for(lambda: (t := console(lab, "livevol"))
+                        and max(_reads(t, marker)) > last + 2 and t, 60,
+                        "the guest reading its volume on node2")
+    assert text.count(READY) == 1, text[-1500:]
+    counted = max(_reads(text, marker))
+    # No copy: the storage node holds the one volume it had; node2 has no disk of it.
+    assert sorted(p.name for p in store.iterdir() if not p.name.startswith(".")) == files
+    assert not (Path(lab.host("node2").state_dir) / "instances" / made["id"]
+                / "disk.qcow2").exists()
+    # One export, on the same port (the daemon handed over), now to node2 alone, with
+    # node2's own key; node1's key is refused.
+    ((node, (now, new_key)),) = _exports(store).items()
+    assert node == ids["node2"] and now["port"] == export["port"]
+    assert new_key != old_key and f"-lm{record['Id']}:" in new_key
+    assert not _nbd_read(lab, "node2", now, old_key)
+    assert _nbd_read(lab, "node2", now, new_key)
+    # What the guest wrote through node2 is on the storage node's volume.
+    (vid,) = [v["id"] for v in lab.openstack("server", "show", "livevol", "-f",
+                                             "json")["volumes_attached"]]
+    data = (store / f"{vid}.qcow2").read_bytes()
+    written = [int(n) for n in re.findall(rf"{marker}-(\d+)-end".encode(), data)]
+    assert written and max(written) > last, (written, last, counted)
+    print(f"\nlive migration of a volume-backed server: {took:.1f} s to ACTIVE on node2")
+
+    lab.openstack("server", "delete", "--wait", made["id"])
+    lab.wait_for(lambda: lab.openstack("volume", "show", vid, "-f", "json")["status"]
+                 == "available", 60, "the volume let go")
+    lab.openstack("volume", "delete", vid)
+
+
+def _live_trace(lab: Lab, server: str) -> str:
+    """What the API and the agents said of the migration, for a failure."""
+    out = [str(lab.openstack("--os-compute-api-version", "2.80", "server", "migration",
+                             "list", "--server", server, "-f", "json"))]
+    for host in ("node1", "node2", "node3"):
+        text = (Path(lab.host(host).state_dir) / "agent.log").read_text(errors="replace")
+        out += [f"--- {host}"] + [line for line in text.splitlines()
+                                  if "migrat" in line or "Error" in line
+                                  or "export" in line][-30:]
+    return "\n".join(out)

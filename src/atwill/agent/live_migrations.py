@@ -14,9 +14,11 @@ import shutil
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.nodereports import REPORT_ERROR_CHARS
+from ..core.volume_devices import boots_from_volume
 from ..hostlib.run import Reverter
 from .config import write_private
 from .hypervisor import configdrive, disks
@@ -32,8 +34,9 @@ from .hypervisor.migration import (
     send,
     stop_serving,
 )
+from .hypervisor.qemu import RUNAS_FILE, _recorded_owner
 from .hypervisor.qmp import QMP
-from .hypervisor.spec import InstanceSpec
+from .hypervisor.spec import InstancePaths, InstanceSpec
 
 if TYPE_CHECKING:
     from .instances import InstanceManager
@@ -115,12 +118,14 @@ class LiveMigrations:
             paths = self.driver.paths(uuid)
             # Kept until the guest arrived (or the copy is deleted with its directory): a
             # server's PSK file is read by GnuTLS at each handshake, not by object-add.
-            keys = key_directory(paths.directory, paths.disk, tls)
+            keys = key_directory(paths.directory, _owner(paths), tls)
+            local = paths.disk.exists()  # else its disks are all volumes: none copied
             with QMP(paths.qmp, self.driver.qmp_timeout) as qmp:
-                receive(qmp, listen, nbd_port, port, keys,
+                receive(qmp, listen, nbd_port if local else None, port, keys,
                         post_copy=order.get("post_copy") is True)
-            self.incoming[uuid] = {"migration": order["migration"], "nbd_port": nbd_port,
-                                   "port": port}
+            self.incoming[uuid] = {"migration": order["migration"],
+                                   "nbd_port": nbd_port if local else None, "port": port,
+                                   **({} if local else {"disk": False})}
             log.info("instance %s: waiting for migration %s on %s:%s (disk on :%s)", uuid,
                      order["migration"], listen, port, nbd_port)
         except Exception as err:  # noqa: BLE001 - reported; the controller fails it
@@ -134,8 +139,14 @@ class LiveMigrations:
 
     def _incoming_spec(self, inst: dict[str, Any]) -> InstanceSpec:
         spec = self.manager._spec(inst)  # noqa: SLF001 - the same devices as a start
-        if spec.volumes or spec.image_path is None:
-            raise RuntimeError("instances with volumes cannot be live-migrated yet")
+        # Volumes are plugged in from their export as they are on the source (the
+        # export admits this node's own key meanwhile); only a local disk is mirrored.
+        if any(not volume.psk_key for volume in spec.volumes):
+            raise RuntimeError("a volume without a key of its own cannot be live-migrated")
+        if boots_from_volume(spec.volumes):
+            spec = replace(spec, image_path=None)
+        elif spec.image_path is None:
+            raise RuntimeError("the instance has neither an image nor a boot volume")
         if inst.get("config_drive"):
             path = self.driver.paths(inst["id"]).config_drive
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -148,13 +159,16 @@ class LiveMigrations:
         """Start QEMU with spec's devices and a new disk on the same base, waiting for
         the guest's state (-incoming defer) instead of booting it."""
         paths = self.driver.paths(spec.uuid)
-        assert spec.image_path is not None
-        image_format = disks.verify_image(spec.image_path, spec.image_format)
+        image_format = disks.verify_image(spec.image_path, spec.image_format) \
+            if spec.image_path is not None else spec.image_format
+        self.driver.check_exports(spec)  # its volumes' storage nodes, as at a start
         with Reverter() as revert:
             paths.directory.mkdir(parents=True, exist_ok=True)
             revert.add(lambda: shutil.rmtree(paths.directory, ignore_errors=True))
             paths.spec.write_text(spec.to_json())
-            disks.create_overlay(spec.image_path, paths.disk, spec.disk_gb, image_format)
+            if spec.image_path is not None:
+                disks.create_overlay(spec.image_path, paths.disk, spec.disk_gb,
+                                     image_format)
             # QEMU appends to it: `console log show` goes on from the source's output.
             log_file = spec.console_log or paths.console_log
             write_private(log_file, console.encode())
@@ -241,7 +255,7 @@ class LiveMigrations:
         execute = connected(paths.qmp, self.driver.qmp_timeout)
         keys = None
         try:
-            keys = key_directory(paths.directory, paths.disk,
+            keys = key_directory(paths.directory, _owner(paths),
                                  Tls.of(self._order(uuid, migration).tls))
             send(execute, lambda: self._order(uuid, migration), state.update,
                  SECONDS_PER_GIB * gib, keys, lambda: self._switched(uuid, state))
@@ -275,3 +289,11 @@ class LiveMigrations:
             # The controller no longer asks for this migration (it gave up on it).
             return Order(migration=migration, host="", nbd_port=0, port=0, abort=True)
         return order
+
+
+def _owner(paths: InstancePaths) -> Path | tuple[int, int] | None:
+    """Whose QEMU reads the migration's key: the owner of its local disk, or (booted from
+    a volume, no disk here) the user it runs as; None: root's (unconfined)."""
+    if paths.disk.exists():
+        return paths.disk
+    return _recorded_owner(paths.directory / RUNAS_FILE)  # noqa: SLF001

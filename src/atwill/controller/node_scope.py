@@ -187,6 +187,11 @@ def _volume_nodes(session: Session, t: Touched) -> set[str]:
         VolumeAttachment.volume_id.in_(t.volumes))
     found |= set(session.scalars(select(Instance.node_id).where(
         or_(Instance.id.in_(attached), Instance.id.in_(t.instances)))))
+    # A live migration's destination: it is given the server once the volumes' exports
+    # admit it (servers/live_migration_volumes.py).
+    found |= set(session.scalars(select(Migration.dest_node_id).where(
+        or_(Migration.instance_uuid.in_(attached), Migration.instance_uuid.in_(t.instances)),
+        Migration.status.not_in(ENDED))))
     return {n for n in found if n}
 
 

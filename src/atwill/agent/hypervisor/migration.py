@@ -93,19 +93,23 @@ def creds_args(directory: Path, endpoint: str, username: str | None = None
     return args
 
 
-def key_directory(instance_dir: Path, owner_of: Path, tls: Tls) -> Path:
+def key_directory(instance_dir: Path, owner_of: Path | tuple[int, int] | None,
+                  tls: Tls) -> Path:
     """A directory holding only keys.psk, for QEMU's user (the owner of owner_of, the
-    instance's disk) and root: QEMU reads it after it dropped root."""
+    instance's disk, or that (uid, gid); None: root's) and root: QEMU reads it after it
+    dropped root."""
     directory = instance_dir / KEYS
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(mode=0o700)
     path = directory / "keys.psk"
     with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400), "w") as out:
         out.write(f"{tls.username}:{tls.key}\n")
-    if os.geteuid() == 0:
-        owner = owner_of.stat()
+    if os.geteuid() == 0 and owner_of is not None:
+        if isinstance(owner_of, Path):
+            found = owner_of.stat()
+            owner_of = (found.st_uid, found.st_gid)
         for made in (directory, path):
-            os.chown(made, owner.st_uid, owner.st_gid)
+            os.chown(made, *owner_of)
     return directory
 
 
@@ -136,10 +140,12 @@ def _node_of(qmp: QMP, drive: str) -> str:
     raise QMPError(f"QEMU has no drive {drive}")
 
 
-def receive(qmp: QMP, host: str, nbd_port: int, port: int, keys: Path,
+def receive(qmp: QMP, host: str, nbd_port: int | None, port: int, keys: Path,
             post_copy: bool = False) -> None:
     """On the destination (QEMU started with -incoming defer): export the new disk, wait;
-    both over TLS with the key in the directory keys; ready for post-copy if asked."""
+    both over TLS with the key in the directory keys; ready for post-copy if asked.
+    Without nbd_port there is no local disk (the guest's disks are volumes, which both
+    ends use from their export): only the memory comes."""
     if post_copy:
         try:
             qmp.execute("migrate-set-capabilities", {"capabilities": [
@@ -149,10 +155,12 @@ def receive(qmp: QMP, host: str, nbd_port: int, port: int, keys: Path,
                            f"it ({err}); QEMU's user needs userfaultfd: sysctl "
                            "vm.unprivileged_userfaultfd=1") from err
     qmp.execute("object-add", creds_args(keys, "server"))
-    qmp.execute("nbd-server-start", {"addr": {"type": "inet", "data": {
-        "host": host, "port": str(nbd_port)}}, "tls-creds": CREDS})
-    qmp.execute("block-export-add", {"type": "nbd", "id": EXPORT, "name": DRIVE,
-                                     "node-name": _node_of(qmp, DRIVE), "writable": True})
+    if nbd_port is not None:
+        qmp.execute("nbd-server-start", {"addr": {"type": "inet", "data": {
+            "host": host, "port": str(nbd_port)}}, "tls-creds": CREDS})
+        qmp.execute("block-export-add", {"type": "nbd", "id": EXPORT, "name": DRIVE,
+                                         "node-name": _node_of(qmp, DRIVE),
+                                         "writable": True})
     qmp.execute("migrate-set-parameters", {"tls-creds": CREDS})
     qmp.execute("migrate-incoming", {"uri": f"tcp:{host}:{port}"})
 
@@ -171,7 +179,7 @@ class Order:
 
     migration: int
     host: str
-    nbd_port: int
+    nbd_port: int | None  # None: the destination has no local disk to mirror into
     port: int
     downtime_ms: int = 300
     bandwidth: int = 0
@@ -224,25 +232,16 @@ def send(execute: Execute, order: Callable[[], Order],
     destination, before the source's mirror and key are tidied away."""
     first = order()
     tls = Tls.of(first.tls)
-    log.info("migration %s: mirroring the disk to %s:%s", first.migration, first.host,
-             first.nbd_port)
     deadline = time.monotonic() + timeout
     run = _Run()  # what was done to the guest, even if it fails
     try:
         execute("object-add", creds_args(keys, "client", tls.username))
-        execute("blockdev-add", {"driver": "nbd", "node-name": TARGET, "export": DRIVE,
-                                 "server": {"type": "inet", "host": first.host,
-                                            "port": str(first.nbd_port)},
-                                 "tls-creds": CREDS})
-        # write-blocking: once the mirror is ready, a guest write completes only when the
-        # destination holds it too, so the disks are equal at the switch-over (the
-        # destination runs the guest as soon as the memory arrives) and a busy disk
-        # cannot keep the mirror from converging.
-        execute("blockdev-mirror", {"job-id": JOB, "device": DRIVE, "target": TARGET,
-                                    "sync": "top", "copy-mode": "write-blocking"})
-        _mirror_ready(execute, order, progress, deadline)
-        log.info("migration %s: disk mirrored to %s; migrating the memory", first.migration,
-                 first.host)
+        if first.nbd_port is not None:
+            _mirror(execute, order, progress, deadline, first)
+        elif has_drive(execute, DRIVE):
+            raise QMPError("the destination has no disk export to mirror the local disk into")
+        else:  # booted from a volume: its disks stay where they are, on their exports
+            log.info("migration %s: no local disk to mirror", first.migration)
         execute("migrate-set-capabilities", {"capabilities": [
             {"capability": "auto-converge", "state": True},
             *([{"capability": "postcopy-ram", "state": True}] if first.post_copy else [])]})
@@ -267,6 +266,33 @@ def send(execute: Execute, order: Callable[[], Order],
     except QMPError:
         pass
     _drop_creds(execute)
+
+
+def has_drive(execute: Execute, drive: str) -> bool:
+    """Whether the guest has the (local) drive."""
+    return any(device.get("device") == drive and device.get("inserted")
+               for device in execute("query-block") or [])
+
+
+def _mirror(execute: Execute, order: Callable[[], Order],
+            progress: Callable[[dict[str, Any]], None], deadline: float,
+            first: Order) -> None:
+    """Mirror the local disk into the destination's export, until the mirror is ready."""
+    log.info("migration %s: mirroring the disk to %s:%s", first.migration, first.host,
+             first.nbd_port)
+    execute("blockdev-add", {"driver": "nbd", "node-name": TARGET, "export": DRIVE,
+                             "server": {"type": "inet", "host": first.host,
+                                        "port": str(first.nbd_port)},
+                             "tls-creds": CREDS})
+    # write-blocking: once the mirror is ready, a guest write completes only when the
+    # destination holds it too, so the disks are equal at the switch-over (the
+    # destination runs the guest as soon as the memory arrives) and a busy disk
+    # cannot keep the mirror from converging.
+    execute("blockdev-mirror", {"job-id": JOB, "device": DRIVE, "target": TARGET,
+                                "sync": "top", "copy-mode": "write-blocking"})
+    _mirror_ready(execute, order, progress, deadline)
+    log.info("migration %s: disk mirrored to %s; migrating the memory", first.migration,
+             first.host)
 
 
 def _jobs(execute: Execute) -> dict[str, dict[str, Any]]:

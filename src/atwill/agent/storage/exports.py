@@ -30,11 +30,13 @@ import re
 import shutil
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
+from typing import Any
 
 from atwill import pki
 from atwill.agent.hypervisor.qmp import QMP, QMPError
+from atwill.core import volume_handover
 from atwill.core.lvm import image_blockdevs
 from atwill.hostlib.run import ChildProcess, HostCommandError, Reverter
 
@@ -233,9 +235,12 @@ class Exports:
         records = self.records()
         current = records.get((volume_id, node_id))
         if current is not None and self.running(current) is not None \
-                and (current.client_cn, current.host, current.psk) == (client_cn, host, psk) \
+                and (current.client_cn, current.host) == (client_cn, host) \
                 and not self._stale(current):
-            return current
+            if current.psk == psk:
+                return current
+            if current.psk and set(current.psk) < set(psk):
+                return self._admit(current, psk)
         if current is not None:
             self.revoke(volume_id, node_id)
         taken = {e.port for key, e in records.items() if key != (volume_id, node_id)}
@@ -244,6 +249,32 @@ class Exports:
         export = Export(volume_id, node_id, client_cn, host, port, psk)
         self._start(export, image)
         return export
+
+    def _admit(self, export: Export, psk: tuple[str, ...]) -> Export:
+        """Keys added alone (a live migration's destination): its daemon reads keys.psk
+        at each TLS handshake (GnuTLS), so the file is replaced and the daemon kept; its
+        connected clients see nothing."""
+        directory = self.directory(export.volume_id, export.node_id)
+        admitted = dataclasses.replace(export, psk=psk)
+        partial = directory / "tls" / ".keys.psk.new"
+        _write_private(partial, "".join(f"{line}\n" for line in psk).encode())
+        partial.replace(directory / "tls" / "keys.psk")
+        (directory / "export.json").write_text(json.dumps(dataclasses.asdict(admitted)))
+        log.info("export of volume %s to node %s admits %d key(s) now", export.volume_id,
+                 export.client_cn, len(psk))
+        return admitted
+
+    def hand_over(self, export: Export, node_id: str, client_cn: str,
+                  psk: tuple[str, ...], image: Path) -> Export:
+        """The export now serves node_id (a live migration's destination, whose key it
+        already admits): restarted on the same address and port with psk alone, which
+        cuts off every other client (the source); the destination's QEMU reconnects."""
+        self.revoke(export.volume_id, export.node_id)
+        served = Export(export.volume_id, node_id, client_cn, export.host, export.port, psk)
+        self._start(served, image)
+        log.info("export of volume %s handed over from node %s to %s on port %d",
+                 export.volume_id, export.client_cn, client_cn, export.port)
+        return served
 
     def revoke(self, volume_id: str, node_id: str) -> None:
         """Stop the export's daemon (its client is cut off at once) and forget it."""
@@ -345,6 +376,24 @@ class Exports:
                 time.sleep(0.05)
         problem = _tail(directory / "log") or "it did not answer in time"
         raise HostCommandError([DAEMON], -1, problem)
+
+
+def heir(export: Export, entries: list[dict[str, Any]],
+         records: Collection[tuple[str, str]]) -> dict[str, Any] | None:
+    """The wanted export of the same volume that export, no longer wanted for its own
+    node, is handed over to: one for another node not served yet, each of whose keys
+    export already admits (volume_handover.successor); None: it is revoked."""
+    for entry in entries:
+        node = entry.get("node_id")
+        if node == export.node_id or (export.volume_id, node) in records:
+            continue
+        try:
+            wanted = psk_lines(entry.get("psk"))
+        except ValueError:
+            continue
+        if volume_handover.successor(export.psk, wanted):
+            return entry
+    return None
 
 
 def served_serials(tls: Path) -> frozenset[str] | None:

@@ -20,10 +20,11 @@ from typing import Any
 
 from atwill.agent.hypervisor import disks
 from atwill.agent.lanes import Lanes
-from atwill.agent.storage.exports import PORTS, Export, Exports, psk_lines
+from atwill.agent.storage.exports import PORTS, Export, Exports, heir, psk_lines
 from atwill.agent.storage.lvm_volumes import LvmStore
 from atwill.agent.storage.uploads import Backup, Controller, VolumeUploads
 from atwill.agent.storage.volumes import GIB, VolumeStore, check_id, making
+from atwill.core.volume_handover import identities
 
 log = logging.getLogger("atwill.agent.storage")
 
@@ -103,12 +104,27 @@ class StorageManager:
         disks.gc(self.cache_dir, self._images_wanted(volumes))
 
     def _revoke(self, volumes: dict[str, dict[str, Any]]) -> None:
-        for (vid, node), _ in self.exports.records().items():
-            wanted = {e["node_id"] for e in (volumes.get(vid) or {}).get("exports") or []}
-            if node not in wanted:
+        records = self.exports.records()
+        for (vid, node), export in records.items():
+            entries = (volumes.get(vid) or {}).get("exports") or []
+            wanted = {e["node_id"] for e in entries}
+            successor = heir(export, entries, records) if node not in wanted else None
+            if successor is not None:  # a live migration ended: same daemon port
+                self._hand_over(export, successor)
+            elif node not in wanted:
                 self.exports.revoke(vid, node)
                 self._export_failed.pop((vid, node), None)
                 log.info("revoked the export of volume %s to node %s", vid, node)
+
+    def _hand_over(self, export: Export, entry: dict[str, Any]) -> None:
+        try:
+            self.store.activate(export.volume_id)
+            self.exports.hand_over(export, entry["node_id"], entry["client_cn"],
+                                   psk_lines(entry.get("psk")),
+                                   self.store.volume(export.volume_id))
+        except Exception as err:  # noqa: BLE001 - the old one is revoked; retried by ensure
+            log.warning("export of volume %s handed to %s: %s", export.volume_id,
+                        entry.get("client_cn"), err)
 
     def _delete(self, volumes: dict[str, Any], snapshots: dict[str, str]) -> None:
         for sid in self.store.snapshots() - snapshots.keys():
@@ -281,7 +297,8 @@ class StorageManager:
         exports: dict[str, dict[str, Any]] = {}
         for (vid, node), export in self.exports.records().items():
             if self.exports.running(export) is not None:
-                exports.setdefault(vid, {})[node] = {"port": export.port, "host": export.host}
+                exports.setdefault(vid, {})[node] = {"port": export.port, "host": export.host,
+                                                     "identities": identities(export.psk)}
         out: dict[str, dict[str, Any]] = {}
         for vid in on_disk | self._failed.keys() | {i for i in busy if i not in self._owner}:
             entry: dict[str, Any] = {"state": busy.get(vid) or "available",

@@ -16,7 +16,7 @@ from ...core.policy import Credentials
 from ..context import Controller
 from ..db.models import Instance, Migration
 from ..revision import bump
-from ..servers import builds, live_migration
+from ..servers import builds, live_migration, live_migration_volumes
 from ..service import authorize, caller, controller, json_body
 from .common import api_version, base, paginated, require
 
@@ -31,7 +31,10 @@ def run_live(session: Session, ctl: Controller, inst: Instance, args: Any, reque
     if not ctl.settings.live_migration:
         raise BadRequest("Migration pre-check error: live migration is turned off on this "
                          "cloud (setting live_migration).")
-    if body.block_migration is False:
+    if body.block_migration is False and not live_migration_volumes.without_local_disk(
+            session, inst):
+        # Nova: without block migration only a server booted from a volume (no local
+        # disk) moves; its volumes are re-attached, never copied.
         raise BadRequest(f"{inst.id} {migration_states.NO_SHARED_STORAGE}")
     live_migration.start(session, ctl, inst, body, request_id, creds, version)
     bump(session)

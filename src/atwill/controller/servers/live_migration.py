@@ -17,10 +17,9 @@ from ...core import migration_states, scheduler
 from ...core.errors import BadRequest, Conflict, NotFound
 from ...core.microversion import Version
 from ...core.policy import Credentials
-from ..compute import server_volumes_state
 from ..context import Controller
 from ..db.models import Instance, Migration, Node
-from . import actions, instance_state, lifecycle, placement
+from . import actions, instance_state, lifecycle, live_migration_volumes, placement
 
 log = logging.getLogger("atwill.servers.migration")
 
@@ -39,12 +38,10 @@ def _check(session: Session, inst: Instance) -> Node:
         # Nova's words (conductor's _check_can_migrate_pci); cold migration moves them.
         raise BadRequest("Migration pre-check error: non-VIF related PCI requests for "
                          "instance are not allowed for live migration.")
-    if server_volumes_state.of_server(session, inst.id, (*server_volumes_state.LISTED,
-                                                         "reserved")):
-        # The agents cannot move a guest's NBD disks yet (agent/live_migrations.py): said
-        # here rather than by a migration failing on the destination.
-        raise BadRequest(f"Migration pre-check error: instance {inst.id} has volumes "
-                         "attached, which cannot be live-migrated yet; cold-migrate it.")
+    refused = live_migration_volumes.refusal(session, inst)
+    if refused is not None:
+        # Said here rather than by a migration failing on the destination.
+        raise BadRequest(f"Migration pre-check error: instance {inst.id}: {refused}.")
     return source
 
 

@@ -35,7 +35,7 @@ from ...core.nodereports import CONSOLE_BYTES, REPORT_ERROR_CHARS
 from ..db.base import utcnow
 from ..db.models import Instance, Migration, Node
 from ..revision import bump
-from . import actions, placement, ports
+from . import actions, live_migration_volumes, placement, ports
 from .desired import instance_spec
 
 log = logging.getLogger("atwill.servers.migration")
@@ -62,6 +62,8 @@ def incoming(session: Session, node: Node, post_copy: bool = False) -> list[dict
         if record.dest_node_id != node.id or inst is None or inst.deleted:
             continue
         spec = instance_spec(session, inst)
+        if not live_migration_volumes.incoming(session, inst, record, spec):
+            continue  # its volumes' exports do not admit this node yet
         spec["building"], spec["snapshot"] = False, None
         # The console so far: the destination's log goes on from it (one log per server).
         spec["incoming"] = {"migration": record.id, "listen": node.overlay_ip,
@@ -156,8 +158,11 @@ def _destination(session: Session, inst: Instance, record: Migration, seen: Any)
                       f"the destination could not prepare: {seen['error']}")
         return
     nbd, port = _port(seen.get("nbd_port")), _port(seen.get("port"))
-    if record.status == "preparing" and nbd and port:
-        record.nbd_port, record.incoming_port, record.status = nbd, port, "running"
+    # A server without a local disk (booted from a volume) has nothing to mirror.
+    if nbd is None and seen.get("disk") is False:
+        nbd = 0
+    if record.status == "preparing" and nbd is not None and port:
+        record.nbd_port, record.incoming_port, record.status = nbd or None, port, "running"
         actions.event(session, inst.id, "compute_pre_live_migration", record.dest_compute)
         bump(session)
 
@@ -250,6 +255,7 @@ def finish_completed(session: Session, inst: Instance, record: Migration) -> Non
     inst.node_id, inst.node_name = record.dest_node_id, record.dest_compute
     inst.task_state = None
     ports.bind(session, inst)
+    live_migration_volumes.hand_over(session, inst, record)  # before its key goes
     record.status, record.memory_remaining = "completed", 0
     record.tls_key = None  # used up: a key kept after its migration only waits to leak
     if record.disk_total is not None:

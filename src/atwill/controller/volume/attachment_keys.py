@@ -7,9 +7,9 @@ quite dead). With new keys the export to the new node refuses it: storage fencin
 evacuation, and no credentials left valid on the old node after a cold migration, a
 resize to another host or its revert, an unshelve, or a build retried elsewhere. Every
 such move calls moved() (the one place keys are changed); each is followed by a fresh
-QEMU on the new node, which reads the new key at its start. A live migration never moves
-a server with volumes: the API refuses it (servers/live_migration.py), as the agents
-would (agent/live_migrations.py).
+QEMU on the new node, which reads the new key at its start. A live migration does not
+call it: its destination gets a key of its own while both nodes hold the guest
+(servers/live_migration_volumes.py).
 """
 
 from __future__ import annotations

@@ -8,13 +8,17 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..db.models import Instance, Node
+from ...core import migration_states, volume_handover
+from ..db.models import Instance, Migration, Node
 from ..db.volume import Volume, VolumeAttachment, VolumeSnapshot
 from . import placement
 from .export_crl import export_crl
 
 # Attachments whose compute node may connect to the export.
 EXPORTED = ("attaching", "attached", "detaching")
+# A live migration's states while its destination may connect too (servers/
+# live_migration_agents.py).
+LIVE = ("preparing", "running", migration_states.POST_COPY)
 
 
 def storage_desired(session: Session, node: Node, pki: Path | None = None) -> dict[str, Any]:
@@ -57,8 +61,25 @@ def image_needed(session: Session, node_id: str, image_id: str) -> bool:
 
 
 def psk_identity(att: VolumeAttachment) -> str:
-    """The name an attachment's QEMU presents with its key (TLS-PSK username)."""
-    return f"atwill-att-{att.id}"
+    """The name an attachment's QEMU presents with its key (TLS-PSK username): the one
+    its live migration's destination was given, once it moved there (connector)."""
+    named = (att.connector or {}).get("psk_identity")
+    return named if isinstance(named, str) and named.startswith(
+        volume_handover.PREFIX) else f"{volume_handover.PREFIX}{att.id}"
+
+
+def live_migration(session: Session, instance_id: str) -> Migration | None:
+    """The server's live migration under way, whose destination its exports admit too."""
+    return session.scalar(select(Migration).where(
+        Migration.instance_uuid == instance_id, Migration.migration_type == "live-migration",
+        Migration.status.in_(LIVE), Migration.tls_key.is_not(None))
+        .order_by(Migration.id.desc()).limit(1))
+
+
+def destination_psk(att: VolumeAttachment, record: Migration) -> dict[str, str]:
+    """The attachment's identity for record's destination (core/volume_handover.py)."""
+    assert record.tls_key is not None
+    return volume_handover.destination_psk(record.tls_key, att.id, record.id)
 
 
 def attachment_psk(att: VolumeAttachment) -> dict[str, str] | None:
@@ -99,6 +120,12 @@ def _targets(session: Session, volume_ids: list[str]) -> list[tuple[str, str, st
         psk = attachment_psk(att)
         wanted.append((att.volume_id, node_id, name,
                        f"{psk['identity']}:{psk['key']}" if psk else None))
+        moving = live_migration(session, inst_id) if inst_id and psk else None
+        if moving is not None and moving.source_node_id == node_id:
+            # One daemon serves the volume to both ends of a live migration: the export
+            # to the source admits the destination's key until the migration ends.
+            wanted.append((att.volume_id, node_id, name,
+                           volume_handover.psk_line(destination_psk(att, moving))))
     names = {n.id: n.name for n in session.scalars(select(Node).where(
         Node.id.in_({t[1] for t in wanted if t[1]})))}
     return [t for t in wanted if t[1] and names.get(t[1]) == t[2]]
