@@ -58,3 +58,10 @@ def test_pools_are_for_admins(cloud: Cloud, nodes: tuple[JoinedNode, JoinedNode]
         resp = client.get("/volume/v3/scheduler-stats/get_pools")
     assert resp.status_code == 403, resp.text
     assert "scheduler_stats:get_pools" in resp.json()["forbidden"]["message"]
+
+
+def test_a_bad_detail_is_a_400(cloud: Cloud, nodes: tuple[JoinedNode, JoinedNode]) -> None:
+    with cloud.http(cloud.token()) as client:
+        resp = client.get("/volume/v3/scheduler-stats/get_pools", params={"detail": "maybe"})
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["badRequest"]["message"] == "Value 'maybe' for 'detail' is not a boolean."

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from atwill.core import volume_pools
+from atwill.core.errors import BadRequest
 
 FILES = {"path": "/srv/volumes", "total_gb": 100, "free_gb": 60, "formats": ["qcow2"]}
 LVM = {"path": "/var/lib/atwill-node/storage", "backend": "lvm", "volume_group": "vg0",
@@ -33,3 +36,10 @@ def test_nonsense_in_an_inventory_reports_nothing() -> None:
     caps = volume_pools.pool("n", odd, 0, 0, None, True, True)["capabilities"]
     assert (caps["atwill:backend"], caps["total_capacity_gb"], caps["free_capacity_gb"]) == (
         "file", 0, 0)
+
+
+def test_detail_is_a_boolean_or_a_400() -> None:
+    assert volume_pools.detail(None) is False
+    assert volume_pools.detail("True") is True and volume_pools.detail("0") is False
+    with pytest.raises(BadRequest, match="Value 'maybe' for 'detail' is not a boolean."):
+        volume_pools.detail("maybe")

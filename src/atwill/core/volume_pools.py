@@ -7,8 +7,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from atwill.core.errors import BadRequest
+
 BACKEND_NAME = "atwill"
 BACKENDS = ("file", "lvm")
+_TRUE, _FALSE = ("1", "t", "true", "on", "y", "yes"), ("0", "f", "false", "off", "n", "no")
+
+
+def detail(value: str | None) -> bool:
+    """?detail= as Cinder reads it (oslo's boolean strings); BadRequest otherwise."""
+    if value is None:
+        return False
+    if value.lower() in _TRUE + _FALSE:
+        return value.lower() in _TRUE
+    raise BadRequest(f"Value '{value}' for 'detail' is not a boolean.")
 
 
 def pool_name(node_name: str) -> str:

@@ -20,7 +20,7 @@ router = APIRouter()
 @router.get("/v3/scheduler-stats/get_pools")
 def get_pools(request: Request, creds: Credentials = Depends(who)) -> dict:
     require_admin(creds, "scheduler_extension:scheduler_stats:get_pools")
-    detail = request.query_params.get("detail", "").lower() in ("true", "1", "yes", "on")
+    detail = volume_pools.detail(request.query_params.get("detail"))
     name = request.query_params.get("name")
     with controller(request).db.session() as session:
         pools = [volume_pools.pool(
