@@ -37,7 +37,7 @@ def samples(text: str) -> dict[tuple[str, frozenset], float]:
 
 @pytest.fixture(scope="module")
 def node(cloud: Cloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[JoinedNode]:
-    """A joined node holding one instance that finished building 42 s after its create."""
+    """A joined node holding one instance that finished building 43 s after its create."""
     made = JoinedNode(cloud, tmp_path_factory.mktemp("metrics"), "metricsnode")
     made.beat()
     db = Database(cloud.db_url())
@@ -45,7 +45,7 @@ def node(cloud: Cloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Joi
     inst = Instance(name=unique("metricsvm"), project_id="p", user_id="u", vcpus=1,
                     memory_mb=64, disk_gb=1, node_id=made.id, node_name=made.name,
                     vm_state="active", created_at=now - dt.timedelta(seconds=42),
-                    launched_at=now + dt.timedelta(seconds=5))
+                    launched_at=now + dt.timedelta(seconds=1))
     with db.session() as session:
         session.add(inst)
         session.flush()
@@ -89,7 +89,10 @@ def test_only_admins_and_the_scrapers_credential(cloud: Cloud) -> None:
 
 def test_exposition_holds_traffic_nodes_instances_and_builds(cloud: Cloud,
                                                              node: JoinedNode) -> None:
-    time.sleep(6)  # the instance's launch is after the controller started watching
+    # The instance's launch (a second ahead of the fixture's clock, truncated to the
+    # second: after anything the controller watched before) must be past by the scrape,
+    # or the controller's build watermark would skip other builds until it is.
+    time.sleep(2)
     node.beat()  # a node is down within seconds without heartbeats
     with cloud.http(cloud.token()) as client:
         assert client.get("/compute/v2.1/os-aggregates/424242").status_code == 404
@@ -204,7 +207,7 @@ def _query(port: int, expr: str) -> float:
                 return float(body["data"]["result"][0]["value"][1])
         except (httpx.HTTPError, ValueError):
             pass  # not listening yet, or 503 "Service Unavailable" while it starts
-        time.sleep(1)
+        time.sleep(0.2)  # its first scrape comes within its 1 s interval
     raise AssertionError(f"Prometheus never had {expr}")
 
 
