@@ -190,3 +190,40 @@ def test_a_failing_lvs_never_breaks_the_heartbeat(tmp_path: Path) -> None:
     assert store.volumes() == {"src"}
     recorder.fail = "lvs"  # lvs fails for a moment: its last listing stands
     assert store.volumes() == {"src"} and manager.report()["src"]["state"] == "available"
+
+
+def test_a_file_node_given_a_volume_group_refuses_to_start(tmp_path: Path) -> None:
+    cfg = config(tmp_path, "vg0/thin")
+    cfg.storage_path.mkdir(parents=True)  # type: ignore[union-attr]
+    (cfg.storage_path / "v1.qcow2").touch()  # type: ignore[operator]
+    with pytest.raises(RuntimeError, match="keeps one backend"):
+        node.storage_manager(cfg, lambda: "https://c:1")
+
+
+class Exported:
+    """An export that runs, for the manager's decisions on a live volume."""
+
+    def __init__(self, calls: list[list[str]]) -> None:
+        self.calls = calls
+
+    def resize(self, export: Export, size: int) -> None:
+        self.calls.append(["block_resize", str(size)])
+
+    def backup(self, export: Export, target: Path) -> None:
+        raise AssertionError("an LV is never copied through its daemon")
+
+
+def test_an_exported_lv_is_snapshotted_by_lvm_and_grown_before_its_export(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    recorder = Recorder()
+    manager = StorageManager(tmp_path, tmp_path / "ca", tmp_path / "c", tmp_path / "k",
+                             lambda source, dest: None, store=LvmStore(POOL, tmp_path, recorder))
+    live = Export("src", "n2", "node-b", "127.0.0.1", 10809)
+    monkeypatch.setattr(manager, "_live", lambda vid: live)
+    monkeypatch.setattr(manager, "exports", Exported(recorder.calls))
+    manager._take("src", "s1")
+    manager._sizes["src"] = 2 * GIB
+    manager._extend({"id": "src", "size_gb": 3})
+    assert [argv[:3] for argv in recorder.calls if argv[0] != "lvs"] == [
+        ["lvcreate", "--yes", "--snapshot"], ["lvextend", "--size", "3g"],
+        ["block_resize", str(3 * GIB)]]

@@ -19,6 +19,7 @@ from atwill.agent.storage.exports import DAEMON, Exports
 from atwill.agent.storage.lvm_volumes import LvmStore, pool_problem
 from atwill.agent.storage.reconcile import FetchImage, StorageManager, storage_inventory
 from atwill.agent.storage.uploads import Controller
+from atwill.agent.storage.volumes import VolumeStore
 from atwill.core import lvm
 
 TOOLS = ("qemu-img", DAEMON, "setpriv")
@@ -58,6 +59,13 @@ def volume_store(config: AgentConfig) -> LvmStore | None:
     """The LVM thin store of a node configured with a volume group, else None (files)."""
     if config.storage_vg is None or config.storage_path is None:
         return None
+    files = VolumeStore(config.storage_path).volumes()
+    if files:
+        # Its volumes would not be found among the LVs and be made again, empty.
+        raise RuntimeError(
+            f"{config.storage_path} holds {len(files)} qcow2 volume(s) of the file backend, "
+            f"and agent.yaml names the volume group {config.storage_vg}: a storage node "
+            "keeps one backend (move the volumes away, or remove storage_vg)")
     return LvmStore(lvm.ThinPool.parse(config.storage_vg), config.storage_path)
 
 
