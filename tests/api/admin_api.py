@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
+
 from tests.cloud import Cloud
 
 V = "/compute/v2.1"
@@ -22,6 +24,17 @@ def admin_token(cloud: Cloud) -> str:
     if key not in _tokens:
         _tokens[key] = cloud.token()
     return _tokens[key]
+
+
+def admin_request(cloud: Cloud, method: str, path: str, **kw: Any) -> httpx.Response:
+    """One request as the admin; a 401 (a test revoked the cached token) logs in again."""
+    for _ in range(2):
+        with cloud.http(admin_token(cloud)) as client:
+            resp = client.request(method, path, **kw)
+        if resp.status_code != 401:
+            break
+        _tokens.pop((cloud.url, str(cloud.state_dir)), None)
+    return resp
 
 
 def show_server(cloud: Cloud, server_id: str, version: str = "2.47") -> dict[str, Any]:

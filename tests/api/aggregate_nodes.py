@@ -8,7 +8,6 @@ background as an agent would, so the node stays up however slow the test between
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +18,7 @@ import httpx
 
 from atwill.agent.client import tls_context
 from atwill.pki import make_key_and_csr
+from tests.api.admin_api import admin_request
 from tests.cloud import Cloud, unique
 
 INVENTORY = {"vcpus": 8, "memory_mb": 8192, "disk_gb": 50, "arch": "x86_64",
@@ -32,7 +32,11 @@ class JoinedNode:
                  inventory: dict[str, Any] | None = None) -> None:
         self.cloud, self.name, self.dir = cloud, unique(prefix), tmp
         key, csr = make_key_and_csr(self.name)
-        token = json.loads(cloud.atwill("token", "create", "--json").stdout)["token"]
+        # The join token through the cluster API, not `atwill token create` (a process and
+        # a database session of its own: test_cluster tests that command).
+        made = admin_request(cloud, "POST", "/cluster/v1/tokens", json={})
+        assert made.status_code == 201, made.text
+        token = made.json()["token"]
         with cloud.http() as client:
             resp = client.post("/cluster/v1/join", json={
                 "token": token, "name": self.name, "csr": csr.decode(),
@@ -81,8 +85,14 @@ class JoinedNode:
             self._beater.join(timeout=30)
 
     def remove(self) -> None:
+        """What `atwill node remove --force` does (nodes.remove), through the cluster API;
+        that command itself when the controller does not answer."""
         self.stop_beating()
-        self.cloud.atwill("node", "remove", self.name, "--force", check=False)
+        try:
+            admin_request(self.cloud, "DELETE", f"/cluster/v1/nodes/{self.name}",
+                          params={"force": "true"})
+        except (httpx.HTTPError, AssertionError):
+            self.cloud.atwill("node", "remove", self.name, "--force", check=False)
 
 
 def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
