@@ -296,14 +296,26 @@ def test_volume_backed_server_live_migrates_on_the_same_export(lab: Lab, base: N
                          "--availability-zone", "nova:node1", "--user-data", str(script),
                          "livevol", "-f", "json")
     wait_status(lab, "livevol", "ACTIVE", 180)
+    # A data volume hot-plugged into the running guest moves along (its device's slot
+    # is the same on both nodes, or the migration would fail).
+    data_vid = lab.openstack("volume", "create", "--size", "1", "lmdata", "-f", "json")["id"]
+    lab.wait_for(lambda: lab.openstack("volume", "show", data_vid, "-f", "json")["status"]
+                 == "available", 60, "lmdata created")
     lab.openstack("compute", "service", "set", "--disable", "node3", "nova-compute")
+    lab.openstack("server", "add", "volume", "livevol", data_vid)
+    lab.wait_for(lambda: lab.openstack("volume", "show", data_vid, "-f", "json")["status"]
+                 == "in-use", 60, "lmdata attached")
     wrote = wait_console(lab, "livevol", "LMVOL-WROTE ", 120)
     marker = wrote.split("LMVOL-WROTE ", 1)[1].split()[0]
     lab.wait_for(lambda: len(_reads(console(lab, "livevol"), marker)) >= 2, 60,
                  "the guest reading its marker")
     ids = {n: _node(lab, n)["id"] for n in ("node1", "node2")}
-    ((node, (export, old_key)),) = _exports(store).items()
-    assert node == ids["node1"]
+    exported = _volume_exports(store)
+    (vid,) = [v["id"] for v in lab.openstack("server", "show", "livevol", "-f",
+                                             "json")["volumes_attached"] if v["id"] != data_vid]
+    node, export, old_key = exported[vid]
+    assert {v: n for v, (n, _, _) in exported.items()} == {vid: ids["node1"],
+                                                           data_vid: ids["node1"]}
     files = sorted(p.name for p in store.iterdir() if not p.name.startswith("."))
 
     start = time.monotonic()
@@ -332,23 +344,36 @@ def test_volume_backed_server_live_migrates_on_the_same_export(lab: Lab, base: N
                 / "disk.qcow2").exists()
     # One export, on the same port (the daemon handed over), now to node2 alone, with
     # node2's own key; node1's key is refused.
-    ((node, (now, new_key)),) = _exports(store).items()
-    assert node == ids["node2"] and now["port"] == export["port"]
+    moved = _volume_exports(store)
+    assert {v: n for v, (n, _, _) in moved.items()} == {vid: ids["node2"],
+                                                        data_vid: ids["node2"]}
+    _, now, new_key = moved[vid]
+    assert now["port"] == export["port"]
     assert new_key != old_key and f"-lm{record['Id']}:" in new_key
     assert not _nbd_read(lab, "node2", now, old_key)
     assert _nbd_read(lab, "node2", now, new_key)
+    assert lab.openstack("volume", "show", data_vid, "-f", "json")["status"] == "in-use"
     # What the guest wrote through node2 is on the storage node's volume.
-    (vid,) = [v["id"] for v in lab.openstack("server", "show", "livevol", "-f",
-                                             "json")["volumes_attached"]]
     data = (store / f"{vid}.qcow2").read_bytes()
     written = [int(n) for n in re.findall(rf"{marker}-(\d+)-end".encode(), data)]
     assert written and max(written) > last, (written, last, counted)
     print(f"\nlive migration of a volume-backed server: {took:.1f} s to ACTIVE on node2")
 
     lab.openstack("server", "delete", "--wait", made["id"])
-    lab.wait_for(lambda: lab.openstack("volume", "show", vid, "-f", "json")["status"]
-                 == "available", 60, "the volume let go")
-    lab.openstack("volume", "delete", vid)
+    for each in (vid, data_vid):
+        lab.wait_for(lambda v=each: lab.openstack("volume", "show", v, "-f", "json")[
+            "status"] == "available", 60, "the volumes let go")
+        lab.openstack("volume", "delete", each)
+
+
+def _volume_exports(path: Path) -> dict[str, tuple[str, dict, str]]:
+    """The storage node's exports by volume: (node served, record, key lines admitted)."""
+    found = {}
+    for record in path.glob(".exports/*/export.json"):
+        export = json.loads(record.read_text())
+        found[export["volume_id"]] = (export["node_id"], export,
+                                      (record.parent / "tls" / "keys.psk").read_text())
+    return found
 
 
 def _live_trace(lab: Lab, server: str) -> str:

@@ -65,7 +65,8 @@ def test_blockdev_and_device_arguments() -> None:
     assert "tls-hostname" not in args
     assert args["reconnect-delay"] == vd.RECONNECT_DELAY  # a storage restart is a wait
     assert vd.device(volume) == {"driver": "virtio-blk-pci", "id": volume.device_id,
-                                 "drive": volume.node_name, "serial": VOL, "bootindex": 1}
+                                 "drive": volume.node_name, "serial": VOL, "bootindex": 1,
+                                 "addr": "0x11"}  # /dev/vdb's fixed slot
     named = vd.Volume.from_desired(entry(tls_hostname="storage-1"))
     assert vd.blockdev(named)["tls-hostname"] == "storage-1"
     assert "bootindex" not in vd.device(named)

@@ -18,6 +18,8 @@ from atwill.agent.storage import exports
 from atwill.agent.storage.exports import Export, Exports, heir
 from atwill.core import volume_handover as vh
 from atwill.core.volume_devices import Volume
+from atwill.core.volume_devices import device as device_args
+from atwill.core.volume_devices import slot_of as vd_slot
 from tests.unit.test_agent_migration_qmp import KEYS, ORDER, FakeMonitor, FakeQemu
 
 ATT = "7d0c4b8a-2f8e-4b4e-9a53-0d6f5c1e2a3b"
@@ -152,3 +154,20 @@ def test_the_key_file_may_be_for_a_user_without_a_disk(tmp_path: Path) -> None:
     keys = migration.key_directory(tmp_path, None, migration.Tls.of(
         {"username": "atwill-migration-3", "key": "ab" * 32}))
     assert (keys / "keys.psk").read_text() == f"atwill-migration-3:{'ab' * 32}\n"
+
+
+@pytest.mark.parametrize(("device", "slot"), [
+    ("/dev/vda", 0x10), ("/dev/vdb", 0x11), ("/dev/sdc", 0x12), ("/dev/vdo", 0x1e),
+    ("/dev/vdp", None), ("/dev/vdaa", None), ("vdb", None), (None, None), (3, None)])
+def test_a_volume_has_the_same_pci_slot_on_every_node(device: Any, slot: int | None) -> None:
+    """Hot-plugged on the source (QEMU's next free slot), on the destination's command
+    line before the NICs: without a fixed slot the layouts differed and the migration
+    failed. QEMU's auto slots start at 2; q35 keeps 0x1f."""
+    assert vd_slot(device) == slot
+    volume = Volume.from_desired({"volume_id": VOL, "host": "10.0.0.1", "port": 10809,
+                                  "device": device if isinstance(device, str) else None})
+    args = device_args(volume)
+    assert args.get("addr") == (None if slot is None else hex(slot))
+    # Not part of its identity: a guest plugged before slots were fixed keeps its state.
+    assert volume == Volume.from_desired({"volume_id": VOL, "host": "10.0.0.1",
+                                          "port": 10809})
