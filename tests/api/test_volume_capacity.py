@@ -211,3 +211,45 @@ def test_a_storage_node_with_volumes_is_not_removed_silently(
 def _volume_services(cloud: Cloud) -> dict[str, dict]:
     rows = cloud.openstack("volume", "service", "list", "--long", "-f", "json")
     return {r["Host"]: r for r in rows if r["Binary"] == "cinder-volume"}
+
+
+def test_a_down_storage_node_with_volumes_is_not_replaced_by_a_join(
+        cloud: Cloud, tmp_path_factory: pytest.TempPathFactory) -> None:
+    import json
+
+    from atwill.pki import make_key_and_csr
+    from tests.api.aggregate_nodes import wait_for
+
+    old = StorageNode(cloud, tmp_path_factory.mktemp("vol-rejoin"), "vrj", free_gb=10)
+    host = f"{old.name}@atwill"
+    others = [h for h, s in _volume_services(cloud).items()
+              if s["Status"] == "enabled" and h != host]
+    try:
+        for other in others:
+            cloud.openstack("volume", "service", "set", "--disable", other, "cinder-volume")
+        with cloud.http(cloud.token()) as client:
+            vid = client.post(f"{V3}/volumes", json={"volume": {"size": 1}}).json()[
+                "volume"]["id"]
+        assert vid in old.wanted()
+        old.converge()
+        wait_for(lambda: _volume_services(cloud)[host]["State"] == "down", 60,
+                 "the silent storage node down")
+        _, csr = make_key_and_csr(old.name)
+        join_token = json.loads(cloud.atwill("token", "create", "--json").stdout)["token"]
+        with cloud.http() as client:
+            resp = client.post("/cluster/v1/join", json={
+                "token": join_token, "name": old.name, "csr": csr.decode(),
+                "inventory": {}})
+        assert resp.status_code == 409, resp.text
+        assert "still holds 1 volume(s) and 0 snapshot(s)" in resp.text
+        with cloud.http(cloud.token()) as client:
+            assert show(client, vid)["status"] == "available"
+        cloud.atwill("node", "remove", old.name, "--force")
+        with cloud.http(cloud.token()) as client:
+            assert show(client, vid)["status"] == "error"
+            assert client.delete(f"{V3}/volumes/{vid}").status_code == 202
+            assert client.get(f"{V3}/volumes/{vid}").status_code == 404
+    finally:
+        for other in others:
+            cloud.openstack("volume", "service", "set", "--enable", other, "cinder-volume")
+        old.remove()

@@ -60,6 +60,13 @@ def register(session: Session, ctl: Controller, name: str, csr: str, wg_key: str
                            f"{max(len(held), old.running_vms)} instance(s); it may only be "
                            f"cut off. To replace it, run 'atwill node remove {name} --force' "
                            "first (its instances become ERROR), or choose another name.")
+        volumes = node_removal.held(session, old)
+        if volumes:  # replacing it would orphan them silently (volume/node_removal.py)
+            raise Conflict(f"Node {name} is down but still holds {volumes.volumes} volume(s) "
+                           f"and {volumes.snapshots} snapshot(s) on its disk; it may only be "
+                           f"cut off. To replace it, run 'atwill node remove {name} --force' "
+                           "first (they are kept in error, on no node), or choose another "
+                           "name.")
         forget(session, old)
     try:
         cert_pem, serial = sign_client_csr(ctl.settings.path("pki"), csr.encode(), name)
