@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
+from tests.api.admin_api import network_id, show_server
 from tests.api.aggregate_nodes import JoinedNode, wait_for
 from tests.api.lockout_cloud import own_cloud
 from tests.cloud import Cloud, CommandFailed, unique
@@ -111,8 +112,7 @@ class Pair:
         self.agents = {a.name: ResizingAgent(a), b.name: ResizingAgent(b)}
 
     def boot(self, host: str, flavor: str = "small") -> str:
-        net = self.cloud.openstack("network", "list", "--name", "private", "-f",
-                                   "json")[0]["ID"]
+        net = network_id(self.cloud, "private")
         made = self.cloud.openstack(
             "server", "create", "--flavor", f"{self.image}-{flavor}", "--image", self.image,
             "--nic", f"net-id={net}", "--availability-zone", f"nova:{host}",
@@ -124,13 +124,17 @@ class Pair:
         return self.cloud.openstack("server", "show", server, "-f", "json")
 
     def wait(self, server: str, status: str, host: str) -> dict[str, Any]:
+        """Waited for over HTTP (admin_api: a look costs a GET); then the CLI's show."""
         seen: dict[str, Any] = {}
 
         def check() -> Any:
-            seen.update(self.show(server))
-            return seen["status"] == status and seen[HOST] == host and dict(seen)
+            seen.update(show_server(self.cloud, server))
+            return seen["status"] == status and seen[HOST] == host
         try:
-            return wait_for(check, 30, f"{server} {status} on {host}")
+            wait_for(check, 30, f"{server} {status} on {host}")
+            shown = self.show(server)
+            assert shown["status"] == status and shown[HOST] == host, shown
+            return shown
         except AssertionError:
             errors = [e for agent in self.agents.values() for e in agent.errors]
             raise AssertionError(f"{seen.get('status')} {seen.get('OS-EXT-STS:task_state')} "
