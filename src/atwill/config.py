@@ -42,6 +42,10 @@ class Settings:
     # This controller's own address on the overlay (one of core/overlay.controller_slots;
     # empty: the first, as a cloud's first controller). `controller add` picks a free one.
     overlay_address: str = ""
+    # The host nodes dial for this controller's WireGuard (empty: public_host, else
+    # listen_host); set it when public_host names several controllers (a DNS name, a
+    # load balancer).
+    overlay_endpoint: str = ""
     openvpn_proto: str = "udp"
     heartbeat_interval: float = 1.0
     heartbeat_misses: int = 5

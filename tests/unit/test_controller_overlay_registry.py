@@ -138,3 +138,10 @@ def test_a_controller_on_a_taken_address_says_so_once(
     for _ in range(3):
         controllers.check_own_peer(FakeController(clash), rows)
     assert caplog.text.count("holds this controller's overlay address 100.72.0.1") == 1
+
+
+def test_an_ipv6_controller_is_dialled_in_brackets(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path / "v6", public_host="fd00::2", overlay="wireguard")
+    assert controller_peer.endpoint(settings) == "[fd00::2]:51820"
+    assert controller_peer.endpoint(Settings(public_host="ctl.example")) == \
+        "ctl.example:51820"

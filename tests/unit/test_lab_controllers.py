@@ -108,7 +108,8 @@ def test_controller_urls_are_set_in_the_first_controllers_file(tmp_path: Path) -
     (tmp_path / "atwill.yaml").write_text(yaml.safe_dump({"port": 8686}))
     set_controller_urls(str(tmp_path), "https://a:1,https://b:1")
     assert yaml.safe_load((tmp_path / "atwill.yaml").read_text()) == {
-        "port": 8686, "controller_urls": "https://a:1,https://b:1"}
+        "port": 8686, "controller_urls": "https://a:1,https://b:1",
+        "overlay_endpoint": "a"}  # its own address: nodes' WireGuard dials it
 
 
 def test_the_controllers_share_one_image_directory(tmp_path: Path) -> None:

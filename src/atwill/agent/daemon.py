@@ -171,10 +171,13 @@ class Agent:
                 context = tls_context(self.config.ca, self.config.cert, self.config.key)
                 urls = list(self.config.controller_urls)
                 with client(urls, context, timeout=40) as http:
-                    # A new list of controllers (learned from a desired state): the next
-                    # connection is made with it, from its first (the overlay's, with
-                    # several controllers on one: core/overlay_peers.failover_list).
-                    while not self.stopping.is_set() and urls == self.config.controller_urls:
+                    # A list naming a controller URL this one lacks (learned from a
+                    # desired state): the next connection is made with it, from its first
+                    # (the overlay's, with several controllers on one:
+                    # core/overlay_peers.failover_list). Another order (each controller
+                    # lists its configured URLs first) or fewer URLs: kept as it is.
+                    while not self.stopping.is_set() and \
+                            set(self.config.controller_urls) <= set(urls):
                         step(http)
                         if failing is not None:
                             log.info("%s: the controller answers again", name)
@@ -189,10 +192,16 @@ class Agent:
                 # A controller down for an hour is one warning, not one a beat: the same
                 # failure again is DEBUG, a new one (or the recovery) is said once.
                 level = logging.DEBUG if str(err) == failing else logging.WARNING
-                log.log(level, "%s: %s; retrying in %.1fs", name, err, backoff)
+                # A connection that broke after answering, with other controllers to go
+                # to: asked again at once (a heartbeat cut by a dying controller must not
+                # wait its backoff too: the HA monitor counts the silence), then backoff.
+                wait = 0.0 if failing is None and isinstance(err, httpx.TransportError) \
+                    and len(self.config.controller_urls) > 1 else backoff
+                log.log(level, "%s: %s; retrying in %.1fs", name, err, wait)
                 failing = str(err)
-                self.stopping.wait(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
+                self.stopping.wait(wait)
+                if wait:
+                    backoff = min(backoff * 2, MAX_BACKOFF)
 
     # the two conversations ------------------------------------------------------
     def _call(self, http: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:

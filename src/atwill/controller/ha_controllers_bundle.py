@@ -39,7 +39,8 @@ SHARED_FILES = ("pki/ca.pem", "pki/ca-key.pem", "fence.key", "metrics-token",
 # carried only so that the new controller counts as initialised; it never reads them).
 SHARED_DIRS = ("fernet-keys", "fernet-keys.imported")
 # Settings of one machine: not carried over.
-OWN_SETTINGS = ("listen_host", "port", "public_host", "workers", "overlay_address")
+OWN_SETTINGS = ("listen_host", "port", "public_host", "workers", "overlay_address",
+                "overlay_endpoint")
 # Written by install(): `atwill init` there would move the catalog to this controller.
 ADDED_FILE = "controller-added.json"
 

@@ -21,6 +21,7 @@ import os
 import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -85,10 +86,14 @@ def planned_urls(lab_name: str, controllers: int) -> str:
 
 def set_controller_urls(state_dir: str, urls: str) -> None:
     """controller_urls in the first controller's atwill.yaml, before it starts (and before
-    its bundle is made: the others get it from there)."""
+    its bundle is made: the others get it from there); and its own address (the first
+    URL's, planned_urls) as the WireGuard endpoint nodes dial: its public host, the
+    cloud's name, names every controller, and a node's WireGuard would dial whichever
+    address comes first."""
     path = Path(state_dir) / "atwill.yaml"
     data = yaml.safe_load(path.read_text()) or {}
     data["controller_urls"] = urls
+    data["overlay_endpoint"] = urlsplit(urls.split(",")[0]).hostname
     path.write_text(yaml.safe_dump(data, sort_keys=True))
 
 

@@ -55,7 +55,10 @@ def public_key(state_dir: Path) -> str | None:
 
 
 def endpoint(settings: Settings) -> str:
-    host = settings.public_host or settings.listen_host
+    """Where nodes dial this controller's WireGuard: "host:port", an IPv6 host bracketed."""
+    host = settings.overlay_endpoint or settings.public_host or settings.listen_host
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
     return f"{host}:{settings.overlay_port}"
 
 
