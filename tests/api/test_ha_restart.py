@@ -66,13 +66,24 @@ class Nodes:
             node.remove()
 
 
-def _with_nodes(cloud: Cloud, tmp_path: Path, names: str) -> Iterator[tuple[Nodes, str]]:
-    data = tmp_path / "disk.img"
+@pytest.fixture(scope="module")
+def image(cloud: Cloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The module's image, and its flavor named after it."""
+    data = tmp_path_factory.mktemp("rstimg") / "disk.img"
     data.write_bytes(os.urandom(64 * 1024))
-    image = cloud.openstack("image", "create", "--file", str(data), "--disk-format", "raw",
-                            "--container-format", "bare", unique("rstimg"), "-f", "json")["id"]
+    made = cloud.openstack("image", "create", "--file", str(data), "--disk-format", "raw",
+                           "--container-format", "bare", unique("rstimg"), "-f", "json")["id"]
     cloud.openstack("flavor", "create", "--ram", "64", "--disk", "1", "--vcpus", "1",
-                    image + "-flavor")
+                    made + "-flavor")
+    try:
+        yield made
+    finally:
+        cloud.openstack("image", "delete", made)
+        cloud.openstack("flavor", "delete", made + "-flavor")
+
+
+def _with_nodes(cloud: Cloud, tmp_path: Path, names: str,
+                image: str) -> Iterator[tuple[Nodes, str]]:
     nodes = Nodes(cloud, tmp_path, names)
     try:
         # Heard at least once: a node never heard is still starting, and judged later.
@@ -83,19 +94,17 @@ def _with_nodes(cloud: Cloud, tmp_path: Path, names: str) -> Iterator[tuple[Node
             if server["Name"].startswith("rstsrv"):
                 cloud.openstack("server", "delete", server["ID"])
         nodes.close()
-        cloud.openstack("image", "delete", image)
-        cloud.openstack("flavor", "delete", image + "-flavor")
 
 
 @pytest.fixture()
-def four(cloud: Cloud, tmp_path: Path) -> Iterator[tuple[Nodes, str]]:
+def four(cloud: Cloud, tmp_path: Path, image: str) -> Iterator[tuple[Nodes, str]]:
     """A restarts, B and D stay, C crashes."""
-    yield from _with_nodes(cloud, tmp_path, "abcd")
+    yield from _with_nodes(cloud, tmp_path, "abcd", image)
 
 
 @pytest.fixture()
-def two(cloud: Cloud, tmp_path: Path) -> Iterator[tuple[Nodes, str]]:
-    yield from _with_nodes(cloud, tmp_path, "ab")
+def two(cloud: Cloud, tmp_path: Path, image: str) -> Iterator[tuple[Nodes, str]]:
+    yield from _with_nodes(cloud, tmp_path, "ab", image)
 
 
 def boot(cloud: Cloud, image: str, host: str) -> dict[str, Any]:
