@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -44,13 +45,29 @@ def test_a_node_going_down_and_its_instance_moving_are_logged_live(
                                  "--no-network", "--availability-zone", f"{zone}:{a.name}",
                                  name, "-f", "json")["id"]
         a.beat({server: {"state": "running"}})
-        log: list[str] = []
         with admin.client.stream("GET", f"{D}/admin/map/events") as resp:
             assert resp.status_code == 200
             lines = resp.iter_lines()
             first = next(json.loads(line[6:]) for line in lines if line.startswith("data: "))
             assert name in first["html"] and a.name in first["html"]
             a.stop_beating()
+
+            def until(done: Callable[[list[str]], bool]) -> list[str]:
+                """The log as the stream tells it, until done(log) (30 s at most)."""
+                deadline, log = time.monotonic() + 30, list[str]()
+                for line in lines:
+                    if line.startswith("data: "):
+                        html = json.loads(line[6:])["html"]
+                        log = [part.split("</li>")[0] for part in html.split("<li>")[1:]]
+                        if done(log):
+                            return log
+                    assert time.monotonic() < deadline, log
+                raise AssertionError(f"the stream ended: {log}")
+
+            # Silent, it is suspect first (the monitor's step) — told before the operator
+            # forces it down, which would otherwise take it from up to down at once.
+            until(lambda log: any(entry.endswith(f"Node {a.name}: up → suspect.")
+                                  for entry in log))
             cloud.openstack("compute", "service", "set", "--down", a.name, "nova-compute")
             with cloud.http(cloud.token()) as client:
                 done = client.post(f"{V}/servers/{server}/action",
@@ -58,18 +75,8 @@ def test_a_node_going_down_and_its_instance_moving_are_logged_live(
                                    headers={"OpenStack-API-Version": "compute 2.29"})
             assert done.status_code == 200, done.text
             moved = f"Instance {name} moved from {a.name} to {b.name}."
-            deadline = time.monotonic() + 30
-            for line in lines:
-                if line.startswith("data: "):
-                    html = json.loads(line[6:])["html"]
-                    log = [part.split("</li>")[0] for part in html.split("<li>")[1:]]
-                    # Silent, it is suspect first, then down (the monitor's steps).
-                    if any(moved in entry for entry in log) and any(
-                            entry.endswith(f"Node {a.name}: suspect → down.")
-                            for entry in log):
-                        break
-                assert time.monotonic() < deadline, log
-        assert any(entry.endswith(f"Node {a.name}: up → suspect.") for entry in log), log
+            until(lambda log: any(moved in entry for entry in log) and any(
+                entry.endswith(f"Node {a.name}: suspect → down.") for entry in log))
     finally:
         admin.close()
         if server:

@@ -15,8 +15,9 @@ from atwill.controller.db.session import make_engine
 ROOT = Path(__file__).resolve().parents[2]
 # Imported only by the test harness, benchmarks and the lab (its virtual BMC), which need
 # the test extra anyway; and psycopg by `bench fleet`, which runs on PostgreSQL and so
-# needs the postgres extra (the controller itself reaches it through SQLAlchemy's URL).
-FROM_TEST_EXTRA = {"openstack", "pyghmi", "psycopg"}
+# needs the postgres extra (the controller itself reaches it through SQLAlchemy's URL);
+# osc_lib (python-openstackclient's) by the harness's quick polling (devcloud_quickpoll).
+FROM_TEST_EXTRA = {"openstack", "osc_lib", "pyghmi", "psycopg"}
 
 
 def declared(requirements: list[str]) -> set[str]:
