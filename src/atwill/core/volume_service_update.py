@@ -43,6 +43,16 @@ def _invalid(field: str, value: Any, why: str) -> BadRequest:
     return BadRequest(f"Invalid input for field/attribute {field}. Value: {shown}. {why}")
 
 
+def _only(body: dict[str, Any], allowed: set[str]) -> None:
+    """The schema's additionalProperties: false, worded as Cinder's 400."""
+    extra = sorted(set(body) - allowed)
+    if extra:
+        listed = ", ".join(repr(k) for k in extra)
+        raise BadRequest(f"Invalid input for field/attribute None. Additional properties are "
+                         f"not allowed ({listed} {'was' if len(extra) == 1 else 'were'} "
+                         "unexpected)")
+
+
 def _name(body: dict[str, Any], key: str, limit: int = 255) -> str | None:
     value = body.get(key)
     if value is None and key == "host":
@@ -90,12 +100,7 @@ def parse_backend(action: str, body: dict[str, Any], clustered: bool) -> Backend
     (freeze_and_thaw, failover_host) and common.get_cluster_host; clustered: the request's
     microversion is at least 3.26."""
     allowed = {"host", "cluster"} | ({"backend_id"} if action == "failover_host" else set())
-    extra = sorted(set(body) - allowed)
-    if extra:
-        listed = ", ".join(repr(k) for k in extra)
-        raise BadRequest(f"Invalid input for field/attribute None. Additional properties are "
-                         f"not allowed ({listed} {'was' if len(extra) == 1 else 'were'} "
-                         "unexpected)")
+    _only(body, allowed)
     for key in ("cluster", "backend_id"):
         if body.get(key) is not None and not isinstance(body[key], str):
             raise _invalid(key, body[key], "It must be a string or null")
@@ -114,12 +119,7 @@ def parse(action: str, body: dict[str, Any]) -> ServiceUpdate:
         # Cinder's answer to an action it does not route (contrib/services.py's).
         raise NotFound("Unknown action")
     allowed = _KEYS | ({"disabled_reason"} if action == "disable-log-reason" else set())
-    extra = sorted(set(body) - allowed)
-    if extra:
-        listed = ", ".join(repr(k) for k in extra)
-        raise BadRequest(f"Invalid input for field/attribute None. Additional properties are "
-                         f"not allowed ({listed} {'was' if len(extra) == 1 else 'were'} "
-                         "unexpected)")
+    _only(body, allowed)
     binary, service = _name(body, "binary"), _name(body, "service")
     if binary is None and service is None:
         raise BadRequest("Invalid input for field/attribute None. 'binary' is a required "
