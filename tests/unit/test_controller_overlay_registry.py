@@ -91,15 +91,23 @@ def test_a_changed_overlay_peer_tells_every_node(registry: Database, tmp_path: P
     assert _everyone_at(registry) > before
 
 
-def test_a_controller_on_a_taken_address_is_no_peer(registry: Database,
-                                                    tmp_path: Path) -> None:
-    """ctl2 configured (or handed) ctl's address: ctl, there first, keeps it everywhere."""
+def _clashing(registry: Database,
+              tmp_path: Path) -> tuple[Settings, Settings, list[ControllerRecord]]:
+    """ctl, then ctl2 configured with ctl's overlay address, both registered: (ctl's
+    settings, ctl2's, the live rows after)."""
     one, clash = _settings(tmp_path, "ctl"), _settings(tmp_path, "ctl2", "100.72.0.1")
     with registry.session() as session:
         controllers.register(session, one.public_url, T0, controller_peer.own_record(one))
         controllers.register(session, clash.public_url, T0 + dt.timedelta(seconds=1),
                              controller_peer.own_record(clash))
         rows = controllers.live_rows(session, T0 + dt.timedelta(seconds=2))
+    return one, clash, rows
+
+
+def test_a_controller_on_a_taken_address_is_no_peer(registry: Database,
+                                                    tmp_path: Path) -> None:
+    """ctl2 configured (or handed) ctl's address: ctl, there first, keeps it everywhere."""
+    one, clash, rows = _clashing(registry, tmp_path)
     peers = controller_peer.controller_peers_of(FakeController(clash), rows)
     assert [p["public_key"] for p in peers] == [controller_peer.public_key(one.state_dir)]
 
@@ -126,12 +134,7 @@ def test_no_overlay_no_peer(registry: Database, tmp_path: Path) -> None:
 
 def test_a_controller_on_a_taken_address_says_so_once(
         registry: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    one, clash = _settings(tmp_path, "ctl"), _settings(tmp_path, "ctl2", "100.72.0.1")
-    with registry.session() as session:
-        controllers.register(session, one.public_url, T0, controller_peer.own_record(one))
-        controllers.register(session, clash.public_url, T0 + dt.timedelta(seconds=1),
-                             controller_peer.own_record(clash))
-        rows = controllers.live_rows(session, T0 + dt.timedelta(seconds=2))
+    one, clash, rows = _clashing(registry, tmp_path)
     controllers._said.clear()
     controllers.check_own_peer(FakeController(one), rows)
     assert "overlay address" not in caplog.text
