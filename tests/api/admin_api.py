@@ -8,11 +8,14 @@ token per controller, one GET per look.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import pytest
 
-from tests.cloud import Cloud
+from tests.cloud import Cloud, unique
 
 V = "/compute/v2.1"
 _tokens: dict[tuple[str, str], str] = {}
@@ -52,3 +55,20 @@ def network_id(cloud: Cloud, name: str) -> str:
     with cloud.http(admin_token(cloud)) as client:
         found = client.get("/network/v2.0/networks", params={"name": name}).json()
     return found["networks"][0]["id"]
+
+
+def image_and_flavor(cloud: Cloud, tmp_path_factory: pytest.TempPathFactory,
+                     prefix: str) -> Iterator[str]:
+    """A module fixture's body: a small raw image named prefix-..., and a flavor named
+    after its id plus "-flavor" (64 MiB, 1 GB, 1 vCPU); both deleted after."""
+    data = tmp_path_factory.mktemp(prefix) / "disk.img"
+    data.write_bytes(os.urandom(64 * 1024))
+    made = cloud.openstack("image", "create", "--file", str(data), "--disk-format", "raw",
+                           "--container-format", "bare", unique(prefix), "-f", "json")["id"]
+    cloud.openstack("flavor", "create", "--ram", "64", "--disk", "1", "--vcpus", "1",
+                    made + "-flavor")
+    try:
+        yield made
+    finally:
+        cloud.openstack("image", "delete", made)
+        cloud.openstack("flavor", "delete", made + "-flavor")

@@ -10,7 +10,6 @@ hearing it (partitioned from the controller only).
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.admin_api import admin_token, network_id, show_server
+from tests.api.admin_api import admin_token, image_and_flavor, network_id, show_server
 from tests.api.aggregate_nodes import JoinedNode, wait_for
 from tests.api.lockout_cloud import own_cloud
 from tests.cloud import Cloud, unique
@@ -102,17 +101,7 @@ class Trio:
 @pytest.fixture(scope="module")
 def image(cloud: Cloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The module's image, and its flavor named after it."""
-    data = tmp_path_factory.mktemp("leaseimg") / "disk.img"
-    data.write_bytes(os.urandom(64 * 1024))
-    made = cloud.openstack("image", "create", "--file", str(data), "--disk-format", "raw",
-                           "--container-format", "bare", unique("leaseimg"), "-f", "json")["id"]
-    cloud.openstack("flavor", "create", "--ram", "64", "--disk", "1", "--vcpus", "1",
-                    made + "-flavor")
-    try:
-        yield made
-    finally:
-        cloud.openstack("image", "delete", made)
-        cloud.openstack("flavor", "delete", made + "-flavor")
+    yield from image_and_flavor(cloud, tmp_path_factory, "leaseimg")
 
 
 @pytest.fixture()

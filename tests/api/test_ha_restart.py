@@ -10,7 +10,6 @@ Fencing is by lease (no fence device), made short here: lease 1 s + margin 1 s.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.admin_api import show_server
+from tests.api.admin_api import image_and_flavor, show_server
 from tests.api.aggregate_nodes import JoinedNode, wait_for
 from tests.api.lockout_cloud import own_cloud
 from tests.api.test_cluster import Node, token
@@ -69,17 +68,7 @@ class Nodes:
 @pytest.fixture(scope="module")
 def image(cloud: Cloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The module's image, and its flavor named after it."""
-    data = tmp_path_factory.mktemp("rstimg") / "disk.img"
-    data.write_bytes(os.urandom(64 * 1024))
-    made = cloud.openstack("image", "create", "--file", str(data), "--disk-format", "raw",
-                           "--container-format", "bare", unique("rstimg"), "-f", "json")["id"]
-    cloud.openstack("flavor", "create", "--ram", "64", "--disk", "1", "--vcpus", "1",
-                    made + "-flavor")
-    try:
-        yield made
-    finally:
-        cloud.openstack("image", "delete", made)
-        cloud.openstack("flavor", "delete", made + "-flavor")
+    yield from image_and_flavor(cloud, tmp_path_factory, "rstimg")
 
 
 def _with_nodes(cloud: Cloud, tmp_path: Path, names: str,
