@@ -24,18 +24,32 @@ def identity(attachment_id: str, migration_id: int) -> str:
     return f"{PREFIX}{attachment_id}-lm{int(migration_id)}"
 
 
-def key(migration_key: str, attachment_id: str) -> str:
+def key(volume_key: str, attachment_id: str) -> str:
     """The destination's key for the attachment (64 hex digits), derived from the
-    migration's own key, which only its two nodes and the controller hold."""
-    return hmac.new(migration_key.encode(), attachment_id.encode(),
+    migration's volume key: a secret of its own that the controller gives only to the
+    destination and the storage nodes. Never from the migration's TLS key, which the
+    source holds too: the source could then compute the key that is the attachment's
+    once the server left it, and go on reading and writing the volume."""
+    return hmac.new(volume_key.encode(), attachment_id.encode(),
                     hashlib.sha256).hexdigest()
 
 
-def destination_psk(migration_key: str, attachment_id: str,
+def destination_psk(volume_key: str, attachment_id: str,
                     migration_id: int) -> dict[str, str]:
     """The destination's {"identity", "key"} for one attachment, as a volume entry's psk."""
     return {"identity": identity(attachment_id, migration_id),
-            "key": key(migration_key, attachment_id)}
+            "key": key(volume_key, attachment_id)}
+
+
+def moved_identity(attachment_id: str, named: object) -> str | None:
+    """named when it is the identity a live migration of this attachment gave it (what
+    the controller itself stores); None for anything else, such as another attachment's
+    identity, which would shadow that one's line in an export's keys file."""
+    if not isinstance(named, str):
+        return None
+    migration = named.removeprefix(f"{PREFIX}{attachment_id}-lm")
+    return named if migration != named and migration.isdigit() and migration.isascii() \
+        else None
 
 
 def psk_line(psk: dict[str, str]) -> str:

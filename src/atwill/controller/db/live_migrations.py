@@ -51,6 +51,12 @@ class Migration(Base):
     # to its source and destination only; never shown by the API.
     tls_key: Mapped[str | None] = mapped_column(String(64), nullable=True,
                                                 default=lambda: secrets.token_hex(32))
+    # The secret the destination's volume keys are made from (core/volume_handover.py),
+    # given to the destination and the volumes' storage nodes only: never to the source,
+    # which holds tls_key and would otherwise compute the key that becomes the
+    # attachment's once it completes. Cleared with tls_key when the migration ends.
+    volume_key: Mapped[str | None] = mapped_column(String(64), nullable=True,
+                                                   default=lambda: secrets.token_hex(32))
     # A cold migration's or resize's flavors as snapshotted (the instance's flavor before,
     # and the one it gets on the destination), and when it finished (VERIFY_RESIZE).
     old_flavor: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)

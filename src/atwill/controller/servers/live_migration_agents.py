@@ -257,7 +257,9 @@ def finish_completed(session: Session, inst: Instance, record: Migration) -> Non
     ports.bind(session, inst)
     live_migration_volumes.hand_over(session, inst, record)  # before its key goes
     record.status, record.memory_remaining = "completed", 0
-    record.tls_key = None  # used up: a key kept after its migration only waits to leak
+    # Used up: a key kept after its migration only waits to leak (the attachments keep
+    # the keys derived from volume_key; the secret itself goes).
+    record.tls_key = record.volume_key = None
     if record.disk_total is not None:
         record.disk_remaining = 0
     actions.event(session, inst.id, "compute_live_migration", record.source_compute)
@@ -275,7 +277,7 @@ def finish_failed(session: Session, inst: Instance, record: Migration, status: s
         placement.release_counters(session, record.dest_node_id, inst.vcpus,
                                    inst.memory_mb, inst.disk_gb)
     record.status, record.message = status, message[:REPORT_ERROR_CHARS]
-    record.tls_key = None
+    record.tls_key = record.volume_key = None
     if inst.task_state == "migrating":
         inst.task_state = None
     result = "Success" if status == "cancelled" else "Error"

@@ -58,7 +58,9 @@ def incoming(session: Session, inst: Instance, record: Migration,
         session, inst.id, MOVABLE)}
     if not by_volume and not volumes:
         return True
-    if not record.tls_key or set(by_volume) != {entry["volume_id"] for entry in volumes}:
+    if not record.tls_key or not record.volume_key:
+        return False
+    if set(by_volume) != {entry["volume_id"] for entry in volumes}:
         return False  # one not exported yet: its QEMU would lack a device the guest has
     for entry in volumes:
         att = by_volume.get(entry["volume_id"])
@@ -77,7 +79,7 @@ def hand_over(session: Session, inst: Instance, record: Migration) -> None:
     """The guest runs on the destination: its attachments are the destination's (its
     key, node, and the export it is plugged in with, which is the same daemon and port
     until the storage node reports the export handed over)."""
-    if not record.tls_key:
+    if not record.tls_key or not record.volume_key:
         return
     for att in server_volumes_state.of_server(session, inst.id):
         _move(att, record)

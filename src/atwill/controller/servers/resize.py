@@ -87,6 +87,7 @@ def start(session: Session, ctl: Controller, inst: Instance, new: dict[str, Any]
         source_node_id=source.id, dest_compute=dest.name, dest_node=dest.name,
         dest_node_id=dest.id, dest_host=dest.overlay_ip, status="pre-migrating",
         migration_type="migration" if new is None else "resize", tls_key=None,
+        volume_key=None,
         old_instance_type_id=_flavor_pk(session, old), new_instance_type_id=_flavor_pk(
             session, flavor), old_flavor=old, new_flavor=dict(flavor),
         user_id=creds.user_id, project_id=inst.project_id)

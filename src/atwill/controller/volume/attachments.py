@@ -22,6 +22,10 @@ from .common import api_version, can_read, require_member, stamp, who
 
 router = APIRouter()
 A = "/v3/attachments"
+# Connector keys only the server writes: the identity a live migration gave the
+# attachment (servers/live_migration_volumes.py), the export it is plugged in with
+# (compute/server_volumes_state.py).
+SERVER_SET = frozenset({"psk_identity", "export"})
 
 
 def _require(version: Version, minimum: str) -> None:
@@ -59,7 +63,12 @@ def _connect(session: Session, vol: Volume, att: VolumeAttachment, connector: An
         raise BadRequest(f"Invalid input received: connector host "
                          f"{connector['host'][:64]!r} is not a node of this cloud.")
     _check_target(session, creds, att, node)
-    att.connector = {k: v for k, v in connector.items() if isinstance(v, str | int | bool)}
+    # What the server sets in a connector is never the caller's (review finding: a member
+    # renamed the identity an export admits, or named another attachment's): it is kept
+    # from the attachment's connector as the server set it.
+    att.connector = {**{k: v for k, v in connector.items() if isinstance(v, str | int | bool)
+                        and k not in SERVER_SET},
+                     **{k: v for k, v in (att.connector or {}).items() if k in SERVER_SET}}
     att.node_id, att.node_name, att.status = node.id, node.name, "attaching"
     if isinstance(connector.get("mountpoint"), str):
         att.device = connector["mountpoint"][:255]

@@ -63,23 +63,25 @@ def image_needed(session: Session, node_id: str, image_id: str) -> bool:
 def psk_identity(att: VolumeAttachment) -> str:
     """The name an attachment's QEMU presents with its key (TLS-PSK username): the one
     its live migration's destination was given, once it moved there (connector)."""
-    named = (att.connector or {}).get("psk_identity")
-    return named if isinstance(named, str) and named.startswith(
-        volume_handover.PREFIX) else f"{volume_handover.PREFIX}{att.id}"
+    named = volume_handover.moved_identity(att.id, (att.connector or {}).get("psk_identity"))
+    return named or f"{volume_handover.PREFIX}{att.id}"
 
 
 def live_migration(session: Session, instance_id: str) -> Migration | None:
     """The server's live migration under way, whose destination its exports admit too."""
     return session.scalar(select(Migration).where(
         Migration.instance_uuid == instance_id, Migration.migration_type == "live-migration",
-        Migration.status.in_(LIVE), Migration.tls_key.is_not(None))
+        Migration.status.in_(LIVE), Migration.tls_key.is_not(None),
+        Migration.volume_key.is_not(None))
         .order_by(Migration.id.desc()).limit(1))
 
 
 def destination_psk(att: VolumeAttachment, record: Migration) -> dict[str, str]:
-    """The attachment's identity for record's destination (core/volume_handover.py)."""
-    assert record.tls_key is not None
-    return volume_handover.destination_psk(record.tls_key, att.id, record.id)
+    """The attachment's identity for record's destination (core/volume_handover.py),
+    from the migration's volume key: never sent to the source (review finding: derived
+    from the TLS key the source holds, the source could compute it and keep the volume)."""
+    assert record.volume_key is not None
+    return volume_handover.destination_psk(record.volume_key, att.id, record.id)
 
 
 def attachment_psk(att: VolumeAttachment) -> dict[str, str] | None:
