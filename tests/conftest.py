@@ -22,7 +22,7 @@ POSTGRES_MODULES = frozenset({
     "test_ha_evacuate", "test_ha_restart", "test_identity_lockout",
     "test_identity_tokens",
     "test_network_ipam", "test_network_bulk", "test_tenant_isolation", "test_volume_api",
-    "test_volume_services", "test_volume_capacity",
+    "test_volume_services", "test_volume_capacity", "test_volume_review_fixes",
     "test_compute_aggregates", "test_network_security", "test_usage_events",
     "test_join_aggregates", "test_dashboard_session",
     "test_image_upload",

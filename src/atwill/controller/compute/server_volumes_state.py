@@ -8,6 +8,7 @@ storage node exports an attachment that is attaching, attached or detaching
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
@@ -19,9 +20,11 @@ from ..db.base import utcnow
 from ..db.models import Instance
 from ..db.volume import Volume, VolumeAttachment
 from ..revision import bump
+from ..volume import freeze
 from ..volume.desired import attachment_psk
 from ..volume.volumes import start_delete
 
+log = logging.getLogger("atwill.compute.volumes")
 # What the compute node is asked to plug in (the export permitting).
 PLUGGED = ("attaching", "attached")
 # What Nova lists as the server's volumes (a detach not yet confirmed included).
@@ -216,12 +219,20 @@ def report(session: Session, inst: Instance, seen: dict[str, Any]) -> None:
 
 
 def on_server_delete(session: Session, inst: Instance) -> None:
-    """A deleted server lets its volumes go; delete_on_termination ones are deleted."""
+    """A deleted server lets its volumes go; delete_on_termination ones are deleted. As
+    Nova (_cleanup_volumes logs a volume it fails to delete and goes on): one on a frozen
+    storage node, which refuses deletes, is only detached and stays (review finding: the
+    server's delete was refused with the backend's 400)."""
     for att in of_server(session, inst.id, statuses=(*LISTED, "reserved")):
         dispose = att.delete_on_termination
         vol = _release(session, att)
-        if vol is not None and dispose and _only_ours(session, vol, inst):
-            start_delete(session, vol, cascade=True, force=True)
+        if vol is None or not dispose or not _only_ours(session, vol, inst):
+            continue
+        if freeze.is_frozen(session, vol.node_id):
+            log.warning("server %s deleted: its volume %s is kept, its storage node being "
+                        "frozen", inst.id, vol.id)
+            continue
+        start_delete(session, vol, cascade=True, force=True)
 
 
 def _only_ours(session: Session, vol: Volume, inst: Instance) -> bool:

@@ -23,9 +23,13 @@ FROZEN = ("Invalid input received: Modification operations are not allowed on fr
           "storage backends.")
 
 
-def assert_not_frozen(session: Session, node_id: str | None) -> None:
+def is_frozen(session: Session, node_id: str | None) -> bool:
     node = session.get(Node, node_id) if node_id is not None else None
-    if node is not None and node.volume_frozen:
+    return node is not None and node.volume_frozen
+
+
+def assert_not_frozen(session: Session, node_id: str | None) -> None:
+    if is_frozen(session, node_id):
         raise BadRequest(FROZEN)
 
 

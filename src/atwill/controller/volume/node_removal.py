@@ -70,7 +70,11 @@ def check(session: Session, node: Node) -> None:
 
 
 def orphan(session: Session, node: Node) -> None:
-    """--force: the node's volumes and snapshots in error with the reason, on no node."""
+    """--force: the node's volumes and snapshots in error with the reason, on no node;
+    a server still building (or rebuilding) on one of them fails (review finding: it
+    stayed in BUILD)."""
+    from ..compute.server_volumes_state import fail_boots_on  # noqa: PLC0415 - cycle
+
     reason = f"The storage node {node.name} was removed while the volume was on it."
     now = utcnow()
     for vol in session.scalars(select(Volume).where(Volume.node_id == node.id)):
@@ -89,4 +93,5 @@ def orphan(session: Session, node: Node) -> None:
                              "snapshot was on it."
         vol.status, vol.error, vol.updated_at = "error", reason, now
         vol.node_id, vol.exports = None, {}
+        fail_boots_on(session, vol)  # servers waiting to boot from it: ERROR, as Nova
     session.flush()
