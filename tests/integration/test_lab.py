@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import statistics
 import subprocess
 import threading
 import uuid
@@ -98,6 +99,14 @@ def rtts(lab: Lab, src: str, dst: str, count: int = 5) -> list[float]:
     return [float(x) for x in re.findall(r"time=([\d.]+) ms", out)]
 
 
+def typical(times: list[float]) -> float:
+    """The median round trip: a delay sets every one's floor, while one ping on this
+    loaded 2-core machine can come back late (seen in CI: a round trip over 20 ms with
+    no delay set), so upper bounds hold for the median."""
+    assert times, "no round trip measured"
+    return statistics.median(times)
+
+
 def bridge_ports(lab: Lab) -> str:
     return subprocess.run(["ip", "-n", lab.state.wan_namespace, "-o", "link", "show",
                            "master", lab.state.bridge], capture_output=True, text=True,
@@ -110,7 +119,8 @@ def test_wan_delay_applies_per_direction_on_each_access_link(lab: Lab) -> None:
         lab.set_wan("node2", delay="40ms")
         # node1 -> node2 crosses both access links (2 x 40 ms) and so does the reply.
         times = rtts(lab, "node1", "node2")
-        assert len(times) == 5 and all(4 * 40 <= t < 4 * 40 + 60 for t in times), times
+        assert len(times) == 5 and all(4 * 40 <= t for t in times), times
+        assert typical(times) < 4 * 40 + 60, times
         if lab.state.wan_emulated:
             assert bridge_ports(lab) == "", "no frame may be forwarded by bridge and emulator"
     finally:
@@ -121,12 +131,15 @@ def test_wan_delay_applies_per_direction_on_each_access_link(lab: Lab) -> None:
 def test_set_wan_changes_the_delay_live(lab: Lab) -> None:
     try:
         lab.set_wan("node1", delay="40ms")
-        assert all(2 * 40 <= t < 2 * 40 + 40 for t in rtts(lab, "node1", "ctl"))
+        times = rtts(lab, "node1", "ctl")
+        assert all(2 * 40 <= t for t in times) and typical(times) < 2 * 40 + 40, times
         lab.set_wan("node1", delay="10ms")
-        assert all(2 * 10 <= t < 2 * 10 + 40 for t in rtts(lab, "node1", "ctl"))
+        times = rtts(lab, "node1", "ctl")
+        assert all(2 * 10 <= t for t in times) and typical(times) < 2 * 10 + 40, times
     finally:
         lab.set_wan("node1")
-    assert all(t < 20 for t in rtts(lab, "node1", "ctl"))
+    times = rtts(lab, "node1", "ctl")
+    assert typical(times) < 20, times
 
 
 def test_wan_loss_drops_about_that_share(lab: Lab) -> None:
