@@ -53,3 +53,17 @@ def allocate(cidr: str, used: Iterable[str]) -> str:
 
 def prefix_length(cidr: str) -> int:
     return ipaddress.ip_network(cidr).prefixlen
+
+
+def within(cidr: str, address: str) -> bool:
+    """Whether address (a connection's source) is one of the overlay network's: such a
+    source came through the tunnel itself and says nothing of where its sender is on the
+    underlay (an IPv4-mapped IPv6 source counts as its IPv4 address)."""
+    try:
+        source = ipaddress.ip_address(address.split("%", 1)[0])
+        network = ipaddress.ip_network(cidr, strict=False)
+    except ValueError:
+        return False
+    if isinstance(source, ipaddress.IPv6Address) and source.ipv4_mapped is not None:
+        source = source.ipv4_mapped
+    return source.version == network.version and source in network

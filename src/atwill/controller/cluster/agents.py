@@ -158,7 +158,8 @@ async def heartbeat_post(node_id: str, request: Request) -> dict:
 
 
 def _heartbeat(ctl: Controller, request: Request, node_id: str, body: Heartbeat) -> dict:
-    source = request.client.host if request.client else ""
+    source = nodes.underlay_source(ctl.settings,
+                                   request.client.host if request.client else "")
     with ctl.db.session() as session:
         node = calling_node(session, request, node_id)
 

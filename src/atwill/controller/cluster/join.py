@@ -32,7 +32,8 @@ def ca_get(request: Request) -> PlainTextResponse:
              summary="Join as a compute node with a join token")
 def join_post(request: Request, body: JoinRequest) -> dict:
     ctl = controller(request)
-    source = request.client.host if request.client else ""
+    source = nodes.underlay_source(ctl.settings,
+                                   request.client.host if request.client else "")
     check_inventory(body.inventory)
     with ctl.db.session() as session:
         token = tokens.consume(session, body.token)

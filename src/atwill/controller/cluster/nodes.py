@@ -8,15 +8,18 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ...config import Settings
 from ...core import ha_health, overlay, restart_notice
 from ...core.errors import BadRequest, Conflict, NotFound
 from ...pki import sign_client_csr
 from ..context import Controller
 from ..db.base import iso, utcnow
+from ..db.controllers import ControllerRecord
 from ..db.models import Instance, Node, OverlayAddress, RevokedCertificate
 from ..revision import bump
 from ..servers.lifecycle import fail
 from ..volume import node_removal
+from .controller_peer import public_key
 
 
 def find(session: Session, ident: str) -> Node:
@@ -37,6 +40,16 @@ def overlay_address(session: Session, cidr: str, name: str) -> str:
     return row.address
 
 
+def underlay_source(settings: Settings, source: str) -> str:
+    """A request's source address as the node's underlay endpoint, or "" when it came
+    through the overlay: with several controllers the agents call them at their overlay
+    URLs, and taking the node's overlay address for its endpoint would tell every peer to
+    dial the tunnel through itself (the endpoint learned on the underlay is kept)."""
+    if settings.overlay != "none" and overlay.within(settings.overlay_cidr, source):
+        return ""
+    return source
+
+
 def apply_inventory(node: Node, inventory: dict[str, Any]) -> None:
     node.inventory = inventory
     node.vcpus = int(inventory.get("vcpus") or 0)
@@ -44,9 +57,29 @@ def apply_inventory(node: Node, inventory: dict[str, Any]) -> None:
     node.local_gb = int(inventory.get("disk_gb") or 0)
 
 
+def check_key_free(session: Session, ctl: Controller, name: str, key: str | None) -> None:
+    """Conflict when another node or a controller holds key: every peer list keeps the
+    first holder of a key only (core/overlay_peers), so a node joined with another's
+    public key (they are all in the desired state) would cut that one off."""
+    if not key:
+        return
+    holder = session.scalar(select(Node.name).where(Node.wireguard_public_key == key,
+                                                    Node.name != name))
+    if holder is not None:
+        raise Conflict(f"Node {holder} already holds this WireGuard public key; each node "
+                       "needs its own key pair (a copied state directory or image carries "
+                       "another node's).")
+    own = public_key(ctl.settings.state_dir) if ctl.settings.overlay == "wireguard" else None
+    if key == own or session.scalar(select(ControllerRecord.id).where(
+            ControllerRecord.overlay_key == key)) is not None:
+        raise Conflict("A controller of this cloud holds this WireGuard public key; a node "
+                       "needs its own key pair.")
+
+
 def register(session: Session, ctl: Controller, name: str, csr: str, wg_key: str | None,
              overlay_port: int, inventory: dict[str, Any], source: str) -> tuple[Node, bytes]:
     """Create the node (replacing a down one of the same name) and sign its certificate."""
+    check_key_free(session, ctl, name, wg_key)
     old = session.scalar(select(Node).where(Node.name == name))
     if old is not None:
         if old.state == "up":
@@ -67,6 +100,7 @@ def register(session: Session, ctl: Controller, name: str, csr: str, wg_key: str
                            f"cut off. To replace it, run 'atwill node remove {name} --force' "
                            "first (they are kept in error, on no node), or choose another "
                            "name.")
+        source = source or old.endpoint_host or ""  # joined again over the overlay
         forget(session, old)
     try:
         cert_pem, serial = sign_client_csr(ctl.settings.path("pki"), csr.encode(), name)
