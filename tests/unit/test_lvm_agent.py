@@ -21,7 +21,7 @@ from atwill.agent import autojoin, join
 from atwill.agent.config import AgentConfig
 from atwill.agent.storage import node
 from atwill.agent.storage.exports import Export, daemon_argv
-from atwill.agent.storage.lvm_volumes import LvmStore
+from atwill.agent.storage.lvm_volumes import LvmStore, pool_problem
 from atwill.agent.storage.reconcile import StorageManager
 from atwill.agent.storage.volumes import VolumeStore
 from atwill.cli.main import app
@@ -29,6 +29,7 @@ from atwill.core.lvm import GIB, LvmNameError, ThinPool
 from atwill.hostlib.run import HostCommandError
 
 POOL = ThinPool("vg0", "thin")
+NO_SCAN = ("--config", "devices/scan_lvs=0")
 
 
 def config(tmp_path: Path, vg: str | None) -> AgentConfig:
@@ -120,6 +121,8 @@ class Recorder:
         self.calls: list[list[str]] = []
         self.lvs: dict[str, int] = {"volume-src": 2 * GIB}
         self.fail = fail
+        self.untagged: set[str] = set()  # LVs of the same names that are not atwill's
+        self.pool_attr = "twi-aotz--"
 
     def __call__(self, argv: list[str], timeout: float = 30) -> subprocess.CompletedProcess:
         self.calls.append(argv)
@@ -131,7 +134,11 @@ class Recorder:
             self.lvs.pop(argv[-1].split("/")[1], None)
         rows = [{"lv_name": name, "vg_name": "vg0", "lv_attr": "Vwi-a-tz--",
                  "lv_size": str(size), "pool_lv": "thin", "data_percent": "0",
-                 "lv_tags": "atwill"} for name, size in self.lvs.items()]
+                 "lv_tags": "" if name in self.untagged else "atwill"}
+                for name, size in self.lvs.items()]
+        rows.append({"lv_name": "thin", "vg_name": "vg0", "lv_attr": self.pool_attr,
+                     "lv_size": str(100 * GIB), "pool_lv": "", "data_percent": "0",
+                     "lv_tags": ""})
         return subprocess.CompletedProcess(argv, 0, json.dumps({"report": [{"lv": rows}]}), "")
 
 
@@ -147,7 +154,8 @@ def test_a_failed_image_copy_removes_the_lv_it_made(tmp_path: Path) -> None:
     with pytest.raises(HostCommandError):
         store.create_from_image("v1", 1, image, "raw")
     assert _commands(recorder) == ["lvcreate", "qemu-img", "lvremove"]
-    assert recorder.calls[-1] == ["lvremove", "--yes", "--force", "vg0/volume-v1"]
+    assert recorder.calls[-1] == ["lvremove", "--config", "devices/scan_lvs=0", "--yes",
+                                  "--force", "vg0/volume-v1"]
 
 
 def test_a_failed_grow_removes_the_clone(tmp_path: Path) -> None:
@@ -192,6 +200,54 @@ def test_a_failing_lvs_never_breaks_the_heartbeat(tmp_path: Path) -> None:
     assert store.volumes() == {"src"} and manager.report()["src"]["state"] == "available"
 
 
+def test_an_lv_of_the_same_name_that_is_not_tagged_is_never_removed_or_cloned(
+        tmp_path: Path) -> None:
+    """Only LVs tagged atwill are ours: one of another tool's in a shared volume group,
+    named like a volume or snapshot, is neither removed nor copied into a volume."""
+    recorder = Recorder()
+    recorder.lvs |= {"volume-x1": GIB, "_snapshot-s9": GIB}
+    recorder.untagged |= {"volume-x1", "_snapshot-s9"}
+    store = LvmStore(POOL, tmp_path, recorder)
+    store.delete_volume("x1")
+    store.delete_snapshot("s9")
+    with pytest.raises(FileNotFoundError):
+        store.create_from_volume("v2", 1, "x1")
+    with pytest.raises(FileNotFoundError):
+        store.create_from_snapshot("v3", 1, "s9")
+    with pytest.raises(FileNotFoundError):
+        store.volume_size("x1")
+    assert _commands(recorder) == [] and {"volume-x1", "_snapshot-s9"} <= set(recorder.lvs)
+    store.delete_volume("src")  # a tagged one is
+    assert _commands(recorder) == ["lvremove"] and "volume-src" not in recorder.lvs
+
+
+def test_every_command_the_store_runs_leaves_lvs_unscanned(tmp_path: Path) -> None:
+    recorder = Recorder()
+    store = LvmStore(POOL, tmp_path, recorder)
+    store.create_blank("v1", 1)
+    store.create_from_volume("v2", 3, "src")
+    store.take_snapshot("v1", "s1")
+    store.delete_volume("v1")
+    assert store.inventory()["total_gb"] == 100
+    lvm_calls = [argv for argv in recorder.calls if argv[0] in ("lvs", "lvcreate",
+                                                                 "lvextend", "lvremove")]
+    assert len(lvm_calls) > 5
+    assert all(argv[1:3] == ["--config", "devices/scan_lvs=0"] for argv in lvm_calls)
+
+
+def test_a_pool_that_does_not_zero_is_refused_at_join_and_in_the_inventory(
+        tmp_path: Path) -> None:
+    recorder = Recorder()
+    recorder.pool_attr = "twi-aot---"  # made with lvcreate -Zn
+    problem = pool_problem(POOL, recorder)
+    assert problem is not None and "does not zero new blocks" in problem
+    inventory = LvmStore(POOL, tmp_path, recorder).inventory()
+    assert (inventory["total_gb"], inventory["free_gb"]) == (0, 0)
+    assert "does not zero new blocks" in inventory["error"]
+    recorder.pool_attr = "twi-aotz--"
+    assert pool_problem(POOL, recorder) is None
+
+
 def test_a_file_node_given_a_volume_group_refuses_to_start(tmp_path: Path) -> None:
     cfg = config(tmp_path, "vg0/thin")
     cfg.storage_path.mkdir(parents=True)  # type: ignore[union-attr]
@@ -224,6 +280,7 @@ def test_an_exported_lv_is_snapshotted_by_lvm_and_grown_before_its_export(
     manager._take("src", "s1")
     manager._sizes["src"] = 2 * GIB
     manager._extend({"id": "src", "size_gb": 3})
-    assert [argv[:3] for argv in recorder.calls if argv[0] != "lvs"] == [
+    assert [[w for w in argv if w not in NO_SCAN][:3] for argv in recorder.calls
+            if argv[0] != "lvs"] == [
         ["lvcreate", "--yes", "--snapshot"], ["lvextend", "--size", "3g"],
         ["block_resize", str(3 * GIB)]]

@@ -55,20 +55,23 @@ def test_names_and_devices_stay_in_the_group() -> None:
     assert lvm.ident_of("volume-a_b", lvm.VOLUME_PREFIX) is None
 
 
+NO_SCAN = ["--config", "devices/scan_lvs=0"]
+
+
 def test_command_lines() -> None:
     assert lvm.create_argv(POOL, "volume-v1", 10) == [
-        "lvcreate", "--yes", "--thin", "--virtualsize", "10g", "--name", "volume-v1",
+        "lvcreate", *NO_SCAN, "--yes", "--thin", "--virtualsize", "10g", "--name", "volume-v1",
         "--addtag", "atwill", "--setactivationskip", "n", "--activate", "y", "vg0/thin"]
     assert lvm.snapshot_argv(POOL, "volume-v1", "_snapshot-s1") == [
-        "lvcreate", "--yes", "--snapshot", "--name", "_snapshot-s1", "--addtag", "atwill",
+        "lvcreate", *NO_SCAN, "--yes", "--snapshot", "--name", "_snapshot-s1", "--addtag", "atwill",
         "--setactivationskip", "n", "--activate", "y", "vg0/volume-v1"]
     assert lvm.extend_argv(POOL, "volume-v1", 20) == [
-        "lvextend", "--size", "20g", "vg0/volume-v1"]
+        "lvextend", *NO_SCAN, "--size", "20g", "vg0/volume-v1"]
     assert lvm.remove_argv(POOL, "volume-v1") == [
-        "lvremove", "--yes", "--force", "vg0/volume-v1"]
+        "lvremove", *NO_SCAN, "--yes", "--force", "vg0/volume-v1"]
     assert lvm.activate_argv(POOL, "volume-v1")[-1] == "vg0/volume-v1"
     assert lvm.lvs_argv(POOL) == [
-        "lvs", "--reportformat", "json", "--units", "b", "--nosuffix", "--options",
+        "lvs", *NO_SCAN, "--reportformat", "json", "--units", "b", "--nosuffix", "--options",
         lvm.LVS_FIELDS, "vg0"]
     assert lvm.write_image_argv("/c/img", "qcow2", "/dev/vg0/volume-v1") == [
         "qemu-img", "convert", "-q", "-n", "--target-is-zero", "-f", "qcow2", "-O", "raw",
@@ -151,6 +154,37 @@ def test_a_missing_or_wrong_pool_says_how_to_make_one() -> None:
     with pytest.raises(LookupError, match="not a thin pool"):
         lvm.find_pool(lvm.parse_lvs(_report(_lv("thin", GIB, pool="", attr="-wi-a-----"))),
                       POOL)
+
+
+def test_every_lvm_command_leaves_pv_headers_inside_lvs_unscanned() -> None:
+    """A guest can write a PV header into its volume: with devices/scan_lvs on, the host's
+    LVM would see (and could act on) the guest's VG. Every LVM command turns it off."""
+    for argv in (lvm.create_argv(POOL, "volume-v1", 1), lvm.lvs_argv(POOL),
+                 lvm.snapshot_argv(POOL, "volume-v1", "volume-v2"),
+                 lvm.extend_argv(POOL, "volume-v1", 2), lvm.remove_argv(POOL, "volume-v1"),
+                 lvm.activate_argv(POOL, "volume-v1")):
+        assert argv[0] in lvm.TOOLS and argv[1:3] == NO_SCAN, argv
+
+
+@pytest.mark.parametrize("attr", ["twi-aot---", "twi-aotZ--", "twi-aot", "twi-a-tn--"])
+def test_a_pool_that_does_not_zero_new_blocks_is_refused(attr: str) -> None:
+    """A pool made with -Zn hands a deleted volume's chunks to the next volume as they
+    were: one tenant would read another's data. Refused at join and in the inventory."""
+    lvs = lvm.parse_lvs(_report(_lv("thin", 10 * GIB, "0.00", pool="", attr=attr)))
+    with pytest.raises(LookupError, match="does not zero new blocks.*lvchange --zero y vg0/thin"):
+        lvm.find_pool(lvs, POOL)
+    with pytest.raises(LookupError, match="does not zero"):
+        lvm.capacity(lvs, POOL)
+
+
+def test_owned_is_a_tagged_thin_lv_of_the_pool() -> None:
+    lvs = lvm.parse_lvs(LVS)
+    assert lvm.owned(lvs, POOL, "volume-v1") is not None
+    assert lvm.owned(lvs, POOL, "_snapshot-s1") is not None
+    assert lvm.owned(lvs, POOL, "volume-theirs") is None  # not tagged
+    assert lvm.owned(lvs, POOL, "volume-other") is None  # another pool
+    assert lvm.owned(lvs, POOL, "root") is None
+    assert lvm.owned(lvs, ThinPool("vg1", "thin"), "volume-v1") is None
 
 
 def test_the_backend_a_node_uses() -> None:

@@ -37,6 +37,10 @@ _RESERVED_PARTS = ("_cdata", "_cmeta", "_corig", "_mimage", "_mlog", "_pmspare",
 LVS_FIELDS = "lv_name,vg_name,lv_attr,lv_size,pool_lv,data_percent,lv_tags"
 # What a storage node needs to keep volumes on LVM (besides the file backend's tools).
 TOOLS = ("lvs", "lvcreate", "lvextend", "lvremove", "lvchange")
+# Given to every LVM command: never look inside LVs for PV headers (lvm.conf(5)
+# devices/scan_lvs), so a VG a guest wrote into its volume is never seen, or acted on, by
+# the host, whatever this host's lvm.conf says.
+NO_LV_SCAN = ("--config", "devices/scan_lvs=0")
 
 
 class LvmNameError(ValueError):
@@ -122,7 +126,7 @@ def size_arg(size_gb: int) -> str:
 
 def create_argv(pool: ThinPool, name: str, size_gb: int) -> list[str]:
     """A thin LV of size_gb (virtual) in the pool: nothing allocated until written."""
-    return ["lvcreate", "--yes", "--thin", "--virtualsize", size_arg(size_gb),
+    return ["lvcreate", *NO_LV_SCAN, "--yes", "--thin", "--virtualsize", size_arg(size_gb),
             "--name", check_name(name, "logical volume"), "--addtag", TAG,
             "--setactivationskip", "n", "--activate", "y", str(pool)]
 
@@ -132,27 +136,28 @@ def snapshot_argv(pool: ThinPool, origin: str, name: str) -> list[str]:
 
     A thin snapshot is an LV of its own: it outlives its origin, and a volume made from
     a snapshot or cloned from a volume is one too (sharing blocks until written)."""
-    return ["lvcreate", "--yes", "--snapshot", "--name", check_name(name, "logical volume"),
-            "--addtag", TAG, "--setactivationskip", "n", "--activate", "y", pool.lv(origin)]
+    return ["lvcreate", *NO_LV_SCAN, "--yes", "--snapshot",
+            "--name", check_name(name, "logical volume"), "--addtag", TAG,
+            "--setactivationskip", "n", "--activate", "y", pool.lv(origin)]
 
 
 def extend_argv(pool: ThinPool, name: str, size_gb: int) -> list[str]:
     """Grow a thin LV's virtual size to size_gb (lvextend refuses to shrink)."""
-    return ["lvextend", "--size", size_arg(size_gb), pool.lv(name)]
+    return ["lvextend", *NO_LV_SCAN, "--size", size_arg(size_gb), pool.lv(name)]
 
 
 def remove_argv(pool: ThinPool, name: str) -> list[str]:
-    return ["lvremove", "--yes", "--force", pool.lv(name)]
+    return ["lvremove", *NO_LV_SCAN, "--yes", "--force", pool.lv(name)]
 
 
 def activate_argv(pool: ThinPool, name: str) -> list[str]:
     """Activate an LV (after a reboot, or one made with activation skipped)."""
-    return ["lvchange", "--activate", "y", "--ignoreactivationskip", pool.lv(name)]
+    return ["lvchange", *NO_LV_SCAN, "--activate", "y", "--ignoreactivationskip", pool.lv(name)]
 
 
 def lvs_argv(pool: ThinPool) -> list[str]:
     """Every LV of the volume group, as JSON with sizes in bytes."""
-    return ["lvs", "--reportformat", "json", "--units", "b", "--nosuffix",
+    return ["lvs", *NO_LV_SCAN, "--reportformat", "json", "--units", "b", "--nosuffix",
             "--options", LVS_FIELDS, pool.vg]
 
 
@@ -234,15 +239,38 @@ def ours(lvs: list[LogicalVolume], pool: ThinPool, prefix: str) -> dict[str, Log
     return found
 
 
+def owned(lvs: list[LogicalVolume], pool: ThinPool, name: str) -> LogicalVolume | None:
+    """The LV named name if it is one of ours: a tagged thin LV of the pool (an LV of the
+    same name that is not is never copied, grown or removed)."""
+    for lv in lvs:
+        if lv.name == name and lv.vg == pool.vg and lv.pool == pool.pool and TAG in lv.tags:
+            return lv
+    return None
+
+
 def find_pool(lvs: list[LogicalVolume], pool: ThinPool) -> LogicalVolume:
     """The thin pool's own LV; LookupError when the group has no such thin pool."""
     for lv in lvs:
         if lv.vg == pool.vg and lv.name == pool.pool:
             if not lv.attr.startswith("t"):
                 raise LookupError(f"{pool} is not a thin pool (lv_attr {lv.attr})")
+            if not zeroes_new_blocks(lv):
+                raise LookupError(
+                    f"the thin pool {pool} does not zero new blocks (lv_attr {lv.attr}, made "
+                    "with -Zn?): a new volume would read other volumes' deleted data; "
+                    f"turn zeroing on with: lvchange --zero y {pool}")
             return lv
     raise LookupError(f"the volume group {pool.vg} has no thin pool {pool.pool}; make one "
-                      f"with: lvcreate --type thin-pool -l 90%FREE -n {pool.pool} {pool.vg}")
+                      f"with: lvcreate --type thin-pool --zero y -l 90%FREE -n {pool.pool} "
+                      f"{pool.vg}")
+
+
+def zeroes_new_blocks(lv: LogicalVolume) -> bool:
+    """Whether the pool overwrites newly allocated blocks with zeroes before use: lv_attr's
+    8th character is "z" (lvs(8), "The lv_attr bits are": 8). Without it a chunk freed by
+    a deleted volume is handed to another volume as it was, and qemu-img's
+    --target-is-zero (write_image_argv) would leave that data readable."""
+    return len(lv.attr) > 7 and lv.attr[7] == "z"
 
 
 def capacity(lvs: list[LogicalVolume], pool: ThinPool) -> tuple[int, int]:

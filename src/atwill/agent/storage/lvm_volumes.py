@@ -100,10 +100,10 @@ class LvmStore:
 
     def _clone(self, origin: str, ident: str, size_gb: int) -> None:
         """A thin snapshot of origin as the new volume, grown to size_gb if larger."""
-        lvs = {lv.name: lv for lv in self._lvs() if lv.vg == self.pool.vg}
-        if origin not in lvs:
+        source = lvm.owned(self._lvs(), self.pool, origin)
+        if source is None:  # untagged or outside the pool: not ours, whatever its name
             raise FileNotFoundError(f"{origin} is not on this storage node")
-        made = lvs[origin].size
+        made = source.size
         if made > size_gb * lvm.GIB:
             raise disks.ImageTooLargeError(
                 f"{origin} refused on this node: its virtual size is {made} bytes, larger "
@@ -129,9 +129,8 @@ class LvmStore:
     def volume_size(self, ident: str) -> int:
         """The volume's virtual size in bytes."""
         name = lvm.volume_lv(ident)
-        for lv in self._lvs():
-            if lv.vg == self.pool.vg and lv.name == name:
-                return lv.size
+        if (lv := lvm.owned(self._lvs(), self.pool, name)) is not None:
+            return lv.size
         raise FileNotFoundError(f"{name} is not on this storage node")
 
     def delete_volume(self, ident: str) -> None:
@@ -141,7 +140,7 @@ class LvmStore:
         self._remove(lvm.snapshot_lv(ident))
 
     def _remove(self, name: str) -> None:
-        if any(lv.name == name and lv.vg == self.pool.vg for lv in self._lvs()):
+        if lvm.owned(self._lvs(), self.pool, name) is not None:  # only a tagged LV of ours
             self._lvm(lvm.remove_argv(self.pool, name))
 
     def copy_to_qcow2(self, ident: str, target: Path) -> None:
