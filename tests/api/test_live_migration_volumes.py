@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from atwill.controller.db.compute import Node
 from atwill.controller.db.session import Database
 from atwill.controller.db.volume import VolumeAttachment
 from tests.api.aggregate_nodes import JoinedNode, wait_for
@@ -107,13 +106,7 @@ def cloud(engine: str) -> Iterator[Cloud]:
 def env(cloud: Cloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     tmp = tmp_path_factory.mktemp("lv")
     storage = StorageNode(cloud, tmp, "lvstor")
-    db = Database(cloud.db_url())
-    try:  # its vCPUs are no destination: servers stay in nova, it in a zone of its own
-        with db.session() as session:
-            session.execute(update(Node).where(Node.id == storage.id).values(
-                availability_zone=unique("lvaz")))
-    finally:
-        db.dispose()
+    storage.own_zone("lvaz")
     storage.keep_beating()
     try:
         with migrating_pair(cloud, tmp, "lvnode") as pair:
@@ -144,11 +137,6 @@ def _attached(env: Env, server: str) -> tuple[str, str]:
     return vid, key
 
 
-def _start(env: Env, server: str, host: str) -> None:
-    env.pair.ending[server] = "running"  # the source sends until the test says
-    env.cloud.openstack("server", "migrate", "--live-migration", "--host", host, server)
-
-
 def _both_admitted(env: Env, vid: str, source: JoinedNode, key: str,
                    migration: int) -> str:
     """The destination's line its export to the source admits besides key."""
@@ -160,13 +148,21 @@ def _both_admitted(env: Env, vid: str, source: JoinedNode, key: str,
     return theirs
 
 
-def test_a_volume_is_reattached_on_the_destination_not_copied(env: Env) -> None:
-    pair, a, b = env.pair, env.pair.a, env.pair.b
-    server = pair.boot(a.name)
+def _migrating(env: Env) -> tuple[str, str, str, dict[str, Any]]:
+    """A server booted on a with a new volume attached, then told to live-migrate to b:
+    (server, volume id, the key its export admitted, what a was given of the volume)."""
+    a, b = env.pair.a, env.pair.b
+    server = env.pair.boot(a.name)
     vid, before = _attached(env, server)
     (on_a,) = env.spec(a, server)["volumes"]
+    env.pair.ending[server] = "running"  # the source sends until the test says
+    env.cloud.openstack("server", "migrate", "--live-migration", "--host", b.name, server)
+    return server, vid, before, on_a
 
-    _start(env, server, b.name)
+
+def test_a_volume_is_reattached_on_the_destination_not_copied(env: Env) -> None:
+    pair, a, b = env.pair, env.pair.a, env.pair.b
+    server, vid, before, on_a = _migrating(env)
     record = env.migration(server)
     theirs = _both_admitted(env, vid, a, before, record["Id"])
     # The storage node has not said its export admits b: b is not asked to start yet.
@@ -199,10 +195,7 @@ def test_a_volume_is_reattached_on_the_destination_not_copied(env: Env) -> None:
 
 def test_a_failed_migration_drops_the_destinations_key(env: Env) -> None:
     pair, a, b = env.pair, env.pair.a, env.pair.b
-    server = pair.boot(a.name)
-    vid, before = _attached(env, server)
-    (on_a,) = env.spec(a, server)["volumes"]
-    _start(env, server, b.name)
+    server, vid, before, on_a = _migrating(env)
     theirs = _both_admitted(env, vid, a, before, env.migration(server)["Id"])
     env.converge()
     wait_for(lambda: env.migration(server)["Status"] == "running", 30, "running")

@@ -17,10 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from sqlalchemy import update
 
-from atwill.controller.db.compute import Node
-from atwill.controller.db.session import Database
 from tests.api.aggregate_nodes import JoinedNode, wait_for
 from tests.api.lockout_cloud import own_cloud
 from tests.api.test_server_resize import HOST, Pair
@@ -111,13 +108,7 @@ def env(cloud: Cloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]
     tmp = tmp_path_factory.mktemp("mk")
     a, b = JoinedNode(cloud, tmp, "mknode-a"), JoinedNode(cloud, tmp, "mknode-b")
     storage = StorageNode(cloud, tmp, "mkstor")
-    db = Database(cloud.db_url())
-    try:  # its vCPUs are no destination: servers stay in nova, it in a zone of its own
-        with db.session() as session:
-            session.execute(update(Node).where(Node.id == storage.id).values(
-                availability_zone=unique("mkaz")))
-    finally:
-        db.dispose()
+    storage.own_zone("mkaz")
     storage.keep_beating()
     data = tmp / "disk.img"
     data.write_bytes(os.urandom(64 * 1024))

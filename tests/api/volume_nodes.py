@@ -7,9 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import update
 
+from atwill.controller.db.compute import Node
+from atwill.controller.db.session import Database
 from tests.api.aggregate_nodes import INVENTORY, JoinedNode
-from tests.cloud import Cloud
+from tests.cloud import Cloud, unique
 
 STORAGE = {"path": "/var/lib/atwill-agent/volumes", "total_gb": 100, "free_gb": 100,
            "formats": ["qcow2"]}
@@ -21,6 +24,17 @@ class StorageNode(JoinedNode):
         super().__init__(cloud, tmp, prefix,
                          inventory={**INVENTORY, "storage": {**STORAGE, "free_gb": free_gb}})
         self.volumes: dict[str, Any] = {}
+
+    def own_zone(self, prefix: str) -> None:
+        """Put it in an availability zone of its own (a new name from prefix): its vCPUs
+        are then no destination, the servers staying in nova."""
+        db = Database(self.cloud.db_url())
+        try:
+            with db.session() as session:
+                session.execute(update(Node).where(Node.id == self.id).values(
+                    availability_zone=unique(prefix)))
+        finally:
+            db.dispose()
 
     def _post(self) -> httpx.Response:
         with self.http() as client:
