@@ -259,15 +259,19 @@ def test_freeze_and_thaw_as_cinder(cloud: Cloud, nodes: tuple[StorageNode, Stora
     def services(client) -> dict:
         return {s["host"]: s for s in client.get(f"{V3}/os-services").json()["services"]}
 
+    def put(client, action: str) -> tuple:
+        """PUT os-services/{action} on host, answered 200 with no body: the service's
+        (frozen, status, disabled_reason) as listed after."""
+        resp = client.put(f"{V3}/os-services/{action}", json={"host": host})
+        assert (resp.status_code, resp.content) == (200, b"")
+        listed = services(client)[host]
+        return listed["frozen"], listed["status"], listed["disabled_reason"]
+
     try:
         assert vid in roomy.wanted()
         roomy.converge()
         with cloud.http(cloud.token()) as client:
-            resp = client.put(f"{V3}/os-services/freeze", json={"host": host})
-            assert (resp.status_code, resp.content) == (200, b"")
-            listed = services(client)[host]
-            assert (listed["frozen"], listed["status"], listed["disabled_reason"]) == \
-                (True, "disabled", "frozen")
+            assert put(client, "freeze") == (True, "disabled", "frozen")
             again = client.put(f"{V3}/os-services/freeze", json={"host": roomy.name})
             assert again.status_code == 400
             assert again.json()["badRequest"]["message"] == (
@@ -308,11 +312,7 @@ def test_freeze_and_thaw_as_cinder(cloud: Cloud, nodes: tuple[StorageNode, Stora
             refused = client.put(f"{V3}/os-services/thaw", json={"host": host})
             assert refused.status_code == 403 and "volume:thaw_host" in refused.text
         with cloud.http(cloud.token()) as client:
-            resp = client.put(f"{V3}/os-services/thaw", json={"host": host})
-            assert (resp.status_code, resp.content) == (200, b"")
-            listed = services(client)[host]
-            assert (listed["frozen"], listed["status"], listed["disabled_reason"]) == \
-                (False, "enabled", "")
+            assert put(client, "thaw") == (False, "enabled", "")
             again = client.put(f"{V3}/os-services/thaw", json={"host": host})
             assert again.status_code == 400 and "frozen in" in again.text \
                 and "must be True to failover." in again.text
