@@ -13,14 +13,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from atwill.core import lvm
-from tests.host.test_storage_node import Cloud, nbd_io
+from tests.host.test_storage_node import Cloud, nbd_io, new_cloud
 
 pytestmark = [pytest.mark.host,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
@@ -35,14 +34,7 @@ MIB = 1 << 20
 
 @pytest.fixture
 def cloud() -> Iterator[Cloud]:
-    root = Path(tempfile.mkdtemp(prefix="blk-", dir="/tmp"))
-    made = Cloud(root)
-    try:
-        yield made
-    finally:
-        made.converge([])
-        assert made.manager.exports.records() == {}
-        shutil.rmtree(root)
+    yield from new_cloud("blk-")
 
 
 @pytest.fixture

@@ -75,10 +75,11 @@ class Cloud:
         return self.manager.report()
 
 
-@pytest.fixture
-def cloud() -> Iterator[Cloud]:
+def new_cloud(prefix: str) -> Iterator[Cloud]:
+    """A fixture's body: a Cloud under a new directory in /tmp, left with no volume and
+    no export, then removed."""
     # Short: the exports' QMP socket paths must stay within a UNIX socket's 108 bytes.
-    root = Path(tempfile.mkdtemp(prefix="stor-", dir="/tmp"))
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     made = Cloud(root)
     try:
         yield made
@@ -86,6 +87,11 @@ def cloud() -> Iterator[Cloud]:
         made.converge([])
         assert made.manager.exports.records() == {}
         shutil.rmtree(root)
+
+
+@pytest.fixture
+def cloud() -> Iterator[Cloud]:
+    yield from new_cloud("stor-")
 
 
 def vol(ident: str, size_gb: int = 1, source: dict[str, Any] | None = None,
