@@ -354,9 +354,15 @@ def test_volume_backed_server_live_migrates_on_the_same_export(lab: Lab, base: N
     assert _nbd_read(lab, "node2", now, new_key)
     assert lab.openstack("volume", "show", data_vid, "-f", "json")["status"] == "in-use"
     # What the guest wrote through node2 is on the storage node's volume.
-    data = (store / f"{vid}.qcow2").read_bytes()
-    written = [int(n) for n in re.findall(rf"{marker}-(\d+)-end".encode(), data)]
-    assert written and max(written) > last, (written, last, counted)
+    def written() -> list[int] | None:
+        data = (store / f"{vid}.qcow2").read_bytes()
+        found = [int(n) for n in re.findall(rf"{marker}-(\d+)-end".encode(), data)]
+        return found if found and max(found) > last else None
+
+    try:  # the guest's next fsync'd write reaches the file within seconds
+        lab.wait_for(written, 30, "the guest's count in the volume file", interval=2)
+    except TimeoutError:
+        raise AssertionError((written(), last, counted)) from None
     print(f"\nlive migration of a volume-backed server: {took:.1f} s to ACTIVE on node2")
 
     lab.openstack("server", "delete", "--wait", made["id"])
