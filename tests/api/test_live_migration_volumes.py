@@ -13,7 +13,8 @@ report the volumes they are given as attached) and a storage node without an age
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -102,14 +103,16 @@ def cloud(engine: str) -> Iterator[Cloud]:
     yield from own_cloud(engine, ha_auto_evacuate=False)
 
 
-@pytest.fixture(scope="module")
-def env(cloud: Cloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    tmp = tmp_path_factory.mktemp("lv")
-    storage = StorageNode(cloud, tmp, "lvstor")
-    storage.own_zone("lvaz")
+def volume_env(cloud: Cloud, tmp: Path, prefix: str, drop: Callable[[Env, str], None],
+               zone: str | None = None) -> Iterator[Env]:
+    """A storage node (in a zone of its own if named) and a migrating pair whose agents
+    plug volumes; afterwards every server is deleted and every volume dropped by drop."""
+    storage = StorageNode(cloud, tmp, f"{prefix}stor")
+    if zone:
+        storage.own_zone(zone)
     storage.keep_beating()
     try:
-        with migrating_pair(cloud, tmp, "lvnode") as pair:
+        with migrating_pair(cloud, tmp, f"{prefix}node") as pair:
             for agent in pair.agents.values():
                 agent.stop()
             pair.agents = {n.name: VolumeAgent(n, pair.ending) for n in (pair.a, pair.b)}
@@ -122,10 +125,20 @@ def env(cloud: Cloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]
                     cloud.openstack("server", "delete", "--wait", server["ID"])
                 for vol in cloud.openstack("volume", "list", "--all-projects", "-f",
                                            "json"):
-                    made.settle(vol["ID"], "available")
-                    cloud.openstack("volume", "delete", vol["ID"])
+                    drop(made, vol["ID"])
     finally:
         storage.remove()
+
+
+def _settle_and_delete(env: Env, vid: str) -> None:
+    env.settle(vid, "available")
+    env.cloud.openstack("volume", "delete", vid)
+
+
+@pytest.fixture(scope="module")
+def env(cloud: Cloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    yield from volume_env(cloud, tmp_path_factory.mktemp("lv"), "lv", _settle_and_delete,
+                          zone="lvaz")
 
 
 def _attached(env: Env, server: str) -> tuple[str, str]:

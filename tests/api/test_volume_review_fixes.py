@@ -31,8 +31,7 @@ from atwill.controller.db.volume import VolumeAttachment
 from tests.api.admin_api import show_server
 from tests.api.aggregate_nodes import wait_for
 from tests.api.lockout_cloud import own_cloud
-from tests.api.test_live_migration_volumes import Env, VolumeAgent
-from tests.api.test_server_live_migration import migrating_pair
+from tests.api.test_live_migration_volumes import Env, volume_env
 from tests.api.volume_nodes import StorageNode
 from tests.cloud import Cloud, unique
 
@@ -49,26 +48,7 @@ def cloud(engine: str) -> Iterator[Cloud]:
 
 @pytest.fixture(scope="module")
 def env(cloud: Cloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    tmp = tmp_path_factory.mktemp("rf")
-    storage = StorageNode(cloud, tmp, "rfstor")
-    storage.keep_beating()
-    try:
-        with migrating_pair(cloud, tmp, "rfnode") as pair:
-            for agent in pair.agents.values():
-                agent.stop()
-            pair.agents = {n.name: VolumeAgent(n, pair.ending) for n in (pair.a, pair.b)}
-            made = Env(pair, storage)
-            try:
-                yield made
-            finally:
-                for server in cloud.openstack("server", "list", "--all-projects", "-f",
-                                              "json"):
-                    cloud.openstack("server", "delete", "--wait", server["ID"])
-                for vol in cloud.openstack("volume", "list", "--all-projects", "-f",
-                                           "json"):
-                    _drop_volume(made, vol["ID"])
-    finally:
-        storage.remove()
+    yield from volume_env(cloud, tmp_path_factory.mktemp("rf"), "rf", _drop_volume)
 
 
 def _drop_volume(env: Env, vid: str) -> None:
