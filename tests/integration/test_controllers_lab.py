@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -146,31 +147,30 @@ def _qemus(lab: Lab, uuid: str) -> list[tuple[str, int]]:
     return found
 
 
-def _trace(lab: Lab, uuid: str) -> str:
-    """What every controller and agent logged about one instance (for a failure)."""
+def _logged(lab: Lab, keep: Callable[[str], bool], last: int = 0) -> str:
+    """The lines every controller and agent logged that keep accepts (the last `last` of
+    each log when set), each after its host's name."""
     lines = []
     for host in lab.state.hosts.values():
         for name in ("controller.log", "agent.log"):
             path = Path(host.state_dir) / name
             if path.exists():
-                lines += [f"{host.name}: {line}" for line in
-                          path.read_text(errors="replace").splitlines() if uuid in line]
+                kept = [f"{host.name}: {line}" for line in
+                        path.read_text(errors="replace").splitlines() if keep(line)]
+                lines += kept[-last:] if last else kept
     return "\n".join(lines)
+
+
+def _trace(lab: Lab, uuid: str) -> str:
+    """What every controller and agent logged about one instance (for a failure)."""
+    return _logged(lab, lambda line: uuid in line)
 
 
 def _story(lab: Lab) -> str:
     """What the controllers and agents said about nodes, controllers and failing over
     (for a failure: the lab goes with the test)."""
     words = ("is down", "is back", "trying", "WARNING", "ERROR", "overlay", "applied")
-    lines = []
-    for host in lab.state.hosts.values():
-        for name in ("controller.log", "agent.log"):
-            path = Path(host.state_dir) / name
-            if path.exists():
-                lines += [f"{host.name}: {line}" for line in
-                          path.read_text(errors="replace").splitlines()
-                          if any(w in line for w in words)][-40:]
-    return "\n".join(lines)
+    return _logged(lab, lambda line: any(w in line for w in words), last=40)
 
 
 def _log(lab: Lab, host: str) -> str:
