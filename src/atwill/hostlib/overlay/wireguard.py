@@ -12,6 +12,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from atwill.hostlib.overlay import udp_buffers
 from atwill.hostlib.overlay.base import OverlaySpec
 from atwill.hostlib.run import ChildProcess, HostCommandError, Reverter, run
 
@@ -60,6 +61,9 @@ class WireGuard:
             self._sync_peers(spec)
             self._sync_address(spec)
             run(["ip", "link", "set", "dev", self.ifname, "mtu", str(spec.mtu), "up"])
+        pid = self.process.pid()
+        if pid is not None:  # wireguard-go: its UDP buffers are too small (udp_buffers.py)
+            udp_buffers.ensure(pid)
         self._names = {peer.public_key: peer.name for peer in spec.peers}
 
     def teardown(self) -> None:
