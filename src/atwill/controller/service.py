@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..core import json_edge
@@ -75,6 +75,19 @@ def make_service_app(ctl: Controller, render: ErrorRenderer = keystone_error,
         failure = ApiError("An unexpected error prevented the server from fulfilling "
                            "your request.")
         return respond(failure)
+
+    @app.exception_handler(OperationalError)
+    async def _contended(request: Request, err: OperationalError) -> JSONResponse:
+        # A deadlock or serialization failure (PostgreSQL) or a write lock waited for too
+        # long (SQLite): the transaction was rolled back, nothing changed; the client may
+        # try again. Any other database failure is unexpected.
+        if getattr(err.orig, "sqlstate", None) in ("40P01", "40001") or \
+                "database is locked" in str(err.orig):
+            log.warning("%s concurrent update refused: %s", request.scope.get(
+                "state", {}).get("request_id"), str(err.orig).splitlines()[0][:200])
+            return respond(Conflict("A concurrent request changed the same resources; "
+                                    "nothing was done. Try again."))
+        return await _unexpected(request, err)
 
     return app
 

@@ -16,6 +16,8 @@ from sqlalchemy.orm import Session
 from ...core.errors import BadRequest
 from ...core.policy import Credentials
 from ..db.models import Instance
+from ..servers import locks
+from ..volume import lock_order
 from ..volume.access import find_volume
 from ..volume.volumes import new_volume
 from . import server_volumes_state as state
@@ -111,7 +113,12 @@ def check_count(mappings: list[dict[str, Any]], count: int) -> None:
 
 def attach_all(session: Session, creds: Credentials, inst: Instance,
                mappings: list[dict[str, Any]]) -> None:
-    """Attach (making first when asked) the mapped volumes; the boot one is /dev/vda."""
+    """Attach (making first when asked) the mapped volumes; the boot one is /dev/vda.
+
+    Every lock this takes is taken first, in volume/lock_order.py's order (the project's
+    quota lock, the storage nodes' capacity locks, the named volumes' rows by id): an
+    extend or a snapshot of one of the volumes at the same time waits, never deadlocks."""
+    lock_ahead(session, creds, mappings)
     ordered = sorted(mappings, key=lambda m: (m["boot_index"] != 0, m["boot_index"] or 0))
     for mapping in ordered:
         if mapping["source"] == "volume":
@@ -131,3 +138,16 @@ def attach_all(session: Session, creds: Credentials, inst: Instance,
                   mapping["boot_index"])
         if vol.status == "error":  # no storage node could take it
             state.fail_boots_on(session, vol)
+
+
+def lock_ahead(session: Session, creds: Credentials, mappings: list[dict[str, Any]]) -> None:
+    made = [m for m in mappings if m["source"] != "volume"]
+    if made:
+        locks.lock_project(session, creds.project_id or "")  # new volumes are charged
+    nodes: set[str] = set()
+    if any(m["source"] in ("image", "blank") for m in made):
+        nodes |= lock_order.all_storage_nodes(session)
+    nodes |= lock_order.snapshot_nodes(session, [m["uuid"] for m in made
+                                                 if m["source"] == "snapshot"])
+    lock_order.lock_volumes(session, [m["uuid"] for m in mappings if m["source"] == "volume"
+                                      and isinstance(m["uuid"], str)], nodes)

@@ -15,8 +15,8 @@ from ..db.base import utcnow
 from ..db.volume import Volume, VolumeSnapshot, VolumeType
 from ..revision import bump
 from ..service import controller, json_body, wrapped
-from . import freeze, listing, placement
-from .access import find_snapshot, find_volume
+from . import freeze, listing, lock_order, placement
+from .access import find_snapshot
 from .common import api_version, body_bool, require_admin, require_member, who
 from .metadata_input import metadata
 from .usage import charge
@@ -47,7 +47,8 @@ def snapshot_post(request: Request, body: dict = Depends(json_body),
         raise BadRequest("Invalid input: 'volume_id' is a required property.")
     force = body_bool(data.get("force", False), "force")
     with controller(request).db.session() as session:
-        vol = find_volume(session, creds, data["volume_id"], lock=True)
+        # It claims quota and node space: locked in lock_order's order.
+        vol = lock_order.volume(session, creds, data["volume_id"], charge=True)
         require_member(creds, vol.project_id, "volume:create_snapshot")
         freeze.assert_not_frozen(session, vol.node_id)
         # From 3.66 an in-use volume is snapshotted without force (Cinder too).

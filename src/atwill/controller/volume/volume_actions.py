@@ -18,8 +18,7 @@ from ..db.base import utcnow
 from ..db.volume import Volume, VolumeType
 from ..revision import bump
 from ..service import controller, json_body
-from . import placement, volume_upload
-from .access import find_volume
+from . import lock_order, placement, volume_upload
 from .common import api_version, body_bool, require_admin, require_member, who
 from .metadata_input import metadata
 from .usage import charge
@@ -145,7 +144,8 @@ def volume_action_post(volume_id: str, request: Request, body: dict = Depends(js
     name, arg = next(iter(body.items()))
     handler, status = ACTIONS[name]
     with controller(request).db.session() as session:
-        vol = find_volume(session, creds, volume_id, lock=True)
+        # An extend claims quota and node space: locked in lock_order's order.
+        vol = lock_order.volume(session, creds, volume_id, charge=name == "os-extend")
         result = handler(session, creds, vol, arg, version)
         vol.updated_at = utcnow()
         bump(session)
