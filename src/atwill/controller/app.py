@@ -12,6 +12,7 @@ from fastapi.responses import RedirectResponse, Response
 from ..config import Settings
 from . import background, metrics
 from .cluster import app as cluster_app
+from .cluster.heartbeat_lane import HeartbeatLane
 from .compute import app as compute_app
 from .context import Controller
 from .dashboard import app as dashboard_app
@@ -32,7 +33,7 @@ MOUNTS = (*(prefix for prefix, _ in APIS), "/dashboard")
 
 
 def create_app(settings: Settings, ctl: Controller | None = None,
-               housekeeping: bool = True) -> RequestContext:
+               housekeeping: bool = True) -> HeartbeatLane:
     """housekeeping=False: a worker among several, whose parent did it before forking."""
     ctl = ctl or Controller.from_settings(settings)
     @contextlib.asynccontextmanager
@@ -76,7 +77,8 @@ def create_app(settings: Settings, ctl: Controller | None = None,
     dashboard.state.api = app
     # The orchestration engine makes resources through the same app, as the stack's owner.
     orchestration_app.serve_through(orchestration, app)
-    return app
+    # A node's beat that only says it lives skips the stack (cluster/heartbeat_lane.py).
+    return HeartbeatLane(app, ctl)
 
 
 def clean_up(ctl: Controller) -> None:

@@ -26,6 +26,7 @@ from ..ha.lease import host_report
 from ..ha.monitor import returned
 from ..image.store import ImageStore
 from ..metrics_relay import relay_for
+from ..peercert import client_cert
 from ..peers.images import node_download
 from ..revision import bump, changes_since, node_revision, revision
 from ..servers import live_migration_agents
@@ -33,7 +34,7 @@ from ..servers.lifecycle import report
 from ..service import controller
 from ..volume.desired import image_needed
 from ..volume.report import check_volume_reports, storage_report
-from . import nodes
+from . import liveness, nodes
 from .bodies import read_model
 from .desired import desired_state
 from .nodecert import calling_node
@@ -143,7 +144,21 @@ HEARTBEAT_DOC = {"requestBody": {"required": True, "content": {"application/json
              openapi_extra=HEARTBEAT_DOC,
              summary="Report liveness, inventory and overlay status (at most 256 KiB)")
 async def heartbeat_post(node_id: str, request: Request) -> dict:
-    body = await read_model(request, Heartbeat, HEARTBEAT_BYTES, "heartbeat")
+    body = checked(await read_model(request, Heartbeat, HEARTBEAT_BYTES, "heartbeat"))
+    ctl = controller(request)
+    if liveness.enabled():  # liveness only: answered from memory, written in a batch
+        host = host_report(body.host, body.peers)
+        client = request.client.host if request.client else ""
+        reply = lean(ctl, node_id, client_cert(request.scope), client, body, host)
+        if reply is not None:
+            return reply
+        return await asyncio.to_thread(_heartbeat, ctl, request, node_id, body, host)
+    return await asyncio.to_thread(_heartbeat, ctl, request, node_id, body)
+
+
+def checked(body: Heartbeat) -> Heartbeat:
+    """The heartbeat's reports checked (400 on anything unsound); its host figures kept
+    only when sound."""
     if body.inventory is not None:
         check_inventory(body.inventory)
     if body.instances is not None:
@@ -154,18 +169,35 @@ async def heartbeat_post(node_id: str, request: Request) -> dict:
     if host_figures.REPORT_KEY in body.host:  # kept with the node: only what is sound
         if (figures := host_figures.accepted(body.host.pop(host_figures.REPORT_KEY))):
             body.host[host_figures.REPORT_KEY] = figures
-    return await asyncio.to_thread(_heartbeat, controller(request), request, node_id, body)
+    return body
 
 
-def _heartbeat(ctl: Controller, request: Request, node_id: str, body: Heartbeat) -> dict:
+def lean(ctl: Controller, node_id: str, cert: bytes | None, client: str, body: Heartbeat,
+         host: dict) -> dict | None:
+    """The reply to a beat that only says the node lives (liveness.py), else None."""
+    source = nodes.underlay_source(ctl.settings, client)
+    rev = liveness.of(ctl.db).lean(node_id, cert, source, body, host)
+    if rev is None:
+        return None
+    if body.instances is not None:
+        relay_for(ctl).record(node_id, body.instances)
+    return {"revision": rev, "state": "up"}
+
+
+def _heartbeat(ctl: Controller, request: Request, node_id: str, body: Heartbeat,
+               host: dict | None = None) -> dict:
     source = nodes.underlay_source(ctl.settings,
                                    request.client.host if request.client else "")
+    if host is None:
+        host = host_report(body.host, body.peers)
+    state_digest = liveness.digest(body.instances, body.volumes) if liveness.enabled() \
+        else b""
     with ctl.db.session() as session:
         node = calling_node(session, request, node_id)
 
         returned(session, node, body.instances)
         nodes.heartbeat(session, node, body.inventory, body.overlay, body.running_vms, source,
-                        host_report(body.host, body.peers))
+                        host)
         if body.instances is not None:
             # Console output has its own route now; an older agent's copy is ignored here.
             reports = {uuid: {k: v for k, v in entry.items() if k != "console"}
@@ -177,7 +209,12 @@ def _heartbeat(ctl: Controller, request: Request, node_id: str, body: Heartbeat)
             if storage_report(session, node, body.volumes):
                 # The servers on its volumes follow from the volume rows (node_scope).
                 bump(session, nodes={node.id})
-        return {"revision": node_revision(session, node.id), "state": node.state}
+        reply = {"revision": node_revision(session, node.id), "state": node.state}
+        seen = liveness.Seen(node.cert_serial or "", node.endpoint_host or "",
+                             liveness.healthy(node), reply["revision"], state_digest)
+    # committed: the next beats with this state part may be lean (liveness.py)
+    liveness.of(ctl.db).full(node_id, client_cert(request.scope), seen)
+    return reply
 
 
 @router.post("/v1/nodes/{node_id}/leave", status_code=204,

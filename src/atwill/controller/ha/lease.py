@@ -24,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ...core import ha_health, ha_policy, peer_view, restart_notice
+from ..cluster import liveness
 from ..context import Controller
 from ..db.base import utcnow
 from ..db.models import FenceEvent, Instance, Node
@@ -111,7 +112,9 @@ def fence_by_lease(session: Session, ctl: Controller, since: dt.datetime) -> lis
     candidates = [n for n in candidates if PEERS_KEY in (n.host_status or {})]
     if not candidates:
         return []
-    now, margin = _now(), max(ctl.settings.ha_lease_margin, MIN_MARGIN)
+    # Beats other workers still buffer (cluster/liveness.py) only shorten a silence.
+    now = _now() - dt.timedelta(seconds=liveness.staleness())
+    margin = max(ctl.settings.ha_lease_margin, MIN_MARGIN)
     reporters = list(session.scalars(select(Node).where(Node.state == "up")))
     fenced = []
     for node in candidates:

@@ -14,6 +14,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from ...core import ha_confirm, ha_health, ha_policy, peer_view, restart_notice
+from ..cluster import liveness
 from ..context import Controller
 from ..db.base import utcnow
 from ..db.models import Evacuation, Instance, Node
@@ -40,7 +41,12 @@ def detect(session: Session, ctl: Controller, since: dt.datetime) -> list[Node]:
     (core/ha_confirm). A node whose agent announced a restart is not judged until the
     notice's deadline, and its silence counts from there (core/restart_notice).
     """
-    now, limits, newly_down = _now(), thresholds(ctl), []
+    # Beats the workers still buffer (cluster/liveness.py: at most its STALENESS) are
+    # granted to every silence: none is judged late because its beat was not written yet.
+    now, limits, newly_down = _now() - _grace(), thresholds(ctl), []
+    if _all_heard(session, now, since, limits):
+        live_migration_agents.settle_lost_sources(session)
+        return []
     nodes = list(session.scalars(select(Node).where(Node.last_heartbeat.is_not(None))
                                  .order_by(Node.name)))
     reports = _peer_reports(nodes, now)
@@ -80,6 +86,23 @@ def detect(session: Session, ctl: Controller, since: dt.datetime) -> list[Node]:
     return newly_down
 
 
+def _all_heard(session: Session, now: dt.datetime, since: dt.datetime,
+               limits: ha_health.Thresholds) -> bool:
+    """Every node up, healthy, under no restart notice and heard within suspect_after:
+    the pass below would change nothing (no silence to judge, no peer report to read).
+    The common case, read in a few columns instead of every row (fleet-sized each pass)."""
+    for state, health, last, peak, notice in session.execute(select(
+            Node.state, Node.health, Node.last_heartbeat, Node.heartbeat_gap_peak,
+            Node.host_status[restart_notice.KEY]).where(Node.last_heartbeat.is_not(None))):
+        if state != "up" or health != ha_health.UP or notice is not None:
+            return False
+        silence = (now - max(last, since)).total_seconds()
+        if silence > limits.suspect_after or \
+                ha_health.classify(silence, peak or 0.0, limits) != ha_health.UP:
+            return False
+    return True
+
+
 def _health(ctl: Controller, node: Node, silence: float, limits: ha_health.Thresholds,
             reports: dict[str, float]) -> str:
     health = ha_health.classify(silence, node.heartbeat_gap_peak or 0.0, limits)
@@ -114,6 +137,11 @@ def _restarting(node: Node, now: dt.datetime) -> bool:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def _grace() -> dt.timedelta:
+    """How much older than the beats a silence read from the database may be."""
+    return dt.timedelta(seconds=liveness.staleness())
 
 
 def _peer_reports(nodes: list[Node], now: dt.datetime) -> dict[str, dict[str, float]]:

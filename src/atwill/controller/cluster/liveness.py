@@ -1,0 +1,261 @@
+"""The lean heartbeat path: a beat that changes nothing but liveness costs no transaction.
+
+A heartbeat carries two things: liveness (the node is alive now; its host figures, peer
+silences and overlay status, written over on every beat) and state (inventory, instance
+and volume reports, its endpoint) that moves rows and revisions when it changes. The full
+path (agents._heartbeat) runs a transaction of a dozen statements for both, on every beat.
+
+Here a worker remembers, for each node whose last beat it processed in full, a digest of
+that beat's state part, the node's revision then, and that the node was up, healthy, not
+fenced and under no restart notice. A later beat with the same certificate, the same
+endpoint, no inventory, the same state digest, while the node's revision has not moved,
+is *lean*: it is answered from memory and its liveness part is kept in a buffer. Every
+FLUSH seconds one transaction writes the buffer for all its nodes (a batched UPDATE:
+last_heartbeat, heartbeat_gap_peak, host_status, overlay_status, running_vms) and reads
+back each node's row and revision, so what another worker or controller changed
+(a removal, a renewed certificate, down, fenced, a restart notice, a new revision) sends
+that node's next beat down the full path. A full pass is also forced every REFRESH
+seconds per node.
+
+Bounded staleness: a lean beat reaches the database at most FLUSH (+ one flush's
+duration) after it arrived. The HA monitor grants every silence STALENESS for the
+workers' buffers (ha/monitor, ha/lease):
+a node is never judged down because its beat sat in a buffer (FLUSH is well under
+ha_suspect_after, 1.6 s by default). A flush never moves last_heartbeat backwards, never
+writes a node that is no longer up and healthy or whose certificate changed, and merges
+host_status with the row's (a restart notice given meanwhile is kept:
+core/restart_notice.after_heartbeat). ATWILL_HEARTBEAT_PATH=full turns the lean path off
+(what `atwill bench fleet` compares against).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import bindparam, select, update
+
+from ...core import ha_health, restart_notice
+from ..db.models import ClusterRevision, Node, NodeRevision
+
+log = logging.getLogger("atwill.cluster")
+
+FLUSH = 0.2  # seconds between batched writes of the buffered beats
+STALENESS = 0.4  # what a silence read from the database may lack (FLUSH + a flush's time)
+REFRESH = 30.0  # seconds after which a node's beat goes the full way again
+SWITCH = "ATWILL_HEARTBEAT_PATH"
+
+
+def enabled() -> bool:
+    return os.environ.get(SWITCH, "lean") != "full"
+
+
+def staleness() -> float:
+    """What the HA monitor grants every silence for the beats other workers buffer."""
+    return STALENESS if enabled() else 0.0
+
+
+def digest(instances: dict[str, Any] | None, volumes: dict[str, Any] | None) -> bytes:
+    """The state part of a beat: its instance reports without their counters (they move
+    on every beat and go to the metrics relay, not to a row) and its volume reports."""
+    plain = None if instances is None else {
+        ident: ({k: v for k, v in entry.items() if k not in ("metrics", "console")}
+                if isinstance(entry, dict) else entry) for ident, entry in instances.items()}
+    raw = json.dumps([plain, volumes], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.blake2b(raw.encode(), digest_size=16).digest()
+
+
+@dataclass
+class Known:
+    """What a full pass (or a flush since) established about a node, in this worker."""
+
+    cert: bytes
+    serial: str
+    endpoint: str
+    digest: bytes
+    revision: int  # the node's revision when its state part was last processed in full
+    current: int  # its revision as last read
+    healthy: bool  # up, health up, not fenced, not forced down, no restart notice
+    full_at: float
+
+
+@dataclass
+class Seen:
+    """A full pass's outcome, read inside its transaction."""
+
+    serial: str
+    endpoint: str
+    healthy: bool
+    revision: int
+    digest: bytes
+
+
+@dataclass
+class Beat:
+    at: dt.datetime
+    cert: bytes
+    overlay: dict[str, Any]
+    host: dict[str, Any]
+    running_vms: int
+
+
+def healthy(node: Node) -> bool:
+    return (node.state == "up" and node.health == ha_health.UP and not node.fence_state
+            and not node.forced_down and (node.host_status or {}).get(restart_notice.KEY) is None)
+
+
+class Liveness:
+    """One worker's memory of its nodes and its buffer of lean beats."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+        self._lock = threading.Lock()
+        self._known: dict[str, Known] = {}
+        self._buffer: dict[str, Beat] = {}
+        self._flushing = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    # the request side ---------------------------------------------------------------
+    def lean(self, node_id: str, cert: bytes | None, source: str, body: Any,
+             host: dict[str, Any]) -> int | None:
+        """The node's revision when this beat is lean (and is now buffered), else None."""
+        if cert is None or body.inventory is not None:
+            return None
+        with self._lock:
+            known = self._known.get(node_id)
+            if known is None or not known.healthy or known.cert != cert \
+                    or known.current != known.revision \
+                    or (source and source != known.endpoint) \
+                    or time.monotonic() - known.full_at > REFRESH:
+                return None
+        if digest(body.instances, body.volumes) != known.digest:
+            return None
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        with self._lock:
+            self._buffer[node_id] = Beat(now, cert, body.overlay, host, body.running_vms)
+        self._start()
+        return known.current
+
+    def full(self, node_id: str, cert: bytes | None, seen: Seen) -> None:
+        """A full pass committed: what the next beats are compared with."""
+        if cert is None or not enabled():
+            return
+        with self._lock:
+            self._buffer.pop(node_id, None)  # older than what the full pass wrote
+            self._known[node_id] = Known(cert, seen.serial, seen.endpoint, seen.digest,
+                                         seen.revision, seen.revision, seen.healthy,
+                                         time.monotonic())
+
+    def forget(self, node_id: str) -> None:
+        with self._lock:
+            self._known.pop(node_id, None)
+            self._buffer.pop(node_id, None)
+
+    # the flush ----------------------------------------------------------------------
+    def _start(self) -> None:
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, daemon=True,
+                                                    name="heartbeat-flush")
+                    self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(FLUSH):
+            try:
+                self.flush()
+            except Exception:  # kept: the next flush writes them (or newer beats)
+                log.exception("could not write the buffered heartbeats; retrying")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def flush(self) -> int:
+        """Write the buffered beats in one transaction; the nodes written."""
+        with self._flushing:
+            with self._lock:
+                beats, self._buffer = self._buffer, {}
+            if not beats:
+                return 0
+            try:
+                return self._write(beats)
+            except Exception:
+                with self._lock:  # put back what no newer beat replaced meanwhile
+                    for node_id, beat in beats.items():
+                        self._buffer.setdefault(node_id, beat)
+                raise
+
+    def _write(self, beats: dict[str, Beat]) -> int:
+        ids = sorted(beats)
+        limits = ha_health.Thresholds()
+        rows, found = [], {}
+        with self.db.session() as session:
+            for row in session.execute(select(*SEEN).where(Node.id.in_(ids))
+                                       .order_by(Node.id).with_for_update()):
+                found[row.id] = row
+            everyone = session.scalar(select(ClusterRevision.everyone_at)
+                                      .where(ClusterRevision.id == 1)) or 0
+            own = dict(session.execute(select(NodeRevision.node_id, NodeRevision.revision)
+                                       .where(NodeRevision.node_id.in_(ids))).all())
+            for node_id in ids:
+                row, beat = found.get(node_id), beats[node_id]
+                if row is None or not _healthy(row) or row.last_heartbeat is None \
+                        or row.last_heartbeat >= beat.at:
+                    found.pop(node_id, None)  # not written; its next beat goes the full way
+                    continue
+                gap = (beat.at - row.last_heartbeat).total_seconds()
+                rows.append({
+                    "b_id": node_id, "b_at": beat.at,
+                    "b_peak": ha_health.next_peak(row.heartbeat_gap_peak or 0.0, gap, limits),
+                    # no notice on the row (else not healthy): the report, as after_heartbeat
+                    "b_host": restart_notice.after_heartbeat(None, beat.host, beat.at),
+                    "b_overlay": beat.overlay, "b_vms": beat.running_vms})
+            if rows:
+                table = Node.__table__
+                session.execute(update(table).where(table.c.id == bindparam("b_id")).values(
+                    last_heartbeat=bindparam("b_at"), heartbeat_gap_peak=bindparam("b_peak"),
+                    host_status=bindparam("b_host"), overlay_status=bindparam("b_overlay"),
+                    running_vms=bindparam("b_vms")), rows)
+        with self._lock:
+            for node_id in ids:
+                known = self._known.get(node_id)
+                if known is None:
+                    continue
+                row = found.get(node_id)
+                known.healthy = row is not None and row.cert_serial == known.serial
+                known.current = max(everyone, own.get(node_id, 0))
+        return len(rows)
+
+
+# What a flush reads of each node: whether it may be written, and what the write needs.
+SEEN = (Node.id, Node.cert_serial, Node.state, Node.health, Node.fence_state,
+        Node.forced_down, Node.last_heartbeat, Node.heartbeat_gap_peak,
+        Node.host_status[restart_notice.KEY].label("notice"))
+
+
+def _healthy(row: Any) -> bool:
+    return (row.state == "up" and row.health == ha_health.UP and not row.fence_state
+            and not row.forced_down and row.notice is None)
+
+
+_workers: weakref.WeakKeyDictionary[Any, Liveness] = weakref.WeakKeyDictionary()
+_made = threading.Lock()
+
+
+def of(db: Any) -> Liveness:
+    """This process's Liveness for a database (one per controller)."""
+    with _made:
+        found = _workers.get(db)
+        if found is None:
+            found = _workers[db] = Liveness(db)
+        return found
+
