@@ -49,8 +49,9 @@ class ForkServer:
     """One warm interpreter (started lazily) running a program's commands, asked over a
     Unix socket."""
 
-    def __init__(self, program: str = "openstack") -> None:
+    def __init__(self, program: str = "openstack", prefix: tuple[str, ...] = ()) -> None:
         self.program = program
+        self.prefix = prefix  # e.g. `ip netns exec NS`: the server, and so each child, in NS
         self.dir: Path | None = None
         self.proc: subprocess.Popen | None = None
         self.lock = threading.Lock()
@@ -59,7 +60,8 @@ class ForkServer:
         self.dir = Path(tempfile.mkdtemp(prefix="atwill-osc-"))
         log = open(self.dir / "server.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from atwill.devcloud_forkserver import serve; serve()",
+            [*self.prefix, sys.executable, "-c",
+             "from atwill.devcloud_forkserver import serve; serve()",
              str(self.dir / "sock"), self.program],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env)
         log.close()

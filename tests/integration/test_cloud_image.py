@@ -17,6 +17,7 @@ from atwill.lab import Lab
 from tests.integration.vms import wait_console
 
 LAB = {"nodes": 1}
+SHARE_LAB = True  # with the modules of the same LAB (conftest.SharedLab)
 USER_DATA = """#cloud-config
 runcmd:
   - |

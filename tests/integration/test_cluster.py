@@ -23,6 +23,7 @@ from tests.integration.overlay_checks import (
 # the middle of a test about re-adopting that WireGuard (found by the full run). Fencing
 # has its own tests (test_fencing, test_ha).
 LAB = {"nodes": 3, "fence": False}
+SHARE_LAB = True  # with the modules of the same LAB (conftest.SharedLab)
 HEARTBEAT_MISSES = 5
 
 

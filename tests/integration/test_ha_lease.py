@@ -28,6 +28,7 @@ from tests.integration.vms import upload_guest, wait_status
 # its (one) peers while the other is cut off, and a heartbeat stalled past the lease (a
 # busy host) makes it fence itself too: safe, but its VMs stop.
 LAB = {"nodes": 3, "fence": False}
+SHARE_LAB = True  # with the modules of the same LAB (conftest.SharedLab)
 HOSTS = ("node1", "node2", "node3")
 LOSSY_S = 40
 

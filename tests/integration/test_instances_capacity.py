@@ -15,6 +15,7 @@ from tests.integration.vms import upload_guest, wait_status
 # a BMC would power the node off. Here the agent is what crashes, not the host: the node
 # goes down, its fencing fails, nothing is evacuated, and the restarted agent resumes.
 LAB = {"nodes": 1, "fence": False}
+SHARE_LAB = True  # with the modules of the same LAB (conftest.SharedLab)
 
 
 def _room_for_six(lab: Lab) -> int:

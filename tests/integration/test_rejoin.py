@@ -11,6 +11,7 @@ from tests.integration.overlay_checks import host_processes
 from tests.integration.vms import READY, upload_guest, wait_console, wait_status
 
 LAB = {"nodes": 1, "fence": False}  # a partitioned node must not be powered off
+SHARE_LAB = True  # with the modules of the same LAB (conftest.SharedLab)
 
 
 def _join_as(lab: Lab, host: str, name: str) -> tuple[int, str]:

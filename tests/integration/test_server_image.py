@@ -6,6 +6,7 @@ from atwill.lab import Lab
 from tests.integration.vms import READY, upload_guest, wait_console, wait_status
 
 LAB = {"nodes": 1}
+SHARE_LAB = True  # with the modules of the same LAB (conftest.SharedLab)
 
 
 def test_snapshot_boots_a_new_server(lab: Lab) -> None:
