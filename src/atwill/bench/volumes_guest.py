@@ -20,15 +20,22 @@ areas (so no case writes into unallocated qcow2 clusters on either side):
   processes' start-up, costly under TCG) is subtracted.
 Writes are of zeros (/dev/zero): neither QEMU here detects zeros (detect-zeroes is off).
 Time is the guest's clock ($EPOCHREALTIME, microseconds). The guest's caches are out of
-it (O_DIRECT); the hosts' are not: node1's page cache serves the local qcow2
-(cache=writeback, QEMU's default), node2's the volume's file (the NBD client has
-cache.direct, no cache on node1).
+it (O_DIRECT), and so are the hosts' for reads: before each read case the guest says
+EVICT on its console and waits a second, in which this bench (reading node1's console
+file) drops both files' pages from the page cache (posix_fadvise DONTNEED, nothing else
+of the machine's cache): the local qcow2 on node1 (cache=writeback, QEMU's default, so it
+would read from node1's memory) and the volume's file on node2 (its export's daemon reads
+through node2's page cache; the NBD client on node1 has cache.direct). Both reads then
+come from the disk, as a cold read on a real node would; writes go to each host's page
+cache and are flushed (fsync) on both sides alike.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +64,9 @@ done
 [ -n "$vol" ] || {{ say "ERR no disk with serial $S"; exit 1; }}
 loc=/dev/vda
 [ "$vol" != "$loc" ] || {{ say "ERR the volume is vda"; exit 1; }}
-say "DISKS vol=$vol $(cat /sys/block/${{vol#/dev/}}/size) loc=$loc $(cat /sys/block/vda/size)"
+q=/sys/block/${{vol#/dev/}}/queue
+say "DISKS vol=$vol $(cat /sys/block/${{vol#/dev/}}/size) loc=$loc $(cat /sys/block/vda/size)" \
+  "max_sectors_kb=$(cat $q/max_sectors_kb) max_segments=$(cat $q/max_segments)"
 awk -v n=$RAND -v m=$((MIB * 256)) \
   'BEGIN {{ srand(4096); for (i = 0; i < n; i++) print int(rand() * m) }}' > /tmp/offs
 sw() {{ dd if=/dev/zero of=$1 bs=1M count=$MIB seek=$OFF oflag=direct conv=notrunc,fsync; }}
@@ -75,6 +84,7 @@ sp() {{ while read o; do
     dd if=/dev/zero of=/dev/null bs=4k count=1 skip=$((B + o)) || return 1
   done < /tmp/offs; }}
 T() {{ r=$1 t=$2 c=$3 dev=$4
+  case $c in sr|qr|rr) say "EVICT $r $t $c"; sleep 1;; esac
   a=$EPOCHREALTIME
   if $c $dev 2>/tmp/err; then b=$EPOCHREALTIME; say "T $r $t $c $a $b"
   else say "ERR $r $t $c $(tail -n 1 /tmp/err)"; fi; }}
@@ -141,23 +151,74 @@ class GuestBench:
         facts = {"compute": COMPUTE, "storage": STORAGE, "rounds": rounds, **sizes,
                  "attached_on": hosts, "volume_host": shown.get("os-vol-host-attr:host"),
                  "accel": json.loads(spec.read_text()).get("accel", "unknown")}
+        evictor = Evictor(Path(spec.parent / "console.log"),
+                          [spec.parent / "disk.qcow2", *self.volume_files(vol["id"])])
         # rcS says "user data exited N" when the script ends, done or not.
-        console = self.lab.wait_for(
-            lambda: "user data exited" in (c := self.console(server["id"])) and c,
-            budget(sizes, rounds), "the guest's script to end", interval=3)
+        with evictor:
+            console = self.lab.wait_for(
+                lambda: "user data exited" in (c := self.console(server["id"])) and c,
+                budget(sizes, rounds), "the guest's script to end", interval=3)
+        facts["evictions"] = evictor.count
         if "VBENCH END" not in console:
             raise RuntimeError(f"the guest's script stopped early:\n{console[-2000:]}")
         return console, facts
 
+    def volume_files(self, volume_id: str) -> list[Path]:
+        """The volume's file on the storage node (RuntimeError if there is none)."""
+        found = sorted((Path(self.lab.host(STORAGE).state_dir) / "volumes").rglob(
+            f"*{volume_id}*"))
+        if not found:
+            raise RuntimeError(f"no file of volume {volume_id} on {STORAGE}")
+        return found
+
     def console(self, server: str) -> str:
         return str(self.lab.openstack("console", "log", "show", server, timeout=60) or "")
+
+
+class Evictor:
+    """While in its block: each new `VBENCH EVICT` line in the console file drops the
+    files' pages from the host's page cache (the guest waits a second after the line)."""
+
+    def __init__(self, console: Path, files: list[Path], interval: float = 0.05) -> None:
+        self.console, self.files, self.interval = console, files, interval
+        self.count = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Evictor:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        seen = 0
+        while not self._stop.wait(self.interval):
+            try:
+                lines = self.console.read_bytes().count(b"VBENCH EVICT")
+            except OSError:
+                continue
+            if lines > seen:
+                seen = lines
+                self.evict()
+
+    def evict(self) -> None:
+        for path in self.files:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+        self.count += 1
 
 
 def budget(sizes: dict[str, int], rounds: int) -> float:
     """Seconds to wait for the guest: boot and hot-plug, then a generous 60 s per round
     and 64 MiB, and 20 ms per small request (TCG's dd start-up is most of it)."""
     per_round = 60 * max(1, sizes["mib"] // 64) + 0.02 * (sizes["small"] + 3 * sizes["rand"])
-    return 180 + (rounds + 1) * per_round
+    return 180 + (rounds + 1) * (per_round + 6)  # 6 reads a round, each a second later
 
 
 def main(mib: int = 64, small: int = 1024, rand: int = 200, rounds: int = 3) -> dict[str, Any]:

@@ -93,6 +93,9 @@ def report(figs: dict[str, Any], facts: dict[str, Any]) -> str:
         lines.append(f"  {name:>14}: volume {max(f['vol']):9.1f} {unit:5}  local "
                      f"{max(f['loc']):9.1f} {unit:5}  ratio {f['ratio']:.2f} "
                      f"(medians {f['median_ratio']:.2f})")
+    if facts.get("evictions"):
+        lines.append(f"  reads from the disks: both files' pages dropped from the hosts' page "
+                     f"cache before each read case ({facts['evictions']} times)")
     lines.append(f"  goal: sequential >= {GOAL:.0%} of local: {verdict(figs)}")
     if facts["accel"] != "kvm":
         lines.append("  the guest runs under TCG (no KVM): its emulated CPU may bound both "
