@@ -152,7 +152,7 @@ def detach(session: Session, att: VolumeAttachment) -> None:
     """Ask the node to unplug; the row goes when its report no longer lists the volume."""
     vol = session.get(Volume, att.volume_id)
     att.status, att.updated_at = "detaching", utcnow()
-    if vol is not None:
+    if vol is not None and not _orphaned(vol):
         vol.status, vol.updated_at = "detaching", utcnow()
 
 
@@ -161,10 +161,16 @@ def _release(session: Session, att: VolumeAttachment) -> Volume | None:
     vol = session.get(Volume, att.volume_id)
     session.delete(att)
     session.flush()
-    if vol is not None:
+    if vol is not None and not _orphaned(vol):
         vol.status = "detaching" if att.node_id in (vol.exports or {}) else "available"
         vol.updated_at = utcnow()
     return vol
+
+
+def _orphaned(vol: Volume) -> bool:
+    """In error on no node (its storage node removed with --force, or never placed): it
+    stays in error, detached or not; no node holds its data, nor exports it."""
+    return vol.node_id is None and vol.status == "error"
 
 
 def desired(session: Session, inst: Instance) -> list[dict[str, Any]] | None:
@@ -175,6 +181,8 @@ def desired(session: Session, inst: Instance) -> list[dict[str, Any]] | None:
     out = []
     for att in atts:
         vol = session.get(Volume, att.volume_id)
+        if vol is None or _orphaned(vol):
+            continue  # its export went with its storage node: the node unplugs it
         export = _export(vol, inst) or _kept(att, inst)
         if att.status not in PLUGGED or export is None:
             continue  # not exported to this node yet (or being detached)
