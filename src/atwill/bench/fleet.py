@@ -19,18 +19,19 @@ Figures, each from its own phase of one run:
 
 The load generator shares the machine: its own CPU and the heartbeat rate it reached
 are printed, so a run where it, not the controller, was the limit says so.
-Each run measures the fleet twice, from a restarted controller each time: with one
-cluster revision (before: ATWILL_NODE_REVISIONS=off, every change for every node, long-polls
-re-reading it each second) and with per-node revisions (after), and prints after / before.
-Figures (2026-12-06, 2 vCPUs shared with other sessions, one controller worker): 200
-nodes with the long-polls open, after / before 3.39x the beats/s (173.6) at 0.29x the CPU
-per beat (5.57 ms); the rule woke 0 of 150 others (118 before) and reached all 50. 500 nodes:
-the rule for 50 nodes woke 0 of the 450 others after (20 within 5 s before) and reached 39
-of its 50 within 5 s, median 2.7 s (none before). Heartbeats alone saturate the core either
-way (208 / 218 beats/s, 4.53 / 4.20 ms CPU each); with the long-polls open 33.6 / 50 beats/s,
-the saturated controller's HA monitor marking late nodes down (a change for every node).
-Earlier, one revision: 2000 nodes 146 beats/s (5.0 ms each, p99 14.6 s); 500 nodes on two
-workers 312 beats/s (3.6 ms). Goal (issue 19): 2000 nodes at < 50 % of one core, a targeted
+Each run measures the fleet twice, from a restarted controller each time, before and after
+(fleet_report.COMPARISONS): `heartbeat` (default) every beat in full
+(ATWILL_HEARTBEAT_PATH=full) / the lean path (cluster/liveness.py); `revisions` one
+cluster revision (ATWILL_NODE_REVISIONS=off) / per-node revisions; it prints after / before.
+Figures (2026-12-07, 2 vCPUs shared with other sessions, one controller worker, heartbeat):
+500 nodes, heartbeats only: 0.45 / 4.82 ms controller CPU per beat (0.09x), 601.8 / 164.8
+beats/s, PostgreSQL 0.07 / 0.93 ms per beat. 2000 nodes: 1.93 / 6.37 ms (0.30x), 401 / 120
+beats/s, still saturated (every node's first beats after the start take the full path, late
+nodes are marked down and go the full way again; the generator itself used half a core).
+With the long-polls open both saturate (each node marked down rebuilds every node's
+desired state). Earlier (revisions, 2026-12-06): 200 nodes with the long-polls open 3.39x
+the beats/s at 0.29x the CPU per beat; a security-group rule for 50 nodes woke 0 of the
+150 others (118 before). Goal (issue 19): 2000 nodes at < 50 % of one core, a targeted
 change in < 1 s waking no other node — waking no other met, the rest missed.
 """
 
@@ -56,7 +57,7 @@ import httpx
 from ..agent.client import tls_context
 from ..devcloud import Cloud, fresh_database
 from ..pki import make_key_and_csr
-from .fleet_report import MODES, node_revisions, ratios, report
+from .fleet_report import COMPARISONS, MODES, ratios, report, switched
 
 INVENTORY = {"vcpus": 8, "memory_mb": 16384, "disk_gb": 200, "arch": "x86_64",
              "cpu_model": "simulated", "accelerator": "tcg"}
@@ -303,9 +304,12 @@ async def run(cloud: Cloud, nodes: list[SimNode], seconds: float, concerned: int
 
 
 def main(nodes: int = 50, seconds: float = 10.0, concerned: int = 50, workers: int = 1,
-         database_url: str | None = None) -> dict[str, Any]:
-    """The fleet measured twice on one database and one set of joined nodes: before (every
-    change for every node, ATWILL_NODE_REVISIONS=off) and after (per-node revisions)."""
+         database_url: str | None = None, compare: str = "heartbeat") -> dict[str, Any]:
+    """The fleet measured twice on one database and one set of joined nodes, before and
+    after (fleet_report.COMPARISONS): the heartbeat path (ATWILL_HEARTBEAT_PATH full /
+    lean) or the revisions (ATWILL_NODE_REVISIONS off / on)."""
+    if compare not in COMPARISONS:
+        raise SystemExit(f"bench fleet compares one of {', '.join(COMPARISONS)}")
     admin_url = database_url or os.environ.get("ATWILL_TEST_PG_URL")
     if not admin_url:
         raise SystemExit("bench fleet needs PostgreSQL: --database-url or ATWILL_TEST_PG_URL "
@@ -313,7 +317,7 @@ def main(nodes: int = 50, seconds: float = 10.0, concerned: int = 50, workers: i
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # two connections per node
     concerned = min(concerned, max(1, nodes // 2))
-    results: dict[str, Any] = {"nodes": nodes, "workers": workers}
+    results: dict[str, Any] = {"nodes": nodes, "workers": workers, "compare": compare}
     with fresh_database(admin_url, "atwill_fleet") as url, tempfile.TemporaryDirectory() as tmp:
         cloud = Cloud(database_url=url, workers=workers)
         try:
@@ -325,7 +329,7 @@ def main(nodes: int = 50, seconds: float = 10.0, concerned: int = 50, workers: i
                   f"(controller: {workers} worker(s), PostgreSQL)", flush=True)
             cloud.stop()
             for mode in MODES:  # each from a fresh start, the nodes silent since the last
-                with node_revisions(mode):
+                with switched(compare, mode):
                     cloud.start()
                 results[mode] = asyncio.run(run(cloud, sims, seconds, concerned, admin_url,
                                                 url))

@@ -7,24 +7,33 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-# Before: one revision for the whole cluster (every change for every node, long-polls
-# re-reading it each second); after: per-node revisions.
+# Each comparison: the environment switch, and its value before and after. heartbeat:
+# every beat through the whole stack and one transaction (before) or the lean path for
+# beats that only say the node lives (after: cluster/liveness.py); revisions: one revision
+# for the whole cluster (before: every change for every node, long-polls re-reading it
+# each second) or per-node revisions (after).
 MODES = ("before", "after")
-SWITCH = "ATWILL_NODE_REVISIONS"
+COMPARISONS = {
+    "heartbeat": ("ATWILL_HEARTBEAT_PATH", {"before": "full", "after": "lean"},
+                  {"before": "every beat in full", "after": "lean heartbeat path"}),
+    "revisions": ("ATWILL_NODE_REVISIONS", {"before": "off", "after": "on"},
+                  {"before": "one cluster revision", "after": "per-node revisions"}),
+}
 
 
 @contextlib.contextmanager
-def node_revisions(mode: str) -> Iterator[None]:
+def switched(compare: str, mode: str) -> Iterator[None]:
     """The environment a controller started in here inherits, for that mode."""
-    old = os.environ.get(SWITCH)
-    os.environ[SWITCH] = "off" if mode == "before" else "on"
+    name, values, _ = COMPARISONS[compare]
+    old = os.environ.get(name)
+    os.environ[name] = values[mode]
     try:
         yield
     finally:
         if old is None:
-            os.environ.pop(SWITCH, None)
+            os.environ.pop(name, None)
         else:
-            os.environ[SWITCH] = old
+            os.environ[name] = old
 
 
 def _ratio(after: float | None, before: float | None) -> float | None:
@@ -49,8 +58,9 @@ def ratios(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float | N
 def report(results: dict[str, Any]) -> None:
     print(f"fleet of {results['nodes']} SIMULATED nodes (1 Hz heartbeats, real cluster API "
           f"over mTLS; controller {results['workers']} worker(s) on PostgreSQL)")
+    labels = COMPARISONS[results["compare"]][2]
     for mode in MODES:
-        print(f" {mode} ({'one cluster revision' if mode == 'before' else 'per-node revisions'})")
+        print(f" {mode} ({labels[mode]})")
         for phase in ("heartbeats_only", "with_long_polls"):
             f = results[mode][phase]
             print(f"  {phase:16} {f['heartbeats_per_s']:7.1f} beats/s  controller "

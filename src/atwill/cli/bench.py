@@ -72,12 +72,14 @@ def fleet(nodes: int = typer.Option(50, help="SIMULATED nodes (500 and 2000 for 
           workers: int = typer.Option(1, help="Controller worker processes."),
           database_url: str = typer.Option(None, help="PostgreSQL URL allowed to create "
                                            "databases (default $ATWILL_TEST_PG_URL)."),
-          json_out: bool = typer.Option(False, "--json", help="Also print the figures as JSON.")
+          json_out: bool = typer.Option(False, "--json", help="Also print the figures as JSON."),
+          compare: str = typer.Option("heartbeat", help="before/after: heartbeat (full / "
+                                      "lean path) or revisions (one / per node).")
           ) -> None:
     """SIMULATED nodes at 1 Hz on PostgreSQL: controller CPU/heartbeat, p99, change fan-out."""
     from ..bench.fleet import main
 
-    results = main(nodes, seconds, concerned, workers, database_url)
+    results = main(nodes, seconds, concerned, workers, database_url, compare)
     if json_out:
         _print_json(results)
 
@@ -135,12 +137,19 @@ def volumes(size_mb: int = typer.Option(256, min=16, max=8192, help="Volume size
                                       "per one-at-a-time run."),
             random: int = typer.Option(200, min=16, max=5000, help="--guest: 4 KiB requests "
                                        "(one dd each) per random run."),
+            latency: bool = typer.Option(False, "--latency", help="Attach -> device present "
+                                         "in QEMU, and a volume from a 1 GiB image vs "
+                                         "qemu-img convert."),
             json_out: bool = typer.Option(False, "--json", help="Also print the figures as JSON.")
             ) -> None:
     """Sequential MB/s and 4 KiB IOPS through a volume's NBD export (TLS-PSK) vs local;
     with --guest, in a guest over the overlay vs its local disk."""
     _needs_root()
-    if guest:
+    if latency:
+        from ..bench.volumes_latency import main as latencies
+
+        results = latencies(rounds)
+    elif guest:
         from ..bench.volumes_guest import main as in_guest
 
         if small > guest_mib * 256:
