@@ -23,6 +23,7 @@ import yaml
 from atwill.lab import Lab, naming
 from atwill.lab import commands as labcmd
 from atwill.lab.clouds import Clouds
+from tests.integration.forked_lab import ForkedLab, forking
 
 SCOPE_TWO = json.dumps({"image": "CloudTwo"})
 # Run in a lab host: a token from the cloud at argv[1], then GET argv[3] at argv[2] with
@@ -96,8 +97,11 @@ def _member(lab: Lab, name: str, project: str) -> None:
 def _as(lab: Lab, user: str, *args: str, check: bool = True, timeout: float = 300) -> Any:
     ctl = lab.state.controller
     env = labcmd.openstack_env(Path(ctl.state_dir) / "peers-clouds.yaml")
-    proc = lab.exec(ctl.name, labcmd.OPENSTACK, "--os-cloud", user, *args, check=check,
-                    timeout=timeout, env=env)
+    argv = [labcmd.OPENSTACK, "--os-cloud", user, *args]
+    if isinstance(lab, ForkedLab):
+        proc = lab.run_forked("openstack", argv, env, check, timeout)
+    else:
+        proc = lab.exec(ctl.name, *argv, check=check, timeout=timeout, env=env)
     return labcmd.parse(proc.stdout) if check and labcmd.wants_json(args) else proc
 
 
@@ -112,6 +116,9 @@ def clouds() -> Iterator[Clouds]:
     pair = Clouds("p" + secrets.token_hex(1), root)
     while naming.subnet(pair.one.name) == naming.subnet(pair.two.name):
         pair = Clouds("p" + secrets.token_hex(1), root)
+    if forking():  # each cloud's CLIs forked from warm ones in its controller host
+        pair.one = ForkedLab(pair.one.name, pair.one.directory)
+        pair.two = ForkedLab(pair.two.name, pair.two.directory)
     try:
         pair.up((1, 0), bare=False, internet=False)
         two = pair.two
@@ -121,6 +128,9 @@ def clouds() -> Iterator[Clouds]:
         _member(pair.one, "carol", "admin")
         yield pair
     finally:
+        for lab in (pair.one, pair.two):
+            if isinstance(lab, ForkedLab):
+                lab.close_forks()
         pair.down()
         shutil.rmtree(root, ignore_errors=True)
 
