@@ -1,5 +1,9 @@
 """Scheduler placements per second against 1,000 simulated nodes, with real claims.
 
+Besides the rate it prints the CPU each placement cost the placing processes
+(client_cpu_ms) and, on a PostgreSQL on this machine, its backends (server_cpu_ms): on
+shared, loaded cores the rate mostly says how long the processes waited for one.
+
 The nodes are *simulated*: rows in the database with an inventory and no agent
 behind them (allowed for scale benchmarks only). Each placement runs exactly what
 a server create runs: load the hosts, filter, weigh, and claim with the
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 import tempfile
 import time
 import uuid
@@ -67,22 +72,50 @@ def _overbooked(db: Database) -> int:
         return bad
 
 
+def _server_cpu(db: Database) -> float | None:
+    """CPU seconds of the PostgreSQL backend serving this engine's pooled connection, when
+    it runs on this machine (its /proc entry readable); None otherwise and on SQLite."""
+    if db.engine.dialect.name != "postgresql":
+        return None
+    with db.engine.connect() as conn:
+        pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        conn.rollback()
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _timed(db: Database, settings, placements: int) -> tuple[float, float, float, int,
+                                                              float | None]:
+    """(start, end, client CPU seconds, placed, server CPU seconds or None) of placements
+    one after another on one connection."""
+    req = scheduler.Request(vcpus=2, memory_mb=4096, disk_gb=20)
+    server = _server_cpu(db)
+    cpu, started = time.process_time(), time.perf_counter()  # perf_counter: CLOCK_MONOTONIC
+    placed = sum(_place(db, settings, req) for _ in range(placements))
+    ended, cpu = time.perf_counter(), time.process_time() - cpu
+    after = _server_cpu(db) if server is not None else None
+    return started, ended, cpu, placed, None if after is None else after - server
+
+
 def _worker(url: str, tmp: str, placements: int, ready: Any, out: Any) -> None:
     """One controller worker process: its own engine, placements one after another."""
     db = Database(url)
     try:
         settings = load(Path(tmp))
-        req = scheduler.Request(vcpus=2, memory_mb=4096, disk_gb=20)
+        _server_cpu(db)  # opens its connection before the start
         ready.wait()
-        started = time.perf_counter()  # CLOCK_MONOTONIC: comparable across processes
-        placed = sum(_place(db, settings, req) for _ in range(placements))
-        out.put((started, time.perf_counter(), placed))
+        out.put(_timed(db, settings, placements))
     finally:
         db.dispose()
 
 
-def _run(url: str, tmp: str, placements: int, workers: int) -> tuple[float, int]:
-    """Seconds from the first worker's start to the last one's end, and servers placed."""
+def _run(url: str, tmp: str, placements: int, workers: int
+         ) -> tuple[float, int, float, float | None]:
+    """Seconds from the first worker's start to the last one's end, servers placed, and
+    the CPU seconds the clients and (PostgreSQL on this machine) their backends used."""
     ctx = multiprocessing.get_context("fork")  # the parent holds no connection by now
     ready, out = ctx.Barrier(workers), ctx.Queue()
     shares = [placements // workers + (i < placements % workers) for i in range(workers)]
@@ -94,7 +127,9 @@ def _run(url: str, tmp: str, placements: int, workers: int) -> tuple[float, int]
         proc.join()
         if proc.exitcode:
             raise RuntimeError(f"a bench worker failed (exit code {proc.exitcode})")
-    return (max(d[1] for d in done) - min(d[0] for d in done), sum(d[2] for d in done))
+    server = [d[4] for d in done if d[4] is not None]
+    return (max(d[1] for d in done) - min(d[0] for d in done), sum(d[3] for d in done),
+            sum(d[2] for d in done), sum(server) if len(server) == len(done) else None)
 
 
 def main(nodes: int = 1000, placements: int = 2000, database_url: str | None = None,
@@ -112,17 +147,19 @@ def main(nodes: int = 1000, placements: int = 2000, database_url: str | None = N
             _nodes(db, nodes)
             if workers > 1:
                 db.dispose()
-                elapsed, placed = _run(url, tmp, placements, workers)
+                elapsed, placed, cpu, server = _run(url, tmp, placements, workers)
             else:
-                settings = load(Path(tmp))
-                req = scheduler.Request(vcpus=2, memory_mb=4096, disk_gb=20)
-                started = time.perf_counter()
-                placed = sum(_place(db, settings, req) for _ in range(placements))
-                elapsed = time.perf_counter() - started
+                started, ended, cpu, placed, server = _timed(db, load(Path(tmp)), placements)
+                elapsed = ended - started
             results = {"nodes": nodes, "placements": placements, "workers": workers,
                        "placed": placed, "placements_per_s": placements / elapsed,
+                       # CPU per placement: under load the rate mostly says how long the
+                       # processes waited for a core; this is what each placement costs.
+                       "client_cpu_ms": cpu * 1000 / placements,
                        "overbooked_nodes": _overbooked(db),
                        "engine": db.engine.dialect.name}
+            if server is not None:
+                results["server_cpu_ms"] = server * 1000 / placements
         finally:
             db.dispose()
     for key, value in results.items():

@@ -7,6 +7,7 @@ opened inside immediate() begins with BEGIN IMMEDIATE (see servers/locks.py).
 
 from __future__ import annotations
 
+import select
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -14,11 +15,12 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, inspect, make_url
+from sqlalchemy import Engine, create_engine, event, exc, inspect, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 BUSY_TIMEOUT = 30  # seconds
+RECYCLE = 1800  # seconds: a pooled server connection older than this is opened anew
 # Set by immediate(); taken by the first session opened in its block.
 _immediate: ContextVar[list[bool] | None] = ContextVar("atwill_immediate", default=None)
 
@@ -54,13 +56,52 @@ def make_engine(url: str) -> Engine:
         # The driver atwill[postgres] installs; SQLAlchemy's default would be psycopg2.
         parsed = parsed.set(drivername="postgresql+psycopg")
     try:
-        return create_engine(parsed, pool_size=8, max_overflow=16, pool_pre_ping=True)
+        engine = create_engine(parsed, pool_size=8, max_overflow=16, pool_recycle=RECYCLE)
     except ModuleNotFoundError as error:
         # The driver is an extra: say how to get it rather than show an import trace.
         extra = " (pip install 'atwill[postgres]')" if parsed.get_backend_name() \
             == "postgresql" else ""
         raise ValueError(f"the database URL needs the {parsed.get_backend_name()} driver "
                          f"{error.name!r}, which is not installed{extra}") from None
+    event.listen(engine, "checkout", _alive)
+    return engine
+
+
+def _alive(dbapi_conn, _record, _proxy) -> None:  # noqa: ANN001
+    """Hand out only a live server connection, without a round trip when it is quiet.
+
+    pool_pre_ping sent a SELECT 1 on every checkout: one round trip of each request's
+    few. An idle connection in the pool has nothing to read; when the server restarts or
+    ends the session (pg_terminate_backend, idle_session_timeout) it sends a message and
+    closes the socket, which makes it readable. Only then is the server asked; a dead
+    connection raises DisconnectionError, and the pool opens a new one in its place (the
+    check the Go MySQL driver makes before reusing a connection). RECYCLE bounds how long
+    one lives, for a peer lost without a word.
+    """
+    if _quiet(dbapi_conn):
+        return
+    try:
+        cursor = dbapi_conn.cursor()
+        try:
+            cursor.execute("SELECT 1")
+        finally:
+            cursor.close()
+    except Exception as error:  # noqa: BLE001 - any failure: this connection is gone
+        raise exc.DisconnectionError(f"the pooled database connection is dead: {error}") \
+            from error
+
+
+def _quiet(dbapi_conn) -> bool:  # noqa: ANN001
+    """Open, and nothing waiting on its socket."""
+    if getattr(dbapi_conn, "closed", False):
+        return False
+    try:
+        fd = dbapi_conn.fileno()
+    except Exception:  # noqa: BLE001 - no socket to look at: ask the server
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLPRI)
+    return not poller.poll(0)
 
 
 def alembic_config(url: str) -> Config:

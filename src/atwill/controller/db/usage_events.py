@@ -40,6 +40,11 @@ class UsageEvent(Base):
     occurred_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
 
+# One statement with its values bound per row: compiled once (values() built a new
+# statement per event, a quarter of a placement's client CPU in `atwill bench scheduler`).
+_INSERT = UsageEvent.__table__.insert().inline()  # no RETURNING of the new id
+
+
 def _row(inst: Instance, kind: str, previous_state: str | None = None,
          previous_node: str | None = None) -> dict[str, Any]:
     flavor = inst.flavor or {}
@@ -62,7 +67,7 @@ def _old(inst: Instance, attr: str) -> tuple[bool, Any]:
 
 @event.listens_for(Instance, "after_insert")
 def _created(_mapper: Any, connection: Connection, inst: Instance) -> None:
-    connection.execute(UsageEvent.__table__.insert().values(_row(inst, rules.CREATE)))
+    connection.execute(_INSERT, _row(inst, rules.CREATE))
 
 
 @event.listens_for(Instance, "after_update")
@@ -76,6 +81,5 @@ def _changed(_mapper: Any, connection: Connection, inst: Instance) -> None:
         resized=any(_old(inst, attr)[0] for attr in _SIZE[:3]),
         deleted_now=deleted_changed and bool(inst.deleted))
     for kind in rules.event_types(change):
-        connection.execute(UsageEvent.__table__.insert().values(_row(
-            inst, kind, old_state if state_changed else None,
-            old_node if node_changed else None)))
+        connection.execute(_INSERT, _row(inst, kind, old_state if state_changed else None,
+                                         old_node if node_changed else None))

@@ -69,6 +69,15 @@ _CLAIM = update(Node).where(Node.id == bindparam("node_id"), Node.enabled.is_(Tr
 # scheduling); it must still be up and have room.
 _CLAIM_FORCED = update(Node).where(Node.id == bindparam("node_id"), _UP,
                                    _ANSWERS, *_FITS).values(_TAKE)
+# PostgreSQL, first pass: a node whose row another transaction holds (its claim is not
+# committed yet) is passed over at once instead of waited for. Controllers racing read
+# the same shortlist and would all queue on its best node; each now takes the next one
+# free. The fit is still judged on the locked, current row: no overbooking either way.
+_FREE = Node.__table__.alias("free_node")
+_CLAIM_UNLOCKED = update(Node).where(
+    Node.id == select(_FREE.c.id).where(_FREE.c.id == bindparam("node_id"))
+    .with_for_update(skip_locked=True).scalar_subquery(),
+    Node.enabled.is_(True), _UP, _ANSWERS, *_FITS).values(_TAKE)
 
 
 def ratios(node: Node) -> tuple[float, float, float]:
@@ -146,10 +155,13 @@ def _hosts(session: Session, best_first: int | None, strategy: str,
 
 
 def claim(session: Session, host: scheduler.Host, inst: Instance,
-          req: scheduler.Request, forced: bool = False) -> list[str] | None:
-    """Take the resources on host for inst; the PCI addresses claimed, or None if it lost."""
+          req: scheduler.Request, forced: bool = False,
+          unlocked_only: bool = False) -> list[str] | None:
+    """Take the resources on host for inst; the PCI addresses claimed, or None if it lost
+    (with unlocked_only, also when another transaction holds the node's row: PostgreSQL)."""
     vcpus, ram, disk = req.vcpus, req.memory_mb, req.disk_gb
-    result = session.connection().execute(_CLAIM_FORCED if forced else _CLAIM, {
+    statement = _CLAIM_UNLOCKED if unlocked_only else _CLAIM_FORCED if forced else _CLAIM
+    result = session.connection().execute(statement, {
         "node_id": host.id, "want_vcpus": vcpus, "want_ram": ram, "want_disk": disk,
         "cpu_ratio": host.cpu_ratio, "ram_ratio": host.ram_ratio,
         "disk_ratio": host.disk_ratio})
@@ -216,11 +228,19 @@ def _place(session: Session, settings: Settings, inst: Instance,
             # The shortlist is a heuristic: ask every node before saying no (and say why).
             candidates = scheduler.select(host_facts.enrich(
                 session, hosts(session, None, strategy, wanted), req), req, strategy)
-    for host in candidates:
-        devices = claim(session, host, inst, req, forced=inst.force_host)
-        if devices is not None:
-            inst.node_id, inst.node_name, inst.pci_devices = host.id, host.name, devices
-            return host
+    # Where rows can be skipped (PostgreSQL) and there is a choice, the nodes another
+    # claim holds are passed over first; only if none was free, they are waited for.
+    skip = (len(candidates) > 1 and not inst.force_host
+            and session.connection().dialect.name == "postgresql")
+    for unlocked_only in (True, False) if skip else (False,):
+        for host in candidates:
+            devices = claim(session, host, inst, req, forced=inst.force_host,
+                            unlocked_only=unlocked_only)
+            if devices is not None:
+                inst.node_id, inst.node_name = host.id, host.name
+                if devices or inst.pci_devices:  # a new [] would rewrite the JSON column
+                    inst.pci_devices = devices
+                return host
     raise scheduler.NoValidHost("No valid host was found. Every candidate was claimed by "
                                 "concurrent requests first.")
 
