@@ -65,13 +65,15 @@ def socket_fds(pid: int, inodes: set[int]) -> list[int]:
 
 
 def ensure(pid: int, size: int = SIZE) -> None:
-    """enlarge(pid) unless its UDP sockets are the ones set last time."""
+    """enlarge(pid) unless its UDP sockets are the ones tried last time."""
     inodes = udp_inodes(pid)
     current = frozenset(inodes & _fd_inodes(pid))
     if not current or _done.get(pid) == current:
         return
-    if enlarge(pid, size):
-        _done[pid] = current  # a few entries a process's life: one per wireguard-go start
+    enlarge(pid, size)
+    # Also after a failure (logged once, not at every converge); a few entries in a
+    # process's life, one per wireguard-go start or rebind.
+    _done[pid] = current
 
 
 def _fd_inodes(pid: int) -> set[int]:
