@@ -90,17 +90,19 @@ def _all_heard(session: Session, now: dt.datetime, since: dt.datetime,
                limits: ha_health.Thresholds) -> bool:
     """Every node up, healthy, under no restart notice and heard within suspect_after:
     the pass below would change nothing (no silence to judge, no peer report to read).
-    The common case, read in a few columns instead of every row (fleet-sized each pass)."""
-    for state, health, last, peak, notice in session.execute(select(
-            Node.state, Node.health, Node.last_heartbeat, Node.heartbeat_gap_peak,
-            Node.host_status[restart_notice.KEY]).where(Node.last_heartbeat.is_not(None))):
-        if state != "up" or health != ha_health.UP or notice is not None:
-            return False
-        silence = (now - max(last, since)).total_seconds()
-        if silence > limits.suspect_after or \
-                ha_health.classify(silence, peak or 0.0, limits) != ha_health.UP:
-            return False
-    return True
+    The common case, asked of the database in one query that returns at most one row,
+    instead of reading every row (fleet-sized) each pass."""
+    if min(limits.down_after, limits.down_ceiling) < limits.suspect_after:
+        return False  # a node may be down before it is late: the pass below judges
+    # silence = now - max(last, since) <= suspect_after, classify() says UP
+    heard_after = now - dt.timedelta(seconds=limits.suspect_after)
+    unwell = [Node.state.is_(None), Node.state != "up", Node.health.is_(None),
+              Node.health != ha_health.UP,
+              Node.host_status[restart_notice.KEY].as_string().is_not(None)]
+    if since < heard_after:
+        unwell.append(Node.last_heartbeat < heard_after)
+    return session.scalar(select(Node.id).where(Node.last_heartbeat.is_not(None),
+                                                or_(*unwell)).limit(1)) is None
 
 
 def _health(ctl: Controller, node: Node, silence: float, limits: ha_health.Thresholds,
