@@ -383,6 +383,10 @@ def test_partitioned_node_keeps_serving_its_vms(lab: Lab, fabric: dict[str, str]
         wait_status(lab, name, "ACTIVE", timeout=30, auth=AUTH)
 
 
+def _last_heartbeat(lab: Lab, node: str) -> str | None:
+    return next(n["last_heartbeat"] for n in lab.node_list() if n["name"] == node)
+
+
 def test_all_in_one_uplink_nats_to_the_hosts_own_route(lab: Lab, fabric: dict[str, str],
                                                        tmp_path: Path) -> None:
     """The other node switched to `atwill up`'s uplink: atwill-ext holds the public gateway,
@@ -391,8 +395,13 @@ def test_all_in_one_uplink_nats_to_the_hosts_own_route(lab: Lab, fabric: dict[st
 
     node = next(n for n in lab.node_names() if n != fabric["host"])
     lab.stop_agent(node)
+    last = _last_heartbeat(lab, node)
     UplinkConfig(bridge="atwill-ext", nat=True).save(Path(lab.host(node).state_dir))
     lab.start_agent(node)
+    # Built only once the restarted agent has reported and its node is up (a create sent at
+    # once, as forked CLIs send it, found no host in the gap: "Error creating server").
+    lab.wait_for(lambda: _last_heartbeat(lab, node) != last
+                 and lab.node_states().get(node) == "up", 60, f"{node}'s new agent up")
     ctl = lab.state.controller
     log = Path(lab.directory) / "ctl-requests.log"
     server = processes.spawn(lab.namespace(ctl.name), [sys.executable, "-c", SERVER, str(log)],
