@@ -124,6 +124,9 @@ def _usage_matches_the_lifetime(lab: Lab, server: str, lifetime: float) -> None:
 def test_stop_start_reboot_delete_leave_nothing(lab: Lab, cloud: dict[str, str]) -> None:
     vm = _create(lab, "life", "--network", "net1")
     host = lab.openstack("server", "show", "life", "-f", "json")["OS-EXT-SRV-ATTR:host"]
+    # A booted guest powers off on ACPI; one still booting ignores it and the agent quits
+    # its QEMU only after the 60 s graceful wait (as Nova's shutdown timeout does).
+    wait_console(lab, "life", READY)
     lab.openstack("server", "stop", "life")
     wait_status(lab, "life", "SHUTOFF")
     lab.openstack("server", "start", "life")
