@@ -43,6 +43,9 @@ class RevisionSignal:
         self._lock = threading.Lock()
         self._waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
         self._keys: dict[asyncio.Event, str] = {}
+        # Called with each notify's nodes (None: every node), in the notifying thread:
+        # cluster/liveness forgets what it knew of those nodes' revisions.
+        self.listeners: list[Callable[[set[str] | None], None]] = []
 
     def subscribe(self, node: str | None = None) -> asyncio.Event:
         """An event set at the next change for node (any change: None); take it *before*
@@ -67,6 +70,9 @@ class RevisionSignal:
 
     def notify(self, nodes: Iterable[str] | None = None) -> None:
         """Wake the waiters of these nodes (every node: None) and those of any change."""
+        nodes = None if nodes is None else set(nodes)
+        for listener in list(self.listeners):
+            listener(nodes)
         with self._lock:
             if nodes is None:
                 keys = list(self._waiters)

@@ -192,6 +192,9 @@ def _heartbeat(ctl: Controller, request: Request, node_id: str, body: Heartbeat,
         host = host_report(body.host, body.peers)
     state_digest = liveness.digest(body.instances, body.volumes) if liveness.enabled() \
         else b""
+    token = liveness.of(ctl.db).token(node_id)  # before anything is read (liveness.py)
+    scope = getattr(request, "scope", None)  # a unit test's stand-in has none
+    cert = client_cert(scope) if scope and liveness.enabled() else None
     with ctl.db.session() as session:
         node = calling_node(session, request, node_id)
 
@@ -211,9 +214,10 @@ def _heartbeat(ctl: Controller, request: Request, node_id: str, body: Heartbeat,
                 bump(session, nodes={node.id})
         reply = {"revision": node_revision(session, node.id), "state": node.state}
         seen = liveness.Seen(node.cert_serial or "", node.endpoint_host or "",
-                             liveness.healthy(node), reply["revision"], state_digest)
+                             liveness.healthy(node), reply["revision"], state_digest,
+                             cert is not None and liveness.waiting(session, node.id))
     # committed: the next beats with this state part may be lean (liveness.py)
-    liveness.of(ctl.db).full(node_id, client_cert(request.scope), seen)
+    liveness.of(ctl.db).full(node_id, cert, seen, token)
     return reply
 
 

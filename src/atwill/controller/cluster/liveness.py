@@ -17,6 +17,19 @@ back each node's row and revision, so what another worker or controller changed
 that node's next beat down the full path. A full pass is also forced every REFRESH
 seconds per node.
 
+A lean beat must be one whose full pass would change nothing: its report is the one
+last processed, *and* nothing the controller expects of the node moved since. So a bump
+of the node's revision (revision_signal's notify: at once for a commit in this worker,
+within its follow loop's FOLLOW_EVERY plus one query for another worker's) marks the
+node stale until its next full pass, and a full pass that a bump raced is stale from
+the start: a volume force-deleted while its node already reports it absent is removed
+by that node's next beat, not a flush later (before, `known.current` moved only at a
+flush, so the beats in between were lean and the report never processed; a node whose
+report then never changed kept the volume 'deleting'). And a node with anything waiting
+on its report (waiting(): a volume or snapshot in a transitional state, a server with a
+task, a live migration in flight) is never lean, whatever bumped or not (an admin's
+status reset moves no revision).
+
 Bounded staleness: a lean beat reaches the database at most FLUSH (+ one flush's
 duration) after it arrived. The HA monitor grants every silence STALENESS for the
 workers' buffers (ha/monitor, ha/lease):
@@ -41,10 +54,14 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, exists, or_, select, update
+from sqlalchemy.orm import Session
 
 from ...core import ha_health, restart_notice
-from ..db.models import ClusterRevision, Node, NodeRevision
+from .. import revision_signal
+from ..db.live_migrations import Migration
+from ..db.models import ClusterRevision, Instance, Node, NodeRevision
+from ..db.volume import Volume, VolumeSnapshot
 
 log = logging.getLogger("atwill.cluster")
 
@@ -85,6 +102,8 @@ class Known:
     current: int  # its revision as last read
     healthy: bool  # up, health up, not fenced, not forced down, no restart notice
     full_at: float
+    waiting: bool = False  # something on the node waited for its report (waiting())
+    stale: bool = False  # its revision moved since the full pass (a bump notified)
 
 
 @dataclass
@@ -96,6 +115,7 @@ class Seen:
     healthy: bool
     revision: int
     digest: bytes
+    waiting: bool = False
 
 
 @dataclass
@@ -105,6 +125,31 @@ class Beat:
     overlay: dict[str, Any]
     host: dict[str, Any]
     running_vms: int
+
+
+# Volume states no report moves: any other one waits for the storage node (report.py).
+SETTLED_VOLUMES = ("available", "in-use", "error", "error_extending", "error_restoring",
+                   "error_deleting", "error_managing", "maintenance")
+SETTLED_SNAPSHOTS = ("available", "error", "error_deleting")
+ENDED_MIGRATIONS = ("completed", "error", "failed", "cancelled", "confirmed", "reverted",
+                    "done")
+
+
+def waiting(session: Session, node_id: str) -> bool:
+    """Whether something on node waits for its reports, so that the same report may move
+    it (by the node's next report or by time): then none of its beats is lean. One
+    statement, read by the full pass."""
+    on_node = Volume.node_id == node_id
+    return bool(session.scalar(select(
+        exists().where(on_node, Volume.status.not_in(SETTLED_VOLUMES))
+        | exists().where(VolumeSnapshot.volume_id == Volume.id, on_node,
+                         VolumeSnapshot.status.not_in(SETTLED_SNAPSHOTS))
+        | exists().where(Instance.node_id == node_id, Instance.deleted.is_(False),
+                         Instance.task_state.is_not(None))
+        | exists().where(Migration.migration_type == "live-migration",
+                         Migration.status.not_in(ENDED_MIGRATIONS),
+                         or_(Migration.source_node_id == node_id,
+                             Migration.dest_node_id == node_id)))))
 
 
 def healthy(node: Node) -> bool:
@@ -123,6 +168,8 @@ class Liveness:
         self._flushing = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._moved: dict[str, int] = {}  # bumps notified per node
+        self._everyone = 0  # bumps notified for every node
 
     # the request side ---------------------------------------------------------------
     def lean(self, node_id: str, cert: bytes | None, source: str, body: Any,
@@ -133,7 +180,7 @@ class Liveness:
         with self._lock:
             known = self._known.get(node_id)
             if known is None or not known.healthy or known.cert != cert \
-                    or known.current != known.revision \
+                    or known.stale or known.waiting or known.current != known.revision \
                     or (source and source != known.endpoint) \
                     or time.monotonic() - known.full_at > REFRESH:
                 return None
@@ -145,20 +192,41 @@ class Liveness:
         self._start()
         return known.current
 
-    def full(self, node_id: str, cert: bytes | None, seen: Seen) -> None:
+    def token(self, node_id: str) -> tuple[int, int]:
+        """Taken before a full pass: full() tells by it whether a bump came meanwhile."""
+        with self._lock:
+            return self._everyone, self._moved.get(node_id, 0)
+
+    def full(self, node_id: str, cert: bytes | None, seen: Seen,
+             token: tuple[int, int] | None = None) -> None:
         """A full pass committed: what the next beats are compared with."""
         if cert is None or not enabled():
             return
         with self._lock:
             self._buffer.pop(node_id, None)  # older than what the full pass wrote
+            raced = token != (self._everyone, self._moved.get(node_id, 0))
             self._known[node_id] = Known(cert, seen.serial, seen.endpoint, seen.digest,
                                          seen.revision, seen.revision, seen.healthy,
-                                         time.monotonic())
+                                         time.monotonic(), seen.waiting, raced)
+
+    def moved(self, nodes: set[str] | None) -> None:
+        """These nodes' revisions moved (None: every node's): their next beats go full."""
+        with self._lock:
+            if nodes is None:
+                self._everyone += 1
+                for known in self._known.values():
+                    known.stale = True
+                return
+            for node_id in nodes:
+                self._moved[node_id] = self._moved.get(node_id, 0) + 1
+                if (known := self._known.get(node_id)) is not None:
+                    known.stale = True
 
     def forget(self, node_id: str) -> None:
         with self._lock:
             self._known.pop(node_id, None)
             self._buffer.pop(node_id, None)
+            self._moved.pop(node_id, None)
 
     # the flush ----------------------------------------------------------------------
     def _start(self) -> None:
@@ -249,6 +317,17 @@ def _healthy(row: Any) -> bool:
 
 _workers: weakref.WeakKeyDictionary[Any, Liveness] = weakref.WeakKeyDictionary()
 _made = threading.Lock()
+
+
+def _notified(nodes: set[str] | None) -> None:
+    """revision_signal's listener: a bump committed here, or another worker's resolved."""
+    with _made:
+        workers = list(_workers.values())
+    for worker in workers:
+        worker.moved(nodes)
+
+
+revision_signal.changed.listeners.append(_notified)
 
 
 def of(db: Any) -> Liveness:
