@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from atwill.config import Settings
-from atwill.controller.cluster import nodes
+from atwill.controller.cluster import liveness, nodes
 from atwill.controller.context import Controller
 from atwill.controller.db.models import Base, Node
 from atwill.controller.db.session import Database
@@ -39,8 +39,10 @@ def _now() -> dt.datetime:
 
 def _lab(ctl: Controller, silence: float, peer_says: tuple[float, ...],
          peer_heard_ago: float = 0.3, never_heard: bool = False) -> None:
-    """node0 silent for `silence` s, probing n1 and n2, which report peer_says about it."""
-    now = _now()
+    """node0 silent for `silence` s, probing n1 and n2, which report peer_says about it.
+    Silences are as the monitor judges them: it grants every one the workers' buffering
+    (cluster/liveness.staleness), so the rows are that much older."""
+    now = _now() - dt.timedelta(seconds=liveness.staleness())
     with ctl.db.session() as session:
         victim = Node(id="n0", name="node0", state="up", health="up",
                       heartbeat_gap_peak=PEAK, last_heartbeat=now - dt.timedelta(seconds=silence),
