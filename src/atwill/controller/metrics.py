@@ -92,6 +92,11 @@ class Metrics:
             "atwill_instance_build_duration_seconds", BUILD_HELP, buckets=BUILD_BUCKETS,
             registry=self.registry)
         self.tokens = count_lookups(ctl, self.registry, shared=shared is not None)
+        # Transactions the database refused for a concurrent one (service.py's 409s).
+        ctl.db_contention = Counter(  # type: ignore[attr-defined]
+            "atwill_db_contention", "Transactions the database refused for a concurrent "
+            "one (a 409 to the client), by kind: deadlock, serialization, locked.",
+            ["kind"], registry=self.registry)
         # What a scrape answers: the counts of every worker (their files, this one's
         # included), not this worker's objects in self.registry.
         self.answer = self.registry

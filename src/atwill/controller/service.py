@@ -19,6 +19,7 @@ from ..core.errors import (
     BadRequest,
     Conflict,
     PayloadTooLarge,
+    ServiceUnavailable,
     Unauthorized,
     UnsupportedMediaType,
 )
@@ -78,18 +79,58 @@ def make_service_app(ctl: Controller, render: ErrorRenderer = keystone_error,
 
     @app.exception_handler(OperationalError)
     async def _contended(request: Request, err: OperationalError) -> JSONResponse:
-        # A deadlock or serialization failure (PostgreSQL) or a write lock waited for too
-        # long (SQLite): the transaction was rolled back, nothing changed; the client may
-        # try again. Any other database failure is unexpected.
-        if getattr(err.orig, "sqlstate", None) in ("40P01", "40001") or \
-                "database is locked" in str(err.orig):
-            log.warning("%s concurrent update refused: %s", request.scope.get(
-                "state", {}).get("request_id"), str(err.orig).splitlines()[0][:200])
+        rid = request.scope.get("state", {}).get("request_id")
+        if err.connection_invalidated:
+            # The database connection broke under the request (a failover, a connection
+            # dropped by the network): the pool has discarded it; the next try gets a
+            # new one.
+            log.warning("%s database connection lost: %s", rid, _first_line(err.orig))
+            return respond(ServiceUnavailable(
+                "The database connection was lost; the request's transaction was rolled "
+                "back. Try again.", headers={"Retry-After": str(RETRY_AFTER)}))
+        kind = contention(err)
+        if kind is not None:
+            # A deadlock or serialization failure (PostgreSQL) or a write lock waited for
+            # too long (SQLite): that transaction was rolled back (an earlier one of the
+            # same request may have committed); the client may try again. It usually means
+            # two code paths take their locks in different orders: an ERROR, counted, and
+            # a failure in the API tests (tests/api/conftest.py looks for CONTENTION_LOG).
+            log.error("%s %s (%s) in %s %s: %s; statement: %s", rid, CONTENTION_LOG, kind,
+                      request.method, request.url.path, _first_line(err.orig),
+                      " ".join(str(err.statement or "").split())[:300])
+            counter = getattr(ctl, "db_contention", None)  # metrics.py sets it
+            if counter is not None:
+                counter.labels(kind).inc()
             return respond(Conflict("A concurrent request changed the same resources; "
-                                    "nothing was done. Try again."))
+                                    "this request's transaction was rolled back. "
+                                    "Try again."))
+        # Any other database failure is unexpected.
         return await _unexpected(request, err)
 
     return app
+
+
+# Logged at ERROR for every contended transaction; the API tests fail on it.
+CONTENTION_LOG = "database contention"
+RETRY_AFTER = 1  # seconds: a 503 for a lost database connection
+
+
+def contention(err: OperationalError) -> str | None:
+    """"deadlock", "serialization" or "locked" when the database refused the transaction
+    for a concurrent one; None for any other failure."""
+    state = getattr(err.orig, "sqlstate", None)
+    if state == "40P01":
+        return "deadlock"
+    if state == "40001":
+        return "serialization"
+    if "database is locked" in str(err.orig):
+        return "locked"
+    return None
+
+
+def _first_line(orig: BaseException | None) -> str:
+    lines = str(orig).splitlines()
+    return lines[0][:200] if lines else ""
 
 
 def describe_validation(errors: Any) -> str:

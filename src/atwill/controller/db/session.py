@@ -8,6 +8,7 @@ opened inside immediate() begins with BEGIN IMMEDIATE (see servers/locks.py).
 from __future__ import annotations
 
 import select
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -21,6 +22,10 @@ from sqlalchemy.orm import Session, sessionmaker
 MIGRATIONS = Path(__file__).parent / "migrations"
 BUSY_TIMEOUT = 30  # seconds
 RECYCLE = 1800  # seconds: a pooled server connection older than this is opened anew
+# A pooled server connection idle longer than this is pinged before reuse: a NAT's or a
+# load balancer's idle timeout, or a failover, drops it without a word (nothing to read).
+IDLE_PING = 60.0  # seconds
+_CHECKED_IN = "atwill_checked_in"  # the pool record's info key: when it was last returned
 # Set by immediate(); taken by the first session opened in its block.
 _immediate: ContextVar[list[bool] | None] = ContextVar("atwill_immediate", default=None)
 
@@ -64,10 +69,15 @@ def make_engine(url: str) -> Engine:
         raise ValueError(f"the database URL needs the {parsed.get_backend_name()} driver "
                          f"{error.name!r}, which is not installed{extra}") from None
     event.listen(engine, "checkout", _alive)
+    event.listen(engine, "checkin", _returned)
     return engine
 
 
-def _alive(dbapi_conn, _record, _proxy) -> None:  # noqa: ANN001
+def _returned(_dbapi_conn, record) -> None:  # noqa: ANN001
+    record.info[_CHECKED_IN] = time.monotonic()
+
+
+def _alive(dbapi_conn, record, _proxy) -> None:  # noqa: ANN001
     """Hand out only a live server connection, without a round trip when it is quiet.
 
     pool_pre_ping sent a SELECT 1 on every checkout: one round trip of each request's
@@ -75,10 +85,14 @@ def _alive(dbapi_conn, _record, _proxy) -> None:  # noqa: ANN001
     ends the session (pg_terminate_backend, idle_session_timeout) it sends a message and
     closes the socket, which makes it readable. Only then is the server asked; a dead
     connection raises DisconnectionError, and the pool opens a new one in its place (the
-    check the Go MySQL driver makes before reusing a connection). RECYCLE bounds how long
-    one lives, for a peer lost without a word.
+    check the Go MySQL driver makes before reusing a connection). A peer lost without a
+    word (a NAT's or load balancer's idle timeout, a failover) leaves nothing to read:
+    a connection idle for more than IDLE_PING seconds is asked anyway, so only a busy one,
+    back in use within IDLE_PING, goes without the round trip. RECYCLE bounds how long one
+    lives.
     """
-    if _quiet(dbapi_conn):
+    returned = record.info.get(_CHECKED_IN)  # None: new, just connected
+    if _quiet(dbapi_conn) and (returned is None or time.monotonic() - returned <= IDLE_PING):
         return
     try:
         cursor = dbapi_conn.cursor()
