@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,12 +20,15 @@ HOLDER = ("import socket, sys, time\n"
 
 
 @pytest.fixture
-def holder() -> Iterator[subprocess.Popen[str]]:
-    """A process holding one UDP socket with the kernel's default buffers."""
+def holder(monkeypatch: pytest.MonkeyPatch) -> Iterator[subprocess.Popen[str]]:
+    """A process holding one UDP socket with the kernel's default buffers; enlarge() takes
+    its program for wireguard-go."""
     with subprocess.Popen([sys.executable, "-c", HOLDER], stdin=subprocess.PIPE,
                           stdout=subprocess.PIPE, text=True) as proc:
         try:
             assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+            monkeypatch.setattr(udp_buffers, "PROGRAM", os.path.basename(
+                os.readlink(f"/proc/{proc.pid}/exe")), raising=False)
             yield proc
         finally:
             proc.kill()
@@ -43,9 +47,9 @@ def test_ensure_sets_once(holder: subprocess.Popen[str],
     calls: list[int] = []
     real = udp_buffers.enlarge
 
-    def counted(pid: int, size: int = udp_buffers.SIZE) -> int:
+    def counted(pid: int, size: int = udp_buffers.SIZE, ifname: str | None = None) -> int:
         calls.append(pid)
-        return real(pid, size)
+        return real(pid, size, ifname)
 
     monkeypatch.setattr(udp_buffers, "enlarge", counted)
     udp_buffers.ensure(holder.pid)

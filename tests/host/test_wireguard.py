@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from atwill.hostlib.overlay import udp_buffers
 from atwill.hostlib.overlay.base import OverlaySpec, Peer, interface_name
 from atwill.hostlib.overlay.wireguard import SOCKET_DIR, generate_keypair
 from atwill.hostlib.run import ChildProcess, run
@@ -48,6 +49,9 @@ def test_mesh_converges_changes_peers_and_tears_down(
     status_a = a.call(MODULE, CLS, dir_a, if_a, "apply", spec_a)
     b.call(MODULE, CLS, dir_b, if_b, "apply", spec_b)
     assert status_a["implementation"] in ("wireguard-go", "kernel")
+    if status_a["implementation"] == "wireguard-go":  # udp_buffers took it for ours
+        sizes = udp_buffers.buffer_sizes(status_a["pid"])
+        assert sizes and all(rcv == 2 * udp_buffers.SIZE for rcv, _snd in sizes), sizes
     assert a.ping("10.250.0.2", within=5)
 
     status_b = b.call(MODULE, CLS, dir_b, if_b, "status")

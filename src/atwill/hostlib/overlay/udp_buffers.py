@@ -19,11 +19,13 @@ import ctypes
 import errno
 import logging
 import os
+import select
 import socket
 from pathlib import Path
 
 log = logging.getLogger("atwill.overlay")
 
+PROGRAM = "wireguard-go"  # the only program whose sockets enlarge() touches
 SIZE = 7 << 20  # wireguard-go's own choice since its 2023 releases
 _SO_SNDBUFFORCE, _SO_RCVBUFFORCE = 32, 33
 _PIDFD_OPEN, _PIDFD_GETFD = 434, 438  # x86-64 and arm64 alike (the generic numbers)
@@ -64,13 +66,13 @@ def socket_fds(pid: int, inodes: set[int]) -> list[int]:
     return sorted(fds)
 
 
-def ensure(pid: int, size: int = SIZE) -> None:
+def ensure(pid: int, size: int = SIZE, ifname: str | None = None) -> None:
     """enlarge(pid) unless its UDP sockets are the ones tried last time."""
     inodes = udp_inodes(pid)
     current = frozenset(inodes & _fd_inodes(pid))
     if not current or _done.get(pid) == current:
         return
-    enlarge(pid, size)
+    enlarge(pid, size, ifname)
     # Also after a failure (logged once, not at every converge); a few entries in a
     # process's life, one per wireguard-go start or rebind.
     _done[pid] = current
@@ -100,29 +102,80 @@ def _syscall(number: int, *args: int) -> int:
     return result
 
 
-def enlarge(pid: int, size: int = SIZE) -> int:
-    """Set pid's UDP sockets' send and receive buffers to size; how many were set. An
-    error is logged, not raised: the overlay works without it, only slower."""
-    done = 0
+def enlarge(pid: int, size: int = SIZE, ifname: str | None = None) -> int:
+    """Set pid's UDP sockets' send and receive buffers to size; how many were set. Only
+    when pid is root's PROGRAM (with ifname in its argv when given), checked through a
+    pidfd taken first, so a PID reused since it was looked up is left alone. An error is
+    logged, never raised: the overlay works without it, only slower."""
     try:
         pidfd = _syscall(_PIDFD_OPEN, pid, 0)
     except OSError as err:
         log.warning("cannot reach wireguard-go %d's sockets: %s", pid, err)
         return 0
     try:
-        for number in socket_fds(pid, udp_inodes(pid)):
-            try:
-                fd = _syscall(_PIDFD_GETFD, pidfd, number, 0)
-            except OSError as err:
-                if err.errno != errno.EBADF:  # closed meanwhile
-                    log.warning("cannot take wireguard-go %d's socket %d: %s", pid, number, err)
+        refused = _not_ours(pid, pidfd, ifname)
+        if refused:
+            log.warning("not enlarging process %d's UDP buffers: %s", pid, refused)
+            return 0
+        return _set_all(pid, pidfd, size)
+    except Exception as err:  # noqa: BLE001 - documented never to raise
+        log.warning("cannot enlarge wireguard-go %d's UDP buffers: %s", pid, err)
+        return 0
+    finally:
+        os.close(pidfd)
+
+
+def _not_ours(pid: int, pidfd: int, ifname: str | None) -> str | None:
+    """Why the process pidfd refers to is not root's PROGRAM for ifname; None if it is.
+
+    /proc/PID is read after the pidfd was taken and before the pidfd is found not to have
+    exited: as long as it has not, PID is still the process the pidfd holds."""
+    try:
+        exe = os.readlink(f"/proc/{pid}/exe").removesuffix(" (deleted)")
+        status = Path(f"/proc/{pid}/status").read_text()
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError as err:
+        return f"cannot read it: {err}"
+    if os.path.basename(exe) != PROGRAM:
+        return f"it runs {exe}, not {PROGRAM}"
+    uids = next((line.split()[1:] for line in status.splitlines()
+                 if line.startswith("Uid:")), [])
+    if not uids or any(uid != "0" for uid in uids):
+        return f"it runs as uid {' '.join(uids) or '?'}, not root"
+    if ifname is not None and ifname not in argv:
+        return f"its argv does not name {ifname}"
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    if poller.poll(0):
+        return "it has exited"
+    return None
+
+
+def _set_all(pid: int, pidfd: int, size: int) -> int:
+    done = 0
+    inodes = udp_inodes(pid)
+    for number in socket_fds(pid, inodes):
+        try:
+            fd = _syscall(_PIDFD_GETFD, pidfd, number, 0)
+        except OSError as err:
+            if err.errno != errno.EBADF:  # closed meanwhile
+                log.warning("cannot take wireguard-go %d's socket %d: %s", pid, number, err)
+            continue
+        try:
+            # The number may have been closed and reused since it was listed.
+            if os.fstat(fd).st_ino not in inodes:
                 continue
-            with socket.socket(fileno=fd) as sock:
+            sock = socket.socket(fileno=fd)  # ENOTSOCK leaves fd ours, closed below
+            fd = -1  # the socket's now
+            with sock:
                 sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, size)
                 sock.setsockopt(socket.SOL_SOCKET, _SO_SNDBUFFORCE, size)
             done += 1
-    finally:
-        os.close(pidfd)
+        except OSError as err:
+            log.warning("cannot set wireguard-go %d's socket %d: %s", pid, number, err)
+        finally:
+            if fd >= 0:
+                os.close(fd)
     return done
 
 

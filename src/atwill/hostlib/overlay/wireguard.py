@@ -63,7 +63,7 @@ class WireGuard:
             run(["ip", "link", "set", "dev", self.ifname, "mtu", str(spec.mtu), "up"])
         pid = self.process.pid()
         if pid is not None:  # wireguard-go: its UDP buffers are too small (udp_buffers.py)
-            udp_buffers.ensure(pid)
+            udp_buffers.ensure(pid, ifname=self.ifname)
         self._names = {peer.public_key: peer.name for peer in spec.peers}
 
     def teardown(self) -> None:
