@@ -95,7 +95,7 @@ class Heartbeat(Strict):
                                  "reconcile, metrics (core/host_figures)")
     instances: dict[str, dict[str, Any]] | None = Field(
         default=None, description="instance id -> {state, error, console, reboot_serial}")
-    running_vms: int = Field(default=0, ge=0)
+    running_vms: int = Field(default=0, ge=0, le=2**31 - 1)  # a 32-bit column
     volumes: dict[str, dict[str, Any]] | None = Field(
         default=None, description="A storage node's volumes: volume id -> {state, size_gb, "
         "error, snapshots, exports} (docs: notes/volume-contract)")

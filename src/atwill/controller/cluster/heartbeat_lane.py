@@ -15,6 +15,7 @@ header; it is not logged per request nor counted in the request metrics.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable
@@ -27,6 +28,8 @@ from ..ha.lease import host_report
 from ..peercert import client_cert
 from . import liveness
 from .agents import checked, lean
+
+log = logging.getLogger("atwill.cluster")
 
 ASGI = Callable[[dict[str, Any], Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]],
                 Awaitable[None]]
@@ -81,7 +84,12 @@ class HeartbeatLane:
         except Exception:  # the route answers it (its 400 or 413)
             return None
         client = (scope.get("client") or ("",))[0] or ""
-        return lean(self.ctl, node_id, cert, client, body, host_report(body.host, body.peers))
+        try:
+            return lean(self.ctl, node_id, cert, client, body,
+                        host_report(body.host, body.peers))
+        except Exception:  # never a bare 500 from here: the full route answers it
+            log.exception("lean heartbeat of node %s failed; taking the full path", node_id)
+            return None
 
 
 def _replay(read: list[dict], receive: Any) -> Callable[[], Awaitable[dict]]:

@@ -34,11 +34,18 @@ Bounded staleness: a lean beat reaches the database at most FLUSH (+ one flush's
 duration) after it arrived. The HA monitor grants every silence STALENESS for the
 workers' buffers (ha/monitor, ha/lease):
 a node is never judged down because its beat sat in a buffer (FLUSH is well under
-ha_suspect_after, 1.6 s by default). A flush never moves last_heartbeat backwards, never
-writes a node that is no longer up and healthy or whose certificate changed, and merges
-host_status with the row's (a restart notice given meanwhile is kept:
-core/restart_notice.after_heartbeat). ATWILL_HEARTBEAT_PATH=full turns the lean path off
-(what `atwill bench fleet` compares against).
+ha_suspect_after, 1.6 s by default), and no beat is answered lean while this worker's last
+successful flush is older than STALENESS (its reply would promise a write that may not
+come). A flush's UPDATE holds every condition in its WHERE (WRITE): never backwards, never
+a node no longer up and healthy, fenced, forced down or under a restart notice, never
+under another certificate serial; so the check and the write are one statement on both
+engines (SQLite's read is outside the write lock). On PostgreSQL it locks the rows it
+reads with SKIP LOCKED under a short lock_timeout: a row another transaction holds is
+not waited for (its beat is kept for the next flush, its next beat goes full). A batch
+the database refuses is written row by row and only the refused beat is dropped. Every
+node not written sends its next beat the full way; a removed one is forgotten.
+ATWILL_HEARTBEAT_PATH=full turns the lean path off (what `atwill bench fleet` compares
+against).
 """
 
 from __future__ import annotations
@@ -54,7 +61,8 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, exists, or_, select, update
+from sqlalchemy import bindparam, exists, or_, select, text, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from ...core import ha_health, restart_notice
@@ -125,6 +133,7 @@ class Beat:
     overlay: dict[str, Any]
     host: dict[str, Any]
     running_vms: int
+    serial: str | None = None  # the certificate serial it came with (None: the known one)
 
 
 # Volume states no report moves: any other one waits for the storage node (report.py).
@@ -170,6 +179,7 @@ class Liveness:
         self._stop = threading.Event()
         self._moved: dict[str, int] = {}  # bumps notified per node
         self._everyone = 0  # bumps notified for every node
+        self._flushed = time.monotonic()  # when a flush last succeeded (or found nothing)
 
     # the request side ---------------------------------------------------------------
     def lean(self, node_id: str, cert: bytes | None, source: str, body: Any,
@@ -177,6 +187,8 @@ class Liveness:
         """The node's revision when this beat is lean (and is now buffered), else None."""
         if cert is None or body.inventory is not None:
             return None
+        if self._thread is not None and time.monotonic() - self._flushed > STALENESS:
+            return None  # the flush is behind: what lean beats buffer may not be written
         with self._lock:
             known = self._known.get(node_id)
             if known is None or not known.healthy or known.cert != cert \
@@ -188,7 +200,8 @@ class Liveness:
             return None
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         with self._lock:
-            self._buffer[node_id] = Beat(now, cert, body.overlay, host, body.running_vms)
+            self._buffer[node_id] = Beat(now, cert, body.overlay, host, body.running_vms,
+                                         known.serial)
         self._start()
         return known.current
 
@@ -233,6 +246,7 @@ class Liveness:
         if self._thread is None:
             with self._lock:
                 if self._thread is None:
+                    self._flushed = time.monotonic()
                     self._thread = threading.Thread(target=self._run, daemon=True,
                                                     name="heartbeat-flush")
                     self._thread.start()
@@ -248,66 +262,150 @@ class Liveness:
         self._stop.set()
 
     def flush(self) -> int:
-        """Write the buffered beats in one transaction; the nodes written."""
+        """Write the buffered beats; the nodes written. A node whose beat is not written
+        (its row locked, changed, or refused) sends its next beat the full way."""
         with self._flushing:
             with self._lock:
                 beats, self._buffer = self._buffer, {}
+                serials = {node_id: known.serial for node_id in beats
+                           if (known := self._known.get(node_id)) is not None}
             if not beats:
+                self._flushed = time.monotonic()
                 return 0
             try:
-                return self._write(beats)
+                written = self._write(beats, serials)
             except Exception:
                 with self._lock:  # put back what no newer beat replaced meanwhile
                     for node_id, beat in beats.items():
                         self._buffer.setdefault(node_id, beat)
                 raise
+            self._flushed = time.monotonic()
+            return written
 
-    def _write(self, beats: dict[str, Beat]) -> int:
+    def _write(self, beats: dict[str, Beat], serials: dict[str, str]) -> int:
         ids = sorted(beats)
-        limits = ha_health.Thresholds()
-        rows, found = [], {}
-        with self.db.session() as session:
-            for row in session.execute(select(*SEEN).where(Node.id.in_(ids))
-                                       .order_by(Node.id).with_for_update()):
-                found[row.id] = row
-            everyone = session.scalar(select(ClusterRevision.everyone_at)
-                                      .where(ClusterRevision.id == 1)) or 0
-            own = dict(session.execute(select(NodeRevision.node_id, NodeRevision.revision)
-                                       .where(NodeRevision.node_id.in_(ids))).all())
+        try:
+            with self.db.session() as session:
+                rows, skipped, absent = self._rows(session, ids, beats, serials)
+                if rows:
+                    session.execute(WRITE, rows)
+                done = self._after(session, ids, beats)
+        except OperationalError:
+            raise  # the database (or a lock) is unavailable: all kept for the next flush
+        except Exception:
+            # One bad beat fails the batch: row by row, dropping (and sending the full way)
+            # only the node whose beat the database refuses.
+            log.exception("a buffered heartbeat was refused; writing them one by one")
+            rows, skipped, absent, done = [], set(), set(), None
             for node_id in ids:
-                row, beat = found.get(node_id), beats[node_id]
-                if row is None or not _healthy(row) or row.last_heartbeat is None \
-                        or row.last_heartbeat >= beat.at:
-                    found.pop(node_id, None)  # not written; its next beat goes the full way
+                try:
+                    with self.db.session() as session:
+                        one, more, gone = self._rows(session, [node_id], beats, serials)
+                        skipped |= more
+                        absent |= gone
+                        if one:
+                            session.execute(WRITE, one[0])
+                            rows += one
+                        part = self._after(session, [node_id], beats)
+                except OperationalError:
+                    raise
+                except Exception:
+                    log.warning("heartbeat of node %s refused; its next beat goes the full "
+                                "way", node_id)
                     continue
-                gap = (beat.at - row.last_heartbeat).total_seconds()
-                rows.append({
-                    "b_id": node_id, "b_at": beat.at,
-                    "b_peak": ha_health.next_peak(row.heartbeat_gap_peak or 0.0, gap, limits),
-                    # no notice on the row (else not healthy): the report, as after_heartbeat
-                    "b_host": restart_notice.after_heartbeat(None, beat.host, beat.at),
-                    "b_overlay": beat.overlay, "b_vms": beat.running_vms})
-            if rows:
-                table = Node.__table__
-                session.execute(update(table).where(table.c.id == bindparam("b_id")).values(
-                    last_heartbeat=bindparam("b_at"), heartbeat_gap_peak=bindparam("b_peak"),
-                    host_status=bindparam("b_host"), overlay_status=bindparam("b_overlay"),
-                    running_vms=bindparam("b_vms")), rows)
+                done = part if done is None else (done[0] | part[0], max(done[1], part[1]),
+                                                  {**done[2], **part[2]})
+            if done is None:
+                done = (set(), 0, {})
+        written, everyone, own = done
         with self._lock:
+            for node_id in skipped:  # locked by another transaction: kept for the next flush
+                self._buffer.setdefault(node_id, beats[node_id])
+            for node_id in absent:  # removed: nothing of it kept (its next beat hears it)
+                self._known.pop(node_id, None)
+                self._moved.pop(node_id, None)
             for node_id in ids:
                 known = self._known.get(node_id)
                 if known is None:
                     continue
-                row = found.get(node_id)
-                known.healthy = row is not None and row.cert_serial == known.serial
+                # Not written (removed, changed, down, fenced, noticed, another certificate,
+                # a newer beat, locked): its next beat goes the full way.
+                known.healthy = known.healthy and node_id in written
                 known.current = max(everyone, own.get(node_id, 0))
-        return len(rows)
+        return len(written)
+
+    def _rows(self, session: Session, ids: list[str], beats: dict[str, Beat],
+              serials: dict[str, str]) -> tuple[list[dict], set[str], set[str]]:
+        """The UPDATE's parameter rows, and the nodes whose rows another transaction holds
+        (PostgreSQL: skipped, never waited for)."""
+        query = select(*SEEN).where(Node.id.in_(ids)).order_by(Node.id)
+        locking = session.get_bind().dialect.name == "postgresql"
+        if locking:
+            session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT_MS}ms'"))
+            query = query.with_for_update(skip_locked=True)
+        found = {row.id: row for row in session.execute(query)}
+        skipped: set[str] = set()
+        absent = {node_id for node_id in ids if node_id not in found}
+        if locking and absent:
+            skipped = set(session.scalars(select(Node.id).where(Node.id.in_(absent))))
+            absent -= skipped
+        limits = ha_health.Thresholds()
+        rows = []
+        for node_id in ids:
+            row, beat = found.get(node_id), beats[node_id]
+            serial = beat.serial if beat.serial is not None else serials.get(node_id)
+            if row is None:
+                continue  # removed (its next beat hears it), or locked (skipped)
+            if serial is None or not _healthy(row) or row.last_heartbeat is None \
+                    or row.last_heartbeat >= beat.at:
+                continue  # not written; its next beat goes the full way
+            gap = (beat.at - row.last_heartbeat).total_seconds()
+            rows.append({
+                "b_id": node_id, "b_at": beat.at, "b_was": row.last_heartbeat,
+                "b_serial": serial,
+                "b_peak": ha_health.next_peak(row.heartbeat_gap_peak or 0.0, gap, limits),
+                # no notice on the row (the UPDATE's WHERE): the report, as after_heartbeat
+                "b_host": restart_notice.after_heartbeat(None, beat.host, beat.at),
+                "b_overlay": beat.overlay, "b_vms": beat.running_vms})
+        return rows, skipped, absent
+
+    @staticmethod
+    def _after(session: Session, ids: list[str], beats: dict[str, Beat]
+               ) -> tuple[set[str], int, dict[str, int]]:
+        """Read back in the same transaction: the nodes written (their row holds the
+        beat's time), the revision for everyone and each node's own."""
+        written = {node_id for node_id, at in session.execute(
+            select(Node.id, Node.last_heartbeat).where(Node.id.in_(ids)))
+            if at == beats[node_id].at}
+        everyone = session.scalar(select(ClusterRevision.everyone_at)
+                                  .where(ClusterRevision.id == 1)) or 0
+        own = dict(session.execute(select(NodeRevision.node_id, NodeRevision.revision)
+                                   .where(NodeRevision.node_id.in_(ids))).all())
+        return written, everyone, own
 
 
 # What a flush reads of each node: whether it may be written, and what the write needs.
 SEEN = (Node.id, Node.cert_serial, Node.state, Node.health, Node.fence_state,
         Node.forced_down, Node.last_heartbeat, Node.heartbeat_gap_peak,
         Node.host_status[restart_notice.KEY].label("notice"))
+
+
+LOCK_TIMEOUT_MS = 100  # PostgreSQL: what a flush waits for any lock (rows are skipped)
+
+# The batched write: every condition a flush may write under is in its WHERE, so the check
+# and the write are one statement on both engines (SQLite's read before it is outside the
+# write lock): up, health up, not fenced, not forced down, no restart notice, the beat's
+# certificate, and the row as read (never backwards; its gap peak computed from it).
+_T = Node.__table__
+WRITE = update(_T).where(
+    _T.c.id == bindparam("b_id"), _T.c.state == "up", _T.c.health == ha_health.UP,
+    or_(_T.c.fence_state.is_(None), _T.c.fence_state == ""), _T.c.forced_down.is_(False),
+    Node.host_status[restart_notice.KEY].as_string().is_(None),  # absent (or null)
+    _T.c.cert_serial == bindparam("b_serial"),
+    _T.c.last_heartbeat == bindparam("b_was"), _T.c.last_heartbeat < bindparam("b_at"),
+).values(last_heartbeat=bindparam("b_at"), heartbeat_gap_peak=bindparam("b_peak"),
+         host_status=bindparam("b_host"), overlay_status=bindparam("b_overlay"),
+         running_vms=bindparam("b_vms"))
 
 
 def _healthy(row: Any) -> bool:
