@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from atwill.controller.db.session import Database
 from atwill.devcloud import fresh_database
 from tests.cloud import Cloud
 
@@ -36,6 +37,19 @@ POSTGRES_MODULES = frozenset({
 
 def postgres_url() -> str | None:
     return os.environ.get("ATWILL_TEST_PG_URL")
+
+
+def fresh_postgres() -> Iterator[Database]:
+    """A Database on a new, later dropped, PostgreSQL database (skips without one)."""
+    admin_url = postgres_url()
+    if not admin_url:
+        pytest.skip("ATWILL_TEST_PG_URL is not set (the test command starts PostgreSQL)")
+    with fresh_database(admin_url) as url:
+        database = Database(url)
+        try:
+            yield database
+        finally:
+            database.dispose()
 
 
 def fresh_database_url(engine: str) -> Iterator[str | None]:

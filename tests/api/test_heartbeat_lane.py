@@ -1,7 +1,9 @@
 """The lean heartbeat path (cluster/liveness.py, cluster/heartbeat_lane.py): a beat that
 only says the node lives is answered from memory and written in a batch within the flush
 interval; what it must not do: lose a restart notice given meanwhile, keep answering a
-removed node, or change the answers to bad or oversized bodies."""
+removed node, or change the answers to bad or oversized bodies (a VM count beyond its
+32-bit column included: buffered, it failed every batched flush of its worker while the
+lean replies kept saying 'up')."""
 
 from __future__ import annotations
 
@@ -110,3 +112,17 @@ def test_bad_and_oversized_bodies_are_answered_as_by_the_route(cloud: Cloud,
         assert big.status_code == 413, big.text
         other = client.post("/cluster/v1/nodes/not-this-node/heartbeat", json=BODY)
         assert other.status_code in (403, 404), other.text
+
+
+def test_a_vm_count_beyond_the_column_is_refused(node: JoinedNode) -> None:
+    url = f"/cluster/v1/nodes/{node.id}/heartbeat"
+    with node.http() as client:
+        for _ in range(2):  # full, then lean
+            assert client.post(url, json=BODY).status_code == 200
+        for count in (2**31, 2**63):
+            huge = client.post(url, json={**BODY, "running_vms": count})
+            assert huge.status_code == 400, huge.text
+        inventory = client.post(url, json={**BODY, "running_vms": 2**31, "inventory": {}})
+        assert inventory.status_code == 400, inventory.text  # the full path too
+        fine = client.post(url, json={**BODY, "running_vms": 2**31 - 1})
+        assert fine.status_code == 200, fine.text

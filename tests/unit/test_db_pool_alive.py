@@ -10,21 +10,12 @@ import pytest
 from sqlalchemy import event, text
 
 from atwill.controller.db.session import Database, _quiet
-from atwill.devcloud import fresh_database
-from tests.conftest import postgres_url
+from tests.conftest import fresh_postgres
 
 
 @pytest.fixture
 def db() -> Iterator[Database]:
-    admin = postgres_url()
-    if not admin:
-        pytest.skip("ATWILL_TEST_PG_URL is not set")
-    with fresh_database(admin) as url:
-        database = Database(url)
-        try:
-            yield database
-        finally:
-            database.dispose()
+    yield from fresh_postgres()
 
 
 def _backend(db: Database) -> int:

@@ -14,28 +14,20 @@ from atwill.controller.db.models import Instance, Node
 from atwill.controller.db.session import Database, migrate
 from atwill.controller.servers import placement
 from atwill.core import scheduler
-from atwill.devcloud import fresh_database
-from tests.conftest import postgres_url
+from tests.conftest import fresh_postgres
 
 REQ = scheduler.Request(vcpus=2, memory_mb=4096, disk_gb=20)
 
 
 @pytest.fixture
 def db() -> Iterator[Database]:
-    admin = postgres_url()
-    if not admin:
-        pytest.skip("ATWILL_TEST_PG_URL is not set")
-    with fresh_database(admin) as url:
-        database = Database(url)
-        try:
-            migrate(database.engine)
-            with database.session() as session:
-                for name in ("node-a", "node-b"):
-                    session.add(Node(name=name, state="up", vcpus=8, memory_mb=16384,
-                                     local_gb=200, inventory={}))
-            yield database
-        finally:
-            database.dispose()
+    for database in fresh_postgres():
+        migrate(database.engine)
+        with database.session() as session:
+            for name in ("node-a", "node-b"):
+                session.add(Node(name=name, state="up", vcpus=8, memory_mb=16384,
+                                 local_gb=200, inventory={}))
+        yield database
 
 
 def _instance(session) -> Instance:  # noqa: ANN001
