@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
+from tests.api.test_volume_capacity import purge as purge_volumes
 from tests.api.volume_nodes import StorageNode
 from tests.cloud import Cloud, unique
 
@@ -89,12 +90,7 @@ def purge(cloud: Cloud, node: StorageNode, servers: list[str], volumes: list[str
                        if client.get(f"{V}/servers/{s}").status_code != 404]
             time.sleep(0.2)
         assert servers == []
-        for vid in volumes:
-            resp = client.post(f"{V3}/volumes/{vid}/action", json={"os-force_delete": {}})
-            assert resp.status_code in (202, 404), resp.text
-        node.converge()
-        for vid in volumes:
-            assert client.get(f"{V3}/volumes/{vid}").status_code == 404
+    purge_volumes(cloud, node, volumes)
 
 
 def test_boot_from_a_volume_racing_its_extend_and_snapshot(cloud: Cloud, node: StorageNode,
