@@ -162,8 +162,14 @@ def waiting(session: Session, node_id: str) -> bool:
 
 
 def healthy(node: Node) -> bool:
-    return (node.state == "up" and node.health == ha_health.UP and not node.fence_state
-            and not node.forced_down and (node.host_status or {}).get(restart_notice.KEY) is None)
+    return _well(node.state, node.health, node.fence_state, node.forced_down,
+                 (node.host_status or {}).get(restart_notice.KEY))
+
+
+def _well(state: Any, health: Any, fence_state: Any, forced_down: Any, notice: Any) -> bool:
+    """Up, healthy, not fenced or forced down, under no restart notice: a lean beat's node."""
+    return (state == "up" and health == ha_health.UP and not fence_state
+            and not forced_down and notice is None)
 
 
 class Liveness:
@@ -409,8 +415,7 @@ WRITE = update(_T).where(
 
 
 def _healthy(row: Any) -> bool:
-    return (row.state == "up" and row.health == ha_health.UP and not row.fence_state
-            and not row.forced_down and row.notice is None)
+    return _well(row.state, row.health, row.fence_state, row.forced_down, row.notice)
 
 
 _workers: weakref.WeakKeyDictionary[Any, Liveness] = weakref.WeakKeyDictionary()
