@@ -59,6 +59,12 @@ class Settings:
     # for this many seconds is down at once (core/ha_confirm); 0: heartbeats alone.
     ha_peer_confirm: float = 1.5
     ha_auto_evacuate: bool = True
+    # A fleet of at least ha_mass_silence_nodes nodes of which ha_mass_silence_share are
+    # unheard at once: the controller or the network is at fault, no node is judged down
+    # (core/ha_health.mass_silence; Kubernetes' large-cluster and unhealthy-zone
+    # thresholds). 0 nodes: off; never below 10 nodes.
+    ha_mass_silence_nodes: int = 50
+    ha_mass_silence_share: float = 0.55
     # The HA policy of nodes whose aggregates name none (core/ha_policy): evacuate,
     # manual or autonomous; aggregate metadata ha_policy=... sets it per zone or group.
     ha_policy: str = "evacuate"
@@ -225,6 +231,9 @@ def load(state_dir: Path | None = None, **overrides: Any) -> Settings:
     if settings.ha_policy not in HA_POLICIES:
         raise ValueError(f"ha_policy: expected one of {', '.join(HA_POLICIES)}, "
                          f"got {settings.ha_policy!r}")
+    if not 0 < settings.ha_mass_silence_share <= 1:
+        raise ValueError("ha_mass_silence_share: expected a share in (0, 1], got "
+                         f"{settings.ha_mass_silence_share}")
     if settings.overlay not in OVERLAYS:
         raise ValueError(f"overlay: expected one of {', '.join(OVERLAYS)}, "
                          f"got {settings.overlay!r}")

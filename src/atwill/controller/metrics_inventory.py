@@ -23,6 +23,7 @@ from ..core.restart_notice import RESTARTING
 from .compute.nodes import all_nodes, is_up
 from .context import Controller
 from .db.models import Instance, Node
+from .ha import silence_guard
 from .metrics_host import host_families
 from .metrics_reconcile import reconcile_families
 from .metrics_relay import CounterRelay, FileRelay, relay_for
@@ -71,6 +72,7 @@ class Inventory(Collector):
         with self.ctl.db.session() as session:
             nodes = all_nodes(session)
             yield from node_families(nodes, _instance_counts(session))
+            yield from silence_guard.families(self.ctl, nodes)
             yield from reconcile_families(nodes)
             yield from host_families(nodes)
             rows = session.execute(select(

@@ -6,6 +6,15 @@ between two heartbeats to 2-3 s. So each node's threshold grows with the
 longest gap it showed recently (a peak that decays a little at every beat):
 a LAN node keeps the floor, a node behind a poor link gets room for its own
 worst recent gap times a margin.
+
+A fleet gone silent at once (mass_silence) is another matter: when a large share of a
+large fleet is unheard together, the controller (saturated, just restarted, its own link
+down) or the network between is far more likely at fault than the nodes, as Kubernetes'
+node lifecycle controller reasons (--large-cluster-size-threshold 50,
+--unhealthy-zone-threshold 0.55: it then stops evicting). Here the monitor then judges no
+node down (nor fences, nor evacuates): a late node stays suspect until the share falls
+back below the threshold. Only fleets of at least `min_nodes` nodes: in a fleet of two or
+three, one silent node is a large share and must still be fenced.
 """
 
 from __future__ import annotations
@@ -31,6 +40,29 @@ class Thresholds:
     down_ceiling: float = 10.0
     # Each heartbeat keeps this share of the previous peak (minutes of memory).
     peak_decay: float = 0.999
+
+
+@dataclasses.dataclass(frozen=True)
+class MassSilence:
+    """From how many nodes, and from what share of them unheard, no node is judged down
+    (settings ha_mass_silence_nodes and ha_mass_silence_share; nodes 0: never)."""
+
+    min_nodes: int = 50
+    share: float = 0.55
+
+
+# Below this many nodes the guard never holds, whatever the setting says: a small cloud's
+# HA (the lab fences one node of two or three) is never weakened by it.
+MASS_SILENCE_FLOOR = 10
+
+
+def mass_silence(fleet: int, unheard: int, m: MassSilence) -> bool:
+    """Whether `unheard` of a fleet of `fleet` nodes (already down ones included, as
+    Kubernetes counts a zone's not-ready nodes: a cascade stops at the threshold) is a
+    silence too wide to be the nodes'."""
+    if m.min_nodes <= 0 or fleet < max(m.min_nodes, MASS_SILENCE_FLOOR):
+        return False
+    return unheard >= m.share * fleet - 1e-9  # 0.55 x 100 is 55.000...01 in floats
 
 
 def next_peak(peak: float, gap: float | None, t: Thresholds) -> float:

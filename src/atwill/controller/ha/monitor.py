@@ -20,7 +20,7 @@ from ..db.base import utcnow
 from ..db.models import Evacuation, Instance, Node
 from ..revision import bump
 from ..servers import actions, live_migration_agents
-from . import evacuate
+from . import evacuate, silence_guard
 from . import lease as ha_lease
 from . import policy as ha_policies
 
@@ -55,6 +55,9 @@ def detect(session: Session, ctl: Controller, since: dt.datetime) -> list[Node]:
     # controller cannot tell its own deafness from that node's restart, and judges nobody.
     up = [n for n in nodes if n.state == "up"]
     heard = sum(1 for n in up if silences[n.id] <= limits.suspect_after)
+    # So large a share of so large a fleet unheard at once is the controller's or the
+    # network's silence, not the nodes': nobody is judged down (core/ha_health).
+    held = silence_guard.hold(ctl, nodes, silences, limits, now)
     for node in nodes:
         if _restarting(node, now):
             continue
@@ -71,6 +74,8 @@ def detect(session: Session, ctl: Controller, since: dt.datetime) -> list[Node]:
         if not started and silence <= ha_health.JOIN_GRACE:
             continue  # joined, but its agent was never heard: still starting
         health = _health(ctl, node, silence, limits, reports.get(node.id, {}))
+        if held and health == ha_health.DOWN:
+            health = ha_health.SUSPECT
         if health == node.health or (health != ha_health.DOWN and node.state == "down"):
             continue  # a down node comes back by heartbeating (returned), not by a timer
         node.health, node.health_changed_at = health, utcnow()
@@ -79,7 +84,13 @@ def detect(session: Session, ctl: Controller, since: dt.datetime) -> list[Node]:
             newly_down.append(node)
             _tell_instances(session, ctl, node, silence)
     if newly_down:
-        bump(session)
+        # Whether a node is up or down is in no node's desired state (overlay and HA
+        # peers, tunnel endpoints and exports list every node, down or not: peers keep
+        # probing a down node, so a partitioned one is told from a dead one, and it is
+        # reachable again at once when it returns); its own agent re-reads, and the
+        # workers' lean beats of it go full (cluster/liveness). The rows a verdict moves
+        # (its instances' actions) add their nodes at commit (node_scope).
+        bump(session, nodes={n.id for n in newly_down})
     # A live migration whose source is known off (fenced last pass, or forced down)
     # hears nothing more from it: its destination says whether the guest arrived.
     live_migration_agents.settle_lost_sources(session)
@@ -265,7 +276,8 @@ def finish(session: Session) -> None:
         record.status = "done"
         if record.stop_after and inst.vm_state == "active":
             inst.task_state, inst.desired_power = "powering-off", "stopped"
-            bump(session)
+            # Its power is its own node's business alone (an os-stop: node_scope).
+            bump(session, nodes={inst.node_id})
 
 
 def returned(session: Session, node: Node, reports: dict[str, Any] | None) -> None:
