@@ -13,6 +13,13 @@ adds (its ACPI hot-plug handler, the virtio-blk driver's probe, udev) is not in 
 the controller's part (API call, desired state reaching the node: the agents' desired
 state is long-polled, so that is one round trip plus a converge).
 
+Attach -> visible in the guest (volumes_visible.py): the same hot-plug into a booted
+busybox guest, timed until the guest's kernel has the disk (/sys/block/vdX, reported on
+its serial console), against a local qcow2 hot-plugged into the same guest in the same
+run. Measured 2026-12-07 (2-core machine, TCG guest, 12 plugs each, alternating):
+volume visible after a median 181.8 ms (p95 261.7), local qcow2 163.8 ms (p95 272.4),
+ratio 1.11; the same run's attach -> device present in QEMU above: 11.3 ms.
+
 Create from image: a 1 GiB qcow2 image, every cluster written (nothing sparse to skip),
 made into a 1 GiB volume by the storage node's own code (agent/storage/volumes.py
 VolumeStore.create_from_image: the image's format and virtual size checked, qemu-img
@@ -37,6 +44,7 @@ from ..agent.storage.exports import Exports
 from ..agent.storage.volumes import VolumeStore
 from ..core import volume_devices as vd
 from ..hostlib.run import run
+from . import volumes_visible
 
 GIB = 1 << 30
 POLL = 0.001
@@ -156,7 +164,8 @@ def main(rounds: int = 3) -> dict[str, Any]:
     print(f"attach -> device present in QEMU: median {attach['device_present_s']['median']} s "
           f"(min {attach['device_present_s']['min']}, max {attach['device_present_s']['max']}"
           f", {attach['rounds']} rounds)")
+    visible = volumes_visible.main(max(rounds * 4, 10))
     made = create_from_image(rounds)
     print(f"volume from a 1 GiB image: {made['volume_s']} s, qemu-img convert "
           f"{made['qemu_img_convert_s']} s, ratio {made['ratio']}")
-    return {"attach": attach, "create_from_image": made}
+    return {"attach": attach, "attach_visible_in_guest": visible, "create_from_image": made}
