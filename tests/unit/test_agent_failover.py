@@ -125,3 +125,59 @@ def test_after_the_last_controller_failed_the_first_is_tried_again(live: str) ->
     with agent_client.client(urls, False) as http:
         assert http.get("/").status_code == 200
     assert agent_client.preferred(urls) == live
+
+
+@pytest.fixture
+def silent() -> Iterator[str]:
+    """Accepts connections and never answers (a controller that hangs, or whose machine
+    is gone past a middlebox that still completes the handshake)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                held.append(sock.accept()[0])
+            except OSError:
+                return
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
+    thread.join(timeout=5)
+    for conn in held:
+        conn.close()
+
+
+def test_a_heartbeat_whose_connection_broke_goes_to_the_next(live: str, hangs_up: str) -> None:
+    """A heartbeat is a liveness report: sent twice it says the same; cut by a dying
+    controller it is sent at once to the next, inside the HA window."""
+    urls = [hangs_up, live]
+    with agent_client.client(urls, False) as http:
+        resp = http.post("/cluster/v1/nodes/x/heartbeat", json={},
+                         **agent_client.beat_options(urls))
+    assert resp.status_code == 200
+    assert agent_client.preferred(urls) == live
+
+
+def test_an_answer_that_does_not_come_is_asked_of_the_next(live: str, silent: str) -> None:
+    urls = [silent, live]
+    with agent_client.client(urls, False) as http:
+        assert http.get("/", timeout=0.3).status_code == 200  # a GET: asked again
+    agent_client._remember(urls, silent)
+    with agent_client.client(urls, False) as http:
+        with pytest.raises(httpx.ReadTimeout):  # a POST may have landed: not sent twice
+            http.post("/x", json={}, timeout=0.3)
+        beat = {**agent_client.beat_options(urls), "timeout": 0.3}
+        assert http.post("/x", json={}, **beat).status_code == 200
+
+
+def test_a_heartbeat_waits_inside_the_ha_window_only_with_somewhere_to_go() -> None:
+    assert agent_client.beat_options(["https://a:8686"]) == {}  # one controller: wait
+    options = agent_client.beat_options(["https://a:8686", "https://b:8686"])
+    timeout = options["timeout"]
+    assert timeout.connect <= 1.6 and timeout.read <= 2.6  # ha_suspect_after, down_after
+    assert options["extensions"] == {agent_client.REPEATABLE: True}

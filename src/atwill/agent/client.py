@@ -7,6 +7,7 @@ import ssl
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -15,6 +16,14 @@ from ..core.errors import ApiError
 log = logging.getLogger("atwill.agent")
 NODE_REMOVED = "node_removed"
 CONNECT_TIMEOUT = 5.0
+# A request extension: the request may be sent again to the next controller whatever
+# broke (a heartbeat: a liveness report, the same if it landed twice), as a GET is.
+REPEATABLE = "atwill_repeatable"
+# A heartbeat counts only if it lands inside the HA monitor's window (ha_suspect_after,
+# 1.6 s by default; down at 2.6 s). With another controller to go to, one that has not
+# connected (a TCP SYN lost is resent after 1 s) or answered by then is left for the
+# next instead of being waited for 5 s (connect) or 40 s (a machine gone silent).
+BEAT_TIMEOUT = httpx.Timeout(2.0, connect=1.5)
 CERTIFICATE_SUPERSEDED = "certificate_superseded"
 
 
@@ -53,6 +62,13 @@ def client(url: str | Sequence[str], context: ssl.SSLContext | bool,
                         transport=Failover(urls, context))
 
 
+def beat_options(urls: Sequence[str]) -> dict[str, Any]:
+    """The request options of a heartbeat to these controllers (http.request(**them))."""
+    if len(urls) < 2:
+        return {}  # nowhere else to go: waiting is all there is
+    return {"timeout": BEAT_TIMEOUT, "extensions": {REPEATABLE: True}}
+
+
 def check(resp: httpx.Response) -> httpx.Response:
     """Raise ClusterError with the controller's own message for any error status."""
     if resp.status_code < 400:
@@ -74,8 +90,10 @@ class Failover(httpx.BaseTransport):
 
     A request that could not connect is sent to the next controller (nothing of it
     reached the first); a GET whose connection broke (a controller killed under a
-    long-poll) is asked again of the next. The controller that answers is remembered
-    for every client of the same list (the agent's threads each make their own).
+    long-poll) or whose answer did not come in time (a controller that hangs, or a
+    machine gone without a word: no reset ever comes) is asked again of the next, and
+    so is a request marked REPEATABLE. The controller that answers is remembered for
+    every client of the same list (the agent's threads each make their own).
     """
 
     def __init__(self, urls: list[str], context: ssl.SSLContext | bool) -> None:
@@ -92,10 +110,9 @@ class Failover(httpx.BaseTransport):
             request.headers["Host"] = target.netloc.decode("ascii")
             try:
                 response = self.transport.handle_request(request)
-            except (httpx.ConnectError, httpx.ConnectTimeout,
-                    httpx.RemoteProtocolError, httpx.ReadError) as error:
+            except httpx.TransportError as error:
                 retry = isinstance(error, httpx.ConnectError | httpx.ConnectTimeout) \
-                    or request.method == "GET"
+                    or repeatable(request) and isinstance(error, BROKEN)
                 if not retry or number == len(order) - 1:
                     raise
                 log.warning("controller %s: %s; trying %s", url, error or type(error).__name__,
@@ -107,6 +124,15 @@ class Failover(httpx.BaseTransport):
 
     def close(self) -> None:
         self.transport.close()
+
+
+# What may have reached a controller and is sent again only if repeatable.
+BROKEN = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError,
+          httpx.ReadTimeout, httpx.WriteTimeout)
+
+
+def repeatable(request: httpx.Request) -> bool:
+    return request.method == "GET" or bool(request.extensions.get(REPEATABLE))
 
 
 _lock = threading.Lock()
@@ -125,4 +151,5 @@ def _remember(urls: list[str], url: str) -> None:
         _answered[tuple(urls)] = url
 
 
-__all__ = ["ApiError", "ClusterError", "Failover", "check", "client", "tls_context"]
+__all__ = ["REPEATABLE", "ApiError", "ClusterError", "Failover", "beat_options", "check",
+           "client", "tls_context"]

@@ -27,7 +27,7 @@ from ..core.host_figures import REPORT_KEY as HOST_FIGURES_KEY
 from ..core.reconcile_timing import REPORT_KEY as RECONCILE_KEY
 from ..core.reconcile_timing import ReconcileTimes
 from . import renewal, restart_notice
-from .client import CERTIFICATE_SUPERSEDED, ClusterError, check, client, tls_context
+from .client import CERTIFICATE_SUPERSEDED, ClusterError, beat_options, check, client, tls_context
 from .cold_migrations import ColdMigrations
 from .config import AgentConfig, write_private
 from .host_metrics import HostMetrics, overlay_interface
@@ -84,6 +84,7 @@ class Agent:
         # Set when instances changed, so their new state is reported at once.
         self.beat_now = threading.Event()
         self._urgent = False  # this beat was asked for at once (beat_now), not timed
+        self._beat_answered: float | None = None  # when the last heartbeat was answered
         self._overlay_seen: tuple[float, dict[str, Any]] | None = None
         self.instances.on_started = self.beat_now.set
         if self.storage is not None:
@@ -164,6 +165,7 @@ class Agent:
     def _loop(self, step) -> None:
         backoff = 0.5
         failing: str | None = None  # the failure being retried, logged once
+        cut = 0.0  # when the failure being retried first happened
         name = threading.current_thread().name
         while not self.stopping.is_set():
             try:
@@ -180,7 +182,9 @@ class Agent:
                             set(self.config.controller_urls) <= set(urls):
                         step(http)
                         if failing is not None:
-                            log.info("%s: the controller answers again", name)
+                            # For a heartbeat: what failing over added to the silence.
+                            log.info("%s: the controller answers again (%.2fs after the "
+                                     "first failure)", name, time.monotonic() - cut)
                             failing = None
                         backoff = 0.5
             except Removed:
@@ -198,6 +202,8 @@ class Agent:
                 wait = 0.0 if failing is None and isinstance(err, httpx.TransportError) \
                     and len(self.config.controller_urls) > 1 else backoff
                 log.log(level, "%s: %s; retrying in %.1fs", name, err, wait)
+                if failing is None:
+                    cut = time.monotonic()
                 failing = str(err)
                 self.stopping.wait(wait)
                 if wait:
@@ -250,8 +256,13 @@ class Agent:
             if self.stopping.is_set():
                 return  # a beat landing after the restart notice would end it
             self._call(http, "POST", f"/cluster/v1/nodes/{self.config.node_id}/heartbeat",
-                       json=body)
+                       json=body, **beat_options(self.config.controller_urls))
         self._sent_digest = digest
+        answered, self._beat_answered = self._beat_answered, time.monotonic()
+        if answered is not None and self._beat_answered - answered > 1.5 * self.interval:
+            # The silence the controllers saw (a failover, a slow controller): said.
+            log.info("heartbeat answered %.2fs after the previous one",
+                     self._beat_answered - answered)
         self.lease.renewed(sent)
         if self.lease.fenced:
             self._after_self_fencing(http)
