@@ -15,7 +15,7 @@ import pytest
 from atwill.config import Settings, load
 from atwill.controller.cluster import liveness
 from atwill.controller.context import Controller
-from atwill.controller.db.models import Base, ClusterRevision, Node
+from atwill.controller.db.models import Base, ClusterRevision, Evacuation, Instance, Node
 from atwill.controller.db.session import Database
 from atwill.controller.ha import monitor, silence_guard
 from atwill.controller.revision import changes_since, revision
@@ -163,3 +163,20 @@ def test_a_share_outside_0_1_is_refused(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("ATWILL_HA_MASS_SILENCE_SHARE", share)
     with pytest.raises(ValueError, match="ha_mass_silence_share"):
         load(state_dir=tmp_path)
+
+
+def test_an_evacuation_that_stops_its_server_moves_that_node_alone(ctl: Controller) -> None:
+    _fleet(ctl, 3, silent=0)
+    with ctl.db.session() as session:
+        inst = Instance(id="i1", name="s", project_id="p", user_id="u", vcpus=1,
+                        memory_mb=1, disk_gb=1, node_id="n001", node_name="node001",
+                        vm_state="active")
+        session.add(inst)
+        session.add(Evacuation(instance_id="i1", source_node_id="n000",
+                               source_node_name="node000", dest_node_name="node001",
+                               status="rebuilding", stop_after=True))
+    with ctl.db.session() as session:
+        monitor.finish(session)
+    with ctl.db.session() as session:
+        assert session.get(Instance, "i1").desired_power == "stopped"
+        assert changes_since(session, 10) == (11, {"n001"})

@@ -2,6 +2,15 @@
 
 Each step is one short transaction; fencing runs between them, since a fence
 agent may take seconds. Evacuation never starts before the node is fenced.
+
+A node judged down moves its own revision only: whether a node is up is in no other
+node's desired state, so a cascade costs O(nodes), not O(nodes^2) rebuilds; a silence
+too wide to be the nodes' judges none down (silence_guard). Bench fleet, 500 SIMULATED
+nodes on PostgreSQL, 25 s phases, the commit before and this one run back to back
+(2026-12-07, 2 shared vCPUs, the controller saturated in both): nodes marked down (each
+woke every node's long-poll before) 600 -> 281 on the full heartbeat path and 626 -> 24
+on the lean one; a security-group rule for 50 nodes reached 0/50 -> 50/50 of them on the
+lean path (median 10.7 s, the API call itself 7.4 s), waking none of the 450 others.
 """
 
 from __future__ import annotations
