@@ -11,6 +11,7 @@ import logging
 import re
 import shutil
 import threading
+import time
 from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
@@ -44,10 +45,11 @@ class InstanceManager:
         # QEMU, dnsmasq and the metadata service run as users of their own, which must be
         # able to pass through the state directory (0711: nothing in it can be listed).
         config.state_dir.chmod(0o711)
-        self.driver = QemuDriver(config.instances_dir)
+        self.cache_dir = config.state_dir / "images"
+        self.driver = QemuDriver(config.instances_dir,
+                                 overlay_templates=self.cache_dir / disks.TEMPLATES)
         # The heartbeat's view of each VM, never waiting long on a busy QEMU monitor.
         self.states = InstanceStates(lambda uuid: self.driver.state(uuid))
-        self.cache_dir = config.state_dir / "images"
         # The controller through the overlay (from the desired state), when there is one.
         self.overlay_url: str | None = None
         # Called when an instance has started: the agent reports at once (ACTIVE sooner).
@@ -70,6 +72,14 @@ class InstanceManager:
         self.lanes = Lanes(on_done=self._lane_done)
         # Set in a lane whose converge found its instance as wanted: nothing to report.
         self._unchanged = threading.local()
+        # New instances whose QEMU a lane is about to start (image cached): until they run
+        # the data plane waits (wait_launches), so their starts have the cores.
+        self._launching: set[str] = set()
+        self._launch_done = threading.Condition()
+        # Instances a lane saw running just now (QMP said so at the end of their start):
+        # the beat that reports them asks neither their state nor their counters again
+        # from a QEMU still busy setting up (tens of ms on the way to ACTIVE).
+        self._started: dict[str, float] = {}
         # Each running instance's CPU, memory, disk and network counters, for Prometheus.
         self.metrics = InstanceMetrics(self.driver)
         # Instances this node sends or receives in a live migration (live_migrations.py).
@@ -106,7 +116,8 @@ class InstanceManager:
         is destroyed; any other instance it does not list is stopped with its disk kept:
         an unknown instance's disk may be the only copy of someone's data."""
         wanted = {i["id"]: i for i in instances}
-        for uuid in set(self.driver.uuids()) - set(wanted):
+        present = set(self.driver.uuids())
+        for uuid in present - set(wanted):
             if uuid in destroy:
                 self.kept.discard(uuid)
                 self.lanes.submit(uuid, self._delete, uuid)
@@ -128,7 +139,12 @@ class InstanceManager:
                 continue  # its VM is stopped for the copy; the snapshot resumes it
             if inst.get("building") and self.failed_builds.get(uuid) == inst["rebuild_serial"]:
                 continue  # its error is reported; the controller places it elsewhere
-            self.lanes.submit(uuid, self._converge_reported, inst)
+            new = bool(inst.get("building")) and uuid not in present
+            if new:
+                with self._launch_done:
+                    self._launching.add(uuid)
+            if not self.lanes.submit(uuid, self._converge_reported, inst) and new:
+                self._launched(uuid)
         in_use = {i["image"]["id"] for i in instances if i.get("image")}
         if self.cache_dir.is_dir():
             disks.gc(self.cache_dir, in_use)
@@ -178,7 +194,24 @@ class InstanceManager:
             return
         self.on_started()
 
+    def wait_launches(self, timeout: float) -> bool:
+        """Wait (at most timeout) until no new instance converge() handed to a lane is
+        still on its way to a running QEMU; whether none is."""
+        with self._launch_done:
+            return self._launch_done.wait_for(lambda: not self._launching, timeout)
+
+    def _launched(self, uuid: str) -> None:
+        with self._launch_done:
+            self._launching.discard(uuid)
+            self._launch_done.notify_all()
+
     def _converge_reported(self, inst: dict[str, Any]) -> None:
+        try:
+            self._converge_lane(inst)
+        finally:
+            self._launched(inst["id"])
+
+    def _converge_lane(self, inst: dict[str, Any]) -> None:
         uuid = inst["id"]
         building = bool(inst.get("building")) and self.driver.state(uuid) == "missing"
         before = (self.errors.get(uuid), self.volumes.get(uuid))
@@ -265,6 +298,7 @@ class InstanceManager:
             spec = InstanceSpec(**{**spec.__dict__,
                                    "config_drive": self.driver.paths(inst["id"]).config_drive})
         self.driver.start(spec)
+        self._started[inst["id"]] = time.monotonic()
         self.on_started()
         log.info("instance %s started", inst["id"])
 
@@ -272,7 +306,10 @@ class InstanceManager:
         image = inst.get("image") or {}
         wanted, _ = parse_volumes(inst.get("volumes") or [])
         # Booted from a volume: the storage node made it from the image, not this node.
-        base = None if boots_from_volume(wanted) else self._image(image)
+        local = not boots_from_volume(wanted)
+        if local and not (self.cache_dir / str(image.get("id"))).is_file():
+            self._launched(inst["id"])  # a fetch first: no one waits for it (wait_launches)
+        base = self._image(image) if local else None
         nics = [Nic(mac=n["mac"], tap=tap.tap_name(n["port_id"]), mtu=n.get("mtu", 1500))
                 for n in inst.get("nics", [])]
         props = {k: str(v) for k, v in (image.get("properties") or {}).items()
@@ -342,7 +379,12 @@ class InstanceManager:
     # report ---------------------------------------------------------------------
     def report(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
-        for uuid, state in self.states.states(self.driver.uuids()).items():
+        uuids, now = self.driver.uuids(), time.monotonic()
+        started, self._started = self._started, {}
+        fresh = {u for u, at in started.items() if now - at < FRESH_START and u in uuids}
+        states = self.states.states([u for u in uuids if u not in fresh])
+        states.update({u: "running" for u in fresh})
+        for uuid, state in states.items():
             entry: dict[str, Any] = {"state": state,
                                      "reboot_serial": self.reboots.get(uuid, 0),
                                      "rebuild_serial": self.rebuilds.get(uuid, 0)}
@@ -350,7 +392,8 @@ class InstanceManager:
                 entry["error"] = "QEMU is in an error state or does not answer its monitor"
             if uuid in self.volumes:
                 entry["volumes"] = dict(self.volumes[uuid])
-            if state in ("running", "paused") and (sample := self.metrics.sample(uuid)):
+            if state in ("running", "paused") and uuid not in fresh and \
+                    (sample := self.metrics.sample(uuid)):
                 entry["metrics"] = sample
             out[uuid] = entry
         self.metrics.forget(set(out))
@@ -381,6 +424,8 @@ class InstanceManager:
 
 
 STOP_TIMEOUT = 5.0
+# A start seen this recently is reported "running" as its lane saw it, once (report).
+FRESH_START = 1.0
 
 
 def parse_volumes(entries: list[dict[str, Any]]) -> tuple[list[Volume], dict[str, str]]:

@@ -47,10 +47,14 @@ def confine(spec: InstanceSpec, paths: InstancePaths, instances_dir: Path) -> st
         log.warning("instance %s: QEMU runs as root, since other users cannot pass through "
                     "%s (each directory up to / needs o+x)", spec.uuid, ", ".join(blocked))
         return None
+    owner = _owner(paths.disk)
     uid = instance_uid(spec.uuid, paths.disk, instances_dir)
     gid = image_gid(spec.image_path) if spec.image_path is not None \
         else guest_ids.pick(f"volume:{spec.uuid}", _known_group)
-    kill_strays(uid)
+    if owner is not None:
+        # A user picked just now is none of a running process (instance_uid): only one
+        # the disk already had can have strays, and one scan of /proc is spared.
+        kill_strays(uid)
     if spec.image_path is not None:
         _own(paths.disk, uid, gid, 0o600)
     if spec.config_drive is not None and spec.config_drive.exists():
@@ -62,10 +66,15 @@ def confine(spec: InstanceSpec, paths: InstancePaths, instances_dir: Path) -> st
     console = spec.console_log or paths.console_log
     os.close(os.open(console, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
     console.chmod(0o600)
-    if spec.image_path is not None and not spec.image_path.stat().st_mode & stat.S_IROTH:
-        # A base image nobody else may read (the node's own cache) is lent to its group.
-        os.chown(spec.image_path, -1, gid)
-        spec.image_path.chmod(0o640)
+    if spec.image_path is not None:
+        image = spec.image_path.stat()
+        if not image.st_mode & stat.S_IROTH and (image.st_gid != gid or
+                                                  stat.S_IMODE(image.st_mode) != 0o640):
+            # A base image nobody else may read (the node's own cache) is lent to its
+            # group, once: changing it again each start moved its ctime, so the cached
+            # `qemu-img info` of a file that never changes was run again every start.
+            os.chown(spec.image_path, -1, gid)
+            spec.image_path.chmod(0o640)
     return f"{uid}:{gid}"
 
 
@@ -124,20 +133,32 @@ def running_uids() -> set[int]:
 
 def _processes() -> list[tuple[int, int]]:
     # From status, not the owner of /proc/PID: a process that dropped root is not
-    # dumpable, and the kernel then shows its /proc entries as root's.
+    # dumpable, and the kernel then shows its /proc entries as root's. Two fields are
+    # found in the bytes, not every line parsed: this runs on the way to each VM's start.
     found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
+    for name in os.listdir("/proc"):
+        if name.isdigit():
             try:
-                status = (entry / "status").read_text()
+                with open(f"/proc/{name}/status", "rb") as data:
+                    status = data.read()
             except OSError:
                 continue
-            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-            if fields.get("State", "").split()[:1] == ["Z"]:
+            if _field(status, b"State") == b"Z":
                 continue  # exited, only not reaped: it runs nothing
-            if "Uid" in fields:
-                found.append((int(entry.name), int(fields["Uid"].split()[0])))
+            uid = _field(status, b"Uid")
+            if uid is not None:
+                found.append((int(name), int(uid)))
     return found
+
+
+def _field(status: bytes, name: bytes) -> bytes | None:
+    """The first word of a /proc/PID/status field, or None."""
+    start = status.find(b"\n" + name + b":")
+    if start < 0:
+        return None
+    end = status.find(b"\n", start + 1)
+    words = status[start + len(name) + 2:end if end >= 0 else None].split()
+    return words[0] if words else None
 
 
 def _known_user(uid: int) -> bool:

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +23,8 @@ GIB = 1 << 30
 _IMAGE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 Fetch = Callable[[Path], None]
+# Where in the cache the overlay templates are kept (overlay_from_template).
+TEMPLATES = ".overlays"
 # image_info's answers, by file and its identity (any write moves mtime and ctime).
 INFO_KEPT = 64
 _INFO: dict[tuple, dict] = {}
@@ -77,6 +80,7 @@ def gc(cache_dir: Path, in_use: set[str]) -> list[str]:
             if held:
                 path.unlink(missing_ok=True)
                 removed.append(path.name)
+    drop_templates(cache_dir / TEMPLATES, {p.name for p in cache_dir.iterdir()})
     return removed
 
 
@@ -92,6 +96,37 @@ def create_overlay(base: Path, path: Path, size_gb: int, base_format: str = "qco
     if size_gb * GIB > size:
         args.append(f"{size_gb}G")
     run(args, timeout=60)
+
+
+def overlay_from_template(base: Path, path: Path, size_gb: int, base_format: str,
+                          templates: Path) -> None:
+    """create_overlay's file at path, copied from one that qemu-img made once for the same
+    base, format and size (in templates): byte for byte what qemu-img writes (nothing in
+    a new overlay is the instance's own), without a qemu-img run on the way to each start.
+    The fit is checked as create_overlay checks it (from the cached qemu-img info)."""
+    size = check_fits(base, base_format, size_gb, "flavor's root disk") if size_gb > 0 \
+        else virtual_size(base, base_format)
+    grown = size_gb if size_gb * GIB > size else 0
+    key = hashlib.sha256(f"{base.resolve()}\0{base_format}\0{grown}\0{size}".encode())
+    template = templates / f"{base.name}.{key.hexdigest()[:16]}.qcow2"
+    if not template.is_file():
+        templates.mkdir(mode=0o700, parents=True, exist_ok=True)
+        partial = templates / f".{template.name}.{os.getpid()}.{threading.get_ident()}"
+        try:
+            create_overlay(base, partial, size_gb, base_format)
+            partial.replace(template)
+        finally:
+            partial.unlink(missing_ok=True)
+    shutil.copyfile(template, path)
+
+
+def drop_templates(templates: Path, keep: set[str]) -> None:
+    """Remove the overlay templates of base images not in keep (their ids)."""
+    if not templates.is_dir():
+        return
+    for template in templates.iterdir():
+        if not template.name.startswith(".") and template.name.rsplit(".", 2)[0] not in keep:
+            template.unlink(missing_ok=True)
 
 
 def check_fits(image: Path, fmt: str, size_gb: int, disk: str) -> int:

@@ -71,10 +71,14 @@ class QemuDriver:
 
     def __init__(self, instances_dir: Path, sockets_dir: Path | None = None,
                  launcher: Sequence[str] = (), sandbox: bool = True,
-                 qmp_timeout: float = 5.0, unprivileged: bool = True) -> None:
+                 qmp_timeout: float = 5.0, unprivileged: bool = True,
+                 overlay_templates: Path | None = None) -> None:
         # launcher prefixes the QEMU command, e.g. ("ip", "netns", "exec", NS) in the lab;
-        # unprivileged: QEMU drops root for a user of the instance's own (confine.py).
+        # unprivileged: QEMU drops root for a user of the instance's own (confine.py);
+        # overlay_templates: where new overlays are copied from (disks.overlay_from_template)
+        # instead of each made by qemu-img, or None.
         self.instances_dir = instances_dir
+        self.overlay_templates = overlay_templates
         self.sockets_dir = sockets_dir or sockets_of(instances_dir)
         self.launcher = list(launcher)
         self.sandbox = sandbox
@@ -119,9 +123,13 @@ class QemuDriver:
                     revert.add(lambda: shutil.rmtree(paths.directory, ignore_errors=True))
                 paths.spec.write_text(spec.to_json())
                 if local and spec.image_path is not None and not paths.disk.exists():
-                    disks.create_overlay(spec.image_path, paths.disk, spec.disk_gb,
-                                         image_format)
                     revert.add(lambda: paths.disk.unlink(missing_ok=True))
+                    if self.overlay_templates is not None:
+                        disks.overlay_from_template(spec.image_path, paths.disk, spec.disk_gb,
+                                                    image_format, self.overlay_templates)
+                    else:
+                        disks.create_overlay(spec.image_path, paths.disk, spec.disk_gb,
+                                             image_format)
                 self._launch(spec, paths, revert, timeout)
 
     def stop(self, uuid: str, timeout: float = 60.0) -> None:

@@ -1,10 +1,16 @@
-"""TAP devices for guest NICs: create, plug into a bridge, delete — each idempotent."""
+"""TAP devices for guest NICs: create, plug into a bridge, delete — each idempotent.
+
+In this process's own namespace the agent's taps are listed and made by ioctl
+(tapdev.py), not by `ip` runs on the way to each start; in another namespace (tests,
+the lab's tools), and to plug a tap into a bridge, `ip` does it.
+"""
 
 from __future__ import annotations
 
 import json
 import subprocess
 
+from atwill.agent.hypervisor import tapdev
 from atwill.hostlib.run import run
 
 PREFIX = "tap"
@@ -20,6 +26,8 @@ def links(netns: str | None = None) -> dict[str, tuple[int, bool]]:
     """Every TUN/TAP device here: name -> (MTU, administratively up), in one command.
     Only those: another interface under a tap's name (a veth some tool plugged in for a
     port, as `atwill bench` does) is not a guest's, and not the agent's to remove."""
+    if netns is None:
+        return _kernel.links()
     out = _ip(netns, "-j", "link", "show", "type", "tun").stdout
     return {link["ifname"]: (int(link.get("mtu", 0)), "UP" in link.get("flags", []))
             for link in json.loads(out or "[]")}
@@ -46,6 +54,10 @@ def create(name: str, bridge: str | None = None, mtu: int | None = None,
     """Make the tap (persistent, for QEMU to open), set its MTU, plug it into bridge, up."""
     if len(name) > IFNAMSIZ:
         raise ValueError(f"interface name {name!r} is longer than {IFNAMSIZ}")
+    if netns is None and bridge is None:
+        _kernel.add(name)  # an interface of that name is kept as it is
+        _kernel.set_up(name, mtu)
+        return
     # Added first, asked only if that fails (an interface of that name is kept as it
     # is): each `ip` run here is milliseconds on the way to a VM's start.
     if _ip(netns, "tuntap", "add", "dev", name, "mode", "tap", check=False).returncode:
@@ -60,6 +72,10 @@ def delete(name: str, netns: str | None = None) -> None:
     """Remove the tap if it exists."""
     if exists(name, netns):
         _ip(netns, "link", "del", "dev", name, check=False)
+
+
+# The kernel calls for this namespace (tests put a fake in its place).
+_kernel = tapdev
 
 
 def _ip(netns: str | None, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
