@@ -14,6 +14,14 @@ One run, in a one-node lab made and removed here:
    not all latency.
 Servers are created through openstacksdk in the controller's namespace (so the CLI's own
 start-up is not counted); times are from just before the POST.
+
+Last run (2026-12-07, 5 each, TCG, a shared 2-core machine): ACTIVE at 0.19 s median
+against 0.065 s by hand = 2.9x (3.8x that morning before issue 19's cuts). Where it goes:
+POST answered at 25 ms; the agent has the desired state at ~45 ms (its build ~20 ms);
+spec.json at 65 ms; QEMU's pidfile at 100 ms (QEMU's own start ~45-60 ms of it, by hand
+~40-45); QMP running, the report and the heartbeat's handling ~40-60 ms; then this poll.
+The floor: POST + desired state + QEMU + one report round trip + one GET is ~110 ms
+(1.7x) with nothing else on the path, so 1.5x is out of reach on this machine.
 """
 
 from __future__ import annotations
