@@ -117,10 +117,11 @@ def attach_all(session: Session, creds: Credentials, inst: Instance,
 
     Every lock this takes is taken first, in volume/lock_order.py's order (the project's
     quota lock, the storage nodes' capacity locks, the named volumes' rows by id): an
-    extend or a snapshot of one of the volumes at the same time waits, never deadlocks."""
+    extend or a snapshot of one of the volumes at the same time waits, never deadlocks.
+    The nodes locked are those the new volumes will go to (picked first, from what is
+    committed) and those of the snapshots and volumes named, never every storage node."""
     lock_ahead(session, creds, mappings)
-    ordered = sorted(mappings, key=lambda m: (m["boot_index"] != 0, m["boot_index"] or 0))
-    for mapping in ordered:
+    for mapping in _in_order(mappings):
         if mapping["source"] == "volume":
             vol = find_volume(session, creds, mapping["uuid"], lock=True)
             if vol.status != "available":
@@ -140,13 +141,18 @@ def attach_all(session: Session, creds: Credentials, inst: Instance,
             state.fail_boots_on(session, vol)
 
 
+def _in_order(mappings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The boot volume first (it becomes /dev/vda), then by boot_index."""
+    return sorted(mappings, key=lambda m: (m["boot_index"] != 0, m["boot_index"] or 0))
+
+
 def lock_ahead(session: Session, creds: Credentials, mappings: list[dict[str, Any]]) -> None:
     made = [m for m in mappings if m["source"] != "volume"]
     if made:
         locks.lock_project(session, creds.project_id or "")  # new volumes are charged
-    nodes: set[str] = set()
-    if any(m["source"] in ("image", "blank") for m in made):
-        nodes |= lock_order.all_storage_nodes(session)
+    # The order attach_all makes them in: each pick counts the ones before it.
+    placed = [m["size"] for m in _in_order(made) if m["source"] in ("image", "blank")]
+    nodes = lock_order.new_volume_nodes(session, placed) if placed else set()
     nodes |= lock_order.snapshot_nodes(session, [m["uuid"] for m in made
                                                  if m["source"] == "snapshot"])
     lock_order.lock_volumes(session, [m["uuid"] for m in mappings if m["source"] == "volume"

@@ -11,6 +11,13 @@ needs a volume's node locked must learn the node before locking the row: it read
 volume unlocked, takes 1 and 2, locks the row, and tries again should the volume have
 moved to another node in between.
 
+A new volume's node is the one placement.place() gives it, and only that node is locked
+(not every storage node: creates on different nodes do not wait for each other). A boot
+that makes volumes and names existing ones picks the new volumes' nodes first, from an
+unlocked read (new_volume_nodes), and locks them in step 2 with the rest; place() then
+reads their room again under the lock. Should a node picked so have filled meanwhile,
+place() only tries other nodes' locks (never waits: the rows are held), see placement.py.
+
 On SQLite one transaction writes at a time: locking the rows there begins the write
 transaction (an update of them), and they are read again after it, so what a handler
 decides on is what the last committed writer left (two extends at once: the second sees
@@ -46,6 +53,7 @@ def _read(session: Session, ids: list[str], lock: bool) -> dict[str, Volume]:
                             .execution_options(synchronize_session=False))
         else:
             query = query.with_for_update()
+            placement.rows_locked(session, ids)
     return {v.id: v for v in session.scalars(query)}
 
 
@@ -93,7 +101,8 @@ def snapshot_nodes(session: Session, snapshot_ids: Iterable[str]) -> set[str]:
         .where(VolumeSnapshot.id.in_(ids))) if n}
 
 
-def all_storage_nodes(session: Session) -> set[str]:
-    """Every storage node place() may lock (it locks those that take new volumes)."""
-    return {n.id for n in placement.storage_nodes(session)}
+def new_volume_nodes(session: Session, sizes: Iterable[int]) -> set[str]:
+    """The nodes that new volumes of these sizes would be placed on now (step 2's locks of
+    a boot that makes them; place() checks each again under its lock)."""
+    return placement.prepick(session, sizes)
 

@@ -11,11 +11,23 @@ extends or a create and a snapshot cannot both be promised the same GiB — in o
 or across controller replicas. On PostgreSQL the lock is a transaction advisory lock per
 node (taken in id order: no deadlock between transactions locking several); on SQLite
 the database's write lock, taken before the sums are read and held to commit.
+
+A new volume locks only the node it is given (place): on PostgreSQL the nodes are ranked
+from what is committed, the best one locked, and its room read again under the lock; a
+node that no longer fits is passed over and the next tried. So creates landing on
+different nodes never wait for each other. A node is locked without waiting (a try) when
+the transaction already holds a node's lock or volume rows (lock_order.py's order: a
+wait there could close a cycle); a node another claim holds is then passed over, and
+when every fitting node is held the claim retries for a bounded time (CLAIM_WAIT) before
+it gives up as Cinder's scheduler does (no valid backend). A boot that makes volumes
+locks their nodes ahead, in order with the rest (prepick, lock_order.lock_volumes).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
+from dataclasses import replace
 
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
@@ -32,6 +44,13 @@ NOT_HOLDING = ("error",)
 SNAPSHOT_NO_BACKEND = "No valid backend was found. Cannot place snapshot {id} on {host}."
 # The advisory locks' first key: volume capacity (the second is the node's hashed id).
 _LOCK_SPACE = 0x766F6C  # "vol"
+# How long a claim that may not wait for a node's lock keeps trying while every node with
+# room is held by other claims, and how long it sleeps between tries.
+CLAIM_WAIT = 10.0
+CLAIM_BACKOFF = 0.02
+# session.info keys: what this transaction holds (the transaction object is kept with it).
+_HELD_NODES = "atwill.volume.nodes_held"
+_HELD_ROWS = "atwill.volume.rows_held"
 
 
 def storage_nodes(session: Session) -> list[Node]:
@@ -49,6 +68,33 @@ def takes_new(node: Node | None) -> bool:
         and storage_of(node.inventory) is not None
 
 
+def _this_transaction(session: Session, key: str) -> set[str]:
+    """A set kept in session.info for the session's current transaction only."""
+    tx = session.get_transaction()
+    kept = session.info.get(key)
+    if kept is None or kept[0] is not tx:
+        kept = (tx, set())
+        session.info[key] = kept
+    return kept[1]
+
+
+def held_nodes(session: Session) -> set[str]:
+    """The nodes whose capacity locks this transaction holds (PostgreSQL)."""
+    return _this_transaction(session, _HELD_NODES)
+
+
+def rows_locked(session: Session, volume_ids: Iterable[str]) -> None:
+    """Note that this transaction holds these volume rows (lock_order.py): after that a
+    node's lock is only tried, never waited for."""
+    _this_transaction(session, _HELD_ROWS).update(volume_ids)
+
+
+def _may_wait(session: Session) -> bool:
+    """Whether waiting for a node's lock keeps lock_order.py's order: nothing after it
+    (no node lock, no volume row) is held yet."""
+    return not held_nodes(session) and not _this_transaction(session, _HELD_ROWS)
+
+
 def lock_nodes(session: Session, node_ids: Iterable[str]) -> None:
     """Hold the nodes' capacity until commit: what is read after this is current, and no
     other transaction claims on them before this one commits."""
@@ -57,6 +103,7 @@ def lock_nodes(session: Session, node_ids: Iterable[str]) -> None:
         if dialect == "postgresql":
             session.execute(text(f"SELECT pg_advisory_xact_lock({_LOCK_SPACE}, "
                                  "hashtext(:node))"), {"node": node_id})
+            held_nodes(session).add(node_id)
         else:
             # pysqlite begins the transaction at the first write: this one takes SQLite's
             # write lock (waiting for a concurrent claim's commit), and later reads see
@@ -81,11 +128,81 @@ def backends(session: Session) -> list[Backend]:
             for n in storage_nodes(session) if takes_new(n)]
 
 
+def try_lock_node(session: Session, node_id: str) -> bool:
+    """The node's capacity lock if no other transaction holds it (PostgreSQL), no wait."""
+    got = bool(session.scalar(text(f"SELECT pg_try_advisory_xact_lock({_LOCK_SPACE}, "
+                                   "hashtext(:node))"), {"node": node_id}))
+    if got:
+        held_nodes(session).add(node_id)
+    return got
+
+
+def ranked(candidates: Iterable[Backend], size_gb: int) -> list[Backend]:
+    """The backends with room for size_gb, pick()'s choice first, then in its order."""
+    fitting = [b for b in candidates if b.room_gb >= size_gb]
+    return sorted(fitting, key=lambda b: (b.room_gb - size_gb, b.name), reverse=True)
+
+
+def prepick(session: Session, sizes: Iterable[int]) -> set[str]:
+    """The nodes new volumes of these sizes would go to, one after the other, from what is
+    committed now (unlocked): what a boot locks ahead of its volume rows; place() checks
+    each again under the lock."""
+    live = {b.node_id: b for b in backends(session)}
+    chosen: set[str] = set()
+    for size in sizes:
+        best = pick(live.values(), size)
+        if best is not None:
+            chosen.add(best.node_id)
+            live[best.node_id] = replace(best, allocated_gb=best.allocated_gb + size)
+    return chosen
+
+
+def _fits(session: Session, node_id: str, size_gb: int) -> bool:
+    """Read under the node's lock: whether it still takes new volumes and has the room."""
+    node = session.get(Node, node_id, populate_existing=True)
+    return takes_new(node) and room_on(session, node_id) >= size_gb
+
+
+def _claim(session: Session, size_gb: int) -> Backend | None:
+    """PostgreSQL: the best node with room, locked (only it), its room read again."""
+    full: set[str] = set()
+    deadline = time.monotonic() + CLAIM_WAIT
+    while True:
+        order = ranked([b for b in backends(session) if b.node_id not in full], size_gb)
+        if not order:
+            return None
+        held = held_nodes(session)
+        for backend in order:
+            # A node held here already was read under its lock: its figures are current.
+            if backend.node_id in held:
+                return backend
+            if try_lock_node(session, backend.node_id):
+                if _fits(session, backend.node_id, size_gb):
+                    return backend
+                full.add(backend.node_id)
+                break  # rank again: others may have changed meanwhile
+        else:  # every node with room is being claimed on by another transaction
+            if _may_wait(session):
+                best = order[0].node_id
+                lock_nodes(session, [best])
+                if _fits(session, best, size_gb):
+                    return order[0]
+                full.add(best)
+            elif time.monotonic() >= deadline:
+                return None
+            else:
+                time.sleep(CLAIM_BACKOFF)
+
+
 def place(session: Session, vol: Volume) -> None:
     """Give vol a node with room (claimed), or leave it in error as Cinder's scheduler does."""
-    candidates = [n.id for n in storage_nodes(session) if takes_new(n)]
-    lock_nodes(session, candidates)
-    chosen = pick([b for b in backends(session) if b.node_id in candidates], vol.size)
+    if session.get_bind().dialect.name == "postgresql":
+        chosen = _claim(session, vol.size)
+    else:
+        # SQLite: one write lock for the whole database (lock_nodes takes it with the
+        # first node); everything read after it is current.
+        lock_nodes(session, [n.id for n in storage_nodes(session) if takes_new(n)])
+        chosen = pick(backends(session), vol.size)
     if chosen is None:
         vol.status, vol.error = "error", NO_BACKEND
         return
