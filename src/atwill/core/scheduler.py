@@ -214,6 +214,18 @@ ASKED: dict[str, Callable[[Request], object]] = {
 }
 
 
+# The filters that run on every request (not in ASKED): what a request that asks for
+# nothing else is judged by. controller/servers/placement_one writes these in SQL.
+ALWAYS: frozenset[str] = frozenset(FILTERS) - frozenset(ASKED)
+
+
+def capacity_only(req: Request) -> bool:
+    """Whether only the filters in ALWAYS can eliminate a host for req and the weighers
+    see nothing but free RAM and vCPUs (no soft group policy, not an evacuation)."""
+    return not (req.group_policy or req.evacuation) and not any(
+        asked(req) for asked in ASKED.values())
+
+
 def asks(req: Request, scope: str) -> bool:
     """Whether the request's flavor has extra specs under scope."""
     return any(k.startswith(scope + ":") for k in req.extra_specs)

@@ -5,7 +5,9 @@ if the resources are still free when the row is written, so concurrent creates â
 in one process or in several controller replicas on PostgreSQL â€” cannot overbook.
 
 This runs on every server create, so the statements are built once and read only
-the columns the scheduler needs (Core rows, not ORM objects).
+the columns the scheduler needs (Core rows, not ORM objects). On PostgreSQL a create
+that asks only for room is first placed in one statement (placement_one: the same
+node, picked, locked and claimed in SQL); whatever it cannot judge comes here.
 """
 
 from __future__ import annotations
@@ -214,6 +216,15 @@ def _place(session: Session, settings: Settings, inst: Instance,
     wanted = req.same_host | req.different_host
     req = dataclasses.replace(host_facts.with_flavor_specs(req, inst),
                               project_id=inst.project_id)
+    if (inst.requested_host is None and scheduler.capacity_only(req)
+            and session.connection().dialect.name == "postgresql"):
+        from . import placement_one  # noqa: PLC0415 - it reads this module's statements
+
+        session.flush()  # what autoflush would do; the statement skips the ORM
+        chosen = placement_one.claim_best(session, req, strategy)
+        if chosen is not None:
+            _assign(inst, chosen, [])
+            return chosen
     if inst.requested_host is not None:
         candidates = _requested(session, inst, req, strategy, wanted)
     elif req.evacuation:  # rare, and the spares it prefers may be anywhere in the list
@@ -237,12 +248,16 @@ def _place(session: Session, settings: Settings, inst: Instance,
             devices = claim(session, host, inst, req, forced=inst.force_host,
                             unlocked_only=unlocked_only)
             if devices is not None:
-                inst.node_id, inst.node_name = host.id, host.name
-                if devices or inst.pci_devices:  # a new [] would rewrite the JSON column
-                    inst.pci_devices = devices
+                _assign(inst, host, devices)
                 return host
     raise scheduler.NoValidHost("No valid host was found. Every candidate was claimed by "
                                 "concurrent requests first.")
+
+
+def _assign(inst: Instance, host: scheduler.Host, devices: list[str]) -> None:
+    inst.node_id, inst.node_name = host.id, host.name
+    if devices or inst.pci_devices:  # a new [] would rewrite the JSON column
+        inst.pci_devices = devices
 
 
 def _requested(session: Session, inst: Instance, req: scheduler.Request, strategy: str,
