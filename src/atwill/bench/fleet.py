@@ -1,14 +1,17 @@
 """Fleet: SIMULATED nodes heartbeating at 1 Hz and long-polling a real controller.
 
-The nodes are *simulated*: no agent, no QEMU — each is a coroutine of this process
-that joined with its own key and certificate (a real join token, a real CSR) and then
-speaks the real cluster API over HTTPS with mutual TLS, exactly as an agent does:
-`POST /cluster/v1/nodes/{id}/heartbeat` once a second (random phase) and
-`GET /cluster/v1/nodes/{id}/desired?after=REV` held open. The controller is a real
-`atwill serve` on a fresh PostgreSQL database (dropped at the end).
+The nodes are *simulated*: no agent, no QEMU. Each joined with its own key and certificate
+(a real join token, a real CSR) and then speaks the real cluster API over HTTPS with mutual
+TLS, exactly as an agent does: `POST /cluster/v1/nodes/{id}/heartbeat` once a second
+(random phase) from a few generator processes (fleet_beats.py: one persistent TLS
+connection per node, pre-serialized request bytes, no HTTP client library), and
+`GET /cluster/v1/nodes/{id}/desired?after=REV` held open (httpx, in this process). The
+controller is a real `atwill serve` on a fresh PostgreSQL database (dropped at the end).
 
 Figures, each from its own phase of one run:
-1. heartbeats only: controller CPU per heartbeat (utime+stime from /proc of every
+1. heartbeats only, once the fleet beats steadily after the controller's start (settle():
+   95 % of its rate answered, p99 under 1 s; the seconds it took are printed, None when
+   it never did within 60 s): controller CPU per heartbeat (utime+stime from /proc of every
    process of the controller's process group, and apart, of the PostgreSQL backends
    serving its database), heartbeats/s achieved, p50/p99 latency;
 2. the same with every node's long-poll open (what an idle fleet costs);
@@ -17,17 +20,21 @@ Figures, each from its own phase of one run:
    with the rule (from the start of the API call), and how many *other* nodes'
    long-polls it woke (returned with a new revision within 5 s).
 
-The load generator shares the machine: its own CPU and the heartbeat rate it reached
-are printed, so a run where it, not the controller, was the limit says so.
-Each run measures the fleet twice, from a restarted controller each time, before and after
-(fleet_report.COMPARISONS): `heartbeat` (default) every beat in full
+The load generator shares the machine: its own CPU (beat processes and this one) per beat
+and the heartbeat rate it reached are printed, so a run where it, not the controller, was
+the limit says so. Each run measures the fleet twice, from a restarted controller each
+time, before and after (fleet_report.COMPARISONS): `heartbeat` (default) every beat in full
 (ATWILL_HEARTBEAT_PATH=full) / the lean path (cluster/liveness.py); `revisions` one
 cluster revision (ATWILL_NODE_REVISIONS=off) / per-node revisions; it prints after / before.
-Figures (2026-12-07, 2 vCPUs shared with other sessions, one controller worker, heartbeat):
-500 nodes, heartbeats only: 0.45 / 4.82 ms controller CPU per beat (0.09x), 601.8 / 164.8
-beats/s, PostgreSQL 0.07 / 0.93 ms per beat. 2000 nodes: 1.93 / 6.37 ms (0.30x), 401 / 120
-beats/s, still saturated (every node's first beats after the start take the full path, late
-nodes are marked down and go the full way again; the generator itself used half a core).
+Figures (2026-12-07, 2 vCPUs shared with other sessions' tests, one controller worker):
+generator before (httpx coroutines) 1.16 ms CPU per beat (72 % of a core at 624 beats/s),
+now 0.18 ms at 500 nodes (one process) and ~0.10-0.16 ms at 2,000 (two). 500 nodes,
+heartbeats only, lean: 0.64 ms controller CPU per beat at 495.5 beats/s (all of them),
+p50 1.3 ms, p99 183 ms, steady 11 s after the start (full path in the same run: 5.50 ms,
+184 beats/s, saturated); the code before this change, same machine an hour earlier:
+0.94 ms at 624 beats/s, p99 7.1 s (never steady: the generator's catch-up bursts).
+2,000 nodes: see the README; the lean path saturates one worker (flush behind its 0.4 s
+guard sends beats full, late nodes go suspect and full: a spiral).
 With the long-polls open both saturate (each node marked down rebuilds every node's
 desired state). Earlier (revisions, 2026-12-06): 200 nodes with the long-polls open 3.39x
 the beats/s at 0.29x the CPU per beat; a security-group rule for 50 nodes woke 0 of the
@@ -57,28 +64,28 @@ import httpx
 from ..agent.client import tls_context
 from ..devcloud import Cloud, fresh_database
 from ..pki import make_key_and_csr
+from .fleet_beats import INVENTORY, Generator, Spec
 from .fleet_report import COMPARISONS, MODES, ratios, report, switched
 
-INVENTORY = {"vcpus": 8, "memory_mb": 16384, "disk_gb": 200, "arch": "x86_64",
-             "cpu_model": "simulated", "accelerator": "tcg"}
 TICKS = os.sysconf("SC_CLK_TCK")
 WAKE_WINDOW = 5.0
 
 
 @dataclass
 class SimNode:
-    """One simulated node: its id and name, and the TLS context with its certificate."""
+    """One simulated node: its id and name, its certificate and key (files), and the TLS
+    context with them for its long-poll."""
 
     id: str
     name: str
     tls: ssl.SSLContext
+    cert: Path
+    key: Path
     client: httpx.AsyncClient | None = None
 
 
 @dataclass
 class Stats:
-    latencies: list[float] = field(default_factory=list)
-    errors: int = 0
     # (monotonic time, node name, new revision?, rule seen?) per long-poll return
     polls: list[tuple[float, str, bool, bool]] = field(default_factory=list)
     marker: re.Pattern[str] | None = None
@@ -100,35 +107,9 @@ def join(cloud: Cloud, count: int, tmp: Path) -> list[SimNode]:
             cert.write_text(resp.json()["certificate"])
             key_path.write_bytes(key)
             nodes.append(SimNode(resp.json()["node_id"], name,
-                                 tls_context(Path(cloud.cacert), cert, key_path)))
+                                 tls_context(Path(cloud.cacert), cert, key_path), cert,
+                                 key_path))
     return nodes
-
-
-async def beat(node: SimNode, stop: asyncio.Event, stats: Stats, measuring: list[bool]
-               ) -> None:
-    """A heartbeat each second, in a random phase, the inventory in the first only."""
-    assert node.client is not None
-    await asyncio.sleep(random.random())
-    started, first = time.monotonic(), True
-    tick = 0
-    while not stop.is_set():
-        body: dict[str, Any] = {"overlay": {}, "running_vms": 0, "instances": {},
-                                "host": {"uptime_s": round(time.monotonic() - started)}}
-        if first:
-            body["inventory"] = INVENTORY
-        sent = time.monotonic()
-        try:
-            resp = await node.client.post(f"/cluster/v1/nodes/{node.id}/heartbeat", json=body)
-            ok = resp.status_code == 200
-        except httpx.HTTPError:
-            ok = False
-        if measuring[0] and ok:
-            stats.latencies.append(time.monotonic() - sent)
-        elif measuring[0]:
-            stats.errors += 1
-        first = False
-        tick += 1
-        await asyncio.sleep(max(0.0, started + tick - time.monotonic()))
 
 
 async def poll(node: SimNode, stop: asyncio.Event, stats: Stats) -> None:
@@ -194,29 +175,48 @@ def own_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def measure(cloud: Cloud, stats: Stats, measuring: list[bool], seconds: float,
+async def measure(cloud: Cloud, generator: Generator, seconds: float,
                   admin_url: str, database_url: str) -> dict[str, float]:
-    """Controller and PostgreSQL CPU over seconds of the fleet's traffic, per heartbeat."""
+    """Controller and PostgreSQL CPU over seconds of the fleet's traffic, per heartbeat;
+    the generator's (its beat processes and this one, which holds the long-polls) too."""
     assert cloud.proc is not None
     pids, backends = group_pids(cloud.proc.pid), backend_pids(admin_url, database_url)
     ctl0, pg0, me0, t0 = cpu_seconds(pids), cpu_seconds(backends), own_cpu(), time.monotonic()
-    stats.latencies.clear()
-    stats.errors = 0
-    measuring[0] = True
+    generator.start()
     await asyncio.sleep(seconds)
-    measuring[0] = False
+    latencies, errors, beaters = await asyncio.to_thread(generator.stop)
     elapsed = time.monotonic() - t0
-    ctl, pg, me = cpu_seconds(pids) - ctl0, cpu_seconds(backends) - pg0, own_cpu() - me0
-    beats = max(1, len(stats.latencies))
-    return {"heartbeats_per_s": round(len(stats.latencies) / elapsed, 1),
-            "errors": stats.errors,
+    ctl, pg = cpu_seconds(pids) - ctl0, cpu_seconds(backends) - pg0
+    me = own_cpu() - me0 + beaters
+    beats = max(1, len(latencies))
+    return {"heartbeats_per_s": round(len(latencies) / elapsed, 1),
+            "errors": errors,
             "controller_cpu_core_share": round(ctl / elapsed, 3),
             "controller_cpu_ms_per_heartbeat": round(1000 * ctl / beats, 3),
             "postgres_cpu_core_share": round(pg / elapsed, 3),
             "postgres_cpu_ms_per_heartbeat": round(1000 * pg / beats, 3),
-            "latency_p50_ms": _ms(quantile(stats.latencies, 0.5)),
-            "latency_p99_ms": _ms(quantile(stats.latencies, 0.99)),
-            "generator_cpu_core_share": round(me / elapsed, 3)}
+            "latency_p50_ms": _ms(quantile(latencies, 0.5)),
+            "latency_p99_ms": _ms(quantile(latencies, 0.99)),
+            "generator_cpu_core_share": round(me / elapsed, 3),
+            "generator_cpu_ms_per_heartbeat": round(1000 * me / beats, 3),
+            "generator_processes": len(generator.procs)}
+
+
+async def settle(generator: Generator, nodes: int, probe: float = 2.0,
+                 limit: float = 60.0) -> float | None:
+    """Seconds from the start until the fleet beats steadily (over a probe, at least 95 %
+    of its rate answered, p99 under a second, no error); None if not within limit."""
+    began = time.monotonic()
+    await asyncio.sleep(5)
+    while time.monotonic() - began < limit:
+        generator.start()
+        await asyncio.sleep(probe)
+        latencies, errors, _ = await asyncio.to_thread(generator.stop)
+        p99 = quantile(latencies, 0.99)
+        if not errors and len(latencies) >= 0.95 * nodes * probe and p99 is not None \
+                and p99 < 1.0:
+            return round(time.monotonic() - began, 1)
+    return None
 
 
 async def quiet(stats: Stats, calm: float, limit: float = 120.0) -> None:
@@ -268,32 +268,40 @@ async def sg_change(admin: httpx.AsyncClient, nodes: list[SimNode], stats: Stats
 
 
 async def run(cloud: Cloud, nodes: list[SimNode], seconds: float, concerned: int,
-              admin_url: str, database_url: str) -> dict[str, Any]:
-    stats, measuring, stop = Stats(), [False], asyncio.Event()
-    limits = httpx.Limits(max_connections=2, max_keepalive_connections=2)
-    for node in nodes:
+              admin_url: str, database_url: str, processes: int) -> dict[str, Any]:
+    stats, stop = Stats(), asyncio.Event()
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    for node in nodes:  # the long-polls' (the beats have their own processes)
         node.client = httpx.AsyncClient(base_url=cloud.url, verify=node.tls, limits=limits,
                                         timeout=30)
-    tasks = [asyncio.create_task(beat(n, stop, stats, measuring)) for n in nodes]
+    generator = Generator([Spec(n.id, str(n.cert), str(n.key)) for n in nodes], "127.0.0.1",
+                          cloud.port, cloud.cacert, processes)
+    tasks: list[asyncio.Task] = []
     ca = ssl.create_default_context(cafile=cloud.cacert)
     admin = httpx.AsyncClient(base_url=cloud.url, verify=ca, timeout=60,
                               headers={"X-Auth-Token": cloud.token()})
     try:
-        # Every node's first beat (its endpoint is new) bumps the revision: let those
-        # pass before any long-poll is open, as in a fleet that is already running.
-        await asyncio.sleep(5)
+        # Every node's first beat (its endpoint is new) bumps the revision and goes the full
+        # way: let that storm pass before measuring, as in a fleet that is already running.
+        settled = await settle(generator, len(nodes))
         results: dict[str, Any] = {"nodes": len(nodes)}
-        results["heartbeats_only"] = await measure(cloud, stats, measuring, seconds,
-                                                   admin_url, database_url)
+        results["heartbeats_only"] = await measure(cloud, generator, seconds, admin_url,
+                                                   database_url)
+        results["heartbeats_only"]["settled_after_s"] = settled
         tasks += [asyncio.create_task(poll(n, stop, stats)) for n in nodes]
         await asyncio.sleep(5)
         await quiet(stats, 2.0)
-        results["with_long_polls"] = await measure(cloud, stats, measuring, seconds,
-                                                   admin_url, database_url)
-        results["security_group_change"] = await sg_change(admin, nodes, stats, concerned)
+        results["with_long_polls"] = await measure(cloud, generator, seconds, admin_url,
+                                                   database_url)
+        try:
+            results["security_group_change"] = await sg_change(admin, nodes, stats,
+                                                               concerned)
+        except httpx.HTTPError as exc:  # a saturated controller: the figures above stand
+            results["security_group_change"] = {"failed": f"{type(exc).__name__}: {exc}"}
         return results
     finally:
         stop.set()
+        await asyncio.to_thread(generator.close)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -304,7 +312,8 @@ async def run(cloud: Cloud, nodes: list[SimNode], seconds: float, concerned: int
 
 
 def main(nodes: int = 50, seconds: float = 10.0, concerned: int = 50, workers: int = 1,
-         database_url: str | None = None, compare: str = "heartbeat") -> dict[str, Any]:
+         database_url: str | None = None, compare: str = "heartbeat",
+         generators: int | None = None) -> dict[str, Any]:
     """The fleet measured twice on one database and one set of joined nodes, before and
     after (fleet_report.COMPARISONS): the heartbeat path (ATWILL_HEARTBEAT_PATH full /
     lean) or the revisions (ATWILL_NODE_REVISIONS off / on)."""
@@ -317,7 +326,9 @@ def main(nodes: int = 50, seconds: float = 10.0, concerned: int = 50, workers: i
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # two connections per node
     concerned = min(concerned, max(1, nodes // 2))
-    results: dict[str, Any] = {"nodes": nodes, "workers": workers, "compare": compare}
+    processes = generators or max(1, min(os.cpu_count() or 1, -(-nodes // 1000)))
+    results: dict[str, Any] = {"nodes": nodes, "workers": workers, "compare": compare,
+                               "generators": processes}
     with fresh_database(admin_url, "atwill_fleet") as url, tempfile.TemporaryDirectory() as tmp:
         cloud = Cloud(database_url=url, workers=workers)
         try:
@@ -332,7 +343,7 @@ def main(nodes: int = 50, seconds: float = 10.0, concerned: int = 50, workers: i
                 with switched(compare, mode):
                     cloud.start()
                 results[mode] = asyncio.run(run(cloud, sims, seconds, concerned, admin_url,
-                                                url))
+                                                url, processes))
                 cloud.stop()
         finally:
             cloud.destroy()

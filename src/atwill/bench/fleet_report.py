@@ -47,11 +47,12 @@ def ratios(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float | N
     out: dict[str, float | None] = {}
     for phase in ("heartbeats_only", "with_long_polls"):
         for key in ("heartbeats_per_s", "controller_cpu_ms_per_heartbeat",
-                    "postgres_cpu_ms_per_heartbeat", "latency_p99_ms"):
+                    "postgres_cpu_ms_per_heartbeat", "latency_p99_ms",
+                "generator_cpu_ms_per_heartbeat"):
             out[f"{phase}.{key}"] = _ratio(after[phase][key], before[phase][key])
     sg_before, sg_after = before["security_group_change"], after["security_group_change"]
     for key in ("reached", "reach_median_s", "reach_max_s", "other_nodes_woken"):
-        out[f"security_group_change.{key}"] = _ratio(sg_after[key], sg_before[key])
+        out[f"security_group_change.{key}"] = _ratio(sg_after.get(key), sg_before.get(key))
     return out
 
 
@@ -69,8 +70,14 @@ def report(results: dict[str, Any]) -> None:
                   f"{f['postgres_cpu_ms_per_heartbeat']:.2f} ms/beat, latency p50 "
                   f"{f['latency_p50_ms']} ms p99 {f['latency_p99_ms']} ms, errors "
                   f"{f['errors']}, generator {100 * f['generator_cpu_core_share']:.0f} % "
-                  "of a core")
+                  f"of a core ({f['generator_cpu_ms_per_heartbeat']:.2f} ms/beat, "
+                  f"{f['generator_processes']} processes)")
+        print(f"  steady after {results[mode]['heartbeats_only']['settled_after_s']} s "
+              "from the controller's start (None: not within 60 s)")
         sg = results[mode]["security_group_change"]
+        if "failed" in sg:
+            print(f"  security-group rule: failed ({sg['failed']})")
+            continue
         print(f"  security-group rule: API call {sg['api_call_s']} s; reached "
               f"{sg['reached']}/{sg['concerned_nodes']} concerned nodes, median "
               f"{sg['reach_median_s']} s, last {sg['reach_max_s']} s; woke "

@@ -65,7 +65,7 @@ class HeartbeatLane:
         if reply is None:
             await self.app(scope, _replay(read, receive), send)
             return
-        payload = json.dumps(reply).encode()
+        payload = _encoded(reply)
         await send({"type": "http.response.start", "status": 200, "headers": [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(payload)).encode()),
@@ -90,6 +90,22 @@ class HeartbeatLane:
         except Exception:  # never a bare 500 from here: the full route answers it
             log.exception("lean heartbeat of node %s failed; taking the full path", node_id)
             return None
+
+
+_REPLIES: dict[tuple[Any, Any], bytes] = {}
+
+
+def _encoded(reply: dict) -> bytes:
+    """The lean reply's bytes: one of a few (revision, state) pairs, encoded once."""
+    key = (reply.get("revision"), reply.get("state"))
+    if len(reply) != 2 or not isinstance(key[0], int) or not isinstance(key[1], str):
+        return json.dumps(reply).encode()
+    found = _REPLIES.get(key)
+    if found is None:
+        if len(_REPLIES) >= 4096:  # revisions only grow: the old ones are not asked again
+            _REPLIES.clear()
+        found = _REPLIES[key] = json.dumps(reply).encode()
+    return found
 
 
 def _replay(read: list[dict], receive: Any) -> Callable[[], Awaitable[dict]]:
