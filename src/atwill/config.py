@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from .core.ha_health import MASS_SILENCE_FLOOR, MASS_SILENCE_MIN_SHARE
 from .core.ha_policy import POLICIES as HA_POLICIES
 
 CONFIG_FILE = "atwill.yaml"
@@ -59,12 +60,13 @@ class Settings:
     # for this many seconds is down at once (core/ha_confirm); 0: heartbeats alone.
     ha_peer_confirm: float = 1.5
     ha_auto_evacuate: bool = True
-    # A fleet of at least ha_mass_silence_nodes nodes of which ha_mass_silence_share are
-    # unheard at once: the controller or the network is at fault, no node is judged down
-    # (core/ha_health.mass_silence; Kubernetes' large-cluster and unhealthy-zone
-    # thresholds). 0 nodes: off; never below 10 nodes.
+    # A fleet of at least ha_mass_silence_nodes nodes (0: off, else at least 10) of which
+    # ha_mass_silence_share (0.5 to 1) are unheard at once: the controller or the network
+    # is at fault, no node is judged down for ha_mass_silence_max s at most (0 to 300);
+    # fleet-wide, long-dead nodes not counted (core/ha_health.mass_silence, docs/ha.md).
     ha_mass_silence_nodes: int = 50
     ha_mass_silence_share: float = 0.55
+    ha_mass_silence_max: float = 60.0
     # The HA policy of nodes whose aggregates name none (core/ha_policy): evacuate,
     # manual or autonomous; aggregate metadata ha_policy=... sets it per zone or group.
     ha_policy: str = "evacuate"
@@ -231,9 +233,7 @@ def load(state_dir: Path | None = None, **overrides: Any) -> Settings:
     if settings.ha_policy not in HA_POLICIES:
         raise ValueError(f"ha_policy: expected one of {', '.join(HA_POLICIES)}, "
                          f"got {settings.ha_policy!r}")
-    if not 0 < settings.ha_mass_silence_share <= 1:
-        raise ValueError("ha_mass_silence_share: expected a share in (0, 1], got "
-                         f"{settings.ha_mass_silence_share}")
+    _check_mass_silence(settings)
     if settings.overlay not in OVERLAYS:
         raise ValueError(f"overlay: expected one of {', '.join(OVERLAYS)}, "
                          f"got {settings.overlay!r}")
@@ -242,6 +242,21 @@ def load(state_dir: Path | None = None, **overrides: Any) -> Settings:
     if settings.openvpn_proto not in ("udp", "tcp"):
         raise ValueError(f"openvpn_proto: expected udp or tcp, got {settings.openvpn_proto!r}")
     return settings
+
+
+def _check_mass_silence(settings: Settings) -> None:
+    """The HA mass-silence guard's settings (core/ha_health.MassSilence): a few long-dead
+    nodes or a small outage must never disable HA for the whole fleet."""
+    nodes, share = settings.ha_mass_silence_nodes, settings.ha_mass_silence_share
+    if nodes != 0 and nodes < MASS_SILENCE_FLOOR:
+        raise ValueError(f"ha_mass_silence_nodes: expected 0 (off) or at least "
+                         f"{MASS_SILENCE_FLOOR}, got {nodes}")
+    if not MASS_SILENCE_MIN_SHARE <= share <= 1:
+        raise ValueError(f"ha_mass_silence_share: expected a share in "
+                         f"[{MASS_SILENCE_MIN_SHARE}, 1], got {share}")
+    if not 0 <= settings.ha_mass_silence_max <= 300:
+        raise ValueError("ha_mass_silence_max: expected 0 to 300 seconds, got "
+                         f"{settings.ha_mass_silence_max}")
 
 
 def save(settings: Settings, keys: list[str]) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ...core import ha_health
 from ...core.errors import Conflict
 from ..context import Controller
 from ..db.base import iso, utcnow
@@ -76,11 +77,16 @@ def confirm(session: Session, node: Node) -> FenceResult:
     """The operator says the node is off (stonith_admin --confirm): it counts as fenced.
 
     Refused while the node still heartbeats: a node that answers is not off, and
-    confirming it would let its instances run twice.
+    confirming it would let its instances run twice. A node the monitor found silent
+    (suspect: late, or held so by a mass silence, ha/silence_guard) may be confirmed: it
+    is then judged down, and evacuated, at the monitor's next pass.
     """
-    if node.state == "up":
+    if node.state == "up" and node.health == ha_health.UP:
         raise Conflict(f"Node {node.name} is up (it still sends heartbeats); confirm only a "
                        "node that is powered off.")
+    if node.state == "up" and node.health != ha_health.SUSPECT:
+        raise Conflict(f"Node {node.name} is up ({node.health}); confirm only a node that "
+                       "is powered off and silent.")
     result = FenceResult(True, "manual", "confirmed powered off by an operator")
     session.add(FenceEvent(node_name=node.name, action="confirm", ok=True,
                            message=result.message))

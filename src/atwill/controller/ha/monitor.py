@@ -5,12 +5,13 @@ agent may take seconds. Evacuation never starts before the node is fenced.
 
 A node judged down moves its own revision only: whether a node is up is in no other
 node's desired state, so a cascade costs O(nodes), not O(nodes^2) rebuilds; a silence
-too wide to be the nodes' judges none down (silence_guard). Bench fleet, 500 SIMULATED
-nodes on PostgreSQL, 25 s phases, the commit before and this one run back to back
-(2026-12-07, 2 shared vCPUs, the controller saturated in both): nodes marked down (each
-woke every node's long-poll before) 600 -> 281 on the full heartbeat path and 626 -> 24
-on the lean one; a security-group rule for 50 nodes reached 0/50 -> 50/50 of them on the
-lean path (median 10.7 s, the API call itself 7.4 s), waking none of the 450 others.
+too wide to be the nodes' judges none down for a minute at most (silence_guard,
+docs/ha.md). Bench fleet, 500 SIMULATED nodes on PostgreSQL, 25 s phases, the commit
+before and this one run back to back (2026-12-07, 2 shared vCPUs, the controller
+saturated in both): nodes marked down (each woke every node's long-poll before) 600 ->
+281 on the full heartbeat path and 626 -> 24 on the lean one; a security-group rule for
+50 nodes reached 0/50 -> 50/50 of them on the lean path (median 10.7 s, the API call
+itself 7.4 s), waking none of the 450 others.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ def detect(session: Session, ctl: Controller, since: dt.datetime) -> list[Node]:
     # granted to every silence: none is judged late because its beat was not written yet.
     now, limits, newly_down = _now() - _grace(), thresholds(ctl), []
     if _all_heard(session, now, since, limits):
+        silence_guard.clear(since)  # nobody unheard: no hold (and its end is said at once)
         live_migration_agents.settle_lost_sources(session)
         return []
     nodes = list(session.scalars(select(Node).where(Node.last_heartbeat.is_not(None))
@@ -65,8 +67,9 @@ def detect(session: Session, ctl: Controller, since: dt.datetime) -> list[Node]:
     up = [n for n in nodes if n.state == "up"]
     heard = sum(1 for n in up if silences[n.id] <= limits.suspect_after)
     # So large a share of so large a fleet unheard at once is the controller's or the
-    # network's silence, not the nodes': nobody is judged down (core/ha_health).
-    held = silence_guard.hold(ctl, nodes, silences, limits, now)
+    # network's silence, not the nodes': nobody is judged down for ha_mass_silence_max
+    # s at most, but a node the operator forced down or confirmed off (core/ha_health).
+    held = silence_guard.hold(ctl, nodes, silences, limits, now, since)
     for node in nodes:
         if _restarting(node, now):
             continue
@@ -83,7 +86,7 @@ def detect(session: Session, ctl: Controller, since: dt.datetime) -> list[Node]:
         if not started and silence <= ha_health.JOIN_GRACE:
             continue  # joined, but its agent was never heard: still starting
         health = _health(ctl, node, silence, limits, reports.get(node.id, {}))
-        if held and health == ha_health.DOWN:
+        if held and health == ha_health.DOWN and not silence_guard.exempt(node):
             health = ha_health.SUSPECT
         if health == node.health or (health != ha_health.DOWN and node.state == "down"):
             continue  # a down node comes back by heartbeating (returned), not by a timer
@@ -290,8 +293,11 @@ def finish(session: Session) -> None:
 
 
 def returned(session: Session, node: Node, reports: dict[str, Any] | None) -> None:
-    """A heartbeat: a down node is back (unfenced); its destroyed stale copies are noted."""
-    if node.health == ha_health.DOWN or node.state == "down":
+    """A heartbeat: a down node is back (unfenced); its destroyed stale copies are noted.
+    So is an up node marked fenced (confirmed off while silent, ha/silence_guard): it
+    beats, so it is not off, and a stale mark must not let a later silence evacuate it
+    unfenced."""
+    if node.health == ha_health.DOWN or node.state == "down" or evacuate.is_fenced(node):
         log.warning("node %s is back (it was %s)", node.name,
                     "fenced" if evacuate.is_fenced(node) else "down, not fenced")
         node.health, node.health_changed_at = ha_health.UP, utcnow()
