@@ -10,7 +10,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 from sqlalchemy import or_, select
 
 from ...api.cluster import DesiredState, Heartbeat, HeartbeatReply, LeaveRequest
@@ -34,7 +34,7 @@ from ..servers.lifecycle import report
 from ..service import controller
 from ..volume.desired import image_needed
 from ..volume.report import check_volume_reports, storage_report
-from . import liveness, nodes
+from . import fleet_lists, liveness, nodes
 from .bodies import read_model
 from .desired import desired_state
 from .nodecert import calling_node
@@ -103,8 +103,16 @@ def _desired(ctl: Controller, request: Request, node_id: str, after: int) -> dic
         return _snapshots.put(node.id, desired_state(session, ctl, node))
 
 
+UNCHANGED_DOC = (
+    "The node's whole desired state once its revision differs from `after` (-1: at once), "
+    "else, when `wait` runs out, only `{\"revision\": after, \"unchanged\": true}`: the "
+    "state the agent holds is still the node's (an agent ignores a body whose revision it "
+    "has; a restarted one without its state asks with after=-1).")
+
+
 @router.get("/v1/nodes/{node_id}/desired", response_model=DesiredState,
-            summary="Long-poll the node's desired state newer than `after`")
+            summary="Long-poll the node's desired state newer than `after`",
+            description=UNCHANGED_DOC)
 async def desired_get(node_id: str, request: Request,
                       after: int = Query(default=-1, ge=-1),
                       wait: float = Query(default=LONG_POLL, ge=0, le=60)) -> dict:
@@ -118,7 +126,9 @@ async def desired_get(node_id: str, request: Request,
             return state
         if time.monotonic() >= deadline or await request.is_disconnected():
             revision_signal.changed.unsubscribe(wakeup)
-            return await asyncio.to_thread(_current, ctl, request, node_id)
+            state = await asyncio.to_thread(_current, ctl, request, node_id, after)
+            # Not rebuilt, nor checked against DesiredState (the route's model): unchanged.
+            return JSONResponse(state) if "unchanged" in state else state
         # Woken at once by a bump for this node in any worker of this controller (the
         # follower resolves the others'); without a follower, re-read now and then.
         pause = deadline - time.monotonic()
@@ -127,10 +137,16 @@ async def desired_get(node_id: str, request: Request,
         await revision_signal.changed.wait(wakeup, max(0.0, pause))
 
 
-def _current(ctl: Controller, request: Request, node_id: str) -> dict:
+def _current(ctl: Controller, request: Request, node_id: str, after: int = -1) -> dict:
+    """A long-poll's answer once its wait ran out: `unchanged` when the node's revision is
+    still the agent's (no build: after a controller restart every node's first timeout
+    rebuilt its whole state here), else the state (kept, or built)."""
     with ctl.db.session() as session:
         node = calling_node(session, request, node_id)
-        kept = _snapshots.get(node.id, node_revision(session, node.id))
+        rev = node_revision(session, node.id)
+        if rev == after and fleet_lists.SHARED and not revision_module.EVERY_CHANGE_FOR_ALL:
+            return {"revision": rev, "unchanged": True}
+        kept = _snapshots.get(node.id, rev)
         if kept is not None and not revision_module.EVERY_CHANGE_FOR_ALL:
             return kept
         return _snapshots.put(node.id, desired_state(session, ctl, node))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ...core import overlay, overlay_peers
@@ -22,6 +21,7 @@ from ..servers.desired import instances_desired
 from ..servers.resize_agents import shape_desired
 from ..servers.shelve import offloaded_copies
 from ..volume.desired import client_crl, storage_desired
+from . import fleet_lists
 from .controller_peer import controller_peers_of
 
 
@@ -32,14 +32,9 @@ def desired_state(session: Session, ctl: Controller, node: Node) -> dict[str, An
     # Every live controller is a peer (its key and address only from the registry that
     # controllers alone write); then the other nodes, none in a controller's place.
     controllers = controller_peers_of(ctl, registry)
-    nodes = []
-    for other in session.scalars(select(Node).where(Node.id != node.id).order_by(Node.name)):
-        if other.overlay_ip is None:
-            continue
-        endpoint = f"{other.endpoint_host}:{other.overlay_port}" if other.endpoint_host else None
-        nodes.append({"name": other.name, "public_key": other.wireguard_public_key,
-                      "overlay_ip": other.overlay_ip, "endpoint": endpoint, "keepalive": 25})
-    nodes = overlay_peers.node_peers(nodes, controllers, settings.overlay_cidr)
+    # The other nodes, from the list shared by every node's build (fleet_lists.py).
+    nodes = fleet_lists.fleet(session, controllers, settings.overlay_cidr).peers_of(
+        node.id, controllers, settings.overlay_cidr)
     # Several controllers on the overlay: agents fail over between their overlay URLs.
     through_overlay = overlay_peers.overlay_urls(controllers) if len(controllers) > 1 else []
     peers = [{k: v for k, v in p.items() if k != "overlay_url"} for p in controllers] + nodes
