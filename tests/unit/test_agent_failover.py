@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.server
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -171,13 +172,127 @@ def test_an_answer_that_does_not_come_is_asked_of_the_next(live: str, silent: st
     with agent_client.client(urls, False) as http:
         with pytest.raises(httpx.ReadTimeout):  # a POST may have landed: not sent twice
             http.post("/x", json={}, timeout=0.3)
-        beat = {**agent_client.beat_options(urls), "timeout": 0.3}
-        assert http.post("/x", json={}, **beat).status_code == 200
 
 
-def test_a_heartbeat_waits_inside_the_ha_window_only_with_somewhere_to_go() -> None:
+class _Slow(_Answer):
+    def _answer(self) -> None:
+        self.server.asked += 1  # type: ignore[attr-defined]
+        time.sleep(self.server.delay)  # type: ignore[attr-defined]
+        super()._answer()
+
+
+@pytest.fixture
+def slow() -> Iterator[http.server.ThreadingHTTPServer]:
+    """A controller that answers every request 2.3 s late (more than the 2 s f5b703a
+    gave a heartbeat): a survivor loaded after a failover, a slow database."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
+    server.delay, server.asked = 2.3, 0  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def _beat(urls: list[str]) -> tuple[httpx.Response, float]:
+    with agent_client.client(urls, False, timeout=40) as http:
+        start = time.monotonic()
+        resp = http.post("/cluster/v1/nodes/x/heartbeat", json={"a": 1},
+                         **agent_client.beat_options(urls))
+        return resp, time.monotonic() - start
+
+
+def test_a_slow_survivor_s_late_answer_is_kept(
+        slow: http.server.ThreadingHTTPServer, silent: str) -> None:
+    """The only live controller answers late: its answer is waited for (it commits the
+    beat anyway; counted failed, the lease would not be renewed), whatever the other
+    controller does (here it hangs; a copy sent there does not end the wait)."""
+    survivor = f"http://127.0.0.1:{slow.server_port}"
+    for urls in ([survivor, silent], [silent, survivor],
+                 [survivor, f"http://127.0.0.1:{free_port()}"]):
+        agent_client._remember(urls, urls[0])
+        resp, _took = _beat(urls)
+        assert resp.status_code == 200
+        assert resp.text.startswith(str(slow.server_port))
+        assert agent_client.preferred(urls) == survivor
+
+
+def test_a_hung_controller_costs_a_beat_less_than_the_ha_window(
+        live: str, silent: str) -> None:
+    """Interval (1 s) + what the beat waits must stay under ha_down_after (2.6 s) less
+    the monitor's 0.4 s grace: the hung controller is not waited for its timeout."""
+    urls = [silent, live]
+    agent_client._remember(urls, silent)
+    resp, took = _beat(urls)
+    assert resp.status_code == 200 and agent_client.preferred(urls) == live
+    assert took <= 2.6 - 0.4 - 1.0
+    assert agent_client.HEDGE_AFTER <= 2.6 - 0.4 - 1.0 - 0.3  # room for the answer
+
+
+def test_one_slow_machine_named_twice_is_not_marked_down_nor_beaten_twice_each_time(
+        slow: http.server.ThreadingHTTPServer) -> None:
+    """A load balancer's name and the controller's own URL: one machine. A slow answer
+    is waited for on every name; a copy goes to the other name only when the answer is
+    later than twice the last one (at most HEDGE_MAX): not every beat twice."""
+    urls = [f"http://localhost:{slow.server_port}", f"http://127.0.0.1:{slow.server_port}"]
+    resp, _took = _beat(urls)
+    assert resp.status_code == 200
+    assert slow.asked == 2  # the first beat: copied after HEDGE_AFTER
+    resp, took = _beat(urls)
+    assert resp.status_code == 200 and took < agent_client.HEDGE_MAX
+    assert slow.asked == 3  # the second: its 2.3 s was expected, no copy
+    assert agent_client.hedge_delay(agent_client.preferred(urls)) >= 4.0
+
+
+def test_one_controller_changes_nothing() -> None:
+    """One URL: no failover transport, the client's own 40 s, no hedging."""
     assert agent_client.beat_options(["https://a:8686"]) == {}  # one controller: wait
+    with agent_client.client(["https://a:8686"], False, timeout=40) as http:
+        assert http.timeout.read == 40 and http.timeout.connect == 40
+        assert not isinstance(http._transport, agent_client.Failover)
     options = agent_client.beat_options(["https://a:8686", "https://b:8686"])
-    timeout = options["timeout"]
-    assert timeout.connect <= 1.6 and timeout.read <= 2.6  # ha_suspect_after, down_after
-    assert options["extensions"] == {agent_client.REPEATABLE: True}
+    assert options == {"extensions": {agent_client.REPEATABLE: True,
+                                      agent_client.HEDGED: True}}
+    assert "timeout" not in options  # each copy keeps the client's 40 s / 5 s
+
+
+def test_a_heartbeat_read_timeout_does_not_grow_the_backoff(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A controller that did not answer in time may have committed the beat: the next is
+    sent at the normal interval, never after a backoff doubled to MAX_BACKOFF (committed
+    beats 12 s apart would be a live node judged down and fenced)."""
+    from types import SimpleNamespace
+
+    from atwill.agent import daemon
+
+    agent = daemon.Agent.__new__(daemon.Agent)
+    agent.interval = 1.0
+    agent.config = SimpleNamespace(ca=None, cert=None, key=None,
+                                   controller_urls=["https://a:1", "https://b:1"])
+    waits: list[float] = []
+
+    class Stopping:
+        def is_set(self) -> bool:
+            return len(waits) >= 6
+
+        def wait(self, seconds: float) -> bool:
+            waits.append(seconds)
+            return False
+
+    class FakeClient:
+        def __enter__(self) -> FakeClient:
+            return self
+
+        def __exit__(self, *_: object) -> None:
+            return None
+
+    agent.stopping = Stopping()  # type: ignore[assignment]
+    monkeypatch.setattr(daemon, "tls_context", lambda *_: None)
+    monkeypatch.setattr(daemon, "client", lambda *_a, **_k: FakeClient())
+
+    def step(_http: FakeClient) -> None:
+        raise httpx.ReadTimeout("timed out")
+
+    agent._loop(step)
+    assert waits == [1.0] * 6

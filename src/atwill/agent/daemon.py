@@ -204,12 +204,19 @@ class Agent:
                 # wait its backoff too: the HA monitor counts the silence), then backoff.
                 wait = 0.0 if failing is None and isinstance(err, httpx.TransportError) \
                     and len(self.config.controller_urls) > 1 else backoff
+                # A controller that did not answer in time is slow (or hung), not gone:
+                # a heartbeat it may still have committed is sent again at the normal
+                # interval, never after a backoff doubled up to MAX_BACKOFF (beats that
+                # far apart would pass the monitor's down threshold of a live node).
+                slow = isinstance(err, httpx.ReadTimeout)
+                if slow:
+                    wait = self.interval
                 log.log(level, "%s: %s; retrying in %.1fs", name, err, wait)
                 if failing is None:
                     cut = time.monotonic()
                 failing = str(err)
                 self.stopping.wait(wait)
-                if wait:
+                if wait and not slow:
                     backoff = min(backoff * 2, MAX_BACKOFF)
 
     # the two conversations ------------------------------------------------------
