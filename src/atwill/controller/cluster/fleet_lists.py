@@ -17,8 +17,17 @@ older key only wakes nobody; the next build under the newer key reads it again).
 own list is the shared one without it, except where its key is another node's too (then
 it is computed again for that node alone, as node_peers would).
 
-Measured with benchmarks/desired_build.py (in process, SQLite, 500 nodes, 2026-12-07): one
-build 23.1 ms CPU before, ~3 ms with the list shared.
+Measured 2026-12-07 (2 shared vCPUs), the tree before this module in the same run:
+benchmarks/desired_build.py, one node's build in process: 500 nodes on SQLite 24.0 -> 7.6-8.7
+ms CPU, on PostgreSQL 30.1 -> 12.8 ms (client side), 2,000 nodes on SQLite 99 -> 11.4 ms; at
+50 nodes a build is ~6.7 ms: what is left of the O(nodes) part is mostly the HA block's
+probe-peer query (ha/lease.desired_block, ~2 ms at 500 nodes). benchmarks/desired_fleet.py
+(bench fleet, 500 SIMULATED nodes, 10 s phases, one worker, PostgreSQL), with every
+long-poll open: after / before 1.52x the beats/s at 0.62x the controller CPU per beat
+(before measured first), 1.63x at 0.46x (after first; p99 13.3 s -> 1.5 s; the old
+controller's security-group change reached 0 of 50 nodes within the phase, the new 50 of
+50, median 2.2 s). A long-poll that times out unchanged answers without a build
+(cluster/agents._current), which bench fleet does not exercise (its nodes start at -1).
 """
 
 from __future__ import annotations
