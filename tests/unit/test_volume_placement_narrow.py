@@ -173,3 +173,108 @@ def test_concurrent_creates_fill_both_nodes_exactly(vdb: Database, racers: int) 
     with vdb.session() as session:
         assert session.scalar(select(func.count()).select_from(Volume)
                               .where(Volume.status == "error")) == racers - sum(GIB_ROOM.values())
+
+
+@pytest.fixture
+def wide(db: Database) -> Iterator[Database]:
+    """Two nodes with room enough for every volume the boots below make."""
+    migrate(db.engine)
+    with db.session() as session:
+        for name, room in (("node-a", 10), ("node-b", 12)):
+            session.add(Node(name=name, state="up", vcpus=8, memory_mb=16384, local_gb=200,
+                             inventory={"storage": {"free_gb": room, "total_gb": 100}}))
+        session.add(VolumeType(id="t1", name="narrow-test"))
+    yield db
+
+
+def test_two_multi_server_boots_do_not_deadlock(wide: Database) -> None:
+    """Review of 293b893: a create of count=2 servers attaches each server's volumes in
+    one transaction (builds.py: attach_all per server). The second server's pick used to
+    be waited for while the first's node lock was held; two such creates picking each
+    other's nodes next deadlocked (PostgreSQL DeadlockDetected, a 409). Now a later
+    server only tries the nodes it picks."""
+    _postgres(wide)
+    with wide.session() as session:
+        ids = _nodes(session)
+    first_placed, second_placed = threading.Event(), threading.Event()
+    outcome: dict[str, str] = {}
+
+    def server(session: Session, project: str, size: int) -> Volume:
+        creds = Credentials(user_id="u", project_id=project, roles=frozenset({"member"}))
+        boot.lock_ahead(session, creds, [{"source": "blank", "uuid": None, "size": size,
+                                          "boot_index": 0}])
+        return _volume(session, size, project)
+
+    def one() -> None:
+        try:
+            with wide.session() as session:
+                session.execute(text("SET LOCAL lock_timeout = '8s'"))
+                assert server(session, "p1", 1).node_name == "node-b"  # most room
+                first_placed.set()
+                assert second_placed.wait(30)
+                server(session, "p1", 1)  # node-b now has less room than node-a
+            outcome["one"] = "ok"
+        except BaseException as err:  # noqa: BLE001 - reported below
+            outcome["one"] = repr(err)[:300]
+
+    def two() -> None:
+        try:
+            assert first_placed.wait(30)
+            with wide.session() as session:  # committed meanwhile on node-b
+                session.add(Volume(project_id="p3", user_id="u", size=5, volume_type_id="t1",
+                                   status="available", meta={}, image_meta={}, exports={},
+                                   node_id=ids["node-b"], node_name="node-b"))
+            with wide.session() as session:
+                session.execute(text("SET LOCAL lock_timeout = '8s'"))
+                assert server(session, "p2", 5).node_name == "node-a"
+                second_placed.set()
+                time.sleep(0.3)  # the other create's second server picks node-a first
+                server(session, "p2", 5)  # picks node-b, the other create holds it
+            outcome["two"] = "ok"
+        except BaseException as err:  # noqa: BLE001 - reported below
+            outcome["two"] = repr(err)[:300]
+
+    threads = [threading.Thread(target=one), threading.Thread(target=two)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert outcome == {"one": "ok", "two": "ok"}
+    placed = _placed(wide)
+    assert sum(placed.values()) == 1 + 1 + 5 + 5 + 5
+    assert placed["node-a"] <= 10 and placed["node-b"] <= 12
+
+
+def test_giving_up_on_held_nodes_is_quick(vdb: Database) -> None:
+    """Review of 293b893: a claim that may not wait and finds every node with room held
+    tried for 10 s, holding its locks (in a boot the compute node's row, which that
+    node's heartbeat then waits for, past ha_suspect_after 1.6 s)."""
+    _postgres(vdb)
+    with vdb.session() as racer:
+        ids = _nodes(racer)
+        placement.lock_nodes(racer, [ids["node-a"]])  # as a boot's first server
+        with vdb.session() as third:
+            placement.lock_nodes(third, [ids["node-b"]])
+            assert _volume(racer, 3).node_name == "node-a"  # only node-a had room: full
+            started = time.monotonic()
+            vol = _volume(racer, 2)  # only node-b has room, and the third holds it
+            spent = time.monotonic() - started
+        assert vol.status == "error" and spent < 1.0, spent
+    assert placement.CLAIM_WAIT <= 0.5
+
+
+def test_a_lock_released_by_a_savepoint_rollback_is_not_trusted(vdb: Database) -> None:
+    """Review of 293b893: PostgreSQL releases an advisory lock taken in a savepoint when
+    the savepoint is rolled back; the claim trusted its note that the node was held and
+    placed a volume there without the lock (another transaction held it)."""
+    _postgres(vdb)
+    with vdb.session() as racer:
+        ids = _nodes(racer)
+        nested = racer.begin_nested()
+        placement.lock_nodes(racer, [ids["node-a"]])
+        nested.rollback()
+        with vdb.session() as other:
+            assert placement.try_lock_node(other, ids["node-a"])  # released indeed
+            started = time.monotonic()
+            vol = _volume(racer, 1)  # node-a has the most room, but the other holds it
+            assert vol.node_name == "node-b" and time.monotonic() - started < 1.0

@@ -17,7 +17,7 @@ from ...core.errors import BadRequest
 from ...core.policy import Credentials
 from ..db.models import Instance
 from ..servers import locks
-from ..volume import lock_order
+from ..volume import lock_order, placement
 from ..volume.access import find_volume
 from ..volume.volumes import new_volume
 from . import server_volumes_state as state
@@ -147,6 +147,14 @@ def _in_order(mappings: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def lock_ahead(session: Session, creds: Credentials, mappings: list[dict[str, Any]]) -> None:
+    """The locks attach_all needs, in lock_order.py's order.
+
+    A create of several servers (count > 1) attaches each server's volumes in turn in one
+    transaction: from the second server on, it holds node locks already, and waiting for a
+    node it picks now could close a cycle with another such create (each holding the node
+    the other picked next: a deadlock). Those nodes are only tried then (what cannot be
+    had is left to placement.place, which tries the others); a server that names existing
+    volumes is refused with count > 1 (check_count), so no row lock is taken late."""
     made = [m for m in mappings if m["source"] != "volume"]
     if made:
         locks.lock_project(session, creds.project_id or "")  # new volumes are charged
@@ -155,5 +163,11 @@ def lock_ahead(session: Session, creds: Credentials, mappings: list[dict[str, An
     nodes = lock_order.new_volume_nodes(session, placed) if placed else set()
     nodes |= lock_order.snapshot_nodes(session, [m["uuid"] for m in made
                                                  if m["source"] == "snapshot"])
-    lock_order.lock_volumes(session, [m["uuid"] for m in mappings if m["source"] == "volume"
-                                      and isinstance(m["uuid"], str)], nodes)
+    named = [m["uuid"] for m in mappings if m["source"] == "volume"
+             and isinstance(m["uuid"], str)]
+    if placement.may_wait(session):
+        lock_order.lock_volumes(session, named, nodes)
+        return
+    placement.try_lock_nodes(session, nodes)
+    if named:  # never with count > 1 (check_count): a later server names no volume
+        lock_order.lock_volumes(session, named)

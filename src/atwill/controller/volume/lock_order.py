@@ -17,6 +17,9 @@ that makes volumes and names existing ones picks the new volumes' nodes first, f
 unlocked read (new_volume_nodes), and locks them in step 2 with the rest; place() then
 reads their room again under the lock. Should a node picked so have filled meanwhile,
 place() only tries other nodes' locks (never waits: the rows are held), see placement.py.
+A create of several servers attaches them in turn in one transaction: the later servers
+only try the nodes they pick (server_volumes_boot.lock_ahead), as a wait there, with
+node locks held, breaks step 2's id order.
 
 On SQLite one transaction writes at a time: locking the rows there begins the write
 transaction (an update of them), and they are read again after it, so what a handler

@@ -18,9 +18,20 @@ node that no longer fits is passed over and the next tried. So creates landing o
 different nodes never wait for each other. A node is locked without waiting (a try) when
 the transaction already holds a node's lock or volume rows (lock_order.py's order: a
 wait there could close a cycle); a node another claim holds is then passed over, and
-when every fitting node is held the claim retries for a bounded time (CLAIM_WAIT) before
-it gives up as Cinder's scheduler does (no valid backend). A boot that makes volumes
-locks their nodes ahead, in order with the rest (prepick, lock_order.lock_volumes).
+when every fitting node is held the claim tries again for a short time (CLAIM_WAIT,
+0.25 s in all) before it gives up as Cinder's scheduler does (no valid backend). That
+time is spent holding locks (the project's quota lock, node locks, in a boot the compute
+node's row its claim updated: that node's heartbeat waits behind it), so it is kept far
+under ha_suspect_after (1.6 s); the API has no rollback-and-retry of a whole request to
+fall back on. A boot that makes volumes locks their nodes ahead, in order with the rest
+(prepick, lock_order.lock_volumes); a later server of the same request (count > 1, one
+transaction) only tries the nodes it picks (try_lock_nodes), never waits for them.
+
+Which node locks the transaction holds is kept in session.info (held_nodes) and only
+decides whether a wait is allowed (a lock taken in a savepoint since rolled back is
+released by PostgreSQL, so the set may say more than is held: that only forbids waits);
+a claim never trusts it for a node's lock, it takes the lock again (a try: immediate
+when this transaction holds it).
 """
 
 from __future__ import annotations
@@ -44,9 +55,10 @@ NOT_HOLDING = ("error",)
 SNAPSHOT_NO_BACKEND = "No valid backend was found. Cannot place snapshot {id} on {host}."
 # The advisory locks' first key: volume capacity (the second is the node's hashed id).
 _LOCK_SPACE = 0x766F6C  # "vol"
-# How long a claim that may not wait for a node's lock keeps trying while every node with
-# room is held by other claims, and how long it sleeps between tries.
-CLAIM_WAIT = 10.0
+# How long in all a claim that may not wait for a node's lock keeps trying while every
+# node with room is held by other claims, and how long it sleeps between tries: it holds
+# locks meanwhile (see above), so far under ha_suspect_after.
+CLAIM_WAIT = 0.25
 CLAIM_BACKOFF = 0.02
 # session.info keys: what this transaction holds (the transaction object is kept with it).
 _HELD_NODES = "atwill.volume.nodes_held"
@@ -89,7 +101,7 @@ def rows_locked(session: Session, volume_ids: Iterable[str]) -> None:
     _this_transaction(session, _HELD_ROWS).update(volume_ids)
 
 
-def _may_wait(session: Session) -> bool:
+def may_wait(session: Session) -> bool:
     """Whether waiting for a node's lock keeps lock_order.py's order: nothing after it
     (no node lock, no volume row) is held yet."""
     return not held_nodes(session) and not _this_transaction(session, _HELD_ROWS)
@@ -137,6 +149,11 @@ def try_lock_node(session: Session, node_id: str) -> bool:
     return got
 
 
+def try_lock_nodes(session: Session, node_ids: Iterable[str]) -> set[str]:
+    """Those of the nodes whose capacity locks could be had now (PostgreSQL), no wait."""
+    return {n for n in sorted(set(node_ids)) if try_lock_node(session, n)}
+
+
 def ranked(candidates: Iterable[Backend], size_gb: int) -> list[Backend]:
     """The backends with room for size_gb, pick()'s choice first, then in its order."""
     fitting = [b for b in candidates if b.room_gb >= size_gb]
@@ -171,18 +188,16 @@ def _claim(session: Session, size_gb: int) -> Backend | None:
         order = ranked([b for b in backends(session) if b.node_id not in full], size_gb)
         if not order:
             return None
-        held = held_nodes(session)
         for backend in order:
-            # A node held here already was read under its lock: its figures are current.
-            if backend.node_id in held:
-                return backend
+            # Taken again even if noted as held (immediate then): a savepoint rolled back
+            # since may have released it. Its room is read under the lock either way.
             if try_lock_node(session, backend.node_id):
                 if _fits(session, backend.node_id, size_gb):
                     return backend
                 full.add(backend.node_id)
                 break  # rank again: others may have changed meanwhile
         else:  # every node with room is being claimed on by another transaction
-            if _may_wait(session):
+            if may_wait(session):
                 best = order[0].node_id
                 lock_nodes(session, [best])
                 if _fits(session, best, size_gb):
