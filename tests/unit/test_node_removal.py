@@ -26,7 +26,7 @@ def links(monkeypatch: pytest.MonkeyPatch) -> dict[str, tuple[int, bool]]:
                                             "tapnotaport": (1500, True)}
     monkeypatch.setattr(tap, "links", lambda netns=None: dict(present))
     monkeypatch.setattr(tap, "create", lambda name, bridge=None, mtu=None, netns=None:
-                        present.__setitem__(name, (mtu or 1500, True)))
+                        present.__setitem__(name, (mtu or 1500, False)))  # made down
     monkeypatch.setattr(tap, "delete", lambda name, netns=None: present.pop(name, None))
     return present
 

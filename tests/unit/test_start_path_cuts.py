@@ -109,6 +109,7 @@ class Driver:
     def __init__(self) -> None:
         self.states: dict[str, str] = {"old": "running"}
         self.asked: list[str] = []
+        self.alive: set[str] = {"old"}
 
     def uuids(self) -> list[str]:
         return sorted(self.states)
@@ -117,8 +118,9 @@ class Driver:
         self.asked.append(uuid)
         return self.states.get(uuid, "missing")
 
-    def pid(self, uuid: str) -> None:
-        return None  # no counters to read here
+    def pid(self, uuid: str) -> int | None:
+        # The QEMUs alive; counters are not read here (the manager's sample is a stub).
+        return 4242 if uuid in self.alive else None
 
 
 @pytest.fixture
@@ -126,6 +128,7 @@ def manager(tmp_path: Path) -> instances.InstanceManager:
     made = instances.InstanceManager(AgentConfig(
         state_dir=tmp_path, controller_url="https://c:1", node_id="n", name="node1"))
     made.driver = Driver()  # type: ignore[assignment]
+    made.metrics.sample = lambda uuid: None  # type: ignore[method-assign]
     return made
 
 
@@ -170,9 +173,72 @@ def test_a_fresh_start_is_reported_running_without_asking_qemu(
         manager: instances.InstanceManager) -> None:
     driver = manager.driver
     driver.states["new"] = "running"  # type: ignore[attr-defined]
+    driver.alive.add("new")  # type: ignore[attr-defined]
     manager._started["new"] = instances.time.monotonic()
     report = manager.report()
     assert report["new"]["state"] == "running" and "metrics" not in report["new"]
     assert driver.asked == ["old"]  # type: ignore[attr-defined]
     manager.report()  # once: the next beat asks as always
     assert sorted(driver.asked) == ["new", "old", "old"]  # type: ignore[attr-defined]
+
+
+def test_a_fresh_start_whose_qemu_died_is_asked_not_reported_running(
+        manager: instances.InstanceManager) -> None:
+    """Review of eb0c369: a QEMU that died within a second of its start was reported
+    running (ACTIVE) from its lane's word; only a live QEMU process keeps the shortcut.
+    Failed before: "dead" was reported running."""
+    driver = manager.driver
+    driver.states["dead"] = "shutoff"  # type: ignore[attr-defined]
+    manager._started["dead"] = instances.time.monotonic()
+    report = manager.report()
+    assert report["dead"]["state"] == "shutoff"
+    assert "dead" in driver.asked  # type: ignore[attr-defined]
+
+
+def _events(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    events: list[tuple[str, str]] = []
+    fsync, replace = os.fsync, Path.replace
+
+    def synced(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        fsync(fd)
+
+    def renamed(self: Path, target: Any) -> Path:
+        events.append(("rename", str(self)))
+        return replace(self, target)
+
+    monkeypatch.setattr(disks.os, "fsync", synced)
+    monkeypatch.setattr(Path, "replace", renamed)
+    return events
+
+
+def test_a_template_is_on_disk_before_its_name_and_a_damaged_one_is_made_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review of eb0c369: a template renamed before it was on the disk could be cut short
+    by a power loss, and every start of its image then copied the broken file. It is
+    fsynced before the rename, and checked (qcow2 header, size, backing file, tables
+    inside the file) before each copy: a damaged one is made again.
+    Failed before: no fsync; the truncated template was copied."""
+    cache = tmp_path / "images"
+    cache.mkdir()
+    base = _base(cache)
+    templates = cache / disks.TEMPLATES
+    made = tmp_path / "made.qcow2"
+    disks.create_overlay(base, made, 1)
+    events = _events(monkeypatch)
+    disks.overlay_from_template(base, tmp_path / "a.qcow2", 1, "qcow2", templates)
+    (template,) = templates.iterdir()
+    partial = [path for kind, path in events if kind == "rename"]
+    assert len(partial) == 1 and events.index(("fsync", partial[0])) < \
+        events.index(("rename", partial[0]))
+    assert disks.template_ok(template, 1 << 30, str(base.resolve()))
+    assert not disks.template_ok(template, 2 << 30, str(base.resolve()))
+    assert not disks.template_ok(template, 1 << 30, "/elsewhere")
+    whole = template.read_bytes()
+    for cut in (0, 100, 65536, len(whole) - 1):
+        template.write_bytes(whole[:cut])
+        assert not disks.template_ok(template, 1 << 30, str(base.resolve()))
+        copy = tmp_path / f"cut{cut}.qcow2"
+        disks.overlay_from_template(base, copy, 1, "qcow2", templates)
+        assert copy.read_bytes() == made.read_bytes() == template.read_bytes()
+

@@ -381,7 +381,10 @@ class InstanceManager:
         out: dict[str, dict[str, Any]] = {}
         uuids, now = self.driver.uuids(), time.monotonic()
         started, self._started = self._started, {}
-        fresh = {u for u, at in started.items() if now - at < FRESH_START and u in uuids}
+        # Only while its QEMU is still there (its pidfile's process, no QMP asked): one
+        # that died since its lane saw it run is asked as any other, not reported ACTIVE.
+        fresh = {u for u, at in started.items()
+                 if now - at < FRESH_START and u in uuids and self.driver.pid(u) is not None}
         states = self.states.states([u for u in uuids if u not in fresh])
         states.update({u: "running" for u in fresh})
         for uuid, state in states.items():
@@ -424,7 +427,8 @@ class InstanceManager:
 
 
 STOP_TIMEOUT = 5.0
-# A start seen this recently is reported "running" as its lane saw it, once (report).
+# A start seen this recently is reported "running" as its lane saw it, once, if its QEMU
+# process is alive at report time (report).
 FRESH_START = 1.0
 
 

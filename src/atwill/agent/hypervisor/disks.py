@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -18,6 +19,7 @@ import httpx
 from atwill.core import imageformat
 from atwill.hostlib.run import run
 
+log = logging.getLogger(__name__)
 CHUNK = 1 << 20
 GIB = 1 << 30
 _IMAGE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -109,15 +111,63 @@ def overlay_from_template(base: Path, path: Path, size_gb: int, base_format: str
     grown = size_gb if size_gb * GIB > size else 0
     key = hashlib.sha256(f"{base.resolve()}\0{base_format}\0{grown}\0{size}".encode())
     template = templates / f"{base.name}.{key.hexdigest()[:16]}.qcow2"
+    backing = str(base.resolve())
+    if template.is_file() and not template_ok(template, grown * GIB or size, backing):
+        # Cut short (written, renamed, then the power went) or otherwise damaged: every
+        # start of this image would copy it. Made again below.
+        log.warning("overlay template %s is damaged: made again", template.name)
+        template.unlink(missing_ok=True)
     if not template.is_file():
         templates.mkdir(mode=0o700, parents=True, exist_ok=True)
         partial = templates / f".{template.name}.{os.getpid()}.{threading.get_ident()}"
         try:
             create_overlay(base, partial, size_gb, base_format)
+            _sync(partial)  # on the disk before its name is: never a short template
             partial.replace(template)
+            _sync(templates)
         finally:
             partial.unlink(missing_ok=True)
     shutil.copyfile(template, path)
+
+
+QCOW2_MAGIC = b"QFI\xfb"
+
+
+def template_ok(path: Path, virtual: int, backing: str) -> bool:
+    """Whether path is a whole qcow2 overlay of `virtual` bytes on `backing`, as qemu-img
+    wrote it: its header's magic, version, size and backing file name, and the L1 and
+    refcount tables it points to inside the file (a truncated file ends before them)."""
+    try:
+        with path.open("rb") as f:
+            header = f.read(1 << 16)
+            length = os.fstat(f.fileno()).st_size
+    except OSError:
+        return False
+    if len(header) < 72 or header[:4] != QCOW2_MAGIC:
+        return False
+    version = int.from_bytes(header[4:8], "big")
+    backing_offset = int.from_bytes(header[8:16], "big")
+    backing_size = int.from_bytes(header[16:20], "big")
+    cluster_bits = int.from_bytes(header[20:24], "big")
+    size = int.from_bytes(header[24:32], "big")
+    l1_size = int.from_bytes(header[36:40], "big")
+    l1_offset = int.from_bytes(header[40:48], "big")
+    refcount_offset = int.from_bytes(header[48:56], "big")
+    refcount_clusters = int.from_bytes(header[56:60], "big")
+    if version not in (2, 3) or not 9 <= cluster_bits <= 21 or size != virtual:
+        return False
+    name = header[backing_offset:backing_offset + backing_size]
+    return (name.decode(errors="replace") == backing
+            and l1_offset + l1_size * 8 <= length
+            and 0 < refcount_offset + (refcount_clusters << cluster_bits) <= length)
+
+
+def _sync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def drop_templates(templates: Path, keep: set[str]) -> None:

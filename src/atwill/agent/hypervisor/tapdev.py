@@ -2,7 +2,8 @@
 
 Each `ip` run is milliseconds of fork and exec (tens on busy cores) on the way to every
 VM's start; these are the kernel calls `ip tuntap add` and `ip link set` make
-(TUNSETIFF and TUNSETPERSIST on /dev/net/tun; SIOCSIFMTU and SIOCSIFFLAGS on a socket),
+(TUNSETIFF and TUNSETPERSIST on /dev/net/tun; SIOCSIFMTU and SIOCSIFFLAGS on a socket;
+net.ipv6.conf.NAME.disable_ipv6 written in /proc/sys),
 and the listing asks each interface's driver (ETHTOOL_GDRVINFO: "tun" for TUN and TAP
 devices, what `ip link show type tun` lists). The namespace is the calling thread's,
 as for `ip` run by it. Failures raise HostCommandError, as the `ip` runs did.
@@ -23,6 +24,9 @@ TUNSETIFF = 0x400454CA
 TUNSETPERSIST = 0x400454CB
 IFF_TAP = 0x0002
 IFF_NO_PI = 0x1000
+# Refuse to attach to a tap that exists already (EBUSY), as `ip tuntap add` asks: without
+# it TUNSETIFF on a persistent tap of that name opens that very tap, whoever made it.
+IFF_TUN_EXCL = 0x8000
 IFF_UP = 0x1
 SIOCGIFFLAGS, SIOCSIFFLAGS = 0x8913, 0x8914
 SIOCGIFMTU, SIOCSIFMTU = 0x8921, 0x8922
@@ -30,6 +34,7 @@ SIOCETHTOOL, ETHTOOL_GDRVINFO = 0x8946, 0x3
 IFREQ = 40  # struct ifreq on Linux: a 16-byte name and a 24-byte union
 DRVINFO = 196  # struct ethtool_drvinfo
 TUN = "/dev/net/tun"
+IPV6_CONF = "/proc/sys/net/ipv6/conf"  # this namespace's: /proc/sys/net is the opener's
 
 
 def _ifreq(name: str, payload: bytes = b"") -> bytes:
@@ -88,7 +93,8 @@ def add(name: str) -> bool:
     except OSError as err:
         raise _fail("open " + TUN, name, err) from None
     try:
-        fcntl.ioctl(fd, TUNSETIFF, _ifreq(name, struct.pack("H", IFF_TAP | IFF_NO_PI)))
+        flags = IFF_TAP | IFF_NO_PI | IFF_TUN_EXCL
+        fcntl.ioctl(fd, TUNSETIFF, _ifreq(name, struct.pack("H", flags)))
         fcntl.ioctl(fd, TUNSETPERSIST, 1)
     except OSError as err:
         if err.errno in (errno.EBUSY, errno.EINVAL, errno.EPERM) and exists(name):
@@ -97,6 +103,34 @@ def add(name: str) -> bool:
     finally:
         os.close(fd)
     return True
+
+
+def disable_ipv6(name: str) -> None:
+    """No IPv6 on the interface in this namespace's own stack (no link-local address, no
+    packet taken in): a guest's tap is a bridge port, never an interface of the host's.
+    A kernel without IPv6 has nothing to disable."""
+    if "/" in name or name in (".", "..", "all", "default"):
+        raise ValueError(f"not an interface name: {name!r}")
+    try:
+        with open(f"{IPV6_CONF}/{name}/disable_ipv6", "w") as knob:
+            knob.write("1")
+    except FileNotFoundError as err:
+        if os.path.isdir(IPV6_CONF):
+            raise _fail("disable_ipv6", name, err) from None
+    except OSError as err:
+        raise _fail("disable_ipv6", name, err) from None
+
+
+def set_mtu(name: str, mtu: int | None) -> None:
+    """Set the interface's MTU (if given and different), leaving it up or down as it is."""
+    if mtu is None:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            if _mtu(sock, name) != mtu:
+                fcntl.ioctl(sock, SIOCSIFMTU, _ifreq(name, struct.pack("i", mtu)))
+        except OSError as err:
+            raise _fail("SIOCSIFMTU", name, err) from None
 
 
 def set_up(name: str, mtu: int | None = None) -> None:
@@ -110,3 +144,19 @@ def set_up(name: str, mtu: int | None = None) -> None:
                 fcntl.ioctl(sock, SIOCSIFFLAGS, _ifreq(name, struct.pack("H", flags | IFF_UP)))
         except OSError as err:
             raise _fail("SIOCSIF", name, err) from None
+
+
+def set_down(name: str) -> None:
+    """Switch the interface off (as `ip link set ... down`)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            flags = _flags(sock, name)
+            if flags & IFF_UP:
+                fcntl.ioctl(sock, SIOCSIFFLAGS, _ifreq(name, struct.pack("H", flags & ~IFF_UP)))
+        except OSError as err:
+            raise _fail("SIOCSIFFLAGS", name, err) from None
+
+
+def plugged(name: str) -> bool:
+    """Whether the interface is some bridge's (or bond's) port: it has a master."""
+    return os.path.lexists(f"/sys/class/net/{name}/master")

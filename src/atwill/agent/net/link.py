@@ -55,6 +55,19 @@ def set_up(ifname: str) -> None:
     run(["ip", "link", "set", ifname, "up"])
 
 
+def set_down(ifname: str) -> None:
+    """Switch an interface off (if it exists)."""
+    run(["ip", "link", "set", ifname, "down"], check=False)
+
+
+def is_up(ifname: str) -> bool:
+    """Whether the interface is administratively up (IFF_UP in its flags)."""
+    try:
+        return bool(int(Path(f"/sys/class/net/{ifname}/flags").read_text(), 16) & 0x1)
+    except (OSError, ValueError):
+        return False
+
+
 def set_mtu(ifname: str, mtu: int) -> None:
     """Set an interface's MTU."""
     run(["ip", "link", "set", ifname, "mtu", str(mtu)])

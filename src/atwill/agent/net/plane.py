@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from atwill.agent.hypervisor import tap
 from atwill.agent.net import (
     bridge,
     link,
@@ -194,10 +195,16 @@ class DataPlane:
             bridge.fdb_static(net.vxlan, mac)
 
     def _ports(self, layout: Layout, refused: set[str]) -> None:
-        # A secured port is plugged only once its rules are in: never unfiltered.
+        # A port's tap is made down (hypervisor.tap.create) and switched on here only once
+        # it is on its bridge, behind its rules (nft is applied before): up on no bridge
+        # it would be an interface of the host's own stack, which the inet table lets
+        # through. So a secured port whose rules were refused, and a tap taken off its
+        # bridge, is switched off first.
         plugged: dict[str, set[str]] = {n.bridge: {n.vxlan} for n in layout.networks.values()}
         for port, net in layout.ports:
             if port.id in refused:
+                if link.is_up(port.device):
+                    link.set_down(port.device)
                 continue
             plugged[net.bridge].add(port.device)
             if not link.exists(port.device):
@@ -210,6 +217,8 @@ class DataPlane:
         for bridge_name, wanted in plugged.items():
             for device in link.slaves(bridge_name):
                 if device not in wanted:
+                    if device.startswith(tap.PREFIX) and link.is_up(device):
+                        link.set_down(device)  # a guest's: not into the host's stack
                     link.set_nomaster(device)
 
     def _remove_stale_links(self, layout: Layout) -> None:
