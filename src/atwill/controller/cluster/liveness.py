@@ -17,10 +17,8 @@ back each node's row and revision, so what another worker or controller changed
 that node's next beat down the full path. A full pass is also forced every REFRESH
 seconds per node; a node new to the worker gets its first one up to SPREAD of REFRESH
 earlier, at random, so that after a restart the fleet's refreshes are spread instead of
-one wave of full passes every REFRESH. FLUSH is 0.1 s, not 0.2: the guard below measures
-from the end of the last flush, so with a flush of d seconds the buffer's age reaches
-FLUSH + d; at 2,000 beats/s on a loaded 2-core machine a flush took ~0.14 s for ~200
-beats, and at 0.2 s (twice the rows) it passed STALENESS and sent every beat full.
+one wave of full passes every REFRESH. FLUSH is 0.1 s, not 0.2: at 2,000 beats/s on a
+loaded 2-core machine a flush took ~0.14 s for ~200 beats (twice the rows at 0.2 s).
 
 A lean beat must be one whose full pass would change nothing: its report is the one
 last processed, *and* nothing the controller expects of the node moved since. So a bump
@@ -35,20 +33,27 @@ on its report (waiting(): a volume or snapshot in a transitional state, a server
 task, a live migration in flight) is never lean, whatever bumped or not (an admin's
 status reset moves no revision).
 
-Bounded staleness: a lean beat reaches the database at most FLUSH (+ one flush's
-duration) after it arrived. The HA monitor grants every silence STALENESS for the
-workers' buffers (ha/monitor, ha/lease):
-a node is never judged down because its beat sat in a buffer (FLUSH is well under
-ha_suspect_after, 1.6 s by default), and no beat is answered lean while this worker's last
-successful flush is older than STALENESS (its reply would promise a write that may not
-come). A flush's UPDATE holds every condition in its WHERE (WRITE): never backwards, never
-a node no longer up and healthy, fenced, forced down or under a restart notice, never
-under another certificate serial; so the check and the write are one statement on both
-engines (SQLite's read is outside the write lock). On PostgreSQL it locks the rows it
-reads with SKIP LOCKED under a short lock_timeout: a row another transaction holds is
-not waited for (its beat is kept for the next flush, its next beat goes full). A batch
-the database refuses is written row by row and only the refused beat is dropped. Every
-node not written sends its next beat the full way; a removed one is forgotten.
+Bounded staleness: the HA monitor grants every silence STALENESS for the workers'
+buffers (ha/monitor, ha/lease), so a node is never judged down because its beat sat in a
+buffer. A beat buffered just after a flush took its buffer waits for that flush to end,
+then FLUSH, then the next flush: FLUSH + two flushes' durations. So no beat is answered
+lean while a flush has been running longer than SLOW = (STALENESS - FLUSH) / 2 = 0.15 s,
+nor after one that took longer (until one keeps within SLOW again), nor while the last
+successful flush ended more than FLUSH + SLOW ago (the loop is late or the database
+fails): with flushes of at most SLOW each, a lean beat is in the database within SLOW +
+FLUSH + SLOW = STALENESS of its arrival. What no guard can bound is a flush that was
+quick when a beat was buffered and then overran: the beats it left in the buffer (at
+most its first SLOW's worth) are written right after it, not a FLUSH later, late by as
+much as it overran; every beat meanwhile goes the full way (whose own transaction the
+same slow database delays as much). A flush's UPDATE holds every condition in its WHERE
+(WRITE): never backwards, never a node no longer up and healthy, fenced, forced down or
+under a restart notice, never under another certificate serial; so the check and the
+write are one statement on both engines (SQLite's read is outside the write lock). On
+PostgreSQL it locks the rows it reads with SKIP LOCKED under a short lock_timeout: a row
+another transaction holds is not waited for (its beat is kept for the next flush, its
+next beat goes full). A batch the database refuses is written row by row and only the
+refused beat is dropped. Every node not written sends its next beat the full way; a
+removed one is forgotten.
 ATWILL_HEARTBEAT_PATH=full turns the lean path off (what `atwill bench fleet` compares
 against).
 """
@@ -80,7 +85,8 @@ from ..db.volume import Volume, VolumeSnapshot
 log = logging.getLogger("atwill.cluster")
 
 FLUSH = 0.1  # seconds between batched writes of the buffered beats
-STALENESS = 0.4  # what a silence read from the database may lack (FLUSH + a flush's time)
+STALENESS = 0.4  # what a silence read from the database may lack (FLUSH + two flushes)
+SLOW = (STALENESS - FLUSH) / 2  # a flush longer than this stops lean answers (0.15 s)
 REFRESH = 30.0  # seconds after which a node's beat goes the full way again
 SPREAD = 0.5  # a node new to this worker: its first refresh comes up to this share earlier
 SWITCH = "ATWILL_HEARTBEAT_PATH"
@@ -193,6 +199,8 @@ class Liveness:
         self._moved: dict[str, int] = {}  # bumps notified per node
         self._everyone = 0  # bumps notified for every node
         self._flushed = time.monotonic()  # when a flush last succeeded (or found nothing)
+        self._began: float | None = None  # when the running flush took its buffer
+        self._took = 0.0  # how long the last flush ran
 
     # the request side ---------------------------------------------------------------
     def lean(self, node_id: str, cert: bytes | None, source: str, body: Any,
@@ -200,8 +208,8 @@ class Liveness:
         """The node's revision when this beat is lean (and is now buffered), else None."""
         if cert is None or body.inventory is not None:
             return None
-        if self._thread is not None and time.monotonic() - self._flushed > STALENESS:
-            return None  # the flush is behind: what lean beats buffer may not be written
+        if self._thread is not None and self.behind(time.monotonic()):
+            return None  # the flush is behind: a lean beat's write might come too late
         with self._lock:
             known = self._known.get(node_id)
             if known is None or not known.healthy or known.cert != cert \
@@ -261,6 +269,13 @@ class Liveness:
             self._buffer.pop(node_id, None)
             self._moved.pop(node_id, None)
 
+    def behind(self, now: float) -> bool:
+        """Whether a beat buffered now might wait longer than STALENESS for its write: a
+        flush has run over SLOW, or the last one did, or none succeeded for FLUSH + SLOW."""
+        began = self._began
+        return (self._took > SLOW or (began is not None and now - began > SLOW)
+                or now - self._flushed > FLUSH + SLOW)
+
     # the flush ----------------------------------------------------------------------
     def _start(self) -> None:
         if self._thread is None:
@@ -272,11 +287,16 @@ class Liveness:
                     self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(FLUSH):
+        pause = FLUSH
+        while not self._stop.wait(pause):
             try:
                 self.flush()
             except Exception:  # kept: the next flush writes them (or newer beats)
                 log.exception("could not write the buffered heartbeats; retrying")
+                pause = FLUSH
+                continue
+            # After a slow flush, what it left in the buffer is already late: at once.
+            pause = 0.0 if self._took > SLOW and self._buffer else FLUSH
 
     def stop(self) -> None:
         self._stop.set()
@@ -286,20 +306,21 @@ class Liveness:
         (its row locked, changed, or refused) sends its next beat the full way."""
         with self._flushing:
             with self._lock:
+                began = self._began = time.monotonic()
                 beats, self._buffer = self._buffer, {}
                 serials = {node_id: known.serial for node_id in beats
                            if (known := self._known.get(node_id)) is not None}
-            if not beats:
-                self._flushed = time.monotonic()
-                return 0
             try:
-                written = self._write(beats, serials)
+                written = self._write(beats, serials) if beats else 0
             except Exception:
                 with self._lock:  # put back what no newer beat replaced meanwhile
                     for node_id, beat in beats.items():
                         self._buffer.setdefault(node_id, beat)
                 raise
-            self._flushed = time.monotonic()
+            else:
+                self._flushed = time.monotonic()
+            finally:
+                self._took, self._began = time.monotonic() - began, None
             return written
 
     def _write(self, beats: dict[str, Beat], serials: dict[str, str]) -> int:
