@@ -16,7 +16,7 @@ import dataclasses
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import Float, Integer, Select, bindparam, literal_column, select, update
+from sqlalchemy import Float, Integer, Select, bindparam, literal_column, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -33,8 +33,9 @@ SHORTLIST = 16  # nodes considered first; all of them only when none of these fi
 
 # The id first and the inventory last: hosts() reads them by position.
 _COLUMNS = (Node.id, Node.name, Node.availability_zone, Node.enabled, Node.state,
-            Node.forced_down, Node.health, Node.vcpus, Node.vcpus_used, Node.memory_mb,
-            Node.memory_mb_used, Node.local_gb, Node.local_gb_used, Node.inventory)
+            Node.forced_down, Node.health, Node.fence_state, Node.vcpus, Node.vcpus_used,
+            Node.memory_mb, Node.memory_mb_used, Node.local_gb, Node.local_gb_used,
+            Node.inventory)
 _INVENTORY = len(_COLUMNS) - 1
 # A node whose agent restarts (its restart notice holds) takes nothing new: nobody is
 # there to build it, and its notice may end in a fence (core/restart_notice).
@@ -44,10 +45,24 @@ _INVENTORY = len(_COLUMNS) - 1
 # index (0.8 ms instead of 0.05 ms at 1,000 nodes); the LIMIT likewise.
 _ANSWERS = Node.health != literal_column(f"'{RESTARTING}'")
 _UP = Node.state == literal_column("'up'")
+# A node fenced (known off, or rebooted by its fence: its next full heartbeat clears the
+# mark, ha/monitor.returned) or being fenced takes nothing new. A failed attempt leaves a
+# node that still runs as it was ('failed' stays on an up node until it goes down).
+FENCED = ("ok", "pending")
+
+
+def unfenced_sql(n: str) -> str:
+    listed = ", ".join(f"'{state}'" for state in FENCED)
+    return f"({n}.fence_state IS NULL OR {n}.fence_state NOT IN ({listed}))"
+
+
+_UNFENCED = or_(Node.fence_state.is_(None),
+                Node.fence_state.not_in([literal_column(f"'{s}'") for s in FENCED]))
 # The shortlist also says which of its nodes have the aggregate keys the filters that
 # always run read (host_facts.GUARDED), instead of a second query for them.
 _USABLE = select(*_COLUMNS, host_facts.GUARDED).where(Node.enabled.is_(True), _UP,
-                                                      Node.forced_down.is_(False), _ANSWERS)
+                                                      Node.forced_down.is_(False), _ANSWERS,
+                                                      _UNFENCED)
 _BEST_FIRST = bindparam("best_first", type_=Integer, literal_execute=True)
 _QUERIES: dict[str, Select[Any]] = {
     "all": select(*_COLUMNS).order_by(Node.name),
@@ -66,11 +81,11 @@ _TAKE = {"vcpus_used": Node.vcpus_used + _WANT_CPU,
          "memory_mb_used": Node.memory_mb_used + _WANT_RAM,
          "local_gb_used": Node.local_gb_used + _WANT_DISK}
 _CLAIM = update(Node).where(Node.id == bindparam("node_id"), Node.enabled.is_(True),
-                            _UP, _ANSWERS, *_FITS).values(_TAKE)
+                            _UP, _ANSWERS, _UNFENCED, *_FITS).values(_TAKE)
 # An admin's forced host may be a disabled node (Nova's way to use one kept out of
 # scheduling); it must still be up and have room.
 _CLAIM_FORCED = update(Node).where(Node.id == bindparam("node_id"), _UP,
-                                   _ANSWERS, *_FITS).values(_TAKE)
+                                   _ANSWERS, _UNFENCED, *_FITS).values(_TAKE)
 # PostgreSQL, first pass: a node whose row another transaction holds (its claim is not
 # committed yet) is passed over at once instead of waited for. Controllers racing read
 # the same shortlist and would all queue on its best node; each now takes the next one
@@ -79,7 +94,7 @@ _FREE = Node.__table__.alias("free_node")
 _CLAIM_UNLOCKED = update(Node).where(
     Node.id == select(_FREE.c.id).where(_FREE.c.id == bindparam("node_id"))
     .with_for_update(skip_locked=True).scalar_subquery(),
-    Node.enabled.is_(True), _UP, _ANSWERS, *_FITS).values(_TAKE)
+    Node.enabled.is_(True), _UP, _ANSWERS, _UNFENCED, *_FITS).values(_TAKE)
 
 
 def ratios(node: Node) -> tuple[float, float, float]:
@@ -97,15 +112,16 @@ def inventory_ratios(inv: dict[str, Any] | None) -> tuple[float, float, float]:
 def host_of(row: Sequence[Any], claimed: Collection[str],
             instances: frozenset[str]) -> scheduler.Host:
     """A row of _COLUMNS as the scheduler sees it (unpacked: a row's attributes are slow)."""
-    (node_id, name, zone, enabled, state, forced_down, health, vcpus, vcpus_used, memory_mb,
-     memory_mb_used, local_gb, local_gb_used, inv) = row[:_INVENTORY + 1]
+    (node_id, name, zone, enabled, state, forced_down, health, fence_state, vcpus, vcpus_used,
+     memory_mb, memory_mb_used, local_gb, local_gb_used, inv) = row[:_INVENTORY + 1]
     inv = inv or {}
     pci = tuple(scheduler.PciDevice(d["address"], d["vendor_id"], d["product_id"])
                 for d in inv.get("pci_devices", ()) if d.get("address") not in claimed)
     cpu, ram, disk = inventory_ratios(inv)
     return scheduler.Host(
         id=node_id, name=name, availability_zone=zone, enabled=enabled,
-        up=state == "up" and not forced_down and health != RESTARTING,
+        up=(state == "up" and not forced_down and health != RESTARTING
+            and fence_state not in FENCED),
         vcpus=vcpus, vcpus_used=vcpus_used,
         memory_mb=memory_mb, memory_mb_used=memory_mb_used, disk_gb=local_gb,
         disk_gb_used=local_gb_used, cpu_ratio=cpu, ram_ratio=ram, disk_ratio=disk,

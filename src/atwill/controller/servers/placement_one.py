@@ -10,15 +10,19 @@ bench/scheduler.py). placement._place calls it first, for every caller: the API'
 runs it as the bench does.
 
 It picks the node placement's general path would: the same shortlist (the SHORTLIST
-usable nodes with most, or for pack least, free RAM at the default ratio, then by name),
-the same fit (the claim's own conditions, rechecked on the locked current row: nothing
-is overbooked), the same order (free RAM, then free vCPUs, then the name as Python
-compares it: code points, `COLLATE "C"`), and the general path's first pass over the
-nodes no other claim holds (`SKIP LOCKED`). Wherever the answer could differ it claims
-nothing and the general path runs as before: a shortlist node in an aggregate with a key
-the always-run filters read (tenant isolation, HA spares) or with its own allocation
-ratios; every fitting node held by another claim (the general path then waits); none
-that fits (every node is then asked, and NoValidHost says why).
+usable nodes, with most, or for pack least, free RAM at the default ratio, then by name;
+usable: enabled, up, not forced down, not restarting, not fenced nor being fenced), the
+same fit (the claim's own conditions, rechecked on the locked current row: nothing is
+overbooked; so is "no allocation ratio of its own": a ratio committed after the
+statement's snapshot makes it claim nothing), the same order (free RAM, then free vCPUs,
+then the name as Python compares it: code points, `COLLATE "C"`), and the general path's
+first pass over the nodes no other claim holds (`SKIP LOCKED`). Wherever the answer
+could differ it claims nothing and the general path runs as before: a shortlist node in
+an aggregate with a key the always-run filters read (tenant isolation, HA spares) or
+with its own allocation ratios; every fitting node held by another claim (the general
+path then waits); none that fits (every node is then asked, and NoValidHost says why).
+An aggregate key committed after the statement's snapshot is not seen (no statement of
+one snapshot can: the general path reads the aggregates before its claim, the same window).
 """
 
 from __future__ import annotations
@@ -41,7 +45,13 @@ _CPU, _RAM, _DISK = placement.CPU_RATIO, placement.RAM_RATIO, placement.DISK_RAT
 
 def _usable(n: str) -> str:
     return (f"{n}.enabled IS true AND {n}.state = 'up' AND {n}.forced_down IS false "
-            f"AND {n}.health <> '{RESTARTING}'")
+            f"AND {n}.health <> '{RESTARTING}' AND {placement.unfenced_sql(n)}")
+
+
+def _plain(n: str) -> str:
+    """No allocation ratio of its own (the shortlist's check, again on the locked row)."""
+    return " AND ".join(f"({n}.inventory -> '{kind}_allocation_ratio') IS NULL"
+                        for kind in ("cpu", "ram", "disk"))
 
 
 def _fits(n: str) -> str:
@@ -64,9 +74,7 @@ WITH short AS MATERIALIZED (
     WHERE c.id = ANY(ARRAY(SELECT short.id FROM short))  -- 16 primary-key lookups
       AND NOT EXISTS (
         SELECT 1 FROM short
-        WHERE (short.inventory -> 'cpu_allocation_ratio') IS NOT NULL
-           OR (short.inventory -> 'ram_allocation_ratio') IS NOT NULL
-           OR (short.inventory -> 'disk_allocation_ratio') IS NOT NULL
+        WHERE NOT ({_plain('short')})
            OR EXISTS (
              SELECT 1 FROM aggregate_hosts AS ah JOIN aggregate_metadata AS am
                ON am.aggregate_id = ah.aggregate_id
@@ -81,6 +89,7 @@ UPDATE nodes SET vcpus_used = nodes.vcpus_used + :want_vcpus,
     memory_mb_used = nodes.memory_mb_used + :want_ram,
     local_gb_used = nodes.local_gb_used + :want_disk, updated_at = :now
 FROM pick WHERE nodes.id = pick.id AND {_usable('nodes')} AND {_fits('nodes')}
+    AND {_plain('nodes')}
 RETURNING nodes.id, nodes.name, nodes.availability_zone, ARRAY[nodes.vcpus,
     nodes.vcpus_used, nodes.memory_mb, nodes.memory_mb_used, nodes.local_gb,
     nodes.local_gb_used], nodes.inventory"""
