@@ -1,7 +1,9 @@
-"""Fixtures shared by the unit tests that need a real database (SQLite and PostgreSQL)."""
+"""Fixtures shared by the unit tests that need a real database (SQLite and PostgreSQL), and
+the process state every unit test gets back as it found it."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +13,16 @@ from sqlalchemy.orm import Session
 from atwill.controller.db.base import Base
 from atwill.controller.db.session import Database
 from tests.conftest import fresh_database_url
+
+
+@pytest.fixture(autouse=True)
+def _umask_restored() -> Iterator[None]:
+    """The agent's run() sets umask 077 for its process: a test that runs it must not
+    change the modes of files every later test in the worker makes."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    yield
+    os.umask(mask)
 
 
 @pytest.fixture
