@@ -127,3 +127,55 @@ def test_boots_and_creates_fill_two_nodes_exactly(cloud: Cloud, nodes: list[Stor
                                           if v["os-vol-host-attr:host"] == host}
     finally:
         _purge(cloud, nodes, servers, volumes)
+
+
+def test_boots_of_two_servers_each_fill_two_nodes_exactly(
+        cloud: Cloud, nodes: list[StorageNode], flavor: str) -> None:
+    """Creates of two servers each (count=2: one transaction attaches both servers'
+    volumes in turn) racing over two 2 GiB nodes: every one answered 202, never a lock
+    error (review of 293b893: the second server's node was waited for with the first's
+    held, and two such creates could deadlock), the nodes filled exactly."""
+    boots = RACERS // 2  # 8 volumes of 1 GiB asked, 4 GiB of room
+    tokens = [cloud.token(make_user(cloud, "member")) for _ in range(boots)]
+    barrier = threading.Barrier(boots)
+    answers: list[httpx.Response | None] = [None] * boots
+
+    def run(index: int) -> None:
+        with cloud.http(tokens[index]) as client:
+            barrier.wait(timeout=60)
+            answers[index] = client.post(f"{V}/servers", headers=NOVA, json={"server": {
+                "name": unique("vplmulti"), "flavorRef": flavor, "networks": "none",
+                "min_count": 2, "max_count": 2, "return_reservation_id": True,
+                "block_device_mapping_v2": [{
+                    "boot_index": 0, "source_type": "blank", "destination_type": "volume",
+                    "volume_size": 1, "delete_on_termination": True}]}})
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(boots)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    servers: list[str] = []
+    volumes: list[str] = []
+    try:
+        got = [(r.status_code, r.text[:300]) for r in answers if r is not None]
+        assert len(got) == boots and all(code == 202 for code, _ in got), got
+        with cloud.http(cloud.token()) as client:
+            for resp in filter(None, answers):
+                listed = client.get(f"{V}/servers", headers=NOVA, params={
+                    "reservation_id": resp.json()["reservation_id"],
+                    "all_tenants": "1"}).json()["servers"]
+                servers += [s["id"] for s in listed]
+            assert len(servers) == 2 * boots
+            for sid in servers:
+                volumes += _boot_volumes(client, sid)
+            assert len(volumes) == 2 * boots
+            shown = [client.get(f"{V3}/volumes/{vid}").json()["volume"] for vid in volumes]
+        placed = [v for v in shown if v["status"] != "error"]
+        hosts = {f"{n.name}@atwill#atwill" for n in nodes}
+        per_node = {h: sum(v["size"] for v in placed if v["os-vol-host-attr:host"] == h)
+                    for h in hosts}
+        assert per_node == dict.fromkeys(hosts, ROOM), [
+            (v["status"], v["os-vol-host-attr:host"]) for v in shown]
+    finally:
+        _purge(cloud, nodes, servers, volumes)
