@@ -9,9 +9,11 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import delete
 
+from atwill.controller.db.cluster import RevokedCertificate
 from atwill.controller.db.compute import Node
 from atwill.controller.db.servers import Instance
 from atwill.controller.db.session import Database
+from atwill.controller.revision import revision
 from tests.cloud import Cloud, unique
 
 
@@ -223,10 +225,10 @@ def test_hosts(cloud: Cloud, nodes: list[Node]) -> None:
 
 def test_delete_service_removes_the_node(cloud: Cloud) -> None:
     db = Database(cloud.db_url())
-    node = Node(name=unique("node-gone"))
+    node = Node(name=unique("node-gone"), cert_serial=uuid.uuid4().hex)
     with db.session() as session:
         session.add(node)
-    db.dispose()
+        before = revision(session)
     with cloud.http(cloud.token()) as client:
         bad = client.delete("/compute/v2.1/os-services/not-a-uuid", headers=mv("2.53"))
         unknown = client.delete(f"/compute/v2.1/os-services/{uuid.uuid4()}", headers=mv("2.53"))
@@ -234,3 +236,10 @@ def test_delete_service_removes_the_node(cloud: Cloud) -> None:
         after = client.get(f"/compute/v2.1/os-hypervisors/{node.id}", headers=mv("2.53"))
     assert (bad.status_code, unknown.status_code, gone.status_code) == (400, 404, 204)
     assert after.status_code == 404
+    # As `atwill node remove`: its certificate is revoked and every node is told (it leaves
+    # their overlay peers); deleting the row alone left both to chance.
+    with db.session() as session:
+        revoked = session.get(RevokedCertificate, node.cert_serial)
+        assert revoked is not None and revoked.node_name == node.name
+        assert revision(session) > before
+    db.dispose()

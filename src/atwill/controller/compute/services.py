@@ -15,6 +15,7 @@ from ...core.policy import Credentials
 from ...core.text import has_control
 from ..db.base import iso
 from ..db.compute import Node
+from ..cluster import nodes
 from ..service import authorize, caller, controller, json_body
 from .common import api_version
 from .nodes import (
@@ -72,7 +73,9 @@ def service_delete(service_id: str, request: Request, creds: Credentials = Depen
         if node.running_vms:
             raise Conflict(f"Unable to delete compute service {service_id}: it is hosting "
                            f"{node.running_vms} instances.")
-        session.delete(node)
+        # As `atwill node remove`: refused while it holds instances, volumes or snapshots;
+        # its certificate revoked and every node told (it leaves their overlay peers).
+        nodes.remove(session, node, force=False)
     return Response(status_code=204)
 
 
