@@ -103,7 +103,8 @@ def test_an_agent_retrying_the_same_failure_warns_once(
 
     caplog.set_level(logging.DEBUG, logger="atwill.agent")
     agent._loop(step)
-    said = [(r.levelname, r.getMessage().split(";")[0].split(": ", 1)[1])
+    # Each line's gist: after the thread name, before "; retrying…" or "(N s after…)".
+    said = [(r.levelname, r.getMessage().split(";")[0].split(": ", 1)[1].split(" (")[0])
             for r in caplog.records if r.levelno >= logging.INFO]
     assert said == [("WARNING", "refused"), ("INFO", "the controller answers again"),
                     ("WARNING", "refused"), ("INFO", "the controller answers again")]

@@ -10,6 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from atwill.config import Settings
 from atwill.controller.db.models import Instance, Node
 from atwill.controller.db.session import Database, migrate
 from atwill.controller.metrics_inventory import Inventory
@@ -61,7 +62,7 @@ def test_nodes_and_instances_with_their_relayed_counters(db: Database) -> None:
                          "someone-elses": {"metrics": {"cpu_seconds": 1}}})
     relay.record("a-removed-node", {"x": {"metrics": {"cpu_seconds": 1}}})
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(Inventory(SimpleNamespace(db=db), relay))  # type: ignore[arg-type]
+    registry.register(Inventory(SimpleNamespace(db=db, settings=Settings()), relay))  # type: ignore[arg-type]
     found = exposition(registry)
 
     def value(name: str, **labels: str) -> float:
