@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-import queue
 import ssl
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,23 +16,21 @@ from ..core.errors import ApiError
 log = logging.getLogger("atwill.agent")
 NODE_REMOVED = "node_removed"
 CONNECT_TIMEOUT = 5.0
-# A request extension: the request may be sent again to the next controller whatever
-# broke (a heartbeat: a liveness report, the same if it landed twice), as a GET is.
+# A request extension (a heartbeat): the request goes to the next controller also when
+# the one it went to cut the connection without an answer (reset, or closed: a
+# controller that died; killed, its uncommitted transaction is rolled back, so it never
+# applies the beat later). Never when the answer is late (ReadTimeout): a controller that
+# accepted and has not answered may still apply the beat, late and out of order with a
+# newer one sent elsewhere (the heartbeat carries no sequence number and the controller
+# stamps it with its own clock: a stale copy could un-fence a powered-off node or say a
+# server the user just started stopped). One controller at a time: never two copies of
+# a beat in flight (c7108a4 hedged them; removed).
 REPEATABLE = "atwill_repeatable"
-# A request extension: the request is hedged (Failover._hedged). A heartbeat counts only
-# if it lands inside the HA monitor's window (ha_suspect_after 1.6 s, ha_down_after
-# 2.6 s by default, less a 0.4 s grace, after a 1 s interval). It is never abandoned:
-# each copy waits the client's own timeouts (40 s answer, 5 s connect), since a slow
-# controller still commits a beat it answers late (a beat counted failed would not renew
-# the lease and would resend the inventory). If no answer came HEDGE_AFTER seconds after
-# it was sent, a copy goes to the next controller too, and the first answer is kept: a
-# hung controller (accepts, never answers) costs 0.6 s, not a timeout plus a new
-# connection. A controller that answered its last beat slowly is given twice that time
-# (at most HEDGE_MAX) before a copy goes elsewhere: a slow one, or one machine named
-# twice (a load balancer and its own URL), is not sent every beat twice.
-HEDGED = "atwill_hedged"
-HEDGE_AFTER = 0.6
-HEDGE_MAX = 5.0
+# A heartbeat with several controllers: 1.5 s to connect (a TCP SYN lost is resent after
+# 1 s; nothing of the request is sent before the connection and TLS are up, so the next
+# controller is safe), the client's own 40 s to answer (as with one controller).
+BEAT_CONNECT = 1.5
+BEAT_READ = 40.0
 CERTIFICATE_SUPERSEDED = "certificate_superseded"
 
 
@@ -77,7 +73,8 @@ def beat_options(urls: Sequence[str]) -> dict[str, Any]:
     """The request options of a heartbeat to these controllers (http.request(**them))."""
     if len(urls) < 2:
         return {}  # nowhere else to go: waiting is all there is
-    return {"extensions": {REPEATABLE: True, HEDGED: True}}
+    return {"timeout": httpx.Timeout(BEAT_READ, connect=BEAT_CONNECT),
+            "extensions": {REPEATABLE: True}}
 
 
 def check(resp: httpx.Response) -> httpx.Response:
@@ -102,9 +99,10 @@ class Failover(httpx.BaseTransport):
     A request that could not connect is sent to the next controller (nothing of it
     reached the first); a GET whose connection broke (a controller killed under a
     long-poll) or whose answer did not come in time (a controller that hangs, or a
-    machine gone without a word: no reset ever comes) is asked again of the next, and
-    so is a request marked REPEATABLE. A request marked HEDGED (a heartbeat) is also
-    sent to the next controller when the first has not answered in HEDGE_AFTER seconds.
+    machine gone without a word: no reset ever comes) is asked again of the next (a GET
+    changes nothing). A request marked REPEATABLE (a heartbeat) goes to the next when the
+    connection was cut without an answer (a dying controller), never when the answer is
+    only late: it is sent to one controller at a time, never copied.
     The controller that answers is remembered for every client of the same list (the
     agent's threads each make their own).
     """
@@ -116,15 +114,14 @@ class Failover(httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         first = preferred(self.urls)
         order = self.urls[self.urls.index(first):] + self.urls[:self.urls.index(first)]
-        if request.extensions.get(HEDGED) and len(order) > 1:
-            return self._hedged(request, order)
         for number, url in enumerate(order):
             _aim(request, url)
             try:
                 response = self.transport.handle_request(request)
             except httpx.TransportError as error:
                 retry = isinstance(error, httpx.ConnectError | httpx.ConnectTimeout) \
-                    or repeatable(request) and isinstance(error, BROKEN)
+                    or request.method == "GET" and isinstance(error, BROKEN) \
+                    or bool(request.extensions.get(REPEATABLE)) and isinstance(error, CUT)
                 if not retry or number == len(order) - 1:
                     raise
                 log.warning("controller %s: %s; trying %s", url, error or type(error).__name__,
@@ -133,73 +130,6 @@ class Failover(httpx.BaseTransport):
             _remember(self.urls, url)
             return response
         raise AssertionError("unreachable")  # the loop returns or raises
-
-    def _hedged(self, request: httpx.Request, order: list[str]) -> httpx.Response:
-        """Send to order[0]; a copy to the next controller when no answer came in time or
-        an attempt failed; the first answer wins, later ones are closed unread. Every copy
-        waits its full timeouts: a late answer of the only live controller is kept."""
-        body = request.read()
-        answers: queue.Queue[tuple[str, httpx.Response | None, Exception | None]] = \
-            queue.Queue()
-        lock = threading.Lock()
-        decided = False
-
-        def attempt(url: str) -> None:
-            copy = httpx.Request(request.method, request.url, headers=request.headers,
-                                 content=body, extensions=dict(request.extensions))
-            _aim(copy, url)
-            sent = time.monotonic()
-            try:
-                response: httpx.Response | None = self.transport.handle_request(copy)
-                error: Exception | None = None
-            except Exception as failure:  # noqa: BLE001 - reported to the waiting thread
-                response, error = None, failure
-            with lock:
-                if decided:  # another copy answered first (or all failed): not wanted
-                    if response is not None:
-                        response.close()
-                    return
-                if response is not None:
-                    _took(url, time.monotonic() - sent)
-                answers.put((url, response, error))
-
-        def start(url: str) -> float:
-            threading.Thread(target=attempt, args=(url,), daemon=True,
-                             name="beat-copy").start()
-            return time.monotonic() + hedge_delay(url)
-
-        hedge_at, started, pending = start(order[0]), 1, 1
-        last: Exception | None = None
-        while True:
-            wait = max(0.0, hedge_at - time.monotonic()) if started < len(order) else None
-            try:
-                url, response, error = answers.get(timeout=wait)
-            except queue.Empty:
-                log.warning("controller %s: no answer in %.1fs; also trying %s",
-                            order[started - 1], hedge_delay(order[started - 1]),
-                            order[started])
-                hedge_at, started, pending = start(order[started]), started + 1, pending + 1
-                continue
-            pending -= 1
-            if response is not None:
-                with lock:
-                    decided = True
-                    while not answers.empty():  # a copy that answered meanwhile: closed
-                        late = answers.get_nowait()[1]
-                        if late is not None:
-                            late.close()
-                _remember(self.urls, url)
-                return response
-            last = error
-            if started < len(order):
-                log.warning("controller %s: %s; trying %s", url,
-                            error or type(error).__name__, order[started])
-                hedge_at, started, pending = start(order[started]), started + 1, pending + 1
-            elif pending == 0:
-                with lock:
-                    decided = True
-                assert last is not None
-                raise last
 
     def close(self) -> None:
         self.transport.close()
@@ -213,30 +143,12 @@ def _aim(request: httpx.Request, url: str) -> None:
     request.headers["Host"] = target.netloc.decode("ascii")
 
 
-_took_lock = threading.Lock()
-_answer_time: dict[str, float] = {}
-
-
-def _took(url: str, seconds: float) -> None:
-    with _took_lock:
-        _answer_time[url] = seconds
-
-
-def hedge_delay(url: str) -> float:
-    """Seconds a hedged request to url waits for its answer before a copy goes to the
-    next controller: HEDGE_AFTER, or twice url's last answer time (at most HEDGE_MAX)."""
-    with _took_lock:
-        took = _answer_time.get(url, 0.0)
-    return min(HEDGE_MAX, max(HEDGE_AFTER, 2 * took))
-
-
-# What may have reached a controller and is sent again only if repeatable.
+# What may have reached a controller: a GET is asked again of the next after any.
 BROKEN = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError,
           httpx.ReadTimeout, httpx.WriteTimeout)
-
-
-def repeatable(request: httpx.Request) -> bool:
-    return request.method == "GET" or bool(request.extensions.get(REPEATABLE))
+# The connection cut without an answer (closed, reset, a broken pipe): a REPEATABLE
+# request goes to the next. Not a timeout: the controller may still be working on it.
+CUT = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 
 
 _lock = threading.Lock()
@@ -255,5 +167,5 @@ def _remember(urls: list[str], url: str) -> None:
         _answered[tuple(urls)] = url
 
 
-__all__ = ["HEDGED", "REPEATABLE", "ApiError", "ClusterError", "Failover", "beat_options", "check",
-           "client", "hedge_delay", "tls_context"]
+__all__ = ["REPEATABLE", "ApiError", "ClusterError", "Failover", "beat_options", "check",
+           "client", "tls_context"]
