@@ -81,9 +81,9 @@ def keep(disk: Path, kept: Path) -> bool:
         if os.geteuid() == 0:
             os.chown(partial, info.st_uid, info.st_gid)
         partial.chmod(stat.S_IMODE(info.st_mode))
-        _fsync(partial)
+        disks.sync(partial)
         partial.replace(kept)
-        _fsync(kept.parent)
+        disks.sync(kept.parent)
     finally:
         partial.unlink(missing_ok=True)
     return True
@@ -96,16 +96,8 @@ def restore(disk: Path, kept: Path) -> bool:
         kept.replace(disk)
     except FileNotFoundError:
         return False
-    _fsync(disk.parent)
+    disks.sync(disk.parent)
     return True
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class ColdMigrations:

@@ -122,9 +122,9 @@ def overlay_from_template(base: Path, path: Path, size_gb: int, base_format: str
         partial = templates / f".{template.name}.{os.getpid()}.{threading.get_ident()}"
         try:
             create_overlay(base, partial, size_gb, base_format)
-            _sync(partial)  # on the disk before its name is: never a short template
+            sync(partial)  # on the disk before its name is: never a short template
             partial.replace(template)
-            _sync(templates)
+            sync(templates)
         finally:
             partial.unlink(missing_ok=True)
     shutil.copyfile(template, path)
@@ -162,7 +162,8 @@ def template_ok(path: Path, virtual: int, backing: str) -> bool:
             and 0 < refcount_offset + (refcount_clusters << cluster_bits) <= length)
 
 
-def _sync(path: Path) -> None:
+def sync(path: Path) -> None:
+    """fsync a file or a directory (its entries) by path."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
