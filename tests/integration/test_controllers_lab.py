@@ -7,9 +7,9 @@ key and overlay address), every node peers with both, and the nodes' heartbeats 
 long-polls go through the overlay, to ctl2's overlay address once ctl is dead.
 ATWILL_LAB_CONTROLLERS_OVERLAY=none runs it without an overlay (heartbeats on the
 underlay). Measured on this shared 2-core machine (2026-12-07): the WireGuard variant
-passed 9 runs of 9 (25-34 s each, the lab included; 7 with a short heartbeat timeout
-since replaced by the hedged heartbeat, agent/client.py HEDGE_AFTER, which passed 1 of 1),
-the underlay one 1 of 1; in none of the 8 that
+passed 9 runs of 9 (25-34 s each, the lab included; 7 with a short heartbeat timeout,
+since replaced: a beat moves to the next controller only when refused or cut, agent/client.py;
+that passed its 1 run), the underlay one 1 of 1; in none of the 8 that
 logged it was a heartbeat answered more than 1.5 s after the previous one at the
 failover (the agent logs it when one is), against the 2.6 s floor.
 ATWILL_LAB_CONTROLLERS_LOGS=DIR keeps every log of a run there.
