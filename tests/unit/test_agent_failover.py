@@ -50,10 +50,9 @@ def live() -> Iterator[str]:
     thread.join()
 
 
-@pytest.fixture
-def hangs_up() -> Iterator[str]:
-    """Accepts a connection, reads the request and closes it without an answer (a
-    controller killed under a long-poll)."""
+def _cutting(read: int, reset: bool) -> Iterator[str]:
+    """A listener that reads `read` bytes of each request and closes the connection
+    without an answer, with a reset (RST: SO_LINGER 0) when `reset`."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen()
@@ -64,7 +63,9 @@ def hangs_up() -> Iterator[str]:
                 conn, _ = sock.accept()
             except OSError:
                 return
-            conn.recv(65536)
+            conn.recv(read)
+            if reset:
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             conn.close()
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
@@ -72,6 +73,13 @@ def hangs_up() -> Iterator[str]:
     sock.shutdown(socket.SHUT_RDWR)  # wakes accept(); close() alone does not
     sock.close()
     thread.join(timeout=5)
+
+
+@pytest.fixture
+def hangs_up() -> Iterator[str]:
+    """Reads the request and closes without an answer (a controller killed under a
+    long-poll)."""
+    yield from _cutting(65536, reset=False)
 
 
 def test_a_request_that_cannot_connect_goes_to_the_next_controller(live: str) -> None:
@@ -156,27 +164,9 @@ def silent() -> Iterator[str]:
 
 @pytest.fixture
 def resets() -> Iterator[str]:
-    """Accepts a connection, reads part of the request and resets it (RST: SO_LINGER 0),
-    as the kernel does for a controller process killed mid-request."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen()
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = sock.accept()
-            except OSError:
-                return
-            conn.recv(16)
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            conn.close()
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    sock.shutdown(socket.SHUT_RDWR)
-    sock.close()
-    thread.join(timeout=5)
+    """Reads part of the request and resets the connection, as the kernel does for a
+    controller process killed mid-request."""
+    yield from _cutting(16, reset=True)
 
 
 class _Slow(_Answer):
