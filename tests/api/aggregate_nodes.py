@@ -55,6 +55,14 @@ class JoinedNode:
                               self.dir / f"{self.name}-key.pem")
         return httpx.Client(base_url=self.cloud.url, verify=context, timeout=30)
 
+    def desired(self, after: int = -1, wait: float = 0) -> dict[str, Any]:
+        """The node's desired state as its agent asks for it (a long-poll when wait > 0)."""
+        with self.http() as client:
+            resp = client.get(f"/cluster/v1/nodes/{self.id}/desired",
+                              params={"after": after, "wait": wait}, timeout=wait + 30)
+        assert resp.status_code == 200, resp.text
+        return resp.json()
+
     def beat(self, instances: dict[str, Any] | None = None) -> None:
         """Report instances (all of them: the report replaces the last one)."""
         with self._lock:

@@ -42,14 +42,6 @@ def db(cloud: Cloud) -> Iterator[Database]:
         database.dispose()
 
 
-def _desired(node: JoinedNode, after: int = -1, wait: float = 0) -> dict:
-    with node.http() as client:
-        resp = client.get(f"/cluster/v1/nodes/{node.id}/desired",
-                          params={"after": after, "wait": wait}, timeout=wait + 30)
-    assert resp.status_code == 200, resp.text
-    return resp.json()
-
-
 def _registered(db: Database) -> list[str]:
     with db.session() as session:
         return list(session.scalars(select(ControllerRecord.public_url)))
@@ -63,7 +55,7 @@ def test_the_controller_registers_itself_and_its_nodes_list_it(
             ControllerRecord.public_url == cloud.url))
         assert row is not None and row.started_at <= row.last_seen
         first_seen = row.last_seen
-    assert cloud.url in _desired(node)["controllers"]
+    assert cloud.url in node.desired()["controllers"]
     # Refreshed while it runs (every REFRESH seconds).
     wait_for(lambda: _last_seen(db, cloud.url) > first_seen, 3 * controllers.REFRESH,
              "a refresh of the controller's row")
@@ -78,7 +70,7 @@ def _last_seen(db: Database, url: str) -> dt.datetime:
 def test_a_controller_added_later_reaches_the_node_and_leaves_when_gone(
         cloud: Cloud, node: JoinedNode, db: Database, tmp_path: Path) -> None:
     second = f"https://{unique('ctl2')}.example:8686"
-    before = _desired(node)
+    before = node.desired()
     assert second not in before["controllers"]
     agent = AgentConfig(state_dir=tmp_path, controller_url=cloud.url, node_id=node.id,
                         name=node.name)
@@ -87,7 +79,7 @@ def test_a_controller_added_later_reaches_the_node_and_leaves_when_gone(
         with db.session() as session:
             assert controllers.register(session, second)
         # The node's long-poll, held at its revision, is woken with the new list.
-        woken = _desired(node, after=before["revision"], wait=15)
+        woken = node.desired(after=before["revision"], wait=15)
         assert woken["revision"] > before["revision"]
         assert cloud.url in woken["controllers"] and second in woken["controllers"]
         agent.cache_desired(woken)
@@ -95,7 +87,7 @@ def test_a_controller_added_later_reaches_the_node_and_leaves_when_gone(
     finally:
         with db.session() as session:
             controllers.deregister(session, second)
-    gone = _desired(node, after=woken["revision"], wait=15)
+    gone = node.desired(after=woken["revision"], wait=15)
     assert second not in gone["controllers"] and cloud.url in gone["controllers"]
 
 
@@ -106,7 +98,7 @@ def test_a_controller_silent_past_the_window_is_not_listed_and_swept(
         controllers.register(session, stale,
                              utcnow() - controllers.WINDOW - dt.timedelta(seconds=5))
     assert stale in _registered(db)
-    assert stale not in _desired(node)["controllers"]
+    assert stale not in node.desired()["controllers"]
     # The running controller's next refresh removes the row.
     wait_for(lambda: stale not in _registered(db), 3 * controllers.REFRESH,
              "the stale row swept by the controller")

@@ -16,14 +16,6 @@ from tests.api.aggregate_nodes import JoinedNode
 from tests.cloud import Cloud
 
 
-def _desired(node: JoinedNode, after: int = -1, wait: float = 0) -> dict:
-    with node.http() as client:
-        resp = client.get(f"/cluster/v1/nodes/{node.id}/desired",
-                          params={"after": after, "wait": wait}, timeout=wait + 30)
-    assert resp.status_code == 200, resp.text
-    return resp.json()
-
-
 def _peer_names(state: dict) -> set[str]:
     return {p["name"] for p in state["overlay"]["peers"]}
 
@@ -46,20 +38,20 @@ def pair(cloud: Cloud, tmp_path_factory: pytest.TempPathFactory
 def test_a_long_poll_that_saw_no_change_answers_unchanged(
         pair: tuple[JoinedNode, JoinedNode]) -> None:
     node = pair[0]
-    full = _desired(node)
+    full = node.desired()
     assert "unchanged" not in full and full["overlay"]["peers"]
-    answer = _desired(node, after=full["revision"], wait=0.5)
+    answer = node.desired(after=full["revision"], wait=0.5)
     assert answer == {"revision": full["revision"], "unchanged": True}
 
 
 def test_a_restarted_agent_or_an_older_revision_gets_the_whole_state(
         pair: tuple[JoinedNode, JoinedNode]) -> None:
     node = pair[0]
-    full = _desired(node)
-    again = _desired(node, after=-1, wait=0.5)
+    full = node.desired()
+    again = node.desired(after=-1, wait=0.5)
     assert again["revision"] == full["revision"] and "unchanged" not in again
     assert again["node_id"] == node.id and again["overlay"]["peers"] == full["overlay"]["peers"]
-    older = _desired(node, after=full["revision"] - 1, wait=0.5)
+    older = node.desired(after=full["revision"] - 1, wait=0.5)
     assert older["revision"] == full["revision"] and "unchanged" not in older
     assert older["overlay"] == full["overlay"]
 
@@ -67,11 +59,11 @@ def test_a_restarted_agent_or_an_older_revision_gets_the_whole_state(
 def test_a_joined_node_appears_in_every_node_s_peers(
         cloud: Cloud, pair: tuple[JoinedNode, JoinedNode], tmp_path: Path) -> None:
     first, second = pair
-    before = {n.id: _desired(n) for n in pair}
+    before = {n.id: n.desired() for n in pair}
     assert second.name in _peer_names(before[first.id])
     assert first.name in _peer_names(before[second.id])
     with ThreadPoolExecutor(2) as pool:  # both held at their revision, then woken
-        held = {n.id: pool.submit(_desired, n, before[n.id]["revision"], 15) for n in pair}
+        held = {n.id: pool.submit(n.desired, before[n.id]["revision"], 15) for n in pair}
         joined = JoinedNode(cloud, tmp_path, "unch")
         try:
             woken = {k: f.result(30) for k, f in held.items()}
@@ -79,10 +71,10 @@ def test_a_joined_node_appears_in_every_node_s_peers(
                 assert "unchanged" not in woken[node.id]
                 assert woken[node.id]["revision"] > before[node.id]["revision"]
                 assert joined.name in _peer_names(woken[node.id])
-            mine = _desired(joined)
+            mine = joined.desired()
             assert {first.name, second.name} <= _peer_names(mine)
             assert joined.name not in _peer_names(mine)
         finally:
             joined.remove()
     for node in pair:  # and gone from them once removed
-        assert joined.name not in _peer_names(_desired(node))
+        assert joined.name not in _peer_names(node.desired())

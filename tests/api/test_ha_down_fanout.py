@@ -41,11 +41,8 @@ def three(tmp_path: Path) -> Iterator[tuple[Cloud, dict[str, JoinedNode]]]:
 
 def _desired(node: JoinedNode, after: int = -1, wait: float = 0) -> tuple[dict, float]:
     started = time.monotonic()
-    with node.http() as client:
-        resp = client.get(f"/cluster/v1/nodes/{node.id}/desired",
-                          params={"after": after, "wait": wait}, timeout=wait + 30)
-    assert resp.status_code == 200, resp.text
-    return resp.json(), time.monotonic() - started
+    state = node.desired(after, wait)
+    return state, time.monotonic() - started
 
 
 def _state(cloud: Cloud, node: JoinedNode) -> str:
