@@ -15,20 +15,27 @@ def overlay_ips(lab: Lab) -> dict[str, str]:
     return ips
 
 
-def pings(lab: Lab, host: str, address: str, tries: int = 10) -> bool:
-    for _ in range(tries):
+def pings(lab: Lab, host: str, address: str, tries: int = 10,
+          within: float | None = None) -> bool:
+    """Whether one ping of `tries` (or of those sent within `within` seconds) answers."""
+    deadline = time.monotonic() + within if within is not None else None
+    sent = 0
+    while sent < tries or (deadline is not None and time.monotonic() < deadline):
         if lab.exec(host, "ping", "-c", "1", "-W", "1", address, check=False).returncode == 0:
             return True
+        sent += 1
         time.sleep(0.5)
     return False
 
 
-def full_mesh(lab: Lab) -> None:
+def full_mesh(lab: Lab, within: float | None = None) -> None:
+    """Every host reaches every other over the overlay; each pair may take `within`
+    seconds (default: ten pings)."""
     ips = overlay_ips(lab)
     for source in ips:
         for target, address in ips.items():
             if source != target:
-                assert pings(lab, source, address), (
+                assert pings(lab, source, address, within=within), (
                     f"{source} cannot reach {target} ({address}):\n{overlay_state(lab, source)}"
                     f"\n{overlay_state(lab, target)}")
 
