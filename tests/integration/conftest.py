@@ -102,6 +102,7 @@ class SharedLab:
         self.key: str | None = None
         self.lab: Lab | None = None
         self.root: Path | None = None
+        self.members: tuple[frozenset[str], dict[str, str]] | None = None
 
     def get(self, key: str, options: dict[str, Any]) -> Lab:
         if self.key == key and self.lab is not None and self._healthy(options):
@@ -109,22 +110,33 @@ class SharedLab:
         self.release()
         self.lab, self.root = _make_lab(**options)
         self.key = key
+        self.members = self._members()
         return self.lab
+
+    def _members(self) -> tuple[frozenset[str], dict[str, str]]:
+        """The lab's node hosts and the cloud's node ids by name: a module that re-joined
+        a name from another host (test_rejoin: node1's name on a spare) leaves every node
+        up, but node1's VMs would run outside node1's namespace."""
+        assert self.lab is not None
+        hosts = frozenset(h.name for h in self.lab.state.nodes())
+        return hosts, {node["name"]: node["id"] for node in self.lab.node_list()}
 
     def _healthy(self, options: dict[str, Any]) -> bool:
         assert self.lab is not None
         nodes = options.get("nodes", 1)
         try:
             states = self.lab.node_states()
+            members = self._members()
         except Exception:  # noqa: BLE001 - the controller is gone: a new lab
             return False
-        return states == {f"node{i}": "up" for i in range(1, nodes + 1)}
+        return (states == {f"node{i}": "up" for i in range(1, nodes + 1)}
+                and members == self.members)
 
     def release(self) -> None:
         if self.lab is None or self.root is None:
             return
         lab, root = self.lab, self.root
-        self.key = self.lab = self.root = None
+        self.key = self.lab = self.root = self.members = None
         error = _take_down(lab, root)
         assert error is None, error
 
