@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from .core.catalog_rebase import checked_public_endpoint
 from .core.ha_health import MASS_SILENCE_FLOOR, MASS_SILENCE_MIN_SHARE
 from .core.ha_policy import POLICIES as HA_POLICIES
 
@@ -117,6 +118,11 @@ class Settings:
     # learn them from their desired state and fail over between them (agent/client.py).
     # This controller's own public URL is always among them.
     controller_urls: str = ""
+    # The URL clients reach the cloud by when it is not this controller's own: a load
+    # balancer's or a DNS name's (https://cloud.example:8686; scheme, host and port). The
+    # public endpoints of the catalog, the links and clouds.yaml's `atwill` name it;
+    # empty: each controller answers with its own URL (core/catalog_rebase.py).
+    public_endpoint: str = ""
 
     @property
     def scheme(self) -> str:
@@ -239,6 +245,7 @@ def load(state_dir: Path | None = None, **overrides: Any) -> Settings:
                          f"got {settings.overlay!r}")
     if not 0 <= settings.workers <= 256:
         raise ValueError(f"workers: expected 0 (one per core) to 256, got {settings.workers}")
+    settings.public_endpoint = checked_public_endpoint(settings.public_endpoint)
     if settings.openvpn_proto not in ("udp", "tcp"):
         raise ValueError(f"openvpn_proto: expected udp or tcp, got {settings.openvpn_proto!r}")
     return settings

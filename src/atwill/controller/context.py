@@ -28,4 +28,5 @@ class Controller:
 
     @property
     def base_url(self) -> str:
-        return self.settings.public_url
+        """The URL links name: the load balancer's (public_endpoint) when set."""
+        return self.settings.public_endpoint or self.settings.public_url

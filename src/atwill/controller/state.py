@@ -6,15 +6,18 @@ import os
 import secrets
 import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
 
 from .. import config, pki
 from ..config import Settings
+from ..core import clouds_config
 from ..core.overlay import controller_slots
 from .bootstrap import bootstrap
 from .cluster.controller_peer import ensure_key
 from .context import Controller
+from .controllers import live
 
 PASSWORD_FILE = "admin-password"
 
@@ -33,7 +36,8 @@ def admin_password(settings: Settings) -> str:
 
 def tls_hosts(settings: Settings) -> list[str]:
     hosts = {"127.0.0.1", "localhost", "::1", socket.gethostname()}
-    for host in (settings.listen_host, settings.public_host):
+    endpoint = urlsplit(settings.public_endpoint).hostname if settings.public_endpoint else None
+    for host in (settings.listen_host, settings.public_host, endpoint):
         if host and host not in ("0.0.0.0", "::"):
             hosts.add(host)
     if settings.overlay != "none":
@@ -67,11 +71,13 @@ def initialise(settings: Settings) -> list[str]:
         if pki.issue_server_cert(pki_dir, tls_hosts(settings)):
             changes.append("issued the controller TLS certificate")
         changes += bootstrap(ctl, password)
+        with ctl.db.session() as session:
+            registered = live(session)
         if settings.overlay == "wireguard" and ensure_key(settings.state_dir):
             changes.append("created the controller's WireGuard key")
     finally:
         ctl.db.dispose()
-    changes += write_credentials(settings, password)
+    changes += write_credentials(settings, password, registered)
     return changes
 
 
@@ -84,19 +90,26 @@ def _write_if_changed(path: Path, text: str) -> bool:
     return True
 
 
-def write_credentials(settings: Settings, password: str) -> list[str]:
-    """clouds.yaml (cloud 'atwill') and openrc for the admin user."""
-    auth_url = f"{settings.public_url}/identity"
+def write_credentials(settings: Settings, password: str,
+                      registered: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """clouds.yaml and openrc for the admin user: the cloud 'atwill' (the public endpoint
+    when set, else this controller) and, with several ways in, one cloud per controller
+    this one knows (configured, or registered: live in the database); openrc is 'atwill'
+    (core/clouds_config.py)."""
+    auth_url = f"{settings.public_endpoint or settings.public_url}/identity"
     cacert = str(settings.path("pki", "ca.pem"))
     cloud = {
-        "auth": {"auth_url": auth_url, "username": "admin", "password": password,
+        "auth": {"username": "admin", "password": password,
                  "project_name": "admin", "user_domain_name": "Default",
                  "project_domain_name": "Default"},
         "region_name": settings.region, "interface": "public", "identity_api_version": 3,
     }
     if settings.tls:
         cloud["cacert"] = cacert
-    clouds = yaml.safe_dump({"clouds": {"atwill": cloud}}, sort_keys=False)
+    clouds = yaml.safe_dump({"clouds": clouds_config.clouds(
+        cloud, settings.public_url, [*settings.controllers, *sorted(registered)],
+        settings.public_endpoint)},
+        sort_keys=False)
     lines = [
         f"export OS_AUTH_URL={auth_url}", "export OS_USERNAME=admin",
         f"export OS_PASSWORD='{password}'", "export OS_PROJECT_NAME=admin",

@@ -20,7 +20,13 @@ from ..service import authorize, caller, controller, json_body
 from . import lockout, token_cache, views
 from .lookups import find_auth_user, find_domain
 from .system import system_roles, system_scope
-from .tokens import TokenService, ValidatedToken, build_catalog, lookup_scope_project
+from .tokens import (
+    TokenService,
+    ValidatedToken,
+    build_catalog,
+    catalog_rebase,
+    lookup_scope_project,
+)
 
 router = APIRouter()
 
@@ -197,8 +203,10 @@ def catalog_get(request: Request, creds: Credentials = Depends(caller)) -> dict:
     authorize(creds, "identity:get_auth_catalog")
     if creds.unscoped:
         raise Unauthorized("An unscoped token has no catalog; scope it to a project.")
-    with controller(request).db.session() as session:
-        return {"catalog": build_catalog(session), "links": {"self": str(request.url)}}
+    ctl = controller(request)
+    with ctl.db.session() as session:
+        return {"catalog": build_catalog(session, rebase=catalog_rebase(ctl.settings)),
+                "links": {"self": str(request.url)}}
 
 
 @router.get("/v3/auth/projects")

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 from typing import Any
 
 from cryptography.fernet import InvalidToken
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from ...config import Settings
+from ...core.catalog_rebase import Rebase, rebase_for
 from ...core.errors import Unauthorized
 from ...core.policy import ADMIN_PROJECT_DOMAIN_ID, ADMIN_PROJECT_NAME, Credentials
 from ...core.tokens import TokenPayload, format_time, new_audit_id
@@ -74,18 +77,32 @@ def effective_roles(session: Session, user_id: str, project_id: str | None = Non
     return list(session.scalars(select(Role).where(Role.id.in_(ids)).order_by(Role.name)))
 
 
-def build_catalog(session: Session, project_id: str | None = None) -> list[dict[str, Any]]:
+def build_catalog(session: Session, project_id: str | None = None,
+                  rebase: Rebase | None = None) -> list[dict[str, Any]]:
+    """The catalog of a token; with rebase, the cloud's own endpoints name the answering
+    controller (core/catalog_rebase.py)."""
     catalog = []
     for service in session.scalars(select(Service).where(Service.enabled.is_(True))):
         endpoints = session.scalars(select(Endpoint).where(
             Endpoint.service_id == service.id, Endpoint.enabled.is_(True)))
-        urls = [(e, endpoint_url(e.url, project_id)) for e in endpoints]
+        urls = [(e, endpoint_url(rebase.url(e.url, e.interface) if rebase else e.url,
+                                 project_id)) for e in endpoints]
         catalog.append({
             "id": service.id, "type": service.type, "name": service.name,
             "endpoints": [{"id": e.id, "interface": e.interface, "region": e.region_id,
                            "region_id": e.region_id, "url": url} for e, url in urls if url],
         })
     return catalog
+
+
+def catalog_rebase(settings: Settings) -> Rebase:
+    """How this controller answers the catalog's URLs (core/catalog_rebase.py)."""
+    return _rebase(settings.public_url, settings.public_endpoint, settings.controller_urls)
+
+
+@functools.lru_cache(maxsize=8)
+def _rebase(own: str, public_endpoint: str, controller_urls: str) -> Rebase:
+    return rebase_for(own, public_endpoint, controller_urls.split(","))
 
 
 PROJECT_TEMPLATES = ("%(project_id)s", "$(project_id)s", "%(tenant_id)s", "$(tenant_id)s")
@@ -205,7 +222,8 @@ class TokenService:
             token["roles"] = [{"id": r.id, "name": r.name} for r in validated.roles]
             if with_catalog:
                 token["catalog"] = build_catalog(
-                    session, validated.project.id if validated.project else None)
+                    session, validated.project.id if validated.project else None,
+                    catalog_rebase(self.ctl.settings))
         return {"token": token}
 
 

@@ -1,0 +1,70 @@
+"""core/clouds_config and controller/state.write_credentials: clouds.yaml names the load
+balancer's cloud as `atwill` when set, and one cloud per controller with several ways in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from atwill.config import Settings
+from atwill.controller.state import tls_hosts, write_credentials
+from atwill.core.clouds_config import clouds, controller_names
+
+BASE = {"auth": {"username": "admin", "password": "pw"}, "region_name": "RegionOne",
+        "interface": "public", "identity_api_version": 3}
+CTL1, CTL2, LB = "https://ctl1.example:8686", "https://10.0.0.3:8686", "https://cloud.example"
+
+
+def test_one_controller_is_one_cloud_as_before() -> None:
+    out = clouds(BASE, CTL1, [CTL1])
+    assert list(out) == ["atwill"]
+    assert out["atwill"]["auth"] == {"auth_url": f"{CTL1}/identity", "username": "admin",
+                                     "password": "pw"}
+    assert out["atwill"]["interface"] == "public"
+    assert list(out["atwill"]) == ["auth", "region_name", "interface", "identity_api_version"]
+
+
+def test_several_controllers_get_a_cloud_each_on_the_internal_interface() -> None:
+    out = clouds(BASE, CTL2, [CTL1, CTL2])
+    assert list(out) == ["atwill", "atwill-10.0.0.3", "atwill-ctl1.example"]
+    assert out["atwill"]["auth"]["auth_url"] == f"{CTL2}/identity"
+    assert out["atwill-ctl1.example"]["auth"]["auth_url"] == f"{CTL1}/identity"
+    assert out["atwill-ctl1.example"]["interface"] == "internal"
+    assert out["atwill-10.0.0.3"]["auth"]["password"] == "pw"
+    assert BASE["interface"] == "public" and "auth_url" not in BASE["auth"]  # not changed
+
+
+def test_the_public_endpoint_is_the_atwill_cloud() -> None:
+    out = clouds(BASE, CTL1, [CTL1], LB)
+    assert out["atwill"]["auth"]["auth_url"] == f"{LB}/identity"
+    assert out["atwill"]["interface"] == "public"
+    assert out["atwill-ctl1.example"]["auth"]["auth_url"] == f"{CTL1}/identity"
+
+
+def test_controllers_on_one_host_are_told_apart_by_port() -> None:
+    names = controller_names(["https://127.0.0.1:8001", "https://127.0.0.1:8002/",
+                              "https://ctl3:8686", "https://127.0.0.1:8001"])
+    assert names == {"https://127.0.0.1:8001": "atwill-127.0.0.1-8001",
+                     "https://127.0.0.1:8002": "atwill-127.0.0.1-8002",
+                     "https://ctl3:8686": "atwill-ctl3"}
+
+
+def test_write_credentials_lists_configured_and_registered_controllers(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path, public_host="ctl1.example",
+                        controller_urls=CTL2, public_endpoint=LB)
+    assert write_credentials(settings, "pw", ["https://ctl9.example:8686"])
+    data = yaml.safe_load((tmp_path / "clouds.yaml").read_text())["clouds"]
+    assert sorted(data) == ["atwill", "atwill-10.0.0.3", "atwill-ctl1.example",
+                            "atwill-ctl9.example"]
+    assert data["atwill"]["auth"]["auth_url"] == f"{LB}/identity"
+    assert data["atwill"]["cacert"] == str(tmp_path / "pki" / "ca.pem")
+    openrc = (tmp_path / "openrc").read_text()
+    assert f"OS_AUTH_URL={LB}/identity\n" in openrc and "OS_INTERFACE=public" in openrc
+    assert (tmp_path / "clouds.yaml").stat().st_mode & 0o077 == 0
+    assert write_credentials(settings, "pw", ["https://ctl9.example:8686"]) == []
+
+
+def test_the_certificate_names_the_public_endpoint_host(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path, overlay="none", public_endpoint=LB)
+    assert "cloud.example" in tls_hosts(settings)
