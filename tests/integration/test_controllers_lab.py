@@ -13,14 +13,22 @@ that passed its 1 run), the underlay one 1 of 1; in none of the 8 that
 logged it was a heartbeat answered more than 1.5 s after the previous one at the
 failover (the agent logs it when one is), against the 2.6 s floor.
 ATWILL_LAB_CONTROLLERS_LOGS=DIR keeps every log of a run there.
+A HUNG controller (SIGSTOPped: it accepts connections and never answers) is given up
+by the agents' heartbeats within the HA window since beats are ordered (epoch, seq:
+core/beat_order): test_a_hung_controller_is_failed_over stops ctl, then ctl2, each for
+HUNG seconds, while the nodes heartbeat; every node's last heartbeat stays fresh and
+none is marked down.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
+import signal
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -37,6 +45,8 @@ LAB = {"nodes": 2, "controllers": 2, "database": "postgresql", "fence": False,
        "overlay": OVERLAY}
 SERVERS = 4
 KILL_AFTER = 2  # servers whose create was answered before the first controller dies
+HUNG = 8.0  # seconds a controller is kept SIGSTOPped (over three down floors of 2.6 s)
+FRESH = 3.5  # a node's last heartbeat (whole seconds) is at most this old meanwhile
 WINDOW = 90  # the client's bound, seconds
 # Where to copy every controller's and agent's log (and the client's) when the module
 # ends, before the lab goes: set it to keep the story of a run (e.g. /tmp/ctl-runs/N).
@@ -232,6 +242,75 @@ def test_the_cloud_has_two_controllers_on_postgresql_in_its_own_host(lab: Lab) -
                        if p["name"].startswith("controller")}
         assert sorted(controllers) == sorted(u.split("/")[2].split(":")[0] for u in overlay)
         assert len(set(controllers.values())) == 2
+
+
+def _controller_pids(lab: Lab, name: str) -> list[int]:
+    """The controller process the lab started and its atwill children (never its host's
+    wireguard-go: the overlay stays up, the controller accepts and never answers)."""
+    root = lab.host(name).processes["controller"].pid
+    parents: dict[int, int] = {}
+    for pid in lab.namespace(name).pids():
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"atwill" in cmdline:
+            parents[pid] = int(stat.rsplit(")", 1)[1].split()[1])
+    family = [root]
+    for pid in family:
+        family += [child for child, parent in parents.items() if parent == pid]
+    return family
+
+
+def _ages(lab: Lab) -> dict[str, float]:
+    """Seconds since each node's last heartbeat, as the database has it."""
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    return {n["name"]: (now - dt.datetime.fromisoformat(
+        n["last_heartbeat"].rstrip("Z"))).total_seconds() for n in lab.node_list()}
+
+
+def _hung(lab: Lab, name: str) -> tuple[list[dict], list[str]]:
+    """Stop a controller (SIGSTOP, by the PIDs the lab started) for HUNG seconds while the
+    nodes heartbeat; each second, the nodes' heartbeat ages and states. SIGCONT always."""
+    pids = _controller_pids(lab, name)
+    seen: list[dict] = []
+    stopped: list[int] = []
+    try:
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+            stopped.append(pid)
+        end = time.monotonic() + HUNG
+        while time.monotonic() < end:
+            time.sleep(1.0)
+            seen.append({"ages": _ages(lab), "states": lab.node_states()})
+    finally:
+        for pid in stopped:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+    return seen, [str(p) for p in stopped]
+
+
+def test_a_hung_controller_is_failed_over(lab: Lab) -> None:
+    """ctl hangs (SIGSTOP) while the nodes heartbeat through it: each node's beat times
+    out there (agent/client.BEAT_ANSWER) and goes to ctl2 with its next sequence; no
+    node's last heartbeat grows old, none is marked down. Then ctl2 hangs and the nodes
+    go back to ctl (where the next test wants them)."""
+    lab.wait_for(lambda: _node_ips(lab) <= _connections(lab, "ctl"), 15, "nodes on ctl")
+    for name, other in (("ctl", "ctl2"), ("ctl2", "ctl")):
+        seen, pids = _hung(lab, name)
+        print(name, "stopped:", pids, json.dumps(seen))  # shown if the test fails
+        assert seen and all(max(s["ages"].values()) <= FRESH for s in seen), \
+            f"{seen}\n{_story(lab)}"
+        assert all(set(s["states"].values()) == {"up"} for s in seen), seen
+        assert _node_ips(lab) <= _connections(lab, other), _story(lab)
+        lab.wait_for(lambda n=name: lab.controller_alive(n), 5, f"{name} running again")
+        time.sleep(2.0)  # the hung controller's backlog answered (stale beats: 409)
+        assert lab.node_states() == {"node1": "up", "node2": "up"}
+    lab.wait_for(lambda: _node_ips(lab) <= _connections(lab, "ctl"), 15, "nodes on ctl")
+    assert "is down" not in _log(lab, "ctl") + _log(lab, "ctl2"), _story(lab)
 
 
 def test_a_controller_killed_while_creating_loses_nothing(lab: Lab) -> None:

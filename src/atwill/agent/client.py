@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from ..core import beat_order
 from ..core.errors import ApiError
 
 log = logging.getLogger("atwill.agent")
@@ -19,13 +20,24 @@ CONNECT_TIMEOUT = 5.0
 # A request extension (a heartbeat): the request goes to the next controller also when
 # the one it went to cut the connection without an answer (reset, or closed: a
 # controller that died; killed, its uncommitted transaction is rolled back, so it never
-# applies the beat later). Never when the answer is late (ReadTimeout): a controller that
+# applies the beat later). Unless ORDERED, never when the answer is late: a controller that
 # accepted and has not answered may still apply the beat, late and out of order with a
-# newer one sent elsewhere (the heartbeat carries no sequence number and the controller
+# newer one sent elsewhere (an unordered heartbeat carries no sequence and the controller
 # stamps it with its own clock: a stale copy could un-fence a powered-off node or say a
 # server the user just started stopped). One controller at a time: never two copies of
 # a beat in flight (c7108a4 hedged them; removed).
 REPEATABLE = "atwill_repeatable"
+# An ordered heartbeat (core/beat_order): () -> the next order header. Its controllers
+# apply a beat only over an older one, so a late copy changes nothing: a controller that
+# does not answer within BEAT_ANSWER (a hung one: SIGSTOPped, deadlocked) is given up and
+# the beat goes to the next one stamped with the next sequence; a round ends where it
+# began, at the controller that answered last, with the full BEAT_READ (all slow: the
+# answer is waited for, and the lease renewed from it). Only while the last heartbeat
+# reply of these controllers said "ordered" (an older controller applies any copy).
+ORDERED = "atwill_ordered"
+# Well inside the HA window: the controllers' silence at a failover is the interval
+# (1 s) + BEAT_ANSWER + the next one's answer, against the 2.6 s down floor (ha_health).
+BEAT_ANSWER = 0.8
 # A heartbeat with several controllers: 1.5 s to connect (a TCP SYN lost is resent after
 # 1 s; nothing of the request is sent before the connection and TLS are up, so the next
 # controller is safe), the client's own 40 s to answer (as with one controller).
@@ -37,12 +49,15 @@ CERTIFICATE_SUPERSEDED = "certificate_superseded"
 class ClusterError(Exception):
     """The controller answered with an error: status, message and its type, if any."""
 
-    def __init__(self, status: int, message: str, kind: str | None = None) -> None:
+    def __init__(self, status: int, message: str, kind: str | None = None,
+                 held: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
-        # Machine-readable (error.type): node_removed, certificate_superseded.
+        # Machine-readable (error.type): node_removed, certificate_superseded,
+        # heartbeat_stale (then held: the order the controller holds, if it said).
         self.kind = kind
+        self.held = held
 
     @property
     def removed(self) -> bool:
@@ -69,12 +84,17 @@ def client(url: str | Sequence[str], context: ssl.SSLContext | bool,
                         transport=Failover(urls, context))
 
 
-def beat_options(urls: Sequence[str]) -> dict[str, Any]:
-    """The request options of a heartbeat to these controllers (http.request(**them))."""
+def beat_options(urls: Sequence[str], restamp: Callable[[], str] | None = None
+                 ) -> dict[str, Any]:
+    """The request options of a heartbeat to these controllers (http.request(**them));
+    restamp: the next order header, for a beat sent again to the next controller."""
     if len(urls) < 2:
         return {}  # nowhere else to go: waiting is all there is
+    extensions: dict[str, Any] = {REPEATABLE: True}
+    if restamp is not None and ordering(list(urls)):
+        extensions[ORDERED] = restamp
     return {"timeout": httpx.Timeout(BEAT_READ, connect=BEAT_CONNECT),
-            "extensions": {REPEATABLE: True}}
+            "extensions": extensions}
 
 
 def check(resp: httpx.Response) -> httpx.Response:
@@ -90,7 +110,7 @@ def check(resp: httpx.Response) -> httpx.Response:
         kind = error.get("type") if isinstance(error.get("type"), str) else None
     except ValueError:
         message = resp.text or resp.reason_phrase
-    raise ClusterError(resp.status_code, message, kind)
+    raise ClusterError(resp.status_code, message, kind, resp.headers.get(beat_order.HEADER))
 
 
 class Failover(httpx.BaseTransport):
@@ -101,8 +121,9 @@ class Failover(httpx.BaseTransport):
     long-poll) or whose answer did not come in time (a controller that hangs, or a
     machine gone without a word: no reset ever comes) is asked again of the next (a GET
     changes nothing). A request marked REPEATABLE (a heartbeat) goes to the next when the
-    connection was cut without an answer (a dying controller), never when the answer is
-    only late: it is sent to one controller at a time, never copied.
+    connection was cut without an answer (a dying controller); when the answer is only
+    late, only if it is ORDERED (its late copy changes nothing; then sent again with the
+    next sequence). It is sent to one controller at a time, never hedged.
     The controller that answers is remembered for every client of the same list (the
     agent's threads each make their own).
     """
@@ -114,15 +135,26 @@ class Failover(httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         first = preferred(self.urls)
         order = self.urls[self.urls.index(first):] + self.urls[:self.urls.index(first)]
+        restamp = request.extensions.get(ORDERED)
+        timeout = dict(request.extensions.get("timeout") or {})
+        if restamp is not None:
+            order.append(first)  # the last word, in full time (ORDERED)
         for number, url in enumerate(order):
             _aim(request, url)
+            last = number == len(order) - 1
+            if restamp is not None:
+                if number:
+                    request.headers[beat_order.HEADER] = restamp()
+                request.extensions["timeout"] = timeout if last else {
+                    **timeout, "read": BEAT_ANSWER, "write": BEAT_ANSWER}
             try:
                 response = self.transport.handle_request(request)
             except httpx.TransportError as error:
                 retry = isinstance(error, httpx.ConnectError | httpx.ConnectTimeout) \
                     or request.method == "GET" and isinstance(error, BROKEN) \
-                    or bool(request.extensions.get(REPEATABLE)) and isinstance(error, CUT)
-                if not retry or number == len(order) - 1:
+                    or bool(request.extensions.get(REPEATABLE)) and isinstance(error, CUT) \
+                    or restamp is not None and isinstance(error, LATE)
+                if not retry or last:
                     raise
                 log.warning("controller %s: %s; trying %s", url, error or type(error).__name__,
                             order[number + 1])
@@ -149,6 +181,8 @@ BROKEN = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError,
 # The connection cut without an answer (closed, reset, a broken pipe): a REPEATABLE
 # request goes to the next. Not a timeout: the controller may still be working on it.
 CUT = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+# No answer in time: an ORDERED heartbeat goes to the next (a late copy changes nothing).
+LATE = (httpx.ReadTimeout, httpx.WriteTimeout)
 
 
 _lock = threading.Lock()
@@ -167,5 +201,22 @@ def _remember(urls: list[str], url: str) -> None:
         _answered[tuple(urls)] = url
 
 
-__all__ = ["REPEATABLE", "ApiError", "ClusterError", "Failover", "beat_options", "check",
-           "client", "tls_context"]
+_ordering: dict[tuple[str, ...], bool] = {}
+
+
+def ordering(urls: list[str]) -> bool:
+    """Whether the last heartbeat reply of these controllers said "ordered" (they apply a
+    beat only over an older one: core/beat_order)."""
+    with _lock:
+        return _ordering.get(tuple(urls), False)
+
+
+def note_reply(urls: Sequence[str], reply: Any) -> None:
+    """A heartbeat reply of these controllers: whether they order beats. Any reply
+    without it (an older controller, as in a rolling upgrade) turns early timeouts off."""
+    with _lock:
+        _ordering[tuple(urls)] = isinstance(reply, dict) and reply.get("ordered") is True
+
+
+__all__ = ["ORDERED", "REPEATABLE", "ApiError", "ClusterError", "Failover", "beat_options", "check",
+           "client", "note_reply", "ordering", "tls_context"]

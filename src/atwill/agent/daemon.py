@@ -15,19 +15,29 @@ import secrets
 import signal
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from atwill.agent.overlay_driver import OverlayDriver
 
-from ..core import peer_view
+from ..core import beat_order, peer_view
 from ..core import restart_notice as core_notice
 from ..core.host_figures import REPORT_KEY as HOST_FIGURES_KEY
 from ..core.reconcile_timing import REPORT_KEY as RECONCILE_KEY
 from ..core.reconcile_timing import ReconcileTimes
 from . import renewal, restart_notice
-from .client import CERTIFICATE_SUPERSEDED, ClusterError, beat_options, check, client, tls_context
+from .beat_sequence import BeatSequence
+from .client import (
+    CERTIFICATE_SUPERSEDED,
+    ClusterError,
+    beat_options,
+    check,
+    client,
+    note_reply,
+    tls_context,
+)
 from .cold_migrations import ColdMigrations
 from .config import AgentConfig, write_private
 from .host_metrics import HostMetrics, overlay_interface
@@ -95,6 +105,9 @@ class Agent:
         # Self-fencing (agent/lease.py): peer probes, and the lease renewed by heartbeats.
         self.prober = PeerProber(config.node_id)
         self.lease = Lease(config.state_dir, self.prober, self.instances.driver.pid)
+        # Each heartbeat's (epoch, seq): a late copy of an older one changes nothing, so a
+        # hung controller may be given up within the HA window (core/beat_order).
+        self.beats = BeatSequence(config.state_dir)
         # Every pass of apply(), timed for the operator (core/reconcile_timing.py).
         self.reconciles = ReconcileTimes()
         # The host's own usage for /metrics (agent/host_metrics.py).
@@ -262,11 +275,28 @@ class Agent:
             body["peers"] = self.prober.report(sent)
             body["host"] = {**body["host"], "ha_lease": self.lease.lease,
                             peer_view.NEVER_HEARD_KEY: self.prober.never_heard()}
+        urls = self.config.controller_urls
         with self._beat_lock:
             if self.stopping.is_set():
                 return  # a beat landing after the restart notice would end it
-            self._call(http, "POST", f"/cluster/v1/nodes/{self.config.node_id}/heartbeat",
-                       json=body, **beat_options(self.config.controller_urls))
+            try:
+                reply = self._call(http, "POST",
+                                   f"/cluster/v1/nodes/{self.config.node_id}/heartbeat",
+                                   json=body, headers={beat_order.HEADER: self.beats.header()},
+                                   **beat_options(urls, self.beats.header))
+            except ClusterError as err:
+                if err.status != 409 or err.kind != beat_order.STALE:
+                    raise
+                # A newer beat of ours was applied (a copy answered twice), or one of a
+                # later run (our epoch went back: a new one is taken). Nothing changed:
+                # no lease renewal from it; the next beat goes at the interval.
+                if self.beats.stale(err.held):
+                    return  # sent again at once, in the new epoch
+                log.info("heartbeat %s answered stale: %s", self.beats.current(), err.message)
+                self._urgent = self.beat_now.wait(self.interval)
+                self.beat_now.clear()
+                return
+        note_reply(urls, reply)
         self._sent_digest = digest
         answered, self._beat_answered = self._beat_answered, time.monotonic()
         if answered is not None and self._beat_answered - answered > 1.5 * self.interval:
@@ -396,8 +426,8 @@ class Agent:
 def host_status() -> dict[str, Any]:
     """Uptime and load, for the hypervisor uptime that operators ask for."""
     try:
-        uptime = float(open("/proc/uptime").read().split()[0])
-        load = [float(x) for x in open("/proc/loadavg").read().split()[:3]]
+        uptime = float(Path("/proc/uptime").read_text().split()[0])  # closed (no warning)
+        load = [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
     except (OSError, ValueError):
         return {}
     return {"uptime_s": uptime, "loadavg": load, "time": time.strftime("%H:%M:%S")}

@@ -107,6 +107,8 @@ class Heartbeat(Strict):
 class HeartbeatReply(BaseModel):
     revision: int
     state: str
+    # This controller orders beats by their X-Atwill-Heartbeat-Order (core/beat_order).
+    ordered: bool = False
 
 
 class LeaveRequest(Strict):

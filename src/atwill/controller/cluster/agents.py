@@ -11,17 +11,18 @@ from pathlib import Path
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
 
 from ...api.cluster import DesiredState, Heartbeat, HeartbeatReply, LeaveRequest
-from ...core import host_figures, instance_counters
-from ...core.errors import NotFound
+from ...core import beat_order, host_figures, instance_counters
+from ...core.errors import Conflict, NotFound
 from ...core.nodereports import HEARTBEAT_BYTES, check_instance_reports, check_inventory
 from .. import revision as revision_module
 from .. import revision_signal
 from ..background import REVISION_FILE
 from ..context import Controller
-from ..db.models import Image, Instance
+from ..db.models import Image, Instance, Node
 from ..ha.lease import host_report
 from ..ha.monitor import returned
 from ..image.store import ImageStore
@@ -161,15 +162,54 @@ HEARTBEAT_DOC = {"requestBody": {"required": True, "content": {"application/json
              summary="Report liveness, inventory and overlay status (at most 256 KiB)")
 async def heartbeat_post(node_id: str, request: Request) -> dict:
     body = checked(await read_model(request, Heartbeat, HEARTBEAT_BYTES, "heartbeat"))
+    order = beat_order.parse(request.headers.get(beat_order.HEADER))
     ctl = controller(request)
     if liveness.enabled():  # liveness only: answered from memory, written in a batch
         host = host_report(body.host, body.peers)
         client = request.client.host if request.client else ""
-        reply = lean(ctl, node_id, client_cert(request.scope), client, body, host)
+        reply = lean(ctl, node_id, client_cert(request.scope), client, body, host, order)
         if reply is not None:
             return reply
-        return await asyncio.to_thread(_heartbeat, ctl, request, node_id, body, host)
-    return await asyncio.to_thread(_heartbeat, ctl, request, node_id, body)
+        return await asyncio.to_thread(_heartbeat, ctl, request, node_id, body, host, order)
+    return await asyncio.to_thread(_heartbeat, ctl, request, node_id, body, None, order)
+
+
+class HeartbeatStale(Conflict):
+    """409 with error type heartbeat_stale: a newer beat of the node was applied (or
+    taken by this worker) already; this one changed nothing (core/beat_order). The
+    order held is in the reply's X-Atwill-Heartbeat-Order header."""
+
+    kind = beat_order.STALE
+
+    def __init__(self, node_id: str, beat: beat_order.Order,
+                 held: beat_order.Order | None) -> None:
+        super().__init__(f"Heartbeat {beat} of node {node_id} is older than one applied "
+                         f"({held or 'unknown'}): it changed nothing.",
+                         {beat_order.HEADER: str(held)} if held is not None else None)
+
+
+def _stale_in_memory(ctl: Controller, node_id: str, order: beat_order.Order | None) -> None:
+    """409 when this worker knows of a newer beat of the node (applied or buffered)."""
+    if order is None or not liveness.enabled():
+        return
+    newest = liveness.of(ctl.db).newest(node_id)
+    if newest is not None and order <= newest:
+        raise HeartbeatStale(node_id, order, newest)
+
+
+def claim(session: Session, node_id: str, order: beat_order.Order) -> bool:
+    """Store the beat's order on the node's row if it is newer than the stored one, as
+    the transaction's first write (the check and the write one statement: on PostgreSQL
+    the row stays locked to the commit, so a concurrent beat re-reads it after; SQLite
+    writes one at a time). False: an equal or newer beat was applied (or no such node)."""
+    nodes_table = Node.__table__
+    stored_epoch, stored_seq = nodes_table.c.beat_epoch, nodes_table.c.beat_seq
+    newer = or_(stored_epoch.is_(None), stored_seq.is_(None), stored_epoch < order.epoch,
+                and_(stored_epoch == order.epoch, stored_seq < order.seq))
+    result = session.connection().execute(
+        update(nodes_table).where(nodes_table.c.id == node_id, newer)
+        .values(beat_epoch=order.epoch, beat_seq=order.seq))
+    return result.rowcount == 1
 
 
 def checked(body: Heartbeat) -> Heartbeat:
@@ -189,19 +229,22 @@ def checked(body: Heartbeat) -> Heartbeat:
 
 
 def lean(ctl: Controller, node_id: str, cert: bytes | None, client: str, body: Heartbeat,
-         host: dict) -> dict | None:
-    """The reply to a beat that only says the node lives (liveness.py), else None."""
+         host: dict, order: beat_order.Order | None = None) -> dict | None:
+    """The reply to a beat that only says the node lives (liveness.py), else None. A
+    beat older than one this worker knows of is never answered as applied: 409."""
+    _stale_in_memory(ctl, node_id, order)
     source = nodes.underlay_source(ctl.settings, client)
-    rev = liveness.of(ctl.db).lean(node_id, cert, source, body, host)
+    rev = liveness.of(ctl.db).lean(node_id, cert, source, body, host, order)
     if rev is None:
         return None
     if body.instances is not None:
         relay_for(ctl).record(node_id, body.instances)
-    return {"revision": rev, "state": "up"}
+    return {"revision": rev, "state": "up", "ordered": True}
 
 
 def _heartbeat(ctl: Controller, request: Request, node_id: str, body: Heartbeat,
-               host: dict | None = None) -> dict:
+               host: dict | None = None, order: beat_order.Order | None = None) -> dict:
+    _stale_in_memory(ctl, node_id, order)
     source = nodes.underlay_source(ctl.settings,
                                    request.client.host if request.client else "")
     if host is None:
@@ -212,6 +255,10 @@ def _heartbeat(ctl: Controller, request: Request, node_id: str, body: Heartbeat,
     scope = getattr(request, "scope", None)  # a unit test's stand-in has none
     cert = client_cert(scope) if scope and liveness.enabled() else None
     with ctl.db.session() as session:
+        if order is not None and not claim(session, node_id, order):
+            node = calling_node(session, request, node_id)  # removed, another's: as before
+            raise HeartbeatStale(node_id, order,
+                                 beat_order.stored(node.beat_epoch, node.beat_seq))
         node = calling_node(session, request, node_id)
 
         returned(session, node, body.instances)
@@ -228,10 +275,12 @@ def _heartbeat(ctl: Controller, request: Request, node_id: str, body: Heartbeat,
             if storage_report(session, node, body.volumes):
                 # The servers on its volumes follow from the volume rows (node_scope).
                 bump(session, nodes={node.id})
-        reply = {"revision": node_revision(session, node.id), "state": node.state}
+        reply = {"revision": node_revision(session, node.id), "state": node.state,
+                 "ordered": True}
         seen = liveness.Seen(node.cert_serial or "", node.endpoint_host or "",
                              liveness.healthy(node), reply["revision"], state_digest,
-                             cert is not None and liveness.waiting(session, node.id))
+                             cert is not None and liveness.waiting(session, node.id),
+                             order)
     # committed: the next beats with this state part may be lean (liveness.py)
     liveness.of(ctl.db).full(node_id, cert, seen, token)
     return reply

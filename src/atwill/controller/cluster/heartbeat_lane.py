@@ -21,13 +21,13 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ...core import json_edge
+from ...core import beat_order, json_edge
 from ...core.nodereports import HEARTBEAT_BYTES
 from ..context import Controller
 from ..ha.lease import host_report
 from ..peercert import client_cert
 from . import liveness
-from .agents import checked, lean
+from .agents import HeartbeatStale, checked, lean
 
 log = logging.getLogger("atwill.cluster")
 
@@ -81,24 +81,39 @@ class HeartbeatLane:
             if not isinstance(data, dict):
                 return None
             body = checked(Heartbeat.model_validate(data))
+            order = beat_order.parse(_header(scope, ORDER))
         except Exception:  # the route answers it (its 400 or 413)
             return None
         client = (scope.get("client") or ("",))[0] or ""
         try:
             return lean(self.ctl, node_id, cert, client, body,
-                        host_report(body.host, body.peers))
+                        host_report(body.host, body.peers), order)
+        except HeartbeatStale:
+            return None  # the route answers it (409, error type heartbeat_stale)
         except Exception:  # never a bare 500 from here: the full route answers it
             log.exception("lean heartbeat of node %s failed; taking the full path", node_id)
             return None
 
 
-_REPLIES: dict[tuple[Any, Any], bytes] = {}
+ORDER = beat_order.HEADER.lower().encode("latin-1")
+
+
+def _header(scope: dict[str, Any], name: bytes) -> str | None:
+    """A request header's value (the first), or None."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+_REPLIES: dict[tuple[Any, ...], bytes] = {}
 
 
 def _encoded(reply: dict) -> bytes:
-    """The lean reply's bytes: one of a few (revision, state) pairs, encoded once."""
-    key = (reply.get("revision"), reply.get("state"))
-    if len(reply) != 2 or not isinstance(key[0], int) or not isinstance(key[1], str):
+    """The lean reply's bytes: one of a few (revision, state, ordered), encoded once."""
+    key = (reply.get("revision"), reply.get("state"), reply.get("ordered"))
+    if len(reply) != 3 or not isinstance(key[0], int) or not isinstance(key[1], str) \
+            or not isinstance(key[2], bool):
         return json.dumps(reply).encode()
     found = _REPLIES.get(key)
     if found is None:

@@ -54,6 +54,15 @@ another transaction holds is not waited for (its beat is kept for the next flush
 next beat goes full). A batch the database refuses is written row by row and only the
 refused beat is dropped. Every node not written sends its next beat the full way; a
 removed one is forgotten.
+Ordered beats (core/beat_order): a worker remembers the newest order of each node it
+took (a full pass's, a lean beat's, and what a flush read back from the row, where
+another controller may have stored a newer one); a beat not newer than that is answered
+409 stale by the route, never as applied (agents._stale_in_memory). A buffered ordered
+beat is written by its own UPDATE whose WHERE holds the order too (WRITE_ORDERED): a
+newer beat stored meanwhile by another controller's full pass is never written over.
+A lean beat answered 200 may still be found stale by its flush (a newer one went to
+another controller in between): it changed nothing, and its 200 renews the agent's
+lease from its send time only, earlier than the newer beat's (agent/lease.py: safe).
 ATWILL_HEARTBEAT_PATH=full turns the lean path off (what `atwill bench fleet` compares
 against).
 """
@@ -72,11 +81,11 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, exists, or_, select, text, update
+from sqlalchemy import and_, bindparam, exists, or_, select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from ...core import ha_health, restart_notice
+from ...core import beat_order, ha_health, restart_notice
 from .. import revision_signal
 from ..db.live_migrations import Migration
 from ..db.models import ClusterRevision, Instance, Node, NodeRevision
@@ -125,6 +134,7 @@ class Known:
     full_at: float
     waiting: bool = False  # something on the node waited for its report (waiting())
     stale: bool = False  # its revision moved since the full pass (a bump notified)
+    order: beat_order.Order | None = None  # the newest beat order taken or read back
 
 
 @dataclass
@@ -137,6 +147,7 @@ class Seen:
     revision: int
     digest: bytes
     waiting: bool = False
+    order: beat_order.Order | None = None  # the full pass's beat order
 
 
 @dataclass
@@ -147,6 +158,7 @@ class Beat:
     host: dict[str, Any]
     running_vms: int
     serial: str | None = None  # the certificate serial it came with (None: the known one)
+    order: beat_order.Order | None = None  # its X-Atwill-Heartbeat-Order (None: unordered)
 
 
 # Volume states no report moves: any other one waits for the storage node (report.py).
@@ -204,7 +216,7 @@ class Liveness:
 
     # the request side ---------------------------------------------------------------
     def lean(self, node_id: str, cert: bytes | None, source: str, body: Any,
-             host: dict[str, Any]) -> int | None:
+             host: dict[str, Any], order: beat_order.Order | None = None) -> int | None:
         """The node's revision when this beat is lean (and is now buffered), else None."""
         if cert is None or body.inventory is not None:
             return None
@@ -221,10 +233,25 @@ class Liveness:
             return None
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         with self._lock:
+            if order is not None:
+                newest = self._newest(node_id)
+                if newest is not None and order <= newest:
+                    return None  # the route answers it (409 stale)
+                known.order = order
             self._buffer[node_id] = Beat(now, cert, body.overlay, host, body.running_vms,
-                                         known.serial)
+                                         known.serial, order)
         self._start()
         return known.current
+
+    def newest(self, node_id: str) -> beat_order.Order | None:
+        """The newest beat order of the node this worker took or read back (None: none)."""
+        with self._lock:
+            return self._newest(node_id)
+
+    def _newest(self, node_id: str) -> beat_order.Order | None:
+        known, beat = self._known.get(node_id), self._buffer.get(node_id)
+        orders = [o for o in (known and known.order, beat and beat.order) if o is not None]
+        return max(orders) if orders else None
 
     def token(self, node_id: str) -> tuple[int, int]:
         """Taken before a full pass: full() tells by it whether a bump came meanwhile."""
@@ -237,7 +264,13 @@ class Liveness:
         if cert is None or not enabled():
             return
         with self._lock:
-            self._buffer.pop(node_id, None)  # older than what the full pass wrote
+            newest = self._newest(node_id)
+            buffered = self._buffer.get(node_id)
+            if buffered is None or buffered.order is None or seen.order is None \
+                    or buffered.order <= seen.order:
+                self._buffer.pop(node_id, None)  # older than what the full pass wrote
+            order = max(o for o in (newest, seen.order) if o is not None) \
+                if newest is not None or seen.order is not None else None
             raced = token != (self._everyone, self._moved.get(node_id, 0))
             now = time.monotonic()
             if node_id not in self._known:
@@ -248,7 +281,7 @@ class Liveness:
                 now -= random.uniform(0.0, SPREAD * REFRESH)
             self._known[node_id] = Known(cert, seen.serial, seen.endpoint, seen.digest,
                                          seen.revision, seen.revision, seen.healthy,
-                                         now, seen.waiting, raced)
+                                         now, seen.waiting, raced, order)
 
     def moved(self, nodes: set[str] | None) -> None:
         """These nodes' revisions moved (None: every node's): their next beats go full."""
@@ -355,10 +388,11 @@ class Liveness:
                                 "way", node_id)
                     continue
                 done = part if done is None else (done[0] | part[0], max(done[1], part[1]),
-                                                  {**done[2], **part[2]})
+                                                  {**done[2], **part[2]},
+                                                  {**done[3], **part[3]})
             if done is None:
-                done = (set(), 0, {})
-        written, everyone, own = done
+                done = (set(), 0, {}, {})
+        written, everyone, own, orders = done
         with self._lock:
             for node_id in skipped:  # locked by another transaction: kept for the next flush
                 self._buffer.setdefault(node_id, beats[node_id])
@@ -373,6 +407,10 @@ class Liveness:
                 # a newer beat, locked): its next beat goes the full way.
                 known.healthy = known.healthy and node_id in written
                 known.current = max(everyone, own.get(node_id, 0))
+                # Another controller may have stored a newer beat: later ones are told.
+                held = orders.get(node_id)
+                if held is not None and (known.order is None or held > known.order):
+                    known.order = held
         return len(written)
 
     def _rows(self, session: Session, ids: list[str], beats: dict[str, Beat],
@@ -398,7 +436,8 @@ class Liveness:
             if row is None:
                 continue  # removed (its next beat hears it), or locked (skipped)
             if serial is None or not _healthy(row) or row.last_heartbeat is None \
-                    or row.last_heartbeat >= beat.at:
+                    or row.last_heartbeat >= beat.at or not beat_order.applies(
+                        beat_order.stored(row.beat_epoch, row.beat_seq), beat.order):
                 continue  # not written; its next beat goes the full way
             gap = (beat.at - row.last_heartbeat).total_seconds()
             rows.append({
@@ -407,28 +446,36 @@ class Liveness:
                 "b_peak": ha_health.next_peak(row.heartbeat_gap_peak or 0.0, gap, limits),
                 # no notice on the row (the UPDATE's WHERE): the report, as after_heartbeat
                 "b_host": restart_notice.after_heartbeat(None, beat.host, beat.at),
-                "b_overlay": beat.overlay, "b_vms": beat.running_vms})
+                "b_overlay": beat.overlay, "b_vms": beat.running_vms,
+                **({} if beat.order is None else {"b_epoch": beat.order.epoch,
+                                                  "b_seq": beat.order.seq})})
         return rows, skipped, absent
 
     @staticmethod
     def _after(session: Session, ids: list[str], beats: dict[str, Beat]
-               ) -> tuple[set[str], int, dict[str, int]]:
+               ) -> tuple[set[str], int, dict[str, int], dict[str, beat_order.Order]]:
         """Read back in the same transaction: the nodes written (their row holds the
-        beat's time), the revision for everyone and each node's own."""
-        written = {node_id for node_id, at in session.execute(
-            select(Node.id, Node.last_heartbeat).where(Node.id.in_(ids)))
-            if at == beats[node_id].at}
+        beat's time), the revision for everyone and each node's own, and the beat order
+        each row holds."""
+        written, orders = set(), {}
+        for node_id, at, epoch, seq in session.execute(
+                select(Node.id, Node.last_heartbeat, Node.beat_epoch, Node.beat_seq)
+                .where(Node.id.in_(ids))):
+            if at == beats[node_id].at:
+                written.add(node_id)
+            if (held := beat_order.stored(epoch, seq)) is not None:
+                orders[node_id] = held
         everyone = session.scalar(select(ClusterRevision.everyone_at)
                                   .where(ClusterRevision.id == 1)) or 0
         own = dict(session.execute(select(NodeRevision.node_id, NodeRevision.revision)
                                    .where(NodeRevision.node_id.in_(ids))).all())
-        return written, everyone, own
+        return written, everyone, own, orders
 
 
 # What a flush reads of each node: whether it may be written, and what the write needs.
 SEEN = (Node.id, Node.cert_serial, Node.state, Node.health, Node.fence_state,
         Node.forced_down, Node.last_heartbeat, Node.heartbeat_gap_peak,
-        Node.host_status[restart_notice.KEY].label("notice"))
+        Node.host_status[restart_notice.KEY].label("notice"), Node.beat_epoch, Node.beat_seq)
 
 
 LOCK_TIMEOUT_MS = 100  # PostgreSQL: what a flush waits for any lock (rows are skipped)
@@ -447,12 +494,25 @@ WRITE = update(_T).where(
 ).values(last_heartbeat=bindparam("b_at"), heartbeat_gap_peak=bindparam("b_peak"),
          host_status=bindparam("b_host"), overlay_status=bindparam("b_overlay"),
          running_vms=bindparam("b_vms"))
+# An ordered beat (core/beat_order): the same, only over an older stored order (or none),
+# which it stores: a newer beat another controller stored since the read is kept.
+WRITE_ORDERED = WRITE.where(or_(
+    _T.c.beat_epoch.is_(None), _T.c.beat_seq.is_(None),
+    _T.c.beat_epoch < bindparam("b_epoch"),
+    and_(_T.c.beat_epoch == bindparam("b_epoch"), _T.c.beat_seq < bindparam("b_seq")),
+)).values(beat_epoch=bindparam("b_epoch"), beat_seq=bindparam("b_seq"))
 
 
 def _write_rows(session: Session, rows: list[dict]) -> None:
-    """The batched UPDATE on the session's connection: a Core statement (the ORM's bulk
-    UPDATE path around it cost as much again per row, for nothing it uses)."""
-    session.connection().execute(WRITE, rows)
+    """The batched UPDATEs on the session's connection: Core statements (the ORM's bulk
+    UPDATE path around it cost as much again per row, for nothing it uses); ordered and
+    unordered beats apart (an older agent's beats carry no order)."""
+    ordered = [row for row in rows if "b_epoch" in row]
+    plain = [row for row in rows if "b_epoch" not in row]
+    if plain:
+        session.connection().execute(WRITE, plain)
+    if ordered:
+        session.connection().execute(WRITE_ORDERED, ordered)
 
 
 def _healthy(row: Any) -> bool:

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -152,6 +153,10 @@ class Node(Base):
     # The longest recent gap between two heartbeats (seconds, decaying): a node on a slow,
     # lossy link gets a longer down threshold than one on a LAN (core/ha_health).
     heartbeat_gap_peak: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    # The order (epoch, seq) of the last ordered heartbeat applied (migration 0034,
+    # core/beat_order): a lower one arriving late changes nothing. NULL: none yet.
+    beat_epoch: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    beat_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 

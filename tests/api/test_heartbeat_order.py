@@ -1,0 +1,149 @@
+"""Ordered heartbeats (core/beat_order): a beat whose (epoch, seq) is not above the one the
+node's row holds changes nothing (last_heartbeat, state, overlay status, VM count), on
+the full path (agents.claim) and on the lean one (answered from memory: never as applied
+when the worker knows a newer one; its batched flush's WHERE holds the order). Before,
+a late copy applied by a hung controller after newer beats could make a dead node look
+alive. Beats without the header (older agents) are applied as before."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from atwill.controller.cluster.liveness import FLUSH
+from atwill.core.beat_order import HEADER
+from tests.api.aggregate_nodes import JoinedNode, wait_for
+from tests.cloud import Cloud
+
+BODY: dict[str, Any] = {"overlay": {}, "instances": {}, "running_vms": 0,
+                        "host": {"uptime_s": 1}}
+COLUMNS = "last_heartbeat, state, overlay_status, running_vms, beat_epoch, beat_seq"
+
+
+@pytest.fixture()
+def node(cloud: Cloud, tmp_path: Path) -> Iterator[JoinedNode]:
+    made = JoinedNode(cloud, tmp_path, "order")
+    yield made
+    made.remove()
+
+
+def beat(node: JoinedNode, order: str | None, **extra: Any) -> Any:
+    headers = {HEADER: order} if order is not None else {}
+    with node.http() as client:
+        return client.post(f"/cluster/v1/nodes/{node.id}/heartbeat",
+                           json={**BODY, **extra}, headers=headers)
+
+
+def sql(cloud: Cloud, statement: str, **params: Any) -> Any:
+    engine = create_engine(cloud.db_url())
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(text(statement), params)
+            return result.mappings().all() if result.returns_rows else None
+    finally:
+        engine.dispose()
+
+
+def row(cloud: Cloud, node: JoinedNode, state: bool = False) -> dict[str, Any]:
+    """The node's row as beats write it; its state only when asked (the HA monitor may
+    judge a test node silent between two of its requests on a loaded machine)."""
+    found = sql(cloud, f"SELECT {COLUMNS} FROM nodes WHERE id = :i", i=node.id)
+    out = dict(found[0])
+    if isinstance(out["overlay_status"], str):  # SQLite's JSON as text
+        out["overlay_status"] = json.loads(out["overlay_status"])
+    if not state:
+        out.pop("state")
+    return out
+
+
+def stale(resp: Any, held: str) -> None:
+    assert resp.status_code == 409, resp.text
+    assert resp.json()["error"]["type"] == "heartbeat_stale"
+    assert resp.headers[HEADER] == held
+
+
+def test_a_late_lower_beat_changes_nothing_on_the_full_path(cloud: Cloud,
+                                                            node: JoinedNode) -> None:
+    first = beat(node, "1.5", running_vms=3, overlay={"beat": "new"})
+    assert first.status_code == 200, first.text
+    assert first.json()["ordered"] is True
+    before = row(cloud, node)
+    assert (before["beat_epoch"], before["beat_seq"], before["running_vms"]) == (1, 5, 3)
+    time.sleep(0.05)
+    # Another report (not lean): the full path's claim refuses it in its transaction.
+    late = beat(node, "1.3", running_vms=7, overlay={"beat": "old"},
+                instances={"x": {"state": "running"}})
+    stale(late, "1.5")
+    stale(beat(node, "1.5", running_vms=7), "1.5")  # a copy of the applied one
+    assert row(cloud, node) == before
+    # What another controller stored meanwhile (not in this worker's memory): the
+    # database's order refuses a beat between the two.
+    sql(cloud, "UPDATE nodes SET beat_seq = 9 WHERE id = :i", i=node.id)
+    stale(beat(node, "1.7", running_vms=7, instances={"y": {"state": "running"}}), "1.9")
+    assert row(cloud, node) == {**before, "beat_seq": 9}
+    newer = beat(node, "2.1", running_vms=4)  # a restarted agent's first (maybe lean)
+    assert newer.status_code == 200, newer.text
+    after = wait_for(lambda: (found := row(cloud, node))["beat_epoch"] == 2 and found,
+                     2 * FLUSH + 3, "the newer beat written")
+    assert (after["beat_epoch"], after["beat_seq"], after["running_vms"]) == (2, 1, 4)
+    assert after["last_heartbeat"] > before["last_heartbeat"]
+
+
+def test_a_late_beat_does_not_bring_a_down_node_up(cloud: Cloud, node: JoinedNode) -> None:
+    assert beat(node, "3.4").status_code == 200
+    # Beat 3.4 was the last heard; the node was judged down since. Beat 3.3 (sent before,
+    # held by a hung controller) arrives now: the node stays down.
+    sql(cloud, "UPDATE nodes SET state = 'down', health = 'down' WHERE id = :i", i=node.id)
+    before = row(cloud, node, state=True)
+    stale(beat(node, "3.3", running_vms=2), "3.4")
+    assert row(cloud, node, state=True) == before and before["state"] == "down"
+
+
+def test_beats_without_the_header_are_applied_as_before(cloud: Cloud,
+                                                        node: JoinedNode) -> None:
+    assert beat(node, "4.8").status_code == 200
+    old = beat(node, None, running_vms=6, instances={"z": {"state": "running"}})
+    assert old.status_code == 200, old.text  # an older agent's beat: no order, applied
+    after = row(cloud, node)
+    assert after["running_vms"] == 6 and (after["beat_epoch"], after["beat_seq"]) == (4, 8)
+    bad = beat(node, "4.x")
+    assert bad.status_code == 400, bad.text
+
+
+def test_a_late_lean_beat_is_not_answered_as_applied(cloud: Cloud, node: JoinedNode) -> None:
+    assert beat(node, "5.1").status_code == 200  # full: the node's state part is new
+    for seq in (2, 3):  # the same state part: lean, answered from memory
+        resp = beat(node, f"5.{seq}", overlay={"lean": seq})
+        assert resp.status_code == 200 and resp.json()["ordered"] is True, resp.text
+    stale(beat(node, "5.2", overlay={"lean": "late"}), "5.3")  # from the worker's memory
+    wait_for(lambda: row(cloud, node)["beat_seq"] == 3, 2 * FLUSH + 3, "the flush")
+    flushed = row(cloud, node)
+    assert flushed["overlay_status"] == {"lean": 3}
+    stale(beat(node, "5.3", overlay={"lean": "copy"}), "5.3")
+    time.sleep(3 * FLUSH)
+    assert row(cloud, node) == flushed
+
+
+def test_the_flush_does_not_write_a_beat_older_than_the_rows(cloud: Cloud,
+                                                            node: JoinedNode) -> None:
+    assert beat(node, "6.1").status_code == 200
+    assert beat(node, "6.2", overlay={"lean": 2}).status_code == 200
+    wait_for(lambda: row(cloud, node)["beat_seq"] == 2, 2 * FLUSH + 3, "the flush")
+    # Another controller applied beat 6.9 (this worker does not know): the next lean beat
+    # is answered from memory, and its flush finds the row's order newer and keeps it.
+    json_value = "CAST(:o AS JSON)" if cloud.db_url().startswith("postgresql") else ":o"
+    sql(cloud, f"UPDATE nodes SET beat_seq = 9, overlay_status = {json_value} WHERE id = :i",
+        i=node.id, o='{"other": 9}')
+    before = row(cloud, node)
+    beat(node, "6.3", overlay={"lean": 3})  # lean (200) or already full (409): either way
+    time.sleep(3 * FLUSH)
+    assert row(cloud, node) == before
+    # The flush read the row's order back: the worker knows it now.
+    stale(beat(node, "6.4", overlay={"lean": 4}), "6.9")
+    assert row(cloud, node) == before

@@ -1,0 +1,286 @@
+"""Heartbeat order (core/beat_order, agent/beat_sequence, agent/client.Failover): which
+beat a controller applies, the agent's epoch across restarts, and an ordered beat given
+up on a hung controller and sent to the next with the next sequence."""
+
+from __future__ import annotations
+
+import http.server
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, insert, select
+
+from atwill.agent import client as agent_client
+from atwill.agent.beat_sequence import BeatSequence
+from atwill.controller.cluster import liveness
+from atwill.controller.db.base import Base
+from atwill.controller.db.models import Node
+from atwill.core import beat_order
+from atwill.core.beat_order import Order
+from atwill.core.errors import BadRequest
+
+
+def test_a_beat_applies_only_over_an_older_one() -> None:
+    assert beat_order.applies(None, Order(1, 1))
+    assert beat_order.applies(Order(1, 4), Order(1, 5))
+    assert beat_order.applies(Order(1, 900), Order(2, 1))  # a restarted agent's first
+    assert not beat_order.applies(Order(1, 5), Order(1, 5))  # a copy
+    assert not beat_order.applies(Order(1, 5), Order(1, 4))  # late
+    assert not beat_order.applies(Order(2, 1), Order(1, 900))  # the previous run's, late
+    assert beat_order.applies(Order(3, 3), None)  # an older agent's: as before
+
+
+def test_the_header_is_parsed_strictly() -> None:
+    assert beat_order.parse(None) is None
+    assert beat_order.parse("3.17") == Order(3, 17) and str(Order(3, 17)) == "3.17"
+    for bad in ("", "3", "3.", ".4", "0.1", "-1.2", "1.-2", "a.b", "1.2.3", " 1 . 2",
+                "١.٢", f"{2**62}.1", "1." + "9" * 30):
+        with pytest.raises(BadRequest):
+            beat_order.parse(bad)
+
+
+def test_a_new_epoch_is_above_the_kept_one_and_the_controllers() -> None:
+    assert beat_order.next_epoch(None) == 1
+    assert beat_order.next_epoch(4) == 5
+    assert beat_order.next_epoch(4, 9) == 10
+    assert beat_order.restarted_needed(Order(2, 5), Order(3, 1))
+    assert not beat_order.restarted_needed(Order(2, 5), Order(2, 9))  # ours (a copy)
+    assert not beat_order.restarted_needed(Order(2, 5), None)
+
+
+def test_each_agent_start_takes_the_next_epoch(tmp_path: Path) -> None:
+    first = BeatSequence(tmp_path)
+    assert first.next() == Order(1, 1) and first.next() == Order(1, 2)
+    assert first.header() == "1.3"
+    second = BeatSequence(tmp_path)  # a restart: its beats order after the first run's
+    assert second.next() == Order(2, 1) > Order(1, 3)
+    (tmp_path / "beat_epoch").write_text("garbage")
+    assert BeatSequence(tmp_path).epoch == 1  # unreadable: stale answers move it on
+
+
+def test_a_stale_answer_of_a_later_run_moves_the_epoch_past_it(tmp_path: Path) -> None:
+    beats = BeatSequence(tmp_path)
+    beats.next()
+    assert not beats.stale("1.1") and beats.epoch == 1  # our own beat's copy
+    assert not beats.stale("junk") and not beats.stale(None)
+    assert beats.stale("7.40")  # the state dir went back: the controller holds run 7
+    assert beats.epoch == 8 and beats.next() == Order(8, 1)
+    assert BeatSequence(tmp_path).epoch == 9  # kept
+
+
+def _table():
+    engine = create_engine("sqlite://")
+    Base.metadata.create_all(engine, tables=[Node.__table__])
+    return engine
+
+
+def test_the_flush_write_holds_the_order_in_its_where() -> None:
+    """liveness.WRITE_ORDERED: a buffered beat over a newer stored one (another
+    controller's, stored after the flush read the row) changes nothing."""
+    import datetime as dt
+
+    engine = _table()
+    was = dt.datetime(2026, 12, 7, 10, 0, 0)
+    with engine.begin() as conn:
+        conn.execute(insert(Node.__table__).values(
+            id="n1", service_id="s1", name="n1", state="up", health="up", forced_down=False,
+            cert_serial="c1", last_heartbeat=was, beat_epoch=1, beat_seq=9, running_vms=3,
+            host_status={}, overlay_status={}, inventory={}))
+
+    def row(seq: int, at: dt.datetime) -> dict:
+        return {"b_id": "n1", "b_at": at, "b_was": was, "b_serial": "c1", "b_peak": 0.0,
+                "b_host": {}, "b_overlay": {"late": seq}, "b_vms": 7, "b_epoch": 1,
+                "b_seq": seq}
+
+    with engine.begin() as conn:
+        late = conn.execute(liveness.WRITE_ORDERED, [row(8, was + dt.timedelta(seconds=1))])
+        assert late.rowcount == 0
+        stored = conn.execute(select(Node.running_vms, Node.last_heartbeat, Node.beat_seq)
+                              ).one()
+        assert tuple(stored) == (3, was, 9)
+        newer = conn.execute(liveness.WRITE_ORDERED, [row(10, was + dt.timedelta(seconds=1))])
+        assert newer.rowcount == 1
+        assert conn.execute(select(Node.running_vms, Node.beat_seq)).one() == (7, 10)
+
+
+# The failover transport ---------------------------------------------------------------
+class _Counted(http.server.BaseHTTPRequestHandler):
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.orders.append(self.headers.get(beat_order.HEADER))  # type: ignore
+        time.sleep(self.server.delay)  # type: ignore[attr-defined]
+        body = b'{"revision": 1, "state": "up", "ordered": true}'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _server(delay: float) -> Iterator[http.server.ThreadingHTTPServer]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Counted)
+    server.delay, server.orders = delay, []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+@pytest.fixture
+def live() -> Iterator[http.server.ThreadingHTTPServer]:
+    yield from _server(0.0)
+
+
+@pytest.fixture
+def slow() -> Iterator[http.server.ThreadingHTTPServer]:
+    yield from _server(2.0)
+
+
+@pytest.fixture
+def hung() -> Iterator[str]:
+    """Accepts connections and never answers (a SIGSTOPped controller)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock.close()
+
+
+def _url(server: http.server.ThreadingHTTPServer) -> str:
+    return f"http://127.0.0.1:{server.server_port}"
+
+
+def _beat(urls: list[str], beats: BeatSequence) -> tuple[httpx.Response, float]:
+    with agent_client.client(urls, False, timeout=40) as http:
+        start = time.monotonic()
+        resp = http.post("/cluster/v1/nodes/x/heartbeat", json={"a": 1},
+                         headers={beat_order.HEADER: beats.header()},
+                         **agent_client.beat_options(urls, beats.header))
+        return resp, time.monotonic() - start
+
+
+def test_an_ordered_beat_leaves_a_hung_controller_with_the_next_sequence(
+        live: http.server.ThreadingHTTPServer, hung: str, tmp_path: Path) -> None:
+    urls = [hung, _url(live)]
+    agent_client._remember(urls, hung)
+    agent_client.note_reply(urls, {"revision": 1, "state": "up", "ordered": True})
+    beats = BeatSequence(tmp_path)
+    resp, took = _beat(urls, beats)
+    assert resp.status_code == 200
+    assert agent_client.BEAT_ANSWER <= took < agent_client.BEAT_ANSWER + 1.0
+    assert live.orders == ["1.2"]  # type: ignore[attr-defined] # 1.1 went to the hung one
+    assert agent_client.preferred(urls) == _url(live)  # the next beats go there at once
+    resp, took = _beat(urls, beats)
+    assert took < agent_client.BEAT_ANSWER and live.orders[-1] == "1.3"  # type: ignore
+
+
+def test_unordered_controllers_keep_the_beat_where_it_went(
+        live: http.server.ThreadingHTTPServer, hung: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reply without "ordered" (an older controller): no early timeout, no copy."""
+    monkeypatch.setattr(agent_client, "BEAT_READ", 1.2)
+    urls = [hung, _url(live)]
+    agent_client._remember(urls, hung)
+    agent_client.note_reply(urls, {"revision": 1, "state": "up"})
+    assert agent_client.ORDERED not in agent_client.beat_options(
+        urls, BeatSequence(tmp_path).header)["extensions"]
+    with pytest.raises(httpx.ReadTimeout):
+        _beat(urls, BeatSequence(tmp_path))
+    assert live.orders == []  # type: ignore[attr-defined]
+
+
+def test_a_round_ends_at_the_slow_controller_in_full_time(
+        slow: http.server.ThreadingHTTPServer, hung: str, tmp_path: Path) -> None:
+    """Both slow and hung: the controller that answered last gets the last word with the
+    full BEAT_READ (its answer is waited for: the lease is renewed from it)."""
+    urls = [_url(slow), hung]
+    agent_client._remember(urls, urls[0])
+    agent_client.note_reply(urls, {"ordered": True})
+    resp, took = _beat(urls, BeatSequence(tmp_path))
+    assert resp.status_code == 200 and took >= 2 * agent_client.BEAT_ANSWER + 2.0 - 0.2
+    time.sleep(0.3)
+    assert slow.orders == ["1.1", "1.3"]  # type: ignore[attr-defined] # 1.2: the hung one
+    assert agent_client.preferred(urls) == _url(slow)
+
+
+class _Fails(httpx.BaseTransport):
+    def __init__(self, error: type[httpx.TransportError]) -> None:
+        self.error, self.sent = error, []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.sent.append((request.url.port, request.headers.get(beat_order.HEADER),
+                          request.extensions["timeout"]["read"]))
+        if request.url.port == 1:
+            raise self.error("failed")
+        return httpx.Response(200)
+
+
+@pytest.mark.parametrize("error", [httpx.ReadTimeout, httpx.WriteTimeout, httpx.ReadError,
+                                   httpx.ConnectError])
+def test_an_ordered_beat_goes_to_the_next_after_any_failure(
+        error: type[httpx.TransportError], tmp_path: Path) -> None:
+    urls = ["http://127.0.0.1:1", "http://127.0.0.1:2"]
+    agent_client._remember(urls, urls[0])
+    agent_client.note_reply(urls, {"ordered": True})
+    beats = BeatSequence(tmp_path)
+    fake = _Fails(error)
+    failover = agent_client.Failover(urls, False)
+    failover.transport = fake  # type: ignore[assignment]
+    with httpx.Client(base_url=urls[0], transport=failover) as http:
+        assert http.post("/hb", json={}, headers={beat_order.HEADER: beats.header()},
+                         **agent_client.beat_options(urls, beats.header)).status_code == 200
+    answer = agent_client.BEAT_ANSWER
+    assert fake.sent == [(1, "1.1", answer), (2, "1.2", answer)]
+
+
+# The agent's heartbeat ---------------------------------------------------------------
+class _Answers:
+    """An http client whose heartbeat answers are given in turn; the orders it was sent."""
+
+    def __init__(self, *answers: httpx.Response) -> None:
+        self.answers, self.orders = list(answers), []
+
+    def request(self, method: str, path: str, **kwargs: object) -> httpx.Response:
+        self.orders.append(kwargs["headers"][beat_order.HEADER])  # type: ignore[index]
+        answer = self.answers.pop(0)
+        answer.request = httpx.Request(method, "https://c:1" + path)
+        return answer
+
+
+def _stale(held: str) -> httpx.Response:
+    return httpx.Response(409, headers={beat_order.HEADER: held}, json={"error": {
+        "code": 409, "title": "Conflict", "message": "older", "type": "heartbeat_stale"}})
+
+
+def test_the_agent_renews_no_lease_from_a_stale_answer(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from atwill.agent import daemon
+    from atwill.agent.config import AgentConfig
+
+    agent = daemon.Agent(AgentConfig(state_dir=tmp_path, controller_url="https://c:1",
+                                     node_id="n", name="node1"))
+    agent.interval = 0.01
+    monkeypatch.setattr(daemon.renewal, "due", lambda _pem: False)
+    agent.config.cert.parent.mkdir(parents=True, exist_ok=True)
+    agent.config.cert.write_bytes(b"pem")
+    monkeypatch.setattr(agent, "inventory", lambda: {"vcpus": 1})
+    monkeypatch.setattr(agent, "_overlay_report", lambda: {})
+    http = _Answers(_stale("1.1"), _stale("4.2"),
+                    httpx.Response(200, json={"revision": 1, "state": "up", "ordered": True}))
+    agent._beat(http)  # type: ignore[arg-type] # a copy of ours: nothing renewed
+    assert agent.lease.renewed_at is None and agent.beats.epoch == 1
+    agent._beat(http)  # type: ignore[arg-type] # a later run's: a new epoch above it
+    assert agent.lease.renewed_at is None and agent.beats.epoch == 5
+    agent._beat(http)  # type: ignore[arg-type]
+    assert agent.lease.renewed_at is not None
+    assert http.orders == ["1.1", "1.2", "5.1"]
+    assert agent_client.ordering(["https://c:1"])
