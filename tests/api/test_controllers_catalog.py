@@ -111,6 +111,18 @@ def test_the_added_controller_writes_a_cloud_for_the_balancer_and_each_controlle
         assert clouds[_name(cloud)]["interface"] == "internal"
 
 
+def test_the_first_controller_rewrites_its_clouds_yaml_on_demand(trio: Trio) -> None:
+    # Its init wrote only itself (public_endpoint and B came later).
+    path = trio.a.state_dir / "clouds.yaml"
+    assert sorted(yaml.safe_load(path.read_text())["clouds"]) == ["atwill"]
+    out = trio.a.atwill("controller", "credentials").stdout
+    assert f"wrote {path}" in out and trio.b.url in out  # B is live in the database
+    clouds = yaml.safe_load(path.read_text())["clouds"]
+    assert sorted(clouds) == sorted(["atwill", _name(trio.a), _name(trio.b)])
+    assert clouds["atwill"]["auth"]["auth_url"] == f"{trio.lb}/identity"
+    assert "nothing changed" in trio.a.atwill("controller", "credentials").stdout
+
+
 def test_the_cli_keeps_to_its_controller_and_survives_the_first_one_stopping(
         trio: Trio) -> None:
     clouds_yaml = trio.b.state_dir / "clouds.yaml"

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from atwill.config import Settings
-from atwill.controller.state import tls_hosts, write_credentials
+from atwill.controller.controllers import register
+from atwill.controller.db.base import Base
+from atwill.controller.db.session import Database
+from atwill.controller.state import refresh_credentials, tls_hosts, write_credentials
 from atwill.core.clouds_config import clouds, controller_names
 
 BASE = {"auth": {"username": "admin", "password": "pw"}, "region_name": "RegionOne",
@@ -68,3 +72,28 @@ def test_write_credentials_lists_configured_and_registered_controllers(tmp_path:
 def test_the_certificate_names_the_public_endpoint_host(tmp_path: Path) -> None:
     settings = Settings(state_dir=tmp_path, overlay="none", public_endpoint=LB)
     assert "cloud.example" in tls_hosts(settings)
+
+
+def test_refresh_adds_the_controllers_live_in_the_database(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cloud.db'}"
+    database = Database(url)
+    try:
+        Base.metadata.create_all(database.engine)
+        with database.session() as session:
+            register(session, "https://ctl2.example:8686")
+    finally:
+        database.dispose()
+    settings = Settings(state_dir=tmp_path, public_host="ctl1.example", database_url=url)
+    (tmp_path / "admin-password").write_text("pw\n")
+    changes, registered = refresh_credentials(settings)
+    assert registered == ["https://ctl2.example:8686"] and changes
+    data = yaml.safe_load((tmp_path / "clouds.yaml").read_text())["clouds"]
+    assert sorted(data) == ["atwill", "atwill-ctl1.example", "atwill-ctl2.example"]
+    assert data["atwill"]["auth"]["password"] == "pw"
+    assert refresh_credentials(settings) == ([], registered)
+
+
+def test_refresh_without_a_controller_writes_nothing(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="run 'atwill init'"):
+        refresh_credentials(Settings(state_dir=tmp_path))
+    assert not (tmp_path / "clouds.yaml").exists()

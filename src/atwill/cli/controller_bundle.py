@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from . import controller_credentials
 from .options import Host, Port, PublicHost, StateDir, console, err, settings
 
 app = typer.Typer(help="Several controllers of one cloud (on one PostgreSQL).",
@@ -36,6 +37,9 @@ def _passphrase(path: Path | None, confirm: bool) -> str:
 def _fail(error: Exception) -> None:
     err.print(f"[red]{error}[/red]", highlight=False)
     raise typer.Exit(1)
+
+
+app.command("credentials")(controller_credentials.credentials)
 
 
 @app.command("export-bundle")

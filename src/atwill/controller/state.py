@@ -18,6 +18,7 @@ from .bootstrap import bootstrap
 from .cluster.controller_peer import ensure_key
 from .context import Controller
 from .controllers import live
+from .db.session import Database
 
 PASSWORD_FILE = "admin-password"
 
@@ -124,3 +125,19 @@ def write_credentials(settings: Settings, password: str,
         if _write_if_changed(settings.path(name), text):
             changes.append(f"wrote {settings.path(name)}")
     return changes
+
+
+def refresh_credentials(settings: Settings) -> tuple[list[str], list[str]]:
+    """Rewrite clouds.yaml and openrc with every controller known now: the configured
+    ones and those live in the shared database. Returns (changes, the registered URLs);
+    a database that cannot be read raises (SQLAlchemyError): nothing is written then."""
+    if not settings.path(PASSWORD_FILE).exists():
+        raise FileNotFoundError(f"{settings.state_dir} holds no controller (no "
+                                f"{PASSWORD_FILE}); run 'atwill init'")
+    db = Database(settings.effective_database_url)
+    try:
+        with db.session() as session:
+            registered = live(session)
+    finally:
+        db.dispose()
+    return write_credentials(settings, admin_password(settings), registered), registered
