@@ -115,12 +115,14 @@ def attach_all(session: Session, creds: Credentials, inst: Instance,
                mappings: list[dict[str, Any]]) -> None:
     """Attach (making first when asked) the mapped volumes; the boot one is /dev/vda.
 
-    Every lock this takes is taken first, in volume/lock_order.py's order (the project's
-    quota lock, the storage nodes' capacity locks, the named volumes' rows by id): an
-    extend or a snapshot of one of the volumes at the same time waits, never deadlocks.
-    The nodes locked are those the new volumes will go to (picked first, from what is
-    committed) and those of the snapshots and volumes named, never every storage node."""
-    lock_ahead(session, creds, mappings)
+    Every lock this needs was taken by lock_ahead before the request's servers were
+    placed on compute nodes (servers/builds.py), in volume/lock_order.py's order (the
+    project's quota lock, the storage nodes' capacity locks, the named volumes' rows by
+    id), then the compute node rows: an extend or a snapshot of one of the volumes at the
+    same time waits, never deadlocks, and a boot never waits for a storage node while it
+    holds a compute node's row. The nodes locked are those the new volumes will go to
+    (picked first, from what is committed) and those of the snapshots and volumes named,
+    never every storage node; a node that filled meanwhile is replaced by trying others."""
     for mapping in _in_order(mappings):
         if mapping["source"] == "volume":
             vol = find_volume(session, creds, mapping["uuid"], lock=True)
@@ -146,20 +148,23 @@ def _in_order(mappings: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(mappings, key=lambda m: (m["boot_index"] != 0, m["boot_index"] or 0))
 
 
-def lock_ahead(session: Session, creds: Credentials, mappings: list[dict[str, Any]]) -> None:
-    """The locks attach_all needs, in lock_order.py's order.
+def lock_ahead(session: Session, creds: Credentials, mappings: list[dict[str, Any]],
+               count: int = 1) -> None:
+    """The locks attach_all needs for count servers with these mappings, in
+    lock_order.py's order: taken once, before any of them is placed on a compute node.
 
-    A create of several servers (count > 1) attaches each server's volumes in turn in one
-    transaction: from the second server on, it holds node locks already, and waiting for a
-    node it picks now could close a cycle with another such create (each holding the node
-    the other picked next: a deadlock). Those nodes are only tried then (what cannot be
-    had is left to placement.place, which tries the others); a server that names existing
-    volumes is refused with count > 1 (check_count), so no row lock is taken late."""
+    Should this transaction hold node locks already (lock_ahead called again), waiting for
+    a node it picks now could close a cycle with another such transaction (each holding
+    the node the other picked next: a deadlock): those nodes are only tried then (what
+    cannot be had is left to placement.place, which tries the others). A server that names
+    existing volumes is refused with count > 1 (check_count), so no row is locked late."""
     made = [m for m in mappings if m["source"] != "volume"]
     if made:
         locks.lock_project(session, creds.project_id or "")  # new volumes are charged
-    # The order attach_all makes them in: each pick counts the ones before it.
+    # The order attach_all makes them in, server after server: each pick counts the ones
+    # before it.
     placed = [m["size"] for m in _in_order(made) if m["source"] in ("image", "blank")]
+    placed *= max(count, 1)
     nodes = lock_order.new_volume_nodes(session, placed) if placed else set()
     nodes |= lock_order.snapshot_nodes(session, [m["uuid"] for m in made
                                                  if m["source"] == "snapshot"])

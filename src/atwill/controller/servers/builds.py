@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
+import random
 import re
+import time
 import uuid
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from ...core import imagefit, scheduler
@@ -28,9 +32,18 @@ from ..db.models import (
 )
 from ..image import common as image_common
 from ..peers.images import scoped_image
+from ..volume import placement as volume_placement
 from . import actions, lifecycle, locks, resize_usage, zones
 
+log = logging.getLogger("atwill.servers")
 HOSTNAME_BAD = re.compile(r"[^a-z0-9-]+")
+# A boot from volume rolled back for lock contention is tried again (create()): at most
+# this many tries in all, each after a pause drawn from BUILD_BACKOFF (seconds) times the
+# try's number. Every try may spend placement.CLAIM_WAIT (0.25 s) on held nodes.
+BUILD_ATTEMPTS = 4
+BUILD_BACKOFF = (0.01, 0.05)
+# PostgreSQL's deadlock_detected and serialization_failure: the transaction's victim.
+RETRIED_STATES = ("40P01", "40001")
 
 
 def image_properties(session: Session, inst: Instance) -> dict[str, str]:
@@ -138,10 +151,43 @@ def keypair_of(session: Session, name: str | None, user_id: str) -> Keypair | No
 
 def create(session: Session, ctl: Controller, creds: Credentials, spec: dict[str, Any],
            request_id: str) -> list[Instance]:
-    """Record, quota-check, and schedule min..max servers in one transaction."""
+    """Record, quota-check, and schedule min..max servers in one transaction.
+
+    A boot from volume on PostgreSQL builds in a savepoint, tried again (up to
+    BUILD_ATTEMPTS, after a short random pause) when it was rolled back for lock
+    contention: its volumes found every storage node with room held by other claims for
+    placement.CLAIM_WAIT, or the database ended it as a deadlock's victim. The rollback
+    leaves nothing of the try (no server row, no volume, no claim on a node). The last try
+    answers as before: a volume no node could be had for is in error (no valid backend)
+    and its server in ERROR. A lack of room is never retried: it answers at once."""
+    locks.lock_project(session, creds.project_id or "")
+    if not spec.get("block_devices") or session.get_bind().dialect.name != "postgresql":
+        return _create(session, ctl, creds, spec, request_id)
+    for attempt in range(1, BUILD_ATTEMPTS + 1):
+        try:
+            with session.begin_nested():
+                if attempt < BUILD_ATTEMPTS:
+                    volume_placement.raise_contended(session)
+                return _create(session, ctl, creds, spec, request_id)
+        except volume_placement.Contended:
+            log.info("server create %s: storage nodes held by other claims, try %d of %d "
+                     "rolled back", request_id, attempt, BUILD_ATTEMPTS)
+        except OperationalError as err:
+            if attempt == BUILD_ATTEMPTS or getattr(err.orig, "sqlstate", None) not in \
+                    RETRIED_STATES:
+                raise
+            log.info("server create %s: %s, try %d of %d rolled back", request_id,
+                     str(err.orig).split("\n", 1)[0][:120], attempt, BUILD_ATTEMPTS)
+        volume_placement.forget(session)  # the savepoint's locks are gone with it
+        time.sleep(random.uniform(*BUILD_BACKOFF) * attempt)  # noqa: S311 - not a secret
+    raise AssertionError("unreachable: the last try returns or raises")
+
+
+def _create(session: Session, ctl: Controller, creds: Credentials, spec: dict[str, Any],
+            request_id: str) -> list[Instance]:
+    """One try of create(), the project's quota lock held."""
     from . import ports  # noqa: PLC0415 - networking joins late
 
-    locks.lock_project(session, creds.project_id or "")
     flavor = find_flavor(session, spec["flavor"], creds)
     image = find_image(session, spec["image"], creds) if spec.get("image") else None
     if image is not None:
@@ -195,13 +241,20 @@ def create(session: Session, ctl: Controller, creds: Credentials, spec: dict[str
             join_group(session, spec["hints"]["group"], inst, creds, 1)
         actions.start(session, inst.id, "create", request_id, creds.user_id, creds.project_id)
         made.append(inst)
-    server_volumes_boot.check_count(spec.get("block_devices") or [], count)
+    mappings = spec.get("block_devices") or []
+    server_volumes_boot.check_count(mappings, count)
+    if mappings:
+        # lock_order.py's order: the storage nodes' locks (all the servers' volumes), then
+        # the compute node rows the claims below update; from here on a storage node's
+        # lock is only tried (a wait with a compute row held could close a cycle).
+        server_volumes_boot.lock_ahead(session, creds, mappings, count)
+        volume_placement.forbid_waits(session)
     for inst in made:
         req = lifecycle.request_for(session, inst, image_properties(session, inst),
                                     pci_requests(ctl, inst))
         if lifecycle.schedule(session, ctl, inst, req):
             ports.allocate(session, ctl, inst, creds)
-        server_volumes_boot.attach_all(session, creds, inst, spec.get("block_devices") or [])
+        server_volumes_boot.attach_all(session, creds, inst, mappings)
     return made
 
 

@@ -5,6 +5,9 @@ hold what the other waits for (PostgreSQL would end one with a deadlock error):
    first thing, a volume create or extend the volume's project's in usage.charge);
 2. the storage nodes' capacity locks (placement.lock_nodes, in node id order);
 3. the volume rows, FOR UPDATE, in id order;
+4. a boot's compute node rows (the claims' UPDATEs, servers/placement.py): a boot takes
+   2 and 3 for all its servers first (server_volumes_boot.lock_ahead, from
+   servers/builds.py) and from then on only tries a storage node's lock, never waits;
 
 then the inserts, and the cluster revision last (revision.py, at commit). A handler that
 needs a volume's node locked must learn the node before locking the row: it reads the
@@ -16,10 +19,10 @@ A new volume's node is the one placement.place() gives it, and only that node is
 that makes volumes and names existing ones picks the new volumes' nodes first, from an
 unlocked read (new_volume_nodes), and locks them in step 2 with the rest; place() then
 reads their room again under the lock. Should a node picked so have filled meanwhile,
-place() only tries other nodes' locks (never waits: the rows are held), see placement.py.
-A create of several servers attaches them in turn in one transaction: the later servers
-only try the nodes they pick (server_volumes_boot.lock_ahead), as a wait there, with
-node locks held, breaks step 2's id order.
+place() only tries other nodes' locks (never waits: the rows are held), see placement.py;
+a boot whose try finds them held past placement.CLAIM_WAIT is rolled back and tried again
+(builds.create). A create of several servers picks and locks the nodes of all their
+volumes at once, ahead of every compute row.
 
 On SQLite one transaction writes at a time: locking the rows there begins the write
 transaction (an update of them), and they are read again after it, so what a handler

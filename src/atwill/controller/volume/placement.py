@@ -22,10 +22,12 @@ when every fitting node is held the claim tries again for a short time (CLAIM_WA
 0.25 s in all) before it gives up as Cinder's scheduler does (no valid backend). That
 time is spent holding locks (the project's quota lock, node locks, in a boot the compute
 node's row its claim updated: that node's heartbeat waits behind it), so it is kept far
-under ha_suspect_after (1.6 s); the API has no rollback-and-retry of a whole request to
-fall back on. A boot that makes volumes locks their nodes ahead, in order with the rest
-(prepick, lock_order.lock_volumes); a later server of the same request (count > 1, one
-transaction) only tries the nodes it picks (try_lock_nodes), never waits for them.
+under ha_suspect_after (1.6 s). A boot (servers/builds.py) locks the nodes of all its
+servers' new volumes ahead, in order with the rest (prepick, lock_order.lock_volumes),
+before any compute node row, then forbids waits (forbid_waits): a storage node is only
+tried once a compute row is held. Its give-up for held nodes raises Contended
+(raise_contended), and builds.create rolls that try back and tries the request again
+(a few times, after a short random pause); a lack of room answers at once.
 
 Which node locks the transaction holds is kept in session.info (held_nodes) and only
 decides whether a wait is allowed (a lock taken in a savepoint since rolled back is
@@ -60,9 +62,19 @@ _LOCK_SPACE = 0x766F6C  # "vol"
 # locks meanwhile (see above), so far under ha_suspect_after.
 CLAIM_WAIT = 0.25
 CLAIM_BACKOFF = 0.02
-# session.info keys: what this transaction holds (the transaction object is kept with it).
+# session.info keys: what this transaction holds (the transaction object is kept with it),
+# whether it holds other locks that forbid a wait (a boot's compute node rows), and whether
+# a give-up for held nodes is raised (Contended) for the caller to retry the whole try.
 _HELD_NODES = "atwill.volume.nodes_held"
 _HELD_ROWS = "atwill.volume.rows_held"
+_NO_WAITS = "atwill.volume.no_waits"
+_RAISES = "atwill.volume.raises_contended"
+
+
+class Contended(Exception):
+    """Every storage node with room was held by other claims for CLAIM_WAIT: a give-up for
+    lock contention, not for a lack of room (raised only where raise_contended asked for
+    it: a boot, which rolls its try back and tries the request again)."""
 
 
 def storage_nodes(session: Session) -> list[Node]:
@@ -103,8 +115,33 @@ def rows_locked(session: Session, volume_ids: Iterable[str]) -> None:
 
 def may_wait(session: Session) -> bool:
     """Whether waiting for a node's lock keeps lock_order.py's order: nothing after it
-    (no node lock, no volume row) is held yet."""
-    return not held_nodes(session) and not _this_transaction(session, _HELD_ROWS)
+    (no node lock, no volume row, no compute node row) is held yet."""
+    return not held_nodes(session) and not _this_transaction(session, _HELD_ROWS) \
+        and not _this_transaction(session, _NO_WAITS)
+
+
+def forbid_waits(session: Session) -> None:
+    """From now on this transaction only tries nodes' locks: it is about to hold locks
+    that come after them in the order (a boot's compute node rows, servers/builds.py)."""
+    _this_transaction(session, _NO_WAITS).add("yes")
+
+
+def raise_contended(session: Session) -> None:
+    """A give-up for held nodes raises Contended in this transaction (instead of leaving
+    the volume in error as no valid backend): the caller retries."""
+    _this_transaction(session, _RAISES).add("yes")
+
+
+def forget(session: Session) -> None:
+    """After a savepoint opened before any node lock was rolled back: PostgreSQL released
+    every node lock and row lock taken in it, and nothing here forbids a wait any more."""
+    for key in (_HELD_NODES, _HELD_ROWS, _NO_WAITS, _RAISES):
+        _this_transaction(session, key).clear()
+
+
+def _contended(session: Session) -> None:
+    if _this_transaction(session, _RAISES):
+        raise Contended(NO_BACKEND)
 
 
 def lock_nodes(session: Session, node_ids: Iterable[str]) -> None:
@@ -204,6 +241,7 @@ def _claim(session: Session, size_gb: int) -> Backend | None:
                     return order[0]
                 full.add(best)
             elif time.monotonic() >= deadline:
+                _contended(session)
                 return None
             else:
                 time.sleep(CLAIM_BACKOFF)
@@ -231,9 +269,24 @@ def claim_on(session: Session, node_id: str | None, size_gb: int) -> bool:
     the same transaction."""
     if node_id is None:
         return False
-    lock_nodes(session, [node_id])
+    if session.get_bind().dialect.name != "postgresql" or may_wait(session):
+        lock_nodes(session, [node_id])
+    elif not _try_for_a_while(session, node_id):  # a wait could close a cycle
+        _contended(session)
+        return False
     node = session.get(Node, node_id, populate_existing=True)
     return takes_new(node) and room_on(session, node_id) >= size_gb
+
+
+def _try_for_a_while(session: Session, node_id: str) -> bool:
+    """The node's lock tried until CLAIM_WAIT has passed (immediate when this transaction
+    holds it)."""
+    deadline = time.monotonic() + CLAIM_WAIT
+    while not try_lock_node(session, node_id):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(CLAIM_BACKOFF)
+    return True
 
 
 def takes_copy(session: Session, node_id: str | None, size_gb: int) -> bool:
