@@ -57,12 +57,14 @@ def scheduler_bench(nodes: int = typer.Option(1000, help="Simulated nodes in the
                     placements: int = typer.Option(2000, help="Placements to time."),
                     database_url: str = typer.Option(None, help="PostgreSQL URL allowed to "
                                                      "create databases (default: SQLite)."),
-                    workers: int = typer.Option(1, help="Processes placing at once.")
+                    workers: int = typer.Option(1, help="Processes placing at once."),
+                    orm_insert: bool = typer.Option(False, help="Insert each instance with "
+                                                    "the ORM's flush, as the API does.")
                     ) -> None:
     """Placements per second, with claims, against simulated nodes; checks no overbooking."""
     from ..bench.scheduler import main
 
-    main(nodes, placements, database_url, workers)
+    main(nodes, placements, database_url, workers, orm_insert)
 
 
 @app.command("fleet")

@@ -42,7 +42,7 @@ class UsageEvent(Base):
 
 # One statement with its values bound per row: compiled once (values() built a new
 # statement per event, a quarter of a placement's client CPU in `atwill bench scheduler`).
-_INSERT = UsageEvent.__table__.insert().inline()  # no RETURNING of the new id
+INSERT = UsageEvent.__table__.insert().inline()  # no RETURNING of the new id
 
 
 def _row(inst: Instance, kind: str, previous_state: str | None = None,
@@ -65,9 +65,15 @@ def _old(inst: Instance, attr: str) -> tuple[bool, Any]:
     return True, history.deleted[0] if history.deleted else None
 
 
+def created_row(inst: Instance) -> dict[str, Any]:
+    """The create event of inst, as the after_insert hook writes it (servers/new_instance
+    writes a new server and this row in one statement, without the ORM's INSERT)."""
+    return _row(inst, rules.CREATE)
+
+
 @event.listens_for(Instance, "after_insert")
 def _created(_mapper: Any, connection: Connection, inst: Instance) -> None:
-    connection.execute(_INSERT, _row(inst, rules.CREATE))
+    connection.execute(INSERT, created_row(inst))
 
 
 @event.listens_for(Instance, "after_update")
@@ -81,5 +87,5 @@ def _changed(_mapper: Any, connection: Connection, inst: Instance) -> None:
         resized=any(_old(inst, attr)[0] for attr in _SIZE[:3]),
         deleted_now=deleted_changed and bool(inst.deleted))
     for kind in rules.event_types(change):
-        connection.execute(_INSERT, _row(inst, kind, old_state if state_changed else None,
-                                         old_node if node_changed else None))
+        connection.execute(INSERT, _row(inst, kind, old_state if state_changed else None,
+                                        old_node if node_changed else None))

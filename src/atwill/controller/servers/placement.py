@@ -16,7 +16,17 @@ import dataclasses
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import Float, Integer, Select, bindparam, literal_column, or_, select, update
+from sqlalchemy import (
+    Float,
+    Integer,
+    Select,
+    bindparam,
+    inspect,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -237,9 +247,14 @@ def _place(session: Session, settings: Settings, inst: Instance,
         from . import placement_one  # noqa: PLC0415 - it reads this module's statements
 
         session.flush()  # what autoflush would do; the statement skips the ORM
-        chosen = placement_one.claim_best(session, req, strategy)
+        if (inst.node_id is None and inst.node_name is None and not inst.pci_devices
+                and inspect(inst).persistent):  # a first placement: no usage event
+            chosen = placement_one.claim_placing(session, req, strategy, inst)
+        else:
+            chosen = placement_one.claim_best(session, req, strategy)
+            if chosen is not None:
+                _assign(inst, chosen, [])
         if chosen is not None:
-            _assign(inst, chosen, [])
             return chosen
     if inst.requested_host is not None:
         candidates = _requested(session, inst, req, strategy, wanted)

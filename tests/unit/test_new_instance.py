@@ -1,0 +1,107 @@
+"""A server's row and its create event written in one statement (servers/new_instance)
+are those the ORM's flush writes; a first placement on PostgreSQL gives the row its node
+in the claim's own statement (placement_one.claim_placing) and writes nothing else."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import inspect, select
+
+from atwill.controller import node_scope
+from atwill.controller.db.models import Instance, UsageEvent
+from atwill.controller.db.session import Database, migrate
+from atwill.controller.servers import new_instance, placement
+from atwill.core import usage_events as rules
+from tests.unit.test_placement_fast import REQ, SPREAD, add_node
+
+_SKIP = {"id", "instance_id", "created_at", "updated_at", "occurred_at"}
+
+
+def _server(**kw: Any) -> Instance:
+    values: dict[str, Any] = dict(id=str(uuid.uuid4()), name="vm", project_id="p",
+                                  user_id="u", vcpus=1, memory_mb=512, disk_gb=1,
+                                  flavor={"id": "f1", "name": "tiny"}, meta={"k": "v"},
+                                  availability_zone=None, task_state="scheduling")
+    return Instance(**(values | kw))
+
+
+def _rows(db: Database, inst_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    with db.session() as s:
+        inst = s.get(Instance, inst_id)
+        assert inst is not None
+        row = {c.key: getattr(inst, c.key) for c in inspect(Instance).column_attrs
+               if c.key not in _SKIP}
+        events = [{c.key: getattr(e, c.key) for c in inspect(UsageEvent).column_attrs
+                   if c.key not in _SKIP}
+                  for e in s.scalars(select(UsageEvent).where(UsageEvent.instance_id == inst_id)
+                                     .order_by(UsageEvent.id))]
+    return row, events
+
+
+def test_the_rows_are_those_the_flush_writes(db: Database) -> None:
+    migrate(db.engine)
+    with db.session() as s:
+        by_orm = _server()
+        s.add(by_orm)
+    with db.session() as s:
+        by_core = new_instance.insert(s, _server())
+        assert inspect(by_core).persistent and not s.dirty and not s.new
+        assert "Instance" in s.info[node_scope.TRACK].others
+    assert _rows(db, by_core.id) == _rows(db, by_orm.id)
+    assert _rows(db, by_core.id)[1][0]["event_type"] == rules.CREATE
+
+
+def test_later_changes_flush_and_make_their_events(db: Database) -> None:
+    migrate(db.engine)
+    with db.session() as s:
+        inst = new_instance.insert(s, _server())
+        inst.vm_state = "active"  # in the same transaction: an UPDATE and its event
+    with db.session() as s:
+        assert s.get(Instance, inst.id).vm_state == "active"
+    assert [e["event_type"] for e in _rows(db, inst.id)[1]] == [rules.CREATE, rules.STATE]
+
+
+def test_a_rolled_back_insert_leaves_nothing(db: Database) -> None:
+    """Nor a persistent object: it is transient again, as a flushed one would be."""
+    migrate(db.engine)
+    try:
+        with db.session() as s:
+            inst = new_instance.insert(s, _server())
+            raise RuntimeError("rolled back")
+    except RuntimeError:
+        pass
+    assert inspect(inst).transient and inst.name == "vm"
+    with db.session() as s:
+        assert s.get(Instance, inst.id) is None
+        assert s.scalar(select(UsageEvent.id)) is None
+
+
+def test_a_first_placement_writes_the_node_with_the_claim(db: Database) -> None:
+    migrate(db.engine)
+    node = add_node(db, "a")
+    with db.session() as s:
+        inst = new_instance.insert(s, _server())
+        host = placement.place(s, SPREAD, inst, REQ)
+        assert (inst.node_id, inst.node_name) == (node, host.name)
+        # On PostgreSQL nothing is left to flush; SQLite's general path: the ORM's UPDATE.
+        assert (not s.dirty) is (db.engine.dialect.name == "postgresql")
+        touched = s.info[node_scope.TRACK]
+        assert "Instance" in touched.others
+    row, events = _rows(db, inst.id)
+    assert (row["node_id"], row["node_name"]) == (node, "a")
+    assert [e["event_type"] for e in events] == [rules.CREATE]  # a first placement: no move
+
+
+def test_a_server_that_had_a_node_moves_with_its_event(db: Database) -> None:
+    """Not a first placement (a node name kept): the ORM writes it, with its move event."""
+    migrate(db.engine)
+    add_node(db, "b")
+    with db.session() as s:
+        inst = new_instance.insert(s, _server(node_name="gone"))
+        placement.place(s, SPREAD, inst, REQ)
+    row, events = _rows(db, inst.id)
+    assert row["node_name"] == "b"
+    assert [(e["event_type"], e["previous_node"]) for e in events] == [
+        (rules.CREATE, None), (rules.MOVE, "gone")]
