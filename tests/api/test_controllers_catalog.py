@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from atwill.cli.apply_api import Api
 from tests.api.tcp_balancer import TcpBalancer
 from tests.api.test_controllers_ha import add_by_bundle
 from tests.cloud import BIN, Cloud, free_port
@@ -109,6 +110,17 @@ def test_the_added_controller_writes_a_cloud_for_the_balancer_and_each_controlle
     for cloud in (trio.a, trio.b):
         assert clouds[_name(cloud)]["auth"]["auth_url"] == f"{cloud.url}/identity"
         assert clouds[_name(cloud)]["interface"] == "internal"
+
+
+def test_atwill_apply_uses_the_interface_of_its_cloud(trio: Trio) -> None:
+    clouds = yaml.safe_load((trio.b.state_dir / "clouds.yaml").read_text())["clouds"]
+    own, balanced = Api(clouds[_name(trio.b)]), Api(clouds["atwill"])
+    try:
+        assert own.urls["compute"] == f"{trio.b.url}/compute/v2.1"
+        assert balanced.urls["compute"] == f"{trio.lb}/compute/v2.1"
+    finally:
+        own.http.close()
+        balanced.http.close()
 
 
 def test_the_first_controller_rewrites_its_clouds_yaml_on_demand(trio: Trio) -> None:

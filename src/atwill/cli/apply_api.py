@@ -4,6 +4,7 @@ cloud of clouds.yaml, with a token and its catalog."""
 from __future__ import annotations
 
 import os
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +51,13 @@ class Api:
 
     def __init__(self, config: dict[str, Any]) -> None:
         auth = config.get("auth") or {}
-        verify: Any = config.get("cacert") or config.get("verify", True)
+        cacert = config.get("cacert")
+        verify: Any = (ssl.create_default_context(cafile=cacert) if cacert
+                       else config.get("verify", True))
         self.http = httpx.Client(verify=verify, timeout=60)
         self.region = config.get("region_name")
+        # As openstacksdk: the cloud's interface (a per-controller cloud says internal).
+        self.interface = str(config.get("interface") or "public").removesuffix("URL")
         self.token, self.urls = self._login(auth)
 
     def _login(self, auth: dict[str, Any]) -> tuple[str, dict[str, str]]:
@@ -74,7 +79,7 @@ class Api:
         urls = {}
         for service in resp.json()["token"].get("catalog") or []:
             for end in service.get("endpoints") or []:
-                if end.get("interface") == "public" and (
+                if end.get("interface") == self.interface and (
                         not self.region or end.get("region") in (None, self.region)):
                     urls[service["type"]] = end["url"].rstrip("/")
         return resp.headers["X-Subject-Token"], urls
