@@ -17,7 +17,11 @@ A HUNG controller (SIGSTOPped: it accepts connections and never answers) is give
 by the agents' heartbeats within the HA window since beats are ordered (epoch, seq:
 core/beat_order): test_a_hung_controller_is_failed_over stops ctl, then ctl2, each for
 HUNG seconds, while the nodes heartbeat; every node's last heartbeat stays fresh and
-none is marked down.
+none is marked down. Measured (2026-12-07, WireGuard): passed 3 runs of 3; in the 2
+that kept their logs, at each of the 8 failovers (2 nodes x 2 stops x 2 runs) the agent
+logged its heartbeat answered 1.81-1.84 s after the previous one (interval 1 s +
+BEAT_ANSWER 0.8 s), against the 2.6 s down floor; the database's last heartbeat of a
+node was at most 2.97 s old at any sample (whole seconds: up to 1 s of that rounding).
 """
 
 from __future__ import annotations

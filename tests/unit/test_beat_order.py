@@ -198,15 +198,17 @@ def test_unordered_controllers_keep_the_beat_where_it_went(
     assert live.orders == []  # type: ignore[attr-defined]
 
 
-def test_a_round_ends_at_the_slow_controller_in_full_time(
+def test_a_slow_controller_is_waited_for_longer_at_its_next_turn(
         slow: http.server.ThreadingHTTPServer, hung: str, tmp_path: Path) -> None:
-    """Both slow and hung: the controller that answered last gets the last word with the
-    full BEAT_READ (its answer is waited for: the lease is renewed from it)."""
+    """One slow (2 s), the other hung: each turn waits twice the one before, so the slow
+    one's answer comes at its second turn (its lease renewal with it); before the
+    escalation a hung controller given the last word in full time cost 40 s."""
     urls = [_url(slow), hung]
     agent_client._remember(urls, urls[0])
     agent_client.note_reply(urls, {"ordered": True})
     resp, took = _beat(urls, BeatSequence(tmp_path))
-    assert resp.status_code == 200 and took >= 2 * agent_client.BEAT_ANSWER + 2.0 - 0.2
+    answer = agent_client.BEAT_ANSWER
+    assert resp.status_code == 200 and answer + 2 * answer + 2.0 - 0.2 <= took < 8.0
     time.sleep(0.3)
     assert slow.orders == ["1.1", "1.3"]  # type: ignore[attr-defined] # 1.2: the hung one
     assert agent_client.preferred(urls) == _url(slow)
@@ -239,7 +241,38 @@ def test_an_ordered_beat_goes_to_the_next_after_any_failure(
         assert http.post("/hb", json={}, headers={beat_order.HEADER: beats.header()},
                          **agent_client.beat_options(urls, beats.header)).status_code == 200
     answer = agent_client.BEAT_ANSWER
-    assert fake.sent == [(1, "1.1", answer), (2, "1.2", answer)]
+    assert fake.sent == [(1, "1.1", answer), (2, "1.2", 2 * answer)]
+
+
+class _Refuses(httpx.BaseTransport):
+    def __init__(self) -> None:
+        self.sent: list[int | None] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.sent.append(request.url.port)
+        raise httpx.ConnectError("refused")
+
+
+def test_every_controller_refusing_ends_the_beat_after_one_turn(tmp_path: Path) -> None:
+    """None hung (all refuse or cut): nothing to wait longer for, no second cycle."""
+    urls = ["http://127.0.0.1:1", "http://127.0.0.1:3"]
+    agent_client._remember(urls, urls[0])
+    agent_client.note_reply(urls, {"ordered": True})
+    beats = BeatSequence(tmp_path)
+    fake = _Refuses()
+    failover = agent_client.Failover(urls, False)
+    failover.transport = fake  # type: ignore[assignment]
+    with httpx.Client(base_url=urls[0], transport=failover) as http, \
+            pytest.raises(httpx.ConnectError):
+        http.post("/hb", json={}, headers={beat_order.HEADER: beats.header()},
+                  **agent_client.beat_options(urls, beats.header))
+    assert fake.sent == [1, 3]
+
+
+def test_an_ordered_beat_s_turns_escalate_to_the_full_wait() -> None:
+    plan = agent_client._escalating(["a", "b"], 40.0)
+    assert [u for u, _ in plan] == ["a", "b", "a", "b", "a", "b", "a"]
+    assert [r for _, r in plan] == [0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 40.0]
 
 
 # The agent's heartbeat ---------------------------------------------------------------

@@ -30,10 +30,12 @@ REPEATABLE = "atwill_repeatable"
 # An ordered heartbeat (core/beat_order): () -> the next order header. Its controllers
 # apply a beat only over an older one, so a late copy changes nothing: a controller that
 # does not answer within BEAT_ANSWER (a hung one: SIGSTOPped, deadlocked) is given up and
-# the beat goes to the next one stamped with the next sequence; a round ends where it
-# began, at the controller that answered last, with the full BEAT_READ (all slow: the
-# answer is waited for, and the lease renewed from it). Only while the last heartbeat
-# reply of these controllers said "ordered" (an older controller applies any copy).
+# the beat goes to the next one stamped with the next sequence; the controllers are tried
+# in turn, each wait twice the one before, up to the full BEAT_READ (_escalating: a slow
+# controller's answer is waited for at its next turn, and the lease renewed from it). A
+# cycle in which every controller refused or cut (none hung) ends the beat. Only while
+# the last heartbeat reply of these controllers said "ordered" (an older one applies any
+# copy late).
 ORDERED = "atwill_ordered"
 # Well inside the HA window: the controllers' silence at a failover is the interval
 # (1 s) + BEAT_ANSWER + the next one's answer, against the 2.6 s down floor (ha_health).
@@ -137,16 +139,16 @@ class Failover(httpx.BaseTransport):
         order = self.urls[self.urls.index(first):] + self.urls[:self.urls.index(first)]
         restamp = request.extensions.get(ORDERED)
         timeout = dict(request.extensions.get("timeout") or {})
-        if restamp is not None:
-            order.append(first)  # the last word, in full time (ORDERED)
-        for number, url in enumerate(order):
+        plan = _escalating(order, float(timeout.get("read") or BEAT_READ)) \
+            if restamp is not None else [(url, None) for url in order]
+        late = False  # an ordered beat: some controller of this cycle did not answer
+        for number, (url, read) in enumerate(plan):
             _aim(request, url)
-            last = number == len(order) - 1
+            last = number == len(plan) - 1
             if restamp is not None:
                 if number:
                     request.headers[beat_order.HEADER] = restamp()
-                request.extensions["timeout"] = timeout if last else {
-                    **timeout, "read": BEAT_ANSWER, "write": BEAT_ANSWER}
+                request.extensions["timeout"] = {**timeout, "read": read, "write": read}
             try:
                 response = self.transport.handle_request(request)
             except httpx.TransportError as error:
@@ -154,10 +156,14 @@ class Failover(httpx.BaseTransport):
                     or request.method == "GET" and isinstance(error, BROKEN) \
                     or bool(request.extensions.get(REPEATABLE)) and isinstance(error, CUT) \
                     or restamp is not None and isinstance(error, LATE)
+                late = late or isinstance(error, LATE)
+                if restamp is not None and (number + 1) % len(order) == 0:
+                    # A whole cycle refused or cut, none hung: nothing to wait longer for.
+                    retry, late = retry and late, False
                 if not retry or last:
                     raise
                 log.warning("controller %s: %s; trying %s", url, error or type(error).__name__,
-                            order[number + 1])
+                            plan[number + 1][0])
                 continue
             _remember(self.urls, url)
             return response
@@ -165,6 +171,20 @@ class Failover(httpx.BaseTransport):
 
     def close(self) -> None:
         self.transport.close()
+
+
+def _escalating(order: list[str], full: float) -> list[tuple[str, float]]:
+    """An ordered beat's attempts: the controllers in turn, each read timeout twice the
+    one before from BEAT_ANSWER, until one reaches the full read timeout (the last). A
+    hung controller costs BEAT_ANSWER, then twice that at its next turn, while a slow one
+    that takes longer than BEAT_ANSWER gets a longer wait at its next turn; every copy
+    it applies keeps the node heard meanwhile."""
+    plan, read = [], BEAT_ANSWER
+    while True:
+        plan.append((order[len(plan) % len(order)], min(read, full)))
+        if read >= full:
+            return plan
+        read *= 2
 
 
 def _aim(request: httpx.Request, url: str) -> None:

@@ -269,6 +269,9 @@ class Agent:
             body["volumes"] = self.storage.report()
         if digest != self._sent_digest:
             body["inventory"] = inventory
+        # The lease counts from here, the first attempt's send time: a copy sent on to
+        # the next controller (client.ORDERED) left later, so the controller's count
+        # from the applied one's arrival ends after ours; a 409 stale renews nothing.
         sent = time.monotonic()
         ha = (self._desired or {}).get("ha")
         if ha is not None:  # a controller that reads peers (an older one refuses the key)
