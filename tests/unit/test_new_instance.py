@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import pytest
 from sqlalchemy import inspect, select
 
 from atwill.controller import node_scope
@@ -28,11 +29,14 @@ def _server(**kw: Any) -> Instance:
 
 
 def _rows(db: Database, inst_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The server's row (each column's value and whether it is SQL NULL: JSON null is not)
+    and its events."""
+    table = Instance.__table__
     with db.session() as s:
-        inst = s.get(Instance, inst_id)
-        assert inst is not None
-        row = {c.key: getattr(inst, c.key) for c in inspect(Instance).column_attrs
-               if c.key not in _SKIP}
+        found = s.execute(select(*table.columns, *[c.is_(None).label(f"{c.name} is null")
+                                                   for c in table.columns])
+                          .where(table.c.id == inst_id)).one()
+        row = {k: v for k, v in found._mapping.items() if k not in _SKIP}
         events = [{c.key: getattr(e, c.key) for c in inspect(UsageEvent).column_attrs
                    if c.key not in _SKIP}
                   for e in s.scalars(select(UsageEvent).where(UsageEvent.instance_id == inst_id)
@@ -40,16 +44,21 @@ def _rows(db: Database, inst_id: str) -> tuple[dict[str, Any], list[dict[str, An
     return row, events
 
 
-def test_the_rows_are_those_the_flush_writes(db: Database) -> None:
+@pytest.mark.parametrize("explicit", [{}, {"fault": None, "description": None, "flavor": None,
+                                            "task_state": None, "tags": ["t"]}])
+def test_the_rows_are_those_the_flush_writes(db: Database, explicit: dict[str, Any]) -> None:
+    """A JSON column never set is SQL NULL, one set to None JSON null (it wrote JSON null
+    for a never-set fault before)."""
     migrate(db.engine)
     with db.session() as s:
-        by_orm = _server()
+        by_orm = _server(**explicit)
         s.add(by_orm)
     with db.session() as s:
-        by_core = new_instance.insert(s, _server())
+        by_core = new_instance.insert(s, _server(**explicit))
         assert inspect(by_core).persistent and not s.dirty and not s.new
         assert "Instance" in s.info[node_scope.TRACK].others
     assert _rows(db, by_core.id) == _rows(db, by_orm.id)
+    assert _rows(db, by_core.id)[0]["fault is null"] is not bool(explicit)
     assert _rows(db, by_core.id)[1][0]["event_type"] == rules.CREATE
 
 

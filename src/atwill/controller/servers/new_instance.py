@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Column, Connection, TextClause, bindparam, inspect, text
+from sqlalchemy import JSON, Column, Connection, TextClause, bindparam, inspect, null, text
 from sqlalchemy.orm import Session
 
 from .. import node_scope
@@ -49,14 +49,18 @@ def _both(conn: Connection) -> TextClause:
 
 
 def _defaults(inst: Instance) -> dict[str, Any]:
-    """Every column's value as the flush would insert it; the defaults set on inst too."""
+    """Every column's value as the flush would insert it; the defaults set on inst too.
+    (An explicit None in a JSON column is JSON null, as the flush writes it; one never set
+    is SQL NULL.)"""
     row: dict[str, Any] = {}
     for prop in inspect(Instance).column_attrs:
         column = prop.columns[0]
         if prop.key not in inst.__dict__:
             default = column.default
-            if default is None:
-                value = None
+            if default is None:  # the flush leaves it out: SQL NULL, even in a JSON column
+                setattr(inst, prop.key, None)
+                row[column.name] = null() if isinstance(column.type, JSON) else None
+                continue
             elif default.is_callable:
                 value = default.arg(None)  # type: ignore[attr-defined]
             elif default.is_scalar:
