@@ -22,6 +22,7 @@ the rows as stored (Keystone's API for editing them).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -76,13 +77,19 @@ class Rebase:
     known: frozenset[str]  # the origins of the cloud's controllers
 
     def url(self, stored: str, interface: str) -> str:
-        found = origin(stored)
-        if found is None or found not in self.known:
-            return stored
-        text = stored.strip()
-        parts = urlsplit(text)
-        target = self.public if interface == "public" else self.own
-        return target + text[len(parts.scheme) + 3 + len(parts.netloc):]
+        return _rebased(self, stored, interface)
+
+
+@functools.lru_cache(maxsize=1024)
+def _rebased(rebase: Rebase, stored: str, interface: str) -> str:
+    """Rebase.url, remembered: a token's catalog asks the same few URLs every time."""
+    found = origin(stored)
+    if found is None or found not in rebase.known:
+        return stored
+    text = stored.strip()
+    parts = urlsplit(text)
+    target = rebase.public if interface == "public" else rebase.own
+    return target + text[len(parts.scheme) + 3 + len(parts.netloc):]
 
 
 def rebase_for(own_url: str, public_endpoint: str, controllers: Iterable[str]) -> Rebase:
