@@ -4,11 +4,12 @@ in the claim's own statement (placement_one.claim_placing) and writes nothing el
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect, null, select
 
 from atwill.controller import node_scope
 from atwill.controller.db.models import Instance, UsageEvent
@@ -44,11 +45,14 @@ def _rows(db: Database, inst_id: str) -> tuple[dict[str, Any], list[dict[str, An
     return row, events
 
 
-@pytest.mark.parametrize("explicit", [{}, {"fault": None, "description": None, "flavor": None,
-                                            "task_state": None, "tags": ["t"]}])
+@pytest.mark.parametrize("explicit", [
+    {}, {"fault": None, "description": None, "flavor": None, "task_state": None},
+    {"launched_at": dt.datetime(2026, 1, 2, 3, 4, 5, 6), "tags": ["t", "ü"],
+     "scheduler_hints": {"group": "g", "n": [1, 2.5, None]}, "user_data": "x\ny"}])
 def test_the_rows_are_those_the_flush_writes(db: Database, explicit: dict[str, Any]) -> None:
     """A JSON column never set is SQL NULL, one set to None JSON null (it wrote JSON null
-    for a never-set fault before)."""
+    for a never-set fault before). On PostgreSQL the first and last are written as one
+    JSON record, the second (JSON null) with a parameter per column."""
     migrate(db.engine)
     with db.session() as s:
         by_orm = _server(**explicit)
@@ -58,7 +62,7 @@ def test_the_rows_are_those_the_flush_writes(db: Database, explicit: dict[str, A
         assert inspect(by_core).persistent and not s.dirty and not s.new
         assert "Instance" in s.info[node_scope.TRACK].others
     assert _rows(db, by_core.id) == _rows(db, by_orm.id)
-    assert _rows(db, by_core.id)[0]["fault is null"] is not bool(explicit)
+    assert _rows(db, by_core.id)[0]["fault is null"] is ("fault" not in explicit)
     assert _rows(db, by_core.id)[1][0]["event_type"] == rules.CREATE
 
 
@@ -114,3 +118,20 @@ def test_a_server_that_had_a_node_moves_with_its_event(db: Database) -> None:
     assert row["node_name"] == "b"
     assert [(e["event_type"], e["previous_node"]) for e in events] == [
         (rules.CREATE, None), (rules.MOVE, "gone")]
+
+
+def test_the_record_statement_stays_in_psycopgs_query_cache() -> None:
+    """psycopg converts a query once only when it has at most 50 parameters and 4,096
+    bytes (psycopg._queries.MAX_CACHED_STATEMENT_*); a column per parameter had 65."""
+    from psycopg import _queries
+    from sqlalchemy.dialects import postgresql
+
+    class _Conn:
+        dialect = postgresql.psycopg.dialect()
+
+    compiled = new_instance._both(_Conn, as_record=True).compile(  # type: ignore[arg-type]
+        dialect=_Conn.dialect)
+    assert len(compiled.params) <= _queries.MAX_CACHED_STATEMENT_PARAMS
+    assert len(str(compiled).encode()) <= _queries.MAX_CACHED_STATEMENT_LENGTH
+    assert new_instance._record({"a": null(), "b": None, "fault": None}) is None
+    assert new_instance._record({"a": null(), "b": None}) == '{"b": null}'

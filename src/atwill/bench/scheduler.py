@@ -22,16 +22,18 @@ placement's client CPU on PostgreSQL (py-spy): ~40 % the ORM's INSERT of the ser
 and its usage event, ~30 % the commit's flush (the server row's UPDATE) and COMMIT,
 ~20 % the placement statement itself (psycopg builds the result's description per row).
 
-2026-12-07 10:19 UTC, same flags, load ~1, before = e141255's tree, alternating. Each
-placement's instance row and create event are now written by servers/new_instance (one
-statement, no flush; --orm-insert keeps the ORM's add and flush, as the API's create,
+2026-12-07 10:39 UTC, same flags, load ~1.1–1.5, before = e141255's tree, alternating.
+Each placement's instance row and create event are now written by servers/new_instance
+(one statement, no flush, the row as one JSON parameter so that psycopg caches the
+query's conversion; --orm-insert keeps the ORM's add and flush, as the API's create,
 builds.py, still does), and a first placement's claim also gives the instance its node
 (placement_one.claim_placing: no UPDATE at commit): 4 round trips instead of 6.
-PostgreSQL one process 451 / 485 / 480 → 533 / 621 / 622 placements/s (1.18–1.30×),
-client CPU 1.3–1.4 → 1.0–1.1 ms, server 0.6–0.7 → 0.5–0.6 ms; with the ORM's insert
-462 / 572 / 533/s (1.02–1.18×: the claim's statement alone); two processes 916 →
-1,224/s (1.34×); SQLite 796 → 840/s (the new insert; its placement path is unchanged).
-All placed, no node overbooked.
+PostgreSQL one process 477 / 482 / 460 → 657 / 683 / 685 placements/s (1.38–1.49×),
+client CPU 1.3–1.4 → 0.8 ms, server 0.6 → 0.5–0.6 ms; with the ORM's insert (the claim's
+statement alone) 533 / 529 / 537/s (1.10–1.17×); two processes 812 → 1,298/s (1.60×);
+SQLite (the new insert; its placement path unchanged) 807 / 782 → 820 / 815/s
+(1.02–1.04×). All placed, no node overbooked. Left per placement on PostgreSQL: BEGIN
+is its own round trip (psycopg), the claim statement's ~0.2 ms client CPU, the commit.
 """
 
 from __future__ import annotations

@@ -13,10 +13,23 @@ node, if it has one).
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from typing import Any
 
-from sqlalchemy import JSON, Column, Connection, TextClause, bindparam, inspect, null, text
+from sqlalchemy import (
+    JSON,
+    Column,
+    Connection,
+    String,
+    TextClause,
+    bindparam,
+    inspect,
+    null,
+    text,
+)
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import Null
 
 from .. import node_scope
 from ..db import usage_events
@@ -26,26 +39,54 @@ _INSTANCES = Instance.__table__
 _EVENTS = UsageEvent.__table__
 _EVENT_COLUMNS = [c for c in _EVENTS.columns if c.name != "id"]  # the id is the sequence's
 _INSERT_INSTANCE = _INSTANCES.insert()
-_STATEMENTS: dict[str, TextClause] = {}
+_STATEMENTS: dict[tuple[str, bool], TextClause] = {}
+_JSON_COLUMNS = frozenset(c.name for c in _INSTANCES.columns if isinstance(c.type, JSON))
 
 
-def _both(conn: Connection) -> TextClause:
-    """PostgreSQL: both INSERTs in one statement, built once per dialect."""
-    name = conn.dialect.name
-    if name not in _STATEMENTS:
+def _both(conn: Connection, as_record: bool) -> TextClause:
+    """PostgreSQL: both INSERTs in one statement, built once per dialect. as_record: the
+    server's row is one JSON parameter (json_populate_record), not one per column: psycopg
+    caches the conversion of a query with at most 50 parameters only (65 here), which
+    cost ~15 % of a placement's client CPU."""
+    key = (conn.dialect.name, as_record)
+    if key not in _STATEMENTS:
         quote = conn.dialect.identifier_preparer.quote
 
+        def names(columns: list[Column[Any]]) -> str:
+            return ", ".join(quote(c.name) for c in columns)
+
         def values(table: str, columns: list[Column[Any]], prefix: str) -> str:
-            return (f"INSERT INTO {quote(table)} ({', '.join(quote(c.name) for c in columns)})"
+            return (f"INSERT INTO {quote(table)} ({names(columns)})"
                     f" VALUES ({', '.join(f':{prefix}{c.name}' for c in columns)})")
 
         instance_columns = list(_INSTANCES.columns)
-        _STATEMENTS[name] = text(
-            f"WITH new_instance AS ({values('instances', instance_columns, 'i_')}) "
-            f"{values('usage_events', _EVENT_COLUMNS, 'e_')}").bindparams(
-            *[bindparam(f"i_{c.name}", type_=c.type) for c in instance_columns],
-            *[bindparam(f"e_{c.name}", type_=c.type) for c in _EVENT_COLUMNS])
-    return _STATEMENTS[name]
+        events = [bindparam(f"e_{c.name}", type_=c.type) for c in _EVENT_COLUMNS]
+        if as_record:
+            instance = (f"INSERT INTO {quote('instances')} ({names(instance_columns)}) "
+                        f"SELECT {names(instance_columns)} FROM json_populate_record("
+                        f"NULL::{quote('instances')}, CAST(:instance AS json))")
+            binds = [bindparam("instance", type_=String), *events]
+        else:
+            instance = values("instances", instance_columns, "i_")
+            binds = [*[bindparam(f"i_{c.name}", type_=c.type) for c in instance_columns],
+                     *events]
+        _STATEMENTS[key] = text(f"WITH new_instance AS ({instance}) "
+                                f"{values('usage_events', _EVENT_COLUMNS, 'e_')}"
+                                ).bindparams(*binds)
+    return _STATEMENTS[key]
+
+
+def _record(row: dict[str, Any]) -> str | None:
+    """The row as json_populate_record reads it (a column left out is SQL NULL); None when
+    it cannot say it: an explicit None in a JSON column is JSON null in the flush's row."""
+    record: dict[str, Any] = {}
+    for name, value in row.items():
+        if isinstance(value, Null):
+            continue
+        if value is None and name in _JSON_COLUMNS:
+            return None
+        record[name] = value.isoformat() if isinstance(value, dt.datetime) else value
+    return json.dumps(record)
 
 
 def _defaults(inst: Instance) -> dict[str, Any]:
@@ -91,9 +132,11 @@ def insert(session: Session, inst: Instance) -> Instance:
     event = usage_events.created_row(inst)
     conn = session.connection()
     if conn.dialect.name == "postgresql":
-        params = {f"i_{k}": v for k, v in row.items()}
+        record = _record(row)
+        params = ({"instance": record} if record is not None
+                  else {f"i_{k}": v for k, v in row.items()})
         params.update({f"e_{c.name}": event[c.name] for c in _EVENT_COLUMNS})
-        conn.execute(_both(conn), params)
+        conn.execute(_both(conn, record is not None), params)
     else:
         conn.execute(_INSERT_INSTANCE, row)
         conn.execute(usage_events.INSERT, event)
