@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
@@ -78,7 +79,7 @@ def count(nodes: Iterable[Node], silences: dict[str, float], t: ha_health.Thresh
     return fleet, unheard_for
 
 
-def hold(ctl: Controller, nodes: list[Node], silences: dict[str, float],
+def hold(ctl: Controller, nodes: Sequence[Any], silences: dict[str, float],
          thresholds: ha_health.Thresholds, now: dt.datetime,
          since: dt.datetime | None = None) -> bool:
     """Whether this pass judges no node down (but the exempt ones); the warning on each
