@@ -6,6 +6,7 @@ changes (each bumps every node), and a long-poll that saw no change builds nothi
 from __future__ import annotations
 
 import base64
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,9 @@ from atwill.controller.cluster.desired import desired_state
 from atwill.controller.context import Controller
 from atwill.controller.db.models import Base, ClusterRevision, Node
 from atwill.controller.db.session import Database
+from atwill.controller.ha.lease import desired_block
 from atwill.controller.revision import bump, node_revision
-from atwill.core import overlay_peers
+from atwill.core import overlay_peers, peer_view
 
 CIDR = "10.99.0.0/16"
 
@@ -126,3 +128,40 @@ def test_an_unchanged_long_poll_builds_nothing_even_after_a_restart(
         state = agents._current(ctl, None, "n0", after)  # type: ignore[arg-type]
         assert state["revision"] == rev and state["node_id"] == "n0"
         assert "unchanged" not in state and state["overlay"]["peers"]
+
+
+def _probes_alone(ctl: Controller, node_id: str) -> list[dict[str, Any]]:
+    """The HA block's probe peers read for node_id alone (ha/lease without the list)."""
+    with ctl.db.session() as session:
+        return desired_block(session, ctl, session.get(Node, node_id))["peers"]
+
+
+def test_each_node_s_probe_peers_are_the_ones_read_for_it_alone(ctl: Controller) -> None:
+    with ctl.db.session() as session:
+        for i in range(6, 23):  # past the probe set's size: ring neighbours, not everyone
+            session.add(_node(i))
+        session.add(_node(23, overlay_ip=None))  # no overlay address: probes, is not probed
+        bump(session)
+    for i in range(24):
+        with ctl.db.session() as session:
+            state = desired_state(session, ctl, session.get(Node, f"n{i}"))
+        assert state["ha"]["peers"] == _probes_alone(ctl, f"n{i}"), i
+        assert len(state["ha"]["peers"]) == peer_view.PROBES, i
+    with ctl.db.session() as session:  # a removal reaches the ring (it bumps every node)
+        nodes.forget(session, session.get(Node, "n5"))
+    for i in (0, 4, 6, 23):
+        with ctl.db.session() as session:
+            state = desired_state(session, ctl, session.get(Node, f"n{i}"))
+        assert state["ha"]["peers"] == _probes_alone(ctl, f"n{i}"), i
+        assert "n5" not in {p["id"] for p in state["ha"]["peers"]}
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 5, 8, 9, 10, 17, 40])
+def test_the_ring_s_probe_set_is_peer_view_s(size: int) -> None:
+    ids = [f"x{i:03}" for i in range(size)]
+    fleet = fleet_lists.Fleet(key=(), entries={i: {"overlay_ip": f"ip-{i}"} for i in ids},
+                              kept=[], keys=Counter(), raw=[], ring=tuple(sorted(ids)))
+    for me in [*ids, "a-first", "x0015", "zz-last"]:
+        expected = peer_view.probe_set(ids, me)
+        assert [p["id"] for p in fleet.probes_of(me)] == expected, (size, me)
+        assert all(p["address"] == f"ip-{p['id']}" for p in fleet.probes_of(me))

@@ -33,8 +33,8 @@ def desired_state(session: Session, ctl: Controller, node: Node) -> dict[str, An
     # controllers alone write); then the other nodes, none in a controller's place.
     controllers = controller_peers_of(ctl, registry)
     # The other nodes, from the list shared by every node's build (fleet_lists.py).
-    nodes = fleet_lists.fleet(session, controllers, settings.overlay_cidr).peers_of(
-        node.id, controllers, settings.overlay_cidr)
+    shared = fleet_lists.fleet(session, controllers, settings.overlay_cidr)
+    nodes = shared.peers_of(node.id, controllers, settings.overlay_cidr)
     # Several controllers on the overlay: agents fail over between their overlay URLs.
     through_overlay = overlay_peers.overlay_urls(controllers) if len(controllers) > 1 else []
     peers = [{k: v for k, v in p.items() if k != "overlay_url"} for p in controllers] + nodes
@@ -65,7 +65,7 @@ def desired_state(session: Session, ctl: Controller, node: Node) -> dict[str, An
     state["network"] = network_desired(session, node)
     if storage_of(node.inventory) is not None:
         state["storage"] = storage_desired(session, node, settings.path("pki"))
-    state["ha"] = desired_block(session, ctl, node)
+    state["ha"] = desired_block(session, ctl, node, shared)  # its probe peers: shared
     if settings.overlay == "openvpn":
         state["overlay"]["openvpn"] = {
             "remote": settings.public_host or settings.listen_host,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -30,6 +30,9 @@ from ..db.base import utcnow
 from ..db.models import FenceEvent, Instance, Node
 from ..servers import actions
 from . import policy as policies
+
+if TYPE_CHECKING:
+    from ..cluster.fleet_lists import Fleet
 
 log = logging.getLogger("atwill.ha")
 PEERS_KEY = "peers"
@@ -61,18 +64,30 @@ def host_report(host: dict[str, Any], peers: dict[str, float] | None) -> dict[st
     return {**host, HEARD_KEY: True, PEERS_KEY: {str(k): float(v) for k, v in peers.items()}}
 
 
-def desired_block(session: Session, ctl: Controller, node: Node) -> dict[str, Any]:
-    """The desired state's "ha": lease, protected instances and the peers to probe."""
-    rows = session.execute(select(Node.id, Node.overlay_ip).where(Node.overlay_ip.is_not(None)))
-    address = {node_id: ip for node_id, ip in rows}
-    chosen = peer_view.probe_set(list(address), node.id)
+def desired_block(session: Session, ctl: Controller, node: Node,
+                  shared: Fleet | None = None) -> dict[str, Any]:
+    """The desired state's "ha": lease, protected instances and the peers to probe.
+
+    The probe peers come from the fleet-wide list every node's build shares
+    (cluster/fleet_lists: the same nodes with an overlay address, under the same key)
+    when the build passes it: no fleet-sized query and sort per build. Measured
+    2026-12-07 (benchmarks/desired_build.py, in process, 2 shared vCPUs), see the
+    figures in cluster/fleet_lists.py."""
+    if shared is not None:
+        peers = shared.probes_of(node.id)
+    else:
+        rows = session.execute(select(Node.id, Node.overlay_ip)
+                               .where(Node.overlay_ip.is_not(None)))
+        address = {node_id: ip for node_id, ip in rows}
+        peers = [{"id": peer, "address": address[peer]}
+                 for peer in peer_view.probe_set(list(address), node.id)]
     held = session.scalars(select(Instance).where(Instance.node_id == node.id,
                                                   Instance.deleted.is_(False)))
     # Under a policy that never fences (autonomous), nothing is the lease's to kill.
     guarded = ha_policy.fences(policies.of_node(session, ctl, node.name))
     return {"lease": lease_setting(ctl), "port": peer_view.PROBE_PORT,
             "protected": sorted(i.id for i in held if guarded and ha_health.ha_enabled(i.meta)),
-            "peers": [{"id": peer, "address": address[peer]} for peer in chosen]}
+            "peers": peers}
 
 
 def lease_setting(ctl: Controller) -> float:
