@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import shlex
 import socket
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -12,7 +14,7 @@ import yaml
 
 from .. import config, pki
 from ..config import Settings
-from ..core import clouds_config
+from ..core import clouds_config, controller_urls
 from ..core.overlay import controller_slots
 from .bootstrap import bootstrap
 from .cluster.controller_peer import ensure_key
@@ -83,20 +85,49 @@ def initialise(settings: Settings) -> list[str]:
 
 
 def _write_if_changed(path: Path, text: str) -> bool:
-    if path.exists() and path.read_text() == text:
-        return False
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
+    """Write a file holding the admin password, 0600 whatever was there: a new file made
+    exclusively (O_EXCL|O_NOFOLLOW) beside it, synced, then renamed over it (a symlink at
+    path is replaced, never followed; a reader sees the old or the new text)."""
+    try:
+        if not path.is_symlink() and path.read_text() == text:
+            if path.stat().st_mode & 0o077 == 0:
+                return False
+    except (FileNotFoundError, UnicodeDecodeError):
+        pass
+    name = path.parent / f".{path.name}.{secrets.token_hex(8)}"
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            os.fchmod(handle.fileno(), 0o600)
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+        raise
     return True
+
+
+def registered_clouds(settings: Settings, registered: list[str] | tuple[str, ...]) -> list[str]:
+    """The registered controllers' URLs clouds.yaml may name: valid ones only
+    (core/controller_urls.valid: https, a host, no user or path) of this controller's
+    scheme, normalised and sorted. A row is whatever a controller wrote in the shared
+    database: anything else is left out rather than given the admin password."""
+    urls = {controller_urls.normal(u) for u in registered if isinstance(u, str)}
+    return sorted(u for u in urls if controller_urls.valid(u)
+                  and urlsplit(u).scheme == settings.scheme)
 
 
 def write_credentials(settings: Settings, password: str,
                       registered: list[str] | tuple[str, ...] = ()) -> list[str]:
     """clouds.yaml and openrc for the admin user: the cloud 'atwill' (the public endpoint
     when set, else this controller) and, with several ways in, one cloud per controller
-    this one knows (configured, or registered: live in the database); openrc is 'atwill'
-    (core/clouds_config.py)."""
+    this one knows (configured, or registered: live in the database, registered_clouds);
+    a controller whose cloud name is taken by one listed before it (this one, then the
+    configured, then the registered) gets none, said in the changes; openrc is 'atwill'
+    (core/clouds_config.py), every value shell-quoted."""
     auth_url = f"{settings.public_endpoint or settings.public_url}/identity"
     cacert = str(settings.path("pki", "ca.pem"))
     cloud = {
@@ -107,20 +138,20 @@ def write_credentials(settings: Settings, password: str,
     }
     if settings.tls:
         cloud["cacert"] = cacert
+    controllers = [*settings.controllers, *registered_clouds(settings, registered)]
     clouds = yaml.safe_dump({"clouds": clouds_config.clouds(
-        cloud, settings.public_url, [*settings.controllers, *sorted(registered)],
-        settings.public_endpoint)},
+        cloud, settings.public_url, controllers, settings.public_endpoint)},
         sort_keys=False)
-    lines = [
-        f"export OS_AUTH_URL={auth_url}", "export OS_USERNAME=admin",
-        f"export OS_PASSWORD='{password}'", "export OS_PROJECT_NAME=admin",
-        "export OS_USER_DOMAIN_NAME=Default", "export OS_PROJECT_DOMAIN_NAME=Default",
-        "export OS_IDENTITY_API_VERSION=3", f"export OS_REGION_NAME={settings.region}",
-        "export OS_INTERFACE=public",
-    ]
+    values = [("OS_AUTH_URL", auth_url), ("OS_USERNAME", "admin"),
+              ("OS_PASSWORD", password), ("OS_PROJECT_NAME", "admin"),
+              ("OS_USER_DOMAIN_NAME", "Default"), ("OS_PROJECT_DOMAIN_NAME", "Default"),
+              ("OS_IDENTITY_API_VERSION", "3"), ("OS_REGION_NAME", settings.region),
+              ("OS_INTERFACE", "public")]
     if settings.tls:
-        lines.append(f"export OS_CACERT={cacert}")
-    changes = []
+        values.append(("OS_CACERT", cacert))
+    lines = [f"export {name}={shlex.quote(value)}" for name, value in values]
+    changes = [f"no cloud for {url}: its name is taken by a controller listed before it"
+               for url in clouds_config.skipped(settings.public_url, controllers)]
     for name, text in (("clouds.yaml", clouds), ("openrc", "\n".join(lines) + "\n")):
         if _write_if_changed(settings.path(name), text):
             changes.append(f"wrote {settings.path(name)}")

@@ -29,17 +29,36 @@ def _host_port(url: str) -> tuple[str, int | None]:
 
 
 def controller_names(urls: Iterable[str]) -> dict[str, str]:
-    """URL -> cloud name, `atwill-<host>`, `atwill-<host>-<port>` where hosts repeat."""
+    """URL -> cloud name, `atwill-<host>`, `atwill-<host>-<port>` where hosts repeat. A
+    name is given once: a later URL whose name is taken (the same host and port with
+    another scheme, or a host spelled like another's name) gets none, so it can never
+    replace the cloud of a controller listed before it (skipped() names them)."""
     listed = list(dict.fromkeys(u.rstrip("/") for u in urls if u.strip()))
     hosts = [_host_port(u)[0] for u in listed]
-    names = {}
+    names: dict[str, str] = {}
+    taken = {MAIN}
     for url, host in zip(listed, hosts, strict=True):
         port = _host_port(url)[1]
         name = f"{MAIN}-{host}"
         if hosts.count(host) > 1 and port is not None:
             name += f"-{port}"
+        if name in taken:
+            continue
+        taken.add(name)
         names[url] = name
     return names
+
+
+def skipped(own_url: str, controllers: Iterable[str]) -> list[str]:
+    """The URLs clouds() gives no cloud of their own (their name was taken before)."""
+    listed = _listed(own_url, controllers)
+    names = controller_names(listed)
+    return [u for u in listed if u not in names]
+
+
+def _listed(own_url: str, controllers: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys([own_url.rstrip("/"),
+                               *(u.rstrip("/") for u in controllers if u.strip())]))
 
 
 def clouds(base: dict[str, Any], own_url: str, controllers: Iterable[str],
@@ -47,9 +66,8 @@ def clouds(base: dict[str, Any], own_url: str, controllers: Iterable[str],
     """The `clouds:` mapping. base is a cloud without auth.auth_url (the credentials,
     region, cacert; its interface is replaced, kept in its place); own_url this
     controller's public URL; controllers every controller URL it knows (its own among
-    them or not)."""
-    urls = list(dict.fromkeys([own_url.rstrip("/"), *(u.rstrip("/") for u in controllers
-                                                     if u.strip())]))
+    them or not; it comes first, then these in order: a name is never overwritten)."""
+    urls = _listed(own_url, controllers)
 
     def cloud(url: str, interface: str) -> dict[str, Any]:
         out: dict[str, Any] = {"auth": {"auth_url": f"{url}/identity",

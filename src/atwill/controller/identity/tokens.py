@@ -5,6 +5,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
+import json
+import time
+from pathlib import Path
 from typing import Any
 
 from cryptography.fernet import InvalidToken
@@ -12,7 +15,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from ...config import Settings
-from ...core.catalog_rebase import Rebase, rebase_for
+from ...core.catalog_rebase import Rebase, origin, rebase_for
 from ...core.errors import Unauthorized
 from ...core.policy import ADMIN_PROJECT_DOMAIN_ID, ADMIN_PROJECT_NAME, Credentials
 from ...core.tokens import TokenPayload, format_time, new_audit_id
@@ -20,6 +23,7 @@ from ..context import Controller
 from ..db.base import utcnow
 from ..db.identity import SystemRoleAssignment
 from ..db.models import (
+    ControllerRecord,
     Domain,
     Endpoint,
     ImpliedRole,
@@ -80,7 +84,10 @@ def effective_roles(session: Session, user_id: str, project_id: str | None = Non
 def build_catalog(session: Session, project_id: str | None = None,
                   rebase: Rebase | None = None) -> list[dict[str, Any]]:
     """The catalog of a token; with rebase, the cloud's own endpoints name the answering
-    controller (core/catalog_rebase.py)."""
+    controller (core/catalog_rebase.py), the registered controllers' URLs among those
+    known (read at most every REGISTERED_TTL seconds, not per token)."""
+    if rebase is not None:
+        rebase = _with_registered(rebase, registered_urls(session))
     catalog = []
     for service in session.scalars(select(Service).where(Service.enabled.is_(True))):
         endpoints = session.scalars(select(Endpoint).where(
@@ -96,13 +103,52 @@ def build_catalog(session: Session, project_id: str | None = None,
 
 
 def catalog_rebase(settings: Settings) -> Rebase:
-    """How this controller answers the catalog's URLs (core/catalog_rebase.py)."""
-    return _rebase(settings.public_url, settings.public_endpoint, settings.controller_urls)
+    """How this controller answers the catalog's URLs (core/catalog_rebase.py): its own
+    URL, public_endpoint and the URL the cloud's init wrote the rows with (an added
+    controller's bundle names it) are controllers; controller_urls is not read (it may
+    name a load balancer that is no controller). build_catalog adds the registered ones."""
+    return _rebase(settings.public_url, settings.public_endpoint, _init_url(settings.state_dir))
 
 
 @functools.lru_cache(maxsize=8)
-def _rebase(own: str, public_endpoint: str, controller_urls: str) -> Rebase:
-    return rebase_for(own, public_endpoint, controller_urls.split(","))
+def _rebase(own: str, public_endpoint: str, init_url: str) -> Rebase:
+    return rebase_for(own, public_endpoint, [init_url] if init_url else [])
+
+
+@functools.lru_cache(maxsize=8)
+def _init_url(state_dir: Path) -> str:
+    """The catalog URL of the controller whose bundle made this one (controller-added.json,
+    ha_controllers_bundle.install); empty on a cloud's first controller."""
+    from ..ha_controllers_bundle import ADDED_FILE
+
+    try:
+        url = json.loads((state_dir / ADDED_FILE).read_text()).get("cloud_url")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return url if isinstance(url, str) else ""
+
+
+REGISTERED_TTL = 10.0  # seconds between reads of the registered controllers' URLs
+_registered: dict[str, tuple[float, frozenset[str]]] = {}  # database URL -> (read, URLs)
+
+
+def registered_urls(session: Session) -> frozenset[str]:
+    """Every URL a controller registered in this database (controllers.register) that this
+    process has seen: the table is read at most every REGISTERED_TTL seconds, and a
+    controller swept since (stopped) stays known, so its rows are still rebased."""
+    key = str(session.get_bind().url)
+    read_at, urls = _registered.get(key, (float("-inf"), frozenset()))
+    now = time.monotonic()
+    if now - read_at >= REGISTERED_TTL:
+        urls = urls | frozenset(session.scalars(select(ControllerRecord.public_url)))
+        _registered[key] = (now, urls)
+    return urls
+
+
+@functools.lru_cache(maxsize=64)
+def _with_registered(rebase: Rebase, urls: frozenset[str]) -> Rebase:
+    known = {o for o in map(origin, urls) if o}
+    return dataclasses.replace(rebase, known=rebase.known | known)
 
 
 PROJECT_TEMPLATES = ("%(project_id)s", "$(project_id)s", "%(tenant_id)s", "$(tenant_id)s")
