@@ -5,7 +5,8 @@ transaction changed in the tables that reach across nodes — ports, their addre
 groups, networks, subnets, routers, floating IPs, security groups, volumes and their
 attachments — are followed here at each flush, so the nodes those rows concern are
 added at commit whatever the caller named. None stands for every node: what this module
-cannot place concerns everyone.
+cannot place concerns everyone. A savepoint rolled back forgets the rows changed in it
+(savepoint_info), not those changed before it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from sqlalchemy import event, inspect, or_, select
 from sqlalchemy.orm import Session
 
+from . import savepoint_info
 from .db.live_migrations import Migration
 from .db.models import Evacuation, Instance, Node
 from .db.network import (
@@ -131,10 +133,14 @@ def _before_flush(session: Session, _context: Any, _instances: Any) -> None:
             touched.nodes.add(EVERY)
 
 
+savepoint_info.keep(TRACK)
+
+
 @event.listens_for(Session, "after_commit")
 @event.listens_for(Session, "after_rollback")
 def _forget(session: Session) -> None:
-    session.info.pop(TRACK, None)
+    if savepoint_info.outermost(session):
+        session.info.pop(TRACK, None)
 
 
 def touched(session: Session, strict: bool) -> Nodes:

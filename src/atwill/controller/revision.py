@@ -6,6 +6,8 @@ for "the nodes of the network rows I changed"); without them it concerns every n
 The clock moves once, when the transaction commits: the nodes concerned are then known
 (node_scope adds those of the network and volume rows changed meanwhile), and the row
 lock on the clock is held only from there to the commit, so clock order is commit order.
+That is the outermost transaction's commit: a savepoint released moves nothing, and one
+rolled back forgets the bumps made in it, not those made before it (savepoint_info).
 
 A node's revision is the later of the clock of the last change for everyone and its own
 (NodeRevision): one number space with the old global revision, so an agent's `after`
@@ -21,7 +23,7 @@ from collections.abc import Iterable
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
-from . import node_scope, revision_signal
+from . import node_scope, revision_signal, savepoint_info
 from .db.models import ClusterRevision, Instance, NodeRevision
 
 CONCERN = "atwill.revision_concern"
@@ -36,6 +38,8 @@ class _Everyone:
 
 EVERYONE = _Everyone()
 Concern = set[str] | _Everyone
+savepoint_info.keep(CONCERN, lambda c: c if c is EVERYONE else set(c))
+savepoint_info.keep(CONCERN + ".strict")
 
 
 def revision(session: Session) -> int:
@@ -107,6 +111,8 @@ def _advance(session: Session, concern: Concern) -> int:
 
 @event.listens_for(Session, "before_commit")
 def _before_commit(session: Session) -> None:
+    if not savepoint_info.outermost(session):
+        return
     concern = _concern(session)
     if concern is None:
         return
@@ -116,6 +122,8 @@ def _before_commit(session: Session) -> None:
 
 @event.listens_for(Session, "after_rollback")
 def _rolled_back(session: Session) -> None:
+    if not savepoint_info.outermost(session):
+        return
     session.info.pop(CONCERN, None)
     session.info.pop(CONCERN + ".strict", None)
 

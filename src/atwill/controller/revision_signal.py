@@ -9,7 +9,8 @@ file only says "changed": a worker that follows it with a resolver (the long-pol
 installs one, watch()) asks the database once which nodes moved past the clock it last
 saw and wakes only theirs, and asks again every RECHECK seconds anyway, for bumps
 committed by a controller on another machine sharing the database. A bump in one worker
-thus wakes the long-polls held in another within FOLLOW_EVERY plus one query.
+thus wakes the long-polls held in another within FOLLOW_EVERY plus one query. Only the
+outermost transaction's commit wakes them, never a savepoint's (savepoint_info).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from . import savepoint_info
 from .worker_stamp import Stamp, WorkerStamp
 
 log = logging.getLogger("atwill.revision")
@@ -187,9 +189,12 @@ def mark(session: Session, nodes: Iterable[str] | None = None) -> None:
         session.info[MARK] = session.info.get(MARK, set()) | set(nodes)
 
 
+savepoint_info.keep(MARK)
+
+
 @event.listens_for(Session, "after_commit")
 def _committed(session: Session) -> None:
-    if MARK not in session.info:
+    if MARK not in session.info or not savepoint_info.outermost(session):
         return
     nodes = session.info.pop(MARK)
     with _shared_lock:
@@ -203,4 +208,5 @@ def _committed(session: Session) -> None:
 
 @event.listens_for(Session, "after_rollback")
 def _rolled_back(session: Session) -> None:
-    session.info.pop(MARK, None)
+    if savepoint_info.outermost(session):
+        session.info.pop(MARK, None)

@@ -163,24 +163,29 @@ def create(session: Session, ctl: Controller, creds: Credentials, spec: dict[str
     locks.lock_project(session, creds.project_id or "")
     if not spec.get("block_devices") or session.get_bind().dialect.name != "postgresql":
         return _create(session, ctl, creds, spec, request_id)
-    for attempt in range(1, BUILD_ATTEMPTS + 1):
-        try:
-            with session.begin_nested():
-                if attempt < BUILD_ATTEMPTS:
-                    volume_placement.raise_contended(session)
-                return _create(session, ctl, creds, spec, request_id)
-        except volume_placement.Contended:
-            log.info("server create %s: storage nodes held by other claims, try %d of %d "
-                     "rolled back", request_id, attempt, BUILD_ATTEMPTS)
-        except OperationalError as err:
-            if attempt == BUILD_ATTEMPTS or getattr(err.orig, "sqlstate", None) not in \
-                    RETRIED_STATES:
-                raise
-            log.info("server create %s: %s, try %d of %d rolled back", request_id,
-                     str(err.orig).split("\n", 1)[0][:120], attempt, BUILD_ATTEMPTS)
-        volume_placement.forget(session)  # the savepoint's locks are gone with it
-        time.sleep(random.uniform(*BUILD_BACKOFF) * attempt)  # noqa: S311 - not a secret
-    raise AssertionError("unreachable: the last try returns or raises")
+    try:
+        for attempt in range(1, BUILD_ATTEMPTS + 1):
+            try:
+                with session.begin_nested():
+                    if attempt < BUILD_ATTEMPTS:
+                        volume_placement.raise_contended(session)
+                    return _create(session, ctl, creds, spec, request_id)
+            except volume_placement.Contended:
+                log.info("server create %s: storage nodes held by other claims, try %d of "
+                         "%d rolled back", request_id, attempt, BUILD_ATTEMPTS)
+            except OperationalError as err:
+                if attempt == BUILD_ATTEMPTS or getattr(err.orig, "sqlstate", None) not in \
+                        RETRIED_STATES:
+                    raise
+                log.info("server create %s: %s, try %d of %d rolled back", request_id,
+                         str(err.orig).split("\n", 1)[0][:120], attempt, BUILD_ATTEMPTS)
+            volume_placement.forget(session)  # the savepoint's locks are gone with it
+            time.sleep(random.uniform(*BUILD_BACKOFF) * attempt)  # noqa: S311 - not a secret
+        raise AssertionError("unreachable: the last try returns or raises")
+    finally:
+        # A try that succeeded early leaves no Contended (a 500) to a later claim of this
+        # transaction. Waits stay forbidden: its compute node rows are held until commit.
+        volume_placement.stop_raising(session)
 
 
 def _create(session: Session, ctl: Controller, creds: Credentials, spec: dict[str, Any],

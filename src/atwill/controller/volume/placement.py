@@ -132,6 +132,12 @@ def raise_contended(session: Session) -> None:
     _this_transaction(session, _RAISES).add("yes")
 
 
+def stop_raising(session: Session) -> None:
+    """The tries raise_contended was asked for are over: a later give-up for held nodes in
+    this transaction leaves its volume in error, as before."""
+    _this_transaction(session, _RAISES).clear()
+
+
 def forget(session: Session) -> None:
     """After a savepoint opened before any node lock was rolled back: PostgreSQL released
     every node lock and row lock taken in it, and nothing here forbids a wait any more."""
