@@ -161,3 +161,15 @@ def test_public_endpoint_host_is_an_address_or_a_dns_name(value: str) -> None:
         checked_public_endpoint(value)
     assert checked_public_endpoint("https://Cloud-1.example.:8686") == \
         "https://Cloud-1.example.:8686"
+
+
+def test_a_bundle_from_an_added_controller_names_the_rows_url(tmp_path) -> None:
+    # Failed before: it named the exporting controller's own URL, so a controller added
+    # from it did not know the first controller's rows for a controller's.
+    from atwill.controller import ha_controllers_bundle as bundle
+    from tests.unit.test_ha_controllers_bundle import _state
+
+    settings = _state(tmp_path)
+    assert bundle.collect(settings)["cloud_url"] == "https://a.example:8686"
+    (settings.state_dir / ADDED_FILE).write_text(json.dumps({"cloud_url": CTL1}))
+    assert bundle.collect(settings)["cloud_url"] == CTL1

@@ -77,7 +77,9 @@ def collect(settings: Settings) -> dict[str, Any]:
     shared["controller_urls"] = ",".join(settings.controllers)
     # The catalog's URL (made by this controller's init): every controller's certificate
     # names its host, so a load balancer or DNS name there may send clients to any.
-    return {"files": files, "settings": shared, "cloud_url": settings.public_url}
+    # An added controller passes on the URL its own bundle named (the rows' URL).
+    return {"files": files, "settings": shared,
+            "cloud_url": _added_cloud_url(settings.state_dir) or settings.public_url}
 
 
 def seal(content: dict[str, Any], passphrase: str) -> bytes:
@@ -144,6 +146,14 @@ def install(content: dict[str, Any], state_dir: Path, own: dict[str, Any]) -> li
     (state_dir / CONFIG_FILE).write_text(yaml.safe_dump(values, sort_keys=True))
     (state_dir / ADDED_FILE).write_text(json.dumps({"cloud_url": content.get("cloud_url")}))
     return [f"wrote {len(content['files'])} shared files and {CONFIG_FILE} in {state_dir}"]
+
+
+def _added_cloud_url(state_dir: Path) -> str | None:
+    try:
+        url = json.loads((state_dir / ADDED_FILE).read_text()).get("cloud_url")
+    except (FileNotFoundError, ValueError, AttributeError):
+        return None
+    return url if isinstance(url, str) and url else None
 
 
 def cloud_host(state_dir: Path) -> str | None:
