@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import inspect, null, select
 
 from atwill.controller import node_scope
-from atwill.controller.db.models import Instance, UsageEvent
+from atwill.controller.db.models import Instance, Node, UsageEvent
 from atwill.controller.db.session import Database, migrate
 from atwill.controller.servers import new_instance, placement
 from atwill.core import usage_events as rules
@@ -105,6 +105,26 @@ def test_a_first_placement_writes_the_node_with_the_claim(db: Database) -> None:
     row, events = _rows(db, inst.id)
     assert (row["node_id"], row["node_name"]) == (node, "a")
     assert [e["event_type"] for e in events] == [rules.CREATE]  # a first placement: no move
+
+
+def test_a_first_placement_in_a_rolled_back_savepoint_is_forgotten(db: Database) -> None:
+    """A server that existed before the savepoint (unshelve, a retried create) placed in it:
+    the rollback takes its node back in memory too (it kept node a while its row and a's
+    counters went back, so a later release freed counters it never took)."""
+    migrate(db.engine)
+    node = add_node(db, "a")
+    with db.session() as s:
+        inst = new_instance.insert(s, _server())
+    with db.session() as s:
+        inst = s.get(Instance, inst.id)
+        savepoint = s.begin_nested()
+        placement.place(s, SPREAD, inst, REQ)
+        assert inst.node_id == node
+        savepoint.rollback()
+        assert (inst.node_id, inst.node_name) == (None, None)
+        used = s.execute(select(Node.vcpus_used).where(Node.id == node)).scalar_one()
+        assert used == 0
+    assert _rows(db, inst.id)[0]["node_id"] is None
 
 
 def test_a_server_that_had_a_node_moves_with_its_event(db: Database) -> None:

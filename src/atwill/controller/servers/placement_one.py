@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, String, column, text
+from sqlalchemy import JSON, Boolean, String, column, inspect, text
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -161,6 +161,11 @@ def claim_placing(session: Session, req: scheduler.Request, strategy: str,
     set_committed_value(inst, "node_id", host.id)
     set_committed_value(inst, "node_name", host.name)
     set_committed_value(inst, "updated_at", params["now"])
+    # Written in this (sub)transaction as a flush would have: a savepoint rolled back
+    # expires it (else a server that existed before the savepoint kept the node in memory
+    # while its row and the node's counters went back, and a later release freed counters
+    # it never took).
+    session._register_altered([inspect(inst)])
     new_instance.track(session, host.id)
     return host
 
