@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from atwill.controller.cluster.liveness import FLUSH
-from atwill.core.beat_order import HEADER
+from atwill.core.beat_order import HEADER, LIMIT
 from tests.api.aggregate_nodes import JoinedNode, wait_for
 from tests.cloud import Cloud
 
@@ -147,3 +147,123 @@ def test_the_flush_does_not_write_a_beat_older_than_the_rows(cloud: Cloud,
     # The flush read the row's order back: the worker knows it now.
     stale(beat(node, "6.4", overlay={"lean": 4}), "6.9")
     assert row(cloud, node) == before
+
+
+# The review's attacks (session 15) ------------------------------------------------------
+FENCE = ("UPDATE nodes SET state = 'down', health = 'down', fence_state = 'ok', "
+         "fence_method = :m, fenced_at = CURRENT_TIMESTAMP WHERE id = :i")
+
+
+def fence_row(cloud: Cloud, node: JoinedNode) -> dict[str, Any]:
+    found = sql(cloud, "SELECT state, health, fence_state, fenced_at, beat_epoch, beat_seq "
+                "FROM nodes WHERE id = :i", i=node.id)
+    return dict(found[0])
+
+
+def test_a_beat_sent_before_the_fence_does_not_return_the_fenced_node(
+        cloud: Cloud, node: JoinedNode) -> None:
+    """HIGH 2: beat 7.4, sent before the node lost power and held by a hung controller,
+    came after the node was fenced (power confirmed off): it un-fenced the node and
+    showed it up. Only a restarted agent's beat (a later epoch) returns it now."""
+    assert beat(node, "7.3").status_code == 200
+    sql(cloud, FENCE, m="ipmi", i=node.id)
+    before = fence_row(cloud, node)
+    late = beat(node, "7.4", running_vms=2, instances={"a": {"state": "running"}})
+    stale(late, "7.3")
+    assert "fenced" in late.json()["error"]["message"]
+    assert fence_row(cloud, node) == before and before["fence_state"] == "ok"
+    # The host powered on again: its agent's new epoch (a new state part: the full path,
+    # as after a real fence, which the worker's memory hears of; this one is SQL's).
+    back = beat(node, "8.1", instances={"b": {"state": "running"}})
+    assert back.status_code == 200, back.text
+    after = fence_row(cloud, node)
+    assert (after["fence_state"], after["fenced_at"], after["health"]) == (None, None, "up")
+    assert (after["beat_epoch"], after["beat_seq"]) == (8, 1)
+
+
+def test_a_lease_fenced_node_comes_back_with_its_run_s_next_beat(
+        cloud: Cloud, node: JoinedNode) -> None:
+    """A lease fence: the host may still run (its agent killed its HA VMs); its next beat
+    of the same run returns it, as before."""
+    assert beat(node, "7.3").status_code == 200
+    sql(cloud, FENCE, m="lease", i=node.id)
+    assert beat(node, "7.4", instances={"b": {"state": "running"}}).status_code == 200
+    assert fence_row(cloud, node)["fence_state"] is None
+
+
+def test_another_node_s_certificate_is_refused_before_the_order(
+        cloud: Cloud, node: JoinedNode, tmp_path: Path) -> None:
+    """LOW 5: a caller with another node's certificate got 409 and this node's pair (from
+    the worker's memory) instead of 403."""
+    assert beat(node, "9.5").status_code == 200
+    other = JoinedNode(cloud, tmp_path, "order-other")
+    try:
+        for order in ("9.1", "9.9"):
+            with other.http() as client:
+                resp = client.post(f"/cluster/v1/nodes/{node.id}/heartbeat", json=BODY,
+                                   headers={HEADER: order})
+            assert resp.status_code == 403, resp.text
+            assert HEADER not in resp.headers
+    finally:
+        other.remove()
+    found = row(cloud, node)
+    assert (found["beat_epoch"], found["beat_seq"]) == (9, 5)
+
+
+def test_an_epoch_pushed_to_the_limit_does_not_lock_the_node_out(
+        cloud: Cloud, node: JoinedNode) -> None:
+    """MEDIUM 4: a beat at the parser's limit left the node's agent 400 or 409 for good."""
+    assert beat(node, f"{LIMIT - 1}.1").status_code == 200
+    assert beat(node, "1.1", running_vms=5).status_code == 200, "locked out"
+    after = wait_for(lambda: (found := row(cloud, node))["beat_epoch"] == 1 and found,
+                     2 * FLUSH + 3, "the sane pair written")
+    assert (after["beat_epoch"], after["beat_seq"]) == (1, 1)
+    stale(beat(node, "1.1", running_vms=5), "1.1")  # ordered again
+
+
+def test_a_locked_row_answers_503_quickly(cloud: Cloud, node: JoinedNode) -> None:
+    """MEDIUM 3 (PostgreSQL): a transaction holding the node's row (a hung controller's
+    beat) stalled every other controller's beat of the node to the agent's timeout."""
+    if not cloud.db_url().startswith("postgresql"):
+        pytest.skip("SQLite writes one at a time (its busy timeout applies)")
+    assert beat(node, "12.1").status_code == 200
+    engine = create_engine(cloud.db_url())
+    try:
+        with engine.connect() as conn, conn.begin():
+            conn.execute(text("SELECT id FROM nodes WHERE id = :i FOR UPDATE"), {"i": node.id})
+            start = time.monotonic()
+            resp = beat(node, "12.2", instances={"b": {"state": "running"}})
+            took = time.monotonic() - start
+            assert resp.status_code == 503, resp.text
+            assert "locked" in resp.json()["error"]["message"] and took < 3, took
+    finally:
+        engine.dispose()
+    assert beat(node, "12.3", instances={"b": {"state": "running"}}).status_code == 200
+
+
+def test_a_hung_beat_transaction_is_ended_by_the_server(cloud: Cloud,
+                                                       node: JoinedNode,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """MEDIUM 3 (PostgreSQL): a beat's transaction left idle after its claim (its
+    controller hung) holds the row no longer than IDLE_TIMEOUT_MS."""
+    if not cloud.db_url().startswith("postgresql"):
+        pytest.skip("PostgreSQL's idle_in_transaction_session_timeout")
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.orm import Session
+
+    from atwill.controller.cluster import agents
+    from atwill.core.beat_order import Order
+
+    monkeypatch.setattr(agents, "IDLE_TIMEOUT_MS", 300)
+    serial = sql(cloud, "SELECT cert_serial FROM nodes WHERE id = :i", i=node.id)[0]
+    engine = create_engine(cloud.db_url())
+    try:
+        with Session(engine) as hung:
+            assert agents.claim(hung, node.id, Order(13, 1), serial["cert_serial"])
+            time.sleep(1.5)  # hung, between two statements
+            with pytest.raises(DBAPIError, match="idle-in-transaction"):
+                hung.execute(text("SELECT 1"))
+        # the row is free: a beat applies at once
+        assert beat(node, "13.2", instances={"c": {"state": "running"}}).status_code == 200
+    finally:
+        engine.dispose()

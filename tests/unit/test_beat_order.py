@@ -49,7 +49,8 @@ def test_a_new_epoch_is_above_the_kept_one_and_the_controllers() -> None:
     assert beat_order.next_epoch(4) == 5
     assert beat_order.next_epoch(4, 9) == 10
     assert beat_order.restarted_needed(Order(2, 5), Order(3, 1))
-    assert not beat_order.restarted_needed(Order(2, 5), Order(2, 9))  # ours (a copy)
+    assert not beat_order.restarted_needed(Order(2, 5), Order(2, 5))  # ours (a copy)
+    assert not beat_order.restarted_needed(Order(2, 5), Order(2, 3))  # ours, answered late
     assert not beat_order.restarted_needed(Order(2, 5), None)
 
 
@@ -317,3 +318,105 @@ def test_the_agent_renews_no_lease_from_a_stale_answer(
     assert agent.lease.renewed_at is not None
     assert http.orders == ["1.1", "1.2", "5.1"]
     assert agent_client.ordering(["https://c:1"])
+
+
+# The review's attacks (session 15) ------------------------------------------------------
+def test_a_reused_epoch_moves_on_past_a_higher_held_seq() -> None:
+    """HIGH 1: the epoch file not written, restored one run old, or wiped after a first
+    run: the controller holds (E, N) from the earlier run while this run sends (E, 1),
+    (E, 2)... Before, only a later held epoch moved the agent on (hours of 409s)."""
+    assert beat_order.restarted_needed(Order(2, 5), Order(2, 900))  # same epoch, higher seq
+    assert beat_order.restarted_needed(Order(2, 5), Order(3, 1))  # adjacent epoch
+    assert not beat_order.restarted_needed(Order(2, 5), Order(2, 5))  # our own beat's copy
+    assert not beat_order.restarted_needed(Order(2, 5), Order(2, 4))  # a late answer
+    assert not beat_order.restarted_needed(Order(2, 5), Order(1, 900))
+
+
+def test_an_agent_whose_epoch_file_cannot_be_written_moves_on(tmp_path: Path) -> None:
+    (tmp_path / "beat_epoch").write_text("3\n")
+    beats = BeatSequence(tmp_path)
+    assert beats.epoch == 4
+    (tmp_path / "beat_epoch").write_text("3\n")  # the run before's file, put back
+    again = BeatSequence(tmp_path)  # the same epoch as the run before
+    assert again.next() == Order(4, 1)
+    assert again.stale("4.700")  # the controller holds the earlier run's beat 700
+    assert again.next() == Order(5, 1) > Order(4, 700)
+
+
+def test_epochs_stop_at_the_ceiling_and_a_stored_one_there_counts_as_none(
+        tmp_path: Path) -> None:
+    """MEDIUM 4: a pair pushed to the limit (forged with the node's certificate, a bug)
+    locked the node out for good: the agent's next epoch was beyond what parse accepts."""
+    ceiling = beat_order.CEILING
+    assert beat_order.next_epoch(None, beat_order.LIMIT - 1) == ceiling
+    assert beat_order.next_epoch(ceiling - 1) == ceiling
+    assert beat_order.parse(f"{beat_order.LIMIT - 1}.1") == Order(beat_order.LIMIT - 1, 1)
+    assert beat_order.stored(beat_order.LIMIT - 1, 5) is None  # none held
+    assert beat_order.applies(Order(beat_order.LIMIT - 1, 5), Order(1, 1))
+    beats = BeatSequence(tmp_path)
+    beats.next()
+    assert beats.stale(f"{ceiling - 1}.9")  # follows, up to the ceiling
+    assert beats.next() == Order(ceiling, 1) and str(beats.current()) == f"{ceiling}.1"
+    assert not beats.stale(f"{beat_order.LIMIT - 1}.9")  # beyond: none held, not followed
+    assert BeatSequence(tmp_path).epoch == 1  # kept at the ceiling: starts again at 1
+
+
+def _node_row(conn, **values) -> None:  # noqa: ANN001
+    conn.execute(insert(Node.__table__).values(**{
+        "id": "n1", "service_id": "s1", "name": "n1", "state": "down", "health": "down",
+        "forced_down": False, "cert_serial": "c1", "beat_epoch": 3, "beat_seq": 9,
+        "running_vms": 0, "host_status": {}, "overlay_status": {}, "inventory": {},
+        **values}))
+
+
+def _claimed(order: Order, serial: str | None = None, **values) -> bool:  # noqa: ANN003
+    import datetime as dt
+
+    from sqlalchemy.orm import Session
+
+    from atwill.controller.cluster.agents import claim
+
+    engine = _table()
+    fence = values.pop("fence", None)
+    if fence is not None:
+        values.update(fence_state=fence[0], fence_method=fence[1],
+                      fenced_at=dt.datetime(2026, 12, 7, 10, 0))
+    with engine.begin() as conn:
+        _node_row(conn, **values)
+    with Session(engine) as session:
+        return claim(session, "n1", order, serial)
+
+
+def test_a_node_fenced_off_comes_back_only_with_a_later_epoch() -> None:
+    """HIGH 2: the newest beat of a dead node, held by a hung controller and applied after
+    the node was fenced (power confirmed off), un-fenced it."""
+    for method in ("ipmi", "manual"):
+        assert not _claimed(Order(3, 10), fence=("ok", method))  # sent before the fence
+        assert _claimed(Order(4, 1), fence=("ok", method))  # a restarted agent's
+    assert _claimed(Order(3, 10), fence=("ok", "lease"))  # the host may still run
+    for state in ("failed", "pending", "skipped"):  # power not confirmed off
+        assert _claimed(Order(3, 10), fence=(state, None))
+    assert _claimed(Order(3, 10))
+    assert _claimed(Order(3, 10), fence=("ok", "ipmi"), beat_epoch=beat_order.LIMIT - 1)
+
+
+def test_a_claim_with_another_certificate_changes_nothing() -> None:
+    """LOW 5: the certificate is in the claim's WHERE (no lock taken for another's)."""
+    assert not _claimed(Order(3, 10), "c2")
+    assert _claimed(Order(3, 10), "c1")
+    assert _claimed(Order(1, 1), "c1", beat_epoch=beat_order.LIMIT - 1)  # at the ceiling
+
+
+def test_the_flush_write_applies_over_a_stored_epoch_at_the_ceiling() -> None:
+    import datetime as dt
+
+    engine = _table()
+    was = dt.datetime(2026, 12, 7, 10, 0, 0)
+    with engine.begin() as conn:
+        _node_row(conn, state="up", health="up", last_heartbeat=was,
+                  beat_epoch=beat_order.LIMIT - 1)
+        written = conn.execute(liveness.WRITE_ORDERED, [{
+            "b_id": "n1", "b_at": was + dt.timedelta(seconds=1), "b_was": was,
+            "b_serial": "c1", "b_peak": 0.0, "b_host": {}, "b_overlay": {}, "b_vms": 1,
+            "b_epoch": 1, "b_seq": 1}])
+        assert written.rowcount == 1

@@ -3,9 +3,12 @@
 The epoch is kept in STATE_DIR/beat_epoch and raised at every start, so a restarted
 agent's beats order after its previous run's; the sequence is raised at every beat sent
 (a beat sent again to the next controller gets the next one: agent/client.Failover).
-A stale answer naming a later epoch than ours (the file went back: a state dir restored
-from a copy) makes us take an epoch above it; without that, every beat of this run
-would be stale and the node would look dead.
+A stale answer naming a pair above the highest this run issued (a later epoch: the file
+went back, a state dir restored from a copy; or this epoch with a higher seq: the epoch
+was reused, its file not written or wiped) makes us take an epoch above it; without
+that, every beat of this run would be stale and the node would look dead. Epochs stop
+at beat_order.CEILING (logged as an error); a kept one at the ceiling starts again at 1,
+which a controller applies over a stored pair at the ceiling.
 """
 
 from __future__ import annotations
@@ -55,9 +58,13 @@ class BeatSequence:
                 return False
             assert order is not None
             self.epoch, self.seq = self._start(order.epoch), 0
-        log.warning("the controller holds heartbeat %s, of a later run than this one's "
-                    "epoch (was %s restored from an older copy?): epoch %d from now on",
-                    order, self.path, self.epoch)
+        log.warning("the controller holds heartbeat %s, above this run's beats (was %s "
+                    "restored from an older copy, wiped or not written?): epoch %d from now "
+                    "on", order, self.path, self.epoch)
+        if self.epoch >= beat_order.CEILING:
+            log.error("the controller holds heartbeat %s, at the epoch ceiling %d: this run "
+                      "beats at the ceiling, which the controllers apply unordered; the "
+                      "next start begins again at epoch 1", order, beat_order.CEILING)
         return True
 
     def _start(self, seen: int | None) -> int:
@@ -80,4 +87,4 @@ class BeatSequence:
             value = int(self.path.read_text().strip())
         except (OSError, ValueError):
             return None
-        return value if 0 < value < beat_order.LIMIT - 1 else None
+        return value if 0 < value < beat_order.CEILING else None

@@ -14,6 +14,22 @@ know it ignores it, where a body field would be refused by its strict model. A b
 without it (an older agent) is applied as before, unordered, and leaves the stored pair
 as it is. The reply of a controller that orders beats says `"ordered": true`; an agent
 times a beat out early only on a controller that said so.
+
+Epochs stay below CEILING (far below LIMIT, which a header may carry): an agent never
+takes an epoch above it, and a controller treats a stored epoch at or above it as no
+order held (claim, the flush's WHERE), so a pair pushed to the limit (a bug, a forged
+beat with the node's certificate) cannot lock the node out: its next beat applies and
+puts a sane pair back. An agent told of a held epoch at the ceiling takes the ceiling
+itself (applied over anything below; logged as an error), and its next start begins
+again at 1 (applied over the ceiling).
+
+A node fenced with its power confirmed off (fence_state "ok", by a device or an
+operator's confirm, not a lease) comes back only with a beat of a later epoch than the
+stored one (agents.claim): a power-cycled host restarts its agent, which takes a new
+epoch, while a beat sent before the fence and applied late by a hung controller has the
+old one. A lease fence (the host may still run, its agent killed its HA VMs), a pending,
+failed or skipped fence (power not confirmed off, nothing evacuated) and unordered beats
+(older agents) return the node as before.
 """
 
 from __future__ import annotations
@@ -25,6 +41,9 @@ from .errors import BadRequest
 HEADER = "X-Atwill-Heartbeat-Order"
 STALE = "heartbeat_stale"  # the 409's error type
 LIMIT = 2**62  # both numbers fit a BIGINT, with room
+CEILING = 2**61  # the highest epoch an agent takes; a stored one at or above: none held
+FENCED_OFF = "ok"  # nodes.fence_state of a node fenced (power off confirmed)
+SELF_FENCED = "lease"  # nodes.fence_method of a lease fence: the host may still run
 
 
 class Order(NamedTuple):
@@ -51,30 +70,43 @@ def parse(value: str | None) -> Order | None:
 def applies(stored: Order | None, beat: Order | None) -> bool:
     """Whether a beat is applied over what the node's row holds: an unordered beat always
     (an older agent, as before), an ordered one only when greater than the stored pair."""
-    if beat is None or stored is None:
+    if beat is None or stored is None or stored.epoch >= CEILING:
         return True
     return beat > stored
 
 
 def stored(epoch: int | None, seq: int | None) -> Order | None:
-    """The pair as a row holds it (NULLs: none yet)."""
-    if epoch is None or seq is None:
+    """The pair as a row holds it (NULLs: none yet; an epoch at the ceiling: none)."""
+    if epoch is None or seq is None or int(epoch) >= CEILING:
         return None
     return Order(int(epoch), int(seq))
 
 
 def next_epoch(previous: int | None, seen: int | None = None) -> int:
     """A new run's epoch: above the last one this agent kept, and above one the
-    controller said it holds (a state dir restored from an older copy)."""
-    return max(previous or 0, seen or 0) + 1
+    controller said it holds (a state dir restored from an older copy); never above
+    CEILING (a held epoch at the ceiling counts as none: beat_order.applies)."""
+    return min(max(previous or 0, seen or 0) + 1, CEILING)
 
 
 def restarted_needed(own: Order, held: Order | None) -> bool:
-    """A stale answer to one's own beat: whether the agent must take a new epoch. Only
-    when the controller holds a later epoch than the agent's own (its kept counter went
-    back); a pair of its own run (a copy of a beat applied twice, a late answer) is not."""
-    return held is not None and held.epoch > own.epoch
+    """A stale answer to one's own beat: whether the agent must take a new epoch. When
+    the controller holds a pair above the highest this run issued (`own`: its epoch and
+    last seq): a later epoch (its kept counter went back) or this epoch with a higher
+    seq (the epoch was reused: its file could not be written, or was restored one run
+    old, or wiped after a first run). Without moving on, every beat of the run would be
+    stale until its seq passed the held one. A pair at or below `own` (a copy of a beat
+    applied twice, a late answer) is not; neither is one at the ceiling (none held)."""
+    return held is not None and held > own and held.epoch < CEILING
 
 
-__all__ = ["HEADER", "LIMIT", "STALE", "Order", "applies", "next_epoch", "parse",
-           "restarted_needed", "stored"]
+def fenced_needs_new_epoch(fence_state: str | None, fence_method: str | None,
+                           fenced: bool) -> bool:
+    """Whether a node in this fence state comes back only with a later epoch than the
+    stored one: fenced with its power confirmed off (not a lease fence: see above)."""
+    return fenced and fence_state == FENCED_OFF and fence_method != SELF_FENCED
+
+
+__all__ = ["CEILING", "FENCED_OFF", "HEADER", "LIMIT", "SELF_FENCED", "STALE", "Order",
+           "applies", "fenced_needs_new_epoch", "next_epoch", "parse", "restarted_needed",
+           "stored"]

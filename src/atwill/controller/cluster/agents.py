@@ -11,13 +11,15 @@ from pathlib import Path
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, or_, select, text, update
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from ...api.cluster import DesiredState, Heartbeat, HeartbeatReply, LeaveRequest
 from ...core import beat_order, host_figures, instance_counters
-from ...core.errors import Conflict, NotFound
+from ...core.errors import Conflict, NotFound, ServiceUnavailable
 from ...core.nodereports import HEARTBEAT_BYTES, check_instance_reports, check_inventory
+from ...pki import serial_of
 from .. import revision as revision_module
 from .. import revision_signal
 from ..background import REVISION_FILE
@@ -182,34 +184,99 @@ class HeartbeatStale(Conflict):
     kind = beat_order.STALE
 
     def __init__(self, node_id: str, beat: beat_order.Order,
-                 held: beat_order.Order | None) -> None:
-        super().__init__(f"Heartbeat {beat} of node {node_id} is older than one applied "
-                         f"({held or 'unknown'}): it changed nothing.",
+                 held: beat_order.Order | None, message: str | None = None) -> None:
+        super().__init__(message or f"Heartbeat {beat} of node {node_id} is older than one "
+                         f"applied ({held or 'unknown'}): it changed nothing.",
                          {beat_order.HEADER: str(held)} if held is not None else None)
 
 
-def _stale_in_memory(ctl: Controller, node_id: str, order: beat_order.Order | None) -> None:
-    """409 when this worker knows of a newer beat of the node (applied or buffered)."""
-    if order is None or not liveness.enabled():
+def _fenced_stale(node: Node, beat: beat_order.Order,
+                  held: beat_order.Order | None) -> HeartbeatStale:
+    """The 409 of a same-run beat of a node fenced with its power confirmed off."""
+    return HeartbeatStale(node.id, beat, held, (
+        f"Node {node.name} was fenced ({node.fence_method or 'fenced'}: its power was "
+        f"confirmed off) after heartbeats of epoch {held.epoch if held else '?'}; heartbeat "
+        f"{beat} is of that run, sent before the fence (a controller applied it late): it "
+        "changed nothing. Only a restarted agent's beat (a later epoch) returns the node."))
+
+
+def _stale_in_memory(ctl: Controller, node_id: str, order: beat_order.Order | None,
+                     cert: bytes | None = None, checked_cert: bool = False) -> None:
+    """409 when this worker knows of a newer beat of the node (applied or buffered): only
+    to the node itself (its certificate checked, or the one this worker knows it by), so
+    another caller learns nothing of its order."""
+    if order is None or not liveness.enabled() or (cert is None and not checked_cert):
         return
-    newest = liveness.of(ctl.db).newest(node_id)
+    newest = liveness.of(ctl.db).newest(node_id, None if checked_cert else cert)
     if newest is not None and order <= newest:
         raise HeartbeatStale(node_id, order, newest)
 
 
-def claim(session: Session, node_id: str, order: beat_order.Order) -> bool:
+CLAIM_LOCK_TIMEOUT_MS = 300  # PostgreSQL: what a beat waits for the node's row lock
+# PostgreSQL: a heartbeat transaction idle this long (its controller hung between two
+# statements, holding the node's row lock) is ended by the server; set for that
+# transaction only (SET LOCAL): others (migrations, builds) keep the server's setting.
+IDLE_TIMEOUT_MS = 5000
+
+
+class RowBusy(ServiceUnavailable):
+    """503: the node's row is locked by another transaction (another controller's beat of
+    it, maybe hung): the agent sends its next attempt to the next controller."""
+
+
+def claim(session: Session, node_id: str, order: beat_order.Order,
+          serial: str | None = None) -> bool:
     """Store the beat's order on the node's row if it is newer than the stored one, as
     the transaction's first write (the check and the write one statement: on PostgreSQL
     the row stays locked to the commit, so a concurrent beat re-reads it after; SQLite
-    writes one at a time). False: an equal or newer beat was applied (or no such node)."""
+    writes one at a time). False: an equal or newer beat was applied, or no such node,
+    or (serial given) the row holds another certificate (no lock is taken for it), or
+    the node was fenced with its power confirmed off and the beat is not of a later
+    epoch than the stored one (core/beat_order: a beat sent before the fence).
+    On PostgreSQL the row lock is waited for CLAIM_LOCK_TIMEOUT_MS at most (RowBusy)."""
     nodes_table = Node.__table__
-    stored_epoch, stored_seq = nodes_table.c.beat_epoch, nodes_table.c.beat_seq
-    newer = or_(stored_epoch.is_(None), stored_seq.is_(None), stored_epoch < order.epoch,
+    c = nodes_table.c
+    stored_epoch, stored_seq = c.beat_epoch, c.beat_seq
+    ceiling = stored_epoch >= beat_order.CEILING  # none held (core/beat_order)
+    newer = or_(stored_epoch.is_(None), stored_seq.is_(None), ceiling,
+                stored_epoch < order.epoch,
                 and_(stored_epoch == order.epoch, stored_seq < order.seq))
-    result = session.connection().execute(
-        update(nodes_table).where(nodes_table.c.id == node_id, newer)
-        .values(beat_epoch=order.epoch, beat_seq=order.seq))
+    may_return = or_(c.fence_state.is_(None), c.fence_state != beat_order.FENCED_OFF,
+                     c.fenced_at.is_(None), c.fence_method == beat_order.SELF_FENCED,
+                     stored_epoch.is_(None), ceiling, stored_epoch < order.epoch)
+    where = [c.id == node_id, newer, may_return]
+    if serial is not None:
+        where.append(c.cert_serial == serial)
+    connection = session.connection()
+    postgres = connection.dialect.name == "postgresql"
+    if postgres:
+        previous = connection.execute(text(
+            "SELECT current_setting('lock_timeout'), set_config('lock_timeout', :lock, true),"
+            " set_config('idle_in_transaction_session_timeout', :idle, true)"),
+            {"lock": f"{CLAIM_LOCK_TIMEOUT_MS}ms", "idle": f"{IDLE_TIMEOUT_MS}ms"}).scalar()
+    try:
+        result = connection.execute(update(nodes_table).where(*where)
+                                    .values(beat_epoch=order.epoch, beat_seq=order.seq))
+    except OperationalError as error:
+        if _sqlstate(error) == LOCK_NOT_AVAILABLE:
+            raise RowBusy(f"The row of node {node_id} is locked by another transaction "
+                          f"(another controller's beat of it?) for over "
+                          f"{CLAIM_LOCK_TIMEOUT_MS} ms: heartbeat {order} changed nothing; "
+                          "send it to another controller.") from None
+        raise  # anything else: service.py's handler (503 for a lost connection)
+    if postgres:  # the rest of the beat waits for locks as before
+        connection.execute(text("SELECT set_config('lock_timeout', :lock, true)"),
+                           {"lock": previous})
     return result.rowcount == 1
+
+
+LOCK_NOT_AVAILABLE = "55P03"
+IDLE_ENDED = "25P03"  # idle_in_transaction_session_timeout
+
+
+def _sqlstate(error: DBAPIError) -> str | None:
+    orig = error.orig
+    return getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
 
 
 def checked(body: Heartbeat) -> Heartbeat:
@@ -231,8 +298,8 @@ def checked(body: Heartbeat) -> Heartbeat:
 def lean(ctl: Controller, node_id: str, cert: bytes | None, client: str, body: Heartbeat,
          host: dict, order: beat_order.Order | None = None) -> dict | None:
     """The reply to a beat that only says the node lives (liveness.py), else None. A
-    beat older than one this worker knows of is never answered as applied: 409."""
-    _stale_in_memory(ctl, node_id, order)
+    beat older than one this worker knows of is never answered as applied: liveness.lean
+    gives it to the full path, which answers 409 once the certificate is checked."""
     source = nodes.underlay_source(ctl.settings, client)
     rev = liveness.of(ctl.db).lean(node_id, cert, source, body, host, order)
     if rev is None:
@@ -244,7 +311,9 @@ def lean(ctl: Controller, node_id: str, cert: bytes | None, client: str, body: H
 
 def _heartbeat(ctl: Controller, request: Request, node_id: str, body: Heartbeat,
                host: dict | None = None, order: beat_order.Order | None = None) -> dict:
-    _stale_in_memory(ctl, node_id, order)
+    scope = getattr(request, "scope", None)  # a unit test's stand-in has none
+    der = client_cert(scope) if scope else None
+    _stale_in_memory(ctl, node_id, order, der)  # only when the worker knows this cert
     source = nodes.underlay_source(ctl.settings,
                                    request.client.host if request.client else "")
     if host is None:
@@ -252,14 +321,41 @@ def _heartbeat(ctl: Controller, request: Request, node_id: str, body: Heartbeat,
     state_digest = liveness.digest(body.instances, body.volumes) if liveness.enabled() \
         else b""
     token = liveness.of(ctl.db).token(node_id)  # before anything is read (liveness.py)
-    scope = getattr(request, "scope", None)  # a unit test's stand-in has none
-    cert = client_cert(scope) if scope and liveness.enabled() else None
+    cert = der if liveness.enabled() else None
+    try:
+        reply, seen = _full(ctl, request, node_id, body, host, order, source, state_digest,
+                            der, cert)
+    except DBAPIError as error:
+        if _sqlstate(error) != IDLE_ENDED:
+            raise
+        # This worker stalled past IDLE_TIMEOUT_MS inside the beat's transaction: the
+        # server ended it (rolled back), freeing the row for the other controllers.
+        raise ServiceUnavailable(f"Heartbeat of node {node_id} was not written: its "
+                                 "transaction stalled and the database ended it.") from None
+    # committed: the next beats with this state part may be lean (liveness.py)
+    liveness.of(ctl.db).full(node_id, cert, seen, token)
+    return reply
+
+
+def _full(ctl: Controller, request: Request, node_id: str, body: Heartbeat, host: dict,
+          order: beat_order.Order | None, source: str, state_digest: bytes,
+          der: bytes | None, cert: bytes | None) -> tuple[dict, liveness.Seen]:
+    """The full pass's transaction (committed on return): the reply and what was seen."""
     with ctl.db.session() as session:
-        if order is not None and not claim(session, node_id, order):
+        # The certificate is in the claim's WHERE: another caller's beat takes no lock,
+        # and is told why by calling_node (401/403/410), never the node's order.
+        serial = serial_of(der) if der is not None else None
+        if serial is None:
+            calling_node(session, request, node_id)  # no certificate: 401 before a lock
+        if order is not None and not claim(session, node_id, order, serial):
             node = calling_node(session, request, node_id)  # removed, another's: as before
-            raise HeartbeatStale(node_id, order,
-                                 beat_order.stored(node.beat_epoch, node.beat_seq))
+            held = beat_order.stored(node.beat_epoch, node.beat_seq)
+            if (held is None or order > held) and beat_order.fenced_needs_new_epoch(
+                    node.fence_state, node.fence_method, node.fenced_at is not None):
+                raise _fenced_stale(node, order, held)
+            raise HeartbeatStale(node_id, order, held)
         node = calling_node(session, request, node_id)
+        _stale_in_memory(ctl, node_id, order, checked_cert=True)  # a buffered newer one
 
         returned(session, node, body.instances)
         nodes.heartbeat(session, node, body.inventory, body.overlay, body.running_vms, source,
@@ -281,9 +377,7 @@ def _heartbeat(ctl: Controller, request: Request, node_id: str, body: Heartbeat,
                              liveness.healthy(node), reply["revision"], state_digest,
                              cert is not None and liveness.waiting(session, node.id),
                              order)
-    # committed: the next beats with this state part may be lean (liveness.py)
-    liveness.of(ctl.db).full(node_id, cert, seen, token)
-    return reply
+    return reply, seen
 
 
 @router.post("/v1/nodes/{node_id}/leave", status_code=204,

@@ -247,14 +247,22 @@ class Liveness:
         self._start()
         return known.current
 
-    def newest(self, node_id: str) -> beat_order.Order | None:
-        """The newest beat order of the node this worker took or read back (None: none)."""
+    def newest(self, node_id: str, cert: bytes | None = None) -> beat_order.Order | None:
+        """The newest beat order of the node this worker took or read back (None: none).
+        With `cert`: only when it is the certificate this worker knows the node by (the
+        caller is the node; else the route checks the certificate first)."""
         with self._lock:
+            if cert is not None:
+                known = self._known.get(node_id)
+                if known is None or known.cert != cert:
+                    return None
             return self._newest(node_id)
 
     def _newest(self, node_id: str) -> beat_order.Order | None:
         known, beat = self._known.get(node_id), self._buffer.get(node_id)
-        orders = [o for o in (known and known.order, beat and beat.order) if o is not None]
+        # An epoch at the ceiling counts as none (core/beat_order.CEILING)
+        orders = [o for o in (known and known.order, beat and beat.order)
+                  if o is not None and o.epoch < beat_order.CEILING]
         return max(orders) if orders else None
 
     def token(self, node_id: str) -> tuple[int, int]:
@@ -499,9 +507,11 @@ WRITE = update(_T).where(
          host_status=bindparam("b_host"), overlay_status=bindparam("b_overlay"),
          running_vms=bindparam("b_vms"))
 # An ordered beat (core/beat_order): the same, only over an older stored order (or none),
-# which it stores: a newer beat another controller stored since the read is kept.
+# which it stores: a newer beat another controller stored since the read is kept (a
+# stored epoch at the ceiling counts as none: core/beat_order.CEILING).
 WRITE_ORDERED = WRITE.where(or_(
     _T.c.beat_epoch.is_(None), _T.c.beat_seq.is_(None),
+    _T.c.beat_epoch >= beat_order.CEILING,
     _T.c.beat_epoch < bindparam("b_epoch"),
     and_(_T.c.beat_epoch == bindparam("b_epoch"), _T.c.beat_seq < bindparam("b_seq")),
 )).values(beat_epoch=bindparam("b_epoch"), beat_seq=bindparam("b_seq"))
