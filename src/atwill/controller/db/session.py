@@ -55,6 +55,16 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
 
+        @event.listens_for(engine, "savepoint")
+        def _savepoint(conn, _name):  # noqa: ANN001
+            # pysqlite begins a transaction only before a write: a SAVEPOINT with none open
+            # begins one itself, and its RELEASE commits it — the outer transaction's later
+            # rollback then undid nothing (a session that only read before its savepoint).
+            # BEGIN IMMEDIATE: a savepoint is for writes, and a deferred transaction that
+            # read first fails at once (no busy wait) when another writer got in between.
+            if not conn.connection.dbapi_connection.in_transaction:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+
         return engine
     parsed = make_url(url)
     if parsed.drivername == "postgresql":
