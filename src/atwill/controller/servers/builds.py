@@ -33,7 +33,7 @@ from ..db.models import (
 from ..image import common as image_common
 from ..peers.images import scoped_image
 from ..volume import placement as volume_placement
-from . import actions, lifecycle, locks, resize_usage, zones
+from . import actions, lifecycle, locks, new_instance, resize_usage, zones
 
 log = logging.getLogger("atwill.servers")
 HOSTNAME_BAD = re.compile(r"[^a-z0-9-]+")
@@ -240,8 +240,7 @@ def _create(session: Session, ctl: Controller, creds: Credentials, spec: dict[st
             scheduler_hints=spec.get("hints") or {}, vm_state="building",
             task_state="scheduling", launch_index=index, reservation_id=reservation,
             tags=list(spec.get("tags") or []))
-        session.add(inst)
-        session.flush()
+        new_instance.insert(session, inst)  # the row and its create event, no flush
         if (spec.get("hints") or {}).get("group"):
             join_group(session, spec["hints"]["group"], inst, creds, 1)
         actions.start(session, inst.id, "create", request_id, creds.user_id, creds.project_id)
