@@ -33,6 +33,7 @@ from .ha import lease as ha_lease
 from .ha import monitor as ha_monitor
 from .servers import resize as servers_resize
 from .servers import resize_transfers
+from .volume import settle as volume_settle
 
 log = logging.getLogger("atwill.background")
 MONITOR_LOCK = 0x617477  # "atw"
@@ -124,8 +125,14 @@ def _check(ctl: Controller, since: dt.datetime) -> list[str]:
     for node_id in to_fence:
         with ctl.db.session() as session:
             node = session.get(Node, node_id)
-            if node is not None and node.fence_state == "pending":
-                ha_monitor.fence(ctl, session, node)
+            if node is None or node.fence_state != "pending":
+                continue
+            if ha_monitor.beat_since_verdict(node):
+                # Heard after it was judged down: not off. Judged again next pass.
+                log.warning("node %s beat after it was judged down: not fenced", node.name)
+                node.fence_state = None
+                continue
+            ha_monitor.fence(ctl, session, node)
     with ctl.db.session() as session:
         if _leader(ctl, session):
             ha_lease.fence_by_lease(session, ctl, since)
@@ -142,6 +149,10 @@ def _check(ctl: Controller, since: dt.datetime) -> list[str]:
         with ctl.db.session() as session:
             if _leader(ctl, session):
                 resize_transfers.sweep(ctl, session)
+    if volume_settle.SWEEPER.due():
+        with ctl.db.session() as session:
+            if _leader(ctl, session):
+                volume_settle.sweep(session, ctl.settings.volume_settle_after)
     return down
 
 
