@@ -24,7 +24,11 @@ Its reads take no lock, so each verdict is written compare-and-set (_write_verdi
 on a row still as read (heartbeat, state, health, fence, forced down). A node whose beat
 commits between the read and the write keeps its beat's health, is not fenced, and is
 judged again next pass; the fence step also refuses a node heard after its verdict
-(beat_since_verdict). The nodes that go down are loaded in one SELECT.
+(beat_since_verdict). The nodes that go down are loaded in one SELECT: a pass in which
+1,000 of 2,000 nodes go down (no instances, in process, before its commit, 2026-12-07,
+2 shared vCPUs, the commit before and this one back to back, 3 passes each) took
+1.15-1.55 -> 0.84-1.29 s on SQLite and 2.3-2.8 -> 1.5-1.95 s on PostgreSQL (~0.7x);
+it still writes one UPDATE per verdict.
 """
 
 from __future__ import annotations
