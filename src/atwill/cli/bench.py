@@ -86,6 +86,31 @@ def fleet(nodes: int = typer.Option(50, help="SIMULATED nodes (500 and 2000 for 
         _print_json(results)
 
 
+@app.command("creates")
+def creates(nodes: int = typer.Option(50, min=1, max=5000, help="SIMULATED nodes."),
+            count: int = typer.Option(1000, "--creates", min=1, max=100000,
+                                      help="Servers to create at most."),
+            seconds: float = typer.Option(60.0, min=1, max=3600,
+                                          help="Creates stop after this long."),
+            connections: int = typer.Option(8, min=1, max=256,
+                                            help="Concurrent client connections."),
+            workers: int = typer.Option(1, min=1, max=64, help="Controller worker processes."),
+            database_url: str = typer.Option(None, help="PostgreSQL URL allowed to create "
+                                             "databases (default: SQLite)."),
+            network: bool = typer.Option(True, help="Each server on a network with a "
+                                         "subnet (a port each); --no-network: \"none\"."),
+            json_out: bool = typer.Option(False, "--json", help="Also print the figures as JSON.")
+            ) -> None:
+    """Servers created per second through the compute API against SIMULATED nodes that
+    report them running: accepted/s, ACTIVE/s, latencies, against a flavor list's rate."""
+    from ..bench.creates import main
+
+    results = main(nodes, count, seconds, connections, workers, database_url,
+                   network=network)
+    if json_out:
+        _print_json(results)
+
+
 def _needs_root() -> None:
     import os
 
