@@ -154,6 +154,13 @@ FENCE = ("UPDATE nodes SET state = 'down', health = 'down', fence_state = 'ok', 
          "fence_method = :m, fenced_at = CURRENT_TIMESTAMP WHERE id = :i")
 
 
+def fenced(resp: Any, held: str | None) -> None:
+    assert resp.status_code == 409, resp.text
+    assert resp.json()["error"]["type"] == "heartbeat_fenced"
+    assert "fenced" in resp.json()["error"]["message"]
+    assert resp.headers.get(HEADER) == held
+
+
 def fence_row(cloud: Cloud, node: JoinedNode) -> dict[str, Any]:
     found = sql(cloud, "SELECT state, health, fence_state, fenced_at, beat_epoch, beat_seq "
                 "FROM nodes WHERE id = :i", i=node.id)
@@ -169,8 +176,7 @@ def test_a_beat_sent_before_the_fence_does_not_return_the_fenced_node(
     sql(cloud, FENCE, m="ipmi", i=node.id)
     before = fence_row(cloud, node)
     late = beat(node, "7.4", running_vms=2, instances={"a": {"state": "running"}})
-    stale(late, "7.3")
-    assert "fenced" in late.json()["error"]["message"]
+    fenced(late, "7.3")
     assert fence_row(cloud, node) == before and before["fence_state"] == "ok"
     # The host powered on again: its agent's new epoch (a new state part: the full path,
     # as after a real fence, which the worker's memory hears of; this one is SQL's).
@@ -265,5 +271,62 @@ def test_a_hung_beat_transaction_is_ended_by_the_server(cloud: Cloud,
                 hung.execute(text("SELECT 1"))
         # the row is free: a beat applies at once
         assert beat(node, "13.2", instances={"c": {"state": "running"}}).status_code == 200
+    finally:
+        engine.dispose()
+
+
+# The review of the fixes (session 15, second pass) ---------------------------------------
+def test_a_live_agent_of_a_wrongly_fenced_node_returns_at_its_next_beat(
+        cloud: Cloud, node: JoinedNode, tmp_path: Path) -> None:
+    """HIGH 1: a live node marked fenced off (`fence confirm` of a suspect node, a device
+    that said off while the host ran) got 409 heartbeat_stale with the stored pair, below
+    its agent's own: the agent never took a new epoch and resent its beats for good while
+    its VMs were evacuated. The refusal's own type makes it take one at once."""
+    from atwill.agent.beat_sequence import BeatSequence
+    from atwill.agent.client import ClusterError, check
+
+    (tmp_path / "beat_epoch").write_text("6\n")
+    beats = BeatSequence(tmp_path)  # this run: epoch 7
+    assert beat(node, beats.header()).status_code == 200  # 7.1
+    sql(cloud, FENCE, m="manual", i=node.id)
+    before = fence_row(cloud, node)
+    refused = beat(node, beats.header(), instances={"a": {"state": "running"}})  # 7.2
+    fenced(refused, "7.1")
+    assert fence_row(cloud, node) == before  # a same-epoch beat alone changes nothing
+    with pytest.raises(ClusterError) as answer:
+        check(refused)
+    assert answer.value.kind == "heartbeat_fenced"
+    assert beats.fenced(answer.value.held).epoch == 8  # the agent's side: a new epoch
+    back = beat(node, beats.header(), instances={"b": {"state": "running"}})  # 8.1
+    assert back.status_code == 200, back.text
+    after = fence_row(cloud, node)
+    assert (after["fence_state"], after["fenced_at"], after["health"]) == (None, None, "up")
+    assert (after["beat_epoch"], after["beat_seq"]) == (8, 1)
+
+
+def test_a_fenced_node_without_a_stored_seq_is_not_locked_out(
+        cloud: Cloud, node: JoinedNode) -> None:
+    """MEDIUM 3: beat_seq NULL with beat_epoch set: the fenced 409 carried no pair and
+    the agent could never move on; no pair held now orders nothing, as in the claim."""
+    assert beat(node, "7.3").status_code == 200
+    sql(cloud, FENCE, m="ipmi", i=node.id)
+    sql(cloud, "UPDATE nodes SET beat_seq = NULL WHERE id = :i", i=node.id)
+    back = beat(node, "7.4", instances={"b": {"state": "running"}})
+    assert back.status_code == 200, back.text
+    assert fence_row(cloud, node)["fence_state"] is None
+
+
+def test_a_locked_row_answers_503_of_its_own_type(cloud: Cloud, node: JoinedNode) -> None:
+    """MEDIUM 2 (PostgreSQL): the agent sends a beat answered so to the next controller."""
+    if not cloud.db_url().startswith("postgresql"):
+        pytest.skip("SQLite writes one at a time (its busy timeout applies)")
+    assert beat(node, "14.1").status_code == 200
+    engine = create_engine(cloud.db_url())
+    try:
+        with engine.connect() as conn, conn.begin():
+            conn.execute(text("SELECT id FROM nodes WHERE id = :i FOR UPDATE"), {"i": node.id})
+            resp = beat(node, "14.2", instances={"b": {"state": "running"}})
+            assert resp.status_code == 503, resp.text
+            assert resp.json()["error"]["type"] == "heartbeat_row_busy"
     finally:
         engine.dispose()

@@ -420,3 +420,138 @@ def test_the_flush_write_applies_over_a_stored_epoch_at_the_ceiling() -> None:
             "b_serial": "c1", "b_peak": 0.0, "b_host": {}, "b_overlay": {}, "b_vms": 1,
             "b_epoch": 1, "b_seq": 1}])
         assert written.rowcount == 1
+
+
+# The review of the fixes (session 15, second pass) ---------------------------------------
+def _fenced(held: str | None) -> httpx.Response:
+    headers = {beat_order.HEADER: held} if held is not None else {}
+    return httpx.Response(409, headers=headers, json={"error": {
+        "code": 409, "title": "Conflict", "message": "fenced", "type": "heartbeat_fenced"}})
+
+
+def _busy() -> httpx.Response:
+    return httpx.Response(503, json={"error": {
+        "code": 503, "title": "Service Unavailable", "message": "locked",
+        "type": "heartbeat_row_busy"}})
+
+
+def _agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN202
+    from atwill.agent import daemon
+    from atwill.agent.config import AgentConfig
+
+    agent = daemon.Agent(AgentConfig(state_dir=tmp_path, controller_url="https://c:1",
+                                     node_id="n", name="node1"))
+    agent.interval = 0.01
+    monkeypatch.setattr(daemon.renewal, "due", lambda _pem: False)
+    agent.config.cert.parent.mkdir(parents=True, exist_ok=True)
+    agent.config.cert.write_bytes(b"pem")
+    monkeypatch.setattr(agent, "inventory", lambda: {"vcpus": 1})
+    monkeypatch.setattr(agent, "_overlay_report", lambda: {})
+    return agent
+
+
+def test_a_live_agent_told_its_node_is_fenced_takes_a_new_epoch_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """HIGH 1: a live node marked fenced off (an operator's confirm of a suspect node, a
+    device that said off) got 409 with the stored pair, below its own, so its agent
+    never took a new epoch: refused for good while its VMs were evacuated."""
+    agent = _agent(tmp_path, monkeypatch)
+    ok = httpx.Response(200, json={"revision": 1, "state": "up", "ordered": True})
+    http = _Answers(ok, _fenced("1.1"), httpx.Response(200, json={"ordered": True}))
+    agent._beat(http)  # type: ignore[arg-type]
+    start = time.monotonic()
+    agent.interval = 5.0  # the refusal's new epoch is sent at once, not at the interval
+    with caplog.at_level("ERROR", logger="atwill.agent"):
+        agent._beat(http)  # type: ignore[arg-type]
+    assert time.monotonic() - start < 1.0 and agent.beats.epoch == 2
+    assert any("fenced" in r.message for r in caplog.records if r.levelname == "ERROR")
+    agent.interval = 0.01
+    agent._beat(http)  # type: ignore[arg-type]
+    assert http.orders == ["1.1", "1.2", "2.1"]
+
+
+def test_a_fenced_answer_moves_past_the_held_epoch_or_ours_without_a_header(
+        tmp_path: Path) -> None:
+    beats = BeatSequence(tmp_path)
+    beats.next()
+    assert beats.fenced("5.9") == Order(6, 1) and beats.next() == Order(6, 1)
+    assert beats.fenced(None) == Order(7, 1)  # MEDIUM 3: no pair held, no header
+    assert beats.fenced("junk") == Order(8, 1)
+    assert BeatSequence(tmp_path).epoch == 9  # kept
+
+
+def test_a_fenced_node_with_no_seq_stored_is_not_locked_out() -> None:
+    """MEDIUM 3: beat_seq NULL with beat_epoch set: stored() said none held, so the
+    fenced 409 carried no header and the agent could never move on."""
+    assert _claimed(Order(3, 1), fence=("ok", "ipmi"), beat_seq=None)
+    assert _claimed(Order(3, 1), beat_seq=None)
+
+
+class _Busy(httpx.BaseTransport):
+    """Port 1 (and `busy` others) answer 503 row busy; the rest 200."""
+
+    def __init__(self, busy: tuple[int, ...] = (1,)) -> None:
+        self.busy, self.sent = busy, []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.sent.append((request.url.port, request.headers.get(beat_order.HEADER)))
+        if request.url.port in self.busy:
+            return _busy()
+        return httpx.Response(200, json={"ordered": True})
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_a_row_busy_answer_sends_the_beat_to_the_next_controller(
+        ordered: bool, tmp_path: Path) -> None:
+    """MEDIUM 2: a controller hung holding the node's row made every controller answer
+    503 for IDLE_TIMEOUT_MS; the agent took the 503 as an error and backed off."""
+    urls = ["http://127.0.0.1:1", "http://127.0.0.1:2"]
+    agent_client._remember(urls, urls[0])
+    agent_client.note_reply(urls, {"ordered": ordered})
+    beats = BeatSequence(tmp_path)
+    fake = _Busy()
+    failover = agent_client.Failover(urls, False)
+    failover.transport = fake  # type: ignore[assignment]
+    with httpx.Client(base_url=urls[0], transport=failover) as http:
+        assert http.post("/hb", json={}, headers={beat_order.HEADER: beats.header()},
+                         **agent_client.beat_options(urls, beats.header)).status_code == 200
+    assert fake.sent == [(1, "1.1"), (2, "1.2" if ordered else "1.1")]
+    assert agent_client.preferred(urls) == urls[1]
+
+
+def test_every_controller_busy_ends_the_beat_after_one_turn(tmp_path: Path) -> None:
+    urls = ["http://127.0.0.1:1", "http://127.0.0.1:3"]
+    agent_client._remember(urls, urls[0])
+    agent_client.note_reply(urls, {"ordered": True})
+    beats = BeatSequence(tmp_path)
+    fake = _Busy((1, 3))
+    failover = agent_client.Failover(urls, False)
+    failover.transport = fake  # type: ignore[assignment]
+    with httpx.Client(base_url=urls[0], transport=failover) as http:
+        resp = http.post("/hb", json={}, headers={beat_order.HEADER: beats.header()},
+                         **agent_client.beat_options(urls, beats.header))
+    assert resp.status_code == 503 and [port for port, _ in fake.sent] == [1, 3]
+    with pytest.raises(agent_client.ClusterError) as raised:
+        agent_client.check(resp)
+    assert raised.value.kind == beat_order.BUSY
+
+
+def test_the_agent_beats_again_at_the_interval_after_a_row_busy_answer(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MEDIUM 2: a 503 went to the loop's backoff (0.5, 1, 2, 4 ... s): beats 8-9 s
+    apart, past the HA down floor (2.6 s), for a controller that hung 5 s."""
+    agent = _agent(tmp_path, monkeypatch)
+    agent.interval = 0.2
+    http = _Answers(_busy(), httpx.Response(200, json={"ordered": True}))
+    start = time.monotonic()
+    agent._beat(http)  # type: ignore[arg-type] # no error: the loop's backoff not used
+    assert 0.15 < time.monotonic() - start < 1.0 and agent.lease.renewed_at is None
+    agent._beat(http)  # type: ignore[arg-type]
+    assert agent.lease.renewed_at is not None and http.orders == ["1.1", "1.2"]
+
+
+def test_a_beat_transaction_idles_a_second_at_most() -> None:
+    from atwill.controller.cluster import agents
+
+    assert agents.IDLE_TIMEOUT_MS <= 1000 and agents.RowBusy.kind == beat_order.BUSY

@@ -8,7 +8,9 @@ went back, a state dir restored from a copy; or this epoch with a higher seq: th
 was reused, its file not written or wiped) makes us take an epoch above it; without
 that, every beat of this run would be stale and the node would look dead. Epochs stop
 at beat_order.CEILING (logged as an error); a kept one at the ceiling starts again at 1,
-which a controller applies over a stored pair at the ceiling.
+which a controller applies over a stored pair at the ceiling. A 409 heartbeat_fenced
+(our node held fenced off while we run: a wrong fence) makes us take a new epoch at
+once too (fenced), whose next beat returns the node.
 """
 
 from __future__ import annotations
@@ -66,6 +68,24 @@ class BeatSequence:
                       "beats at the ceiling, which the controllers apply unordered; the "
                       "next start begins again at epoch 1", order, beat_order.CEILING)
         return True
+
+    def fenced(self, held: str | None) -> beat_order.Order:
+        """A 409 heartbeat_fenced: the controller holds our node fenced off (power
+        confirmed off) and takes it back only with a later epoch. We are running, so the
+        fence was wrong: take a new epoch at once (above ours and the held one), so the
+        next beat returns the node. Returns the new run's first order to come."""
+        try:
+            order = beat_order.parse(held)
+        except Exception:  # noqa: BLE001 - a malformed header: our own epoch alone
+            order = None
+        with self._lock:
+            was = beat_order.Order(self.epoch, self.seq)
+            self.epoch, self.seq = self._start(beat_order.fenced_seen(was, order)), 0
+            now = beat_order.Order(self.epoch, 1)
+        log.error("the controller holds this node fenced off (its power said off) while "
+                  "this agent runs (heartbeat %s refused, held %s): epoch %d from now on, "
+                  "whose beats return the node", was, order or "unknown", self.epoch)
+        return now
 
     def _start(self, seen: int | None) -> int:
         epoch = beat_order.next_epoch(self._load(), seen)

@@ -125,7 +125,10 @@ class Failover(httpx.BaseTransport):
     changes nothing). A request marked REPEATABLE (a heartbeat) goes to the next when the
     connection was cut without an answer (a dying controller); when the answer is only
     late, only if it is ORDERED (its late copy changes nothing; then sent again with the
-    next sequence). It is sent to one controller at a time, never hedged.
+    next sequence). A heartbeat answered 503 heartbeat_row_busy (nothing applied: the
+    node's row locked by another controller's transaction, maybe a hung one) goes to the
+    next controller at once, for one turn of them at most. It is sent to one controller
+    at a time, never hedged.
     The controller that answers is remembered for every client of the same list (the
     agent's threads each make their own).
     """
@@ -142,6 +145,7 @@ class Failover(httpx.BaseTransport):
         plan = _escalating(order, float(timeout.get("read") or BEAT_READ)) \
             if restamp is not None else [(url, None) for url in order]
         late = False  # an ordered beat: some controller of this cycle did not answer
+        busy = 0  # a heartbeat: controllers that answered its row locked (503 row busy)
         for number, (url, read) in enumerate(plan):
             _aim(request, url)
             last = number == len(plan) - 1
@@ -165,12 +169,34 @@ class Failover(httpx.BaseTransport):
                 log.warning("controller %s: %s; trying %s", url, error or type(error).__name__,
                             plan[number + 1][0])
                 continue
+            if request.extensions.get(REPEATABLE) and not last and busy + 1 < len(order) \
+                    and _row_busy(response):
+                # Nothing applied (the claim waited for the row lock in vain: another
+                # controller's transaction, maybe a hung one, holds it): the next
+                # controller may have its own way to the row soon; one turn at most.
+                busy += 1
+                log.warning("controller %s: the node's row is locked (503); trying %s", url,
+                            plan[number + 1][0])
+                response.close()
+                continue
             _remember(self.urls, url)
             return response
         raise AssertionError("unreachable")  # the loop returns or raises
 
     def close(self) -> None:
         self.transport.close()
+
+
+def _row_busy(response: httpx.Response) -> bool:
+    """A 503 whose error type is heartbeat_row_busy (agents.RowBusy); its body is read."""
+    if response.status_code != 503:
+        return False
+    try:
+        response.read()
+        error = response.json().get("error")
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return False
+    return isinstance(error, dict) and error.get("type") == beat_order.BUSY
 
 
 def _escalating(order: list[str], full: float) -> list[tuple[str, float]]:

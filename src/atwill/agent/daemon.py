@@ -98,6 +98,7 @@ class Agent:
         self.beat_now = threading.Event()
         self._urgent = False  # this beat was asked for at once (beat_now), not timed
         self._beat_answered: float | None = None  # when the last heartbeat was answered
+        self._fenced_answer = False  # the last heartbeat was answered heartbeat_fenced
         self._overlay_seen: tuple[float, dict[str, Any]] | None = None
         self.instances.on_started = self.beat_now.set
         if self.storage is not None:
@@ -288,6 +289,27 @@ class Agent:
                                    json=body, headers={beat_order.HEADER: self.beats.header()},
                                    **beat_options(urls, self.beats.header))
             except ClusterError as err:
+                if err.status == 409 and err.kind == beat_order.FENCED:
+                    # Our node is held fenced off (power confirmed off) while we run: a
+                    # wrong fence. A new epoch returns it (core/beat_order); at once,
+                    # unless the last answer said so too (then at the interval).
+                    self.beats.fenced(err.held)
+                    again, self._fenced_answer = self._fenced_answer, True
+                    if again:
+                        self._urgent = self.beat_now.wait(self.interval)
+                        self.beat_now.clear()
+                    return
+                self._fenced_answer = False
+                if err.status == 503 and err.kind == beat_order.BUSY:
+                    # Every controller found the node's row locked (one hung in its
+                    # transaction, ended within agents.IDLE_TIMEOUT_MS): nothing applied.
+                    # Beat again at the interval, never after a backoff (beats that far
+                    # apart would pass the HA monitor's down floor of a live node).
+                    log.warning("heartbeat %s: %s; again in %.1fs", self.beats.current(),
+                                err.message, self.interval)
+                    self._urgent = self.beat_now.wait(self.interval)
+                    self.beat_now.clear()
+                    return
                 if err.status != 409 or err.kind != beat_order.STALE:
                     raise
                 # A newer beat of ours was applied (a copy answered twice), or one of a
@@ -299,6 +321,7 @@ class Agent:
                 self._urgent = self.beat_now.wait(self.interval)
                 self.beat_now.clear()
                 return
+        self._fenced_answer = False
         note_reply(urls, reply)
         self._sent_digest = digest
         answered, self._beat_answered = self._beat_answered, time.monotonic()

@@ -29,7 +29,18 @@ stored one (agents.claim): a power-cycled host restarts its agent, which takes a
 epoch, while a beat sent before the fence and applied late by a hung controller has the
 old one. A lease fence (the host may still run, its agent killed its HA VMs), a pending,
 failed or skipped fence (power not confirmed off, nothing evacuated) and unordered beats
-(older agents) return the node as before.
+(older agents) return the node as before. The refusal has its own error type (FENCED,
+409 heartbeat_fenced): an agent that gets it is running, so the fence was wrong (an
+operator's confirm of a node only suspect, a device that said off while the host ran)
+and it takes a new epoch at once (logged as an error): its next beat returns the node
+within one interval, where before it resent its old epoch's beats for good while its
+VMs were evacuated. A late beat applied by a hung controller still cannot return a host
+that is really off: the refusal goes to no one (its agent is gone).
+
+A controller whose claim waited for the node's row lock in vain answers 503 with type
+BUSY (another controller's transaction holds the row, maybe a hung one): the agent
+sends the beat on to the next controller at once (agent/client.Failover) and otherwise
+beats again at the interval, never after a backoff.
 """
 
 from __future__ import annotations
@@ -40,6 +51,8 @@ from .errors import BadRequest
 
 HEADER = "X-Atwill-Heartbeat-Order"
 STALE = "heartbeat_stale"  # the 409's error type
+FENCED = "heartbeat_fenced"  # the 409's type for a node fenced off: take a new epoch
+BUSY = "heartbeat_row_busy"  # the 503's type: the row is locked; try the next controller
 LIMIT = 2**62  # both numbers fit a BIGINT, with room
 CEILING = 2**61  # the highest epoch an agent takes; a stored one at or above: none held
 FENCED_OFF = "ok"  # nodes.fence_state of a node fenced (power off confirmed)
@@ -100,6 +113,14 @@ def restarted_needed(own: Order, held: Order | None) -> bool:
     return held is not None and held > own and held.epoch < CEILING
 
 
+def fenced_seen(own: Order, held: Order | None) -> int:
+    """What an agent told its node is fenced off takes its new epoch above (next_epoch's
+    `seen`): its own epoch and the held one (the header may be missing: its own then)."""
+    if held is None or held.epoch >= CEILING:
+        return own.epoch
+    return max(own.epoch, held.epoch)
+
+
 def fenced_needs_new_epoch(fence_state: str | None, fence_method: str | None,
                            fenced: bool) -> bool:
     """Whether a node in this fence state comes back only with a later epoch than the
@@ -107,6 +128,6 @@ def fenced_needs_new_epoch(fence_state: str | None, fence_method: str | None,
     return fenced and fence_state == FENCED_OFF and fence_method != SELF_FENCED
 
 
-__all__ = ["CEILING", "FENCED_OFF", "HEADER", "LIMIT", "SELF_FENCED", "STALE", "Order",
-           "applies", "fenced_needs_new_epoch", "next_epoch", "parse", "restarted_needed",
-           "stored"]
+__all__ = ["BUSY", "CEILING", "FENCED", "FENCED_OFF", "HEADER", "LIMIT", "SELF_FENCED",
+           "STALE", "Order", "applies", "fenced_needs_new_epoch", "fenced_seen",
+           "next_epoch", "parse", "restarted_needed", "stored"]

@@ -190,14 +190,23 @@ class HeartbeatStale(Conflict):
                          {beat_order.HEADER: str(held)} if held is not None else None)
 
 
-def _fenced_stale(node: Node, beat: beat_order.Order,
-                  held: beat_order.Order | None) -> HeartbeatStale:
-    """The 409 of a same-run beat of a node fenced with its power confirmed off."""
-    return HeartbeatStale(node.id, beat, held, (
-        f"Node {node.name} was fenced ({node.fence_method or 'fenced'}: its power was "
-        f"confirmed off) after heartbeats of epoch {held.epoch if held else '?'}; heartbeat "
-        f"{beat} is of that run, sent before the fence (a controller applied it late): it "
-        "changed nothing. Only a restarted agent's beat (a later epoch) returns the node."))
+class HeartbeatFenced(Conflict):
+    """409 with error type heartbeat_fenced: the node was fenced with its power confirmed
+    off and this beat is of the stored epoch's run: it changed nothing. The agent that
+    gets it is running (the fence was wrong): it takes a new epoch at once, whose next
+    beat returns the node (core/beat_order). The order held, if any, is in the header."""
+
+    kind = beat_order.FENCED
+
+    def __init__(self, node: Node, beat: beat_order.Order,
+                 held: beat_order.Order | None) -> None:
+        super().__init__(
+            f"Node {node.name} was fenced ({node.fence_method or 'fenced'}: its power was "
+            f"confirmed off) after heartbeats of epoch {held.epoch if held else '?'}; "
+            f"heartbeat {beat} is of that run (sent before the fence and applied late, or "
+            "the fence was wrong and the host runs): it changed nothing. Only a beat of a "
+            "later epoch returns the node; an agent that gets this answer takes one.",
+            {beat_order.HEADER: str(held)} if held is not None else None)
 
 
 def _stale_in_memory(ctl: Controller, node_id: str, order: beat_order.Order | None,
@@ -216,12 +225,20 @@ CLAIM_LOCK_TIMEOUT_MS = 300  # PostgreSQL: what a beat waits for the node's row 
 # PostgreSQL: a heartbeat transaction idle this long (its controller hung between two
 # statements, holding the node's row lock) is ended by the server; set for that
 # transaction only (SET LOCAL): others (migrations, builds) keep the server's setting.
-IDLE_TIMEOUT_MS = 5000
+# A beat's transaction takes milliseconds: a second idle is a hung controller, and every
+# other controller's beat of the node answers RowBusy meanwhile (the HA down floor is
+# 2.6 s: core/ha_health), so it is ended soon.
+IDLE_TIMEOUT_MS = 1000
 
 
 class RowBusy(ServiceUnavailable):
-    """503: the node's row is locked by another transaction (another controller's beat of
-    it, maybe hung): the agent sends its next attempt to the next controller."""
+    """503 with error type heartbeat_row_busy: the node's row is locked by another
+    transaction (another controller's beat of it, maybe hung) for over
+    CLAIM_LOCK_TIMEOUT_MS; this beat changed nothing (rolled back). The agent sends the
+    same beat on to the next controller at once (agent/client.Failover) and, if all of
+    them answer so, beats again at the interval, without a backoff."""
+
+    kind = beat_order.BUSY
 
 
 def claim(session: Session, node_id: str, order: beat_order.Order,
@@ -241,9 +258,11 @@ def claim(session: Session, node_id: str, order: beat_order.Order,
     newer = or_(stored_epoch.is_(None), stored_seq.is_(None), ceiling,
                 stored_epoch < order.epoch,
                 and_(stored_epoch == order.epoch, stored_seq < order.seq))
+    # no pair held (either half NULL: beat_order.stored) orders nothing, as in `newer`
     may_return = or_(c.fence_state.is_(None), c.fence_state != beat_order.FENCED_OFF,
                      c.fenced_at.is_(None), c.fence_method == beat_order.SELF_FENCED,
-                     stored_epoch.is_(None), ceiling, stored_epoch < order.epoch)
+                     stored_epoch.is_(None), stored_seq.is_(None), ceiling,
+                     stored_epoch < order.epoch)
     where = [c.id == node_id, newer, may_return]
     if serial is not None:
         where.append(c.cert_serial == serial)
@@ -330,8 +349,10 @@ def _heartbeat(ctl: Controller, request: Request, node_id: str, body: Heartbeat,
             raise
         # This worker stalled past IDLE_TIMEOUT_MS inside the beat's transaction: the
         # server ended it (rolled back), freeing the row for the other controllers.
-        raise ServiceUnavailable(f"Heartbeat of node {node_id} was not written: its "
-                                 "transaction stalled and the database ended it.") from None
+        # Nothing applied: the agent may send it on to the next controller (RowBusy's type).
+        raise RowBusy(f"Heartbeat of node {node_id} was not written: its transaction "
+                      "stalled and the database ended it; send it to another "
+                      "controller.") from None
     # committed: the next beats with this state part may be lean (liveness.py)
     liveness.of(ctl.db).full(node_id, cert, seen, token)
     return reply
@@ -352,7 +373,7 @@ def _full(ctl: Controller, request: Request, node_id: str, body: Heartbeat, host
             held = beat_order.stored(node.beat_epoch, node.beat_seq)
             if (held is None or order > held) and beat_order.fenced_needs_new_epoch(
                     node.fence_state, node.fence_method, node.fenced_at is not None):
-                raise _fenced_stale(node, order, held)
+                raise HeartbeatFenced(node, order, held)
             raise HeartbeatStale(node_id, order, held)
         node = calling_node(session, request, node_id)
         _stale_in_memory(ctl, node_id, order, checked_cert=True)  # a buffered newer one
