@@ -87,6 +87,10 @@ class Settings:
     ha_lease: float = 6.0
     ha_lease_margin: float = 2.0
     scheduler_weigher: str = "spread"
+    # Volumes, snapshots and attachments waiting for a node judged down (or forced down,
+    # or fenced) that has been silent this many seconds are settled in error states, or
+    # rolled back (controller/volume/settle.py, docs/storage.md); 0: never.
+    volume_settle_after: float = 300.0
     # Nova's resize_confirm_window (a finished resize is confirmed after this many
     # seconds; 0: never) and allow_resize_to_same_host.
     resize_confirm_window: float = 0.0

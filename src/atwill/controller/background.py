@@ -33,6 +33,7 @@ from .ha import lease as ha_lease
 from .ha import monitor as ha_monitor
 from .servers import resize as servers_resize
 from .servers import resize_transfers
+from .volume import settle as volume_settle
 
 log = logging.getLogger("atwill.background")
 MONITOR_LOCK = 0x617477  # "atw"
@@ -148,6 +149,10 @@ def _check(ctl: Controller, since: dt.datetime) -> list[str]:
         with ctl.db.session() as session:
             if _leader(ctl, session):
                 resize_transfers.sweep(ctl, session)
+    if volume_settle.SWEEPER.due():
+        with ctl.db.session() as session:
+            if _leader(ctl, session):
+                volume_settle.sweep(session, ctl.settings.volume_settle_after)
     return down
 
 

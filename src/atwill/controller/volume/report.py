@@ -12,6 +12,7 @@ from ...core.errors import BadRequest
 from ..db.base import utcnow
 from ..db.models import Node
 from ..db.volume import Volume, VolumeAttachment, VolumeSnapshot
+from . import settle
 
 log = logging.getLogger("atwill.volume")
 ERROR_CHARS = 1024
@@ -25,6 +26,9 @@ def storage_report(session: Session, node: Node, report: dict[str, Any]) -> bool
     for vol in vols:
         entry = report.get(vol.id)
         entry = entry if isinstance(entry, dict) else None
+        # Settled in error while the node was gone (settle.py): it is back, its report
+        # says what became of the row.
+        changed |= settle.resume(vol, settle.VOLUME_ERRORS)
         changed |= _snapshots(session, vol, entry)
         changed |= _volume(session, vol, entry)
     return changed
@@ -89,6 +93,7 @@ def _snapshots(session: Session, vol: Volume, entry: dict[str, Any] | None) -> b
     for snap in session.scalars(select(VolumeSnapshot).where(
             VolumeSnapshot.volume_id == vol.id)):
         state = reported.get(snap.id)
+        changed |= settle.resume(snap, settle.SNAPSHOT_ERRORS)
         if snap.status == "deleting" and state is None and entry is not None:
             session.delete(snap)
             changed = True

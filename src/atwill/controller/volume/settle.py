@@ -1,0 +1,223 @@
+"""Volumes, snapshots and attachments left transitional by a node that is gone for long.
+
+A storage node's own reports settle what it does (report.py): its agent works from the
+desired state, so after a crash and restart it makes again a volume or snapshot still
+`creating`, grows again one still `extending`, deletes what is `deleting`, and sends
+(or reports failed) an upload still asked for; each report then moves the rows. A node
+that does not come back reports nothing: past `volume_settle_after` seconds of silence
+(config.py; 300 by default, 0: never) of a node judged down (by the HA monitor, forced
+down, or fenced), the controller settles what waits for it, as a Cinder operator would
+with reset-state, and says why in the row's error:
+
+- on a storage node: a volume creating -> error (a server booting from it -> ERROR),
+  extending -> error_extending, deleting -> error_deleting, uploading -> back to what it
+  was with its unfinished image deleted (as a failed upload), attaching -> its attaching
+  attachments rolled back (as Nova's failed attach), detaching with no attachment still
+  being detached -> available (its export went with the node); snapshots creating ->
+  error, deleting -> error_deleting. No row is deleted.
+- on a compute node: attachments attaching or detaching of its servers (or made to it
+  through the attachments API) are released, the volume in-use, reserved or available
+  from the attachments left (detaching until its storage node reports the export gone).
+
+Nothing is lost when the node comes back after all: a storage node's next report resumes
+what was settled (resume(): error -> creating, error_extending -> extending,
+error_deleting -> deleting), and its report then settles it from facts. `reserved`
+(an attachment without a connector) is the caller's to complete or delete, as in Cinder.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import time
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from ..db.base import utcnow
+from ..db.models import Instance, Node
+from ..db.volume import Volume, VolumeAttachment, VolumeSnapshot
+
+log = logging.getLogger("atwill.volume")
+
+SWEEP_EVERY = 5.0  # seconds between two sweeps (the monitor loop runs several times a s)
+# A volume's transitional state -> its error state once its storage node is gone.
+VOLUME_ERRORS = {"creating": "error", "downloading": "error",
+                 "extending": "error_extending", "deleting": "error_deleting"}
+SNAPSHOT_ERRORS = {"creating": "error", "deleting": "error_deleting"}
+RELEASED = ("attaching", "detaching")
+MESSAGE = ("The storage node {node} was down for {silence} s while the {what} was {state}; "
+           "it is settled in error (it resumes if the node reports again).")
+_WAS = re.compile(r"^The storage node \S+ was down for \d+ s while the (?:volume|snapshot) "
+                  r"was ([a-z_-]+); it is settled in error")
+
+
+class Sweeper:
+    """sweep at most every SWEEP_EVERY seconds."""
+
+    def __init__(self) -> None:
+        self.last = 0.0
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now - self.last < SWEEP_EVERY:
+            return False
+        self.last = now
+        return True
+
+
+SWEEPER = Sweeper()
+
+
+def gone(node: Node, now: dt.datetime, after: float) -> int | None:
+    """Seconds the node has been silent while judged down, if at least after; else None."""
+    if after <= 0 or not (node.state == "down" or node.forced_down
+                          or node.fence_state == "ok"):
+        return None
+    last = node.last_heartbeat or node.created_at
+    silence = int((now - last).total_seconds()) if last is not None else int(after)
+    return silence if silence >= after else None
+
+
+def sweep(session: Session, after: float, now: dt.datetime | None = None) -> int:
+    """Settle what waits for nodes gone for at least after seconds; how many rows moved."""
+    if after <= 0:
+        return 0
+    now = now or utcnow()
+    moved, touched = 0, set()
+    for node in session.scalars(select(Node).where(or_(
+            Node.state == "down", Node.forced_down.is_(True), Node.fence_state == "ok"))
+            .order_by(Node.id)).all():
+        silence = gone(node, now, after)
+        if silence is None:
+            continue
+        count = storage_gone(session, node, silence) + compute_gone(session, node)
+        if count:
+            touched.add(node.id)
+            moved += count
+    if moved:
+        from ..revision import bump  # noqa: PLC0415 - revision imports the models late
+
+        bump(session)
+        log.warning("settled %d volume row(s) of node(s) down for %s s or more", moved,
+                    int(after))
+    return moved
+
+
+def storage_gone(session: Session, node: Node, silence: int) -> int:
+    """The transitional volumes and snapshots of a storage node gone for silence s."""
+    from ..compute.server_volumes_state import fail_boots_on  # noqa: PLC0415 - cycle
+    from . import volume_upload  # noqa: PLC0415 - it imports the image service
+
+    moved, now = 0, utcnow()
+    vols = session.scalars(select(Volume).where(Volume.node_id == node.id)
+                           .order_by(Volume.id).with_for_update()).all()
+    for vol in vols:
+        moved += _snapshots(session, vol, node, silence, now)
+        state = vol.status
+        if state in VOLUME_ERRORS:
+            vol.status, vol.updated_at = VOLUME_ERRORS[state], now
+            vol.error = MESSAGE.format(node=node.name, silence=silence, what="volume",
+                                       state=state)
+            if vol.status == "error":
+                fail_boots_on(session, vol)
+        elif state == "uploading":
+            image_id = ((vol.source or {}).get(volume_upload.UPLOAD_KEY) or {}).get("image_id")
+            volume_upload.abandon(session, vol)
+            log.warning("volume %s: its upload to image %s ended with its storage node %s "
+                        "down", vol.id, image_id, node.name)
+        elif state == "attaching":
+            fail_boots_on(session, vol)
+            for att in _attachments(session, vol, ("attaching",)):
+                release(session, vol, att, storage_gone=True)
+        elif state == "detaching" and not _attachments(session, vol, ("detaching",)):
+            vol.status, vol.updated_at = _after_release(session, vol, None, True), now
+        else:
+            continue
+        moved += 1
+        log.warning("volume %s: %s -> %s (storage node %s down for %d s)", vol.id, state,
+                    vol.status, node.name, silence)
+    return moved
+
+
+def _snapshots(session: Session, vol: Volume, node: Node, silence: int,
+               now: dt.datetime) -> int:
+    moved = 0
+    for snap in session.scalars(select(VolumeSnapshot).where(
+            VolumeSnapshot.volume_id == vol.id,
+            VolumeSnapshot.status.in_(tuple(SNAPSHOT_ERRORS)))):
+        state = snap.status
+        snap.status, snap.updated_at = SNAPSHOT_ERRORS[state], now
+        snap.error = MESSAGE.format(node=node.name, silence=silence, what="snapshot",
+                                    state=state)
+        moved += 1
+    return moved
+
+
+def compute_gone(session: Session, node: Node) -> int:
+    """Attachments attaching or detaching on a compute node that is gone: released."""
+    rows = session.execute(select(VolumeAttachment, Instance.node_id)
+                           .outerjoin(Instance, Instance.id == VolumeAttachment.instance_id)
+                           .where(VolumeAttachment.status.in_(RELEASED))
+                           .order_by(VolumeAttachment.volume_id, VolumeAttachment.id)).all()
+    moved = 0
+    for att, inst_node in rows:
+        target = inst_node if att.instance_id and inst_node else att.node_id
+        if target != node.id:
+            continue
+        vol = session.scalar(select(Volume).where(Volume.id == att.volume_id)
+                             .with_for_update())
+        log.warning("volume attachment %s (%s) released: its compute node %s is down",
+                    att.id, att.status, node.name)
+        release(session, vol, att, storage_gone=False)
+        moved += 1
+    return moved
+
+
+def release(session: Session, vol: Volume | None, att: VolumeAttachment,
+            storage_gone: bool) -> None:
+    """Drop the attachment; the volume's status follows the attachments left."""
+    session.delete(att)
+    session.flush()
+    if vol is None or (vol.node_id is None and vol.status == "error"):
+        return  # in error on no node: it stays so (compute/server_volumes_state._orphaned)
+    vol.status, vol.updated_at = _after_release(session, vol, att, storage_gone), utcnow()
+
+
+def _after_release(session: Session, vol: Volume, att: VolumeAttachment | None,
+                   storage_gone: bool) -> str:
+    left = _attachments(session, vol, None)
+    if any(a.status == "attached" for a in left):
+        return "in-use"
+    if any(a.status in ("attaching", "detaching") for a in left):
+        return vol.status
+    if left:
+        return "reserved"
+    if not storage_gone and att is not None and att.node_id in (vol.exports or {}):
+        return "detaching"  # until its storage node reports the export revoked
+    return "available"
+
+
+def _attachments(session: Session, vol: Volume,
+                 statuses: tuple[str, ...] | None) -> list[VolumeAttachment]:
+    query = select(VolumeAttachment).where(VolumeAttachment.volume_id == vol.id)
+    if statuses is not None:
+        query = query.where(VolumeAttachment.status.in_(statuses))
+    return list(session.scalars(query))
+
+
+def settled_from(error: str | None) -> str | None:
+    """The transitional state a row was settled from by sweep, if its error says so."""
+    found = _WAS.match(error or "")
+    return found.group(1) if found else None
+
+
+def resume(row: Volume | VolumeSnapshot, errors: dict[str, str]) -> bool:
+    """The node reports again: a row sweep put in error goes back to the state it was
+    settled from (its error cleared), for the report to settle from facts."""
+    was = settled_from(row.error)
+    if was is None or errors.get(was) != row.status:
+        return False
+    row.status, row.error, row.updated_at = was, None, utcnow()
+    return True
