@@ -555,3 +555,31 @@ def test_a_beat_transaction_idles_a_second_at_most() -> None:
     from atwill.controller.cluster import agents
 
     assert agents.IDLE_TIMEOUT_MS <= 1000 and agents.RowBusy.kind == beat_order.BUSY
+
+
+def test_a_beat_whose_idle_transaction_was_ended_answers_row_busy(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """MEDIUM 2: the server ending a stalled beat's transaction answered a 503 of no
+    type (the agent backed off); nothing was applied, so it is RowBusy's (sent on)."""
+    from types import SimpleNamespace
+
+    from sqlalchemy.exc import OperationalError
+
+    from atwill.controller.cluster import agents
+
+    class _Ended(Exception):
+        sqlstate = agents.IDLE_ENDED
+
+    def ended(*_args: object) -> None:
+        raise OperationalError("COMMIT", {}, _Ended("idle-in-transaction timeout"))
+
+    monkeypatch.setattr(agents, "_full", ended)
+    monkeypatch.setattr(agents.liveness, "enabled", lambda: False)
+    monkeypatch.setattr(agents.liveness, "of", lambda _db: SimpleNamespace(
+        token=lambda _node: 0))
+    monkeypatch.setattr(agents.nodes, "underlay_source", lambda _s, _c: "")
+    ctl = SimpleNamespace(settings=None, db=None)
+    request = SimpleNamespace(client=None)
+    with pytest.raises(agents.RowBusy) as raised:
+        agents._heartbeat(ctl, request, "n1", None, {}, Order(1, 1))  # type: ignore[arg-type]
+    assert raised.value.status == 503 and raised.value.kind == beat_order.BUSY
