@@ -44,9 +44,10 @@ def _down_for_an_hour(cloud: Cloud, node_id: str) -> None:
     db = Database(cloud.db_url())
     try:
         with db.session() as session:
+            hour_ago = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(hours=1)
             session.execute(update(Node).where(Node.id == node_id).values(
-                state="down", health="down", last_heartbeat=dt.datetime.now(dt.UTC).replace(
-                    tzinfo=None) - dt.timedelta(hours=1)))
+                state="down", health="down", last_heartbeat=hour_ago,
+                health_changed_at=hour_ago))
     finally:
         db.dispose()
 

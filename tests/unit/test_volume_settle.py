@@ -14,7 +14,8 @@ NOW = dt.datetime(2026, 12, 7, 12, 0, 0)
 
 def _node(**values: object) -> Node:
     base = {"name": "s1", "state": "up", "forced_down": False, "fence_state": None,
-            "last_heartbeat": NOW - dt.timedelta(seconds=600), "created_at": NOW}
+            "last_heartbeat": NOW - dt.timedelta(seconds=600), "health_changed_at": None,
+            "created_at": NOW - dt.timedelta(days=1)}
     return Node(**{**base, **values})
 
 
@@ -26,6 +27,9 @@ def test_gone_needs_a_verdict_and_the_silence() -> None:
     assert settle.gone(_node(fence_state="failed"), NOW, 300) is None
     assert settle.gone(_node(state="down"), NOW, 900) is None  # not silent long enough
     assert settle.gone(_node(state="down"), NOW, 0) is None  # 0: never
+    # Judged down 100 s ago (a controller back from an outage): 100 s, not the silence.
+    assert settle.gone(_node(state="down", health_changed_at=NOW - dt.timedelta(
+        seconds=100)), NOW, 300) is None
 
 
 def test_resume_only_what_the_sweep_settled() -> None:

@@ -71,12 +71,16 @@ SWEEPER = Sweeper()
 
 
 def gone(node: Node, now: dt.datetime, after: float) -> int | None:
-    """Seconds the node has been silent while judged down, if at least after; else None."""
+    """Seconds the node has been silent and judged down, if at least after; else None.
+    Counted from its last beat or its health's last change, the later: a controller back
+    from a long outage judges a dead node down only after a grace, and its volumes wait
+    `after` more from then (not settled at the verdict for the hour nobody heard it)."""
     if after <= 0 or not (node.state == "down" or node.forced_down
                           or node.fence_state == "ok"):
         return None
-    last = node.last_heartbeat or node.created_at
-    silence = int((now - last).total_seconds()) if last is not None else int(after)
+    stamps = [t for t in (node.last_heartbeat, node.health_changed_at) if t is not None] \
+        or [t for t in (node.created_at,) if t is not None]
+    silence = int((now - max(stamps)).total_seconds()) if stamps else int(after)
     return silence if silence >= after else None
 
 
