@@ -28,6 +28,7 @@ from ..core.host_figures import REPORT_KEY as HOST_FIGURES_KEY
 from ..core.reconcile_timing import REPORT_KEY as RECONCILE_KEY
 from ..core.reconcile_timing import ReconcileTimes
 from . import renewal, restart_notice
+from .beat_sequence import FILE as BEAT_EPOCH_FILE
 from .beat_sequence import BeatSequence
 from .client import (
     CERTIFICATE_SUPERSEDED,
@@ -530,7 +531,8 @@ def cleanup(config: AgentConfig, overlay: OverlayDriver | None = None,
     (overlay or OverlayDriver(config)).teardown()
     for path in (config.desired_cache, config.cert, config.key, config.ca,
                  config.overlay_dir / "wg-private.key", config.state_dir / "agent.yaml",
-                 config.state_dir / "lease.json", config.removed_marker):
+                 config.state_dir / "lease.json", config.state_dir / BEAT_EPOCH_FILE,
+                 config.removed_marker):
         path.unlink(missing_ok=True)
     for directory in (config.overlay_dir, config.state_dir / "pki", config.instances_dir):
         try:
