@@ -118,32 +118,64 @@ class Simulated:
         await self.beats.aclose()
 
 
-async def setup(admin: httpx.AsyncClient, creates: int) -> dict[str, str]:
-    """A flavor, a tiny image, a network with a /16 subnet; quotas lifted."""
-    async def ok(resp: httpx.Response) -> dict[str, Any]:
-        if resp.status_code >= 300:
-            raise RuntimeError(f"{resp.request.method} {resp.request.url.path}: "
-                               f"{resp.status_code} {resp.text[:300]}")
-        return resp.json() if resp.content else {}
+async def ok(resp: httpx.Response) -> dict[str, Any]:
+    if resp.status_code >= 300:
+        raise RuntimeError(f"{resp.request.method} {resp.request.url.path}: "
+                           f"{resp.status_code} {resp.text[:300]}")
+    return resp.json() if resp.content else {}
 
-    name = f"bench-{uuid.uuid4().hex[:6]}"
-    flavor = (await ok(await admin.post(f"{COMPUTE}/flavors", json={"flavor": {
-        "name": name, "ram": 256, "vcpus": 1, "disk": 1}})))["flavor"]["id"]
-    image = (await ok(await admin.post("/image/v2/images", json={
-        "name": name, "disk_format": "raw", "container_format": "bare"})))["id"]
-    await ok(await admin.put(f"/image/v2/images/{image}/file", content=b"\0" * 65536,
-                             headers={"Content-Type": "application/octet-stream"}))
-    net = (await ok(await admin.post("/network/v2.0/networks", json={"network": {
-        "name": name}})))["network"]["id"]
-    await ok(await admin.post("/network/v2.0/subnets", json={"subnet": {
-        "network_id": net, "ip_version": 4, "cidr": "10.64.0.0/16", "name": name}}))
-    project = (await ok(await admin.get("/identity/v3/auth/tokens", headers={
-        "X-Subject-Token": admin.headers["X-Auth-Token"]})))["token"]["project"]["id"]
+
+async def unlimited(admin: httpx.AsyncClient, project: str) -> None:
     await ok(await admin.put(f"{COMPUTE}/os-quota-sets/{project}", json={"quota_set": {
         "instances": -1, "cores": -1, "ram": -1}}))
     with contextlib.suppress(RuntimeError):  # where the network quotas exist
         await ok(await admin.put(f"/network/v2.0/quotas/{project}", json={"quota": {
             "port": -1}}))
+
+
+async def tokens(cloud: Cloud, admin: httpx.AsyncClient, count: int) -> list[str]:
+    """The admin's token, and count - 1 more, each scoped to a new project of its own
+    (the admin user given the member role there), quotas lifted: tenants creating at once."""
+    out = [admin.headers["X-Auth-Token"]]
+    if count < 2:
+        return out
+    me = (await ok(await admin.get("/identity/v3/auth/tokens", headers={
+        "X-Subject-Token": out[0]})))["token"]["user"]["id"]
+    role = (await ok(await admin.get("/identity/v3/roles", params={
+        "name": "member"})))["roles"][0]["id"]
+    for index in range(1, count):
+        project = (await ok(await admin.post("/identity/v3/projects", json={"project": {
+            "name": f"bench-creates-{index}-{uuid.uuid4().hex[:6]}",
+            "domain_id": "default"}})))["project"]["id"]
+        await ok(await admin.put(f"/identity/v3/projects/{project}/users/{me}/roles/{role}"))
+        await unlimited(admin, project)
+        resp = await admin.post("/identity/v3/auth/tokens", json={"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": "admin", "domain": {"id": "default"},
+                "password": cloud.admin_password}}},
+            "scope": {"project": {"id": project}}}})
+        await ok(resp)
+        out.append(resp.headers["X-Subject-Token"])
+    return out
+
+
+async def setup(admin: httpx.AsyncClient, creates: int) -> dict[str, str]:
+    """A flavor, a tiny image, a shared network with a /16 subnet; quotas lifted."""
+    name = f"bench-{uuid.uuid4().hex[:6]}"
+    flavor = (await ok(await admin.post(f"{COMPUTE}/flavors", json={"flavor": {
+        "name": name, "ram": 256, "vcpus": 1, "disk": 1}})))["flavor"]["id"]
+    image = (await ok(await admin.post("/image/v2/images", json={
+        "name": name, "disk_format": "raw", "container_format": "bare",
+        "visibility": "public"})))["id"]
+    await ok(await admin.put(f"/image/v2/images/{image}/file", content=b"\0" * 65536,
+                             headers={"Content-Type": "application/octet-stream"}))
+    net = (await ok(await admin.post("/network/v2.0/networks", json={"network": {
+        "name": name, "shared": True}})))["network"]["id"]
+    await ok(await admin.post("/network/v2.0/subnets", json={"subnet": {
+        "network_id": net, "ip_version": 4, "cidr": "10.64.0.0/16", "name": name}}))
+    project = (await ok(await admin.get("/identity/v3/auth/tokens", headers={
+        "X-Subject-Token": admin.headers["X-Auth-Token"]})))["token"]["project"]["id"]
+    await unlimited(admin, project)
     return {"flavor": flavor, "image": image, "network": net}
 
 
@@ -188,7 +220,8 @@ async def watch(db_url: str, active: dict[str, float], stop: asyncio.Event) -> N
 
 
 async def create_load(admin: httpx.AsyncClient, ids: dict[str, str], creates: int,
-                      seconds: float, connections: int, network: bool = True
+                      seconds: float, connections: int, network: bool = True,
+                      scoped: list[str] | None = None
                       ) -> tuple[float, list[tuple[float, float, str | None]], list[str]]:
     posts: list[tuple[float, float, str | None]] = []
     errors: list[str] = []
@@ -198,7 +231,10 @@ async def create_load(admin: httpx.AsyncClient, ids: dict[str, str], creates: in
     began = time.monotonic()
     deadline = began + seconds
 
-    async def one() -> None:
+    scoped = scoped or [admin.headers["X-Auth-Token"]]
+
+    async def one(lane: int) -> None:
+        headers = {**version, "X-Auth-Token": scoped[lane % len(scoped)]}
         for index in counter:
             if time.monotonic() >= deadline:
                 return
@@ -208,7 +244,7 @@ async def create_load(admin: httpx.AsyncClient, ids: dict[str, str], creates: in
                                else "none"}}
             sent = time.monotonic()
             try:
-                resp = await admin.post(f"{COMPUTE}/servers", json=body, headers=version)
+                resp = await admin.post(f"{COMPUTE}/servers", json=body, headers=headers)
             except httpx.HTTPError as exc:
                 posts.append((sent, time.monotonic(), None))
                 errors.append(f"{type(exc).__name__}: {exc}")
@@ -220,12 +256,13 @@ async def create_load(admin: httpx.AsyncClient, ids: dict[str, str], creates: in
                 posts.append((sent, answered, None))
                 errors.append(f"{resp.status_code} {resp.text[:200]}")
 
-    await asyncio.gather(*(one() for _ in range(connections)))
+    await asyncio.gather(*(one(lane) for lane in range(connections)))
     return began, posts, errors
 
 
 async def run(cloud: Cloud, nodes: list[SimNode], creates: int, seconds: float,
-              connections: int, settle_s: float, network: bool = True) -> dict[str, Any]:
+              connections: int, settle_s: float, network: bool = True,
+              projects: int = 1) -> dict[str, Any]:
     sims = [Simulated(n, cloud.url) for n in nodes]
     tasks = [asyncio.create_task(s.poll()) for s in sims]
     tasks += [asyncio.create_task(s.beat()) for s in sims]
@@ -238,6 +275,7 @@ async def run(cloud: Cloud, nodes: list[SimNode], creates: int, seconds: float,
     watcher: asyncio.Task | None = None
     try:
         ids = await setup(admin, creates)
+        scoped = await tokens(cloud, admin, projects)
         await asyncio.sleep(3)  # every node's first beat (inventory) in: all up
         flavors_per_s = await baseline(admin, connections, 5.0)
         watcher = asyncio.create_task(watch(cloud.db_url(), active, stop))
@@ -245,7 +283,7 @@ async def run(cloud: Cloud, nodes: list[SimNode], creates: int, seconds: float,
         pids = group_pids(cloud.proc.pid)
         ctl0, me0, wakes0 = cpu_seconds(pids), own_cpu(), sum(s.wakes for s in sims)
         began, posts, errors = await create_load(admin, ids, creates, seconds, connections,
-                                                 network)
+                                                 network, scoped)
         wanted = {i for _, _, i in posts if i is not None}
         deadline = time.monotonic() + settle_s
         while not wanted <= set(active) and time.monotonic() < deadline:
@@ -291,7 +329,8 @@ def overbooked(db_url: str) -> int:
 
 def main(nodes: int = 50, creates: int = 1000, seconds: float = 60.0, connections: int = 8,
          workers: int = 1, database_url: str | None = None,
-         settle_s: float = 60.0, network: bool = True) -> dict[str, Any]:
+         settle_s: float = 60.0, network: bool = True, projects: int = 1
+         ) -> dict[str, Any]:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # two connections per node
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
@@ -309,11 +348,16 @@ def main(nodes: int = 50, creates: int = 1000, seconds: float = 60.0, connection
                   f"connections, up to {creates} creates in {seconds:.0f} s)", flush=True)
             results: dict[str, Any] = {"nodes": nodes, "workers": workers,
                                        "engine": engine, "connections": connections,
+                                       "network": network, "projects": projects,
                                        "cpus": os.cpu_count(),
                                        "loadavg_1m": round(os.getloadavg()[0], 2)}
             results.update(asyncio.run(run(cloud, sims, creates, seconds, connections,
-                                           settle_s, network)))
+                                           settle_s, network, projects)))
             results["overbooked_nodes"] = overbooked(cloud.db_url())
+            if results["errors"] or results["heartbeat_errors"]:  # the evidence kept
+                kept = Path(tempfile.gettempdir()) / f"atwill-bench-creates-{os.getpid()}.log"
+                kept.write_text(cloud.log())
+                results["controller_log"] = str(kept)
         finally:
             cloud.destroy()
     for key, value in results.items():

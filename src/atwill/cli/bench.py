@@ -99,6 +99,8 @@ def creates(nodes: int = typer.Option(50, min=1, max=5000, help="SIMULATED nodes
                                              "databases (default: SQLite)."),
             network: bool = typer.Option(True, help="Each server on a network with a "
                                          "subnet (a port each); --no-network: \"none\"."),
+            projects: int = typer.Option(1, min=1, max=64, help="Projects creating at once "
+                                         "(connections spread over them)."),
             json_out: bool = typer.Option(False, "--json", help="Also print the figures as JSON.")
             ) -> None:
     """Servers created per second through the compute API against SIMULATED nodes that
@@ -106,7 +108,7 @@ def creates(nodes: int = typer.Option(50, min=1, max=5000, help="SIMULATED nodes
     from ..bench.creates import main
 
     results = main(nodes, count, seconds, connections, workers, database_url,
-                   network=network)
+                   network=network, projects=projects)
     if json_out:
         _print_json(results)
 
