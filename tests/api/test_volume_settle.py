@@ -11,17 +11,20 @@ row, as the HA monitor would have judged it (controller/volume/settle.py)."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from atwill.controller.db.compute import Node
+from atwill.controller.db.servers import Instance
 from atwill.controller.db.session import Database
-from atwill.controller.db.volume import Volume, VolumeSnapshot
+from atwill.controller.db.volume import Volume, VolumeAttachment, VolumeSnapshot
+from atwill.controller.volume import settle
 from tests.api.aggregate_nodes import JoinedNode, wait_for
 from tests.api.lockout_cloud import own_cloud
 from tests.api.volume_nodes import StorageNode
@@ -29,6 +32,7 @@ from tests.cloud import Cloud, unique
 
 V3 = "/volume/v3"
 A = f"{V3}/attachments"
+AGG = "/compute/v2.1/os-aggregates"
 
 
 def mv(version: str) -> dict[str, str]:
@@ -40,14 +44,19 @@ def cloud(engine: str) -> Iterator[Cloud]:
     yield from own_cloud(engine, ha_auto_evacuate=False)
 
 
-def _down_for_an_hour(cloud: Cloud, node_id: str) -> None:
+def _down_for_an_hour(cloud: Cloud, node_id: str, fenced: bool = True) -> None:
+    """Silent for an hour and judged down; fenced (its power confirmed off by its device)
+    unless fenced is False: then only silent, maybe alive and cut off."""
     db = Database(cloud.db_url())
     try:
         with db.session() as session:
             hour_ago = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(hours=1)
+            fence = {"fence_state": "ok", "fence_method": "ipmi", "fenced_at": hour_ago} \
+                if fenced else {"fence_state": "failed", "fence_method": None,
+                                "fenced_at": None}
             session.execute(update(Node).where(Node.id == node_id).values(
                 state="down", health="down", last_heartbeat=hour_ago,
-                health_changed_at=hour_ago))
+                health_changed_at=hour_ago, **fence))
     finally:
         db.dispose()
 
@@ -210,4 +219,120 @@ def test_a_compute_node_gone_mid_attach_releases_it(cloud: Cloud, tmp_path: Path
             assert [a for a in listed if a["volume_id"] == vid] == []
             assert storage.wanted()[vid]["exports"] == []
     finally:
+        _purge(cloud, storage, [compute], vids)
+
+
+def _aggregate(client: httpx.Client, host: str, policy: str) -> str:
+    made = client.post(AGG, json={"aggregate": {"name": unique("stedge")}})
+    assert made.status_code == 200, made.text
+    agg = made.json()["aggregate"]["id"]
+    for body in ({"add_host": {"host": host}},
+                 {"set_metadata": {"metadata": {"ha_policy": policy}}}):
+        resp = client.post(f"{AGG}/{agg}/action", json=body)
+        assert resp.status_code == 200, resp.text
+    return str(agg)
+
+
+def _drop_aggregate(client: httpx.Client, agg: str, host: str) -> None:
+    client.post(f"{AGG}/{agg}/action", json={"remove_host": {"host": host}})
+    assert client.delete(f"{AGG}/{agg}").status_code == 200
+
+
+def test_a_node_not_known_off_keeps_its_attachments(cloud: Cloud, tmp_path: Path) -> None:
+    """Review HIGH 1: silence alone (a failed fence: maybe alive, cut off) or an
+    autonomous zone releases nothing, however long; fenced in a zone that fences, it is
+    released. Failed before: the attachment was released at the first sweep."""
+    storage = StorageNode(cloud, tmp_path, "stcut")
+    storage.keep_beating()
+    compute = JoinedNode(cloud, tmp_path, "stedge")
+    vids: list[str] = []
+    agg: str | None = None
+    try:
+        with cloud.http(cloud.token()) as client:
+            vid = _create(client)
+            vids.append(vid)
+            storage.converge()
+            compute.beat()
+            made = client.post(A, json={"attachment": {"volume_uuid": vid, "connector": {
+                "host": compute.name, "platform": "x86_64"}}}, headers=mv("3.44"))
+            assert made.status_code == 200, made.text
+            _down_for_an_hour(cloud, compute.id, fenced=False)
+            time.sleep(2.5 * settle.SWEEP_EVERY)  # two sweeps at least
+            assert _status(client, f"{V3}/volumes/{vid}") == "attaching"
+            agg = _aggregate(client, compute.name, "autonomous")
+            _down_for_an_hour(cloud, compute.id, fenced=True)  # an operator's confirm
+            time.sleep(2.5 * settle.SWEEP_EVERY)
+            assert _status(client, f"{V3}/volumes/{vid}") == "attaching"
+            _drop_aggregate(client, agg, compute.name)
+            agg = None
+            wait_for(lambda: _status(client, f"{V3}/volumes/{vid}") == "available", 30,
+                     "the attachment of a fenced compute node to be released")
+    finally:
+        if agg is not None:
+            with cloud.http(cloud.token()) as client:
+                _drop_aggregate(client, agg, compute.name)
+        _purge(cloud, storage, [compute], vids)
+
+
+def _as_boot_volume(cloud: Cloud, att_id: str, node: JoinedNode) -> str:
+    """Make the attachment a BUILD server's root disk (as compute/server_volumes_state.add
+    does for a boot from volume), its server written straight in the database."""
+    db = Database(cloud.db_url())
+    try:
+        with db.session() as session:
+            inst = Instance(name=unique("stboot"), project_id="p", user_id="u", vcpus=1,
+                            memory_mb=64, disk_gb=0, vm_state="building",
+                            task_state="block_device_mapping", node_id=node.id,
+                            node_name=node.name)
+            session.add(inst)
+            session.flush()
+            session.execute(update(VolumeAttachment).where(VolumeAttachment.id == att_id)
+                            .values(instance_id=inst.id, boot_index=0,
+                                    delete_on_termination=True))
+            return inst.id
+    finally:
+        db.dispose()
+
+
+def _drop_boot(cloud: Cloud, server: str, vid: str) -> None:
+    db = Database(cloud.db_url())
+    try:
+        with db.session() as session:
+            session.execute(delete(VolumeAttachment).where(
+                VolumeAttachment.instance_id == server))
+            session.execute(delete(Instance).where(Instance.id == server))
+            session.execute(update(Volume).where(Volume.id == vid).values(
+                status="available"))
+    finally:
+        db.dispose()
+
+
+def test_a_boot_volume_of_a_fenced_compute_node_is_kept(cloud: Cloud,
+                                                        tmp_path: Path) -> None:
+    """Review HIGH 2: a BUILD server's boot attachment is never released by the sweep
+    (the server would stay BUILD with no root disk, delete_on_termination lost): left to
+    evacuation. Failed before: released, the volume available."""
+    storage = StorageNode(cloud, tmp_path, "stbvol")
+    storage.keep_beating()
+    compute = JoinedNode(cloud, tmp_path, "stbnode")
+    vids: list[str] = []
+    server: str | None = None
+    try:
+        with cloud.http(cloud.token()) as client:
+            vid = _create(client)
+            vids.append(vid)
+            storage.converge()
+            compute.beat()
+            made = client.post(A, json={"attachment": {"volume_uuid": vid, "connector": {
+                "host": compute.name, "platform": "x86_64"}}}, headers=mv("3.44"))
+            assert made.status_code == 200, made.text
+            server = _as_boot_volume(cloud, made.json()["attachment"]["id"], compute)
+            _down_for_an_hour(cloud, compute.id, fenced=True)
+            time.sleep(2.5 * settle.SWEEP_EVERY)
+            assert _status(client, f"{V3}/volumes/{vid}") == "attaching"
+            listed = client.get(A, headers=mv("3.44")).json()["attachments"]
+            assert [a["status"] for a in listed if a["volume_id"] == vid] == ["attaching"]
+    finally:
+        if server is not None:
+            _drop_boot(cloud, server, vids[0])
         _purge(cloud, storage, [compute], vids)

@@ -152,7 +152,7 @@ def _check(ctl: Controller, since: dt.datetime) -> list[str]:
     if volume_settle.SWEEPER.due():
         with ctl.db.session() as session:
             if _leader(ctl, session):
-                volume_settle.sweep(session, ctl.settings.volume_settle_after)
+                volume_settle.sweep(session, ctl)
     return down
 
 
