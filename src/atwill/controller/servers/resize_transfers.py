@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ...core import resize_states
+from ...core.every import Every
 from ..context import Controller
 from ..db.models import Migration
 
@@ -45,15 +46,8 @@ def sweep(ctl: Controller, session: Session, now: float | None = None) -> list[s
     return removed
 
 
-class Sweeper:
+class Sweeper(Every):
     """Calls sweep at most every SWEEP_EVERY seconds (the monitor loop runs 5 times a s)."""
 
     def __init__(self) -> None:
-        self.last = 0.0
-
-    def due(self) -> bool:
-        now = time.monotonic()
-        if now - self.last < SWEEP_EVERY:
-            return False
-        self.last = now
-        return True
+        super().__init__(SWEEP_EVERY)

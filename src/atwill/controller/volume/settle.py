@@ -37,7 +37,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-import time
 from typing import TYPE_CHECKING
 
 from sqlalchemy import or_, select
@@ -46,6 +45,7 @@ from sqlalchemy.orm import Session
 if TYPE_CHECKING:
     from ..context import Controller
 
+from ...core.every import Every
 from ..db.base import utcnow
 from ..db.models import Instance, Node
 from ..db.volume import Volume, VolumeAttachment, VolumeSnapshot
@@ -64,21 +64,7 @@ _WAS = re.compile(r"^The storage node \S+ was down for \d+ s while the (?:volume
                   r"was ([a-z_-]+); it is settled in error")
 
 
-class Sweeper:
-    """sweep at most every SWEEP_EVERY seconds."""
-
-    def __init__(self) -> None:
-        self.last = 0.0
-
-    def due(self) -> bool:
-        now = time.monotonic()
-        if now - self.last < SWEEP_EVERY:
-            return False
-        self.last = now
-        return True
-
-
-SWEEPER = Sweeper()
+SWEEPER = Every(SWEEP_EVERY)  # sweep at most every SWEEP_EVERY seconds
 
 
 def known_off(node: Node) -> bool:
