@@ -30,7 +30,6 @@ import asyncio
 import contextlib
 import json
 import os
-import resource
 import ssl
 import tempfile
 import time
@@ -42,7 +41,7 @@ import httpx
 
 from ..devcloud import Cloud, fresh_database
 from .creates_figures import figures
-from .fleet import SimNode, cpu_seconds, group_pids, join, own_cpu
+from .fleet import SimNode, cpu_seconds, group_pids, joined_cloud, own_cpu
 from .fleet_beats import INVENTORY
 
 COMPUTE = "/compute/v2.1"
@@ -331,35 +330,26 @@ def main(nodes: int = 50, creates: int = 1000, seconds: float = 60.0, connection
          workers: int = 1, database_url: str | None = None,
          settle_s: float = 60.0, network: bool = True, projects: int = 1
          ) -> dict[str, Any]:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # two connections per node
-    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+    with contextlib.ExitStack() as stack:
         url = stack.enter_context(fresh_database(database_url, "atwill_creates")) \
             if database_url else None
-        cloud = Cloud(database_url=url, workers=workers)
-        try:
-            cloud.init()
-            cloud.start()
-            began = time.monotonic()
-            sims = join(cloud, nodes, Path(tmp))
-            engine = "PostgreSQL" if url else "SQLite"
-            print(f"{nodes} SIMULATED nodes joined in {time.monotonic() - began:.1f} s "
-                  f"(controller: {workers} worker(s), {engine}; client: {connections} "
-                  f"connections, up to {creates} creates in {seconds:.0f} s)", flush=True)
-            results: dict[str, Any] = {"nodes": nodes, "workers": workers,
-                                       "engine": engine, "connections": connections,
-                                       "network": network, "projects": projects,
-                                       "cpus": os.cpu_count(),
-                                       "loadavg_1m": round(os.getloadavg()[0], 2)}
-            results.update(asyncio.run(run(cloud, sims, creates, seconds, connections,
-                                           settle_s, network, projects)))
-            results["overbooked_nodes"] = overbooked(cloud.db_url())
-            if results["errors"] or results["heartbeat_errors"]:  # the evidence kept
-                kept = Path(tempfile.gettempdir()) / f"atwill-bench-creates-{os.getpid()}.log"
-                kept.write_text(cloud.log())
-                results["controller_log"] = str(kept)
-        finally:
-            cloud.destroy()
+        cloud, sims, joined_s = stack.enter_context(joined_cloud(url, workers, nodes))
+        engine = "PostgreSQL" if url else "SQLite"
+        print(f"{nodes} SIMULATED nodes joined in {joined_s:.1f} s "
+              f"(controller: {workers} worker(s), {engine}; client: {connections} "
+              f"connections, up to {creates} creates in {seconds:.0f} s)", flush=True)
+        results: dict[str, Any] = {"nodes": nodes, "workers": workers,
+                                   "engine": engine, "connections": connections,
+                                   "network": network, "projects": projects,
+                                   "cpus": os.cpu_count(),
+                                   "loadavg_1m": round(os.getloadavg()[0], 2)}
+        results.update(asyncio.run(run(cloud, sims, creates, seconds, connections,
+                                       settle_s, network, projects)))
+        results["overbooked_nodes"] = overbooked(cloud.db_url())
+        if results["errors"] or results["heartbeat_errors"]:  # the evidence kept
+            kept = Path(tempfile.gettempdir()) / f"atwill-bench-creates-{os.getpid()}.log"
+            kept.write_text(cloud.log())
+            results["controller_log"] = str(kept)
     for key, value in results.items():
         print(f"{key:26} {json.dumps(value)}")
     return results

@@ -57,6 +57,7 @@ import ssl
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,26 @@ def join(cloud: Cloud, count: int, tmp: Path) -> list[SimNode]:
                                  tls_context(Path(cloud.cacert), cert, key_path), cert,
                                  key_path))
     return nodes
+
+
+@contextlib.contextmanager
+def joined_cloud(url: str | None, workers: int, nodes: int
+                 ) -> Iterator[tuple[Cloud, list[SimNode], float]]:
+    """A dev cloud (on url, SQLite if None) started with `nodes` simulated nodes joined,
+    the seconds the joins took; destroyed on exit. The open-files limit is raised first:
+    two connections per node."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    with tempfile.TemporaryDirectory() as tmp:
+        cloud = Cloud(database_url=url, workers=workers)
+        try:
+            cloud.init()
+            cloud.start()
+            began = time.monotonic()
+            sims = join(cloud, nodes, Path(tmp))
+            yield cloud, sims, time.monotonic() - began
+        finally:
+            cloud.destroy()
 
 
 async def poll(node: SimNode, stop: asyncio.Event, stats: Stats) -> None:
@@ -325,30 +346,21 @@ def main(nodes: int = 50, seconds: float = 10.0, concerned: int = 50, workers: i
     if not admin_url:
         raise SystemExit("bench fleet needs PostgreSQL: --database-url or ATWILL_TEST_PG_URL "
                          "(a URL allowed to create databases)")
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # two connections per node
     concerned = min(concerned, max(1, nodes // 2))
     processes = generators or max(1, min(os.cpu_count() or 1, -(-nodes // 1000)))
     results: dict[str, Any] = {"nodes": nodes, "workers": workers, "compare": compare,
                                "generators": processes}
-    with fresh_database(admin_url, "atwill_fleet") as url, tempfile.TemporaryDirectory() as tmp:
-        cloud = Cloud(database_url=url, workers=workers)
-        try:
-            cloud.init()
-            cloud.start()
-            began = time.monotonic()
-            sims = join(cloud, nodes, Path(tmp))
-            print(f"{nodes} SIMULATED nodes joined in {time.monotonic() - began:.1f} s "
-                  f"(controller: {workers} worker(s), PostgreSQL)", flush=True)
+    with fresh_database(admin_url, "atwill_fleet") as url, \
+            joined_cloud(url, workers, nodes) as (cloud, sims, joined_s):
+        print(f"{nodes} SIMULATED nodes joined in {joined_s:.1f} s "
+              f"(controller: {workers} worker(s), PostgreSQL)", flush=True)
+        cloud.stop()
+        for mode in MODES:  # each from a fresh start, the nodes silent since the last
+            with switched(compare, mode):
+                cloud.start()
+            results[mode] = asyncio.run(run(cloud, sims, seconds, concerned, admin_url,
+                                            url, processes))
             cloud.stop()
-            for mode in MODES:  # each from a fresh start, the nodes silent since the last
-                with switched(compare, mode):
-                    cloud.start()
-                results[mode] = asyncio.run(run(cloud, sims, seconds, concerned, admin_url,
-                                                url, processes))
-                cloud.stop()
-        finally:
-            cloud.destroy()
     results["ratios"] = ratios(results[MODES[0]], results[MODES[1]])
     report(results)
     return results
