@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import datetime as dt
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from atwill.config import Settings
@@ -48,6 +50,21 @@ def fill(db: Database, count: int) -> list[str]:
     return [f"n{i:05}" for i in range(count)]
 
 
+@contextlib.contextmanager
+def filled(url: str, count: int) -> Iterator[tuple[Controller, list[str]]]:
+    """A controller (no keys) on the database at url, or a fresh SQLite file if empty,
+    migrated and filled with count nodes; their ids. The caller drops a URL's database."""
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Database(url or f"sqlite:///{Path(tmp) / 'bench.db'}")
+        migrate(db.engine)
+        try:
+            ctl = Controller(settings=Settings(state_dir=Path(tmp)), db=db,  # type: ignore[arg-type]
+                             keys=None)  # type: ignore[arg-type]
+            yield ctl, fill(db, count)
+        finally:
+            db.dispose()
+
+
 def per_build(ctl: Controller, ids: list[str], builds: int, shared: bool) -> float:
     started = time.process_time()
     for k in range(builds):
@@ -64,23 +81,14 @@ def main() -> None:
     parser.add_argument("--builds", type=int, default=200)
     parser.add_argument("--url", default="")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        url = args.url or f"sqlite:///{Path(tmp) / 'bench.db'}"
-        db = Database(url)
-        migrate(db.engine)
-        try:
-            ctl = Controller(settings=Settings(state_dir=Path(tmp)), db=db,  # type: ignore[arg-type]
-                             keys=None)  # type: ignore[arg-type]
-            ids = fill(db, args.nodes)
-            per_build(ctl, ids, 5, False)  # warm
-            rebuilt = per_build(ctl, ids, args.builds, False)
-            shared = per_build(ctl, ids, args.builds, True)
-            tree = "no shared lists (old tree)" if fleet_lists is None else "this tree"
-            print(f"{args.nodes} nodes, {db.engine.dialect.name}, {tree}: one build "
-                  f"{rebuilt * 1000:.2f} ms CPU with the fleet-wide lists rebuilt, "
-                  f"{shared * 1000:.2f} ms shared ({rebuilt / shared:.1f}x)")
-        finally:
-            db.dispose()
+    with filled(args.url, args.nodes) as (ctl, ids):
+        per_build(ctl, ids, 5, False)  # warm
+        rebuilt = per_build(ctl, ids, args.builds, False)
+        shared = per_build(ctl, ids, args.builds, True)
+        tree = "no shared lists (old tree)" if fleet_lists is None else "this tree"
+        print(f"{args.nodes} nodes, {ctl.db.engine.dialect.name}, {tree}: one build "
+              f"{rebuilt * 1000:.2f} ms CPU with the fleet-wide lists rebuilt, "
+              f"{shared * 1000:.2f} ms shared ({rebuilt / shared:.1f}x)")
 
 
 if __name__ == "__main__":

@@ -15,18 +15,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from atwill.config import Settings
-from atwill.controller.context import Controller
 from atwill.controller.db.models import Node
-from atwill.controller.db.session import Database, migrate
 from atwill.controller.ha import monitor
 
 sys.path.insert(0, str(Path(__file__).parent))
-from desired_build import fill  # noqa: E402
+from desired_build import filled  # noqa: E402
 
 
 def main() -> None:
@@ -35,39 +31,31 @@ def main() -> None:
     parser.add_argument("--passes", type=int, default=50)
     parser.add_argument("--url", default="")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        url = args.url or f"sqlite:///{Path(tmp) / 'bench.db'}"
-        db = Database(url)
-        migrate(db.engine)
-        try:
-            ctl = Controller(settings=Settings(state_dir=Path(tmp)), db=db,  # type: ignore[arg-type]
-                             keys=None)  # type: ignore[arg-type]
-            ids = fill(db, args.nodes)
-            now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-            since = now - dt.timedelta(hours=2)
+    with filled(args.url, args.nodes) as (ctl, ids):
+        db = ctl.db
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        since = now - dt.timedelta(hours=2)
+        with db.session() as session:
+            for node in session.query(Node):
+                node.state, node.health = "up", "up"
+            dead = session.get(Node, ids[0])
+            dead.state, dead.health = "down", "down"
+            dead.last_heartbeat = now - dt.timedelta(hours=1)
+        for _ in range(3):  # warm
             with db.session() as session:
-                for node in session.query(Node):
-                    node.state, node.health = "up", "up"
-                dead = session.get(Node, ids[0])
-                dead.state, dead.health = "down", "down"
-                dead.last_heartbeat = now - dt.timedelta(hours=1)
-            for _ in range(3):  # warm
-                with db.session() as session:
-                    assert monitor.detect(session, ctl, since) == []
-            spent = 0.0
-            for _ in range(args.passes):
-                with db.session() as touch:  # every node but the dead one beat meanwhile
-                    touch.query(Node).filter(Node.id != ids[0]).update(
-                        {Node.last_heartbeat: dt.datetime.now(dt.UTC).replace(tzinfo=None)})
-                began = time.process_time()
-                with db.session() as session:
-                    assert monitor.detect(session, ctl, since) == []
-                spent += time.process_time() - began
-            print(f"{args.nodes} nodes, {db.engine.dialect.name}, one down: one detect pass "
-                  f"{spent * 1000 / args.passes:.2f} ms CPU (x5 per second: "
-                  f"{spent * 500 / args.passes:.1f} % of a core)")
-        finally:
-            db.dispose()
+                assert monitor.detect(session, ctl, since) == []
+        spent = 0.0
+        for _ in range(args.passes):
+            with db.session() as touch:  # every node but the dead one beat meanwhile
+                touch.query(Node).filter(Node.id != ids[0]).update(
+                    {Node.last_heartbeat: dt.datetime.now(dt.UTC).replace(tzinfo=None)})
+            began = time.process_time()
+            with db.session() as session:
+                assert monitor.detect(session, ctl, since) == []
+            spent += time.process_time() - began
+        print(f"{args.nodes} nodes, {db.engine.dialect.name}, one down: one detect pass "
+              f"{spent * 1000 / args.passes:.2f} ms CPU (x5 per second: "
+              f"{spent * 500 / args.passes:.1f} % of a core)")
 
 
 if __name__ == "__main__":
