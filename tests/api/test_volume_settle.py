@@ -197,6 +197,20 @@ def test_a_storage_node_gone_for_long_settles_and_resumes(cloud: Cloud,
         _purge(cloud, storage, [compute], vids)
 
 
+def _attaching(client: httpx.Client, storage: StorageNode, compute: JoinedNode,
+               vids: list[str]) -> tuple[str, str]:
+    """A volume made (its id added to vids) and attached through the attachments API to
+    compute's host, still attaching: its id and the attachment's."""
+    vid = _create(client)
+    vids.append(vid)
+    storage.converge()
+    compute.beat()
+    made = client.post(A, json={"attachment": {"volume_uuid": vid, "connector": {
+        "host": compute.name, "platform": "x86_64"}}}, headers=mv("3.44"))
+    assert made.status_code == 200, made.text
+    return vid, str(made.json()["attachment"]["id"])
+
+
 def test_a_compute_node_gone_mid_attach_releases_it(cloud: Cloud, tmp_path: Path) -> None:
     storage = StorageNode(cloud, tmp_path, "stkeep")
     storage.keep_beating()
@@ -204,13 +218,7 @@ def test_a_compute_node_gone_mid_attach_releases_it(cloud: Cloud, tmp_path: Path
     vids: list[str] = []
     try:
         with cloud.http(cloud.token()) as client:
-            vid = _create(client)
-            vids.append(vid)
-            storage.converge()
-            compute.beat()
-            made = client.post(A, json={"attachment": {"volume_uuid": vid, "connector": {
-                "host": compute.name, "platform": "x86_64"}}}, headers=mv("3.44"))
-            assert made.status_code == 200, made.text
+            vid, _ = _attaching(client, storage, compute, vids)
             assert _status(client, f"{V3}/volumes/{vid}") == "attaching"
             _down_for_an_hour(cloud, compute.id)
             wait_for(lambda: _status(client, f"{V3}/volumes/{vid}") == "available", 30,
@@ -249,13 +257,7 @@ def test_a_node_not_known_off_keeps_its_attachments(cloud: Cloud, tmp_path: Path
     agg: str | None = None
     try:
         with cloud.http(cloud.token()) as client:
-            vid = _create(client)
-            vids.append(vid)
-            storage.converge()
-            compute.beat()
-            made = client.post(A, json={"attachment": {"volume_uuid": vid, "connector": {
-                "host": compute.name, "platform": "x86_64"}}}, headers=mv("3.44"))
-            assert made.status_code == 200, made.text
+            vid, _ = _attaching(client, storage, compute, vids)
             _down_for_an_hour(cloud, compute.id, fenced=False)
             time.sleep(2.5 * settle.SWEEP_EVERY)  # two sweeps at least
             assert _status(client, f"{V3}/volumes/{vid}") == "attaching"
@@ -319,14 +321,8 @@ def test_a_boot_volume_of_a_fenced_compute_node_is_kept(cloud: Cloud,
     server: str | None = None
     try:
         with cloud.http(cloud.token()) as client:
-            vid = _create(client)
-            vids.append(vid)
-            storage.converge()
-            compute.beat()
-            made = client.post(A, json={"attachment": {"volume_uuid": vid, "connector": {
-                "host": compute.name, "platform": "x86_64"}}}, headers=mv("3.44"))
-            assert made.status_code == 200, made.text
-            server = _as_boot_volume(cloud, made.json()["attachment"]["id"], compute)
+            vid, att = _attaching(client, storage, compute, vids)
+            server = _as_boot_volume(cloud, att, compute)
             _down_for_an_hour(cloud, compute.id, fenced=True)
             time.sleep(2.5 * settle.SWEEP_EVERY)
             assert _status(client, f"{V3}/volumes/{vid}") == "attaching"
