@@ -18,6 +18,8 @@ import yaml
 from atwill.agent import client as agent_client
 from atwill.agent.config import AgentConfig
 from atwill.devcloud import free_port
+from tests.unit.http_stub import serving
+from tests.unit.http_stub import url as _url
 
 
 class _Answer(http.server.BaseHTTPRequestHandler):
@@ -41,13 +43,8 @@ class _Answer(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def live() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Answer)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serving(_Answer) as server:
+        yield _url(server)
 
 
 def _cutting(read: int, reset: bool) -> Iterator[str]:
@@ -177,14 +174,8 @@ class _Slow(_Answer):
 
 
 def _counting(delay: float) -> Iterator[http.server.ThreadingHTTPServer]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
-    server.delay, server.asked = delay, 0  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serving(_Slow, delay=delay, asked=0) as server:
+        yield server
 
 
 @pytest.fixture
@@ -199,10 +190,6 @@ def slow() -> Iterator[http.server.ThreadingHTTPServer]:
 def counted() -> Iterator[http.server.ThreadingHTTPServer]:
     """A live controller that counts the requests it is sent."""
     yield from _counting(0.0)
-
-
-def _url(server: http.server.ThreadingHTTPServer) -> str:
-    return f"http://127.0.0.1:{server.server_port}"
 
 
 def _beat(urls: list[str]) -> tuple[httpx.Response, float]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import http.server
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,8 @@ from atwill.controller.db.models import Node
 from atwill.core import beat_order
 from atwill.core.beat_order import Order
 from atwill.core.errors import BadRequest
+from tests.unit.http_stub import serving
+from tests.unit.http_stub import url as _url
 
 
 def test_a_beat_applies_only_over_an_older_one() -> None:
@@ -126,14 +127,8 @@ class _Counted(http.server.BaseHTTPRequestHandler):
 
 
 def _server(delay: float) -> Iterator[http.server.ThreadingHTTPServer]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Counted)
-    server.delay, server.orders = delay, []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serving(_Counted, delay=delay, orders=[]) as server:
+        yield server
 
 
 @pytest.fixture
@@ -154,10 +149,6 @@ def hung() -> Iterator[str]:
     sock.listen(16)
     yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     sock.close()
-
-
-def _url(server: http.server.ThreadingHTTPServer) -> str:
-    return f"http://127.0.0.1:{server.server_port}"
 
 
 def _beat(urls: list[str], beats: BeatSequence) -> tuple[httpx.Response, float]:
@@ -297,17 +288,7 @@ def _stale(held: str) -> httpx.Response:
 
 def test_the_agent_renews_no_lease_from_a_stale_answer(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from atwill.agent import daemon
-    from atwill.agent.config import AgentConfig
-
-    agent = daemon.Agent(AgentConfig(state_dir=tmp_path, controller_url="https://c:1",
-                                     node_id="n", name="node1"))
-    agent.interval = 0.01
-    monkeypatch.setattr(daemon.renewal, "due", lambda _pem: False)
-    agent.config.cert.parent.mkdir(parents=True, exist_ok=True)
-    agent.config.cert.write_bytes(b"pem")
-    monkeypatch.setattr(agent, "inventory", lambda: {"vcpus": 1})
-    monkeypatch.setattr(agent, "_overlay_report", lambda: {})
+    agent = _agent(tmp_path, monkeypatch)
     http = _Answers(_stale("1.1"), _stale("4.2"),
                     httpx.Response(200, json={"revision": 1, "state": "up", "ordered": True}))
     agent._beat(http)  # type: ignore[arg-type] # a copy of ours: nothing renewed
