@@ -31,6 +31,7 @@ POSTGRES_MODULES = frozenset({
     "test_tenant_usage", "test_aggregate_scheduling", "test_metrics", "test_heartbeat_lane",
     "test_volume_lock_order", "test_volume_storage_gone", "test_heartbeat_lean_changes",
     "test_volume_place_nodes", "test_heartbeat_order", "test_volume_settle",
+    "test_server_address_race",
 })  # test_usage_{events_restart,shelve,resize}: the figures are engine-free (core/usage_timeline)
 # test_ha_lease (65 s a run, its waits the lease's): the lease arithmetic is core/; what is
 # engine-bound in it (timestamps, the evacuation's claims) test_ha_restart/_evacuate cover.
