@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
+from atwill.controller import revision_signal
 from atwill.controller.db.base import Base
-from atwill.controller.db.session import Database
+from atwill.controller.db.session import Database, migrate
 from tests.conftest import fresh_database_url
 
 
@@ -47,3 +48,26 @@ def session(tmp_path: Path) -> Iterator[Session]:
             yield session
     finally:
         db.dispose()
+
+
+def migrated_database(engine: str, directory: Path) -> Iterator[Database]:
+    """A new database on the engine (SQLite: a file in directory) migrated to head, for a
+    module-scoped fixture to yield from."""
+    for url in fresh_database_url(engine):
+        database = Database(url or f"sqlite:///{directory / 'store.db'}")
+        migrate(database.engine)
+        try:
+            yield database
+        finally:
+            database.dispose()
+
+
+@pytest.fixture
+def woken() -> Iterator[list[set[str] | None]]:
+    """What each notify of the long-poll signal concerned, in order."""
+    seen: list[set[str] | None] = []
+    revision_signal.changed.listeners.append(seen.append)
+    try:
+        yield seen
+    finally:
+        revision_signal.changed.listeners.remove(seen.append)

@@ -28,18 +28,12 @@ from atwill.controller.db.models import (
 from atwill.controller.db.session import Database, migrate
 from atwill.controller.revision import bump, changes_since, node_revision, revision
 from tests.conftest import fresh_database_url
+from tests.unit.conftest import migrated_database
 
 
 @pytest.fixture(scope="module")
 def rdb(engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
-    for url in fresh_database_url(engine):
-        path = tmp_path_factory.mktemp("revisions") / "store.db"
-        database = Database(url or f"sqlite:///{path}")
-        migrate(database.engine)
-        try:
-            yield database
-        finally:
-            database.dispose()
+    yield from migrated_database(engine, tmp_path_factory.mktemp("revisions"))
 
 
 @pytest.fixture

@@ -20,21 +20,14 @@ from sqlalchemy.orm import Session
 
 from atwill.controller import node_scope, revision_signal, savepoint_info
 from atwill.controller.db.models import ClusterRevision, Network, Node, NodeRevision, Port
-from atwill.controller.db.session import Database, immediate, migrate
+from atwill.controller.db.session import Database, immediate
 from atwill.controller.revision import CONCERN, bump, node_revision, revision
-from tests.conftest import fresh_database_url
+from tests.unit.conftest import migrated_database
 
 
 @pytest.fixture(scope="module")
 def sdb(engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
-    for url in fresh_database_url(engine):
-        path = tmp_path_factory.mktemp("savepoints") / "store.db"
-        database = Database(url or f"sqlite:///{path}")
-        migrate(database.engine)
-        try:
-            yield database
-        finally:
-            database.dispose()
+    yield from migrated_database(engine, tmp_path_factory.mktemp("savepoints"))
 
 
 @pytest.fixture
@@ -47,17 +40,6 @@ def nodes(sdb: Database) -> Iterator[dict[str, str]]:
     with sdb.session() as session:
         for table in (Port, Network, NodeRevision, Node, ClusterRevision):
             session.execute(delete(table))
-
-
-@pytest.fixture
-def woken() -> Iterator[list[set[str] | None]]:
-    """What each notify of the long-poll signal concerned, in order."""
-    seen: list[set[str] | None] = []
-    revision_signal.changed.listeners.append(seen.append)
-    try:
-        yield seen
-    finally:
-        revision_signal.changed.listeners.remove(seen.append)
 
 
 @contextmanager

@@ -7,12 +7,10 @@ first server's node never heard of it until an unrelated change (savepoint_info.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
 
-from atwill.controller import revision_signal
 from atwill.controller.db.models import PciClaim
 from atwill.controller.db.session import Database, immediate, migrate
 from atwill.controller.revision import bump, node_revision
@@ -28,16 +26,6 @@ GPU = scheduler.Request(1, 512, 1, pci=(scheduler.PciRequest("K20m", "10de", "10
 def db(db: Database) -> Database:
     migrate(db.engine)
     return db
-
-
-@pytest.fixture
-def woken() -> Iterator[list[set[str] | None]]:
-    seen: list[set[str] | None] = []
-    revision_signal.changed.listeners.append(seen.append)
-    try:
-        yield seen
-    finally:
-        revision_signal.changed.listeners.remove(seen.append)
 
 
 def test_a_lost_pci_claim_keeps_the_first_servers_wake_up(
