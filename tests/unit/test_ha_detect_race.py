@@ -19,16 +19,7 @@ from atwill.controller.db.models import Node
 from atwill.controller.db.session import Database, migrate
 from atwill.controller.ha import monitor, silence_guard
 from tests.conftest import fresh_postgres
-
-SINCE = dt.datetime(2000, 1, 1)
-HEARD = {"agent_heard": True}
-
-
-@pytest.fixture(autouse=True)
-def _guard_state() -> Iterator[None]:
-    silence_guard._state, silence_guard._since = "", None
-    yield
-    silence_guard._state, silence_guard._since = "", None
+from tests.unit.ha_guard import HEARD, SINCE, _guard_state  # noqa: F401 - autouse
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -139,10 +130,10 @@ def test_a_mass_event_marks_every_silent_node_down(ctl: Controller) -> None:
     assert sorted(pending) == ["n0", "n1", "n2"]
 
 
-def test_the_fence_step_refuses_a_node_heard_after_its_verdict(
-        ctl: Controller, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Down, then a beat lands that leaves the verdict (another path, a skewed clock):
-    marked pending, the fence step powers nothing off and clears the mark."""
+def _fence_step(ctl: Controller, monkeypatch: pytest.MonkeyPatch, heard_after: bool
+                ) -> list[str]:
+    """n0 judged down (detect finds nothing more), heard a second after its verdict or
+    not: the nodes the monitor's fence step fenced."""
     _fleet(ctl, silent=("n0",))
     fenced: list[str] = []
     monkeypatch.setattr(monitor, "fence", lambda _ctl, _s, node: fenced.append(node.id))
@@ -150,23 +141,23 @@ def test_the_fence_step_refuses_a_node_heard_after_its_verdict(
     with ctl.db.session() as session:
         node = session.get(Node, "n0")
         node.state = node.health = "down"
-        node.health_changed_at = _now() - dt.timedelta(seconds=1)
-        node.last_heartbeat = _now()
-        session.add(node)
+        if heard_after:
+            node.health_changed_at = _now() - dt.timedelta(seconds=1)
+            node.last_heartbeat = _now()
+        else:
+            node.health_changed_at = _now()
     background._check(ctl, SINCE)
-    assert fenced == []
+    return fenced
+
+
+def test_the_fence_step_refuses_a_node_heard_after_its_verdict(
+        ctl: Controller, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Down, then a beat lands that leaves the verdict (another path, a skewed clock):
+    marked pending, the fence step powers nothing off and clears the mark."""
+    assert _fence_step(ctl, monkeypatch, heard_after=True) == []
     assert _row(ctl, "n0") == ("down", "down", None)
 
 
 def test_the_fence_step_fences_a_node_unheard_since_its_verdict(
         ctl: Controller, monkeypatch: pytest.MonkeyPatch) -> None:
-    _fleet(ctl, silent=("n0",))
-    fenced: list[str] = []
-    monkeypatch.setattr(monitor, "fence", lambda _ctl, _s, node: fenced.append(node.id))
-    monkeypatch.setattr(monitor, "detect", lambda *_a: [])
-    with ctl.db.session() as session:
-        node = session.get(Node, "n0")
-        node.state = node.health = "down"
-        node.health_changed_at = _now()
-    background._check(ctl, SINCE)
-    assert fenced == ["n0"]
+    assert _fence_step(ctl, monkeypatch, heard_after=False) == ["n0"]

@@ -22,16 +22,7 @@ from atwill.controller.fencing import api as fencing
 from atwill.controller.ha import monitor, silence_guard
 from atwill.controller.revision import changes_since, revision
 from atwill.core import ha_health
-
-SINCE = dt.datetime(2000, 1, 1)
-HEARD = {"agent_heard": True}
-
-
-@pytest.fixture(autouse=True)
-def _guard_state() -> Iterator[None]:
-    silence_guard._state, silence_guard._since = "", None
-    yield
-    silence_guard._state, silence_guard._since = "", None
+from tests.unit.ha_guard import HEARD, SINCE, _guard_state  # noqa: F401 - autouse
 
 
 def _ctl(tmp_path: Path, **settings: object) -> Controller:
