@@ -9,6 +9,19 @@ from collections.abc import Iterator
 from typing import Any
 
 
+class Handler(http.server.BaseHTTPRequestHandler):
+    """A handler that logs nothing, with reply() to answer 200 with a body."""
+
+    def reply(self, body: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
 @contextlib.contextmanager
 def serving(handler: type[http.server.BaseHTTPRequestHandler],
             **attributes: Any) -> Iterator[http.server.ThreadingHTTPServer]:

@@ -18,11 +18,11 @@ import yaml
 from atwill.agent import client as agent_client
 from atwill.agent.config import AgentConfig
 from atwill.devcloud import free_port
-from tests.unit.http_stub import serving
+from tests.unit.http_stub import Handler, serving
 from tests.unit.http_stub import url as _url
 
 
-class _Answer(http.server.BaseHTTPRequestHandler):
+class _Answer(Handler):
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         self._answer()
 
@@ -32,13 +32,7 @@ class _Answer(http.server.BaseHTTPRequestHandler):
 
     def _answer(self) -> None:
         body = f"{self.server.server_port} {self.headers['Host']}".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.reply(body)
 
 
 @pytest.fixture

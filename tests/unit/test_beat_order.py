@@ -22,7 +22,7 @@ from atwill.controller.db.models import Node
 from atwill.core import beat_order
 from atwill.core.beat_order import Order
 from atwill.core.errors import BadRequest
-from tests.unit.http_stub import serving
+from tests.unit.http_stub import Handler, serving
 from tests.unit.http_stub import url as _url
 
 
@@ -111,19 +111,13 @@ def test_the_flush_write_holds_the_order_in_its_where() -> None:
 
 
 # The failover transport ---------------------------------------------------------------
-class _Counted(http.server.BaseHTTPRequestHandler):
+class _Counted(Handler):
     def do_POST(self) -> None:  # noqa: N802 - http.server's name
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self.server.orders.append(self.headers.get(beat_order.HEADER))  # type: ignore
         time.sleep(self.server.delay)  # type: ignore[attr-defined]
         body = b'{"revision": 1, "state": "up", "ordered": true}'
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.reply(body)
 
 
 def _server(delay: float) -> Iterator[http.server.ThreadingHTTPServer]:
@@ -218,17 +212,24 @@ class _Fails(httpx.BaseTransport):
         return httpx.Response(200)
 
 
+def _failover(urls: list[str], fake: object, ordered: bool = True) -> agent_client.Failover:
+    """The agent's failover transport over urls (urls[0] preferred, the controllers ordered
+    or not), its requests going to fake."""
+    agent_client._remember(urls, urls[0])
+    agent_client.note_reply(urls, {"ordered": ordered})
+    failover = agent_client.Failover(urls, False)
+    failover.transport = fake  # type: ignore[assignment]
+    return failover
+
+
 @pytest.mark.parametrize("error", [httpx.ReadTimeout, httpx.WriteTimeout, httpx.ReadError,
                                    httpx.ConnectError])
 def test_an_ordered_beat_goes_to_the_next_after_any_failure(
         error: type[httpx.TransportError], tmp_path: Path) -> None:
     urls = ["http://127.0.0.1:1", "http://127.0.0.1:2"]
-    agent_client._remember(urls, urls[0])
-    agent_client.note_reply(urls, {"ordered": True})
     beats = BeatSequence(tmp_path)
     fake = _Fails(error)
-    failover = agent_client.Failover(urls, False)
-    failover.transport = fake  # type: ignore[assignment]
+    failover = _failover(urls, fake)
     with httpx.Client(base_url=urls[0], transport=failover) as http:
         assert http.post("/hb", json={}, headers={beat_order.HEADER: beats.header()},
                          **agent_client.beat_options(urls, beats.header)).status_code == 200
@@ -248,12 +249,9 @@ class _Refuses(httpx.BaseTransport):
 def test_every_controller_refusing_ends_the_beat_after_one_turn(tmp_path: Path) -> None:
     """None hung (all refuse or cut): nothing to wait longer for, no second cycle."""
     urls = ["http://127.0.0.1:1", "http://127.0.0.1:3"]
-    agent_client._remember(urls, urls[0])
-    agent_client.note_reply(urls, {"ordered": True})
     beats = BeatSequence(tmp_path)
     fake = _Refuses()
-    failover = agent_client.Failover(urls, False)
-    failover.transport = fake  # type: ignore[assignment]
+    failover = _failover(urls, fake)
     with httpx.Client(base_url=urls[0], transport=failover) as http, \
             pytest.raises(httpx.ConnectError):
         http.post("/hb", json={}, headers={beat_order.HEADER: beats.header()},
@@ -488,12 +486,9 @@ def test_a_row_busy_answer_sends_the_beat_to_the_next_controller(
     """MEDIUM 2: a controller hung holding the node's row made every controller answer
     503 for IDLE_TIMEOUT_MS; the agent took the 503 as an error and backed off."""
     urls = ["http://127.0.0.1:1", "http://127.0.0.1:2"]
-    agent_client._remember(urls, urls[0])
-    agent_client.note_reply(urls, {"ordered": ordered})
     beats = BeatSequence(tmp_path)
     fake = _Busy()
-    failover = agent_client.Failover(urls, False)
-    failover.transport = fake  # type: ignore[assignment]
+    failover = _failover(urls, fake, ordered=ordered)
     with httpx.Client(base_url=urls[0], transport=failover) as http:
         assert http.post("/hb", json={}, headers={beat_order.HEADER: beats.header()},
                          **agent_client.beat_options(urls, beats.header)).status_code == 200
@@ -503,12 +498,9 @@ def test_a_row_busy_answer_sends_the_beat_to_the_next_controller(
 
 def test_every_controller_busy_ends_the_beat_after_one_turn(tmp_path: Path) -> None:
     urls = ["http://127.0.0.1:1", "http://127.0.0.1:3"]
-    agent_client._remember(urls, urls[0])
-    agent_client.note_reply(urls, {"ordered": True})
     beats = BeatSequence(tmp_path)
     fake = _Busy((1, 3))
-    failover = agent_client.Failover(urls, False)
-    failover.transport = fake  # type: ignore[assignment]
+    failover = _failover(urls, fake)
     with httpx.Client(base_url=urls[0], transport=failover) as http:
         resp = http.post("/hb", json={}, headers={beat_order.HEADER: beats.header()},
                          **agent_client.beat_options(urls, beats.header))
