@@ -8,9 +8,11 @@ background as an agent would, so the node stays up however slow the test between
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -112,3 +114,26 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
             return value
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def beating_nodes(cloud: Cloud, tmp: Path, *names: str) -> Iterator[tuple[JoinedNode, ...]]:
+    """Agent-less nodes joined, heartbeating in the background until the block ends."""
+    nodes = tuple(JoinedNode(cloud, tmp, name) for name in names)
+    for node in nodes:
+        node.beat()
+        node.keep_beating()
+    try:
+        yield nodes
+    finally:
+        for node in nodes:
+            node.stop_beating()
+
+
+def tiny_image(cloud: Cloud, tmp: Path, prefix: str, *extra: str) -> str:
+    """The id of a new 64 KiB raw image of random bytes (extra: more `image create` flags)."""
+    data = tmp / "disk.img"
+    data.write_bytes(os.urandom(64 * 1024))
+    return cloud.openstack("image", "create", "--file", str(data), "--disk-format", "raw",
+                           "--container-format", "bare", *extra, unique(prefix),
+                           "-f", "json")["id"]

@@ -12,7 +12,6 @@ get distinct addresses.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from tests.api.aggregate_nodes import JoinedNode
+from tests.api.aggregate_nodes import beating_nodes, tiny_image
 from tests.api.lockout_cloud import own_cloud
 from tests.cloud import Cloud, unique
 
@@ -73,15 +72,7 @@ def scoped_tokens(cloud: Cloud, admin: str) -> list[str]:
 def env(engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     for cloud in own_cloud(engine):
         tmp = tmp_path_factory.mktemp("addrrace")
-        nodes = (JoinedNode(cloud, tmp, "addra"), JoinedNode(cloud, tmp, "addrb"))
-        for node in nodes:
-            node.beat()
-            node.keep_beating()
-        data = tmp / "disk.img"
-        data.write_bytes(os.urandom(64 * 1024))
-        image = cloud.openstack("image", "create", "--file", str(data), "--disk-format", "raw",
-                                "--container-format", "bare", "--public", unique("addrimg"),
-                                "-f", "json")["id"]
+        image = tiny_image(cloud, tmp, "addrimg", "--public")
         flavor = cloud.openstack("flavor", "create", "--ram", "64", "--disk", "1", "--vcpus",
                                  "1", unique("addrflv"), "-f", "json")["id"]
         admin = cloud.token()
@@ -91,11 +82,8 @@ def env(engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             ok(client.post("/network/v2.0/subnets", json={"subnet": {
                 "network_id": network, "ip_version": 4, "cidr": "10.77.0.0/24",
                 "name": unique("addrsub")}}), 201)
-        try:
+        with beating_nodes(cloud, tmp, "addra", "addrb"):
             yield Env(cloud, scoped_tokens(cloud, admin), flavor, image, network)
-        finally:
-            for node in nodes:
-                node.stop_beating()
 
 
 def create(env: Env, token: str) -> httpx.Response:

@@ -12,7 +12,6 @@ could not tell a lost lock.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.api.aggregate_nodes import JoinedNode
+from tests.api.aggregate_nodes import JoinedNode, beating_nodes, tiny_image
 from tests.api.lockout_cloud import own_cloud
 from tests.cloud import Cloud, unique
 
@@ -83,24 +82,13 @@ class Env:
 def env(engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     for cloud in own_cloud(engine):
         tmp = tmp_path_factory.mktemp("grouprace")
-        nodes = (JoinedNode(cloud, tmp, "racea"), JoinedNode(cloud, tmp, "raceb"))
-        for node in nodes:
-            node.beat()
-            node.keep_beating()
-        data = tmp / "disk.img"
-        data.write_bytes(os.urandom(64 * 1024))
-        image = cloud.openstack("image", "create", "--file", str(data), "--disk-format", "raw",
-                                "--container-format", "bare", unique("raceimg"),
-                                "-f", "json")["id"]
+        image = tiny_image(cloud, tmp, "raceimg")
         flavor = cloud.openstack("flavor", "create", "--ram", "64", "--disk", "1", "--vcpus",
                                  "1", unique("raceflv"), "-f", "json")["id"]
         cloud.openstack("quota", "set", "--instances", "-1", "--cores", "-1", "--ram", "-1",
                         "admin")  # the rounds' servers stay (the cloud goes with them)
-        try:
+        with beating_nodes(cloud, tmp, "racea", "raceb") as nodes:
             yield Env(cloud, cloud.token(), nodes, flavor, image)
-        finally:
-            for node in nodes:
-                node.stop_beating()
 
 
 def host(server: dict) -> str | None:
