@@ -69,6 +69,19 @@ def host_processes(lab: Lab, host: str) -> list[str]:
     return names
 
 
+def host_process_ids(lab: Lab, host: str, name: str) -> list[str]:
+    """PIDs of the processes named `name` running in a host's namespace."""
+    found = []
+    for pid in _pids(lab.namespace(host).name):
+        try:
+            with open(f"/proc/{pid}/comm") as handle:
+                if handle.read().strip() == name:
+                    found.append(pid)
+        except OSError:
+            pass
+    return sorted(found)
+
+
 def host_process_users(lab: Lab, host: str) -> list[tuple[str, int]]:
     """(command name, real uid) of every process running in a host's namespace."""
     found = []
