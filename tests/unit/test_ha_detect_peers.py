@@ -1,6 +1,7 @@
 """Detection (controller/ha/monitor.detect): heartbeat times to the microsecond, a late node
-that most of its peers no longer hear is down before its own grown threshold, and no node is
-down while the controller hears none of the other nodes."""
+that most of its peers no longer hear is down before its own grown threshold, one that most
+of them still hear is not down on the controller's clock alone before the ceiling, and no
+node is down while the controller hears none of the other nodes."""
 
 from __future__ import annotations
 
@@ -38,14 +39,14 @@ def _now() -> dt.datetime:
 
 
 def _lab(ctl: Controller, silence: float, peer_says: tuple[float, ...],
-         peer_heard_ago: float = 0.3, never_heard: bool = False) -> None:
+         peer_heard_ago: float = 0.3, never_heard: bool = False, peak: float = PEAK) -> None:
     """node0 silent for `silence` s, probing n1 and n2, which report peer_says about it.
     Silences are as the monitor judges them: it grants every one the workers' buffering
     (cluster/liveness.staleness), so the rows are that much older."""
     now = _now() - dt.timedelta(seconds=liveness.staleness())
     with ctl.db.session() as session:
         victim = Node(id="n0", name="node0", state="up", health="up",
-                      heartbeat_gap_peak=PEAK, last_heartbeat=now - dt.timedelta(seconds=silence),
+                      heartbeat_gap_peak=peak, last_heartbeat=now - dt.timedelta(seconds=silence),
                       host_status={**HEARD, "peers": {"n1": 0.2, "n2": 0.4}})
         session.add(victim)
         for i, said in enumerate(peer_says, start=1):
@@ -163,3 +164,64 @@ def test_nodes_already_down_are_no_witnesses(ctl: Controller) -> None:
         for peer in ("n1", "n2"):
             session.get(Node, peer).state = "down"
     assert _detect(ctl) == (["node0"], "down")
+
+
+# A LAN node's learned peak: its threshold is the 2.6 s floor.
+LAN_PEAK = 1.0
+
+
+def test_a_late_node_its_peers_still_hear_is_not_down_on_the_controllers_clock_alone(
+        ctl: Controller, caplog: pytest.LogCaptureFixture) -> None:
+    """The lab's flapping link (CI): node1's link turned lossy (300 ms round trips, 5 %
+    loss) while its peak was the LAN's, one heartbeat came past the 2.6 s floor, and node1
+    was judged down and fenced while both its peers heard it every second."""
+    _lab(ctl, 3.0, (0.3, 0.6), peak=LAN_PEAK)
+    with caplog.at_level("WARNING", logger="atwill.ha"):
+        assert _detect(ctl) == ([], "suspect")
+        assert _detect(ctl) == ([], "suspect")
+    held = [r.getMessage() for r in caplog.records if "its link to the controller" in
+            r.getMessage()]
+    assert len(held) == 1 and "node0" in held[0], held  # said once per silence
+
+
+def test_peers_hold_a_late_node_only_until_the_ceiling(ctl: Controller) -> None:
+    _lab(ctl, 10.5, (0.3, 0.6), peak=LAN_PEAK)
+    assert _detect(ctl) == (["node0"], "down")
+
+
+@pytest.mark.parametrize(("peer_says", "heard_ago"), [
+    # A dead node: its peers' last signs, aged by the time since their reports (1.5 s, and
+    # the workers' 0.4 s grace), are over 3 s old.
+    ((1.3, 1.4), 1.5),
+    # One of its two peers still hears it: not most of them.
+    ((0.3, 2.9), 0.3),
+])
+def test_without_most_of_its_peers_hearing_it_a_late_node_is_down_at_its_threshold(
+        ctl: Controller, peer_says: tuple[float, ...], heard_ago: float) -> None:
+    _lab(ctl, 3.0, peer_says, heard_ago, peak=LAN_PEAK)
+    assert _detect(ctl) == (["node0"], "down")
+
+
+def test_peers_that_no_longer_hear_it_win_over_its_recent_signs(ctl: Controller) -> None:
+    # Reported 1.6 and 1.8 s (the confirm rule's 1.5 s), 0.3 s ago: under 3 s aged, yet
+    # most of its peers say it went silent, so it is down (as before its threshold).
+    _lab(ctl, 3.0, (1.6, 1.8), peak=LAN_PEAK)
+    assert _detect(ctl) == (["node0"], "down")
+
+
+def test_with_the_peers_word_off_the_controllers_clock_decides(ctl: Controller) -> None:
+    ctl.settings = dataclasses.replace(ctl.settings, ha_peer_confirm=0.0)
+    _lab(ctl, 3.0, (0.3, 0.6), peak=LAN_PEAK)
+    assert _detect(ctl) == (["node0"], "down")
+
+
+def test_vouched_needs_most_of_the_probe_set_fresh_and_a_silence_under_the_ceiling(
+        ) -> None:
+    probed = ["a", "b", "c"]
+    assert ha_confirm.vouched(3.0, 10.0, 1.5, probed, {"a": 0.5, "b": 2.9})
+    assert not ha_confirm.vouched(3.0, 10.0, 1.5, probed, {"a": 0.5, "b": 3.0})
+    assert not ha_confirm.vouched(10.1, 10.0, 1.5, probed, {"a": 0.5, "b": 0.5})
+    assert not ha_confirm.vouched(3.0, 10.0, 0.0, probed, {"a": 0.5, "b": 0.5})
+    # Reports from nodes outside its probe set do not count, nor does an empty set.
+    assert not ha_confirm.vouched(3.0, 10.0, 1.5, probed, {"a": 0.5, "x": 0, "y": 0})
+    assert not ha_confirm.vouched(3.0, 10.0, 1.5, [], {"a": 0.5})

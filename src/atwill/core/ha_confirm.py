@@ -9,6 +9,18 @@ long ago they last had any sign of it. A node whose heartbeat is late (past
 suspect_after) and of which most of its probe set has had no sign for `confirm`
 seconds is down now, whatever its grown threshold.
 
+The other way round (vouched): a node past its own threshold of which most of its
+probe set had a sign within VOUCH_WITHIN seconds is alive on the overlay; only its
+link to the controller loses or delays heartbeats. It stays suspect until its silence
+passes the ceiling (core/ha_health.Thresholds.down_ceiling). The case: a link that turns
+lossy at once (300 ms round trips, 5 % loss) while the node's learned peak gap is still
+the LAN's (~1 s, so a 2.6 s threshold), and the retransmission timeout the connection
+inflated at the change (0.7-1 s for its first beats) makes one beat whose segment is
+lost twice come 3-4 s after the one before: the lab saw node1 judged down and fenced
+so. A dead node is not held: its peers' signs stop with it, and their reports, aged
+by the time since they arrived, pass VOUCH_WITHIN at most that long after its death
+(and the confirm rule above, which takes precedence, usually judges it first).
+
 Only what a peer reported counts (not aged by the time since its report): a
 sign that reached the peer after its report would make an aged value overstate
 the silence, and a link that only drops packets keeps signs flowing to most
@@ -21,6 +33,11 @@ from collections.abc import Mapping, Sequence
 
 # A reporter whose last heartbeat is older than this is not fresh: its word is stale.
 FRESH_WITHIN = 2.0
+# A peer that had a sign of the node within this many seconds (its report aged by the time
+# since it arrived) vouches for it: core/peer_view.HEARD_WITHIN, the agent's own notion of
+# a peer heard. On the lab's lossy link (5 %, 300 ms round trips) a peer has a sign of the
+# node every ~0.5 s (its probes and their answers) and reports every ~1 s: under 2.5 s.
+VOUCH_WITHIN = 3.0
 
 
 def confirmed_down(silence: float, suspect_after: float, confirm: float,
@@ -36,3 +53,20 @@ def confirmed_down(silence: float, suspect_after: float, confirm: float,
     members = set(probed)
     silent = sum(1 for peer, age in reports.items() if peer in members and age >= confirm)
     return bool(members) and silent * 2 > len(members)
+
+
+def vouched(silence: float, ceiling: float, confirm: float, probed: Sequence[str],
+            aged: Mapping[str, float], within: float = VOUCH_WITHIN) -> bool:
+    """Whether the node, silent for `silence` seconds on the controller's clock, is held
+    alive by its peers' word: more than half of its probe set had a sign of it within
+    `within` seconds, and the silence is not past `ceiling`.
+
+    aged: fresh reporter id -> the silence it reported about the node, aged by the time
+    since its report arrived (peer_view.age_now). confirm <= 0 turns the peers' word off
+    (heartbeats alone), as for confirmed_down.
+    """
+    if confirm <= 0 or silence > ceiling:
+        return False
+    members = set(probed)
+    heard = sum(1 for peer, age in aged.items() if peer in members and age < within)
+    return bool(members) and heard * 2 > len(members)

@@ -7,6 +7,10 @@ longest gap it showed recently (a peak that decays a little at every beat):
 a LAN node keeps the floor, a node behind a poor link gets room for its own
 worst recent gap times a margin.
 
+A peak is learnt from gaps, so a link that turns bad at once is judged for its first
+beats with its LAN threshold: the node's peers settle that (core/ha_confirm.vouched): past
+its threshold, a node most of its peers still hear stays suspect until down_ceiling.
+
 A fleet gone silent at once (mass_silence) is another matter: when a large share of a
 large fleet is unheard together, the controller (saturated, just restarted, its own link
 down) or the network between is more likely at fault than the nodes. atwill then judges

@@ -53,6 +53,9 @@ from . import lease as ha_lease
 from . import policy as ha_policies
 
 log = logging.getLogger("atwill.ha")
+# Nodes held alive by their peers' word at the last pass (core/ha_confirm.vouched): node id
+# -> its last heartbeat then, so that a hold is said once per silence, not every pass.
+_VOUCHED: dict[str, dt.datetime] = {}
 
 
 # What detect reads of every node (and silence_guard of the rows it is handed).
@@ -78,8 +81,10 @@ def detect(session: Session, ctl: Controller, since: dt.datetime) -> list[Node]:
     # Beats the workers still buffer (cluster/liveness.py: at most its STALENESS) are
     # granted to every silence: none is judged late because its beat was not written yet.
     now, limits, newly_down = _now() - _grace(), thresholds(ctl), []
-    went_down: list[tuple[str, float]] = []
+    went_down: list[tuple[str, float, str]] = []
+    vouched: dict[str, dt.datetime] = {}  # node id -> its last heartbeat, held by its peers
     if _all_heard(session, now, since, limits):
+        _VOUCHED.clear()
         silence_guard.clear(since)  # nobody unheard: no hold (and its end is said at once)
         live_migration_agents.settle_lost_sources(session)
         return []
@@ -89,11 +94,12 @@ def detect(session: Session, ctl: Controller, since: dt.datetime) -> list[Node]:
     nodes = session.execute(select(*_JUDGED).where(Node.last_heartbeat.is_not(None))
                             .order_by(Node.name)).all()
     # The peers' reports (every fresh peer's JSON read through) matter only to a late node
-    # that the confirm rule judges: read once, when the first one is (a fleet with one
-    # node long down reads them never).
-    read: list[dict[str, dict[str, float]]] = []
+    # that the confirm rule judges, or one past its threshold but not its ceiling that
+    # they may vouch for: read once, when the first one is (a fleet with one node long
+    # down reads them never).
+    read: list[dict[str, dict[str, tuple[float, float]]]] = []
 
-    def reports_of(node_id: str) -> dict[str, float]:
+    def reports_of(node_id: str) -> dict[str, tuple[float, float]]:
         if not read:
             read.append(_peer_reports(nodes, now))
         return read[0].get(node_id, {})
@@ -122,7 +128,7 @@ def detect(session: Session, ctl: Controller, since: dt.datetime) -> list[Node]:
         started = (row.host_status or {}).get(ha_lease.HEARD_KEY)
         if not started and silence <= ha_health.JOIN_GRACE:
             continue  # joined, but its agent was never heard: still starting
-        health = _health(ctl, row, silence, limits, reports_of)
+        health = _health(ctl, row, silence, limits, reports_of, vouched)
         if held and health == ha_health.DOWN and not silence_guard.exempt(row):
             health = ha_health.SUSPECT
         if health == row.health or (health != ha_health.DOWN and row.state == "down"):
@@ -130,17 +136,19 @@ def detect(session: Session, ctl: Controller, since: dt.datetime) -> list[Node]:
         if not _write_verdict(session, row, health):
             continue  # it beat, moved or went since the read: judged again next pass
         if health == ha_health.DOWN:
-            went_down.append((row.id, silence))
+            went_down.append((row.id, silence, _why(row, silence, limits)))
+    _VOUCHED.clear()
+    _VOUCHED.update(vouched)
     if went_down:
         # One SELECT for the nodes that went down (a mass event: not one per node), as
         # written: populate_existing, since the verdicts went by Core UPDATEs.
         loaded = {n.id: n for n in session.scalars(
-            select(Node).where(Node.id.in_([node_id for node_id, _ in went_down]))
+            select(Node).where(Node.id.in_([node_id for node_id, _, _ in went_down]))
             .execution_options(populate_existing=True))}
-        for node_id, silence in went_down:
+        for node_id, silence, why in went_down:
             node = loaded[node_id]  # its row is ours (written above) until the commit
             newly_down.append(node)
-            _tell_instances(session, ctl, node, silence)
+            _tell_instances(session, ctl, node, silence, why)
     if newly_down:
         # Whether a node is up or down is in no node's desired state (overlay and HA
         # peers, tunnel endpoints and exports list every node, down or not: peers keep
@@ -175,15 +183,41 @@ def _all_heard(session: Session, now: dt.datetime, since: dt.datetime,
 
 
 def _health(ctl: Controller, node: Any, silence: float, limits: ha_health.Thresholds,
-            reports_of: Callable[[str], dict[str, float]]) -> str:
-    health = ha_health.classify(silence, node.heartbeat_gap_peak or 0.0, limits)
+            reports_of: Callable[[str], dict[str, tuple[float, float]]],
+            vouched: dict[str, dt.datetime]) -> str:
+    """The node's health from its silence, and from its peers' word (core/ha_confirm):
+    most of them no longer hear it, it is down before its threshold; most of them still
+    hear it, it is not down on the controller's clock alone before the ceiling. The first
+    rule wins. A node held so is noted in `vouched` (and said once per silence)."""
+    peak = node.heartbeat_gap_peak or 0.0
+    health = ha_health.classify(silence, peak, limits)
     confirm = ctl.settings.ha_peer_confirm
-    if health != ha_health.DOWN and confirm > 0 and silence > limits.suspect_after and \
-            ha_confirm.confirmed_down(
-                silence, limits.suspect_after, confirm,
-                list((node.host_status or {}).get(ha_lease.PEERS_KEY) or ()),
-                reports_of(node.id)):
-        health = ha_health.DOWN
+    if confirm <= 0 or silence <= limits.suspect_after or health == ha_health.UP or \
+            health == ha_health.DOWN and silence > limits.down_ceiling:
+        return _noticed_health(node, health)  # no peer's word can change it: none read
+    probed = list((node.host_status or {}).get(ha_lease.PEERS_KEY) or ())
+    reports = reports_of(node.id)
+    said = {peer: reported for peer, (reported, _) in reports.items()}
+    if ha_confirm.confirmed_down(silence, limits.suspect_after, confirm, probed, said):
+        return ha_health.DOWN
+    aged = {peer: peer_view.age_now(reported, ago) for peer, (reported, ago) in reports.items()}
+    if health == ha_health.DOWN and ha_confirm.vouched(silence, limits.down_ceiling, confirm,
+                                                       probed, aged):
+        vouched[node.id] = node.last_heartbeat
+        if _VOUCHED.get(node.id) != node.last_heartbeat:
+            log.warning("node %s: no heartbeat for %.1f s, past its threshold of %.1f s "
+                        "(recent longest gap %.2f s), but most of its peers had a sign of it "
+                        "within %.0f s (%s): its link to the controller, not the node; not "
+                        "judged down before %.0f s of silence", node.name, silence,
+                        ha_health.down_threshold(peak, limits), peak,
+                        ha_confirm.VOUCH_WITHIN,
+                        ", ".join(f"{age:.1f} s" for _, age in sorted(aged.items())),
+                        limits.down_ceiling)
+        health = ha_health.SUSPECT
+    return _noticed_health(node, health)
+
+
+def _noticed_health(node: Any, health: str) -> str:
     if health == ha_health.UP and _noticed(node):
         # Past its deadline but not yet late: still restarting, not heard up.
         health = restart_notice.RESTARTING
@@ -254,28 +288,43 @@ def _grace() -> dt.timedelta:
     return dt.timedelta(seconds=liveness.staleness())
 
 
-def _peer_reports(nodes: Sequence[Any], now: dt.datetime) -> dict[str, dict[str, float]]:
-    """node id -> {fresh reporter id: the silence it last reported about the node}."""
-    out: dict[str, dict[str, float]] = {}
+def _peer_reports(nodes: Sequence[Any], now: dt.datetime
+                  ) -> dict[str, dict[str, tuple[float, float]]]:
+    """node id -> {fresh reporter id: (the silence it last reported about the node, the
+    seconds since that report arrived)}. Its age is counted on the real clock (now plus
+    the workers' grace): a report that sits in a buffer is older, never younger."""
+    out: dict[str, dict[str, tuple[float, float]]] = {}
+    real = now + _grace()
     for peer in nodes:
         if peer.state != "up" or (now - peer.last_heartbeat).total_seconds() \
                 > ha_confirm.FRESH_WITHIN:
             continue
+        ago = (real - peer.last_heartbeat).total_seconds()
         never = set((peer.host_status or {}).get(peer_view.NEVER_HEARD_KEY) or ())
         for node_id, age in ((peer.host_status or {}).get(ha_lease.PEERS_KEY) or {}).items():
             # A peer that never heard the node (a new node, an overlay path still being
             # set up: 400 ms round trips take a while) says nothing of a silence.
             if isinstance(age, int | float) and node_id not in never:
-                out.setdefault(node_id, {})[peer.id] = float(age)
+                out.setdefault(node_id, {})[peer.id] = (float(age), ago)
     return out
 
 
-def _tell_instances(session: Session, ctl: Controller, node: Node, silence: float) -> None:
+def _why(node: Any, silence: float, limits: ha_health.Thresholds) -> str:
+    """Which rule judged a node down, for the log."""
+    peak = node.heartbeat_gap_peak or 0.0
+    limit = ha_health.down_threshold(peak, limits)
+    if silence > limit:
+        return f"past its threshold of {limit:.1f} s, recent longest gap {peak:.2f} s"
+    return "most of its peers no longer hear it"
+
+
+def _tell_instances(session: Session, ctl: Controller, node: Node, silence: float,
+                    why: str = "") -> None:
     """Open the evacuate action of each HA instance: detect, fence, rebuild are its events.
     Under a policy that moves nothing, the event says so instead."""
     policy = ha_policies.of_node(session, ctl, node.name)
-    log.warning("node %s is down: no heartbeat for %.1f s (HA policy %s)", node.name,
-                silence, policy)
+    log.warning("node %s is down: no heartbeat for %.1f s (%s; HA policy %s)", node.name,
+                silence, why, policy)
     said = f"node {node.name} sent no heartbeat for {silence:.1f} s"
     if _noticed(node):
         said += f" past its notice's deadline ({restart_notice.describe(node.host_status)})"
