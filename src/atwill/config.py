@@ -91,6 +91,10 @@ class Settings:
     # or fenced) that has been silent this many seconds are settled in error states, or
     # rolled back (controller/volume/settle.py, docs/storage.md); 0: never.
     volume_settle_after: float = 300.0
+    # An attach or detach of a server's volume that neither completes nor fails this many
+    # seconds while its nodes are up is ended as a failed one (volume/attach_outcomes.py,
+    # docs/storage.md); 0: never.
+    volume_transition_timeout: float = 600.0
     # Nova's resize_confirm_window (a finished resize is confirmed after this many
     # seconds; 0: never) and allow_resize_to_same_host.
     resize_confirm_window: float = 0.0

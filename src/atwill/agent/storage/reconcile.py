@@ -115,6 +115,11 @@ class StorageManager:
                 self.exports.revoke(vid, node)
                 self._export_failed.pop((vid, node), None)
                 log.info("revoked the export of volume %s to node %s", vid, node)
+        # An export that never ran has no record: its failure goes once it is not wanted,
+        # or a new attach to that node would be failed by the old error (attach_outcomes).
+        for vid, node in list(self._export_failed):
+            if node not in {e["node_id"] for e in (volumes.get(vid) or {}).get("exports") or []}:
+                self._export_failed.pop((vid, node), None)
 
     def _hand_over(self, export: Export, entry: dict[str, Any]) -> None:
         try:

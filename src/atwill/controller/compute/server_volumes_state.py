@@ -20,7 +20,7 @@ from ..db.base import utcnow
 from ..db.models import Instance
 from ..db.volume import Volume, VolumeAttachment
 from ..revision import bump
-from ..volume import freeze
+from ..volume import attach_outcomes, freeze
 from ..volume.desired import attachment_psk
 from ..volume.volumes import start_delete
 
@@ -217,11 +217,14 @@ def report(session: Session, inst: Instance, seen: dict[str, Any]) -> None:
         elif att.status == "attaching" and isinstance(outcome, str) \
                 and outcome.startswith("error"):
             # As Nova: a failed attach is rolled back, the volume is free again.
-            _release(session, att)
+            attach_outcomes.attach_failed(session, inst, att, outcome)
             changed = True
         elif att.status == "detaching" and outcome is None:
+            attach_outcomes.released(session, inst, att)  # an unwound attach: its event
             _release(session, att)
             changed = True
+        elif att.status == "detaching":  # still held: failing, or an unwind it holds
+            changed |= attach_outcomes.node_word(session, inst, att, outcome)
     if changed:
         bump(session, of=inst)
 

@@ -24,8 +24,9 @@ router = APIRouter()
 A = "/v3/attachments"
 # Connector keys only the server writes: the identity a live migration gave the
 # attachment (servers/live_migration_volumes.py), the export it is plugged in with
-# (compute/server_volumes_state.py).
-SERVER_SET = frozenset({"psk_identity", "export"})
+# (compute/server_volumes_state.py), an attach being unwound and a detach's failure
+# (attach_outcomes.py).
+SERVER_SET = frozenset({"psk_identity", "export", "unwind", "detach_error"})
 
 
 def _require(version: Version, minimum: str) -> None:

@@ -12,7 +12,7 @@ from ...core.errors import BadRequest
 from ..db.base import utcnow
 from ..db.models import Node
 from ..db.volume import Volume, VolumeAttachment, VolumeSnapshot
-from . import settle
+from . import attach_outcomes, settle
 
 log = logging.getLogger("atwill.volume")
 ERROR_CHARS = 1024
@@ -45,6 +45,8 @@ def _volume(session: Session, vol: Volume, entry: dict[str, Any] | None) -> bool
     if entry is None:
         return False
     moved = _exports(vol, entry.get("exports"))
+    moved |= attach_outcomes.export_errors(session, vol, vol.node_name or "",
+                                           entry.get("export_errors"))
     state, size = entry.get("state"), entry.get("size_gb")
     new = vol.status
     if vol.status in BUILDING and state in ("available", "error"):

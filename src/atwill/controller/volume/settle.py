@@ -26,6 +26,9 @@ and Nova and Cinder never detach because a host went quiet.
 Each node is locked and read again before anything of it changes (a beat committed
 meanwhile stops it), each attachment locked and read again under its volume's lock.
 
+Transitions that wait for nodes both up (an attach or detach nobody answers) are ended
+by attach_outcomes.sweep, called last here (volume_transition_timeout).
+
 Nothing is lost when the node comes back after all: a storage node's next report resumes
 what was settled (resume(): error -> creating, error_extending -> extending,
 error_deleting -> deleting), and its report then settles it from facts. `reserved`
@@ -101,11 +104,12 @@ def sweep(session: Session, ctl: Controller, now: dt.datetime | None = None) -> 
     works cut off, its guests keep their disks whatever the controller hears."""
     from ...core import ha_policy  # noqa: PLC0415
     from ..ha import policy as ha_policies  # noqa: PLC0415 - ha imports compute
+    from . import attach_outcomes  # noqa: PLC0415 - it imports this module
 
+    now = now or utcnow()
     after = ctl.settings.volume_settle_after
     if after <= 0:
-        return 0
-    now = now or utcnow()
+        return attach_outcomes.sweep(session, ctl, now)
     moved = 0
     candidates = [node.id for node in session.scalars(select(Node).where(or_(
         Node.forced_down.is_(True), Node.fence_state == "ok")).order_by(Node.id))
@@ -130,7 +134,8 @@ def sweep(session: Session, ctl: Controller, now: dt.datetime | None = None) -> 
         bump(session)
         log.warning("settled %d volume row(s) of node(s) known off for %s s or more", moved,
                     int(after))
-    return moved
+    # Last: the node rows above are locked before any volume row (lock_order.py).
+    return moved + attach_outcomes.sweep(session, ctl, now)
 
 
 def storage_gone(session: Session, node: Node, silence: int) -> int:

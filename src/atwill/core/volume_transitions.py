@@ -1,0 +1,112 @@
+"""How a volume attachment's `attaching` or `detaching` ends while its nodes are up.
+
+A server's attachment is `attaching` until its compute node says "attached" (or fails),
+`detaching` until that node no longer lists the volume. Each node's report and a timer
+decide what else ends it, as Nova and Cinder do:
+
+- an attach that fails (the compute node's "error: ...", the storage node's export error
+  for that node) is rolled back: the attachment removed, the volume free again, an error
+  event on the server's attach_volume action (Nova's failed attach);
+- a detach the node cannot finish stays attached (Nova: DeviceDetachFailed after its
+  retries): the attachment back to `attached`, the volume `in-use`, an error event;
+- an attach or detach nobody answers within `bound` seconds is ended the same way, but
+  never by taking a disk from a guest without its node's word: an attach whose export the
+  compute node was given is *unwound through the node* (asked to unplug, the export still
+  served); its node's next report then settles it (not listed: rolled back; listed, or
+  it cannot unplug: the node holds the disk, so it is attached after all).
+
+Pure: the controller (controller/volume/attach_outcomes.py) gathers the facts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+WAIT = "wait"
+ROLLBACK = "rollback"  # remove the attachment, the volume free (failed attach)
+UNWIND = "unwind"  # ask the node to unplug it (detaching, marked), its report settles it
+RESTORE = "restore"  # back to attached, the volume in-use (failed detach; or the node holds it)
+FAIL_BUILD = "fail_build"  # the server being built from it goes to ERROR
+RELEASE = "release"  # the detach is done: no guest of the server runs to hold the disk
+NOTE = "note"  # remember the node's error; the timer restores after the retries
+
+# Nova's libvirt driver tries a detach device_detach_attempts (8) times, waiting
+# device_detach_timeout (20 s) each, before it gives up: the node's errors count from then.
+DETACH_RETRY = 160.0
+
+
+@dataclass(frozen=True)
+class Pending:
+    """One attachment in transition, as the controller sees it."""
+
+    status: str  # "attaching" | "detaching"
+    age: float  # seconds since the transition began
+    exported: bool  # the storage node reports the export to the target compute node
+    node_heard: bool  # the target compute node beats (not silent, not known off)
+    has_server: bool = True  # False: made by the attachments API for no server
+    boot: bool = False  # the server's root disk (boot_index 0)
+    building: bool = False  # its server is being built or rebuilt
+    unwinding: bool = False  # a timed-out attach being taken back through the node
+    detach_error: bool = False  # the node said it cannot finish this detach
+    runs: bool = True  # the server is in its node's desired state (placed, not ERROR)
+
+
+def on_timer(p: Pending, bound: float, retry: float = DETACH_RETRY) -> str:
+    """What the reconciler does with a transition (bound <= 0: never anything)."""
+    if bound <= 0 or not p.has_server:
+        return WAIT  # no server: the caller's to complete or delete (as Cinder's reserved)
+    if p.status == "attaching":
+        if p.age < bound:
+            return WAIT
+        if p.boot and p.building:
+            # Never exported: the server waits for it (compute/boot_pending) for ever. Once
+            # exported, the node starts the server with it: its report settles the build.
+            return WAIT if p.exported else FAIL_BUILD
+        if p.boot or p.building:
+            return WAIT  # a root disk, or a build's volume: the server's lifecycle
+        if not p.exported:
+            return ROLLBACK  # the compute node was never given it: nothing to unplug
+        if not p.node_heard:
+            return WAIT  # silence alone never takes what a node may hold (settle.py)
+        # A server its node no longer runs (ERROR leaves the node's desired state, which
+        # its heard node has converged): nothing holds it.
+        return UNWIND if p.runs else ROLLBACK
+    if p.status == "detaching":
+        if not p.node_heard or p.boot:
+            # A silent node's by its report or, known off, by settle.compute_gone.
+            return WAIT
+        if not p.runs:
+            return RELEASE if p.age >= bound else WAIT  # its node reports it no more
+        if p.unwinding:
+            return WAIT  # an unwind ends by the node's word
+        if p.age >= bound or (p.detach_error and p.age >= min(retry, bound)):
+            return RESTORE
+    return WAIT
+
+
+def on_node_word(status: str, unwinding: bool, outcome: object) -> str:
+    """What the compute node's report of the volume ("attached", "error: ...", None: not
+    listed) does. An "attached" attaching and a detaching not listed are the report's own
+    (they complete the transition); this says what else ends one."""
+    failed = isinstance(outcome, str) and outcome.startswith("error")
+    if status == "attaching":
+        return ROLLBACK if failed else WAIT
+    if status == "detaching" and unwinding:
+        # It was given the volume, and holds it (it says so, or cannot unplug it): the
+        # node's later word wins over the timer, the attach succeeded after all.
+        return RESTORE if failed or outcome == "attached" else WAIT
+    if status == "detaching" and failed:
+        return NOTE
+    return WAIT
+
+
+def on_export_error(p: Pending) -> str:
+    """The storage node reports it cannot export the volume to the attachment's compute
+    node (its agent tries again at each converge). An attach still waiting for that
+    export fails now, as Cinder's failed initialize_connection; one already exported (the
+    compute node may hold the disk), or attached, is left alone."""
+    if p.status != "attaching" or p.exported or not p.has_server:
+        return WAIT
+    if p.boot:
+        return FAIL_BUILD if p.building else WAIT
+    return WAIT if p.building else ROLLBACK
