@@ -259,12 +259,16 @@ def sweep(session: Session, ctl: Controller, now: dt.datetime | None = None) -> 
 
     now = now or utcnow()
     first = min(bound, rules.DETACH_RETRY)
-    rows = session.execute(select(VolumeAttachment.id, VolumeAttachment.volume_id)
-                           .where(VolumeAttachment.status.in_(settle.RELEASED),
-                                  VolumeAttachment.instance_id.is_not(None))
-                           .order_by(VolumeAttachment.volume_id, VolumeAttachment.id)).all()
+    # A first look, unlocked: only a transition old enough is locked and read again (the
+    # sweep runs every 5 s; a bench's attaches must not wait for it).
+    old = [(att.id, att.volume_id) for att, vol in session.execute(
+        select(VolumeAttachment, Volume).join(Volume, Volume.id == VolumeAttachment.volume_id)
+        .where(VolumeAttachment.status.in_(settle.RELEASED),
+               VolumeAttachment.instance_id.is_not(None))
+        .order_by(VolumeAttachment.volume_id, VolumeAttachment.id))
+        if age(att, vol, now) >= first]
     moved = 0
-    for att_id, vol_id in rows:
+    for att_id, vol_id in old:
         vol = session.scalar(select(Volume).where(Volume.id == vol_id)
                              .with_for_update().execution_options(populate_existing=True))
         att = session.scalar(select(VolumeAttachment).where(
