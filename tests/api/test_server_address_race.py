@@ -4,8 +4,10 @@ Each create's port takes the network's lowest free address in the create's trans
 One project's creates are serialized (builds.create's lock), but creates from different
 projects run side by side: on PostgreSQL two of them picked the same address and the one
 committing second hit the (network, address) unique constraint, its client answered 409.
-compute/servers.py now tries such a create again in a new transaction. Here creates from
-PROJECTS projects, SERVERS each, released by a barrier against a controller of the
+network/ipalloc.py now claims an address with INSERT ... ON CONFLICT DO NOTHING under a
+try-lock per address, skipping those claimed by creates in flight (no retry of the
+create; tests/unit/test_ipalloc_claims.py has the transaction-level cases). Here creates
+from PROJECTS projects, SERVERS each, released by a barrier against a controller of the
 module's own with two nodes joined through the real join API, must all be accepted and
 get distinct addresses.
 """

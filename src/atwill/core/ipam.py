@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from . import addresses
@@ -138,15 +138,19 @@ def overlapping(net: Net, others: Iterable[str]) -> str | None:
 
 def lowest_free(pools: Iterable[tuple[Addr, Addr]], used: Iterable[str]) -> Addr | None:
     """The lowest address of the pools that is not in used (None when all are taken)."""
+    return next(free_addresses(pools, used), None)
+
+
+def free_addresses(pools: Iterable[tuple[Addr, Addr]], used: Iterable[str]) -> Iterator[Addr]:
+    """The addresses of the pools not in used, lowest first, lazily (pools may be huge)."""
     taken = {ipaddress.ip_address(u) for u in used}
     for start, end in sorted(pools):
         candidate = start
-        # At most len(taken) + 1 steps: every step skips one taken address.
+        # Each step either yields or skips one taken address.
         while candidate <= end:
             if candidate not in taken:
-                return candidate
+                yield candidate
             candidate += 1
-    return None
 
 
 def check_fixed_ip(net: Net, text: Any, gateway: str | None,
