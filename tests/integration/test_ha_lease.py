@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -145,9 +146,17 @@ def test_flapping_link_neither_fences_nor_evacuates(lab: Lab, leased: dict) -> N
             lab.set_wan("node1")
     finally:
         sampler.stop()
-    counts = log_counts(_since(logs[0], marks[0]), _since(logs[1], marks[1]), "node1")
+    said = _since(logs[0], marks[0]), _since(logs[1], marks[1])
+    counts = log_counts(*said, "node1")
     print(f"\nflapping link for {LOSSY_S} s: node1 seen {sorted(set(seen))} in {len(seen)} "
           f"looks, {counts}")
+    # The evidence of a run: its slowest heartbeats (the agent's answer-to-answer gaps over
+    # 1.5 s) and the times the controller held node1 up on its peers' word (ha_confirm).
+    gaps = sorted((float(m) for m in re.findall(r"heartbeat answered ([0-9.]+)s", said[1])),
+                  reverse=True)
+    held = [line for line in said[0].splitlines() if "its link to the controller" in line]
+    print(f"slowest heartbeat answers {gaps[:6]} ({len(gaps)} over 1.5 s); held up by its "
+          f"peers {len(held)} times" + "".join(f"\n  {line}" for line in held))
     assert counts == dict.fromkeys(counts, 0), (counts, _clues(lab, "node1", leased["id"]))
     assert len(seen) >= LOSSY_S // 4 and all(s.startswith("up/") and s.endswith("/None")
                                              for s in seen), seen
