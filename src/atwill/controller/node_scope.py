@@ -171,11 +171,13 @@ def _resolve(session: Session, t: Touched) -> set[str]:
     if groups:  # the groups whose rules name a changed group see its members change
         groups |= set(session.scalars(select(SecurityGroupRule.security_group_id)
                                       .where(SecurityGroupRule.remote_group_id.in_(groups))))
-        hosts |= set(session.scalars(select(Port.host_id).join(
+        hosts |= set(session.scalars(select(Port.host_id).distinct().join(
             PortSecurityGroup, PortSecurityGroup.port_id == Port.id).where(
             PortSecurityGroup.security_group_id.in_(groups))))
     if networks:
-        hosts |= set(session.scalars(select(Port.host_id).where(
+        # One row a host, not a port: a shared network's every create resolves this
+        # while it holds the write (SQLite) or its project's lock (PostgreSQL).
+        hosts |= set(session.scalars(select(Port.host_id).distinct().where(
             Port.network_id.in_(networks))))
     nodes = set(t.nodes) | _volume_nodes(session, t)
     hosts.discard("")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-from sqlalchemy import event, select
+from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
 from . import node_scope, revision_signal, savepoint_info
@@ -98,13 +98,15 @@ def _advance(session: Session, concern: Concern) -> int:
     if isinstance(concern, _Everyone):
         row.everyone_at = row.revision
     elif concern:
-        found = {r.node_id: r for r in session.scalars(
-            select(NodeRevision).where(NodeRevision.node_id.in_(concern)))}
-        for node_id in concern:
-            if node_id in found:
-                found[node_id].revision = row.revision
-            else:
-                session.add(NodeRevision(node_id=node_id, revision=row.revision))
+        # One UPDATE for the nodes that have a row (an UPDATE a row was ~10 ms for 50
+        # nodes on PostgreSQL, with the clock's row lock held), an INSERT for the others.
+        found = set(session.scalars(select(NodeRevision.node_id).where(
+            NodeRevision.node_id.in_(concern))))
+        if found:
+            session.execute(update(NodeRevision).where(NodeRevision.node_id.in_(found))
+                            .values(revision=row.revision))
+        session.add_all(NodeRevision(node_id=node_id, revision=row.revision)
+                        for node_id in sorted(concern - found))
     session.flush()
     return row.revision
 

@@ -37,7 +37,7 @@ from ..servers.lifecycle import report
 from ..service import controller
 from ..volume.desired import image_needed
 from ..volume.report import check_volume_reports, storage_report
-from . import fleet_lists, liveness, nodes
+from . import desired_pace, fleet_lists, liveness, nodes
 from .bodies import read_model
 from .desired import desired_state
 from .nodecert import calling_node
@@ -73,6 +73,15 @@ class Snapshots:
 
 
 _snapshots = Snapshots()
+_pace = desired_pace.Pace()
+
+
+def _build(session: Session, ctl: Controller, node: Node) -> dict:
+    """The node's state built now, kept, and its build time counted (desired_pace)."""
+    started = time.monotonic()
+    state = desired_state(session, ctl, node)
+    _pace.built(node.id, time.monotonic() - started)
+    return _snapshots.put(node.id, state)
 
 
 class MovedNodes:
@@ -103,7 +112,7 @@ def _desired(ctl: Controller, request: Request, node_id: str, after: int) -> dic
         # a backup, another cloud's): the agent gets the whole state at once.
         if node_revision(session, node.id) <= after <= revision(session):
             return None
-        return _snapshots.put(node.id, desired_state(session, ctl, node))
+        return _build(session, ctl, node)
 
 
 UNCHANGED_DOC = (
@@ -122,8 +131,13 @@ async def desired_get(node_id: str, request: Request,
     ctl = controller(request)
     deadline = time.monotonic() + wait
     while True:
+        # Soon after its last build, the changes made meanwhile wait for one build.
+        pause = min(_pace.hold(node_id), deadline - time.monotonic())
+        if pause > 0:
+            await asyncio.sleep(pause)
         wakeup = revision_signal.changed.subscribe(node_id)
-        state = await asyncio.to_thread(_desired, ctl, request, node_id, after)
+        async with desired_pace.gate():
+            state = await asyncio.to_thread(_desired, ctl, request, node_id, after)
         if state is not None:
             revision_signal.changed.unsubscribe(wakeup)
             return state
@@ -152,7 +166,7 @@ def _current(ctl: Controller, request: Request, node_id: str, after: int = -1) -
         kept = _snapshots.get(node.id, rev)
         if kept is not None and not revision_module.EVERY_CHANGE_FOR_ALL:
             return kept
-        return _snapshots.put(node.id, desired_state(session, ctl, node))
+        return _build(session, ctl, node)
 
 
 HEARTBEAT_DOC = {"requestBody": {"required": True, "content": {"application/json": {

@@ -15,12 +15,13 @@ from ..db.network import (
     IPAllocation,
     Network,
     Port,
-    PortSecurityGroup,
     Router,
     SecurityGroup,
     SecurityGroupRule,
     Subnet,
 )
+from ..revision import node_revision
+from . import desired_lists
 from .routers import GATEWAY, INTERFACE
 
 VERSION = 1
@@ -39,16 +40,20 @@ def network_desired(session: Session, node: Node) -> dict[str, Any]:
         Network.id.in_(network_ids | gateway_networks)).order_by(Network.id))
     fips = session.scalars(select(FloatingIP).where(
         FloatingIP.port_id.in_([p.id for p in local])).order_by(FloatingIP.id))
+    # Ports on the node's networks bound elsewhere, shared by every node's build: any
+    # read at or after the node's revision (desired_lists.py).
+    since = node_revision(session, node.id)
+    ports = desired_lists.network_ports(session, network_ids, since)
     return {
         "version": VERSION, "node": node.name,
-        "networks": [_network(session, n, node, n.id in network_ids) for n in networks],
+        "networks": [_network(n, node, ports.get(n.id)) for n in networks],
         "ports": [_port(p) for p in local],
         "routers": [_router(session, r) for r in routers],
         "floating_ips": [{"id": f.id, "floating_ip_address": f.floating_ip_address,
                           "floating_network_id": f.floating_network_id, "port_id": f.port_id,
                           "fixed_ip_address": f.fixed_ip_address, "router_id": f.router_id}
                          for f in fips],
-        "security_groups": _groups(session, local),
+        "security_groups": _groups(session, local, since),
     }
 
 
@@ -63,16 +68,8 @@ def _port(port: Port) -> dict[str, Any]:
             "security_groups": sorted(g.security_group_id for g in port.groups)}
 
 
-def _network(session: Session, network: Network, node: Node, has_ports: bool) -> dict:
-    remote = []
-    if has_ports:
-        rows = session.execute(select(Port, Node.overlay_ip, Node.name).join(
-            Node, Node.name == Port.host_id).where(
-            Port.network_id == network.id, Port.host_id != node.name,
-            Node.overlay_ip.is_not(None)).order_by(Port.id))
-        remote = [{"id": p.id, "mac_address": p.mac_address, "node": name, "vtep": vtep,
-                   "ip_addresses": [a.ip_address for a in p.fixed_ips]}
-                  for p, vtep, name in rows]
+def _network(network: Network, node: Node, ports: desired_lists.NetworkPorts | None) -> dict:
+    remote, vteps = ports.remote(node.name) if ports is not None else ([], [])
     return {"id": network.id, "name": network.name, "project_id": network.project_id,
             "network_type": network.network_type, "vni": network.segmentation_id,
             "physical_network": network.physical_network, "mtu": network.mtu,
@@ -81,7 +78,7 @@ def _network(session: Session, network: Network, node: Node, has_ports: bool) ->
                          "gateway_ip": s.gateway_ip, "enable_dhcp": s.enable_dhcp,
                          "dns_nameservers": s.dns_nameservers, "host_routes": s.host_routes}
                         for s in network.subnets],
-            "remote_ports": remote, "vteps": sorted({r["vtep"] for r in remote})}
+            "remote_ports": remote, "vteps": vteps}
 
 
 def _routers(session: Session, network_ids: set[str]) -> list[Router]:
@@ -117,17 +114,20 @@ def _address(session: Session, alloc: IPAllocation) -> dict[str, Any]:
             "subnet_gateway_ip": subnet.gateway_ip}
 
 
-def _groups(session: Session, local: list[Port]) -> list[dict[str, Any]]:
+def _groups(session: Session, local: list[Port], since: int) -> list[dict[str, Any]]:
     """The local ports' groups, each with the members of the groups its rules name."""
     ids = {g.security_group_id for p in local for g in p.groups}
     groups = list(session.scalars(select(SecurityGroup).where(SecurityGroup.id.in_(ids))
                                   .order_by(SecurityGroup.id)))
+    named = {r.remote_group_id for g in groups for r in g.rules if r.remote_group_id}
+    # Every address of every port in each named group, any node: shared by every build.
+    members = desired_lists.group_members(session, named, since)
     out = []
     for group in groups:
         remote = sorted({r.remote_group_id for r in group.rules if r.remote_group_id})
         out.append({"id": group.id, "name": group.name, "project_id": group.project_id,
                     "stateful": group.stateful, "rules": [_rule(r) for r in group.rules],
-                    "remote_group_members": {gid: _members(session, gid) for gid in remote}})
+                    "remote_group_members": {gid: members[gid] for gid in remote}})
     return out
 
 
@@ -136,18 +136,3 @@ def _rule(rule: SecurityGroupRule) -> dict[str, Any]:
             "protocol": netrules.protocol_number(rule.protocol),
             "port_range_min": rule.port_range_min, "port_range_max": rule.port_range_max,
             "remote_ip_prefix": rule.remote_ip_prefix, "remote_group_id": rule.remote_group_id}
-
-
-def _members(session: Session, group_id: str) -> dict[str, list[str]]:
-    """Every address (fixed IPs and allowed pairs) of every port in the group, any node."""
-    ports = session.scalars(select(Port).where(Port.id.in_(
-        select(PortSecurityGroup.port_id).where(
-            PortSecurityGroup.security_group_id == group_id))))
-    out: dict[str, set[str]] = {"IPv4": set(), "IPv6": set()}
-    for port in ports:
-        addresses = [a.ip_address for a in port.fixed_ips] + \
-            [p["ip_address"] for p in port.allowed_address_pairs]
-        for address in addresses:
-            out["IPv6" if ":" in address else "IPv4"].add(address)
-    return {k: sorted(v) for k, v in out.items()}
-

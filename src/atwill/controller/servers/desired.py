@@ -10,25 +10,40 @@ from sqlalchemy.orm import Session
 
 from ..compute import server_volumes_state
 from ..db.models import Image, Instance, Node
-from ..db.network import Network, Subnet
+from ..db.network import Network, Port, Subnet
+from ..db.volume import VolumeAttachment
 from ..peers.images import spec_image
 from . import ports, snapshots
 
 
 def instances_desired(session: Session, node: Node) -> list[dict[str, Any]]:
-    found = session.scalars(select(Instance).where(
+    found = list(session.scalars(select(Instance).where(
         Instance.node_id == node.id, Instance.deleted.is_(False),
-        Instance.vm_state != "error").order_by(Instance.created_at))
+        Instance.vm_state != "error").order_by(Instance.created_at)))
+    # The servers' ports, and which have volumes, read for all at once: per server they
+    # were ~4 queries each (26 ms a build at 20 servers, benchmarks/network_build.py).
+    ids = [inst.id for inst in found]
+    nics: dict[str, list[Port]] = {i: [] for i in ids}
+    for port in session.scalars(select(Port).where(Port.device_id.in_(ids))
+                                .order_by(Port.created_at, Port.id)):
+        nics[port.device_id].append(port)  # as ports.of orders them
+    volumes = set(session.scalars(select(VolumeAttachment.instance_id).distinct().where(
+        VolumeAttachment.instance_id.in_(ids),
+        VolumeAttachment.status.in_(server_volumes_state.LISTED))))
     # A server booting from a volume starts once the volume is made and exported to it.
-    return [instance_spec(session, inst) for inst in found
+    return [instance_spec(session, inst, nics[inst.id], inst.id in volumes) for inst in found
             if not server_volumes_state.boot_pending(session, inst)]
 
 
-def instance_spec(session: Session, inst: Instance) -> dict[str, Any]:
+def instance_spec(session: Session, inst: Instance, its_ports: list[Port] | None = None,
+                  volumes: bool = True) -> dict[str, Any]:
+    """The server's spec for its node; its_ports (as ports.of gives them) and volumes
+    (False: it has no attachment listed) when the caller read them for many at once."""
     # An unshelved server boots from its shelve snapshot.
     image_id = inst.shelved_image_id or inst.image_id
     image = session.get(Image, image_id) if image_id else None
-    nics = [_nic(session, p) for p in ports.of(session, inst)]
+    nics = [_nic(session, p) for p in (ports.of(session, inst) if its_ports is None
+                                       else its_ports)]
     peer_image = spec_image(session, image_id) if image is None else None
     spec = {
         "id": inst.id, "name": inst.name, "hostname": inst.hostname,
@@ -50,9 +65,9 @@ def instance_spec(session: Session, inst: Instance) -> dict[str, Any]:
         # A createImage the node must do: {"image_id": ...} until it uploads or fails.
         "snapshot": snapshots.request(inst),
     }
-    volumes = server_volumes_state.desired(session, inst)
-    if volumes is not None:  # an instance that never had a volume: no key, no QMP work
-        spec["volumes"] = volumes
+    attached = server_volumes_state.desired(session, inst) if volumes else None
+    if attached is not None:  # an instance that never had a volume: no key, no QMP work
+        spec["volumes"] = attached
     return spec
 
 

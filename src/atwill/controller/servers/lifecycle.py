@@ -17,6 +17,7 @@ from ..compute import server_volumes_state
 from ..context import Controller
 from ..db.base import iso, utcnow
 from ..db.models import Instance, Node, ServerGroup, ServerGroupMember
+from ..db.volume import VolumeAttachment
 from ..revision import bump
 from ..volume import attachment_keys
 from . import actions, placement, resize_agents, shelve, snapshots, states
@@ -94,12 +95,19 @@ def fail(session: Session, inst: Instance, code: int, message: str, event: str,
 
 def report(session: Session, ctl: Controller, node: Node, reports: dict[str, Any]) -> None:
     """Apply an agent's view of its instances to the servers it should be running."""
-    for inst in session.scalars(select(Instance).where(Instance.node_id == node.id,
-                                                       Instance.deleted.is_(False))):
+    found = list(session.scalars(select(Instance).where(Instance.node_id == node.id,
+                                                        Instance.deleted.is_(False))))
+    # Which have attachments to settle, read for all at once (a query a server was most
+    # of a full beat's cost at 20 servers a node: bench creates).
+    with_volumes = set(session.scalars(select(VolumeAttachment.instance_id).distinct().where(
+        VolumeAttachment.instance_id.in_([inst.id for inst in found]),
+        VolumeAttachment.status.in_(server_volumes_state.LISTED))))
+    for inst in found:
         seen = reports.get(inst.id)
         if isinstance(seen, dict):
             _apply_report(session, ctl, node, inst, seen)
-            server_volumes_state.report(session, inst, seen)
+            if inst.id in with_volumes:  # without one, its report settles nothing
+                server_volumes_state.report(session, inst, seen)
 
 
 def _apply_report(session: Session, ctl: Controller, node: Node, inst: Instance,
