@@ -10,6 +10,7 @@ own lease), nothing is evacuated, and its QEMU runs on throughout."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -118,6 +119,11 @@ def leased(lab: Lab) -> Iterator[dict]:
     lab.openstack("server", "delete", "--wait", made["id"])
 
 
+def _at(stamp: str) -> float:
+    """A log line's time (logs.py: local time to the millisecond) as time.time() counts."""
+    return datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f").timestamp()
+
+
 def _size(path: Path) -> int:
     return path.stat().st_size if path.exists() else 0
 
@@ -136,8 +142,9 @@ def test_flapping_link_neither_fences_nor_evacuates(lab: Lab, leased: dict) -> N
     seen: list[str] = []
     try:
         lab.wait_for(lambda: sampler.hosts() == ["node1"], 30, "QEMU on node1")
-        started = time.monotonic()
+        started, switched = time.monotonic(), time.time()
         lab.set_wan("node1", delay="150ms", loss="5%")
+        switch_took = time.monotonic() - started  # the first one starts the WAN emulator
         try:
             while time.monotonic() - started < LOSSY_S:
                 shown = _node(lab, "node1")  # about a second per look
@@ -152,11 +159,13 @@ def test_flapping_link_neither_fences_nor_evacuates(lab: Lab, leased: dict) -> N
           f"looks, {counts}")
     # The evidence of a run: its slowest heartbeats (the agent's answer-to-answer gaps over
     # 1.5 s) and the times the controller held node1 up on its peers' word (ha_confirm).
-    gaps = sorted((float(m) for m in re.findall(r"heartbeat answered ([0-9.]+)s", said[1])),
-                  reverse=True)
+    gaps = sorted(((float(gap), _at(when) - switched) for when, gap in re.findall(
+        r"^(\S+) .*heartbeat answered ([0-9.]+)s", said[1], re.MULTILINE)), reverse=True)
     held = [line for line in said[0].splitlines() if "its link to the controller" in line]
-    print(f"slowest heartbeat answers {gaps[:6]} ({len(gaps)} over 1.5 s); held up by its "
-          f"peers {len(held)} times" + "".join(f"\n  {line}" for line in held))
+    print(f"the link changed in {switch_took:.2f} s; slowest heartbeat answers "
+          f"{[f'{gap:.2f} s at +{at:.1f} s' for gap, at in gaps[:6]]} ({len(gaps)} over "
+          f"1.5 s); held up by its peers {len(held)} times" +
+          "".join(f"\n  {line}" for line in held))
     assert counts == dict.fromkeys(counts, 0), (counts, _clues(lab, "node1", leased["id"]))
     assert len(seen) >= LOSSY_S // 4 and all(s.startswith("up/") and s.endswith("/None")
                                              for s in seen), seen
