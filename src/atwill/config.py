@@ -95,6 +95,8 @@ class Settings:
     # seconds while its nodes are up is ended as a failed one (volume/attach_outcomes.py,
     # docs/storage.md); 0: never.
     volume_transition_timeout: float = 600.0
+    # Seconds between two of those volume sweeps (settle and transition timeouts).
+    volume_sweep_every: float = 5.0
     # Nova's resize_confirm_window (a finished resize is confirmed after this many
     # seconds; 0: never) and allow_resize_to_same_host.
     resize_confirm_window: float = 0.0

@@ -24,7 +24,6 @@ from atwill.controller.db.compute import Node
 from atwill.controller.db.servers import Instance
 from atwill.controller.db.session import Database
 from atwill.controller.db.volume import Volume, VolumeAttachment, VolumeSnapshot
-from atwill.controller.volume import settle
 from tests.api.aggregate_nodes import JoinedNode, wait_for
 from tests.api.lockout_cloud import own_cloud
 from tests.api.volume_nodes import StorageNode
@@ -35,13 +34,16 @@ A = f"{V3}/attachments"
 AGG = "/compute/v2.1/os-aggregates"
 
 
+SWEEP_S = 1.0  # this module's controller sweeps every second (5 s by default)
+
+
 def mv(version: str) -> dict[str, str]:
     return {"OpenStack-API-Version": f"volume {version}"}
 
 
 @pytest.fixture(scope="module")
 def cloud(engine: str) -> Iterator[Cloud]:
-    yield from own_cloud(engine, ha_auto_evacuate=False)
+    yield from own_cloud(engine, ha_auto_evacuate=False, volume_sweep_every=SWEEP_S)
 
 
 def _down_for_an_hour(cloud: Cloud, node_id: str, fenced: bool = True) -> None:
@@ -259,11 +261,11 @@ def test_a_node_not_known_off_keeps_its_attachments(cloud: Cloud, tmp_path: Path
         with cloud.http(cloud.token()) as client:
             vid, _ = _attaching(client, storage, compute, vids)
             _down_for_an_hour(cloud, compute.id, fenced=False)
-            time.sleep(2.5 * settle.SWEEP_EVERY)  # two sweeps at least
+            time.sleep(2.5 * SWEEP_S)  # two sweeps at least
             assert _status(client, f"{V3}/volumes/{vid}") == "attaching"
             agg = _aggregate(client, compute.name, "autonomous")
             _down_for_an_hour(cloud, compute.id, fenced=True)  # an operator's confirm
-            time.sleep(2.5 * settle.SWEEP_EVERY)
+            time.sleep(2.5 * SWEEP_S)
             assert _status(client, f"{V3}/volumes/{vid}") == "attaching"
             _drop_aggregate(client, agg, compute.name)
             agg = None
@@ -324,7 +326,7 @@ def test_a_boot_volume_of_a_fenced_compute_node_is_kept(cloud: Cloud,
             vid, att = _attaching(client, storage, compute, vids)
             server = _as_boot_volume(cloud, att, compute)
             _down_for_an_hour(cloud, compute.id, fenced=True)
-            time.sleep(2.5 * settle.SWEEP_EVERY)
+            time.sleep(2.5 * SWEEP_S)
             assert _status(client, f"{V3}/volumes/{vid}") == "attaching"
             listed = client.get(A, headers=mv("3.44")).json()["attachments"]
             assert [a["status"] for a in listed if a["volume_id"] == vid] == ["attaching"]

@@ -149,7 +149,7 @@ def _check(ctl: Controller, since: dt.datetime) -> list[str]:
         with ctl.db.session() as session:
             if _leader(ctl, session):
                 resize_transfers.sweep(ctl, session)
-    if volume_settle.SWEEPER.due():
+    if volume_settle.due(ctl):
         with ctl.db.session() as session:
             if _leader(ctl, session):
                 volume_settle.sweep(session, ctl)

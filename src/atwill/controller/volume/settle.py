@@ -55,7 +55,7 @@ from ..db.volume import Volume, VolumeAttachment, VolumeSnapshot
 
 log = logging.getLogger("atwill.volume")
 
-SWEEP_EVERY = 5.0  # seconds between two sweeps (the monitor loop runs several times a s)
+SWEEP_EVERY = 5.0  # seconds between two sweeps by default (the monitor loop runs several times a s)
 # A volume's transitional state -> its error state once its storage node is gone.
 VOLUME_ERRORS = {"creating": "error", "downloading": "error",
                  "extending": "error_extending", "deleting": "error_deleting"}
@@ -67,7 +67,13 @@ _WAS = re.compile(r"^The storage node \S+ was down for \d+ s while the (?:volume
                   r"was ([a-z_-]+); it is settled in error")
 
 
-SWEEPER = Every(SWEEP_EVERY)  # sweep at most every SWEEP_EVERY seconds
+SWEEPER = Every(SWEEP_EVERY)  # sweep at most every volume_sweep_every seconds
+
+
+def due(ctl: Controller) -> bool:
+    """Whether a sweep is due now (at most one every volume_sweep_every seconds)."""
+    SWEEPER.seconds = ctl.settings.volume_sweep_every
+    return SWEEPER.due()
 
 
 def known_off(node: Node) -> bool:
