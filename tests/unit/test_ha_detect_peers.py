@@ -16,9 +16,10 @@ from atwill.config import Settings
 from atwill.controller.cluster import liveness, nodes
 from atwill.controller.context import Controller
 from atwill.controller.db.models import Base, Node
-from atwill.controller.db.session import Database
+from atwill.controller.db.session import Database, migrate
 from atwill.controller.ha import monitor
-from atwill.core import ha_confirm
+from atwill.core import ha_confirm, peer_view
+from tests.conftest import fresh_postgres
 
 # A node whose recent longest gap was 1.4 s: down only after 2.5 x 1.4 = 3.5 s of silence.
 PEAK = 1.4
@@ -34,6 +35,20 @@ def ctl(tmp_path: Path) -> Iterator[Controller]:
     db.dispose()
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def either(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Controller]:
+    """ctl on each engine (the ring's query and the verdicts' compare-and-set)."""
+    if request.param == "sqlite":
+        db = Database(f"sqlite:///{tmp_path / 'ha.db'}")
+        Base.metadata.create_all(db.engine)
+        yield Controller(settings=Settings(state_dir=tmp_path), db=db, keys=None)  # type: ignore[arg-type]
+        db.dispose()
+        return
+    for db in fresh_postgres():  # its own database, dropped after
+        migrate(db.engine)  # create_all cannot write an expression index on PostgreSQL
+        yield Controller(settings=Settings(state_dir=tmp_path), db=db, keys=None)  # type: ignore[arg-type]
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
@@ -45,12 +60,13 @@ def _lab(ctl: Controller, silence: float, peer_says: tuple[float, ...],
     (cluster/liveness.staleness), so the rows are that much older."""
     now = _now() - dt.timedelta(seconds=liveness.staleness())
     with ctl.db.session() as session:
-        victim = Node(id="n0", name="node0", state="up", health="up",
+        victim = Node(id="n0", name="node0", state="up", health="up", overlay_ip="10.99.0.1",
                       heartbeat_gap_peak=peak, last_heartbeat=now - dt.timedelta(seconds=silence),
                       host_status={**HEARD, "peers": {"n1": 0.2, "n2": 0.4}})
         session.add(victim)
         for i, said in enumerate(peer_says, start=1):
             session.add(Node(id=f"n{i}", name=f"node{i}", state="up", health="up",
+                             overlay_ip=f"10.99.0.{i + 1}",
                              last_heartbeat=now - dt.timedelta(seconds=peer_heard_ago),
                              host_status={**HEARD, "peers": {"n0": said},
                                           "peers_never_heard": ["n0"] if never_heard else []}))
@@ -225,3 +241,95 @@ def test_vouched_needs_most_of_the_probe_set_fresh_and_a_silence_under_the_ceili
     # Reports from nodes outside its probe set do not count, nor does an empty set.
     assert not ha_confirm.vouched(3.0, 10.0, 1.5, probed, {"a": 0.5, "x": 0, "y": 0})
     assert not ha_confirm.vouched(3.0, 10.0, 1.5, [], {"a": 0.5})
+
+
+def _ring(ctl: Controller, silence: float, claimed: dict[str, float],
+          peers: dict[str, float | None], peak: float = LAN_PEAK) -> None:
+    """node0 silent for `silence` s, saying it probes `claimed`; every peer in `peers` is in
+    the controller's ring (an overlay address) and beats fresh, reporting the silence given
+    about node0 (None: it never heard node0, so it says nothing of it)."""
+    now = _now() - dt.timedelta(seconds=liveness.staleness())
+    with ctl.db.session() as session:
+        session.add(Node(id="n0", name="node0", state="up", health="up", overlay_ip="10.99.0.1",
+                         heartbeat_gap_peak=peak,
+                         last_heartbeat=now - dt.timedelta(seconds=silence),
+                         host_status={**HEARD, "peers": claimed}))
+        for i, (peer, said) in enumerate(sorted(peers.items()), start=2):
+            session.add(Node(id=peer, name=f"node{peer[1:]}", state="up", health="up",
+                             overlay_ip=f"10.99.0.{i}",
+                             last_heartbeat=now - dt.timedelta(seconds=0.3),
+                             host_status={**HEARD, "peers": {"n0": 9.0 if said is None else said},
+                                          "peers_never_heard": ["n0"] if said is None else []}))
+
+
+@pytest.mark.parametrize("others", [2, 4])
+def test_one_friendly_peer_the_late_node_names_does_not_hold_it(
+        either: Controller, others: int) -> None:
+    """Review of 838997f: node0 reports probing n1 alone (a compromised agent, or an older one
+    reporting part of its set); n1 says it hears node0, the rest of the ring the controller
+    handed node0 has no sign of it. One peer of a ring of 3+ is no majority: down at its
+    threshold (before the fix node0's claim was the probe set, and n1 kept it suspect)."""
+    peers: dict[str, float | None] = {"n1": 0.3}
+    peers.update({f"n{i}": None for i in range(2, others + 2)})
+    _ring(either, 3.0, {"n1": 0.2}, peers)
+    assert _detect(either) == (["node0"], "down")
+
+
+def test_most_of_the_controllers_ring_still_holds_a_late_node_whatever_it_names(
+        either: Controller) -> None:
+    # It names one peer; two of the three in the ring the controller handed it hear it.
+    _ring(either, 3.0, {"n1": 0.2}, {"n1": 0.3, "n2": 0.6, "n3": None})
+    assert _detect(either) == ([], "suspect")
+
+
+def test_one_peer_the_late_node_names_does_not_confirm_it_down(ctl: Controller) -> None:
+    """The other way: node0 names n1 alone, n1 lost it (1.8 s), n2 and n3 hear it. Before the
+    fix n1 was the majority of its claimed set, and node0 went down at 2 s, under its 3.5 s
+    threshold."""
+    _ring(ctl, 2.0, {"n1": 0.2}, {"n1": 1.8, "n2": 0.3, "n3": 0.3}, peak=PEAK)
+    assert _detect(ctl) == ([], "suspect")
+
+
+def test_a_node_naming_peers_it_has_not_is_confirmed_down_by_its_ring(
+        ctl: Controller) -> None:
+    # Names ten peers that do not exist: its three real ones all lost it.
+    _ring(ctl, 2.0, {f"x{i}": 0.2 for i in range(10)}, {"n1": 1.8, "n2": 1.6, "n3": 1.9},
+          peak=PEAK)
+    assert _detect(ctl) == (["node0"], "down")
+
+
+def test_a_hold_is_said_once_per_silence_whatever_other_monitors_do(
+        ctl: Controller, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The note of holds said was module-wide and cleared by every pass: another controller's
+    monitor in the process (or a pass of this one that raised midway) made it said again."""
+    _lab(ctl, 3.0, (0.3, 0.6), peak=LAN_PEAK)
+    other_db = Database(f"sqlite:///{tmp_path / 'other.db'}")
+    Base.metadata.create_all(other_db.engine)
+    other = Controller(settings=Settings(state_dir=tmp_path), db=other_db, keys=None)  # type: ignore[arg-type]
+    try:
+        with other_db.session() as session:
+            session.add(Node(id="m0", name="other0", state="up", health="up",
+                             last_heartbeat=_now(), host_status=HEARD))
+        with caplog.at_level("WARNING", logger="atwill.ha"):
+            assert _detect(ctl) == ([], "suspect")
+            with other_db.session() as session:
+                assert monitor.detect(session, other, SINCE) == []
+            assert _detect(ctl) == ([], "suspect")
+    finally:
+        other_db.dispose()
+    held = [r.getMessage() for r in caplog.records if "its link to the controller" in
+            r.getMessage()]
+    assert len(held) == 1, held
+
+
+@pytest.mark.parametrize("size", [1, 2, 5, 9, 10, 23])
+def test_ring_probes_is_probe_set_over_a_sorted_ring(size: int) -> None:
+    ring = sorted(f"id-{i:03d}" for i in range(size))
+    for me in [*ring, "id-", "zzz"]:
+        assert peer_view.ring_probes(ring, me) == peer_view.probe_set(ring, me)
+
+
+def test_vouched_wants_two_vouchers_from_a_ring_of_three() -> None:
+    assert not ha_confirm.vouched(3.0, 10.0, 1.5, ["a", "b", "c"], {"a": 0.5})
+    assert ha_confirm.vouched(3.0, 10.0, 1.5, ["a", "b", "c"], {"a": 0.5, "c": 1.0})
+    assert ha_confirm.vouched(3.0, 10.0, 1.5, ["a"], {"a": 0.5})

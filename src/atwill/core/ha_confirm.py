@@ -30,6 +30,14 @@ To confirm, only what a peer reported counts (not aged since its report): a
 sign that reached the peer after its report would make an aged value overstate
 the silence, and a link that only drops packets keeps signs flowing to most
 peers. A peer counts only while its own heartbeats are fresh.
+
+Both rules count against the probe set the controller handed the node (peer_view.probe_set
+over every node with an overlay address: ha/lease.desired_block), never the set the node
+says it probes: a node reporting one friendly peer (a compromised agent, or an older one
+reporting part of its set) would have that one peer keep it suspect to the ceiling, or
+confirm it down alone. A node claiming more peers than it has only slowed its own
+confirmation; its claim no longer moves either rule. Its peers report it whatever it
+claims: they probe it because their own sets, symmetric, name it.
 """
 
 from __future__ import annotations
@@ -43,13 +51,17 @@ FRESH_WITHIN = 2.0
 # a peer heard. On the lab's lossy link (5 %, 300 ms round trips) a peer has a sign of the
 # node every ~0.5 s (its probes and their answers) and reports every ~1 s: under 2.5 s.
 VOUCH_WITHIN = 3.0
+# Vouchers needed at least, once the probe set has as many (implied by the majority from 3
+# members on; stated so that no smaller set is ever read as the node's whole set).
+MIN_VOUCHERS = 2
 
 
 def confirmed_down(silence: float, suspect_after: float, confirm: float,
                    probed: Sequence[str], reports: Mapping[str, float]) -> bool:
     """Whether the node, silent for `silence` seconds, is down on its peers' word.
 
-    probed: the peers the node said it probes; reports: fresh reporter id -> the
+    probed: the peers the controller expects the node to probe (peer_view.probe_set
+    over the fleet's ring, not the node's own claim); reports: fresh reporter id -> the
     silence it reported about the node. More than half of the probe set must
     report at least `confirm` seconds (0 turns the rule off).
     """
@@ -64,7 +76,11 @@ def vouched(silence: float, ceiling: float, confirm: float, probed: Sequence[str
             aged: Mapping[str, float], within: float = VOUCH_WITHIN) -> bool:
     """Whether the node, silent for `silence` seconds on the controller's clock, is held
     alive by its peers' word: more than half of its probe set had a sign of it within
-    `within` seconds, and the silence is not past `ceiling`.
+    `within` seconds (and at least MIN_VOUCHERS of them once the set has that many), and
+    the silence is not past `ceiling`.
+
+    probed: the peers the controller expects the node to probe (peer_view.probe_set over
+    the fleet's ring), never the node's own claim: one friendly peer is not a majority.
 
     aged: fresh reporter id -> the silence it reported about the node, aged by the time
     since its report arrived (peer_view.age_now). confirm <= 0 turns the peers' word off
@@ -74,4 +90,5 @@ def vouched(silence: float, ceiling: float, confirm: float, probed: Sequence[str
         return False
     members = set(probed)
     heard = sum(1 for peer, age in aged.items() if peer in members and age < within)
-    return bool(members) and heard * 2 > len(members)
+    return bool(members) and heard * 2 > len(members) and \
+        heard >= min(MIN_VOUCHERS, len(members))

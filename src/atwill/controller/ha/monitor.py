@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -53,9 +54,13 @@ from . import lease as ha_lease
 from . import policy as ha_policies
 
 log = logging.getLogger("atwill.ha")
-# Nodes held alive by their peers' word at the last pass (core/ha_confirm.vouched): node id
-# -> its last heartbeat then, so that a hold is said once per silence, not every pass.
-_VOUCHED: dict[str, dt.datetime] = {}
+# The silences a hold by the peers' word (core/ha_confirm.vouched) was said of: (node id,
+# its last heartbeat), so a hold is said once per silence, whatever the passes between (one
+# that raised midway, another monitor's, one that did not hold it). A new silence starts
+# from a new beat; the oldest are dropped past _SAID_MAX.
+_SAID_HELD: dict[tuple[str, dt.datetime], None] = {}
+_SAID_MAX = 4096
+_SAID_LOCK = threading.Lock()
 
 
 # What detect reads of every node (and silence_guard of the rows it is handed).
@@ -82,9 +87,7 @@ def detect(session: Session, ctl: Controller, since: dt.datetime) -> list[Node]:
     # granted to every silence: none is judged late because its beat was not written yet.
     now, limits, newly_down = _now() - _grace(), thresholds(ctl), []
     went_down: list[tuple[str, float, str]] = []
-    vouched: dict[str, dt.datetime] = {}  # node id -> its last heartbeat, held by its peers
     if _all_heard(session, now, since, limits):
-        _VOUCHED.clear()
         silence_guard.clear(since)  # nobody unheard: no hold (and its end is said at once)
         live_migration_agents.settle_lost_sources(session)
         return []
@@ -98,11 +101,20 @@ def detect(session: Session, ctl: Controller, since: dt.datetime) -> list[Node]:
     # they may vouch for: read once, when the first one is (a fleet with one node long
     # down reads them never).
     read: list[dict[str, dict[str, tuple[float, float]]]] = []
+    ring: list[list[str]] = []
 
     def reports_of(node_id: str) -> dict[str, tuple[float, float]]:
         if not read:
             read.append(_peer_reports(nodes, now))
         return read[0].get(node_id, {})
+
+    def probes_of(node_id: str) -> list[str]:
+        # The probe set the controller hands the node (ha/lease.desired_block: the ring of
+        # every node with an overlay address), never the one it says it probes.
+        if not ring:
+            ring.append(sorted(session.scalars(select(Node.id).where(
+                Node.overlay_ip.is_not(None)))))
+        return peer_view.ring_probes(ring[0], node_id)
 
     silences = {n.id: (now - max(n.last_heartbeat, since)).total_seconds() for n in nodes}
     # A restarting node counts as unheard here: when it is the only other node, the
@@ -128,7 +140,7 @@ def detect(session: Session, ctl: Controller, since: dt.datetime) -> list[Node]:
         started = (row.host_status or {}).get(ha_lease.HEARD_KEY)
         if not started and silence <= ha_health.JOIN_GRACE:
             continue  # joined, but its agent was never heard: still starting
-        health = _health(ctl, row, silence, limits, reports_of, vouched)
+        health = _health(ctl, row, silence, limits, reports_of, probes_of)
         if held and health == ha_health.DOWN and not silence_guard.exempt(row):
             health = ha_health.SUSPECT
         if health == row.health or (health != ha_health.DOWN and row.state == "down"):
@@ -137,8 +149,6 @@ def detect(session: Session, ctl: Controller, since: dt.datetime) -> list[Node]:
             continue  # it beat, moved or went since the read: judged again next pass
         if health == ha_health.DOWN:
             went_down.append((row.id, silence, _why(row, silence, limits)))
-    _VOUCHED.clear()
-    _VOUCHED.update(vouched)
     if went_down:
         # One SELECT for the nodes that went down (a mass event: not one per node), as
         # written: populate_existing, since the verdicts went by Core UPDATEs.
@@ -184,18 +194,19 @@ def _all_heard(session: Session, now: dt.datetime, since: dt.datetime,
 
 def _health(ctl: Controller, node: Any, silence: float, limits: ha_health.Thresholds,
             reports_of: Callable[[str], dict[str, tuple[float, float]]],
-            vouched: dict[str, dt.datetime]) -> str:
+            probes_of: Callable[[str], list[str]]) -> str:
     """The node's health from its silence, and from its peers' word (core/ha_confirm):
     most of them no longer hear it, it is down before its threshold; most of them still
     hear it, it is not down on the controller's clock alone before the ceiling. The first
-    rule wins. A node held so is noted in `vouched` (and said once per silence)."""
+    rule wins. Both count against the probe set the controller hands the node
+    (probes_of), not the one the node reports. A hold is said once per silence."""
     peak = node.heartbeat_gap_peak or 0.0
     health = ha_health.classify(silence, peak, limits)
     confirm = ctl.settings.ha_peer_confirm
     if confirm <= 0 or silence <= limits.suspect_after or health == ha_health.UP or \
             health == ha_health.DOWN and silence > limits.down_ceiling:
         return _noticed_health(node, health)  # no peer's word can change it: none read
-    probed = list((node.host_status or {}).get(ha_lease.PEERS_KEY) or ())
+    probed = probes_of(node.id)
     reports = reports_of(node.id)
     said = {peer: reported for peer, (reported, _) in reports.items()}
     if ha_confirm.confirmed_down(silence, limits.suspect_after, confirm, probed, said):
@@ -203,18 +214,30 @@ def _health(ctl: Controller, node: Any, silence: float, limits: ha_health.Thresh
     aged = {peer: peer_view.age_now(reported, ago) for peer, (reported, ago) in reports.items()}
     if health == ha_health.DOWN and ha_confirm.vouched(silence, limits.down_ceiling, confirm,
                                                        probed, aged):
-        vouched[node.id] = node.last_heartbeat
-        if _VOUCHED.get(node.id) != node.last_heartbeat:
+        if _first_said(node.id, node.last_heartbeat):
             log.warning("node %s: no heartbeat for %.1f s, past its threshold of %.1f s "
                         "(recent longest gap %.2f s), but most of its peers had a sign of it "
                         "within %.0f s (%s): its link to the controller, not the node; not "
                         "judged down before %.0f s of silence", node.name, silence,
                         ha_health.down_threshold(peak, limits), peak,
                         ha_confirm.VOUCH_WITHIN,
-                        ", ".join(f"{age:.1f} s" for _, age in sorted(aged.items())),
+                        ", ".join(f"{age:.1f} s" for peer, age in sorted(aged.items())
+                                  if peer in probed),
                         limits.down_ceiling)
         health = ha_health.SUSPECT
     return _noticed_health(node, health)
+
+
+def _first_said(node_id: str, last_heartbeat: dt.datetime) -> bool:
+    """Whether the hold of this silence was not said yet (and it is now noted said)."""
+    key = (node_id, last_heartbeat)
+    with _SAID_LOCK:  # monitors of several controllers may share the process (tests)
+        if key in _SAID_HELD:
+            return False
+        _SAID_HELD[key] = None
+        while len(_SAID_HELD) > _SAID_MAX:
+            del _SAID_HELD[next(iter(_SAID_HELD))]
+        return True
 
 
 def _noticed_health(node: Any, health: str) -> str:
