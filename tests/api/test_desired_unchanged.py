@@ -6,6 +6,7 @@ cluster/fleet_lists.py, follows the join's bump)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -78,3 +79,27 @@ def test_a_joined_node_appears_in_every_node_s_peers(
             joined.remove()
     for node in pair:  # and gone from them once removed
         assert joined.name not in _peer_names(node.desired())
+
+
+def test_calls_without_the_certificate_are_refused_before_the_nodes_polls_wait(
+        cloud: Cloud, pair: tuple[JoinedNode, JoinedNode]) -> None:
+    """A flood of desired-state calls without a client certificate is a 401 each, refused
+    before the long-polls' gate (cluster/desired_pace.py): a node's own call still answers
+    promptly. (The unit test test_desired_pace.py shows the order; this, the real server.)"""
+    node = pair[0]
+    full = node.desired()
+
+    def stranger(_: int) -> int:
+        with cloud.http() as client:
+            return client.get(f"/cluster/v1/nodes/{node.id}/desired",
+                              params={"after": full["revision"], "wait": 20}).status_code
+
+    with ThreadPoolExecutor(16) as pool:
+        flood = [pool.submit(stranger, i) for i in range(64)]
+        started = time.monotonic()
+        mine = node.desired(after=-1, wait=5)
+        took = time.monotonic() - started
+        codes = {f.result(60) for f in flood}
+    assert codes == {401}
+    assert mine["revision"] >= full["revision"] and "unchanged" not in mine
+    assert took < 5, took

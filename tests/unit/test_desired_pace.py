@@ -6,11 +6,15 @@ never longer than the most, and not at all with the most 0."""
 from __future__ import annotations
 
 import asyncio
+import time
+from types import SimpleNamespace
 
 import pytest
+from starlette.requests import Request
 
-from atwill.controller.cluster import desired_pace
+from atwill.controller.cluster import agents, desired_pace
 from atwill.controller.cluster.desired_pace import Pace
+from atwill.core.errors import Unauthorized
 
 
 def test_a_node_not_built_lately_is_built_at_once() -> None:
@@ -73,3 +77,61 @@ def test_at_most_builds_long_polls_read_at_once(monkeypatch: pytest.MonkeyPatch)
     most[0] = 0
     asyncio.run(storm())
     assert most[0] == 10
+
+
+def test_the_pacing_is_off_unless_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hold delays every change, security-group rule removals included: off by default."""
+    monkeypatch.delenv("ATWILL_DESIRED_HOLD", raising=False)
+    assert desired_pace._setting("ATWILL_DESIRED_HOLD", 0.0) == 0.0
+    monkeypatch.setenv("ATWILL_DESIRED_HOLD", "0.5")
+    assert desired_pace._setting("ATWILL_DESIRED_HOLD", 0.0) == 0.5
+
+
+@pytest.mark.parametrize("raw", ["fast", "-1", "nan", "inf", "1e999"])
+def test_a_bad_setting_is_the_default(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
+    monkeypatch.setenv("ATWILL_DESIRED_HOLD", raw)
+    monkeypatch.setenv("ATWILL_DESIRED_BUILDS", raw)
+    assert desired_pace._setting("ATWILL_DESIRED_HOLD", 0.0) == 0.0
+    assert desired_pace._setting("ATWILL_DESIRED_BUILDS", 2, int) == 2
+    monkeypatch.setenv("ATWILL_DESIRED_BUILDS", "2.5")
+    assert desired_pace._setting("ATWILL_DESIRED_BUILDS", 2, int) == 2
+
+
+def test_a_turn_is_waited_for_no_longer_than_the_deadline(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(desired_pace, "BUILDS", 1)
+
+    async def run() -> list[bool]:
+        seen: list[bool] = []
+        async with desired_pace.turn(0) as first:  # free: taken at once, even at 0
+            seen.append(first)
+            started = time.monotonic()
+            async with desired_pace.turn(0.1) as second:
+                seen.append(second)
+            assert time.monotonic() - started < 1.0
+            async with desired_pace.turn(0) as third:
+                seen.append(third)
+        async with desired_pace.turn(0.1) as fourth:  # the slot came back
+            seen.append(fourth)
+        return seen
+
+    assert asyncio.run(run()) == [True, False, False, True]
+
+
+def test_a_caller_without_the_certificate_takes_no_turn(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refused before the gate: a flood of such calls cannot hold up the nodes' polls
+    (before, each took a turn, waiting behind the nodes' own without a bound)."""
+    monkeypatch.setattr(desired_pace, "BUILDS", 2)
+    ctl = SimpleNamespace(db=None, settings=None)
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": [],
+             "query_string": b"", "app": SimpleNamespace(state=SimpleNamespace(ctl=ctl))}
+
+    async def run() -> None:
+        gate = desired_pace.gate()
+        for _ in range(2):  # the nodes' long-polls hold every turn
+            await gate.acquire()
+        with pytest.raises(Unauthorized):
+            await asyncio.wait_for(agents.desired_get("id-x", Request(scope), -1, 5.0), 1.0)
+
+    asyncio.run(run())

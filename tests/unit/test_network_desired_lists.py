@@ -195,3 +195,64 @@ def test_the_lists_are_read_again_only_for_a_node_whose_revision_passed_them(
     _check(fleet, "node-c")
     _check(fleet, "node-a")
     assert len(reads) == 4  # newer than a's and c's revisions: theirs too
+
+
+def _remote_ids(db: Database, name: str) -> list[str]:
+    with db.session() as session:
+        node = session.scalar(select(Node).where(Node.name == name))
+        return [p["id"] for p in network_desired(session, node)["networks"][0]["remote_ports"]]
+
+
+def test_a_clock_that_went_back_drops_the_kept_lists(fleet: Database) -> None:
+    """A database restored (or a failover to a lagging replica) while the controller runs:
+    the lists kept at the later clock describe rows that no longer exist."""
+    with fleet.session() as session:
+        _port(session, "pb2", "n1", "node-b", ["10.1.0.20"])
+        bump(session, touched=True)  # clock 6, node a at 6
+    assert "pb2" in _remote_ids(fleet, "node-a")  # kept at clock 6
+    with fleet.session() as session:  # back to the clock-5 state: pb2 never existed
+        for table in (PortSecurityGroup, IPAllocation, Port):
+            column = table.id if table is Port else table.port_id
+            session.execute(delete(table).where(column == "pb2"))
+        session.execute(delete(NodeRevision))
+        row = session.get(ClusterRevision, 1)
+        row.revision, row.everyone_at = 5, 1
+    assert "pb2" not in _remote_ids(fleet, "node-a")
+    with fleet.session() as session:
+        node = session.scalar(select(Node).where(Node.name == "node-a"))
+        members = network_desired(session, node)["security_groups"][0]["remote_group_members"]
+    assert "10.1.0.20" not in members["g1"]["IPv4"]
+
+
+def test_a_build_whose_snapshot_is_older_than_a_kept_list_drops_nothing(
+        fleet: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build whose transaction began before another's read a newer clock is no rewind:
+    the committed clock, read again on a connection of its own, says so."""
+    _check(fleet, "node-a")  # kept at clock 5
+    with fleet.session() as session:
+        session.get(ClusterRevision, 1).revision += 1  # the clock moves, no node
+    with fleet.session() as stale:
+        node = stale.scalar(select(Node).where(Node.name == "node-a"))
+        network_desired(stale, node)  # this build's snapshot: clock 6
+        with fleet.session() as newer:  # meanwhile another change, another build
+            newer.get(ClusterRevision, 1).revision += 1
+        desired_lists._kept[fleet.engine].high = 7  # as if a build had kept a list at 7
+        reads: list[str] = []
+        real = desired_lists._read_ports
+        monkeypatch.setattr(desired_lists, "_read_ports",
+                            lambda s, ids: reads.append("ports") or real(s, ids))
+        network_desired(stale, node)  # clock 6 < 7 read in its snapshot: not a rewind
+        assert reads == [] and desired_lists._kept[fleet.engine].drops == 0
+
+
+def test_the_states_own_their_lists(fleet: Database) -> None:
+    """The kept lists are shared by every node's state: changing one state's copy changes
+    no other's."""
+    first = _check(fleet, "node-a")
+    first["networks"][0]["remote_ports"][0]["ip_addresses"].append("192.0.2.1")
+    first["networks"][0]["remote_ports"][0]["id"] = "changed"
+    first["security_groups"][0]["remote_group_members"]["g1"]["IPv4"].append("192.0.2.2")
+    again = _check(fleet, "node-a")
+    assert again["networks"][0]["remote_ports"][0]["id"] != "changed"
+    assert "192.0.2.1" not in again["networks"][0]["remote_ports"][0]["ip_addresses"]
+    assert "192.0.2.2" not in again["security_groups"][0]["remote_group_members"]["g1"]["IPv4"]

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from ...api.cluster import DesiredState, Heartbeat, HeartbeatReply, LeaveRequest
 from ...core import beat_order, host_figures, instance_counters
-from ...core.errors import Conflict, NotFound, ServiceUnavailable
+from ...core.errors import Conflict, NotFound, ServiceUnavailable, Unauthorized
 from ...core.nodereports import HEARTBEAT_BYTES, check_instance_reports, check_inventory
 from ...pki import serial_of
 from .. import revision as revision_module
@@ -99,6 +99,37 @@ class MovedNodes:
         return nodes
 
 
+class Callers:
+    """The certificate each node's long-polls last passed calling_node with in this
+    worker: a long-poll showing it skips the database check before the gate (calling_node
+    still checks it inside, so a removed node or a revoked certificate is still told)."""
+
+    def __init__(self, size: int = SNAPSHOTS) -> None:
+        self._size, self._lock = size, threading.Lock()
+        self._kept: OrderedDict[str, bytes] = OrderedDict()
+
+    def known(self, node_id: str, der: bytes) -> bool:
+        with self._lock:
+            return self._kept.get(node_id) == der
+
+    def put(self, node_id: str, der: bytes) -> None:
+        with self._lock:
+            self._kept[node_id] = der
+            self._kept.move_to_end(node_id)
+            while len(self._kept) > self._size:
+                self._kept.popitem(last=False)
+
+
+_callers = Callers()
+
+
+def _authenticate(ctl: Controller, request: Request, node_id: str, der: bytes) -> None:
+    """calling_node's check (raising its 401/403), outside the gate; kept when passed."""
+    with ctl.db.session() as session:
+        calling_node(session, request, node_id)
+    _callers.put(node_id, der)
+
+
 def _stamp(ctl: Controller) -> Path:
     return ctl.settings.path(REVISION_FILE)
 
@@ -128,20 +159,29 @@ UNCHANGED_DOC = (
 async def desired_get(node_id: str, request: Request,
                       after: int = Query(default=-1, ge=-1),
                       wait: float = Query(default=LONG_POLL, ge=0, le=60)) -> dict:
-    ctl = controller(request)
     deadline = time.monotonic() + wait
+    # The caller is the node before it holds or takes a turn at the gate: a flood of
+    # calls without the node's certificate must not hold up the nodes' long-polls.
+    der = client_cert(request.scope)
+    if der is None:
+        raise Unauthorized("This call needs the node's client certificate (mutual TLS).")
+    ctl = controller(request)
+    if not _callers.known(node_id, der):
+        await asyncio.to_thread(_authenticate, ctl, request, node_id, der)
     while True:
         # Soon after its last build, the changes made meanwhile wait for one build.
         pause = min(_pace.hold(node_id), deadline - time.monotonic())
         if pause > 0:
             await asyncio.sleep(pause)
         wakeup = revision_signal.changed.subscribe(node_id)
-        async with desired_pace.gate():
-            state = await asyncio.to_thread(_desired, ctl, request, node_id, after)
+        # A turn waited for no longer than the poll's own deadline.
+        async with desired_pace.turn(deadline - time.monotonic()) as turned:
+            state = await asyncio.to_thread(_desired, ctl, request, node_id, after) \
+                if turned else None
         if state is not None:
             revision_signal.changed.unsubscribe(wakeup)
             return state
-        if time.monotonic() >= deadline or await request.is_disconnected():
+        if not turned or time.monotonic() >= deadline or await request.is_disconnected():
             revision_signal.changed.unsubscribe(wakeup)
             state = await asyncio.to_thread(_current, ctl, request, node_id, after)
             # Not rebuilt, nor checked against DesiredState (the route's model): unchanged.

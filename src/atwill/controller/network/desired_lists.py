@@ -25,6 +25,18 @@ lists valid. A list is read again only when a node needs a newer one.
 A session that has written anything not yet committed reads its own uncommitted rows
 (a join builds the new node's state in its transaction): it neither uses nor keeps them.
 
+A clock that goes back while the controller runs (a database restored from a backup, a
+PostgreSQL failover to a replica that lagged) would leave kept lists newer than every
+node's revision, and nodes with FDB/ARP entries and group members that no longer exist.
+So a build that reads a clock below the highest one kept reads the clock again on a
+connection of its own (its own transaction may just have begun before another build's):
+if that is below too, the clock went back and the engine's lists are dropped (and a list
+read before the drop is not kept after it). Not caught: a clock that went back and then
+moved past the highest kept one before any build here read it.
+
+The lists are shared between the nodes' states: `remote` copies its entries, and
+`group_members` gives each caller its own lists.
+
 Measured 2026-12-07 (benchmarks/network_build.py, SQLite, 50 nodes, one shared network,
 2 shared vCPUs under other sessions' load): network_desired at 500 ports 83 ms -> 9 ms
 a build reading the lists, 4 ms sharing them; at 1,000 ports 26 / 6 ms (the ORM reads
@@ -67,21 +79,37 @@ class NetworkPorts:
     vteps: dict[str, str] = field(default_factory=dict)  # node name -> vtep
 
     def remote(self, node_name: str) -> tuple[list[dict[str, Any]], list[str]]:
-        """(remote_ports, vteps) of node_name: the entries bound elsewhere, their vteps."""
-        ports = [e for e in self.entries if e["node"] != node_name]
+        """(remote_ports, vteps) of node_name: the entries bound elsewhere (copies: the
+        kept ones are shared by every node's state), their vteps."""
+        ports = [{**e, "ip_addresses": list(e["ip_addresses"])}
+                 for e in self.entries if e["node"] != node_name]
         return ports, sorted({v for n, v in self.vteps.items() if n != node_name})
 
 
+@dataclass
+class _Engine:
+    """One engine's kept lists: (kind, id) -> (the clock it was read at, the list)."""
+
+    lists: dict[tuple[str, str], tuple[int, Any]] = field(default_factory=dict)
+    high: int = 0  # the highest clock a kept list was read at
+    drops: int = 0  # times the lists were dropped (the clock went back)
+
+
 _lock = threading.Lock()
-# engine -> (kind, id) -> (the clock it was read at, the list)
-_kept: weakref.WeakKeyDictionary[Engine, dict[tuple[str, str], tuple[int, Any]]] = \
-    weakref.WeakKeyDictionary()
+_kept: weakref.WeakKeyDictionary[Engine, _Engine] = weakref.WeakKeyDictionary()
 
 
 def clear() -> None:
     """Forget every kept list (benchmarks; tests)."""
     with _lock:
         _kept.clear()
+
+
+def _clock_now(engine: Engine) -> int:
+    """The clock as committed now, on a connection (and transaction) of its own."""
+    with engine.connect() as conn:
+        value = conn.scalar(select(ClusterRevision.revision).where(ClusterRevision.id == 1))
+    return value or 0
 
 
 def _clean(session: Session) -> bool:
@@ -102,7 +130,18 @@ def _shared(session: Session, kind: str, ids: set[str], since: int,
     clock = row.revision if row else 0
     engine = session.get_bind()
     with _lock:
-        kept = _kept.setdefault(engine, {})
+        state = _kept.get(engine)
+        if state is None:
+            state = _kept[engine] = _Engine()
+        high = state.high
+    if clock < high and _clock_now(engine) < high:  # the clock went back: drop them all
+        with _lock:
+            if state.high == high:
+                state.lists.clear()
+                state.high = 0
+                state.drops += 1
+    with _lock:
+        kept, drops = state.lists, state.drops
         found = {i: kept[(kind, i)][1] for i in ids
                  if (kind, i) in kept and kept[(kind, i)][0] >= since}
     missing = ids - set(found)
@@ -110,10 +149,13 @@ def _shared(session: Session, kind: str, ids: set[str], since: int,
         fresh = read(session, missing)
         found |= fresh
         with _lock:
+            if state.drops != drops:  # read before a drop: not kept after it
+                return found
             for i, value in fresh.items():
                 held = kept.pop((kind, i), None)
                 kept[(kind, i)] = (clock, value) if held is None or held[0] <= clock \
                     else held
+            state.high = max(state.high, clock)
             while len(kept) > KEPT:
                 kept.pop(next(iter(kept)))
     return found
@@ -128,9 +170,10 @@ def network_ports(session: Session, network_ids: set[str],
 
 def group_members(session: Session, group_ids: set[str], since: int) -> dict[str, Members]:
     """Each group's members: every address (fixed IPs and allowed pairs) of every port in
-    it, on any node, by ethertype, as of a clock >= since. Not to be changed by the
-    caller: it is shared."""
-    return _shared(session, "group", group_ids, since, _read_members)
+    it, on any node, by ethertype, as of a clock >= since. The caller's own lists (the
+    kept ones are shared)."""
+    found = _shared(session, "group", group_ids, since, _read_members)
+    return {g: {k: list(v) for k, v in by.items()} for g, by in found.items()}
 
 
 def _read_ports(session: Session, network_ids: set[str]) -> dict[str, NetworkPorts]:
