@@ -118,7 +118,8 @@ def test_a_failing_detach_stays_attached(session: Session) -> None:
     assert (att.status, vol.status) == ("attached", "in-use")
     assert ao.DETACH_ERROR_KEY not in att.connector
     ((event, details),) = _errors(session, "detach_volume")
-    assert event == "compute_detach_volume" and "the guest kept it" in details
+    assert event == "compute_detach_volume" and ao.NODE_DETACH_FAILED in details
+    assert "the guest kept it" not in details  # the agent's words go to the log
 
 
 def test_an_export_error_fails_the_attach(session: Session) -> None:
@@ -136,4 +137,78 @@ def test_an_export_error_fails_the_attach(session: Session) -> None:
     assert session.get(VolumeAttachment, att.id) is None
     assert vol.status == "available"
     ((_, details),) = _errors(session, "attach_volume")
-    assert "stor1 could not export the volume to c1: no such file" in details
+    # The owner reads it (details at 2.84): no node's name, no agent's words.
+    assert details == f"Failed to attach volume {vol.id}: {ao.NOT_EXPORTED}"
+    assert "stor1" not in details and "c1" not in details and "no such" not in details
+
+
+def test_a_compute_nodes_error_is_told_the_owner_without_its_words(session: Session) -> None:
+    """Failed before (review): the event's details were the agent's raw exception."""
+    _, inst, vol = _world(session)
+    att = st.attach(session, inst, vol, None, False)
+    _asked(session, inst, "attach_volume")
+    st.report(session, inst, {"state": "running",
+                              "volumes": {vol.id: "error: libvirtError: /dev/sdb on c1"}})
+    assert session.get(VolumeAttachment, att.id) is None
+    ((_, details),) = _errors(session, "attach_volume")
+    assert details == f"Failed to attach volume {vol.id}: {ao.NODE_ATTACH_FAILED}"
+
+
+def test_a_boot_volume_still_downloading_is_waited_for(session: Session) -> None:
+    """Failed before (review, /tmp/review-c): the boot attachment is attaching from the
+    start, its clock ran from then, and a large image's copy failed the build."""
+    _, inst, vol = _world(session)
+    vol.status, inst.vm_state = "downloading", "building"
+    att = st.add(session, inst, vol, None, True, 0)
+    session.flush()
+    assert att.status == "attaching"
+    assert ao.sweep(session, CTL, _later(0.2)) == 0  # 12 min into the copy
+    assert ao.sweep(session, CTL, _later(5)) == 0
+    assert inst.vm_state == "building"
+    # Made (report.py: attaching, stamped): the bound counts from then.
+    vol.status, vol.updated_at = "attaching", _later(5)
+    assert ao.sweep(session, CTL, _later(5.1)) == 0
+    assert ao.sweep(session, CTL, _later(5.2)) == 1  # never exported: BUILD for ever
+    assert inst.vm_state == "error"
+
+
+def test_a_silent_node_keeps_an_attach_not_exported_now(session: Session) -> None:
+    """Failed before (review): its export may have been given, plugged, then dropped."""
+    node, inst, vol = _world(session)
+    att = st.attach(session, inst, vol, None, False)
+    node.health = "down"
+    assert ao.sweep(session, CTL, _later()) == 0
+    assert att.status == "attaching"
+    node.health = "up"  # heard: it would say "attached" if it held it
+    assert ao.sweep(session, CTL, _later()) == 1
+    assert session.get(VolumeAttachment, att.id) is None
+
+
+def test_one_failing_attachment_does_not_stop_the_sweep(
+        session: Session, monkeypatch: Any) -> None:
+    """Failed before (review): one row that kept raising ended the whole pass (and rolled
+    back settle.py's work in the same transaction)."""
+    _, inst, vol = _world(session)
+    other = Volume(project_id="p", user_id="u", size=1, volume_type_id=vol.volume_type_id,
+                   node_id="sn", node_name="stor1", meta={}, image_meta={},
+                   status="available", exports={})
+    session.add(other)
+    session.flush()
+    first = st.attach(session, inst, vol, None, False)
+    second = st.attach(session, inst, other, None, False)
+    session.flush()
+    bad = {first.id}  # whichever the sweep meets first, the other still moves
+    real = ao.rollback
+
+    def rollback(s: Session, i: Instance, att: VolumeAttachment, *args: Any) -> None:
+        if att.id in bad:
+            att.status = "attached"
+            s.flush()
+            raise RuntimeError("a row that keeps raising")
+        real(s, i, att, *args)
+
+    monkeypatch.setattr(ao, "rollback", rollback)
+    assert ao.sweep(session, CTL, _later()) == 1
+    (left,) = session.scalars(select(VolumeAttachment)).all()
+    assert left.id == first.id and left.status == "attaching"  # its savepoint rolled back
+    assert session.get(VolumeAttachment, second.id) is None

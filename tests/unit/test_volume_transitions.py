@@ -17,7 +17,6 @@ def test_an_attach_waits_for_the_bound_then_ends() -> None:
     assert vt.on_timer(replace(ATTACHING, age=BOUND - 1), BOUND) == vt.WAIT
     # Never exported: the compute node was never given it, nothing to unplug.
     assert vt.on_timer(ATTACHING, BOUND) == vt.ROLLBACK
-    assert vt.on_timer(replace(ATTACHING, node_heard=False), BOUND) == vt.ROLLBACK
     # Exported: the node may hold it; it is asked to let go, its report settles it.
     assert vt.on_timer(replace(ATTACHING, exported=True), BOUND) == vt.UNWIND
     assert vt.on_timer(replace(ATTACHING, age=10 * BOUND), 0) == vt.WAIT  # 0: never
@@ -27,6 +26,24 @@ def test_a_silent_node_keeps_what_it_may_hold() -> None:
     """Silence alone ends nothing the node may hold (settle.py's known-off path does)."""
     assert vt.on_timer(replace(ATTACHING, exported=True, node_heard=False), BOUND) == vt.WAIT
     assert vt.on_timer(replace(DETACHING, node_heard=False), BOUND) == vt.WAIT
+
+
+def test_a_silent_node_keeps_an_attach_whose_export_dropped() -> None:
+    """Failed before (review): not exported now was rolled back whatever its node; a
+    silent node may have been given the export and plugged it before it dropped."""
+    assert vt.on_timer(replace(ATTACHING, node_heard=False), BOUND) == vt.WAIT
+    assert vt.on_timer(replace(ATTACHING, node_heard=False, runs=False), BOUND) == vt.WAIT
+    assert vt.on_export_error(replace(ATTACHING, node_heard=False)) == vt.WAIT
+
+
+def test_a_volume_still_being_made_is_waited_for() -> None:
+    """Failed before (review): a boot volume still copying its image past the bound
+    failed the build as never exported."""
+    boot = replace(ATTACHING, boot=True, building=True, volume_building=True)
+    assert vt.on_timer(replace(boot, age=10 * BOUND), BOUND) == vt.WAIT
+    assert vt.on_timer(replace(ATTACHING, volume_building=True), BOUND) == vt.WAIT
+    assert vt.on_export_error(boot) == vt.WAIT
+    assert vt.on_timer(replace(boot, volume_building=False), BOUND) == vt.FAIL_BUILD
 
 
 def test_root_disks_and_builds_follow_the_server() -> None:

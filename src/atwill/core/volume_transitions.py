@@ -14,6 +14,10 @@ decide what else ends it, as Nova and Cinder do:
   compute node was given is *unwound through the node* (asked to unplug, the export still
   served); its node's next report then settles it (not listed: rolled back; listed, or
   it cannot unplug: the node holds the disk, so it is attached after all).
+  An attach of a silent compute node is never rolled back by the timer, exported or not:
+  an export seen once may have been plugged, then dropped (settle.py settles a node known
+  off). A volume still being made (creating, downloading: a large image's copy) is waited
+  for; its clock starts when it is made (the volume becomes attaching).
 
 Pure: the controller (controller/volume/attach_outcomes.py) gathers the facts.
 """
@@ -29,6 +33,8 @@ RESTORE = "restore"  # back to attached, the volume in-use (failed detach; or th
 FAIL_BUILD = "fail_build"  # the server being built from it goes to ERROR
 RELEASE = "release"  # the detach is done: no guest of the server runs to hold the disk
 NOTE = "note"  # remember the node's error; the timer restores after the retries
+
+VOLUME_BUILDING = ("creating", "downloading")  # the volume is still being made
 
 # Nova's libvirt driver tries a detach device_detach_attempts (8) times, waiting
 # device_detach_timeout (20 s) each, before it gives up: the node's errors count from then.
@@ -49,6 +55,7 @@ class Pending:
     unwinding: bool = False  # a timed-out attach being taken back through the node
     detach_error: bool = False  # the node said it cannot finish this detach
     runs: bool = True  # the server is in its node's desired state (placed, not ERROR)
+    volume_building: bool = False  # the volume is still being made (VOLUME_BUILDING)
 
 
 def on_timer(p: Pending, bound: float, retry: float = DETACH_RETRY) -> str:
@@ -56,7 +63,9 @@ def on_timer(p: Pending, bound: float, retry: float = DETACH_RETRY) -> str:
     if bound <= 0 or not p.has_server:
         return WAIT  # no server: the caller's to complete or delete (as Cinder's reserved)
     if p.status == "attaching":
-        if p.age < bound:
+        if p.volume_building or p.age < bound:
+            # Still being made (a large image's copy can take longer than the bound): a
+            # storage node gone while making it is settle.py's.
             return WAIT
         if p.boot and p.building:
             # Never exported: the server waits for it (compute/boot_pending) for ever. Once
@@ -64,10 +73,12 @@ def on_timer(p: Pending, bound: float, retry: float = DETACH_RETRY) -> str:
             return WAIT if p.exported else FAIL_BUILD
         if p.boot or p.building:
             return WAIT  # a root disk, or a build's volume: the server's lifecycle
-        if not p.exported:
-            return ROLLBACK  # the compute node was never given it: nothing to unplug
         if not p.node_heard:
-            return WAIT  # silence alone never takes what a node may hold (settle.py)
+            # Silence alone never takes what a node may hold (settle.py), even unexported
+            # now: an export it was given and plugged may have dropped since.
+            return WAIT
+        if not p.exported:
+            return ROLLBACK  # its heard node would say "attached" if it held it
         # A server its node no longer runs (ERROR leaves the node's desired state, which
         # its heard node has converged): nothing holds it.
         return UNWIND if p.runs else ROLLBACK
@@ -104,9 +115,10 @@ def on_export_error(p: Pending) -> str:
     """The storage node reports it cannot export the volume to the attachment's compute
     node (its agent tries again at each converge). An attach still waiting for that
     export fails now, as Cinder's failed initialize_connection; one already exported (the
-    compute node may hold the disk), or attached, is left alone."""
-    if p.status != "attaching" or p.exported or not p.has_server:
+    compute node may hold the disk), or attached, is left alone; so is one of a silent
+    compute node (it may have plugged an export that failed since)."""
+    if p.status != "attaching" or p.exported or not p.has_server or p.volume_building:
         return WAIT
     if p.boot:
         return FAIL_BUILD if p.building else WAIT
-    return WAIT if p.building else ROLLBACK
+    return WAIT if p.building or not p.node_heard else ROLLBACK

@@ -4,10 +4,13 @@ The rules are core/volume_transitions.py's; this gathers the facts and applies t
 
 - the compute node reports "error: ..." for a volume being attached: the attachment is
   removed, the volume free again, and the server's attach_volume action gets a
-  `compute_attach_volume` event in Error with the node's words (its message too, so
-  `openstack server event list` shows why); the compute node's report calls attach_failed;
+  `compute_attach_volume` event in Error saying why in words fit for the server's owner
+  (its message too, so `openstack server event list` shows why; the event's details are
+  shown to the owner at 2.84, and no node's name nor an agent's own words are: Nova hides
+  hosts from owners), the node's words in the log; the compute node's report calls
+  attach_failed;
 - the storage node reports it cannot export the volume to the server's compute node
-  (its report's `export_errors`): the same, with the storage node's words; a server being
+  (its report's `export_errors`): the same (its words in the log); a server being
   built from that volume goes to ERROR (Nova's failed block device preparation);
 - the compute node reports "error: ..." for a volume being detached: noted; its agent
   tries again at each converge, and after Nova's retries (DETACH_RETRY, at most the
@@ -22,8 +25,12 @@ The rules are core/volume_transitions.py's; this gathers the facts and applies t
   the node holds it and it is `attached` after all (its later word wins).
   A silent compute node is waited for (settle.py settles one known off); a server in
   ERROR, which its heard node no longer runs, holds nothing (rolled back, or released).
+  A boot volume still being made (a large image's copy) is waited for, its clock from
+  when it was made.
 
-Each attachment is read again under its volume's lock before it changes.
+The sweep applies the rules to an unlocked first look; only an attachment they would end
+is read again under its volume's lock, each in its own savepoint (one that fails is
+logged and skipped, the rest of the sweep and settle.py's work kept).
 """
 
 from __future__ import annotations
@@ -53,6 +60,11 @@ REASON_CHARS = 1024
 ACTION_SLACK = dt.timedelta(seconds=5)  # an action's row is stamped after its attachment's
 TIMED_OUT = "the {what} did not complete within {bound} s"
 EXPORT_FAILED = "the storage node {node} could not export the volume to {target}: {why}"
+# What the server's owner reads (the action's message, the event's details at 2.84, the
+# fault): no node's name, no agent's words (those go to the log).
+NOT_EXPORTED = "the volume could not be exported to the server's compute node"
+NODE_ATTACH_FAILED = "the compute node could not attach it"
+NODE_DETACH_FAILED = "the compute node could not detach it"
 BUILD_FAILED = ("Build of instance {inst} aborted: Failure prepping block device: volume "
                 "{vol}: {why}")
 
@@ -93,7 +105,8 @@ def pending(session: Session, att: VolumeAttachment, vol: Volume | None,
         unwinding=att.status == "detaching" and bool(connector.get(UNWIND_KEY)),
         detach_error=att.status == "detaching" and bool(connector.get(DETACH_ERROR_KEY)),
         runs=inst is not None and inst.node_id is not None and not inst.deleted
-        and inst.vm_state != "error")
+        and inst.vm_state != "error",
+        volume_building=vol is not None and vol.status in rules.VOLUME_BUILDING)
 
 
 # What each decision does -----------------------------------------------------------
@@ -136,24 +149,25 @@ def _without_marks(att: VolumeAttachment) -> None:
 
 
 def rollback(session: Session, inst: Instance, att: VolumeAttachment,
-             vol: Volume | None, reason: str) -> None:
-    """A failed attach: the attachment removed, the volume's status from what is left."""
+             vol: Volume | None, reason: str, detail: str | None = None) -> None:
+    """A failed attach: the attachment removed, the volume's status from what is left;
+    reason for the owner, detail (the nodes' words) for the log."""
     log.warning("volume %s: the attach to server %s failed: %s", att.volume_id, inst.id,
-                reason)
+                detail or reason)
     _event(session, inst, att, "attach_volume", f"Failed to attach volume {att.volume_id}: "
            f"{reason}")
     settle.release(session, vol, att, att.node_id, storage_gone=False)
 
 
 def restore(session: Session, inst: Instance, att: VolumeAttachment, vol: Volume | None,
-            reason: str | None) -> None:
-    """Attached after all: a detach that failed (reason), or an unwound attach its node
-    holds (no reason: it succeeded late)."""
+            reason: str | None, detail: str | None = None) -> None:
+    """Attached after all: a detach that failed (reason for the owner, detail for the
+    log), or an unwound attach its node holds (no reason: it succeeded late)."""
     from ..compute.server_volumes_state import _keep  # noqa: PLC0415 - compute imports us
 
     if reason is not None:
         log.warning("volume %s: the detach from server %s failed, it stays attached: %s",
-                    att.volume_id, inst.id, reason)
+                    att.volume_id, inst.id, detail or reason)
         _event(session, inst, att, "detach_volume",
                f"Failed to detach volume {att.volume_id}: {reason}; it stays attached")
     else:
@@ -178,9 +192,15 @@ def unwind(session: Session, att: VolumeAttachment, vol: Volume | None, reason: 
     log.warning("volume %s: %s; its node is asked to let it go", att.volume_id, reason)
 
 
-def fail_build(session: Session, inst: Instance, vol: Volume | None, reason: str) -> None:
+def fail_build(session: Session, inst: Instance, vol: Volume | None, reason: str,
+               detail: str | None = None) -> None:
+    """The server built from it to ERROR: reason in its fault (the owner's), detail
+    (the nodes' words) in the log."""
     from ..servers import lifecycle  # noqa: PLC0415 - lifecycle imports compute
 
+    if detail:
+        log.warning("volume %s: the build of server %s fails: %s",
+                    vol.id if vol is not None else "?", inst.id, detail)
     lifecycle.fail(session, inst, 500, BUILD_FAILED.format(
         inst=inst.id, vol=vol.id if vol is not None else "?", why=reason)[:REASON_CHARS],
         "compute__do_build_and_run_instance", inst.node_name)
@@ -190,8 +210,8 @@ def fail_build(session: Session, inst: Instance, vol: Volume | None, reason: str
 def attach_failed(session: Session, inst: Instance, att: VolumeAttachment,
                   outcome: str) -> None:
     """Its node says the attach failed: rolled back (Nova's failed attach)."""
-    rollback(session, inst, att, session.get(Volume, att.volume_id),
-             outcome.removeprefix("error: ")[:REASON_CHARS])
+    rollback(session, inst, att, session.get(Volume, att.volume_id), NODE_ATTACH_FAILED,
+             f"its node {inst.node_name}: {outcome.removeprefix('error: ')[:REASON_CHARS]}")
 
 
 def released(session: Session, inst: Instance, att: VolumeAttachment) -> None:
@@ -235,14 +255,14 @@ def export_errors(session: Session, vol: Volume, node_name: str, reported: Any) 
         if not isinstance(why, str):
             continue
         decision = rules.on_export_error(pending(session, att, vol, inst, now))
-        reason = EXPORT_FAILED.format(node=node_name, target=att.node_name or target,
+        detail = EXPORT_FAILED.format(node=node_name, target=att.node_name or target,
                                       why=why)[:REASON_CHARS]
         if inst is None or decision == rules.WAIT:
             continue
         if decision == rules.FAIL_BUILD:
-            fail_build(session, inst, vol, reason)
+            fail_build(session, inst, vol, NOT_EXPORTED, detail)
         else:
-            rollback(session, inst, att, vol, reason)
+            rollback(session, inst, att, vol, NOT_EXPORTED, detail)
         bump(session, of=inst)
         changed = True
     return changed
@@ -255,48 +275,69 @@ def sweep(session: Session, ctl: Controller, now: dt.datetime | None = None) -> 
     bound = float(ctl.settings.volume_transition_timeout)
     if bound <= 0:
         return 0
-    from ..revision import bump  # noqa: PLC0415 - revision imports the models late
-
     now = now or utcnow()
     first = min(bound, rules.DETACH_RETRY)
-    # A first look, unlocked: only a transition old enough is locked and read again (the
-    # sweep runs every 5 s; a bench's attaches must not wait for it).
-    old = [(att.id, att.volume_id) for att, vol in session.execute(
-        select(VolumeAttachment, Volume).join(Volume, Volume.id == VolumeAttachment.volume_id)
-        .where(VolumeAttachment.status.in_(settle.RELEASED),
-               VolumeAttachment.instance_id.is_not(None))
-        .order_by(VolumeAttachment.volume_id, VolumeAttachment.id))
-        if age(att, vol, now) >= first]
+    # A first look, unlocked, the rules applied to it: only a transition they would end is
+    # locked and read again (the sweep runs every 5 s; a bench's attaches must not wait
+    # for it, nor a volume still being made hold a lock at each pass).
+    due = []
+    for att, vol in session.execute(
+            select(VolumeAttachment, Volume).join(Volume, Volume.id == VolumeAttachment.volume_id)
+            .where(VolumeAttachment.status.in_(settle.RELEASED),
+                   VolumeAttachment.instance_id.is_not(None))
+            .order_by(VolumeAttachment.volume_id, VolumeAttachment.id)).all():
+        if age(att, vol, now) < first:
+            continue
+        inst = session.get(Instance, att.instance_id)
+        if inst is not None and rules.on_timer(pending(session, att, vol, inst, now),
+                                               bound) != rules.WAIT:
+            due.append((att.id, att.volume_id))
     moved = 0
-    for att_id, vol_id in old:
-        vol = session.scalar(select(Volume).where(Volume.id == vol_id)
-                             .with_for_update().execution_options(populate_existing=True))
-        att = session.scalar(select(VolumeAttachment).where(
-            VolumeAttachment.id == att_id, VolumeAttachment.status.in_(settle.RELEASED))
-            .with_for_update().execution_options(populate_existing=True))
-        if att is None or age(att, vol, now) < first:
-            continue
-        inst = session.get(Instance, att.instance_id, populate_existing=True) \
-            if att.instance_id else None
-        if inst is None:
-            continue
-        decision = rules.on_timer(pending(session, att, vol, inst, now), bound)
-        what = "attach" if att.status == "attaching" else "detach"
-        reason = TIMED_OUT.format(what=what, bound=int(bound))
-        if decision == rules.ROLLBACK:
-            rollback(session, inst, att, vol, reason)
-        elif decision == rules.UNWIND:
-            unwind(session, att, vol, reason)
-        elif decision == rules.RESTORE:
-            noted = (att.connector or {}).get(DETACH_ERROR_KEY)
-            restore(session, inst, att, vol, noted or reason)
-        elif decision == rules.FAIL_BUILD:
-            fail_build(session, inst, vol, reason + " (its storage node never exported it)")
-        elif decision == rules.RELEASE:
-            released(session, inst, att)  # an unwound attach: its error event
-            settle.release(session, vol, att, att.node_id, storage_gone=False)
-        else:
-            continue
-        bump(session, of=inst)
-        moved += 1
+    for att_id, vol_id in due:
+        # Its own savepoint: one that keeps failing is skipped, not the whole pass (nor
+        # settle.py's work in the same transaction).
+        try:
+            with session.begin_nested():
+                moved += _end(session, att_id, vol_id, bound, first, now)
+        except Exception:  # noqa: BLE001 - logged; the next pass tries it again
+            log.exception("volume %s: ending the transition of attachment %s failed; "
+                          "skipped", vol_id, att_id)
     return moved
+
+
+def _end(session: Session, att_id: str, vol_id: str, bound: float, first: float,
+         now: dt.datetime) -> int:
+    """One transition the first look would end, under its volume's lock: 1 if it moved."""
+    from ..revision import bump  # noqa: PLC0415 - revision imports the models late
+
+    vol = session.scalar(select(Volume).where(Volume.id == vol_id)
+                         .with_for_update().execution_options(populate_existing=True))
+    att = session.scalar(select(VolumeAttachment).where(
+        VolumeAttachment.id == att_id, VolumeAttachment.status.in_(settle.RELEASED))
+        .with_for_update().execution_options(populate_existing=True))
+    if att is None or age(att, vol, now) < first:
+        return 0
+    inst = session.get(Instance, att.instance_id, populate_existing=True) \
+        if att.instance_id else None
+    if inst is None:
+        return 0
+    decision = rules.on_timer(pending(session, att, vol, inst, now), bound)
+    what = "attach" if att.status == "attaching" else "detach"
+    reason = TIMED_OUT.format(what=what, bound=int(bound))
+    if decision == rules.ROLLBACK:
+        rollback(session, inst, att, vol, reason)
+    elif decision == rules.UNWIND:
+        unwind(session, att, vol, reason)
+    elif decision == rules.RESTORE:
+        noted = (att.connector or {}).get(DETACH_ERROR_KEY)
+        restore(session, inst, att, vol, NODE_DETACH_FAILED if noted else reason,
+                f"its node {inst.node_name}: {noted}" if noted else None)
+    elif decision == rules.FAIL_BUILD:
+        fail_build(session, inst, vol, reason + " (its storage node never exported it)")
+    elif decision == rules.RELEASE:
+        released(session, inst, att)  # an unwound attach: its error event
+        settle.release(session, vol, att, att.node_id, storage_gone=False)
+    else:
+        return 0
+    bump(session, of=inst)
+    return 1
