@@ -190,7 +190,7 @@ def test_partitioned_node_is_never_fenced_by_lease_nor_evacuated(
     nodes.agents[0].stop()  # A is cut from the controller only: B and C still hear it
     silent = time.monotonic()
     view = wait_for(lambda: (v := node_view(cloud, nodes.a.name))["fence_message"]
-                    and "peers still hear it" in v["fence_message"] and v, 10, "partitioned")
+                    and "peers still hear it" in v["fence_message"] and v, 16, "partitioned")
     assert view["health"] == "down" and view["fence_state"] == "failed"
     time.sleep(max(0.0, silent + LEASE + MARGIN + 2.0 - time.monotonic()))
     view = node_view(cloud, nodes.a.name)
