@@ -13,29 +13,12 @@ from sqlalchemy.orm import Session
 
 from atwill.controller.compute import server_volumes_state as st
 from atwill.controller.db.models import Instance, InstanceAction, InstanceActionEvent, Node
-from atwill.controller.db.volume import Volume, VolumeAttachment, VolumeType
+from atwill.controller.db.volume import Volume, VolumeAttachment
 from atwill.controller.volume import attach_outcomes as ao
 from atwill.controller.volume import report
+from tests.unit.volume_world import EXPORT, volume_world
 
-EXPORT = {"host": "10.0.0.1", "port": 10809}
 CTL: Any = SimpleNamespace(settings=SimpleNamespace(volume_transition_timeout=600.0))
-
-
-def _world(session: Session) -> tuple[Node, Instance, Volume]:
-    node = Node(name="c1")
-    session.add(node)
-    session.flush()
-    inst = Instance(name="s", hostname="s", project_id="p", user_id="u", flavor={}, vcpus=1,
-                    memory_mb=64, disk_gb=1, node_id=node.id, node_name=node.name,
-                    vm_state="active")
-    vtype = VolumeType(name="__DEFAULT__")
-    session.add_all([inst, vtype])
-    session.flush()
-    vol = Volume(project_id="p", user_id="u", size=1, volume_type_id=vtype.id, node_id="sn",
-                 node_name="stor1", meta={}, image_meta={}, status="available", exports={})
-    session.add(vol)
-    session.flush()
-    return node, inst, vol
 
 
 def _asked(session: Session, inst: Instance, action: str) -> None:
@@ -56,7 +39,7 @@ def _errors(session: Session, action: str) -> list[tuple[str, str | None]]:
 
 
 def test_an_attach_never_exported_is_rolled_back(session: Session) -> None:
-    _, inst, vol = _world(session)
+    _, inst, vol = volume_world(session)
     att = st.attach(session, inst, vol, None, False)
     _asked(session, inst, "attach_volume")
     assert ao.sweep(session, CTL, _later(0.1)) == 0  # within the bound
@@ -68,7 +51,7 @@ def test_an_attach_never_exported_is_rolled_back(session: Session) -> None:
 
 
 def test_an_exported_attach_is_unwound_through_its_node(session: Session) -> None:
-    node, inst, vol = _world(session)
+    node, inst, vol = volume_world(session)
     att = st.attach(session, inst, vol, None, False)
     _asked(session, inst, "attach_volume")
     vol.exports = {node.id: EXPORT}
@@ -83,7 +66,7 @@ def test_an_exported_attach_is_unwound_through_its_node(session: Session) -> Non
 
 
 def test_the_nodes_later_word_wins(session: Session) -> None:
-    node, inst, vol = _world(session)
+    node, inst, vol = volume_world(session)
     att = st.attach(session, inst, vol, None, False)
     vol.exports = {node.id: EXPORT}
     ao.sweep(session, CTL, _later())
@@ -94,7 +77,7 @@ def test_the_nodes_later_word_wins(session: Session) -> None:
 
 
 def test_a_silent_node_keeps_an_exported_attach(session: Session) -> None:
-    node, inst, vol = _world(session)
+    node, inst, vol = volume_world(session)
     att = st.attach(session, inst, vol, None, False)
     vol.exports = {node.id: EXPORT}
     node.health = "down"
@@ -103,7 +86,7 @@ def test_a_silent_node_keeps_an_exported_attach(session: Session) -> None:
 
 
 def test_a_failing_detach_stays_attached(session: Session) -> None:
-    node, inst, vol = _world(session)
+    node, inst, vol = volume_world(session)
     att = st.attach(session, inst, vol, None, False)
     vol.exports = {node.id: EXPORT}
     st.report(session, inst, {"state": "running", "volumes": {vol.id: "attached"}})
@@ -123,7 +106,7 @@ def test_a_failing_detach_stays_attached(session: Session) -> None:
 
 
 def test_an_export_error_fails_the_attach(session: Session) -> None:
-    node, inst, vol = _world(session)
+    node, inst, vol = volume_world(session)
     att = st.attach(session, inst, vol, None, False)
     _asked(session, inst, "attach_volume")
     assert not ao.export_errors(session, vol, "stor1", {"elsewhere": "no"})
@@ -144,7 +127,7 @@ def test_an_export_error_fails_the_attach(session: Session) -> None:
 
 def test_a_compute_nodes_error_is_told_the_owner_without_its_words(session: Session) -> None:
     """Failed before (review): the event's details were the agent's raw exception."""
-    _, inst, vol = _world(session)
+    _, inst, vol = volume_world(session)
     att = st.attach(session, inst, vol, None, False)
     _asked(session, inst, "attach_volume")
     st.report(session, inst, {"state": "running",
@@ -157,7 +140,7 @@ def test_a_compute_nodes_error_is_told_the_owner_without_its_words(session: Sess
 def test_a_boot_volume_still_downloading_is_waited_for(session: Session) -> None:
     """Failed before (review, /tmp/review-c): the boot attachment is attaching from the
     start, its clock ran from then, and a large image's copy failed the build."""
-    _, inst, vol = _world(session)
+    _, inst, vol = volume_world(session)
     vol.status, inst.vm_state = "downloading", "building"
     att = st.add(session, inst, vol, None, True, 0)
     session.flush()
@@ -174,7 +157,7 @@ def test_a_boot_volume_still_downloading_is_waited_for(session: Session) -> None
 
 def test_a_silent_node_keeps_an_attach_not_exported_now(session: Session) -> None:
     """Failed before (review): its export may have been given, plugged, then dropped."""
-    node, inst, vol = _world(session)
+    node, inst, vol = volume_world(session)
     att = st.attach(session, inst, vol, None, False)
     node.health = "down"
     assert ao.sweep(session, CTL, _later()) == 0
@@ -188,7 +171,7 @@ def test_one_failing_attachment_does_not_stop_the_sweep(
         session: Session, monkeypatch: Any) -> None:
     """Failed before (review): one row that kept raising ended the whole pass (and rolled
     back settle.py's work in the same transaction)."""
-    _, inst, vol = _world(session)
+    _, inst, vol = volume_world(session)
     other = Volume(project_id="p", user_id="u", size=1, volume_type_id=vol.volume_type_id,
                    node_id="sn", node_name="stor1", meta={}, image_meta={},
                    status="available", exports={})

@@ -3,41 +3,19 @@ server's deletion settle them (SQLite; the API tier drives the same through the 
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from sqlalchemy.orm import Session
 
 from atwill.controller.compute import server_volumes_state as st
 from atwill.controller.db.models import Instance, Node
-from atwill.controller.db.volume import Volume, VolumeType
+from atwill.controller.db.volume import Volume
 from atwill.controller.volume.desired import storage_desired
 from atwill.core.errors import BadRequest
-
-EXPORT = {"host": "10.0.0.1", "port": 10809}
-
-
-
-def _world(session: Session, **volume: Any) -> tuple[Node, Instance, Volume]:
-    node = Node(name="c1")
-    session.add(node)
-    session.flush()
-    inst = Instance(name="s", hostname="s", project_id="p", user_id="u", flavor={}, vcpus=1,
-                    memory_mb=64, disk_gb=1, node_id=node.id, node_name=node.name,
-                    vm_state="active")
-    vtype = VolumeType(name="__DEFAULT__")
-    session.add_all([inst, vtype])
-    session.flush()
-    vol = Volume(project_id="p", user_id="u", size=1, volume_type_id=vtype.id, node_id="sn",
-                 node_name="stor1", meta={}, image_meta={},
-                 **{"status": "available", "exports": {}, **volume})
-    session.add(vol)
-    session.flush()
-    return node, inst, vol
+from tests.unit.volume_world import EXPORT, volume_world
 
 
 def test_attach_export_report_detach(session: Session) -> None:
-    node, inst, vol = _world(session)
+    node, inst, vol = volume_world(session)
     assert st.desired(session, inst) is None  # never had a volume: no key at all
     att = st.attach(session, inst, vol, "t", True)
     assert (st.desired(session, inst), vol.status, att.device) == ([], "attaching", "/dev/vdb")
@@ -68,14 +46,14 @@ def test_attach_export_report_detach(session: Session) -> None:
 
 
 def test_a_failed_attach_is_rolled_back(session: Session) -> None:
-    _node, inst, vol = _world(session)
+    _node, inst, vol = volume_world(session)
     st.attach(session, inst, vol, None, False)
     st.report(session, inst, {"volumes": {vol.id: "error: no route"}})
     assert (st.of_server(session, inst.id), vol.status) == ([], "available")
 
 
 def test_server_delete_frees_and_deletes_on_termination(session: Session) -> None:
-    node, inst, vol = _world(session)
+    node, inst, vol = volume_world(session)
     other = Volume(project_id="p", user_id="u", size=1, volume_type_id=vol.volume_type_id,
                    status="available", node_id="sn", node_name="stor1", meta={},
                    image_meta={}, exports={node.id: EXPORT})
@@ -90,7 +68,7 @@ def test_server_delete_frees_and_deletes_on_termination(session: Session) -> Non
 
 def test_delete_on_termination_spares_other_projects_and_shared_volumes(
         session: Session) -> None:
-    node, inst, vol = _world(session)
+    node, inst, vol = volume_world(session)
     vol.project_id = "q"  # an admin attached project q's volume to p's server
     shared = Volume(project_id="p", user_id="u", size=1, volume_type_id=vol.volume_type_id,
                     status="available", node_id="sn", node_name="stor1", meta={},
@@ -111,7 +89,7 @@ def test_delete_on_termination_spares_other_projects_and_shared_volumes(
 
 
 def test_a_boot_volume_holds_the_build_until_exported(session: Session) -> None:
-    node, inst, vol = _world(session, status="creating")
+    node, inst, vol = volume_world(session, status="creating")
     inst.vm_state = "building"
     att = st.add(session, inst, vol, None, True, 0)
     assert (att.device, vol.status) == ("/dev/vda", "creating")
@@ -122,7 +100,7 @@ def test_a_boot_volume_holds_the_build_until_exported(session: Session) -> None:
 
 
 def test_exports_follow_the_server_to_its_new_node(session: Session) -> None:
-    node, inst, vol = _world(session)
+    node, inst, vol = volume_world(session)
     storage = Node(id="sn", name="stor1")
     moved = Node(name="c2")
     session.add_all([storage, moved])
@@ -158,7 +136,7 @@ def test_an_evacuated_server_keeps_its_volume_through_a_storage_restart(
     """Plugged in on the node it was evacuated to, the volume stays in its desired state
     while the storage node restarts (reporting no exports for a while), as it did on the
     node it was first attached on: the guest keeps its (boot) disk."""
-    node, inst, vol = _world(session)
+    node, inst, vol = volume_world(session)
     moved = Node(name="c2")
     session.add(moved)
     session.flush()
