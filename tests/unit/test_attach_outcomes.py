@@ -122,7 +122,8 @@ def test_an_export_error_fails_the_attach(session: Session) -> None:
     ((_, details),) = _errors(session, "attach_volume")
     # The owner reads it (details at 2.84): no node's name, no agent's words.
     assert details == f"Failed to attach volume {vol.id}: {ao.NOT_EXPORTED}"
-    assert "stor1" not in details and "c1" not in details and "no such" not in details
+    assert "stor1" not in details and "no such" not in details  # (the equality says it all;
+    # "c1", the compute node, may be in the volume's random id)
 
 
 def test_a_compute_nodes_error_is_told_the_owner_without_its_words(session: Session) -> None:
