@@ -42,7 +42,7 @@ def servers_post(request: Request, body: dict = Depends(json_body),
     # No retry on a taken address: network/ipalloc.py claims addresses without failing on
     # concurrent creates (issue 19).
     out, reservation = _create(request, ctl, creds, spec,
-                                    request.scope["state"]["request_id"])
+                               request.scope["state"]["request_id"])
     if spec.get("return_reservation_id"):
         return JSONResponse({"reservation_id": reservation}, status_code=202)
     return JSONResponse({"server": out}, status_code=202)
