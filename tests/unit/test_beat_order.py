@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.server
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -145,6 +146,35 @@ def hung() -> Iterator[str]:
     sock.close()
 
 
+@pytest.fixture
+def hung_mid_answer() -> Iterator[str]:
+    """Reads a request, sends the answer's head and part of its body, then nothing more
+    (a controller SIGSTOPped between writing the two)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            held.append(conn)
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 64\r\n\r\n{\"revision\"")
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock.shutdown(socket.SHUT_RDWR)  # wakes accept()
+    sock.close()
+    thread.join(timeout=5)
+    for conn in held:
+        conn.close()
+
+
 def _beat(urls: list[str], beats: BeatSequence) -> tuple[httpx.Response, float]:
     with agent_client.client(urls, False, timeout=40) as http:
         start = time.monotonic()
@@ -167,6 +197,21 @@ def test_an_ordered_beat_leaves_a_hung_controller_with_the_next_sequence(
     assert agent_client.preferred(urls) == _url(live)  # the next beats go there at once
     resp, took = _beat(urls, beats)
     assert took < agent_client.BEAT_ANSWER and live.orders[-1] == "1.3"  # type: ignore
+
+
+def test_an_ordered_beat_whose_answer_stops_mid_body_goes_to_the_next(
+        live: http.server.ThreadingHTTPServer, hung_mid_answer: str, tmp_path: Path) -> None:
+    """The controller hung after its answer's head (CI, test_controllers_lab: the agent
+    logged a read timeout and waited its interval, the node's beat 4 s old): the body's
+    timeout is the hung controller's too, and the beat goes on with the next sequence."""
+    urls = [hung_mid_answer, _url(live)]
+    agent_client._remember(urls, hung_mid_answer)
+    agent_client.note_reply(urls, {"revision": 1, "state": "up", "ordered": True})
+    resp, took = _beat(urls, BeatSequence(tmp_path))
+    assert resp.status_code == 200 and resp.json()["ordered"] is True
+    assert agent_client.BEAT_ANSWER <= took < agent_client.BEAT_ANSWER + 1.0
+    assert live.orders == ["1.2"]  # type: ignore[attr-defined]
+    assert agent_client.preferred(urls) == _url(live)
 
 
 def test_unordered_controllers_keep_the_beat_where_it_went(

@@ -153,9 +153,18 @@ class Failover(httpx.BaseTransport):
                 if number:
                     request.headers[beat_order.HEADER] = restamp()
                 request.extensions["timeout"] = {**timeout, "read": read, "write": read}
+            response = None
             try:
                 response = self.transport.handle_request(request)
+                if restamp is not None:
+                    # Its body too: a controller stopped (or cut) between the answer's
+                    # head and its body is as late as one that never answered (an ordered
+                    # beat's late copy changes nothing); read by httpx after this returns,
+                    # its timeout would end the beat instead of trying the next.
+                    response.read()
             except httpx.TransportError as error:
+                if response is not None:
+                    response.close()
                 retry = isinstance(error, httpx.ConnectError | httpx.ConnectTimeout) \
                     or request.method == "GET" and isinstance(error, BROKEN) \
                     or bool(request.extensions.get(REPEATABLE)) and isinstance(error, CUT) \
