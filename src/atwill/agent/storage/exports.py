@@ -50,7 +50,10 @@ NO_CAPS = ["setpriv", "--no-new-privs", "--inh-caps=-all", "--ambient-caps=-all"
            "--bounding-set=-all", "--"]
 _CN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 _PSK_LINE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}:[0-9a-f]{64}")
-START_TIMEOUT = 10.0
+# A daemon that is alive but has not answered its QMP yet is waited for this long (one that
+# exits is given up at once): under load (two cores shared with TCG guests) its start
+# took more than 10 s once (CI, test_export_tls), an empty log, answered in 3 s when rerun.
+START_TIMEOUT = 30.0
 # The daemon's listening socket, bound by the agent: QEMU 7.2's NBD server leaves Nagle's
 # algorithm on for its clients, and its small replies then wait for the client's delayed
 # ACK (~40 ms) behind any reply not yet acknowledged: 4 KiB requests ran at ~400 IOPS.
