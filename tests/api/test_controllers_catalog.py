@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from atwill.cli.apply_api import Api
+from atwill.devcloud_forkserver import cli_forks
 from tests.api.tcp_balancer import TcpBalancer
 from tests.api.test_controllers_ha import add_by_bundle
 from tests.cloud import BIN, Cloud, free_port
@@ -71,8 +72,11 @@ def _catalog(cloud: Cloud, path: str = "/identity/v3/auth/tokens") -> dict[str, 
 def _cli(clouds_yaml: Path, cloud: str, *args: str) -> Any:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
     env["OS_CLIENT_CONFIG_FILE"] = str(clouds_yaml)
-    proc = subprocess.run([str(BIN / "openstack"), "--os-cloud", cloud, *args, "-f", "json"],
-                          capture_output=True, text=True, env=env, timeout=120)
+    cmd = [str(BIN / "openstack"), "--os-cloud", cloud, *args, "-f", "json"]
+    if os.environ.get("ATWILL_TEST_CLI_FORK", "1") == "1":  # as Cloud.openstack
+        proc = cli_forks().run(cmd, env, timeout=120)
+    else:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
