@@ -119,3 +119,24 @@ def test_concurrent_creates_from_several_projects_get_distinct_addresses(env: En
     addresses = [ip["ip_address"] for port in ports for ip in port["fixed_ips"]]
     assert len(ports) == racers * ROUNDS, [p["device_owner"] for p in ports]
     assert len(set(addresses)) == len(addresses) == racers * ROUNDS, sorted(addresses)
+
+
+def test_a_create_whose_address_is_taken_leaves_no_server_behind(env: Env) -> None:
+    """On PostgreSQL the server is recorded first and its port made in a second
+    transaction (servers/create_steps.py): when the port cannot be made, the recorded
+    server is deleted again, its quota given back, and the error answered as before."""
+    token = env.tokens[0]
+    with env.cloud.http(env.cloud.token()) as client:
+        ok(client.post("/network/v2.0/ports", json={"port": {
+            "network_id": env.network, "fixed_ips": [{"ip_address": "10.77.0.200"}]}}), 201)
+    with env.cloud.http(token) as client:
+        before = ok(client.get(f"{V}/servers"), 200)["servers"]
+        used = ok(client.get(f"{V}/limits"), 200)["limits"]["absolute"]["totalInstancesUsed"]
+        resp = client.post(f"{V}/servers", json={"server": {
+            "name": unique("addrtaken"), "flavorRef": env.flavor, "imageRef": env.image,
+            "networks": [{"uuid": env.network, "fixed_ip": "10.77.0.200"}]}})
+        assert resp.status_code == 409, resp.text
+        assert "10.77.0.200" in resp.text
+        assert ok(client.get(f"{V}/servers"), 200)["servers"] == before
+        assert ok(client.get(f"{V}/limits"), 200)["limits"]["absolute"][
+            "totalInstancesUsed"] == used

@@ -31,8 +31,8 @@ from .db.base import utcnow
 from .db.models import Node
 from .ha import lease as ha_lease
 from .ha import monitor as ha_monitor
+from .servers import create_steps, resize_transfers
 from .servers import resize as servers_resize
-from .servers import resize_transfers
 from .volume import settle as volume_settle
 
 log = logging.getLogger("atwill.background")
@@ -149,6 +149,10 @@ def _check(ctl: Controller, since: dt.datetime) -> list[str]:
         with ctl.db.session() as session:
             if _leader(ctl, session):
                 resize_transfers.sweep(ctl, session)
+    if create_steps.due():  # servers whose create stopped between its two steps
+        with ctl.db.session() as session:
+            if _leader(ctl, session):
+                create_steps.sweep(session, ctl)
     if volume_settle.due(ctl):
         with ctl.db.session() as session:
             if _leader(ctl, session):

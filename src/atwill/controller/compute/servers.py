@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
-from ...core.errors import BadRequest, Forbidden
+from ...core.errors import BadRequest, Forbidden, NotFound
 from ...core.microversion import Version
 from ...core.policy import Credentials
 from ...core.text import clean_name
 from ..db.base import utcnow
 from ..db.models import Instance
 from ..revision import bump
-from ..servers import actions, builds, placement, ports, resize, shelve, snapshots, view
+from ..servers import (
+    actions,
+    builds,
+    create_steps,
+    placement,
+    ports,
+    resize,
+    shelve,
+    snapshots,
+    view,
+)
 from ..servers.locks import serialized
 from ..service import authorize, caller, controller, json_body, wrapped
 from . import server_listing, server_volumes_state
@@ -25,6 +36,7 @@ from .server_input import access_ip, parse_create
 from .usage import project_limits
 
 router = APIRouter()
+log = logging.getLogger("atwill.servers")
 
 
 @router.post("/v2.1/servers")
@@ -49,14 +61,41 @@ def servers_post(request: Request, body: dict = Depends(json_body),
 
 
 def _create(request: Request, ctl: Any, creds: Credentials, spec: dict[str, Any],
-                 request_id: str) -> tuple[dict[str, Any], str]:
-    """The create, in a transaction of its own (rolled back whole on error)."""
-    with serialized(ctl.db.engine.dialect.name), ctl.db.session() as session:
+            request_id: str) -> tuple[dict[str, Any], str]:
+    """The create, in a transaction of its own (rolled back whole on error), or on
+    PostgreSQL in two (servers/create_steps.py): recorded under the project's quota lock,
+    then placed outside it."""
+    dialect = ctl.db.engine.dialect.name
+    if create_steps.splits(dialect, spec):
+        return _create_in_steps(request, ctl, creds, spec, request_id)
+    with serialized(dialect), ctl.db.session() as session:
         check_metadata_quota(session, creds.project_id or "", spec["metadata"])
         made = builds.create(session, ctl, creds, spec, request_id)
         first = made[0]
         return view.created(first, base(request), secrets.token_urlsafe(9)), \
             first.reservation_id
+
+
+def _create_in_steps(request: Request, ctl: Any, creds: Credentials, spec: dict[str, Any],
+                     request_id: str) -> tuple[dict[str, Any], str]:
+    with ctl.db.session() as session:
+        check_metadata_quota(session, creds.project_id or "", spec["metadata"])
+        ids = [inst.id for inst in create_steps.record(session, ctl, creds, spec, request_id)]
+    try:
+        with ctl.db.session() as session:
+            first = create_steps.place(session, ctl, creds, ids)[0]
+            return view.created(first, base(request), secrets.token_urlsafe(9)), \
+                first.reservation_id
+    except BaseException:
+        # Step 2 failed: the servers recorded are deleted and its error answered. If this
+        # fails too, the sweep places them or puts them in ERROR (create_steps.py).
+        try:
+            with ctl.db.session() as session:
+                create_steps.undo(session, ids, request_id, creds)
+        except Exception:
+            log.exception("server create %s: the servers recorded could not be deleted "
+                          "after its scheduling failed; the sweep will take them", request_id)
+        raise
 
 
 def check_metadata_quota(session: Any, project_id: str, meta: dict[str, str]) -> None:
@@ -139,6 +178,13 @@ def server_delete(server_id: str, request: Request,
     with serialized(ctl.db.engine.dialect.name), ctl.db.session() as session:
         inst = builds.get(session, server_id, creds)
         authorize(creds, "compute:servers:delete", project_id=inst.project_id)
+        if create_steps.waiting(inst) and ctl.db.engine.dialect.name == "postgresql":
+            # A create's second step (create_steps.py) may be placing it, its row locked:
+            # wait for it and read the row again, so what it claimed is freed. (Only
+            # then: the row lock before the node's differs from a heartbeat's order.)
+            session.refresh(inst, with_for_update=True)
+            if inst.deleted:
+                raise NotFound(f"Instance {server_id} could not be found.")
         refuse_locked(inst, creds)
         shelve.drop_image(session, ctl, inst)  # Nova deletes a shelved server's snapshot
         delete(session, inst, request.scope["state"]["request_id"], creds)

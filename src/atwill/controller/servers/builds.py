@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from ...core import imagefit, scheduler
 from ...core.errors import BadRequest, Forbidden, NotFound
@@ -47,8 +48,15 @@ RETRIED_STATES = ("40P01", "40001")
 
 
 def image_properties(session: Session, inst: Instance) -> dict[str, str]:
-    image = session.get(Image, inst.image_id) if inst.image_id else None
-    return {k: str(v) for k, v in (image.properties or {}).items()} if image else {}
+    """The server's image's properties (none for a peer's image or none at all): the
+    image as this session loaded it, else its properties column alone (a whole Image
+    loads its tags and members too: 8 % of a create's second step, create_steps.py)."""
+    if not inst.image_id:
+        return {}
+    known = session.identity_map.get(identity_key(Image, inst.image_id))
+    properties = known.properties if isinstance(known, Image) else session.scalar(
+        select(Image.properties).where(Image.id == inst.image_id))
+    return {k: str(v) for k, v in (properties or {}).items()}
 
 
 def pci_requests(ctl: Controller, inst: Instance) -> tuple[scheduler.PciRequest, ...]:
@@ -191,6 +199,16 @@ def create(session: Session, ctl: Controller, creds: Credentials, spec: dict[str
 def _create(session: Session, ctl: Controller, creds: Credentials, spec: dict[str, Any],
             request_id: str) -> list[Instance]:
     """One try of create(), the project's quota lock held."""
+    made = record(session, ctl, creds, spec, request_id)
+    place_all(session, ctl, creds, made, spec.get("block_devices") or [])
+    return made
+
+
+def record(session: Session, ctl: Controller, creds: Credentials, spec: dict[str, Any],
+           request_id: str, lock: bool = False) -> list[Instance]:
+    """Validate, check the quotas and write the servers' rows (BUILD, scheduling, on no
+    node yet). lock: take the project's quota lock here, after the checks that need no
+    lock (create() takes it itself, first)."""
     from . import ports  # noqa: PLC0415 - networking joins late
 
     flavor = find_flavor(session, spec["flavor"], creds)
@@ -211,6 +229,9 @@ def _create(session: Session, ctl: Controller, creds: Credentials, spec: dict[st
     if dest.host is not None and session.scalar(
             select(Node.id).where(Node.name == dest.host)) is None:
         raise BadRequest(f"Compute host {dest.host} could not be found.")
+    networks = ports.validate(session, creds, spec["networks"])
+    if lock:
+        locks.lock_project(session, creds.project_id or "")
     count = spec["max_count"]
     try:
         check_quota(session, creds.project_id or "", count, flavor)
@@ -219,7 +240,6 @@ def _create(session: Session, ctl: Controller, creds: Credentials, spec: dict[st
             raise
         count = spec["min_count"]
         check_quota(session, creds.project_id or "", count, flavor)
-    networks = ports.validate(session, creds, spec["networks"])
     reservation = str(uuid.uuid4())
     made = []
     for index in range(count):
@@ -245,13 +265,20 @@ def _create(session: Session, ctl: Controller, creds: Credentials, spec: dict[st
             join_group(session, spec["hints"]["group"], inst, creds, 1)
         actions.start(session, inst.id, "create", request_id, creds.user_id, creds.project_id)
         made.append(inst)
-    mappings = spec.get("block_devices") or []
-    server_volumes_boot.check_count(mappings, count)
+    server_volumes_boot.check_count(spec.get("block_devices") or [], count)
+    return made
+
+
+def place_all(session: Session, ctl: Controller, creds: Credentials, made: list[Instance],
+              mappings: list[dict[str, Any]]) -> None:
+    """Schedule and claim each server recorded, then its ports and volumes."""
+    from . import ports  # noqa: PLC0415 - networking joins late
+
     if mappings:
         # lock_order.py's order: the storage nodes' locks (all the servers' volumes), then
         # the compute node rows the claims below update; from here on a storage node's
         # lock is only tried (a wait with a compute row held could close a cycle).
-        server_volumes_boot.lock_ahead(session, creds, mappings, count)
+        server_volumes_boot.lock_ahead(session, creds, mappings, len(made))
         volume_placement.forbid_waits(session)
     for inst in made:
         req = lifecycle.request_for(session, inst, image_properties(session, inst),

@@ -58,7 +58,7 @@ def auto_network(session: Session, creds: Credentials) -> str | None:
     return pick[0].id if pick else None
 
 
-def _group_ids(session: Session, project_id: str, names: list[str]) -> list[str]:
+def group_ids(session: Session, project_id: str, names: list[str]) -> list[str]:
     ensure_default(session, project_id)
     ids = []
     for name in names:
@@ -73,18 +73,23 @@ def _group_ids(session: Session, project_id: str, names: list[str]) -> list[str]
 
 def allocate(session: Session, ctl: Controller, inst: Instance, creds: Credentials) -> None:
     """Create (or take over) the ports the server asked for, bound to its node."""
-    groups = _group_ids(session, inst.project_id, inst.security_groups or ["default"])
+    groups = group_ids(session, inst.project_id, inst.security_groups or ["default"])
+    # Bound as bind() binds them, without reading them back (a new server has no others):
+    # the ports made are inserted bound (status DOWN, the default), those taken updated.
+    host = inst.node_name or ""
     for request in inst.requested_networks or []:
         if request.get("port"):
             port = session.get(Port, request["port"])
             port.device_id, port.device_owner = inst.id, OWNER
+            port.host_id, port.status = host, "DOWN"
             continue
         network = session.get(Network, request["network"])
+        if network is None:  # deleted since the create was checked
+            raise BadRequest(f"Network {request['network']} could not be found.")
         wanted = [{"ip_address": request["fixed_ip"]}] if request.get("fixed_ip") else None
-        attrs = {"device_owner": OWNER, "device_id": inst.id, "name": "",
+        attrs = {"device_owner": OWNER, "device_id": inst.id, "name": "", "host_id": host,
                  "security_groups": groups if network.port_security_enabled else None}
         network_ports.create(session, network, inst.project_id, attrs, wanted)
-    bind(session, inst)
 
 
 def of(session: Session, inst: Instance) -> list[Port]:
