@@ -122,6 +122,7 @@ def test_cli_attach_list_detach_through_the_nodes(env: Env) -> None:
         env.storage.converge(host="10.99.0.7")
         wanted = env.spec(server)["volumes"]
         psk = wanted[0].pop("psk")  # the attachment's own key, which its export admits
+        assert isinstance(wanted[0].pop("attachment_id"), str)  # the attempt errors name
         assert env.storage.wanted()[vid]["exports"][0]["psk"] == [
             f"{psk['identity']}:{psk['key']}"]
         assert wanted == [{

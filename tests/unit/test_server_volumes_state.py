@@ -26,7 +26,8 @@ def test_attach_export_report_detach(session: Session) -> None:
         "volume_id": vol.id, "serial": vol.id, "device": "/dev/vdb", "host": "10.0.0.1",
         "port": 10809, "export": vol.id, "boot_index": None, "read_only": False,
         "tls_hostname": "stor1",
-        "psk": {"identity": f"atwill-att-{att.id}", "key": att.nbd_key}}]
+        "psk": {"identity": f"atwill-att-{att.id}", "key": att.nbd_key},
+        "attachment_id": att.id}]
     st.report(session, inst, {"state": "running", "volumes": {vol.id: "attached"}})
     assert (att.status, vol.status) == ("attached", "in-use")
     vol.exports = {}  # the storage node restarting: the guest keeps its disk
@@ -108,13 +109,16 @@ def test_exports_follow_the_server_to_its_new_node(session: Session) -> None:
     att = st.attach(session, inst, vol, None, False)
     key = [f"atwill-att-{att.id}:{att.nbd_key}"]  # the export admits that key alone
     wanted = storage_desired(session, storage)["volumes"][0]["exports"]
-    assert wanted == [{"node_id": node.id, "client_cn": "c1", "psk": key}]
+    assert wanted == [{"node_id": node.id, "client_cn": "c1", "psk": key,
+                       "attachments": [att.id]}]
     inst.node_id, inst.node_name = moved.id, moved.name  # evacuated
     wanted = storage_desired(session, storage)["volumes"][0]["exports"]
-    assert wanted == [{"node_id": moved.id, "client_cn": "c2", "psk": key}]
+    assert wanted == [{"node_id": moved.id, "client_cn": "c2", "psk": key,
+                       "attachments": [att.id]}]
     att.nbd_key = None  # made before migration 0026: the node's certificate
     wanted = storage_desired(session, storage)["volumes"][0]["exports"]
-    assert wanted == [{"node_id": moved.id, "client_cn": "c2", "psk": None}]
+    assert wanted == [{"node_id": moved.id, "client_cn": "c2", "psk": None,
+                       "attachments": [att.id]}]
     vol.exports = {node.id: EXPORT}
     assert st.desired(session, inst) == []  # the old node's export is not the new one's
     vol.exports = {moved.id: EXPORT}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from atwill.controller.db.models import Instance, Node
@@ -22,8 +23,12 @@ def volume_world(session: Session, **volume: Any) -> tuple[Node, Instance, Volum
     inst = Instance(name="s", hostname="s", project_id="p", user_id="u", flavor={}, vcpus=1,
                     memory_mb=64, disk_gb=1, node_id=node.id, node_name=node.name,
                     vm_state="active")
-    vtype = VolumeType(name="__DEFAULT__")
-    session.add_all([inst, vtype])
+    # A migrated database has its default type already (the schema alone has none).
+    vtype = session.scalar(select(VolumeType).where(VolumeType.name == "__DEFAULT__"))
+    if vtype is None:
+        vtype = VolumeType(name="__DEFAULT__")
+        session.add(vtype)
+    session.add(inst)
     session.flush()
     vol = Volume(project_id="p", user_id="u", size=1, volume_type_id=vtype.id, node_id="sn",
                  node_name="stor1", meta={}, image_meta={},

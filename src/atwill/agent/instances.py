@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import httpx
 
@@ -65,6 +66,10 @@ class InstanceManager:
         self.rebuilds: dict[str, int] = {}
         # Each instance's volumes as last converged: id -> "attached" | "error: …".
         self.volumes: dict[str, dict[str, str]] = {}
+        # The attempt each of those outcomes was for: volume id -> the attachment id its
+        # desired entry named (none for a volume not wanted: a detach's outcome). The
+        # controller ignores an error of another attempt (core/volume_transitions).
+        self.attempts: dict[str, dict[str, str]] = {}
         self._console_digest: dict[str, str] = {}
         # Instances present here that the controller neither wants nor destroys.
         self.kept: set[str] = set()
@@ -158,7 +163,7 @@ class InstanceManager:
         for name in taps:
             tap.delete(name)
         for table in (self.errors, self.reboots, self.rebuilds, self._console_digest,
-                      self.volumes):
+                      self.volumes, self.attempts):
             table.pop(uuid, None)
         log.info("instance %s %s", uuid, "stopped, its disk kept" if keep_disk else "deleted")
 
@@ -214,7 +219,7 @@ class InstanceManager:
     def _converge_lane(self, inst: dict[str, Any]) -> None:
         uuid = inst["id"]
         building = bool(inst.get("building")) and self.driver.state(uuid) == "missing"
-        before = (self.errors.get(uuid), self.volumes.get(uuid))
+        before = (self.errors.get(uuid), self.volumes.get(uuid), self.attempts.get(uuid))
         acted = True
         try:
             acted = self._converge_one(inst)
@@ -227,20 +232,22 @@ class InstanceManager:
                 self.failed_builds[uuid] = inst["rebuild_serial"]
         if "volumes" in inst and self.driver.state(uuid) != "missing":
             self._sync_volumes(inst)
-        self._unchanged.set = not acted and before == (self.errors.get(uuid),
-                                                       self.volumes.get(uuid))
+        self._unchanged.set = not acted and before == (
+            self.errors.get(uuid), self.volumes.get(uuid), self.attempts.get(uuid))
 
     def _sync_volumes(self, inst: dict[str, Any]) -> None:
         """Hot-plug or unplug (or, stopped, keep for the next start) the instance's
         volumes; a volume's failure is that volume's, never the instance's."""
         uuid = inst["id"]
         wanted, refused = parse_volumes(inst.get("volumes") or [])
+        tried = attempts(inst.get("volumes") or [])
         try:
             outcome = self.driver.sync_volumes(uuid, wanted)
         except Exception as err:  # noqa: BLE001 - reported per volume, retried
             log.exception("instance %s: volumes could not be converged", uuid)
             outcome = {v.volume_id: f"error: {type(err).__name__}: {err}" for v in wanted}
         self.volumes[uuid] = {**outcome, **refused}
+        self.attempts[uuid] = {v: tried[v] for v in self.volumes[uuid] if v in tried}
 
     def _converge_one(self, inst: dict[str, Any]) -> bool:
         """Bring the instance to what is wanted; whether that changed something still to
@@ -395,6 +402,7 @@ class InstanceManager:
                 entry["error"] = "QEMU is in an error state or does not answer its monitor"
             if uuid in self.volumes:
                 entry["volumes"] = dict(self.volumes[uuid])
+                entry["volume_attempts"] = dict(self.attempts.get(uuid) or {})
             if state in ("running", "paused") and uuid not in fresh and \
                     (sample := self.metrics.sample(uuid)):
                 entry["metrics"] = sample
@@ -441,6 +449,23 @@ def parse_volumes(entries: list[dict[str, Any]]) -> tuple[list[Volume], dict[str
         except VolumeSpecError as err:
             refused[str(entry.get("volume_id"))] = f"error: {err}"
     return wanted, refused
+
+
+def attempts(entries: list[dict[str, Any]]) -> dict[str, str]:
+    """Volume id -> the attachment id its desired entry names (the attempt its outcome is
+    for), by the id as an outcome is keyed (the parsed one, else the id as given)."""
+    out = {}
+    for entry in entries:
+        att = entry.get("attachment_id") if isinstance(entry, dict) else None
+        if not isinstance(att, str) or not 0 < len(att) <= 64:
+            continue
+        given = str(entry.get("volume_id"))
+        try:
+            out[str(UUID(given))] = att
+        except ValueError:
+            pass
+        out[given] = att
+    return out
 
 
 def wanted_taps(instances: list[dict[str, Any]]) -> dict[str, int | None]:

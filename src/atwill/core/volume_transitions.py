@@ -19,6 +19,14 @@ decide what else ends it, as Nova and Cinder do:
   off). A volume still being made (creating, downloading: a large image's copy) is waited
   for; its clock starts when it is made (the volume becomes attaching).
 
+An error belongs to one attempt: the controller names the attachment in each node's
+desired state (the compute node's volume entry, the storage node's export entry) and a
+node that names attempts reports, with each error, the attachment it was trying. An error
+of another attempt (a failed attach's, read after the user attached the volume again) or
+an attach's error read while its attachment is being detached says nothing
+(error_counts, export_error_counts); a node that names no attempts (an older agent) is
+taken at its word as before.
+
 Pure: the controller (controller/volume/attach_outcomes.py) gathers the facts.
 """
 
@@ -33,6 +41,8 @@ RESTORE = "restore"  # back to attached, the volume in-use (failed detach; or th
 FAIL_BUILD = "fail_build"  # the server being built from it goes to ERROR
 RELEASE = "release"  # the detach is done: no guest of the server runs to hold the disk
 NOTE = "note"  # remember the node's error; the timer restores after the retries
+
+NO_WORD = "no word"  # an outcome that says nothing of this transition (error_counts)
 
 VOLUME_BUILDING = ("creating", "downloading")  # the volume is still being made
 
@@ -99,14 +109,14 @@ def on_node_word(status: str, unwinding: bool, outcome: object) -> str:
     """What the compute node's report of the volume ("attached", "error: ...", None: not
     listed) does. An "attached" attaching and a detaching not listed are the report's own
     (they complete the transition); this says what else ends one."""
-    failed = isinstance(outcome, str) and outcome.startswith("error")
+    error = failed(outcome)
     if status == "attaching":
-        return ROLLBACK if failed else WAIT
+        return ROLLBACK if error else WAIT
     if status == "detaching" and unwinding:
         # It was given the volume, and holds it (it says so, or cannot unplug it): the
         # node's later word wins over the timer, the attach succeeded after all.
-        return RESTORE if failed or outcome == "attached" else WAIT
-    if status == "detaching" and failed:
+        return RESTORE if error or outcome == "attached" else WAIT
+    if status == "detaching" and error:
         return NOTE
     return WAIT
 
@@ -122,3 +132,44 @@ def on_export_error(p: Pending) -> str:
     if p.boot:
         return FAIL_BUILD if p.building else WAIT
     return WAIT if p.building or not p.node_heard else ROLLBACK
+
+
+def failed(outcome: object) -> bool:
+    """Whether a compute node's outcome for a volume is an error ("error: ...")."""
+    return isinstance(outcome, str) and outcome.startswith("error")
+
+
+def error_counts(status: str, attachment_id: str, outcome: object, attempt: object,
+                 named: bool) -> bool:
+    """Whether the compute node's outcome, if an error, is this transition's.
+
+    named: the node's report names attempts (volume_attempts); attempt: the attachment id
+    the outcome was computed for there, None when the volume was not wanted (a detach's
+    outcome: it is not in the desired state any more). An attach's error counts for that
+    attachment's attach alone; a detach's error is unnamed. "attached" and "not listed"
+    are what the node holds now, whatever the attempt: they always count; so does any
+    outcome of an attachment in no transition (nothing is decided on it)."""
+    if not failed(outcome) or not named:
+        return True
+    if status == "attaching":
+        return attempt == attachment_id
+    if status == "detaching":
+        return attempt is None  # an attach's error, of this attempt or another, is old
+    return True
+
+
+def word(status: str, attachment_id: str, outcome: object, attempt: object,
+         named: bool) -> object:
+    """The outcome as it concerns this transition: NO_WORD for an error of another
+    attempt (error_counts), else the outcome itself."""
+    return outcome if error_counts(status, attachment_id, outcome, attempt, named) \
+        else NO_WORD
+
+
+def export_error_counts(attachment_id: str, attempts: object) -> bool:
+    """Whether a storage node's export error is this attachment's: attempts is what the
+    node names for that error (the export entry's attachments when it failed), None for a
+    node that names none (an older agent: any error of that export counts)."""
+    if attempts is None:
+        return True
+    return isinstance(attempts, list) and attachment_id in attempts

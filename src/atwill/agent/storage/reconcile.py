@@ -63,6 +63,9 @@ class StorageManager:
         self._failed_size: dict[str, int] = {}  # volume id -> the extend that failed
         self._snap_failed: dict[str, str] = {}
         self._export_failed: dict[tuple[str, str], str] = {}
+        # The attachments each failed export was wanted for (its entry's "attachments"):
+        # the attempts its error is of; the controller fails no other attach with it.
+        self._export_tried: dict[tuple[str, str], list[str]] = {}
         self._sizes: dict[str, int] = {}  # volume id -> virtual size in bytes
         self._owner: dict[str, str] = {}  # snapshot id -> its volume id
         self._wanted_gb: dict[str, int] = {}  # volume id -> its size in the desired state
@@ -113,13 +116,17 @@ class StorageManager:
                 self._hand_over(export, successor)
             elif node not in wanted:
                 self.exports.revoke(vid, node)
-                self._export_failed.pop((vid, node), None)
+                self._forget_failure((vid, node))
                 log.info("revoked the export of volume %s to node %s", vid, node)
         # An export that never ran has no record: its failure goes once it is not wanted,
         # or a new attach to that node would be failed by the old error (attach_outcomes).
         for vid, node in list(self._export_failed):
             if node not in {e["node_id"] for e in (volumes.get(vid) or {}).get("exports") or []}:
-                self._export_failed.pop((vid, node), None)
+                self._forget_failure((vid, node))
+
+    def _forget_failure(self, key: tuple[str, str]) -> None:
+        self._export_failed.pop(key, None)
+        self._export_tried.pop(key, None)
 
     def _hand_over(self, export: Export, entry: dict[str, Any]) -> None:
         try:
@@ -250,11 +257,16 @@ class StorageManager:
                     self.exports.ensure(volume["id"], export["node_id"], export["client_cn"],
                                         host, self.store.volume(volume["id"]),
                                         psk_lines(export.get("psk")))
-                self._export_failed.pop(key, None)
+                self._forget_failure(key)
             except Exception as err:  # noqa: BLE001 - tried again at the next converge
                 log.warning("export of volume %s to %s: %s", volume["id"],
                             export.get("client_cn"), err)
                 self._export_failed[key] = str(err)
+                tried = export.get("attachments")
+                if isinstance(tried, list):  # (a controller that names none: unnamed)
+                    self._export_tried[key] = [str(a) for a in tried]
+                else:
+                    self._export_tried.pop(key, None)
 
     def _backup(self, vid: str) -> Backup | None:
         """How to copy an exported volume at one instant (through its daemon), or None.
@@ -314,6 +326,12 @@ class StorageManager:
             failed = {n: m for (v, n), m in self._export_failed.items() if v == vid}
             if failed:
                 entry["export_errors"] = failed
+                # The attempts each error is of (one named by none: the controller takes
+                # it as of any attach of that export, as before).
+                tried = {n: list(self._export_tried[(vid, n)]) for n in failed
+                         if (vid, n) in self._export_tried}
+                if tried:
+                    entry["export_error_attachments"] = tried
             out[vid] = entry
         for sid, vid in self._owner.items():
             state = busy.get(sid) or ("error" if sid in self._snap_failed

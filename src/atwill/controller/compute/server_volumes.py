@@ -23,6 +23,7 @@ from ..db.volume import VolumeAttachment
 from ..revision import bump
 from ..servers import actions, builds, instance_state
 from ..service import authorize, caller, controller, json_body, wrapped
+from ..volume import attach_outcomes
 from ..volume.access import find_volume
 from . import server_volumes_state as state
 from .common import api_version, query_int
@@ -128,8 +129,9 @@ def volume_attachments_post(server_id: str, request: Request,
         inst = _server(session, server_id, creds, change="attach_volume")
         vol = find_volume(session, creds, wanted["volume_id"], lock=True)
         att = state.attach(session, inst, vol, wanted["tag"], wanted["delete_on_termination"])
-        actions.start(session, inst.id, "attach_volume", request.scope["state"]["request_id"],
-                      creds.user_id, creds.project_id)
+        attach_outcomes.asked(att, actions.start(
+            session, inst.id, "attach_volume", request.scope["state"]["request_id"],
+            creds.user_id, creds.project_id))  # its error event goes on this action
         bump(session, of=inst)
         return {"volumeAttachment": view(att, version, created=True)}
 
@@ -193,7 +195,8 @@ def volume_attachment_delete(server_id: str, volume_id: str, request: Request,
             raise BadRequest(f"Invalid volume: volume {volume_id[:64]} is already being "
                              "detached.")
         state.detach(session, att)
-        actions.start(session, inst.id, "detach_volume", request.scope["state"]["request_id"],
-                      creds.user_id, creds.project_id)
+        attach_outcomes.asked(att, actions.start(
+            session, inst.id, "detach_volume", request.scope["state"]["request_id"],
+            creds.user_id, creds.project_id))
         bump(session, of=inst)
     return Response(status_code=202)

@@ -189,17 +189,16 @@ def desired(session: Session, inst: Instance) -> list[dict[str, Any]] | None:
         out.append({"volume_id": vol.id, "serial": vol.id, "device": att.device,
                     "host": export["host"], "port": export["port"], "export": vol.id,
                     "boot_index": att.boot_index, "read_only": att.attach_mode == "ro",
-                    "tls_hostname": vol.node_name, "psk": attachment_psk(att)})
+                    "tls_hostname": vol.node_name, "psk": attachment_psk(att),
+                    "attachment_id": att.id})  # the attempt its errors name
     return out
 
 
 def report(session: Session, inst: Instance, seen: dict[str, Any]) -> None:
     """Settle the instance's attachments from its node's report ("volumes")."""
-    reported = seen.get("volumes")
-    reported = reported if isinstance(reported, dict) else {}
     changed = False
     for att in of_server(session, inst.id):
-        outcome = reported.get(att.volume_id)
+        outcome = attach_outcomes.word(att, seen)  # an error of another attempt: no word
         if att.node_id != inst.node_id:  # the server moved (evacuated): its node reports
             att.node_id, att.node_name = inst.node_id, inst.node_name
             changed = True

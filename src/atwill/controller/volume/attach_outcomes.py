@@ -28,6 +28,16 @@ The rules are core/volume_transitions.py's; this gathers the facts and applies t
   A boot volume still being made (a large image's copy) is waited for, its clock from
   when it was made.
 
+Each error is its attempt's (core/volume_transitions.error_counts): the compute node's
+volume entry and the storage node's export entry name the attachment, a node's error names
+the attachment it was for, and one of another attempt (a failed attach's, read after the
+volume was attached again) is ignored: a quick re-attach is not failed by the old error.
+Each event goes on the action of its own request: the attach_volume (detach_volume)
+request's id is kept in the attachment's connector (ATTACH_REQUEST, DETACH_REQUEST;
+`asked`), as Nova finds an instance action by its request id, so two attaches of one
+server in flight each get their own; an attachment made before has its action guessed by
+time (the latest of that name started by then).
+
 The sweep applies the rules to an unlocked first look; only an attachment they would end
 is read again under its volume's lock, each in its own savepoint (one that fails is
 logged and skipped, the rest of the sweep and settle.py's work kept).
@@ -56,6 +66,10 @@ log = logging.getLogger("atwill.volume")
 # is being unwound through its node, and the node's last error on a detach.
 UNWIND_KEY = "unwind"
 DETACH_ERROR_KEY = "detach_error"
+# The request id of the attach_volume and detach_volume actions that began it (`asked`).
+ATTACH_REQUEST = "attach_request"
+DETACH_REQUEST = "detach_request"
+REQUEST_KEYS = {"attach_volume": ATTACH_REQUEST, "detach_volume": DETACH_REQUEST}
 REASON_CHARS = 1024
 ACTION_SLACK = dt.timedelta(seconds=5)  # an action's row is stamped after its attachment's
 TIMED_OUT = "the {what} did not complete within {bound} s"
@@ -110,10 +124,26 @@ def pending(session: Session, att: VolumeAttachment, vol: Volume | None,
 
 
 # What each decision does -----------------------------------------------------------
-def _action(session: Session, inst: Instance, action: str,
+def asked(att: VolumeAttachment, record: InstanceAction) -> None:
+    """Remember the request (an attach_volume or detach_volume action) that began the
+    attachment's transition: its error event goes on that action, not on another of the
+    same name in flight (compute/server_volumes)."""
+    key = REQUEST_KEYS.get(record.action)
+    if key is not None:
+        att.connector = {**(att.connector or {}), key: record.request_id}
+
+
+def _action(session: Session, inst: Instance, att: VolumeAttachment, action: str,
             began: dt.datetime | None) -> InstanceAction | None:
-    """The server's `action` that began the transition: the latest one started by then
-    (the request's own, rows are stamped in its transaction), else the latest."""
+    """The server's `action` that began the transition: the one of the request kept in
+    the attachment (`asked`; None if that row is gone, never another's); for an
+    attachment made before, the latest one started by then (rows are stamped in the
+    request's transaction), else the latest."""
+    request = (att.connector or {}).get(REQUEST_KEYS[action])
+    if isinstance(request, str):
+        return session.scalar(select(InstanceAction).where(
+            InstanceAction.instance_id == inst.id, InstanceAction.action == action,
+            InstanceAction.request_id == request).order_by(InstanceAction.id.desc()).limit(1))
     found = list(session.scalars(select(InstanceAction).where(
         InstanceAction.instance_id == inst.id, InstanceAction.action == action)
         .order_by(InstanceAction.id.desc()).limit(20)))
@@ -130,7 +160,7 @@ def _event(session: Session, inst: Instance, att: VolumeAttachment, action: str,
     when the row was made) or detach_volume (when it became detaching, its last change
     before this one); its message the reason (what `openstack server event list` shows)."""
     began = _stamp(att.created_at if action == "attach_volume" else att.updated_at)
-    record = _action(session, inst, action, began)
+    record = _action(session, inst, att, action, began)
     if record is None:
         return  # made through the attachments API: no action of Nova's
     now = utcnow()
@@ -143,7 +173,7 @@ def _event(session: Session, inst: Instance, att: VolumeAttachment, action: str,
 
 def _without_marks(att: VolumeAttachment) -> None:
     connector = dict(att.connector or {})
-    marks = [connector.pop(key, None) for key in (UNWIND_KEY, DETACH_ERROR_KEY)]
+    marks = [connector.pop(key, None) for key in (UNWIND_KEY, DETACH_ERROR_KEY, DETACH_REQUEST)]
     if any(mark is not None for mark in marks):
         att.connector = connector
 
@@ -207,6 +237,22 @@ def fail_build(session: Session, inst: Instance, vol: Volume | None, reason: str
 
 
 # The compute node's report (compute/server_volumes_state.report) -------------------
+def word(att: VolumeAttachment, seen: dict[str, Any]) -> Any:
+    """The compute node's outcome for the attachment's volume in its report `seen`, as it
+    concerns this transition: rules.NO_WORD for an error of another attempt (the report's
+    volume_attempts name, for each outcome, the attachment it was for)."""
+    reported = seen.get("volumes")
+    outcome = reported.get(att.volume_id) if isinstance(reported, dict) else None
+    attempts = seen.get("volume_attempts")
+    named = isinstance(attempts, dict)
+    attempt = attempts.get(att.volume_id) if named else None
+    said = rules.word(att.status, att.id, outcome, attempt, named)
+    if said == rules.NO_WORD:
+        log.info("volume %s: an error of another attempt (%s) ignored for attachment %s "
+                 "(%s)", att.volume_id, attempt or "none named", att.id, att.status)
+    return said
+
+
 def attach_failed(session: Session, inst: Instance, att: VolumeAttachment,
                   outcome: str) -> None:
     """Its node says the attach failed: rolled back (Nova's failed attach)."""
@@ -239,9 +285,12 @@ def node_word(session: Session, inst: Instance, att: VolumeAttachment,
 
 
 # The storage node's report (volume/report.py) --------------------------------------
-def export_errors(session: Session, vol: Volume, node_name: str, reported: Any) -> bool:
+def export_errors(session: Session, vol: Volume, node_name: str, reported: Any,
+                  attempts: Any = None) -> bool:
     """The storage node's `export_errors` (compute node id -> why): the attaches that
-    waited for such an export fail. Whether a row changed."""
+    waited for such an export fail. attempts (its `export_error_attachments`: compute node
+    id -> the attachment ids the export was wanted for when it failed) ties each error to
+    its attempts; an attach of another is not failed by it. Whether a row changed."""
     if not isinstance(reported, dict) or not reported:
         return False  # (a query only for a volume whose export fails: beats stay cheap)
     from ..revision import bump  # noqa: PLC0415 - revision imports the models late
@@ -253,6 +302,12 @@ def export_errors(session: Session, vol: Volume, node_name: str, reported: Any) 
         target = inst.node_id if inst is not None and inst.node_id else att.node_id
         why = reported.get(target) if target else None
         if not isinstance(why, str):
+            continue
+        # An error named by no attempt (an older agent's): any attach of that export's.
+        named = attempts.get(target) if isinstance(attempts, dict) else None
+        if not rules.export_error_counts(att.id, named):
+            log.info("volume %s: an export error of another attempt ignored for "
+                     "attachment %s", vol.id, att.id)
             continue
         decision = rules.on_export_error(pending(session, att, vol, inst, now))
         detail = EXPORT_FAILED.format(node=node_name, target=att.node_name or target,

@@ -24,9 +24,10 @@ router = APIRouter()
 A = "/v3/attachments"
 # Connector keys only the server writes: the identity a live migration gave the
 # attachment (servers/live_migration_volumes.py), the export it is plugged in with
-# (compute/server_volumes_state.py), an attach being unwound and a detach's failure
-# (attach_outcomes.py).
-SERVER_SET = frozenset({"psk_identity", "export", "unwind", "detach_error"})
+# (compute/server_volumes_state.py), an attach being unwound, a detach's failure and
+# the requests that began them (attach_outcomes.py).
+SERVER_SET = frozenset({"psk_identity", "export", "unwind", "detach_error",
+                        "attach_request", "detach_request"})
 
 
 def _require(version: Version, minimum: str) -> None:

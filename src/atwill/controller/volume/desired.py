@@ -35,8 +35,8 @@ def storage_desired(session: Session, node: Node, pki: Path | None = None) -> di
                 .order_by(VolumeSnapshot.created_at, VolumeSnapshot.id)):
             if not placement.unscheduled(snap):
                 snaps[snap.volume_id].append(snap.id)
-        for vid, node_id, node_name, keys in _targets(session, ids):
-            _admit(exports[vid], node_id, node_name, keys)
+        for vid, node_id, node_name, keys, att_id in _targets(session, ids):
+            _admit(exports[vid], node_id, node_name, keys, att_id)
     return {"volumes": [{"id": v.id, "size_gb": v.size, "format": "qcow2",
                          "source": v.source, "snapshots": snaps[v.id],
                          "exports": exports[v.id]} for v in vols],
@@ -91,25 +91,30 @@ def attachment_psk(att: VolumeAttachment) -> dict[str, str] | None:
 
 
 def _admit(entries: list[dict[str, Any]], node_id: str, node_name: str,
-           key: str | None) -> None:
+           key: str | None, att_id: str) -> None:
     """Add an attachment to its node's export: the export admits the keys of the
-    attachments made to it (psk), or the node's certificate if one of them has none."""
+    attachments made to it (psk), or the node's certificate if one of them has none;
+    attachments names them (the attempts an export error is of: attach_outcomes)."""
     entry = next((e for e in entries if e["node_id"] == node_id), None)
     if entry is None:
-        entry = {"node_id": node_id, "client_cn": node_name, "psk": []}
+        entry = {"node_id": node_id, "client_cn": node_name, "psk": [], "attachments": []}
         entries.append(entry)
+    if att_id not in entry["attachments"]:
+        entry["attachments"].append(att_id)
     if key is None:
         entry["psk"] = None  # one attachment without a key: the node's certificate
     elif entry["psk"] is not None:
         entry["psk"].append(key)
 
 
-def _targets(session: Session, volume_ids: list[str]) -> list[tuple[str, str, str, str | None]]:
-    """(volume, node id, node name, key) of each export: a server's attachment goes to the
-    node that runs the server now (it follows an evacuation or a move), none while it runs
-    nowhere (shelved offloaded: not to the node it left), any other attachment to the node
-    of its connector. Only to a node that still has its row and name: a removed node, or a
-    new node that joined under its name (another id), is served nothing."""
+def _targets(session: Session,
+             volume_ids: list[str]) -> list[tuple[str, str, str, str | None, str]]:
+    """(volume, node id, node name, key, attachment id) of each export: a server's
+    attachment goes to the node that runs the server now (it follows an evacuation or a
+    move), none while it runs nowhere (shelved offloaded: not to the node it left), any
+    other attachment to the node of its connector. Only to a node that still has its row
+    and name: a removed node, or a new node that joined under its name (another id), is
+    served nothing."""
     found = session.execute(select(VolumeAttachment, Instance.id, Instance.node_id,
                                    Instance.node_name)
                             .outerjoin(Instance, Instance.id == VolumeAttachment.instance_id)
@@ -121,13 +126,13 @@ def _targets(session: Session, volume_ids: list[str]) -> list[tuple[str, str, st
         node_id, name = (inst_node, inst_name) if inst_id else (att.node_id, att.node_name)
         psk = attachment_psk(att)
         wanted.append((att.volume_id, node_id, name,
-                       f"{psk['identity']}:{psk['key']}" if psk else None))
+                       f"{psk['identity']}:{psk['key']}" if psk else None, att.id))
         moving = live_migration(session, inst_id) if inst_id and psk else None
         if moving is not None and moving.source_node_id == node_id:
             # One daemon serves the volume to both ends of a live migration: the export
             # to the source admits the destination's key until the migration ends.
             wanted.append((att.volume_id, node_id, name,
-                           volume_handover.psk_line(destination_psk(att, moving))))
+                           volume_handover.psk_line(destination_psk(att, moving)), att.id))
     names = {n.id: n.name for n in session.scalars(select(Node).where(
         Node.id.in_({t[1] for t in wanted if t[1]})))}
     return [t for t in wanted if t[1] and names.get(t[1]) == t[2]]

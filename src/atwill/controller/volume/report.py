@@ -46,7 +46,8 @@ def _volume(session: Session, vol: Volume, entry: dict[str, Any] | None) -> bool
         return False
     moved = _exports(vol, entry.get("exports"))
     moved |= attach_outcomes.export_errors(session, vol, vol.node_name or "",
-                                           entry.get("export_errors"))
+                                           entry.get("export_errors"),
+                                           entry.get("export_error_attachments"))
     state, size = entry.get("state"), entry.get("size_gb")
     new = vol.status
     if vol.status in BUILDING and state in ("available", "error"):
