@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -15,13 +17,14 @@ import pytest
 from sqlalchemy import select
 
 from atwill.controller.db.orchestration import Stack, StackEvent, StackResource
-from atwill.controller.db.session import Database, migrate
+from atwill.controller.db.session import Database
 from atwill.controller.orchestration import stacks, updates
 from atwill.controller.orchestration.engine import Engine
 from atwill.controller.orchestration.prepare import prepare
 from atwill.controller.orchestration.services import ResourceFailure
 from atwill.controller.orchestration.types import REGISTRY
 from atwill.controller.orchestration.types.base import Made, Prop, ResourceType
+from tests.unit.migrated_copies import MigratedTemplate, migrated_template
 
 
 class Thing(ResourceType):
@@ -68,9 +71,19 @@ def thing(monkeypatch: pytest.MonkeyPatch) -> Thing:
     return made
 
 
+@pytest.fixture(scope="module")
+def migrated(engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MigratedTemplate]:
+    yield from migrated_template(engine, tmp_path_factory.mktemp("template"))
+
+
+@pytest.fixture
+def db(migrated: MigratedTemplate, tmp_path: Path) -> Iterator[Database]:
+    """A copy of the module's migrated database (tests/unit/migrated_copies.py)."""
+    yield from migrated.copy(tmp_path)
+
+
 @pytest.fixture
 def eng(db: Database) -> Engine:
-    migrate(db.engine)
     ctl = SimpleNamespace(db=db, settings=SimpleNamespace(region="RegionOne"),
                           base_url="http://ctl")
     eng = Engine(ctl)  # type: ignore[arg-type]

@@ -8,32 +8,41 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import update
 
 from atwill.controller.db.models import Instance, Node
-from atwill.controller.db.session import Database, migrate
+from atwill.controller.db.session import Database
 from atwill.controller.ha.monitor import returned
 from atwill.controller.servers import placement, placement_one
 from atwill.core import scheduler
-from tests.conftest import fresh_postgres
+from tests.unit.migrated_copies import MigratedTemplate, migrated_template
 from tests.unit.test_placement_fast import PACK, REQ, SPREAD, add_node, new_instance, place
 
 OFF = {"fence_state": "ok", "fenced_at": dt.datetime(2026, 12, 7), "fence_method": "manual"}
 
 
-@pytest.fixture
-def db(db: Database) -> Database:
-    migrate(db.engine)
-    return db
+@pytest.fixture(scope="module")
+def template(engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MigratedTemplate]:
+    yield from migrated_template(engine, tmp_path_factory.mktemp("template"))
 
 
 @pytest.fixture
-def pg() -> Iterator[Database]:
-    for database in fresh_postgres():
-        migrate(database.engine)
-        yield database
+def db(template: MigratedTemplate, tmp_path: Path) -> Iterator[Database]:
+    """A copy of the module's migrated database (tests/unit/migrated_copies.py)."""
+    yield from template.copy(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def pg_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MigratedTemplate]:
+    yield from migrated_template("postgres", tmp_path_factory.mktemp("pgtemplate"))
+
+
+@pytest.fixture
+def pg(pg_template: MigratedTemplate, tmp_path: Path) -> Iterator[Database]:
+    yield from pg_template.copy(tmp_path)
 
 
 def _name(placed: Instance | str) -> str:

@@ -5,24 +5,29 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from atwill.controller.db.models import Node
-from atwill.controller.db.session import Database, migrate
+from atwill.controller.db.session import Database
 from atwill.controller.servers import host_facts, placement, placement_one
 from atwill.core import scheduler
-from tests.conftest import fresh_postgres
+from tests.unit.migrated_copies import MigratedTemplate, migrated_template
 from tests.unit.test_placement_fast import PACK, REQ, SPREAD, add_node, new_instance
 from tests.unit.test_placement_shortlist_sql import add_aggregate
 
 
+@pytest.fixture(scope="module")
+def pg_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MigratedTemplate]:
+    yield from migrated_template("postgres", tmp_path_factory.mktemp("pgtemplate"))
+
+
 @pytest.fixture
-def pg() -> Iterator[Database]:
-    for database in fresh_postgres():
-        migrate(database.engine)
-        yield database
+def pg(pg_template: MigratedTemplate, tmp_path: Path) -> Iterator[Database]:
+    """A copy of the module's migrated database (tests/unit/migrated_copies.py)."""
+    yield from pg_template.copy(tmp_path)
 
 
 def test_the_sql_covers_the_filters_that_always_run() -> None:

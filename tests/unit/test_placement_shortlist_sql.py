@@ -5,23 +5,30 @@ a generic plan that still reads the free-RAM index."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import text
 
 from atwill.controller.db.models import Aggregate, AggregateHost, AggregateMetadata, Node
-from atwill.controller.db.session import Database, migrate
+from atwill.controller.db.session import Database
 from atwill.controller.servers import placement
 from atwill.core import scheduler
+from tests.unit.migrated_copies import MigratedTemplate, migrated_template
 from tests.unit.test_placement_fast import REQ, SPREAD, add_node, new_instance, place
 
 
+@pytest.fixture(scope="module")
+def template(engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MigratedTemplate]:
+    yield from migrated_template(engine, tmp_path_factory.mktemp("template"))
+
+
 @pytest.fixture
-def db(db: Database) -> Database:
-    """The conftest's db, migrated."""
-    migrate(db.engine)
-    return db
+def db(template: MigratedTemplate, tmp_path: Path) -> Iterator[Database]:
+    """A copy of the module's migrated database (tests/unit/migrated_copies.py)."""
+    yield from template.copy(tmp_path)
 
 
 def add_aggregate(db: Database, name: str, hosts: list[str], **metadata: str) -> None:

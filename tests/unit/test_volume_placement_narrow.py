@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, text
@@ -14,18 +15,29 @@ from sqlalchemy.orm import Session
 
 from atwill.controller.compute import server_volumes_boot as boot
 from atwill.controller.db.models import Node
-from atwill.controller.db.session import Database, migrate
+from atwill.controller.db.session import Database
 from atwill.controller.db.volume import Volume, VolumeType
 from atwill.controller.volume import placement
 from atwill.core.policy import Credentials
 from atwill.core.volume_placement import Backend, pick
+from tests.unit.migrated_copies import MigratedTemplate, migrated_template
 
 GIB_ROOM = {"node-a": 3, "node-b": 2}
 
 
+@pytest.fixture(scope="module")
+def template(engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MigratedTemplate]:
+    yield from migrated_template(engine, tmp_path_factory.mktemp("template"))
+
+
+@pytest.fixture
+def db(template: MigratedTemplate, tmp_path: Path) -> Iterator[Database]:
+    """A copy of the module's migrated database (tests/unit/migrated_copies.py)."""
+    yield from template.copy(tmp_path)
+
+
 @pytest.fixture
 def vdb(db: Database) -> Iterator[Database]:
-    migrate(db.engine)
     with db.session() as session:
         for name, room in GIB_ROOM.items():
             session.add(Node(name=name, state="up", vcpus=8, memory_mb=16384, local_gb=200,
@@ -178,7 +190,6 @@ def test_concurrent_creates_fill_both_nodes_exactly(vdb: Database, racers: int) 
 @pytest.fixture
 def wide(db: Database) -> Iterator[Database]:
     """Two nodes with room enough for every volume the boots below make."""
-    migrate(db.engine)
     with db.session() as session:
         for name, room in (("node-a", 10), ("node-b", 12)):
             session.add(Node(name=name, state="up", vcpus=8, memory_mb=16384, local_gb=200,
