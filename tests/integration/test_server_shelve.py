@@ -9,7 +9,15 @@ from pathlib import Path
 
 from atwill.lab import Lab
 from tests.integration.overlay_checks import host_processes
-from tests.integration.vms import READY, console, upload_guest, wait_console, wait_status
+from tests.integration.vms import (
+    READY,
+    console,
+    create_server,
+    upload_guest,
+    wait_console,
+    wait_server,
+    wait_status,
+)
 
 LAB = {"nodes": 2}
 
@@ -24,12 +32,12 @@ def test_shelved_server_is_offloaded_and_unshelved(lab: Lab) -> None:
     lab.openstack("network", "create", "net1")
     lab.openstack("subnet", "create", "--network", "net1", "--subnet-range", "10.11.0.0/24",
                   "sub1")
-    vm = lab.openstack("server", "create", "--flavor", "m1.tiny", "--image", "atwill-guest",
-                       "--network", "net1", "--wait", "vm", "-f", "json", timeout=300)
+    vm = create_server(lab, "--flavor", "m1.tiny", "--image", "atwill-guest", "--network",
+                       "net1", "vm")
     wait_console(lab, "vm", READY)
 
-    lab.openstack("server", "shelve", "--wait", "vm", timeout=600)
-    shown = wait_status(lab, "vm", "SHELVED_OFFLOADED")
+    lab.openstack("server", "shelve", "vm")
+    shown = wait_server(lab, "vm", ("SHELVED_OFFLOADED",), 600)
     assert shown["OS-EXT-SRV-ATTR:host"] is None
     image = lab.openstack("image", "show", "vm-shelved", "-f", "json")
     assert image["status"] == "active" and image["properties"]["instance_uuid"] == vm["id"]
@@ -39,8 +47,8 @@ def test_shelved_server_is_offloaded_and_unshelved(lab: Lab) -> None:
         time.sleep(1)
     assert not _qemus(lab)
 
-    lab.openstack("server", "unshelve", "--wait", "vm", timeout=600)
-    shown = wait_status(lab, "vm", "ACTIVE")
+    lab.openstack("server", "unshelve", "vm")
+    shown = wait_server(lab, "vm", ("ACTIVE",), 600)
     assert shown["OS-EXT-STS:task_state"] is None
     assert shown["OS-EXT-SRV-ATTR:host"] in ("node1", "node2")
     assert _qemus(lab)
@@ -96,9 +104,8 @@ def test_resize_confirm_cold_migrate_and_revert_keep_the_disk(lab: Lab,
                   "m1.tiny2")
     script = tmp_path / "count.sh"
     script.write_text(BOOT_COUNTER)
-    lab.openstack("server", "create", "--flavor", "m1.tiny", "--image", "atwill-guest",
-                  "--network", "net1", "--user-data", str(script), "--wait", "mover",
-                  timeout=300)
+    create_server(lab, "--flavor", "m1.tiny", "--image", "atwill-guest", "--network", "net1",
+                  "--user-data", str(script), "mover")
     _boot(lab, 1, GIB1)
     source = _host(lab, "ACTIVE")
 
