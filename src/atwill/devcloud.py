@@ -115,6 +115,8 @@ class Cloud:
 
     def destroy(self) -> None:
         self.stop()
+        if getattr(self, "_snapshot_engine", None) is not None:
+            self._snapshot_engine.dispose()
         shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def log(self) -> str:
@@ -175,16 +177,20 @@ class Cloud:
         from sqlalchemy import create_engine, select
         from sqlalchemy.pool import NullPool
 
-        engine = create_engine(self.db_url(), poolclass=NullPool)
-        try:
-            with engine.connect() as conn:
-                # Each controller refreshes its own row in `controllers` every few seconds
-                # (controller/controllers.py), whatever the requests: no request's doing.
-                return {name: sorted(map(tuple, conn.execute(select(table))), key=repr)
-                        for name, table in self._schema(engine).tables.items()
-                        if name != "controllers"}
-        finally:
-            engine.dispose()
+        # One engine per Cloud, disposed by destroy(): its compiled SELECTs and (PostgreSQL)
+        # pooled connection are reused, a new engine a call was most of a snapshot's cost.
+        # SQLite connects afresh each time: a test may put another file in the database's place.
+        engine = getattr(self, "_snapshot_engine", None)
+        if engine is None:
+            sqlite = self.db_url().startswith("sqlite")
+            engine = self._snapshot_engine = create_engine(
+                self.db_url(), pool_pre_ping=True, **({"poolclass": NullPool} if sqlite else {}))
+        with engine.connect() as conn:
+            # Each controller refreshes its own row in `controllers` every few seconds
+            # (controller/controllers.py), whatever the requests: no request's doing.
+            return {name: sorted(map(tuple, conn.execute(select(table))), key=repr)
+                    for name, table in self._schema(engine).tables.items()
+                    if name != "controllers"}
 
     def _schema(self, engine: Any) -> Any:
         """The database's tables, reflected once per schema version (reflection is most of
