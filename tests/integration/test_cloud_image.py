@@ -14,7 +14,7 @@ from pathlib import Path
 
 from atwill.guest.cloud import build_cloud_image
 from atwill.lab import Lab
-from tests.integration.vms import wait_console
+from tests.integration.vms import create_server, wait_console
 
 LAB = {"nodes": 1}
 SHARE_LAB = True  # with the modules of the same LAB (conftest.SharedLab)
@@ -46,9 +46,9 @@ def test_cloud_init_configures_a_debian_cloud_image_from_the_metadata_service(
     lab.openstack("keypair", "create", "--public-key", str(tmp_path / "key.pub"), "k1")
     user_data = tmp_path / "user-data"
     user_data.write_text(USER_DATA)
-    server = lab.openstack("server", "create", "--flavor", "c1", "--image", "debian-cloud",
-                           "--network", "cnet", "--key-name", "k1", "--user-data",
-                           str(user_data), "--wait", "cloudvm", "-f", "json", timeout=600)
+    server = create_server(lab, "--flavor", "c1", "--image", "debian-cloud", "--network",
+                           "cnet", "--key-name", "k1", "--user-data", str(user_data),
+                           "cloudvm", timeout=600)
     assert server["status"] == "ACTIVE"
     console = wait_console(lab, "cloudvm", " finished at ", timeout=600)
     found = READY.search(console)

@@ -18,6 +18,7 @@ from tests.integration.overlay_checks import host_process_users, host_processes
 from tests.integration.vms import (
     READY,
     console,
+    create_server,
     first_ip,
     peer_check,
     upload_guest,
@@ -40,8 +41,8 @@ def cloud(lab: Lab) -> dict[str, str]:
 
 
 def _create(lab: Lab, name: str, *extra: str, auth: tuple[str, ...] = ()) -> dict:
-    return lab.openstack(*auth, "server", "create", "--flavor", "m1.tiny", "--image",
-                         "atwill-guest", *extra, "--wait", name, "-f", "json")
+    return create_server(lab, "--flavor", "m1.tiny", "--image", "atwill-guest", *extra, name,
+                         auth=auth)
 
 
 def test_two_vms_on_two_nodes_reach_each_other(lab: Lab, cloud: dict[str, str],
@@ -533,9 +534,8 @@ def test_a_node_joined_into_an_aggregate_takes_the_flavors_asking_for_it(
                       "--property", "aggregate_instance_extra_specs:gpu=true", "g1.tiny")
         for server in ("gpu1", "gpu2"):
             servers.append(server)
-            lab.openstack("server", "create", "--flavor", "g1.tiny", "--image",
-                          "atwill-guest", "--no-network", "--wait", server)
-            made = lab.openstack("server", "show", server, "-f", "json")
+            made = create_server(lab, "--flavor", "g1.tiny", "--image", "atwill-guest",
+                                 "--no-network", server)
             assert made["status"] == "ACTIVE" and made["OS-EXT-SRV-ATTR:host"] == name, made
     finally:
         for server in servers:

@@ -17,6 +17,7 @@ from atwill.lab import Lab, processes
 from tests.integration.vms import (
     READY,
     console,
+    create_server,
     first_ip,
     upload_guest,
     wait_console,
@@ -131,9 +132,8 @@ def fabric(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[
 
 
 def _create(lab: Lab, name: str, *extra: str) -> dict:
-    return lab.openstack(*AUTH, "server", "create", "--flavor", "m1.tiny", "--image",
-                         "atwill-guest", "--network", "fabric", *extra, "--wait", name,
-                         "-f", "json")
+    return create_server(lab, "--flavor", "m1.tiny", "--image", "atwill-guest", "--network",
+                         "fabric", *extra, name, auth=AUTH)
 
 
 def _fetch(lab: Lab, url: str) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from atwill.lab import Lab
-from tests.integration.vms import READY, upload_guest, wait_console, wait_status
+from tests.integration.vms import READY, create_server, upload_guest, wait_console, wait_status
 
 LAB = {"nodes": 1}
 SHARE_LAB = True  # with the modules of the same LAB (conftest.SharedLab)
@@ -15,8 +15,8 @@ def test_snapshot_boots_a_new_server(lab: Lab) -> None:
     lab.openstack("network", "create", "net1")
     lab.openstack("subnet", "create", "--network", "net1", "--subnet-range", "10.10.0.0/24",
                   "sub1")
-    vm = lab.openstack("server", "create", "--flavor", "m1.tiny", "--image", "atwill-guest",
-                       "--network", "net1", "--wait", "vm", "-f", "json")
+    vm = create_server(lab, "--flavor", "m1.tiny", "--image", "atwill-guest", "--network",
+                       "net1", "vm")
     wait_console(lab, "vm", READY)
 
     snap = lab.openstack("server", "image", "create", "--name", "snap", "--wait", "vm",
@@ -35,8 +35,8 @@ def test_snapshot_boots_a_new_server(lab: Lab) -> None:
                                                   "-f", "json")]
     assert "createImage" in actions
 
-    vm2 = lab.openstack("server", "create", "--flavor", "m1.tiny", "--image", "snap",
-                        "--network", "net1", "--wait", "vm2", "-f", "json", timeout=300)
+    vm2 = create_server(lab, "--flavor", "m1.tiny", "--image", "snap", "--network", "net1",
+                        "vm2")
     assert vm2["status"] == "ACTIVE"
     console = wait_console(lab, "vm2", READY)
     assert vm2["id"] in console
