@@ -18,6 +18,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from atwill.config import Settings
+from atwill.controller.compute import servers
 from atwill.controller.compute.server_input import parse_create
 from atwill.controller.db.image import Image
 from atwill.controller.db.models import (
@@ -224,3 +225,40 @@ def test_splits_only_what_needs_no_lock_after_recording() -> None:
     assert not create_steps.splits("postgresql", {**plain, "networks": [{"port": "p"}]})
     assert create_steps.splits("postgresql", {**plain, "networks": [{"network": "n"}]})
     assert not create_steps.splits("postgresql", {**plain, "block_devices": [{}]})
+
+
+def test_a_delete_while_step_two_places_the_server_frees_its_claim(
+        cloud: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The delete read the server before step 2 committed (on no node): it waits for
+    step 2's row lock and frees the claim step 2 made (PostgreSQL; before, the claim
+    stayed on the node of a deleted server)."""
+    if cloud.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer: a delete cannot overlap a create's step 2")
+    server_id = _record(cloud)
+    placed, done = threading.Event(), threading.Event()
+    real = create_steps.builds.place_all
+
+    def slow(*args: Any) -> None:
+        real(*args)
+        placed.set()
+        done.wait(30)  # step 2 holds the row until the delete asked for it
+
+    monkeypatch.setattr(create_steps.builds, "place_all", slow)
+
+    def step_two() -> None:
+        with cloud.session() as session:
+            create_steps.place(session, CTL, _creds(), [server_id])
+
+    with cloud.session() as session:
+        inst = session.get(Instance, server_id)
+        assert inst is not None and create_steps.waiting(inst)  # as the delete read it
+        thread = threading.Thread(target=step_two)
+        thread.start()
+        assert placed.wait(30)
+        done.set()  # step 2 commits now or while settle() waits for it
+        create_steps.settle(session, inst)
+        thread.join(30)
+        assert inst.node_name == "node-a"
+        servers.delete(session, inst, "req-del", _creds())
+    with cloud.session() as session:
+        assert _node_used(session) == 0

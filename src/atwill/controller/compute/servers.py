@@ -178,13 +178,9 @@ def server_delete(server_id: str, request: Request,
     with serialized(ctl.db.engine.dialect.name), ctl.db.session() as session:
         inst = builds.get(session, server_id, creds)
         authorize(creds, "compute:servers:delete", project_id=inst.project_id)
-        if create_steps.waiting(inst) and ctl.db.engine.dialect.name == "postgresql":
-            # A create's second step (create_steps.py) may be placing it, its row locked:
-            # wait for it and read the row again, so what it claimed is freed. (Only
-            # then: the row lock before the node's differs from a heartbeat's order.)
-            session.refresh(inst, with_for_update=True)
-            if inst.deleted:
-                raise NotFound(f"Instance {server_id} could not be found.")
+        create_steps.settle(session, inst)  # a create's step 2 placing it: waited for
+        if inst.deleted:
+            raise NotFound(f"Instance {server_id} could not be found.")
         refuse_locked(inst, creds)
         shelve.drop_image(session, ctl, inst)  # Nova deletes a shelved server's snapshot
         delete(session, inst, request.scope["state"]["request_id"], creds)
