@@ -75,12 +75,11 @@ def _lab(ctl: Controller, silence: float, notice_left: float | None,
         given = now - dt.timedelta(seconds=silence)
         status[restart_notice.KEY] = restart_notice.record(given, silence + notice_left, "r")
     with ctl.db.session() as session:
-        session.add(Node(id="n0", name="node0", state="up", health="up", overlay_ip="10.99.0.1",
+        session.add(Node(id="n0", name="node0", state="up", health="up",
                          forced_down=forced_down, host_status=status,
                          last_heartbeat=now - dt.timedelta(seconds=silence)))
         for i in (1, 2, 3):
             session.add(Node(id=f"n{i}", name=f"node{i}", state="up", health="up",
-                             overlay_ip=f"10.99.0.{i + 1}",  # the ring their verdict reads
                              last_heartbeat=now - dt.timedelta(seconds=0.2),
                              host_status={**HEARD, "peers": {"n0": silence}}))
 

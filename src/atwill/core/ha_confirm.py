@@ -29,28 +29,7 @@ confirm rule above, which takes precedence, usually judges it first).
 To confirm, only what a peer reported counts (not aged since its report): a
 sign that reached the peer after its report would make an aged value overstate
 the silence, and a link that only drops packets keeps signs flowing to most
-peers. A peer counts only while its own heartbeats are fresh, and only as a witness
-(`witness`): its same report shows a sign of most of its other peers (those the
-controller hears now) at least `confirm` seconds after its last sign of the node, so it
-was not cut off itself when the node had been silent to it that long.
-
-The case: a whole-network blackout of 1.5 s or more (every node cut at once, then back).
-Each peer's report composed while it was cut off says "no sign of X for N s" of every
-peer alike; it arrives once the network is back, on a heartbeat that is fresh again,
-while the slowest node's own heartbeat is still late (TCP's retransmission backoff):
-before this rule, most of its peers confirmed it down, and it was fenced. A report
-composed just after the network came back, with signs of a few peers since and not yet
-of X, is no witness either while most of the peers the controller hears are not in it
-(a fleet of 3, with one other peer, has no such margin: see docs/ha.md). The report
-holds the time since the last sign of each peer, not since its reporter was last cut
-off, so this is the proof there is; the heartbeat's arrival proves the reporter's link
-now, not during the window. A reporter with no other peer heard (a fleet of 2, or every
-other peer silent to the controller too) is no witness: the node is then judged at its
-own threshold. The cost in an ordinary power-off: a report confirms the node once its
-silence reaches `confirm` plus the age of its other signs, of the oldest in their
-freshest majority (the one other in a ring of 3, the older of two in a ring of 4). Two
-peers give each other a sign twice a second (each probes the other every second and
-answers its probes): 0-1 s old, ~0.3 s on average.
+peers. A peer counts only while its own heartbeats are fresh.
 
 Both rules count against the probe set the controller handed the node (peer_view.probe_set
 over every node with an overlay address: ha/lease.desired_block), never the set the node
@@ -63,7 +42,7 @@ claims: they probe it because their own sets, symmetric, name it.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Container, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 # A reporter whose last heartbeat is older than this is not fresh: its word is stale.
 FRESH_WITHIN = 2.0
@@ -78,48 +57,19 @@ MIN_VOUCHERS = 2
 
 
 def confirmed_down(silence: float, suspect_after: float, confirm: float,
-                   probed: Sequence[str], reports: Mapping[str, float],
-                   others: Mapping[str, Sequence[float]]) -> bool:
+                   probed: Sequence[str], reports: Mapping[str, float]) -> bool:
     """Whether the node, silent for `silence` seconds, is down on its peers' word.
 
     probed: the peers the controller expects the node to probe (peer_view.probe_set
     over the fleet's ring, not the node's own claim); reports: fresh reporter id -> the
-    silence it reported about the node; others: reporter id -> the ages of its signs of
-    its other peers in the same report (other_ages; absent: none). More than half of the
-    probe set must be witnesses (`witness`) that report at least `confirm` seconds (0
-    turns the rule off).
+    silence it reported about the node. More than half of the probe set must
+    report at least `confirm` seconds (0 turns the rule off).
     """
     if confirm <= 0 or silence <= suspect_after:
         return False
     members = set(probed)
-    silent = sum(1 for peer, age in reports.items() if peer in members and
-                 witness(age, others.get(peer, ()), confirm))
+    silent = sum(1 for peer, age in reports.items() if peer in members and age >= confirm)
     return bool(members) and silent * 2 > len(members)
-
-
-def witness(said: float, others: Sequence[float], confirm: float) -> bool:
-    """Whether a reporter that had no sign of the node for `said` seconds counts against it:
-    said is at least `confirm`, and of its other peers (`others`: the ages of its signs of
-    them, other_ages) more than half gave it a sign at least `confirm` seconds after its
-    last sign of the node. A reporter that heard nobody since (cut off itself: a blackout
-    of the whole network), or only a few of them (the network back for it a moment
-    before its report), is no witness, whatever its heartbeat's freshness; nor is one
-    with no other peer (a fleet of 2)."""
-    if said < confirm or not others:
-        return False
-    after = sum(1 for age in others if said - age >= confirm)
-    return after * 2 > len(others)
-
-
-def other_ages(ages: Mapping[str, float], never: Collection[str], node: str,
-               heard: Container[str]) -> list[float]:
-    """A report's signs (peer id -> seconds since the last, `ages`) of the peers other than
-    `node` that its reporter heard at least once (not in `never`: their age counts from
-    the start of probing) and that the controller hears now (`heard`: fresh heartbeats).
-    A peer the controller does not hear either (dead, or cut off) says nothing of the
-    reporter's link: a dead neighbour does not make a reporter no witness."""
-    return [age for peer, age in ages.items()
-            if peer != node and peer not in never and peer in heard]
 
 
 def vouched(silence: float, ceiling: float, confirm: float, probed: Sequence[str],

@@ -89,13 +89,11 @@ def must_fence_self(now: float, renewed_at: float | None, lease: float,
 def view(probed: Sequence[str], reports: Mapping[str, float], margin: float) -> str:
     """The controller's verdict on a silent node from its fresh peers' reports.
 
-    probed: the peers the controller handed the node to probe (probe_set over every
-    node with an overlay address, ha/lease.desired_block), never the set its heartbeat
-    names; reports: fresh reporter id -> seconds since it last heard the node, as of
-    now. DEAD when more than half of the probe set has not heard it for HEARD_WITHIN +
-    margin (so its agent, which counts the same set, has seen fewer than half of them
-    for at least margin); PARTITIONED when a fresh peer still hears it; else UNKNOWN
-    (no proof either way).
+    probed: the peers the node said it probes (its last heartbeat); reports: fresh
+    reporter id -> seconds since it last heard the node, as of now. DEAD when more
+    than half of the probe set has not heard it for HEARD_WITHIN + margin (so its
+    agent has seen fewer than half of them for at least margin); PARTITIONED when
+    a fresh peer still hears it; else UNKNOWN (no proof either way).
     """
     members = set(probed)
     silent = sum(1 for peer, age in reports.items()

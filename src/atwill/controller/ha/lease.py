@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -106,23 +105,16 @@ def lease_of(ctl: Controller, node: Node) -> float:
     return max(ctl.settings.ha_lease, reported)
 
 
-def verdict(node: Node, reporters: list[Node], now: dt.datetime, margin: float,
-            ring: Sequence[str]) -> str:
-    """dead / partitioned / unknown, from the reports of the peers the controller hears.
-
-    DEAD counts against the probe set the controller handed the node (ring: every node
-    with an overlay address, sorted, as desired_block hands the peers out), never the set
-    its heartbeat names: a node naming one peer that lost it would be counted fenced by
-    that one peer while the rest of its ring still heard it (its agent, hearing most of
-    its peers, kills nothing), and one naming peers it has not would never be."""
-    probed = peer_view.ring_probes(ring, node.id)
+def verdict(node: Node, reporters: list[Node], now: dt.datetime, margin: float) -> str:
+    """dead / partitioned / unknown, from the reports of the peers the controller hears."""
+    probed = (node.host_status or {}).get(PEERS_KEY)
     reports = {}
     for peer in reporters:
         seen = (peer.host_status or {}).get(PEERS_KEY) or {}
         if node.id in seen and peer.last_heartbeat is not None:
             reports[peer.id] = peer_view.age_now(float(seen[node.id]),
                                                  _silence(now, peer.last_heartbeat))
-    return peer_view.view(probed, reports, margin)
+    return peer_view.view(list(probed or ()), reports, margin)
 
 
 def fence_by_lease(session: Session, ctl: Controller, since: dt.datetime) -> list[str]:
@@ -139,10 +131,9 @@ def fence_by_lease(session: Session, ctl: Controller, since: dt.datetime) -> lis
     now = _now() - dt.timedelta(seconds=liveness.staleness())
     margin = max(ctl.settings.ha_lease_margin, MIN_MARGIN)
     reporters = list(session.scalars(select(Node).where(Node.state == "up")))
-    ring = sorted(session.scalars(select(Node.id).where(Node.overlay_ip.is_not(None))))
     fenced = []
     for node in candidates:
-        found = verdict(node, reporters, now, margin, ring)
+        found = verdict(node, reporters, now, margin)
         # From a restart notice's deadline: the agent's keeper counts its lease from there.
         heard = restart_notice.heard_at(node.last_heartbeat, node.host_status)
         silence = _silence(now, max(heard, since))

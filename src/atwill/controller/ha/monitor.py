@@ -100,13 +100,13 @@ def detect(session: Session, ctl: Controller, since: dt.datetime) -> list[Node]:
     # that the confirm rule judges, or one past its threshold but not its ceiling that
     # they may vouch for: read once, when the first one is (a fleet with one node long
     # down reads them never).
-    read: list[_Reports] = []
+    read: list[dict[str, dict[str, tuple[float, float]]]] = []
     ring: list[list[str]] = []
 
-    def reports_of(node_id: str) -> dict[str, tuple[float, float, list[float]]]:
+    def reports_of(node_id: str) -> dict[str, tuple[float, float]]:
         if not read:
             read.append(_peer_reports(nodes, now))
-        return read[0].about(node_id)
+        return read[0].get(node_id, {})
 
     def probes_of(node_id: str) -> list[str]:
         # The probe set the controller hands the node (ha/lease.desired_block: the ring of
@@ -193,15 +193,13 @@ def _all_heard(session: Session, now: dt.datetime, since: dt.datetime,
 
 
 def _health(ctl: Controller, node: Any, silence: float, limits: ha_health.Thresholds,
-            reports_of: Callable[[str], dict[str, tuple[float, float, list[float]]]],
+            reports_of: Callable[[str], dict[str, tuple[float, float]]],
             probes_of: Callable[[str], list[str]]) -> str:
     """The node's health from its silence, and from its peers' word (core/ha_confirm):
     most of them no longer hear it, it is down before its threshold; most of them still
     hear it, it is not down on the controller's clock alone before the ceiling. The first
     rule wins. Both count against the probe set the controller hands the node
-    (probes_of), not the one the node reports; to confirm, a peer counts only if its
-    report shows it heard most of its other peers since (ha_confirm.witness: not cut off
-    itself, as in a blackout of the whole network). A hold is said once per silence."""
+    (probes_of), not the one the node reports. A hold is said once per silence."""
     peak = node.heartbeat_gap_peak or 0.0
     health = ha_health.classify(silence, peak, limits)
     confirm = ctl.settings.ha_peer_confirm
@@ -210,13 +208,10 @@ def _health(ctl: Controller, node: Any, silence: float, limits: ha_health.Thresh
         return _noticed_health(node, health)  # no peer's word can change it: none read
     probed = probes_of(node.id)
     reports = reports_of(node.id)
-    said = {peer: reported for peer, (reported, _, _) in reports.items()}
-    others = {peer: other for peer, (_, _, other) in reports.items()}
-    if ha_confirm.confirmed_down(silence, limits.suspect_after, confirm, probed, said,
-                                 others):
+    said = {peer: reported for peer, (reported, _) in reports.items()}
+    if ha_confirm.confirmed_down(silence, limits.suspect_after, confirm, probed, said):
         return ha_health.DOWN
-    aged = {peer: peer_view.age_now(reported, ago)
-            for peer, (reported, ago, _) in reports.items()}
+    aged = {peer: peer_view.age_now(reported, ago) for peer, (reported, ago) in reports.items()}
     if health == ha_health.DOWN and ha_confirm.vouched(silence, limits.down_ceiling, confirm,
                                                        probed, aged):
         if _first_said(node.id, node.last_heartbeat):
@@ -316,32 +311,12 @@ def _grace() -> dt.timedelta:
     return dt.timedelta(seconds=liveness.staleness())
 
 
-class _Reports:
-    """The fresh peers' reports, read once a pass: node id -> {fresh reporter id: (the
-    silence it last reported about the node, the seconds since that report arrived)}, and
-    each reporter's whole report, from which the ages of its signs of its other peers are
-    drawn for a node judged (ha_confirm.other_ages: only for its own reporters)."""
-
-    def __init__(self) -> None:
-        self.by_node: dict[str, dict[str, tuple[float, float]]] = {}
-        self.whole: dict[str, tuple[dict[str, float], set[str]]] = {}
-
-    def about(self, node_id: str) -> dict[str, tuple[float, float, list[float]]]:
-        """{reporter: (its silence about the node, its report's age, its other signs)}."""
-        out = {}
-        for reporter, (said, ago) in self.by_node.get(node_id, {}).items():
-            ages, never = self.whole[reporter]
-            out[reporter] = (said, ago, ha_confirm.other_ages(ages, never, node_id,
-                                                              self.whole))
-        return out
-
-
-def _peer_reports(nodes: Sequence[Any], now: dt.datetime) -> _Reports:
-    """The reports of the fresh peers (state up, heard within ha_confirm.FRESH_WITHIN).
-    A report's age is counted on the real clock (now plus the workers' grace): a report
-    that sits in a buffer is older, never younger. The controller hears a peer (for
-    ha_confirm.other_ages) when it is such a fresh reporter."""
-    out = _Reports()
+def _peer_reports(nodes: Sequence[Any], now: dt.datetime
+                  ) -> dict[str, dict[str, tuple[float, float]]]:
+    """node id -> {fresh reporter id: (the silence it last reported about the node, the
+    seconds since that report arrived)}. Its age is counted on the real clock (now plus
+    the workers' grace): a report that sits in a buffer is older, never younger."""
+    out: dict[str, dict[str, tuple[float, float]]] = {}
     real = now + _grace()
     for peer in nodes:
         if peer.state != "up" or (now - peer.last_heartbeat).total_seconds() \
@@ -349,15 +324,11 @@ def _peer_reports(nodes: Sequence[Any], now: dt.datetime) -> _Reports:
             continue
         ago = (real - peer.last_heartbeat).total_seconds()
         never = set((peer.host_status or {}).get(peer_view.NEVER_HEARD_KEY) or ())
-        said = ((peer.host_status or {}).get(ha_lease.PEERS_KEY) or {}).items()
-        ages = {str(node_id): float(age) for node_id, age in said
-                if isinstance(age, int | float) and not isinstance(age, bool)}
-        out.whole[peer.id] = (ages, never)
-        for node_id, age in ages.items():
+        for node_id, age in ((peer.host_status or {}).get(ha_lease.PEERS_KEY) or {}).items():
             # A peer that never heard the node (a new node, an overlay path still being
             # set up: 400 ms round trips take a while) says nothing of a silence.
-            if node_id not in never:
-                out.by_node.setdefault(node_id, {})[peer.id] = (age, ago)
+            if isinstance(age, int | float) and node_id not in never:
+                out.setdefault(node_id, {})[peer.id] = (float(age), ago)
     return out
 
 
