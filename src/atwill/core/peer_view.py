@@ -22,6 +22,7 @@ its lease also ran out.
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -109,3 +110,24 @@ def age_now(reported: float, report_age: float) -> float:
     """A reported silence, aged by the time since the report arrived (an underestimate:
     the report was measured before it was sent)."""
     return max(reported, 0.0) + max(report_age, 0.0)
+
+
+def reported_ages(value: object) -> dict[str, float]:
+    """A node's stored peer report (node id -> seconds since its last sign), only its
+    well-formed entries: string keys, finite non-negative numbers. Read in the HA
+    monitor's loop, a report of any other shape (a compromised or broken agent's) must
+    never raise there: one would stop every node's judgement."""
+    if not isinstance(value, dict):
+        return {}
+    return {key: float(age) for key, age in value.items()
+            if isinstance(key, str) and isinstance(age, int | float)
+            and not isinstance(age, bool) and math.isfinite(age) and age >= 0}
+
+
+def never_heard(value: object, most: int = 4 * PROBES) -> list[str]:
+    """A node's stored list of probed peers it never heard: its string entries only,
+    at most `most` (an agent probes PROBES)."""
+    if not isinstance(value, list | tuple):
+        return []
+    return [peer for peer in value if isinstance(peer, str)][:most]
+

@@ -59,9 +59,16 @@ def _silence(now: dt.datetime, stored: dt.datetime) -> float:
 def host_report(host: dict[str, Any], peers: dict[str, float] | None) -> dict[str, Any]:
     """What a heartbeat stores in nodes.host_status: the host's figures and its peers,
     and that the node's agent was heard (a node only joined has none of it)."""
-    if peers is None:
-        return {**host, HEARD_KEY: True}
-    return {**host, HEARD_KEY: True, PEERS_KEY: {str(k): float(v) for k, v in peers.items()}}
+    # The peer keys are the HA monitor's to read: kept only in their shape (an agent's
+    # `host` is free-form; a "peers" there, or a malformed list of peers never heard,
+    # made every pass of the monitor raise).
+    kept = {k: v for k, v in host.items() if k not in (PEERS_KEY, peer_view.NEVER_HEARD_KEY)}
+    kept[HEARD_KEY] = True
+    if peer_view.NEVER_HEARD_KEY in host:
+        kept[peer_view.NEVER_HEARD_KEY] = peer_view.never_heard(host[peer_view.NEVER_HEARD_KEY])
+    if peers is not None:
+        kept[PEERS_KEY] = peer_view.reported_ages(peers)
+    return kept
 
 
 def desired_block(session: Session, ctl: Controller, node: Node,
@@ -107,14 +114,14 @@ def lease_of(ctl: Controller, node: Node) -> float:
 
 def verdict(node: Node, reporters: list[Node], now: dt.datetime, margin: float) -> str:
     """dead / partitioned / unknown, from the reports of the peers the controller hears."""
-    probed = (node.host_status or {}).get(PEERS_KEY)
+    probed = peer_view.reported_ages((node.host_status or {}).get(PEERS_KEY))
     reports = {}
     for peer in reporters:
-        seen = (peer.host_status or {}).get(PEERS_KEY) or {}
+        seen = peer_view.reported_ages((peer.host_status or {}).get(PEERS_KEY))
         if node.id in seen and peer.last_heartbeat is not None:
-            reports[peer.id] = peer_view.age_now(float(seen[node.id]),
+            reports[peer.id] = peer_view.age_now(seen[node.id],
                                                  _silence(now, peer.last_heartbeat))
-    return peer_view.view(list(probed or ()), reports, margin)
+    return peer_view.view(list(probed), reports, margin)
 
 
 def fence_by_lease(session: Session, ctl: Controller, since: dt.datetime) -> list[str]:

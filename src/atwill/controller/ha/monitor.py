@@ -323,12 +323,13 @@ def _peer_reports(nodes: Sequence[Any], now: dt.datetime
                 > ha_confirm.FRESH_WITHIN:
             continue
         ago = (real - peer.last_heartbeat).total_seconds()
-        never = set((peer.host_status or {}).get(peer_view.NEVER_HEARD_KEY) or ())
-        for node_id, age in ((peer.host_status or {}).get(ha_lease.PEERS_KEY) or {}).items():
+        status = peer.host_status or {}
+        never = set(peer_view.never_heard(status.get(peer_view.NEVER_HEARD_KEY)))
+        for node_id, age in peer_view.reported_ages(status.get(ha_lease.PEERS_KEY)).items():
             # A peer that never heard the node (a new node, an overlay path still being
             # set up: 400 ms round trips take a while) says nothing of a silence.
-            if isinstance(age, int | float) and node_id not in never:
-                out.setdefault(node_id, {})[peer.id] = (float(age), ago)
+            if node_id not in never:
+                out.setdefault(node_id, {})[peer.id] = (age, ago)
     return out
 
 
