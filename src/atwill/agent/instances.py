@@ -246,8 +246,10 @@ class InstanceManager:
         except Exception as err:  # noqa: BLE001 - reported per volume, retried
             log.exception("instance %s: volumes could not be converged", uuid)
             outcome = {v.volume_id: f"error: {type(err).__name__}: {err}" for v in wanted}
-        self.volumes[uuid] = {**outcome, **refused}
-        self.attempts[uuid] = {v: tried[v] for v in self.volumes[uuid] if v in tried}
+        outcomes = {**outcome, **refused}
+        # Outcomes first, then their attempts: report() reads them the other way round.
+        self.volumes[uuid] = outcomes
+        self.attempts[uuid] = {v: tried[v] for v in outcomes if v in tried}
 
     def _converge_one(self, inst: dict[str, Any]) -> bool:
         """Bring the instance to what is wanted; whether that changed something still to
@@ -400,9 +402,15 @@ class InstanceManager:
                                      "rebuild_serial": self.rebuilds.get(uuid, 0)}
             if state == "error":
                 entry["error"] = "QEMU is in an error state or does not answer its monitor"
-            if uuid in self.volumes:
-                entry["volumes"] = dict(self.volumes[uuid])
-                entry["volume_attempts"] = dict(self.attempts.get(uuid) or {})
+            # Attempts read before outcomes, which _sync_volumes (another thread) writes
+            # in the other order: an old attempt may go with a newer outcome (its error
+            # ignored for a beat), never an old error with the newer attempt (that would
+            # roll back a quick re-attach the node holds).
+            tried = self.attempts.get(uuid)
+            outcomes = self.volumes.get(uuid)
+            if outcomes is not None:
+                entry["volumes"] = dict(outcomes)
+                entry["volume_attempts"] = dict(tried or {})
             if state in ("running", "paused") and uuid not in fresh and \
                     (sample := self.metrics.sample(uuid)):
                 entry["metrics"] = sample

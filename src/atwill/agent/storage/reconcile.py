@@ -316,6 +316,10 @@ class StorageManager:
             if self.exports.running(export) is not None:
                 exports.setdefault(vid, {})[node] = {"port": export.port, "host": export.host,
                                                      "identities": identities(export.psk)}
+        # Copies (lanes change both meanwhile), the attempts before the errors, which a
+        # lane writes the other way round: an error never goes with a newer attempt.
+        export_tried = dict(self._export_tried)
+        export_failed = dict(self._export_failed)
         out: dict[str, dict[str, Any]] = {}
         for vid in on_disk | self._failed.keys() | {i for i in busy if i not in self._owner}:
             entry: dict[str, Any] = {"state": busy.get(vid) or "available",
@@ -323,13 +327,13 @@ class StorageManager:
                                      "snapshots": {}, "exports": exports.get(vid, {})}
             if vid in self._failed:
                 entry.update(state="error", error=self._failed[vid])
-            failed = {n: m for (v, n), m in self._export_failed.items() if v == vid}
+            failed = {n: m for (v, n), m in export_failed.items() if v == vid}
             if failed:
                 entry["export_errors"] = failed
                 # The attempts each error is of (one named by none: the controller takes
                 # it as of any attach of that export, as before).
-                tried = {n: list(self._export_tried[(vid, n)]) for n in failed
-                         if (vid, n) in self._export_tried}
+                tried = {n: list(export_tried[(vid, n)]) for n in failed
+                         if (vid, n) in export_tried}
                 if tried:
                     entry["export_error_attachments"] = tried
             out[vid] = entry
