@@ -249,7 +249,7 @@ def word(att: VolumeAttachment, seen: dict[str, Any]) -> Any:
     said = rules.word(att.status, att.id, outcome, attempt, named)
     if said == rules.NO_WORD:
         log.info("volume %s: an error of another attempt (%s) ignored for attachment %s "
-                 "(%s)", att.volume_id, attempt or "none named", att.id, att.status)
+                 "(%s)", att.volume_id, str(attempt or "none named")[:64], att.id, att.status)
     return said
 
 
