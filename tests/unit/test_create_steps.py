@@ -14,7 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from atwill.config import Settings
@@ -162,46 +162,62 @@ def test_racing_recordings_never_overshoot_the_quota(cloud: Database) -> None:
         assert len(list(live)) == 3
 
 
-def test_the_sweep_places_a_server_whose_create_stopped_after_recording(
-        cloud: Database) -> None:
+def test_the_sweep_deletes_a_server_whose_create_stopped_after_recording(
+        cloud: Database, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Its client never had a 202: the server is deleted as undo() deletes it, never
+    placed (before, the sweep placed it: a duplicate of what a retrying client made)."""
     server_id = _record(cloud)  # then the controller "died": no step 2
-    with cloud.session() as session:
-        assert create_steps.sweep(session, CTL) == []  # not stale yet
-    with cloud.session() as session:
-        assert create_steps.sweep(session, CTL, older_than=0) == [server_id]
+
+    def never(*_args: Any) -> None:
+        raise AssertionError("the sweep must not place a server")
+
+    monkeypatch.setattr(create_steps.builds, "place_all", never)
+    assert create_steps.sweep(cloud) == []  # not stale yet
+    with caplog.at_level("WARNING", logger="atwill.servers"):
+        assert create_steps.sweep(cloud, older_than=0) == [server_id]
+    assert any(server_id in r.getMessage() and "proj" in r.getMessage()
+               and r.levelname == "WARNING" for r in caplog.records)
     inst = _server(cloud, server_id)
-    assert inst.node_name == "node-a" and inst.task_state == "spawning"
+    assert inst.deleted and inst.vm_state == "deleted" and inst.node_id is None
     with cloud.session() as session:
-        assert create_steps.sweep(session, CTL, older_than=0) == []  # nothing left
-        assert _node_used(session) == 1
+        assert _node_used(session) == 0
+        assert [a.action for a in session.scalars(select(InstanceAction).where(
+            InstanceAction.instance_id == server_id).order_by(InstanceAction.id))] == [
+            "create", "delete"]
+    assert create_steps.sweep(cloud, older_than=0) == []  # nothing left
+    for index in range(3):  # its quota given back
+        _record(cloud, f"after{index}")
 
 
-def test_the_sweep_puts_a_server_it_cannot_place_in_error(cloud: Database) -> None:
-    server_id = _record(cloud)
+def test_the_sweep_skips_a_server_it_fails_on_and_goes_on(
+        cloud: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = _record(cloud, "a"), _record(cloud, "b")
     with cloud.session() as session:
-        session.execute(text("UPDATE nodes SET enabled = false"))
-    with cloud.session() as session:
-        assert create_steps.sweep(session, CTL, older_than=0) == [server_id]
-    inst = _server(cloud, server_id)
-    assert inst.vm_state == "error" and inst.node_id is None and inst.fault
-    with cloud.session() as session:
-        assert create_steps.sweep(session, CTL, older_than=0) == []
+        order = create_steps.stale(session, 0)
+    assert sorted(order) == sorted([first, second])
+    real = create_steps.undo
+
+    def broken(session: Session, ids: list[str], *args: Any) -> None:
+        if ids == order[:1]:
+            raise RuntimeError("this one cannot be deleted now")
+        real(session, ids, *args)
+
+    monkeypatch.setattr(create_steps, "undo", broken)
+    assert create_steps.sweep(cloud, older_than=0) == order[1:]
+    assert create_steps.waiting(_server(cloud, order[0]))  # its transaction rolled back
+    monkeypatch.setattr(create_steps, "undo", real)
+    assert create_steps.sweep(cloud, older_than=0) == order[:1]
 
 
-def test_the_sweep_says_why_when_placing_raises(cloud: Database,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    server_id = _record(cloud)
-
-    def broken(*_args: Any) -> None:
-        raise RuntimeError("the network is gone")
-
-    monkeypatch.setattr(create_steps.builds, "place_all", broken)
-    with cloud.session() as session:
-        assert create_steps.sweep(session, CTL, older_than=0) == [server_id]
-    inst = _server(cloud, server_id)
-    assert inst.vm_state == "error" and inst.fault
-    assert inst.fault["message"].startswith(create_steps.INTERRUPTED)
-    assert "the network is gone" in inst.fault["message"]
+def test_the_sweep_stops_at_its_time_cap_and_asks_its_guard(cloud: Database) -> None:
+    """Each server in its own transaction, the guard (the leader's lock) asked in each;
+    past the cap no more this pass (at least one is swept)."""
+    ids = [_record(cloud, "a"), _record(cloud, "b")]
+    assert create_steps.sweep(cloud, older_than=0, guard=lambda _session: False) == []
+    swept = create_steps.sweep(cloud, older_than=0, cap=0)
+    assert len(swept) == 1
+    assert sorted(swept + create_steps.sweep(cloud, older_than=0, cap=0)) == sorted(ids)
 
 
 def test_the_sweep_skips_a_server_being_placed(cloud: Database) -> None:
@@ -212,8 +228,7 @@ def test_the_sweep_skips_a_server_being_placed(cloud: Database) -> None:
     with cloud.session() as holder:
         holder.scalar(select(Instance.id).where(Instance.id == server_id)
                       .with_for_update())
-        with cloud.session() as session:
-            assert create_steps.sweep(session, CTL, older_than=0) == []
+        assert create_steps.sweep(cloud, older_than=0) == []
     assert create_steps.waiting(_server(cloud, server_id))
 
 

@@ -150,9 +150,8 @@ def _check(ctl: Controller, since: dt.datetime) -> list[str]:
             if _leader(ctl, session):
                 resize_transfers.sweep(ctl, session)
     if create_steps.due():  # servers whose create stopped between its two steps
-        with ctl.db.session() as session:
-            if _leader(ctl, session):
-                create_steps.sweep(session, ctl)
+        # One short transaction a server, each checking the leader's lock (as fencing).
+        create_steps.sweep(ctl.db, guard=lambda session: _leader(ctl, session))
     if volume_settle.due(ctl):
         with ctl.db.session() as session:
             if _leader(ctl, session):

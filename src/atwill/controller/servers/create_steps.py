@@ -13,10 +13,22 @@ create, scheduling and ports included: 3.7/s on PostgreSQL).
 If step 2 fails (an address that cannot be had, a fixed IP taken: its 409 is answered as
 before), undo() deletes the servers step 1 recorded, as Nova destroys the instances it
 recorded when a create fails after recording them. If the controller dies between the
-steps, the servers stay recorded on no node: the leader's sweep (background.py) places
-those recorded more than STALE seconds ago as step 2 would, or puts them in ERROR with
-the reason. Step 2 and the sweep lock the rows (the sweep skips those locked), and a
-server deleted in between is left alone by both.
+steps (or step 2 and its undo both fail), the servers stay recorded on no node: the
+leader's sweep (background.py) deletes those recorded more than STALE seconds ago as
+undo() does, never places them. The client of such a create never had its 202 (sent
+only once step 2 has committed): it was told the create failed, and a retrying client
+(Heat, Terraform, the SDKs) has made another; placing it would make a duplicate that
+uses quota and is billed (review finding). Step 2 and the sweep lock the rows (the sweep
+skips those locked), and a server deleted in between is left alone by both. The sweep
+takes one short transaction per server (a row lock is not held for a batch; one that
+fails is logged and skipped, not the batch rolled back) and at most SWEEP_CAP seconds a
+pass (it runs in the HA monitor's pass).
+
+undo() does not run compute/servers.delete's cleanup (ports.free, volumes' attachments
+released, bump): its ports are made by step 2 (none left if it rolled back), but a
+volume attachment a tenant asked for the BUILD server between the steps stays reserved.
+delete() is not reused: its bump() of a server on no node wakes every node's agent
+(node_scope.of_instance).
 
 Not split, one transaction under the lock as before (splits()): SQLite (one writer at a
 time anyway, BEGIN IMMEDIATE), boot from volume (its volumes are charged to the project's
@@ -39,6 +51,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -49,14 +64,19 @@ from ...core.policy import Credentials
 from ..context import Controller
 from ..db.base import utcnow
 from ..db.models import Instance
-from . import actions, builds, lifecycle, ports
+from ..db.session import Database
+from . import actions, builds, ports
 
 log = logging.getLogger("atwill.servers")
-STALE = 30.0  # seconds a server may stay recorded on no node before the sweep takes it
+# Seconds a server may stay recorded on no node before the sweep deletes it: well above
+# SQLAlchemy's pool timeout (30 s), which a step 2 waiting for a connection under a burst
+# may spend before it even starts (review finding: at 30 s a running create's servers
+# could be swept), plus its own run.
+STALE = 120.0
 SWEEP_EVERY = 10.0
 SWEEP_BATCH = 50
+SWEEP_CAP = 1.0  # seconds of one pass at most (the HA monitor's pass waits for it)
 SWEEPER = Every(SWEEP_EVERY)
-INTERRUPTED = "The create was interrupted before the server was scheduled"
 
 
 def splits(dialect: str, spec: dict[str, Any]) -> bool:
@@ -120,37 +140,57 @@ def undo(session: Session, ids: list[str], request_id: str, creds: Credentials) 
             inst.terminated_at = utcnow()
 
 
-def stale(session: Session, older_than: float = STALE) -> list[Instance]:
-    """Servers recorded more than older_than seconds ago and still on no node, locked
-    (those another transaction holds, a create's step 2, are skipped)."""
+def stale(session: Session, older_than: float = STALE) -> list[str]:
+    """The ids of servers recorded more than older_than seconds ago and still on no node
+    (read, not locked: sweep() locks each in its own transaction)."""
     since = utcnow() - dt.timedelta(seconds=older_than)
     return list(session.scalars(
-        select(Instance).where(Instance.deleted.is_(False), Instance.node_id.is_(None),
-                               Instance.vm_state == "building",
-                               Instance.task_state == "scheduling",
-                               Instance.created_at <= since)
-        .order_by(Instance.created_at, Instance.id).limit(SWEEP_BATCH)
-        .with_for_update(skip_locked=True)))
+        select(Instance.id).where(Instance.deleted.is_(False), Instance.node_id.is_(None),
+                                  Instance.vm_state == "building",
+                                  Instance.task_state == "scheduling",
+                                  Instance.created_at <= since)
+        .order_by(Instance.created_at, Instance.id).limit(SWEEP_BATCH)))
 
 
-def sweep(session: Session, ctl: Controller, older_than: float = STALE) -> list[str]:
-    """Step 2 for servers whose create stopped after step 1 (the controller died): each
-    placed as step 2 would, or in ERROR saying why. The ids of those swept."""
+def _sweep_one(session: Session, server_id: str, older_than: float) -> bool:
+    """One stale server deleted as undo() does, if still waiting and not locked (a
+    create's step 2 holds it: skipped)."""
+    since = utcnow() - dt.timedelta(seconds=older_than)
+    inst = session.scalar(select(Instance).where(Instance.id == server_id,
+                                                 Instance.created_at <= since)
+                          .with_for_update(skip_locked=True))
+    if inst is None or not waiting(inst):
+        return False
+    log.warning("server %s of project %s was recorded %s and never scheduled (its create "
+                "stopped between its steps; its client was not answered 202): deleted",
+                inst.id, inst.project_id, inst.created_at)
+    creds = Credentials(user_id=inst.user_id, project_id=inst.project_id,
+                        roles=frozenset({"member"}))
+    undo(session, [inst.id], f"req-{uuid.uuid4()}", creds)
+    return True
+
+
+def sweep(db: Database, older_than: float = STALE, cap: float = SWEEP_CAP,
+          guard: Callable[[Session], bool] = lambda _session: True) -> list[str]:
+    """Servers whose create stopped after step 1, deleted (never placed: see the
+    module's docstring), each in its own transaction where guard(session) holds (the
+    leader's check); one that fails is logged and skipped. Stops after the server that
+    passes `cap` seconds. The ids of those deleted."""
+    end = time.monotonic() + cap
+    with db.session() as session:
+        ids = stale(session, older_than)
     swept = []
-    for inst in stale(session, older_than):
-        creds = Credentials(user_id=inst.user_id, project_id=inst.project_id,
-                            roles=frozenset({"member"}))
+    for server_id in ids:
         try:
-            with session.begin_nested():
-                builds.place_all(session, ctl, creds, [inst], [])
-        except Exception as err:  # noqa: BLE001 - whatever stops it is the server's fault
-            session.refresh(inst)
-            lifecycle.fail(session, inst, 500, f"{INTERRUPTED}, and could not be: {err}",
-                           "conductor_schedule_and_build_instances")
-        log.warning("server %s was recorded %s and not scheduled (its create was "
-                    "interrupted): %s", inst.id, inst.created_at,
-                    "placed now" if inst.node_id else "in ERROR")
-        swept.append(inst.id)
+            with db.session() as session:
+                done = guard(session) and _sweep_one(session, server_id, older_than)
+            if done:
+                swept.append(server_id)
+        except Exception:  # noqa: BLE001 - one server's failure must not stop the others
+            log.exception("server %s: the sweep of creates stopped between their steps "
+                          "failed; retried next pass", server_id)
+        if time.monotonic() >= end:
+            break
     return swept
 
 
