@@ -166,20 +166,22 @@ def test_a_connector_cannot_set_what_the_server_sets(env: Env, cloud: Cloud) -> 
             "export": {"node_id": a.id, "host": "203.0.113.9", "port": 1}}
     other = "atwill-att-00000000-0000-4000-8000-000000000000"
     kept = {"host": a.name, "initiator": "iqn.2026-12.test:rf"}
+    # Made through this API: no Nova request began it (server-set, attach_outcomes).
+    stored = {**kept, "attach_request": ""}
     with cloud.http(cloud.token()) as client:
         made = client.post(f"{V3}/attachments", headers=CINDER, json={"attachment": {
             "volume_uuid": vid, "instance_uuid": server, "connector": evil}})
         assert made.status_code == 200, made.text
         att = made.json()["attachment"]["id"]
         assert _identities(env, vid) == [f"atwill-att-{att}"]
-        assert _attachment(cloud, att)[0] == kept
+        assert _attachment(cloud, att)[0] == stored
         for named in (other, f"atwill-att-{att}-lm7", "atwill-att-evil", "x"):
             resp = client.put(f"{V3}/attachments/{att}", headers=CINDER, json={
                 "attachment": {"connector": {**evil, "psk_identity": named,
                                              "export": f"{named}"}}})
             assert resp.status_code == 200, resp.text
             assert _identities(env, vid) == [f"atwill-att-{att}"], named
-            assert _attachment(cloud, att)[0] == kept, named
+            assert _attachment(cloud, att)[0] == stored, named
         # A row naming another attachment's identity (written before this fix) is not
         # believed either; one a live migration of this attachment gave it is.
         _set_connector(cloud, att, {**kept, "psk_identity": other})
@@ -190,7 +192,7 @@ def test_a_connector_cannot_set_what_the_server_sets(env: Env, cloud: Cloud) -> 
         resp = client.put(f"{V3}/attachments/{att}", headers=CINDER, json={
             "attachment": {"connector": {"host": a.name, "psk_identity": other}}})
         assert resp.status_code == 200, resp.text
-        assert _attachment(cloud, att)[0] == {"host": a.name,
+        assert _attachment(cloud, att)[0] == {"host": a.name, "attach_request": "",
                                               "psk_identity": f"atwill-att-{att}-lm7"}
         assert client.delete(f"{V3}/attachments/{att}", headers=CINDER).status_code == 200
     cloud.openstack("server", "delete", "--wait", server)

@@ -71,6 +71,9 @@ def _connect(session: Session, vol: Volume, att: VolumeAttachment, connector: An
     att.connector = {**{k: v for k, v in connector.items() if isinstance(v, str | int | bool)
                         and k not in SERVER_SET},
                      **{k: v for k, v in (att.connector or {}).items() if k in SERVER_SET}}
+    # Made through this API, no Nova action began it: its error goes on none (by time it
+    # would land on the server's latest attach_volume action, maybe weeks old).
+    att.connector.setdefault("attach_request", "")
     att.node_id, att.node_name, att.status = node.id, node.name, "attaching"
     if isinstance(connector.get("mountpoint"), str):
         att.device = connector["mountpoint"][:255]
