@@ -88,7 +88,7 @@ def _create_in_steps(request: Request, ctl: Any, creds: Credentials, spec: dict[
                 first.reservation_id
     except BaseException:
         # Step 2 failed: the servers recorded are deleted and its error answered. If this
-        # fails too, the sweep places them or puts them in ERROR (create_steps.py).
+        # fails too, the leader's sweep deletes them after STALE (create_steps.py).
         try:
             with ctl.db.session() as session:
                 create_steps.undo(session, ids, request_id, creds)

@@ -59,6 +59,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ...core.errors import Conflict
 from ...core.every import Every
 from ...core.policy import Credentials
 from ..context import Controller
@@ -114,7 +115,13 @@ def place(session: Session, ctl: Controller, creds: Credentials,
         select(Instance).where(Instance.id.in_(ids)).order_by(Instance.id)
         .with_for_update())}
     made = [rows[i] for i in ids if i in rows]
-    builds.place_all(session, ctl, creds, [inst for inst in made if waiting(inst)], [])
+    gone = [i for i in ids if i not in rows or not waiting(rows[i])]
+    if gone:
+        # Deleted before this step locked them (the sweep, after this controller stalled
+        # past STALE between the steps; or a delete): never a 202 for a server not made.
+        raise Conflict(f"The server create was interrupted: server {gone[0]} was deleted "
+                       "before it was scheduled. Create it again.")
+    builds.place_all(session, ctl, creds, made, [])
     return made
 
 
