@@ -13,7 +13,7 @@ from atwill.controller.ha import lease, monitor
 from atwill.core import peer_view
 
 NOW = dt.datetime(2026, 12, 7, 18, 0, 0)
-BAD = [5, "x", [[1]], ["a", 2], {"n1": "soon"}, {"n1": float("nan")}, {"n1": -1.0},
+BAD = [5, "x", [[1]], ["a", 2], {"n1": "soon"}, {"n1": float("nan")}, {"n1": 10**400},
        {"n1": True}, {3: 1.0}, None]
 
 
@@ -44,3 +44,22 @@ def test_a_malformed_stored_report_is_read_as_nothing(bad: object,
     target = _node("n1", {"peers": bad})
     assert lease.verdict(target, [good, odd], NOW, 1.0) in (
         peer_view.DEAD, peer_view.PARTITIONED, peer_view.UNKNOWN)
+
+
+def test_a_sign_just_after_the_report_reads_as_now() -> None:
+    """The agent's age of a sign that came a moment after it stamped its report is a
+    little negative: heard now (dropping it turned a vouching peer into a silent one)."""
+    assert peer_view.reported_ages({"n1": -0.01, "n2": 0, "n3": 2}) == \
+        {"n1": 0.0, "n2": 0.0, "n3": 2.0}
+
+
+@pytest.mark.parametrize("told", [10**400, float("inf"), float("nan"), "6", True, -1])
+def test_a_lease_figure_that_is_no_finite_number_is_not_kept(told: object) -> None:
+    """Review: a 400-digit ha_lease (JSON keeps any integer) made lease_of raise at every
+    pass of the leader's loop once its node was a candidate for fencing by lease."""
+    stored = lease.host_report({lease.LEASE_KEY: told}, None)
+    assert lease.LEASE_KEY not in stored
+    ctl = SimpleNamespace(settings=SimpleNamespace(ha_lease=6.0))
+    node = _node("n1", {lease.LEASE_KEY: told})
+    assert lease.lease_of(ctl, node) == 6.0  # a row stored before: read as none
+    assert lease.host_report({lease.LEASE_KEY: 9}, None)[lease.LEASE_KEY] == 9.0

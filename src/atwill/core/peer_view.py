@@ -119,9 +119,25 @@ def reported_ages(value: object) -> dict[str, float]:
     never raise there: one would stop every node's judgement."""
     if not isinstance(value, dict):
         return {}
-    return {key: float(age) for key, age in value.items()
-            if isinstance(key, str) and isinstance(age, int | float)
-            and not isinstance(age, bool) and math.isfinite(age) and age >= 0}
+    out = {}
+    for key, age in value.items():
+        seconds = finite(age)
+        if isinstance(key, str) and seconds is not None:
+            # A sign a moment after the report was stamped reads a little negative: now.
+            out[key] = max(seconds, 0.0)
+    return out
+
+
+def finite(value: object) -> float | None:
+    """value as a finite float, or None: not a number (a boolean neither), NaN, an
+    infinity, or an integer too large for a float (JSON keeps any integer)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def never_heard(value: object, most: int = 4 * PROBES) -> list[str]:

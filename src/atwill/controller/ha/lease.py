@@ -62,8 +62,15 @@ def host_report(host: dict[str, Any], peers: dict[str, float] | None) -> dict[st
     # The peer keys are the HA monitor's to read: kept only in their shape (an agent's
     # `host` is free-form; a "peers" there, or a malformed list of peers never heard,
     # made every pass of the monitor raise).
-    kept = {k: v for k, v in host.items() if k not in (PEERS_KEY, peer_view.NEVER_HEARD_KEY)}
+    kept = {k: v for k, v in host.items()
+            if k not in (PEERS_KEY, peer_view.NEVER_HEARD_KEY, LEASE_KEY)}
     kept[HEARD_KEY] = True
+    # Kept only as a finite number: a 400-digit integer (JSON keeps any) made the lease
+    # check raise at every pass, stopping the leader's loop for the whole fleet. A long
+    # one is believed (the longer lease is the safe side: counted fenced later).
+    lease = peer_view.finite(host.get(LEASE_KEY))
+    if lease is not None and lease >= 0:
+        kept[LEASE_KEY] = lease
     if peer_view.NEVER_HEARD_KEY in host:
         kept[peer_view.NEVER_HEARD_KEY] = peer_view.never_heard(host[peer_view.NEVER_HEARD_KEY])
     if peers is not None:
@@ -107,8 +114,8 @@ def lease_setting(ctl: Controller) -> float:
 
 def lease_of(ctl: Controller, node: Node) -> float:
     """The longer of the lease the controller hands out and the one the agent reported."""
-    told = (node.host_status or {}).get(LEASE_KEY)
-    reported = float(told) if isinstance(told, int | float) else 0.0
+    told = peer_view.finite((node.host_status or {}).get(LEASE_KEY))
+    reported = told if told is not None and told > 0 else 0.0
     return max(ctl.settings.ha_lease, reported)
 
 
