@@ -162,9 +162,11 @@ class Failover(httpx.BaseTransport):
                     # beat's late copy changes nothing); read by httpx after this returns,
                     # its timeout would end the beat instead of trying the next.
                     response.read()
-            except httpx.TransportError as error:
+            except BaseException as error:
                 if response is not None:
-                    response.close()
+                    response.close()  # its connection back to the pool, whatever failed
+                if not isinstance(error, httpx.TransportError):
+                    raise
                 retry = isinstance(error, httpx.ConnectError | httpx.ConnectTimeout) \
                     or request.method == "GET" and isinstance(error, BROKEN) \
                     or bool(request.extensions.get(REPEATABLE)) and isinstance(error, CUT) \

@@ -320,13 +320,14 @@ class StorageManager:
         # lane writes the other way round: an error never goes with a newer attempt.
         export_tried = dict(self._export_tried)
         export_failed = dict(self._export_failed)
+        volume_failed = dict(self._failed)  # a lane's delete pops it meanwhile
         out: dict[str, dict[str, Any]] = {}
-        for vid in on_disk | self._failed.keys() | {i for i in busy if i not in self._owner}:
+        for vid in on_disk | volume_failed.keys() | {i for i in busy if i not in self._owner}:
             entry: dict[str, Any] = {"state": busy.get(vid) or "available",
                                      "size_gb": self._size_gb(vid),
                                      "snapshots": {}, "exports": exports.get(vid, {})}
-            if vid in self._failed:
-                entry.update(state="error", error=self._failed[vid])
+            if vid in volume_failed:
+                entry.update(state="error", error=volume_failed[vid])
             failed = {n: m for (v, n), m in export_failed.items() if v == vid}
             if failed:
                 entry["export_errors"] = failed
@@ -346,8 +347,9 @@ class StorageManager:
         return out
 
     def _size_gb(self, vid: str) -> int:
-        if vid in self._sizes:
-            return self._sizes[vid] // GIB
+        size = self._sizes.get(vid)  # one read: a lane's delete pops it meanwhile
+        if size is not None:
+            return size // GIB
         return self._wanted_gb.get(vid, 0)
 
     def inventory(self) -> dict[str, Any]:
