@@ -13,6 +13,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from atwill.controller.db.session import Database, migrate
 from tests.conftest import fresh_database_url, postgres_url
 
@@ -59,3 +61,21 @@ def migrated_template(engine: str, directory: Path) -> Iterator[MigratedTemplate
     """For a module-scoped fixture to yield from (skips without PostgreSQL, as db does)."""
     for url in fresh_database_url(engine):
         yield MigratedTemplate(url, directory)
+
+
+def fixtures() -> tuple:
+    """A module's `template` (migrated once, module-scoped, for its `engine`) and `db` (a
+    copy of it per test) fixtures: `template, db = migrated_copies.fixtures()`."""
+
+    @pytest.fixture(scope="module")
+    def template(engine: str, tmp_path_factory: pytest.TempPathFactory
+                 ) -> Iterator[MigratedTemplate]:
+        yield from migrated_template(engine, tmp_path_factory.mktemp("template"))
+
+    @pytest.fixture
+    def db(template: MigratedTemplate, tmp_path: Path) -> Iterator[Database]:
+        """A copy of the module's migrated database."""
+        yield from template.copy(tmp_path)
+
+    return template, db
+

@@ -4,30 +4,18 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import pytest
 from sqlalchemy import func, select
 
 from atwill.controller.db.models import Instance, Node, PciClaim
 from atwill.controller.db.session import Database
 from atwill.controller.servers import placement
 from atwill.core import scheduler
-from tests.unit.migrated_copies import MigratedTemplate, migrated_template
+from tests.unit import migrated_copies
 
-
-@pytest.fixture(scope="module")
-def template(engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MigratedTemplate]:
-    yield from migrated_template(engine, tmp_path_factory.mktemp("template"))
-
-
-@pytest.fixture
-def db(template: MigratedTemplate, tmp_path: Path) -> Iterator[Database]:
-    """Placement tests need the schema: a copy of the module's migrated database."""
-    yield from template.copy(tmp_path)
+template, db = migrated_copies.fixtures()  # tests/unit/migrated_copies.py
 
 
 SPREAD, PACK = SimpleNamespace(scheduler_weigher="spread"), SimpleNamespace(

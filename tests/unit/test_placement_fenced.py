@@ -18,21 +18,14 @@ from atwill.controller.db.session import Database
 from atwill.controller.ha.monitor import returned
 from atwill.controller.servers import placement, placement_one
 from atwill.core import scheduler
+from tests.unit import migrated_copies
 from tests.unit.migrated_copies import MigratedTemplate, migrated_template
 from tests.unit.test_placement_fast import PACK, REQ, SPREAD, add_node, new_instance, place
 
 OFF = {"fence_state": "ok", "fenced_at": dt.datetime(2026, 12, 7), "fence_method": "manual"}
 
 
-@pytest.fixture(scope="module")
-def template(engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MigratedTemplate]:
-    yield from migrated_template(engine, tmp_path_factory.mktemp("template"))
-
-
-@pytest.fixture
-def db(template: MigratedTemplate, tmp_path: Path) -> Iterator[Database]:
-    """A copy of the module's migrated database (tests/unit/migrated_copies.py)."""
-    yield from template.copy(tmp_path)
+template, db = migrated_copies.fixtures()  # tests/unit/migrated_copies.py
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,6 @@ a generic plan that still reads the free-RAM index."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,19 +14,10 @@ from atwill.controller.db.models import Aggregate, AggregateHost, AggregateMetad
 from atwill.controller.db.session import Database
 from atwill.controller.servers import placement
 from atwill.core import scheduler
-from tests.unit.migrated_copies import MigratedTemplate, migrated_template
+from tests.unit import migrated_copies
 from tests.unit.test_placement_fast import REQ, SPREAD, add_node, new_instance, place
 
-
-@pytest.fixture(scope="module")
-def template(engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MigratedTemplate]:
-    yield from migrated_template(engine, tmp_path_factory.mktemp("template"))
-
-
-@pytest.fixture
-def db(template: MigratedTemplate, tmp_path: Path) -> Iterator[Database]:
-    """A copy of the module's migrated database (tests/unit/migrated_copies.py)."""
-    yield from template.copy(tmp_path)
+template, db = migrated_copies.fixtures()  # tests/unit/migrated_copies.py
 
 
 def add_aggregate(db: Database, name: str, hosts: list[str], **metadata: str) -> None:

@@ -4,8 +4,6 @@ received, confirm, revert and failure call them; between two nodes and on one.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +13,7 @@ from atwill.controller.db.models import Instance, Node, PciClaim
 from atwill.controller.db.session import Database
 from atwill.controller.servers import placement, resize_pci
 from atwill.core import scheduler
-from tests.unit.migrated_copies import MigratedTemplate, migrated_template
+from tests.unit import migrated_copies
 from tests.unit.test_placement_fast import SPREAD, add_node, new_instance
 
 GPU = (scheduler.PciRequest("K20m", "10de", "1028", 1),)
@@ -26,15 +24,7 @@ def gpu(address: str) -> dict[str, str]:
     return {"address": address, "vendor_id": "10de", "product_id": "1028"}
 
 
-@pytest.fixture(scope="module")
-def template(engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MigratedTemplate]:
-    yield from migrated_template(engine, tmp_path_factory.mktemp("template"))
-
-
-@pytest.fixture
-def db(template: MigratedTemplate, tmp_path: Path) -> Iterator[Database]:
-    """A copy of the module's migrated database (tests/unit/migrated_copies.py)."""
-    yield from template.copy(tmp_path)
+template, db = migrated_copies.fixtures()  # tests/unit/migrated_copies.py
 
 
 def claims(s: Any, inst: Instance) -> set[tuple[str, str]]:

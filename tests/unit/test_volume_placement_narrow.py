@@ -7,7 +7,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, text
@@ -20,20 +19,12 @@ from atwill.controller.db.volume import Volume, VolumeType
 from atwill.controller.volume import placement
 from atwill.core.policy import Credentials
 from atwill.core.volume_placement import Backend, pick
-from tests.unit.migrated_copies import MigratedTemplate, migrated_template
+from tests.unit import migrated_copies
 
 GIB_ROOM = {"node-a": 3, "node-b": 2}
 
 
-@pytest.fixture(scope="module")
-def template(engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MigratedTemplate]:
-    yield from migrated_template(engine, tmp_path_factory.mktemp("template"))
-
-
-@pytest.fixture
-def db(template: MigratedTemplate, tmp_path: Path) -> Iterator[Database]:
-    """A copy of the module's migrated database (tests/unit/migrated_copies.py)."""
-    yield from template.copy(tmp_path)
+template, db = migrated_copies.fixtures()  # tests/unit/migrated_copies.py
 
 
 @pytest.fixture
