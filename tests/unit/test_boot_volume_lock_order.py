@@ -17,6 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -29,24 +30,43 @@ from atwill.config import Settings
 from atwill.controller.compute.server_input import parse_create
 from atwill.controller.db.compute import DEFAULT_RAM_RATIO
 from atwill.controller.db.models import Flavor, Instance, Node
-from atwill.controller.db.session import Database, migrate
+from atwill.controller.db.session import Database
 from atwill.controller.db.volume import Volume
 from atwill.controller.servers import builds, lifecycle
 from atwill.controller.servers.locks import serialized
 from atwill.controller.volume import placement
 from atwill.core.microversion import Version
 from atwill.core.policy import Credentials
+from tests.unit import migrated_copies
 
 NODE_RAM = 4096
 
 
+SQLITE_SKIP = "SQLite has one writer: its boots never wait for each other's locks"
+
+
 def _postgres(db: Database) -> None:
     if db.engine.dialect.name != "postgresql":
-        pytest.skip("SQLite has one writer: its boots never wait for each other's locks")
+        pytest.skip(SQLITE_SKIP)
+
+
+@pytest.fixture(scope="module")
+def template(engine: str, tmp_path_factory: pytest.TempPathFactory
+             ) -> Iterator[migrated_copies.MigratedTemplate]:
+    """The module's database migrated once (PostgreSQL only: every test here skips on
+    SQLite, now before any migration); each test gets a copy of it (migrated_copies)."""
+    if engine != "postgres":
+        pytest.skip(SQLITE_SKIP)
+    yield from migrated_copies.migrated_template(engine, tmp_path_factory.mktemp("template"))
+
+
+@pytest.fixture
+def db(template: migrated_copies.MigratedTemplate, tmp_path: Path) -> Iterator[Database]:
+    """A copy of the module's migrated database (was: a new one migrated per test)."""
+    yield from template.copy(tmp_path)
 
 
 def _cloud(db: Database, storage_gb: int, flavor_ram: int) -> Database:
-    migrate(db.engine)
     with db.session() as session:
         for name in ("node-a", "node-b"):
             session.add(Node(name=name, state="up", vcpus=64, memory_mb=NODE_RAM,
