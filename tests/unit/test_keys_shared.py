@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,13 +16,31 @@ from sqlalchemy import delete, inspect, select, update
 from sqlalchemy.exc import OperationalError
 
 from atwill import pki
-from atwill.controller.db.session import Database, alembic_config, migrate
+from atwill.controller.db.session import Database, alembic_config
 from atwill.controller.db.token_keys import TokenKey
 from atwill.controller.keys import KeyRepository
 from atwill.controller.peers.seal import TOKEN_KEYS, Sealer
 from atwill.core.scope import PeerUnavailable
+from tests.conftest import fresh_database_url
+from tests.unit import migrated_copies
 
 RECHECK = 0.2
+
+# Each test's `db` is a copy of one database migrated to head per module (it was a new one
+# that each test migrated: ~1 s a test on PostgreSQL); the test of the upgrade itself
+# starts from an empty one.
+template, db = migrated_copies.fixtures()
+
+
+@pytest.fixture
+def empty(engine: str, tmp_path: Path) -> Iterator[Database]:
+    """A new database with no schema (the unit tier's own `db` fixture)."""
+    for url in fresh_database_url(engine):
+        database = Database(url or f"sqlite:///{tmp_path / 'store.db'}")
+        try:
+            yield database
+        finally:
+            database.dispose()
 
 
 def _state(root: Path, ca_from: Path | None = None) -> Path:
@@ -44,8 +63,9 @@ def _sealed(db: Database) -> dict[int, str]:
         return {k.number: k.sealed for k in session.scalars(select(TokenKey))}
 
 
-def test_files_before_the_migration_then_imported_sealed(db: Database,
+def test_files_before_the_migration_then_imported_sealed(empty: Database,
                                                           tmp_path: Path) -> None:
+    db = empty
     state = _state(tmp_path / "a")
     cfg = alembic_config(db.engine.url.render_as_string(hide_password=False))
     command.upgrade(cfg, "0028")
@@ -76,7 +96,6 @@ def test_files_before_the_migration_then_imported_sealed(db: Database,
 
 
 def test_rotation_on_one_controller_reaches_the_other(db: Database, tmp_path: Path) -> None:
-    migrate(db.engine)
     a_state = _state(tmp_path / "a")
     b_state = _state(tmp_path / "b", ca_from=a_state)
     a, b = _repo(a_state, db), _repo(b_state, db)
@@ -105,7 +124,6 @@ def test_rotation_on_one_controller_reaches_the_other(db: Database, tmp_path: Pa
 def test_a_rotation_here_is_seen_at_once(db: Database, tmp_path: Path) -> None:
     """The CLI rotates in its own process; this state directory's workers see it at their
     next call, not after RECHECK."""
-    migrate(db.engine)
     state = _state(tmp_path / "a")
     serving, cli = _repo(state, db, recheck=60), _repo(state, db, recheck=60)
     serving.create()
@@ -116,7 +134,6 @@ def test_a_rotation_here_is_seen_at_once(db: Database, tmp_path: Path) -> None:
 
 
 def test_concurrent_first_starts_import_once(db: Database, tmp_path: Path) -> None:
-    migrate(db.engine)
     first = _state(tmp_path / "a")
     repos = [_repo(first, db)]
     for name in ("b", "c", "d"):  # bundle copies: the same files, the same CA
@@ -145,7 +162,6 @@ def test_concurrent_first_starts_import_once(db: Database, tmp_path: Path) -> No
 
 
 def test_another_ca_key_is_refused_clearly(db: Database, tmp_path: Path) -> None:
-    migrate(db.engine)
     a = _repo(_state(tmp_path / "a"), db)
     a.create()
     a.prepare()
@@ -158,7 +174,6 @@ def test_an_unreadable_database_keeps_the_keys_loaded(db: Database, tmp_path: Pa
                                                       monkeypatch: pytest.MonkeyPatch,
                                                       caplog: pytest.LogCaptureFixture
                                                       ) -> None:
-    migrate(db.engine)
     repo = _repo(_state(tmp_path / "a"), db, recheck=0)
     repo.create()
     repo.prepare()
@@ -174,7 +189,6 @@ def test_an_unreadable_database_keeps_the_keys_loaded(db: Database, tmp_path: Pa
 
 def test_rotate_imports_first_when_the_table_is_empty(db: Database, tmp_path: Path) -> None:
     """`atwill keys rotate` run after the upgrade, before any controller started."""
-    migrate(db.engine)
     repo = _repo(_state(tmp_path / "a"), db)
     repo.create()
     before = KeyRepository(repo.directory).fernet().encrypt(b"x")
@@ -193,7 +207,6 @@ def test_a_rotation_with_another_ca_key_writes_nothing(db: Database, tmp_path: P
                                                         ) -> None:
     """Review finding: `atwill keys rotate` with another pki/ca-key.pem copied row 0 and
     sealed a new staged key with its own CA key; every controller then failed (500)."""
-    migrate(db.engine)
     good = _repo(_state(tmp_path / "a"), db, recheck=0)
     good.create()
     good.prepare()
@@ -212,7 +225,6 @@ def test_a_bad_row_keeps_the_keys_loaded_and_refuses_a_start(
         damage: str) -> None:
     """Review finding: a row that cannot be opened made every request a 500 (RuntimeError
     or ValueError out of fernet()): the keys loaded stay, logged once; a start refuses."""
-    migrate(db.engine)
     state = _state(tmp_path / "a")
     good = _repo(state, db, recheck=0)
     good.create()
@@ -242,7 +254,6 @@ def test_a_token_key_copied_into_a_peer_credential_does_not_open(db: Database,
     """Review finding: token keys and peer secrets shared one sealing key, so a database
     writer could copy token_keys.sealed into peers.credential_sealed and have the key
     sent to a peer URL of theirs. Each has its own HKDF label now."""
-    migrate(db.engine)
     state = _state(tmp_path / "a")
     repo = _repo(state, db)
     repo.create()
@@ -265,7 +276,6 @@ def test_a_token_key_copied_into_a_peer_credential_does_not_open(db: Database,
 def test_imported_files_are_never_imported_again(db: Database, tmp_path: Path) -> None:
     """Review finding: the key files stayed after the import and were never rotated, so a
     table emptied later brought long-retired keys back at the next start."""
-    migrate(db.engine)
     state = _state(tmp_path / "a")
     repo = _repo(state, db)
     repo.create()
@@ -287,7 +297,6 @@ def test_imported_files_are_never_imported_again(db: Database, tmp_path: Path) -
 
 
 def test_rotate_before_any_start_imports_and_renames(db: Database, tmp_path: Path) -> None:
-    migrate(db.engine)
     repo = _repo(_state(tmp_path / "a"), db)
     repo.create()
     repo.rotate()
