@@ -35,6 +35,21 @@ POSTGRES_MODULES = frozenset({
 })  # test_usage_{events_restart,shelve,resize}: the figures are engine-free (core/usage_timeline)
 # test_ha_lease (65 s a run, its waits the lease's): the lease arithmetic is core/; what is
 # engine-bound in it (timestamps, the evacuation's claims) test_ha_restart/_evacuate cover.
+#
+# Per test, the same rule: a test of a module run on PostgreSQL (any tier) may be marked
+# @pytest.mark.engine_free("why"), and then runs on SQLite only, when what it checks does
+# not depend on the engine: no input the column types judge, no claim, lock, concurrent
+# write or timestamp arithmetic; only policy, a process's own behaviour (agent, CLI), or
+# what a PostgreSQL run of another test already covers. The reason is required and says
+# which; the module stays in POSTGRES_MODULES for its engine-bound tests.
+# ATWILL_TEST_ALL_ENGINES=1 runs these on PostgreSQL too.
+ENGINE_FREE = "engine_free"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", f"{ENGINE_FREE}(reason): runs on SQLite only, what it checks does not "
+        "depend on the database engine (tests/conftest.py says when)")
 
 
 def postgres_url() -> str | None:
@@ -134,7 +149,12 @@ def cloud(engine: str, shared_clouds: SharedClouds) -> Cloud:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Deselect the PostgreSQL runs of API modules outside POSTGRES_MODULES."""
+    """Deselect the PostgreSQL runs of API modules outside POSTGRES_MODULES, and of the
+    tests marked engine_free (each with its reason)."""
+    for item in items:
+        marker = item.get_closest_marker(ENGINE_FREE)
+        if marker is not None and not (marker.args and str(marker.args[0]).strip()):
+            raise pytest.UsageError(f"{item.nodeid}: {ENGINE_FREE} needs its reason")
     if os.environ.get("ATWILL_TEST_ALL_ENGINES") == "1":
         return
     kept, dropped = [], []
@@ -143,7 +163,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
         on_postgres = spec is not None and spec.params.get("engine") == "postgres"
         api = "/tests/api/" in str(item.fspath)
-        (dropped if api and on_postgres and module not in POSTGRES_MODULES
+        engine_free = item.get_closest_marker(ENGINE_FREE) is not None
+        (dropped if on_postgres and (engine_free or (api and module not in POSTGRES_MODULES))
          else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
