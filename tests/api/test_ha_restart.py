@@ -188,11 +188,10 @@ def test_bad_or_foreign_notices_are_refused_and_change_nothing(
     wait_for(lambda: node_view(cloud, a.name)["health"] == "down", 10, "A down")
 
 
-def test_a_real_agent_gives_its_notice_on_sigterm(cloud: Cloud, engine: str,
-                                                  tmp_path: Path) -> None:
+@pytest.mark.engine_free("the agent's side; the notice's handling runs on PostgreSQL in "
+                         "the tests above")
+def test_a_real_agent_gives_its_notice_on_sigterm(cloud: Cloud, tmp_path: Path) -> None:
     """`atwill agent` itself: stopped with SIGTERM, its node is restarting, not down."""
-    if engine == "postgres":
-        pytest.skip("the agent's side does not depend on the database engine")
     node = Node(cloud, tmp_path, unique("rstagent"))
     node.join(token(cloud))
     try:
