@@ -24,11 +24,11 @@ takes one short transaction per server (a row lock is not held for a batch; one 
 fails is logged and skipped, not the batch rolled back) and at most SWEEP_CAP seconds a
 pass (it runs in the HA monitor's pass).
 
-undo() does not run compute/servers.delete's cleanup (ports.free, volumes' attachments
-released, bump): its ports are made by step 2 (none left if it rolled back), but a
-volume attachment a tenant asked for the BUILD server between the steps stays reserved.
-delete() is not reused: its bump() of a server on no node wakes every node's agent
-(node_scope.of_instance).
+undo() releases what compute/servers.delete releases of a server on no node (ports made
+for it, volumes' attachments), but is not delete() itself: its bump() of a server on no
+node wakes every node's agent (node_scope.of_instance); undo's wakes only the nodes of
+the rows it released. A server waiting between the steps has no node, resize, snapshot
+or shelve image to release (those need a placed server).
 
 Not split, one transaction under the lock as before (splits()): SQLite (one writer at a
 time anyway, BEGIN IMMEDIATE), boot from volume (its volumes are charged to the project's
@@ -62,10 +62,12 @@ from sqlalchemy.orm import Session
 from ...core.errors import Conflict
 from ...core.every import Every
 from ...core.policy import Credentials
+from ..compute import server_volumes_state
 from ..context import Controller
 from ..db.base import utcnow
 from ..db.models import Instance
 from ..db.session import Database
+from ..revision import bump
 from . import actions, builds, ports
 
 log = logging.getLogger("atwill.servers")
@@ -134,17 +136,27 @@ def settle(session: Session, inst: Instance) -> None:
 
 
 def undo(session: Session, ids: list[str], request_id: str, creds: Credentials) -> None:
-    """Step 2 failed (its transaction rolled back: no claim, port or address is left):
-    the servers step 1 recorded, those still waiting, deleted as a delete deletes them
-    (their quota given back, a delete action, the usage log's delete event). No node
-    ever had them: no agent is woken."""
+    """Step 2 failed (its transaction rolled back: no claim, port or address of its own
+    is left): the servers step 1 recorded, those still waiting, deleted as a delete
+    deletes them (their quota given back, a delete action, the usage log's delete event),
+    with what a delete releases that a tenant pointed at them between the steps: a volume
+    attachment reserved for one (Cinder's POST /attachments), a port whose device_id
+    names one. No node ever had them: only the nodes the released rows concern are
+    woken (node_scope follows ports and volumes), not every node as delete()'s bump of a
+    server on no node would."""
+    undone = False
     for inst in session.scalars(select(Instance).where(Instance.id.in_(ids))
                                 .order_by(Instance.id).with_for_update()):
         if waiting(inst):
             actions.start(session, inst.id, "delete", request_id, creds.user_id,
                           creds.project_id)
+            ports.free(session, inst)
+            server_volumes_state.on_server_delete(session, inst)
             inst.deleted, inst.vm_state, inst.task_state = True, "deleted", None
             inst.terminated_at = utcnow()
+            undone = True
+    if undone:
+        bump(session, nodes=())
 
 
 def stale(session: Session, older_than: float = STALE) -> list[str]:
