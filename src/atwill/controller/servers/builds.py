@@ -11,9 +11,9 @@ import time
 import uuid
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import String, bindparam, func, select
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 from sqlalchemy.orm.util import identity_key
 
 from ...core import imagefit, scheduler
@@ -72,7 +72,9 @@ def pci_requests(ctl: Controller, inst: Instance) -> tuple[scheduler.PciRequest,
 
 def find_flavor(session: Session, ref: str, creds: Credentials) -> Flavor:
     ref = ref.rstrip("/").rsplit("/", 1)[-1]
-    flavor = session.scalar(select(Flavor).where(Flavor.flavorid == ref))
+    # Its access list is read only for a private flavor (not with every create).
+    flavor = session.scalar(select(Flavor).where(Flavor.flavorid == ref)
+                            .options(lazyload(Flavor.projects)))
     if flavor is None:
         raise BadRequest(f"Flavor {ref} could not be found.")
     if not flavor.is_public and not creds.is_admin and creds.project_id not in {
@@ -100,14 +102,18 @@ def find_image(session: Session, ref: str, creds: Credentials) -> Image:
     return image
 
 
+# A project's live servers, their vCPUs and RAM: built once (a subquery made per create
+# cost 2.4 % of the controller's time in bench creates, setting up its columns).
+_USED = select(func.count(), func.coalesce(func.sum(Instance.vcpus), 0),
+               func.coalesce(func.sum(Instance.memory_mb), 0)).where(
+    Instance.project_id == bindparam("project_id", type_=String),
+    Instance.deleted.is_(False))
+
+
 def check_quota(session: Session, project_id: str, count: int, flavor: Flavor) -> None:
     """403 naming the exact quota and usage when count more servers would not fit."""
     limits = project_limits(session, project_id)
-    live = select(Instance).where(Instance.project_id == project_id,
-                                  Instance.deleted.is_(False)).subquery()
-    used = session.execute(select(func.count(), func.coalesce(func.sum(live.c.vcpus), 0),
-                                  func.coalesce(func.sum(live.c.memory_mb), 0))
-                           .select_from(live)).one()
+    used = session.execute(_USED, {"project_id": project_id}).one()
     pending = resize_usage.pending_growth(session, project_id)
     asked = {"instances": (count, used[0]),
              "cores": (count * flavor.vcpus, used[1] + pending["cores"]),
@@ -283,7 +289,7 @@ def place_all(session: Session, ctl: Controller, creds: Credentials, made: list[
     for inst in made:
         req = lifecycle.request_for(session, inst, image_properties(session, inst),
                                     pci_requests(ctl, inst))
-        if lifecycle.schedule(session, ctl, inst, req):
+        if lifecycle.schedule(session, ctl, inst, req, new=True):
             ports.allocate(session, ctl, inst, creds)
         server_volumes_boot.attach_all(session, creds, inst, mappings)
     return made

@@ -45,6 +45,19 @@ and the image's properties read as one column apply) 17.7 -> 22.4/s. Goal 20/s o
 PostgreSQL still missed: the one controller process is CPU-bound (~1.15 cores in both
 engines' runs), and on PostgreSQL a create and the fleet's heartbeats cost ~3x the CPU
 they cost on SQLite.
+
+Since (2026-12-07 21:28-21:39, `atwill bench creates --database-url ...` with its
+defaults: 50 nodes, 8 connections, 60 s, one project; before = ca636f2's tree, run
+alternating with this one in one hold, load 2.0-6.9): fewer queries a create and a
+desired-state build (the quota's usage statement built once; a flavor's access list and
+an image's tags and members not loaded; the security groups' lookup before the default
+group's two reads; a new server's bump naming its node instead of node_scope's three
+queries; no group membership query without a group hint; no boot-volume query for a
+server without an attachment; a node's cold migrations read once a build, not six
+times). One worker 5.68, 5.27 -> 7.49, 7.53 accepted/s (1.32-1.43x), controller CPU a
+create 202, 212 -> 145, 147 ms; two workers (`--workers 2`) 5.67 -> 6.90/s (1.22x),
+250 -> 194 ms. Goal 20/s still missed: of the controller's GIL time before, heartbeats
+29 % (cluster/), step 2 17 %, step 1 15 %, desired-state builds 11 %.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import ipaddress
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from ..compute import server_volumes_state
 from ..db.models import Image, Instance, Node
@@ -14,6 +14,8 @@ from ..db.network import Network, Port, Subnet
 from ..db.volume import VolumeAttachment
 from ..peers.images import spec_image
 from . import ports, snapshots
+
+NO_LISTS = (lazyload(Image.tags), lazyload(Image.members))
 
 
 def instances_desired(session: Session, node: Node) -> list[dict[str, Any]]:
@@ -30,9 +32,10 @@ def instances_desired(session: Session, node: Node) -> list[dict[str, Any]]:
     volumes = set(session.scalars(select(VolumeAttachment.instance_id).distinct().where(
         VolumeAttachment.instance_id.in_(ids),
         VolumeAttachment.status.in_(server_volumes_state.LISTED))))
-    # A server booting from a volume starts once the volume is made and exported to it.
+    # A server booting from a volume starts once the volume is made and exported to it
+    # (asked only of those with an attachment listed: its plugged ones are listed too).
     return [instance_spec(session, inst, nics[inst.id], inst.id in volumes) for inst in found
-            if not server_volumes_state.boot_pending(session, inst)]
+            if inst.id not in volumes or not server_volumes_state.boot_pending(session, inst)]
 
 
 def instance_spec(session: Session, inst: Instance, its_ports: list[Port] | None = None,
@@ -41,7 +44,8 @@ def instance_spec(session: Session, inst: Instance, its_ports: list[Port] | None
     (False: it has no attachment listed) when the caller read them for many at once."""
     # An unshelved server boots from its shelve snapshot.
     image_id = inst.shelved_image_id or inst.image_id
-    image = session.get(Image, image_id) if image_id else None
+    # Its tags and members (two more queries a build) are not part of the spec.
+    image = session.get(Image, image_id, options=NO_LISTS) if image_id else None
     nics = [_nic(session, p) for p in (ports.of(session, inst) if its_ports is None
                                        else its_ports)]
     peer_image = spec_image(session, image_id) if image is None else None

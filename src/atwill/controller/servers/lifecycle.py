@@ -33,8 +33,9 @@ def request_for(session: Session, inst: Instance, image_props: dict[str, str],
     group = None
     member_hosts: tuple[str, ...] = ()
     max_per_host = None
+    # A server is a group's member only if created with the group's hint (builds.py).
     group_id = session.scalar(select(ServerGroupMember.group_id).where(
-        ServerGroupMember.instance_id == inst.id))
+        ServerGroupMember.instance_id == inst.id)) if hints.get("group") else None
     if group_id:
         group = session.get(ServerGroup, group_id)
         others = select(ServerGroupMember.instance_id).where(
@@ -59,11 +60,16 @@ def _as_list(value: Any) -> list[str]:
 
 
 def schedule(session: Session, ctl: Controller, inst: Instance,
-             req: scheduler.Request, last_error: str | None = None) -> bool:
+             req: scheduler.Request, last_error: str | None = None,
+             new: bool = False) -> bool:
     """Place inst on a node (claimed) or put it in ERROR with the reason.
 
     last_error: why the previous attempt failed on its node, kept in the fault when no
     other node can take the retry (else a refused image would read "No valid host").
+    new: inst is being created (builds.place_all): no migration or evacuation can hold
+    it, and the volumes it gets in this transaction wake their nodes by themselves
+    (node_scope follows attachments), so its bump names its new node alone instead of
+    asking node_scope.of_instance (three queries a create).
     """
     try:
         node = placement.place(session, ctl.settings, inst, req)
@@ -77,7 +83,10 @@ def schedule(session: Session, ctl: Controller, inst: Instance,
     ports.bind(session, inst)
     actions.event(session, inst.id, "conductor_schedule_and_build_instances", None)
     log.info("server %s placed on %s", inst.id, node.name)
-    bump(session, of=inst)
+    if new and inst.node_id is not None:
+        bump(session, nodes={inst.node_id})
+    else:
+        bump(session, of=inst)
     return True
 
 
