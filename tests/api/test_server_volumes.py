@@ -154,6 +154,37 @@ def test_cli_attach_list_detach_through_the_nodes(env: Env) -> None:
         gone(env.cloud, env.storage, vid)
 
 
+def test_a_detaching_attachment_cannot_be_connected_again(env: Env) -> None:
+    """Cinder's attachment update takes a reserved attachment only: one its node is
+    detaching stays detaching (it used to be made attaching again, exported anew)."""
+    user = env.users[0]
+    server, vid = env.server(user), env.volume(user)
+    path, version = "/volume/v3/attachments", {"OpenStack-API-Version": "volume 3.54"}
+    try:
+        env.cloud.openstack("server", "add", "volume", server, vid, user=user)
+        env.storage.converge(host="10.99.0.8")
+        env.report(server, {vid: "attached"})
+        env.cloud.openstack("server", "remove", "volume", server, vid, user=user)
+        assert show(env.cloud, vid)["status"] == "detaching"
+        with env.client(user) as client:
+            listed = client.get(path, headers=version, params={"volume_id": vid}).json()
+            [att] = listed["attachments"]
+            assert att["status"] == "detaching"
+            before = rows(env.cloud)
+            put = client.put(f"{path}/{att['id']}", headers=version, json={
+                "attachment": {"connector": {"host": env.compute.name}}})
+            assert put.status_code == 400, put.text
+            assert "invalid attachment status detaching" in put.json()["badRequest"]["message"]
+        assert rows(env.cloud) == before
+        assert env.spec(server)["volumes"] == []
+        env.report(server, {})
+        env.storage.converge()
+        assert show(env.cloud, vid)["status"] == "available"
+    finally:
+        env.delete_server(server)
+        gone(env.cloud, env.storage, vid)
+
+
 def test_shapes_follow_the_microversion(env: Env) -> None:
     user = env.users[0]
     server, vid = env.server(user), env.volume(user)

@@ -171,6 +171,12 @@ def attachment_put(attachment_id: str, request: Request, body: dict = Depends(js
         require_member(creds, vol.project_id, "volume:attachment_update")
         if att.status == "attached":
             raise BadRequest(f"Invalid volume: attachment {att.id} is already connected.")
+        if att.status not in ("reserved", "attaching"):
+            # A detaching attachment is its node's to end (Cinder updates only reserved
+            # and attached ones): connecting it again would export the volume anew while
+            # the guest may still hold it, and lose the detach the node was told of.
+            raise BadRequest(f"Invalid volume: Unable to update attachment {att.id}: "
+                             f"invalid attachment status {att.status}.")
         _connect(session, vol, att, data["connector"], creds)
         att.updated_at = vol.updated_at = utcnow()
         bump(session)
