@@ -50,7 +50,7 @@ class Settings:
     overlay_endpoint: str = ""
     openvpn_proto: str = "udp"
     heartbeat_interval: float = 1.0
-    heartbeat_misses: int = 5
+    heartbeat_misses: int = 5  # ignored (older files set it); ha_down_after decides
     # HA (core/ha_health): seconds of heartbeat silence before a node is suspect, then
     # down (a floor: a node on a lossy link gets more); how often the monitor looks; and
     # whether a down node that is fenced has its instances evacuated automatically.
