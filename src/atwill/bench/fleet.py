@@ -38,7 +38,20 @@ p50 1.3 ms, p99 183 ms, steady 11 s after the start (full path in the same run: 
 start; full path 5.83 ms at 170 beats/s. One worker saturates: when its flush falls behind
 the 0.4 s guard every beat goes full, late nodes go suspect and full (a spiral).
 With the long-polls open both saturate (each node marked down rebuilds every node's
-desired state). Earlier (revisions, 2026-12-06): 200 nodes with the long-polls open 3.39x
+desired state).
+Why beats fell off the lean path (2026-12-07, --compare tree, the commit before with a
+counter of each reason): at 2,000 nodes the flush was behind (cluster/liveness.behind)
+for ~90 % of the beats not taken lean, the 30 s refresh for a few (0-120 per 5 s), the
+rest suspect nodes and inventory; the full passes that caused took the GIL from the flush
+thread (flushes of ~200 rows: ~40 ms of CPU, ~200 ms of wall time, up to 0.9 s), a
+spiral. Held beats and the flush-side check (liveness.py) in the same run, heartbeats
+only (ATWILL_BENCH_FLEET_PHASES=heartbeats), 2,000 nodes, 20 s: 268 -> 521 beats/s
+(1.94x) at 3.69 -> 1.88 ms controller CPU a beat (0.51x), both still saturated on the
+shared 2-vCPU machine (the old tree reached 1,405 beats/s there earlier that day) and
+neither steady within 60 s. In process (no
+server, 2,000 nodes on PostgreSQL, flushes of 200 beats): 114 -> 101 us of CPU a beat
+(0.88x): the flush, not the lane, is now the lean path's largest cost.
+Earlier (revisions, 2026-12-06): 200 nodes with the long-polls open 3.39x
 the beats/s at 0.29x the CPU per beat; a security-group rule for 50 nodes woke 0 of the
 150 others (118 before). Goal (issue 19): 2000 nodes at < 50 % of one core, a targeted
 change in < 1 s waking no other node — waking no other met, the rest missed.
@@ -68,7 +81,7 @@ from ..agent.client import tls_context
 from ..devcloud import Cloud, fresh_database
 from ..pki import make_key_and_csr
 from .fleet_beats import INVENTORY, Generator, Spec
-from .fleet_report import COMPARISONS, MODES, ratios, report, switched
+from .fleet_report import COMPARISONS, MODES, heartbeats_only, ratios, report, switched
 
 TICKS = os.sysconf("SC_CLK_TCK")
 WAKE_WINDOW = 5.0
@@ -311,6 +324,8 @@ async def run(cloud: Cloud, nodes: list[SimNode], seconds: float, concerned: int
         results["heartbeats_only"] = await measure(cloud, generator, seconds, admin_url,
                                                    database_url)
         results["heartbeats_only"]["settled_after_s"] = settled
+        if heartbeats_only():
+            return results
         tasks += [asyncio.create_task(poll(n, stop, stats)) for n in nodes]
         await asyncio.sleep(5)
         await quiet(stats, 2.0)

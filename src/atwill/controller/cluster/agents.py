@@ -369,16 +369,21 @@ def checked(body: Heartbeat) -> Heartbeat:
 
 
 def lean(ctl: Controller, node_id: str, cert: bytes | None, client: str, body: Heartbeat,
-         host: dict, order: beat_order.Order | None = None) -> dict | None:
-    """The reply to a beat that only says the node lives (liveness.py), else None. A
+         host: dict, order: beat_order.Order | None = None, hold: bool = False
+         ) -> dict | liveness.Held | None:
+    """The reply to a beat that only says the node lives (liveness.py), else None; with
+    `hold`, while the flush is behind, that reply held until its write (Held.reply). A
     beat older than one this worker knows of is never answered as applied: liveness.lean
     gives it to the full path, which answers 409 once the certificate is checked."""
     source = nodes.underlay_source(ctl.settings, client)
-    rev = liveness.of(ctl.db).lean(node_id, cert, source, body, host, order)
+    rev = liveness.of(ctl.db).lean(node_id, cert, source, body, host, order, hold)
     if rev is None:
         return None
     if body.instances is not None:
         relay_for(ctl).record(node_id, body.instances)
+    if isinstance(rev, liveness.Held):
+        rev.reply = {"revision": rev.revision, "state": "up", "ordered": True}
+        return rev
     return {"revision": rev, "state": "up", "ordered": True}
 
 

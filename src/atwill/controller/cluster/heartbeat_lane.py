@@ -9,11 +9,14 @@ the stack: it reads the body under the heartbeat's own limit, parses and checks 
 the route does (agents.checked), and answers it only when it is lean. Anything else (a
 full beat, a bad or oversized body, a wrong certificate) goes on to the app with the
 body replayed, which answers exactly as before. A lean beat still gets its request id
-header; it is not logged per request nor counted in the request metrics.
+header; it is not logged per request nor counted in the request metrics. While the flush
+is behind, a lean beat is held: answered once its flush wrote it, else (not written, or
+not within HOLD_WAIT) passed on to the route (liveness.py, "Held beats").
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -21,6 +24,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ...api.cluster import Heartbeat
 from ...core import beat_order, json_edge
 from ...core.nodereports import HEARTBEAT_BYTES
 from ..context import Controller
@@ -62,6 +66,8 @@ class HeartbeatLane:
                 and not read[-1].get("more_body"):
             reply = self._lean(scope, found.group(1), cert,
                                b"".join(m.get("body", b"") for m in read))
+        if isinstance(reply, liveness.Held):
+            reply = await _written(reply)
         if reply is None:
             await self.app(scope, _replay(read, receive), send)
             return
@@ -73,9 +79,7 @@ class HeartbeatLane:
         await send({"type": "http.response.body", "body": payload})
 
     def _lean(self, scope: dict[str, Any], node_id: str, cert: bytes, raw: bytes
-              ) -> dict | None:
-        from ...api.cluster import Heartbeat
-
+              ) -> dict | liveness.Held | None:
         try:
             data = json_edge.loads(raw)
             if not isinstance(data, dict):
@@ -87,7 +91,7 @@ class HeartbeatLane:
         client = (scope.get("client") or ("",))[0] or ""
         try:
             return lean(self.ctl, node_id, cert, client, body,
-                        host_report(body.host, body.peers), order)
+                        host_report(body.host, body.peers), order, hold=True)
         except HeartbeatStale:
             return None  # the route answers it (409, error type heartbeat_stale)
         except Exception:  # never a bare 500 from here: the full route answers it
@@ -96,6 +100,17 @@ class HeartbeatLane:
 
 
 ORDER = beat_order.HEADER.lower().encode("latin-1")
+HOLD_WAIT = 1.0  # seconds a held beat waits for its flush; then the full route takes it
+
+
+async def _written(held: liveness.Held) -> dict | None:
+    """A held beat's reply once a flush wrote it; None (the full route) if it was not
+    written, or not within HOLD_WAIT."""
+    try:
+        written = await asyncio.wait_for(asyncio.wrap_future(held.future), HOLD_WAIT)
+    except TimeoutError:
+        return None
+    return held.reply if written else None
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str | None:

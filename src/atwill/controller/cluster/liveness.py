@@ -14,11 +14,18 @@ FLUSH seconds one transaction writes the buffer for all its nodes (a batched UPD
 last_heartbeat, heartbeat_gap_peak, host_status, overlay_status, running_vms) and reads
 back each node's row and revision, so what another worker or controller changed
 (a removal, a renewed certificate, down, fenced, a restart notice, a new revision) sends
-that node's next beat down the full path. A full pass is also forced every REFRESH
-seconds per node; a node new to the worker gets its first one up to SPREAD of REFRESH
-earlier, at random, so that after a restart the fleet's refreshes are spread instead of
-one wave of full passes every REFRESH. FLUSH is 0.1 s, not 0.2: at 2,000 beats/s on a
-loaded 2-core machine a flush took ~0.14 s for ~200 beats (twice the rows at 0.2 s).
+that node's next beat down the full path. What may move without a revision (an admin's
+status reset of a volume or snapshot, a task set on a server) is checked by the flush
+every CHECK seconds per node, for all the nodes due in one statement (waiting_among): a
+node something now waits on sends its next beat the full way. A full pass is also forced
+every REFRESH seconds per node (a belt); a node new to the worker gets its first check
+and refresh up to SPREAD of their period earlier, at random, so that after a restart the
+fleet's are spread instead of one wave each period. FLUSH is 0.1 s, not 0.2: at 2,000
+beats/s on a loaded 2-core machine a flush took ~0.14 s for ~200 beats (twice the rows
+at 0.2 s).
+The check was a full pass every 30 s until 2026-12-07: at 2,000 nodes 67 full passes a
+second (each a dozen statements: certificate, instance report, evacuation query), the
+largest share of a worker's heartbeat CPU that was not lean beats.
 
 A lean beat must be one whose full pass would change nothing: its report is the one
 last processed, *and* nothing the controller expects of the node moved since. So a bump
@@ -44,8 +51,20 @@ fails): with flushes of at most SLOW each, a lean beat is in the database within
 FLUSH + SLOW = STALENESS of its arrival. What no guard can bound is a flush that was
 quick when a beat was buffered and then overran: the beats it left in the buffer (at
 most its first SLOW's worth) are written right after it, not a FLUSH later, late by as
-much as it overran; every beat meanwhile goes the full way (whose own transaction the
-same slow database delays as much). A flush's UPDATE holds every condition in its WHERE
+much as it overran; every beat meanwhile is held (below; or, when the flush fails, goes
+the full way, whose own transaction the same slow database delays as much).
+Held beats: while the flush is behind, a beat that would be lean is not answered before
+its write. It used to go the full way, a dozen statements in a thread pool: under load
+that spiralled, since the full passes took the GIL from the flush thread, whose flushes
+(measured at 2,000 nodes: ~80 ms of wall time for ~8 ms of CPU) ran later still, and all
+beats went full (bench fleet, 2,000 nodes, 2026-12-07: behind was the reason for ~90 % of
+the beats not taken lean; the 30 s refresh for a handful). Now the lane (heartbeat_lane,
+lean(hold=True)) buffers it with a future and answers once a flush wrote it (or a full
+pass of the node wrote a newer beat); a beat not written (the node changed, removed) or
+not within the lane's HOLD_WAIT goes on to the full route. A held beat's write is as late
+as the flush makes it, as a full pass's would be under that load: only its CPU differs.
+While the last flush failed, beats go the full way (the route answers the error).
+A flush's UPDATE holds every condition in its WHERE
 (WRITE): never backwards, never a node no longer up and healthy, fenced, forced down or
 under a restart notice, never under another certificate serial; so the check and the
 write are one statement on both engines (SQLite's read is outside the write lock). On
@@ -73,19 +92,22 @@ against).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
 import logging
+import math
 import os
 import random
 import threading
 import time
 import weakref
-from dataclasses import dataclass
+from concurrent.futures import Future, InvalidStateError
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, or_, select, text, update
+from sqlalchemy import and_, bindparam, exists, or_, select, text, union, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -100,8 +122,10 @@ log = logging.getLogger("atwill.cluster")
 FLUSH = 0.1  # seconds between batched writes of the buffered beats
 STALENESS = 0.4  # what a silence read from the database may lack (FLUSH + two flushes)
 SLOW = (STALENESS - FLUSH) / 2  # a flush longer than this stops lean answers (0.15 s)
-REFRESH = 30.0  # seconds after which a node's beat goes the full way again
-SPREAD = 0.5  # a node new to this worker: its first refresh comes up to this share earlier
+CHECK = 30.0  # seconds after which a flush checks again whether anything waits on a node
+REFRESH = 300.0  # seconds after which a node's beat goes the full way again
+SPREAD = 0.5  # a node new to this worker: its first check and refresh come up to this
+# share of their period earlier
 SWITCH = "ATWILL_HEARTBEAT_PATH"
 
 
@@ -116,7 +140,21 @@ def staleness() -> float:
 
 def digest(instances: dict[str, Any] | None, volumes: dict[str, Any] | None) -> bytes:
     """The state part of a beat: its instance reports without their counters (they move
-    on every beat and go to the metrics relay, not to a row) and its volume reports."""
+    on every beat and go to the metrics relay, not to a row) and its volume reports. An
+    idle node's (none of either: one of four) is made once (8 us a beat, in process)."""
+    if not instances and not volumes:
+        key = (instances is None, volumes is None)
+        found = _IDLE.get(key)
+        if found is None:
+            found = _IDLE[key] = _digest(instances, volumes)
+        return found
+    return _digest(instances, volumes)
+
+
+_IDLE: dict[tuple[bool, bool], bytes] = {}
+
+
+def _digest(instances: dict[str, Any] | None, volumes: dict[str, Any] | None) -> bytes:
     plain = None if instances is None else {
         ident: ({k: v for k, v in entry.items() if k not in ("metrics", "console")}
                 if isinstance(entry, dict) else entry) for ident, entry in instances.items()}
@@ -136,9 +174,10 @@ class Known:
     current: int  # its revision as last read
     healthy: bool  # up, health up, not fenced, not forced down, no restart notice
     full_at: float
-    waiting: bool = False  # something on the node waited for its report (waiting())
+    waiting: bool = False  # something on the node waits for its report (waiting())
     stale: bool = False  # its revision moved since the full pass (a bump notified)
     order: beat_order.Order | None = None  # the newest beat order taken or read back
+    checked_at: float = -math.inf  # the last full pass, or flush that read waiting()
 
 
 @dataclass
@@ -163,6 +202,25 @@ class Beat:
     running_vms: int
     serial: str | None = None  # the certificate serial it came with (None: the known one)
     order: beat_order.Order | None = None  # its X-Atwill-Heartbeat-Order (None: unordered)
+    # The held beats' replies waiting for this beat's flush (a newer beat of the node
+    # takes over those of the one it replaced in the buffer).
+    waiters: list[Future[bool]] = field(default_factory=list)
+
+
+@dataclass
+class Held:
+    """A lean beat taken while the flush was behind: its reply waits for `future` (True:
+    written, or a full pass of the node wrote one since; False: not, it goes full)."""
+
+    revision: int
+    future: Future[bool]
+    reply: dict[str, Any] | None = None
+
+
+def _resolve(waiters: list[Future[bool]], written: bool) -> None:
+    for future in waiters:
+        with contextlib.suppress(InvalidStateError):  # its beat gave up waiting
+            future.set_result(written)
 
 
 # Volume states no report moves: any other one waits for the storage node (report.py).
@@ -188,6 +246,24 @@ def waiting(session: Session, node_id: str) -> bool:
                          Migration.status.not_in(ENDED_MIGRATIONS),
                          or_(Migration.source_node_id == node_id,
                              Migration.dest_node_id == node_id)))))
+
+
+def waiting_among(session: Session, ids: list[str]) -> set[str]:
+    """The nodes among ids that something waits on (waiting()'s test for many nodes in
+    one statement: a flush's check of the nodes due for one)."""
+    if not ids:
+        return set()
+    live = (Migration.migration_type == "live-migration",
+            Migration.status.not_in(ENDED_MIGRATIONS))
+    return set(session.scalars(union(
+        select(Volume.node_id).where(Volume.node_id.in_(ids),
+                                     Volume.status.not_in(SETTLED_VOLUMES)),
+        select(Volume.node_id).join(VolumeSnapshot, VolumeSnapshot.volume_id == Volume.id)
+        .where(Volume.node_id.in_(ids), VolumeSnapshot.status.not_in(SETTLED_SNAPSHOTS)),
+        select(Instance.node_id).where(Instance.node_id.in_(ids), Instance.deleted.is_(False),
+                                       Instance.task_state.is_not(None)),
+        select(Migration.source_node_id).where(*live, Migration.source_node_id.in_(ids)),
+        select(Migration.dest_node_id).where(*live, Migration.dest_node_id.in_(ids)))))
 
 
 def healthy(node: Node) -> bool:
@@ -217,14 +293,19 @@ class Liveness:
         self._flushed = time.monotonic()  # when a flush last succeeded (or found nothing)
         self._began: float | None = None  # when the running flush took its buffer
         self._took = 0.0  # how long the last flush ran
+        self._failed = False  # the last flush raised (the database fails: beats go full)
 
     # the request side ---------------------------------------------------------------
     def lean(self, node_id: str, cert: bytes | None, source: str, body: Any,
-             host: dict[str, Any], order: beat_order.Order | None = None) -> int | None:
-        """The node's revision when this beat is lean (and is now buffered), else None."""
+             host: dict[str, Any], order: beat_order.Order | None = None,
+             hold: bool = False) -> int | Held | None:
+        """The node's revision when this beat is lean (and is now buffered), else None.
+        With `hold`, a lean beat that comes while the flush is behind (slow, not failing)
+        is buffered too, held: its reply waits for its write (Held)."""
         if cert is None or body.inventory is not None:
             return None
-        if self._thread is not None and self.behind(time.monotonic()):
+        late = self._thread is not None and self.behind(time.monotonic())
+        if late and (not hold or self._failed):
             return None  # the flush is behind: a lean beat's write might come too late
         with self._lock:
             known = self._known.get(node_id)
@@ -242,10 +323,16 @@ class Liveness:
                 if newest is not None and order <= newest:
                     return None  # the route answers it (409 stale)
                 known.order = order
-            self._buffer[node_id] = Beat(now, cert, body.overlay, host, body.running_vms,
-                                         known.serial, order)
+            beat = Beat(now, cert, body.overlay, host, body.running_vms, known.serial, order)
+            held = Held(known.current, Future()) if late else None
+            if held is not None:
+                beat.waiters.append(held.future)
+            old = self._buffer.get(node_id)
+            if old is not None:  # replaced: its held replies wait for this one's write
+                beat.waiters[:0] = old.waiters
+            self._buffer[node_id] = beat
         self._start()
-        return known.current
+        return known.current if held is None else held
 
     def newest(self, node_id: str, cert: bytes | None = None) -> beat_order.Order | None:
         """The newest beat order of the node this worker took or read back (None: none).
@@ -281,19 +368,26 @@ class Liveness:
             if buffered is None or buffered.order is None or seen.order is None \
                     or buffered.order <= seen.order:
                 self._buffer.pop(node_id, None)  # older than what the full pass wrote
+            else:
+                buffered = None
             order = max(o for o in (newest, seen.order) if o is not None) \
                 if newest is not None or seen.order is not None else None
             raced = token != (self._everyone, self._moved.get(node_id, 0))
             now = time.monotonic()
+            early = 0.0
             if node_id not in self._known:
                 # After a (re)start every node's first beat is full within a second: their
                 # refreshes would come back as one wave each REFRESH (2,000 full passes at
                 # once saturate a worker, late beats go full too). Spread them instead: a
-                # node's first refresh comes earlier by a random share, never later.
-                now -= random.uniform(0.0, SPREAD * REFRESH)
+                # node's first refresh (and check) comes earlier by a random share, never
+                # later.
+                early = random.uniform(0.0, SPREAD)
             self._known[node_id] = Known(cert, seen.serial, seen.endpoint, seen.digest,
                                          seen.revision, seen.revision, seen.healthy,
-                                         now, seen.waiting, raced, order)
+                                         now - early * REFRESH, seen.waiting, raced, order,
+                                         now - early * CHECK)
+        if buffered is not None:  # a held beat's liveness: the full pass wrote a newer one
+            _resolve(buffered.waiters, True)
 
     def moved(self, nodes: set[str] | None) -> None:
         """These nodes' revisions moved (None: every node's): their next beats go full."""
@@ -311,8 +405,17 @@ class Liveness:
     def forget(self, node_id: str) -> None:
         with self._lock:
             self._known.pop(node_id, None)
-            self._buffer.pop(node_id, None)
+            beat = self._buffer.pop(node_id, None)
             self._moved.pop(node_id, None)
+        if beat is not None:
+            _resolve(beat.waiters, False)
+
+    def _put_back(self, node_id: str, beat: Beat) -> None:
+        """A beat not written yet, kept for the next flush unless a newer one replaced it
+        (which then answers its held replies too). Under the lock."""
+        newer = self._buffer.setdefault(node_id, beat)
+        if newer is not beat:
+            newer.waiters[:0] = beat.waiters
 
     def behind(self, now: float) -> bool:
         """Whether a beat buffered now might wait longer than STALENESS for its write: a
@@ -358,72 +461,70 @@ class Liveness:
             try:
                 written = self._write(beats, serials) if beats else 0
             except Exception:
+                self._failed = True
                 with self._lock:  # put back what no newer beat replaced meanwhile
                     for node_id, beat in beats.items():
-                        self._buffer.setdefault(node_id, beat)
+                        self._put_back(node_id, beat)
                 raise
             else:
-                self._flushed = time.monotonic()
+                self._flushed, self._failed = time.monotonic(), False
             finally:
                 self._took, self._began = time.monotonic() - began, None
             return written
 
     def _write(self, beats: dict[str, Beat], serials: dict[str, str]) -> int:
         ids = sorted(beats)
+        now = time.monotonic()
+        with self._lock:  # the nodes whose check is due (CHECK): read in the same transaction
+            due = {node_id: known for node_id in ids
+                   if (known := self._known.get(node_id)) is not None
+                   and now - known.checked_at > CHECK}
         try:
-            with self.db.session() as session:
-                rows, skipped, absent = self._rows(session, ids, beats, serials)
-                if rows:
-                    _write_rows(session, rows)
-                done = self._after(session, ids, beats)
+            back, skipped, absent = self._transaction(ids, beats, serials, due)
         except OperationalError:
             raise  # the database (or a lock) is unavailable: all kept for the next flush
         except Exception:
             # One bad beat fails the batch: row by row, dropping (and sending the full way)
             # only the node whose beat the database refuses.
             log.exception("a buffered heartbeat was refused; writing them one by one")
-            rows, skipped, absent, done = [], set(), set(), None
+            back, skipped, absent = ReadBack(), set(), set()
             for node_id in ids:
                 try:
-                    with self.db.session() as session:
-                        one, more, gone = self._rows(session, [node_id], beats, serials)
-                        skipped |= more
-                        absent |= gone
-                        if one:
-                            _write_rows(session, one)
-                            rows += one
-                        part = self._after(session, [node_id], beats)
+                    part, more, gone = self._transaction([node_id], beats, serials, due)
                 except OperationalError:
                     raise
                 except Exception:
                     log.warning("heartbeat of node %s refused; its next beat goes the full "
                                 "way", node_id)
                     continue
-                done = part if done is None else (done[0] | part[0], max(done[1], part[1]),
-                                                  {**done[2], **part[2]},
-                                                  {**done[3], **part[3]})
-            if done is None:
-                done = (set(), 0, {}, {})
-        written, everyone, own, orders = done
+                back.merge(part)
+                skipped |= more
+                absent |= gone
         with self._lock:
             for node_id in skipped:  # locked by another transaction: kept for the next flush
-                self._buffer.setdefault(node_id, beats[node_id])
+                self._put_back(node_id, beats[node_id])
             for node_id in absent:  # removed: nothing of it kept (its next beat hears it)
                 self._known.pop(node_id, None)
                 self._moved.pop(node_id, None)
             for node_id in ids:
-                known = self._known.get(node_id)
-                if known is None:
-                    continue
-                # Not written (removed, changed, down, fenced, noticed, another certificate,
-                # a newer beat, locked): its next beat goes the full way.
-                known.healthy = known.healthy and node_id in written
-                known.current = max(everyone, own.get(node_id, 0))
-                # Another controller may have stored a newer beat: later ones are told.
-                held = orders.get(node_id)
-                if held is not None and (known.order is None or held > known.order):
-                    known.order = held
-        return len(written)
+                if (known := self._known.get(node_id)) is not None:
+                    back.tell(node_id, known, due.get(node_id) is known, now)
+        for node_id, beat in beats.items():  # the held replies: written, or to go full
+            if beat.waiters and node_id not in skipped:
+                _resolve(beat.waiters, node_id in back.written)
+        return len(back.written)
+
+    def _transaction(self, ids: list[str], beats: dict[str, Beat], serials: dict[str, str],
+                     due: dict[str, Known]) -> tuple[ReadBack, set[str], set[str]]:
+        """One flush's transaction over ids: written, then read back."""
+        with self.db.session() as session:
+            rows, skipped, absent = self._rows(session, ids, beats, serials)
+            if rows:
+                _write_rows(session, rows)
+            back = _read_back(session, ids, beats)
+            back.checked = {node_id for node_id in ids if node_id in due}
+            back.waits = waiting_among(session, sorted(back.checked))
+        return back, skipped, absent
 
     def _rows(self, session: Session, ids: list[str], beats: dict[str, Beat],
               serials: dict[str, str]) -> tuple[list[dict], set[str], set[str]]:
@@ -463,25 +564,60 @@ class Liveness:
                                                   "b_seq": beat.order.seq})})
         return rows, skipped, absent
 
-    @staticmethod
-    def _after(session: Session, ids: list[str], beats: dict[str, Beat]
-               ) -> tuple[set[str], int, dict[str, int], dict[str, beat_order.Order]]:
-        """Read back in the same transaction: the nodes written (their row holds the
-        beat's time), the revision for everyone and each node's own, and the beat order
-        each row holds."""
-        written, orders = set(), {}
-        for node_id, at, epoch, seq in session.execute(
-                select(Node.id, Node.last_heartbeat, Node.beat_epoch, Node.beat_seq)
-                .where(Node.id.in_(ids))):
-            if at == beats[node_id].at:
-                written.add(node_id)
-            if (held := beat_order.stored(epoch, seq)) is not None:
-                orders[node_id] = held
-        everyone = session.scalar(select(ClusterRevision.everyone_at)
-                                  .where(ClusterRevision.id == 1)) or 0
-        own = dict(session.execute(select(NodeRevision.node_id, NodeRevision.revision)
-                                   .where(NodeRevision.node_id.in_(ids))).all())
-        return written, everyone, own, orders
+@dataclass
+class ReadBack:
+    """What a flush's transaction read back after its write."""
+
+    written: set[str] = field(default_factory=set)  # the row holds the beat's time
+    everyone: int = 0  # the clock of the last change for every node
+    own: dict[str, int] = field(default_factory=dict)  # each node's own revision
+    orders: dict[str, beat_order.Order] = field(default_factory=dict)  # held per row
+    checked: set[str] = field(default_factory=set)  # the nodes whose check was due
+    waits: set[str] = field(default_factory=set)  # ... and something waits on (waiting())
+
+    def merge(self, other: ReadBack) -> None:
+        self.written |= other.written
+        self.everyone = max(self.everyone, other.everyone)
+        self.own.update(other.own)
+        self.orders.update(other.orders)
+        self.checked |= other.checked
+        self.waits |= other.waits
+
+    def tell(self, node_id: str, known: Known, checked: bool, at: float) -> None:
+        """Into what the worker knows of a node (under its lock)."""
+        # Not written (removed, changed, down, fenced, noticed, another certificate, a
+        # newer beat, locked): its next beat goes the full way.
+        known.healthy = known.healthy and node_id in self.written
+        known.current = max(self.everyone, self.own.get(node_id, 0))
+        # Another controller may have stored a newer beat: later ones are told.
+        held = self.orders.get(node_id)
+        if held is not None and (known.order is None or held > known.order):
+            known.order = held
+        if checked and node_id in self.checked:  # `known` is still the one checked
+            known.checked_at = at
+            known.waiting = known.waiting or node_id in self.waits
+
+
+def _read_back(session: Session, ids: list[str], beats: dict[str, Beat]) -> ReadBack:
+    """In the flush's transaction, one statement: the nodes written (their row holds the
+    beat's time), each node's own revision and the one for everyone, and the beat order
+    each row holds."""
+    back = ReadBack()
+    everyone = select(ClusterRevision.everyone_at).where(ClusterRevision.id == 1) \
+        .scalar_subquery()
+    for node_id, at, epoch, seq, own, all_at in session.execute(
+            select(Node.id, Node.last_heartbeat, Node.beat_epoch, Node.beat_seq,
+                   NodeRevision.revision, everyone)
+            .outerjoin(NodeRevision, NodeRevision.node_id == Node.id)
+            .where(Node.id.in_(ids))):
+        if at == beats[node_id].at:
+            back.written.add(node_id)
+        if (held := beat_order.stored(epoch, seq)) is not None:
+            back.orders[node_id] = held
+        if own is not None:
+            back.own[node_id] = own
+        back.everyone = max(back.everyone, all_at or 0)
+    return back
 
 
 # What a flush reads of each node: whether it may be written, and what the write needs.
