@@ -117,6 +117,35 @@ def test_bad_attachments_change_nothing(cloud: Cloud,
         gone(cloud, storage, vid)
 
 
+def test_an_attachment_of_a_volume_in_another_state_is_not_connected(
+        cloud: Cloud, nodes: tuple[StorageNode, JoinedNode]) -> None:
+    """PUT checks the volume's status as a reserve does: a reserved attachment of a volume
+    an admin set to error is not connected (its status was overwritten with attaching)."""
+    storage, compute = nodes
+    vid = available_volume(cloud, storage)
+    try:
+        with cloud.http(cloud.token()) as client:
+            made = client.post(A, json={"attachment": {"volume_uuid": vid}},
+                               headers=mv("3.44"))
+            att = made.json()["attachment"]
+            reset = client.post(f"{V3}/volumes/{vid}/action",
+                                json={"os-reset_status": {"status": "error"}},
+                                headers=mv("3.44"))
+            assert reset.status_code == 202, reset.text
+            before = rows(cloud)
+            put = client.put(f"{A}/{att['id']}", headers=mv("3.44"), json={
+                "attachment": {"connector": {"host": compute.name}}})
+            assert put.status_code == 400, put.text
+            assert "current status is error" in put.json()["badRequest"]["message"]
+            assert rows(cloud) == before
+            assert storage.wanted()[vid]["exports"] == []
+            assert client.delete(f"{A}/{att['id']}", headers=mv("3.44")).status_code == 200
+            client.post(f"{V3}/volumes/{vid}/action",
+                        json={"os-reset_status": {"status": "available"}}, headers=mv("3.44"))
+    finally:
+        gone(cloud, storage, vid)
+
+
 def test_a_removed_node_is_exported_nothing(cloud: Cloud,
                                             nodes: tuple[StorageNode, JoinedNode],
                                             tmp_path: Path) -> None:

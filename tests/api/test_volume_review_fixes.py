@@ -105,8 +105,6 @@ def _identities(env: Env, vid: str) -> list[str]:
     return [line.split(":")[0] for _, lines in env.exports(vid) for line in lines]
 
 
-@pytest.mark.engine_free("which keys are derived and who is sent them; the migration "
-                         "rows' writes are test_live_migration_volumes' (SQLite only)")
 def test_the_source_cannot_compute_the_destinations_key(env: Env, cloud: Cloud) -> None:
     """Review finding (HIGH): the destination's key was HMAC(migration TLS key,
     attachment id); the source is sent that TLS key and knows the attachment, so it

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy import select
+from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import Session
 
 from ...core.errors import BadRequest, NotFound
@@ -112,6 +113,21 @@ def _find(session: Session, creds: Credentials, attachment_id: str) -> VolumeAtt
     return att
 
 
+def _locked(session: Session, creds: Credentials, attachment_id: str
+            ) -> tuple[VolumeAttachment, Volume]:
+    """The attachment and its volume, the volume's row locked and the attachment read
+    again under that lock (it was read before: a change committed while this request
+    waited for the lock — an unwound attach, a detach — would be overwritten)."""
+    att = _find(session, creds, attachment_id)
+    vol = find_volume(session, creds, att.volume_id, lock=True)
+    try:
+        session.refresh(att, with_for_update=True)
+    except InvalidRequestError:  # deleted meanwhile
+        raise NotFound(f"Volume attachment could not be found with filter: attachment_id = "
+                       f"{attachment_id[:64]}.") from None
+    return att, vol
+
+
 @router.post(A)
 def attachment_post(request: Request, body: dict = Depends(json_body),
                     creds: Credentials = Depends(who),
@@ -166,8 +182,7 @@ def attachment_put(attachment_id: str, request: Request, body: dict = Depends(js
     if not data.get("connector"):
         raise BadRequest("Invalid input: 'connector' is a required property.")
     with controller(request).db.session() as session:
-        att = _find(session, creds, attachment_id)
-        vol = find_volume(session, creds, att.volume_id, lock=True)
+        att, vol = _locked(session, creds, attachment_id)
         require_member(creds, vol.project_id, "volume:attachment_update")
         if att.status == "attached":
             raise BadRequest(f"Invalid volume: attachment {att.id} is already connected.")
@@ -177,6 +192,11 @@ def attachment_put(attachment_id: str, request: Request, body: dict = Depends(js
             # the guest may still hold it, and lose the detach the node was told of.
             raise BadRequest(f"Invalid volume: Unable to update attachment {att.id}: "
                              f"invalid attachment status {att.status}.")
+        if vol.status not in ("reserved", "attaching", "in-use"):
+            # As a reserve checks it: an extend or an upload in flight is not overwritten.
+            raise BadRequest(f"Invalid volume: Volume {vol.id} status must be reserved, "
+                             f"attaching or in-use to connect an attachment, but the current "
+                             f"status is {vol.status}.")
         _connect(session, vol, att, data["connector"], creds)
         att.updated_at = vol.updated_at = utcnow()
         bump(session)
@@ -191,8 +211,7 @@ def attachment_action_post(attachment_id: str, request: Request,
     if list(body) != ["os-complete"]:
         raise BadRequest("There is no such action: " + ", ".join(k[:64] for k in body))
     with controller(request).db.session() as session:
-        att = _find(session, creds, attachment_id)
-        vol = find_volume(session, creds, att.volume_id, lock=True)
+        att, vol = _locked(session, creds, attachment_id)
         require_member(creds, vol.project_id, "volume:attachment_complete")
         if att.node_id is None:
             raise BadRequest(f"Invalid volume: attachment {att.id} has no connector yet.")
@@ -208,8 +227,7 @@ def attachment_delete(attachment_id: str, request: Request,
                       version: Version = Depends(api_version)) -> dict:
     _require(version, "3.27")
     with controller(request).db.session() as session:
-        att = _find(session, creds, attachment_id)
-        vol = find_volume(session, creds, att.volume_id, lock=True)
+        att, vol = _locked(session, creds, attachment_id)
         require_member(creds, vol.project_id, "volume:attachment_delete")
         session.delete(att)
         session.flush()
