@@ -185,6 +185,39 @@ def test_a_detaching_attachment_cannot_be_connected_again(env: Env) -> None:
         gone(env.cloud, env.storage, vid)
 
 
+def test_deleting_one_server_of_a_multiattach_volume_keeps_it_in_use(env: Env) -> None:
+    """A server deleted with an attachment of a multiattach volume reserved for it: the
+    volume stays in use by the other server (it was made detaching, then available)."""
+    user = env.users[0]
+    first, second = env.server(user), env.server(user)
+    with env.client(user) as client:
+        made = client.post("/volume/v3/volumes", headers={
+            "OpenStack-API-Version": "volume 3.54"}, json={"volume": {
+                "size": 1, "name": unique("multi"), "multiattach": True}})
+        assert made.status_code == 202, made.text
+        vid = made.json()["volume"]["id"]
+    env.storage.converge()
+    try:
+        env.cloud.openstack("server", "add", "volume", first, vid, user=user)
+        env.storage.converge(host="10.99.0.9")
+        env.report(first, {vid: "attached"})
+        assert show(env.cloud, vid)["status"] == "in-use"
+        with env.client(user) as client:  # Cinder's attachments API takes a second one
+            reserved = client.post("/volume/v3/attachments", headers={
+                "OpenStack-API-Version": "volume 3.54"}, json={"attachment": {
+                    "volume_uuid": vid, "instance_uuid": second}})
+            assert reserved.status_code == 200, reserved.text
+        env.delete_server(second)
+        second = ""
+        assert show(env.cloud, vid)["status"] == "in-use"
+        assert [a["server_id"] for a in show(env.cloud, vid)["attachments"]] == [first]
+    finally:
+        for server in (first, second):
+            if server:
+                env.delete_server(server)
+        gone(env.cloud, env.storage, vid)
+
+
 def test_shapes_follow_the_microversion(env: Env) -> None:
     user = env.users[0]
     server, vid = env.server(user), env.volume(user)

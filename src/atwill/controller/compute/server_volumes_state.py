@@ -20,7 +20,7 @@ from ..db.base import utcnow
 from ..db.models import Instance
 from ..db.volume import Volume, VolumeAttachment
 from ..revision import bump
-from ..volume import attach_outcomes, freeze
+from ..volume import attach_outcomes, freeze, settle
 from ..volume.desired import attachment_psk
 from ..volume.volumes import start_delete
 
@@ -162,7 +162,9 @@ def _release(session: Session, att: VolumeAttachment) -> Volume | None:
     session.delete(att)
     session.flush()
     if vol is not None and not _orphaned(vol):
-        vol.status = "detaching" if att.node_id in (vol.exports or {}) else "available"
+        # Another attachment of a multiattach volume keeps its status (it used to be
+        # made available while another server had it in use).
+        vol.status = settle.after_release(session, vol, att.node_id, False)
         vol.updated_at = utcnow()
     return vol
 

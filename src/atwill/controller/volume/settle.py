@@ -172,7 +172,7 @@ def storage_gone(session: Session, node: Node, silence: int) -> int:
             for att in _attachments(session, vol, ("attaching",), lock=True):
                 release(session, vol, att, None, storage_gone=True)
         elif state == "detaching" and not _attachments(session, vol, ("detaching",)):
-            vol.status, vol.updated_at = _after_release(session, vol, None, True), now
+            vol.status, vol.updated_at = after_release(session, vol, None, True), now
         else:
             continue
         moved += 1
@@ -246,11 +246,14 @@ def release(session: Session, vol: Volume | None, att: VolumeAttachment,
     session.flush()
     if vol is None or (vol.node_id is None and vol.status == "error"):
         return  # in error on no node: it stays so (compute/server_volumes_state._orphaned)
-    vol.status, vol.updated_at = _after_release(session, vol, target, storage_gone), utcnow()
+    vol.status, vol.updated_at = after_release(session, vol, target, storage_gone), utcnow()
 
 
-def _after_release(session: Session, vol: Volume, target: str | None,
-                   storage_gone: bool) -> str:
+def after_release(session: Session, vol: Volume, target: str | None,
+                  storage_gone: bool) -> str:
+    """The volume's status once an attachment of it to node target is gone: from the
+    attachments left (another server's keeps it in use), else detaching until its storage
+    node reports the export to target revoked."""
     left = _attachments(session, vol, None)
     if any(a.status == "attached" for a in left):
         return "in-use"
