@@ -234,8 +234,14 @@ def on_server_delete(session: Session, inst: Instance) -> None:
     """A deleted server lets its volumes go; delete_on_termination ones are deleted. As
     Nova (_cleanup_volumes logs a volume it fails to delete and goes on): one on a frozen
     storage node, which refuses deletes, is only detached and stays (review finding: the
-    server's delete was refused with the backend's 400)."""
-    for att in of_server(session, inst.id, statuses=(*LISTED, "reserved")):
+    server's delete was refused with the backend's 400).
+
+    Locks in volume/lock_order.py's order, as Cinder's DELETE /attachments takes them:
+    the server's row, its attachments' volumes (FOR UPDATE, in id order), then the
+    attachments read again under those locks (review finding: the attachment row was
+    deleted first and its volume updated after, the other order: on PostgreSQL the two
+    deadlocked, or one deleted a row the other had read)."""
+    for att in _locked_of_server(session, inst):
         dispose = att.delete_on_termination
         vol = _release(session, att)
         if vol is None or not dispose or not _only_ours(session, vol, inst):
@@ -245,6 +251,28 @@ def on_server_delete(session: Session, inst: Instance) -> None:
                         "frozen", inst.id, vol.id)
             continue
         start_delete(session, vol, cascade=True, force=True)
+
+
+def _locked_of_server(session: Session, inst: Instance) -> list[VolumeAttachment]:
+    """The server's attachments a delete releases, read again under the locks: its own row
+    first (a POST /attachments naming it holds it FOR SHARE, so one committed before is
+    seen here and one after sees the server deleted), then its attachments' volumes."""
+    statuses = (*LISTED, "reserved")
+    session.execute(select(Instance.id).where(Instance.id == inst.id).with_for_update())
+    locked: set[str] = set()
+    while True:
+        wanted = {a.volume_id for a in of_server(session, inst.id, statuses)} - locked
+        if not wanted:
+            break
+        ids = sorted(wanted)
+        session.scalars(select(Volume).where(Volume.id.in_(ids)).order_by(Volume.id)
+                        .with_for_update().execution_options(populate_existing=True)).all()
+        locked |= wanted
+    return list(session.scalars(
+        select(VolumeAttachment).where(VolumeAttachment.instance_id == inst.id,
+                                       VolumeAttachment.status.in_(statuses))
+        .order_by(VolumeAttachment.created_at, VolumeAttachment.id)
+        .with_for_update().execution_options(populate_existing=True)))
 
 
 def _only_ours(session: Session, vol: Volume, inst: Instance) -> bool:

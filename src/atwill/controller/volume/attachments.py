@@ -99,7 +99,7 @@ def _check_target(session: Session, creds: Credentials, att: VolumeAttachment,
 def _instance(session: Session, creds: Credentials, vol: Volume, instance_id: str) -> None:
     """Cinder trusts Nova here; atwill's callers are users, so the server must be theirs
     (and in the volume's project, an admin's too)."""
-    inst = session.get(Instance, instance_id)
+    inst = session.get(Instance, instance_id, populate_existing=True)
     if inst is None or inst.deleted or inst.project_id != vol.project_id or (
             not creds.is_admin and inst.project_id != creds.project_id):
         raise NotFound(f"Instance {instance_id[:64]} could not be found.")
@@ -144,6 +144,13 @@ def attachment_post(request: Request, body: dict = Depends(json_body),
         raise BadRequest("Invalid input received: Invalid attachment mode: must be 'rw' or "
                          "'ro'.")
     with controller(request).db.session() as session:
+        if instance is not None:
+            # The server before the volume (volume/lock_order.py's order, a server
+            # delete's): held FOR SHARE until commit, it is not deleted meanwhile (review
+            # finding: a reserve that read it before a delete committed was kept, held
+            # for a deleted server). _instance reads it again under this lock.
+            session.execute(select(Instance.id).where(Instance.id == instance)
+                            .with_for_update(read=True))
         vol = find_volume(session, creds, data["volume_uuid"], lock=True)
         require_member(creds, vol.project_id, "volume:attachment_create")
         if instance is not None:
