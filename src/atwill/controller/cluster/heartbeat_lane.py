@@ -11,7 +11,8 @@ full beat, a bad or oversized body, a wrong certificate) goes on to the app with
 body replayed, which answers exactly as before. A lean beat still gets its request id
 header; it is not logged per request nor counted in the request metrics. While the flush
 is behind, a lean beat is held: answered once its flush wrote it, else (not written, or
-not within HOLD_WAIT) passed on to the route (liveness.py, "Held beats").
+not within HOLD_WAIT) passed on to the route, its hold undone first (liveness.py, "Held
+beats").
 """
 
 from __future__ import annotations
@@ -100,17 +101,25 @@ class HeartbeatLane:
 
 
 ORDER = beat_order.HEADER.lower().encode("latin-1")
-HOLD_WAIT = 1.0  # seconds a held beat waits for its flush; then the full route takes it
+HOLD_WAIT = liveness.HOLD_WAIT  # seconds a held beat waits for its flush (0.4 s, at most
+# half the agent's BEAT_ANSWER); then the full route takes it
 
 
 async def _written(held: liveness.Held) -> dict | None:
     """A held beat's reply once a flush wrote it; None (the full route) if it was not
-    written, or not within HOLD_WAIT."""
+    written, or not within HOLD_WAIT. Before the route, the hold is undone
+    (Liveness.release): else the route found the beat stale against its own order."""
     try:
         written = await asyncio.wait_for(asyncio.wrap_future(held.future), HOLD_WAIT)
     except TimeoutError:
-        return None
-    return held.reply if written else None
+        # Written just as the wait ran out (the flush resolved it before the cancel)?
+        future = held.future
+        written = future.done() and not future.cancelled() and future.result() is True
+    if written:
+        return held.reply
+    if held.owner is not None:
+        held.owner.release(held.node_id, held)
+    return None
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str | None:

@@ -61,9 +61,14 @@ beats went full (bench fleet, 2,000 nodes, 2026-12-07: behind was the reason for
 the beats not taken lean; the 30 s refresh for a handful). Now the lane (heartbeat_lane,
 lean(hold=True)) buffers it with a future and answers once a flush wrote it (or a full
 pass of the node wrote a newer beat); a beat not written (the node changed, removed) or
-not within the lane's HOLD_WAIT goes on to the full route. A held beat's write is as late
-as the flush makes it, as a full pass's would be under that load: only its CPU differs.
-While the last flush failed, beats go the full way (the route answers the error).
+not within the lane's HOLD_WAIT goes on to the full route, its hold undone first
+(release: its beat leaves the buffer, the node's known order goes back to the one before
+it; else the route answered it 409 stale against itself, and a suspect node's returning
+beat was refused: review of bde462e). A held beat's write is as late as the flush makes
+it, as a full pass's would be under that load: only its CPU differs. While the last flush
+failed, a flush has run longer than HOLD_WAIT (hung) or the flush thread died (started
+again by the next beat), beats go the full way (the route answers the error); so do the
+beats of a node WAITERS of whose beats are held already.
 A flush's UPDATE holds every condition in its WHERE
 (WRITE): never backwards, never a node no longer up and healthy, fenced, forced down or
 under a restart notice, never under another certificate serial; so the check and the
@@ -127,6 +132,12 @@ REFRESH = 300.0  # seconds after which a node's beat goes the full way again
 SPREAD = 0.5  # a node new to this worker: its first check and refresh come up to this
 # share of their period earlier
 SWITCH = "ATWILL_HEARTBEAT_PATH"
+# Seconds a held beat waits for its flush (the lane's HOLD_WAIT); then the full route takes
+# it. At most half the agent's BEAT_ANSWER (agent/client.py: 0.8 s), so the route still
+# answers before the agent gives the beat up. A flush running longer than this (hung), or
+# a flush thread that died, counts as failing: beats go the full way, none is held.
+HOLD_WAIT = 0.4
+WAITERS = 4  # held replies per node at most; another beat of the node goes the full way
 
 
 def enabled() -> bool:
@@ -215,6 +226,17 @@ class Held:
     revision: int
     future: Future[bool]
     reply: dict[str, Any] | None = None
+    # What release() needs to undo the hold when the beat goes on to the route.
+    owner: Liveness | None = None
+    node_id: str = ""
+    beat: Beat | None = None  # the beat buffered for it
+    previous: beat_order.Order | None = None  # the node's known order before this beat
+    # (None with beat.order None: nothing to restore)
+
+
+def _live(waiters: list[Future[bool]]) -> list[Future[bool]]:
+    """The waiters still waiting (a cancelled or resolved one is dropped: 1.6 KB each)."""
+    return [future for future in waiters if not future.done()]
 
 
 def _resolve(waiters: list[Future[bool]], written: bool) -> None:
@@ -305,7 +327,7 @@ class Liveness:
         if cert is None or body.inventory is not None:
             return None
         late = self._thread is not None and self.behind(time.monotonic())
-        if late and (not hold or self._failed):
+        if late and (not hold or self.failing(time.monotonic())):
             return None  # the flush is behind: a lean beat's write might come too late
         with self._lock:
             known = self._known.get(node_id)
@@ -318,21 +340,53 @@ class Liveness:
             return None
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         with self._lock:
+            old = self._buffer.get(node_id)
+            waiters = _live(old.waiters) if old is not None else []
+            if late and len(waiters) >= WAITERS:
+                return None  # enough of the node's beats wait: this one goes full
+            previous = known.order
             if order is not None:
                 newest = self._newest(node_id)
                 if newest is not None and order <= newest:
                     return None  # the route answers it (409 stale)
                 known.order = order
             beat = Beat(now, cert, body.overlay, host, body.running_vms, known.serial, order)
-            held = Held(known.current, Future()) if late else None
+            held = Held(known.current, Future(), None, self, node_id, beat, previous) \
+                if late else None
+            beat.waiters = waiters  # replaced: its held replies wait for this one's write
             if held is not None:
                 beat.waiters.append(held.future)
-            old = self._buffer.get(node_id)
-            if old is not None:  # replaced: its held replies wait for this one's write
-                beat.waiters[:0] = old.waiters
             self._buffer[node_id] = beat
         self._start()
         return known.current if held is None else held
+
+    def release(self, node_id: str, held: Held) -> None:
+        """A held beat goes on to the route (not written, or not within HOLD_WAIT): undo
+        what its hold did, so that the route does not find it stale against itself. Its
+        beat leaves the buffer if still there (not replaced, not taken by a flush; the
+        replies that waited on it go the full way too), and the node's known order goes
+        back to what it was before it, unless a newer one came since. The route's claim
+        in the database then decides whether it is stale."""
+        with self._lock:
+            beat = self._buffer.get(node_id)
+            dropped: list[Future[bool]] = []
+            if beat is not None and beat is held.beat:
+                del self._buffer[node_id]
+                dropped = [f for f in _live(beat.waiters) if f is not held.future]
+            elif beat is not None:
+                beat.waiters = [f for f in _live(beat.waiters) if f is not held.future]
+            known = self._known.get(node_id)
+            if known is not None and held.beat is not None and held.beat.order is not None \
+                    and known.order == held.beat.order:
+                known.order = held.previous
+        _resolve(dropped, False)
+
+    def failing(self, now: float) -> bool:
+        """Whether the flush fails: the last one raised, the running one began more than
+        HOLD_WAIT ago (hung), or its thread died. Then no beat is held (they go full)."""
+        began, thread = self._began, self._thread
+        return (self._failed or (began is not None and now - began > HOLD_WAIT)
+                or (thread is not None and not thread.is_alive()))
 
     def newest(self, node_id: str, cert: bytes | None = None) -> beat_order.Order | None:
         """The newest beat order of the node this worker took or read back (None: none).
@@ -415,7 +469,9 @@ class Liveness:
         (which then answers its held replies too). Under the lock."""
         newer = self._buffer.setdefault(node_id, beat)
         if newer is not beat:
-            newer.waiters[:0] = beat.waiters
+            newer.waiters[:0] = _live(beat.waiters)  # at most 2 * WAITERS
+        else:
+            beat.waiters = _live(beat.waiters)
 
     def behind(self, now: float) -> bool:
         """Whether a beat buffered now might wait longer than STALENESS for its write: a
@@ -426,9 +482,11 @@ class Liveness:
 
     # the flush ----------------------------------------------------------------------
     def _start(self) -> None:
-        if self._thread is None:
+        """Starts the flush thread, or a new one when it died (not when stopped)."""
+        thread = self._thread
+        if thread is None or (not thread.is_alive() and not self._stop.is_set()):
             with self._lock:
-                if self._thread is None:
+                if self._thread is thread:
                     self._flushed = time.monotonic()
                     self._thread = threading.Thread(target=self._run, daemon=True,
                                                     name="heartbeat-flush")
