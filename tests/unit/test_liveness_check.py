@@ -25,7 +25,7 @@ from atwill.controller.cluster.liveness import (
 from atwill.controller.db.live_migrations import Migration
 from atwill.controller.db.models import Instance, Node
 from atwill.controller.db.session import Database, migrate
-from atwill.controller.db.volume import Volume, VolumeSnapshot, VolumeType
+from atwill.controller.db.volume import Volume, VolumeAttachment, VolumeSnapshot, VolumeType
 
 IDS = ["n0", "n1", "n2"]
 BODY = SimpleNamespace(inventory=None, instances={}, volumes=None, overlay={}, running_vms=0)
@@ -78,6 +78,18 @@ def test_waiting_among_answers_as_waiting_for_each_node(db: Database) -> None:
     assert both() == ({"n0", "n2"}, {"n0", "n2"})
     with db.session() as s:
         s.scalar(select(Migration)).status = "completed"
+    assert both() == (set(), set())
+    # A compute node's attachment attaching or detaching (VolumeAttachment.node_id is the
+    # compute node; v1's Volume.node_id the storage node n1): before, neither saw it.
+    with db.session() as s:
+        s.add(VolumeAttachment(id="a1", volume_id="v1", project_id="p", node_id="n2",
+                               status="attaching"))
+    assert both() == ({"n2"}, {"n2"})
+    with db.session() as s:
+        s.get(VolumeAttachment, "a1").status = "detaching"
+    assert both() == ({"n2"}, {"n2"})
+    with db.session() as s:
+        s.get(VolumeAttachment, "a1").status = "attached"
     assert both() == (set(), set())
     with db.session() as s:
         assert waiting_among(s, []) == set()

@@ -154,23 +154,17 @@ def test_a_hung_flush_holds_no_beat() -> None:
     assert isinstance(live.lean("n0", CERT, "", BODY, {}, hold=True), Held)
 
 
-def test_a_dead_flush_thread_holds_no_beat_and_is_started_again() -> None:
+def test_a_dead_flush_thread_is_not_started_again_after_stop() -> None:
+    """(A beat starting a dead thread again: test_liveness_inflight.)"""
     live = _behind()
     dead = threading.Thread(target=lambda: None)
     dead.start()
     dead.join()
     live._thread = dead
+    live.stop()
     assert live.lean("n0", CERT, "", BODY, {}, hold=True) is None  # the full way
-    live._start()
-    try:
-        assert live._thread is not dead and live._thread.is_alive()
-    finally:
-        live.stop()
-        live._thread.join(2)
-    assert not live._thread.is_alive()
-    stopped = live._thread
     live._start()  # stopped: not started again
-    assert live._thread is stopped
+    assert live._thread is dead
 
 
 def test_waiters_are_pruned_and_capped_per_node() -> None:

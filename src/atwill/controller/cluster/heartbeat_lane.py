@@ -21,6 +21,7 @@ import asyncio
 import json
 import logging
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -108,18 +109,28 @@ HOLD_WAIT = liveness.HOLD_WAIT  # seconds a held beat waits for its flush (0.4 s
 async def _written(held: liveness.Held) -> dict | None:
     """A held beat's reply once a flush wrote it; None (the full route) if it was not
     written, or not within HOLD_WAIT. Before the route, the hold is undone
-    (Liveness.release): else the route found the beat stale against its own order."""
-    try:
-        written = await asyncio.wait_for(asyncio.wrap_future(held.future), HOLD_WAIT)
-    except TimeoutError:
-        # Written just as the wait ran out (the flush resolved it before the cancel)?
+    (Liveness.release): else the route found the beat stale against its own order. The
+    wait never cancels the future: a flush that took the beat answers it. A beat the
+    running flush took and has not answered yet (in flight) waits for that answer, while
+    the flush has not hung (Liveness.hung: it began at most HOLD_WAIT ago): else a
+    beat the flush wrote just after the wait ran out was answered 409 by the route."""
+    waited = asyncio.wrap_future(held.future)
+    await asyncio.wait({waited}, timeout=HOLD_WAIT)
+    until = time.monotonic() + 2 * liveness.HOLD_WAIT  # a belt: hung() bounds it first
+    while True:
         future = held.future
-        written = future.done() and not future.cancelled() and future.result() is True
-    if written:
-        return held.reply
-    if held.owner is not None:
-        held.owner.release(held.node_id, held)
-    return None
+        if future.done() and not future.cancelled() and future.result() is True:
+            return held.reply
+        owner = held.owner
+        if owner is None:
+            return None
+        now = time.monotonic()
+        if owner.release(held.node_id, held, force=now > until or owner.hung(now)):
+            return None
+        await asyncio.wait({waited}, timeout=IN_FLIGHT_POLL)  # in flight: its answer
+
+
+IN_FLIGHT_POLL = 0.01  # seconds between looks at an in-flight beat's flush (answered, hung)
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str | None:

@@ -57,18 +57,22 @@ Held beats: while the flush is behind, a beat that would be lean is not answered
 its write. It used to go the full way, a dozen statements in a thread pool: under load
 that spiralled, since the full passes took the GIL from the flush thread, whose flushes
 (measured at 2,000 nodes: ~80 ms of wall time for ~8 ms of CPU) ran later still, and all
-beats went full (bench fleet, 2,000 nodes, 2026-12-07: behind was the reason for ~90 % of
-the beats not taken lean; the 30 s refresh for a handful). Now the lane (heartbeat_lane,
-lean(hold=True)) buffers it with a future and answers once a flush wrote it (or a full
-pass of the node wrote a newer beat); a beat not written (the node changed, removed) or
-not within the lane's HOLD_WAIT goes on to the full route, its hold undone first
-(release: its beat leaves the buffer, the node's known order goes back to the one before
-it; else the route answered it 409 stale against itself, and a suspect node's returning
-beat was refused: review of bde462e). A held beat's write is as late as the flush makes
-it, as a full pass's would be under that load: only its CPU differs. While the last flush
-failed, a flush has run longer than HOLD_WAIT (hung) or the flush thread died (started
-again by the next beat), beats go the full way (the route answers the error); so do the
-beats of a node WAITERS of whose beats are held already.
+beats went full (bench fleet, 2,000 nodes, 2026-12-07: behind was the reason for ~90 %
+of the beats not taken lean; the 30 s refresh for a handful). Now the lane
+(heartbeat_lane, lean(hold=True)) buffers it with a future and answers once a flush
+wrote it (or a full pass of the node wrote a newer beat); a beat not written (the node
+changed, removed) or not within the lane's HOLD_WAIT goes on to the full route, its hold
+undone first (release: its beat leaves the buffer, the node's known order goes back to
+the one before it, never below the newest order confirmed in the database; else the
+route answered it 409 stale against itself, and a suspect node's returning beat was
+refused: review of bde462e). A held beat the running flush took is in flight: the lane
+waits for that flush's answer (while it neither fails nor hangs), else a beat the flush
+wrote just after HOLD_WAIT was answered 409 by the route (review of 70980c0). A held
+beat's write is as late as the flush makes it, as a full pass's would be under that
+load: only its CPU differs. While the last flush failed, a flush has run longer than
+HOLD_WAIT (hung) or the flush thread died (started again by the next beat), beats go the
+full way (the route answers the error); so do the beats of a node WAITERS of whose beats
+are held already.
 A flush's UPDATE holds every condition in its WHERE
 (WRITE): never backwards, never a node no longer up and healthy, fenced, forced down or
 under a restart notice, never under another certificate serial; so the check and the
@@ -120,7 +124,7 @@ from ...core import beat_order, ha_health, restart_notice
 from .. import revision_signal
 from ..db.live_migrations import Migration
 from ..db.models import ClusterRevision, Instance, Node, NodeRevision
-from ..db.volume import Volume, VolumeSnapshot
+from ..db.volume import Volume, VolumeAttachment, VolumeSnapshot
 
 log = logging.getLogger("atwill.cluster")
 
@@ -189,6 +193,9 @@ class Known:
     stale: bool = False  # its revision moved since the full pass (a bump notified)
     order: beat_order.Order | None = None  # the newest beat order taken or read back
     checked_at: float = -math.inf  # the last full pass, or flush that read waiting()
+    # The newest order known to be in the database: read back by a flush or written by a
+    # full pass (release() never restores the known order below it).
+    confirmed: beat_order.Order | None = None
 
 
 @dataclass
@@ -232,11 +239,17 @@ class Held:
     beat: Beat | None = None  # the beat buffered for it
     previous: beat_order.Order | None = None  # the node's known order before this beat
     # (None with beat.order None: nothing to restore)
+    known: Known | None = None  # the Known it set the order of (previous is of that one)
 
 
 def _live(waiters: list[Future[bool]]) -> list[Future[bool]]:
     """The waiters still waiting (a cancelled or resolved one is dropped: 1.6 KB each)."""
     return [future for future in waiters if not future.done()]
+
+
+def _top(*orders: beat_order.Order | None) -> beat_order.Order | None:
+    found = [o for o in orders if o is not None]
+    return max(found) if found else None
 
 
 def _resolve(waiters: list[Future[bool]], written: bool) -> None:
@@ -249,6 +262,9 @@ def _resolve(waiters: list[Future[bool]], written: bool) -> None:
 SETTLED_VOLUMES = ("available", "in-use", "error", "error_extending", "error_restoring",
                    "error_deleting", "error_managing", "maintenance")
 SETTLED_SNAPSHOTS = ("available", "error", "error_deleting")
+# A compute node's attachments (VolumeAttachment.node_id: the compute node; Volume.node_id
+# is the storage node's) that wait for its report.
+MOVING_ATTACHMENTS = ("attaching", "detaching")
 ENDED_MIGRATIONS = ("completed", "error", "failed", "cancelled", "confirmed", "reverted",
                     "done")
 
@@ -260,6 +276,8 @@ def waiting(session: Session, node_id: str) -> bool:
     on_node = Volume.node_id == node_id
     return bool(session.scalar(select(
         exists().where(on_node, Volume.status.not_in(SETTLED_VOLUMES))
+        | exists().where(VolumeAttachment.node_id == node_id,
+                         VolumeAttachment.status.in_(MOVING_ATTACHMENTS))
         | exists().where(VolumeSnapshot.volume_id == Volume.id, on_node,
                          VolumeSnapshot.status.not_in(SETTLED_SNAPSHOTS))
         | exists().where(Instance.node_id == node_id, Instance.deleted.is_(False),
@@ -282,6 +300,9 @@ def waiting_among(session: Session, ids: list[str]) -> set[str]:
                                      Volume.status.not_in(SETTLED_VOLUMES)),
         select(Volume.node_id).join(VolumeSnapshot, VolumeSnapshot.volume_id == Volume.id)
         .where(Volume.node_id.in_(ids), VolumeSnapshot.status.not_in(SETTLED_SNAPSHOTS)),
+        select(VolumeAttachment.node_id).where(
+            VolumeAttachment.node_id.in_(ids),
+            VolumeAttachment.status.in_(MOVING_ATTACHMENTS)),
         select(Instance.node_id).where(Instance.node_id.in_(ids), Instance.deleted.is_(False),
                                        Instance.task_state.is_not(None)),
         select(Migration.source_node_id).where(*live, Migration.source_node_id.in_(ids)),
@@ -316,6 +337,9 @@ class Liveness:
         self._began: float | None = None  # when the running flush took its buffer
         self._took = 0.0  # how long the last flush ran
         self._failed = False  # the last flush raised (the database fails: beats go full)
+        # The beats the running flush took (until it answered their held replies): a held
+        # beat among them is in flight, its reply waits for that flush (release()).
+        self._taking: dict[str, Beat] = {}
 
     # the request side ---------------------------------------------------------------
     def lean(self, node_id: str, cert: bytes | None, source: str, body: Any,
@@ -326,6 +350,9 @@ class Liveness:
         is buffered too, held: its reply waits for its write (Held)."""
         if cert is None or body.inventory is not None:
             return None
+        thread = self._thread
+        if thread is not None and not thread.is_alive() and not self._stop.is_set():
+            self._start()  # the flush thread died: a beat starts it again
         late = self._thread is not None and self.behind(time.monotonic())
         if late and (not hold or self.failing(time.monotonic())):
             return None  # the flush is behind: a lean beat's write might come too late
@@ -351,7 +378,7 @@ class Liveness:
                     return None  # the route answers it (409 stale)
                 known.order = order
             beat = Beat(now, cert, body.overlay, host, body.running_vms, known.serial, order)
-            held = Held(known.current, Future(), None, self, node_id, beat, previous) \
+            held = Held(known.current, Future(), None, self, node_id, beat, previous, known) \
                 if late else None
             beat.waiters = waiters  # replaced: its held replies wait for this one's write
             if held is not None:
@@ -360,14 +387,25 @@ class Liveness:
         self._start()
         return known.current if held is None else held
 
-    def release(self, node_id: str, held: Held) -> None:
+    def release(self, node_id: str, held: Held, force: bool = False) -> bool:
         """A held beat goes on to the route (not written, or not within HOLD_WAIT): undo
         what its hold did, so that the route does not find it stale against itself. Its
         beat leaves the buffer if still there (not replaced, not taken by a flush; the
         replies that waited on it go the full way too), and the node's known order goes
-        back to what it was before it, unless a newer one came since. The route's claim
-        in the database then decides whether it is stale."""
+        back to what it was before it, unless a newer one came since; never below the
+        newest order confirmed in the database (Known.confirmed: a full pass that wrote an
+        older beat meanwhile made a new Known whose order is the held one's). The route's
+        claim in the database then decides whether it is stale.
+        False (nothing undone): the running flush took the beat and has not answered it
+        yet (in flight): the lane waits for that answer (else a beat the flush then wrote
+        was answered 409 by the route, and the known order went back below it). `force`:
+        undone all the same (that flush hung)."""
         with self._lock:
+            taken = self._taking.get(node_id)
+            if not force and not held.future.done() and taken is not None \
+                    and any(f is held.future for f in taken.waiters):
+                return False
+            held.future.cancel()  # it gave up waiting (pruned from the waiters)
             beat = self._buffer.get(node_id)
             dropped: list[Future[bool]] = []
             if beat is not None and beat is held.beat:
@@ -378,14 +416,24 @@ class Liveness:
             known = self._known.get(node_id)
             if known is not None and held.beat is not None and held.beat.order is not None \
                     and known.order == held.beat.order:
-                known.order = held.previous
+                # The order before it, if the same Known; never below what the database
+                # holds as far as this worker read or wrote it.
+                known.order = _top(held.previous if known is held.known else None,
+                                   known.confirmed)
         _resolve(dropped, False)
+        return True
 
     def failing(self, now: float) -> bool:
         """Whether the flush fails: the last one raised, the running one began more than
         HOLD_WAIT ago (hung), or its thread died. Then no beat is held (they go full)."""
+        return self._failed or self.hung(now)
+
+    def hung(self, now: float) -> bool:
+        """Whether the running flush began more than HOLD_WAIT ago, or its thread died (an
+        in-flight held beat waits no longer for its answer). A failure of an earlier flush
+        does not count: the running one may still write it."""
         began, thread = self._began, self._thread
-        return (self._failed or (began is not None and now - began > HOLD_WAIT)
+        return ((began is not None and now - began > HOLD_WAIT)
                 or (thread is not None and not thread.is_alive()))
 
     def newest(self, node_id: str, cert: bytes | None = None) -> beat_order.Order | None:
@@ -436,10 +484,12 @@ class Liveness:
                 # node's first refresh (and check) comes earlier by a random share, never
                 # later.
                 early = random.uniform(0.0, SPREAD)
+            before = self._known.get(node_id)
             self._known[node_id] = Known(cert, seen.serial, seen.endpoint, seen.digest,
                                          seen.revision, seen.revision, seen.healthy,
                                          now - early * REFRESH, seen.waiting, raced, order,
-                                         now - early * CHECK)
+                                         now - early * CHECK,
+                                         _top(before and before.confirmed, seen.order))
         if buffered is not None:  # a held beat's liveness: the full pass wrote a newer one
             _resolve(buffered.waiters, True)
 
@@ -514,6 +564,7 @@ class Liveness:
             with self._lock:
                 began = self._began = time.monotonic()
                 beats, self._buffer = self._buffer, {}
+                self._taking = beats
                 serials = {node_id: known.serial for node_id in beats
                            if (known := self._known.get(node_id)) is not None}
             try:
@@ -528,6 +579,8 @@ class Liveness:
                 self._flushed, self._failed = time.monotonic(), False
             finally:
                 self._took, self._began = time.monotonic() - began, None
+                with self._lock:
+                    self._taking = {}
             return written
 
     def _write(self, beats: dict[str, Beat], serials: dict[str, str]) -> int:
@@ -651,6 +704,8 @@ class ReadBack:
         held = self.orders.get(node_id)
         if held is not None and (known.order is None or held > known.order):
             known.order = held
+        if held is not None:
+            known.confirmed = _top(known.confirmed, held)
         if checked and node_id in self.checked:  # `known` is still the one checked
             known.checked_at = at
             known.waiting = known.waiting or node_id in self.waits
