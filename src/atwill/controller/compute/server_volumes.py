@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ...core.errors import BadRequest, Conflict, Forbidden, NotFound
@@ -59,11 +60,26 @@ def _server(session: Session, server_id: str, creds: Credentials, change: str | 
         authorize(creds, "compute:servers:show", project_id=inst.project_id)
         return inst
     authorize(creds, "compute:servers:action", project_id=inst.project_id)
+    _changeable(inst, creds, change)
+    # Then locked, before the volume (volume/lock_order.py's order, a delete's), FOR KEY
+    # SHARE: a delete's FOR UPDATE waits for it, a node's report's UPDATE of the row does
+    # not. Read again under it (review finding: an attach that read the server before
+    # its delete committed was kept, its volume held for a deleted server). Only after
+    # the ownership check above: another project's server is not locked.
+    session.execute(select(Instance.id).where(Instance.id == inst.id)
+                    .with_for_update(read=True, key_share=True))
+    inst = session.get(Instance, inst.id, populate_existing=True)
+    if inst is None or inst.deleted:
+        raise NotFound(f"Instance {server_id} could not be found.")
+    _changeable(inst, creds, change)
+    return inst
+
+
+def _changeable(inst: Instance, creds: Credentials, change: str) -> None:
     refuse_locked(inst, creds)
     if inst.node_id is None:  # never placed: no node to attach on
         raise instance_state.refused(inst, change, "vm_state", inst.vm_state)
     instance_state.check(inst, change, CHANGEABLE)
-    return inst
 
 
 def _attachment(session: Session, inst: Instance, volume_id: str) -> VolumeAttachment:

@@ -253,6 +253,16 @@ def on_server_delete(session: Session, inst: Instance) -> None:
         start_delete(session, vol, cascade=True, force=True)
 
 
+def lock_for_delete(session: Session, inst: Instance) -> None:
+    """A server's delete takes its row and its attachments' volumes first, before its
+    ports and its compute node's row (volume/lock_order.py: volumes before compute node
+    rows; review finding: placement.release updated the node's row before
+    on_server_delete locked the volumes, the reverse of a boot's order). The row being
+    held FOR UPDATE from here, no attach or reserve adds another attachment meanwhile;
+    on_server_delete takes the same locks again (held already) and reads them anew."""
+    _locked_of_server(session, inst)
+
+
 def _locked_of_server(session: Session, inst: Instance) -> list[VolumeAttachment]:
     """The server's attachments a delete releases, read again under the locks: its own row
     first (a POST /attachments naming it holds it FOR SHARE, so one committed before is

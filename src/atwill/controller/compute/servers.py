@@ -189,6 +189,7 @@ def server_delete(server_id: str, request: Request,
 
 def delete(session: Any, inst: Instance, request_id: str, creds: Credentials) -> None:
     """Soft-delete at once; the node's agent tears the VM down when its state moves."""
+    server_volumes_state.lock_for_delete(session, inst)  # before the compute node's row
     actions.start(session, inst.id, "delete", request_id, creds.user_id, creds.project_id)
     ports.free(session, inst)
     resize.on_server_delete(session, inst)

@@ -105,6 +105,15 @@ def _instance(session: Session, creds: Credentials, vol: Volume, instance_id: st
         raise NotFound(f"Instance {instance_id[:64]} could not be found.")
 
 
+def _owned(session: Session, creds: Credentials, instance_id: str) -> None:
+    """The server exists, is not deleted and is the caller's (an admin's: any), read
+    unlocked; _instance checks it again under the lock."""
+    inst = session.get(Instance, instance_id)
+    if inst is None or inst.deleted or (
+            not creds.is_admin and inst.project_id != creds.project_id):
+        raise NotFound(f"Instance {instance_id[:64]} could not be found.")
+
+
 def _find(session: Session, creds: Credentials, attachment_id: str) -> VolumeAttachment:
     att = session.get(VolumeAttachment, attachment_id)
     if att is None or not can_read(creds, att.project_id):
@@ -145,12 +154,17 @@ def attachment_post(request: Request, body: dict = Depends(json_body),
                          "'ro'.")
     with controller(request).db.session() as session:
         if instance is not None:
-            # The server before the volume (volume/lock_order.py's order, a server
-            # delete's): held FOR SHARE until commit, it is not deleted meanwhile (review
-            # finding: a reserve that read it before a delete committed was kept, held
-            # for a deleted server). _instance reads it again under this lock.
+            # The caller's server (a plain read: another project's row is not locked)...
+            _owned(session, creds, instance)
+            # ...then locked before the volume (volume/lock_order.py's order, a server
+            # delete's): held until commit, it is not deleted meanwhile (review finding:
+            # a reserve that read it before a delete committed was kept, held for a
+            # deleted server). _instance reads it again under this lock. FOR KEY SHARE,
+            # not FOR SHARE: the delete's FOR UPDATE waits for it, but a plain UPDATE of
+            # the row does not (review finding: a node's report updating a multiattach
+            # volume and then this server deadlocked with a reserve of the two).
             session.execute(select(Instance.id).where(Instance.id == instance)
-                            .with_for_update(read=True))
+                            .with_for_update(read=True, key_share=True))
         vol = find_volume(session, creds, data["volume_uuid"], lock=True)
         require_member(creds, vol.project_id, "volume:attachment_create")
         if instance is not None:
