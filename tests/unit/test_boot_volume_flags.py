@@ -19,7 +19,7 @@ from atwill.controller.servers import builds
 from atwill.controller.servers.locks import serialized
 from atwill.controller.volume import placement
 from atwill.core.policy import Credentials
-from tests.unit.test_boot_volume_lock_order import _postgres, _spec, roomy  # noqa: F401
+from tests.unit.test_boot_volume_lock_order import _postgres, _spec, db, roomy, template  # noqa: F401 - fixtures
 
 
 def test_a_later_claim_after_an_early_successful_try_does_not_raise(
