@@ -12,7 +12,6 @@ import re
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ...core.errors import BadRequest, Conflict, Forbidden, NotFound
@@ -24,7 +23,7 @@ from ..db.volume import VolumeAttachment
 from ..revision import bump
 from ..servers import actions, builds, instance_state
 from ..service import authorize, caller, controller, json_body, wrapped
-from ..volume import attach_outcomes
+from ..volume import attach_outcomes, lock_order
 from ..volume.access import find_volume
 from . import server_volumes_state as state
 from .common import api_version, query_int
@@ -61,13 +60,10 @@ def _server(session: Session, server_id: str, creds: Credentials, change: str | 
         return inst
     authorize(creds, "compute:servers:action", project_id=inst.project_id)
     _changeable(inst, creds, change)
-    # Then locked, before the volume (volume/lock_order.py's order, a delete's), FOR KEY
-    # SHARE: a delete's FOR UPDATE waits for it, a node's report's UPDATE of the row does
-    # not. Read again under it (review finding: an attach that read the server before
-    # its delete committed was kept, its volume held for a deleted server). Only after
-    # the ownership check above: another project's server is not locked.
-    session.execute(select(Instance.id).where(Instance.id == inst.id)
-                    .with_for_update(read=True, key_share=True))
+    # Then held before the volume and read again under it (review finding: an attach
+    # that read the server before its delete committed was kept, its volume held for a
+    # deleted server). Only after the ownership check above.
+    lock_order.hold_server(session, inst.id)
     inst = session.get(Instance, inst.id, populate_existing=True)
     if inst is None or inst.deleted:
         raise NotFound(f"Instance {server_id} could not be found.")

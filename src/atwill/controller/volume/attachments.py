@@ -18,6 +18,7 @@ from ..db.models import Instance, Node
 from ..db.volume import Volume, VolumeAttachment
 from ..revision import bump
 from ..service import controller, json_body, wrapped
+from . import lock_order
 from .access import find_volume
 from .common import api_version, can_read, require_member, stamp, who
 
@@ -156,15 +157,10 @@ def attachment_post(request: Request, body: dict = Depends(json_body),
         if instance is not None:
             # The caller's server (a plain read: another project's row is not locked)...
             _owned(session, creds, instance)
-            # ...then locked before the volume (volume/lock_order.py's order, a server
-            # delete's): held until commit, it is not deleted meanwhile (review finding:
-            # a reserve that read it before a delete committed was kept, held for a
-            # deleted server). _instance reads it again under this lock. FOR KEY SHARE,
-            # not FOR SHARE: the delete's FOR UPDATE waits for it, but a plain UPDATE of
-            # the row does not (review finding: a node's report updating a multiattach
-            # volume and then this server deadlocked with a reserve of the two).
-            session.execute(select(Instance.id).where(Instance.id == instance)
-                            .with_for_update(read=True, key_share=True))
+            # ...then held before the volume, so it is not deleted meanwhile (review
+            # finding: a reserve that read it before a delete committed was kept, held
+            # for a deleted server). _instance reads it again under this lock.
+            lock_order.hold_server(session, instance)
         vol = find_volume(session, creds, data["volume_uuid"], lock=True)
         require_member(creds, vol.project_id, "volume:attachment_create")
         if instance is not None:

@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session
 
 from ...core.errors import Conflict, NotFound
 from ...core.policy import Credentials
+from ..db.models import Instance
 from ..db.volume import Volume, VolumeSnapshot
 from ..servers import locks
 from . import placement
@@ -112,3 +113,12 @@ def new_volume_nodes(session: Session, sizes: Iterable[int]) -> set[str]:
     a boot that makes them; place() checks each again under its lock)."""
     return placement.prepick(session, sizes)
 
+
+def hold_server(session: Session, instance_id: str) -> None:
+    """Hold a server's row before its volume (this module's order, a server delete's) until
+    commit, FOR KEY SHARE: the delete's FOR UPDATE waits for it, a node report's plain
+    UPDATE of the row does not (FOR SHARE deadlocked a report of a multiattach volume and
+    this server with a reserve of the two). Callers check the server is the caller's
+    first (another project's row is not locked) and read it again after."""
+    session.execute(select(Instance.id).where(Instance.id == instance_id)
+                    .with_for_update(read=True, key_share=True))
