@@ -6,13 +6,12 @@ import fcntl
 import hashlib
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from . import disk, modules, packages
+from . import disk, modules, packages, scratch
 from .initramfs import Archive
 
 # Bump when the layout changes in a way the inputs below do not show.
@@ -59,6 +58,7 @@ def build_image(output: Path | None = None, cache: Path | None = None,
     # One build at a time per cache: a second agent or test waits and then reuses it.
     with open(cache / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        scratch.sweep(cache / "images")
         progress("resolving and fetching packages")
         kernel = packages.fetch(packages.KERNEL_PACKAGE, cache)
         busybox = packages.fetch(packages.BUSYBOX_PACKAGE, cache)
@@ -68,7 +68,7 @@ def build_image(output: Path | None = None, cache: Path | None = None,
         if not cached:
             progress(f"assembling with kernel {version}")
             image.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=image.parent, prefix=".build-") as tmp:
+            with scratch.scratch_dir(image.parent) as tmp:
                 _assemble(Path(tmp), kernel.root, busybox.root, version, image)
     return Image(copy_out(image, output), version, (kernel.ident, busybox.ident), cached)
 

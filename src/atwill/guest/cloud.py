@@ -10,13 +10,12 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from atwill.hostlib.run import run
 
-from . import disk, packages
+from . import disk, packages, scratch
 from .build import Image, copy_out
 
 # Bump when the image changes in a way the constants below do not show.
@@ -76,10 +75,11 @@ def build_cloud_image(output: Path | None = None, cache: Path | None = None,
     # One build at a time per cache, shared with the small image's builder.
     with open(cache / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        scratch.sweep(cache / "images")
         cached = image.exists() and manifest.exists()
         if not cached:
             image.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=image.parent, prefix=".build-") as tmp:
+            with scratch.scratch_dir(image.parent) as tmp:
                 _build(Path(tmp), cache / "debs" / SUITE, image, manifest, progress)
     installed = manifest.read_text().split()
     return Image(copy_out(image, output), kernel_of(installed), key_packages(installed), cached)
