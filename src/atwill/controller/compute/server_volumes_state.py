@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ...core.errors import BadRequest
+from ...core.volume_transitions import VOLUME_BUILDING
 from ..db.base import utcnow
 from ..db.models import Instance
 from ..db.volume import Volume, VolumeAttachment
@@ -161,9 +162,11 @@ def _release(session: Session, att: VolumeAttachment) -> Volume | None:
     vol = session.get(Volume, att.volume_id)
     session.delete(att)
     session.flush()
-    if vol is not None and not _orphaned(vol):
+    if vol is not None and not _orphaned(vol) and vol.status not in VOLUME_BUILDING:
         # Another attachment of a multiattach volume keeps its status (it used to be
-        # made available while another server had it in use).
+        # made available while another server had it in use). One still being made
+        # stays so until its storage node's report says what became of it (it was made
+        # available: a boot volume that failed to be made was then never in error).
         vol.status = settle.after_release(session, vol, att.node_id, False)
         vol.updated_at = utcnow()
     return vol
@@ -265,8 +268,8 @@ def lock_for_delete(session: Session, inst: Instance) -> None:
 
 def _locked_of_server(session: Session, inst: Instance) -> list[VolumeAttachment]:
     """The server's attachments a delete releases, read again under the locks: its own row
-    first (a POST /attachments naming it holds it FOR SHARE, so one committed before is
-    seen here and one after sees the server deleted), then its attachments' volumes."""
+    first (an attach naming it holds it FOR KEY SHARE, so one committed before is seen
+    here and one after sees the server deleted), then its attachments' volumes."""
     statuses = (*LISTED, "reserved")
     session.execute(select(Instance.id).where(Instance.id == inst.id).with_for_update())
     locked: set[str] = set()

@@ -9,10 +9,14 @@ hold what the other waits for (PostgreSQL would end one with a deadlock error):
    2 and 3 for all its servers first (server_volumes_boot.lock_ahead, from
    servers/builds.py) and from then on only tries a storage node's lock, never waits;
 
-then the inserts, and the cluster revision last (revision.py, at commit). A handler that
-needs a volume's node locked must learn the node before locking the row: it reads the
-volume unlocked, takes 1 and 2, locks the row, and tries again should the volume have
-moved to another node in between.
+then the inserts, and the cluster revision last (revision.py, at commit). A server's row
+comes before its volumes: an attach holds it FOR KEY SHARE (hold_server), a delete FOR
+UPDATE (server_volumes_state.lock_for_delete), a storage node's report that may put
+servers in ERROR holds them FOR NO KEY UPDATE before it writes a volume (hold_servers).
+
+A handler that needs a volume's node locked must learn the node before locking the row:
+it reads the volume unlocked, takes 1 and 2, locks the row, and tries again should the
+volume have moved to another node in between.
 
 A new volume's node is the one placement.place() gives it, and only that node is locked
 (not every storage node: creates on different nodes do not wait for each other). A boot
@@ -122,3 +126,13 @@ def hold_server(session: Session, instance_id: str) -> None:
     first (another project's row is not locked) and read it again after."""
     session.execute(select(Instance.id).where(Instance.id == instance_id)
                     .with_for_update(read=True, key_share=True))
+
+
+def hold_servers(session: Session, instance_ids: Iterable[str]) -> None:
+    """Hold the rows of servers a node's report may write after their volumes' (a boot
+    failed by its volume), before it writes any volume, FOR NO KEY UPDATE (its UPDATEs'
+    strength) in id order: a server's delete holds its row and then its volumes."""
+    ids = sorted(set(instance_ids))
+    if ids:
+        session.execute(select(Instance.id).where(Instance.id.in_(ids)).order_by(Instance.id)
+                        .with_for_update(key_share=True))

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.orm import Session
 
 from ...core.errors import BadRequest
 from ..db.base import utcnow
 from ..db.models import Node
 from ..db.volume import Volume, VolumeAttachment, VolumeSnapshot
-from . import attach_outcomes, settle
+from . import attach_outcomes, lock_order, settle
 
 log = logging.getLogger("atwill.volume")
 ERROR_CHARS = 1024
@@ -22,7 +23,7 @@ BUILDING = ("creating", "downloading")
 def storage_report(session: Session, node: Node, report: dict[str, Any]) -> bool:
     """Apply one heartbeat's `volumes`; True when a row changed state (or went away)."""
     changed = False
-    vols = session.scalars(select(Volume).where(Volume.node_id == node.id)).all()
+    vols = _held_first(session, node, report)
     for vol in vols:
         entry = report.get(vol.id)
         entry = entry if isinstance(entry, dict) else None
@@ -32,6 +33,42 @@ def storage_report(session: Session, node: Node, report: dict[str, Any]) -> bool
         changed |= _snapshots(session, vol, entry)
         changed |= _volume(session, vol, entry)
     return changed
+
+
+def _held_first(session: Session, node: Node, report: dict[str, Any]) -> list[Volume]:
+    """The node's volumes, read after the rows of the servers this report may put in
+    ERROR are held (volume/lock_order.py: servers before volumes). A failed boot volume
+    (fail_boots_on) or export (export_errors) updated the volume, then the server: with
+    the server's delete, which holds its row and then locks its volumes, PostgreSQL
+    deadlocked. Read again once servers were held: a delete may have committed meanwhile."""
+    query = select(Volume).where(Volume.node_id == node.id)
+    vols = session.scalars(query).all()
+    held: set[str] = set()
+    while wanted := _may_fail(session, vols, report) - held:
+        lock_order.hold_servers(session, held | wanted)
+        held |= wanted
+        vols = session.scalars(query.execution_options(populate_existing=True)).all()
+    return list(vols)
+
+
+def _may_fail(session: Session, vols: Sequence[Volume], report: dict[str, Any]) -> set[str]:
+    """The servers the report may put in ERROR: those booting from a volume it says was
+    not made, those attaching one it says it cannot export."""
+    failed, unexported = [], []
+    for vol in vols:
+        entry = report.get(vol.id)
+        if not isinstance(entry, dict):
+            continue
+        if vol.status in BUILDING and entry.get("state") == "error":
+            failed.append(vol.id)
+        if isinstance(entry.get("export_errors"), dict) and entry["export_errors"]:
+            unexported.append(vol.id)
+    if not failed and not unexported:
+        return set()  # (no query: beats stay cheap)
+    att = VolumeAttachment
+    return {i for i in session.scalars(select(att.instance_id).where(or_(
+        and_(att.volume_id.in_(failed), att.boot_index == 0),
+        and_(att.volume_id.in_(unexported), att.status == "attaching")))) if i}
 
 
 def _volume(session: Session, vol: Volume, entry: dict[str, Any] | None) -> bool:
