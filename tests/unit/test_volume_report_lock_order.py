@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from sqlalchemy import select, text, update
 
-from atwill.controller.compute import server_volumes, servers
+from atwill.controller.compute import server_volumes, server_volumes_state, servers
 from atwill.controller.db.base import utcnow
 from atwill.controller.db.models import Instance, Node
 from atwill.controller.db.session import Database
 from atwill.controller.db.volume import Volume, VolumeAttachment
 from atwill.controller.volume.report import storage_report
+from atwill.core.errors import NotFound
 from atwill.core.microversion import Version
 from tests.unit.test_attach_server_key_share import _request
 from tests.unit.test_create_steps import _creds, _record, cloud  # noqa: F401
@@ -236,3 +237,78 @@ def test_nova_detach_does_not_wait_for_a_report_holding_the_server(
     with cloud.session() as session:
         att = session.get(VolumeAttachment, "att-v")
         assert att is not None and att.status == "detaching"
+
+
+def test_a_detach_committed_while_the_nodes_report_of_the_attach_runs_is_kept(
+        cloud: Database) -> None:  # noqa: F811 - the fixture imported above
+    _postgres(cloud)
+    server_id = _record(cloud)
+    node_id = _placed(cloud, server_id, "active", None)
+    _volume(cloud, "v", server_id)
+    with cloud.session() as session:
+        session.execute(update(Volume).where(Volume.id == "v").values(
+            status="attaching", node_id=node_id, node_name="node-a",
+            exports={node_id: {"host": "h", "port": 1}}))
+        session.execute(update(VolumeAttachment).where(VolumeAttachment.id == "att-v")
+                        .values(status="attaching", node_id=node_id, node_name="node-a",
+                                device="/dev/vdb"))
+
+    def report() -> None:  # the compute node: the volume is plugged in
+        with cloud.session() as session:
+            inst = session.get(Instance, server_id)
+            assert inst is not None
+            server_volumes_state.report(session, inst, {"volumes": {"v": "attached"}})
+
+    with cloud.session() as session:
+        # The detach (os-volume_attachments): its volume and attachment written...
+        att = session.get(VolumeAttachment, "att-v")
+        assert att is not None
+        server_volumes_state.detach(session, att)
+        session.flush()
+        thread, errors = _run(report)
+        _until_waiting_or_done(cloud, thread)
+        # ...and committed while the report, which read the attachment attaching,
+        # waits: it wrote "attached" and "in-use" over the detach.
+    thread.join(WAIT)
+    assert not thread.is_alive() and errors == []
+    with cloud.session() as session:
+        att = session.get(VolumeAttachment, "att-v")
+        vol = session.get(Volume, "v")
+        assert att is not None and att.status == "detaching"
+        assert vol is not None and vol.status == "detaching"
+
+
+def test_a_detach_of_an_attach_whose_failure_commits_meanwhile_is_not_found(
+        cloud: Database) -> None:  # noqa: F811 - the fixture imported above
+    _postgres(cloud)
+    server_id = _record(cloud)
+    node_id = _placed(cloud, server_id, "active", None)
+    _volume(cloud, "v", server_id)
+    with cloud.session() as session:
+        session.execute(update(Volume).where(Volume.id == "v").values(
+            status="attaching", node_id=node_id, node_name="node-a"))
+        session.execute(update(VolumeAttachment).where(VolumeAttachment.id == "att-v")
+                        .values(status="attaching", node_id=node_id, node_name="node-a",
+                                device="/dev/vdb"))
+
+    def detach() -> None:
+        server_volumes.volume_attachment_delete(
+            server_id, "v", _request(cloud), creds=_creds())  # type: ignore[arg-type]
+
+    with cloud.session() as session:
+        # The compute node's report: the attach failed, rolled back (row deleted)...
+        inst = session.get(Instance, server_id)
+        assert inst is not None
+        server_volumes_state.report(session, inst, {"volumes": {"v": "error: no disk"}})
+        session.flush()
+        thread, errors = _run(detach)
+        _until_waiting_or_done(cloud, thread)
+        # ...committed while the detach, which read the attachment, waits: it updated the
+        # volume, then no row (StaleDataError, a 500).
+    thread.join(WAIT)
+    assert not thread.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], NotFound), errors
+    with cloud.session() as session:
+        assert session.get(VolumeAttachment, "att-v") is None
+        vol = session.get(Volume, "v")
+        assert vol is not None and vol.status == "available"

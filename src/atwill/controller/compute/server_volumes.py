@@ -200,7 +200,9 @@ def volume_attachment_delete(server_id: str, volume_id: str, request: Request,
                              creds: Credentials = Depends(caller)) -> Response:
     with controller(request).db.session() as session:
         inst = _server(session, server_id, creds, change="detach_volume")
-        att = _attachment(session, inst, volume_id)
+        att = state.relocked(session, _attachment(session, inst, volume_id))
+        if att is None:
+            raise NotFound(f"No volume Block Device Mapping with id {volume_id[:64]}.")
         if att.boot_index == 0:
             raise BadRequest("Cannot detach a root device volume")
         if att.status == "detaching":

@@ -149,6 +149,17 @@ def _export(vol: Volume | None, inst: Instance) -> dict[str, Any] | None:
     return export
 
 
+def relocked(session: Session, att: VolumeAttachment) -> VolumeAttachment | None:
+    """The attachment read again under its volume's lock (FOR UPDATE, after the server's
+    row: volume/lock_order.py), None if it went meanwhile (a node's report of a failed
+    attach: a detach that read it before wrote the volume, then failed on the row gone)."""
+    session.scalars(select(Volume).where(Volume.id == att.volume_id).with_for_update()
+                    .execution_options(populate_existing=True)).all()
+    return session.scalars(select(VolumeAttachment).where(
+        VolumeAttachment.id == att.id, VolumeAttachment.status.in_(LISTED))
+        .execution_options(populate_existing=True)).first()
+
+
 def detach(session: Session, att: VolumeAttachment) -> None:
     """Ask the node to unplug; the row goes when its report no longer lists the volume."""
     vol = session.get(Volume, att.volume_id)
@@ -202,7 +213,7 @@ def desired(session: Session, inst: Instance) -> list[dict[str, Any]] | None:
 def report(session: Session, inst: Instance, seen: dict[str, Any]) -> None:
     """Settle the instance's attachments from its node's report ("volumes")."""
     changed = False
-    for att in of_server(session, inst.id):
+    for att in _settling(session, inst):
         outcome = attach_outcomes.word(att, seen)  # an error of another attempt: no word
         if att.node_id != inst.node_id:  # the server moved (evacuated): its node reports
             att.node_id, att.node_name = inst.node_id, inst.node_name
@@ -231,6 +242,31 @@ def report(session: Session, inst: Instance, seen: dict[str, Any]) -> None:
             changed |= attach_outcomes.node_word(session, inst, att, outcome)
     if changed:
         bump(session, of=inst)
+
+
+def _settling(session: Session, inst: Instance) -> list[VolumeAttachment]:
+    """The server's attachments for its node's report to settle; those in transition read
+    again under their volumes' locks (FOR UPDATE, id order; after the server's row: the
+    order of volume/lock_order.py). Read unlocked, a detach committed meanwhile was undone:
+    the report wrote the attach it had read over it, the volume in-use again. Settled
+    ones (attached, their export kept) take no lock: most beats change nothing."""
+    atts = of_server(session, inst.id)
+    locked: set[str] = set()
+    while wanted := {a.volume_id for a in atts if _unsettled(a, inst)} - locked:
+        session.scalars(select(Volume).where(Volume.id.in_(sorted(wanted)))
+                        .order_by(Volume.id).with_for_update()
+                        .execution_options(populate_existing=True)).all()
+        locked |= wanted
+        atts = list(session.scalars(select(VolumeAttachment).where(
+            VolumeAttachment.instance_id == inst.id, VolumeAttachment.status.in_(LISTED))
+            .order_by(VolumeAttachment.created_at, VolumeAttachment.id)
+            .execution_options(populate_existing=True)))
+    return atts
+
+
+def _unsettled(att: VolumeAttachment, inst: Instance) -> bool:
+    return att.status != "attached" or att.node_id != inst.node_id \
+        or _kept(att, inst) is None
 
 
 def on_server_delete(session: Session, inst: Instance) -> None:
