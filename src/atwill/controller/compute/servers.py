@@ -99,7 +99,10 @@ def _create_in_steps(request: Request, ctl: Any, creds: Credentials, spec: dict[
 
 
 def check_metadata_quota(session: Any, project_id: str, meta: dict[str, str]) -> None:
-    """Nova's metadata_items quota on a new server: a 403 past the project's limit."""
+    """Nova's metadata_items quota on a new server: a 403 past the project's limit. No
+    metadata is within any limit (limits are >= -1): the limits are not read then."""
+    if not meta:
+        return
     limit = project_limits(session, project_id)["metadata_items"]
     if limit != -1 and len(meta) > limit:
         raise Forbidden(f"Quota exceeded for metadata_items: Requested {len(meta)}, but the "

@@ -37,6 +37,7 @@ from ..volume import placement as volume_placement
 from . import actions, lifecycle, locks, new_instance, resize_usage, zones
 
 log = logging.getLogger("atwill.servers")
+NO_LISTS = (lazyload(Image.tags), lazyload(Image.members))
 HOSTNAME_BAD = re.compile(r"[^a-z0-9-]+")
 # A boot from volume rolled back for lock contention is tried again (create()): at most
 # this many tries in all, each after a pause drawn from BUILD_BACKOFF (seconds) times the
@@ -93,10 +94,13 @@ def find_image(session: Session, ref: str, creds: Credentials) -> Image:
     ref = ref.rstrip("/").rsplit("/", 1)[-1]
     if (peer_image := scoped_image(session, ref)) is not None:
         return peer_image  # X-Scope {"image": peer}: the peer's image, checked there
-    try:
-        image = image_common.find_image(session, creds, ref)
-    except NotFound:
-        raise BadRequest(f"Image {ref} could not be found.") from None
+    # image_common.find_image's lookup, without the image's tags and members (two
+    # queries a create; a create reads neither).
+    query = select(Image).where(Image.id == ref).options(*NO_LISTS)
+    rule = image_common.visible(creds)
+    image = session.scalar(query if rule is None else query.where(rule))
+    if image is None:
+        raise BadRequest(f"Image {ref} could not be found.")
     if image.status != "active":
         raise BadRequest(f"Image {ref} is not active.")
     return image

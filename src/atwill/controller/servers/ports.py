@@ -38,8 +38,8 @@ def validate(session: Session, creds: Credentials, networks: Any) -> list[dict[s
                 raise Conflict(f"Port {port.id} is still in use.")
             out.append({"port": port.id, "user_port": True})
         elif item.get("uuid"):
-            network = access.find(session, creds, Network, str(item["uuid"]))
-            entry: dict[str, Any] = {"network": network.id}
+            entry: dict[str, Any] = {"network": _network_id(session, creds,
+                                                            str(item["uuid"]))}
             if item.get("fixed_ip"):
                 entry["fixed_ip"] = str(item["fixed_ip"])
             out.append(entry)
@@ -47,6 +47,14 @@ def validate(session: Session, creds: Credentials, networks: Any) -> list[dict[s
             raise BadRequest("Invalid input for field 'networks': each entry needs a uuid "
                              "or a port.")
     return out
+
+
+def _network_id(session: Session, creds: Credentials, ident: str) -> str:
+    """The id of the network if the caller may see it, else access.find's 404: its id
+    alone (a Network loads its subnets too, a query a create's first step never uses)."""
+    found = session.scalar(select(Network.id).where(Network.id == ident,
+                                                    access.visible(creds, Network)))
+    return found if found is not None else access.find(session, creds, Network, ident).id
 
 
 def auto_network(session: Session, creds: Credentials) -> str | None:
