@@ -1,7 +1,9 @@
 """What a server create and a node's instances build read (issue 19, bench creates): a
 create's first step reads neither the image's tags and members, nor the network's
-subnets, nor the quota limits twice; a build reads each image and network once, not once
-per server (session.get finds an object only while something holds it)."""
+subnets, nor the quota limits twice, and the flavor with its extra specs in one
+statement; its second step reads the image's properties with the server's row and the
+network with its subnets; a build reads each image and network once, not once per server
+(session.get finds an object only while something holds it)."""
 
 from __future__ import annotations
 
@@ -11,13 +13,13 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, event
+from sqlalchemy import delete, event, select
 
 from atwill.config import Settings
 from atwill.controller.compute import servers
 from atwill.controller.compute.server_input import parse_create
 from atwill.controller.db.image import Image
-from atwill.controller.db.models import Flavor, Instance, Node, Quota
+from atwill.controller.db.models import Flavor, FlavorExtraSpec, Instance, Node, Quota
 from atwill.controller.db.network import IPAllocation, Network, Port, Subnet
 from atwill.controller.db.session import Database
 from atwill.controller.servers import create_steps
@@ -44,7 +46,10 @@ def cloud(qdb: Database) -> Iterator[Database]:
     with qdb.session() as session:
         session.add(Node(id="id-a", name="node-a", state="up", vcpus=64, memory_mb=65536,
                          local_gb=1000, inventory={}))
-        session.add(Flavor(flavorid="one", name="one", ram=256, vcpus=1, disk=1))
+        flavor = Flavor(flavorid="one", name="one", ram=256, vcpus=1, disk=1)
+        session.add(flavor)
+        session.flush()
+        session.add(FlavorExtraSpec(flavor_id=flavor.id, key="quota:cpu_shares", value="512"))
         session.add(Image(id="img", name="img", status="active", visibility="public",
                           disk_format="raw", container_format="bare", size=1))
         for resource in ("instances", "cores", "ram"):
@@ -59,8 +64,8 @@ def cloud(qdb: Database) -> Iterator[Database]:
                            allocation_pools=[{"start": "10.66.0.2", "end": "10.66.0.254"}]))
     yield qdb
     with qdb.session() as session:
-        for table in (IPAllocation, Port, Instance, Subnet, Network, Quota, Image, Flavor,
-                      Node):
+        for table in (IPAllocation, Port, Instance, Subnet, Network, Quota, Image,
+                      FlavorExtraSpec, Flavor, Node):
             session.execute(delete(table))
 
 
@@ -97,12 +102,33 @@ def _reads(seen: list[str], table: str) -> int:
 
 def test_a_creates_first_step_reads_what_it_uses_once(cloud: Database) -> None:
     with statements(cloud) as seen:
-        assert len(_record(cloud)) == 1
-    # Before: tags and members with the image, subnets with the network, and the quota
-    # limits read by the metadata check and again by the quota check.
+        ids = _record(cloud)
+    # Before: tags and members with the image, subnets with the network, the quota
+    # limits read by the metadata check and again by the quota check, the flavor's
+    # extra specs in a statement of their own.
     assert _reads(seen, "image_tags") == _reads(seen, "image_members") == 0
-    assert _reads(seen, "subnets") == 0
+    assert _reads(seen, "subnets") == _reads(seen, "flavor_extra_specs") == 0
     assert _reads(seen, "quota_classes") == _reads(seen, "quotas") == 1
+    with cloud.session() as session:
+        server = session.get(Instance, ids[0])
+        assert server is not None
+        assert server.flavor["extra_specs"] == {"quota:cpu_shares": "512"}
+
+
+def test_a_creates_second_step_reads_the_image_and_subnets_with_their_rows(
+        cloud: Database) -> None:
+    ids = _record(cloud)
+    with cloud.session() as session, statements(cloud) as seen:
+        create_steps.place(session, CTL, _creds(), ids)
+    # Before: the image's properties and the network's subnets in statements of their own.
+    assert not [s for s in seen if s.startswith("SELECT images.properties")]
+    assert _reads(seen, "subnets") == 0
+    with cloud.session() as session:
+        server = session.get(Instance, ids[0])
+        assert server is not None and server.node_id == "id-a"
+        address = session.scalar(select(IPAllocation.ip_address).join(
+            Port, Port.id == IPAllocation.port_id).where(Port.device_id == ids[0]))
+        assert address == "10.66.0.2"
 
 
 def test_metadata_past_its_limit_is_still_refused(cloud: Database) -> None:

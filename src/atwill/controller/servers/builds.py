@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import String, bindparam, func, select
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session, lazyload
+from sqlalchemy.orm import Session, joinedload, lazyload
 from sqlalchemy.orm.util import identity_key
 
 from ...core import imagefit, scheduler
@@ -48,15 +48,21 @@ BUILD_BACKOFF = (0.01, 0.05)
 RETRIED_STATES = ("40P01", "40001")
 
 
-def image_properties(session: Session, inst: Instance) -> dict[str, str]:
-    """The server's image's properties (none for a peer's image or none at all): the
-    image as this session loaded it, else its properties column alone (a whole Image
-    loads its tags and members too: 8 % of a create's second step, create_steps.py)."""
+def image_properties(session: Session, inst: Instance,
+                     read: dict[str, Any] | None = None) -> dict[str, str]:
+    """The server's image's properties (none for a peer's image or none at all): as the
+    caller read them with the server (read: server id -> the column), else the image as
+    this session loaded it, else its properties column alone (a whole Image loads its
+    tags and members too: 8 % of a create's second step, create_steps.py)."""
     if not inst.image_id:
         return {}
     known = session.identity_map.get(identity_key(Image, inst.image_id))
-    properties = known.properties if isinstance(known, Image) else session.scalar(
-        select(Image.properties).where(Image.id == inst.image_id))
+    if read is not None and inst.id in read:
+        properties = read[inst.id]
+    elif isinstance(known, Image):
+        properties = known.properties
+    else:
+        properties = session.scalar(select(Image.properties).where(Image.id == inst.image_id))
     return {k: str(v) for k, v in (properties or {}).items()}
 
 
@@ -73,9 +79,10 @@ def pci_requests(ctl: Controller, inst: Instance) -> tuple[scheduler.PciRequest,
 
 def find_flavor(session: Session, ref: str, creds: Credentials) -> Flavor:
     ref = ref.rstrip("/").rsplit("/", 1)[-1]
-    # Its access list is read only for a private flavor (not with every create).
-    flavor = session.scalar(select(Flavor).where(Flavor.flavorid == ref)
-                            .options(lazyload(Flavor.projects)))
+    # Its access list is read only for a private flavor (not with every create); its
+    # extra specs in the same statement (flavorid is unique).
+    flavor = session.scalars(select(Flavor).where(Flavor.flavorid == ref).options(
+        lazyload(Flavor.projects), joinedload(Flavor.extra_specs))).unique().first()
     if flavor is None:
         raise BadRequest(f"Flavor {ref} could not be found.")
     if not flavor.is_public and not creds.is_admin and creds.project_id not in {
@@ -280,8 +287,10 @@ def record(session: Session, ctl: Controller, creds: Credentials, spec: dict[str
 
 
 def place_all(session: Session, ctl: Controller, creds: Credentials, made: list[Instance],
-              mappings: list[dict[str, Any]]) -> None:
-    """Schedule and claim each server recorded, then its ports and volumes."""
+              mappings: list[dict[str, Any]],
+              properties: dict[str, Any] | None = None) -> None:
+    """Schedule and claim each server recorded, then its ports and volumes (properties:
+    image_properties' `read`)."""
     from . import ports  # noqa: PLC0415 - networking joins late
 
     if mappings:
@@ -291,7 +300,8 @@ def place_all(session: Session, ctl: Controller, creds: Credentials, made: list[
         server_volumes_boot.lock_ahead(session, creds, mappings, len(made))
         volume_placement.forbid_waits(session)
     for inst in made:
-        req = lifecycle.request_for(session, inst, image_properties(session, inst),
+        req = lifecycle.request_for(session, inst,
+                                    image_properties(session, inst, properties),
                                     pci_requests(ctl, inst))
         if lifecycle.schedule(session, ctl, inst, req, new=True):
             ports.allocate(session, ctl, inst, creds)

@@ -78,7 +78,7 @@ from ...core.policy import Credentials
 from ..compute import server_volumes_state
 from ..context import Controller
 from ..db.base import utcnow
-from ..db.models import Instance
+from ..db.models import Image, Instance
 from ..db.session import Database
 from ..revision import bump
 from . import actions, builds, ports
@@ -126,9 +126,13 @@ def waiting(inst: Instance) -> bool:
 def place(session: Session, ctl: Controller, creds: Credentials,
           ids: list[str]) -> list[Instance]:
     """Step 2: the recorded servers (in their order) scheduled, claimed, given ports."""
-    rows = {inst.id: inst for inst in session.scalars(
-        select(Instance).where(Instance.id.in_(ids)).order_by(Instance.id)
-        .with_for_update())}
+    # Each row locked with its image's properties (what scheduling reads of the image)
+    # in the same statement.
+    locked = session.execute(
+        select(Instance, Image.properties).outerjoin(Image, Image.id == Instance.image_id)
+        .where(Instance.id.in_(ids)).order_by(Instance.id).with_for_update(of=Instance)).all()
+    rows = {inst.id: inst for inst, _ in locked}
+    properties = {inst.id: props for inst, props in locked}
     made = [rows[i] for i in ids if i in rows]
     gone = [i for i in ids if i not in rows or not waiting(rows[i])]
     if gone:
@@ -136,7 +140,7 @@ def place(session: Session, ctl: Controller, creds: Credentials,
         # past STALE between the steps; or a delete): never a 202 for a server not made.
         raise Conflict(f"The server create was interrupted: server {gone[0]} was deleted "
                        "before it was scheduled. Create it again.")
-    builds.place_all(session, ctl, creds, made, [])
+    builds.place_all(session, ctl, creds, made, [], properties)
     return made
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from ...core.errors import BadRequest, Conflict
 from ...core.policy import Credentials
@@ -101,7 +101,9 @@ def allocate(session: Session, ctl: Controller, inst: Instance, creds: Credentia
             port.device_id, port.device_owner = inst.id, OWNER
             port.host_id, port.status = host, "DOWN"
             continue
-        network = session.get(Network, request["network"])
+        # Its subnets (the addresses' pools) in the same statement.
+        network = session.get(Network, request["network"],
+                              options=[joinedload(Network.subnets)])
         if network is None:  # deleted since the create was checked
             raise BadRequest(f"Network {request['network']} could not be found.")
         wanted = [{"ip_address": request["fixed_ip"]}] if request.get("fixed_ip") else None
