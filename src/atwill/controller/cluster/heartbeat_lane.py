@@ -83,7 +83,7 @@ class HeartbeatLane:
     def _lean(self, scope: dict[str, Any], node_id: str, cert: bytes, raw: bytes
               ) -> dict | liveness.Held | None:
         try:
-            data = json_edge.loads(raw)
+            data = _decoded(raw)
             if not isinstance(data, dict):
                 return None
             body = checked(Heartbeat.model_validate(data))
@@ -101,6 +101,26 @@ class HeartbeatLane:
             return None
 
 
+def _decoded(raw: bytes) -> Any:
+    """json_edge.loads(raw), without its scan where that scan cannot refuse the body: no
+    backslash (so no lone surrogate escape), no NUL (so UTF-8, not 16 or 32), no more
+    brackets than its depth limit; valid UTF-8 without a BOM (else json_edge's answer).
+    The scan, a Python loop over the body's brackets and quotes, and a decoder made per
+    call were a sixth of the lane's own CPU per beat."""
+    if b"\\" in raw or b"\x00" in raw \
+            or raw.count(b"{") + raw.count(b"[") > json_edge.MAX_DEPTH:
+        return json_edge.loads(raw)
+    try:
+        return _DECODER.decode(raw.decode("utf-8"))
+    except ValueError:  # malformed, a BOM, not UTF-8, NaN or Infinity: json_edge says
+        return json_edge.loads(raw)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
 ORDER = beat_order.HEADER.lower().encode("latin-1")
 HOLD_WAIT = liveness.HOLD_WAIT  # seconds a held beat waits for its flush (0.4 s, at most
 # half the agent's BEAT_ANSWER); then the full route takes it
