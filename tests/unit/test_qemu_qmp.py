@@ -142,3 +142,33 @@ def test_a_hostile_qemu_gives_qmp_errors_only(fake_qemu: Any, command: str) -> N
 def test_a_malformed_run_state_is_a_qmp_error(fake_qemu: Any) -> None:
     with QMP(fake_qemu(hostile), timeout=2) as qmp, pytest.raises(QMPError, match="status"):
         run_state(qmp)
+
+
+@pytest.mark.parametrize("first_line", [None, b'{"not": "a greeting"}\n'])
+def test_a_failed_greeting_closes_the_socket(first_line: bytes | None) -> None:
+    """A QEMU still starting (no greeting in time) or a stranger on the socket: the failed
+    connect closes its socket (the context manager's exit never runs); seen on a loaded
+    host as qemu-storage-daemon's readiness loop leaking one socket a try."""
+    seen: list[bytes] = []
+    with tempfile.TemporaryDirectory(prefix="awt-qmp-") as tmp:
+        path = Path(tmp) / "qmp.sock"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+            server.bind(str(path))
+            server.listen(1)
+
+            def peer() -> None:
+                conn, _ = server.accept()
+                with conn:
+                    if first_line is not None:
+                        conn.sendall(first_line)
+                    conn.settimeout(5)
+                    seen.append(conn.recv(100))  # b"" once the client's end is closed
+
+            thread = threading.Thread(target=peer, daemon=True)
+            thread.start()
+            monitor = QMP(path, timeout=0.3)
+            with pytest.raises(QMPError):
+                monitor.__enter__()
+            thread.join(10)
+    assert monitor._sock is None
+    assert seen == [b""]

@@ -58,11 +58,16 @@ class QMP:
             sock.close()
             raise QMPError(f"cannot connect to {self.path}: {exc}") from None
         self._sock = sock
-        greeting = self._read(time.monotonic() + self.timeout)
-        if "QMP" not in greeting:
+        try:
+            greeting = self._read(time.monotonic() + self.timeout)
+            if "QMP" not in greeting:
+                raise QMPError(f"no QMP greeting from {self.path}: {greeting}")
+            self.execute("qmp_capabilities")
+        except BaseException:
+            # No greeting in time (a process still starting, a loaded host) or a refused
+            # negotiation: the context manager's exit never runs, so close here.
             self.close()
-            raise QMPError(f"no QMP greeting from {self.path}: {greeting}")
-        self.execute("qmp_capabilities")
+            raise
 
     def close(self) -> None:
         """Close the socket; QEMU then accepts the next client."""
