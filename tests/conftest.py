@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 
 import pytest
@@ -46,7 +47,14 @@ POSTGRES_MODULES = frozenset({
 ENGINE_FREE = "engine_free"
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    # A TERM (scripts/test stopping the lab tier it runs in the background, a CI timeout)
+    # ends the run as Ctrl-C does: the fixtures' teardowns remove what the tests made.
+    signal.signal(signal.SIGTERM, _terminated)
     config.addinivalue_line(
         "markers", f"{ENGINE_FREE}(reason): runs on SQLite only, what it checks does not "
         "depend on the database engine (tests/conftest.py says when)")
