@@ -95,6 +95,13 @@ Measured (2026-12-07, in process, 1,000 buffered beats a flush, median of 20): o
 beats flush in 1.04x the time of unordered ones on PostgreSQL (76.2 vs 73.6 ms) and
 1.05x on SQLite (41.2 vs 39.3 ms). The full path's extra conditional UPDATE per ordered
 beat is not measured.
+A flush on PostgreSQL (2026-12-08): one UPDATE reading the beats from one JSONB object by
+row id (was an executemany, a statement a beat), its reads of one shape (= ANY(:ids), was an
+IN list of changing length) on the Core connection. `atwill bench fleet --nodes 2000
+--compare tree` (heartbeats only, one worker, the old tree first, load ~2.3): 430 -> 1,305
+beats/s (3.03x), controller CPU 2.32 -> 0.74 ms a beat (0.32x), PostgreSQL 0.33 -> 0.11 ms;
+both still near a full core (the goal, 0.25 ms, missed). In process, 2,000 nodes: a flush's
+CPU 116-130 -> 42-72 us a beat.
 ATWILL_HEARTBEAT_PATH=full turns the lean path off (what `atwill bench fleet` compares
 against).
 """
