@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ...core.errors import BadRequest
-from ...core.volume_transitions import VOLUME_BUILDING
+from ...core.volume_transitions import VOLUME_BUILDING, WAIT, on_node_word
 from ..db.base import utcnow
 from ..db.models import Instance
 from ..db.volume import Volume, VolumeAttachment
@@ -213,7 +213,7 @@ def desired(session: Session, inst: Instance) -> list[dict[str, Any]] | None:
 def report(session: Session, inst: Instance, seen: dict[str, Any]) -> None:
     """Settle the instance's attachments from its node's report ("volumes")."""
     changed = False
-    for att in _settling(session, inst):
+    for att in _settling(session, inst, seen):
         outcome = attach_outcomes.word(att, seen)  # an error of another attempt: no word
         if att.node_id != inst.node_id:  # the server moved (evacuated): its node reports
             att.node_id, att.node_name = inst.node_id, inst.node_name
@@ -244,17 +244,20 @@ def report(session: Session, inst: Instance, seen: dict[str, Any]) -> None:
         bump(session, of=inst)
 
 
-def _settling(session: Session, inst: Instance) -> list[VolumeAttachment]:
-    """The server's attachments for its node's report to settle; those in transition read
-    again under their volumes' locks (FOR UPDATE, id order; after the server's row: the
-    order of volume/lock_order.py). Read unlocked, a detach committed meanwhile was undone:
-    the report wrote the attach it had read over it, the volume in-use again. Settled
-    ones (attached, their export kept) take no lock: most beats change nothing."""
+def _settling(session: Session, inst: Instance, seen: dict[str, Any]
+              ) -> list[VolumeAttachment]:
+    """The server's attachments for its node's report to settle; those the report would
+    change read again under their volumes' locks (FOR NO KEY UPDATE, the strength of the
+    writes they precede, in id order; after the server's row: volume/lock_order.py).
+    Read unlocked, a detach committed meanwhile was undone: the report wrote the attach
+    it had read over it, the volume in-use again. One it leaves as it is takes no lock
+    (a heartbeat holds its node's row, which a server's delete updates after locking its
+    volumes: a lock at each beat of an attach the node had not plugged in deadlocked)."""
     atts = of_server(session, inst.id)
     locked: set[str] = set()
-    while wanted := {a.volume_id for a in atts if _unsettled(a, inst)} - locked:
+    while wanted := {a.volume_id for a in atts if _moves(a, inst, seen)} - locked:
         session.scalars(select(Volume).where(Volume.id.in_(sorted(wanted)))
-                        .order_by(Volume.id).with_for_update()
+                        .order_by(Volume.id).with_for_update(key_share=True)
                         .execution_options(populate_existing=True)).all()
         locked |= wanted
         atts = list(session.scalars(select(VolumeAttachment).where(
@@ -264,9 +267,21 @@ def _settling(session: Session, inst: Instance) -> list[VolumeAttachment]:
     return atts
 
 
-def _unsettled(att: VolumeAttachment, inst: Instance) -> bool:
-    return att.status != "attached" or att.node_id != inst.node_id \
-        or _kept(att, inst) is None
+def _moves(att: VolumeAttachment, inst: Instance, seen: dict[str, Any]) -> bool:
+    """Whether report() may change the attachment (its branches, read unlocked)."""
+    if att.node_id != inst.node_id:
+        return True
+    reported = seen.get("volumes")
+    outcome = reported.get(att.volume_id) if isinstance(reported, dict) else None
+    if att.status == "attaching":
+        return outcome == "attached" or (isinstance(outcome, str)
+                                         and outcome.startswith("error"))
+    if att.status == "attached":
+        return outcome == "attached" and _kept(att, inst) is None
+    if att.status != "detaching":
+        return False
+    unwinding = bool((att.connector or {}).get(attach_outcomes.UNWIND_KEY))
+    return outcome is None or on_node_word(att.status, unwinding, outcome) != WAIT
 
 
 def on_server_delete(session: Session, inst: Instance) -> None:
