@@ -45,3 +45,10 @@ def test_the_lane_decodes_as_json_edge_does(raw: bytes) -> None:
     assert _outcome(_decoded, raw) == expected
     if raw in (BEAT, b"[" * 33 + b"]" * 33, b'{"a":"\\ud800"}', b'{"running_vms":NaN}'):
         assert expected[0] == ("value" if raw == BEAT else "400")  # the cases that matter
+
+
+def test_the_lane_refuses_a_number_beyond_a_double() -> None:
+    """A lean beat's body with 1e999 (no backslash, few brackets: the lane's own decoder)
+    is a 400 as at the edge, not an infinity that fails the flush of every node's beat."""
+    with pytest.raises(BadRequest, match="out of range"):
+        _decoded(b'{"overlay": {"x": 1e999}, "running_vms": 0}')

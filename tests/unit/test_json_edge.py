@@ -63,3 +63,18 @@ def test_a_body_at_the_size_limit_is_checked_quickly() -> None:
     started = time.perf_counter()
     json_edge.check(raw)
     assert time.perf_counter() - started < 1.0
+
+
+@pytest.mark.parametrize("raw", [b'{"x": 1e999}', b'{"x": -1e999}', b'[1.5e400]',
+                                 b'{"overlay": {"x": 1E+309}, "running_vms": 0}'])
+def test_a_number_beyond_a_double_is_refused(raw: bytes) -> None:
+    """Review finding: 1e999 read as infinity, which json.dumps writes as Infinity and
+    PostgreSQL's json refuses: one node's lean heartbeat failed its whole flush (then
+    retried beat by beat)."""
+    with pytest.raises(BadRequest, match="out of range"):
+        json_edge.loads(raw)
+
+
+def test_large_finite_numbers_still_read() -> None:
+    assert json_edge.loads(b'[1.7976931348623157e308, -2.5e-320, 1e2, 10]') == [
+        1.7976931348623157e308, -2.5e-320, 100.0, 10]

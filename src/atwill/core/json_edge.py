@@ -10,6 +10,7 @@ backslashes, so it costs little even for a body at the size limit.
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -81,10 +82,20 @@ def _constant(name: str) -> Any:
     raise BadRequest(f"Invalid input: {name} is not a JSON number.")
 
 
+def finite(text: str) -> float:
+    """A JSON number with a fraction or exponent as a float; one beyond a double's range
+    (1e999 reads as infinity, which no JSON encoder or database column takes back) is a
+    400."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise BadRequest(f"Invalid input: the number {text[:24]} is out of range.")
+    return value
+
+
 def loads(raw: bytes, max_depth: int = MAX_DEPTH) -> Any:
     """The JSON value of raw, or a 400 saying what is wrong with it."""
     check(raw, max_depth)
     try:
-        return json.loads(raw, parse_constant=_constant)
+        return json.loads(raw, parse_constant=_constant, parse_float=finite)
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("Malformed request body: it is not valid JSON.") from None

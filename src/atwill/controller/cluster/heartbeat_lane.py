@@ -120,7 +120,7 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=json_edge.finite)
 ORDER = beat_order.HEADER.lower().encode("latin-1")
 HOLD_WAIT = liveness.HOLD_WAIT  # seconds a held beat waits for its flush (0.4 s, at most
 # half the agent's BEAT_ANSWER); then the full route takes it
