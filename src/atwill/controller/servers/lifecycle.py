@@ -104,8 +104,14 @@ def fail(session: Session, inst: Instance, code: int, message: str, event: str,
 
 def report(session: Session, ctl: Controller, node: Node, reports: dict[str, Any]) -> None:
     """Apply an agent's view of its instances to the servers it should be running."""
-    found = list(session.scalars(select(Instance).where(Instance.node_id == node.id,
-                                                        Instance.deleted.is_(False))))
+    # A server another transaction holds (its delete, an action, a create's placing step)
+    # is left to the next beat (SKIP LOCKED, on PostgreSQL): those take the server's row
+    # and then the node's, which this beat's claim already holds, so waiting for the
+    # server here deadlocked with them. FOR NO KEY UPDATE, as the report's UPDATE takes:
+    # an attach's FOR KEY SHARE does not make a server skipped.
+    found = list(session.scalars(
+        select(Instance).where(Instance.node_id == node.id, Instance.deleted.is_(False))
+        .with_for_update(key_share=True, skip_locked=True)))
     # Which have attachments to settle, read for all at once (a query a server was most
     # of a full beat's cost at 20 servers a node: bench creates).
     with_volumes = set(session.scalars(select(VolumeAttachment.instance_id).distinct().where(
