@@ -175,3 +175,26 @@ def test_a_build_reads_each_image_and_network_once(cloud: Database) -> None:
                and s["nics"][0]["fixed_ips"][0]["cidr"] == "10.66.0.0/24" for s in six)
     # Before: the image, the network and its subnets read again for each server.
     assert six_reads == two_reads
+
+
+def test_another_projects_external_network_is_an_admins_to_attach_to(
+        cloud: Database) -> None:
+    """Review finding: a member booted on another project's external network that is not
+    shared (everyone sees an external network); Nova answers 403
+    (ExternalNetworkAttachForbidden, network:attach_external_network is admin's)."""
+    with cloud.session() as session:
+        session.add(Network(id="ext", name="ext", project_id="other", external=True,
+                            shared=False, mtu=1450, segmentation_id=813))
+        session.add(Network(id="ext-shared", name="ext-shared", project_id="other",
+                            external=True, shared=True, mtu=1450, segmentation_id=814))
+    with cloud.session() as session, pytest.raises(Forbidden) as refused:
+        server_ports.validate(session, _creds(), [{"uuid": "ext"}])
+    assert refused.value.message == (
+        "It is not allowed to create an interface on external network ext")
+    admin = Credentials(user_id="a", project_id="admin", roles=frozenset({"admin"}),
+                        is_admin_project=True)
+    with cloud.session() as session:
+        assert server_ports.validate(session, admin, [{"uuid": "ext"}]) == [
+            {"network": "ext"}]
+        assert server_ports.validate(session, _creds(), [{"uuid": "ext-shared"}]) == [
+            {"network": "ext-shared"}]

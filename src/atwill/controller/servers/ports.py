@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, joinedload
 
-from ...core.errors import BadRequest, Conflict
+from ...core.errors import BadRequest, Conflict, Forbidden
 from ...core.policy import Credentials
 from ..context import Controller
 from ..db.models import Instance
@@ -51,10 +51,17 @@ def validate(session: Session, creds: Credentials, networks: Any) -> list[dict[s
 
 def _network_id(session: Session, creds: Credentials, ident: str) -> str:
     """The id of the network if the caller may see it, else access.find's 404: its id
-    alone (a Network loads its subnets too, a query a create's first step never uses)."""
-    found = session.scalar(select(Network.id).where(Network.id == ident,
-                                                    access.visible(creds, Network)))
-    return found if found is not None else access.find(session, creds, Network, ident).id
+    alone (a Network loads its subnets too, a query a create's first step never uses).
+    An external network that is not shared is an admin's to attach to, as in Nova
+    (network:attach_external_network): everyone sees it, a member gets 403."""
+    found = session.execute(select(Network.id, Network.external, Network.shared).where(
+        Network.id == ident, access.visible(creds, Network))).first()
+    if found is None:
+        return access.find(session, creds, Network, ident).id
+    if found.external and not found.shared and not creds.is_admin:
+        raise Forbidden(f"It is not allowed to create an interface on external network "
+                        f"{found.id}")
+    return str(found.id)
 
 
 def auto_network(session: Session, creds: Credentials) -> str | None:
