@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ...core.errors import BadRequest, Conflict, Forbidden, NotFound
@@ -172,9 +173,21 @@ def volume_attachment_put(server_id: str, volume_id: str, request: Request,
                              "one before microversion 2.85.")
         authorize(creds, "compute:servers:action", project_id=inst.project_id)
         refuse_locked(inst, creds)
-        _update(att, data)
+        _update(_held(session, att, volume_id), data)
         bump(session, of=inst)
     return Response(status_code=202)
+
+
+def _held(session: Session, att: VolumeAttachment, volume_id: str) -> VolumeAttachment:
+    """The attachment read again under its row lock: a detach or a node's report that
+    deleted it meanwhile is a 404 (its UPDATE matched no row: a 500 before). Only the
+    attachment's own row: no volume or server lock is waited for while holding it."""
+    held = session.scalar(select(VolumeAttachment).where(
+        VolumeAttachment.id == att.id, VolumeAttachment.status.in_(state.LISTED))
+        .with_for_update().execution_options(populate_existing=True))
+    if held is None:
+        raise NotFound(f"No volume Block Device Mapping with id {volume_id[:64]}.")
+    return held
 
 
 def _update(att: VolumeAttachment, data: dict[str, Any]) -> None:
