@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import multiprocessing
+import os
 import random
 import resource
 import ssl
@@ -146,7 +147,12 @@ async def serve(pipe: Connection, specs: list[Spec], host: str, port: int,
                 beats.measuring = True
             elif command == "stop":
                 beats.measuring = False
+                # add_reader left the pipe non-blocking (uvloop): a phase's latencies
+                # beyond the pipe's buffer failed with EAGAIN (two controller workers,
+                # 2,000 nodes). The parent reads them now: block until they are sent.
+                os.set_blocking(pipe.fileno(), True)
                 pipe.send((beats.latencies, beats.errors, cpu() - began))
+                os.set_blocking(pipe.fileno(), False)
     finally:
         loop.remove_reader(pipe.fileno())
         for task in tasks:
