@@ -13,9 +13,9 @@ from ...core.errors import BadRequest, Conflict, NotFound
 from ...core.microversion import Version
 from ...core.policy import Credentials
 from ...core.text import has_control
+from ..cluster import nodes
 from ..db.base import iso
 from ..db.compute import Node
-from ..cluster import nodes
 from ..service import authorize, caller, controller, json_body
 from .common import api_version
 from .nodes import (
