@@ -11,6 +11,8 @@ wait on them for ever (pinned here: a write of the server after the volume would
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlalchemy import select, text, update
 
 from atwill.controller.compute import server_volumes, server_volumes_state, servers
@@ -52,6 +54,31 @@ def _booting_from(db: Database, server_id: str, node_id: str) -> None:
                                 node_name="node-a", device="/dev/vda"))
 
 
+def _delete_while(db: Database, server_id: str, report: Callable[[], None]) -> None:
+    """The server's delete with report run in another transaction once the delete holds
+    the server's row (its first lock, server_volumes_state.lock_for_delete); then its
+    volumes: a report that held a volume and waited for the server deadlocked with it
+    (PostgreSQL's deadlock error, one of the two rolled back). Neither may fail."""
+    delete_errors: list[BaseException] = []
+    with db.session() as session:
+        inst = session.get(Instance, server_id)
+        assert inst is not None
+        session.execute(select(Instance.id).where(Instance.id == server_id)
+                        .with_for_update())
+        thread, errors = _run(report)
+        _until_waiting_or_done(db, thread)
+        try:
+            session.execute(text("SET LOCAL lock_timeout = '5s'"))
+            servers.delete(session, inst, "req-delete", _creds())
+            session.flush()
+        except Exception as exc:  # noqa: BLE001 - asserted below
+            delete_errors.append(exc)
+            session.rollback()
+    thread.join(WAIT)
+    assert not thread.is_alive()
+    assert delete_errors == [] and errors == []
+
+
 def test_a_failed_boot_volumes_report_and_the_servers_delete_do_not_deadlock(
         cloud: Database) -> None:  # noqa: F811 - the fixture imported above
     _postgres(cloud)
@@ -65,27 +92,7 @@ def test_a_failed_boot_volumes_report_and_the_servers_delete_do_not_deadlock(
             assert node is not None
             storage_report(session, node, {"boot": {"state": "error", "error": "no room"}})
 
-    delete_errors: list[BaseException] = []
-    with cloud.session() as session:
-        inst = session.get(Instance, server_id)
-        assert inst is not None
-        # The delete's first lock (server_volumes_state.lock_for_delete)...
-        session.execute(select(Instance.id).where(Instance.id == server_id)
-                        .with_for_update())
-        thread, errors = _run(report)
-        _until_waiting_or_done(cloud, thread)
-        try:
-            # ...then its volumes: the report held the volume and waited for the server
-            # (PostgreSQL's deadlock error, one of the two rolled back).
-            session.execute(text("SET LOCAL lock_timeout = '5s'"))
-            servers.delete(session, inst, "req-delete", _creds())
-            session.flush()
-        except Exception as exc:  # noqa: BLE001 - asserted below
-            delete_errors.append(exc)
-            session.rollback()
-    thread.join(WAIT)
-    assert not thread.is_alive()
-    assert delete_errors == [] and errors == []
+    _delete_while(cloud, server_id, report)
     with cloud.session() as session:
         inst = session.get(Instance, server_id)
         assert inst is not None and inst.deleted and inst.vm_state == "deleted"
@@ -114,24 +121,7 @@ def test_an_export_error_failing_a_boot_and_the_servers_delete_do_not_deadlock(
                 "state": "available", "exports": {"elsewhere": {"host": "h", "port": 1}},
                 "export_errors": {node_id: "no route"}}})
 
-    delete_errors: list[BaseException] = []
-    with cloud.session() as session:
-        inst = session.get(Instance, server_id)
-        assert inst is not None
-        session.execute(select(Instance.id).where(Instance.id == server_id)
-                        .with_for_update())
-        thread, errors = _run(report)
-        _until_waiting_or_done(cloud, thread)
-        try:
-            session.execute(text("SET LOCAL lock_timeout = '5s'"))
-            servers.delete(session, inst, "req-delete", _creds())
-            session.flush()
-        except Exception as exc:  # noqa: BLE001 - asserted below
-            delete_errors.append(exc)
-            session.rollback()
-    thread.join(WAIT)
-    assert not thread.is_alive()
-    assert delete_errors == [] and errors == []
+    _delete_while(cloud, server_id, report)
     with cloud.session() as session:
         inst = session.get(Instance, server_id)
         assert inst is not None and inst.deleted and inst.vm_state == "deleted"
